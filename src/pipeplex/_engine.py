@@ -1,0 +1,362 @@
+"""The engine: starts the cast in order, watches it, and stops it the same way every time.
+
+One asyncio TaskGroup owns a supervisor task per member and the stopper; nothing runs
+outside it, so an error anywhere reaches :meth:`Engine.run`. Members start in waves
+(``after`` dependencies, each waiting for its dependencies to be *ready*), and stop in
+the reverse waves: close stdin, SIGTERM to the process group, a grace period, SIGKILL,
+every step announced on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._bus import Bus
+from ._events import Note, Ready
+from ._readiness import LineWatch, port_accepts
+from ._recent import RecentOutput
+from ._signals import describe_returncode, exit_status, signal_name
+from .cast.spec import CastSpec, expand
+from .errors import SpawnError
+from .inputs.router import Router
+from .participants import Process
+
+__all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure")
+
+DEFAULT_GRACE = 5.0
+BACKOFF_START = 0.1
+BACKOFF_CAP = 5.0
+RESTART_RESET = 10.0
+"""A member that ran this long before exiting starts its restart count afresh."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why the run will exit non-zero: the first member that failed on its own."""
+
+    name: str
+    status: int
+    reason: str
+
+
+class Engine:
+    """Runs one cast from start to a clean stop. Use :meth:`run` once."""
+
+    def __init__(
+        self,
+        cast: CastSpec,
+        bus: Bus,
+        *,
+        grace: float = DEFAULT_GRACE,
+        columns: int = 80,
+        env_overrides: Mapping[str, str] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.cast = cast
+        self.bus = bus
+        self.grace = grace
+        self._sleep = sleep
+        self.members: dict[str, Process] = {
+            spec.name: Process(spec, bus, on_crash=self.crash, columns=columns,
+                               env_overrides=env_overrides)
+            for spec in cast.procs
+        }
+        self.router = Router(self.members)
+        self.variables: dict[str, str] = {}
+        self.failures: list[Failure] = []
+        self.restarts: dict[str, int] = dict.fromkeys(self.members, 0)
+        self.interrupted_by: int | None = None
+        self.recent = RecentOutput()
+        bus.subscribe(self.recent)
+        self._stop: asyncio.Future[str | None] | None = None
+        self._force: asyncio.Future[None] | None = None
+        self._crash: asyncio.Future[None] | None = None
+        self._ready: dict[str, asyncio.Future[None]] = {}
+        self._running_supervisors = 0
+        self._all_done: asyncio.Future[None] | None = None
+        self._early_stop: tuple[str | None, int | None] | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop is not None and self._stop.done()
+
+    # Control from outside ----------------------------------------------------------------
+
+    def request_stop(self, reason: str | None = None, *, interrupted_by: int | None = None) -> None:
+        """Stop the whole cast (idempotent). ``reason`` is announced once."""
+        if self._stop is None:  # before run(): stop as soon as it begins
+            self._early_stop = self._early_stop or (reason, interrupted_by)
+            return
+        if self._stop.done():
+            return
+        if interrupted_by is not None:
+            self.interrupted_by = interrupted_by
+        if reason:
+            self.bus.publish(Note(reason))
+        self._stop.set_result(reason)
+
+    def force_stop(self) -> None:
+        """Skip the remaining grace periods: SIGKILL whatever still runs."""
+        self.request_stop()
+        if self._force is not None and not self._force.done():
+            self.bus.publish(Note("skipping the grace period: SIGKILL to every member",
+                                  level="warning"))
+            self._force.set_result(None)
+
+    def crash(self, exc: BaseException) -> None:
+        """A callback failed: end the run with this exception."""
+        if self._crash is not None and not self._crash.done():
+            self._crash.set_exception(exc)
+
+    # Running -----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start every member, run until the cast ends, and return the exit status."""
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        self._force = loop.create_future()
+        self._crash = loop.create_future()
+        self._all_done = loop.create_future()
+        self._ready = {name: loop.create_future() for name in self.members}
+        self._running_supervisors = len(self.members)
+        if self._early_stop:
+            reason, interrupted_by = self._early_stop
+            self.request_stop(reason, interrupted_by=interrupted_by)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for member in self.members.values():
+                    tg.create_task(self._supervise(member), name=f"supervise {member.name}")
+                stopper = tg.create_task(self._stopper(), name="stopper")
+                crash_watch = tg.create_task(self._watch_crash(), name="crash watch")
+                await stopper
+                crash_watch.cancel()
+        except BaseException:
+            self._kill_everything()
+            raise
+        self._summarize()
+        return self.exit_status()
+
+    async def _watch_crash(self) -> None:
+        assert self._crash is not None
+        await self._crash
+
+    def exit_status(self) -> int:
+        """0 when every member that ended on its own succeeded; else the first failure's."""
+        if self.failures:
+            return self.failures[0].status
+        if self.interrupted_by is not None:
+            return 128 + self.interrupted_by
+        return 0
+
+    def _fail(self, name: str, status: int, reason: str) -> None:
+        self.failures.append(Failure(name, status, reason))
+
+    async def _first(self, *futures: asyncio.Future[Any], within: float | None = None) -> None:
+        """Wait until one of ``futures`` is done, or ``within`` seconds have passed."""
+        await asyncio.wait(futures, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _supervise(self, member: Process) -> None:
+        try:
+            if await self._wait_for_dependencies(member):
+                await self._run_member(member)
+        finally:
+            self._running_supervisors -= 1
+            if self._running_supervisors == 0 and self._all_done and not self._all_done.done():
+                self._all_done.set_result(None)
+
+    async def _wait_for_dependencies(self, member: Process) -> bool:
+        assert self._stop is not None
+        for dep in member.spec.after:
+            await self._first(self._ready[dep], self._stop)
+            if self.stopping:
+                return False
+        return not self.stopping
+
+    async def _run_member(self, member: Process) -> None:
+        spec = member.spec
+        attempt = 0
+        while not self.stopping:
+            watch = None
+            ready_match: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+            if spec.ready:
+
+                def matched(m: object, fut: asyncio.Future[dict[str, str]] = ready_match) -> None:
+                    if not fut.done():
+                        groups: dict[str, str | None] = getattr(m, "groupdict", dict)()
+                        fut.set_result({k: v for k, v in groups.items() if v is not None})
+
+                watch = LineWatch(member.name, spec.ready, matched)
+            unsubscribe = self.bus.subscribe(watch) if watch else None
+            try:
+                await member.start(self.variables)
+            except SpawnError as exc:
+                if unsubscribe:
+                    unsubscribe()
+                self.bus.publish(Note(str(exc), level="error"))
+                self._fail(member.name, 127, str(exc))
+                self.request_stop("stopping the cast")
+                return
+            if self.stopping and not member.stopping:
+                await self._stop_member(member)
+            try:
+                await self._wait_ready(member, ready_match)
+            finally:
+                if unsubscribe:
+                    unsubscribe()
+            returncode = await member.wait_exited()
+            if member.stopping:
+                return
+            how = describe_returncode(returncode)
+            runtime = member.ended_at - member.started_at  # type: ignore[operator]
+            if spec.on_exit == "restart" and not self.stopping:
+                if runtime >= RESTART_RESET:
+                    attempt = 0
+                if attempt >= spec.max_restarts:
+                    reason = (f"{member.name} {how} and was restarted {attempt} times; "
+                              "giving up (raise max_restarts to allow more)")
+                    self.bus.publish(Note(reason, level="error"))
+                    self._fail(member.name, exit_status(returncode) or 1, reason)
+                    self.request_stop("stopping the cast")
+                    return
+                delay = min(BACKOFF_START * 2**attempt, BACKOFF_CAP)
+                attempt += 1
+                self.restarts[member.name] += 1
+                self.bus.publish(Note(f"restarting in {delay:.1f} s "
+                                      f"(restart {attempt} of {spec.max_restarts})",
+                                      name=member.name))
+                if not await self._sleep_unless_stopping(delay):
+                    return
+                continue
+            if returncode != 0:
+                self._fail(member.name, exit_status(returncode), f"{member.name} {how}")
+            if spec.on_exit == "stop":
+                self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)")
+            return
+
+    async def _sleep_unless_stopping(self, delay: float) -> bool:
+        assert self._stop is not None
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        try:
+            await self._first(sleeper, self._stop)
+        finally:
+            sleeper.cancel()
+        return not self.stopping
+
+    async def _wait_ready(self, member: Process, matched: asyncio.Future[dict[str, str]]) -> None:
+        """Wait for the member's readiness; on failure announce it and stop the cast."""
+        spec = member.spec
+        assert self._stop is not None and member._exit_seen is not None
+        ready = self._ready[member.name]
+        if ready.done():
+            return  # a restart: dependents started long ago
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + spec.ready_timeout
+        waiting_for = ""
+        if spec.ready:
+            waiting_for = f"output matching ready = {spec.ready!r}"
+            await self._first(matched, member._exit_seen, self._stop,
+                              within=deadline - loop.time())
+            if not matched.done():
+                return self._not_ready(member, waiting_for)
+            self.variables.update(matched.result())
+        if spec.ready_port:
+            port = expand(spec.ready_port, self.variables)
+            waiting_for = f"port {port} on 127.0.0.1 to accept connections"
+            probe = asyncio.ensure_future(port_accepts(int(port)))
+            try:
+                await self._first(probe, member._exit_seen, self._stop,
+                                  within=deadline - loop.time())
+            finally:
+                probe.cancel()
+            if not probe.done() or probe.cancelled():
+                return self._not_ready(member, waiting_for)
+        captured = tuple(sorted(matched.result().items())) if matched.done() else ()
+        if spec.ready or spec.ready_port:
+            self.bus.publish(Ready(member.name, captured))
+        ready.set_result(None)
+
+    def _not_ready(self, member: Process, waiting_for: str) -> None:
+        if self.stopping and member.returncode is None:
+            return
+        if member.returncode is not None:
+            what = f"{member.name} {describe_returncode(member.returncode)} before it was ready"
+        else:
+            what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
+                    f"(ready_timeout); it never showed {waiting_for}")
+        reason = f"{what}\n{self.recent.describe(member.name)}"
+        self.bus.publish(Note(reason, name=member.name, level="error"))
+        self._fail(member.name, 1, what)
+        self.request_stop("stopping the cast")
+
+    # Stopping ----------------------------------------------------------------------------
+
+    async def _stopper(self) -> None:
+        assert self._stop is not None and self._all_done is not None
+        await self._first(self._stop, self._all_done)
+        if self.stopping:
+            for wave in reversed(self.cast.start_waves()):
+                await asyncio.gather(*(self._stop_member(self.members[p.name]) for p in wave))
+            # A member whose start raced with the stop request is caught here.
+            await asyncio.gather(*(self._stop_member(m) for m in self.members.values()))
+        await self._all_done
+
+    async def _stop_member(self, member: Process) -> None:
+        assert self._force is not None
+        if member.pid is None:
+            return
+        if not member.running:
+            self._kill_leftovers(member)
+            return
+        if member.stopping:
+            await member.wait_exited()
+            return
+        member.stopping = True
+        member.state = "stopping"
+        member.close_input()
+        member.signal(signal.SIGTERM)
+        grace = member.spec.stop_timeout or self.grace
+        assert member._exit_seen is not None
+        await self._first(member._exit_seen, self._force, within=grace)
+        if not member._exit_seen.done():
+            if self._force.done():
+                self.bus.publish(Note("sent SIGKILL to its process group", name=member.name,
+                                      level="warning"))
+            else:
+                self.bus.publish(Note(f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL to its "
+                                      "process group", name=member.name, level="warning"))
+            member.signal(signal.SIGKILL)
+            await member.wait_exit_seen()
+        self._kill_leftovers(member)
+        await member.wait_exited()
+
+    def _kill_leftovers(self, member: Process) -> None:
+        if member.group_alive():
+            member.signal(signal.SIGKILL)
+            self.bus.publish(Note("sent SIGKILL to processes left in its process group",
+                                  name=member.name, level="warning"))
+
+    def _kill_everything(self) -> None:
+        """Last resort on the way out (a crash, a cancel): no process group survives us."""
+        for member in self.members.values():
+            if member.pid is not None:
+                member.signal(signal.SIGKILL)
+
+    def _summarize(self) -> None:
+        for member in self.members.values():
+            if member.pid is None:
+                text = "never started"
+            else:
+                assert member.returncode is not None
+                assert member.started_at is not None and member.ended_at is not None
+                verb = "stopped, " if member.stopping else ""
+                text = (f"{verb}{describe_returncode(member.returncode)} after "
+                        f"{member.ended_at - member.started_at:.1f} s")
+                if self.restarts[member.name]:
+                    text += f", {self.restarts[member.name]} restarts"
+            self.bus.publish(Note(f"summary: {text}", name=member.name))
+        if self.interrupted_by is not None and not self.failures:
+            self.bus.publish(Note(f"stopped by {signal_name(self.interrupted_by)}"))

@@ -1,0 +1,94 @@
+"""What happens in a run, as data.
+
+Participants and the engine publish these on the bus; sinks (the terminal, transcripts,
+matchers, subscribers) consume them. Events carry bytes: decoding and rendering are the
+sinks' business, so a transcript can keep exactly what a member wrote.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+Stream = Literal["stdout", "stderr"]
+
+__all__ = ("Event", "Exited", "InputSent", "Note", "Output", "Ready", "Started", "Stream")
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A member's program is running."""
+
+    name: str
+    pid: int
+    argv: tuple[str, ...]
+    t: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Bytes a member wrote.
+
+    ``data`` holds whole lines (each ending in ``\\n``) unless ``partial`` is true: then it
+    ends mid-line (a prompt shown after a quiet time, a piece of an over-long line, or the
+    last bytes before EOF) and the next ``Output`` of the same stream continues that line.
+    Concatenating ``data`` in order gives exactly what the member wrote.
+    """
+
+    name: str
+    stream: Stream
+    data: bytes
+    partial: bool = False
+    t: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class InputSent:
+    """Bytes delivered to a member's stdin (``data == b""`` with ``eof`` means closed)."""
+
+    name: str
+    data: bytes
+    eof: bool = False
+    t: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A member met its readiness condition; ``variables`` holds what it captured."""
+
+    name: str
+    variables: tuple[tuple[str, str], ...] = ()
+    t: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    """A member's program ended and its output has been drained.
+
+    ``returncode`` follows :mod:`subprocess`: negative for a signal. ``stopped`` is true when
+    pipeplex itself stopped the member (so its status does not count as a failure).
+    """
+
+    name: str
+    returncode: int
+    stopped: bool = False
+    runtime: float = 0.0
+    t: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """pipeplex's own message, about one member (``name``) or about the run (``None``)."""
+
+    text: str
+    name: str | None = None
+    level: Literal["info", "warning", "error"] = "info"
+    t: float = field(default_factory=_now)
+
+
+Event = Started | Output | InputSent | Ready | Exited | Note

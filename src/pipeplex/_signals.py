@@ -1,0 +1,74 @@
+"""Signal names and exit statuses, spelled the way people read them."""
+
+from __future__ import annotations
+
+import signal
+
+__all__ = (
+    "clean_inherited_signals",
+    "describe_returncode",
+    "exit_status",
+    "parse_signal",
+    "signal_name",
+)
+
+
+def signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def describe_returncode(returncode: int) -> str:
+    """``exited with code 3`` or ``killed by SIGKILL``."""
+    if returncode < 0:
+        return f"killed by {signal_name(-returncode)}"
+    return f"exited with code {returncode}"
+
+
+def exit_status(returncode: int) -> int:
+    """A shell-style status: the code itself, or 128+N for signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def parse_signal(text: str) -> int:
+    """``TERM``, ``SIGTERM``, ``term`` or ``15`` to a signal number.
+
+    Raises:
+        ValueError: not a signal this system knows.
+    """
+    text = text.strip()
+    if text.isdigit():
+        number = int(text)
+        if number in {s.value for s in signal.Signals}:
+            return number
+        raise ValueError(f"no signal number {number}")
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ValueError(
+            f"unknown signal {text!r} (try TERM, INT, HUP, KILL, USR1 or a number)"
+        ) from None
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """Does nothing, like SIG_IGN, except that exec() resets it to the default."""
+
+
+def clean_inherited_signals() -> None:
+    """Undo what a parent may have done to us, so our children start clean.
+
+    A shell running ``pipeplex &`` ignores SIGINT and SIGQUIT in it, and ignored signals
+    survive exec(): members would inherit the deafness. Caught signals are reset by
+    exec(), so we catch (and still ignore) what we inherited as ignored; and we empty the
+    signal mask, which exec() keeps as well.
+    """
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP,
+                signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, _ignore)

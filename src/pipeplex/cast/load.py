@@ -1,0 +1,338 @@
+"""Read a cast from TOML or from ``-p NAME=COMMAND`` options, and check it thoroughly.
+
+Every mistake becomes a :class:`~pipeplex.errors.CastError` naming the file and line, the
+member, and what to write instead; nothing starts until the whole cast is valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+import shutil
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from ..errors import CastError
+from ._toml_lines import locate
+from .spec import NAME_RE, RESERVED_NAMES, CastSpec, OnExit, ProcSpec, PtyMode, variables_in
+
+__all__ = ("check_commands", "load_cast", "parse_proc_option", "validate_cast")
+
+PROC_KEYS = (
+    "cmd", "shell", "env", "cwd", "pty", "on_exit", "input", "after",
+    "ready", "ready_port", "ready_timeout", "stop_timeout", "max_restarts",
+)
+TOP_KEYS = ("procs",)
+ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
+
+
+def _suggest(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f" (valid: {', '.join(choices)})"
+
+
+class _Where:
+    """Turns a key path into ``file:line`` for messages."""
+
+    def __init__(self, path: str | None, text: str | None) -> None:
+        self.path = path
+        self.text = text
+
+    def __call__(self, *keys: str | int) -> str | None:
+        if self.path is None:
+            return None
+        line = locate(self.text, keys) if self.text is not None else None
+        return f"{self.path}:{line}" if line else self.path
+
+
+def check_name(name: str, source: str | None) -> None:
+    if not NAME_RE.fullmatch(name):
+        raise CastError(
+            f"invalid member name {name!r}: use 1 to 64 letters, digits, '_', '.' or '-',"
+            " starting with a letter or digit",
+            source=source,
+        )
+    if name in RESERVED_NAMES:
+        raise CastError(f"the name {name!r} is reserved (it addresses every member)", source=source)
+
+
+def parse_proc_option(option: str, **defaults: Any) -> ProcSpec:
+    """Parse ``NAME=COMMAND`` from the command line."""
+    name, sep, command = option.partition("=")
+    source = f"-p {option}"
+    if not sep or not command.strip():
+        raise CastError("expected NAME=COMMAND, e.g. -p server='python3 -m http.server'",
+                        source=source)
+    name = name.strip()
+    check_name(name, source)
+    try:
+        shlex.split(command)
+    except ValueError as exc:
+        raise CastError(f"cannot split the command: {exc}", source=source) from None
+    return ProcSpec(name=name, cmd=command, source="-p", **defaults)
+
+
+def load_cast(path: str | os.PathLike[str], **defaults: Any) -> CastSpec:
+    """Load and validate a cast file.
+
+    Raises:
+        CastError: the file is missing, not TOML, or describes an invalid cast.
+    """
+    shown = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CastError("no such cast file", source=shown) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CastError(f"cannot read the cast file: {exc}", source=shown) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message, source = _toml_error(exc, shown)
+        raise CastError(message, source=source) from None
+    return cast_from_data(data, where=_Where(shown, text), base_dir=Path(path).parent, **defaults)
+
+
+def _toml_error(exc: tomllib.TOMLDecodeError, path: str) -> tuple[str, str]:
+    message = str(exc)
+    m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if m:
+        return message[: m.start()], f"{path}:{m[1]}:{m[2]}"
+    m = re.search(r"\s*\(at end of document\)$", message)
+    if m:
+        return message[: m.start()] + " at the end of the file", path
+    return message, path
+
+
+def cast_from_data(
+    data: Mapping[str, Any],
+    *,
+    where: Callable[..., str | None] = lambda *keys: None,
+    base_dir: Path | None = None,
+    extra_top_keys: Sequence[str] = (),
+    **defaults: Any,
+) -> CastSpec:
+    """Build a :class:`CastSpec` from parsed TOML, checking every key."""
+    allowed = (*TOP_KEYS, *extra_top_keys)
+    for key in data:
+        if key not in allowed:
+            raise CastError(f"unknown table or key {key!r}{_suggest(key, allowed)}",
+                            source=where(key))
+    procs_table = data.get("procs")
+    if not isinstance(procs_table, dict) or not procs_table:
+        raise CastError(
+            "the cast has no members: add a [procs.NAME] table with a cmd, e.g.\n"
+            '  [procs.server]\n  cmd = "python3 -m http.server"',
+            source=where("procs"),
+        )
+    procs = [
+        _proc(name, table, where, base_dir, defaults) for name, table in procs_table.items()
+    ]
+    return validate_cast(CastSpec(tuple(procs), path=getattr(where, "path", None)))
+
+
+def _proc(
+    name: str,
+    table: Any,
+    where: Callable[..., str | None],
+    base_dir: Path | None,
+    defaults: Mapping[str, Any],
+) -> ProcSpec:
+    here = where("procs", name)
+    check_name(name, here)
+    if not isinstance(table, dict):
+        raise CastError(f"procs.{name} must be a table with at least cmd = ...", source=here)
+    for key in table:
+        if key not in PROC_KEYS:
+            raise CastError(f"{name}: unknown key {key!r}{_suggest(key, PROC_KEYS)}",
+                            source=where("procs", name, key))
+
+    def bad(key: str, expected: str) -> CastError:
+        return CastError(f"{name}: {key} must be {expected}, not {table[key]!r}",
+                         source=where("procs", name, key))
+
+    fields: dict[str, Any] = dict(defaults)
+    if "cmd" not in table:
+        raise CastError(f"{name}: missing cmd (the command to run)", source=here)
+    cmd = table["cmd"]
+    if isinstance(cmd, str) and cmd.strip():
+        try:
+            shlex.split(cmd)
+        except ValueError as exc:
+            raise CastError(f"{name}: cannot split cmd: {exc}",
+                            source=where("procs", name, "cmd")) from None
+        fields["cmd"] = cmd
+    elif isinstance(cmd, list) and cmd and all(isinstance(w, str) for w in cmd):
+        fields["cmd"] = tuple(cmd)
+    else:
+        raise bad("cmd", "a non-empty string or a list of strings")
+    if "shell" in table:
+        if not isinstance(table["shell"], bool):
+            raise bad("shell", "true or false")
+        if table["shell"] and not isinstance(cmd, str):
+            raise CastError(f"{name}: shell = true needs cmd as one string",
+                            source=where("procs", name, "shell"))
+        fields["shell"] = table["shell"]
+    if "env" in table:
+        env = table["env"]
+        if not isinstance(env, dict) or not all(
+            isinstance(v, str | int | float) and not isinstance(v, bool) for v in env.values()
+        ):
+            raise bad("env", 'a table of strings, e.g. env = { LANG = "C" }')
+        fields["env"] = {str(k): str(v) for k, v in env.items()}
+    if "cwd" in table:
+        if not isinstance(table["cwd"], str) or not table["cwd"]:
+            raise bad("cwd", "a folder path")
+        cwd = Path(table["cwd"]).expanduser()
+        if base_dir is not None and not cwd.is_absolute():
+            cwd = base_dir / cwd
+        fields["cwd"] = os.fspath(cwd)
+    if "pty" in table:
+        mode = {True: "full", False: "pipes", "stdout": "stdout"}.get(table["pty"])
+        if mode is None or (isinstance(table["pty"], int) and not isinstance(table["pty"], bool)):
+            raise bad("pty", 'true (a full terminal), false (plain pipes) or "stdout"')
+        fields["pty"] = cast(PtyMode, mode)
+    if "on_exit" in table:
+        if table["on_exit"] not in ON_EXIT:
+            raise bad("on_exit", " or ".join(repr(v) for v in ON_EXIT))
+        fields["on_exit"] = table["on_exit"]
+    for key in ("input", "after"):
+        if key in table:
+            value = table[key]
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise bad(key, "a list of strings")
+            fields[key] = tuple(value)
+    if "ready" in table:
+        if not isinstance(table["ready"], str) or not table["ready"]:
+            raise bad("ready", "a regular expression")
+        try:
+            re.compile(table["ready"])
+        except re.error as exc:
+            raise CastError(f"{name}: invalid ready pattern {table['ready']!r}: {exc}",
+                            source=where("procs", name, "ready")) from None
+        fields["ready"] = table["ready"]
+    if "ready_port" in table:
+        port = table["ready_port"]
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            fields["ready_port"] = str(port)
+        elif isinstance(port, str) and (port.isdigit() or variables_in(port)):
+            fields["ready_port"] = port
+        else:
+            raise bad("ready_port", 'a TCP port number or a variable such as "{port}"')
+    for key in ("ready_timeout", "stop_timeout"):
+        if key in table:
+            value = table[key]
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise bad(key, "a positive number of seconds")
+            fields[key] = float(value)
+    if "max_restarts" in table:
+        value = table["max_restarts"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise bad("max_restarts", "a whole number, 0 or more")
+        fields["max_restarts"] = value
+    return ProcSpec(name=name, source=here, **fields)
+
+
+def validate_cast(cast_spec: CastSpec) -> CastSpec:
+    """Check what involves several members: names, ``after`` and variables."""
+    seen: dict[str, ProcSpec] = {}
+    for proc in cast_spec.procs:
+        if proc.name in seen:
+            raise CastError(f"duplicate member name {proc.name!r} (also declared at "
+                            f"{seen[proc.name].source or 'the command line'})",
+                            source=proc.source)
+        seen[proc.name] = proc
+    for proc in cast_spec.procs:
+        for dep in proc.after:
+            if dep == proc.name:
+                raise CastError(f"{proc.name}: a member cannot start after itself",
+                                source=proc.source)
+            if dep not in seen:
+                raise CastError(f"{proc.name}: after names {dep!r}, which is not a member"
+                                f"{_suggest(dep, list(seen))}", source=proc.source)
+    _check_cycles(cast_spec, seen)
+    captured = set().union(*(p.captured_variables() for p in cast_spec.procs))
+    for proc in cast_spec.procs:
+        available = set().union(*(seen[d].captured_variables() for d in _closure(proc, seen)))
+        missing = (proc.referenced_variables() & captured) - available
+        if missing:
+            var = sorted(missing)[0]
+            raise CastError(f"{proc.name}: uses {{{var}}}, which {_provider(var, seen)} "
+                            f"captures, but does not start after it; add after = "
+                            f"[\"{_provider(var, seen)}\"]", source=proc.source)
+        if proc.ready_port and not proc.ready_port.isdigit():
+            unknown = variables_in(proc.ready_port) - available - proc.captured_variables()
+            if unknown:
+                raise CastError(f"{proc.name}: ready_port uses {{{sorted(unknown)[0]}}}, which "
+                                "no ready pattern captures; capture it with a named group, e.g. "
+                                "ready = 'port (?P<port>\\d+)'", source=proc.source)
+    return cast_spec
+
+
+def _closure(proc: ProcSpec, procs: Mapping[str, ProcSpec]) -> set[str]:
+    out: set[str] = set()
+    todo = list(proc.after)
+    while todo:
+        name = todo.pop()
+        if name not in out:
+            out.add(name)
+            todo.extend(procs[name].after)
+    return out
+
+
+def _provider(var: str, procs: Mapping[str, ProcSpec]) -> str | None:
+    return next((p.name for p in procs.values() if var in p.captured_variables()), None)
+
+
+def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
+    state: dict[str, int] = {}
+
+    def visit(name: str, chain: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            loop = " -> ".join([*chain[chain.index(name):], name])
+            raise CastError(f"members wait for each other in a circle: {loop}",
+                            source=procs[name].source)
+        state[name] = 1
+        for dep in procs[name].after:
+            visit(dep, [*chain, name])
+        state[name] = 2
+
+    for proc in cast_spec.procs:
+        visit(proc.name, [])
+
+
+def check_commands(cast_spec: CastSpec) -> None:
+    """Fail early, before anything starts, when a member's program does not exist."""
+    for proc in cast_spec.procs:
+        if proc.shell:
+            continue
+        program = proc.argv()[0] if not variables_in(proc.command_text) else None
+        if program is None:
+            continue
+        env_path = proc.env.get("PATH", os.environ.get("PATH", os.defpath))
+        cwd = Path(proc.cwd) if proc.cwd else Path.cwd()
+        if proc.cwd and not cwd.is_dir():
+            raise CastError(f"{proc.name}: cwd {proc.cwd!r} is not a folder",
+                            source=proc.source)
+        if "/" in program:
+            target = cwd / program
+            if not target.exists():
+                raise CastError(f"{proc.name}: command not found: {program!r} "
+                                f"(cmd = {proc.command_text!r})", source=proc.source)
+            if target.is_dir() or not os.access(target, os.X_OK):
+                raise CastError(f"{proc.name}: {program!r} is not an executable file "
+                                f"(cmd = {proc.command_text!r})", source=proc.source)
+        elif shutil.which(program, path=env_path) is None:
+            raise CastError(f"{proc.name}: command not found: {program!r} (cmd = "
+                            f"{proc.command_text!r}); check the spelling and PATH",
+                            source=proc.source)

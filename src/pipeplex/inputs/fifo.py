@@ -1,0 +1,100 @@
+"""Named pipes in the run folder: ``echo hi > run/alice.in`` from any terminal or script.
+
+Input is delivered line by line: bytes are held until their newline, so two writers
+taking turns can never splice half-lines into each other. When every writer has closed,
+Linux reports EOF; a line left without its newline is dropped with a warning (it belonged
+to a writer that is gone), and the pipe is reopened so the next writer is heard and an
+idle pipe costs nothing (a FIFO with no writers would otherwise wake the loop forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+from .._bus import Bus
+from .._events import Note
+from .rundir import RunDir
+
+__all__ = ("FifoChannel",)
+
+READ_SIZE = 64 * 1024
+MAX_PENDING = 1024 * 1024
+
+
+class FifoChannel:
+    """Reads one FIFO and hands each complete line to ``deliver``."""
+
+    def __init__(
+        self,
+        run_dir: RunDir,
+        filename: str,
+        deliver: Callable[[bytes], None],
+        bus: Bus,
+        *,
+        on_crash: Callable[[BaseException], None],
+    ) -> None:
+        self._run_dir = run_dir
+        self.filename = filename
+        self._deliver = deliver
+        self._bus = bus
+        self._on_crash = on_crash
+        self._fd: int | None = None
+        self._pending = b""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.path = run_dir.make_fifo(filename)
+
+    def __repr__(self) -> str:
+        return f"<FifoChannel {self.filename!r} {'open' if self._fd is not None else 'closed'}>"
+
+    def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._fd = self._run_dir.open_fifo(self.filename)
+        self._loop.add_reader(self._fd, self._readable)
+
+    def close(self) -> None:
+        if self._fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+        self._fd = None
+
+    def _readable(self) -> None:
+        try:
+            self._read()
+        except Exception as exc:
+            self._on_crash(exc)
+
+    def _read(self) -> None:
+        assert self._fd is not None
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self._writers_gone()
+            return
+        data = self._pending + data if self._pending else data
+        end = data.rfind(b"\n") + 1
+        self._pending = data[end:]
+        if end:
+            self._deliver(data[:end])
+        if len(self._pending) > MAX_PENDING:
+            self._note(f"dropped {len(self._pending)} bytes without a newline")
+            self._pending = b""
+
+    def _writers_gone(self) -> None:
+        if self._pending:
+            self._note(f"dropped {len(self._pending)} bytes after the writer closed without "
+                       "ending its line; end each line with a newline")
+            self._pending = b""
+        # Open the new descriptor before closing the old one: a FIFO with no reader left
+        # frees its buffer, and a next writer may already have written into it.
+        old, self._fd = self._fd, self._run_dir.open_fifo(self.filename)
+        assert self._loop is not None and old is not None
+        self._loop.remove_reader(old)
+        os.close(old)
+        self._loop.add_reader(self._fd, self._readable)
+
+    def _note(self, text: str) -> None:
+        self._bus.publish(Note(f"{self.filename}: {text}", level="warning"))

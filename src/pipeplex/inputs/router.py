@@ -1,0 +1,58 @@
+"""One place that turns "send this to NAME" into calls on members.
+
+Every way in (named pipes, and later the console, the control socket, scenario steps and
+the Python API) goes through the router, so they all resolve names, treat ``all`` and
+report unknown members the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from ..errors import UnknownMember
+from ..participants import Process
+
+__all__ = ("ALL", "Router")
+
+ALL = "all"
+
+
+class Router:
+    """Resolves member names (and ``all``) and delivers input and signals."""
+
+    def __init__(self, members: Mapping[str, Process]) -> None:
+        self._members = members
+
+    def resolve(self, target: str) -> list[Process]:
+        """The members ``target`` means.
+
+        Raises:
+            UnknownMember: ``target`` is neither a member nor ``all``.
+        """
+        if target == ALL:
+            return list(self._members.values())
+        try:
+            return [self._members[target]]
+        except KeyError:
+            raise UnknownMember(target, self._members) from None
+
+    def __iter__(self) -> Iterator[Process]:
+        return iter(self._members.values())
+
+    def send(self, target: str, data: bytes) -> int:
+        """Queue ``data`` for the stdin of ``target``; returns how many members took it.
+
+        For ``all``, members that are not running are skipped silently.
+        """
+        members = self.resolve(target)
+        if target == ALL:
+            members = [m for m in members if m.running and m.input_open]
+        return sum(member.send(data) for member in members)
+
+    def close_input(self, target: str) -> None:
+        for member in self.resolve(target):
+            member.close_input()
+
+    def signal(self, target: str, sig: int) -> int:
+        """Signal the process groups of ``target``; returns how many were reached."""
+        return sum(member.signal(sig) for member in self.resolve(target) if member.running)

@@ -1,0 +1,199 @@
+"""The run folder: where a running cast can be reached from other terminals and scripts.
+
+It holds ``NAME.in`` (a FIFO per member), ``all.in`` (to everyone) and ``run.lock``
+(the pid of the run holding it). Everything here is private to the user: the folder is
+0700, the pipes 0600, and we refuse to use anything that someone else could have planted:
+a symlink, a folder owned by another user, or one that others may write to. All work inside
+the folder goes through a descriptor of the folder itself, so its path cannot be swapped
+under us between the check and the use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import stat
+import tempfile
+from pathlib import Path
+
+from ..errors import RunDirError
+
+__all__ = ("LOCK_NAME", "RunDir", "default_run_dir")
+
+LOCK_NAME = "run.lock"
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _runtime_base() -> Path:
+    """``$XDG_RUNTIME_DIR/pipeplex`` when that folder is usable, else ``/tmp/pipeplex-UID``."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        try:
+            st = os.stat(xdg)
+        except OSError:
+            st = None
+        if st and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
+            return Path(xdg) / "pipeplex"
+    return Path(tempfile.gettempdir()) / f"pipeplex-{os.geteuid()}"
+
+
+def default_run_dir(cwd: Path | None = None) -> Path:
+    """The run folder used when none is given: one per working folder, so clients find it.
+
+    ``$XDG_RUNTIME_DIR/pipeplex/<folder name>-<hash of its path>``, or the same under
+    ``/tmp/pipeplex-UID`` when there is no usable runtime folder.
+    """
+    cwd = (cwd or Path.cwd()).resolve()
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", cwd.name)[:24] or "root"
+    digest = hashlib.sha256(os.fsencode(cwd)).hexdigest()[:8]
+    return _runtime_base() / f"{label}-{digest}"
+
+
+def _check_private(path: Path, st: os.stat_result) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise RunDirError(f"refusing run folder {path}: it is a symlink; pass a real folder")
+    if not stat.S_ISDIR(st.st_mode):
+        raise RunDirError(f"refusing run folder {path}: it is not a folder")
+    if st.st_uid != os.geteuid():
+        raise RunDirError(
+            f"refusing run folder {path}: it belongs to uid {st.st_uid}, not to you "
+            f"(uid {os.geteuid()}); pass a folder of your own with --run-dir"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise RunDirError(
+            f"refusing run folder {path}: its mode is {mode:04o}, others may read or plant "
+            f"files there; run 'chmod 700 {path}' or pass another --run-dir"
+        )
+
+
+def _private_dir(path: Path) -> tuple[int, bool]:
+    """Create ``path`` as a 0700 folder, or check the existing one; open it.
+
+    Returns the folder's descriptor and whether we created it.
+    """
+    created = False
+    try:
+        os.mkdir(path, 0o700)
+        created = True
+    except FileExistsError:
+        _check_private(path, os.lstat(path))
+    fd = os.open(path, _OPEN_DIR)
+    try:
+        if created:  # mkdir honours the umask; set the mode we promise.
+            os.fchmod(fd, 0o700)
+        _check_private(path, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, created
+
+
+class RunDir:
+    """A locked, private run folder. Use :meth:`open`, then :meth:`close` at the end."""
+
+    def __init__(self, path: Path, dir_fd: int, lock_fd: int, *, created: bool,
+                 stale_pid: int | None) -> None:
+        self.path = path
+        self.dir_fd = dir_fd
+        self._lock_fd = lock_fd
+        self._created = created
+        self.stale_pid = stale_pid
+        """The pid of an earlier run that died without cleaning up, if there was one."""
+        self._entries: set[str] = set()
+
+    @classmethod
+    def open(cls, path: Path | str) -> RunDir:
+        """Create or take over the run folder at ``path``.
+
+        Raises:
+            RunDirError: unsafe, busy (another live run holds it), or cannot be created.
+        """
+        path = Path(path).absolute()
+        try:
+            if path.parent == _runtime_base():
+                os.close(_private_dir(path.parent)[0])
+            else:
+                os.makedirs(path.parent, exist_ok=True)
+            dir_fd, created = _private_dir(path)
+        except OSError as exc:
+            raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
+        try:
+            lock_fd, stale = cls._lock(path, dir_fd)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        run_dir = cls(path, dir_fd, lock_fd, created=created, stale_pid=stale)
+        if stale is not None:
+            run_dir._clean_stale()
+        return run_dir
+
+    @staticmethod
+    def _lock(path: Path, dir_fd: int) -> tuple[int, int | None]:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(LOCK_NAME, flags, 0o600, dir_fd=dir_fd)
+        except OSError as exc:
+            raise RunDirError(f"cannot create {path / LOCK_NAME}: {exc.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            os.close(fd)
+            raise RunDirError(f"refusing {path / LOCK_NAME}: not a regular file of yours")
+        previous = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            who = f" (pid {previous})" if previous.isdigit() else ""
+            raise RunDirError(
+                f"run folder {path} is in use by another pipeplex run{who}; stop that run "
+                "first or pass another --run-dir"
+            ) from None
+        os.fchmod(fd, 0o600)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd, int(previous) if previous.isdigit() else None
+
+    def _clean_stale(self) -> None:
+        for entry in os.listdir(self.dir_fd):
+            if entry.endswith(".in") or entry == "control.sock":
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry, dir_fd=self.dir_fd)
+
+    def make_fifo(self, name: str) -> str:
+        """Create the FIFO ``name`` (0600), replacing a leftover entry; returns its path."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=self.dir_fd)
+        os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
+        self._entries.add(name)
+        return str(self.path / name)
+
+    def open_fifo(self, name: str) -> int:
+        """Open our FIFO ``name`` for non-blocking reading, checking it is still ours."""
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=self.dir_fd)
+        st = os.fstat(fd)
+        if not stat.S_ISFIFO(st.st_mode) or st.st_uid != os.geteuid():
+            os.close(fd)
+            raise RunDirError(f"refusing {self.path / name}: not a FIFO of yours")
+        # mkfifo honours the umask; make the mode exactly 0600 whatever the umask was.
+        os.fchmod(fd, 0o600)
+        return fd
+
+    def close(self) -> None:
+        """Remove what this run created; the folder too if we made it and it is empty."""
+        for entry in self._entries:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry, dir_fd=self.dir_fd)
+        self._entries.clear()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(LOCK_NAME, dir_fd=self.dir_fd)
+        os.close(self._lock_fd)
+        os.close(self.dir_fd)
+        if self._created:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path)
+

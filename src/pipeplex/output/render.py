@@ -1,0 +1,170 @@
+"""How the merged stream looks: ``NAME | text``, one member's lines under its own prefix.
+
+Rendering works on whole chunks: a chunk of complete lines gets its prefixes with one
+``bytes.replace``, which is what keeps pipeplex fast under a flood of output. The format:
+
+- ``NAME | text`` for stdout, ``NAME ! text`` for stderr, ``NAME * text`` for pipeplex's
+  own notes about a member, ``pipeplex * text`` for notes about the run;
+- names left-aligned and padded to the longest member name;
+- with ``timestamps``, ``HH:MM:SS.mmm`` before the name;
+- with colour, each member's prefix in its own colour, the stderr marker in red, and a
+  reset before every prefix so a member's colours never leak into the next line.
+
+A line that was cut (a prompt, a piece of an over-long line, an unfinished last line)
+still ends the rendered line: the next piece starts under a fresh prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from .._events import Event, Exited, Note, Output, Ready, Started
+from .._signals import describe_returncode
+
+__all__ = ("ColorMode", "Renderer", "use_color")
+
+ColorMode = Literal["auto", "always", "never"]
+
+RESET = b"\x1b[0m"
+PALETTE = (b"36", b"33", b"32", b"35", b"34", b"96", b"93", b"92", b"95", b"94")
+ERR_MARK = b"\x1b[1;31m!\x1b[0m"
+NOTE_STYLE = {"info": b"2", "warning": b"33", "error": b"1;31"}
+
+# Control characters that would move the cursor or rewrite the screen. SGR colour
+# sequences (ESC [ ... m) and tabs pass through; a lone CR ends the line on display.
+_UNSAFE = re.compile(rb"\x1b\[[0-9;:]*m|[\x00-\x08\x0b-\x1f\x7f]")
+_SGR_END = ord("m")
+
+
+def use_color(mode: ColorMode, isatty: bool, environ: Mapping[str, str] = os.environ) -> bool:
+    """Decide whether to colour: the flag, then NO_COLOR, then FORCE_COLOR, then the tty."""
+    if mode != "auto":
+        return mode == "always"
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("FORCE_COLOR"):
+        return True
+    return isatty and environ.get("TERM") != "dumb"
+
+
+def _escape_control(m: re.Match[bytes]) -> bytes:
+    found = m[0]
+    if len(found) > 1 and found[-1] == _SGR_END:
+        return found
+    code = found[0]
+    if code == 0x0D:
+        return b"\n"
+    if code == 0x1B:
+        return b"^["
+    return b"^" + bytes([code ^ 0x40])
+
+
+class Renderer:
+    """Formats events as bytes for a terminal or a file."""
+
+    def __init__(
+        self,
+        names: Iterable[str],
+        *,
+        color: bool = False,
+        timestamps: bool = False,
+        sanitize: bool = False,
+        crlf_names: Iterable[str] = (),
+    ) -> None:
+        names = list(names)
+        self.width = max((len(n) for n in names), default=0)
+        self.color = color
+        self.timestamps = timestamps
+        self.sanitize = sanitize
+        """Escape cursor-moving control sequences (for a terminal)."""
+        self._crlf = set(crlf_names)
+        self._out: dict[str, bytes] = {}
+        self._err: dict[str, bytes] = {}
+        self._note: dict[str, bytes] = {}
+        self._colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+        for name in names:
+            self._add(name)
+        self._stamp_second = -1
+        self._stamp_text = ""
+
+    def _add(self, name: str) -> str:
+        label = name.ljust(self.width).encode()
+        if self.color:
+            code = self._colors.setdefault(name, PALETTE[len(self._colors) % len(PALETTE)])
+            colored = b"\x1b[" + code + b"m" + label + RESET
+            self._out[name] = RESET + colored + b" | "
+            self._err[name] = RESET + colored + b" " + ERR_MARK + b" "
+            self._note[name] = RESET + colored + b" * "
+        else:
+            self._out[name] = label + b" | "
+            self._err[name] = label + b" ! "
+            self._note[name] = label + b" * "
+        return name
+
+    def _stamp(self, t: float) -> bytes:
+        second = int(t)
+        if second != self._stamp_second:
+            self._stamp_second = second
+            self._stamp_text = time.strftime("%H:%M:%S", time.localtime(t))
+        stamp = f"{self._stamp_text}.{int((t - second) * 1000):03d} ".encode()
+        return b"\x1b[2m" + stamp + RESET if self.color else stamp
+
+    def render(self, event: Event) -> bytes:
+        """The bytes to show for ``event`` (possibly empty)."""
+        if isinstance(event, Output):
+            return self.render_output(event)
+        if isinstance(event, Note):
+            return self.render_note(event.text, event.name, event.level, event.t)
+        if isinstance(event, Started):
+            return self.render_note(f"started (pid {event.pid})", event.name, "info", event.t)
+        if isinstance(event, Exited):
+            how = describe_returncode(event.returncode)
+            verb = "stopped" if event.stopped else "exited"
+            level = "info" if event.returncode == 0 or event.stopped else "warning"
+            text = f"{verb}: {how}" if event.stopped else how
+            if verb == "exited" and event.returncode == 0:
+                text = "exited with code 0"
+            return self.render_note(text, event.name, level, event.t)
+        if isinstance(event, Ready):
+            found = ", ".join(f"{k}={v}" for k, v in event.variables)
+            return self.render_note(f"ready{': ' + found if found else ''}", event.name,
+                                    "info", event.t)
+        return b""
+
+    def render_output(self, event: Output) -> bytes:
+        name = event.name
+        table = self._err if event.stream == "stderr" else self._out
+        prefix = table.get(name)
+        if prefix is None:
+            self._add(name)
+            prefix = table[name]
+        data = event.data
+        if name in self._crlf:
+            data = data.replace(b"\r\n", b"\n")
+        if not data.isascii():
+            data = data.decode("utf-8", "replace").encode("utf-8")
+        if self.sanitize and _UNSAFE.search(data):
+            data = _UNSAFE.sub(_escape_control, data)
+        if self.timestamps:
+            prefix = self._stamp(event.t) + prefix
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        return prefix + data.replace(b"\n", b"\n" + prefix) + b"\n"
+
+    def render_note(self, text: str, name: str | None, level: str, t: float) -> bytes:
+        if name is None:
+            prefix = b"pipeplex * "
+            if self.color:
+                prefix = RESET + b"\x1b[1mpipeplex" + RESET + b" * "
+        else:
+            prefix = self._note.get(name) or self._note[self._add(name)]
+        body = text.encode("utf-8", "replace")
+        if self.color:
+            body = b"\x1b[" + NOTE_STYLE.get(level, b"2") + b"m" + body + RESET
+        if self.timestamps:
+            prefix = self._stamp(t) + prefix
+        return prefix + body.replace(b"\n", b"\n" + prefix) + b"\n"

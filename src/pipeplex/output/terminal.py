@@ -1,0 +1,167 @@
+"""The terminal sink: rendered events written to pipeplex's stdout without stalling the loop.
+
+Writes go out at once when the terminal keeps up. When it does not (a slow terminal, a
+pipe into a paused pager), the rest is buffered and written as the fd becomes writable;
+past ``high_water`` buffered bytes the sink pauses every reader on the bus, so children
+block on their own full pipes: memory stays bounded and nothing is dropped.
+
+stdout is shared with the shell that started us, so we never set O_NONBLOCK on it: for a
+pipe or a terminal we open a second, private file description of the same object through
+``/proc/self/fd/1``; anything else (a regular file) gets plain blocking writes, which a
+file absorbs at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import Callable
+
+from .._bus import Bus
+from .._events import Event
+from .render import Renderer
+
+__all__ = ("TerminalSink", "Writer")
+
+HIGH_WATER = 4 * 1024 * 1024
+LOW_WATER = 256 * 1024
+
+
+class Writer:
+    """Buffered, back-pressured writes to one file descriptor."""
+
+    def __init__(
+        self,
+        fd: int,
+        bus: Bus,
+        *,
+        on_broken: Callable[[], None] = lambda: None,
+        high_water: int = HIGH_WATER,
+        low_water: int = LOW_WATER,
+    ) -> None:
+        self._bus = bus
+        self._on_broken = on_broken
+        self._high = high_water
+        self._low = low_water
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd, self._own_fd = self._private_fd(fd)
+        self._drained: asyncio.Event | None = None
+
+    @staticmethod
+    def _private_fd(fd: int) -> tuple[int, bool]:
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            return fd, False
+        if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+            return fd, False
+        try:
+            own = os.open(
+                f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+            )
+        except OSError:
+            return fd, False
+        return own, True
+
+    def write(self, data: bytes) -> None:
+        if self._closed or not data:
+            return
+        if self._buffer:
+            self._buffer.append(data)
+            self._buffered += len(data)
+            if self._buffered > self._high:
+                self._bus.pause(self)
+            return
+        self._write_now(data)
+
+    def _write_now(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._fd, view)
+            except BlockingIOError:
+                break
+            except (BrokenPipeError, ConnectionResetError):
+                self._broken()
+                return
+            except InterruptedError:
+                continue
+            view = view[written:]
+        if view:
+            self._buffer.append(bytes(view))
+            self._buffered += len(view)
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.add_writer(self._fd, self._flush_some)
+            if self._buffered > self._high:
+                self._bus.pause(self)
+
+    def _flush_some(self) -> None:
+        assert self._loop is not None
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except (BrokenPipeError, ConnectionResetError):
+            self._loop.remove_writer(self._fd)
+            self._broken()
+            return
+        rest = data[written:]
+        if rest:
+            self._buffer.append(rest)
+            self._buffered = len(rest)
+        else:
+            self._loop.remove_writer(self._fd)
+            if self._drained is not None:
+                self._drained.set()
+        if self._buffered <= self._low:
+            self._bus.resume(self)
+
+    def _broken(self) -> None:
+        self._closed = True
+        self._buffer.clear()
+        self._buffered = 0
+        self._bus.resume(self)
+        if self._drained is not None:
+            self._drained.set()
+        self._on_broken()
+
+    async def drain(self) -> None:
+        """Wait until everything buffered has been written (or the reader went away)."""
+        while self._buffer and not self._closed:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+            self._drained = None
+
+    def close(self) -> None:
+        if self._loop is not None and self._buffer:
+            self._loop.remove_writer(self._fd)
+        if self._buffer and not self._closed:
+            # Shutting down: what is left goes out with blocking writes.
+            os.set_blocking(self._fd, True)
+            try:
+                os.write(self._fd, b"".join(self._buffer))
+            except OSError:
+                pass
+        self._buffer.clear()
+        if self._own_fd:
+            os.close(self._fd)
+        self._closed = True
+
+
+class TerminalSink:
+    """Renders every event and writes it to a :class:`Writer`."""
+
+    def __init__(self, renderer: Renderer, writer: Writer) -> None:
+        self.renderer = renderer
+        self.writer = writer
+
+    def __call__(self, event: Event) -> None:
+        self.writer.write(self.renderer.render(event))

@@ -1,0 +1,7 @@
+"""Members of a cast. Today a local child process; the interface leaves room for others."""
+
+from __future__ import annotations
+
+from .process import Process, ProcessState
+
+__all__ = ("Process", "ProcessState")

@@ -1,0 +1,76 @@
+"""Cut a member's byte stream into whole lines, cheaply and with bounded memory.
+
+Work happens per read chunk, not per line: everything up to the chunk's last newline goes
+out as one piece, so a flood of short lines costs one slice per read. What follows the last
+newline waits for the rest of its line; it goes out anyway as a *partial* piece when it
+grows past ``max_line`` (a 50 MB line never sits in memory whole), when the stream ends,
+or when the owner's quiet timer decides it is a prompt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+__all__ = ("MAX_LINE", "LineFramer")
+
+MAX_LINE = 256 * 1024
+
+
+def _utf8_cut(data: bytes, limit: int) -> int:
+    """The largest cut at or below ``limit`` that does not split a UTF-8 sequence."""
+    if limit >= len(data):
+        return len(data)
+    cut = limit
+    # Step back over continuation bytes (0b10xxxxxx), at most 3, to a sequence start.
+    while cut > limit - 3 and cut > 0 and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut if cut > 0 else limit
+
+
+class LineFramer:
+    """Splits one stream into line-aligned pieces and hands them to ``emit(data, partial)``."""
+
+    __slots__ = ("_emit", "_max_line", "_tail", "last_data", "tail_since")
+
+    def __init__(self, emit: Callable[[bytes, bool], None], *, max_line: int = MAX_LINE) -> None:
+        self._emit = emit
+        self._max_line = max_line
+        self._tail = b""
+        self.last_data = 0.0
+        """Monotonic time of the last feed."""
+        self.tail_since = 0.0
+        """Monotonic time when the current unfinished line began."""
+
+    @property
+    def pending(self) -> bool:
+        """True while an unfinished line waits for its end."""
+        return bool(self._tail)
+
+    def feed(self, data: bytes) -> None:
+        now = time.monotonic()
+        self.last_data = now
+        if self._tail:
+            data = self._tail + data
+            self._tail = b""
+        else:
+            self.tail_since = now
+        end = data.rfind(b"\n") + 1
+        if end == len(data):
+            self._emit(data, False)
+            return
+        if end:
+            self._emit(data[:end], False)
+            data = data[end:]
+            self.tail_since = now
+        while len(data) >= self._max_line:
+            cut = _utf8_cut(data, self._max_line)
+            self._emit(data[:cut], True)
+            data = data[cut:]
+        self._tail = data
+
+    def flush(self) -> None:
+        """Emit the unfinished line as a partial piece, if there is one."""
+        if self._tail:
+            tail, self._tail = self._tail, b""
+            self._emit(tail, True)

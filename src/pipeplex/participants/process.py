@@ -1,0 +1,446 @@
+"""A member that is a local child process, with its stdin, stdout and stderr.
+
+The child runs in its own session and process group, so a signal reaches everything it
+started. pipeplex owns every file descriptor: output is read with ``add_reader`` and
+``os.read`` in large chunks (no StreamReader line limit, no thread per child), and the
+exit is seen through a pidfd, so asyncio's child watcher (a thread per child on 3.11)
+is never involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+from .._bus import Bus
+from .._events import Exited, InputSent, Note, Output, Started, Stream
+from ..cast.spec import ProcSpec, expand
+from ..errors import SpawnError
+from ._framing import LineFramer
+from ._pty import make_controlling_tty, open_pty
+
+__all__ = ("Process", "ProcessState")
+
+ProcessState = Literal["pending", "running", "stopping", "exited", "failed"]
+
+READ_SIZE = 256 * 1024
+QUIET = 0.1
+"""Seconds an unfinished line (a prompt) waits for its end before it is shown anyway."""
+MAX_PARTIAL_AGE = 0.5
+"""An unfinished line that keeps growing slowly is shown at least this often."""
+DRAIN_GRACE = 2.0
+"""Seconds to keep reading after exit while another process still holds the output open."""
+
+
+class Process:
+    """One child program of the cast.
+
+    Create it, then ``await start()``; ``wait_exited()`` returns after the program ended
+    *and* everything it wrote has been published. Output, start and exit become events
+    on the bus.
+    """
+
+    def __init__(
+        self,
+        spec: ProcSpec,
+        bus: Bus,
+        *,
+        on_crash: Callable[[BaseException], None],
+        columns: int = 80,
+        env_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.state: ProcessState = "pending"
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.stopping = False
+        """True once pipeplex decided to stop this member (its exit is then expected)."""
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self._bus = bus
+        self._on_crash = on_crash
+        self._columns = columns
+        self._env_overrides = dict(env_overrides or {})
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._readers: dict[int, Stream] = {}
+        self._framers: dict[Stream, LineFramer] = {}
+        self._timers: dict[Stream, asyncio.TimerHandle] = {}
+        self._paused = False
+        self._stdin: int | None = None
+        self._stdin_is_pty = False
+        self._pending_input: list[memoryview] = []
+        self._close_after_drain = False
+        self._pidfd: int | None = None
+        self._exit_seen: asyncio.Future[int] | None = None
+        self._done: asyncio.Future[int] | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._group_gone = True
+
+    def __repr__(self) -> str:
+        pid = f" pid={self.pid}" if self.pid else ""
+        code = f" returncode={self.returncode}" if self.returncode is not None else ""
+        return f"<Process {self.name!r}{pid} {self.state}{code}>"
+
+    # Starting -------------------------------------------------------------------------
+
+    async def start(self, variables: Mapping[str, str] | None = None) -> None:
+        """Spawn the program.
+
+        Raises:
+            SpawnError: the program does not exist, is not executable, or its cwd is missing.
+        """
+        loop = self._loop = asyncio.get_running_loop()
+        variables = variables or {}
+        spec = self.spec
+        argv = spec.argv(variables)
+        env = self._environment(variables)
+        fds: list[int] = []  # the child's ends, closed in the parent after the spawn
+        ours: list[int] = []
+        try:
+            if spec.pty == "full":
+                master, slave = open_pty(raw=False, columns=self._columns)
+                ours.append(master)
+                fds.append(slave)
+                stdin_child, stdout_child, stderr_child = slave, slave, slave
+                self._stdin, self._stdin_is_pty = master, True
+                self._readers = {master: "stdout"}
+            else:
+                in_r, in_w = os.pipe()
+                fds.append(in_r)
+                ours.append(in_w)
+                if spec.pty == "stdout":
+                    out_r, out_w = open_pty(raw=True, columns=self._columns)
+                else:
+                    out_r, out_w = os.pipe()
+                ours.append(out_r)
+                fds.append(out_w)
+                err_r, err_w = os.pipe()
+                ours.append(err_r)
+                fds.append(err_w)
+                for fd in (in_w, out_r, err_r):
+                    os.set_blocking(fd, False)
+                stdin_child, stdout_child, stderr_child = in_r, out_w, err_w
+                self._stdin = in_w
+                self._readers = {out_r: "stdout", err_r: "stderr"}
+            try:
+                # Spawning blocks only for fork+exec, not on the child: fine in the loop.
+                self._popen = subprocess.Popen(  # noqa: ASYNC220
+                    argv,
+                    stdin=stdin_child,
+                    stdout=stdout_child,
+                    stderr=stderr_child,
+                    cwd=spec.cwd,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=make_controlling_tty if spec.pty == "full" else None,
+                )
+            except OSError as exc:
+                raise SpawnError(self.name, spec.command_text, _spawn_reason(exc, argv)) from None
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            self._readers.clear()
+            self._stdin = None
+            self.state = "failed"
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.pid = self._popen.pid
+        self._group_gone = False
+        self.state = "running"
+        self.stopping = False
+        self.returncode = None
+        self.started_at = time.monotonic()
+        self.ended_at = None
+        self._exit_seen = loop.create_future()
+        self._done = loop.create_future()
+        self._pending_input.clear()
+        self._close_after_drain = False
+        self._framers = {
+            stream: LineFramer(self._emitter(stream)) for stream in self._readers.values()
+        }
+        self._bus.publish(Started(self.name, self.pid, tuple(argv)))
+        self._pidfd = os.pidfd_open(self.pid)
+        loop.add_reader(self._pidfd, self._guard(self._on_pidfd))
+        self._bus.add_source(self)
+        if not self._bus.paused:
+            self._add_readers()
+        for line in spec.input:
+            self.send((expand(line, variables) + "\n").encode())
+
+    def _environment(self, variables: Mapping[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        # Python children flush each write; harmless for everything else.
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self._env_overrides)
+        env.update({key: expand(value, variables) for key, value in self.spec.env.items()})
+        return env
+
+    def _emitter(self, stream: Stream) -> Callable[[bytes, bool], None]:
+        publish, name = self._bus.publish, self.name
+
+        def emit(data: bytes, partial: bool) -> None:
+            publish(Output(name, stream, data, partial))
+
+        return emit
+
+    def _guard(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Route an exception in a loop callback to the engine instead of a log line."""
+
+        def guarded() -> None:
+            try:
+                callback()
+            except Exception as exc:
+                self._on_crash(exc)
+
+        return guarded
+
+    # Reading --------------------------------------------------------------------------
+
+    def _add_readers(self) -> None:
+        assert self._loop is not None
+        for fd, stream in self._readers.items():
+            self._loop.add_reader(fd, self._guard(functools.partial(self._read, fd, stream)))
+
+    def pause_reading(self) -> None:
+        if not self._paused and self._loop is not None:
+            self._paused = True
+            for fd in self._readers:
+                self._loop.remove_reader(fd)
+
+    def resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._add_readers()
+
+    def _read(self, fd: int, stream: Stream) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            # A pty master reports EIO once every slave end is closed: that is its EOF.
+            if exc.errno != errno.EIO:
+                raise
+            data = b""
+        if not data:
+            self._close_reader(fd)
+            return
+        framer = self._framers[stream]
+        framer.feed(data)
+        if framer.pending and stream not in self._timers:
+            assert self._loop is not None
+            self._timers[stream] = self._loop.call_later(QUIET, self._quiet, stream)
+
+    def _quiet(self, stream: Stream) -> None:
+        del self._timers[stream]
+        framer = self._framers[stream]
+        if not framer.pending:
+            return
+        now = time.monotonic()
+        if now - framer.last_data < QUIET and now - framer.tail_since < MAX_PARTIAL_AGE:
+            assert self._loop is not None
+            delay = framer.last_data + QUIET - now
+            self._timers[stream] = self._loop.call_later(delay, self._quiet, stream)
+            return
+        framer.flush()
+
+    def _close_reader(self, fd: int) -> None:
+        stream = self._readers.pop(fd)
+        assert self._loop is not None
+        self._loop.remove_reader(fd)
+        timer = self._timers.pop(stream, None)
+        if timer:
+            timer.cancel()
+        self._framers[stream].flush()
+        if fd == self._stdin:  # the pty master doubles as stdin in full-terminal mode
+            self._loop.remove_writer(fd)
+            self._stdin = None
+            self._pending_input.clear()
+        os.close(fd)
+        self._maybe_done()
+
+    # Exit -----------------------------------------------------------------------------
+
+    def _on_pidfd(self) -> None:
+        assert self._loop is not None and self._pidfd is not None and self._popen is not None
+        returncode = self._popen.poll()
+        if returncode is None:  # not yet; pidfds can wake early only in theory
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        self.returncode = returncode
+        self.ended_at = time.monotonic()
+        # Once the group is empty its id may be reused by a stranger: never signal it again.
+        self.group_alive()
+        assert self._exit_seen is not None
+        self._exit_seen.set_result(returncode)
+        if self._readers:
+            self._drain_timer = self._loop.call_later(DRAIN_GRACE, self._drain_expired)
+        self._maybe_done()
+
+    def _drain_expired(self) -> None:
+        self._drain_timer = None
+        held = ", ".join(sorted(self._readers.values()))
+        self._bus.publish(Note(
+            f"{held} still held open by another process {DRAIN_GRACE:.0f} s after {self.name} "
+            "exited; stopped reading it", name=self.name, level="warning"))
+        for fd in list(self._readers):
+            self._close_reader(fd)
+
+    def _maybe_done(self) -> None:
+        if self._readers or self.returncode is None or self._done is None or self._done.done():
+            return
+        if self._drain_timer:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+        self._drop_stdin()
+        self._bus.remove_source(self)
+        self.state = "exited"
+        assert self.started_at is not None and self.ended_at is not None
+        self._bus.publish(
+            Exited(self.name, self.returncode, self.stopping, self.ended_at - self.started_at)
+        )
+        self._done.set_result(self.returncode)
+
+    @property
+    def running(self) -> bool:
+        """True from a successful start until the program has exited."""
+        return self.state in ("running", "stopping") and self.returncode is None
+
+    async def wait_exited(self) -> int:
+        """Wait until the program ended and its output is drained; return its returncode."""
+        if self._done is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return await asyncio.shield(self._done)
+
+    async def wait_exit_seen(self) -> int:
+        """Wait only for the program's exit, not for its output to drain."""
+        if self._exit_seen is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return await asyncio.shield(self._exit_seen)
+
+    # Input ----------------------------------------------------------------------------
+
+    @property
+    def input_open(self) -> bool:
+        return self._stdin is not None and not self._close_after_drain
+
+    def send(self, data: bytes) -> bool:
+        """Queue ``data`` for the member's stdin; False (with a note) if stdin is closed."""
+        if not self.input_open:
+            why = {"pending": "has not started yet", "failed": "could not start"}.get(
+                self.state, "is not running" if self.returncode is not None else "closed its stdin"
+            )
+            self._bus.publish(Note(f"{self.name} {why}; dropped {len(data)} bytes of input",
+                                   name=self.name, level="warning"))
+            return False
+        self._bus.publish(InputSent(self.name, data))
+        if self._pending_input:
+            self._pending_input.append(memoryview(data))
+        else:
+            self._write(memoryview(data))
+        return True
+
+    def close_input(self) -> None:
+        """Close the member's stdin once queued input is written (EOF for the program).
+
+        In full-terminal mode there is no pipe to close: send the terminal's EOF (^D).
+        """
+        if not self.input_open:
+            return
+        if self._stdin_is_pty:
+            self.send(b"\x04")
+            self._close_after_drain = True
+            self._bus.publish(InputSent(self.name, b"", eof=True))
+            return
+        self._close_after_drain = True
+        self._bus.publish(InputSent(self.name, b"", eof=True))
+        if not self._pending_input:
+            self._drop_stdin()
+
+    def _write(self, data: memoryview) -> None:
+        assert self._stdin is not None
+        try:
+            written = os.write(self._stdin, data)
+        except BlockingIOError:
+            written = 0
+        except (BrokenPipeError, ConnectionResetError):
+            self._bus.publish(Note(f"stdin was closed by {self.name}; dropped "
+                                   f"{len(data)} bytes", name=self.name, level="warning"))
+            self._drop_stdin()
+            return
+        if written < len(data):
+            self._pending_input.append(data[written:])
+            assert self._loop is not None
+            self._loop.add_writer(self._stdin, self._guard(self._write_more))
+
+    def _write_more(self) -> None:
+        assert self._stdin is not None and self._loop is not None
+        self._loop.remove_writer(self._stdin)
+        pending, self._pending_input = self._pending_input, []
+        while pending:
+            self._write(pending.pop(0))
+            if self._stdin is None:
+                return
+            if self._pending_input:  # blocked again: keep the rest in order
+                self._pending_input.extend(pending)
+                return
+        if self._close_after_drain:
+            self._drop_stdin()
+
+    def _drop_stdin(self) -> None:
+        fd, self._stdin = self._stdin, None
+        self._pending_input.clear()
+        if fd is None or self._loop is None:
+            return
+        self._loop.remove_writer(fd)
+        if fd not in self._readers:
+            os.close(fd)
+
+    # Signals --------------------------------------------------------------------------
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` to the member's whole process group; False if nothing was left."""
+        if self.pid is None or self._group_gone:
+            return False
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            self._group_gone = True
+            return False
+        return True
+
+    def group_alive(self) -> bool:
+        """True while any process remains in the member's process group."""
+        return self.signal(0)
+
+    def statistics(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "pid": self.pid,
+            "state": self.state,
+            "returncode": self.returncode,
+            "pending_input": sum(len(chunk) for chunk in self._pending_input),
+        }
+
+
+def _spawn_reason(exc: OSError, argv: list[str]) -> str:
+    if isinstance(exc, FileNotFoundError) and exc.filename in (None, argv[0]):
+        return f"command not found: {argv[0]!r}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {argv[0]!r} is not executable"
+    if exc.filename:
+        return f"{exc.strerror}: {exc.filename!r}"
+    return exc.strerror or str(exc)
+

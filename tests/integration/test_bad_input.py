@@ -1,0 +1,113 @@
+"""User mistakes get one clear line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .helpers import Pipeplex, run
+
+
+def _error(result: object) -> str:
+    stderr: str = result.stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr
+    assert result.returncode == 2, stderr  # type: ignore[attr-defined]
+    return stderr
+
+
+def test_missing_command_names_member_and_command(run_dir: Path) -> None:
+    """A program that does not exist is reported before anything starts."""
+    stderr = _error(run("run", "-p", "ok=sleep 60", "-p", "srv=no-such-program --x",
+                        "--run-dir", run_dir))
+    assert "srv: command not found: 'no-such-program'" in stderr
+    assert not run_dir.exists()
+
+
+def test_toml_syntax_error_gives_file_line_and_column(tmp_path: Path) -> None:
+    """A TOML syntax error names the file, line and column."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "echo"\nready = \n')
+    stderr = _error(run("run", cast))
+    assert f"{cast}:3:" in stderr
+
+
+def test_unknown_key_gets_a_suggestion(tmp_path: Path) -> None:
+    """A misspelt key is named with its line and the closest valid key."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "echo"\non_exti = "stop"\n')
+    stderr = _error(run("run", cast))
+    assert f"{cast}:3: a: unknown key 'on_exti'; did you mean 'on_exit'?" in stderr
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "-rf", "all", "x" * 65, "$(touch p)"])
+def test_bad_names_are_refused(name: str, tmp_path: Path) -> None:
+    """Names that could escape the run folder or confuse routing are refused."""
+    stderr = _error(run("run", "-p", f"{name}=echo hi", cwd=tmp_path))
+    assert "name" in stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_duplicate_names_are_refused() -> None:
+    """Two members cannot share a name."""
+    stderr = _error(run("run", "-p", "a=echo 1", "-p", "a=echo 2"))
+    assert "duplicate member name 'a'" in stderr
+
+
+def test_nothing_to_run_is_a_usage_error() -> None:
+    """Without a cast file or -p, pipeplex says what it needs."""
+    result = run("run")
+    assert result.returncode == 2
+    assert "nothing to run" in result.stderr
+
+
+def test_a_symlinked_run_dir_is_refused(tmp_path: Path) -> None:
+    """A run folder that is a symlink could point anywhere: refuse it."""
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "run"
+    link.symlink_to(target)
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", link))
+    assert "is a symlink" in stderr
+    assert list(target.iterdir()) == []
+
+
+def test_a_run_dir_others_can_write_is_refused(tmp_path: Path) -> None:
+    """A run folder with loose permissions is refused with the fix to apply."""
+    loose = tmp_path / "run"
+    loose.mkdir()
+    loose.chmod(0o777)
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", loose))
+    assert "mode is 0777" in stderr
+    assert "chmod 700" in stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a folder of another user")
+def test_a_run_dir_of_another_user_is_refused(tmp_path: Path) -> None:
+    """A run folder owned by someone else is refused, naming the owner."""
+    theirs = tmp_path / "run"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", theirs))
+    assert "belongs to uid 65534" in stderr
+
+
+def test_a_run_dir_in_use_by_a_live_run_is_refused(run_dir: Path) -> None:
+    """Two runs cannot share a run folder."""
+    with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        stderr = _error(run("run", "-p", "b=echo hi", "--run-dir", run_dir))
+        assert "in use by another pipeplex run" in stderr
+        assert f"pid {plex.proc.pid}" in stderr
+
+
+def test_a_stale_run_dir_is_cleaned_up(run_dir: Path) -> None:
+    """Leftovers of a run that was killed are removed, and the new run says so."""
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "run.lock").write_text("999999\n")
+    os.mkfifo(run_dir / "old.in", 0o600)
+    result = run("run", "-p", "a=echo hi", "--run-dir", run_dir)
+    assert result.returncode == 0
+    assert "cleaned up after an earlier run (pid 999999)" in result.stdout
+    assert not (run_dir / "old.in").exists()

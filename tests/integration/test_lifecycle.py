@@ -1,0 +1,138 @@
+"""Starting, stopping and exit statuses of a cast."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .helpers import PIPEPLEX, Pipeplex, run, write_fifo
+
+PROGS = Path(__file__).parent.parent / "progs"
+
+
+def test_when_one_member_exits_the_others_are_stopped(run_dir: Path) -> None:
+    """on_exit = stop (the default) ends the cast when any member ends."""
+    result = run("run", "-p", "quick=true", "-p", "slow=sleep 60", "--run-dir", run_dir)
+    assert result.returncode == 0
+    assert "slow  * stopped: killed by SIGTERM" in result.stdout
+
+
+def test_on_exit_ignore_waits_for_every_member(run_dir: Path) -> None:
+    """With --on-exit ignore the run lasts until the last member has exited."""
+    with Pipeplex("run", "-p", "a=true", "-p", "b=sh -c 'read x; echo got $x'",
+                  "--on-exit", "ignore", "--run-dir", run_dir) as plex:
+        plex.expect(r"^a \* exited with code 0")
+        write_fifo(run_dir / "b.in", b"late\n")
+        plex.expect(r"^b \| got late$")
+        assert plex.wait() == 0
+        assert "stopped" not in plex.text
+
+
+def test_exit_status_is_the_first_failure(run_dir: Path) -> None:
+    """A member that fails on its own gives its status; 128+N for a signal."""
+    result = run("run", "-p", "bad=sh -c 'exit 7'", "-p", "idle=sleep 60", "--run-dir", run_dir)
+    assert result.returncode == 7
+    result = run("run", "-p", "boom=sh -c 'kill -USR1 $$'", "--run-dir", run_dir)
+    assert result.returncode == 128 + signal.SIGUSR1
+    assert "boom * killed by SIGUSR1" in result.stdout
+
+
+def test_sigterm_stops_every_member_and_reports_143(run_dir: Path) -> None:
+    """SIGTERM to pipeplex stops the cast; children and grandchildren are gone."""
+    with Pipeplex("run", "-p", "a=sleep 60", "-p", "b=sh -c 'sleep 60 & sleep 60 & wait'",
+                  "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        plex.expect(r"^b +\* started")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+        assert "got SIGTERM: stopping the cast" in plex.text
+
+
+def test_ctrl_c_stops_the_cast_with_130(run_dir: Path) -> None:
+    """SIGINT to pipeplex stops the cast the same way and exits 130."""
+    with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        plex.signal(signal.SIGINT)
+        assert plex.wait() == 130
+
+
+def test_a_member_ignoring_sigterm_gets_sigkill_after_the_grace(run_dir: Path) -> None:
+    """The escalation is announced: ignored SIGTERM, then SIGKILL to the process group."""
+    with Pipeplex("run", "-p", f"stuck={sys.executable} {PROGS / 'ignore_term.py'}",
+                  "--grace", "0.5", "--run-dir", run_dir) as plex:
+        plex.expect(r"^stuck \| ignoring SIGTERM$")
+        plex.signal(signal.SIGTERM)
+        plex.expect(r"stuck \* ignored SIGTERM for 0\.5 s; sent SIGKILL to its process group")
+        assert plex.wait() == 143
+
+
+def test_output_already_written_by_a_stopped_member_is_kept(run_dir: Path, tmp_path: Path) -> None:
+    """Everything a member wrote before it was stopped reaches the stream."""
+    cast = tmp_path / "cast.toml"
+    writer = "import time\nfor i in range(20000): print(f'line {i}')\nprint('done')\ntime.sleep(60)"
+    cast.write_text(
+        f"[procs.writer]\ncmd = {_toml_list([sys.executable, '-c', writer])}\n"
+        "ready = '^done$'\n[procs.quitter]\ncmd = 'true'\nafter = ['writer']\n"
+    )
+    result = run("run", cast, "--run-dir", run_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("writer  | line ")]
+    assert len(lines) == 20000
+    assert "writer  * stopped" in result.stdout
+
+
+def test_ready_variables_reach_later_members(run_dir: Path, tmp_path: Path) -> None:
+    """A named group in ready becomes {name} in a later member's command."""
+    cast = tmp_path / "cast.toml"
+    server = "print('listening on port 4242', flush=True); import time; time.sleep(60)"
+    cast.write_text(
+        f"[procs.server]\ncmd = {_toml_list([sys.executable, '-c', server])}\n"
+        "ready = 'port (?P<port>\\d+)'\n"
+        "[procs.client]\ncmd = 'echo connecting to {port}'\nafter = ['server']\n"
+    )
+    result = run("run", cast, "--run-dir", run_dir)
+    assert "client * started" in result.stdout
+    assert "client | connecting to 4242" in result.stdout
+    assert "server * ready: port=4242" in result.stdout
+
+
+def test_ready_timeout_fails_with_the_recent_output(run_dir: Path, tmp_path: Path) -> None:
+    """A member that never gets ready fails the run, naming what it waited for."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text(
+        "[procs.server]\ncmd = \"sh -c 'echo starting up; exec sleep 60'\"\n"
+        "ready = 'listening'\nready_timeout = 0.5\n"
+        "[procs.client]\ncmd = 'echo never'\nafter = ['server']\n"
+    )
+    result = run("run", cast, "--run-dir", run_dir)
+    assert result.returncode == 1
+    assert "server was not ready after 0.5 s" in result.stdout
+    assert "starting up" in result.stdout
+    assert "client * summary: never started" in result.stdout
+
+
+def test_members_run_in_their_own_session(run_dir: Path) -> None:
+    """Each member leads its own session and process group."""
+    result = run("run", "-p", f"t={sys.executable} {PROGS / 'ttys.py'}", "--run-dir", run_dir)
+    assert "leader 11" in result.stdout
+
+
+def test_members_start_with_clean_signal_state(run_dir: Path) -> None:
+    """No blocked or ignored signals leak into members, even if pipeplex inherited them."""
+    # grep, not Python: a Python child would ignore SIGPIPE and SIGXFSZ on its own.
+    result = subprocess.run(
+        ["sh", "-c", 'trap "" INT QUIT USR1; exec "$@"', "sh", *PIPEPLEX, "run", "-p",
+         "s=grep -E 'SigBlk|SigIgn' /proc/self/status", "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )
+    assert re.search(r"s \| SigBlk:\s+0000000000000000", result.stdout), result.stdout
+    assert re.search(r"s \| SigIgn:\s+0000000000000000", result.stdout), result.stdout
+
+
+def _toml_list(items: list[str]) -> str:
+    import json
+
+    return json.dumps(items)

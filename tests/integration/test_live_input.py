@@ -1,0 +1,143 @@
+"""Talking to members through the run folder's named pipes, with no buffering surprises."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from .helpers import Pipeplex, py, write_fifo
+
+PROGS = Path(__file__).parent.parent / "progs"
+
+
+def test_the_tutorial_programs_answer_every_line_repeatedly(run_dir: Path, tmp_path: Path) -> None:
+    """Two never-flushing Python programs answer each line, even with PYTHONUNBUFFERED off."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text(
+        f'[procs.a]\ncmd = ["{sys.executable}", "{PROGS / "tutorial_a.py"}"]\n'
+        'env = { PYTHONUNBUFFERED = "" }\n'
+        f'[procs.b]\ncmd = ["{sys.executable}", "{PROGS / "tutorial_b.py"}"]\n'
+        'env = { PYTHONUNBUFFERED = "" }\n'
+    )
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        for i in range(5):
+            write_fifo(run_dir / "a.in", f"hello {i}\n".encode())
+            plex.expect(rf"^a \| A heard: hello {i}$")
+            write_fifo(run_dir / "b.in", f"abc{i}\n".encode())
+            plex.expect(rf"^b \| B #{i + 1}: {i}cba$")
+        write_fifo(run_dir / "all.in", b"both\n")
+        plex.expect(r"^. \| (A heard: both|B #6: htob)$")
+        plex.expect(r"^. \| (A heard: both|B #6: htob)$")
+
+
+@pytest.mark.parametrize(
+    ("cmd", "question", "answer"),
+    [
+        ("tr a-z A-Z", "shout", r"SHOUT"),
+        ("bc", "6*7", r"42"),
+        ("sqlite3", "select 40+2;", r"42"),
+    ],
+)
+def test_block_buffering_programs_answer_line_by_line(
+    run_dir: Path, cmd: str, question: str, answer: str
+) -> None:
+    """tr, bc and sqlite3 answer each line at once, without stdbuf."""
+    program = cmd.split()[0]
+    if shutil.which(program) is None:
+        pytest.skip(f"{program} is not installed (make test installs it where it can)")
+    with Pipeplex("run", "-p", f"m={cmd}", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        for _ in range(3):
+            write_fifo(run_dir / "m.in", question.encode() + b"\n")
+            plex.expect(rf"^m \| {answer}$")
+
+
+def test_many_writers_in_turn_never_give_the_member_eof(run_dir: Path) -> None:
+    """Open, write, close, again and again: the member keeps reading its stdin."""
+    with Pipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        for i in range(30):
+            write_fifo(run_dir / "c.in", f"line {i}\n".encode())
+            plex.expect(rf"^c \| line {i}$")
+        assert "exited" not in plex.text
+
+
+def test_all_in_reaches_every_member(run_dir: Path) -> None:
+    """A line written to all.in goes to each member's stdin."""
+    with Pipeplex("run", "-p", "x=cat", "-p", "y=cat", "-p", "z=cat",
+                  "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        write_fifo(run_dir / "all.in", b"to everyone\n")
+        seen = {plex.expect(r"^(\w) \| to everyone$")[1] for _ in range(3)}
+        assert seen == {"x", "y", "z"}
+
+
+def test_a_writer_that_quits_mid_line_does_not_splice_into_the_next(run_dir: Path) -> None:
+    """Bytes without a newline are dropped with a warning when their writer closes."""
+    with Pipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        write_fifo(run_dir / "c.in", b"hel")
+        plex.expect(r"c\.in: dropped 3 bytes")
+        write_fifo(run_dir / "c.in", b"lo\n")
+        plex.expect(r"^c \| lo$")
+        assert "hello" not in plex.text
+
+
+def test_the_run_folder_is_private_and_removed_at_the_end(run_dir: Path) -> None:
+    """The folder is 0700, each pipe a 0600 FIFO, whatever the umask; all gone afterwards."""
+    old = os.umask(0)
+    try:
+        plex = Pipeplex("run", "-p", "c=cat", "--run-dir", run_dir)
+    finally:
+        os.umask(old)
+    with plex:
+        plex.expect("run folder")
+        st = os.lstat(run_dir)
+        assert stat.S_IMODE(st.st_mode) == 0o700
+        for name in ("c.in", "all.in"):
+            st = os.lstat(run_dir / name)
+            assert stat.S_ISFIFO(st.st_mode)
+            assert stat.S_IMODE(st.st_mode) == 0o600
+            assert st.st_uid == os.geteuid()
+        plex.signal()
+        assert plex.wait() == 143
+    assert not run_dir.exists(), (plex.text, list(run_dir.iterdir()))
+
+
+def test_input_lines_are_sent_at_start(run_dir: Path, tmp_path: Path) -> None:
+    """input = [...] lines reach the member's stdin as soon as it starts."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.c]\ncmd = "cat"\ninput = ["first", "second"]\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^c \| first$")
+        plex.expect(r"^c \| second$")
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("stdout", "tty 010"), ("true", "tty 111"), ("false", "tty 000")],
+)
+def test_terminal_modes(run_dir: Path, mode: str, expected: str) -> None:
+    """stdout mode puts only stdout on a terminal; true gives a full one; false none."""
+    with Pipeplex("run", "-p", f"t={sys.executable} {PROGS / 'ttys.py'}", "--pty", mode,
+                  "--run-dir", run_dir) as plex:
+        plex.expect(rf"^t \| {expected} leader 11$")
+        assert plex.wait() == 0
+
+
+def test_full_terminal_turns_ctrl_c_into_sigint(run_dir: Path) -> None:
+    """With pty = true, ^C written to the member reaches it as SIGINT."""
+    code = ("import signal, sys\n"
+            "signal.signal(signal.SIGINT, lambda *a: (print('got SIGINT'), sys.exit(0)))\n"
+            "print('ready'); signal.pause()")
+    with Pipeplex("run", "-p", "t=" + py(code), "--pty", "true", "--run-dir", run_dir) as plex:
+        plex.expect(r"^t \| ready$")
+        write_fifo(run_dir / "t.in", b"\x03\n")
+        plex.expect(r"^t \| got SIGINT$")
+        assert plex.wait() == 0

@@ -1,0 +1,119 @@
+"""The merged stream: prefixes, stderr, partial lines, odd bytes, floods."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .helpers import PIPEPLEX, Pipeplex, py, run, write_fifo
+
+PROGS = Path(__file__).parent.parent / "progs"
+
+
+def test_lines_come_back_prefixed_and_padded(run_dir: Path) -> None:
+    """Each line is shown under its member's name, names padded to the longest."""
+    result = run("run", "-p", "a=echo one", "-p", "longer=echo two", "--on-exit", "ignore",
+                 "--run-dir", run_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a      | one\n" in result.stdout
+    assert "longer | two\n" in result.stdout
+
+
+def test_stderr_lines_are_marked(run_dir: Path) -> None:
+    """stderr lines carry '!' instead of '|'."""
+    result = run("run", "-p", "e=" + py("import sys; print('bad', file=sys.stderr)"),
+                 "--run-dir", run_dir)
+    assert "e ! bad\n" in result.stdout
+
+
+def test_last_partial_line_of_an_exiting_member_is_kept(run_dir: Path) -> None:
+    """An unfinished last line is shown, and the member's exit status is pipeplex's."""
+    result = run("run", "-p", "m=sh -c 'printf \"a\\nlast\"; exit 3'", "--run-dir", run_dir)
+    assert "m | a\nm | last\n" in result.stdout
+    assert result.returncode == 3
+
+
+def test_prompt_without_newline_is_shown_before_the_answer(run_dir: Path) -> None:
+    """A prompt with no newline shows up after a quiet time, while its program waits."""
+    with Pipeplex("run", "-p", f"ask={sys.executable} {PROGS / 'prompt.py'}",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"run folder")
+        plex.expect(r"^ask \| what's your name\? $")
+        write_fifo(run_dir / "ask.in", b"bob\n")
+        plex.expect(r"^ask \| hello bob$")
+        assert plex.wait() == 0
+
+
+def test_invalid_utf8_becomes_replacement_characters(run_dir: Path) -> None:
+    """Bytes that are not UTF-8 are shown as U+FFFD, the rest of the line intact."""
+    code = "import sys; sys.stdout.buffer.write(b'ok \\xff\\xfe end\\n')"
+    result = run("run", "-p", "b=" + py(code), "--run-dir", run_dir)
+    assert "b | ok \ufffd\ufffd end\n" in result.stdout
+
+
+def test_a_huge_line_is_shown_in_pieces_with_bounded_memory(run_dir: Path) -> None:
+    """50 MB without a newline comes out whole, in pieces, without 50 MB of memory."""
+    size = 50 * 1024 * 1024
+    code = ("import os\nblock = b'x' * 65536\n"
+            f"for _ in range({size // 65536}): os.write(1, block)\n")
+    xs = pieces = 0
+    with subprocess.Popen(
+        [*PIPEPLEX, "run", "-p", "big=" + py(code), "--pty", "false", "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(b"big | x"):
+                pieces += 1
+                xs += line.count(b"x")
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    assert status == 0
+    assert xs == size
+    assert pieces >= size // (256 * 1024)
+    # ru_maxrss is in KiB; holding the line whole would need 50 MB or more.
+    assert usage.ru_maxrss < 45 * 1024, usage.ru_maxrss
+
+
+@pytest.mark.parametrize("pty", ["false", "stdout"])
+@pytest.mark.parametrize("chunk", [0, 4096])
+def test_flooding_writers_lose_and_tear_no_line(run_dir: Path, pty: str, chunk: int) -> None:
+    """Four writers at full speed: every line arrives once, whole, under its own prefix."""
+    count = 20000
+    args = ["run", "--run-dir", str(run_dir), "--pty", pty, "--on-exit", "ignore"]
+    for i in range(4):
+        args += ["-p", f"w{i}={sys.executable} {PROGS / 'flood.py'} w{i} {count} {chunk}"]
+    line_re = re.compile(rb"^(w\d) \| (w\d) (\d{10}) x{65}\n$")
+    expected = {f"w{i}".encode(): 0 for i in range(4)}
+    bad = []
+    with subprocess.Popen([*PIPEPLEX, *args], stdout=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if b" * " in line[:12] or line.startswith(b"pipeplex"):
+                continue
+            m = line_re.match(line)
+            if not m or m[1] != m[2] or int(m[3]) != expected[m[1]]:
+                bad.append(line)
+                continue
+            expected[m[1]] += 1
+        assert proc.wait(timeout=60) == 0
+    assert bad[:5] == []
+    assert all(n == count for n in expected.values()), expected
+
+
+def test_children_do_not_inherit_pipeplex_resources(run_dir: Path) -> None:
+    """A member sees only fds 0, 1 and 2: no pipe or FIFO of pipeplex leaks into it."""
+    code = "import os; print('fds', sorted(int(f) for f in os.listdir('/proc/self/fd')))"
+    result = run("run", "-p", "f=" + py(code), "--run-dir", run_dir)
+    # listdir itself opens one fd, which shows in its own listing.
+    fds = re.search(r"f \| fds \[(.*)\]", result.stdout)
+    assert fds, result.stdout
+    assert [int(x) for x in fds[1].split(",")][:3] == [0, 1, 2]
+    assert len(fds[1].split(",")) == 4
+
