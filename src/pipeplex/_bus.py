@@ -61,7 +61,8 @@ class Bus:
             while self._queue:
                 current = self._queue.popleft()
                 failed: list[tuple[Sink, Exception]] = []
-                for sink in self._sinks:
+                # A copy: a sink may unsubscribe itself (or another) while handling.
+                for sink in tuple(self._sinks):
                     try:
                         sink(current)
                     except Exception as exc:

@@ -23,7 +23,7 @@ from ._signals import describe_returncode, exit_status, signal_name
 from .cast.spec import CastSpec, expand
 from .errors import SpawnError
 from .inputs.router import Router
-from .participants import Process
+from .participants import Guardian, Process
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure")
 
@@ -55,6 +55,7 @@ class Engine:
         columns: int = 80,
         env_overrides: Mapping[str, str] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        guardian: Guardian | None = None,
     ) -> None:
         self.cast = cast
         self.bus = bus
@@ -62,7 +63,7 @@ class Engine:
         self._sleep = sleep
         self.members: dict[str, Process] = {
             spec.name: Process(spec, bus, on_crash=self.crash, columns=columns,
-                               env_overrides=env_overrides)
+                               env_overrides=env_overrides, guardian=guardian)
             for spec in cast.procs
         }
         self.router = Router(self.members)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import re
 from collections.abc import Callable
 
-from ._events import Event, Output
+from ._events import Event, Output, Stream
 
 __all__ = ("LineWatch", "port_accepts")
 
 PORT_POLL = 0.05
+MAX_PARTIAL = 64 * 1024
 
 
 class LineWatch:
@@ -25,22 +27,26 @@ class LineWatch:
         self.name = name
         self._regex = re.compile(pattern)
         self._on_match = on_match
-        self._partial = ""
+        # Per stream: an unfinished line, and a decoder that keeps a split character.
+        self._partial: dict[Stream, str] = {"stdout": "", "stderr": ""}
+        self._decoders = {
+            stream: codecs.getincrementaldecoder("utf-8")("replace") for stream in self._partial
+        }
         self.done = False
 
     def __call__(self, event: Event) -> None:
         if self.done or not isinstance(event, Output) or event.name != self.name:
             return
-        text = self._partial + event.data.decode("utf-8", "replace")
+        stream = event.stream
+        text = self._partial[stream] + self._decoders[stream].decode(event.data)
         lines = text.split("\n")
-        self._partial = lines.pop()
-        if len(self._partial) > 64 * 1024:
-            self._partial = self._partial[-64 * 1024 :]
+        partial = lines.pop()[-MAX_PARTIAL:]
+        self._partial[stream] = partial
         for line in lines:
             if self._try(line.removesuffix("\r")):
                 return
-        if self._partial:
-            self._try(self._partial)
+        if partial:
+            self._try(partial)
 
     def _try(self, line: str) -> bool:
         match = self._regex.search(line)

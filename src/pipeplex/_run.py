@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import resource
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from .cast.spec import CastSpec
 from .inputs import FifoChannel, RunDir, default_run_dir
 from .inputs.router import ALL, Router
 from .output import ColorMode, Renderer, TerminalSink, Writer, use_color
+from .participants import Guardian
 
 __all__ = ("RunOptions", "run_cast")
 
@@ -62,13 +64,19 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         sanitize=isatty,
         crlf_names=[p.name for p in cast.procs if p.pty == "full"],
     )
+    _raise_fd_limit(len(cast.procs))
+    guardian = Guardian()
     engine = Engine(
         cast,
         bus,
         grace=options.grace,
         columns=_columns(options.output_fd, renderer.width + 3),
         # Children see colour only when we show it (their stdout may be a terminal).
-        env_overrides={} if color or "FORCE_COLOR" in os.environ else {"NO_COLOR": "1"},
+        env_overrides={
+            "PIPEPLEX_RUN_ID": guardian.token,
+            **({} if color or "FORCE_COLOR" in os.environ else {"NO_COLOR": "1"}),
+        },
+        guardian=guardian,
     )
     writer = Writer(options.output_fd, bus, on_broken=engine.request_stop)
     bus.subscribe(TerminalSink(renderer, writer))
@@ -95,8 +103,18 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             fifo.close()
         if run_dir is not None:
             run_dir.close()
+        guardian.close()
         await writer.drain()
         writer.close()
+
+
+def _raise_fd_limit(members: int) -> None:
+    """Each member costs about six descriptors; lift the soft limit when a cast needs it."""
+    needed = 64 + 8 * members
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _send(router: Router, target: str, data: bytes) -> None:

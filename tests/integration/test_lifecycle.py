@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .helpers import PIPEPLEX, Pipeplex, run, write_fifo
+from .helpers import PIPEPLEX, Pipeplex, py, run, write_fifo
 
 PROGS = Path(__file__).parent.parent / "progs"
 
@@ -136,3 +136,49 @@ def _toml_list(items: list[str]) -> str:
     import json
 
     return json.dumps(items)
+
+
+def test_no_orphans_when_pipeplex_is_killed_with_sigkill(run_dir: Path) -> None:
+    """Members and their children die even when pipeplex gets SIGKILL."""
+    code = ("import subprocess, sys\n"
+            "child = subprocess.Popen(['sleep', '60'])\n"
+            "print('child', child.pid, flush=True)\n"
+            "child.wait()")
+    with Pipeplex("run", "-p", "parent=" + py(code), "-p", "plain=sleep 60",
+                  "--run-dir", run_dir) as plex:
+        grandchild = int(plex.expect(r"^parent \| child (\d+)$")[1])
+        members = [int(m[1]) for m in re.finditer(r"\* started \(pid (\d+)\)", plex.text)]
+        assert len(members) == 2
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        for pid in [*members, grandchild]:
+            _wait_exited(pid)
+
+
+def _wait_exited(pid: int, timeout: float = 10.0) -> None:
+    """Wait for ``pid`` (not our child) to exit, through a pidfd."""
+    import os
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    assert ready, f"process {pid} is still alive {timeout} s after pipeplex died"
+
+
+def test_the_next_run_cleans_the_folder_of_a_killed_run(run_dir: Path) -> None:
+    """A run killed with SIGKILL leaves its pipes; the next run removes them and says so."""
+    with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        plex.signal(signal.SIGKILL)
+        plex.wait()
+    assert (run_dir / "a.in").exists()
+    result = run("run", "-p", "b=true", "--run-dir", run_dir)
+    assert result.returncode == 0
+    assert f"earlier run (pid {plex.proc.pid})" in result.stdout
+    assert list(run_dir.iterdir()) == []

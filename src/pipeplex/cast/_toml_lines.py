@@ -54,11 +54,13 @@ def locate(text: str, path: tuple[str | int, ...]) -> int | None:
 
 
 def _common_prefix(a: tuple[str | int, ...], b: tuple[str | int, ...]) -> int:
-    if len(a) > len(b):
-        return 0
+    """How much of ``b`` the key ``a`` locates: all of a parent, or all of ``b`` itself.
+
+    A key that only shares a parent with ``b`` (a sibling) locates nothing.
+    """
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
-    return n if n == len(a) else 0
+    return n if n == min(len(a), len(b)) else 0

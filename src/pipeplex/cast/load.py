@@ -14,11 +14,11 @@ import shutil
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from ..errors import CastError
 from ._toml_lines import locate
-from .spec import NAME_RE, RESERVED_NAMES, CastSpec, OnExit, ProcSpec, PtyMode, variables_in
+from .spec import NAME_RE, RESERVED_NAMES, CastSpec, OnExit, ProcSpec, variables_in
 
 __all__ = ("check_commands", "load_cast", "parse_proc_option", "validate_cast")
 
@@ -194,10 +194,15 @@ def _proc(
             cwd = base_dir / cwd
         fields["cwd"] = os.fspath(cwd)
     if "pty" in table:
-        mode = {True: "full", False: "pipes", "stdout": "stdout"}.get(table["pty"])
-        if mode is None or (isinstance(table["pty"], int) and not isinstance(table["pty"], bool)):
+        value = table["pty"]
+        if value is True:
+            fields["pty"] = "full"
+        elif value is False:
+            fields["pty"] = "pipes"
+        elif value == "stdout":
+            fields["pty"] = "stdout"
+        else:
             raise bad("pty", 'true (a full terminal), false (plain pipes) or "stdout"')
-        fields["pty"] = cast(PtyMode, mode)
     if "on_exit" in table:
         if table["on_exit"] not in ON_EXIT:
             raise bad("on_exit", " or ".join(repr(v) for v in ON_EXIT))
@@ -223,7 +228,9 @@ def _proc(
         port = table["ready_port"]
         if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
             fields["ready_port"] = str(port)
-        elif isinstance(port, str) and (port.isdigit() or variables_in(port)):
+        elif isinstance(port, str) and (
+            (port.isdigit() and 0 < int(port) < 65536) or variables_in(port)
+        ):
             fields["ready_port"] = port
         else:
             raise bad("ready_port", 'a TCP port number or a variable such as "{port}"')
@@ -271,9 +278,12 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
         if proc.ready_port and not proc.ready_port.isdigit():
             unknown = variables_in(proc.ready_port) - available - proc.captured_variables()
             if unknown:
-                raise CastError(f"{proc.name}: ready_port uses {{{sorted(unknown)[0]}}}, which "
-                                "no ready pattern captures; capture it with a named group, e.g. "
-                                "ready = 'port (?P<port>\\d+)'", source=proc.source)
+                var = sorted(unknown)[0]
+                provider = _provider(var, seen)
+                hint = (f"add after = [\"{provider}\"], which captures it" if provider else
+                        "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
+                raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
+                                f"starts after captures; {hint}", source=proc.source)
     return cast_spec
 
 

@@ -36,7 +36,7 @@ NOTE_STYLE = {"info": b"2", "warning": b"33", "error": b"1;31"}
 
 # Control characters that would move the cursor or rewrite the screen. SGR colour
 # sequences (ESC [ ... m) and tabs pass through; a lone CR ends the line on display.
-_UNSAFE = re.compile(rb"\x1b\[[0-9;:]*m|[\x00-\x08\x0b-\x1f\x7f]")
+_UNSAFE = re.compile(rb"\r\n|\x1b\[[0-9;:]*m|[\x00-\x08\x0b-\x1f\x7f]")
 _SGR_END = ord("m")
 
 
@@ -53,6 +53,8 @@ def use_color(mode: ColorMode, isatty: bool, environ: Mapping[str, str] = os.env
 
 def _escape_control(m: re.Match[bytes]) -> bytes:
     found = m[0]
+    if found == b"\r\n":
+        return b"\n"
     if len(found) > 1 and found[-1] == _SGR_END:
         return found
     code = found[0]
@@ -111,7 +113,7 @@ class Renderer:
             self._stamp_second = second
             self._stamp_text = time.strftime("%H:%M:%S", time.localtime(t))
         stamp = f"{self._stamp_text}.{int((t - second) * 1000):03d} ".encode()
-        return b"\x1b[2m" + stamp + RESET if self.color else stamp
+        return RESET + b"\x1b[2m" + stamp + RESET if self.color else stamp
 
     def render(self, event: Event) -> bytes:
         """The bytes to show for ``event`` (possibly empty)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .guardian import Guardian
 from .process import Process, ProcessState
 
-__all__ = ("Process", "ProcessState")
+__all__ = ("Guardian", "Process", "ProcessState")

@@ -19,8 +19,6 @@ MAX_LINE = 256 * 1024
 
 def _utf8_cut(data: bytes, limit: int) -> int:
     """The largest cut at or below ``limit`` that does not split a UTF-8 sequence."""
-    if limit >= len(data):
-        return len(data)
     cut = limit
     # Step back over continuation bytes (0b10xxxxxx), at most 3, to a sequence start.
     while cut > limit - 3 and cut > 0 and (data[cut] & 0xC0) == 0x80:
@@ -63,7 +61,7 @@ class LineFramer:
             self._emit(data[:end], False)
             data = data[end:]
             self.tail_since = now
-        while len(data) >= self._max_line:
+        while len(data) > self._max_line:
             cut = _utf8_cut(data, self._max_line)
             self._emit(data[:cut], True)
             data = data[cut:]

@@ -24,6 +24,7 @@ from ..cast.spec import ProcSpec, expand
 from ..errors import SpawnError
 from ._framing import LineFramer
 from ._pty import make_controlling_tty, open_pty
+from .guardian import Guardian
 
 __all__ = ("Process", "ProcessState")
 
@@ -54,6 +55,7 @@ class Process:
         on_crash: Callable[[BaseException], None],
         columns: int = 80,
         env_overrides: Mapping[str, str] | None = None,
+        guardian: Guardian | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -68,6 +70,7 @@ class Process:
         self._on_crash = on_crash
         self._columns = columns
         self._env_overrides = dict(env_overrides or {})
+        self._guardian = guardian
         self._popen: subprocess.Popen[bytes] | None = None
         self._readers: dict[int, Stream] = {}
         self._framers: dict[Stream, LineFramer] = {}
@@ -156,6 +159,8 @@ class Process:
                 os.close(fd)
         self.pid = self._popen.pid
         self._group_gone = False
+        if self._guardian is not None:
+            self._guardian.register(self.pid)
         self.state = "running"
         self.stopping = False
         self.returncode = None
@@ -181,6 +186,7 @@ class Process:
         env = dict(os.environ)
         # Python children flush each write; harmless for everything else.
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env["PIPEPLEX_NAME"] = self.name
         env.update(self._env_overrides)
         env.update({key: expand(value, variables) for key, value in self.spec.env.items()})
         return env
@@ -222,11 +228,12 @@ class Process:
             self._paused = False
             self._add_readers()
 
-    def _read(self, fd: int, stream: Stream) -> None:
+    def _read(self, fd: int, stream: Stream) -> bool:
+        """Read what is there; True if anything (data or EOF) was."""
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError as exc:
             # A pty master reports EIO once every slave end is closed: that is its EOF.
             if exc.errno != errno.EIO:
@@ -234,17 +241,26 @@ class Process:
             data = b""
         if not data:
             self._close_reader(fd)
-            return
+            return True
         framer = self._framers[stream]
         framer.feed(data)
         if framer.pending and stream not in self._timers:
             assert self._loop is not None
             self._timers[stream] = self._loop.call_later(QUIET, self._quiet, stream)
+        return True
 
     def _quiet(self, stream: Stream) -> None:
         del self._timers[stream]
         framer = self._framers[stream]
         if not framer.pending:
+            return
+        # A busy loop can run this timer before the reader of data that already waits in
+        # the pipe: read first, so only a member that really went quiet gets its line cut.
+        fd = next((fd for fd, s in self._readers.items() if s == stream), None)
+        if self._paused or (fd is not None and self._read(fd, stream)):
+            if framer.pending and stream not in self._timers:
+                assert self._loop is not None
+                self._timers[stream] = self._loop.call_later(QUIET, self._quiet, stream)
             return
         now = time.monotonic()
         if now - framer.last_data < QUIET and now - framer.tail_since < MAX_PARTIAL_AGE:
@@ -418,6 +434,8 @@ class Process:
             os.killpg(self.pid, sig)
         except (ProcessLookupError, PermissionError):
             self._group_gone = True
+            if self._guardian is not None:
+                self._guardian.unregister(self.pid)
             return False
         return True
 

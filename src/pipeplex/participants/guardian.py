@@ -1,0 +1,132 @@
+"""The guardian: a tiny process that kills the cast if pipeplex itself dies.
+
+pipeplex can be killed with SIGKILL, which no handler sees; its members, each in its own
+session, would live on as orphans. So pipeplex starts a guardian, tells it through a pipe
+each process group it creates (``+PGID``) and each one that is gone (``-PGID``), and keeps
+the pipe's write end open. The kernel closes that end when pipeplex dies, however it dies:
+the guardian reads EOF, sends SIGTERM to every group still registered, and SIGKILL to
+those still there half a second later.
+
+Registering happens just after a member is spawned, so a SIGKILL landing in between would
+miss it; and a member's child may leave its process group (``setsid``). Both are caught by
+a second net: every member runs with ``PIPEPLEX_RUN_ID`` in its environment, which its
+children inherit, and at EOF the guardian also signals every process of ours carrying that
+id. On a clean exit everything is already gone and the guardian just leaves.
+
+The guardian runs in its own session (a Ctrl-C on the terminal does not reach it) and
+ignores the usual stop signals; its code is a few lines of the standard library run with
+``python -S`` so it starts in milliseconds and needs nothing from pipeplex.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+__all__ = ("Guardian",)
+
+GUARDIAN_CODE = r"""
+import os, signal, sys, time
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    signal.signal(sig, signal.SIG_IGN)
+groups = set()
+token = None
+buffer = b""
+while True:
+    data = os.read(0, 4096)
+    if not data:
+        break
+    buffer += data
+    *lines, buffer = buffer.split(b"\n")
+    for line in lines:
+        if line[:1] == b"+":
+            groups.add(int(line[1:]))
+        elif line[:1] == b"-":
+            groups.discard(int(line[1:]))
+        elif line[:1] == b"=":
+            token = b"PIPEPLEX_RUN_ID=" + line[1:]
+def marked():
+    found = set()
+    if token is None:
+        return found
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != me:
+            try:
+                with open("/proc/" + entry + "/environ", "rb") as f:
+                    if token in f.read().split(b"\0"):
+                        found.add(int(entry))
+            except OSError:
+                pass
+    return found
+def signal_all(sig):
+    alive = set()
+    for pgid in groups:
+        try:
+            os.killpg(pgid, sig)
+            alive.add(pgid)
+        except OSError:
+            pass
+    for pid in marked():
+        try:
+            os.kill(pid, sig)
+            alive.add(-pid)
+        except OSError:
+            pass
+    return alive
+left = signal_all(signal.SIGTERM)
+deadline = time.monotonic() + 0.5
+while left and time.monotonic() < deadline:
+    time.sleep(0.02)
+    left = signal_all(0)
+if left:
+    signal_all(signal.SIGKILL)
+"""
+
+
+class Guardian:
+    """Handle on the guardian process; register every process group you create."""
+
+    def __init__(self) -> None:
+        self.token = uuid.uuid4().hex
+        """Put in members' environment as ``PIPEPLEX_RUN_ID``; the guardian hunts it down."""
+        read_end, self._fd = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", GUARDIAN_CODE],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            os.close(read_end)
+        self.pid = self._proc.pid
+        self._say(f"={self.token}\n")
+
+    def __repr__(self) -> str:
+        return f"<Guardian pid={self.pid}>"
+
+    def _say(self, line: str) -> None:
+        if self._fd >= 0:
+            os.write(self._fd, line.encode())
+
+    def register(self, pgid: int) -> None:
+        self._say(f"+{pgid}\n")
+
+    def unregister(self, pgid: int) -> None:
+        self._say(f"-{pgid}\n")
+
+    def close(self) -> None:
+        """Let the guardian go: every group should be stopped and unregistered by now."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()

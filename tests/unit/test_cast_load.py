@@ -1,0 +1,593 @@
+"""Loading and validating casts: TOML files, ``-p`` options and the checks across members."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeplex.cast import CastSpec, ProcSpec, load_cast, parse_proc_option
+from pipeplex.cast.load import check_commands, validate_cast
+from pipeplex.errors import CastError, PipeplexError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cast.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, text: str) -> CastSpec:
+    return load_cast(write(tmp_path, text))
+
+
+def error(tmp_path: Path, text: str) -> tuple[CastError, str]:
+    """The CastError for ``text`` and the path it was written to."""
+    path = write(tmp_path, text)
+    with pytest.raises(CastError) as info:
+        load_cast(path)
+    return info.value, str(path)
+
+
+def member(tmp_path: Path, extra: str, name: str = "web") -> ProcSpec:
+    """Load a one-member cast with ``extra`` lines after ``cmd``."""
+    return load(tmp_path, f'[procs.{name}]\ncmd = "serve"\n{extra}\n')[name]
+
+
+class TestMinimal:
+    def test_minimal_cast(self, tmp_path: Path) -> None:
+        """One member with a cmd loads, with defaults and its declaration line."""
+        path = write(tmp_path, '# my cast\n[procs.web]\ncmd = "python3 -m http.server"\n')
+        cast = load_cast(path)
+        assert cast.names == ("web",)
+        assert cast.path == str(path)
+        web = cast["web"]
+        assert web.cmd == "python3 -m http.server"
+        assert (web.shell, web.pty, web.on_exit) == (False, "stdout", "stop")
+        assert (web.after, web.input, web.env) == ((), (), {})
+        assert web.source == f"{path}:2"
+
+    def test_members_keep_declaration_order(self, tmp_path: Path) -> None:
+        """Members come out in the order the file declares them."""
+        cast = load(tmp_path, '[procs.zed]\ncmd = "a"\n[procs.alpha]\ncmd = "b"\n')
+        assert cast.names == ("zed", "alpha")
+
+    def test_cmd_as_list(self, tmp_path: Path) -> None:
+        """A list cmd is kept as the argument vector, word for word."""
+        web = load(tmp_path, '[procs.web]\ncmd = ["echo", "two words", "$HOME"]\n')["web"]
+        assert web.cmd == ("echo", "two words", "$HOME")
+        assert web.argv() == ["echo", "two words", "$HOME"]
+
+    def test_shell_with_string_cmd(self, tmp_path: Path) -> None:
+        """shell = true runs the string through /bin/sh -c."""
+        web = member(tmp_path, "shell = true")
+        assert web.shell
+        assert web.argv() == ["/bin/sh", "-c", "serve"]
+
+    def test_defaults_apply_unless_the_file_overrides(self, tmp_path: Path) -> None:
+        """Keyword defaults fill fields the file leaves out."""
+        path = write(tmp_path, '[procs.a]\ncmd = "x"\n[procs.b]\ncmd = "y"\npty = false\n')
+        cast = load_cast(path, pty="full")
+        assert (cast["a"].pty, cast["b"].pty) == ("full", "pipes")
+
+    def test_cast_errors_are_pipeplex_errors(self) -> None:
+        """CastError belongs to the PipeplexError family and keeps source and message apart."""
+        err = CastError("bad thing", source="cast.toml:3")
+        assert isinstance(err, PipeplexError)
+        assert (err.source, err.message) == ("cast.toml:3", "bad thing")
+        assert str(err) == "cast.toml:3: bad thing"
+        assert str(CastError("bad thing")) == "bad thing"
+
+
+class TestFileErrors:
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A cast file that does not exist is a CastError naming it."""
+        path = tmp_path / "nope.toml"
+        with pytest.raises(CastError, match="no such cast file") as info:
+            load_cast(path)
+        assert info.value.source == str(path)
+
+    def test_file_not_utf8(self, tmp_path: Path) -> None:
+        """A file that is not UTF-8 is reported as unreadable."""
+        path = tmp_path / "cast.toml"
+        path.write_bytes(b'[procs.web]\ncmd = "\xff"\n')
+        with pytest.raises(CastError, match="cannot read the cast file"):
+            load_cast(path)
+
+    def test_toml_syntax_error_gives_line_and_column(self, tmp_path: Path) -> None:
+        """A TOML syntax error points at ``path:LINE:COL``."""
+        err, path = error(tmp_path, "[procs.web]\ncmd = \n")
+        assert err.source == f"{path}:2:7"
+        assert str(err).startswith(f"{path}:2:7: ")
+        assert "(at line" not in err.message
+
+    def test_toml_error_at_end_of_file(self, tmp_path: Path) -> None:
+        """An error at the very end names the file and says so in words."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = "unterminated')
+        assert err.source == path
+        assert err.message.endswith(" at the end of the file")
+
+    @pytest.mark.parametrize(
+        "text", ["", "# nothing\n", "[procs]\n"], ids=["empty", "comment", "no-members"]
+    )
+    def test_cast_without_members(self, tmp_path: Path, text: str) -> None:
+        """A cast with no member asks for a [procs.NAME] table."""
+        err, _ = error(tmp_path, text)
+        assert "the cast has no members" in err.message
+        assert "[procs.server]" in err.message
+
+    def test_unknown_top_level_table(self, tmp_path: Path) -> None:
+        """An unknown top-level table is named with its line."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = "x"\n\n[settings]\ncolor = true\n')
+        assert err.source == f"{path}:4"
+        assert "unknown table or key 'settings'" in err.message
+
+    def test_misspelt_procs_table_gives_its_line(self, tmp_path: Path) -> None:
+        """A ``[proc.web]`` typo is reported at its line with a suggestion."""
+        err, path = error(tmp_path, '[procs.db]\ncmd = "x"\n\n[proc.web]\ncmd = "y"\n')
+        assert "did you mean 'procs'?" in err.message
+        assert err.source == f"{path}:4"
+
+
+class TestMemberKeys:
+    def test_unknown_key_with_suggestion(self, tmp_path: Path) -> None:
+        """A misspelt key is reported at its own line with the closest valid key."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = "x"\ncmdd = "y"\n')
+        assert err.source == f"{path}:3"
+        assert str(err).startswith(f"{path}:3: ")
+        assert err.message == "web: unknown key 'cmdd'; did you mean 'cmd'?"
+
+    def test_unknown_key_without_close_match_lists_valid_keys(self, tmp_path: Path) -> None:
+        """A key resembling nothing gets the list of valid keys."""
+        err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\nzzzzzz = 1\n')
+        assert "(valid: cmd, shell, env, cwd, pty," in err.message
+
+    def test_member_that_is_not_a_table(self, tmp_path: Path) -> None:
+        """``procs.web = "..."`` is rejected: a member is a table."""
+        err, _ = error(tmp_path, '[procs]\nweb = "python3"\n')
+        assert "procs.web must be a table" in err.message
+
+    def test_missing_cmd(self, tmp_path: Path) -> None:
+        """A member without cmd is reported at its header."""
+        err, path = error(tmp_path, "[procs.web]\npty = true\n")
+        assert err.source == f"{path}:1"
+        assert err.message == "web: missing cmd (the command to run)"
+
+    @pytest.mark.parametrize(
+        "value",
+        ['""', '"   "', "[]", "[1]", "5", "true", "{ a = 1 }"],
+        ids=["empty", "blank", "empty-list", "non-string-word", "number", "bool", "table"],
+    )
+    def test_bad_cmd(self, tmp_path: Path, value: str) -> None:
+        """cmd must be a non-empty string or a list of strings."""
+        err, path = error(tmp_path, f"[procs.web]\ncmd = {value}\n")
+        assert err.source == f"{path}:2"
+        assert "cmd must be a non-empty string or a list of strings" in err.message
+
+    def test_cmd_that_cannot_be_split(self, tmp_path: Path) -> None:
+        """An unbalanced quote in cmd is reported."""
+        err, _ = error(tmp_path, '[procs.web]\ncmd = "echo \'oops"\n')
+        assert "web: cannot split cmd" in err.message
+
+    def test_shell_needs_a_string_cmd(self, tmp_path: Path) -> None:
+        """shell = true with a list cmd is rejected at the shell line."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = ["ls", "-l"]\nshell = true\n')
+        assert err.source == f"{path}:3"
+        assert err.message == "web: shell = true needs cmd as one string"
+
+    def test_shell_must_be_boolean(self, tmp_path: Path) -> None:
+        """shell = "yes" is rejected."""
+        err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\nshell = "yes"\n')
+        assert "shell must be true or false" in err.message
+
+    @pytest.mark.parametrize(
+        ("value", "mode"),
+        [("true", "full"), ("false", "pipes"), ('"stdout"', "stdout")],
+    )
+    def test_pty_modes(self, tmp_path: Path, value: str, mode: str) -> None:
+        """pty = true/false/"stdout" select a full terminal, plain pipes or a stdout pty."""
+        assert member(tmp_path, f"pty = {value}").pty == mode
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            '"full"',
+            '"pipes"',
+            '"yes"',
+            "1",
+            "0",
+            pytest.param(
+                "1.0"
+            ),
+            pytest.param(
+                "[true]"
+            ),
+            pytest.param(
+                "{ mode = true }"
+            ),
+        ],
+    )
+    def test_pty_other_values_rejected(self, tmp_path: Path, value: str) -> None:
+        """Any pty value other than true, false or "stdout" is a CastError at its line."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\npty = {value}\n')
+        assert err.source == f"{path}:3"
+        assert err.message.startswith("web: pty must be true (a full terminal)")
+
+    @pytest.mark.parametrize("value", ["stop", "ignore", "restart"])
+    def test_on_exit_values(self, tmp_path: Path, value: str) -> None:
+        """on_exit accepts stop, ignore and restart."""
+        assert member(tmp_path, f'on_exit = "{value}"').on_exit == value
+
+    @pytest.mark.parametrize("value", ['"restrat"', '"Stop"', "1", '["stop"]'])
+    def test_on_exit_bad_value(self, tmp_path: Path, value: str) -> None:
+        """Other on_exit values are rejected with the valid choices."""
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\non_exit = {value}\n')
+        assert "on_exit must be 'stop' or 'ignore' or 'restart'" in err.message
+
+    @pytest.mark.parametrize("key", ["input", "after"])
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [('"db"', ("db",)), ('["db", "cache"]', ("db", "cache")), ("[]", ())],
+        ids=["string", "list", "empty"],
+    )
+    def test_input_and_after_as_string_or_list(
+        self, tmp_path: Path, key: str, value: str, expected: tuple[str, ...]
+    ) -> None:
+        """input and after take one string or a list of strings."""
+        text = '[procs.db]\ncmd = "x"\n[procs.cache]\ncmd = "y"\n[procs.web]\ncmd = "z"\n'
+        cast = load(tmp_path, f"{text}{key} = {value}\n")
+        assert getattr(cast["web"], key) == expected
+
+    @pytest.mark.parametrize("key", ["input", "after"])
+    @pytest.mark.parametrize("value", ["3", "[1, 2]", "{ a = 'b' }"])
+    def test_input_and_after_bad_types(self, tmp_path: Path, key: str, value: str) -> None:
+        """input and after reject anything but strings."""
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\n{key} = {value}\n')
+        assert f"web: {key} must be a list of strings" in err.message
+
+    def test_env_values_become_strings(self, tmp_path: Path) -> None:
+        """env numbers are kept as their text."""
+        web = member(tmp_path, 'env = { LANG = "C", WORKERS = 4, RATIO = 0.5 }')
+        assert web.env == {"LANG": "C", "WORKERS": "4", "RATIO": "0.5"}
+
+    @pytest.mark.parametrize("value", ['"LANG=C"', "{ DEBUG = true }", "{ A = [1] }"])
+    def test_env_bad_values(self, tmp_path: Path, value: str) -> None:
+        """env must be a table of strings (booleans and lists rejected)."""
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nenv = {value}\n')
+        assert "web: env must be a table of strings" in err.message
+
+    def test_relative_cwd_is_resolved_against_the_cast_folder(self, tmp_path: Path) -> None:
+        """A relative cwd is taken from the cast file's folder, not the current one."""
+        assert member(tmp_path, 'cwd = "sub/dir"').cwd == os.fspath(tmp_path / "sub" / "dir")
+
+    def test_absolute_cwd_is_kept(self, tmp_path: Path) -> None:
+        """An absolute cwd stays as written."""
+        assert member(tmp_path, 'cwd = "/srv/app"').cwd == "/srv/app"
+
+    def test_home_in_cwd_is_expanded(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``~`` in cwd means the home folder."""
+        monkeypatch.setenv("HOME", "/home/someone")
+        assert member(tmp_path, 'cwd = "~/proj"').cwd == "/home/someone/proj"
+
+    @pytest.mark.parametrize("value", ['""', "3"])
+    def test_bad_cwd(self, tmp_path: Path, value: str) -> None:
+        """cwd must be a non-empty path string."""
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\ncwd = {value}\n')
+        assert "web: cwd must be a folder path" in err.message
+
+    def test_invalid_ready_pattern_names_the_member(self, tmp_path: Path) -> None:
+        """A ready regex that does not compile is reported with the member and its line."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = "x"\nready = "port (\\\\d+"\n')
+        assert err.source == f"{path}:3"
+        assert err.message.startswith("web: invalid ready pattern 'port (\\\\d+': ")
+
+    def test_ready_pattern_kept(self, tmp_path: Path) -> None:
+        """A valid ready pattern is kept and its named groups are captured variables."""
+        web = member(tmp_path, "ready = 'listening on (?P<port>\\d+)'")
+        assert web.ready == r"listening on (?P<port>\d+)"
+        assert web.captured_variables() == {"port"}
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [("8080", "8080"), ('"8080"', "8080"), ("1", "1"), ("65535", "65535")],
+    )
+    def test_ready_port_number(self, tmp_path: Path, value: str, expected: str) -> None:
+        """ready_port takes a TCP port as a number or a digit string."""
+        assert member(tmp_path, f"ready_port = {value}").ready_port == expected
+
+    def test_ready_port_variable(self, tmp_path: Path) -> None:
+        """ready_port may be a variable captured by a member it starts after."""
+        cast = load(
+            tmp_path,
+            "[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n"
+            '[procs.web]\ncmd = "y"\nafter = "db"\nready_port = "{port}"\n',
+        )
+        assert cast["web"].ready_port == "{port}"
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "0",
+            "65536",
+            "-1",
+            "true",
+            '"http"',
+            "8080.0",
+            pytest.param(
+                '"70000"'
+            ),
+        ],
+    )
+    def test_ready_port_bad(self, tmp_path: Path, value: str) -> None:
+        """ready_port outside 1-65535 or of another type is rejected."""
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_port = {value}\n')
+        assert "web: ready_port must be a TCP port number" in err.message
+
+    @pytest.mark.parametrize("key", ["ready_timeout", "stop_timeout"])
+    def test_timeouts(self, tmp_path: Path, key: str) -> None:
+        """Timeouts accept positive numbers and store seconds as float."""
+        assert getattr(member(tmp_path, f"{key} = 5"), key) == 5.0
+        assert getattr(member(tmp_path, f"{key} = 0.25"), key) == 0.25
+
+    @pytest.mark.parametrize("key", ["ready_timeout", "stop_timeout"])
+    @pytest.mark.parametrize("value", ["0", "-1", "true", '"5"'])
+    def test_bad_timeouts(self, tmp_path: Path, key: str, value: str) -> None:
+        """Timeouts reject zero, negatives, booleans and strings."""
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\n{key} = {value}\n')
+        assert f"web: {key} must be a positive number of seconds" in err.message
+
+    def test_max_restarts(self, tmp_path: Path) -> None:
+        """max_restarts accepts 0 and more."""
+        assert member(tmp_path, "max_restarts = 0").max_restarts == 0
+
+    @pytest.mark.parametrize("value", ["-1", "1.5", "true"])
+    def test_bad_max_restarts(self, tmp_path: Path, value: str) -> None:
+        """max_restarts rejects negatives, fractions and booleans."""
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nmax_restarts = {value}\n')
+        assert "max_restarts must be a whole number" in err.message
+
+
+class TestNames:
+    @pytest.mark.parametrize(
+        "name",
+        ["../x", "a/b", "-rf", "a" * 65, ".hidden", "", "two words", "caf\u00e9"],
+        ids=["dotdot", "slash", "option", "too-long", "dot-first", "empty", "space", "non-ascii"],
+    )
+    def test_bad_member_names(self, tmp_path: Path, name: str) -> None:
+        """Names that could escape a folder or look like options are rejected at their line."""
+        err, path = error(tmp_path, f'[procs.db]\ncmd = "x"\n[procs."{name}"]\ncmd = "x"\n')
+        assert err.source == f"{path}:3"
+        assert err.message.startswith(f"invalid member name {name!r}")
+
+    def test_reserved_name_all(self, tmp_path: Path) -> None:
+        """``all`` is reserved for addressing every member."""
+        err, _ = error(tmp_path, '[procs.all]\ncmd = "x"\n')
+        assert "the name 'all' is reserved" in err.message
+
+    @pytest.mark.parametrize("name", ["a" * 64, "web-1.v2_x", "9lives", "A"])
+    def test_good_member_names(self, tmp_path: Path, name: str) -> None:
+        """Letters, digits, '_', '.' and '-' up to 64 characters are accepted."""
+        assert load(tmp_path, f'[procs."{name}"]\ncmd = "x"\n').names == (name,)
+
+
+class TestAcrossMembers:
+    def test_braces_no_member_captures_are_literal(self, tmp_path: Path) -> None:
+        """Braces around a name no member captures (code such as f"{i}") stay as written."""
+        cast = load(
+            tmp_path,
+            '[procs.py]\ncmd = ["python3", "-c", "print(f\'{i}\')"]\ninput = "x = {i}"\n',
+        )
+        assert cast["py"].argv() == ["python3", "-c", "print(f'{i}')"]
+        assert cast["py"].input == ("x = {i}",)
+
+    @pytest.mark.parametrize(
+        "where",
+        ['cmd = "y {port}"', 'cmd = "y"\nenv = { P = "{port}" }', 'cmd = "y"\ninput = "{port}"'],
+        ids=["cmd", "env", "input"],
+    )
+    def test_variable_from_a_member_not_waited_for(self, tmp_path: Path, where: str) -> None:
+        """Using {port} captured by a member not in ``after`` names it and suggests waiting."""
+        err, path = error(
+            tmp_path,
+            f"[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n[procs.web]\n{where}\n",
+        )
+        assert err.source == f"{path}:4"
+        assert err.message == (
+            'web: uses {port}, which db captures, but does not start after it; add after = ["db"]'
+        )
+
+    @pytest.mark.parametrize("where", ['cmd = "y {port}"', 'cmd = "y"\nenv = { P = "{port}" }'])
+    def test_variable_captured_by_an_indirect_dependency(self, tmp_path: Path, where: str) -> None:
+        """A variable captured anywhere up the ``after`` chain is available."""
+        cast = load(
+            tmp_path,
+            "[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n"
+            '[procs.api]\ncmd = "a"\nafter = "db"\n'
+            f'[procs.web]\n{where}\nafter = "api"\n',
+        )
+        assert cast.names == ("db", "api", "web")
+
+    def test_ready_port_variable_nobody_captures(self, tmp_path: Path) -> None:
+        """ready_port = "{port}" with no ready pattern capturing it explains how to capture it."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = "serve"\nready_port = "{port}"\n')
+        assert err.source == f"{path}:1"
+        assert err.message.startswith(
+            "web: ready_port uses {port}, which no member it starts after captures"
+        )
+        assert "capture it with a named group" in err.message
+
+    def test_ready_port_variable_from_own_pattern(self, tmp_path: Path) -> None:
+        """ready_port may use a port the member's own ready pattern captures."""
+        web = member(tmp_path, "ready = 'port (?P<port>\\d+)'\nready_port = \"{port}\"")
+        assert web.ready_port == "{port}"
+
+    def test_ready_port_variable_from_a_member_not_waited_for(self, tmp_path: Path) -> None:
+        """ready_port using a variable of a member not in ``after`` suggests waiting for it."""
+        err, _ = error(
+            tmp_path,
+            "[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n"
+            '[procs.web]\ncmd = "y"\nready_port = "{port}"\n',
+        )
+        assert 'add after = ["db"]' in err.message
+
+    def test_after_unknown_member_suggests(self, tmp_path: Path) -> None:
+        """after naming a non-member suggests the closest member name."""
+        err, path = error(
+            tmp_path, '[procs.database]\ncmd = "x"\n[procs.web]\ncmd = "y"\nafter = "databse"\n'
+        )
+        assert err.source == f"{path}:3"
+        assert (
+            err.message
+            == "web: after names 'databse', which is not a member; did you mean 'database'?"
+        )
+
+    def test_after_itself(self, tmp_path: Path) -> None:
+        """A member cannot start after itself."""
+        err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\nafter = "web"\n')
+        assert err.message == "web: a member cannot start after itself"
+
+    def test_after_cycle(self, tmp_path: Path) -> None:
+        """Members waiting for each other are reported as a circle."""
+        err, _ = error(
+            tmp_path,
+            '[procs.a]\ncmd = "x"\nafter = "b"\n[procs.b]\ncmd = "y"\nafter = ["a"]\n',
+        )
+        assert err.message == "members wait for each other in a circle: a -> b -> a"
+
+    def test_longer_cycle_behind_a_good_member(self, tmp_path: Path) -> None:
+        """A circle is found even when entered from a member outside it."""
+        err, _ = error(
+            tmp_path,
+            '[procs.top]\ncmd = "t"\nafter = "a"\n'
+            '[procs.a]\ncmd = "x"\nafter = "b"\n'
+            '[procs.b]\ncmd = "y"\nafter = "c"\n'
+            '[procs.c]\ncmd = "z"\nafter = "a"\n',
+        )
+        assert err.message == "members wait for each other in a circle: a -> b -> c -> a"
+
+    def test_duplicate_names(self) -> None:
+        """validate_cast rejects a name declared twice and says where the first one is."""
+        cast = CastSpec(
+            (ProcSpec("web", "a", source="cast.toml:1"), ProcSpec("web", "b", source="-p"))
+        )
+        with pytest.raises(CastError) as info:
+            validate_cast(cast)
+        assert info.value.source == "-p"
+        assert info.value.message == "duplicate member name 'web' (also declared at cast.toml:1)"
+
+    def test_duplicate_names_from_the_command_line(self) -> None:
+        """A duplicate of a member without a source refers to the command line."""
+        cast = CastSpec((ProcSpec("web", "a"), ProcSpec("web", "b")))
+        with pytest.raises(CastError, match=r"also declared at the command line"):
+            validate_cast(cast)
+
+
+class TestProcOption:
+    def test_name_and_command(self) -> None:
+        """``NAME=COMMAND`` gives a member with the command as one string."""
+        proc = parse_proc_option("web=python3 -m http.server 8000")
+        assert (proc.name, proc.cmd, proc.source) == ("web", "python3 -m http.server 8000", "-p")
+        assert proc.argv() == ["python3", "-m", "http.server", "8000"]
+
+    def test_only_the_first_equals_splits(self) -> None:
+        """Later ``=`` signs belong to the command; spaces around the name are dropped."""
+        proc = parse_proc_option(" env = env A=1 B=2")
+        assert proc.name == "env"
+        assert proc.argv() == ["env", "A=1", "B=2"]
+
+    def test_defaults(self) -> None:
+        """Keyword defaults are applied to the member."""
+        assert parse_proc_option("sh=bash", pty="full").pty == "full"
+
+    @pytest.mark.parametrize("option", ["web", "web python3", "web=", "web=   "])
+    def test_missing_equals_or_command(self, option: str) -> None:
+        """Without ``=`` or a command, the expected form is shown."""
+        with pytest.raises(CastError, match="expected NAME=COMMAND") as info:
+            parse_proc_option(option)
+        assert info.value.source == f"-p {option}"
+
+    @pytest.mark.parametrize("option", ["-rf=ls", "a/b=ls", "=ls", "../x=ls"])
+    def test_bad_name(self, option: str) -> None:
+        """An invalid member name is rejected, naming the option."""
+        with pytest.raises(CastError, match="invalid member name") as info:
+            parse_proc_option(option)
+        assert str(info.value).startswith(f"-p {option}: ")
+
+    def test_reserved_name(self) -> None:
+        """``all`` cannot name a member on the command line either."""
+        with pytest.raises(CastError, match="reserved"):
+            parse_proc_option("all=ls")
+
+    def test_command_that_cannot_be_split(self) -> None:
+        """An unbalanced quote is reported."""
+        with pytest.raises(CastError, match="cannot split the command"):
+            parse_proc_option("web=echo 'oops")
+
+
+def executable(path: Path, mode: int = 0o755) -> Path:
+    path.write_text("#!/bin/sh\n")
+    path.chmod(mode)
+    return path
+
+
+class TestCheckCommands:
+    def test_program_found_on_path(self, tmp_path: Path) -> None:
+        """A program found on the member's PATH passes."""
+        executable(tmp_path / "mytool")
+        check_commands(CastSpec((ProcSpec("web", "mytool --serve", env={"PATH": str(tmp_path)}),)))
+
+    def test_missing_program(self, tmp_path: Path) -> None:
+        """A program missing from PATH is named with its member."""
+        proc = ProcSpec("web", "no-such-tool --serve", env={"PATH": str(tmp_path)}, source="c:1")
+        with pytest.raises(CastError) as info:
+            check_commands(CastSpec((proc,)))
+        assert info.value.source == "c:1"
+        assert info.value.message.startswith("web: command not found: 'no-such-tool'")
+        assert "'no-such-tool --serve'" in info.value.message
+
+    def test_missing_relative_path(self, tmp_path: Path) -> None:
+        """A relative program path is looked up in the member's cwd."""
+        proc = ProcSpec("web", ["./run.sh"], cwd=str(tmp_path))
+        with pytest.raises(CastError, match=r"web: command not found: '\./run\.sh'"):
+            check_commands(CastSpec((proc,)))
+        executable(tmp_path / "run.sh")
+        check_commands(CastSpec((proc,)))
+
+    @pytest.mark.parametrize("make", ["plain-file", "folder"])
+    def test_path_that_is_not_executable(self, tmp_path: Path, make: str) -> None:
+        """A path to a non-executable file or a folder is reported as such."""
+        target = tmp_path / "thing"
+        if make == "folder":
+            target.mkdir()
+        else:
+            executable(target, mode=0o644)
+        with pytest.raises(CastError) as info:
+            check_commands(CastSpec((ProcSpec("web", [str(target), "-v"]),)))
+        assert info.value.message.startswith(f"web: {str(target)!r} is not an executable file")
+
+    def test_cwd_that_is_not_a_folder(self, tmp_path: Path) -> None:
+        """A cwd that does not exist is reported before anything starts."""
+        proc = ProcSpec("web", ["./run.sh"], cwd=str(tmp_path / "missing"))
+        with pytest.raises(CastError, match=r"web: cwd .* is not a folder"):
+            check_commands(CastSpec((proc,)))
+
+    def test_shell_and_variable_commands_are_not_checked(self, tmp_path: Path) -> None:
+        """Shell commands and commands with variables are left to start time."""
+        path = {"PATH": str(tmp_path)}
+        check_commands(
+            CastSpec(
+                (
+                    ProcSpec("a", "no-such-tool | cat", shell=True, env=path),
+                    ProcSpec("b", "no-such-tool {port}", env=path),
+                )
+            )
+        )
+
+    def test_later_member_checked_too(self, tmp_path: Path) -> None:
+        """Every member is checked, not only the first."""
+        executable(tmp_path / "good")
+        path = {"PATH": str(tmp_path)}
+        cast = CastSpec((ProcSpec("a", "good", env=path), ProcSpec("b", "bad", env=path)))
+        with pytest.raises(CastError, match="b: command not found: 'bad'"):
+            check_commands(cast)

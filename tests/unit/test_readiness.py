@@ -1,0 +1,122 @@
+"""LineWatch: spotting a member's ready line in its output."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pipeplex._events import Exited, Note, Output
+from pipeplex._readiness import LineWatch
+
+
+def out(name: str, data: bytes, *, stream: str = "stdout", partial: bool = False) -> Output:
+    return Output(name, stream, data, partial, t=0.0)  # type: ignore[arg-type]
+
+
+def watch(pattern: str, name: str = "web") -> tuple[LineWatch, list[re.Match[str]]]:
+    matches: list[re.Match[str]] = []
+    return LineWatch(name, pattern, matches.append), matches
+
+
+def test_pattern_within_a_line() -> None:
+    """A pattern found inside a line fires with the match and its groups."""
+    w, matches = watch(r"listening on (?P<port>\d+)")
+    w(out("web", b"starting\nnow listening on 8080 (http)\n"))
+    assert len(matches) == 1
+    assert matches[0]["port"] == "8080"
+    assert w.done
+
+
+def test_no_match_does_not_fire() -> None:
+    """Output without the pattern leaves the watch waiting."""
+    w, matches = watch(r"listening")
+    w(out("web", b"starting\nloading\n"))
+    assert matches == []
+    assert not w.done
+
+
+def test_pattern_split_over_two_events() -> None:
+    """A line whose text arrives in two pieces is matched once whole."""
+    w, matches = watch(r"listening on (?P<port>\d+)")
+    w(out("web", b"boot\nlisten", partial=True))
+    assert matches == []
+    w(out("web", b"ing on 8080\n"))
+    assert [m["port"] for m in matches] == ["8080"]
+
+
+def test_unfinished_line_can_match() -> None:
+    """A prompt without a newline signals readiness."""
+    w, matches = watch(r"^> $")
+    w(out("web", b"welcome\n> ", partial=True))
+    assert [m.string for m in matches] == ["> "]
+
+
+@pytest.mark.parametrize(
+    ("data", "fires"),
+    [
+        (b"not ready\nready\n", True),
+        (b"already ready now\nnot ready\n", False),
+        (b"ready \n", False),
+        (b"x\nready\r\n", True),
+    ],
+    ids=["own-line", "inside-lines", "trailing-space", "crlf"],
+)
+def test_anchors_apply_to_each_line(data: bytes, fires: bool) -> None:
+    """``^`` and ``$`` anchor at line boundaries, and a CRLF line end counts as one."""
+    w, matches = watch(r"^ready$")
+    w(out("web", data))
+    assert bool(matches) is fires
+    if fires:
+        assert matches[0].string == "ready"
+
+
+def test_start_anchor_matches_a_later_line() -> None:
+    """``^`` matches at the start of any line, not only the chunk's first."""
+    w, matches = watch(r"^b")
+    w(out("web", b"ab\nb\n"))
+    assert len(matches) == 1
+
+
+def test_other_members_and_events_are_ignored() -> None:
+    """Only the watched member's output is searched."""
+    w, matches = watch(r"ready")
+    w(out("db", b"ready\n"))
+    w(Note("ready", name="web", t=0.0))
+    w(Exited("web", 0, t=0.0))
+    assert matches == []
+    w(out("web", b"ready\n", stream="stderr"))
+    assert len(matches) == 1
+
+
+def test_fires_only_once() -> None:
+    """After the first match, later matching lines are ignored."""
+    w, matches = watch(r"ready (\d)")
+    w(out("web", b"ready 1\nready 2\n"))
+    w(out("web", b"ready 3\n"))
+    w(out("web", b"ready 4", partial=True))
+    assert [m[1] for m in matches] == ["1"]
+
+
+def test_unfinished_line_does_not_fire_twice() -> None:
+    """A matching prompt that is then completed fires once, not again on its newline."""
+    w, matches = watch(r"login:")
+    w(out("web", b"login:", partial=True))
+    w(out("web", b" \n"))
+    assert len(matches) == 1
+
+
+def test_character_split_between_events() -> None:
+    """A UTF-8 character split over two events still matches."""
+    w, matches = watch("caf\u00e9 ouvert")
+    w(out("web", b"caf\xc3", partial=True))
+    w(out("web", b"\xa9 ouvert\n"))
+    assert len(matches) == 1
+
+
+def test_streams_are_not_joined() -> None:
+    """An unfinished stdout line and a stderr line are not read as one line."""
+    w, matches = watch(r"^listening on 80$")
+    w(out("web", b"listening", partial=True))
+    w(out("web", b" on 80\n", stream="stderr"))
+    assert matches == []

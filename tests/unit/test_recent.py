@@ -1,0 +1,102 @@
+"""RecentOutput: the last lines of each member, for error messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeplex._events import Exited, Note, Output
+from pipeplex._recent import RecentOutput
+
+
+def out(name: str, data: bytes, *, stream: str = "stdout", partial: bool = False) -> Output:
+    return Output(name, stream, data, partial, t=0.0)  # type: ignore[arg-type]
+
+
+def test_keeps_the_last_lines() -> None:
+    """Only the last N lines are kept."""
+    recent = RecentOutput(lines=3)
+    recent(out("web", b"1\n2\n3\n"))
+    recent(out("web", b"4\n5\n"))
+    assert recent.tail("web") == ["3", "4", "5"]
+
+
+def test_members_are_kept_apart() -> None:
+    """Each member has its own tail."""
+    recent = RecentOutput()
+    recent(out("web", b"w\n"))
+    recent(out("db", b"d\n"))
+    assert (recent.tail("web"), recent.tail("db"), recent.tail("cache")) == (["w"], ["d"], [])
+
+
+def test_partial_pieces_are_joined() -> None:
+    """Pieces of one line arriving separately make one line."""
+    recent = RecentOutput()
+    recent(out("web", b"hel", partial=True))
+    recent(out("web", b"lo", partial=True))
+    recent(out("web", b" world\nnext\n"))
+    recent(out("web", b"after\n"))
+    assert recent.tail("web") == ["hello world", "next", "after"]
+
+
+def test_unfinished_last_line_is_shown() -> None:
+    """A prompt without a newline appears as the last line."""
+    recent = RecentOutput()
+    recent(out("web", b"a\npassword: ", partial=True))
+    assert recent.tail("web") == ["a", "password: "]
+
+
+def test_stderr_lines_are_marked() -> None:
+    """Stderr lines start with ``! ``."""
+    recent = RecentOutput()
+    recent(out("web", b"fine\n"))
+    recent(out("web", b"boom\nagain\n", stream="stderr"))
+    assert recent.tail("web") == ["fine", "! boom", "! again"]
+
+
+def test_crlf_and_invalid_utf8() -> None:
+    """CRLF line ends are dropped and undecodable bytes become U+FFFD."""
+    recent = RecentOutput()
+    recent(out("web", b"one\r\ncaf\xff\r\n"))
+    assert recent.tail("web") == ["one", "caf\ufffd"]
+
+
+def test_long_lines_are_cut() -> None:
+    """Lines are cut to max_line characters, also when joined from pieces."""
+    recent = RecentOutput(max_line=5)
+    recent(out("web", b"abcdefghij\n"))
+    recent(out("web", b"xyz", partial=True))
+    recent(out("web", b"uvw\n"))
+    assert recent.tail("web") == ["abcde", "xyzuv"]
+
+
+def test_other_events_are_ignored() -> None:
+    """Notes and exits are not output."""
+    recent = RecentOutput()
+    recent(Note("hello", name="web", t=0.0))
+    recent(Exited("web", 1, t=0.0))
+    assert recent.tail("web") == []
+
+
+@pytest.mark.parametrize("data", [b"", b"\n"], ids=["nothing", "empty-line"])
+def test_describe_when_nothing_was_written(data: bytes) -> None:
+    """A member with no recorded lines is described as having written nothing."""
+    recent = RecentOutput()
+    if data:
+        recent(out("other", data))
+    assert recent.describe("web") == "web wrote nothing"
+
+
+def test_describe_indents_the_lines() -> None:
+    """describe() gives a heading and the lines indented by four spaces."""
+    recent = RecentOutput()
+    recent(out("web", b"starting\n"))
+    recent(out("web", b"port in use\n", stream="stderr"))
+    assert recent.describe("web") == "last output of web:\n    starting\n    ! port in use"
+
+
+def test_stderr_does_not_continue_an_unfinished_stdout_line() -> None:
+    """An unfinished stdout line is not glued to the stderr line that follows it."""
+    recent = RecentOutput()
+    recent(out("web", b"prompt> ", partial=True))
+    recent(out("web", b"err\n", stream="stderr"))
+    assert recent.tail("web") == ["prompt> ", "! err"]

@@ -1,0 +1,222 @@
+"""Renderer and use_color: how the merged stream looks."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipeplex._events import Event, Exited, InputSent, Note, Output, Ready, Started
+from pipeplex.output.render import Renderer, use_color
+
+RESET = b"\x1b[0m"
+T = 1_700_000_000.375  # exactly representable milliseconds: .375
+
+
+def out(name: str, data: bytes, *, stream: str = "stdout", partial: bool = False) -> Output:
+    return Output(name, stream, data, partial, t=T)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def plain() -> Renderer:
+    return Renderer(["web", "database"])
+
+
+class TestPlainFormat:
+    def test_stdout_names_padded_to_the_longest(self, plain: Renderer) -> None:
+        """Stdout lines read ``NAME | text`` with names padded to the longest name."""
+        assert plain.render(out("web", b"hi\n")) == b"web      | hi\n"
+        assert plain.render(out("database", b"hi\n")) == b"database | hi\n"
+
+    def test_stderr_marker(self, plain: Renderer) -> None:
+        """Stderr lines read ``NAME ! text``."""
+        assert plain.render(out("web", b"oops\n", stream="stderr")) == b"web      ! oops\n"
+
+    def test_member_note(self, plain: Renderer) -> None:
+        """A note about a member reads ``NAME * text``."""
+        assert plain.render(Note("listening", name="web", t=T)) == b"web      * listening\n"
+
+    def test_run_note(self, plain: Renderer) -> None:
+        """A note about the run reads ``pipeplex * text``."""
+        assert plain.render(Note("all members started", t=T)) == b"pipeplex * all members started\n"
+
+    def test_multi_line_note_prefixes_every_line(self, plain: Renderer) -> None:
+        """Each line of a note gets its own prefix."""
+        assert plain.render(Note("one\ntwo", t=T)) == b"pipeplex * one\npipeplex * two\n"
+
+    def test_chunk_of_many_lines_prefixes_every_line(self, plain: Renderer) -> None:
+        """A chunk holding many lines gets a prefix on every line."""
+        assert plain.render(out("web", b"a\nb\n\nc\n")) == (
+            b"web      | a\nweb      | b\nweb      | \nweb      | c\n"
+        )
+
+    def test_partial_output_still_ends_the_line(self, plain: Renderer) -> None:
+        """An unfinished line (a prompt) is shown ending with a newline."""
+        assert plain.render(out("web", b"password: ", partial=True)) == b"web      | password: \n"
+
+    def test_invalid_utf8_becomes_replacement_character(self, plain: Renderer) -> None:
+        """Bytes that are not UTF-8 show as U+FFFD."""
+        rendered = plain.render(out("web", b"caf\xff \xc3\xa9\n"))
+        assert rendered == "web      | caf\ufffd \u00e9\n".encode()
+
+    def test_unknown_member_gets_a_prefix(self, plain: Renderer) -> None:
+        """Output of a name not given up front still gets a padded prefix."""
+        assert plain.render(out("cache", b"x\n")) == b"cache    | x\n"
+        assert plain.render(Note("up", name="queue", t=T)) == b"queue    * up\n"
+
+    def test_input_events_render_nothing(self, plain: Renderer) -> None:
+        """Input sent to a member is not shown."""
+        assert plain.render(InputSent("web", b"hello\n", t=T)) == b""
+
+    def test_control_characters_pass_through_without_sanitize(self, plain: Renderer) -> None:
+        """Without sanitize, escape sequences reach the output untouched."""
+        assert plain.render(out("web", b"\x1b[2Jx\r\n")) == b"web      | \x1b[2Jx\r\n"
+
+
+@pytest.mark.parametrize(
+    ("event", "text"),
+    [
+        (Exited("web", 0, t=T), b"exited with code 0"),
+        (Exited("web", 3, t=T), b"exited with code 3"),
+        (Exited("web", -9, t=T), b"killed by SIGKILL"),
+        (Exited("web", -15, stopped=True, t=T), b"stopped: killed by SIGTERM"),
+        (Started("web", 4242, ("python3",), t=T), b"started (pid 4242)"),
+        (Ready("web", (("port", "8080"), ("host", "::1")), t=T), b"ready: port=8080, host=::1"),
+        (Ready("web", t=T), b"ready"),
+    ],
+    ids=["exit-0", "exit-3", "killed", "stopped", "started", "ready-vars", "ready"],
+)
+def test_lifecycle_events_render_as_member_notes(event: Event, text: bytes) -> None:
+    """Started, Exited and Ready events show as ``NAME * ...`` notes."""
+    assert Renderer(["web"]).render(event) == b"web * " + text + b"\n"
+
+
+class TestSanitize:
+    @pytest.mark.parametrize(
+        ("data", "shown"),
+        [
+            (b"\x1b[2Jcleared\n", b"^[[2Jcleared"),
+            (b"\x1b]0;title\x07after\n", b"^[]0;title^Gafter"),
+            (b"bell\x07 nul\x00 del\x7f\n", b"bell^G nul^@ del^?"),
+            (b"\x1b[31mred\x1b[0m plain\n", b"\x1b[31mred\x1b[0m plain"),
+            (b"\x1b[1;38;5;208mbold\x1b[m\n", b"\x1b[1;38;5;208mbold\x1b[m"),
+            (b"tab\there\n", b"tab\there"),
+        ],
+        ids=["clear-screen", "osc-title", "c0-and-del", "sgr", "sgr-256", "tab"],
+    )
+    def test_cursor_moving_controls_are_escaped(self, data: bytes, shown: bytes) -> None:
+        """Cursor-moving controls show as ``^X``; SGR colours and tabs pass through."""
+        assert (
+            Renderer(["web"], sanitize=True).render(out("web", data)) == b"web | " + shown + b"\n"
+        )
+
+    def test_lone_carriage_return_ends_the_line(self) -> None:
+        """A progress bar's ``\\r`` starts a fresh prefixed line instead of overwriting."""
+        rendered = Renderer(["web"], sanitize=True).render(out("web", b"10%\r50%\r100%\n"))
+        assert rendered == b"web | 10%\nweb | 50%\nweb | 100%\n"
+
+    def test_crlf_from_a_pipe_member_is_one_line(self) -> None:
+        """With sanitize, a CRLF line end is one line end, not a line plus an empty one."""
+        rendered = Renderer(["web"], sanitize=True).render(out("web", b"hello\r\n"))
+        assert rendered == b"web | hello\n"
+
+
+class TestColor:
+    @pytest.mark.parametrize(
+        "event",
+        [
+            out("web", b"a\nb\n"),
+            out("web", b"a\nb\n", stream="stderr"),
+            Note("a\nb", name="web", t=T),
+            Note("a\nb", t=T),
+            Exited("web", 1, t=T),
+        ],
+        ids=["stdout", "stderr", "member-note", "run-note", "exited"],
+    )
+    def test_every_prefix_starts_with_a_reset(self, event: Event) -> None:
+        """With colour, every displayed line starts with a reset so colours cannot leak."""
+        rendered = Renderer(["web", "db"], color=True).render(event)
+        lines = rendered.split(b"\n")
+        assert lines[-1] == b""
+        assert all(line.startswith(RESET) for line in lines[:-1])
+
+    def test_members_get_different_colours(self) -> None:
+        """Each member's prefix has its own colour; stderr adds a red marker."""
+        r = Renderer(["web", "db"], color=True)
+        web = r.render(out("web", b"x\n"))
+        db = r.render(out("db", b"x\n"))
+        assert web != db.replace(b"db ", b"web")
+        assert b"\x1b[1;31m!" in r.render(out("web", b"x\n", stream="stderr"))
+
+    def test_timestamped_prefix_starts_with_a_reset(self) -> None:
+        """With colour and timestamps, each line still starts with a reset."""
+        rendered = Renderer(["web"], color=True, timestamps=True).render(out("web", b"x\n"))
+        assert rendered.startswith(RESET)
+
+
+class TestTimestamps:
+    def test_timestamp_before_the_name(self) -> None:
+        """Timestamps add ``HH:MM:SS.mmm `` before the name, on every line."""
+        clock = time.strftime("%H:%M:%S", time.localtime(T)).encode()
+        rendered = Renderer(["web"], timestamps=True).render(out("web", b"a\nb\n"))
+        assert rendered == clock + b".375 web | a\n" + clock + b".375 web | b\n"
+
+    def test_timestamp_on_notes(self) -> None:
+        """Notes carry the timestamp of their event too."""
+        t = 1_700_000_061.25
+        clock = time.strftime("%H:%M:%S", time.localtime(t)).encode()
+        rendered = Renderer(["web"], timestamps=True).render(Note("hi", t=t))
+        assert rendered == clock + b".250 pipeplex * hi\n"
+
+    def test_timestamp_follows_the_second(self) -> None:
+        """A later event in another second shows that second, not a cached one."""
+        r = Renderer(["web"], timestamps=True)
+        r.render(out("web", b"x\n"))
+        later = Output("web", "stdout", b"y\n", t=T + 3600)
+        clock = time.strftime("%H:%M:%S", time.localtime(T + 3600)).encode()
+        assert r.render(later) == clock + b".375 web | y\n"
+
+
+def test_crlf_names_get_plain_newlines() -> None:
+    """Members listed in crlf_names have ``\\r\\n`` shown as ``\\n``; others keep their bytes."""
+    r = Renderer(["tty", "pipe"], crlf_names=["tty"])
+    assert r.render(out("tty", b"a\r\nb\r\n")) == b"tty  | a\ntty  | b\n"
+    assert r.render(out("pipe", b"a\r\n")) == b"pipe | a\r\n"
+
+
+@pytest.mark.parametrize(
+    ("mode", "isatty", "environ", "expected"),
+    [
+        ("always", False, {"NO_COLOR": "1"}, True),
+        ("never", True, {"FORCE_COLOR": "1"}, False),
+        ("auto", True, {"NO_COLOR": "1"}, False),
+        ("auto", False, {"NO_COLOR": "1", "FORCE_COLOR": "1"}, False),
+        ("auto", True, {"NO_COLOR": ""}, True),
+        ("auto", False, {"FORCE_COLOR": "1"}, True),
+        ("auto", False, {"FORCE_COLOR": ""}, False),
+        ("auto", True, {"TERM": "dumb", "FORCE_COLOR": "1"}, True),
+        ("auto", True, {"TERM": "xterm-256color"}, True),
+        ("auto", True, {}, True),
+        ("auto", True, {"TERM": "dumb"}, False),
+        ("auto", False, {"TERM": "xterm-256color"}, False),
+    ],
+    ids=[
+        "always-beats-no-color",
+        "never-beats-force-color",
+        "no-color-disables",
+        "no-color-beats-force-color",
+        "empty-no-color-ignored",
+        "force-color-without-tty",
+        "empty-force-color-ignored",
+        "force-color-beats-dumb",
+        "tty",
+        "tty-no-term",
+        "dumb-terminal",
+        "not-a-tty",
+    ],
+)
+def test_use_color_precedence(
+    mode: str, isatty: bool, environ: dict[str, str], expected: bool
+) -> None:
+    """The flag wins, then NO_COLOR, then FORCE_COLOR, then a non-dumb tty."""
+    assert use_color(mode, isatty, environ) is expected  # type: ignore[arg-type]

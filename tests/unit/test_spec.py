@@ -1,0 +1,127 @@
+"""ProcSpec and CastSpec: variables, argument vectors and start order."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeplex.cast import CastSpec, ProcSpec
+from pipeplex.cast.spec import expand, variables_in
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("serve --port {port}", {"port"}),
+        ("{host}:{port}/{_x9}", {"host", "port", "_x9"}),
+        ("${HOME}/bin", set()),
+        ("{9lives} { port } {a-b} {}", set()),
+        ("plain", set()),
+    ],
+    ids=["one", "several", "shell-style", "not-names", "none"],
+)
+def test_variables_in(text: str, names: set[str]) -> None:
+    """Only ``{identifier}`` counts; ``${NAME}`` and other braces do not."""
+    assert variables_in(text) == names
+
+
+@pytest.mark.parametrize(
+    ("text", "expanded"),
+    [
+        ("--port={port}", "--port=8080"),
+        ("{host}:{port}", "localhost:8080"),
+        ("${HOME}/{port}", "${HOME}/8080"),
+        ("print(f'{i}') {port}", "print(f'{i}') 8080"),
+        ("{ port }", "{ port }"),
+        ("}{", "}{"),
+        ("no braces", "no braces"),
+    ],
+    ids=["one", "two", "shell", "unknown-name", "spaced", "stray", "plain"],
+)
+def test_expand(text: str, expanded: str) -> None:
+    """expand substitutes known variables and leaves every other brace as written."""
+    assert expand(text, {"port": "8080", "host": "localhost"}) == expanded
+
+
+def test_expand_does_not_rescan_values() -> None:
+    """A value containing braces is inserted as is, not expanded again."""
+    assert expand("{a}", {"a": "{b}", "b": "no"}) == "{b}"
+
+
+def test_expand_leaves_names_without_a_value() -> None:
+    """A name without a value stays as literal text."""
+    assert expand("--port {port}", {}) == "--port {port}"
+
+
+class TestArgv:
+    def test_string_cmd_is_split_then_substituted(self) -> None:
+        """Variables are substituted per argument: a value with spaces stays one argument."""
+        proc = ProcSpec("c", 'client --msg "{msg}" {msg} --port={port}')
+        argv = proc.argv({"msg": "hi there; rm -rf /", "port": "80"})
+        assert argv == ["client", "--msg", "hi there; rm -rf /", "hi there; rm -rf /", "--port=80"]
+
+    def test_list_cmd_substitutes_each_word(self) -> None:
+        """A list cmd keeps its words and substitutes inside each."""
+        proc = ProcSpec("c", ("echo", "{a}", "x{a}y", "{b}"))
+        assert proc.argv({"a": "1 2"}) == ["echo", "1 2", "x1 2y", "{b}"]
+
+    def test_shell_cmd_runs_through_sh(self) -> None:
+        """shell = true gives ``/bin/sh -c`` with the expanded command text."""
+        proc = ProcSpec("c", "echo {a} | tr a b", shell=True)
+        assert proc.argv({"a": "x"}) == ["/bin/sh", "-c", "echo x | tr a b"]
+
+    def test_no_variables_needed(self) -> None:
+        """A command without variables needs no mapping."""
+        assert ProcSpec("c", "ls -l '/tmp/a b'").argv() == ["ls", "-l", "/tmp/a b"]
+
+    def test_command_text(self) -> None:
+        """command_text shows a list cmd as a shell would need it typed."""
+        assert ProcSpec("c", ("echo", "a b")).command_text == "echo 'a b'"
+        assert ProcSpec("c", "echo 'a b'").command_text == "echo 'a b'"
+
+
+def test_referenced_variables_cover_cmd_env_and_input() -> None:
+    """Variables count wherever they are substituted: cmd, env and input."""
+    proc = ProcSpec("c", "run {a}", env={"X": "{b}", "Y": "${HOME}"}, input=("hello {c}",))
+    assert proc.referenced_variables() == {"a", "b", "c"}
+
+
+def test_captured_variables_are_named_groups() -> None:
+    """A ready pattern's named groups are the variables it captures."""
+    proc = ProcSpec("db", "x", ready=r"(?P<host>\S+):(?P<port>\d+) (\w+)")
+    assert proc.captured_variables() == {"host", "port"}
+    assert ProcSpec("db", "x").captured_variables() == set()
+
+
+def names(waves: list[list[ProcSpec]]) -> list[list[str]]:
+    return [[p.name for p in wave] for wave in waves]
+
+
+def test_start_waves_group_by_dependency_depth() -> None:
+    """Each wave needs only earlier waves; members keep declaration order inside a wave."""
+    cast = CastSpec(
+        (
+            ProcSpec("web", "w", after=("api", "db")),
+            ProcSpec("db", "d"),
+            ProcSpec("api", "a", after=("db",)),
+            ProcSpec("cache", "c"),
+            ProcSpec("worker", "k", after=("db",)),
+        )
+    )
+    assert names(cast.start_waves()) == [["db", "cache"], ["api", "worker"], ["web"]]
+
+
+def test_start_waves_without_dependencies() -> None:
+    """Independent members all start in the first wave; an empty cast has no waves."""
+    cast = CastSpec((ProcSpec("a", "x"), ProcSpec("b", "y")))
+    assert names(cast.start_waves()) == [["a", "b"]]
+    assert CastSpec(()).start_waves() == []
+
+
+def test_cast_lookup_by_name() -> None:
+    """A cast gives its members by name and lists names in order."""
+    a, b = ProcSpec("a", "x"), ProcSpec("b", "y")
+    cast = CastSpec((a, b))
+    assert cast.names == ("a", "b")
+    assert cast["b"] is b
+    with pytest.raises(KeyError):
+        cast["c"]
