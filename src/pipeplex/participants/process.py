@@ -199,7 +199,7 @@ class Process:
 
         return emit
 
-    def _guard(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def _guard(self, callback: Callable[[], object]) -> Callable[[], None]:
         """Route an exception in a loop callback to the engine instead of a log line."""
 
         def guarded() -> None:
