@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from .cast.spec import CastSpec, expand
-from .errors import SpawnError
+from .errors import PipeplexError, SpawnError
 from .inputs.router import Router
 from .participants import Guardian, Process
 
@@ -80,6 +81,10 @@ class Engine:
         self._running_supervisors = 0
         self._all_done: asyncio.Future[None] | None = None
         self._early_stop: tuple[str | None, int | None] | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._restart_requested: set[str] = set()
+        self._restarted: dict[str, asyncio.Future[None]] = {}
+        self._supervising: set[str] = set()
 
     @property
     def stopping(self) -> bool:
@@ -108,6 +113,49 @@ class Engine:
                                   level="warning"))
             self._force.set_result(None)
 
+    async def restart(self, name: str) -> None:
+        """Stop member ``name`` (the usual escalation) and start it again.
+
+        Works on a running member and on one that has ended while the cast goes on; the
+        member's on_exit policy does not apply to this stop. Returns once it runs again.
+
+        Raises:
+            UnknownMember: no such member.
+            PipeplexError: the cast is stopping, or the member has not started yet.
+        """
+        member = self.router.resolve(name)[0]
+        if self._tg is None or self._stop is None or self.stopping:
+            raise PipeplexError("the cast is stopping; nothing can be restarted")
+        if member.state == "pending":
+            waits = ", ".join(member.spec.after)
+            raise PipeplexError(f"{name} has not started yet (it waits for {waits})")
+        restarted = self._restarted[name] = asyncio.get_running_loop().create_future()
+        self.bus.publish(Note("restarting on request", name=name))
+        if member.running:
+            self._restart_requested.add(name)
+            await self._stop_member(member)
+        elif name in self._supervising:
+            pass  # between restarts (on_exit = restart): its supervisor starts it soon
+        else:
+            self.restarts[name] += 1
+            self._running_supervisors += 1
+            self._tg.create_task(self._supervise(member), name=f"supervise {name}")
+        await self._first(restarted, self._stop)
+
+    def status(self) -> list[dict[str, Any]]:
+        """One record per member: name, pid, state, uptime, restarts, last exit code."""
+        records = []
+        for member in self.members.values():
+            record = member.statistics()
+            record["restarts"] = self.restarts[member.name]
+            record["uptime"] = (
+                round(time.monotonic() - member.started_at, 3)
+                if member.running and member.started_at is not None
+                else None
+            )
+            records.append(record)
+        return records
+
     def crash(self, exc: BaseException) -> None:
         """A callback failed: end the run with this exception."""
         if self._crash is not None and not self._crash.done():
@@ -129,6 +177,7 @@ class Engine:
             self.request_stop(reason, interrupted_by=interrupted_by)
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 for member in self.members.values():
                     tg.create_task(self._supervise(member), name=f"supervise {member.name}")
                 stopper = tg.create_task(self._stopper(), name="stopper")
@@ -161,10 +210,12 @@ class Engine:
         await asyncio.wait(futures, timeout=within, return_when=asyncio.FIRST_COMPLETED)
 
     async def _supervise(self, member: Process) -> None:
+        self._supervising.add(member.name)
         try:
             if await self._wait_for_dependencies(member):
                 await self._run_member(member)
         finally:
+            self._supervising.discard(member.name)
             self._running_supervisors -= 1
             if self._running_supervisors == 0 and self._all_done and not self._all_done.done():
                 self._all_done.set_result(None)
@@ -201,6 +252,9 @@ class Engine:
                 self._fail(member.name, 127, str(exc))
                 self.request_stop("stopping the cast")
                 return
+            restarted = self._restarted.pop(member.name, None)
+            if restarted is not None and not restarted.done():
+                restarted.set_result(None)
             if self.stopping and not member.stopping:
                 await self._stop_member(member)
             try:
@@ -209,6 +263,11 @@ class Engine:
                 if unsubscribe:
                     unsubscribe()
             returncode = await member.wait_exited()
+            if member.name in self._restart_requested and not self.stopping:
+                self._restart_requested.discard(member.name)
+                self.restarts[member.name] += 1
+                attempt = 0
+                continue
             if member.stopping:
                 return
             how = describe_returncode(returncode)
