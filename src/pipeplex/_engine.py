@@ -309,7 +309,8 @@ class Engine:
     async def _wait_ready(self, member: Process, matched: asyncio.Future[dict[str, str]]) -> None:
         """Wait for the member's readiness; on failure announce it and stop the cast."""
         spec = member.spec
-        assert self._stop is not None and member._exit_seen is not None
+        assert self._stop is not None
+        exit_seen = member.exit_future
         ready = self._ready[member.name]
         if ready.done():
             return  # a restart: dependents started long ago
@@ -318,7 +319,7 @@ class Engine:
         waiting_for = ""
         if spec.ready:
             waiting_for = f"output matching ready = {spec.ready!r}"
-            await self._first(matched, member._exit_seen, self._stop,
+            await self._first(matched, exit_seen, self._stop,
                               within=deadline - loop.time())
             if not matched.done():
                 return self._not_ready(member, waiting_for)
@@ -328,7 +329,7 @@ class Engine:
             waiting_for = f"port {port} on 127.0.0.1 to accept connections"
             probe = asyncio.ensure_future(port_accepts(int(port)))
             try:
-                await self._first(probe, member._exit_seen, self._stop,
+                await self._first(probe, exit_seen, self._stop,
                                   within=deadline - loop.time())
             finally:
                 probe.cancel()
@@ -340,8 +341,8 @@ class Engine:
         ready.set_result(None)
 
     def _not_ready(self, member: Process, waiting_for: str) -> None:
-        if self.stopping and member.returncode is None:
-            return
+        if member.stopping or (self.stopping and member.returncode is None):
+            return  # pipeplex itself is stopping it: that is not a readiness failure
         if member.returncode is not None:
             what = f"{member.name} {describe_returncode(member.returncode)} before it was ready"
         else:
@@ -371,17 +372,18 @@ class Engine:
         if not member.running:
             self._kill_leftovers(member)
             return
+        # This incarnation only: once it is gone, a restart may start the next one.
+        pid, exit_seen, done = member.pid, member.exit_future, member.done_future
         if member.stopping:
-            await member.wait_exited()
+            await asyncio.shield(done)
             return
         member.stopping = True
         member.state = "stopping"
         member.close_input()
         member.signal(signal.SIGTERM)
         grace = member.spec.stop_timeout or self.grace
-        assert member._exit_seen is not None
-        await self._first(member._exit_seen, self._force, within=grace)
-        if not member._exit_seen.done():
+        await self._first(exit_seen, self._force, within=grace)
+        if not exit_seen.done():
             if self._force.done():
                 self.bus.publish(Note("sent SIGKILL to its process group", name=member.name,
                                       level="warning"))
@@ -389,9 +391,10 @@ class Engine:
                 self.bus.publish(Note(f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL to its "
                                       "process group", name=member.name, level="warning"))
             member.signal(signal.SIGKILL)
-            await member.wait_exit_seen()
-        self._kill_leftovers(member)
-        await member.wait_exited()
+            await asyncio.shield(exit_seen)
+        if member.pid == pid:
+            self._kill_leftovers(member)
+        await asyncio.shield(done)
 
     def _kill_leftovers(self, member: Process) -> None:
         if member.group_alive():

@@ -334,6 +334,20 @@ class Process:
         """True from a successful start until the program has exited."""
         return self.state in ("running", "stopping") and self.returncode is None
 
+    @property
+    def exit_future(self) -> asyncio.Future[int]:
+        """Resolves with the returncode when this run of the program exits."""
+        if self._exit_seen is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self._exit_seen
+
+    @property
+    def done_future(self) -> asyncio.Future[int]:
+        """Resolves with the returncode once this run exited and its output is drained."""
+        if self._done is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self._done
+
     async def wait_exited(self) -> int:
         """Wait until the program ended and its output is drained; return its returncode."""
         if self._done is None:

@@ -1,0 +1,117 @@
+"""The engine with real processes and an injected clock for its timing rules."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from pipeplex import Bus, CastSpec, Event, Exited, Note, ProcSpec, Ready, Started
+from pipeplex._engine import BACKOFF_CAP, Engine
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def notes(self) -> list[str]:
+        return [e.text for e in self.events if isinstance(e, Note)]
+
+
+def _engine(*procs: ProcSpec, delays: list[float] | None = None) -> tuple[Engine, Recorder]:
+    bus = Bus()
+    recorder = Recorder()
+    bus.subscribe(recorder)
+
+    async def instant_sleep(delay: float) -> None:
+        if delays is not None:
+            delays.append(delay)
+
+    return Engine(CastSpec(procs), bus, grace=2.0, sleep=instant_sleep), recorder
+
+
+def test_a_crash_loop_backs_off_exponentially_then_gives_up() -> None:
+    """Restarts wait 0.1, 0.2, 0.4 ... s; past max_restarts the cast stops with the status."""
+    delays: list[float] = []
+    crasher = ProcSpec("crasher", ("sh", "-c", "exit 3"), on_exit="restart", max_restarts=4)
+    engine, recorder = _engine(crasher, delays=delays)
+    status = asyncio.run(engine.run())
+    assert delays == [0.1, 0.2, 0.4, 0.8]
+    assert status == 3
+    assert engine.restarts["crasher"] == 4
+    assert sum(isinstance(e, Started) for e in recorder.events) == 5
+    assert any("restarted 4 times; giving up" in n for n in recorder.notes())
+
+
+def test_backoff_is_capped() -> None:
+    """The delay doubles up to its cap and stays there."""
+    delays: list[float] = []
+    crasher = ProcSpec("c", ("false",), on_exit="restart", max_restarts=9)
+    engine, _ = _engine(crasher, delays=delays)
+    asyncio.run(engine.run())
+    assert max(delays) == BACKOFF_CAP
+    assert delays[-1] == BACKOFF_CAP
+
+
+def test_a_member_being_stopped_is_never_restarted() -> None:
+    """When the cast stops, a member with on_exit = restart stays stopped."""
+    sleeper = ProcSpec("sleeper", ("sleep", "60"), on_exit="restart")
+    quitter = ProcSpec("quitter", ("true",))
+    engine, recorder = _engine(sleeper, quitter)
+    assert asyncio.run(engine.run()) == 0
+    assert engine.restarts["sleeper"] == 0
+    exits = {e.name: e for e in recorder.events if isinstance(e, Exited)}
+    assert exits["sleeper"].stopped
+
+
+def test_restart_on_request_starts_a_new_process() -> None:
+    """Engine.restart stops a running member and starts it again, without its on_exit."""
+    code = "import sys; print('up', flush=True); sys.stdin.read()"
+    member = ProcSpec("m", (sys.executable, "-c", code), ready="^up$")
+
+    async def scenario() -> tuple[int, list[int]]:
+        engine, recorder = _engine(member)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, Ready) and not ready.done():
+                ready.set_result(None)
+
+        engine.bus.subscribe(on_event)
+        run = asyncio.ensure_future(engine.run())
+        await asyncio.wait_for(ready, 30)
+        first = engine.members["m"].pid
+        await engine.restart("m")
+        second = engine.members["m"].pid
+        assert first != second
+        engine.request_stop()
+        status = await asyncio.wait_for(run, 30)
+        pids = [e.pid for e in recorder.events if isinstance(e, Started)]
+        return status, pids
+
+    status, pids = asyncio.run(scenario())
+    assert status == 0
+    assert len(pids) == 2
+
+
+def test_exit_status_is_the_first_member_that_failed_on_its_own() -> None:
+    """Members stopped by pipeplex do not count; the first own failure does."""
+    engine, _ = _engine(
+        ProcSpec("ok", ("sleep", "60")),
+        ProcSpec("bad", ("sh", "-c", "kill -TERM $$")),
+    )
+    assert asyncio.run(engine.run()) == 128 + 15
+    assert engine.failures[0].name == "bad"
+
+
+def test_a_summary_line_per_member() -> None:
+    """At the end each member gets one summary note: how it ended, how long it ran."""
+    engine, recorder = _engine(ProcSpec("a", ("true",)), ProcSpec("b", ("sleep", "60")))
+    asyncio.run(engine.run())
+    summaries = [e for e in recorder.events if isinstance(e, Note) and "summary" in e.text]
+    assert [e.name for e in summaries] == ["a", "b"]
+    assert "exited with code 0" in summaries[0].text
+    assert "stopped, killed by SIGTERM" in summaries[1].text
+
