@@ -78,13 +78,15 @@ class Engine:
         self._force: asyncio.Future[None] | None = None
         self._crash: asyncio.Future[None] | None = None
         self._ready: dict[str, asyncio.Future[None]] = {}
-        self._running_supervisors = 0
+        self._busy = 0
+        """Supervisors at work plus holds; the cast ends on its own when this reaches 0."""
         self._all_done: asyncio.Future[None] | None = None
         self._early_stop: tuple[str | None, int | None] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._restart_requested: set[str] = set()
         self._restarted: dict[str, asyncio.Future[None]] = {}
         self._supervising: set[str] = set()
+        self._start_requested: dict[str, asyncio.Future[None]] = {}
 
     @property
     def stopping(self) -> bool:
@@ -138,9 +140,29 @@ class Engine:
             pass  # between restarts (on_exit = restart): its supervisor starts it soon
         else:
             self.restarts[name] += 1
-            self._running_supervisors += 1
+            self._busy += 1
             self._tg.create_task(self._supervise(member), name=f"supervise {name}")
         await self._first(restarted, self._stop)
+
+    async def start(self, name: str) -> None:
+        """Start a member declared with ``autostart = false``; return once it is ready.
+
+        Raises:
+            UnknownMember: no such member.
+            PipeplexError: it starts by itself, or was already started.
+        """
+        self.router.resolve(name)  # raises UnknownMember
+        requested = self._start_requested.get(name)
+        if requested is None:
+            raise PipeplexError(f"{name} starts by itself (only autostart = false members "
+                                "are started on request)")
+        if requested.done():
+            raise PipeplexError(f"{name} was already started")
+        requested.set_result(None)
+        assert self._stop is not None
+        await self._first(self._ready[name], self._stop)
+        if not self._ready[name].done():
+            raise PipeplexError(f"{name} did not become ready (the cast is stopping)")
 
     def status(self) -> list[dict[str, Any]]:
         """One record per member: name, pid, state, uptime, restarts, last exit code."""
@@ -171,7 +193,12 @@ class Engine:
         self._crash = loop.create_future()
         self._all_done = loop.create_future()
         self._ready = {name: loop.create_future() for name in self.members}
-        self._running_supervisors = len(self.members)
+        self._start_requested = {
+            name: loop.create_future()
+            for name, member in self.members.items()
+            if not member.spec.autostart
+        }
+        self._busy = len(self.members)
         if self._early_stop:
             reason, interrupted_by = self._early_stop
             self.request_stop(reason, interrupted_by=interrupted_by)
@@ -216,12 +243,28 @@ class Engine:
                 await self._run_member(member)
         finally:
             self._supervising.discard(member.name)
-            self._running_supervisors -= 1
-            if self._running_supervisors == 0 and self._all_done and not self._all_done.done():
-                self._all_done.set_result(None)
+            self.release()
+
+    def hold(self) -> None:
+        """Keep the cast going even if every member has ended (until :meth:`release`).
+
+        A scenario holds the cast while its steps run: a later step may start a member.
+        """
+        self._busy += 1
+
+    def release(self) -> None:
+        self._busy -= 1
+        if self._busy == 0 and self._all_done is not None and not self._all_done.done():
+            self._all_done.set_result(None)
 
     async def _wait_for_dependencies(self, member: Process) -> bool:
         assert self._stop is not None
+        requested = self._start_requested.get(member.name)
+        if requested is not None:
+            # Waiting to be asked does not keep the cast alive.
+            self.release()
+            await self._first(requested, self._stop)
+            self.hold()
         for dep in member.spec.after:
             await self._first(self._ready[dep], self._stop)
             if self.stopping:
@@ -358,7 +401,13 @@ class Engine:
     async def _stopper(self) -> None:
         assert self._stop is not None and self._all_done is not None
         await self._first(self._stop, self._all_done)
-        if self.stopping:
+        if not self.stopping:
+            # Everything ended by itself; members still waiting to be started never will.
+            self.request_stop()
+            for member in self.members.values():
+                if member.pid is not None and not member.running:
+                    self._kill_leftovers(member)
+        else:
             for wave in reversed(self.cast.start_waves()):
                 await asyncio.gather(*(self._stop_member(self.members[p.name]) for p in wave))
             # A member whose start raced with the stop request is caught here.

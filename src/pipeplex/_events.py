@@ -13,7 +13,17 @@ from typing import Literal
 
 Stream = Literal["stdout", "stderr"]
 
-__all__ = ("Event", "Exited", "InputSent", "Note", "Output", "Ready", "Started", "Stream")
+__all__ = (
+    "Event",
+    "Exited",
+    "InputSent",
+    "Matched",
+    "Note",
+    "Output",
+    "Ready",
+    "Started",
+    "Stream",
+)
 
 
 def _now() -> float:
@@ -67,6 +77,16 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class Matched:
+    """An expectation was met: ``pattern`` matched ``text`` in a member's output."""
+
+    name: str
+    pattern: str
+    text: str
+    t: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
 class Exited:
     """A member's program ended and its output has been drained.
 
@@ -91,4 +111,4 @@ class Note:
     t: float = field(default_factory=_now)
 
 
-Event = Started | Output | InputSent | Ready | Exited | Note
+Event = Started | Output | InputSent | Ready | Matched | Exited | Note

@@ -7,13 +7,15 @@ never a traceback for these.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 __all__ = (
     "CastError",
+    "ExpectTimeout",
     "PipeplexError",
     "RunDirError",
     "SpawnError",
+    "UnexpectedExit",
     "UnknownMember",
 )
 
@@ -59,3 +61,48 @@ class UnknownMember(PipeplexError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])
+
+
+def _show_patterns(patterns: Sequence[object]) -> str:
+    return " or ".join(repr(getattr(p, "pattern", p)) for p in patterns)
+
+
+class ExpectTimeout(PipeplexError, TimeoutError):
+    """No pattern matched in time. Carries who, what, how long, and the recent output."""
+
+    def __init__(
+        self, names: Sequence[str], patterns: Sequence[object], waited: float, recent: str
+    ) -> None:
+        self.names = tuple(names)
+        self.patterns = tuple(patterns)
+        self.waited = waited
+        self.recent = recent
+        where = " or ".join(self.names) if self.names else "any member"
+        super().__init__(
+            f"{_show_patterns(self.patterns)} did not appear in the output of {where} "
+            f"within {waited:.1f} s\n{recent}"
+        )
+
+
+class UnexpectedExit(PipeplexError):
+    """The member exited while an expectation waited on it."""
+
+    def __init__(
+        self,
+        name: str,
+        returncode: int,
+        patterns: Sequence[object],
+        waited: float,
+        recent: str,
+    ) -> None:
+        from ._signals import describe_returncode
+
+        self.name = name
+        self.returncode = returncode
+        self.patterns = tuple(patterns)
+        self.waited = waited
+        self.recent = recent
+        super().__init__(
+            f"{name} {describe_returncode(returncode)} after {waited:.1f} s while waiting for "
+            f"{_show_patterns(self.patterns)}\n{recent}"
+        )

@@ -24,7 +24,7 @@ __all__ = ("check_commands", "load_cast", "parse_proc_option", "validate_cast")
 
 PROC_KEYS = (
     "cmd", "shell", "env", "cwd", "pty", "on_exit", "input", "after",
-    "ready", "ready_port", "ready_timeout", "stop_timeout", "max_restarts",
+    "ready", "ready_port", "ready_timeout", "stop_timeout", "max_restarts", "autostart",
 )
 TOP_KEYS = ("procs",)
 ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
@@ -240,6 +240,10 @@ def _proc(
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise bad(key, "a positive number of seconds")
             fields[key] = float(value)
+    if "autostart" in table:
+        if not isinstance(table["autostart"], bool):
+            raise bad("autostart", "true or false")
+        fields["autostart"] = table["autostart"]
     if "max_restarts" in table:
         value = table["max_restarts"]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

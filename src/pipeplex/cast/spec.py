@@ -67,6 +67,8 @@ class ProcSpec:
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     stop_timeout: float | None = None
     max_restarts: int = DEFAULT_MAX_RESTARTS
+    autostart: bool = True
+    """False: the member starts only when asked (a scenario's ``start`` step)."""
     source: str | None = None
     """Where the member was declared (``cast.toml:12`` or ``-p``), for messages."""
 

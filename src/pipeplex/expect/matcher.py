@@ -1,0 +1,127 @@
+"""Expectations over several members at once: the first match among them wins.
+
+The :class:`Matcher` is a sink. It keeps an :class:`OutputBuffer` per member (both streams
+interleaved as they arrived) and one per member and stream, each with its own cursor, and
+wakes whoever waits when output or an exit arrives. A member that exits while an expectation
+waits on it fails that expectation at once, unless ``EOF`` is one of the patterns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .._bus import Bus
+from .._events import Event, Exited, Matched, Output, Started
+from ..errors import ExpectTimeout, UnexpectedExit
+from .buffer import EOF, TIMEOUT, OutputBuffer, Pattern, compile_pattern
+
+__all__ = ("Expectation", "Matcher")
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What an expectation found (pexpect's names)."""
+
+    name: str
+    """The member whose output matched ('' when TIMEOUT matched)."""
+    index: int
+    """Which pattern of the list matched."""
+    match: re.Match[str] | None
+    """The match; None for the EOF and TIMEOUT sentinels."""
+    before: str
+    after: str
+
+
+class Matcher:
+    """A sink that lets coroutines wait for patterns in members' output."""
+
+    def __init__(self, bus: Bus, *, recent: Callable[[str], str] = lambda name: "") -> None:
+        self._bus = bus
+        self._recent = recent
+        self._buffers: dict[tuple[str, str | None], OutputBuffer] = {}
+        self._exits: dict[str, int] = {}
+        self._waiters: set[asyncio.Event] = set()
+        bus.subscribe(self)
+
+    def buffer(self, name: str, stream: str | None = None) -> OutputBuffer:
+        key = (name, stream)
+        found = self._buffers.get(key)
+        if found is None:
+            found = self._buffers[key] = OutputBuffer()
+        return found
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Output):
+            self.buffer(event.name).feed(event.data, event.stream)
+            self.buffer(event.name, event.stream).feed(event.data, event.stream)
+        elif isinstance(event, Exited):
+            self._exits[event.name] = event.returncode
+        elif isinstance(event, Started):
+            self._exits.pop(event.name, None)
+        else:
+            return
+        for waiter in self._waiters:
+            waiter.set()
+
+    async def expect(
+        self,
+        names: Sequence[str],
+        patterns: Sequence[Pattern],
+        *,
+        timeout: float,  # noqa: ASYNC109 (pexpect's signature, which users know)
+        stream: str | None = None,
+        watch_exits: Sequence[str] | None = None,
+    ) -> Expectation:
+        """Wait until one of ``patterns`` appears in the output of one of ``names``.
+
+        ``watch_exits`` limits which members' exits end the wait (default: all of
+        ``names``), so a member that ended before an any-member expectation began does not
+        fail it.
+
+        Raises:
+            ExpectTimeout: nothing matched within ``timeout`` (and TIMEOUT is not a pattern).
+            UnexpectedExit: a member exited while waited on (and EOF is not a pattern).
+        """
+        exits_end = set(names if watch_exits is None else watch_exits)
+        positions = [i for i, p in enumerate(patterns) if p is not EOF and p is not TIMEOUT]
+        regexes = [compile_pattern(patterns[i]) for i in positions]  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + timeout
+        while True:
+            for name in names:
+                buffer = self.buffer(name, stream)
+                found = buffer.search(regexes) if regexes else None
+                if found is not None:
+                    text = found.match.group(0)
+                    shown = patterns[positions[found.index]]
+                    self._bus.publish(Matched(name, str(getattr(shown, "pattern", shown)), text))
+                    return Expectation(name, positions[found.index], found.match,
+                                       found.before, text)
+                if name in self._exits and name in exits_end:
+                    return self._exited(name, patterns, loop.time() - started)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                if TIMEOUT in patterns:
+                    return Expectation("", patterns.index(TIMEOUT), None, "", "")
+                recent = "\n".join(self._recent(n) for n in names)
+                raise ExpectTimeout(names, patterns, timeout, recent)
+            wakeup = asyncio.Event()
+            self._waiters.add(wakeup)
+            try:
+                await asyncio.wait_for(wakeup.wait(), remaining)
+            except TimeoutError:
+                pass
+            finally:
+                self._waiters.discard(wakeup)
+
+    def _exited(self, name: str, patterns: Sequence[Pattern], waited: float) -> Expectation:
+        if EOF in patterns:
+            buffer = self.buffer(name)
+            rest = buffer.text
+            buffer.search([re.compile(r"\Z")])  # consume everything: the cursor is at the end
+            return Expectation(name, patterns.index(EOF), None, rest, "")
+        raise UnexpectedExit(name, self._exits[name], patterns, waited, self._recent(name))

@@ -1,0 +1,214 @@
+"""Read a scenario file: the cast's ``[procs.NAME]`` plus ``[defaults]``, ``[[step]]``,
+``golden`` and ``[[normalize]]``, each mistake reported with its file and line."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .._signals import parse_signal
+from ..cast.load import _suggest, _toml_error, _Where, cast_from_data
+from ..cast.spec import CastSpec, variables_in
+from ..errors import CastError
+from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
+
+__all__ = ("load_scenario", "scenario_from_text")
+
+TOP_KEYS = ("defaults", "step", "golden", "normalize")
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "send": ("to",),
+    "expect": ("in", "stream", "timeout"),
+    "expect_not": ("in", "stream", "within"),
+    "wait_exit": ("code", "timeout"),
+    "signal": ("to",),
+    "close": (),
+    "wait_port": ("timeout",),
+    "sleep": (),
+    "interact": (),
+    "start": ("timeout",),
+}
+NEEDS = {"send": "to", "signal": "to", "expect_not": "within"}
+
+
+def load_scenario(path: str | os.PathLike[str], **defaults: Any) -> Scenario:
+    """Load and validate a scenario (a cast file, with or without steps).
+
+    Raises:
+        CastError: anything wrong, with ``file:line``.
+    """
+    shown = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CastError("no such scenario file", source=shown) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CastError(f"cannot read the scenario file: {exc}", source=shown) from None
+    return scenario_from_text(text, shown, base_dir=Path(path).parent, **defaults)
+
+
+def scenario_from_text(
+    text: str, path: str, *, base_dir: Path | None = None, **defaults: Any
+) -> Scenario:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message, source = _toml_error(exc, path)
+        raise CastError(message, source=source) from None
+    where = _Where(path, text)
+    timeout = _defaults(data.get("defaults", {}), where)
+    defaults.setdefault("ready_timeout", timeout)
+    cast = cast_from_data(data, where=where, base_dir=base_dir, extra_top_keys=TOP_KEYS,
+                          **defaults)
+    raw_steps = data.get("step", [])
+    if not isinstance(raw_steps, list):
+        raise CastError("step must be an array of tables: write [[step]]", source=where("step"))
+    steps = tuple(_step(i, raw, cast, where) for i, raw in enumerate(raw_steps))
+    golden = data.get("golden")
+    if golden is not None:
+        if not isinstance(golden, str) or not golden:
+            raise CastError("golden must be a file name", source=where("golden"))
+        if base_dir is not None and not Path(golden).is_absolute():
+            golden = os.fspath(base_dir / golden)
+    return Scenario(cast, steps, timeout, golden, _normalize(data.get("normalize", []), where),
+                    path)
+
+
+def _defaults(table: Any, where: _Where) -> float:
+    if not isinstance(table, dict):
+        raise CastError("defaults must be a table: [defaults]", source=where("defaults"))
+    for key in table:
+        if key != "timeout":
+            raise CastError(f"unknown key {key!r} in [defaults]{_suggest(key, ['timeout'])}",
+                            source=where("defaults", key))
+    timeout = table.get("timeout", DEFAULT_TIMEOUT)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise CastError("defaults.timeout must be a positive number of seconds",
+                        source=where("defaults", "timeout"))
+    return float(timeout)
+
+
+def _normalize(rules: Any, where: _Where) -> tuple[NormalizeRule, ...]:
+    if not isinstance(rules, list):
+        raise CastError("normalize must be an array of tables: write [[normalize]]",
+                        source=where("normalize"))
+    out = []
+    for i, rule in enumerate(rules):
+        here = where("normalize", i)
+        valid = isinstance(rule, dict) and "pattern" in rule and set(rule) <= {"pattern", "replace"}
+        if not valid:
+            raise CastError("each [[normalize]] needs pattern = '...' and replace = '...'",
+                            source=here)
+        try:
+            re.compile(rule["pattern"])
+        except (re.error, TypeError) as exc:
+            raise CastError(f"invalid normalize pattern {rule['pattern']!r}: {exc}",
+                            source=here) from None
+        out.append(NormalizeRule(rule["pattern"], str(rule.get("replace", ""))))
+    return tuple(out)
+
+
+def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
+    here = where("step", index) or ""
+    if not isinstance(raw, dict):
+        raise CastError("each [[step]] must be a table", source=here)
+    actions = [key for key in raw if key in ACTIONS]
+    if len(actions) != 1:
+        found = ", ".join(actions) or "none"
+        unknown = [k for k in raw if k not in ACTIONS and k not in _all_options()]
+        hint = f"; unknown key {unknown[0]!r}{_suggest(unknown[0], ACTIONS)}" if unknown else ""
+        raise CastError(f"a step needs exactly one action of {', '.join(ACTIONS)} "
+                        f"(found {found}){hint}", source=here)
+    action = actions[0]
+    allowed = OPTIONS[action]
+    for key in raw:
+        if key != action and key not in allowed:
+            valid = list(allowed) or ["(no options)"]
+            raise CastError(f"{action} step: unknown key {key!r}{_suggest(key, valid)}",
+                            source=where("step", index, key))
+    need = NEEDS.get(action)
+    if need and need not in raw:
+        raise CastError(f"{action} step needs {need} = ...", source=here)
+
+    def member(key: str, value: Any, allow_all: bool) -> str:
+        if not isinstance(value, str):
+            raise CastError(f"{action} step: {key} must be a member name",
+                            source=where("step", index, key))
+        if value == "all" and allow_all:
+            return value
+        if value not in cast.names:
+            raise CastError(f"{action} step: no member named {value!r}"
+                            f"{_suggest(value, list(cast.names))}",
+                            source=where("step", index, key))
+        return value
+
+    def seconds(key: str, value: Any, zero_ok: bool = False) -> float:
+        if (not isinstance(value, int | float) or isinstance(value, bool)
+                or value < 0 or (value == 0 and not zero_ok)):
+            raise CastError(f"{action} step: {key} must be a positive number of seconds",
+                            source=where("step", index, key))
+        return float(value)
+
+    value = raw[action]
+    fields: dict[str, Any] = {}
+    if action in ("send", "expect", "expect_not"):
+        if not isinstance(value, str):
+            raise CastError(f"{action} must be a string", source=where("step", index, action))
+        if action != "send":
+            _check_regex(action, value, where("step", index, action))
+    elif action in ("wait_exit", "close", "start"):
+        value = member(action, value, allow_all=action == "close")
+    elif action == "signal":
+        try:
+            parse_signal(str(value))
+        except ValueError as exc:
+            raise CastError(f"signal step: {exc}", source=where("step", index, action)) from None
+        value = str(value)
+    elif action == "wait_port":
+        ok = (isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536) or (
+            isinstance(value, str) and (value.isdigit() or variables_in(value)))
+        if not ok:
+            raise CastError('wait_port must be a port number or a variable such as "{port}"',
+                            source=where("step", index, action))
+        value = str(value)
+    elif action == "sleep":
+        value = str(seconds("sleep", value, zero_ok=True))
+    elif action == "interact":
+        if value is not True:
+            raise CastError("write interact = true", source=where("step", index, action))
+        value = "true"
+    if "to" in raw:
+        fields["target"] = member("to", raw["to"], allow_all=True)
+    if "in" in raw:
+        fields["target"] = member("in", raw["in"], allow_all=False)
+    if "stream" in raw:
+        if raw["stream"] not in ("stdout", "stderr"):
+            raise CastError(f'{action} step: stream must be "stdout" or "stderr"',
+                            source=where("step", index, "stream"))
+        fields["stream"] = raw["stream"]
+    if "timeout" in raw:
+        fields["timeout"] = seconds("timeout", raw["timeout"])
+    if "within" in raw:
+        fields["within"] = seconds("within", raw["within"])
+    if "code" in raw:
+        if not isinstance(raw["code"], int) or isinstance(raw["code"], bool):
+            raise CastError("wait_exit step: code must be a whole number",
+                            source=where("step", index, "code"))
+        fields["code"] = raw["code"]
+    return Step(action, value, where("step", index, action) or here, **fields)
+
+
+def _all_options() -> set[str]:
+    return {option for options in OPTIONS.values() for option in options}
+
+
+def _check_regex(action: str, pattern: str, source: str | None) -> None:
+    # Variables are filled in when the step runs; check the pattern with a stand-in.
+    probe = re.sub(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}", "x", pattern)
+    try:
+        re.compile(probe)
+    except re.error as exc:
+        raise CastError(f"{action}: invalid regular expression {pattern!r}: {exc}",
+                        source=source) from None

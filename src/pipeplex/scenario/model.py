@@ -1,0 +1,77 @@
+"""A scenario as plain, validated data: the cast, its steps, and how to compare its output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..cast.spec import CastSpec
+
+__all__ = ("ACTIONS", "DEFAULT_TIMEOUT", "Action", "NormalizeRule", "Scenario", "Step")
+
+Action = Literal[
+    "send", "expect", "expect_not", "wait_exit", "signal", "close", "wait_port", "sleep",
+    "interact", "start",
+]
+ACTIONS: tuple[Action, ...] = (
+    "send", "expect", "expect_not", "wait_exit", "signal", "close", "wait_port", "sleep",
+    "interact", "start",
+)
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One ``[[step]]``: an action and its options.
+
+    ``value`` is the action key's value: the text to send, the pattern, the member to wait
+    for, the signal, the port or the seconds, as written (variables are expanded when the
+    step runs). ``target`` is ``to`` or ``in``.
+    """
+
+    action: Action
+    value: str
+    source: str
+    """``file:line`` of the step, for reports."""
+    target: str | None = None
+    timeout: float | None = None
+    stream: Literal["stdout", "stderr"] | None = None
+    code: int | None = None
+    within: float | None = None
+
+    def describe(self) -> str:
+        """A short, readable form for reports: ``expect 'ready' in server``."""
+        words = [self.action, repr(self.value) if self.action != "interact" else ""]
+        if self.target:
+            words.append(("to " if self.action in ("send", "signal") else "in ") + self.target)
+        if self.stream:
+            words.append(f"({self.stream})")
+        if self.code is not None:
+            words.append(f"with code {self.code}")
+        return " ".join(w for w in words if w)
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizeRule:
+    """A ``[[normalize]]`` rule for golden transcripts: regex ``pattern`` → ``replace``."""
+
+    pattern: str
+    replace: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A cast with steps, loaded from one file."""
+
+    cast: CastSpec
+    steps: tuple[Step, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+    golden: str | None = None
+    normalize: tuple[NormalizeRule, ...] = field(default=())
+    path: str | None = None
+
+    @property
+    def name(self) -> str:
+        from pathlib import Path
+
+        return Path(self.path).stem if self.path else "scenario"

@@ -1,0 +1,151 @@
+"""Run a scenario's steps against a running engine, one after the other.
+
+Each step either succeeds or raises :class:`StepFailed`, which names the step (file and
+line), what it waited for, for how long, and the member's recent output. Named groups in an
+``expect`` pattern become variables for the steps after it, like those of ``ready``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .._engine import Engine
+from .._readiness import port_accepts
+from .._signals import describe_returncode, parse_signal
+from ..cast.spec import expand
+from ..errors import ExpectTimeout, PipeplexError, UnexpectedExit
+from ..expect import EOF, TIMEOUT, Matcher
+from .model import Scenario, Step
+
+__all__ = ("StepFailed", "StepResult", "run_steps")
+
+
+class StepFailed(PipeplexError):
+    """A step did not do what it promised."""
+
+    def __init__(self, step: Step, message: str, *, member: str | None = None,
+                 waited: float = 0.0) -> None:
+        self.step = step
+        self.message = message
+        self.member = member
+        self.waited = waited
+        super().__init__(f"{step.source}: {step.describe()}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    step: Step
+    seconds: float
+    error: StepFailed | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+async def run_steps(
+    scenario: Scenario,
+    engine: Engine,
+    matcher: Matcher,
+    *,
+    interactive: bool = False,
+    on_result: Callable[[StepResult], None] = lambda result: None,
+) -> list[StepResult]:
+    """Run the steps in order; stop at the first failure (it is the last result).
+
+    ``interactive``: an ``interact`` step ends the steps and leaves the cast to the person
+    (``pipeplex run``); otherwise ``interact`` steps are skipped (``pipeplex test``).
+    """
+    results: list[StepResult] = []
+    for step in scenario.steps:
+        if step.action == "interact":
+            if interactive:
+                break
+            continue
+        began = time.monotonic()
+        try:
+            await _run_step(step, scenario, engine, matcher)
+            result = StepResult(step, time.monotonic() - began)
+        except StepFailed as exc:
+            result = StepResult(step, time.monotonic() - began, exc)
+        results.append(result)
+        on_result(result)
+        if result.error is not None:
+            break
+    return results
+
+
+async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Matcher) -> None:
+    variables = engine.variables
+    value = expand(step.value, variables)
+    timeout = step.timeout or scenario.timeout
+    names = [step.target] if step.target and step.target != "all" else list(engine.members)
+    try:
+        if step.action == "send":
+            assert step.target is not None
+            if not engine.router.send(step.target, (value + "\n").encode()):
+                raise StepFailed(step, f"{step.target} is not running (or its stdin is closed)",
+                                 member=step.target)
+        elif step.action == "expect":
+            running = [n for n in names if engine.members[n].running]
+            found = await matcher.expect(names, [value], timeout=timeout, stream=step.stream,
+                                         watch_exits=running if not step.target else None)
+            if found.match is not None:
+                variables.update({k: v for k, v in found.match.groupdict().items()
+                                  if v is not None})
+        elif step.action == "expect_not":
+            assert step.within is not None
+            found = await matcher.expect(names, [value, EOF, TIMEOUT], timeout=step.within,
+                                         stream=step.stream, watch_exits=[])
+            if found.index == 0:
+                raise StepFailed(step, f"it appeared in the output of {found.name}: "
+                                 f"{found.after!r}", member=found.name)
+        elif step.action == "wait_exit":
+            process = engine.members[value]
+            if process.pid is None:
+                raise StepFailed(step, f"{value} was never started", member=value)
+            try:
+                code = await asyncio.wait_for(asyncio.shield(process.done_future), timeout)
+            except TimeoutError:
+                raise StepFailed(step, f"{value} was still running after {timeout:.1f} s\n"
+                                 f"{engine.recent.describe(value)}", member=value,
+                                 waited=timeout) from None
+            if step.code is not None and code != step.code:
+                raise StepFailed(step, f"{value} {describe_returncode(code)}, expected code "
+                                 f"{step.code}\n{engine.recent.describe(value)}", member=value)
+        elif step.action == "signal":
+            assert step.target is not None
+            if not engine.router.signal(step.target, parse_signal(value)):
+                raise StepFailed(step, f"{step.target} is not running", member=step.target)
+        elif step.action == "close":
+            engine.router.close_input(value)
+        elif step.action == "wait_port":
+            try:
+                await asyncio.wait_for(port_accepts(int(value)), timeout)
+            except TimeoutError:
+                raise StepFailed(step, f"nothing accepted connections on 127.0.0.1:{value} "
+                                 f"within {timeout:.1f} s", waited=timeout) from None
+        elif step.action == "sleep":
+            await asyncio.sleep(float(value))
+        elif step.action == "start":
+            try:
+                await asyncio.wait_for(engine.start(value), timeout)
+            except TimeoutError:
+                raise StepFailed(step, f"{value} was not ready within {timeout:.1f} s\n"
+                                 f"{engine.recent.describe(value)}", member=value,
+                                 waited=timeout) from None
+    except ExpectTimeout as exc:
+        who = exc.names[0] if len(exc.names) == 1 else None
+        raise StepFailed(step, f"not seen within {exc.waited:.1f} s\n{exc.recent}",
+                         member=who, waited=exc.waited) from None
+    except UnexpectedExit as exc:
+        raise StepFailed(step, f"{exc.name} {describe_returncode(exc.returncode)} after "
+                         f"{exc.waited:.1f} s, while this step waited\n{exc.recent}",
+                         member=exc.name, waited=exc.waited) from None
+    except StepFailed:
+        raise
+    except PipeplexError as exc:
+        raise StepFailed(step, str(exc)) from None
