@@ -1,0 +1,101 @@
+"""Golden transcripts: each member's own stream, normalised, compared line by line.
+
+The golden text lists each member in cast order: its output lines (``| `` stdout,
+``! `` stderr), the input it was sent (``> ``), and how it ended. How members interleave
+never enters the comparison, so the test cannot flake on scheduling. Before comparing,
+captured variables become ``{name}``, pids ``{pid}``, times and dates ``{time}``, then the
+scenario's own ``[[normalize]]`` rules apply.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from .._events import Event, Exited, InputSent, Output, Started
+from .._signals import describe_returncode
+from ..scenario.model import NormalizeRule
+
+__all__ = ("compare_golden", "golden_text")
+
+_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
+    r"|\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b"
+)
+
+
+def golden_text(
+    events: Iterable[Event],
+    names: Sequence[str],
+    *,
+    variables: Mapping[str, str] = {},
+    rules: Sequence[NormalizeRule] = (),
+) -> str:
+    """The normalised golden text of a run's events."""
+    streams: dict[str, dict[str, bytearray]] = {n: {} for n in names}
+    lines: dict[str, list[str]] = {n: [] for n in names}
+    pids: set[int] = set()
+
+    def flush(name: str, kind: str) -> None:
+        pending = streams[name].pop(kind, None)
+        if pending:
+            for line in pending.decode("utf-8", "replace").split("\n"):
+                lines[name].append(f"{kind} {line.removesuffix(chr(13))}")
+
+    for event in events:
+        name = getattr(event, "name", None)
+        if name not in lines:
+            continue
+        if isinstance(event, Output):
+            kind = "|" if event.stream == "stdout" else "!"
+            buffer = streams[name].setdefault(kind, bytearray())
+            buffer += event.data
+            if buffer.endswith(b"\n"):
+                del buffer[-1]
+                flush(name, kind)
+        elif isinstance(event, InputSent) and event.data:
+            for line in event.data.decode("utf-8", "replace").rstrip("\n").split("\n"):
+                lines[name].append(f"> {line}")
+        elif isinstance(event, Started):
+            pids.add(event.pid)
+        elif isinstance(event, Exited):
+            flush(name, "|")
+            flush(name, "!")
+            how = describe_returncode(event.returncode)
+            lines[name].append(f"= {'stopped, ' if event.stopped else ''}{how}")
+    for name in names:
+        flush(name, "|")
+        flush(name, "!")
+    text = "".join(f"[{n}]\n" + "".join(f"{line}\n" for line in lines[n]) for n in names)
+    return normalize(text, variables=variables, pids=pids, rules=rules)
+
+
+def normalize(
+    text: str,
+    *,
+    variables: Mapping[str, str] = {},
+    pids: Iterable[int] = (),
+    rules: Sequence[NormalizeRule] = (),
+) -> str:
+    # Longest values first, so a value inside another does not break the bigger one.
+    for key, value in sorted(variables.items(), key=lambda kv: -len(kv[1])):
+        if value:
+            text = re.sub(rf"(?<![\w.]){re.escape(value)}(?![\w.])", "{" + key + "}", text)
+    for pid in sorted(pids, key=lambda p: -len(str(p))):
+        text = re.sub(rf"\b{pid}\b", "{pid}", text)
+    text = _TIME.sub("{time}", text)
+    for rule in rules:
+        text = re.sub(rule.pattern, rule.replace, text, flags=re.MULTILINE)
+    return text
+
+
+def compare_golden(expected: str, actual: str, *, path: str) -> str | None:
+    """A unified diff when the texts differ, else None."""
+    if expected == actual:
+        return None
+    diff = difflib.unified_diff(
+        expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+        fromfile=f"{path} (golden)", tofile="this run",
+    )
+    return "".join(diff)

@@ -1,0 +1,73 @@
+"""JUnit XML that GitLab, Jenkins and pytest's reader accept.
+
+One ``testsuite`` per scenario file, one ``testcase`` per scenario; a failure carries the
+step, the member, the pattern, how long it waited and the recent output. Child output is
+full of escape codes that XML 1.0 forbids even escaped, so those characters are replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ("CaseResult", "write_junit", "xml_safe")
+
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """Replace characters XML 1.0 cannot carry (ESC, NUL, ...) with a visible form."""
+    return _ILLEGAL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x20 else "\ufffd", text)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    """One scenario's outcome."""
+
+    suite: str
+    name: str
+    seconds: float
+    failure: str | None = None
+    """The failure message (first line: the summary)."""
+    error: str | None = None
+    """Set when the scenario could not run at all."""
+    output: str = ""
+
+
+def write_junit(path: str | os.PathLike[str], results: Sequence[CaseResult]) -> None:
+    root = ET.Element("testsuites")
+    suites: dict[str, list[CaseResult]] = {}
+    for result in results:
+        suites.setdefault(result.suite, []).append(result)
+    for suite_name, cases in suites.items():
+        suite = ET.SubElement(root, "testsuite", {
+            "name": xml_safe(suite_name),
+            "tests": str(len(cases)),
+            "failures": str(sum(c.failure is not None for c in cases)),
+            "errors": str(sum(c.error is not None for c in cases)),
+            "skipped": "0",
+            "time": f"{sum(c.seconds for c in cases):.3f}",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "hostname": socket.gethostname(),
+        })
+        for case in cases:
+            element = ET.SubElement(suite, "testcase", {
+                "classname": xml_safe(suite_name),
+                "name": xml_safe(case.name),
+                "time": f"{case.seconds:.3f}",
+            })
+            for kind, text in (("failure", case.failure), ("error", case.error)):
+                if text is not None:
+                    problem = ET.SubElement(element, kind, {
+                        "message": xml_safe(text.splitlines()[0] if text else kind),
+                        "type": "pipeplex." + kind,
+                    })
+                    problem.text = xml_safe(text)
+            if case.output:
+                ET.SubElement(element, "system-out").text = xml_safe(case.output)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
