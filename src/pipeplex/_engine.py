@@ -57,6 +57,7 @@ class Engine:
         env_overrides: Mapping[str, str] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         guardian: Guardian | None = None,
+        stdin_grace: float = 0.0,
     ) -> None:
         self.cast = cast
         self.bus = bus
@@ -87,6 +88,8 @@ class Engine:
         self._restarted: dict[str, asyncio.Future[None]] = {}
         self._supervising: set[str] = set()
         self._start_requested: dict[str, asyncio.Future[None]] = {}
+        self._began = asyncio.Event()
+        self.stdin_grace = stdin_grace
 
     @property
     def stopping(self) -> bool:
@@ -198,7 +201,8 @@ class Engine:
             for name, member in self.members.items()
             if not member.spec.autostart
         }
-        self._busy = len(self.members)
+        self._busy += len(self.members)
+        self._began.set()
         if self._early_stop:
             reason, interrupted_by = self._early_stop
             self.request_stop(reason, interrupted_by=interrupted_by)
@@ -244,6 +248,21 @@ class Engine:
         finally:
             self._supervising.discard(member.name)
             self.release()
+
+    async def wait_began(self) -> None:
+        """Wait until :meth:`run` has begun (members may still be starting)."""
+        await self._began.wait()
+
+    async def wait_up(self) -> bool:
+        """Wait until every member that starts by itself is ready; False if stopping first."""
+        await self._began.wait()
+        assert self._stop is not None
+        for name, member in self.members.items():
+            if member.spec.autostart:
+                await self._first(self._ready[name], self._stop)
+            if self.stopping:
+                return False
+        return True
 
     def hold(self) -> None:
         """Keep the cast going even if every member has ended (until :meth:`release`).
@@ -429,7 +448,11 @@ class Engine:
         member.stopping = True
         member.state = "stopping"
         member.close_input()
-        member.signal(signal.SIGTERM)
+        if self.stdin_grace:
+            # Many programs end cleanly at EOF on stdin; give them that chance first.
+            await self._first(exit_seen, self._force, within=self.stdin_grace)
+        if not exit_seen.done():
+            member.signal(signal.SIGTERM)
         grace = member.spec.stop_timeout or self.grace
         await self._first(exit_seen, self._force, within=grace)
         if not exit_seen.done():

@@ -10,46 +10,56 @@ __all__ = ("RecentOutput",)
 
 
 class RecentOutput:
-    """A sink that remembers the tail of every member's output, decoded for people.
+    """A sink that remembers the tail of every member's output, for people to read.
 
-    stdout and stderr are followed separately: an unfinished stdout line (a prompt) is
-    continued by later stdout only, never by a stderr line that arrives in between.
-    stderr lines are marked with ``! ``.
+    It sits on the hot path, so recording is O(1) per chunk: it keeps only the last bytes of
+    each member's chunks, and decodes and splits them into lines when someone asks. stdout
+    and stderr are followed separately: an unfinished stdout line (a prompt) is continued by
+    later stdout only, never by a stderr line that arrives in between. stderr lines are
+    marked with ``! ``.
     """
 
     def __init__(self, lines: int = 20, max_line: int = 300) -> None:
         self._lines = lines
         self._max_line = max_line
-        self._tails: dict[str, deque[list[str]]] = {}
-        self._open: dict[tuple[str, str], list[str]] = {}
+        self._keep = lines * max_line
+        self._chunks: dict[str, deque[tuple[str, bytes]]] = {}
+        self._sizes: dict[str, int] = {}
 
     def __call__(self, event: Event) -> None:
         if not isinstance(event, Output):
             return
-        tail = self._tails.get(event.name)
-        if tail is None:
-            tail = self._tails[event.name] = deque(maxlen=self._lines)
-        # Only the end of a big chunk can matter: decode at most what fits in the tail.
-        data = event.data[-self._lines * self._max_line :]
-        pieces = data.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
-        rest = pieces.pop()
-        key = (event.name, event.stream)
-        entry = self._open.pop(key, None)
-        if entry is not None:
-            if not pieces:
-                entry[1] = (entry[1] + rest)[: self._max_line]
-                self._open[key] = entry
-                return
-            entry[1] = (entry[1] + pieces.pop(0))[: self._max_line]
-        marker = "! " if event.stream == "stderr" else ""
-        for piece in pieces:
-            tail.append([marker, piece[: self._max_line]])
-        if rest:
-            self._open[key] = [marker, rest[: self._max_line]]
-            tail.append(self._open[key])
+        chunks = self._chunks.get(event.name)
+        if chunks is None:
+            chunks = self._chunks[event.name] = deque()
+            self._sizes[event.name] = 0
+        data = event.data[-self._keep :]
+        chunks.append((event.stream, data))
+        size = self._sizes[event.name] + len(data)
+        while size - len(chunks[0][1]) >= self._keep:
+            size -= len(chunks.popleft()[1])
+        self._sizes[event.name] = size
 
     def tail(self, name: str) -> list[str]:
-        return [marker + text for marker, text in self._tails.get(name, ())]
+        """The last lines of ``name``, stderr ones marked with ``! ``."""
+        lines: list[list[str]] = []
+        open_line: dict[str, list[str]] = {}
+        for stream, data in self._chunks.get(name, ()):
+            pieces = data.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
+            rest = pieces.pop()
+            entry = open_line.pop(stream, None)
+            if entry is not None:
+                if not pieces:
+                    entry[1] += rest
+                    open_line[stream] = entry
+                    continue
+                entry[1] += pieces.pop(0)
+            marker = "! " if stream == "stderr" else ""
+            lines.extend([marker, piece] for piece in pieces)
+            if rest:
+                open_line[stream] = [marker, rest]
+                lines.append(open_line[stream])
+        return [marker + text[: self._max_line] for marker, text in lines[-self._lines :]]
 
     def describe(self, name: str) -> str:
         """The recent output of ``name`` as an indented block, or a note that there was none."""

@@ -60,6 +60,10 @@ def scenario_from_text(
     where = _Where(path, text)
     timeout = _defaults(data.get("defaults", {}), where)
     defaults.setdefault("ready_timeout", timeout)
+    if data.get("step"):
+        # With steps, the script decides when the cast ends: a member that exits (a client
+        # that said goodbye) does not stop the others unless it says on_exit = "stop".
+        defaults.setdefault("on_exit", "ignore")
     cast = cast_from_data(data, where=where, base_dir=base_dir, extra_top_keys=TOP_KEYS,
                           **defaults)
     raw_steps = data.get("step", [])

@@ -1,0 +1,125 @@
+"""Test mode: run scenarios as tests and report like a test runner.
+
+Each scenario runs its cast and steps, then the cast is stopped (stdin closed first, then
+the usual escalation). A scenario fails when a step fails, when a member fails on its own
+during the steps, or when its golden transcript differs. Output goes to a transcript and to
+the failure report, not to the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._bus import Bus
+from .._engine import DEFAULT_GRACE, Engine
+from .._events import Event
+from ..expect import Matcher
+from ..participants import Guardian
+from ..report.golden import compare_golden, golden_text
+from ..report.transcript import LogDirSink, TranscriptSink
+from .model import Scenario
+from .run import StepResult, run_steps
+
+__all__ = ("ScenarioOutcome", "run_scenario")
+
+STDIN_GRACE = 0.3
+
+
+@dataclass
+class ScenarioOutcome:
+    scenario: Scenario
+    seconds: float = 0.0
+    steps: list[StepResult] = field(default_factory=list)
+    failure: str | None = None
+    status: int = 0
+    golden_updated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+async def run_scenario(
+    scenario: Scenario,
+    *,
+    grace: float = DEFAULT_GRACE,
+    transcript: Path | None = None,
+    log_dir: Path | None = None,
+    update_golden: bool = False,
+    on_step: Callable[[StepResult], None] = lambda result: None,
+) -> ScenarioOutcome:
+    """Run one scenario as a test and return what happened."""
+    began = time.monotonic()
+    bus = Bus()
+    events: list[Event] = []
+    if scenario.golden:
+        bus.subscribe(events.append)
+    guardian = Guardian()
+    engine = Engine(scenario.cast, bus, grace=grace, guardian=guardian, stdin_grace=STDIN_GRACE,
+                    env_overrides={"PIPEPLEX_RUN_ID": guardian.token, "NO_COLOR": "1"})
+    matcher = Matcher(bus, recent=engine.recent.describe)
+    transcript_sink = TranscriptSink(transcript, bus) if transcript else None
+    logs = LogDirSink(log_dir) if log_dir else None
+    for sink in (transcript_sink, logs):
+        if sink is not None:
+            bus.subscribe(sink)
+    outcome = ScenarioOutcome(scenario)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            engine.hold()
+            run = tg.create_task(engine.run())
+            try:
+                if await engine.wait_up():
+                    outcome.steps = await run_steps(scenario, engine, matcher,
+                                                    on_result=on_step)
+            finally:
+                engine.release()
+                engine.request_stop()
+        outcome.status = run.result()
+    finally:
+        guardian.close()
+        if transcript_sink is not None:
+            transcript_sink.close()
+        if logs is not None:
+            logs.close()
+    outcome.seconds = time.monotonic() - began
+    failed = next((r for r in outcome.steps if r.error is not None), None)
+    if failed is not None and failed.error is not None:
+        outcome.failure = str(failed.error)
+    elif failures := [f for f in engine.failures if f.name not in _awaited(outcome.steps)]:
+        first = failures[0]
+        outcome.failure = f"{first.reason}\n{engine.recent.describe(first.name)}"
+    elif scenario.golden:
+        outcome.failure = _check_golden(scenario, events, engine.variables, update_golden)
+        outcome.golden_updated = update_golden
+    return outcome
+
+
+def _awaited(results: Sequence[StepResult]) -> set[str]:
+    """Members whose exit a passing wait_exit step checked: their status is accounted for."""
+    return {r.step.value for r in results if r.ok and r.step.action == "wait_exit"}
+
+
+def _check_golden(
+    scenario: Scenario, events: Sequence[Event], variables: dict[str, str], update: bool
+) -> str | None:
+    assert scenario.golden is not None
+    actual = golden_text(events, scenario.cast.names, variables=variables,
+                         rules=scenario.normalize)
+    path = Path(scenario.golden)
+    if update:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+        return None
+    try:
+        expected = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return (f"golden file {os.fspath(path)} does not exist; create it with "
+                "pipeplex test --update")
+    diff = compare_golden(expected, actual, path=os.fspath(path))
+    return f"the transcript differs from {os.fspath(path)}:\n{diff}" if diff else None
