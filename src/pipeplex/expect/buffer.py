@@ -6,12 +6,12 @@ Patterns are regular expressions in which ``^`` and ``$`` match at line boundari
 what the member wrote up to ``\\n``, without a ``\\r`` before it.
 
 Searching again from the cursor every time a few bytes arrive would cost O(n²) on a big
-output. Instead each search starts where the previous one could no longer match: at the start
-of the line that was still unfinished, less a look-behind of ``LOOKBEHIND`` characters for
-matches that span lines. A match that spans more than that is not found: a documented limit,
-like pexpect's ``searchwindowsize``, that keeps the cost linear however long the wait. Text
-before the cursor is dropped, and so is unmatched text beyond ``MAX_BEFORE``, so memory stays
-bounded too.
+output. Instead each search starts ``LOOKBEHIND`` characters before where the previous one
+ended, so a match may reach that far back into text already searched; a longer one is not
+found: a documented limit, like pexpect's ``searchwindowsize``, that keeps the cost linear
+however long the wait. Only that window stays in the searched string (so appending is cheap);
+older unmatched text is kept aside for ``before``, up to ``MAX_BEFORE`` characters, so memory
+stays bounded too.
 """
 
 from __future__ import annotations
@@ -72,24 +72,37 @@ class Found:
 
 
 class OutputBuffer:
-    """One member's decoded output (one stream, or both interleaved) and its cursor."""
+    """One member's decoded output (one stream, or both interleaved) and its cursor.
+
+    The search window ``_text`` may start with one *context* character (``_ctx``): the
+    character just before the window, kept so that ``^`` and ``\b`` see the real line
+    around the cursor. Searches start after it.
+    """
 
     def __init__(self) -> None:
         self._text = ""
+        self._ctx = 0
+        """1 when ``_text[0]`` is a context character, else 0."""
+        self._scan_from = 0
+        """Where the next search starts in the window."""
+        self._fresh: list[str] = []
+        """Text fed since the last search, joined into the window when searching."""
+        self._fresh_size = 0
+        self._aside: list[str] = []
+        """Searched, unmatched text before the window, oldest first (for ``before``)."""
+        self._aside_size = 0
         self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         self._pending_cr: dict[str, bool] = {}
-        self._scan_from = 0
         self.dropped = 0
         """Characters of unmatched output dropped to keep memory bounded."""
-        self.eof = False
 
     def __len__(self) -> int:
-        return len(self._text)
+        return self._aside_size + len(self._text) - self._ctx + self._fresh_size
 
     @property
     def text(self) -> str:
-        """What is after the cursor."""
-        return self._text
+        """What is after the cursor (less what was dropped beyond MAX_BEFORE)."""
+        return "".join(self._aside) + self._text[self._ctx :] + "".join(self._fresh)
 
     def feed(self, data: bytes, stream: str = "stdout") -> None:
         decoder = self._decoders.get(stream)
@@ -104,12 +117,28 @@ class OutputBuffer:
             text = text[:-1]
         if "\r\n" in text:
             text = text.replace("\r\n", "\n")
-        self._text += text
-        if len(self._text) > MAX_BEFORE + LOOKBEHIND:
-            cut = len(self._text) - MAX_BEFORE
-            self._text = self._text[cut:]
-            self.dropped += cut
-            self._scan_from = max(0, self._scan_from - cut)
+        if not text:
+            return
+        self._fresh.append(text)
+        self._fresh_size += len(text)
+        if self._fresh_size > MAX_BEFORE:
+            # Nobody is searching: keep the newest MAX_BEFORE characters.
+            self._absorb()
+            excess = len(self._text) - MAX_BEFORE - 1
+            if excess > 0:
+                # text[excess] becomes context: it leaves the cursor's text too.
+                self.dropped += excess + 1 - self._ctx + self._aside_size
+                self._aside.clear()
+                self._aside_size = 0
+                self._text = self._text[excess:]
+                self._ctx = 1
+                self._scan_from = max(1, self._scan_from - excess)
+
+    def _absorb(self) -> None:
+        if self._fresh:
+            self._text += "".join(self._fresh)
+            self._fresh.clear()
+            self._fresh_size = 0
 
     def search(self, patterns: Sequence[re.Pattern[str]]) -> Found | None:
         """Search from the cursor; on a match, advance the cursor past it.
@@ -117,18 +146,44 @@ class OutputBuffer:
         The earliest match in the output wins; between matches at the same place, the
         pattern listed first (as in pexpect).
         """
-        start = max(0, self._scan_from - LOOKBEHIND)
+        self._absorb()
         best: tuple[int, int, re.Match[str]] | None = None
         for index, regex in enumerate(patterns):
-            match = regex.search(self._text, start)
+            match = regex.search(self._text, self._scan_from)
             if match and (best is None or match.start() < best[0]):
                 best = (match.start(), index, match)
         if best is None:
-            # Next time, start at the beginning of the line still being written.
-            self._scan_from = self._text.rfind("\n") + 1
+            self._slide()
             return None
         _, index, match = best
-        before = self._text[: match.start()]
-        self._text = self._text[match.end() :]
-        self._scan_from = 0
+        before = "".join(self._aside) + self._text[self._ctx : match.start()]
+        self._aside.clear()
+        self._aside_size = 0
+        if match.end() > 0:
+            # The last matched character stays as context for the next search.
+            self._text = self._text[match.end() - 1 :]
+            self._ctx = self._scan_from = 1
         return Found(index, match, before)
+
+    def _slide(self) -> None:
+        """After a failed search: keep LOOKBEHIND characters to search again (plus one of
+        context) and set the rest aside, dropping the oldest beyond MAX_BEFORE."""
+        keep_from = len(self._text) - LOOKBEHIND - 1
+        if keep_from <= self._ctx:
+            return
+        # text[keep_from] goes aside and also stays as the window's context character.
+        self._aside.append(self._text[self._ctx : keep_from + 1])
+        self._aside_size += keep_from + 1 - self._ctx
+        self._text = self._text[keep_from:]
+        self._ctx = self._scan_from = 1
+        excess = self._aside_size - MAX_BEFORE
+        while excess > 0:
+            oldest = self._aside[0]
+            cut = min(len(oldest), excess)
+            if cut == len(oldest):
+                self._aside.pop(0)
+            else:
+                self._aside[0] = oldest[cut:]
+            self._aside_size -= cut
+            self.dropped += cut
+            excess -= cut

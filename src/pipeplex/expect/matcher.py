@@ -102,7 +102,7 @@ class Matcher:
                     return Expectation(name, positions[found.index], found.match,
                                        found.before, text)
                 if name in self._exits and name in exits_end:
-                    return self._exited(name, patterns, loop.time() - started)
+                    return self._exited(name, patterns, loop.time() - started, stream)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 if TIMEOUT in patterns:
@@ -118,9 +118,11 @@ class Matcher:
             finally:
                 self._waiters.discard(wakeup)
 
-    def _exited(self, name: str, patterns: Sequence[Pattern], waited: float) -> Expectation:
+    def _exited(
+        self, name: str, patterns: Sequence[Pattern], waited: float, stream: str | None
+    ) -> Expectation:
         if EOF in patterns:
-            buffer = self.buffer(name)
+            buffer = self.buffer(name, stream)
             rest = buffer.text
             buffer.search([re.compile(r"\Z")])  # consume everything: the cursor is at the end
             return Expectation(name, patterns.index(EOF), None, rest, "")

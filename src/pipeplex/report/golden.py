@@ -39,7 +39,7 @@ def golden_text(
 
     def flush(name: str, kind: str) -> None:
         pending = streams[name].pop(kind, None)
-        if pending:
+        if pending is not None:
             for line in pending.decode("utf-8", "replace").split("\n"):
                 lines[name].append(f"{kind} {line.removesuffix(chr(13))}")
 
@@ -83,9 +83,10 @@ def normalize(
     for key, value in sorted(variables.items(), key=lambda kv: -len(kv[1])):
         if value:
             text = re.sub(rf"(?<![\w.]){re.escape(value)}(?![\w.])", "{" + key + "}", text)
+    # Times first: a pid such as 2024 must not eat the year of a date.
+    text = _TIME.sub("{time}", text)
     for pid in sorted(pids, key=lambda p: -len(str(p))):
         text = re.sub(rf"\b{pid}\b", "{pid}", text)
-    text = _TIME.sub("{time}", text)
     for rule in rules:
         text = re.sub(rule.pattern, rule.replace, text, flags=re.MULTILINE)
     return text

@@ -71,6 +71,7 @@ class TranscriptSink:
         self.path = Path(path)
         self._bus = bus
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
         self._file: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8")
         self._pending: list[str] = []
         self._size = 0
@@ -131,6 +132,7 @@ class LogDirSink:
         if file is None:
             fd = os.open(self.folder / f"{event.name}.log",
                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            os.fchmod(fd, 0o600)
             file = self._files[event.name] = os.fdopen(fd, "wb")
         file.write(event.data)
 

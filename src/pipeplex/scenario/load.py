@@ -172,7 +172,8 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
         value = str(value)
     elif action == "wait_port":
         ok = (isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536) or (
-            isinstance(value, str) and (value.isdigit() or variables_in(value)))
+            isinstance(value, str)
+            and ((value.isdigit() and 0 < int(value) < 65536) or variables_in(value)))
         if not ok:
             raise CastError('wait_port must be a port number or a variable such as "{port}"',
                             source=where("step", index, action))

@@ -1,0 +1,329 @@
+"""OutputBuffer: pexpect-style searching from a cursor over a member's decoded output."""
+
+from __future__ import annotations
+
+import re
+import tracemalloc
+from collections.abc import Sequence
+
+import pytest
+
+from pipeplex.expect import buffer as buffer_module
+from pipeplex.expect.buffer import (
+    EOF,
+    LOOKBEHIND,
+    MAX_BEFORE,
+    TIMEOUT,
+    OutputBuffer,
+    compile_pattern,
+)
+
+PIECE = 4096
+
+
+class CountingPattern:
+    """A regex stand-in that counts how many characters each search may scan."""
+
+    def __init__(self, pattern: str) -> None:
+        self.regex = compile_pattern(pattern)
+        self.pattern = pattern
+        self.scanned = 0
+        self.widest = 0
+        self.calls = 0
+
+    def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        span = len(text) - pos
+        self.scanned += span
+        self.widest = max(self.widest, span)
+        self.calls += 1
+        return self.regex.search(text, pos)
+
+
+def fed(*chunks: bytes) -> OutputBuffer:
+    buffer = OutputBuffer()
+    for chunk in chunks:
+        buffer.feed(chunk)
+    return buffer
+
+
+def regexes(*patterns: str) -> list[re.Pattern[str]]:
+    return [compile_pattern(p) for p in patterns]
+
+
+def test_search_returns_match_before_and_moves_cursor_past_it() -> None:
+    """A match yields its index, match and preceding text, and the cursor moves past it."""
+    buffer = fed(b"login: alice\nready\n")
+    found = buffer.search(regexes("ready"))
+    assert found is not None
+    assert found.index == 0
+    assert found.match.group(0) == "ready"
+    assert found.before == "login: alice\n"
+    assert buffer.text == "\n"
+
+
+def test_next_search_starts_at_the_cursor() -> None:
+    """A second search sees only what follows the previous match."""
+    buffer = fed(b"one two one three\n")
+    first = buffer.search(regexes("one"))
+    second = buffer.search(regexes("one"))
+    assert first is not None
+    assert second is not None
+    assert first.before == ""
+    assert second.before == " two "
+    assert buffer.search(regexes("one")) is None
+    assert buffer.text == " three\n"
+
+
+def test_no_match_keeps_the_text() -> None:
+    """A failed search returns None and consumes nothing."""
+    buffer = fed(b"nothing here\n")
+    assert buffer.search(regexes("missing")) is None
+    assert buffer.text == "nothing here\n"
+    assert len(buffer) == len("nothing here\n")
+
+
+def test_search_with_no_patterns_finds_nothing() -> None:
+    """An empty pattern list never matches and consumes nothing."""
+    buffer = fed(b"abc\n")
+    assert buffer.search([]) is None
+    assert buffer.text == "abc\n"
+
+
+@pytest.mark.parametrize(
+    ("patterns", "index", "matched"),
+    [
+        (["world", "hello"], 1, "hello"),
+        (["hello", "world"], 0, "hello"),
+        (["hel", "hello"], 0, "hel"),
+        (["hello", "hel"], 0, "hello"),
+        (["o w", "l+o"], 1, "llo"),
+    ],
+)
+def test_earliest_match_wins_and_ties_go_to_the_first_pattern(
+    patterns: list[str], index: int, matched: str
+) -> None:
+    """The match that starts first wins; at the same start, the pattern listed first."""
+    found = fed(b"hello world\n").search(regexes(*patterns))
+    assert found is not None
+    assert (found.index, found.match.group(0)) == (index, matched)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "before", "matched"),
+    [
+        ("^bar.*$", "foo bar\n", "bar baz"),
+        ("bar$", "foo ", "bar"),
+        ("^baz", None, None),
+        ("^$", "foo bar\nbar baz\n", ""),
+    ],
+)
+def test_anchors_match_at_line_boundaries(
+    pattern: str, before: str | None, matched: str | None
+) -> None:
+    """``^`` and ``$`` match at the start and end of every line, not only of the text."""
+    found = fed(b"foo bar\nbar baz\n\n").search(regexes(pattern))
+    if before is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert (found.before, found.match.group(0)) == (before, matched)
+
+
+def test_compile_pattern_makes_anchors_multiline_and_keeps_compiled_patterns() -> None:
+    """Strings compile with MULTILINE; a precompiled pattern is used as given."""
+    assert compile_pattern("x").flags & re.MULTILINE
+    given = re.compile("^x")
+    assert compile_pattern(given) is given
+    assert fed(b"a\nx\n").search([given]) is None
+
+
+def test_match_split_across_two_feeds_is_found() -> None:
+    """A pattern whose text arrives in two pieces matches once the second arrives."""
+    buffer = fed(b"server rea")
+    assert buffer.search(regexes("ready")) is None
+    buffer.feed(b"dy on 8080\n")
+    found = buffer.search(regexes(r"ready on (\d+)"))
+    assert found is not None
+    assert found.match.group(1) == "8080"
+    assert found.before == "server "
+
+
+def test_multibyte_character_split_across_feeds_decodes_whole() -> None:
+    """A UTF-8 character cut between two chunks is decoded once both halves are in."""
+    buffer = fed(b"caf\xc3")
+    assert buffer.text == "caf"
+    buffer.feed(b"\xa9 ok\n")
+    assert buffer.text == "café ok\n"
+    found = buffer.search(regexes("café"))
+    assert found is not None
+    assert found.before == ""
+
+
+def test_each_stream_has_its_own_decoder() -> None:
+    """Half a character on stdout is not spoiled by stderr bytes arriving in between."""
+    buffer = OutputBuffer()
+    buffer.feed(b"\xe2\x82", "stdout")
+    buffer.feed(b"err\n", "stderr")
+    buffer.feed(b"\xac\n", "stdout")
+    assert buffer.text == "err\n€\n"
+
+
+def test_invalid_utf8_is_replaced() -> None:
+    """Bytes that are not UTF-8 become U+FFFD rather than failing."""
+    assert fed(b"a\xffb\n").text == "a\ufffdb\n"
+
+
+@pytest.mark.parametrize(
+    ("chunks", "text"),
+    [
+        ([b"a\r\nb\r\n"], "a\nb\n"),
+        ([b"a\r", b"\nb\r\n"], "a\nb\n"),
+        ([b"a\r", b"\n", b"b\r", b"\n"], "a\nb\n"),
+        ([b"a\r", b"\r\n"], "a\r\n"),
+        ([b"a\r", b"b\n"], "a\rb\n"),
+        ([b"50%\r100%\n"], "50%\r100%\n"),
+    ],
+)
+def test_crlf_is_folded_to_lf_even_across_chunks(chunks: list[bytes], text: str) -> None:
+    """``\\r\\n`` ends a line like ``\\n``, also when the two halves arrive apart."""
+    assert fed(*chunks).text == text
+
+
+def test_dollar_matches_before_crlf_line_ends() -> None:
+    """A line written with ``\\r\\n`` ends where ``$`` expects it."""
+    buffer = fed(b"ok\r", b"\nnext\r\n")
+    found = buffer.search(regexes("^ok$"))
+    assert found is not None
+    assert buffer.text == "\nnext\n"
+
+
+def test_crlf_pending_is_tracked_per_stream() -> None:
+    """A ``\\r`` ending a stdout chunk pairs only with a later stdout ``\\n``."""
+    buffer = OutputBuffer()
+    buffer.feed(b"a\r", "stdout")
+    buffer.feed(b"\nerr\n", "stderr")
+    buffer.feed(b"\n", "stdout")
+    assert buffer.text == "a\nerr\n\n"
+
+
+def test_match_spanning_lines_within_lookbehind_is_found() -> None:
+    """A multi-line match whose start was already scanned is still found later."""
+    buffer = fed(b"BEGIN\n")
+    pattern = regexes(r"BEGIN\n(?:.*\n)*END")
+    assert buffer.search(pattern) is None
+    filler = b"".join(b"line %04d of filler text\n" % i for i in range(100))
+    assert len(filler) < LOOKBEHIND
+    buffer.feed(filler)
+    assert buffer.search(pattern) is None
+    buffer.feed(b"END\n")
+    found = buffer.search(pattern)
+    assert found is not None
+    assert found.match.group(0).startswith("BEGIN\nline 0000")
+    assert found.before == ""
+
+
+def test_search_after_each_piece_scans_bounded_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 MB fed in 4 KiB pieces, searched after each, scans each character a bounded number
+    of times (the retained size is lowered to keep the copying in feed cheap here)."""
+    monkeypatch.setattr(buffer_module, "MAX_BEFORE", 256 * 1024)
+    line = b"x" * 99 + b"\n"
+    piece = (line * (PIECE // len(line) + 1))[:PIECE]  # pieces end mid-line
+    total = 20 * 1024 * 1024
+    pieces = total // PIECE
+    buffer = OutputBuffer()
+    pattern = CountingPattern("NEVER")
+    for _ in range(pieces):
+        buffer.feed(piece)
+        assert buffer.search([pattern]) is None  # type: ignore[list-item]
+    assert pattern.calls == pieces
+    # Each search sees at most the look-behind, the new piece and the unfinished line.
+    assert pattern.widest <= LOOKBEHIND + PIECE + len(line)
+    assert pattern.scanned <= pieces * (LOOKBEHIND + PIECE + len(line))
+    buffer.feed(b"NEVER\n")
+    found = buffer.search([pattern])  # type: ignore[list-item]
+    assert found is not None
+    assert buffer.dropped > 0
+
+
+def test_search_on_one_long_unfinished_line_scans_bounded_text() -> None:
+    """Searching after each piece of a line that never ends scans bounded text per search."""
+    buffer = OutputBuffer()
+    pattern = CountingPattern("NEVER")
+    for _ in range(512):  # 2 MiB on one line
+        buffer.feed(b"\r" + b"#" * (PIECE - 1))
+        assert buffer.search([pattern]) is None  # type: ignore[list-item]
+    assert pattern.widest <= 2 * LOOKBEHIND + PIECE
+
+
+def test_feed_work_does_not_grow_with_retained_text() -> None:
+    """Feeding a 4 KiB piece allocates about the piece, not the whole retained text."""
+    buffer = OutputBuffer()
+    buffer.feed((b"y" * 99 + b"\n") * (1024 * 1024 // 100))
+    buffer.feed(b"z" * (1024 * 1024))
+    patterns = regexes("NEVER")
+    piece = b"p" * (PIECE - 1) + b"\n"
+    transient = 0
+    tracemalloc.start()
+    try:
+        for _ in range(256):
+            tracemalloc.reset_peak()
+            current, _peak = tracemalloc.get_traced_memory()
+            buffer.feed(piece)
+            buffer.search(patterns)
+            _now, peak = tracemalloc.get_traced_memory()
+            transient += peak - current
+    finally:
+        tracemalloc.stop()
+    # 256 pieces are 1 MiB; allow amortised copying of a few times that.
+    assert transient <= 8 * 1024 * 1024
+
+
+def test_unmatched_output_is_dropped_beyond_max_before() -> None:
+    """Without a match, the buffer stays bounded and ``dropped`` counts what went."""
+    buffer = OutputBuffer()
+    chunk = (b"z" * 1023 + b"\n") * 1024  # 1 MiB of lines
+    fed_chars = 0
+    for _ in range(MAX_BEFORE // len(chunk) + 3):
+        buffer.feed(chunk)
+        fed_chars += len(chunk)
+        assert buffer.search(regexes("NEVER")) is None
+        assert len(buffer) <= MAX_BEFORE + LOOKBEHIND
+    assert fed_chars > MAX_BEFORE + LOOKBEHIND
+    assert buffer.dropped > 0
+    assert buffer.dropped + len(buffer) == fed_chars
+    buffer.feed(b"the end\n")
+    found = buffer.search(regexes("^the end$"))
+    assert found is not None
+    assert found.before.endswith("z\n")
+
+
+def test_dropping_keeps_the_newest_text() -> None:
+    """What is dropped is the oldest text; the latest output is kept intact."""
+    buffer = OutputBuffer()
+    first = b"OLDEST\n" + b"a" * (MAX_BEFORE + LOOKBEHIND)
+    buffer.feed(first)
+    buffer.feed(b"NEWEST\n")
+    assert "OLDEST" not in buffer.text
+    assert buffer.text.endswith("a" * 100 + "NEWEST\n")
+    assert len(buffer) <= MAX_BEFORE + LOOKBEHIND
+    assert buffer.dropped + len(buffer) == len(first) + len(b"NEWEST\n")
+
+
+@pytest.mark.parametrize(
+    ("sentinel", "shown"), [(EOF, "pipeplex.EOF"), (TIMEOUT, "pipeplex.TIMEOUT")]
+)
+def test_sentinels_are_distinct_and_named(sentinel: object, shown: str) -> None:
+    """EOF and TIMEOUT are distinct objects that show their names."""
+    assert repr(sentinel) == shown
+    assert EOF is not TIMEOUT
+
+
+def test_found_before_plus_match_plus_text_is_the_output() -> None:
+    """Nothing is lost or duplicated between ``before``, the match and the rest."""
+    output = "alpha\nbeta 42\ngamma\n"
+    buffer = fed(output.encode())
+    pieces: list[str] = []
+    patterns: Sequence[re.Pattern[str]] = regexes(r"\d+", "gamma")
+    while (found := buffer.search(patterns)) is not None:
+        pieces += [found.before, found.match.group(0)]
+    assert "".join(pieces) + buffer.text == output

@@ -1,0 +1,246 @@
+"""Golden transcripts: per-member text, normalisation, and comparison."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from pipeplex._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
+from pipeplex.report.golden import compare_golden, golden_text, normalize
+from pipeplex.scenario.model import NormalizeRule
+
+NAMES = ("server", "alice")
+
+
+def out(name: str, data: bytes, stream: str = "stdout", partial: bool = False) -> Output:
+    return Output(name, stream, data, partial)  # type: ignore[arg-type]
+
+
+SERVER = [
+    Started("server", 1001, ("srv",)),
+    out("server", b"listening\n"),
+    out("server", b"warning: slow\n", "stderr"),
+    out("server", b"alice: hello\n"),
+    Exited("server", -15, stopped=True),
+]
+ALICE = [
+    Started("alice", 1002, ("cli",)),
+    out("alice", b"connected\n"),
+    InputSent("alice", b"hello\n"),
+    InputSent("alice", b"", eof=True),
+    Exited("alice", 0),
+]
+EXPECTED = """\
+[server]
+| listening
+! warning: slow
+| alice: hello
+= stopped
+[alice]
+| connected
+> hello
+= exited with code 0
+"""
+
+
+def interleavings(a: Sequence[Event], b: Sequence[Event]) -> Iterator[list[Event]]:
+    """Every merge of ``a`` and ``b`` that keeps each one's own order."""
+    total = len(a) + len(b)
+    for slots in itertools.combinations(range(total), len(a)):
+        left, right = iter(a), iter(b)
+        yield [next(left) if i in slots else next(right) for i in range(total)]
+
+
+def test_golden_text_lists_members_in_cast_order_with_prefixes() -> None:
+    """Each member gets a section in cast order: stdout ``| ``, stderr ``! ``, input ``> ``."""
+    assert golden_text([*ALICE, *SERVER], NAMES) == EXPECTED
+
+
+def test_interleaving_between_members_does_not_change_the_text() -> None:
+    """However the two members' events interleave, the golden text is the same."""
+    texts = {golden_text(events, NAMES) for events in interleavings(SERVER, ALICE)}
+    assert texts == {EXPECTED}
+
+
+@pytest.mark.parametrize(
+    ("exited", "line"),
+    [
+        (Exited("a", 0), "= exited with code 0"),
+        (Exited("a", 2), "= exited with code 2"),
+        (Exited("a", -9), "= killed by SIGKILL"),
+        (Exited("a", -9, stopped=True), "= stopped"),
+        (Exited("a", 0, stopped=True), "= stopped"),
+    ],
+)
+def test_how_a_member_ended(exited: Exited, line: str) -> None:
+    """The exit line gives the code or signal, or ``stopped`` when pipeplex stopped it."""
+    assert golden_text([exited], ["a"]) == f"[a]\n{line}\n"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"hello world\n"],
+        [b"hel", b"lo world\n"],
+        [b"h", b"e", b"llo", b" world", b"\n"],
+        [b"hello w\xc3", b"\xb6rld\n"],
+        [b"hello world\r\n"],
+        [b"hello world\r", b"\n"],
+    ],
+)
+def test_a_line_split_across_output_events_joins(chunks: list[bytes]) -> None:
+    """Pieces of one line, even a character cut in two, make one golden line."""
+    events = [out("a", chunk, partial=not chunk.endswith(b"\n")) for chunk in chunks]
+    text = golden_text(events, ["a"])
+    expected = "hello w\xf6rld" if any(b"\xc3" in c for c in chunks) else "hello world"
+    assert text == f"[a]\n| {expected}\n"
+
+
+def test_several_lines_in_one_event() -> None:
+    """An event carrying several lines gives one golden line each, blank ones included."""
+    text = golden_text([out("a", b"one\n\nthree\n")], ["a"])
+    assert text == "[a]\n| one\n| \n| three\n"
+
+
+def test_blank_line_in_its_own_event_is_kept() -> None:
+    """A blank line gives a ``| `` line however the output was split into events."""
+    split = golden_text([out("a", b"one\n"), out("a", b"\n"), out("a", b"three\n")], ["a"])
+    assert split == golden_text([out("a", b"one\n\nthree\n")], ["a"])
+
+
+def test_streams_keep_their_own_unfinished_lines() -> None:
+    """A stderr line between two halves of a stdout line does not split that line."""
+    events = [
+        out("a", b"progress: ", partial=True),
+        out("a", b"oops\n", "stderr"),
+        out("a", b"done\n"),
+    ]
+    assert golden_text(events, ["a"]) == "[a]\n! oops\n| progress: done\n"
+
+
+def test_an_unfinished_line_is_flushed_at_exit() -> None:
+    """A last line without a newline appears before the exit line."""
+    events = [out("a", b"prompt> ", partial=True), Exited("a", 1)]
+    assert golden_text(events, ["a"]) == "[a]\n| prompt> \n= exited with code 1\n"
+
+
+def test_an_unfinished_line_is_flushed_at_the_end() -> None:
+    """A member still running at the end keeps its unfinished last line."""
+    assert golden_text([out("a", b"tail", partial=True)], ["a"]) == "[a]\n| tail\n"
+
+
+def test_input_lines_are_each_shown() -> None:
+    """Input with several lines shows each; closing stdin adds nothing."""
+    events = [InputSent("a", b"one\ntwo\n"), InputSent("a", b"", eof=True)]
+    assert golden_text(events, ["a"]) == "[a]\n> one\n> two\n"
+
+
+def test_members_outside_the_cast_and_other_events_are_ignored() -> None:
+    """Only the named members appear; notes, matches and readiness leave no trace."""
+    events: list[Event] = [
+        out("stranger", b"hi\n"),
+        Note("about a", name="a"),
+        Note("about the run"),
+        Matched("a", "x", "x"),
+        Ready("a", (("port", "1"),)),
+        out("a", b"x\n"),
+    ]
+    assert golden_text(events, ["a"]) == "[a]\n| x\n"
+
+
+def test_a_member_with_no_events_has_an_empty_section() -> None:
+    """Every named member has a section, even if it did nothing."""
+    assert golden_text([], ["a", "b"]) == "[a]\n[b]\n"
+
+
+@pytest.mark.parametrize(
+    ("variables", "line", "normalised"),
+    [
+        ({"port": "40123"}, "listening on 127.0.0.1:40123", "listening on 127.0.0.1:{port}"),
+        ({"port": "40123"}, "port 140123 and 401234", "port 140123 and 401234"),
+        ({"port": "8000", "url": "http://h:8000/x"}, "see http://h:8000/x", "see {url}"),
+        ({"token": "abc", "empty": ""}, "token=abc", "token={token}"),
+    ],
+)
+def test_variables_are_normalised(variables: dict[str, str], line: str, normalised: str) -> None:
+    """Captured values become ``{name}``, whole values only, longest first."""
+    text = golden_text([out("a", line.encode() + b"\n")], ["a"], variables=variables)
+    assert text == f"[a]\n| {normalised}\n"
+
+
+def test_pids_are_normalised() -> None:
+    """The pids of started members become ``{pid}`` wherever they appear."""
+    events = [
+        Started("a", 4242, ("x",)),
+        Started("b", 31337, ("y",)),
+        out("a", b"my pid is 4242, b is 31337, not 42420\n"),
+    ]
+    text = golden_text(events, ["a", "b"])
+    assert text == "[a]\n| my pid is {pid}, b is {pid}, not 42420\n[b]\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "normalised"),
+    [
+        ("at 2024-05-06T12:34:56", "at {time}"),
+        ("at 2024-05-06 12:34:56.789Z", "at {time}"),
+        ("at 2024-05-06T12:34:56,5+02:00 done", "at {time} done"),
+        ("at 2024-05-06T12:34:56-0700", "at {time}"),
+        ("[12:34:56] tick", "[{time}] tick"),
+        ("took 00:00:01.250", "took {time}"),
+        ("version 1.2.3", "version 1.2.3"),
+    ],
+)
+def test_times_and_dates_are_normalised(line: str, normalised: str) -> None:
+    """Timestamps and clock times become ``{time}``; other numbers stay."""
+    assert golden_text([out("a", line.encode() + b"\n")], ["a"]) == f"[a]\n| {normalised}\n"
+
+
+def test_time_normalisation_does_not_depend_on_pids() -> None:
+    """A timestamp is normalised the same whatever pid the member happened to get."""
+    events = [Started("a", 2024, ("x",)), out("a", b"at 2024-05-06 12:00:00\n")]
+    assert golden_text(events, ["a"]) == "[a]\n| at {time}\n"
+
+
+def test_custom_rules_apply_after_the_built_in_ones() -> None:
+    """[[normalize]] rules run last, line-anchored, and may use the built-in placeholders."""
+    rules = [
+        NormalizeRule(r"took \d+ ms", "took N ms"),
+        NormalizeRule(r"^\| id=\w+$", "| id=X"),
+        NormalizeRule(r":\{port\}", ":PORT"),
+        NormalizeRule(r"(\w+)@(\w+)", r"\2@\1"),
+    ]
+    events = [out("a", b"took 12 ms\nid=f00d\nid=a b\non :5555\nuser@host\n")]
+    text = golden_text(events, ["a"], variables={"port": "5555"}, rules=rules)
+    assert text == "[a]\n| took N ms\n| id=X\n| id=a b\n| on :PORT\n| host@user\n"
+
+
+def test_normalize_applies_to_any_text() -> None:
+    """normalize() itself rewrites variables, pids, times and rules in that order."""
+    text = normalize(
+        "p=77777 v=abc t=10:00:00 keep",
+        variables={"v": "abc"},
+        pids=[77777],
+        rules=[NormalizeRule("keep", "kept")],
+    )
+    assert text == "p={pid} v={v} t={time} kept"
+
+
+def test_compare_golden_returns_none_when_equal() -> None:
+    """Equal texts compare as None."""
+    assert compare_golden(EXPECTED, EXPECTED, path="g.txt") is None
+
+
+def test_compare_golden_returns_a_unified_diff() -> None:
+    """Different texts give a unified diff from the golden file to this run."""
+    actual = EXPECTED.replace("| alice: hello", "| alice: bye")
+    diff = compare_golden(EXPECTED, actual, path="chat.golden")
+    assert diff is not None
+    lines = diff.splitlines()
+    assert lines[:2] == ["--- chat.golden (golden)", "+++ this run"]
+    assert lines[2].startswith("@@ ")
+    assert "-| alice: hello" in lines
+    assert "+| alice: bye" in lines
+    assert " | listening" in lines

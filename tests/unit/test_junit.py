@@ -1,0 +1,173 @@
+"""JUnit XML reports: structure, attributes, failure evidence and XML-safe text."""
+
+from __future__ import annotations
+
+import socket
+import xml.etree.ElementTree as ET
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from pipeplex.report.junit import CaseResult, write_junit, xml_safe
+
+FAILURE = (
+    "s.toml:12: expect '^ready$' in server: not seen within 2.0 s\n"
+    "last output of server:\n"
+    "    booting"
+)
+RESULTS = [
+    CaseResult("chat.toml", "chat", 1.25),
+    CaseResult("chat.toml", "chat-fails", 2.5, failure=FAILURE, output="out line\n"),
+    CaseResult("boot.toml", "boot", 0.0004, error="cannot load boot.toml\ndetails"),
+]
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> ET.Element:
+    path = tmp_path / "report.xml"
+    write_junit(path, RESULTS)
+    return ET.parse(path).getroot()
+
+
+def test_one_testsuite_per_suite_in_first_seen_order(report: ET.Element) -> None:
+    """The root is <testsuites> with one <testsuite> per suite, in the order first seen."""
+    assert report.tag == "testsuites"
+    assert [s.get("name") for s in report.findall("testsuite")] == ["chat.toml", "boot.toml"]
+
+
+@pytest.mark.parametrize(
+    ("index", "counts"),
+    [
+        (0, {"tests": "2", "failures": "1", "errors": "0", "skipped": "0", "time": "3.750"}),
+        (1, {"tests": "1", "failures": "0", "errors": "1", "skipped": "0", "time": "0.000"}),
+    ],
+)
+def test_testsuite_attributes(report: ET.Element, index: int, counts: dict[str, str]) -> None:
+    """Each suite counts tests, failures and errors, sums time, and has timestamp/hostname."""
+    suite = report.findall("testsuite")[index]
+    assert {key: suite.get(key) for key in counts} == counts
+    stamp = suite.get("timestamp")
+    assert stamp is not None
+    datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S")  # a local time, as written
+    assert suite.get("hostname") == socket.gethostname()
+
+
+def test_testcase_attributes(report: ET.Element) -> None:
+    """Each case has the suite as classname, its name, and its time with 3 decimals."""
+    cases = [
+        (c.get("classname"), c.get("name"), c.get("time")) for c in report.iter("testcase")
+    ]
+    assert cases == [
+        ("chat.toml", "chat", "1.250"),
+        ("chat.toml", "chat-fails", "2.500"),
+        ("boot.toml", "boot", "0.000"),
+    ]
+
+
+def test_passing_case_has_no_children(report: ET.Element) -> None:
+    """A passing case without output is an empty <testcase>."""
+    first = next(report.iter("testcase"))
+    assert list(first) == []
+
+
+@pytest.mark.parametrize(
+    ("case", "kind", "text"),
+    [(1, "failure", FAILURE), (2, "error", "cannot load boot.toml\ndetails")],
+)
+def test_problem_message_is_the_first_line_and_body_the_whole_text(
+    report: ET.Element, case: int, kind: str, text: str
+) -> None:
+    """<failure>/<error> carry the first line as message and the full text as body."""
+    element = list(report.iter("testcase"))[case]
+    (problem,) = list(element.iter(kind))
+    assert problem.get("message") == text.splitlines()[0]
+    assert problem.get("type") == f"pipeplex.{kind}"
+    assert problem.text == text
+
+
+def test_output_goes_to_system_out(report: ET.Element) -> None:
+    """A case's output is written as <system-out>."""
+    element = list(report.iter("testcase"))[1]
+    system_out = element.find("system-out")
+    assert system_out is not None
+    assert system_out.text == "out line\n"
+
+
+def test_empty_failure_text_still_has_a_message(tmp_path: Path) -> None:
+    """An empty failure text is reported with a non-empty message."""
+    path = tmp_path / "r.xml"
+    write_junit(path, [CaseResult("s", "n", 1.0, failure="")])
+    failure = ET.parse(path).getroot().find("testsuite/testcase/failure")
+    assert failure is not None
+    assert failure.get("message") == "failure"
+
+
+def test_no_results_writes_an_empty_testsuites(tmp_path: Path) -> None:
+    """With no results, the file is still a valid, empty <testsuites>."""
+    path = tmp_path / "r.xml"
+    write_junit(path, [])
+    root = ET.parse(path).getroot()
+    assert (root.tag, list(root)) == ("testsuites", [])
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("nul\x00bell\x07", "nul\\x00bell\\x07"),
+        ("vt\x0bff\x0c", "vt\\x0bff\\x0c"),
+        ("bad\ufffe\uffff", "bad\ufffd\ufffd"),
+        ("tab\tnl\ncr\r", "tab\tnl\ncr\r"),
+        ("plain é ✓ 😀", "plain é ✓ 😀"),
+    ],
+)
+def test_xml_safe(raw: str, safe: str) -> None:
+    """Characters XML 1.0 forbids become visible escapes; allowed ones stay."""
+    assert xml_safe(raw) == safe
+
+
+@pytest.mark.parametrize("bad", ["\x1b", "\x00", "\x07", "\x08", "\x1f", "\ufffe"])
+def test_control_characters_in_failures_and_output_still_parse(
+    tmp_path: Path, bad: str
+) -> None:
+    """A report whose failure, name and output contain control characters parses."""
+    path = tmp_path / "r.xml"
+    text = f"first{bad}line\nsecond{bad}line"
+    write_junit(path, [CaseResult(f"suite{bad}", f"case{bad}", 1.0, failure=text,
+                                  output=f"out{bad}put\n")])
+    root = ET.parse(path).getroot()
+    case = root.find("testsuite/testcase")
+    assert case is not None
+    failure = case.find("failure")
+    system_out = case.find("system-out")
+    assert failure is not None
+    assert system_out is not None
+    assert failure.get("message") == xml_safe(f"first{bad}line")
+    assert failure.text == xml_safe(text)
+    assert system_out.text == xml_safe(f"out{bad}put\n")
+    assert case.get("name") == xml_safe(f"case{bad}")
+    assert bad not in (failure.text or "") + (system_out.text or "")
+
+
+def test_lone_surrogates_still_parse(tmp_path: Path) -> None:
+    """A report naming a suite or error with a lone surrogate still parses."""
+    path = tmp_path / "r.xml"
+    write_junit(path, [CaseResult("\udcff.toml", "x", 1.0, error="cannot read \udcff.toml")])
+    ET.parse(path)
+
+
+def test_junitparser_reads_the_report(tmp_path: Path) -> None:
+    """A third-party JUnit reader understands the report, control characters and all."""
+    junitparser = pytest.importorskip("junitparser")
+    path = tmp_path / "r.xml"
+    results = [*RESULTS, CaseResult("ctl", "esc", 1.0, failure="a\x1b[1mb\x00", output="\x07")]
+    write_junit(path, results)
+    xml = junitparser.JUnitXml.fromfile(str(path))
+    suites = list(xml)
+    assert [s.name for s in suites] == ["chat.toml", "boot.toml", "ctl"]
+    assert [(s.tests, s.failures, s.errors) for s in suites] == [(2, 1, 0), (1, 0, 1), (1, 1, 0)]
+    failing = list(suites[0])[1]
+    (problem,) = failing.result
+    assert problem.message == FAILURE.splitlines()[0]
+    assert problem.text == FAILURE

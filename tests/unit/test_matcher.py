@@ -1,0 +1,307 @@
+"""Matcher: waiting for patterns in several members' output, driven by events on a real Bus."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+
+from pipeplex._bus import Bus
+from pipeplex._events import Event, Exited, Matched, Note, Output, Started
+from pipeplex._recent import RecentOutput
+from pipeplex.errors import ExpectTimeout, UnexpectedExit
+from pipeplex.expect import EOF, TIMEOUT, Expectation, Matcher
+
+T = TypeVar("T")
+LONG = 30.0
+"""A timeout that is never reached when the behaviour is right."""
+
+
+@dataclass
+class Rig:
+    bus: Bus = field(default_factory=Bus)
+    recent: RecentOutput = field(default_factory=RecentOutput)
+    seen: list[Event] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.bus.subscribe(self.recent)
+        self.matcher = Matcher(self.bus, recent=self.recent.describe)
+        self.bus.subscribe(self.seen.append)
+
+    def publish(self, *events: Event) -> None:
+        for event in events:
+            self.bus.publish(event)
+
+    def later(self, *events: Event) -> None:
+        """Publish ``events`` from the event loop, after the caller starts waiting."""
+        loop = asyncio.get_running_loop()
+        for event in events:
+            loop.call_soon(self.bus.publish, event)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def out(name: str, data: bytes, stream: str = "stdout", partial: bool = False) -> Output:
+    return Output(name, stream, data, partial)  # type: ignore[arg-type]
+
+
+def test_expect_matches_output_already_received() -> None:
+    """Output that arrived before the expectation is searched first."""
+    rig = Rig()
+    rig.publish(out("a", b"booting\nlistening on 8080\n"))
+
+    found = run(rig.matcher.expect(["a"], [r"listening on (\d+)"], timeout=LONG))
+
+    assert found.name == "a"
+    assert found.index == 0
+    assert found.match is not None
+    assert found.match.group(1) == "8080"
+    assert found.before == "booting\n"
+    assert found.after == "listening on 8080"
+
+
+def test_expect_wakes_when_output_arrives() -> None:
+    """An expectation waiting on a member resumes when the matching output is published."""
+    rig = Rig()
+
+    async def scenario() -> Expectation:
+        rig.later(out("a", b"rea"), out("a", b"dy\n"))
+        return await rig.matcher.expect(["a"], ["^ready$"], timeout=LONG)
+
+    found = run(scenario())
+    assert (found.name, found.after) == ("a", "ready")
+
+
+def test_expect_returns_the_index_of_the_pattern_that_matched() -> None:
+    """Among several patterns, the index of the one that matched is returned."""
+    rig = Rig()
+    rig.publish(out("a", b"login failed\n"))
+    found = run(rig.matcher.expect(["a"], ["welcome", "failed", EOF], timeout=LONG))
+    assert found.index == 1
+    assert found.before == "login "
+
+
+def test_expect_over_several_members_names_the_one_that_matched() -> None:
+    """With several members, the first whose output matches wins and ``name`` tells which."""
+    rig = Rig()
+
+    async def scenario() -> tuple[Expectation, Expectation]:
+        rig.publish(out("a", b"a is thinking\n"))
+        rig.later(out("b", b"b: ready\n"))
+        first = await rig.matcher.expect(["a", "b"], ["ready"], timeout=LONG)
+        rig.later(out("a", b"a: ready\n"))
+        second = await rig.matcher.expect(["a", "b"], ["ready"], timeout=LONG)
+        return first, second
+
+    first, second = run(scenario())
+    assert (first.name, first.before) == ("b", "b: ")
+    assert (second.name, second.before) == ("a", "a is thinking\na: ")
+
+
+def test_each_member_has_its_own_cursor() -> None:
+    """A match in one member's output does not consume another member's output."""
+    rig = Rig()
+    rig.publish(out("a", b"token 1\n"), out("b", b"token 2\n"))
+    first = run(rig.matcher.expect(["b"], [r"token (\d)"], timeout=LONG))
+    second = run(rig.matcher.expect(["a", "b"], [r"token (\d)"], timeout=LONG))
+    assert first.match is not None
+    assert second.match is not None
+    assert (first.name, first.match.group(1)) == ("b", "2")
+    assert (second.name, second.match.group(1)) == ("a", "1")
+
+
+@pytest.mark.parametrize(
+    ("stream", "word"),
+    [("stdout", "none"), ("stderr", "disk"), (None, "disk")],
+)
+def test_stream_narrows_the_search(stream: str | None, word: str) -> None:
+    """``stream`` searches only that stream; without it, both as they arrived."""
+    rig = Rig()
+    rig.publish(out("a", b"error: disk\n", "stderr"), out("a", b"error: none\n", "stdout"))
+    found = run(rig.matcher.expect(["a"], [r"error: (\w+)"], timeout=LONG, stream=stream))
+    assert found.match is not None
+    assert found.match.group(1) == word
+
+
+def test_stream_cursor_is_separate_from_the_combined_cursor() -> None:
+    """A match on one stream leaves the combined output's cursor where it was."""
+    rig = Rig()
+    rig.publish(out("a", b"one\n", "stderr"), out("a", b"two\n", "stdout"))
+    on_stdout = run(rig.matcher.expect(["a"], ["one|two"], timeout=LONG, stream="stdout"))
+    combined = run(rig.matcher.expect(["a"], ["one|two"], timeout=LONG))
+    assert (on_stdout.after, combined.after) == ("two", "one")
+
+
+def test_eof_pattern_returns_its_index_and_the_rest_of_the_output() -> None:
+    """With EOF among the patterns, an exit returns EOF's index and what was left unread."""
+    rig = Rig()
+
+    async def scenario() -> tuple[Expectation, Expectation]:
+        rig.publish(out("a", b"bye\n"))
+        rig.later(out("a", b"last words", partial=True), Exited("a", 0))
+        found = await rig.matcher.expect(["a"], ["never", EOF], timeout=LONG)
+        again = await rig.matcher.expect(["a"], [EOF], timeout=LONG)
+        return found, again
+
+    found, again = run(scenario())
+    assert found == Expectation("a", 1, None, "bye\nlast words", "")
+    assert again == Expectation("a", 0, None, "", "")
+
+
+def test_output_drained_before_exit_is_matched_before_the_exit_counts() -> None:
+    """A member's last output can still satisfy an expectation after it exited."""
+    rig = Rig()
+    rig.publish(out("a", b"done\n"), Exited("a", 0))
+    found = run(rig.matcher.expect(["a"], ["done"], timeout=LONG))
+    assert (found.index, found.after) == (0, "done")
+
+
+def test_eof_with_stream_returns_only_that_streams_rest() -> None:
+    """EOF on a narrowed expectation returns the rest of that stream only."""
+    rig = Rig()
+    rig.publish(out("a", b"out\n", "stdout"), out("a", b"err\n", "stderr"), Exited("a", 0))
+    found = run(rig.matcher.expect(["a"], [EOF], timeout=LONG, stream="stderr"))
+    assert found.before == "err\n"
+
+
+@pytest.mark.parametrize(
+    ("code", "described"),
+    [(3, "exited with code 3"), (0, "exited with code 0"), (-9, "killed by SIGKILL")],
+)
+def test_exit_without_eof_pattern_raises_unexpected_exit_at_once(
+    code: int, described: str
+) -> None:
+    """An exit while waiting raises UnexpectedExit with the name, code and recent output."""
+    rig = Rig()
+
+    async def scenario() -> None:
+        rig.publish(out("worker", b"starting\ntraceback: boom\n"))
+        rig.later(Exited("worker", code))
+        await rig.matcher.expect(["worker"], ["^ready$"], timeout=LONG)
+
+    with pytest.raises(UnexpectedExit) as caught:
+        run(scenario())
+    error = caught.value
+    assert (error.name, error.returncode) == ("worker", code)
+    assert error.waited < LONG
+    text = str(error)
+    assert text.startswith(f"worker {described} after ")
+    assert "'^ready$'" in text
+    assert "last output of worker" in text
+    assert "traceback: boom" in text
+
+
+def test_exit_before_the_expectation_raises_without_waiting() -> None:
+    """A member that already exited fails a new expectation on it immediately."""
+    rig = Rig()
+    rig.publish(Exited("a", 1))
+    with pytest.raises(UnexpectedExit, match="a exited with code 1"):
+        run(rig.matcher.expect(["a"], ["x"], timeout=LONG))
+
+
+def test_timeout_pattern_returns_its_index() -> None:
+    """With TIMEOUT among the patterns, running out of time returns TIMEOUT's index."""
+    rig = Rig()
+    rig.publish(out("a", b"something else\n"))
+    found = run(rig.matcher.expect(["a"], ["never", TIMEOUT], timeout=0))
+    assert found == Expectation("", 1, None, "", "")
+
+
+@pytest.mark.parametrize("timeout", [0, 0.01])
+def test_timeout_raises_expect_timeout_naming_pattern_and_members(timeout: float) -> None:
+    """No match in time raises ExpectTimeout, a TimeoutError that names pattern and members."""
+    rig = Rig()
+    rig.publish(out("a", b"still loading\n"))
+    with pytest.raises(TimeoutError) as caught:
+        run(rig.matcher.expect(["a", "b"], ["^ready$"], timeout=timeout))
+    error = caught.value
+    assert isinstance(error, ExpectTimeout)
+    assert error.names == ("a", "b")
+    assert error.patterns == ("^ready$",)
+    text = str(error)
+    assert "'^ready$' did not appear in the output of a or b" in text
+    assert "still loading" in text
+
+
+def test_timeout_shows_a_compiled_patterns_source() -> None:
+    """A precompiled pattern is shown by its source text in the timeout message."""
+    rig = Rig()
+    with pytest.raises(ExpectTimeout, match=r"'x\+y' did not appear in the output of a"):
+        run(rig.matcher.expect(["a"], [re.compile(r"x+y")], timeout=0))
+
+
+def test_empty_watch_exits_ignores_exits() -> None:
+    """``watch_exits=[]``: an exited member does not end the wait."""
+    rig = Rig()
+    rig.publish(Exited("a", 0))
+    found = run(rig.matcher.expect(["a"], ["never", TIMEOUT], timeout=0, watch_exits=[]))
+    assert found.index == 1
+
+
+def test_watch_exits_limits_which_exits_end_the_wait() -> None:
+    """A member outside ``watch_exits`` that exited does not fail an any-member wait."""
+    rig = Rig()
+
+    async def scenario() -> Expectation:
+        rig.publish(Exited("b", 0))
+        rig.later(out("a", b"go\n"))
+        return await rig.matcher.expect(["a", "b"], ["go"], timeout=LONG, watch_exits=["a"])
+
+    assert run(scenario()).name == "a"
+    with pytest.raises(UnexpectedExit, match=r"^b exited"):
+        run(rig.matcher.expect(["a", "b"], ["go"], timeout=LONG))
+
+
+@pytest.mark.parametrize("restarted", [True, False])
+def test_started_after_exit_clears_the_exit(restarted: bool) -> None:
+    """A Started event after an Exited makes the member count as running again."""
+    rig = Rig()
+    rig.publish(Exited("a", 1))
+    if restarted:
+        rig.publish(Started("a", 4321, ("prog",)))
+
+    async def scenario() -> Expectation:
+        rig.later(out("a", b"up again\n"))
+        return await rig.matcher.expect(["a"], ["up again"], timeout=LONG)
+
+    if restarted:
+        assert run(scenario()).after == "up again"
+    else:
+        with pytest.raises(UnexpectedExit):
+            run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("pattern", "shown"), [("rea(dy)", "rea(dy)"), (re.compile(r"re\w+"), r"re\w+")]
+)
+def test_a_match_publishes_matched(pattern: str | re.Pattern[str], shown: str) -> None:
+    """A match is announced on the bus with the member, the pattern and the matched text."""
+    rig = Rig()
+    rig.publish(out("a", b"x ready\n"))
+    run(rig.matcher.expect(["a"], [pattern], timeout=LONG))
+    matched = [e for e in rig.seen if isinstance(e, Matched)]
+    assert [(m.name, m.pattern, m.text) for m in matched] == [("a", shown, "ready")]
+
+
+def test_eof_and_timeout_results_publish_no_matched() -> None:
+    """Only a pattern matching output is announced; EOF and TIMEOUT results are not."""
+    rig = Rig()
+    rig.publish(Exited("a", 0))
+    run(rig.matcher.expect(["a"], [EOF], timeout=LONG))
+    run(rig.matcher.expect(["b"], [TIMEOUT], timeout=0))
+    assert not [e for e in rig.seen if isinstance(e, Matched)]
+
+
+def test_other_events_are_ignored() -> None:
+    """Notes and other events neither feed the buffers nor count as exits."""
+    rig = Rig()
+    rig.publish(Note("ready", name="a"), out("a", b"ok\n"))
+    found = run(rig.matcher.expect(["a"], ["ready|ok"], timeout=LONG))
+    assert found.after == "ok"
+    assert rig.matcher.buffer("a").text == "\n"

@@ -1,0 +1,531 @@
+"""Loading scenario files: steps, defaults, golden and normalize rules, and their errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeplex.errors import CastError
+from pipeplex.scenario.load import load_scenario, scenario_from_text
+from pipeplex.scenario.model import DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
+
+FILE = "s.toml"
+CAST = """\
+[procs.server]
+cmd = "srv --port 0"
+
+[procs.alice]
+cmd = "client"
+"""
+
+
+def scenario(body: str = "", *, cast: str = CAST) -> Scenario:
+    return scenario_from_text(cast + body, FILE)
+
+
+def step(body: str) -> Step:
+    (only,) = scenario("\n[[step]]\n" + body + "\n").steps
+    return only
+
+
+def load_error(body: str, *, cast: str = CAST) -> CastError:
+    with pytest.raises(CastError) as caught:
+        scenario_from_text(cast + body, FILE)
+    return caught.value
+
+
+def step_error(body: str) -> CastError:
+    return load_error("\n[[step]]\n" + body + "\n")
+
+
+def line_of(body: str, needle: str, *, cast: str = CAST, step_header: bool = True) -> str:
+    """``s.toml:N`` for the first line of the whole file that starts with ``needle``."""
+    text = cast + ("\n[[step]]\n" + body + "\n" if step_header else body)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith(needle):
+            return f"{FILE}:{number}"
+    raise AssertionError(f"{needle!r} not in the text")
+
+
+def bare(found: Step) -> Step:
+    return dataclasses.replace(found, source="")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('send = "hello"\nto = "alice"', Step("send", "hello", "", target="alice")),
+        ('send = "hi all"\nto = "all"', Step("send", "hi all", "", target="all")),
+        (
+            "expect = '^ready (?P<port>\\d+)$'\nin = \"server\"\nstream = \"stderr\"\n"
+            "timeout = 2",
+            Step("expect", r"^ready (?P<port>\d+)$", "", target="server", stream="stderr",
+                 timeout=2.0),
+        ),
+        ("expect = 'anyone'", Step("expect", "anyone", "")),
+        (
+            'expect_not = "error"\nin = "alice"\nstream = "stdout"\nwithin = 0.5',
+            Step("expect_not", "error", "", target="alice", stream="stdout", within=0.5),
+        ),
+        ('wait_exit = "alice"\ncode = 3\ntimeout = 4', Step("wait_exit", "alice", "", code=3,
+                                                             timeout=4.0)),
+        ('wait_exit = "alice"\ncode = -15', Step("wait_exit", "alice", "", code=-15)),
+        ('signal = "INT"\nto = "server"', Step("signal", "INT", "", target="server")),
+        ('signal = "sigterm"\nto = "all"', Step("signal", "sigterm", "", target="all")),
+        ('signal = 15\nto = "alice"', Step("signal", "15", "", target="alice")),
+        ('close = "alice"', Step("close", "alice", "")),
+        ('close = "all"', Step("close", "all", "")),
+        ("wait_port = 8080\ntimeout = 1.5", Step("wait_port", "8080", "", timeout=1.5)),
+        ('wait_port = "8080"', Step("wait_port", "8080", "")),
+        ('wait_port = "{port}"', Step("wait_port", "{port}", "")),
+        ("sleep = 0.25", Step("sleep", "0.25", "")),
+        ("sleep = 2", Step("sleep", "2.0", "")),
+        ("sleep = 0", Step("sleep", "0.0", "")),
+        ("interact = true", Step("interact", "true", "")),
+        ('start = "alice"\ntimeout = 3', Step("start", "alice", "", timeout=3.0)),
+    ],
+)
+def test_each_action_parses_with_its_options(body: str, expected: Step) -> None:
+    """Every action reads its value and options into a Step."""
+    assert bare(step(body)) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['send = "x"\nto = "alice"', 'expect = "x"\nin = "server"', "sleep = 1", 'close = "all"'],
+)
+def test_step_source_is_the_line_of_its_action(body: str) -> None:
+    """A step's source is ``file:line`` of its action key."""
+    action = body.split(" ", 1)[0]
+    assert step(body).source == line_of(body, action + " =")
+
+
+def test_steps_keep_their_order() -> None:
+    """Steps are kept in the order written, each with its own line."""
+    body = '[[step]]\nexpect = "a"\n\n[[step]]\nsend = "b"\nto = "alice"\n\n[[step]]\nsleep = 1\n'
+    loaded = scenario("\n" + body)
+    assert [s.action for s in loaded.steps] == ["expect", "send", "sleep"]
+    assert [s.source for s in loaded.steps] == [f"{FILE}:8", f"{FILE}:11", f"{FILE}:15"]
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        ('to = "alice"', "found none"),
+        ('send = "x"\nexpect = "y"\nto = "alice"', "found send, expect"),
+        ('sleep = 1\ninteract = true', "found sleep, interact"),
+    ],
+)
+def test_a_step_needs_exactly_one_action(body: str, found: str) -> None:
+    """A step with no action or with two is rejected, listing what it found."""
+    error = step_error(body)
+    assert "a step needs exactly one action of send, expect" in error.message
+    assert f"({found})" in error.message
+    assert error.source == line_of(body, "[[step]]")
+
+
+def test_misspelt_action_is_suggested() -> None:
+    """A step whose only key is a misspelt action suggests the right one."""
+    error = step_error('sned = "x"\nto = "alice"')
+    assert "unknown key 'sned'; did you mean 'send'?" in error.message
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "hint"),
+    [
+        ('expect = "x"\ntimout = 2', "timout", "; did you mean 'timeout'?"),
+        ('expect = "x"\nwithin = 2', "within", " (valid: in, stream, timeout)"),
+        ('send = "x"\nto = "alice"\nin = "alice"', "in", " (valid: to)"),
+        ('close = "alice"\nto = "alice"', "to", " (valid: (no options))"),
+        ('wait_exit = "alice"\ncodes = 1', "codes", "; did you mean 'code'?"),
+    ],
+)
+def test_unknown_option_is_named_with_a_suggestion_and_its_line(
+    body: str, key: str, hint: str
+) -> None:
+    """An option the action does not take is reported at its line, with a suggestion."""
+    error = step_error(body)
+    assert f"unknown key {key!r}{hint}" in error.message
+    assert error.source == line_of(body, f"{key} =")
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('send = "x"\nto = "alcie"', "to"),
+        ('signal = "INT"\nto = "alcie"', "to"),
+        ('expect = "x"\nin = "alcie"', "in"),
+        ('expect_not = "x"\nin = "alcie"\nwithin = 1', "in"),
+        ('wait_exit = "alcie"', "wait_exit"),
+        ('close = "alcie"', "close"),
+        ('start = "alcie"', "start"),
+    ],
+)
+def test_undeclared_member_is_rejected_with_a_suggestion(body: str, key: str) -> None:
+    """A member name that is not in the cast is reported at its line with the closest name."""
+    error = step_error(body)
+    assert "no member named 'alcie'; did you mean 'alice'?" in error.message
+    assert error.source == line_of(body, f"{key} =")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'send = "x"\nto = "all"',
+        'signal = "TERM"\nto = "all"',
+        'close = "all"',
+    ],
+)
+def test_all_is_accepted_where_everyone_makes_sense(body: str) -> None:
+    """``all`` addresses every member in send, signal and close."""
+    found = step(body)
+    assert "all" in (found.target, found.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('expect = "x"\nin = "all"', "in"),
+        ('expect_not = "x"\nin = "all"\nwithin = 1', "in"),
+        ('wait_exit = "all"', "wait_exit"),
+        ('start = "all"', "start"),
+    ],
+)
+def test_all_is_rejected_where_one_member_is_needed(body: str, key: str) -> None:
+    """``all`` is not a member for in, wait_exit or start."""
+    error = step_error(body)
+    assert "no member named 'all'" in error.message
+    assert error.source == line_of(body, f"{key} =")
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('send = "x"\nto = 3', "to"),
+        ('expect = "x"\nin = ["alice"]', "in"),
+        ("wait_exit = 1", "wait_exit"),
+    ],
+)
+def test_member_must_be_a_string(body: str, key: str) -> None:
+    """A member given as something other than a string is rejected at its line."""
+    error = step_error(body)
+    assert f"{key} must be a member name" in error.message
+    assert error.source == line_of(body, f"{key} =")
+
+
+@pytest.mark.parametrize(
+    ("body", "action"),
+    [
+        ("expect = '(unclosed'", "expect"),
+        ("expect = 'a{port}['", "expect"),
+        ("expect_not = '*star'\nwithin = 1", "expect_not"),
+    ],
+)
+def test_invalid_regex_is_reported_with_its_line(body: str, action: str) -> None:
+    """A pattern that is not a valid regular expression is reported at file:line."""
+    error = step_error(body)
+    assert f"{action}: invalid regular expression" in error.message
+    assert error.source == line_of(body, f"{action} =")
+    assert str(error).startswith(f"{error.source}: ")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"port {port}", r"\d{2}", r"\d{2,3}-{name}", r"${HOME}", r"{token}\s+(?P<n>\w{1,4})"],
+)
+def test_variables_and_quantifiers_are_valid_patterns(pattern: str) -> None:
+    """``{var}`` placeholders and ``{n}`` quantifiers pass the check; the text is kept."""
+    assert step(f"expect = '{pattern}'").value == pattern
+
+
+@pytest.mark.parametrize(
+    ("body", "action"),
+    [
+        ('send = 3\nto = "alice"', "send"),
+        ("expect = true", "expect"),
+        ("expect_not = ['x']\nwithin = 1", "expect_not"),
+    ],
+)
+def test_text_actions_need_strings(body: str, action: str) -> None:
+    """send, expect and expect_not take a string."""
+    error = step_error(body)
+    assert f"{action} must be a string" in error.message
+    assert error.source == line_of(body, f"{action} =")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ('"BOGUS"', "unknown signal 'BOGUS'"),
+        ('"SIGNOPE"', "unknown signal 'SIGNOPE'"),
+        ('""', "unknown signal ''"),
+        ("999", "no signal number 999"),
+    ],
+)
+def test_bad_signal_is_rejected(value: str, reason: str) -> None:
+    """A signal that is neither a known name nor a known number is rejected at its line."""
+    body = f'signal = {value}\nto = "alice"'
+    error = step_error(body)
+    assert error.message.startswith(f"signal step: {reason}")
+    assert error.source == line_of(body, "signal =")
+
+
+@pytest.mark.parametrize("value", ['"abc"', "0", "65536", "-1", "true", "1.5", '"port"', "[80]"])
+def test_wait_port_rejects_what_is_not_a_port(value: str) -> None:
+    """wait_port takes a port number or a variable; anything else is rejected at its line."""
+    body = f"wait_port = {value}"
+    error = step_error(body)
+    assert "wait_port must be a port number or a variable" in error.message
+    assert error.source == line_of(body, "wait_port =")
+
+
+@pytest.mark.parametrize("value", ['"70000"', '"0"'])
+def test_wait_port_string_out_of_range_is_rejected(value: str) -> None:
+    """A port written as a string is range-checked like a number."""
+    step_error(f"wait_port = {value}")
+
+
+@pytest.mark.parametrize("value", ["-1", "-0.5", "true", '"1"'])
+def test_sleep_must_be_a_non_negative_number(value: str) -> None:
+    """sleep rejects negative numbers and non-numbers at its line."""
+    body = f"sleep = {value}"
+    error = step_error(body)
+    assert "sleep must be a positive number of seconds" in error.message
+    assert error.source == line_of(body, "sleep =")
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('expect = "x"\ntimeout = 0', "timeout"),
+        ('expect = "x"\ntimeout = -2', "timeout"),
+        ('wait_exit = "alice"\ntimeout = "5"', "timeout"),
+        ('expect_not = "x"\nwithin = 0', "within"),
+        ('expect_not = "x"\nwithin = false', "within"),
+    ],
+)
+def test_timeouts_must_be_positive(body: str, key: str) -> None:
+    """timeout and within must be positive numbers of seconds."""
+    error = step_error(body)
+    assert f"{key} must be a positive number of seconds" in error.message
+    assert error.source == line_of(body, f"{key} =")
+
+
+@pytest.mark.parametrize("value", ["false", '"yes"', "1"])
+def test_interact_must_be_true(value: str) -> None:
+    """interact accepts only ``true``."""
+    body = f"interact = {value}"
+    error = step_error(body)
+    assert error.message == "write interact = true"
+    assert error.source == line_of(body, "interact =")
+
+
+@pytest.mark.parametrize(
+    ("body", "needed"),
+    [
+        ('expect_not = "error"', "expect_not step needs within = ..."),
+        ('send = "hello"', "send step needs to = ..."),
+        ('signal = "INT"', "signal step needs to = ..."),
+    ],
+)
+def test_required_options(body: str, needed: str) -> None:
+    """expect_not needs within; send and signal need to."""
+    error = step_error(body)
+    assert error.message == needed
+    assert error.source == line_of(body, "[[step]]")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('expect = "x"\nstream = "both"', 'expect step: stream must be "stdout" or "stderr"'),
+        ('wait_exit = "alice"\ncode = "0"', "wait_exit step: code must be a whole number"),
+        ('wait_exit = "alice"\ncode = true', "wait_exit step: code must be a whole number"),
+        ('wait_exit = "alice"\ncode = 1.5', "wait_exit step: code must be a whole number"),
+    ],
+)
+def test_option_values_are_checked(body: str, message: str) -> None:
+    """stream and code are checked at their line."""
+    error = step_error(body)
+    assert error.message == message
+    key = body.splitlines()[1].split(" ", 1)[0]
+    assert error.source == line_of(body, f"{key} =")
+
+
+def test_step_must_be_an_array_of_tables() -> None:
+    """``step = ...`` as a plain value is rejected."""
+    error = load_error("", cast="step = 3\n" + CAST)
+    assert "step must be an array of tables" in error.message
+
+
+def test_each_step_must_be_a_table() -> None:
+    """An array of non-tables is rejected."""
+    error = load_error("", cast="step = [1]\n" + CAST)
+    assert error.message == "each [[step]] must be a table"
+
+
+def test_unknown_top_level_key_is_suggested() -> None:
+    """A misspelt top-level table is named with a suggestion."""
+    error = load_error("\n[[stepp]]\nsleep = 1\n")
+    assert "unknown table or key 'stepp'; did you mean 'step'?" in error.message
+
+
+def test_defaults_timeout_applies_to_scenario_and_ready_timeout() -> None:
+    """[defaults] timeout becomes the steps' timeout and each member's ready_timeout."""
+    cast = "[defaults]\ntimeout = 3\n\n" + CAST + "ready_timeout = 7\n"
+    loaded = scenario('\n[[step]]\nexpect = "x"\n', cast=cast)
+    assert loaded.timeout == 3.0
+    assert loaded.steps[0].timeout is None  # the step falls back on the scenario's timeout
+    assert loaded.cast["server"].ready_timeout == 3.0
+    assert loaded.cast["alice"].ready_timeout == 7.0  # its own setting wins
+
+
+def test_default_timeout_without_defaults_table() -> None:
+    """Without [defaults], the timeout is the default for steps and readiness alike."""
+    loaded = scenario()
+    assert loaded.timeout == DEFAULT_TIMEOUT
+    assert {p.ready_timeout for p in loaded.cast.procs} == {DEFAULT_TIMEOUT}
+
+
+@pytest.mark.parametrize(
+    ("defaults", "message"),
+    [
+        ("timeout = 0", "defaults.timeout must be a positive number of seconds"),
+        ("timeout = -1", "defaults.timeout must be a positive number of seconds"),
+        ("timeout = true", "defaults.timeout must be a positive number of seconds"),
+        ('timeout = "5"', "defaults.timeout must be a positive number of seconds"),
+        ("timout = 5", "unknown key 'timout' in [defaults]; did you mean 'timeout'?"),
+    ],
+)
+def test_bad_defaults_are_reported_at_their_line(defaults: str, message: str) -> None:
+    """[defaults] accepts only a positive timeout, and says where it is wrong."""
+    cast = "[defaults]\n" + defaults + "\n\n" + CAST
+    error = load_error("", cast=cast)
+    assert error.message == message
+    assert error.source == f"{FILE}:2"
+
+
+def test_golden_is_resolved_against_the_files_folder(tmp_path: Path) -> None:
+    """A relative golden path is taken from the scenario file's folder."""
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    path = folder / "chat.toml"
+    path.write_text('golden = "expected/chat.golden"\n\n' + CAST, encoding="utf-8")
+    loaded = load_scenario(path)
+    assert loaded.golden == os.fspath(folder / "expected" / "chat.golden")
+    assert loaded.path == os.fspath(path)
+    assert loaded.name == "chat"
+
+
+def test_absolute_golden_path_is_kept(tmp_path: Path) -> None:
+    """An absolute golden path is used as written."""
+    target = tmp_path / "elsewhere" / "g.txt"
+    path = tmp_path / "s.toml"
+    path.write_text(f'golden = "{target}"\n\n' + CAST, encoding="utf-8")
+    assert load_scenario(path).golden == os.fspath(target)
+
+
+@pytest.mark.parametrize("value", ['""', "3", "true"])
+def test_golden_must_be_a_file_name(value: str) -> None:
+    """golden must be a non-empty string."""
+    error = load_error("", cast=f"golden = {value}\n" + CAST)
+    assert error.message == "golden must be a file name"
+    assert error.source == f"{FILE}:1"
+
+
+def test_missing_scenario_file(tmp_path: Path) -> None:
+    """A missing file is a CastError naming it."""
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(CastError) as caught:
+        load_scenario(missing)
+    assert caught.value.source == os.fspath(missing)
+
+
+def test_normalize_rules_are_loaded_in_order() -> None:
+    """Each [[normalize]] becomes a rule; replace defaults to the empty string."""
+    body = (
+        "\n[[normalize]]\npattern = 'took \\d+ ms'\nreplace = 'took N ms'\n"
+        "\n[[normalize]]\npattern = '^debug:.*$'\n"
+    )
+    assert scenario(body).normalize == (
+        NormalizeRule(r"took \d+ ms", "took N ms"),
+        NormalizeRule("^debug:.*$", ""),
+    )
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("pattern = '(open'", "invalid normalize pattern '(open'"),
+        ("replace = 'x'", "each [[normalize]] needs pattern = '...' and replace = '...'"),
+        ("pattern = 'x'\nflags = 'i'", "each [[normalize]] needs pattern"),
+        ("pattern = 3", "invalid normalize pattern 3"),
+    ],
+)
+def test_bad_normalize_rules_are_reported_at_their_table(rule: str, message: str) -> None:
+    """Normalize rules need a valid pattern and nothing but pattern and replace."""
+    error = load_error("\n[[normalize]]\n" + rule + "\n")
+    assert message in error.message
+    assert error.source == line_of("\n[[normalize]]\n", "[[normalize]]", step_header=False)
+
+
+def test_normalize_must_be_an_array_of_tables() -> None:
+    """``normalize = ...`` as a plain value is rejected."""
+    error = load_error("", cast="normalize = 'x'\n" + CAST)
+    assert "normalize must be an array of tables" in error.message
+
+
+@pytest.mark.parametrize(
+    ("extra", "steps", "on_exit"),
+    [
+        ("", '\n[[step]]\nsleep = 1\n', {"server": "ignore", "alice": "ignore"}),
+        ('on_exit = "stop"\n', '\n[[step]]\nsleep = 1\n', {"server": "ignore", "alice": "stop"}),
+        ("", "", {"server": "stop", "alice": "stop"}),
+        ('on_exit = "restart"\n', "", {"server": "stop", "alice": "restart"}),
+    ],
+)
+def test_on_exit_defaults_to_ignore_only_with_steps(
+    extra: str, steps: str, on_exit: dict[str, str]
+) -> None:
+    """With steps, members default to on_exit = "ignore"; without, to "stop"."""
+    loaded = scenario(steps, cast=CAST + extra)
+    assert {p.name: p.on_exit for p in loaded.cast.procs} == on_exit
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("true", True), ("", True)])
+def test_autostart_is_parsed(value: str, expected: bool) -> None:
+    """``autostart = false`` marks a member that only a start step starts."""
+    extra = f"autostart = {value}\n" if value else ""
+    loaded = scenario('\n[[step]]\nstart = "alice"\n', cast=CAST + extra)
+    assert loaded.cast["alice"].autostart is expected
+    assert loaded.cast["server"].autostart is True
+
+
+@pytest.mark.parametrize(
+    ("found", "described"),
+    [
+        (Step("expect", "ready", "f:1", target="server"), "expect 'ready' in server"),
+        (Step("expect", "x", "f:1"), "expect 'x'"),
+        (Step("expect", "x", "f:1", target="a", stream="stderr"), "expect 'x' in a (stderr)"),
+        (Step("expect_not", "oops", "f:1", within=1.0), "expect_not 'oops'"),
+        (Step("send", "hi", "f:1", target="alice"), "send 'hi' to alice"),
+        (Step("signal", "INT", "f:1", target="all"), "signal 'INT' to all"),
+        (Step("wait_exit", "alice", "f:1", code=3), "wait_exit 'alice' with code 3"),
+        (Step("wait_exit", "alice", "f:1", code=0), "wait_exit 'alice' with code 0"),
+        (Step("close", "all", "f:1"), "close 'all'"),
+        (Step("sleep", "0.5", "f:1"), "sleep '0.5'"),
+        (Step("interact", "true", "f:1"), "interact"),
+    ],
+)
+def test_step_describe(found: Step, described: str) -> None:
+    """Steps describe themselves briefly for reports."""
+    assert found.describe() == described
+
+
+def test_scenario_name_defaults_without_a_path() -> None:
+    """A scenario without a file is called "scenario"; with one, by the file's stem."""
+    assert Scenario(scenario().cast).name == "scenario"
+    assert scenario().name == "s"
