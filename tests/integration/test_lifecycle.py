@@ -182,3 +182,17 @@ def test_the_next_run_cleans_the_folder_of_a_killed_run(run_dir: Path) -> None:
     assert result.returncode == 0
     assert f"earlier run (pid {plex.proc.pid})" in result.stdout
     assert list(run_dir.iterdir()) == []
+
+
+def test_the_demo_holds_its_conversation_and_exits_0() -> None:
+    """pipeplex demo: three members talk in turns and the run ends by itself with 0."""
+    result = run("demo", "--no-color", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = re.findall(r"^server \| (\w+: .*)$", result.stdout, re.MULTILINE)
+    assert said == [
+        "alice: hi bob!",
+        "bob: hi alice, how are you?",
+        "alice: great: pipeplex shows us both",
+        "bob: bye!",
+    ]
+    assert "server | room is empty; bye" in result.stdout

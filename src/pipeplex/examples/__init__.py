@@ -1,0 +1,1 @@
+"""Example programs used by `pipeplex demo` and the tutorial."""
