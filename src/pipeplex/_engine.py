@@ -21,7 +21,7 @@ from ._events import Note, Ready
 from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
-from .cast.spec import CastSpec, expand
+from .cast.spec import CastSpec, ProcSpec, expand
 from .errors import PipeplexError, SpawnError
 from .inputs.router import Router
 from .participants import Guardian, Process
@@ -63,11 +63,15 @@ class Engine:
         self.bus = bus
         self.grace = grace
         self._sleep = sleep
-        self.members: dict[str, Process] = {
-            spec.name: Process(spec, bus, on_crash=self.crash, columns=columns,
-                               env_overrides=env_overrides, guardian=guardian)
-            for spec in cast.procs
+        self._process_options: dict[str, Any] = {
+            "on_crash": self.crash, "columns": columns, "env_overrides": env_overrides,
+            "guardian": guardian,
         }
+        self.members: dict[str, Process] = {
+            spec.name: Process(spec, bus, **self._process_options) for spec in cast.procs
+        }
+        self._late_waves: list[list[str]] = []
+        """Members added while running (:meth:`add`): each is its own, last, wave."""
         self.router = Router(self.members)
         self.variables: dict[str, str] = {}
         self.failures: list[Failure] = []
@@ -249,6 +253,32 @@ class Engine:
             self._supervising.discard(member.name)
             self.release()
 
+    def add(self, spec: ProcSpec) -> Process:
+        """Add a member to the running cast and start supervising it (the Python API's spawn).
+
+        Raises:
+            PipeplexError: the name is taken, or the cast is stopping or not running.
+        """
+        if self._tg is None or self._stop is None or self.stopping:
+            raise PipeplexError(f"cannot add {spec.name!r}: the cast is not running")
+        if spec.name in self.members or spec.name == "all":
+            raise PipeplexError(f"a member named {spec.name!r} already exists")
+        loop = asyncio.get_running_loop()
+        member = self.members[spec.name] = Process(spec, self.bus, **self._process_options)
+        self.restarts[spec.name] = 0
+        self._ready[spec.name] = loop.create_future()
+        if not spec.autostart:
+            self._start_requested[spec.name] = loop.create_future()
+        self._late_waves.append([spec.name])
+        self._busy += 1
+        self._tg.create_task(self._supervise(member), name=f"supervise {spec.name}")
+        return member
+
+    async def wait_ready(self, name: str) -> None:
+        """Wait until member ``name`` is ready (or the cast stops)."""
+        assert self._stop is not None
+        await self._first(self._ready[name], self._stop)
+
     async def wait_began(self) -> None:
         """Wait until :meth:`run` has begun (members may still be starting)."""
         await self._began.wait()
@@ -427,8 +457,9 @@ class Engine:
                 if member.pid is not None and not member.running:
                     self._kill_leftovers(member)
         else:
-            for wave in reversed(self.cast.start_waves()):
-                await asyncio.gather(*(self._stop_member(self.members[p.name]) for p in wave))
+            waves = [[p.name for p in wave] for wave in self.cast.start_waves()]
+            for names in reversed(waves + self._late_waves):
+                await asyncio.gather(*(self._stop_member(self.members[n]) for n in names))
             # A member whose start raced with the stop request is caught here.
             await asyncio.gather(*(self._stop_member(m) for m in self.members.values()))
         await self._all_done

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .._bus import Bus
@@ -35,6 +35,11 @@ class Expectation:
     after: str
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Matcher:
     """A sink that lets coroutines wait for patterns in members' output."""
 
@@ -43,7 +48,7 @@ class Matcher:
         self._recent = recent
         self._buffers: dict[tuple[str, str | None], OutputBuffer] = {}
         self._exits: dict[str, int] = {}
-        self._waiters: set[asyncio.Event] = set()
+        self._waiters: set[asyncio.Future[None]] = set()
         bus.subscribe(self)
 
     def buffer(self, name: str, stream: str | None = None) -> OutputBuffer:
@@ -64,14 +69,14 @@ class Matcher:
         else:
             return
         for waiter in self._waiters:
-            waiter.set()
+            _wake(waiter)
 
     async def expect(
         self,
         names: Sequence[str],
         patterns: Sequence[Pattern],
         *,
-        timeout: float,  # noqa: ASYNC109 (pexpect's signature, which users know)
+        timeout: float,
         stream: str | None = None,
         watch_exits: Sequence[str] | None = None,
     ) -> Expectation:
@@ -85,14 +90,33 @@ class Matcher:
             ExpectTimeout: nothing matched within ``timeout`` (and TIMEOUT is not a pattern).
             UnexpectedExit: a member exited while waited on (and EOF is not a pattern).
         """
+        return await self.expect_each({name: patterns for name in names}, timeout=timeout,
+                                      stream=stream, watch_exits=watch_exits)
+
+    async def expect_each(
+        self,
+        patterns_by_name: Mapping[str, Sequence[Pattern]],
+        *,
+        timeout: float,
+        stream: str | None = None,
+        watch_exits: Sequence[str] | None = None,
+    ) -> Expectation:
+        """Like :meth:`expect`, with patterns of its own for each member."""
+        names = list(patterns_by_name)
         exits_end = set(names if watch_exits is None else watch_exits)
-        positions = [i for i, p in enumerate(patterns) if p is not EOF and p is not TIMEOUT]
-        regexes = [compile_pattern(patterns[i]) for i in positions]  # type: ignore[arg-type]
+        searches = {}
+        for name, patterns in patterns_by_name.items():
+            positions = [i for i, p in enumerate(patterns) if p is not EOF and p is not TIMEOUT]
+            regexes = [compile_pattern(patterns[i]) for i in positions]  # type: ignore[arg-type]
+            searches[name] = (patterns, positions, regexes)
+        all_patterns = list(dict.fromkeys(
+            p for patterns in patterns_by_name.values() for p in patterns
+        ))
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
         while True:
-            for name in names:
+            for name, (patterns, positions, regexes) in searches.items():
                 buffer = self.buffer(name, stream)
                 found = buffer.search(regexes) if regexes else None
                 if found is not None:
@@ -105,17 +129,20 @@ class Matcher:
                     return self._exited(name, patterns, loop.time() - started, stream)
             remaining = deadline - loop.time()
             if remaining <= 0:
-                if TIMEOUT in patterns:
-                    return Expectation("", patterns.index(TIMEOUT), None, "", "")
+                for patterns in patterns_by_name.values():
+                    if TIMEOUT in patterns:
+                        return Expectation("", patterns.index(TIMEOUT), None, "", "")
                 recent = "\n".join(self._recent(n) for n in names)
-                raise ExpectTimeout(names, patterns, timeout, recent)
-            wakeup = asyncio.Event()
+                raise ExpectTimeout(names, all_patterns, timeout, recent)
+            # Sleep until output or an exit arrives, or the time is up: one future and one
+            # timer, no task, as this sits on every round trip.
+            wakeup: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_later(remaining, _wake, wakeup)
             self._waiters.add(wakeup)
             try:
-                await asyncio.wait_for(wakeup.wait(), remaining)
-            except TimeoutError:
-                pass
+                await wakeup
             finally:
+                timer.cancel()
                 self._waiters.discard(wakeup)
 
     def _exited(

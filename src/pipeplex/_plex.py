@@ -1,0 +1,506 @@
+"""The Python API: a cast you build in code, and pexpect's names across several members.
+
+``AsyncPlex`` is native asyncio; ``Plex`` is the same API for synchronous code, running the
+engine's loop in a background thread. Leaving the ``with`` block stops every member (close
+stdin, SIGTERM, grace, SIGKILL) and a guardian process makes sure nothing outlives it even
+if the interpreter dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar, overload
+
+from ._bus import Bus
+from ._engine import DEFAULT_GRACE, Engine
+from ._signals import parse_signal
+from .cast.load import check_commands, check_name
+from .cast.spec import CastSpec, ProcSpec
+from .errors import PipeplexError, SpawnError
+from .expect import EOF, TIMEOUT, Matcher
+from .expect.buffer import Pattern
+from .output.render import Renderer
+from .participants import Guardian, Process
+from .report.transcript import TranscriptSink
+from .scenario import load_scenario, run_steps
+from .scenario.model import Scenario
+
+__all__ = ("AsyncMember", "AsyncPlex", "Member", "Plex")
+
+T = TypeVar("T")
+PtyOption = Literal["stdout"] | bool
+DEFAULT_TIMEOUT = 30.0
+TRANSCRIPT_KEEP = 1024 * 1024
+
+
+def _pty_mode(pty: PtyOption) -> Literal["stdout", "full", "pipes"]:
+    return "full" if pty is True else "pipes" if pty is False else "stdout"
+
+
+class _MergedTranscript:
+    """The merged stream as text, the last ``TRANSCRIPT_KEEP`` characters of it (for reports)."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self._renderer = renderer
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def __call__(self, event: Any) -> None:
+        data = self._renderer.render(event)
+        if data:
+            self._parts.append(data)
+            self._size += len(data)
+            if self._size > 2 * TRANSCRIPT_KEEP:
+                joined = b"".join(self._parts)[-TRANSCRIPT_KEEP:]
+                self._parts, self._size = [joined], len(joined)
+
+    def text(self) -> str:
+        return b"".join(self._parts)[-TRANSCRIPT_KEEP:].decode("utf-8", "replace")
+
+
+class AsyncMember:
+    """One member of an :class:`AsyncPlex`, with pexpect's names.
+
+    After an :meth:`expect`, ``before`` holds the output between the previous match and this
+    one, ``after`` the matched text and ``match`` the ``re.Match`` (None for EOF/TIMEOUT).
+    """
+
+    def __init__(self, plex: AsyncPlex, process: Process) -> None:
+        self._plex = plex
+        self._process = process
+        self.name = process.name
+        self.before = ""
+        self.after = ""
+        self.match: re.Match[str] | None = None
+
+    def __repr__(self) -> str:
+        p = self._process
+        pid = f" pid={p.pid}" if p.pid else ""
+        code = f" returncode={p.returncode}" if p.returncode is not None else ""
+        return f"<Member {self.name!r}{pid} {p.state}{code}>"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once it exited (negative for a signal), else None."""
+        return self._process.returncode
+
+    @property
+    def running(self) -> bool:
+        return self._process.running
+
+    def send(self, data: str | bytes) -> None:
+        """Write ``data`` to the member's stdin as it is."""
+        self._process.send(data.encode() if isinstance(data, str) else data)
+
+    def sendline(self, line: str | bytes = "") -> None:
+        """Write ``line`` and a newline."""
+        self.send((line.encode() if isinstance(line, str) else line) + b"\n")
+
+    def sendcontrol(self, char: str) -> None:
+        """Write a control character: ``sendcontrol("c")`` is ^C."""
+        self.send(bytes([ord(char.lower()) & 0x1F]))
+
+    def close_stdin(self) -> None:
+        """EOF on the member's stdin (``^D`` in a full terminal)."""
+        self._process.close_input()
+
+    def signal(self, sig: int | str) -> None:
+        """Send a signal (number or name such as ``"INT"``) to the member's process group."""
+        self._process.signal(parse_signal(sig) if isinstance(sig, str) else sig)
+
+    @overload
+    async def expect(self, pattern: str | re.Pattern[str], timeout: float | None = None, *,
+                     stream: str | None = None) -> re.Match[str]: ...
+    @overload
+    async def expect(self, pattern: list[Pattern] | tuple[Pattern, ...],
+                     timeout: float | None = None, *, stream: str | None = None) -> int: ...
+
+    async def expect(
+        self, pattern: Pattern | Sequence[Pattern], timeout: float | None = None, *,
+        stream: str | None = None,
+    ) -> re.Match[str] | int:
+        """Wait for ``pattern`` in the member's output, from its cursor on.
+
+        One pattern: returns the ``re.Match``. A list (which may hold :data:`EOF` and
+        :data:`TIMEOUT`): returns the index of the one that matched first.
+
+        Raises:
+            ExpectTimeout: no match in time (unless TIMEOUT is in the list).
+            UnexpectedExit: the member exited first (unless EOF is in the list).
+        """
+        single = isinstance(pattern, str | re.Pattern) or pattern is EOF or pattern is TIMEOUT
+        patterns: list[Pattern] = [pattern] if single else list(pattern)  # type: ignore[list-item,arg-type]
+        found = await self._plex.matcher.expect(
+            [self.name], patterns, timeout=self._plex.timeout if timeout is None else timeout,
+            stream=stream,
+        )
+        self.before, self.after, self.match = found.before, found.after, found.match
+        if not single:
+            return found.index
+        if found.match is None:
+            raise PipeplexError(f"{self.name}: {pattern!r} matched without a match object; "
+                                "pass EOF or TIMEOUT in a list to get an index")
+        return found.match
+
+    async def expect_exact(self, text: str, timeout: float | None = None) -> re.Match[str]:
+        """Wait for ``text`` literally (no regular expression)."""
+        return await self.expect(re.compile(re.escape(text)), timeout)
+
+    async def wait(self, timeout: float | None = None) -> int:
+        """Wait until the member exits and its output is read; return its exit code.
+
+        Raises:
+            TimeoutError: still running after ``timeout`` seconds.
+        """
+        limit = self._plex.timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._process.done_future), limit)
+        except TimeoutError:
+            raise TimeoutError(f"{self.name} was still running after {limit:.1f} s") from None
+
+
+class AsyncPlex:
+    """A cast built in code. Use ``async with AsyncPlex() as plex:``.
+
+    Args:
+        transcript: also record every event as JSON Lines in this file.
+        grace: seconds between SIGTERM and SIGKILL when stopping a member.
+        pty: default terminal mode of members ("stdout", True for a full terminal, False
+            for pipes).
+        timeout: default seconds for :meth:`AsyncMember.expect` and :meth:`AsyncMember.wait`.
+    """
+
+    def __init__(
+        self,
+        *,
+        transcript: str | os.PathLike[str] | None = None,
+        grace: float = DEFAULT_GRACE,
+        pty: PtyOption = "stdout",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.timeout = timeout
+        self.grace = grace
+        self.pty = pty
+        self._transcript_path = transcript
+        self.bus = Bus()
+        self._guardian: Guardian | None = None
+        self._engine: Engine | None = None
+        self._matcher: Matcher | None = None
+        self._run: asyncio.Task[int] | None = None
+        self._transcript: TranscriptSink | None = None
+        self._merged = _MergedTranscript(Renderer([], sanitize=False))
+        self.bus.subscribe(self._merged)
+        self._members: dict[str, AsyncMember] = {}
+        self._scenario: Scenario | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self._run and not self._run.done() else "stopped"
+        return f"<AsyncPlex {len(self._members)} members {state}>"
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise PipeplexError("the plex is not running: use it in an async with block")
+        return self._engine
+
+    @property
+    def matcher(self) -> Matcher:
+        if self._matcher is None:
+            raise PipeplexError("the plex is not running: use it in an async with block")
+        return self._matcher
+
+    @property
+    def members(self) -> Mapping[str, AsyncMember]:
+        return self._members
+
+    def __getitem__(self, name: str) -> AsyncMember:
+        return self._members[name]
+
+    def transcript(self) -> str:
+        """The merged stream so far (its last megabyte), as a person would read it."""
+        return self._merged.text()
+
+    async def __aenter__(self) -> AsyncPlex:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        self._guardian = Guardian()
+        self._engine = Engine(CastSpec(()), self.bus, grace=self.grace, guardian=self._guardian,
+                              stdin_grace=0.3,
+                              env_overrides={"PIPEPLEX_RUN_ID": self._guardian.token})
+        self._matcher = Matcher(self.bus, recent=self._engine.recent.describe)
+        if self._transcript_path is not None:
+            self._transcript = TranscriptSink(self._transcript_path, self.bus)
+            self.bus.subscribe(self._transcript)
+        self._engine.hold()  # members come and go; the plex lives until aclose()
+        self._run = asyncio.get_running_loop().create_task(self._engine.run())
+        await self._engine.wait_began()
+
+    async def spawn(
+        self,
+        name: str,
+        cmd: str | Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        pty: PtyOption | None = None,
+        shell: bool = False,
+        ready: str | None = None,
+        ready_timeout: float | None = None,
+    ) -> AsyncMember:
+        """Start a member and return its handle (once it runs, and is ready if ``ready``).
+
+        ``cmd`` is a list of arguments, or a string split like a shell would (run through
+        ``/bin/sh -c`` only with ``shell=True``).
+
+        Raises:
+            CastError: a bad name, or the program does not exist.
+            SpawnError: the program could not be started.
+        """
+        check_name(name, None)
+        spec = ProcSpec(
+            name=name,
+            cmd=cmd if isinstance(cmd, str) else tuple(cmd),
+            shell=shell,
+            env=dict(env or {}),
+            cwd=os.fspath(cwd) if cwd is not None else None,
+            pty=_pty_mode(self.pty if pty is None else pty),
+            on_exit="ignore",
+            ready=ready,
+            ready_timeout=ready_timeout or self.timeout,
+            source="spawn()",
+        )
+        check_commands(CastSpec((spec,)))
+        process = self.engine.add(spec)
+        self._members[name] = member = AsyncMember(self, process)
+        await self.engine.wait_ready(name)
+        if process.state == "failed":
+            failure = next((f for f in self.engine.failures if f.name == name), None)
+            raise SpawnError(name, spec.command_text, failure.reason if failure else "failed")
+        return member
+
+    async def expect_any(
+        self, patterns: Mapping[str, Pattern | Sequence[Pattern]], timeout: float | None = None
+    ) -> tuple[AsyncMember, re.Match[str] | None]:
+        """Wait for the first match among several members: ``{"web": "error", "db": "ok"}``.
+
+        Returns the member that matched (its before/after/match are set) and the match.
+        """
+        by_name = {
+            name: ([p] if isinstance(p, str | re.Pattern) or p is EOF or p is TIMEOUT
+                   else list(p))  # type: ignore[arg-type]
+            for name, p in patterns.items()
+        }
+        found = await self.matcher.expect_each(
+            by_name, timeout=self.timeout if timeout is None else timeout)
+        member = self._members[found.name] if found.name else None
+        if member is None:
+            raise PipeplexError("TIMEOUT matched: no member")
+        member.before, member.after, member.match = found.before, found.after, found.match
+        return member, found.match
+
+    async def load(self, path: str | os.PathLike[str]) -> Scenario:
+        """Start the members of a scenario (or cast) file; :meth:`run_steps` runs its steps."""
+        scenario = load_scenario(path)
+        check_commands(scenario.cast)
+        for spec in scenario.cast.procs:
+            self._members[spec.name] = AsyncMember(self, self.engine.add(spec))
+        for spec in scenario.cast.procs:
+            if spec.autostart:
+                await self.engine.wait_ready(spec.name)
+        self._scenario = scenario
+        return scenario
+
+    async def run_steps(self) -> None:
+        """Run the steps of the loaded scenario.
+
+        Raises:
+            StepFailed: the first step that failed, with its evidence.
+        """
+        if self._scenario is None:
+            raise PipeplexError("no scenario loaded: call load(path) first")
+        results = await run_steps(self._scenario, self.engine, self.matcher)
+        failed = next((r.error for r in results if r.error is not None), None)
+        if failed is not None:
+            raise failed
+
+    async def aclose(self) -> None:
+        """Stop every member (stdin, SIGTERM, grace, SIGKILL) and wait until all are gone."""
+        if self._engine is None or self._run is None:
+            return
+        engine, run = self._engine, self._run
+        engine.release()
+        engine.request_stop()
+        try:
+            await run
+        finally:
+            if self._transcript is not None:
+                self._transcript.close()
+            if self._guardian is not None:
+                self._guardian.close()
+            self._engine = None
+
+
+class Member:
+    """The synchronous face of :class:`AsyncMember` (see it for the semantics)."""
+
+    def __init__(self, plex: Plex, member: AsyncMember) -> None:
+        self._plex = plex
+        self._member = member
+        self.name = member.name
+
+    def __repr__(self) -> str:
+        return repr(self._member)
+
+    @property
+    def before(self) -> str:
+        return self._member.before
+
+    @property
+    def after(self) -> str:
+        return self._member.after
+
+    @property
+    def match(self) -> re.Match[str] | None:
+        return self._member.match
+
+    @property
+    def pid(self) -> int | None:
+        return self._member.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._member.returncode
+
+    def send(self, data: str | bytes) -> None:
+        self._plex._call_soon(self._member.send, data)
+
+    def sendline(self, line: str | bytes = "") -> None:
+        self._plex._call_soon(self._member.sendline, line)
+
+    def sendcontrol(self, char: str) -> None:
+        self._plex._call_soon(self._member.sendcontrol, char)
+
+    def close_stdin(self) -> None:
+        self._plex._call_soon(self._member.close_stdin)
+
+    def signal(self, sig: int | str) -> None:
+        self._plex._call_soon(self._member.signal, sig)
+
+    @overload
+    def expect(self, pattern: str | re.Pattern[str], timeout: float | None = None, *,
+               stream: str | None = None) -> re.Match[str]: ...
+    @overload
+    def expect(self, pattern: list[Pattern] | tuple[Pattern, ...], timeout: float | None = None,
+               *, stream: str | None = None) -> int: ...
+
+    def expect(self, pattern: Any, timeout: float | None = None, *,
+               stream: str | None = None) -> re.Match[str] | int:
+        found: re.Match[str] | int = self._plex._call(
+            self._member.expect(pattern, timeout, stream=stream))
+        return found
+
+    def expect_exact(self, text: str, timeout: float | None = None) -> re.Match[str]:
+        return self._plex._call(self._member.expect_exact(text, timeout))
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._plex._call(self._member.wait(timeout))
+
+
+class Plex:
+    """A cast built in code, for synchronous code: ``with Plex() as plex:``.
+
+    Same options and methods as :class:`AsyncPlex`; the engine runs in a background thread.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._async = AsyncPlex(**options)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._members: dict[str, Member] = {}
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncPlex", "Plex")
+
+    def __enter__(self) -> Plex:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def start(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="pipeplex", daemon=True)
+        self._thread.start()
+        self._call(self._async.start())
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            raise PipeplexError("the plex is not running: use it in a with block")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _call_soon(self, fn: Any, *args: Any) -> None:
+        # Not waited for: the loop runs callbacks in order, so a later expect() still sees
+        # the effect, and a send costs no thread round trip. Sends never raise (a closed
+        # stdin becomes a note in the stream).
+        if self._loop is None:
+            raise PipeplexError("the plex is not running: use it in a with block")
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    @property
+    def members(self) -> Mapping[str, Member]:
+        return self._members
+
+    def __getitem__(self, name: str) -> Member:
+        return self._members[name]
+
+    def transcript(self) -> str:
+        return self._async.transcript()
+
+    def spawn(self, name: str, cmd: str | Sequence[str], **options: Any) -> Member:
+        member = Member(self, self._call(self._async.spawn(name, cmd, **options)))
+        self._members[name] = member
+        return member
+
+    def expect_any(self, patterns: Mapping[str, Any],
+                   timeout: float | None = None) -> tuple[Member, re.Match[str] | None]:
+        member, match = self._call(self._async.expect_any(patterns, timeout))
+        return self._members[member.name], match
+
+    def load(self, path: str | os.PathLike[str]) -> Scenario:
+        scenario = self._call(self._async.load(path))
+        for name, member in self._async.members.items():
+            self._members.setdefault(name, Member(self, member))
+        return scenario
+
+    def run_steps(self) -> None:
+        self._call(self._async.run_steps())
+
+    def close(self) -> None:
+        """Stop every member and the background thread."""
+        if self._loop is None:
+            return
+        try:
+            self._call(self._async.aclose())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None:
+                self._thread.join()
+            self._loop.close()
+            self._loop = None
+

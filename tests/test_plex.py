@@ -1,0 +1,172 @@
+"""The Python API: Plex and AsyncPlex, with pexpect's names across several members."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import pipeplex
+from pipeplex import EOF, TIMEOUT, AsyncPlex, ExpectTimeout, Plex, UnexpectedExit
+
+PY = sys.executable
+ECHO_PORT = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); " \
+    "print('port', s.getsockname()[1], flush=True); c, _ = s.accept(); " \
+    "c.sendall(c.recv(100)); c.close()"
+
+
+def test_spawn_expect_send_and_wait() -> None:
+    """The issue's example: a server, a client using its port, exit codes, before/after."""
+    with Plex() as plex:
+        server = plex.spawn("server", [PY, "-c", ECHO_PORT])
+        m = server.expect(r"port (\d+)", timeout=10)
+        client = plex.spawn("client", [PY, "-c",
+            "import socket, sys; s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); "
+            "s.sendall(b'ping'); print('got', s.recv(100).decode())", m[1]])
+        assert client.expect(r"got (\w+)")[1] == "ping"
+        assert client.before == ""
+        assert client.after == "got ping"
+        assert client.wait(timeout=10) == 0
+        assert server.wait(timeout=10) == 0
+
+
+def test_expect_with_a_list_returns_the_index_and_sentinels_work() -> None:
+    """Lists give indexes; TIMEOUT and EOF are usable as patterns."""
+    with Plex() as plex:
+        cat = plex.spawn("cat", "cat")
+        cat.sendline("two")
+        assert cat.expect(["one", "two"]) == 1
+        assert cat.expect(["never", TIMEOUT], timeout=0.1) == 1
+        cat.sendline("rest")
+        cat.close_stdin()
+        assert cat.expect(["never", EOF]) == 1
+        assert cat.before == "\nrest\n"  # the newline after "two", then the rest
+
+
+def test_a_timeout_carries_the_evidence() -> None:
+    """ExpectTimeout is a TimeoutError and says who, what, how long, and recent output."""
+    with Plex() as plex:
+        cat = plex.spawn("cat", "cat")
+        cat.sendline("something else")
+        cat.expect("something")
+        with pytest.raises(TimeoutError) as info:
+            cat.expect("^ready$", timeout=0.2)
+    error = info.value
+    assert isinstance(error, ExpectTimeout)
+    assert "'^ready$' did not appear in the output of cat within 0.2 s" in str(error)
+    assert "something else" in str(error)
+
+
+def test_an_exit_fails_an_expectation_at_once() -> None:
+    """A member that exits while waited on raises UnexpectedExit with its code."""
+    with Plex() as plex:
+        quitter = plex.spawn("quitter", "sh -c 'echo bye; exit 3'")
+        with pytest.raises(UnexpectedExit) as info:
+            quitter.expect("never", timeout=60)
+    assert info.value.returncode == 3
+    assert "quitter exited with code 3" in str(info.value)
+
+
+def test_expect_any_returns_the_first_member_to_match() -> None:
+    """expect_any waits on several members at once (what pexpect cannot do)."""
+    with Plex() as plex:
+        a = plex.spawn("a", "cat")
+        plex.spawn("b", "cat")
+        a.sendline("done here")
+        member, match = plex.expect_any({"a": "done", "b": "error"})
+        assert member.name == "a"
+        assert match is not None and match[0] == "done"
+
+
+def test_signals_and_control_characters() -> None:
+    """signal() reaches the member; a full terminal turns ^C into SIGINT."""
+    handler = ("import signal, sys\n"
+               "signal.signal(signal.SIGUSR1, lambda *a: print('usr1', flush=True))\n"
+               "signal.signal(signal.SIGINT, lambda *a: sys.exit(7))\n"
+               "print('ready', flush=True)\nwhile True: signal.pause()")
+    with Plex() as plex:
+        m = plex.spawn("m", [PY, "-c", handler], pty=True)
+        m.expect("ready")
+        m.signal("USR1")
+        m.expect("usr1")
+        m.sendcontrol("c")
+        assert m.wait() == 7
+
+
+def test_nothing_outlives_the_with_block() -> None:
+    """Leaving the block stops every member, even one that ignores SIGTERM."""
+    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('up', flush=True); signal.pause()")
+    with Plex(grace=0.3) as plex:
+        stubborn = plex.spawn("stubborn", [PY, "-c", code])
+        stubborn.expect("up")
+        pid = stubborn.pid
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_bad_spawns_raise_clear_errors() -> None:
+    """A missing program or a bad name raise PipeplexError subclasses."""
+    with Plex() as plex:
+        with pytest.raises(pipeplex.CastError, match="command not found: 'no-such-program'"):
+            plex.spawn("x", "no-such-program")
+        with pytest.raises(pipeplex.CastError, match="invalid member name"):
+            plex.spawn("../x", "cat")
+
+
+def test_load_and_run_steps(tmp_path: Path) -> None:
+    """A scenario file is usable from Python: load() starts it, run_steps() runs it."""
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[procs.c]\ncmd = "cat"\n[[step]]\nsend = "hi"\nto = "c"\n'
+                        '[[step]]\nexpect = "^hi$"\nin = "c"\n')
+    with Plex() as plex:
+        plex.load(scenario)
+        plex.run_steps()
+        assert "c" in plex.members
+    failing = tmp_path / "f.toml"
+    failing.write_text('[procs.c]\ncmd = "cat"\n[[step]]\nexpect = "never"\ntimeout = 0.1\n')
+    with Plex() as plex:
+        plex.load(failing)
+        with pytest.raises(pipeplex.StepFailed, match=r"not seen within 0\.1 s"):
+            plex.run_steps()
+
+
+def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:
+    """transcript() is the merged stream; transcript= also writes JSON Lines."""
+    path = tmp_path / "t.jsonl"
+    with Plex(transcript=path) as plex:
+        cat = plex.spawn("cat", "cat")
+        cat.sendline("hello")
+        cat.expect("hello")
+        assert "cat | hello" in plex.transcript()
+    assert '"d": "hello\\n"' in path.read_text()
+
+
+def test_async_plex_drives_many_members_concurrently() -> None:
+    """The async API: ten members, each in its own task, expectations at once."""
+
+    async def main() -> list[str]:
+        async with AsyncPlex() as plex:
+            members = [await plex.spawn(f"c{i}", "cat") for i in range(10)]
+
+            async def talk(member: pipeplex.AsyncMember) -> str:
+                for n in range(20):
+                    member.sendline(f"{member.name} {n}")
+                    await member.expect(f"^{member.name} {n}$")
+                return member.name
+
+            return await asyncio.gather(*(talk(m) for m in members))
+
+    assert asyncio.run(main()) == [f"c{i}" for i in range(10)]
+
+
+def test_repr_shows_state() -> None:
+    """A member's repr names it and shows its pid and state."""
+    with Plex() as plex:
+        cat = plex.spawn("cat", "cat")
+        assert re.fullmatch(r"<Member 'cat' pid=\d+ running>", repr(cat))
