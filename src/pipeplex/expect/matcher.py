@@ -48,7 +48,8 @@ class Matcher:
         self._recent = recent
         self._buffers: dict[tuple[str, str | None], OutputBuffer] = {}
         self._exits: dict[str, int] = {}
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        """Per member, the expectations waiting on it: only they wake for its output."""
         bus.subscribe(self)
 
     def buffer(self, name: str, stream: str | None = None) -> OutputBuffer:
@@ -68,7 +69,7 @@ class Matcher:
             self._exits.pop(event.name, None)
         else:
             return
-        for waiter in self._waiters:
+        for waiter in self._waiters.get(event.name, ()):
             _wake(waiter)
 
     async def expect(
@@ -138,12 +139,14 @@ class Matcher:
             # timer, no task, as this sits on every round trip.
             wakeup: asyncio.Future[None] = loop.create_future()
             timer = loop.call_later(remaining, _wake, wakeup)
-            self._waiters.add(wakeup)
+            for name in names:
+                self._waiters.setdefault(name, set()).add(wakeup)
             try:
                 await wakeup
             finally:
                 timer.cancel()
-                self._waiters.discard(wakeup)
+                for name in names:
+                    self._waiters[name].discard(wakeup)
 
     def _exited(
         self, name: str, patterns: Sequence[Pattern], waited: float, stream: str | None
