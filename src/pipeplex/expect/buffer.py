@@ -85,8 +85,9 @@ class OutputBuffer:
         """1 when ``_text[0]`` is a context character, else 0."""
         self._scan_from = 0
         """Where the next search starts in the window."""
-        self._fresh: list[str] = []
-        """Text fed since the last search, joined into the window when searching."""
+        self._fresh: list[tuple[str, bytes]] = []
+        """Bytes fed since the last search, decoded into the window only when searching:
+        feeding costs nothing while no expectation looks at this buffer."""
         self._fresh_size = 0
         self._aside: list[str] = []
         """Searched, unmatched text before the window, oldest first (for ``before``)."""
@@ -97,30 +98,18 @@ class OutputBuffer:
         """Characters of unmatched output dropped to keep memory bounded."""
 
     def __len__(self) -> int:
-        return self._aside_size + len(self._text) - self._ctx + self._fresh_size
+        self._absorb()
+        return self._aside_size + len(self._text) - self._ctx
 
     @property
     def text(self) -> str:
         """What is after the cursor (less what was dropped beyond MAX_BEFORE)."""
-        return "".join(self._aside) + self._text[self._ctx :] + "".join(self._fresh)
+        self._absorb()
+        return "".join(self._aside) + self._text[self._ctx :]
 
     def feed(self, data: bytes, stream: str = "stdout") -> None:
-        decoder = self._decoders.get(stream)
-        if decoder is None:
-            decoder = self._decoders[stream] = codecs.getincrementaldecoder("utf-8")("replace")
-        text = decoder.decode(data)
-        # "\r\n" ends a line like "\n"; a "\r" at the end of a chunk may be the first half.
-        if self._pending_cr.pop(stream, False):
-            text = "\r" + text
-        if text.endswith("\r"):
-            self._pending_cr[stream] = True
-            text = text[:-1]
-        if "\r\n" in text:
-            text = text.replace("\r\n", "\n")
-        if not text:
-            return
-        self._fresh.append(text)
-        self._fresh_size += len(text)
+        self._fresh.append((stream, data))
+        self._fresh_size += len(data)
         if self._fresh_size > MAX_BEFORE:
             # Nobody is searching: keep the newest MAX_BEFORE characters.
             self._absorb()
@@ -134,9 +123,24 @@ class OutputBuffer:
                 self._ctx = 1
                 self._scan_from = max(1, self._scan_from - excess)
 
+    def _decode(self, data: bytes, stream: str) -> str:
+        decoder = self._decoders.get(stream)
+        if decoder is None:
+            decoder = self._decoders[stream] = codecs.getincrementaldecoder("utf-8")("replace")
+        text = decoder.decode(data)
+        # "\r\n" ends a line like "\n"; a "\r" at the end of a chunk may be the first half.
+        if self._pending_cr.pop(stream, False):
+            text = "\r" + text
+        if text.endswith("\r"):
+            self._pending_cr[stream] = True
+            text = text[:-1]
+        if "\r\n" in text:
+            text = text.replace("\r\n", "\n")
+        return text
+
     def _absorb(self) -> None:
         if self._fresh:
-            self._text += "".join(self._fresh)
+            self._text += "".join(self._decode(data, stream) for stream, data in self._fresh)
             self._fresh.clear()
             self._fresh_size = 0
 
