@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,16 @@ lint: $(VENV)/.installed-test
 	$(BIN)/python -m mypy
 	$(BIN)/ruff check src tests bench
 
+# Benchmarks side by side with the peers (installed into the ignored bench/.peers):
+# `make bench` writes docs/benchmarks.md and .png (about 8 minutes); `make bench-quick`
+# is a one-minute smoke test that writes bench/results/ instead.
 bench: $(VENV)/.installed
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/peers.py
+	$(BIN)/python bench/run_all.py
+
+bench-quick: $(VENV)/.installed
+	$(BIN)/python bench/peers.py
+	$(BIN)/python bench/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) build dist

@@ -12,6 +12,15 @@ By default each ``os.write`` carries a whole number of lines (819 lines, 65,520 
 block-buffered stdout does. The lines are produced 1000 at a time from a template, so
 the writer itself costs little CPU next to whoever reads it.
 
+Two options serve the side-by-side runs with other tools:
+
+- ``--cpu-report PATH`` writes the writer's own user+system CPU seconds to PATH when it
+  is done, so that a tool's CPU can be told apart from its members' (the tool's whole
+  process tree minus the writers);
+- ``--barrier DIR --barrier-n N``: once done writing, the writer creates ``DIR/ID`` and
+  waits (polling every 5 ms) until N writers have done so, then exits. Tools that stop
+  every member as soon as one exits (honcho) then stop none before all have written.
+
 Standard library only; run by whichever Python runs the benchmark.
 """
 
@@ -19,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,16 +73,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bytes", type=int, required=True, help="bytes to write (whole lines)")
     parser.add_argument("--chunk", type=int, default=WHOLE_LINES_CHUNK,
                         help=f"bytes per os.write (default {WHOLE_LINES_CHUNK}: 819 whole lines)")
+    parser.add_argument("--cpu-report", metavar="PATH",
+                        help="write this writer's own CPU seconds here when done")
+    parser.add_argument("--barrier", metavar="DIR",
+                        help="when done, wait until --barrier-n writers are done (files in DIR)")
+    parser.add_argument("--barrier-n", type=int, default=0, metavar="N")
     args = parser.parse_args(argv)
     if " " in args.id or not args.id:
         parser.error("--id must be a non-empty word")
     if args.chunk <= 0:
         parser.error("--chunk must be positive")
+    if args.barrier_n and not args.barrier:
+        parser.error("--barrier-n needs --barrier")
+    status = 0
     try:
         run(args.id, args.bytes, args.chunk)
     except BrokenPipeError:
-        return 1
-    return 0
+        status = 1
+    if args.barrier:
+        wait_at_barrier(args.barrier, args.id, args.barrier_n)
+    if args.cpu_report:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        with open(args.cpu_report, "w") as f:
+            f.write(f"{usage.ru_utime + usage.ru_stime:.6f}\n")
+    return status
+
+
+def wait_at_barrier(folder: str, writer_id: str, count: int) -> None:
+    """Mark this writer done in ``folder``; return once ``count`` writers are."""
+    with open(os.path.join(folder, writer_id), "w"):
+        pass
+    while len(os.listdir(folder)) < count:
+        time.sleep(0.005)
 
 
 if __name__ == "__main__":
