@@ -237,8 +237,11 @@ class Engine:
             return 128 + self.interrupted_by
         return 0
 
-    def _fail(self, name: str, status: int, reason: str) -> None:
+    def record_failure(self, name: str, status: int, reason: str) -> None:
+        """Count a failure toward the exit status (the first one decides it)."""
         self.failures.append(Failure(name, status, reason))
+
+    _fail = record_failure
 
     async def _first(self, *futures: asyncio.Future[Any], within: float | None = None) -> None:
         """Wait until one of ``futures`` is done, or ``within`` seconds have passed."""

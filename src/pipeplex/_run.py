@@ -1,7 +1,10 @@
-"""Run a cast in the foreground: the terminal stream, the run folder and its pipes, signals.
+"""Run a cast in the foreground: the terminal stream, the run folder and its pipes, the
+control socket, the console, signals.
 
 This is what ``pipeplex run`` does; it wires the engine to the outside world and leaves
-the decisions to the engine.
+the decisions to the engine. The control socket and the console are tasks of one
+TaskGroup beside the engine; an error in either reaches the engine through
+:meth:`Engine.crash`, and both are cancelled when the run ends.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import functools
 import os
 import resource
 import signal
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +23,15 @@ from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import Note
 from .cast.spec import CastSpec
+from .expect import Matcher
 from .inputs import FifoChannel, RunDir, default_run_dir
+from .inputs.console import Console, ConsoleMode, Level, console_mode
+from .inputs.control import MAX_CONNECTIONS, ControlServer
 from .inputs.router import ALL, Router
 from .output import ColorMode, Renderer, TerminalSink, Writer, use_color
 from .participants import Guardian
+from .report.transcript import LogDirSink, TranscriptSink
+from .scenario import Scenario, run_steps
 
 __all__ = ("RunOptions", "run_cast")
 
@@ -37,6 +47,13 @@ class RunOptions:
     timestamps: bool = False
     grace: float = DEFAULT_GRACE
     output_fd: int = 1
+    stdin_fd: int = 0
+    console: bool = True
+    """Read the console from ``stdin_fd`` when it is usable (a terminal, a pipe, a file)."""
+    scenario: Scenario | None = None
+    """Steps to run once the cast is up; the cast then goes on until it ends."""
+    transcript: Path | None = None
+    log_dir: Path | None = None
 
 
 def _columns(fd: int, prefix: int) -> int:
@@ -80,9 +97,11 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     )
     writer = Writer(options.output_fd, bus, on_broken=engine.request_stop)
     bus.subscribe(TerminalSink(renderer, writer))
-    _install_signal_handlers(loop, engine)
+    records = _records(options, bus)
+    on_signal = _install_signal_handlers(loop, engine)
     fifos: list[FifoChannel] = []
     run_dir: RunDir | None = None
+    control: ControlServer | None = None
     try:
         run_dir = RunDir.open(options.run_dir or default_run_dir())
         if run_dir.stale_pid is not None:
@@ -93,24 +112,117 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             fifos.append(FifoChannel(run_dir, f"{name}.in", deliver, bus, on_crash=engine.crash))
         for fifo in fifos:
             fifo.open()
+        control = ControlServer(engine, run_dir)
         bus.publish(Note(f"run folder {run_dir.path}: write a line to NAME.in (or all.in) "
-                         "to send it to a member"))
-        return await engine.run()
+                         "to send it to a member, or use pipeplex send NAME TEXT"))
+        mode = console_mode(options.stdin_fd, options.output_fd) if options.console else None
+        console = None
+        if mode is not None:
+
+            def reply(text: str, level: Level) -> None:
+                writer.write(renderer.render_note(text, None, level, time.time()))
+
+            console = Console(engine, reply, interrupt=lambda: on_signal(signal.SIGINT))
+            if mode == "prompt":
+                reply("console: type NAME: text to send a line, :help for more", "info")
+        return await _run_with_inputs(engine, control, console, mode, options, writer)
     finally:
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
         for fifo in fifos:
             fifo.close()
+        if control is not None:
+            control.close()
         if run_dir is not None:
             run_dir.close()
         guardian.close()
+        for sink in records:
+            sink.close()
         await writer.drain()
         writer.close()
 
 
+async def _run_with_inputs(
+    engine: Engine,
+    control: ControlServer,
+    console: Console | None,
+    mode: ConsoleMode | None,
+    options: RunOptions,
+    writer: Writer,
+) -> int:
+    """Run the engine with the control socket and the console beside it."""
+    failure: Exception | None = None
+    status = 0
+    async with asyncio.TaskGroup() as tg:
+        inputs = [tg.create_task(_reporting(control.serve(), engine), name="control socket")]
+        if options.scenario is not None and options.scenario.steps:
+            steps = _steps(options.scenario, engine, Matcher(engine.bus,
+                                                             recent=engine.recent.describe))
+            inputs.append(tg.create_task(_reporting(steps, engine), name="steps"))
+        if console is not None and mode is not None:
+            work = console.run(mode, stdin_fd=options.stdin_fd, writer=writer)
+            inputs.append(tg.create_task(_reporting(work, engine), name="console"))
+        try:
+            status = await engine.run()
+            await control.finish(status)
+        except Exception as exc:
+            failure = exc  # raised below, not wrapped in the TaskGroup's own group
+        finally:
+            if console is not None:
+                console.end()
+            for task in inputs:
+                task.cancel()
+    if failure is not None:
+        raise failure
+    return status
+
+
+def _records(options: RunOptions, bus: Bus) -> list[TranscriptSink | LogDirSink]:
+    sinks: list[TranscriptSink | LogDirSink] = []
+    if options.transcript is not None:
+        sinks.append(TranscriptSink(options.transcript, bus))
+    if options.log_dir is not None:
+        sinks.append(LogDirSink(options.log_dir))
+    for sink in sinks:
+        bus.subscribe(sink)
+    return sinks
+
+
+async def _steps(scenario: Scenario, engine: Engine, matcher: Matcher) -> None:
+    """Run the scenario's steps once the cast is up; a failure stops the cast (status 1).
+
+    The matcher is made by the caller, before any member starts, so it sees all output.
+    """
+    if not await engine.wait_up():
+        return
+    engine.hold()  # a later step may start a member: do not end while steps run
+    try:
+        results = await run_steps(scenario, engine, matcher, interactive=True)
+    finally:
+        engine.release()
+    failed = next((r.error for r in results if r.error is not None), None)
+    if failed is not None:
+        engine.bus.publish(Note(f"step failed: {failed}", level="error"))
+        engine.record_failure(failed.member or "steps", 1, str(failed))
+        engine.request_stop("stopping the cast")
+    else:
+        engine.bus.publish(Note(f"{len(results)} steps done; the cast goes on"))
+
+
+async def _reporting(work: Awaitable[None], engine: Engine) -> None:
+    """Run ``work``; an error in it ends the run through the engine."""
+    try:
+        await work
+    except Exception as exc:
+        engine.crash(exc)
+
+
 def _raise_fd_limit(members: int) -> None:
-    """Each member costs about six descriptors; lift the soft limit when a cast needs it."""
-    needed = 64 + 8 * members
+    """Lift the soft limit on descriptors when a cast needs it.
+
+    Each member costs about six, each control connection one.
+    """
+    needed = 64 + 8 * members + MAX_CONNECTIONS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
@@ -121,7 +233,11 @@ def _send(router: Router, target: str, data: bytes) -> None:
     router.send(target, data)
 
 
-def _install_signal_handlers(loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+def _install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, engine: Engine
+) -> Callable[[signal.Signals], None]:
+    """Stop the cast on SIGINT, SIGTERM, SIGHUP; returns the handler (the console's Ctrl-C)."""
+
     def on_signal(sig: signal.Signals) -> None:
         if engine.stopping:
             if sig == signal.SIGINT:
@@ -132,4 +248,5 @@ def _install_signal_handlers(loop: asyncio.AbstractEventLoop, engine: Engine) ->
 
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
+    return on_signal
 

@@ -1,33 +1,51 @@
 """The ``pipeplex`` command: parse arguments, call the library, map errors to exit codes.
 
-Exit codes: 0 success; the status of the first member that failed on its own (128+N for
-a signal); 2 for a usage or configuration error (nothing was started); 130 / 143 when
-stopped by Ctrl-C / SIGTERM.
+Exit codes of ``pipeplex run``: 0 success; the status of the first member that failed on
+its own (128+N for a signal); 2 for a usage or configuration error (nothing was started);
+130 / 143 when stopped by Ctrl-C / SIGTERM.
+
+Exit codes of the clients of a running cast (``send``, ``status``, ``signal``, ``restart``,
+``stop``, ``attach``): 0 success; 1 the run refused or could not carry out the request
+(an unknown member, one that is not running, an attach client dropped for being slow);
+2 a usage error; 4 no run to talk to at that folder (none, or a stale one); 130 when an
+``attach`` is ended with Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
 from ._engine import DEFAULT_GRACE
 from ._run import RunOptions, run_cast
-from ._signals import clean_inherited_signals
-from .cast import CastSpec, load_cast, parse_proc_option
+from ._signals import clean_inherited_signals, parse_signal
+from .cast import CastSpec, parse_proc_option
 from .cast.load import check_commands, validate_cast
 from .cast.spec import OnExit, ProcSpec, PtyMode
-from .errors import PipeplexError
+from .control_client import ControlClient, decode_event, format_status
+from .errors import NoRun, PipeplexError, RequestFailed
+from .inputs import default_run_dir
+from .output import Renderer, use_color
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 __all__ = ("main",)
 
+REQUEST_FAILED = 1
 USAGE_ERROR = 2
+NO_RUN = 4
+INTERRUPTED = 130
 PTY_CHOICES: dict[str, PtyMode] = {"stdout": "stdout", "true": "full", "false": "pipes"}
 
 
@@ -36,7 +54,25 @@ def _fail(message: str) -> NoReturn:
     sys.exit(USAGE_ERROR)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Loads the test-mode commands only when they are used: the client commands
+    (send, status, ...) stay quick to start."""
+
+    LAZY = ("test", "replay")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            from . import _test_command
+
+            command: click.Command = getattr(_test_command, name)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pipeplex")
 def cli() -> None:
     """Run several cooperating programs as one: merged output, live input, scripts."""
@@ -71,6 +107,12 @@ def _color_option(f: Any) -> Any:
 @click.option("--pty", type=click.Choice(list(PTY_CHOICES)),
               help="Default terminal mode for members that do not set pty: stdout (stdout on "
                    "a pseudo-terminal; the default), true (a full terminal) or false (pipes).")
+@click.option("--no-console", is_flag=True,
+              help="Do not read commands and lines for members from standard input.")
+@click.option("--transcript", type=click.Path(dir_okay=False, path_type=Path),
+              help="Record every event as JSON Lines (see pipeplex replay).")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write one plain log per member into this folder.")
 def run(
     cast_file: Path | None,
     procs: Sequence[str],
@@ -81,15 +123,20 @@ def run(
     on_exit: str | None,
     grace: float,
     pty: str | None,
+    no_console: bool,
+    transcript: Path | None,
+    log_dir: Path | None,
 ) -> None:
     """Run a cast: members from CAST_FILE (TOML) and from -p options.
 
-    Output comes back as one stream, each line under its member's name. Write a line to
-    RUN_DIR/NAME.in to send it to NAME's stdin, or to RUN_DIR/all.in for everyone.
+    Output comes back as one stream, each line under its member's name. Type NAME: TEXT
+    (on a terminal, or through a pipe into pipeplex) to send TEXT to NAME, :help for the
+    console's commands. From elsewhere: pipeplex send NAME TEXT, or write a line to
+    RUN_DIR/NAME.in (RUN_DIR/all.in for everyone).
     """
     defaults: dict[str, Any] = {"pty": PTY_CHOICES[pty]} if pty else {}
     try:
-        cast = _build_cast(cast_file, procs, defaults, on_exit)
+        cast, scenario = _build_cast(cast_file, procs, defaults, on_exit)
     except PipeplexError as exc:
         _fail(str(exc))
     options = RunOptions(
@@ -97,16 +144,25 @@ def run(
         color="never" if no_color else color,  # type: ignore[arg-type]
         timestamps=timestamps,
         grace=grace,
+        console=not no_console,
+        scenario=scenario,
+        transcript=transcript,
+        log_dir=log_dir,
     )
     sys.exit(_run(cast, options))
 
 
 def _build_cast(
     cast_file: Path | None, procs: Sequence[str], defaults: dict[str, Any], on_exit: str | None
-) -> CastSpec:
+) -> tuple[CastSpec, Scenario | None]:
+    """The cast to run, and the scenario when the file has steps."""
     members: list[ProcSpec] = []
+    scenario = None
     if cast_file is not None:
-        members.extend(load_cast(cast_file, **defaults).procs)
+        from .scenario import load_scenario
+
+        scenario = load_scenario(cast_file, **defaults)
+        members.extend(scenario.cast.procs)
     members.extend(parse_proc_option(option, **defaults) for option in procs)
     if not members:
         raise click.UsageError("nothing to run: give a cast file or -p NAME=COMMAND")
@@ -116,7 +172,11 @@ def _build_cast(
         members = [replace(m, on_exit=_on_exit(on_exit)) for m in members]
     cast = validate_cast(CastSpec(tuple(members), path=str(cast_file) if cast_file else None))
     check_commands(cast)
-    return cast
+    if scenario is not None:
+        from dataclasses import replace as replace_field
+
+        scenario = replace_field(scenario, cast=cast)
+    return cast, scenario
 
 
 def _on_exit(value: str) -> OnExit:
@@ -149,6 +209,157 @@ def demo(color: str, no_color: bool, timestamps: bool) -> None:
         )
         status = _run(demo_cast(), options)
     sys.exit(status)
+
+
+# Clients of a running cast ------------------------------------------------------------
+
+
+def _run_dir_option(f: Any) -> Any:
+    return click.option(
+        "--run-dir", type=click.Path(file_okay=False, path_type=Path),
+        help="The run folder of the cast (default: that of a run started in this folder).",
+    )(f)
+
+
+@contextlib.contextmanager
+def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[ControlClient]:
+    """A connection to the run; its errors become messages and exit codes."""
+    folder = run_dir or default_run_dir()
+    try:
+        with ControlClient(folder, timeout=timeout) as client:
+            yield client
+    except NoRun as exc:
+        click.echo(f"pipeplex: error: {exc}", err=True)
+        sys.exit(NO_RUN)
+    except RequestFailed as exc:
+        click.echo(f"pipeplex: error: {exc}", err=True)
+        sys.exit(USAGE_ERROR if exc.code in ("bad_request", "bad_signal") else REQUEST_FAILED)
+    except TimeoutError:
+        click.echo(f"pipeplex: error: the run at {folder} did not answer within {timeout} s",
+                   err=True)
+        sys.exit(REQUEST_FAILED)
+    except OSError as exc:
+        click.echo(f"pipeplex: error: lost the connection to the run at {folder}: "
+                   f"{exc.strerror or exc}", err=True)
+        sys.exit(REQUEST_FAILED)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("text", nargs=-1)
+@click.option("-n", "--no-newline", is_flag=True, help="Do not end the text with a newline.")
+@click.option("--eof", is_flag=True,
+              help="Then close NAME's stdin (without TEXT: only close it).")
+@_run_dir_option
+def send(name: str, text: Sequence[str], no_newline: bool, eof: bool,
+         run_dir: Path | None) -> None:
+    """Send TEXT (words joined by spaces, then a newline) to member NAME of a running cast.
+
+    NAME 'all' sends to every member. Put -- before text that starts with a dash.
+    """
+    data = " ".join(text) if text or eof else ""
+    if (text or not eof) and not no_newline:
+        data += "\n"
+    with _talking(run_dir) as client:
+        client.request("send", name=name, data=data, eof=eof or None)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@_run_dir_option
+def status(as_json: bool, run_dir: Path | None) -> None:
+    """Show the members of a running cast: pid, state, uptime, restarts, last exit code."""
+    with _talking(run_dir) as client:
+        answer = client.request("status")
+    if as_json:
+        answer.pop("ok", None)
+        click.echo(json.dumps(answer, indent=2))
+    else:
+        click.echo(format_status(answer["members"]))
+
+
+@cli.command("signal")
+@click.argument("name")
+@click.argument("signal_", metavar="SIGNAL")
+@_run_dir_option
+def signal_command(name: str, signal_: str, run_dir: Path | None) -> None:
+    """Send SIGNAL (TERM, INT, HUP, USR1, ... or a number) to member NAME's process group."""
+    try:
+        number = parse_signal(signal_)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SIGNAL") from None
+    with _talking(run_dir) as client:
+        client.request("signal", name=name, signal=number)
+
+
+@cli.command()
+@click.argument("name")
+@_run_dir_option
+def restart(name: str, run_dir: Path | None) -> None:
+    """Stop member NAME (stdin closed, SIGTERM, then SIGKILL) and start it again."""
+    with _talking(run_dir, timeout=None) as client:
+        answer = client.request("restart", name=name)
+    click.echo(f"{name} restarted (pid {answer.get('pid')})")
+
+
+@cli.command()
+@click.option("--no-wait", is_flag=True, help="Return at once instead of when the run ended.")
+@_run_dir_option
+def stop(no_wait: bool, run_dir: Path | None) -> None:
+    """Stop the whole cast gracefully, like Ctrl-C in its terminal; wait until it ended."""
+    with _talking(run_dir, timeout=None) as client:
+        client.request("stop")
+        if not no_wait:
+            client.wait_closed()
+
+
+@cli.command()
+@click.option("--name", help="Follow only this member (and notes about the whole run).")
+@_color_option
+@click.option("--timestamps", is_flag=True, help="Show the time of each line.")
+@_run_dir_option
+def attach(name: str | None, color: str, no_color: bool, timestamps: bool,
+           run_dir: Path | None) -> None:
+    """Show the merged output of a running cast from now on, until it ends or Ctrl-C."""
+    out = sys.stdout.buffer
+    isatty = out.isatty()
+    try:
+        with _talking(run_dir, timeout=None) as client:
+            answer = client.request("attach", name=name)
+            members = answer.get("members", [])
+            renderer = Renderer(
+                [m["name"] for m in members],
+                color=use_color("never" if no_color else color, isatty),  # type: ignore[arg-type]
+                timestamps=timestamps,
+                sanitize=isatty,
+                crlf_names=[m["name"] for m in members if m.get("pty") == "full"],
+            )
+            click.echo(f"pipeplex: attached to the run at {client.run_dir} (Ctrl-C to detach)",
+                       err=True)
+            for message in client.events():
+                event = decode_event(message)
+                if event is not None:
+                    out.write(renderer.render(event))
+                    if not client.has_message():
+                        out.flush()
+                elif message.get("event") == "dropped":
+                    out.flush()
+                    click.echo(f"pipeplex: error: the run dropped this client: "
+                               f"{message.get('reason')}", err=True)
+                    sys.exit(REQUEST_FAILED)
+                elif message.get("event") == "end":
+                    out.flush()
+                    return
+        click.echo("pipeplex: error: the connection to the run ended without its end "
+                   "(was it killed?)", err=True)
+        sys.exit(REQUEST_FAILED)
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED)
+    except BrokenPipeError:
+        # Our reader left (attach | head): end quietly; point stdout at /dev/null so the
+        # flush at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 def main() -> None:

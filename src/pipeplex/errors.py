@@ -106,3 +106,32 @@ class UnexpectedExit(PipeplexError):
             f"{name} {describe_returncode(returncode)} after {waited:.1f} s while waiting for "
             f"{_show_patterns(self.patterns)}\n{recent}"
         )
+
+
+class ControlError(PipeplexError):
+    """Talking to a running cast through its control socket went wrong."""
+
+
+class NoRun(ControlError):
+    """Nothing answers at a run folder: no run there, or one that ended without cleaning up.
+
+    ``stale`` is true when a run left its files behind (it was killed).
+    """
+
+    def __init__(self, message: str, *, run_dir: str, stale: bool = False) -> None:
+        self.run_dir = run_dir
+        self.stale = stale
+        super().__init__(message)
+
+
+class RequestFailed(ControlError):
+    """The run answered a control request with an error.
+
+    ``code`` is the protocol's error code (``unknown_member``, ``not_running``, ...);
+    ``answer`` the whole answer, e.g. ``answer["members"]`` for an unknown member.
+    """
+
+    def __init__(self, code: str, message: str, answer: dict[str, object] | None = None) -> None:
+        self.code = code
+        self.answer = answer or {}
+        super().__init__(message)

@@ -1,11 +1,12 @@
 """The run folder: where a running cast can be reached from other terminals and scripts.
 
-It holds ``NAME.in`` (a FIFO per member), ``all.in`` (to everyone) and ``run.lock``
-(the pid of the run holding it). Everything here is private to the user: the folder is
-0700, the pipes 0600, and we refuse to use anything that someone else could have planted:
-a symlink, a folder owned by another user, or one that others may write to. All work inside
-the folder goes through a descriptor of the folder itself, so its path cannot be swapped
-under us between the check and the use.
+It holds ``NAME.in`` (a FIFO per member), ``all.in`` (to everyone), ``control.sock``
+(the control socket) and ``run.lock`` (the pid of the run holding it). Everything here is
+private to the user: the folder is 0700, the pipes and the socket 0600, and we refuse to
+use anything that someone else could have planted: a symlink, a folder owned by another
+user, or one that others may write to. All work inside the folder goes through a
+descriptor of the folder itself, so its path cannot be swapped under us between the check
+and the use.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ import fcntl
 import hashlib
 import os
 import re
+import socket
 import stat
 import tempfile
 from pathlib import Path
 
 from ..errors import RunDirError
 
-__all__ = ("LOCK_NAME", "RunDir", "default_run_dir")
+__all__ = ("LOCK_NAME", "SOCKET_NAME", "SUN_PATH_MAX", "RunDir", "default_run_dir")
 
 LOCK_NAME = "run.lock"
+SOCKET_NAME = "control.sock"
+SUN_PATH_MAX = 107
+"""Longest path a Unix socket address holds on Linux (``sun_path`` is 108 bytes with its NUL)."""
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -159,7 +164,7 @@ class RunDir:
 
     def _clean_stale(self) -> None:
         for entry in os.listdir(self.dir_fd):
-            if entry.endswith(".in") or entry == "control.sock":
+            if entry.endswith(".in") or entry == SOCKET_NAME:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry, dir_fd=self.dir_fd)
 
@@ -182,6 +187,50 @@ class RunDir:
         # mkfifo honours the umask; make the mode exactly 0600 whatever the umask was.
         os.fchmod(fd, 0o600)
         return fd
+
+    def listen_socket(self, name: str = SOCKET_NAME, *, backlog: int = 1024) -> socket.socket:
+        """Create, bind (0600) and listen on the Unix socket ``name``; removed by :meth:`close`.
+
+        The address goes through ``/proc/self/fd/<folder descriptor>``: it is short whatever
+        the folder's path, and it names the folder we checked, not whatever its path points
+        to now. Without ``/proc``, the plain path is used if it fits; never the abstract
+        namespace, which has no permissions.
+
+        Raises:
+            RunDirError: the socket cannot be created (path too long without /proc, ...).
+        """
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=self.dir_fd)
+        via_proc = f"/proc/self/fd/{self.dir_fd}"
+        if os.path.isdir(via_proc):
+            address = f"{via_proc}/{name}"
+        else:
+            address = str(self.path / name)
+            length = len(os.fsencode(address))
+            if length > SUN_PATH_MAX:
+                raise RunDirError(
+                    f"socket path too long ({length} > {SUN_PATH_MAX}): {address}, and /proc "
+                    "is not mounted to reach it another way; pass a shorter --run-dir"
+                )
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # bind() creates the file with the umask's mode: start private, then set it exactly.
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            raise RunDirError(f"cannot create {self.path / name}: {exc.strerror}") from None
+        finally:
+            os.umask(old_umask)
+        self._entries.add(name)
+        try:
+            os.chmod(name, 0o600, dir_fd=self.dir_fd)
+            sock.listen(backlog)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise RunDirError(f"cannot listen on {self.path / name}: {exc.strerror}") from None
+        return sock
 
     def close(self) -> None:
         """Remove what this run created; the folder too if we made it and it is empty."""

@@ -9,6 +9,10 @@ stdout is shared with the shell that started us, so we never set O_NONBLOCK on i
 pipe or a terminal we open a second, private file description of the same object through
 ``/proc/self/fd/1``; anything else (a regular file) gets plain blocking writes, which a
 file absorbs at once.
+
+While an interactive console shows its prompt on the same terminal, the writer is *held*:
+writes are kept (still counted against ``high_water``, so back-pressure works the same)
+and the console writes them out in short windows while its prompt is hidden.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class Writer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd, self._own_fd = self._private_fd(fd)
         self._drained: asyncio.Event | None = None
+        self._holding = False
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._on_held: Callable[[], None] = lambda: None
 
     @staticmethod
     def _private_fd(fd: int) -> tuple[int, bool]:
@@ -67,16 +75,60 @@ class Writer:
             return fd, False
         return own, True
 
+    @property
+    def pending(self) -> int:
+        """Bytes accepted but not yet written (held or buffered)."""
+        return self._buffered + self._held_bytes
+
     def write(self, data: bytes) -> None:
         if self._closed or not data:
+            return
+        if self._holding:
+            self._held.append(data)
+            self._held_bytes += len(data)
+            if self.pending > self._high:
+                self._bus.pause(self)
+            if len(self._held) == 1:
+                self._on_held()
             return
         if self._buffer:
             self._buffer.append(data)
             self._buffered += len(data)
-            if self._buffered > self._high:
+            if self.pending > self._high:
                 self._bus.pause(self)
             return
         self._write_now(data)
+
+    # Holding (an interactive prompt owns the terminal) ------------------------------
+
+    def hold(self, on_held: Callable[[], None]) -> None:
+        """Keep writes from now on; call ``on_held`` when the first one arrives."""
+        self._holding = True
+        self._on_held = on_held
+        if self._held:
+            on_held()
+
+    def flush_held(self) -> None:
+        """Write out what was held so far (then :meth:`drain` waits for it); keep holding."""
+        held, self._held = self._held, []
+        self._held_bytes = 0
+        if held and not self._closed:
+            if self._buffer:
+                self._append(held)
+            else:
+                self._write_now(b"".join(held))
+        if self.pending <= self._low:
+            self._bus.resume(self)
+
+    def release(self) -> None:
+        """Stop holding: write what was held, and write directly from now on."""
+        self._holding = False
+        self._on_held = lambda: None
+        self.flush_held()
+
+    def _append(self, chunks: list[bytes]) -> None:
+        self._buffer.extend(chunks)
+        self._buffered += sum(map(len, chunks))
 
     def _write_now(self, data: bytes) -> None:
         view = memoryview(data)
@@ -97,7 +149,7 @@ class Writer:
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()
             self._loop.add_writer(self._fd, self._flush_some)
-            if self._buffered > self._high:
+            if self.pending > self._high:
                 self._bus.pause(self)
 
     def _flush_some(self) -> None:
@@ -121,13 +173,15 @@ class Writer:
             self._loop.remove_writer(self._fd)
             if self._drained is not None:
                 self._drained.set()
-        if self._buffered <= self._low:
+        if self.pending <= self._low:
             self._bus.resume(self)
 
     def _broken(self) -> None:
         self._closed = True
         self._buffer.clear()
         self._buffered = 0
+        self._held.clear()
+        self._held_bytes = 0
         self._bus.resume(self)
         if self._drained is not None:
             self._drained.set()
@@ -141,6 +195,10 @@ class Writer:
             self._drained = None
 
     def close(self) -> None:
+        if self._held and not self._closed:
+            self._append(self._held)
+        self._held.clear()
+        self._held_bytes = 0
         if self._loop is not None and self._buffer:
             self._loop.remove_writer(self._fd)
         if self._buffer and not self._closed:

@@ -1,0 +1,336 @@
+"""A blocking client for a run's control socket: what ``pipeplex send``, ``status`` and
+the other client commands use.
+
+Plain sockets and :mod:`json`, no event loop, so a client command costs little more than
+starting Python. The protocol is described in ``docs/control-protocol.md``: one JSON
+object per line each way; every request gets one answer, ``{"ok": true, ...}`` or
+``{"ok": false, "error": CODE, "message": TEXT}``; ``attach`` then streams events.
+
+Example::
+
+    with ControlClient(run_dir) as client:
+        client.request("send", name="alice", data="hello\\n")
+        for record in client.request("status")["members"]:
+            print(record["name"], record["state"])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
+from .errors import NoRun, RequestFailed
+from .inputs.rundir import LOCK_NAME, SOCKET_NAME, SUN_PATH_MAX
+
+__all__ = ("MAX_REQUEST", "ControlClient", "decode_event", "encode_event", "format_status")
+
+MAX_REQUEST = 64 * 1024
+"""Longest request line the server reads (without its newline)."""
+CONNECT_TIMEOUT = 10.0
+ANSWER_TIMEOUT = 60.0
+
+
+class ControlClient:
+    """One connection to the control socket of the run at ``run_dir``.
+
+    Raises (from :meth:`connect`, which the context manager calls):
+        NoRun: no run at ``run_dir``, or a stale one.
+    """
+
+    def __init__(self, run_dir: Path | str, *, timeout: float | None = ANSWER_TIMEOUT) -> None:
+        self.run_dir = Path(run_dir).absolute()
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+        self._next_id = 0
+
+    def __repr__(self) -> str:
+        state = "connected" if self._sock is not None else "closed"
+        return f"<ControlClient {str(self.run_dir)!r} {state}>"
+
+    def __enter__(self) -> ControlClient:
+        self.connect()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        if self._sock is not None:
+            return
+        path = self.run_dir / SOCKET_NAME
+        address = str(path)
+        dir_fd: int | None = None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if len(os.fsencode(address)) > SUN_PATH_MAX:
+                # Too long for sockaddr_un: reach it through a descriptor of its folder.
+                dir_fd = os.open(self.run_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                address = f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}"
+            _connect(sock, address)
+        except BaseException as exc:
+            sock.close()
+            if isinstance(exc, OSError):
+                raise self._no_run(exc) from None
+            raise
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+        sock.settimeout(self.timeout)
+        self._sock = sock
+
+    def _no_run(self, exc: OSError) -> NoRun:
+        where = str(self.run_dir)
+        pid = _lock_pid(self.run_dir)
+        alive = pid is not None and _alive(pid)
+        if exc.errno == errno.ECONNREFUSED or (pid is not None and not alive):
+            who = f" (pid {pid})" if pid is not None else ""
+            return NoRun(
+                f"the pipeplex run at {where}{who} is gone: it ended without cleaning up its "
+                "files; the next 'pipeplex run' there cleans them up",
+                run_dir=where, stale=True,
+            )
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if alive:
+                return NoRun(f"the pipeplex run at {where} (pid {pid}) has no control socket "
+                             "yet; it may still be starting", run_dir=where)
+            return NoRun(f"no pipeplex run at {where} (start one with pipeplex run, or pass "
+                         "--run-dir)", run_dir=where)
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return NoRun(f"cannot reach the pipeplex run at {where}: permission denied "
+                         "(it belongs to another user)", run_dir=where)
+        if isinstance(exc, TimeoutError):
+            return NoRun(f"the pipeplex run at {where} does not accept connections (is it "
+                         "stopped, or overloaded?)", run_dir=where)
+        return NoRun(f"cannot reach the pipeplex run at {where}: {exc.strerror or exc}",
+                     run_dir=where)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    # Requests -----------------------------------------------------------------------
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its answer.
+
+        Raises:
+            RequestFailed: the run answered with an error, or closed the connection first.
+        """
+        self.send_request(op, **fields)
+        return self.read_answer()
+
+    def send_request(self, op: str, **fields: Any) -> None:
+        """Send a request without waiting for its answer (see :meth:`read_answer`)."""
+        self.connect()
+        assert self._sock is not None
+        message = {"op": op, **{k: v for k, v in fields.items() if v is not None}}
+        line = json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogateescape")
+        if len(line) > MAX_REQUEST:
+            raise RequestFailed("too_large", f"request of {len(line)} bytes exceeds "
+                                f"{MAX_REQUEST // 1024} KiB; send it in several lines")
+        self._sock.sendall(line + b"\n")
+
+    def read_answer(self) -> dict[str, Any]:
+        """The next answer on this connection.
+
+        Raises:
+            RequestFailed: an error answer, or the connection closed first.
+        """
+        answer = self.read_message()
+        if answer is None:
+            raise RequestFailed("closed", "the run closed the connection before answering "
+                                "(it may have ended)")
+        if not answer.get("ok"):
+            raise RequestFailed(str(answer.get("error", "failed")),
+                                str(answer.get("message", "the request failed")), answer)
+        return answer
+
+    def read_message(self) -> dict[str, Any] | None:
+        """The next JSON line from the run, or None at the end of the connection."""
+        assert self._sock is not None
+        while b"\n" not in self._buffer:
+            try:
+                data = self._sock.recv(256 * 1024)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                return None
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        message: dict[str, Any] = json.loads(line.decode("utf-8", "surrogateescape"))
+        return message
+
+    def has_message(self) -> bool:
+        """True when a whole message is already buffered (reading it will not wait)."""
+        return b"\n" in self._buffer
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Messages until the run closes the connection (after ``attach`` or ``stop``)."""
+        assert self._sock is not None
+        self._sock.settimeout(None)
+        while (message := self.read_message()) is not None:
+            yield message
+
+    def wait_closed(self) -> None:
+        """Wait until the run closes this connection (it does when the run ends)."""
+        for _ in self.events():
+            pass
+
+
+def _connect(sock: socket.socket, address: str) -> None:
+    """Connect, waiting (up to CONNECT_TIMEOUT) while the run's listen backlog is full.
+
+    A Unix socket's non-blocking connect fails with EAGAIN instead of waiting when the
+    backlog is full, and a blocking one could wait forever on a stopped run.
+    """
+    sock.setblocking(False)
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    pause = 0.002
+    while True:
+        try:
+            sock.connect(address)
+            return
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                raise TimeoutError(errno.ETIMEDOUT, "connect timed out") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
+def _lock_pid(run_dir: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        text = (run_dir / LOCK_NAME).read_text(encoding="ascii").strip()
+        return int(text) if text else None
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# Presenting status --------------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _exit_code(code: object) -> str:
+    if not isinstance(code, int):
+        return "-"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return str(code)
+
+
+def format_status(records: Iterable[Mapping[str, Any]]) -> str:
+    """A table of members: name, pid, state, uptime, restarts, last exit code."""
+    headers = ("NAME", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT")
+    rows = [
+        (
+            str(r["name"]),
+            str(r["pid"]) if r.get("pid") is not None else "-",
+            str(r.get("state", "?")),
+            _duration(r.get("uptime")),
+            str(r.get("restarts", 0)),
+            _exit_code(r["last_exit"] if "last_exit" in r else r.get("returncode")),
+        )
+        for r in records
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in (headers, *rows)]
+    return "\n".join(lines)
+
+
+# Events on the wire (attach) ----------------------------------------------------------
+#
+# Member output is bytes; JSON carries text. Bytes that are not UTF-8 travel as lone
+# surrogates U+DC80..U+DCFF (Python's "surrogateescape"), escaped as \udcXX by json.dumps,
+# so a Python client gets back exactly the bytes the member wrote.
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def encode_event(event: Event) -> dict[str, Any] | None:
+    """``event`` as a JSON-ready dict (``{"event": "output", ...}``); None if not sent."""
+    if isinstance(event, Output):
+        return {"event": "output", "name": event.name, "stream": event.stream,
+                "data": _text(event.data), "partial": event.partial, "t": event.t}
+    if isinstance(event, Note):
+        return {"event": "note", "name": event.name, "level": event.level, "text": event.text,
+                "t": event.t}
+    if isinstance(event, Started):
+        return {"event": "started", "name": event.name, "pid": event.pid,
+                "argv": list(event.argv), "t": event.t}
+    if isinstance(event, Exited):
+        return {"event": "exited", "name": event.name, "returncode": event.returncode,
+                "stopped": event.stopped, "runtime": event.runtime, "t": event.t}
+    if isinstance(event, Ready):
+        return {"event": "ready", "name": event.name, "variables": dict(event.variables),
+                "t": event.t}
+    if isinstance(event, Matched):
+        return {"event": "matched", "name": event.name, "pattern": event.pattern,
+                "text": event.text, "t": event.t}
+    if isinstance(event, InputSent):
+        return {"event": "input", "name": event.name, "data": _text(event.data),
+                "eof": event.eof, "t": event.t}
+    return None
+
+
+def decode_event(message: Mapping[str, Any]) -> Event | None:
+    """The event an ``attach`` message carries; None for other messages (``end``, ...)."""
+    kind = message.get("event")
+    t = float(message.get("t", 0.0))
+    name = message.get("name")
+    if kind == "output":
+        return Output(str(name), "stderr" if message.get("stream") == "stderr" else "stdout",
+                      str(message.get("data", "")).encode("utf-8", "surrogateescape"),
+                      bool(message.get("partial")), t=t)
+    if kind == "note":
+        level = message.get("level")
+        return Note(str(message.get("text", "")), None if name is None else str(name),
+                    level if level in ("info", "warning", "error") else "info", t=t)
+    if kind == "started":
+        return Started(str(name), int(message.get("pid", 0)),
+                       tuple(map(str, message.get("argv", ()))), t=t)
+    if kind == "exited":
+        return Exited(str(name), int(message.get("returncode", 0)),
+                      bool(message.get("stopped")), float(message.get("runtime", 0.0)), t=t)
+    if kind == "ready":
+        variables = message.get("variables") or {}
+        return Ready(str(name), tuple((str(k), str(v)) for k, v in variables.items()), t=t)
+    return None

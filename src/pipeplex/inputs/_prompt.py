@@ -1,0 +1,155 @@
+"""The interactive prompt of the console, on prompt_toolkit (imported only for a terminal).
+
+The merged output and the prompt share one terminal. While the prompt is up, the terminal
+writer is *held*: it keeps what the cast writes (back-pressure still applies past its
+high-water mark) and wakes :func:`_show_output`, which hides the prompt
+(``in_terminal``), writes everything held so far, waits until the terminal took it, and
+lets prompt_toolkit draw the prompt again below it. The output never goes through
+prompt_toolkit's ``StdoutProxy`` (unbounded, ``str`` only, a redraw every 0.2 s), and a
+burst of output costs one erase and one redraw, not one per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.application import in_terminal
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+
+from .console import COMMANDS
+from .router import ALL
+
+if TYPE_CHECKING:
+    from ..output import Writer
+    from .console import Console
+
+__all__ = ("run_prompt",)
+
+SIGNALS = ("TERM", "INT", "HUP", "KILL", "USR1", "USR2", "QUIT", "STOP", "CONT", "WINCH")
+_TAKES_MEMBER = {"to", "signal", "restart", "close"}
+
+
+async def run_prompt(console: Console, writer: Writer) -> None:
+    """Prompt for lines and carry them out until Ctrl-D (or cancellation)."""
+    session: PromptSession[str] = PromptSession(
+        history=_history(),
+        completer=MemberCompleter(console.members),
+        key_bindings=_key_bindings(console),
+        complete_while_typing=False,
+        enable_suspend=False,
+    )
+    wake = asyncio.Event()
+    writer.hold(wake.set)
+    # When the run ends the prompt is cancelled: erase it rather than leave "NAME> " behind.
+    console.on_end = lambda: setattr(session.app, "erase_when_done", True)
+    try:
+        # The terminal stays raw for the whole session, between prompts too: in cooked mode
+        # the tty itself would echo keys typed in that moment, behind prompt_toolkit's back.
+        with session.input.raw_mode():
+            await _prompt_loop(console, session, writer, wake)
+    finally:
+        writer.release()
+
+
+async def _prompt_loop(console: Console, session: PromptSession[str], writer: Writer,
+                       wake: asyncio.Event) -> None:
+    async with asyncio.TaskGroup() as tg:
+        display = tg.create_task(_show_output(writer, wake, session), name="console output")
+        try:
+            while True:
+                try:
+                    line = await session.prompt_async(
+                        lambda: f"{console.target}> ",
+                        # Our own SIGINT handler stays in place: Ctrl-C is a key binding here
+                        # (the terminal is raw), and SIGINT from elsewhere reaches it directly.
+                        handle_sigint=False,
+                        set_exception_handler=False,
+                    )
+                except EOFError:
+                    console.reply("console closed; the cast goes on (Ctrl-C or SIGTERM "
+                                  "stops it)", "info")
+                    return
+                console.handle_line(line)
+        finally:
+            display.cancel()
+
+
+async def _show_output(writer: Writer, wake: asyncio.Event, session: PromptSession[str]) -> None:
+    while True:
+        await wake.wait()
+        wake.clear()
+        # in_terminal hides the prompt, stops reading keys and puts the terminal in cooked
+        # mode; we go straight back to raw mode so keys typed meanwhile wait, unechoed, for
+        # the prompt that is drawn again afterwards.
+        async with in_terminal():
+            with session.input.raw_mode():
+                writer.flush_held()
+                await writer.drain()
+
+
+def _key_bindings(console: Console) -> KeyBindings:
+    bindings = KeyBindings()
+
+    @bindings.add("c-c", eager=True)
+    def _interrupt(event: KeyPressEvent) -> None:
+        # In raw mode Ctrl-C is a key, not SIGINT: do what SIGINT does, keep the prompt.
+        event.current_buffer.reset()
+        console.interrupt()
+
+    return bindings
+
+
+def _history() -> History:
+    """The console history in ``$XDG_STATE_HOME/pipeplex`` (memory only if unusable)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    folder = Path(state) / "pipeplex"
+    path = folder / "console-history"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        os.close(fd)
+    except OSError:
+        return InMemoryHistory()
+    return FileHistory(str(path))
+
+
+class MemberCompleter(Completer):
+    """Completes commands, member names (``NAME: `` at the start of a line) and signals."""
+
+    def __init__(self, members: Iterable[str]) -> None:
+        self.members = list(members)
+
+    def get_completions(self, document: Document,
+                        complete_event: CompleteEvent) -> Iterator[Completion]:
+        text = document.text_before_cursor
+        words = text.split(" ")
+        current = words[-1]
+        if len(words) == 1:
+            if text.startswith(":"):
+                yield from _starting(current, (f":{c}" for c in COMMANDS), suffix=" ")
+            else:
+                yield from _starting(current, [*self.members, ALL], suffix=": ")
+            return
+        command = words[0][1:] if words[0].startswith(":") else None
+        if command in _TAKES_MEMBER and len(words) == 2:
+            names = self.members if command == "restart" else [*self.members, ALL]
+            yield from _starting(current, names, suffix=" " if command == "signal" else "")
+        elif command == "signal" and len(words) == 3:
+            yield from _starting(current.upper(), SIGNALS, suffix="", replace=len(current))
+
+
+def _starting(prefix: str, candidates: Iterable[str], *, suffix: str,
+              replace: int | None = None) -> Iterator[Completion]:
+    for candidate in candidates:
+        if candidate.startswith(prefix):
+            yield Completion(candidate + suffix, start_position=-(replace or len(prefix)),
+                             display=candidate)

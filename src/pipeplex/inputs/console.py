@@ -1,0 +1,434 @@
+"""The console: pipeplex's own standard input as a way to talk to the cast.
+
+A line ``NAME: text`` goes to NAME (``all: text`` to everyone), a plain line to the
+current target, and lines starting with ``:`` are commands (``:to``, ``:list``, ``:help``,
+``:signal``, ``:restart``, ``:close``, ``:quit``). :func:`parse_line` turns one line into an
+action and knows nothing else; :class:`Console` carries actions out through the engine.
+
+Where the lines come from (see :func:`console_mode`):
+
+- ``"prompt"``: stdin and the output are the terminal we are in the foreground of: an
+  interactive prompt with editing, history and completion (prompt_toolkit, imported only
+  then), the merged output printed above it;
+- ``"lines"``: a pipe, a file, or a terminal whose output goes elsewhere: lines are read as
+  they come, without a prompt;
+- ``None``: nothing usable (``/dev/null``, closed, a terminal we are in the background of):
+  no console.
+
+Lines from a pipe or a file are read once every member that starts by itself is ready, so
+a script never races the cast's start. The end of the input (EOF, Ctrl-D) ends the console,
+never the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from .._signals import parse_signal, signal_name
+from ..control_client import format_status
+from ..errors import PipeplexError, UnknownMember
+from .router import ALL
+
+if TYPE_CHECKING:
+    from .._engine import Engine
+    from ..output import Writer
+
+__all__ = (
+    "COMMANDS",
+    "CloseInput",
+    "Console",
+    "ConsoleMode",
+    "Invalid",
+    "ListMembers",
+    "Quit",
+    "Restart",
+    "SendLine",
+    "SendSignal",
+    "SetTarget",
+    "ShowHelp",
+    "console_mode",
+    "parse_line",
+)
+
+ConsoleMode = Literal["prompt", "lines"]
+Level = Literal["info", "warning", "error"]
+Reply = Callable[[str, Level], None]
+
+READ_SIZE = 64 * 1024
+MAX_LINE = 1024 * 1024
+
+
+# Parsing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendLine:
+    """Send ``text`` (a newline is added) to ``target``, or to the current target if None."""
+
+    target: str | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetTarget:
+    """``:to NAME``: plain lines go to ``name`` from now on (None: say where they go)."""
+
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListMembers:
+    """``:list``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowHelp:
+    """``:help``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendSignal:
+    """``:signal NAME SIG``."""
+
+    name: str
+    signal: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """``:restart NAME``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseInput:
+    """``:close NAME``: EOF on its stdin."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    """``:quit``: stop the cast."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A line that cannot be carried out; ``message`` says why and what would work."""
+
+    message: str
+
+
+Action = SendLine | SetTarget | ListMembers | ShowHelp | SendSignal | Restart | CloseInput | Quit
+Parsed = Action | Invalid
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "to": ("[NAME]", "send plain lines to NAME (or 'all') from now on; alone, show where"),
+    "list": ("", "list the members with pid, state, uptime and restarts"),
+    "signal": ("NAME SIG", "send signal SIG (TERM, INT, HUP, USR1, or a number) to NAME"),
+    "restart": ("NAME", "stop NAME and start it again"),
+    "close": ("NAME", "close NAME's stdin (it reads EOF)"),
+    "quit": ("", "stop the cast"),
+    "help": ("", "show this help"),
+}
+
+_ADDRESSED = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63}):(?:[ \t]|$)(.*)", re.DOTALL)
+
+
+def _usage(command: str) -> str:
+    args = COMMANDS[command][0]
+    return f":{command}{' ' + args if args else ''}"
+
+
+def _unknown(name: str, members: Sequence[str]) -> Invalid:
+    return Invalid(str(UnknownMember(name, members)))
+
+
+def parse_line(line: str, members: Sequence[str]) -> Parsed:
+    """What the console line ``line`` (without its newline) asks for.
+
+    ``members`` are the names of the cast. ``NAME: text`` addresses NAME (or ``all``) when
+    the colon is followed by a space or ends the line; a word that is not a member there
+    is an error, so a mistyped name never sends the line elsewhere. A leading backslash
+    sends the rest as it is (``\\:x`` sends ``:x``, ``\\note: x`` sends ``note: x``).
+    """
+    if line.startswith("\\"):
+        return SendLine(None, line[1:])
+    if line.startswith(":"):
+        return _parse_command(line[1:].split(), members)
+    addressed = _ADDRESSED.fullmatch(line)
+    if addressed:
+        name, text = addressed[1], addressed[2]
+        if name != ALL and name not in members:
+            hint = " (start the line with \\ to send it as it is)"
+            return Invalid(_unknown(name, members).message + hint)
+        return SendLine(name, text)
+    return SendLine(None, line)
+
+
+def _parse_command(words: list[str], members: Sequence[str]) -> Parsed:
+    if not words:
+        return Invalid(f"a command follows the colon; {_command_list()}")
+    command, args = words[0], words[1:]
+    if command not in COMMANDS:
+        return Invalid(f"unknown command ':{command}'; {_command_list()}")
+    wanted = len(COMMANDS[command][0].split()) if "[" not in COMMANDS[command][0] else None
+    if wanted is not None and len(args) != wanted:
+        return Invalid(f"usage: {_usage(command)}")
+    if command == "to" and len(args) > 1:
+        return Invalid(f"usage: {_usage(command)}")
+    name = args[0] if args else None
+    if name is not None and name != ALL and name not in members:
+        return _unknown(name, members)
+    if command == "to":
+        return SetTarget(name)
+    if command == "list":
+        return ListMembers()
+    if command == "help":
+        return ShowHelp()
+    if command == "quit":
+        return Quit()
+    assert name is not None
+    if command == "signal":
+        try:
+            return SendSignal(name, parse_signal(args[1]))
+        except ValueError as exc:
+            return Invalid(str(exc))
+    if command == "restart":
+        if name == ALL:
+            return Invalid("restart one member at a time: :restart NAME")
+        return Restart(name)
+    return CloseInput(name)
+
+
+def _command_list() -> str:
+    return "commands: " + ", ".join(f":{c}" for c in COMMANDS)
+
+
+def help_text(members: Sequence[str]) -> str:
+    rows = [("NAME: text", "send a line to NAME ('all: text' for everyone)"),
+            ("text", "send a line to the current target (\\text sends it as it is)"),
+            *((_usage(c), about) for c, (_, about) in COMMANDS.items())]
+    width = max(len(left) for left, _ in rows)
+    lines = [f"{left.ljust(width)}  {about}" for left, about in rows]
+    lines.append(f"members: {', '.join(members)}; Ctrl-C stops the cast, Ctrl-D ends the console")
+    return "\n".join(lines)
+
+
+# Where the lines come from ------------------------------------------------------------
+
+
+def console_mode(stdin_fd: int = 0, output_fd: int = 1) -> ConsoleMode | None:
+    """How to read the console from ``stdin_fd`` (see the module docstring)."""
+    try:
+        mode = os.fstat(stdin_fd).st_mode
+    except OSError:
+        return None
+    if os.isatty(stdin_fd):
+        if not _in_foreground(stdin_fd):
+            return None  # reading would stop us with SIGTTIN
+        return "prompt" if os.isatty(output_fd) else "lines"
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode):
+        return "lines"
+    return None  # /dev/null and other devices
+
+
+def _in_foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return True  # not our controlling terminal: reading it cannot stop us
+
+
+# Carrying lines out -------------------------------------------------------------------
+
+
+class Console:
+    """The console of one run: reads lines, carries them out, replies through ``reply``.
+
+    Args:
+        engine: the running engine (its router, status, restart and stop).
+        reply: shows pipeplex's answer to a console line (not part of the run's events).
+        interrupt: what Ctrl-C at the prompt does (the same as SIGINT to pipeplex).
+    """
+
+    def __init__(self, engine: Engine, reply: Reply, *, interrupt: Callable[[], None]) -> None:
+        self.engine = engine
+        self.reply = reply
+        self.interrupt = interrupt
+        self.members = list(engine.members)
+        self.target = self.members[0] if self.members else ALL
+        self.on_end: Callable[[], None] = lambda: None
+        """Set by the prompt: get ready to be cancelled without leaving a trace."""
+        self._tg: asyncio.TaskGroup | None = None
+
+    def __repr__(self) -> str:
+        return f"<Console target={self.target!r}>"
+
+    async def run(self, mode: ConsoleMode, *, stdin_fd: int = 0,
+                  writer: Writer | None = None) -> None:
+        """Read and carry out lines until the input ends (or this task is cancelled).
+
+        ``writer`` is the terminal's writer, which the prompt holds while it is shown.
+        """
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                if mode == "prompt":
+                    try:
+                        from . import _prompt
+                    except ImportError as exc:
+                        self.reply(f"no interactive prompt ({exc}); reading lines without "
+                                   "one", "warning")
+                        mode = "lines"
+                if mode == "prompt":
+                    assert writer is not None
+                    await _prompt.run_prompt(self, writer)
+                # A script's first lines would otherwise race the members' start and be
+                # dropped ("has not started yet"): read once the cast is up.
+                elif await self.engine.wait_up():
+                    await _read_lines(stdin_fd, self.handle_line)
+        finally:
+            self._tg = None
+
+    def end(self) -> None:
+        """The run is over; the task running :meth:`run` is cancelled next."""
+        self.on_end()
+
+    def handle_line(self, line: str) -> None:
+        """Carry out one console line (without its newline)."""
+        self.carry_out(parse_line(line, self.members))
+
+    def carry_out(self, action: Parsed) -> None:
+        """Do what ``action`` asks; mistakes and refusals become replies, never errors."""
+        engine, router = self.engine, self.engine.router
+        try:
+            if isinstance(action, SendLine):
+                target = action.target or self.target
+                data = (action.text + "\n").encode("utf-8", "surrogateescape")
+                if router.send(target, data) == 0 and target == ALL:
+                    self.reply("no member is taking input; the line was dropped", "warning")
+            elif isinstance(action, SetTarget):
+                if action.name is not None:
+                    self.target = action.name
+                self.reply(f"plain lines go to {self.target}", "info")
+            elif isinstance(action, ListMembers):
+                self.reply(format_status(engine.status()), "info")
+            elif isinstance(action, ShowHelp):
+                self.reply(help_text(self.members), "info")
+            elif isinstance(action, SendSignal):
+                reached = router.signal(action.name, action.signal)
+                what = signal_name(action.signal)
+                if reached:
+                    self.reply(f"sent {what} to {action.name}", "info")
+                else:
+                    self.reply(f"{action.name} is not running; {what} was not sent", "warning")
+            elif isinstance(action, Restart):
+                if self._tg is None:
+                    raise PipeplexError("the console has ended")
+                self._tg.create_task(self._restart(action.name), name=f"restart {action.name}")
+            elif isinstance(action, CloseInput):
+                router.close_input(action.name)
+                self.reply(f"closed the stdin of {action.name}", "info")
+            elif isinstance(action, Quit):
+                engine.request_stop("stopping the cast (:quit)")
+            else:
+                self.reply(action.message, "warning")
+        except PipeplexError as exc:
+            self.reply(str(exc), "warning")
+
+    async def _restart(self, name: str) -> None:
+        try:
+            await self.engine.restart(name)
+        except PipeplexError as exc:
+            self.reply(f"cannot restart {name}: {exc}", "warning")
+            return
+        member = self.engine.members[name]
+        if member.running:
+            self.reply(f"{name} restarted (pid {member.pid})", "info")
+
+
+async def _read_lines(fd: int, handle: Callable[[str], None]) -> None:
+    """Hand each line read from ``fd`` to ``handle`` until EOF."""
+    loop = asyncio.get_running_loop()
+    own, private = _private_reader(fd)
+    done: asyncio.Future[None] = loop.create_future()
+    pending = b""
+
+    def lines(data: bytes) -> None:
+        nonlocal pending
+        data = pending + data if pending else data
+        end = data.rfind(b"\n") + 1
+        pending = data[end:]
+        for line in data[:end].split(b"\n")[:-1]:
+            handle(line.decode("utf-8", "surrogateescape"))
+        if len(pending) > MAX_LINE:  # bounded memory: a line this long goes in pieces
+            handle(pending.decode("utf-8", "surrogateescape"))
+            pending = b""
+
+    def finish() -> None:
+        nonlocal pending
+        if pending:
+            handle(pending.decode("utf-8", "surrogateescape"))
+            pending = b""
+        if not done.done():
+            done.set_result(None)
+
+    def readable() -> None:
+        try:
+            data = os.read(own, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # EIO: the terminal hung up
+            data = b""
+        try:
+            if data:
+                lines(data)
+            else:
+                finish()
+        except BaseException as exc:
+            if not done.done():
+                done.set_exception(exc)
+
+    regular = stat.S_ISREG(os.fstat(own).st_mode)
+    try:
+        if regular:
+            # A regular file is always "readable" (epoll refuses it): read it in chunks,
+            # letting the loop run between them.
+            while data := os.read(own, READ_SIZE):
+                lines(data)
+                await asyncio.sleep(0)
+            finish()
+        else:
+            loop.add_reader(own, readable)
+        await done
+    finally:
+        if not regular:
+            loop.remove_reader(own)
+        if private:
+            os.close(own)
+
+
+def _private_reader(fd: int) -> tuple[int, bool]:
+    """A non-blocking descriptor for reading ``fd``, and whether we must close it.
+
+    stdin's file description is shared with whoever started us; setting O_NONBLOCK on it
+    would leak to them. A pipe, FIFO or terminal is reopened through /proc as a private
+    description; a socket cannot be, so its descriptor is read only when it is readable
+    (a read then does not block); a regular file is read as it is.
+    """
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        try:
+            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+            return os.open(f"/proc/self/fd/{fd}", flags), True
+        except OSError:
+            pass
+    return fd, False

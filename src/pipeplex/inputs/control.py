@@ -1,0 +1,487 @@
+"""The control socket: ``RUN_DIR/control.sock`` speaks JSON lines to other terminals and scripts.
+
+Each connection is one task of the server's TaskGroup; a request is read (at most
+:data:`MAX_REQUEST` bytes), carried out through the engine and its router, and answered
+on the same line-oriented connection (see ``docs/control-protocol.md``). A client that
+sends nothing costs one idle task; a client that sends garbage gets an error answer; a
+client of another user is refused (``SO_PEERCRED``) and the refusal is noted in the run.
+
+``attach`` turns a connection into a subscriber of the bus. Its sink only queues events;
+the connection's own task encodes and sends them, so the bus (and with it the cast) never
+waits for a client. A client that lets more than :data:`ATTACH_BACKLOG` bytes pile up is
+dropped with a notice, in the run and (if it still reads) on its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import socket
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .._events import Event, Exited, InputSent, Note, Output
+from .._signals import parse_signal
+from ..control_client import MAX_REQUEST, encode_event
+from ..errors import PipeplexError, UnknownMember
+from .router import ALL
+from .rundir import RunDir
+
+if TYPE_CHECKING:
+    from .._engine import Engine
+    from ..participants import Process
+
+__all__ = ("ATTACH_BACKLOG", "MAX_CONNECTIONS", "ControlServer")
+
+MAX_CONNECTIONS = 512
+"""Connections served at once; one more is answered ``busy`` and closed."""
+ATTACH_BACKLOG = 4 * 1024 * 1024
+"""Bytes of events waiting for one attach client before it is dropped (as much as the
+terminal writer holds before it pauses the cast)."""
+DROP_GRACE = 1.0
+"""Seconds a dropped (or, at the end, a finished) attach client gets to take its last lines."""
+END_GRACE = 2.0
+_UCRED = struct.Struct("3i")
+
+Answer = dict[str, Any]
+
+
+class _Refused(Exception):
+    """A request that gets an error answer."""
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.answer: Answer = {"ok": False, "error": code, "message": message, **extra}
+
+
+class _Subscriber:
+    """An attach client's queue of events, fed by the bus and emptied by its connection."""
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+        self.events: deque[Event] = deque()
+        self.queued = 0
+        self.wake = asyncio.Event()
+        self.dropped: str | None = None
+        self.end: Answer | None = None
+        self.sending: asyncio.Timeout | None = None
+        self.unsubscribe: Callable[[], None] = lambda: None
+        self.on_drop: Callable[[_Subscriber], None] = lambda sub: None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, InputSent) or self.dropped:
+            return
+        if self.name is not None and getattr(event, "name", None) not in (self.name, None):
+            return  # following one member: its events, and notes about the whole run
+        self.events.append(event)
+        self.queued += (len(event.data) + 64) if isinstance(event, Output) else 128
+        if self.queued > ATTACH_BACKLOG:
+            self.drop(f"this client fell {self.queued} bytes behind the run")
+        self.wake.set()
+
+    def drop(self, reason: str) -> None:
+        self.dropped = reason
+        self.unsubscribe()
+        self.events.clear()
+        self.queued = 0
+        if self.sending is not None:
+            self.sending.reschedule(asyncio.get_running_loop().time() + DROP_GRACE)
+        self.on_drop(self)
+        self.wake.set()
+
+
+class ControlServer:
+    """Serves ``control.sock`` of ``run_dir`` for ``engine`` until cancelled.
+
+    Create it (binding happens at once, so clients can connect as soon as the run folder is
+    announced), run :meth:`serve` as a task, call :meth:`finish` when the run ended, then
+    cancel that task.
+
+    Raises:
+        RunDirError: the socket cannot be created.
+    """
+
+    def __init__(self, engine: Engine, run_dir: RunDir) -> None:
+        self._engine = engine
+        self._bus = engine.bus
+        self._run_dir = run_dir
+        self._sock = run_dir.listen_socket()
+        self._uid = os.geteuid()
+        self._connections = 0
+        self._subscribers: set[_Subscriber] = set()
+        self._no_subscribers = asyncio.Event()
+        self._no_subscribers.set()
+        self._accepting: asyncio.Task[None] | None = None
+        self._last_exit: dict[str, int] = {}
+        self._unsubscribe_exits = self._bus.subscribe(self._track_exits)
+        self._ops: dict[str, Callable[[dict[str, Any], int], Awaitable[Answer]]] = {
+            "ping": self._ping,
+            "status": self._status,
+            "send": self._send,
+            "close": self._close,
+            "signal": self._signal,
+            "restart": self._restart,
+            "stop": self._stop,
+        }
+
+    def __repr__(self) -> str:
+        return (f"<ControlServer {str(self._run_dir.path)!r} connections={self._connections} "
+                f"attached={len(self._subscribers)}>")
+
+    def _track_exits(self, event: Event) -> None:
+        if isinstance(event, Exited):
+            self._last_exit[event.name] = event.returncode
+
+    # Serving ------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Accept and serve clients until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._accepting = tg.create_task(self._accept(tg), name="control accept")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop listening (idempotent); the run folder removes the socket file."""
+        self._unsubscribe_exits()
+        for sub in list(self._subscribers):
+            sub.unsubscribe()
+        self._sock.close()
+
+    async def _accept(self, tg: asyncio.TaskGroup) -> None:
+        loop = asyncio.get_running_loop()
+        out_of_fds = False
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._sock)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                if not out_of_fds:
+                    self._bus.publish(Note(f"control socket: cannot accept connections: "
+                                           f"{exc.strerror}; retrying", level="warning"))
+                out_of_fds = True
+                # Pending clients wait in the listen backlog; try again shortly.
+                await asyncio.sleep(0.5)
+                continue
+            out_of_fds = False
+            conn.setblocking(False)
+            self._connections += 1
+            tg.create_task(self._client(conn), name="control client")
+
+    async def finish(self, status: int) -> None:
+        """The run has ended: stop accepting, give attach clients their last events and end."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+        for sub in self._subscribers:
+            sub.end = {"event": "end", "status": status}
+            sub.wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(END_GRACE):
+                await self._no_subscribers.wait()
+
+    async def _client(self, conn: socket.socket) -> None:
+        stream: asyncio.StreamWriter | None = None
+        try:
+            pid, uid = _peer(conn)
+            # A stream keeps the socket registered with the loop between requests (no epoll
+            # calls per request) and enforces the line limit.
+            reader, stream = await asyncio.open_unix_connection(sock=conn, limit=MAX_REQUEST)
+            if uid != self._uid:
+                self._bus.publish(Note(f"control socket: refused a connection from uid {uid} "
+                                       f"(pid {pid}); only uid {self._uid} may use this run",
+                                       level="warning"))
+                await _answer(stream, _Refused(
+                    "permission_denied",
+                    f"permission denied for uid {uid}: this run belongs to uid {self._uid}",
+                ).answer)
+                await _linger(reader, stream)
+                return
+            if self._connections > MAX_CONNECTIONS:
+                await _answer(stream, _Refused(
+                    "busy", f"too many control connections (more than {MAX_CONNECTIONS}); "
+                    "try again when some have closed").answer)
+                await _linger(reader, stream)
+                return
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
+                    return  # the client left (possibly in the middle of a request)
+                except asyncio.LimitOverrunError:
+                    await _answer(stream, _Refused(
+                        "too_large", f"request exceeds {MAX_REQUEST // 1024} KiB (the limit "
+                        "for one line); the connection is closed").answer)
+                    return
+                if not line.strip():
+                    continue
+                request, answer = self._parse(line[:-1])
+                if answer is None and request is not None and request["op"] == "attach":
+                    await self._attach(reader, stream, request)
+                    return
+                if answer is None:
+                    assert request is not None
+                    answer = await self._carry_out(request, pid)
+                await _answer(stream, answer)
+        except ConnectionError:
+            pass  # the client went away
+        except Exception as exc:
+            self._engine.crash(exc)
+        finally:
+            self._connections -= 1
+            if stream is None:
+                conn.close()
+            elif _cancelling():
+                stream.transport.abort()  # the run is over: nothing more to flush
+            else:
+                stream.close()  # what is buffered is flushed, then the socket closed
+
+    def _parse(self, line: bytes) -> tuple[dict[str, Any] | None, Answer | None]:
+        """The request on ``line``, or the error answer it gets."""
+        try:
+            request = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            return None, _Refused("bad_json", f"not a JSON object on one UTF-8 line: {exc}").answer
+        if not isinstance(request, dict):
+            return None, _Refused("bad_request", "a request is a JSON object with an 'op'").answer
+        op = request.get("op")
+        if op != "attach" and op not in self._ops:
+            ops = ", ".join([*self._ops, "attach"])
+            answer = _Refused("unknown_op", f"unknown op {op!r} (ops: {ops})").answer
+            if "id" in request:
+                answer["id"] = request["id"]
+            return request, answer
+        return request, None
+
+    async def _carry_out(self, request: dict[str, Any], peer_pid: int) -> Answer:
+        try:
+            answer = await self._ops[request["op"]](request, peer_pid)
+        except _Refused as refused:
+            answer = refused.answer
+        except UnknownMember as exc:
+            answer = _Refused("unknown_member", str(exc), members=list(exc.valid)).answer
+        if "id" in request:
+            answer["id"] = request["id"]
+        return answer
+
+    # Operations ---------------------------------------------------------------------
+
+    def _member_name(self, request: dict[str, Any], *, allow_all: bool = True) -> str:
+        name = request.get("name")
+        if not isinstance(name, str) or not name:
+            raise _Refused("bad_request", f"{request['op']} needs a member 'name'")
+        if name == ALL and not allow_all:
+            raise _Refused("bad_request", f"{request['op']} takes one member, not 'all'")
+        self._engine.router.resolve(name)  # raises UnknownMember
+        return name
+
+    async def _ping(self, request: dict[str, Any], peer_pid: int) -> Answer:
+        return {"ok": True, "pid": os.getpid()}
+
+    async def _status(self, request: dict[str, Any], peer_pid: int) -> Answer:
+        members = self._engine.status()
+        for record in members:
+            if record.get("returncode") is not None:
+                record["last_exit"] = record["returncode"]
+            else:
+                record["last_exit"] = self._last_exit.get(record["name"])
+        return {"ok": True, "pid": os.getpid(), "run_dir": str(self._run_dir.path),
+                "stopping": self._engine.stopping, "members": members}
+
+    async def _send(self, request: dict[str, Any], peer_pid: int) -> Answer:
+        name = self._member_name(request)
+        text = request.get("data", "")
+        eof = request.get("eof", False)
+        if not isinstance(text, str) or not isinstance(eof, bool):
+            raise _Refused("bad_request", "send takes 'data' (a string) and 'eof' (true/false)")
+        try:
+            data = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise _Refused("bad_request", "'data' holds a lone surrogate that is not an "
+                           "escaped byte (U+DC80..U+DCFF)") from None
+        router = self._engine.router
+        if name != ALL:
+            member = router.resolve(name)[0]
+            if not member.input_open:
+                raise _Refused("not_running", f"{name} {_why_closed(member)}; nothing was sent")
+        delivered = router.send(name, data) if data else 0
+        if name == ALL and data and not delivered:
+            raise _Refused("not_running", "no member is taking input; nothing was sent")
+        if eof:
+            router.close_input(name)
+        return {"ok": True, "delivered": delivered}
+
+    async def _close(self, request: dict[str, Any], peer_pid: int) -> Answer:
+        name = self._member_name(request)
+        router = self._engine.router
+        if name != ALL:
+            member = router.resolve(name)[0]
+            if not member.input_open:
+                raise _Refused("not_running", f"{name} {_why_closed(member)}")
+        router.close_input(name)
+        return {"ok": True}
+
+    async def _signal(self, request: dict[str, Any], peer_pid: int) -> Answer:
+        name = self._member_name(request)
+        which = request.get("signal")
+        if not isinstance(which, (str, int)) or isinstance(which, bool):
+            raise _Refused("bad_request", "signal needs a 'signal' (a name like TERM, or a number)")
+        try:
+            sig = parse_signal(str(which))
+        except ValueError as exc:
+            raise _Refused("bad_signal", str(exc)) from None
+        reached = self._engine.router.signal(name, sig)
+        if not reached:
+            raise _Refused("not_running", f"{'no member' if name == ALL else name} is running; "
+                           "no signal was sent")
+        return {"ok": True, "signalled": reached}
+
+    async def _restart(self, request: dict[str, Any], peer_pid: int) -> Answer:
+        name = self._member_name(request, allow_all=False)
+        try:
+            await self._engine.restart(name)
+        except UnknownMember:
+            raise
+        except PipeplexError as exc:
+            raise _Refused("failed", str(exc)) from None
+        member = self._engine.router.resolve(name)[0]
+        if not member.running:
+            raise _Refused("failed", f"{name} did not start again (the cast is stopping)")
+        return {"ok": True, "pid": member.pid}
+
+    async def _stop(self, request: dict[str, Any], peer_pid: int) -> Answer:
+        self._engine.request_stop(f"stop requested through the control socket (pid {peer_pid}): "
+                                  "stopping the cast")
+        return {"ok": True}
+
+    # Attach -------------------------------------------------------------------------
+
+    async def _attach(self, reader: asyncio.StreamReader, stream: asyncio.StreamWriter,
+                      request: dict[str, Any]) -> None:
+        name = request.get("name")
+        try:
+            if name is not None:
+                name = self._member_name(request, allow_all=False)
+        except _Refused as refused:
+            await _answer(stream, refused.answer)
+            return
+        except UnknownMember as exc:
+            await _answer(stream, _Refused("unknown_member", str(exc),
+                                           members=list(exc.valid)).answer)
+            return
+        sub = _Subscriber(name)
+        members = [{"name": spec.name, "pty": spec.pty} for spec in self._engine.cast.procs]
+        answer: Answer = {"ok": True, "members": members}
+        if "id" in request:
+            answer["id"] = request["id"]
+        await _answer(stream, answer)
+        sub.on_drop = self._dropped
+        sub.unsubscribe = self._bus.subscribe(sub)
+        self._subscribers.add(sub)
+        self._no_subscribers.clear()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                pump = tg.create_task(self._pump(stream, sub), name="attach pump")
+                watch = tg.create_task(_until_eof(reader), name="attach watch")
+                # Either ends the other: the client left, or the stream is over.
+                pump.add_done_callback(lambda _: watch.cancel())
+                watch.add_done_callback(lambda _: pump.cancel())
+        finally:
+            sub.unsubscribe()
+            self._subscribers.discard(sub)
+            if not self._subscribers:
+                self._no_subscribers.set()
+
+    def _dropped(self, sub: _Subscriber) -> None:
+        self._bus.publish(Note(f"control socket: an attach client was too slow and was "
+                               f"dropped ({sub.dropped}); the run goes on", level="warning"))
+
+    async def _pump(self, stream: asyncio.StreamWriter, sub: _Subscriber) -> None:
+        """Send the subscriber's events until the run ends, or it is dropped, or it leaves.
+
+        Batches are written whole, so the transport only ever holds whole lines: a dropped
+        client that still reads gets the notice on a line of its own; one that does not
+        read within DROP_GRACE is disconnected, and what was buffered for it freed.
+        """
+        try:
+            while True:
+                await sub.wake.wait()
+                sub.wake.clear()
+                if sub.dropped:
+                    break
+                if sub.events:
+                    batch, sub.events = sub.events, deque()
+                    sub.queued = 0
+                    stream.write("".join(json.dumps(message) + "\n" for e in batch
+                                         if (message := encode_event(e)) is not None).encode())
+                    async with asyncio.timeout(None) as sub.sending:
+                        await stream.drain()
+                    sub.sending = None
+                    if sub.dropped:
+                        break
+                if sub.end is not None and not sub.events:
+                    async with asyncio.timeout(DROP_GRACE):
+                        await _answer(stream, sub.end)
+                    return
+            async with asyncio.timeout(DROP_GRACE):
+                await _answer(stream, {"event": "dropped", "reason": sub.dropped})
+        except TimeoutError:
+            stream.transport.abort()  # it stopped reading: let go of what is buffered for it
+        except ConnectionError:
+            pass  # it left
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    """Return when the client closes its side (whatever else it sends is ignored)."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(64 * 1024):
+            pass
+
+
+async def _answer(stream: asyncio.StreamWriter, answer: Answer) -> None:
+    stream.write(json.dumps(answer).encode() + b"\n")
+    await stream.drain()
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _peer(conn: socket.socket) -> tuple[int, int]:
+    """The (pid, uid) of the process at the other end, as the kernel recorded them."""
+    pid, uid, _gid = _UCRED.unpack(
+        conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return pid, uid
+
+
+def _why_closed(member: Process) -> str:
+    state = member.state
+    if state == "pending":
+        return "has not started yet"
+    if state == "failed":
+        return "could not start"
+    if member.returncode is not None:
+        return "is not running"
+    return "has its stdin closed"
+
+
+async def _linger(reader: asyncio.StreamReader, stream: asyncio.StreamWriter) -> None:
+    """Half-close after a refusal and read what the client sent, briefly, before closing.
+
+    Closing a socket with unread data sends a reset, which can destroy our answer before
+    the client reads it.
+    """
+    try:
+        stream.write_eof()
+        async with asyncio.timeout(1.0):
+            while await reader.read(MAX_REQUEST):
+                pass
+    except (OSError, TimeoutError):
+        pass

@@ -1,0 +1,278 @@
+"""The console: lines for members and :commands on pipeplex's stdin, a pipe or a terminal."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+
+from .helpers import PIPEPLEX, Pipeplex, PtyPipeplex, py, run, status, write_fifo
+
+TRAP_USR1 = py(
+    "import signal, sys\n"
+    "signal.signal(signal.SIGUSR1, lambda *a: print('got USR1', flush=True))\n"
+    "print('ready', flush=True)\n"
+    "for line in sys.stdin: print('read', line.strip(), flush=True)\n"
+)
+
+
+def piped(run_dir: Path, *args: str) -> Pipeplex:
+    plex = Pipeplex("run", *args, "--run-dir", run_dir, stdin=subprocess.PIPE)
+    plex.expect("run folder")
+    return plex
+
+
+# From a pipe -------------------------------------------------------------------------------
+
+
+def test_lines_from_a_pipe_reach_members(run_dir: Path) -> None:
+    """NAME: text addresses NAME; plain lines go to the first member, then to :to's."""
+    with piped(run_dir, "-p", "c=cat", "-p", "d=cat") as plex:
+        plex.write(b"d: to d\n")
+        plex.expect(r"^d \| to d$")
+        plex.write(b"plain\n")
+        plex.expect(r"^c \| plain$")
+        plex.write(b":to d\n")
+        plex.expect(r"^pipeplex \* plain lines go to d$")
+        plex.write(b"now to d\n")
+        plex.expect(r"^d \| now to d$")
+        plex.write(b"all: both\n")
+        seen = {plex.expect(r"^(\w) \| both$")[1] for _ in range(2)}
+        assert seen == {"c", "d"}
+        plex.write(b"\\:not a command\n")
+        plex.expect(r"^d \| :not a command$")
+        plex.write(b"\\x: not an address\n")
+        plex.expect(r"^d \| x: not an address$")
+        plex.write(b"c:\n")
+        plex.expect(r"^c \| $")
+
+
+def test_unknown_member_and_bad_commands_get_a_message(run_dir: Path) -> None:
+    """The run goes on after each."""
+    with piped(run_dir, "-p", "c=cat", "-p", "d=cat") as plex:
+        plex.write(b"zz: hello\n")
+        plex.expect(re.escape("pipeplex * no member named 'zz' (members: c, d; or 'all' for "
+                              "everyone) (start the line with \\ to send it as it is)"))
+        plex.write(b":frob\n")
+        plex.expect(r"unknown command ':frob'; commands: :to, :list, :signal, :restart, "
+                    r":close, :quit, :help")
+        plex.write(b":signal c\n")
+        plex.expect(r"usage: :signal NAME SIG")
+        plex.write(b":to zz\n")
+        plex.expect(r"no member named 'zz'")
+        plex.write(b"c: still here\n")
+        plex.expect(r"^c \| still here$")
+
+
+def test_list_help_signal_close_restart(run_dir: Path) -> None:
+    with piped(run_dir, "-p", f"t={TRAP_USR1}", "-p", "c=cat", "--on-exit", "ignore") as plex:
+        plex.expect(r"^t \| ready$")
+        plex.write(b":list\n")
+        plex.expect(r"^pipeplex \* NAME +PID +STATE +UPTIME +RESTARTS +LAST EXIT$")
+        pid = int(plex.expect(r"^pipeplex \* t +(\d+) +running ")[1])
+        plex.write(b":help\n")
+        plex.expect(r"^pipeplex \* :restart NAME +stop NAME and start it again$")
+        plex.write(b":signal t USR1\n")
+        plex.expect(r"^pipeplex \* sent SIGUSR1 to t$")
+        plex.expect(r"^t \| got USR1$")
+        plex.write(b":restart t\n")
+        new_pid = int(plex.expect(r"^pipeplex \* t restarted \(pid (\d+)\)$")[1])
+        assert new_pid != pid
+        plex.write(b":close c\n")
+        plex.expect(r"^pipeplex \* closed the stdin of c$")
+        plex.expect(r"^c \* exited with code 0$")
+        plex.write(b":signal c TERM\n")
+        plex.expect(r"^pipeplex \* c is not running; SIGTERM was not sent$")
+        plex.write(b"t: after all that\n")
+        plex.expect(r"^t \| read after all that$")
+
+
+def test_quit_stops_the_cast(run_dir: Path) -> None:
+    """:quit stops the cast gracefully; the run exits 0."""
+    with piped(run_dir, "-p", "c=cat") as plex:
+        plex.write(b":quit\n")
+        assert plex.wait() == 0
+        assert "stopping the cast (:quit)" in plex.text
+
+
+def test_eof_on_the_pipe_ends_the_console_not_the_run(run_dir: Path) -> None:
+    with piped(run_dir, "-p", "c=cat") as plex:
+        plex.write(b"c: last from the pipe\n")
+        plex.close_stdin()
+        plex.expect(r"^c \| last from the pipe$")
+        write_fifo(run_dir / "c.in", b"the run goes on\n")
+        plex.expect(r"^c \| the run goes on$")
+        assert status(run_dir)["members"][0]["state"] == "running"
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+
+
+def test_a_file_on_stdin_is_a_script(run_dir: Path, tmp_path: Path) -> None:
+    """pipeplex run < file reads the same lines; the last may lack its newline."""
+    script = tmp_path / "script"
+    script.write_text("c: one\n:list\nc: two")
+    with script.open("rb") as stdin:
+        result = subprocess.run(
+            [*PIPEPLEX, "run", "-p", "c=head -n 2", "--run-dir", str(run_dir)],
+            stdin=stdin, capture_output=True, text=True, timeout=30,
+        )
+    assert result.returncode == 0, result.stdout
+    assert "c | one\n" in result.stdout and "c | two\n" in result.stdout
+    assert re.search(r"^pipeplex \* c +\d+ +running", result.stdout, re.MULTILINE)
+
+
+def test_a_script_waits_for_the_cast_to_be_up(run_dir: Path, tmp_path: Path) -> None:
+    """Lines piped in before the members are up wait for them instead of being dropped."""
+    slow = tmp_path / "slow.py"
+    slow.write_text(
+        "import signal, sys\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
+        "print('waiting', flush=True)\n"
+        "signal.sigwait({signal.SIGUSR1})\n"
+        "print('ready', flush=True)\n"
+        "print('got', sys.stdin.readline().strip(), flush=True)\n"
+    )
+    cast = tmp_path / "cast.toml"
+    cast.write_text(f'[procs.slow]\ncmd = ["{sys.executable}", "{slow}"]\nready = "^ready$"\n'
+                    '[procs.c]\ncmd = "head -n 1"\nafter = ["slow"]\n')
+    with Pipeplex("run", cast, "--on-exit", "ignore", "--run-dir", run_dir,
+                  stdin=subprocess.PIPE) as plex:
+        plex.write(b"slow: first\nc: second\n")
+        plex.close_stdin()
+        plex.expect(r"^slow \| waiting$")  # not ready: c has not even started
+        assert run("signal", "slow", "USR1", "--run-dir", run_dir).returncode == 0
+        seen = {plex.expect(r"^(slow \| got first|c    \| second)$")[1] for _ in range(2)}
+        assert seen == {"slow | got first", "c    | second"}
+        assert plex.wait() == 0
+        assert "has not started yet" not in plex.text
+
+
+def test_no_console_without_a_usable_stdin(run_dir: Path) -> None:
+    """With stdin on /dev/null there is no console; everything else works."""
+    result = run("run", "-p", "c=echo hi", "--run-dir", run_dir)
+    assert result.returncode == 0
+    assert "c | hi" in result.stdout
+    assert "console:" not in result.stdout
+
+
+def test_no_console_flag_ignores_a_pipe(run_dir: Path) -> None:
+    with Pipeplex("run", "-p", "c=cat", "--no-console", "--run-dir", run_dir,
+                  stdin=subprocess.PIPE) as plex:
+        plex.expect("run folder")
+        plex.write(b":quit\n")
+        write_fifo(run_dir / "c.in", b"marker\n")
+        plex.expect(r"^c \| marker$")
+        assert "(:quit)" not in plex.text
+
+
+# On a terminal -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep the console history out of the real home folder."""
+    folder = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(folder))
+    return folder
+
+
+@pytest.mark.usefixtures("state_home")
+def test_the_prompt_sends_lines_and_output_prints_above_it(run_dir: Path) -> None:
+    """Typed lines reach members; output arriving mid-typing leaves the typed line intact."""
+    with PtyPipeplex("run", "-p", "c=cat", "-p", "d=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"console: type NAME: text to send a line, :help for more")
+        plex.expect(r"^c>$")
+        plex.type("c: hello\r")
+        plex.expect(r"^c \| hello$")
+        plex.type("d: half")
+        plex.expect(r"c> d: half")
+        write_fifo(run_dir / "c.in", b"meanwhile\n")
+        plex.expect(r"^c \| meanwhile$")
+        plex.expect(r"c> d: half")  # the prompt and the typed text are drawn again below
+        plex.type(" and half\r")
+        plex.expect(r"^d \| half and half$")
+        plex.type(":to d\r")
+        plex.expect(r"plain lines go to d")
+        plex.expect(r"^d>$")
+        plex.type("plain\r")
+        plex.expect(r"^d \| plain$")
+
+
+@pytest.mark.usefixtures("state_home")
+def test_the_prompt_completes_commands_and_names(run_dir: Path) -> None:
+    with PtyPipeplex("run", "-p", "alpha=cat", "-p", "beta=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"^alpha>$")
+        plex.type("be\t")
+        plex.expect(r"^alpha> beta:$")
+        plex.type("completed\r")
+        plex.expect(r"^beta  \| completed$")
+        # Completion runs in the background: wait for it before the next key, as people do.
+        plex.type(":li\t")
+        plex.expect(r"^alpha> :list$")
+        plex.type("\r")
+        plex.expect(r"NAME +PID +STATE")
+        plex.type(":signal be\t")
+        plex.expect(r"^alpha> :signal beta$")
+        plex.type("HU\t")
+        plex.expect(r"^alpha> :signal beta HUP$")
+
+
+@pytest.mark.usefixtures("state_home")
+def test_history_recalls_earlier_lines(run_dir: Path, state_home: Path) -> None:
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"^c>$")
+        plex.type("c: remembered\r")
+        plex.expect(r"^c \| remembered$")
+        plex.type("\x1b[A\r")  # up arrow, Enter
+        plex.expect(r"^c \| remembered$")
+    assert "c: remembered" in (state_home / "pipeplex" / "console-history").read_text()
+
+
+@pytest.mark.usefixtures("state_home")
+def test_ctrl_d_ends_the_console_only(run_dir: Path) -> None:
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"^c>$")
+        plex.type("\x04")
+        plex.expect(r"console closed; the cast goes on")
+        write_fifo(run_dir / "c.in", b"still running\n")
+        plex.expect(r"^c \| still running$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+
+
+@pytest.mark.usefixtures("state_home")
+def test_ctrl_c_stops_the_cast_and_restores_the_terminal(run_dir: Path) -> None:
+    """Ctrl-C at the prompt is SIGINT's stop: exit 130, the terminal back in cooked mode."""
+    code = ("import signal, sys\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('stubborn', flush=True)\n"
+            "sys.stdin.read(); signal.pause()")
+    with PtyPipeplex("run", "-p", f"s={py(code)}", "--grace", "30",
+                     "--run-dir", run_dir) as plex:
+        plex.expect(r"^s \| stubborn$")
+        plex.expect(r"^s>$")
+        assert not plex.terminal_flags() & termios.ICANON  # the prompt owns the terminal
+        plex.type("\x03")
+        plex.expect(r"got SIGINT: stopping the cast; press Ctrl-C again to skip the grace")
+        plex.type("\x03")
+        plex.expect(r"skipping the grace period: SIGKILL to every member")
+        assert plex.wait() == 130
+        flags = plex.terminal_flags()
+        assert flags & termios.ICANON and flags & termios.ECHO
+
+
+@pytest.mark.usefixtures("state_home")
+def test_the_prompt_is_gone_when_the_run_ends(run_dir: Path) -> None:
+    """A run that ends by itself erases its prompt and leaves the terminal as it was."""
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"^c>$")
+        plex.type(":quit\r")
+        assert plex.wait() == 0
+        tail = plex.text.rsplit("summary", 1)[1]
+        assert "c>" not in tail
+        assert plex.terminal_flags() & termios.ICANON

@@ -1,0 +1,497 @@
+"""The control socket and its clients: pipeplex send, status, signal, restart, stop, attach."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeplex.control_client import ControlClient
+
+from .helpers import DEADLINE, PIPEPLEX, Connection, Pipeplex, py, run, status, write_fifo
+
+TRAP_USR1 = py(
+    "import signal, sys\n"
+    "signal.signal(signal.SIGUSR1, lambda *a: print('got USR1', flush=True))\n"
+    "print('ready', flush=True)\n"
+    "for line in sys.stdin: print('read', line.strip(), flush=True)\n"
+)
+
+
+def cats(run_dir: Path, *names: str, extra: tuple[str, ...] = ()) -> Pipeplex:
+    """A run of ``cat`` members, started and announced."""
+    args = [a for name in names for a in ("-p", f"{name}=cat")]
+    plex = Pipeplex("run", *args, *extra, "--run-dir", run_dir)
+    plex.expect("run folder")
+    return plex
+
+
+# pipeplex send -----------------------------------------------------------------------------
+
+
+def test_send_delivers_a_line_to_one_member_and_to_all(run_dir: Path) -> None:
+    """send NAME TEXT... joins the words; 'all' reaches everyone."""
+    with cats(run_dir, "c", "d") as plex:
+        result = run("send", "c", "hello", "there", "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == result.stderr == ""
+        plex.expect(r"^c \| hello there$")
+        assert run("send", "all", "everyone", "--run-dir", run_dir).returncode == 0
+        seen = {plex.expect(r"^(\w) \| everyone$")[1] for _ in range(2)}
+        assert seen == {"c", "d"}
+
+
+def test_send_without_newline_then_the_rest_of_the_line(run_dir: Path) -> None:
+    """--no-newline leaves the line open; the next send finishes it."""
+    lines = py("import sys\nfor line in sys.stdin: print('got', repr(line))")
+    with Pipeplex("run", "-p", f"c={lines}", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        assert run("send", "-n", "c", "half ", "--run-dir", run_dir).returncode == 0
+        assert run("send", "c", "and half", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^c \| got 'half and half\\n'$")
+
+
+def test_send_eof_closes_the_members_stdin(run_dir: Path) -> None:
+    """--eof after the text: cat reads its last line, then EOF, and exits 0."""
+    with cats(run_dir, "c", "d", extra=("--on-exit", "ignore")) as plex:
+        assert run("send", "c", "last", "--eof", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^c \| last$")
+        plex.expect(r"^c \* exited with code 0$")
+        result = run("send", "c", "more", "--run-dir", run_dir)
+        assert result.returncode == 1
+        assert "c is not running; nothing was sent" in result.stderr
+        # --eof alone only closes.
+        assert run("send", "d", "--eof", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^d \* exited with code 0$")
+        assert plex.wait() == 0
+
+
+def test_send_to_an_unknown_member_names_it_and_lists_the_others(run_dir: Path) -> None:
+    """Exit 1 with a message; the run goes on."""
+    with cats(run_dir, "c", "d") as plex:
+        result = run("send", "nosuch", "hi", "--run-dir", run_dir)
+        assert result.returncode == 1
+        assert result.stderr == ("pipeplex: error: no member named 'nosuch' (members: c, d; "
+                                 "or 'all' for everyone)\n")
+        assert run("send", "c", "still here", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^c \| still here$")
+
+
+def test_clients_find_the_run_started_in_the_same_folder(tmp_path: Path) -> None:
+    """Without --run-dir, run and its clients agree on the folder from the working folder."""
+    with Pipeplex("run", "-p", "c=cat", cwd=tmp_path) as plex:
+        plex.expect("run folder")
+        assert run("send", "c", "found you", cwd=tmp_path).returncode == 0
+        plex.expect(r"^c \| found you$")
+        result = run("status", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert re.search(r"^c +\d+ +running", result.stdout, re.MULTILINE)
+
+
+def test_concurrent_send_commands(run_dir: Path) -> None:
+    """Several pipeplex send processes at once: every line arrives whole."""
+    with cats(run_dir, "c") as plex:
+        procs = [subprocess.Popen([*PIPEPLEX, "send", "c", f"line {i}", "--run-dir", str(run_dir)],
+                                  stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for i in range(8)]
+        for proc in procs:
+            assert proc.wait(timeout=DEADLINE) == 0
+            assert proc.stderr is not None
+            proc.stderr.close()
+        seen = {int(plex.expect(r"^c \| line (\d+)$")[1]) for _ in range(8)}
+        assert seen == set(range(8))
+
+
+# pipeplex status ---------------------------------------------------------------------------
+
+
+def test_status_table_and_json(run_dir: Path) -> None:
+    """A table with name, pid, state, uptime, restarts, last exit; --json has the same."""
+    with Pipeplex("run", "-p", "c=cat", "-p", "quick=true", "--on-exit", "ignore",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^quick \* exited with code 0$")
+        result = run("status", "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0].split() == ["NAME", "PID", "STATE", "UPTIME", "RESTARTS", "LAST", "EXIT"]
+        assert re.fullmatch(r"c +\d+ +running +\d+\.\ds +0 +-", lines[1]), lines[1]
+        assert re.fullmatch(r"quick +\d+ +exited +- +0 +0", lines[2]), lines[2]
+
+        result = run("status", "--json", "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["pid"] == plex.proc.pid
+        assert answer["run_dir"] == str(run_dir)
+        c, quick = answer["members"]
+        assert c["name"] == "c" and c["state"] == "running" and isinstance(c["pid"], int)
+        assert c["uptime"] >= 0 and c["restarts"] == 0 and c["last_exit"] is None
+        assert quick["state"] == "exited" and quick["last_exit"] == 0 and quick["uptime"] is None
+
+
+# pipeplex signal ---------------------------------------------------------------------------
+
+
+def test_signal_by_name_and_number(run_dir: Path) -> None:
+    """signal NAME USR1 (or 10) reaches the member's process group."""
+    with Pipeplex("run", "-p", f"t={TRAP_USR1}", "--run-dir", run_dir) as plex:
+        plex.expect(r"^t \| ready$")
+        assert run("signal", "t", "USR1", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^t \| got USR1$")
+        assert run("signal", "t", str(int(signal.SIGUSR1)), "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^t \| got USR1$")
+        assert run("signal", "t", "sigusr1", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^t \| got USR1$")
+
+
+def test_signal_errors(run_dir: Path) -> None:
+    """A bad signal is a usage error (2); an unknown member fails (1)."""
+    with cats(run_dir, "c"):
+        result = run("signal", "c", "BOGUS", "--run-dir", run_dir)
+        assert result.returncode == 2
+        assert "unknown signal 'BOGUS'" in result.stderr
+        result = run("signal", "zz", "TERM", "--run-dir", run_dir)
+        assert result.returncode == 1
+        assert "no member named 'zz' (members: c;" in result.stderr
+
+
+# pipeplex restart --------------------------------------------------------------------------
+
+
+def test_restart_starts_a_new_instance(run_dir: Path) -> None:
+    """The member gets a new pid, its restart count and last exit code show in status."""
+    with cats(run_dir, "c", "d") as plex:
+        before = {m["name"]: m for m in status(run_dir)["members"]}
+        result = run("restart", "c", "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+        new_pid = int(re.fullmatch(r"c restarted \(pid (\d+)\)\n", result.stdout)[1])  # type: ignore[index]
+        assert new_pid != before["c"]["pid"]
+        plex.expect(r"^c \* restarting on request$")
+        after = {m["name"]: m for m in status(run_dir)["members"]}
+        assert after["c"]["pid"] == new_pid and after["c"]["restarts"] == 1
+        assert after["c"]["state"] == "running" and after["c"]["last_exit"] is not None
+        assert after["d"]["pid"] == before["d"]["pid"]
+        assert run("send", "c", "again", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^c \| again$")
+        result = run("restart", "zz", "--run-dir", run_dir)
+        assert result.returncode == 1 and "no member named 'zz'" in result.stderr
+        result = run("restart", "all", "--run-dir", run_dir)
+        assert result.returncode == 2 and "one member, not 'all'" in result.stderr
+
+
+# pipeplex stop -----------------------------------------------------------------------------
+
+
+def test_stop_ends_the_run_and_waits_for_it(run_dir: Path) -> None:
+    """stop returns once the cast has stopped; the run exits 0 and says who asked."""
+    with cats(run_dir, "c") as plex:
+        result = run("stop", "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+        assert plex.proc.wait(timeout=DEADLINE) == 0
+        assert plex.wait() == 0
+        assert "stop requested through the control socket" in plex.text
+        assert "c * summary: stopped" in plex.text
+    assert not run_dir.exists()
+
+
+def test_stop_no_wait(run_dir: Path) -> None:
+    with cats(run_dir, "c") as plex:
+        assert run("stop", "--no-wait", "--run-dir", run_dir).returncode == 0
+        assert plex.wait() == 0
+
+
+# No run, a stale run, odd paths ----------------------------------------------------------
+
+
+def test_no_run_there_exits_4(tmp_path: Path) -> None:
+    """Every client says there is no run, and how to start one."""
+    nowhere = tmp_path / "nowhere"
+    for args in (("send", "c", "x"), ("status",), ("signal", "c", "TERM"), ("restart", "c"),
+                 ("stop",), ("attach",)):
+        result = run(*args, "--run-dir", nowhere)
+        assert result.returncode == 4, (args, result)
+        assert result.stderr == (f"pipeplex: error: no pipeplex run at {nowhere} (start one "
+                                 "with pipeplex run, or pass --run-dir)\n")
+
+
+def test_a_killed_run_is_reported_stale_and_cleaned_by_the_next(run_dir: Path) -> None:
+    """After SIGKILL the socket is left: clients say the run is gone; the next run cleans up."""
+    with cats(run_dir, "c") as plex:
+        plex.expect(r"^c \* started")
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+    assert (run_dir / "control.sock").exists()
+    result = run("status", "--run-dir", run_dir)
+    assert result.returncode == 4
+    assert f"the pipeplex run at {run_dir} (pid {plex.proc.pid}) is gone" in result.stderr
+    assert "the next 'pipeplex run' there cleans them up" in result.stderr
+    with cats(run_dir, "c") as plex:
+        assert "cleaned up after an earlier run" in plex.text
+        assert status(run_dir)["members"][0]["state"] in ("pending", "running")
+
+
+def test_a_socket_path_longer_than_sun_path_works(tmp_path: Path) -> None:
+    """A run folder whose socket path exceeds 107 bytes is reached through /proc."""
+    deep = tmp_path / ("x" * 60) / ("y" * 60) / "run"
+    assert len(os.fsencode(deep / "control.sock")) > 107
+    with cats(deep, "c") as plex:
+        assert run("send", "c", "deep", "--run-dir", deep).returncode == 0
+        plex.expect(r"^c \| deep$")
+        result = run("status", "--run-dir", deep)
+        assert result.returncode == 0 and "running" in result.stdout
+
+
+def test_the_socket_is_private_whatever_the_umask(run_dir: Path) -> None:
+    old = os.umask(0)
+    try:
+        plex = cats(run_dir, "c")
+    finally:
+        os.umask(old)
+    with plex:
+        st = os.lstat(run_dir / "control.sock")
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        assert st.st_uid == os.geteuid()
+
+
+# Garbage, limits, many clients -----------------------------------------------------------
+
+
+def test_garbage_gets_error_answers_and_the_run_goes_on(run_dir: Path) -> None:
+    """Random bytes, bad JSON, wrong shapes: an error answer each; status keeps answering."""
+    with cats(run_dir, "c") as plex:
+        with Connection(run_dir) as conn:
+            conn.send(os.urandom(4000).replace(b"\n", b"") + b"\n")
+            assert conn.read()["error"] == "bad_json"  # type: ignore[index]
+            conn.send(b"\xff\xfe{}\n")
+            assert conn.read()["error"] == "bad_json"  # type: ignore[index]
+            conn.send(b"{not json\n")
+            assert conn.read()["error"] == "bad_json"  # type: ignore[index]
+            assert conn.request([1, 2])["error"] == "bad_request"  # type: ignore[arg-type]
+            answer = conn.request({"op": "frobnicate", "id": 7})
+            assert answer["error"] == "unknown_op" and answer["id"] == 7
+            assert "ops: ping, status, send" in answer["message"]
+            assert conn.request({"op": "send"})["error"] == "bad_request"
+            assert conn.request({"op": "send", "name": "c", "data": 5})["error"] == "bad_request"
+            answer = conn.request({"op": "send", "name": "zz", "data": "x\n"})
+            assert answer["error"] == "unknown_member" and answer["members"] == ["c"]
+            assert conn.request({"op": "signal", "name": "c", "signal": "NOPE"})["error"] == \
+                "bad_signal"
+            conn.send(b"\n\n   \n")  # blank lines are ignored
+            answer = conn.request({"op": "send", "name": "c", "data": "same connection\n",
+                                   "id": "x1"})
+            assert answer == {"ok": True, "delivered": 1, "id": "x1"}
+            plex.expect(r"^c \| same connection$")
+        assert status(run_dir)["members"][0]["state"] == "running"
+
+
+def test_an_oversized_request_is_refused_and_its_connection_closed(run_dir: Path) -> None:
+    with cats(run_dir, "c") as plex:
+        chunk = b"x" * 65536
+        for size in (70 * 1024, 10 * 1024 * 1024):
+            with Connection(run_dir) as conn:
+                try:
+                    conn.send(b'{"op": "status", "pad": "')
+                    for _ in range(size // len(chunk)):
+                        conn.send(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the run closed the connection while we were still sending
+                answer = conn.read()
+                assert answer is not None and answer["error"] == "too_large", answer
+                assert "exceeds 64 KiB" in answer["message"]
+                assert conn.closed_by_peer()
+        with Connection(run_dir) as conn:  # 64 KiB exactly is fine
+            line = json.dumps({"op": "ping", "pad": ""}).encode()
+            pad = 64 * 1024 - len(line)
+            conn.send(line[:-2] + b"x" * pad + b'"}\n')
+            assert conn.read() == {"ok": True, "pid": plex.proc.pid}
+        assert status(run_dir)["members"][0]["state"] == "running"
+
+
+def test_half_a_request_then_disconnect_and_idle_clients(run_dir: Path) -> None:
+    """Clients that leave mid-request or never speak hold nothing up."""
+    with cats(run_dir, "c") as plex:
+        for _ in range(20):
+            with Connection(run_dir) as conn:
+                conn.send(b'{"op": "sta')
+        idle = [Connection(run_dir) for _ in range(200)]
+        try:
+            started = time.monotonic()
+            assert status(run_dir)["members"][0]["state"] == "running"
+            assert time.monotonic() - started < 5
+            result = run("send", "c", "through the crowd", "--run-dir", run_dir)
+            assert result.returncode == 0, result.stderr
+            plex.expect(r"^c \| through the crowd$")
+        finally:
+            for conn in idle:
+                conn.close()
+        assert status(run_dir)["members"][0]["state"] == "running"
+
+
+def test_fifty_clients_sending_at_once(run_dir: Path) -> None:
+    """50 threads, each on its own connection: all 1000 lines arrive whole, in order each."""
+    with cats(run_dir, "c", extra=("--pty", "false")) as plex:
+        errors: list[BaseException] = []
+
+        def client(i: int) -> None:
+            try:
+                with ControlClient(run_dir) as conn:
+                    for j in range(20):
+                        conn.request("send", name="c", data=f"t{i}-{j}\n")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(DEADLINE)
+        assert not errors
+        assert run("send", "c", "done", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^c \| done$")
+        lines = re.findall(r"^c \| t(\d+)-(\d+)$", plex.text, re.MULTILINE)
+        assert len(lines) == 1000
+        for i in range(50):
+            assert [int(j) for k, j in lines if int(k) == i] == list(range(20))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another user")
+def test_a_client_of_another_uid_is_refused(run_dir: Path) -> None:
+    """SO_PEERCRED: uid 65534 is refused even with the socket open to everyone."""
+    with cats(run_dir, "c") as plex:
+        os.chmod(run_dir, 0o711)
+        os.chmod(run_dir / "control.sock", 0o666)
+        answer = _request_as(65534, run_dir, b'{"op": "send", "name": "c", "data": "evil\\n"}\n')
+        assert json.loads(answer) == {
+            "ok": False, "error": "permission_denied",
+            "message": "permission denied for uid 65534: this run belongs to uid 0",
+        }
+        plex.expect(r"refused a connection from uid 65534 \(pid \d+\); only uid 0 may use")
+        os.chmod(run_dir, 0o700)
+        assert run("send", "c", "owner", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^c \| owner$")
+        assert "evil" not in plex.text
+
+
+def _request_as(uid: int, run_dir: Path, request: bytes) -> bytes:
+    """Send ``request`` from a forked child running as ``uid``; return what it read."""
+    dir_fd = os.open(run_dir, os.O_PATH | os.O_DIRECTORY)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            # Through the folder's descriptor: tmp_path's parents are closed to this uid.
+            sock.connect(f"/proc/self/fd/{dir_fd}/control.sock")
+            sock.sendall(request)
+            data = b""
+            try:
+                while chunk := sock.recv(65536):
+                    data += chunk
+            except ConnectionResetError:
+                pass  # the run closed without reading our request: that is the refusal
+            os.write(w, data)
+        except BaseException as exc:
+            os.write(w, repr(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(dir_fd)
+    chunks = []
+    with os.fdopen(r, "rb") as reader:
+        chunks.append(reader.read())
+    os.waitpid(pid, 0)
+    return b"".join(chunks)
+
+
+# pipeplex attach ---------------------------------------------------------------------------
+
+
+def test_attach_follows_the_output_until_the_run_ends(run_dir: Path) -> None:
+    """attach shows the stream from now on, the way run shows it, and ends with the run."""
+    with cats(run_dir, "c", "d") as plex, \
+            Pipeplex("attach", "--run-dir", run_dir) as watcher, \
+            Pipeplex("attach", "--name", "d", "--run-dir", run_dir) as only_d:
+        watcher.expect(rf"attached to the run at {re.escape(str(run_dir))}")
+        only_d.expect("attached to the run")
+        write_fifo(run_dir / "c.in", b"to c\n")
+        write_fifo(run_dir / "d.in", b"to d\n")
+        plex.expect(r"^d \| to d$")
+        seen = {watcher.expect(r"^(c \| to c|d \| to d)$")[1] for _ in range(2)}
+        assert seen == {"c | to c", "d | to d"}
+        only_d.expect(r"^d \| to d$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+        assert watcher.wait() == 0
+        assert only_d.wait() == 0
+        watcher.expect(r"^pipeplex \* got SIGTERM: stopping the cast$")
+        watcher.expect(r"^d +\* summary: stopped")
+        assert "c | to c" not in only_d.text
+        only_d.expect(r"^d \* summary: stopped")
+
+
+def test_attach_to_an_unknown_member(run_dir: Path) -> None:
+    with cats(run_dir, "c"):
+        result = run("attach", "--name", "zz", "--run-dir", run_dir)
+        assert result.returncode == 1
+        assert "no member named 'zz'" in result.stderr
+
+
+def test_a_stalled_attach_client_is_dropped_and_nobody_else_slows(run_dir: Path) -> None:
+    """A subscriber that never reads is dropped with a notice; another gets everything."""
+    flood = py(
+        "import sys\n"
+        "for line in sys.stdin:\n"
+        "    sys.stdout.write(('x' * 99 + '\\n') * 80000)\n"
+        "    print('flood done', flush=True)\n"
+    )
+    # The reader that keeps up runs in a process of its own, free of this one's GIL.
+    keeps_up = (
+        "import json, socket, sys\n"
+        "sock = socket.socket(socket.AF_UNIX)\n"
+        "sock.settimeout(30)\n"
+        "sock.connect(sys.argv[1])\n"
+        "sock.sendall(b'{\"op\": \"attach\", \"name\": \"f\"}\\n')\n"
+        "data = bytearray(sock.recv(1 << 20))\n"
+        "print('attached' if data.startswith(b'{\"ok\": true') else data, flush=True)\n"
+        "while b'flood done' not in data[-4096:]:\n"
+        "    chunk = sock.recv(1 << 20)\n"
+        "    if not chunk: break\n"
+        "    data += chunk\n"
+        "print(data.count(b'x' * 99), data.count(b'\"dropped\"'), flush=True)\n"
+    )
+    with Pipeplex("run", "-p", f"f={flood}", "-p", "c=cat", "--pty", "false",
+                  "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        stalled = Connection(run_dir)
+        assert stalled.request({"op": "attach"})["ok"]
+        reader = subprocess.Popen([sys.executable, "-c", keeps_up, str(run_dir / "control.sock")],
+                                  stdout=subprocess.PIPE, text=True)
+        assert reader.stdout is not None
+        assert reader.stdout.readline() == "attached\n"
+        write_fifo(run_dir / "f.in", b"go\n")
+        plex.skip_until(r"an attach client was too slow and was dropped \(this client fell "
+                        r"\d+ bytes behind the run\); the run goes on")
+        plex.skip_until(r"^f \| flood done$")
+        out, _ = reader.communicate(timeout=DEADLINE)
+        assert out.split() == ["80000", "0"]
+        # The run goes on: input, output and status as before.
+        write_fifo(run_dir / "c.in", b"still alive\n")
+        plex.expect(r"^c \| still alive$")
+        assert status(run_dir)["members"][0]["state"] == "running"
+        assert stalled.closed_by_peer()  # the run let go of it
+        stalled.close()

@@ -1,0 +1,147 @@
+"""Scenarios through the real CLI: pipeplex test, golden files, JUnit, transcripts, replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from .helpers import run
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.fixture(autouse=True)
+def venv_python_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Example scenarios run `python3`; make it the Python that has pipeplex installed."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def _scenario(tmp_path: Path, body: str, name: str = "case.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+CAT = '[procs.c]\ncmd = "cat"\n'
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.toml")))
+def test_example_scenarios_pass(example: str) -> None:
+    """Every scenario shipped in examples/ passes."""
+    if example == "repl.toml" and shutil.which("sqlite3") is None:
+        pytest.skip("sqlite3 is not installed")
+    result = run("test", "-v", EXAMPLES / example, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed, 0 failed" in result.stdout
+
+
+def test_a_passing_and_a_failing_scenario(tmp_path: Path) -> None:
+    """A dot per pass, F per failure, the evidence, a summary, and exit 1."""
+    good = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n',
+                     "good.toml")
+    bad = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n'
+                    '[[step]]\nexpect = "^bye$"\nin = "c"\ntimeout = 0.3\n', "bad.toml")
+    result = run("test", good, bad)
+    assert result.returncode == 1, result.stdout
+    assert ".F" in result.stdout
+    assert f"{bad}:7: expect '^bye$' in c: not seen within 0.3 s" in result.stdout
+    assert "last output of c:" in result.stdout
+    assert "    hi" in result.stdout
+    assert "1 passed, 1 failed" in result.stdout
+
+
+def test_a_member_dying_fails_the_step_at_once(tmp_path: Path) -> None:
+    """An expectation on a member that exits fails with its exit code, not a timeout."""
+    case = _scenario(tmp_path, '[procs.m]\ncmd = "sh -c \'echo bye; exit 4\'"\n'
+                     '[[step]]\nexpect = "never"\nin = "m"\ntimeout = 60\n')
+    result = run("test", case, timeout=30)
+    assert result.returncode == 1
+    assert "m exited with code 4" in result.stdout
+
+
+def test_a_scenario_that_cannot_be_loaded_exits_2(tmp_path: Path) -> None:
+    """Load errors name the file and line and give exit status 2."""
+    case = _scenario(tmp_path, CAT + '[[step]]\nsend = "x"\nto = "nobody"\n')
+    result = run("test", case)
+    assert result.returncode == 2
+    assert f"{case}:5: send step: no member named 'nobody'" in result.stdout
+
+
+def test_golden_update_then_compare(tmp_path: Path) -> None:
+    """--update writes the golden file; a later difference fails with a diff."""
+    body = ('golden = "case.golden"\n' + CAT
+            + '[[step]]\nsend = "hello"\nto = "c"\n[[step]]\nexpect = "^hello$"\n')
+    case = _scenario(tmp_path, body)
+    assert run("test", "--update", case).returncode == 0
+    golden = (tmp_path / "case.golden").read_text()
+    assert golden == "[c]\n> hello\n| hello\n= stopped\n"
+    assert run("test", case).returncode == 0
+    (tmp_path / "case.golden").write_text(golden.replace("| hello", "| goodbye"))
+    result = run("test", case)
+    assert result.returncode == 1
+    assert "-| goodbye" in result.stdout
+    assert "+| hello" in result.stdout
+
+
+def test_golden_normalises_ports_and_pids(tmp_path: Path) -> None:
+    """Captured variables and pids are replaced, so the golden file is stable."""
+    code = "import os; print('port 4', os.getpid() % 10, 'on', os.getpid(), flush=True); input()"
+    body = ('golden = "g.txt"\n[procs.s]\n'
+            f'cmd = {json.dumps([sys.executable, "-c", code])}\n'
+            "ready = 'port (?P<port>\\d+)'\n[[step]]\nexpect = 'on \\d+'\n")
+    case = _scenario(tmp_path, body)
+    assert run("test", "--update", case).returncode == 0
+    text = (tmp_path / "g.txt").read_text()
+    assert "| port {port}" in text
+    assert "on {pid}" in text
+
+
+def test_junit_report(tmp_path: Path) -> None:
+    """--junit writes a report with one testcase per scenario and the failure's evidence."""
+    bad = _scenario(tmp_path, CAT + '[[step]]\nsend = "\\u001b[31mred"\nto = "c"\n'
+                    '[[step]]\nexpect = "^never$"\ntimeout = 0.2\n', "bad.toml")
+    report = tmp_path / "report.xml"
+    result = run("test", "--junit", report, bad)
+    assert result.returncode == 1
+    root = ET.parse(report).getroot()
+    case = root.find("testsuite/testcase")
+    assert case is not None
+    assert case.get("name") == "bad"
+    failure = case.find("failure")
+    assert failure is not None
+    assert "not seen within 0.2 s" in (failure.get("message") or "")
+    assert "\\x1b[31mred" in (failure.text or "")
+
+
+def test_transcript_and_replay(tmp_path: Path) -> None:
+    """--transcript records events as JSON Lines; replay shows the merged stream again."""
+    case = _scenario(tmp_path, CAT + '[[step]]\nsend = "one"\nto = "c"\n[[step]]\nexpect = "one"\n')
+    transcript = tmp_path / "t.jsonl"
+    assert run("test", "--transcript", transcript, case).returncode == 0
+    records = [json.loads(line) for line in transcript.read_text().splitlines()]
+    kinds = {(r["s"], r.get("e")) for r in records}
+    assert {("in", None), ("out", None), ("event", "start"), ("event", "exit"),
+            ("event", "match")} <= kinds
+    assert oct(transcript.stat().st_mode & 0o777) == "0o600"
+    replay = run("replay", "--color", "never", transcript)
+    assert replay.returncode == 0
+    assert "c | one\n" in replay.stdout
+
+
+def test_run_executes_steps_then_keeps_the_cast(tmp_path: Path) -> None:
+    """pipeplex run FILE runs the steps; a failing expectation stops the run with status 1."""
+    case = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n'
+                     '[[step]]\nclose = "c"\n')
+    result = run("run", case, "--run-dir", tmp_path / "run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "c | hi" in result.stdout
+    failing = _scenario(tmp_path, CAT + '[[step]]\nexpect = "^nothing$"\ntimeout = 0.2\n', "f.toml")
+    result = run("run", failing, "--run-dir", tmp_path / "run2")
+    assert result.returncode == 1
+    assert "not seen within 0.2 s" in result.stdout

@@ -1,0 +1,104 @@
+"""The terminal writer while a console prompt holds the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from pipeplex._bus import Bus
+from pipeplex.output import Writer
+
+
+class Source:
+    def __init__(self) -> None:
+        self.paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    yield r, w
+    os.close(r)
+    os.close(w)
+
+
+def read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def test_held_writes_wait_for_flush_held(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+
+    async def main() -> None:
+        writer = Writer(w, Bus())
+        woken: list[int] = []
+        writer.hold(lambda: woken.append(1))
+        writer.write(b"one\n")
+        writer.write(b"two\n")
+        assert read_all(r) == b""
+        assert woken == [1]  # once, for the first held write
+        assert writer.pending == 8
+        writer.flush_held()
+        await writer.drain()
+        assert read_all(r) == b"one\ntwo\n"
+        writer.write(b"three\n")  # still holding
+        assert read_all(r) == b"" and woken == [1, 1]
+        writer.release()
+        assert read_all(r) == b"three\n"
+        writer.write(b"four\n")
+        assert read_all(r) == b"four\n"
+        writer.close()
+
+    asyncio.run(main())
+
+
+def test_held_bytes_count_for_back_pressure(pipe: tuple[int, int]) -> None:
+    """Past the high-water mark the sources pause; flushing resumes them."""
+    r, w = pipe
+
+    async def main() -> None:
+        bus = Bus()
+        source = Source()
+        bus.add_source(source)
+        writer = Writer(w, bus, high_water=100, low_water=10)
+        writer.hold(lambda: None)
+        writer.write(b"x" * 60)
+        assert not source.paused
+        writer.write(b"x" * 60)
+        assert source.paused
+        writer.flush_held()
+        await writer.drain()
+        assert not source.paused
+        assert read_all(r) == b"x" * 120
+        writer.close()
+
+    asyncio.run(main())
+
+
+def test_close_writes_what_was_held(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+
+    async def main() -> None:
+        writer = Writer(w, Bus())
+        writer.hold(lambda: None)
+        writer.write(b"last words\n")
+        writer.close()
+
+    asyncio.run(main())
+    assert read_all(r) == b"last words\n"
