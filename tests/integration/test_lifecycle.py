@@ -128,8 +128,11 @@ def test_members_start_with_clean_signal_state(run_dir: Path) -> None:
          "s=grep -E 'SigBlk|SigIgn' /proc/self/status", "--run-dir", str(run_dir)],
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )
-    assert re.search(r"s \| SigBlk:\s+0000000000000000", result.stdout), result.stdout
-    assert re.search(r"s \| SigIgn:\s+0000000000000000", result.stdout), result.stdout
+    masks = dict(re.findall(r"s \| (SigBlk|SigIgn):\s+([0-9a-f]+)", result.stdout))
+    assert int(masks["SigBlk"], 16) == 0, result.stdout
+    # Signals 1-31, the ones programs use. 32 and 33 belong to the C library's threads and
+    # cannot be touched from Python; a test harness sometimes leaves them ignored.
+    assert int(masks["SigIgn"], 16) & 0x7FFFFFFF == 0, result.stdout
 
 
 def _toml_list(items: list[str]) -> str:
