@@ -204,8 +204,22 @@ def run_roundtrip(quick: bool) -> dict[str, object]:
     tables = [line for line in lines if line.startswith("|")]
     targets = [line.removeprefix("target: ") for line in lines if line.startswith("target: ")]
     problems = lines[lines.index("PROBLEMS") + 1:] if "PROBLEMS" in lines else []
+    api = _api_roundtrip(quick)
     return {"present": True, "status": status, "output": out, "table": "\n".join(tables),
-            "targets": targets, "problems": problems}  # fmt: skip
+            "targets": targets, "problems": problems, "api_table": api}  # fmt: skip
+
+
+def _api_roundtrip(quick: bool) -> str:
+    """Round trips through the Python API beside pexpect (bench/api_roundtrip.py)."""
+    log("round trip through the Python API: bench/api_roundtrip.py" + (" --quick" if quick else ""))
+    argv = [sys.executable, str(HERE / "api_roundtrip.py"), *(["--quick"] if quick else [])]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    except subprocess.TimeoutExpired:
+        return ""
+    for line in done.stdout.splitlines():
+        log("  " + line)
+    return "\n".join(line for line in done.stdout.splitlines() if line.startswith("|"))
 
 
 # The page ---------------------------------------------------------------------------------
@@ -435,6 +449,11 @@ def write_page(res: dict[str, object], path: Path, png: Path | None, quick: bool
         add(str(rt["table"]))  # type: ignore[index]
         if rt.get("problems"):  # type: ignore[union-attr]
             add("\nProblems: " + "; ".join(rt["problems"]))  # type: ignore[index,arg-type]
+        if rt.get("api_table"):  # type: ignore[union-attr]
+            add("\nThrough the Python API (`bench/api_roundtrip.py`): `sendline` then `expect` "
+                "against `cat`, beside pexpect with `delaybeforesend=None`; the async row drives "
+                "ten members at once and gives the rate per member.\n")
+            add(str(rt["api_table"]))  # type: ignore[index]
     elif rt.get("present"):  # type: ignore[union-attr]
         add("`bench/roundtrip.py` ran but printed no table; its output:\n")
         add("```\n" + str(rt.get("output", "")).strip()[-2000:] + "\n```")  # type: ignore[union-attr]
