@@ -72,7 +72,7 @@ def test_a_member_ignoring_sigterm_gets_sigkill_after_the_grace(run_dir: Path) -
 def test_output_already_written_by_a_stopped_member_is_kept(run_dir: Path, tmp_path: Path) -> None:
     """Everything a member wrote before it was stopped reaches the stream."""
     cast = tmp_path / "cast.toml"
-    writer = "import time\nfor i in range(20000): print(f'line {i}')\nprint('done')\ntime.sleep(60)"
+    writer = "import signal\nfor i in range(20000): print(f'line {i}')\nprint('done')\nsignal.pause()"
     cast.write_text(
         f"[procs.writer]\ncmd = {_toml_list([sys.executable, '-c', writer])}\n"
         "ready = '^done$'\n[procs.quitter]\ncmd = 'true'\nafter = ['writer']\n"
@@ -87,7 +87,7 @@ def test_output_already_written_by_a_stopped_member_is_kept(run_dir: Path, tmp_p
 def test_ready_variables_reach_later_members(run_dir: Path, tmp_path: Path) -> None:
     """A named group in ready becomes {name} in a later member's command."""
     cast = tmp_path / "cast.toml"
-    server = "print('listening on port 4242', flush=True); import time; time.sleep(60)"
+    server = "print('listening on port 4242', flush=True); import signal; signal.pause()"
     cast.write_text(
         f"[procs.server]\ncmd = {_toml_list([sys.executable, '-c', server])}\n"
         "ready = 'port (?P<port>\\d+)'\n"

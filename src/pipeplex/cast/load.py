@@ -84,19 +84,33 @@ def load_cast(path: str | os.PathLike[str], **defaults: Any) -> CastSpec:
     Raises:
         CastError: the file is missing, not TOML, or describes an invalid cast.
     """
+    shown, text, data = read_toml(path, "cast file")
+    return cast_from_data(data, where=_Where(shown, text), base_dir=Path(path).parent, **defaults)
+
+
+def read_toml(path: str | os.PathLike[str], what: str) -> tuple[str, str, dict[str, Any]]:
+    """The file's name as shown in messages, its text, and its parsed TOML.
+
+    Raises:
+        CastError: missing, unreadable, or not TOML (with line and column).
+    """
     shown = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CastError("no such cast file", source=shown) from None
+        raise CastError(f"no such {what}", source=shown) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CastError(f"cannot read the cast file: {exc}", source=shown) from None
+        raise CastError(f"cannot read the {what}: {exc}", source=shown) from None
+    return shown, text, parse_toml(text, shown)
+
+
+def parse_toml(text: str, shown: str) -> dict[str, Any]:
+    """Parse TOML; a syntax error becomes a CastError with ``file:line:column``."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message, source = _toml_error(exc, shown)
         raise CastError(message, source=source) from None
-    return cast_from_data(data, where=_Where(shown, text), base_dir=Path(path).parent, **defaults)
 
 
 def _toml_error(exc: tomllib.TOMLDecodeError, path: str) -> tuple[str, str]:

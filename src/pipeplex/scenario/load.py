@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from .._signals import parse_signal
-from ..cast.load import _suggest, _toml_error, _Where, cast_from_data
+from ..cast.load import _suggest, _Where, cast_from_data, parse_toml, read_toml
 from ..cast.spec import CastSpec, variables_in
 from ..errors import CastError
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
 
-__all__ = ("load_scenario", "scenario_from_text")
+__all__ = ("load_scenario", "scenario_from_data", "scenario_from_text")
 
 TOP_KEYS = ("defaults", "step", "golden", "normalize")
 OPTIONS: dict[str, tuple[str, ...]] = {
@@ -39,24 +38,21 @@ def load_scenario(path: str | os.PathLike[str], **defaults: Any) -> Scenario:
     Raises:
         CastError: anything wrong, with ``file:line``.
     """
-    shown = os.fspath(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CastError("no such scenario file", source=shown) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CastError(f"cannot read the scenario file: {exc}", source=shown) from None
-    return scenario_from_text(text, shown, base_dir=Path(path).parent, **defaults)
+    shown, text, data = read_toml(path, "scenario file")
+    return scenario_from_data(data, text, shown, base_dir=Path(path).parent, **defaults)
 
 
 def scenario_from_text(
     text: str, path: str, *, base_dir: Path | None = None, **defaults: Any
 ) -> Scenario:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message, source = _toml_error(exc, path)
-        raise CastError(message, source=source) from None
+    """Build a scenario from TOML text; ``path`` names it in messages."""
+    return scenario_from_data(parse_toml(text, path), text, path, base_dir=base_dir, **defaults)
+
+
+def scenario_from_data(
+    data: dict[str, Any], text: str, path: str, *, base_dir: Path | None = None, **defaults: Any
+) -> Scenario:
+    """Build a scenario from parsed TOML (``text`` locates keys for messages)."""
     where = _Where(path, text)
     timeout = _defaults(data.get("defaults", {}), where)
     defaults.setdefault("ready_timeout", timeout)
