@@ -72,7 +72,8 @@ def test_a_member_ignoring_sigterm_gets_sigkill_after_the_grace(run_dir: Path) -
 def test_output_already_written_by_a_stopped_member_is_kept(run_dir: Path, tmp_path: Path) -> None:
     """Everything a member wrote before it was stopped reaches the stream."""
     cast = tmp_path / "cast.toml"
-    writer = "import signal\nfor i in range(20000): print(f'line {i}')\nprint('done')\nsignal.pause()"
+    writer = ("import signal\nfor i in range(20000): print(f'line {i}')\n"
+              "print('done')\nsignal.pause()")
     cast.write_text(
         f"[procs.writer]\ncmd = {_toml_list([sys.executable, '-c', writer])}\n"
         "ready = '^done$'\n[procs.quitter]\ncmd = 'true'\nafter = ['writer']\n"
