@@ -34,6 +34,8 @@ def demo_cast() -> CastSpec:
         cmd=(sys.executable, "-m", "pipeplex.examples.chat_server", "--exit-when-empty"),
         ready=READY,
         ready_timeout=20.0,
+        # Everyone leaves by themselves; the run ends when the last one has.
+        on_exit="ignore",
         source="pipeplex demo",
     )
     alice = _client("alice", ["hi bob!", "great: pipeplex shows us both", "/quit"])
