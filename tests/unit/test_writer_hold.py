@@ -61,7 +61,8 @@ def test_held_writes_wait_for_flush_held(pipe: tuple[int, int]) -> None:
         assert read_all(r) == b"" and woken == [1, 1]
         writer.release()
         assert read_all(r) == b"three\n"
-        writer.write(b"four\n")
+        writer.write(b"four\n")  # goes out at the end of this pass of the loop
+        await writer.drain()
         assert read_all(r) == b"four\n"
         writer.close()
 

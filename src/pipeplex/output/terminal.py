@@ -58,6 +58,8 @@ class Writer:
         self._held: list[bytes] = []
         self._held_bytes = 0
         self._on_held: Callable[[], None] = lambda: None
+        self._batch: list[bytes] = []
+        """Writes of this loop iteration, joined into one system call at its end."""
 
     @staticmethod
     def _private_fd(fd: int) -> tuple[int, bool]:
@@ -97,12 +99,34 @@ class Writer:
             if self.pending > self._high:
                 self._bus.pause(self)
             return
-        self._write_now(data)
+        if not self._batch:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._write_now(data)
+                return
+            # Everything written in this pass of the loop goes out in one write(): a flood
+            # from several members costs one system call per pass, not one per chunk.
+            loop.call_soon(self._flush_batch)
+        self._batch.append(data)
+
+    def _flush_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch or self._closed:
+            return
+        data = batch[0] if len(batch) == 1 else b"".join(batch)
+        if self._buffer:
+            self._append([data])
+            if self.pending > self._high:
+                self._bus.pause(self)
+        else:
+            self._write_now(data)
 
     # Holding (an interactive prompt owns the terminal) ------------------------------
 
     def hold(self, on_held: Callable[[], None]) -> None:
         """Keep writes from now on; call ``on_held`` when the first one arrives."""
+        self._flush_batch()  # what came before the hold goes out before the prompt shows
         self._holding = True
         self._on_held = on_held
         if self._held:
@@ -189,12 +213,14 @@ class Writer:
 
     async def drain(self) -> None:
         """Wait until everything buffered has been written (or the reader went away)."""
+        self._flush_batch()
         while self._buffer and not self._closed:
             self._drained = asyncio.Event()
             await self._drained.wait()
             self._drained = None
 
     def close(self) -> None:
+        self._flush_batch()
         if self._held and not self._closed:
             self._append(self._held)
         self._held.clear()
