@@ -241,7 +241,6 @@ class Engine:
         """Count a failure toward the exit status (the first one decides it)."""
         self.failures.append(Failure(name, status, reason))
 
-    _fail = record_failure
 
     async def _first(self, *futures: asyncio.Future[Any], within: float | None = None) -> None:
         """Wait until one of ``futures`` is done, or ``within`` seconds have passed."""
@@ -344,7 +343,7 @@ class Engine:
                 if unsubscribe:
                     unsubscribe()
                 self.bus.publish(Note(str(exc), level="error"))
-                self._fail(member.name, 127, str(exc))
+                self.record_failure(member.name, 127, str(exc))
                 self.request_stop("stopping the cast")
                 return
             restarted = self._restarted.pop(member.name, None)
@@ -374,7 +373,7 @@ class Engine:
                     reason = (f"{member.name} {how} and was restarted {attempt} times; "
                               "giving up (raise max_restarts to allow more)")
                     self.bus.publish(Note(reason, level="error"))
-                    self._fail(member.name, exit_status(returncode) or 1, reason)
+                    self.record_failure(member.name, exit_status(returncode) or 1, reason)
                     self.request_stop("stopping the cast")
                     return
                 delay = min(BACKOFF_START * 2**attempt, BACKOFF_CAP)
@@ -387,7 +386,7 @@ class Engine:
                     return
                 continue
             if returncode != 0:
-                self._fail(member.name, exit_status(returncode), f"{member.name} {how}")
+                self.record_failure(member.name, exit_status(returncode), f"{member.name} {how}")
             if spec.on_exit == "stop":
                 self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)")
             return
@@ -445,7 +444,7 @@ class Engine:
                     f"(ready_timeout); it never showed {waiting_for}")
         reason = f"{what}\n{self.recent.describe(member.name)}"
         self.bus.publish(Note(reason, name=member.name, level="error"))
-        self._fail(member.name, 1, what)
+        self.record_failure(member.name, 1, what)
         self.request_stop("stopping the cast")
 
     # Stopping ----------------------------------------------------------------------------
