@@ -170,3 +170,19 @@ def test_repr_shows_state() -> None:
     with Plex() as plex:
         cat = plex.spawn("cat", "cat")
         assert re.fullmatch(r"<Member 'cat' pid=\d+ running>", repr(cat))
+
+
+def test_big_sends_from_the_sync_api_keep_their_order() -> None:
+    """Sends larger than a pipe's buffer are finished by the loop, in order with later ones."""
+    with Plex(pty=False) as plex:
+        cat = plex.spawn("cat", "cat")
+        for i in range(5):
+            cat.sendline(f"start{i} " + "x" * 300_000 + f" end{i}")
+            cat.sendline(f"after{i}")
+        for i in range(5):
+            # A match reaches at most 4 KiB back, so wait for the end and check what came
+            # before it: the whole line, in order.
+            cat.expect(f" end{i}\n")
+            assert cat.before == f"start{i} " + "x" * 300_000
+            cat.expect(f"^after{i}\n")
+            assert cat.before == ""

@@ -386,13 +386,13 @@ class Member:
         return self._member.returncode
 
     def send(self, data: str | bytes) -> None:
-        self._plex._call_soon(self._member.send, data)
+        self._member._process.send_threadsafe(data.encode() if isinstance(data, str) else data)
 
     def sendline(self, line: str | bytes = "") -> None:
-        self._plex._call_soon(self._member.sendline, line)
+        self.send((line.encode() if isinstance(line, str) else line) + b"\n")
 
     def sendcontrol(self, char: str) -> None:
-        self._plex._call_soon(self._member.sendcontrol, char)
+        self.send(bytes([ord(char.lower()) & 0x1F]))
 
     def close_stdin(self) -> None:
         self._plex._call_soon(self._member.close_stdin)
@@ -409,12 +409,24 @@ class Member:
 
     def expect(self, pattern: Any, timeout: float | None = None, *,
                stream: str | None = None) -> re.Match[str] | int:
-        found: re.Match[str] | int = self._plex._call(
-            self._member.expect(pattern, timeout, stream=stream))
-        return found
+        member, plex = self._member, self._plex
+        single = isinstance(pattern, str | re.Pattern) or pattern is EOF or pattern is TIMEOUT
+        patterns: list[Pattern] = [pattern] if single else list(pattern)
+        # Searched from this thread: waiting costs one wake-up from the loop, not a task.
+        found = plex._async.matcher.expect_blocking(
+            member.name, patterns, timeout=plex._async.timeout if timeout is None else timeout,
+            stream=stream, publish=plex._publish,
+        )
+        member.before, member.after, member.match = found.before, found.after, found.match
+        if not single:
+            return found.index
+        if found.match is None:
+            raise PipeplexError(f"{member.name}: {pattern!r} matched without a match object; "
+                                "pass EOF or TIMEOUT in a list to get an index")
+        return found.match
 
     def expect_exact(self, text: str, timeout: float | None = None) -> re.Match[str]:
-        return self._plex._call(self._member.expect_exact(text, timeout))
+        return self.expect(re.compile(re.escape(text)), timeout)
 
     def wait(self, timeout: float | None = None) -> int:
         return self._plex._call(self._member.wait(timeout))
@@ -453,6 +465,9 @@ class Plex:
         if self._loop is None:
             raise PipeplexError("the plex is not running: use it in a with block")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _publish(self, event: Any) -> None:
+        self._call_soon(self._async.bus.publish, event)
 
     def _call_soon(self, fn: Any, *args: Any) -> None:
         # Not waited for: the loop runs callbacks in order, so a later expect() still sees

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -80,6 +81,8 @@ class OutputBuffer:
     """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        """The loop feeds while a synchronous API caller may search from its own thread."""
         self._text = ""
         self._ctx = 0
         """1 when ``_text[0]`` is a context character, else 0."""
@@ -98,16 +101,22 @@ class OutputBuffer:
         """Characters of unmatched output dropped to keep memory bounded."""
 
     def __len__(self) -> int:
-        self._absorb()
-        return self._aside_size + len(self._text) - self._ctx
+        with self._lock:
+            self._absorb()
+            return self._aside_size + len(self._text) - self._ctx
 
     @property
     def text(self) -> str:
         """What is after the cursor (less what was dropped beyond MAX_BEFORE)."""
-        self._absorb()
-        return "".join(self._aside) + self._text[self._ctx :]
+        with self._lock:
+            self._absorb()
+            return "".join(self._aside) + self._text[self._ctx :]
 
     def feed(self, data: bytes, stream: str = "stdout") -> None:
+        with self._lock:
+            self._feed(data, stream)
+
+    def _feed(self, data: bytes, stream: str) -> None:
         self._fresh.append((stream, data))
         self._fresh_size += len(data)
         if self._fresh_size > MAX_BEFORE:
@@ -150,6 +159,10 @@ class OutputBuffer:
         The earliest match in the output wins; between matches at the same place, the
         pattern listed first (as in pexpect).
         """
+        with self._lock:
+            return self._search(patterns)
+
+    def _search(self, patterns: Sequence[re.Pattern[str]]) -> Found | None:
         self._absorb()
         best: tuple[int, int, re.Match[str]] | None = None
         for index, regex in enumerate(patterns):

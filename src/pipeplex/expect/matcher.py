@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -50,6 +52,8 @@ class Matcher:
         self._exits: dict[str, int] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         """Per member, the expectations waiting on it: only they wake for its output."""
+        self._thread_waiters: dict[str, set[threading.Event]] = {}
+        """The same for callers blocked in other threads (the synchronous API)."""
         bus.subscribe(self)
 
     def buffer(self, name: str, stream: str | None = None) -> OutputBuffer:
@@ -71,6 +75,8 @@ class Matcher:
             return
         for waiter in self._waiters.get(event.name, ()):
             _wake(waiter)
+        for thread_waiter in self._thread_waiters.get(event.name, ()):
+            thread_waiter.set()
 
     async def expect(
         self,
@@ -147,6 +153,50 @@ class Matcher:
                 timer.cancel()
                 for name in names:
                     self._waiters[name].discard(wakeup)
+
+    def expect_blocking(
+        self,
+        name: str,
+        patterns: Sequence[Pattern],
+        *,
+        timeout: float,
+        stream: str | None = None,
+        publish: Callable[[Matched], None],
+    ) -> Expectation:
+        """:meth:`expect` for one member, from a thread other than the loop's.
+
+        The caller searches the member's buffer itself and sleeps on a threading.Event that
+        the loop sets when the member writes: one hand-over between threads per wake-up
+        instead of a task round trip. ``publish`` delivers the Matched event on the loop.
+        """
+        positions = [i for i, p in enumerate(patterns) if p is not EOF and p is not TIMEOUT]
+        regexes = [compile_pattern(patterns[i]) for i in positions]  # type: ignore[arg-type]
+        started = time.monotonic()
+        deadline = started + timeout
+        wakeup = threading.Event()
+        waiters = self._thread_waiters.setdefault(name, set())
+        waiters.add(wakeup)
+        try:
+            while True:
+                wakeup.clear()
+                buffer = self.buffer(name, stream)
+                found = buffer.search(regexes) if regexes else None
+                if found is not None:
+                    text = found.match.group(0)
+                    shown = patterns[positions[found.index]]
+                    publish(Matched(name, str(getattr(shown, "pattern", shown)), text))
+                    return Expectation(name, positions[found.index], found.match,
+                                       found.before, text)
+                if name in self._exits:
+                    return self._exited(name, patterns, time.monotonic() - started, stream)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if TIMEOUT in patterns:
+                        return Expectation("", patterns.index(TIMEOUT), None, "", "")
+                    raise ExpectTimeout([name], patterns, timeout, self._recent(name))
+                wakeup.wait(remaining)
+        finally:
+            waiters.discard(wakeup)
 
     def _exited(
         self, name: str, patterns: Sequence[Pattern], waited: float, stream: str | None

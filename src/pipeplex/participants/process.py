@@ -14,6 +14,7 @@ import errno
 import functools
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Literal
@@ -79,6 +80,9 @@ class Process:
         self._stdin: int | None = None
         self._stdin_is_pty = False
         self._pending_input: list[memoryview] = []
+        self._stdin_lock = threading.Lock()
+        """Held while stdin's descriptor is closed, and by writes from other threads."""
+        self._queued_from_threads = 0
         self._close_after_drain = False
         self._pidfd: int | None = None
         self._exit_seen: asyncio.Future[int] | None = None
@@ -278,11 +282,12 @@ class Process:
         if timer:
             timer.cancel()
         self._framers[stream].flush()
-        if fd == self._stdin:  # the pty master doubles as stdin in full-terminal mode
-            self._loop.remove_writer(fd)
-            self._stdin = None
-            self._pending_input.clear()
-        os.close(fd)
+        with self._stdin_lock:
+            if fd == self._stdin:  # the pty master doubles as stdin in full-terminal mode
+                self._loop.remove_writer(fd)
+                self._stdin = None
+                self._pending_input.clear()
+            os.close(fd)
         self._maybe_done()
 
     # Exit -----------------------------------------------------------------------------
@@ -430,13 +435,56 @@ class Process:
             self._drop_stdin()
 
     def _drop_stdin(self) -> None:
-        fd, self._stdin = self._stdin, None
-        self._pending_input.clear()
-        if fd is None or self._loop is None:
+        with self._stdin_lock:
+            fd, self._stdin = self._stdin, None
+            self._pending_input.clear()
+            if fd is None or self._loop is None:
+                return
+            self._loop.remove_writer(fd)
+            if fd not in self._readers:
+                os.close(fd)
+
+    def send_threadsafe(self, data: bytes) -> None:
+        """:meth:`send` from a thread other than the loop's (the synchronous API).
+
+        When nothing is queued, the bytes are written at once from the calling thread, so
+        the member gets them without waiting for the loop to wake up; the loop then records
+        them, and writes whatever did not fit.
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError(f"{self.name} was never started")
+        written = 0
+        with self._stdin_lock:
+            fd = self._stdin
+            direct = (fd is not None and not self._pending_input and not self._close_after_drain
+                      and self._queued_from_threads == 0)
+            if direct:
+                try:
+                    written = os.write(fd, data)  # type: ignore[arg-type]
+                except OSError:
+                    written = 0  # full, or closed: the loop's send() deals with it
+            if written < len(data):
+                self._queued_from_threads += 1
+        loop.call_soon_threadsafe(self._sent_from_thread, data, written)
+
+    def _sent_from_thread(self, data: bytes, written: int) -> None:
+        if written == len(data):
+            self._bus.publish(InputSent(self.name, data))
             return
-        self._loop.remove_writer(fd)
-        if fd not in self._readers:
-            os.close(fd)
+        with self._stdin_lock:
+            self._queued_from_threads -= 1
+        if written == 0:
+            self.send(data)
+            return
+        self._bus.publish(InputSent(self.name, data))
+        rest = memoryview(data)[written:]
+        if self._stdin is None:
+            return
+        if self._pending_input:
+            self._pending_input.append(rest)
+        else:
+            self._write(rest)
 
     # Signals --------------------------------------------------------------------------
 
