@@ -36,6 +36,8 @@ class Bus:
         self._pausers: set[object] = set()
         self._queue: deque[Event] = deque()
         self._delivering = False
+        self._from_threads: deque[Event] = deque()
+        """Events from other threads, delivered before the loop's next event."""
 
     def subscribe(self, sink: Sink) -> Callable[[], None]:
         """Add a sink; returns a function that removes it."""
@@ -53,9 +55,13 @@ class Bus:
         A sink may publish in turn (a matcher announcing a match); such events are queued
         and delivered after the current one, so every sink sees the same order.
         """
+        if self._from_threads:
+            self._take_from_threads()
         self._queue.append(event)
-        if self._delivering:
-            return
+        if not self._delivering:
+            self._deliver()
+
+    def _deliver(self) -> None:
         self._delivering = True
         try:
             while self._queue:
@@ -74,6 +80,27 @@ class Bus:
                     )
         finally:
             self._delivering = False
+
+    def publish_threadsafe(self, event: Event) -> None:
+        """Publish from another thread, without waking the loop.
+
+        The event is delivered, in order, just before the next event the loop publishes (or
+        at :meth:`flush_threadsafe`): for records such as "input sent" that must come before
+        the output they cause, and need nothing done at once.
+        """
+        self._from_threads.append(event)
+
+    def flush_threadsafe(self) -> None:
+        """Deliver what other threads published (call on the loop)."""
+        if self._from_threads:
+            self._take_from_threads()
+            if not self._delivering:
+                self._deliver()
+
+    def _take_from_threads(self) -> None:
+        # deque.popleft is atomic: a thread may append while we take.
+        while self._from_threads:
+            self._queue.append(self._from_threads.popleft())
 
     # Back-pressure -----------------------------------------------------------------
 

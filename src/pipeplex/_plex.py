@@ -12,12 +12,14 @@ import asyncio
 import os
 import re
 import threading
+from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
+from ._events import Event, InputSent, Matched, Output
 from ._signals import parse_signal
 from .cast.load import check_commands, check_name
 from .cast.spec import CastSpec, ProcSpec
@@ -43,24 +45,29 @@ def _pty_mode(pty: PtyOption) -> Literal["stdout", "full", "pipes"]:
 
 
 class _MergedTranscript:
-    """The merged stream as text, the last ``TRANSCRIPT_KEEP`` characters of it (for reports)."""
+    """The merged stream, kept for reports: its last ``TRANSCRIPT_KEEP`` bytes or so.
+
+    It keeps events and renders them only when asked, so a busy member costs an append.
+    """
 
     def __init__(self, renderer: Renderer) -> None:
         self._renderer = renderer
-        self._parts: list[bytes] = []
+        self._events: deque[Event] = deque()
         self._size = 0
 
-    def __call__(self, event: Any) -> None:
-        data = self._renderer.render(event)
-        if data:
-            self._parts.append(data)
-            self._size += len(data)
-            if self._size > 2 * TRANSCRIPT_KEEP:
-                joined = b"".join(self._parts)[-TRANSCRIPT_KEEP:]
-                self._parts, self._size = [joined], len(joined)
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, InputSent | Matched):
+            return  # not part of the stream a person reads
+        size = len(event.data) if isinstance(event, Output) else 100
+        self._events.append(event)
+        self._size += size
+        while self._size > 2 * TRANSCRIPT_KEEP and len(self._events) > 1:
+            old = self._events.popleft()
+            self._size -= len(old.data) if isinstance(old, Output) else 100
 
     def text(self) -> str:
-        return b"".join(self._parts)[-TRANSCRIPT_KEEP:].decode("utf-8", "replace")
+        rendered = b"".join(self._renderer.render(e) for e in list(self._events))
+        return rendered[-TRANSCRIPT_KEEP:].decode("utf-8", "replace")
 
 
 class AsyncMember:
@@ -342,6 +349,7 @@ class AsyncPlex:
         if self._engine is None or self._run is None:
             return
         engine, run = self._engine, self._run
+        self.bus.flush_threadsafe()
         engine.release()
         engine.request_stop()
         try:
@@ -361,6 +369,7 @@ class Member:
         self._plex = plex
         self._member = member
         self.name = member.name
+        self._wakeups = threading.local()
 
     def __repr__(self) -> str:
         return repr(self._member)
@@ -415,7 +424,7 @@ class Member:
         # Searched from this thread: waiting costs one wake-up from the loop, not a task.
         found = plex._async.matcher.expect_blocking(
             member.name, patterns, timeout=plex._async.timeout if timeout is None else timeout,
-            stream=stream, publish=plex._publish,
+            stream=stream, publish=plex._publish, wakeup=self._wakeup(),
         )
         member.before, member.after, member.match = found.before, found.after, found.match
         if not single:
@@ -427,6 +436,13 @@ class Member:
 
     def expect_exact(self, text: str, timeout: float | None = None) -> re.Match[str]:
         return self.expect(re.compile(re.escape(text)), timeout)
+
+    def _wakeup(self) -> threading.Event:
+        """This thread's event to sleep on (one per thread, made once)."""
+        event: threading.Event | None = getattr(self._wakeups, "event", None)
+        if event is None:
+            event = self._wakeups.event = threading.Event()
+        return event
 
     def wait(self, timeout: float | None = None) -> int:
         return self._plex._call(self._member.wait(timeout))
@@ -467,7 +483,7 @@ class Plex:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def _publish(self, event: Any) -> None:
-        self._call_soon(self._async.bus.publish, event)
+        self._async.bus.publish_threadsafe(event)
 
     def _call_soon(self, fn: Any, *args: Any) -> None:
         # Not waited for: the loop runs callbacks in order, so a later expect() still sees

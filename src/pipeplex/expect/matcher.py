@@ -162,6 +162,7 @@ class Matcher:
         timeout: float,
         stream: str | None = None,
         publish: Callable[[Matched], None],
+        wakeup: threading.Event | None = None,
     ) -> Expectation:
         """:meth:`expect` for one member, from a thread other than the loop's.
 
@@ -173,7 +174,7 @@ class Matcher:
         regexes = [compile_pattern(patterns[i]) for i in positions]  # type: ignore[arg-type]
         started = time.monotonic()
         deadline = started + timeout
-        wakeup = threading.Event()
+        wakeup = wakeup or threading.Event()  # callers may reuse one: it costs a Condition
         waiters = self._thread_waiters.setdefault(name, set())
         waiters.add(wakeup)
         try:

@@ -466,12 +466,14 @@ class Process:
                     written = 0  # full, or closed: the loop's send() deals with it
             if written < len(data):
                 self._queued_from_threads += 1
+        if written == len(data):
+            # All written: only the record is left, and it can wait for the loop's next event
+            # (the member's answer, at the latest), so the loop is not woken for it.
+            self._bus.publish_threadsafe(InputSent(self.name, data))
+            return
         loop.call_soon_threadsafe(self._sent_from_thread, data, written)
 
     def _sent_from_thread(self, data: bytes, written: int) -> None:
-        if written == len(data):
-            self._bus.publish(InputSent(self.name, data))
-            return
         with self._stdin_lock:
             self._queued_from_threads -= 1
         if written == 0:
