@@ -128,3 +128,19 @@ def test_children_do_not_inherit_pipeplex_resources(run_dir: Path) -> None:
     assert [int(x) for x in fds[1].split(",")][:3] == [0, 1, 2]
     assert len(fds[1].split(",")) == 4
 
+
+
+def test_a_reader_that_goes_away_stops_the_cast(run_dir: Path) -> None:
+    """pipeplex run ... | head: when stdout's reader leaves, the cast is stopped."""
+    with subprocess.Popen(
+        [*PIPEPLEX, "run", "-p", "y=yes hello", "--run-dir", str(run_dir), "--no-console"],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    ) as proc:
+        assert proc.stdout is not None
+        seen = 0
+        for line in proc.stdout:
+            seen += line == b"y | hello\n"
+            if seen == 3:
+                break
+        proc.stdout.close()
+        assert proc.wait(timeout=30) == 0
