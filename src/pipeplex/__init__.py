@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
-from ._bus import Bus as Bus
-from ._engine import Engine as Engine
-from ._events import Event as Event
-from ._events import Exited as Exited
-from ._events import InputSent as InputSent
-from ._events import Note as Note
-from ._events import Output as Output
-from ._events import Ready as Ready
-from ._events import Started as Started
-from ._plex import AsyncMember as AsyncMember
-from ._plex import AsyncPlex as AsyncPlex
-from ._plex import Member as Member
-from ._plex import Plex as Plex
-from ._run import RunOptions as RunOptions
-from ._run import run_cast as run_cast
-from .cast import CastSpec as CastSpec
-from .cast import ProcSpec as ProcSpec
-from .cast import load_cast as load_cast
-from .errors import CastError as CastError
-from .errors import ExpectTimeout as ExpectTimeout
-from .errors import PipeplexError as PipeplexError
-from .errors import RunDirError as RunDirError
-from .errors import SpawnError as SpawnError
-from .errors import UnexpectedExit as UnexpectedExit
-from .errors import UnknownMember as UnknownMember
-from .expect import EOF as EOF
-from .expect import TIMEOUT as TIMEOUT
-from .scenario import StepFailed as StepFailed
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from ._bus import Bus as Bus
+    from ._engine import Engine as Engine
+    from ._events import Event as Event
+    from ._events import Exited as Exited
+    from ._events import InputSent as InputSent
+    from ._events import Note as Note
+    from ._events import Output as Output
+    from ._events import Ready as Ready
+    from ._events import Started as Started
+    from ._plex import AsyncMember as AsyncMember
+    from ._plex import AsyncPlex as AsyncPlex
+    from ._plex import Member as Member
+    from ._plex import Plex as Plex
+    from ._run import RunOptions as RunOptions
+    from ._run import run_cast as run_cast
+    from .cast import CastSpec as CastSpec
+    from .cast import ProcSpec as ProcSpec
+    from .cast import load_cast as load_cast
+    from .errors import CastError as CastError
+    from .errors import ExpectTimeout as ExpectTimeout
+    from .errors import PipeplexError as PipeplexError
+    from .errors import RunDirError as RunDirError
+    from .errors import SpawnError as SpawnError
+    from .errors import UnexpectedExit as UnexpectedExit
+    from .errors import UnknownMember as UnknownMember
+    from .expect import EOF as EOF
+    from .expect import TIMEOUT as TIMEOUT
+    from .scenario import StepFailed as StepFailed
 
 __version__ = "0.1.0"
 
@@ -63,3 +67,49 @@ __all__ = (
     "load_cast",
     "run_cast",
 )
+
+# Imported on first use, so that `pipeplex send` and friends start without loading the
+# engine; `from pipeplex import Plex` works as usual.
+_SOURCES = {
+    "Bus": "._bus",
+    "Engine": "._engine",
+    "Event": "._events",
+    "Exited": "._events",
+    "InputSent": "._events",
+    "Note": "._events",
+    "Output": "._events",
+    "Ready": "._events",
+    "Started": "._events",
+    "AsyncMember": "._plex",
+    "AsyncPlex": "._plex",
+    "Member": "._plex",
+    "Plex": "._plex",
+    "RunOptions": "._run",
+    "run_cast": "._run",
+    "CastSpec": ".cast",
+    "ProcSpec": ".cast",
+    "load_cast": ".cast",
+    "CastError": ".errors",
+    "ExpectTimeout": ".errors",
+    "PipeplexError": ".errors",
+    "RunDirError": ".errors",
+    "SpawnError": ".errors",
+    "UnexpectedExit": ".errors",
+    "UnknownMember": ".errors",
+    "EOF": ".expect",
+    "TIMEOUT": ".expect",
+    "StepFailed": ".scenario",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module 'pipeplex' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(source, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -21,14 +21,13 @@ from ._events import Note, Ready
 from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
-from .cast.spec import CastSpec, ProcSpec, expand
+from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand
 from .errors import PipeplexError, SpawnError
 from .inputs.router import Router
 from .participants import Guardian, Process
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure")
 
-DEFAULT_GRACE = 5.0
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 RESTART_RESET = 10.0

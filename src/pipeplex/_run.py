@@ -24,11 +24,13 @@ from ._engine import DEFAULT_GRACE, Engine
 from ._events import Note
 from .cast.spec import CastSpec
 from .expect import Matcher
-from .inputs import FifoChannel, RunDir, default_run_dir
 from .inputs.console import Console, ConsoleMode, Level, console_mode
 from .inputs.control import MAX_CONNECTIONS, ControlServer
+from .inputs.fifo import FifoChannel
 from .inputs.router import ALL, Router
-from .output import ColorMode, Renderer, TerminalSink, Writer, use_color
+from .inputs.rundir import RunDir, default_run_dir
+from .output.render import ColorMode, Renderer, use_color
+from .output.terminal import TerminalSink, Writer
 from .participants import Guardian
 from .report.transcript import LogDirSink, TranscriptSink
 from .scenario import Scenario, run_steps

@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from ._engine import DEFAULT_GRACE
 from ._events import Event, Exited, Matched, Note, Output, Ready, Started, Stream
 from ._signals import clean_inherited_signals
+from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
-from .output import Renderer, use_color
+from .output.render import Renderer, use_color
 from .report.junit import CaseResult, write_junit
 from .report.transcript import read_transcript, record_data
 from .scenario import load_scenario

@@ -13,12 +13,10 @@ Exit codes of the clients of a running cast (``send``, ``status``, ``signal``, `
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -26,18 +24,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from . import __version__
-from ._engine import DEFAULT_GRACE
-from ._run import RunOptions, run_cast
 from ._signals import clean_inherited_signals, parse_signal
 from .cast import CastSpec, parse_proc_option
 from .cast.load import check_commands, validate_cast
-from .cast.spec import OnExit, ProcSpec, PtyMode
+from .cast.spec import DEFAULT_GRACE, OnExit, ProcSpec, PtyMode
 from .control_client import ControlClient, decode_event, format_status
 from .errors import NoRun, PipeplexError, RequestFailed
-from .inputs import default_run_dir
-from .output import Renderer, use_color
+from .inputs.rundir import default_run_dir
+from .output.render import Renderer, use_color
 
 if TYPE_CHECKING:
+    from ._run import RunOptions
     from .scenario import Scenario
 
 __all__ = ("main",)
@@ -139,6 +136,8 @@ def run(
         cast, scenario = _build_cast(cast_file, procs, defaults, on_exit)
     except PipeplexError as exc:
         _fail(str(exc))
+    from ._run import RunOptions  # the engine loads only for commands that run a cast
+
     options = RunOptions(
         run_dir=run_dir,
         color="never" if no_color else color,  # type: ignore[arg-type]
@@ -185,6 +184,10 @@ def _on_exit(value: str) -> OnExit:
 
 
 def _run(cast: CastSpec, options: RunOptions) -> int:
+    import asyncio
+
+    from ._run import run_cast
+
     clean_inherited_signals()
     try:
         return asyncio.run(run_cast(cast, options))
@@ -199,9 +202,13 @@ def _run(cast: CastSpec, options: RunOptions) -> int:
 @click.option("--timestamps", is_flag=True, help="Show the time of each line.")
 def demo(color: str, no_color: bool, timestamps: bool) -> None:
     """Run the bundled demo: a chat server and two clients talking in turns."""
+    import tempfile
+
     from .examples.demo import demo_cast
 
     with tempfile.TemporaryDirectory(prefix="pipeplex-demo-") as scratch:
+        from ._run import RunOptions
+
         options = RunOptions(
             run_dir=Path(scratch) / "run",
             color="never" if no_color else color,  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from pipeplex._bus import Bus
-from pipeplex.output import Writer
+from pipeplex.output.terminal import Writer
 
 
 class Source:

@@ -33,6 +33,8 @@ RESERVED_NAMES = frozenset({"all"})
 # is not a captured variable stay as they are, so code such as f"{i}" passes through.
 _VAR_RE = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+DEFAULT_GRACE = 5.0
+"""Seconds a member may take to exit after SIGTERM before SIGKILL."""
 DEFAULT_READY_TIMEOUT = 30.0
 DEFAULT_MAX_RESTARTS = 5
 

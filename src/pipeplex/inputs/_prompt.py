@@ -28,7 +28,7 @@ from .console import COMMANDS
 from .router import ALL
 
 if TYPE_CHECKING:
-    from ..output import Writer
+    from ..output.terminal import Writer
     from .console import Console
 
 __all__ = ("run_prompt",)

@@ -37,7 +37,7 @@ from .router import ALL
 
 if TYPE_CHECKING:
     from .._engine import Engine
-    from ..output import Writer
+    from ..output.terminal import Writer
 
 __all__ = (
     "COMMANDS",

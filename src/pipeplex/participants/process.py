@@ -80,8 +80,9 @@ class Process:
         self._stdin: int | None = None
         self._stdin_is_pty = False
         self._pending_input: list[memoryview] = []
-        self._stdin_lock = threading.Lock()
-        """Held while stdin's descriptor is closed, and by writes from other threads."""
+        self._stdin_lock = threading.RLock()
+        """Held by the loop while it changes stdin's queue or closes it, and by writes from
+        other threads, which must not overtake queued input or hit a reused descriptor."""
         self._queued_from_threads = 0
         self._close_after_drain = False
         self._pidfd: int | None = None
@@ -381,10 +382,11 @@ class Process:
                                    name=self.name, level="warning"))
             return False
         self._bus.publish(InputSent(self.name, data))
-        if self._pending_input:
-            self._pending_input.append(memoryview(data))
-        else:
-            self._write(memoryview(data))
+        with self._stdin_lock:
+            if self._pending_input:
+                self._pending_input.append(memoryview(data))
+            else:
+                self._write(memoryview(data))
         return True
 
     def close_input(self) -> None:
@@ -421,6 +423,10 @@ class Process:
             self._loop.add_writer(self._stdin, self._guard(self._write_more))
 
     def _write_more(self) -> None:
+        with self._stdin_lock:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
         assert self._stdin is not None and self._loop is not None
         self._loop.remove_writer(self._stdin)
         pending, self._pending_input = self._pending_input, []
@@ -481,12 +487,13 @@ class Process:
             return
         self._bus.publish(InputSent(self.name, data))
         rest = memoryview(data)[written:]
-        if self._stdin is None:
-            return
-        if self._pending_input:
-            self._pending_input.append(rest)
-        else:
-            self._write(rest)
+        with self._stdin_lock:
+            if self._stdin is None:
+                return
+            if self._pending_input:
+                self._pending_input.append(rest)
+            else:
+                self._write(rest)
 
     # Signals --------------------------------------------------------------------------
 
