@@ -20,6 +20,7 @@ ignores the usual stop signals; its code is a few lines of the standard library 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -105,14 +106,31 @@ class Guardian:
         finally:
             os.close(read_end)
         self.pid = self._proc.pid
+        self._lines: list[str] = []
         self._say(f"={self.token}\n")
 
     def __repr__(self) -> str:
         return f"<Guardian pid={self.pid}>"
 
     def _say(self, line: str) -> None:
-        if self._fd >= 0:
+        if self._fd < 0:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
             os.write(self._fd, line.encode())
+            return
+        # Lines of one pass of the loop go in one write: starting 1000 members wakes the
+        # guardian a few times, not 1000. (A member spawned just before pipeplex dies and
+        # not yet told is still found through PIPEPLEX_RUN_ID.)
+        if not self._lines:
+            loop.call_soon(self._flush)
+        self._lines.append(line)
+
+    def _flush(self) -> None:
+        lines, self._lines = self._lines, []
+        if lines and self._fd >= 0:
+            os.write(self._fd, "".join(lines).encode())
 
     def register(self, pgid: int) -> None:
         self._say(f"+{pgid}\n")
@@ -122,6 +140,7 @@ class Guardian:
 
     def close(self) -> None:
         """Let the guardian go: every group should be stopped and unregistered by now."""
+        self._flush()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
