@@ -158,3 +158,8 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str
     rule = "|" + "|".join(("-" * (w + 1) + ":") if r else (":" + "-" * (w + 1))
                           for w, r in zip(widths, right, strict=True)) + "|"  # fmt: skip
     return "\n".join([fmt(headers), rule, *(fmt(r) for r in rows)])
+
+
+def fmt(value: object, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``n/a`` when it was not measured."""
+    return "n/a" if value is None else format(value, spec)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import markdown_table, median
+from _common import fmt, markdown_table, median
 
 HERE = Path(__file__).resolve().parent
 WRITER = HERE / "writer.py"
@@ -201,9 +201,6 @@ def run_expect(sizes_mb: list[float], repeat: int, *, pexpect_python: str | None
         shutil.rmtree(work, ignore_errors=True)
     return samples
 
-
-def fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
 
 
 def summarize(samples: list[ExpectSample]) -> list[dict[str, object]]:

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _casts import Cast, available, footprint, tree
-from _common import markdown_table
+from _common import fmt, markdown_table
 
 TARGET_CPU_PER_10S = 0.01
 IDLE_TOOLS = ("pipeplex", "concurrently", "honcho")
@@ -121,9 +121,6 @@ def measure_idle(tool: str, seconds: float = 10.0, members: int = 10,
             result.problem += " | stderr: " + tail.replace("\n", " / ")
         shutil.rmtree(work, ignore_errors=True)
 
-
-def fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
 
 
 HEADERS = ["tool", "CPU ms per 10 s", "wake-ups/s", "procs", "threads (main)",

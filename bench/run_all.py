@@ -48,7 +48,7 @@ import idle
 import peers
 import scale
 import throughput
-from _common import MiB, markdown_table, median
+from _common import MiB, fmt, markdown_table, median
 from throughput import Load, run_series
 
 HERE = Path(__file__).resolve().parent
@@ -224,9 +224,6 @@ def _api_roundtrip(quick: bool) -> str:
 
 # The page ---------------------------------------------------------------------------------
 
-
-def fmt(value: object, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
 
 
 def machine() -> dict[str, str]:

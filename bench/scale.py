@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _casts import TOOLS, Cast, available, footprint, tree
-from _common import markdown_table, median
+from _common import fmt, markdown_table, median
 
 SLEEP = 60
 TARGETS = {  # pipeplex's own targets for this scenario
@@ -134,9 +134,6 @@ def run_scale(ns: list[int], tools: list[str], repeat: int, *, up_timeout: float
         shutil.rmtree(work, ignore_errors=True)
     return samples
 
-
-def fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
 
 
 def summarize(samples: list[ScaleSample]) -> list[dict[str, object]]:

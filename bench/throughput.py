@@ -69,6 +69,7 @@ from _common import (
     block_template,
     cpu_ticks,
     expected_line,
+    fmt,
     markdown_table,
     median,
     proc_status,
@@ -625,9 +626,6 @@ def startup_seconds(work: Path) -> float:
     shutil.rmtree(run_dir.parent, ignore_errors=True)
     return seconds
 
-
-def fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
 
 
 # A series: every tool in turn, several times -----------------------------------------------
