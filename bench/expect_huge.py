@@ -223,9 +223,7 @@ def summarize(samples: list[ExpectSample]) -> list[dict[str, object]]:
 
 
 def table(rows: list[dict[str, object]]) -> str:
-    def f(v: object, spec: str) -> str:
-        return "n/a" if v is None else format(v, spec)
-
+    f = fmt
     return markdown_table(
         ["tool", "MB before the line", "runs", "expect s", "MB/s", "whole command s",
          "CPU s", "peak RSS MB"],

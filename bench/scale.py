@@ -165,9 +165,7 @@ def summarize(samples: list[ScaleSample]) -> list[dict[str, object]]:
 
 
 def table(rows: list[dict[str, object]]) -> str:
-    def f(v: object, spec: str) -> str:
-        return "n/a" if v is None else format(v, spec)
-
+    f = fmt
     return markdown_table(
         ["N", "tool", "runs", "all up s", "x shell", "procs", "threads (main)", "RSS MB (main)",
          "PSS MB (all)", "SIGTERM to exit s", "to all gone s", "left behind"],

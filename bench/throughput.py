@@ -61,6 +61,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _casts import children
 from _common import (
     BLOCK_LINES,
     CLOCK_TICKS,
@@ -424,17 +425,6 @@ class Finished:
     status: int
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(c) for c in f.read().split()]
-    except OSError:
-        pass
-    return out
-
-
 def _is_writer(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -449,7 +439,7 @@ def tool_processes(root: int) -> list[int]:
     while todo:
         pid = todo.pop()
         found.append(pid)
-        todo += [c for c in _children(pid) if not _is_writer(c)]
+        todo += [c for c in children(pid) if not _is_writer(c)]
     return found
 
 
