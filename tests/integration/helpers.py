@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 PIPEPLEX = [sys.executable, "-m", "pipeplex"]
+PROGS = Path(__file__).parent.parent / "progs"
 DEADLINE = 30.0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PIPEPLEX, Pipeplex, PtyPipeplex, py, run, status, write_fifo
+from .helpers import PIPEPLEX, PROGS, Pipeplex, PtyPipeplex, py, run, status, write_fifo
 
 TRAP_USR1 = py(
     "import signal, sys\n"
@@ -201,6 +201,24 @@ def test_the_prompt_sends_lines_and_output_prints_above_it(run_dir: Path) -> Non
         plex.expect(r"^d>$")
         plex.type("plain\r")
         plex.expect(r"^d \| plain$")
+
+
+@pytest.mark.usefixtures("state_home")
+def test_keys_typed_while_output_prints_are_not_echoed_by_the_terminal(run_dir: Path) -> None:
+    """Only the prompt shows typed keys: the tty never gets to echo them itself."""
+    ticker = f"{sys.executable} {PROGS / 'ticker.py'}"
+    with PtyPipeplex("run", "-p", "a=cat", "-p", f"ticker={ticker}", "--run-dir", run_dir) as plex:
+        plex.expect(r"^ticker \| tick \d+$")
+        for key in "a: " + "zq" * 20:  # one key per line of output, right as it prints
+            plex.type(key)
+            plex.expect(r"^ticker \| tick \d+$")
+        plex.type("\r")
+        plex.expect(r"^a +\| (zq){20}$")
+        plex.type("ticker: enough\r")
+        plex.expect(r"^ticker \* exited")
+        stray = [line for line in plex.text.splitlines()
+                 if "zq" in line and not re.match(r"^a> a: (zq)*z?$|^a +\| (zq){20}$", line)]
+        assert not stray, stray
 
 
 @pytest.mark.usefixtures("state_home")

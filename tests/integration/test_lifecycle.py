@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .helpers import PIPEPLEX, Pipeplex, py, run, write_fifo
-
-PROGS = Path(__file__).parent.parent / "progs"
+from .helpers import PIPEPLEX, PROGS, Pipeplex, py, run, write_fifo
 
 
 def test_when_one_member_exits_the_others_are_stopped(run_dir: Path) -> None:

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import Pipeplex, py, write_fifo
-
-PROGS = Path(__file__).parent.parent / "progs"
+from .helpers import PROGS, Pipeplex, py, write_fifo
 
 
 def test_the_tutorial_programs_answer_every_line_repeatedly(run_dir: Path, tmp_path: Path) -> None:

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PIPEPLEX, Pipeplex, py, run, write_fifo
-
-PROGS = Path(__file__).parent.parent / "progs"
+from .helpers import PIPEPLEX, PROGS, Pipeplex, py, run, write_fifo
 
 
 def test_lines_come_back_prefixed_and_padded(run_dir: Path) -> None:

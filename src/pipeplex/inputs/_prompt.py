@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,7 @@ from prompt_toolkit.application import in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.input.vt100 import Vt100Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 from .console import COMMANDS
@@ -40,6 +43,7 @@ _TAKES_MEMBER = {"to", "signal", "restart", "close"}
 async def run_prompt(console: Console, writer: Writer) -> None:
     """Prompt for lines and carry them out until Ctrl-D (or cancellation)."""
     session: PromptSession[str] = PromptSession(
+        input=_RawInput(sys.stdin),
         history=_history(),
         completer=MemberCompleter(console.members),
         key_bindings=_key_bindings(console),
@@ -51,8 +55,7 @@ async def run_prompt(console: Console, writer: Writer) -> None:
     # When the run ends the prompt is cancelled: erase it rather than leave "NAME> " behind.
     console.on_end = lambda: setattr(session.app, "erase_when_done", True)
     try:
-        # The terminal stays raw for the whole session, between prompts too: in cooked mode
-        # the tty itself would echo keys typed in that moment, behind prompt_toolkit's back.
+        # The terminal stays raw for the whole session, between prompts too (see _RawInput).
         with session.input.raw_mode():
             await _prompt_loop(console, session, writer, wake)
     finally:
@@ -86,13 +89,24 @@ async def _show_output(writer: Writer, wake: asyncio.Event, session: PromptSessi
     while True:
         await wake.wait()
         wake.clear()
-        # in_terminal hides the prompt, stops reading keys and puts the terminal in cooked
-        # mode; we go straight back to raw mode so keys typed meanwhile wait, unechoed, for
-        # the prompt that is drawn again afterwards.
+        # in_terminal hides the prompt and stops reading keys; the terminal stays raw, so
+        # keys typed meanwhile wait, unechoed, for the prompt drawn again afterwards.
         async with in_terminal():
-            with session.input.raw_mode():
-                writer.flush_held()
-                await writer.drain()
+            writer.flush_held()
+            await writer.drain()
+
+
+class _RawInput(Vt100Input):
+    """The terminal's input that never switches back to cooked mode while the console runs.
+
+    prompt_toolkit makes the terminal cooked around output printed above the prompt. For
+    the moment it is cooked, the tty itself echoes keys typed then, behind prompt_toolkit's
+    back, and a fast typist sees them twice. Output processing (``\\n`` to ``\\r\\n``)
+    is on in raw mode too, so nothing else needs cooked mode here.
+    """
+
+    def cooked_mode(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
 
 def _key_bindings(console: Console) -> KeyBindings:
