@@ -163,7 +163,7 @@ class ControlClient:
         assert self._sock is not None
         while b"\n" not in self._buffer:
             try:
-                data = self._sock.recv(256 * 1024)
+                data = self._sock.recv(64 * 1024)  # under the mmap threshold: see READ_SIZE
             except ConnectionResetError:
                 data = b""
             if not data:

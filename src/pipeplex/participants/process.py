@@ -31,7 +31,12 @@ __all__ = ("Process", "ProcessState")
 
 ProcessState = Literal["pending", "running", "stopping", "exited", "failed"]
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 64 * 1024
+"""Bytes asked of one read while output trickles in. Under glibc's mmap threshold (128 KiB):
+a larger request costs an mmap and munmap per read, 15 us against 1 us for a short line."""
+FLOOD_READ_SIZE = 256 * 1024
+"""Bytes asked of one read once a read came back full: fewer passes through the loop in a
+flood, where the mmap is shared by a quarter of a megabyte."""
 QUIET = 0.1
 """Seconds an unfinished line (a prompt) waits for its end before it is shown anyway."""
 MAX_PARTIAL_AGE = 0.5
@@ -75,6 +80,8 @@ class Process:
         self._popen: subprocess.Popen[bytes] | None = None
         self._readers: dict[int, Stream] = {}
         self._framers: dict[Stream, LineFramer] = {}
+        self._read_sizes: dict[int, int] = {}
+        """Per output fd in a flood, the larger read size (see FLOOD_READ_SIZE)."""
         self._timers: dict[Stream, asyncio.TimerHandle] = {}
         self._paused = False
         self._stdin: int | None = None
@@ -235,8 +242,9 @@ class Process:
 
     def _read(self, fd: int, stream: Stream) -> bool:
         """Read what is there; True if anything (data or EOF) was."""
+        size = self._read_sizes.get(fd, READ_SIZE)
         try:
-            data = os.read(fd, READ_SIZE)
+            data = os.read(fd, size)
         except BlockingIOError:
             return False
         except OSError as exc:
@@ -247,6 +255,10 @@ class Process:
         if not data:
             self._close_reader(fd)
             return True
+        if len(data) == size:
+            self._read_sizes[fd] = FLOOD_READ_SIZE
+        elif size != READ_SIZE and len(data) < READ_SIZE:
+            del self._read_sizes[fd]
         framer = self._framers[stream]
         framer.feed(data)
         if framer.pending and stream not in self._timers:
@@ -277,6 +289,7 @@ class Process:
 
     def _close_reader(self, fd: int) -> None:
         stream = self._readers.pop(fd)
+        self._read_sizes.pop(fd, None)
         assert self._loop is not None
         self._loop.remove_reader(fd)
         timer = self._timers.pop(stream, None)
