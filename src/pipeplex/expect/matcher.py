@@ -109,22 +109,21 @@ class Matcher:
         watch_exits: Sequence[str] | None = None,
     ) -> Expectation:
         """Like :meth:`expect`, with patterns of its own for each member."""
-        names = list(patterns_by_name)
-        exits_end = set(names if watch_exits is None else watch_exits)
-        searches = {}
+        # This sits on every round trip: everything that does not change while waiting is
+        # worked out once, and what only a timeout needs is left to the timeout.
+        exits_end = set(patterns_by_name if watch_exits is None else watch_exits)
+        searches = []
         for name, patterns in patterns_by_name.items():
             positions = [i for i, p in enumerate(patterns) if p is not EOF and p is not TIMEOUT]
             regexes = [compile_pattern(patterns[i]) for i in positions]  # type: ignore[arg-type]
-            searches[name] = (patterns, positions, regexes)
-        all_patterns = list(dict.fromkeys(
-            p for patterns in patterns_by_name.values() for p in patterns
-        ))
+            searches.append((name, self.buffer(name, stream), patterns, positions, regexes,
+                             name in exits_end))
+        waiters = [self._waiters.setdefault(name, set()) for name in patterns_by_name]
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
         while True:
-            for name, (patterns, positions, regexes) in searches.items():
-                buffer = self.buffer(name, stream)
+            for name, buffer, patterns, positions, regexes, exit_ends in searches:
                 found = buffer.search(regexes) if regexes else None
                 if found is not None:
                     text = found.match.group(0)
@@ -132,27 +131,34 @@ class Matcher:
                     self._bus.publish(Matched(name, str(getattr(shown, "pattern", shown)), text))
                     return Expectation(name, positions[found.index], found.match,
                                        found.before, text)
-                if name in self._exits and name in exits_end:
+                if exit_ends and name in self._exits:
                     return self._exited(name, patterns, loop.time() - started, stream)
             remaining = deadline - loop.time()
             if remaining <= 0:
-                for patterns in patterns_by_name.values():
-                    if TIMEOUT in patterns:
-                        return Expectation("", patterns.index(TIMEOUT), None, "", "")
-                recent = "\n".join(self._recent(n) for n in names)
-                raise ExpectTimeout(names, all_patterns, timeout, recent)
+                return self._timed_out(patterns_by_name, timeout)
             # Sleep until output or an exit arrives, or the time is up: one future and one
-            # timer, no task, as this sits on every round trip.
+            # timer, no task.
             wakeup: asyncio.Future[None] = loop.create_future()
             timer = loop.call_later(remaining, _wake, wakeup)
-            for name in names:
-                self._waiters.setdefault(name, set()).add(wakeup)
+            for waiting in waiters:
+                waiting.add(wakeup)
             try:
                 await wakeup
             finally:
                 timer.cancel()
-                for name in names:
-                    self._waiters[name].discard(wakeup)
+                for waiting in waiters:
+                    waiting.discard(wakeup)
+
+    def _timed_out(self, patterns_by_name: Mapping[str, Sequence[Pattern]],
+                   timeout: float) -> Expectation:
+        for patterns in patterns_by_name.values():
+            if TIMEOUT in patterns:
+                return Expectation("", patterns.index(TIMEOUT), None, "", "")
+        all_patterns = list(dict.fromkeys(
+            p for patterns in patterns_by_name.values() for p in patterns
+        ))
+        recent = "\n".join(self._recent(n) for n in patterns_by_name)
+        raise ExpectTimeout(list(patterns_by_name), all_patterns, timeout, recent)
 
     def expect_blocking(
         self,
