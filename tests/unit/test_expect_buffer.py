@@ -13,9 +13,12 @@ from pipeplex.expect.buffer import (
     EOF,
     LOOKBEHIND,
     MAX_BEFORE,
+    MAX_CANDIDATE_MISSES,
     TIMEOUT,
     OutputBuffer,
     compile_pattern,
+    line_start_literal,
+    search_regex,
 )
 
 PIECE = 4096
@@ -27,6 +30,7 @@ class CountingPattern:
     def __init__(self, pattern: str) -> None:
         self.regex = compile_pattern(pattern)
         self.pattern = pattern
+        self.flags = self.regex.flags
         self.scanned = 0
         self.widest = 0
         self.calls = 0
@@ -327,3 +331,44 @@ def test_found_before_plus_match_plus_text_is_the_output() -> None:
     while (found := buffer.search(patterns)) is not None:
         pieces += [found.before, found.match.group(0)]
     assert "".join(pieces) + buffer.text == output
+
+
+# Line-start literals ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pattern", "literal"), [
+    ("^FINAL-MARK$", "FINAL-MARK"),
+    ("^ready on port (\\d+)", "ready on port "),
+    ("^abc*", "ab"),
+    ("^a?", None),
+    ("^a.b", "a"),
+    ("^\\d+", None),
+    ("^a|b", None),
+    ("^(a)", None),
+    ("DONE$", None),
+])
+def test_line_start_literal_is_read_conservatively(pattern: str, literal: str | None) -> None:
+    assert line_start_literal(compile_pattern(pattern)) == literal
+
+
+def test_flags_that_change_literals_turn_it_off() -> None:
+    assert line_start_literal(re.compile("^abc", re.MULTILINE | re.IGNORECASE)) is None
+    assert line_start_literal(re.compile("^abc", re.MULTILINE | re.VERBOSE)) is None
+    assert line_start_literal(re.compile("^abc")) is None  # ^ is the start of the text only
+
+
+@pytest.mark.parametrize("pattern", ["^x1$", "^x", "^ab*c", "^a.b$", "^x1\\b"])
+def test_searching_by_literal_finds_what_sre_finds(pattern: str) -> None:
+    regex = compile_pattern(pattern)
+    lines = ["ax1", "x1 tail", "x", "abbc", "ac", "a-b", "x1", "zz x1", ""]
+    text = "\n".join(lines * (MAX_CANDIDATE_MISSES // 2 + 3)) + "\nx1"
+    for pos in range(len(text) + 1):
+        ours, sres = search_regex(regex, text, pos), regex.search(text, pos)
+        assert (ours and ours.span()) == (sres and sres.span()), pos
+
+
+def test_a_literal_on_most_lines_hands_over_to_sre() -> None:
+    regex = compile_pattern("^w0 DONE$")
+    text = "w0 0000000001 xxxx\n" * (MAX_CANDIDATE_MISSES + 5) + "w0 DONE\n"
+    match = search_regex(regex, text, 0)
+    assert match and match.group(0) == "w0 DONE"

@@ -17,6 +17,7 @@ stays bounded too.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 import threading
 from collections.abc import Sequence
@@ -27,11 +28,14 @@ __all__ = (
     "EOF",
     "LOOKBEHIND",
     "MAX_BEFORE",
+    "MAX_CANDIDATE_MISSES",
     "TIMEOUT",
     "Found",
     "OutputBuffer",
     "Pattern",
     "compile_pattern",
+    "line_start_literal",
+    "search_regex",
 )
 
 LOOKBEHIND = 4096
@@ -61,6 +65,50 @@ def compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
     if isinstance(pattern, re.Pattern):
         return pattern
     return re.compile(pattern, re.MULTILINE)
+
+
+_METACHARACTERS = frozenset(".^$*+?{}[]\\|()")
+_QUANTIFIERS = frozenset("*+?{")
+MAX_CANDIDATE_MISSES = 16
+"""Candidates of a line-start literal that may fail before the search hands over to sre."""
+
+
+@functools.lru_cache(maxsize=256)
+def line_start_literal(regex: re.Pattern[str]) -> str | None:
+    """The text that every match of a ``^LITERAL...`` multi-line pattern starts with, or None.
+
+    sre finds a pattern's leading literal at C speed, but not once the pattern starts with
+    ``^``: ``^DONE$`` scans about 200 MB/s where ``DONE`` scans 3 GB/s, and anchored lines
+    are what people expect. Read conservatively from the pattern's source: no ``|`` at all
+    (``^a|b`` is not anchored), no flags that change what a literal matches.
+    """
+    source = regex.pattern
+    if (not regex.flags & re.MULTILINE or regex.flags & (re.IGNORECASE | re.VERBOSE)
+            or not source.startswith("^") or "|" in source):
+        return None
+    end = 1
+    while end < len(source) and source[end] not in _METACHARACTERS:
+        end += 1
+    if end < len(source) and source[end] in _QUANTIFIERS:
+        end -= 1  # "^abc*": the c is optional
+    return source[1:end] if end > 1 else None
+
+
+def search_regex(regex: re.Pattern[str], text: str, pos: int) -> re.Match[str] | None:
+    """``regex.search(text, pos)``, with a ``str.find`` for line-start literals first."""
+    literal = line_start_literal(regex)
+    if literal is None:
+        return regex.search(text, pos)
+    for _ in range(MAX_CANDIDATE_MISSES):
+        # Every match starts at a place where the literal does: try those places only.
+        start = text.find(literal, pos)
+        if start < 0:
+            return None
+        match = regex.match(text, start)
+        if match:
+            return match
+        pos = start + 1
+    return regex.search(text, pos)  # a literal found on most lines: sre is faster there
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +214,7 @@ class OutputBuffer:
         self._absorb()
         best: tuple[int, int, re.Match[str]] | None = None
         for index, regex in enumerate(patterns):
-            match = regex.search(self._text, self._scan_from)
+            match = search_regex(regex, self._text, self._scan_from)
             if match and (best is None or match.start() < best[0]):
                 best = (match.start(), index, match)
         if best is None:
