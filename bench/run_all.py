@@ -346,6 +346,8 @@ def write_page(res: dict[str, object], path: Path, png: Path | None, quick: bool
         f"Load average before / after: {m['load_before']} / {res['load_after']}; "  # type: ignore[index]
         "the machine is shared, so read the ratios measured in the same run rather than "
         f"the absolute rates. Whole run: {res['seconds']:.0f} s"
+        + (f"; measured again afterwards with `--only`: {', '.join(res['remeasured'])}"  # type: ignore[arg-type]
+           if res.get("remeasured") else "")
         + (" (`--quick`: small sizes, one repetition; a smoke test, not a measurement)."
            if quick else "."))  # fmt: skip
     add("")
@@ -546,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
 
     RESULTS.mkdir(exist_ok=True)
     results_json, page, png = outputs(args.quick, docs)
+    if args.only and results_json.exists():
+        # A part measured again: the other parts keep the figures saved by the last run.
+        saved = json.loads(results_json.read_text())
+        res = {**saved, **{k: v for k, v in res.items() if k in scenarios},
+               "remeasured": sorted({*saved.get("remeasured", []), *scenarios})}
     results_json.write_text(json.dumps(res, indent=1, default=str))
     drew = plot(results_json, png, found.python if found.matplotlib else None)
     write_page(res, page, png if drew else None, args.quick)
