@@ -163,7 +163,7 @@ class ControlClient:
         assert self._sock is not None
         while b"\n" not in self._buffer:
             try:
-                data = self._sock.recv(64 * 1024)  # under the mmap threshold: see READ_SIZE
+                data = self._sock.recv(64 * 1024)  # see READ_SIZE in participants/process.py
             except ConnectionResetError:
                 data = b""
             if not data:
