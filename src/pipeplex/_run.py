@@ -18,22 +18,26 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import Note
 from .cast.spec import CastSpec
-from .expect import Matcher
-from .inputs.console import Console, ConsoleMode, Level, console_mode
 from .inputs.control import MAX_CONNECTIONS, ControlServer
 from .inputs.fifo import FifoChannel
 from .inputs.router import ALL, Router
 from .inputs.rundir import RunDir, default_run_dir
+from .inputs.stdin import ConsoleMode, console_mode
 from .output.render import ColorMode, Renderer, use_color
 from .output.terminal import TerminalSink, Writer
 from .participants import Guardian
 from .report.transcript import LogDirSink, TranscriptSink
-from .scenario import Scenario, run_steps
+
+if TYPE_CHECKING:  # the console, the matcher and the steps are loaded when a run uses them
+    from .expect import Matcher
+    from .inputs.console import Console, Level
+    from .scenario import Scenario
 
 __all__ = ("RunOptions", "run_cast")
 
@@ -120,6 +124,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         mode = console_mode(options.stdin_fd, options.output_fd) if options.console else None
         console = None
         if mode is not None:
+            from .inputs.console import Console
 
             def reply(text: str, level: Level) -> None:
                 writer.write(renderer.render_note(text, None, level, time.time()))
@@ -158,6 +163,8 @@ async def _run_with_inputs(
     async with asyncio.TaskGroup() as tg:
         inputs = [tg.create_task(_reporting(control.serve(), engine), name="control socket")]
         if options.scenario is not None and options.scenario.steps:
+            from .expect import Matcher
+
             steps = _steps(options.scenario, engine, Matcher(engine.bus,
                                                              recent=engine.recent.describe))
             inputs.append(tg.create_task(_reporting(steps, engine), name="steps"))
@@ -195,6 +202,8 @@ async def _steps(scenario: Scenario, engine: Engine, matcher: Matcher) -> None:
 
     The matcher is made by the caller, before any member starts, so it sees all output.
     """
+    from .scenario import run_steps
+
     if not await engine.wait_up():
         return
     engine.hold()  # a later step may start a member: do not end while steps run

@@ -6,19 +6,26 @@ member, and what to write instead; nothing starts until the whole cast is valid.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import shlex
 import shutil
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CastError
-from ._toml_lines import locate
-from .spec import NAME_RE, RESERVED_NAMES, CastSpec, OnExit, ProcSpec, variables_in
+from .spec import (
+    NAME_RE,
+    RESERVED_NAMES,
+    CastSpec,
+    OnExit,
+    ProcSpec,
+    split_command,
+    variables_in,
+)
+
+if TYPE_CHECKING:
+    import tomllib
 
 __all__ = ("check_commands", "load_cast", "parse_proc_option", "validate_cast")
 
@@ -31,6 +38,8 @@ ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
 
 
 def _suggest(word: str, choices: Sequence[str]) -> str:
+    import difflib  # only for messages: kept out of every start
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:
         return f"; did you mean {close[0]!r}?"
@@ -47,6 +56,8 @@ class _Where:
     def __call__(self, *keys: str | int) -> str | None:
         if self.path is None:
             return None
+        from ._toml_lines import locate  # only with a file: kept out of -p runs
+
         line = locate(self.text, keys) if self.text is not None else None
         return f"{self.path}:{line}" if line else self.path
 
@@ -72,7 +83,7 @@ def parse_proc_option(option: str, **defaults: Any) -> ProcSpec:
     name = name.strip()
     check_name(name, source)
     try:
-        shlex.split(command)
+        split_command(command)
     except ValueError as exc:
         raise CastError(f"cannot split the command: {exc}", source=source) from None
     return ProcSpec(name=name, cmd=command, source="-p", **defaults)
@@ -106,6 +117,8 @@ def read_toml(path: str | os.PathLike[str], what: str) -> tuple[str, str, dict[s
 
 def parse_toml(text: str, shown: str) -> dict[str, Any]:
     """Parse TOML; a syntax error becomes a CastError with ``file:line:column``."""
+    import tomllib  # only with a file: ``pipeplex run -p ...`` does without it
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -177,7 +190,7 @@ def _proc(
     cmd = table["cmd"]
     if isinstance(cmd, str) and cmd.strip():
         try:
-            shlex.split(cmd)
+            split_command(cmd)
         except ValueError as exc:
             raise CastError(f"{name}: cannot split cmd: {exc}",
                             source=where("procs", name, "cmd")) from None
@@ -341,6 +354,7 @@ def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
 
 def check_commands(cast_spec: CastSpec) -> None:
     """Fail early, before anything starts, when a member's program does not exist."""
+    found: dict[tuple[str, str], bool] = {}  # (program, PATH): a cast often repeats both
     for proc in cast_spec.procs:
         if proc.shell:
             continue
@@ -360,7 +374,14 @@ def check_commands(cast_spec: CastSpec) -> None:
             if target.is_dir() or not os.access(target, os.X_OK):
                 raise CastError(f"{proc.name}: {program!r} is not an executable file "
                                 f"(cmd = {proc.command_text!r})", source=proc.source)
-        elif shutil.which(program, path=env_path) is None:
+        elif not _on_path(program, env_path, found):
             raise CastError(f"{proc.name}: command not found: {program!r} (cmd = "
                             f"{proc.command_text!r}); check the spelling and PATH",
                             source=proc.source)
+
+
+def _on_path(program: str, path: str, found: dict[tuple[str, str], bool]) -> bool:
+    key = (program, path)
+    if key not in found:
+        found[key] = shutil.which(program, path=path) is not None
+    return found[key]

@@ -7,6 +7,7 @@ argument separately, so a variable can never add arguments or reach a shell unas
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ __all__ = (
     "ProcSpec",
     "PtyMode",
     "expand",
+    "split_command",
     "variables_in",
 )
 
@@ -85,7 +87,7 @@ class ProcSpec:
         if self.shell:
             assert isinstance(self.cmd, str)
             return ["/bin/sh", "-c", expand(self.cmd, variables)]
-        words = shlex.split(self.cmd) if isinstance(self.cmd, str) else list(self.cmd)
+        words = split_command(self.cmd) if isinstance(self.cmd, str) else self.cmd
         return [expand(word, variables) for word in words]
 
     def referenced_variables(self) -> set[str]:
@@ -94,6 +96,13 @@ class ProcSpec:
 
     def captured_variables(self) -> set[str]:
         return set(re.compile(self.ready).groupindex) if self.ready else set()
+
+
+@functools.lru_cache(maxsize=4096)
+def split_command(cmd: str) -> tuple[str, ...]:
+    """``cmd`` split as a shell would (``ValueError`` if it cannot be): once per command,
+    not again when it is checked, started and restarted."""
+    return tuple(shlex.split(cmd))
 
 
 @dataclass(frozen=True, slots=True)

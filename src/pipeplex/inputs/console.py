@@ -5,7 +5,7 @@ current target, and lines starting with ``:`` are commands (``:to``, ``:list``, 
 ``:signal``, ``:restart``, ``:close``, ``:quit``). :func:`parse_line` turns one line into an
 action and knows nothing else; :class:`Console` carries actions out through the engine.
 
-Where the lines come from (see :func:`console_mode`):
+Where the lines come from (see :func:`~pipeplex.inputs.stdin.console_mode`):
 
 - ``"prompt"``: stdin and the output are the terminal we are in the foreground of: an
   interactive prompt with editing, history and completion (prompt_toolkit, imported only
@@ -34,6 +34,7 @@ from .._signals import parse_signal, signal_name
 from ..control_client import format_status
 from ..errors import PipeplexError, UnknownMember
 from .router import ALL
+from .stdin import ConsoleMode, console_mode
 
 if TYPE_CHECKING:
     from .._engine import Engine
@@ -56,7 +57,6 @@ __all__ = (
     "parse_line",
 )
 
-ConsoleMode = Literal["prompt", "lines"]
 Level = Literal["info", "warning", "error"]
 Reply = Callable[[str, Level], None]
 
@@ -220,31 +220,6 @@ def help_text(members: Sequence[str]) -> str:
     lines = [f"{left.ljust(width)}  {about}" for left, about in rows]
     lines.append(f"members: {', '.join(members)}; Ctrl-C stops the cast, Ctrl-D ends the console")
     return "\n".join(lines)
-
-
-# Where the lines come from ------------------------------------------------------------
-
-
-def console_mode(stdin_fd: int = 0, output_fd: int = 1) -> ConsoleMode | None:
-    """How to read the console from ``stdin_fd`` (see the module docstring)."""
-    try:
-        mode = os.fstat(stdin_fd).st_mode
-    except OSError:
-        return None
-    if os.isatty(stdin_fd):
-        if not _in_foreground(stdin_fd):
-            return None  # reading would stop us with SIGTTIN
-        return "prompt" if os.isatty(output_fd) else "lines"
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode):
-        return "lines"
-    return None  # /dev/null and other devices
-
-
-def _in_foreground(fd: int) -> bool:
-    try:
-        return os.tcgetpgrp(fd) == os.getpgrp()
-    except OSError:
-        return True  # not our controlling terminal: reading it cannot stop us
 
 
 # Carrying lines out -------------------------------------------------------------------

@@ -1,17 +1,5 @@
-"""What a run leaves behind: transcripts, per-member logs, golden files and JUnit reports."""
+"""What a run leaves behind: transcripts (``transcript``), per-member logs, golden files
+(``golden``) and JUnit reports (``junit``).
 
-from __future__ import annotations
-
-from .golden import compare_golden, golden_text
-from .junit import CaseResult, write_junit
-from .transcript import LogDirSink, TranscriptSink, read_transcript
-
-__all__ = (
-    "CaseResult",
-    "LogDirSink",
-    "TranscriptSink",
-    "compare_golden",
-    "golden_text",
-    "read_transcript",
-    "write_junit",
-)
+The modules are imported one by one, so a plain ``pipeplex run`` loads only what it writes.
+"""
