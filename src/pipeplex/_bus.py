@@ -1,4 +1,4 @@
-"""The bus: every event goes through here to every sink, in order.
+"""The bus: every event goes through here to every sink that takes it, in order.
 
 Sinks are plain callables run synchronously, so two members' lines can never interleave
 inside a sink. A sink that cannot keep up (a slow terminal) asks the bus to pause the
@@ -10,10 +10,10 @@ broken consumer never stops the draining of children.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from ._events import Event, Note
+from ._events import KINDS, Event, Note
 
 __all__ = ("Bus", "Sink", "Source")
 
@@ -31,7 +31,11 @@ class Bus:
     """Fan-out of events to sinks, with back-pressure from sinks to sources."""
 
     def __init__(self) -> None:
-        self._sinks: list[Sink] = []
+        self._sinks: list[tuple[Sink, frozenset[type] | None]] = []
+        self._routes: dict[type, tuple[Sink, ...]] = {kind: () for kind in KINDS}
+        """Per kind of event, the sinks that take it: worked out when sinks come and go, not
+        per event, and replaced whole, so a thread asking :meth:`wants` sees a consistent
+        picture."""
         self._sources: set[Source] = set()
         self._pausers: set[object] = set()
         self._queue: deque[Event] = deque()
@@ -39,18 +43,40 @@ class Bus:
         self._from_threads: deque[Event] = deque()
         """Events from other threads, delivered before the loop's next event."""
 
-    def subscribe(self, sink: Sink) -> Callable[[], None]:
-        """Add a sink; returns a function that removes it."""
-        self._sinks.append(sink)
+    def subscribe(self, sink: Sink, kinds: Iterable[type] | None = None) -> Callable[[], None]:
+        """Add a sink for the events of ``kinds`` (default: all); returns a function that
+        removes it.
+
+        Naming the kinds is how a sink stays off the hot path of events it ignores, and
+        how a publisher learns (:meth:`wants`) that nobody needs an event at all.
+        """
+        entry = (sink, None if kinds is None else frozenset(kinds))
+        self._sinks.append(entry)
+        self._reroute()
 
         def unsubscribe() -> None:
-            if sink in self._sinks:
-                self._sinks.remove(sink)
+            if entry in self._sinks:
+                self._sinks.remove(entry)
+                self._reroute()
 
         return unsubscribe
 
+    def wants(self, kind: type) -> bool:
+        """Whether any sink takes events of ``kind``: if not, there is no need to make one."""
+        return bool(self._route(kind))
+
+    def _route(self, kind: type) -> tuple[Sink, ...]:
+        route = self._routes.get(kind)
+        return self._sinks_for(kind) if route is None else route
+
+    def _sinks_for(self, kind: type) -> tuple[Sink, ...]:
+        return tuple(sink for sink, kinds in self._sinks if kinds is None or kind in kinds)
+
+    def _reroute(self) -> None:
+        self._routes = {kind: self._sinks_for(kind) for kind in KINDS}
+
     def publish(self, event: Event) -> None:
-        """Deliver ``event`` to every sink.
+        """Deliver ``event`` to every sink that takes it.
 
         A sink may publish in turn (a matcher announcing a match); such events are queued
         and delivered after the current one, so every sink sees the same order.
@@ -66,20 +92,20 @@ class Bus:
         try:
             while self._queue:
                 current = self._queue.popleft()
-                failed: list[tuple[Sink, Exception]] = []
-                # A copy: a sink may unsubscribe itself (or another) while handling.
-                for sink in tuple(self._sinks):
+                # A route is a tuple: a sink may unsubscribe itself (or another) meanwhile.
+                for sink in self._route(type(current)):
                     try:
                         sink(current)
                     except Exception as exc:
-                        failed.append((sink, exc))
-                for sink, error in failed:
-                    self._sinks.remove(sink)
-                    self._queue.append(
-                        Note(f"an output sink failed and was disabled: {error!r}", level="error")
-                    )
+                        self._disable(sink, exc)
         finally:
             self._delivering = False
+
+    def _disable(self, sink: Sink, error: Exception) -> None:
+        self._sinks = [entry for entry in self._sinks if entry[0] is not sink]
+        self._reroute()
+        note = f"an output sink failed and was disabled: {error!r}"
+        self._queue.append(Note(note, level="error"))
 
     def publish_threadsafe(self, event: Event) -> None:
         """Publish from another thread, without waking the loop.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._bus import Bus
-from ._events import Note, Ready
+from ._events import Note, Output, Ready
 from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
@@ -77,7 +77,7 @@ class Engine:
         self.restarts: dict[str, int] = dict.fromkeys(self.members, 0)
         self.interrupted_by: int | None = None
         self.recent = RecentOutput()
-        bus.subscribe(self.recent)
+        bus.subscribe(self.recent, [Output])
         self._stop: asyncio.Future[str | None] | None = None
         self._force: asyncio.Future[None] | None = None
         self._crash: asyncio.Future[None] | None = None
@@ -335,7 +335,7 @@ class Engine:
                         fut.set_result({k: v for k, v in groups.items() if v is not None})
 
                 watch = LineWatch(member.name, spec.ready, matched)
-            unsubscribe = self.bus.subscribe(watch) if watch else None
+            unsubscribe = self.bus.subscribe(watch, [Output]) if watch else None
             try:
                 await member.start(self.variables)
             except SpawnError as exc:

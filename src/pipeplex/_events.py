@@ -14,6 +14,8 @@ from typing import Literal
 Stream = Literal["stdout", "stderr"]
 
 __all__ = (
+    "KINDS",
+    "SHOWN",
     "Event",
     "Exited",
     "InputSent",
@@ -112,3 +114,7 @@ class Note:
 
 
 Event = Started | Output | InputSent | Ready | Matched | Exited | Note
+
+KINDS: tuple[type, ...] = (Started, Output, InputSent, Ready, Matched, Exited, Note)
+SHOWN: tuple[type, ...] = (Started, Output, Ready, Exited, Note)
+"""The kinds that make up the merged stream a person reads (input and matches are records)."""

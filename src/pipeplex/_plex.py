@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
-from ._events import Event, InputSent, Matched, Output
+from ._events import SHOWN, Event, Output
 from ._signals import parse_signal
 from .cast.load import check_commands, check_name
 from .cast.spec import CastSpec, ProcSpec
@@ -48,6 +48,7 @@ class _MergedTranscript:
     """The merged stream, kept for reports: its last ``TRANSCRIPT_KEEP`` bytes or so.
 
     It keeps events and renders them only when asked, so a busy member costs an append.
+    Subscribe it to the kinds in ``SHOWN``: input and matches are not part of that stream.
     """
 
     def __init__(self, renderer: Renderer) -> None:
@@ -56,8 +57,6 @@ class _MergedTranscript:
         self._size = 0
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, InputSent | Matched):
-            return  # not part of the stream a person reads
         size = len(event.data) if isinstance(event, Output) else 100
         self._events.append(event)
         self._size += size
@@ -205,7 +204,7 @@ class AsyncPlex:
         self._run: asyncio.Task[int] | None = None
         self._transcript: TranscriptSink | None = None
         self._merged = _MergedTranscript(Renderer([], sanitize=False))
-        self.bus.subscribe(self._merged)
+        self.bus.subscribe(self._merged, SHOWN)
         self._members: dict[str, AsyncMember] = {}
         self._scenario: Scenario | None = None
 

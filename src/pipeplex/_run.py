@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
-from ._events import Note
+from ._events import SHOWN, Note
 from .cast.spec import CastSpec
 from .inputs.control import MAX_CONNECTIONS, ControlServer
 from .inputs.fifo import FifoChannel
@@ -102,7 +102,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         guardian=guardian,
     )
     writer = Writer(options.output_fd, bus, on_broken=engine.request_stop)
-    bus.subscribe(TerminalSink(renderer, writer))
+    bus.subscribe(TerminalSink(renderer, writer), SHOWN)
     records = _records(options, bus)
     on_signal = _install_signal_handlers(loop, engine)
     fifos: list[FifoChannel] = []

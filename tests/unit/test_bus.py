@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeplex._bus import Bus
-from pipeplex._events import Event, Note, Output
+from pipeplex._events import Event, InputSent, Note, Output
 
 
 def note(text: str) -> Note:
@@ -139,6 +139,44 @@ def test_sink_unsubscribing_itself_does_not_starve_the_next_sink() -> None:
     event = note("1")
     bus.publish(event)
     assert rec.seen() == [event]
+
+
+def test_a_sink_gets_only_the_kinds_it_asked_for_in_the_common_order() -> None:
+    log: list[tuple[str, Event]] = []
+    bus = Bus()
+    bus.subscribe(Recorder("outputs", log), [Output])
+    bus.subscribe(Recorder("all", log))
+    line, message = Output("web", "stdout", b"x\n", t=0.0), note("hello")
+    bus.publish(message)
+    bus.publish(line)
+    assert log == [("all", message), ("outputs", line), ("all", line)]
+
+
+def test_wants_tells_whether_anyone_takes_a_kind() -> None:
+    bus = Bus()
+    assert not bus.wants(InputSent)
+    bus.subscribe(Recorder("outputs", []), [Output])
+    assert bus.wants(Output) and not bus.wants(InputSent)
+    unsubscribe = bus.subscribe(Recorder("all", []))
+    assert bus.wants(InputSent)
+    unsubscribe()
+    assert not bus.wants(InputSent)
+
+
+def test_a_failing_kind_limited_sink_is_removed_from_every_route() -> None:
+    bus = Bus()
+    seen: list[Event] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("boom")
+
+    bus.subscribe(broken, [Output, Note])
+    bus.subscribe(seen.append, [Note])
+    bus.publish(Output("web", "stdout", b"x\n", t=0.0))
+    assert not bus.wants(Output)
+    assert [type(e) for e in seen] == [Note]  # the report of the removal
+    bus.publish(note("after"))
+    assert len(seen) == 2
 
 
 class FakeSource:

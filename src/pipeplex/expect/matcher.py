@@ -54,7 +54,7 @@ class Matcher:
         """Per member, the expectations waiting on it: only they wake for its output."""
         self._thread_waiters: dict[str, set[threading.Event]] = {}
         """The same for callers blocked in other threads (the synchronous API)."""
-        bus.subscribe(self)
+        bus.subscribe(self, [Output, Exited, Started])
 
     def buffer(self, name: str, stream: str | None = None) -> OutputBuffer:
         key = (name, stream)
@@ -128,7 +128,9 @@ class Matcher:
                 if found is not None:
                     text = found.match.group(0)
                     shown = patterns[positions[found.index]]
-                    self._bus.publish(Matched(name, str(getattr(shown, "pattern", shown)), text))
+                    if self._bus.wants(Matched):  # a record for transcripts and reports
+                        self._bus.publish(Matched(name, str(getattr(shown, "pattern", shown)),
+                                                  text))
                     return Expectation(name, positions[found.index], found.match,
                                        found.before, text)
                 if exit_ends and name in self._exits:
@@ -191,7 +193,8 @@ class Matcher:
                 if found is not None:
                     text = found.match.group(0)
                     shown = patterns[positions[found.index]]
-                    publish(Matched(name, str(getattr(shown, "pattern", shown)), text))
+                    if self._bus.wants(Matched):
+                        publish(Matched(name, str(getattr(shown, "pattern", shown)), text))
                     return Expectation(name, positions[found.index], found.match,
                                        found.before, text)
                 if name in self._exits:

@@ -118,7 +118,7 @@ class ControlServer:
         self._no_subscribers.set()
         self._accepting: asyncio.Task[None] | None = None
         self._last_exit: dict[str, int] = {}
-        self._unsubscribe_exits = self._bus.subscribe(self._track_exits)
+        self._unsubscribe_exits = self._bus.subscribe(self._track_exits, [Exited])
         self._ops: dict[str, Callable[[dict[str, Any], int], Awaitable[Answer]]] = {
             "ping": self._ping,
             "status": self._status,

@@ -394,7 +394,8 @@ class Process:
             self._bus.publish(Note(f"{self.name} {why}; dropped {len(data)} bytes of input",
                                    name=self.name, level="warning"))
             return False
-        self._bus.publish(InputSent(self.name, data))
+        if self._bus.wants(InputSent):  # a record only: skipped when nobody keeps records
+            self._bus.publish(InputSent(self.name, data))
         with self._stdin_lock:
             if self._pending_input:
                 self._pending_input.append(memoryview(data))
@@ -488,7 +489,8 @@ class Process:
         if written == len(data):
             # All written: only the record is left, and it can wait for the loop's next event
             # (the member's answer, at the latest), so the loop is not woken for it.
-            self._bus.publish_threadsafe(InputSent(self.name, data))
+            if self._bus.wants(InputSent):
+                self._bus.publish_threadsafe(InputSent(self.name, data))
             return
         loop.call_soon_threadsafe(self._sent_from_thread, data, written)
 
@@ -498,7 +500,8 @@ class Process:
         if written == 0:
             self.send(data)
             return
-        self._bus.publish(InputSent(self.name, data))
+        if self._bus.wants(InputSent):
+            self._bus.publish(InputSent(self.name, data))
         rest = memoryview(data)[written:]
         with self._stdin_lock:
             if self._stdin is None:
