@@ -109,7 +109,7 @@ class AsyncMember:
 
     def sendline(self, line: str | bytes = "") -> None:
         """Write ``line`` and a newline."""
-        self.send((line.encode() if isinstance(line, str) else line) + b"\n")
+        self._process.send((line.encode() if isinstance(line, str) else line) + b"\n")
 
     def sendcontrol(self, char: str) -> None:
         """Write a control character: ``sendcontrol("c")`` is ^C."""

@@ -12,8 +12,9 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .._bus import Bus
 from .._events import Event, Exited, Matched, Output, Started
@@ -23,7 +24,7 @@ from .buffer import EOF, TIMEOUT, OutputBuffer, Pattern, compile_pattern
 __all__ = ("Expectation", "Matcher")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made on every round trip and read once: not frozen, which costs
 class Expectation:
     """What an expectation found (pexpect's names)."""
 
@@ -64,7 +65,7 @@ class Matcher:
         return found
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Output):
+        if type(event) is Output:  # nearly every event: the cheapest test first
             self.buffer(event.name).feed(event.data, event.stream)
             self.buffer(event.name, event.stream).feed(event.data, event.stream)
         elif isinstance(event, Exited):
@@ -78,7 +79,7 @@ class Matcher:
         for thread_waiter in self._thread_waiters.get(event.name, ()):
             thread_waiter.set()
 
-    async def expect(
+    def expect(
         self,
         names: Sequence[str],
         patterns: Sequence[Pattern],
@@ -86,7 +87,7 @@ class Matcher:
         timeout: float,
         stream: str | None = None,
         watch_exits: Sequence[str] | None = None,
-    ) -> Expectation:
+    ) -> Coroutine[Any, Any, Expectation]:
         """Wait until one of ``patterns`` appears in the output of one of ``names``.
 
         ``watch_exits`` limits which members' exits end the wait (default: all of
@@ -97,8 +98,9 @@ class Matcher:
             ExpectTimeout: nothing matched within ``timeout`` (and TIMEOUT is not a pattern).
             UnexpectedExit: a member exited while waited on (and EOF is not a pattern).
         """
-        return await self.expect_each({name: patterns for name in names}, timeout=timeout,
-                                      stream=stream, watch_exits=watch_exits)
+        # The coroutine of expect_each itself: one frame less to resume on every wake-up.
+        return self.expect_each({name: patterns for name in names}, timeout=timeout,
+                                stream=stream, watch_exits=watch_exits)
 
     async def expect_each(
         self,
