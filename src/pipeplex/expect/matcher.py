@@ -113,17 +113,17 @@ class Matcher:
         """Like :meth:`expect`, with patterns of its own for each member."""
         # This sits on every round trip: everything that does not change while waiting is
         # worked out once, and what only a timeout needs is left to the timeout.
-        exits_end = set(patterns_by_name if watch_exits is None else watch_exits)
         searches = []
         for name, patterns in patterns_by_name.items():
             positions = [i for i, p in enumerate(patterns) if p is not EOF and p is not TIMEOUT]
             regexes = [compile_pattern(patterns[i]) for i in positions]  # type: ignore[arg-type]
             searches.append((name, self.buffer(name, stream), patterns, positions, regexes,
-                             name in exits_end))
+                             watch_exits is None or name in watch_exits))
         waiters = [self._waiters.setdefault(name, set()) for name in patterns_by_name]
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
+        now = started
         while True:
             for name, buffer, patterns, positions, regexes, exit_ends in searches:
                 found = buffer.search(regexes) if regexes else None
@@ -137,13 +137,12 @@ class Matcher:
                                        found.before, text)
                 if exit_ends and name in self._exits:
                     return self._exited(name, patterns, loop.time() - started, stream)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if now >= deadline:
                 return self._timed_out(patterns_by_name, timeout)
             # Sleep until output or an exit arrives, or the time is up: one future and one
             # timer, no task.
             wakeup: asyncio.Future[None] = loop.create_future()
-            timer = loop.call_later(remaining, _wake, wakeup)
+            timer = loop.call_at(deadline, _wake, wakeup)
             for waiting in waiters:
                 waiting.add(wakeup)
             try:
@@ -152,6 +151,7 @@ class Matcher:
                 timer.cancel()
                 for waiting in waiters:
                     waiting.discard(wakeup)
+            now = loop.time()
 
     def _timed_out(self, patterns_by_name: Mapping[str, Sequence[Pattern]],
                    timeout: float) -> Expectation:
