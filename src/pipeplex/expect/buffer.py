@@ -62,9 +62,21 @@ Pattern = str | re.Pattern[str] | _Sentinel
 
 def compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
     """A regex with ``^``/``$`` at line boundaries (unless given precompiled)."""
+    compiled = _compiled.get(pattern)  # type: ignore[arg-type]
+    if compiled is not None:
+        return compiled
     if isinstance(pattern, re.Pattern):
         return pattern
-    return re.compile(pattern, re.MULTILINE)
+    if len(_compiled) >= _COMPILED_KEEP:
+        _compiled.clear()
+    compiled = _compiled[pattern] = re.compile(pattern, re.MULTILINE)
+    return compiled
+
+
+_compiled: dict[str, re.Pattern[str]] = {}
+"""Patterns as given to expect, compiled: one dict lookup on every expectation, where re's
+own cache costs several calls. Emptied when full, like re's."""
+_COMPILED_KEEP = 512
 
 
 _METACHARACTERS = frozenset(".^$*+?{}[]\\|()")
@@ -186,7 +198,13 @@ class OutputBuffer:
         decoder = self._decoders.get(stream)
         if decoder is None:
             decoder = self._decoders[stream] = codecs.getincrementaldecoder("utf-8")("replace")
-        text = decoder.decode(data)
+        if decoder.getstate()[0]:  # the start of a character from the previous chunk
+            text = decoder.decode(data)
+        else:
+            try:  # the common case, whole characters: bytes.decode is several times faster
+                text = data.decode()
+            except UnicodeDecodeError:  # a character cut at the end, or invalid bytes
+                text = decoder.decode(data)
         # "\r\n" ends a line like "\n"; a "\r" at the end of a chunk may be the first half.
         if self._pending_cr.pop(stream, False):
             text = "\r" + text
@@ -198,9 +216,13 @@ class OutputBuffer:
         return text
 
     def _absorb(self) -> None:
-        if self._fresh:
-            self._text += "".join(self._decode(data, stream) for stream, data in self._fresh)
-            self._fresh.clear()
+        fresh = self._fresh
+        if fresh:
+            if len(fresh) == 1:  # one chunk since the last search: a round trip's answer
+                self._text += self._decode(fresh[0][1], fresh[0][0])
+            else:
+                self._text += "".join(self._decode(data, stream) for stream, data in fresh)
+            fresh.clear()
             self._fresh_size = 0
 
     def search(self, patterns: Sequence[re.Pattern[str]]) -> Found | None:
@@ -214,15 +236,18 @@ class OutputBuffer:
 
     def _search(self, patterns: Sequence[re.Pattern[str]]) -> Found | None:
         self._absorb()
-        best: tuple[int, int, re.Match[str]] | None = None
-        for index, regex in enumerate(patterns):
-            match = search_regex(regex, self._text, self._scan_from)
-            if match and (best is None or match.start() < best[0]):
-                best = (match.start(), index, match)
-        if best is None:
+        text, scan_from = self._text, self._scan_from
+        index, match = 0, None
+        if len(patterns) == 1:
+            match = search_regex(patterns[0], text, scan_from)
+        else:
+            for i, regex in enumerate(patterns):
+                found = search_regex(regex, text, scan_from)
+                if found and (match is None or found.start() < match.start()):
+                    index, match = i, found
+        if match is None:
             self._slide()
             return None
-        _, index, match = best
         before = "".join(self._aside) + self._text[self._ctx : match.start()]
         self._aside.clear()
         self._aside_size = 0
