@@ -20,6 +20,7 @@ from .._bus import Bus
 from .._events import Event, Exited, Matched, Output, Started
 from ..errors import ExpectTimeout, UnexpectedExit
 from .buffer import EOF, TIMEOUT, OutputBuffer, Pattern, compile_pattern
+from .deadlines import Deadlines
 
 __all__ = ("Expectation", "Matcher")
 
@@ -53,6 +54,7 @@ class Matcher:
         self._exits: dict[str, int] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         """Per member, the expectations waiting on it: only they wake for its output."""
+        self._deadlines = Deadlines()
         self._thread_waiters: dict[str, set[threading.Event]] = {}
         """The same for callers blocked in other threads (the synchronous API)."""
         bus.subscribe(self, [Output, Exited, Started])
@@ -66,8 +68,9 @@ class Matcher:
 
     def __call__(self, event: Event) -> None:
         if type(event) is Output:  # nearly every event: the cheapest test first
-            self.buffer(event.name).feed(event.data, event.stream)
-            self.buffer(event.name, event.stream).feed(event.data, event.stream)
+            name, stream, data = event.name, event.stream, event.data
+            self.buffer(name).feed(data, stream)
+            self.buffer(name, stream).feed(data, stream)
         elif isinstance(event, Exited):
             self._exits[event.name] = event.returncode
         elif isinstance(event, Started):
@@ -114,12 +117,20 @@ class Matcher:
         # This sits on every round trip: everything that does not change while waiting is
         # worked out once, and what only a timeout needs is left to the timeout.
         searches = []
+        waiters = []
         for name, patterns in patterns_by_name.items():
-            positions = [i for i, p in enumerate(patterns) if p is not EOF and p is not TIMEOUT]
-            regexes = [compile_pattern(patterns[i]) for i in positions]  # type: ignore[arg-type]
+            positions: list[int] = []
+            regexes: list[re.Pattern[str]] = []
+            for i, pattern in enumerate(patterns):
+                if pattern is not EOF and pattern is not TIMEOUT:
+                    positions.append(i)
+                    regexes.append(compile_pattern(pattern))  # type: ignore[arg-type]
             searches.append((name, self.buffer(name, stream), patterns, positions, regexes,
                              watch_exits is None or name in watch_exits))
-        waiters = [self._waiters.setdefault(name, set()) for name in patterns_by_name]
+            waiting = self._waiters.get(name)
+            if waiting is None:
+                waiting = self._waiters[name] = set()
+            waiters.append(waiting)
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
@@ -139,16 +150,17 @@ class Matcher:
                     return self._exited(name, patterns, loop.time() - started, stream)
             if now >= deadline:
                 return self._timed_out(patterns_by_name, timeout)
-            # Sleep until output or an exit arrives, or the time is up: one future and one
-            # timer, no task.
+            # Sleep until output or an exit arrives, or the time is up: one future, no task,
+            # and a timer shared with the other waits (see deadlines.py).
             wakeup: asyncio.Future[None] = loop.create_future()
-            timer = loop.call_at(deadline, _wake, wakeup)
+            timer = self._deadlines.add(deadline, wakeup)
             for waiting in waiters:
                 waiting.add(wakeup)
             try:
                 await wakeup
             finally:
-                timer.cancel()
+                if timer is not None:
+                    timer.cancel()
                 for waiting in waiters:
                     waiting.discard(wakeup)
             now = loop.time()
