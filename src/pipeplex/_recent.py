@@ -27,7 +27,7 @@ class RecentOutput:
         self._sizes: dict[str, int] = {}
 
     def __call__(self, event: Event) -> None:
-        if not isinstance(event, Output):
+        if type(event) is not Output:  # subscribed to output only; a check for direct calls
             return
         chunks = self._chunks.get(event.name)
         if chunks is None:

@@ -102,8 +102,8 @@ class Matcher:
             UnexpectedExit: a member exited while waited on (and EOF is not a pattern).
         """
         # The coroutine of expect_each itself: one frame less to resume on every wake-up.
-        return self.expect_each({name: patterns for name in names}, timeout=timeout,
-                                stream=stream, watch_exits=watch_exits)
+        by_name = {names[0]: patterns} if len(names) == 1 else dict.fromkeys(names, patterns)
+        return self.expect_each(by_name, timeout=timeout, stream=stream, watch_exits=watch_exits)
 
     async def expect_each(
         self,
