@@ -170,9 +170,11 @@ class RunDir:
 
     def make_fifo(self, name: str) -> str:
         """Create the FIFO ``name`` (0600), replacing a leftover entry; returns its path."""
-        with contextlib.suppress(FileNotFoundError):
+        try:
+            os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
+        except FileExistsError:  # the folder was cleaned when opened: rare, so tried second
             os.unlink(name, dir_fd=self.dir_fd)
-        os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
+            os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
         self._entries.add(name)
         return str(self.path / name)
 
