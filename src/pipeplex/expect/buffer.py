@@ -176,23 +176,23 @@ class OutputBuffer:
 
     def feed(self, data: bytes, stream: str = "stdout") -> None:
         with self._lock:
-            self._feed(data, stream)
+            self._fresh.append((stream, data))
+            self._fresh_size += len(data)
+            if self._fresh_size > MAX_BEFORE:
+                self._keep_newest()
 
-    def _feed(self, data: bytes, stream: str) -> None:
-        self._fresh.append((stream, data))
-        self._fresh_size += len(data)
-        if self._fresh_size > MAX_BEFORE:
-            # Nobody is searching: keep the newest MAX_BEFORE characters.
-            self._absorb()
-            excess = len(self._text) - MAX_BEFORE - 1
-            if excess > 0:
-                # text[excess] becomes context: it leaves the cursor's text too.
-                self.dropped += excess + 1 - self._ctx + self._aside_size
-                self._aside.clear()
-                self._aside_size = 0
-                self._text = self._text[excess:]
-                self._ctx = 1
-                self._scan_from = max(1, self._scan_from - excess)
+    def _keep_newest(self) -> None:
+        """Nobody is searching: keep the newest MAX_BEFORE characters."""
+        self._absorb()
+        excess = len(self._text) - MAX_BEFORE - 1
+        if excess > 0:
+            # text[excess] becomes context: it leaves the cursor's text too.
+            self.dropped += excess + 1 - self._ctx + self._aside_size
+            self._aside.clear()
+            self._aside_size = 0
+            self._text = self._text[excess:]
+            self._ctx = 1
+            self._scan_from = max(1, self._scan_from - excess)
 
     def _decode(self, data: bytes, stream: str) -> str:
         decoder = self._decoders.get(stream)
@@ -235,6 +235,14 @@ class OutputBuffer:
             return self._search(patterns)
 
     def _search(self, patterns: Sequence[re.Pattern[str]]) -> Found | None:
+        if not self._fresh and len(self._text) <= self._scan_from:
+            # Nothing new past the cursor (a round trip's first look, before the answer):
+            # only an empty match is possible, and there is nothing to set aside.
+            for index, regex in enumerate(patterns):
+                match = regex.search(self._text, self._scan_from)
+                if match is not None:
+                    return self._found(index, match)
+            return None
         self._absorb()
         text, scan_from = self._text, self._scan_from
         index, match = 0, None
@@ -248,6 +256,9 @@ class OutputBuffer:
         if match is None:
             self._slide()
             return None
+        return self._found(index, match)
+
+    def _found(self, index: int, match: re.Match[str]) -> Found:
         before = "".join(self._aside) + self._text[self._ctx : match.start()]
         self._aside.clear()
         self._aside_size = 0

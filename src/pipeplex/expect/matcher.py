@@ -69,8 +69,9 @@ class Matcher:
     def __call__(self, event: Event) -> None:
         if type(event) is Output:  # nearly every event: the cheapest test first
             name, stream, data = event.name, event.stream, event.data
-            self.buffer(name).feed(data, stream)
-            self.buffer(name, stream).feed(data, stream)
+            merged, own = self._buffers.get((name, None)), self._buffers.get((name, stream))
+            (self.buffer(name) if merged is None else merged).feed(data, stream)
+            (self.buffer(name, stream) if own is None else own).feed(data, stream)
         elif isinstance(event, Exited):
             self._exits[event.name] = event.returncode
         elif isinstance(event, Started):
