@@ -78,6 +78,23 @@ def test_next_search_starts_at_the_cursor() -> None:
     assert buffer.text == " three\n"
 
 
+@pytest.mark.parametrize(
+    ("pattern", "index"),
+    [("^", 1), ("$", 1), (r"\b", None), ("x*", 1), ("(?<=y)", None), ("(?<=\n)", 1)],
+)
+def test_with_nothing_past_the_cursor_only_empty_matches_are_found(
+    pattern: str, index: int | None
+) -> None:
+    """After a match that ends a line, the next look finds what sre finds at the end (the
+    matched newline stays as context for ``^`` and lookbehinds)."""
+    buffer = fed(b"ready\n")
+    assert buffer.search(regexes("ready\n")) is not None
+    found = buffer.search(regexes("never", pattern))
+    assert (found and found.index) == index
+    if found is not None:
+        assert found.match.group(0) == "" and found.before == ""
+
+
 def test_no_match_keeps_the_text() -> None:
     """A failed search returns None and consumes nothing."""
     buffer = fed(b"nothing here\n")
