@@ -13,6 +13,7 @@ import asyncio
 import errno
 import functools
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -145,10 +146,12 @@ class Process:
                 stdin_child, stdout_child, stderr_child = in_r, out_w, err_w
                 self._stdin = in_w
                 self._readers = {out_r: "stdout", err_r: "stderr"}
+            executable = _executable(argv[0], env)
             try:
                 # Spawning blocks only for fork+exec, not on the child: fine in the loop.
                 self._popen = subprocess.Popen(  # noqa: ASYNC220
                     argv,
+                    executable=executable,
                     stdin=stdin_child,
                     stdout=stdout_child,
                     stderr=stderr_child,
@@ -158,6 +161,8 @@ class Process:
                     preexec_fn=make_controlling_tty if spec.pty == "full" else None,
                 )
             except OSError as exc:
+                if executable is not None:
+                    _EXECUTABLES.clear()  # a file looked up earlier is gone: look again next time
                 raise SpawnError(self.name, spec.command_text, _spawn_reason(exc, argv)) from None
         except BaseException:
             for fd in ours:
@@ -538,6 +543,35 @@ class Process:
             "returncode": self.returncode,
             "pending_input": sum(len(chunk) for chunk in self._pending_input),
         }
+
+
+_EXECUTABLES: dict[tuple[str, str], str] = {}
+_EXECUTABLES_KEEP = 256
+
+
+def _executable(program: str, env: Mapping[str, str]) -> str | None:
+    """The file ``program`` runs from the child's PATH, looked up once per program and PATH.
+
+    Left to itself, the child tries every PATH entry in turn, and with vfork the loop waits
+    for each failed exec (50-100 us a member here). A file found earlier is used while it
+    is still executable, as a shell's command hash does. None: let the child search (a name
+    with a slash, or a PATH with relative entries, which depend on the member's cwd).
+    """
+    path = env.get("PATH", os.defpath)
+    if "/" in program or not program:
+        return None
+    key = (program, path)
+    found = _EXECUTABLES.get(key)
+    if found is not None and os.access(found, os.X_OK):
+        return found
+    if any(not os.path.isabs(entry) for entry in path.split(os.pathsep)):
+        return None
+    found = shutil.which(program, path=path)
+    if found is not None:
+        if len(_EXECUTABLES) >= _EXECUTABLES_KEEP:
+            _EXECUTABLES.clear()
+        _EXECUTABLES[key] = found
+    return found
 
 
 def _spawn_reason(exc: OSError, argv: list[str]) -> str:

@@ -1,0 +1,50 @@
+"""A member's program is looked up on its PATH once, and looked up again when it is gone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeplex.participants import process
+from pipeplex.participants.process import _executable
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    process._EXECUTABLES.clear()
+
+
+def _program(folder: Path, name: str = "prog") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_program_is_found_on_the_childs_path(tmp_path: Path) -> None:
+    prog = _program(tmp_path / "bin")
+    assert _executable("prog", {"PATH": f"{tmp_path / 'empty'}:{tmp_path / 'bin'}"}) == str(prog)
+
+
+def test_a_program_that_went_away_is_looked_up_again(tmp_path: Path) -> None:
+    first, second = _program(tmp_path / "a"), _program(tmp_path / "b")
+    env = {"PATH": f"{tmp_path / 'a'}:{tmp_path / 'b'}"}
+    assert _executable("prog", env) == str(first)
+    first.unlink()
+    assert _executable("prog", env) == str(second)
+    second.unlink()
+    assert _executable("prog", env) is None
+
+
+@pytest.mark.parametrize("path", ["bin:/usr/bin", ":/usr/bin", "/usr/bin::/bin"])
+def test_relative_path_entries_are_left_to_the_child(path: str) -> None:
+    assert _executable("sh", {"PATH": path}) is None  # they depend on the member's cwd
+
+
+def test_names_with_a_slash_are_left_to_the_child(tmp_path: Path) -> None:
+    prog = _program(tmp_path)
+    assert _executable(str(prog), {"PATH": os.defpath}) is None
+    assert _executable("./prog", {"PATH": os.defpath}) is None
