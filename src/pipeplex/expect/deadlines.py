@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-__all__ = ("Deadlines",)
+__all__ = ("Deadlines", "wake")
 
 _SWEEP_MIN = 64
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
+def wake(waiter: asyncio.Future[None]) -> None:
+    """Resolve ``waiter`` unless it is done already (answered, or cancelled)."""
     if not waiter.done():
         waiter.set_result(None)
 
@@ -45,7 +46,7 @@ class Deadlines:
             queue.popleft()
         loop = waiter.get_loop()
         if queue and deadline < queue[-1][0]:
-            return loop.call_at(deadline, _wake, waiter)
+            return loop.call_at(deadline, wake, waiter)
         queue.append((deadline, waiter))
         if len(queue) > self._sweep_at:
             queue = self._sweep()
@@ -58,7 +59,7 @@ class Deadlines:
         queue = self._queue
         now = loop.time()
         while queue and (queue[0][1].done() or queue[0][0] <= now):
-            _wake(queue.popleft()[1])
+            wake(queue.popleft()[1])
         if queue:
             self._timer = loop.call_at(queue[0][0], self._expire, loop)
 

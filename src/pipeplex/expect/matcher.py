@@ -20,7 +20,7 @@ from .._bus import Bus
 from .._events import Event, Exited, Matched, Output, Started
 from ..errors import ExpectTimeout, UnexpectedExit
 from .buffer import EOF, TIMEOUT, OutputBuffer, Pattern, compile_pattern
-from .deadlines import Deadlines
+from .deadlines import Deadlines, wake
 
 __all__ = ("Expectation", "Matcher")
 
@@ -37,11 +37,6 @@ class Expectation:
     """The match; None for the EOF and TIMEOUT sentinels."""
     before: str
     after: str
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class Matcher:
@@ -79,7 +74,7 @@ class Matcher:
         else:
             return
         for waiter in self._waiters.get(event.name, ()):
-            _wake(waiter)
+            wake(waiter)
         for thread_waiter in self._thread_waiters.get(event.name, ()):
             thread_waiter.set()
 
