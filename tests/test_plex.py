@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
@@ -145,6 +146,9 @@ def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:
         cat.expect("hello")
         assert "cat | hello" in plex.transcript()
     assert '"d": "hello\\n"' in path.read_text()
+    # Input and matches are records nobody else keeps: made because the file wants them.
+    kinds = {(r["s"], r.get("e")) for r in map(json.loads, path.read_text().splitlines())}
+    assert {("in", None), ("event", "match")} <= kinds
 
 
 def test_async_plex_drives_many_members_concurrently() -> None:
