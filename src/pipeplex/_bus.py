@@ -93,7 +93,8 @@ class Bus:
             while self._queue:
                 current = self._queue.popleft()
                 # A route is a tuple: a sink may unsubscribe itself (or another) meanwhile.
-                for sink in self._route(type(current)):
+                route = self._routes.get(type(current))
+                for sink in self._sinks_for(type(current)) if route is None else route:
                     try:
                         sink(current)
                     except Exception as exc:

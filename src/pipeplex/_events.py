@@ -28,10 +28,6 @@ __all__ = (
 )
 
 
-def _now() -> float:
-    return time.time()
-
-
 @dataclass(frozen=True, slots=True)
 class Started:
     """A member's program is running."""
@@ -39,7 +35,7 @@ class Started:
     name: str
     pid: int
     argv: tuple[str, ...]
-    t: float = field(default_factory=_now)
+    t: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +52,7 @@ class Output:
     stream: Stream
     data: bytes
     partial: bool = False
-    t: float = field(default_factory=_now)
+    t: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +62,7 @@ class InputSent:
     name: str
     data: bytes
     eof: bool = False
-    t: float = field(default_factory=_now)
+    t: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +71,7 @@ class Ready:
 
     name: str
     variables: tuple[tuple[str, str], ...] = ()
-    t: float = field(default_factory=_now)
+    t: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +81,7 @@ class Matched:
     name: str
     pattern: str
     text: str
-    t: float = field(default_factory=_now)
+    t: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +96,7 @@ class Exited:
     returncode: int
     stopped: bool = False
     runtime: float = 0.0
-    t: float = field(default_factory=_now)
+    t: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +106,7 @@ class Note:
     text: str
     name: str | None = None
     level: Literal["info", "warning", "error"] = "info"
-    t: float = field(default_factory=_now)
+    t: float = field(default_factory=time.time)
 
 
 Event = Started | Output | InputSent | Ready | Matched | Exited | Note

@@ -143,12 +143,11 @@ class AsyncMember:
             ExpectTimeout: no match in time (unless TIMEOUT is in the list).
             UnexpectedExit: the member exited first (unless EOF is in the list).
         """
-        single = isinstance(pattern, str | re.Pattern) or pattern is EOF or pattern is TIMEOUT
+        single = (type(pattern) is str or isinstance(pattern, re.Pattern) or pattern is EOF
+                  or pattern is TIMEOUT)
         patterns: list[Pattern] = [pattern] if single else list(pattern)  # type: ignore[list-item,arg-type]
-        found = await self._plex.matcher.expect(
-            [self.name], patterns, timeout=self._plex.timeout if timeout is None else timeout,
-            stream=stream,
-        )
+        found = await self._plex.matcher.expect_one(
+            self.name, patterns, self._plex.timeout if timeout is None else timeout, stream)
         self.before, self.after, self.match = found.before, found.after, found.match
         if not single:
             return found.index
@@ -207,6 +206,8 @@ class AsyncPlex:
         self.bus.subscribe(self._merged, SHOWN)
         self._members: dict[str, AsyncMember] = {}
         self._scenario: Scenario | None = None
+        self._threads = False
+        """Set by :class:`Plex`: callers in other threads search the members' output."""
 
     def __repr__(self) -> str:
         state = "running" if self._run and not self._run.done() else "stopped"
@@ -247,7 +248,8 @@ class AsyncPlex:
         self._engine = Engine(CastSpec(()), self.bus, grace=self.grace, guardian=self._guardian,
                               stdin_grace=0.3,
                               env_overrides={"PIPEPLEX_RUN_ID": self._guardian.token})
-        self._matcher = Matcher(self.bus, recent=self._engine.recent.describe)
+        self._matcher = Matcher(self.bus, recent=self._engine.recent.describe,
+                                threads=self._threads)
         if self._transcript_path is not None:
             self._transcript = TranscriptSink(self._transcript_path, self.bus)
             self.bus.subscribe(self._transcript)
@@ -455,6 +457,7 @@ class Plex:
 
     def __init__(self, **options: Any) -> None:
         self._async = AsyncPlex(**options)
+        self._async._threads = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._members: dict[str, Member] = {}

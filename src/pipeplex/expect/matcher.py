@@ -19,10 +19,16 @@ from typing import Any
 from .._bus import Bus
 from .._events import Event, Exited, Matched, Output, Started
 from ..errors import ExpectTimeout, UnexpectedExit
-from .buffer import EOF, TIMEOUT, OutputBuffer, Pattern, compile_pattern
+from .buffer import EOF, TIMEOUT, Found, OutputBuffer, Pattern, compile_pattern
 from .deadlines import Deadlines, wake
 
 __all__ = ("Expectation", "Matcher")
+
+
+def _searchable(patterns: Sequence[Pattern]) -> tuple[list[int], list[re.Pattern[str]]]:
+    """Where the regular expressions are among ``patterns`` (not EOF, TIMEOUT), compiled."""
+    positions = [i for i, p in enumerate(patterns) if p is not EOF and p is not TIMEOUT]
+    return positions, [compile_pattern(patterns[i]) for i in positions]  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)  # made on every round trip and read once: not frozen, which costs
@@ -39,43 +45,67 @@ class Expectation:
     after: str
 
 
+class _Member:
+    """What the matcher keeps for one member: found with one lookup per event."""
+
+    __slots__ = ("buffers", "merged", "thread_waiters", "waiters")
+
+    def __init__(self, shared: bool) -> None:
+        self.merged = OutputBuffer(shared=shared)
+        """Both streams interleaved as they arrived."""
+        self.buffers: dict[str | None, OutputBuffer] = {None: self.merged}
+        self.waiters: set[asyncio.Future[None]] = set()
+        """The expectations waiting on this member: only they wake for its output."""
+        self.thread_waiters: set[threading.Event] = set()
+        """The same for callers blocked in other threads (the synchronous API)."""
+
+
 class Matcher:
     """A sink that lets coroutines wait for patterns in members' output."""
 
-    def __init__(self, bus: Bus, *, recent: Callable[[str], str] = lambda name: "") -> None:
+    def __init__(self, bus: Bus, *, recent: Callable[[str], str] = lambda name: "",
+                 threads: bool = False) -> None:
         self._bus = bus
+        self._threads = threads
+        """Whether callers in other threads use :meth:`expect_blocking` (buffers then lock)."""
         self._recent = recent
-        self._buffers: dict[tuple[str, str | None], OutputBuffer] = {}
+        self._members: dict[str, _Member] = {}
         self._exits: dict[str, int] = {}
-        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
-        """Per member, the expectations waiting on it: only they wake for its output."""
         self._deadlines = Deadlines()
-        self._thread_waiters: dict[str, set[threading.Event]] = {}
-        """The same for callers blocked in other threads (the synchronous API)."""
         bus.subscribe(self, [Output, Exited, Started])
 
+    def _member(self, name: str) -> _Member:
+        member = self._members.get(name)
+        if member is None:  # setdefault: a synchronous caller's thread may ask at once
+            member = self._members.setdefault(name, _Member(self._threads))
+        return member
+
     def buffer(self, name: str, stream: str | None = None) -> OutputBuffer:
-        key = (name, stream)
-        found = self._buffers.get(key)
+        buffers = self._member(name).buffers
+        found = buffers.get(stream)
         if found is None:
-            found = self._buffers[key] = OutputBuffer()
+            found = buffers.setdefault(stream, OutputBuffer(shared=self._threads))
         return found
 
     def __call__(self, event: Event) -> None:
+        member = self._members.get(event.name)  # type: ignore[arg-type]
+        if member is None:
+            member = self._member(event.name)  # type: ignore[arg-type]
         if type(event) is Output:  # nearly every event: the cheapest test first
-            name, stream, data = event.name, event.stream, event.data
-            merged, own = self._buffers.get((name, None)), self._buffers.get((name, stream))
-            (self.buffer(name) if merged is None else merged).feed(data, stream)
-            (self.buffer(name, stream) if own is None else own).feed(data, stream)
+            member.merged.feed(event.data, event.stream)
+            own = member.buffers.get(event.stream)
+            if own is None:
+                own = self.buffer(event.name, event.stream)
+            own.feed(event.data, event.stream)
         elif isinstance(event, Exited):
             self._exits[event.name] = event.returncode
         elif isinstance(event, Started):
             self._exits.pop(event.name, None)
         else:
             return
-        for waiter in self._waiters.get(event.name, ()):
+        for waiter in member.waiters:
             wake(waiter)
-        for thread_waiter in self._thread_waiters.get(event.name, ()):
+        for thread_waiter in member.thread_waiters:
             thread_waiter.set()
 
     def expect(
@@ -97,9 +127,51 @@ class Matcher:
             ExpectTimeout: nothing matched within ``timeout`` (and TIMEOUT is not a pattern).
             UnexpectedExit: a member exited while waited on (and EOF is not a pattern).
         """
-        # The coroutine of expect_each itself: one frame less to resume on every wake-up.
-        by_name = {names[0]: patterns} if len(names) == 1 else dict.fromkeys(names, patterns)
-        return self.expect_each(by_name, timeout=timeout, stream=stream, watch_exits=watch_exits)
+        # The coroutine itself, not one that awaits it: one frame less on every wake-up.
+        if len(names) == 1:
+            name = names[0]
+            return self.expect_one(name, patterns, timeout, stream,
+                                   exit_ends=watch_exits is None or name in watch_exits)
+        return self.expect_each(dict.fromkeys(names, patterns), timeout=timeout, stream=stream,
+                                watch_exits=watch_exits)
+
+    async def expect_one(self, name: str, patterns: Sequence[Pattern], timeout: float,
+                         stream: str | None = None, *, exit_ends: bool = True) -> Expectation:
+        """:meth:`expect` for one member: a round trip's path, with nothing else."""
+        if len(patterns) == 1 and type(patterns[0]) is str:  # nearly every expectation
+            positions: Sequence[int] = (0,)
+            regexes = [compile_pattern(patterns[0])]
+        else:
+            positions, regexes = _searchable(patterns)
+        member = self._members.get(name) or self._member(name)
+        buffer = member.buffers.get(stream)
+        if buffer is None:  # (not "or": an empty buffer is falsy)
+            buffer = self.buffer(name, stream)
+        found = buffer.search(regexes) if regexes else None
+        if found is None:
+            loop = asyncio.get_running_loop()
+            started = now = loop.time()
+            deadline = started + timeout
+            waiting = member.waiters
+            while True:
+                if exit_ends and name in self._exits:
+                    return self._exited(name, patterns, loop.time() - started, stream)
+                if now >= deadline:
+                    return self._timed_out({name: patterns}, timeout)
+                wakeup: asyncio.Future[None] = loop.create_future()
+                timer = self._deadlines.add(deadline, wakeup)
+                waiting.add(wakeup)
+                try:
+                    await wakeup
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                    waiting.discard(wakeup)
+                found = buffer.search(regexes) if regexes else None
+                if found is not None:
+                    break
+                now = loop.time()
+        return self._result(name, patterns, positions, found)
 
     async def expect_each(
         self,
@@ -110,23 +182,13 @@ class Matcher:
         watch_exits: Sequence[str] | None = None,
     ) -> Expectation:
         """Like :meth:`expect`, with patterns of its own for each member."""
-        # This sits on every round trip: everything that does not change while waiting is
-        # worked out once, and what only a timeout needs is left to the timeout.
         searches = []
         waiters = []
         for name, patterns in patterns_by_name.items():
-            positions: list[int] = []
-            regexes: list[re.Pattern[str]] = []
-            for i, pattern in enumerate(patterns):
-                if pattern is not EOF and pattern is not TIMEOUT:
-                    positions.append(i)
-                    regexes.append(compile_pattern(pattern))  # type: ignore[arg-type]
+            positions, regexes = _searchable(patterns)
             searches.append((name, self.buffer(name, stream), patterns, positions, regexes,
                              watch_exits is None or name in watch_exits))
-            waiting = self._waiters.get(name)
-            if waiting is None:
-                waiting = self._waiters[name] = set()
-            waiters.append(waiting)
+            waiters.append(self._member(name).waiters)
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
@@ -135,19 +197,11 @@ class Matcher:
             for name, buffer, patterns, positions, regexes, exit_ends in searches:
                 found = buffer.search(regexes) if regexes else None
                 if found is not None:
-                    text = found.match.group(0)
-                    shown = patterns[positions[found.index]]
-                    if self._bus.wants(Matched):  # a record for transcripts and reports
-                        self._bus.publish(Matched(name, str(getattr(shown, "pattern", shown)),
-                                                  text))
-                    return Expectation(name, positions[found.index], found.match,
-                                       found.before, text)
+                    return self._result(name, patterns, positions, found)
                 if exit_ends and name in self._exits:
                     return self._exited(name, patterns, loop.time() - started, stream)
             if now >= deadline:
                 return self._timed_out(patterns_by_name, timeout)
-            # Sleep until output or an exit arrives, or the time is up: one future, no task,
-            # and a timer shared with the other waits (see deadlines.py).
             wakeup: asyncio.Future[None] = loop.create_future()
             timer = self._deadlines.add(deadline, wakeup)
             for waiting in waiters:
@@ -160,6 +214,15 @@ class Matcher:
                 for waiting in waiters:
                     waiting.discard(wakeup)
             now = loop.time()
+
+    def _result(self, name: str, patterns: Sequence[Pattern], positions: Sequence[int],
+                found: Found, publish: Callable[[Matched], None] | None = None) -> Expectation:
+        text = found.match.group(0)
+        if self._bus.wants(Matched):  # a record for transcripts and reports
+            shown = patterns[positions[found.index]]
+            (publish or self._bus.publish)(Matched(name, str(getattr(shown, "pattern", shown)),
+                                                   text))
+        return Expectation(name, positions[found.index], found.match, found.before, text)
 
     def _timed_out(self, patterns_by_name: Mapping[str, Sequence[Pattern]],
                    timeout: float) -> Expectation:
@@ -188,12 +251,11 @@ class Matcher:
         the loop sets when the member writes: one hand-over between threads per wake-up
         instead of a task round trip. ``publish`` delivers the Matched event on the loop.
         """
-        positions = [i for i, p in enumerate(patterns) if p is not EOF and p is not TIMEOUT]
-        regexes = [compile_pattern(patterns[i]) for i in positions]  # type: ignore[arg-type]
+        positions, regexes = _searchable(patterns)
         started = time.monotonic()
         deadline = started + timeout
         wakeup = wakeup or threading.Event()  # callers may reuse one: it costs a Condition
-        waiters = self._thread_waiters.setdefault(name, set())
+        waiters = self._member(name).thread_waiters
         waiters.add(wakeup)
         try:
             while True:
@@ -201,12 +263,7 @@ class Matcher:
                 buffer = self.buffer(name, stream)
                 found = buffer.search(regexes) if regexes else None
                 if found is not None:
-                    text = found.match.group(0)
-                    shown = patterns[positions[found.index]]
-                    if self._bus.wants(Matched):
-                        publish(Matched(name, str(getattr(shown, "pattern", shown)), text))
-                    return Expectation(name, positions[found.index], found.match,
-                                       found.before, text)
+                    return self._result(name, patterns, positions, found, publish)
                 if name in self._exits:
                     return self._exited(name, patterns, time.monotonic() - started, stream)
                 remaining = deadline - time.monotonic()

@@ -392,7 +392,7 @@ class Process:
 
     def send(self, data: bytes) -> bool:
         """Queue ``data`` for the member's stdin; False (with a note) if stdin is closed."""
-        if not self.input_open:
+        if self._stdin is None or self._close_after_drain:  # not input_open: a call less
             why = {"pending": "has not started yet", "failed": "could not start"}.get(
                 self.state, "is not running" if self.returncode is not None else "closed its stdin"
             )
@@ -405,7 +405,7 @@ class Process:
             if self._pending_input:
                 self._pending_input.append(memoryview(data))
             else:
-                self._write(memoryview(data))
+                self._write(data)
         return True
 
     def close_input(self) -> None:
@@ -425,7 +425,7 @@ class Process:
         if not self._pending_input:
             self._drop_stdin()
 
-    def _write(self, data: memoryview) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         assert self._stdin is not None
         try:
             written = os.write(self._stdin, data)
@@ -437,7 +437,7 @@ class Process:
             self._drop_stdin()
             return
         if written < len(data):
-            self._pending_input.append(data[written:])
+            self._pending_input.append(memoryview(data)[written:])
             assert self._loop is not None
             self._loop.add_writer(self._stdin, self._guard(self._write_more))
 
