@@ -63,11 +63,7 @@ class Bus:
 
     def wants(self, kind: type) -> bool:
         """Whether any sink takes events of ``kind``: if not, there is no need to make one."""
-        return bool(self._route(kind))
-
-    def _route(self, kind: type) -> tuple[Sink, ...]:
-        route = self._routes.get(kind)
-        return self._sinks_for(kind) if route is None else route
+        return bool(self._routes[kind])  # every kind in KINDS has a route, maybe empty
 
     def _sinks_for(self, kind: type) -> tuple[Sink, ...]:
         return tuple(sink for sink, kinds in self._sinks if kinds is None or kind in kinds)
@@ -83,24 +79,35 @@ class Bus:
         """
         if self._from_threads:
             self._take_from_threads()
-        self._queue.append(event)
-        if not self._delivering:
-            self._deliver()
+        if self._delivering or self._queue:
+            self._queue.append(event)
+            if not self._delivering:
+                self._deliver()
+            return
+        self._delivering = True  # nothing else waits: deliver it without the queue
+        try:
+            self._send(event)
+            while self._queue:
+                self._send(self._queue.popleft())
+        finally:
+            self._delivering = False
 
     def _deliver(self) -> None:
         self._delivering = True
         try:
             while self._queue:
-                current = self._queue.popleft()
-                # A route is a tuple: a sink may unsubscribe itself (or another) meanwhile.
-                route = self._routes.get(type(current))
-                for sink in self._sinks_for(type(current)) if route is None else route:
-                    try:
-                        sink(current)
-                    except Exception as exc:
-                        self._disable(sink, exc)
+                self._send(self._queue.popleft())
         finally:
             self._delivering = False
+
+    def _send(self, event: Event) -> None:
+        route = self._routes.get(type(event))
+        # A route is a tuple: a sink may unsubscribe itself (or another) meanwhile.
+        for sink in self._sinks_for(type(event)) if route is None else route:
+            try:
+                sink(event)
+            except Exception as exc:
+                self._disable(sink, exc)
 
     def _disable(self, sink: Sink, error: Exception) -> None:
         self._sinks = [entry for entry in self._sinks if entry[0] is not sink]

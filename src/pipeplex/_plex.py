@@ -57,9 +57,12 @@ class _MergedTranscript:
         self._size = 0
 
     def __call__(self, event: Event) -> None:
-        size = len(event.data) if isinstance(event, Output) else 100
         self._events.append(event)
-        self._size += size
+        self._size += len(event.data) if type(event) is Output else 100
+        if self._size > 2 * TRANSCRIPT_KEEP:
+            self._trim()
+
+    def _trim(self) -> None:
         while self._size > 2 * TRANSCRIPT_KEEP and len(self._events) > 1:
             old = self._events.popleft()
             self._size -= len(old.data) if isinstance(old, Output) else 100
@@ -78,6 +81,7 @@ class AsyncMember:
 
     def __init__(self, plex: AsyncPlex, process: Process) -> None:
         self._plex = plex
+        self._matcher = plex.matcher
         self._process = process
         self.name = process.name
         self.before = ""
@@ -146,7 +150,7 @@ class AsyncMember:
         single = (type(pattern) is str or isinstance(pattern, re.Pattern) or pattern is EOF
                   or pattern is TIMEOUT)
         patterns: list[Pattern] = [pattern] if single else list(pattern)  # type: ignore[list-item,arg-type]
-        found = await self._plex.matcher.expect_one(
+        found = await self._matcher.expect_one(
             self.name, patterns, self._plex.timeout if timeout is None else timeout, stream)
         self.before, self.after, self.match = found.before, found.after, found.match
         if not single:

@@ -12,11 +12,13 @@ __all__ = ("RecentOutput",)
 class RecentOutput:
     """A sink that remembers the tail of every member's output, for people to read.
 
-    It sits on the hot path, so recording is O(1) per chunk: it keeps only the last bytes of
-    each member's chunks, and decodes and splits them into lines when someone asks. stdout
-    and stderr are followed separately: an unfinished stdout line (a prompt) is continued by
-    later stdout only, never by a stderr line that arrives in between. stderr lines are
-    marked with ``! ``.
+    It sits on the hot path, so recording is one append per chunk: it keeps each member's
+    last ``2 * lines`` chunks (a deque drops the oldest; the reader hands out whole lines,
+    so that holds the last lines unless pieces of over-long lines fill it), each cut to
+    its last ``lines * max_line`` bytes, and decodes and splits them only when someone
+    asks. stdout and stderr are followed separately: an unfinished stdout line (a prompt)
+    is continued by later stdout only, never by a stderr line that arrives in between.
+    stderr lines are marked with ``! ``.
     """
 
     def __init__(self, lines: int = 20, max_line: int = 300) -> None:
@@ -24,21 +26,15 @@ class RecentOutput:
         self._max_line = max_line
         self._keep = lines * max_line
         self._chunks: dict[str, deque[tuple[str, bytes]]] = {}
-        self._sizes: dict[str, int] = {}
 
     def __call__(self, event: Event) -> None:
         if type(event) is not Output:  # subscribed to output only; a check for direct calls
             return
         chunks = self._chunks.get(event.name)
         if chunks is None:
-            chunks = self._chunks[event.name] = deque()
-            self._sizes[event.name] = 0
-        data = event.data[-self._keep :]
-        chunks.append((event.stream, data))
-        size = self._sizes[event.name] + len(data)
-        while size - len(chunks[0][1]) >= self._keep:
-            size -= len(chunks.popleft()[1])
-        self._sizes[event.name] = size
+            chunks = self._chunks[event.name] = deque(maxlen=2 * self._lines)
+        data = event.data
+        chunks.append((event.stream, data if len(data) <= self._keep else data[-self._keep :]))
 
     def tail(self, name: str) -> list[str]:
         """The last lines of ``name``, stderr ones marked with ``! ``."""

@@ -100,3 +100,13 @@ def test_stderr_does_not_continue_an_unfinished_stdout_line() -> None:
     recent(out("web", b"prompt> ", partial=True))
     recent(out("web", b"err\n", stream="stderr"))
     assert recent.tail("web") == ["prompt> ", "! err"]
+
+
+def test_many_chunks_and_a_huge_one_keep_only_the_tail() -> None:
+    """Thousands of chunks keep the last lines; a chunk far over the limit keeps its end."""
+    recent = RecentOutput(lines=3, max_line=10)
+    for n in range(5000):
+        recent(out("web", f"{n}\n".encode()))
+    assert recent.tail("web") == ["4997", "4998", "4999"]
+    recent(out("web", b"x" * 1_000_000 + b"\nlast\n"))
+    assert recent.tail("web") == ["4999", "xxxxxxxxxx", "last"]

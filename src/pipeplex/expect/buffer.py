@@ -182,14 +182,14 @@ class OutputBuffer:
             return "".join(self._aside) + self._text[self._ctx :]
 
     def feed(self, data: bytes, stream: str = "stdout") -> None:
-        if self._lock is None:
-            self._feed(data, stream)
-        else:
+        if self._lock is not None:
             with self._lock:
-                self._feed(data, stream)
-
-    def _feed(self, data: bytes, stream: str) -> None:
-        self._fresh.append((stream, data))
+                self._fresh.append((stream, data))
+                self._fresh_size += len(data)
+                if self._fresh_size > MAX_BEFORE:
+                    self._keep_newest()
+            return
+        self._fresh.append((stream, data))  # the same, unlocked: the round trip's path
         self._fresh_size += len(data)
         if self._fresh_size > MAX_BEFORE:
             self._keep_newest()
