@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/api_path.py              # instructions per trip (valgrind)
     .venv/bin/python bench/api_path.py --floor      # the same for a bare asyncio wake-up
+    .venv/bin/python bench/api_path.py --opcodes    # Python opcodes per trip, by function
 
 A member's answer is fed through the line framer and the bus on the next loop pass, as
 the reader would feed it, while ten tasks each wait for their line with the matcher: the
@@ -10,17 +11,23 @@ without the system calls. ``valgrind --tool=callgrind`` counts the instructions 
 of 1 and of ``--trips`` trips per task; the difference per trip is the figure. It does not
 move with the machine's load, so a change of a few percent shows (the round-trip rates of
 ``api_roundtrip.py`` vary by more than that from run to run on a shared machine).
+
+callgrind sees the interpreter's C functions, not which Python function runs; ``--opcodes``
+says that: a ``sys.settrace`` hook counts the opcodes each function executes (no valgrind
+needed; also the same from run to run), again as the difference between two runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -74,15 +81,59 @@ def _instructions(trips: int, members: int, floor: bool) -> int:
     return int(found[1])
 
 
+def _opcodes(trips: int, members: int) -> tuple[int, collections.Counter[str]]:
+    """Opcodes executed per function, in a run of ``trips`` trips per member."""
+    counts: collections.Counter[str] = collections.Counter()
+
+    def trace(frame: types.FrameType, event: str, arg: object) -> object:
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        code = frame.f_code
+        where = f"{Path(code.co_filename).name}:{code.co_name}"
+
+        def count(frame: types.FrameType, event: str, arg: object) -> object:
+            if event == "opcode":
+                counts[where] += 1
+            return count
+
+        return count
+
+    sys.settrace(trace)
+    try:
+        asyncio.run(_trips(trips, members, floor=False))
+    finally:
+        sys.settrace(None)
+    return sum(counts.values()), counts
+
+
+def _by_function(trips: int, members: int) -> None:
+    sys.path.insert(0, str(HERE.parent / "src"))
+    _opcodes(2, members)  # patterns compiled, caches filled: not counted
+    one, first = _opcodes(1, members)
+    many, counts = _opcodes(trips, members)
+    per_trip = (trips - 1) * members
+    print(f"pipeplex round trip (Python side): {(many - one) / per_trip:,.0f} opcodes per trip "
+          f"({members} members, {trips} trips each); by function:")
+    rows = sorted(((n - first[where]) / per_trip, where) for where, n in counts.items())
+    for opcodes, where in reversed(rows):
+        if opcodes >= 1:
+            print(f"{opcodes:8.1f}  {where}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trips", type=int, default=501, help="trips per member")
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--floor", action="store_true", help="a bare asyncio wake-up instead")
+    parser.add_argument("--opcodes", action="store_true",
+                        help="Python opcodes per trip and by function, instead (no valgrind)")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args()
     if args.run is not None:
         asyncio.run(_trips(args.run, args.members, args.floor))
+        return 0
+    if args.opcodes:
+        _by_function(args.trips, args.members)
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: nothing to count with", file=sys.stderr)

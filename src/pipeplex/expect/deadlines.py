@@ -42,17 +42,23 @@ class Deadlines:
     def add(self, deadline: float, waiter: asyncio.Future[None]) -> asyncio.TimerHandle | None:
         """Wake ``waiter`` at ``deadline``; a handle to cancel when it got a timer of its own."""
         queue = self._queue
-        while queue and queue[0][1].done():
-            queue.popleft()
-        loop = waiter.get_loop()
-        if queue and deadline < queue[-1][0]:
-            return loop.call_at(deadline, wake, waiter)
+        if queue:
+            if queue[0][1].done():  # the round trip before this one, most of the time
+                self._drop_done()
+            if queue and deadline < queue[-1][0]:
+                return waiter.get_loop().call_at(deadline, wake, waiter)
         queue.append((deadline, waiter))
         if len(queue) > self._sweep_at:
             queue = self._sweep()
         if self._timer is None:
+            loop = waiter.get_loop()
             self._timer = loop.call_at(queue[0][0], self._expire, loop)
         return None
+
+    def _drop_done(self) -> None:
+        queue = self._queue
+        while queue and queue[0][1].done():
+            queue.popleft()
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
