@@ -29,6 +29,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -85,13 +86,13 @@ def _opcodes(trips: int, members: int) -> tuple[int, collections.Counter[str]]:
     """Opcodes executed per function, in a run of ``trips`` trips per member."""
     counts: collections.Counter[str] = collections.Counter()
 
-    def trace(frame: types.FrameType, event: str, arg: object) -> object:
+    def trace(frame: types.FrameType, event: str, arg: object) -> Any:
         frame.f_trace_opcodes = True
         frame.f_trace_lines = False
         code = frame.f_code
         where = f"{Path(code.co_filename).name}:{code.co_name}"
 
-        def count(frame: types.FrameType, event: str, arg: object) -> object:
+        def count(frame: types.FrameType, event: str, arg: object) -> Any:
             if event == "opcode":
                 counts[where] += 1
             return count
