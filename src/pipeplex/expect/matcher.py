@@ -137,7 +137,11 @@ class Matcher:
 
     async def expect_one(self, name: str, patterns: Sequence[Pattern], timeout: float,
                          stream: str | None = None, *, exit_ends: bool = True) -> Expectation:
-        """:meth:`expect` for one member: a round trip's path, with nothing else."""
+        """:meth:`expect` for one member: a round trip's path, with nothing else.
+
+        The same steps as :meth:`expect_each` (whose sleep it repeats inline rather than
+        through a helper), without the loops over members: 12 % of a round trip's Python
+        (``bench/api_path.py``: 109k -> 96k instructions)."""
         if len(patterns) == 1 and type(patterns[0]) is str:  # nearly every expectation
             positions: Sequence[int] = (0,)
             regexes = [compile_pattern(patterns[0])]
