@@ -8,8 +8,8 @@ order needs one timer, for its first live deadline. A deadline earlier than the 
 queued (a shorter timeout) gets a loop timer of its own, as before.
 
 Waiters are futures; one that is done (woken by output, or cancelled) is simply skipped.
-Done waiters queued behind a live one are swept out whenever the queue has doubled, so a
-long wait at the front never makes memory grow with the round trips behind it.
+Done waiters are swept out whenever the queue has doubled (one pass over it, not a check
+on every wait), so neither round trips nor a long wait at the front make memory grow.
 """
 
 from __future__ import annotations
@@ -42,23 +42,15 @@ class Deadlines:
     def add(self, deadline: float, waiter: asyncio.Future[None]) -> asyncio.TimerHandle | None:
         """Wake ``waiter`` at ``deadline``; a handle to cancel when it got a timer of its own."""
         queue = self._queue
-        if queue:
-            if queue[0][1].done():  # the round trip before this one, most of the time
-                self._drop_done()
-            if queue and deadline < queue[-1][0]:
-                return waiter.get_loop().call_at(deadline, wake, waiter)
-        queue.append((deadline, waiter))
+        if queue and deadline < queue[-1][0]:
+            return waiter.get_loop().call_at(deadline, wake, waiter)
+        queue.append((deadline, waiter))  # answered waits ahead of it go at the next sweep
         if len(queue) > self._sweep_at:
             queue = self._sweep()
         if self._timer is None:
             loop = waiter.get_loop()
             self._timer = loop.call_at(queue[0][0], self._expire, loop)
         return None
-
-    def _drop_done(self) -> None:
-        queue = self._queue
-        while queue and queue[0][1].done():
-            queue.popleft()
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
