@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 import tracemalloc
 from collections.abc import Sequence
 
@@ -16,6 +18,7 @@ from pipeplex.expect.buffer import (
     MAX_CANDIDATE_MISSES,
     TIMEOUT,
     OutputBuffer,
+    SharedOutputBuffer,
     compile_pattern,
     line_start_literal,
     search_regex,
@@ -389,3 +392,27 @@ def test_a_literal_on_most_lines_hands_over_to_sre() -> None:
     text = "w0 0000000001 xxxx\n" * (MAX_CANDIDATE_MISSES + 5) + "w0 DONE\n"
     match = search_regex(regex, text, 0)
     assert match and match.group(0) == "w0 DONE"
+
+
+def test_shared_buffer_behaves_like_the_loop_only_one_while_threads_feed_and_search() -> None:
+    """The locking buffer of the synchronous API finds the same matches, in order, while
+    another thread feeds it; the loop-only buffer fed the same way finds the same."""
+    lines = [f"line {i}\n".encode() for i in range(2000)]
+    plain = OutputBuffer()
+    shared = SharedOutputBuffer()
+    feeder = threading.Thread(target=lambda: [shared.feed(line) for line in lines])
+    feeder.start()
+    found_shared = []
+    deadline = time.monotonic() + 30
+    while len(found_shared) < len(lines) and time.monotonic() < deadline:
+        found = shared.search(regexes(r"line (\d+)\n"))
+        if found is not None:
+            found_shared.append(found.match[1])
+    feeder.join()
+    for line in lines:
+        plain.feed(line)
+    found_plain = [plain.search(regexes(r"line (\d+)\n")) for _ in lines]
+    assert found_shared == [str(i) for i in range(2000)]
+    assert [f.match[1] for f in found_plain if f is not None] == found_shared
+    assert len(shared) == len(plain) == 0
+    assert shared.text == plain.text == ""

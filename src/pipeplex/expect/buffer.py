@@ -17,7 +17,6 @@ stays bounded too.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import functools
 import re
 import threading
@@ -34,6 +33,7 @@ __all__ = (
     "Found",
     "OutputBuffer",
     "Pattern",
+    "SharedOutputBuffer",
     "compile_pattern",
     "line_start_literal",
     "search_regex",
@@ -135,22 +135,18 @@ class Found:
     before: str
 
 
-_UNSHARED = contextlib.nullcontext()
-
-
 class OutputBuffer:
     """One member's decoded output (one stream, or both interleaved) and its cursor.
+
+    Used from one thread only (the loop's); :class:`SharedOutputBuffer` is the one that a
+    synchronous caller may search from its own thread.
 
     The search window ``_text`` may start with one *context* character (``_ctx``): the
     character just before the window, kept so that ``^`` and ``\b`` see the real line
     around the cursor. Searches start after it.
     """
 
-    def __init__(self, *, shared: bool = False) -> None:
-        self._lock = threading.Lock() if shared else None
-        """With ``shared``, the loop feeds while a synchronous API caller may search from its
-        own thread: every access holds this lock. Otherwise only the loop's thread uses the
-        buffer and the round trip's path skips locking (a quarter of a microsecond each)."""
+    def __init__(self) -> None:
         self._text = ""
         self._ctx = 0
         """1 when ``_text[0]`` is a context character, else 0."""
@@ -170,26 +166,17 @@ class OutputBuffer:
         """Characters of unmatched output dropped to keep memory bounded."""
 
     def __len__(self) -> int:
-        with self._lock or _UNSHARED:
-            self._absorb()
-            return self._aside_size + len(self._text) - self._ctx
+        self._absorb()
+        return self._aside_size + len(self._text) - self._ctx
 
     @property
     def text(self) -> str:
         """What is after the cursor (less what was dropped beyond MAX_BEFORE)."""
-        with self._lock or _UNSHARED:
-            self._absorb()
-            return "".join(self._aside) + self._text[self._ctx :]
+        self._absorb()
+        return "".join(self._aside) + self._text[self._ctx :]
 
     def feed(self, data: bytes, stream: str = "stdout") -> None:
-        if self._lock is not None:
-            with self._lock:
-                self._fresh.append((stream, data))
-                self._fresh_size += len(data)
-                if self._fresh_size > MAX_BEFORE:
-                    self._keep_newest()
-            return
-        self._fresh.append((stream, data))  # the same, unlocked: the round trip's path
+        self._fresh.append((stream, data))
         self._fresh_size += len(data)
         if self._fresh_size > MAX_BEFORE:
             self._keep_newest()
@@ -252,12 +239,6 @@ class OutputBuffer:
         The earliest match in the output wins; between matches at the same place, the
         pattern listed first (as in pexpect).
         """
-        if self._lock is None:
-            return self._search(patterns)
-        with self._lock:
-            return self._search(patterns)
-
-    def _search(self, patterns: Sequence[re.Pattern[str]]) -> Found | None:
         if not self._fresh and len(self._text) <= self._scan_from:
             # Nothing new past the cursor (a round trip's first look, before the answer):
             # only an empty match is possible, and there is nothing to set aside.
@@ -315,3 +296,33 @@ class OutputBuffer:
             self._aside_size -= cut
             self.dropped += cut
             excess -= cut
+
+
+class SharedOutputBuffer(OutputBuffer):
+    """An :class:`OutputBuffer` that the loop feeds while a synchronous API caller searches
+    it from its own thread: every access holds a lock.
+
+    A class of its own so that the loop-only buffer, on every round trip's path, neither
+    takes a lock (a quarter of a microsecond each) nor tests whether it has one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return super().__len__()
+
+    @property
+    def text(self) -> str:
+        with self._lock:
+            return super().text
+
+    def feed(self, data: bytes, stream: str = "stdout") -> None:
+        with self._lock:
+            super().feed(data, stream)
+
+    def search(self, patterns: Sequence[re.Pattern[str]]) -> Found | None:
+        with self._lock:
+            return super().search(patterns)

@@ -19,8 +19,16 @@ from typing import Any
 from .._bus import Bus
 from .._events import Event, Exited, Matched, Output, Started
 from ..errors import ExpectTimeout, UnexpectedExit
-from .buffer import EOF, TIMEOUT, Found, OutputBuffer, Pattern, compile_pattern
-from .deadlines import Deadlines, wake
+from .buffer import (
+    EOF,
+    TIMEOUT,
+    Found,
+    OutputBuffer,
+    Pattern,
+    SharedOutputBuffer,
+    compile_pattern,
+)
+from .deadlines import Deadlines
 
 __all__ = ("Expectation", "Matcher")
 
@@ -51,7 +59,7 @@ class _Member:
     __slots__ = ("buffers", "merged", "thread_waiters", "waiters")
 
     def __init__(self, shared: bool) -> None:
-        self.merged = OutputBuffer(shared=shared)
+        self.merged = SharedOutputBuffer() if shared else OutputBuffer()
         """Both streams interleaved as they arrived."""
         self.buffers: dict[str | None, OutputBuffer] = {None: self.merged}
         self.waiters: set[asyncio.Future[None]] = set()
@@ -72,7 +80,9 @@ class Matcher:
         self._members: dict[str, _Member] = {}
         self._exits: dict[str, int] = {}
         self._deadlines = Deadlines()
-        bus.subscribe(self, [Output, Exited, Started])
+        # The hot path on its own (no test of the kind); the bus hands it Output only.
+        bus.subscribe(self._output, [Output])  # type: ignore[arg-type]
+        bus.subscribe(self, [Exited, Started])
 
     def _member(self, name: str) -> _Member:
         member = self._members.get(name)
@@ -84,27 +94,39 @@ class Matcher:
         buffers = self._member(name).buffers
         found = buffers.get(stream)
         if found is None:
-            found = buffers.setdefault(stream, OutputBuffer(shared=self._threads))
+            made = SharedOutputBuffer() if self._threads else OutputBuffer()
+            found = buffers.setdefault(stream, made)
         return found
 
-    def __call__(self, event: Event) -> None:
-        member = self._members.get(event.name)  # type: ignore[arg-type]
+    def _output(self, event: Output) -> None:
+        member = self._members.get(event.name)
         if member is None:
-            member = self._member(event.name)  # type: ignore[arg-type]
-        if type(event) is Output:  # nearly every event: the cheapest test first
-            member.merged.feed(event.data, event.stream)
-            own = member.buffers.get(event.stream)
-            if own is None:
-                own = self.buffer(event.name, event.stream)
-            own.feed(event.data, event.stream)
-        elif isinstance(event, Exited):
+            member = self._member(event.name)
+        data, stream = event.data, event.stream
+        member.merged.feed(data, stream)
+        own = member.buffers.get(stream)
+        if own is None:
+            own = self.buffer(event.name, stream)
+        own.feed(data, stream)
+        self._wake(member)
+
+    def __call__(self, event: Event) -> None:
+        if type(event) is Output:  # (the bus hands output to _output)
+            self._output(event)
+            return
+        if isinstance(event, Exited):
             self._exits[event.name] = event.returncode
         elif isinstance(event, Started):
             self._exits.pop(event.name, None)
         else:
             return
+        self._wake(self._member(event.name))
+
+    @staticmethod
+    def _wake(member: _Member) -> None:
         for waiter in member.waiters:
-            wake(waiter)
+            if not waiter.done():  # (an answered or cancelled wait is left alone)
+                waiter.set_result(None)
         for thread_waiter in member.thread_waiters:
             thread_waiter.set()
 
