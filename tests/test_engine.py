@@ -45,6 +45,26 @@ def test_a_crash_loop_backs_off_exponentially_then_gives_up() -> None:
     assert any("restarted 4 times; giving up" in n for n in recorder.notes())
 
 
+def test_a_stop_during_the_backoff_does_not_count_a_restart() -> None:
+    """Stopped while it waits to restart: the restart that never happened is not counted."""
+    crasher = ProcSpec("crasher", ("sh", "-c", "exit 3"), on_exit="restart")
+
+    async def main() -> tuple[int, Engine]:
+        stopped = asyncio.Event()  # set when the stop came during the backoff
+
+        async def stop_in_the_first_wait(delay: float) -> None:
+            engine.request_stop("stop")
+            stopped.set()
+
+        engine = Engine(CastSpec((crasher,)), Bus(), sleep=stop_in_the_first_wait)
+        status = await engine.run()
+        assert stopped.is_set()
+        return status, engine
+
+    _, engine = asyncio.run(main())
+    assert engine.restarts["crasher"] == 0
+
+
 def test_backoff_is_capped() -> None:
     """The delay doubles up to its cap and stays there."""
     delays: list[float] = []

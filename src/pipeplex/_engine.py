@@ -22,7 +22,7 @@ from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand
-from .errors import PipeplexError, SpawnError
+from .errors import NotReady, PipeplexError, SpawnError
 from .inputs.router import Router
 from .participants import Guardian, Process
 
@@ -90,6 +90,8 @@ class Engine:
         self._restart_requested: set[str] = set()
         self._restarted: dict[str, asyncio.Future[None]] = {}
         self._supervising: set[str] = set()
+        self._added: set[str] = set()
+        """Members added while running: a failure to start or get ready is theirs alone."""
         self._start_requested: dict[str, asyncio.Future[None]] = {}
         self._began = asyncio.Event()
         self.stdin_grace = stdin_grace
@@ -169,6 +171,7 @@ class Engine:
         await self._first(self._ready[name], self._stop)
         if not self._ready[name].done():
             raise PipeplexError(f"{name} did not become ready (the cast is stopping)")
+        self._ready[name].result()  # raises why an added member did not get ready
 
     def status(self) -> list[dict[str, Any]]:
         """One record per member: name, pid, state, uptime, restarts, last exit code."""
@@ -257,6 +260,9 @@ class Engine:
     def add(self, spec: ProcSpec) -> Process:
         """Add a member to the running cast and start supervising it (the Python API's spawn).
 
+        Such a member answers for its own start: if it cannot be spawned or does not become
+        ready, it is stopped, :meth:`wait_ready` raises why, and the cast goes on.
+
         Raises:
             PipeplexError: the name is taken, or the cast is stopping or not running.
         """
@@ -271,14 +277,22 @@ class Engine:
         if not spec.autostart:
             self._start_requested[spec.name] = loop.create_future()
         self._late_waves.append([spec.name])
+        self._added.add(spec.name)
         self._busy += 1
         self._tg.create_task(self._supervise(member), name=f"supervise {spec.name}")
         return member
 
     async def wait_ready(self, name: str) -> None:
-        """Wait until member ``name`` is ready (or the cast stops)."""
+        """Wait until member ``name`` is ready (or the cast stops).
+
+        Raises:
+            SpawnError, NotReady: an added member could not start or get ready.
+        """
         assert self._stop is not None
-        await self._first(self._ready[name], self._stop)
+        ready = self._ready[name]
+        await self._first(ready, self._stop)
+        if ready.done():
+            ready.result()
 
     async def wait_began(self) -> None:
         """Wait until :meth:`run` has begun (members may still be starting)."""
@@ -319,7 +333,21 @@ class Engine:
             await self._first(self._ready[dep], self._stop)
             if self.stopping:
                 return False
+            if self._failed_to_start(dep):
+                self.bus.publish(Note(f"not started: {dep} did not become ready",
+                                      name=member.name, level="error"))
+                return False
         return not self.stopping
+
+    def _failed_to_start(self, name: str) -> bool:
+        ready = self._ready[name]
+        return ready.done() and ready.exception() is not None
+
+    def _fail_start(self, name: str, error: PipeplexError) -> None:
+        """An added member could not start or get ready: tell whoever waits for it."""
+        ready = self._ready[name]
+        if not ready.done():
+            ready.set_exception(error)
 
     async def _run_member(self, member: Process) -> None:
         spec = member.spec
@@ -342,6 +370,9 @@ class Engine:
                 if unsubscribe:
                     unsubscribe()
                 self.bus.publish(Note(str(exc), level="error"))
+                if member.name in self._added:
+                    self._fail_start(member.name, exc)
+                    return
                 self.record_failure(member.name, 127, str(exc))
                 self.request_stop("stopping the cast")
                 return
@@ -356,6 +387,8 @@ class Engine:
                 if unsubscribe:
                     unsubscribe()
             returncode = await member.wait_exited()
+            if self._failed_to_start(member.name):
+                return  # an added member that never got ready: no exit policy applies
             if member.name in self._restart_requested and not self.stopping:
                 self._restart_requested.discard(member.name)
                 self.restarts[member.name] += 1
@@ -377,12 +410,12 @@ class Engine:
                     return
                 delay = min(BACKOFF_START * 2**attempt, BACKOFF_CAP)
                 attempt += 1
-                self.restarts[member.name] += 1
                 self.bus.publish(Note(f"restarting in {delay:.1f} s "
                                       f"(restart {attempt} of {spec.max_restarts})",
                                       name=member.name))
                 if not await self._sleep_unless_stopping(delay):
-                    return
+                    return  # stopped while waiting: that restart never happened
+                self.restarts[member.name] += 1
                 continue
             if returncode != 0:
                 self.record_failure(member.name, exit_status(returncode), f"{member.name} {how}")
@@ -415,10 +448,14 @@ class Engine:
             await self._first(matched, exit_seen, self._stop,
                               within=deadline - loop.time())
             if not matched.done():
-                return self._not_ready(member, waiting_for)
+                return await self._not_ready(member, waiting_for)
             self.variables.update(matched.result())
         if spec.ready_port:
             port = expand(spec.ready_port, self.variables)
+            if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+                return await self._not_ready(
+                    member, "", what=f"{member.name}: ready_port = {spec.ready_port!r} is "
+                    f"{port!r}, not a TCP port (1-65535)")
             waiting_for = f"port {port} on 127.0.0.1 to accept connections"
             probe = asyncio.ensure_future(port_accepts(int(port)))
             try:
@@ -426,23 +463,29 @@ class Engine:
                                   within=deadline - loop.time())
             finally:
                 probe.cancel()
-            if not probe.done() or probe.cancelled():
-                return self._not_ready(member, waiting_for)
+            if not probe.done() or probe.cancelled() or probe.exception() is not None:
+                return await self._not_ready(member, waiting_for)
         captured = tuple(sorted(matched.result().items())) if matched.done() else ()
         if spec.ready or spec.ready_port:
             self.bus.publish(Ready(member.name, captured))
         ready.set_result(None)
 
-    def _not_ready(self, member: Process, waiting_for: str) -> None:
+    async def _not_ready(self, member: Process, waiting_for: str, *,
+                         what: str | None = None) -> None:
         if member.stopping or (self.stopping and member.returncode is None):
             return  # pipeplex itself is stopping it: that is not a readiness failure
-        if member.returncode is not None:
+        if what is None and member.returncode is not None:
             what = f"{member.name} {describe_returncode(member.returncode)} before it was ready"
-        else:
+        elif what is None:
             what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
                     f"(ready_timeout); it never showed {waiting_for}")
-        reason = f"{what}\n{self.recent.describe(member.name)}"
-        self.bus.publish(Note(reason, name=member.name, level="error"))
+        recent = self.recent.describe(member.name)
+        self.bus.publish(Note(f"{what}\n{recent}", name=member.name, level="error"))
+        if member.name in self._added:
+            self._fail_start(member.name, NotReady(member.name, what, recent))
+            if member.running:
+                await self._stop_member(member)
+            return
         self.record_failure(member.name, 1, what)
         self.request_stop("stopping the cast")
 

@@ -103,12 +103,13 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     )
     writer = Writer(options.output_fd, bus, on_broken=engine.request_stop)
     bus.subscribe(TerminalSink(renderer, writer), SHOWN)
-    records = _records(options, bus)
     on_signal = _install_signal_handlers(loop, engine)
+    records: list[TranscriptSink | LogDirSink] = []
     fifos: list[FifoChannel] = []
     run_dir: RunDir | None = None
     control: ControlServer | None = None
     try:
+        records = _records(options, bus)
         run_dir = RunDir.open(options.run_dir or default_run_dir())
         if run_dir.stale_pid is not None:
             bus.publish(Note(f"cleaned up after an earlier run (pid {run_dir.stale_pid}) that "

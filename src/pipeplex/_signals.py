@@ -55,6 +55,10 @@ def parse_signal(text: str) -> int:
         ) from None
 
 
+_RESET_BY_SPAWN = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
+"""Python ignores these itself; subprocess sets them back to the default in the child."""
+
+
 def _ignore(signum: int, frame: object) -> None:
     """Does nothing, like SIG_IGN, except that exec() resets it to the default."""
 
@@ -68,7 +72,11 @@ def clean_inherited_signals() -> None:
     signal mask, which exec() keeps as well.
     """
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP,
-                signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
-        if signal.getsignal(sig) == signal.SIG_IGN:
-            signal.signal(sig, _ignore)
+    for sig in signal.valid_signals():
+        if sig in _RESET_BY_SPAWN:
+            continue
+        try:
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                signal.signal(sig, _ignore)
+        except (OSError, ValueError):  # SIGKILL, SIGSTOP, and those the C library keeps
+            pass

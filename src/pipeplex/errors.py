@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 __all__ = (
     "CastError",
     "ExpectTimeout",
+    "NotReady",
     "PipeplexError",
     "RunDirError",
     "SpawnError",
@@ -106,6 +107,20 @@ class UnexpectedExit(PipeplexError):
             f"{name} {describe_returncode(returncode)} after {waited:.1f} s while waiting for "
             f"{_show_patterns(self.patterns)}\n{recent}"
         )
+
+
+class NotReady(PipeplexError):
+    """A member added to a running cast did not become ready (it exited, or timed out).
+
+    The member is stopped and the cast goes on; ``reason`` says what it waited for and
+    ``recent`` holds its last output.
+    """
+
+    def __init__(self, name: str, reason: str, recent: str) -> None:
+        self.name = name
+        self.reason = reason
+        self.recent = recent
+        super().__init__(f"{reason}\n{recent}")
 
 
 class ControlError(PipeplexError):

@@ -113,6 +113,29 @@ def test_ready_timeout_fails_with_the_recent_output(run_dir: Path, tmp_path: Pat
     assert "client * summary: never started" in result.stdout
 
 
+def test_a_captured_port_that_is_not_a_port_fails_readiness(run_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """ready_port = "{port}" with a captured value out of range, or not a number."""
+    for shown in ("99999", "abc"):
+        cast = tmp_path / "cast.toml"
+        cast.write_text(
+            f"[procs.server]\ncmd = \"sh -c 'echo port {shown}; exec sleep 60'\"\n"
+            "ready = 'port (?P<port>\\w+)'\nready_port = '{port}'\n"
+        )
+        result = run("run", cast, "--run-dir", run_dir)
+        assert result.returncode == 1
+        assert f"ready_port = '{{port}}' is '{shown}', not a TCP port" in result.stdout
+        assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_bad_seconds_and_unwritable_records_are_usage_errors(run_dir: Path) -> None:
+    for args in (["--grace", "nan"], ["--transcript", str(run_dir / "no" / "t.jsonl")]):
+        result = run("run", "-p", "a=true", "--run-dir", run_dir, *args)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "error" in result.stderr.lower()
+
+
 def test_members_run_in_their_own_session(run_dir: Path) -> None:
     """Each member leads its own session and process group."""
     result = run("run", "-p", f"t={sys.executable} {PROGS / 'ttys.py'}", "--run-dir", run_dir)
@@ -123,7 +146,8 @@ def test_members_start_with_clean_signal_state(run_dir: Path) -> None:
     """No blocked or ignored signals leak into members, even if pipeplex inherited them."""
     # grep, not Python: a Python child would ignore SIGPIPE and SIGXFSZ on its own.
     result = subprocess.run(
-        ["sh", "-c", 'trap "" INT QUIT USR1; exec "$@"', "sh", *PIPEPLEX, "run", "-p",
+        ["sh", "-c", 'trap "" INT QUIT USR1 TSTP TTIN TTOU WINCH CONT CHLD; exec "$@"', "sh",
+         *PIPEPLEX, "run", "-p",
          "s=grep -E 'SigBlk|SigIgn' /proc/self/status", "--run-dir", str(run_dir)],
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )

@@ -264,7 +264,8 @@ def _proc(
     for key in ("ready_timeout", "stop_timeout"):
         if key in table:
             value = table[key]
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            if (not isinstance(value, int | float) or isinstance(value, bool)
+                    or not 0 < value < 1e9):  # (also refuses nan and inf)
                 raise bad(key, "a positive number of seconds")
             fields[key] = float(value)
     if "autostart" in table:

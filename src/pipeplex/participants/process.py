@@ -164,6 +164,9 @@ class Process:
                 if executable is not None:
                     _EXECUTABLES.clear()  # a file looked up earlier is gone: look again next time
                 raise SpawnError(self.name, spec.command_text, _spawn_reason(exc, argv)) from None
+            except ValueError as exc:  # a NUL byte, or "=" in an environment variable's name
+                raise SpawnError(self.name, spec.command_text,
+                                 f"{exc} in its command or environment") from None
         except BaseException:
             for fd in ours:
                 os.close(fd)

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from .._bus import Bus
 from .._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
+from ..errors import PipeplexError
 
 __all__ = ("LogDirSink", "TranscriptSink", "event_record", "read_transcript")
 
@@ -70,7 +71,12 @@ class TranscriptSink:
     ) -> None:
         self.path = Path(path)
         self._bus = bus
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise PipeplexError(f"cannot write the transcript {self.path}: {exc.strerror} "
+                                "(give a file in a folder that exists and you may write to)"
+                                ) from None
         os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
         self._file: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8")
         self._pending: list[str] = []
@@ -122,7 +128,11 @@ class LogDirSink:
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PipeplexError(f"cannot make the log folder {self.folder}: {exc.strerror} "
+                                "(give a folder you may write to)") from None
         self._files: dict[str, IO[bytes]] = {}
 
     def __call__(self, event: Event) -> None:
