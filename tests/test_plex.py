@@ -118,6 +118,53 @@ def test_bad_spawns_raise_clear_errors() -> None:
             plex.spawn("x", "no-such-program")
         with pytest.raises(pipeplex.CastError, match="invalid member name"):
             plex.spawn("../x", "cat")
+        with pytest.raises(pipeplex.CastError, match="cannot split the command"):
+            plex.spawn("x", "echo 'unbalanced")
+        with pytest.raises(pipeplex.CastError, match="the command is empty"):
+            plex.spawn("x", [])
+        cat = plex.spawn("cat", "cat")
+        with pytest.raises(pipeplex.UnknownMember, match="no member named 'nope'"):
+            plex["nope"]
+        with pytest.raises(pipeplex.UnknownMember):
+            plex.expect_any({"nope": "x"})
+        with pytest.raises(ValueError, match="stream must be"):
+            cat.expect("x", stream="stdrr")  # type: ignore[call-overload]
+        for bad in ("BOGUS", 9999):
+            with pytest.raises(ValueError, match="signal"):
+                cat.signal(bad)
+    with pytest.raises(pipeplex.PipeplexError, match="not running"):
+        cat.sendline("late")
+
+
+def test_a_member_that_does_not_get_ready_fails_its_spawn_alone() -> None:
+    """spawn(ready=...) raises NotReady when the member exits or times out first; that
+    member is stopped, and the others and the plex go on."""
+    with Plex() as plex:
+        cat = plex.spawn("cat", "cat")
+        with pytest.raises(pipeplex.NotReady, match=r"(?s)slow was not ready after 0\.2 s.*nope"):
+            plex.spawn("slow", [PY, "-c", "print('nope', flush=True); input()"],
+                       ready="READY", ready_timeout=0.2)
+        with pytest.raises(pipeplex.NotReady, match="quits exited with code 4 before it was ready"):
+            plex.spawn("quits", ["sh", "-c", "exit 4"], ready="READY")
+        assert "slow" not in plex.members
+        cat.sendline("still here")
+        cat.expect("still here")
+        assert plex.spawn("later", "cat").running
+
+
+def test_eof_and_timeout_alone_return_zero_as_in_pexpect() -> None:
+    """``expect(EOF)`` is pexpect's idiom for "wait until it ends"; after TIMEOUT, ``before``
+    holds what came so far and it stays unread."""
+    with Plex() as plex:
+        talker = plex.spawn("talker", [PY, "-c", "print('partial', flush=True); input()"])
+        assert talker.expect(TIMEOUT, timeout=0.2) == 0
+        assert talker.before == "partial\n"
+        assert talker.expect("partial").start() == 0
+        done = plex.spawn("done", ["echo", "bye"])
+        assert done.expect(EOF) == 0
+        assert (done.before, done.match) == ("bye\n", None)
+        member, match = plex.expect_any({"talker": ["never", TIMEOUT]}, timeout=0.1)
+        assert (member.name, match) == ("talker", None)
 
 
 def test_load_and_run_steps(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ if _typing.TYPE_CHECKING:
     from .cast import load_cast as load_cast
     from .errors import CastError as CastError
     from .errors import ExpectTimeout as ExpectTimeout
+    from .errors import NotReady as NotReady
     from .errors import PipeplexError as PipeplexError
     from .errors import RunDirError as RunDirError
     from .errors import SpawnError as SpawnError
@@ -51,6 +52,7 @@ __all__ = (
     "ExpectTimeout",
     "InputSent",
     "Member",
+    "NotReady",
     "Note",
     "Output",
     "PipeplexError",
@@ -91,6 +93,7 @@ _SOURCES = {
     "load_cast": ".cast",
     "CastError": ".errors",
     "ExpectTimeout": ".errors",
+    "NotReady": ".errors",
     "PipeplexError": ".errors",
     "RunDirError": ".errors",
     "SpawnError": ".errors",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import threading
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
@@ -19,13 +20,13 @@ from typing import Any, Literal, TypeVar, overload
 
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
-from ._events import SHOWN, Event, Output
+from ._events import SHOWN, Event, Output, Stream
 from ._signals import parse_signal
 from .cast.load import check_commands, check_name
-from .cast.spec import CastSpec, ProcSpec
-from .errors import PipeplexError, SpawnError
+from .cast.spec import CastSpec, ProcSpec, split_command
+from .errors import CastError, PipeplexError, UnknownMember
 from .expect import EOF, TIMEOUT, Matcher
-from .expect.buffer import Pattern
+from .expect.buffer import Pattern, Sentinel
 from .output.render import Renderer
 from .participants import Guardian, Process
 from .report.transcript import TranscriptSink
@@ -36,8 +37,32 @@ __all__ = ("AsyncMember", "AsyncPlex", "Member", "Plex")
 
 T = TypeVar("T")
 PtyOption = Literal["stdout"] | bool
+Patterns = Sequence[Pattern]
+"""A list (or tuple) of patterns, of which :data:`EOF` and :data:`TIMEOUT` may be two."""
+_SIGNALS = frozenset(s.value for s in signal.Signals)
 DEFAULT_TIMEOUT = 30.0
 TRANSCRIPT_KEEP = 1024 * 1024
+
+
+def _signal_number(sig: int | str) -> int:
+    """A signal's number from its name or number; ValueError for one this system lacks."""
+    number = parse_signal(sig) if isinstance(sig, str) else sig
+    if number not in _SIGNALS:
+        raise ValueError(f"no signal number {number}")
+    return number
+
+
+def _patterns(pattern: Any) -> tuple[bool, list[Pattern]]:
+    """(whether ``pattern`` is a single one, the list of patterns) for expect()."""
+    if isinstance(pattern, str | re.Pattern) or pattern is EOF or pattern is TIMEOUT:
+        return True, [pattern]
+    return False, list(pattern)
+
+
+def _check_stream(stream: str) -> None:
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(f"stream must be 'stdout' or 'stderr' (or None for both), "
+                         f"not {stream!r}")
 
 
 def _pty_mode(pty: PtyOption) -> Literal["stdout", "full", "pipes"]:
@@ -124,40 +149,45 @@ class AsyncMember:
         self._process.close_input()
 
     def signal(self, sig: int | str) -> None:
-        """Send a signal (number or name such as ``"INT"``) to the member's process group."""
-        self._process.signal(parse_signal(sig) if isinstance(sig, str) else sig)
+        """Send a signal (number or name such as ``"INT"``) to the member's process group.
 
+        Raises:
+            ValueError: no such signal.
+        """
+        self._process.signal(_signal_number(sig))
+
+    # A str is also a sequence of str: it takes the first overload, which comes first.
     @overload
-    async def expect(self, pattern: str | re.Pattern[str], timeout: float | None = None, *,
-                     stream: str | None = None) -> re.Match[str]: ...
+    async def expect(  # type: ignore[overload-overlap]
+        self, pattern: str | re.Pattern[str], timeout: float | None = None, *,
+        stream: Stream | None = None,
+    ) -> re.Match[str]: ...
     @overload
-    async def expect(self, pattern: list[Pattern] | tuple[Pattern, ...],
-                     timeout: float | None = None, *, stream: str | None = None) -> int: ...
+    async def expect(self, pattern: Sentinel | Patterns, timeout: float | None = None, *,
+                     stream: Stream | None = None) -> int: ...
 
     async def expect(
-        self, pattern: Pattern | Sequence[Pattern], timeout: float | None = None, *,
-        stream: str | None = None,
+        self, pattern: Pattern | Patterns, timeout: float | None = None, *,
+        stream: Stream | None = None,
     ) -> re.Match[str] | int:
         """Wait for ``pattern`` in the member's output, from its cursor on.
 
         One pattern: returns the ``re.Match``. A list (which may hold :data:`EOF` and
-        :data:`TIMEOUT`): returns the index of the one that matched first.
+        :data:`TIMEOUT`): returns the index of the one that matched first. :data:`EOF` or
+        :data:`TIMEOUT` alone returns 0, as in pexpect.
 
         Raises:
-            ExpectTimeout: no match in time (unless TIMEOUT is in the list).
-            UnexpectedExit: the member exited first (unless EOF is in the list).
+            ExpectTimeout: no match in time (unless TIMEOUT is a pattern).
+            UnexpectedExit: the member exited first (unless EOF is a pattern).
         """
-        single = (type(pattern) is str or isinstance(pattern, re.Pattern) or pattern is EOF
-                  or pattern is TIMEOUT)
-        patterns: list[Pattern] = [pattern] if single else list(pattern)  # type: ignore[list-item,arg-type]
+        if stream is not None:
+            _check_stream(stream)
+        single, patterns = (True, [pattern]) if type(pattern) is str else _patterns(pattern)
         found = await self._matcher.expect_one(
             self.name, patterns, self._plex.timeout if timeout is None else timeout, stream)
         self.before, self.after, self.match = found.before, found.after, found.match
-        if not single:
+        if not single or found.match is None:
             return found.index
-        if found.match is None:
-            raise PipeplexError(f"{self.name}: {pattern!r} matched without a match object; "
-                                "pass EOF or TIMEOUT in a list to get an index")
         return found.match
 
     async def expect_exact(self, text: str, timeout: float | None = None) -> re.Match[str]:
@@ -234,7 +264,10 @@ class AsyncPlex:
         return self._members
 
     def __getitem__(self, name: str) -> AsyncMember:
-        return self._members[name]
+        try:
+            return self._members[name]
+        except KeyError:
+            raise UnknownMember(name, self._members) from None
 
     def transcript(self) -> str:
         """The merged stream so far (its last megabyte), as a person would read it."""
@@ -281,8 +314,18 @@ class AsyncPlex:
         Raises:
             CastError: a bad name, or the program does not exist.
             SpawnError: the program could not be started.
+            NotReady: it exited, or ``ready`` did not show within ``ready_timeout``; the
+                member is stopped, the others go on.
         """
         check_name(name, None)
+        if not cmd or (isinstance(cmd, str) and not cmd.strip()):
+            raise CastError(f"{name}: the command is empty", source="spawn()")
+        if isinstance(cmd, str) and not shell:
+            try:
+                split_command(cmd)
+            except ValueError as exc:
+                raise CastError(f"{name}: cannot split the command: {exc} (pass a list of "
+                                "arguments instead)", source="spawn()") from None
         spec = ProcSpec(
             name=name,
             cmd=cmd if isinstance(cmd, str) else tuple(cmd),
@@ -296,31 +339,30 @@ class AsyncPlex:
             source="spawn()",
         )
         check_commands(CastSpec((spec,)))
-        process = self.engine.add(spec)
-        self._members[name] = member = AsyncMember(self, process)
-        await self.engine.wait_ready(name)
-        if process.state == "failed":
-            failure = next((f for f in self.engine.failures if f.name == name), None)
-            raise SpawnError(name, spec.command_text, failure.reason if failure else "failed")
+        self._members[name] = member = AsyncMember(self, self.engine.add(spec))
+        try:
+            await self.engine.wait_ready(name)
+        except PipeplexError:
+            del self._members[name]
+            raise
         return member
 
     async def expect_any(
-        self, patterns: Mapping[str, Pattern | Sequence[Pattern]], timeout: float | None = None
+        self, patterns: Mapping[str, Pattern | Patterns], timeout: float | None = None
     ) -> tuple[AsyncMember, re.Match[str] | None]:
         """Wait for the first match among several members: ``{"web": "error", "db": "ok"}``.
 
-        Returns the member that matched (its before/after/match are set) and the match.
+        Returns the member that matched (its before/after/match are set) and the match (None
+        for EOF, and for TIMEOUT, which answers for the first member that lists it).
+
+        Raises:
+            UnknownMember: a name that is not a member.
+            ExpectTimeout, UnexpectedExit: as :meth:`AsyncMember.expect`.
         """
-        by_name = {
-            name: ([p] if isinstance(p, str | re.Pattern) or p is EOF or p is TIMEOUT
-                   else list(p))  # type: ignore[arg-type]
-            for name, p in patterns.items()
-        }
+        by_name = {self[name].name: _patterns(p)[1] for name, p in patterns.items()}
         found = await self.matcher.expect_each(
             by_name, timeout=self.timeout if timeout is None else timeout)
-        member = self._members[found.name] if found.name else None
-        if member is None:
-            raise PipeplexError("TIMEOUT matched: no member")
+        member = self._members[found.name]
         member.before, member.after, member.match = found.before, found.after, found.match
         return member, found.match
 
@@ -399,7 +441,13 @@ class Member:
     def returncode(self) -> int | None:
         return self._member.returncode
 
+    @property
+    def running(self) -> bool:
+        return self._member.running
+
     def send(self, data: str | bytes) -> None:
+        if self._plex._loop is None:
+            raise PipeplexError("the plex is not running: use it in a with block")
         self._member._process.send_threadsafe(data.encode() if isinstance(data, str) else data)
 
     def sendline(self, line: str | bytes = "") -> None:
@@ -412,31 +460,31 @@ class Member:
         self._plex._call_soon(self._member.close_stdin)
 
     def signal(self, sig: int | str) -> None:
-        self._plex._call_soon(self._member.signal, sig)
+        self._plex._call_soon(self._member._process.signal, _signal_number(sig))
 
     @overload
-    def expect(self, pattern: str | re.Pattern[str], timeout: float | None = None, *,
-               stream: str | None = None) -> re.Match[str]: ...
+    def expect(  # type: ignore[overload-overlap]
+        self, pattern: str | re.Pattern[str], timeout: float | None = None, *,
+        stream: Stream | None = None,
+    ) -> re.Match[str]: ...
     @overload
-    def expect(self, pattern: list[Pattern] | tuple[Pattern, ...], timeout: float | None = None,
-               *, stream: str | None = None) -> int: ...
+    def expect(self, pattern: Sentinel | Patterns, timeout: float | None = None, *,
+               stream: Stream | None = None) -> int: ...
 
-    def expect(self, pattern: Any, timeout: float | None = None, *,
-               stream: str | None = None) -> re.Match[str] | int:
+    def expect(self, pattern: Pattern | Patterns, timeout: float | None = None, *,
+               stream: Stream | None = None) -> re.Match[str] | int:
         member, plex = self._member, self._plex
-        single = isinstance(pattern, str | re.Pattern) or pattern is EOF or pattern is TIMEOUT
-        patterns: list[Pattern] = [pattern] if single else list(pattern)
+        if stream is not None:
+            _check_stream(stream)
+        single, patterns = _patterns(pattern)
         # Searched from this thread: waiting costs one wake-up from the loop, not a task.
         found = plex._async.matcher.expect_blocking(
             member.name, patterns, timeout=plex._async.timeout if timeout is None else timeout,
             stream=stream, publish=plex._publish, wakeup=self._wakeup(),
         )
         member.before, member.after, member.match = found.before, found.after, found.match
-        if not single:
+        if not single or found.match is None:
             return found.index
-        if found.match is None:
-            raise PipeplexError(f"{member.name}: {pattern!r} matched without a match object; "
-                                "pass EOF or TIMEOUT in a list to get an index")
         return found.match
 
     def expect_exact(self, text: str, timeout: float | None = None) -> re.Match[str]:
@@ -485,6 +533,7 @@ class Plex:
 
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         if self._loop is None:
+            coroutine.close()
             raise PipeplexError("the plex is not running: use it in a with block")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
@@ -504,7 +553,10 @@ class Plex:
         return self._members
 
     def __getitem__(self, name: str) -> Member:
-        return self._members[name]
+        try:
+            return self._members[name]
+        except KeyError:
+            raise UnknownMember(name, self._members) from None
 
     def transcript(self) -> str:
         return self._async.transcript()

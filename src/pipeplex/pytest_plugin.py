@@ -55,7 +55,7 @@ def plex(request: pytest.FixtureRequest) -> Iterator[Plex]:
     with Plex(timeout=_timeout(request.config)) as cast:
         request.node.stash[_PLEX_KEY] = cast
         yield cast
-        still = [m.name for m in cast.members.values() if m.returncode is None]
+        still = [m.name for m in cast.members.values() if m.running]
         if still and not request.node.stash.get(_FAILED_KEY, False):
             warnings.warn(
                 PipeplexWarning(f"{request.node.nodeid} left members running: "

@@ -206,11 +206,35 @@ def test_exit_before_the_expectation_raises_without_waiting() -> None:
 
 
 def test_timeout_pattern_returns_its_index() -> None:
-    """With TIMEOUT among the patterns, running out of time returns TIMEOUT's index."""
+    """With TIMEOUT among the patterns, running out of time returns TIMEOUT's index; as in
+    pexpect, ``before`` holds what came so far, which stays there for the next expectation."""
     rig = Rig()
     rig.publish(out("a", b"something else\n"))
     found = run(rig.matcher.expect(["a"], ["never", TIMEOUT], timeout=0))
-    assert found == Expectation("", 1, None, "", "")
+    assert found == Expectation("a", 1, None, "something else\n", "")
+    assert run(rig.matcher.expect(["a"], ["else"], timeout=0)).before == "something "
+
+
+def test_timeout_of_any_member_answers_for_the_first_that_lists_it() -> None:
+    rig = Rig()
+    found = run(rig.matcher.expect_each({"a": ["x"], "b": ["y", TIMEOUT]}, timeout=0))
+    assert (found.name, found.index) == ("b", 1)
+
+
+def test_a_held_back_carriage_return_is_let_go_after_a_pause() -> None:
+    """A "\\r" at the end of a chunk may start a "\\r\\n"; once the member pauses (a
+    partial piece), it is output in its own right: a progress line can be matched."""
+    rig = Rig()
+    rig.publish(Output("a", "stdout", b"50%\r", partial=True))
+    assert run(rig.matcher.expect(["a"], [r"50%\r"], timeout=0)).after == "50%\r"
+
+
+def test_an_unfinished_character_at_the_end_of_output_becomes_a_replacement() -> None:
+    rig = Rig()
+    rig.publish(Output("a", "stdout", b"end\xe2\x82", partial=True))
+    rig.publish(Exited("a", 0))
+    found = run(rig.matcher.expect(["a"], ["x", EOF], timeout=0))
+    assert (found.index, found.before) == (1, "end\ufffd")
 
 
 @pytest.mark.parametrize("timeout", [0, 0.01])

@@ -33,6 +33,7 @@ __all__ = (
     "Found",
     "OutputBuffer",
     "Pattern",
+    "Sentinel",
     "SharedOutputBuffer",
     "compile_pattern",
     "line_start_literal",
@@ -43,7 +44,9 @@ LOOKBEHIND = 4096
 MAX_BEFORE = 8 * 1024 * 1024
 
 
-class _Sentinel:
+class Sentinel:
+    """The type of EOF and TIMEOUT: patterns that are conditions, not text."""
+
     __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
@@ -53,12 +56,12 @@ class _Sentinel:
         return f"pipeplex.{self.name}"
 
 
-EOF: Final = _Sentinel("EOF")
+EOF: Final = Sentinel("EOF")
 """As a pattern: matches when the member has exited and its output is drained."""
-TIMEOUT: Final = _Sentinel("TIMEOUT")
+TIMEOUT: Final = Sentinel("TIMEOUT")
 """As a pattern: matches when the expectation's time is up, instead of raising."""
 
-Pattern = str | re.Pattern[str] | _Sentinel
+Pattern = str | re.Pattern[str] | Sentinel
 
 
 def compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
@@ -212,6 +215,16 @@ class OutputBuffer:
             text = text.replace("\r\n", "\n")
         return text
 
+    def release(self, stream: str, *, final: bool = False) -> None:
+        """Stop holding back the end of ``stream``'s output: a "\\r" that may have been the
+        first half of "\\r\\n" (the member paused after it, or ended) and, when its output
+        is over (``final``), the start of a character that will never be completed."""
+        self._absorb()
+        if self._pending_cr and self._pending_cr.pop(stream, False):
+            self._text += "\r"
+        if final and stream in self._decoders:
+            self._text += self._decoders.pop(stream).decode(b"", final=True)
+
     def _decode_rest(self, data: bytes, stream: str) -> str:
         """Decode with the stream's incremental decoder, kept only while it holds the start
         of a character (so the common path is one dict test)."""
@@ -326,3 +339,7 @@ class SharedOutputBuffer(OutputBuffer):
     def search(self, patterns: Sequence[re.Pattern[str]]) -> Found | None:
         with self._lock:
             return super().search(patterns)
+
+    def release(self, stream: str, *, final: bool = False) -> None:
+        with self._lock:
+            super().release(stream, final=final)

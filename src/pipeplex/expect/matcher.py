@@ -44,7 +44,7 @@ class Expectation:
     """What an expectation found (pexpect's names)."""
 
     name: str
-    """The member whose output matched ('' when TIMEOUT matched)."""
+    """The member whose output matched (for TIMEOUT, the first that listed it)."""
     index: int
     """Which pattern of the list matched."""
     match: re.Match[str] | None
@@ -108,6 +108,9 @@ class Matcher:
         if own is None:
             own = self.buffer(event.name, stream)
         own.feed(data, stream)
+        if event.partial:  # a pause or the end: what decoding holds back is all there is
+            member.merged.release(stream)
+            own.release(stream)
         self._wake(member)
 
     def __call__(self, event: Event) -> None:
@@ -115,6 +118,9 @@ class Matcher:
             self._output(event)
             return
         if isinstance(event, Exited):
+            for buffer in self._member(event.name).buffers.values():
+                buffer.release("stdout", final=True)
+                buffer.release("stderr", final=True)
             self._exits[event.name] = event.returncode
         elif isinstance(event, Started):
             self._exits.pop(event.name, None)
@@ -183,7 +189,7 @@ class Matcher:
                 if exit_ends and name in self._exits:
                     return self._exited(name, patterns, loop.time() - started, stream)
                 if now >= deadline:
-                    return self._timed_out({name: patterns}, timeout)
+                    return self._timed_out({name: patterns}, timeout, stream)
                 wakeup: asyncio.Future[None] = loop.create_future()
                 timer = self._deadlines.add(deadline, wakeup)
                 waiting.add(wakeup)
@@ -227,7 +233,7 @@ class Matcher:
                 if exit_ends and name in self._exits:
                     return self._exited(name, patterns, loop.time() - started, stream)
             if now >= deadline:
-                return self._timed_out(patterns_by_name, timeout)
+                return self._timed_out(patterns_by_name, timeout, stream)
             wakeup: asyncio.Future[None] = loop.create_future()
             timer = self._deadlines.add(deadline, wakeup)
             for waiting in waiters:
@@ -251,10 +257,12 @@ class Matcher:
         return Expectation(name, positions[found.index], found.match, found.before, text)
 
     def _timed_out(self, patterns_by_name: Mapping[str, Sequence[Pattern]],
-                   timeout: float) -> Expectation:
-        for patterns in patterns_by_name.values():
+                   timeout: float, stream: str | None) -> Expectation:
+        for name, patterns in patterns_by_name.items():
             if TIMEOUT in patterns:
-                return Expectation("", patterns.index(TIMEOUT), None, "", "")
+                # As in pexpect: ``before`` is what came so far, and it stays unread.
+                before = self.buffer(name, stream).text
+                return Expectation(name, patterns.index(TIMEOUT), None, before, "")
         all_patterns = list(dict.fromkeys(
             p for patterns in patterns_by_name.values() for p in patterns
         ))
@@ -286,17 +294,18 @@ class Matcher:
         try:
             while True:
                 wakeup.clear()
+                # Seen before searching: the loop publishes a member's last output before
+                # its exit, so an exit seen here has its output in the buffer already.
+                exited = name in self._exits
                 buffer = self.buffer(name, stream)
                 found = buffer.search(regexes) if regexes else None
                 if found is not None:
                     return self._result(name, patterns, positions, found, publish)
-                if name in self._exits:
+                if exited:
                     return self._exited(name, patterns, time.monotonic() - started, stream)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    if TIMEOUT in patterns:
-                        return Expectation("", patterns.index(TIMEOUT), None, "", "")
-                    raise ExpectTimeout([name], patterns, timeout, self._recent(name))
+                    return self._timed_out({name: patterns}, timeout, stream)
                 wakeup.wait(remaining)
         finally:
             waiters.discard(wakeup)
