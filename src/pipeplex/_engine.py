@@ -454,7 +454,7 @@ class Engine:
             port = expand(spec.ready_port, self.variables)
             if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
                 return await self._not_ready(
-                    member, "", what=f"{member.name}: ready_port = {spec.ready_port!r} is "
+                    member, what=f"{member.name}: ready_port = {spec.ready_port!r} is "
                     f"{port!r}, not a TCP port (1-65535)")
             waiting_for = f"port {port} on 127.0.0.1 to accept connections"
             probe = asyncio.ensure_future(port_accepts(int(port)))
@@ -470,8 +470,9 @@ class Engine:
             self.bus.publish(Ready(member.name, captured))
         ready.set_result(None)
 
-    async def _not_ready(self, member: Process, waiting_for: str, *,
+    async def _not_ready(self, member: Process, waiting_for: str = "", *,
                          what: str | None = None) -> None:
+        """``member`` did not get ready: ``what`` says why, else it waited ``waiting_for``."""
         if member.stopping or (self.stopping and member.returncode is None):
             return  # pipeplex itself is stopping it: that is not a readiness failure
         if what is None and member.returncode is not None:

@@ -118,7 +118,7 @@ def cli() -> None:
     """Run several cooperating programs as one: merged output, live input, scripts."""
 
 
-def _seconds(value: float) -> float:
+def _seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
     if not 0 < value < 1e9:  # (also refuses nan and inf)
         raise click.BadParameter(f"{value} is not a positive number of seconds")
     return value
@@ -147,7 +147,7 @@ def _color_option(f: Any) -> Any:
 @click.option("--timestamps", is_flag=True, help="Show the time of each line.")
 @click.option("--on-exit", type=click.Choice(["stop", "ignore", "restart"]),
               help="What to do when any member exits (overrides each member's on_exit).")
-@click.option("--grace", type=float, callback=lambda ctx, param, value: _seconds(value),
+@click.option("--grace", type=float, callback=_seconds,
               default=DEFAULT_GRACE, show_default=True, metavar="SECONDS",
               help="How long a member may take to exit after SIGTERM before SIGKILL.")
 @click.option("--pty", type=click.Choice(list(PTY_CHOICES)),
