@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Stream = Literal["stdout", "stderr"]
+Level = Literal["info", "warning", "error"]
+"""How much a note matters (its colour on a terminal)."""
 
 __all__ = (
     "KINDS",
@@ -19,6 +21,7 @@ __all__ = (
     "Event",
     "Exited",
     "InputSent",
+    "Level",
     "Matched",
     "Note",
     "Output",
@@ -105,7 +108,7 @@ class Note:
 
     text: str
     name: str | None = None
-    level: Literal["info", "warning", "error"] = "info"
+    level: Level = "info"
     t: float = field(default_factory=time.time)
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
-from ._events import SHOWN, Note
+from ._events import SHOWN, Level, Note
 from .cast.spec import CastSpec
 from .inputs.control import MAX_CONNECTIONS, ControlServer
 from .inputs.fifo import FifoChannel
@@ -36,7 +36,7 @@ from .report.transcript import LogDirSink, TranscriptSink
 
 if TYPE_CHECKING:  # the console, the matcher and the steps are loaded when a run uses them
     from .expect import Matcher
-    from .inputs.console import Console, Level
+    from .inputs.console import Console
     from .scenario import Scenario
 
 __all__ = ("RunOptions", "run_cast")
@@ -102,6 +102,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         guardian=guardian,
     )
     writer = Writer(options.output_fd, bus, on_broken=engine.request_stop)
+    writer.on_hangup = lambda: _hang_up(engine)
     bus.subscribe(TerminalSink(renderer, writer), SHOWN)
     on_signal = _install_signal_handlers(loop, engine)
     records: list[TranscriptSink | LogDirSink] = []
@@ -161,6 +162,8 @@ async def _run_with_inputs(
     """Run the engine with the control socket and the console beside it."""
     failure: Exception | None = None
     status = 0
+    if console is not None:
+        console.on_hangup = writer.on_hangup
     async with asyncio.TaskGroup() as tg:
         inputs = [tg.create_task(_reporting(control.serve(), engine), name="control socket")]
         if options.scenario is not None and options.scenario.steps:
@@ -261,4 +264,15 @@ def _install_signal_handlers(
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     return on_signal
+
+
+def _hang_up(engine: Engine) -> None:
+    """Our terminal hung up (a write got EIO, the console read EOF on it): stop as SIGHUP.
+
+    The kernel sends SIGHUP only to the terminal's session leader, usually a shell that
+    passes it on to its jobs, and the first read or write on the dead terminal may come
+    before it: whichever comes first stops the cast, and the other finds it stopping.
+    """
+    engine.request_stop("the terminal hung up: stopping the cast",
+                        interrupted_by=signal.SIGHUP)
 

@@ -16,7 +16,7 @@ import sys
 import termios
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 PIPEPLEX = [sys.executable, "-m", "pipeplex"]
 PROGS = Path(__file__).parent.parent / "progs"
@@ -287,10 +287,12 @@ class PtyPipeplex(Pipeplex):
     shows its console prompt. :meth:`type` sends keys (``"\\r"`` is Enter); :attr:`text` is
     what the terminal shows (see :class:`Screen`). The last line is the live one (the
     prompt): it is redrawn as output arrives, so :meth:`expect` may match it again.
+    ``stderr`` (a descriptor or a file) keeps pipeplex's stderr off the terminal.
     """
 
     def __init__(self, *args: str | os.PathLike[str], cwd: Path | None = None,
-                 env: dict[str, str] | None = None, rows: int = 24, columns: int = 100) -> None:
+                 env: dict[str, str] | None = None, rows: int = 24, columns: int = 100,
+                 stderr: int | IO[bytes] | None = None) -> None:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         environ = dict(os.environ if env is None else env)
@@ -298,12 +300,12 @@ class PtyPipeplex(Pipeplex):
         environ.update(TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
         self.proc = subprocess.Popen(
             [*PIPEPLEX, *map(str, args)],
-            stdin=slave, stdout=slave, stderr=slave,
+            stdin=slave, stdout=slave, stderr=slave if stderr is None else stderr,
             cwd=cwd, env=environ, start_new_session=True,
             preexec_fn=_take_terminal,
         )
         os.close(slave)
-        self.master = master
+        self.master: int | None = master
         self.screen = Screen()
         self._fed = 0
         self._setup(master)
@@ -323,14 +325,25 @@ class PtyPipeplex(Pipeplex):
         return match
 
     def type(self, keys: str) -> None:
+        assert self.master is not None
         os.write(self.master, keys.encode())
 
     def terminal_flags(self) -> int:
         """The terminal's local flags (ECHO, ICANON, ...) as the program left them."""
+        assert self.master is not None
         return int(termios.tcgetattr(self.master)[3])
 
-    def _close_streams(self) -> None:
+    def hang_up(self) -> None:
+        """Close the terminal, as closing its window or losing the ssh connection does."""
+        assert self.master is not None
+        self._selector.unregister(self.master)
         os.close(self.master)
+        self.master = None
+        self._eof = True  # nothing more to read: wait() only waits for the exit
+
+    def _close_streams(self) -> None:
+        if self.master is not None:
+            os.close(self.master)
 
 
 def _take_terminal() -> None:

@@ -7,17 +7,22 @@ high-water mark) and wakes :func:`_show_output`, which hides the prompt
 lets prompt_toolkit draw the prompt again below it. The output never goes through
 prompt_toolkit's ``StdoutProxy`` (unbounded, ``str`` only, a redraw every 0.2 s), and a
 burst of output costs one erase and one redraw, not one per line.
+
+When the terminal hangs up (its window closed, the ssh connection dropped), prompt_toolkit's
+writes fail with EIO and its input reads EOF: the writes are dropped, the prompt ends, and
+:attr:`Console.on_hangup` stops the cast, where Ctrl-D would only end the console.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO, cast
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import in_terminal
@@ -26,9 +31,11 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input.vt100 import Vt100Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import create_output
 
 from .console import COMMANDS
 from .router import ALL
+from .stdin import hung_up
 
 if TYPE_CHECKING:
     from ..output.terminal import Writer
@@ -42,8 +49,11 @@ _TAKES_MEMBER = {"to", "signal", "restart", "close"}
 
 async def run_prompt(console: Console, writer: Writer) -> None:
     """Prompt for lines and carry them out until Ctrl-D (or cancellation)."""
+    stdout = _TerminalStdout(sys.stdout.fileno(), sys.stdout.encoding,
+                             on_hangup=lambda: console.on_hangup())
     session: PromptSession[str] = PromptSession(
         input=_RawInput(sys.stdin),
+        output=create_output(cast(TextIO, stdout)),
         history=_history(),
         completer=MemberCompleter(console.members),
         key_bindings=_key_bindings(console),
@@ -57,13 +67,13 @@ async def run_prompt(console: Console, writer: Writer) -> None:
     try:
         # The terminal stays raw for the whole session, between prompts too (see _RawInput).
         with session.input.raw_mode():
-            await _prompt_loop(console, session, writer, wake)
+            await _prompt_loop(console, session, writer, wake, stdout)
     finally:
         writer.release()
 
 
 async def _prompt_loop(console: Console, session: PromptSession[str], writer: Writer,
-                       wake: asyncio.Event) -> None:
+                       wake: asyncio.Event, stdout: _TerminalStdout) -> None:
     async with asyncio.TaskGroup() as tg:
         display = tg.create_task(_show_output(writer, wake, session), name="console output")
         try:
@@ -77,8 +87,11 @@ async def _prompt_loop(console: Console, session: PromptSession[str], writer: Wr
                         set_exception_handler=False,
                     )
                 except EOFError:
-                    console.reply("console closed; the cast goes on (Ctrl-C or SIGTERM "
-                                  "stops it)", "info")
+                    if stdout.hung_up or hung_up(session.input.fileno()):
+                        console.on_hangup()
+                    else:
+                        console.reply("console closed; the cast goes on (Ctrl-C or SIGTERM "
+                                      "stops it)", "info")
                     return
                 console.handle_line(line)
         finally:
@@ -107,6 +120,43 @@ class _RawInput(Vt100Input):
 
     def cooked_mode(self) -> AbstractContextManager[None]:
         return nullcontext()
+
+
+class _TerminalStdout:
+    """prompt_toolkit's stdout: unbuffered writes to ``fd``, dropped once the terminal hung up.
+
+    Not ``sys.stdout``: a write to a hung-up terminal fails with EIO, and a buffered stream
+    would keep the bytes and fail again at every flush, the last one at interpreter exit.
+    prompt_toolkit uses ``write``, ``flush``, ``fileno``, ``isatty`` and ``encoding``.
+    """
+
+    def __init__(self, fd: int, encoding: str | None, *,
+                 on_hangup: Callable[[], None]) -> None:
+        self._fd = fd
+        self.encoding = encoding or "utf-8"
+        self._on_hangup = on_hangup
+        self.hung_up = False
+
+    def write(self, text: str) -> int:
+        data = text.encode(self.encoding, "replace")
+        while data and not self.hung_up:
+            try:
+                data = data[os.write(self._fd, data):]
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                self.hung_up = True
+                self._on_hangup()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
 
 
 def _key_bindings(console: Console) -> KeyBindings:

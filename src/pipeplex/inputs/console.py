@@ -17,24 +17,28 @@ Where the lines come from (see :func:`~pipeplex.inputs.stdin.console_mode`):
 
 Lines from a pipe or a file are read once every member that starts by itself is ready, so
 a script never races the cast's start. The end of the input (EOF, Ctrl-D) ends the console,
-never the run.
+never the run; but a terminal that hangs up (its window closed, the ssh connection dropped:
+EIO, or EOF on a hung-up terminal) calls :attr:`Console.on_hangup`, which the run sets to
+stop the cast as SIGHUP does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from .._events import Level
 from .._signals import parse_signal, signal_name
 from ..control_client import format_status
 from ..errors import PipeplexError, UnknownMember
 from .router import ALL
-from .stdin import ConsoleMode, console_mode
+from .stdin import ConsoleMode, console_mode, hung_up
 
 if TYPE_CHECKING:
     from .._engine import Engine
@@ -57,7 +61,6 @@ __all__ = (
     "parse_line",
 )
 
-Level = Literal["info", "warning", "error"]
 Reply = Callable[[str, Level], None]
 
 READ_SIZE = 64 * 1024
@@ -242,6 +245,8 @@ class Console:
         self.target = self.members[0] if self.members else ALL
         self.on_end: Callable[[], None] = lambda: None
         """Set by the prompt: get ready to be cancelled without leaving a trace."""
+        self.on_hangup: Callable[[], None] = lambda: None
+        """Set by the run: the console's terminal hung up (the console then ends)."""
         self._tg: asyncio.TaskGroup | None = None
 
     def __repr__(self) -> str:
@@ -268,8 +273,9 @@ class Console:
                     await _prompt.run_prompt(self, writer)
                 # A script's first lines would otherwise race the members' start and be
                 # dropped ("has not started yet"): read once the cast is up.
-                elif await self.engine.wait_up():
-                    await _read_lines(stdin_fd, self.handle_line)
+                elif await self.engine.wait_up() and await _read_lines(stdin_fd,
+                                                                       self.handle_line):
+                    self.on_hangup()
         finally:
             self._tg = None
 
@@ -330,11 +336,15 @@ class Console:
             self.reply(f"{name} restarted (pid {member.pid})", "info")
 
 
-async def _read_lines(fd: int, handle: Callable[[str], None]) -> None:
-    """Hand each line read from ``fd`` to ``handle`` until EOF."""
+async def _read_lines(fd: int, handle: Callable[[str], None]) -> bool:
+    """Hand each line read from ``fd`` to ``handle`` until EOF; True if a terminal hung up.
+
+    Once the other end of a terminal is gone, reads fail with EIO (until the kernel has
+    hung it up) or return EOF (after): both mean a hangup, unlike Ctrl-D's plain EOF.
+    """
     loop = asyncio.get_running_loop()
     own, private = _private_reader(fd)
-    done: asyncio.Future[None] = loop.create_future()
+    done: asyncio.Future[bool] = loop.create_future()
     pending = b""
 
     def lines(data: bytes) -> None:
@@ -348,26 +358,27 @@ async def _read_lines(fd: int, handle: Callable[[str], None]) -> None:
             handle(pending.decode("utf-8", "surrogateescape"))
             pending = b""
 
-    def finish() -> None:
+    def finish(hangup: bool = False) -> None:
         nonlocal pending
         if pending:
             handle(pending.decode("utf-8", "surrogateescape"))
             pending = b""
         if not done.done():
-            done.set_result(None)
+            done.set_result(hangup or hung_up(own))
 
     def readable() -> None:
+        hangup = False
         try:
             data = os.read(own, READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:  # EIO: the terminal hung up
-            data = b""
+        except OSError as exc:  # EIO: the terminal hung up; anything else ends the input too
+            data, hangup = b"", exc.errno == errno.EIO
         try:
             if data:
                 lines(data)
             else:
-                finish()
+                finish(hangup)
         except BaseException as exc:
             if not done.done():
                 done.set_exception(exc)
@@ -383,7 +394,7 @@ async def _read_lines(fd: int, handle: Callable[[str], None]) -> None:
             finish()
         else:
             loop.add_reader(own, readable)
-        await done
+        return await done
     finally:
         if not regular:
             loop.remove_reader(own)

@@ -8,11 +8,13 @@ console itself is loaded (a run whose stdin is ``/dev/null`` never imports it).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import termios
 from typing import Literal
 
-__all__ = ("ConsoleMode", "console_mode")
+__all__ = ("ConsoleMode", "console_mode", "hung_up")
 
 ConsoleMode = Literal["prompt", "lines"]
 
@@ -37,3 +39,17 @@ def _in_foreground(fd: int) -> bool:
         return os.tcgetpgrp(fd) == os.getpgrp()
     except OSError:
         return True  # not our controlling terminal: reading it cannot stop us
+
+
+def hung_up(fd: int) -> bool:
+    """Whether ``fd`` is a terminal that has hung up (its window closed, its ssh dropped).
+
+    The kernel then points every open description of the terminal at operations that
+    read EOF and fail everything else with EIO, the attribute query included; on a pipe,
+    a file or a live terminal the query succeeds or fails otherwise.
+    """
+    try:
+        termios.tcgetattr(fd)
+    except termios.error as exc:
+        return bool(exc.args[0] == errno.EIO)
+    return False

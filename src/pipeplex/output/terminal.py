@@ -10,6 +10,10 @@ pipe or a terminal we open a second, private file description of the same object
 ``/proc/self/fd/1``; anything else (a regular file) gets plain blocking writes, which a
 file absorbs at once.
 
+When the terminal hangs up (its window closed, the ssh connection dropped), every write
+fails with EIO: from then on writes are dropped quietly and ``on_hangup`` says so once,
+as a broken pipe calls ``on_broken``.
+
 While an interactive console shows its prompt on the same terminal, the writer is *held*:
 writes are kept (still counted against ``high_water``, so back-pressure works the same)
 and the console writes them out in short windows while its prompt is hidden.
@@ -18,6 +22,7 @@ and the console writes them out in short windows while its prompt is hidden.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 from collections.abc import Callable
@@ -46,6 +51,8 @@ class Writer:
     ) -> None:
         self._bus = bus
         self._on_broken = on_broken
+        self.on_hangup: Callable[[], None] = on_broken
+        """Called instead of ``on_broken`` when the terminal hung up (a write got EIO)."""
         self._high = high_water
         self._low = low_water
         self._buffer: list[bytes] = []
@@ -166,6 +173,11 @@ class Writer:
                 return
             except InterruptedError:
                 continue
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                self._broken(hung_up=True)
+                return
             view = view[written:]
         if view:
             self._buffer.append(bytes(view))
@@ -189,6 +201,12 @@ class Writer:
             self._loop.remove_writer(self._fd)
             self._broken()
             return
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            self._loop.remove_writer(self._fd)
+            self._broken(hung_up=True)
+            return
         rest = data[written:]
         if rest:
             self._buffer.append(rest)
@@ -200,7 +218,8 @@ class Writer:
         if self.pending <= self._low:
             self._bus.resume(self)
 
-    def _broken(self) -> None:
+    def _broken(self, *, hung_up: bool = False) -> None:
+        """The reader is gone for good: drop what is kept and what comes from now on."""
         self._closed = True
         self._buffer.clear()
         self._buffered = 0
@@ -209,7 +228,7 @@ class Writer:
         self._bus.resume(self)
         if self._drained is not None:
             self._drained.set()
-        self._on_broken()
+        (self.on_hangup if hung_up else self._on_broken)()
 
     async def drain(self) -> None:
         """Wait until everything buffered has been written (or the reader went away)."""
