@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 from pipeplex import Bus, CastSpec, Event, Exited, Note, ProcSpec, Ready, Started
 from pipeplex._engine import BACKOFF_CAP, Engine
@@ -135,3 +136,30 @@ def test_a_summary_line_per_member() -> None:
     assert "exited with code 0" in summaries[0].text
     assert "stopped, killed by SIGTERM" in summaries[1].text
 
+
+
+def test_an_exit_before_readiness_is_restarted_and_dependents_wait(tmp_path: Path) -> None:
+    """on_exit = restart covers a start that fails: its dependents start once it is ready."""
+    count = tmp_path / "count"
+    flaky = ("n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; "
+             "[ \"$n\" -ge 2 ] && { echo ready; exec sleep 60; }; exit 3")
+    engine, recorder = _engine(
+        ProcSpec("flaky", ("sh", "-c", flaky), cwd=str(tmp_path), ready="^ready$",
+                 on_exit="restart"),
+        ProcSpec("dependent", ("true",), after=("flaky",)),
+    )
+    assert asyncio.run(engine.run()) == 0
+    assert count.read_text() == "3\n"
+    assert engine.restarts["flaky"] == 2
+    kinds = [(type(e).__name__, e.name) for e in recorder.events
+             if isinstance(e, Started | Ready)]
+    assert kinds == [("Started", "flaky")] * 3 + [("Ready", "flaky"), ("Started", "dependent")]
+
+
+def test_an_exit_before_readiness_gives_the_members_status() -> None:
+    """Not ready because it exited with 3: the run's status is 3; with 0 it is 1."""
+    for code, status in ((3, 3), (0, 1)):
+        engine, recorder = _engine(ProcSpec("early", ("sh", "-c", f"exit {code}"),
+                                            ready="never"))
+        assert asyncio.run(engine.run()) == status
+        assert any("before it was ready" in n for n in recorder.notes())

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._bus import Bus
-from ._events import Note, Output, Ready
+from ._events import Level, Note, Output, Ready
 from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
@@ -25,6 +25,7 @@ from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand
 from .errors import NotReady, PipeplexError, SpawnError
 from .inputs.router import Router
 from .participants import Guardian, Process
+from .participants._group import wait_group_gone
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure")
 
@@ -32,6 +33,8 @@ BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 RESTART_RESET = 10.0
 """A member that ran this long before exiting starts its restart count afresh."""
+LEFTOVER_KILL_WAIT = 1.0
+"""How long processes left in a group may take to die of SIGKILL before we go on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,8 @@ class Engine:
         """Members added while running: a failure to start or get ready is theirs alone."""
         self._start_requested: dict[str, asyncio.Future[None]] = {}
         self._began = asyncio.Event()
+        self._swept: set[int] = set()
+        """Pids whose leftover processes were stopped: each incarnation once."""
         self.stdin_grace = stdin_grace
 
     @property
@@ -114,6 +119,11 @@ class Engine:
         if reason:
             self.bus.publish(Note(reason))
         self._stop.set_result(reason)
+
+    async def until_stopping(self) -> None:
+        """Return once a stop of the whole cast has been requested (from anywhere)."""
+        assert self._stop is not None, "run() has not begun"
+        await asyncio.shield(self._stop)
 
     def force_stop(self) -> None:
         """Skip the remaining grace periods: SIGKILL whatever still runs."""
@@ -475,6 +485,9 @@ class Engine:
         """``member`` did not get ready: ``what`` says why, else it waited ``waiting_for``."""
         if member.stopping or (self.stopping and member.returncode is None):
             return  # pipeplex itself is stopping it: that is not a readiness failure
+        if (what is None and member.returncode is not None and member.spec.on_exit == "restart"
+                and member.name not in self._added):
+            return  # an exit like any other: the restart policy takes it, dependents wait
         if what is None and member.returncode is not None:
             what = f"{member.name} {describe_returncode(member.returncode)} before it was ready"
         elif what is None:
@@ -487,7 +500,9 @@ class Engine:
             if member.running:
                 await self._stop_member(member)
             return
-        self.record_failure(member.name, 1, what)
+        # An exit before readiness gives the member's own status (1 if it exited with 0).
+        status = (exit_status(member.returncode) or 1) if member.returncode is not None else 1
+        self.record_failure(member.name, status, what)
         self.request_stop("stopping the cast")
 
     # Stopping ----------------------------------------------------------------------------
@@ -498,9 +513,8 @@ class Engine:
         if not self.stopping:
             # Everything ended by itself; members still waiting to be started never will.
             self.request_stop()
-            for member in self.members.values():
-                if member.pid is not None and not member.running:
-                    self._kill_leftovers(member)
+            await asyncio.gather(*(self._stop_leftovers(m) for m in self.members.values()
+                                   if m.pid is not None and not m.running))
         else:
             waves = [[p.name for p in wave] for wave in self.cast.start_waves()]
             for names in reversed(waves + self._late_waves):
@@ -510,11 +524,12 @@ class Engine:
         await self._all_done
 
     async def _stop_member(self, member: Process) -> None:
+        """Close stdin, SIGTERM the group, wait the grace, SIGKILL; each step announced."""
         assert self._force is not None
         if member.pid is None:
             return
         if not member.running:
-            self._kill_leftovers(member)
+            await self._stop_leftovers(member)
             return
         # This incarnation only: once it is gone, a restart may start the next one.
         pid, exit_seen, done = member.pid, member.exit_future, member.done_future
@@ -524,31 +539,65 @@ class Engine:
         member.stopping = True
         member.state = "stopping"
         member.close_input()
+        grace = member.spec.stop_timeout or self.grace
+        loop = asyncio.get_running_loop()
+        termed_at: float | None = None
         if self.stdin_grace:
             # Many programs end cleanly at EOF on stdin; give them that chance first.
+            self._announce(member, "closed its stdin")
             await self._first(exit_seen, self._force, within=self.stdin_grace)
+            if not exit_seen.done():
+                self._announce(member, f"still running {self.stdin_grace:.1f} s after its "
+                                       "stdin closed; sent SIGTERM to its process group")
+        else:
+            self._announce(member, "closed its stdin; sent SIGTERM to its process group")
         if not exit_seen.done():
             member.signal(signal.SIGTERM)
-        grace = member.spec.stop_timeout or self.grace
-        await self._first(exit_seen, self._force, within=grace)
+            termed_at = loop.time()
+            await self._first(exit_seen, self._force, within=grace)
         if not exit_seen.done():
             if self._force.done():
-                self.bus.publish(Note("sent SIGKILL to its process group", name=member.name,
-                                      level="warning"))
+                self._announce(member, "sent SIGKILL to its process group", "warning")
             else:
-                self.bus.publish(Note(f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL to its "
-                                      "process group", name=member.name, level="warning"))
+                self._announce(member, f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL to "
+                                       "its process group", "warning")
             member.signal(signal.SIGKILL)
             await asyncio.shield(exit_seen)
         if member.pid == pid:
-            self._kill_leftovers(member)
+            await self._stop_leftovers(member, termed_at=termed_at)
         await asyncio.shield(done)
 
-    def _kill_leftovers(self, member: Process) -> None:
-        if member.group_alive():
-            member.signal(signal.SIGKILL)
-            self.bus.publish(Note("sent SIGKILL to processes left in its process group",
-                                  name=member.name, level="warning"))
+    async def _stop_leftovers(self, member: Process, *, termed_at: float | None = None) -> None:
+        """What the member left in its process group gets the same escalation, once.
+
+        ``termed_at``: when the group got SIGTERM with the member; the grace counts from then.
+        """
+        assert self._force is not None and member.pid is not None
+        if member.pid in self._swept or not member.has_leftovers():
+            return
+        self._swept.add(member.pid)
+        loop = asyncio.get_running_loop()
+        grace = member.spec.stop_timeout or self.grace
+        if termed_at is None:
+            member.signal(signal.SIGTERM)
+            termed_at = loop.time()
+            self._announce(member, "left processes in its process group; sent them SIGTERM",
+                           "warning")
+        remaining = termed_at + grace - loop.time()
+        if await wait_group_gone(member.pid, max(remaining, 0.0), self._force):
+            return
+        if self._force.done():
+            what = "sent SIGKILL to the processes left in its process group"
+        else:
+            what = (f"processes left in its process group ignored SIGTERM for {grace:.1f} s; "
+                    "sent them SIGKILL")
+        member.signal(signal.SIGKILL)
+        self._announce(member, what, "warning")
+        # Gone within a moment: SIGKILL cannot be ignored (a process in the kernel may lag).
+        await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
+
+    def _announce(self, member: Process, text: str, level: Level = "info") -> None:
+        self.bus.publish(Note(text, name=member.name, level=level))
 
     def _kill_everything(self) -> None:
         """Last resort on the way out (a crash, a cancel): no process group survives us."""

@@ -209,7 +209,7 @@ def _build_cast(
     if cast_file is not None:
         from .scenario import load_scenario
 
-        scenario = load_scenario(cast_file, **defaults)
+        scenario = load_scenario(cast_file, what="cast file", **defaults)
         members.extend(scenario.cast.procs)
     members.extend(parse_proc_option(option, **defaults) for option in procs)
     if not members:

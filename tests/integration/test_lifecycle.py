@@ -67,6 +67,49 @@ def test_a_member_ignoring_sigterm_gets_sigkill_after_the_grace(run_dir: Path) -
         assert plex.wait() == 143
 
 
+def test_each_stop_step_is_announced(run_dir: Path) -> None:
+    """Closing stdin and SIGTERM are announced before the member's end."""
+    with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", run_dir) as plex:
+        plex.expect(r"^a +\* started")
+        plex.signal(signal.SIGTERM)
+        plex.expect(r"^a +\* closed its stdin; sent SIGTERM to its process group$")
+        plex.expect(r"^a +\* stopped: killed by SIGTERM")
+        assert plex.wait() == 143
+
+
+def test_what_an_exited_member_left_gets_sigterm_then_sigkill(run_dir: Path) -> None:
+    """Leftovers in an exited member's group: SIGTERM, the grace, SIGKILL, each said once."""
+    stubborn = "sh -c '(trap \"\" TERM; exec sleep 60) & echo left $!; exit 0'"
+    with Pipeplex("run", "-p", f"stubborn={stubborn}", "--grace", "0.5",
+                  "--run-dir", run_dir) as plex:
+        left = int(plex.expect(r"^stubborn \| left (\d+)$")[1])
+        plex.expect(r"^stubborn \* left processes in its process group; sent them SIGTERM$")
+        plex.expect(r"^stubborn \* processes left in its process group ignored SIGTERM for "
+                    r"0\.5 s; sent them SIGKILL$")
+        assert plex.wait() == 0
+    assert plex.text.count("SIGKILL") == 1, plex.text
+    assert not _alive(left)
+
+
+def test_leftovers_that_obey_sigterm_get_no_sigkill(run_dir: Path) -> None:
+    polite = "sh -c 'sleep 60 & echo left $!; exit 0'"
+    with Pipeplex("run", "-p", f"polite={polite}", "--run-dir", run_dir) as plex:
+        left = int(plex.expect(r"^polite \| left (\d+)$")[1])
+        plex.expect(r"^polite \* left processes in its process group; sent them SIGTERM$")
+        assert plex.wait() == 0
+    assert "SIGKILL" not in plex.text
+    assert not _alive(left)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its new parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+
+
 def test_output_already_written_by_a_stopped_member_is_kept(run_dir: Path, tmp_path: Path) -> None:
     """Everything a member wrote before it was stopped reaches the stream."""
     cast = tmp_path / "cast.toml"

@@ -298,21 +298,34 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
                 raise CastError(f"{proc.name}: after names {dep!r}, which is not a member"
                                 f"{_suggest(dep, list(seen))}", source=proc.source)
     _check_cycles(cast_spec, seen)
-    captured = set().union(*(p.captured_variables() for p in cast_spec.procs))
+    captured: dict[str, str] = {}
+    for proc in cast_spec.procs:
+        for var in sorted(proc.captured_variables()):
+            if var in captured:  # one namespace: which value {var} meant would depend on timing
+                raise CastError(f"{proc.name}: its ready captures {{{var}}}, which "
+                                f"{captured[var]} captures too; give the groups different "
+                                f"names, e.g. (?P<{_identifier(proc.name)}_{var}>...)",
+                                source=proc.source)
+            captured[var] = proc.name
     for proc in cast_spec.procs:
         available = set().union(*(seen[d].captured_variables() for d in _closure(proc, seen)))
-        missing = (proc.referenced_variables() & captured) - available
+        missing = (proc.referenced_variables() & captured.keys()) - available
         if missing:
             var = sorted(missing)[0]
-            raise CastError(f"{proc.name}: uses {{{var}}}, which {_provider(var, seen)} "
-                            f"captures, but does not start after it; add after = "
-                            f"[\"{_provider(var, seen)}\"]", source=proc.source)
+            provider = captured[var]
+            if provider == proc.name:
+                raise CastError(f"{proc.name}: uses {{{var}}}, which it captures itself; a "
+                                "captured value is known once its member is ready, so only "
+                                "members that start after it can use it", source=proc.source)
+            raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
+                            f"does not start after it; add after = [\"{provider}\"]",
+                            source=proc.source)
         if proc.ready_port and not proc.ready_port.isdigit():
             unknown = variables_in(proc.ready_port) - available - proc.captured_variables()
             if unknown:
                 var = sorted(unknown)[0]
-                provider = _provider(var, seen)
-                hint = (f"add after = [\"{provider}\"], which captures it" if provider else
+                hint = (f"add after = [\"{captured[var]}\"], which captures it"
+                        if var in captured else
                         "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
                 raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
                                 f"starts after captures; {hint}", source=proc.source)
@@ -330,8 +343,10 @@ def _closure(proc: ProcSpec, procs: Mapping[str, ProcSpec]) -> set[str]:
     return out
 
 
-def _provider(var: str, procs: Mapping[str, ProcSpec]) -> str | None:
-    return next((p.name for p in procs.values() if var in p.captured_variables()), None)
+def _identifier(name: str) -> str:
+    """A member's name as a Python identifier, for a group name in a hint."""
+    text = re.sub(r"\W", "_", name)
+    return f"_{text}" if text[0].isdigit() else text
 
 
 def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:

@@ -25,6 +25,7 @@ from .._events import Exited, InputSent, Note, Output, Started, Stream
 from ..cast.spec import ProcSpec, expand
 from ..errors import SpawnError
 from ._framing import LineFramer
+from ._group import live_in_group
 from ._pty import make_controlling_tty, open_pty
 from .guardian import Guardian
 
@@ -537,6 +538,14 @@ class Process:
     def group_alive(self) -> bool:
         """True while any process remains in the member's process group."""
         return self.signal(0)
+
+    def has_leftovers(self) -> bool:
+        """True while a process that has not exited remains in the member's process group.
+
+        Unlike :meth:`group_alive`, a zombie that its new parent has not reaped yet does not
+        count.
+        """
+        return self.pid is not None and self.group_alive() and bool(live_in_group(self.pid))
 
     def statistics(self) -> dict[str, object]:
         return {

@@ -32,13 +32,16 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 NEEDS = {"send": "to", "signal": "to", "expect_not": "within"}
 
 
-def load_scenario(path: str | os.PathLike[str], **defaults: Any) -> Scenario:
+def load_scenario(path: str | os.PathLike[str], *, what: str = "scenario file",
+                  **defaults: Any) -> Scenario:
     """Load and validate a scenario (a cast file, with or without steps).
+
+    ``what`` names the file in messages ("no such cast file" for ``pipeplex run``).
 
     Raises:
         CastError: anything wrong, with ``file:line``.
     """
-    shown, text, data = read_toml(path, "scenario file")
+    shown, text, data = read_toml(path, what)
     return scenario_from_data(data, text, shown, base_dir=Path(path).parent, **defaults)
 
 
