@@ -237,3 +237,59 @@ def test_big_sends_from_the_sync_api_keep_their_order() -> None:
             assert cat.before == f"start{i} " + "x" * 300_000
             cat.expect(f"^after{i}\n")
             assert cat.before == ""
+
+
+def _cli(*args: str) -> str:
+    import subprocess
+
+    done = subprocess.run([PY, "-m", "pipeplex", *args], capture_output=True, text=True,
+                          timeout=30, check=True)
+    return done.stdout
+
+
+def test_run_dir_lets_the_outside_reach_the_members(tmp_path: Path) -> None:
+    """Plex(run_dir=...): a FIFO per member and the control socket, private, removed after."""
+    import stat
+
+    run_dir = tmp_path / "run"
+    with Plex(run_dir=run_dir) as plex:
+        cat = plex.spawn("cat", "cat")
+        assert sorted(os.listdir(run_dir)) == ["all.in", "cat.in", "control.sock", "run.lock"]
+        assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o700
+        for entry in ("cat.in", "all.in", "control.sock"):
+            assert stat.S_IMODE(os.stat(run_dir / entry).st_mode) == 0o600
+        (run_dir / "cat.in").write_text("through the pipe\n")
+        cat.expect("through the pipe")
+        _cli("send", "--run-dir", str(run_dir), "cat", "through the socket")
+        cat.expect("through the socket")
+        later = plex.spawn("later", "cat")  # a member spawned later gets its pipe too
+        (run_dir / "all.in").write_text("to everyone\n")
+        cat.expect("to everyone")
+        later.expect("to everyone")
+        status = _cli("status", "--run-dir", str(run_dir))
+        assert re.search(r"^cat +\d+ +running", status, re.M), status
+        assert re.search(r"^later +\d+ +running", status, re.M), status
+    assert not run_dir.exists()
+
+
+def test_a_stop_from_outside_ends_the_plex(tmp_path: Path) -> None:
+    """`pipeplex stop` stops the members as for the CLI; the plex refuses new members."""
+    run_dir = tmp_path / "run"
+    with Plex(run_dir=run_dir) as plex:
+        cat = plex.spawn("cat", "cat")
+        _cli("stop", "--run-dir", str(run_dir))
+        assert cat.expect(EOF) == 0
+        assert cat.wait() == 0  # cat ends on the closed stdin, before any SIGTERM
+        with pytest.raises(pipeplex.PipeplexError, match="not running"):
+            plex.spawn("more", "cat")
+    assert not run_dir.exists()
+
+
+def test_an_unusable_run_dir_fails_the_start_and_leaves_nothing(tmp_path: Path) -> None:
+    import threading
+
+    (tmp_path / "file").write_text("")
+    threads = threading.active_count()
+    with pytest.raises(pipeplex.RunDirError, match="file"), Plex(run_dir=tmp_path / "file" / "run"):
+        pass
+    assert threading.active_count() == threads

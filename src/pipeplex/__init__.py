@@ -11,6 +11,7 @@ if _typing.TYPE_CHECKING:
     from ._events import Event as Event
     from ._events import Exited as Exited
     from ._events import InputSent as InputSent
+    from ._events import Matched as Matched
     from ._events import Note as Note
     from ._events import Output as Output
     from ._events import Ready as Ready
@@ -51,6 +52,7 @@ __all__ = (
     "Exited",
     "ExpectTimeout",
     "InputSent",
+    "Matched",
     "Member",
     "NotReady",
     "Note",
@@ -78,6 +80,7 @@ _SOURCES = {
     "Event": "._events",
     "Exited": "._events",
     "InputSent": "._events",
+    "Matched": "._events",
     "Note": "._events",
     "Output": "._events",
     "Ready": "._events",

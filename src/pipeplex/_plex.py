@@ -27,6 +27,7 @@ from .cast.spec import CastSpec, ProcSpec, split_command
 from .errors import CastError, PipeplexError, UnknownMember
 from .expect import EOF, TIMEOUT, Matcher
 from .expect.buffer import Pattern, Sentinel
+from .inputs.folder import FolderInputs
 from .output.render import Renderer
 from .participants import Guardian, Process
 from .report.transcript import TranscriptSink
@@ -211,6 +212,9 @@ class AsyncPlex:
     """A cast built in code. Use ``async with AsyncPlex() as plex:``.
 
     Args:
+        run_dir: also open this run folder: ``NAME.in`` per member, ``all.in`` and
+            ``control.sock``, so ``pipeplex send/status/attach --run-dir DIR`` and
+            ``echo hi > DIR/NAME.in`` reach the members while the code drives them.
         transcript: also record every event as JSON Lines in this file.
         grace: seconds between SIGTERM and SIGKILL when stopping a member.
         pty: default terminal mode of members ("stdout", True for a full terminal, False
@@ -221,6 +225,7 @@ class AsyncPlex:
     def __init__(
         self,
         *,
+        run_dir: str | os.PathLike[str] | None = None,
         transcript: str | os.PathLike[str] | None = None,
         grace: float = DEFAULT_GRACE,
         pty: PtyOption = "stdout",
@@ -230,16 +235,20 @@ class AsyncPlex:
         self.grace = grace
         self.pty = pty
         self._transcript_path = transcript
+        self._run_dir = run_dir
         self.bus = Bus()
         self._guardian: Guardian | None = None
         self._engine: Engine | None = None
         self._matcher: Matcher | None = None
         self._run: asyncio.Task[int] | None = None
         self._transcript: TranscriptSink | None = None
+        self._inputs: FolderInputs | None = None
+        self._hosting: asyncio.Task[None] | None = None
         self._merged = _MergedTranscript(Renderer([], sanitize=False))
         self.bus.subscribe(self._merged, SHOWN)
         self._members: dict[str, AsyncMember] = {}
         self._scenario: Scenario | None = None
+        self._held = False
         self._threads = False
         """Set by :class:`Plex`: callers in other threads search the members' output."""
 
@@ -281,18 +290,72 @@ class AsyncPlex:
         await self.aclose()
 
     async def start(self) -> None:
+        """Start the (empty) cast; :meth:`spawn` and :meth:`load` add members.
+
+        Raises:
+            RunDirError: ``run_dir`` cannot be used.
+            PipeplexError: the transcript cannot be written.
+        """
         self._guardian = Guardian()
-        self._engine = Engine(CastSpec(()), self.bus, grace=self.grace, guardian=self._guardian,
-                              stdin_grace=0.3,
-                              env_overrides={"PIPEPLEX_RUN_ID": self._guardian.token})
-        self._matcher = Matcher(self.bus, recent=self._engine.recent.describe,
-                                threads=self._threads)
-        if self._transcript_path is not None:
-            self._transcript = TranscriptSink(self._transcript_path, self.bus)
-            self.bus.subscribe(self._transcript)
-        self._engine.hold()  # members come and go; the plex lives until aclose()
-        self._run = asyncio.get_running_loop().create_task(self._engine.run())
-        await self._engine.wait_began()
+        engine = self._engine = Engine(
+            CastSpec(()), self.bus, grace=self.grace, guardian=self._guardian, stdin_grace=0.3,
+            env_overrides={"PIPEPLEX_RUN_ID": self._guardian.token})
+        self._matcher = Matcher(self.bus, recent=engine.recent.describe, threads=self._threads)
+        try:
+            if self._transcript_path is not None:
+                self._transcript = TranscriptSink(self._transcript_path, self.bus)
+                self.bus.subscribe(self._transcript)
+            if self._run_dir is not None:
+                self._inputs = FolderInputs(engine, os.fspath(self._run_dir))
+        except BaseException:
+            self._close_outputs()
+            self._engine = None
+            raise
+        engine.hold()  # members come and go; the plex lives until aclose()
+        self._held = True
+        loop = asyncio.get_running_loop()
+        self._run = loop.create_task(engine.run())
+        await engine.wait_began()
+        if self._inputs is not None:
+            self._hosting = loop.create_task(self._host(self._inputs, engine, self._run))
+
+    def _let_go(self) -> None:
+        """Release the plex's hold on the engine (once): it may end when it is stopped."""
+        if self._held and self._engine is not None:
+            self._held = False
+            self._engine.release()
+
+    async def _host(self, inputs: FolderInputs, engine: Engine, run: asyncio.Task[int]) -> None:
+        """Serve the run folder while the cast runs; once it ends, tell attached clients.
+
+        The cast may also be stopped from outside (``pipeplex stop``) before :meth:`aclose`:
+        then the plex lets go of it, so that it ends as a ``pipeplex run`` would.
+        """
+        async def serve() -> None:
+            try:
+                await inputs.serve()
+            except Exception as exc:  # the control socket broke: end the plex with it
+                engine.crash(exc)
+
+        loop = asyncio.get_running_loop()
+        serving = loop.create_task(serve())
+        stopping = loop.create_task(engine.until_stopping())
+        try:
+            await asyncio.wait([run, stopping], return_when=asyncio.FIRST_COMPLETED)
+            self._let_go()
+            await asyncio.wait([run])
+            if not run.cancelled() and run.exception() is None:
+                await inputs.finish(run.result())
+        finally:
+            serving.cancel()
+            stopping.cancel()
+            await asyncio.gather(serving, stopping, return_exceptions=True)
+
+    def _add(self, spec: ProcSpec) -> AsyncMember:
+        member = self._members[spec.name] = AsyncMember(self, self.engine.add(spec))
+        if self._inputs is not None:
+            self._inputs.add(spec.name)
+        return member
 
     async def spawn(
         self,
@@ -339,7 +402,7 @@ class AsyncPlex:
             source="spawn()",
         )
         check_commands(CastSpec((spec,)))
-        self._members[name] = member = AsyncMember(self, self.engine.add(spec))
+        member = self._add(spec)
         try:
             await self.engine.wait_ready(name)
         except PipeplexError:
@@ -371,7 +434,7 @@ class AsyncPlex:
         scenario = load_scenario(path)
         check_commands(scenario.cast)
         for spec in scenario.cast.procs:
-            self._members[spec.name] = AsyncMember(self, self.engine.add(spec))
+            self._add(spec)
         for spec in scenario.cast.procs:
             if spec.autostart:
                 await self.engine.wait_ready(spec.name)
@@ -397,16 +460,25 @@ class AsyncPlex:
             return
         engine, run = self._engine, self._run
         self.bus.flush_threadsafe()
-        engine.release()
+        self._let_go()
         engine.request_stop()
         try:
             await run
         finally:
-            if self._transcript is not None:
-                self._transcript.close()
-            if self._guardian is not None:
-                self._guardian.close()
+            if self._hosting is not None:
+                if not run.done():
+                    self._hosting.cancel()
+                await asyncio.gather(self._hosting, return_exceptions=True)
+            self._close_outputs()
             self._engine = None
+
+    def _close_outputs(self) -> None:
+        if self._inputs is not None:
+            self._inputs.close()
+        if self._transcript is not None:
+            self._transcript.close()
+        if self._guardian is not None:
+            self._guardian.close()
 
 
 class Member:
@@ -529,7 +601,11 @@ class Plex:
         loop = self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=loop.run_forever, name="pipeplex", daemon=True)
         self._thread.start()
-        self._call(self._async.start())
+        try:
+            self._call(self._async.start())
+        except BaseException:
+            self._stop_thread()
+            raise
 
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         if self._loop is None:
@@ -547,6 +623,11 @@ class Plex:
         if self._loop is None:
             raise PipeplexError("the plex is not running: use it in a with block")
         self._loop.call_soon_threadsafe(fn, *args)
+
+    @property
+    def bus(self) -> Bus:
+        """The plex's events; its sinks are called in the plex's own thread, not yours."""
+        return self._async.bus
 
     @property
     def members(self) -> Mapping[str, Member]:
@@ -587,9 +668,13 @@ class Plex:
         try:
             self._call(self._async.aclose())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._thread is not None:
-                self._thread.join()
-            self._loop.close()
-            self._loop = None
+            self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join()
+        self._loop.close()
+        self._loop = None
 

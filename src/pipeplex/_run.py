@@ -10,10 +10,10 @@ TaskGroup beside the engine; an error in either reaches the engine through
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import resource
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Level, Note
+from .cast.load import check_commands, validate_cast
 from .cast.spec import CastSpec
-from .inputs.control import MAX_CONNECTIONS, ControlServer
-from .inputs.fifo import FifoChannel
-from .inputs.router import ALL, Router
-from .inputs.rundir import RunDir, default_run_dir
+from .errors import PipeplexError
+from .inputs.control import MAX_CONNECTIONS
+from .inputs.folder import FolderInputs
+from .inputs.rundir import default_run_dir
 from .inputs.stdin import ConsoleMode, console_mode
 from .output.render import ColorMode, Renderer, use_color
 from .output.terminal import TerminalSink, Writer
@@ -73,9 +74,19 @@ def _columns(fd: int, prefix: int) -> int:
 async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     """Run ``cast`` until it ends; return pipeplex's exit status.
 
+    Must run in the main thread (it handles SIGINT, SIGTERM and SIGHUP).
+
     Raises:
+        CastError: the cast is not consistent (names, ``after``, variables), or a program
+            does not exist; nothing was started.
         RunDirError: the run folder cannot be used (nothing was started).
+        PipeplexError: the transcript or the log folder cannot be written.
     """
+    validate_cast(cast)
+    check_commands(cast)
+    if threading.current_thread() is not threading.main_thread():
+        raise PipeplexError("run_cast() must run in the main thread (it handles SIGINT, "
+                            "SIGTERM and SIGHUP); use Plex or AsyncPlex in other threads")
     loop = asyncio.get_running_loop()
     bus = Bus()
     isatty = os.isatty(options.output_fd)
@@ -104,24 +115,15 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     writer = Writer(options.output_fd, bus, on_broken=engine.request_stop)
     writer.on_hangup = lambda: _hang_up(engine)
     bus.subscribe(TerminalSink(renderer, writer), SHOWN)
-    on_signal = _install_signal_handlers(loop, engine)
     records: list[TranscriptSink | LogDirSink] = []
-    fifos: list[FifoChannel] = []
-    run_dir: RunDir | None = None
-    control: ControlServer | None = None
+    inputs: FolderInputs | None = None
     try:
+        on_signal = _install_signal_handlers(loop, engine)
         records = _records(options, bus)
-        run_dir = RunDir.open(options.run_dir or default_run_dir())
-        if run_dir.stale_pid is not None:
-            bus.publish(Note(f"cleaned up after an earlier run (pid {run_dir.stale_pid}) that "
-                             "ended without removing its pipes"))
-        for name in (*cast.names, ALL):
-            deliver = functools.partial(_send, engine.router, name)
-            fifos.append(FifoChannel(run_dir, f"{name}.in", deliver, bus, on_crash=engine.crash))
-        for fifo in fifos:
-            fifo.open()
-        control = ControlServer(engine, run_dir)
-        bus.publish(Note(f"run folder {run_dir.path}: write a line to NAME.in (or all.in) "
+        inputs = FolderInputs(engine, options.run_dir or default_run_dir())
+        for name in cast.names:
+            inputs.add(name)
+        bus.publish(Note(f"run folder {inputs.path}: write a line to NAME.in (or all.in) "
                          "to send it to a member, or use pipeplex send NAME TEXT"))
         mode = console_mode(options.stdin_fd, options.output_fd) if options.console else None
         console = None
@@ -134,16 +136,12 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             console = Console(engine, reply, interrupt=lambda: on_signal(signal.SIGINT))
             if mode == "prompt":
                 reply("console: type NAME: text to send a line, :help for more", "info")
-        return await _run_with_inputs(engine, control, console, mode, options, writer)
+        return await _run_with_inputs(engine, inputs, console, mode, options, writer)
     finally:
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
-        for fifo in fifos:
-            fifo.close()
-        if control is not None:
-            control.close()
-        if run_dir is not None:
-            run_dir.close()
+        if inputs is not None:
+            inputs.close()
         guardian.close()
         for sink in records:
             sink.close()
@@ -153,37 +151,37 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
 
 async def _run_with_inputs(
     engine: Engine,
-    control: ControlServer,
+    inputs: FolderInputs,
     console: Console | None,
     mode: ConsoleMode | None,
     options: RunOptions,
     writer: Writer,
 ) -> int:
-    """Run the engine with the control socket and the console beside it."""
+    """Run the engine with the run folder's inputs and the console beside it."""
     failure: Exception | None = None
     status = 0
     if console is not None:
         console.on_hangup = writer.on_hangup
     async with asyncio.TaskGroup() as tg:
-        inputs = [tg.create_task(_reporting(control.serve(), engine), name="control socket")]
+        tasks = [tg.create_task(_reporting(inputs.serve(), engine), name="control socket")]
         if options.scenario is not None and options.scenario.steps:
             from .expect import Matcher
 
             steps = _steps(options.scenario, engine, Matcher(engine.bus,
                                                              recent=engine.recent.describe))
-            inputs.append(tg.create_task(_reporting(steps, engine), name="steps"))
+            tasks.append(tg.create_task(_reporting(steps, engine), name="steps"))
         if console is not None and mode is not None:
             work = console.run(mode, stdin_fd=options.stdin_fd, writer=writer)
-            inputs.append(tg.create_task(_reporting(work, engine), name="console"))
+            tasks.append(tg.create_task(_reporting(work, engine), name="console"))
         try:
             status = await engine.run()
-            await control.finish(status)
+            await inputs.finish(status)
         except Exception as exc:
             failure = exc  # raised below, not wrapped in the TaskGroup's own group
         finally:
             if console is not None:
                 console.end()
-            for task in inputs:
+            for task in tasks:
                 task.cancel()
     if failure is not None:
         raise failure
@@ -242,10 +240,6 @@ def _raise_fd_limit(members: int) -> None:
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def _send(router: Router, target: str, data: bytes) -> None:
-    router.send(target, data)
 
 
 def _install_signal_handlers(

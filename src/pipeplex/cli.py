@@ -26,7 +26,6 @@ import click
 from . import __version__
 from ._signals import clean_inherited_signals, parse_signal
 from .cast import CastSpec, parse_proc_option
-from .cast.load import check_commands, validate_cast
 from .cast.spec import DEFAULT_GRACE, OnExit, ProcSpec, PtyMode
 from .control_client import ControlClient, decode_event, format_status
 from .errors import NoRun, PipeplexError, RequestFailed
@@ -218,8 +217,8 @@ def _build_cast(
         from dataclasses import replace
 
         members = [replace(m, on_exit=_on_exit(on_exit)) for m in members]
-    cast = validate_cast(CastSpec(tuple(members), path=str(cast_file) if cast_file else None))
-    check_commands(cast)
+    # run_cast checks it (validate_cast, check_commands) before anything starts.
+    cast = CastSpec(tuple(members), path=str(cast_file) if cast_file else None)
     if scenario is not None:
         from dataclasses import replace as replace_field
 

@@ -1,0 +1,96 @@
+"""The run folder's ways in for one engine: ``NAME.in`` per member, ``all.in``, ``control.sock``.
+
+``pipeplex run`` and the Python API's ``Plex(run_dir=...)`` share it: the first knows its
+members up front, the second adds each as it is spawned, so a FIFO is added per member
+(before the member starts, so nothing written to it is lost).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._events import Note
+from .control import ControlServer
+from .fifo import FifoChannel
+from .router import ALL, Router
+from .rundir import RunDir
+
+if TYPE_CHECKING:
+    from .._engine import Engine
+
+__all__ = ("FolderInputs",)
+
+
+class FolderInputs:
+    """Opens the run folder at ``path`` for ``engine`` with ``all.in`` and the control socket.
+
+    Then :meth:`add` each member, run :meth:`serve` as a task, call :meth:`finish` once the
+    run ended, and :meth:`close` (also after a failure).
+
+    Raises:
+        RunDirError: the folder cannot be used; nothing is left open.
+    """
+
+    def __init__(self, engine: Engine, path: Path | str) -> None:
+        self._engine = engine
+        self._fifos: dict[str, FifoChannel] = {}
+        self._control: ControlServer | None = None
+        self._closed = False
+        self.run_dir = RunDir.open(path)
+        try:
+            if self.run_dir.stale_pid is not None:
+                engine.bus.publish(Note(f"cleaned up after an earlier run (pid "
+                                        f"{self.run_dir.stale_pid}) that ended without "
+                                        "removing its pipes"))
+            self.add(ALL)
+            self._control = ControlServer(engine, self.run_dir)
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<FolderInputs {str(self.run_dir.path)!r} fifos={len(self._fifos)}>"
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir.path
+
+    def add(self, name: str) -> None:
+        """Create and open ``NAME.in`` for member ``name`` (once; it stays for a restart)."""
+        if name in self._fifos:
+            return
+        engine = self._engine
+        deliver = functools.partial(_send, engine.router, name)
+        fifo = FifoChannel(self.run_dir, f"{name}.in", deliver, engine.bus,
+                           on_crash=engine.crash)
+        fifo.open()
+        self._fifos[name] = fifo
+
+    async def serve(self) -> None:
+        """Serve the control socket until cancelled."""
+        assert self._control is not None
+        await self._control.serve()
+
+    async def finish(self, status: int) -> None:
+        """The run has ended with ``status``: tell attached clients, stop accepting."""
+        if self._control is not None:
+            await self._control.finish(status)
+
+    def close(self) -> None:
+        """Close the pipes and the socket and remove them (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for fifo in self._fifos.values():
+            fifo.close()
+        self._fifos.clear()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        self.run_dir.close()
+
+
+def _send(router: Router, target: str, data: bytes) -> None:
+    router.send(target, data)

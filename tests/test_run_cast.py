@@ -1,0 +1,65 @@
+"""run_cast from Python: it checks a cast built by hand, and refuses threads it cannot serve."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeplex import CastError, CastSpec, PipeplexError, ProcSpec, RunOptions, run_cast
+
+
+@pytest.fixture
+def options(tmp_path: Path) -> Iterator[RunOptions]:
+    out = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    yield RunOptions(run_dir=tmp_path / "run", console=False, output_fd=out)
+    os.close(out)
+
+
+@pytest.mark.parametrize(("procs", "message"), [
+    ((ProcSpec("a", "true"), ProcSpec("a", "true")), "duplicate member name 'a'"),
+    ((ProcSpec("a", "true", after=("nope",)),), "after names 'nope', which is not a member"),
+    ((ProcSpec("a", "no-such-program-here"),), "no-such-program-here"),
+])
+def test_a_cast_built_by_hand_is_checked_before_anything_starts(
+        tmp_path: Path, options: RunOptions, procs: tuple[ProcSpec, ...], message: str) -> None:
+    with pytest.raises(CastError, match=message):
+        asyncio.run(run_cast(CastSpec(procs), options))
+    assert not (tmp_path / "run").exists()
+
+
+def test_outside_the_main_thread_it_refuses_and_starts_nothing(options: RunOptions) -> None:
+    """It handles signals, which only the main thread can: a clear error, no guardian left."""
+    errors: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            asyncio.run(run_cast(CastSpec((ProcSpec("a", "true"),)), options))
+        except BaseException as exc:
+            errors.append(exc)
+
+    children = _children()
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and isinstance(errors[0], PipeplexError), errors
+    assert "main thread" in str(errors[0])
+    assert _children() == children
+
+
+def _children() -> set[int]:
+    me = str(os.getpid())
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_bytes()
+            except OSError:
+                continue
+            if stat.rsplit(b")", 1)[1].split()[1].decode() == me:
+                found.add(int(entry))
+    return found
