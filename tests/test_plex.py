@@ -293,3 +293,53 @@ def test_an_unusable_run_dir_fails_the_start_and_leaves_nothing(tmp_path: Path) 
     with pytest.raises(pipeplex.RunDirError, match="file"), Plex(run_dir=tmp_path / "file" / "run"):
         pass
     assert threading.active_count() == threads
+
+
+def test_a_spawn_waiting_when_the_plex_is_stopped_raises(tmp_path: Path) -> None:
+    """A member still waiting to be ready when pipeplex stop arrives: spawn says so."""
+    import threading
+
+    run_dir = tmp_path / "run"
+    with Plex(run_dir=run_dir) as plex:
+        stopper = threading.Thread(target=_cli, args=("stop", "--run-dir", str(run_dir)))
+        plex.spawn("marker", "cat")  # the control socket is up once a spawn returned
+        stopper.start()
+        try:
+            with pytest.raises(pipeplex.PipeplexError, match="stopped before it was ready"):
+                plex.spawn("slow", "cat", ready="never shown", ready_timeout=30)
+        finally:
+            stopper.join()
+        assert not run_dir.exists()  # the run is over: its folder goes at once
+
+
+def test_run_dir_never_removes_a_file_of_yours(tmp_path: Path) -> None:
+    """A member named like a file in an existing folder: a clear error, the file kept."""
+    tmp_path.chmod(0o700)
+    (tmp_path / "web.in").write_text("precious")
+    with Plex(run_dir=tmp_path) as plex:
+        with pytest.raises(pipeplex.RunDirError, match=r"web\.in exists and is not a pipe"):
+            plex.spawn("web", "cat")
+        assert "web" not in plex.members
+    assert (tmp_path / "web.in").read_text() == "precious"
+
+
+def test_a_plex_starts_once() -> None:
+    plex = Plex()
+    with plex, pytest.raises(pipeplex.PipeplexError, match="already been started"):
+        plex.start()
+
+
+def test_load_restarts_a_member_that_exits_before_it_is_ready(tmp_path: Path) -> None:
+    """on_exit = restart in a loaded file covers a failed start, as in pipeplex run."""
+    cast = tmp_path / "cast.toml"
+    flaky = ("n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; "
+             "[ \"$n\" -ge 1 ] && { echo ready; exec cat; }; exit 3")
+    cast.write_text(f"[procs.flaky]\ncmd = {json.dumps(['sh', '-c', flaky])}\n"
+                    f"cwd = {json.dumps(str(tmp_path))}\nready = '^ready$'\n"
+                    "on_exit = 'restart'\n")
+    with Plex() as plex:
+        plex.load(cast)
+        flaky_member = plex["flaky"]
+        flaky_member.sendline("still here")
+        flaky_member.expect("still here")
+    assert (tmp_path / "count").read_text() == "2\n"

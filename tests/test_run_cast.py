@@ -24,6 +24,14 @@ def options(tmp_path: Path) -> Iterator[RunOptions]:
     ((ProcSpec("a", "true"), ProcSpec("a", "true")), "duplicate member name 'a'"),
     ((ProcSpec("a", "true", after=("nope",)),), "after names 'nope', which is not a member"),
     ((ProcSpec("a", "no-such-program-here"),), "no-such-program-here"),
+    ((ProcSpec("../evil", "true"),), "invalid member name '../evil'"),
+    ((ProcSpec("all", "true"),), "reserved"),
+    ((ProcSpec("a", ()),), "non-empty tuple of strings"),
+    ((ProcSpec("a", "sh -c 'open"),), "cannot split the command"),
+    ((ProcSpec("a", "true", pty="bogus"),), "pty must be one of"),  # type: ignore[arg-type]
+    ((ProcSpec("a", "true", on_exit="bogus"),), "on_exit must be"),  # type: ignore[arg-type]
+    ((ProcSpec("a", "true", after="b"),), "after must be a tuple"),  # type: ignore[arg-type]
+    ((ProcSpec("a", "true", ready="(unclosed"),), "not a valid regular expression"),
 ])
 def test_a_cast_built_by_hand_is_checked_before_anything_starts(
         tmp_path: Path, options: RunOptions, procs: tuple[ProcSpec, ...], message: str) -> None:

@@ -292,8 +292,8 @@ class Engine:
         self._tg.create_task(self._supervise(member), name=f"supervise {spec.name}")
         return member
 
-    async def wait_ready(self, name: str) -> None:
-        """Wait until member ``name`` is ready (or the cast stops).
+    async def wait_ready(self, name: str) -> bool:
+        """Wait until member ``name`` is ready; False if the cast began to stop first.
 
         Raises:
             SpawnError, NotReady: an added member could not start or get ready.
@@ -303,6 +303,8 @@ class Engine:
         await self._first(ready, self._stop)
         if ready.done():
             ready.result()
+            return True
+        return False
 
     async def wait_began(self) -> None:
         """Wait until :meth:`run` has begun (members may still be starting)."""
@@ -363,6 +365,12 @@ class Engine:
         spec = member.spec
         attempt = 0
         while not self.stopping:
+            if member.pid is not None:
+                # A restart: what the previous run left in its group goes first (a worker
+                # still holding the port, say), with the usual escalation.
+                await self._stop_leftovers(member)
+                if self.stopping:
+                    return
             watch = None
             ready_match: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
             if spec.ready:
@@ -412,9 +420,18 @@ class Engine:
                 if runtime >= RESTART_RESET:
                     attempt = 0
                 if attempt >= spec.max_restarts:
-                    reason = (f"{member.name} {how} and was restarted {attempt} times; "
-                              "giving up (raise max_restarts to allow more)")
-                    self.bus.publish(Note(reason, level="error"))
+                    ready = self._ready[member.name]
+                    before = "" if ready.done() else " before it was ready"
+                    tried = (f"and was restarted {attempt} times" if attempt else
+                             "(max_restarts = 0)")
+                    reason = (f"{member.name} {how}{before} {tried}; giving up (raise "
+                              "max_restarts to allow more)")
+                    recent = self.recent.describe(member.name)
+                    self.bus.publish(Note(f"{reason}\n{recent}" if before else reason,
+                                          level="error"))
+                    if member.name in self._added and not ready.done():
+                        self._fail_start(member.name, NotReady(member.name, reason, recent))
+                        return  # an added member fails alone
                     self.record_failure(member.name, exit_status(returncode) or 1, reason)
                     self.request_stop("stopping the cast")
                     return
@@ -485,8 +502,7 @@ class Engine:
         """``member`` did not get ready: ``what`` says why, else it waited ``waiting_for``."""
         if member.stopping or (self.stopping and member.returncode is None):
             return  # pipeplex itself is stopping it: that is not a readiness failure
-        if (what is None and member.returncode is not None and member.spec.on_exit == "restart"
-                and member.name not in self._added):
+        if what is None and member.returncode is not None and member.spec.on_exit == "restart":
             return  # an exit like any other: the restart policy takes it, dependents wait
         if what is None and member.returncode is not None:
             what = f"{member.name} {describe_returncode(member.returncode)} before it was ready"

@@ -294,8 +294,10 @@ class AsyncPlex:
 
         Raises:
             RunDirError: ``run_dir`` cannot be used.
-            PipeplexError: the transcript cannot be written.
+            PipeplexError: the transcript cannot be written, or the plex already started.
         """
+        if self._engine is not None or self._run is not None:
+            raise PipeplexError("this plex has already been started: use a new one")
         self._guardian = Guardian()
         engine = self._engine = Engine(
             CastSpec(()), self.bus, grace=self.grace, guardian=self._guardian, stdin_grace=0.3,
@@ -350,11 +352,19 @@ class AsyncPlex:
             serving.cancel()
             stopping.cancel()
             await asyncio.gather(serving, stopping, return_exceptions=True)
+            # The run is over: clients now learn there is none, and the folder is free.
+            inputs.close()
 
     def _add(self, spec: ProcSpec) -> AsyncMember:
-        member = self._members[spec.name] = AsyncMember(self, self.engine.add(spec))
+        engine = self.engine
+        if engine.stopping:
+            raise PipeplexError(f"cannot add {spec.name!r}: the plex is stopping or was "
+                                "stopped (pipeplex stop); it is not running any more")
+        if spec.name in engine.members:
+            raise PipeplexError(f"a member named {spec.name!r} already exists")
         if self._inputs is not None:
-            self._inputs.add(spec.name)
+            self._inputs.add(spec.name)  # before the member starts: nothing sent is lost
+        member = self._members[spec.name] = AsyncMember(self, engine.add(spec))
         return member
 
     async def spawn(
@@ -404,7 +414,9 @@ class AsyncPlex:
         check_commands(CastSpec((spec,)))
         member = self._add(spec)
         try:
-            await self.engine.wait_ready(name)
+            if not await self.engine.wait_ready(name):
+                raise PipeplexError(f"{name}: the plex was stopped before it was "
+                                    f"{'ready' if ready else 'running'}")
         except PipeplexError:
             del self._members[name]
             raise
@@ -436,8 +448,8 @@ class AsyncPlex:
         for spec in scenario.cast.procs:
             self._add(spec)
         for spec in scenario.cast.procs:
-            if spec.autostart:
-                await self.engine.wait_ready(spec.name)
+            if spec.autostart and not await self.engine.wait_ready(spec.name):
+                raise PipeplexError(f"{spec.name}: the plex was stopped before it was ready")
         self._scenario = scenario
         return scenario
 
@@ -598,6 +610,8 @@ class Plex:
         self.close()
 
     def start(self) -> None:
+        if self._loop is not None:
+            raise PipeplexError("this plex has already been started: use a new one")
         loop = self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=loop.run_forever, name="pipeplex", daemon=True)
         self._thread.start()
@@ -665,8 +679,18 @@ class Plex:
         """Stop every member and the background thread."""
         if self._loop is None:
             return
+        closing = asyncio.run_coroutine_threadsafe(self._async.aclose(), self._loop)
         try:
-            self._call(self._async.aclose())
+            try:
+                closing.result()
+            except KeyboardInterrupt:
+                # Ctrl-C while members get their grace: skip it (SIGKILL), as a second
+                # Ctrl-C does in a run, and still leave nothing behind.
+                engine = self._async._engine
+                if engine is not None:
+                    self._loop.call_soon_threadsafe(engine.force_stop)
+                closing.result()
+                raise
         finally:
             self._stop_thread()
 

@@ -88,7 +88,25 @@ def test_what_an_exited_member_left_gets_sigterm_then_sigkill(run_dir: Path) -> 
                     r"0\.5 s; sent them SIGKILL$")
         assert plex.wait() == 0
     assert plex.text.count("SIGKILL") == 1, plex.text
+    assert "Traceback" not in plex.text and "never retrieved" not in plex.text, plex.text
     assert not _alive(left)
+
+
+def test_a_restart_first_stops_what_the_previous_run_left(run_dir: Path) -> None:
+    """A worker the last run left (holding a port, say) is stopped before the next start."""
+    cast = run_dir.parent / "cast.toml"
+    cast.write_text(
+        "[procs.forker]\ncmd = \"sh -c 'sleep 60 & echo left $!; exit 3'\"\n"
+        "on_exit = 'restart'\nmax_restarts = 1\n"
+    )
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        first = int(plex.expect(r"^forker \| left (\d+)$")[1])
+        plex.expect(r"^forker \* left processes in its process group; sent them SIGTERM$")
+        assert not _alive(first)  # gone before the next run starts
+        second = int(plex.expect(r"^forker \| left (\d+)$")[1])
+        assert plex.wait() == 3
+    assert "forker exited with code 3 and was restarted 1 times; giving up" in plex.text
+    assert not _alive(second)
 
 
 def test_leftovers_that_obey_sigterm_get_no_sigkill(run_dir: Path) -> None:

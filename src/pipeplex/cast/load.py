@@ -20,6 +20,7 @@ from .spec import (
     CastSpec,
     OnExit,
     ProcSpec,
+    PtyMode,
     split_command,
     variables_in,
 )
@@ -35,6 +36,7 @@ PROC_KEYS = (
 )
 TOP_KEYS = ("procs",)
 ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
+PTY_MODES: tuple[PtyMode, ...] = ("stdout", "full", "pipes")
 
 
 def _suggest(word: str, choices: Sequence[str]) -> str:
@@ -281,9 +283,13 @@ def _proc(
 
 
 def validate_cast(cast_spec: CastSpec) -> CastSpec:
-    """Check what involves several members: names, ``after`` and variables."""
+    """Check what involves several members: names, ``after`` and variables.
+
+    Also each member's own fields, as the loaders do key by key, for specs built in code.
+    """
     seen: dict[str, ProcSpec] = {}
     for proc in cast_spec.procs:
+        _check_fields(proc)
         if proc.name in seen:
             raise CastError(f"duplicate member name {proc.name!r} (also declared at "
                             f"{seen[proc.name].source or 'the command line'})",
@@ -341,6 +347,45 @@ def _closure(proc: ProcSpec, procs: Mapping[str, ProcSpec]) -> set[str]:
             out.add(name)
             todo.extend(procs[name].after)
     return out
+
+
+def _check_fields(proc: ProcSpec) -> None:
+    """Refuse a member whose fields a loader would have refused (a spec built in code)."""
+    if not isinstance(proc.name, str):
+        raise CastError(f"invalid member name {proc.name!r}", source=proc.source)
+    check_name(proc.name, proc.source)
+
+    def bad(what: str) -> CastError:
+        return CastError(f"{proc.name}: {what}", source=proc.source)
+
+    if isinstance(proc.cmd, str):
+        if not proc.cmd.strip():
+            raise bad("the command is empty")
+        if not proc.shell and proc.source is None:  # a loader split it already
+            try:
+                split_command(proc.cmd)
+            except ValueError as exc:
+                raise bad(f"cannot split the command: {exc}") from None
+    elif proc.shell:
+        raise bad("shell = true needs the command as one string")
+    elif not proc.cmd or not all(isinstance(arg, str) for arg in proc.cmd):
+        raise bad("cmd must be a string, or a non-empty tuple of strings")
+    if proc.pty not in PTY_MODES:
+        raise bad(f"pty must be one of {', '.join(map(repr, PTY_MODES))}, not {proc.pty!r}")
+    if proc.on_exit not in ON_EXIT:
+        raise bad(f"on_exit must be one of {', '.join(map(repr, ON_EXIT))}, "
+                  f"not {proc.on_exit!r}")
+    for key in ("after", "input"):
+        value = getattr(proc, key)
+        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            raise bad(f"{key} must be a tuple of strings, not {value!r}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in proc.env.items()):
+        raise bad("env names and values must be strings")
+    if proc.ready is not None:
+        try:
+            re.compile(proc.ready)
+        except re.error as exc:
+            raise bad(f"ready is not a valid regular expression: {exc}") from None
 
 
 def _identifier(name: str) -> str:

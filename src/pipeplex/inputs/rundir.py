@@ -157,6 +157,15 @@ class RunDir:
                 f"run folder {path} is in use by another pipeplex run{who}; stop that run "
                 "first or pass another --run-dir"
             ) from None
+        # A run that ends removes the lock file while it holds the lock: ours may be that
+        # removed file. Then the folder belongs to whoever opened the new one; ask again.
+        try:
+            current = os.stat(LOCK_NAME, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is None or (current.st_ino, current.st_dev) != (st.st_ino, st.st_dev):
+            os.close(fd)
+            return RunDir._lock(path, dir_fd)
         os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -169,12 +178,27 @@ class RunDir:
                     os.unlink(entry, dir_fd=self.dir_fd)
 
     def make_fifo(self, name: str) -> str:
-        """Create the FIFO ``name`` (0600), replacing a leftover entry; returns its path."""
+        """Create the FIFO ``name`` (0600), replacing a pipe an earlier run left; its path.
+
+        Raises:
+            RunDirError: ``name`` is taken by something else (a file of yours is never
+                removed), or the FIFO cannot be created.
+        """
+        if "/" in name or name in (".", ".."):
+            raise RunDirError(f"refusing {name!r} as a file name in the run folder")
         try:
-            os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
-        except FileExistsError:  # the folder was cleaned when opened: rare, so tried second
-            os.unlink(name, dir_fd=self.dir_fd)
-            os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
+            try:
+                os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
+            except FileExistsError:  # the folder was cleaned when opened: rare, so second
+                st = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
+                if not stat.S_ISFIFO(st.st_mode) or st.st_uid != os.geteuid():
+                    raise RunDirError(f"{self.path / name} exists and is not a pipe of an "
+                                      "earlier run; move it away or use another run folder"
+                                      ) from None
+                os.unlink(name, dir_fd=self.dir_fd)
+                os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
+        except OSError as exc:
+            raise RunDirError(f"cannot create {self.path / name}: {exc.strerror}") from None
         self._entries.add(name)
         return str(self.path / name)
 

@@ -44,35 +44,40 @@ async def wait_group_gone(pgid: int, within: float,
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while pids := live_in_group(pgid):
-        exited: list[asyncio.Future[None]] = []
-        fds: list[int] = []
-        all_exited: asyncio.Future[Any] = loop.create_future()
-        try:
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    fd = os.pidfd_open(pid)
-                    fds.append(fd)
-                    done = loop.create_future()
-                    exited.append(done)
-                    loop.add_reader(fd, _settle, done)
-            all_exited = asyncio.gather(*exited)
-            waits: list[asyncio.Future[Any]] = [all_exited]
-            if until is not None:
-                waits.append(until)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            if not all(f.done() for f in exited):
-                return False
-        finally:
-            all_exited.cancel()
-            for fd in fds:
-                loop.remove_reader(fd)
-                os.close(fd)
+        remaining = deadline - loop.time()
+        if remaining <= 0 or not await _all_exit(pids, remaining, until):
+            return False
     return True
 
 
-def _settle(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
+async def _all_exit(pids: list[int], within: float, until: asyncio.Future[Any] | None) -> bool:
+    """Whether every process in ``pids`` exits within ``within`` s (and before ``until``)."""
+    loop = asyncio.get_running_loop()
+    all_exited: asyncio.Future[None] = loop.create_future()
+    watched: set[int] = set()
+
+    def exited(fd: int) -> None:
+        loop.remove_reader(fd)
+        watched.discard(fd)
+        if not watched and not all_exited.done():
+            all_exited.set_result(None)
+
+    fds = []
+    try:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                fds.append(os.pidfd_open(pid))
+        if not fds:
+            return True  # all gone meanwhile
+        for fd in fds:
+            watched.add(fd)
+            loop.add_reader(fd, exited, fd)
+        waits: list[asyncio.Future[Any]] = [all_exited]
+        if until is not None:
+            waits.append(until)
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        return all_exited.done()
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
