@@ -329,3 +329,16 @@ def test_other_events_are_ignored() -> None:
     found = run(rig.matcher.expect(["a"], ["ready|ok"], timeout=LONG))
     assert found.after == "ok"
     assert rig.matcher.buffer("a").text == "\n"
+
+
+def test_a_matcher_serves_one_loop_after_another() -> None:
+    """The loop a matcher keeps is replaced once closed: a later run can wait on it again."""
+    rig = Rig()
+
+    async def wait_for(text: str) -> str:
+        rig.later(out("a", f"{text}\n".encode()))
+        found = await rig.matcher.expect(["a"], [text], timeout=LONG)
+        return found.after
+
+    assert run(wait_for("first")) == "first"
+    assert run(wait_for("second")) == "second"

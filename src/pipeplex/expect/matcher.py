@@ -80,6 +80,9 @@ class Matcher:
         self._members: dict[str, _Member] = {}
         self._exits: dict[str, int] = {}
         self._deadlines = Deadlines()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop that waits here, kept: asyncio.get_running_loop() makes a getpid()
+        system call on every wait (Python 3.11), a round trip's only one besides its I/O."""
         # The hot path on its own (no test of the kind); the bus hands it Output only.
         bus.subscribe(self._output, [Output])  # type: ignore[arg-type]
         bus.subscribe(self, [Exited, Started])
@@ -181,7 +184,9 @@ class Matcher:
             buffer = self.buffer(name, stream)
         found = buffer.search(regexes) if regexes else None
         if found is None:
-            loop = asyncio.get_running_loop()
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                loop = self._loop = asyncio.get_running_loop()
             started = now = loop.time()
             deadline = started + timeout
             waiting = member.waiters
