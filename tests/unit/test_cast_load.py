@@ -482,6 +482,41 @@ class TestAcrossMembers:
         with pytest.raises(CastError, match=r"also declared at the command line"):
             validate_cast(cast)
 
+    @pytest.mark.parametrize(("fields", "message"), [
+        ({"ready_port": "0"}, "ready_port must be a TCP port number (1-65535) as a string, or "
+                              "a variable such as '{port}', not '0'"),
+        ({"ready_port": "65536"}, "ready_port must be a TCP port number (1-65535) as a "
+                                  "string, or a variable such as '{port}', not '65536'"),
+        ({"ready_port": "-1"}, "ready_port must be a TCP port number (1-65535) as a string, "
+                               "or a variable such as '{port}', not '-1'"),
+        ({"ready_timeout": 0}, "ready_timeout must be a positive number of seconds, not 0"),
+        ({"ready_timeout": -2.5},
+         "ready_timeout must be a positive number of seconds, not -2.5"),
+        ({"ready_timeout": float("nan")},
+         "ready_timeout must be a positive number of seconds, not nan"),
+        ({"ready_timeout": True},
+         "ready_timeout must be a positive number of seconds, not True"),
+        ({"stop_timeout": 0}, "stop_timeout must be a positive number of seconds, not 0"),
+        ({"stop_timeout": float("inf")},
+         "stop_timeout must be a positive number of seconds, not inf"),
+        ({"max_restarts": -1}, "max_restarts must be a whole number, 0 or more, not -1"),
+    ])
+    def test_fields_of_a_spec_built_in_code(self, fields: dict[str, object],
+                                             message: str) -> None:
+        """What the TOML loader refuses key by key is refused in a spec built in code, with
+        the member and the field named."""
+        proc = ProcSpec("web", "srv", source="app.py", **fields)  # type: ignore[arg-type]
+        with pytest.raises(CastError) as info:
+            validate_cast(CastSpec((proc,)))
+        assert info.value.message == f"web: {message}"
+        assert info.value.source == "app.py"
+
+    @pytest.mark.parametrize("port", ["1", "65535", "8080", "{port}"])
+    def test_good_ready_ports_of_a_spec_built_in_code(self, port: str) -> None:
+        """A port in range passes, and one with a variable is checked once expanded."""
+        server = ProcSpec("server", "srv", ready=r"port (?P<port>\d+)", ready_port=port)
+        validate_cast(CastSpec((server,)))
+
 
 class TestProcOption:
     def test_name_and_command(self) -> None:

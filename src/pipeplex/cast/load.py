@@ -28,7 +28,7 @@ from .spec import (
 if TYPE_CHECKING:
     import tomllib
 
-__all__ = ("check_commands", "load_cast", "parse_proc_option", "validate_cast")
+__all__ = ("check_commands", "check_fields", "load_cast", "parse_proc_option", "validate_cast")
 
 PROC_KEYS = (
     "cmd", "shell", "env", "cwd", "pty", "on_exit", "input", "after",
@@ -289,7 +289,7 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
     """
     seen: dict[str, ProcSpec] = {}
     for proc in cast_spec.procs:
-        _check_fields(proc)
+        check_fields(proc)
         if proc.name in seen:
             raise CastError(f"duplicate member name {proc.name!r} (also declared at "
                             f"{seen[proc.name].source or 'the command line'})",
@@ -349,7 +349,7 @@ def _closure(proc: ProcSpec, procs: Mapping[str, ProcSpec]) -> set[str]:
     return out
 
 
-def _check_fields(proc: ProcSpec) -> None:
+def check_fields(proc: ProcSpec) -> None:
     """Refuse a member whose fields a loader would have refused (a spec built in code)."""
     if not isinstance(proc.name, str):
         raise CastError(f"invalid member name {proc.name!r}", source=proc.source)
@@ -386,6 +386,23 @@ def _check_fields(proc: ProcSpec) -> None:
             re.compile(proc.ready)
         except re.error as exc:
             raise bad(f"ready is not a valid regular expression: {exc}") from None
+    port = proc.ready_port
+    if port is not None and not (
+        isinstance(port, str)
+        and (variables_in(port) or (port.isascii() and port.isdigit() and 0 < int(port) < 65536))
+    ):  # one with a {variable} is checked once expanded, when the member gets ready
+        raise bad(f"ready_port must be a TCP port number (1-65535) as a string, or a variable "
+                  f"such as '{{port}}', not {port!r}")
+    for key in ("ready_timeout", "stop_timeout"):
+        value = getattr(proc, key)
+        if value is None and key == "stop_timeout":
+            continue
+        if (not isinstance(value, int | float) or isinstance(value, bool)
+                or not 0 < value < 1e9):  # (also refuses nan and inf)
+            raise bad(f"{key} must be a positive number of seconds, not {value!r}")
+    if (not isinstance(proc.max_restarts, int) or isinstance(proc.max_restarts, bool)
+            or proc.max_restarts < 0):
+        raise bad(f"max_restarts must be a whole number, 0 or more, not {proc.max_restarts!r}")
 
 
 def _identifier(name: str) -> str:
