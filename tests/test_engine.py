@@ -163,3 +163,80 @@ def test_an_exit_before_readiness_gives_the_members_status() -> None:
                                             ready="never"))
         assert asyncio.run(engine.run()) == status
         assert any("before it was ready" in n for n in recorder.notes())
+
+
+def _summaries(recorder: Recorder) -> dict[str | None, str]:
+    return {e.name: e.text for e in recorder.events
+            if isinstance(e, Note) and e.text.startswith("summary: ")}
+
+
+def test_members_that_never_started_say_whom_they_waited_for(tmp_path: Path) -> None:
+    """A member that gives up, exits or times out before it is ready, or cannot start: the
+    summary of each member that waited for it says so, on one line, naming it."""
+    never = ("sh", "-c", "exit 3")
+    cases = [
+        (ProcSpec("db", never, ready="never", on_exit="restart", max_restarts=1),
+         "waited for db, which gave up after 1 restart"),
+        (ProcSpec("db", never, ready="never", on_exit="restart", max_restarts=0),
+         "waited for db, which gave up (max_restarts = 0)"),
+        (ProcSpec("db", never, ready="never"),
+         "waited for db, which exited with code 3 before it was ready"),
+        (ProcSpec("db", ("sh", "-c", "kill -TERM $$"), ready="never"),
+         "waited for db, which was killed by SIGTERM before it was ready"),
+        (ProcSpec("db", ("sleep", "60"), ready="never", ready_timeout=0.2),
+         "waited for db, which was not ready after 0.2 s"),
+        (ProcSpec("db", (str(tmp_path / "missing"),)),
+         "waited for db, which could not be started"),
+    ]
+    for db, why in cases:
+        engine, recorder = _engine(
+            db,
+            ProcSpec("api", ("sleep", "60"), after=("db",)),
+            ProcSpec("client", ("sleep", "60"), after=("api",)),
+        )
+        assert asyncio.run(asyncio.wait_for(engine.run(), 30)) != 0
+        summaries = _summaries(recorder)
+        assert summaries["api"] == f"summary: never started ({why})"
+        chained = why.replace("waited for db", "waited for api, which waited for db")
+        assert summaries["client"] == f"summary: never started ({chained})"
+    assert summaries["db"] == f"summary: never started (cannot start: command not found: " \
+        f"{str(tmp_path / 'missing')!r})"
+
+
+def test_a_member_the_cast_stopped_while_it_waited_says_so() -> None:
+    """Stopped from outside while its dependency was starting; one never asked to start."""
+
+    async def main() -> dict[str | None, str]:
+        engine, recorder = _engine(
+            ProcSpec("db", ("sleep", "60"), ready="never"),
+            ProcSpec("api", ("true",), after=("db",)),
+            ProcSpec("tool", ("true",), autostart=False),
+        )
+
+        def stop_once_db_runs(event: Event) -> None:
+            if isinstance(event, Started) and event.name == "db":
+                engine.request_stop("stop")
+
+        engine.bus.subscribe(stop_once_db_runs, [Started])
+        await asyncio.wait_for(engine.run(), 30)
+        return _summaries(recorder)
+
+    summaries = asyncio.run(main())
+    assert summaries["api"] == ("summary: never started (waited for db, which was not ready "
+                                "when the cast stopped)")
+    assert summaries["tool"] == "summary: never started (autostart = false, and nothing " \
+        "started it)"
+
+
+def test_a_captured_port_out_of_range_fails_at_once_naming_the_member() -> None:
+    """ready_port = "{port}" that expands to 0 or 70000: a clear failure, not a long wait."""
+    for shown in ("0", "70000"):
+        server = ProcSpec("server", ("sh", "-c", f"echo port {shown}; exec sleep 60"),
+                          ready=r"port (?P<port>\d+)", ready_port="{port}", ready_timeout=600)
+        engine, recorder = _engine(server, ProcSpec("client", ("true",), after=("server",)))
+        assert asyncio.run(asyncio.wait_for(engine.run(), 30)) == 1
+        assert any(n.startswith(f"server: ready_port = '{{port}}' is '{shown}', not a TCP "
+                                "port (1-65535)") for n in recorder.notes())
+        assert _summaries(recorder)["client"] == (
+            f"summary: never started (waited for server, whose ready_port was '{shown}', "
+            "not a TCP port)")

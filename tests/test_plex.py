@@ -13,6 +13,7 @@ import pytest
 
 import pipeplex
 from pipeplex import EOF, TIMEOUT, AsyncPlex, ExpectTimeout, Plex, UnexpectedExit
+from pipeplex.participants._group import live_in_group
 
 PY = sys.executable
 ECHO_PORT = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); " \
@@ -343,3 +344,115 @@ def test_load_restarts_a_member_that_exits_before_it_is_ready(tmp_path: Path) ->
         flaky_member.sendline("still here")
         flaky_member.expect("still here")
     assert (tmp_path / "count").read_text() == "2\n"
+
+
+def test_a_name_is_free_again_once_its_member_has_ended(tmp_path: Path) -> None:
+    """After NotReady (an exit, a timeout) or an exit, spawn may use the name again; a name
+    whose member still runs is refused. The old member's exit comes before the new start,
+    and the new member's expectations start after what the old one wrote."""
+    seen: list[tuple[str, str]] = []
+    run_dir = tmp_path / "run"
+    with Plex(run_dir=run_dir) as plex:
+        plex.bus.subscribe(lambda e: seen.append((type(e).__name__, e.name)),
+                           [pipeplex.Started, pipeplex.Exited])
+        with pytest.raises(pipeplex.NotReady, match="web exited with code 4 before it was ready"):
+            plex.spawn("web", ["sh", "-c", "echo first attempt; exit 4"], ready="READY")
+        assert "web" not in plex.members
+        web = plex.spawn("web", ["sh", "-c", "echo READY; exec cat"], ready="READY")
+        assert seen == [("Started", "web"), ("Exited", "web"), ("Started", "web")]
+        assert plex["web"] is web and web.running
+        web.sendline("second")
+        assert web.expect(["first attempt", "second"]) == 1
+        assert "first attempt" not in web.before
+        (run_dir / "web.in").write_text("through the pipe\n")  # the pipe stays for the name
+        web.expect("through the pipe")
+
+        with pytest.raises(pipeplex.PipeplexError,
+                           match=rf"'web' already exists and is still running \(pid {web.pid}\)"):
+            plex.spawn("web", "cat")
+        assert plex["web"] is web and web.running
+
+        with pytest.raises(pipeplex.NotReady, match=r"slow was not ready after 0\.2 s"):
+            plex.spawn("slow", "cat", ready="never shown", ready_timeout=0.2)
+        assert plex.spawn("slow", ["sh", "-c", "echo up; exec cat"], ready="up").running
+
+        job = plex.spawn("job", ["echo", "one"])
+        assert job.wait() == 0
+        again = plex.spawn("job", ["echo", "two"])
+        assert again.expect(["one", "two"]) == 1
+        assert again.wait() == 0 and plex["job"] is again
+
+
+def test_a_failed_spawn_leaves_nothing_of_its_member_behind() -> None:
+    """What an unready member left in its process group is stopped before spawn raises:
+    a worker that would hold its port cannot spoil the next try."""
+    pids: list[int] = []
+    with Plex(grace=2.0) as plex:
+        plex.bus.subscribe(lambda e: pids.append(e.pid), [pipeplex.Started])
+        with pytest.raises(pipeplex.NotReady, match="exited with code 3 before it was ready"):
+            plex.spawn("web", ["sh", "-c", "sleep 60 & exit 3"], ready="READY")
+        assert live_in_group(pids[0]) == []  # (a zombie its new parent did not reap is gone)
+
+
+def test_spawn_checks_its_ready_options() -> None:
+    """A bad ready pattern or ready_timeout is a CastError, and nothing starts."""
+    with Plex() as plex:
+        for options, message in (({"ready": "(unclosed"}, "not a valid regular expression"),
+                                 ({"ready_timeout": 0}, "ready_timeout must be a positive"),
+                                 ({"ready_timeout": float("nan")}, "not nan"),
+                                 ({"ready_timeout": -1}, "not -1")):
+            with pytest.raises(pipeplex.CastError, match=message):
+                plex.spawn("x", "cat", **{"ready": "up", **options})
+        assert not plex.members
+        assert plex.spawn("x", ["sh", "-c", "echo up; exec cat"], ready="up").running
+
+
+def _chain(cast: Path, db: str) -> None:
+    """client after api after db, declared in that order (the last one starts first)."""
+    cast.write_text("[procs.client]\ncmd = 'cat'\nafter = ['api']\n"
+                    "[procs.api]\ncmd = 'cat'\nafter = ['db']\n"
+                    f"[procs.db]\ncmd = {json.dumps(['sh', '-c', db])}\nready = '^up$'\n")
+
+
+def test_load_of_a_chain_whose_first_member_fails_raises_and_may_be_retried(
+        tmp_path: Path) -> None:
+    """Members waiting on one that did not get ready fail too (load raised nothing and hung
+    when the one waited on was declared last); once all have ended, a load may try again,
+    while one with a member still running is refused whole."""
+    cast = tmp_path / "cast.toml"
+    _chain(cast, "echo starting; exit 3")
+
+    async def main() -> None:
+        async with AsyncPlex(timeout=10) as plex:
+            with pytest.raises(pipeplex.NotReady) as info:
+                await asyncio.wait_for(plex.load(cast), 30)
+            assert info.value.reason == ("client was not started: it waits for api, which "
+                                         "waited for db, which exited with code 3 before it "
+                                         "was ready")
+            assert "starting" in info.value.recent  # db's output: the cause
+            assert sorted(plex.members) == ["api", "client", "db"]
+            assert not any(m.running for m in plex.members.values())
+
+            _chain(cast, "echo up; exec cat")
+            await asyncio.wait_for(plex.load(cast), 30)
+            assert all(m.running for m in plex.members.values())
+            client = plex["client"]
+            with pytest.raises(pipeplex.PipeplexError, match="'client' already exists and is "
+                               "still running"):
+                await plex.load(cast)
+            assert plex["client"] is client and client.running
+
+    asyncio.run(main())
+
+
+def test_a_failed_load_still_gives_the_members_it_started(tmp_path: Path) -> None:
+    """Plex.load raising NotReady for one member: the others it started are plex[name]."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text("[procs.db]\ncmd = \"sh -c 'exit 3'\"\nready = 'up'\n"
+                    "[procs.cat]\ncmd = 'cat'\n")
+    with Plex() as plex:
+        with pytest.raises(pipeplex.NotReady, match="db exited with code 3"):
+            plex.load(cast)
+        cat = plex["cat"]
+        cat.sendline("still here")
+        cat.expect("still here")

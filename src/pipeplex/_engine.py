@@ -23,7 +23,7 @@ from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand
 from .errors import NotReady, PipeplexError, SpawnError
-from .inputs.router import Router
+from .inputs.router import ALL, Router
 from .participants import Guardian, Process
 from .participants._group import wait_group_gone
 
@@ -93,6 +93,15 @@ class Engine:
         self._restart_requested: set[str] = set()
         self._restarted: dict[str, asyncio.Future[None]] = {}
         self._supervising: set[str] = set()
+        self._supervisors: dict[str, asyncio.Task[None]] = {}
+        """Each member's latest supervisor task: done once the member has ended for good."""
+        self._waiting_for: dict[str, str] = {}
+        """Per member waiting to start, the member it waits for (the summary names it)."""
+        self._why_failed: dict[str, str] = {}
+        """Per member that could not start, get ready or go on, the reason as the summary of
+        a member that waited for it gives it: "which gave up after 5 restarts"."""
+        self._cannot_start: dict[str, str] = {}
+        """Per member whose program could not be started, the reason (for its summary)."""
         self._added: set[str] = set()
         """Members added while running: a failure to start or get ready is theirs alone."""
         self._start_requested: dict[str, asyncio.Future[None]] = {}
@@ -159,7 +168,7 @@ class Engine:
         else:
             self.restarts[name] += 1
             self._busy += 1
-            self._tg.create_task(self._supervise(member), name=f"supervise {name}")
+            self._start_supervisor(member)
         await self._first(restarted, self._stop)
 
     async def start(self, name: str) -> None:
@@ -226,7 +235,7 @@ class Engine:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for member in self.members.values():
-                    tg.create_task(self._supervise(member), name=f"supervise {member.name}")
+                    self._start_supervisor(member)
                 stopper = tg.create_task(self._stopper(), name="stopper")
                 crash_watch = tg.create_task(self._watch_crash(), name="crash watch")
                 await stopper
@@ -258,6 +267,11 @@ class Engine:
         """Wait until one of ``futures`` is done, or ``within`` seconds have passed."""
         await asyncio.wait(futures, timeout=within, return_when=asyncio.FIRST_COMPLETED)
 
+    def _start_supervisor(self, member: Process) -> None:
+        assert self._tg is not None
+        self._supervisors[member.name] = self._tg.create_task(
+            self._supervise(member), name=f"supervise {member.name}")
+
     async def _supervise(self, member: Process) -> None:
         self._supervising.add(member.name)
         try:
@@ -271,15 +285,19 @@ class Engine:
         """Add a member to the running cast and start supervising it (the Python API's spawn).
 
         Such a member answers for its own start: if it cannot be spawned or does not become
-        ready, it is stopped, :meth:`wait_ready` raises why, and the cast goes on.
+        ready, it is stopped, :meth:`wait_ready` raises why, and the cast goes on. The name
+        of a member that has ended (one that failed to get ready, say) may be used again:
+        the new member takes its place.
 
         Raises:
-            PipeplexError: the name is taken, or the cast is stopping or not running.
+            PipeplexError: the name belongs to a member that has not ended, or the cast is
+                stopping or not running.
         """
         if self._tg is None or self._stop is None or self.stopping:
             raise PipeplexError(f"cannot add {spec.name!r}: the cast is not running")
-        if spec.name in self.members or spec.name == "all":
-            raise PipeplexError(f"a member named {spec.name!r} already exists")
+        self.check_can_add(spec.name)
+        if spec.name in self.members:
+            self._forget(spec.name)
         loop = asyncio.get_running_loop()
         member = self.members[spec.name] = Process(spec, self.bus, **self._process_options)
         self.restarts[spec.name] = 0
@@ -289,8 +307,45 @@ class Engine:
         self._late_waves.append([spec.name])
         self._added.add(spec.name)
         self._busy += 1
-        self._tg.create_task(self._supervise(member), name=f"supervise {spec.name}")
+        self._start_supervisor(member)
         return member
+
+    def check_can_add(self, name: str) -> None:
+        """Raise unless a member named ``name`` may be added: a free name, or one whose
+        member has ended (its program exited and was read, nothing will restart it).
+
+        Raises:
+            PipeplexError: the name is ``all``, or its member has not ended, saying how.
+        """
+        if name == ALL:
+            raise PipeplexError(f"the name {ALL!r} is reserved (it addresses every member)")
+        member = self.members.get(name)
+        if member is None or self._ended(member):
+            return
+        if member.running:
+            state = f"is still running (pid {member.pid})"
+        elif member.pid is None:
+            state = "is waiting to start"
+        elif name in self._supervising and member.done_future.done():
+            state = "is about to be restarted"
+        else:
+            state = "is still ending"
+        raise PipeplexError(f"a member named {name!r} already exists and {state}; its name "
+                            "can be used again once it has ended")
+
+    def _ended(self, member: Process) -> bool:
+        """Whether ``member`` is over: not running, not waiting, nothing will restart it."""
+        if member.name in self._supervising or member.running:
+            return False
+        return member.pid is None or member.done_future.done()
+
+    def _forget(self, name: str) -> None:
+        """Drop what the engine kept about an ended member whose name is used again."""
+        self._late_waves = [wave for wave in self._late_waves if wave != [name]]
+        for table in (self._start_requested, self._restarted, self._supervisors,
+                      self._waiting_for, self._why_failed, self._cannot_start):
+            table.pop(name, None)
+        self._restart_requested.discard(name)
 
     async def wait_ready(self, name: str) -> bool:
         """Wait until member ``name`` is ready; False if the cast began to stop first.
@@ -301,10 +356,16 @@ class Engine:
         assert self._stop is not None
         ready = self._ready[name]
         await self._first(ready, self._stop)
-        if ready.done():
-            ready.result()
-            return True
-        return False
+        if not ready.done():
+            return False
+        if ready.exception() is not None:
+            # Raise once the member is over (stopped, its exit reported): its name is then
+            # free for another try, and the events of the two never interleave.
+            supervisor = self._supervisors.get(name)
+            if supervisor is not None:
+                await asyncio.wait([supervisor])
+        ready.result()
+        return True
 
     async def wait_began(self) -> None:
         """Wait until :meth:`run` has begun (members may still be starting)."""
@@ -342,13 +403,22 @@ class Engine:
             await self._first(requested, self._stop)
             self.hold()
         for dep in member.spec.after:
+            self._waiting_for[member.name] = dep
             await self._first(self._ready[dep], self._stop)
             if self.stopping:
                 return False
             if self._failed_to_start(dep):
                 self.bus.publish(Note(f"not started: {dep} did not become ready",
                                       name=member.name, level="error"))
+                if member.name in self._added:
+                    # Whoever waits for this one (a spawn, a load, its own dependents)
+                    # learns that it will not start either, and why.
+                    reason = f"{member.name} was not started: it waits for {dep}, "
+                    self._fail_start(member.name, NotReady(
+                        member.name, reason + self._why_not_ready(dep),
+                        self.recent.describe(self._first_failed(dep))))
                 return False
+        self._waiting_for.pop(member.name, None)
         return not self.stopping
 
     def _failed_to_start(self, name: str) -> bool:
@@ -388,6 +458,8 @@ class Engine:
                 if unsubscribe:
                     unsubscribe()
                 self.bus.publish(Note(str(exc), level="error"))
+                self._why_failed[member.name] = "which could not be started"
+                self._cannot_start[member.name] = exc.reason
                 if member.name in self._added:
                     self._fail_start(member.name, exc)
                     return
@@ -429,8 +501,12 @@ class Engine:
                     recent = self.recent.describe(member.name)
                     self.bus.publish(Note(f"{reason}\n{recent}" if before else reason,
                                           level="error"))
+                    self._why_failed[member.name] = (
+                        f"which gave up after {attempt} restart{'s' if attempt != 1 else ''}"
+                        if attempt else "which gave up (max_restarts = 0)")
                     if member.name in self._added and not ready.done():
                         self._fail_start(member.name, NotReady(member.name, reason, recent))
+                        await self._stop_member(member)  # what it left in its group
                         return  # an added member fails alone
                     self.record_failure(member.name, exit_status(returncode) or 1, reason)
                     self.request_stop("stopping the cast")
@@ -482,7 +558,8 @@ class Engine:
             if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
                 return await self._not_ready(
                     member, what=f"{member.name}: ready_port = {spec.ready_port!r} is "
-                    f"{port!r}, not a TCP port (1-65535)")
+                    f"{port!r}, not a TCP port (1-65535)",
+                    why=f"whose ready_port was {port!r}, not a TCP port")
             waiting_for = f"port {port} on 127.0.0.1 to accept connections"
             probe = asyncio.ensure_future(port_accepts(int(port)))
             try:
@@ -498,23 +575,29 @@ class Engine:
         ready.set_result(None)
 
     async def _not_ready(self, member: Process, waiting_for: str = "", *,
-                         what: str | None = None) -> None:
-        """``member`` did not get ready: ``what`` says why, else it waited ``waiting_for``."""
+                         what: str | None = None, why: str | None = None) -> None:
+        """``member`` did not get ready: ``what`` says why (``why``, the same as a clause
+        for the summaries of its dependents), else it waited ``waiting_for``."""
         if member.stopping or (self.stopping and member.returncode is None):
             return  # pipeplex itself is stopping it: that is not a readiness failure
         if what is None and member.returncode is not None and member.spec.on_exit == "restart":
             return  # an exit like any other: the restart policy takes it, dependents wait
         if what is None and member.returncode is not None:
-            what = f"{member.name} {describe_returncode(member.returncode)} before it was ready"
+            how = describe_returncode(member.returncode)
+            what = f"{member.name} {how} before it was ready"
+            why = f"which {'' if how.startswith('exited') else 'was '}{how} before it was ready"
         elif what is None:
             what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
                     f"(ready_timeout); it never showed {waiting_for}")
+            why = f"which was not ready after {member.spec.ready_timeout:.1f} s"
+        self._why_failed[member.name] = why or "which did not become ready"
         recent = self.recent.describe(member.name)
         self.bus.publish(Note(f"{what}\n{recent}", name=member.name, level="error"))
         if member.name in self._added:
             self._fail_start(member.name, NotReady(member.name, what, recent))
-            if member.running:
-                await self._stop_member(member)
+            # Stopped, or if it exited, what it left in its group: nothing of it lingers
+            # (a worker holding its port) when its name is used again.
+            await self._stop_member(member)
             return
         # An exit before readiness gives the member's own status (1 if it exited with 0).
         status = (exit_status(member.returncode) or 1) if member.returncode is not None else 1
@@ -621,10 +704,52 @@ class Engine:
             if member.pid is not None:
                 member.signal(signal.SIGKILL)
 
+    def _why_not_ready(self, name: str, seen: frozenset[str] = frozenset()) -> str:
+        """Why member ``name``, which others waited for, never got ready, as a clause:
+        "which gave up after 5 restarts", "which waited for db, which exited with ..."."""
+        if name in self._why_failed:
+            return self._why_failed[name]
+        member = self.members[name]
+        if member.pid is None:
+            if name in self._cannot_start:
+                return "which could not be started"
+            dep = self._waiting_for.get(name)
+            if dep is not None and dep not in seen:
+                return f"which waited for {dep}, {self._why_not_ready(dep, seen | {name})}"
+            return "which never started"
+        if self._ready[name].done():
+            return "which was ready"  # (a race with the stop: it got ready just then)
+        return "which was not ready when the cast stopped"
+
+    def _first_failed(self, name: str) -> str:
+        """The member at the end of a chain of members that waited for one another."""
+        seen = {name}
+        while name not in self._why_failed and self.members[name].pid is None:
+            dep = self._waiting_for.get(name)
+            if dep is None or dep in seen:
+                break
+            name = dep
+            seen.add(name)
+        return name
+
+    def _never_started(self, member: Process) -> str:
+        """Why ``member`` never started, for its summary: one line, naming whom it waited for."""
+        name = member.name
+        if name in self._cannot_start:
+            return f"never started (cannot start: {self._cannot_start[name]})"
+        dep = self._waiting_for.get(name)
+        if dep is not None and (dep in self._why_failed or not self._ready[dep].done()):
+            why = self._why_not_ready(dep, frozenset({name}))
+            return f"never started (waited for {dep}, {why})"
+        requested = self._start_requested.get(name)
+        if requested is not None and not requested.done():
+            return "never started (autostart = false, and nothing started it)"
+        return "never started"
+
     def _summarize(self) -> None:
         for member in self.members.values():
             if member.pid is None:
-                text = "never started"
+                text = self._never_started(member)
             else:
                 assert member.returncode is not None
                 assert member.started_at is not None and member.ended_at is not None

@@ -22,7 +22,7 @@ from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Event, Output, Stream
 from ._signals import parse_signal
-from .cast.load import check_commands, check_name
+from .cast.load import check_commands, check_fields, check_name
 from .cast.spec import CastSpec, ProcSpec, split_command
 from .errors import CastError, PipeplexError, UnknownMember
 from .expect import EOF, TIMEOUT, Matcher
@@ -355,17 +355,29 @@ class AsyncPlex:
             # The run is over: clients now learn there is none, and the folder is free.
             inputs.close()
 
-    def _add(self, spec: ProcSpec) -> AsyncMember:
+    def _check_can_add(self, name: str) -> None:
         engine = self.engine
         if engine.stopping:
-            raise PipeplexError(f"cannot add {spec.name!r}: the plex is stopping or was "
+            raise PipeplexError(f"cannot add {name!r}: the plex is stopping or was "
                                 "stopped (pipeplex stop); it is not running any more")
-        if spec.name in engine.members:
-            raise PipeplexError(f"a member named {spec.name!r} already exists")
+        engine.check_can_add(name)  # a name is free again once its member has ended
+
+    def _add(self, spec: ProcSpec) -> AsyncMember:
+        engine = self.engine
+        self._check_can_add(spec.name)
         if self._inputs is not None:
             self._inputs.add(spec.name)  # before the member starts: nothing sent is lost
+        if spec.name in engine.members:
+            self._skip_output(spec.name)
         member = self._members[spec.name] = AsyncMember(self, engine.add(spec))
         return member
+
+    def _skip_output(self, name: str) -> None:
+        """A name used again: the new member's expectations start after what the ended
+        member wrote (which stays in the transcript), as for a fresh pexpect child."""
+        end = [re.compile(r"\Z")]
+        for stream in (None, "stdout", "stderr"):
+            self.matcher.buffer(name, stream).search(end)
 
     async def spawn(
         self,
@@ -384,11 +396,17 @@ class AsyncPlex:
         ``cmd`` is a list of arguments, or a string split like a shell would (run through
         ``/bin/sh -c`` only with ``shell=True``).
 
+        A name may be used again once its member has ended (exited, or failed to start or
+        get ready): the new member takes the name, and its expectations start after what the
+        old one wrote.
+
         Raises:
-            CastError: a bad name, or the program does not exist.
+            CastError: a bad name, ``ready`` or ``ready_timeout``, or the program does not
+                exist.
+            PipeplexError: a member of that name exists and has not ended.
             SpawnError: the program could not be started.
             NotReady: it exited, or ``ready`` did not show within ``ready_timeout``; the
-                member is stopped, the others go on.
+                member has been stopped (its name is free again), the others go on.
         """
         check_name(name, None)
         if not cmd or (isinstance(cmd, str) and not cmd.strip()):
@@ -408,9 +426,10 @@ class AsyncPlex:
             pty=_pty_mode(self.pty if pty is None else pty),
             on_exit="ignore",
             ready=ready,
-            ready_timeout=ready_timeout or self.timeout,
+            ready_timeout=self.timeout if ready_timeout is None else ready_timeout,
             source="spawn()",
         )
+        check_fields(spec)  # a bad ready pattern or ready_timeout, as in a cast
         check_commands(CastSpec((spec,)))
         member = self._add(spec)
         try:
@@ -445,6 +464,8 @@ class AsyncPlex:
         """Start the members of a scenario (or cast) file; :meth:`run_steps` runs its steps."""
         scenario = load_scenario(path)
         check_commands(scenario.cast)
+        for spec in scenario.cast.procs:  # all or nothing: no member added if one cannot be
+            self._check_can_add(spec.name)
         for spec in scenario.cast.procs:
             self._add(spec)
         for spec in scenario.cast.procs:
@@ -657,9 +678,22 @@ class Plex:
         return self._async.transcript()
 
     def spawn(self, name: str, cmd: str | Sequence[str], **options: Any) -> Member:
-        member = Member(self, self._call(self._async.spawn(name, cmd, **options)))
-        self._members[name] = member
-        return member
+        try:
+            self._call(self._async.spawn(name, cmd, **options))
+        finally:
+            self._sync_members()
+        return self._members[name]
+
+    def _sync_members(self) -> None:
+        """Mirror the async plex's members, also after a failed spawn or load (which may
+        have added some, or freed a name)."""
+        current = dict(self._async.members)
+        for name in [name for name in self._members if name not in current]:
+            del self._members[name]
+        for name, member in current.items():
+            held = self._members.get(name)
+            if held is None or held._member is not member:
+                self._members[name] = Member(self, member)
 
     def expect_any(self, patterns: Mapping[str, Any],
                    timeout: float | None = None) -> tuple[Member, re.Match[str] | None]:
@@ -667,10 +701,10 @@ class Plex:
         return self._members[member.name], match
 
     def load(self, path: str | os.PathLike[str]) -> Scenario:
-        scenario = self._call(self._async.load(path))
-        for name, member in self._async.members.items():
-            self._members.setdefault(name, Member(self, member))
-        return scenario
+        try:
+            return self._call(self._async.load(path))
+        finally:
+            self._sync_members()
 
     def run_steps(self) -> None:
         self._call(self._async.run_steps())

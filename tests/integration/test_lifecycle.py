@@ -171,7 +171,8 @@ def test_ready_timeout_fails_with_the_recent_output(run_dir: Path, tmp_path: Pat
     assert result.returncode == 1
     assert "server was not ready after 0.5 s" in result.stdout
     assert "starting up" in result.stdout
-    assert "client * summary: never started" in result.stdout
+    assert ("client * summary: never started (waited for server, which was not ready after "
+            "0.5 s)\n") in result.stdout
 
 
 def test_a_captured_port_that_is_not_a_port_fails_readiness(run_dir: Path,
