@@ -383,6 +383,18 @@ def test_a_name_is_free_again_once_its_member_has_ended(tmp_path: Path) -> None:
         assert again.wait() == 0 and plex["job"] is again
 
 
+def test_a_second_failure_of_a_name_shows_only_its_own_output() -> None:
+    """NotReady carries the recent output of the member that failed, not of an earlier
+    member of the same name."""
+    with Plex() as plex:
+        with pytest.raises(pipeplex.NotReady):
+            plex.spawn("web", ["sh", "-c", "echo first attempt; exit 4"], ready="READY")
+        with pytest.raises(pipeplex.NotReady) as info:
+            plex.spawn("web", ["sh", "-c", "echo second attempt; exit 5"], ready="READY")
+    assert "second attempt" in info.value.recent
+    assert "first attempt" not in info.value.recent
+
+
 def test_a_failed_spawn_leaves_nothing_of_its_member_behind() -> None:
     """What an unready member left in its process group is stopped before spawn raises:
     a worker that would hold its port cannot spoil the next try."""

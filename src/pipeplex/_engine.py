@@ -346,6 +346,7 @@ class Engine:
                       self._waiting_for, self._why_failed, self._cannot_start):
             table.pop(name, None)
         self._restart_requested.discard(name)
+        self.recent.forget(name)  # a later failure shows the new member's output only
 
     async def wait_ready(self, name: str) -> bool:
         """Wait until member ``name`` is ready; False if the cast began to stop first.

@@ -57,6 +57,10 @@ class RecentOutput:
                 lines.append(open_line[stream])
         return [marker + text[: self._max_line] for marker, text in lines[-self._lines :]]
 
+    def forget(self, name: str) -> None:
+        """Drop what ``name`` wrote: a new member of that name starts with none of it."""
+        self._chunks.pop(name, None)
+
     def describe(self, name: str) -> str:
         """The recent output of ``name`` as an indented block, or a note that there was none."""
         lines = self.tail(name)
