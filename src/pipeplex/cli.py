@@ -119,7 +119,7 @@ def cli() -> None:
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
     if not 0 < value < 1e9:  # (also refuses nan and inf)
-        raise click.BadParameter(f"{value} is not a positive number of seconds")
+        raise click.BadParameter(f"{value} is not a positive number of seconds below 1e9")
     return value
 
 

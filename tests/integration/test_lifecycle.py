@@ -191,11 +191,14 @@ def test_a_captured_port_that_is_not_a_port_fails_readiness(run_dir: Path,
 
 
 def test_bad_seconds_and_unwritable_records_are_usage_errors(run_dir: Path) -> None:
-    for args in (["--grace", "nan"], ["--transcript", str(run_dir / "no" / "t.jsonl")]):
+    for args in (["--grace", "nan"], ["--grace", "1e12"],
+                 ["--transcript", str(run_dir / "no" / "t.jsonl")]):
         result = run("run", "-p", "a=true", "--run-dir", run_dir, *args)
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         assert "error" in result.stderr.lower()
+        if args[0] == "--grace":
+            assert "is not a positive number of seconds below 1e9" in result.stderr
 
 
 def test_members_run_in_their_own_session(run_dir: Path) -> None:

@@ -288,7 +288,7 @@ def test_wait_port_string_out_of_range_is_rejected(value: str) -> None:
     step_error(f"wait_port = {value}")
 
 
-@pytest.mark.parametrize("value", ["-1", "-0.5", "true", '"1"'])
+@pytest.mark.parametrize("value", ["-1", "-0.5", "true", '"1"', "nan", "inf"])
 def test_sleep_must_be_a_non_negative_number(value: str) -> None:
     """sleep rejects negative numbers and non-numbers at its line."""
     body = f"sleep = {value}"
@@ -305,6 +305,9 @@ def test_sleep_must_be_a_non_negative_number(value: str) -> None:
         ('wait_exit = "alice"\ntimeout = "5"', "timeout"),
         ('expect_not = "x"\nwithin = 0', "within"),
         ('expect_not = "x"\nwithin = false', "within"),
+        ('expect = "x"\ntimeout = nan', "timeout"),
+        ('expect = "x"\ntimeout = inf', "timeout"),
+        ('expect = "x"\ntimeout = 1e12', "timeout"),
     ],
 )
 def test_timeouts_must_be_positive(body: str, key: str) -> None:
@@ -393,10 +396,12 @@ def test_default_timeout_without_defaults_table() -> None:
 @pytest.mark.parametrize(
     ("defaults", "message"),
     [
-        ("timeout = 0", "defaults.timeout must be a positive number of seconds"),
-        ("timeout = -1", "defaults.timeout must be a positive number of seconds"),
-        ("timeout = true", "defaults.timeout must be a positive number of seconds"),
-        ('timeout = "5"', "defaults.timeout must be a positive number of seconds"),
+        ("timeout = 0", "defaults.timeout must be a positive number of seconds below 1e9"),
+        ("timeout = -1", "defaults.timeout must be a positive number of seconds below 1e9"),
+        ("timeout = true", "defaults.timeout must be a positive number of seconds below 1e9"),
+        ('timeout = "5"', "defaults.timeout must be a positive number of seconds below 1e9"),
+        ("timeout = nan", "defaults.timeout must be a positive number of seconds below 1e9"),
+        ("timeout = inf", "defaults.timeout must be a positive number of seconds below 1e9"),
         ("timout = 5", "unknown key 'timout' in [defaults]; did you mean 'timeout'?"),
     ],
 )

@@ -268,7 +268,7 @@ def _proc(
             value = table[key]
             if (not isinstance(value, int | float) or isinstance(value, bool)
                     or not 0 < value < 1e9):  # (also refuses nan and inf)
-                raise bad(key, "a positive number of seconds")
+                raise bad(key, "a positive number of seconds below 1e9")
             fields[key] = float(value)
     if "autostart" in table:
         if not isinstance(table["autostart"], bool):
@@ -399,7 +399,7 @@ def check_fields(proc: ProcSpec) -> None:
             continue
         if (not isinstance(value, int | float) or isinstance(value, bool)
                 or not 0 < value < 1e9):  # (also refuses nan and inf)
-            raise bad(f"{key} must be a positive number of seconds, not {value!r}")
+            raise bad(f"{key} must be a positive number of seconds below 1e9, not {value!r}")
     if (not isinstance(proc.max_restarts, int) or isinstance(proc.max_restarts, bool)
             or proc.max_restarts < 0):
         raise bad(f"max_restarts must be a whole number, 0 or more, not {proc.max_restarts!r}")

@@ -87,8 +87,9 @@ def _defaults(table: Any, where: _Where) -> float:
             raise CastError(f"unknown key {key!r} in [defaults]{_suggest(key, ['timeout'])}",
                             source=where("defaults", key))
     timeout = table.get("timeout", DEFAULT_TIMEOUT)
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-        raise CastError("defaults.timeout must be a positive number of seconds",
+    if (not isinstance(timeout, int | float) or isinstance(timeout, bool)
+            or not 0 < timeout < 1e9):  # (also refuses nan and inf)
+        raise CastError("defaults.timeout must be a positive number of seconds below 1e9",
                         source=where("defaults", "timeout"))
     return float(timeout)
 
@@ -149,8 +150,9 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
 
     def seconds(key: str, value: Any, zero_ok: bool = False) -> float:
         if (not isinstance(value, int | float) or isinstance(value, bool)
-                or value < 0 or (value == 0 and not zero_ok)):
-            raise CastError(f"{action} step: {key} must be a positive number of seconds",
+                or not 0 <= value < 1e9 or (value == 0 and not zero_ok)):  # (nan, inf too)
+            raise CastError(f"{action} step: {key} must be a positive number of seconds "
+                            "below 1e9",
                             source=where("step", index, key))
         return float(value)
 
