@@ -40,7 +40,7 @@ class RecentOutput:
         """The last lines of ``name``, stderr ones marked with ``! ``."""
         lines: list[list[str]] = []
         open_line: dict[str, list[str]] = {}
-        for stream, data in self._chunks.get(name, ()):
+        for stream, data in tuple(self._chunks.get(name, ())):  # (callers in other threads)
             pieces = data.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
             rest = pieces.pop()
             entry = open_line.pop(stream, None)

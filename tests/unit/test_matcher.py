@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -221,6 +222,46 @@ def test_timeout_of_any_member_answers_for_the_first_that_lists_it() -> None:
     assert (found.name, found.index) == ("b", 1)
 
 
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
+def test_a_match_already_written_wins_over_another_members_exit(order: tuple[str, ...]) -> None:
+    """Every member's output is searched before any exit counts: a member that has ended
+    does not hide a match that another one has already written, wherever it is listed."""
+    rig = Rig()
+    rig.publish(out("a", b"bye\n"), Exited("a", 1), out("b", b"done\n"))
+    patterns = {"a": ["error"], "b": ["done"]}
+    found = run(rig.matcher.expect_each({name: patterns[name] for name in order},
+                                        timeout=LONG))
+    assert (found.name, found.after) == ("b", "done")
+    with pytest.raises(UnexpectedExit, match=r"^a exited"):  # nothing else left to find
+        run(rig.matcher.expect_each({name: patterns[name] for name in order}, timeout=LONG))
+
+
+@pytest.mark.parametrize("order", [("d", "e"), ("e", "d")])
+def test_of_several_members_with_a_match_the_one_listed_first_wins(
+    order: tuple[str, ...]
+) -> None:
+    """Matches already written by several members: the first member listed wins, whoever
+    wrote first; the other's match is still there for the next expectation."""
+    rig = Rig()
+    rig.publish(out("d", b"X1\n"), out("e", b"X2\n"))
+    first = run(rig.matcher.expect_each(dict.fromkeys(order, ("X.",)), timeout=LONG))
+    second = run(rig.matcher.expect_each(dict.fromkeys(order, ("X.",)), timeout=LONG))
+    assert [first.name, second.name] == list(order)
+
+
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
+def test_of_several_ended_members_the_one_listed_first_counts(order: tuple[str, ...]) -> None:
+    rig = Rig()
+    rig.publish(Exited("a", 1), Exited("b", 2))
+    patterns = {"a": ["x"], "b": ["y", EOF]}
+    by_name = {name: patterns[name] for name in order}
+    if order[0] == "a":
+        with pytest.raises(UnexpectedExit, match=r"^a exited"):
+            run(rig.matcher.expect_each(by_name, timeout=LONG))
+    else:
+        assert run(rig.matcher.expect_each(by_name, timeout=LONG)).name == "b"
+
+
 def test_a_held_back_carriage_return_is_let_go_after_a_pause() -> None:
     """A "\\r" at the end of a chunk may start a "\\r\\n"; once the member pauses (a
     partial piece), it is output in its own right: a progress line can be matched."""
@@ -342,3 +383,64 @@ def test_a_matcher_serves_one_loop_after_another() -> None:
 
     assert run(wait_for("first")) == "first"
     assert run(wait_for("second")) == "second"
+
+
+@pytest.mark.parametrize("names", [["a"], ["a", "b"]])
+def test_an_infinite_timeout_waits_with_no_deadline(names: list[str]) -> None:
+    """inf is no deadline: the wait takes no place in the deadline queue (which serves
+    every wait with a finite one), and output or an exit ends it as usual."""
+    rig = Rig()
+
+    async def scenario() -> tuple[Expectation, int]:
+        waiting = asyncio.ensure_future(rig.matcher.expect(names, ["ready"], timeout=math.inf))
+        await asyncio.sleep(0)  # (one pass of the loop: the expectation starts waiting)
+        queued = len(rig.matcher._deadlines)
+        rig.publish(out("a", b"ready\n"))
+        return await waiting, queued
+
+    found, queued = run(scenario())
+    assert (found.after, queued) == ("ready", 0)
+
+    async def ended() -> Expectation:
+        rig.later(Exited("a", 5))
+        return await rig.matcher.expect(names, ["ready"], timeout=math.inf)
+
+    with pytest.raises(UnexpectedExit, match=r"^a exited with code 5"):
+        run(ended())
+
+
+@pytest.mark.parametrize("names", [["a"], ["a", "b"]])
+@pytest.mark.parametrize("timeout", [math.nan, -1.0, -math.inf])
+def test_a_nan_or_negative_timeout_is_refused(names: list[str], timeout: float) -> None:
+    """A timeout that is not 0 or more seconds is a ValueError, even with a match already
+    there (nan compares false with everything: it must never reach a wait)."""
+    rig = Rig()
+    rig.publish(out("a", b"ready\n"))
+    for patterns in (["ready"], ["nothing"], [TIMEOUT]):
+        with pytest.raises(ValueError, match="timeout"):
+            run(rig.matcher.expect(names, patterns, timeout=timeout))
+    assert run(rig.matcher.expect(names, ["ready"], timeout=0)).after == "ready"
+
+
+def test_dollar_matches_at_the_end_of_the_output_so_far() -> None:
+    """As in pexpect, ``$`` matches at the end of what has arrived, even mid-line: a
+    pattern ending in ``\\n`` waits for the whole line."""
+    rig = Rig()
+    rig.publish(out("a", b"val=1", partial=True))
+    assert run(rig.matcher.expect(["a"], [r"val=\d+$"], timeout=0)).after == "val=1"
+    rig.publish(out("b", b"val=1", partial=True))
+    with pytest.raises(ExpectTimeout):
+        run(rig.matcher.expect(["b"], [r"val=\d+\n"], timeout=0))
+    rig.publish(out("b", b"23\r\n"))
+    assert run(rig.matcher.expect(["b"], [r"val=\d+\n"], timeout=0)).after == "val=123\n"
+
+
+def test_a_precompiled_pattern_is_used_as_given() -> None:
+    """No re.MULTILINE is added to a compiled pattern: without it, ``^`` does not match
+    after a newline (nor ``$`` before one, but the last); with it, both do."""
+    rig = Rig()
+    rig.publish(out("a", b"hello\nready\n"))
+    with pytest.raises(ExpectTimeout):
+        run(rig.matcher.expect(["a"], [re.compile("^ready")], timeout=0))
+    found = run(rig.matcher.expect(["a"], [re.compile("^ready$", re.MULTILINE)], timeout=0))
+    assert (found.before, found.after) == ("hello\n", "ready")

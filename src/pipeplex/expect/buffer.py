@@ -2,8 +2,11 @@
 
 pexpect's model: each expectation searches from the cursor; on a match the cursor moves past
 it, and ``before`` (what came between), ``after`` (the matched text) and ``match`` are kept.
-Patterns are regular expressions in which ``^`` and ``$`` match at line boundaries; a line is
-what the member wrote up to ``\\n``, without a ``\\r`` before it.
+Patterns given as text are compiled with ``re.MULTILINE``, so ``^`` and ``$`` match at line
+boundaries; a line is what the member wrote up to ``\\n``, without a ``\\r`` before it. As in
+pexpect, ``$`` also matches at the end of the text received so far, in the middle of a line
+still being written: a pattern ends in ``\\n`` to wait for the whole line. A precompiled
+pattern is used as given (no ``re.MULTILINE`` added).
 
 Searching again from the cursor every time a few bytes arrive would cost O(n²) on a big
 output. Instead each search starts ``LOOKBEHIND`` characters before where the previous one
@@ -250,7 +253,8 @@ class OutputBuffer:
         """Search from the cursor; on a match, advance the cursor past it.
 
         The earliest match in the output wins; between matches at the same place, the
-        pattern listed first (as in pexpect).
+        pattern listed first (as in pexpect). With no patterns (an expectation of EOF or
+        TIMEOUT only) nothing is found.
         """
         if not self._fresh and len(self._text) <= self._scan_from:
             # Nothing new past the cursor (a round trip's first look, before the answer):
@@ -262,10 +266,11 @@ class OutputBuffer:
             return None
         self._absorb()
         text, scan_from = self._text, self._scan_from
-        index, match = 0, None
         if len(patterns) == 1:
+            index = 0
             match = search_regex(patterns[0], text, scan_from)
         else:
+            index, match = 0, None
             for i, regex in enumerate(patterns):
                 found = search_regex(regex, text, scan_from)
                 if found and (match is None or found.start() < match.start()):
@@ -281,9 +286,10 @@ class OutputBuffer:
             before = "".join(self._aside) + before
             self._aside.clear()
             self._aside_size = 0
-        if match.end() > 0:
+        end = match.end()
+        if end > 0:
             # The last matched character stays as context for the next search.
-            self._text = self._text[match.end() - 1 :]
+            self._text = self._text[end - 1 :]
             self._ctx = self._scan_from = 1
         return Found(index, match, before)
 

@@ -4,6 +4,13 @@ The :class:`Matcher` is a sink. It keeps an :class:`OutputBuffer` per member (bo
 interleaved as they arrived) and one per member and stream, each with its own cursor, and
 wakes whoever waits when output or an exit arrives. A member that exits while an expectation
 waits on it fails that expectation at once, unless ``EOF`` is one of the patterns.
+
+A matcher made with ``threads=True`` also serves callers blocked in other threads
+(:meth:`Matcher.expect_blocking`, the synchronous API). They search buffers that lock
+(:class:`SharedOutputBuffer`), and from their own threads they add and discard the events
+they sleep on, and may add a member's stream buffer, while the loop's thread goes through
+them. So the loop never iterates what those threads change, only a copy (the events to set,
+a member's buffers on its exit), and a caller reads an exit's return code once.
 """
 
 from __future__ import annotations
@@ -31,6 +38,18 @@ from .buffer import (
 from .deadlines import Deadlines
 
 __all__ = ("Expectation", "Matcher")
+
+_INF = float("inf")
+_END = re.compile(r"\Z")
+_MAX_WAIT = threading.TIMEOUT_MAX
+"""The longest a thread may sleep on a lock at once: a longer wait is an OverflowError."""
+
+
+def _check_timeout(timeout: float) -> None:
+    """Refuse a timeout that is not a number of seconds from 0 to inf (nan, negative)."""
+    if not timeout >= 0:  # (nan too: every comparison with it is false)
+        raise ValueError(f"an expectation's timeout must be 0 or more seconds (inf: no "
+                         f"deadline), not {timeout!r}")
 
 
 def _searchable(patterns: Sequence[Pattern]) -> tuple[list[int], list[re.Pattern[str]]]:
@@ -65,7 +84,8 @@ class _Member:
         self.waiters: set[asyncio.Future[None]] = set()
         """The expectations waiting on this member: only they wake for its output."""
         self.thread_waiters: set[threading.Event] = set()
-        """The same for callers blocked in other threads (the synchronous API)."""
+        """The same for callers blocked in other threads (the synchronous API). They add
+        and discard theirs from their own threads: the loop iterates a copy."""
 
 
 class Matcher:
@@ -121,7 +141,9 @@ class Matcher:
             self._output(event)
             return
         if isinstance(event, Exited):
-            for buffer in self._member(event.name).buffers.values():
+            # A copy: a caller's thread may add a stream's buffer meanwhile (an empty one:
+            # output on a stream makes its buffer here first, so it holds nothing to let go).
+            for buffer in tuple(self._member(event.name).buffers.values()):
                 buffer.release("stdout", final=True)
                 buffer.release("stderr", final=True)
             self._exits[event.name] = event.returncode
@@ -136,8 +158,12 @@ class Matcher:
         for waiter in member.waiters:
             if not waiter.done():  # (an answered or cancelled wait is left alone)
                 waiter.set_result(None)
-        for thread_waiter in member.thread_waiters:
-            thread_waiter.set()
+        if member.thread_waiters:
+            # A copy, made in one step: callers' threads add and discard theirs meanwhile.
+            # A caller that has just left may be set once more: it clears its event
+            # before every search.
+            for thread_waiter in tuple(member.thread_waiters):
+                thread_waiter.set()
 
     def expect(
         self,
@@ -152,9 +178,10 @@ class Matcher:
 
         ``watch_exits`` limits which members' exits end the wait (default: all of
         ``names``), so a member that ended before an any-member expectation began does not
-        fail it.
+        fail it. ``timeout`` is in seconds; ``inf`` sets no deadline.
 
         Raises:
+            ValueError: ``timeout`` is negative or nan.
             ExpectTimeout: nothing matched within ``timeout`` (and TIMEOUT is not a pattern).
             UnexpectedExit: a member exited while waited on (and EOF is not a pattern).
         """
@@ -172,7 +199,13 @@ class Matcher:
 
         The same steps as :meth:`expect_each` (whose sleep it repeats inline rather than
         through a helper), without the loops over members: 12 % of a round trip's Python
-        (``bench/api_path.py``: 109k -> 96k instructions)."""
+        (``bench/api_path.py``: 109k -> 96k instructions). An infinite timeout (no deadline)
+        takes :meth:`expect_each`'s path, so this one looks at the timeout once: one test
+        that also catches a nan or negative timeout, which are refused."""
+        if not 0 <= timeout < _INF:
+            _check_timeout(timeout)  # (inf is let through)
+            return await self.expect_each({name: patterns}, timeout=timeout, stream=stream,
+                                          watch_exits=None if exit_ends else ())
         if len(patterns) == 1 and type(patterns[0]) is str:  # nearly every expectation
             positions: Sequence[int] = (0,)
             regexes = [compile_pattern(patterns[0])]
@@ -182,7 +215,7 @@ class Matcher:
         buffer = member.buffers.get(stream)
         if buffer is None:  # (not "or": an empty buffer is falsy)
             buffer = self.buffer(name, stream)
-        found = buffer.search(regexes) if regexes else None
+        found = buffer.search(regexes)
         if found is None:
             loop = self._loop
             if loop is None or loop.is_closed():
@@ -192,7 +225,8 @@ class Matcher:
             waiting = member.waiters
             while True:
                 if exit_ends and name in self._exits:
-                    return self._exited(name, patterns, loop.time() - started, stream)
+                    return self._exited(name, patterns, loop.time() - started, stream,
+                                        self._exits[name])
                 if now >= deadline:
                     return self._timed_out({name: patterns}, timeout, stream)
                 wakeup: asyncio.Future[None] = loop.create_future()
@@ -204,7 +238,7 @@ class Matcher:
                     if timer is not None:
                         timer.cancel()
                     waiting.discard(wakeup)
-                found = buffer.search(regexes) if regexes else None
+                found = buffer.search(regexes)
                 if found is not None:
                     break
                 now = loop.time()
@@ -218,29 +252,42 @@ class Matcher:
         stream: str | None = None,
         watch_exits: Sequence[str] | None = None,
     ) -> Expectation:
-        """Like :meth:`expect`, with patterns of its own for each member."""
+        """Like :meth:`expect`, with patterns of its own for each member.
+
+        Output comes first: every member's buffer is searched before any exit counts, so a
+        member that has ended does not hide a match that another one has already written.
+        When several members have a match at once, the one listed first wins (the buffers do
+        not keep when their output arrived); of several ended members, the one listed first.
+        """
+        if not timeout >= 0:
+            _check_timeout(timeout)
         searches = []
+        exits = []
         waiters = []
         for name, patterns in patterns_by_name.items():
             positions, regexes = _searchable(patterns)
-            searches.append((name, self.buffer(name, stream), patterns, positions, regexes,
-                             watch_exits is None or name in watch_exits))
+            searches.append((name, self.buffer(name, stream), patterns, positions, regexes))
+            if watch_exits is None or name in watch_exits:
+                exits.append((name, patterns))
             waiters.append(self._member(name).waiters)
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
+        bounded = deadline < _INF  # inf: no deadline, and nothing in the deadline queue
         now = started
         while True:
-            for name, buffer, patterns, positions, regexes, exit_ends in searches:
-                found = buffer.search(regexes) if regexes else None
+            for name, buffer, patterns, positions, regexes in searches:
+                found = buffer.search(regexes)
                 if found is not None:
                     return self._result(name, patterns, positions, found)
-                if exit_ends and name in self._exits:
-                    return self._exited(name, patterns, loop.time() - started, stream)
+            for name, patterns in exits:
+                if name in self._exits:
+                    return self._exited(name, patterns, loop.time() - started, stream,
+                                        self._exits[name])
             if now >= deadline:
                 return self._timed_out(patterns_by_name, timeout, stream)
             wakeup: asyncio.Future[None] = loop.create_future()
-            timer = self._deadlines.add(deadline, wakeup)
+            timer = self._deadlines.add(deadline, wakeup) if bounded else None
             for waiting in waiters:
                 waiting.add(wakeup)
             try:
@@ -289,7 +336,11 @@ class Matcher:
         The caller searches the member's buffer itself and sleeps on a threading.Event that
         the loop sets when the member writes: one hand-over between threads per wake-up
         instead of a task round trip. ``publish`` delivers the Matched event on the loop.
+        ``timeout`` as for :meth:`expect`: inf sets no deadline, nan or a negative one is a
+        ValueError.
         """
+        if not timeout >= 0:
+            _check_timeout(timeout)
         positions, regexes = _searchable(patterns)
         started = time.monotonic()
         deadline = started + timeout
@@ -300,27 +351,30 @@ class Matcher:
             while True:
                 wakeup.clear()
                 # Seen before searching: the loop publishes a member's last output before
-                # its exit, so an exit seen here has its output in the buffer already.
-                exited = name in self._exits
+                # its exit, so an exit seen here has its output in the buffer already. Read
+                # once: a restart (Started) may take it away before it is reported.
+                returncode = self._exits.get(name)
                 buffer = self.buffer(name, stream)
-                found = buffer.search(regexes) if regexes else None
+                found = buffer.search(regexes)
                 if found is not None:
                     return self._result(name, patterns, positions, found, publish)
-                if exited:
-                    return self._exited(name, patterns, time.monotonic() - started, stream)
+                if returncode is not None:
+                    return self._exited(name, patterns, time.monotonic() - started, stream,
+                                        returncode)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return self._timed_out({name: patterns}, timeout, stream)
-                wakeup.wait(remaining)
+                # inf (no deadline), or longer than a lock can wait (292 years): no limit.
+                wakeup.wait(remaining if remaining < _MAX_WAIT else None)
         finally:
             waiters.discard(wakeup)
 
-    def _exited(
-        self, name: str, patterns: Sequence[Pattern], waited: float, stream: str | None
-    ) -> Expectation:
+    def _exited(self, name: str, patterns: Sequence[Pattern], waited: float,
+                stream: str | None, returncode: int) -> Expectation:
         if EOF in patterns:
-            buffer = self.buffer(name, stream)
-            rest = buffer.text
-            buffer.search([re.compile(r"\Z")])  # consume everything: the cursor is at the end
+            # All that is left, consumed in one search (one hold of a shared buffer's lock,
+            # so nothing fed meanwhile is skipped): ``before`` is all of it.
+            found = self.buffer(name, stream).search([_END])
+            rest = found.before if found is not None else ""
             return Expectation(name, patterns.index(EOF), None, rest, "")
-        raise UnexpectedExit(name, self._exits[name], patterns, waited, self._recent(name))
+        raise UnexpectedExit(name, returncode, patterns, waited, self._recent(name))
