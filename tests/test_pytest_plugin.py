@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+
+from pipeplex.pytest_plugin import _printable, _transcript_file_name
 
 pytest_plugins = ["pytester"]
 
@@ -64,3 +68,252 @@ def test_timeout_option_and_kept_transcripts(pytester: pytest.Pytester) -> None:
     kept = list((pytester.path / "kept").iterdir())
     assert len(kept) == 1
     assert "cat | x" in kept[0].read_text()
+
+
+LEFTOVER = "error::pipeplex.pytest_plugin.PipeplexWarning"
+
+
+def test_kept_transcripts_get_short_distinct_file_names(pytester: pytest.Pytester) -> None:
+    """A 300-character id is cut (no OSError), and ids that differ only in their odd
+    characters keep one file each."""
+    pytester.makepyfile("""
+        import pytest
+        @pytest.mark.parametrize("x", [pytest.param("long", id="y" * 300)])
+        def test_long_id(plex, x):
+            plex.spawn("c", ["echo", "marker-" + x]).expect("marker")
+            assert False
+        @pytest.mark.parametrize("x", ["a/b", "a_b", "a b"])
+        def test_collide(plex, x):
+            plex.spawn("c", ["echo", "marker-" + x]).expect("marker")
+            assert False
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                           "--pipeplex-keep-transcripts=kept")
+    result.assert_outcomes(failed=4)
+    assert "INTERNALERROR" not in result.stdout.str()
+    kept = sorted((pytester.path / "kept").iterdir())
+    assert len(kept) == 4
+    for path in kept:
+        assert len(path.name.encode()) <= 150
+        assert path.name.startswith("test_")
+    contents = sorted(path.read_text().split("marker-")[1].split("\n")[0] for path in kept)
+    assert contents == ["a b", "a/b", "a_b", "long"]
+    assert any(path.name.startswith("test_kept_transcripts_get_short_distinct_file_names.py"
+                                    "_test_long_id_yyyy") for path in kept)
+
+
+@pytest.mark.parametrize("warnings_as", ["default", LEFTOVER])
+def test_a_transcript_that_cannot_be_kept_is_a_warning(pytester: pytest.Pytester,
+                                                       warnings_as: str) -> None:
+    """A folder that cannot be written is reported, and the session goes on, even when
+    warnings are errors."""
+    pytester.makepyfile("""
+        def test_one(plex):
+            plex.spawn("c", ["echo", "one"]).expect("one")
+            assert False
+        def test_two(plex):
+            plex.spawn("c", ["echo", "two"]).expect("two")
+            assert False
+    """)
+    (pytester.path / "taken").write_text("a file, not a folder\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", warnings_as,
+                                           "--pipeplex-keep-transcripts=taken")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "INTERNALERROR" not in out
+    assert f"could not keep transcripts in {pytester.path / 'taken'}: " in out
+    assert "c | two" in out
+
+
+def test_a_relative_keep_folder_is_taken_from_where_pytest_started(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test that changes the working folder does not move the kept transcripts."""
+    pytester.makepyfile("""
+        def test_moves(plex, monkeypatch, tmp_path):
+            monkeypatch.chdir(tmp_path)
+            plex.spawn("c", ["echo", "moved"]).expect("moved")
+            assert False
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                           "--pipeplex-keep-transcripts", "kept")
+    result.assert_outcomes(failed=1)
+    kept = list((pytester.path / "kept").iterdir())
+    assert len(kept) == 1
+    assert "c | moved" in kept[0].read_text()
+
+
+def test_members_ending_by_themselves_are_not_reported(pytester: pytest.Pytester) -> None:
+    """A member that is ending as the test returns (it printed its last line, or its stdin
+    was just closed) is given the moment it needs: no warning, so no error with -W error."""
+    pytester.makepyfile("""
+        import pytest
+        @pytest.mark.parametrize("i", range(10))
+        def test_echo(plex, i):
+            plex.spawn("e", ["echo", "hi"]).expect("hi")
+        @pytest.mark.parametrize("i", range(5))
+        def test_closed(plex, i):
+            cat = plex.spawn("cat", "cat")
+            cat.sendline("bye")
+            cat.expect("^bye$")
+            cat.close_stdin()
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", LEFTOVER)
+    result.assert_outcomes(passed=15)
+    assert "left members running" not in result.stdout.str()
+
+
+def test_only_members_still_running_are_reported(pytester: pytest.Pytester) -> None:
+    """Of a member that ended and one that runs on, the warning names the one that runs on;
+    with -W error it is an error at teardown."""
+    pytester.makepyfile("""
+        def test_leaves(plex):
+            plex.spawn("done", ["echo", "done"]).expect("done")
+            plex.spawn("sleeper", "sleep 60")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", LEFTOVER)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*left members running: sleeper (stopped at teardown)*"])
+
+
+def test_skipped_and_xfailed_tests_are_not_reported(pytester: pytest.Pytester) -> None:
+    """A test that skips itself, or fails as expected, is not told about its members."""
+    pytester.makepyfile("""
+        import pytest
+        def test_skips(plex):
+            plex.spawn("sleeper", "sleep 60")
+            pytest.skip("not today")
+        @pytest.mark.xfail(reason="known", strict=True)
+        def test_xfails(plex):
+            plex.spawn("sleeper", "sleep 60")
+            assert False
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", LEFTOVER)
+    result.assert_outcomes(skipped=1, xfailed=1)
+    out = result.stdout.str()
+    assert "left members running" not in out
+    assert "pipeplex transcript" not in out
+
+
+def test_a_teardown_failure_gets_the_transcript(pytester: pytest.Pytester) -> None:
+    """A fixture built on plex whose teardown fails: the error shows the transcript (also in
+    JUnit XML), and the test is not also reported for the member it left running."""
+    pytester.makepyfile("""
+        import pytest
+        @pytest.fixture
+        def server(plex):
+            server = plex.spawn("server", ["sh", "-c", "echo teardown-marker; exec sleep 60"])
+            yield server
+            server.expect("never at teardown", timeout=0.2)
+        def test_uses_server(server):
+            server.expect("teardown-marker")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "default",
+                                           "--junitxml=r.xml",
+                                           "--pipeplex-keep-transcripts=kept")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_uses_server*",
+                                 "*pipeplex transcript*", "server | teardown-marker"])
+    assert "left members running" not in result.stdout.str()
+    assert "server | teardown-marker" in (pytester.path / "r.xml").read_text()
+    [kept] = (pytester.path / "kept").iterdir()
+    assert "server | teardown-marker" in kept.read_text()
+
+
+def test_the_transcript_section_shows_control_characters_as_text(
+    pytester: pytest.Pytester,
+) -> None:
+    """NUL, ESC, DEL and the like reach neither the terminal nor the XML raw; the kept file
+    has the transcript as it is."""
+    pytester.makepyfile(r"""
+        def test_colours(plex):
+            c = plex.spawn("c", ["printf", "ctl:\\000\\033[31mred\\033[0m\\001\\177 end\\n"])
+            c.expect("end")
+            assert False
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--color=no",
+                                           "--junitxml=r.xml", "--pipeplex-keep-transcripts=kept")
+    result.assert_outcomes(failed=1)
+    shown = r"c | ctl:\x00\x1b[31mred\x1b[0m\x01\x7f end"
+    out = result.stdout.str()
+    assert shown in out
+    assert not any(char in out for char in "\x00\x01\x1b\x7f")
+    assert shown in (pytester.path / "r.xml").read_text()
+    [kept] = (pytester.path / "kept").iterdir()
+    assert "c | ctl:\x00\x1b[31mred\x1b[0m\x01\x7f end" in kept.read_text()
+
+
+@pytest.mark.parametrize(("args", "ini", "shown"), [
+    pytest.param(["--pipeplex-timeout=soon"], "",
+                 "--pipeplex-timeout must be a positive number of seconds below 1e9, not 'soon'",
+                 id="cli-timeout-word"),
+    pytest.param(["--pipeplex-timeout=0"], "", "--pipeplex-timeout must be * not '0'",
+                 id="cli-timeout-zero"),
+    pytest.param(["--pipeplex-grace=-1"], "", "--pipeplex-grace must be * not '-1'",
+                 id="cli-grace-negative"),
+    pytest.param(["--pipeplex-grace=nan"], "", "--pipeplex-grace must be * not 'nan'",
+                 id="cli-grace-nan"),
+    pytest.param(["--pipeplex-timeout=inf"], "pipeplex_timeout = 5",
+                 "--pipeplex-timeout must be * not 'inf'", id="cli-timeout-inf-over-ini"),
+    pytest.param([], "pipeplex_timeout = soon",
+                 "the ini option pipeplex_timeout must be * not 'soon'", id="ini-timeout-word"),
+    pytest.param([], "pipeplex_grace = 0", "the ini option pipeplex_grace must be * not '0'",
+                 id="ini-grace-zero"),
+    pytest.param([], "pipeplex_grace = inf", "the ini option pipeplex_grace must be * not 'inf'",
+                 id="ini-grace-inf"),
+])
+def test_a_bad_timeout_or_grace_is_one_usage_error(
+    pytester: pytest.Pytester, args: list[str], ini: str, shown: str,
+) -> None:
+    """A value that is not a positive number of seconds stops pytest at once, saying so."""
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile("""
+        def test_one(plex):
+            pass
+        def test_two(plex):
+            pass
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {shown}"])
+    assert result.stderr.str().count("ERROR:") == 1
+    result.stdout.no_fnmatch_line("*passed*")
+
+
+@pytest.mark.parametrize(("args", "ini"), [
+    pytest.param(["--pipeplex-grace", "0.2"], "[pytest]\npipeplex_grace = 60\n", id="cli"),
+    pytest.param([], "[pytest]\npipeplex_grace = 0.2\n", id="ini"),
+])
+def test_the_grace_option_sets_the_fixtures_grace(
+    pytester: pytest.Pytester, args: list[str], ini: str,
+) -> None:
+    """--pipeplex-grace (over pipeplex_grace) is how long a member that ignores SIGTERM gets
+    before SIGKILL."""
+    pytester.makeini(ini)
+    pytester.makepyfile("""
+        import pipeplex
+        NOTES = []
+        def test_stubborn(plex):
+            plex.bus.subscribe(lambda note: NOTES.append(note.text), [pipeplex.Note])
+            s = plex.spawn("stubborn", ["sh", "-c", "trap '' TERM; echo up; exec sleep 60"])
+            s.expect("up")
+        def test_it_got_the_grace():
+            assert any("ignored SIGTERM for 0.2 s" in text for text in NOTES), NOTES
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "default", *args)
+    result.assert_outcomes(passed=2, warnings=1)
+
+
+def test_file_names_and_report_text_helpers() -> None:
+    """Names: bounded, safe, distinct; report text: no control character but \\n and \\t."""
+    ids = ["t.py::test[" + "y" * 300 + "]", "t.py::test[a/b]", "t.py::test[a_b]",
+           "t.py::test[a b]", "../../t.py::test", "t.py::test[\u00fc\udcff]"]
+    names = [_transcript_file_name(nodeid) for nodeid in ids]
+    assert len(set(names)) == len(ids)
+    for name in names:
+        assert len(name.encode()) <= 120
+        assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.txt", name), name
+    assert names[1].startswith("t.py_test_a_b_-")
+    assert _printable("a\tb\nc") == "a\tb\nc"
+    assert _printable("\x00\x1b[1m\r\x7f\x9b\u00e9") == "\\x00\\x1b[1m\\x0d\\x7f\\x9b\u00e9"

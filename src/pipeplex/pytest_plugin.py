@@ -7,84 +7,254 @@ Registered through the ``pytest11`` entry point, so installing pipeplex is enoug
         cat.sendline("hello")
         cat.expect("^hello$")
 
-At teardown every member is stopped (stdin closed, SIGTERM, grace, SIGKILL). A passing test
-that leaves members running is reported (a warning naming them). When a test fails, the
-merged transcript is attached to its failure as a section ("pipeplex transcript"), which
-pytest shows under the traceback and which JUnit XML carries in the failure text.
+At teardown every member is stopped (stdin closed, SIGTERM, grace, SIGKILL). A test that
+passed and leaves members running is reported (a warning naming them); members still running
+when the test returns first get half a second in all to end by themselves, so one that is
+already ending (``echo``, or one whose stdin the test closed) is not reported. When a test
+fails (in setup, call or teardown), the merged transcript is attached to its failure as a
+section ("pipeplex transcript", control characters shown as ``\\xNN``), which pytest shows
+under the traceback and which JUnit XML carries in the failure text.
+
+Options (checked once, at startup: a bad value is a usage error):
+
+- ``--pipeplex-timeout SECONDS`` / ini ``pipeplex_timeout``: default ``expect`` and ``wait``
+  timeout (30);
+- ``--pipeplex-grace SECONDS`` / ini ``pipeplex_grace``: seconds between SIGTERM and SIGKILL
+  when the fixture stops members (5);
+- ``--pipeplex-keep-transcripts DIR``: also write the transcript of each failed test into
+  ``DIR`` (relative to the folder pytest was started in), one file per test.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import os
 import re
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import pytest
 
-from ._plex import Plex
+from ._plex import DEFAULT_TIMEOUT, Plex
+from .cast.spec import DEFAULT_GRACE
+from .errors import PipeplexError
 
 __all__ = ("PipeplexWarning", "plex")
 
+_LEFTOVER_SETTLE = 0.5
+"""Seconds, in all, that members still running when a test returns get to end by themselves
+before the test is reported for leaving them running."""
+
+_T = TypeVar("_T")
+
+_MAX_SECONDS = 1e9
+_NAME_CHARS = 100  # readable part of a kept transcript's file name
+_SECTION = "pipeplex transcript"
+
+_SETTINGS_KEY = pytest.StashKey["_Settings"]()
 _PLEX_KEY = pytest.StashKey[Plex]()
-_FAILED_KEY = pytest.StashKey[bool]()
+_QUIET_KEY = pytest.StashKey[bool]()
+_LEFT_KEY = pytest.StashKey[list[str]]()
+
+# Control characters other than \n and \t: C0, DEL and C1 (U+009B is a CSI on some terminals).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class PipeplexWarning(UserWarning):
-    """A test left members of its cast running."""
+    """A test left members of its cast running, or a transcript could not be kept."""
+
+
+@dataclass(frozen=True)
+class _Settings:
+    timeout: float
+    grace: float
+    keep: Path | None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pipeplex")
-    group.addoption("--pipeplex-timeout", type=float, default=None,
-                    help="default seconds for expect() and wait() of the plex fixture (30)")
+    group.addoption("--pipeplex-timeout", metavar="SECONDS", default=None,
+                    help="default seconds for expect() and wait() of the plex fixture "
+                         "(default: ini pipeplex_timeout, else 30)")
+    group.addoption("--pipeplex-grace", metavar="SECONDS", default=None,
+                    help="seconds between SIGTERM and SIGKILL when the plex fixture stops "
+                         "members (default: ini pipeplex_grace, else 5)")
     group.addoption("--pipeplex-keep-transcripts", metavar="DIR", default=None,
                     help="write the transcript of each failed test that used plex into DIR")
-    parser.addini("pipeplex_timeout", "default seconds for expect() and wait()", default="30")
+    parser.addini("pipeplex_timeout", "default seconds for expect() and wait() of the plex "
+                  "fixture", default="")
+    parser.addini("pipeplex_grace", "seconds between SIGTERM and SIGKILL when the plex "
+                  "fixture stops members", default="")
 
 
-def _timeout(config: pytest.Config) -> float:
-    option = config.getoption("--pipeplex-timeout")
-    return float(option if option is not None else config.getini("pipeplex_timeout"))
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "help", False):
+        return  # --help works whatever the options say
+    config.stash[_SETTINGS_KEY] = _read_settings(config)
+
+
+def _read_settings(config: pytest.Config) -> _Settings:
+    keep = config.getoption("--pipeplex-keep-transcripts")
+    return _Settings(
+        timeout=_seconds(config, "--pipeplex-timeout", "pipeplex_timeout", DEFAULT_TIMEOUT),
+        grace=_seconds(config, "--pipeplex-grace", "pipeplex_grace", DEFAULT_GRACE),
+        # Resolved now: a test that changes the working folder does not move the files.
+        keep=(Path(config.invocation_params.dir, os.path.expanduser(keep)) if keep else None),
+    )
+
+
+def _seconds(config: pytest.Config, option: str, ini: str, default: float) -> float:
+    raw = config.getoption(option)
+    where = option
+    if raw is None:
+        raw = config.getini(ini)
+        where = f"the ini option {ini}"
+        if not str(raw).strip():
+            return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0 < value < _MAX_SECONDS:  # (also refuses nan and inf)
+        raise pytest.UsageError(
+            f"{where} must be a positive number of seconds below 1e9, not {raw!r}")
+    return value
+
+
+def _settings(config: pytest.Config) -> _Settings:
+    settings = config.stash.get(_SETTINGS_KEY, None)
+    if settings is None:
+        settings = config.stash[_SETTINGS_KEY] = _read_settings(config)
+    return settings
 
 
 @pytest.fixture
 def plex(request: pytest.FixtureRequest) -> Iterator[Plex]:
     """A :class:`pipeplex.Plex` whose members are all stopped when the test ends."""
-    with Plex(timeout=_timeout(request.config)) as cast:
-        request.node.stash[_PLEX_KEY] = cast
+    settings = _settings(request.config)
+    item = request.node
+    with Plex(timeout=settings.timeout, grace=settings.grace) as cast:
+        item.stash[_PLEX_KEY] = cast
         yield cast
-        still = [m.name for m in cast.members.values() if m.running]
-        if still and not request.node.stash.get(_FAILED_KEY, False):
-            warnings.warn(
-                PipeplexWarning(f"{request.node.nodeid} left members running: "
-                                f"{', '.join(still)} (stopped at teardown)"),
-                stacklevel=1,
-            )
+        if not item.stash.get(_QUIET_KEY, False):
+            left = _still_running(cast)
+            if left:
+                # Reported once the whole teardown passed (see pytest_runtest_teardown): a
+                # teardown that failed already says what went wrong.
+                item.stash[_LEFT_KEY] = left
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
-    outcome: Any = yield
-    report: pytest.TestReport = outcome.get_result()
+def _still_running(cast: Plex) -> list[str]:
+    """The members still running after ``_LEFTOVER_SETTLE`` seconds (in all) to end."""
+    running = [m for m in cast.members.values() if m.running]
+    if not running:
+        return []
+    deadline = time.monotonic() + _LEFTOVER_SETTLE
+    for member in running:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            member.wait(timeout=remaining)
+        except (TimeoutError, PipeplexError):
+            pass
+    return [m.name for m in running if m.running]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    yield  # raises when a finalizer failed: that test is not reported for its members
+    left = item.stash.get(_LEFT_KEY, None)
+    if left:
+        del item.stash[_LEFT_KEY]
+        warnings.warn(
+            PipeplexWarning(f"{item.nodeid} left members running: {', '.join(left)} "
+                            "(stopped at teardown)"),
+            stacklevel=1,
+        )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None],
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # Outermost (tryfirst), so it sees the final report: an xfail is already "skipped".
+    report = yield
+    if report.when in ("setup", "call") and not report.passed:
+        item.stash[_QUIET_KEY] = True  # failed or skipped: no leftover warning
     cast = item.stash.get(_PLEX_KEY, None)
-    if cast is None or not report.failed or report.when not in ("call", "setup"):
-        return
-    item.stash[_FAILED_KEY] = True
-    text = cast.transcript()
+    if report.when == "teardown":
+        # The test is over: let its plex go (a session keeps every item).
+        _forget(item.stash, _PLEX_KEY)
+        _forget(item.stash, _QUIET_KEY)
+        _forget(item.stash, _LEFT_KEY)
+    if cast is not None and report.failed:
+        _attach(item, report, cast.transcript())
+    return report
+
+
+def _forget(stash: pytest.Stash, key: pytest.StashKey[_T]) -> None:
+    if key in stash:
+        del stash[key]
+
+
+def _attach(item: pytest.Item, report: pytest.TestReport, text: str) -> None:
     if not text:
         return
+    section = _printable(text)
     # A section of the failure itself: shown under the traceback, and part of the failure
     # text in JUnit XML (report.sections reach JUnit only with junit_logging set).
     addsection = getattr(report.longrepr, "addsection", None)
     if callable(addsection):
-        addsection("pipeplex transcript", text)
+        addsection(_SECTION, section)
     else:
-        report.sections.append(("pipeplex transcript", text))
-    folder = item.config.getoption("--pipeplex-keep-transcripts")
-    if folder:
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid)
-        (path / f"{safe}.txt").write_text(text, encoding="utf-8")
+        report.sections.append((_SECTION, section))
+    folder = _settings(item.config).keep
+    if folder is None:
+        return
+    reason = _keep(folder, item.nodeid, text)
+    if reason is None:
+        return
+    message = f"could not keep transcripts in {folder}: {reason}"
+    try:
+        warnings.warn(PipeplexWarning(message), stacklevel=1)
+    except Warning:
+        # -W error turned it into an exception, which would abort the session from here.
+        report.sections.append(("pipeplex", message))
+
+
+def _keep(folder: Path, nodeid: str, text: str) -> str | None:
+    """Write the transcript of ``nodeid`` into ``folder``; the reason it failed, or None."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / _transcript_file_name(nodeid)
+        path.write_text(text, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _transcript_file_name(nodeid: str) -> str:
+    """The file name a test's kept transcript gets: readable, short and unique.
+
+    Every run of characters other than ``A-Z a-z 0-9 _ . -`` becomes ``_``, the result is
+    cut to 100 characters, and a hash of the full test id makes it unique::
+
+        tests/test_chat.py::test_hello[a b]  ->  tests_test_chat.py_test_hello_a_b_-bef50ef1f064.txt
+    """
+    readable = _UNSAFE_NAME.sub("_", nodeid).lstrip(".-")[:_NAME_CHARS] or "test"
+    digest = hashlib.sha256(nodeid.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{readable}-{digest}.txt"
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters other than newline and tab shown as ``\\xNN``."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
