@@ -35,6 +35,7 @@ if _typing.TYPE_CHECKING:
     from .errors import UnknownMember as UnknownMember
     from .expect import EOF as EOF
     from .expect import TIMEOUT as TIMEOUT
+    from .expect.buffer import Sentinel as Sentinel
     from .scenario import StepFailed as StepFailed
 
 __version__ = "0.1.0"
@@ -63,6 +64,7 @@ __all__ = (
     "Ready",
     "RunDirError",
     "RunOptions",
+    "Sentinel",
     "SpawnError",
     "Started",
     "StepFailed",
@@ -104,6 +106,7 @@ _SOURCES = {
     "UnknownMember": ".errors",
     "EOF": ".expect",
     "TIMEOUT": ".expect",
+    "Sentinel": ".expect.buffer",
     "StepFailed": ".scenario",
 }
 

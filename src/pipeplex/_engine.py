@@ -431,6 +431,9 @@ class Engine:
         ready = self._ready[name]
         if not ready.done():
             ready.set_exception(error)
+            # Whoever awaits it still gets the error; nobody may (a load that raised for
+            # the member this one waited for): then asyncio must not log it as lost.
+            ready.exception()
 
     async def _run_member(self, member: Process) -> None:
         spec = member.spec

@@ -9,6 +9,7 @@ if the interpreter dies.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import signal
@@ -16,15 +17,15 @@ import threading
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Event, Output, Stream
-from ._signals import parse_signal
+from ._signals import describe_returncode, parse_signal
 from .cast.load import check_commands, check_fields, check_name
 from .cast.spec import CastSpec, ProcSpec, split_command
-from .errors import CastError, PipeplexError, UnknownMember
+from .errors import CastError, PipeplexError, UnexpectedExit, UnknownMember
 from .expect import EOF, TIMEOUT, Matcher
 from .expect.buffer import Pattern, Sentinel
 from .inputs.folder import FolderInputs
@@ -42,22 +43,89 @@ Patterns = Sequence[Pattern]
 """A list (or tuple) of patterns, of which :data:`EOF` and :data:`TIMEOUT` may be two."""
 _SIGNALS = frozenset(s.value for s in signal.Signals)
 DEFAULT_TIMEOUT = 30.0
+_CANCEL_WAIT = 5.0
+"""Seconds an interrupted synchronous call waits for the loop to cancel its work."""
 TRANSCRIPT_KEEP = 1024 * 1024
 
 
 def _signal_number(sig: int | str) -> int:
     """A signal's number from its name or number; ValueError for one this system lacks."""
-    number = parse_signal(sig) if isinstance(sig, str) else sig
-    if number not in _SIGNALS:
-        raise ValueError(f"no signal number {number}")
-    return number
+    if isinstance(sig, str):
+        return parse_signal(sig)
+    if type(sig) is not int:  # (not True, which would be SIGHUP, nor 2.0)
+        raise ValueError(f"a signal is a name such as 'INT' or a number, not {sig!r}")
+    if sig not in _SIGNALS:
+        raise ValueError(f"no signal number {sig}")
+    return sig
+
+
+def _pattern(pattern: object) -> Pattern:
+    """``pattern`` if expect() can search for it; a ValueError that says why otherwise."""
+    if isinstance(pattern, str) or pattern is EOF or pattern is TIMEOUT:
+        return pattern
+    if isinstance(pattern, re.Pattern):
+        if isinstance(pattern.pattern, str):
+            return pattern
+        raise ValueError(f"{pattern!r} is a bytes pattern; output is searched as text: "
+                         "compile a str pattern instead")
+    if isinstance(pattern, bytes | bytearray):
+        raise ValueError(f"{pattern!r} is bytes; output is searched as text: use a str "
+                         "pattern")
+    raise ValueError(f"a pattern is a str, a compiled str regex, EOF or TIMEOUT, not "
+                     f"{pattern!r}")
 
 
 def _patterns(pattern: Any) -> tuple[bool, list[Pattern]]:
     """(whether ``pattern`` is a single one, the list of patterns) for expect()."""
     if isinstance(pattern, str | re.Pattern) or pattern is EOF or pattern is TIMEOUT:
-        return True, [pattern]
-    return False, list(pattern)
+        return True, [_pattern(pattern)]
+    if not isinstance(pattern, list | tuple):
+        return True, [_pattern(pattern)]  # (says what is wrong with it)
+    if not pattern:
+        raise ValueError("expect() needs at least one pattern, not an empty list")
+    return False, [_pattern(p) for p in pattern]
+
+
+def _exact(text: Any) -> tuple[bool, list[Pattern]]:
+    """:func:`_patterns` for expect_exact(): strings match literally."""
+    single, patterns = _patterns(text)
+    return single, [re.compile(re.escape(p)) if isinstance(p, str) else p for p in patterns]
+
+
+def _seconds(value: object, what: str, *, none_ok: bool = True) -> float | None:
+    """A default timeout or a grace given to the API: a positive number of seconds."""
+    if value is None and none_ok:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
+            or value <= 0):
+        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _timeout(value: float) -> float:
+    """The timeout of one call: seconds, 0 (look once, as in pexpect) or inf (no limit)."""
+    if (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
+            or value < 0):
+        raise ValueError(f"timeout must be a number of seconds (0 or more), not {value!r}")
+    return float(value)
+
+
+def _control(char: str) -> bytes:
+    """The byte that Ctrl and ``char`` give on a terminal: "c" is ^C (3), "?" is DEL."""
+    if not isinstance(char, str) or len(char) != 1:
+        raise ValueError(f"sendcontrol() takes one character, not {char!r}")
+    lower = char.lower()
+    if "a" <= lower <= "z":
+        return bytes([ord(lower) - ord("a") + 1])
+    code = _CONTROL_PUNCTUATION.get(char)
+    if code is None:
+        raise ValueError(f"there is no control character for {char!r} (letters, and "
+                         f"{' '.join(_CONTROL_PUNCTUATION)})")
+    return bytes([code])
+
+
+_CONTROL_PUNCTUATION = {"@": 0, "`": 0, "[": 27, "{": 27, "\\": 28, "|": 28, "]": 29, "}": 29,
+                        "^": 30, "~": 30, "_": 31, "?": 127}
 
 
 def _check_stream(stream: str) -> None:
@@ -67,7 +135,14 @@ def _check_stream(stream: str) -> None:
 
 
 def _pty_mode(pty: PtyOption) -> Literal["stdout", "full", "pipes"]:
-    return "full" if pty is True else "pipes" if pty is False else "stdout"
+    if pty is True:
+        return "full"
+    if pty is False:
+        return "pipes"
+    if pty == "stdout":
+        return "stdout"
+    raise ValueError(f'pty must be "stdout" (stdout on a terminal), True (a full terminal) or '
+                     f"False (pipes), not {pty!r}")
 
 
 class _MergedTranscript:
@@ -113,12 +188,15 @@ class AsyncMember:
         self.before = ""
         self.after = ""
         self.match: re.Match[str] | None = None
+        self._replaced = False
+        """Its name was used again: the plex's output under that name is a newer member's."""
 
     def __repr__(self) -> str:
         p = self._process
         pid = f" pid={p.pid}" if p.pid else ""
+        state = "exited" if p.returncode is not None else p.state
         code = f" returncode={p.returncode}" if p.returncode is not None else ""
-        return f"<Member {self.name!r}{pid} {p.state}{code}>"
+        return f"<Member {self.name!r}{pid} {state}{code}>"
 
     @property
     def pid(self) -> int | None:
@@ -133,20 +211,33 @@ class AsyncMember:
     def running(self) -> bool:
         return self._process.running
 
+    def _check_running(self) -> None:
+        if self._plex._engine is None:
+            raise PipeplexError("the plex is not running: use it in an async with block")
+
     def send(self, data: str | bytes) -> None:
         """Write ``data`` to the member's stdin as it is."""
+        if self._plex._engine is None:
+            self._check_running()
         self._process.send(data.encode() if isinstance(data, str) else data)
 
     def sendline(self, line: str | bytes = "") -> None:
         """Write ``line`` and a newline."""
+        if self._plex._engine is None:
+            self._check_running()
         self._process.send((line.encode() if isinstance(line, str) else line) + b"\n")
 
     def sendcontrol(self, char: str) -> None:
-        """Write a control character: ``sendcontrol("c")`` is ^C."""
-        self.send(bytes([ord(char.lower()) & 0x1F]))
+        """Write a control character: ``sendcontrol("c")`` is ^C, ``"?"`` is DEL.
+
+        Raises:
+            ValueError: not a letter or one of ``@[\\]^_?`` (and their shifted forms).
+        """
+        self.send(_control(char))
 
     def close_stdin(self) -> None:
         """EOF on the member's stdin (``^D`` in a full terminal)."""
+        self._check_running()
         self._process.close_input()
 
     def signal(self, sig: int | str) -> None:
@@ -155,7 +246,9 @@ class AsyncMember:
         Raises:
             ValueError: no such signal.
         """
-        self._process.signal(_signal_number(sig))
+        number = _signal_number(sig)
+        self._check_running()
+        self._process.signal(number)
 
     # A str is also a sequence of str: it takes the first overload, which comes first.
     @overload
@@ -183,7 +276,15 @@ class AsyncMember:
         """
         if stream is not None:
             _check_stream(stream)
-        single, patterns = (True, [pattern]) if type(pattern) is str else _patterns(pattern)
+        patterns: list[Pattern]
+        if type(pattern) is str:  # nearly every call: no list to check
+            single, patterns = True, [pattern]
+        else:
+            single, patterns = _patterns(pattern)
+        if timeout is not None:
+            timeout = _timeout(timeout)
+        if self._replaced:
+            return self._expect_replaced(single, patterns)
         found = await self._matcher.expect_one(
             self.name, patterns, self._plex.timeout if timeout is None else timeout, stream)
         self.before, self.after, self.match = found.before, found.after, found.match
@@ -191,20 +292,54 @@ class AsyncMember:
             return found.index
         return found.match
 
-    async def expect_exact(self, text: str, timeout: float | None = None) -> re.Match[str]:
-        """Wait for ``text`` literally (no regular expression)."""
-        return await self.expect(re.compile(re.escape(text)), timeout)
+    def _expect_replaced(self, single: bool, patterns: list[Pattern]) -> int:
+        """expect() on a member whose name a newer member took: it has ended, and what it
+        wrote after the last match went with it (as with a pexpect child that is closed)."""
+        if EOF not in patterns:
+            returncode = self._process.returncode
+            raise UnexpectedExit(self.name, 0 if returncode is None else returncode, patterns,
+                                 0.0, f"(a newer member is named {self.name!r} now)")
+        self.before, self.after, self.match = "", "", None
+        return patterns.index(EOF)
+
+    @overload
+    async def expect_exact(  # type: ignore[overload-overlap]
+        self, text: str, timeout: float | None = None, *, stream: Stream | None = None,
+    ) -> re.Match[str]: ...
+    @overload
+    async def expect_exact(self, text: Sentinel | Sequence[str | Sentinel],
+                           timeout: float | None = None, *,
+                           stream: Stream | None = None) -> int: ...
+
+    async def expect_exact(
+        self, text: str | Sentinel | Sequence[str | Sentinel], timeout: float | None = None, *,
+        stream: Stream | None = None,
+    ) -> re.Match[str] | int:
+        """:meth:`expect` for text taken literally (no regular expression): one string, or a
+        list of strings that may hold :data:`EOF` and :data:`TIMEOUT`."""
+        single, patterns = _exact(text)
+        return await self.expect(patterns[0] if single else patterns,
+                                 timeout, stream=stream)
 
     async def wait(self, timeout: float | None = None) -> int:
         """Wait until the member exits and its output is read; return its exit code.
 
         Raises:
-            TimeoutError: still running after ``timeout`` seconds.
+            TimeoutError: still running (or its output still open) after ``timeout`` seconds.
+            PipeplexError: the member was never started (it waited for one that failed).
         """
-        limit = self._plex.timeout if timeout is None else timeout
+        limit = self._plex.timeout if timeout is None else _timeout(timeout)
+        process = self._process
+        if process.pid is None:
+            raise PipeplexError(f"{self.name} was never started, so it has no exit code")
         try:
-            return await asyncio.wait_for(asyncio.shield(self._process.done_future), limit)
+            return await asyncio.wait_for(asyncio.shield(process.done_future), limit)
         except TimeoutError:
+            if process.returncode is not None:
+                raise TimeoutError(
+                    f"{self.name} {describe_returncode(process.returncode)}, but its output "
+                    f"was still open after {limit:.1f} s: a process it started holds it"
+                ) from None
             raise TimeoutError(f"{self.name} was still running after {limit:.1f} s") from None
 
 
@@ -231,8 +366,13 @@ class AsyncPlex:
         pty: PtyOption = "stdout",
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        self.timeout = timeout
-        self.grace = grace
+        """Raises:
+            ValueError: a timeout or grace that is not a positive number of seconds, or a
+                ``pty`` that is not one of the three modes.
+        """
+        self.timeout = _seconds(timeout, "timeout", none_ok=False) or DEFAULT_TIMEOUT
+        self.grace = _seconds(grace, "grace", none_ok=False) or DEFAULT_GRACE
+        _pty_mode(pty)
         self.pty = pty
         self._transcript_path = transcript
         self._run_dir = run_dir
@@ -369,6 +509,9 @@ class AsyncPlex:
             self._inputs.add(spec.name)  # before the member starts: nothing sent is lost
         if spec.name in engine.members:
             self._skip_output(spec.name)
+            earlier = self._members.get(spec.name)
+            if earlier is not None:
+                earlier._replaced = True
         member = self._members[spec.name] = AsyncMember(self, engine.add(spec))
         return member
 
@@ -453,9 +596,11 @@ class AsyncPlex:
             UnknownMember: a name that is not a member.
             ExpectTimeout, UnexpectedExit: as :meth:`AsyncMember.expect`.
         """
+        if not patterns:
+            raise ValueError("expect_any() needs patterns for at least one member")
         by_name = {self[name].name: _patterns(p)[1] for name, p in patterns.items()}
         found = await self.matcher.expect_each(
-            by_name, timeout=self.timeout if timeout is None else timeout)
+            by_name, timeout=self.timeout if timeout is None else _timeout(timeout))
         member = self._members[found.name]
         member.before, member.after, member.match = found.before, found.after, found.match
         return member, found.match
@@ -514,6 +659,40 @@ class AsyncPlex:
             self._guardian.close()
 
 
+class _Call(Generic[T]):
+    """A coroutine run in the plex's loop for a caller's thread, which the caller may
+    abandon at any moment (Ctrl-C): once :meth:`abandon` returned, it does nothing more."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T]) -> None:
+        self._coroutine = coroutine
+        self._task: asyncio.Task[Any] | None = None
+        self._entered = False
+        self._abandoned = False
+        self._ended = threading.Event()
+
+    async def run(self) -> T:
+        self._entered = True  # (before looking at _abandoned: see abandon())
+        try:
+            if self._abandoned:
+                self._coroutine.close()
+                raise asyncio.CancelledError
+            self._task = asyncio.current_task()
+            return await self._coroutine
+        finally:
+            self._ended.set()
+
+    def abandon(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._abandoned = True
+        if not self._entered:
+            return  # it will see _abandoned when it starts, if it ever does
+        loop.call_soon_threadsafe(self._cancel)
+        self._ended.wait(_CANCEL_WAIT)
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 class Member:
     """The synchronous face of :class:`AsyncMember` (see it for the semantics)."""
 
@@ -553,19 +732,35 @@ class Member:
     def send(self, data: str | bytes) -> None:
         if self._plex._loop is None:
             raise PipeplexError("the plex is not running: use it in a with block")
-        self._member._process.send_threadsafe(data.encode() if isinstance(data, str) else data)
+        process = self._member._process
+        data = data.encode() if isinstance(data, str) else data
+        if process.pid is None:  # never started: the loop drops it, with a note
+            self._plex._call_soon(process.send, data)
+        else:
+            process.send_threadsafe(data)
 
     def sendline(self, line: str | bytes = "") -> None:
         self.send((line.encode() if isinstance(line, str) else line) + b"\n")
 
     def sendcontrol(self, char: str) -> None:
-        self.send(bytes([ord(char.lower()) & 0x1F]))
+        self.send(_control(char))
 
     def close_stdin(self) -> None:
-        self._plex._call_soon(self._member.close_stdin)
+        self._in_order(self._member._process.close_input)
 
     def signal(self, sig: int | str) -> None:
-        self._plex._call_soon(self._member._process.signal, _signal_number(sig))
+        self._in_order(self._member._process.signal, _signal_number(sig))
+
+    def _in_order(self, fn: Any, *args: Any) -> None:
+        """Run ``fn`` in the plex's loop, neither overtaken by a later send of this member
+        nor overtaking an earlier one."""
+        if self._plex._loop is None:
+            raise PipeplexError("the plex is not running: use it in a with block")
+        process = self._member._process
+        if process.pid is None:
+            self._plex._call_soon(fn, *args)
+        else:
+            process.call_threadsafe(fn, *args)
 
     @overload
     def expect(  # type: ignore[overload-overlap]
@@ -578,10 +773,18 @@ class Member:
 
     def expect(self, pattern: Pattern | Patterns, timeout: float | None = None, *,
                stream: Stream | None = None) -> re.Match[str] | int:
-        member, plex = self._member, self._plex
         if stream is not None:
             _check_stream(stream)
         single, patterns = _patterns(pattern)
+        return self._expect(single, patterns, timeout, stream)
+
+    def _expect(self, single: bool, patterns: list[Pattern], timeout: float | None,
+                stream: Stream | None) -> re.Match[str] | int:
+        member, plex = self._member, self._plex
+        if timeout is not None:
+            timeout = _timeout(timeout)
+        if member._replaced:
+            return member._expect_replaced(single, patterns)
         # Searched from this thread: waiting costs one wake-up from the loop, not a task.
         found = plex._async.matcher.expect_blocking(
             member.name, patterns, timeout=plex._async.timeout if timeout is None else timeout,
@@ -592,8 +795,22 @@ class Member:
             return found.index
         return found.match
 
-    def expect_exact(self, text: str, timeout: float | None = None) -> re.Match[str]:
-        return self.expect(re.compile(re.escape(text)), timeout)
+    @overload
+    def expect_exact(  # type: ignore[overload-overlap]
+        self, text: str, timeout: float | None = None, *, stream: Stream | None = None,
+    ) -> re.Match[str]: ...
+    @overload
+    def expect_exact(self, text: Sentinel | Sequence[str | Sentinel],
+                     timeout: float | None = None, *, stream: Stream | None = None) -> int: ...
+
+    def expect_exact(
+        self, text: str | Sentinel | Sequence[str | Sentinel], timeout: float | None = None, *,
+        stream: Stream | None = None,
+    ) -> re.Match[str] | int:
+        if stream is not None:
+            _check_stream(stream)
+        single, patterns = _exact(text)
+        return self._expect(single, patterns, timeout, stream)
 
     def _wakeup(self) -> threading.Event:
         """This thread's event to sleep on (one per thread, made once)."""
@@ -612,8 +829,17 @@ class Plex:
     Same options and methods as :class:`AsyncPlex`; the engine runs in a background thread.
     """
 
-    def __init__(self, **options: Any) -> None:
-        self._async = AsyncPlex(**options)
+    def __init__(
+        self,
+        *,
+        run_dir: str | os.PathLike[str] | None = None,
+        transcript: str | os.PathLike[str] | None = None,
+        grace: float = DEFAULT_GRACE,
+        pty: PtyOption = "stdout",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._async = AsyncPlex(run_dir=run_dir, transcript=transcript, grace=grace, pty=pty,
+                                timeout=timeout)
         self._async._threads = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -646,7 +872,14 @@ class Plex:
         if self._loop is None:
             coroutine.close()
             raise PipeplexError("the plex is not running: use it in a with block")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        call = _Call(coroutine)
+        try:
+            return asyncio.run_coroutine_threadsafe(call.run(), self._loop).result()
+        except BaseException:
+            # Ctrl-C (or another exception raised in this thread) while the loop works for
+            # us: the call ends here, and must not go on to take output a later one expects.
+            call.abandon(self._loop)
+            raise
 
     def _publish(self, event: Any) -> None:
         self._async.bus.publish_threadsafe(event)
@@ -677,9 +910,21 @@ class Plex:
     def transcript(self) -> str:
         return self._async.transcript()
 
-    def spawn(self, name: str, cmd: str | Sequence[str], **options: Any) -> Member:
+    def spawn(
+        self,
+        name: str,
+        cmd: str | Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        pty: PtyOption | None = None,
+        shell: bool = False,
+        ready: str | None = None,
+        ready_timeout: float | None = None,
+    ) -> Member:
         try:
-            self._call(self._async.spawn(name, cmd, **options))
+            self._call(self._async.spawn(name, cmd, env=env, cwd=cwd, pty=pty, shell=shell,
+                                         ready=ready, ready_timeout=ready_timeout))
         finally:
             self._sync_members()
         return self._members[name]
@@ -695,7 +940,7 @@ class Plex:
             if held is None or held._member is not member:
                 self._members[name] = Member(self, member)
 
-    def expect_any(self, patterns: Mapping[str, Any],
+    def expect_any(self, patterns: Mapping[str, Pattern | Patterns],
                    timeout: float | None = None) -> tuple[Member, re.Match[str] | None]:
         member, match = self._call(self._async.expect_any(patterns, timeout))
         return self._members[member.name], match

@@ -24,6 +24,19 @@ __all__ = (
 class PipeplexError(Exception):
     """Root of every error pipeplex raises on purpose."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # The subclasses take other arguments than their message: rebuild one from its
+        # message and attributes, so that it can be pickled (multiprocessing, pytest-xdist).
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[PipeplexError], args: tuple[object, ...],
+             state: dict[str, object]) -> PipeplexError:
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class CastError(PipeplexError):
     """A cast file or a ``-p`` option is invalid.

@@ -58,6 +58,9 @@ class Sentinel:
     def __repr__(self) -> str:
         return f"pipeplex.{self.name}"
 
+    def __reduce__(self) -> str:
+        return self.name  # pickled by name: unpickling gives the one EOF (TIMEOUT) back
+
 
 EOF: Final = Sentinel("EOF")
 """As a pattern: matches when the member has exited and its output is drained."""

@@ -504,21 +504,45 @@ class Process:
         loop.call_soon_threadsafe(self._sent_from_thread, data, written)
 
     def _sent_from_thread(self, data: bytes, written: int) -> None:
-        with self._stdin_lock:
-            self._queued_from_threads -= 1
-        if written == 0:
-            self.send(data)
-            return
-        if self._bus.wants(InputSent):
-            self._bus.publish(InputSent(self.name, data))
-        rest = memoryview(data)[written:]
-        with self._stdin_lock:
-            if self._stdin is None:
+        try:
+            if written == 0:
+                self.send(data)
                 return
-            if self._pending_input:
-                self._pending_input.append(rest)
-            else:
-                self._write(rest)
+            if self._bus.wants(InputSent):
+                self._bus.publish(InputSent(self.name, data))
+            rest = memoryview(data)[written:]
+            with self._stdin_lock:
+                if self._stdin is None:
+                    return
+                if self._pending_input:
+                    self._pending_input.append(rest)
+                else:
+                    self._write(rest)
+        finally:
+            # Only now may a thread write directly again: not before these bytes.
+            with self._stdin_lock:
+                self._queued_from_threads -= 1
+
+    def call_threadsafe(self, fn: Callable[..., object], *args: object) -> None:
+        """Run ``fn(*args)`` in the loop, in order with :meth:`send_threadsafe`.
+
+        For what a thread asks of the member besides input (close its stdin, a signal):
+        input the thread sends afterwards waits until ``fn`` has run, so it can neither
+        overtake a close nor reach the member before a signal sent first.
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError(f"{self.name} was never started")
+        with self._stdin_lock:
+            self._queued_from_threads += 1
+        loop.call_soon_threadsafe(self._call_from_thread, fn, args)
+
+    def _call_from_thread(self, fn: Callable[..., object], args: tuple[object, ...]) -> None:
+        try:
+            fn(*args)
+        finally:
+            with self._stdin_lock:
+                self._queued_from_threads -= 1
 
     # Signals --------------------------------------------------------------------------
 

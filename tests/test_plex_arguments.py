@@ -1,0 +1,211 @@
+"""The Python API at its edges: bad arguments, order across threads, interrupted calls,
+handles of ended members, errors that travel between processes."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import pickle
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import pipeplex
+from pipeplex import EOF, TIMEOUT, AsyncPlex, Plex, UnexpectedExit
+
+PY = sys.executable
+SIGNAL_THEN_LINES = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGUSR1, lambda *a: print('usr1', flush=True))\n"
+    "print('ready', flush=True)\n"
+    "for line in sys.stdin:\n"
+    "    print('got', line.strip(), flush=True)\n"
+)
+
+
+@pytest.mark.parametrize("options", [{"timeout": -5}, {"timeout": math.nan}, {"timeout": 0},
+                                     {"grace": 0}, {"grace": "5"}, {"pty": "full"},
+                                     {"pty": "junk"}])
+def test_bad_plex_options_are_refused_at_once(options: dict[str, object]) -> None:
+    """Not at the first spawn, blamed on an argument the caller never gave."""
+    with pytest.raises(ValueError, match=f"{next(iter(options))} must be"):
+        Plex(**options)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=f"{next(iter(options))} must be"):
+        AsyncPlex(**options)  # type: ignore[arg-type]
+
+
+def test_bad_arguments_of_members_are_value_errors() -> None:
+    with Plex() as plex:
+        cat = plex.spawn("cat", "cat")
+        for pattern, message in ((b"hello", "is bytes"), (5, "not 5"), ([], "at least one"),
+                                 (["ok", b"x"], "is bytes")):
+            with pytest.raises(ValueError, match=message):
+                cat.expect(pattern, timeout=5)  # type: ignore[call-overload]
+        import re
+        with pytest.raises(ValueError, match="bytes pattern"):
+            cat.expect(re.compile(b"x"), timeout=5)  # type: ignore[call-overload]
+        for timeout in (-1, math.nan, "5"):
+            with pytest.raises(ValueError, match="timeout must be a number of seconds"):
+                cat.expect("x", timeout=timeout)  # type: ignore[arg-type]
+        with pytest.raises(pipeplex.ExpectTimeout):  # 0: look once, as in pexpect
+            cat.expect("x", timeout=0)
+        with pytest.raises(TimeoutError, match=r"cat was still running after 0\.0 s"):
+            cat.wait(timeout=0)
+        for sig in (2.0, True, "NOPE", 99999):
+            with pytest.raises(ValueError, match=r"a signal is|unknown signal|no signal number"):
+                cat.signal(sig)  # type: ignore[arg-type]
+        for char in ("1", "", "ab"):
+            with pytest.raises(ValueError, match=r"control character|takes one character"):
+                cat.sendcontrol(char)
+        with pytest.raises(ValueError, match="at least one member"):
+            plex.expect_any({})
+        with pytest.raises(ValueError, match="pty must be"):
+            plex.spawn("other", "cat", pty="full")  # type: ignore[arg-type]
+        assert cat.running
+
+
+def test_sendcontrol_sends_what_ctrl_gives_on_a_terminal() -> None:
+    with Plex() as plex:
+        od = plex.spawn("od", ["od", "-An", "-tx1"])
+        for char in "cC@[?_":
+            od.sendcontrol(char)
+        od.close_stdin()
+        od.expect(EOF)
+        assert od.before.split() == ["03", "03", "00", "1b", "7f", "1f"]
+
+
+def test_an_interrupted_call_does_not_go_on_in_the_background() -> None:
+    """Ctrl-C during expect_any: the expectation is cancelled before the KeyboardInterrupt
+    reaches the caller, so it cannot take the output a later expect waits for."""
+    with Plex() as plex:
+        cat = plex.spawn("cat", "cat")
+        waiting = threading.Event()
+
+        async def expect_foo() -> object:
+            waiting.set()
+            return await plex._async.expect_any({"cat": "foo"})
+
+        main = threading.get_ident()
+        poke = threading.Thread(target=lambda: waiting.wait(10) and signal.pthread_kill(
+            main, signal.SIGINT))
+        poke.start()
+        with pytest.raises(KeyboardInterrupt):
+            plex._call(expect_foo())
+        poke.join()
+        seen = threading.Event()
+        plex.bus.subscribe(lambda e: b"foo" in e.data and seen.set(), [pipeplex.Output])
+        cat.sendline("foo")
+        assert seen.wait(10)
+        plex._call(asyncio.sleep(0))  # a waiter woken by that output has had its turn
+        assert cat.expect("foo", timeout=10)[0] == "foo"
+
+
+@pytest.mark.parametrize("attempt", range(20))
+def test_input_sent_after_close_stdin_never_reaches_the_member(attempt: int) -> None:
+    with Plex() as plex:
+        cat = plex.spawn("cat", "cat")
+        cat.sendline("before")
+        cat.close_stdin()
+        cat.sendline("after")
+        assert cat.wait(timeout=10) == 0
+        assert cat.expect(["after", EOF], timeout=10) == 1
+        assert "before" in cat.before and "after" not in cat.before
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_a_signal_reaches_the_member_before_input_sent_after_it(attempt: int) -> None:
+    with Plex() as plex:
+        member = plex.spawn("m", [PY, "-c", SIGNAL_THEN_LINES])
+        member.expect("ready", timeout=10)
+        member.signal("USR1")
+        member.sendline("x")
+        assert member.expect(["usr1", "got x"], timeout=10) == 0
+        member.expect("got x", timeout=10)
+
+
+def test_expect_exact_takes_lists_sentinels_and_a_stream() -> None:
+    with Plex() as plex:
+        sh = plex.spawn("sh", ["sh", "-c", "echo 'a.b'; echo '[x]' >&2; exit 0"])
+        assert sh.expect_exact("[x]", stream="stderr", timeout=10).group() == "[x]"
+        assert sh.expect_exact(["a?b", "a.b", TIMEOUT], timeout=10) == 1
+        assert sh.expect_exact(EOF, timeout=10) == 0
+        assert sh.expect_exact(["zzz", EOF], timeout=10) == 1
+
+
+def test_a_handle_whose_name_was_used_again_is_over() -> None:
+    """The old handle does not read the new member's output: it is at its EOF."""
+    with Plex() as plex:
+        old = plex.spawn("w", ["sh", "-c", "echo old-output"])
+        old.expect("old-output", timeout=10)
+        assert old.wait(timeout=10) == 0
+        new = plex.spawn("w", ["sh", "-c", "echo new-output; exec cat"])
+        assert old.expect(["new-output", EOF], timeout=10) == 1
+        with pytest.raises(UnexpectedExit, match="a newer member is named 'w'"):
+            old.expect("new-output", timeout=10)
+        assert old.returncode == 0 and repr(old).endswith("exited returncode=0>")
+        new.expect("new-output", timeout=10)
+
+
+def test_members_of_a_failed_load_that_never_started(tmp_path: Path) -> None:
+    """A member that waited for one that failed: input to it is dropped with a note, and
+    wait() says it never started (no RuntimeError from inside)."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text("[procs.first]\ncmd = \"sh -c 'exit 3'\"\nready = 'up'\n"
+                    "[procs.second]\ncmd = 'cat'\nafter = ['first']\n")
+    notes: list[str] = []
+    with Plex() as plex:
+        plex.bus.subscribe(lambda e: notes.append(e.text), [pipeplex.Note])
+        with pytest.raises(pipeplex.NotReady):
+            plex.load(cast)
+        second = plex["second"]
+        second.sendline("hello")
+        second.close_stdin()
+        second.signal("TERM")
+        with pytest.raises(pipeplex.PipeplexError, match="second was never started"):
+            second.wait(timeout=10)
+        plex.spawn("probe", "true").wait(timeout=10)  # (the loop has run the sends by now)
+    assert any("second has not started yet; dropped 6 bytes" in n for n in notes)
+
+
+def test_async_members_refuse_to_act_once_the_plex_is_closed() -> None:
+    async def main() -> None:
+        async with AsyncPlex() as plex:
+            cat = await plex.spawn("cat", "cat")
+        for act in (lambda: cat.send("x"), lambda: cat.sendline("x"), cat.close_stdin,
+                    lambda: cat.signal("TERM")):
+            with pytest.raises(pipeplex.PipeplexError, match="not running"):
+                act()
+
+    asyncio.run(main())
+
+
+def test_wait_says_when_the_member_exited_but_its_output_is_held_open() -> None:
+    with Plex() as plex:
+        member = plex.spawn("m", ["sh", "-c", "sleep 30 & echo started"])
+        member.expect("started", timeout=10)
+        plex._call(member._member._process.wait_exit_seen())
+        with pytest.raises(TimeoutError, match=r"m exited with code 0, but its output was "
+                                               r"still open after 0\.5 s"):
+            member.wait(timeout=0.5)
+
+
+def test_errors_survive_pickling() -> None:
+    """As multiprocessing and test runners with workers need."""
+    errors = [
+        pipeplex.ExpectTimeout(["web"], ["ready", EOF], 1.5, "last output of web:\n    booting"),
+        UnexpectedExit("web", -9, ["ready"], 0.5, "web wrote nothing"),
+        pipeplex.NotReady("web", "web exited with code 3 before it was ready", "(none)"),
+        pipeplex.CastError("bad key", source="cast.toml:3"),
+        pipeplex.SpawnError("web", "srv", "no such file"),
+        pipeplex.UnknownMember("x", ["web"]),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
+        assert vars(copy) == vars(error)
+    assert isinstance(pickle.loads(pickle.dumps(errors[0])), TimeoutError)
+    assert pickle.loads(pickle.dumps([EOF, TIMEOUT])) == [EOF, TIMEOUT]
