@@ -18,8 +18,8 @@ if _typing.TYPE_CHECKING:
     from ._events import Started as Started
     from ._plex import AsyncMember as AsyncMember
     from ._plex import AsyncPlex as AsyncPlex
-    from ._plex import Member as Member
-    from ._plex import Plex as Plex
+    from ._plex_sync import Member as Member
+    from ._plex_sync import Plex as Plex
     from ._run import RunOptions as RunOptions
     from ._run import run_cast as run_cast
     from .cast import CastSpec as CastSpec
@@ -89,8 +89,8 @@ _SOURCES = {
     "Started": "._events",
     "AsyncMember": "._plex",
     "AsyncPlex": "._plex",
-    "Member": "._plex",
-    "Plex": "._plex",
+    "Member": "._plex_sync",
+    "Plex": "._plex_sync",
     "RunOptions": "._run",
     "run_cast": "._run",
     "CastSpec": ".cast",

@@ -1,32 +1,40 @@
 """The Python API: a cast you build in code, and pexpect's names across several members.
 
-``AsyncPlex`` is native asyncio; ``Plex`` is the same API for synchronous code, running the
-engine's loop in a background thread. Leaving the ``with`` block stops every member (close
-stdin, SIGTERM, grace, SIGKILL) and a guardian process makes sure nothing outlives it even
-if the interpreter dies.
+``AsyncPlex`` is native asyncio; ``Plex`` (``_plex_sync.py``) is the same API for synchronous
+code, running this one's loop in a background thread. Leaving the ``with`` block stops every
+member (close stdin, SIGTERM, grace, SIGKILL) and a guardian process makes sure nothing
+outlives it even if the interpreter dies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import re
-import signal
-import threading
 from collections import deque
-from collections.abc import Coroutine, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from collections.abc import Mapping, Sequence
+from typing import overload
 
+from ._arguments import (
+    Patterns,
+    PtyOption,
+    call_timeout,
+    check_stream,
+    control_byte,
+    exact_patterns,
+    patterns_of,
+    positive_seconds,
+    pty_mode,
+    signal_number,
+)
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Event, Output, Stream
-from ._signals import describe_returncode, parse_signal
+from ._signals import describe_returncode
 from .cast.load import check_commands, check_fields, check_name
 from .cast.spec import CastSpec, ProcSpec, split_command
 from .errors import CastError, PipeplexError, UnexpectedExit, UnknownMember
-from .expect import EOF, TIMEOUT, Matcher
+from .expect import EOF, Matcher
 from .expect.buffer import Pattern, Sentinel
 from .inputs.folder import FolderInputs
 from .output.render import Renderer
@@ -35,115 +43,10 @@ from .report.transcript import TranscriptSink
 from .scenario import load_scenario, run_steps
 from .scenario.model import Scenario
 
-__all__ = ("AsyncMember", "AsyncPlex", "Member", "Plex")
+__all__ = ("DEFAULT_TIMEOUT", "AsyncMember", "AsyncPlex")
 
-T = TypeVar("T")
-PtyOption = Literal["stdout"] | bool
-Patterns = Sequence[Pattern]
-"""A list (or tuple) of patterns, of which :data:`EOF` and :data:`TIMEOUT` may be two."""
-_SIGNALS = frozenset(s.value for s in signal.Signals)
 DEFAULT_TIMEOUT = 30.0
-_CANCEL_WAIT = 5.0
-"""Seconds an interrupted synchronous call waits for the loop to cancel its work."""
 TRANSCRIPT_KEEP = 1024 * 1024
-
-
-def _signal_number(sig: int | str) -> int:
-    """A signal's number from its name or number; ValueError for one this system lacks."""
-    if isinstance(sig, str):
-        return parse_signal(sig)
-    if type(sig) is not int:  # (not True, which would be SIGHUP, nor 2.0)
-        raise ValueError(f"a signal is a name such as 'INT' or a number, not {sig!r}")
-    if sig not in _SIGNALS:
-        raise ValueError(f"no signal number {sig}")
-    return sig
-
-
-def _pattern(pattern: object) -> Pattern:
-    """``pattern`` if expect() can search for it; a ValueError that says why otherwise."""
-    if isinstance(pattern, str) or pattern is EOF or pattern is TIMEOUT:
-        return pattern
-    if isinstance(pattern, re.Pattern):
-        if isinstance(pattern.pattern, str):
-            return pattern
-        raise ValueError(f"{pattern!r} is a bytes pattern; output is searched as text: "
-                         "compile a str pattern instead")
-    if isinstance(pattern, bytes | bytearray):
-        raise ValueError(f"{pattern!r} is bytes; output is searched as text: use a str "
-                         "pattern")
-    raise ValueError(f"a pattern is a str, a compiled str regex, EOF or TIMEOUT, not "
-                     f"{pattern!r}")
-
-
-def _patterns(pattern: Any) -> tuple[bool, list[Pattern]]:
-    """(whether ``pattern`` is a single one, the list of patterns) for expect()."""
-    if isinstance(pattern, str | re.Pattern) or pattern is EOF or pattern is TIMEOUT:
-        return True, [_pattern(pattern)]
-    if not isinstance(pattern, list | tuple):
-        return True, [_pattern(pattern)]  # (says what is wrong with it)
-    if not pattern:
-        raise ValueError("expect() needs at least one pattern, not an empty list")
-    return False, [_pattern(p) for p in pattern]
-
-
-def _exact(text: Any) -> tuple[bool, list[Pattern]]:
-    """:func:`_patterns` for expect_exact(): strings match literally."""
-    single, patterns = _patterns(text)
-    return single, [re.compile(re.escape(p)) if isinstance(p, str) else p for p in patterns]
-
-
-def _seconds(value: object, what: str, *, none_ok: bool = True) -> float | None:
-    """A default timeout or a grace given to the API: a positive number of seconds."""
-    if value is None and none_ok:
-        return None
-    if (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
-            or value <= 0):
-        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
-    return float(value)
-
-
-def _timeout(value: float) -> float:
-    """The timeout of one call: seconds, 0 (look once, as in pexpect) or inf (no limit)."""
-    if (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
-            or value < 0):
-        raise ValueError(f"timeout must be a number of seconds (0 or more), not {value!r}")
-    return float(value)
-
-
-def _control(char: str) -> bytes:
-    """The byte that Ctrl and ``char`` give on a terminal: "c" is ^C (3), "?" is DEL."""
-    if not isinstance(char, str) or len(char) != 1:
-        raise ValueError(f"sendcontrol() takes one character, not {char!r}")
-    lower = char.lower()
-    if "a" <= lower <= "z":
-        return bytes([ord(lower) - ord("a") + 1])
-    code = _CONTROL_PUNCTUATION.get(char)
-    if code is None:
-        raise ValueError(f"there is no control character for {char!r} (letters, and "
-                         f"{' '.join(_CONTROL_PUNCTUATION)})")
-    return bytes([code])
-
-
-_CONTROL_PUNCTUATION = {"@": 0, "`": 0, "[": 27, "{": 27, "\\": 28, "|": 28, "]": 29, "}": 29,
-                        "^": 30, "~": 30, "_": 31, "?": 127}
-
-
-def _check_stream(stream: str) -> None:
-    if stream not in ("stdout", "stderr"):
-        raise ValueError(f"stream must be 'stdout' or 'stderr' (or None for both), "
-                         f"not {stream!r}")
-
-
-def _pty_mode(pty: PtyOption) -> Literal["stdout", "full", "pipes"]:
-    if pty is True:
-        return "full"
-    if pty is False:
-        return "pipes"
-    if pty == "stdout":
-        return "stdout"
-    raise ValueError(f'pty must be "stdout" (stdout on a terminal), True (a full terminal) or '
-                     f"False (pipes), not {pty!r}")
-
 
 class _MergedTranscript:
     """The merged stream, kept for reports: its last ``TRANSCRIPT_KEEP`` bytes or so.
@@ -233,7 +136,7 @@ class AsyncMember:
         Raises:
             ValueError: not a letter or one of ``@[\\]^_?`` (and their shifted forms).
         """
-        self.send(_control(char))
+        self.send(control_byte(char))
 
     def close_stdin(self) -> None:
         """EOF on the member's stdin (``^D`` in a full terminal)."""
@@ -246,7 +149,7 @@ class AsyncMember:
         Raises:
             ValueError: no such signal.
         """
-        number = _signal_number(sig)
+        number = signal_number(sig)
         self._check_running()
         self._process.signal(number)
 
@@ -275,14 +178,14 @@ class AsyncMember:
             UnexpectedExit: the member exited first (unless EOF is a pattern).
         """
         if stream is not None:
-            _check_stream(stream)
+            check_stream(stream)
         patterns: list[Pattern]
         if type(pattern) is str:  # nearly every call: no list to check
             single, patterns = True, [pattern]
         else:
-            single, patterns = _patterns(pattern)
+            single, patterns = patterns_of(pattern)
         if timeout is not None:
-            timeout = _timeout(timeout)
+            timeout = call_timeout(timeout)
         if self._replaced:
             return self._expect_replaced(single, patterns)
         found = await self._matcher.expect_one(
@@ -317,7 +220,7 @@ class AsyncMember:
     ) -> re.Match[str] | int:
         """:meth:`expect` for text taken literally (no regular expression): one string, or a
         list of strings that may hold :data:`EOF` and :data:`TIMEOUT`."""
-        single, patterns = _exact(text)
+        single, patterns = exact_patterns(text)
         return await self.expect(patterns[0] if single else patterns,
                                  timeout, stream=stream)
 
@@ -328,7 +231,7 @@ class AsyncMember:
             TimeoutError: still running (or its output still open) after ``timeout`` seconds.
             PipeplexError: the member was never started (it waited for one that failed).
         """
-        limit = self._plex.timeout if timeout is None else _timeout(timeout)
+        limit = self._plex.timeout if timeout is None else call_timeout(timeout)
         process = self._process
         if process.pid is None:
             raise PipeplexError(f"{self.name} was never started, so it has no exit code")
@@ -370,9 +273,9 @@ class AsyncPlex:
             ValueError: a timeout or grace that is not a positive number of seconds, or a
                 ``pty`` that is not one of the three modes.
         """
-        self.timeout = _seconds(timeout, "timeout", none_ok=False) or DEFAULT_TIMEOUT
-        self.grace = _seconds(grace, "grace", none_ok=False) or DEFAULT_GRACE
-        _pty_mode(pty)
+        self.timeout = positive_seconds(timeout, "timeout", none_ok=False) or DEFAULT_TIMEOUT
+        self.grace = positive_seconds(grace, "grace", none_ok=False) or DEFAULT_GRACE
+        pty_mode(pty)
         self.pty = pty
         self._transcript_path = transcript
         self._run_dir = run_dir
@@ -566,7 +469,7 @@ class AsyncPlex:
             shell=shell,
             env=dict(env or {}),
             cwd=os.fspath(cwd) if cwd is not None else None,
-            pty=_pty_mode(self.pty if pty is None else pty),
+            pty=pty_mode(self.pty if pty is None else pty),
             on_exit="ignore",
             ready=ready,
             ready_timeout=self.timeout if ready_timeout is None else ready_timeout,
@@ -598,9 +501,9 @@ class AsyncPlex:
         """
         if not patterns:
             raise ValueError("expect_any() needs patterns for at least one member")
-        by_name = {self[name].name: _patterns(p)[1] for name, p in patterns.items()}
+        by_name = {self[name].name: patterns_of(p)[1] for name, p in patterns.items()}
         found = await self.matcher.expect_each(
-            by_name, timeout=self.timeout if timeout is None else _timeout(timeout))
+            by_name, timeout=self.timeout if timeout is None else call_timeout(timeout))
         member = self._members[found.name]
         member.before, member.after, member.match = found.before, found.after, found.match
         return member, found.match
@@ -657,327 +560,3 @@ class AsyncPlex:
             self._transcript.close()
         if self._guardian is not None:
             self._guardian.close()
-
-
-class _Call(Generic[T]):
-    """A coroutine run in the plex's loop for a caller's thread, which the caller may
-    abandon at any moment (Ctrl-C): once :meth:`abandon` returned, it does nothing more."""
-
-    def __init__(self, coroutine: Coroutine[Any, Any, T]) -> None:
-        self._coroutine = coroutine
-        self._task: asyncio.Task[Any] | None = None
-        self._entered = False
-        self._abandoned = False
-        self._ended = threading.Event()
-
-    async def run(self) -> T:
-        self._entered = True  # (before looking at _abandoned: see abandon())
-        try:
-            if self._abandoned:
-                self._coroutine.close()
-                raise asyncio.CancelledError
-            self._task = asyncio.current_task()
-            return await self._coroutine
-        finally:
-            self._ended.set()
-
-    def abandon(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._abandoned = True
-        if not self._entered:
-            return  # it will see _abandoned when it starts, if it ever does
-        loop.call_soon_threadsafe(self._cancel)
-        self._ended.wait(_CANCEL_WAIT)
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-
-class Member:
-    """The synchronous face of :class:`AsyncMember` (see it for the semantics)."""
-
-    def __init__(self, plex: Plex, member: AsyncMember) -> None:
-        self._plex = plex
-        self._member = member
-        self.name = member.name
-        self._wakeups = threading.local()
-
-    def __repr__(self) -> str:
-        return repr(self._member)
-
-    @property
-    def before(self) -> str:
-        return self._member.before
-
-    @property
-    def after(self) -> str:
-        return self._member.after
-
-    @property
-    def match(self) -> re.Match[str] | None:
-        return self._member.match
-
-    @property
-    def pid(self) -> int | None:
-        return self._member.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self._member.returncode
-
-    @property
-    def running(self) -> bool:
-        return self._member.running
-
-    def send(self, data: str | bytes) -> None:
-        if self._plex._loop is None:
-            raise PipeplexError("the plex is not running: use it in a with block")
-        process = self._member._process
-        data = data.encode() if isinstance(data, str) else data
-        if process.pid is None:  # never started: the loop drops it, with a note
-            self._plex._call_soon(process.send, data)
-        else:
-            process.send_threadsafe(data)
-
-    def sendline(self, line: str | bytes = "") -> None:
-        self.send((line.encode() if isinstance(line, str) else line) + b"\n")
-
-    def sendcontrol(self, char: str) -> None:
-        self.send(_control(char))
-
-    def close_stdin(self) -> None:
-        self._in_order(self._member._process.close_input)
-
-    def signal(self, sig: int | str) -> None:
-        self._in_order(self._member._process.signal, _signal_number(sig))
-
-    def _in_order(self, fn: Any, *args: Any) -> None:
-        """Run ``fn`` in the plex's loop, neither overtaken by a later send of this member
-        nor overtaking an earlier one."""
-        if self._plex._loop is None:
-            raise PipeplexError("the plex is not running: use it in a with block")
-        process = self._member._process
-        if process.pid is None:
-            self._plex._call_soon(fn, *args)
-        else:
-            process.call_threadsafe(fn, *args)
-
-    @overload
-    def expect(  # type: ignore[overload-overlap]
-        self, pattern: str | re.Pattern[str], timeout: float | None = None, *,
-        stream: Stream | None = None,
-    ) -> re.Match[str]: ...
-    @overload
-    def expect(self, pattern: Sentinel | Patterns, timeout: float | None = None, *,
-               stream: Stream | None = None) -> int: ...
-
-    def expect(self, pattern: Pattern | Patterns, timeout: float | None = None, *,
-               stream: Stream | None = None) -> re.Match[str] | int:
-        if stream is not None:
-            _check_stream(stream)
-        single, patterns = _patterns(pattern)
-        return self._expect(single, patterns, timeout, stream)
-
-    def _expect(self, single: bool, patterns: list[Pattern], timeout: float | None,
-                stream: Stream | None) -> re.Match[str] | int:
-        member, plex = self._member, self._plex
-        if timeout is not None:
-            timeout = _timeout(timeout)
-        if member._replaced:
-            return member._expect_replaced(single, patterns)
-        # Searched from this thread: waiting costs one wake-up from the loop, not a task.
-        found = plex._async.matcher.expect_blocking(
-            member.name, patterns, timeout=plex._async.timeout if timeout is None else timeout,
-            stream=stream, publish=plex._publish, wakeup=self._wakeup(),
-        )
-        member.before, member.after, member.match = found.before, found.after, found.match
-        if not single or found.match is None:
-            return found.index
-        return found.match
-
-    @overload
-    def expect_exact(  # type: ignore[overload-overlap]
-        self, text: str, timeout: float | None = None, *, stream: Stream | None = None,
-    ) -> re.Match[str]: ...
-    @overload
-    def expect_exact(self, text: Sentinel | Sequence[str | Sentinel],
-                     timeout: float | None = None, *, stream: Stream | None = None) -> int: ...
-
-    def expect_exact(
-        self, text: str | Sentinel | Sequence[str | Sentinel], timeout: float | None = None, *,
-        stream: Stream | None = None,
-    ) -> re.Match[str] | int:
-        if stream is not None:
-            _check_stream(stream)
-        single, patterns = _exact(text)
-        return self._expect(single, patterns, timeout, stream)
-
-    def _wakeup(self) -> threading.Event:
-        """This thread's event to sleep on (one per thread, made once)."""
-        event: threading.Event | None = getattr(self._wakeups, "event", None)
-        if event is None:
-            event = self._wakeups.event = threading.Event()
-        return event
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self._plex._call(self._member.wait(timeout))
-
-
-class Plex:
-    """A cast built in code, for synchronous code: ``with Plex() as plex:``.
-
-    Same options and methods as :class:`AsyncPlex`; the engine runs in a background thread.
-    """
-
-    def __init__(
-        self,
-        *,
-        run_dir: str | os.PathLike[str] | None = None,
-        transcript: str | os.PathLike[str] | None = None,
-        grace: float = DEFAULT_GRACE,
-        pty: PtyOption = "stdout",
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> None:
-        self._async = AsyncPlex(run_dir=run_dir, transcript=transcript, grace=grace, pty=pty,
-                                timeout=timeout)
-        self._async._threads = True
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._members: dict[str, Member] = {}
-
-    def __repr__(self) -> str:
-        return repr(self._async).replace("AsyncPlex", "Plex")
-
-    def __enter__(self) -> Plex:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def start(self) -> None:
-        if self._loop is not None:
-            raise PipeplexError("this plex has already been started: use a new one")
-        loop = self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, name="pipeplex", daemon=True)
-        self._thread.start()
-        try:
-            self._call(self._async.start())
-        except BaseException:
-            self._stop_thread()
-            raise
-
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            coroutine.close()
-            raise PipeplexError("the plex is not running: use it in a with block")
-        call = _Call(coroutine)
-        try:
-            return asyncio.run_coroutine_threadsafe(call.run(), self._loop).result()
-        except BaseException:
-            # Ctrl-C (or another exception raised in this thread) while the loop works for
-            # us: the call ends here, and must not go on to take output a later one expects.
-            call.abandon(self._loop)
-            raise
-
-    def _publish(self, event: Any) -> None:
-        self._async.bus.publish_threadsafe(event)
-
-    def _call_soon(self, fn: Any, *args: Any) -> None:
-        # Not waited for: the loop runs callbacks in order, so a later expect() still sees
-        # the effect, and a send costs no thread round trip. Sends never raise (a closed
-        # stdin becomes a note in the stream).
-        if self._loop is None:
-            raise PipeplexError("the plex is not running: use it in a with block")
-        self._loop.call_soon_threadsafe(fn, *args)
-
-    @property
-    def bus(self) -> Bus:
-        """The plex's events; its sinks are called in the plex's own thread, not yours."""
-        return self._async.bus
-
-    @property
-    def members(self) -> Mapping[str, Member]:
-        return self._members
-
-    def __getitem__(self, name: str) -> Member:
-        try:
-            return self._members[name]
-        except KeyError:
-            raise UnknownMember(name, self._members) from None
-
-    def transcript(self) -> str:
-        return self._async.transcript()
-
-    def spawn(
-        self,
-        name: str,
-        cmd: str | Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        pty: PtyOption | None = None,
-        shell: bool = False,
-        ready: str | None = None,
-        ready_timeout: float | None = None,
-    ) -> Member:
-        try:
-            self._call(self._async.spawn(name, cmd, env=env, cwd=cwd, pty=pty, shell=shell,
-                                         ready=ready, ready_timeout=ready_timeout))
-        finally:
-            self._sync_members()
-        return self._members[name]
-
-    def _sync_members(self) -> None:
-        """Mirror the async plex's members, also after a failed spawn or load (which may
-        have added some, or freed a name)."""
-        current = dict(self._async.members)
-        for name in [name for name in self._members if name not in current]:
-            del self._members[name]
-        for name, member in current.items():
-            held = self._members.get(name)
-            if held is None or held._member is not member:
-                self._members[name] = Member(self, member)
-
-    def expect_any(self, patterns: Mapping[str, Pattern | Patterns],
-                   timeout: float | None = None) -> tuple[Member, re.Match[str] | None]:
-        member, match = self._call(self._async.expect_any(patterns, timeout))
-        return self._members[member.name], match
-
-    def load(self, path: str | os.PathLike[str]) -> Scenario:
-        try:
-            return self._call(self._async.load(path))
-        finally:
-            self._sync_members()
-
-    def run_steps(self) -> None:
-        self._call(self._async.run_steps())
-
-    def close(self) -> None:
-        """Stop every member and the background thread."""
-        if self._loop is None:
-            return
-        closing = asyncio.run_coroutine_threadsafe(self._async.aclose(), self._loop)
-        try:
-            try:
-                closing.result()
-            except KeyboardInterrupt:
-                # Ctrl-C while members get their grace: skip it (SIGKILL), as a second
-                # Ctrl-C does in a run, and still leave nothing behind.
-                engine = self._async._engine
-                if engine is not None:
-                    self._loop.call_soon_threadsafe(engine.force_stop)
-                closing.result()
-                raise
-        finally:
-            self._stop_thread()
-
-    def _stop_thread(self) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join()
-        self._loop.close()
-        self._loop = None
-

@@ -40,7 +40,8 @@ from typing import TypeVar
 
 import pytest
 
-from ._plex import DEFAULT_TIMEOUT, Plex
+from ._plex import DEFAULT_TIMEOUT
+from ._plex_sync import Plex
 from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
 

@@ -1,0 +1,129 @@
+"""What the Python API takes as arguments, checked: a bad one is a ValueError that says
+what is expected, raised in the caller's code rather than later in the engine."""
+
+from __future__ import annotations
+
+import math
+import re
+import signal
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ._signals import parse_signal
+from .expect import EOF, TIMEOUT
+from .expect.buffer import Pattern
+
+__all__ = (
+    "Patterns",
+    "PtyOption",
+    "call_timeout",
+    "check_stream",
+    "control_byte",
+    "exact_patterns",
+    "patterns_of",
+    "positive_seconds",
+    "pty_mode",
+    "signal_number",
+)
+
+PtyOption = Literal["stdout"] | bool
+Patterns = Sequence[Pattern]
+"""A list (or tuple) of patterns, of which :data:`EOF` and :data:`TIMEOUT` may be two."""
+_SIGNALS = frozenset(s.value for s in signal.Signals)
+
+
+def signal_number(sig: int | str) -> int:
+    """A signal's number from its name or number; ValueError for one this system lacks."""
+    if isinstance(sig, str):
+        return parse_signal(sig)
+    if type(sig) is not int:  # (not True, which would be SIGHUP, nor 2.0)
+        raise ValueError(f"a signal is a name such as 'INT' or a number, not {sig!r}")
+    if sig not in _SIGNALS:
+        raise ValueError(f"no signal number {sig}")
+    return sig
+
+
+def pattern_of(pattern: object) -> Pattern:
+    """``pattern`` if expect() can search for it; a ValueError that says why otherwise."""
+    if isinstance(pattern, str) or pattern is EOF or pattern is TIMEOUT:
+        return pattern
+    if isinstance(pattern, re.Pattern):
+        if isinstance(pattern.pattern, str):
+            return pattern
+        raise ValueError(f"{pattern!r} is a bytes pattern; output is searched as text: "
+                         "compile a str pattern instead")
+    if isinstance(pattern, bytes | bytearray):
+        raise ValueError(f"{pattern!r} is bytes; output is searched as text: use a str "
+                         "pattern")
+    raise ValueError(f"a pattern is a str, a compiled str regex, EOF or TIMEOUT, not "
+                     f"{pattern!r}")
+
+
+def patterns_of(pattern: Any) -> tuple[bool, list[Pattern]]:
+    """(whether ``pattern`` is a single one, the list of patterns) for expect()."""
+    if isinstance(pattern, str | re.Pattern) or pattern is EOF or pattern is TIMEOUT:
+        return True, [pattern_of(pattern)]
+    if not isinstance(pattern, list | tuple):
+        return True, [pattern_of(pattern)]  # (says what is wrong with it)
+    if not pattern:
+        raise ValueError("expect() needs at least one pattern, not an empty list")
+    return False, [pattern_of(p) for p in pattern]
+
+
+def exact_patterns(text: Any) -> tuple[bool, list[Pattern]]:
+    """:func:`patterns_of` for expect_exact(): strings match literally."""
+    single, patterns = patterns_of(text)
+    return single, [re.compile(re.escape(p)) if isinstance(p, str) else p for p in patterns]
+
+
+def positive_seconds(value: object, what: str, *, none_ok: bool = True) -> float | None:
+    """A default timeout or a grace given to the API: a positive number of seconds."""
+    if value is None and none_ok:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
+            or value <= 0):
+        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def call_timeout(value: float) -> float:
+    """The timeout of one call: seconds, 0 (look once, as in pexpect) or inf (no limit)."""
+    if (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
+            or value < 0):
+        raise ValueError(f"timeout must be a number of seconds (0 or more), not {value!r}")
+    return float(value)
+
+
+def control_byte(char: str) -> bytes:
+    """The byte that Ctrl and ``char`` give on a terminal: "c" is ^C (3), "?" is DEL."""
+    if not isinstance(char, str) or len(char) != 1:
+        raise ValueError(f"sendcontrol() takes one character, not {char!r}")
+    lower = char.lower()
+    if "a" <= lower <= "z":
+        return bytes([ord(lower) - ord("a") + 1])
+    code = _CONTROL_PUNCTUATION.get(char)
+    if code is None:
+        raise ValueError(f"there is no control character for {char!r} (letters, and "
+                         f"{' '.join(_CONTROL_PUNCTUATION)})")
+    return bytes([code])
+
+
+_CONTROL_PUNCTUATION = {"@": 0, "`": 0, "[": 27, "{": 27, "\\": 28, "|": 28, "]": 29, "}": 29,
+                        "^": 30, "~": 30, "_": 31, "?": 127}
+
+
+def check_stream(stream: str) -> None:
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(f"stream must be 'stdout' or 'stderr' (or None for both), "
+                         f"not {stream!r}")
+
+
+def pty_mode(pty: PtyOption) -> Literal["stdout", "full", "pipes"]:
+    if pty is True:
+        return "full"
+    if pty is False:
+        return "pipes"
+    if pty == "stdout":
+        return "stdout"
+    raise ValueError(f'pty must be "stdout" (stdout on a terminal), True (a full terminal) or '
+                     f"False (pipes), not {pty!r}")

@@ -1,0 +1,361 @@
+"""The Python API for synchronous code: :class:`Plex` runs an :class:`AsyncPlex` in a
+background thread and hands each call to its loop; :class:`Member` searches the members'
+output from the caller's own thread, so a round trip costs one wake-up, not a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Generic, TypeVar, overload
+
+from ._arguments import (
+    Patterns,
+    PtyOption,
+    call_timeout,
+    check_stream,
+    control_byte,
+    exact_patterns,
+    patterns_of,
+    signal_number,
+)
+from ._bus import Bus
+from ._engine import DEFAULT_GRACE
+from ._events import Stream
+from ._plex import DEFAULT_TIMEOUT, AsyncMember, AsyncPlex
+from .errors import PipeplexError, UnknownMember
+from .expect.buffer import Pattern, Sentinel
+from .scenario.model import Scenario
+
+__all__ = ("Member", "Plex")
+
+T = TypeVar("T")
+_CANCEL_WAIT = 5.0
+"""Seconds an interrupted synchronous call waits for the loop to cancel its work."""
+
+
+class _Call(Generic[T]):
+    """A coroutine run in the plex's loop for a caller's thread, which the caller may
+    abandon at any moment (Ctrl-C): once :meth:`abandon` returned, it does nothing more."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T]) -> None:
+        self._coroutine = coroutine
+        self._task: asyncio.Task[Any] | None = None
+        self._entered = False
+        self._abandoned = False
+        self._ended = threading.Event()
+
+    async def run(self) -> T:
+        self._entered = True  # (before looking at _abandoned: see abandon())
+        try:
+            if self._abandoned:
+                self._coroutine.close()
+                raise asyncio.CancelledError
+            self._task = asyncio.current_task()
+            return await self._coroutine
+        finally:
+            self._ended.set()
+
+    def abandon(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._abandoned = True
+        if not self._entered:
+            return  # it will see _abandoned when it starts, if it ever does
+        loop.call_soon_threadsafe(self._cancel)
+        self._ended.wait(_CANCEL_WAIT)
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class Member:
+    """The synchronous face of :class:`AsyncMember` (see it for the semantics)."""
+
+    def __init__(self, plex: Plex, member: AsyncMember) -> None:
+        self._plex = plex
+        self._member = member
+        self.name = member.name
+        self._wakeups = threading.local()
+
+    def __repr__(self) -> str:
+        return repr(self._member)
+
+    @property
+    def before(self) -> str:
+        return self._member.before
+
+    @property
+    def after(self) -> str:
+        return self._member.after
+
+    @property
+    def match(self) -> re.Match[str] | None:
+        return self._member.match
+
+    @property
+    def pid(self) -> int | None:
+        return self._member.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._member.returncode
+
+    @property
+    def running(self) -> bool:
+        return self._member.running
+
+    def send(self, data: str | bytes) -> None:
+        if self._plex._loop is None:
+            raise PipeplexError("the plex is not running: use it in a with block")
+        process = self._member._process
+        data = data.encode() if isinstance(data, str) else data
+        if process.pid is None:  # never started: the loop drops it, with a note
+            self._plex._call_soon(process.send, data)
+        else:
+            process.send_threadsafe(data)
+
+    def sendline(self, line: str | bytes = "") -> None:
+        self.send((line.encode() if isinstance(line, str) else line) + b"\n")
+
+    def sendcontrol(self, char: str) -> None:
+        self.send(control_byte(char))
+
+    def close_stdin(self) -> None:
+        self._in_order(self._member._process.close_input)
+
+    def signal(self, sig: int | str) -> None:
+        self._in_order(self._member._process.signal, signal_number(sig))
+
+    def _in_order(self, fn: Any, *args: Any) -> None:
+        """Run ``fn`` in the plex's loop, neither overtaken by a later send of this member
+        nor overtaking an earlier one."""
+        if self._plex._loop is None:
+            raise PipeplexError("the plex is not running: use it in a with block")
+        process = self._member._process
+        if process.pid is None:
+            self._plex._call_soon(fn, *args)
+        else:
+            process.call_threadsafe(fn, *args)
+
+    @overload
+    def expect(  # type: ignore[overload-overlap]
+        self, pattern: str | re.Pattern[str], timeout: float | None = None, *,
+        stream: Stream | None = None,
+    ) -> re.Match[str]: ...
+    @overload
+    def expect(self, pattern: Sentinel | Patterns, timeout: float | None = None, *,
+               stream: Stream | None = None) -> int: ...
+
+    def expect(self, pattern: Pattern | Patterns, timeout: float | None = None, *,
+               stream: Stream | None = None) -> re.Match[str] | int:
+        if stream is not None:
+            check_stream(stream)
+        single, patterns = patterns_of(pattern)
+        return self._expect(single, patterns, timeout, stream)
+
+    def _expect(self, single: bool, patterns: list[Pattern], timeout: float | None,
+                stream: Stream | None) -> re.Match[str] | int:
+        member, plex = self._member, self._plex
+        if timeout is not None:
+            timeout = call_timeout(timeout)
+        if member._replaced:
+            return member._expect_replaced(single, patterns)
+        # Searched from this thread: waiting costs one wake-up from the loop, not a task.
+        found = plex._async.matcher.expect_blocking(
+            member.name, patterns, timeout=plex._async.timeout if timeout is None else timeout,
+            stream=stream, publish=plex._publish, wakeup=self._wakeup(),
+        )
+        member.before, member.after, member.match = found.before, found.after, found.match
+        if not single or found.match is None:
+            return found.index
+        return found.match
+
+    @overload
+    def expect_exact(  # type: ignore[overload-overlap]
+        self, text: str, timeout: float | None = None, *, stream: Stream | None = None,
+    ) -> re.Match[str]: ...
+    @overload
+    def expect_exact(self, text: Sentinel | Sequence[str | Sentinel],
+                     timeout: float | None = None, *, stream: Stream | None = None) -> int: ...
+
+    def expect_exact(
+        self, text: str | Sentinel | Sequence[str | Sentinel], timeout: float | None = None, *,
+        stream: Stream | None = None,
+    ) -> re.Match[str] | int:
+        if stream is not None:
+            check_stream(stream)
+        single, patterns = exact_patterns(text)
+        return self._expect(single, patterns, timeout, stream)
+
+    def _wakeup(self) -> threading.Event:
+        """This thread's event to sleep on (one per thread, made once)."""
+        event: threading.Event | None = getattr(self._wakeups, "event", None)
+        if event is None:
+            event = self._wakeups.event = threading.Event()
+        return event
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._plex._call(self._member.wait(timeout))
+
+
+class Plex:
+    """A cast built in code, for synchronous code: ``with Plex() as plex:``.
+
+    Same options and methods as :class:`AsyncPlex`; the engine runs in a background thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_dir: str | os.PathLike[str] | None = None,
+        transcript: str | os.PathLike[str] | None = None,
+        grace: float = DEFAULT_GRACE,
+        pty: PtyOption = "stdout",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._async = AsyncPlex(run_dir=run_dir, transcript=transcript, grace=grace, pty=pty,
+                                timeout=timeout)
+        self._async._threads = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._members: dict[str, Member] = {}
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncPlex", "Plex")
+
+    def __enter__(self) -> Plex:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self._loop is not None:
+            raise PipeplexError("this plex has already been started: use a new one")
+        loop = self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="pipeplex", daemon=True)
+        self._thread.start()
+        try:
+            self._call(self._async.start())
+        except BaseException:
+            self._stop_thread()
+            raise
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            coroutine.close()
+            raise PipeplexError("the plex is not running: use it in a with block")
+        call = _Call(coroutine)
+        try:
+            return asyncio.run_coroutine_threadsafe(call.run(), self._loop).result()
+        except BaseException:
+            # Ctrl-C (or another exception raised in this thread) while the loop works for
+            # us: the call ends here, and must not go on to take output a later one expects.
+            call.abandon(self._loop)
+            raise
+
+    def _publish(self, event: Any) -> None:
+        self._async.bus.publish_threadsafe(event)
+
+    def _call_soon(self, fn: Any, *args: Any) -> None:
+        # Not waited for: the loop runs callbacks in order, so a later expect() still sees
+        # the effect, and a send costs no thread round trip. Sends never raise (a closed
+        # stdin becomes a note in the stream).
+        if self._loop is None:
+            raise PipeplexError("the plex is not running: use it in a with block")
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    @property
+    def bus(self) -> Bus:
+        """The plex's events; its sinks are called in the plex's own thread, not yours."""
+        return self._async.bus
+
+    @property
+    def members(self) -> Mapping[str, Member]:
+        return self._members
+
+    def __getitem__(self, name: str) -> Member:
+        try:
+            return self._members[name]
+        except KeyError:
+            raise UnknownMember(name, self._members) from None
+
+    def transcript(self) -> str:
+        return self._async.transcript()
+
+    def spawn(
+        self,
+        name: str,
+        cmd: str | Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        pty: PtyOption | None = None,
+        shell: bool = False,
+        ready: str | None = None,
+        ready_timeout: float | None = None,
+    ) -> Member:
+        try:
+            self._call(self._async.spawn(name, cmd, env=env, cwd=cwd, pty=pty, shell=shell,
+                                         ready=ready, ready_timeout=ready_timeout))
+        finally:
+            self._sync_members()
+        return self._members[name]
+
+    def _sync_members(self) -> None:
+        """Mirror the async plex's members, also after a failed spawn or load (which may
+        have added some, or freed a name)."""
+        current = dict(self._async.members)
+        for name in [name for name in self._members if name not in current]:
+            del self._members[name]
+        for name, member in current.items():
+            held = self._members.get(name)
+            if held is None or held._member is not member:
+                self._members[name] = Member(self, member)
+
+    def expect_any(self, patterns: Mapping[str, Pattern | Patterns],
+                   timeout: float | None = None) -> tuple[Member, re.Match[str] | None]:
+        member, match = self._call(self._async.expect_any(patterns, timeout))
+        return self._members[member.name], match
+
+    def load(self, path: str | os.PathLike[str]) -> Scenario:
+        try:
+            return self._call(self._async.load(path))
+        finally:
+            self._sync_members()
+
+    def run_steps(self) -> None:
+        self._call(self._async.run_steps())
+
+    def close(self) -> None:
+        """Stop every member and the background thread."""
+        if self._loop is None:
+            return
+        closing = asyncio.run_coroutine_threadsafe(self._async.aclose(), self._loop)
+        try:
+            try:
+                closing.result()
+            except KeyboardInterrupt:
+                # Ctrl-C while members get their grace: skip it (SIGKILL), as a second
+                # Ctrl-C does in a run, and still leave nothing behind.
+                engine = self._async._engine
+                if engine is not None:
+                    self._loop.call_soon_threadsafe(engine.force_stop)
+                closing.result()
+                raise
+        finally:
+            self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join()
+        self._loop.close()
+        self._loop = None
