@@ -281,7 +281,8 @@ def test_a_stop_from_outside_ends_the_plex(tmp_path: Path) -> None:
         _cli("stop", "--run-dir", str(run_dir))
         assert cat.expect(EOF) == 0
         assert cat.wait() == 0  # cat ends on the closed stdin, before any SIGTERM
-        with pytest.raises(pipeplex.PipeplexError, match="not running"):
+        with pytest.raises(pipeplex.PipeplexError, match=r"the plex has stopped \(stop "
+                           r"requested through the control socket"):
             plex.spawn("more", "cat")
     assert not run_dir.exists()
 

@@ -209,3 +209,19 @@ def test_errors_survive_pickling() -> None:
         assert vars(copy) == vars(error)
     assert isinstance(pickle.loads(pickle.dumps(errors[0])), TimeoutError)
     assert pickle.loads(pickle.dumps([EOF, TIMEOUT])) == [EOF, TIMEOUT]
+
+
+def test_a_spawn_after_the_plex_stopped_says_why(tmp_path: Path) -> None:
+    """A loaded cast keeps its on_exit = "stop": when a member ends, the plex stops, and a
+    later spawn names that cause instead of blaming `pipeplex stop`."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text("[procs.once]\ncmd = \"sh -c 'echo done'\"\n")
+    stopped = threading.Event()
+    with Plex() as plex:
+        plex.bus.subscribe(lambda e: "stopping the cast" in e.text and stopped.set(),
+                           [pipeplex.Note])
+        plex.load(cast)
+        assert stopped.wait(10)
+        with pytest.raises(pipeplex.PipeplexError, match=r"cannot add 'late': the plex has "
+                           r"stopped \(once exited with code 0; stopping the cast"):
+            plex.spawn("late", "cat")

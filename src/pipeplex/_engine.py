@@ -129,6 +129,15 @@ class Engine:
             self.bus.publish(Note(reason))
         self._stop.set_result(reason)
 
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the cast is stopping, as announced ("db exited with code 0; stopping the
+        cast (on_exit = stop)"); None while it runs, or when no reason was given."""
+        if self._stop is None or not self._stop.done():
+            return None
+        reason: str | None = self._stop.result()
+        return reason
+
     async def until_stopping(self) -> None:
         """Return once a stop of the whole cast has been requested (from anywhere)."""
         assert self._stop is not None, "run() has not begun"

@@ -401,8 +401,10 @@ class AsyncPlex:
     def _check_can_add(self, name: str) -> None:
         engine = self.engine
         if engine.stopping:
-            raise PipeplexError(f"cannot add {name!r}: the plex is stopping or was "
-                                "stopped (pipeplex stop); it is not running any more")
+            reason = engine.stop_reason
+            raise PipeplexError(f"cannot add {name!r}: the plex has stopped"
+                                f"{f' ({reason})' if reason else ''}; it runs no member any "
+                                "more")
         engine.check_can_add(name)  # a name is free again once its member has ended
 
     def _add(self, spec: ProcSpec) -> AsyncMember:
