@@ -225,3 +225,28 @@ def test_a_spawn_after_the_plex_stopped_says_why(tmp_path: Path) -> None:
         with pytest.raises(pipeplex.PipeplexError, match=r"cannot add 'late': the plex has "
                            r"stopped \(once exited with code 0; stopping the cast"):
             plex.spawn("late", "cat")
+
+
+def test_before_holds_the_unread_output_after_an_expect_that_raised() -> None:
+    """As in pexpect: what did the member print instead? before says, and it stays unread."""
+    with Plex() as plex:
+        sh = plex.spawn("sh", "cat")
+        sh.sendline("partial answer")
+        sh.expect("partial", timeout=10)
+        with pytest.raises(pipeplex.ExpectTimeout):
+            sh.expect("never", timeout=0.2)
+        assert (sh.before, sh.after, sh.match) == (" answer\n", "", None)
+        sh.close_stdin()
+        with pytest.raises(UnexpectedExit):
+            sh.expect("never", timeout=10)
+        assert (sh.before, sh.after, sh.match) == (" answer\n", "", None)
+        assert sh.expect("answer", timeout=10)  # still there: a failed expect reads nothing
+
+    async def main() -> None:
+        async with AsyncPlex() as plex:
+            sh = await plex.spawn("sh", ["sh", "-c", "echo one; exit 3"])
+            with pytest.raises(UnexpectedExit):
+                await sh.expect("never")
+            assert (sh.before, sh.after, sh.match) == ("one\n", "", None)
+
+    asyncio.run(main())

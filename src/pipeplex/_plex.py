@@ -33,7 +33,7 @@ from ._events import SHOWN, Event, Output, Stream
 from ._signals import describe_returncode
 from .cast.load import check_commands, check_fields, check_name
 from .cast.spec import CastSpec, ProcSpec, split_command
-from .errors import CastError, PipeplexError, UnexpectedExit, UnknownMember
+from .errors import CastError, ExpectTimeout, PipeplexError, UnexpectedExit, UnknownMember
 from .expect import EOF, Matcher
 from .expect.buffer import Pattern, Sentinel
 from .inputs.folder import FolderInputs
@@ -188,12 +188,22 @@ class AsyncMember:
             timeout = call_timeout(timeout)
         if self._replaced:
             return self._expect_replaced(single, patterns)
-        found = await self._matcher.expect_one(
-            self.name, patterns, self._plex.timeout if timeout is None else timeout, stream)
+        try:
+            found = await self._matcher.expect_one(
+                self.name, patterns, self._plex.timeout if timeout is None else timeout, stream)
+        except (ExpectTimeout, UnexpectedExit):
+            self._failed(stream)
+            raise
         self.before, self.after, self.match = found.before, found.after, found.match
         if not single or found.match is None:
             return found.index
         return found.match
+
+    def _failed(self, stream: Stream | None) -> None:
+        """After an expect that raised, as in pexpect: ``before`` holds the output it did
+        not match (it stays unread), ``after`` and ``match`` are empty."""
+        self.before = self._matcher.buffer(self.name, stream).text
+        self.after, self.match = "", None
 
     def _expect_replaced(self, single: bool, patterns: list[Pattern]) -> int:
         """expect() on a member whose name a newer member took: it has ended, and what it

@@ -27,7 +27,7 @@ from ._bus import Bus
 from ._engine import DEFAULT_GRACE
 from ._events import Stream
 from ._plex import DEFAULT_TIMEOUT, AsyncMember, AsyncPlex
-from .errors import PipeplexError, UnknownMember
+from .errors import ExpectTimeout, PipeplexError, UnexpectedExit, UnknownMember
 from .expect.buffer import Pattern, Sentinel
 from .scenario.model import Scenario
 
@@ -165,10 +165,15 @@ class Member:
         if member._replaced:
             return member._expect_replaced(single, patterns)
         # Searched from this thread: waiting costs one wake-up from the loop, not a task.
-        found = plex._async.matcher.expect_blocking(
-            member.name, patterns, timeout=plex._async.timeout if timeout is None else timeout,
-            stream=stream, publish=plex._publish, wakeup=self._wakeup(),
-        )
+        try:
+            found = plex._async.matcher.expect_blocking(
+                member.name, patterns,
+                timeout=plex._async.timeout if timeout is None else timeout,
+                stream=stream, publish=plex._publish, wakeup=self._wakeup(),
+            )
+        except (ExpectTimeout, UnexpectedExit):
+            member._failed(stream)
+            raise
         member.before, member.after, member.match = found.before, found.after, found.match
         if not single or found.match is None:
             return found.index
