@@ -165,8 +165,11 @@ class Engine:
         if self._tg is None or self._stop is None or self.stopping:
             raise PipeplexError("the cast is stopping; nothing can be restarted")
         if member.state == "pending":
-            waits = ", ".join(member.spec.after)
-            raise PipeplexError(f"{name} has not started yet (it waits for {waits})")
+            if not member.spec.autostart and name in self._start_requested:
+                why = "autostart = false: a start step starts it"
+            else:
+                why = f"it waits for {', '.join(member.spec.after) or 'its turn'}"
+            raise PipeplexError(f"{name} has not started yet ({why})")
         restarted = self._restarted[name] = asyncio.get_running_loop().create_future()
         self.bus.publish(Note("restarting on request", name=name))
         if member.running:
@@ -664,7 +667,7 @@ class Engine:
         else:
             self._announce(member, "closed its stdin; sent SIGTERM to its process group")
         if not exit_seen.done():
-            member.signal(signal.SIGTERM)
+            _terminate(member)
             termed_at = loop.time()
             await self._first(exit_seen, self._force, within=grace)
         if not exit_seen.done():
@@ -691,7 +694,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         grace = member.spec.stop_timeout or self.grace
         if termed_at is None:
-            member.signal(signal.SIGTERM)
+            _terminate(member)
             termed_at = loop.time()
             self._announce(member, "left processes in its process group; sent them SIGTERM",
                            "warning")
@@ -774,3 +777,10 @@ class Engine:
             self.bus.publish(Note(f"summary: {text}", name=member.name))
         if self.interrupted_by is not None and not self.failures:
             self.bus.publish(Note(f"stopped by {signal_name(self.interrupted_by)}"))
+
+
+def _terminate(member: Process) -> None:
+    """SIGTERM to the member's process group, then SIGCONT: a stopped process (SIGSTOP,
+    Ctrl-Z) gets to run its handler within the grace instead of waiting for SIGKILL."""
+    member.signal(signal.SIGTERM)
+    member.signal(signal.SIGCONT)

@@ -29,7 +29,7 @@ from ._arguments import (
 )
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
-from ._events import SHOWN, Event, Output, Stream
+from ._events import SHOWN, Event, Note, Output, Stream
 from ._signals import describe_returncode
 from .cast.load import check_commands, check_fields, check_name
 from .cast.spec import CastSpec, ProcSpec, split_command
@@ -351,7 +351,8 @@ class AsyncPlex:
         """
         if self._engine is not None or self._run is not None:
             raise PipeplexError("this plex has already been started: use a new one")
-        self._guardian = Guardian()
+        self._guardian = Guardian(
+            on_lost=lambda text: self.bus.publish(Note(text, level="warning")))
         engine = self._engine = Engine(
             CastSpec(()), self.bus, grace=self.grace, guardian=self._guardian, stdin_grace=0.3,
             env_overrides={"PIPEPLEX_RUN_ID": self._guardian.token})

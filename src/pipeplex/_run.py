@@ -33,6 +33,7 @@ from .inputs.stdin import ConsoleMode, console_mode
 from .output.render import ColorMode, Renderer, use_color
 from .output.terminal import TerminalSink, Writer
 from .participants import Guardian
+from .participants.orphans import OrphanReaper
 from .report.transcript import LogDirSink, TranscriptSink
 
 if TYPE_CHECKING:  # the console, the matcher and the steps are loaded when a run uses them
@@ -99,7 +100,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         crlf_names=[p.name for p in cast.procs if p.pty == "full"],
     )
     _raise_fd_limit(len(cast.procs))
-    guardian = Guardian()
+    guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")))
     engine = Engine(
         cast,
         bus,
@@ -117,8 +118,11 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     bus.subscribe(TerminalSink(renderer, writer), SHOWN)
     records: list[TranscriptSink | LogDirSink] = []
     inputs: FolderInputs | None = None
+    orphans: OrphanReaper | None = None
     try:
         on_signal = _install_signal_handlers(loop, engine)
+        if os.getpid() == 1:  # a container's first process: every orphan comes to us
+            orphans = OrphanReaper(loop, lambda: _own_children(engine, guardian))
         records = _records(options, bus)
         inputs = FolderInputs(engine, options.run_dir or default_run_dir())
         for name in cast.names:
@@ -140,6 +144,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     finally:
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+        if orphans is not None:
+            orphans.close()
         if inputs is not None:
             inputs.close()
         guardian.close()
@@ -147,6 +153,13 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             sink.close()
         await writer.drain()
         writer.close()
+
+
+def _own_children(engine: Engine, guardian: Guardian) -> set[int]:
+    """The children that their owners wait for: members not yet reaped, the guardian."""
+    own = {m.pid for m in engine.members.values() if m.pid is not None and m.returncode is None}
+    own.add(guardian.pid)
+    return own
 
 
 async def _run_with_inputs(
@@ -248,12 +261,16 @@ def _install_signal_handlers(
     """Stop the cast on SIGINT, SIGTERM, SIGHUP; returns the handler (the console's Ctrl-C)."""
 
     def on_signal(sig: signal.Signals) -> None:
-        if engine.stopping:
-            if sig == signal.SIGINT:
-                engine.force_stop()
-            return
         hint = "; press Ctrl-C again to skip the grace period" if sig == signal.SIGINT else ""
-        engine.request_stop(f"got {sig.name}: stopping the cast{hint}", interrupted_by=sig)
+        if not engine.stopping:
+            engine.request_stop(f"got {sig.name}: stopping the cast{hint}", interrupted_by=sig)
+        elif engine.interrupted_by is None:
+            # The cast was stopping on its own (a member ended): this is the first signal,
+            # so the grace stands; the run now ends as interrupted (unless a member failed).
+            engine.interrupted_by = sig
+            engine.bus.publish(Note(f"got {sig.name}: the cast is already stopping{hint}"))
+        elif sig == signal.SIGINT:
+            engine.force_stop()
 
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)

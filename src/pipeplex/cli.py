@@ -418,4 +418,12 @@ def attach(name: str | None, color: str, no_color: bool, timestamps: bool,
 
 
 def main() -> None:
-    cli(prog_name="pipeplex")
+    """Run the command; a Ctrl-C before a run takes it over exits 130, as one later does
+    (click's own handling would print "Aborted!" and exit 1)."""
+    try:
+        cli.main(prog_name="pipeplex", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 
 __all__ = ("Guardian",)
 
@@ -90,7 +91,9 @@ if left:
 class Guardian:
     """Handle on the guardian process; register every process group you create."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_lost: Callable[[str], None] | None = None) -> None:
+        self._on_lost = on_lost
+        """Told, once, when the guardian process is found gone (someone killed it)."""
         self.token = uuid.uuid4().hex
         """Put in members' environment as ``PIPEPLEX_RUN_ID``; the guardian hunts it down."""
         read_end, self._fd = os.pipe()
@@ -108,6 +111,14 @@ class Guardian:
         self.pid = self._proc.pid
         self._lines: list[str] = []
         self._say(f"={self.token}\n")
+        self._watch: tuple[asyncio.AbstractEventLoop, int] | None = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        pidfd = os.pidfd_open(self.pid)
+        loop.add_reader(pidfd, self._died)  # not when it happens to write next: at once
+        self._watch = (loop, pidfd)
 
     def __repr__(self) -> str:
         return f"<Guardian pid={self.pid}>"
@@ -118,7 +129,7 @@ class Guardian:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            os.write(self._fd, line.encode())
+            self._write(line)
             return
         # Lines of one pass of the loop go in one write: starting 1000 members wakes the
         # guardian a few times, not 1000. (A member spawned just before pipeplex dies and
@@ -130,7 +141,36 @@ class Guardian:
     def _flush(self) -> None:
         lines, self._lines = self._lines, []
         if lines and self._fd >= 0:
-            os.write(self._fd, "".join(lines).encode())
+            self._write("".join(lines))
+
+    def _write(self, text: str) -> None:
+        try:
+            os.write(self._fd, text.encode())
+        except OSError:  # EPIPE: the guardian is gone
+            self._lost()
+
+    def _died(self) -> None:
+        self._unwatch()
+        self._proc.poll()  # (reaped)
+        self._lost()
+
+    def _lost(self) -> None:
+        if self._fd < 0:
+            return
+        os.close(self._fd)
+        self._fd = -1
+        if self._on_lost is not None:
+            self._on_lost(f"the guardian process (pid {self.pid}) is gone: the members are "
+                          "stopped as usual, but if pipeplex itself is killed now, they may "
+                          "outlive it")
+
+    def _unwatch(self) -> None:
+        if self._watch is not None:
+            loop, pidfd = self._watch
+            self._watch = None
+            if not loop.is_closed():
+                loop.remove_reader(pidfd)
+            os.close(pidfd)
 
     def register(self, pgid: int) -> None:
         self._say(f"+{pgid}\n")
@@ -140,6 +180,7 @@ class Guardian:
 
     def close(self) -> None:
         """Let the guardian go: every group should be stopped and unregistered by now."""
+        self._unwatch()
         self._flush()
         if self._fd >= 0:
             os.close(self._fd)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .._bus import Bus
 from .._engine import DEFAULT_GRACE, Engine
-from .._events import Event
+from .._events import Event, Note
 from ..expect import Matcher
 from ..participants import Guardian
 from ..report.golden import compare_golden, golden_text
@@ -59,7 +59,7 @@ async def run_scenario(
     events: list[Event] = []
     if scenario.golden:
         bus.subscribe(events.append)
-    guardian = Guardian()
+    guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")))
     engine = Engine(scenario.cast, bus, grace=grace, guardian=guardian, stdin_grace=STDIN_GRACE,
                     env_overrides={"PIPEPLEX_RUN_ID": guardian.token, "NO_COLOR": "1"})
     matcher = Matcher(bus, recent=engine.recent.describe)

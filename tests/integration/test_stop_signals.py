@@ -1,0 +1,158 @@
+"""Stopping when things are not simple: a member that is stopped (SIGSTOP), a signal to
+pipeplex while the cast is already stopping on its own."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import PIPEPLEX, Connection, Pipeplex, py, status
+
+CLEAN_ON_TERM = (
+    "import signal, sys\n"
+    "def bye(*_):\n"
+    "    print('clean shutdown', flush=True)\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, bye)\n"
+    "print('up', flush=True)\n"
+    "while True:\n"
+    "    signal.pause()\n"
+)
+
+
+def _wait_stopped(pid: int, timeout: float = 10.0) -> None:
+    """Until the kernel shows ``pid`` stopped (state T)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        os.sched_yield()
+    raise AssertionError(f"{pid} was not stopped within {timeout} s")
+
+
+def test_a_stopped_member_gets_its_grace(run_dir: Path) -> None:
+    """A member stopped by SIGSTOP (or Ctrl-Z) is continued after SIGTERM, so its handler
+    runs within the grace instead of the member waiting, frozen, for SIGKILL."""
+    with Pipeplex("run", "-p", f"app={py(CLEAN_ON_TERM)}", "--grace", "20",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^app +\| up$")
+        pid = status(run_dir)["members"][0]["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        _wait_stopped(pid)
+        plex.signal(signal.SIGTERM)
+        plex.expect(r"^app +\| clean shutdown$")
+        assert plex.wait() == 143
+    assert "SIGKILL" not in plex.text
+
+
+def test_the_first_ctrl_c_while_the_cast_stops_on_its_own_keeps_the_grace(
+        run_dir: Path, tmp_path: Path) -> None:
+    """A member's exit stopped the cast; Ctrl-C then is the first interrupt: the others
+    keep their grace, a second Ctrl-C would skip it, and the run ends as interrupted."""
+    gate = tmp_path / "gate"
+    slow = (
+        "import os, signal, sys, time\n"
+        "def bye(*_):\n"
+        "    print('flushing', flush=True)\n"
+        f"    while not os.path.exists({str(gate)!r}):\n"
+        "        time.sleep(0.01)\n"
+        "    print('flushed', flush=True)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('up', flush=True)\n"
+        "while True:\n"
+        "    signal.pause()\n"
+    )
+    with Pipeplex("run", "-p", f"db={py(slow)}", "-p", "job=sh -c 'read x'", "--grace", "20",
+                  "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^db +\| up$")
+        with Connection(run_dir) as conn:  # job ends with 0: on_exit = stop stops the cast
+            assert conn.request({"op": "send", "name": "job", "data": "go\n"})["ok"]
+        plex.expect(r"^db +\| flushing$")
+        plex.signal(signal.SIGINT)
+        plex.expect(r"got SIGINT: the cast is already stopping; press Ctrl-C again to skip "
+                    r"the grace period")
+        gate.touch()
+        plex.expect(r"^db +\| flushed$")
+        assert plex.wait() == 130
+    assert "skipping the grace" not in plex.text
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def test_a_killed_guardian_is_reported_once_and_the_run_goes_on(run_dir: Path) -> None:
+    """Someone kills the guardian: a warning says what is lost (and nothing else breaks:
+    restarts and the stop still work, with no traceback)."""
+    with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", run_dir) as plex:
+        plex.expect(r"^a +\* started")
+        member = status(run_dir)["members"][0]["pid"]
+        guardian = next(c for c in _children(plex.proc.pid) if c != member)
+        os.kill(guardian, signal.SIGKILL)
+        plex.expect(rf"the guardian process \(pid {guardian}\) is gone: the members are stopped "
+                    r"as usual, but if pipeplex itself is killed now, they may outlive it")
+        with Connection(run_dir) as conn:
+            assert conn.request({"op": "restart", "name": "a"})["ok"]
+        plex.expect(r"^a +\* started")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert "Traceback" not in plex.text
+    assert plex.text.count("the guardian process") == 1
+
+
+def _zombie_children(pid: int) -> list[int]:
+    zombies = []
+    for child in _children(pid):
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    zombies.append(child)
+        except OSError:
+            pass
+    return zombies
+
+
+def test_as_pid_1_orphans_are_reaped(run_dir: Path, tmp_path: Path) -> None:
+    """In a container pipeplex may be the first process: orphans of its members come to it,
+    and it reaps them as init would (they would stay zombies otherwise)."""
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a PID namespace here: {probe.stderr.strip()}")
+    done = tmp_path / "done"
+    leaver = f"for i in 1 2 3; do (sleep 0.1; echo x >> {done}) & done; exit 0"
+
+    class InNamespace(Pipeplex):
+        def __init__(self, *args: str | os.PathLike[str]) -> None:
+            self.proc = subprocess.Popen(
+                ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *PIPEPLEX,
+                 *map(str, args)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            assert self.proc.stdout is not None
+            self._setup(self.proc.stdout.fileno())
+
+    with InNamespace("run", "-p", f"leaver=sh -c {shlex.quote(leaver)}", "-p", "stay=sleep 60",
+                     "--on-exit", "ignore", "--run-dir", run_dir) as plex:
+        plex.expect(r"^leaver +\* exited with code 0")
+        deadline = time.monotonic() + 10
+        while not (done.exists() and done.read_text().count("x") == 3):
+            assert time.monotonic() < deadline, "the orphans did not finish"
+            os.sched_yield()
+        pipeplex_pid = _children(plex.proc.pid)[0]  # unshare's child: PID 1 inside
+        while _zombie_children(pipeplex_pid):
+            assert time.monotonic() < deadline, f"zombies: {_zombie_children(pipeplex_pid)}"
+            os.sched_yield()
+        os.kill(pipeplex_pid, signal.SIGTERM)  # (unshare passes no signal on)
+        assert plex.wait() == 143
