@@ -206,7 +206,7 @@ def _records(options: RunOptions, bus: Bus) -> list[TranscriptSink | LogDirSink]
     if options.transcript is not None:
         sinks.append(TranscriptSink(options.transcript, bus))
     if options.log_dir is not None:
-        sinks.append(LogDirSink(options.log_dir))
+        sinks.append(LogDirSink(options.log_dir, bus=bus))
     for sink in sinks:
         bus.subscribe(sink)
     return sinks

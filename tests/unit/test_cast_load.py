@@ -117,6 +117,16 @@ class TestFileErrors:
         assert "the cast has no members" in err.message
         assert "[procs.server]" in err.message
 
+    @pytest.mark.parametrize("value", ["5", '"web"', '["a", "b"]'])
+    def test_procs_that_is_not_a_table(self, tmp_path: Path, value: str) -> None:
+        """``procs = 5`` says procs must be a table of members, at its line, not that the
+        cast has no members."""
+        err, path = error(tmp_path, f"# members\n\nprocs = {value}\n")
+        assert err.source == f"{path}:3"
+        assert err.message.startswith("procs must be a table of members, not ")
+        assert "the cast has no members" not in err.message
+        assert "[procs.server]" in err.message
+
     def test_unknown_top_level_table(self, tmp_path: Path) -> None:
         """An unknown top-level table is named with its line."""
         err, path = error(tmp_path, '[procs.web]\ncmd = "x"\n\n[settings]\ncolor = true\n')
@@ -256,6 +266,37 @@ class TestMemberKeys:
         """env must be a table of strings (booleans and lists rejected)."""
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nenv = {value}\n')
         assert "web: env must be a table of strings" in err.message
+
+    @pytest.mark.parametrize(
+        ("table", "message"),
+        [
+            ('{ "A=B" = "x" }',
+             "web: env variable name 'A=B' contains '=', which no variable name may hold"),
+            ('{ "A\\u0000B" = "x" }',
+             "web: env variable name 'A\\x00B' contains a NUL character, which no variable "
+             "name may hold"),
+            ('{ "" = "x" }', "web: env has an empty variable name"),
+            ('{ A = "x\\u0000y" }',
+             "web: env variable A has a NUL character in its value, which the environment "
+             "cannot hold"),
+        ],
+        ids=["equals-in-name", "nul-in-name", "empty-name", "nul-in-value"],
+    )
+    def test_env_the_environment_cannot_hold(
+        self, tmp_path: Path, table: str, message: str
+    ) -> None:
+        """A name with '=' or NUL, an empty name, a value with NUL: refused at load with
+        the env line, not when the member starts."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\n\nenv = {table}\n')
+        assert err.message == message
+        assert err.source == f"{path}:4"
+
+    def test_env_table_error_gives_the_key_line(self, tmp_path: Path) -> None:
+        """In an ``[procs.NAME.env]`` table the error points at the bad key's own line."""
+        err, path = error(
+            tmp_path, '[procs.web]\ncmd = "x"\n\n[procs.web.env]\nGOOD = "1"\n"A=B" = "2"\n')
+        assert err.source == f"{path}:6"
+        assert "'A=B' contains '='" in err.message
 
     def test_relative_cwd_is_resolved_against_the_cast_folder(self, tmp_path: Path) -> None:
         """A relative cwd is taken from the cast file's folder, not the current one."""
@@ -501,6 +542,13 @@ class TestAcrossMembers:
         ({"stop_timeout": float("inf")},
          "stop_timeout must be a positive number of seconds below 1e9, not inf"),
         ({"max_restarts": -1}, "max_restarts must be a whole number, 0 or more, not -1"),
+        ({"env": {"A=B": "x"}},
+         "env variable name 'A=B' contains '=', which no variable name may hold"),
+        ({"env": {"A\0": "x"}},
+         "env variable name 'A\\x00' contains a NUL character, which no variable name may hold"),
+        ({"env": {"": "x"}}, "env has an empty variable name"),
+        ({"env": {"A": "x\0"}},
+         "env variable A has a NUL character in its value, which the environment cannot hold"),
     ])
     def test_fields_of_a_spec_built_in_code(self, fields: dict[str, object],
                                              message: str) -> None:
@@ -607,6 +655,29 @@ class TestCheckCommands:
         proc = ProcSpec("web", ["./run.sh"], cwd=str(tmp_path / "missing"))
         with pytest.raises(CastError, match=r"web: cwd .* is not a folder"):
             check_commands(CastSpec((proc,)))
+
+    @pytest.mark.parametrize(
+        "proc",
+        [
+            ProcSpec("web", "echo {port}", after=("db",)),
+            ProcSpec("web", "echo hi | cat", shell=True),
+            ProcSpec("web", "{program} --serve", after=("db",)),
+        ],
+        ids=["variable-argument", "shell", "variable-program"],
+    )
+    def test_cwd_is_checked_for_every_kind_of_command(
+        self, tmp_path: Path, proc: ProcSpec
+    ) -> None:
+        """A missing cwd is reported before anything starts even when the program itself
+        can only be found at start (a shell command, a variable in the command)."""
+        db = ProcSpec("db", "true", ready=r"(?P<port>\d+) (?P<program>\S+)")
+        cwd = str(tmp_path / "missing")
+        cast = CastSpec((db, ProcSpec(proc.name, proc.cmd, shell=proc.shell, after=proc.after,
+                                      cwd=cwd, source="cast.toml:7")))
+        with pytest.raises(CastError) as info:
+            check_commands(cast)
+        assert info.value.message == f"web: cwd {cwd!r} is not a folder"
+        assert info.value.source == "cast.toml:7"
 
     def test_shell_and_variable_commands_are_not_checked(self, tmp_path: Path) -> None:
         """Shell commands and commands with variables are left to start time."""

@@ -65,9 +65,19 @@ class TestArgv:
         assert proc.argv({"a": "1 2"}) == ["echo", "1 2", "x1 2y", "{b}"]
 
     def test_shell_cmd_runs_through_sh(self) -> None:
-        """shell = true gives ``/bin/sh -c`` with the expanded command text."""
+        """shell = true gives ``/bin/sh -c`` with the command text as written."""
         proc = ProcSpec("c", "echo {a} | tr a b", shell=True)
-        assert proc.argv({"a": "x"}) == ["/bin/sh", "-c", "echo x | tr a b"]
+        assert proc.argv() == ["/bin/sh", "-c", "echo {a} | tr a b"]
+        assert proc.argv({"b": "x"}) == ["/bin/sh", "-c", "echo {a} | tr a b"]
+
+    def test_shell_cmd_gets_values_in_its_environment(self) -> None:
+        """A variable in a shell command reaches the shell in its environment, never in
+        its script (tests/unit/test_cast_shell_variables.py runs it)."""
+        proc = ProcSpec("c", "echo {a} | tr a b", shell=True)
+        assert proc.argv({"a": "x; y"}) == [
+            "/usr/bin/env", "PIPEPLEX_VAR_a=x; y",
+            "/bin/sh", "-c", 'echo "${PIPEPLEX_VAR_a}" | tr a b',
+        ]
 
     def test_no_variables_needed(self) -> None:
         """A command without variables needs no mapping."""

@@ -7,6 +7,8 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 
 from pipeplex._bus import Bus
 from pipeplex._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
+from pipeplex.errors import PipeplexError
 from pipeplex.report.transcript import (
     LogDirSink,
     TranscriptSink,
@@ -174,23 +177,37 @@ def test_transcript_is_buffered_until_flush_at(tmp_path: Path) -> None:
     assert path.read_text().count("\n") == 3
 
 
-def test_write_failure_disables_the_transcript_with_one_note() -> None:
-    """A full disk disables the transcript and publishes a single error note."""
-    if not os.path.exists("/dev/full"):
-        pytest.skip("needs /dev/full")
-    bus = Bus()
-    notes: list[Event] = []
-    bus.subscribe(lambda event: notes.append(event) if isinstance(event, Note) else None)
-    sink = TranscriptSink("/dev/full", bus, flush_at=1)
-    bus.subscribe(sink)
-    bus.publish(out("a", b"first\n"))
-    bus.publish(out("a", b"second\n"))
-    sink.close()
+_WRITE_FAILURE = """
+import json, resource, signal, sys
+from pipeplex._bus import Bus
+from pipeplex._events import Note, Output
+from pipeplex.report.transcript import TranscriptSink
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (200, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+bus = Bus()
+notes = []
+bus.subscribe(lambda event: notes.append(event) if isinstance(event, Note) else None)
+sink = TranscriptSink(sys.argv[1], bus, flush_at=1)
+bus.subscribe(sink)
+bus.publish(Output("a", "stdout", b"x" * 300 + b"\\n"))
+bus.publish(Output("a", "stdout", b"second\\n"))
+sink.close()
+print(json.dumps([[n.level, n.text] for n in notes]))
+"""
+
+
+def test_write_failure_disables_the_transcript_with_one_note(tmp_path: Path) -> None:
+    """A write that fails (here: past the file size limit) disables the transcript and
+    publishes a single error note."""
+    result = subprocess.run([sys.executable, "-c", _WRITE_FAILURE, str(tmp_path / "t.jsonl")],
+                            capture_output=True, text=True, timeout=30, check=True)
+    notes = json.loads(result.stdout)
     assert len(notes) == 1
-    assert isinstance(notes[0], Note)
-    assert notes[0].level == "error"
-    assert "transcript write failed" in notes[0].text
-    assert "transcript disabled" in notes[0].text
+    level, text = notes[0]
+    assert level == "error"
+    assert "transcript write failed" in text
+    assert "transcript disabled" in text
 
 
 @pytest.mark.parametrize(
@@ -251,3 +268,157 @@ def test_log_dir_starts_each_log_afresh(tmp_path: Path) -> None:
     sink(Output("a", "stdout", b"new run\n"))
     sink.close()
     assert (tmp_path / "a.log").read_bytes() == b"new run\n"
+
+
+# Planted records: what another user could put in a shared folder where a transcript or a
+# log is to be written. Each must be refused, never followed, opened for long or emptied.
+
+VICTIM = b"precious\n"
+
+
+def plant(kind: str, path: Path, tmp_path: Path) -> Path | None:
+    """Put ``kind`` at ``path``; return the victim file that must stay as it was."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(VICTIM)
+    victim.chmod(0o644)
+    if kind == "symlink":
+        path.symlink_to(victim)
+    elif kind == "dangling-symlink":
+        path.symlink_to(tmp_path / "created-through-the-link")
+    elif kind == "hard-link":
+        os.link(victim, path)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "other-owner":
+        path.write_bytes(VICTIM)
+        path.chmod(0o644)
+        os.chown(path, 65534, 65534)
+        return path
+    return victim
+
+
+def assert_untouched(victim: Path | None, tmp_path: Path) -> None:
+    assert not (tmp_path / "created-through-the-link").exists()
+    if victim is not None:
+        assert victim.read_bytes() == VICTIM
+        assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+PLANTED = [
+    ("symlink", "it is a symbolic link, which pipeplex does not follow"),
+    ("dangling-symlink", "it is a symbolic link, which pipeplex does not follow"),
+    ("hard-link", "it has other hard links, which would see what is written"),
+    ("fifo", "it is a named pipe, not a regular file"),
+    ("folder", "it is a folder"),
+    pytest.param("other-owner", "it belongs to another user", marks=pytest.mark.skipif(
+        os.geteuid() != 0, reason="making a file of another user needs root")),
+]
+
+
+class _Reader:
+    """Holds a named pipe's read end open, so that an open for writing cannot block."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = (os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                   if path.is_fifo() and not path.is_symlink() else None)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+@pytest.mark.parametrize(("kind", "why"), PLANTED)
+def test_transcript_refuses_a_planted_path(tmp_path: Path, kind: str, why: str) -> None:
+    """A symbolic link, a named pipe, a folder, a file with other links or of another user
+    at the transcript's path: refused, naming the file and what to do; nothing written."""
+    path = tmp_path / "run.jsonl"
+    victim = plant(kind, path, tmp_path)
+    reader = _Reader(path)
+    try:
+        with pytest.raises(PipeplexError) as info:
+            TranscriptSink(path, Bus())
+    finally:
+        reader.close()
+    assert str(info.value) == (f"cannot write the transcript {path}: {why}; remove it, or give "
+                               "another file")
+    assert_untouched(victim, tmp_path)
+
+
+def test_transcript_refuses_a_device() -> None:
+    """A device is not a file to keep a transcript in."""
+    with pytest.raises(PipeplexError, match=r"^cannot write the transcript /dev/zero: it is a "
+                                            r"device, not a regular file; remove it"):
+        TranscriptSink("/dev/zero", Bus())
+
+
+def test_transcript_in_a_missing_folder_keeps_its_message(tmp_path: Path) -> None:
+    """An error of the system is reported as before, with its reason."""
+    path = tmp_path / "missing" / "t.jsonl"
+    with pytest.raises(PipeplexError) as info:
+        TranscriptSink(path, Bus())
+    assert str(info.value) == (f"cannot write the transcript {path}: No such file or directory "
+                               "(give a file in a folder that exists and you may write to)")
+
+
+@pytest.mark.parametrize(("kind", "why"), PLANTED)
+def test_log_dir_skips_a_planted_log_with_one_warning(
+    tmp_path: Path, kind: str, why: str
+) -> None:
+    """A planted ``NAME.log`` is refused with a warning note naming it; the member's output
+    is not logged, and the other members' logs go on."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    path = folder / "a.log"
+    victim = plant(kind, path, tmp_path)
+    reader = _Reader(path)
+    bus = Bus()
+    notes: list[Note] = []
+    bus.subscribe(lambda event: notes.append(event) if isinstance(event, Note) else None)
+    sink = LogDirSink(folder, bus=bus)
+    bus.subscribe(sink)
+    try:
+        for event in (out("a", b"secret\n"), out("b", b"b1\n"), out("a", b"more\n")):
+            bus.publish(event)
+        sink.close()
+    finally:
+        reader.close()
+    assert [(n.name, n.level, n.text) for n in notes] == [
+        ("a", "warning", f"cannot write the log {path}: {why}; a's output is not logged "
+                         "(remove it, or give another --log-dir)")]
+    assert (folder / "b.log").read_bytes() == b"b1\n"
+    assert_untouched(victim, tmp_path)
+
+
+def test_log_dir_without_a_bus_raises_the_refusal(tmp_path: Path) -> None:
+    """Without a bus to tell, the refusal is raised (the caller's bus reports it)."""
+    victim = plant("symlink", tmp_path / "a.log", tmp_path)
+    sink = LogDirSink(tmp_path)
+    with pytest.raises(PipeplexError, match=r"cannot write the log .*a\.log: it is a symbolic"):
+        sink(out("a", b"secret\n"))
+    sink.close()
+    assert_untouched(victim, tmp_path)
+
+
+def test_the_runs_own_descriptors_are_taken_as_given(tmp_path: Path) -> None:
+    """/dev/null, /dev/stdout and a shell's >(...) (/dev/fd/N) name the run's own
+    descriptors; a link to them elsewhere is still refused, as every planted link is."""
+    bus = Bus()
+    TranscriptSink("/dev/null", bus).close()
+    read, write = os.pipe()
+    try:
+        sink = TranscriptSink(f"/dev/fd/{write}", bus)
+        sink(Note("through the pipe"))
+        sink.close()
+        os.close(write)
+        write = -1
+        assert b"through the pipe" in os.read(read, 65536)
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
+    link = tmp_path / "t.jsonl"
+    link.symlink_to("/dev/null")
+    with pytest.raises(PipeplexError, match="symbolic link"):
+        TranscriptSink(link, bus)

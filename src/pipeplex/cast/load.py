@@ -154,7 +154,13 @@ def cast_from_data(
             raise CastError(f"unknown table or key {key!r}{_suggest(key, allowed)}",
                             source=where(key))
     procs_table = data.get("procs")
-    if not isinstance(procs_table, dict) or not procs_table:
+    if procs_table is not None and not isinstance(procs_table, dict):
+        raise CastError(
+            f"procs must be a table of members, not {procs_table!r}: write each member as a "
+            '[procs.NAME] table, e.g.\n  [procs.server]\n  cmd = "python3 -m http.server"',
+            source=where("procs"),
+        )
+    if not procs_table:
         raise CastError(
             "the cast has no members: add a [procs.NAME] table with a cmd, e.g.\n"
             '  [procs.server]\n  cmd = "python3 -m http.server"',
@@ -214,6 +220,10 @@ def _proc(
             isinstance(v, str | int | float) and not isinstance(v, bool) for v in env.values()
         ):
             raise bad("env", 'a table of strings, e.g. env = { LANG = "C" }')
+        for key, value in env.items():
+            problem = _env_problem(key, str(value))
+            if problem:
+                raise CastError(f"{name}: env {problem}", source=where("procs", name, "env", key))
         fields["env"] = {str(k): str(v) for k, v in env.items()}
     if "cwd" in table:
         if not isinstance(table["cwd"], str) or not table["cwd"]:
@@ -381,6 +391,10 @@ def check_fields(proc: ProcSpec) -> None:
             raise bad(f"{key} must be a tuple of strings, not {value!r}")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in proc.env.items()):
         raise bad("env names and values must be strings")
+    for key, value in proc.env.items():
+        problem = _env_problem(key, value)
+        if problem:
+            raise bad(f"env {problem}")
     if proc.ready is not None:
         try:
             re.compile(proc.ready)
@@ -403,6 +417,20 @@ def check_fields(proc: ProcSpec) -> None:
     if (not isinstance(proc.max_restarts, int) or isinstance(proc.max_restarts, bool)
             or proc.max_restarts < 0):
         raise bad(f"max_restarts must be a whole number, 0 or more, not {proc.max_restarts!r}")
+
+
+def _env_problem(key: str, value: str) -> str | None:
+    """Why the environment cannot hold ``key=value``, or None: checked at load, since the
+    spawn would refuse it only once the member starts."""
+    if not key:
+        return "has an empty variable name"
+    if "=" in key or "\0" in key:
+        char = "'='" if "=" in key else "a NUL character"
+        return f"variable name {key!r} contains {char}, which no variable name may hold"
+    if "\0" in value:
+        return (f"variable {key} has a NUL character in its value, which the environment "
+                "cannot hold")
+    return None
 
 
 def _identifier(name: str) -> str:
@@ -434,16 +462,14 @@ def check_commands(cast_spec: CastSpec) -> None:
     """Fail early, before anything starts, when a member's program does not exist."""
     found: dict[tuple[str, str], bool] = {}  # (program, PATH): a cast often repeats both
     for proc in cast_spec.procs:
-        if proc.shell:
-            continue
-        program = proc.argv()[0] if not variables_in(proc.command_text) else None
-        if program is None:
-            continue
-        env_path = proc.env.get("PATH", os.environ.get("PATH", os.defpath))
         cwd = Path(proc.cwd) if proc.cwd else Path.cwd()
-        if proc.cwd and not cwd.is_dir():
+        if proc.cwd and not cwd.is_dir():  # also for a shell, or a command with variables
             raise CastError(f"{proc.name}: cwd {proc.cwd!r} is not a folder",
                             source=proc.source)
+        if proc.shell or variables_in(proc.command_text):
+            continue  # the shell finds the program; a variable may name it
+        program = proc.argv()[0]
+        env_path = proc.env.get("PATH", os.environ.get("PATH", os.defpath))
         if "/" in program:
             target = cwd / program
             if not target.exists():

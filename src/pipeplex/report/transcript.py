@@ -5,13 +5,21 @@ One object per line: ``t`` (seconds since the epoch), ``p`` (the member, or null
 else as ``b64``. Events add ``e`` (``start``, ``exit``, ``ready``, ``match``, ``note``,
 ``eof``) and their fields. Writes are buffered and go to disk at the end or every 64 KiB; a
 write error disables the transcript with one note and never stops the run.
+
+Transcripts and logs are private (0600), and written only to a regular file of the user's
+own: a symbolic link, a named pipe, a device or a file with other hard links in their place
+is refused, never followed, since one planted in a shared folder would turn the run's output
+against another file.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
+import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -63,8 +71,80 @@ def record_data(record: dict[str, Any]) -> bytes:
     return str(record.get("d", "")).encode("utf-8")
 
 
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link, which pipeplex does not follow"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe, not a regular file"),
+    (stat.S_ISSOCK, "a socket, not a regular file"),
+    (stat.S_ISCHR, "a device, not a regular file"),
+    (stat.S_ISBLK, "a device, not a regular file"),
+)
+
+
+class _Unsafe(Exception):
+    """What is at a record's path must not be written to (the message says why)."""
+
+
+def _refusal(st: os.stat_result) -> str | None:
+    for test, what in _KINDS:
+        if test(st.st_mode):
+            return f"it is {what}"
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    if st.st_uid != os.geteuid():
+        return "it belongs to another user"
+    if st.st_nlink > 1:
+        return "it has other hard links, which would see what is written"
+    return None
+
+
+def _open_record(path: str | os.PathLike[str]) -> int:
+    """A descriptor to write ``path`` from its start: a new or emptied file, mode 0600.
+
+    Never through a symbolic link in its last part, and never into anything but a regular
+    file of ours with a single link: nothing is opened, truncated or chmodded otherwise.
+
+    Raises:
+        _Unsafe: something else is at ``path`` (the message says what).
+        OSError: the file cannot be created or opened.
+    """
+    try:
+        reason = _refusal(os.lstat(path))
+    except FileNotFoundError:
+        reason = None
+    if reason:
+        raise _Unsafe(reason)
+    # O_NONBLOCK: a named pipe put in place since is opened without waiting for a reader,
+    # then refused. Not O_TRUNC: a file is emptied only once it is known to be ours.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Unsafe("it is a symbolic link, which pipeplex does not follow") from None
+        if exc.errno == errno.ENXIO:  # a named pipe without a reader
+            raise _Unsafe("it is a named pipe, not a regular file") from None
+        raise
+    try:
+        reason = _refusal(os.fstat(fd))
+        if reason:
+            raise _Unsafe(reason)
+        os.ftruncate(fd, 0)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_OWN_DESCRIPTOR = re.compile(r"/dev/(stdout|stderr|null)|/dev/fd/\d+|/proc/self/fd/\d+")
+"""Paths that name one of the run's own descriptors (or /dev/null): ``--transcript
+/dev/stdout``, or a shell's ``>(jq ...)``. Nobody can plant these; they are taken as given."""
+
+
 class TranscriptSink:
-    """Writes every event to a JSON Lines file (0600)."""
+    """Writes every event to a JSON Lines file (0600), or to one of the run's descriptors."""
 
     def __init__(
         self, path: str | os.PathLike[str], bus: Bus, *, flush_at: int = 64 * 1024
@@ -72,12 +152,17 @@ class TranscriptSink:
         self.path = Path(path)
         self._bus = bus
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            if _OWN_DESCRIPTOR.fullmatch(os.fspath(path)):
+                fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)  # no truncation, no chmod
+            else:
+                fd = _open_record(self.path)
+        except _Unsafe as exc:
+            raise PipeplexError(f"cannot write the transcript {self.path}: {exc}; remove it, "
+                                "or give another file") from None
         except OSError as exc:
             raise PipeplexError(f"cannot write the transcript {self.path}: {exc.strerror} "
                                 "(give a file in a folder that exists and you may write to)"
                                 ) from None
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
         self._file: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8")
         self._pending: list[str] = []
         self._size = 0
@@ -124,31 +209,52 @@ class TranscriptSink:
 
 
 class LogDirSink:
-    """One plain log per member in a folder: ``NAME.log`` with exactly what it wrote."""
+    """One plain log per member in a folder: ``NAME.log`` with exactly what it wrote.
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    A log is opened at its member's first output. One that cannot be (a symbolic link or
+    a named pipe in its place, say) is skipped with a warning note on ``bus``, and the other
+    members' logs go on; without a bus, the error is raised to the caller instead.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], bus: Bus | None = None) -> None:
         self.folder = Path(folder)
+        self._bus = bus
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PipeplexError(f"cannot make the log folder {self.folder}: {exc.strerror} "
                                 "(give a folder you may write to)") from None
-        self._files: dict[str, IO[bytes]] = {}
+        self._files: dict[str, IO[bytes] | None] = {}  # None: refused, not tried again
 
     def __call__(self, event: Event) -> None:
         if not isinstance(event, Output):
             return
-        file = self._files.get(event.name)
-        if file is None:
-            fd = os.open(self.folder / f"{event.name}.log",
-                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            os.fchmod(fd, 0o600)
-            file = self._files[event.name] = os.fdopen(fd, "wb")
-        file.write(event.data)
+        if event.name in self._files:
+            file = self._files[event.name]
+        else:
+            file = self._files[event.name] = self._open(event.name)
+        if file is not None:
+            file.write(event.data)
+
+    def _open(self, name: str) -> IO[bytes] | None:
+        path = self.folder / f"{name}.log"
+        try:
+            return os.fdopen(_open_record(path), "wb")
+        except _Unsafe as exc:
+            message = (f"cannot write the log {path}: {exc}; {name}'s output is not logged "
+                       "(remove it, or give another --log-dir)")
+        except OSError as exc:
+            message = (f"cannot write the log {path}: {exc.strerror}; {name}'s output is not "
+                       "logged (give a --log-dir you may write to)")
+        if self._bus is None:
+            raise PipeplexError(message)
+        self._bus.publish(Note(message, name=name, level="warning"))
+        return None
 
     def close(self) -> None:
         for file in self._files.values():
-            file.close()
+            if file is not None:
+                file.close()
         self._files.clear()
 
 

@@ -64,7 +64,7 @@ async def run_scenario(
                     env_overrides={"PIPEPLEX_RUN_ID": guardian.token, "NO_COLOR": "1"})
     matcher = Matcher(bus, recent=engine.recent.describe)
     transcript_sink = TranscriptSink(transcript, bus) if transcript else None
-    logs = LogDirSink(log_dir) if log_dir else None
+    logs = LogDirSink(log_dir, bus=bus) if log_dir else None
     for sink in (transcript_sink, logs):
         if sink is not None:
             bus.subscribe(sink)
