@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._bus import Bus
-from ._events import Level, Note, Output, Ready
+from ._events import Exited, Level, Note, Output, Ready
 from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
@@ -85,6 +85,13 @@ class Engine:
         self._force: asyncio.Future[None] | None = None
         self._crash: asyncio.Future[None] | None = None
         self._ready: dict[str, asyncio.Future[None]] = {}
+        """Per member, its first readiness: what its dependents' first start waits for."""
+        self._up: dict[str, asyncio.Future[None]] = {}
+        """Per member, done while its current run is ready or once nothing more will come
+        of it; pending from the moment a run ends (or its supervisor begins) until the next
+        run is ready. Every start of a member waits until whom it starts after is up."""
+        self._captured: dict[str, dict[str, str]] = {}
+        """Per member, what its latest ready run captured: its share of ``variables``."""
         self._busy = 0
         """Supervisors at work plus holds; the cast ends on its own when this reaches 0."""
         self._all_done: asyncio.Future[None] | None = None
@@ -286,11 +293,13 @@ class Engine:
 
     async def _supervise(self, member: Process) -> None:
         self._supervising.add(member.name)
+        self._down(member.name)
         try:
             if await self._wait_for_dependencies(member):
                 await self._run_member(member)
         finally:
             self._supervising.discard(member.name)
+            self._set_up(member.name)  # nothing more will come of it: nobody waits for it
             self.release()
 
     def add(self, spec: ProcSpec) -> Process:
@@ -457,6 +466,8 @@ class Engine:
                 await self._stop_leftovers(member)
                 if self.stopping:
                     return
+            if not await self._wait_until_up(member):
+                return
             watch = None
             ready_match: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
             if spec.ready:
@@ -467,9 +478,10 @@ class Engine:
                         fut.set_result({k: v for k, v in groups.items() if v is not None})
 
                 watch = LineWatch(member.name, spec.ready, matched)
-            unsubscribe = self.bus.subscribe(watch, [Output]) if watch else None
+            unsubscribe = self.bus.subscribe(watch, [Output, Exited]) if watch else None
             try:
-                await member.start(self.variables)
+                # A copy: what it starts with is one consistent set, whatever comes next.
+                await member.start(dict(self.variables))
             except SpawnError as exc:
                 if unsubscribe:
                     unsubscribe()
@@ -482,6 +494,8 @@ class Engine:
                 self.record_failure(member.name, 127, str(exc))
                 self.request_stop("stopping the cast")
                 return
+            # From its exit on, members that (re)start after it wait for its next run.
+            member.exit_future.add_done_callback(lambda _: self._down(member.name))
             restarted = self._restarted.pop(member.name, None)
             if restarted is not None and not restarted.done():
                 restarted.set_result(None)
@@ -552,25 +566,30 @@ class Engine:
         return not self.stopping
 
     async def _wait_ready(self, member: Process, matched: asyncio.Future[dict[str, str]]) -> None:
-        """Wait for the member's readiness; on failure announce it and stop the cast."""
+        """Wait for this run of the member to be ready (each run is watched, a restart's as
+        the first); on failure announce it and stop the cast. Once it is ready, what it
+        captured replaces what its previous runs captured, for every start from then on."""
         spec = member.spec
         assert self._stop is not None
         exit_seen = member.exit_future
-        ready = self._ready[member.name]
-        if ready.done():
-            return  # a restart: dependents started long ago
         loop = asyncio.get_running_loop()
         deadline = loop.time() + spec.ready_timeout
         waiting_for = ""
+        captured: dict[str, str] = {}
         if spec.ready:
             waiting_for = f"output matching ready = {spec.ready!r}"
             await self._first(matched, exit_seen, self._stop,
                               within=deadline - loop.time())
+            if not matched.done() and exit_seen.done() and not self.stopping:
+                # What it wrote before it exited may still be on its way (and its exit
+                # ends its last line): a match there counts.
+                await self._first(matched, member.done_future, self._stop,
+                                  within=max(deadline - loop.time(), 0.0))
             if not matched.done():
                 return await self._not_ready(member, waiting_for)
-            self.variables.update(matched.result())
+            captured = matched.result()
         if spec.ready_port:
-            port = expand(spec.ready_port, self.variables)
+            port = expand(spec.ready_port, {**self.variables, **captured})
             if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
                 return await self._not_ready(
                     member, what=f"{member.name}: ready_port = {spec.ready_port!r} is "
@@ -585,10 +604,66 @@ class Engine:
                 probe.cancel()
             if not probe.done() or probe.cancelled() or probe.exception() is not None:
                 return await self._not_ready(member, waiting_for)
-        captured = tuple(sorted(matched.result().items())) if matched.done() else ()
+        self._capture(member.name, captured)
         if spec.ready or spec.ready_port:
-            self.bus.publish(Ready(member.name, captured))
-        ready.set_result(None)
+            self.bus.publish(Ready(member.name, tuple(sorted(captured.items()))))
+        ready = self._ready[member.name]
+        if not ready.done():
+            ready.set_result(None)
+        if not exit_seen.done():  # (a run that matched and exited is not up: its next is)
+            self._set_up(member.name)
+
+    def _capture(self, name: str, captured: dict[str, str]) -> None:
+        """``name``'s new values replace its old ones, all at once (nothing awaits here, so
+        no member ever starts with half of them); a value it no longer captures is gone."""
+        previous = self._captured.get(name, {})
+        for key in previous.keys() - captured.keys():
+            if self.variables.get(key) == previous[key]:
+                del self.variables[key]
+        self.variables.update(captured)
+        self._captured[name] = dict(captured)
+
+    def _down(self, name: str) -> None:
+        """``name`` has a run to come: members that (re)start after it wait until it is up."""
+        gate = self._up.get(name)
+        if gate is None or gate.done():
+            self._up[name] = asyncio.get_running_loop().create_future()
+
+    def _set_up(self, name: str) -> None:
+        gate = self._up.get(name)
+        if gate is not None and not gate.done():
+            gate.set_result(None)
+
+    def _dependencies(self, name: str) -> set[str]:
+        """The members ``name`` starts after, directly or through others."""
+        found: set[str] = set()
+        todo = [name]
+        while todo:
+            member = self.members.get(todo.pop())
+            for dep in member.spec.after if member is not None else ():
+                if dep not in found and dep != name:
+                    found.add(dep)
+                    todo.append(dep)
+        return found
+
+    async def _wait_until_up(self, member: Process) -> bool:
+        """Before each start, and a restart's too: wait until every member it starts after
+        (directly or through others) is up, so that it starts with their current values.
+        False if the cast began to stop first (a restart that never happened is not counted)."""
+        assert self._stop is not None
+        announced = False
+        while not self.stopping:
+            down = sorted(dep for dep in self._dependencies(member.name)
+                          if dep in self._up and not self._up[dep].done())
+            if not down:
+                return True
+            if not announced:
+                announced = True
+                self._announce(member, f"waiting for {', '.join(down)} to be ready again")
+            await self._first(*(self._up[dep] for dep in down), self._stop)
+        if member.pid is not None and self.restarts[member.name]:
+            self.restarts[member.name] -= 1
+        return False
 
     async def _not_ready(self, member: Process, waiting_for: str = "", *,
                          what: str | None = None, why: str | None = None) -> None:

@@ -6,8 +6,9 @@ import asyncio
 import codecs
 import re
 from collections.abc import Callable
+from typing import Literal
 
-from ._events import Event, Output, Stream
+from ._events import Event, Exited, Output, Stream
 
 __all__ = ("LineWatch", "port_accepts")
 
@@ -18,42 +19,89 @@ MAX_PARTIAL = 64 * 1024
 class LineWatch:
     """A sink that searches each line of one member's output for a pattern.
 
-    Lines are matched whole (``^`` and ``$`` anchor at the line), and an unfinished line
-    is tried too, so a prompt without a newline can signal readiness. The cost is linear
-    in the output: each byte is looked at once, plus the unfinished line on each piece.
+    Subscribe it to ``Output`` and ``Exited``. Lines are matched whole (``^`` and ``$``
+    anchor at the line), and an unfinished line is tried too, so a prompt without a
+    newline can signal readiness. A match on an unfinished line is taken only if none of
+    its named groups reaches the end of the text so far (nor is left out by a match that
+    does): ``listening on 80`` may be the start of ``listening on 8081``, so a value there
+    waits for more of its line, for the line's end, or for the member's exit (which ends
+    its last line). Likewise a named group that starts where an over-long line was cut
+    (only its last 64 KiB are kept) is never taken. The cost is linear in the output: each
+    byte is looked at once, plus the unfinished line on each piece.
     """
 
     def __init__(self, name: str, pattern: str, on_match: Callable[[re.Match[str]], None]) -> None:
         self.name = name
         self._regex = re.compile(pattern)
+        self._groups = tuple(self._regex.groupindex)
         self._on_match = on_match
         # Per stream: an unfinished line, and a decoder that keeps a split character.
         self._partial: dict[Stream, str] = {"stdout": "", "stderr": ""}
+        # Per stream: whether the unfinished line lost its beginning (it was over-long);
+        # its first character is then kept only as context for the one after the cut.
+        self._cut: dict[Stream, bool] = {"stdout": False, "stderr": False}
         self._decoders = {
             stream: codecs.getincrementaldecoder("utf-8")("replace") for stream in self._partial
         }
         self.done = False
 
     def __call__(self, event: Event) -> None:
-        if self.done or not isinstance(event, Output) or event.name != self.name:
+        if self.done or event.name != self.name:
+            return
+        if isinstance(event, Exited):
+            # Everything it wrote has been read: its unfinished lines are finished.
+            for stream, decoder in self._decoders.items():
+                line = self._partial[stream] + decoder.decode(b"", final=True)
+                if line and self._try(line.removesuffix("\r"), cut=self._cut[stream]):
+                    return
+            return
+        if not isinstance(event, Output):
             return
         stream = event.stream
         text = self._partial[stream] + self._decoders[stream].decode(event.data)
+        first_cut = self._cut[stream]  # applies to the first line of ``text``
         lines = text.split("\n")
-        partial = lines.pop()[-MAX_PARTIAL:]
+        partial = lines.pop()
+        partial_cut = first_cut and not lines
+        if len(partial) > MAX_PARTIAL:
+            partial = partial[-(MAX_PARTIAL + 1):]
+            partial_cut = True
         self._partial[stream] = partial
-        for line in lines:
-            if self._try(line.removesuffix("\r")):
+        self._cut[stream] = partial_cut
+        for i, line in enumerate(lines):
+            if self._try(line.removesuffix("\r"), cut=first_cut and i == 0):
                 return
         if partial:
-            self._try(partial)
+            self._try(partial, cut=partial_cut, unfinished=True)
 
-    def _try(self, line: str) -> bool:
-        match = self._regex.search(line)
-        if match:
-            self.done = True
-            self._on_match(match)
-        return match is not None
+    def _try(self, line: str, *, cut: bool = False, unfinished: bool = False) -> bool:
+        # After a cut, search from the character after it: ``^`` does not match there,
+        # and a lookbehind still sees the character before.
+        start = 1 if cut else 0
+        match = self._regex.search(line, start)
+        if match is not None and cut and self._touches(match, start, "start"):
+            # A value that starts at the cut may have lost its beginning: look past it.
+            match = self._regex.search(line, max(match.end(), start + 1))
+        if match is None:
+            return False
+        if unfinished and self._may_grow(match, len(line)):
+            return False  # wait for more of the line (or its end)
+        self.done = True
+        self._on_match(match)
+        return True
+
+    def _may_grow(self, match: re.Match[str], end: int) -> bool:
+        """Whether more text after ``end`` could change a value: a named group reaches it,
+        or the match does while a named group has not taken part (it still might)."""
+        if self._touches(match, end, "end"):
+            return True
+        return match.end() == end and any(match.start(group) == -1 for group in self._groups)
+
+    def _touches(self, match: re.Match[str], where: int, side: Literal["start", "end"]) -> bool:
+        """Whether a named group that took part starts (or ends) at ``where``."""
+        index = 0 if side == "start" else 1
+        return any(match.span(group)[index] == where for group in self._groups
+                   if match.start(group) != -1)
 
 
 async def port_accepts(port: int, host: str = "127.0.0.1") -> None:
