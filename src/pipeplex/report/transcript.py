@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import fcntl
 import json
 import os
 import re
@@ -98,49 +99,60 @@ def _refusal(st: os.stat_result) -> str | None:
     return None
 
 
-def _open_record(path: str | os.PathLike[str]) -> int:
-    """A descriptor to write ``path`` from its start: a new or emptied file, mode 0600.
+def _open_record(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> int:
+    """A descriptor to write ``path`` from its start: a new file of ours, mode 0600.
 
-    Never through a symbolic link in its last part, and never into anything but a regular
-    file of ours with a single link: nothing is opened, truncated or chmodded otherwise.
+    An earlier record there (a regular file of ours with a single link) is replaced: it is
+    removed, then a file is made that did not exist (``O_EXCL``), so nothing put at the path
+    meanwhile (a link to another file, a pipe) is ever opened. Anything else at ``path`` is
+    refused, never opened, emptied or chmodded. With ``dir_fd``, ``path`` is a name in that
+    folder.
 
     Raises:
-        _Unsafe: something else is at ``path`` (the message says what).
-        OSError: the file cannot be created or opened.
+        _Unsafe: something else is, or was put, at ``path`` (the message says what).
+        OSError: the file cannot be created.
     """
     try:
-        reason = _refusal(os.lstat(path))
+        reason = _refusal(os.lstat(path, dir_fd=dir_fd))
     except FileNotFoundError:
-        reason = None
-    if reason:
-        raise _Unsafe(reason)
-    # O_NONBLOCK: a named pipe put in place since is opened without waiting for a reader,
-    # then refused. Not O_TRUNC: a file is emptied only once it is known to be ours.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _Unsafe("it is a symbolic link, which pipeplex does not follow") from None
-        if exc.errno == errno.ENXIO:  # a named pipe without a reader
-            raise _Unsafe("it is a named pipe, not a regular file") from None
-        raise
-    try:
-        reason = _refusal(os.fstat(fd))
+        pass
+    else:
         if reason:
             raise _Unsafe(reason)
-        os.ftruncate(fd, 0)
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        os.unlink(path, dir_fd=dir_fd)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o600, dir_fd=dir_fd)
+    except FileExistsError:
+        raise _Unsafe("something was put in its place while it was being made") from None
+
+
+def _own_descriptor(path: str) -> int:
+    """A descriptor of ours for ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``,
+    ``/proc/self/fd/N`` (a copy: written at its own position, never truncated), or
+    ``/dev/null``.
+
+    Raises:
+        _Unsafe: that descriptor is not open for writing.
+    """
+    if path == "/dev/null":
+        return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    number = {"/dev/stdout": 1, "/dev/stderr": 2}.get(path)
+    if number is None:
+        number = int(path.rsplit("/", 1)[1])
+    try:
+        writable = fcntl.fcntl(number, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    except OSError:
+        writable = False
+    if not writable:
+        raise _Unsafe(f"descriptor {number} is not open for writing")
+    return os.dup(number)
 
 
 _OWN_DESCRIPTOR = re.compile(r"/dev/(stdout|stderr|null)|/dev/fd/\d+|/proc/self/fd/\d+")
 """Paths that name one of the run's own descriptors (or /dev/null): ``--transcript
-/dev/stdout``, or a shell's ``>(jq ...)``. Nobody can plant these; they are taken as given."""
+/dev/stdout``, or a shell's ``>(jq ...)``. Nobody can plant these; the transcript is written
+through a copy of the descriptor, never by opening what it points to afresh."""
 
 
 class TranscriptSink:
@@ -153,7 +165,7 @@ class TranscriptSink:
         self._bus = bus
         try:
             if _OWN_DESCRIPTOR.fullmatch(os.fspath(path)):
-                fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)  # no truncation, no chmod
+                fd = _own_descriptor(os.fspath(path))
             else:
                 fd = _open_record(self.path)
         except _Unsafe as exc:
@@ -221,7 +233,15 @@ class LogDirSink:
         self._bus = bus
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            # The folder itself, never a link in its place: the logs are made in it by name.
+            self._dir_fd = os.open(self.folder,
+                                   os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
+            if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR
+                                            and self.folder.is_symlink()):
+                raise PipeplexError(f"cannot use the log folder {self.folder}: it is a "
+                                    "symbolic link, which pipeplex does not follow; give the "
+                                    "folder it points to, if that is yours") from None
             raise PipeplexError(f"cannot make the log folder {self.folder}: {exc.strerror} "
                                 "(give a folder you may write to)") from None
         self._files: dict[str, IO[bytes] | None] = {}  # None: refused, not tried again
@@ -239,7 +259,7 @@ class LogDirSink:
     def _open(self, name: str) -> IO[bytes] | None:
         path = self.folder / f"{name}.log"
         try:
-            return os.fdopen(_open_record(path), "wb")
+            return os.fdopen(_open_record(f"{name}.log", dir_fd=self._dir_fd), "wb")
         except _Unsafe as exc:
             message = (f"cannot write the log {path}: {exc}; {name}'s output is not logged "
                        "(remove it, or give another --log-dir)")
@@ -256,6 +276,9 @@ class LogDirSink:
             if file is not None:
                 file.close()
         self._files.clear()
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
 
 
 def read_transcript(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,52 @@
+"""--transcript and --log-dir with the run's own descriptors and planted links."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from .helpers import PIPEPLEX, run
+
+
+def test_a_transcript_on_stdout_joins_the_output_instead_of_overwriting_it(
+        run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    out.write_text("kept from before\n")
+    with out.open("a") as stdout:
+        result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi", "--transcript",
+                                 "/dev/stdout", "--run-dir", str(run_dir)],
+                                stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "kept from before"
+    assert any(re.fullmatch(r"a +\| hi", line) for line in lines)
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any(r.get("p") == "a" and r.get("d") == "hi\n" for r in records)
+
+
+def test_a_transcript_on_a_descriptor_not_open_for_writing_is_refused(
+        run_dir: Path, tmp_path: Path) -> None:
+    precious = tmp_path / "input.txt"
+    precious.write_text("do not touch\n")
+    with precious.open() as stdin:
+        result = subprocess.run([*PIPEPLEX, "run", "-p", "a=true", "--transcript", "/dev/fd/0",
+                                 "--run-dir", str(run_dir)],
+                                stdin=stdin, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "descriptor 0 is not open for writing" in result.stderr
+    assert precious.read_text() == "do not touch\n"
+
+
+def test_a_log_folder_that_is_a_link_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "a.log").write_text("someone else's\n")
+    (tmp_path / "logs").symlink_to(victim)
+    result = run("run", "-p", "a=echo secret", "--log-dir", tmp_path / "logs",
+                 "--run-dir", run_dir)
+    assert result.returncode == 2
+    assert "it is a symbolic link, which pipeplex does not follow" in result.stderr
+    assert (victim / "a.log").read_text() == "someone else's\n"
