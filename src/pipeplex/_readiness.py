@@ -91,11 +91,10 @@ class LineWatch:
         return True
 
     def _may_grow(self, match: re.Match[str], end: int) -> bool:
-        """Whether more text after ``end`` could change a value: a named group reaches it,
-        or the match does while a named group has not taken part (it still might)."""
-        if self._touches(match, end, "end"):
-            return True
-        return match.end() == end and any(match.start(group) == -1 for group in self._groups)
+        """Whether more text after ``end`` could change a value: a named group that took
+        part reaches it. (An optional group left out is not waited for: a prompt such as
+        ``Password(?: for (?P<user>\\w+))?: $`` must fire as it stands.)"""
+        return self._touches(match, end, "end")
 
     def _touches(self, match: re.Match[str], where: int, side: Literal["start", "end"]) -> bool:
         """Whether a named group that took part starts (or ends) at ``where``."""
