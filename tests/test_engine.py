@@ -240,3 +240,39 @@ def test_a_captured_port_out_of_range_fails_at_once_naming_the_member() -> None:
         assert _summaries(recorder)["client"] == (
             f"summary: never started (waited for server, whose ready_port was '{shown}', "
             "not a TCP port)")
+
+
+def test_members_after_one_nobody_starts_do_not_keep_the_cast_alive() -> None:
+    """waiter is after manual (autostart = false): with nothing left that could start
+    manual, the cast ends on its own; started, manual lets waiter start after it."""
+
+    async def ends_on_its_own() -> dict[str | None, str]:
+        engine, recorder = _engine(
+            ProcSpec("manual", ("cat",), autostart=False),
+            ProcSpec("waiter", ("cat",), after=("manual",)),
+            ProcSpec("then", ("cat",), after=("waiter",)),
+            ProcSpec("job", ("true",), on_exit="ignore"),
+        )
+        assert await asyncio.wait_for(engine.run(), 30) == 0
+        return _summaries(recorder)
+
+    summaries = asyncio.run(ends_on_its_own())
+    assert summaries["waiter"] == "summary: never started (waited for manual, which never " \
+        "started)"
+
+    async def started_later() -> list[str]:
+        engine, recorder = _engine(
+            ProcSpec("manual", ("cat",), autostart=False),
+            ProcSpec("waiter", ("cat",), after=("manual",)),
+        )
+        run = asyncio.create_task(engine.run())
+        engine.hold()  # as a scenario's steps do, until they have run
+        await engine.wait_began()
+        await asyncio.wait_for(engine.start("manual"), 30)
+        await asyncio.wait_for(engine.wait_ready("waiter"), 30)
+        engine.release()
+        engine.request_stop("done")
+        await asyncio.wait_for(run, 30)
+        return [e.name for e in recorder.events if isinstance(e, Started)]
+
+    assert asyncio.run(started_later()) == ["manual", "waiter"]

@@ -426,7 +426,7 @@ class Engine:
             self.hold()
         for dep in member.spec.after:
             self._waiting_for[member.name] = dep
-            await self._first(self._ready[dep], self._stop)
+            await self._wait_ready_of(dep)
             if self.stopping:
                 return False
             if self._failed_to_start(dep):
@@ -442,6 +442,40 @@ class Engine:
                 return False
         self._waiting_for.pop(member.name, None)
         return not self.stopping
+
+    async def _wait_ready_of(self, dep: str) -> None:
+        """Wait until ``dep`` is ready (or the cast stops). While it waits, itself or through
+        its own ``after``, for an ``autostart = false`` member that nobody has asked to
+        start, the wait does not keep the cast alive: a run with nothing left that could
+        start it ends on its own."""
+        assert self._stop is not None
+        ready = self._ready[dep]
+        while not ready.done() and not self.stopping:
+            root = self._unrequested(dep)
+            if root is None:
+                await self._first(ready, self._stop)
+                return
+            self.release()
+            try:
+                await self._first(self._start_requested[root], ready, self._stop)
+            finally:
+                self.hold()
+
+    def _unrequested(self, name: str) -> str | None:
+        """The ``autostart = false`` member, ``name`` or one it starts after (directly or
+        through others), that has not been asked to start; None if there is none."""
+        seen: set[str] = set()
+        todo = [name]
+        while todo:
+            current = todo.pop()
+            if current in seen or current not in self.members:
+                continue
+            seen.add(current)
+            requested = self._start_requested.get(current)
+            if requested is not None and not requested.done():
+                return current
+            todo.extend(self.members[current].spec.after)
+        return None
 
     def _failed_to_start(self, name: str) -> bool:
         ready = self._ready[name]
