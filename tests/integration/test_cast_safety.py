@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from .helpers import run
 
 HOSTILE = ("x; touch M1 $(touch M2) `touch M3` ' ; touch M4 ; ' \" ; touch M5 ; \" "
@@ -38,6 +40,80 @@ def test_captured_value_never_runs_in_a_shell_command(tmp_path: Path, run_dir: P
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"client | got:{HOSTILE}|{HOSTILE}\n" in result.stdout
     assert sorted(p.name for p in work.iterdir()) == []
+
+
+# One line a server prints: a value of each kind, for the clients below.
+VALUES_LINE = f"hello {HOSTILE} a[$(touch M9)] tmp=* port=8080"
+CLIENTS = {
+    "sh-without-shell-true": (
+        "cmd = " + _toml("sh -c 'printf \"got:[%s]\\n\" \"{who}\"'") + "\n",
+        [f"client | got:[{HOSTILE} a[$(touch M9)]]"]),
+    "bash-list-without-shell-true": (
+        "cmd = [" + ", ".join(map(_toml, ["bash", "-c", "printf 'got:[%s]\\n' {who}"])) + "]\n",
+        [f"client | got:[{HOSTILE} a[$(touch M9)]]"]),
+    "here-document-then-rm": (
+        "cmd = " + _toml("cat <<EOF\nit's cleaning up\nEOF\nrm -f -- \"{tmp}\"   # that's the "
+                         "temp file\nprintf 'left:%s\\n' *\n") + "\nshell = true\n",
+        ["client | it's cleaning up", "client | left:keep"]),
+    "arithmetic-for-an-inner-shell": (
+        "cmd = " + _toml("sh -c 'echo next: $(( {port} + 1 ))'") + "\nshell = true\n",
+        ["client | next: 8081"]),
+    "python-reads-its-environment": (
+        "cmd = [" + ", ".join(map(_toml, [
+            sys.executable, "-c", "import os; print('hello', os.environ['WHO'])"])) + "]\n"
+        'env = { WHO = "{who}" }\n',
+        [f"client | hello {HOSTILE} a[$(touch M9)]"]),
+}
+
+
+@pytest.mark.parametrize(("client", "lines"), CLIENTS.values(), ids=CLIENTS.keys())
+def test_captured_value_never_runs_in_a_shell_script(
+    tmp_path: Path, run_dir: Path, client: str, lines: list[str]
+) -> None:
+    """A server prints shell syntax and a ``*`` where variables are captured: a shell the
+    client runs, with or without shell = true, gets them as data, in an inner shell, after
+    a here-document, in arithmetic; nothing runs, nothing is globbed or removed."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep").write_text("")
+    cast = _values_cast(tmp_path, client)
+    result = run("run", cast, "--run-dir", run_dir, "--no-console", cwd=work)
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = [line for line in result.stdout.splitlines() if line.startswith("client | ")]
+    assert output == lines
+    assert sorted(p.name for p in work.iterdir()) == ["keep"]
+
+
+def test_value_that_is_not_a_number_never_reaches_arithmetic(
+    tmp_path: Path, run_dir: Path
+) -> None:
+    """bash evaluates the text of a value in arithmetic (a[$(cmd)] runs cmd): a member that
+    would get anything but a whole number there does not start, and says why."""
+    work = tmp_path / "work"
+    work.mkdir()
+    cast = _values_cast(tmp_path, "cmd = ['bash', '-c', 'echo $(( {who} + 1 ))']\n")
+    result = run("run", cast, "--run-dir", run_dir, "--no-console", cwd=work)
+    assert result.returncode == 127, result.stdout + result.stderr
+    assert ("client: cannot start \"bash -c 'echo $(( {who} + 1 ))'\": {who} is used in "
+            "$((...)), where the shell evaluates its text, and its value") in result.stdout
+    assert "client * started" not in result.stdout
+    assert sorted(p.name for p in work.iterdir()) == []
+
+
+def _values_cast(folder: Path, client: str) -> Path:
+    """A cast whose server prints VALUES_LINE, and whose client is ``client`` (TOML)."""
+    server = folder / "server.py"
+    server.write_text(f"import sys\nprint({VALUES_LINE!r}, flush=True)\nsys.stdin.read()\n")
+    cast = folder / "cast.toml"
+    cast.write_text(
+        "[procs.server]\n"
+        f"cmd = [{_toml(sys.executable)}, {_toml(str(server))}]\n"
+        "ready = 'hello (?P<who>.+) tmp=(?P<tmp>\\S+) port=(?P<port>\\d+)$'\n"
+        "[procs.client]\n"
+        f"{client}"
+        'after = ["server"]\n'
+    )
+    return cast
 
 
 def test_transcript_through_a_planted_link_is_refused(tmp_path: Path, run_dir: Path) -> None:

@@ -180,6 +180,13 @@ class TestMemberKeys:
         err, _ = error(tmp_path, '[procs.web]\ncmd = "echo \'oops"\n')
         assert "web: cannot split cmd" in err.message
 
+    def test_a_shell_script_is_not_split(self, tmp_path: Path) -> None:
+        """A shell = true cmd is the shell's to read: an apostrophe in a here-document
+        (or a comment) is not an unbalanced quote."""
+        cast = load(tmp_path, '[procs.web]\ncmd = """\ncat <<EOF\nit\'s here\nEOF\n"""\n'
+                              "shell = true\n")
+        assert "it's here" in cast["web"].cmd
+
     def test_shell_needs_a_string_cmd(self, tmp_path: Path) -> None:
         """shell = true with a list cmd is rejected at the shell line."""
         err, path = error(tmp_path, '[procs.web]\ncmd = ["ls", "-l"]\nshell = true\n')

@@ -1,70 +1,125 @@
-"""Captured variables in ``shell = true`` commands: values reach the shell as data only.
+"""Captured variables in shell scripts: values reach the shell as data only.
 
-A value comes from a program's output, so these tests give it every piece of shell syntax
-(``;``, ``$(...)``, backticks, both quotes, a newline, ``&``, ``|``, ``>``) and run the real
-shell: no command in the value may run, and the value must arrive intact wherever the
-template is unquoted or between double quotes.
+A shell script is the command of ``shell = true``, or the script of a command that runs a
+shell with ``-c`` (``sh -c '...'``, ``["bash", "-c", "..."]``). A value comes from a
+program's output, so these tests give it every piece of shell syntax (``;``, ``$(...)``,
+backticks, both quotes, a newline, ``*``, ``a[$(cmd)]``, a here-document's end) and run the
+real shells, dash (/bin/sh here) and bash, as the shell of the command and as a shell that
+command starts: no command in the value may run, no file may be globbed or removed, and the
+value must arrive intact wherever the script expands it.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from pipeplex.cast import ProcSpec
-from pipeplex.cast.spec import shell_script
+from pipeplex.cast.shell import shell_script, shell_script_operand
 from pipeplex.errors import SpawnError
 
-# Each "touch" makes a file if the shell ever reads the value as code.
+# Each "touch" makes a file if a shell ever reads the value as code.
 HOSTILE = (
     "x; touch M1 $(touch M2) `touch M3` ' ; touch M4 ; ' \" ; touch M5 ; \" "
     "\n touch M6 & touch M7 | touch M8 > M9 * ${HOME} \\ end"
 )
-SHELLS = ["/bin/sh", *(["bash"] if shutil.which("bash") else [])]
+VALUES = {
+    "everything": HOSTILE,
+    "star": "*",
+    "subscript": "a[$(touch M10)]",
+    "semicolon": "x; touch M11",
+    "substitution": "$(touch M12)",
+    "backticks": "`touch M13`",
+    "single-quotes": "'; touch M14; '",
+    "double-quotes": '"; touch M15; "',
+    "newline": "x\ntouch M16",
+    "end-of-here-document": "EOF\ntouch M17\nEOF",
+    "parenthesis": 'x)"; touch M18; ("',
+    "esac": "a) touch M19;; esac; touch M20; case a in a",
+}
+SHELLS = ["/bin/sh", "/bin/bash"]
+KEEP = "keep"  # a file in the member's folder: a glob of the value would find it
+
+
+def run_argv(argv: Sequence[str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in ``folder``, which holds only KEEP, and check that it still does:
+    nothing in a value ran, was globbed or removed a file."""
+    folder.mkdir()
+    (folder / KEEP).write_text("")
+    result = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=10,
+                            stdin=subprocess.DEVNULL)
+    assert sorted(p.name for p in folder.iterdir()) == [KEEP], "a value ran as a command"
+    return result
 
 
 def run_shell(
     template: str, variables: dict[str, str], folder: Path, shell: str = "/bin/sh"
 ) -> subprocess.CompletedProcess[str]:
-    """Run the member's argv (with ``shell`` in place of /bin/sh) in an empty ``folder``."""
-    folder.mkdir()
+    """Run the ``shell = true`` member's argv, with ``shell`` in place of /bin/sh."""
     argv = ProcSpec("client", template, shell=True).argv(variables)
-    argv = [shell if word == "/bin/sh" else word for word in argv]
-    result = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=10,
-                            stdin=subprocess.DEVNULL)
-    assert sorted(p.name for p in folder.iterdir()) == [], "the value ran as a command"
-    return result
+    return run_argv([shell if word == "/bin/sh" else word for word in argv], folder)
+
+
+def brackets(value: str) -> str:
+    return f"[{value}]"
+
+
+# A template, and what it prints for a value. `sh` is dash, whatever the command's shell.
+INTACT: dict[str, tuple[str, Callable[[str], str]]] = {
+    "unquoted": ("printf '[%s]' {v}", brackets),
+    "double-quoted": ("printf '[%s]' \"<{v}>\"", lambda v: f"[<{v}>]"),
+    "in-a-word": ("printf '[%s]' a{v}b", lambda v: f"[a{v}b]"),
+    "assignment": ("x={v}; printf '[%s]' \"$x\"", brackets),
+    "for-loop": ("for x in {v}; do printf '[%s]' \"$x\"; done", brackets),
+    "case-subject": ("case {v} in *) printf '[%s]' {v};; esac", brackets),
+    "command-substitution": ("printf '[%s]' \"$(printf '%s' {v})\"", brackets),
+    "backticks": ("printf '[%s]' \"`printf '%s' {v}`\"", brackets),
+    "default-value": ("printf '[%s]' ${UNSET:-{v}}", brackets),
+    "default-value-quoted": ("printf '[%s]' \"${UNSET:-{v}}\"", brackets),
+    "case-in-substitution": ("printf '[%s]' \"$(case a in a) echo \"{v}\";; esac)\"", brackets),
+    "case-and-subshell-in-substitution": (
+        "printf '[%s]' \"$(case a in (a) (printf '%s' {v});; esac)\"", brackets),
+    "after-comments": ("# don't stop\nprintf '[%s]' {v} # it's done", brackets),
+    "inner-sh": ("sh -c 'printf \"[%s]\" {v}'", brackets),
+    "inner-sh-double-quoted": ("sh -c 'printf \"[%s]\" \"{v}\"'", brackets),
+    "inner-sh-substitution": ("sh -c 'printf \"[%s]\" \"$(printf %s {v})\"'", brackets),
+    "inner-bash": ("bash -c 'printf \"[%s]\" \"{v}\"'", brackets),
+    "inner-bash-default-value": ("bash -c 'printf \"[%s]\" \"${UNSET:-{v}}\"'", brackets),
+    "shell-in-a-shell": ("sh -c 'sh -c '\\''printf \"[%s]\" {v}'\\'''", brackets),
+    "here-document": ("cat <<EOF\n[{v}]\nEOF", lambda v: f"[{v}]\n"),
+    "here-document-tabs": ("cat <<-EOF\n\t[{v}]\n\tEOF", lambda v: f"[{v}]\n"),
+    "here-document-apostrophe": ("cat <<EOF\nit's\nEOF\nprintf '[%s]' \"{v}\"  # that's all",
+                                 lambda v: f"it's\n[{v}]"),
+    "quoted-here-document-apostrophe": (
+        "cat <<'EOF'\nit's\nEOF\nprintf '[%s]' \"{v}\"", lambda v: f"it's\n[{v}]"),
+    "here-document-script": ("sh <<'EOF'\nprintf '[%s]' \"{v}\"\nEOF", brackets),
+    "two-here-documents": ("cat - /dev/fd/3 <<A 3<<\"B\"\n{v}\nA\n'{v}'\nB\nprintf '[%s]' {v}",
+                           lambda v: f'{v}\n\'"${{PIPEPLEX_VAR_v}}"\'\n[{v}]'),
+    "here-document-in-substitution": ("printf '[%s]' \"$(cat <<EOF\n{v}\nEOF\n)\"", brackets),
+    "rm-unquoted": ("rm -f -- {v}; printf '[%s]' {v}", brackets),
+    "rm-inner-sh": ("sh -c 'rm -f -- \"{v}\"'; printf '[%s]' {v}", brackets),
+    "rm-after-here-document": (
+        "cat <<EOF\nit's cleaning up\nEOF\nrm -f -- \"{v}\"   # that's the temp file\n"
+        "printf '[%s]' {v}", lambda v: f"it's cleaning up\n[{v}]"),
+}
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize(
-    ("template", "expected"),
-    [
-        ("printf '%s' {who}", HOSTILE),
-        ("printf '%s' \"<{who}>\"", f"<{HOSTILE}>"),
-        ("printf '%s' a{who}b", f"a{HOSTILE}b"),
-        ("x={who}; printf '%s' \"$x\"", HOSTILE),
-        ("printf '%s' \"$(printf '%s' {who})\"", HOSTILE),
-        ("printf '%s' \"`printf '%s' {who}`\"", HOSTILE),
-        ("printf '%s' \"${UNSET:-{who}}\"", HOSTILE),
-        ("sh -c 'printf %s {who}'", HOSTILE),
-        ("# don't stop\nprintf '%s' {who} # it's done", HOSTILE),
-    ],
-    ids=["unquoted", "double-quoted", "unquoted-in-a-word", "assignment",
-         "command-substitution", "backticks", "default-value", "inner-shell",
-         "after-comments"],
-)
+@pytest.mark.parametrize("value", VALUES.values(), ids=VALUES.keys())
+@pytest.mark.parametrize(("template", "expected"), INTACT.values(), ids=INTACT.keys())
 def test_hostile_value_arrives_intact_and_runs_nothing(
-    tmp_path: Path, shell: str, template: str, expected: str
+    tmp_path: Path, shell: str, value: str, template: str, expected: Callable[[str], str]
 ) -> None:
-    """Unquoted, between double quotes, in $(...) or backticks, or for an inner shell:
-    the program gets the value byte for byte, and nothing in it runs."""
-    result = run_shell(template, {"who": HOSTILE}, tmp_path / "work", shell)
+    """Unquoted, between double quotes, in $(...), backticks, ${...:-...}, a here-document,
+    a case in $(...), or for a shell the command starts: the program gets the value byte for
+    byte, nothing in it runs, nothing is globbed."""
+    result = run_shell(template, {"v": value}, tmp_path / "work", shell)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == expected
+    assert result.stdout == expected(value)
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -73,15 +128,18 @@ def test_hostile_value_arrives_intact_and_runs_nothing(
     [
         ("printf '%s' '<{who}>'", '<"${PIPEPLEX_VAR_who}">'),
         ("printf '%s' '{who}'", '"${PIPEPLEX_VAR_who}"'),
-        ("printf '%s' '\"{who}\"'", '""${PIPEPLEX_VAR_who}""'),
+        ("printf '%s' '\"{who}\"'", '"${PIPEPLEX_VAR_who}"'),
+        ("cat <<'EOF'\nhi {who}\nEOF", 'hi "${PIPEPLEX_VAR_who}"\n'),
+        ("cat <<\\EOF\nhi \"{who}\"\nEOF", 'hi "${PIPEPLEX_VAR_who}"\n'),
     ],
-    ids=["inside", "whole", "double-quotes-inside"],
+    ids=["inside", "whole", "double-quotes-inside", "quoted-here-document",
+         "backslash-here-document"],
 )
-def test_hostile_value_in_single_quotes_stays_text(
+def test_hostile_value_in_literal_text_stays_text(
     tmp_path: Path, shell: str, template: str, expected: str
 ) -> None:
-    """Between single quotes the shell expands nothing: the program gets the expansion's
-    text, never the value, so nothing in the value can end the quotes and run."""
+    """Single quotes and a quoted here-document expand nothing: their text is written for
+    another shell, and printed as it is, the expansion's text rather than the value."""
     result = run_shell(template, {"who": HOSTILE}, tmp_path / "work", shell)
     assert (result.returncode, result.stdout) == (0, expected)
 
@@ -95,25 +153,132 @@ def test_several_values_each_in_its_own_variable(tmp_path: Path, shell: str) -> 
     assert result.stdout == "1 2|'; touch M'|none"
 
 
+# Arithmetic: bash (ksh, zsh) evaluates the text of a variable there, a[$(cmd)] runs cmd.
+ARITHMETIC = {
+    "arithmetic": ("echo $(( {p} + 1 ))", "$((...))", "2\n"),
+    "arithmetic-quoted": ('echo "$(( {p} + 1 ))"', "$((...))", "2\n"),
+    "arithmetic-substitution": ("echo $(( $(echo {p}) + 1 ))", "$((...))", "2\n"),
+    "arithmetic-default-value": ("echo $(( ${UNSET:-{p}} + 1 ))", "$((...))", "2\n"),
+    "arithmetic-in-here-document": ("cat <<EOF\n$(( {p} + 1 ))\nEOF", "$((...))", "2\n"),
+    "inner-sh": ("sh -c 'echo $(( {p} + 1 ))'", "$((...))", "2\n"),
+    "inner-bash": ("bash -c 'echo $(( {p} + 1 ))'", "$((...))", "2\n"),
+    "quoted-here-document-script": ("bash <<'EOF'\necho $(( {p} + 1 ))\nEOF", "$((...))",
+                                    "2\n"),
+    "bash-brackets": ("bash -c 'echo $[{p} + 1]'", "$[...]", "2\n"),
+    "bash-command": ("bash -c '(( n = {p} + 1 )); echo $n'", "((...))", "2\n"),
+    "bash-for": ("bash -c 'for ((i = {p}; i < 3; i++)); do echo $i; done'", "((...))",
+                 "1\n2\n"),
+    "bash-subscript": ("bash -c 'a=(5 6 7); echo ${a[{p}]}'", "an array subscript", "6\n"),
+    "bash-subscript-assignment": ("bash -c 'a[{p}]=x; echo ${a[1]}'", "an array subscript",
+                                  "x\n"),
+    "bash-subscript-in-a-list": ("bash -c 'a=([{p}]=x); echo ${a[1]}'", "an array subscript",
+                                 "x\n"),
+    "bash-offset": ("bash -c 's=hello; echo ${s:{p}}'", "${name:offset}", "ello\n"),
+    "bash-length": ("bash -c 's=hello; echo ${s:0:{p}}'", "${name:offset}", "h\n"),
+}
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(("template", "where", "expected"), ARITHMETIC.values(),
+                         ids=ARITHMETIC.keys())
+def test_whole_number_in_arithmetic(
+    tmp_path: Path, shell: str, template: str, where: str, expected: str
+) -> None:
+    """Where the shell evaluates arithmetic, in a script or one for a shell it starts, a
+    whole number is used as the number it is (dash too: no quotes around it there)."""
+    result = run_shell(template, {"p": "1"}, tmp_path / "work", shell)
+    assert (result.returncode, result.stderr, result.stdout) == (0, "", expected)
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize("value", ["41", "-1", "+7"])
-def test_whole_number_in_arithmetic(tmp_path: Path, shell: str, value: str) -> None:
-    """In $((...)) a whole number is used as the number it is."""
-    result = run_shell("echo $(( {port} + 1 ))", {"port": value}, tmp_path / "work", shell)
-    assert result.stdout == f"{int(value) + 1}\n"
+def test_signed_whole_number_in_arithmetic(tmp_path: Path, shell: str, value: str) -> None:
+    """A sign is part of a whole number."""
+    result = run_shell("echo $(( {port} + 1 )) && sh -c 'echo $(( {port} + 1 ))'",
+                       {"port": value}, tmp_path / "work", shell)
+    assert result.stdout == f"{int(value) + 1}\n" * 2
 
 
-@pytest.mark.parametrize("value", ["a[$(touch M)]", "1+1", "x", " 1", "1\n", ""])
-def test_other_values_in_arithmetic_do_not_start(value: str) -> None:
-    """bash evaluates the text of a variable in $((...)) (``a[$(cmd)]`` runs cmd): anything
-    but a whole number there fails to start, naming the variable and its value."""
-    proc = ProcSpec("client", "echo $(( {port} + 1 ))", shell=True)
+@pytest.mark.parametrize(
+    "value", [*VALUES.values(), "1+1", "x", " 1", "1\n", "", "0x10", "1.5"],
+    ids=[*VALUES.keys(), "sum", "name", "space", "newline-after", "empty", "hex", "decimal"])
+@pytest.mark.parametrize(("template", "where", "expected"), ARITHMETIC.values(),
+                         ids=ARITHMETIC.keys())
+def test_other_values_in_arithmetic_do_not_start(
+    value: str, template: str, where: str, expected: str
+) -> None:
+    """Anything but a whole number in arithmetic fails to start, naming the variable, the
+    arithmetic and the value."""
+    proc = ProcSpec("client", template, shell=True)
     with pytest.raises(SpawnError) as info:
-        proc.argv({"port": value})
+        proc.argv({"p": value})
     assert info.value.name == "client"
-    assert info.value.command == "echo $(( {port} + 1 ))"
-    assert info.value.reason == (f"{{port}} is used in $((...)), where the shell evaluates its "
+    assert info.value.command == template
+    assert info.value.reason == (f"{{p}} is used in {where}, where the shell evaluates its "
                                  f"text, and its value {value!r} is not a whole number")
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["echo $[{p}]", "(( {p} ))", "a[{p}]=1", "echo ${a[{p}]}", "echo ${#a[{p}]}",
+     "echo ${s:{p}}", "echo ${s: {p}}", "echo ${s:0:{p}}", "for ((i={p};;)); do :; done",
+     "if (( {p} )); then :; fi", "x=$(( {p} ))", "echo \"${x:-$(( {p} ))}\"",
+     "echo $(( a[{p}] ))", 'echo $(( "{p}" + 1 ))', "echo $( (( {p} )) )", "a=([{p}]=1)",
+     "declare -a a; a+=( [{p}]=1 )", "echo ${a[@]:{p}}"],
+)
+def test_arithmetic_at_the_top_is_checked_too(template: str) -> None:
+    """Where /bin/sh is bash, the command's own arithmetic evaluates a value too."""
+    with pytest.raises(SpawnError, match="is not a whole number"):
+        ProcSpec("client", template, shell=True).argv({"p": "a[$(touch M)]"})
+    assert ProcSpec("client", template, shell=True).argv({"p": "-12"})[1] == "PIPEPLEX_VAR_p=-12"
+
+
+@pytest.mark.parametrize(
+    ("template", "script"),
+    [
+        ("echo {v}", 'echo "${PIPEPLEX_VAR_v}"'),
+        ('echo "a {v} b"', 'echo "a ${PIPEPLEX_VAR_v} b"'),
+        ("echo 'a {v} b'", "echo 'a \"${PIPEPLEX_VAR_v}\" b'"),
+        ("echo 'it''s' {v}", "echo 'it''s' \"${PIPEPLEX_VAR_v}\""),
+        ("sh -c 'echo \"{v}\"'", "sh -c 'echo \"${PIPEPLEX_VAR_v}\"'"),
+        ("sh -c 'echo $(( {v} ))'", "sh -c 'echo $(( ${PIPEPLEX_VAR_v} ))'"),
+        ('echo "$(echo {v})"', 'echo "$(echo "${PIPEPLEX_VAR_v}")"'),
+        ('echo "$(f() ( echo ); echo {v})" "{v}"',
+         'echo "$(f() ( echo ); echo "${PIPEPLEX_VAR_v}")" "${PIPEPLEX_VAR_v}"'),
+        ('echo "$(case a in a) echo "{v}";; esac)" "{v}"',
+         'echo "$(case a in a) echo "${PIPEPLEX_VAR_v}";; esac)" "${PIPEPLEX_VAR_v}"'),
+        ('echo $(case a in (a|b) echo;; *) (echo) ;; esac; echo "{v}")',
+         'echo $(case a in (a|b) echo;; *) (echo) ;; esac; echo "${PIPEPLEX_VAR_v}")'),
+        ('echo $(echo case a in x) "{v}"', 'echo $(echo case a in x) "${PIPEPLEX_VAR_v}"'),
+        ("echo $(( {v} * 2 )) {v}", 'echo $(( ${PIPEPLEX_VAR_v} * 2 )) "${PIPEPLEX_VAR_v}"'),
+        ("echo $(( ({v}) )) {v}", 'echo $(( (${PIPEPLEX_VAR_v}) )) "${PIPEPLEX_VAR_v}"'),
+        ("echo ${x:-{v}} \"${x:-{v}}\"",
+         'echo ${x:-"${PIPEPLEX_VAR_v}"} "${x:-${PIPEPLEX_VAR_v}}"'),
+        ("echo ${a[{v}]} ${s:{v}} ${s:-{v}}",
+         'echo ${a[${PIPEPLEX_VAR_v}]} ${s:${PIPEPLEX_VAR_v}} ${s:-"${PIPEPLEX_VAR_v}"}'),
+        ("cat <<EOF\n'{v}' \"{v}\"\nEOF\necho {v}",
+         'cat <<EOF\n\'${PIPEPLEX_VAR_v}\' "${PIPEPLEX_VAR_v}"\nEOF\necho "${PIPEPLEX_VAR_v}"'),
+        ("cat <<-'E F'\n\t{v} it's\n\tE F\necho {v}",
+         "cat <<-'E F'\n\t\"${PIPEPLEX_VAR_v}\" it's\n\tE F\necho \"${PIPEPLEX_VAR_v}\""),
+        ("cat <<<'{v}' {v}", "cat <<<'\"${PIPEPLEX_VAR_v}\"' \"${PIPEPLEX_VAR_v}\""),
+        ("echo $(( 1 << 2 )) {v}", 'echo $(( 1 << 2 )) "${PIPEPLEX_VAR_v}"'),
+        ("[ {v} = x ] && [[ {v} ]]", '[ "${PIPEPLEX_VAR_v}" = x ] && [[ "${PIPEPLEX_VAR_v}" ]]'),
+        ("echo \\\\{v}", 'echo \\\\"${PIPEPLEX_VAR_v}"'),
+        ('echo "\\"{v}"', 'echo "\\"${PIPEPLEX_VAR_v}"'),
+        ("echo $# {v}", 'echo $# "${PIPEPLEX_VAR_v}"'),
+        ("echo a#{v} # {v}", 'echo a#"${PIPEPLEX_VAR_v}" # {v}'),
+        ("echo ${v} {x} {v}", 'echo ${v} {x} "${PIPEPLEX_VAR_v}"'),
+    ],
+    ids=["unquoted", "double", "single", "single-ended", "inner-double", "inner-arithmetic",
+         "substitution-in-double", "nested-parentheses", "case-in-substitution",
+         "case-patterns", "not-a-case", "arithmetic", "arithmetic-parentheses",
+         "default-value", "subscript-offset-default", "here-document",
+         "quoted-here-document", "here-string", "shift-not-here-document", "test-not-subscript",
+         "escaped-backslash", "escaped-quote", "not-a-comment", "comment", "others-untouched"],
+)
+def test_shell_script_forms(template: str, script: str) -> None:
+    """What ``{v}`` becomes follows the quoting where it stands."""
+    assert shell_script(template, {"v": "1"}) == (script, ["v"])
 
 
 def test_escaped_brace_stays_as_written(tmp_path: Path) -> None:
@@ -128,33 +293,123 @@ def test_messages_show_the_command_as_written() -> None:
     assert proc.command_text == "echo greeting {who}"
 
 
-@pytest.mark.parametrize(
-    ("template", "script"),
-    [
-        ("echo {v}", 'echo "${PIPEPLEX_VAR_v}"'),
-        ('echo "a {v} b"', 'echo "a ${PIPEPLEX_VAR_v} b"'),
-        ("echo 'a {v} b'", "echo 'a \"${PIPEPLEX_VAR_v}\" b'"),
-        ("echo 'it''s' {v}", "echo 'it''s' \"${PIPEPLEX_VAR_v}\""),
-        ('echo "$(echo {v})"', 'echo "$(echo "${PIPEPLEX_VAR_v}")"'),
-        ('echo "$(f() ( echo ); echo {v})" "{v}"',
-         'echo "$(f() ( echo ); echo "${PIPEPLEX_VAR_v}")" "${PIPEPLEX_VAR_v}"'),
-        ("echo $(( {v} * 2 )) {v}", 'echo $(( ${PIPEPLEX_VAR_v} * 2 )) "${PIPEPLEX_VAR_v}"'),
-        ("echo $(( ({v}) )) {v}", 'echo $(( (${PIPEPLEX_VAR_v}) )) "${PIPEPLEX_VAR_v}"'),
-        ("echo \\\\{v}", 'echo \\\\"${PIPEPLEX_VAR_v}"'),
-        ('echo "\\"{v}"', 'echo "\\"${PIPEPLEX_VAR_v}"'),
-        ("echo $# {v}", 'echo $# "${PIPEPLEX_VAR_v}"'),
-        ("echo ${v} {x} {v}", 'echo ${v} {x} "${PIPEPLEX_VAR_v}"'),
-    ],
-    ids=["unquoted", "double", "single", "single-ended", "substitution-in-double",
-         "nested-parentheses", "arithmetic", "arithmetic-parentheses", "escaped-backslash",
-         "escaped-quote", "not-a-comment", "others-untouched"],
-)
-def test_shell_script_forms(template: str, script: str) -> None:
-    """What ``{v}`` becomes follows the quoting where it stands."""
-    assert shell_script(template, {"v": "1"}) == (script, ["v"])
-
-
 def test_shell_script_without_variables_is_the_command() -> None:
     """Without a known variable the command is passed as written, and no variable."""
     assert shell_script("echo {v} '{w}'", {}) == ("echo {v} '{w}'", [])
     assert ProcSpec("c", "echo {v}", shell=True).argv({}) == ["/bin/sh", "-c", "echo {v}"]
+
+
+# A command without shell = true that runs a shell -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("words", "index"),
+    [
+        (["sh", "-c", "s"], 2),
+        (["/bin/sh", "-c", "s", "name", "arg"], 2),
+        (["bash", "-ec", "s"], 2),
+        (["bash", "-xc", "s"], 2),
+        (["bash", "-lc", "s"], 2),
+        (["bash", "-euc", "s"], 2),
+        (["bash", "-e", "-c", "s"], 3),
+        (["bash", "-c", "-e", "s"], 3),
+        (["bash", "-o", "pipefail", "-c", "s"], 4),
+        (["bash", "-euo", "pipefail", "-c", "s"], 4),
+        (["bash", "-c", "-o", "pipefail", "s"], 4),
+        (["bash", "+o", "posix", "-c", "s"], 4),
+        (["bash", "-O", "extglob", "-c", "s"], 4),
+        (["bash", "--norc", "-c", "s"], 3),
+        (["bash", "--rcfile", "f", "-c", "s"], 4),
+        (["sh", "-c", "--", "s"], 3),
+        (["sh", "-c", "-", "s"], 3),
+        (["busybox", "sh", "-c", "s"], 3),
+        (["/usr/bin/dash", "-c", "s"], 2),
+        (["zsh", "-c", "s"], 2),
+        (["ksh", "-c", "s"], 2),
+        (["mksh", "-c", "s"], 2),
+        (["ash", "-c", "s"], 2),
+        (["sh", "script.sh", "-c"], None),
+        (["sh", "script.sh", "{v}"], None),
+        (["sh", "-s", "x"], None),
+        (["sh", "-c"], None),
+        (["sh", "+c", "s"], None),
+        (["python3", "-c", "s"], None),
+        (["timeout", "5", "sh", "-c", "s"], None),
+        (["busybox", "ls", "-c"], None),
+        (["fish", "-c", "s"], None),
+        (["shell", "-c", "s"], None),
+        ([], None),
+    ],
+)
+def test_shell_script_operand(words: list[str], index: int | None) -> None:
+    """The script of a POSIX shell run with -c: the first operand after the options."""
+    assert shell_script_operand(words) == index
+
+
+def test_shell_without_shell_true_gets_values_in_its_environment() -> None:
+    """``sh -c '...'`` without shell = true: its script is a shell script too, the other
+    arguments get their values as they are."""
+    value = "x; touch M"
+    proc = ProcSpec("c", "sh -c 'echo hello {who}'")
+    assert proc.argv({"who": value}) == [
+        "/usr/bin/env", f"PIPEPLEX_VAR_who={value}", "sh", "-c",
+        'echo hello "${PIPEPLEX_VAR_who}"']
+    proc = ProcSpec("c", ("bash", "-eu", "-c", "echo {v} \"$1\"", "{name}", "{v}"))
+    assert proc.argv({"v": value, "name": "n"}) == [
+        "/usr/bin/env", f"PIPEPLEX_VAR_v={value}", "bash", "-eu", "-c",
+        'echo "${PIPEPLEX_VAR_v}" "$1"', "n", value]
+    proc = ProcSpec("c", ("sh", "-c", 'echo "$1"', "sh", "{v}"))
+    assert proc.argv({"v": value}) == ["sh", "-c", 'echo "$1"', "sh", value]
+
+
+def test_other_programs_get_values_in_their_arguments() -> None:
+    """Any other program gets each value in the argument, as it is: a program that reads
+    that argument as code (python3 -c, a wrapper running sh -c) runs it, as documented."""
+    value = "'); import os; os.system('touch M'); print('"
+    assert ProcSpec("c", "python3 -c \"print('{v}')\"").argv({"v": value}) == [
+        "python3", "-c", f"print('{value}')"]
+    assert ProcSpec("c", "timeout 5 sh -c 'echo {v}'").argv({"v": value}) == [
+        "timeout", "5", "sh", "-c", f"echo {value}"]
+
+
+def test_shell_without_shell_true_in_arithmetic_does_not_start() -> None:
+    """The whole-number rule holds for its script too."""
+    proc = ProcSpec("client", ("bash", "-c", "echo $(( {p} + 1 ))"))
+    with pytest.raises(SpawnError) as info:
+        proc.argv({"p": "a[$(touch M)]"})
+    assert info.value.reason == ("{p} is used in $((...)), where the shell evaluates its "
+                                 "text, and its value 'a[$(touch M)]' is not a whole number")
+    assert proc.argv({"p": "4"})[-1] == "echo $(( ${PIPEPLEX_VAR_p} + 1 ))"
+
+
+NOT_SHELL_TRUE: dict[str, tuple[str | tuple[str, ...], Callable[[str], str]]] = {
+    "string": ("sh -c 'printf \"[%s]\" {v}'", brackets),
+    "string-double-quoted": ("sh -c 'printf \"[%s]\" \"{v}\"'", brackets),
+    "list": (("bash", "-c", "printf '[%s]' {v}"), brackets),
+    "options-before": ("sh -eu -c 'printf \"[%s]\" \"{v}\"'", brackets),
+    "clustered": ("bash -ec 'printf \"[%s]\" {v}'", brackets),
+    "option-with-argument": ("bash -o pipefail -c 'printf \"[%s]\" {v} | cat'", brackets),
+    "positional-argument": ("/bin/sh -c 'printf \"[%s]\" \"$1\"' sh {v}", brackets),
+    "rm": ("sh -c 'rm -f -- {v}; printf \"[%s]\" {v}'", brackets),
+    "here-document": (("sh", "-c", "cat <<EOF\n[{v}]\nEOF"), lambda v: f"[{v}]\n"),
+}
+
+
+@pytest.mark.parametrize("value", VALUES.values(), ids=VALUES.keys())
+@pytest.mark.parametrize(("cmd", "expected"), NOT_SHELL_TRUE.values(), ids=NOT_SHELL_TRUE.keys())
+def test_hostile_value_in_a_shell_without_shell_true(
+    tmp_path: Path, value: str, cmd: str | tuple[str, ...], expected: Callable[[str], str]
+) -> None:
+    """A shell run with -c by a command without shell = true: the value arrives intact,
+    and nothing in it runs or is globbed."""
+    result = run_argv(ProcSpec("client", cmd).argv({"v": value}), tmp_path / "work")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == expected(value)
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
+def test_busybox_sh(tmp_path: Path) -> None:
+    """``busybox sh -c`` is a shell too."""
+    result = run_argv(ProcSpec("client", "busybox sh -c 'printf \"[%s]\" {v}'").argv(
+        {"v": HOSTILE}), tmp_path / "work")
+    assert result.stdout == f"[{HOSTILE}]"

@@ -197,11 +197,12 @@ def _proc(
         raise CastError(f"{name}: missing cmd (the command to run)", source=here)
     cmd = table["cmd"]
     if isinstance(cmd, str) and cmd.strip():
-        try:
-            split_command(cmd)
-        except ValueError as exc:
-            raise CastError(f"{name}: cannot split cmd: {exc}",
-                            source=where("procs", name, "cmd")) from None
+        if table.get("shell") is not True:  # a shell's script is the shell's to read
+            try:
+                split_command(cmd)
+            except ValueError as exc:
+                raise CastError(f"{name}: cannot split cmd: {exc}",
+                                source=where("procs", name, "cmd")) from None
         fields["cmd"] = cmd
     elif isinstance(cmd, list) and cmd and all(isinstance(w, str) for w in cmd):
         fields["cmd"] = tuple(cmd)
