@@ -43,14 +43,14 @@ def test_captured_value_never_runs_in_a_shell_command(tmp_path: Path, run_dir: P
 
 
 # One line a server prints: a value of each kind, for the clients below.
-VALUES_LINE = f"hello {HOSTILE} a[$(touch M9)] tmp=* port=8080"
+VALUES_LINE = f"hello {HOSTILE} a[1] tmp=* port=8080"
 CLIENTS = {
     "sh-without-shell-true": (
         "cmd = " + _toml("sh -c 'printf \"got:[%s]\\n\" \"{who}\"'") + "\n",
-        [f"client | got:[{HOSTILE} a[$(touch M9)]]"]),
+        [f"client | got:[{HOSTILE} a[1]]"]),
     "bash-list-without-shell-true": (
         "cmd = [" + ", ".join(map(_toml, ["bash", "-c", "printf 'got:[%s]\\n' {who}"])) + "]\n",
-        [f"client | got:[{HOSTILE} a[$(touch M9)]]"]),
+        [f"client | got:[{HOSTILE} a[1]]"]),
     "here-document-then-rm": (
         "cmd = " + _toml("cat <<EOF\nit's cleaning up\nEOF\nrm -f -- \"{tmp}\"   # that's the "
                          "temp file\nprintf 'left:%s\\n' *\n") + "\nshell = true\n",
@@ -62,7 +62,7 @@ CLIENTS = {
         "cmd = [" + ", ".join(map(_toml, [
             sys.executable, "-c", "import os; print('hello', os.environ['WHO'])"])) + "]\n"
         'env = { WHO = "{who}" }\n',
-        [f"client | hello {HOSTILE} a[$(touch M9)]"]),
+        [f"client | hello {HOSTILE} a[1]"]),
 }
 
 
@@ -186,3 +186,24 @@ def test_env_name_with_equals_is_reported_before_start(tmp_path: Path, run_dir: 
     assert result.returncode == 2
     assert result.stderr == (f"pipeplex: error: {cast}:3: a: env variable name 'A=B' contains "
                              "'=', which no variable name may hold\n")
+
+
+def test_a_value_with_a_command_in_a_subscript_is_not_given_to_a_shell(
+    tmp_path: Path, run_dir: Path
+) -> None:
+    """a[$(cmd)] runs cmd wherever bash evaluates the value in arithmetic, seen or not:
+    a shell script never gets such a value; its member does not start, and says why."""
+    server = tmp_path / "server.py"
+    server.write_text("import sys\nprint('v=a[$(touch PWNED)]', flush=True)\n"
+                      "sys.stdin.read()\n")
+    cast = tmp_path / "cast.toml"
+    cast.write_text(f"[procs.server]\ncmd = [{_toml(sys.executable)}, {_toml(str(server))}]\n"
+                    "ready = 'v=(?P<v>.*)'\n"
+                    "[procs.client]\ncmd = 'X={v}; echo $((X + 1))'\nshell = true\n"
+                    "after = ['server']\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run("run", cast, "--run-dir", run_dir, "--no-console", cwd=work)
+    assert result.returncode == 127, result.stdout + result.stderr
+    assert "an array subscript with a command in it" in result.stdout
+    assert sorted(p.name for p in work.iterdir()) == []

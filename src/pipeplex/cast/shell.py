@@ -394,15 +394,31 @@ def shell_script(cmd: str, variables: Mapping[str, str]) -> tuple[str, list[str]
             too deeply to be read.
     """
     try:
-        return _Scanner(cmd, variables).result()
+        script, used = _Scanner(cmd, variables).result()
     except RecursionError:
         raise ValueError("the command nests $(...), quotes or ${...} too deeply for pipeplex "
                          "to see where its variables stand") from None
+    for name in used:
+        if _SUBSCRIPT_COMMAND.search(variables[name]):
+            raise ValueError(
+                f"{{{name}}} holds {variables[name]!r}, an array subscript with a command in "
+                "it, which bash runs if the script uses the value in arithmetic anywhere; "
+                "pipeplex does not pass such a value to a shell")
+    return script, used
 
 
-# Programs whose -c runs its first operand as a POSIX shell script.
+_SUBSCRIPT_COMMAND = re.compile(r"\[[^\]]*(?:\$\(|`)")
+"""A value such as ``a[$(cmd)]``: bash runs ``cmd`` when it evaluates the value in
+arithmetic. A net under the scanner, whose reading of a script can be wrong in corners
+(continuation lines, quotes in ``${x#'...'}``): the only way arithmetic turns data into code."""
+
+
+# Programs whose -c runs its first operand as a POSIX shell script, also as builds named
+# bash5.2, zsh-static, mksh-static, busybox.static.
+_SHELL_NAME = re.compile(r"([a-z0-9]*?sh)(?:[-.]?static|[0-9][0-9.]*)?")
+_BUSYBOX = re.compile(r"busybox(?:[-.]?static)?")
 _SHELLS = frozenset({"sh", "bash", "rbash", "dash", "ash", "ksh", "ksh93", "mksh", "lksh",
-                     "oksh", "pdksh", "posh", "yash", "zsh"})
+                     "oksh", "pdksh", "posh", "yash", "zsh", "hush"})
 _LONG_OPTIONS_WITH_ARGUMENT = frozenset({"--rcfile", "--init-file"})
 
 
@@ -415,9 +431,10 @@ def shell_script_operand(words: tuple[str, ...] | list[str]) -> int | None:
         return None
     program = words[0].rpartition("/")[2]
     i = 1
-    if program == "busybox" and len(words) > 1:
+    if _BUSYBOX.fullmatch(program) and len(words) > 1:
         program, i = words[1], 2
-    if program not in _SHELLS:
+    shell = _SHELL_NAME.fullmatch(program)
+    if shell is None or shell[1] not in _SHELLS:
         return None
     command = False
     while i < len(words):
