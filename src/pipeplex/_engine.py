@@ -394,11 +394,16 @@ class Engine:
         await self._began.wait()
 
     async def wait_up(self) -> bool:
-        """Wait until every member that starts by itself is ready; False if stopping first."""
+        """Wait until every member that starts by itself is ready; False if stopping first.
+
+        A member that waits (itself, or through its ``after``) for an ``autostart = false``
+        member nobody has asked to start is not waited for: the steps that would start that
+        one run only once the cast is up.
+        """
         await self._began.wait()
         assert self._stop is not None
         for name, member in self.members.items():
-            if member.spec.autostart:
+            if member.spec.autostart and self._unrequested(name) is None:
                 await self._first(self._ready[name], self._stop)
             if self.stopping:
                 return False

@@ -219,10 +219,10 @@ async def _steps(scenario: Scenario, engine: Engine, matcher: Matcher) -> None:
     """
     from .scenario import run_steps
 
-    if not await engine.wait_up():
-        return
-    engine.hold()  # a later step may start a member: do not end while steps run
+    engine.hold()  # the steps are still to run (one may start a member): do not end before
     try:
+        if not await engine.wait_up():
+            return
         results = await run_steps(scenario, engine, matcher, interactive=True)
     finally:
         engine.release()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from .helpers import run
+from .helpers import Pipeplex, run
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -145,3 +146,40 @@ def test_run_executes_steps_then_keeps_the_cast(tmp_path: Path) -> None:
     result = run("run", failing, "--run-dir", tmp_path / "run2")
     assert result.returncode == 1
     assert "not seen within 0.2 s" in result.stdout
+
+
+LAZY_CHAIN = """
+[procs.lazy]
+cmd = "sh -c 'echo lazy up; exec cat'"
+autostart = false
+ready = "lazy up"
+[procs.dep]
+cmd = "sh -c 'echo dep up; exec cat'"
+after = ["lazy"]
+ready = "dep up"
+[procs.dep2]
+cmd = "sh -c 'echo dep2 up; exec cat'"
+after = ["dep"]
+
+[[step]]
+start = "lazy"
+[[step]]
+expect = "dep2 up"
+in = "dep2"
+[[step]]
+close = "dep2"
+"""
+
+
+def test_steps_start_a_member_that_others_wait_for(tmp_path: Path, run_dir: Path) -> None:
+    """The members after an autostart = false one do not hold the steps back (they could
+    only start once a step starts it), and start after it once a step did."""
+    case = _scenario(tmp_path, LAZY_CHAIN)
+    result = run("test", case, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with Pipeplex("run", case, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^dep2 +\| dep2 up$")
+        plex.expect(r"3 steps done")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+
