@@ -62,9 +62,22 @@ def test(files: tuple[Path, ...], verbose: bool, junit: Path | None, transcript:
         except PipeplexError as exc:
             load_errors.append(str(exc))
     began = time.monotonic()
-    outcomes = asyncio.run(_run_all(scenarios, verbose=verbose, transcript=transcript,
-                                    log_dir=log_dir, update=update, grace=grace,
-                                    several=len(files) > 1, colored=colored))
+    try:
+        outcomes = asyncio.run(_run_all(scenarios, verbose=verbose, transcript=transcript,
+                                        log_dir=log_dir, update=update, grace=grace,
+                                        several=len(files) > 1, colored=colored))
+    except PipeplexError as exc:  # a record that cannot be written: nothing ran
+        click.echo(f"pipeplex: error: {exc}", err=True)
+        sys.exit(LOAD_ERROR)
+    except FileExistsError as exc:  # (a folder made for several scenarios' records)
+        click.echo(f"pipeplex: error: with several scenarios, --transcript and --log-dir "
+                   f"name folders, and {exc.filename} is not one", err=True)
+        sys.exit(LOAD_ERROR)
+    except OSError as exc:
+        click.echo(f"pipeplex: error: cannot write the records: {exc.strerror or exc} "
+                   f"({exc.filename}); give --transcript/--log-dir folders you may write to",
+                   err=True)
+        sys.exit(LOAD_ERROR)
     elapsed = time.monotonic() - began
     if not verbose and outcomes:
         click.echo()
@@ -96,7 +109,11 @@ async def _run_all(scenarios: list[Scenario], *, verbose: bool, transcript: Path
                    log_dir: Path | None, update: bool, grace: float, several: bool,
                    colored: bool) -> list[ScenarioOutcome]:
     outcomes = []
-    for scenario in scenarios:
+    names = [scenario.name for scenario in scenarios]
+    for index, scenario in enumerate(scenarios):
+        # Scenarios of the same name (a/s.toml, b/s.toml) keep records of their own.
+        record_name = (scenario.name if names.count(scenario.name) == 1
+                       else f"{scenario.name}-{index + 1}")
         if verbose:
             click.echo(f"{scenario.path}")
 
@@ -109,8 +126,8 @@ async def _run_all(scenarios: list[Scenario], *, verbose: bool, transcript: Path
         path = transcript
         if transcript is not None and several:
             transcript.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (instant)
-            path = transcript / f"{scenario.name}.jsonl"
-        logs = log_dir / scenario.name if log_dir is not None and several else log_dir
+            path = transcript / f"{record_name}.jsonl"
+        logs = log_dir / record_name if log_dir is not None and several else log_dir
         outcome = await run_scenario(scenario, grace=grace, transcript=path, log_dir=logs,
                                      update_golden=update, on_step=on_step)
         outcomes.append(outcome)

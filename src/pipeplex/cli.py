@@ -181,6 +181,10 @@ def run(
     """
     defaults: dict[str, Any] = {"pty": PTY_CHOICES[pty]} if pty else {}
     try:
+        if transcript is not None:
+            from .report.transcript import check_given_descriptor
+
+            check_given_descriptor(transcript)  # before pipeplex opens descriptors of its own
         cast, scenario = _build_cast(cast_file, procs, defaults, on_exit)
     except PipeplexError as exc:
         _fail(str(exc))

@@ -50,3 +50,23 @@ def test_a_log_folder_that_is_a_link_is_refused(run_dir: Path, tmp_path: Path) -
     assert result.returncode == 2
     assert "it is a symbolic link, which pipeplex does not follow" in result.stderr
     assert (victim / "a.log").read_text() == "someone else's\n"
+
+
+def test_a_member_that_writes_nothing_gets_an_empty_log(run_dir: Path, tmp_path: Path) -> None:
+    """Not the log an earlier run left under its name."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "quiet.log").write_text("an earlier run's output\n")
+    result = run("run", "-p", "quiet=true", "--log-dir", logs, "--run-dir", run_dir)
+    assert result.returncode == 0, result.stderr
+    assert (logs / "quiet.log").read_text() == ""
+
+
+def test_a_transcript_on_a_descriptor_the_run_was_not_given_is_refused(run_dir: Path) -> None:
+    """/dev/fd/N that was closed when pipeplex started would be one of its own later."""
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$@" 7>&-', "sh", *PIPEPLEX, "run", "-p", "a=true",
+         "--transcript", "/dev/fd/7", "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert "descriptor 7 is not open" in result.stderr

@@ -183,3 +183,22 @@ def test_steps_start_a_member_that_others_wait_for(tmp_path: Path, run_dir: Path
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143
 
+
+def test_records_of_pipeplex_test_refused_or_shared_names(tmp_path: Path) -> None:
+    """A record that cannot be written is one clear error (no traceback); two scenarios
+    of the same file name keep a transcript each."""
+    for folder in ("d1", "d2"):
+        (tmp_path / folder).mkdir()
+        _scenario(tmp_path / folder, f'[procs.a]\ncmd = "echo from-{folder}"\n'
+                  f'[[step]]\nexpect = "from-{folder}"\nin = "a"\n', name="s.toml")
+    (tmp_path / "loglink").symlink_to(tmp_path / "d1")
+    refused = run("test", tmp_path / "d1" / "s.toml", "--log-dir", tmp_path / "loglink")
+    assert refused.returncode == 2
+    assert "it is a symbolic link, which pipeplex does not follow" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    both = run("test", tmp_path / "d1" / "s.toml", tmp_path / "d2" / "s.toml",
+               "--transcript", tmp_path / "records")
+    assert both.returncode == 0, both.stdout + both.stderr
+    texts = sorted(p.read_text() for p in (tmp_path / "records").iterdir())
+    assert len(texts) == 2
+    assert "from-d1" in texts[0] and "from-d2" in texts[1]

@@ -127,6 +127,25 @@ def _open_record(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> 
         raise _Unsafe("something was put in its place while it was being made") from None
 
 
+def check_given_descriptor(path: str | os.PathLike[str]) -> None:
+    """Refuse ``--transcript /dev/fd/N`` for an N the run was not given (one not open when
+    the command starts would later be one of pipeplex's own). Call it first thing.
+
+    Raises:
+        PipeplexError: descriptor N is not open.
+    """
+    text = os.fspath(path)
+    if not _OWN_DESCRIPTOR.fullmatch(text) or text.startswith("/dev/std") or text == "/dev/null":
+        return
+    number = int(text.rsplit("/", 1)[1])
+    try:
+        os.fstat(number)
+    except OSError:
+        raise PipeplexError(f"cannot write the transcript {text}: descriptor {number} is not "
+                            "open (give a file, or open the descriptor for pipeplex, as "
+                            "--transcript >(jq .) does)") from None
+
+
 def _own_descriptor(path: str) -> int:
     """A descriptor of ours for ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``,
     ``/proc/self/fd/N`` (a copy: written at its own position, never truncated), or
@@ -223,7 +242,7 @@ class TranscriptSink:
 class LogDirSink:
     """One plain log per member in a folder: ``NAME.log`` with exactly what it wrote.
 
-    A log is opened at its member's first output. One that cannot be (a symbolic link or
+    A log is made when its member starts. One that cannot be (a symbolic link or
     a named pipe in its place, say) is skipped with a warning note on ``bus``, and the other
     members' logs go on; without a bus, the error is raised to the caller instead.
     """
@@ -247,6 +266,12 @@ class LogDirSink:
         self._files: dict[str, IO[bytes] | None] = {}  # None: refused, not tried again
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Started):
+            # Made at the start, so a member that writes nothing has an empty log, not
+            # an earlier run's under this run's name.
+            if event.name not in self._files:
+                self._files[event.name] = self._open(event.name)
+            return
         if not isinstance(event, Output):
             return
         if event.name in self._files:
