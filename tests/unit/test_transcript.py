@@ -349,7 +349,7 @@ def test_transcript_refuses_a_planted_path(tmp_path: Path, kind: str, why: str) 
 def test_transcript_refuses_a_device() -> None:
     """A device is not a file to keep a transcript in."""
     with pytest.raises(PipeplexError, match=r"^cannot write the transcript /dev/zero: it is a "
-                                            r"device, not a regular file; remove it"):
+                                            r"device, not a regular file; give another file$"):
         TranscriptSink("/dev/zero", Bus())
 
 

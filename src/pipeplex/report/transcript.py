@@ -188,8 +188,10 @@ class TranscriptSink:
             else:
                 fd = _open_record(self.path)
         except _Unsafe as exc:
-            raise PipeplexError(f"cannot write the transcript {self.path}: {exc}; remove it, "
-                                "or give another file") from None
+            system = os.fspath(path).startswith(("/dev/", "/proc/"))
+            advice = "give another file" if system else "remove it, or give another file"
+            raise PipeplexError(f"cannot write the transcript {self.path}: {exc}; {advice}"
+                                ) from None
         except OSError as exc:
             raise PipeplexError(f"cannot write the transcript {self.path}: {exc.strerror} "
                                 "(give a file in a folder that exists and you may write to)"
