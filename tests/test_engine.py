@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeplex import Bus, CastSpec, Event, Exited, Note, ProcSpec, Ready, Started
 from pipeplex._engine import BACKOFF_CAP, Engine
+from pipeplex.errors import PipeplexError
 
 
 class Recorder:
@@ -276,3 +277,26 @@ def test_members_after_one_nobody_starts_do_not_keep_the_cast_alive() -> None:
         return [e.name for e in recorder.events if isinstance(e, Started)]
 
     assert asyncio.run(started_later()) == ["manual", "waiter"]
+
+
+def test_starting_a_member_that_waits_for_one_nobody_started_says_so() -> None:
+    async def main() -> str:
+        engine, _ = _engine(
+            ProcSpec("first", ("cat",), autostart=False),
+            ProcSpec("second", ("cat",), autostart=False, after=("first",)),
+        )
+        run = asyncio.create_task(engine.run())
+        engine.hold()
+        await engine.wait_began()
+        try:
+            await asyncio.wait_for(engine.start("second"), 30)
+        except PipeplexError as exc:
+            return str(exc)
+        finally:
+            engine.release()
+            engine.request_stop()
+            await asyncio.wait_for(run, 30)
+        return "started"
+
+    assert asyncio.run(main()) == ("second starts after first, which has autostart = false "
+                                   "and was not started: start first first")

@@ -205,6 +205,10 @@ class Engine:
         if requested.done():
             raise PipeplexError(f"{name} was already started")
         requested.set_result(None)
+        blocked_by = self._unrequested(name)
+        if blocked_by is not None:  # it would wait for ever: say for whom
+            raise PipeplexError(f"{name} starts after {blocked_by}, which has autostart = "
+                                f"false and was not started: start {blocked_by} first")
         assert self._stop is not None
         await self._first(self._ready[name], self._stop)
         if not self._ready[name].done():
