@@ -11,6 +11,7 @@ value must arrive intact wherever the script expands it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -424,3 +425,80 @@ def test_a_subscript_holding_a_command_never_reaches_a_shell(template: str, valu
     with pytest.raises(SpawnError, match=r"an array subscript with a command in it"):
         ProcSpec("client", template, shell=True).argv({"v": value})
     assert ProcSpec("client", template, shell=True).argv({"v": "a[1] $(not a subscript)"})
+
+
+# Where the shell's quoting is easy to misread: each template uses the value quoted, or where
+# it must stay one word, after such a place; the value arrives intact, KEEP survives.
+MISREAD: dict[str, tuple[str, Callable[[str], str], list[str]]] = {
+    "quote-in-pattern": (
+        "x='\"ab'; x=\"${x#'\"'}\"; rm -f -- {v}; printf '[%s]' \"$x\" {v}",
+        lambda v: f"[ab][{v}]", SHELLS),
+    "quote-in-suffix-pattern": (
+        "x='ab\"'; x=\"${x%'\"'}\"; rm -f -- {v}; printf '[%s]' \"$x\" {v}",
+        lambda v: f"[ab][{v}]", SHELLS),
+    "quote-in-longest-pattern": (
+        "x=\"${UNSET##'\"'}\"; rm -f -- {v}; printf '[%s]' {v}", brackets, SHELLS),
+    "quote-in-replacement": (
+        "x=a; x=\"${x/a/'\"'}\"; rm -f -- {v}; printf '[%s]' \"$x\" {v}",
+        lambda v: f'["][{v}]', ["/bin/bash"]),
+    "here-document-closed-with-parenthesis": (
+        "b=$(cat <<EOF\nhi\nEOF)\nrm -f -- {v}; printf '[%s]' \"$b\" {v}",
+        lambda v: f"[hi][{v}]", ["/bin/bash"]),
+    "here-document-closed-with-backtick": (
+        "b=`cat <<EOF\nhi\nEOF`\nrm -f -- {v}; printf '[%s]' \"$b\" {v}",
+        lambda v: f"[hi][{v}]", SHELLS),
+    "continued-here-document-delimiter": (
+        "cat <<EOF\nhi\nEO\\\nF\nrm -f -- {v}; printf '[%s]' {v}",
+        lambda v: f"hi\n[{v}]", ["/bin/bash"]),
+    "continued-line-before-case": (
+        "printf '[%s]' \"$(true; \\\ncase a in a) rm -f -- {v}; printf '<%s>' {v};; esac)\"",
+        lambda v: f"[<{v}>]", SHELLS),
+    "comment-after-escaped-space": (
+        "printf '[%s]' a\\ #\"\n\"{v}\"\n\"; rm -f -- \"{v}\"", lambda v: f"[a #\n{v}\n]",
+        SHELLS),
+    "comment-after-escaped-semicolon": (
+        "printf '[%s]' \\;#\"\n\"{v}\"\n\"; rm -f -- \"{v}\"", lambda v: f"[;#\n{v}\n]",
+        SHELLS),
+    "quoted-here-document-keeps-continuation": (
+        "cat <<'EOF'\nEO\\\nF\nEOF\nrm -f -- {v}; printf '[%s]' {v}",
+        lambda v: f"EO\\\nF\n[{v}]", SHELLS),
+}
+
+
+@pytest.mark.parametrize("value", ["*", "a b", "keep *"])
+@pytest.mark.parametrize(("template", "expected", "shells"), MISREAD.values(), ids=MISREAD.keys())
+def test_value_stays_one_word_where_quoting_is_easy_to_misread(
+    tmp_path: Path, value: str, template: str, expected: Callable[[str], str], shells: list[str]
+) -> None:
+    """Quotes in ``${x#'...'}`` (which quote there, even between double quotes), a
+    here-document that ends at ``EOF)``, continuation lines, ``#`` after an escaped
+    character: the scanner reads them as the shell does."""
+    for shell in shells:
+        result = run_shell(template, {"v": value}, tmp_path / shell.rpartition("/")[2], shell)
+        assert result.stdout == expected(value), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("template", "where"),
+    [
+        ("echo $\\\n(( {v} + 1 ))", "$((...))"),
+        ("(\\\n( {v} > 1 ))", "((...))"),
+        ("a=(1 2); echo ${a\\\n[{v}]}", "an array subscript"),
+        ("x=$(cat <<EOF\nhi\nEOF)\n(( {v} > 0 ))", "((...))"),
+        ("echo \"${1#'\"'}\"; (( {v} > 0 ))", "((...))"),
+        ("echo a\\ #x\"\n\"\n(( {v} > 0 ))\n# \"", "((...))"),
+    ],
+)
+def test_arithmetic_after_a_misreadable_place_is_seen(template: str, where: str) -> None:
+    """Continuation lines and the rest are read as the shell reads them, so arithmetic
+    after them is arithmetic."""
+    with pytest.raises(ValueError, match=re.escape(f"is used in {where}")):
+        shell_script(template, {"v": "x"})
+
+
+def test_continuation_lines_are_written_as_they_are() -> None:
+    """The script is the command as written, but for its variables."""
+    template = "echo \\\n{v} \"a\\\n{v}\" '\\\n{v}' $(( \\\n{v} )) {v}\\\n{v}\\\n"
+    assert shell_script(template, {"v": "1"}) == (
+        'echo \\\n"${PIPEPLEX_VAR_v}" "a\\\n${PIPEPLEX_VAR_v}" \'\\\n"${PIPEPLEX_VAR_v}"\' '
+        '$(( \\\n${PIPEPLEX_VAR_v} )) "${PIPEPLEX_VAR_v}"\\\n"${PIPEPLEX_VAR_v}"\\\n', ["v"])

@@ -10,6 +10,7 @@ as data. See docs/cast-file.md, "Variables in a shell command".
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Mapping
 
 from .variables import VAR_RE
@@ -60,17 +61,36 @@ class _Scanner:
     """
 
     def __init__(self, text: str, variables: Mapping[str, str]) -> None:
-        self.text = text
+        # The shell removes each backslash-newline (a continuation line) before it reads
+        # anything else, except in single quotes and a quoted here-document's body: the
+        # scanner reads ``self.text``, the script without them, and writes the script as
+        # written (``self.original``), where ``self.origin`` maps each position back.
+        self.original = text
+        kept: list[int] = []
+        i = 0
+        while i < len(text):
+            if text[i] == "\\":
+                if text.startswith("\\\n", i):
+                    i += 2
+                    continue
+                kept.append(i)
+                i += 1
+            kept.append(i)
+            i += 1
+        kept = [j for j in kept if j < len(text)]
+        self.origin = [*kept, len(text)]
+        self.text = "".join(text[j] for j in kept)
         self.variables = variables
-        self.found = {m.start(): m for m in VAR_RE.finditer(text) if m[1] in variables}
+        self.found = {bisect_left(self.origin, m.start()): m for m in VAR_RE.finditer(text)
+                      if m[1] in variables}
         self.parts: list[str] = []
-        self.done = 0
+        self.done = 0  # in the original text
         self.used: set[str] = set()
 
     def result(self) -> tuple[str, list[str]]:
         if self.found:
             self.script(0, len(self.text), None, None)
-        return "".join(self.parts) + self.text[self.done:], sorted(self.used)
+        return "".join(self.parts) + self.original[self.done:], sorted(self.used)
 
     def put(self, i: int, form: str, arith: str | None) -> int:
         """Write the expansion for the variable at ``i``; where it ends."""
@@ -80,10 +100,18 @@ class _Scanner:
             raise ValueError(
                 f"{{{name}}} is used in {arith}, where the shell evaluates its text, "
                 f"and its value {self.variables[name]!r} is not a whole number")
-        self.parts += (self.text[self.done:i], form % (SHELL_VAR_PREFIX + name))
+        self.parts += (self.original[self.done:match.start()],
+                       form % (SHELL_VAR_PREFIX + name))
         self.used.add(name)
         self.done = match.end()
-        return self.done
+        return bisect_left(self.origin, match.end())
+
+    def escaped(self, i: int) -> bool:
+        """Whether a backslash escapes the character at ``i`` (an odd run of them before it)."""
+        j = i
+        while j > 0 and self.text[j - 1] == "\\":
+            j -= 1
+        return (i - j) % 2 == 1
 
     def script(self, i: int, limit: int, end: str | None, arith: str | None) -> int:
         """Commands, unquoted: the whole script, one for another shell, or the inside of
@@ -100,16 +128,17 @@ class _Scanner:
                 command = False
                 continue
             c = t[i]
-            word_start = i == start or t[i - 1] in _META
+            word_start = i == start or (t[i - 1] in _META and not self.escaped(i - 1))
             case = cases[-1] if cases else None
             if c in " \t":
                 i += 1
             elif c == "\n":
                 i += 1
                 if heredocs:
-                    i = self.heredoc_bodies(i, limit, heredocs, arith)
+                    i, command = self.heredoc_bodies(i, limit, heredocs, end, arith)
                     heredocs = []
-                command = True
+                else:
+                    command = True
             elif c == "#" and word_start:
                 newline = t.find("\n", i, limit)
                 i = limit if newline < 0 else newline
@@ -260,6 +289,9 @@ class _Scanner:
             i = self.arithmetic(i + 1, limit, "]", "an array subscript")
         if i < limit and t[i] == ":" and t[i + 1:i + 2] not in ("-", "=", "+", "?"):
             return self.arithmetic(i + 1, limit, "}", "${name:offset}")
+        # In a pattern (${x#'p'}, ${x%'p'}, ${x/'p'/'r'}, ${x^'p'}) single quotes quote
+        # even between double quotes, in dash and bash alike; in ${x:-'w'} they do not.
+        singles = not quoted or (i < limit and t[i] in "#%/^,")
         while i < limit:  # the word, to the closing brace
             if i in self.found:
                 i = self.put(i, _BARE if quoted else _QUOTED, arith)
@@ -271,7 +303,7 @@ class _Scanner:
                 i += 2
             elif c == '"':
                 i = self.double(i + 1, limit, arith)
-            elif c == "'" and not quoted:
+            elif c == "'" and singles:
                 i = self.single(i, limit, arith)
             elif c in "$`":
                 i = self.expansion(i, limit, quoted, arith)
@@ -341,28 +373,46 @@ class _Scanner:
         return min(i, limit)
 
     def heredoc_bodies(
-        self, i: int, limit: int, heredocs: list[tuple[str, bool, bool]], arith: str | None
-    ) -> int:
+        self, i: int, limit: int, heredocs: list[tuple[str, bool, bool]], end: str | None,
+        arith: str | None,
+    ) -> tuple[int, bool]:
         """The bodies of the here-documents of the line that ends before ``i``, in order,
-        each to the line that is its delimiter; where the last one's delimiter line ends."""
+        each to the line that is its delimiter; where the last one's delimiter line ends,
+        and whether a command starts there. Inside ``$(...)`` bash also ends a body at a
+        line that starts with the delimiter and holds a ``)`` (``EOF)``), and reads the rest
+        of that line as commands; inside backticks a backtick after the delimiter does."""
         t = self.text
         for delimiter, strip, quoted in heredocs:
             body = i
+            resume = None
             while i < limit:
                 newline = t.find("\n", i, limit)
                 line_end = limit if newline < 0 else newline
                 line = t[i:line_end]
-                if (line.lstrip("\t") if strip else line) == delimiter:
+                if quoted:  # continuation lines stay in its body: read it as written
+                    start = self.origin[i]
+                    stop = self.original.find("\n", start, self.origin[limit])
+                    line = self.original[start:stop if stop >= 0 else self.origin[limit]]
+                stripped = line.lstrip("\t") if strip else line
+                if stripped == delimiter:
                     break
-                i = line_end + 1
+                if end in (")", "`") and delimiter and stripped.startswith(delimiter) and (
+                        end in stripped[len(delimiter):] if end == ")"
+                        else stripped[len(delimiter):].startswith(end)):
+                    resume = i + len(line) - len(stripped) + len(delimiter)
+                    break
+                # The next line: in a quoted body, the next line as written.
+                i = bisect_left(self.origin, stop + 1) if quoted and stop >= 0 else line_end + 1
             else:
                 line_end = i = limit
             if quoted:  # literal text: a script for another shell, as in single quotes
                 self.script(body, min(i, limit), None, arith)
             else:
                 self.heredoc(body, min(i, limit), arith)
+            if resume is not None:
+                return min(resume, limit), False
             i = min(line_end + 1, limit)
-        return i
+        return i, True
 
     def heredoc(self, i: int, limit: int, arith: str | None) -> int:
         """The body of a here-document with an unquoted delimiter: expanded as between
@@ -409,8 +459,8 @@ def shell_script(cmd: str, variables: Mapping[str, str]) -> tuple[str, list[str]
 
 _SUBSCRIPT_COMMAND = re.compile(r"\[[^\]]*(?:\$\(|`)")
 """A value such as ``a[$(cmd)]``: bash runs ``cmd`` when it evaluates the value in
-arithmetic. A net under the scanner, whose reading of a script can be wrong in corners
-(continuation lines, quotes in ``${x#'...'}``): the only way arithmetic turns data into code."""
+arithmetic. A net under the scanner, whose reading of a script can be wrong in corners:
+the only way arithmetic turns data into code."""
 
 
 # Programs whose -c runs its first operand as a POSIX shell script, also as builds named
