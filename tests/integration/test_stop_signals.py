@@ -57,12 +57,13 @@ def test_the_first_ctrl_c_while_the_cast_stops_on_its_own_keeps_the_grace(
     """A member's exit stopped the cast; Ctrl-C then is the first interrupt: the others
     keep their grace, a second Ctrl-C would skip it, and the run ends as interrupted."""
     gate = tmp_path / "gate"
+    os.mkfifo(gate)
     slow = (
-        "import os, signal, sys, time\n"
+        "import os, signal, sys\n"
         "def bye(*_):\n"
+        f"    gate = os.open({str(gate)!r}, os.O_RDWR)  # a reader before it says so\n"
         "    print('flushing', flush=True)\n"
-        f"    while not os.path.exists({str(gate)!r}):\n"
-        "        time.sleep(0.01)\n"
+        "    os.read(gate, 1)  # until the test lets it finish\n"
         "    print('flushed', flush=True)\n"
         "    sys.exit(0)\n"
         "signal.signal(signal.SIGTERM, bye)\n"
@@ -79,7 +80,9 @@ def test_the_first_ctrl_c_while_the_cast_stops_on_its_own_keeps_the_grace(
         plex.signal(signal.SIGINT)
         plex.expect(r"got SIGINT: the cast is already stopping; press Ctrl-C again to skip "
                     r"the grace period")
-        gate.touch()
+        opened = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)  # (its reader is there)
+        os.write(opened, b"go")
+        os.close(opened)
         plex.expect(r"^db +\| flushed$")
         assert plex.wait() == 130
     assert "skipping the grace" not in plex.text

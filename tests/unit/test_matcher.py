@@ -392,11 +392,15 @@ def test_an_infinite_timeout_waits_with_no_deadline(names: list[str]) -> None:
     rig = Rig()
 
     async def scenario() -> tuple[Expectation, int]:
+        queued: list[int] = []
+
+        def answer() -> None:  # queued after the expectation's first step: it waits by now
+            queued.append(len(rig.matcher._deadlines))
+            rig.publish(out("a", b"ready\n"))
+
         waiting = asyncio.ensure_future(rig.matcher.expect(names, ["ready"], timeout=math.inf))
-        await asyncio.sleep(0)  # (one pass of the loop: the expectation starts waiting)
-        queued = len(rig.matcher._deadlines)
-        rig.publish(out("a", b"ready\n"))
-        return await waiting, queued
+        asyncio.get_running_loop().call_soon(answer)
+        return await waiting, queued[0]
 
     found, queued = run(scenario())
     assert (found.after, queued) == ("ready", 0)
