@@ -443,6 +443,8 @@ def shell_script(cmd: str, variables: Mapping[str, str]) -> tuple[str, list[str]
         ValueError: a value used in arithmetic is not a whole number, or the command nests
             too deeply to be read.
     """
+    if not any(m[1] in variables for m in VAR_RE.finditer(cmd)):
+        return cmd, []  # no value to put in (most scripts): nothing to scan
     try:
         script, used = _Scanner(cmd, variables).result()
     except RecursionError:
