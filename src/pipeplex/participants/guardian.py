@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 
 __all__ = ("Guardian",)
@@ -94,7 +94,7 @@ class Guardian:
     def __init__(self, *, on_lost: Callable[[str], None] | None = None) -> None:
         self._on_lost = on_lost
         """Told, once, when the guardian process is found gone (someone killed it)."""
-        self.token = uuid.uuid4().hex
+        self.token = os.urandom(16).hex()
         """Put in members' environment as ``PIPEPLEX_RUN_ID``; the guardian hunts it down."""
         read_end, self._fd = os.pipe()
         try:
@@ -185,8 +185,22 @@ class Guardian:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        if not _exits_within(self._proc, 5.0):
             self._proc.kill()
-            self._proc.wait()
+        self._proc.wait()
+
+
+def _exits_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether ``proc`` exits within ``seconds``, seen through a pidfd: ``Popen.wait`` with
+    a timeout polls, and sleeps up to 50 ms between looks while the guardian is long gone."""
+    if proc.returncode is not None:
+        return True
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:  # reaped already
+        return True
+    try:
+        ready, _, _ = select.select([pidfd], [], [], seconds)
+    finally:
+        os.close(pidfd)
+    return bool(ready)
