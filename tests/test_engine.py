@@ -118,6 +118,87 @@ def test_restart_on_request_starts_a_new_process() -> None:
     assert len(pids) == 2
 
 
+async def _running(engine: Engine, name: str) -> asyncio.Future[int]:
+    """Run ``engine`` until member ``name`` is ready; the run's future."""
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Ready) and event.name == name and not ready.done():
+            ready.set_result(None)
+
+    engine.bus.subscribe(on_event)
+    run = asyncio.ensure_future(engine.run())
+    await asyncio.wait_for(ready, 30)
+    return run
+
+
+def test_restart_requests_that_come_together_make_one_restart() -> None:
+    """Twenty requests at once: one new instance, and every request returns with it."""
+    code = "import sys; print('up', flush=True); sys.stdin.read()"
+    member = ProcSpec("m", (sys.executable, "-c", code), ready="^up$")
+
+    async def scenario() -> tuple[list[int], int, int | None]:
+        engine, recorder = _engine(member)
+        run = await _running(engine, "m")
+        await asyncio.wait_for(asyncio.gather(*(engine.restart("m") for _ in range(20))), 30)
+        restarts, pid = engine.restarts["m"], engine.members["m"].pid
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return [e.pid for e in recorder.events if isinstance(e, Started)], restarts, pid
+
+    pids, restarts, pid = asyncio.run(scenario())
+    assert len(pids) == 2 and restarts == 1
+    assert pid == pids[-1]
+
+
+def test_a_restart_that_the_stop_cuts_short_says_so() -> None:
+    """The cast stops before the member started again: restart raises, it does not return
+    as if the old instance (still being stopped) were the new one."""
+    member = ProcSpec("m", ("sleep", "60"))
+
+    async def scenario() -> str:
+        engine, _ = _engine(member)
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        engine.bus.subscribe(lambda e: started.done() or started.set_result(None), [Started])
+        run = asyncio.ensure_future(engine.run())
+        await asyncio.wait_for(started, 30)
+        restart = asyncio.ensure_future(engine.restart("m"))
+        await asyncio.sleep(0)  # the restart has begun: its stop is under way
+        engine.request_stop()
+        try:
+            await asyncio.wait_for(restart, 30)
+        except PipeplexError as exc:
+            return str(exc)
+        finally:
+            await asyncio.wait_for(run, 30)
+        return "returned"
+
+    assert asyncio.run(scenario()) == "m did not start again: the cast is stopping"
+
+
+def test_a_restart_whose_program_is_gone_raises_the_spawn_error(tmp_path: Path) -> None:
+    """The new instance cannot start: restart raises why, it does not wait forever."""
+    program = tmp_path / "server"
+    program.write_text("#!/bin/sh\necho up\nexec sleep 60\n")
+    program.chmod(0o755)
+    member = ProcSpec("m", (str(program),), ready="^up$")
+
+    async def scenario() -> str:
+        engine, _ = _engine(member)
+        run = await _running(engine, "m")
+        program.unlink()
+        try:
+            await asyncio.wait_for(engine.restart("m"), 30)
+        except PipeplexError as exc:
+            return type(exc).__name__ + ": " + str(exc)
+        finally:
+            await asyncio.wait_for(run, 30)
+        return "returned"
+
+    text = asyncio.run(scenario())
+    assert text.startswith("SpawnError: ") and "not found" in text, text
+
+
 def test_exit_status_is_the_first_member_that_failed_on_its_own() -> None:
     """Members stopped by pipeplex do not count; the first own failure does."""
     engine, _ = _engine(

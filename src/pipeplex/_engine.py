@@ -163,10 +163,13 @@ class Engine:
 
         Works on a running member and on one that has ended while the cast goes on; the
         member's on_exit policy does not apply to this stop. Returns once it runs again.
+        A request that comes while the member is being restarted shares that restart.
 
         Raises:
             UnknownMember: no such member.
-            PipeplexError: the cast is stopping, or the member has not started yet.
+            SpawnError: the new instance could not start.
+            PipeplexError: the cast is stopping (or began to before the member started
+                again), or the member has not started yet.
         """
         member = self.router.resolve(name)[0]
         if self._tg is None or self._stop is None or self.stopping:
@@ -177,18 +180,25 @@ class Engine:
             else:
                 why = f"it waits for {', '.join(member.spec.after) or 'its turn'}"
             raise PipeplexError(f"{name} has not started yet ({why})")
-        restarted = self._restarted[name] = asyncio.get_running_loop().create_future()
-        self.bus.publish(Note("restarting on request", name=name))
-        if member.running:
-            self._restart_requested.add(name)
-            await self._stop_member(member)
-        elif name in self._supervising:
-            pass  # between restarts (on_exit = restart): its supervisor starts it soon
-        else:
-            self.restarts[name] += 1
-            self._busy += 1
-            self._start_supervisor(member)
+        restarted = self._restarted.get(name)
+        if restarted is None or restarted.done():
+            restarted = self._restarted[name] = asyncio.get_running_loop().create_future()
+            self.bus.publish(Note("restarting on request", name=name))
+            if member.running:
+                self._restart_requested.add(name)
+                await self._stop_member(member)
+            elif name in self._supervising:
+                pass  # between restarts (on_exit = restart): its supervisor starts it soon
+            else:
+                self.restarts[name] += 1
+                self._busy += 1
+                self._start_supervisor(member)
+        # else: a restart is under way and its new instance starts after this request too:
+        # requests that come together make one restart, never instances side by side.
         await self._first(restarted, self._stop)
+        if not restarted.done():
+            raise PipeplexError(f"{name} did not start again: the cast is stopping")
+        restarted.result()  # SpawnError: the new instance could not start
 
     async def start(self, name: str) -> None:
         """Start a member declared with ``autostart = false``; return once it is ready.
@@ -528,6 +538,10 @@ class Engine:
             except SpawnError as exc:
                 if unsubscribe:
                     unsubscribe()
+                restarted = self._restarted.pop(member.name, None)
+                if restarted is not None and not restarted.done():
+                    restarted.set_exception(exc)
+                    restarted.exception()  # retrieved: its callers may have gone
                 self.bus.publish(Note(str(exc), level="error"))
                 self._why_failed[member.name] = "which could not be started"
                 self._cannot_start[member.name] = exc.reason

@@ -188,6 +188,47 @@ def test_restart_starts_a_new_instance(run_dir: Path) -> None:
         assert result.returncode == 2 and "one member, not 'all'" in result.stderr
 
 
+def test_a_restart_storm_never_runs_two_instances_and_answers_everyone(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """Thirty restart requests at once (reliability case 14): each is answered with a
+    running instance, requests that meet share a restart, and no two instances ever run
+    side by side (each holds a lock; one that finds it taken says so)."""
+    lock = tmp_path / "lock"
+    member = py(
+        "import fcntl, sys\n"
+        f"f = open({str(lock)!r}, 'w')\n"
+        "try:\n"
+        "    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except OSError:\n"
+        "    print('TWO INSTANCES', flush=True)\n"
+        "    sys.exit(1)\n"
+        "print('up', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    with Pipeplex("run", "-p", f"s={member}", "--run-dir", run_dir, "--on-exit", "ignore") as plex:
+        plex.expect(r"^s \| up$")
+        clients = [ControlClient(run_dir, timeout=DEADLINE) for _ in range(30)]
+        for client in clients:
+            client.connect()
+        for client in clients:
+            client.send_request("restart", name="s")
+        answers = [client.read_answer() for client in clients]
+        for client in clients:
+            client.close()
+        assert all(a["ok"] for a in answers), answers
+        members = status(run_dir)["members"]
+        assert members[0]["state"] == "running"
+        final = members[0]["pid"]
+        assert final == max(a["pid"] for a in answers)
+        restarts = members[0]["restarts"]
+        assert 1 <= restarts <= 30
+        assert run("stop", "--run-dir", run_dir).returncode == 0
+        assert plex.wait() == 0
+        assert "TWO INSTANCES" not in plex.text
+        assert plex.text.count("s * restarting on request") == restarts
+
+
 # pipeplex stop -----------------------------------------------------------------------------
 
 
