@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -197,6 +198,125 @@ def test_a_restart_whose_program_is_gone_raises_the_spawn_error(tmp_path: Path) 
 
     text = asyncio.run(scenario())
     assert text.startswith("SpawnError: ") and "not found" in text, text
+
+
+def test_restarting_a_member_whose_output_still_drains_starts_it_again() -> None:
+    """It exited (on_exit = ignore) but a child of its still holds its output open: the
+    restart waits for the drain and starts it, instead of waiting for nothing."""
+    keeper = ProcSpec("keep", ("sleep", "60"))
+    member = ProcSpec("w", ("sh", "-c", "sleep 30 & echo started; exit 0"), on_exit="ignore",
+                      pty="pipes", ready="started")
+
+    async def scenario() -> tuple[int, int, int]:
+        engine, _ = _engine(keeper, member)
+        run = await _running(engine, "w")
+        first = engine.members["w"].pid
+        assert first is not None
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+        pidfd = os.pidfd_open(first)
+        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+        try:
+            await asyncio.wait_for(exited, 30)  # gone, its output not drained yet
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        pid = await asyncio.wait_for(engine.restart("w"), 30)
+        restarts = engine.restarts["w"]
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return first, pid, restarts
+
+    first, pid, restarts = asyncio.run(scenario())
+    assert pid != first and restarts == 1
+
+
+def test_a_restart_request_cuts_the_backoff_short_and_starts_the_count_afresh() -> None:
+    """A member waiting out a restart's backoff is restarted at once on request, and the
+    request counts as a fresh start (like a restart of a running member)."""
+    crasher = ProcSpec("c", ("sh", "-c", "exit 3"), on_exit="restart", max_restarts=5)
+
+    async def scenario() -> list[str]:
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def long_backoff(delay: float) -> None:
+            await never  # only the request (or the stop) ends it
+
+        engine = Engine(CastSpec((crasher,)), Bus(), sleep=long_backoff)
+        notes: list[str] = []
+        waiting: asyncio.Queue[None] = asyncio.Queue()
+
+        def on_note(event: Event) -> None:
+            if isinstance(event, Note):
+                notes.append(event.text)
+                if event.text.startswith("restarting in"):
+                    waiting.put_nowait(None)
+
+        engine.bus.subscribe(on_note, [Note])
+        run = asyncio.ensure_future(engine.run())
+        await asyncio.wait_for(waiting.get(), 30)
+        await asyncio.wait_for(engine.restart("c"), 30)
+        await asyncio.wait_for(waiting.get(), 30)  # it crashed again: a new backoff
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return [n for n in notes if n.startswith("restarting in")]
+
+    assert asyncio.run(scenario()) == ["restarting in 0.1 s (restart 1 of 5)"] * 2
+
+
+def test_restart_gives_the_new_pid_even_if_it_has_exited_since() -> None:
+    """A new instance that exits at once was still started: restart says which it was."""
+    keeper = ProcSpec("keep", ("sleep", "60"))
+    quick = ProcSpec("q", ("sh", "-c", "exit 3"), on_exit="ignore")
+
+    async def scenario() -> tuple[int, list[int]]:
+        engine, recorder = _engine(keeper, quick)
+        exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        engine.bus.subscribe(lambda e: e.name != "q" or exited.done() or exited.set_result(None),
+                             [Exited])
+        run = asyncio.ensure_future(engine.run())
+        await asyncio.wait_for(exited, 30)
+        pid = await asyncio.wait_for(engine.restart("q"), 30)
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return pid, [e.pid for e in recorder.events if isinstance(e, Started) and e.name == "q"]
+
+    pid, started = asyncio.run(scenario())
+    assert len(started) == 2 and pid == started[1]
+
+
+def test_a_failed_restart_of_an_ignored_member_leaves_it_down_and_says_why(
+    tmp_path: Path,
+) -> None:
+    """on_exit = ignore: the new instance cannot start, the cast goes on without it, and
+    its summary says it could not start again (a restart that never ran is not counted)."""
+    program = tmp_path / "server"
+    program.write_text("#!/bin/sh\necho up\nexec sleep 60\n")
+    program.chmod(0o755)
+    keeper = ProcSpec("keep", ("sleep", "60"))
+    member = ProcSpec("m", (str(program),), ready="^up$", on_exit="ignore")
+
+    async def scenario() -> tuple[str, bool, int, list[str]]:
+        engine, recorder = _engine(keeper, member)
+        run = await _running(engine, "m")
+        program.unlink()
+        try:
+            await asyncio.wait_for(engine.restart("m"), 30)
+            error = ""
+        except PipeplexError as exc:
+            error = str(exc)
+        stopping, restarts = engine.stopping, engine.restarts["m"]
+        engine.request_stop()
+        status = await asyncio.wait_for(run, 30)
+        assert status == 0
+        summaries = [e.text for e in recorder.events
+                     if isinstance(e, Note) and e.name == "m" and e.text.startswith("summary")]
+        return error, stopping, restarts, summaries
+
+    error, stopping, restarts, summaries = asyncio.run(scenario())
+    assert "command not found" in error or "No such file" in error, error
+    assert not stopping and restarts == 0
+    assert len(summaries) == 1 and "; could not start again (" in summaries[0], summaries
 
 
 def test_exit_status_is_the_first_member_that_failed_on_its_own() -> None:

@@ -98,7 +98,9 @@ class Engine:
         self._early_stop: tuple[str | None, int | None] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._restart_requested: set[str] = set()
-        self._restarted: dict[str, asyncio.Future[None]] = {}
+        self._restarted: dict[str, asyncio.Future[int]] = {}
+        self._backoffs: dict[str, asyncio.Future[None]] = {}
+        """Per member waiting out a restart's backoff: set to cut the wait short."""
         self._supervising: set[str] = set()
         self._supervisors: dict[str, asyncio.Task[None]] = {}
         """Each member's latest supervisor task: done once the member has ended for good."""
@@ -158,12 +160,15 @@ class Engine:
                                   level="warning"))
             self._force.set_result(None)
 
-    async def restart(self, name: str) -> None:
+    async def restart(self, name: str) -> int:
         """Stop member ``name`` (the usual escalation) and start it again.
 
         Works on a running member and on one that has ended while the cast goes on; the
-        member's on_exit policy does not apply to this stop. Returns once it runs again.
-        A request that comes while the member is being restarted shares that restart.
+        member's on_exit policy does not apply to this stop. Returns the new instance's pid
+        once it runs (it may have exited since). A request that comes while the member is
+        being restarted shares that restart. If the new instance cannot start, the cast
+        stops as when a member cannot start at first, unless its on_exit is "ignore": then
+        it stays down.
 
         Raises:
             UnknownMember: no such member.
@@ -188,9 +193,14 @@ class Engine:
                 self._restart_requested.add(name)
                 await self._stop_member(member)
             elif name in self._supervising:
-                pass  # between restarts (on_exit = restart): its supervisor starts it soon
+                # It has exited and its supervisor is not done with it (its output still
+                # drains, or it waits out a restart's backoff): that supervisor starts it
+                # again, at once; or, if it is past taking it, starts a new one.
+                self._restart_requested.add(name)
+                wake = self._backoffs.get(name)
+                if wake is not None and not wake.done():
+                    wake.set_result(None)
             else:
-                self.restarts[name] += 1
                 self._busy += 1
                 self._start_supervisor(member)
         # else: a restart is under way and its new instance starts after this request too:
@@ -198,7 +208,7 @@ class Engine:
         await self._first(restarted, self._stop)
         if not restarted.done():
             raise PipeplexError(f"{name} did not start again: the cast is stopping")
-        restarted.result()  # SpawnError: the new instance could not start
+        return restarted.result()  # SpawnError: the new instance could not start
 
     async def start(self, name: str) -> None:
         """Start a member declared with ``autostart = false``; return once it is ready.
@@ -308,12 +318,20 @@ class Engine:
     async def _supervise(self, member: Process) -> None:
         self._supervising.add(member.name)
         self._down(member.name)
+        again = False
         try:
             if await self._wait_for_dependencies(member):
                 await self._run_member(member)
+            # A restart asked for while this supervisor was past taking it (ending).
+            again = member.name in self._restart_requested and not self.stopping
         finally:
             self._supervising.discard(member.name)
-            self._set_up(member.name)  # nothing more will come of it: nobody waits for it
+            if again:
+                self._restart_requested.discard(member.name)
+                self._busy += 1
+                self._start_supervisor(member)
+            else:
+                self._set_up(member.name)  # nothing more will come of it: nobody waits
             self.release()
 
     def add(self, spec: ProcSpec) -> Process:
@@ -532,12 +550,14 @@ class Engine:
 
                 watch = LineWatch(member.name, spec.ready, matched)
             unsubscribe = self.bus.subscribe(watch, [Output, Exited]) if watch else None
+            restarting = member.pid is not None
             try:
                 # A copy: what it starts with is one consistent set, whatever comes next.
                 await member.start(dict(self.variables))
             except SpawnError as exc:
                 if unsubscribe:
                     unsubscribe()
+                self._restart_requested.discard(member.name)
                 restarted = self._restarted.pop(member.name, None)
                 if restarted is not None and not restarted.done():
                     restarted.set_exception(exc)
@@ -548,14 +568,20 @@ class Engine:
                 if member.name in self._added:
                     self._fail_start(member.name, exc)
                     return
+                if restarting and spec.on_exit == "ignore":
+                    return  # it stays down and the cast goes on; its summary says why
                 self.record_failure(member.name, 127, str(exc))
                 self.request_stop("stopping the cast")
                 return
+            if restarting:
+                self.restarts[member.name] += 1  # counted once the new instance runs
+            self._cannot_start.pop(member.name, None)
             # From its exit on, members that (re)start after it wait for its next run.
             member.exit_future.add_done_callback(lambda _: self._down(member.name))
             restarted = self._restarted.pop(member.name, None)
             if restarted is not None and not restarted.done():
-                restarted.set_result(None)
+                assert member.pid is not None
+                restarted.set_result(member.pid)
             if self.stopping and not member.stopping:
                 await self._stop_member(member)
             try:
@@ -568,7 +594,6 @@ class Engine:
                 return  # an added member that never got ready: no exit policy applies
             if member.name in self._restart_requested and not self.stopping:
                 self._restart_requested.discard(member.name)
-                self.restarts[member.name] += 1
                 attempt = 0
                 continue
             if member.stopping:
@@ -603,9 +628,11 @@ class Engine:
                 self.bus.publish(Note(f"restarting in {delay:.1f} s "
                                       f"(restart {attempt} of {spec.max_restarts})",
                                       name=member.name))
-                if not await self._sleep_unless_stopping(delay):
+                if not await self._backoff(member.name, delay):
                     return  # stopped while waiting: that restart never happened
-                self.restarts[member.name] += 1
+                if member.name in self._restart_requested:  # asked for meanwhile: afresh
+                    self._restart_requested.discard(member.name)
+                    attempt = 0
                 continue
             if returncode != 0:
                 self.record_failure(member.name, exit_status(returncode), f"{member.name} {how}")
@@ -613,13 +640,17 @@ class Engine:
                 self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)")
             return
 
-    async def _sleep_unless_stopping(self, delay: float) -> bool:
+    async def _backoff(self, name: str, delay: float) -> bool:
+        """Wait ``delay`` seconds before restarting ``name``, cut short by a restart request;
+        False if the cast began to stop first."""
         assert self._stop is not None
         sleeper = asyncio.ensure_future(self._sleep(delay))
+        wake = self._backoffs[name] = asyncio.get_running_loop().create_future()
         try:
-            await self._first(sleeper, self._stop)
+            await self._first(sleeper, wake, self._stop)
         finally:
             sleeper.cancel()
+            del self._backoffs[name]
         return not self.stopping
 
     async def _wait_ready(self, member: Process, matched: asyncio.Future[dict[str, str]]) -> None:
@@ -706,7 +737,7 @@ class Engine:
     async def _wait_until_up(self, member: Process) -> bool:
         """Before each start, and a restart's too: wait until every member it starts after
         (directly or through others) is up, so that it starts with their current values.
-        False if the cast began to stop first (a restart that never happened is not counted)."""
+        False if the cast began to stop first."""
         assert self._stop is not None
         announced = False
         while not self.stopping:
@@ -718,8 +749,6 @@ class Engine:
                 announced = True
                 self._announce(member, f"waiting for {', '.join(down)} to be ready again")
             await self._first(*(self._up[dep] for dep in down), self._stop)
-        if member.pid is not None and self.restarts[member.name]:
-            self.restarts[member.name] -= 1
         return False
 
     async def _not_ready(self, member: Process, waiting_for: str = "", *,
@@ -904,8 +933,11 @@ class Engine:
                 verb = "stopped, " if member.stopping else ""
                 text = (f"{verb}{describe_returncode(member.returncode)} after "
                         f"{member.ended_at - member.started_at:.1f} s")
-                if self.restarts[member.name]:
-                    text += f", {self.restarts[member.name]} restarts"
+                restarts = self.restarts[member.name]
+                if restarts:
+                    text += f", {restarts} restart{'s' if restarts != 1 else ''}"
+                if member.name in self._cannot_start:  # its last start failed
+                    text += f"; could not start again ({self._cannot_start[member.name]})"
             self.bus.publish(Note(f"summary: {text}", name=member.name))
         if self.interrupted_by is not None and not self.failures:
             self.bus.publish(Note(f"stopped by {signal_name(self.interrupted_by)}"))

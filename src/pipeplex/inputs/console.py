@@ -327,13 +327,11 @@ class Console:
 
     async def _restart(self, name: str) -> None:
         try:
-            await self.engine.restart(name)
+            pid = await self.engine.restart(name)
         except PipeplexError as exc:
             self.reply(f"cannot restart {name}: {exc}", "warning")
             return
-        member = self.engine.members[name]
-        if member.running:
-            self.reply(f"{name} restarted (pid {member.pid})", "info")
+        self.reply(f"{name} restarted (pid {pid})", "info")
 
 
 async def _read_lines(fd: int, handle: Callable[[str], None]) -> bool:

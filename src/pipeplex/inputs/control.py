@@ -345,15 +345,12 @@ class ControlServer:
     async def _restart(self, request: dict[str, Any], peer_pid: int) -> Answer:
         name = self._member_name(request, allow_all=False)
         try:
-            await self._engine.restart(name)
+            pid = await self._engine.restart(name)
         except UnknownMember:
             raise
         except PipeplexError as exc:
             raise _Refused("failed", str(exc)) from None
-        member = self._engine.router.resolve(name)[0]
-        if not member.running:
-            raise _Refused("failed", f"{name} did not start again (the cast is stopping)")
-        return {"ok": True, "pid": member.pid}
+        return {"ok": True, "pid": pid}
 
     async def _stop(self, request: dict[str, Any], peer_pid: int) -> Answer:
         self._engine.request_stop(f"stop requested through the control socket (pid {peer_pid}): "
