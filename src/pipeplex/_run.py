@@ -26,7 +26,7 @@ from ._events import SHOWN, Level, Note
 from .cast.load import check_commands, validate_cast
 from .cast.spec import CastSpec
 from .errors import PipeplexError
-from .inputs.control import MAX_CONNECTIONS
+from .inputs.control import MAX_CONNECTIONS, REFUSALS
 from .inputs.folder import FolderInputs
 from .inputs.rundir import default_run_dir
 from .inputs.stdin import ConsoleMode, console_mode
@@ -248,7 +248,7 @@ def _raise_fd_limit(members: int) -> None:
 
     Each member costs about six, each control connection one.
     """
-    needed = 64 + 8 * members + MAX_CONNECTIONS
+    needed = 64 + 8 * members + MAX_CONNECTIONS + REFUSALS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)

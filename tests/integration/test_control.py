@@ -318,6 +318,17 @@ def test_garbage_gets_error_answers_and_the_run_goes_on(run_dir: Path) -> None:
             conn.send(b"{not json\n")
             assert conn.read()["error"] == "bad_json"  # type: ignore[index]
             assert conn.request([1, 2])["error"] == "bad_request"  # type: ignore[arg-type]
+            for op in (["x"], {"a": 1}, None, 3):  # an op that is no name, even unhashable
+                answer = conn.request({"op": op})
+                assert answer["error"] == "unknown_op", answer
+            conn.send(b"[" * 60000 + b"\n")  # deeper than a parser can go
+            answer = conn.read()
+            assert answer is not None and answer["error"] == "bad_json", answer
+            assert "nests too deeply" in answer["message"]
+            for constant in (b"NaN", b"Infinity", b"-Infinity"):  # not JSON: never echoed
+                conn.send(b'{"op": "ping", "id": ' + constant + b"}\n")
+                answer = conn.read()
+                assert answer is not None and answer["error"] == "bad_json", answer
             answer = conn.request({"op": "frobnicate", "id": 7})
             assert answer["error"] == "unknown_op" and answer["id"] == 7
             assert "ops: ping, status, send" in answer["message"]
@@ -375,6 +386,38 @@ def test_half_a_request_then_disconnect_and_idle_clients(run_dir: Path) -> None:
         finally:
             for conn in idle:
                 conn.close()
+        assert status(run_dir)["members"][0]["state"] == "running"
+
+
+def test_a_flood_of_connections_leaves_descriptors_for_starting_members(run_dir: Path) -> None:
+    """Past 512 connections (and 64 told "busy"), clients wait in the backlog: the run's
+    descriptors stay bounded, so a restart in the middle of the flood can still start."""
+    from pipeplex.inputs.control import MAX_CONNECTIONS, REFUSALS
+
+    with cats(run_dir, "c") as plex:
+        first = ControlClient(run_dir, timeout=DEADLINE)
+        first.connect()
+        assert first.request("ping")["ok"]
+        fds_before = len(os.listdir(f"/proc/{plex.proc.pid}/fd"))
+        flood: list[socket.socket] = []
+        try:
+            for _ in range(MAX_CONNECTIONS + REFUSALS + 100):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                flood.append(sock)
+                try:
+                    sock.connect(str(run_dir / "control.sock"))
+                except BlockingIOError:
+                    break  # the backlog is full too
+            answer = first.request("restart", name="c")
+            assert answer["ok"], answer
+            plex.expect(r"^c \* started \(pid " + str(answer["pid"]) + r"\)$")
+            fds = len(os.listdir(f"/proc/{plex.proc.pid}/fd"))
+            assert fds <= fds_before + MAX_CONNECTIONS + REFUSALS + 16, fds
+        finally:
+            for sock in flood:
+                sock.close()
+            first.close()
         assert status(run_dir)["members"][0]["state"] == "running"
 
 

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 __all__ = ("ATTACH_BACKLOG", "MAX_CONNECTIONS", "ControlServer")
 
 MAX_CONNECTIONS = 512
+REFUSALS = 64
+"""Connections past MAX_CONNECTIONS accepted to be told "busy" (each is kept a moment, see
+``_linger``); past these, clients wait in the listen backlog, so a flood of connections
+cannot take the descriptors a member's start needs."""
 """Connections served at once; one more is answered ``busy`` and closed."""
 ATTACH_BACKLOG = 4 * 1024 * 1024
 """Bytes of events waiting for one attach client before it is dropped (as much as the
@@ -113,6 +117,9 @@ class ControlServer:
         self._sock = run_dir.listen_socket()
         self._uid = os.geteuid()
         self._connections = 0
+        self._room = asyncio.Event()
+        """Set while a connection may be accepted (see REFUSALS)."""
+        self._room.set()
         self._subscribers: set[_Subscriber] = set()
         self._no_subscribers = asyncio.Event()
         self._no_subscribers.set()
@@ -158,6 +165,9 @@ class ControlServer:
         loop = asyncio.get_running_loop()
         out_of_fds = False
         while True:
+            if self._connections >= MAX_CONNECTIONS + REFUSALS:
+                self._room.clear()
+                await self._room.wait()
             try:
                 conn, _ = await loop.sock_accept(self._sock)
             except OSError as exc:
@@ -235,6 +245,7 @@ class ControlServer:
             self._engine.crash(exc)
         finally:
             self._connections -= 1
+            self._room.set()
             if stream is None:
                 conn.close()
             elif _cancelling():
@@ -245,13 +256,16 @@ class ControlServer:
     def _parse(self, line: bytes) -> tuple[dict[str, Any] | None, Answer | None]:
         """The request on ``line``, or the error answer it gets."""
         try:
-            request = json.loads(line.decode("utf-8"))
+            request = json.loads(line.decode("utf-8"), parse_constant=_not_json)
         except (UnicodeDecodeError, ValueError) as exc:
             return None, _Refused("bad_json", f"not a JSON object on one UTF-8 line: {exc}").answer
+        except RecursionError:
+            return None, _Refused("bad_json", "not a JSON object pipeplex can read: it nests "
+                                  "too deeply").answer
         if not isinstance(request, dict):
             return None, _Refused("bad_request", "a request is a JSON object with an 'op'").answer
         op = request.get("op")
-        if op != "attach" and op not in self._ops:
+        if not isinstance(op, str) or (op != "attach" and op not in self._ops):
             ops = ", ".join([*self._ops, "attach"])
             answer = _Refused("unknown_op", f"unknown op {op!r} (ops: {ops})").answer
             if "id" in request:
@@ -467,6 +481,12 @@ def _why_closed(member: Process) -> str:
     if member.returncode is not None:
         return "is not running"
     return "has its stdin closed"
+
+
+def _not_json(constant: str) -> None:
+    """``NaN``, ``Infinity``: Python's json reads them, but they are not JSON (an ``id``
+    echoed back would make the answer unreadable)."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 async def _linger(reader: asyncio.StreamReader, stream: asyncio.StreamWriter) -> None:

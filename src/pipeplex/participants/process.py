@@ -112,7 +112,8 @@ class Process:
         """Spawn the program.
 
         Raises:
-            SpawnError: the program does not exist, is not executable, or its cwd is missing.
+            SpawnError: the program does not exist, is not executable, or its cwd is missing;
+                or its pipes cannot be opened (pipeplex is out of descriptors).
         """
         loop = self._loop = asyncio.get_running_loop()
         variables = variables or {}
@@ -122,31 +123,12 @@ class Process:
         fds: list[int] = []  # the child's ends, closed in the parent after the spawn
         ours: list[int] = []
         try:
-            if spec.pty == "full":
-                master, slave = open_pty(raw=False, columns=self._columns)
-                ours.append(master)
-                fds.append(slave)
-                stdin_child, stdout_child, stderr_child = slave, slave, slave
-                self._stdin, self._stdin_is_pty = master, True
-                self._readers = {master: "stdout"}
-            else:
-                in_r, in_w = os.pipe()
-                fds.append(in_r)
-                ours.append(in_w)
-                if spec.pty == "stdout":
-                    out_r, out_w = open_pty(raw=True, columns=self._columns)
-                else:
-                    out_r, out_w = os.pipe()
-                ours.append(out_r)
-                fds.append(out_w)
-                err_r, err_w = os.pipe()
-                ours.append(err_r)
-                fds.append(err_w)
-                for fd in (in_w, out_r, err_r):
-                    os.set_blocking(fd, False)
-                stdin_child, stdout_child, stderr_child = in_r, out_w, err_w
-                self._stdin = in_w
-                self._readers = {out_r: "stdout", err_r: "stderr"}
+            try:
+                stdin_child, stdout_child, stderr_child = self._open_streams(ours, fds)
+            except OSError as exc:  # out of descriptors (EMFILE), of ptys...
+                raise SpawnError(self.name, spec.command_text,
+                                 f"cannot open its stdin and output: {exc.strerror or exc}"
+                                 ) from None
             executable = _executable(argv[0], env)
             try:
                 # Spawning blocks only for fork+exec, not on the child: fine in the loop.
@@ -202,6 +184,34 @@ class Process:
             self._add_readers()
         for line in spec.input:
             self.send((expand(line, variables) + "\n").encode())
+
+    def _open_streams(self, ours: list[int], fds: list[int]) -> tuple[int, int, int]:
+        """The child's ends of its stdin, stdout and stderr. Every descriptor opened goes to
+        ``fds`` (the child's) or ``ours`` as soon as it exists, for the caller to close."""
+        if self.spec.pty == "full":
+            master, slave = open_pty(raw=False, columns=self._columns)
+            ours.append(master)
+            fds.append(slave)
+            self._stdin, self._stdin_is_pty = master, True
+            self._readers = {master: "stdout"}
+            return slave, slave, slave
+        in_r, in_w = os.pipe()
+        fds.append(in_r)
+        ours.append(in_w)
+        if self.spec.pty == "stdout":
+            out_r, out_w = open_pty(raw=True, columns=self._columns)
+        else:
+            out_r, out_w = os.pipe()
+        ours.append(out_r)
+        fds.append(out_w)
+        err_r, err_w = os.pipe()
+        ours.append(err_r)
+        fds.append(err_w)
+        for fd in (in_w, out_r, err_r):
+            os.set_blocking(fd, False)
+        self._stdin = in_w
+        self._readers = {out_r: "stdout", err_r: "stderr"}
+        return in_r, out_w, err_w
 
     def _environment(self, variables: Mapping[str, str]) -> dict[str, str]:
         env = dict(os.environ)
