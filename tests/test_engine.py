@@ -372,6 +372,25 @@ def _summaries(recorder: Recorder) -> dict[str | None, str]:
             if isinstance(e, Note) and e.text.startswith("summary: ")}
 
 
+def test_members_whose_turn_the_stop_took_say_so() -> None:
+    """The stop begins just as the member they wait for gets ready: they never started
+    because the cast stopped, not because of it ("which was ready" is no reason)."""
+    cast = (ProcSpec("a", ("sh", "-c", "echo R; exec sleep 60"), ready="R"),
+            ProcSpec("b", ("sleep", "60"), after=("a",)),
+            ProcSpec("c", ("sleep", "60"), after=("b",)))
+
+    async def scenario() -> dict[str | None, str]:
+        engine, recorder = _engine(*cast)
+        engine.bus.subscribe(lambda e: e.name == "a" and engine.request_stop(), [Ready])
+        await asyncio.wait_for(engine.run(), 30)
+        return _summaries(recorder)
+
+    summaries = asyncio.run(scenario())
+    assert summaries["b"] == "summary: never started (the cast began to stop before its turn)"
+    assert summaries["c"] == ("summary: never started (waited for b, which never started "
+                              "(the cast began to stop before its turn))")
+
+
 def test_members_that_never_started_say_whom_they_waited_for(tmp_path: Path) -> None:
     """A member that gives up, exits or times out before it is ready, or cannot start: the
     summary of each member that waited for it says so, on one line, naming it."""

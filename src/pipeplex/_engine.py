@@ -892,7 +892,9 @@ class Engine:
                 return "which could not be started"
             dep = self._waiting_for.get(name)
             if dep is not None and dep not in seen:
-                return f"which waited for {dep}, {self._why_not_ready(dep, seen | {name})}"
+                if self._held_back(dep):
+                    return f"which waited for {dep}, {self._why_not_ready(dep, seen | {name})}"
+                return f"which never started ({STOPPED_FIRST})"
             return "which never started"
         if self._ready[name].done():
             return "which was ready"  # (a race with the stop: it got ready just then)
@@ -915,13 +917,18 @@ class Engine:
         if name in self._cannot_start:
             return f"never started (cannot start: {self._cannot_start[name]})"
         dep = self._waiting_for.get(name)
-        if dep is not None and (dep in self._why_failed or not self._ready[dep].done()):
+        if dep is not None and self._held_back(dep):
             why = self._why_not_ready(dep, frozenset({name}))
             return f"never started (waited for {dep}, {why})"
         requested = self._start_requested.get(name)
         if requested is not None and not requested.done():
             return "never started (autostart = false, and nothing started it)"
-        return "never started"
+        return f"never started ({STOPPED_FIRST})"
+
+    def _held_back(self, dep: str) -> bool:
+        """Whether ``dep`` kept those waiting for it from starting: it failed, or was not
+        ready; else (ready just as the cast began to stop) the stop came first."""
+        return dep in self._why_failed or not self._ready[dep].done()
 
     def _summarize(self) -> None:
         for member in self.members.values():
@@ -941,6 +948,9 @@ class Engine:
             self.bus.publish(Note(f"summary: {text}", name=member.name))
         if self.interrupted_by is not None and not self.failures:
             self.bus.publish(Note(f"stopped by {signal_name(self.interrupted_by)}"))
+
+
+STOPPED_FIRST = "the cast began to stop before its turn"
 
 
 def _terminate(member: Process) -> None:
