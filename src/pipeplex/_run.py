@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Level, Note
+from ._signals import inherited_as_ignored
 from .cast.load import check_commands, validate_cast
 from .cast.spec import CastSpec
 from .errors import PipeplexError
@@ -273,7 +274,8 @@ def _install_signal_handlers(
             engine.force_stop()
 
     for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, on_signal, sig)
+        if not inherited_as_ignored(sig):  # (nohup pipeplex run: a hangup does not stop it)
+            loop.add_signal_handler(sig, on_signal, sig)
     return on_signal
 
 

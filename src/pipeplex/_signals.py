@@ -8,6 +8,7 @@ __all__ = (
     "clean_inherited_signals",
     "describe_returncode",
     "exit_status",
+    "inherited_as_ignored",
     "parse_signal",
     "signal_name",
 )
@@ -80,3 +81,11 @@ def clean_inherited_signals() -> None:
                 signal.signal(sig, _ignore)
         except (OSError, ValueError):  # SIGKILL, SIGSTOP, and those the C library keeps
             pass
+
+
+def inherited_as_ignored(sig: int) -> bool:
+    """Whether ``sig`` came to pipeplex ignored (after :func:`clean_inherited_signals`):
+    ``nohup`` ignores SIGHUP, a shell ignores SIGINT and SIGQUIT in ``cmd &``. Like shells
+    and other POSIX programs, pipeplex keeps ignoring such a signal rather than stop on it.
+    """
+    return signal.getsignal(sig) is _ignore

@@ -61,9 +61,10 @@ class Pipeplex:
         cwd: Path | None = None,
         stdin: int | None = subprocess.DEVNULL,
         env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
     ) -> None:
         self.proc = subprocess.Popen(
-            [*PIPEPLEX, *map(str, args)],
+            [*prefix, *PIPEPLEX, *map(str, args)],
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

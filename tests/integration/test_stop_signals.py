@@ -7,6 +7,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -159,3 +160,27 @@ def test_as_pid_1_orphans_are_reaped(run_dir: Path, tmp_path: Path) -> None:
             os.sched_yield()
         os.kill(pipeplex_pid, signal.SIGTERM)  # (unshare passes no signal on)
         assert plex.wait() == 143
+
+
+IGNORING = ("import signal, sys, os\n"
+            "for name in sys.argv[1].split(','):\n"
+            "    signal.signal(getattr(signal, name), signal.SIG_IGN)\n"
+            "os.execvp(sys.argv[2], sys.argv[2:])\n")
+
+
+@pytest.mark.parametrize("ignored", ["SIGHUP", "SIGINT", "SIGTERM"])
+def test_a_stop_signal_inherited_as_ignored_stays_ignored(run_dir: Path, ignored: str) -> None:
+    """nohup pipeplex run: a hangup does not stop the cast (nor SIGINT in a background job,
+    nor a SIGTERM its parent ignored); the other stop signals still do."""
+    sig = getattr(signal, ignored)
+    with Pipeplex("run", "-p", "c=cat", "--run-dir", run_dir,
+                  prefix=(sys.executable, "-c", IGNORING, ignored)) as plex:
+        plex.expect(r"^c +\* started")
+        plex.signal(sig)
+        for _ in range(2):  # two round trips: the loop has passed the signal's wake-up
+            answer = status(run_dir)
+        assert not answer["stopping"] and answer["members"][0]["state"] == "running"
+        other = signal.SIGTERM if sig != signal.SIGTERM else signal.SIGINT
+        plex.signal(other)
+        assert plex.wait() == 128 + other
+    assert f"got {ignored}" not in plex.text
