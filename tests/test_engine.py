@@ -49,7 +49,8 @@ def test_a_crash_loop_backs_off_exponentially_then_gives_up() -> None:
 
 
 def test_a_stop_during_the_backoff_does_not_count_a_restart() -> None:
-    """Stopped while it waits to restart: the restart that never happened is not counted."""
+    """Stopped while it waits to restart: the restart that never happened is not counted,
+    and its last exit (3) is how it ended: the run's status, even though it was stopped."""
     crasher = ProcSpec("crasher", ("sh", "-c", "exit 3"), on_exit="restart")
 
     async def main() -> tuple[int, Engine]:
@@ -64,8 +65,11 @@ def test_a_stop_during_the_backoff_does_not_count_a_restart() -> None:
         assert stopped.is_set()
         return status, engine
 
-    _, engine = asyncio.run(main())
+    status, engine = asyncio.run(main())
     assert engine.restarts["crasher"] == 0
+    assert status == 3
+    assert engine.failures[0].reason == ("crasher exited with code 3, and the cast stopped "
+                                         "before its restart")
 
 
 def test_backoff_is_capped() -> None:

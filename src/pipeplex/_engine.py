@@ -629,7 +629,12 @@ class Engine:
                                       f"(restart {attempt} of {spec.max_restarts})",
                                       name=member.name))
                 if not await self._backoff(member.name, delay):
-                    return  # stopped while waiting: that restart never happened
+                    # Stopped while it was down: its last exit is how it ended.
+                    if returncode != 0:
+                        self.record_failure(member.name, exit_status(returncode),
+                                            f"{member.name} {how}, and the cast stopped "
+                                            "before its restart")
+                    return  # (that restart never happened: it is not counted)
                 if member.name in self._restart_requested:  # asked for meanwhile: afresh
                     self._restart_requested.discard(member.name)
                     attempt = 0
