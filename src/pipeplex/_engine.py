@@ -823,6 +823,7 @@ class Engine:
         grace = member.spec.stop_timeout or self.grace
         loop = asyncio.get_running_loop()
         termed_at: float | None = None
+        killed = False
         if self.stdin_grace:
             # Many programs end cleanly at EOF on stdin; give them that chance first.
             self._announce(member, "closed its stdin")
@@ -843,20 +844,26 @@ class Engine:
                 self._announce(member, f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL to "
                                        "its process group", "warning")
             member.signal(signal.SIGKILL)
+            killed = True
             await asyncio.shield(exit_seen)
         if member.pid == pid:
-            await self._stop_leftovers(member, termed_at=termed_at)
+            await self._stop_leftovers(member, termed_at=termed_at, killed=killed)
         await asyncio.shield(done)
 
-    async def _stop_leftovers(self, member: Process, *, termed_at: float | None = None) -> None:
+    async def _stop_leftovers(self, member: Process, *, termed_at: float | None = None,
+                              killed: bool = False) -> None:
         """What the member left in its process group gets the same escalation, once.
 
         ``termed_at``: when the group got SIGTERM with the member; the grace counts from then.
+        ``killed``: the group got SIGKILL with the member (whatever is left is on its way out).
         """
         assert self._force is not None and member.pid is not None
         if member.pid in self._swept or not member.has_leftovers():
             return
         self._swept.add(member.pid)
+        if killed:
+            await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
+            return
         loop = asyncio.get_running_loop()
         grace = member.spec.stop_timeout or self.grace
         if termed_at is None:

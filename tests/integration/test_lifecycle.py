@@ -67,6 +67,23 @@ def test_a_member_ignoring_sigterm_gets_sigkill_after_the_grace(run_dir: Path) -
         assert plex.wait() == 143
 
 
+def test_a_group_killed_with_its_member_gets_no_second_escalation_line(run_dir: Path) -> None:
+    """Member and child both ignore SIGTERM: one SIGKILL to the group ends both, and it is
+    announced once (the child, still on its way out, is no leftover to escalate)."""
+    stuck = ("sh -c 'trap \"\" TERM; (trap \"\" TERM; while :; do sleep 1; done) & "
+             "echo up; while :; do sleep 1; done'")
+    names = [f"s{i}" for i in range(4)]  # a few at once: the child lags only at times
+    args = [a for n in names for a in ("-p", f"{n}={stuck}")]
+    with Pipeplex("run", *args, "--grace", "0.3", "--run-dir", run_dir) as plex:
+        for _ in names:
+            plex.expect(r"^s\d \| up$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    for name in names:
+        assert plex.text.count(f"{name} * ignored SIGTERM for 0.3 s; sent SIGKILL") == 1
+    assert "processes left in its process group" not in plex.text, plex.text
+
+
 def test_each_stop_step_is_announced(run_dir: Path) -> None:
     """Closing stdin and SIGTERM are announced before the member's end."""
     with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", run_dir) as plex:
