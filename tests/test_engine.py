@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 
-from pipeplex import Bus, CastSpec, Event, Exited, Note, ProcSpec, Ready, Started
+from pipeplex import Bus, CastSpec, Event, Exited, Note, Output, ProcSpec, Ready, Started
 from pipeplex._engine import BACKOFF_CAP, Engine
 from pipeplex.errors import PipeplexError
 
@@ -214,17 +213,11 @@ def test_restarting_a_member_whose_output_still_drains_starts_it_again() -> None
     async def scenario() -> tuple[int, int, int]:
         engine, _ = _engine(keeper, member)
         run = await _running(engine, "w")
-        first = engine.members["w"].pid
+        process = engine.members["w"]
+        first = process.pid
         assert first is not None
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-        pidfd = os.pidfd_open(first)
-        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
-        try:
-            await asyncio.wait_for(exited, 30)  # gone, its output not drained yet
-        finally:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
+        await asyncio.wait_for(asyncio.shield(process.exit_future), 30)
+        assert not process.done_future.done()  # gone, its output not drained yet
         pid = await asyncio.wait_for(engine.restart("w"), 30)
         restarts = engine.restarts["w"]
         engine.request_stop()
@@ -374,6 +367,24 @@ def test_an_exit_before_readiness_gives_the_members_status() -> None:
 def _summaries(recorder: Recorder) -> dict[str | None, str]:
     return {e.name: e.text for e in recorder.events
             if isinstance(e, Note) and e.text.startswith("summary: ")}
+
+
+def test_ready_comes_right_after_the_line_before_the_exit() -> None:
+    """A member that prints its ready line and exits at once: the stream says it was ready
+    after that line and before its exit, not the other way round."""
+    quick = [ProcSpec(f"q{i}", ("echo", "READY"), ready="READY", on_exit="ignore")
+             for i in range(5)]
+
+    async def scenario() -> list[Event]:
+        engine, recorder = _engine(*quick)
+        await asyncio.wait_for(engine.run(), 30)
+        return recorder.events
+
+    events = asyncio.run(scenario())
+    for spec in quick:
+        kinds = [type(e).__name__ for e in events if e.name == spec.name
+                 and isinstance(e, (Output, Ready, Exited))]
+        assert kinds == ["Output", "Ready", "Exited"], (spec.name, kinds)
 
 
 def test_members_whose_turn_the_stop_took_say_so() -> None:

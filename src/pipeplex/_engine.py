@@ -546,7 +546,10 @@ class Engine:
                 def matched(m: object, fut: asyncio.Future[dict[str, str]] = ready_match) -> None:
                     if not fut.done():
                         groups: dict[str, str | None] = getattr(m, "groupdict", dict)()
-                        fut.set_result({k: v for k, v in groups.items() if v is not None})
+                        captured = {k: v for k, v in groups.items() if v is not None}
+                        fut.set_result(captured)
+                        if not spec.ready_port:  # ready now: said right after its line,
+                            self._now_ready(member, captured)  # before its exit, say
 
                 watch = LineWatch(member.name, spec.ready, matched)
             unsubscribe = self.bus.subscribe(watch, [Output, Exited]) if watch else None
@@ -697,14 +700,18 @@ class Engine:
                 probe.cancel()
             if not probe.done() or probe.cancelled() or probe.exception() is not None:
                 return await self._not_ready(member, waiting_for)
-        self._capture(member.name, captured)
-        if spec.ready or spec.ready_port:
-            self.bus.publish(Ready(member.name, tuple(sorted(captured.items()))))
+        if spec.ready_port or not spec.ready:  # (else it was when its line matched)
+            self._now_ready(member, captured)
         ready = self._ready[member.name]
         if not ready.done():
             ready.set_result(None)
         if not exit_seen.done():  # (a run that matched and exited is not up: its next is)
             self._set_up(member.name)
+
+    def _now_ready(self, member: Process, captured: dict[str, str]) -> None:
+        self._capture(member.name, captured)
+        if member.spec.ready or member.spec.ready_port:
+            self.bus.publish(Ready(member.name, tuple(sorted(captured.items()))))
 
     def _capture(self, name: str, captured: dict[str, str]) -> None:
         """``name``'s new values replace its old ones, all at once (nothing awaits here, so
