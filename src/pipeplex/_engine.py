@@ -286,6 +286,9 @@ class Engine:
         except BaseException:
             self._kill_everything()
             raise
+        finally:
+            for member in self.members.values():
+                member.release_output()  # held open by a process that escaped the stop
         self._summarize()
         return self.exit_status()
 
@@ -394,6 +397,7 @@ class Engine:
 
     def _forget(self, name: str) -> None:
         """Drop what the engine kept about an ended member whose name is used again."""
+        self.members[name].release_output()
         self._late_waves = [wave for wave in self._late_waves if wave != [name]]
         for table in (self._start_requested, self._restarted, self._supervisors,
                       self._waiting_for, self._why_failed, self._cannot_start):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -82,6 +83,30 @@ def test_a_group_killed_with_its_member_gets_no_second_escalation_line(run_dir: 
     for name in names:
         assert plex.text.count(f"{name} * ignored SIGTERM for 0.3 s; sent SIGKILL") == 1
     assert "processes left in its process group" not in plex.text, plex.text
+
+
+def test_output_a_started_process_keeps_open_is_still_shown_after_the_exit(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """`worker & echo started`: the member's exit is published 2 s on, and what the worker
+    writes later still shows under its name; its writes neither fail nor kill it."""
+    gate, mark = tmp_path / "gate", tmp_path / "mark"
+    os.mkfifo(gate)
+    member = (f"sh -c '(read x < {gate}; echo late $x; echo late2 >&2; echo alive > {mark}) & "
+              "echo bye'")
+    with Pipeplex("run", "-p", f"h={member}", "-p", "keep=cat", "--on-exit", "ignore",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^h +\| bye$")
+        plex.expect(r"^h +\* exited with code 0$")
+        plex.expect(r"^h +\* its stderr and stdout are still open in a process it started "
+                    r"\(2 s after it exited\); what that writes there is still shown$")
+        with open(gate, "w") as f:
+            f.write("go\n")
+        seen = {plex.expect(r"^h +(\| late go|! late2)$")[1] for _ in range(2)}
+        assert seen == {"| late go", "! late2"}  # (two streams: either may come first)
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert mark.read_text() == "alive\n"
 
 
 def test_each_stop_step_is_announced(run_dir: Path) -> None:

@@ -44,7 +44,8 @@ QUIET = 0.1
 MAX_PARTIAL_AGE = 0.5
 """An unfinished line that keeps growing slowly is shown at least this often."""
 DRAIN_GRACE = 2.0
-"""Seconds to keep reading after exit while another process still holds the output open."""
+"""Seconds after exit that the output may take to reach EOF before the exit is published
+anyway (another process holds it open; what it writes goes on being shown)."""
 
 
 class Process:
@@ -98,6 +99,9 @@ class Process:
         self._exit_seen: asyncio.Future[int] | None = None
         self._done: asyncio.Future[int] | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
+        self._held = False
+        """The run has ended but a process it started still holds its output open: that
+        output is read and shown (under the member's name) until EOF or the next start."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._group_gone = True
 
@@ -120,6 +124,7 @@ class Process:
         spec = self.spec
         argv = spec.argv(variables)
         env = self._environment(variables)
+        self.release_output()  # what the last run's leftovers held (stopped by now)
         fds: list[int] = []  # the child's ends, closed in the parent after the spawn
         ours: list[int] = []
         try:
@@ -344,22 +349,48 @@ class Process:
         self._maybe_done()
 
     def _drain_expired(self) -> None:
+        """The output is still open 2 s after the exit: a process the member started holds
+        it. The exit is published; what that process writes goes on being shown (closing
+        our end would make its next write fail, or kill it with SIGPIPE)."""
         self._drain_timer = None
-        held = ", ".join(sorted(self._readers.values()))
+        held = " and ".join(sorted(self._readers.values()))
+        self._held = True
+        for stream in list(self._timers):  # the run's last piece of a line goes before its exit
+            self._timers.pop(stream).cancel()
+            self._framers[stream].flush()
+        self._maybe_done()
         self._bus.publish(Note(
-            f"{held} still held open by another process {DRAIN_GRACE:.0f} s after {self.name} "
-            "exited; stopped reading it", name=self.name, level="warning"))
-        for fd in list(self._readers):
-            self._close_reader(fd)
+            f"its {held} {'is' if len(self._readers) == 1 else 'are'} still open in a process "
+            f"it started ({DRAIN_GRACE:.0f} s after it exited); what that writes there is "
+            "still shown", name=self.name))
+
+    def release_output(self) -> None:
+        """Stop reading output that processes of an ended run still hold open (before the
+        next start, and when the cast is over)."""
+        if self._held:
+            for fd, stream in list(self._readers.items()):
+                for _ in range(64):  # what is already there, within reason
+                    if fd not in self._readers or not self._read(fd, stream):
+                        break
+                if fd in self._readers:
+                    self._close_reader(fd)
+            self._held = False
 
     def _maybe_done(self) -> None:
-        if self._readers or self.returncode is None or self._done is None or self._done.done():
+        if self.returncode is None or self._done is None:
+            return
+        if self._done.done():
+            if not self._readers:
+                self._bus.remove_source(self)  # the last output held open reached its EOF
+            return
+        if self._readers and not self._held:
             return
         if self._drain_timer:
             self._drain_timer.cancel()
             self._drain_timer = None
         self._drop_stdin()
-        self._bus.remove_source(self)
+        if not self._readers:
+            self._bus.remove_source(self)
         self.state = "exited"
         assert self.started_at is not None and self.ended_at is not None
         self._bus.publish(
