@@ -613,8 +613,8 @@ class Engine:
                 if attempt >= spec.max_restarts:
                     ready = self._ready[member.name]
                     before = "" if ready.done() else " before it was ready"
-                    tried = (f"and was restarted {attempt} times" if attempt else
-                             "(max_restarts = 0)")
+                    times = f"{attempt} time{'s' if attempt != 1 else ''}"
+                    tried = f"and was restarted {times}" if attempt else "(max_restarts = 0)"
                     reason = (f"{member.name} {how}{before} {tried}; giving up (raise "
                               "max_restarts to allow more)")
                     recent = self.recent.describe(member.name)

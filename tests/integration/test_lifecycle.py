@@ -147,7 +147,7 @@ def test_a_restart_first_stops_what_the_previous_run_left(run_dir: Path) -> None
         assert not _alive(first)  # gone before the next run starts
         second = int(plex.expect(r"^forker \| left (\d+)$")[1])
         assert plex.wait() == 3
-    assert "forker exited with code 3 and was restarted 1 times; giving up" in plex.text
+    assert "forker exited with code 3 and was restarted 1 time; giving up" in plex.text
     assert not _alive(second)
 
 
