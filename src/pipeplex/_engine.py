@@ -115,7 +115,6 @@ class Engine:
         """Members added while running: a failure to start or get ready is theirs alone."""
         self._start_requested: dict[str, asyncio.Future[None]] = {}
         self._began = asyncio.Event()
-        self._first_wave = asyncio.Event()
         self._swept: set[int] = set()
         """Pids whose leftover processes were stopped: each incarnation once."""
         self.stdin_grace = stdin_grace
@@ -280,9 +279,6 @@ class Engine:
                 self._tg = tg
                 for member in self.members.values():
                     self._start_supervisor(member)
-                # The first step of each supervisor starts its member if that waits for
-                # nobody; this runs after those steps.
-                asyncio.get_running_loop().call_soon(self._first_wave.set)
                 stopper = tg.create_task(self._stopper(), name="stopper")
                 crash_watch = tg.create_task(self._watch_crash(), name="crash watch")
                 await stopper
@@ -432,11 +428,6 @@ class Engine:
     async def wait_began(self) -> None:
         """Wait until :meth:`run` has begun (members may still be starting)."""
         await self._began.wait()
-
-    async def wait_first_wave(self) -> None:
-        """Wait until the members that wait for nobody have been started (or could not be):
-        work that can wait a moment (the run folder's pipes) is done then, not before."""
-        await self._first_wave.wait()
 
     async def wait_up(self) -> bool:
         """Wait until every member that starts by itself is ready; False if stopping first.

@@ -126,6 +126,10 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             orphans = OrphanReaper(loop, lambda: _own_children(engine, guardian))
         records = _records(options, bus)
         inputs = FolderInputs(engine, options.run_dir or default_run_dir())
+        for name in cast.names:
+            inputs.add(name)
+        bus.publish(Note(f"run folder {inputs.path}: write a line to NAME.in (or all.in) "
+                         "to send it to a member, or use pipeplex send NAME TEXT"))
         mode = console_mode(options.stdin_fd, options.output_fd) if options.console else None
         console = None
         if mode is not None:
@@ -173,9 +177,7 @@ async def _run_with_inputs(
     if console is not None:
         console.on_hangup = writer.on_hangup
     async with asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(_reporting(inputs.serve(), engine), name="control socket"),
-                 tg.create_task(_reporting(_open_pipes(engine, inputs), engine),
-                                name="member pipes")]
+        tasks = [tg.create_task(_reporting(inputs.serve(), engine), name="control socket")]
         if options.scenario is not None and options.scenario.steps:
             from .expect import Matcher
 
@@ -198,23 +200,6 @@ async def _run_with_inputs(
     if failure is not None:
         raise failure
     return status
-
-
-async def _open_pipes(engine: Engine, inputs: FolderInputs) -> None:
-    """Make each member's ``NAME.in`` once the first members have started, then say where.
-
-    Making a FIFO can cost a quarter of a millisecond on a disk-backed /tmp: for 1000
-    members, a quarter of a second before anything started. So the members start first;
-    their lines are shown between batches of FIFOs; and the run folder is announced once
-    every pipe in it is there (before, a line written to NAME.in would make a plain file).
-    """
-    await engine.wait_first_wave()
-    for k, name in enumerate(engine.cast.names):
-        if k % 32 == 0:
-            await asyncio.sleep(0)  # output that came meanwhile goes out first
-        inputs.add(name)
-    engine.bus.publish(Note(f"run folder {inputs.path}: write a line to NAME.in (or all.in) "
-                            "to send it to a member, or use pipeplex send NAME TEXT"))
 
 
 def _records(options: RunOptions, bus: Bus) -> list[TranscriptSink | LogDirSink]:

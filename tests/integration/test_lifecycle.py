@@ -43,8 +43,8 @@ def test_sigterm_stops_every_member_and_reports_143(run_dir: Path) -> None:
     """SIGTERM to pipeplex stops the cast; children and grandchildren are gone."""
     with Pipeplex("run", "-p", "a=sleep 60", "-p", "b=sh -c 'sleep 60 & sleep 60 & wait'",
                   "--run-dir", run_dir) as plex:
-        plex.expect(r"^b +\* started")
         plex.expect("run folder")
+        plex.expect(r"^b +\* started")
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143
         assert "got SIGTERM: stopping the cast" in plex.text
