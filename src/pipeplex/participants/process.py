@@ -258,11 +258,21 @@ class Process:
             self._paused = True
             for fd in self._readers:
                 self._loop.remove_reader(fd)
+            if self._drain_timer is not None:  # the grace is for reading: it waits too
+                self._drain_timer.cancel()
+                self._drain_timer = None
 
     def resume_reading(self) -> None:
         if self._paused:
             self._paused = False
             self._add_readers()
+            self._start_drain_grace()
+
+    def _start_drain_grace(self) -> None:
+        """After the exit, give the output DRAIN_GRACE seconds of reading to reach EOF."""
+        if (self.returncode is not None and self._readers and not self._held
+                and not self._paused and self._drain_timer is None and self._loop is not None):
+            self._drain_timer = self._loop.call_later(DRAIN_GRACE, self._drain_expired)
 
     def _read(self, fd: int, stream: Stream) -> bool:
         """Read what is there; True if anything (data or EOF) was."""
@@ -344,8 +354,7 @@ class Process:
         self.group_alive()
         assert self._exit_seen is not None
         self._exit_seen.set_result(returncode)
-        if self._readers:
-            self._drain_timer = self._loop.call_later(DRAIN_GRACE, self._drain_expired)
+        self._start_drain_grace()
         self._maybe_done()
 
     def _drain_expired(self) -> None:
