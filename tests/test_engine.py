@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 from pipeplex import Bus, CastSpec, Event, Exited, Note, Output, ProcSpec, Ready, Started
 from pipeplex._engine import BACKOFF_CAP, Engine
 from pipeplex.errors import PipeplexError
+from pipeplex.participants import process
 
 
 class Recorder:
@@ -314,6 +318,146 @@ def test_a_failed_restart_of_an_ignored_member_leaves_it_down_and_says_why(
     assert "command not found" in error or "No such file" in error, error
     assert not stopping and restarts == 0
     assert len(summaries) == 1 and "; could not start again (" in summaries[0], summaries
+
+
+def test_a_restarted_member_is_not_made_ready_by_what_the_last_runs_leftover_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run 1 is ready and exits, leaving a process that holds its output and later prints
+    a ready line; that line, still unread when run 2 starts, is run 1's: run 2 (which never
+    prints one) must not count as ready because of it."""
+    monkeypatch.setattr(process, "DRAIN_GRACE", 0.0)  # its output is held at once
+    gate, done, runs = tmp_path / "gate", tmp_path / "done", tmp_path / "runs"
+    os.mkfifo(gate)
+    os.mkfifo(done)
+    script = (f"if [ -e {runs} ]; then echo second; exec sleep 60; fi; touch {runs}; "
+              f"echo READY first; setsid sh -c 'read x < {gate}; echo READY-old; "
+              f"echo . > {done}' & exit 0")
+    member = ProcSpec("m", ("sh", "-c", script), ready="READY", on_exit="ignore", pty="pipes")
+
+    async def scenario() -> list[Event]:
+        engine, recorder = _engine(ProcSpec("keep", ("sleep", "60")), member)
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+        engine.bus.subscribe(lambda e: e.name != "m" or exited.done() or exited.set_result(None),
+                             [Exited])
+        run = asyncio.ensure_future(engine.run())
+        await asyncio.wait_for(exited, 30)  # run 1 ended; its leftover holds the output
+        slow = object()
+        engine.bus.pause(slow)  # nothing is read now: the leftover's line waits in the pipe
+        told = os.open(done, os.O_RDONLY | os.O_NONBLOCK)
+        written: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(told, lambda: written.done() or written.set_result(None))
+        await asyncio.wait_for(asyncio.to_thread(gate.write_text, "go\n"), 30)  # (its open
+        # waits for the leftover to open the other end)
+        await asyncio.wait_for(written, 30)  # the leftover wrote its READY-old line
+        loop.remove_reader(told)
+        os.close(told)
+        await asyncio.wait_for(engine.restart("m"), 30)
+        for _ in range(5):
+            await asyncio.sleep(0)  # loop passes in which a wrong match would be made ready
+        engine.bus.resume(slow)
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return [e for e in recorder.events if e.name == "m"]
+
+    events = asyncio.run(scenario())
+    assert sum(isinstance(e, Ready) for e in events) == 1, events  # run 1's only
+    second = max(i for i, e in enumerate(events) if isinstance(e, Started))
+    old = [i for i, e in enumerate(events) if isinstance(e, Output) and b"READY-old" in e.data]
+    assert old and old[0] < second  # shown, as the last run's, before the new one starts
+
+
+def _gated_cast(tmp_path: Path) -> tuple[ProcSpec, ProcSpec, Path, Path]:
+    """a: ready at once the first time, then only when its gate opens; b (after a, restarted
+    on exit): exits 3 each time its gate opens."""
+    a_gate, b_gate, runs = tmp_path / "a-gate", tmp_path / "b-gate", tmp_path / "runs"
+    os.mkfifo(a_gate)
+    os.mkfifo(b_gate)
+    a = ProcSpec("a", ("sh", "-c", f"if [ -e {runs} ]; then read x < {a_gate}; fi; "
+                                   f"touch {runs}; echo READY; exec sleep 60"), ready="READY")
+    b = ProcSpec("b", ("sh", "-c", f"read x < {b_gate}; exit 3"), after=("a",),
+                 on_exit="restart")
+    return a, b, a_gate, b_gate
+
+
+async def _seen(engine: Engine, recorder: Recorder, name: str, what: str, after: int = 0) -> int:
+    """Wait until member ``name`` has a Started event (``what == "started"``) or a note
+    holding ``what``, past the first ``after`` events; the count of events by then."""
+
+    def fits(e: Event) -> bool:
+        if e.name != name:
+            return False
+        if what == "started":
+            return isinstance(e, Started)
+        return isinstance(e, Note) and what in e.text
+
+    seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    unsubscribe = engine.bus.subscribe(
+        lambda e: fits(e) and not seen.done() and seen.set_result(None))
+    try:
+        if not any(fits(e) for e in recorder.events[after:]):
+            await asyncio.wait_for(seen, 30)
+    finally:
+        unsubscribe()
+    return len(recorder.events)
+
+
+async def _open(gate: Path) -> None:
+    await asyncio.wait_for(asyncio.to_thread(gate.write_text, "go\n"), 30)
+
+
+def test_stopped_while_waiting_for_its_dependency_after_failing_counts_the_failure(
+    tmp_path: Path,
+) -> None:
+    """b failed (3) and waits for a to be ready again before its restart when the cast
+    stops: it ended with 3, as when the stop comes during the backoff itself."""
+    a, b, _, b_gate = _gated_cast(tmp_path)
+
+    async def scenario() -> int:
+        engine, recorder = _engine(a, b, delays=[])
+        run = await _running(engine, "a")
+        mark = await _seen(engine, recorder, "b", "started")
+        restart = asyncio.ensure_future(engine.restart("a"))  # a is down until its gate opens
+        mark = await _seen(engine, recorder, "a", "started", mark)
+        await _open(b_gate)  # b exits 3, and waits for a before its restart
+        await _seen(engine, recorder, "b", "waiting for a to be ready again", mark)
+        engine.request_stop()
+        status = await asyncio.wait_for(run, 30)
+        await asyncio.gather(restart, return_exceptions=True)
+        return status
+
+    assert asyncio.run(scenario()) == 3
+
+
+def test_a_restart_request_met_while_waiting_for_a_dependency_is_not_kept(
+    tmp_path: Path,
+) -> None:
+    """A restart of b asked for while b waits for a: b's next run meets it, so b's next
+    exit gets the usual backoff (counted afresh), not a second, unasked-for restart."""
+    a, b, a_gate, b_gate = _gated_cast(tmp_path)
+
+    async def scenario() -> list[str]:
+        engine, recorder = _engine(a, b, delays=[])
+        run = await _running(engine, "a")
+        mark = await _seen(engine, recorder, "b", "started")
+        restart_a = asyncio.ensure_future(engine.restart("a"))
+        mark = await _seen(engine, recorder, "a", "started", mark)
+        await _open(b_gate)
+        mark = await _seen(engine, recorder, "b", "waiting for a to be ready again", mark)
+        restart_b = asyncio.ensure_future(engine.restart("b"))
+        await asyncio.sleep(0)  # (a loop pass: the request is in)
+        await _open(a_gate)  # a is ready again: b starts, meeting the request
+        await asyncio.wait_for(asyncio.gather(restart_a, restart_b), 30)
+        mark = await _seen(engine, recorder, "b", "started", mark)
+        await _open(b_gate)  # b exits 3 again
+        await _seen(engine, recorder, "b", "restarting in", mark)
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return [e.text for e in recorder.events if isinstance(e, Note) and e.name == "b"
+                and e.text.startswith("restarting in")]
+
+    assert asyncio.run(scenario()) == ["restarting in 0.1 s (restart 1 of 5)"] * 2
 
 
 def test_exit_status_is_the_first_member_that_failed_on_its_own() -> None:

@@ -101,6 +101,9 @@ class Engine:
         self._restarted: dict[str, asyncio.Future[int]] = {}
         self._backoffs: dict[str, asyncio.Future[None]] = {}
         """Per member waiting out a restart's backoff: set to cut the wait short."""
+        self._down_after_failure: dict[str, tuple[int, str]] = {}
+        """Per member down after failing, until its next run: its status and how it ended
+        (a stop before that run leaves it ended so: a failure of the run)."""
         self._supervising: set[str] = set()
         self._supervisors: dict[str, asyncio.Task[None]] = {}
         """Each member's latest supervisor task: done once the member has ended for good."""
@@ -532,6 +535,16 @@ class Engine:
             ready.exception()
 
     async def _run_member(self, member: Process) -> None:
+        try:
+            await self._run_member_runs(member)
+        finally:
+            down = self._down_after_failure.pop(member.name, None)
+            if down is not None and self.stopping:  # stopped before its next run
+                status, reason = down
+                self.record_failure(member.name, status,
+                                    f"{reason}, and the cast stopped before its restart")
+
+    async def _run_member_runs(self, member: Process) -> None:
         spec = member.spec
         attempt = 0
         while not self.stopping:
@@ -543,6 +556,9 @@ class Engine:
                     return
             if not await self._wait_until_up(member):
                 return
+            # What the last run's leftovers still had to say is theirs, not the next run's:
+            # it goes out before the new run's readiness is watched.
+            member.release_output()
             watch = None
             ready_match: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
             if spec.ready:
@@ -582,6 +598,10 @@ class Engine:
                 return
             if restarting:
                 self.restarts[member.name] += 1  # counted once the new instance runs
+            if member.name in self._restart_requested:  # a request met by this new run,
+                self._restart_requested.discard(member.name)  # which counts afresh
+                attempt = 0
+            self._down_after_failure.pop(member.name, None)
             self._cannot_start.pop(member.name, None)
             # From its exit on, members that (re)start after it wait for its next run.
             member.exit_future.add_done_callback(lambda _: self._down(member.name))
@@ -635,16 +655,11 @@ class Engine:
                 self.bus.publish(Note(f"restarting in {delay:.1f} s "
                                       f"(restart {attempt} of {spec.max_restarts})",
                                       name=member.name))
+                if returncode != 0:  # down after failing, until its next run
+                    self._down_after_failure[member.name] = (exit_status(returncode),
+                                                             f"{member.name} {how}")
                 if not await self._backoff(member.name, delay):
-                    # Stopped while it was down: its last exit is how it ended.
-                    if returncode != 0:
-                        self.record_failure(member.name, exit_status(returncode),
-                                            f"{member.name} {how}, and the cast stopped "
-                                            "before its restart")
                     return  # (that restart never happened: it is not counted)
-                if member.name in self._restart_requested:  # asked for meanwhile: afresh
-                    self._restart_requested.discard(member.name)
-                    attempt = 0
                 continue
             if returncode != 0:
                 self.record_failure(member.name, exit_status(returncode), f"{member.name} {how}")
