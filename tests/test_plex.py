@@ -469,3 +469,40 @@ def test_a_failed_load_still_gives_the_members_it_started(tmp_path: Path) -> Non
         cat = plex["cat"]
         cat.sendline("still here")
         cat.expect("still here")
+
+
+def test_a_reused_name_does_not_expect_what_the_old_members_leftover_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old member's leftover still holds its output and wrote a line nobody read yet:
+    that line is the old member's, out before the new member's expectations begin."""
+    from pipeplex.participants import process
+
+    monkeypatch.setattr(process, "DRAIN_GRACE", 0.0)  # its output is held at once
+    gate, done = tmp_path / "gate", tmp_path / "done"
+    os.mkfifo(gate)
+    os.mkfifo(done)
+    old = (f"setsid sh -c 'read x < {gate}; echo MARK-FROM-OLD; echo . > {done}' & "
+           "echo old-member")
+
+    async def scenario() -> str:
+        async with AsyncPlex(timeout=30) as plex:
+            first = await plex.spawn("w", ["sh", "-c", old], pty=False)
+            await first.expect("old-member")
+            await first.wait()  # it exited; its leftover holds the output
+            slow = object()
+            plex.bus.pause(slow)  # nothing is read: the leftover's line waits in the pipe
+            told = os.open(done, os.O_RDONLY | os.O_NONBLOCK)
+            loop = asyncio.get_running_loop()
+            written: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(told, lambda: written.done() or written.set_result(None))
+            await asyncio.wait_for(asyncio.to_thread(gate.write_text, "go\n"), 30)
+            await asyncio.wait_for(written, 30)
+            loop.remove_reader(told)
+            os.close(told)
+            second = await plex.spawn("w", ["sh", "-c", "echo new-member; exec sleep 60"])
+            plex.bus.resume(slow)
+            await second.expect("new-member")
+            return second.before
+
+    assert "MARK-FROM-OLD" not in asyncio.run(scenario())

@@ -424,6 +424,8 @@ class AsyncPlex:
         if self._inputs is not None:
             self._inputs.add(spec.name)  # before the member starts: nothing sent is lost
         if spec.name in engine.members:
+            # What the ended member's leftovers still hold goes out first, then is skipped.
+            engine.members[spec.name].release_output()
             self._skip_output(spec.name)
             earlier = self._members.get(spec.name)
             if earlier is not None:
