@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import math
 import os
 import socket
 import struct
@@ -256,7 +257,8 @@ class ControlServer:
     def _parse(self, line: bytes) -> tuple[dict[str, Any] | None, Answer | None]:
         """The request on ``line``, or the error answer it gets."""
         try:
-            request = json.loads(line.decode("utf-8"), parse_constant=_not_json)
+            request = json.loads(line.decode("utf-8"), parse_constant=_not_json,
+                                 parse_float=_finite)
         except (UnicodeDecodeError, ValueError) as exc:
             return None, _Refused("bad_json", f"not a JSON object on one UTF-8 line: {exc}").answer
         except RecursionError:
@@ -487,6 +489,14 @@ def _not_json(constant: str) -> None:
     """``NaN``, ``Infinity``: Python's json reads them, but they are not JSON (an ``id``
     echoed back would make the answer unreadable)."""
     raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    """A JSON number, unless it is too large for a float (``1e999``: infinity, not JSON)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
 
 
 async def _linger(reader: asyncio.StreamReader, stream: asyncio.StreamWriter) -> None:
