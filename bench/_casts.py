@@ -9,7 +9,10 @@ pipe would stop looking after its members):
 - ``honcho``: ``honcho --no-colour -f Procfile start``;
 - ``shell``: one ``sh`` that starts every member in the background and waits: the
   cost of starting the same processes with nothing in between (its figure is the time
-  to start them all; it does not forward signals, so it is stopped with ``killpg``).
+  to start them all; it does not forward signals, so it is stopped with ``killpg``);
+- ``python-floor``: ``python_floor.py``, the least a Python tool built on asyncio and click
+  spends (its imports, one ``posix_spawn`` per member, the lines copied out): the floor
+  under pipeplex's figures, to tell its own cost from its language's.
 
 The members are told apart from the tool's own processes by their command name (``comm``,
 e.g. ``sleep``); every other process in the tree (the tool, its helper processes, shell
@@ -23,6 +26,7 @@ import select
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +34,7 @@ from pathlib import Path
 from _common import proc_status, sched_runtime_ns, status_kib
 from peers import concurrently_bin, honcho_bin
 
-TOOLS = ("shell", "pipeplex", "concurrently", "honcho")
+TOOLS = ("shell", "python-floor", "pipeplex", "concurrently", "honcho")
 
 
 def find_pipeplex() -> str:
@@ -62,6 +66,10 @@ def tool_argv(tool: str, members: dict[str, str], work: Path) -> list[str]:
         procfile = work / "Procfile"
         procfile.write_text("".join(f"{n}: {c}\n" for n, c in members.items()))
         return [honcho_bin() or "honcho", "--no-colour", "-f", str(procfile), "start"]
+    if tool == "python-floor":
+        floor = Path(__file__).resolve().parent / "python_floor.py"
+        return [sys.executable, str(floor), *(f"{n}={shlex.join(['sh', '-c', c])}"
+                                              for n, c in members.items())]
     if tool == "shell":
         script = "".join(f"sh -c {shlex.quote(c)} &\n" for c in members.values()) + "wait\n"
         return ["sh", "-c", script]
