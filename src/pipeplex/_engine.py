@@ -18,6 +18,7 @@ from typing import Any
 
 from ._bus import Bus
 from ._events import Exited, Level, Note, Output, Ready
+from ._outcomes import Outcomes
 from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
@@ -107,16 +108,12 @@ class Engine:
         self._supervising: set[str] = set()
         self._supervisors: dict[str, asyncio.Task[None]] = {}
         """Each member's latest supervisor task: done once the member has ended for good."""
-        self._waiting_for: dict[str, str] = {}
-        """Per member waiting to start, the member it waits for (the summary names it)."""
-        self._why_failed: dict[str, str] = {}
-        """Per member that could not start, get ready or go on, the reason as the summary of
-        a member that waited for it gives it: "which gave up after 5 restarts"."""
-        self._cannot_start: dict[str, str] = {}
-        """Per member whose program could not be started, the reason (for its summary)."""
         self._added: set[str] = set()
         """Members added while running: a failure to start or get ready is theirs alone."""
         self._start_requested: dict[str, asyncio.Future[None]] = {}
+        self.outcomes = Outcomes(self.members, self._ready, self._start_requested,
+                                 self.restarts)
+        """Who waited for whom, who failed and why: what the summaries are made of."""
         self._began = asyncio.Event()
         self._swept: set[int] = set()
         """Pids whose leftover processes were stopped: each incarnation once."""
@@ -266,12 +263,13 @@ class Engine:
         self._force = loop.create_future()
         self._crash = loop.create_future()
         self._all_done = loop.create_future()
-        self._ready = {name: loop.create_future() for name in self.members}
-        self._start_requested = {
+        # Filled in place: the outcomes share these mappings.
+        self._ready.update({name: loop.create_future() for name in self.members})
+        self._start_requested.update({
             name: loop.create_future()
             for name, member in self.members.items()
             if not member.spec.autostart
-        }
+        })
         self._busy += len(self.members)
         self._began.set()
         if self._early_stop:
@@ -402,9 +400,9 @@ class Engine:
         """Drop what the engine kept about an ended member whose name is used again."""
         self.members[name].release_output()
         self._late_waves = [wave for wave in self._late_waves if wave != [name]]
-        for table in (self._start_requested, self._restarted, self._supervisors,
-                      self._waiting_for, self._why_failed, self._cannot_start):
+        for table in (self._start_requested, self._restarted, self._supervisors):
             table.pop(name, None)
+        self.outcomes.forget(name)
         self._restart_requested.discard(name)
         self.recent.forget(name)  # a later failure shows the new member's output only
 
@@ -469,7 +467,7 @@ class Engine:
             await self._first(requested, self._stop)
             self.hold()
         for dep in member.spec.after:
-            self._waiting_for[member.name] = dep
+            self.outcomes.waiting_for[member.name] = dep
             await self._wait_ready_of(dep)
             if self.stopping:
                 return False
@@ -481,10 +479,10 @@ class Engine:
                     # learns that it will not start either, and why.
                     reason = f"{member.name} was not started: it waits for {dep}, "
                     self._fail_start(member.name, NotReady(
-                        member.name, reason + self._why_not_ready(dep),
-                        self.recent.describe(self._first_failed(dep))))
+                        member.name, reason + self.outcomes.why_not_ready(dep),
+                        self.recent.describe(self.outcomes.first_failed(dep))))
                 return False
-        self._waiting_for.pop(member.name, None)
+        self.outcomes.waiting_for.pop(member.name, None)
         return not self.stopping
 
     async def _wait_ready_of(self, dep: str) -> None:
@@ -586,8 +584,8 @@ class Engine:
                     restarted.set_exception(exc)
                     restarted.exception()  # retrieved: its callers may have gone
                 self.bus.publish(Note(str(exc), level="error"))
-                self._why_failed[member.name] = "which could not be started"
-                self._cannot_start[member.name] = exc.reason
+                self.outcomes.why_failed[member.name] = "which could not be started"
+                self.outcomes.cannot_start[member.name] = exc.reason
                 if member.name in self._added:
                     self._fail_start(member.name, exc)
                     return
@@ -602,7 +600,7 @@ class Engine:
                 self._restart_requested.discard(member.name)  # which counts afresh
                 attempt = 0
             self._down_after_failure.pop(member.name, None)
-            self._cannot_start.pop(member.name, None)
+            self.outcomes.cannot_start.pop(member.name, None)
             # From its exit on, members that (re)start after it wait for its next run.
             member.exit_future.add_done_callback(lambda _: self._down(member.name))
             restarted = self._restarted.pop(member.name, None)
@@ -640,7 +638,7 @@ class Engine:
                     recent = self.recent.describe(member.name)
                     self.bus.publish(Note(f"{reason}\n{recent}" if before else reason,
                                           level="error"))
-                    self._why_failed[member.name] = (
+                    self.outcomes.why_failed[member.name] = (
                         f"which gave up after {attempt} restart{'s' if attempt != 1 else ''}"
                         if attempt else "which gave up (max_restarts = 0)")
                     if member.name in self._added and not ready.done():
@@ -798,7 +796,7 @@ class Engine:
             what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
                     f"(ready_timeout); it never showed {waiting_for}")
             why = f"which was not ready after {member.spec.ready_timeout:.1f} s"
-        self._why_failed[member.name] = why or "which did not become ready"
+        self.outcomes.why_failed[member.name] = why or "which did not become ready"
         recent = self.recent.describe(member.name)
         self.bus.publish(Note(f"{what}\n{recent}", name=member.name, level="error"))
         if member.name in self._added:
@@ -919,76 +917,11 @@ class Engine:
             if member.pid is not None:
                 member.signal(signal.SIGKILL)
 
-    def _why_not_ready(self, name: str, seen: frozenset[str] = frozenset()) -> str:
-        """Why member ``name``, which others waited for, never got ready, as a clause:
-        "which gave up after 5 restarts", "which waited for db, which exited with ..."."""
-        if name in self._why_failed:
-            return self._why_failed[name]
-        member = self.members[name]
-        if member.pid is None:
-            if name in self._cannot_start:
-                return "which could not be started"
-            dep = self._waiting_for.get(name)
-            if dep is not None and dep not in seen:
-                if self._held_back(dep):
-                    return f"which waited for {dep}, {self._why_not_ready(dep, seen | {name})}"
-                return f"which never started ({STOPPED_FIRST})"
-            return "which never started"
-        if self._ready[name].done():
-            return "which was ready"  # (a race with the stop: it got ready just then)
-        return "which was not ready when the cast stopped"
-
-    def _first_failed(self, name: str) -> str:
-        """The member at the end of a chain of members that waited for one another."""
-        seen = {name}
-        while name not in self._why_failed and self.members[name].pid is None:
-            dep = self._waiting_for.get(name)
-            if dep is None or dep in seen:
-                break
-            name = dep
-            seen.add(name)
-        return name
-
-    def _never_started(self, member: Process) -> str:
-        """Why ``member`` never started, for its summary: one line, naming whom it waited for."""
-        name = member.name
-        if name in self._cannot_start:
-            return f"never started (cannot start: {self._cannot_start[name]})"
-        dep = self._waiting_for.get(name)
-        if dep is not None and self._held_back(dep):
-            why = self._why_not_ready(dep, frozenset({name}))
-            return f"never started (waited for {dep}, {why})"
-        requested = self._start_requested.get(name)
-        if requested is not None and not requested.done():
-            return "never started (autostart = false, and nothing started it)"
-        return f"never started ({STOPPED_FIRST})"
-
-    def _held_back(self, dep: str) -> bool:
-        """Whether ``dep`` kept those waiting for it from starting: it failed, or was not
-        ready; else (ready just as the cast began to stop) the stop came first."""
-        return dep in self._why_failed or not self._ready[dep].done()
-
     def _summarize(self) -> None:
         for member in self.members.values():
-            if member.pid is None:
-                text = self._never_started(member)
-            else:
-                assert member.returncode is not None
-                assert member.started_at is not None and member.ended_at is not None
-                verb = "stopped, " if member.stopping else ""
-                text = (f"{verb}{describe_returncode(member.returncode)} after "
-                        f"{member.ended_at - member.started_at:.1f} s")
-                restarts = self.restarts[member.name]
-                if restarts:
-                    text += f", {restarts} restart{'s' if restarts != 1 else ''}"
-                if member.name in self._cannot_start:  # its last start failed
-                    text += f"; could not start again ({self._cannot_start[member.name]})"
-            self.bus.publish(Note(f"summary: {text}", name=member.name))
+            self.bus.publish(Note(f"summary: {self.outcomes.summary(member)}", name=member.name))
         if self.interrupted_by is not None and not self.failures:
             self.bus.publish(Note(f"stopped by {signal_name(self.interrupted_by)}"))
-
-
-STOPPED_FIRST = "the cast began to stop before its turn"
 
 
 def _terminate(member: Process) -> None:

@@ -1,0 +1,117 @@
+"""How each member ended, or why it never started: what the engine records on the way, and
+the one-line summaries it publishes when the cast ends.
+
+The engine writes the records (who waited for whom, who failed and how it reads in the
+summary of a member that waited for it, whose program could not start); this module turns
+them into clauses such as "waited for api, which waited for db, which gave up after 2
+restarts", so the supervision code in ``_engine.py`` stays about supervising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from ._signals import describe_returncode
+from .participants import Process
+
+__all__ = ("STOPPED_FIRST", "Outcomes")
+
+STOPPED_FIRST = "the cast began to stop before its turn"
+
+
+class Outcomes:
+    """The engine's records of members that failed or waited, and their summaries.
+
+    ``members``, ``ready``, ``start_requested`` and ``restarts`` are the engine's own
+    mappings (shared, never copied): each member, its first readiness, the start request an
+    ``autostart = false`` member waits for, and its count of restarts.
+    """
+
+    def __init__(
+        self,
+        members: Mapping[str, Process],
+        ready: Mapping[str, asyncio.Future[None]],
+        start_requested: Mapping[str, asyncio.Future[None]],
+        restarts: Mapping[str, int],
+    ) -> None:
+        self._members = members
+        self._ready = ready
+        self._start_requested = start_requested
+        self._restarts = restarts
+        self.waiting_for: dict[str, str] = {}
+        """Per member waiting to start, the member it waits for (the summary names it)."""
+        self.why_failed: dict[str, str] = {}
+        """Per member that could not start, get ready or go on, the reason as the summary of
+        a member that waited for it gives it: "which gave up after 5 restarts"."""
+        self.cannot_start: dict[str, str] = {}
+        """Per member whose program could not be started, the reason (for its summary)."""
+
+    def forget(self, name: str) -> None:
+        """A name used again: what was recorded about its ended member goes."""
+        for table in (self.waiting_for, self.why_failed, self.cannot_start):
+            table.pop(name, None)
+
+    def why_not_ready(self, name: str, seen: frozenset[str] = frozenset()) -> str:
+        """Why member ``name``, which others waited for, never got ready, as a clause:
+        "which gave up after 5 restarts", "which waited for db, which exited with ..."."""
+        if name in self.why_failed:
+            return self.why_failed[name]
+        member = self._members[name]
+        if member.pid is None:
+            if name in self.cannot_start:
+                return "which could not be started"
+            dep = self.waiting_for.get(name)
+            if dep is not None and dep not in seen:
+                if self.held_back(dep):
+                    return f"which waited for {dep}, {self.why_not_ready(dep, seen | {name})}"
+                return f"which never started ({STOPPED_FIRST})"
+            return "which never started"
+        if self._ready[name].done():
+            return "which was ready"  # (a race with the stop: it got ready just then)
+        return "which was not ready when the cast stopped"
+
+    def first_failed(self, name: str) -> str:
+        """The member at the end of a chain of members that waited for one another."""
+        seen = {name}
+        while name not in self.why_failed and self._members[name].pid is None:
+            dep = self.waiting_for.get(name)
+            if dep is None or dep in seen:
+                break
+            name = dep
+            seen.add(name)
+        return name
+
+    def held_back(self, dep: str) -> bool:
+        """Whether ``dep`` kept those waiting for it from starting: it failed, or was not
+        ready; else (ready just as the cast began to stop) the stop came first."""
+        return dep in self.why_failed or not self._ready[dep].done()
+
+    def summary(self, member: Process) -> str:
+        """How ``member`` ended, or why it never started: one line, once the cast is over."""
+        if member.pid is None:
+            return self._never_started(member)
+        assert member.returncode is not None
+        assert member.started_at is not None and member.ended_at is not None
+        verb = "stopped, " if member.stopping else ""
+        text = (f"{verb}{describe_returncode(member.returncode)} after "
+                f"{member.ended_at - member.started_at:.1f} s")
+        restarts = self._restarts[member.name]
+        if restarts:
+            text += f", {restarts} restart{'s' if restarts != 1 else ''}"
+        if member.name in self.cannot_start:  # its last start failed
+            text += f"; could not start again ({self.cannot_start[member.name]})"
+        return text
+
+    def _never_started(self, member: Process) -> str:
+        name = member.name
+        if name in self.cannot_start:
+            return f"never started (cannot start: {self.cannot_start[name]})"
+        dep = self.waiting_for.get(name)
+        if dep is not None and self.held_back(dep):
+            why = self.why_not_ready(dep, frozenset({name}))
+            return f"never started (waited for {dep}, {why})"
+        requested = self._start_requested.get(name)
+        if requested is not None and not requested.done():
+            return "never started (autostart = false, and nothing started it)"
+        return f"never started ({STOPPED_FIRST})"
