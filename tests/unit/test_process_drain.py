@@ -1,6 +1,7 @@
 """After a member exits, its output gets a grace to reach EOF before the exit is published
 anyway; that grace counts only while pipeplex reads (not while the bus is paused by a sink
-that cannot keep up), so a slow terminal never makes an exit overtake its last lines."""
+that cannot keep up), so a slow terminal never makes an exit overtake its last lines; and
+a pause keeps what is left of it, so pauses and resumes cannot put the exit off for ever."""
 
 from __future__ import annotations
 
@@ -13,9 +14,7 @@ from pipeplex.participants import process
 from pipeplex.participants.process import Process
 
 
-def test_the_drain_grace_waits_while_reading_is_paused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(process, "DRAIN_GRACE", 0.0)  # would expire on the next loop pass
-
+def test_the_drain_grace_waits_while_reading_is_paused() -> None:
     async def scenario() -> list[Event]:
         bus = Bus()
         events: list[Event] = []
@@ -27,9 +26,9 @@ def test_the_drain_grace_waits_while_reading_is_paused(monkeypatch: pytest.Monke
         await member.start()
         await asyncio.wait_for(asyncio.shield(member.exit_future), 30)
         for _ in range(5):
-            await asyncio.sleep(0)  # loop passes in which an expired grace would act
+            await asyncio.sleep(0)  # loop passes
+        assert member._drain_timer is None  # the grace is not running while nothing is read
         assert not any(isinstance(e, (Exited, Note)) for e in events), events
-        monkeypatch.setattr(process, "DRAIN_GRACE", 30.0)  # reading again: EOF comes first
         bus.resume(slow)
         await asyncio.wait_for(member.wait_exited(), 30)
         return events
@@ -37,3 +36,29 @@ def test_the_drain_grace_waits_while_reading_is_paused(monkeypatch: pytest.Monke
     events = asyncio.run(scenario())
     kinds = [type(e).__name__ for e in events if isinstance(e, (Output, Exited, Note))]
     assert kinds == ["Output", "Exited"], events
+
+
+def test_pauses_keep_what_is_left_of_the_drain_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(process, "DRAIN_GRACE", 30.0)
+
+    async def scenario() -> tuple[float, list[float]]:
+        loop = asyncio.get_running_loop()
+        bus = Bus()
+        spec = ProcSpec("s", ("sh", "-c", "sleep 60 & exit 3"), pty="pipes")  # output held
+        member = Process(spec, bus, on_crash=lambda exc: None)
+        await member.start()
+        await asyncio.wait_for(asyncio.shield(member.exit_future), 30)
+        first = member._drain_deadline
+        deadlines = []
+        slow = object()
+        for _ in range(3):
+            bus.pause(slow)
+            bus.resume(slow)
+            deadlines.append(member._drain_deadline)
+        assert loop.time() < first  # (still within the grace)
+        member.signal(9)  # the held output's writer goes: EOF, and the exit is published
+        await asyncio.wait_for(member.wait_exited(), 30)
+        return first, deadlines
+
+    first, deadlines = asyncio.run(scenario())
+    assert all(abs(d - first) < 1.0 for d in deadlines), (first, deadlines)

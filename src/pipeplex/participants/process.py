@@ -99,6 +99,9 @@ class Process:
         self._exit_seen: asyncio.Future[int] | None = None
         self._done: asyncio.Future[int] | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
+        self._drain_left = DRAIN_GRACE
+        """Of the drain grace, the seconds not yet spent reading (it pauses with reading)."""
+        self._drain_deadline = 0.0
         self._held = False
         """The run has ended but a process it started still holds its output open: that
         output is read and shown (under the member's name) until EOF or the next start."""
@@ -261,6 +264,7 @@ class Process:
             if self._drain_timer is not None:  # the grace is for reading: it waits too
                 self._drain_timer.cancel()
                 self._drain_timer = None
+                self._drain_left = max(self._drain_deadline - self._loop.time(), 0.0)
 
     def resume_reading(self) -> None:
         if self._paused:
@@ -269,10 +273,12 @@ class Process:
             self._start_drain_grace()
 
     def _start_drain_grace(self) -> None:
-        """After the exit, give the output DRAIN_GRACE seconds of reading to reach EOF."""
+        """After the exit, give the output DRAIN_GRACE seconds of reading to reach EOF (in
+        all: a pause keeps what is left of them)."""
         if (self.returncode is not None and self._readers and not self._held
                 and not self._paused and self._drain_timer is None and self._loop is not None):
-            self._drain_timer = self._loop.call_later(DRAIN_GRACE, self._drain_expired)
+            self._drain_deadline = self._loop.time() + self._drain_left
+            self._drain_timer = self._loop.call_at(self._drain_deadline, self._drain_expired)
 
     def _read(self, fd: int, stream: Stream) -> bool:
         """Read what is there; True if anything (data or EOF) was."""
@@ -354,6 +360,7 @@ class Process:
         self.group_alive()
         assert self._exit_seen is not None
         self._exit_seen.set_result(returncode)
+        self._drain_left = DRAIN_GRACE
         self._start_drain_grace()
         self._maybe_done()
 
