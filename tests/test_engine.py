@@ -550,6 +550,36 @@ def test_members_whose_turn_the_stop_took_say_so() -> None:
                               "(the cast began to stop before its turn))")
 
 
+def test_a_member_waiting_for_one_that_restarts_and_gives_up_names_it(tmp_path: Path) -> None:
+    """c waits (through b) for a's next run when a gives up: its summary names a and why,
+    not "the cast began to stop before its turn"."""
+    a_gate, b_gate, runs = tmp_path / "a-gate", tmp_path / "b-gate", tmp_path / "runs"
+    os.mkfifo(a_gate)
+    os.mkfifo(b_gate)
+    a = ProcSpec("a", ("sh", "-c", f"if [ -e {runs} ]; then read x < {a_gate}; exit 3; fi; "
+                                   f"touch {runs}; echo READY; read x < {a_gate}; exit 3"),
+                 ready="READY", on_exit="restart", max_restarts=1)
+    b = ProcSpec("b", ("sh", "-c", f"read x < {b_gate}; echo ok; exec sleep 60"), ready="ok",
+                 after=("a",))
+    c = ProcSpec("c", ("sleep", "60"), after=("b",))
+
+    async def scenario() -> dict[str | None, str]:
+        engine, recorder = _engine(a, b, c, delays=[])
+        run = await _running(engine, "a")
+        mark = await _seen(engine, recorder, "b", "started")
+        await _open(a_gate)  # a's first run exits 3: it is restarted, not ready again
+        mark = await _seen(engine, recorder, "a", "started", mark)
+        await _open(b_gate)  # b is ready: c now waits for a's next run
+        await _seen(engine, recorder, "c", "waiting for a to be ready again", mark)
+        await _open(a_gate)  # a's second run exits 3: it gives up, the cast stops
+        await asyncio.wait_for(run, 30)
+        return _summaries(recorder)
+
+    summaries = asyncio.run(scenario())
+    assert summaries["c"] == ("summary: never started (waited for a, which gave up after 1 "
+                              "restart)"), summaries
+
+
 def test_members_that_never_started_say_whom_they_waited_for(tmp_path: Path) -> None:
     """A member that gives up, exits or times out before it is ready, or cannot start: the
     summary of each member that waited for it says so, on one line, naming it."""

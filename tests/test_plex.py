@@ -506,3 +506,50 @@ def test_a_reused_name_does_not_expect_what_the_old_members_leftover_held(
             return second.before
 
     assert "MARK-FROM-OLD" not in asyncio.run(scenario())
+
+
+def test_a_member_found_not_ready_is_never_announced_ready(tmp_path: Path) -> None:
+    """Its ready line comes while it is being stopped for its timeout: no Ready event, and
+    what the line would capture is not taken."""
+    late = [sys.executable, "-c",
+            "import sys, time; sys.stdin.read(); print('READY port=4242', flush=True); "
+            "time.sleep(30)"]
+
+    async def scenario() -> tuple[list[str], dict[str, str]]:
+        async with AsyncPlex(timeout=30) as plex:
+            readies: list[str] = []
+            plex.bus.subscribe(lambda e: readies.append(e.name), [pipeplex.Ready])
+            with pytest.raises(pipeplex.NotReady, match=r"w was not ready after 0\.3 s"):
+                await plex.spawn("w", late, ready=r"READY port=(?P<port>\d+)",
+                                 ready_timeout=0.3)
+            return readies, dict(plex.engine.variables)
+
+    readies, variables = asyncio.run(scenario())
+    assert readies == [] and "port" not in variables
+
+
+def test_a_name_used_again_first_stops_what_the_ended_member_left(tmp_path: Path) -> None:
+    """As before a restart: the ended member's leftovers are stopped (and it is said)
+    before the new member of that name starts."""
+    pid_file = tmp_path / "left"
+
+    async def scenario() -> tuple[list[str], int]:
+        async with AsyncPlex(timeout=30) as plex:
+            notes: list[str] = []
+            plex.bus.subscribe(lambda e: e.name == "w" and notes.append(e.text), [pipeplex.Note])
+            first = await plex.spawn(
+                "w", ["sh", "-c", f"sleep 60 >/dev/null 2>&1 & echo $! > {pid_file}; echo up"])
+            await first.expect("up")
+            await first.wait()
+            left = int(pid_file.read_text())
+            second = await plex.spawn("w", ["sh", "-c", "echo new; exec sleep 60"])
+            await second.expect("new")
+            return notes, left
+
+    notes, left = asyncio.run(scenario())
+    assert "left processes in its process group; sent them SIGTERM" in notes, notes
+    try:  # gone, or a zombie its new parent has not reaped yet
+        with open(f"/proc/{left}/stat", "rb") as f:
+            assert f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except FileNotFoundError:
+        pass

@@ -314,16 +314,20 @@ class Engine:
         """Wait until one of ``futures`` is done, or ``within`` seconds have passed."""
         await asyncio.wait(futures, timeout=within, return_when=asyncio.FIRST_COMPLETED)
 
-    def _start_supervisor(self, member: Process) -> None:
+    def _start_supervisor(self, member: Process, previous: Process | None = None) -> None:
         assert self._tg is not None
         self._supervisors[member.name] = self._tg.create_task(
-            self._supervise(member), name=f"supervise {member.name}")
+            self._supervise(member, previous), name=f"supervise {member.name}")
 
-    async def _supervise(self, member: Process) -> None:
+    async def _supervise(self, member: Process, previous: Process | None = None) -> None:
+        """Start ``member`` and keep it going by its policy; ``previous``: the ended member
+        whose name it takes, whose leftovers are stopped first, as before a restart."""
         self._supervising.add(member.name)
         self._down(member.name)
         again = False
         try:
+            if previous is not None and previous.pid is not None:
+                await self._stop_leftovers(previous)
             if await self._wait_for_dependencies(member):
                 await self._run_member(member)
             # A restart asked for while this supervisor was past taking it (ending).
@@ -353,7 +357,8 @@ class Engine:
         if self._tg is None or self._stop is None or self.stopping:
             raise PipeplexError(f"cannot add {spec.name!r}: the cast is not running")
         self.check_can_add(spec.name)
-        if spec.name in self.members:
+        previous = self.members.get(spec.name)
+        if previous is not None:
             self._forget(spec.name)
         loop = asyncio.get_running_loop()
         member = self.members[spec.name] = Process(spec, self.bus, **self._process_options)
@@ -364,7 +369,7 @@ class Engine:
         self._late_waves.append([spec.name])
         self._added.add(spec.name)
         self._busy += 1
-        self._start_supervisor(member)
+        self._start_supervisor(member, previous)
         return member
 
     def check_can_add(self, name: str) -> None:
@@ -559,15 +564,20 @@ class Engine:
             member.release_output()
             watch = None
             ready_match: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+            said: list[bool] = []  # whether its line made it ready at once
             if spec.ready:
 
-                def matched(m: object, fut: asyncio.Future[dict[str, str]] = ready_match) -> None:
+                def matched(m: object, fut: asyncio.Future[dict[str, str]] = ready_match,
+                            said: list[bool] = said) -> None:
                     if not fut.done():
                         groups: dict[str, str | None] = getattr(m, "groupdict", dict)()
                         captured = {k: v for k, v in groups.items() if v is not None}
                         fut.set_result(captured)
-                        if not spec.ready_port:  # ready now: said right after its line,
-                            self._now_ready(member, captured)  # before its exit, say
+                        if not spec.ready_port and not (member.stopping or self.stopping):
+                            # Ready now: said right after its line (before its exit, say).
+                            # A run being stopped (one found not ready, say) is not.
+                            said.append(True)
+                            self._now_ready(member, captured)
 
                 watch = LineWatch(member.name, spec.ready, matched)
             unsubscribe = self.bus.subscribe(watch, [Output, Exited]) if watch else None
@@ -610,7 +620,7 @@ class Engine:
             if self.stopping and not member.stopping:
                 await self._stop_member(member)
             try:
-                await self._wait_ready(member, ready_match)
+                await self._wait_ready(member, ready_match, said)
             finally:
                 if unsubscribe:
                     unsubscribe()
@@ -678,10 +688,12 @@ class Engine:
             del self._backoffs[name]
         return not self.stopping
 
-    async def _wait_ready(self, member: Process, matched: asyncio.Future[dict[str, str]]) -> None:
+    async def _wait_ready(self, member: Process, matched: asyncio.Future[dict[str, str]],
+                          said: list[bool]) -> None:
         """Wait for this run of the member to be ready (each run is watched, a restart's as
         the first); on failure announce it and stop the cast. Once it is ready, what it
-        captured replaces what its previous runs captured, for every start from then on."""
+        captured replaces what its previous runs captured, for every start from then on.
+        ``said``: not empty once its ready line announced it (then it is not said again)."""
         spec = member.spec
         assert self._stop is not None
         exit_seen = member.exit_future
@@ -717,7 +729,7 @@ class Engine:
                 probe.cancel()
             if not probe.done() or probe.cancelled() or probe.exception() is not None:
                 return await self._not_ready(member, waiting_for)
-        if spec.ready_port or not spec.ready:  # (else it was when its line matched)
+        if not said:  # (else it was, when its line matched)
             self._now_ready(member, captured)
         ready = self._ready[member.name]
         if not ready.done():
@@ -773,7 +785,9 @@ class Engine:
             down = sorted(dep for dep in self._dependencies(member.name)
                           if dep in self._up and not self._up[dep].done())
             if not down:
+                self.outcomes.waiting_for.pop(member.name, None)
                 return True
+            self.outcomes.waiting_for[member.name] = down[0]  # (its summary names it)
             if not announced:
                 announced = True
                 self._announce(member, f"waiting for {', '.join(down)} to be ready again")
