@@ -62,3 +62,37 @@ def test_pauses_keep_what_is_left_of_the_drain_grace(monkeypatch: pytest.MonkeyP
 
     first, deadlines = asyncio.run(scenario())
     assert all(abs(d - first) < 1.0 for d in deadlines), (first, deadlines)
+
+
+def test_a_run_that_ended_during_a_pause_does_not_leave_the_next_one_paused() -> None:
+    """Run 1 closed its output, then exited while the bus was paused; the bus resumed.
+    Run 2 is read as usual: its prompt (no newline) shows after the quiet time."""
+
+    async def scenario() -> list[Event]:
+        bus = Bus()
+        events: list[Event] = []
+        bus.subscribe(events.append)
+        quiet = ProcSpec("m", ("sh", "-c", "exec >&- 2>&-; read x"), pty="pipes")
+        member = Process(quiet, bus, on_crash=lambda exc: None)
+        await member.start()
+        for _ in range(10000):  # loop passes until its closed output was read (EOF)
+            if not member._readers:
+                break
+            await asyncio.sleep(0)
+        slow = object()
+        bus.pause(slow)
+        member.close_input()  # it ends while nothing is read
+        await asyncio.wait_for(member.wait_exited(), 30)
+        bus.resume(slow)
+        member.spec = ProcSpec("m", ("sh", "-c", "printf 'prompt> '; exec sleep 60"),
+                               pty="pipes")
+        await member.start()
+        shown: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        bus.subscribe(lambda e: shown.done() or shown.set_result(None), [Output])
+        await asyncio.wait_for(shown, 30)  # (within the quiet time, not at the end)
+        member.signal(9)
+        await asyncio.wait_for(member.wait_exited(), 30)
+        return events
+
+    outputs = [e for e in asyncio.run(scenario()) if isinstance(e, Output)]
+    assert outputs[0].data == b"prompt> " and outputs[0].partial

@@ -187,6 +187,7 @@ class Process:
         self._bus.publish(Started(self.name, self.pid, tuple(argv)))
         self._pidfd = os.pidfd_open(self.pid)
         loop.add_reader(self._pidfd, self._guard(self._on_pidfd))
+        self._paused = False  # (a run that ended during a pause was never resumed)
         self._bus.add_source(self)
         if not self._bus.paused:
             self._add_readers()
