@@ -421,6 +421,37 @@ def test_a_flood_of_connections_leaves_descriptors_for_starting_members(run_dir:
         assert status(run_dir)["members"][0]["state"] == "running"
 
 
+def test_one_client_past_the_limit_is_the_only_one_refused(run_dir: Path) -> None:
+    """513 clients connect at once: the first 512 are served, the last is told busy
+    (the limit is applied in the order of arrival, not after everyone arrived)."""
+    from pipeplex.inputs.control import MAX_CONNECTIONS
+
+    with cats(run_dir, "c"):
+        socks = []
+        try:
+            for _ in range(MAX_CONNECTIONS + 1):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(str(run_dir / "control.sock"))  # (blocking: waits in the backlog)
+                sock.settimeout(DEADLINE)
+                socks.append(sock)
+            for sock in socks:
+                sock.sendall(b'{"op": "ping"}\n')
+            answers = []
+            for sock in socks:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                answers.append(json.loads(data))
+        finally:
+            for sock in socks:
+                sock.close()
+    assert [a.get("error") for a in answers].count("busy") == 1
+    assert answers[-1]["error"] == "busy"
+
+
 def test_fifty_clients_sending_at_once(run_dir: Path) -> None:
     """50 threads, each on its own connection: all 1000 lines arrive whole, in order each."""
     with cats(run_dir, "c", extra=("--pty", "false")) as plex:

@@ -184,7 +184,10 @@ class ControlServer:
             out_of_fds = False
             conn.setblocking(False)
             self._connections += 1
-            tg.create_task(self._client(conn), name="control client")
+            # Decided now, in the order of arrival: when many connect at once, the first
+            # MAX_CONNECTIONS are served, not refused for those accepted after them.
+            busy = self._connections > MAX_CONNECTIONS
+            tg.create_task(self._client(conn, busy), name="control client")
 
     async def finish(self, status: int) -> None:
         """The run has ended: stop accepting, give attach clients their last events and end."""
@@ -197,7 +200,7 @@ class ControlServer:
             async with asyncio.timeout(END_GRACE):
                 await self._no_subscribers.wait()
 
-    async def _client(self, conn: socket.socket) -> None:
+    async def _client(self, conn: socket.socket, busy: bool) -> None:
         stream: asyncio.StreamWriter | None = None
         try:
             pid, uid = _peer(conn)
@@ -214,7 +217,7 @@ class ControlServer:
                 ).answer)
                 await _linger(reader, stream)
                 return
-            if self._connections > MAX_CONNECTIONS:
+            if busy:
                 await _answer(stream, _Refused(
                     "busy", f"too many control connections (more than {MAX_CONNECTIONS}); "
                     "try again when some have closed").answer)
