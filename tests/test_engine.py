@@ -382,14 +382,18 @@ def _gated_cast(tmp_path: Path) -> tuple[ProcSpec, ProcSpec, Path, Path]:
 
 
 async def _seen(engine: Engine, recorder: Recorder, name: str, what: str, after: int = 0) -> int:
-    """Wait until member ``name`` has a Started event (``what == "started"``) or a note
-    holding ``what``, past the first ``after`` events; the count of events by then."""
+    """Wait until member ``name`` has a Started or Exited event (``what`` "started",
+    "exited"), output
+    holding what follows "| " (``what == "| text"``), or a note holding ``what``, past the
+    first ``after`` events; the count of events by then."""
 
     def fits(e: Event) -> bool:
         if e.name != name:
             return False
-        if what == "started":
-            return isinstance(e, Started)
+        if what in ("started", "exited"):
+            return isinstance(e, Started if what == "started" else Exited)
+        if what.startswith("| "):
+            return isinstance(e, Output) and what[2:].encode() in e.data
         return isinstance(e, Note) and what in e.text
 
     seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -578,6 +582,70 @@ def test_a_member_waiting_for_one_that_restarts_and_gives_up_names_it(tmp_path: 
     summaries = asyncio.run(scenario())
     assert summaries["c"] == ("summary: never started (waited for a, which gave up after 1 "
                               "restart)"), summaries
+
+
+def test_a_run_being_stopped_for_a_restart_is_not_made_ready(tmp_path: Path) -> None:
+    """Its ready line comes while a restart stops it (it ignores SIGTERM): that run is
+    not ready, its value is not taken, and the member after it waits for the next run."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    srv = ProcSpec("srv", ("sh", "-c", f"trap '' TERM; echo armed; read x < {gate}; "
+                                       "echo port $$; exec sleep 60"), ready=r"port (?P<port>\d+)")
+    cli = ProcSpec("cli", ("echo", "{port}"), after=("srv",), on_exit="ignore")
+
+    async def scenario() -> tuple[list[Event], list[Event]]:
+        engine, recorder = _engine(srv, cli)
+        run = asyncio.ensure_future(engine.run())
+        mark = await _seen(engine, recorder, "srv", "| armed")  # it ignores SIGTERM now
+        restart = asyncio.ensure_future(engine.restart("srv"))
+        mark = await _seen(engine, recorder, "srv", "sent SIGTERM", mark)
+        await _open(gate)  # run 1 says its port while it is being stopped
+        await _seen(engine, recorder, "srv", "started", mark)  # run 2 (after SIGKILL)
+        await _open(gate)
+        await asyncio.wait_for(restart, 30)
+        await _seen(engine, recorder, "cli", "started")
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        started = [e for e in recorder.events if isinstance(e, Started)]
+        return [e for e in recorder.events if isinstance(e, Ready)], started
+
+    readies, started = asyncio.run(scenario())
+    srv_pids = [e.pid for e in started if e.name == "srv"]
+    assert len(srv_pids) == 2
+    assert [(e.name, e.variables) for e in readies] == [("srv", (("port", str(srv_pids[1])),))]
+    assert [e.argv for e in started if e.name == "cli"] == [("echo", str(srv_pids[1]))]
+
+
+def test_a_restart_of_an_added_member_found_not_ready_is_refused() -> None:
+    """The restart comes while the member is stopped for its ready timeout: it does not
+    bring it back (its name is free again for a new member), and it says why."""
+    stubborn = ProcSpec("x", ("sh", "-c", "trap '' TERM; echo up; exec sleep 60"),
+                        ready="never", ready_timeout=0.3, on_exit="ignore")
+
+    async def scenario() -> tuple[str, str]:
+        engine, recorder = _engine(ProcSpec("keep", ("sleep", "60")))
+        run = asyncio.ensure_future(engine.run())
+        await engine.wait_began()
+        engine.add(stubborn)
+        try:
+            await asyncio.wait_for(engine.wait_ready("x"), 30)
+        except PipeplexError as exc:
+            failed = str(exc)
+        await _seen(engine, recorder, "x", "closed its stdin")  # its stop has begun
+        try:
+            await asyncio.wait_for(engine.restart("x"), 30)
+            refused = "restarted"
+        except PipeplexError as exc:
+            refused = str(exc)
+        await _seen(engine, recorder, "x", "exited")
+        engine.check_can_add("x")  # free again
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return failed, refused
+
+    failed, refused = asyncio.run(scenario())
+    assert "x was not ready after 0.3 s" in failed
+    assert refused == "x did not start again: it failed to start or to get ready", refused
 
 
 def test_members_that_never_started_say_whom_they_waited_for(tmp_path: Path) -> None:

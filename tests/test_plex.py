@@ -553,3 +553,57 @@ def test_a_name_used_again_first_stops_what_the_ended_member_left(tmp_path: Path
             assert f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
     except FileNotFoundError:
         pass
+
+
+def test_a_member_that_waited_for_a_failed_one_names_it_after_the_name_is_reused(
+    tmp_path: Path,
+) -> None:
+    """y waited for x, which was not ready; x is spawned again, fine: y's summary still
+    says why it never started (the old x), not that the stop came first."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.x]\ncmd = "sleep 60"\nready = "never"\nready_timeout = 0.3\n'
+                    '[procs.y]\ncmd = "sleep 60"\nafter = ["x"]\n')
+
+    async def scenario() -> list[str]:
+        notes: list[str] = []
+        async with AsyncPlex(timeout=30) as plex:
+            plex.bus.subscribe(lambda e: e.name == "y" and notes.append(e.text), [pipeplex.Note])
+            with pytest.raises(pipeplex.NotReady):
+                await plex.load(cast)
+            await plex.spawn("x", ["sh", "-c", "echo again; exec sleep 60"])
+        return notes
+
+    notes = asyncio.run(scenario())
+    assert "summary: never started (waited for x, which was not ready after 0.3 s)" in notes, notes
+
+
+def test_a_reused_names_old_leftovers_are_stopped_before_their_output_is_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ended member's leftover says goodbye on SIGTERM: that line is shown (under the
+    name, before the new member starts), as when a restart stops leftovers."""
+    from pipeplex.participants import process
+
+    monkeypatch.setattr(process, "DRAIN_GRACE", 0.0)  # its output is held at once
+    leftover = ("sh -c 'trap \"echo bye-from-leftover; exit 0\" TERM; echo armed; "
+                "while :; do sleep 0.1; done' & echo up")
+
+    async def scenario() -> list[tuple[str, str]]:
+        seen: list[tuple[str, str]] = []
+        async with AsyncPlex(timeout=30) as plex:
+            plex.bus.subscribe(
+                lambda e: e.name == "w" and seen.append(
+                    (type(e).__name__, e.data.decode() if isinstance(e, pipeplex.Output) else "")),
+                [pipeplex.Output, pipeplex.Started])
+            armed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            plex.bus.subscribe(lambda e: b"armed" in e.data and not armed.done()
+                               and armed.set_result(None), [pipeplex.Output])
+            first = await plex.spawn("w", ["sh", "-c", leftover], pty=False)
+            await first.wait()
+            await asyncio.wait_for(armed, 30)  # its trap is set
+            await plex.spawn("w", ["sh", "-c", "echo new; exec sleep 60"])
+        return seen
+
+    seen = asyncio.run(scenario())
+    bye = seen.index(("Output", "bye-from-leftover\n"))
+    assert bye < [i for i, (kind, _) in enumerate(seen) if kind == "Started"][1], seen

@@ -185,6 +185,9 @@ class Engine:
             else:
                 why = f"it waits for {', '.join(member.spec.after) or 'its turn'}"
             raise PipeplexError(f"{name} has not started yet ({why})")
+        if name in self._added and self._failed_to_start(name):
+            # Its spawn failed (NotReady, SpawnError) and its name is free for a new one.
+            raise PipeplexError(f"{name} did not start again: it failed to start or to get ready")
         restarted = self._restarted.get(name)
         if restarted is None or restarted.done():
             restarted = self._restarted[name] = asyncio.get_running_loop().create_future()
@@ -330,8 +333,10 @@ class Engine:
                 await self._stop_leftovers(previous)
             if await self._wait_for_dependencies(member):
                 await self._run_member(member)
-            # A restart asked for while this supervisor was past taking it (ending).
-            again = member.name in self._restart_requested and not self.stopping
+            # A restart asked for while this supervisor was past taking it (ending); not
+            # for an added member that failed to get ready (its name is free again).
+            again = (member.name in self._restart_requested and not self.stopping
+                     and not self._failed_to_start(member.name))
         finally:
             self._supervising.discard(member.name)
             if again:
@@ -340,6 +345,13 @@ class Engine:
                 self._start_supervisor(member)
             else:
                 self._set_up(member.name)  # nothing more will come of it: nobody waits
+                self._restart_requested.discard(member.name)
+                asked = self._restarted.pop(member.name, None)
+                if asked is not None and not asked.done():  # a restart it will not have
+                    why = ("it failed to start or to get ready"
+                           if self._failed_to_start(member.name) else "the cast is stopping")
+                    asked.set_exception(PipeplexError(f"{member.name} did not start again: {why}"))
+                    asked.exception()  # (retrieved: its callers may have gone)
             self.release()
 
     def add(self, spec: ProcSpec) -> Process:
@@ -430,6 +442,13 @@ class Engine:
                 await asyncio.wait([supervisor])
         ready.result()
         return True
+
+    async def stop_leftovers(self, name: str) -> None:
+        """Stop what the ended member ``name`` left in its process group (announced, with
+        the usual escalation), as before a restart: before its name is used again."""
+        member = self.members.get(name)
+        if member is not None and member.pid is not None and not member.running:
+            await self._stop_leftovers(member)
 
     async def wait_began(self) -> None:
         """Wait until :meth:`run` has begun (members may still be starting)."""
@@ -729,6 +748,8 @@ class Engine:
                 probe.cancel()
             if not probe.done() or probe.cancelled() or probe.exception() is not None:
                 return await self._not_ready(member, waiting_for)
+        if member.stopping:
+            return  # a run being stopped (a restart's, say) is not the one to wait for
         if not said:  # (else it was, when its line matched)
             self._now_ready(member, captured)
         ready = self._ready[member.name]

@@ -48,9 +48,12 @@ class Outcomes:
         """Per member whose program could not be started, the reason (for its summary)."""
 
     def forget(self, name: str) -> None:
-        """A name used again: what was recorded about its ended member goes."""
-        for table in (self.waiting_for, self.why_failed, self.cannot_start):
+        """A name used again: what was recorded about its ended member goes, except how it
+        failed while members that waited for it still need to say so."""
+        for table in (self.waiting_for, self.cannot_start):
             table.pop(name, None)
+        if name not in self.waiting_for.values():
+            self.why_failed.pop(name, None)
 
     def why_not_ready(self, name: str, seen: frozenset[str] = frozenset()) -> str:
         """Why member ``name``, which others waited for, never got ready, as a clause:

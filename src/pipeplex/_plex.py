@@ -492,6 +492,8 @@ class AsyncPlex:
         )
         check_fields(spec)  # a bad ready pattern or ready_timeout, as in a cast
         check_commands(CastSpec((spec,)))
+        self._check_can_add(name)
+        await self.engine.stop_leftovers(name)  # an ended member's, before its name is reused
         member = self._add(spec)
         try:
             if not await self.engine.wait_ready(name):
@@ -529,6 +531,8 @@ class AsyncPlex:
         check_commands(scenario.cast)
         for spec in scenario.cast.procs:  # all or nothing: no member added if one cannot be
             self._check_can_add(spec.name)
+        for spec in scenario.cast.procs:
+            await self.engine.stop_leftovers(spec.name)
         for spec in scenario.cast.procs:
             self._add(spec)
         for spec in scenario.cast.procs:
