@@ -648,6 +648,36 @@ def test_a_restart_of_an_added_member_found_not_ready_is_refused() -> None:
     assert refused == "x did not start again: it failed to start or to get ready", refused
 
 
+def test_a_member_that_cannot_start_again_before_it_was_ever_ready_stops_the_cast(
+    tmp_path: Path,
+) -> None:
+    """on_exit = ignore lets a member stay down after a failed restart, but not one that was
+    never ready: members after it would wait for it for ever."""
+    program = tmp_path / "db"
+    program.write_text("#!/bin/sh\necho booting\nexec sleep 60\n")
+    program.chmod(0o755)
+    db = ProcSpec("db", (str(program),), ready="accepting", on_exit="ignore")
+    api = ProcSpec("api", ("sleep", "60"), after=("db",))
+
+    async def scenario() -> tuple[int, str, dict[str | None, str]]:
+        engine, recorder = _engine(db, api)
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "db", "| booting")
+        program.unlink()
+        try:
+            await asyncio.wait_for(engine.restart("db"), 30)
+            error = ""
+        except PipeplexError as exc:
+            error = str(exc)
+        status = await asyncio.wait_for(run, 30)
+        return status, error, _summaries(recorder)
+
+    status, error, summaries = asyncio.run(scenario())
+    assert "cannot start" in error and status == 127
+    assert summaries["api"] == "summary: never started (waited for db, which could not be " \
+        "started)", summaries
+
+
 def test_members_that_never_started_say_whom_they_waited_for(tmp_path: Path) -> None:
     """A member that gives up, exits or times out before it is ready, or cannot start: the
     summary of each member that waited for it says so, on one line, naming it."""

@@ -607,3 +607,69 @@ def test_a_reused_names_old_leftovers_are_stopped_before_their_output_is_let_go(
     seen = asyncio.run(scenario())
     bye = seen.index(("Output", "bye-from-leftover\n"))
     assert bye < [i for i, (kind, _) in enumerate(seen) if kind == "Started"][1], seen
+
+
+def test_two_spawns_reusing_a_name_at_once_wait_for_the_same_leftovers(tmp_path: Path) -> None:
+    """Both wait for the one stop of the ended member's leftovers (its last words shown);
+    then one gets the name and the other is told it is taken."""
+    leftover = ("sh -c 'trap \"sleep 0.3; echo last-words; exit 0\" TERM; echo armed; "
+                "while :; do sleep 0.1; done' & echo up")
+
+    async def scenario() -> tuple[list[tuple[str, str]], list[object]]:
+        seen: list[tuple[str, str]] = []
+        async with AsyncPlex(timeout=30) as plex:
+            armed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            plex.bus.subscribe(lambda e: b"armed" in e.data and not armed.done()
+                               and armed.set_result(None), [pipeplex.Output])
+            plex.bus.subscribe(
+                lambda e: e.name == "a" and seen.append(
+                    (type(e).__name__, e.data.decode() if isinstance(e, pipeplex.Output) else "")),
+                [pipeplex.Output, pipeplex.Started])
+            first = await plex.spawn("a", ["sh", "-c", leftover], pty=False)
+            await first.wait()
+            await asyncio.wait_for(armed, 30)
+            results = await asyncio.gather(
+                plex.spawn("a", ["sh", "-c", "echo new; exec sleep 60"]),
+                plex.spawn("a", ["sh", "-c", "echo newer; exec sleep 60"]),
+                return_exceptions=True)
+        return seen, list(results)
+
+    seen, results = asyncio.run(scenario())
+    assert sum(isinstance(r, pipeplex.PipeplexError) for r in results) == 1, results
+    last = seen.index(("Output", "last-words\n"))
+    starts = [i for i, (kind, _) in enumerate(seen) if kind == "Started"]
+    assert len(starts) == 2 and last < starts[1], seen
+
+
+def test_a_new_member_of_a_reused_name_is_not_blamed_for_the_old_ones_failure(
+    tmp_path: Path,
+) -> None:
+    """b waited for the first a (not ready); c waits for the second a when the plex closes:
+    each summary tells its own a."""
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text('[procs.a]\ncmd = "sleep 60"\nready = "never"\nready_timeout = 0.3\n'
+                     '[procs.b]\ncmd = "sleep 60"\nafter = ["a"]\n')
+    second.write_text('[procs.a]\ncmd = "sleep 60"\nready = "never"\nready_timeout = 30\n'
+                      '[procs.c]\ncmd = "sleep 60"\nafter = ["a"]\n')
+
+    async def scenario() -> dict[str, str]:
+        summaries: dict[str, str] = {}
+        async with AsyncPlex(timeout=30) as plex:
+            plex.bus.subscribe(lambda e: e.text.startswith("summary: ") and summaries.update(
+                {e.name: e.text}), [pipeplex.Note])
+            with pytest.raises(pipeplex.NotReady):
+                await plex.load(first)
+            loading = asyncio.ensure_future(plex.load(second))
+            started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            plex.bus.subscribe(lambda e: e.name == "a" and not started.done()
+                               and started.set_result(None), [pipeplex.Started])
+            await asyncio.wait_for(started, 30)
+        with pytest.raises(pipeplex.PipeplexError):
+            await loading
+        return summaries
+
+    summaries = asyncio.run(scenario())
+    assert summaries["b"] == "summary: never started (waited for a, which was not ready after " \
+        "0.3 s)", summaries
+    assert summaries["c"] == "summary: never started (waited for a, which was not ready when " \
+        "the cast stopped)", summaries

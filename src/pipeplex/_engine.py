@@ -115,8 +115,9 @@ class Engine:
                                  self.restarts)
         """Who waited for whom, who failed and why: what the summaries are made of."""
         self._began = asyncio.Event()
-        self._swept: set[int] = set()
-        """Pids whose leftover processes were stopped: each incarnation once."""
+        self._sweeps: dict[int, asyncio.Future[None]] = {}
+        """Per pid whose leftover processes are being stopped (pending) or were (done): each
+        incarnation once, and whoever else needs them gone waits for that one stop."""
         self.stdin_grace = stdin_grace
 
     @property
@@ -618,8 +619,9 @@ class Engine:
                 if member.name in self._added:
                     self._fail_start(member.name, exc)
                     return
-                if restarting and spec.on_exit == "ignore":
+                if restarting and spec.on_exit == "ignore" and self._ready[member.name].done():
                     return  # it stays down and the cast goes on; its summary says why
+                # (Never ready yet: members after it would wait for it for ever.)
                 self.record_failure(member.name, 127, str(exc))
                 self.request_stop("stopping the cast")
                 return
@@ -748,7 +750,7 @@ class Engine:
                 probe.cancel()
             if not probe.done() or probe.cancelled() or probe.exception() is not None:
                 return await self._not_ready(member, waiting_for)
-        if member.stopping:
+        if member.stopping and not said:
             return  # a run being stopped (a restart's, say) is not the one to wait for
         if not said:  # (else it was, when its line matched)
             self._now_ready(member, captured)
@@ -917,9 +919,25 @@ class Engine:
         ``killed``: the group got SIGKILL with the member (whatever is left is on its way out).
         """
         assert self._force is not None and member.pid is not None
-        if member.pid in self._swept or not member.has_leftovers():
+        pid = member.pid
+        while (sweep := self._sweeps.get(pid)) is not None:
+            if sweep.done():
+                return  # stopped already
+            await asyncio.shield(sweep)  # another caller is stopping them: wait for it
+        if not member.has_leftovers():
             return
-        self._swept.add(member.pid)
+        sweep = self._sweeps[pid] = asyncio.get_running_loop().create_future()
+        try:
+            await self._sweep(member, termed_at=termed_at, killed=killed)
+        except BaseException:
+            del self._sweeps[pid]  # not finished (cancelled): the next caller does it
+            raise
+        finally:
+            sweep.set_result(None)
+
+    async def _sweep(self, member: Process, *, termed_at: float | None,
+                     killed: bool) -> None:
+        assert self._force is not None and member.pid is not None
         if killed:
             await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
             return

@@ -46,14 +46,20 @@ class Outcomes:
         a member that waited for it gives it: "which gave up after 5 restarts"."""
         self.cannot_start: dict[str, str] = {}
         """Per member whose program could not be started, the reason (for its summary)."""
+        self._settled: dict[str, str] = {}
+        """Per member that waited for one whose name was then used again, what it waited
+        for and why that never got ready, as it stood then: "waited for x, which ..."."""
 
     def forget(self, name: str) -> None:
-        """A name used again: what was recorded about its ended member goes, except how it
-        failed while members that waited for it still need to say so."""
-        for table in (self.waiting_for, self.cannot_start):
+        """A name used again: what was recorded about its ended member goes. Members that
+        waited for it keep, for their summaries, why it never got ready (the new member
+        of that name is another story)."""
+        for waiter, dep in list(self.waiting_for.items()):
+            if dep == name and waiter != name and self._members[waiter].pid is None:
+                self._settled[waiter] = f"waited for {name}, {self.why_not_ready(name)}"
+                del self.waiting_for[waiter]
+        for table in (self.waiting_for, self.why_failed, self.cannot_start, self._settled):
             table.pop(name, None)
-        if name not in self.waiting_for.values():
-            self.why_failed.pop(name, None)
 
     def why_not_ready(self, name: str, seen: frozenset[str] = frozenset()) -> str:
         """Why member ``name``, which others waited for, never got ready, as a clause:
@@ -62,6 +68,8 @@ class Outcomes:
             return self.why_failed[name]
         member = self._members[name]
         if member.pid is None:
+            if name in self._settled:
+                return f"which {self._settled[name]}"
             if name in self.cannot_start:
                 return "which could not be started"
             dep = self.waiting_for.get(name)
@@ -108,6 +116,8 @@ class Outcomes:
 
     def _never_started(self, member: Process) -> str:
         name = member.name
+        if name in self._settled:
+            return f"never started ({self._settled[name]})"
         if name in self.cannot_start:
             return f"never started (cannot start: {self.cannot_start[name]})"
         dep = self.waiting_for.get(name)
