@@ -165,13 +165,11 @@ def test_a_restart_that_the_stop_cuts_short_says_so() -> None:
     member = ProcSpec("m", ("sleep", "60"))
 
     async def scenario() -> str:
-        engine, _ = _engine(member)
-        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        engine.bus.subscribe(lambda e: started.done() or started.set_result(None), [Started])
+        engine, recorder = _engine(member)
         run = asyncio.ensure_future(engine.run())
-        await asyncio.wait_for(started, 30)
+        mark = await _seen(engine, recorder, "m", "started")
         restart = asyncio.ensure_future(engine.restart("m"))
-        await asyncio.sleep(0)  # the restart has begun: its stop is under way
+        await _seen(engine, recorder, "m", "sent SIGTERM", mark)  # its stop is under way
         engine.request_stop()
         try:
             await asyncio.wait_for(restart, 30)
@@ -353,9 +351,7 @@ def test_a_restarted_member_is_not_made_ready_by_what_the_last_runs_leftover_wro
         await asyncio.wait_for(written, 30)  # the leftover wrote its READY-old line
         loop.remove_reader(told)
         os.close(told)
-        await asyncio.wait_for(engine.restart("m"), 30)
-        for _ in range(5):
-            await asyncio.sleep(0)  # loop passes in which a wrong match would be made ready
+        await asyncio.wait_for(engine.restart("m"), 30)  # (a wrong match: made ready by now)
         engine.bus.resume(slow)
         engine.request_stop()
         await asyncio.wait_for(run, 30)
@@ -450,7 +446,7 @@ def test_a_restart_request_met_while_waiting_for_a_dependency_is_not_kept(
         await _open(b_gate)
         mark = await _seen(engine, recorder, "b", "waiting for a to be ready again", mark)
         restart_b = asyncio.ensure_future(engine.restart("b"))
-        await asyncio.sleep(0)  # (a loop pass: the request is in)
+        mark = await _seen(engine, recorder, "b", "restarting on request", mark)
         await _open(a_gate)  # a is ready again: b starts, meeting the request
         await asyncio.wait_for(asyncio.gather(restart_a, restart_b), 30)
         mark = await _seen(engine, recorder, "b", "started", mark)

@@ -513,7 +513,7 @@ def test_a_member_found_not_ready_is_never_announced_ready(tmp_path: Path) -> No
     what the line would capture is not taken."""
     late = [sys.executable, "-c",
             "import sys, time; sys.stdin.read(); print('READY port=4242', flush=True); "
-            "time.sleep(30)"]
+            "import signal; signal.pause()"]
 
     async def scenario() -> tuple[list[str], dict[str, str]]:
         async with AsyncPlex(timeout=30) as plex:

@@ -25,8 +25,6 @@ def test_the_drain_grace_waits_while_reading_is_paused() -> None:
         bus.pause(slow)  # a sink that cannot keep up, from before the start
         await member.start()
         await asyncio.wait_for(asyncio.shield(member.exit_future), 30)
-        for _ in range(5):
-            await asyncio.sleep(0)  # loop passes
         assert member._drain_timer is None  # the grace is not running while nothing is read
         assert not any(isinstance(e, (Exited, Note)) for e in events), events
         bus.resume(slow)
@@ -74,11 +72,17 @@ def test_a_run_that_ended_during_a_pause_does_not_leave_the_next_one_paused() ->
         bus.subscribe(events.append)
         quiet = ProcSpec("m", ("sh", "-c", "exec >&- 2>&-; read x"), pty="pipes")
         member = Process(quiet, bus, on_crash=lambda exc: None)
+        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        close_reader = member._close_reader
+
+        def on_close(fd: int) -> None:  # (told when its closed output's EOF was read)
+            close_reader(fd)
+            if not member._readers and not closed.done():
+                closed.set_result(None)
+
+        member._close_reader = on_close  # type: ignore[method-assign]
         await member.start()
-        for _ in range(10000):  # loop passes until its closed output was read (EOF)
-            if not member._readers:
-                break
-            await asyncio.sleep(0)
+        await asyncio.wait_for(closed, 30)
         slow = object()
         bus.pause(slow)
         member.close_input()  # it ends while nothing is read
