@@ -1,10 +1,10 @@
 """The engine: starts the cast in order, watches it, and stops it the same way every time.
 
-One asyncio TaskGroup owns a supervisor task per member and the stopper; nothing runs
-outside it, so an error anywhere reaches :meth:`Engine.run`. Members start in waves
-(``after`` dependencies, each waiting for its dependencies to be *ready*), and stop in
-the reverse waves: close stdin, SIGTERM to the process group, a grace period, SIGKILL,
-every step announced on the bus.
+One asyncio TaskGroup owns a supervisor task per member and the task that stops the
+cast; nothing runs outside it, so an error anywhere reaches :meth:`Engine.run`. Members
+start in waves (``after`` dependencies, each waiting for its dependencies to be *ready*),
+and stop in the reverse waves, each member as :class:`~._stopping.Stopper` does it: close
+stdin, SIGTERM to the process group, a grace period, SIGKILL, every step announced.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from ._outcomes import Outcomes
 from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
+from ._stopping import Stopper, first
 from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand
 from .errors import NotReady, PipeplexError, SpawnError
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
-from .participants._group import wait_group_gone
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure")
 
@@ -34,8 +34,6 @@ BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 RESTART_RESET = 10.0
 """A member that ran this long before exiting starts its restart count afresh."""
-LEFTOVER_KILL_WAIT = 1.0
-"""How long processes left in a group may take to die of SIGKILL before we go on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +62,7 @@ class Engine:
     ) -> None:
         self.cast = cast
         self.bus = bus
-        self.grace = grace
+        self.stopper = Stopper(bus, grace=grace, stdin_grace=stdin_grace)
         self._sleep = sleep
         self._process_options: dict[str, Any] = {
             "on_crash": self.crash, "columns": columns, "env_overrides": env_overrides,
@@ -83,7 +81,6 @@ class Engine:
         self.recent = RecentOutput()
         bus.subscribe(self.recent, [Output])
         self._stop: asyncio.Future[str | None] | None = None
-        self._force: asyncio.Future[None] | None = None
         self._crash: asyncio.Future[None] | None = None
         self._ready: dict[str, asyncio.Future[None]] = {}
         """Per member, its first readiness: what its dependents' first start waits for."""
@@ -115,10 +112,6 @@ class Engine:
                                  self.restarts)
         """Who waited for whom, who failed and why: what the summaries are made of."""
         self._began = asyncio.Event()
-        self._sweeps: dict[int, asyncio.Future[None]] = {}
-        """Per pid whose leftover processes are being stopped (pending) or were (done): each
-        incarnation once, and whoever else needs them gone waits for that one stop."""
-        self.stdin_grace = stdin_grace
 
     @property
     def stopping(self) -> bool:
@@ -156,10 +149,9 @@ class Engine:
     def force_stop(self) -> None:
         """Skip the remaining grace periods: SIGKILL whatever still runs."""
         self.request_stop()
-        if self._force is not None and not self._force.done():
+        if self.stopper.skip_grace():
             self.bus.publish(Note("skipping the grace period: SIGKILL to every member",
                                   level="warning"))
-            self._force.set_result(None)
 
     async def restart(self, name: str) -> int:
         """Stop member ``name`` (the usual escalation) and start it again.
@@ -195,7 +187,7 @@ class Engine:
             self.bus.publish(Note("restarting on request", name=name))
             if member.running:
                 self._restart_requested.add(name)
-                await self._stop_member(member)
+                await self.stopper.stop(member)
             elif name in self._supervising:
                 # It has exited and its supervisor is not done with it (its output still
                 # drains, or it waits out a restart's backoff): that supervisor starts it
@@ -209,7 +201,7 @@ class Engine:
                 self._start_supervisor(member)
         # else: a restart is under way and its new instance starts after this request too:
         # requests that come together make one restart, never instances side by side.
-        await self._first(restarted, self._stop)
+        await first(restarted, self._stop)
         if not restarted.done():
             raise PipeplexError(f"{name} did not start again: the cast is stopping")
         return restarted.result()  # SpawnError: the new instance could not start
@@ -234,7 +226,7 @@ class Engine:
             raise PipeplexError(f"{name} starts after {blocked_by}, which has autostart = "
                                 f"false and was not started: start {blocked_by} first")
         assert self._stop is not None
-        await self._first(self._ready[name], self._stop)
+        await first(self._ready[name], self._stop)
         if not self._ready[name].done():
             raise PipeplexError(f"{name} did not become ready (the cast is stopping)")
         self._ready[name].result()  # raises why an added member did not get ready
@@ -264,7 +256,7 @@ class Engine:
         """Start every member, run until the cast ends, and return the exit status."""
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
-        self._force = loop.create_future()
+        self.stopper.begin()
         self._crash = loop.create_future()
         self._all_done = loop.create_future()
         # Filled in place: the outcomes share these mappings.
@@ -284,9 +276,9 @@ class Engine:
                 self._tg = tg
                 for member in self.members.values():
                     self._start_supervisor(member)
-                stopper = tg.create_task(self._stopper(), name="stopper")
+                stopping = tg.create_task(self._stop_cast(), name="stop the cast")
                 crash_watch = tg.create_task(self._watch_crash(), name="crash watch")
-                await stopper
+                await stopping
                 crash_watch.cancel()
         except BaseException:
             self._kill_everything()
@@ -314,10 +306,6 @@ class Engine:
         self.failures.append(Failure(name, status, reason))
 
 
-    async def _first(self, *futures: asyncio.Future[Any], within: float | None = None) -> None:
-        """Wait until one of ``futures`` is done, or ``within`` seconds have passed."""
-        await asyncio.wait(futures, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-
     def _start_supervisor(self, member: Process, previous: Process | None = None) -> None:
         assert self._tg is not None
         self._supervisors[member.name] = self._tg.create_task(
@@ -331,7 +319,7 @@ class Engine:
         again = False
         try:
             if previous is not None and previous.pid is not None:
-                await self._stop_leftovers(previous)
+                await self.stopper.stop_leftovers(previous)
             if await self._wait_for_dependencies(member):
                 await self._run_member(member)
             # A restart asked for while this supervisor was past taking it (ending); not
@@ -432,7 +420,7 @@ class Engine:
         """
         assert self._stop is not None
         ready = self._ready[name]
-        await self._first(ready, self._stop)
+        await first(ready, self._stop)
         if not ready.done():
             return False
         if ready.exception() is not None:
@@ -449,7 +437,7 @@ class Engine:
         the usual escalation), as before a restart: before its name is used again."""
         member = self.members.get(name)
         if member is not None and member.pid is not None and not member.running:
-            await self._stop_leftovers(member)
+            await self.stopper.stop_leftovers(member)
 
     async def wait_began(self) -> None:
         """Wait until :meth:`run` has begun (members may still be starting)."""
@@ -466,7 +454,7 @@ class Engine:
         assert self._stop is not None
         for name, member in self.members.items():
             if member.spec.autostart and self._unrequested(name) is None:
-                await self._first(self._ready[name], self._stop)
+                await first(self._ready[name], self._stop)
             if self.stopping:
                 return False
         return True
@@ -489,7 +477,7 @@ class Engine:
         if requested is not None:
             # Waiting to be asked does not keep the cast alive.
             self.release()
-            await self._first(requested, self._stop)
+            await first(requested, self._stop)
             self.hold()
         for dep in member.spec.after:
             self.outcomes.waiting_for[member.name] = dep
@@ -520,11 +508,11 @@ class Engine:
         while not ready.done() and not self.stopping:
             root = self._unrequested(dep)
             if root is None:
-                await self._first(ready, self._stop)
+                await first(ready, self._stop)
                 return
             self.release()
             try:
-                await self._first(self._start_requested[root], ready, self._stop)
+                await first(self._start_requested[root], ready, self._stop)
             finally:
                 self.hold()
 
@@ -574,7 +562,7 @@ class Engine:
             if member.pid is not None:
                 # A restart: what the previous run left in its group goes first (a worker
                 # still holding the port, say), with the usual escalation.
-                await self._stop_leftovers(member)
+                await self.stopper.stop_leftovers(member)
                 if self.stopping:
                     return
             if not await self._wait_until_up(member):
@@ -639,7 +627,7 @@ class Engine:
                 assert member.pid is not None
                 restarted.set_result(member.pid)
             if self.stopping and not member.stopping:
-                await self._stop_member(member)
+                await self.stopper.stop(member)
             try:
                 await self._wait_ready(member, ready_match, said)
             finally:
@@ -674,7 +662,7 @@ class Engine:
                         if attempt else "which gave up (max_restarts = 0)")
                     if member.name in self._added and not ready.done():
                         self._fail_start(member.name, NotReady(member.name, reason, recent))
-                        await self._stop_member(member)  # what it left in its group
+                        await self.stopper.stop(member)  # what it left in its group
                         return  # an added member fails alone
                     self.record_failure(member.name, exit_status(returncode) or 1, reason)
                     self.request_stop("stopping the cast")
@@ -703,7 +691,7 @@ class Engine:
         sleeper = asyncio.ensure_future(self._sleep(delay))
         wake = self._backoffs[name] = asyncio.get_running_loop().create_future()
         try:
-            await self._first(sleeper, wake, self._stop)
+            await first(sleeper, wake, self._stop)
         finally:
             sleeper.cancel()
             del self._backoffs[name]
@@ -724,12 +712,12 @@ class Engine:
         captured: dict[str, str] = {}
         if spec.ready:
             waiting_for = f"output matching ready = {spec.ready!r}"
-            await self._first(matched, exit_seen, self._stop,
+            await first(matched, exit_seen, self._stop,
                               within=deadline - loop.time())
             if not matched.done() and exit_seen.done() and not self.stopping:
                 # What it wrote before it exited may still be on its way (and its exit
                 # ends its last line): a match there counts.
-                await self._first(matched, member.done_future, self._stop,
+                await first(matched, member.done_future, self._stop,
                                   within=max(deadline - loop.time(), 0.0))
             if not matched.done():
                 return await self._not_ready(member, waiting_for)
@@ -744,7 +732,7 @@ class Engine:
             waiting_for = f"port {port} on 127.0.0.1 to accept connections"
             probe = asyncio.ensure_future(port_accepts(int(port)))
             try:
-                await self._first(probe, exit_seen, self._stop,
+                await first(probe, exit_seen, self._stop,
                                   within=deadline - loop.time())
             finally:
                 probe.cancel()
@@ -814,7 +802,7 @@ class Engine:
             if not announced:
                 announced = True
                 self._announce(member, f"waiting for {', '.join(down)} to be ready again")
-            await self._first(*(self._up[dep] for dep in down), self._stop)
+            await first(*(self._up[dep] for dep in down), self._stop)
         return False
 
     async def _not_ready(self, member: Process, waiting_for: str = "", *,
@@ -840,7 +828,7 @@ class Engine:
             self._fail_start(member.name, NotReady(member.name, what, recent))
             # Stopped, or if it exited, what it left in its group: nothing of it lingers
             # (a worker holding its port) when its name is used again.
-            await self._stop_member(member)
+            await self.stopper.stop(member)
             return
         # An exit before readiness gives the member's own status (1 if it exited with 0).
         status = (exit_status(member.returncode) or 1) if member.returncode is not None else 1
@@ -849,117 +837,21 @@ class Engine:
 
     # Stopping ----------------------------------------------------------------------------
 
-    async def _stopper(self) -> None:
+    async def _stop_cast(self) -> None:
         assert self._stop is not None and self._all_done is not None
-        await self._first(self._stop, self._all_done)
+        await first(self._stop, self._all_done)
         if not self.stopping:
             # Everything ended by itself; members still waiting to be started never will.
             self.request_stop()
-            await asyncio.gather(*(self._stop_leftovers(m) for m in self.members.values()
+            await asyncio.gather(*(self.stopper.stop_leftovers(m) for m in self.members.values()
                                    if m.pid is not None and not m.running))
         else:
             waves = [[p.name for p in wave] for wave in self.cast.start_waves()]
             for names in reversed(waves + self._late_waves):
-                await asyncio.gather(*(self._stop_member(self.members[n]) for n in names))
+                await asyncio.gather(*(self.stopper.stop(self.members[n]) for n in names))
             # A member whose start raced with the stop request is caught here.
-            await asyncio.gather(*(self._stop_member(m) for m in self.members.values()))
+            await asyncio.gather(*(self.stopper.stop(m) for m in self.members.values()))
         await self._all_done
-
-    async def _stop_member(self, member: Process) -> None:
-        """Close stdin, SIGTERM the group, wait the grace, SIGKILL; each step announced."""
-        assert self._force is not None
-        if member.pid is None:
-            return
-        if not member.running:
-            await self._stop_leftovers(member)
-            return
-        # This incarnation only: once it is gone, a restart may start the next one.
-        pid, exit_seen, done = member.pid, member.exit_future, member.done_future
-        if member.stopping:
-            await asyncio.shield(done)
-            return
-        member.stopping = True
-        member.state = "stopping"
-        member.close_input()
-        grace = member.spec.stop_timeout or self.grace
-        loop = asyncio.get_running_loop()
-        termed_at: float | None = None
-        killed = False
-        if self.stdin_grace:
-            # Many programs end cleanly at EOF on stdin; give them that chance first.
-            self._announce(member, "closed its stdin")
-            await self._first(exit_seen, self._force, within=self.stdin_grace)
-            if not exit_seen.done():
-                self._announce(member, f"still running {self.stdin_grace:.1f} s after its "
-                                       "stdin closed; sent SIGTERM to its process group")
-        else:
-            self._announce(member, "closed its stdin; sent SIGTERM to its process group")
-        if not exit_seen.done():
-            _terminate(member)
-            termed_at = loop.time()
-            await self._first(exit_seen, self._force, within=grace)
-        if not exit_seen.done():
-            if self._force.done():
-                self._announce(member, "sent SIGKILL to its process group", "warning")
-            else:
-                self._announce(member, f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL to "
-                                       "its process group", "warning")
-            member.signal(signal.SIGKILL)
-            killed = True
-            await asyncio.shield(exit_seen)
-        if member.pid == pid:
-            await self._stop_leftovers(member, termed_at=termed_at, killed=killed)
-        await asyncio.shield(done)
-
-    async def _stop_leftovers(self, member: Process, *, termed_at: float | None = None,
-                              killed: bool = False) -> None:
-        """What the member left in its process group gets the same escalation, once.
-
-        ``termed_at``: when the group got SIGTERM with the member; the grace counts from then.
-        ``killed``: the group got SIGKILL with the member (whatever is left is on its way out).
-        """
-        assert self._force is not None and member.pid is not None
-        pid = member.pid
-        while (sweep := self._sweeps.get(pid)) is not None:
-            if sweep.done():
-                return  # stopped already
-            await asyncio.shield(sweep)  # another caller is stopping them: wait for it
-        if not member.has_leftovers():
-            return
-        sweep = self._sweeps[pid] = asyncio.get_running_loop().create_future()
-        try:
-            await self._sweep(member, termed_at=termed_at, killed=killed)
-        except BaseException:
-            del self._sweeps[pid]  # not finished (cancelled): the next caller does it
-            raise
-        finally:
-            sweep.set_result(None)
-
-    async def _sweep(self, member: Process, *, termed_at: float | None,
-                     killed: bool) -> None:
-        assert self._force is not None and member.pid is not None
-        if killed:
-            await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
-            return
-        loop = asyncio.get_running_loop()
-        grace = member.spec.stop_timeout or self.grace
-        if termed_at is None:
-            _terminate(member)
-            termed_at = loop.time()
-            self._announce(member, "left processes in its process group; sent them SIGTERM",
-                           "warning")
-        remaining = termed_at + grace - loop.time()
-        if await wait_group_gone(member.pid, max(remaining, 0.0), self._force):
-            return
-        if self._force.done():
-            what = "sent SIGKILL to the processes left in its process group"
-        else:
-            what = (f"processes left in its process group ignored SIGTERM for {grace:.1f} s; "
-                    "sent them SIGKILL")
-        member.signal(signal.SIGKILL)
-        self._announce(member, what, "warning")
-        # Gone within a moment: SIGKILL cannot be ignored (a process in the kernel may lag).
-        await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))
@@ -976,9 +868,3 @@ class Engine:
         if self.interrupted_by is not None and not self.failures:
             self.bus.publish(Note(f"stopped by {signal_name(self.interrupted_by)}"))
 
-
-def _terminate(member: Process) -> None:
-    """SIGTERM to the member's process group, then SIGCONT: a stopped process (SIGSTOP,
-    Ctrl-Z) gets to run its handler within the grace instead of waiting for SIGKILL."""
-    member.signal(signal.SIGTERM)
-    member.signal(signal.SIGCONT)

@@ -1,0 +1,162 @@
+"""Stopping a member: close its stdin, SIGTERM to its process group, a grace, SIGKILL.
+
+Every step is announced on the bus, in words a person reads while it happens
+(``server ignored SIGTERM for 1.0 s; sent SIGKILL to its process group``). What a member
+leaves in its process group once it has exited (a shell's background worker) gets the
+same escalation, once per run of the member, however many callers need it gone: a
+restart, a name used again, the end of the cast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from ._bus import Bus
+from ._events import Level, Note
+from .participants import Process
+from .participants._group import wait_group_gone
+
+__all__ = ("LEFTOVER_KILL_WAIT", "Stopper", "first")
+
+LEFTOVER_KILL_WAIT = 1.0
+"""How long processes left in a group may take to die of SIGKILL before we go on."""
+
+
+async def first(*futures: asyncio.Future[Any], within: float | None = None) -> None:
+    """Wait until one of ``futures`` is done, or ``within`` seconds have passed."""
+    await asyncio.wait(futures, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+
+
+class Stopper:
+    """Stops members with the escalation, and skips every grace left once told to."""
+
+    def __init__(self, bus: Bus, *, grace: float, stdin_grace: float = 0.0) -> None:
+        self.bus = bus
+        self.grace = grace
+        """Seconds from SIGTERM to SIGKILL, unless a member's ``stop_timeout`` says."""
+        self.stdin_grace = stdin_grace
+        """Seconds a member gets to end at EOF on its stdin before SIGTERM (0: none)."""
+        self._force: asyncio.Future[None] | None = None
+        self._sweeps: dict[int, asyncio.Future[None]] = {}
+        """Per pid whose leftover processes are being stopped (pending) or were (done): each
+        run of a member once, and whoever else needs them gone waits for that one stop."""
+
+    def begin(self) -> None:
+        """Get ready to stop members (in the running loop)."""
+        self._force = asyncio.get_running_loop().create_future()
+
+    def skip_grace(self) -> bool:
+        """SIGKILL whatever is waiting out a grace, now and from now on. False if it was
+        already so (or nothing has begun)."""
+        if self._force is None or self._force.done():
+            return False
+        self._force.set_result(None)
+        return True
+
+    async def stop(self, member: Process) -> None:
+        """Close stdin, SIGTERM the group, wait the grace, SIGKILL; each step announced."""
+        assert self._force is not None
+        if member.pid is None:
+            return
+        if not member.running:
+            await self.stop_leftovers(member)
+            return
+        # This run only: once it is gone, a restart may start the next one.
+        pid, exit_seen, done = member.pid, member.exit_future, member.done_future
+        if member.stopping:
+            await asyncio.shield(done)
+            return
+        member.stopping = True
+        member.state = "stopping"
+        member.close_input()
+        grace = member.spec.stop_timeout or self.grace
+        loop = asyncio.get_running_loop()
+        termed_at: float | None = None
+        killed = False
+        if self.stdin_grace:
+            # Many programs end cleanly at EOF on stdin; give them that chance first.
+            self._announce(member, "closed its stdin")
+            await first(exit_seen, self._force, within=self.stdin_grace)
+            if not exit_seen.done():
+                self._announce(member, f"still running {self.stdin_grace:.1f} s after its "
+                                       "stdin closed; sent SIGTERM to its process group")
+        else:
+            self._announce(member, "closed its stdin; sent SIGTERM to its process group")
+        if not exit_seen.done():
+            _terminate(member)
+            termed_at = loop.time()
+            await first(exit_seen, self._force, within=grace)
+        if not exit_seen.done():
+            if self._force.done():
+                self._announce(member, "sent SIGKILL to its process group", "warning")
+            else:
+                self._announce(member, f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL to "
+                                       "its process group", "warning")
+            member.signal(signal.SIGKILL)
+            killed = True
+            await asyncio.shield(exit_seen)
+        if member.pid == pid:
+            await self.stop_leftovers(member, termed_at=termed_at, killed=killed)
+        await asyncio.shield(done)
+
+    async def stop_leftovers(self, member: Process, *, termed_at: float | None = None,
+                             killed: bool = False) -> None:
+        """What the ended member left in its process group gets the escalation, once.
+
+        ``termed_at``: when the group got SIGTERM with the member; the grace counts from then.
+        ``killed``: the group got SIGKILL with the member (whatever is left is on its way out).
+        """
+        assert self._force is not None and member.pid is not None
+        pid = member.pid
+        while (sweep := self._sweeps.get(pid)) is not None:
+            if sweep.done():
+                return  # stopped already
+            await asyncio.shield(sweep)  # another caller is stopping them: wait for it
+        if not member.has_leftovers():
+            return
+        sweep = self._sweeps[pid] = asyncio.get_running_loop().create_future()
+        try:
+            await self._sweep(member, termed_at=termed_at, killed=killed)
+        except BaseException:
+            del self._sweeps[pid]  # not finished (cancelled): the next caller does it
+            raise
+        finally:
+            sweep.set_result(None)
+
+    async def _sweep(self, member: Process, *, termed_at: float | None,
+                     killed: bool) -> None:
+        assert self._force is not None and member.pid is not None
+        if killed:
+            await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
+            return
+        loop = asyncio.get_running_loop()
+        grace = member.spec.stop_timeout or self.grace
+        if termed_at is None:
+            _terminate(member)
+            termed_at = loop.time()
+            self._announce(member, "left processes in its process group; sent them SIGTERM",
+                           "warning")
+        remaining = termed_at + grace - loop.time()
+        if await wait_group_gone(member.pid, max(remaining, 0.0), self._force):
+            return
+        if self._force.done():
+            what = "sent SIGKILL to the processes left in its process group"
+        else:
+            what = (f"processes left in its process group ignored SIGTERM for {grace:.1f} s; "
+                    "sent them SIGKILL")
+        member.signal(signal.SIGKILL)
+        self._announce(member, what, "warning")
+        # Gone within a moment: SIGKILL cannot be ignored (a process in the kernel may lag).
+        await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
+
+    def _announce(self, member: Process, text: str, level: Level = "info") -> None:
+        self.bus.publish(Note(text, name=member.name, level=level))
+
+
+def _terminate(member: Process) -> None:
+    """SIGTERM to the member's process group, then SIGCONT: a stopped process (SIGSTOP,
+    Ctrl-Z) gets to run its handler within the grace instead of waiting for SIGKILL."""
+    member.signal(signal.SIGTERM)
+    member.signal(signal.SIGCONT)
