@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ("live_in_group", "wait_group_gone")
+__all__ = ("GroupWatch", "live_in_group", "wait_group_gone")
 
 
 def live_in_group(pgid: int) -> list[int]:
@@ -81,3 +82,55 @@ async def _all_exit(pids: list[int], within: float, until: asyncio.Future[Any] |
         for fd in fds:
             loop.remove_reader(fd)
             os.close(fd)
+
+
+class GroupWatch:
+    """Calls ``on_empty`` once nothing that has not exited is left in group ``pgid``.
+
+    A group's id stays taken while any process is in it, and is free for a stranger's
+    ``setsid`` once it is empty: whoever would signal the group later must know it is gone.
+    The processes in it are found in ``/proc`` and each is watched through a pidfd; when
+    those have all exited the group is read again (one may have forked meanwhile). Zombies
+    do not count: they cannot be signalled, and their id is not free until reaped.
+    """
+
+    def __init__(self, pgid: int, on_empty: Callable[[int], None]) -> None:
+        self.pgid = pgid
+        self._on_empty = on_empty
+        self._loop = asyncio.get_running_loop()
+        self._fds: set[int] = set()
+        self._look()
+
+    def __repr__(self) -> str:
+        return f"<GroupWatch pgid={self.pgid} watching={len(self._fds)}>"
+
+    @property
+    def watching(self) -> bool:
+        """False once the group was found empty (``on_empty`` has been called)."""
+        return bool(self._fds)
+
+    def _look(self) -> None:
+        for pid in live_in_group(self.pgid):
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:  # gone meanwhile
+                continue
+            self._fds.add(fd)
+            self._loop.add_reader(fd, self._exited, fd)
+        if not self._fds:
+            self._on_empty(self.pgid)
+
+    def _exited(self, fd: int) -> None:
+        self._loop.remove_reader(fd)
+        os.close(fd)
+        self._fds.discard(fd)
+        if not self._fds:
+            self._look()
+
+    def close(self) -> None:
+        """Stop watching (the cast is over)."""
+        for fd in self._fds:
+            if not self._loop.is_closed():
+                self._loop.remove_reader(fd)
+            os.close(fd)
+        self._fds.clear()

@@ -7,11 +7,13 @@ the pipe's write end open. The kernel closes that end when pipeplex dies, howeve
 the guardian reads EOF, sends SIGTERM to every group still registered, and SIGKILL to
 those still there half a second later.
 
-Registering happens just after a member is spawned, so a SIGKILL landing in between would
-miss it; and a member's child may leave its process group (``setsid``). Both are caught by
-a second net: every member runs with ``PIPEPLEX_RUN_ID`` in its environment, which its
-children inherit, and at EOF the guardian also signals every process of ours carrying that
-id. On a clean exit everything is already gone and the guardian just leaves.
+Registering is one write, made as soon as the member is spawned: a SIGKILL can only land
+in the microseconds between. That, and a member's child leaving its process group
+(``setsid``), are caught by a second net: every member runs with ``PIPEPLEX_RUN_ID`` in its
+environment, which its children inherit, and at EOF the guardian also signals every process
+of ours carrying that id (not one started with an empty environment, hence the first net).
+A group is unregistered once it is empty, never before: its id may then go to a stranger.
+On a clean exit everything is already gone and the guardian just leaves.
 
 The guardian runs in its own session (a Ctrl-C on the terminal does not reach it) and
 ignores the usual stop signals; its code is a few lines of the standard library run with
@@ -64,26 +66,36 @@ def marked():
                 pass
     return found
 def signal_all(sig):
-    alive = set()
     for pgid in groups:
         try:
             os.killpg(pgid, sig)
-            alive.add(pgid)
         except OSError:
             pass
     for pid in marked():
         try:
             os.kill(pid, sig)
-            alive.add(-pid)
         except OSError:
             pass
-    return alive
-left = signal_all(signal.SIGTERM)
+def left():
+    # A zombie left in a group (its parent has not reaped it yet) is dead already.
+    if marked():
+        return True
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/" + entry + "/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(b")") + 2:].split()
+            if int(fields[2]) in groups and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
+signal_all(signal.SIGTERM)
 deadline = time.monotonic() + 0.5
-while left and time.monotonic() < deadline:
+while left() and time.monotonic() < deadline:
     time.sleep(0.02)
-    left = signal_all(0)
-if left:
+if left():
     signal_all(signal.SIGKILL)
 """
 
@@ -109,7 +121,6 @@ class Guardian:
         finally:
             os.close(read_end)
         self.pid = self._proc.pid
-        self._lines: list[str] = []
         self._say(f"={self.token}\n")
         self._watch: tuple[asyncio.AbstractEventLoop, int] | None = None
         try:
@@ -124,28 +135,12 @@ class Guardian:
         return f"<Guardian pid={self.pid}>"
 
     def _say(self, line: str) -> None:
+        # At once, not batched per pass of the loop: a member that pipeplex dies before
+        # telling about is found only through PIPEPLEX_RUN_ID, which `env -i` drops.
         if self._fd < 0:
             return
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._write(line)
-            return
-        # Lines of one pass of the loop go in one write: starting 1000 members wakes the
-        # guardian a few times, not 1000. (A member spawned just before pipeplex dies and
-        # not yet told is still found through PIPEPLEX_RUN_ID.)
-        if not self._lines:
-            loop.call_soon(self._flush)
-        self._lines.append(line)
-
-    def _flush(self) -> None:
-        lines, self._lines = self._lines, []
-        if lines and self._fd >= 0:
-            self._write("".join(lines))
-
-    def _write(self, text: str) -> None:
-        try:
-            os.write(self._fd, text.encode())
+            os.write(self._fd, line.encode())
         except OSError:  # EPIPE: the guardian is gone
             self._lost()
 
@@ -181,7 +176,6 @@ class Guardian:
     def close(self) -> None:
         """Let the guardian go: every group should be stopped and unregistered by now."""
         self._unwatch()
-        self._flush()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -25,7 +25,7 @@ from .._events import Exited, InputSent, Note, Output, Started, Stream
 from ..cast.spec import ProcSpec, expand
 from ..errors import SpawnError
 from ._framing import LineFramer
-from ._group import live_in_group
+from ._group import GroupWatch, live_in_group
 from ._pty import make_controlling_tty, open_pty
 from .guardian import Guardian
 
@@ -107,6 +107,8 @@ class Process:
         output is read and shown (under the member's name) until EOF or the next start."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._group_gone = True
+        self._group_watches: dict[int, GroupWatch] = {}
+        """Groups of ended runs that processes still hold, watched until they are empty."""
 
     def __repr__(self) -> str:
         pid = f" pid={self.pid}" if self.pid else ""
@@ -357,8 +359,11 @@ class Process:
         self._pidfd = None
         self.returncode = returncode
         self.ended_at = time.monotonic()
-        # Once the group is empty its id may be reused by a stranger: never signal it again.
-        self.group_alive()
+        # Once the group is empty its id may go to a stranger: it is never signalled after.
+        if self.group_alive():  # a process it started lives on (or a zombie, not reaped yet)
+            watch = GroupWatch(self._popen.pid, self._group_emptied)
+            if watch.watching:
+                self._group_watches[watch.pgid] = watch
         assert self._exit_seen is not None
         self._exit_seen.set_result(returncode)
         self._drain_left = DRAIN_GRACE
@@ -380,6 +385,21 @@ class Process:
             f"its {held} {'is' if len(self._readers) == 1 else 'are'} still open in a process "
             f"it started ({DRAIN_GRACE:.0f} s after it exited); what that writes there is "
             "still shown", name=self.name))
+
+    def _group_emptied(self, pgid: int) -> None:
+        self._group_watches.pop(pgid, None)
+        if pgid == self.pid:
+            self._group_gone = True
+        if self._guardian is not None:
+            self._guardian.unregister(pgid)
+
+    def close(self) -> None:
+        """The cast is over: stop reading what processes of an ended run still hold open,
+        and stop watching their groups."""
+        self.release_output()
+        for watch in self._group_watches.values():
+            watch.close()
+        self._group_watches.clear()
 
     def release_output(self) -> None:
         """Stop reading output that processes of an ended run still hold open (before the

@@ -1,0 +1,96 @@
+"""The guardian's two promises: a member spawned an instant before pipeplex dies still dies
+with it, even one that drops its environment (``env -i``), where PIPEPLEX_RUN_ID cannot
+find it; and a process group is let go of once it is empty, never before, since its id is
+then free for a stranger's ``setsid``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeplex import Bus, ProcSpec
+from pipeplex.participants import Guardian, Process
+
+DEADLINE = 10.0
+
+SPAWN_THEN_DIE = """
+import asyncio, os
+from pipeplex import Bus, ProcSpec
+from pipeplex.participants import Guardian, Process
+
+async def main():
+    guardian = Guardian()
+    spec = ProcSpec("m", ("env", "-i", "sleep", "300"), pty="pipes")
+    member = Process(spec, Bus(), on_crash=print, guardian=guardian)
+    await member.start()
+    print(member.pid, flush=True)
+    os._exit(0)  # as a SIGKILL would: no clean-up, and no further pass of the loop
+
+asyncio.run(main())
+"""
+
+
+def _exits_within(pid: int, seconds: float) -> bool:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], seconds)[0])
+    finally:
+        os.close(fd)
+
+
+def test_a_member_spawned_just_before_pipeplex_dies_dies_too() -> None:
+    result = subprocess.run([sys.executable, "-c", SPAWN_THEN_DIE], capture_output=True,
+                            text=True, timeout=60)
+    pid = int(result.stdout.split()[0])
+    try:
+        assert _exits_within(pid, DEADLINE), "the member outlived pipeplex"
+    finally:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_group_is_let_go_of_once_empty(tmp_path: Path) -> None:
+    """Its member exited, a process it started held the group, then went: the guardian is
+    told, and the group is never signalled again."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        guardian = Guardian()
+        let_go: asyncio.Future[int] = loop.create_future()
+        unregister = guardian.unregister
+
+        def spy(pgid: int) -> None:
+            if not let_go.done():
+                let_go.set_result(pgid)
+            unregister(pgid)
+
+        guardian.unregister = spy  # type: ignore[method-assign]
+        spec = ProcSpec("m", ("sh", "-c", f"cat {gate} >/dev/null & exit 0"), pty="pipes")
+        member = Process(spec, Bus(), on_crash=print, guardian=guardian)
+        try:
+            await member.start()
+            await asyncio.wait_for(asyncio.shield(member.exit_future), DEADLINE)
+            assert member.has_leftovers()  # the cat holds the group
+            assert not let_go.done()
+            await asyncio.to_thread(lambda: open(gate, "wb").close())  # the cat's EOF
+            assert await asyncio.wait_for(let_go, DEADLINE) == member.pid
+            assert not member.group_alive()
+            assert not member.signal(signal.SIGTERM)
+        finally:
+            member.signal(signal.SIGKILL)
+            member.close()
+            guardian.close()
+
+    asyncio.run(scenario())
