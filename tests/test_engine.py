@@ -803,3 +803,26 @@ def test_starting_a_member_that_waits_for_one_nobody_started_says_so() -> None:
 
     assert asyncio.run(main()) == ("second starts after first, which has autostart = false "
                                    "and was not started: start first first")
+
+
+def test_a_member_down_after_failing_failed_before_one_that_fails_later() -> None:
+    """x exits 3 and waits out its backoff; then y exits 5 and stops the cast: x failed
+    first, so the run's status is x's, not y's."""
+    x = ProcSpec("x", ("sh", "-c", "exit 3"), on_exit="restart")
+    y = ProcSpec("y", ("sh", "-c", "read line; exit 5"))
+
+    async def scenario() -> tuple[int, Engine]:
+        async def fail_y_in_the_backoff(delay: float) -> None:
+            await _seen(engine, recorder, "y", "started")
+            engine.members["y"].send(b"go\n")
+            await engine.until_stopping()
+
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((x, y)), bus, sleep=fail_y_in_the_backoff)
+        return await asyncio.wait_for(engine.run(), 30), engine
+
+    status, engine = asyncio.run(scenario())
+    assert status == 3
+    assert [f.name for f in engine.failures] == ["x", "y"]

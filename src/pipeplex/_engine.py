@@ -10,6 +10,7 @@ stdin, SIGTERM to the process group, a grace period, SIGKILL, every step announc
 from __future__ import annotations
 
 import asyncio
+import bisect
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -43,6 +44,8 @@ class Failure:
     name: str
     status: int
     reason: str
+    at: float
+    """When it failed (``time.monotonic()``): the failures are kept in that order."""
 
 
 class Engine:
@@ -78,6 +81,8 @@ class Engine:
         self.failures: list[Failure] = []
         self.restarts: dict[str, int] = dict.fromkeys(self.members, 0)
         self.interrupted_by: int | None = None
+        self.stop_asked = False
+        """A person or a client asked for the stop (not only the cast ending on its own)."""
         self.recent = RecentOutput()
         bus.subscribe(self.recent, [Output])
         self._stop: asyncio.Future[str | None] | None = None
@@ -99,9 +104,9 @@ class Engine:
         self._restarted: dict[str, asyncio.Future[int]] = {}
         self._backoffs: dict[str, asyncio.Future[None]] = {}
         """Per member waiting out a restart's backoff: set to cut the wait short."""
-        self._down_after_failure: dict[str, tuple[int, str]] = {}
-        """Per member down after failing, until its next run: its status and how it ended
-        (a stop before that run leaves it ended so: a failure of the run)."""
+        self._down_after_failure: dict[str, tuple[int, str, float]] = {}
+        """Per member down after failing, until its next run: its status, how and when it
+        ended (a stop before that run leaves it ended so: a failure of the run, then)."""
         self._supervising: set[str] = set()
         self._supervisors: dict[str, asyncio.Task[None]] = {}
         """Each member's latest supervisor task: done once the member has ended for good."""
@@ -119,8 +124,13 @@ class Engine:
 
     # Control from outside ----------------------------------------------------------------
 
-    def request_stop(self, reason: str | None = None, *, interrupted_by: int | None = None) -> None:
-        """Stop the whole cast (idempotent). ``reason`` is announced once."""
+    def request_stop(self, reason: str | None = None, *, interrupted_by: int | None = None,
+                     asked: bool = False) -> None:
+        """Stop the whole cast (idempotent). ``reason`` is announced once. ``asked``: a
+        person or a client asked for it (``pipeplex stop``, ``:quit``), so a Ctrl-C from
+        now on skips the grace, as a second one does."""
+        if asked:
+            self.stop_asked = True
         if self._stop is None:  # before run(): stop as soon as it begins
             self._early_stop = self._early_stop or (reason, interrupted_by)
             return
@@ -285,7 +295,7 @@ class Engine:
             raise
         finally:
             for member in self.members.values():
-                member.release_output()  # held open by a process that escaped the stop
+                member.close()  # output held open by a process that escaped the stop
         self._summarize()
         return self.exit_status()
 
@@ -301,10 +311,12 @@ class Engine:
             return 128 + self.interrupted_by
         return 0
 
-    def record_failure(self, name: str, status: int, reason: str) -> None:
-        """Count a failure toward the exit status (the first one decides it)."""
-        self.failures.append(Failure(name, status, reason))
-
+    def record_failure(self, name: str, status: int, reason: str,
+                       at: float | None = None) -> None:
+        """Count a failure toward the exit status (the first one decides it); ``at``: when
+        it happened, if that was before now."""
+        failure = Failure(name, status, reason, time.monotonic() if at is None else at)
+        bisect.insort(self.failures, failure, key=lambda f: f.at)
 
     def _start_supervisor(self, member: Process, previous: Process | None = None) -> None:
         assert self._tg is not None
@@ -551,9 +563,9 @@ class Engine:
         finally:
             down = self._down_after_failure.pop(member.name, None)
             if down is not None and self.stopping:  # stopped before its next run
-                status, reason = down
+                status, reason, at = down
                 self.record_failure(member.name, status,
-                                    f"{reason}, and the cast stopped before its restart")
+                                    f"{reason}, and the cast stopped before its restart", at)
 
     async def _run_member_runs(self, member: Process) -> None:
         spec = member.spec
@@ -643,7 +655,8 @@ class Engine:
             if member.stopping:
                 return
             how = describe_returncode(returncode)
-            runtime = member.ended_at - member.started_at  # type: ignore[operator]
+            assert member.started_at is not None and member.ended_at is not None
+            runtime = member.ended_at - member.started_at
             if spec.on_exit == "restart" and not self.stopping:
                 if runtime >= RESTART_RESET:
                     attempt = 0
@@ -673,8 +686,8 @@ class Engine:
                                       f"(restart {attempt} of {spec.max_restarts})",
                                       name=member.name))
                 if returncode != 0:  # down after failing, until its next run
-                    self._down_after_failure[member.name] = (exit_status(returncode),
-                                                             f"{member.name} {how}")
+                    self._down_after_failure[member.name] = (
+                        exit_status(returncode), f"{member.name} {how}", member.ended_at)
                 if not await self._backoff(member.name, delay):
                     return  # (that restart never happened: it is not counted)
                 continue

@@ -115,13 +115,16 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         guardian=guardian,
     )
     writer = Writer(options.output_fd, bus, on_broken=engine.request_stop)
-    writer.on_hangup = lambda: _hang_up(engine)
+    # (nohup pipeplex run: a hangup does not stop it)
+    handled = [sig for sig in STOP_SIGNALS if not inherited_as_ignored(sig)]
+    writer.on_hangup = (lambda: _hang_up(engine)) if signal.SIGHUP in handled else (
+        _outlive_terminal(bus))
     bus.subscribe(TerminalSink(renderer, writer), SHOWN)
     records: list[TranscriptSink | LogDirSink] = []
     inputs: FolderInputs | None = None
     orphans: OrphanReaper | None = None
     try:
-        on_signal = _install_signal_handlers(loop, engine)
+        on_signal = _install_signal_handlers(loop, engine, handled)
         if os.getpid() == 1:  # a container's first process: every orphan comes to us
             orphans = OrphanReaper(loop, lambda: _own_children(engine, guardian))
         records = _records(options, bus)
@@ -143,8 +146,10 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
                 reply("console: type NAME: text to send a line, :help for more", "info")
         return await _run_with_inputs(engine, inputs, console, mode, options, writer)
     finally:
-        for sig in STOP_SIGNALS:
-            loop.remove_signal_handler(sig)
+        # The cast has ended: a stop signal now changes neither the exit status nor the
+        # records; it only drops what the terminal has not taken yet (nobody reads it?).
+        for sig in handled:
+            loop.add_signal_handler(sig, writer.abandon)
         if orphans is not None:
             orphans.close()
         if inputs is not None:
@@ -154,6 +159,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             sink.close()
         await writer.drain()
         writer.close()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
 
 
 def _own_children(engine: Engine, guardian: Guardian) -> set[int]:
@@ -257,26 +264,46 @@ def _raise_fd_limit(members: int) -> None:
 
 
 def _install_signal_handlers(
-    loop: asyncio.AbstractEventLoop, engine: Engine
+    loop: asyncio.AbstractEventLoop, engine: Engine, signals: list[signal.Signals]
 ) -> Callable[[signal.Signals], None]:
-    """Stop the cast on SIGINT, SIGTERM, SIGHUP; returns the handler (the console's Ctrl-C)."""
+    """Stop the cast on ``signals`` (of SIGINT, SIGTERM, SIGHUP: those not inherited as
+    ignored); returns the handler (the console's Ctrl-C)."""
 
     def on_signal(sig: signal.Signals) -> None:
         hint = "; press Ctrl-C again to skip the grace period" if sig == signal.SIGINT else ""
         if not engine.stopping:
             engine.request_stop(f"got {sig.name}: stopping the cast{hint}", interrupted_by=sig)
-        elif engine.interrupted_by is None:
-            # The cast was stopping on its own (a member ended): this is the first signal,
-            # so the grace stands; the run now ends as interrupted (unless a member failed).
+            return
+        # A stop is under way. One asked for (a signal before, `pipeplex stop`, :quit): a
+        # Ctrl-C now skips the grace. One of the cast's own (a member ended): the first
+        # signal keeps the grace. Either way the run ends as interrupted (unless a member
+        # failed).
+        first = engine.interrupted_by is None
+        if first:
             engine.interrupted_by = sig
-            engine.bus.publish(Note(f"got {sig.name}: the cast is already stopping{hint}"))
-        elif sig == signal.SIGINT:
+        if sig == signal.SIGINT and (engine.stop_asked or not first):
             engine.force_stop()
+        elif first:
+            engine.bus.publish(Note(f"got {sig.name}: the cast is already stopping{hint}"))
 
-    for sig in STOP_SIGNALS:
-        if not inherited_as_ignored(sig):  # (nohup pipeplex run: a hangup does not stop it)
-            loop.add_signal_handler(sig, on_signal, sig)
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
     return on_signal
+
+
+def _outlive_terminal(bus: Bus) -> Callable[[], None]:
+    """What a hangup of our terminal does when SIGHUP is ignored (``nohup``, ``trap '' HUP``):
+    the cast goes on, as the signal would not stop it; the records still say so."""
+    said: list[bool] = []
+
+    def hung_up() -> None:
+        if not said:
+            said.append(True)
+            bus.publish(Note("the terminal hung up; the cast goes on (SIGHUP is ignored), its "
+                             "output from now on only in --transcript and --log-dir",
+                             level="warning"))
+
+    return hung_up
 
 
 def _hang_up(engine: Engine) -> None:

@@ -8,13 +8,14 @@ import os
 import re
 import select
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .helpers import DEADLINE, Pipeplex, PtyPipeplex, py
+from .helpers import DEADLINE, Pipeplex, PtyPipeplex, py, status
 
 QUIET = py("import os, signal\nprint('quiet', os.getpid(), flush=True)\nsignal.pause()")
 STUBBORN = py("import os, signal\n"
@@ -129,3 +130,32 @@ def test_no_console_also_stops_quietly(
     errors = (tmp_path / "stderr").read_text()
     assert errors == "", errors
     assert_stopped_in_order(transcript, pidfds)
+
+
+IGNORING_SIGHUP = ("import signal, sys, os\n"
+                   "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+                   "os.execvp(sys.argv[1], sys.argv[1:])\n")
+
+
+def test_with_sighup_ignored_a_hangup_leaves_the_cast_running(run_dir: Path) -> None:
+    """trap '' HUP (or nohup): the terminal's hangup, noticed by the console's read, does
+    not stop the cast any more than the signal would; it is said, and the run goes on."""
+    master, slave = os.openpty()
+    try:
+        with Pipeplex("run", "-p", "c=cat", "--run-dir", run_dir, stdin=slave,
+                      prefix=(sys.executable, "-c", IGNORING_SIGHUP)) as plex:
+            os.close(slave)
+            slave = -1
+            plex.expect(r"^c +\* started")
+            os.close(master)
+            master = -1
+            plex.expect(r"^pipeplex \* the terminal hung up; the cast goes on \(SIGHUP is "
+                        r"ignored\)")
+            answer = status(run_dir)
+            assert not answer["stopping"] and answer["members"][0]["state"] == "running"
+            plex.signal(signal.SIGTERM)
+            assert plex.wait() == 128 + signal.SIGTERM
+    finally:
+        for fd in (master, slave):
+            if fd >= 0:
+                os.close(fd)

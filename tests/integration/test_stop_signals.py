@@ -184,3 +184,57 @@ def test_a_stop_signal_inherited_as_ignored_stays_ignored(run_dir: Path, ignored
         plex.signal(other)
         assert plex.wait() == 128 + other
     assert f"got {ignored}" not in plex.text
+
+
+IGNORE_TERM = ("import signal\n"
+               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               "print('up', flush=True)\n"
+               "signal.pause()\n")
+
+
+def test_ctrl_c_after_pipeplex_stop_skips_the_grace(run_dir: Path) -> None:
+    """`pipeplex stop` asked for the stop: a Ctrl-C then is the second request, as after a
+    first Ctrl-C, and ends the grace of a member that ignores SIGTERM."""
+    with Pipeplex("run", "-p", f"stuck={py(IGNORE_TERM)}", "--grace", "600",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^stuck +\| up$")
+        stop = subprocess.run([*PIPEPLEX, "stop", "--no-wait", "--run-dir", str(run_dir)],
+                              capture_output=True, timeout=30)
+        assert stop.returncode == 0, stop
+        plex.expect(r"^stuck +\* closed its stdin; sent SIGTERM")
+        plex.signal(signal.SIGINT)
+        plex.expect(r"skipping the grace period")
+        assert plex.wait() == 130
+    assert "already stopping" not in plex.text
+
+
+def test_a_signal_after_the_cast_ended_keeps_its_status_and_records(tmp_path: Path,
+                                                                    run_dir: Path) -> None:
+    """The cast ended (status 3); pipeplex still writes its last output to a reader that
+    takes none. SIGTERM then drops that output: the status stays 3, the transcript whole."""
+    code = "import sys\nfor i in range(400): print('x' * 999)\nsys.exit(3)\n"
+    transcript_r, transcript_w = os.pipe()
+    proc = subprocess.Popen(
+        [*PIPEPLEX, "run", "-p", f"m={py(code)}", "--run-dir", str(run_dir),
+         "--transcript", f"/dev/fd/{transcript_w}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        pass_fds=(transcript_w,))
+    os.close(transcript_w)
+    try:
+        with os.fdopen(transcript_r, "rb") as transcript:
+            # Written at the end, after the summary: the cast is over, its output stuck.
+            records = []
+            for line in transcript:
+                records.append(line)
+                if b"summary: " in line:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 3
+            records.extend(transcript)
+        assert sum(r.count(b"x" * 999) for r in records) == 400
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()

@@ -373,7 +373,7 @@ class ControlServer:
 
     async def _stop(self, request: dict[str, Any], peer_pid: int) -> Answer:
         self._engine.request_stop(f"stop requested through the control socket (pid {peer_pid}): "
-                                  "stopping the cast")
+                                  "stopping the cast", asked=True)
         return {"ok": True}
 
     # Attach -------------------------------------------------------------------------

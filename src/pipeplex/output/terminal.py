@@ -220,6 +220,18 @@ class Writer:
 
     def _broken(self, *, hung_up: bool = False) -> None:
         """The reader is gone for good: drop what is kept and what comes from now on."""
+        self._drop()
+        (self.on_hangup if hung_up else self._on_broken)()
+
+    def abandon(self) -> None:
+        """Drop what is kept and what comes from now on: we are leaving, and the reader
+        is not taking it (a stop signal came after the cast had ended)."""
+        if self._loop is not None and self._buffer:
+            self._loop.remove_writer(self._fd)
+        self._batch.clear()
+        self._drop()
+
+    def _drop(self) -> None:
         self._closed = True
         self._buffer.clear()
         self._buffered = 0
@@ -228,7 +240,6 @@ class Writer:
         self._bus.resume(self)
         if self._drained is not None:
             self._drained.set()
-        (self.on_hangup if hung_up else self._on_broken)()
 
     async def drain(self) -> None:
         """Wait until everything buffered has been written (or the reader went away)."""
