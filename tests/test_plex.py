@@ -673,3 +673,89 @@ def test_a_new_member_of_a_reused_name_is_not_blamed_for_the_old_ones_failure(
         "0.3 s)", summaries
     assert summaries["c"] == "summary: never started (waited for a, which was not ready when " \
         "the cast stopped)", summaries
+
+
+def test_two_spawns_of_one_new_name_at_once_start_one_member() -> None:
+    """The second is refused at once: the first member, not yet running, has the name."""
+    async def scenario() -> tuple[list[object], dict[str, int | None]]:
+        async with AsyncPlex() as plex:
+            results = await asyncio.gather(plex.spawn("dup", "cat"), plex.spawn("dup", "cat"),
+                                           return_exceptions=True)
+            return results, {name: m.pid for name, m in plex.members.items()}
+
+    results, members = asyncio.run(asyncio.wait_for(scenario(), 60))
+    spawned = [r for r in results if isinstance(r, pipeplex.AsyncMember)]
+    refused = [r for r in results if isinstance(r, pipeplex.PipeplexError)]
+    assert len(spawned) == 1 and len(refused) == 1, results
+    assert "a member named 'dup' already exists" in str(refused[0])
+    assert members == {"dup": spawned[0].pid}
+
+
+IGNORE_TERM = ("import signal\n"
+               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               "print('up', flush=True)\n"
+               "signal.pause()\n")
+
+
+def test_a_restart_whose_caller_gives_up_still_ends_the_old_run() -> None:
+    """A timeout around restart() during the grace: the escalation goes on (SIGKILL after
+    the grace) and the new run starts; the member is not left "stopping" for ever."""
+    async def scenario() -> tuple[int | None, int, list[str]]:
+        async with AsyncPlex(grace=0.5) as plex:
+            member = await plex.spawn("s", [PY, "-c", IGNORE_TERM], ready="^up$")
+            old = member.pid
+            seen: asyncio.Queue[str] = asyncio.Queue()
+            plex.bus.subscribe(lambda e: isinstance(e, pipeplex.Note) and seen.put_nowait(e.text))
+            again: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            plex.bus.subscribe(lambda e: isinstance(e, pipeplex.Started) and e.pid != old
+                               and not again.done() and again.set_result(e.pid))
+            restart = asyncio.ensure_future(plex.engine.restart("s"))
+            while "sent SIGTERM" not in await asyncio.wait_for(seen.get(), 30):
+                pass
+            restart.cancel()
+            await asyncio.gather(restart, return_exceptions=True)
+            texts = []
+            while "sent SIGKILL" not in (text := await asyncio.wait_for(seen.get(), 30)):
+                texts.append(text)
+            new = await asyncio.wait_for(again, 30)
+            return old, new, texts
+
+    old, new, _ = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert new is not None and new != old
+
+
+def test_a_start_cancelled_before_the_cast_began_leaves_nothing_started() -> None:
+    async def scenario() -> int | None:
+        plex = AsyncPlex()
+        start = asyncio.ensure_future(plex.start())
+        # Cancelled once it runs to its first wait, before the cast began.
+        asyncio.get_running_loop().call_soon(start.cancel)
+        await asyncio.gather(start, return_exceptions=True)
+        assert start.cancelled()
+        async with plex:  # as if never started: it starts now
+            member = await plex.spawn("cat", "cat")
+            return member.pid
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 60)) is not None
+
+
+def test_closing_waits_through_further_ctrl_cs() -> None:
+    """Plex.close() after a Ctrl-C SIGKILLs everything and waits for it: more Ctrl-Cs meanwhile
+    do not cut that wait short (the thread's loop would stop with members still running)."""
+    import concurrent.futures
+
+    from pipeplex._plex_sync import _despite_interrupts
+
+    class Interrupted(concurrent.futures.Future[int]):
+        interrupts = 2
+
+        def result(self, timeout: float | None = None) -> int:
+            if self.interrupts:
+                self.interrupts -= 1
+                raise KeyboardInterrupt
+            return super().result(timeout)
+
+    future = Interrupted()
+    future.set_result(7)
+    assert _despite_interrupts(future) == 7
+    assert future.interrupts == 0

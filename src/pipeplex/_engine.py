@@ -13,7 +13,7 @@ import asyncio
 import bisect
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,7 +197,7 @@ class Engine:
             self.bus.publish(Note("restarting on request", name=name))
             if member.running:
                 self._restart_requested.add(name)
-                await self.stopper.stop(member)
+                await self._to_the_end(self.stopper.stop(member))
             elif name in self._supervising:
                 # It has exited and its supervisor is not done with it (its output still
                 # drains, or it waits out a restart's backoff): that supervisor starts it
@@ -320,13 +320,15 @@ class Engine:
 
     def _start_supervisor(self, member: Process, previous: Process | None = None) -> None:
         assert self._tg is not None
+        # Supervised from now, not from when its task first runs: in between, the member
+        # has not ended, and its name cannot be taken (two spawns of one name at once).
+        self._supervising.add(member.name)
         self._supervisors[member.name] = self._tg.create_task(
             self._supervise(member, previous), name=f"supervise {member.name}")
 
     async def _supervise(self, member: Process, previous: Process | None = None) -> None:
         """Start ``member`` and keep it going by its policy; ``previous``: the ended member
         whose name it takes, whose leftovers are stopped first, as before a restart."""
-        self._supervising.add(member.name)
         self._down(member.name)
         again = False
         try:
@@ -449,7 +451,14 @@ class Engine:
         the usual escalation), as before a restart: before its name is used again."""
         member = self.members.get(name)
         if member is not None and member.pid is not None and not member.running:
-            await self.stopper.stop_leftovers(member)
+            await self._to_the_end(self.stopper.stop_leftovers(member))
+
+    async def _to_the_end(self, stop: Coroutine[Any, Any, None]) -> None:
+        """Run ``stop`` in the engine's task group for a caller outside it: a caller that is
+        cancelled (a timeout around :meth:`restart`) leaves it to finish, never half done
+        (a member marked stopping that never gets its SIGKILL, a grace counted twice)."""
+        assert self._tg is not None
+        await asyncio.shield(self._tg.create_task(stop))
 
     async def wait_began(self) -> None:
         """Wait until :meth:`run` has begun (members may still be starting)."""

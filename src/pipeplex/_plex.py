@@ -370,8 +370,15 @@ class AsyncPlex:
         engine.hold()  # members come and go; the plex lives until aclose()
         self._held = True
         loop = asyncio.get_running_loop()
-        self._run = loop.create_task(engine.run())
-        await engine.wait_began()
+        run = self._run = loop.create_task(engine.run())
+        try:
+            await engine.wait_began()
+        except BaseException:  # cancelled before the cast began: as if never started
+            run.cancel()
+            self._close_outputs()
+            self._engine = self._run = None
+            self._held = False
+            raise
         if self._inputs is not None:
             self._hosting = loop.create_task(self._host(self._inputs, engine, self._run))
 
@@ -500,7 +507,8 @@ class AsyncPlex:
                 raise PipeplexError(f"{name}: the plex was stopped before it was "
                                     f"{'ready' if ready else 'running'}")
         except PipeplexError:
-            del self._members[name]
+            if self._members.get(name) is member:  # (not a member given the name since)
+                del self._members[name]
             raise
         return member
 

@@ -6,6 +6,7 @@ output from the caller's own thread, so a round trip costs one wake-up, not a ta
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import threading
@@ -36,6 +37,16 @@ __all__ = ("Member", "Plex")
 T = TypeVar("T")
 _CANCEL_WAIT = 5.0
 """Seconds an interrupted synchronous call waits for the loop to cancel its work."""
+
+
+def _despite_interrupts(future: concurrent.futures.Future[T]) -> T:
+    """The result of ``future``, waited for through further Ctrl-Cs: everything is being
+    SIGKILLed, which takes a moment, and leaving now would leave members running."""
+    while True:
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            continue
 
 
 class _Call(Generic[T]):
@@ -352,7 +363,7 @@ class Plex:
                 engine = self._async._engine
                 if engine is not None:
                     self._loop.call_soon_threadsafe(engine.force_stop)
-                closing.result()
+                _despite_interrupts(closing)
                 raise
         finally:
             self._stop_thread()
