@@ -826,3 +826,30 @@ def test_a_member_down_after_failing_failed_before_one_that_fails_later() -> Non
     status, engine = asyncio.run(scenario())
     assert status == 3
     assert [f.name for f in engine.failures] == ["x", "y"]
+
+
+def test_a_restart_asked_for_after_an_exit_on_its_own_does_not_erase_it(tmp_path: Path) -> None:
+    """w exits 3 on its own; a process it started still holds its output, so the exit is
+    not published yet when a restart is asked for. The exit came first: on_exit = stop
+    stops the cast with 3, and the restart does not happen."""
+    gate, marker = tmp_path / "gate", tmp_path / "marker"
+    os.mkfifo(gate)
+    script = (f"if [ -e {marker} ]; then exec cat; fi; touch {marker}; "
+              f"cat {gate} & exit 3")
+    w = ProcSpec("w", ("sh", "-c", script))
+
+    async def scenario() -> tuple[int, BaseException | int]:
+        engine, recorder = _engine(w)
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "w", "started")
+        await asyncio.wait_for(asyncio.shield(engine.members["w"].exit_future), 30)
+        restart = asyncio.ensure_future(engine.restart("w"))
+        await _open(gate)  # the held output ends: the exit is published
+        (outcome,) = await asyncio.wait_for(asyncio.gather(restart, return_exceptions=True),
+                                            30)
+        engine.request_stop()
+        return await asyncio.wait_for(run, 30), outcome
+
+    status, outcome = asyncio.run(scenario())
+    assert status == 3
+    assert isinstance(outcome, PipeplexError), outcome

@@ -657,14 +657,24 @@ class Engine:
             returncode = await member.wait_exited()
             if self._failed_to_start(member.name):
                 return  # an added member that never got ready: no exit policy applies
+            how = describe_returncode(returncode)
+            assert member.started_at is not None and member.ended_at is not None
             if member.name in self._restart_requested and not self.stopping:
+                if not member.stopping and spec.on_exit != "restart":
+                    # It ended on its own before the request (its exit was still being
+                    # published): that exit counts, and on_exit = stop stops the cast.
+                    if returncode != 0:
+                        self.record_failure(member.name, exit_status(returncode),
+                                            f"{member.name} {how}", member.ended_at)
+                    if spec.on_exit == "stop":
+                        self.request_stop(f"{member.name} {how}; stopping the cast "
+                                          "(on_exit = stop)")
+                        return
                 self._restart_requested.discard(member.name)
                 attempt = 0
                 continue
             if member.stopping:
                 return
-            how = describe_returncode(returncode)
-            assert member.started_at is not None and member.ended_at is not None
             runtime = member.ended_at - member.started_at
             if spec.on_exit == "restart" and not self.stopping:
                 if runtime >= RESTART_RESET:
@@ -686,7 +696,8 @@ class Engine:
                         self._fail_start(member.name, NotReady(member.name, reason, recent))
                         await self.stopper.stop(member)  # what it left in its group
                         return  # an added member fails alone
-                    self.record_failure(member.name, exit_status(returncode) or 1, reason)
+                    self.record_failure(member.name, exit_status(returncode) or 1, reason,
+                                        member.ended_at)
                     self.request_stop("stopping the cast")
                     return
                 delay = min(BACKOFF_START * 2**attempt, BACKOFF_CAP)
@@ -701,7 +712,8 @@ class Engine:
                     return  # (that restart never happened: it is not counted)
                 continue
             if returncode != 0:
-                self.record_failure(member.name, exit_status(returncode), f"{member.name} {how}")
+                self.record_failure(member.name, exit_status(returncode), f"{member.name} {how}",
+                                    member.ended_at)
             if spec.on_exit == "stop":
                 self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)")
             return

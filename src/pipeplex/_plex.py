@@ -541,6 +541,8 @@ class AsyncPlex:
             self._check_can_add(spec.name)
         for spec in scenario.cast.procs:
             await self.engine.stop_leftovers(spec.name)
+        for spec in scenario.cast.procs:  # again: a name may have been taken meanwhile
+            self._check_can_add(spec.name)
         for spec in scenario.cast.procs:
             self._add(spec)
         for spec in scenario.cast.procs:

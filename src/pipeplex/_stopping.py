@@ -39,9 +39,10 @@ class Stopper:
         self.stdin_grace = stdin_grace
         """Seconds a member gets to end at EOF on its stdin before SIGTERM (0: none)."""
         self._force: asyncio.Future[None] | None = None
-        self._sweeps: dict[int, asyncio.Future[None]] = {}
-        """Per pid whose leftover processes are being stopped (pending) or were (done): each
-        run of a member once, and whoever else needs them gone waits for that one stop."""
+        self._sweeps: dict[tuple[int, float | None], asyncio.Future[None]] = {}
+        """Per run (pid and start time: a pid comes back) whose leftover processes are being
+        stopped (pending) or were (done): each run once, and whoever else needs them gone
+        waits for that one stop."""
 
     def begin(self) -> None:
         """Get ready to stop members (in the running loop)."""
@@ -109,18 +110,18 @@ class Stopper:
         ``killed``: the group got SIGKILL with the member (whatever is left is on its way out).
         """
         assert self._force is not None and member.pid is not None
-        pid = member.pid
-        while (sweep := self._sweeps.get(pid)) is not None:
+        run = (member.pid, member.started_at)
+        while (sweep := self._sweeps.get(run)) is not None:
             if sweep.done():
                 return  # stopped already
             await asyncio.shield(sweep)  # another caller is stopping them: wait for it
         if not member.has_leftovers():
             return
-        sweep = self._sweeps[pid] = asyncio.get_running_loop().create_future()
+        sweep = self._sweeps[run] = asyncio.get_running_loop().create_future()
         try:
             await self._sweep(member, termed_at=termed_at, killed=killed)
         except BaseException:
-            del self._sweeps[pid]  # not finished (cancelled): the next caller does it
+            del self._sweeps[run]  # not finished (cancelled): the next caller does it
             raise
         finally:
             sweep.set_result(None)
