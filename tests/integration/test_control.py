@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import stat
@@ -614,3 +615,37 @@ def test_a_stalled_attach_client_is_dropped_and_nobody_else_slows(run_dir: Path)
         assert status(run_dir)["members"][0]["state"] == "running"
         assert stalled.closed_by_peer()  # the run let go of it
         stalled.close()
+
+
+def test_a_member_whose_output_is_still_read_after_its_exit_says_it_exited(
+        run_dir: Path, tmp_path: Path) -> None:
+    """w exited, but a process it started holds its output, so the exit is not published
+    yet: status says exited, and send and signal are refused as for any ended member."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    w = f"sh -c 'cat {gate} >/dev/null & echo up; exit 3'"
+    with Pipeplex("run", "-p", f"w={w}", "-p", "other=cat", "--on-exit", "ignore",
+                  "--run-dir", run_dir) as plex:
+        pid = int(plex.expect(r"^w +\* started \(pid (\d+)\)")[1])
+        plex.expect(r"^w +\| up$")
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pass  # exited, and reaped by pipeplex already
+        else:
+            try:
+                assert select.select([fd], [], [], DEADLINE)[0], "w did not exit"
+            finally:
+                os.close(fd)
+        for _ in range(2):  # two round trips: the loop has passed the exit's wake-up
+            member = status(run_dir)["members"][0]
+        assert (member["state"], member["returncode"]) == ("exited", 3), member
+        sent = run("send", "--run-dir", run_dir, "w", "hello")
+        assert sent.returncode != 0 and "w is not running; nothing was sent" in sent.stderr
+        signalled = run("signal", "--run-dir", run_dir, "w", "TERM")
+        assert signalled.returncode != 0, signalled
+        assert "w is not running; no signal was sent" in signalled.stderr
+        write_fifo(gate, b"go\n")  # the held output ends: the exit is published
+        plex.expect(r"^w +\* exited with code 3")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 3

@@ -357,8 +357,8 @@ class ControlServer:
             raise _Refused("bad_signal", str(exc)) from None
         reached = self._engine.router.signal(name, sig)
         if not reached:
-            raise _Refused("not_running", f"{'no member' if name == ALL else name} is running; "
-                           "no signal was sent")
+            who = "no member is" if name == ALL else f"{name} is not"
+            raise _Refused("not_running", f"{who} running; no signal was sent")
         return {"ok": True, "signalled": reached}
 
     async def _restart(self, request: dict[str, Any], peer_pid: int) -> Answer:

@@ -470,11 +470,15 @@ class Process:
 
     @property
     def input_open(self) -> bool:
-        return self._stdin is not None and not self._close_after_drain
+        """Whether a line sent now can reach the program: not once it has exited, even
+        while what it wrote is still being read (its stdin is then closed with it)."""
+        return (self._stdin is not None and not self._close_after_drain
+                and self.returncode is None)
 
     def send(self, data: bytes) -> bool:
         """Queue ``data`` for the member's stdin; False (with a note) if stdin is closed."""
-        if self._stdin is None or self._close_after_drain:  # not input_open: a call less
+        if self._stdin is None or self._close_after_drain or self.returncode is not None:
+            # (not input_open, spelled out: a call less per line)
             why = {"pending": "has not started yet", "failed": "could not start"}.get(
                 self.state, "is not running" if self.returncode is not None else "closed its stdin"
             )
@@ -650,10 +654,12 @@ class Process:
         return self.pid is not None and self.group_alive() and bool(live_in_group(self.pid))
 
     def statistics(self) -> dict[str, object]:
+        # Its program has exited: so it says, even while its last output is still read.
+        exited = self.returncode is not None and self.state in ("running", "stopping")
         return {
             "name": self.name,
             "pid": self.pid,
-            "state": self.state,
+            "state": "exited" if exited else self.state,
             "returncode": self.returncode,
             "pending_input": sum(len(chunk) for chunk in self._pending_input),
         }
