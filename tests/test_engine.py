@@ -853,3 +853,36 @@ def test_a_restart_asked_for_after_an_exit_on_its_own_does_not_erase_it(tmp_path
     status, outcome = asyncio.run(scenario())
     assert status == 3
     assert isinstance(outcome, PipeplexError), outcome
+
+
+def test_a_member_whose_restart_waited_for_a_dependency_in_vain_says_so(tmp_path: Path) -> None:
+    """api is restarted while db is down; db gives up: api's summary says why it did not
+    start again, as a member that never started would."""
+    gate, marker = tmp_path / "gate", tmp_path / "marker"
+    os.mkfifo(gate)
+    db = ProcSpec("db", ("sh", "-c", f"if [ -e {marker} ]; then exit 7; fi; touch {marker}; "
+                                     f"echo ready; read x < {gate}; exit 7"),
+                  ready="^ready$", on_exit="restart", max_restarts=1)
+    api = ProcSpec("api", ("sh", "-c", "echo up; exec cat"), after=("db",), ready="^up$")
+
+    async def scenario() -> list[str]:
+        restarts: list[asyncio.Future[int]] = []
+
+        async def backoff(delay: float) -> None:  # db is down: api is restarted meanwhile
+            restarts.append(asyncio.ensure_future(engine.restart("api")))
+            await _seen(engine, recorder, "api", "waiting for db to be ready again")
+
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((db, api)), bus, sleep=backoff)
+        run = await _running(engine, "api")
+        await _open(gate)
+        assert await asyncio.wait_for(run, 30) == 7
+        await asyncio.gather(*restarts, return_exceptions=True)
+        return recorder.notes()
+
+    notes = asyncio.run(scenario())
+    summary = next(n for n in notes if n.startswith("summary:") and "not started again" in n)
+    assert summary.endswith("; not started again (waited for db, which gave up after 1 "
+                            "restart)"), summary

@@ -112,6 +112,10 @@ class Outcomes:
             text += f", {restarts} restart{'s' if restarts != 1 else ''}"
         if member.name in self.cannot_start:  # its last start failed
             text += f"; could not start again ({self.cannot_start[member.name]})"
+        dep = self.waiting_for.get(member.name)
+        if dep is not None and self.held_back(dep):  # its next run waited in vain
+            why = self.why_not_ready(dep, frozenset({member.name}))
+            text += f"; not started again (waited for {dep}, {why})"
         return text
 
     def _never_started(self, member: Process) -> str:
