@@ -759,3 +759,26 @@ def test_closing_waits_through_further_ctrl_cs() -> None:
     future.set_result(7)
     assert _despite_interrupts(future) == 7
     assert future.interrupts == 0
+
+
+def test_a_cancelled_aclose_skips_the_grace_but_not_another_callers_wait() -> None:
+    """One aclose() is cancelled during the grace of a member that ignores SIGTERM: it
+    SIGKILLs everything, and a second aclose() waiting meanwhile returns normally."""
+    async def scenario() -> tuple[bool, BaseException | None]:
+        plex = AsyncPlex(grace=600)
+        await plex.start()
+        member = await plex.spawn("s", [PY, "-c", IGNORE_TERM], ready="^up$")
+        seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        plex.bus.subscribe(lambda e: isinstance(e, pipeplex.Note) and "sent SIGTERM" in e.text
+                           and not seen.done() and seen.set_result(None))
+        first, second = asyncio.ensure_future(plex.aclose()), asyncio.ensure_future(plex.aclose())
+        await asyncio.wait_for(seen, 30)
+        first.cancel()
+        (outcome,) = await asyncio.gather(first, return_exceptions=True)
+        assert isinstance(outcome, asyncio.CancelledError)
+        (other,) = await asyncio.wait_for(asyncio.gather(second, return_exceptions=True), 30)
+        return member.returncode is not None, other
+
+    ended, other = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert ended
+    assert other is None

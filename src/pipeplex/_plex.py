@@ -297,6 +297,8 @@ class AsyncPlex:
         self._transcript: TranscriptSink | None = None
         self._inputs: FolderInputs | None = None
         self._hosting: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        """The one closing of the plex, which every aclose() waits for."""
         self._merged = _MergedTranscript(Renderer([], sanitize=False))
         self.bus.subscribe(self._merged, SHOWN)
         self._members: dict[str, AsyncMember] = {}
@@ -565,15 +567,34 @@ class AsyncPlex:
             raise failed
 
     async def aclose(self) -> None:
-        """Stop every member (stdin, SIGTERM, grace, SIGKILL) and wait until all are gone."""
+        """Stop every member (stdin, SIGTERM, grace, SIGKILL) and wait until all are gone.
+
+        Cancelled (a timeout around it, Ctrl-C under ``asyncio.run``), it skips what is
+        left of the graces: SIGKILL to every member, then the cancellation goes on. Another
+        caller waiting for the same closing is not cancelled with it.
+        """
         if self._engine is None or self._run is None:
             return
-        engine, run = self._engine, self._run
+        run = self._run
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close(self._engine, run))
+        closing = self._closing
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            if not closing.done():
+                run.cancel()  # the engine's way out: SIGKILL to every group, at once
+                await asyncio.wait([closing])
+            raise
+
+    async def _close(self, engine: Engine, run: asyncio.Task[int]) -> None:
         self.bus.flush_threadsafe()
         self._let_go()
         engine.request_stop()
         try:
-            await run
+            await asyncio.wait([run])
+            if not run.cancelled():
+                run.result()  # (an error that ended the run)
         finally:
             if self._hosting is not None:
                 if not run.done():
