@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import subprocess
 from pathlib import Path
 
-from .helpers import PIPEPLEX, run
+from .helpers import DEADLINE, PIPEPLEX, run
 
 
 def test_a_transcript_on_stdout_joins_the_output_instead_of_overwriting_it(
@@ -70,3 +72,26 @@ def test_a_transcript_on_a_descriptor_the_run_was_not_given_is_refused(run_dir: 
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert result.returncode == 2
     assert "descriptor 7 is not open" in result.stderr
+
+
+def test_the_transcript_reaches_its_file_while_the_cast_runs(run_dir: Path) -> None:
+    """Not only every 64 KiB and at the end: a record is written within half a second, so
+    a pipeplex killed with SIGKILL loses no more than that."""
+    transcript_r, transcript_w = os.pipe()
+    proc = subprocess.Popen(
+        [*PIPEPLEX, "run", "-p", "m=sh -c 'echo hello; exec cat'", "--run-dir", str(run_dir),
+         "--transcript", f"/dev/fd/{transcript_w}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(transcript_w,))
+    os.close(transcript_w)
+    try:
+        with os.fdopen(transcript_r, "rb") as transcript:
+            records = b""
+            while b"hello" not in records:
+                assert select.select([transcript], [], [], DEADLINE)[0], records
+                chunk = os.read(transcript.fileno(), 65536)
+                assert chunk, records
+                records += chunk
+            assert proc.poll() is None  # written while the cast runs, not at its end
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -3,8 +3,10 @@
 One object per line: ``t`` (seconds since the epoch), ``p`` (the member, or null), ``s``
 (``out``, ``err``, ``in`` or ``event``) and the data, as ``d`` (text) when it is valid UTF-8,
 else as ``b64``. Events add ``e`` (``start``, ``exit``, ``ready``, ``match``, ``note``,
-``eof``) and their fields. Writes are buffered and go to disk at the end or every 64 KiB; a
-write error disables the transcript with one note and never stops the run.
+``eof``) and their fields. Writes are buffered and go to disk every 64 KiB, and at the
+latest half a second after an event (so a pipeplex killed with SIGKILL loses no more); a
+write error disables the transcript with one note and never stops the run. Logs
+(``--log-dir``) reach the disk within the same half second.
 
 Transcripts and logs are private (0600), and written only to a regular file of the user's
 own: a symbolic link, a named pipe, a device or a file with other hard links in their place
@@ -14,6 +16,7 @@ against another file.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import fcntl
@@ -21,7 +24,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -174,6 +177,19 @@ _OWN_DESCRIPTOR = re.compile(r"/dev/(stdout|stderr|null)|/dev/fd/\d+|/proc/self/
 through a copy of the descriptor, never by opening what it points to afresh."""
 
 
+FLUSH_AFTER = 0.5
+"""Seconds a record may wait in memory before it is written (unless 64 KiB came first)."""
+
+
+def _flush_later(flush: Callable[[], None]) -> asyncio.TimerHandle | None:
+    """``flush`` called in FLUSH_AFTER seconds by the running loop (None without one)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop.call_later(FLUSH_AFTER, flush)
+
+
 class TranscriptSink:
     """Writes every event to a JSON Lines file (0600), or to one of the run's descriptors."""
 
@@ -200,6 +216,7 @@ class TranscriptSink:
         self._pending: list[str] = []
         self._size = 0
         self._flush_at = flush_at
+        self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
         if self._file is None:
@@ -209,8 +226,13 @@ class TranscriptSink:
         self._size += len(line)
         if self._size >= self._flush_at:
             self.flush()
+        elif self._timer is None:
+            self._timer = _flush_later(self.flush)
 
     def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._file is None or not self._pending:
             return
         try:
@@ -266,6 +288,8 @@ class LogDirSink:
             raise PipeplexError(f"cannot make the log folder {self.folder}: {exc.strerror} "
                                 "(give a folder you may write to)") from None
         self._files: dict[str, IO[bytes] | None] = {}  # None: refused, not tried again
+        self._unflushed: set[IO[bytes]] = set()
+        self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Started):
@@ -282,6 +306,18 @@ class LogDirSink:
             file = self._files[event.name] = self._open(event.name)
         if file is not None:
             file.write(event.data)
+            self._unflushed.add(file)
+            if self._timer is None:
+                self._timer = _flush_later(self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        for file in self._unflushed:
+            try:
+                file.flush()
+            except OSError:
+                pass  # (the same error comes back at the next write or at close)
+        self._unflushed.clear()
 
     def _open(self, name: str) -> IO[bytes] | None:
         path = self.folder / f"{name}.log"
@@ -299,6 +335,10 @@ class LogDirSink:
         return None
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._unflushed.clear()
         for file in self._files.values():
             if file is not None:
                 file.close()
