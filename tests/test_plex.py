@@ -782,3 +782,40 @@ def test_a_cancelled_aclose_skips_the_grace_but_not_another_callers_wait() -> No
     ended, other = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert ended
     assert other is None
+
+
+def test_a_load_whose_name_is_taken_while_it_waits_starts_nothing(tmp_path: Path) -> None:
+    """load() waits for what a's previous member left to stop; meanwhile a spawn takes b.
+    The whole file is refused, as if b had been taken before: a is not started either."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    leftover = ("import signal, sys\n"
+                f"def bye(*_): open({str(gate)!r}).read(); sys.exit()\n"
+                "signal.signal(signal.SIGTERM, bye)\n"
+                "print('left', flush=True)\n"
+                "signal.pause()\n")
+    starter = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {leftover!r}])"
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "cat"\n[procs.b]\ncmd = "cat"\n')
+
+    async def scenario() -> tuple[BaseException | None, bool, list[str]]:
+        async with AsyncPlex(grace=600) as plex:
+            old = await plex.spawn("a", [PY, "-c", starter])
+            await asyncio.wait_for(old.expect("^left$"), 30)
+            await asyncio.wait_for(old.wait(), 30)
+            swept: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            plex.bus.subscribe(lambda e: isinstance(e, pipeplex.Note) and "sent them SIGTERM"
+                               in e.text and not swept.done() and swept.set_result(None))
+            load = asyncio.ensure_future(plex.load(cast))
+            await asyncio.wait_for(swept, 30)  # load waits for the leftover to go
+            await plex.spawn("b", "cat")
+            await asyncio.to_thread(gate.write_text, "go\n")  # the leftover goes
+            (outcome,) = await asyncio.wait_for(asyncio.gather(load, return_exceptions=True),
+                                                30)
+            return outcome, plex.members["a"] is old, sorted(plex.members)
+
+    outcome, a_is_old, names = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert isinstance(outcome, pipeplex.PipeplexError), outcome
+    assert "'b' already exists" in str(outcome)
+    assert names == ["a", "b"]
+    assert a_is_old  # no new a was started
