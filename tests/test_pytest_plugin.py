@@ -317,3 +317,23 @@ def test_file_names_and_report_text_helpers() -> None:
     assert names[1].startswith("t.py_test_a_b_-")
     assert _printable("a\tb\nc") == "a\tb\nc"
     assert _printable("\x00\x1b[1m\r\x7f\x9b\u00e9") == "\\x00\\x1b[1m\\x0d\\x7f\\x9b\u00e9"
+
+
+def test_a_pipeplex_error_is_reported_at_the_test_line(pytester: pytest.Pytester) -> None:
+    """An ExpectTimeout or NotReady says what went wrong: the report shows the test's line
+    and the message, not the frames of pipeplex (nor of its thread) it came through."""
+    pytester.makepyfile("""
+        def test_expect(plex):
+            cat = plex.spawn("cat", "cat")
+            cat.expect("never", timeout=0.1)
+
+        def test_spawn(plex):
+            plex.spawn("db", ["sh", "-c", "exit 2"], ready="accepting")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*test_a_pipeplex_error_is_reported_at_the_test_line.py:3: "
+                                 "ExpectTimeout", "*.py:6: NotReady"])
+    output = result.stdout.str()
+    for internal in ("_plex_sync.py", "matcher.py", "_engine.py", "concurrent/futures"):
+        assert internal not in output, internal

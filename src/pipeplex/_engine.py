@@ -25,11 +25,12 @@ from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import Stopper, first
 from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand
-from .errors import NotReady, PipeplexError, SpawnError
+from .errors import NotReady, PipeplexError, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure")
+__tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0

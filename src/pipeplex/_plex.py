@@ -33,7 +33,14 @@ from ._events import SHOWN, Event, Note, Output, Stream
 from ._signals import describe_returncode
 from .cast.load import check_commands, check_fields, check_name
 from .cast.spec import CastSpec, ProcSpec, split_command
-from .errors import CastError, ExpectTimeout, PipeplexError, UnexpectedExit, UnknownMember
+from .errors import (
+    CastError,
+    ExpectTimeout,
+    PipeplexError,
+    UnexpectedExit,
+    UnknownMember,
+    ours_in_tracebacks,
+)
 from .expect import EOF, Matcher
 from .expect.buffer import Pattern, Sentinel
 from .inputs.folder import FolderInputs
@@ -44,6 +51,7 @@ from .scenario import load_scenario, run_steps
 from .scenario.model import Scenario
 
 __all__ = ("DEFAULT_TIMEOUT", "AsyncMember", "AsyncPlex")
+__tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 DEFAULT_TIMEOUT = 30.0
 TRANSCRIPT_KEEP = 1024 * 1024

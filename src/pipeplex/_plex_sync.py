@@ -28,11 +28,18 @@ from ._bus import Bus
 from ._engine import DEFAULT_GRACE
 from ._events import Stream
 from ._plex import DEFAULT_TIMEOUT, AsyncMember, AsyncPlex
-from .errors import ExpectTimeout, PipeplexError, UnexpectedExit, UnknownMember
+from .errors import (
+    ExpectTimeout,
+    PipeplexError,
+    UnexpectedExit,
+    UnknownMember,
+    ours_in_tracebacks,
+)
 from .expect.buffer import Pattern, Sentinel
 from .scenario.model import Scenario
 
 __all__ = ("Member", "Plex")
+__tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 T = TypeVar("T")
 _CANCEL_WAIT = 5.0
@@ -270,6 +277,10 @@ class Plex:
         call = _Call(coroutine)
         try:
             return asyncio.run_coroutine_threadsafe(call.run(), self._loop).result()
+        except PipeplexError as exc:
+            # Its message says it all: the frames it came through in the plex's thread, and
+            # concurrent.futures', are noise where it is reported.
+            raise exc.with_traceback(None) from exc.__cause__
         except BaseException:
             # Ctrl-C (or another exception raised in this thread) while the loop works for
             # us: the call ends here, and must not go on to take output a later one expects.

@@ -8,6 +8,7 @@ never a traceback for these.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = (
     "CastError",
@@ -28,6 +29,13 @@ class PipeplexError(Exception):
         # The subclasses take other arguments than their message: rebuild one from its
         # message and attributes, so that it can be pickled (multiprocessing, pytest-xdist).
         return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def ours_in_tracebacks(excinfo: Any) -> bool:
+    """pytest's ``__tracebackhide__`` for pipeplex's API modules: a :class:`PipeplexError`
+    says what went wrong in its message, and the frames of pipeplex it came through are
+    noise in a test report; any other error (a bug) keeps them."""
+    return excinfo is not None and bool(excinfo.errisinstance(PipeplexError))
 
 
 def _rebuild(cls: type[PipeplexError], args: tuple[object, ...],

@@ -25,7 +25,7 @@ from typing import Any
 
 from .._bus import Bus
 from .._events import Event, Exited, Matched, Output, Started
-from ..errors import ExpectTimeout, UnexpectedExit
+from ..errors import ExpectTimeout, UnexpectedExit, ours_in_tracebacks
 from .buffer import (
     EOF,
     TIMEOUT,
@@ -38,6 +38,7 @@ from .buffer import (
 from .deadlines import Deadlines
 
 __all__ = ("Expectation", "Matcher")
+__tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 _INF = float("inf")
 _END = re.compile(r"\Z")
