@@ -593,6 +593,8 @@ class AsyncPlex:
             if not closing.done():
                 run.cancel()  # the engine's way out: SIGKILL to every group, at once
                 await asyncio.wait([closing])
+            if closing.done() and not closing.cancelled():
+                closing.exception()  # (retrieved: this caller raises its cancellation)
             raise
 
     async def _close(self, engine: Engine, run: asyncio.Task[int]) -> None:

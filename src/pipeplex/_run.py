@@ -147,7 +147,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         return await _run_with_inputs(engine, inputs, console, mode, options, writer)
     finally:
         # The cast has ended: a stop signal now changes neither the exit status nor the
-        # records; it only drops what the terminal has not taken yet (nobody reads it?).
+        # records; it only drops what the terminal has not taken yet (a reader that takes
+        # nothing would otherwise keep us here).
         for sig in handled:
             loop.add_signal_handler(sig, writer.abandon)
         if orphans is not None:

@@ -471,7 +471,7 @@ class Process:
     @property
     def input_open(self) -> bool:
         """Whether a line sent now can reach the program: not once it has exited, even
-        while what it wrote is still being read (its stdin is then closed with it)."""
+        while what it wrote is still being read."""
         return (self._stdin is not None and not self._close_after_drain
                 and self.returncode is None)
 
