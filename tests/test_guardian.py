@@ -94,3 +94,35 @@ def test_a_group_is_let_go_of_once_empty(tmp_path: Path) -> None:
             guardian.close()
 
     asyncio.run(scenario())
+
+
+def test_a_group_that_cannot_be_watched_is_taken_for_alive(tmp_path: Path) -> None:
+    """Out of descriptors when its member exits leaving many processes: the group is not
+    watched (it stays registered, and is signalled as before), and the run goes on."""
+    import resource
+
+    crashes: list[BaseException] = []
+
+    async def scenario() -> tuple[bool, bool]:
+        spec = ProcSpec("m", ("sh", "-c", "for i in $(seq 80); do sleep 300 & done; exit 0"),
+                        pty="pipes")
+        member = Process(spec, Bus(), on_crash=crashes.append)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            await member.start()
+            # Room for the scan, not for a pidfd per process left.
+            resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 20,
+                                                        hard))
+            # (The watch is tried in the exit's pass: before this wait returns.)
+            await asyncio.wait_for(asyncio.shield(member.exit_future), DEADLINE)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        alive = member.has_leftovers()
+        reached = member.signal(signal.SIGKILL)
+        await asyncio.wait_for(member.wait_exited(), DEADLINE)
+        member.close()
+        return alive, reached
+
+    alive, reached = asyncio.run(scenario())
+    assert crashes == []
+    assert alive and reached

@@ -740,25 +740,23 @@ def test_a_start_cancelled_before_the_cast_began_leaves_nothing_started() -> Non
 
 
 def test_closing_waits_through_further_ctrl_cs() -> None:
-    """Plex.close() after a Ctrl-C SIGKILLs everything and waits for it: more Ctrl-Cs meanwhile
-    do not cut that wait short (the thread's loop would stop with members still running)."""
-    import concurrent.futures
+    """Plex.close() after a Ctrl-C SIGKILLs everything, waits for it, then stops its thread:
+    more Ctrl-Cs meanwhile cut neither wait short (members would be left running, or the
+    loop open for a later close() to hang on), and the first one is raised at the end."""
+    from pipeplex._plex_sync import _through_interrupts
 
-    from pipeplex._plex_sync import _despite_interrupts
+    calls: list[int] = []
 
-    class Interrupted(concurrent.futures.Future[int]):
-        interrupts = 2
+    def interrupted_twice() -> int:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise KeyboardInterrupt(len(calls))
+        return 7
 
-        def result(self, timeout: float | None = None) -> int:
-            if self.interrupts:
-                self.interrupts -= 1
-                raise KeyboardInterrupt
-            return super().result(timeout)
-
-    future = Interrupted()
-    future.set_result(7)
-    assert _despite_interrupts(future) == 7
-    assert future.interrupts == 0
+    result, interrupt = _through_interrupts(interrupted_twice)
+    assert (result, len(calls)) == (7, 3)
+    assert interrupt is not None and interrupt.args == (1,)
+    assert _through_interrupts(lambda: 8) == (8, None)
 
 
 def test_a_cancelled_aclose_skips_the_grace_but_not_another_callers_wait() -> None:

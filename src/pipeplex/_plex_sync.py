@@ -6,11 +6,10 @@ output from the caller's own thread, so a round trip costs one wake-up, not a ta
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import re
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
@@ -46,14 +45,16 @@ _CANCEL_WAIT = 5.0
 """Seconds an interrupted synchronous call waits for the loop to cancel its work."""
 
 
-def _despite_interrupts(future: concurrent.futures.Future[T]) -> T:
-    """The result of ``future``, waited for through further Ctrl-Cs: everything is being
-    SIGKILLed, which takes a moment, and leaving now would leave members running."""
+def _through_interrupts(wait: Callable[[], T]) -> tuple[T, KeyboardInterrupt | None]:
+    """What ``wait()`` returns, called again after each Ctrl-C that cuts it short, and the
+    first such Ctrl-C: closing must end what it began (members SIGKILLed, the plex's
+    thread and loop gone), or a quick double Ctrl-C would leave them behind."""
+    interrupted: KeyboardInterrupt | None = None
     while True:
         try:
-            return future.result()
-        except KeyboardInterrupt:
-            continue
+            return wait(), interrupted
+        except KeyboardInterrupt as exc:
+            interrupted = interrupted or exc
 
 
 class _Call(Generic[T]):
@@ -374,7 +375,7 @@ class Plex:
                 engine = self._async._engine
                 if engine is not None:
                     self._loop.call_soon_threadsafe(engine.force_stop)
-                _despite_interrupts(closing)
+                _through_interrupts(closing.result)
                 raise
         finally:
             self._stop_thread()
@@ -382,7 +383,10 @@ class Plex:
     def _stop_thread(self) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._loop.stop)
+        interrupted = None
         if self._thread is not None:
-            self._thread.join()
+            _, interrupted = _through_interrupts(self._thread.join)
         self._loop.close()
         self._loop = None
+        if interrupted is not None:
+            raise interrupted

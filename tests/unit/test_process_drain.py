@@ -6,6 +6,7 @@ a pause keeps what is left of it, so pauses and resumes cannot put the exit off 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -100,3 +101,31 @@ def test_a_run_that_ended_during_a_pause_does_not_leave_the_next_one_paused() ->
 
     outputs = [e for e in asyncio.run(scenario()) if isinstance(e, Output)]
     assert outputs[0].data == b"prompt> " and outputs[0].partial
+
+
+def test_input_from_another_thread_is_refused_once_the_program_exited() -> None:
+    """The program exited; a process it started holds its stdin and output (the exit is
+    not published yet). A line from the synchronous API's thread is refused, as one from
+    the loop is: it never reaches that other process."""
+    child = "import sys; print('child got:', sys.stdin.readline().strip(), flush=True)"
+    parent = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {child!r}])"
+
+    async def scenario() -> list[Event]:
+        bus = Bus()
+        events: list[Event] = []
+        bus.subscribe(events.append)
+        spec = ProcSpec("m", (sys.executable, "-c", parent), pty="pipes")
+        member = Process(spec, bus, on_crash=lambda exc: None)
+        await member.start()
+        await asyncio.wait_for(asyncio.shield(member.exit_future), 30)
+        await asyncio.to_thread(member.send_threadsafe, b"hello\n")
+        member.close_input()  # (the child's EOF: it reads nothing, and ends)
+        member.signal(9)
+        await asyncio.wait_for(member.wait_exited(), 30)
+        member.close()
+        return events
+
+    events = asyncio.run(scenario())
+    assert not any(isinstance(e, Output) and b"hello" in e.data for e in events), events
+    assert any(isinstance(e, Note) and "m is not running; dropped 6 bytes" in e.text
+               for e in events), events

@@ -11,15 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Collection
 from typing import Any
 
-__all__ = ("GroupWatch", "live_in_group", "wait_group_gone")
+__all__ = ("live_in_group", "unwatch_group", "wait_group_gone", "watch_group")
 
 
 def live_in_group(pgid: int) -> list[int]:
     """Pids in process group ``pgid`` that have not exited (zombies do not count)."""
-    pids = []
+    return _live_in_groups({pgid}).get(pgid, [])
+
+
+def _live_in_groups(groups: Collection[int]) -> dict[int, list[int]]:
+    """The pids of each of ``groups`` that have not exited, in one pass over ``/proc``."""
+    found: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -30,9 +36,10 @@ def live_in_group(pgid: int) -> list[int]:
             continue
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
         fields = stat[stat.rindex(b")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            pids.append(int(entry.name))
-    return pids
+        pgid = int(fields[2])
+        if pgid in groups and fields[0] not in (b"Z", b"X"):
+            found.setdefault(pgid, []).append(int(entry.name))
+    return found
 
 
 async def wait_group_gone(pgid: int, within: float,
@@ -84,53 +91,96 @@ async def _all_exit(pids: list[int], within: float, until: asyncio.Future[Any] |
             os.close(fd)
 
 
-class GroupWatch:
-    """Calls ``on_empty`` once nothing that has not exited is left in group ``pgid``.
+
+def watch_group(pgid: int, on_empty: Callable[[int], None]) -> None:
+    """Call ``on_empty(pgid)`` (in the running loop) once nothing that has not exited is
+    left in group ``pgid``.
 
     A group's id stays taken while any process is in it, and is free for a stranger's
     ``setsid`` once it is empty: whoever would signal the group later must know it is gone.
-    The processes in it are found in ``/proc`` and each is watched through a pidfd; when
-    those have all exited the group is read again (one may have forked meanwhile). Zombies
-    do not count: they cannot be signalled, and their id is not free until reaped.
+    Zombies do not count: they cannot be signalled, and their id is not free until reaped.
+    If the group cannot be watched (pipeplex is out of descriptors), ``on_empty`` is never
+    called: the group is then taken for alive, as it was before.
     """
+    loop = asyncio.get_running_loop()
+    watcher = _WATCHERS.get(loop)
+    if watcher is None:
+        watcher = _WATCHERS[loop] = _GroupWatcher()
+    watcher.watch(pgid, on_empty)
 
-    def __init__(self, pgid: int, on_empty: Callable[[int], None]) -> None:
-        self.pgid = pgid
-        self._on_empty = on_empty
-        self._loop = asyncio.get_running_loop()
-        self._fds: set[int] = set()
-        self._look()
 
-    def __repr__(self) -> str:
-        return f"<GroupWatch pgid={self.pgid} watching={len(self._fds)}>"
+def unwatch_group(pgid: int) -> None:
+    """Stop watching group ``pgid`` (in the running loop: the cast is over)."""
+    watcher = _WATCHERS.get(asyncio.get_running_loop())
+    if watcher is not None:
+        watcher.unwatch(pgid)
 
-    @property
-    def watching(self) -> bool:
-        """False once the group was found empty (``on_empty`` has been called)."""
-        return bool(self._fds)
 
-    def _look(self) -> None:
-        for pid in live_in_group(self.pgid):
+class _GroupWatcher:
+    """The groups watched in one loop. Each group's processes are found in ``/proc`` and
+    watched through pidfds; when those have all exited, the group is read again (one may
+    have forked meanwhile). One pass over ``/proc`` serves every group that needs reading
+    in a pass of the loop: many members exiting together cost one, not one each."""
+
+    def __init__(self) -> None:
+        # (No reference to the loop: the loop is the key this watcher is kept under, weakly.)
+        self._on_empty: dict[int, Callable[[int], None]] = {}
+        self._group_of: dict[int, int] = {}
+        """Per pidfd open, its process's group."""
+        self._open: dict[int, set[int]] = {}
+        """Per group, its pidfds open."""
+        self._to_read: set[int] = set()
+        self._reading: asyncio.Handle | None = None
+
+    def watch(self, pgid: int, on_empty: Callable[[int], None]) -> None:
+        self._on_empty[pgid] = on_empty
+        self._read_soon(pgid)
+
+    def unwatch(self, pgid: int) -> None:
+        self._on_empty.pop(pgid, None)
+        self._to_read.discard(pgid)
+        loop = asyncio.get_running_loop()
+        for fd in self._open.pop(pgid, set()):
+            del self._group_of[fd]
+            loop.remove_reader(fd)
+            os.close(fd)
+
+    def _read_soon(self, pgid: int) -> None:
+        self._to_read.add(pgid)
+        if self._reading is None:
+            self._reading = asyncio.get_running_loop().call_soon(self._read)
+
+    def _read(self) -> None:
+        self._reading = None
+        loop = asyncio.get_running_loop()
+        groups, self._to_read = self._to_read, set()
+        found = _live_in_groups(groups)
+        for pgid in groups:
+            if pgid not in self._on_empty:
+                continue  # unwatched meanwhile
             try:
-                fd = os.pidfd_open(pid)
-            except ProcessLookupError:  # gone meanwhile
+                for pid in found.get(pgid, ()):
+                    with contextlib.suppress(ProcessLookupError):  # gone meanwhile
+                        fd = os.pidfd_open(pid)
+                        self._group_of[fd] = pgid
+                        self._open.setdefault(pgid, set()).add(fd)
+                        loop.add_reader(fd, self._exited, fd)
+            except OSError:  # out of descriptors: taken for alive, as if never watched
+                self.unwatch(pgid)
                 continue
-            self._fds.add(fd)
-            self._loop.add_reader(fd, self._exited, fd)
-        if not self._fds:
-            self._on_empty(self.pgid)
+            if pgid not in self._open:
+                self._on_empty.pop(pgid)(pgid)
 
     def _exited(self, fd: int) -> None:
-        self._loop.remove_reader(fd)
+        asyncio.get_running_loop().remove_reader(fd)
         os.close(fd)
-        self._fds.discard(fd)
-        if not self._fds:
-            self._look()
+        pgid = self._group_of.pop(fd)
+        left = self._open[pgid]
+        left.discard(fd)
+        if not left:
+            del self._open[pgid]
+            self._read_soon(pgid)
 
-    def close(self) -> None:
-        """Stop watching (the cast is over)."""
-        for fd in self._fds:
-            if not self._loop.is_closed():
-                self._loop.remove_reader(fd)
-            os.close(fd)
-        self._fds.clear()
+
+_WATCHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupWatcher] = (
+    weakref.WeakKeyDictionary())

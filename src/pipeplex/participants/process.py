@@ -25,7 +25,7 @@ from .._events import Exited, InputSent, Note, Output, Started, Stream
 from ..cast.spec import ProcSpec, expand
 from ..errors import SpawnError
 from ._framing import LineFramer
-from ._group import GroupWatch, live_in_group
+from ._group import live_in_group, unwatch_group, watch_group
 from ._pty import make_controlling_tty, open_pty
 from .guardian import Guardian
 
@@ -107,7 +107,7 @@ class Process:
         output is read and shown (under the member's name) until EOF or the next start."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._group_gone = True
-        self._group_watches: dict[int, GroupWatch] = {}
+        self._watched_groups: set[int] = set()
         """Groups of ended runs that processes still hold, watched until they are empty."""
 
     def __repr__(self) -> str:
@@ -361,9 +361,8 @@ class Process:
         self.ended_at = time.monotonic()
         # Once the group is empty its id may go to a stranger: it is never signalled after.
         if self.group_alive():  # a process it started lives on (or a zombie, not reaped yet)
-            watch = GroupWatch(self._popen.pid, self._group_emptied)
-            if watch.watching:
-                self._group_watches[watch.pgid] = watch
+            self._watched_groups.add(self._popen.pid)
+            watch_group(self._popen.pid, self._group_emptied)
         assert self._exit_seen is not None
         self._exit_seen.set_result(returncode)
         self._drain_left = DRAIN_GRACE
@@ -387,7 +386,7 @@ class Process:
             "still shown", name=self.name))
 
     def _group_emptied(self, pgid: int) -> None:
-        self._group_watches.pop(pgid, None)
+        self._watched_groups.discard(pgid)
         if pgid == self.pid:
             self._group_gone = True
         if self._guardian is not None:
@@ -397,9 +396,9 @@ class Process:
         """The cast is over: stop reading what processes of an ended run still hold open,
         and stop watching their groups."""
         self.release_output()
-        for watch in self._group_watches.values():
-            watch.close()
-        self._group_watches.clear()
+        for pgid in self._watched_groups:
+            unwatch_group(pgid)
+        self._watched_groups.clear()
 
     def release_output(self) -> None:
         """Stop reading output that processes of an ended run still hold open (before the
@@ -569,7 +568,7 @@ class Process:
         with self._stdin_lock:
             fd = self._stdin
             direct = (fd is not None and not self._pending_input and not self._close_after_drain
-                      and self._queued_from_threads == 0)
+                      and self.returncode is None and self._queued_from_threads == 0)
             if direct:
                 try:
                     written = os.write(fd, data)  # type: ignore[arg-type]
