@@ -886,3 +886,70 @@ def test_a_member_whose_restart_waited_for_a_dependency_in_vain_says_so(tmp_path
     summary = next(n for n in notes if n.startswith("summary:") and "not started again" in n)
     assert summary.endswith("; not started again (waited for db, which gave up after 1 "
                             "restart)"), summary
+
+
+DAEMON = ("import subprocess, sys\n"
+          "d = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'],\n"
+          "                     start_new_session=True, stdin=subprocess.DEVNULL,\n"
+          "                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+          "print('daemon', d.pid, flush=True)\n"
+          "sys.stdin.read()\n")
+
+
+def test_what_a_run_started_outside_its_group_is_stopped_at_a_restart_and_at_the_end() -> None:
+    """A daemon the member started left its process group (setsid): a restart stops it
+    before the new run starts (it could hold the new run's port), and the end of the
+    cast stops the new run's, each announced, found by the run's id in its environment."""
+    import re
+    import select
+    import signal
+
+    member = ProcSpec("m", (sys.executable, "-c", DAEMON), ready="^daemon")
+    daemons: list[int] = []
+
+    def daemon_of(events: list[Event]) -> list[int]:
+        return [int(m[1]) for e in events if isinstance(e, Output)
+                for m in re.finditer(rb"daemon (\d+)", e.data)]
+
+    async def scenario() -> tuple[int, list[str], list[int]]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((member,)), bus, grace=5.0,
+                        env_overrides={"PIPEPLEX_RUN_ID": f"escaped-{os.getpid()}"})
+        run = await _running(engine, "m")
+        first_line = next(i for i, e in enumerate(recorder.events) if daemon_of([e]))
+        await asyncio.wait_for(engine.restart("m"), 30)
+        await _seen(engine, recorder, "m", "| daemon", first_line + 1)  # the new run's
+        daemons.extend(daemon_of(recorder.events))
+        gone_at_restart = []
+        for pid in daemons[:1]:
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                gone_at_restart.append(pid)
+                continue
+            gone_at_restart.extend([pid] if select.select([fd], [], [], 0)[0] else [])
+            os.close(fd)
+        engine.request_stop()
+        return await asyncio.wait_for(run, 30), recorder.notes(), gone_at_restart
+
+    try:
+        status, notes, gone_at_restart = asyncio.run(scenario())
+        assert status == 0
+        assert len(daemons) == 2 and gone_at_restart == daemons[:1], (daemons, notes)
+        for pid in daemons:
+            assert (f"left 1 process outside its process group (pid {pid}); sent them "
+                    "SIGTERM") in notes, notes
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            with open(f"/proc/{pid}/stat") as f:  # a zombie until init reaps it is gone
+                assert f.read().rsplit(")", 1)[1].split()[0] == "Z", pid
+    finally:
+        for pid in daemons:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -66,7 +66,8 @@ class Engine:
     ) -> None:
         self.cast = cast
         self.bus = bus
-        self.stopper = Stopper(bus, grace=grace, stdin_grace=stdin_grace)
+        self.stopper = Stopper(bus, grace=grace, stdin_grace=stdin_grace,
+                               run_id=(env_overrides or {}).get("PIPEPLEX_RUN_ID"))
         self._sleep = sleep
         self._process_options: dict[str, Any] = {
             "on_crash": self.crash, "columns": columns, "env_overrides": env_overrides,
@@ -334,7 +335,7 @@ class Engine:
         again = False
         try:
             if previous is not None and previous.pid is not None:
-                await self.stopper.stop_leftovers(previous)
+                await self._stop_remains(previous)
             if await self._wait_for_dependencies(member):
                 await self._run_member(member)
             # A restart asked for while this supervisor was past taking it (ending); not
@@ -452,7 +453,7 @@ class Engine:
         the usual escalation), as before a restart: before its name is used again."""
         member = self.members.get(name)
         if member is not None and member.pid is not None and not member.running:
-            await self._to_the_end(self.stopper.stop_leftovers(member))
+            await self._to_the_end(self._stop_remains(member))
 
     async def _to_the_end(self, stop: Coroutine[Any, Any, None]) -> None:
         """Run ``stop`` in the engine's task group for a caller outside it: a caller that is
@@ -582,9 +583,9 @@ class Engine:
         attempt = 0
         while not self.stopping:
             if member.pid is not None:
-                # A restart: what the previous run left in its group goes first (a worker
-                # still holding the port, say), with the usual escalation.
-                await self.stopper.stop_leftovers(member)
+                # A restart: what the previous run left goes first (a worker still holding
+                # the port, say), in its group or out of it, with the usual escalation.
+                await self._stop_remains(member)
                 if self.stopping:
                     return
             if not await self._wait_until_up(member):
@@ -886,7 +887,14 @@ class Engine:
                 await asyncio.gather(*(self.stopper.stop(self.members[n]) for n in names))
             # A member whose start raced with the stop request is caught here.
             await asyncio.gather(*(self.stopper.stop(m) for m in self.members.values()))
+        # What members started outside their groups: one look for all of them.
+        await self.stopper.stop_escaped([m for m in self.members.values() if m.pid is not None])
         await self._all_done
+
+    async def _stop_remains(self, member: Process) -> None:
+        """What the ended ``member`` left: in its process group, then outside it."""
+        await self.stopper.stop_leftovers(member)
+        await self.stopper.stop_escaped([member])
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))

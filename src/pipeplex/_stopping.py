@@ -10,13 +10,17 @@ restart, a name used again, the end of the cast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 from ._bus import Bus
 from ._events import Level, Note
 from .participants import Process
-from .participants._group import wait_group_gone
+from .participants._escaped import find_escaped
+from .participants._group import pidfds_exit, wait_group_gone
 
 __all__ = ("LEFTOVER_KILL_WAIT", "Stopper", "first")
 
@@ -32,8 +36,12 @@ async def first(*futures: asyncio.Future[Any], within: float | None = None) -> N
 class Stopper:
     """Stops members with the escalation, and skips every grace left once told to."""
 
-    def __init__(self, bus: Bus, *, grace: float, stdin_grace: float = 0.0) -> None:
+    def __init__(self, bus: Bus, *, grace: float, stdin_grace: float = 0.0,
+                 run_id: str | None = None) -> None:
         self.bus = bus
+        self.run_id = run_id
+        """The run's PIPEPLEX_RUN_ID, by which what members started outside their process
+        groups is found (None: it is not looked for)."""
         self.grace = grace
         """Seconds from SIGTERM to SIGKILL, unless a member's ``stop_timeout`` says."""
         self.stdin_grace = stdin_grace
@@ -152,6 +160,43 @@ class Stopper:
         # Gone within a moment: SIGKILL cannot be ignored (a process in the kernel may lag).
         await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
 
+    async def stop_escaped(self, members: Sequence[Process]) -> None:
+        """What ``members`` started outside their process groups (a daemon's ``setsid``, an
+        interactive shell's jobs), found by their environment in one pass over ``/proc``,
+        gets the same escalation: SIGTERM, the rest of the grace, SIGKILL; announced."""
+        if self.run_id is None or not members:
+            return
+        found = find_escaped(self.run_id, {member.name for member in members})
+        await asyncio.gather(*(self._stop_escaped(member, found.pop(member.name))
+                               for member in members if member.name in found))
+
+    async def _stop_escaped(self, member: Process, processes: list[tuple[int, int]]) -> None:
+        assert self._force is not None
+        fds = [fd for _, fd in processes]
+        try:
+            pids = ", ".join(str(pid) for pid, _ in processes)
+            them = f"{len(processes)} process{'es' if len(processes) != 1 else ''}"
+            self._announce(member, f"left {them} outside its process group (pid {pids}); "
+                                   "sent them SIGTERM", "warning")
+            for fd in fds:
+                _send(fd, signal.SIGTERM)
+                _send(fd, signal.SIGCONT)
+            grace = member.spec.stop_timeout or self.grace
+            if await pidfds_exit(fds, grace, self._force):
+                return
+            if self._force.done():
+                what = "sent SIGKILL to the processes it left outside its process group"
+            else:
+                what = (f"processes it left outside its process group ignored SIGTERM for "
+                        f"{grace:.1f} s; sent them SIGKILL")
+            for fd in fds:
+                _send(fd, signal.SIGKILL)
+            self._announce(member, what, "warning")
+            await pidfds_exit(fds, LEFTOVER_KILL_WAIT)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))
 
@@ -161,3 +206,8 @@ def _terminate(member: Process) -> None:
     Ctrl-Z) gets to run its handler within the grace instead of waiting for SIGKILL."""
     member.signal(signal.SIGTERM)
     member.signal(signal.SIGCONT)
+
+
+def _send(pidfd: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # gone already
+        signal.pidfd_send_signal(pidfd, sig)

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
-__all__ = ("live_in_group", "unwatch_group", "wait_group_gone", "watch_group")
+__all__ = ("live_in_group", "pidfds_exit", "unwatch_group", "wait_group_gone", "watch_group")
 
 
 def live_in_group(pgid: int) -> list[int]:
@@ -60,6 +60,21 @@ async def wait_group_gone(pgid: int, within: float,
 
 async def _all_exit(pids: list[int], within: float, until: asyncio.Future[Any] | None) -> bool:
     """Whether every process in ``pids`` exits within ``within`` s (and before ``until``)."""
+    fds = []
+    try:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                fds.append(os.pidfd_open(pid))
+        return await pidfds_exit(fds, within, until)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+async def pidfds_exit(fds: list[int], within: float,
+                      until: asyncio.Future[Any] | None = None) -> bool:
+    """Whether every process behind ``fds`` (pidfds) exits within ``within`` s (and before
+    ``until``). The pidfds stay open: they are the caller's."""
     loop = asyncio.get_running_loop()
     all_exited: asyncio.Future[None] = loop.create_future()
     watched: set[int] = set()
@@ -70,13 +85,9 @@ async def _all_exit(pids: list[int], within: float, until: asyncio.Future[Any] |
         if not watched and not all_exited.done():
             all_exited.set_result(None)
 
-    fds = []
+    if not fds:
+        return True
     try:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                fds.append(os.pidfd_open(pid))
-        if not fds:
-            return True  # all gone meanwhile
         for fd in fds:
             watched.add(fd)
             loop.add_reader(fd, exited, fd)
@@ -86,10 +97,8 @@ async def _all_exit(pids: list[int], within: float, until: asyncio.Future[Any] |
         await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
         return all_exited.done()
     finally:
-        for fd in fds:
+        for fd in watched:
             loop.remove_reader(fd)
-            os.close(fd)
-
 
 
 def watch_group(pgid: int, on_empty: Callable[[int], None]) -> None:
