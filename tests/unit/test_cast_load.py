@@ -298,6 +298,16 @@ class TestMemberKeys:
         assert err.message == message
         assert err.source == f"{path}:4"
 
+    @pytest.mark.parametrize("key", ["PIPEPLEX_NAME", "PIPEPLEX_RUN_ID"])
+    def test_env_may_not_set_pipeplex_own_variables(self, tmp_path: Path, key: str) -> None:
+        """They say which member of which run a process is (what the stop finds by them):
+        a member may not pass for another, nor for another run."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\n\nenv = {{ {key} = "db" }}\n')
+        assert err.message == (f"web: env sets {key}, which pipeplex sets itself (it tells "
+                               "which member and run a process belongs to, and stops what "
+                               "the member started by it): remove it")
+        assert err.source == f"{path}:4"
+
     def test_env_table_error_gives_the_key_line(self, tmp_path: Path) -> None:
         """In an ``[procs.NAME.env]`` table the error points at the bad key's own line."""
         err, path = error(

@@ -431,6 +431,9 @@ def _env_problem(key: str, value: str) -> str | None:
     if "\0" in value:
         return (f"variable {key} has a NUL character in its value, which the environment "
                 "cannot hold")
+    if key in ("PIPEPLEX_NAME", "PIPEPLEX_RUN_ID"):
+        return (f"sets {key}, which pipeplex sets itself (it tells which member and run a "
+                "process belongs to, and stops what the member started by it): remove it")
     return None
 
 

@@ -228,9 +228,13 @@ class Process:
         env = dict(os.environ)
         # Python children flush each write; harmless for everything else.
         env.setdefault("PYTHONUNBUFFERED", "1")
-        env["PIPEPLEX_NAME"] = self.name
         env.update(self._env_overrides)
         env.update({key: expand(value, variables) for key, value in self.spec.env.items()})
+        # Ours, whatever came before (a spec built by hand is not checked): they tell which
+        # member of which run a process belongs to, and the stop finds by them what it started.
+        env["PIPEPLEX_NAME"] = self.name
+        if "PIPEPLEX_RUN_ID" in self._env_overrides:
+            env["PIPEPLEX_RUN_ID"] = self._env_overrides["PIPEPLEX_RUN_ID"]
         return env
 
     def _emitter(self, stream: Stream) -> Callable[[bytes, bool], None]:
