@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeplex import Bus, ProcSpec
 from pipeplex.participants import Guardian, Process
 
@@ -20,6 +22,8 @@ DEADLINE = 10.0
 
 SPAWN_THEN_DIE = """
 import asyncio, os
+import pytest
+
 from pipeplex import Bus, ProcSpec
 from pipeplex.participants import Guardian, Process
 
@@ -126,3 +130,54 @@ def test_a_group_that_cannot_be_watched_is_taken_for_alive(tmp_path: Path) -> No
     alive, reached = asyncio.run(scenario())
     assert crashes == []
     assert alive and reached
+
+
+def test_the_guardian_does_not_pass_for_a_member_of_an_outer_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pipeplex run as a member of another: its guardian carries neither the outer run's
+    id nor the member's name, so the outer stop never takes it for a process the member
+    left behind (and kills it before it has stopped the inner members)."""
+    monkeypatch.setenv("PIPEPLEX_RUN_ID", "outer-run")
+    monkeypatch.setenv("PIPEPLEX_NAME", "inner")
+    guardian = Guardian()
+    try:
+        with open(f"/proc/{guardian.pid}/environ", "rb") as f:
+            environ = f.read().split(b"\0")
+    finally:
+        guardian.close()
+    assert not [v for v in environ if v.startswith((b"PIPEPLEX_RUN_ID=", b"PIPEPLEX_NAME="))]
+
+
+def test_what_was_left_outside_the_group_is_taken_a_few_at_a_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five daemons with the member's name and the run's id: with two held at a time, three
+    passes stop them all, each pass announced; no more descriptors than that are held."""
+    from pipeplex import _stopping
+    from pipeplex._stopping import Stopper
+
+    monkeypatch.setattr(_stopping, "ESCAPED_AT_ONCE", 2)
+    env = {**os.environ, "PIPEPLEX_RUN_ID": f"passes-{os.getpid()}", "PIPEPLEX_NAME": "m"}
+    daemons = [subprocess.Popen(["sleep", "300"], env=env, start_new_session=True)
+               for _ in range(5)]
+
+    async def scenario() -> list[str]:
+        bus = Bus()
+        notes: list[str] = []
+        bus.subscribe(lambda e: notes.append(e.text) if hasattr(e, "text") else None)
+        stopper = Stopper(bus, grace=5.0, run_id=env["PIPEPLEX_RUN_ID"])
+        stopper.begin()
+        member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
+        await stopper.stop_escaped([member])
+        return notes
+
+    try:
+        notes = asyncio.run(scenario())
+        assert [n.split(" (pid")[0] for n in notes] == [
+            "left 2 processes outside its process group",
+            "left 2 processes outside its process group",
+            "left 1 process outside its process group"], notes
+        assert all(d.wait(timeout=DEADLINE) == -signal.SIGTERM for d in daemons)
+    finally:
+        for daemon in daemons:
+            daemon.kill()
+            daemon.wait()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -739,24 +740,45 @@ def test_a_start_cancelled_before_the_cast_began_leaves_nothing_started() -> Non
     assert asyncio.run(asyncio.wait_for(scenario(), 60)) is not None
 
 
-def test_closing_waits_through_further_ctrl_cs() -> None:
-    """Plex.close() after a Ctrl-C SIGKILLs everything, waits for it, then stops its thread:
-    more Ctrl-Cs meanwhile cut neither wait short (members would be left running, or the
-    loop open for a later close() to hang on), and the first one is raised at the end."""
-    from pipeplex._plex_sync import _through_interrupts
+CLOSE_UNDER_CTRL_C = """
+import os, signal, sys, threading
+from pipeplex import Note, Plex
+IGNORE_TERM = sys.argv[1]
+plex = Plex(grace=600)
+plex.start()
+pid = plex.spawn("s", [sys.executable, "-c", IGNORE_TERM], ready="^up$").pid
+termed = threading.Event()
+plex.bus.subscribe(lambda e: isinstance(e, Note) and "sent SIGTERM" in e.text and termed.set())
 
-    calls: list[int] = []
+def ctrl_c_three_times():
+    termed.wait(30)
+    for _ in range(3):
+        os.kill(os.getpid(), signal.SIGINT)
 
-    def interrupted_twice() -> int:
-        calls.append(1)
-        if len(calls) <= 2:
-            raise KeyboardInterrupt(len(calls))
-        return 7
+threading.Thread(target=ctrl_c_three_times, daemon=True).start()
+try:
+    plex.close()
+except KeyboardInterrupt:
+    print("interrupted")
+print("loop closed" if plex._loop is None else "loop open")
+try:
+    os.kill(pid, 0)
+    print("member alive")
+except ProcessLookupError:
+    print("member gone")
+plex.close()  # (a second close() does nothing)
+print("closed again")
+"""
 
-    result, interrupt = _through_interrupts(interrupted_twice)
-    assert (result, len(calls)) == (7, 3)
-    assert interrupt is not None and interrupt.args == (1,)
-    assert _through_interrupts(lambda: 8) == (8, None)
+
+def test_closing_ends_everything_through_several_ctrl_cs() -> None:
+    """Ctrl-C three times at once while close() waits out a grace: the grace is skipped
+    (SIGKILL), and close() still ends the member, its thread and loop, then raises
+    KeyboardInterrupt; a second close() does nothing."""
+    result = subprocess.run([PY, "-c", CLOSE_UNDER_CTRL_C, IGNORE_TERM], capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout.split("\n")[:4] == ["interrupted", "loop closed", "member gone",
+                                             "closed again"], result
 
 
 def test_a_cancelled_aclose_skips_the_grace_but_not_another_callers_wait() -> None:

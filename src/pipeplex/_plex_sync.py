@@ -6,10 +6,12 @@ output from the caller's own thread, so a round trip costs one wake-up, not a ta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import signal
 import threading
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
@@ -45,16 +47,22 @@ _CANCEL_WAIT = 5.0
 """Seconds an interrupted synchronous call waits for the loop to cancel its work."""
 
 
-def _through_interrupts(wait: Callable[[], T]) -> tuple[T, KeyboardInterrupt | None]:
-    """What ``wait()`` returns, called again after each Ctrl-C that cuts it short, and the
-    first such Ctrl-C: closing must end what it began (members SIGKILLed, the plex's
-    thread and loop gone), or a quick double Ctrl-C would leave them behind."""
-    interrupted: KeyboardInterrupt | None = None
-    while True:
-        try:
-            return wait(), interrupted
-        except KeyboardInterrupt as exc:
-            interrupted = interrupted or exc
+@contextlib.contextmanager
+def _ctrl_c_calls(callback: Callable[[], None]) -> Iterator[None]:
+    """Within the block, a Ctrl-C (SIGINT) calls ``callback`` instead of raising
+    ``KeyboardInterrupt`` at whatever line it lands on: closing must end all it began, or a
+    quick double Ctrl-C would leave members running and the loop open. Only in the main
+    thread (the only one that gets it), and only over Python's own handler (yours stays).
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: callback())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Call(Generic[T]):
@@ -362,31 +370,37 @@ class Plex:
         self._call(self._async.run_steps())
 
     def close(self) -> None:
-        """Stop every member and the background thread."""
+        """Stop every member and the background thread.
+
+        A Ctrl-C meanwhile skips what is left of the graces (SIGKILL to every member), as a
+        second Ctrl-C does in a run; ``close`` still ends all it began (members, thread,
+        loop), whatever Ctrl-Cs come, then raises ``KeyboardInterrupt``.
+        """
         if self._loop is None:
             return
-        closing = asyncio.run_coroutine_threadsafe(self._async.aclose(), self._loop)
-        try:
-            try:
-                closing.result()
-            except KeyboardInterrupt:
-                # Ctrl-C while members get their grace: skip it (SIGKILL), as a second
-                # Ctrl-C does in a run, and still leave nothing behind.
+        loop = self._loop
+        interrupted: list[bool] = []
+
+        def on_ctrl_c() -> None:
+            if not interrupted:
+                interrupted.append(True)
                 engine = self._async._engine
                 if engine is not None:
-                    self._loop.call_soon_threadsafe(engine.force_stop)
-                _through_interrupts(closing.result)
-                raise
-        finally:
-            self._stop_thread()
+                    loop.call_soon_threadsafe(engine.force_stop)
+
+        with _ctrl_c_calls(on_ctrl_c):
+            closing = asyncio.run_coroutine_threadsafe(self._async.aclose(), loop)
+            try:
+                closing.result()
+            finally:
+                self._stop_thread()
+        if interrupted:
+            raise KeyboardInterrupt
 
     def _stop_thread(self) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._loop.stop)
-        interrupted = None
         if self._thread is not None:
-            _, interrupted = _through_interrupts(self._thread.join)
+            self._thread.join()
         self._loop.close()
         self._loop = None
-        if interrupted is not None:
-            raise interrupted

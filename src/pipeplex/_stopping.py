@@ -26,6 +26,12 @@ __all__ = ("LEFTOVER_KILL_WAIT", "Stopper", "first")
 
 LEFTOVER_KILL_WAIT = 1.0
 """How long processes left in a group may take to die of SIGKILL before we go on."""
+ESCAPED_AT_ONCE = 256
+"""Processes left outside their groups held (a pidfd each) by one pass: pipeplex's
+descriptors are for its members first. More are taken by the next pass."""
+ESCAPED_PASSES = 16
+"""At most this many passes: a process that SIGKILL cannot end (stuck in the kernel) must
+not keep the stop looking for ever."""
 
 
 async def first(*futures: asyncio.Future[Any], within: float | None = None) -> None:
@@ -163,12 +169,17 @@ class Stopper:
     async def stop_escaped(self, members: Sequence[Process]) -> None:
         """What ``members`` started outside their process groups (a daemon's ``setsid``, an
         interactive shell's jobs), found by their environment in one pass over ``/proc``,
-        gets the same escalation: SIGTERM, the rest of the grace, SIGKILL; announced."""
+        gets the same escalation: SIGTERM, the grace, SIGKILL; announced. (ESCAPED_AT_ONCE
+        at a time: another pass once those are gone.)"""
         if self.run_id is None or not members:
             return
-        found = find_escaped(self.run_id, {member.name for member in members})
-        await asyncio.gather(*(self._stop_escaped(member, found.pop(member.name))
-                               for member in members if member.name in found))
+        names = {member.name for member in members}
+        for _ in range(ESCAPED_PASSES):
+            found, complete = find_escaped(self.run_id, names, ESCAPED_AT_ONCE)
+            await asyncio.gather(*(self._stop_escaped(member, found.pop(member.name))
+                                   for member in members if member.name in found))
+            if complete:
+                return
 
     async def _stop_escaped(self, member: Process, processes: list[tuple[int, int]]) -> None:
         assert self._force is not None

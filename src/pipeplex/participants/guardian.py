@@ -117,6 +117,11 @@ class Guardian:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
                 close_fds=True,
+                # Not marked as a member's: when this pipeplex is itself a member (of an
+                # outer run), the outer stop must not take its guardian for a process the
+                # member left behind, and kill it before it has stopped our members.
+                env={k: v for k, v in os.environ.items()
+                     if k not in ("PIPEPLEX_RUN_ID", "PIPEPLEX_NAME")},
             )
         finally:
             os.close(read_end)
