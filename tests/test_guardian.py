@@ -22,7 +22,6 @@ DEADLINE = 10.0
 
 SPAWN_THEN_DIE = """
 import asyncio, os
-import pytest
 
 from pipeplex import Bus, ProcSpec
 from pipeplex.participants import Guardian, Process
@@ -148,23 +147,38 @@ def test_the_guardian_does_not_pass_for_a_member_of_an_outer_run(
     assert not [v for v in environ if v.startswith((b"PIPEPLEX_RUN_ID=", b"PIPEPLEX_NAME="))]
 
 
-def test_what_was_left_outside_the_group_is_taken_a_few_at_a_time(
+def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_time(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Five daemons with the member's name and the run's id: with two held at a time, three
-    passes stop them all, each pass announced; no more descriptors than that are held."""
+    """Five daemons with the member's name and the run's id, ignoring SIGTERM: all get
+    SIGTERM at once, one grace, then SIGKILL at once (each step said once), while no more
+    than two are held (a pidfd each) at a time."""
     from pipeplex import _stopping
     from pipeplex._stopping import Stopper
 
     monkeypatch.setattr(_stopping, "ESCAPED_AT_ONCE", 2)
+    held: list[int] = []
+    hold = _stopping.hold_escaped
+
+    def counted(run_id: str, name: str, limit: int) -> tuple[list[int], bool]:
+        fds, complete = hold(run_id, name, limit)
+        held.append(len(fds))
+        return fds, complete
+
+    monkeypatch.setattr(_stopping, "hold_escaped", counted)
     env = {**os.environ, "PIPEPLEX_RUN_ID": f"passes-{os.getpid()}", "PIPEPLEX_NAME": "m"}
-    daemons = [subprocess.Popen(["sleep", "300"], env=env, start_new_session=True)
+    ignore_term = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                   "print('ready', flush=True); signal.pause()")
+    daemons = [subprocess.Popen([sys.executable, "-c", ignore_term], env=env,
+                                stdout=subprocess.PIPE, start_new_session=True)
                for _ in range(5)]
+    for daemon in daemons:  # each ignores SIGTERM by now
+        assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
 
     async def scenario() -> list[str]:
         bus = Bus()
         notes: list[str] = []
         bus.subscribe(lambda e: notes.append(e.text) if hasattr(e, "text") else None)
-        stopper = Stopper(bus, grace=5.0, run_id=env["PIPEPLEX_RUN_ID"])
+        stopper = Stopper(bus, grace=0.5, run_id=env["PIPEPLEX_RUN_ID"])
         stopper.begin()
         member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
         await stopper.stop_escaped([member])
@@ -173,11 +187,14 @@ def test_what_was_left_outside_the_group_is_taken_a_few_at_a_time(
     try:
         notes = asyncio.run(scenario())
         assert [n.split(" (pid")[0] for n in notes] == [
-            "left 2 processes outside its process group",
-            "left 2 processes outside its process group",
-            "left 1 process outside its process group"], notes
-        assert all(d.wait(timeout=DEADLINE) == -signal.SIGTERM for d in daemons)
+            "left 5 processes outside its process group",
+            "5 processes it left outside its process group ignored SIGTERM for 0.5 s; sent "
+            "them SIGKILL"], notes
+        assert all(d.wait(timeout=DEADLINE) == -signal.SIGKILL for d in daemons)
+        assert held and max(held) <= 2, held
     finally:
         for daemon in daemons:
             daemon.kill()
             daemon.wait()
+            assert daemon.stdout is not None
+            daemon.stdout.close()

@@ -744,6 +744,10 @@ CLOSE_UNDER_CTRL_C = """
 import os, signal, sys, threading
 from pipeplex import Note, Plex
 IGNORE_TERM = sys.argv[1]
+if sys.argv[2] == "own-handler":  # a handler of the program's own, which raises
+    def own(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, own)
 plex = Plex(grace=600)
 plex.start()
 pid = plex.spawn("s", [sys.executable, "-c", IGNORE_TERM], ready="^up$").pid
@@ -771,12 +775,14 @@ print("closed again")
 """
 
 
-def test_closing_ends_everything_through_several_ctrl_cs() -> None:
+@pytest.mark.parametrize("handler", ["python's", "own-handler"])
+def test_closing_ends_everything_through_several_ctrl_cs(handler: str) -> None:
     """Ctrl-C three times at once while close() waits out a grace: the grace is skipped
     (SIGKILL), and close() still ends the member, its thread and loop, then raises
-    KeyboardInterrupt; a second close() does nothing."""
-    result = subprocess.run([PY, "-c", CLOSE_UNDER_CTRL_C, IGNORE_TERM], capture_output=True,
-                            text=True, timeout=60)
+    KeyboardInterrupt; a second close() does nothing. Also when the program has a SIGINT
+    handler of its own that raises."""
+    result = subprocess.run([PY, "-c", CLOSE_UNDER_CTRL_C, IGNORE_TERM, handler],
+                            capture_output=True, text=True, timeout=60)
     assert result.stdout.split("\n")[:4] == ["interrupted", "loop closed", "member gone",
                                              "closed again"], result
 

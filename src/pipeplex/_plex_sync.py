@@ -392,15 +392,31 @@ class Plex:
             closing = asyncio.run_coroutine_threadsafe(self._async.aclose(), loop)
             try:
                 closing.result()
+            except BaseException:
+                if not closing.done():
+                    # Interrupted another way (a SIGINT handler of yours that raises, say):
+                    # as by a Ctrl-C, and what was begun still ends before this goes on.
+                    on_ctrl_c()
+                    while not closing.done():
+                        with contextlib.suppress(BaseException):
+                            closing.result()
+                raise
             finally:
                 self._stop_thread()
         if interrupted:
             raise KeyboardInterrupt
 
     def _stop_thread(self) -> None:
-        assert self._loop is not None
+        if self._loop is None:
+            return  # (stopped meanwhile: close() from a signal handler, during close())
         self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join()
+        raised: BaseException | None = None
+        while self._thread is not None and self._thread.is_alive():
+            try:
+                self._thread.join()
+            except BaseException as exc:  # (a signal handler's): after, not instead
+                raised = raised or exc
         self._loop.close()
         self._loop = None
+        if raised is not None:
+            raise raised

@@ -10,7 +10,6 @@ restart, a name used again, the end of the cast.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from typing import Any
 from ._bus import Bus
 from ._events import Level, Note
 from .participants import Process
-from .participants._escaped import find_escaped
+from .participants._escaped import hold_escaped, signal_escaped
 from .participants._group import pidfds_exit, wait_group_gone
 
 __all__ = ("LEFTOVER_KILL_WAIT", "Stopper", "first")
@@ -27,11 +26,8 @@ __all__ = ("LEFTOVER_KILL_WAIT", "Stopper", "first")
 LEFTOVER_KILL_WAIT = 1.0
 """How long processes left in a group may take to die of SIGKILL before we go on."""
 ESCAPED_AT_ONCE = 256
-"""Processes left outside their groups held (a pidfd each) by one pass: pipeplex's
-descriptors are for its members first. More are taken by the next pass."""
-ESCAPED_PASSES = 16
-"""At most this many passes: a process that SIGKILL cannot end (stuck in the kernel) must
-not keep the stop looking for ever."""
+"""Processes left outside their groups that are waited for at once (a pidfd each):
+pipeplex's descriptors are for its members first. Once those are gone, it looks again."""
 
 
 async def first(*futures: asyncio.Future[Any], within: float | None = None) -> None:
@@ -168,45 +164,61 @@ class Stopper:
 
     async def stop_escaped(self, members: Sequence[Process]) -> None:
         """What ``members`` started outside their process groups (a daemon's ``setsid``, an
-        interactive shell's jobs), found by their environment in one pass over ``/proc``,
-        gets the same escalation: SIGTERM, the grace, SIGKILL; announced. (ESCAPED_AT_ONCE
-        at a time: another pass once those are gone.)"""
+        interactive shell's jobs), found by their environment, gets the same escalation:
+        SIGTERM to all of them at once, the grace (from then), SIGKILL; announced."""
         if self.run_id is None or not members:
             return
-        names = {member.name for member in members}
-        for _ in range(ESCAPED_PASSES):
-            found, complete = find_escaped(self.run_id, names, ESCAPED_AT_ONCE)
-            await asyncio.gather(*(self._stop_escaped(member, found.pop(member.name))
-                                   for member in members if member.name in found))
-            if complete:
-                return
+        by_name = {member.name: member for member in members}
+        termed, missed = signal_escaped(self.run_id, by_name, (signal.SIGTERM, signal.SIGCONT))
+        started = asyncio.get_running_loop().time()
+        for name, pids in termed.items():
+            self._announce(by_name[name], f"left {_processes(len(pids))} outside its process "
+                                          f"group ({_pids(pids)}); sent them SIGTERM", "warning")
+        self._say_missed(by_name, missed)
+        await asyncio.gather(*(self._escalate_escaped(by_name[name], started)
+                               for name in termed))
 
-    async def _stop_escaped(self, member: Process, processes: list[tuple[int, int]]) -> None:
-        assert self._force is not None
-        fds = [fd for _, fd in processes]
-        try:
-            pids = ", ".join(str(pid) for pid, _ in processes)
-            them = f"{len(processes)} process{'es' if len(processes) != 1 else ''}"
-            self._announce(member, f"left {them} outside its process group (pid {pids}); "
-                                   "sent them SIGTERM", "warning")
-            for fd in fds:
-                _send(fd, signal.SIGTERM)
-                _send(fd, signal.SIGCONT)
-            grace = member.spec.stop_timeout or self.grace
-            if await pidfds_exit(fds, grace, self._force):
-                return
-            if self._force.done():
-                what = "sent SIGKILL to the processes it left outside its process group"
-            else:
-                what = (f"processes it left outside its process group ignored SIGTERM for "
-                        f"{grace:.1f} s; sent them SIGKILL")
-            for fd in fds:
-                _send(fd, signal.SIGKILL)
-            self._announce(member, what, "warning")
-            await pidfds_exit(fds, LEFTOVER_KILL_WAIT)
-        finally:
-            for fd in fds:
-                os.close(fd)
+    async def _escalate_escaped(self, member: Process, started: float) -> None:
+        assert self._force is not None and self.run_id is not None
+        grace = member.spec.stop_timeout or self.grace
+        if await self._escaped_gone(member.name, started + grace, self._force):
+            return
+        killed, missed = signal_escaped(self.run_id, [member.name], (signal.SIGKILL,))
+        self._say_missed({member.name: member}, missed)
+        if not killed:
+            return  # (gone meanwhile)
+        them = _processes(len(killed[member.name]))
+        if self._force.done():
+            what = f"sent SIGKILL to the {them} it left outside its process group"
+        else:
+            what = (f"{them} it left outside its process group ignored SIGTERM for "
+                    f"{grace:.1f} s; sent them SIGKILL")
+        self._announce(member, what, "warning")
+        loop = asyncio.get_running_loop()
+        await self._escaped_gone(member.name, loop.time() + LEFTOVER_KILL_WAIT)
+
+    async def _escaped_gone(self, name: str, deadline: float,
+                            until: asyncio.Future[None] | None = None) -> bool:
+        """Whether all that ``name`` left outside its group is gone by ``deadline`` (or
+        ``until``), watched ESCAPED_AT_ONCE at a time: those gone, it looks again."""
+        assert self.run_id is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            fds, complete = hold_escaped(self.run_id, name, ESCAPED_AT_ONCE)
+            if not fds:
+                return complete  # (not complete: none could be watched)
+            try:
+                if not await pidfds_exit(fds, deadline - loop.time(), until):
+                    return False
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+    def _say_missed(self, members: dict[str, Process], missed: dict[str, int]) -> None:
+        for name, count in missed.items():
+            self._announce(members[name], f"could not reach {_processes(count)} it left "
+                                          "outside its process group (pipeplex is out of "
+                                          "file descriptors)", "error")
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))
@@ -219,6 +231,10 @@ def _terminate(member: Process) -> None:
     member.signal(signal.SIGCONT)
 
 
-def _send(pidfd: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # gone already
-        signal.pidfd_send_signal(pidfd, sig)
+def _processes(count: int) -> str:
+    return f"{count} process{'es' if count != 1 else ''}"
+
+
+def _pids(pids: list[int]) -> str:
+    """``pid 42, 43, 44`` (the first ten, then ``...``)."""
+    return "pid " + ", ".join(map(str, pids[:10])) + (", ..." if len(pids) > 10 else "")
