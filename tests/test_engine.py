@@ -939,7 +939,7 @@ def test_what_a_run_started_outside_its_group_is_stopped_at_a_restart_and_at_the
         assert status == 0
         assert len(daemons) == 2 and gone_at_restart == daemons[:1], (daemons, notes)
         for pid in daemons:
-            assert (f"left 1 process outside its process group (pid {pid}); sent them "
+            assert (f"left 1 process (pid {pid}) outside its process group; sent it "
                     "SIGTERM") in notes, notes
             try:
                 os.kill(pid, 0)

@@ -157,14 +157,15 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
 
     monkeypatch.setattr(_stopping, "ESCAPED_AT_ONCE", 2)
     held: list[int] = []
-    hold = _stopping.hold_escaped
+    hold = _stopping.hold
 
-    def counted(run_id: str, name: str, limit: int) -> tuple[list[int], bool]:
-        fds, complete = hold(run_id, name, limit)
-        held.append(len(fds))
-        return fds, complete
+    def counted(processes: list[tuple[int, int]], limit: int
+                ) -> tuple[list[tuple[tuple[int, int], int]], list[tuple[int, int]]]:
+        pairs, rest = hold(processes, limit)
+        held.append(len(pairs))
+        return pairs, rest
 
-    monkeypatch.setattr(_stopping, "hold_escaped", counted)
+    monkeypatch.setattr(_stopping, "hold", counted)
     env = {**os.environ, "PIPEPLEX_RUN_ID": f"passes-{os.getpid()}", "PIPEPLEX_NAME": "m"}
     ignore_term = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                    "print('ready', flush=True); signal.pause()")
@@ -186,10 +187,11 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
 
     try:
         notes = asyncio.run(scenario())
-        assert [n.split(" (pid")[0] for n in notes] == [
-            "left 5 processes outside its process group",
-            "5 processes it left outside its process group ignored SIGTERM for 0.5 s; sent "
-            "them SIGKILL"], notes
+        pids = ", ".join(str(d.pid) for d in daemons)
+        assert notes == [
+            f"left 5 processes (pid {pids}) outside its process group; sent them SIGTERM",
+            f"5 processes (pid {pids}) it left outside its process group ignored SIGTERM for "
+            "0.5 s; sent them SIGKILL"], notes
         assert all(d.wait(timeout=DEADLINE) == -signal.SIGKILL for d in daemons)
         assert held and max(held) <= 2, held
     finally:
@@ -198,3 +200,42 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
             daemon.wait()
             assert daemon.stdout is not None
             daemon.stdout.close()
+
+
+def test_one_that_drops_its_environment_on_sigterm_still_gets_sigkill() -> None:
+    """Found by its environment, then followed by pid and start time: a process that
+    execs with an empty environment as it handles SIGTERM still gets SIGKILL after the
+    grace, and the first announcement said which process it was."""
+    from pipeplex._stopping import Stopper
+
+    env = {**os.environ, "PIPEPLEX_RUN_ID": f"drops-{os.getpid()}", "PIPEPLEX_NAME": "m"}
+    code = ("import os, signal\n"
+            "signal.signal(signal.SIGTERM, lambda *a: os.execve('/bin/sleep', ['sleep', '300'],"
+            " {}))\n"
+            "print('ready', flush=True)\n"
+            "signal.pause()\n")
+    daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              start_new_session=True)
+
+    async def scenario() -> list[str]:
+        bus = Bus()
+        notes: list[str] = []
+        bus.subscribe(lambda e: notes.append(e.text) if hasattr(e, "text") else None)
+        stopper = Stopper(bus, grace=0.5, run_id=env["PIPEPLEX_RUN_ID"])
+        stopper.begin()
+        await stopper.stop_escaped([Process(ProcSpec("m", ("true",)), bus, on_crash=print)])
+        return notes
+
+    try:
+        assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
+        notes = asyncio.run(scenario())
+        assert notes == [
+            f"left 1 process (pid {daemon.pid}) outside its process group; sent it SIGTERM",
+            f"1 process (pid {daemon.pid}) it left outside its process group ignored SIGTERM "
+            "for 0.5 s; sent it SIGKILL"], notes
+        assert daemon.wait(timeout=DEADLINE) == -signal.SIGKILL
+    finally:
+        daemon.kill()
+        daemon.wait()
+        assert daemon.stdout is not None
+        daemon.stdout.close()

@@ -47,6 +47,19 @@ _CANCEL_WAIT = 5.0
 """Seconds an interrupted synchronous call waits for the loop to cancel its work."""
 
 
+def _despite_handlers(step: Callable[[], object]) -> BaseException | None:
+    """Run ``step`` to its end, again after each KeyboardInterrupt or SystemExit a signal
+    handler raises in it (Ctrl-C held down, under a handler of the program's own); the
+    first of those, for the caller to raise once everything is done."""
+    raised: BaseException | None = None
+    while True:
+        try:
+            step()
+            return raised
+        except (KeyboardInterrupt, SystemExit) as exc:
+            raised = raised or exc
+
+
 @contextlib.contextmanager
 def _ctrl_c_calls(callback: Callable[[], None]) -> Iterator[None]:
     """Within the block, a Ctrl-C (SIGINT) calls ``callback`` instead of raising
@@ -396,7 +409,7 @@ class Plex:
                 if not closing.done():
                     # Interrupted another way (a SIGINT handler of yours that raises, say):
                     # as by a Ctrl-C, and what was begun still ends before this goes on.
-                    on_ctrl_c()
+                    _despite_handlers(on_ctrl_c)
                     while not closing.done():
                         with contextlib.suppress(BaseException):
                             closing.result()
@@ -407,16 +420,13 @@ class Plex:
             raise KeyboardInterrupt
 
     def _stop_thread(self) -> None:
-        if self._loop is None:
+        loop, thread = self._loop, self._thread
+        if loop is None:
             return  # (stopped meanwhile: close() from a signal handler, during close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        raised: BaseException | None = None
-        while self._thread is not None and self._thread.is_alive():
-            try:
-                self._thread.join()
-            except BaseException as exc:  # (a signal handler's): after, not instead
-                raised = raised or exc
-        self._loop.close()
+        raised = _despite_handlers(lambda: loop.call_soon_threadsafe(loop.stop))
+        if thread is not None:
+            raised = _despite_handlers(thread.join) or raised
+        raised = _despite_handlers(loop.close) or raised
         self._loop = None
         if raised is not None:
             raise raised

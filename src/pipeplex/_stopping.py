@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from ._bus import Bus
 from ._events import Level, Note
 from .participants import Process
-from .participants._escaped import hold_escaped, signal_escaped
+from .participants._escaped import Escaped, OutOfDescriptors, find_escaped, hold, send
 from .participants._group import pidfds_exit, wait_group_gone
 
 __all__ = ("LEFTOVER_KILL_WAIT", "Stopper", "first")
@@ -165,60 +166,88 @@ class Stopper:
     async def stop_escaped(self, members: Sequence[Process]) -> None:
         """What ``members`` started outside their process groups (a daemon's ``setsid``, an
         interactive shell's jobs), found by their environment, gets the same escalation:
-        SIGTERM to all of them at once, the grace (from then), SIGKILL; announced."""
+        SIGTERM to all of them at once, the grace (from then), SIGKILL to what is left;
+        announced. Those signalled are followed by pid and start time from then on."""
         if self.run_id is None or not members:
             return
         by_name = {member.name: member for member in members}
-        termed, missed = signal_escaped(self.run_id, by_name, (signal.SIGTERM, signal.SIGCONT))
-        started = asyncio.get_running_loop().time()
-        for name, pids in termed.items():
-            self._announce(by_name[name], f"left {_processes(len(pids))} outside its process "
-                                          f"group ({_pids(pids)}); sent them SIGTERM", "warning")
-        self._say_missed(by_name, missed)
-        await asyncio.gather(*(self._escalate_escaped(by_name[name], started)
-                               for name in termed))
-
-    async def _escalate_escaped(self, member: Process, started: float) -> None:
-        assert self._force is not None and self.run_id is not None
-        grace = member.spec.stop_timeout or self.grace
-        if await self._escaped_gone(member.name, started + grace, self._force):
+        try:
+            found = find_escaped(self.run_id, by_name)
+        except OutOfDescriptors:
+            for member in members:
+                self._out_of_descriptors(member)
             return
-        killed, missed = signal_escaped(self.run_id, [member.name], (signal.SIGKILL,))
-        self._say_missed({member.name: member}, missed)
-        if not killed:
-            return  # (gone meanwhile)
-        them = _processes(len(killed[member.name]))
-        if self._force.done():
-            what = f"sent SIGKILL to the {them} it left outside its process group"
-        else:
-            what = (f"{them} it left outside its process group ignored SIGTERM for "
-                    f"{grace:.1f} s; sent them SIGKILL")
-        self._announce(member, what, "warning")
-        loop = asyncio.get_running_loop()
-        await self._escaped_gone(member.name, loop.time() + LEFTOVER_KILL_WAIT)
+        started = asyncio.get_running_loop().time()
+        termed: dict[str, list[Escaped]] = {}
+        for name, processes in found.items():
+            termed[name] = self._send(by_name[name], processes,
+                                      (signal.SIGTERM, signal.SIGCONT))
+            if termed[name]:
+                self._announce(by_name[name], f"left {_processes(termed[name])} outside its "
+                                              f"process group; sent {_them(termed[name])} "
+                                              "SIGTERM", "warning")
+        await asyncio.gather(*(self._escalate_escaped(by_name[name], processes, started)
+                               for name, processes in termed.items() if processes))
 
-    async def _escaped_gone(self, name: str, deadline: float,
-                            until: asyncio.Future[None] | None = None) -> bool:
-        """Whether all that ``name`` left outside its group is gone by ``deadline`` (or
-        ``until``), watched ESCAPED_AT_ONCE at a time: those gone, it looks again."""
-        assert self.run_id is not None
+    async def _escalate_escaped(self, member: Process, processes: list[Escaped],
+                                started: float) -> None:
+        assert self._force is not None
         loop = asyncio.get_running_loop()
-        while True:
-            fds, complete = hold_escaped(self.run_id, name, ESCAPED_AT_ONCE)
-            if not fds:
-                return complete  # (not complete: none could be watched)
+        grace = member.spec.stop_timeout or self.grace
+        left = await self._alive_after(member, processes, started + grace, self._force)
+        killed = self._send(member, left, (signal.SIGKILL,))
+        if not killed:
+            return
+        if self._force.done():
+            what = f"sent SIGKILL to {_processes(killed)} it left outside its process group"
+        else:
+            what = (f"{_processes(killed)} it left outside its process group ignored SIGTERM "
+                    f"for {grace:.1f} s; sent {_them(killed)} SIGKILL")
+        self._announce(member, what, "warning")
+        await self._alive_after(member, killed, loop.time() + LEFTOVER_KILL_WAIT)
+
+    async def _alive_after(self, member: Process, processes: list[Escaped], deadline: float,
+                           until: asyncio.Future[None] | None = None) -> list[Escaped]:
+        """Those of ``processes`` still alive at ``deadline`` (or once ``until``), watched
+        ESCAPED_AT_ONCE at a time (a pidfd each): once those are gone, the next ones."""
+        loop = asyncio.get_running_loop()
+        waiting = processes
+        while waiting:
+            remaining = deadline - loop.time()
             try:
-                if not await pidfds_exit(fds, deadline - loop.time(), until):
-                    return False
+                held, rest = hold(waiting, ESCAPED_AT_ONCE)
+            except OutOfDescriptors:  # not to be watched: wait out the time, then say so
+                self._out_of_descriptors(member)
+                if remaining > 0:
+                    sleeper = asyncio.ensure_future(asyncio.sleep(remaining))
+                    try:
+                        await first(sleeper, *([until] if until is not None else []))
+                    finally:
+                        sleeper.cancel()
+                return waiting
+            fds = [fd for _, fd in held]
+            try:
+                if remaining > 0 and await pidfds_exit(fds, remaining, until):
+                    waiting = rest
+                    continue
+                return [process for process, fd in held if not _exited(fd)] + rest
             finally:
                 for fd in fds:
                     os.close(fd)
+        return []
 
-    def _say_missed(self, members: dict[str, Process], missed: dict[str, int]) -> None:
-        for name, count in missed.items():
-            self._announce(members[name], f"could not reach {_processes(count)} it left "
-                                          "outside its process group (pipeplex is out of "
-                                          "file descriptors)", "error")
+    def _send(self, member: Process, processes: list[Escaped],
+              signals: tuple[int, ...]) -> list[Escaped]:
+        try:
+            return send(processes, signals)
+        except OutOfDescriptors:
+            self._out_of_descriptors(member)
+            return []
+
+    def _out_of_descriptors(self, member: Process) -> None:
+        self._announce(member, "could not look for or reach the processes it left outside "
+                               "its process group: pipeplex is out of file descriptors",
+                       "error")
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))
@@ -231,10 +260,16 @@ def _terminate(member: Process) -> None:
     member.signal(signal.SIGCONT)
 
 
-def _processes(count: int) -> str:
-    return f"{count} process{'es' if count != 1 else ''}"
+def _processes(processes: list[Escaped]) -> str:
+    """``1 process (pid 42)``, ``3 processes (pid 42, 43, 44)`` (ten pids, then ``...``)."""
+    pids = ", ".join(str(pid) for pid, _ in processes[:10])
+    more = ", ..." if len(processes) > 10 else ""
+    return f"{len(processes)} process{'es' if len(processes) != 1 else ''} (pid {pids}{more})"
 
 
-def _pids(pids: list[int]) -> str:
-    """``pid 42, 43, 44`` (the first ten, then ``...``)."""
-    return "pid " + ", ".join(map(str, pids[:10])) + (", ..." if len(pids) > 10 else "")
+def _them(processes: list[Escaped]) -> str:
+    return "it" if len(processes) == 1 else "them"
+
+
+def _exited(pidfd: int) -> bool:
+    return bool(select.select([pidfd], [], [], 0)[0])

@@ -6,98 +6,131 @@ Every member runs with ``PIPEPLEX_RUN_ID`` (the run's token) and ``PIPEPLEX_NAME
 environment, and what it starts inherits both unless it drops them (``env -i``). A pass
 over ``/proc`` finds them: before a restart (what the old run left must not hold the new
 run's port) and when the cast ends (stopped the usual way, announced, rather than only by
-the guardian as pipeplex exits). Each is reached through a pidfd, and its environment
-read again once the pidfd holds it: a pid reused meanwhile is never signalled.
+the guardian as pipeplex exits).
+
+From then on each is known by its pid and start time, not by its environment (which a
+process may drop as it handles SIGTERM): the escalation reaches what it signalled first.
+Each signal goes through a pidfd opened for it, after the start time was read again
+through ``/proc`` once the pidfd held the process: a pid reused meanwhile is left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 from collections.abc import Collection, Iterable, Iterator
 
-__all__ = ("hold_escaped", "signal_escaped")
+__all__ = ("Escaped", "OutOfDescriptors", "find_escaped", "hold", "send")
+
+Escaped = tuple[int, int]
+"""A process by its pid and its start time (clock ticks after boot): who it is, even once
+its pid goes to another process."""
 
 
-def signal_escaped(run_id: str, names: Collection[str], signals: Iterable[int]
-                   ) -> tuple[dict[str, list[int]], dict[str, int]]:
-    """Send ``signals`` to every such process of ``names``, each through a pidfd held only
-    meanwhile (so there is no limit on how many). Per name: the pids reached, and how many
-    could not be (no descriptor left)."""
+class OutOfDescriptors(Exception):
+    """pipeplex has no file descriptor left to look in /proc or to open a pidfd."""
+
+
+def find_escaped(run_id: str, names: Collection[str]) -> dict[str, list[Escaped]]:
+    """Per member name, the live processes whose environment carries ``run_id`` and that
+    name.
+
+    Raises:
+        OutOfDescriptors: the pass could not be made, or not to its end.
+    """
+    token = f"PIPEPLEX_RUN_ID={run_id}".encode()
+    wanted = {f"PIPEPLEX_NAME={name}".encode(): name for name in names}
+    me = os.getpid()
+    found: dict[str, list[Escaped]] = {}
+    with _descriptors(), os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit() or int(entry.name) == me:
+                continue
+            pid = int(entry.name)
+            name = _name_in(pid, token, wanted)
+            started = _start_time(pid) if name is not None else None
+            if name is not None and started is not None:
+                found.setdefault(name, []).append((pid, started))
+    return found
+
+
+def send(processes: Iterable[Escaped], signals: Iterable[int]) -> list[Escaped]:
+    """Send ``signals`` to each of ``processes`` still alive; those reached.
+
+    Raises:
+        OutOfDescriptors: no pidfd could be opened (those before were reached).
+    """
     signals = tuple(signals)
-    reached: dict[str, list[int]] = {}
-    missed: dict[str, int] = {}
-    for name, pid in _candidates(run_id, names):
-        try:
-            held = _hold(pid, run_id, names)
-        except OSError:
-            missed[name] = missed.get(name, 0) + 1
+    reached = []
+    for process in processes:
+        fd = _open(process)
+        if fd is None:
             continue
-        if held is None:
-            continue
-        name, fd = held
         try:
             for sig in signals:
                 with contextlib.suppress(ProcessLookupError):  # gone already
                     signal.pidfd_send_signal(fd, sig)
         finally:
             os.close(fd)
-        reached.setdefault(name, []).append(pid)
-    return reached, missed
+        reached.append(process)
+    return reached
 
 
-def hold_escaped(run_id: str, name: str, limit: int) -> tuple[list[int], bool]:
-    """Pidfds (the caller closes them) of at most ``limit`` such processes of ``name``, to
-    wait for; and whether that is all of them (False: look again once these are gone)."""
-    fds: list[int] = []
-    for _, pid in _candidates(run_id, [name]):
-        if len(fds) == limit:
-            return fds, False
-        try:
-            held = _hold(pid, run_id, [name])
-        except OSError:  # no descriptor left: these are all that can be watched now
-            return fds, False
-        if held is not None:
-            fds.append(held[1])
-    return fds, True
-
-
-def _candidates(run_id: str, names: Collection[str]) -> Iterator[tuple[str, int]]:
-    """(name, pid) of each process whose environment carries ``run_id`` and one of
-    ``names``, as ``/proc`` lists them now."""
-    token, wanted = _markers(run_id, names)
-    me = os.getpid()
-    with os.scandir("/proc") as entries:  # (closed also when the caller stops early)
-        for entry in entries:
-            if entry.name.isdigit() and int(entry.name) != me:
-                name = _name_in(int(entry.name), token, wanted)
-                if name is not None:
-                    yield name, int(entry.name)
-
-
-def _hold(pid: int, run_id: str, names: Collection[str]) -> tuple[str, int] | None:
-    """(name, pidfd) of ``pid`` if it is still ours once the pidfd holds it; None if it is
-    gone or was a stranger by then.
+def hold(processes: Iterable[Escaped], limit: int
+         ) -> tuple[list[tuple[Escaped, int]], list[Escaped]]:
+    """At most ``limit`` of ``processes`` that are still alive, each with a pidfd (which
+    the caller closes), to wait for; and the others, not looked at yet (wait for them next).
 
     Raises:
-        OSError: no pidfd could be opened (out of descriptors).
+        OutOfDescriptors: no pidfd could be opened (none is held then).
     """
+    held: list[tuple[Escaped, int]] = []
+    rest: list[Escaped] = []
     try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return None
-    token, wanted = _markers(run_id, names)
-    name = _name_in(pid, token, wanted)  # the pid may have gone to a stranger meanwhile
-    if name is None or not _alive(pid):
+        for process in processes:
+            if len(held) == limit:
+                rest.append(process)
+                continue
+            fd = _open(process)
+            if fd is not None:
+                held.append((process, fd))
+    except OutOfDescriptors:
+        for _, fd in held:
+            os.close(fd)
+        raise
+    return held, rest
+
+
+def _open(process: Escaped) -> int | None:
+    """A pidfd of ``process`` if it is still that process and alive; else None."""
+    pid, started = process
+    with _descriptors():
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return None
+        try:
+            same = _start_time(pid) == started  # (the pid may have gone to a stranger)
+        except BaseException:
+            os.close(fd)
+            raise
+    if not same:
         os.close(fd)
         return None
-    return name, fd
+    return fd
 
 
-def _markers(run_id: str, names: Collection[str]) -> tuple[bytes, dict[bytes, str]]:
-    token = f"PIPEPLEX_RUN_ID={run_id}".encode()
-    return token, {f"PIPEPLEX_NAME={name}".encode(): name for name in names}
+@contextlib.contextmanager
+def _descriptors() -> Iterator[None]:
+    """Out of descriptors (EMFILE, ENFILE) becomes :class:`OutOfDescriptors`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise OutOfDescriptors from None
+        raise
 
 
 def _name_in(pid: int, token: bytes, wanted: dict[bytes, str]) -> str | None:
@@ -105,8 +138,10 @@ def _name_in(pid: int, token: bytes, wanted: dict[bytes, str]) -> str | None:
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             environ = f.read()
-    except OSError:  # gone, or not ours to read
-        return None
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise
+        return None  # gone, or not ours to read
     if token not in environ:  # (most processes: no split needed)
         return None
     variables = environ.split(b"\0")
@@ -115,10 +150,16 @@ def _name_in(pid: int, token: bytes, wanted: dict[bytes, str]) -> str | None:
     return next((wanted[v] for v in variables if v in wanted), None)
 
 
-def _alive(pid: int) -> bool:
-    """Not a zombie (its environment is then empty anyway, but say so)."""
-    with contextlib.suppress(OSError):
+def _start_time(pid: int) -> int | None:
+    """When ``pid`` started (field 22 of its stat), or None if it is gone or a zombie."""
+    try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-        return stat[stat.rindex(b")") + 2:].split()[0] not in (b"Z", b"X")
-    return False
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
