@@ -239,3 +239,29 @@ def test_one_that_drops_its_environment_on_sigterm_still_gets_sigkill() -> None:
         daemon.wait()
         assert daemon.stdout is not None
         daemon.stdout.close()
+
+
+def test_a_pidfd_past_1023_can_be_waited_for() -> None:
+    """With a large cast, pidfds past 1023 are common; select() cannot take them."""
+    import resource
+
+    from pipeplex.participants._group import exits_within
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1500:
+        pytest.skip("this machine allows no descriptor past 1500")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048) if hard == resource.RLIM_INFINITY
+                                                else min(max(soft, 2048), hard), hard))
+    child = subprocess.Popen(["cat"], stdin=subprocess.PIPE)
+    fd = os.pidfd_open(child.pid)
+    high = os.dup2(fd, 1500)
+    try:
+        assert not exits_within(high, 0)
+        assert child.stdin is not None
+        child.stdin.close()  # cat ends at EOF
+        assert exits_within(high, DEADLINE)
+    finally:
+        os.close(fd)
+        os.close(high)
+        child.wait()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +19,7 @@ from ._bus import Bus
 from ._events import Level, Note
 from .participants import Process
 from .participants._escaped import Escaped, OutOfDescriptors, find_escaped, hold, send
-from .participants._group import pidfds_exit, wait_group_gone
+from .participants._group import exits_within, pidfds_exit, wait_group_gone
 
 __all__ = ("LEFTOVER_KILL_WAIT", "Stopper", "first")
 
@@ -272,4 +271,4 @@ def _them(processes: list[Escaped]) -> str:
 
 
 def _exited(pidfd: int) -> bool:
-    return bool(select.select([pidfd], [], [], 0)[0])
+    return exits_within(pidfd, 0)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
-__all__ = ("live_in_group", "pidfds_exit", "unwatch_group", "wait_group_gone", "watch_group")
+__all__ = ("exits_within", "live_in_group", "pidfds_exit", "unwatch_group", "wait_group_gone",
+           "watch_group")
 
 
 def live_in_group(pgid: int) -> list[int]:
@@ -40,6 +42,14 @@ def _live_in_groups(groups: Collection[int]) -> dict[int, list[int]]:
         if pgid in groups and fields[0] not in (b"Z", b"X"):
             found.setdefault(pgid, []).append(int(entry.name))
     return found
+
+
+def exits_within(pidfd: int, seconds: float) -> bool:
+    """Whether the process behind ``pidfd`` has exited, or does within ``seconds`` (this
+    blocks). poll, not select: a descriptor past 1023 is common with a large cast."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(max(seconds, 0.0) * 1000))
 
 
 async def wait_group_gone(pgid: int, within: float,

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import subprocess
 import sys
 from collections.abc import Callable
+
+from ._group import exits_within
 
 __all__ = ("Guardian",)
 
@@ -199,7 +200,6 @@ def _exits_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
     except ProcessLookupError:  # reaped already
         return True
     try:
-        ready, _, _ = select.select([pidfd], [], [], seconds)
+        return exits_within(pidfd, seconds)
     finally:
         os.close(pidfd)
-    return bool(ready)
