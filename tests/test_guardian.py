@@ -265,3 +265,36 @@ def test_a_pidfd_past_1023_can_be_waited_for() -> None:
         os.close(high)
         child.wait()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_processes_left_outside_met_twice_get_one_escalation() -> None:
+    """A restart's stop and the end of the cast come upon the same process while its
+    escalation is under way: SIGTERM and its announcement once; the second waits."""
+    from pipeplex._stopping import Stopper
+
+    env = {**os.environ, "PIPEPLEX_RUN_ID": f"twice-{os.getpid()}", "PIPEPLEX_NAME": "m"}
+    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); signal.pause()")
+    daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              start_new_session=True)
+
+    async def scenario() -> list[str]:
+        bus = Bus()
+        notes: list[str] = []
+        bus.subscribe(lambda e: notes.append(e.text) if hasattr(e, "text") else None)
+        stopper = Stopper(bus, grace=0.5, run_id=env["PIPEPLEX_RUN_ID"])
+        stopper.begin()
+        member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
+        await asyncio.gather(stopper.stop_escaped([member]), stopper.stop_escaped([member]))
+        return notes
+
+    try:
+        assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
+        notes = asyncio.run(scenario())
+        assert [n.split(" (pid")[0] for n in notes] == ["left 1 process", "1 process"], notes
+        assert daemon.wait(timeout=DEADLINE) == -signal.SIGKILL
+    finally:
+        daemon.kill()
+        daemon.wait()
+        assert daemon.stdout is not None
+        daemon.stdout.close()

@@ -49,6 +49,9 @@ class Stopper:
         self.stdin_grace = stdin_grace
         """Seconds a member gets to end at EOF on its stdin before SIGTERM (0: none)."""
         self._force: asyncio.Future[None] | None = None
+        self._escaping: dict[Escaped, asyncio.Future[None]] = {}
+        """Processes left outside a group whose escalation is under way, and its end."""
+        self._short_of_descriptors: set[str] = set()
         self._sweeps: dict[tuple[int, float | None], asyncio.Future[None]] = {}
         """Per run (pid and start time: a pid comes back) whose leftover processes are being
         stopped (pending) or were (done): each run once, and whoever else needs them gone
@@ -176,20 +179,36 @@ class Stopper:
             for member in members:
                 self._out_of_descriptors(member)
             return
-        started = asyncio.get_running_loop().time()
-        termed: dict[str, list[Escaped]] = {}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        earlier: set[asyncio.Future[None]] = set()  # escalations under way for some of them
+        escalations = []
         for name, processes in found.items():
-            termed[name] = self._send(by_name[name], processes,
-                                      (signal.SIGTERM, signal.SIGCONT))
-            if termed[name]:
-                self._announce(by_name[name], f"left {_processes(termed[name])} outside its "
-                                              f"process group; sent {_them(termed[name])} "
-                                              "SIGTERM", "warning")
-        await asyncio.gather(*(self._escalate_escaped(by_name[name], processes, started)
-                               for name, processes in termed.items() if processes))
+            earlier.update(self._escaping[p] for p in processes if p in self._escaping)
+            termed = self._send(by_name[name], [p for p in processes if p not in self._escaping],
+                                (signal.SIGTERM, signal.SIGCONT))
+            if termed:
+                self._announce(by_name[name], f"left {_processes(termed)} outside its process "
+                                              f"group; sent {_them(termed)} SIGTERM", "warning")
+                # Whoever else comes upon them meanwhile waits for this escalation.
+                done: asyncio.Future[None] = loop.create_future()
+                self._escaping.update(dict.fromkeys(termed, done))
+                escalations.append(self._escalate_escaped(by_name[name], termed, started, done))
+        await asyncio.gather(*escalations, *(asyncio.shield(f) for f in earlier))
 
     async def _escalate_escaped(self, member: Process, processes: list[Escaped],
-                                started: float) -> None:
+                                started: float, done: asyncio.Future[None]) -> None:
+        """SIGKILL to those of ``processes`` (SIGTERMed at ``started``) alive after the
+        grace; ``done`` then."""
+        try:
+            await self._escalate(member, processes, started)
+        finally:
+            for process in processes:
+                del self._escaping[process]
+            done.set_result(None)
+
+    async def _escalate(self, member: Process, processes: list[Escaped],
+                        started: float) -> None:
         assert self._force is not None
         loop = asyncio.get_running_loop()
         grace = member.spec.stop_timeout or self.grace
@@ -237,16 +256,18 @@ class Stopper:
 
     def _send(self, member: Process, processes: list[Escaped],
               signals: tuple[int, ...]) -> list[Escaped]:
-        try:
-            return send(processes, signals)
-        except OutOfDescriptors:
+        reached, complete = send(processes, signals)
+        if not complete:
             self._out_of_descriptors(member)
-            return []
+        return reached
 
     def _out_of_descriptors(self, member: Process) -> None:
-        self._announce(member, "could not look for or reach the processes it left outside "
-                               "its process group: pipeplex is out of file descriptors",
-                       "error")
+        if member.name in self._short_of_descriptors:
+            return  # (said once)
+        self._short_of_descriptors.add(member.name)
+        self._announce(member, "could not look for or reach (all) the processes it left "
+                               "outside its process group: pipeplex is out of file "
+                               "descriptors", "error")
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))

@@ -49,23 +49,28 @@ def find_escaped(run_id: str, names: Collection[str]) -> dict[str, list[Escaped]
             if not entry.name.isdigit() or int(entry.name) == me:
                 continue
             pid = int(entry.name)
+            if _name_in(pid, token, wanted) is None:
+                continue
+            # Its start time, then its environment again, then its start time again: the
+            # environment read between two equal start times is that process's (the pid
+            # may go to a stranger between any two reads).
+            started = _start_time(pid)
             name = _name_in(pid, token, wanted)
-            started = _start_time(pid) if name is not None else None
-            if name is not None and started is not None:
+            if started is not None and name is not None and _start_time(pid) == started:
                 found.setdefault(name, []).append((pid, started))
     return found
 
 
-def send(processes: Iterable[Escaped], signals: Iterable[int]) -> list[Escaped]:
-    """Send ``signals`` to each of ``processes`` still alive; those reached.
-
-    Raises:
-        OutOfDescriptors: no pidfd could be opened (those before were reached).
-    """
+def send(processes: Iterable[Escaped], signals: Iterable[int]) -> tuple[list[Escaped], bool]:
+    """Send ``signals`` to each of ``processes`` still alive: those reached, and whether
+    all could be tried (False: pipeplex ran out of descriptors on the way)."""
     signals = tuple(signals)
-    reached = []
+    reached: list[Escaped] = []
     for process in processes:
-        fd = _open(process)
+        try:
+            fd = _open(process)
+        except OutOfDescriptors:
+            return reached, False
         if fd is None:
             continue
         try:
@@ -75,7 +80,7 @@ def send(processes: Iterable[Escaped], signals: Iterable[int]) -> list[Escaped]:
         finally:
             os.close(fd)
         reached.append(process)
-    return reached
+    return reached, True
 
 
 def hold(processes: Iterable[Escaped], limit: int
