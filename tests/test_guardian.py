@@ -298,3 +298,64 @@ def test_processes_left_outside_met_twice_get_one_escalation() -> None:
         daemon.wait()
         assert daemon.stdout is not None
         daemon.stdout.close()
+
+
+def _stubborn(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A process outside any member's group, with ``env``'s marks, ignoring SIGTERM."""
+    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); signal.pause()")
+    daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              start_new_session=True)
+    assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
+    return daemon
+
+
+@pytest.mark.parametrize("when", ["mid-grace", "before-it-began"])
+def test_a_stop_cancelled_leaves_its_escalation_to_the_next(when: str) -> None:
+    """The stop escalating a process is cancelled (mid-grace, or before its escalation even
+    began): the next stop takes the process over, to SIGKILL, and never hangs."""
+    from pipeplex._stopping import Stopper
+
+    env = {**os.environ, "PIPEPLEX_RUN_ID": f"cancelled-{os.getpid()}", "PIPEPLEX_NAME": "m"}
+    daemon = _stubborn(env)
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        bus = Bus()
+        notes: list[str] = []
+        termed = loop.create_future()
+
+        def note(e: object) -> None:
+            text = getattr(e, "text", None)
+            if text is not None:
+                notes.append(text)
+                if "SIGTERM" in text and not termed.done():
+                    termed.set_result(None)
+
+        bus.subscribe(note)
+        stopper = Stopper(bus, grace=0.5, run_id=env["PIPEPLEX_RUN_ID"])
+        stopper.begin()
+        member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
+        first = asyncio.ensure_future(stopper.stop_escaped([member]))
+        if when == "before-it-began":
+            loop.call_soon(first.cancel)  # after its first step, before its escalation's
+            await asyncio.gather(first, return_exceptions=True)
+            second = asyncio.ensure_future(stopper.stop_escaped([member]))
+        else:
+            await asyncio.wait_for(termed, DEADLINE)
+            second = asyncio.ensure_future(stopper.stop_escaped([member]))
+            loop.call_soon(first.cancel)  # once the second waits for the first
+            await asyncio.gather(first, return_exceptions=True)
+        await asyncio.wait_for(second, DEADLINE)
+        return notes
+
+    try:
+        notes = asyncio.run(scenario())
+        assert daemon.wait(timeout=DEADLINE) == -signal.SIGKILL, notes
+        assert notes[-1].startswith("1 process (pid"), notes
+        assert notes[-1].endswith("ignored SIGTERM for 0.5 s; sent it SIGKILL"), notes
+    finally:
+        daemon.kill()
+        daemon.wait()
+        assert daemon.stdout is not None
+        daemon.stdout.close()

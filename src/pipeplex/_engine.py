@@ -749,12 +749,12 @@ class Engine:
         if spec.ready:
             waiting_for = f"output matching ready = {spec.ready!r}"
             await first(matched, exit_seen, self._stop,
-                              within=deadline - loop.time())
+                        within=deadline - loop.time())
             if not matched.done() and exit_seen.done() and not self.stopping:
                 # What it wrote before it exited may still be on its way (and its exit
                 # ends its last line): a match there counts.
                 await first(matched, member.done_future, self._stop,
-                                  within=max(deadline - loop.time(), 0.0))
+                            within=max(deadline - loop.time(), 0.0))
             if not matched.done():
                 return await self._not_ready(member, waiting_for)
             captured = matched.result()
@@ -769,7 +769,7 @@ class Engine:
             probe = asyncio.ensure_future(port_accepts(int(port)))
             try:
                 await first(probe, exit_seen, self._stop,
-                                  within=deadline - loop.time())
+                            within=deadline - loop.time())
             finally:
                 probe.cancel()
             if not probe.done() or probe.cancelled() or probe.exception() is not None:

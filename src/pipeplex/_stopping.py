@@ -49,7 +49,7 @@ class Stopper:
         self.stdin_grace = stdin_grace
         """Seconds a member gets to end at EOF on its stdin before SIGTERM (0: none)."""
         self._force: asyncio.Future[None] | None = None
-        self._escaping: dict[Escaped, asyncio.Future[None]] = {}
+        self._escaping: dict[Escaped, asyncio.Future[bool]] = {}
         """Processes left outside a group whose escalation is under way, and its end."""
         self._short_of_descriptors: set[str] = set()
         self._sweeps: dict[tuple[int, float | None], asyncio.Future[None]] = {}
@@ -179,33 +179,66 @@ class Stopper:
             for member in members:
                 self._out_of_descriptors(member)
             return
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        earlier: set[asyncio.Future[None]] = set()  # escalations under way for some of them
-        escalations = []
+        started = asyncio.get_running_loop().time()
+        ours: list[tuple[Process, list[Escaped], asyncio.Future[bool]]] = []
+        theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]] = []
         for name, processes in found.items():
-            earlier.update(self._escaping[p] for p in processes if p in self._escaping)
-            termed = self._send(by_name[name], [p for p in processes if p not in self._escaping],
+            member = by_name[name]
+            # Those another stop is escalating: wait for it (and take over if it gives up).
+            theirs.extend((member, p, self._escaping[p]) for p in processes
+                          if p in self._escaping)
+            termed = self._send(member, [p for p in processes if p not in self._escaping],
                                 (signal.SIGTERM, signal.SIGCONT))
             if termed:
-                self._announce(by_name[name], f"left {_processes(termed)} outside its process "
-                                              f"group; sent {_them(termed)} SIGTERM", "warning")
-                # Whoever else comes upon them meanwhile waits for this escalation.
-                done: asyncio.Future[None] = loop.create_future()
-                self._escaping.update(dict.fromkeys(termed, done))
-                escalations.append(self._escalate_escaped(by_name[name], termed, started, done))
-        await asyncio.gather(*escalations, *(asyncio.shield(f) for f in earlier))
+                self._announce(member, f"left {_processes(termed)} outside its process group; "
+                                       f"sent {_them(termed)} SIGTERM", "warning")
+                ours.append((member, termed, self._take(termed)))
+        await self._escalate_all(ours, started, theirs)
+
+    async def _escalate_all(self, ours: list[tuple[Process, list[Escaped], asyncio.Future[bool]]],
+                            started: float,
+                            theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]]) -> None:
+        try:
+            await asyncio.gather(*(self._escalate_escaped(member, processes, started, done)
+                                   for member, processes, done in ours),
+                                 *(asyncio.shield(done) for _, _, done in theirs))
+        finally:
+            for _, processes, done in ours:  # (one cancelled before it began)
+                self._let_go(processes, done, finished=False)
+        given_up: dict[str, tuple[Process, list[Escaped]]] = {}
+        for member, process, done in theirs:
+            if not done.result() and process not in self._escaping:
+                given_up.setdefault(member.name, (member, []))[1].append(process)
+        if given_up:  # another stop was cancelled, or failed, before its SIGKILL: ours now
+            now = asyncio.get_running_loop().time()
+            await self._escalate_all([(member, processes, self._take(processes))
+                                      for member, processes in given_up.values()], now, [])
+
+    def _take(self, processes: list[Escaped]) -> asyncio.Future[bool]:
+        """Mark ``processes`` as escalated by the caller; the future says, once it is over,
+        whether that escalation ran to its end (False: another stop must take them over)."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._escaping.update(dict.fromkeys(processes, done))
+        return done
+
+    def _let_go(self, processes: list[Escaped], done: asyncio.Future[bool], *,
+                finished: bool) -> None:
+        for process in processes:
+            if self._escaping.get(process) is done:
+                del self._escaping[process]
+        if not done.done():
+            done.set_result(finished)
 
     async def _escalate_escaped(self, member: Process, processes: list[Escaped],
-                                started: float, done: asyncio.Future[None]) -> None:
+                                started: float, done: asyncio.Future[bool]) -> None:
         """SIGKILL to those of ``processes`` (SIGTERMed at ``started``) alive after the
-        grace; ``done`` then."""
+        grace; ``done`` then (False if it did not get to its end)."""
+        finished = False
         try:
             await self._escalate(member, processes, started)
+            finished = True
         finally:
-            for process in processes:
-                del self._escaping[process]
-            done.set_result(None)
+            self._let_go(processes, done, finished=finished)
 
     async def _escalate(self, member: Process, processes: list[Escaped],
                         started: float) -> None:
