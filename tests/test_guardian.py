@@ -49,6 +49,41 @@ def _exits_within(pid: int, seconds: float) -> bool:
         os.close(fd)
 
 
+def _stubborn(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A process outside any member's group, with ``env``'s marks, ignoring SIGTERM."""
+    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); signal.pause()")
+    daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              start_new_session=True)
+    assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
+    return daemon
+
+
+def _reap(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.kill()
+    daemon.wait()
+    if daemon.stdout is not None:
+        daemon.stdout.close()
+
+
+def _stop_escaped(run_id: str, at_once: int = 1) -> list[str]:
+    """Run ``at_once`` stops at once of what member ``m`` left outside its group (grace
+    0.5 s); the notes said."""
+    from pipeplex._stopping import Stopper
+
+    async def scenario() -> list[str]:
+        bus = Bus()
+        notes: list[str] = []
+        bus.subscribe(lambda e: notes.append(e.text) if hasattr(e, "text") else None)
+        stopper = Stopper(bus, grace=0.5, run_id=run_id)
+        stopper.begin()
+        member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
+        await asyncio.gather(*(stopper.stop_escaped([member]) for _ in range(at_once)))
+        return notes
+
+    return asyncio.run(scenario())
+
+
 def test_a_member_spawned_just_before_pipeplex_dies_dies_too() -> None:
     result = subprocess.run([sys.executable, "-c", SPAWN_THEN_DIE], capture_output=True,
                             text=True, timeout=60)
@@ -153,7 +188,6 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
     SIGTERM at once, one grace, then SIGKILL at once (each step said once), while no more
     than two are held (a pidfd each) at a time."""
     from pipeplex import _stopping
-    from pipeplex._stopping import Stopper
 
     monkeypatch.setattr(_stopping, "ESCAPED_AT_ONCE", 2)
     held: list[int] = []
@@ -167,26 +201,10 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
 
     monkeypatch.setattr(_stopping, "hold", counted)
     env = {**os.environ, "PIPEPLEX_RUN_ID": f"passes-{os.getpid()}", "PIPEPLEX_NAME": "m"}
-    ignore_term = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                   "print('ready', flush=True); signal.pause()")
-    daemons = [subprocess.Popen([sys.executable, "-c", ignore_term], env=env,
-                                stdout=subprocess.PIPE, start_new_session=True)
-               for _ in range(5)]
-    for daemon in daemons:  # each ignores SIGTERM by now
-        assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
-
-    async def scenario() -> list[str]:
-        bus = Bus()
-        notes: list[str] = []
-        bus.subscribe(lambda e: notes.append(e.text) if hasattr(e, "text") else None)
-        stopper = Stopper(bus, grace=0.5, run_id=env["PIPEPLEX_RUN_ID"])
-        stopper.begin()
-        member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
-        await stopper.stop_escaped([member])
-        return notes
+    daemons = [_stubborn(env) for _ in range(5)]
 
     try:
-        notes = asyncio.run(scenario())
+        notes = _stop_escaped(env["PIPEPLEX_RUN_ID"])
         pids = ", ".join(str(d.pid) for d in daemons)
         assert notes == [
             f"left 5 processes (pid {pids}) outside its process group; sent them SIGTERM",
@@ -196,17 +214,13 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
         assert held and max(held) <= 2, held
     finally:
         for daemon in daemons:
-            daemon.kill()
-            daemon.wait()
-            assert daemon.stdout is not None
-            daemon.stdout.close()
+            _reap(daemon)
 
 
 def test_one_that_drops_its_environment_on_sigterm_still_gets_sigkill() -> None:
     """Found by its environment, then followed by pid and start time: a process that
     execs with an empty environment as it handles SIGTERM still gets SIGKILL after the
     grace, and the first announcement said which process it was."""
-    from pipeplex._stopping import Stopper
 
     env = {**os.environ, "PIPEPLEX_RUN_ID": f"drops-{os.getpid()}", "PIPEPLEX_NAME": "m"}
     code = ("import os, signal\n"
@@ -216,29 +230,16 @@ def test_one_that_drops_its_environment_on_sigterm_still_gets_sigkill() -> None:
             "signal.pause()\n")
     daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                               start_new_session=True)
-
-    async def scenario() -> list[str]:
-        bus = Bus()
-        notes: list[str] = []
-        bus.subscribe(lambda e: notes.append(e.text) if hasattr(e, "text") else None)
-        stopper = Stopper(bus, grace=0.5, run_id=env["PIPEPLEX_RUN_ID"])
-        stopper.begin()
-        await stopper.stop_escaped([Process(ProcSpec("m", ("true",)), bus, on_crash=print)])
-        return notes
-
     try:
         assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
-        notes = asyncio.run(scenario())
+        notes = _stop_escaped(env["PIPEPLEX_RUN_ID"])
         assert notes == [
             f"left 1 process (pid {daemon.pid}) outside its process group; sent it SIGTERM",
             f"1 process (pid {daemon.pid}) it left outside its process group ignored SIGTERM "
             "for 0.5 s; sent it SIGKILL"], notes
         assert daemon.wait(timeout=DEADLINE) == -signal.SIGKILL
     finally:
-        daemon.kill()
-        daemon.wait()
-        assert daemon.stdout is not None
-        daemon.stdout.close()
+        _reap(daemon)
 
 
 def test_a_pidfd_past_1023_can_be_waited_for() -> None:
@@ -270,44 +271,15 @@ def test_a_pidfd_past_1023_can_be_waited_for() -> None:
 def test_processes_left_outside_met_twice_get_one_escalation() -> None:
     """A restart's stop and the end of the cast come upon the same process while its
     escalation is under way: SIGTERM and its announcement once; the second waits."""
-    from pipeplex._stopping import Stopper
 
     env = {**os.environ, "PIPEPLEX_RUN_ID": f"twice-{os.getpid()}", "PIPEPLEX_NAME": "m"}
-    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); signal.pause()")
-    daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                              start_new_session=True)
-
-    async def scenario() -> list[str]:
-        bus = Bus()
-        notes: list[str] = []
-        bus.subscribe(lambda e: notes.append(e.text) if hasattr(e, "text") else None)
-        stopper = Stopper(bus, grace=0.5, run_id=env["PIPEPLEX_RUN_ID"])
-        stopper.begin()
-        member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
-        await asyncio.gather(stopper.stop_escaped([member]), stopper.stop_escaped([member]))
-        return notes
-
+    daemon = _stubborn(env)
     try:
-        assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
-        notes = asyncio.run(scenario())
+        notes = _stop_escaped(env["PIPEPLEX_RUN_ID"], at_once=2)
         assert [n.split(" (pid")[0] for n in notes] == ["left 1 process", "1 process"], notes
         assert daemon.wait(timeout=DEADLINE) == -signal.SIGKILL
     finally:
-        daemon.kill()
-        daemon.wait()
-        assert daemon.stdout is not None
-        daemon.stdout.close()
-
-
-def _stubborn(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A process outside any member's group, with ``env``'s marks, ignoring SIGTERM."""
-    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); signal.pause()")
-    daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                              start_new_session=True)
-    assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
-    return daemon
+        _reap(daemon)
 
 
 @pytest.mark.parametrize("when", ["mid-grace", "before-it-began"])
@@ -355,7 +327,4 @@ def test_a_stop_cancelled_leaves_its_escalation_to_the_next(when: str) -> None:
         assert notes[-1].startswith("1 process (pid"), notes
         assert notes[-1].endswith("ignored SIGTERM for 0.5 s; sent it SIGKILL"), notes
     finally:
-        daemon.kill()
-        daemon.wait()
-        assert daemon.stdout is not None
-        daemon.stdout.close()
+        _reap(daemon)

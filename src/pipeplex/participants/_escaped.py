@@ -138,16 +138,25 @@ def _descriptors() -> Iterator[None]:
         raise
 
 
-def _name_in(pid: int, token: bytes, wanted: dict[bytes, str]) -> str | None:
-    """The member name that ``pid``'s environment carries with ``token``, if any."""
+def _read(pid: int, what: str) -> bytes | None:
+    """``/proc/PID/WHAT``; None if the process is gone or not ours to read.
+
+    Raises:
+        OSError: out of descriptors (EMFILE, ENFILE).
+    """
     try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            environ = f.read()
+        with open(f"/proc/{pid}/{what}", "rb") as f:
+            return f.read()
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             raise
-        return None  # gone, or not ours to read
-    if token not in environ:  # (most processes: no split needed)
+        return None
+
+
+def _name_in(pid: int, token: bytes, wanted: dict[bytes, str]) -> str | None:
+    """The member name that ``pid``'s environment carries with ``token``, if any."""
+    environ = _read(pid, "environ")
+    if environ is None or token not in environ:  # (most processes: no split needed)
         return None
     variables = environ.split(b"\0")
     if token not in variables:
@@ -157,12 +166,8 @@ def _name_in(pid: int, token: bytes, wanted: dict[bytes, str]) -> str | None:
 
 def _start_time(pid: int) -> int | None:
     """When ``pid`` started (field 22 of its stat), or None if it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError as exc:
-        if exc.errno in (errno.EMFILE, errno.ENFILE):
-            raise
+    stat = _read(pid, "stat")
+    if stat is None:
         return None
     fields = stat[stat.rindex(b")") + 2:].split()
     if fields[0] in (b"Z", b"X"):
