@@ -126,6 +126,15 @@ def test_restart_on_request_starts_a_new_process() -> None:
     assert len(pids) == 2
 
 
+async def _restart_error(engine: Engine, name: str) -> str:
+    """What restarting ``name`` raised ("" if it restarted)."""
+    try:
+        await asyncio.wait_for(engine.restart(name), 30)
+    except PipeplexError as exc:
+        return str(exc)
+    return ""
+
+
 async def _running(engine: Engine, name: str) -> asyncio.Future[int]:
     """Run ``engine`` until member ``name`` is ready; the run's future."""
     ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -299,11 +308,7 @@ def test_a_failed_restart_of_an_ignored_member_leaves_it_down_and_says_why(
         engine, recorder = _engine(keeper, member)
         run = await _running(engine, "m")
         program.unlink()
-        try:
-            await asyncio.wait_for(engine.restart("m"), 30)
-            error = ""
-        except PipeplexError as exc:
-            error = str(exc)
+        error = await _restart_error(engine, "m")
         stopping, restarts = engine.stopping, engine.restarts["m"]
         engine.request_stop()
         status = await asyncio.wait_for(run, 30)
@@ -660,11 +665,7 @@ def test_a_member_that_cannot_start_again_before_it_was_ever_ready_stops_the_cas
         run = asyncio.ensure_future(engine.run())
         await _seen(engine, recorder, "db", "| booting")
         program.unlink()
-        try:
-            await asyncio.wait_for(engine.restart("db"), 30)
-            error = ""
-        except PipeplexError as exc:
-            error = str(exc)
+        error = await _restart_error(engine, "db")
         status = await asyncio.wait_for(run, 30)
         return status, error, _summaries(recorder)
 

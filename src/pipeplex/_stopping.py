@@ -300,7 +300,7 @@ class Stopper:
         self._short_of_descriptors.add(member.name)
         self._announce(member, "could not look for or reach (all) the processes it left "
                                "outside its process group: pipeplex is out of file "
-                               "descriptors", "error")
+                               "descriptors (raise the open-files limit: ulimit -n)", "error")
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))

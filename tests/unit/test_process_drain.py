@@ -15,11 +15,17 @@ from pipeplex.participants import process
 from pipeplex.participants.process import Process
 
 
+def _recorded() -> tuple[Bus, list[Event]]:
+    """A bus, and the list of every event it carries."""
+    bus = Bus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    return bus, events
+
+
 def test_the_drain_grace_waits_while_reading_is_paused() -> None:
     async def scenario() -> list[Event]:
-        bus = Bus()
-        events: list[Event] = []
-        bus.subscribe(events.append)
+        bus, events = _recorded()
         spec = ProcSpec("s", ("sh", "-c", "echo last-line; exit 3"), pty="pipes")
         member = Process(spec, bus, on_crash=lambda exc: None)
         slow = object()
@@ -68,9 +74,7 @@ def test_a_run_that_ended_during_a_pause_does_not_leave_the_next_one_paused() ->
     Run 2 is read as usual: its prompt (no newline) shows after the quiet time."""
 
     async def scenario() -> list[Event]:
-        bus = Bus()
-        events: list[Event] = []
-        bus.subscribe(events.append)
+        bus, events = _recorded()
         quiet = ProcSpec("m", ("sh", "-c", "exec >&- 2>&-; read x"), pty="pipes")
         member = Process(quiet, bus, on_crash=lambda exc: None)
         closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -111,9 +115,7 @@ def test_input_from_another_thread_is_refused_once_the_program_exited() -> None:
     parent = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {child!r}])"
 
     async def scenario() -> list[Event]:
-        bus = Bus()
-        events: list[Event] = []
-        bus.subscribe(events.append)
+        bus, events = _recorded()
         spec = ProcSpec("m", (sys.executable, "-c", parent), pty="pipes")
         member = Process(spec, bus, on_crash=lambda exc: None)
         await member.start()
