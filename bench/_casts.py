@@ -10,7 +10,7 @@ pipe would stop looking after its members):
 - ``shell``: one ``sh`` that starts every member in the background and waits: the
   cost of starting the same processes with nothing in between (its figure is the time
   to start them all; it does not forward signals, so it is stopped with ``killpg``);
-- ``python-floor``: ``python_floor.py``, the least a Python tool built on asyncio and click
+- ``python-floor``: ``python_floor.py``, the least a Python tool built on asyncio
   spends (its imports, one ``posix_spawn`` per member, the lines copied out): the floor
   under pipeplex's figures, to tell its own cost from its language's.
 

@@ -59,17 +59,10 @@ def scenario_text(nbytes: int, timeout: float) -> str:
 
 
 def pipeplex_test_argv() -> list[str]:
-    """``pipeplex test``; if this pipeplex's CLI has no ``test`` yet, its click command."""
+    """``pipeplex test``, of the pipeplex next to this Python or on PATH."""
     from throughput import find_pipeplex
 
-    exe = find_pipeplex()
-    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False).stdout
-    if re.search(r"^\s+test\s", out, re.MULTILINE):
-        return [exe, "test"]
-    python = str(Path(exe).parent / "python")
-    code = ("import sys; from pipeplex._test_command import test; "
-            "test(prog_name='pipeplex test')")  # fmt: skip
-    return [python, "-c", code]
+    return [find_pipeplex(), "test"]
 
 
 @dataclass

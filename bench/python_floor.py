@@ -1,10 +1,10 @@
-"""The least a Python tool built on asyncio and click spends to start a cast: scale.py's
+"""The least a Python tool built on asyncio spends to start a cast: scale.py's
 ``python-floor``.
 
     python bench/python_floor.py NAME=COMMAND ...
 
 It does what pipeplex must and nothing else: the interpreter starts, imports what such a
-tool imports (asyncio, click, json, pathlib, subprocess...), then starts each member with
+tool imports (asyncio, argparse, json, pathlib, subprocess...), then starts each member with
 ``os.posix_spawn`` in its own session, its stdout and stderr on a raw pty, and copies each
 line out under the member's name. No readiness, guardian, run folder, control socket or
 console. SIGTERM kills the members' process groups and ends it.
@@ -16,7 +16,8 @@ spawn waits for its child's ``exec`` (vfork), which the shell's ``fork`` does no
 
 from __future__ import annotations
 
-import asyncio  # noqa: F401  (the imports are the point: what such a tool loads)
+import argparse  # noqa: F401  (the imports are the point: what such a tool loads)
+import asyncio  # noqa: F401
 import dataclasses  # noqa: F401
 import json  # noqa: F401
 import os
@@ -28,8 +29,6 @@ import signal
 import subprocess  # noqa: F401
 import sys
 import tty
-
-import click  # noqa: F401
 
 
 def main(members: list[str]) -> None:

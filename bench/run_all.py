@@ -417,7 +417,7 @@ def write_page(res: dict[str, object], path: Path, png: Path | None, quick: bool
             "tool until the N-th `up` line came out of it; **x shell**: over a shell that "
             "starts the same members in the background (its figure is the time to start them "
             "all; it is stopped with `killpg`, the floor for stopping). **python-floor**: "
-            "the least a Python tool built on asyncio and click spends (`python_floor.py`: "
+            "the least a Python tool built on asyncio spends (`python_floor.py`: "
             "its imports, one `posix_spawn` per member, the lines copied out), the floor "
             "under pipeplex's own figure. Threads and memory "
             "are taken once everyone is up: PSS sums the tool's processes with shared pages "

@@ -1,4 +1,7 @@
-"""``pipeplex test`` and ``pipeplex replay``: scenarios as tests, transcripts as a stream."""
+"""``pipeplex test`` and ``pipeplex replay``: scenarios as tests, transcripts as a stream.
+
+The command line (``cli.py``) parses their arguments; this module, and the scenario
+runner it brings, loads only when one of them runs."""
 
 from __future__ import annotations
 
@@ -6,13 +9,10 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import click
+from typing import Any, NoReturn
 
 from ._events import Event, Exited, Matched, Note, Output, Ready, Started, Stream
 from ._signals import clean_inherited_signals
-from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
 from .report.junit import CaseResult, write_junit
@@ -22,7 +22,7 @@ from .scenario.model import Scenario
 from .scenario.run import StepResult
 from .scenario.suite import ScenarioOutcome, run_scenario
 
-__all__ = ("replay", "test")
+__all__ = ("replay_transcript", "run_tests")
 
 LOAD_ERROR = 2
 
@@ -31,27 +31,10 @@ def _style(text: str, code: str, color: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
 
-@click.command()
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-v", "--verbose", is_flag=True, help="One line per step.")
-@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a JUnit XML report here.")
-@click.option("--transcript", type=click.Path(path_type=Path),
-              help="Record every event as JSON Lines (a folder when testing several files).")
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write one plain log per member here (a subfolder per scenario).")
-@click.option("--update", is_flag=True, help="Write golden files instead of comparing them.")
-@click.option("--grace", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_GRACE,
-              show_default=True, metavar="SECONDS", help="SIGTERM to SIGKILL when stopping.")
-@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto")
-def test(files: tuple[Path, ...], verbose: bool, junit: Path | None, transcript: Path | None,
-         log_dir: Path | None, update: bool, grace: float, color: str) -> None:
-    """Run scenario FILES as tests: steps in order, then stop the cast.
-
-    Prints a dot or F per scenario (-v: a line per step), then failures with their evidence
-    and a summary. Exit status: 0 all passed, 1 some failed, 2 a file could not be loaded.
-    """
+def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
+              transcript: Path | None, log_dir: Path | None, update: bool, grace: float,
+              color: str) -> NoReturn:
+    """``pipeplex test``: load and run the scenarios, report, exit with the status."""
     clean_inherited_signals()
     colored = use_color(color, sys.stdout.isatty())  # type: ignore[arg-type]
     scenarios: list[Scenario] = []
@@ -67,27 +50,27 @@ def test(files: tuple[Path, ...], verbose: bool, junit: Path | None, transcript:
                                         log_dir=log_dir, update=update, grace=grace,
                                         several=len(files) > 1, colored=colored))
     except PipeplexError as exc:  # a record that cannot be written: nothing ran
-        click.echo(f"pipeplex: error: {exc}", err=True)
+        print(f"pipeplex: error: {exc}", file=sys.stderr)
         sys.exit(LOAD_ERROR)
     except FileExistsError as exc:  # (a folder made for several scenarios' records)
-        click.echo(f"pipeplex: error: with several scenarios, --transcript and --log-dir "
-                   f"name folders, and {exc.filename} is not one", err=True)
+        print(f"pipeplex: error: with several scenarios, --transcript and --log-dir "
+              f"name folders, and {exc.filename} is not one", file=sys.stderr)
         sys.exit(LOAD_ERROR)
     except OSError as exc:
-        click.echo(f"pipeplex: error: cannot write the records: {exc.strerror or exc} "
-                   f"({exc.filename}); give --transcript/--log-dir folders you may write to",
-                   err=True)
+        print(f"pipeplex: error: cannot write the records: {exc.strerror or exc} "
+              f"({exc.filename}); give --transcript/--log-dir folders you may write to",
+              file=sys.stderr)
         sys.exit(LOAD_ERROR)
     elapsed = time.monotonic() - began
     if not verbose and outcomes:
-        click.echo()
+        print()
     for message in load_errors:
-        click.echo(_style("ERROR ", "1;31", colored) + message)
+        print(_style("ERROR ", "1;31", colored) + message)
     for outcome in outcomes:
         if not outcome.ok:
             header = f"FAILED {outcome.scenario.path}"
-            click.echo("\n" + _style(header, "1;31", colored))
-            click.echo(_indent(outcome.failure or ""))
+            print("\n" + _style(header, "1;31", colored))
+            print(_indent(outcome.failure or ""))
     passed = sum(o.ok for o in outcomes)
     failed = len(outcomes) - passed
     summary = f"{passed} passed, {failed} failed"
@@ -97,7 +80,7 @@ def test(files: tuple[Path, ...], verbose: bool, junit: Path | None, transcript:
     if update:
         summary += f" ({sum(o.golden_updated for o in outcomes)} golden files written)"
     code = "1;32" if not failed and not load_errors else "1;31"
-    click.echo(_style(summary, code, colored))
+    print(_style(summary, code, colored))
     if junit is not None:
         results = [_case(o) for o in outcomes]
         results += [CaseResult("pipeplex", m.split(":")[0], 0.0, error=m) for m in load_errors]
@@ -115,13 +98,13 @@ async def _run_all(scenarios: list[Scenario], *, verbose: bool, transcript: Path
         record_name = (scenario.name if names.count(scenario.name) == 1
                        else f"{scenario.name}-{index + 1}")
         if verbose:
-            click.echo(f"{scenario.path}")
+            print(f"{scenario.path}", flush=True)
 
         def on_step(result: StepResult) -> None:
             if verbose:
                 mark = _style("ok  ", "32", colored) if result.ok else _style("FAIL", "31", colored)
-                click.echo(f"  {mark} {result.seconds:6.2f} s  {result.step.describe()}"
-                           f"  ({result.step.source})")
+                print(f"  {mark} {result.seconds:6.2f} s  {result.step.describe()}"
+                      f"  ({result.step.source})", flush=True)
 
         path = transcript
         if transcript is not None and several:
@@ -132,10 +115,10 @@ async def _run_all(scenarios: list[Scenario], *, verbose: bool, transcript: Path
                                      update_golden=update, on_step=on_step)
         outcomes.append(outcome)
         if not verbose:
-            click.echo(_style(".", "32", colored) if outcome.ok else _style("F", "31", colored),
-                       nl=False)
+            print(_style(".", "32", colored) if outcome.ok else _style("F", "31", colored),
+                  end="", flush=True)
         elif not outcome.ok and not any(not r.ok for r in outcome.steps):
-            click.echo(f"  {_style('FAIL', '31', colored)} after the steps")
+            print(f"  {_style('FAIL', '31', colored)} after the steps", flush=True)
     return outcomes
 
 
@@ -149,16 +132,12 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
-@click.command()
-@click.argument("path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto")
-@click.option("--timestamps", is_flag=True, help="Show the time of each line.")
-def replay(path: Path, color: str, timestamps: bool) -> None:
-    """Show a transcript (from --transcript) as the merged stream again."""
+def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
+    """``pipeplex replay``: show a transcript as the merged stream again."""
     try:
         records = list(read_transcript(path))
     except (OSError, ValueError) as exc:
-        click.echo(f"pipeplex: error: {exc}", err=True)
+        print(f"pipeplex: error: {exc}", file=sys.stderr)
         sys.exit(LOAD_ERROR)
     names = list(dict.fromkeys(r["p"] for r in records if r.get("p")))
     isatty = sys.stdout.isatty()

@@ -9,31 +9,29 @@ Exit codes of the clients of a running cast (``send``, ``status``, ``signal``, `
 (an unknown member, one that is not running, an attach client dropped for being slow);
 2 a usage error; 4 no run to talk to at that folder (none, or a stale one); 130 when an
 ``attach`` is ended with Ctrl-C.
+
+Every start of the command pays for what it loads, and scripts run ``pipeplex send`` in
+loops: the parser is the standard library's (1.5 ms to load, where click took 9), only the
+command given gets its options, and each command loads its own modules.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import click
-
 from . import __version__
-from ._signals import clean_inherited_signals, parse_signal
-from .cast import CastSpec, parse_proc_option
-from .cast.spec import DEFAULT_GRACE, OnExit, ProcSpec, PtyMode
-from .control_client import ControlClient, decode_event, format_status
-from .errors import NoRun, PipeplexError, RequestFailed
-from .inputs.rundir import default_run_dir
-from .output.render import Renderer, use_color
 
 if TYPE_CHECKING:
     from ._run import RunOptions
+    from .cast import CastSpec
+    from .cast.spec import OnExit
+    from .control_client import ControlClient
     from .scenario import Scenario
 
 __all__ = ("main",)
@@ -42,136 +40,107 @@ REQUEST_FAILED = 1
 USAGE_ERROR = 2
 NO_RUN = 4
 INTERRUPTED = 130
-PTY_CHOICES: dict[str, PtyMode] = {"stdout": "stdout", "true": "full", "false": "pipes"}
+COLORS = ("auto", "always", "never")
+PTY_CHOICES = {"stdout": "stdout", "true": "full", "false": "pipes"}
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"pipeplex: error: {message}", err=True)
+    print(f"pipeplex: error: {message}", file=sys.stderr)
     sys.exit(USAGE_ERROR)
 
 
-class _Command(click.Command):
-    """A command that spells its short options long before click parses them.
-
-    click tries every ``-x`` as a long option first and, when that fails, builds a "did
-    you mean" message through gettext and difflib before trying it as a short one: about
-    80 us per ``-p``, 80 ms for a cast of 1000 ``-p`` members. Same meaning, same messages.
-    """
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, _spelled_long(self.get_params(ctx), args))
+# Value types: a bad value is a usage error naming the option (argparse adds the name).
 
 
-def _spelled_long(params: Sequence[click.Parameter], args: list[str]) -> list[str]:
-    long_of: dict[str, str] = {}
-    takes_value: set[str] = set()
-    for param in params:
-        if not isinstance(param, click.Option):
-            continue
-        longs = [opt for opt in param.opts if opt.startswith("--")]
-        for opt in param.opts:
-            if longs and len(opt) == 2 and opt[0] == "-" and opt != "--":
-                long_of[opt] = longs[0]
-        if not param.is_flag and not param.count:
-            takes_value.update(param.opts)
-    spelled: list[str] = []
-    value_next = False
-    for i, arg in enumerate(args):
-        if value_next:  # the value of the option before it, even if it looks like one
-            spelled.append(arg)
-            value_next = False
-        elif arg == "--":
-            spelled.extend(args[i:])
-            break
-        else:
-            value_next = arg in takes_value
-            if value_next and i + 1 == len(args):
-                spelled.append(arg)  # its value is missing: click says so, in the user's words
-            else:
-                spelled.append(long_of.get(arg, arg))
-    return spelled
-
-
-class _Commands(click.Group):
-    """Loads the test-mode commands only when they are used: the client commands
-    (send, status, ...) stay quick to start."""
-
-    command_class = _Command
-    LAZY = ("test", "replay")
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.LAZY])
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.LAZY:
-            from . import _test_command
-
-            command: click.Command = getattr(_test_command, name)
-            return command
-        return super().get_command(ctx, name)
-
-
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="pipeplex")
-def cli() -> None:
-    """Run several cooperating programs as one: merged output, live input, scripts."""
-
-
-def _seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not 0 < value < 1e9:  # (also refuses nan and inf)
-        raise click.BadParameter(f"{value} is not a positive number of seconds below 1e9")
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a positive number of seconds below 1e9")
     return value
 
 
-def _color_option(f: Any) -> Any:
-    f = click.option("--no-color", is_flag=True, help="Same as --color never.")(f)
-    f = click.option(
-        "--color",
-        type=click.Choice(["auto", "always", "never"]),
-        default="auto",
-        show_default=True,
-        help="Colour the prefixes (auto: on a terminal, unless NO_COLOR is set or FORCE_COLOR).",
-    )(f)
-    return f
+def _file(text: str) -> Path:
+    """A path for a file: one that is a folder is refused before anything starts."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+    return Path(text)
 
 
-@cli.command()
-@click.argument("cast_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-p", "--proc", "procs", multiple=True, metavar="NAME=COMMAND",
-              help="A member to run (repeatable); added to those of CAST_FILE.")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the named pipes (default: one per working folder under "
-                   "$XDG_RUNTIME_DIR/pipeplex or /tmp/pipeplex-UID).")
-@_color_option
-@click.option("--timestamps", is_flag=True, help="Show the time of each line.")
-@click.option("--on-exit", type=click.Choice(["stop", "ignore", "restart"]),
-              help="What to do when any member exits (overrides each member's on_exit).")
-@click.option("--grace", type=float, callback=_seconds,
-              default=DEFAULT_GRACE, show_default=True, metavar="SECONDS",
-              help="How long a member may take to exit after SIGTERM before SIGKILL.")
-@click.option("--pty", type=click.Choice(list(PTY_CHOICES)),
-              help="Default terminal mode for members that do not set pty: stdout (stdout on "
-                   "a pseudo-terminal; the default), true (a full terminal) or false (pipes).")
-@click.option("--no-console", is_flag=True,
-              help="Do not read commands and lines for members from standard input.")
-@click.option("--transcript", type=click.Path(dir_okay=False, path_type=Path),
-              help="Record every event as JSON Lines (see pipeplex replay).")
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write one plain log per member into this folder.")
-def run(
-    cast_file: Path | None,
-    procs: Sequence[str],
-    run_dir: Path | None,
-    color: str,
-    no_color: bool,
-    timestamps: bool,
-    on_exit: str | None,
-    grace: float,
-    pty: str | None,
-    no_console: bool,
-    transcript: Path | None,
-    log_dir: Path | None,
-) -> None:
+def _folder(text: str) -> Path:
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
+    return Path(text)
+
+
+def _existing_file(text: str) -> Path:
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text!r} does not exist")
+    return _file(text)
+
+
+# Options shared by several commands.
+
+
+def _color_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--color", choices=COLORS, default="auto",
+                        help="colour the prefixes (auto: on a terminal, unless NO_COLOR is set "
+                             "or FORCE_COLOR; default: auto)")
+    parser.add_argument("--no-color", action="store_true", help="same as --color never")
+
+
+def _timestamps_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timestamps", action="store_true", help="show the time of each line")
+
+
+def _run_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-dir", type=_folder, metavar="DIR",
+                        help="the run folder of the cast (default: that of a run started in "
+                             "this folder)")
+
+
+def _color(args: argparse.Namespace) -> Any:
+    return "never" if args.no_color else args.color
+
+
+# pipeplex run ---------------------------------------------------------------------------
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    from .cast.spec import DEFAULT_GRACE
+
+    parser.add_argument("cast_file", nargs="?", type=_file, metavar="CAST_FILE",
+                        help="the cast file (TOML)")
+    parser.add_argument("-p", "--proc", dest="procs", action="append", default=[],
+                        metavar="NAME=COMMAND",
+                        help="a member to run (repeatable); added to those of CAST_FILE")
+    parser.add_argument("--run-dir", type=_folder, metavar="DIR",
+                        help="folder for the named pipes (default: one per working folder "
+                             "under $XDG_RUNTIME_DIR/pipeplex or /tmp/pipeplex-UID)")
+    _color_options(parser)
+    _timestamps_option(parser)
+    parser.add_argument("--on-exit", choices=("stop", "ignore", "restart"),
+                        help="what to do when any member exits (overrides each member's "
+                             "on_exit)")
+    parser.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE, metavar="SECONDS",
+                        help="how long a member may take to exit after SIGTERM before SIGKILL "
+                             f"(default: {DEFAULT_GRACE:g})")
+    parser.add_argument("--pty", choices=tuple(PTY_CHOICES),
+                        help="default terminal mode for members that do not set pty: stdout "
+                             "(stdout on a pseudo-terminal; the default), true (a full "
+                             "terminal) or false (pipes)")
+    parser.add_argument("--no-console", action="store_true",
+                        help="do not read commands and lines for members from standard input")
+    parser.add_argument("--transcript", type=_file, metavar="PATH",
+                        help="record every event as JSON Lines (see pipeplex replay)")
+    parser.add_argument("--log-dir", type=_folder, metavar="DIR",
+                        help="write one plain log per member into this folder")
+
+
+def run(args: argparse.Namespace) -> None:
     """Run a cast: members from CAST_FILE (TOML) and from -p options.
 
     Output comes back as one stream, each line under its member's name. Type NAME: TEXT
@@ -179,34 +148,41 @@ def run(
     console's commands. From elsewhere: pipeplex send NAME TEXT, or write a line to
     RUN_DIR/NAME.in (RUN_DIR/all.in for everyone).
     """
-    defaults: dict[str, Any] = {"pty": PTY_CHOICES[pty]} if pty else {}
+    from .errors import PipeplexError
+
+    defaults: dict[str, Any] = {"pty": PTY_CHOICES[args.pty]} if args.pty else {}
     try:
-        if transcript is not None:
+        if args.transcript is not None:
             from .report.transcript import check_given_descriptor
 
-            check_given_descriptor(transcript)  # before pipeplex opens descriptors of its own
-        cast, scenario = _build_cast(cast_file, procs, defaults, on_exit)
+            check_given_descriptor(args.transcript)  # before pipeplex opens descriptors
+        cast, scenario = _build_cast(args.cast_file, args.procs, defaults, args.on_exit)
     except PipeplexError as exc:
         _fail(str(exc))
     from ._run import RunOptions  # the engine loads only for commands that run a cast
 
     options = RunOptions(
-        run_dir=run_dir,
-        color="never" if no_color else color,  # type: ignore[arg-type]
-        timestamps=timestamps,
-        grace=grace,
-        console=not no_console,
+        run_dir=args.run_dir,
+        color=_color(args),
+        timestamps=args.timestamps,
+        grace=args.grace,
+        console=not args.no_console,
         scenario=scenario,
-        transcript=transcript,
-        log_dir=log_dir,
+        transcript=args.transcript,
+        log_dir=args.log_dir,
     )
     sys.exit(_run(cast, options))
 
 
 def _build_cast(
-    cast_file: Path | None, procs: Sequence[str], defaults: dict[str, Any], on_exit: str | None
+    cast_file: Path | None, procs: Sequence[str], defaults: dict[str, Any],
+    on_exit: OnExit | None,
 ) -> tuple[CastSpec, Scenario | None]:
     """The cast to run, and the scenario when the file has steps."""
+    from dataclasses import replace
+
+    from .cast import CastSpec, ProcSpec, parse_proc_option
+
     members: list[ProcSpec] = []
     scenario = None
     if cast_file is not None:
@@ -216,29 +192,22 @@ def _build_cast(
         members.extend(scenario.cast.procs)
     members.extend(parse_proc_option(option, **defaults) for option in procs)
     if not members:
-        raise click.UsageError("nothing to run: give a cast file or -p NAME=COMMAND")
+        _fail("nothing to run: give a cast file or -p NAME=COMMAND")
     if on_exit is not None:
-        from dataclasses import replace
-
-        members = [replace(m, on_exit=_on_exit(on_exit)) for m in members]
+        members = [replace(m, on_exit=on_exit) for m in members]
     # run_cast checks it (validate_cast, check_commands) before anything starts.
     cast = CastSpec(tuple(members), path=str(cast_file) if cast_file else None)
     if scenario is not None:
-        from dataclasses import replace as replace_field
-
-        scenario = replace_field(scenario, cast=cast)
+        scenario = replace(scenario, cast=cast)
     return cast, scenario
-
-
-def _on_exit(value: str) -> OnExit:
-    assert value in ("stop", "ignore", "restart")
-    return value  # type: ignore[return-value]
 
 
 def _run(cast: CastSpec, options: RunOptions) -> int:
     import asyncio
 
     from ._run import run_cast
+    from ._signals import clean_inherited_signals
+    from .errors import PipeplexError
 
     clean_inherited_signals()
     try:
@@ -246,155 +215,175 @@ def _run(cast: CastSpec, options: RunOptions) -> int:
     except PipeplexError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:  # Ctrl-C before the loop took over the signal
-        return 130
+        return INTERRUPTED
 
 
-@cli.command()
-@_color_option
-@click.option("--timestamps", is_flag=True, help="Show the time of each line.")
-def demo(color: str, no_color: bool, timestamps: bool) -> None:
+def _demo_options(parser: argparse.ArgumentParser) -> None:
+    _color_options(parser)
+    _timestamps_option(parser)
+
+
+def demo(args: argparse.Namespace) -> None:
     """Run the bundled demo: a chat server and two clients talking in turns."""
     import tempfile
 
+    from ._run import RunOptions
     from .examples.demo import demo_cast
 
     with tempfile.TemporaryDirectory(prefix="pipeplex-demo-") as scratch:
-        from ._run import RunOptions
-
-        options = RunOptions(
-            run_dir=Path(scratch) / "run",
-            color="never" if no_color else color,  # type: ignore[arg-type]
-            timestamps=timestamps,
-        )
+        options = RunOptions(run_dir=Path(scratch) / "run", color=_color(args),
+                             timestamps=args.timestamps)
         status = _run(demo_cast(), options)
     sys.exit(status)
 
 
-# Clients of a running cast ------------------------------------------------------------
-
-
-def _run_dir_option(f: Any) -> Any:
-    return click.option(
-        "--run-dir", type=click.Path(file_okay=False, path_type=Path),
-        help="The run folder of the cast (default: that of a run started in this folder).",
-    )(f)
+# Clients of a running cast --------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[ControlClient]:
     """A connection to the run; its errors become messages and exit codes."""
+    from .control_client import ControlClient
+    from .errors import NoRun, RequestFailed
+    from .inputs.rundir import default_run_dir
+
     folder = run_dir or default_run_dir()
     try:
         with ControlClient(folder, timeout=timeout) as client:
             yield client
     except NoRun as exc:
-        click.echo(f"pipeplex: error: {exc}", err=True)
+        print(f"pipeplex: error: {exc}", file=sys.stderr)
         sys.exit(NO_RUN)
     except RequestFailed as exc:
-        click.echo(f"pipeplex: error: {exc}", err=True)
+        print(f"pipeplex: error: {exc}", file=sys.stderr)
         sys.exit(USAGE_ERROR if exc.code in ("bad_request", "bad_signal") else REQUEST_FAILED)
     except TimeoutError:
-        click.echo(f"pipeplex: error: the run at {folder} did not answer within {timeout} s",
-                   err=True)
+        print(f"pipeplex: error: the run at {folder} did not answer within {timeout} s",
+              file=sys.stderr)
         sys.exit(REQUEST_FAILED)
     except OSError as exc:
-        click.echo(f"pipeplex: error: lost the connection to the run at {folder}: "
-                   f"{exc.strerror or exc}", err=True)
+        print(f"pipeplex: error: lost the connection to the run at {folder}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
         sys.exit(REQUEST_FAILED)
 
 
-@cli.command()
-@click.argument("name")
-@click.argument("text", nargs=-1)
-@click.option("-n", "--no-newline", is_flag=True, help="Do not end the text with a newline.")
-@click.option("--eof", is_flag=True,
-              help="Then close NAME's stdin (without TEXT: only close it).")
-@_run_dir_option
-def send(name: str, text: Sequence[str], no_newline: bool, eof: bool,
-         run_dir: Path | None) -> None:
+def _send_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME")
+    parser.add_argument("text", nargs="*", default=[], metavar="TEXT")
+    parser.add_argument("-n", "--no-newline", action="store_true",
+                        help="do not end the text with a newline")
+    parser.add_argument("--eof", action="store_true",
+                        help="then close NAME's stdin (without TEXT: only close it)")
+    _run_dir_option(parser)
+
+
+def send(args: argparse.Namespace) -> None:
     """Send TEXT (words joined by spaces, then a newline) to member NAME of a running cast.
 
     NAME 'all' sends to every member. Put -- before text that starts with a dash.
     """
+    text, eof = args.text, args.eof
     data = " ".join(text) if text or eof else ""
-    if (text or not eof) and not no_newline:
+    if (text or not eof) and not args.no_newline:
         data += "\n"
-    with _talking(run_dir) as client:
-        client.request("send", name=name, data=data, eof=eof or None)
+    with _talking(args.run_dir) as client:
+        client.request("send", name=args.name, data=data, eof=eof or None)
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@_run_dir_option
-def status(as_json: bool, run_dir: Path | None) -> None:
+def _status_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", dest="as_json", action="store_true",
+                        help="print the status as JSON")
+    _run_dir_option(parser)
+
+
+def status(args: argparse.Namespace) -> None:
     """Show the members of a running cast: pid, state, uptime, restarts, last exit code."""
-    with _talking(run_dir) as client:
+    with _talking(args.run_dir) as client:
         answer = client.request("status")
-    if as_json:
+    if args.as_json:
+        import json
+
         answer.pop("ok", None)
-        click.echo(json.dumps(answer, indent=2))
+        print(json.dumps(answer, indent=2))
     else:
-        click.echo(format_status(answer["members"]))
+        from .control_client import format_status
+
+        print(format_status(answer["members"]))
 
 
-@cli.command("signal")
-@click.argument("name")
-@click.argument("signal_", metavar="SIGNAL")
-@_run_dir_option
-def signal_command(name: str, signal_: str, run_dir: Path | None) -> None:
+def _signal_options(parser: argparse.ArgumentParser) -> None:
+    from ._signals import parse_signal
+
+    def signal_number(text: str) -> int:
+        try:
+            return parse_signal(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parser.add_argument("name", metavar="NAME")
+    parser.add_argument("signal", type=signal_number, metavar="SIGNAL")
+    _run_dir_option(parser)
+
+
+def signal_command(args: argparse.Namespace) -> None:
     """Send SIGNAL (TERM, INT, HUP, USR1, ... or a number) to member NAME's process group."""
-    try:
-        number = parse_signal(signal_)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="SIGNAL") from None
-    with _talking(run_dir) as client:
-        client.request("signal", name=name, signal=number)
+    with _talking(args.run_dir) as client:
+        client.request("signal", name=args.name, signal=args.signal)
 
 
-@cli.command()
-@click.argument("name")
-@_run_dir_option
-def restart(name: str, run_dir: Path | None) -> None:
+def _name_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME")
+    _run_dir_option(parser)
+
+
+def restart(args: argparse.Namespace) -> None:
     """Stop member NAME (stdin closed, SIGTERM, then SIGKILL) and start it again."""
-    with _talking(run_dir, timeout=None) as client:
-        answer = client.request("restart", name=name)
-    click.echo(f"{name} restarted (pid {answer.get('pid')})")
+    with _talking(args.run_dir, timeout=None) as client:
+        answer = client.request("restart", name=args.name)
+    print(f"{args.name} restarted (pid {answer.get('pid')})")
 
 
-@cli.command()
-@click.option("--no-wait", is_flag=True, help="Return at once instead of when the run ended.")
-@_run_dir_option
-def stop(no_wait: bool, run_dir: Path | None) -> None:
+def _stop_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-wait", action="store_true",
+                        help="return at once instead of when the run ended")
+    _run_dir_option(parser)
+
+
+def stop(args: argparse.Namespace) -> None:
     """Stop the whole cast gracefully, like Ctrl-C in its terminal; wait until it ended."""
-    with _talking(run_dir, timeout=None) as client:
+    with _talking(args.run_dir, timeout=None) as client:
         client.request("stop")
-        if not no_wait:
+        if not args.no_wait:
             client.wait_closed()
 
 
-@cli.command()
-@click.option("--name", help="Follow only this member (and notes about the whole run).")
-@_color_option
-@click.option("--timestamps", is_flag=True, help="Show the time of each line.")
-@_run_dir_option
-def attach(name: str | None, color: str, no_color: bool, timestamps: bool,
-           run_dir: Path | None) -> None:
+def _attach_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="follow only this member (and notes about the whole run)")
+    _color_options(parser)
+    _timestamps_option(parser)
+    _run_dir_option(parser)
+
+
+def attach(args: argparse.Namespace) -> None:
     """Show the merged output of a running cast from now on, until it ends or Ctrl-C."""
+    from ._events_wire import decode_event
+    from .output.render import Renderer, use_color
+
     out = sys.stdout.buffer
     isatty = out.isatty()
     try:
-        with _talking(run_dir, timeout=None) as client:
-            answer = client.request("attach", name=name)
+        with _talking(args.run_dir, timeout=None) as client:
+            answer = client.request("attach", name=args.name)
             members = answer.get("members", [])
             renderer = Renderer(
                 [m["name"] for m in members],
-                color=use_color("never" if no_color else color, isatty),  # type: ignore[arg-type]
-                timestamps=timestamps,
+                color=use_color(_color(args), isatty),
+                timestamps=args.timestamps,
                 sanitize=isatty,
                 crlf_names=[m["name"] for m in members if m.get("pty") == "full"],
             )
-            click.echo(f"pipeplex: attached to the run at {client.run_dir} (Ctrl-C to detach)",
-                       err=True)
+            print(f"pipeplex: attached to the run at {client.run_dir} (Ctrl-C to detach)",
+                  file=sys.stderr)
             for message in client.events():
                 event = decode_event(message)
                 if event is not None:
@@ -403,14 +392,14 @@ def attach(name: str | None, color: str, no_color: bool, timestamps: bool,
                         out.flush()
                 elif message.get("event") == "dropped":
                     out.flush()
-                    click.echo(f"pipeplex: error: the run dropped this client: "
-                               f"{message.get('reason')}", err=True)
+                    print(f"pipeplex: error: the run dropped this client: "
+                          f"{message.get('reason')}", file=sys.stderr)
                     sys.exit(REQUEST_FAILED)
                 elif message.get("event") == "end":
                     out.flush()
                     return
-        click.echo("pipeplex: error: the connection to the run ended without its end "
-                   "(was it killed?)", err=True)
+        print("pipeplex: error: the connection to the run ended without its end "
+              "(was it killed?)", file=sys.stderr)
         sys.exit(REQUEST_FAILED)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
@@ -421,13 +410,119 @@ def attach(name: str | None, color: str, no_color: bool, timestamps: bool,
         sys.exit(0)
 
 
-def main() -> None:
-    """Run the command; a Ctrl-C before a run takes it over exits 130, as one later does
-    (click's own handling would print "Aborted!" and exit 1)."""
+# Test mode: its modules load only when it is used -----------------------------------------
+
+
+def _test_options(parser: argparse.ArgumentParser) -> None:
+    from .cast.spec import DEFAULT_GRACE
+
+    parser.add_argument("files", nargs="+", type=_file, metavar="FILE")
+    parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
+    parser.add_argument("--junit", type=_file, metavar="PATH", help="write a JUnit XML report")
+    parser.add_argument("--transcript", type=Path, metavar="PATH",
+                        help="record every event as JSON Lines (a folder when testing several "
+                             "files)")
+    parser.add_argument("--log-dir", type=_folder, metavar="DIR",
+                        help="write one plain log per member here (a subfolder per scenario)")
+    parser.add_argument("--update", action="store_true",
+                        help="write golden files instead of comparing them")
+    parser.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE, metavar="SECONDS",
+                        help=f"SIGTERM to SIGKILL when stopping (default: {DEFAULT_GRACE:g})")
+    parser.add_argument("--color", choices=COLORS, default="auto")
+
+
+def test(args: argparse.Namespace) -> None:
+    """Run scenario FILES as tests: steps in order, then stop the cast.
+
+    Prints a dot or F per scenario (-v: a line per step), then failures with their evidence
+    and a summary. Exit status: 0 all passed, 1 some failed, 2 a file could not be loaded.
+    """
+    from ._test_command import run_tests
+
+    run_tests(args.files, verbose=args.verbose, junit=args.junit, transcript=args.transcript,
+              log_dir=args.log_dir, update=args.update, grace=args.grace, color=args.color)
+
+
+def _replay_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=_existing_file, metavar="TRANSCRIPT")
+    parser.add_argument("--color", choices=COLORS, default="auto")
+    _timestamps_option(parser)
+
+
+def replay(args: argparse.Namespace) -> None:
+    """Show a transcript (from --transcript) as the merged stream again."""
+    from ._test_command import replay_transcript
+
+    replay_transcript(args.path, color=args.color, timestamps=args.timestamps)
+
+
+# The parser ------------------------------------------------------------------------------
+
+Options = Callable[[argparse.ArgumentParser], None]
+Command = Callable[[argparse.Namespace], None]
+
+COMMANDS: dict[str, tuple[Options, Command]] = {
+    "run": (_run_options, run),
+    "demo": (_demo_options, demo),
+    "send": (_send_options, send),
+    "status": (_status_options, status),
+    "signal": (_signal_options, signal_command),
+    "restart": (_name_options, restart),
+    "stop": (_stop_options, stop),
+    "attach": (_attach_options, attach),
+    "test": (_test_options, test),
+    "replay": (_replay_options, replay),
+}
+
+
+def _description(command: Command) -> str:
+    """Its docstring, unindented (none under ``python -OO``)."""
+    lines = (command.__doc__ or "").strip().splitlines()
+    return "\n".join(line.removeprefix("    ") for line in lines)
+
+
+def _summary(command: Command) -> str:
+    return next(iter(_description(command).splitlines()), "")
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {name:<9} {_summary(action)}"
+                        for name, (_, action) in COMMANDS.items())
+    top = argparse.ArgumentParser(
+        prog="pipeplex", allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run several cooperating programs as one: merged output, live input, "
+                    "scripts.",
+        epilog=f"commands:\n{listing}\n\npipeplex COMMAND -h tells more about one.")
+    top.add_argument("--version", action="version", version=f"pipeplex, version {__version__}")
+    top.add_argument("command", choices=COMMANDS, metavar="COMMAND", help="one of those below")
+    top.add_argument("arguments", nargs=argparse.REMAINDER, metavar="...",
+                     help="the command's arguments and options")
+    return top
+
+
+def _command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of one command. Options and arguments may come in any order, as in
+    ``pipeplex send NAME --run-dir DIR TEXT``; only this command's options are set up, so
+    only the modules their defaults and checks come from are loaded."""
+    options, action = COMMANDS[name]
+    parser = argparse.ArgumentParser(
+        prog=f"pipeplex {name}", allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_description(action))
+    options(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command; a Ctrl-C before a run takes it over exits 130, as one later does."""
+    words = sys.argv[1:] if argv is None else list(argv)
     try:
-        cli.main(prog_name="pipeplex", standalone_mode=False)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+        if not words:
+            _top_parser().print_help(sys.stderr)
+            sys.exit(USAGE_ERROR)
+        chosen = _top_parser().parse_args(words)
+        args = _command_parser(chosen.command).parse_intermixed_args(chosen.arguments)
+        COMMANDS[chosen.command][1](args)
+    except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)

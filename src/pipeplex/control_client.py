@@ -28,11 +28,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
 from .errors import NoRun, RequestFailed
 from .inputs.rundir import LOCK_NAME, SOCKET_NAME, SUN_PATH_MAX
 
-__all__ = ("MAX_REQUEST", "ControlClient", "decode_event", "encode_event", "format_status")
+__all__ = ("MAX_REQUEST", "ControlClient", "format_status")
 
 MAX_REQUEST = 64 * 1024
 """Longest request line the server reads (without its newline)."""
@@ -272,65 +271,3 @@ def format_status(records: Iterable[Mapping[str, Any]]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in (headers, *rows)]
     return "\n".join(lines)
-
-
-# Events on the wire (attach) ----------------------------------------------------------
-#
-# Member output is bytes; JSON carries text. Bytes that are not UTF-8 travel as lone
-# surrogates U+DC80..U+DCFF (Python's "surrogateescape"), escaped as \udcXX by json.dumps,
-# so a Python client gets back exactly the bytes the member wrote.
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
-
-
-def encode_event(event: Event) -> dict[str, Any] | None:
-    """``event`` as a JSON-ready dict (``{"event": "output", ...}``); None if not sent."""
-    if isinstance(event, Output):
-        return {"event": "output", "name": event.name, "stream": event.stream,
-                "data": _text(event.data), "partial": event.partial, "t": event.t}
-    if isinstance(event, Note):
-        return {"event": "note", "name": event.name, "level": event.level, "text": event.text,
-                "t": event.t}
-    if isinstance(event, Started):
-        return {"event": "started", "name": event.name, "pid": event.pid,
-                "argv": list(event.argv), "t": event.t}
-    if isinstance(event, Exited):
-        return {"event": "exited", "name": event.name, "returncode": event.returncode,
-                "stopped": event.stopped, "runtime": event.runtime, "t": event.t}
-    if isinstance(event, Ready):
-        return {"event": "ready", "name": event.name, "variables": dict(event.variables),
-                "t": event.t}
-    if isinstance(event, Matched):
-        return {"event": "matched", "name": event.name, "pattern": event.pattern,
-                "text": event.text, "t": event.t}
-    if isinstance(event, InputSent):
-        return {"event": "input", "name": event.name, "data": _text(event.data),
-                "eof": event.eof, "t": event.t}
-    return None
-
-
-def decode_event(message: Mapping[str, Any]) -> Event | None:
-    """The event an ``attach`` message carries; None for other messages (``end``, ...)."""
-    kind = message.get("event")
-    t = float(message.get("t", 0.0))
-    name = message.get("name")
-    if kind == "output":
-        return Output(str(name), "stderr" if message.get("stream") == "stderr" else "stdout",
-                      str(message.get("data", "")).encode("utf-8", "surrogateescape"),
-                      bool(message.get("partial")), t=t)
-    if kind == "note":
-        level = message.get("level")
-        return Note(str(message.get("text", "")), None if name is None else str(name),
-                    level if level in ("info", "warning", "error") else "info", t=t)
-    if kind == "started":
-        return Started(str(name), int(message.get("pid", 0)),
-                       tuple(map(str, message.get("argv", ()))), t=t)
-    if kind == "exited":
-        return Exited(str(name), int(message.get("returncode", 0)),
-                      bool(message.get("stopped")), float(message.get("runtime", 0.0)), t=t)
-    if kind == "ready":
-        variables = message.get("variables") or {}
-        return Ready(str(name), tuple((str(k), str(v)) for k, v in variables.items()), t=t)
-    return None

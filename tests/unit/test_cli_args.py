@@ -1,58 +1,93 @@
-"""The command line reads short options exactly as click would, only without its slow path."""
+"""The command line: options and arguments in any order, usage errors said by the command
+that has them (status 2), and values checked before anything starts."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import click
 import pytest
 
-from pipeplex.cli import _spelled_long, cli, run
+from pipeplex.cli import _command_parser, main
 
 
-def _context() -> click.Context:
-    return click.Context(run, info_name="run", parent=cli.make_context("pipeplex", ["run"]))
+def _usage_error(capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(list(words))
+    assert exited.value.code == 2
+    return capsys.readouterr().err
 
 
-def _params(args: list[str], *, plain: bool = False) -> dict[str, Any]:
-    ctx = _context()
-    if plain:
-        click.Command.parse_args(run, ctx, list(args))
-    else:
-        run.parse_args(ctx, list(args))
-    return ctx.params
+def test_options_and_arguments_come_in_any_order(tmp_path: Path) -> None:
+    run = _command_parser("run").parse_intermixed_args(
+        ["-p", "a=echo one", "cast.toml", "--grace", "0.5", "--proc=b=echo two", "--no-color"])
+    assert run.procs == ["a=echo one", "b=echo two"]
+    assert run.cast_file == Path("cast.toml")
+    assert run.grace == 0.5 and run.no_color
+    send = _command_parser("send").parse_intermixed_args(
+        ["srv", "hello", "--run-dir", str(tmp_path), "world", "-n"])
+    assert (send.name, send.text, send.run_dir, send.no_newline) == (
+        "srv", ["hello", "world"], tmp_path, True)
+
+
+def test_text_after_a_double_dash_may_start_with_one() -> None:
+    send = _command_parser("send").parse_intermixed_args(["srv", "--", "-v", "--eof"])
+    assert send.text == ["-v", "--eof"] and not send.eof
+
+
+def test_a_usage_error_is_said_by_the_command_that_has_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    err = _usage_error(capsys, "run", "-p", "a=true", "--bogus")
+    assert "pipeplex run: error: unrecognized arguments: --bogus" in err
+    err = _usage_error(capsys, "run", "-p")
+    assert "pipeplex run: error: argument -p/--proc: expected one argument" in err
+
+
+def test_long_options_are_never_guessed_from_a_prefix(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "unrecognized arguments: --pro" in _usage_error(capsys, "run", "--pro", "a=true")
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("words", "said"),
     [
-        ["-p", "a=echo one", "-p", "b=echo two"],
-        ["--run-dir", "-p", "-p", "a=true"],  # "-p" as the value of --run-dir
-        ["-p", "-p=x"],  # a member spec that looks like an option
-        ["-p", "a=true", "--grace", "2", "--no-color", "cast.toml"],
-        ["-pa=true", "-p", "b=true"],  # attached values are left to click
+        (["run", "-p", "a=true", "--grace", "0"], "0.0 is not a positive number of seconds"),
+        (["run", "-p", "a=true", "--grace", "soon"], "'soon' is not a number of seconds"),
+        (["run", "-p", "a=true", "--color", "blue"], "invalid choice: 'blue'"),
+        (["signal", "a", "BOGUS"], "unknown signal 'BOGUS'"),
+        (["replay", "/nonexistent/t.jsonl"], "'/nonexistent/t.jsonl' does not exist"),
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["send"], "the following arguments are required: NAME"),
     ],
 )
-def test_short_options_mean_what_they_mean_to_click(args: list[str]) -> None:
-    assert _params(args) == _params(args, plain=True)
+def test_bad_values_are_usage_errors_naming_the_value(
+        capsys: pytest.CaptureFixture[str], words: list[str], said: str) -> None:
+    assert said in _usage_error(capsys, *words)
 
 
-def test_short_options_are_spelled_long_only_where_they_are_options() -> None:
-    params = run.get_params(_context())
-    assert _spelled_long(params, ["-p", "a=x", "--run-dir", "-p", "-h"]) == [
-        "--proc", "a=x", "--run-dir", "-p", "--help",
-    ]  # fmt: skip
-    assert _spelled_long(params, ["-p", "a=x", "--", "-p"]) == ["--proc", "a=x", "--", "-p"]
+def test_a_folder_is_no_cast_file_and_a_file_no_run_folder(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = _usage_error(capsys, "run", str(tmp_path))
+    assert f"argument CAST_FILE: '{tmp_path}' is a folder, not a file" in err
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    err = _usage_error(capsys, "status", "--run-dir", str(plain))
+    assert f"argument --run-dir: '{plain}' is a file, not a folder" in err
 
 
-def test_a_missing_value_is_reported_as_the_user_typed_it() -> None:
-    with pytest.raises(click.BadOptionUsage, match="Option '-p' requires an argument"):
-        _params(["-p"])
+def test_no_command_shows_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _usage_error(capsys)
+    for command in ("run", "send", "status", "signal", "restart", "stop", "attach", "test",
+                    "replay", "demo"):
+        assert f"\n  {command} " in err
 
 
-def test_values_are_parsed_as_before(tmp_path: Path) -> None:
-    params = _params(["-p", "a=true", "--run-dir", str(tmp_path), "--grace", "0.5"])
-    assert params["procs"] == ("a=true",)
-    assert params["run_dir"] == tmp_path
-    assert params["grace"] == 0.5
+def test_the_client_commands_load_neither_the_engine_nor_the_cast() -> None:
+    """``pipeplex send`` in a script's loop pays for its imports at each call."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipeplex import cli; cli._command_parser('send'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('pipeplex.cast', "
+            "'pipeplex._engine', 'asyncio', 'click'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=60).stdout.strip()
+    assert loaded == "[]"

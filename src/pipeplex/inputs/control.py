@@ -27,8 +27,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._events import Event, Exited, InputSent, Note, Output
+from .._events_wire import encode_event
 from .._signals import parse_signal
-from ..control_client import MAX_REQUEST, encode_event
+from ..control_client import MAX_REQUEST
 from ..errors import PipeplexError, UnknownMember
 from .router import ALL
 from .rundir import RunDir
