@@ -242,6 +242,47 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
             _reap(daemon)
 
 
+def test_the_search_lets_the_loop_run_between_slices_of_proc(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With thousands of processes on the machine, reading each one's environment takes tens
+    of milliseconds: the loop (the members' output) goes on between slices of /proc. What is
+    there is found all the same."""
+    from pipeplex._stopping import Stopper
+    from pipeplex.participants import _escaped
+
+    monkeypatch.setattr(_escaped, "SEARCH_SLICE", 4)
+    env = {**os.environ, "PIPEPLEX_RUN_ID": f"slices-{os.getpid()}", "PIPEPLEX_NAME": "m"}
+    daemon = _stubborn(env)
+
+    async def scenario() -> list[tuple[int, str]]:
+        loop = asyncio.get_running_loop()
+        ticks = 0
+
+        def tick() -> None:
+            nonlocal ticks
+            ticks += 1
+            loop.call_soon(tick)
+
+        bus = Bus()
+        notes: list[tuple[int, str]] = []  # (loop passes so far, what was said)
+        bus.subscribe(lambda e: notes.append((ticks, e.text)) if hasattr(e, "text") else None)
+        stopper = Stopper(bus, grace=0.5, run_id=env["PIPEPLEX_RUN_ID"])
+        stopper.begin()
+        member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
+        loop.call_soon(tick)
+        await stopper.stop_escaped([member])
+        return notes
+
+    try:
+        notes = asyncio.run(scenario())
+        passes, said = notes[0]
+        assert said == (f"left 1 process (pid {daemon.pid}) outside its process group; "
+                        "sent it SIGTERM"), notes
+        assert passes >= 2, f"the loop ran {passes} times during the search"
+    finally:
+        _reap(daemon)
+
+
 def test_one_that_drops_its_environment_on_sigterm_still_gets_sigkill() -> None:
     """Found by its environment, then followed by pid and start time: a process that
     execs with an empty environment as it handles SIGTERM still gets SIGKILL after the

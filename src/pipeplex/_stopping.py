@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ._bus import Bus
 from ._events import Level, Note
-from .participants import Process
-from .participants._escaped import Escaped, OutOfDescriptors, find_escaped, hold, send
+from .participants import Process, _escaped
+from .participants._escaped import Escaped, OutOfDescriptors, hold, send
 from .participants._group import exits_within, pidfds_exit, wait_group_gone
 
 __all__ = ("LEFTOVER_KILL_WAIT", "Stopper", "first")
@@ -174,7 +174,7 @@ class Stopper:
             return
         by_name = {member.name: member for member in members}
         try:
-            found = find_escaped(self.run_id, by_name)
+            found = await self._find_escaped(self.run_id, by_name)
         except OutOfDescriptors:
             for member in members:
                 self._out_of_descriptors(member)
@@ -194,6 +194,21 @@ class Stopper:
                                        f"sent {_them(termed)} SIGTERM", "warning")
                 ours.append((member, termed, self._take(termed)))
         await self._escalate_all(ours, started, theirs)
+
+    @staticmethod
+    async def _find_escaped(run_id: str, names: Collection[str]) -> dict[str, list[Escaped]]:
+        """:func:`_escaped.find_escaped` over all of ``/proc``, a slice at a time, the loop
+        running in between."""
+        pids = _escaped.proc_pids()
+        found: dict[str, list[Escaped]] = {}
+        size = _escaped.SEARCH_SLICE
+        for start in range(0, len(pids), size):
+            if start:
+                await asyncio.sleep(0)
+            for name, processes in _escaped.find_escaped(run_id, names,
+                                                         pids[start:start + size]).items():
+                found.setdefault(name, []).extend(processes)
+        return found
 
     async def _escalate_all(self, ours: list[tuple[Process, list[Escaped], asyncio.Future[bool]]],
                             started: float,

@@ -22,7 +22,8 @@ import os
 import signal
 from collections.abc import Collection, Iterable, Iterator
 
-__all__ = ("Escaped", "OutOfDescriptors", "find_escaped", "hold", "send")
+__all__ = ("SEARCH_SLICE", "Escaped", "OutOfDescriptors", "find_escaped", "hold", "proc_pids",
+           "send")
 
 Escaped = tuple[int, int]
 """A process by its pid and its start time (clock ticks after boot): who it is, even once
@@ -33,22 +34,35 @@ class OutOfDescriptors(Exception):
     """pipeplex has no file descriptor left to look in /proc or to open a pidfd."""
 
 
-def find_escaped(run_id: str, names: Collection[str]) -> dict[str, list[Escaped]]:
-    """Per member name, the live processes whose environment carries ``run_id`` and that
-    name.
+SEARCH_SLICE = 128
+"""Processes looked at between two returns to the event loop: a machine may run thousands
+(2,000 took 46 ms to look through here), and the members' output must not wait that long."""
+
+
+def proc_pids() -> list[int]:
+    """Every pid in ``/proc`` but ours, to look through in slices with :func:`find_escaped`.
+
+    Raises:
+        OutOfDescriptors: ``/proc`` could not be opened.
+    """
+    me = os.getpid()
+    with _descriptors(), os.scandir("/proc") as entries:
+        return [int(e.name) for e in entries if e.name.isdigit() and int(e.name) != me]
+
+
+def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int]
+                 ) -> dict[str, list[Escaped]]:
+    """Per member name, the live processes among ``pids`` whose environment carries
+    ``run_id`` and that name.
 
     Raises:
         OutOfDescriptors: the pass could not be made, or not to its end.
     """
     token = f"PIPEPLEX_RUN_ID={run_id}".encode()
     wanted = {f"PIPEPLEX_NAME={name}".encode(): name for name in names}
-    me = os.getpid()
     found: dict[str, list[Escaped]] = {}
-    with _descriptors(), os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit() or int(entry.name) == me:
-                continue
-            pid = int(entry.name)
+    with _descriptors():
+        for pid in pids:
             if _name_in(pid, token, wanted) is None:
                 continue
             # Its start time, then its environment again, then its start time again: the
