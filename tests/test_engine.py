@@ -51,6 +51,37 @@ def test_a_crash_loop_backs_off_exponentially_then_gives_up() -> None:
     assert any("restarted 4 times; giving up" in n for n in recorder.notes())
 
 
+def test_giving_up_says_in_a_row_when_earlier_restarts_do_not_count(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run long enough to start the count afresh came in between: the note and what its
+    dependents wait for say the restarts were in a row, as the summary counts all of them.
+    The second run is made to count as long (RESTART_RESET 0 while it runs)."""
+    from pipeplex import _engine as engine_module
+
+    crasher = ProcSpec("crasher", ("sh", "-c", "exit 3"), on_exit="restart", max_restarts=2,
+                       ready="never")
+    after = ProcSpec("after", ("true",), after=("crasher",))
+    engine, recorder = _engine(crasher, after)
+    monkeypatch.setattr(engine_module, "RESTART_RESET", 1e9)
+    runs = 0
+
+    def long_second_run(event: Event) -> None:
+        nonlocal runs
+        if isinstance(event, Started) and event.name == "crasher":
+            runs += 1
+            monkeypatch.setattr(engine_module, "RESTART_RESET", 0.0 if runs == 2 else 1e9)
+
+    engine.bus.subscribe(long_second_run)
+    assert asyncio.run(engine.run()) == 3
+    assert engine.restarts["crasher"] == 3
+    assert any("exited with code 3 before it was ready and was restarted 2 times in a row; "
+               "giving up" in n for n in recorder.notes()), recorder.notes()
+    summaries = [n for n in recorder.notes() if n.startswith("summary: ")]
+    assert "summary: exited with code 3 after 0.0 s, 3 restarts" in summaries, summaries
+    assert ("summary: never started (waited for crasher, which gave up after 2 restarts in a "
+            "row)") in summaries, summaries
+
+
 def test_a_stop_during_the_backoff_does_not_count_a_restart() -> None:
     """Stopped while it waits to restart: the restart that never happened is not counted,
     and its last exit (3) is how it ended: the run's status, even though it was stopped."""

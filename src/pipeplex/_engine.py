@@ -684,7 +684,10 @@ class Engine:
                 if attempt >= spec.max_restarts:
                     ready = self._ready[member.name]
                     before = "" if ready.done() else " before it was ready"
-                    times = f"{attempt} time{'s' if attempt != 1 else ''}"
+                    # The count that gave up is of restarts in a row; the summary's is of
+                    # all of them: say which when they differ.
+                    in_a_row = " in a row" if self.restarts[member.name] > attempt else ""
+                    times = f"{attempt} time{'s' if attempt != 1 else ''}{in_a_row}"
                     tried = f"and was restarted {times}" if attempt else "(max_restarts = 0)"
                     reason = (f"{member.name} {how}{before} {tried}; giving up (raise "
                               "max_restarts to allow more)")
@@ -693,7 +696,7 @@ class Engine:
                                           level="error"))
                     self.outcomes.why_failed[member.name] = (
                         f"which gave up after {attempt} restart{'s' if attempt != 1 else ''}"
-                        if attempt else "which gave up (max_restarts = 0)")
+                        f"{in_a_row}" if attempt else "which gave up (max_restarts = 0)")
                     if member.name in self._added and not ready.done():
                         self._fail_start(member.name, NotReady(member.name, reason, recent))
                         await self.stopper.stop(member)  # what it left in its group
