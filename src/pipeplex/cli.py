@@ -49,6 +49,63 @@ def _fail(message: str) -> NoReturn:
     sys.exit(USAGE_ERROR)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command line's rules where they differ from its own (Python 3.11).
+
+    - Everything after the first ``--`` is an argument, even ``--`` or ``--eof``:
+      ``parse_intermixed_args`` would still read options there, and drop each ``--``.
+      Those words are marked (a NUL, which no argument can hold) so that they are taken
+      for arguments, and unmarked before their checks see them.
+    - An option's value may start with a dash (``--run-dir -weird``, ``-p -x``): such a
+      value is joined to its option (``--run-dir=-weird``, ``-p-x``) before parsing.
+    - Long options are never guessed from a prefix (``--pro`` is not ``--proc``).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_abbrev=False,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+        self._valued: set[str] = set()
+
+    def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:
+        if names and not str(names[0]).startswith("-"):  # an argument: its words unmarked
+            kwargs["type"] = _unmarked(kwargs.get("type", str))
+        action = super().add_argument(*names, **kwargs)
+        if action.option_strings and action.nargs != 0:
+            self._valued.update(action.option_strings)
+        return action
+
+    def parse_words(self, words: Sequence[str]) -> argparse.Namespace:
+        head, tail = list(words), []
+        if "--" in head:
+            cut = head.index("--")
+            head, tail = head[:cut], head[cut + 1:]
+        joined: list[str] = []
+        rest = iter(head)
+        for word in rest:
+            if word in self._valued:
+                value = next(rest, None)
+                if value is None or value == "--":  # (argparse says the value is missing)
+                    joined.extend([word] if value is None else [word, value])
+                    continue
+                word = f"{word}={value}" if word.startswith("--") else word + value
+            joined.append(word)
+        return self.parse_intermixed_args(joined + [_MARK + word for word in tail])
+
+    def error(self, message: str) -> NoReturn:
+        super().error(message.replace(_MARK, ""))
+
+
+_MARK = "\0"
+
+
+def _unmarked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    def unmarked(text: str) -> Any:
+        return convert(text.removeprefix(_MARK))
+
+    unmarked.__name__ = getattr(convert, "__name__", "value")  # (argparse's messages use it)
+    return unmarked
+
+
 # Value types: a bad value is a usage error naming the option (argparse adds the name).
 
 
@@ -501,15 +558,12 @@ def _top_parser() -> argparse.ArgumentParser:
     return top
 
 
-def _command_parser(name: str) -> argparse.ArgumentParser:
+def _command_parser(name: str) -> _Parser:
     """The parser of one command. Options and arguments may come in any order, as in
     ``pipeplex send NAME --run-dir DIR TEXT``; only this command's options are set up, so
     only the modules their defaults and checks come from are loaded."""
     options, action = COMMANDS[name]
-    parser = argparse.ArgumentParser(
-        prog=f"pipeplex {name}", allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=_description(action))
+    parser = _Parser(prog=f"pipeplex {name}", description=_description(action))
     options(parser)
     return parser
 
@@ -518,11 +572,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the command; a Ctrl-C before a run takes it over exits 130, as one later does."""
     words = sys.argv[1:] if argv is None else list(argv)
     try:
+        top = _top_parser()
         if not words:
-            _top_parser().print_help(sys.stderr)
+            top.print_help(sys.stderr)
             sys.exit(USAGE_ERROR)
-        chosen = _top_parser().parse_args(words)
-        args = _command_parser(chosen.command).parse_intermixed_args(chosen.arguments)
+        if words[0].startswith("-") and words[0] not in ("-h", "--help", "--version"):
+            top.error(f"unknown option {words[0]!r} (a command's options come after it: "
+                      "pipeplex COMMAND -h)")
+        chosen = top.parse_args(words)
+        args = _command_parser(chosen.command).parse_words(chosen.arguments)
         COMMANDS[chosen.command][1](args)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
+    except BrokenPipeError:
+        # Our reader left (pipeplex replay T | head): end quietly; point stdout at
+        # /dev/null so the flush at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(REQUEST_FAILED)

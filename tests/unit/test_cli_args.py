@@ -18,20 +18,60 @@ def _usage_error(capsys: pytest.CaptureFixture[str], *words: str) -> str:
 
 
 def test_options_and_arguments_come_in_any_order(tmp_path: Path) -> None:
-    run = _command_parser("run").parse_intermixed_args(
+    run = _command_parser("run").parse_words(
         ["-p", "a=echo one", "cast.toml", "--grace", "0.5", "--proc=b=echo two", "--no-color"])
     assert run.procs == ["a=echo one", "b=echo two"]
     assert run.cast_file == Path("cast.toml")
     assert run.grace == 0.5 and run.no_color
-    send = _command_parser("send").parse_intermixed_args(
+    send = _command_parser("send").parse_words(
         ["srv", "hello", "--run-dir", str(tmp_path), "world", "-n"])
     assert (send.name, send.text, send.run_dir, send.no_newline) == (
         "srv", ["hello", "world"], tmp_path, True)
 
 
-def test_text_after_a_double_dash_may_start_with_one() -> None:
-    send = _command_parser("send").parse_intermixed_args(["srv", "--", "-v", "--eof"])
-    assert send.text == ["-v", "--eof"] and not send.eof
+def test_everything_after_a_double_dash_is_an_argument_even_a_double_dash() -> None:
+    send = _command_parser("send")
+    after_name = send.parse_words(["srv", "--", "-v", "--eof"])
+    assert after_name.text == ["-v", "--eof"] and not after_name.eof
+    before_name = send.parse_words(["--run-dir", "R", "--", "srv", "--eof", "--run-dir", "S"])
+    assert before_name.name == "srv" and before_name.text == ["--eof", "--run-dir", "S"]
+    assert before_name.run_dir == Path("R") and not before_name.eof
+    assert send.parse_words(["srv", "--", "a", "--", "b"]).text == ["a", "--", "b"]
+    assert send.parse_words(["srv", "--", "--"]).text == ["--"]
+    run = _command_parser("run").parse_words(["-p", "a=true", "--", "-odd.toml"])
+    assert run.cast_file == Path("-odd.toml")
+
+
+def test_an_option_value_may_start_with_a_dash() -> None:
+    run = _command_parser("run").parse_words(
+        ["--run-dir", "-odd", "-p", "-x", "--transcript", "-t.jsonl", "--grace", "1"])
+    assert (run.run_dir, run.procs, run.transcript, run.grace) == (
+        Path("-odd"), ["-x"], Path("-t.jsonl"), 1.0)
+    assert _command_parser("attach").parse_words(["--name", "-x"]).name == "-x"
+
+
+def test_an_option_before_the_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "unknown option '--bogus'" in _usage_error(capsys, "--bogus", "run")
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``pipeplex replay T | head -1``: no traceback from the closed pipe."""
+    import json
+    import subprocess
+    import sys
+
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text("".join(json.dumps({"t": 1.0, "p": "a", "s": "out", "d": f"{i}\n"})
+                                  + "\n" for i in range(20000)))
+    replay = subprocess.Popen([sys.executable, "-m", "pipeplex", "replay", str(transcript)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert replay.stdout is not None and replay.stderr is not None
+    assert replay.stdout.readline() == b"a | 0\n"
+    replay.stdout.close()  # more than a pipe's worth is still to come: its next write fails
+    err = replay.stderr.read()
+    replay.stderr.close()
+    assert replay.wait(timeout=60) == 1
+    assert err == b""
 
 
 def test_a_usage_error_is_said_by_the_command_that_has_it(
