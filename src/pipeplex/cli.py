@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
+from ._command_parser import CommandParser
 
 if TYPE_CHECKING:
     from ._run import RunOptions
@@ -49,63 +50,6 @@ def _fail(message: str) -> NoReturn:
     sys.exit(USAGE_ERROR)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with the command line's rules where they differ from its own (Python 3.11).
-
-    - Everything after the first ``--`` is an argument, even ``--`` or ``--eof``:
-      ``parse_intermixed_args`` would still read options there, and drop each ``--``.
-      Those words are marked (a NUL, which no argument can hold) so that they are taken
-      for arguments, and unmarked before their checks see them.
-    - An option's value may start with a dash (``--run-dir -weird``, ``-p -x``): such a
-      value is joined to its option (``--run-dir=-weird``, ``-p-x``) before parsing.
-    - Long options are never guessed from a prefix (``--pro`` is not ``--proc``).
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(allow_abbrev=False,
-                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
-        self._valued: set[str] = set()
-
-    def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:
-        if names and not str(names[0]).startswith("-"):  # an argument: its words unmarked
-            kwargs["type"] = _unmarked(kwargs.get("type", str))
-        action = super().add_argument(*names, **kwargs)
-        if action.option_strings and action.nargs != 0:
-            self._valued.update(action.option_strings)
-        return action
-
-    def parse_words(self, words: Sequence[str]) -> argparse.Namespace:
-        head, tail = list(words), []
-        if "--" in head:
-            cut = head.index("--")
-            head, tail = head[:cut], head[cut + 1:]
-        joined: list[str] = []
-        rest = iter(head)
-        for word in rest:
-            if word in self._valued:
-                value = next(rest, None)
-                if value is None or value == "--":  # (argparse says the value is missing)
-                    joined.extend([word] if value is None else [word, value])
-                    continue
-                word = f"{word}={value}" if word.startswith("--") else word + value
-            joined.append(word)
-        return self.parse_intermixed_args(joined + [_MARK + word for word in tail])
-
-    def error(self, message: str) -> NoReturn:
-        super().error(message.replace(_MARK, ""))
-
-
-_MARK = "\0"
-
-
-def _unmarked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
-    def unmarked(text: str) -> Any:
-        return convert(text.removeprefix(_MARK))
-
-    unmarked.__name__ = getattr(convert, "__name__", "value")  # (argparse's messages use it)
-    return unmarked
-
-
 # Value types: a bad value is a usage error naming the option (argparse adds the name).
 
 
@@ -122,12 +66,16 @@ def _seconds(text: str) -> float:
 
 def _file(text: str) -> Path:
     """A path for a file: one that is a folder is refused before anything starts."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
     return Path(text)
 
 
 def _folder(text: str) -> Path:
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
     return Path(text)
@@ -428,6 +376,15 @@ def attach(args: argparse.Namespace) -> None:
 
     out = sys.stdout.buffer
     isatty = out.isatty()
+
+    def show(data: bytes = b"", *, flush: bool = False) -> None:
+        try:
+            out.write(data)
+            if flush:
+                out.flush()
+        except BrokenPipeError:  # (not the run's connection: _talking must not take it)
+            raise _ReaderLeft from None
+
     try:
         with _talking(args.run_dir, timeout=None) as client:
             answer = client.request("attach", name=args.name)
@@ -444,27 +401,26 @@ def attach(args: argparse.Namespace) -> None:
             for message in client.events():
                 event = decode_event(message)
                 if event is not None:
-                    out.write(renderer.render(event))
-                    if not client.has_message():
-                        out.flush()
+                    show(renderer.render(event), flush=not client.has_message())
                 elif message.get("event") == "dropped":
-                    out.flush()
+                    show(flush=True)
                     print(f"pipeplex: error: the run dropped this client: "
                           f"{message.get('reason')}", file=sys.stderr)
                     sys.exit(REQUEST_FAILED)
                 elif message.get("event") == "end":
-                    out.flush()
+                    show(flush=True)
                     return
         print("pipeplex: error: the connection to the run ended without its end "
               "(was it killed?)", file=sys.stderr)
         sys.exit(REQUEST_FAILED)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
-    except BrokenPipeError:
-        # Our reader left (attach | head): end quietly; point stdout at /dev/null so the
-        # flush at exit does not fail a second time.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
+    except _ReaderLeft:  # attach | head: following is over, as the reader wished
+        _reader_left(0)
+
+
+class _ReaderLeft(Exception):
+    """Whoever read our standard output closed it."""
 
 
 # Test mode: its modules load only when it is used -----------------------------------------
@@ -543,6 +499,7 @@ def _summary(command: Command) -> str:
 
 
 def _top_parser() -> argparse.ArgumentParser:
+    """``pipeplex -h``, ``--version``, and the message for a word that is no command."""
     listing = "\n".join(f"  {name:<9} {_summary(action)}"
                         for name, (_, action) in COMMANDS.items())
     top = argparse.ArgumentParser(
@@ -553,17 +510,17 @@ def _top_parser() -> argparse.ArgumentParser:
         epilog=f"commands:\n{listing}\n\npipeplex COMMAND -h tells more about one.")
     top.add_argument("--version", action="version", version=f"pipeplex, version {__version__}")
     top.add_argument("command", choices=COMMANDS, metavar="COMMAND", help="one of those below")
-    top.add_argument("arguments", nargs=argparse.REMAINDER, metavar="...",
+    top.add_argument("arguments", nargs="*", metavar="...",
                      help="the command's arguments and options")
     return top
 
 
-def _command_parser(name: str) -> _Parser:
+def _command_parser(name: str) -> CommandParser:
     """The parser of one command. Options and arguments may come in any order, as in
     ``pipeplex send NAME --run-dir DIR TEXT``; only this command's options are set up, so
     only the modules their defaults and checks come from are loaded."""
     options, action = COMMANDS[name]
-    parser = _Parser(prog=f"pipeplex {name}", description=_description(action))
+    parser = CommandParser(prog=f"pipeplex {name}", description=_description(action))
     options(parser)
     return parser
 
@@ -572,20 +529,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the command; a Ctrl-C before a run takes it over exits 130, as one later does."""
     words = sys.argv[1:] if argv is None else list(argv)
     try:
-        top = _top_parser()
-        if not words:
-            top.print_help(sys.stderr)
-            sys.exit(USAGE_ERROR)
-        if words[0].startswith("-") and words[0] not in ("-h", "--help", "--version"):
-            top.error(f"unknown option {words[0]!r} (a command's options come after it: "
-                      "pipeplex COMMAND -h)")
-        chosen = top.parse_args(words)
-        args = _command_parser(chosen.command).parse_words(chosen.arguments)
-        COMMANDS[chosen.command][1](args)
+        command = words[0] if words else None
+        if command not in COMMANDS:  # help, the version, or a mistake: said by argparse
+            top = _top_parser()
+            if command is None:
+                top.print_help(sys.stderr)
+                sys.exit(USAGE_ERROR)
+            if command.startswith("-") and command not in ("-h", "--help", "--version"):
+                top.error(f"unknown option {command!r} (a command's options come after it: "
+                          "pipeplex COMMAND -h)")
+            top.parse_args(words[:1])  # exits
+        assert command is not None
+        args = _command_parser(command).parse_words(words[1:])
+        COMMANDS[command][1](args)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
-    except BrokenPipeError:
-        # Our reader left (pipeplex replay T | head): end quietly; point stdout at
-        # /dev/null so the flush at exit does not fail a second time.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(REQUEST_FAILED)
+    except (BrokenPipeError, BaseExceptionGroup) as exc:
+        if isinstance(exc, BaseExceptionGroup) and exc.split(BrokenPipeError)[1] is not None:
+            raise
+        _reader_left(REQUEST_FAILED)
+
+
+def _reader_left(status: int) -> NoReturn:
+    """Our reader left (pipeplex replay T | head): end quietly; point stdout at /dev/null so
+    the flush at exit does not fail a second time."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(status)

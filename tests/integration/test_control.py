@@ -564,6 +564,25 @@ def test_attach_follows_the_output_until_the_run_ends(run_dir: Path) -> None:
         only_d.expect(r"^d \* summary: stopped")
 
 
+def test_attach_ends_quietly_when_its_reader_leaves(run_dir: Path) -> None:
+    """pipeplex attach | head -1: the closed pipe is the reader's wish, not a lost run."""
+    with cats(run_dir, "c") as plex:
+        attach = subprocess.Popen([*PIPEPLEX, "attach", "--run-dir", str(run_dir)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert attach.stdout is not None and attach.stderr is not None
+        try:
+            assert b"attached to the run" in attach.stderr.readline()
+            attach.stdout.close()
+            write_fifo(run_dir / "c.in", b"to c\n")
+            plex.expect(r"^c \| to c$")
+            assert attach.wait(timeout=DEADLINE) == 0
+            assert attach.stderr.read() == b""
+        finally:
+            attach.kill()
+            attach.wait()
+            attach.stderr.close()
+
+
 def test_attach_to_an_unknown_member(run_dir: Path) -> None:
     with cats(run_dir, "c"):
         result = run("attach", "--name", "zz", "--run-dir", run_dir)

@@ -66,6 +66,28 @@ def test_a_member_dying_fails_the_step_at_once(tmp_path: Path) -> None:
     assert "m exited with code 4" in result.stdout
 
 
+def test_a_reader_that_leaves_ends_the_test_quietly(tmp_path: Path) -> None:
+    """pipeplex test -v | head -1: the closed pipe ends it, status 1, no traceback."""
+    import subprocess
+
+    from .helpers import PIPEPLEX
+
+    steps = '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n' * 50
+    case = _scenario(tmp_path, CAT + steps)
+    test = subprocess.Popen([*PIPEPLEX, "test", "-v", str(case)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert test.stdout is not None and test.stderr is not None
+    try:
+        assert test.stdout.readline() == f"{case}\n".encode()
+        test.stdout.close()  # a hundred step lines are still to come
+        assert test.wait(timeout=60) == 1
+        assert test.stderr.read() == b""
+    finally:
+        test.kill()
+        test.wait()
+        test.stderr.close()
+
+
 def test_a_scenario_that_cannot_be_loaded_exits_2(tmp_path: Path) -> None:
     """Load errors name the file and line and give exit status 2."""
     case = _scenario(tmp_path, CAT + '[[step]]\nsend = "x"\nto = "nobody"\n')

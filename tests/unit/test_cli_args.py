@@ -42,6 +42,27 @@ def test_everything_after_a_double_dash_is_an_argument_even_a_double_dash() -> N
     assert run.cast_file == Path("-odd.toml")
 
 
+def test_a_double_dash_right_after_the_command_ends_its_options(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """send -- srv --eof --run-dir R: the text "--eof --run-dir R" to srv of the run of this
+    folder (none here: status 4), not an end of input for srv of the run at R."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as exited:
+        main(["send", "--", "srv", "--eof", "--run-dir", str(tmp_path / "R")])
+    assert exited.value.code == 4
+    assert "/R" not in capsys.readouterr().err
+
+
+def test_an_option_takes_the_next_word_whatever_it_is() -> None:
+    """As getopt does: ``--run-dir --`` names a folder called ``--``; ``--proc=--`` too."""
+    send = _command_parser("send").parse_words(["srv", "--run-dir", "--", "x"])
+    assert (send.run_dir, send.text) == (Path("--"), ["x"])
+    run = _command_parser("run").parse_words(["--proc=--", "-p", "", "-p=x", "-pa=b"])
+    assert run.procs == ["--", "", "=x", "a=b"]
+
+
 def test_an_option_value_may_start_with_a_dash() -> None:
     run = _command_parser("run").parse_words(
         ["--run-dir", "-odd", "-p", "-x", "--transcript", "-t.jsonl", "--grace", "1"])
