@@ -77,7 +77,8 @@ class CommandParser(argparse.ArgumentParser):
         return None, None
 
     def error(self, message: str) -> NoReturn:
-        super().error(message.replace(_MARK, "").replace(repr(_MARK)[1:-1], ""))
+        # A marked value may show raw or as argparse's repr of it ('\x00value').
+        super().error(message.replace(_MARK, "").replace("'\\x00", "'"))
 
 
 def _unmarked(convert: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -57,6 +57,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
               f"name folders, and {exc.filename} is not one", file=sys.stderr)
         sys.exit(LOAD_ERROR)
     except OSError as exc:
+        if exc.filename is None:  # not a record's path: our own output (a reader that left)
+            raise
         print(f"pipeplex: error: cannot write the records: {exc.strerror or exc} "
               f"({exc.filename}); give --transcript/--log-dir folders you may write to",
               file=sys.stderr)

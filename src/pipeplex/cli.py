@@ -64,21 +64,23 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _file(text: str) -> Path:
-    """A path for a file: one that is a folder is refused before anything starts."""
+def _path(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
+def _file(text: str) -> Path:
+    """A path for a file: one that is a folder is refused before anything starts."""
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
-    return Path(text)
+    return _path(text)
 
 
 def _folder(text: str) -> Path:
-    if not text:
-        raise argparse.ArgumentTypeError("an empty path")
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
-    return Path(text)
+    return _path(text)
 
 
 def _existing_file(text: str) -> Path:
@@ -432,7 +434,7 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=_file, metavar="FILE")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
     parser.add_argument("--junit", type=_file, metavar="PATH", help="write a JUnit XML report")
-    parser.add_argument("--transcript", type=Path, metavar="PATH",
+    parser.add_argument("--transcript", type=_path, metavar="PATH",
                         help="record every event as JSON Lines (a folder when testing several "
                              "files)")
     parser.add_argument("--log-dir", type=_folder, metavar="DIR",
@@ -510,7 +512,7 @@ def _top_parser() -> argparse.ArgumentParser:
         epilog=f"commands:\n{listing}\n\npipeplex COMMAND -h tells more about one.")
     top.add_argument("--version", action="version", version=f"pipeplex, version {__version__}")
     top.add_argument("command", choices=COMMANDS, metavar="COMMAND", help="one of those below")
-    top.add_argument("arguments", nargs="*", metavar="...",
+    top.add_argument("arguments", nargs="*", metavar="ARGS",
                      help="the command's arguments and options")
     return top
 
