@@ -443,7 +443,7 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
                         help="write golden files instead of comparing them")
     parser.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE, metavar="SECONDS",
                         help=f"SIGTERM to SIGKILL when stopping (default: {DEFAULT_GRACE:g})")
-    parser.add_argument("--color", choices=COLORS, default="auto")
+    _color_options(parser)
 
 
 def test(args: argparse.Namespace) -> None:
@@ -455,12 +455,12 @@ def test(args: argparse.Namespace) -> None:
     from ._test_command import run_tests
 
     run_tests(args.files, verbose=args.verbose, junit=args.junit, transcript=args.transcript,
-              log_dir=args.log_dir, update=args.update, grace=args.grace, color=args.color)
+              log_dir=args.log_dir, update=args.update, grace=args.grace, color=_color(args))
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=_existing_file, metavar="TRANSCRIPT")
-    parser.add_argument("--color", choices=COLORS, default="auto")
+    _color_options(parser)
     _timestamps_option(parser)
 
 
@@ -468,7 +468,7 @@ def replay(args: argparse.Namespace) -> None:
     """Show a transcript (from --transcript) as the merged stream again."""
     from ._test_command import replay_transcript
 
-    replay_transcript(args.path, color=args.color, timestamps=args.timestamps)
+    replay_transcript(args.path, color=_color(args), timestamps=args.timestamps)
 
 
 # The parser ------------------------------------------------------------------------------

@@ -71,6 +71,14 @@ def test_an_option_value_may_start_with_a_dash() -> None:
     assert _command_parser("attach").parse_words(["--name", "-x"]).name == "-x"
 
 
+@pytest.mark.parametrize("command", ["run", "demo", "attach", "test", "replay"])
+def test_every_command_that_colours_takes_no_color(command: str, tmp_path: Path) -> None:
+    given = tmp_path / "given"
+    given.write_text("")
+    arguments = [str(given)] if command in ("test", "replay") else []
+    assert _command_parser(command).parse_words(["--no-color", *arguments]).no_color
+
+
 def test_an_option_before_the_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown option '--bogus'" in _usage_error(capsys, "--bogus", "run")
 
