@@ -17,7 +17,6 @@ import os
 import re
 import socket
 import stat
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -42,6 +41,8 @@ def _runtime_base() -> Path:
             st = None
         if st and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
             return Path(xdg) / "pipeplex"
+    import tempfile  # (3 ms to load, and only this fallback needs it)
+
     return Path(tempfile.gettempdir()) / f"pipeplex-{os.geteuid()}"
 
 
