@@ -11,11 +11,12 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from pipeplex import Bus, ProcSpec
+from pipeplex import Bus, ProcSpec, SpawnError
 from pipeplex.participants import Guardian, Process
 
 DEADLINE = 10.0
@@ -95,6 +96,114 @@ def test_a_member_spawned_just_before_pipeplex_dies_dies_too() -> None:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_a_member_caught_mid_spawn_dies_with_pipeplex() -> None:
+    """pipeplex killed while it waits for a spawn's exec: the child exists, unregistered,
+    maybe without its environment (``env -i``). The guardian, told the stdin it was given
+    before the spawn, finds it by that stdin."""
+    stdin, ours = os.pipe()
+    guardian = Guardian()
+    member: subprocess.Popen[bytes] | None = None
+    try:
+        guardian.spawning(stdin)
+        member = subprocess.Popen(["env", "-i", "sleep", "300"], stdin=stdin,
+                                  start_new_session=True)
+        guardian.close()  # as at pipeplex's death: EOF, with the spawn never registered
+        assert member.wait(timeout=DEADLINE) in (-signal.SIGTERM, -signal.SIGKILL)
+    finally:
+        guardian.close()
+        if member is not None:
+            member.kill()
+            member.wait()
+        os.close(stdin)
+        os.close(ours)
+
+
+def test_a_spawn_that_failed_is_forgotten() -> None:
+    """Its stdin may be a pty whose number, freed, goes to a stranger's terminal: whoever
+    holds that stdin later is not ours. Process tells the guardian so when a spawn fails."""
+    stdin, ours = os.pipe()
+    guardian = Guardian()
+    stranger: subprocess.Popen[bytes] | None = None
+    try:
+        guardian.spawning(stdin)
+        guardian.spawn_failed()
+        stranger = subprocess.Popen(["sleep", "300"], stdin=stdin, start_new_session=True)
+        guardian.close()
+        assert not _exits_within(stranger.pid, 0.0)  # the guardian has exited: decided
+    finally:
+        guardian.close()
+        if stranger is not None:
+            stranger.kill()
+            stranger.wait()
+        os.close(stdin)
+        os.close(ours)
+
+    told: list[str] = []
+
+    async def failing_spawn() -> None:
+        guardian = Guardian()
+        guardian.spawn_failed = lambda: told.append("failed")  # type: ignore[method-assign]
+        member = Process(ProcSpec("m", ("/nonexistent/program",)), Bus(), on_crash=print,
+                         guardian=guardian)
+        try:
+            with pytest.raises(SpawnError):
+                await member.start()
+        finally:
+            guardian.close()
+
+    asyncio.run(failing_spawn())
+    assert told == ["failed"]
+
+
+def _children(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return len(f.read().split())
+    except OSError:
+        return 0
+
+
+def _alive_with_cmdline(cmdline: bytes) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if f.read() == cmdline:
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.stress
+@pytest.mark.skipif(os.environ.get("PIPEPLEX_STRESS") != "1",
+                    reason="heavy (about 20 s): set PIPEPLEX_STRESS=1")
+def test_no_member_outlives_pipeplex_killed_anywhere_in_a_start_wave(tmp_path: Path) -> None:
+    """SIGKILL after the k-th of 200 spawns, for k from 1 to 199: every member dies, even
+    with an empty environment (``env -i``) and whether or not its spawn was registered."""
+    seconds = f"299.{os.getpid()}"  # tells this test's members from anyone's
+    cmdline = b"sleep\0" + seconds.encode() + b"\0"
+    for k in (1, 2, 5, 20, 50, 100, 150, 199) * 3:
+        argv = [sys.executable, "-m", "pipeplex", "run", "--no-console",
+                "--run-dir", str(tmp_path / f"run-{k}")]
+        for i in range(200):
+            argv += ["-p", f"m{i}=env -i sleep {seconds}"]
+        plex = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.monotonic() + 60
+        while _children(plex.pid) <= k and time.monotonic() < deadline:  # (+1: the guardian)
+            pass
+        plex.kill()
+        plex.wait()
+        deadline = time.monotonic() + DEADLINE
+        while (left := _alive_with_cmdline(cmdline)) and time.monotonic() < deadline:
+            _exits_within(left[0], deadline - time.monotonic())
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"killed after spawn {k}: {len(left)} member(s) outlived pipeplex"
 
 
 def test_a_group_is_let_go_of_once_empty(tmp_path: Path) -> None:

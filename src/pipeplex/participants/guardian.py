@@ -7,14 +7,18 @@ the pipe's write end open. The kernel closes that end when pipeplex dies, howeve
 the guardian reads EOF, sends SIGTERM to every group still registered, and SIGKILL to
 those still there half a second later.
 
-Registering is one write, made as soon as the member is spawned: a SIGKILL can only land
-in the microseconds between. The guardian reads the first line of a burst at once and the
-rest a quarter second later (its death, not its lines, is what must wake it): a start wave
-of 100 members wakes it twice, not 100 times, and its wake-ups no longer take turns with
-pipeplex's spawns on a busy core. That, and a member's child leaving its process group
-(``setsid``), are caught by a second net: every member runs with ``PIPEPLEX_RUN_ID`` in its
-environment, which its children inherit, and at EOF the guardian also signals every process
-of ours carrying that id (not one started with an empty environment, hence the first net).
+Registering is one write, made as soon as the member is spawned. The guardian reads the
+first line of a burst at once and the rest a quarter second later (its death, not its lines,
+is what must wake it): a start wave of 100 members wakes it twice, not 100 times, and its
+wake-ups no longer take turns with pipeplex's spawns on a busy core.
+
+Two more nets, used at EOF. A spawn's child exists while pipeplex waits for its exec: a
+SIGKILL then leaves it unregistered. So before each spawn pipeplex tells the device and
+inode of the stdin it gives the member (``?DEV:INO``), and the guardian signals every process
+whose stdin that is. And a member's child may leave its process group (``setsid``): every
+member runs with ``PIPEPLEX_RUN_ID`` in its environment, which its children inherit, and the
+guardian signals every process carrying that id.
+
 A group is unregistered once it is empty, never before: its id may then go to a stranger.
 On a clean exit everything is already gone and the guardian just leaves.
 
@@ -41,9 +45,10 @@ for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
     signal.signal(sig, signal.SIG_IGN)
 groups = set()
 token = None
+spawning = None
 buffer = b""
 def drained():
-    global buffer, token
+    global buffer, token, spawning
     while True:
         try:
             data = os.read(0, 65536)
@@ -54,8 +59,13 @@ def drained():
         buffer += data
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
-            if line[:1] == b"+":
+            if line[:1] == b"?":
+                spawning = tuple(map(int, line[1:].split(b":")))
+            elif line[:1] == b"!":
+                spawning = None
+            elif line[:1] == b"+":
                 groups.add(int(line[1:]))
+                spawning = None
             elif line[:1] == b"-":
                 groups.discard(int(line[1:]))
             elif line[:1] == b"=":
@@ -76,15 +86,21 @@ while True:
     if not drained():
         break
 def marked():
+    # Ours by their environment, or by their stdin: that of the member pipeplex was
+    # spawning as it died (its child exists before the spawn returns, unregistered).
     found = set()
-    if token is None:
-        return found
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != me:
             try:
-                with open("/proc/" + entry + "/environ", "rb") as f:
-                    if token in f.read().split(b"\0"):
+                if token is not None:
+                    with open("/proc/" + entry + "/environ", "rb") as f:
+                        if token in f.read().split(b"\0"):
+                            found.add(int(entry))
+                            continue
+                if spawning is not None:
+                    st = os.stat("/proc/" + entry + "/fd/0")
+                    if (st.st_dev, st.st_ino) == spawning:
                         found.add(int(entry))
             except OSError:
                 pass
@@ -196,7 +212,20 @@ class Guardian:
                 loop.remove_reader(pidfd)
             os.close(pidfd)
 
+    def spawning(self, stdin: int) -> None:
+        """A member is about to be spawned with ``stdin``: if pipeplex dies before
+        :meth:`register` (while it waits for the child's exec), the guardian finds the child
+        by that stdin, the one thing of ours it cannot drop."""
+        st = os.fstat(stdin)
+        self._say(f"?{st.st_dev}:{st.st_ino}\n")
+
+    def spawn_failed(self) -> None:
+        """The spawn announced by :meth:`spawning` did not happen: forget its stdin (a pty's
+        number, freed, may go to a stranger's terminal)."""
+        self._say("!\n")
+
     def register(self, pgid: int) -> None:
+        """A process group created (the spawn announced by :meth:`spawning` done)."""
         self._say(f"+{pgid}\n")
 
     def unregister(self, pgid: int) -> None:

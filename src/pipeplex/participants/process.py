@@ -132,6 +132,7 @@ class Process:
         self.release_output()  # what the last run's leftovers held (stopped by now)
         fds: list[int] = []  # the child's ends, closed in the parent after the spawn
         ours: list[int] = []
+        announced = False  # (to the guardian)
         try:
             try:
                 stdin_child, stdout_child, stderr_child = self._open_streams(ours, fds)
@@ -140,6 +141,9 @@ class Process:
                                  f"cannot open its stdin and output: {exc.strerror or exc}"
                                  ) from None
             executable = _executable(argv[0], env)
+            if self._guardian is not None:
+                self._guardian.spawning(stdin_child)
+                announced = True
             try:
                 # Spawning blocks only for fork+exec, not on the child: fine in the loop.
                 self._popen = subprocess.Popen(  # noqa: ASYNC220
@@ -161,6 +165,9 @@ class Process:
                 raise SpawnError(self.name, spec.command_text,
                                  f"{exc} in its command or environment") from None
         except BaseException:
+            if announced:
+                assert self._guardian is not None
+                self._guardian.spawn_failed()
             for fd in ours:
                 os.close(fd)
             self._readers.clear()
