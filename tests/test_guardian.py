@@ -120,6 +120,85 @@ def test_a_member_caught_mid_spawn_dies_with_pipeplex() -> None:
         os.close(ours)
 
 
+def test_a_stranger_given_the_same_pty_later_is_left_alone() -> None:
+    """pty = true: the member caught mid-spawn has a /dev/pts/N stdin, and N, once free, may
+    go to a stranger's terminal while the guardian escalates. Only processes found as
+    pipeplex ended, and started since the spawn was told, are signalled."""
+    import threading
+
+    master, slave = os.openpty()
+    code = ("import signal, sys\n"
+            "signal.signal(signal.SIGTERM, lambda *a: print('term', flush=True))\n"
+            "print('ready', flush=True)\n"
+            "while True: signal.pause()")
+    guardian = Guardian()
+    member: subprocess.Popen[bytes] | None = None
+    stranger: subprocess.Popen[bytes] | None = None
+    ending = threading.Thread(target=guardian.close)
+    try:
+        guardian.spawning(slave)
+        member = subprocess.Popen([sys.executable, "-c", code], stdin=slave,
+                                  stdout=subprocess.PIPE, start_new_session=True)
+        assert member.stdout is not None and member.stdout.readline() == b"ready\n"
+        ending.start()  # EOF, as at pipeplex's death, the spawn never registered
+        assert member.stdout.readline() == b"term\n"  # the guardian escalates from now
+        stranger = subprocess.Popen(["sleep", "300"], stdin=slave, start_new_session=True)
+        ending.join(timeout=DEADLINE)
+        assert not ending.is_alive()
+        assert member.wait(timeout=DEADLINE) == -signal.SIGKILL
+        assert not _exits_within(stranger.pid, 0.0), "the stranger was signalled"
+    finally:
+        if ending.ident is None:  # (never started)
+            guardian.close()
+        ending.join(timeout=DEADLINE)
+        for process in (member, stranger):
+            if process is not None:
+                process.kill()
+                process.wait()
+                if process.stdout is not None:
+                    process.stdout.close()
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_spawn_is_told_before_it_is_made_and_registered_after() -> None:
+    """What Process.start tells the guardian, in order: the child's stdin as /proc names it
+    (before the child exists), then its group; nothing more."""
+    told: list[tuple[str, object]] = []
+
+    class Told(Guardian):
+        def spawning(self, stdin: int) -> None:
+            told.append(("spawning", os.readlink(f"/proc/self/fd/{stdin}")))
+            super().spawning(stdin)
+
+        def register(self, pgid: int) -> None:
+            told.append(("register", pgid))
+            super().register(pgid)
+
+        def spawn_failed(self) -> None:
+            told.append(("spawn_failed", None))
+            super().spawn_failed()
+
+    async def scenario() -> tuple[int, str]:
+        guardian = Told()
+        member = Process(ProcSpec("m", ("cat",), pty="pipes"), Bus(), on_crash=print,
+                         guardian=guardian)
+        try:
+            await member.start()
+            assert member.pid is not None
+            stdin = os.readlink(f"/proc/{member.pid}/fd/0")
+            member.close_input()
+            await asyncio.wait_for(member.wait_exited(), DEADLINE)
+            return member.pid, stdin
+        finally:
+            member.close()
+            guardian.close()
+
+    pid, stdin = asyncio.run(scenario())
+    assert told[:2] == [("spawning", stdin), ("register", pid)], told
+    assert ("spawn_failed", None) not in told
+
+
 def test_a_spawn_that_failed_is_forgotten() -> None:
     """Its stdin may be a pty whose number, freed, goes to a stranger's terminal: whoever
     holds that stdin later is not ours. Process tells the guardian so when a spawn fails."""
@@ -157,21 +236,22 @@ def test_a_spawn_that_failed_is_forgotten() -> None:
     assert told == ["failed"]
 
 
-def _children(pid: int) -> int:
+def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return len(f.read().split())
+            return [int(child) for child in f.read().split()]
     except OSError:
-        return 0
+        return []
 
 
-def _alive_with_cmdline(cmdline: bytes) -> list[int]:
+def _alive_with_cmdline(*cmdlines: list[str]) -> list[int]:
+    wanted = {b"".join(word.encode() + b"\0" for word in cmdline) for cmdline in cmdlines}
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if f.read() == cmdline:
+                    if f.read() in wanted:
                         found.append(int(entry))
             except OSError:
                 pass
@@ -180,27 +260,30 @@ def _alive_with_cmdline(cmdline: bytes) -> list[int]:
 
 @pytest.mark.stress
 @pytest.mark.skipif(os.environ.get("PIPEPLEX_STRESS") != "1",
-                    reason="heavy (about 20 s): set PIPEPLEX_STRESS=1")
-def test_no_member_outlives_pipeplex_killed_anywhere_in_a_start_wave(tmp_path: Path) -> None:
+                    reason="heavy (about 30 s): set PIPEPLEX_STRESS=1")
+@pytest.mark.parametrize("pty", ["stdout", "true", "false"])
+def test_no_member_outlives_pipeplex_killed_anywhere_in_a_start_wave(
+        tmp_path: Path, pty: str) -> None:
     """SIGKILL after the k-th of 200 spawns, for k from 1 to 199: every member dies, even
     with an empty environment (``env -i``) and whether or not its spawn was registered."""
     seconds = f"299.{os.getpid()}"  # tells this test's members from anyone's
-    cmdline = b"sleep\0" + seconds.encode() + b"\0"
     for k in (1, 2, 5, 20, 50, 100, 150, 199) * 3:
-        argv = [sys.executable, "-m", "pipeplex", "run", "--no-console",
+        argv = [sys.executable, "-m", "pipeplex", "run", "--no-console", "--pty", pty,
                 "--run-dir", str(tmp_path / f"run-{k}")]
         for i in range(200):
             argv += ["-p", f"m{i}=env -i sleep {seconds}"]
         plex = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         deadline = time.monotonic() + 60
-        while _children(plex.pid) <= k and time.monotonic() < deadline:  # (+1: the guardian)
-            pass
+        while len(children := _children(plex.pid)) <= k and time.monotonic() < deadline:
+            pass  # (+1: the guardian)
         plex.kill()
         plex.wait()
-        deadline = time.monotonic() + DEADLINE
-        while (left := _alive_with_cmdline(cmdline)) and time.monotonic() < deadline:
-            _exits_within(left[0], deadline - time.monotonic())
+        for child in children:  # the guardian among them: it has done its work once gone
+            assert _exits_within(child, DEADLINE), f"killed after spawn {k}: {child} lives"
+        # A member at any stage: still pipeplex's fork (pty = true spawns with a preexec_fn),
+        # env, or sleep.
+        left = _alive_with_cmdline(argv, ["env", "-i", "sleep", seconds], ["sleep", seconds])
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         assert not left, f"killed after spawn {k}: {len(left)} member(s) outlived pipeplex"

@@ -13,11 +13,13 @@ is what must wake it): a start wave of 100 members wakes it twice, not 100 times
 wake-ups no longer take turns with pipeplex's spawns on a busy core.
 
 Two more nets, used at EOF. A spawn's child exists while pipeplex waits for its exec: a
-SIGKILL then leaves it unregistered. So before each spawn pipeplex tells the device and
-inode of the stdin it gives the member (``?DEV:INO``), and the guardian signals every process
-whose stdin that is. And a member's child may leave its process group (``setsid``): every
-member runs with ``PIPEPLEX_RUN_ID`` in its environment, which its children inherit, and the
-guardian signals every process carrying that id.
+SIGKILL then leaves it unregistered. So before each spawn pipeplex tells the stdin it gives
+the member, as ``/proc`` names it, and the time (``?TICKS pipe:[INO]``); the guardian
+signals the processes with that stdin that started since (once looked for, as pipeplex
+ended, then followed by pid and start time: a pty's number, freed, may go to a stranger's
+terminal; ``!`` forgets a spawn that made no child). And a member's child may leave its
+process group (``setsid``): every member runs with ``PIPEPLEX_RUN_ID`` in its environment,
+which its children inherit, and the guardian signals every process carrying that id.
 
 A group is unregistered once it is empty, never before: its id may then go to a stranger.
 On a clean exit everything is already gone and the guardian just leaves.
@@ -33,11 +35,15 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 from ._group import exits_within
 
 __all__ = ("Guardian",)
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+"""The unit of a process's start time in ``/proc/PID/stat``."""
 
 GUARDIAN_CODE = r"""
 import os, select, signal, sys, time
@@ -60,7 +66,8 @@ def drained():
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             if line[:1] == b"?":
-                spawning = tuple(map(int, line[1:].split(b":")))
+                since, stdin = line[1:].split(b" ", 1)
+                spawning = (int(since), stdin)
             elif line[:1] == b"!":
                 spawning = None
             elif line[:1] == b"+":
@@ -85,22 +92,47 @@ while True:
     waiting.poll(250)
     if not drained():
         break
-def marked():
-    # Ours by their environment, or by their stdin: that of the member pipeplex was
-    # spawning as it died (its child exists before the spawn returns, unregistered).
+def started(pid):
+    # Its start time in clock ticks after boot; None once it is gone (or a zombie).
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return None if fields[0] in (b"Z", b"X") else int(fields[19])
+def caught_mid_spawn():
+    # The member pipeplex was spawning as it died: its child exists before the spawn
+    # returns, unregistered. Known by the stdin it was given, and by having started since
+    # the spawn was announced: a pty's number, once free, may go to a stranger's terminal.
     found = set()
+    if spawning is None:
+        return found
+    since, stdin = spawning
+    now = int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK")) + 1
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != me:
             try:
-                if token is not None:
-                    with open("/proc/" + entry + "/environ", "rb") as f:
-                        if token in f.read().split(b"\0"):
-                            found.add(int(entry))
-                            continue
-                if spawning is not None:
-                    st = os.stat("/proc/" + entry + "/fd/0")
-                    if (st.st_dev, st.st_ino) == spawning:
+                link = os.readlink(b"/proc/" + entry.encode() + b"/fd/0")
+            except OSError:
+                continue
+            if link in (stdin, stdin + b" (deleted)"):  # (a pty whose master is gone)
+                when = started(int(entry))
+                if when is not None and since - 1 <= when <= now:
+                    found.add((int(entry), when))
+    return found
+caught = caught_mid_spawn()  # once, as pipeplex ended; then followed by pid and start time
+def marked():
+    found = set()
+    if token is None:
+        return found
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != me:
+            try:
+                with open("/proc/" + entry + "/environ", "rb") as f:
+                    if token in f.read().split(b"\0"):
                         found.add(int(entry))
             except OSError:
                 pass
@@ -111,14 +143,14 @@ def signal_all(sig):
             os.killpg(pgid, sig)
         except OSError:
             pass
-    for pid in marked():
+    for pid in marked() | {pid for pid, when in caught if started(pid) == when}:
         try:
             os.kill(pid, sig)
         except OSError:
             pass
 def left():
     # A zombie left in a group (its parent has not reaped it yet) is dead already.
-    if marked():
+    if marked() or any(started(pid) == when for pid, when in caught):
         return True
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -215,9 +247,14 @@ class Guardian:
     def spawning(self, stdin: int) -> None:
         """A member is about to be spawned with ``stdin``: if pipeplex dies before
         :meth:`register` (while it waits for the child's exec), the guardian finds the child
-        by that stdin, the one thing of ours it cannot drop."""
-        st = os.fstat(stdin)
-        self._say(f"?{st.st_dev}:{st.st_ino}\n")
+        by that stdin (as ``/proc`` names it: ``pipe:[INO]``, ``/dev/pts/N``), started since
+        now."""
+        try:
+            link = os.readlink(f"/proc/self/fd/{stdin}")
+        except OSError:  # (no /proc: the guardian could not look either)
+            return
+        now = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
+        self._say(f"?{now} {link}\n")
 
     def spawn_failed(self) -> None:
         """The spawn announced by :meth:`spawning` did not happen: forget its stdin (a pty's

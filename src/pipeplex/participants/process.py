@@ -132,7 +132,6 @@ class Process:
         self.release_output()  # what the last run's leftovers held (stopped by now)
         fds: list[int] = []  # the child's ends, closed in the parent after the spawn
         ours: list[int] = []
-        announced = False  # (to the guardian)
         try:
             try:
                 stdin_child, stdout_child, stderr_child = self._open_streams(ours, fds)
@@ -143,7 +142,6 @@ class Process:
             executable = _executable(argv[0], env)
             if self._guardian is not None:
                 self._guardian.spawning(stdin_child)
-                announced = True
             try:
                 # Spawning blocks only for fork+exec, not on the child: fine in the loop.
                 self._popen = subprocess.Popen(  # noqa: ASYNC220
@@ -158,16 +156,15 @@ class Process:
                     preexec_fn=make_controlling_tty if spec.pty == "full" else None,
                 )
             except OSError as exc:
+                self._spawn_failed()
                 if executable is not None:
                     _EXECUTABLES.clear()  # a file looked up earlier is gone: look again next time
                 raise SpawnError(self.name, spec.command_text, _spawn_reason(exc, argv)) from None
             except ValueError as exc:  # a NUL byte, or "=" in an environment variable's name
+                self._spawn_failed()
                 raise SpawnError(self.name, spec.command_text,
                                  f"{exc} in its command or environment") from None
         except BaseException:
-            if announced:
-                assert self._guardian is not None
-                self._guardian.spawn_failed()
             for fd in ours:
                 os.close(fd)
             self._readers.clear()
@@ -202,6 +199,12 @@ class Process:
             self._add_readers()
         for line in spec.input:
             self.send((expand(line, variables) + "\n").encode())
+
+    def _spawn_failed(self) -> None:
+        """No child was made: the guardian forgets the spawn. (After any other error, such
+        as a Ctrl-C inside ``Popen``, a child may be running: the spawn stays told.)"""
+        if self._guardian is not None:
+            self._guardian.spawn_failed()
 
     def _open_streams(self, ours: list[int], fds: list[int]) -> tuple[int, int, int]:
         """The child's ends of its stdin, stdout and stderr. Every descriptor opened goes to
