@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,7 @@ def test_a_member_caught_mid_spawn_dies_with_pipeplex() -> None:
     guardian = Guardian()
     member: subprocess.Popen[bytes] | None = None
     try:
-        guardian.spawning(stdin)
+        guardian.spawning([stdin])
         member = subprocess.Popen(["env", "-i", "sleep", "300"], stdin=stdin,
                                   start_new_session=True)
         guardian.close()  # as at pipeplex's death: EOF, with the spawn never registered
@@ -136,11 +137,13 @@ def test_a_stranger_given_the_same_pty_later_is_left_alone() -> None:
     stranger: subprocess.Popen[bytes] | None = None
     ending = threading.Thread(target=guardian.close)
     try:
-        guardian.spawning(slave)
+        guardian.spawning([slave])
         member = subprocess.Popen([sys.executable, "-c", code], stdin=slave,
                                   stdout=subprocess.PIPE, start_new_session=True)
         assert member.stdout is not None and member.stdout.readline() == b"ready\n"
-        ending.start()  # EOF, as at pipeplex's death, the spawn never registered
+        os.close(master)  # as at pipeplex's death: its pty masters go, its pipe to the
+        master = -1
+        ending.start()  # guardian closes (EOF), and the spawn was never registered
         assert member.stdout.readline() == b"term\n"  # the guardian escalates from now
         stranger = subprocess.Popen(["sleep", "300"], stdin=slave, start_new_session=True)
         ending.join(timeout=DEADLINE)
@@ -157,8 +160,37 @@ def test_a_stranger_given_the_same_pty_later_is_left_alone() -> None:
                 process.wait()
                 if process.stdout is not None:
                     process.stdout.close()
+        if master >= 0:
+            os.close(master)
+        os.close(slave)
+
+
+def test_a_pty_number_freed_before_the_guardian_looks_is_not_ours() -> None:
+    """pipeplex killed before its spawn's child took the pty (or that child died at once):
+    /dev/pts/N is free, and the next pty opened, a stranger's, gets N before the guardian
+    looks. Ours would read "/dev/pts/N (deleted)"; a live /dev/pts/N is left alone."""
+    master, slave = os.openpty()
+    told = os.readlink(f"/proc/self/fd/{slave}")
+    guardian = Guardian()
+    stranger: subprocess.Popen[bytes] | None = None
+    fds = []
+    try:
+        guardian.spawning([slave])
         os.close(master)
         os.close(slave)
+        fds = list(os.openpty())
+        if os.readlink(f"/proc/self/fd/{fds[1]}") != told:
+            pytest.skip("another pty took the number meanwhile")
+        stranger = subprocess.Popen(["sleep", "300"], stdin=fds[1], start_new_session=True)
+        guardian.close()
+        assert not _exits_within(stranger.pid, 0.0), "the stranger was signalled"
+    finally:
+        guardian.close()
+        if stranger is not None:
+            stranger.kill()
+            stranger.wait()
+        for fd in fds:
+            os.close(fd)
 
 
 def test_a_spawn_is_told_before_it_is_made_and_registered_after() -> None:
@@ -167,9 +199,10 @@ def test_a_spawn_is_told_before_it_is_made_and_registered_after() -> None:
     told: list[tuple[str, object]] = []
 
     class Told(Guardian):
-        def spawning(self, stdin: int) -> None:
-            told.append(("spawning", os.readlink(f"/proc/self/fd/{stdin}")))
-            super().spawning(stdin)
+        def spawning(self, streams: Iterable[int]) -> None:
+            streams = list(streams)
+            told.append(("spawning", [os.readlink(f"/proc/self/fd/{fd}") for fd in streams]))
+            super().spawning(streams)
 
         def register(self, pgid: int) -> None:
             told.append(("register", pgid))
@@ -179,24 +212,46 @@ def test_a_spawn_is_told_before_it_is_made_and_registered_after() -> None:
             told.append(("spawn_failed", None))
             super().spawn_failed()
 
-    async def scenario() -> tuple[int, str]:
+    async def scenario() -> tuple[int, list[str]]:
         guardian = Told()
         member = Process(ProcSpec("m", ("cat",), pty="pipes"), Bus(), on_crash=print,
                          guardian=guardian)
         try:
             await member.start()
             assert member.pid is not None
-            stdin = os.readlink(f"/proc/{member.pid}/fd/0")
+            streams = [os.readlink(f"/proc/{member.pid}/fd/{fd}") for fd in (0, 1, 2)]
             member.close_input()
             await asyncio.wait_for(member.wait_exited(), DEADLINE)
-            return member.pid, stdin
+            return member.pid, streams
         finally:
             member.close()
             guardian.close()
 
-    pid, stdin = asyncio.run(scenario())
-    assert told[:2] == [("spawning", stdin), ("register", pid)], told
+    pid, streams = asyncio.run(scenario())
+    assert told[:2] == [("spawning", streams), ("register", pid)], told
     assert ("spawn_failed", None) not in told
+
+
+def test_a_registered_spawn_is_no_longer_looked_for_by_its_streams() -> None:
+    """Once registered, a member is known by its group; a group let go of is never
+    signalled, and its streams, passed on, do not make it ours again."""
+    stdin, ours = os.pipe()
+    guardian = Guardian()
+    holder: subprocess.Popen[bytes] | None = None
+    try:
+        guardian.spawning([stdin])
+        holder = subprocess.Popen(["sleep", "300"], stdin=stdin, start_new_session=True)
+        guardian.register(holder.pid)
+        guardian.unregister(holder.pid)
+        guardian.close()
+        assert not _exits_within(holder.pid, 0.0), "a let-go group's process was signalled"
+    finally:
+        guardian.close()
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        os.close(stdin)
+        os.close(ours)
 
 
 def test_a_spawn_that_failed_is_forgotten() -> None:
@@ -206,7 +261,7 @@ def test_a_spawn_that_failed_is_forgotten() -> None:
     guardian = Guardian()
     stranger: subprocess.Popen[bytes] | None = None
     try:
-        guardian.spawning(stdin)
+        guardian.spawning([stdin])
         guardian.spawn_failed()
         stranger = subprocess.Popen(["sleep", "300"], stdin=stdin, start_new_session=True)
         guardian.close()
@@ -265,13 +320,16 @@ def _alive_with_cmdline(*cmdlines: list[str]) -> list[int]:
 def test_no_member_outlives_pipeplex_killed_anywhere_in_a_start_wave(
         tmp_path: Path, pty: str) -> None:
     """SIGKILL after the k-th of 200 spawns, for k from 1 to 199: every member dies, even
-    with an empty environment (``env -i``) and whether or not its spawn was registered."""
+    with an empty environment (``env -i``), one that also lets go of its stdin at once, and
+    whether or not its spawn was registered."""
     seconds = f"299.{os.getpid()}"  # tells this test's members from anyone's
+    dropping = f"exec 0</dev/null; exec env -i sleep {seconds}"
     for k in (1, 2, 5, 20, 50, 100, 150, 199) * 3:
         argv = [sys.executable, "-m", "pipeplex", "run", "--no-console", "--pty", pty,
                 "--run-dir", str(tmp_path / f"run-{k}")]
         for i in range(200):
-            argv += ["-p", f"m{i}=env -i sleep {seconds}"]
+            command = f"sh -c '{dropping}'" if i % 2 else f"env -i sleep {seconds}"
+            argv += ["-p", f"m{i}={command}"]
         plex = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         deadline = time.monotonic() + 60
@@ -283,7 +341,8 @@ def test_no_member_outlives_pipeplex_killed_anywhere_in_a_start_wave(
             assert _exits_within(child, DEADLINE), f"killed after spawn {k}: {child} lives"
         # A member at any stage: still pipeplex's fork (pty = true spawns with a preexec_fn),
         # env, or sleep.
-        left = _alive_with_cmdline(argv, ["env", "-i", "sleep", seconds], ["sleep", seconds])
+        left = _alive_with_cmdline(argv, ["sh", "-c", dropping], ["env", "-i", "sleep", seconds],
+                                   ["sleep", seconds])
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         assert not left, f"killed after spawn {k}: {len(left)} member(s) outlived pipeplex"

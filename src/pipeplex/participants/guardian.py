@@ -13,11 +13,13 @@ is what must wake it): a start wave of 100 members wakes it twice, not 100 times
 wake-ups no longer take turns with pipeplex's spawns on a busy core.
 
 Two more nets, used at EOF. A spawn's child exists while pipeplex waits for its exec: a
-SIGKILL then leaves it unregistered. So before each spawn pipeplex tells the stdin it gives
-the member, as ``/proc`` names it, and the time (``?TICKS pipe:[INO]``); the guardian
-signals the processes with that stdin that started since (once looked for, as pipeplex
-ended, then followed by pid and start time: a pty's number, freed, may go to a stranger's
-terminal; ``!`` forgets a spawn that made no child). And a member's child may leave its
+SIGKILL then leaves it unregistered. So before each spawn pipeplex tells the streams it gives
+the member, as ``/proc`` names them with their mount, and the time
+(``?TICKS MNT:pipe:[INO] MNT:/dev/pts/N ...``); the guardian signals the processes holding
+one of them that started since, and their group when they lead one. It looks once, as
+pipeplex ended, then follows them by pid and start time: a pty's number, freed, may go to a
+stranger's terminal (ours reads ``/dev/pts/N (deleted)`` by then). ``!`` forgets a spawn
+that made no child. And a member's child may leave its
 process group (``setsid``): every member runs with ``PIPEPLEX_RUN_ID`` in its environment,
 which its children inherit, and the guardian signals every process carrying that id.
 
@@ -36,7 +38,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ._group import exits_within
 
@@ -53,6 +55,11 @@ groups = set()
 token = None
 spawning = None
 buffer = b""
+parent = os.getppid()  # pipeplex: at EOF, its exit may not be complete yet
+try:
+    parent_exit = os.pidfd_open(parent)
+except OSError:
+    parent_exit = None
 def drained():
     global buffer, token, spawning
     while True:
@@ -66,8 +73,8 @@ def drained():
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             if line[:1] == b"?":
-                since, stdin = line[1:].split(b" ", 1)
-                spawning = (int(since), stdin)
+                since, *streams = line[1:].split(b" ")
+                spawning = (int(since), {tuple(s.split(b":", 1)) for s in streams})
             elif line[:1] == b"!":
                 spawning = None
             elif line[:1] == b"+":
@@ -99,30 +106,56 @@ def started(pid):
             stat = f.read()
     except OSError:
         return None
-    fields = stat[stat.rindex(b")") + 2:].split()
-    return None if fields[0] in (b"Z", b"X") else int(fields[19])
+    try:
+        fields = stat[stat.rindex(b")") + 2:].split()
+        return None if fields[0] in (b"Z", b"X") else int(fields[19])
+    except (ValueError, IndexError):  # (read as it went)
+        return None
+def streams_of(pid):
+    # Its stdin, stdout and stderr: (mount id, what /proc names them) each.
+    found = set()
+    for fd in (b"0", b"1", b"2"):
+        try:
+            link = os.readlink(b"/proc/%d/fd/" % pid + fd)
+            with open(b"/proc/%d/fdinfo/" % pid + fd, "rb") as f:
+                info = f.read()
+        except OSError:
+            continue
+        for field in info.split(b"\n"):
+            if field.startswith(b"mnt_id:"):
+                found.add((field[7:].strip(), link))
+    return found
 def caught_mid_spawn():
     # The member pipeplex was spawning as it died: its child exists before the spawn
-    # returns, unregistered. Known by the stdin it was given, and by having started since
-    # the spawn was announced: a pty's number, once free, may go to a stranger's terminal.
+    # returns, unregistered. Known by the streams it was given (it may drop one before
+    # we look), and by having started since the spawn was told. A pty of ours reads
+    # "/dev/pts/N (deleted)" once pipeplex's end is complete: a live /dev/pts/N is a
+    # stranger's terminal that got the number (or one in another container's devpts,
+    # which the mount id tells apart).
     found = set()
     if spawning is None:
         return found
-    since, stdin = spawning
+    since, streams = spawning
+    ptys = any(link.startswith(b"/dev/pts/") for _, link in streams)
+    if ptys and parent_exit is not None and os.getppid() == parent:
+        select.select([parent_exit], [], [], 1.0)  # (a clean close: pipeplex lives, 1 s once)
+    ours = {(mnt, link + b" (deleted)" if link.startswith(b"/dev/pts/") else link)
+            for mnt, link in streams}
     now = int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK")) + 1
     me = os.getpid()
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != me:
-            try:
-                link = os.readlink(b"/proc/" + entry.encode() + b"/fd/0")
-            except OSError:
-                continue
-            if link in (stdin, stdin + b" (deleted)"):  # (a pty whose master is gone)
-                when = started(int(entry))
-                if when is not None and since - 1 <= when <= now:
-                    found.add((int(entry), when))
+        if entry.isdigit() and int(entry) != me and streams_of(int(entry)) & ours:
+            when = started(int(entry))
+            if when is not None and since - 1 <= when <= now:
+                found.add((int(entry), when))
     return found
 caught = caught_mid_spawn()  # once, as pipeplex ended; then followed by pid and start time
+for pid, when in caught:  # one that leads its group (a member does): the group is ours too
+    try:
+        if os.getpgid(pid) == pid:
+            groups.add(pid)
+    except OSError:
+        pass
 def marked():
     found = set()
     if token is None:
@@ -244,17 +277,23 @@ class Guardian:
                 loop.remove_reader(pidfd)
             os.close(pidfd)
 
-    def spawning(self, stdin: int) -> None:
-        """A member is about to be spawned with ``stdin``: if pipeplex dies before
-        :meth:`register` (while it waits for the child's exec), the guardian finds the child
-        by that stdin (as ``/proc`` names it: ``pipe:[INO]``, ``/dev/pts/N``), started since
-        now."""
-        try:
-            link = os.readlink(f"/proc/self/fd/{stdin}")
-        except OSError:  # (no /proc: the guardian could not look either)
-            return
-        now = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
-        self._say(f"?{now} {link}\n")
+    def spawning(self, streams: Iterable[int]) -> None:
+        """A member is about to be spawned with ``streams`` (its stdin, stdout, stderr): if
+        pipeplex dies before :meth:`register` (while it waits for the child's exec), the
+        guardian finds the child by them (as ``/proc`` names them, and their mount), started
+        since now."""
+        told = []
+        for fd in streams:
+            try:
+                link = os.readlink(f"/proc/self/fd/{fd}")
+                with open(f"/proc/self/fdinfo/{fd}") as f:
+                    mount = next(line.split()[1] for line in f if line.startswith("mnt_id:"))
+            except (OSError, StopIteration):  # (no /proc: the guardian could not look either)
+                continue
+            told.append(f"{mount}:{link}")
+        if told:
+            now = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
+            self._say(f"?{now} {' '.join(told)}\n")
 
     def spawn_failed(self) -> None:
         """The spawn announced by :meth:`spawning` did not happen: forget its stdin (a pty's

@@ -141,7 +141,7 @@ class Process:
                                  ) from None
             executable = _executable(argv[0], env)
             if self._guardian is not None:
-                self._guardian.spawning(stdin_child)
+                self._guardian.spawning((stdin_child, stdout_child, stderr_child))
             try:
                 # Spawning blocks only for fork+exec, not on the child: fine in the loop.
                 self._popen = subprocess.Popen(  # noqa: ASYNC220
@@ -164,6 +164,9 @@ class Process:
                 self._spawn_failed()
                 raise SpawnError(self.name, spec.command_text,
                                  f"{exc} in its command or environment") from None
+            except subprocess.SubprocessError:  # the preexec_fn failed: the child is reaped
+                self._spawn_failed()
+                raise
         except BaseException:
             for fd in ours:
                 os.close(fd)
