@@ -6,13 +6,14 @@ then free for a stranger's ``setsid``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -99,26 +100,33 @@ def test_a_member_spawned_just_before_pipeplex_dies_dies_too() -> None:
             pass
 
 
+@contextlib.contextmanager
+def _spawn_told(command: list[str]) -> Iterator[tuple[Guardian, subprocess.Popen[bytes]]]:
+    """A guardian told of a spawn with a pipe for stdin, and ``command`` started with that
+    stdin in a session of its own; both are ended afterwards."""
+    stdin, ours = os.pipe()
+    guardian = Guardian()
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        guardian.spawning([stdin])
+        process = subprocess.Popen(command, stdin=stdin, start_new_session=True)
+        yield guardian, process
+    finally:
+        guardian.close()
+        if process is not None:
+            process.kill()
+            process.wait()
+        os.close(stdin)
+        os.close(ours)
+
+
 def test_a_member_caught_mid_spawn_dies_with_pipeplex() -> None:
     """pipeplex killed while it waits for a spawn's exec: the child exists, unregistered,
     maybe without its environment (``env -i``). The guardian, told the stdin it was given
     before the spawn, finds it by that stdin."""
-    stdin, ours = os.pipe()
-    guardian = Guardian()
-    member: subprocess.Popen[bytes] | None = None
-    try:
-        guardian.spawning([stdin])
-        member = subprocess.Popen(["env", "-i", "sleep", "300"], stdin=stdin,
-                                  start_new_session=True)
+    with _spawn_told(["env", "-i", "sleep", "300"]) as (guardian, member):
         guardian.close()  # as at pipeplex's death: EOF, with the spawn never registered
         assert member.wait(timeout=DEADLINE) in (-signal.SIGTERM, -signal.SIGKILL)
-    finally:
-        guardian.close()
-        if member is not None:
-            member.kill()
-            member.wait()
-        os.close(stdin)
-        os.close(ours)
 
 
 def test_a_stranger_given_the_same_pty_later_is_left_alone() -> None:
@@ -235,44 +243,20 @@ def test_a_spawn_is_told_before_it_is_made_and_registered_after() -> None:
 def test_a_registered_spawn_is_no_longer_looked_for_by_its_streams() -> None:
     """Once registered, a member is known by its group; a group let go of is never
     signalled, and its streams, passed on, do not make it ours again."""
-    stdin, ours = os.pipe()
-    guardian = Guardian()
-    holder: subprocess.Popen[bytes] | None = None
-    try:
-        guardian.spawning([stdin])
-        holder = subprocess.Popen(["sleep", "300"], stdin=stdin, start_new_session=True)
+    with _spawn_told(["sleep", "300"]) as (guardian, holder):
         guardian.register(holder.pid)
         guardian.unregister(holder.pid)
         guardian.close()
         assert not _exits_within(holder.pid, 0.0), "a let-go group's process was signalled"
-    finally:
-        guardian.close()
-        if holder is not None:
-            holder.kill()
-            holder.wait()
-        os.close(stdin)
-        os.close(ours)
 
 
 def test_a_spawn_that_failed_is_forgotten() -> None:
     """Its stdin may be a pty whose number, freed, goes to a stranger's terminal: whoever
     holds that stdin later is not ours. Process tells the guardian so when a spawn fails."""
-    stdin, ours = os.pipe()
-    guardian = Guardian()
-    stranger: subprocess.Popen[bytes] | None = None
-    try:
-        guardian.spawning([stdin])
+    with _spawn_told(["sleep", "300"]) as (guardian, stranger):
         guardian.spawn_failed()
-        stranger = subprocess.Popen(["sleep", "300"], stdin=stdin, start_new_session=True)
         guardian.close()
         assert not _exits_within(stranger.pid, 0.0)  # the guardian has exited: decided
-    finally:
-        guardian.close()
-        if stranger is not None:
-            stranger.kill()
-            stranger.wait()
-        os.close(stdin)
-        os.close(ours)
 
     told: list[str] = []
 
