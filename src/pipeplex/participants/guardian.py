@@ -205,6 +205,18 @@ if left():
 """
 
 
+_MOUNT_IDS: dict[int, str] = {}
+"""Per device, the id of its mount (pipefs, a devpts): read once, as a spawn is told."""
+
+
+def _mount_id(fd: int) -> str:
+    device = os.fstat(fd).st_dev
+    if device not in _MOUNT_IDS:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            _MOUNT_IDS[device] = next(line.split()[1] for line in f if line.startswith("mnt_id:"))
+    return _MOUNT_IDS[device]
+
+
 class Guardian:
     """Handle on the guardian process; register every process group you create."""
 
@@ -286,8 +298,7 @@ class Guardian:
         for fd in streams:
             try:
                 link = os.readlink(f"/proc/self/fd/{fd}")
-                with open(f"/proc/self/fdinfo/{fd}") as f:
-                    mount = next(line.split()[1] for line in f if line.startswith("mnt_id:"))
+                mount = _mount_id(fd)
             except (OSError, StopIteration):  # (no /proc: the guardian could not look either)
                 continue
             told.append(f"{mount}:{link}")
