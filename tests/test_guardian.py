@@ -250,6 +250,17 @@ def test_a_registered_spawn_is_no_longer_looked_for_by_its_streams() -> None:
         assert not _exits_within(holder.pid, 0.0), "a let-go group's process was signalled"
 
 
+def test_a_line_the_guardian_cannot_read_costs_nothing_else() -> None:
+    """A stream named with a space, a group past any pid: ignored, and the registered group
+    is still stopped when pipeplex ends."""
+    with _spawn_told(["sleep", "300"]) as (guardian, member):
+        guardian._say("?1 12:/a dir/pts/3 nonsense\n+99999999999999999999999\n?x\n")
+        guardian.register(member.pid)
+        guardian.close()
+        assert member.wait(timeout=DEADLINE) == -signal.SIGTERM
+        assert guardian._proc.returncode == 0  # it went through its whole end
+
+
 def test_a_spawn_that_failed_is_forgotten() -> None:
     """Its stdin may be a pty whose number, freed, goes to a stranger's terminal: whoever
     holds that stdin later is not ours. Process tells the guardian so when a spawn fails."""

@@ -72,18 +72,25 @@ def drained():
         buffer += data
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
-            if line[:1] == b"?":
-                since, *streams = line[1:].split(b" ")
-                spawning = (int(since), {tuple(s.split(b":", 1)) for s in streams})
-            elif line[:1] == b"!":
-                spawning = None
-            elif line[:1] == b"+":
-                groups.add(int(line[1:]))
-                spawning = None
-            elif line[:1] == b"-":
-                groups.discard(int(line[1:]))
-            elif line[:1] == b"=":
-                token = b"PIPEPLEX_RUN_ID=" + line[1:]
+            try:  # a line it cannot read must not cost the others their effect
+                if line[:1] == b"?":
+                    since, *streams = line[1:].split(b" ")
+                    spawning = (int(since), {tuple(s.split(b":", 1)) for s in streams
+                                             if b":" in s})
+                elif line[:1] == b"!":
+                    spawning = None
+                elif line[:1] == b"+":
+                    pgid = int(line[1:])
+                    if not 0 < pgid < 1 << 31:
+                        raise ValueError(pgid)
+                    groups.add(pgid)
+                    spawning = None
+                elif line[:1] == b"-":
+                    groups.discard(int(line[1:]))
+                elif line[:1] == b"=":
+                    token = b"PIPEPLEX_RUN_ID=" + line[1:]
+            except ValueError:
+                pass
 os.set_blocking(0, False)
 waiting = select.poll()
 waiting.register(0, select.POLLIN)
