@@ -114,7 +114,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         },
         guardian=guardian,
     )
-    writer = Writer(options.output_fd, bus, on_broken=engine.request_stop)
+    writer = Writer(options.output_fd, bus, on_broken=engine.request_stop,
+                    on_failed=lambda exc: _output_failed(engine, exc))
     # (nohup pipeplex run: a hangup does not stop it)
     handled = [sig for sig in STOP_SIGNALS if not inherited_as_ignored(sig)]
     writer.on_hangup = (lambda: _hang_up(engine)) if signal.SIGHUP in handled else (
@@ -305,6 +306,19 @@ def _outlive_terminal(bus: Bus) -> Callable[[], None]:
                              level="warning"))
 
     return hung_up
+
+
+def _output_failed(engine: Engine, exc: OSError) -> None:
+    """Our output cannot be written (a full disk, ``> /dev/full``): the run is not what it
+    should be; stop with status 1, saying why where it can still be read."""
+    reason = f"cannot write to standard output: {exc.strerror or exc}"
+    try:
+        os.write(2, f"pipeplex: error: {reason}; stopping the cast\n".encode())
+    except OSError:
+        pass  # stderr is gone too: the status and the records tell it
+    engine.record_failure("output", 1, reason)
+    engine.bus.publish(Note(f"{reason}; stopping the cast", level="error"))  # (the records)
+    engine.request_stop()
 
 
 def _hang_up(engine: Engine) -> None:

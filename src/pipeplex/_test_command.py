@@ -87,6 +87,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         results = [_case(o) for o in outcomes]
         results += [CaseResult("pipeplex", m.split(":")[0], 0.0, error=m) for m in load_errors]
         write_junit(junit, results)
+    sys.stdout.flush()  # (a stdout that refuses it is told of here, not at exit)
     sys.exit(LOAD_ERROR if load_errors else 1 if failed else 0)
 
 

@@ -50,6 +50,30 @@ def _fail(message: str) -> NoReturn:
     sys.exit(USAGE_ERROR)
 
 
+@contextlib.contextmanager
+def _printing() -> Iterator[None]:
+    """Around what a command prints: it is flushed before the block ends, and a standard
+    output that refuses it (a full disk, ``> /dev/full``, ``>&-``) ends the command with
+    one line on stderr. The reader leaving (BrokenPipeError) is left to :func:`main`."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if exc.filename is not None:  # a file's, not the stream's
+            raise
+        _stdout_refused(exc)
+
+
+def _stdout_refused(exc: OSError) -> NoReturn:
+    with contextlib.suppress(OSError):
+        print(f"pipeplex: error: cannot write to standard output: {exc.strerror or exc}",
+              file=sys.stderr)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the flush at exit)
+    sys.exit(REQUEST_FAILED)
+
+
 # Value types: a bad value is a usage error naming the option (argparse adds the name).
 
 
@@ -311,11 +335,13 @@ def status(args: argparse.Namespace) -> None:
         import json
 
         answer.pop("ok", None)
-        print(json.dumps(answer, indent=2))
+        text = json.dumps(answer, indent=2)
     else:
         from .control_client import format_status
 
-        print(format_status(answer["members"]))
+        text = format_status(answer["members"])
+    with _printing():
+        print(text)
 
 
 def _signal_options(parser: argparse.ArgumentParser) -> None:
@@ -347,7 +373,8 @@ def restart(args: argparse.Namespace) -> None:
     """Stop member NAME (stdin closed, SIGTERM, then SIGKILL) and start it again."""
     with _talking(args.run_dir, timeout=None) as client:
         answer = client.request("restart", name=args.name)
-    print(f"{args.name} restarted (pid {answer.get('pid')})")
+    with _printing():
+        print(f"{args.name} restarted (pid {answer.get('pid')})")
 
 
 def _stop_options(parser: argparse.ArgumentParser) -> None:
@@ -386,6 +413,8 @@ def attach(args: argparse.Namespace) -> None:
                 out.flush()
         except BrokenPipeError:  # (not the run's connection: _talking must not take it)
             raise _ReaderLeft from None
+        except OSError as exc:
+            _stdout_refused(exc)
 
     try:
         with _talking(args.run_dir, timeout=None) as client:
@@ -454,8 +483,10 @@ def test(args: argparse.Namespace) -> None:
     """
     from ._test_command import run_tests
 
-    run_tests(args.files, verbose=args.verbose, junit=args.junit, transcript=args.transcript,
-              log_dir=args.log_dir, update=args.update, grace=args.grace, color=_color(args))
+    with _printing():
+        run_tests(args.files, verbose=args.verbose, junit=args.junit, transcript=args.transcript,
+                  log_dir=args.log_dir, update=args.update, grace=args.grace,
+                  color=_color(args))
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:
@@ -468,7 +499,8 @@ def replay(args: argparse.Namespace) -> None:
     """Show a transcript (from --transcript) as the merged stream again."""
     from ._test_command import replay_transcript
 
-    replay_transcript(args.path, color=_color(args), timestamps=args.timestamps)
+    with _printing():
+        replay_transcript(args.path, color=_color(args), timestamps=args.timestamps)
 
 
 # The parser ------------------------------------------------------------------------------

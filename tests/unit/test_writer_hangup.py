@@ -1,8 +1,10 @@
-"""The terminal writer when its terminal hangs up: writes fail with EIO from then on."""
+"""The terminal writer when its writes fail for good: the terminal hung up (EIO from then
+on), or the file cannot take more (``/dev/full``)."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 
 from pipeplex._bus import Bus
@@ -31,3 +33,24 @@ def test_a_hung_up_terminal_drops_writes_and_says_so_once() -> None:
     finally:
         os.close(slave)
     assert calls == ["hangup"]
+
+
+def test_a_file_that_refuses_writes_drops_them_and_says_why_once() -> None:
+    fd = os.open("/dev/full", os.O_WRONLY)
+    calls: list[object] = []
+
+    async def main() -> None:
+        writer = Writer(fd, Bus(), on_broken=lambda: calls.append("broken"),
+                        on_failed=lambda exc: calls.append(exc.errno))
+        writer.on_hangup = lambda: calls.append("hangup")
+        for _ in range(3):
+            writer.write(b"line\n")
+            await writer.drain()
+        assert writer.pending == 0
+        writer.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        os.close(fd)
+    assert calls == [errno.ENOSPC]

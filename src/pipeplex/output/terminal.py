@@ -12,7 +12,9 @@ file absorbs at once.
 
 When the terminal hangs up (its window closed, the ssh connection dropped), every write
 fails with EIO: from then on writes are dropped quietly and ``on_hangup`` says so once,
-as a broken pipe calls ``on_broken``.
+as a broken pipe calls ``on_broken``. Any other refusal (a full disk, ``> /dev/full``, a
+descriptor not open for writing) drops the rest the same way and calls ``on_failed``
+with the error.
 
 While an interactive console shows its prompt on the same terminal, the writer is *held*:
 writes are kept (still counted against ``high_water``, so back-pressure works the same)
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import os
 import stat
 from collections.abc import Callable
@@ -46,11 +49,13 @@ class Writer:
         bus: Bus,
         *,
         on_broken: Callable[[], None] = lambda: None,
+        on_failed: Callable[[OSError], None] = lambda exc: None,
         high_water: int = HIGH_WATER,
         low_water: int = LOW_WATER,
     ) -> None:
         self._bus = bus
         self._on_broken = on_broken
+        self._on_failed = on_failed
         self.on_hangup: Callable[[], None] = on_broken
         """Called instead of ``on_broken`` when the terminal hung up (a write got EIO)."""
         self._high = high_water
@@ -76,6 +81,8 @@ class Writer:
             return fd, False
         if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
             return fd, False
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            return fd, False  # not ours to write to: the writes fail as they should
         try:
             own = os.open(
                 f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
@@ -168,15 +175,10 @@ class Writer:
                 written = os.write(self._fd, view)
             except BlockingIOError:
                 break
-            except (BrokenPipeError, ConnectionResetError):
-                self._broken()
-                return
             except InterruptedError:
                 continue
             except OSError as exc:
-                if exc.errno != errno.EIO:
-                    raise
-                self._broken(hung_up=True)
+                self._refused(exc)
                 return
             view = view[written:]
         if view:
@@ -197,15 +199,9 @@ class Writer:
             written = os.write(self._fd, data)
         except BlockingIOError:
             written = 0
-        except (BrokenPipeError, ConnectionResetError):
-            self._loop.remove_writer(self._fd)
-            self._broken()
-            return
         except OSError as exc:
-            if exc.errno != errno.EIO:
-                raise
             self._loop.remove_writer(self._fd)
-            self._broken(hung_up=True)
+            self._refused(exc)
             return
         rest = data[written:]
         if rest:
@@ -218,10 +214,16 @@ class Writer:
         if self.pending <= self._low:
             self._bus.resume(self)
 
-    def _broken(self, *, hung_up: bool = False) -> None:
-        """The reader is gone for good: drop what is kept and what comes from now on."""
+    def _refused(self, exc: OSError) -> None:
+        """A write failed for good: drop what is kept and what comes from now on, and say
+        why (the reader left, the terminal hung up, or the file cannot take more)."""
         self._drop()
-        (self.on_hangup if hung_up else self._on_broken)()
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+            self._on_broken()
+        elif exc.errno == errno.EIO:
+            self.on_hangup()
+        else:
+            self._on_failed(exc)
 
     def abandon(self) -> None:
         """Drop what is kept and what comes from now on: we are leaving, and the reader

@@ -1,0 +1,101 @@
+"""A standard output that refuses writes (a full disk, ``> /dev/full``) or was closed
+(``>&-``): every command says so in one line on stderr and fails, with no traceback; a
+run stops its cast and leaves nobody behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .helpers import DEADLINE, PIPEPLEX, Pipeplex, py, write_fifo
+
+FULL = "No space left on device"
+CLOSED = "Bad file descriptor"
+
+
+def pipeplex(*args: str | Path, stdout: str) -> subprocess.CompletedProcess[str]:
+    """``pipeplex ARGS`` with its stdout on /dev/full (``full``) or closed (``closed``)."""
+    argv = [*PIPEPLEX, *map(str, args)]
+    redirect = "> /dev/full" if stdout == "full" else ">&-"
+    return subprocess.run(["sh", "-c", f'exec "$@" {redirect}', "sh", *argv],
+                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=DEADLINE)
+
+
+def said_once(result: subprocess.CompletedProcess[str], reason: str) -> None:
+    assert f"pipeplex: error: cannot write to standard output: {reason}" in result.stderr
+    assert result.stderr.count("cannot write") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(("stdout", "reason"), [("full", FULL), ("closed", CLOSED)])
+def test_a_run_whose_output_is_refused_stops_its_cast_with_status_1(
+        tmp_path: Path, stdout: str, reason: str) -> None:
+    """The members are stopped and the transcript keeps what happened; with ``>&-``, no
+    descriptor pipeplex opens takes number 1 and gets the stream."""
+    pids = tmp_path / "pids"
+    member = py(f"import os\nopen({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+                "print('up', flush=True)\nimport time\ntime.sleep(60)")
+    transcript = tmp_path / "t.jsonl"
+    result = pipeplex("run", "-p", f"a={member}", "--no-console", "--run-dir", tmp_path / "r",
+                      "--transcript", transcript, stdout=stdout)
+    assert result.returncode == 1, result.stderr
+    said_once(result, reason)
+    notes = [r["d"] for r in map(json.loads, transcript.read_text().splitlines())
+             if r.get("e") == "note"]
+    assert f"cannot write to standard output: {reason}; stopping the cast" in notes
+    for pid in map(int, pids.read_text().split() if pids.exists() else []):
+        assert gone(pid)
+
+
+@pytest.mark.parametrize(("stdout", "reason"), [("full", FULL), ("closed", CLOSED)])
+def test_replay_and_test_say_that_their_output_is_refused(
+        tmp_path: Path, stdout: str, reason: str) -> None:
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text(json.dumps({"t": 1.0, "p": "a", "s": "out", "d": "hi\n"}) + "\n")
+    replayed = pipeplex("replay", transcript, stdout=stdout)
+    assert replayed.returncode == 1
+    said_once(replayed, reason)
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[procs.a]\ncmd = "cat"\n\n[[step]]\nsend = "hi"\nto = "a"\n\n'
+                        "[[step]]\nexpect = '^hi$'\nin = \"a\"\n")
+    tested = pipeplex("test", "-v", scenario, stdout=stdout)
+    assert tested.returncode == 1
+    said_once(tested, reason)
+
+
+def test_the_clients_say_that_their_output_is_refused(run_dir: Path) -> None:
+    with Pipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        for args in (["status"], ["status", "--json"], ["restart", "c"]):
+            result = pipeplex(*args, "--run-dir", run_dir, stdout="full")
+            assert result.returncode == 1, args
+            said_once(result, FULL)
+        plex.expect(r"^c +\* started .*\n(?s:.*)^c +\* started")  # the restart happened
+        attach = subprocess.Popen(
+            ["sh", "-c", 'exec "$@" > /dev/full', "sh", *PIPEPLEX, "attach",
+             "--run-dir", str(run_dir)], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True)
+        assert attach.stderr is not None
+        try:
+            assert "attached to the run" in attach.stderr.readline()
+            write_fifo(run_dir / "c.in", b"to c\n")
+            assert attach.wait(timeout=DEADLINE) == 1
+            err = attach.stderr.read()
+            assert err == f"pipeplex: error: cannot write to standard output: {FULL}\n"
+        finally:
+            attach.kill()
+            attach.wait()
+            attach.stderr.close()
