@@ -78,7 +78,17 @@ class CommandParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         # A marked value may show raw or as argparse's repr of it ('\x00value').
-        super().error(message.replace(_MARK, "").replace("'\\x00", "'"))
+        message = message.replace(_MARK, "").replace("'\\x00", "'")
+        unknown = message.removeprefix("unrecognized arguments: ").split()
+        option = next((word.partition("=")[0] for word in unknown if word.startswith("-")),
+                      None)
+        if message.startswith("unrecognized arguments: ") and option is not None:
+            from ._suggest import close_match
+
+            close = close_match(option, [o for a in self._actions for o in a.option_strings])
+            if close is not None:
+                message += f"; did you mean {close}?"
+        super().error(message)
 
 
 def _unmarked(convert: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -569,10 +569,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             if command is None:
                 top.print_help(sys.stderr)
                 sys.exit(USAGE_ERROR)
-            if command.startswith("-") and command not in ("-h", "--help", "--version"):
+            if command in ("-h", "--help", "--version"):
+                top.parse_args(words[:1])  # exits
+            if command.startswith("-"):
                 top.error(f"unknown option {command!r} (a command's options come after it: "
                           "pipeplex COMMAND -h)")
-            top.parse_args(words[:1])  # exits
+            from ._suggest import suggest
+
+            top.error(f"no command {command!r}{suggest(command, list(COMMANDS))}")
         assert command is not None
         args = _command_parser(command).parse_words(words[1:])
         COMMANDS[command][1](args)

@@ -118,12 +118,28 @@ def test_long_options_are_never_guessed_from_a_prefix(capsys: pytest.CaptureFixt
 @pytest.mark.parametrize(
     ("words", "said"),
     [
+        (["stauts"], "no command 'stauts'; did you mean 'status'?"),
+        (["run", "-p", "a=true", "--no-colour"],
+         "unrecognized arguments: --no-colour; did you mean --no-color?"),
+        (["send", "a", "--run-dri=R"],
+         "unrecognized arguments: --run-dri=R; did you mean --run-dir?"),
+        (["status", "--zzzz"], "unrecognized arguments: --zzzz\n"),
+    ],
+)
+def test_a_mistyped_command_or_option_gets_the_close_one_named(
+        capsys: pytest.CaptureFixture[str], words: list[str], said: str) -> None:
+    assert said in _usage_error(capsys, *words)
+
+
+@pytest.mark.parametrize(
+    ("words", "said"),
+    [
         (["run", "-p", "a=true", "--grace", "0"], "0.0 is not a positive number of seconds"),
         (["run", "-p", "a=true", "--grace", "soon"], "'soon' is not a number of seconds"),
         (["run", "-p", "a=true", "--color", "blue"], "invalid choice: 'blue'"),
         (["signal", "a", "BOGUS"], "unknown signal 'BOGUS'"),
         (["replay", "/nonexistent/t.jsonl"], "'/nonexistent/t.jsonl' does not exist"),
-        (["bogus"], "invalid choice: 'bogus'"),
+        (["bogus"], "no command 'bogus' (valid: run, demo, send, status,"),
         (["send"], "the following arguments are required: NAME"),
     ],
 )

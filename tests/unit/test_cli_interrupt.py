@@ -49,4 +49,4 @@ def test_usage_errors_still_exit_2_with_their_message(
     with pytest.raises(SystemExit) as exited:
         pipeplex.cli.main()
     assert exited.value.code == 2
-    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+    assert "no command 'bogus'" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._suggest import suggest
 from ..errors import CastError
 from .spec import (
     NAME_RE,
@@ -37,15 +38,6 @@ PROC_KEYS = (
 TOP_KEYS = ("procs",)
 ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
 PTY_MODES: tuple[PtyMode, ...] = ("stdout", "full", "pipes")
-
-
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    import difflib  # only for messages: kept out of every start
-
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f" (valid: {', '.join(choices)})"
 
 
 class _Where:
@@ -151,7 +143,7 @@ def cast_from_data(
     allowed = (*TOP_KEYS, *extra_top_keys)
     for key in data:
         if key not in allowed:
-            raise CastError(f"unknown table or key {key!r}{_suggest(key, allowed)}",
+            raise CastError(f"unknown table or key {key!r}{suggest(key, allowed)}",
                             source=where(key))
     procs_table = data.get("procs")
     if procs_table is not None and not isinstance(procs_table, dict):
@@ -185,7 +177,7 @@ def _proc(
         raise CastError(f"procs.{name} must be a table with at least cmd = ...", source=here)
     for key in table:
         if key not in PROC_KEYS:
-            raise CastError(f"{name}: unknown key {key!r}{_suggest(key, PROC_KEYS)}",
+            raise CastError(f"{name}: unknown key {key!r}{suggest(key, PROC_KEYS)}",
                             source=where("procs", name, key))
 
     def bad(key: str, expected: str) -> CastError:
@@ -313,7 +305,7 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
                                 source=proc.source)
             if dep not in seen:
                 raise CastError(f"{proc.name}: after names {dep!r}, which is not a member"
-                                f"{_suggest(dep, list(seen))}", source=proc.source)
+                                f"{suggest(dep, list(seen))}", source=proc.source)
     _check_cycles(cast_spec, seen)
     captured: dict[str, str] = {}
     for proc in cast_spec.procs:

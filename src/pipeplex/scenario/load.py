@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .._signals import parse_signal
-from ..cast.load import _suggest, _Where, cast_from_data, parse_toml, read_toml
+from .._suggest import suggest
+from ..cast.load import _Where, cast_from_data, parse_toml, read_toml
 from ..cast.spec import CastSpec, variables_in
 from ..errors import CastError
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
@@ -84,7 +85,7 @@ def _defaults(table: Any, where: _Where) -> float:
         raise CastError("defaults must be a table: [defaults]", source=where("defaults"))
     for key in table:
         if key != "timeout":
-            raise CastError(f"unknown key {key!r} in [defaults]{_suggest(key, ['timeout'])}",
+            raise CastError(f"unknown key {key!r} in [defaults]{suggest(key, ['timeout'])}",
                             source=where("defaults", key))
     timeout = table.get("timeout", DEFAULT_TIMEOUT)
     if (not isinstance(timeout, int | float) or isinstance(timeout, bool)
@@ -122,7 +123,7 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
     if len(actions) != 1:
         found = ", ".join(actions) or "none"
         unknown = [k for k in raw if k not in ACTIONS and k not in _all_options()]
-        hint = f"; unknown key {unknown[0]!r}{_suggest(unknown[0], ACTIONS)}" if unknown else ""
+        hint = f"; unknown key {unknown[0]!r}{suggest(unknown[0], ACTIONS)}" if unknown else ""
         raise CastError(f"a step needs exactly one action of {', '.join(ACTIONS)} "
                         f"(found {found}){hint}", source=here)
     action = actions[0]
@@ -130,7 +131,7 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
     for key in raw:
         if key != action and key not in allowed:
             valid = list(allowed) or ["(no options)"]
-            raise CastError(f"{action} step: unknown key {key!r}{_suggest(key, valid)}",
+            raise CastError(f"{action} step: unknown key {key!r}{suggest(key, valid)}",
                             source=where("step", index, key))
     need = NEEDS.get(action)
     if need and need not in raw:
@@ -144,7 +145,7 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
             return value
         if value not in cast.names:
             raise CastError(f"{action} step: no member named {value!r}"
-                            f"{_suggest(value, list(cast.names))}",
+                            f"{suggest(value, list(cast.names))}",
                             source=where("step", index, key))
         return value
 
