@@ -83,3 +83,30 @@ def _children() -> set[int]:
             if stat.rsplit(b")", 1)[1].split()[1].decode() == me:
                 found.add(int(entry))
     return found
+
+
+def _subreaper() -> int:
+    import ctypes
+
+    state = ctypes.c_int(-1)
+    assert ctypes.CDLL(None).prctl(37, ctypes.byref(state), 0, 0, 0) == 0  # GET_SUBREAPER
+    return state.value
+
+
+def test_the_process_is_the_members_subreaper_only_while_the_cast_runs(
+        options: RunOptions) -> None:
+    """Its members' orphans come to it while the cast runs (to be stopped and reaped with
+    the cast); afterwards, a program's own orphans go where they went before."""
+    seen: list[int] = []
+
+    async def main() -> int:
+        run = asyncio.ensure_future(run_cast(CastSpec((ProcSpec("a", "true"),)), options))
+        while not run.done() and not seen:  # (it is set before the run's first wait)
+            await asyncio.sleep(0)
+            seen.append(_subreaper())
+        return await run
+
+    assert _subreaper() == 0
+    assert asyncio.run(main()) == 0
+    assert seen == [1]
+    assert _subreaper() == 0

@@ -34,7 +34,7 @@ from .inputs.stdin import ConsoleMode, console_mode
 from .output.render import ColorMode, Renderer, use_color
 from .output.terminal import TerminalSink, Writer
 from .participants import Guardian
-from .participants.orphans import OrphanReaper
+from .participants.orphans import OrphanReaper, become_subreaper
 from .report.transcript import LogDirSink, TranscriptSink
 
 if TYPE_CHECKING:  # the console, the matcher and the steps are loaded when a run uses them
@@ -102,6 +102,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     )
     _raise_fd_limit(len(cast.procs))
     guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")))
+    # What the members orphan comes to us (not to PID 1), to be stopped with the rest.
+    restore_subreaper = None if os.getpid() == 1 else become_subreaper()
     engine = Engine(
         cast,
         bus,
@@ -113,6 +115,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             **({} if color or "FORCE_COLOR" in os.environ else {"NO_COLOR": "1"}),
         },
         guardian=guardian,
+        adopts_orphans=os.getpid() == 1 or restore_subreaper is not None,
     )
     writer = Writer(options.output_fd, bus, on_broken=engine.request_stop,
                     on_failed=lambda exc: _output_failed(engine, exc))
@@ -126,8 +129,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     orphans: OrphanReaper | None = None
     try:
         on_signal = _install_signal_handlers(loop, engine, handled)
-        if os.getpid() == 1:  # a container's first process: every orphan comes to us
-            orphans = OrphanReaper(loop, lambda: _own_children(engine, guardian))
+        orphans = OrphanReaper(loop, engine.own_children)
         records = _records(options, bus)
         inputs = FolderInputs(engine, options.run_dir or default_run_dir())
         for name in cast.names:
@@ -154,6 +156,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             loop.add_signal_handler(sig, writer.abandon)
         if orphans is not None:
             orphans.close()
+        if restore_subreaper is not None:
+            restore_subreaper()
         if inputs is not None:
             inputs.close()
         guardian.close()
@@ -163,13 +167,6 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         writer.close()
         for sig in handled:
             loop.remove_signal_handler(sig)
-
-
-def _own_children(engine: Engine, guardian: Guardian) -> set[int]:
-    """The children that their owners wait for: members not yet reaped, the guardian."""
-    own = {m.pid for m in engine.members.values() if m.pid is not None and m.returncode is None}
-    own.add(guardian.pid)
-    return own
 
 
 async def _run_with_inputs(

@@ -4,15 +4,18 @@ Every step is announced on the bus, in words a person reads while it happens
 (``server ignored SIGTERM for 1.0 s; sent SIGKILL to its process group``). What a member
 leaves in its process group once it has exited (a shell's background worker) gets the
 same escalation, once per run of the member, however many callers need it gone: a
-restart, a name used again, the end of the cast.
+restart, a name used again, the end of the cast. So do the processes it started outside
+its group (found by their environment), and, at the end, the cast's orphans that kept
+neither (see ``participants.orphans``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ._bus import Bus
@@ -28,6 +31,10 @@ LEFTOVER_KILL_WAIT = 1.0
 ESCAPED_AT_ONCE = 256
 """Processes left outside their groups that are waited for at once (a pidfd each):
 pipeplex's descriptors are for its members first. Once those are gone, it looks again."""
+STRAY_ROUNDS = 3
+"""Looks for the cast's orphans at the end: each that dies may orphan processes of its own
+(a daemon's workers), which come to us in turn; a process forking as fast as it is
+killed is not chased for ever."""
 
 
 async def first(*futures: asyncio.Future[Any], within: float | None = None) -> None:
@@ -210,6 +217,48 @@ class Stopper:
                 found.setdefault(name, []).extend(processes)
         return found
 
+    async def stop_strays(self, strays: Callable[[], Collection[int]]) -> None:
+        """The cast's orphans that nothing else finds (they left their member's process
+        group *and* dropped its environment: ``setsid env -i``): ``strays()`` names them
+        (pipeplex's children that are neither members nor the guardian). SIGTERM to each,
+        and to its group when it leads one (a daemon's workers), the grace, SIGKILL;
+        announced for the cast. Then a look for the orphans of those."""
+        assert self._force is not None
+        loop = asyncio.get_running_loop()
+        for _ in range(STRAY_ROUNDS):
+            try:
+                found = [(pid, started) for pid in strays()
+                         if (started := _escaped.start_time(pid)) is not None]
+            except OSError:  # out of descriptors (the only error start_time lets through)
+                self._out_of_descriptors(None)
+                return
+            termed = self._signal_strays(found, (signal.SIGTERM, signal.SIGCONT))
+            if not termed:
+                return
+            self.bus.publish(Note(
+                f"the cast left {_processes(termed)} outside its members' process groups and "
+                f"without their environment; sent {_them(termed)} SIGTERM", level="warning"))
+            left = await self._alive_after(None, termed, loop.time() + self.grace, self._force)
+            killed = self._signal_strays(left, (signal.SIGKILL,))
+            if killed:
+                what = (f"sent SIGKILL to {_processes(killed)} the cast left"
+                        if self._force.done() else
+                        f"{_processes(killed)} the cast left ignored SIGTERM for "
+                        f"{self.grace:.1f} s; sent {_them(killed)} SIGKILL")
+                self.bus.publish(Note(what, level="warning"))
+                await self._alive_after(None, killed, loop.time() + LEFTOVER_KILL_WAIT)
+
+    def _signal_strays(self, strays: list[Escaped], signals: tuple[int, ...]) -> list[Escaped]:
+        reached = self._send(None, strays, signals)
+        # Each is our child: its pid is its own until we reap it, which cannot happen
+        # between these lines (the reaper runs in this loop).
+        for pid, _ in reached:
+            with contextlib.suppress(OSError):
+                if os.getpgid(pid) == pid:
+                    for sig in signals:
+                        os.killpg(pid, sig)
+        return reached
+
     async def _escalate_all(self, ours: list[tuple[Process, list[Escaped], asyncio.Future[bool]]],
                             started: float,
                             theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]]) -> None:
@@ -272,7 +321,8 @@ class Stopper:
         self._announce(member, what, "warning")
         await self._alive_after(member, killed, loop.time() + LEFTOVER_KILL_WAIT)
 
-    async def _alive_after(self, member: Process, processes: list[Escaped], deadline: float,
+    async def _alive_after(self, member: Process | None, processes: list[Escaped],
+                           deadline: float,
                            until: asyncio.Future[None] | None = None) -> list[Escaped]:
         """Those of ``processes`` still alive at ``deadline`` (or once ``until``), watched
         ESCAPED_AT_ONCE at a time (a pidfd each): once those are gone, the next ones."""
@@ -302,20 +352,25 @@ class Stopper:
                     os.close(fd)
         return []
 
-    def _send(self, member: Process, processes: list[Escaped],
+    def _send(self, member: Process | None, processes: list[Escaped],
               signals: tuple[int, ...]) -> list[Escaped]:
         reached, complete = send(processes, signals)
         if not complete:
             self._out_of_descriptors(member)
         return reached
 
-    def _out_of_descriptors(self, member: Process) -> None:
-        if member.name in self._short_of_descriptors:
-            return  # (said once)
-        self._short_of_descriptors.add(member.name)
-        self._announce(member, "could not look for or reach (all) the processes it left "
-                               "outside its process group: pipeplex is out of file "
-                               "descriptors (raise the open-files limit: ulimit -n)", "error")
+    def _out_of_descriptors(self, member: Process | None) -> None:
+        """Said once per member (None: for the cast's orphans)."""
+        key = member.name if member is not None else ""
+        if key in self._short_of_descriptors:
+            return
+        self._short_of_descriptors.add(key)
+        what = ("it left outside its process group" if member is not None
+                else "the cast left without a member")
+        self.bus.publish(Note(f"could not look for or reach (all) the processes {what}: "
+                              "pipeplex is out of file descriptors (raise the open-files "
+                              "limit: ulimit -n)", name=member.name if member else None,
+                              level="error"))
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))

@@ -304,6 +304,49 @@ def _wait_exited(pid: int, timeout: float = 10.0) -> None:
     assert ready, f"process {pid} is still alive {timeout} s after pipeplex died"
 
 
+# A member starts a daemon that leaves its process group and its environment
+# (setsid + env -i), then leaves it behind: it exits at once (``orphan``) or stays.
+ORPHANING = ("import signal, subprocess, sys\n"
+             "daemon = ('import signal, time\\n'\n"
+             "          'signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n'\n"
+             "          'print(\"up\", flush=True)\\n'\n"
+             "          'time.sleep(60)')\n"
+             "d = subprocess.Popen([sys.executable, '-c', daemon], env={},\n"
+             "                     start_new_session=True, stdin=subprocess.DEVNULL,\n"
+             "                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
+             "d.stdout.readline()\n"
+             "print('daemon', d.pid, flush=True)\n"
+             "if sys.argv[1:] != ['orphan']:\n"
+             "    sys.stdin.read()\n")
+
+
+def test_a_process_that_left_its_group_and_environment_is_stopped_at_the_end(
+        run_dir: Path) -> None:
+    """Neither the group nor the environment finds it; as the members' subreaper, pipeplex
+    gets it as a child once its parent is gone, and stops it with the cast: SIGTERM (it
+    ignores that here), the grace, SIGKILL."""
+    with Pipeplex("run", "-p", "stays=" + py(ORPHANING), "-p",
+                  "leaves=" + py(ORPHANING) + " orphan", "--grace", "0.5",
+                  "--on-exit", "ignore", "--run-dir", run_dir) as plex:
+        daemons: set[int] = set()
+        left = False  # (the three lines come in any order)
+        while len(daemons) < 2 or not left:
+            line = plex.expect(r"^(?:(?:stays|leaves) +\| daemon (\d+)"
+                               r"|leaves +\* exited with code 0)$")
+            daemons |= {int(line[1])} if line[1] else set()
+            left = left or line[1] is None
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    termed = re.search(r"the cast left 2 processes \(pid (\d+), (\d+)\) outside its members' "
+                       r"process groups and without their environment; sent them SIGTERM",
+                       plex.text)
+    assert termed is not None and set(map(int, termed.groups())) == daemons, plex.text
+    assert "2 processes (pid" in plex.text and (
+        "the cast left ignored SIGTERM for 0.5 s; sent them SIGKILL") in plex.text, plex.text
+    for pid in daemons:
+        _wait_exited(pid)
+
+
 def test_the_next_run_cleans_the_folder_of_a_killed_run(run_dir: Path) -> None:
     """A run killed with SIGKILL leaves its pipes; the next run removes them and says so."""
     with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", run_dir) as plex:

@@ -162,6 +162,25 @@ def test_as_pid_1_orphans_are_reaped(run_dir: Path, tmp_path: Path) -> None:
         assert plex.wait() == 143
 
 
+def test_orphans_of_the_members_come_to_pipeplex_and_are_reaped(run_dir: Path) -> None:
+    """pipeplex is its members' subreaper: a process whose parent (a member) exited
+    becomes its child rather than PID 1's, and is reaped when it exits."""
+    leaver = "sleep 60 & echo orphan $!; exit 0"
+    with Pipeplex("run", "-p", f"leaver=sh -c {shlex.quote(leaver)}", "-p", "stay=sleep 60",
+                  "--on-exit", "ignore", "--run-dir", run_dir) as plex:
+        orphan = int(plex.expect(r"^leaver \| orphan (\d+)")[1])
+        plex.expect(r"^leaver +\* exited with code 0")
+        with open(f"/proc/{orphan}/stat") as f:  # (its parent's exit moved it, before that)
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == plex.proc.pid
+        os.kill(orphan, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{orphan}"):  # a zombie of pipeplex until it reaps it
+            assert time.monotonic() < deadline, f"zombies: {_zombie_children(plex.proc.pid)}"
+            os.sched_yield()
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+
+
 IGNORING = ("import signal, sys, os\n"
             "for name in sys.argv[1].split(','):\n"
             "    signal.signal(getattr(signal, name), signal.SIG_IGN)\n"

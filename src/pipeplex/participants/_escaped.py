@@ -23,7 +23,7 @@ import signal
 from collections.abc import Collection, Iterable, Iterator
 
 __all__ = ("SEARCH_SLICE", "Escaped", "OutOfDescriptors", "find_escaped", "hold", "proc_pids",
-           "send")
+           "send", "start_time")
 
 Escaped = tuple[int, int]
 """A process by its pid and its start time (clock ticks after boot): who it is, even once
@@ -68,9 +68,9 @@ def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int]
             # Its start time, then its environment again, then its start time again: the
             # environment read between two equal start times is that process's (the pid
             # may go to a stranger between any two reads).
-            started = _start_time(pid)
+            started = start_time(pid)
             name = _name_in(pid, token, wanted)
-            if started is not None and name is not None and _start_time(pid) == started:
+            if started is not None and name is not None and start_time(pid) == started:
                 found.setdefault(name, []).append((pid, started))
     return found
 
@@ -131,7 +131,7 @@ def _open(process: Escaped) -> int | None:
         except ProcessLookupError:
             return None
         try:
-            same = _start_time(pid) == started  # (the pid may have gone to a stranger)
+            same = start_time(pid) == started  # (the pid may have gone to a stranger)
         except BaseException:
             os.close(fd)
             raise
@@ -178,7 +178,7 @@ def _name_in(pid: int, token: bytes, wanted: dict[bytes, str]) -> str | None:
     return next((wanted[v] for v in variables if v in wanted), None)
 
 
-def _start_time(pid: int) -> int | None:
+def start_time(pid: int) -> int | None:
     """When ``pid`` started (field 22 of its stat), or None if it is gone or a zombie."""
     stat = _read(pid, "stat")
     if stat is None:
