@@ -16,8 +16,12 @@ To get there, each option's value and each word after ``--`` is passed to argpar
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 __all__ = ("CommandParser",)
 
@@ -75,6 +79,12 @@ class CommandParser(argparse.ArgumentParser):
         if not word.startswith("--") and word[:2] in self._spelled:  # -pVALUE
             return self._spelled[word[:2]], word[2:]
         return None, None
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        # argparse drops a write that fails: -h or --version into a full stdout would say
+        # nothing and exit 0 (the command line says it, see _stdout).
+        if message:
+            (file or sys.stderr).write(message)
 
     def error(self, message: str) -> NoReturn:
         # A marked value may show raw or as argparse's repr of it ('\x00value').

@@ -23,8 +23,8 @@ from ._outcomes import Outcomes
 from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
-from ._stopping import Stopper, first
-from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand
+from ._stopping import EOF_GRACE, Stopper, first
+from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port
 from .errors import NotReady, PipeplexError, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
@@ -133,12 +133,16 @@ class Engine:
     # Control from outside ----------------------------------------------------------------
 
     def request_stop(self, reason: str | None = None, *, interrupted_by: int | None = None,
-                     asked: bool = False) -> None:
+                     asked: bool = False, stdin_first: bool = False) -> None:
         """Stop the whole cast (idempotent). ``reason`` is announced once. ``asked``: a
         person or a client asked for it (``pipeplex stop``, ``:quit``), so a Ctrl-C from
-        now on skips the grace, as a second one does."""
+        now on skips the grace, as a second one does. ``stdin_first``: each member gets
+        :data:`EOF_GRACE` to end at EOF on its stdin before SIGTERM (a script's ``:quit``:
+        the lines sent just before get their answers)."""
         if asked:
             self.stop_asked = True
+        if stdin_first and not self.stopping:
+            self.stopper.stdin_grace = max(self.stopper.stdin_grace, EOF_GRACE)
         if self._stop is None:  # before run(): stop as soon as it begins
             self._early_stop = self._early_stop or (reason, interrupted_by)
             return
@@ -769,7 +773,7 @@ class Engine:
             captured = matched.result()
         if spec.ready_port:
             port = expand(spec.ready_port, {**self.variables, **captured})
-            if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            if not is_port(port):
                 return await self._not_ready(
                     member, what=f"{member.name}: ready_port = {spec.ready_port!r} is "
                     f"{port!r}, not a TCP port (1-65535)",

@@ -31,6 +31,7 @@ from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Event, Note, Output, Stream
 from ._signals import describe_returncode
+from ._stopping import EOF_GRACE
 from .cast.load import check_commands, check_fields, check_name
 from .cast.spec import CastSpec, ProcSpec, split_command
 from .errors import (
@@ -339,7 +340,7 @@ class AsyncPlex:
         try:
             return self._members[name]
         except KeyError:
-            raise UnknownMember(name, self._members) from None
+            raise UnknownMember(name, self._members, all_too=False) from None
 
     def transcript(self) -> str:
         """The merged stream so far (its last megabyte), as a person would read it."""
@@ -364,8 +365,8 @@ class AsyncPlex:
         self._guardian = Guardian(
             on_lost=lambda text: self.bus.publish(Note(text, level="warning")))
         engine = self._engine = Engine(
-            CastSpec(()), self.bus, grace=self.grace, guardian=self._guardian, stdin_grace=0.3,
-            env_overrides={"PIPEPLEX_RUN_ID": self._guardian.token})
+            CastSpec(()), self.bus, grace=self.grace, guardian=self._guardian,
+            stdin_grace=EOF_GRACE, env_overrides={"PIPEPLEX_RUN_ID": self._guardian.token})
         self._matcher = Matcher(self.bus, recent=engine.recent.describe, threads=self._threads)
         try:
             if self._transcript_path is not None:

@@ -333,7 +333,7 @@ class Plex:
         try:
             return self._members[name]
         except KeyError:
-            raise UnknownMember(name, self._members) from None
+            raise UnknownMember(name, self._members, all_too=False) from None
 
     def transcript(self) -> str:
         return self._async.transcript()

@@ -40,7 +40,7 @@ def parse_signal(text: str) -> int:
         ValueError: not a signal this system knows.
     """
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # ("²" is a digit to isdigit, no number to int)
         number = int(text)
         if number in {s.value for s in signal.Signals}:
             return number

@@ -24,8 +24,11 @@ from .participants import Process, _escaped
 from .participants._escaped import Escaped, OutOfDescriptors, hold, send
 from .participants._group import exits_within, pidfds_exit, wait_group_gone
 
-__all__ = ("LEFTOVER_KILL_WAIT", "Stopper", "first")
+__all__ = ("EOF_GRACE", "LEFTOVER_KILL_WAIT", "Stopper", "first")
 
+EOF_GRACE = 0.3
+"""Seconds a member gets to end at EOF on its stdin before SIGTERM, where a stop closes
+stdin first (a test's end, the API's, a console script's ``:quit``)."""
 LEFTOVER_KILL_WAIT = 1.0
 """How long processes left in a group may take to die of SIGKILL before we go on."""
 ESCAPED_AT_ONCE = 256

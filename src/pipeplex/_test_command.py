@@ -13,10 +13,11 @@ from typing import Any, NoReturn
 
 from ._events import Event, Exited, Matched, Note, Output, Ready, Started, Stream
 from ._signals import clean_inherited_signals
+from ._stdout import StdoutRefused, printing
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
 from .report.junit import CaseResult, write_junit
-from .report.transcript import read_transcript, record_data
+from .report.transcript import numbered_records, record_data
 from .scenario import load_scenario
 from .scenario.model import Scenario
 from .scenario.run import StepResult
@@ -57,7 +58,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
               f"name folders, and {exc.filename} is not one", file=sys.stderr)
         sys.exit(LOAD_ERROR)
     except OSError as exc:
-        if exc.filename is None:  # not a record's path: our own output (a reader that left)
+        if exc.filename is None:
             raise
         print(f"pipeplex: error: cannot write the records: {exc.strerror or exc} "
               f"({exc.filename}); give --transcript/--log-dir folders you may write to",
@@ -65,14 +66,14 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         sys.exit(LOAD_ERROR)
     elapsed = time.monotonic() - began
     if not verbose and outcomes:
-        print()
+        _say()
     for message in load_errors:
-        print(_style("ERROR ", "1;31", colored) + message)
+        _say(_style("ERROR ", "1;31", colored) + message)
     for outcome in outcomes:
         if not outcome.ok:
             header = f"FAILED {outcome.scenario.path}"
-            print("\n" + _style(header, "1;31", colored))
-            print(_indent(outcome.failure or ""))
+            _say("\n" + _style(header, "1;31", colored))
+            _say(_indent(outcome.failure or ""))
     passed = sum(o.ok for o in outcomes)
     failed = len(outcomes) - passed
     summary = f"{passed} passed, {failed} failed"
@@ -82,12 +83,16 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     if update:
         summary += f" ({sum(o.golden_updated for o in outcomes)} golden files written)"
     code = "1;32" if not failed and not load_errors else "1;31"
-    print(_style(summary, code, colored))
+    _say(_style(summary, code, colored))
     if junit is not None:
         results = [_case(o) for o in outcomes]
         results += [CaseResult("pipeplex", m.split(":")[0], 0.0, error=m) for m in load_errors]
-        write_junit(junit, results)
-    sys.stdout.flush()  # (a stdout that refuses it is told of here, not at exit)
+        try:
+            write_junit(junit, results)
+        except OSError as exc:
+            print(f"pipeplex: error: cannot write the JUnit report {junit}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            sys.exit(LOAD_ERROR)
     sys.exit(LOAD_ERROR if load_errors else 1 if failed else 0)
 
 
@@ -101,28 +106,65 @@ async def _run_all(scenarios: list[Scenario], *, verbose: bool, transcript: Path
         record_name = (scenario.name if names.count(scenario.name) == 1
                        else f"{scenario.name}-{index + 1}")
         if verbose:
-            print(f"{scenario.path}", flush=True)
+            _say(f"{scenario.path}")
 
         def on_step(result: StepResult) -> None:
             if verbose:
                 mark = _style("ok  ", "32", colored) if result.ok else _style("FAIL", "31", colored)
-                print(f"  {mark} {result.seconds:6.2f} s  {result.step.describe()}"
-                      f"  ({result.step.source})", flush=True)
+                _say(f"  {mark} {result.seconds:6.2f} s  {result.step.describe()}"
+                     f"  ({result.step.source})")
 
         path = transcript
         if transcript is not None and several:
             transcript.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (instant)
             path = transcript / f"{record_name}.jsonl"
         logs = log_dir / record_name if log_dir is not None and several else log_dir
-        outcome = await run_scenario(scenario, grace=grace, transcript=path, log_dir=logs,
-                                     update_golden=update, on_step=on_step)
+        try:
+            outcome = await run_scenario(scenario, grace=grace, transcript=path, log_dir=logs,
+                                         update_golden=update, on_step=on_step)
+        except Exception as exc:
+            said = _said_elsewhere(exc)
+            if said is not None:
+                raise said from None
+            outcome = _crashed(scenario, exc)  # and the other scenarios still run
         outcomes.append(outcome)
         if not verbose:
-            print(_style(".", "32", colored) if outcome.ok else _style("F", "31", colored),
-                  end="", flush=True)
+            _say(_style(".", "32", colored) if outcome.ok else _style("F", "31", colored),
+                 end="")
         elif not outcome.ok and not any(not r.ok for r in outcome.steps):
-            print(f"  {_style('FAIL', '31', colored)} after the steps", flush=True)
+            _say(f"  {_style('FAIL', '31', colored)} after the steps")
     return outcomes
+
+
+def _say(*text: str, end: str = "\n") -> None:
+    """Print to stdout, flushed; a refusal ends the command (see ``_stdout``)."""
+    with printing():
+        print(*text, end=end)
+
+
+def _said_elsewhere(exc: BaseException) -> BaseException | None:
+    """The error to pass on, if ``exc`` is (or a TaskGroup's group holds only) our output
+    failing or the reader leaving (said by the command line), or records that cannot be
+    written (said by :func:`run_tests`)."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [_said_elsewhere(inner) for inner in exc.exceptions]
+        return leaves[0] if all(leaf is not None for leaf in leaves) else None
+    if isinstance(exc, StdoutRefused | BrokenPipeError | PipeplexError) or (
+            isinstance(exc, OSError) and exc.filename is not None):
+        return exc
+    return None
+
+
+def _crashed(scenario: Scenario, exc: Exception) -> ScenarioOutcome:
+    """A failure of pipeplex's own, not of the scenario: said with its traceback (for a
+    report), counted as a failure, and the other scenarios' results are not lost."""
+    import traceback
+
+    print(f"\npipeplex: internal error while running {scenario.path}; please report it "
+          "with this traceback:", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
+    return ScenarioOutcome(scenario, failure=f"pipeplex failed while running it: "
+                                             f"{type(exc).__name__}: {exc}")
 
 
 def _case(outcome: ScenarioOutcome) -> CaseResult:
@@ -136,28 +178,49 @@ def _indent(text: str) -> str:
 
 
 def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
-    """``pipeplex replay``: show a transcript as the merged stream again."""
+    """``pipeplex replay``: show a transcript as the merged stream again.
+
+    A record that cannot be read (the last line of a killed run, cut off) is skipped and
+    said on stderr, and the status is then 1: everything readable is still shown."""
+    problems: list[str] = []
+    events: list[Event] = []
     try:
-        records = list(read_transcript(path))
-    except (OSError, ValueError) as exc:
-        print(f"pipeplex: error: {exc}", file=sys.stderr)
+        for lineno, record in numbered_records(path, on_bad=problems.append):
+            try:
+                event = _event(record)
+            except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+                problems.append(f"{path}:{lineno}: a record with a field of the wrong kind "
+                                f"({type(exc).__name__}: {exc})")
+                continue
+            if event is not None:
+                events.append(event)
+    except OSError as exc:
+        print(f"pipeplex: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(LOAD_ERROR)
-    names = list(dict.fromkeys(r["p"] for r in records if r.get("p")))
+    names = list(dict.fromkeys(e.name for e in events if isinstance(e.name, str)))
     isatty = sys.stdout.isatty()
     renderer = Renderer(names, color=use_color(color, isatty),  # type: ignore[arg-type]
                         timestamps=timestamps, sanitize=isatty)
     out = sys.stdout.buffer
-    for record in records:
-        event = _event(record)
-        if event is not None:
+    with printing():
+        for event in events:
             out.write(renderer.render(event))
-    out.flush()
+        out.flush()
+    for problem in problems[:10]:
+        print(f"pipeplex: warning: {problem}; skipped", file=sys.stderr)
+    if len(problems) > 10:
+        print(f"pipeplex: warning: and {len(problems) - 10} more records skipped",
+              file=sys.stderr)
+    if problems:
+        sys.exit(1)
 
 
 def _event(record: dict[str, Any]) -> Event | None:
     """The event a transcript record stands for (input is not part of the stream)."""
     t = float(record.get("t", 0.0))
     name = record.get("p")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"p is {type(name).__name__}, not a member name")
     kind = record.get("s")
     if kind in ("out", "err") and isinstance(name, str):
         data = record_data(record)
@@ -167,7 +230,7 @@ def _event(record: dict[str, Any]) -> Event | None:
     if kind != "event" or not (name is None or isinstance(name, str)):
         return None
     if what == "note":
-        return Note(str(record.get("d", "")), name, "info", t)
+        return Note(_text(record.get("d", "")), name, "info", t)
     if name is None:
         return None
     if what == "start":
@@ -177,5 +240,12 @@ def _event(record: dict[str, Any]) -> Event | None:
     if what == "ready":
         return Ready(name, tuple(dict(record.get("vars") or {}).items()), t)
     if what == "match":
-        return Matched(name, str(record.get("pattern")), str(record.get("d")), t)
+        return Matched(name, _text(record.get("pattern")), _text(record.get("d")), t)
     return None
+
+
+def _text(value: object) -> str:
+    """A record's text, one that can be shown (UnicodeEncodeError for a lone surrogate)."""
+    text = str(value)
+    text.encode("utf-8")
+    return text

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from ._command_parser import CommandParser
+from ._stdout import StdoutRefused, printing
 
 if TYPE_CHECKING:
     from ._run import RunOptions
@@ -50,23 +51,9 @@ def _fail(message: str) -> NoReturn:
     sys.exit(USAGE_ERROR)
 
 
-@contextlib.contextmanager
-def _printing() -> Iterator[None]:
-    """Around what a command prints: it is flushed before the block ends, and a standard
-    output that refuses it (a full disk, ``> /dev/full``, ``>&-``) ends the command with
-    one line on stderr. The reader leaving (BrokenPipeError) is left to :func:`main`."""
-    try:
-        yield
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        if exc.filename is not None:  # a file's, not the stream's
-            raise
-        _stdout_refused(exc)
-
-
 def _stdout_refused(exc: OSError) -> NoReturn:
+    """A write to stdout failed for another reason than the reader leaving: one line on
+    stderr (it may be gone too), status 1."""
     with contextlib.suppress(OSError):
         print(f"pipeplex: error: cannot write to standard output: {exc.strerror or exc}",
               file=sys.stderr)
@@ -99,6 +86,16 @@ def _file(text: str) -> Path:
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
     return _path(text)
+
+
+def _report_file(text: str) -> Path:
+    """A file written once everything has run: one that cannot be is refused before."""
+    path = _file(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: there is no folder {str(path.parent)!r}")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be written here (no permission)")
+    return path
 
 
 def _folder(text: str) -> Path:
@@ -340,7 +337,7 @@ def status(args: argparse.Namespace) -> None:
         from .control_client import format_status
 
         text = format_status(answer["members"])
-    with _printing():
+    with printing():
         print(text)
 
 
@@ -373,7 +370,7 @@ def restart(args: argparse.Namespace) -> None:
     """Stop member NAME (stdin closed, SIGTERM, then SIGKILL) and start it again."""
     with _talking(args.run_dir, timeout=None) as client:
         answer = client.request("restart", name=args.name)
-    with _printing():
+    with printing():
         print(f"{args.name} restarted (pid {answer.get('pid')})")
 
 
@@ -414,7 +411,7 @@ def attach(args: argparse.Namespace) -> None:
         except BrokenPipeError:  # (not the run's connection: _talking must not take it)
             raise _ReaderLeft from None
         except OSError as exc:
-            _stdout_refused(exc)
+            raise StdoutRefused(exc) from None
 
     try:
         with _talking(args.run_dir, timeout=None) as client:
@@ -462,7 +459,8 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("files", nargs="+", type=_file, metavar="FILE")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
-    parser.add_argument("--junit", type=_file, metavar="PATH", help="write a JUnit XML report")
+    parser.add_argument("--junit", type=_report_file, metavar="PATH",
+                        help="write a JUnit XML report")
     parser.add_argument("--transcript", type=_path, metavar="PATH",
                         help="record every event as JSON Lines (a folder when testing several "
                              "files)")
@@ -483,10 +481,8 @@ def test(args: argparse.Namespace) -> None:
     """
     from ._test_command import run_tests
 
-    with _printing():
-        run_tests(args.files, verbose=args.verbose, junit=args.junit, transcript=args.transcript,
-                  log_dir=args.log_dir, update=args.update, grace=args.grace,
-                  color=_color(args))
+    run_tests(args.files, verbose=args.verbose, junit=args.junit, transcript=args.transcript,
+              log_dir=args.log_dir, update=args.update, grace=args.grace, color=_color(args))
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:
@@ -499,8 +495,7 @@ def replay(args: argparse.Namespace) -> None:
     """Show a transcript (from --transcript) as the merged stream again."""
     from ._test_command import replay_transcript
 
-    with _printing():
-        replay_transcript(args.path, color=_color(args), timestamps=args.timestamps)
+    replay_transcript(args.path, color=_color(args), timestamps=args.timestamps)
 
 
 # The parser ------------------------------------------------------------------------------
@@ -536,9 +531,8 @@ def _top_parser() -> argparse.ArgumentParser:
     """``pipeplex -h``, ``--version``, and the message for a word that is no command."""
     listing = "\n".join(f"  {name:<9} {_summary(action)}"
                         for name, (_, action) in COMMANDS.items())
-    top = argparse.ArgumentParser(
-        prog="pipeplex", allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    top = CommandParser(
+        prog="pipeplex",
         description="Run several cooperating programs as one: merged output, live input, "
                     "scripts.",
         epilog=f"commands:\n{listing}\n\npipeplex COMMAND -h tells more about one.")
@@ -563,29 +557,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the command; a Ctrl-C before a run takes it over exits 130, as one later does."""
     words = sys.argv[1:] if argv is None else list(argv)
     try:
-        command = words[0] if words else None
-        if command not in COMMANDS:  # help, the version, or a mistake: said by argparse
-            top = _top_parser()
-            if command is None:
-                top.print_help(sys.stderr)
-                sys.exit(USAGE_ERROR)
-            if command in ("-h", "--help", "--version"):
-                top.parse_args(words[:1])  # exits
-            if command.startswith("-"):
-                top.error(f"unknown option {command!r} (a command's options come after it: "
-                          "pipeplex COMMAND -h)")
-            from ._suggest import suggest
-
-            top.error(f"no command {command!r}{suggest(command, list(COMMANDS))}")
-        assert command is not None
-        args = _command_parser(command).parse_words(words[1:])
+        with printing():  # (-h and --version print, and a full stdout must be said)
+            command, args = _parse(words)
         COMMANDS[command][1](args)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
+    except StdoutRefused as exc:
+        _stdout_refused(exc.error)
     except (BrokenPipeError, BaseExceptionGroup) as exc:
         if isinstance(exc, BaseExceptionGroup) and exc.split(BrokenPipeError)[1] is not None:
             raise
         _reader_left(REQUEST_FAILED)
+
+
+def _parse(words: Sequence[str]) -> tuple[str, argparse.Namespace]:
+    """The command and its arguments; help, the version and usage errors exit here."""
+    command = words[0] if words else None
+    if command not in COMMANDS:  # help, the version, or a mistake: said by argparse
+        top = _top_parser()
+        if command is None:
+            top.print_help(sys.stderr)
+            sys.exit(USAGE_ERROR)
+        if command in ("-h", "--help", "--version"):
+            top.parse_args(words[:1])  # exits
+        if command.startswith("-"):
+            top.error(f"unknown option {command!r} (a command's options come after it: "
+                      "pipeplex COMMAND -h)")
+        from ._suggest import suggest
+
+        top.error(f"no command {command!r}{suggest(command, list(COMMANDS))}")
+    assert command is not None
+    return command, _command_parser(command).parse_words(words[1:])
 
 
 def _reader_left(status: int) -> NoReturn:

@@ -75,11 +75,13 @@ class RunDirError(PipeplexError):
 class UnknownMember(PipeplexError, KeyError):
     """A name does not belong to the cast."""
 
-    def __init__(self, name: str, valid: Iterable[str]) -> None:
+    def __init__(self, name: str, valid: Iterable[str], *, all_too: bool = True) -> None:
+        """``all_too``: where the name was given, ``all`` would have meant everyone."""
         self.name = name
         self.valid = tuple(valid)
         listed = ", ".join(self.valid) or "none"
-        super().__init__(f"no member named {name!r} (members: {listed}; or 'all' for everyone)")
+        everyone = "; or 'all' for everyone" if all_too else ""
+        super().__init__(f"no member named {name!r} (members: {listed}{everyone})")
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])

@@ -100,6 +100,18 @@ def test_quit_stops_the_cast(run_dir: Path) -> None:
         assert "stopping the cast (:quit)" in plex.text
 
 
+def test_a_scripts_last_lines_before_quit_get_their_answers(run_dir: Path) -> None:
+    """:quit closes each member's stdin first and gives it a moment to end at EOF: what
+    the script sent just before is answered, not cut off by SIGTERM."""
+    script = b"".join(b"c: line %d\n" % i for i in range(200)) + b":quit\n"
+    result = subprocess.run([*PIPEPLEX, "run", "-p", "c=cat", "--run-dir", str(run_dir)],
+                            input=script, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+    out = result.stdout.decode()
+    assert all(f"c | line {i}\n" in out for i in range(200)), out
+    assert "c * stopped: exited with code 0" in out and "SIGTERM" not in out
+
+
 def test_eof_on_the_pipe_ends_the_console_not_the_run(run_dir: Path) -> None:
     with piped(run_dir, "-p", "c=cat") as plex:
         plex.write(b"c: last from the pipe\n")

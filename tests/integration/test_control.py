@@ -335,6 +335,7 @@ def test_garbage_gets_error_answers_and_the_run_goes_on(run_dir: Path) -> None:
             assert "ops: ping, status, send" in answer["message"]
             assert conn.request({"op": "send"})["error"] == "bad_request"
             assert conn.request({"op": "send", "name": "c", "data": 5})["error"] == "bad_request"
+            assert conn.request({"op": "send", "name": "c"})["error"] == "bad_request"
             answer = conn.request({"op": "send", "name": "zz", "data": "x\n"})
             assert answer["error"] == "unknown_member" and answer["members"] == ["c"]
             assert conn.request({"op": "signal", "name": "c", "signal": "NOPE"})["error"] == \
@@ -588,6 +589,16 @@ def test_attach_to_an_unknown_member(run_dir: Path) -> None:
         result = run("attach", "--name", "zz", "--run-dir", run_dir)
         assert result.returncode == 1
         assert "no member named 'zz'" in result.stderr
+
+
+def test_a_refused_attach_leaves_the_connection_usable(run_dir: Path) -> None:
+    """As after any refused request: the next request on it is answered."""
+    with cats(run_dir, "c"), Connection(run_dir) as conn:
+        for name, error in (("zz", "unknown_member"), ("all", "bad_request"), (5, "bad_request")):
+            answer = conn.request({"op": "attach", "name": name, "id": 1})
+            assert answer["error"] == error
+            assert "'all' for everyone" not in answer["message"]
+            assert conn.request({"op": "ping", "id": 2})["ok"]
 
 
 def test_a_stalled_attach_client_is_dropped_and_nobody_else_slows(run_dir: Path) -> None:

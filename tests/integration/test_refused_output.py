@@ -99,3 +99,10 @@ def test_the_clients_say_that_their_output_is_refused(run_dir: Path) -> None:
             attach.kill()
             attach.wait()
             attach.stderr.close()
+
+
+@pytest.mark.parametrize("words", [["--version"], ["-h"], ["status", "-h"]])
+def test_help_and_the_version_say_that_their_output_is_refused(words: list[str]) -> None:
+    result = pipeplex(*words, stdout="full")
+    assert result.returncode == 1
+    said_once(result, FULL)

@@ -227,3 +227,119 @@ def test_records_of_pipeplex_test_refused_or_shared_names(tmp_path: Path) -> Non
     texts = sorted(p.read_text() for p in (tmp_path / "records").iterdir())
     assert len(texts) == 2
     assert "from-d1" in texts[0] and "from-d2" in texts[1]
+
+
+PRINTS = '[procs.p]\ncmd = ["printf", "tok a(b\\nport abc\\nseen a(b\\n"]\n'
+
+
+@pytest.mark.parametrize(("steps", "said"), [
+    # A captured value stands for itself in a pattern: "a(b" is no broken pattern.
+    ("[[step]]\nexpect = '^tok (?P<tok>.+)$'\n[[step]]\nexpect = '^seen {tok}$'\n", None),
+    ("[[step]]\nexpect = '^port (?P<port>.+)$'\n[[step]]\nwait_port = \"{port}\"\n",
+     "wait_port '{port}': '{port}' gave 'abc', which is not a TCP port number (1-65535)"),
+    ("[[step]]\nexpect = '^(?P<{x}>tok)'\n",
+     "the pattern became '^(?P<{x}>tok)', which is not a valid regular expression"),
+])
+def test_captured_values_in_steps_never_end_in_a_traceback(
+        tmp_path: Path, steps: str, said: str | None) -> None:
+    result = run("test", _scenario(tmp_path, PRINTS + steps))
+    assert "Traceback" not in result.stderr, result.stderr
+    if said is None:
+        assert result.returncode == 0, result.stdout
+    else:
+        assert result.returncode == 1 and said in result.stdout, result.stdout
+
+
+def test_a_broken_golden_file_fails_its_scenario_and_loses_no_other(tmp_path: Path) -> None:
+    broken = _scenario(tmp_path, 'golden = "b.golden"\n' + CAT + '[[step]]\nsend = "hi"\n'
+                       'to = "c"\n[[step]]\nexpect = "^hi$"\n', "broken.toml")
+    (tmp_path / "b.golden").write_bytes(b"\xff\xfe not text\n")
+    good = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\n'
+                     'expect = "^hi$"\n', "good.toml")
+    report = tmp_path / "junit.xml"
+    result = run("test", broken, good, "--junit", report)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"golden file {tmp_path / 'b.golden'} is not UTF-8 text (byte 0)" in result.stdout
+    assert "1 passed, 1 failed" in result.stdout
+    assert len(ET.parse(report).getroot().findall(".//testcase")) == 2
+
+
+def test_a_junit_report_that_cannot_be_written_is_refused_before_the_tests(
+        tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n')
+    result = run("test", scenario, "--junit", tmp_path / "no" / "such" / "junit.xml")
+    assert result.returncode == 2
+    assert "there is no folder" in result.stderr and result.stdout == ""
+
+
+def test_an_internal_error_in_one_scenario_loses_no_other_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A pipeplex bug met by one scenario is reported with its traceback, counted as a
+    failure, and the others still run and reach the summary and the JUnit report."""
+    from pipeplex import _test_command
+
+    real = _test_command.run_scenario
+
+    async def run_scenario(scenario: object, **options: object) -> object:
+        if getattr(scenario, "name", "") == "crash":
+            raise RuntimeError("a bug")
+        return await real(scenario, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_test_command, "run_scenario", run_scenario)
+    body = CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n'
+    files = [_scenario(tmp_path, body, "crash.toml"), _scenario(tmp_path, body, "good.toml")]
+    report = tmp_path / "junit.xml"
+    with pytest.raises(SystemExit) as exited:
+        _test_command.run_tests(files, verbose=False, junit=report, transcript=None,
+                                log_dir=None, update=False, grace=1.0, color="never")
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assert "pipeplex failed while running it: RuntimeError: a bug" in out
+    assert "1 passed, 1 failed" in out
+    assert "internal error while running" in err and "RuntimeError: a bug" in err
+    assert len(ET.parse(report).getroot().findall(".//testcase")) == 2
+
+
+def test_a_full_terminal_is_not_hung_up_on_a_program_that_closed_it_on_its_way_out(
+        tmp_path: Path) -> None:
+    """Programs close their output before they exit (coreutils do): the terminal's end
+    stays open until the exit, so no SIGHUP kills them in between (cat ended so 1 time
+    in 12 with pty = true)."""
+    code = "import os, time\nfor fd in (0, 1, 2): os.close(fd)\ntime.sleep(1)"
+    case = _scenario(tmp_path, f"[procs.p]\ncmd = {json.dumps([sys.executable, '-c', code])}\n"
+                               'pty = true\n[[step]]\nwait_exit = "p"\ncode = 0\n')
+    result = run("test", case)
+    assert result.returncode == 0, result.stdout
+
+
+def test_replay_shows_every_readable_record_and_says_which_it_skipped(tmp_path: Path) -> None:
+    """A killed run's transcript ends in a cut-off line; a record may hold a field of the
+    wrong kind: what can be read is shown, the rest named on stderr, status 1."""
+    good = [json.dumps({"t": 1.0, "p": "a", "s": "out", "d": f"line {i}\n"}) for i in range(3)]
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_bytes(
+        (good[0] + "\n" + json.dumps({"t": "soon", "p": "a", "s": "out", "d": "x\n"}) + "\n"
+         + good[1] + "\n" + "\xff\n").encode("latin-1") + (good[2] + "\n").encode()
+        + b'{"t": 2.0, "p": "a", "s": "out", "d": "cut')
+    result = run("replay", transcript)
+    assert result.returncode == 1
+    assert result.stdout == "a | line 0\na | line 1\na | line 2\n"
+    assert result.stderr == (
+        f"pipeplex: warning: {transcript}:2: a record with a field of the wrong kind "
+        "(ValueError: could not convert string to float: 'soon'); skipped\n"
+        f"pipeplex: warning: {transcript}:4: not a transcript record: not UTF-8 (byte 1); "
+        "skipped\n"
+        f"pipeplex: warning: {transcript}:6: not a transcript record: Unterminated string "
+        "starting at (the line is cut off); skipped\n")
+
+
+def test_the_tutorials_test_passes(tmp_path: Path) -> None:
+    """The cast of the tutorial's section 2 with the steps of its section 3, as written."""
+    import re
+
+    tutorial = (Path(__file__).parents[2] / "docs" / "tutorial.md").read_text()
+    cast, steps = re.findall(r"```toml\n(.*?)```", tutorial, re.S)[:2]
+    result = run("test", _scenario(tmp_path, cast + steps, "cast.toml"), timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert "1 passed, 0 failed" in result.stdout

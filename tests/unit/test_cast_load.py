@@ -375,12 +375,28 @@ class TestMemberKeys:
             pytest.param(
                 '"70000"'
             ),
+            '"\u00b2"',  # a digit to str.isdigit, no number to int
         ],
     )
     def test_ready_port_bad(self, tmp_path: Path, value: str) -> None:
         """ready_port outside 1-65535 or of another type is rejected."""
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_port = {value}\n')
         assert "web: ready_port must be a TCP port number" in err.message
+
+    def test_a_home_folder_of_no_user_is_said(self, tmp_path: Path) -> None:
+        err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\ncwd = "~nosuchuser-here/x"\n')
+        assert err.message == ("web: cwd '~nosuchuser-here/x' names a home folder of a user "
+                               "this machine does not have")
+
+    @pytest.mark.parametrize("cmd", ['"echo a\\u0000b"', '["echo", "a\\u0000b"]'])
+    def test_a_nul_in_the_command_is_refused_before_anything_starts(
+            self, tmp_path: Path, cmd: str) -> None:
+        path = write(tmp_path, f'[procs.ok]\ncmd = "true"\n\n[procs.web]\ncmd = {cmd}\n')
+        with pytest.raises(CastError) as info:
+            validate_cast(load_cast(path))
+        assert info.value.message == ("web: the command has a NUL character (\\u0000), which "
+                                      "no command line can carry")
+        assert info.value.source == f"{path}:4"
 
     @pytest.mark.parametrize("key", ["ready_timeout", "stop_timeout"])
     def test_timeouts(self, tmp_path: Path, key: str) -> None:

@@ -35,8 +35,8 @@ ALICE = [
 EXPECTED = """\
 [server]
 | listening
-! warning: slow
 | alice: hello
+! warning: slow
 = stopped
 [alice]
 | connected
@@ -117,7 +117,20 @@ def test_streams_keep_their_own_unfinished_lines() -> None:
         out("a", b"oops\n", "stderr"),
         out("a", b"done\n"),
     ]
-    assert golden_text(events, ["a"]) == "[a]\n! oops\n| progress: done\n"
+    assert golden_text(events, ["a"]) == "[a]\n| progress: done\n! oops\n"
+
+
+def test_how_one_members_stdout_and_stderr_interleave_does_not_change_the_text() -> None:
+    """They come through two pipes: each run lists its stdout (with its input), then its
+    stderr, then how it ended."""
+    first = [out("a", b"out 1\n"), out("a", b"out 2\n")]
+    second = [out("a", b"err 1\n", "stderr"), out("a", b"err 2\n", "stderr")]
+    ended = [Exited("a", 1)]
+    again = [out("a", b"out 3\n"), out("a", b"err 3\n", "stderr")]
+    texts = {golden_text([*events, *ended, *again], ["a"])
+             for events in interleavings(first, second)}
+    assert texts == {"[a]\n| out 1\n| out 2\n! err 1\n! err 2\n= exited with code 1\n"
+                     "| out 3\n! err 3\n"}
 
 
 def test_an_unfinished_line_is_flushed_at_exit() -> None:

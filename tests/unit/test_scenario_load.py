@@ -80,7 +80,6 @@ def bare(found: Step) -> Step:
         ('close = "all"', Step("close", "all", "")),
         ("wait_port = 8080\ntimeout = 1.5", Step("wait_port", "8080", "", timeout=1.5)),
         ('wait_port = "8080"', Step("wait_port", "8080", "")),
-        ('wait_port = "{port}"', Step("wait_port", "{port}", "")),
         ("sleep = 0.25", Step("sleep", "0.25", "")),
         ("sleep = 2", Step("sleep", "2.0", "")),
         ("sleep = 0", Step("sleep", "0.0", "")),
@@ -101,6 +100,31 @@ def test_step_source_is_the_line_of_its_action(body: str) -> None:
     """A step's source is ``file:line`` of its action key."""
     action = body.split(" ", 1)[0]
     assert step(body).source == line_of(body, action + " =")
+
+
+def test_a_port_to_wait_for_comes_from_a_variable_captured_before() -> None:
+    captures = CAST.replace("srv --port 0\"", "srv --port 0\"\nready = 'on (?P<port>\\d+)'")
+    waits = scenario('\n[[step]]\nwait_port = "{port}"\n', cast=captures).steps[0]
+    assert bare(waits) == Step("wait_port", "{port}", "")
+    body = "[[step]]\nexpect = 'at (?P<admin>\\d+)'\n\n[[step]]\nwait_port = \"{admin}\"\n"
+    assert scenario("\n" + body).steps[1].value == "{admin}"
+    error = load_error('\n[[step]]\nwait_port = "{nope}"\n')
+    where = line_of('wait_port = "{nope}"', "wait_port")
+    assert str(error) == (
+        f"{where}: wait_port uses {{nope}}, which neither a member's ready pattern nor an "
+        "earlier expect captures; capture it with a named group, e.g. expect = "
+        "'port (?P<nope>\\d+)'")
+    later = "[[step]]\nwait_port = \"{admin}\"\n\n[[step]]\nexpect = 'at (?P<admin>\\d+)'\n"
+    assert "wait_port uses {admin}" in str(load_error("\n" + later))
+
+
+def test_normalize_replace_is_checked_as_a_template() -> None:
+    for replace, said in (("\\\\9", "invalid group reference 9"), ("\\\\q", "bad escape"),
+                          ("\\\\g<x>", "unknown group name 'x'")):
+        error = load_error(f"\n[[normalize]]\npattern = 'a'\nreplace = \"{replace}\"\n")
+        assert "invalid normalize replace" in str(error) and said in str(error), str(error)
+    assert "normalize replace must be a string" in str(
+        load_error("\n[[normalize]]\npattern = 'a'\nreplace = { a = 1 }\n"))
 
 
 def test_steps_keep_their_order() -> None:
@@ -465,7 +489,7 @@ def test_normalize_rules_are_loaded_in_order() -> None:
     ("rule", "message"),
     [
         ("pattern = '(open'", "invalid normalize pattern '(open'"),
-        ("replace = 'x'", "each [[normalize]] needs pattern = '...' and replace = '...'"),
+        ("replace = 'x'", "each [[normalize]] needs pattern = '...', and may have replace"),
         ("pattern = 'x'\nflags = 'i'", "each [[normalize]] needs pattern"),
         ("pattern = 3", "invalid normalize pattern 3"),
     ],

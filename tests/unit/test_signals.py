@@ -47,6 +47,7 @@ def test_parse_signal(text: str, number: int) -> None:
         ("SIG_IGN", r"unknown signal 'SIG_IGN'"),
         ("999", r"no signal number 999"),
         ("0", r"no signal number 0"),
+        ("\u00b2", r"unknown signal '\u00b2'"),  # a digit to str.isdigit, no number to int
     ],
 )
 def test_parse_signal_rejects_unknown(text: str, message: str) -> None:

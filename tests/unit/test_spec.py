@@ -95,6 +95,14 @@ def test_referenced_variables_cover_cmd_env_and_input() -> None:
     assert proc.referenced_variables() == {"a", "b", "c"}
 
 
+def test_a_shell_script_uses_only_the_variables_it_would_substitute() -> None:
+    """As argv reads it: a backslash keeps ``\\{x}``, and a comment is no use."""
+    shell = ProcSpec("c", "echo \\{a} {b} # {c}", shell=True)
+    assert shell.referenced_variables() == {"b"}
+    operand = ProcSpec("c", ("sh", "-c", "echo \\{a} $(( {b} + 1 ))", "{d}"))
+    assert operand.referenced_variables() == {"b", "d"}
+
+
 def test_captured_variables_are_named_groups() -> None:
     """A ready pattern's named groups are the variables it captures."""
     proc = ProcSpec("db", "x", ready=r"(?P<host>\S+):(?P<port>\d+) (\w+)")

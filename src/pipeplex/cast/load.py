@@ -22,6 +22,7 @@ from .spec import (
     OnExit,
     ProcSpec,
     PtyMode,
+    is_port,
     split_command,
     variables_in,
 )
@@ -221,7 +222,11 @@ def _proc(
     if "cwd" in table:
         if not isinstance(table["cwd"], str) or not table["cwd"]:
             raise bad("cwd", "a folder path")
-        cwd = Path(table["cwd"]).expanduser()
+        try:
+            cwd = Path(table["cwd"]).expanduser()
+        except RuntimeError:  # ~someone, and no such user
+            raise CastError(f"{name}: cwd {table['cwd']!r} names a home folder of a user this "
+                            "machine does not have", source=where("procs", name, "cwd")) from None
         if base_dir is not None and not cwd.is_absolute():
             cwd = base_dir / cwd
         fields["cwd"] = os.fspath(cwd)
@@ -261,7 +266,7 @@ def _proc(
         if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
             fields["ready_port"] = str(port)
         elif isinstance(port, str) and (
-            (port.isdigit() and 0 < int(port) < 65536) or variables_in(port)
+            is_port(port) or variables_in(port)
         ):
             fields["ready_port"] = port
         else:
@@ -329,7 +334,7 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
             raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
                             f"does not start after it; add after = [\"{provider}\"]",
                             source=proc.source)
-        if proc.ready_port and not proc.ready_port.isdigit():
+        if proc.ready_port and not is_port(proc.ready_port):
             unknown = variables_in(proc.ready_port) - available - proc.captured_variables()
             if unknown:
                 var = sorted(unknown)[0]
@@ -373,6 +378,10 @@ def check_fields(proc: ProcSpec) -> None:
         raise bad("shell = true needs the command as one string")
     elif not proc.cmd or not all(isinstance(arg, str) for arg in proc.cmd):
         raise bad("cmd must be a string, or a non-empty tuple of strings")
+    words = [proc.cmd] if isinstance(proc.cmd, str) else proc.cmd
+    if any("\0" in word for word in words):
+        raise bad("the command has a NUL character (\\u0000), which no command line can "
+                  "carry")
     if proc.pty not in PTY_MODES:
         raise bad(f"pty must be one of {', '.join(map(repr, PTY_MODES))}, not {proc.pty!r}")
     if proc.on_exit not in ON_EXIT:
@@ -396,7 +405,7 @@ def check_fields(proc: ProcSpec) -> None:
     port = proc.ready_port
     if port is not None and not (
         isinstance(port, str)
-        and (variables_in(port) or (port.isascii() and port.isdigit() and 0 < int(port) < 65536))
+        and (variables_in(port) or is_port(port))
     ):  # one with a {variable} is checked once expanded, when the member gets ready
         raise bad(f"ready_port must be a TCP port number (1-65535) as a string, or a variable "
                   f"such as '{{port}}', not {port!r}")

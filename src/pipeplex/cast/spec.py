@@ -19,7 +19,7 @@ from typing import Literal
 
 from ..errors import SpawnError
 from .shell import ENV_PROGRAM, SHELL, SHELL_VAR_PREFIX, shell_script, shell_script_operand
-from .variables import expand, variables_in  # (re-exported: the engine and steps use them)
+from .variables import expand, is_port, variables_in  # (re-exported: the engine, steps)
 
 __all__ = (
     "NAME_RE",
@@ -28,6 +28,7 @@ __all__ = (
     "ProcSpec",
     "PtyMode",
     "expand",
+    "is_port",
     "split_command",
     "variables_in",
 )
@@ -107,8 +108,25 @@ class ProcSpec:
         return [ENV_PROGRAM, *values, *argv]
 
     def referenced_variables(self) -> set[str]:
-        texts = [self.command_text, *self.env.values(), *self.input]
-        return set().union(*(variables_in(t) for t in texts))
+        """The variables its command, environment and input use. In a shell script, as
+        :meth:`argv` reads it: ``\\{x}`` and a ``{x}`` in a comment are no use of ``x``."""
+        texts = [*self.env.values(), *self.input]
+        if self.shell:
+            assert isinstance(self.cmd, str)
+            words: tuple[str, ...] | list[str] = [self.cmd]
+            script: int | None = 0
+        else:
+            words = split_command(self.cmd) if isinstance(self.cmd, str) else self.cmd
+            script = shell_script_operand(words)
+        texts += [word for i, word in enumerate(words) if i != script]
+        used = set().union(*(variables_in(t) for t in texts))
+        if script is not None:
+            probe = dict.fromkeys(variables_in(words[script]), "0")  # (0: fit for arithmetic)
+            try:
+                used.update(shell_script(words[script], probe)[1])
+            except ValueError:  # (nested too deep: argv says so when it runs)
+                used.update(probe)
+        return used
 
     def captured_variables(self) -> set[str]:
         return set(re.compile(self.ready).groupindex) if self.ready else set()

@@ -7,9 +7,9 @@ passes through; ``${name}`` is left to the shell.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-__all__ = ("VAR_RE", "expand", "variables_in")
+__all__ = ("VAR_RE", "expand", "is_port", "variables_in")
 
 VAR_RE = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -19,8 +19,19 @@ def variables_in(text: str) -> set[str]:
     return {m[1] for m in VAR_RE.finditer(text)}
 
 
-def expand(text: str, variables: Mapping[str, str]) -> str:
-    """Substitute ``{name}`` for each name in ``variables``; leave other braces alone."""
+def expand(text: str, variables: Mapping[str, str],
+           quote: Callable[[str], str] | None = None) -> str:
+    """Substitute ``{name}`` for each name in ``variables``; leave other braces alone.
+    ``quote``: what a value goes through first (``re.escape`` for a pattern: a captured
+    ``a.b`` then matches ``a.b`` only, and ``a(b`` is no broken pattern)."""
     if "{" not in text:
         return text
-    return VAR_RE.sub(lambda m: variables.get(m[1], m[0]), text)
+    if quote is None:
+        return VAR_RE.sub(lambda m: variables.get(m[1], m[0]), text)
+    return VAR_RE.sub(lambda m: quote(variables[m[1]]) if m[1] in variables else m[0], text)
+
+
+def is_port(text: str) -> bool:
+    """Whether ``text`` is a TCP port number, 1-65535, in ASCII digits (``"²"`` is a digit
+    to ``str.isdigit``, and no number to ``int``)."""
+    return text.isascii() and text.isdigit() and 0 < int(text) < 65536

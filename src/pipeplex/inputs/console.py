@@ -319,7 +319,7 @@ class Console:
                 router.close_input(action.name)
                 self.reply(f"closed the stdin of {action.name}", "info")
             elif isinstance(action, Quit):
-                engine.request_stop("stopping the cast (:quit)", asked=True)
+                engine.request_stop("stopping the cast (:quit)", asked=True, stdin_first=True)
             else:
                 self.reply(action.message, "warning")
         except PipeplexError as exc:

@@ -238,8 +238,9 @@ class ControlServer:
                     continue
                 request, answer = self._parse(line[:-1])
                 if answer is None and request is not None and request["op"] == "attach":
-                    await self._attach(reader, stream, request)
-                    return
+                    if await self._attach(reader, stream, request):
+                        return  # it was a stream of events until now
+                    continue  # refused: the connection stays usable, as after any request
                 if answer is None:
                     assert request is not None
                     answer = await self._carry_out(request, pid)
@@ -298,6 +299,8 @@ class ControlServer:
             raise _Refused("bad_request", f"{request['op']} needs a member 'name'")
         if name == ALL and not allow_all:
             raise _Refused("bad_request", f"{request['op']} takes one member, not 'all'")
+        if not allow_all and name not in self._engine.members:
+            raise UnknownMember(name, self._engine.members, all_too=False)
         self._engine.router.resolve(name)  # raises UnknownMember
         return name
 
@@ -318,8 +321,10 @@ class ControlServer:
         name = self._member_name(request)
         text = request.get("data", "")
         eof = request.get("eof", False)
-        if not isinstance(text, str) or not isinstance(eof, bool):
-            raise _Refused("bad_request", "send takes 'data' (a string) and 'eof' (true/false)")
+        if not isinstance(text, str) or not isinstance(eof, bool) or (
+                "data" not in request and not eof):
+            raise _Refused("bad_request", "send takes 'data' (a string) and 'eof' (true/false), "
+                                          "at least one of them")
         try:
             data = text.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
@@ -380,18 +385,20 @@ class ControlServer:
     # Attach -------------------------------------------------------------------------
 
     async def _attach(self, reader: asyncio.StreamReader, stream: asyncio.StreamWriter,
-                      request: dict[str, Any]) -> None:
+                      request: dict[str, Any]) -> bool:
+        """Stream the run's events to this connection until either side ends; False when
+        the request was refused (answered, and nothing else happened)."""
         name = request.get("name")
         try:
             if name is not None:
                 name = self._member_name(request, allow_all=False)
         except _Refused as refused:
             await _answer(stream, refused.answer)
-            return
+            return False
         except UnknownMember as exc:
             await _answer(stream, _Refused("unknown_member", str(exc),
                                            members=list(exc.valid)).answer)
-            return
+            return False
         sub = _Subscriber(name)
         members = [{"name": spec.name, "pty": spec.pty} for spec in self._engine.cast.procs]
         answer: Answer = {"ok": True, "members": members}
@@ -414,6 +421,7 @@ class ControlServer:
             self._subscribers.discard(sub)
             if not self._subscribers:
                 self._no_subscribers.set()
+        return True
 
     def _dropped(self, sub: _Subscriber) -> None:
         self._bus.publish(Note(f"control socket: an attach client was too slow and was "

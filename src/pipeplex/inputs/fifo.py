@@ -1,10 +1,12 @@
 """Named pipes in the run folder: ``echo hi > run/alice.in`` from any terminal or script.
 
 Input is delivered line by line: bytes are held until their newline, so two writers
-taking turns can never splice half-lines into each other. When every writer has closed,
-Linux reports EOF; a line left without its newline is dropped with a warning (it belonged
-to a writer that is gone), and the pipe is reopened so the next writer is heard and an
-idle pipe costs nothing (a FIFO with no writers would otherwise wake the loop forever).
+taking turns that end their lines never splice them. When every writer has closed, Linux
+reports EOF; a line left without its newline is dropped with a warning (it belonged to a
+writer that is gone). A FIFO keeps no record of who wrote what: when the next writer opens
+it before those bytes were read, there is no EOF between them, and they join its first
+line. After an EOF the pipe is reopened, so the next writer is heard and an idle pipe costs
+nothing (a FIFO with no writers would otherwise wake the loop forever).
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ class FifoChannel:
         if end:
             self._deliver(data[:end])
         if len(self._pending) > MAX_PENDING:
-            self._note(f"dropped {len(self._pending)} bytes without a newline")
+            self._note(f"dropped {len(self._pending)} bytes without a newline (a line may hold "
+                       f"at most {MAX_PENDING // (1024 * 1024)} MiB)")
             self._pending = b""
 
     def _writers_gone(self) -> None:

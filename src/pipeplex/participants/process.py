@@ -89,6 +89,9 @@ class Process:
         self._paused = False
         self._stdin: int | None = None
         self._stdin_is_pty = False
+        self._open_master: int | None = None
+        """A full terminal's master whose reading ended before the program did (see
+        ``_close_reader``)."""
         self._pending_input: list[memoryview] = []
         self._stdin_lock = threading.RLock()
         """Held by the loop while it changes stdin's queue or closes it, and by writes from
@@ -361,7 +364,13 @@ class Process:
                 self._loop.remove_writer(fd)
                 self._stdin = None
                 self._pending_input.clear()
-            os.close(fd)
+            if self._stdin_is_pty and self.returncode is None:
+                # Closing a terminal's master hangs it up: SIGHUP would reach a program that
+                # closed its output on its way out (coreutils do) but has not exited yet.
+                # Kept until the exit, as a terminal window does.
+                self._open_master = fd
+            else:
+                os.close(fd)
         self._maybe_done()
 
     # Exit -----------------------------------------------------------------------------
@@ -376,6 +385,9 @@ class Process:
         self._pidfd = None
         self.returncode = returncode
         self.ended_at = time.monotonic()
+        if self._open_master is not None:
+            os.close(self._open_master)
+            self._open_master = None
         # Once the group is empty its id may go to a stranger: it is never signalled after.
         if self.group_alive():  # a process it started lives on (or a zombie, not reaped yet)
             self._watched_groups.add(self._popen.pid)

@@ -1,8 +1,9 @@
 """Golden transcripts: each member's own stream, normalised, compared line by line.
 
-The golden text lists each member in cast order: its output lines (``| `` stdout,
-``! `` stderr), the input it was sent (``> ``), and how it ended. How members interleave
-never enters the comparison, so the test cannot flake on scheduling. Before comparing,
+The golden text lists each member in cast order: its stdout lines (``| ``) and the input
+it was sent (``> ``), then its stderr lines (``! ``), then how it ended, run by run. How
+members interleave never enters the comparison, nor how one member's stdout and stderr
+(two pipes) interleave, so the test cannot flake on scheduling. Before comparing,
 captured variables become ``{name}``, pids ``{pid}``, times and dates ``{time}``, then the
 scenario's own ``[[normalize]]`` rules apply.
 """
@@ -35,13 +36,22 @@ def golden_text(
     """The normalised golden text of a run's events."""
     streams: dict[str, dict[str, bytearray]] = {n: {} for n in names}
     lines: dict[str, list[str]] = {n: [] for n in names}
+    errors: dict[str, list[str]] = {n: [] for n in names}
+    """Per member, the stderr lines of its current run: they follow its stdout."""
     pids: set[int] = set()
 
     def flush(name: str, kind: str) -> None:
         pending = streams[name].pop(kind, None)
         if pending is not None:
+            into = lines[name] if kind == "|" else errors[name]
             for line in pending.decode("utf-8", "replace").split("\n"):
-                lines[name].append(f"{kind} {line.removesuffix(chr(13))}")
+                into.append(f"{kind} {line.removesuffix(chr(13))}")
+
+    def end_run(name: str) -> None:
+        flush(name, "|")
+        flush(name, "!")
+        lines[name] += errors[name]
+        errors[name].clear()
 
     for event in events:
         name = getattr(event, "name", None)
@@ -60,14 +70,12 @@ def golden_text(
         elif isinstance(event, Started):
             pids.add(event.pid)
         elif isinstance(event, Exited):
-            flush(name, "|")
-            flush(name, "!")
+            end_run(name)
             # How a stopped member ended (EOF, SIGTERM, SIGKILL) is a race: not compared.
             how = "stopped" if event.stopped else describe_returncode(event.returncode)
             lines[name].append(f"= {how}")
     for name in names:
-        flush(name, "|")
-        flush(name, "!")
+        end_run(name)
     text = "".join(f"[{n}]\n" + "".join(f"{line}\n" for line in lines[n]) for n in names)
     return normalize(text, variables=variables, pids=pids, rules=rules)
 

@@ -71,7 +71,7 @@ def event_record(event: Event) -> dict[str, Any]:
 def record_data(record: dict[str, Any]) -> bytes:
     """The exact bytes of an ``out``/``err``/``in`` record."""
     if "b64" in record:
-        return base64.b64decode(record["b64"])
+        return base64.b64decode(record["b64"], validate=True)
     return str(record.get("d", "")).encode("utf-8")
 
 
@@ -354,14 +354,36 @@ def read_transcript(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     Raises:
         ValueError: a line is not a transcript record (the message names the line).
     """
-    with open(path, encoding="utf-8") as file:
-        for lineno, line in enumerate(file, start=1):
-            if not line.strip():
+    def refuse(problem: str) -> None:
+        raise ValueError(problem)
+
+    for _, record in numbered_records(path, on_bad=refuse):
+        yield record
+
+
+def numbered_records(path: str | os.PathLike[str], *, on_bad: Callable[[str], None]
+                     ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each record of a transcript file with its line number. A line that is no record
+    (cut off by a killed run, not UTF-8, not JSON) is said to ``on_bad``, naming the file
+    and line, and skipped."""
+    with open(path, "rb") as file:
+        for lineno, raw in enumerate(file, start=1):
+            if not raw.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                on_bad(f"{path}:{lineno}: not a transcript record: not UTF-8 (byte "
+                       f"{exc.start + 1})")
+                continue
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not a transcript record: {exc.msg}") from None
+                cut = " (the line is cut off)" if not raw.endswith(b"\n") else ""
+                on_bad(f"{path}:{lineno}: not a transcript record: {exc.msg}{cut}")
+                continue
+            except RecursionError:
+                on_bad(f"{path}:{lineno}: not a transcript record: nested too deep")
+                continue
             if not isinstance(record, dict) or "s" not in record:
-                raise ValueError(f"{path}:{lineno}: not a transcript record")
-            yield record
+                on_bad(f"{path}:{lineno}: not a transcript record")
+                continue
+            yield lineno, record

@@ -11,7 +11,8 @@ from typing import Any
 from .._signals import parse_signal
 from .._suggest import suggest
 from ..cast.load import _Where, cast_from_data, parse_toml, read_toml
-from ..cast.spec import CastSpec, variables_in
+from ..cast.spec import CastSpec, is_port, variables_in
+from ..cast.variables import VAR_RE
 from ..errors import CastError
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
 
@@ -70,6 +71,7 @@ def scenario_from_data(
     if not isinstance(raw_steps, list):
         raise CastError("step must be an array of tables: write [[step]]", source=where("step"))
     steps = tuple(_step(i, raw, cast, where) for i, raw in enumerate(raw_steps))
+    _check_captures(steps, cast)
     golden = data.get("golden")
     if golden is not None:
         if not isinstance(golden, str) or not golden:
@@ -102,16 +104,24 @@ def _normalize(rules: Any, where: _Where) -> tuple[NormalizeRule, ...]:
     out = []
     for i, rule in enumerate(rules):
         here = where("normalize", i)
-        valid = isinstance(rule, dict) and "pattern" in rule and set(rule) <= {"pattern", "replace"}
-        if not valid:
-            raise CastError("each [[normalize]] needs pattern = '...' and replace = '...'",
-                            source=here)
+        if not (isinstance(rule, dict) and "pattern" in rule
+                and set(rule) <= {"pattern", "replace"}):
+            raise CastError("each [[normalize]] needs pattern = '...', and may have "
+                            "replace = '...' (the empty string if not given)", source=here)
         try:
-            re.compile(rule["pattern"])
+            compiled = re.compile(rule["pattern"])
         except (re.error, TypeError) as exc:
             raise CastError(f"invalid normalize pattern {rule['pattern']!r}: {exc}",
                             source=here) from None
-        out.append(NormalizeRule(rule["pattern"], str(rule.get("replace", ""))))
+        replace = rule.get("replace", "")
+        if not isinstance(replace, str):
+            raise CastError("normalize replace must be a string", source=here)
+        try:
+            compiled.sub(replace, "")  # (the template is read before any match is looked for)
+        except (re.error, IndexError) as exc:
+            raise CastError(f"invalid normalize replace {replace!r}: {exc}",
+                            source=here) from None
+        out.append(NormalizeRule(rule["pattern"], replace))
     return tuple(out)
 
 
@@ -175,7 +185,7 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
     elif action == "wait_port":
         ok = (isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536) or (
             isinstance(value, str)
-            and ((value.isdigit() and 0 < int(value) < 65536) or variables_in(value)))
+            and (is_port(value) or variables_in(value)))
         if not ok:
             raise CastError('wait_port must be a port number or a variable such as "{port}"',
                             source=where("step", index, action))
@@ -207,15 +217,35 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
     return Step(action, value, where("step", index, action) or here, **fields)
 
 
+def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> None:
+    """A port to wait for must come from a variable something captures before that step:
+    a member's ``ready`` pattern or an earlier ``expect`` (unlike text sent, where braces
+    that name no variable stay as they are)."""
+    captured = {var for proc in cast.procs for var in proc.captured_variables()}
+    for step in steps:
+        if step.action == "wait_port":
+            unknown = sorted(variables_in(step.value) - captured)
+            if unknown:
+                raise CastError(
+                    f"wait_port uses {{{unknown[0]}}}, which neither a member's ready pattern "
+                    f"nor an earlier expect captures; capture it with a named group, e.g. "
+                    f"expect = 'port (?P<{unknown[0]}>\\d+)'", source=step.source)
+        elif step.action == "expect":
+            captured |= set(re.compile(_with_stand_ins(step.value)).groupindex)
+
+
 def _all_options() -> set[str]:
     return {option for options in OPTIONS.values() for option in options}
 
 
+def _with_stand_ins(pattern: str) -> str:
+    """``pattern`` with a stand-in for each ``{variable}`` (filled in when the step runs)."""
+    return VAR_RE.sub("x", pattern)
+
+
 def _check_regex(action: str, pattern: str, source: str | None) -> None:
-    # Variables are filled in when the step runs; check the pattern with a stand-in.
-    probe = re.sub(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}", "x", pattern)
     try:
-        re.compile(probe)
+        re.compile(_with_stand_ins(pattern))
     except re.error as exc:
         raise CastError(f"{action}: invalid regular expression {pattern!r}: {exc}",
                         source=source) from None

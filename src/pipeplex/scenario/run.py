@@ -8,6 +8,7 @@ line), what it waited for, for how long, and the member's recent output. Named g
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from .._engine import Engine
 from .._readiness import port_accepts
 from .._signals import describe_returncode, parse_signal
-from ..cast.spec import expand
+from ..cast.spec import expand, is_port
 from ..errors import ExpectTimeout, PipeplexError, UnexpectedExit
 from ..expect import EOF, TIMEOUT, Matcher
 from .model import Scenario, Step
@@ -78,9 +79,23 @@ async def run_steps(
     return results
 
 
+def _value(step: Step, variables: dict[str, str]) -> str:
+    """The step's value with the variables captured so far. In a pattern a value stands
+    for itself: a captured ``a.b`` matches ``a.b`` only, and ``a(b`` breaks nothing."""
+    if step.action not in ("expect", "expect_not"):
+        return expand(step.value, variables)
+    pattern = expand(step.value, variables, quote=re.escape)
+    try:
+        re.compile(pattern)
+    except re.error as exc:  # (a {name} nothing captured, left as it is, where it cannot be)
+        raise StepFailed(step, f"the pattern became {pattern!r}, which is not a valid regular "
+                               f"expression: {exc}") from None
+    return pattern
+
+
 async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Matcher) -> None:
     variables = engine.variables
-    value = expand(step.value, variables)
+    value = _value(step, variables)
     timeout = step.timeout or scenario.timeout
     names = [step.target] if step.target and step.target != "all" else list(engine.members)
     try:
@@ -123,6 +138,9 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
         elif step.action == "close":
             engine.router.close_input(value)
         elif step.action == "wait_port":
+            if not is_port(value):
+                raise StepFailed(step, f"{step.value!r} gave {value!r}, which is not a TCP port "
+                                       "number (1-65535)")
             try:
                 await asyncio.wait_for(port_accepts(int(value)), timeout)
             except TimeoutError:

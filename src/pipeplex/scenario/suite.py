@@ -18,6 +18,7 @@ from pathlib import Path
 from .._bus import Bus
 from .._engine import DEFAULT_GRACE, Engine
 from .._events import Event, Note
+from .._stopping import EOF_GRACE
 from ..expect import Matcher
 from ..participants import Guardian
 from ..report.golden import compare_golden, golden_text
@@ -26,8 +27,6 @@ from .model import Scenario
 from .run import StepResult, run_steps
 
 __all__ = ("ScenarioOutcome", "run_scenario")
-
-STDIN_GRACE = 0.3
 
 
 @dataclass
@@ -60,7 +59,7 @@ async def run_scenario(
     if scenario.golden:
         bus.subscribe(events.append)
     guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")))
-    engine = Engine(scenario.cast, bus, grace=grace, guardian=guardian, stdin_grace=STDIN_GRACE,
+    engine = Engine(scenario.cast, bus, grace=grace, guardian=guardian, stdin_grace=EOF_GRACE,
                     env_overrides={"PIPEPLEX_RUN_ID": guardian.token, "NO_COLOR": "1"})
     matcher = Matcher(bus, recent=engine.recent.describe)
     transcript_sink = TranscriptSink(transcript, bus) if transcript else None
@@ -96,7 +95,7 @@ async def run_scenario(
         outcome.failure = f"{first.reason}\n{engine.recent.describe(first.name)}"
     elif scenario.golden:
         outcome.failure = _check_golden(scenario, events, engine.variables, update_golden)
-        outcome.golden_updated = update_golden
+        outcome.golden_updated = update_golden and outcome.failure is None
     return outcome
 
 
@@ -113,13 +112,21 @@ def _check_golden(
                          rules=scenario.normalize)
     path = Path(scenario.golden)
     if update:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(actual, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(actual, encoding="utf-8")
+        except OSError as exc:
+            return f"cannot write golden file {os.fspath(path)}: {exc.strerror or exc}"
         return None
     try:
         expected = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return (f"golden file {os.fspath(path)} does not exist; create it with "
                 "pipeplex test --update")
+    except OSError as exc:
+        return f"cannot read golden file {os.fspath(path)}: {exc.strerror or exc}"
+    except UnicodeDecodeError as exc:
+        return (f"golden file {os.fspath(path)} is not UTF-8 text (byte {exc.start}); write "
+                "it again with pipeplex test --update")
     diff = compare_golden(expected, actual, path=os.fspath(path))
     return f"the transcript differs from {os.fspath(path)}:\n{diff}" if diff else None
