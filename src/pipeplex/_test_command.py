@@ -84,6 +84,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         summary += f" ({sum(o.golden_updated for o in outcomes)} golden files written)"
     code = "1;32" if not failed and not load_errors else "1;31"
     _say(_style(summary, code, colored))
+    for warning in (w for outcome in outcomes for w in outcome.warnings):
+        print(f"pipeplex: warning: {warning}", file=sys.stderr)
     if junit is not None:
         results = [_case(o) for o in outcomes]
         results += [CaseResult("pipeplex", m.split(":")[0], 0.0, error=m) for m in load_errors]

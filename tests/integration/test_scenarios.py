@@ -343,3 +343,14 @@ def test_the_tutorials_test_passes(tmp_path: Path) -> None:
     result = run("test", _scenario(tmp_path, cast + steps, "cast.toml"), timeout=60)
     assert result.returncode == 0, result.stdout
     assert "1 passed, 0 failed" in result.stdout
+
+
+def test_a_log_that_cannot_be_written_is_said_in_test_mode(tmp_path: Path) -> None:
+    """The run shows it as a note; a test shows no notes, so it is said on stderr."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "c.log").mkdir()  # a folder where the log would go
+    case = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n')
+    result = run("test", case, "--log-dir", logs)
+    assert result.returncode == 0, result.stdout
+    assert f"pipeplex: warning: cannot write the log {logs / 'c.log'}" in result.stderr

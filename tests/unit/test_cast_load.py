@@ -88,13 +88,6 @@ class TestFileErrors:
             load_cast(path)
         assert info.value.source == str(path)
 
-    def test_file_not_utf8(self, tmp_path: Path) -> None:
-        """A file that is not UTF-8 is reported as unreadable."""
-        path = tmp_path / "cast.toml"
-        path.write_bytes(b'[procs.web]\ncmd = "\xff"\n')
-        with pytest.raises(CastError, match="cannot read the cast file"):
-            load_cast(path)
-
     def test_toml_syntax_error_gives_line_and_column(self, tmp_path: Path) -> None:
         """A TOML syntax error points at ``path:LINE:COL``."""
         err, path = error(tmp_path, "[procs.web]\ncmd = \n")
@@ -382,6 +375,31 @@ class TestMemberKeys:
         """ready_port outside 1-65535 or of another type is rejected."""
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_port = {value}\n')
         assert "web: ready_port must be a TCP port number" in err.message
+
+    def test_a_scenario_given_as_a_cast_says_how_to_load_it(self, tmp_path: Path) -> None:
+        err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\n\n[[step]]\nsleep = 0\n')
+        assert err.message == ("unknown table or key 'step'; a file with steps is a scenario: "
+                               "load it with load_scenario() or Plex.load()")
+
+    def test_a_byte_order_mark_is_no_key(self, tmp_path: Path) -> None:
+        path = tmp_path / "cast.toml"
+        path.write_bytes(b'\xef\xbb\xbf[procs.web]\ncmd = "x"\n')
+        assert load_cast(path)["web"].cmd == "x"
+
+    def test_text_that_is_not_utf8_is_said_with_its_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "cast.toml"
+        path.write_bytes(b'[procs.web]\ncmd = "caf\xe9"\n')
+        with pytest.raises(CastError) as info:
+            load_cast(path)
+        assert str(info.value) == (f"{path}:2: not UTF-8 text (byte 0xe9); save the cast file "
+                                   "as UTF-8")
+
+    def test_a_file_too_long_for_a_cast_is_refused_unread(self, tmp_path: Path) -> None:
+        path = tmp_path / "cast.toml"
+        with open(path, "wb") as f:
+            f.truncate(16 * 2**20 + 1)  # (sparse: no disk used)
+        with pytest.raises(CastError, match="the cast file is longer than 16 MiB"):
+            load_cast(path)
 
     def test_a_home_folder_of_no_user_is_said(self, tmp_path: Path) -> None:
         err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\ncwd = "~nosuchuser-here/x"\n')

@@ -37,6 +37,10 @@ PROC_KEYS = (
     "ready", "ready_port", "ready_timeout", "stop_timeout", "max_restarts", "autostart",
 )
 TOP_KEYS = ("procs",)
+MAX_FILE = 16 * 2**20
+"""The most a cast or scenario file may hold: its text is kept for messages."""
+SCENARIO_KEYS = ("defaults", "step", "golden", "normalize")
+"""What a scenario file adds (``scenario.load``), which a plain cast file does not take."""
 ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
 PTY_MODES: tuple[PtyMode, ...] = ("stdout", "full", "pipes")
 
@@ -102,11 +106,21 @@ def read_toml(path: str | os.PathLike[str], what: str) -> tuple[str, str, dict[s
     """
     shown = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE + 1)  # (a device that never ends: /dev/zero)
     except FileNotFoundError:
         raise CastError(f"no such {what}", source=shown) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CastError(f"cannot read the {what}: {exc}", source=shown) from None
+    except OSError as exc:
+        raise CastError(f"cannot read the {what}: {exc.strerror or exc}", source=shown) from None
+    if len(data) > MAX_FILE:
+        raise CastError(f"the {what} is longer than {MAX_FILE // 2**20} MiB: is it the right "
+                        "file?", source=shown)
+    try:
+        text = data.decode("utf-8-sig")  # (a byte order mark, as some editors write, is no key)
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise CastError(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the {what} as "
+                        "UTF-8", source=f"{shown}:{line}") from None
     return shown, text, parse_toml(text, shown)
 
 
@@ -144,8 +158,9 @@ def cast_from_data(
     allowed = (*TOP_KEYS, *extra_top_keys)
     for key in data:
         if key not in allowed:
-            raise CastError(f"unknown table or key {key!r}{suggest(key, allowed)}",
-                            source=where(key))
+            hint = ("; a file with steps is a scenario: load it with load_scenario() or "
+                    "Plex.load()" if key in SCENARIO_KEYS else suggest(key, allowed))
+            raise CastError(f"unknown table or key {key!r}{hint}", source=where(key))
     procs_table = data.get("procs")
     if procs_table is not None and not isinstance(procs_table, dict):
         raise CastError(

@@ -267,13 +267,16 @@ class LogDirSink:
     """One plain log per member in a folder: ``NAME.log`` with exactly what it wrote.
 
     A log is made when its member starts. One that cannot be (a symbolic link or
-    a named pipe in its place, say) is skipped with a warning note on ``bus``, and the other
-    members' logs go on; without a bus, the error is raised to the caller instead.
+    a named pipe in its place, say) is skipped with a warning note on ``bus`` (or said to
+    ``warn``, where notes are not shown: test mode), and the other members' logs go on;
+    without either, the error is raised to the caller instead.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], bus: Bus | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike[str], bus: Bus | None = None, *,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.folder = Path(folder)
         self._bus = bus
+        self._warn = warn
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             # The folder itself, never a link in its place: the logs are made in it by name.
@@ -329,9 +332,12 @@ class LogDirSink:
         except OSError as exc:
             message = (f"cannot write the log {path}: {exc.strerror}; {name}'s output is not "
                        "logged (give a --log-dir you may write to)")
-        if self._bus is None:
+        if self._warn is not None:
+            self._warn(message)
+        elif self._bus is not None:
+            self._bus.publish(Note(message, name=name, level="warning"))
+        else:
             raise PipeplexError(message)
-        self._bus.publish(Note(message, name=name, level="warning"))
         return None
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from .._signals import parse_signal
 from .._suggest import suggest
-from ..cast.load import _Where, cast_from_data, parse_toml, read_toml
+from ..cast.load import SCENARIO_KEYS, _Where, cast_from_data, parse_toml, read_toml
 from ..cast.spec import CastSpec, is_port, variables_in
 from ..cast.variables import VAR_RE
 from ..errors import CastError
@@ -18,7 +18,6 @@ from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
 
 __all__ = ("load_scenario", "scenario_from_data", "scenario_from_text")
 
-TOP_KEYS = ("defaults", "step", "golden", "normalize")
 OPTIONS: dict[str, tuple[str, ...]] = {
     "send": ("to",),
     "expect": ("in", "stream", "timeout"),
@@ -65,7 +64,7 @@ def scenario_from_data(
         # With steps, the script decides when the cast ends: a member that exits (a client
         # that said goodbye) does not stop the others unless it says on_exit = "stop".
         defaults.setdefault("on_exit", "ignore")
-    cast = cast_from_data(data, where=where, base_dir=base_dir, extra_top_keys=TOP_KEYS,
+    cast = cast_from_data(data, where=where, base_dir=base_dir, extra_top_keys=SCENARIO_KEYS,
                           **defaults)
     raw_steps = data.get("step", [])
     if not isinstance(raw_steps, list):

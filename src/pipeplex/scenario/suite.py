@@ -37,6 +37,8 @@ class ScenarioOutcome:
     failure: str | None = None
     status: int = 0
     golden_updated: bool = False
+    warnings: list[str] = field(default_factory=list)
+    """About the records (a log that could not be written): the terminal shows no notes."""
 
     @property
     def ok(self) -> bool:
@@ -63,11 +65,11 @@ async def run_scenario(
                     env_overrides={"PIPEPLEX_RUN_ID": guardian.token, "NO_COLOR": "1"})
     matcher = Matcher(bus, recent=engine.recent.describe)
     transcript_sink = TranscriptSink(transcript, bus) if transcript else None
-    logs = LogDirSink(log_dir, bus=bus) if log_dir else None
+    outcome = ScenarioOutcome(scenario)
+    logs = LogDirSink(log_dir, bus=bus, warn=outcome.warnings.append) if log_dir else None
     for sink in (transcript_sink, logs):
         if sink is not None:
             bus.subscribe(sink)
-    outcome = ScenarioOutcome(scenario)
     try:
         async with asyncio.TaskGroup() as tg:
             engine.hold()
