@@ -93,14 +93,21 @@ def _subreaper() -> int:
     return state.value
 
 
-def test_the_process_is_the_members_subreaper_only_while_the_cast_runs(
-        options: RunOptions) -> None:
-    """Its members' orphans come to it while the cast runs (to be stopped and reaped with
-    the cast); afterwards, a program's own orphans go where they went before."""
+@pytest.mark.parametrize("adopt", [False, True])
+def test_the_process_is_the_members_subreaper_only_if_asked_and_while_the_cast_runs(
+        options: RunOptions, adopt: bool) -> None:
+    """Asked (as pipeplex run asks), its members' orphans come to it while the cast runs,
+    to be stopped and reaped with the cast; afterwards, a program's own orphans go where
+    they went before. Not asked, a program's own children are none of its business."""
+    import dataclasses
+    import subprocess
+
     seen: list[int] = []
+    own = subprocess.Popen(["sh", "-c", "exit 7"])  # a child of the program's: not reaped
 
     async def main() -> int:
-        run = asyncio.ensure_future(run_cast(CastSpec((ProcSpec("a", "true"),)), options))
+        run = asyncio.ensure_future(run_cast(CastSpec((ProcSpec("a", "true"),)),
+                                             dataclasses.replace(options, adopt_orphans=adopt)))
         while not run.done() and not seen:  # (it is set before the run's first wait)
             await asyncio.sleep(0)
             seen.append(_subreaper())
@@ -108,5 +115,6 @@ def test_the_process_is_the_members_subreaper_only_while_the_cast_runs(
 
     assert _subreaper() == 0
     assert asyncio.run(main()) == 0
-    assert seen == [1]
+    assert seen == [int(adopt)]
     assert _subreaper() == 0
+    assert own.wait(timeout=30) == 7

@@ -28,7 +28,7 @@ from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port
 from .errors import NotReady, PipeplexError, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
-from .participants.orphans import children
+from .participants.orphans import Adoption, children
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
@@ -64,14 +64,15 @@ class Engine:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         guardian: Guardian | None = None,
         stdin_grace: float = 0.0,
-        adopts_orphans: bool = False,
+        adoption: Adoption | None = None,
     ) -> None:
         self.cast = cast
         self.bus = bus
         self._guardian = guardian
-        self._adopts_orphans = adopts_orphans
-        """This process is the cast's subreaper (``pipeplex run``): its children other than
-        :meth:`own_children` are what the cast orphaned, stopped at the end with the rest."""
+        self._adoption = adoption if adoption is not None and adoption.active else None
+        """This process is the cast's subreaper (``pipeplex run`` and ``test``): its
+        children other than :meth:`own_children`, and other than those it had before, are
+        what the cast orphaned, stopped at the end with the rest."""
         self.stopper = Stopper(bus, grace=grace, stdin_grace=stdin_grace,
                                run_id=(env_overrides or {}).get("PIPEPLEX_RUN_ID"))
         self._sleep = sleep
@@ -902,21 +903,29 @@ class Engine:
             await asyncio.gather(*(self.stopper.stop(m) for m in self.members.values()))
         # What members started outside their groups: one look for all of them.
         await self.stopper.stop_escaped([m for m in self.members.values() if m.pid is not None])
-        if self._adopts_orphans:  # and what kept neither their group nor their environment
+        if self._adoption is not None:  # and what kept neither group nor environment
             await self.stopper.stop_strays(self._strays)
         await self._all_done
 
     def own_children(self) -> set[int]:
-        """This process's children that their owners wait for: members not yet reaped, and
-        the guardian."""
+        """This process's children that are not to be reaped by whoever reaps orphans:
+        members not yet reaped and the guardian (their owners wait for them), the orphans
+        whose groups the stop still signals (a zombie keeps its group's id), and the
+        children the process had before the cast (a program's own)."""
+        before = self._adoption.before if self._adoption is not None else frozenset()
+        return self._waited() | before
+
+    def _waited(self) -> set[int]:
         own = {m.pid for m in self.members.values() if m.pid is not None and m.returncode is None}
         if self._guardian is not None:
             own.add(self._guardian.pid)
-        return own
+        return own | self.stopper.held_strays
 
     def _strays(self) -> list[int]:
-        own = self.own_children()
-        return [pid for pid in children() if pid not in own]
+        assert self._adoption is not None
+        waited = self._waited()
+        return [pid for pid in children()
+                if pid not in waited and not self._adoption.theirs(pid)]
 
     async def _stop_remains(self, member: Process) -> None:
         """What the ended ``member`` left: in its process group, then outside it."""

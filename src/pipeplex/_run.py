@@ -34,7 +34,7 @@ from .inputs.stdin import ConsoleMode, console_mode
 from .output.render import ColorMode, Renderer, use_color
 from .output.terminal import TerminalSink, Writer
 from .participants import Guardian
-from .participants.orphans import OrphanReaper, become_subreaper
+from .participants.orphans import Adoption, OrphanReaper
 from .report.transcript import LogDirSink, TranscriptSink
 
 if TYPE_CHECKING:  # the console, the matcher and the steps are loaded when a run uses them
@@ -63,6 +63,10 @@ class RunOptions:
     """Steps to run once the cast is up; the cast then goes on until it ends."""
     transcript: Path | None = None
     log_dir: Path | None = None
+    adopt_orphans: bool = False
+    """Be the members' subreaper while the cast runs: what they orphan (even a daemon
+    that left their group and environment) is stopped with the cast, and reaped. Only for
+    a process that waits for no child of its own (``pipeplex run``); as PID 1, always."""
 
 
 def _columns(fd: int, prefix: int) -> int:
@@ -103,7 +107,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     _raise_fd_limit(len(cast.procs))
     guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")))
     # What the members orphan comes to us (not to PID 1), to be stopped with the rest.
-    restore_subreaper = None if os.getpid() == 1 else become_subreaper()
+    adoption = Adoption() if options.adopt_orphans or os.getpid() == 1 else None
     engine = Engine(
         cast,
         bus,
@@ -115,10 +119,11 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             **({} if color or "FORCE_COLOR" in os.environ else {"NO_COLOR": "1"}),
         },
         guardian=guardian,
-        adopts_orphans=os.getpid() == 1 or restore_subreaper is not None,
+        adoption=adoption,
     )
+    refused: list[OSError] = []  # (the last lines, the summaries, may be the ones refused)
     writer = Writer(options.output_fd, bus, on_broken=engine.request_stop,
-                    on_failed=lambda exc: _output_failed(engine, exc))
+                    on_failed=lambda exc: _output_failed(engine, exc, refused))
     # (nohup pipeplex run: a hangup does not stop it)
     handled = [sig for sig in STOP_SIGNALS if not inherited_as_ignored(sig)]
     writer.on_hangup = (lambda: _hang_up(engine)) if signal.SIGHUP in handled else (
@@ -129,7 +134,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     orphans: OrphanReaper | None = None
     try:
         on_signal = _install_signal_handlers(loop, engine, handled)
-        orphans = OrphanReaper(loop, engine.own_children)
+        if adoption is not None and adoption.active:
+            orphans = OrphanReaper(loop, engine.own_children)
         records = _records(options, bus)
         inputs = FolderInputs(engine, options.run_dir or default_run_dir())
         for name in cast.names:
@@ -147,7 +153,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             console = Console(engine, reply, interrupt=lambda: on_signal(signal.SIGINT))
             if mode == "prompt":
                 reply("console: type NAME: text to send a line, :help for more", "info")
-        return await _run_with_inputs(engine, inputs, console, mode, options, writer)
+        status = await _run_with_inputs(engine, inputs, console, mode, options, writer)
     finally:
         # The cast has ended: a stop signal now changes neither the exit status nor the
         # records; it only drops what the terminal has not taken yet (a reader that takes
@@ -156,8 +162,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             loop.add_signal_handler(sig, writer.abandon)
         if orphans is not None:
             orphans.close()
-        if restore_subreaper is not None:
-            restore_subreaper()
+        if adoption is not None:
+            adoption.close()
         if inputs is not None:
             inputs.close()
         guardian.close()
@@ -167,6 +173,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         writer.close()
         for sig in handled:
             loop.remove_signal_handler(sig)
+    return 1 if refused and status == 0 else status
 
 
 async def _run_with_inputs(
@@ -306,16 +313,20 @@ def _outlive_terminal(bus: Bus) -> Callable[[], None]:
     return hung_up
 
 
-def _output_failed(engine: Engine, exc: OSError) -> None:
+def _output_failed(engine: Engine, exc: OSError, refused: list[OSError]) -> None:
     """Our output cannot be written (a full disk, ``> /dev/full``): the run is not what it
-    should be; stop with status 1, saying why where it can still be read."""
+    should be; stop with status 1 (``refused`` keeps it for a cast that already ended),
+    saying why where it can still be read."""
+    refused.append(exc)
     reason = f"cannot write to standard output: {exc.strerror or exc}"
+    if not engine.stopping:
+        reason += "; stopping the cast"
     try:
-        os.write(2, f"pipeplex: error: {reason}; stopping the cast\n".encode())
+        os.write(2, f"pipeplex: error: {reason}\n".encode())
     except OSError:
         pass  # stderr is gone too: the status and the records tell it
     engine.record_failure("output", 1, reason)
-    engine.bus.publish(Note(f"{reason}; stopping the cast", level="error"))  # (the records)
+    engine.bus.publish(Note(reason, level="error"))  # (the records)
     engine.request_stop()
 
 

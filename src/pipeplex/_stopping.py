@@ -62,6 +62,9 @@ class Stopper:
         self._escaping: dict[Escaped, asyncio.Future[bool]] = {}
         """Processes left outside a group whose escalation is under way, and its end."""
         self._short_of_descriptors: set[str] = set()
+        self.held_strays: set[int] = set()
+        """Orphans of the cast that lead groups the stop is still signalling: not to be
+        reaped until then (see :meth:`stop_strays`)."""
         self._sweeps: dict[tuple[int, float | None], asyncio.Future[None]] = {}
         """Per run (pid and start time: a pid comes back) whose leftover processes are being
         stopped (pending) or were (done): each run once, and whoever else needs them gone
@@ -223,9 +226,12 @@ class Stopper:
     async def stop_strays(self, strays: Callable[[], Collection[int]]) -> None:
         """The cast's orphans that nothing else finds (they left their member's process
         group *and* dropped its environment: ``setsid env -i``): ``strays()`` names them
-        (pipeplex's children that are neither members nor the guardian). SIGTERM to each,
-        and to its group when it leads one (a daemon's workers), the grace, SIGKILL;
-        announced for the cast. Then a look for the orphans of those."""
+        (pipeplex's children that are neither members nor the guardian). SIGTERM to each
+        and to the group it leads (a daemon's workers), the grace, SIGKILL to what is left
+        of both; announced for the cast. Then a look for the orphans of those.
+
+        A leader is not reaped until its group has been dealt with (``held_strays``): its
+        zombie keeps the group's id from a stranger's ``setsid``."""
         assert self._force is not None
         loop = asyncio.get_running_loop()
         for _ in range(STRAY_ROUNDS):
@@ -235,32 +241,44 @@ class Stopper:
             except OSError:  # out of descriptors (the only error start_time lets through)
                 self._out_of_descriptors(None)
                 return
-            termed = self._signal_strays(found, (signal.SIGTERM, signal.SIGCONT))
+            termed = self._send(None, found, (signal.SIGTERM, signal.SIGCONT))
             if not termed:
                 return
-            self.bus.publish(Note(
-                f"the cast left {_processes(termed)} outside its members' process groups and "
-                f"without their environment; sent {_them(termed)} SIGTERM", level="warning"))
-            left = await self._alive_after(None, termed, loop.time() + self.grace, self._force)
-            killed = self._signal_strays(left, (signal.SIGKILL,))
-            if killed:
-                what = (f"sent SIGKILL to {_processes(killed)} the cast left"
-                        if self._force.done() else
-                        f"{_processes(killed)} the cast left ignored SIGTERM for "
-                        f"{self.grace:.1f} s; sent {_them(killed)} SIGKILL")
-                self.bus.publish(Note(what, level="warning"))
-                await self._alive_after(None, killed, loop.time() + LEFTOVER_KILL_WAIT)
+            groups = self._groups_led(termed)
+            self.held_strays.update(groups)
+            try:
+                _killpg_all(groups, (signal.SIGTERM, signal.SIGCONT))
+                self.bus.publish(Note(
+                    f"the cast left {_processes(termed)} outside its members' process groups "
+                    f"and without their environment; sent {_them(termed)} SIGTERM"
+                    + (", and to the groups they lead" if groups else ""), level="warning"))
+                deadline = loop.time() + self.grace
+                left = await self._alive_after(None, termed, deadline, self._force)
+                held = [g for g in groups
+                        if not await wait_group_gone(g, max(deadline - loop.time(), 0.0),
+                                                     self._force)]
+                killed = self._send(None, left, (signal.SIGKILL,))
+                _killpg_all(held, (signal.SIGKILL,))
+                if killed or held:
+                    self.bus.publish(Note(_strays_killed(killed, held, termed, self.grace,
+                                                         forced=self._force.done()),
+                                          level="warning"))
+                    await self._alive_after(None, killed, loop.time() + LEFTOVER_KILL_WAIT)
+                    for group in held:
+                        await wait_group_gone(group, LEFTOVER_KILL_WAIT)
+            finally:
+                self.held_strays.difference_update(groups)
 
-    def _signal_strays(self, strays: list[Escaped], signals: tuple[int, ...]) -> list[Escaped]:
-        reached = self._send(None, strays, signals)
-        # Each is our child: its pid is its own until we reap it, which cannot happen
-        # between these lines (the reaper runs in this loop).
-        for pid, _ in reached:
+    @staticmethod
+    def _groups_led(processes: list[Escaped]) -> list[int]:
+        """The groups that ``processes`` (our children, alive or zombies: their pids are
+        theirs until reaped, and the reaper runs in this loop) lead."""
+        led = []
+        for pid, _ in processes:
             with contextlib.suppress(OSError):
                 if os.getpgid(pid) == pid:
-                    for sig in signals:
-                        os.killpg(pid, sig)
-        return reached
+                    led.append(pid)
+        return led
 
     async def _escalate_all(self, ours: list[tuple[Process, list[Escaped], asyncio.Future[bool]]],
                             started: float,
@@ -377,6 +395,27 @@ class Stopper:
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))
+
+
+def _strays_killed(killed: list[Escaped], groups: list[int], termed: list[Escaped],
+                   grace: float, *, forced: bool) -> str:
+    """What a SIGKILL to the cast's orphans reached: some of them, the groups they lead."""
+    if killed:
+        what, them = f"{_processes(killed)} the cast left", _them(killed)
+        also = ", and to the groups they lead" if groups else ""
+    else:
+        what, them = f"processes in the groups of {_processes(termed)} the cast left", "them"
+        also = ""
+    if forced:
+        return f"sent SIGKILL to {what}{also}"
+    return f"{what} ignored SIGTERM for {grace:.1f} s; sent {them} SIGKILL{also}"
+
+
+def _killpg_all(groups: list[int], signals: tuple[int, ...]) -> None:
+    for group in groups:
+        for sig in signals:
+            with contextlib.suppress(ProcessLookupError):  # (empty by now)
+                os.killpg(group, sig)
 
 
 def _terminate(member: Process) -> None:

@@ -16,6 +16,7 @@ from ._signals import clean_inherited_signals
 from ._stdout import StdoutRefused, printing
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
+from .participants.orphans import Adoption
 from .report.junit import CaseResult, write_junit
 from .report.transcript import numbered_records, record_data
 from .scenario import load_scenario
@@ -26,6 +27,7 @@ from .scenario.suite import ScenarioOutcome, run_scenario
 __all__ = ("replay_transcript", "run_tests")
 
 LOAD_ERROR = 2
+_YEAR_10000 = 253402300800.0
 
 
 def _style(text: str, code: str, color: bool) -> str:
@@ -46,24 +48,13 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         except PipeplexError as exc:
             load_errors.append(str(exc))
     began = time.monotonic()
+    adoption = Adoption()  # what the members orphan comes to us, to be stopped with them
     try:
-        outcomes = asyncio.run(_run_all(scenarios, verbose=verbose, transcript=transcript,
-                                        log_dir=log_dir, update=update, grace=grace,
-                                        several=len(files) > 1, colored=colored))
-    except PipeplexError as exc:  # a record that cannot be written: nothing ran
-        print(f"pipeplex: error: {exc}", file=sys.stderr)
-        sys.exit(LOAD_ERROR)
-    except FileExistsError as exc:  # (a folder made for several scenarios' records)
-        print(f"pipeplex: error: with several scenarios, --transcript and --log-dir "
-              f"name folders, and {exc.filename} is not one", file=sys.stderr)
-        sys.exit(LOAD_ERROR)
-    except OSError as exc:
-        if exc.filename is None:
-            raise
-        print(f"pipeplex: error: cannot write the records: {exc.strerror or exc} "
-              f"({exc.filename}); give --transcript/--log-dir folders you may write to",
-              file=sys.stderr)
-        sys.exit(LOAD_ERROR)
+        outcomes, unrecorded = asyncio.run(_run_all(
+            scenarios, verbose=verbose, transcript=transcript, log_dir=log_dir, update=update,
+            grace=grace, several=len(files) > 1, colored=colored, adoption=adoption))
+    finally:
+        adoption.close()
     elapsed = time.monotonic() - began
     if not verbose and outcomes:
         _say()
@@ -95,13 +86,16 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
             print(f"pipeplex: error: cannot write the JUnit report {junit}: "
                   f"{exc.strerror or exc}", file=sys.stderr)
             sys.exit(LOAD_ERROR)
-    sys.exit(LOAD_ERROR if load_errors else 1 if failed else 0)
+    sys.exit(LOAD_ERROR if load_errors or unrecorded else 1 if failed else 0)
 
 
 async def _run_all(scenarios: list[Scenario], *, verbose: bool, transcript: Path | None,
                    log_dir: Path | None, update: bool, grace: float, several: bool,
-                   colored: bool) -> list[ScenarioOutcome]:
+                   colored: bool, adoption: Adoption) -> tuple[list[ScenarioOutcome], bool]:
+    """Each scenario's outcome, and whether the records of any could not be written (it
+    then did not run; the others still do)."""
     outcomes = []
+    unrecorded = False
     names = [scenario.name for scenario in scenarios]
     for index, scenario in enumerate(scenarios):
         # Scenarios of the same name (a/s.toml, b/s.toml) keep records of their own.
@@ -117,25 +111,43 @@ async def _run_all(scenarios: list[Scenario], *, verbose: bool, transcript: Path
                      f"  ({result.step.source})")
 
         path = transcript
-        if transcript is not None and several:
-            transcript.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (instant)
-            path = transcript / f"{record_name}.jsonl"
         logs = log_dir / record_name if log_dir is not None and several else log_dir
         try:
+            if transcript is not None and several:
+                transcript.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (instant)
+                path = transcript / f"{record_name}.jsonl"
             outcome = await run_scenario(scenario, grace=grace, transcript=path, log_dir=logs,
-                                         update_golden=update, on_step=on_step)
+                                         update_golden=update, on_step=on_step,
+                                         adoption=adoption)
         except Exception as exc:
             said = _said_elsewhere(exc)
             if said is not None:
                 raise said from None
-            outcome = _crashed(scenario, exc)  # and the other scenarios still run
+            problem = _records_problem(exc)
+            unrecorded = unrecorded or problem is not None
+            # ... and the other scenarios still run.
+            outcome = (ScenarioOutcome(scenario, failure=problem) if problem is not None
+                       else _crashed(scenario, exc))
         outcomes.append(outcome)
         if not verbose:
             _say(_style(".", "32", colored) if outcome.ok else _style("F", "31", colored),
                  end="")
         elif not outcome.ok and not any(not r.ok for r in outcome.steps):
             _say(f"  {_style('FAIL', '31', colored)} after the steps")
-    return outcomes
+    return outcomes, unrecorded
+
+
+def _records_problem(exc: Exception) -> str | None:
+    """What ``exc`` says of a scenario's records that cannot be written, if it is that."""
+    if isinstance(exc, FileExistsError):  # (a folder made for several scenarios' records)
+        return (f"with several scenarios, --transcript and --log-dir name folders, and "
+                f"{exc.filename} is not one; it did not run")
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return (f"cannot write its records: {exc.strerror or exc} ({exc.filename}); give "
+                "--transcript/--log-dir folders you may write to; it did not run")
+    if isinstance(exc, PipeplexError):
+        return f"{exc}; it did not run"
+    return None
 
 
 def _say(*text: str, end: str = "\n") -> None:
@@ -146,13 +158,11 @@ def _say(*text: str, end: str = "\n") -> None:
 
 def _said_elsewhere(exc: BaseException) -> BaseException | None:
     """The error to pass on, if ``exc`` is (or a TaskGroup's group holds only) our output
-    failing or the reader leaving (said by the command line), or records that cannot be
-    written (said by :func:`run_tests`)."""
+    failing or the reader leaving: the command line says those."""
     if isinstance(exc, BaseExceptionGroup):
         leaves = [_said_elsewhere(inner) for inner in exc.exceptions]
         return leaves[0] if all(leaf is not None for leaf in leaves) else None
-    if isinstance(exc, StdoutRefused | BrokenPipeError | PipeplexError) or (
-            isinstance(exc, OSError) and exc.filename is not None):
+    if isinstance(exc, StdoutRefused | BrokenPipeError):
         return exc
     return None
 
@@ -220,6 +230,8 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
 def _event(record: dict[str, Any]) -> Event | None:
     """The event a transcript record stands for (input is not part of the stream)."""
     t = float(record.get("t", 0.0))
+    if not 0 <= t < _YEAR_10000:  # (nan too: a time --timestamps can show)
+        raise ValueError(f"t is {t!r}, which is no time")
     name = record.get("p")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"p is {type(name).__name__}, not a member name")

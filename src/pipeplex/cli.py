@@ -198,6 +198,7 @@ def run(args: argparse.Namespace) -> None:
         scenario=scenario,
         transcript=args.transcript,
         log_dir=args.log_dir,
+        adopt_orphans=True,
     )
     sys.exit(_run(cast, options))
 
@@ -260,7 +261,7 @@ def demo(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory(prefix="pipeplex-demo-") as scratch:
         options = RunOptions(run_dir=Path(scratch) / "run", color=_color(args),
-                             timestamps=args.timestamps)
+                             timestamps=args.timestamps, adopt_orphans=True)
         status = _run(demo_cast(), options)
     sys.exit(status)
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from .helpers import PIPEPLEX, PROGS, Pipeplex, py, run, write_fifo
+from .helpers import DEADLINE, PIPEPLEX, PROGS, Pipeplex, py, run, write_fifo
 
 
 def test_when_one_member_exits_the_others_are_stopped(run_dir: Path) -> None:
@@ -345,6 +347,84 @@ def test_a_process_that_left_its_group_and_environment_is_stopped_at_the_end(
         "the cast left ignored SIGTERM for 0.5 s; sent them SIGKILL") in plex.text, plex.text
     for pid in daemons:
         _wait_exited(pid)
+
+
+# A member starts a daemon (setsid, no environment) whose workers, a chain of four, ignore
+# SIGTERM and stay in its group; the daemon itself dies of SIGTERM. Each writes its pid.
+CHAIN = ("import os, signal, sys, time\n"
+         "for depth in range(5):\n"
+         "    if depth and os.fork():\n"
+         "        break\n"
+         "    if depth:\n"
+         "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+         "with open(sys.argv[1], 'a') as f:\n"
+         "    f.write(f'{os.getpid()}\\n')\n"
+         "time.sleep(60)\n")
+
+
+def _chain_member(pids: Path) -> str:
+    """A member that starts the chain and says ``started`` once all five wrote their pid."""
+    return py("import os, subprocess, sys, time\n"
+              f"subprocess.Popen([sys.executable, '-c', {CHAIN!r}, {str(pids)!r}], env={{}},\n"
+              "                 start_new_session=True, stdin=subprocess.DEVNULL,\n"
+              "                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+              f"while not os.path.exists({str(pids)!r}) or "
+              f"len(open({str(pids)!r}).read().split()) < 5:\n"
+              "    time.sleep(0.01)\n"
+              "print('started', flush=True)\n"
+              "sys.stdin.read()\n")
+
+
+def _five_pids(pids: Path) -> list[int]:
+    deadline = time.monotonic() + DEADLINE
+    while not pids.exists() or len(pids.read_text().split()) < 5:
+        assert time.monotonic() < deadline, "the daemon chain did not start"
+        os.sched_yield()
+    return [int(pid) for pid in pids.read_text().split()]
+
+
+def test_the_groups_that_orphans_of_the_cast_lead_are_stopped_with_them(
+        run_dir: Path, tmp_path: Path) -> None:
+    """The daemon obeys SIGTERM, its workers do not: its group gets SIGKILL after the grace,
+    however deep their chain (they are not pipeplex's children while their parents live)."""
+    pids = tmp_path / "pids"
+    with Pipeplex("run", "-p", "m=" + _chain_member(pids), "--grace", "0.3",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^m +\| started$")
+        chain = _five_pids(pids)
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert "and to the groups they lead" in plex.text, plex.text
+    for pid in chain:
+        _wait_exited(pid)
+
+
+def test_pipeplex_test_stops_what_its_members_orphaned(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    case = tmp_path / "case.toml"
+    case.write_text(f"[procs.m]\ncmd = {json.dumps(_chain_member(pids))}\n"
+                    "[[step]]\nexpect = '^started$'\n")
+    result = run("test", case, "--grace", "0.3")
+    assert result.returncode == 0, result.stdout
+    for pid in [int(p) for p in pids.read_text().split()]:
+        _wait_exited(pid)
+
+
+def test_children_pipeplex_had_before_are_not_the_casts(run_dir: Path, tmp_path: Path) -> None:
+    """A shell's exec passes its background jobs on: they are not the cast's to stop."""
+    job = tmp_path / "job"
+    started = subprocess.run(
+        ["sh", "-c", f'sleep 60 > /dev/null 2>&1 & echo $! > {job}; exec "$@"', "sh", *PIPEPLEX,
+         "run",
+         "-p", "a=true", "--run-dir", str(run_dir)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=DEADLINE)
+    pid = int(job.read_text())
+    try:
+        assert started.returncode == 0, started.stdout
+        assert "the cast left" not in started.stdout
+        os.kill(pid, 0)  # still there
+    finally:
+        os.kill(pid, signal.SIGKILL)
 
 
 def test_the_next_run_cleans_the_folder_of_a_killed_run(run_dir: Path) -> None:

@@ -41,23 +41,59 @@ def gone(pid: int) -> bool:
 
 
 @pytest.mark.parametrize(("stdout", "reason"), [("full", FULL), ("closed", CLOSED)])
-def test_a_run_whose_output_is_refused_stops_its_cast_with_status_1(
+def test_a_run_whose_output_is_refused_from_the_start_starts_nothing(
         tmp_path: Path, stdout: str, reason: str) -> None:
-    """The members are stopped and the transcript keeps what happened; with ``>&-``, no
-    descriptor pipeplex opens takes number 1 and gets the stream."""
-    pids = tmp_path / "pids"
-    member = py(f"import os\nopen({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
-                "print('up', flush=True)\nimport time\ntime.sleep(60)")
+    """The first line is refused: with ``>&-``, no descriptor pipeplex opens took number 1
+    and got the stream; the transcript keeps what happened."""
     transcript = tmp_path / "t.jsonl"
-    result = pipeplex("run", "-p", f"a={member}", "--no-console", "--run-dir", tmp_path / "r",
+    result = pipeplex("run", "-p", "a=sleep 60", "--no-console", "--run-dir", tmp_path / "r",
                       "--transcript", transcript, stdout=stdout)
     assert result.returncode == 1, result.stderr
     said_once(result, reason)
-    notes = [r["d"] for r in map(json.loads, transcript.read_text().splitlines())
-             if r.get("e") == "note"]
-    assert f"cannot write to standard output: {reason}; stopping the cast" in notes
-    for pid in map(int, pids.read_text().split() if pids.exists() else []):
-        assert gone(pid)
+    records = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert f"cannot write to standard output: {reason}; stopping the cast" in [
+        r["d"] for r in records if r.get("e") == "note"]
+    assert not [r for r in records if r.get("e") == "start"]
+
+
+def limited(size: int, *args: str | Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """``pipeplex ARGS`` writing into ``out``, a file that may not grow past ``size`` bytes
+    (RLIMIT_FSIZE): its writes then fail with EFBIG, as on a full disk."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    with open(out, "wb") as file:
+        return subprocess.run([*PIPEPLEX, *map(str, args)], stdin=subprocess.DEVNULL,
+                              stdout=file, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=limit, timeout=DEADLINE)
+
+
+def test_a_run_whose_output_is_refused_midway_stops_its_members(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    member = py(f"import os, time\nopen({str(pids)!r}, 'w').write(str(os.getpid()))\n"
+                "for i in range(300): print('x' * 60, flush=True)\ntime.sleep(60)")
+    result = limited(4096, "run", "-p", f"a={member}", "--no-console", "--run-dir",
+                     tmp_path / "r", out=tmp_path / "out")
+    assert result.returncode == 1, result.stderr
+    said_once(result, "File too large")
+    assert "; stopping the cast" in result.stderr
+    assert gone(int(pids.read_text()))
+
+
+def test_a_run_whose_last_lines_are_refused_exits_1(tmp_path: Path) -> None:
+    """The summaries come once the status is known: refused, they still make it 1."""
+    args = ("run", "-p", "a=echo hello", "--no-console", "--run-dir", tmp_path / "r")
+    whole = limited(2**20, *args, out=tmp_path / "whole")
+    assert whole.returncode == 0
+    lines = (tmp_path / "whole").read_bytes().splitlines(keepends=True)
+    assert b"summary" in lines[-1]
+    size = sum(map(len, lines[:-1])) + 3  # (room for a longer pid, not for the summary)
+    cut = limited(size, *args, out=tmp_path / "cut")
+    assert cut.returncode == 1, cut.stderr
+    said_once(cut, "File too large")
+    assert "stopping the cast" not in cut.stderr
 
 
 @pytest.mark.parametrize(("stdout", "reason"), [("full", FULL), ("closed", CLOSED)])

@@ -210,8 +210,9 @@ def test_steps_start_a_member_that_others_wait_for(tmp_path: Path, run_dir: Path
 
 
 def test_records_of_pipeplex_test_refused_or_shared_names(tmp_path: Path) -> None:
-    """A record that cannot be written is one clear error (no traceback); two scenarios
-    of the same file name keep a transcript each."""
+    """A record that cannot be written is one clear error (no traceback, status 2), for
+    its scenario only (which does not run); two scenarios of the same file name keep a
+    transcript each."""
     for folder in ("d1", "d2"):
         (tmp_path / folder).mkdir()
         _scenario(tmp_path / folder, f'[procs.a]\ncmd = "echo from-{folder}"\n'
@@ -219,8 +220,16 @@ def test_records_of_pipeplex_test_refused_or_shared_names(tmp_path: Path) -> Non
     (tmp_path / "loglink").symlink_to(tmp_path / "d1")
     refused = run("test", tmp_path / "d1" / "s.toml", "--log-dir", tmp_path / "loglink")
     assert refused.returncode == 2
-    assert "it is a symbolic link, which pipeplex does not follow" in refused.stderr
+    assert "it is a symbolic link, which pipeplex does not follow" in refused.stdout
     assert "Traceback" not in refused.stderr
+    (tmp_path / "trdir").mkdir()
+    (tmp_path / "trdir" / "s-2.jsonl").symlink_to(tmp_path / "elsewhere")
+    one_refused = run("test", tmp_path / "d1" / "s.toml", tmp_path / "d2" / "s.toml",
+                      "--transcript", tmp_path / "trdir", "--junit", tmp_path / "j.xml")
+    assert one_refused.returncode == 2, one_refused.stdout
+    assert "1 passed, 1 failed" in one_refused.stdout
+    assert "s-2.jsonl: it is a symbolic link" in one_refused.stdout
+    assert len(ET.parse(tmp_path / "j.xml").getroot().findall(".//testcase")) == 2
     both = run("test", tmp_path / "d1" / "s.toml", tmp_path / "d2" / "s.toml",
                "--transcript", tmp_path / "records")
     assert both.returncode == 0, both.stdout + both.stderr
@@ -354,3 +363,14 @@ def test_a_log_that_cannot_be_written_is_said_in_test_mode(tmp_path: Path) -> No
     result = run("test", case, "--log-dir", logs)
     assert result.returncode == 0, result.stdout
     assert f"pipeplex: warning: cannot write the log {logs / 'c.log'}" in result.stderr
+
+
+@pytest.mark.parametrize("t", ["1e400", "NaN", "1e20"])
+def test_replay_with_timestamps_skips_a_time_it_cannot_show(tmp_path: Path, t: str) -> None:
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text(f'{{"t": {t}, "p": "a", "s": "out", "d": "x\\n"}}\n'
+                          '{"t": 1.5, "p": "a", "s": "out", "d": "y\\n"}\n')
+    result = run("replay", "--timestamps", transcript)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "which is no time); skipped" in result.stderr
+    assert result.stdout.endswith("a | y\n")

@@ -264,8 +264,8 @@ class Writer:
             os.set_blocking(self._fd, True)
             try:
                 os.write(self._fd, b"".join(self._buffer))
-            except OSError:
-                pass
+            except OSError as exc:
+                self._refused(exc)  # (the last lines refused: said, as any others)
         self._buffer.clear()
         if self._own_fd:
             os.close(self._fd)

@@ -1,13 +1,17 @@
-"""The orphans of the cast come to pipeplex: it reaps them, and stops them at the end.
+"""The orphans of a cast come to pipeplex: it reaps them, and stops them at the end.
 
 A process whose parent died goes to the nearest *subreaper* among its ancestors, or to
-PID 1. ``pipeplex run`` makes itself its members' subreaper: a daemon a member
-double-forked, or a worker whose parent died, becomes pipeplex's child, even one that left
-every process group and environment variable of its member behind (``setsid env -i``).
-The engine stops those with the rest at the end (``adopts_orphans``), and pipeplex waits
-for each that exits on every SIGCHLD, as ``init`` or ``tini`` would (members are waited
-for through their pidfds). As a container's first process it is every orphan's parent
-anyway.
+PID 1. ``pipeplex run`` and ``pipeplex test`` make themselves their members' subreaper
+(:class:`Adoption`): a daemon a member double-forked, or a worker whose parent died,
+becomes pipeplex's child, even one that left every process group and environment
+variable of its member behind (``setsid env -i``). The engine stops those with the rest
+at the end, and pipeplex waits for each that exits on every SIGCHLD, as ``init`` or
+``tini`` would (members are waited for through their pidfds). As a container's first
+process it is every orphan's parent anyway.
+
+Only a process that waits for no child of its own may do this: one running casts inside
+a program (``run_cast``, ``Plex``) does not, unless asked. Children it had before (the
+ones a shell's ``exec`` passed on) are never taken for the cast's.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import os
 import signal
 from collections.abc import Callable, Collection
 
-__all__ = ("OrphanReaper", "become_subreaper", "children")
+from ._escaped import start_time
+
+__all__ = ("Adoption", "OrphanReaper", "children")
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
@@ -39,11 +45,38 @@ def children(pid: int | str = "self") -> list[int]:
     return found
 
 
-def become_subreaper() -> Callable[[], None] | None:
-    """Make this process the subreaper of what it starts from now on. Returns what puts it
-    back as it was (for a program that runs a cast and goes on), or None if the kernel
-    refused (then orphans go to PID 1, as without pipeplex)."""
-    import ctypes  # (2-3 ms: only for the prctl calls, only for a run)
+class Adoption:
+    """This process as its casts' subreaper from now on (as PID 1, it is anyway); undone
+    by :meth:`close`. ``active`` is False where the kernel refused."""
+
+    def __init__(self) -> None:
+        self._before = {pid: start_time(pid) for pid in children()}
+        self.before = frozenset(self._before)
+        """The children this process had already: never reaped here (their owner may wait
+        for them), never taken for the cast's."""
+        self._restore: Callable[[], None] | None = None
+        if os.getpid() == 1:
+            self.active = True
+        else:
+            self._restore = _become_subreaper()
+            self.active = self._restore is not None
+
+    def theirs(self, pid: int) -> bool:
+        """Whether ``pid`` is a child this process had before (alive, not a pid reused)."""
+        if pid not in self._before:
+            return False
+        started = self._before[pid]
+        return started is not None and start_time(pid) == started
+
+    def close(self) -> None:
+        if self._restore is not None:
+            self._restore()
+            self._restore = None
+
+
+def _become_subreaper() -> Callable[[], None] | None:
+    """Set PR_SET_CHILD_SUBREAPER; what puts it back as it was, or None if refused."""
+    import ctypes  # (2-3 ms: only for the prctl calls, only where casts are adopted)
 
     libc = ctypes.CDLL(None, use_errno=True)
     was = ctypes.c_int(0)

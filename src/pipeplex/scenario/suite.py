@@ -21,6 +21,7 @@ from .._events import Event, Note
 from .._stopping import EOF_GRACE
 from ..expect import Matcher
 from ..participants import Guardian
+from ..participants.orphans import Adoption, OrphanReaper
 from ..report.golden import compare_golden, golden_text
 from ..report.transcript import LogDirSink, TranscriptSink
 from .model import Scenario
@@ -53,23 +54,34 @@ async def run_scenario(
     log_dir: Path | None = None,
     update_golden: bool = False,
     on_step: Callable[[StepResult], None] = lambda result: None,
+    adoption: Adoption | None = None,
 ) -> ScenarioOutcome:
-    """Run one scenario as a test and return what happened."""
+    """Run one scenario as a test and return what happened. ``adoption``: this process is
+    the members' subreaper (``pipeplex test``), and stops what they orphan at the end."""
     began = time.monotonic()
     bus = Bus()
     events: list[Event] = []
     if scenario.golden:
         bus.subscribe(events.append)
-    guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")))
-    engine = Engine(scenario.cast, bus, grace=grace, guardian=guardian, stdin_grace=EOF_GRACE,
-                    env_overrides={"PIPEPLEX_RUN_ID": guardian.token, "NO_COLOR": "1"})
-    matcher = Matcher(bus, recent=engine.recent.describe)
-    transcript_sink = TranscriptSink(transcript, bus) if transcript else None
     outcome = ScenarioOutcome(scenario)
-    logs = LogDirSink(log_dir, bus=bus, warn=outcome.warnings.append) if log_dir else None
+    # The records first: one that cannot be written means nothing runs (PipeplexError).
+    transcript_sink = TranscriptSink(transcript, bus) if transcript else None
+    try:
+        logs = LogDirSink(log_dir, bus=bus, warn=outcome.warnings.append) if log_dir else None
+    except BaseException:
+        if transcript_sink is not None:
+            transcript_sink.close()
+        raise
     for sink in (transcript_sink, logs):
         if sink is not None:
             bus.subscribe(sink)
+    guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")))
+    engine = Engine(scenario.cast, bus, grace=grace, guardian=guardian, stdin_grace=EOF_GRACE,
+                    env_overrides={"PIPEPLEX_RUN_ID": guardian.token, "NO_COLOR": "1"},
+                    adoption=adoption)
+    orphans = (OrphanReaper(asyncio.get_running_loop(), engine.own_children)
+               if adoption is not None and adoption.active else None)
+    matcher = Matcher(bus, recent=engine.recent.describe)
     try:
         async with asyncio.TaskGroup() as tg:
             engine.hold()
@@ -83,6 +95,8 @@ async def run_scenario(
                 engine.request_stop()
         outcome.status = run.result()
     finally:
+        if orphans is not None:
+            orphans.close()
         guardian.close()
         if transcript_sink is not None:
             transcript_sink.close()
