@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -28,7 +30,8 @@ from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port
 from .errors import NotReady, PipeplexError, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
-from .participants.orphans import Adoption, children
+from .participants._escaped import start_time
+from .participants.orphans import Adoption, children, descendants
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
@@ -904,7 +907,7 @@ class Engine:
         # What members started outside their groups: one look for all of them.
         await self.stopper.stop_escaped([m for m in self.members.values() if m.pid is not None])
         if self._adoption is not None:  # and what kept neither group nor environment
-            await self.stopper.stop_strays(self._strays)
+            await self.stopper.stop_strays(self._strays, self._protected_groups)
         await self._all_done
 
     def own_children(self) -> set[int]:
@@ -912,8 +915,8 @@ class Engine:
         members not yet reaped and the guardian (their owners wait for them), the orphans
         whose groups the stop still signals (a zombie keeps its group's id), and the
         children the process had before the cast (a program's own)."""
-        before = self._adoption.before if self._adoption is not None else frozenset()
-        return self._waited() | before
+        spared = self._adoption.spared if self._adoption is not None else frozenset()
+        return self._waited() | spared
 
     def _waited(self) -> set[int]:
         own = {m.pid for m in self.members.values() if m.pid is not None and m.returncode is None}
@@ -927,6 +930,16 @@ class Engine:
         return [pid for pid in children()
                 if pid not in waited and not self._adoption.theirs(pid)]
 
+    def _protected_groups(self) -> set[int]:
+        """Groups that stopping the cast's orphans never signals: this process's own, the
+        members' (each leads its own), those of the children it had before."""
+        assert self._adoption is not None
+        groups = {os.getpgrp(), *(m.pid for m in self.members.values() if m.pid is not None)}
+        for pid in self._adoption.before:
+            with contextlib.suppress(OSError):
+                groups.add(os.getpgid(pid))
+        return groups
+
     async def _stop_remains(self, member: Process) -> None:
         """What the ended ``member`` left: in its process group, then outside it."""
         await self.stopper.stop_leftovers(member)
@@ -936,10 +949,19 @@ class Engine:
         self.bus.publish(Note(text, name=member.name, level=level))
 
     def _kill_everything(self) -> None:
-        """Last resort on the way out (a crash, a cancel): no process group survives us."""
+        """Last resort on the way out (a crash, a cancel): no process group survives us,
+        nor what the cast orphaned."""
+        below: list[tuple[int, int]] = []
+        if self._adoption is not None:  # their orphans-to-be too, seen before they are
+            alive = [m.pid for m in self.members.values()
+                     if m.pid is not None and m.returncode is None]
+            below = [(pid, started) for pid in descendants(alive)
+                     if (started := start_time(pid)) is not None]
         for member in self.members.values():
             if member.pid is not None:
                 member.signal(signal.SIGKILL)
+        if self._adoption is not None:
+            self.stopper.kill_strays(self._strays, self._protected_groups, also=below)
 
     def _summarize(self) -> None:
         for member in self.members.values():

@@ -223,35 +223,31 @@ class Stopper:
                 found.setdefault(name, []).extend(processes)
         return found
 
-    async def stop_strays(self, strays: Callable[[], Collection[int]]) -> None:
+    async def stop_strays(self, strays: Callable[[], Collection[int]],
+                          protected: Callable[[], Collection[int]]) -> None:
         """The cast's orphans that nothing else finds (they left their member's process
         group *and* dropped its environment: ``setsid env -i``): ``strays()`` names them
-        (pipeplex's children that are neither members nor the guardian). SIGTERM to each
-        and to the group it leads (a daemon's workers), the grace, SIGKILL to what is left
-        of both; announced for the cast. Then a look for the orphans of those.
+        (this process's children that are neither members, the guardian, nor its own from
+        before). SIGTERM to each and to its process group (a daemon's workers, even when
+        the daemon does not lead it), the grace, SIGKILL to what is left of both; announced
+        for the cast. Then a look for the orphans of those; what is left after
+        ``STRAY_ROUNDS`` looks is said. ``protected()``: groups never signalled so (ours,
+        the members', those of the children from before).
 
-        A leader is not reaped until its group has been dealt with (``held_strays``): its
-        zombie keeps the group's id from a stranger's ``setsid``."""
+        The orphans are not reaped until their groups have been dealt with
+        (``held_strays``): an unreaped process keeps its group's id from being reused."""
         assert self._force is not None
         loop = asyncio.get_running_loop()
         for _ in range(STRAY_ROUNDS):
-            try:
-                found = [(pid, started) for pid in strays()
-                         if (started := _escaped.start_time(pid)) is not None]
-            except OSError:  # out of descriptors (the only error start_time lets through)
-                self._out_of_descriptors(None)
-                return
-            termed = self._send(None, found, (signal.SIGTERM, signal.SIGCONT))
+            termed, groups = self._catch_strays(strays, protected,
+                                                (signal.SIGTERM, signal.SIGCONT))
             if not termed:
                 return
-            groups = self._groups_led(termed)
-            self.held_strays.update(groups)
             try:
-                _killpg_all(groups, (signal.SIGTERM, signal.SIGCONT))
                 self.bus.publish(Note(
                     f"the cast left {_processes(termed)} outside its members' process groups "
                     f"and without their environment; sent {_them(termed)} SIGTERM"
-                    + (", and to the groups they lead" if groups else ""), level="warning"))
+                    + _and_groups(termed, groups), level="warning"))
                 deadline = loop.time() + self.grace
                 left = await self._alive_after(None, termed, deadline, self._force)
                 held = [g for g in groups
@@ -267,18 +263,49 @@ class Stopper:
                     for group in held:
                         await wait_group_gone(group, LEFTOVER_KILL_WAIT)
             finally:
-                self.held_strays.difference_update(groups)
+                self.held_strays.difference_update(pid for pid, _ in termed)
+        left_over = [pid for pid in strays() if _escaped.start_time(pid) is not None]
+        if left_over:
+            self.bus.publish(Note(
+                f"{_processes([(pid, 0) for pid in left_over])} the cast left appeared as "
+                f"fast as they were stopped; pipeplex leaves them after {STRAY_ROUNDS} rounds",
+                level="error"))
 
-    @staticmethod
-    def _groups_led(processes: list[Escaped]) -> list[int]:
-        """The groups that ``processes`` (our children, alive or zombies: their pids are
-        theirs until reaped, and the reaper runs in this loop) lead."""
-        led = []
-        for pid, _ in processes:
+    def kill_strays(self, strays: Callable[[], Collection[int]],
+                    protected: Callable[[], Collection[int]], *,
+                    also: Sequence[Escaped] = ()) -> None:
+        """Last resort on the way out (a crash, a cancel): SIGKILL to the cast's orphans and
+        their groups, at once; ``also`` to the members' descendants seen before the members
+        were killed (orphans from this moment)."""
+        termed, _ = self._catch_strays(strays, protected, (signal.SIGKILL,), also=also)
+        self.held_strays.difference_update(pid for pid, _ in termed)
+
+    def _catch_strays(self, strays: Callable[[], Collection[int]],
+                      protected: Callable[[], Collection[int]], signals: tuple[int, ...], *,
+                      also: Sequence[Escaped] = ()) -> tuple[list[Escaped], list[int]]:
+        """Send ``signals`` to the orphans (and ``also``) and to their groups; those reached
+        (held from now on: not to be reaped) and the groups signalled."""
+        try:
+            found = [(pid, started) for pid in strays()
+                     if (started := _escaped.start_time(pid)) is not None]
+        except OSError:  # out of descriptors (the only error start_time lets through)
+            self._out_of_descriptors(None)
+            return [], []
+        found += [process for process in also if process not in found]
+        # Their groups, read while they live (a live member keeps a group's id taken).
+        spare = set(protected())
+        groups: list[int] = []
+        for pid, _ in found:
             with contextlib.suppress(OSError):
-                if os.getpgid(pid) == pid:
-                    led.append(pid)
-        return led
+                group = os.getpgid(pid)
+                if group not in spare and group not in groups:
+                    groups.append(group)
+        reached = self._send(None, found, signals)
+        # Each held from here on: an orphan is our child, and its pid, so its group's id,
+        # stays its own until we reap it (the reaper runs in this loop).
+        self.held_strays.update(pid for pid, _ in reached)
+        _killpg_all(groups, signals)
+        return reached, groups
 
     async def _escalate_all(self, ours: list[tuple[Process, list[Escaped], asyncio.Future[bool]]],
                             started: float,
@@ -397,12 +424,19 @@ class Stopper:
         self.bus.publish(Note(text, name=member.name, level=level))
 
 
+def _and_groups(processes: list[Escaped], groups: list[int]) -> str:
+    if not groups:
+        return ""
+    return ", and to its process group" if len(processes) == 1 else (
+        ", and to their process groups")
+
+
 def _strays_killed(killed: list[Escaped], groups: list[int], termed: list[Escaped],
                    grace: float, *, forced: bool) -> str:
-    """What a SIGKILL to the cast's orphans reached: some of them, the groups they lead."""
+    """What a SIGKILL to the cast's orphans reached: some of them, their groups."""
     if killed:
         what, them = f"{_processes(killed)} the cast left", _them(killed)
-        also = ", and to the groups they lead" if groups else ""
+        also = _and_groups(killed, groups)
     else:
         what, them = f"processes in the groups of {_processes(termed)} the cast left", "them"
         also = ""

@@ -6,13 +6,14 @@ runner it brings, loads only when one of them runs."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ._events import Event, Exited, Matched, Note, Output, Ready, Started, Stream
-from ._signals import clean_inherited_signals
+from ._signals import clean_inherited_signals, inherited_as_ignored
 from ._stdout import StdoutRefused, printing
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
@@ -37,8 +38,16 @@ def _style(text: str, code: str, color: bool) -> str:
 def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
               transcript: Path | None, log_dir: Path | None, update: bool, grace: float,
               color: str) -> NoReturn:
-    """``pipeplex test``: load and run the scenarios, report, exit with the status."""
+    """``pipeplex test``: load and run the scenarios, report, exit with the status.
+
+    SIGTERM and SIGHUP end it as Ctrl-C does (status 128+N): the running scenario's
+    members, and what they orphaned, are killed on the way out; without a handler Python
+    would just die and leave the latter to nobody (the guardian does not know them).
+    """
     clean_inherited_signals()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if not inherited_as_ignored(sig):
+            signal.signal(sig, _stopped_by)
     colored = use_color(color, sys.stdout.isatty())  # type: ignore[arg-type]
     scenarios: list[Scenario] = []
     load_errors: list[str] = []
@@ -148,6 +157,10 @@ def _records_problem(exc: Exception) -> str | None:
     if isinstance(exc, PipeplexError):
         return f"{exc}; it did not run"
     return None
+
+
+def _stopped_by(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # (asyncio.run cancels the scenario: its engine cleans up)
 
 
 def _say(*text: str, end: str = "\n") -> None:

@@ -394,7 +394,7 @@ def test_the_groups_that_orphans_of_the_cast_lead_are_stopped_with_them(
         chain = _five_pids(pids)
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143
-    assert "and to the groups they lead" in plex.text, plex.text
+    assert "and to its process group" in plex.text, plex.text
     for pid in chain:
         _wait_exited(pid)
 
@@ -408,6 +408,67 @@ def test_pipeplex_test_stops_what_its_members_orphaned(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
     for pid in [int(p) for p in pids.read_text().split()]:
         _wait_exited(pid)
+
+
+# The classic double fork: the first child calls setsid and forks the daemon, then exits;
+# the daemon, which does not lead its group, drops its environment and forks a chain of
+# workers; all of them ignore SIGTERM.
+DOUBLE_FORK = ("import os, signal, sys, time\n"
+               "if os.fork() == 0:\n"
+               "    os.setsid()\n"
+               "    if os.fork() == 0:\n"
+               "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               "        for depth in range(4):\n"
+               "            if os.fork():\n"
+               "                break\n"
+               "        with open(sys.argv[1], 'a') as f:\n"
+               "            f.write(f'{os.getpid()}\\n')\n"
+               "        os.execve('/bin/sleep', ['sleep', '60'], {})\n"
+               "    os._exit(0)\n"
+               "os.wait()\n"
+               "print('started', flush=True)\n"
+               "sys.stdin.read()\n")
+
+
+def test_a_double_forked_daemon_and_its_workers_are_stopped_through_their_group(
+        run_dir: Path, tmp_path: Path) -> None:
+    """The daemon leads no group (its parent did, and is gone): its group is stopped all
+    the same, workers included, however deep their chain."""
+    pids = tmp_path / "pids"
+    with Pipeplex("run", "-p", f"m={py(DOUBLE_FORK)} {pids}", "--grace", "0.3",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^m +\| started$")
+        chain = _five_pids(pids)
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert "and to its process group" in plex.text, plex.text
+    for pid in chain:
+        _wait_exited(pid)
+
+
+def test_pipeplex_test_stopped_by_sigterm_kills_what_its_members_were_to_orphan(
+        tmp_path: Path) -> None:
+    """SIGTERM ends a test run as Ctrl-C does (143): its members are killed, and so are
+    their descendants outside their groups and environment, orphans-to-be."""
+    daemon = tmp_path / "daemon"
+    case = tmp_path / "case.toml"
+    case.write_text("[procs.m]\ncmd = " + json.dumps(
+        f"sh -c 'setsid env -i sh -c \"echo \\$\\$ > {daemon}; exec sleep 60\" & "
+        "echo up; exec sleep 60'") + "\n[[step]]\nexpect = '^up$'\n[[step]]\nsleep = 60\n")
+    test = subprocess.Popen([*PIPEPLEX, "test", str(case)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while not daemon.exists() or not daemon.read_text().strip():
+            assert time.monotonic() < deadline, "the member did not start its daemon"
+            os.sched_yield()
+        pid = int(daemon.read_text())
+        test.send_signal(signal.SIGTERM)
+        assert test.wait(timeout=DEADLINE) == 143
+        _wait_exited(pid)
+    finally:
+        test.kill()
+        test.wait()
 
 
 def test_children_pipeplex_had_before_are_not_the_casts(run_dir: Path, tmp_path: Path) -> None:

@@ -128,6 +128,20 @@ def _zombie_children(pid: int) -> list[int]:
     return zombies
 
 
+class _InNamespace(Pipeplex):
+    """pipeplex ARGS as the first process of a new PID namespace (``before``: a shell
+    script run first, which then execs pipeplex)."""
+
+    def __init__(self, *args: str | os.PathLike[str], before: str = "") -> None:
+        prefix = ["sh", "-c", f'{before}\nexec "$@"', "sh"] if before else []
+        self.proc = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *prefix,
+             *PIPEPLEX, *map(str, args)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert self.proc.stdout is not None
+        self._setup(self.proc.stdout.fileno())
+
+
 def test_as_pid_1_orphans_are_reaped(run_dir: Path, tmp_path: Path) -> None:
     """In a container pipeplex may be the first process: orphans of its members come to it,
     and it reaps them as init would (they would stay zombies otherwise)."""
@@ -138,16 +152,7 @@ def test_as_pid_1_orphans_are_reaped(run_dir: Path, tmp_path: Path) -> None:
     done = tmp_path / "done"
     leaver = f"for i in 1 2 3; do (sleep 0.1; echo x >> {done}) & done; exit 0"
 
-    class InNamespace(Pipeplex):
-        def __init__(self, *args: str | os.PathLike[str]) -> None:
-            self.proc = subprocess.Popen(
-                ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *PIPEPLEX,
-                 *map(str, args)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            assert self.proc.stdout is not None
-            self._setup(self.proc.stdout.fileno())
-
-    with InNamespace("run", "-p", f"leaver=sh -c {shlex.quote(leaver)}", "-p", "stay=sleep 60",
+    with _InNamespace("run", "-p", f"leaver=sh -c {shlex.quote(leaver)}", "-p", "stay=sleep 60",
                      "--on-exit", "ignore", "--run-dir", run_dir) as plex:
         plex.expect(r"^leaver +\* exited with code 0")
         deadline = time.monotonic() + 10
@@ -178,6 +183,30 @@ def test_orphans_of_the_members_come_to_pipeplex_and_are_reaped(run_dir: Path) -
             assert time.monotonic() < deadline, f"zombies: {_zombie_children(plex.proc.pid)}"
             os.sched_yield()
         plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+
+
+def test_as_pid_1_the_children_it_had_before_are_reaped_too(run_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """A shell that execs pipeplex as PID 1 passes its background jobs on: nobody else can
+    wait for them."""
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a PID namespace here: {probe.stderr.strip()}")
+    done = tmp_path / "done"
+    with _InNamespace("run", "-p", "stay=sleep 60", "--run-dir", run_dir,
+                      before=f"(sleep 0.1; echo x > {done}) > /dev/null 2>&1 &") as plex:
+        plex.expect(r"^stay +\* started")
+        deadline = time.monotonic() + 10
+        while not done.exists():
+            assert time.monotonic() < deadline, "the job did not finish"
+            os.sched_yield()
+        pipeplex_pid = _children(plex.proc.pid)[0]  # unshare's child: PID 1 inside
+        while _zombie_children(pipeplex_pid) or len(_children(pipeplex_pid)) > 2:
+            assert time.monotonic() < deadline, f"zombies: {_zombie_children(pipeplex_pid)}"
+            os.sched_yield()
+        os.kill(pipeplex_pid, signal.SIGTERM)  # (unshare passes no signal on)
         assert plex.wait() == 143
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection
 
 from ._escaped import start_time
 
-__all__ = ("Adoption", "OrphanReaper", "children")
+__all__ = ("Adoption", "OrphanReaper", "children", "descendants")
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
@@ -45,21 +45,56 @@ def children(pid: int | str = "self") -> list[int]:
     return found
 
 
+def descendants(roots: Collection[int]) -> list[int]:
+    """Every process below ``roots`` (not themselves), from one pass over /proc: the ones
+    still to be orphaned when their parents, the members, are killed at once."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        parents.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    todo = list(roots)
+    while todo:
+        below = parents.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
 class Adoption:
     """This process as its casts' subreaper from now on (as PID 1, it is anyway); undone
     by :meth:`close`. ``active`` is False where the kernel refused."""
 
     def __init__(self) -> None:
-        self._before = {pid: start_time(pid) for pid in children()}
-        self.before = frozenset(self._before)
-        """The children this process had already: never reaped here (their owner may wait
-        for them), never taken for the cast's."""
+        self.before: frozenset[int] = frozenset()
+        """The children this process had already: never taken for the cast's."""
+        self._before: dict[int, int | None] = {}
+        self.rebase()
         self._restore: Callable[[], None] | None = None
         if os.getpid() == 1:
             self.active = True
         else:
             self._restore = _become_subreaper()
             self.active = self._restore is not None
+
+    def rebase(self) -> None:
+        """Take the children this process has now for its own (a new cast begins: what an
+        earlier one left, said then, is not this one's to answer for)."""
+        self._before = {pid: start_time(pid) for pid in children()}
+        self.before = frozenset(self._before)
+
+    @property
+    def spared(self) -> frozenset[int]:
+        """Children never reaped here: the ones from before, whose owner may wait for them;
+        as PID 1 nobody else would, and they are reaped as any orphan."""
+        return frozenset() if os.getpid() == 1 else self.before
 
     def theirs(self, pid: int) -> bool:
         """Whether ``pid`` is a child this process had before (alive, not a pid reused)."""
@@ -99,6 +134,7 @@ class OrphanReaper:
         self._ours = ours
         self._pending = False
         loop.add_signal_handler(signal.SIGCHLD, self._soon)
+        self._soon()  # (one may have ended before we listened: its SIGCHLD is gone)
 
     def _soon(self) -> None:
         """One look per pass of the loop, however many SIGCHLDs came (a thousand members

@@ -75,6 +75,8 @@ async def run_scenario(
     for sink in (transcript_sink, logs):
         if sink is not None:
             bus.subscribe(sink)
+    if adoption is not None:
+        adoption.rebase()
     guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")))
     engine = Engine(scenario.cast, bus, grace=grace, guardian=guardian, stdin_grace=EOF_GRACE,
                     env_overrides={"PIPEPLEX_RUN_ID": guardian.token, "NO_COLOR": "1"},
