@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from .helpers import DEADLINE, PIPEPLEX, PROGS, Pipeplex, py, run, write_fifo
 
 
@@ -383,22 +385,6 @@ def _five_pids(pids: Path) -> list[int]:
     return [int(pid) for pid in pids.read_text().split()]
 
 
-def test_the_groups_that_orphans_of_the_cast_lead_are_stopped_with_them(
-        run_dir: Path, tmp_path: Path) -> None:
-    """The daemon obeys SIGTERM, its workers do not: its group gets SIGKILL after the grace,
-    however deep their chain (they are not pipeplex's children while their parents live)."""
-    pids = tmp_path / "pids"
-    with Pipeplex("run", "-p", "m=" + _chain_member(pids), "--grace", "0.3",
-                  "--run-dir", run_dir) as plex:
-        plex.expect(r"^m +\| started$")
-        chain = _five_pids(pids)
-        plex.signal(signal.SIGTERM)
-        assert plex.wait() == 143
-    assert "and to its process group" in plex.text, plex.text
-    for pid in chain:
-        _wait_exited(pid)
-
-
 def test_pipeplex_test_stops_what_its_members_orphaned(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     case = tmp_path / "case.toml"
@@ -430,13 +416,16 @@ DOUBLE_FORK = ("import os, signal, sys, time\n"
                "sys.stdin.read()\n")
 
 
-def test_a_double_forked_daemon_and_its_workers_are_stopped_through_their_group(
-        run_dir: Path, tmp_path: Path) -> None:
-    """The daemon leads no group (its parent did, and is gone): its group is stopped all
-    the same, workers included, however deep their chain."""
+@pytest.mark.parametrize("daemon", ["leading its group", "double-forked"])
+def test_the_process_groups_of_the_casts_orphans_are_stopped_with_them(
+        run_dir: Path, tmp_path: Path, daemon: str) -> None:
+    """The daemon's workers ignore SIGTERM: its group gets SIGKILL after the grace, however
+    deep their chain (they are not pipeplex's children while their parents live), whether
+    the daemon leads the group or, double-forked, does not (its parent did, and is gone)."""
     pids = tmp_path / "pids"
-    with Pipeplex("run", "-p", f"m={py(DOUBLE_FORK)} {pids}", "--grace", "0.3",
-                  "--run-dir", run_dir) as plex:
+    member = _chain_member(pids) if daemon == "leading its group" else (
+        f"{py(DOUBLE_FORK)} {pids}")
+    with Pipeplex("run", "-p", f"m={member}", "--grace", "0.3", "--run-dir", run_dir) as plex:
         plex.expect(r"^m +\| started$")
         chain = _five_pids(pids)
         plex.signal(signal.SIGTERM)
