@@ -84,7 +84,6 @@ def bare(found: Step) -> Step:
         ("sleep = 2", Step("sleep", "2.0", "")),
         ("sleep = 0", Step("sleep", "0.0", "")),
         ("interact = true", Step("interact", "true", "")),
-        ('start = "alice"\ntimeout = 3', Step("start", "alice", "", timeout=3.0)),
     ],
 )
 def test_each_action_parses_with_its_options(body: str, expected: Step) -> None:
@@ -528,9 +527,19 @@ def test_on_exit_defaults_to_ignore_only_with_steps(
 def test_autostart_is_parsed(value: str, expected: bool) -> None:
     """``autostart = false`` marks a member that only a start step starts."""
     extra = f"autostart = {value}\n" if value else ""
-    loaded = scenario('\n[[step]]\nstart = "alice"\n', cast=CAST + extra)
+    loaded = scenario('\n[[step]]\nwait_exit = "alice"\n', cast=CAST + extra)
     assert loaded.cast["alice"].autostart is expected
     assert loaded.cast["server"].autostart is True
+
+
+def test_a_start_step_takes_only_a_member_that_does_not_start_by_itself() -> None:
+    started = scenario('\n[[step]]\nstart = "alice"\ntimeout = 3\n',
+                       cast=CAST + "autostart = false\n").steps[0]
+    assert bare(started) == Step("start", "alice", "", timeout=3.0)
+    error = load_error('\n[[step]]\nstart = "alice"\n')
+    where = line_of('start = "alice"', "start")
+    assert str(error) == (f"{where}: start step: alice starts by itself; give it "
+                          "autostart = false to start it with this step")
 
 
 @pytest.mark.parametrize(

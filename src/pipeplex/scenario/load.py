@@ -175,6 +175,9 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
             _check_regex(action, value, where("step", index, action))
     elif action in ("wait_exit", "close", "start"):
         value = member(action, value, allow_all=action == "close")
+        if action == "start" and cast[value].autostart:
+            raise CastError(f"start step: {value} starts by itself; give it autostart = false "
+                            "to start it with this step", source=where("step", index, action))
     elif action == "signal":
         try:
             parse_signal(str(value))
