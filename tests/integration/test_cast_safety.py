@@ -173,7 +173,7 @@ def test_missing_cwd_of_a_member_with_variables_is_reported_before_start(
     )
     result = run("run", cast, "--run-dir", run_dir, "--no-console")
     assert result.returncode == 2
-    assert result.stderr == (f"pipeplex: error: {cast}:5: client: cwd "
+    assert result.stderr == (f"pipeplex: error: {cast}:7: client: cwd "
                              f"{str(tmp_path / 'no-such-folder')!r} is not a folder\n")
     assert "started" not in result.stdout
 

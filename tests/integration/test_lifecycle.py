@@ -148,8 +148,8 @@ def test_a_restart_first_stops_what_the_previous_run_left(run_dir: Path) -> None
     with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
         first = int(plex.expect(r"^forker \| left (\d+)$")[1])
         plex.expect(r"^forker \* left processes in its process group; sent them SIGTERM$")
-        assert not _alive(first)  # gone before the next run starts
         second = int(plex.expect(r"^forker \| left (\d+)$")[1])
+        assert not _alive(first)  # gone by then: the next run starts once its group is empty
         assert plex.wait() == 3
     assert "forker exited with code 3 and was restarted 1 time; giving up" in plex.text
     assert not _alive(second)

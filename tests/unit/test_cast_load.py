@@ -381,6 +381,17 @@ class TestMemberKeys:
         assert err.message == ("unknown table or key 'step'; a file with steps is a scenario: "
                                "load it with load_scenario() or Plex.load()")
 
+    @pytest.mark.parametrize(("keys", "line", "said"), [
+        ('env = { A = "1" }\ncmd = "no-such-program-here"\n', 3, "command not found"),
+        ('cmd = "true"\n\ncwd = "/no/such/folder/here"\n', 4, "is not a folder"),
+    ])
+    def test_what_the_start_checks_is_said_at_its_key(
+            self, tmp_path: Path, keys: str, line: int, said: str) -> None:
+        path = write(tmp_path, "[procs.web]\n" + keys)
+        with pytest.raises(CastError) as info:
+            check_commands(load_cast(path))
+        assert info.value.source == f"{path}:{line}" and said in info.value.message
+
     def test_a_byte_order_mark_is_no_key(self, tmp_path: Path) -> None:
         path = tmp_path / "cast.toml"
         path.write_bytes(b'\xef\xbb\xbf[procs.web]\ncmd = "x"\n')
@@ -479,12 +490,13 @@ class TestAcrossMembers:
         ids=["cmd", "env", "input"],
     )
     def test_variable_from_a_member_not_waited_for(self, tmp_path: Path, where: str) -> None:
-        """Using {port} captured by a member not in ``after`` names it and suggests waiting."""
+        """Using {port} captured by a member not in ``after`` names it and suggests waiting,
+        at the line that uses it."""
         err, path = error(
             tmp_path,
             f"[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n[procs.web]\n{where}\n",
         )
-        assert err.source == f"{path}:4"
+        assert err.source == f"{path}:{4 + where.count(chr(10)) + 1}"
         assert err.message == (
             'web: uses {port}, which db captures, but does not start after it; add after = ["db"]'
         )
@@ -503,7 +515,7 @@ class TestAcrossMembers:
     def test_ready_port_variable_nobody_captures(self, tmp_path: Path) -> None:
         """ready_port = "{port}" with no ready pattern capturing it explains how to capture it."""
         err, path = error(tmp_path, '[procs.web]\ncmd = "serve"\nready_port = "{port}"\n')
-        assert err.source == f"{path}:1"
+        assert err.source == f"{path}:3"  # (the key's line)
         assert err.message.startswith(
             "web: ready_port uses {port}, which no member it starts after captures"
         )
@@ -528,7 +540,7 @@ class TestAcrossMembers:
         err, path = error(
             tmp_path, '[procs.database]\ncmd = "x"\n[procs.web]\ncmd = "y"\nafter = "databse"\n'
         )
-        assert err.source == f"{path}:3"
+        assert err.source == f"{path}:5"  # (the key's line)
         assert (
             err.message
             == "web: after names 'databse', which is not a member; did you mean 'database'?"

@@ -302,7 +302,8 @@ def _proc(
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise bad("max_restarts", "a whole number, 0 or more")
         fields["max_restarts"] = value
-    return ProcSpec(name=name, source=here, **fields)
+    sources = {key: found for key in table if (found := where("procs", name, key))}
+    return ProcSpec(name=name, source=here, key_sources=sources, **fields)
 
 
 def validate_cast(cast_spec: CastSpec) -> CastSpec:
@@ -322,10 +323,10 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
         for dep in proc.after:
             if dep == proc.name:
                 raise CastError(f"{proc.name}: a member cannot start after itself",
-                                source=proc.source)
+                                source=proc.where("after"))
             if dep not in seen:
                 raise CastError(f"{proc.name}: after names {dep!r}, which is not a member"
-                                f"{suggest(dep, list(seen))}", source=proc.source)
+                                f"{suggest(dep, list(seen))}", source=proc.where("after"))
     _check_cycles(cast_spec, seen)
     captured: dict[str, str] = {}
     for proc in cast_spec.procs:
@@ -334,7 +335,7 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
                 raise CastError(f"{proc.name}: its ready captures {{{var}}}, which "
                                 f"{captured[var]} captures too; give the groups different "
                                 f"names, e.g. (?P<{_identifier(proc.name)}_{var}>...)",
-                                source=proc.source)
+                                source=proc.where("ready"))
             captured[var] = proc.name
     for proc in cast_spec.procs:
         available = set().union(*(seen[d].captured_variables() for d in _closure(proc, seen)))
@@ -342,13 +343,14 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
         if missing:
             var = sorted(missing)[0]
             provider = captured[var]
+            where = proc.where(_key_using(proc, var))
             if provider == proc.name:
                 raise CastError(f"{proc.name}: uses {{{var}}}, which it captures itself; a "
                                 "captured value is known once its member is ready, so only "
-                                "members that start after it can use it", source=proc.source)
+                                "members that start after it can use it", source=where)
             raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
                             f"does not start after it; add after = [\"{provider}\"]",
-                            source=proc.source)
+                            source=where)
         if proc.ready_port and not is_port(proc.ready_port):
             unknown = variables_in(proc.ready_port) - available - proc.captured_variables()
             if unknown:
@@ -357,7 +359,7 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
                         if var in captured else
                         "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
                 raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
-                                f"starts after captures; {hint}", source=proc.source)
+                                f"starts after captures; {hint}", source=proc.where("ready_port"))
     return cast_spec
 
 
@@ -478,6 +480,14 @@ def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
         visit(proc.name, [])
 
 
+def _key_using(proc: ProcSpec, var: str) -> str:
+    """The key of ``proc`` that uses ``{var}``, to point at: its command, else its env,
+    else its input."""
+    if var in variables_in(proc.command_text):
+        return "cmd"
+    return "env" if any(var in variables_in(v) for v in proc.env.values()) else "input"
+
+
 def check_commands(cast_spec: CastSpec) -> None:
     """Fail early, before anything starts, when a member's program does not exist."""
     found: dict[tuple[str, str], bool] = {}  # (program, PATH): a cast often repeats both
@@ -485,7 +495,7 @@ def check_commands(cast_spec: CastSpec) -> None:
         cwd = Path(proc.cwd) if proc.cwd else Path.cwd()
         if proc.cwd and not cwd.is_dir():  # also for a shell, or a command with variables
             raise CastError(f"{proc.name}: cwd {proc.cwd!r} is not a folder",
-                            source=proc.source)
+                            source=proc.where("cwd"))
         if proc.shell or variables_in(proc.command_text):
             continue  # the shell finds the program; a variable may name it
         program = proc.argv()[0]
@@ -494,14 +504,14 @@ def check_commands(cast_spec: CastSpec) -> None:
             target = cwd / program
             if not target.exists():
                 raise CastError(f"{proc.name}: command not found: {program!r} "
-                                f"(cmd = {proc.command_text!r})", source=proc.source)
+                                f"(cmd = {proc.command_text!r})", source=proc.where("cmd"))
             if target.is_dir() or not os.access(target, os.X_OK):
                 raise CastError(f"{proc.name}: {program!r} is not an executable file "
-                                f"(cmd = {proc.command_text!r})", source=proc.source)
+                                f"(cmd = {proc.command_text!r})", source=proc.where("cmd"))
         elif not _on_path(program, env_path, found):
             raise CastError(f"{proc.name}: command not found: {program!r} (cmd = "
                             f"{proc.command_text!r}); check the spelling and PATH",
-                            source=proc.source)
+                            source=proc.where("cmd"))
 
 
 def _on_path(program: str, path: str, found: dict[tuple[str, str], bool]) -> bool:

@@ -67,6 +67,12 @@ class ProcSpec:
     """False: the member starts only when asked (a scenario's ``start`` step)."""
     source: str | None = None
     """Where the member was declared (``cast.toml:12`` or ``-p``), for messages."""
+    key_sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Where each of its keys was written (``cast.toml:14``), for messages about one."""
+
+    def where(self, key: str) -> str | None:
+        """Where ``key`` was written, or else the member."""
+        return self.key_sources.get(key, self.source)
 
     @property
     def command_text(self) -> str:
