@@ -95,7 +95,7 @@ def _subreaper() -> int:
 
 @pytest.mark.parametrize("adopt", [False, True])
 def test_the_process_is_the_members_subreaper_only_if_asked_and_while_the_cast_runs(
-        options: RunOptions, adopt: bool) -> None:
+        options: RunOptions, tmp_path: Path, adopt: bool) -> None:
     """Asked (as pipeplex run asks), its members' orphans come to it while the cast runs,
     to be stopped and reaped with the cast; afterwards, a program's own orphans go where
     they went before. Not asked, a program's own children are none of its business."""
@@ -104,14 +104,27 @@ def test_the_process_is_the_members_subreaper_only_if_asked_and_while_the_cast_r
 
     seen: list[int] = []
     own = subprocess.Popen(["sh", "-c", "exit 7"])  # a child of the program's: not reaped
+    up = tmp_path / "up"
+    os.mkfifo(up)
+    member = ProcSpec("a", ("sh", "-c", f"echo up > {up}; read line"))  # (then it ends)
 
     async def main() -> int:
-        run = asyncio.ensure_future(run_cast(CastSpec((ProcSpec("a", "true"),)),
+        loop = asyncio.get_running_loop()
+        said = os.open(up, os.O_RDWR | os.O_NONBLOCK)  # (readable once the member wrote)
+        running = loop.create_future()
+        loop.add_reader(said, running.set_result, None)
+        run = asyncio.ensure_future(run_cast(CastSpec((member,)),
                                              dataclasses.replace(options, adopt_orphans=adopt)))
-        while not run.done() and not seen:  # (it is set before the run's first wait)
-            await asyncio.sleep(0)
-            seen.append(_subreaper())
-        return await run
+        try:
+            await asyncio.wait([run, running], return_when=asyncio.FIRST_COMPLETED)
+            seen.append(_subreaper())  # while the member runs
+            fd = os.open(tmp_path / "run" / "a.in", os.O_WRONLY)  # (the run reads it)
+            os.write(fd, b"go\n")
+            os.close(fd)
+            return await run
+        finally:
+            loop.remove_reader(said)
+            os.close(said)
 
     assert _subreaper() == 0
     assert asyncio.run(main()) == 0

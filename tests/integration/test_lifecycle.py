@@ -311,10 +311,10 @@ def _wait_exited(pid: int, timeout: float = 10.0) -> None:
 # A member starts a daemon that leaves its process group and its environment
 # (setsid + env -i), then leaves it behind: it exits at once (``orphan``) or stays.
 ORPHANING = ("import signal, subprocess, sys\n"
-             "daemon = ('import signal, time\\n'\n"
+             "daemon = ('import signal\\n'\n"
              "          'signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n'\n"
              "          'print(\"up\", flush=True)\\n'\n"
-             "          'time.sleep(60)')\n"
+             "          'while True: signal.pause()')\n"
              "d = subprocess.Popen([sys.executable, '-c', daemon], env={},\n"
              "                     start_new_session=True, stdin=subprocess.DEVNULL,\n"
              "                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
@@ -352,8 +352,9 @@ def test_a_process_that_left_its_group_and_environment_is_stopped_at_the_end(
 
 
 # A member starts a daemon (setsid, no environment) whose workers, a chain of four, ignore
-# SIGTERM and stay in its group; the daemon itself dies of SIGTERM. Each writes its pid.
-CHAIN = ("import os, signal, sys, time\n"
+# SIGTERM and stay in its group; the daemon itself dies of SIGTERM. Each writes its pid
+# into the FIFO argv[1].
+CHAIN = ("import os, signal, sys\n"
          "for depth in range(5):\n"
          "    if depth and os.fork():\n"
          "        break\n"
@@ -361,28 +362,37 @@ CHAIN = ("import os, signal, sys, time\n"
          "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
          "with open(sys.argv[1], 'a') as f:\n"
          "    f.write(f'{os.getpid()}\\n')\n"
-         "time.sleep(60)\n")
+         "while True:\n"
+         "    signal.pause()\n")
+
+# Member side: a FIFO the five write their pids into, read until all five did; then the
+# pids go to the file argv[1] (FIFO_OPEN before the five start, FIFO_READ after).
+FIFO_OPEN = ("import os, sys\n"
+             "fifo = sys.argv[1] + '.fifo'\n"
+             "os.mkfifo(fifo)\n"
+             "gate = os.open(fifo, os.O_RDWR)  # (never blocks, never reads EOF)\n")
+FIFO_READ = ("got = b''\n"
+             "while got.count(b'\\n') < 5:\n"
+             "    got += os.read(gate, 4096)\n"
+             "open(sys.argv[1], 'w').write(got.decode())\n"
+             "print('started', flush=True)\n"
+             "sys.stdin.read()\n")
 
 
 def _chain_member(pids: Path) -> str:
     """A member that starts the chain and says ``started`` once all five wrote their pid."""
-    return py("import os, subprocess, sys, time\n"
-              f"subprocess.Popen([sys.executable, '-c', {CHAIN!r}, {str(pids)!r}], env={{}},\n"
+    return py(FIFO_OPEN + "import subprocess\n"
+              f"subprocess.Popen([sys.executable, '-c', {CHAIN!r}, fifo], env={{}},\n"
               "                 start_new_session=True, stdin=subprocess.DEVNULL,\n"
               "                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
-              f"while not os.path.exists({str(pids)!r}) or "
-              f"len(open({str(pids)!r}).read().split()) < 5:\n"
-              "    time.sleep(0.01)\n"
-              "print('started', flush=True)\n"
-              "sys.stdin.read()\n")
+              + FIFO_READ) + f" {pids}"
 
 
 def _five_pids(pids: Path) -> list[int]:
-    deadline = time.monotonic() + DEADLINE
-    while not pids.exists() or len(pids.read_text().split()) < 5:
-        assert time.monotonic() < deadline, "the daemon chain did not start"
-        os.sched_yield()
-    return [int(pid) for pid in pids.read_text().split()]
+    """The chain's pids, all five written before the member said ``started``."""
+    found = [int(pid) for pid in pids.read_text().split()]
+    assert len(found) == 5
+    return found
 
 
 def test_pipeplex_test_stops_what_its_members_orphaned(tmp_path: Path) -> None:
@@ -399,7 +409,7 @@ def test_pipeplex_test_stops_what_its_members_orphaned(tmp_path: Path) -> None:
 # The classic double fork: the first child calls setsid and forks the daemon, then exits;
 # the daemon, which does not lead its group, drops its environment and forks a chain of
 # workers; all of them ignore SIGTERM.
-DOUBLE_FORK = ("import os, signal, sys, time\n"
+DOUBLE_FORK = (FIFO_OPEN + "import signal\n"
                "if os.fork() == 0:\n"
                "    os.setsid()\n"
                "    if os.fork() == 0:\n"
@@ -407,13 +417,11 @@ DOUBLE_FORK = ("import os, signal, sys, time\n"
                "        for depth in range(4):\n"
                "            if os.fork():\n"
                "                break\n"
-               "        with open(sys.argv[1], 'a') as f:\n"
+               "        with open(fifo, 'a') as f:\n"
                "            f.write(f'{os.getpid()}\\n')\n"
                "        os.execve('/bin/sleep', ['sleep', '60'], {})\n"
                "    os._exit(0)\n"
-               "os.wait()\n"
-               "print('started', flush=True)\n"
-               "sys.stdin.read()\n")
+               "os.wait()\n" + FIFO_READ)
 
 
 @pytest.mark.parametrize("daemon", ["leading its group", "double-forked"])

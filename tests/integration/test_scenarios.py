@@ -315,6 +315,8 @@ def test_a_full_terminal_is_not_hung_up_on_a_program_that_closed_it_on_its_way_o
     """Programs close their output before they exit (coreutils do): the terminal's end
     stays open until the exit, so no SIGHUP kills them in between (cat ended so 1 time
     in 12 with pty = true)."""
+    # The behaviour under test, not a wait: a program that lingers after closing its
+    # output (the moment in which the old code hung its terminal up).
     code = "import os, time\nfor fd in (0, 1, 2): os.close(fd)\ntime.sleep(1)"
     case = _scenario(tmp_path, f"[procs.p]\ncmd = {json.dumps([sys.executable, '-c', code])}\n"
                                'pty = true\n[[step]]\nwait_exit = "p"\ncode = 0\n')
