@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib as _importlib
-import typing as _typing
 
-if _typing.TYPE_CHECKING:
+# (Not typing.TYPE_CHECKING: the command loads this package before it can hold back a
+# Ctrl-C, so the package imports nothing it need not.)
+_TYPE_CHECKING = False
+if _TYPE_CHECKING:
+    import typing as _typing
+
     from ._bus import Bus as Bus
     from ._engine import Engine as Engine
     from ._events import Event as Event

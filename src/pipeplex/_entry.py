@@ -1,7 +1,10 @@
 """The ``pipeplex`` command's entry point: it loads the CLI, which takes a moment.
 
-A Ctrl-C in that moment ends the command as a Ctrl-C later does (status 130), without a
-traceback from the middle of an import.
+The stop signals (SIGINT, SIGTERM, SIGHUP) are held back from the start: one that landed
+in the middle of an import, or of a class's creation, would come out as a traceback of
+some other error. The command lets them in once it can take them: a run once its loop
+handles them, every other command once its arguments are parsed (a Ctrl-C then exits
+130, as it does later).
 
 A standard stream that was closed (``pipeplex run >&-``) is first opened on /dev/null:
 otherwise the next descriptor pipeplex opens (a member's pipe, the control socket) would
@@ -14,17 +17,19 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
+
+from ._signals import STOP_SIGNALS
 
 __all__ = ("main",)
 
 
 def main() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     _open_closed_streams()
-    try:
-        from .cli import main as cli_main
-    except KeyboardInterrupt:
-        sys.exit(130)
+    from .cli import main as cli_main
+
     cli_main()
 
 

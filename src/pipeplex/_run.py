@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Level, Note
-from ._signals import inherited_as_ignored
+from ._signals import STOP_SIGNALS, inherited_as_ignored
 from .cast.load import check_commands, validate_cast
 from .cast.spec import CastSpec
 from .errors import PipeplexError
@@ -43,9 +43,6 @@ if TYPE_CHECKING:  # the console, the matcher and the steps are loaded when a ru
     from .scenario import Scenario
 
 __all__ = ("RunOptions", "run_cast")
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
@@ -132,8 +129,12 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     records: list[TranscriptSink | LogDirSink] = []
     inputs: FolderInputs | None = None
     orphans: OrphanReaper | None = None
+    mask: set[int | signal.Signals] | None = None
     try:
         on_signal = _install_signal_handlers(loop, engine, handled)
+        # They are ours now: let in what came while the run set up (``pipeplex run`` holds
+        # them back until here, so that a Ctrl-C does not land halfway through the set-up).
+        mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         if adoption is not None and adoption.active:
             orphans = OrphanReaper(loop, engine.own_children)
         records = _records(options, bus)
@@ -173,6 +174,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         writer.close()
         for sig in handled:
             loop.remove_signal_handler(sig)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return 1 if refused and status == 0 else status
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterable
 
 __all__ = (
+    "STOP_SIGNALS",
     "clean_inherited_signals",
     "describe_returncode",
     "exit_status",
@@ -12,6 +14,10 @@ __all__ = (
     "parse_signal",
     "signal_name",
 )
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops a run (and what the command holds back until it can take them)."""
 
 
 def signal_name(sig: int) -> str:
@@ -64,15 +70,16 @@ def _ignore(signum: int, frame: object) -> None:
     """Does nothing, like SIG_IGN, except that exec() resets it to the default."""
 
 
-def clean_inherited_signals() -> None:
+def clean_inherited_signals(held: Iterable[int] = ()) -> None:
     """Undo what a parent may have done to us, so our children start clean.
 
     A shell running ``pipeplex &`` ignores SIGINT and SIGQUIT in it, and ignored signals
     survive exec(): members would inherit the deafness. Caught signals are reset by
     exec(), so we catch (and still ignore) what we inherited as ignored; and we empty the
-    signal mask, which exec() keeps as well.
+    signal mask, which exec() keeps as well, but for ``held``: the caller unblocks those
+    before it starts a child.
     """
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
     for sig in signal.valid_signals():
         if sig in _RESET_BY_SPAWN:
             continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from ._command_parser import CommandParser
+from ._signals import STOP_SIGNALS
 from ._stdout import StdoutRefused, printing
 
 if TYPE_CHECKING:
@@ -238,13 +240,13 @@ def _run(cast: CastSpec, options: RunOptions) -> int:
     from ._signals import clean_inherited_signals
     from .errors import PipeplexError
 
-    clean_inherited_signals()
+    # Held back until run_cast has its handlers: a Ctrl-C in the loop's set-up would
+    # break it halfway; this way the cast stops as at any other time.
+    clean_inherited_signals(held=STOP_SIGNALS)
     try:
         return asyncio.run(run_cast(cast, options))
     except PipeplexError as exc:
         _fail(str(exc))
-    except KeyboardInterrupt:  # Ctrl-C before the loop took over the signal
-        return INTERRUPTED
 
 
 def _demo_options(parser: argparse.ArgumentParser) -> None:
@@ -560,6 +562,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         with printing():  # (-h and --version print, and a full stdout must be said)
             command, args = _parse(words)
+        if command not in ("run", "demo"):  # (those let them in once their loop takes them)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held by _entry
         COMMANDS[command][1](args)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)

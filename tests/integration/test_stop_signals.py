@@ -234,6 +234,42 @@ def test_a_stop_signal_inherited_as_ignored_stays_ignored(run_dir: Path, ignored
     assert f"got {ignored}" not in plex.text
 
 
+PENDING = ("import os, signal, sys\n"
+           "sig = getattr(signal, sys.argv[1])\n"
+           "signal.pthread_sigmask(signal.SIG_BLOCK, [sig])\n"
+           "os.kill(os.getpid(), sig)  # pending, and it stays so across exec\n"
+           "os.execvp(sys.argv[2], sys.argv[2:])\n")
+"""Runs its command with a stop signal already pending: as if it came at the first
+instruction, before the command could take it."""
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_during_the_start_stops_the_cast_as_later(run_dir: Path,
+                                                                 name: str) -> None:
+    """A Ctrl-C while pipeplex loads and sets up is held until the run takes it, then stops
+    the cast as at any other time: no traceback from the middle of an import or of the
+    loop's set-up. (test_members_start_with_clean_signal_state: it is let in before the
+    members start.)"""
+    sig = getattr(signal, name)
+    with Pipeplex("run", "-p", "m=sleep 60",
+                  "--run-dir", run_dir, "--no-color",
+                  prefix=(sys.executable, "-c", PENDING, name)) as plex:
+        assert plex.wait() == 128 + sig
+    assert f"got {name}: stopping the cast" in plex.text
+    assert "m * summary: stopped" in plex.text
+    assert "Traceback" not in plex.text
+
+
+def test_a_ctrl_c_during_a_client_commands_start_exits_130(tmp_path: Path) -> None:
+    """The other commands let the held signal in once their arguments are read."""
+    result = subprocess.run(
+        [sys.executable, "-c", PENDING, "SIGINT", *PIPEPLEX, "status",
+         "--run-dir", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 130, result
+    assert result.stderr == ""
+
+
 IGNORE_TERM = ("import signal\n"
                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                "print('up', flush=True)\n"

@@ -1,33 +1,13 @@
-"""Ctrl-C while the command is still loading or parsing ends it with 130, quietly."""
+"""Ctrl-C while the command is still parsing ends it with 130, quietly. (A real one is held
+until then: test_stop_signals.py.)"""
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
-from typing import Any
 
 import pytest
 
 import pipeplex.cli
-from pipeplex import _entry
-
-
-class _Interrupting(importlib.abc.MetaPathFinder):
-    """Raises KeyboardInterrupt when ``pipeplex.cli`` is imported: a Ctrl-C mid-import."""
-
-    def find_spec(self, name: str, *args: Any) -> None:
-        if name == "pipeplex.cli":
-            raise KeyboardInterrupt
-        return None
-
-
-def test_ctrl_c_while_the_cli_loads_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, "pipeplex.cli")
-    monkeypatch.delattr(sys.modules["pipeplex"], "cli", raising=False)
-    monkeypatch.setattr(sys, "meta_path", [_Interrupting(), *sys.meta_path])
-    with pytest.raises(SystemExit) as exited:
-        _entry.main()
-    assert exited.value.code == 130
 
 
 def test_ctrl_c_while_the_arguments_are_read_exits_130(
