@@ -364,8 +364,13 @@ def signal_command(args: argparse.Namespace) -> None:
         client.request("signal", name=args.name, signal=args.signal)
 
 
-def _name_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME")
+def _restart_options(parser: argparse.ArgumentParser) -> None:
+    def one_member(text: str) -> str:
+        if text == "all":  # (the run would refuse it; said here, with the usage)
+            raise argparse.ArgumentTypeError("restart takes one member, not 'all'")
+        return text
+
+    parser.add_argument("name", type=one_member, metavar="NAME")
     _run_dir_option(parser)
 
 
@@ -512,7 +517,7 @@ COMMANDS: dict[str, tuple[Options, Command]] = {
     "send": (_send_options, send),
     "status": (_status_options, status),
     "signal": (_signal_options, signal_command),
-    "restart": (_name_options, restart),
+    "restart": (_restart_options, restart),
     "stop": (_stop_options, stop),
     "attach": (_attach_options, attach),
     "test": (_test_options, test),

@@ -187,6 +187,7 @@ def test_restart_starts_a_new_instance(run_dir: Path) -> None:
         assert result.returncode == 1 and "no member named 'zz'" in result.stderr
         result = run("restart", "all", "--run-dir", run_dir)
         assert result.returncode == 2 and "one member, not 'all'" in result.stderr
+        assert result.stderr.startswith("usage: pipeplex restart")
 
 
 def test_a_restart_storm_never_runs_two_instances_and_answers_everyone(
