@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ._events import Event, Exited, Matched, Note, Output, Ready, Started, Stream
-from ._signals import clean_inherited_signals, inherited_as_ignored
+from ._signals import STOP_SIGNALS, clean_inherited_signals, inherited_as_ignored
 from ._stdout import StdoutRefused, printing
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
@@ -44,10 +44,11 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     members, and what they orphaned, are killed on the way out; without a handler Python
     would just die and leave the latter to nobody (the guardian does not know them).
     """
-    clean_inherited_signals()
+    clean_inherited_signals(held=STOP_SIGNALS)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if not inherited_as_ignored(sig):
             signal.signal(sig, _stopped_by)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (held since the start)
     colored = use_color(color, sys.stdout.isatty())  # type: ignore[arg-type]
     scenarios: list[Scenario] = []
     load_errors: list[str] = []

@@ -567,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         with printing():  # (-h and --version print, and a full stdout must be said)
             command, args = _parse(words)
-        if command not in ("run", "demo"):  # (those let them in once their loop takes them)
+        if command not in ("run", "demo", "test"):  # (those once their handlers are in)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held by _entry
         COMMANDS[command][1](args)
     except KeyboardInterrupt:
