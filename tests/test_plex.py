@@ -8,6 +8,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from pipeplex import EOF, TIMEOUT, AsyncPlex, ExpectTimeout, Plex, UnexpectedExi
 from pipeplex.participants._group import live_in_group
 
 PY = sys.executable
+LONG = 30.0
+"""A timeout that is never reached when the behaviour is right."""
 ECHO_PORT = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); " \
     "print('port', s.getsockname()[1], flush=True); c, _ = s.accept(); " \
     "c.sendall(c.recv(100)); c.close()"
@@ -198,6 +202,41 @@ def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:
     # Input and matches are records nobody else keeps: made because the file wants them.
     kinds = {(r["s"], r.get("e")) for r in map(json.loads, path.read_text().splitlines())}
     assert {("in", None), ("event", "match")} <= kinds
+
+
+def test_a_long_transcript_keeps_whole_lines_and_says_it_was_cut() -> None:
+    """Beyond its last megabyte the transcript starts at a line, after a line that says so
+    (not in the middle of a line, or of a character)."""
+    with Plex() as plex:
+        flood = plex.spawn("flood", [PY, "-c", "for i in range(40000): print('é' * 30, i)"])
+        assert flood.wait(timeout=60) == 0
+        text = plex.transcript()
+    first, second, *_ = text.splitlines()
+    assert first == "[earlier lines not kept: the transcript keeps the last 1 MiB]"
+    assert re.fullmatch(r"flood \| é{30} \d+", second), second
+    assert "\ufffd" not in text
+    assert f"flood | {'é' * 30} 39999\n" in text
+
+
+def test_two_threads_cannot_wait_on_one_members_output_at_once() -> None:
+    """A second expectation on a cursor that one already waits on is refused: the two would
+    race for the same output."""
+    with Plex(timeout=LONG) as plex:
+        cat = plex.spawn("c", "cat")
+        results: list[object] = []
+        waiter = threading.Thread(target=lambda: results.append(cat.expect("one")[0]))
+        waiter.start()
+        cursor = plex._async.matcher.buffer("c")
+        deadline = time.monotonic() + LONG
+        while not cursor.waited_on:
+            assert time.monotonic() < deadline, "the thread did not start waiting"
+            os.sched_yield()
+        with pytest.raises(RuntimeError, match="already waiting on the output of c"):
+            cat.expect("two")
+        cat.sendline("one two")
+        waiter.join(LONG)
+        assert results == ["one"]
+        assert cat.expect("two")[0] == "two"
 
 
 def test_async_plex_drives_many_members_concurrently() -> None:

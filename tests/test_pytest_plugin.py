@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from pipeplex.pytest_plugin import _printable, _transcript_file_name
+from pipeplex._recent import printable
+from pipeplex.pytest_plugin import _transcript_file_name
 
 pytest_plugins = ["pytester"]
 
@@ -315,8 +316,8 @@ def test_file_names_and_report_text_helpers() -> None:
         assert len(name.encode()) <= 120
         assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.txt", name), name
     assert names[1].startswith("t.py_test_a_b_-")
-    assert _printable("a\tb\nc") == "a\tb\nc"
-    assert _printable("\x00\x1b[1m\r\x7f\x9b\u00e9") == "\\x00\\x1b[1m\\x0d\\x7f\\x9b\u00e9"
+    assert printable("a\tb\nc") == "a\tb\nc"
+    assert printable("\x00\x1b[1m\r\x7f\x9b\u00e9") == "\\x00\\x1b[1m\\x0d\\x7f\\x9b\u00e9"
 
 
 def test_a_pipeplex_error_is_reported_at_the_test_line(pytester: pytest.Pytester) -> None:

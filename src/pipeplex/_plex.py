@@ -68,6 +68,7 @@ class _MergedTranscript:
         self._renderer = renderer
         self._events: deque[Event] = deque()
         self._size = 0
+        self._trimmed = False
 
     def __call__(self, event: Event) -> None:
         self._events.append(event)
@@ -79,10 +80,18 @@ class _MergedTranscript:
         while self._size > 2 * TRANSCRIPT_KEEP and len(self._events) > 1:
             old = self._events.popleft()
             self._size -= len(old.data) if isinstance(old, Output) else 100
+            self._trimmed = True
 
     def text(self) -> str:
         rendered = b"".join(self._renderer.render(e) for e in list(self._events))
-        return rendered[-TRANSCRIPT_KEEP:].decode("utf-8", "replace")
+        if not self._trimmed and len(rendered) <= TRANSCRIPT_KEEP:
+            return rendered.decode("utf-8", "replace")
+        kept = rendered[-TRANSCRIPT_KEEP:]
+        line_start = kept.find(b"\n") + 1  # (whole lines, and no character cut in two)
+        if 0 < line_start < len(kept):
+            kept = kept[line_start:]
+        return ("[earlier lines not kept: the transcript keeps the last "
+                f"{TRANSCRIPT_KEEP // 2**20} MiB]\n") + kept.decode("utf-8", "replace")
 
 
 class AsyncMember:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 
 from ._events import Event, Output
 
-__all__ = ("RecentOutput",)
+__all__ = ("RecentOutput", "printable")
+
+# Control characters other than \n and \t: C0, DEL and C1 (U+009B is a CSI on some terminals).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters other than newline and tab shown as ``\\xNN``: a
+    member's bytes in a message or a report must not move the reader's cursor or clear the
+    screen."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
 
 
 class RecentOutput:
@@ -18,7 +31,7 @@ class RecentOutput:
     its last ``lines * max_line`` bytes, and decodes and splits them only when someone
     asks. stdout and stderr are followed separately: an unfinished stdout line (a prompt)
     is continued by later stdout only, never by a stderr line that arrives in between.
-    stderr lines are marked with ``! ``.
+    stderr lines are marked with ``! ``, and control characters are shown escaped.
     """
 
     def __init__(self, lines: int = 20, max_line: int = 300) -> None:
@@ -55,7 +68,8 @@ class RecentOutput:
             if rest:
                 open_line[stream] = [marker, rest]
                 lines.append(open_line[stream])
-        return [marker + text[: self._max_line] for marker, text in lines[-self._lines :]]
+        return [marker + printable(text[: self._max_line])
+                for marker, text in lines[-self._lines :]]
 
     def forget(self, name: str) -> None:
         """Drop what ``name`` wrote: a new member of that name starts with none of it."""

@@ -95,16 +95,19 @@ class ExpectTimeout(PipeplexError, TimeoutError):
     """No pattern matched in time. Carries who, what, how long, and the recent output."""
 
     def __init__(
-        self, names: Sequence[str], patterns: Sequence[object], waited: float, recent: str
+        self, names: Sequence[str], patterns: Sequence[object], waited: float, recent: str,
+        *, stream: str | None = None,
     ) -> None:
         self.names = tuple(names)
         self.patterns = tuple(patterns)
         self.waited = waited
         self.recent = recent
+        self.stream = stream
+        """The stream searched (``stdout``, ``stderr``), or None for both."""
         where = " or ".join(self.names) if self.names else "any member"
         super().__init__(
-            f"{_show_patterns(self.patterns)} did not appear in the output of {where} "
-            f"within {waited:.1f} s\n{recent}"
+            f"{_show_patterns(self.patterns)} did not appear in the {stream or 'output'} of "
+            f"{where} within {waited:.1f} s\n{recent}"
         )
 
 

@@ -42,6 +42,7 @@ import pytest
 
 from ._plex import DEFAULT_TIMEOUT
 from ._plex_sync import Plex
+from ._recent import printable
 from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
 
@@ -62,8 +63,6 @@ _PLEX_KEY = pytest.StashKey[Plex]()
 _QUIET_KEY = pytest.StashKey[bool]()
 _LEFT_KEY = pytest.StashKey[list[str]]()
 
-# Control characters other than \n and \t: C0, DEL and C1 (U+009B is a CSI on some terminals).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -208,7 +207,7 @@ def _forget(stash: pytest.Stash, key: pytest.StashKey[_T]) -> None:
 def _attach(item: pytest.Item, report: pytest.TestReport, text: str) -> None:
     if not text:
         return
-    section = _printable(text)
+    section = printable(text)
     # A section of the failure itself: shown under the traceback, and part of the failure
     # text in JUnit XML (report.sections reach JUnit only with junit_logging set).
     addsection = getattr(report.longrepr, "addsection", None)
@@ -253,9 +252,3 @@ def _transcript_file_name(nodeid: str) -> str:
     digest = hashlib.sha256(nodeid.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     return f"{readable}-{digest}.txt"
 
-
-def _printable(text: str) -> str:
-    """``text`` with control characters other than newline and tab shown as ``\\xNN``."""
-    if not _CONTROL.search(text):
-        return text
-    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)

@@ -448,3 +448,59 @@ def test_a_precompiled_pattern_is_used_as_given() -> None:
         run(rig.matcher.expect(["a"], [re.compile("^ready")], timeout=0))
     found = run(rig.matcher.expect(["a"], [re.compile("^ready$", re.MULTILINE)], timeout=0))
     assert (found.before, found.after) == ("hello\n", "ready")
+
+
+@pytest.mark.parametrize("stream", [None, "stderr"])
+def test_a_second_expectation_on_a_waited_cursor_is_refused(stream: str | None) -> None:
+    """Two expectations on one cursor would race: the one that looked first would consume
+    what the other waits for. The second is refused at once; the first still gets its
+    match, and once it has, the cursor takes a new expectation."""
+    rig = Rig()
+
+    async def scenario() -> tuple[str, str]:
+        first = asyncio.ensure_future(rig.matcher.expect(["a"], ["one"], timeout=LONG,
+                                                         stream=stream))
+        await asyncio.sleep(0)  # (one pass of the loop: the first is waiting)
+        with pytest.raises(RuntimeError, match="already waiting on the "
+                           f"{stream or 'output'} of a"):
+            await rig.matcher.expect(["a"], ["two"], timeout=LONG, stream=stream)
+        with pytest.raises(RuntimeError, match="already waiting"):
+            await rig.matcher.expect(["b", "a"], ["two"], timeout=LONG, stream=stream)
+        other = asyncio.ensure_future(  # another cursor of the same member is free
+            rig.matcher.expect(["a"], ["two"], timeout=LONG,
+                               stream="stdout" if stream is None else None))
+        rig.later(out("a", b"one\ntwo\n", stream or "stdout"))
+        matched = (await first).after
+        second = await rig.matcher.expect(["a"], ["two"], timeout=LONG, stream=stream)
+        await other
+        return matched, second.after
+
+    assert run(scenario()) == ("one", "two")
+
+
+def test_a_timeout_names_the_stream_and_the_output_dropped_unsearched() -> None:
+    """Output nobody searched is dropped beyond 8 MiB: a timeout says so, or the line that
+    went with it would seem never to have come."""
+    rig = Rig()
+    rig.publish(out("a", b"listening on 4711\n", "stderr"))
+    for _ in range(9):
+        rig.publish(out("a", b"x" * 1023 + b"\n", "stderr"), *[out("a", b"y" * 1023 + b"\n",
+                                                                 "stderr")] * 1023)
+    with pytest.raises(ExpectTimeout) as raised:
+        run(rig.matcher.expect(["a"], ["listening on"], timeout=0, stream="stderr"))
+    message = str(raised.value)
+    assert re.match(r"'listening on' did not appear in the stderr of a within 0\.0 s\n"
+                    r"a: 1\.0 MiB of output came before it was searched and was dropped "
+                    r"\(unsearched output is kept up to 8\.0 MiB\)\n", message), message[:300]
+    assert raised.value.stream == "stderr"
+    rig.publish(out("a", b"listening on 4712\n", "stderr"))
+    run(rig.matcher.expect(["a"], ["listening on"], timeout=0, stream="stderr"))
+    with pytest.raises(ExpectTimeout) as raised:  # searched since: nothing more was lost
+        run(rig.matcher.expect(["a"], ["never"], timeout=0, stream="stderr"))
+    assert "dropped" not in str(raised.value)
+
+
+def test_an_invalid_pattern_is_a_value_error() -> None:
+    rig = Rig()
+    with pytest.raises(ValueError, match=r"not a valid regular expression: '\(bad'"):
+        run(rig.matcher.expect(["a"], ["(bad"], timeout=0))

@@ -110,3 +110,11 @@ def test_many_chunks_and_a_huge_one_keep_only_the_tail() -> None:
     assert recent.tail("web") == ["4997", "4998", "4999"]
     recent(out("web", b"x" * 1_000_000 + b"\nlast\n"))
     assert recent.tail("web") == ["4999", "xxxxxxxxxx", "last"]
+
+
+def test_control_characters_are_shown_escaped() -> None:
+    """A member's escape sequences in an error message must not clear the reader's screen
+    or colour what follows; tabs stay."""
+    recent = RecentOutput()
+    recent(out("web", b"before\x1b[2J\x1b[31mRED\tx\x00\x7f\xc2\x9b\n"))
+    assert recent.tail("web") == ["before\\x1b[2J\\x1b[31mRED\tx\\x00\\x7f\\x9b"]

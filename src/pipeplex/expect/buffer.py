@@ -79,7 +79,10 @@ def compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
         return pattern
     if len(_compiled) >= _COMPILED_KEEP:
         _compiled.clear()
-    compiled = _compiled[pattern] = re.compile(pattern, re.MULTILINE)
+    try:
+        compiled = _compiled[pattern] = re.compile(pattern, re.MULTILINE)
+    except re.error as exc:  # (not a ValueError, as every other bad argument is)
+        raise ValueError(f"not a valid regular expression: {pattern!r} ({exc})") from None
     return compiled
 
 
@@ -173,6 +176,10 @@ class OutputBuffer:
         self._pending_cr: dict[str, bool] = {}
         self.dropped = 0
         """Characters of unmatched output dropped to keep memory bounded."""
+        self.dropped_unsearched = 0
+        """Of those, the ones dropped since the last match (what a failed search missed)."""
+        self.waited_on = False
+        """Whether an expectation waits on this cursor (a second one would race it)."""
 
     def __len__(self) -> int:
         self._absorb()
@@ -196,7 +203,9 @@ class OutputBuffer:
         excess = len(self._text) - MAX_BEFORE - 1
         if excess > 0:
             # text[excess] becomes context: it leaves the cursor's text too.
-            self.dropped += excess + 1 - self._ctx + self._aside_size
+            lost = excess + 1 - self._ctx + self._aside_size
+            self.dropped += lost
+            self.dropped_unsearched += lost
             self._aside.clear()
             self._aside_size = 0
             self._text = self._text[excess:]
@@ -284,6 +293,7 @@ class OutputBuffer:
         return self._found(index, match)
 
     def _found(self, index: int, match: re.Match[str]) -> Found:
+        self.dropped_unsearched = 0
         before = self._text[self._ctx : match.start()]
         if self._aside:
             before = "".join(self._aside) + before
@@ -317,6 +327,7 @@ class OutputBuffer:
                 self._aside[0] = oldest[cut:]
             self._aside_size -= cut
             self.dropped += cut
+            self.dropped_unsearched += cut
             excess -= cut
 
 

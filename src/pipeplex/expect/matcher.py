@@ -28,6 +28,7 @@ from .._events import Event, Exited, Matched, Output, Started
 from ..errors import ExpectTimeout, UnexpectedExit, ours_in_tracebacks
 from .buffer import (
     EOF,
+    MAX_BEFORE,
     TIMEOUT,
     Found,
     OutputBuffer,
@@ -51,6 +52,19 @@ def _check_timeout(timeout: float) -> None:
     if not timeout >= 0:  # (nan too: every comparison with it is false)
         raise ValueError(f"an expectation's timeout must be 0 or more seconds (inf: no "
                          f"deadline), not {timeout!r}")
+
+
+def _size(characters: int) -> str:
+    return (f"{characters / 2**20:.1f} MiB" if characters >= 100_000
+            else f"{characters} characters")
+
+
+def _refuse_second(name: str, stream: str | None) -> None:
+    """Two expectations on one cursor would race for the same output (the one that looks
+    first consumes what the other waits for), as two readers of one stream would."""
+    raise RuntimeError(f"another expectation is already waiting on the "
+                       f"{stream or 'output'} of {name}: wait for one at a time (one "
+                       "expectation can wait for several patterns)")
 
 
 def _searchable(patterns: Sequence[Pattern]) -> tuple[list[int], list[re.Pattern[str]]]:
@@ -101,6 +115,7 @@ class Matcher:
         self._members: dict[str, _Member] = {}
         self._exits: dict[str, int] = {}
         self._deadlines = Deadlines()
+        self._claiming = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         """The loop that waits here, kept: asyncio.get_running_loop() makes a getpid()
         system call on every wait (Python 3.11), a round trip's only one besides its I/O."""
@@ -216,6 +231,8 @@ class Matcher:
         buffer = member.buffers.get(stream)
         if buffer is None:  # (not "or": an empty buffer is falsy)
             buffer = self.buffer(name, stream)
+        if buffer.waited_on:
+            _refuse_second(name, stream)
         found = buffer.search(regexes)
         if found is None:
             loop = self._loop
@@ -224,25 +241,29 @@ class Matcher:
             started = now = loop.time()
             deadline = started + timeout
             waiting = member.waiters
-            while True:
-                if exit_ends and name in self._exits:
-                    return self._exited(name, patterns, loop.time() - started, stream,
-                                        self._exits[name])
-                if now >= deadline:
-                    return self._timed_out({name: patterns}, timeout, stream)
-                wakeup: asyncio.Future[None] = loop.create_future()
-                timer = self._deadlines.add(deadline, wakeup)
-                waiting.add(wakeup)
-                try:
-                    await wakeup
-                finally:
-                    if timer is not None:
-                        timer.cancel()
-                    waiting.discard(wakeup)
-                found = buffer.search(regexes)
-                if found is not None:
-                    break
-                now = loop.time()
+            buffer.waited_on = True
+            try:
+                while True:
+                    if exit_ends and name in self._exits:
+                        return self._exited(name, patterns, loop.time() - started, stream,
+                                            self._exits[name])
+                    if now >= deadline:
+                        return self._timed_out({name: patterns}, timeout, stream)
+                    wakeup: asyncio.Future[None] = loop.create_future()
+                    timer = self._deadlines.add(deadline, wakeup)
+                    waiting.add(wakeup)
+                    try:
+                        await wakeup
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
+                        waiting.discard(wakeup)
+                    found = buffer.search(regexes)
+                    if found is not None:
+                        break
+                    now = loop.time()
+            finally:
+                buffer.waited_on = False
         return self._result(name, patterns, positions, found)
 
     async def expect_each(
@@ -276,29 +297,38 @@ class Matcher:
         deadline = started + timeout
         bounded = deadline < _INF  # inf: no deadline, and nothing in the deadline queue
         now = started
-        while True:
-            for name, buffer, patterns, positions, regexes in searches:
-                found = buffer.search(regexes)
-                if found is not None:
-                    return self._result(name, patterns, positions, found)
-            for name, patterns in exits:
-                if name in self._exits:
-                    return self._exited(name, patterns, loop.time() - started, stream,
-                                        self._exits[name])
-            if now >= deadline:
-                return self._timed_out(patterns_by_name, timeout, stream)
-            wakeup: asyncio.Future[None] = loop.create_future()
-            timer = self._deadlines.add(deadline, wakeup) if bounded else None
-            for waiting in waiters:
-                waiting.add(wakeup)
-            try:
-                await wakeup
-            finally:
-                if timer is not None:
-                    timer.cancel()
+        for name, buffer, *_ in searches:
+            if buffer.waited_on:
+                _refuse_second(name, stream)
+        for _, buffer, *_ in searches:
+            buffer.waited_on = True
+        try:
+            while True:
+                for name, buffer, patterns, positions, regexes in searches:
+                    found = buffer.search(regexes)
+                    if found is not None:
+                        return self._result(name, patterns, positions, found)
+                for name, patterns in exits:
+                    if name in self._exits:
+                        return self._exited(name, patterns, loop.time() - started, stream,
+                                            self._exits[name])
+                if now >= deadline:
+                    return self._timed_out(patterns_by_name, timeout, stream)
+                wakeup: asyncio.Future[None] = loop.create_future()
+                timer = self._deadlines.add(deadline, wakeup) if bounded else None
                 for waiting in waiters:
-                    waiting.discard(wakeup)
-            now = loop.time()
+                    waiting.add(wakeup)
+                try:
+                    await wakeup
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                    for waiting in waiters:
+                        waiting.discard(wakeup)
+                now = loop.time()
+        finally:
+            for _, buffer, *_ in searches:
+                buffer.waited_on = False
 
     def _result(self, name: str, patterns: Sequence[Pattern], positions: Sequence[int],
                 found: Found, publish: Callable[[Matched], None] | None = None) -> Expectation:
@@ -320,7 +350,12 @@ class Matcher:
             p for patterns in patterns_by_name.values() for p in patterns
         ))
         recent = "\n".join(self._recent(n) for n in patterns_by_name)
-        raise ExpectTimeout(list(patterns_by_name), all_patterns, timeout, recent)
+        dropped = [f"{n}: {_size(b.dropped_unsearched)} of output came before it was searched "
+                   f"and was dropped (unsearched output is kept up to {_size(MAX_BEFORE)})"
+                   for n in patterns_by_name
+                   if (b := self.buffer(n, stream)).dropped_unsearched]
+        raise ExpectTimeout(list(patterns_by_name), all_patterns, timeout,
+                            "\n".join([*dropped, recent]), stream=stream)
 
     def expect_blocking(
         self,
@@ -347,6 +382,11 @@ class Matcher:
         deadline = started + timeout
         wakeup = wakeup or threading.Event()  # callers may reuse one: it costs a Condition
         waiters = self._member(name).thread_waiters
+        buffer = self.buffer(name, stream)
+        with self._claiming:  # (two threads may come at once)
+            if buffer.waited_on:
+                _refuse_second(name, stream)
+            buffer.waited_on = True
         waiters.add(wakeup)
         try:
             while True:
@@ -355,7 +395,6 @@ class Matcher:
                 # its exit, so an exit seen here has its output in the buffer already. Read
                 # once: a restart (Started) may take it away before it is reported.
                 returncode = self._exits.get(name)
-                buffer = self.buffer(name, stream)
                 found = buffer.search(regexes)
                 if found is not None:
                     return self._result(name, patterns, positions, found, publish)
@@ -369,6 +408,7 @@ class Matcher:
                 wakeup.wait(remaining if remaining < _MAX_WAIT else None)
         finally:
             waiters.discard(wakeup)
+            buffer.waited_on = False
 
     def _exited(self, name: str, patterns: Sequence[Pattern], waited: float,
                 stream: str | None, returncode: int) -> Expectation:
