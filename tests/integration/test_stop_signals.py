@@ -260,6 +260,18 @@ def test_a_stop_signal_during_the_start_stops_the_cast_as_later(run_dir: Path,
     assert "Traceback" not in plex.text
 
 
+def test_a_sigterm_during_pipeplex_tests_start_ends_it_as_later(tmp_path: Path) -> None:
+    """pipeplex test takes a SIGTERM from its first moment as it does later (status 143),
+    rather than dying of it."""
+    scenario = tmp_path / "case.toml"
+    scenario.write_text('[procs.c]\ncmd = "cat"\n[[step]]\nexpect = "never"\n')
+    result = subprocess.run(
+        [sys.executable, "-c", PENDING, "SIGTERM", *PIPEPLEX, "test", str(scenario)],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 143, result
+    assert "Traceback" not in result.stderr
+
+
 def test_a_ctrl_c_during_a_client_commands_start_exits_130(tmp_path: Path) -> None:
     """The other commands let the held signal in once their arguments are read."""
     result = subprocess.run(
