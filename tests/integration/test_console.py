@@ -50,6 +50,9 @@ def test_lines_from_a_pipe_reach_members(run_dir: Path) -> None:
         plex.expect(r"^d \| x: not an address$")
         plex.write(b"c:\n")
         plex.expect(r"^c \| $")
+        plex.write(b"d:\r\nc: from a CRLF script\r\n")  # (written on another system)
+        seen = {plex.expect(r"^(d \| |c \| from a CRLF script)$")[1] for _ in range(2)}
+        assert seen == {"d | ", "c | from a CRLF script"}
 
 
 def test_unknown_member_and_bad_commands_get_a_message(run_dir: Path) -> None:
@@ -57,7 +60,7 @@ def test_unknown_member_and_bad_commands_get_a_message(run_dir: Path) -> None:
     with piped(run_dir, "-p", "c=cat", "-p", "d=cat") as plex:
         plex.write(b"zz: hello\n")
         plex.expect(re.escape("pipeplex * no member named 'zz' (members: c, d; or 'all' for "
-                              "everyone) (start the line with \\ to send it as it is)"))
+                              "everyone); start the line with \\ to send it as it is"))
         plex.write(b":frob\n")
         plex.expect(r"unknown command ':frob'; commands: :to, :list, :signal, :restart, "
                     r":close, :quit, :help")
@@ -90,6 +93,20 @@ def test_list_help_signal_close_restart(run_dir: Path) -> None:
         plex.expect(r"^pipeplex \* c is not running; SIGTERM was not sent$")
         plex.write(b"t: after all that\n")
         plex.expect(r"^t \| read after all that$")
+
+
+def test_a_status_set_before_a_restart_is_explained(run_dir: Path) -> None:
+    """The summaries tell each member's last run: when an earlier one set the exit status,
+    a last line says which."""
+    with piped(run_dir, "-p", "a=cat", "-p", "w=cat", "--on-exit", "ignore") as plex:
+        plex.write(b":signal w KILL\n")
+        plex.expect(r"^w +\* killed by SIGKILL")
+        plex.write(b":restart w\n")
+        plex.expect(r"w restarted \(pid \d+\)")
+        plex.write(b":quit\n")
+        assert plex.wait() == 137
+    assert plex.text.splitlines()[-1] == (
+        "pipeplex * exit status 137: w killed by SIGKILL, in an earlier run")
 
 
 def test_quit_stops_the_cast(run_dir: Path) -> None:
@@ -213,6 +230,21 @@ def test_the_prompt_sends_lines_and_output_prints_above_it(run_dir: Path) -> Non
         plex.expect(r"^d>$")
         plex.type("plain\r")
         plex.expect(r"^d \| plain$")
+
+
+def test_a_pasted_block_is_taken_line_by_line(run_dir: Path) -> None:
+    """A terminal brackets a paste: its lines come as one entry, each then taken as if
+    typed, with its own address or command; the paste's last newline adds no line."""
+    with PtyPipeplex("run", "-p", "c=cat", "-p", "d=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"^c>$")
+        plex.type("\x1b[200~c: one\nd: two\n:to d\nthree\n\x1b[201~\r")
+        plex.expect(r"^d \| two$")
+        plex.expect(r"^d \| three$")  # (after ":to d": the reply may come before "two")
+        plex.type(":quit\r")
+        assert plex.wait() == 0
+    lines = plex.text.splitlines()
+    assert "c | one" in lines and "pipeplex * plain lines go to d" in lines
+    assert "d | " not in lines and "c | d: two" not in lines
 
 
 @pytest.mark.usefixtures("state_home")

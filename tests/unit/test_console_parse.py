@@ -74,12 +74,24 @@ def test_commands(line: str, expected: object) -> None:
     assert parse_line(line, MEMBERS) == expected
 
 
+@pytest.mark.parametrize(("line", "meant"), [(":lsit", ":list"), (":restrat x", ":restart"),
+                                             (":stop", ":quit"), (":status", ":list")])
+def test_a_mistyped_command_gets_a_guess(line: str, meant: str) -> None:
+    parsed = parse_line(line, MEMBERS)
+    assert isinstance(parsed, Invalid)
+    assert f"; did you mean '{meant}'? (commands: :to, :list," in parsed.message
+
+
 def test_an_unknown_member_is_named_with_the_valid_ones() -> None:
     """A mistyped name never sends the line to someone else."""
-    parsed = parse_line("alcie: hi", MEMBERS)
+    parsed = parse_line("zed: hi", MEMBERS)
     assert parsed == Invalid(
-        "no member named 'alcie' (members: server, alice, bob.2; or 'all' for everyone) "
-        "(start the line with \\ to send it as it is)"
+        "no member named 'zed' (members: server, alice, bob.2; or 'all' for everyone); "
+        "start the line with \\ to send it as it is"
+    )
+    assert parse_line("alcie: hi", MEMBERS) == Invalid(
+        "no member named 'alcie'; did you mean 'alice'? (members: server, alice, bob.2; or "
+        "'all' for everyone); start the line with \\ to send it as it is"
     )
     for line in (":to alcie", ":close nobody", ":restart x", ":signal zed TERM"):
         parsed = parse_line(line, MEMBERS)

@@ -93,7 +93,11 @@ async def _prompt_loop(console: Console, session: PromptSession[str], writer: Wr
                         console.reply("console closed; the cast goes on (Ctrl-C or SIGTERM "
                                       "stops it)", "info")
                     return
-                console.handle_line(line)
+                # A paste of several lines comes as one entry (the terminal brackets it):
+                # each line is taken as if typed, with its own address or command. Its last
+                # newline ends the last line; it adds no empty one.
+                for part in line.splitlines() or [""]:
+                    console.handle_line(part)
         finally:
             display.cancel()
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from .._events import Level
 from .._signals import parse_signal, signal_name
+from .._suggest import close_match
 from ..control_client import format_status
 from ..errors import PipeplexError, UnknownMember
 from .router import ALL
@@ -150,8 +151,19 @@ def _usage(command: str) -> str:
     return f":{command}{' ' + args if args else ''}"
 
 
-def _unknown(name: str, members: Sequence[str]) -> Invalid:
-    return Invalid(str(UnknownMember(name, members)))
+def _unknown(name: str, members: Sequence[str], hint: str = "") -> Invalid:
+    """``no member named 'sever'; did you mean 'server'? (members: ...)``"""
+    close = close_match(name, [*members, ALL])
+    if close is None:
+        return Invalid(f"{UnknownMember(name, members)}{hint}")
+    listed = ", ".join(members) or "none"
+    return Invalid(f"no member named {name!r}; did you mean {close!r}? (members: {listed}; "
+                   f"or 'all' for everyone){hint}")
+
+
+_MEANT = {"stop": "quit", "exit": "quit", "status": "list", "ls": "list", "kill": "signal",
+          "send": "to"}
+"""What a command of the pipeplex command, or a common word, is called in the console."""
 
 
 def parse_line(line: str, members: Sequence[str]) -> Parsed:
@@ -170,8 +182,7 @@ def parse_line(line: str, members: Sequence[str]) -> Parsed:
     if addressed:
         name, text = addressed[1], addressed[2]
         if name != ALL and name not in members:
-            hint = " (start the line with \\ to send it as it is)"
-            return Invalid(_unknown(name, members).message + hint)
+            return _unknown(name, members, "; start the line with \\ to send it as it is")
         return SendLine(name, text)
     return SendLine(None, line)
 
@@ -181,6 +192,10 @@ def _parse_command(words: list[str], members: Sequence[str]) -> Parsed:
         return Invalid(f"a command follows the colon; {_command_list()}")
     command, args = words[0], words[1:]
     if command not in COMMANDS:
+        close = _MEANT.get(command) or close_match(command, list(COMMANDS))
+        if close is not None:
+            return Invalid(f"unknown command ':{command}'; did you mean ':{close}'? "
+                           f"({_command_list()})")
         return Invalid(f"unknown command ':{command}'; {_command_list()}")
     wanted = len(COMMANDS[command][0].split()) if "[" not in COMMANDS[command][0] else None
     if wanted is not None and len(args) != wanted:
@@ -351,6 +366,8 @@ async def _read_lines(fd: int, handle: Callable[[str], None]) -> bool:
         end = data.rfind(b"\n") + 1
         pending = data[end:]
         for line in data[:end].split(b"\n")[:-1]:
+            if line.endswith(b"\r"):  # (a script written with CRLF line ends)
+                line = line[:-1]
             handle(line.decode("utf-8", "surrogateescape"))
         if len(pending) > MAX_LINE:  # bounded memory: a line this long goes in pieces
             handle(pending.decode("utf-8", "surrogateescape"))
