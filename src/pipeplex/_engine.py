@@ -968,4 +968,13 @@ class Engine:
             self.bus.publish(Note(f"summary: {self.outcomes.summary(member)}", name=member.name))
         if self.interrupted_by is not None and not self.failures:
             self.bus.publish(Note(f"stopped by {signal_name(self.interrupted_by)}"))
+        if self.failures:
+            # The summaries tell each member's last run: a status set by an earlier one
+            # (before a restart) would otherwise go unexplained.
+            first = self.failures[0]
+            failed = self.members.get(first.name)
+            started = failed.started_at if failed is not None else None
+            if started is not None and first.at < started:
+                self.bus.publish(Note(f"exit status {first.status}: {first.reason}, in an "
+                                      "earlier run"))
 
