@@ -194,6 +194,8 @@ class AsyncMember:
         Raises:
             ExpectTimeout: no match in time (unless TIMEOUT is a pattern).
             UnexpectedExit: the member exited first (unless EOF is a pattern).
+            RuntimeError: another expectation already waits on this output (from another
+                task or thread): the two would race for it.
         """
         if stream is not None:
             check_stream(stream)

@@ -72,8 +72,8 @@ def limited(size: int, *args: str | Path, out: Path) -> subprocess.CompletedProc
 
 def test_a_run_whose_output_is_refused_midway_stops_its_members(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    member = py(f"import os, time\nopen({str(pids)!r}, 'w').write(str(os.getpid()))\n"
-                "for i in range(300): print('x' * 60, flush=True)\ntime.sleep(60)")
+    member = py(f"import os, signal\nopen({str(pids)!r}, 'w').write(str(os.getpid()))\n"
+                "for i in range(300): print('x' * 60, flush=True)\nsignal.pause()")
     result = limited(4096, "run", "-p", f"a={member}", "--no-console", "--run-dir",
                      tmp_path / "r", out=tmp_path / "out")
     assert result.returncode == 1, result.stderr

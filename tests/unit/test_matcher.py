@@ -460,10 +460,13 @@ def test_a_second_expectation_on_a_waited_cursor_is_refused(stream: str | None) 
     async def scenario() -> tuple[str, str]:
         first = asyncio.ensure_future(rig.matcher.expect(["a"], ["one"], timeout=LONG,
                                                          stream=stream))
-        await asyncio.sleep(0)  # (one pass of the loop: the first is waiting)
+        # Tasks take their first step in the order they were made: this one looks once the
+        # first is waiting.
+        second = asyncio.ensure_future(rig.matcher.expect(["a"], ["two"], timeout=LONG,
+                                                          stream=stream))
         with pytest.raises(RuntimeError, match="already waiting on the "
                            f"{stream or 'output'} of a"):
-            await rig.matcher.expect(["a"], ["two"], timeout=LONG, stream=stream)
+            await second
         with pytest.raises(RuntimeError, match="already waiting"):
             await rig.matcher.expect(["b", "a"], ["two"], timeout=LONG, stream=stream)
         other = asyncio.ensure_future(  # another cursor of the same member is free

@@ -96,7 +96,10 @@ async def _prompt_loop(console: Console, session: PromptSession[str], writer: Wr
                 # A paste of several lines comes as one entry (the terminal brackets it):
                 # each line is taken as if typed, with its own address or command. Its last
                 # newline ends the last line; it adds no empty one.
-                for part in line.splitlines() or [""]:
+                parts = line.split("\n")
+                if len(parts) > 1 and not parts[-1]:
+                    parts.pop()
+                for part in parts:
                     console.handle_line(part)
         finally:
             display.cancel()

@@ -161,8 +161,7 @@ def _unknown(name: str, members: Sequence[str], hint: str = "") -> Invalid:
                    f"or 'all' for everyone){hint}")
 
 
-_MEANT = {"stop": "quit", "exit": "quit", "status": "list", "ls": "list", "kill": "signal",
-          "send": "to"}
+_MEANT = {"stop": "quit", "exit": "quit", "status": "list", "ls": "list", "kill": "signal"}
 """What a command of the pipeplex command, or a common word, is called in the console."""
 
 
