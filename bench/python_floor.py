@@ -16,6 +16,11 @@ spawn waits for its child's ``exec`` (vfork), which the shell's ``fork`` does no
 
 from __future__ import annotations
 
+import sys
+
+# ruff: noqa: E402  (ssl is kept out first, as pipeplex does: asyncio loads it eagerly)
+sys.modules["ssl"] = None  # type: ignore[assignment]
+
 import argparse  # noqa: F401  (the imports are the point: what such a tool loads)
 import asyncio  # noqa: F401
 import dataclasses  # noqa: F401
@@ -27,7 +32,6 @@ import shlex
 import shutil
 import signal
 import subprocess  # noqa: F401
-import sys
 import tty
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Level, Note
+from ._guardian_process import take_early_guardian
 from ._signals import STOP_SIGNALS, inherited_as_ignored
 from .cast.load import check_commands, validate_cast
 from .cast.spec import CastSpec
@@ -102,7 +103,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         crlf_names=[p.name for p in cast.procs if p.pty == "full"],
     )
     _raise_fd_limit(len(cast.procs))
-    guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")))
+    guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")),
+                        spawned=take_early_guardian())
     # What the members orphan comes to us (not to PID 1), to be stopped with the rest.
     adoption = Adoption() if options.adopt_orphans or os.getpid() == 1 else None
     engine = Engine(

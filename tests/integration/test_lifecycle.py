@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -267,6 +268,27 @@ def test_members_start_with_clean_signal_state(run_dir: Path) -> None:
     # Signals 1-31, the ones programs use. 32 and 33 belong to the C library's threads and
     # cannot be touched from Python; a test harness sometimes leaves them ignored.
     assert int(masks["SigIgn"], 16) & 0x7FFFFFFF == 0, result.stdout
+
+
+def test_a_run_has_one_guardian_and_it_takes_signals_as_its_code_says(run_dir: Path) -> None:
+    """``pipeplex run`` starts its guardian before loading the rest (with the stop signals
+    held): the run uses that one, and the guardian does not keep them blocked."""
+    with Pipeplex("run", "-p", "w=sleep 60", "--run-dir", run_dir) as plex:
+        plex.expect(r"w +\* started")
+        children = Path(f"/proc/{plex.proc.pid}/task/{plex.proc.pid}/children")
+        guardians = [pid for pid in map(int, children.read_text().split())
+                     if b"\0-S\0-c\0" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(guardians) == 1, guardians
+        # (No event tells when its first lines have run: its state is looked at until then.)
+        status = Path(f"/proc/{guardians[0]}/status")
+        deadline = time.monotonic() + 10
+        while _blocked(status.read_text()) and time.monotonic() < deadline:
+            select.select([], [], [], 0.005)
+        assert not _blocked(status.read_text()), status.read_text()
+
+
+def _blocked(status: str) -> int:
+    return int(re.search(r"SigBlk:\s+([0-9a-f]+)", status)[1], 16)
 
 
 def _toml_list(items: list[str]) -> str:
