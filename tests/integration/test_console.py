@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -326,6 +328,48 @@ def test_ctrl_c_stops_the_cast_and_restores_the_terminal(run_dir: Path) -> None:
         assert plex.wait() == 130
         flags = plex.terminal_flags()
         assert flags & termios.ICANON and flags & termios.ECHO
+
+
+@pytest.mark.usefixtures("state_home")
+def test_ctrl_c_stops_the_cast_at_once_behind_a_terminal_that_takes_nothing(
+        run_dir: Path, tmp_path: Path) -> None:
+    """A stalled terminal (an ssh link that hangs) while a member floods: Ctrl-C starts the
+    stop at once, although the output waits and no key is being read."""
+    told = tmp_path / "told"
+    os.mkfifo(told)
+    reader = os.open(told, os.O_RDONLY | os.O_NONBLOCK)
+    code = ("import os, signal\n"
+            "def term(*a):\n"
+            f"    os.write(os.open({str(told)!r}, os.O_WRONLY), b'SIGTERM')\n"
+            "    os._exit(0)\n"
+            "signal.signal(signal.SIGTERM, term)\n"
+            "os.write(1, b'flooding\\n')\n"
+            "while True: os.write(1, (b'x' * 99 + b'\\n') * 100)\n")
+    try:
+        with PtyPipeplex("run", "-p", f"f={py(code)}", "--run-dir", run_dir) as plex:
+            plex.expect(r"^f \| flooding$")
+            # From here on nothing is read from the terminal: it fills, then pipeplex's
+            # buffer does, and the member is paused on its full pty.
+            plex.type("\x03")
+            assert select.select([reader], [], [], 10)[0], "the member got no SIGTERM"
+            assert os.read(reader, 16) == b"SIGTERM"
+            assert plex.wait() == 130  # (read again: the output held, then the stop's lines)
+        assert "got SIGINT: stopping the cast" in plex.text
+    finally:
+        os.close(reader)
+
+
+@pytest.mark.usefixtures("state_home")
+def test_ctrl_z_and_ctrl_backslash_neither_suspend_nor_kill_pipeplex(run_dir: Path) -> None:
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"^c>$")
+        plex.type("\x1a")
+        plex.expect(r"pipeplex does not suspend")
+        plex.type("\x1c")
+        plex.type("c: still here\r")
+        plex.expect(r"^c \| still here$")
+        plex.type(":quit\r")
+        assert plex.wait() == 0
 
 
 @pytest.mark.usefixtures("state_home")

@@ -6,20 +6,27 @@ high-water mark) and wakes :func:`_show_output`, which hides the prompt
 (``in_terminal``), writes everything held so far, waits until the terminal took it, and
 lets prompt_toolkit draw the prompt again below it. The output never goes through
 prompt_toolkit's ``StdoutProxy`` (unbounded, ``str`` only, a redraw every 0.2 s), and a
-burst of output costs one erase and one redraw, not one per line.
+burst of output costs one erase and one redraw, not one per line. prompt_toolkit's own
+drawing goes through the same writer, ahead of what is held: nothing written to the
+terminal ever blocks the loop, however slow the terminal.
 
-When the terminal hangs up (its window closed, the ssh connection dropped), prompt_toolkit's
-writes fail with EIO and its input reads EOF: the writes are dropped, the prompt ends, and
+Ctrl-C stays the terminal's SIGINT (the terminal is raw otherwise): the stop begins at
+once, even while a slow terminal takes a backlog and no key is being read.
+
+When the terminal hangs up (its window closed, the ssh connection dropped), writes fail
+with EIO and the input reads EOF: the writes are dropped, the prompt ends, and
 :attr:`Console.on_hangup` stops the cast, where Ctrl-D would only end the console.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import termios
+import tty
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
@@ -29,7 +36,7 @@ from prompt_toolkit.application import in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
-from prompt_toolkit.input.vt100 import Vt100Input
+from prompt_toolkit.input.vt100 import Vt100Input, raw_mode
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import create_output
 
@@ -49,8 +56,7 @@ _TAKES_MEMBER = {"to", "signal", "restart", "close"}
 
 async def run_prompt(console: Console, writer: Writer) -> None:
     """Prompt for lines and carry them out until Ctrl-D (or cancellation)."""
-    stdout = _TerminalStdout(sys.stdout.fileno(), sys.stdout.encoding,
-                             on_hangup=lambda: console.on_hangup())
+    stdout = _TerminalStdout(writer, sys.stdout.fileno(), sys.stdout.encoding)
     session: PromptSession[str] = PromptSession(
         input=_RawInput(sys.stdin),
         output=create_output(cast(TextIO, stdout)),
@@ -125,35 +131,77 @@ class _RawInput(Vt100Input):
     is on in raw mode too, so nothing else needs cooked mode here.
     """
 
+    def raw_mode(self) -> AbstractContextManager[None]:
+        return _RawModeKeepingCtrlC(self.stdin.fileno())
+
     def cooked_mode(self) -> AbstractContextManager[None]:
         return nullcontext()
 
 
-class _TerminalStdout:
-    """prompt_toolkit's stdout: unbuffered writes to ``fd``, dropped once the terminal hung up.
+class _RawModeKeepingCtrlC(raw_mode):
+    """prompt_toolkit's raw mode, but Ctrl-C stays the terminal's SIGINT.
 
-    Not ``sys.stdout``: a write to a hung-up terminal fails with EIO, and a buffered stream
-    would keep the bytes and fail again at every flush, the last one at interpreter exit.
-    prompt_toolkit uses ``write``, ``flush``, ``fileno``, ``isatty`` and ``encoding``.
+    As a key, Ctrl-C was read only between writes of the output: behind a terminal slower
+    than the cast (a flood over ssh), the stop began seconds after the key. The tty sends
+    the signal at once, whatever pipeplex is doing, to the whole foreground job as in any
+    program. Ctrl-\\ and Ctrl-Z are not signals here (a core dump, or pipeplex stopped
+    while its members run on, are not what anyone wants from a console); output is not
+    flushed on Ctrl-C (``NOFLSH``): no line of the cast is cut.
     """
 
-    def __init__(self, fd: int, encoding: str | None, *,
-                 on_hangup: Callable[[], None]) -> None:
+    @classmethod
+    def _patch_lflag(cls, attrs: int) -> int:
+        return (attrs & ~(termios.ECHO | termios.ICANON | termios.IEXTEN)) | termios.ISIG | (
+            termios.NOFLSH)
+
+    def __enter__(self) -> None:
+        super().__enter__()
+        try:
+            attrs = termios.tcgetattr(self.fileno)
+            for key in (termios.VQUIT, termios.VSUSP):
+                attrs[tty.CC][key] = _DISABLED
+            termios.tcsetattr(self.fileno, termios.TCSANOW, attrs)
+        except termios.error:  # (not a terminal: prompt_toolkit ignores it too)
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        # A Ctrl-C reaches the whole job: a parent that died of it (make, a script) may
+        # have handed the terminal back to the shell already. The terminal is restored
+        # all the same, rather than pipeplex being stopped by SIGTTOU for trying.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+        try:
+            super().__exit__(*exc)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+_DISABLED = b"\0"
+"""A special character set to this is disabled (``_POSIX_VDISABLE``, 0 on Linux)."""
+
+
+class _TerminalStdout:
+    """prompt_toolkit's stdout: its drawing goes out through the run's :class:`Writer`.
+
+    Written straight to the terminal, a redraw blocked the loop, and the whole cast with it,
+    while the terminal was full (a slow or stalled ssh link); the writer keeps it in order
+    with the cast's output and writes it as the terminal takes it. Not ``sys.stdout``
+    either: a buffered stream on a hung-up terminal fails again at every flush, the last
+    one at interpreter exit; the writer drops what comes once the terminal hung up, and
+    says so. prompt_toolkit uses ``write``, ``flush``, ``fileno``, ``isatty`` and
+    ``encoding``.
+    """
+
+    def __init__(self, writer: Writer, fd: int, encoding: str | None) -> None:
+        self._writer = writer
         self._fd = fd
         self.encoding = encoding or "utf-8"
-        self._on_hangup = on_hangup
-        self.hung_up = False
+
+    @property
+    def hung_up(self) -> bool:
+        return self._writer.refused
 
     def write(self, text: str) -> int:
-        data = text.encode(self.encoding, "replace")
-        while data and not self.hung_up:
-            try:
-                data = data[os.write(self._fd, data):]
-            except OSError as exc:
-                if exc.errno != errno.EIO:
-                    raise
-                self.hung_up = True
-                self._on_hangup()
+        self._writer.write_through(text.encode(self.encoding, "replace"))
         return len(text)
 
     def flush(self) -> None:
@@ -171,9 +219,15 @@ def _key_bindings(console: Console) -> KeyBindings:
 
     @bindings.add("c-c", eager=True)
     def _interrupt(event: KeyPressEvent) -> None:
-        # In raw mode Ctrl-C is a key, not SIGINT: do what SIGINT does, keep the prompt.
+        # Where the terminal left Ctrl-C a key (it is SIGINT otherwise): do what SIGINT
+        # does, keep the prompt.
         event.current_buffer.reset()
         console.interrupt()
+
+    @bindings.add("c-z", eager=True)
+    def _suspend(event: KeyPressEvent) -> None:
+        console.reply("pipeplex does not suspend (its members would run on unread); "
+                      "Ctrl-C stops the cast", "info")
 
     return bindings
 

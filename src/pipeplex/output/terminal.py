@@ -63,6 +63,7 @@ class Writer:
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._closed = False
+        self._refused_once = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd, self._own_fd = self._private_fd(fd)
         self._drained: asyncio.Event | None = None
@@ -90,6 +91,12 @@ class Writer:
         except OSError:
             return fd, False
         return own, True
+
+    @property
+    def refused(self) -> bool:
+        """A write failed for good (the terminal hung up, the reader left...): what comes
+        is dropped."""
+        return self._refused_once
 
     @property
     def pending(self) -> int:
@@ -158,6 +165,18 @@ class Writer:
         if self.pending <= self._low:
             self._bus.resume(self)
 
+    def write_through(self, data: bytes) -> None:
+        """Write ``data`` past what is held, after what is already on its way: the prompt's
+        own drawing, which waits neither for the cast's output nor, blocking the loop,
+        for a full terminal."""
+        if self._closed or not data:
+            return
+        self._flush_batch()
+        if self._buffer:
+            self._append([data])
+        else:
+            self._write_now(data)
+
     def release(self) -> None:
         """Stop holding: write what was held, and write directly from now on."""
         self._holding = False
@@ -217,6 +236,7 @@ class Writer:
     def _refused(self, exc: OSError) -> None:
         """A write failed for good: drop what is kept and what comes from now on, and say
         why (the reader left, the terminal hung up, or the file cannot take more)."""
+        self._refused_once = True
         self._drop()
         if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
             self._on_broken()
