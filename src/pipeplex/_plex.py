@@ -164,12 +164,15 @@ class AsyncMember:
     def signal(self, sig: int | str) -> None:
         """Send a signal (number or name such as ``"INT"``) to the member's process group.
 
+        INT, QUIT and TSTP to a member with ``pty="full"`` go where those keys would send
+        them: to the terminal's foreground job, a command its shell runs in a group of its own.
+
         Raises:
             ValueError: no such signal.
         """
         number = signal_number(sig)
         self._check_running()
-        self._process.signal(number)
+        self._process.signal_as_asked(number)
 
     # A str is also a sequence of str: it takes the first overload, which comes first.
     @overload

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,46 @@ def test_list_help_signal_close_restart(run_dir: Path) -> None:
         plex.expect(r"^pipeplex \* c is not running; SIGTERM was not sent$")
         plex.write(b"t: after all that\n")
         plex.expect(r"^t \| read after all that$")
+
+
+def test_list_tells_a_suspended_member_from_a_running_one(run_dir: Path) -> None:
+    with piped(run_dir, "-p", "w=sleep 60") as plex:
+        pid = int(plex.expect(r"^w \* started \(pid (\d+)\)$")[1])
+        plex.write(b":signal w STOP\n")
+        plex.expect(r"^pipeplex \* sent SIGSTOP to w$")
+        # (A stop takes effect as the process is next scheduled: seen in /proc first.)
+        stat = Path(f"/proc/{pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().split(")")[-1].split()[0] != "T" and time.monotonic() < deadline:
+            select.select([], [], [], 0.005)
+        plex.write(b":list\n")
+        plex.expect(rf"^pipeplex \* w +{pid} +suspended ")
+        plex.write(b":signal w CONT\n:list\n")
+        plex.expect(rf"^pipeplex \* w +{pid} +running ")
+        plex.write(b":quit\n")
+        assert plex.wait() == 0
+
+
+def test_interrupting_a_shell_on_a_full_terminal_reaches_its_foreground_job(
+        run_dir: Path, tmp_path: Path) -> None:
+    """:signal sh INT does what Ctrl-C in that terminal would: the command the shell runs
+    (in a group of its own) gets it; the shell, which ignores it, is not the target."""
+    job = tmp_path / "job.py"
+    job.write_text("import signal, sys\n"
+                   "signal.signal(signal.SIGINT, lambda *a: (print('job got INT'), sys.exit(0)))\n"
+                   "print('job ready', flush=True)\n"
+                   "signal.pause()\n")
+    plex = piped(run_dir, "--pty", "true", "-p", "sh=sh -i")
+    with plex:
+        plex.expect(r"sh +\* started")
+        plex.write(f"sh: {sys.executable} {job}\n".encode())
+        plex.expect(r"^sh +\| (\S+ )?job ready\r?$")
+        plex.write(b":signal sh INT\n")
+        plex.expect(r"^sh +\| job got INT\r?$")
+        plex.write(b"sh: echo the shell lives on\n")
+        plex.expect(r"^sh +\| (\S+ )?the shell lives on\r?$")
+        plex.write(b":quit\n")
+        assert plex.wait() == 0
 
 
 def test_a_status_set_before_a_restart_is_explained(run_dir: Path) -> None:

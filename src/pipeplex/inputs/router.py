@@ -54,5 +54,7 @@ class Router:
             member.close_input()
 
     def signal(self, target: str, sig: int) -> int:
-        """Signal the process groups of ``target``; returns how many were reached."""
-        return sum(member.signal(sig) for member in self.resolve(target) if member.running)
+        """Signal ``target`` as a person asks (see :meth:`Process.signal_as_asked`); returns
+        how many members were reached."""
+        return sum(member.signal_as_asked(sig) for member in self.resolve(target)
+                   if member.running)

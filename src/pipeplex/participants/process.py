@@ -14,6 +14,7 @@ import errno
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -46,6 +47,8 @@ MAX_PARTIAL_AGE = 0.5
 DRAIN_GRACE = 2.0
 """Seconds after exit that the output may take to reach EOF before the exit is published
 anyway (another process holds it open; what it writes goes on being shown)."""
+_KEYBOARD_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP})
+"""What a terminal's keys send (Ctrl-C, Ctrl-\\, Ctrl-Z), to its foreground job."""
 
 
 class Process:
@@ -669,6 +672,35 @@ class Process:
             return False
         return True
 
+    def signal_as_asked(self, sig: int) -> bool:
+        """Send ``sig`` as a person asks for it (the console, ``pipeplex signal``, the API):
+        to the member's process group, except that INT, QUIT and TSTP to a member on a full
+        terminal go where those keys would send them, to the terminal's foreground job (the
+        command its shell runs, in a group of its own); False if nothing was left."""
+        terminal = self._terminal()
+        if sig in _KEYBOARD_SIGNALS and terminal is not None and self.returncode is None:
+            try:
+                # (Its foreground group is one of the member's session: tcsetpgrp allows
+                # no other, so this reaches nothing but the member's own processes.)
+                job = os.tcgetpgrp(terminal)
+            except OSError:
+                job = -1
+            if job > 0 and job != self.pid:
+                try:
+                    os.killpg(job, sig)
+                    return True
+                except ProcessLookupError:  # (the job just ended: its shell is there)
+                    pass
+        return self.signal(sig)
+
+    def _terminal(self) -> int | None:
+        """The master side of the member's full terminal, while it is open."""
+        if self.spec.pty != "full":
+            return None
+        if self._open_master is not None:
+            return self._open_master
+        return next(iter(self._readers), None)
+
     def group_alive(self) -> bool:
         """True while any process remains in the member's process group."""
         return self.signal(0)
@@ -684,13 +716,26 @@ class Process:
     def statistics(self) -> dict[str, object]:
         # Its program has exited: so it says, even while its last output is still read.
         exited = self.returncode is not None and self.state in ("running", "stopping")
+        state: str = "exited" if exited else self.state
+        if state == "running" and self.pid is not None and _suspended(self.pid):
+            state = "suspended"
         return {
             "name": self.name,
             "pid": self.pid,
-            "state": "exited" if exited else self.state,
+            "state": state,
             "returncode": self.returncode,
             "pending_input": sum(len(chunk) for chunk in self._pending_input),
         }
+
+
+def _suspended(pid: int) -> bool:
+    """Whether ``pid`` is stopped by a signal (SIGSTOP, SIGTSTP...) until a SIGCONT."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] in (b"T", b"t")
 
 
 _EXECUTABLES: dict[tuple[str, str], str] = {}
