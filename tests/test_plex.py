@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -197,11 +198,70 @@ def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:
         cat = plex.spawn("cat", "cat")
         cat.sendline("hello")
         cat.expect("hello")
-        assert "cat | hello" in plex.transcript()
+        cat.send(b"two\nlines\n")
+        cat.expect("lines")
+        cat.close_stdin()
+        assert cat.wait(timeout=LONG) == 0
+        text = plex.transcript()
+    # What was sent shows beside what came back.
+    assert "cat > hello\ncat | hello\n" in text
+    assert "cat > two\ncat > lines\n" in text
+    assert "cat > [EOF]\n" in text
     assert '"d": "hello\\n"' in path.read_text()
     # Input and matches are records nobody else keeps: made because the file wants them.
     kinds = {(r["s"], r.get("e")) for r in map(json.loads, path.read_text().splitlines())}
     assert {("in", None), ("event", "match")} <= kinds
+
+
+def test_sending_what_is_neither_text_nor_bytes_is_a_type_error() -> None:
+    with Plex(timeout=LONG) as plex:
+        cat = plex.spawn("cat", "cat")
+        for bad in (5, None, ["a"]):
+            with pytest.raises(TypeError, match=r"send\(\) takes str or bytes, not "):
+                cat.send(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"sendline\(\) takes str or bytes, not int"):
+            cat.sendline(5)  # type: ignore[arg-type]
+        cat.send(bytearray(b"bytes-like\n"))
+        cat.expect("^bytes-like$")
+
+
+def test_sending_what_is_neither_text_nor_bytes_is_a_type_error_async() -> None:
+    async def main() -> None:
+        async with AsyncPlex(timeout=LONG) as plex:
+            cat = await plex.spawn("cat", "cat")
+            with pytest.raises(TypeError, match=r"send\(\) takes str or bytes, not int"):
+                cat.send(5)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=r"sendline\(\) takes str or bytes, not int"):
+                cat.sendline(5)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+
+
+def test_a_wait_that_times_out_shows_only_the_callers_frames() -> None:
+    """Not the engine thread's, nor concurrent.futures': the message says it all."""
+    with Plex(timeout=LONG) as plex:
+        sleeper = plex.spawn("s", "sleep 60")
+        with pytest.raises(TimeoutError, match=r"s was still running after 0\.1 s") as caught:
+            sleeper.wait(timeout=0.1)
+    files = {frame.filename for frame in traceback.extract_tb(caught.value.__traceback__)}
+    assert not any("concurrent" in f or "asyncio" in f for f in files), files
+
+
+def test_an_interrupt_reaches_the_job_a_full_terminals_shell_runs(tmp_path: Path) -> None:
+    """signal("INT") does what Ctrl-C in that terminal would."""
+    job = tmp_path / "job.py"
+    job.write_text("import signal, sys\n"
+                   "signal.signal(signal.SIGINT, lambda *a: (print('job got INT'), sys.exit(0)))\n"
+                   "print('job ready', flush=True)\n"
+                   "signal.pause()\n")
+    with Plex(timeout=LONG) as plex:
+        sh = plex.spawn("sh", "sh -i", pty=True)
+        sh.sendline(f"{PY} {job}")
+        sh.expect("job ready")
+        sh.signal("INT")
+        sh.expect("job got INT")
+        sh.sendline("exit")
+        assert sh.wait() == 0
 
 
 def test_a_long_transcript_keeps_whole_lines_and_says_it_was_cut() -> None:

@@ -29,7 +29,7 @@ from ._arguments import (
 )
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
-from ._events import SHOWN, Event, Note, Output, Stream
+from ._events import SHOWN, Event, InputSent, Note, Output, Stream
 from ._signals import describe_returncode
 from ._stopping import EOF_GRACE
 from .cast.load import check_commands, check_fields, check_name
@@ -57,11 +57,26 @@ __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 DEFAULT_TIMEOUT = 30.0
 TRANSCRIPT_KEEP = 1024 * 1024
 
+def input_bytes(data: object, method: str) -> bytes:
+    """What ``send(data)`` writes: text as UTF-8, bytes-like objects as they are."""
+    if isinstance(data, str):
+        return data.encode()
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"{method}() takes str or bytes, not {type(data).__name__}")
+
+
+def _weight(event: Event) -> int:
+    """About what ``event`` takes in a transcript."""
+    return len(event.data) if isinstance(event, (Output, InputSent)) else 100
+
+
 class _MergedTranscript:
     """The merged stream, kept for reports: its last ``TRANSCRIPT_KEEP`` bytes or so.
 
     It keeps events and renders them only when asked, so a busy member costs an append.
-    Subscribe it to the kinds in ``SHOWN``: input and matches are not part of that stream.
+    Subscribe it to the kinds in ``SHOWN`` and to ``InputSent``: what was sent shows as
+    ``NAME > line``, beside what came back.
     """
 
     def __init__(self, renderer: Renderer) -> None:
@@ -72,18 +87,20 @@ class _MergedTranscript:
 
     def __call__(self, event: Event) -> None:
         self._events.append(event)
-        self._size += len(event.data) if type(event) is Output else 100
+        self._size += _weight(event)
         if self._size > 2 * TRANSCRIPT_KEEP:
             self._trim()
 
     def _trim(self) -> None:
         while self._size > 2 * TRANSCRIPT_KEEP and len(self._events) > 1:
             old = self._events.popleft()
-            self._size -= len(old.data) if isinstance(old, Output) else 100
+            self._size -= _weight(old)
             self._trimmed = True
 
     def text(self) -> str:
-        rendered = b"".join(self._renderer.render(e) for e in list(self._events))
+        render, render_input = self._renderer.render, self._renderer.render_input
+        rendered = b"".join(render_input(e) if type(e) is InputSent else render(e)
+                            for e in list(self._events))
         if not self._trimmed and len(rendered) <= TRANSCRIPT_KEEP:
             return rendered.decode("utf-8", "replace")
         kept = rendered[-TRANSCRIPT_KEEP:]
@@ -137,16 +154,22 @@ class AsyncMember:
             raise PipeplexError("the plex is not running: use it in an async with block")
 
     def send(self, data: str | bytes) -> None:
-        """Write ``data`` to the member's stdin as it is."""
+        """Write ``data`` to the member's stdin as it is.
+
+        Raises:
+            TypeError: ``data`` is neither text nor bytes.
+        """
+        data = input_bytes(data, "send")
         if self._plex._engine is None:
             self._check_running()
-        self._process.send(data.encode() if isinstance(data, str) else data)
+        self._process.send(data)
 
     def sendline(self, line: str | bytes = "") -> None:
         """Write ``line`` and a newline."""
+        line = input_bytes(line, "sendline")
         if self._plex._engine is None:
             self._check_running()
-        self._process.send((line.encode() if isinstance(line, str) else line) + b"\n")
+        self._process.send(line + b"\n")
 
     def sendcontrol(self, char: str) -> None:
         """Write a control character: ``sendcontrol("c")`` is ^C, ``"?"`` is DEL.
@@ -164,7 +187,7 @@ class AsyncMember:
     def signal(self, sig: int | str) -> None:
         """Send a signal (number or name such as ``"INT"``) to the member's process group.
 
-        INT, QUIT and TSTP to a member with ``pty="full"`` go where those keys would send
+        INT, QUIT and TSTP to a member with ``pty=True`` go where those keys would send
         them: to the terminal's foreground job, a command its shell runs in a group of its own.
 
         Raises:
@@ -323,7 +346,7 @@ class AsyncPlex:
         self._closing: asyncio.Task[None] | None = None
         """The one closing of the plex, which every aclose() waits for."""
         self._merged = _MergedTranscript(Renderer([], sanitize=False))
-        self.bus.subscribe(self._merged, SHOWN)
+        self.bus.subscribe(self._merged, (*SHOWN, InputSent))
         self._members: dict[str, AsyncMember] = {}
         self._scenario: Scenario | None = None
         self._held = False

@@ -28,7 +28,7 @@ from ._arguments import (
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE
 from ._events import Stream
-from ._plex import DEFAULT_TIMEOUT, AsyncMember, AsyncPlex
+from ._plex import DEFAULT_TIMEOUT, AsyncMember, AsyncPlex, input_bytes
 from .errors import (
     ExpectTimeout,
     PipeplexError,
@@ -149,17 +149,17 @@ class Member:
         return self._member.running
 
     def send(self, data: str | bytes) -> None:
+        data = input_bytes(data, "send")
         if self._plex._loop is None:
             raise PipeplexError("the plex is not running: use it in a with block")
         process = self._member._process
-        data = data.encode() if isinstance(data, str) else data
         if process.pid is None:  # never started: the loop drops it, with a note
             self._plex._call_soon(process.send, data)
         else:
             process.send_threadsafe(data)
 
     def sendline(self, line: str | bytes = "") -> None:
-        self.send((line.encode() if isinstance(line, str) else line) + b"\n")
+        self.send(input_bytes(line, "sendline") + b"\n")
 
     def sendcontrol(self, char: str) -> None:
         self.send(control_byte(char))
@@ -168,7 +168,7 @@ class Member:
         self._in_order(self._member._process.close_input)
 
     def signal(self, sig: int | str) -> None:
-        self._in_order(self._member._process.signal, signal_number(sig))
+        self._in_order(self._member._process.signal_as_asked, signal_number(sig))
 
     def _in_order(self, fn: Any, *args: Any) -> None:
         """Run ``fn`` in the plex's loop, neither overtaken by a later send of this member
@@ -299,7 +299,7 @@ class Plex:
         call = _Call(coroutine)
         try:
             return asyncio.run_coroutine_threadsafe(call.run(), self._loop).result()
-        except PipeplexError as exc:
+        except (PipeplexError, TimeoutError) as exc:
             # Its message says it all: the frames it came through in the plex's thread, and
             # concurrent.futures', are noise where it is reported.
             raise exc.with_traceback(None) from exc.__cause__

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from .._events import Event, Exited, Note, Output, Ready, Started
+from .._events import Event, Exited, InputSent, Note, Output, Ready, Started
 from .._signals import describe_returncode
 
 __all__ = ("ColorMode", "Renderer", "use_color")
@@ -87,6 +87,7 @@ class Renderer:
         self._out: dict[str, bytes] = {}
         self._err: dict[str, bytes] = {}
         self._note: dict[str, bytes] = {}
+        self._input: dict[str, bytes] = {}
         self._colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
         for name in names:
             self._add(name)
@@ -101,10 +102,12 @@ class Renderer:
             self._out[name] = RESET + colored + b" | "
             self._err[name] = RESET + colored + b" " + ERR_MARK + b" "
             self._note[name] = RESET + colored + b" * "
+            self._input[name] = RESET + colored + b" > "
         else:
             self._out[name] = label + b" | "
             self._err[name] = label + b" ! "
             self._note[name] = label + b" * "
+            self._input[name] = label + b" > "
         return name
 
     def _stamp(self, t: float) -> bytes:
@@ -153,6 +156,21 @@ class Renderer:
             data = _UNSAFE.sub(_escape_control, data)
         if self.timestamps:
             prefix = self._stamp(event.t) + prefix
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        return prefix + data.replace(b"\n", b"\n" + prefix) + b"\n"
+
+    def render_input(self, event: InputSent) -> bytes:
+        """What was sent to a member's stdin, as ``NAME > line`` (``NAME > [EOF]`` for its
+        end): for reports, where what a test sent belongs beside what came back."""
+        prefix = self._input.get(event.name) or self._input[self._add(event.name)]
+        if self.timestamps:
+            prefix = self._stamp(event.t) + prefix
+        if event.eof:
+            return prefix + b"[EOF]\n"
+        data = event.data.decode("utf-8", "replace").encode("utf-8")
+        if self.sanitize and _UNSAFE.search(data):
+            data = _UNSAFE.sub(_escape_control, data)
         if data.endswith(b"\n"):
             data = data[:-1]
         return prefix + data.replace(b"\n", b"\n" + prefix) + b"\n"
