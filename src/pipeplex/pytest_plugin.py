@@ -173,11 +173,15 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     left = item.stash.get(_LEFT_KEY, None)
     if left:
         del item.stash[_LEFT_KEY]
-        warnings.warn(
-            PipeplexWarning(f"{item.nodeid} left members running: {', '.join(left)} "
-                            "(stopped at teardown)"),
-            stacklevel=1,
-        )
+        _warn_at_test(item, f"{item.nodeid} left members running: {', '.join(left)} "
+                            "(stopped at teardown)")
+
+
+def _warn_at_test(item: pytest.Item, message: str) -> None:
+    """A :class:`PipeplexWarning` reported at the test's own line, not at this plugin's."""
+    line = item.location[1]
+    warnings.warn_explicit(PipeplexWarning(message), PipeplexWarning,
+                           filename=str(item.path), lineno=(line or 0) + 1)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
