@@ -271,6 +271,13 @@ class Engine:
             records.append(record)
         return records
 
+    def resize(self, columns: int) -> None:
+        """pipeplex's terminal changed size: members on a pty get ``columns`` (running ones
+        at once, with their SIGWINCH in a full terminal; the others at their start)."""
+        self._process_options["columns"] = columns
+        for member in self.members.values():
+            member.resize(columns)
+
     def crash(self, exc: BaseException) -> None:
         """A callback failed: end the run with this exception."""
         if self._crash is not None and not self._crash.done():

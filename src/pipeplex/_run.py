@@ -75,6 +75,21 @@ def _columns(fd: int, prefix: int) -> int:
     return max(size.columns - prefix, 20)
 
 
+def _follow_width(engine: Engine, fd: int, prefix: int) -> Callable[[], None]:
+    """What a resize of our terminal does: the members' ptys get its new width (less the
+    name's column), when it changed."""
+    last = _columns(fd, prefix)
+
+    def resized() -> None:
+        nonlocal last
+        columns = _columns(fd, prefix)
+        if columns != last:
+            last = columns
+            engine.resize(columns)
+
+    return resized
+
+
 async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     """Run ``cast`` until it ends; return pipeplex's exit status.
 
@@ -134,6 +149,9 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     mask: set[int | signal.Signals] | None = None
     try:
         on_signal = _install_signal_handlers(loop, engine, handled)
+        if isatty:  # (members on a pty follow the terminal's width)
+            on_resize = _follow_width(engine, options.output_fd, renderer.width + 3)
+            loop.add_signal_handler(signal.SIGWINCH, on_resize)
         # They are ours now: let in what came while the run set up (``pipeplex run`` holds
         # them back until here, so that a Ctrl-C does not land halfway through the set-up).
         mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
@@ -154,6 +172,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
                 writer.write(renderer.render_note(text, None, level, time.time()))
 
             console = Console(engine, reply, interrupt=lambda: on_signal(signal.SIGINT))
+            if isatty:
+                console.on_resize = on_resize
             if mode == "prompt":
                 reply("console: type NAME: text to send a line, :help for more", "info")
         status = await _run_with_inputs(engine, inputs, console, mode, options, writer)
@@ -176,6 +196,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         writer.close()
         for sig in handled:
             loop.remove_signal_handler(sig)
+        loop.remove_signal_handler(signal.SIGWINCH)
         if mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return 1 if refused and status == 0 else status

@@ -66,6 +66,9 @@ async def run_prompt(console: Console, writer: Writer) -> None:
         complete_while_typing=False,
         enable_suspend=False,
     )
+    # prompt_toolkit takes SIGWINCH while a prompt is up, and redraws after it: the members'
+    # ptys follow the new width from there.
+    session.app.before_render += lambda app: console.on_resize()
     wake = asyncio.Event()
     writer.hold(wake.set)
     # When the run ends the prompt is cancelled: erase it rather than leave "NAME> " behind.

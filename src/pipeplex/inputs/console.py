@@ -261,6 +261,9 @@ class Console:
         """Set by the prompt: get ready to be cancelled without leaving a trace."""
         self.on_hangup: Callable[[], None] = lambda: None
         """Set by the run: the console's terminal hung up (the console then ends)."""
+        self.on_resize: Callable[[], None] = lambda: None
+        """Set by the run: look whether the terminal changed size (the prompt takes SIGWINCH
+        while it is up, and asks before each redraw)."""
         self._tg: asyncio.TaskGroup | None = None
 
     def __repr__(self) -> str:

@@ -27,7 +27,7 @@ from ..cast.spec import ProcSpec, expand
 from ..errors import SpawnError
 from ._framing import LineFramer
 from ._group import live_in_group, unwatch_group, watch_group
-from ._pty import make_controlling_tty, open_pty
+from ._pty import make_controlling_tty, open_pty, set_columns
 from .guardian import Guardian
 
 __all__ = ("Process", "ProcessState")
@@ -692,6 +692,23 @@ class Process:
                 except ProcessLookupError:  # (the job just ended: its shell is there)
                     pass
         return self.signal(sig)
+
+    def resize(self, columns: int) -> None:
+        """Make the member's pty ``columns`` wide, from now on and at its next start: the
+        width of pipeplex's terminal minus the name's column, as at the start."""
+        self._columns = columns
+        if self.spec.pty == "full":
+            master = self._terminal()
+        elif self.spec.pty == "stdout":
+            master = next((fd for fd, stream in self._readers.items() if stream == "stdout"),
+                          None)
+        else:
+            master = None
+        if master is not None:
+            try:
+                set_columns(master, columns)
+            except OSError:  # (its program is gone and took the pty's last slave with it)
+                pass
 
     def _terminal(self) -> int | None:
         """The master side of the member's full terminal, while it is open."""
