@@ -697,6 +697,11 @@ class Engine:
                 attempt = 0
                 continue
             if member.stopping:
+                if returncode != 0 and not member.signalled_to_stop:
+                    # It failed at the EOF the stop gave it, before any signal: its own
+                    # failure, as it would be a moment earlier, before the stop came.
+                    self.record_failure(member.name, exit_status(returncode),
+                                        f"{member.name} {how}", member.ended_at)
                 return
             runtime = member.ended_at - member.started_at
             if spec.on_exit == "restart" and not self.stopping:
@@ -966,7 +971,7 @@ class Engine:
                      if (started := start_time(pid)) is not None]
         for member in self.members.values():
             if member.pid is not None:
-                member.signal(signal.SIGKILL)
+                member.signal_to_stop(signal.SIGKILL)
         if self._adoption is not None:
             self.stopper.kill_strays(self._strays, self._protected_groups, also=below)
 

@@ -121,7 +121,7 @@ class Stopper:
             else:
                 self._announce(member, f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL to "
                                        "its process group", "warning")
-            member.signal(signal.SIGKILL)
+            member.signal_to_stop(signal.SIGKILL)
             killed = True
             await asyncio.shield(exit_seen)
         if member.pid == pid:
@@ -173,7 +173,7 @@ class Stopper:
         else:
             what = (f"processes left in its process group ignored SIGTERM for {grace:.1f} s; "
                     "sent them SIGKILL")
-        member.signal(signal.SIGKILL)
+        member.signal_to_stop(signal.SIGKILL)
         self._announce(member, what, "warning")
         # Gone within a moment: SIGKILL cannot be ignored (a process in the kernel may lag).
         await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
@@ -455,8 +455,8 @@ def _killpg_all(groups: list[int], signals: tuple[int, ...]) -> None:
 def _terminate(member: Process) -> None:
     """SIGTERM to the member's process group, then SIGCONT: a stopped process (SIGSTOP,
     Ctrl-Z) gets to run its handler within the grace instead of waiting for SIGKILL."""
-    member.signal(signal.SIGTERM)
-    member.signal(signal.SIGCONT)
+    member.signal_to_stop(signal.SIGTERM)
+    member.signal_to_stop(signal.SIGCONT)
 
 
 def _processes(processes: list[Escaped]) -> str:

@@ -171,7 +171,7 @@ def test_a_scripts_last_lines_before_quit_get_their_answers(run_dir: Path) -> No
     assert result.returncode == 0, result.stdout
     out = result.stdout.decode()
     assert all(f"c | line {i}\n" in out for i in range(200)), out
-    assert "c * stopped: exited with code 0" in out and "SIGTERM" not in out
+    assert "c * exited with code 0" in out and "SIGTERM" not in out
 
 
 def test_eof_on_the_pipe_ends_the_console_not_the_run(run_dir: Path) -> None:

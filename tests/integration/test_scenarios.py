@@ -66,6 +66,28 @@ def test_a_member_dying_fails_the_step_at_once(tmp_path: Path) -> None:
     assert "m exited with code 4" in result.stdout
 
 
+def test_a_member_failing_at_the_stops_eof_fails_the_scenario(tmp_path: Path) -> None:
+    """A client that crashes right after its last expected line fails every time: here its
+    exit always comes at the EOF that begins the stop (before, it passed then)."""
+    code = "import sys; print('bye', flush=True); sys.stdin.read(); sys.exit(3)"
+    case = _scenario(tmp_path, f'[procs.client]\ncmd = {json.dumps([sys.executable, "-c", code])}\n'
+                     "[[step]]\nexpect = '^bye$'\nin = 'client'\n")
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert "client exited with code 3" in result.stdout
+
+
+def test_wait_exit_without_code_waits_but_does_not_excuse_a_crash(tmp_path: Path) -> None:
+    crash = ("[procs.client]\ncmd = \"sh -c 'echo working; exit 3'\"\n"
+             "[[step]]\nwait_exit = 'client'\n")
+    result = run("test", _scenario(tmp_path, crash))
+    assert result.returncode == 1, result.stdout
+    assert "client exited with code 3" in result.stdout
+    # With code, the exit is checked by the step, and accounted for.
+    checked = _scenario(tmp_path, crash + "code = 3\n", "checked.toml")
+    assert run("test", checked).returncode == 0
+
+
 @pytest.mark.parametrize("verbose", [True, False])
 def test_a_reader_that_leaves_ends_the_test_quietly(tmp_path: Path, verbose: bool) -> None:
     """pipeplex test [-v] | head: the closed pipe ends it, status 1, no traceback, and no
@@ -106,7 +128,7 @@ def test_golden_update_then_compare(tmp_path: Path) -> None:
     case = _scenario(tmp_path, body)
     assert run("test", "--update", case).returncode == 0
     golden = (tmp_path / "case.golden").read_text()
-    assert golden == "[c]\n> hello\n| hello\n= stopped\n"
+    assert golden == "[c]\n> hello\n| hello\n= exited with code 0\n"  # (at the stop's EOF)
     assert run("test", case).returncode == 0
     (tmp_path / "case.golden").write_text(golden.replace("| hello", "| goodbye"))
     result = run("test", case)
@@ -117,7 +139,8 @@ def test_golden_update_then_compare(tmp_path: Path) -> None:
 
 def test_golden_normalises_ports_and_pids(tmp_path: Path) -> None:
     """Captured variables and pids are replaced, so the golden file is stable."""
-    code = "import os; print('port 4', os.getpid() % 10, 'on', os.getpid(), flush=True); input()"
+    code = ("import os, sys; print('port 4', os.getpid() % 10, 'on', os.getpid(), flush=True); "
+            "sys.stdin.read()")
     body = ('golden = "g.txt"\n[procs.s]\n'
             f'cmd = {json.dumps([sys.executable, "-c", code])}\n'
             "ready = 'port (?P<port>\\d+)'\n[[step]]\nexpect = 'on \\d+'\n")

@@ -76,6 +76,9 @@ class Process:
         self.returncode: int | None = None
         self.stopping = False
         """True once pipeplex decided to stop this member (its exit is then expected)."""
+        self.signalled_to_stop = False
+        """The stop signalled it (SIGTERM, SIGKILL) before it exited: its exit is the stop's
+        doing. One that ends at the EOF a stop gave it, before any signal, ended on its own."""
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self._bus = bus
@@ -189,6 +192,7 @@ class Process:
             self._guardian.register(self.pid)
         self.state = "running"
         self.stopping = False
+        self.signalled_to_stop = False
         self.returncode = None
         self.started_at = time.monotonic()
         self.ended_at = None
@@ -462,7 +466,8 @@ class Process:
         self.state = "exited"
         assert self.started_at is not None and self.ended_at is not None
         self._bus.publish(
-            Exited(self.name, self.returncode, self.stopping, self.ended_at - self.started_at)
+            Exited(self.name, self.returncode, self.stopping and self.signalled_to_stop,
+                   self.ended_at - self.started_at)
         )
         self._done.set_result(self.returncode)
 
@@ -671,6 +676,12 @@ class Process:
                 self._guardian.unregister(self.pid)
             return False
         return True
+
+    def signal_to_stop(self, sig: int) -> bool:
+        """:meth:`signal`, from a stop: an exit from now on is the stop's doing."""
+        if self.returncode is None:
+            self.signalled_to_stop = True
+        return self.signal(sig)
 
     def signal_as_asked(self, sig: int) -> bool:
         """Send ``sig`` as a person asks for it (the console, ``pipeplex signal``, the API):

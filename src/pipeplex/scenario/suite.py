@@ -2,8 +2,9 @@
 
 Each scenario runs its cast and steps, then the cast is stopped (stdin closed first, then
 the usual escalation). A scenario fails when a step fails, when a member fails on its own
-during the steps, or when its golden transcript differs. Output goes to a transcript and to
-the failure report, not to the terminal.
+(during the steps, or at the EOF the stop begins with, before any signal: which of the two
+comes first is a race, and it fails either way), or when its golden transcript differs.
+Output goes to a transcript and to the failure report, not to the terminal.
 """
 
 from __future__ import annotations
@@ -118,8 +119,10 @@ async def run_scenario(
 
 
 def _awaited(results: Sequence[StepResult]) -> set[str]:
-    """Members whose exit a passing wait_exit step checked: their status is accounted for."""
-    return {r.step.value for r in results if r.ok and r.step.action == "wait_exit"}
+    """Members whose exit code a passing ``wait_exit`` step checked (``code``): their status
+    is accounted for. Without ``code`` the step only waits, and a crash still fails."""
+    return {r.step.value for r in results
+            if r.ok and r.step.action == "wait_exit" and r.step.code is not None}
 
 
 def _check_golden(
