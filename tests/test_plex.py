@@ -213,6 +213,19 @@ def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:
     assert {("in", None), ("event", "match")} <= kinds
 
 
+def test_the_transcript_has_each_line_sent_before_its_answer() -> None:
+    """Sent from the caller's thread and answered at once: the record of the line still
+    comes first."""
+    with Plex(timeout=LONG) as plex:
+        cat = plex.spawn("cat", "cat")
+        for i in range(1000):
+            cat.sendline(f"line {i}")
+            cat.expect(f"^line {i}$")
+        text = plex.transcript()
+    for i in range(1000):
+        assert text.index(f"cat > line {i}\n") < text.index(f"cat | line {i}\n"), i
+
+
 def test_sending_what_is_neither_text_nor_bytes_is_a_type_error() -> None:
     with Plex(timeout=LONG) as plex:
         cat = plex.spawn("cat", "cat")

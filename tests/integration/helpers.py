@@ -293,14 +293,14 @@ class PtyPipeplex(Pipeplex):
 
     def __init__(self, *args: str | os.PathLike[str], cwd: Path | None = None,
                  env: dict[str, str] | None = None, rows: int = 24, columns: int = 100,
-                 stderr: int | IO[bytes] | None = None) -> None:
+                 stderr: int | IO[bytes] | None = None, prefix: tuple[str, ...] = ()) -> None:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         environ = dict(os.environ if env is None else env)
         # Nobody answers the cursor-position requests prompt_toolkit would otherwise send.
         environ.update(TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
         self.proc = subprocess.Popen(
-            [*PIPEPLEX, *map(str, args)],
+            [*prefix, *PIPEPLEX, *map(str, args)],
             stdin=slave, stdout=slave, stderr=slave if stderr is None else stderr,
             cwd=cwd, env=environ, start_new_session=True,
             preexec_fn=_take_terminal,

@@ -403,6 +403,18 @@ def test_ctrl_c_stops_the_cast_at_once_behind_a_terminal_that_takes_nothing(
 
 
 @pytest.mark.usefixtures("state_home")
+def test_ctrl_c_stops_the_cast_when_sigint_is_inherited_as_ignored(run_dir: Path) -> None:
+    """Under a wrapper's trap '' INT the terminal's SIGINT would not reach pipeplex: Ctrl-C
+    is then a key of the prompt, which stops the cast all the same."""
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir,
+                     prefix=("sh", "-c", 'trap "" INT; exec "$@"', "sh")) as plex:
+        plex.expect(r"^c>$")
+        plex.type("\x03")
+        plex.expect(r"got SIGINT: stopping the cast")
+        assert plex.wait() == 130
+
+
+@pytest.mark.usefixtures("state_home")
 def test_ctrl_z_and_ctrl_backslash_neither_suspend_nor_kill_pipeplex(run_dir: Path) -> None:
     with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
         plex.expect(r"^c>$")

@@ -40,6 +40,7 @@ from prompt_toolkit.input.vt100 import Vt100Input, raw_mode
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import create_output
 
+from .._signals import inherited_as_ignored
 from .console import COMMANDS
 from .router import ALL
 from .stdin import hung_up
@@ -147,20 +148,21 @@ class _RawModeKeepingCtrlC(raw_mode):
     As a key, Ctrl-C was read only between writes of the output: behind a terminal slower
     than the cast (a flood over ssh), the stop began seconds after the key. The tty sends
     the signal at once, whatever pipeplex is doing, to the whole foreground job as in any
-    program. Ctrl-\\ and Ctrl-Z are not signals here (a core dump, or pipeplex stopped
-    while its members run on, are not what anyone wants from a console); output is not
-    flushed on Ctrl-C (``NOFLSH``): no line of the cast is cut.
+    program. Only when that signal reaches pipeplex's handler: pipeplex is the terminal's
+    foreground job (not started in another session on it) and SIGINT is not ignored (a
+    wrapper's ``trap '' INT``); else Ctrl-C stays a key, as prompt_toolkit makes it.
+    Ctrl-\\ and Ctrl-Z are not signals here (a core dump, or pipeplex stopped while its
+    members run on, are not what anyone wants from a console); output is not flushed on
+    Ctrl-C (``NOFLSH``): no line of the cast is cut.
     """
-
-    @classmethod
-    def _patch_lflag(cls, attrs: int) -> int:
-        return (attrs & ~(termios.ECHO | termios.ICANON | termios.IEXTEN)) | termios.ISIG | (
-            termios.NOFLSH)
 
     def __enter__(self) -> None:
         super().__enter__()
+        if not _foreground(self.fileno) or _ignored(signal.SIGINT):
+            return
         try:
             attrs = termios.tcgetattr(self.fileno)
+            attrs[tty.LFLAG] |= termios.ISIG | termios.NOFLSH
             for key in (termios.VQUIT, termios.VSUSP):
                 attrs[tty.CC][key] = _DISABLED
             termios.tcsetattr(self.fileno, termios.TCSANOW, attrs)
@@ -169,13 +171,21 @@ class _RawModeKeepingCtrlC(raw_mode):
 
     def __exit__(self, *exc: object) -> None:
         # A Ctrl-C reaches the whole job: a parent that died of it (make, a script) may
-        # have handed the terminal back to the shell already. The terminal is restored
-        # all the same, rather than pipeplex being stopped by SIGTTOU for trying.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
-        try:
+        # have handed the terminal back to the shell already, which sets it as it needs.
+        if _foreground(self.fileno):
             super().__exit__(*exc)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _ignored(sig: int) -> bool:
+    return signal.getsignal(sig) is signal.SIG_IGN or inherited_as_ignored(sig)
+
+
+def _foreground(fd: int) -> bool:
+    """Whether pipeplex is the foreground job of the terminal ``fd``."""
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
 
 
 _DISABLED = b"\0"

@@ -36,10 +36,12 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 
 from .._guardian_process import spawn_guardian
+from ..errors import PipeplexError
 from ._group import exits_within
 
 __all__ = ("Guardian",)
@@ -74,7 +76,11 @@ class Guardian:
         """Told, once, when the guardian process is found gone (someone killed it)."""
         self.token = os.urandom(16).hex()
         """Put in members' environment as ``PIPEPLEX_RUN_ID``; the guardian hunts it down."""
-        self._proc, self._fd = spawned or spawn_guardian()
+        try:
+            self._proc, self._fd = spawned or spawn_guardian()
+        except OSError as exc:
+            raise PipeplexError(f"cannot start the guardian process ({sys.executable} -S): "
+                                f"{exc.strerror or exc}; nothing was started") from None
         self.pid = self._proc.pid
         self._say(f"={self.token}\n")
         self._watch: tuple[asyncio.AbstractEventLoop, int] | None = None

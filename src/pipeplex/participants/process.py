@@ -511,8 +511,9 @@ class Process:
         return (self._stdin is not None and not self._close_after_drain
                 and self.returncode is None)
 
-    def send(self, data: bytes) -> bool:
-        """Queue ``data`` for the member's stdin; False (with a note) if stdin is closed."""
+    def send(self, data: bytes, *, record: bool = True) -> bool:
+        """Queue ``data`` for the member's stdin; False (with a note) if stdin is closed.
+        ``record=False``: the caller published its :class:`InputSent` already."""
         if self._stdin is None or self._close_after_drain or self.returncode is not None:
             # (not input_open, spelled out: a call less per line)
             why = {"pending": "has not started yet", "failed": "could not start"}.get(
@@ -521,8 +522,8 @@ class Process:
             self._bus.publish(Note(f"{self.name} {why}; dropped {len(data)} bytes of input",
                                    name=self.name, level="warning"))
             return False
-        if self._bus.wants(InputSent):  # a record only: skipped when nobody keeps records
-            self._bus.publish(InputSent(self.name, data))
+        if record and self._bus.wants(InputSent):  # (a record only: skipped when nobody keeps
+            self._bus.publish(InputSent(self.name, data))  # records)
         with self._stdin_lock:
             if self._pending_input:
                 self._pending_input.append(memoryview(data))
@@ -602,31 +603,33 @@ class Process:
         if loop is None:
             raise RuntimeError(f"{self.name} was never started")
         written = 0
+        recorded = False
         with self._stdin_lock:
             fd = self._stdin
             direct = (fd is not None and not self._pending_input and not self._close_after_drain
                       and self.returncode is None and self._queued_from_threads == 0)
             if direct:
+                if self._bus.wants(InputSent):
+                    # The record waits for the loop's next event, so the loop is not woken
+                    # for it; made before the write, it comes before the answer, which the
+                    # loop may read the moment the write is done.
+                    self._bus.publish_threadsafe(InputSent(self.name, data))
+                    recorded = True
                 try:
                     written = os.write(fd, data)  # type: ignore[arg-type]
                 except OSError:
                     written = 0  # full, or closed: the loop's send() deals with it
             if written < len(data):
                 self._queued_from_threads += 1
-        if written == len(data):
-            # All written: only the record is left, and it can wait for the loop's next event
-            # (the member's answer, at the latest), so the loop is not woken for it.
-            if self._bus.wants(InputSent):
-                self._bus.publish_threadsafe(InputSent(self.name, data))
-            return
-        loop.call_soon_threadsafe(self._sent_from_thread, data, written)
+        if written < len(data):
+            loop.call_soon_threadsafe(self._sent_from_thread, data, written, recorded)
 
-    def _sent_from_thread(self, data: bytes, written: int) -> None:
+    def _sent_from_thread(self, data: bytes, written: int, recorded: bool) -> None:
         try:
             if written == 0:
-                self.send(data)
+                self.send(data, record=not recorded)
                 return
-            if self._bus.wants(InputSent):
+            if not recorded and self._bus.wants(InputSent):
                 self._bus.publish(InputSent(self.name, data))
             rest = memoryview(data)[written:]
             with self._stdin_lock:
@@ -691,16 +694,18 @@ class Process:
         terminal = self._terminal()
         if sig in _KEYBOARD_SIGNALS and terminal is not None and self.returncode is None:
             try:
-                # (Its foreground group is one of the member's session: tcsetpgrp allows
-                # no other, so this reaches nothing but the member's own processes.)
                 job = os.tcgetpgrp(terminal)
+                # A group of the member's session (the member leads it), which tcsetpgrp
+                # allows, still there: the terminal keeps the number of a job that ended,
+                # which may since be a stranger's.
+                ours = job > 0 and job != self.pid and os.getsid(job) == self.pid
             except OSError:
-                job = -1
-            if job > 0 and job != self.pid:
+                ours = False
+            if ours:
                 try:
                     os.killpg(job, sig)
                     return True
-                except ProcessLookupError:  # (the job just ended: its shell is there)
+                except (ProcessLookupError, PermissionError):  # (ended; or a setuid job)
                     pass
         return self.signal(sig)
 
@@ -763,7 +768,7 @@ def _suspended(pid: int) -> bool:
             stat = f.read()
     except OSError:
         return False
-    return stat[stat.rindex(b")") + 2:][:1] in (b"T", b"t")
+    return stat[stat.rindex(b")") + 2:][:1] == b"T"  # (not "t": held by a debugger)
 
 
 _EXECUTABLES: dict[tuple[str, str], str] = {}
