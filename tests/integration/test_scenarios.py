@@ -139,16 +139,16 @@ def test_golden_update_then_compare(tmp_path: Path) -> None:
 
 def test_golden_normalises_ports_and_pids(tmp_path: Path) -> None:
     """Captured variables and pids are replaced, so the golden file is stable."""
-    code = ("import os, sys; print('port 4', os.getpid() % 10, 'on', os.getpid(), flush=True); "
+    code = ("import os, sys; print('port 4', os.getpid() % 10, 'on pid', os.getpid(), flush=True); "
             "sys.stdin.read()")
     body = ('golden = "g.txt"\n[procs.s]\n'
             f'cmd = {json.dumps([sys.executable, "-c", code])}\n'
-            "ready = 'port (?P<port>\\d+)'\n[[step]]\nexpect = 'on \\d+'\n")
+            "ready = 'port (?P<port>\\d+)'\n[[step]]\nexpect = 'on pid \\d+'\n")
     case = _scenario(tmp_path, body)
     assert run("test", "--update", case).returncode == 0
     text = (tmp_path / "g.txt").read_text()
     assert "| port {port}" in text
-    assert "on {pid}" in text
+    assert "on pid {pid}" in text
 
 
 def test_junit_report(tmp_path: Path) -> None:

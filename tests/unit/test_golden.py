@@ -183,15 +183,32 @@ def test_variables_are_normalised(variables: dict[str, str], line: str, normalis
     assert text == f"[a]\n| {normalised}\n"
 
 
-def test_pids_are_normalised() -> None:
-    """The pids of started members become ``{pid}`` wherever they appear."""
+def test_pids_are_normalised_where_written_as_pids() -> None:
+    """The pids of started members become ``{pid}`` where they are written as pids, not
+    wherever their number appears: in a container a pid is 3, and "3 squared" stays."""
     events = [
         Started("a", 4242, ("x",)),
-        Started("b", 31337, ("y",)),
-        out("a", b"my pid is 4242, b is 31337, not 42420\n"),
+        Started("b", 3, ("y",)),
+        out("a", b"my pid is 4242, PID: 3, pid=4242 daemon[3]: up; not 42420\n"),
+        out("b", b"3 squared is 9, 4242 took 3 ms\n"),
     ]
     text = golden_text(events, ["a", "b"])
-    assert text == "[a]\n| my pid is {pid}, b is {pid}, not 42420\n[b]\n"
+    assert text == ("[a]\n| my pid is {pid}, PID: {pid}, pid={pid} daemon[{pid}]: up; not 42420\n"
+                    "[b]\n| 3 squared is 9, 4242 took 3 ms\n")
+
+
+def test_only_the_members_lines_are_normalised() -> None:
+    """A captured value never rewrites a member's name or how it ended."""
+    events = [out("alice", b"alice has 0 errors\n"), Exited("alice", 0)]
+    text = golden_text(events, ["alice"], variables={"user": "alice", "errors": "0"})
+    assert text == "[alice]\n| {user} has {errors} errors\n= exited with code 0\n"
+
+
+def test_a_captured_value_does_not_eat_a_part_of_a_date() -> None:
+    """Times first: a value such as 21 (today's day) leaves the date whole, for {time}."""
+    events = [out("a", b"2026-11-21 17:02:03 worker with 21 jobs\n")]
+    assert golden_text(events, ["a"], variables={"jobs": "21"}) == (
+        "[a]\n| {time} worker with {jobs} jobs\n")
 
 
 @pytest.mark.parametrize(
@@ -230,15 +247,15 @@ def test_custom_rules_apply_after_the_built_in_ones() -> None:
     assert text == "[a]\n| took N ms\n| id=X\n| id=a b\n| on :PORT\n| host@user\n"
 
 
-def test_normalize_applies_to_any_text() -> None:
-    """normalize() itself rewrites variables, pids, times and rules in that order."""
+def test_normalize_rewrites_member_lines_then_applies_the_rules_to_all() -> None:
+    """normalize() rewrites times, variables and pids in member lines, then the rules."""
     text = normalize(
-        "p=77777 v=abc t=10:00:00 keep",
+        "[abc]\n| pid=77777 v=abc t=10:00:00 keep\n= keep abc",
         variables={"v": "abc"},
         pids=[77777],
         rules=[NormalizeRule("keep", "kept")],
     )
-    assert text == "p={pid} v={v} t={time} kept"
+    assert text == "[abc]\n| pid={pid} v={v} t={time} kept\n= kept abc"
 
 
 def test_compare_golden_returns_none_when_equal() -> None:
@@ -257,3 +274,14 @@ def test_compare_golden_returns_a_unified_diff() -> None:
     assert "-| alice: hello" in lines
     assert "+| alice: bye" in lines
     assert " | listening" in lines
+
+
+def test_a_diff_shows_control_characters_and_splits_lines_at_newlines_only() -> None:
+    """A member's escape sequence is shown, not played; a carriage return stays in its
+    line; a missing last newline is said."""
+    diff = compare_golden("[a]\n| red \x1b[2J\n", "[a]\n| re\rd\n", path="g")
+    assert diff is not None
+    assert "-| red \\x1b[2J\n+| re\\x0dd\n" in diff
+    assert "\x1b" not in diff and "\r" not in diff
+    assert compare_golden("[a]\n= stopped", "[a]\n= stopped\n", path="g") == (
+        "(the golden file has no newline at its end)\n")

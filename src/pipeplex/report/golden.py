@@ -3,9 +3,10 @@
 The golden text lists each member in cast order: its stdout lines (``| ``) and the input
 it was sent (``> ``), then its stderr lines (``! ``), then how it ended, run by run. How
 members interleave never enters the comparison, nor how one member's stdout and stderr
-(two pipes) interleave, so the test cannot flake on scheduling. Before comparing,
-captured variables become ``{name}``, pids ``{pid}``, times and dates ``{time}``, then the
-scenario's own ``[[normalize]]`` rules apply.
+(two pipes) interleave, so the test cannot flake on scheduling. Before comparing, times
+and dates become ``{time}``, captured variables ``{name}`` and pids ``{pid}`` in the
+members' lines (see :func:`normalize`), then the scenario's own ``[[normalize]]`` rules
+apply.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from .._events import Event, Exited, InputSent, Output, Started
+from .._recent import printable
 from .._signals import describe_returncode
 from ..scenario.model import NormalizeRule
 
@@ -87,25 +89,58 @@ def normalize(
     pids: Iterable[int] = (),
     rules: Sequence[NormalizeRule] = (),
 ) -> str:
+    """Times and dates become ``{time}``, captured values ``{name}``, pids ``{pid}``, in the
+    members' lines (``| ``, ``! ``, ``> ``: not in ``[name]`` or ``= how it ended``); then
+    ``rules``, on the whole text.
+
+    Times come first: neither a pid such as 2024 nor a captured value such as 21 may eat a
+    part of a date, which would then stay in the golden file. A pid is replaced where it is
+    written as one (``pid 4121``, ``PID: 4121``, ``pid is 4121``, ``name[4121]``), not
+    wherever its number appears: in a container pids are small, and ``3 squared`` or
+    ``took 12 ms`` must read the same there as on a laptop.
+    """
+    values = sorted(((k, v) for k, v in variables.items() if v), key=lambda kv: -len(kv[1]))
     # Longest values first, so a value inside another does not break the bigger one.
-    for key, value in sorted(variables.items(), key=lambda kv: -len(kv[1])):
-        if value:
-            text = re.sub(rf"(?<![\w.]){re.escape(value)}(?![\w.])", "{" + key + "}", text)
-    # Times first: a pid such as 2024 must not eat the year of a date.
-    text = _TIME.sub("{time}", text)
-    for pid in sorted(pids, key=lambda p: -len(str(p))):
-        text = re.sub(rf"\b{pid}\b", "{pid}", text)
+    substitutions = [(_TIME, "{time}")]
+    substitutions += [(re.compile(rf"(?<![\w.]){re.escape(value)}(?![\w.])"),
+                       "{" + key.replace("\\", "\\\\") + "}") for key, value in values]
+    written_as_pid = r"(?i)(\bpids?\b(?:\s+is\b)?[\s:=#]*|\w\[)"
+    substitutions += [(re.compile(rf"{written_as_pid}{pid}\b"), r"\1{pid}")
+                      for pid in sorted(set(pids), key=lambda p: -len(str(p)))]
+
+    def member_line(line: str) -> str:
+        if line[:2] not in ("| ", "! ", "> "):
+            return line
+        body = line[2:]
+        for pattern, replacement in substitutions:
+            body = pattern.sub(replacement, body)
+        return line[:2] + body
+
+    text = "\n".join(member_line(line) for line in text.split("\n"))
     for rule in rules:
         text = re.sub(rule.pattern, rule.replace, text, flags=re.MULTILINE)
     return text
 
 
 def compare_golden(expected: str, actual: str, *, path: str) -> str | None:
-    """A unified diff when the texts differ, else None."""
+    """A unified diff when the texts differ, else None.
+
+    Lines are split at newlines only (a member's ``\\r`` or form feed stays inside its
+    line), and control characters are shown as ``\\xNN``: the diff goes to a terminal and a
+    JUnit report, where a member's escape sequence must neither clear the screen nor vanish.
+    """
     if expected == actual:
         return None
-    diff = difflib.unified_diff(
-        expected.splitlines(keepends=True), actual.splitlines(keepends=True),
-        fromfile=f"{path} (golden)", tofile="this run",
-    )
-    return "".join(diff)
+    lines = list(difflib.unified_diff(
+        _lines(expected), _lines(actual),
+        fromfile=f"{path} (golden)", tofile="this run", lineterm="",
+    ))
+    if expected.endswith("\n") != actual.endswith("\n"):
+        which = "golden file" if actual.endswith("\n") else "transcript of this run"
+        lines.append(f"(the {which} has no newline at its end)")
+    return printable("\n".join(lines)) + "\n"
+
+
+def _lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    return lines[:-1] if lines and not lines[-1] else lines
