@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ._events import Event, Exited, Matched, Note, Output, Ready, Started, Stream
-from ._signals import STOP_SIGNALS, clean_inherited_signals, inherited_as_ignored
+from ._signals import STOP_SIGNALS, clean_inherited_signals, inherited_as_ignored, signal_name
 from ._stdout import StdoutRefused, printing
+from .cast.load import check_commands
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
 from .participants.orphans import Adoption
@@ -40,30 +41,33 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
               color: str) -> NoReturn:
     """``pipeplex test``: load and run the scenarios, report, exit with the status.
 
-    SIGTERM and SIGHUP end it as Ctrl-C does (status 128+N): the running scenario's
-    members, and what they orphaned, are killed on the way out; without a handler Python
-    would just die and leave the latter to nobody (the guardian does not know them).
+    Ctrl-C, SIGTERM and SIGHUP (a CI job cancelled or timed out) interrupt it: the running
+    scenario's members, and what they orphaned, are killed, no other scenario starts, and
+    the report says so, the results so far included (in the JUnit file too), before the
+    exit with 128+N. A second signal meanwhile changes nothing. Outside the scenarios'
+    loop (loading, reporting) the signal ends it at once with the same status.
     """
     clean_inherited_signals(held=STOP_SIGNALS)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if not inherited_as_ignored(sig):
-            signal.signal(sig, _stopped_by)
+    _end_on_stop_signals()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (held since the start)
     colored = use_color(color, sys.stdout.isatty())  # type: ignore[arg-type]
     scenarios: list[Scenario] = []
     load_errors: list[str] = []
     for path in files:
         try:
-            scenarios.append(load_scenario(path))
+            scenario = load_scenario(path)
+            check_commands(scenario.cast)  # (a missing program or cwd: as pipeplex run says)
+            scenarios.append(scenario)
         except PipeplexError as exc:
             load_errors.append(str(exc))
     began = time.monotonic()
     adoption = Adoption()  # what the members orphan comes to us, to be stopped with them
     try:
-        outcomes, unrecorded = asyncio.run(_run_all(
+        outcomes, unrecorded, interrupted = asyncio.run(_run_all(
             scenarios, verbose=verbose, transcript=transcript, log_dir=log_dir, update=update,
             grace=grace, several=len(files) > 1, colored=colored, adoption=adoption))
     finally:
+        _end_on_stop_signals()  # (the loop's handlers are gone with it)
         adoption.close()
     elapsed = time.monotonic() - began
     if not verbose and outcomes:
@@ -72,18 +76,21 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         _say(_style("ERROR ", "1;31", colored) + message)
     for outcome in outcomes:
         if not outcome.ok:
-            header = f"FAILED {outcome.scenario.path}"
+            header = f"{'INTERRUPTED' if outcome.interrupted else 'FAILED'} {outcome.scenario.path}"
             _say("\n" + _style(header, "1;31", colored))
             _say(_indent(outcome.failure or ""))
     passed = sum(o.ok for o in outcomes)
-    failed = len(outcomes) - passed
+    failed = sum(not o.ok and not o.interrupted for o in outcomes)
     summary = f"{passed} passed, {failed} failed"
     if load_errors:
         summary += f", {len(load_errors)} could not be loaded"
+    if interrupted is not None:
+        summary += (f", interrupted by {signal_name(interrupted)} "
+                    f"({len(scenarios) - len(outcomes)} not run)")
     summary += f" in {elapsed:.2f} s"
     if update:
         summary += f" ({sum(o.golden_updated for o in outcomes)} golden files written)"
-    code = "1;32" if not failed and not load_errors else "1;31"
+    code = "1;32" if not failed and not load_errors and interrupted is None else "1;31"
     _say(_style(summary, code, colored))
     for warning in (w for outcome in outcomes for w in outcome.warnings):
         print(f"pipeplex: warning: {warning}", file=sys.stderr)
@@ -96,18 +103,54 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
             print(f"pipeplex: error: cannot write the JUnit report {junit}: "
                   f"{exc.strerror or exc}", file=sys.stderr)
             sys.exit(LOAD_ERROR)
+    if interrupted is not None:
+        sys.exit(128 + interrupted)
     sys.exit(LOAD_ERROR if load_errors or unrecorded else 1 if failed else 0)
 
 
-async def _run_all(scenarios: list[Scenario], *, verbose: bool, transcript: Path | None,
-                   log_dir: Path | None, update: bool, grace: float, several: bool,
-                   colored: bool, adoption: Adoption) -> tuple[list[ScenarioOutcome], bool]:
-    """Each scenario's outcome, and whether the records of any could not be written (it
-    then did not run; the others still do)."""
+async def _run_all(
+    scenarios: list[Scenario], *, verbose: bool, transcript: Path | None,
+    log_dir: Path | None, update: bool, grace: float, several: bool, colored: bool,
+    adoption: Adoption,
+) -> tuple[list[ScenarioOutcome], bool, int | None]:
+    """Each scenario's outcome, whether the records of any could not be written (it then
+    did not run; the others still do), and the signal that interrupted the run, if one
+    did (the last outcome is then that of the scenario it interrupted)."""
+    loop = asyncio.get_running_loop()
+    current: list[asyncio.Task[ScenarioOutcome]] = []
+    interrupted: list[int] = []
+
+    def interrupt(sig: int) -> None:
+        if not interrupted:  # (a second one changes nothing: the members are being killed)
+            interrupted.append(sig)
+            for task in current:
+                task.cancel()
+
+    handled = [sig for sig in STOP_SIGNALS if not inherited_as_ignored(sig)]
+    for sig in handled:
+        loop.add_signal_handler(sig, interrupt, sig)
+    try:
+        outcomes, unrecorded = await _run_each(
+            scenarios, current, interrupted, verbose=verbose, transcript=transcript,
+            log_dir=log_dir, update=update, grace=grace, several=several, colored=colored,
+            adoption=adoption)
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+    return outcomes, unrecorded, interrupted[0] if interrupted else None
+
+
+async def _run_each(
+    scenarios: list[Scenario], current: list[asyncio.Task[ScenarioOutcome]],
+    interrupted: list[int], *, verbose: bool, transcript: Path | None, log_dir: Path | None,
+    update: bool, grace: float, several: bool, colored: bool, adoption: Adoption,
+) -> tuple[list[ScenarioOutcome], bool]:
     outcomes = []
     unrecorded = False
     names = [scenario.name for scenario in scenarios]
     for index, scenario in enumerate(scenarios):
+        if interrupted:
+            break
         # Scenarios of the same name (a/s.toml, b/s.toml) keep records of their own.
         record_name = (scenario.name if names.count(scenario.name) == 1
                        else f"{scenario.name}-{index + 1}")
@@ -126,9 +169,23 @@ async def _run_all(scenarios: list[Scenario], *, verbose: bool, transcript: Path
             if transcript is not None and several:
                 transcript.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (instant)
                 path = transcript / f"{record_name}.jsonl"
-            outcome = await run_scenario(scenario, grace=grace, transcript=path, log_dir=logs,
-                                         update_golden=update, on_step=on_step,
-                                         adoption=adoption)
+            began = time.monotonic()
+            task = asyncio.create_task(run_scenario(
+                scenario, grace=grace, transcript=path, log_dir=logs, update_golden=update,
+                on_step=on_step, adoption=adoption))
+            current[:] = [task]
+            try:
+                outcome = await task
+            finally:
+                current.clear()
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if not interrupted or (me is not None and me.cancelling()):
+                raise  # (not our interruption: the whole run is being cancelled)
+            outcome = ScenarioOutcome(
+                scenario, seconds=time.monotonic() - began, interrupted=True,
+                failure=f"interrupted by {signal_name(interrupted[0])}: its members were "
+                        "killed, and no other scenario ran")
         except Exception as exc:
             said = _said_elsewhere(exc)
             if said is not None:
@@ -139,6 +196,8 @@ async def _run_all(scenarios: list[Scenario], *, verbose: bool, transcript: Path
             outcome = (ScenarioOutcome(scenario, failure=problem) if problem is not None
                        else _crashed(scenario, exc))
         outcomes.append(outcome)
+        if outcome.interrupted:
+            break
         if not verbose:
             _say(_style(".", "32", colored) if outcome.ok else _style("F", "31", colored),
                  end="")
@@ -158,6 +217,14 @@ def _records_problem(exc: Exception) -> str | None:
     if isinstance(exc, PipeplexError):
         return f"{exc}; it did not run"
     return None
+
+
+def _end_on_stop_signals() -> None:
+    """SIGTERM and SIGHUP end the command as Ctrl-C does (status 128+N), where the
+    scenarios' loop does not take them: without a handler Python would die of them."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if not inherited_as_ignored(sig):
+            signal.signal(sig, _stopped_by)
 
 
 def _stopped_by(signum: int, frame: object) -> None:
@@ -195,6 +262,9 @@ def _crashed(scenario: Scenario, exc: Exception) -> ScenarioOutcome:
 
 def _case(outcome: ScenarioOutcome) -> CaseResult:
     path = outcome.scenario.path or "scenario"
+    if outcome.interrupted:  # (it did not end as a test: an error, not a failure)
+        return CaseResult(suite=path, name=outcome.scenario.name, seconds=outcome.seconds,
+                          error=outcome.failure)
     return CaseResult(suite=path, name=outcome.scenario.name, seconds=outcome.seconds,
                       failure=outcome.failure)
 

@@ -121,6 +121,43 @@ def test_a_scenario_that_cannot_be_loaded_exits_2(tmp_path: Path) -> None:
     assert f"{case}:5: send step: no member named 'nobody'" in result.stdout
 
 
+def test_a_missing_program_or_cwd_is_a_load_error_as_in_run(tmp_path: Path) -> None:
+    """Said before anything starts, with the file and line, as pipeplex run says it."""
+    missing = _scenario(tmp_path, '[procs.a]\ncmd = "nosuchprog --x"\n', "missing.toml")
+    nowhere = _scenario(tmp_path, '[procs.a]\ncmd = "sleep 1"\ncwd = "nosuchdir"\n',
+                        "nowhere.toml")
+    result = run("test", missing, nowhere)
+    assert result.returncode == 2, result.stdout
+    assert f"ERROR {missing}:2: a: command not found: 'nosuchprog'" in result.stdout
+    assert f"{nowhere}:3: a: cwd " in result.stdout and "is not a folder" in result.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_test_run_reports_what_it_ran(tmp_path: Path, sig: int) -> None:
+    """A CI job cancelled or timed out (SIGTERM, twice at once, as timeout(1) and runners
+    do; or Ctrl-C): the results so far, the interrupted scenario and what did not run, in
+    the summary and in the JUnit file; no traceback."""
+    ok = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n',
+                   "ok.toml")
+    long = _scenario(tmp_path, '[procs.s]\ncmd = "sh -c \'echo up; exec sleep 60\'"\n'
+                     "[[step]]\nexpect = 'up'\n[[step]]\nexpect = 'never'\ntimeout = 60\n",
+                     "long.toml")
+    report = tmp_path / "report.xml"
+    with Pipeplex("test", "-v", "--junit", report, ok, long, ok) as plex:
+        plex.expect(r"ok .* expect 'up'")  # (its member runs)
+        plex.signal(sig)
+        plex.signal(sig)
+        assert plex.wait() == 128 + sig
+    assert f"INTERRUPTED {long}" in plex.text
+    name = signal.Signals(sig).name
+    assert f"1 passed, 0 failed, interrupted by {name} (1 not run)" in plex.text
+    assert "Traceback" not in plex.text
+    cases = ET.parse(report).getroot().findall("testsuite/testcase")
+    assert [c.get("name") for c in cases] == ["ok", "long"]
+    error = cases[1].find("error")
+    assert error is not None and f"interrupted by {name}" in (error.get("message") or "")
+
+
 def test_golden_update_then_compare(tmp_path: Path) -> None:
     """--update writes the golden file; a later difference fails with a diff."""
     body = ('golden = "case.golden"\n' + CAT

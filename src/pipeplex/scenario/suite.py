@@ -39,6 +39,8 @@ class ScenarioOutcome:
     failure: str | None = None
     status: int = 0
     golden_updated: bool = False
+    interrupted: bool = False
+    """A signal to ``pipeplex test`` cut it short (``failure`` says which)."""
     warnings: list[str] = field(default_factory=list)
     """About the records (a log that could not be written): the terminal shows no notes."""
 
