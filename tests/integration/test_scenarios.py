@@ -158,6 +158,45 @@ def test_an_interrupted_test_run_reports_what_it_ran(tmp_path: Path, sig: int) -
     assert error is not None and f"interrupted by {name}" in (error.get("message") or "")
 
 
+def test_a_death_by_signal_checked_with_the_shells_number_gets_a_hint(tmp_path: Path) -> None:
+    case = _scenario(tmp_path, '[procs.a]\ncmd = "sh -c \'kill -USR1 $$\'"\n'
+                     "[[step]]\nwait_exit = 'a'\ncode = 138\n")
+    result = run("test", case)
+    assert result.returncode == 1
+    assert ("a killed by SIGUSR1, expected code 138 (a death by SIGUSR1 is code = -10)"
+            in result.stdout)
+
+
+def test_a_step_failure_names_the_member_that_failed_meanwhile(tmp_path: Path) -> None:
+    """The client's step fails because the server crashed (and stopped the cast): the
+    report says so, with the server's last output, not only what the client did."""
+    case = _scenario(tmp_path, (
+        "[procs.s]\ncmd = \"sh -c 'read x; echo boom >&2; exit 2'\"\non_exit = 'stop'\n"
+        + CAT + "[[step]]\nsend = 'go'\nto = 's'\n"
+        "[[step]]\nexpect = '^never$'\nin = 'c'\ntimeout = 30\n"))
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert "meanwhile s exited with code 2" in result.stdout
+    assert "! boom" in result.stdout
+
+
+def test_an_expectation_in_any_output_outlives_a_member_that_ends_well(tmp_path: Path) -> None:
+    """Without ``in``, one member ending with 0 (its job done) leaves the others to write
+    the pattern; one ending with an error fails the step at once."""
+    fifo = tmp_path / "pid"
+    os.mkfifo(fifo)
+    # slow writes "done" once quick has exited and pipeplex has reaped it.
+    slow = (f"read pid < {fifo}; while kill -0 $pid 2>/dev/null; do :; done; "
+            "echo done; exec sleep 60")
+    body = (f"[procs.slow]\ncmd = {json.dumps(['sh', '-c', slow])}\n"
+            f"[procs.quick]\ncmd = {json.dumps(['sh', '-c', f'echo $$ > {fifo}; exit CODE'])}\n"
+            "[[step]]\nexpect = '^done$'\ntimeout = 30\n")
+    assert run("test", _scenario(tmp_path, body.replace("CODE", "0"))).returncode == 0
+    failed = run("test", _scenario(tmp_path, body.replace("CODE", "5"), "failing.toml"))
+    assert failed.returncode == 1
+    assert "quick exited with code 5" in failed.stdout
+
+
 def test_golden_update_then_compare(tmp_path: Path) -> None:
     """--update writes the golden file; a later difference fails with a diff."""
     body = ('golden = "case.golden"\n' + CAT

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from .._engine import Engine
 from .._readiness import port_accepts
-from .._signals import describe_returncode, parse_signal
+from .._signals import describe_returncode, parse_signal, signal_name
 from ..cast.spec import expand, is_port
 from ..errors import ExpectTimeout, PipeplexError, UnexpectedExit
-from ..expect import EOF, TIMEOUT, Matcher
+from ..expect import EOF, TIMEOUT, Expectation, Matcher
 from .model import Scenario, Step
 
 __all__ = ("StepFailed", "StepResult", "run_steps")
@@ -79,6 +79,26 @@ async def run_steps(
     return results
 
 
+async def _expect(step: Step, engine: Engine, matcher: Matcher, names: list[str], value: str,
+                  timeout: float) -> Expectation:
+    """An ``expect`` step's wait. With ``in``, the member's exit fails it at once. In any
+    member's output, one that ends with 0 (its job done) leaves the others to write it; an
+    exit with an error, or the last one of those that were running, fails it."""
+    if step.target:
+        return await matcher.expect(names, [value], timeout=timeout, stream=step.stream)
+    running = [n for n in names if engine.members[n].running]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await matcher.expect(names, [value], stream=step.stream,
+                                        timeout=max(deadline - time.monotonic(), 0.0),
+                                        watch_exits=running)
+        except UnexpectedExit as exc:
+            running.remove(exc.name)
+            if exc.returncode != 0 or not running:
+                raise
+
+
 def _value(step: Step, variables: dict[str, str]) -> str:
     """The step's value with the variables captured so far. In a pattern a value stands
     for itself: a captured ``a.b`` matches ``a.b`` only, and ``a(b`` breaks nothing."""
@@ -105,9 +125,7 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
                 raise StepFailed(step, f"{step.target} is not running (or its stdin is closed)",
                                  member=step.target)
         elif step.action == "expect":
-            running = [n for n in names if engine.members[n].running]
-            found = await matcher.expect(names, [value], timeout=timeout, stream=step.stream,
-                                         watch_exits=running if not step.target else None)
+            found = await _expect(step, engine, matcher, names, value, timeout)
             if found.match is not None:
                 variables.update({k: v for k, v in found.match.groupdict().items()
                                   if v is not None})
@@ -129,8 +147,11 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
                                  f"{engine.recent.describe(value)}", member=value,
                                  waited=timeout) from None
             if step.code is not None and code != step.code:
+                hint = (f" (a death by {signal_name(-code)} is code = {code})"
+                        if code < 0 and step.code == 128 - code else "")
                 raise StepFailed(step, f"{value} {describe_returncode(code)}, expected code "
-                                 f"{step.code}\n{engine.recent.describe(value)}", member=value)
+                                 f"{step.code}{hint}\n{engine.recent.describe(value)}",
+                                 member=value)
         elif step.action == "signal":
             assert step.target is not None
             if not engine.router.signal(step.target, parse_signal(value)):

@@ -109,9 +109,15 @@ async def run_scenario(
             logs.close()
     outcome.seconds = time.monotonic() - began
     failed = next((r for r in outcome.steps if r.error is not None), None)
+    failures = [f for f in engine.failures if f.name not in _awaited(outcome.steps)]
     if failed is not None and failed.error is not None:
-        outcome.failure = str(failed.error)
-    elif failures := [f for f in engine.failures if f.name not in _awaited(outcome.steps)]:
+        # What else failed on its own may be why (a server that crashed under its client),
+        # and a cast with on_exit = "stop" stopped because of it.
+        told = failed.error.member
+        outcome.failure = "\n".join([str(failed.error), *(
+            f"meanwhile {f.reason}\n{engine.recent.describe(f.name)}"
+            for f in failures if f.name != told)])
+    elif failures:
         first = failures[0]
         outcome.failure = f"{first.reason}\n{engine.recent.describe(first.name)}"
     elif scenario.golden:
