@@ -26,7 +26,7 @@ from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
-from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port
+from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port, quoted
 from .errors import NotReady, PipeplexError, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
@@ -254,6 +254,10 @@ class Engine:
         assert self._stop is not None
         await first(self._ready[name], self._stop)
         if not self._ready[name].done():
+            member = self.members[name]
+            if member.returncode is not None:
+                raise PipeplexError(f"{name} {describe_returncode(member.returncode)} before it "
+                                    f"was ready\n{self.recent.describe(name)}")
             raise PipeplexError(f"{name} did not become ready (the cast is stopping)")
         self._ready[name].result()  # raises why an added member did not get ready
 
@@ -743,8 +747,9 @@ class Engine:
                     return  # (that restart never happened: it is not counted)
                 continue
             if returncode != 0:
-                self.record_failure(member.name, exit_status(returncode), f"{member.name} {how}",
-                                    member.ended_at)
+                before = "" if self._ready[member.name].done() else " before it was ready"
+                self.record_failure(member.name, exit_status(returncode),
+                                    f"{member.name} {how}{before}", member.ended_at)
             if spec.on_exit == "stop":
                 self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)")
             return
@@ -776,7 +781,7 @@ class Engine:
         waiting_for = ""
         captured: dict[str, str] = {}
         if spec.ready:
-            waiting_for = f"output matching ready = {spec.ready!r}"
+            waiting_for = f"output matching ready = {quoted(spec.ready)}"
             await first(matched, exit_seen, self._stop,
                         within=deadline - loop.time())
             if not matched.done() and exit_seen.done() and not self.stopping:

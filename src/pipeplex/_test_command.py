@@ -202,7 +202,8 @@ async def _run_each(
             _say(_style(".", "32", colored) if outcome.ok else _style("F", "31", colored),
                  end="")
         elif not outcome.ok and not any(not r.ok for r in outcome.steps):
-            _say(f"  {_style('FAIL', '31', colored)} after the steps")
+            when = "after the steps" if outcome.steps else "before the first step"
+            _say(f"  {_style('FAIL', '31', colored)} {when}")
     return outcomes, unrecorded
 
 

@@ -197,6 +197,32 @@ def test_an_expectation_in_any_output_outlives_a_member_that_ends_well(tmp_path:
     assert "quick exited with code 5" in failed.stdout
 
 
+def test_a_cast_that_never_comes_up_is_said_with_where_and_why(tmp_path: Path) -> None:
+    """No step ran: said so; the member's file and line; its exit before it was ready."""
+    early = _scenario(tmp_path, "[procs.server]\ncmd = \"sh -c 'echo bind failed >&2; exit 4'\"\n"
+                      "ready = 'listening on (?P<port>\\d+)'\n[[step]]\nexpect = 'x'\n",
+                      "early.toml")
+    result = run("test", "-v", early)
+    assert result.returncode == 1
+    assert "FAIL before the first step" in result.stdout
+    assert f"{early}:1: server exited with code 4 before it was ready" in result.stdout
+    later = _scenario(tmp_path, "[procs.server]\ncmd = 'sh -c \"exit 5\"'\nready = 'never'\n"
+                      "autostart = false\n[[step]]\nstart = 'server'\n", "later.toml")
+    result = run("test", later)
+    assert f"{later}:6: start 'server': server exited with code 5 before it was ready" in (
+        result.stdout)
+    assert result.stdout.count("exited with code 5") == 1, result.stdout
+
+
+def test_patterns_are_shown_as_written_in_the_file(tmp_path: Path) -> None:
+    """Between single quotes with single backslashes, as they can be pasted back."""
+    case = _scenario(tmp_path, CAT + "[[step]]\nsend = 'n 42'\nto = 'c'\n"
+                     "[[step]]\nexpect = '^n (?P<n>\\d+)$'\n")
+    result = run("test", "-v", case)
+    assert result.returncode == 0
+    assert "expect '^n (?P<n>\\d+)$'" in result.stdout
+
+
 def test_golden_update_then_compare(tmp_path: Path) -> None:
     """--update writes the golden file; a later difference fails with a diff."""
     body = ('golden = "case.golden"\n' + CAT

@@ -29,6 +29,7 @@ __all__ = (
     "PtyMode",
     "expand",
     "is_port",
+    "quoted",
     "split_command",
     "variables_in",
 )
@@ -136,6 +137,14 @@ class ProcSpec:
 
     def captured_variables(self) -> set[str]:
         return set(re.compile(self.ready).groupindex) if self.ready else set()
+
+
+def quoted(text: str) -> str:
+    """``text`` as it is written in a cast file: between single quotes, as a TOML literal
+    string holds a regex, its backslashes single (``'port (\\d+)'``, not repr's doubled
+    ones, which cannot be pasted back); repr's form when it holds a quote or a control
+    character."""
+    return f"'{text}'" if "'" not in text and text.isprintable() else repr(text)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -11,7 +11,7 @@ from typing import Any
 from .._signals import parse_signal
 from .._suggest import suggest
 from ..cast.load import SCENARIO_KEYS, _Where, cast_from_data, parse_toml, read_toml
-from ..cast.spec import CastSpec, is_port, variables_in
+from ..cast.spec import CastSpec, is_port, quoted, variables_in
 from ..cast.variables import VAR_RE
 from ..errors import CastError
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
@@ -249,5 +249,5 @@ def _check_regex(action: str, pattern: str, source: str | None) -> None:
     try:
         re.compile(_with_stand_ins(pattern))
     except re.error as exc:
-        raise CastError(f"{action}: invalid regular expression {pattern!r}: {exc}",
+        raise CastError(f"{action}: invalid regular expression {quoted(pattern)}: {exc}",
                         source=source) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..cast.spec import CastSpec
+from ..cast.spec import CastSpec, quoted
 
 __all__ = ("ACTIONS", "DEFAULT_TIMEOUT", "Action", "NormalizeRule", "Scenario", "Step")
 
@@ -41,7 +41,7 @@ class Step:
 
     def describe(self) -> str:
         """A short, readable form for reports: ``expect 'ready' in server``."""
-        words = [self.action, repr(self.value) if self.action != "interact" else ""]
+        words = [self.action, quoted(self.value) if self.action != "interact" else ""]
         if self.target:
             words.append(("to " if self.action in ("send", "signal") else "in ") + self.target)
         if self.stream:

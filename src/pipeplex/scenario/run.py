@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .._engine import Engine
 from .._readiness import port_accepts
 from .._signals import describe_returncode, parse_signal, signal_name
-from ..cast.spec import expand, is_port
+from ..cast.spec import expand, is_port, quoted
 from ..errors import ExpectTimeout, PipeplexError, UnexpectedExit
 from ..expect import EOF, TIMEOUT, Expectation, Matcher
 from .model import Scenario, Step
@@ -108,8 +108,8 @@ def _value(step: Step, variables: dict[str, str]) -> str:
     try:
         re.compile(pattern)
     except re.error as exc:  # (a {name} nothing captured, left as it is, where it cannot be)
-        raise StepFailed(step, f"the pattern became {pattern!r}, which is not a valid regular "
-                               f"expression: {exc}") from None
+        raise StepFailed(step, f"the pattern became {quoted(pattern)}, which is not a valid "
+                               f"regular expression: {exc}") from None
     return pattern
 
 
@@ -187,4 +187,5 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
     except StepFailed:
         raise
     except PipeplexError as exc:
-        raise StepFailed(step, str(exc)) from None
+        raise StepFailed(step, str(exc),
+                         member=value if step.action == "start" else step.target) from None

@@ -109,7 +109,9 @@ async def run_scenario(
             logs.close()
     outcome.seconds = time.monotonic() - began
     failed = next((r for r in outcome.steps if r.error is not None), None)
-    failures = [f for f in engine.failures if f.name not in _awaited(outcome.steps)]
+    awaited = _awaited(outcome.steps)
+    failures = [f for i, f in enumerate(engine.failures)  # (a member's first failure)
+                if f.name not in awaited and all(g.name != f.name for g in engine.failures[:i])]
     if failed is not None and failed.error is not None:
         # What else failed on its own may be why (a server that crashed under its client),
         # and a cast with on_exit = "stop" stopped because of it.
@@ -119,7 +121,9 @@ async def run_scenario(
             for f in failures if f.name != told)])
     elif failures:
         first = failures[0]
-        outcome.failure = f"{first.reason}\n{engine.recent.describe(first.name)}"
+        where = scenario.cast[first.name].source if first.name in scenario.cast.names else None
+        outcome.failure = (f"{where + ': ' if where else ''}{first.reason}\n"
+                           f"{engine.recent.describe(first.name)}")
     elif scenario.golden:
         outcome.failure = _check_golden(scenario, events, engine.variables, update_golden)
         outcome.golden_updated = update_golden and outcome.failure is None
