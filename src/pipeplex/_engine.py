@@ -564,6 +564,12 @@ class Engine:
             finally:
                 self.hold()
 
+    def never_started_for(self, name: str) -> str | None:
+        """Why ``name`` has not started and will not without a start step: the
+        ``autostart = false`` member (itself, or one it starts after) nobody asked to start;
+        None when it runs, or will by itself."""
+        return self._unrequested(name) if self.members[name].pid is None else None
+
     def _unrequested(self, name: str) -> str | None:
         """The ``autostart = false`` member, ``name`` or one it starts after (directly or
         through others), that has not been asked to start; None if there is none."""

@@ -52,14 +52,14 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (held since the start)
     colored = use_color(color, sys.stdout.isatty())  # type: ignore[arg-type]
     scenarios: list[Scenario] = []
-    load_errors: list[str] = []
+    load_errors: list[tuple[Path, str]] = []
     for path in files:
         try:
             scenario = load_scenario(path)
             check_commands(scenario.cast)  # (a missing program or cwd: as pipeplex run says)
             scenarios.append(scenario)
         except PipeplexError as exc:
-            load_errors.append(str(exc))
+            load_errors.append((path, str(exc)))
     began = time.monotonic()
     adoption = Adoption()  # what the members orphan comes to us, to be stopped with them
     try:
@@ -72,7 +72,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     elapsed = time.monotonic() - began
     if not verbose and outcomes:
         _say()
-    for message in load_errors:
+    for _, message in load_errors:
         _say(_style("ERROR ", "1;31", colored) + message)
     for outcome in outcomes:
         if not outcome.ok:
@@ -96,7 +96,9 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         print(f"pipeplex: warning: {warning}", file=sys.stderr)
     if junit is not None:
         results = [_case(o) for o in outcomes]
-        results += [CaseResult("pipeplex", m.split(":")[0], 0.0, error=m) for m in load_errors]
+        # (named as the file's scenario would be, so CI's history keeps one test per file)
+        results += [CaseResult(str(path), path.stem, 0.0, error=message)
+                    for path, message in load_errors]
         try:
             write_junit(junit, results)
         except OSError as exc:

@@ -214,6 +214,26 @@ def test_a_cast_that_never_comes_up_is_said_with_where_and_why(tmp_path: Path) -
     assert result.stdout.count("exited with code 5") == 1, result.stdout
 
 
+def test_expecting_from_a_member_nothing_started_fails_at_once(tmp_path: Path) -> None:
+    case = _scenario(tmp_path, "[procs.late]\ncmd = 'cat'\nautostart = false\n"
+                     "[[step]]\nexpect = 'x'\nin = 'late'\ntimeout = 60\n")
+    result = run("test", case, timeout=30)
+    assert result.returncode == 1
+    assert ("late was never started: it has autostart = false, and no start step started it"
+            in result.stdout)
+
+
+def test_a_file_that_cannot_be_loaded_is_the_same_test_in_junit(tmp_path: Path) -> None:
+    """Named as its scenario is once it loads (the file, and its stem), so a CI history
+    keeps one test for it."""
+    case = _scenario(tmp_path, CAT + "[[step]]\nexpct = 'x'\n", "typo.toml")
+    report = tmp_path / "r.xml"
+    assert run("test", "--junit", report, case).returncode == 2
+    [testcase] = ET.parse(report).getroot().findall("testsuite/testcase")
+    assert (testcase.get("classname"), testcase.get("name")) == (str(case), "typo")
+    assert testcase.find("error") is not None
+
+
 def test_patterns_are_shown_as_written_in_the_file(tmp_path: Path) -> None:
     """Between single quotes with single backslashes, as they can be pasted back."""
     case = _scenario(tmp_path, CAT + "[[step]]\nsend = 'n 42'\nto = 'c'\n"

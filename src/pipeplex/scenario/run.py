@@ -85,6 +85,11 @@ async def _expect(step: Step, engine: Engine, matcher: Matcher, names: list[str]
     member's output, one that ends with 0 (its job done) leaves the others to write it; an
     exit with an error, or the last one of those that were running, fails it."""
     if step.target:
+        blocked = engine.never_started_for(step.target)
+        if blocked is not None:  # (it would time out: nothing can start it while we wait)
+            why = "has" if blocked == step.target else f"starts after {blocked}, which has"
+            raise StepFailed(step, f"{step.target} was never started: it {why} autostart = "
+                                   f"false, and no start step started it", member=step.target)
         return await matcher.expect(names, [value], timeout=timeout, stream=step.stream)
     running = [n for n in names if engine.members[n].running]
     deadline = time.monotonic() + timeout
