@@ -234,6 +234,16 @@ def test_a_file_that_cannot_be_loaded_is_the_same_test_in_junit(tmp_path: Path) 
     assert testcase.find("error") is not None
 
 
+def test_a_line_an_earlier_expect_read_past_gets_a_hint(tmp_path: Path) -> None:
+    case = _scenario(tmp_path, "[procs.w]\ncmd = \"sh -c 'echo A; echo B; exec sleep 60'\"\n"
+                     "[[step]]\nexpect = '^B$'\n[[step]]\nexpect = '^A$'\nin = 'w'\n"
+                     "timeout = 0.2\n")
+    result = run("test", case)
+    assert result.returncode == 1
+    assert "not seen within 0.2 s (a line below matches: an earlier expect had read past it" in (
+        result.stdout)
+
+
 def test_patterns_are_shown_as_written_in_the_file(tmp_path: Path) -> None:
     """Between single quotes with single backslashes, as they can be pasted back."""
     case = _scenario(tmp_path, CAT + "[[step]]\nsend = 'n 42'\nto = 'c'\n"

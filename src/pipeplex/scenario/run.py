@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._engine import Engine
@@ -104,6 +104,13 @@ async def _expect(step: Step, engine: Engine, matcher: Matcher, names: list[str]
                 raise
 
 
+def _seen_before(engine: Engine, names: Sequence[str], pattern: str) -> bool:
+    """Whether one of the recent lines of ``names`` (those the report shows) matches."""
+    regex = re.compile(pattern, re.MULTILINE)
+    return any(regex.search(line.removeprefix("! "))
+               for name in names for line in engine.recent.tail(name))
+
+
 def _value(step: Step, variables: dict[str, str]) -> str:
     """The step's value with the variables captured so far. In a pattern a value stands
     for itself: a captured ``a.b`` matches ``a.b`` only, and ``a(b`` breaks nothing."""
@@ -183,7 +190,10 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
                                  waited=timeout) from None
     except ExpectTimeout as exc:
         who = exc.names[0] if len(exc.names) == 1 else None
-        raise StepFailed(step, f"not seen within {exc.waited:.1f} s\n{exc.recent}",
+        hint = (" (a line below matches: an earlier expect had read past it, and each one "
+                "reads on from where the one before matched)"
+                if step.action == "expect" and _seen_before(engine, exc.names, value) else "")
+        raise StepFailed(step, f"not seen within {exc.waited:.1f} s{hint}\n{exc.recent}",
                          member=who, waited=exc.waited) from None
     except UnexpectedExit as exc:
         raise StepFailed(step, f"{exc.name} {describe_returncode(exc.returncode)} after "
