@@ -244,6 +244,22 @@ def test_a_line_an_earlier_expect_read_past_gets_a_hint(tmp_path: Path) -> None:
         result.stdout)
 
 
+def test_a_misspelt_variable_is_a_load_error_and_other_braces_pass(tmp_path: Path) -> None:
+    body = ("[procs.s]\ncmd = 'cat'\n[[step]]\nsend = 'token abc'\nto = 's'\n"
+            "[[step]]\nexpect = 'token (?P<token>\\w+)'\n[[step]]\nsend = 'SEND'\nto = 's'\n"
+            "[[step]]\nexpect = 'EXPECT'\n")
+    typo = _scenario(tmp_path, body.replace("SEND", "login {tokn}").replace("EXPECT", "login"),
+                     "typo.toml")
+    result = run("test", typo)
+    assert result.returncode == 2
+    assert (f"{typo}:9: send step uses {{tokn}}, which nothing captures; did you mean {{token}}?"
+            in result.stdout)
+    # Braces that name nothing close to a variable are text, as before.
+    code = _scenario(tmp_path, body.replace("SEND", "echo {i} {token}")
+                     .replace("EXPECT", "^echo \\{i\\} abc$"), "code.toml")
+    assert run("test", code).returncode == 0
+
+
 def test_patterns_are_shown_as_written_in_the_file(tmp_path: Path) -> None:
     """Between single quotes with single backslashes, as they can be pasted back."""
     case = _scenario(tmp_path, CAT + "[[step]]\nsend = 'n 42'\nto = 'c'\n"

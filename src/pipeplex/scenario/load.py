@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._signals import parse_signal
-from .._suggest import suggest
+from .._suggest import close_match, suggest
 from ..cast.load import SCENARIO_KEYS, _Where, cast_from_data, parse_toml, read_toml
 from ..cast.spec import CastSpec, is_port, quoted, variables_in
 from ..cast.variables import VAR_RE
@@ -224,6 +224,8 @@ def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> None:
     a member's ``ready`` pattern or an earlier ``expect`` (unlike text sent, where braces
     that name no variable stay as they are)."""
     captured = {var for proc in cast.procs for var in proc.captured_variables()}
+    all_captured = captured | {name for step in steps if step.action == "expect"
+                               for name in re.compile(_with_stand_ins(step.value)).groupindex}
     for step in steps:
         if step.action == "wait_port":
             unknown = sorted(variables_in(step.value) - captured)
@@ -232,8 +234,21 @@ def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> None:
                     f"wait_port uses {{{unknown[0]}}}, which neither a member's ready pattern "
                     f"nor an earlier expect captures; capture it with a named group, e.g. "
                     f"expect = 'port (?P<{unknown[0]}>\\d+)'", source=step.source)
-        elif step.action == "expect":
+        elif step.action in ("send", "expect", "expect_not"):
+            _check_spelling(step, captured | all_captured)
+        if step.action == "expect":
             captured |= set(re.compile(_with_stand_ins(step.value)).groupindex)
+
+
+def _check_spelling(step: Step, known: set[str]) -> None:
+    """A ``{name}`` that nothing captures stays as it is written (braces in text sent are
+    common); one that is a near miss of a variable is a typo, said before anything runs."""
+    for name in sorted(variables_in(step.value) - known):
+        meant = close_match(name, sorted(known)) if len(name) > 2 else None  # ({i}: code)
+        if meant is not None:
+            raise CastError(f"{step.action} step uses {{{name}}}, which nothing captures; did "
+                            f"you mean {{{meant}}}? (a name nothing captures would be sent as "
+                            "written)", source=step.source)
 
 
 def _all_options() -> set[str]:
