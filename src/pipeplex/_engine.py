@@ -42,6 +42,10 @@ RESTART_RESET = 10.0
 """A member that ran this long before exiting starts its restart count afresh."""
 
 
+_SEEN_TOGETHER = 0.05
+"""Seconds within which two exits may be seen in either order (one pass of a busy loop)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """Why the run will exit non-zero: the first member that failed on its own."""
@@ -86,6 +90,10 @@ class Engine:
         self.members: dict[str, Process] = {
             spec.name: Process(spec, bus, **self._process_options) for spec in cast.procs
         }
+        self._ended_in_stop: list[tuple[str, float]] = []
+        """Members that ended once the cast began to stop, and when."""
+        self._failed_at_eof: list[Failure] = []
+        """Members that ended with an error at the EOF a stop gave them, before any signal."""
         self._late_waves: list[list[str]] = []
         """Members added while running (:meth:`add`): each is its own, last, wave."""
         self.router = Router(self.members)
@@ -323,6 +331,7 @@ class Engine:
         finally:
             for member in self.members.values():
                 member.close()  # output held open by a process that escaped the stop
+        self._judge_failures_at_eof()
         self._summarize()
         return self.exit_status()
 
@@ -337,6 +346,17 @@ class Engine:
         if self.interrupted_by is not None:
             return 128 + self.interrupted_by
         return 0
+
+    def _judge_failures_at_eof(self) -> None:
+        """An error at the EOF a stop gave a member is its own failure, unless something else
+        of the cast ended in the stop before it: members of a wave get their EOF together,
+        and a client whose server ended at its EOF then fails because of the stop. "Before"
+        with a margin: two exits seen in one pass of the loop are seen in any order."""
+        for failure in self._failed_at_eof:
+            if not any(name != failure.name and at < failure.at + _SEEN_TOGETHER
+                       for name, at in self._ended_in_stop):
+                self.record_failure(failure.name, failure.status, failure.reason, failure.at)
+        self._failed_at_eof.clear()
 
     def record_failure(self, name: str, status: int, reason: str,
                        at: float | None = None) -> None:
@@ -688,6 +708,9 @@ class Engine:
                 if unsubscribe:
                     unsubscribe()
             returncode = await member.wait_exited()
+            if self.stopping:
+                assert member.ended_at is not None
+                self._ended_in_stop.append((member.name, member.ended_at))
             if self._failed_to_start(member.name):
                 return  # an added member that never got ready: no exit policy applies
             how = describe_returncode(returncode)
@@ -709,9 +732,12 @@ class Engine:
             if member.stopping:
                 if returncode != 0 and not member.signalled_to_stop:
                     # It failed at the EOF the stop gave it, before any signal: its own
-                    # failure, as it would be a moment earlier, before the stop came.
-                    self.record_failure(member.name, exit_status(returncode),
-                                        f"{member.name} {how}", member.ended_at)
+                    # failure, as it would be a moment earlier, before the stop came; unless
+                    # something else of the cast ended in the stop before it (judged once
+                    # the stop is over: see _judge_failures_at_eof).
+                    self._failed_at_eof.append(Failure(member.name, exit_status(returncode),
+                                                       f"{member.name} {how}",
+                                                       member.ended_at))
                 return
             runtime = member.ended_at - member.started_at
             if spec.on_exit == "restart" and not self.stopping:

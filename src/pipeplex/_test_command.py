@@ -69,6 +69,11 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     finally:
         _end_on_stop_signals()  # (the loop's handlers are gone with it)
         adoption.close()
+    if interrupted is not None:
+        # Asked to stop, it stops once the report is out: a second signal (timeout(1) and CI
+        # runners send two) must not cut the report short.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
     elapsed = time.monotonic() - began
     if not verbose and outcomes:
         _say()
@@ -204,8 +209,9 @@ async def _run_each(
             _say(_style(".", "32", colored) if outcome.ok else _style("F", "31", colored),
                  end="")
         elif not outcome.ok and not any(not r.ok for r in outcome.steps):
-            when = "after the steps" if outcome.steps else "before the first step"
-            _say(f"  {_style('FAIL', '31', colored)} {when}")
+            when = ("" if not outcome.scenario.steps else " after the steps" if outcome.steps
+                    else " before the first step")
+            _say(f"  {_style('FAIL', '31', colored)}{when}")
     return outcomes, unrecorded
 
 

@@ -189,12 +189,12 @@ def test_pids_are_normalised_where_written_as_pids() -> None:
     events = [
         Started("a", 4242, ("x",)),
         Started("b", 3, ("y",)),
-        out("a", b"my pid is 4242, PID: 3, pid=4242 daemon[3]: up; not 42420\n"),
-        out("b", b"3 squared is 9, 4242 took 3 ms\n"),
+        out("a", b'my pid is 4242, PID: 3, pid=4242 {"pid": 3} daemon[3]: up; not 42420\n'),
+        out("b", b"3 squared is 9, 4242 took 3 ms, items[3]\n"),
     ]
     text = golden_text(events, ["a", "b"])
-    assert text == ("[a]\n| my pid is {pid}, PID: {pid}, pid={pid} daemon[{pid}]: up; not 42420\n"
-                    "[b]\n| 3 squared is 9, 4242 took 3 ms\n")
+    assert text == ('[a]\n| my pid is {pid}, PID: {pid}, pid={pid} {"pid": {pid}} daemon[{pid}]: '
+                    "up; not 42420\n[b]\n| 3 squared is 9, 4242 took 3 ms, items[3]\n")
 
 
 def test_only_the_members_lines_are_normalised() -> None:
@@ -202,6 +202,12 @@ def test_only_the_members_lines_are_normalised() -> None:
     events = [out("alice", b"alice has 0 errors\n"), Exited("alice", 0)]
     text = golden_text(events, ["alice"], variables={"user": "alice", "errors": "0"})
     assert text == "[alice]\n| {user} has {errors} errors\n= exited with code 0\n"
+
+
+def test_a_captured_value_leaves_placeholders_whole() -> None:
+    events = [out("a", b"at 10:00:00 it was time\n")]
+    assert golden_text(events, ["a"], variables={"what": "time"}) == (
+        "[a]\n| at {time} it was {what}\n")
 
 
 def test_a_captured_value_does_not_eat_a_part_of_a_date() -> None:

@@ -95,18 +95,21 @@ def normalize(
 
     Times come first: neither a pid such as 2024 nor a captured value such as 21 may eat a
     part of a date, which would then stay in the golden file. A pid is replaced where it is
-    written as one (``pid 4121``, ``PID: 4121``, ``pid is 4121``, ``name[4121]``), not
-    wherever its number appears: in a container pids are small, and ``3 squared`` or
-    ``took 12 ms`` must read the same there as on a laptop.
+    written as one (``pid 4121``, ``PID: 4121``, ``"pid": 4121``, ``pid is 4121``, syslog's
+    ``name[4121]:``), not wherever its number appears: in a container pids are small, and
+    ``3 squared``, ``took 12 ms`` or ``items[12]`` must read the same there as on a laptop.
     """
     values = sorted(((k, v) for k, v in variables.items() if v), key=lambda kv: -len(kv[1]))
     # Longest values first, so a value inside another does not break the bigger one.
     substitutions = [(_TIME, "{time}")]
-    substitutions += [(re.compile(rf"(?<![\w.]){re.escape(value)}(?![\w.])"),
+    # (Not inside a placeholder: a value "time" leaves {time} whole.)
+    substitutions += [(re.compile(rf"(?<![\w.{{]){re.escape(value)}(?![\w.}}])"),
                        "{" + key.replace("\\", "\\\\") + "}") for key, value in values]
-    written_as_pid = r"(?i)(\bpids?\b(?:\s+is\b)?[\s:=#]*|\w\[)"
-    substitutions += [(re.compile(rf"{written_as_pid}{pid}\b"), r"\1{pid}")
-                      for pid in sorted(set(pids), key=lambda p: -len(str(p)))]
+    for pid in sorted(set(pids), key=lambda p: -len(str(p))):
+        substitutions += [  # pid 4121, PID: 4121, "pid": 4121, pid is 4121; name[4121]:
+            (re.compile(rf"(?i)(\bpids?\b(?:\s+is\b)?[\"'\s:=#]*){pid}\b"), r"\1{pid}"),
+            (re.compile(rf"(\w\[){pid}(?=\]:)"), r"\1{pid}"),
+        ]
 
     def member_line(line: str) -> str:
         if line[:2] not in ("| ", "! ", "> "):

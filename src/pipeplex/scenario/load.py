@@ -70,7 +70,7 @@ def scenario_from_data(
     if not isinstance(raw_steps, list):
         raise CastError("step must be an array of tables: write [[step]]", source=where("step"))
     steps = tuple(_step(i, raw, cast, where) for i, raw in enumerate(raw_steps))
-    _check_captures(steps, cast)
+    suspicions = _check_captures(steps, cast)
     golden = data.get("golden")
     if golden is not None:
         if not isinstance(golden, str) or not golden:
@@ -78,7 +78,7 @@ def scenario_from_data(
         if base_dir is not None and not Path(golden).is_absolute():
             golden = os.fspath(base_dir / golden)
     return Scenario(cast, steps, timeout, golden, _normalize(data.get("normalize", []), where),
-                    path)
+                    path, suspicions)
 
 
 def _defaults(table: Any, where: _Where) -> float:
@@ -219,13 +219,15 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
     return Step(action, value, where("step", index, action) or here, **fields)
 
 
-def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> None:
+def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> tuple[str, ...]:
     """A port to wait for must come from a variable something captures before that step:
     a member's ``ready`` pattern or an earlier ``expect`` (unlike text sent, where braces
-    that name no variable stay as they are)."""
+    that name no variable stay as they are). Returns the likely misspellings of a
+    variable's name, for the report of a failure (see :func:`_misspelt`)."""
     captured = {var for proc in cast.procs for var in proc.captured_variables()}
     all_captured = captured | {name for step in steps if step.action == "expect"
                                for name in re.compile(_with_stand_ins(step.value)).groupindex}
+    suspicions: list[str] = []
     for step in steps:
         if step.action == "wait_port":
             unknown = sorted(variables_in(step.value) - captured)
@@ -235,20 +237,23 @@ def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> None:
                     f"nor an earlier expect captures; capture it with a named group, e.g. "
                     f"expect = 'port (?P<{unknown[0]}>\\d+)'", source=step.source)
         elif step.action in ("send", "expect", "expect_not"):
-            _check_spelling(step, captured | all_captured)
+            suspicions += _misspelt(step, captured | all_captured)
         if step.action == "expect":
             captured |= set(re.compile(_with_stand_ins(step.value)).groupindex)
+    return tuple(suspicions)
 
 
-def _check_spelling(step: Step, known: set[str]) -> None:
-    """A ``{name}`` that nothing captures stays as it is written (braces in text sent are
-    common); one that is a near miss of a variable is a typo, said before anything runs."""
+def _misspelt(step: Step, known: set[str]) -> list[str]:
+    """A ``{name}`` that nothing captures stays as it is written (braces in code sent to a
+    REPL are common), so it is no error; one close to a captured variable's name may be a
+    typo, which a failure's report then mentions."""
+    found = []
     for name in sorted(variables_in(step.value) - known):
         meant = close_match(name, sorted(known)) if len(name) > 2 else None  # ({i}: code)
         if meant is not None:
-            raise CastError(f"{step.action} step uses {{{name}}}, which nothing captures; did "
-                            f"you mean {{{meant}}}? (a name nothing captures would be sent as "
-                            "written)", source=step.source)
+            found.append(f"{step.source}: {{{name}}} is no captured variable (it was used as "
+                         f"written): did you mean {{{meant}}}?")
+    return found
 
 
 def _all_options() -> set[str]:

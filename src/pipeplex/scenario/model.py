@@ -69,6 +69,9 @@ class Scenario:
     golden: str | None = None
     normalize: tuple[NormalizeRule, ...] = field(default=())
     path: str | None = None
+    suspicions: tuple[str, ...] = ()
+    """What may explain a failure, found at load: a ``{name}`` close to a captured
+    variable's name, which is sent as written (see the report's notes)."""
 
     @property
     def name(self) -> str:

@@ -102,13 +102,19 @@ async def _expect(step: Step, engine: Engine, matcher: Matcher, names: list[str]
             running.remove(exc.name)
             if exc.returncode != 0 or not running:
                 raise
+        except ExpectTimeout as exc:  # (the whole wait, not its last part, is said)
+            raise ExpectTimeout(exc.names, exc.patterns, timeout, exc.recent,
+                                stream=exc.stream) from None
 
 
-def _seen_before(engine: Engine, names: Sequence[str], pattern: str) -> bool:
-    """Whether one of the recent lines of ``names`` (those the report shows) matches."""
+def _seen_before(engine: Engine, names: Sequence[str], pattern: str,
+                 stream: str | None) -> bool:
+    """Whether one of the recent lines of ``names`` (those the report shows) in ``stream``
+    (stderr's marked ``! ``) matches."""
     regex = re.compile(pattern, re.MULTILINE)
-    return any(regex.search(line.removeprefix("! "))
-               for name in names for line in engine.recent.tail(name))
+    marked = [(line.startswith("! "), line) for name in names for line in engine.recent.tail(name)]
+    return any(regex.search(line[2:] if err else line) for err, line in marked
+               if stream is None or (stream == "stderr") == err)
 
 
 def _value(step: Step, variables: dict[str, str]) -> str:
@@ -190,9 +196,11 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
                                  waited=timeout) from None
     except ExpectTimeout as exc:
         who = exc.names[0] if len(exc.names) == 1 else None
+        earlier = scenario.steps[:scenario.steps.index(step)]
         hint = (" (a line below matches: an earlier expect had read past it, and each one "
                 "reads on from where the one before matched)"
-                if step.action == "expect" and _seen_before(engine, exc.names, value) else "")
+                if step.action == "expect" and any(s.action == "expect" for s in earlier)
+                and _seen_before(engine, exc.names, value, step.stream) else "")
         raise StepFailed(step, f"not seen within {exc.waited:.1f} s{hint}\n{exc.recent}",
                          member=who, waited=exc.waited) from None
     except UnexpectedExit as exc:

@@ -87,6 +87,7 @@ async def run_scenario(
     orphans = (OrphanReaper(asyncio.get_running_loop(), engine.own_children)
                if adoption is not None and adoption.active else None)
     matcher = Matcher(bus, recent=engine.recent.describe)
+    steps_ended = float("inf")
     try:
         async with asyncio.TaskGroup() as tg:
             engine.hold()
@@ -95,6 +96,7 @@ async def run_scenario(
                 if await engine.wait_up():
                     outcome.steps = await run_steps(scenario, engine, matcher,
                                                     on_result=on_step)
+                steps_ended = time.monotonic()
             finally:
                 engine.release()
                 engine.request_stop()
@@ -118,7 +120,7 @@ async def run_scenario(
         told = failed.error.member
         outcome.failure = "\n".join([str(failed.error), *(
             f"meanwhile {f.reason}\n{engine.recent.describe(f.name)}"
-            for f in failures if f.name != told)])
+            for f in failures if f.name != told and f.at <= steps_ended)])
     elif failures:
         first = failures[0]
         where = scenario.cast[first.name].source if first.name in scenario.cast.names else None
@@ -127,6 +129,8 @@ async def run_scenario(
     elif scenario.golden:
         outcome.failure = _check_golden(scenario, events, engine.variables, update_golden)
         outcome.golden_updated = update_golden and outcome.failure is None
+    if outcome.failure is not None and scenario.suspicions:
+        outcome.failure += "".join(f"\nnote: {s}" for s in scenario.suspicions)
     return outcome
 
 
