@@ -41,6 +41,44 @@ def test_a_failing_test_shows_the_transcript(pytester: pytest.Pytester) -> None:
     assert "cat | evidence line" in (pytester.path / "r.xml").read_text()
 
 
+def test_casts_a_test_starts_itself_show_their_transcripts_too(
+        pytester: pytest.Pytester) -> None:
+    """A cast of the test's own fixture, and an AsyncPlex the test ran and closed: their
+    transcripts are in the failure report beside the plex fixture's."""
+    pytester.makepyfile("""
+        import asyncio
+        import pytest
+        from pipeplex import AsyncPlex, Plex
+
+        @pytest.fixture
+        def service():
+            with Plex() as own:
+                srv = own.spawn("srv", "cat")
+                srv.sendline("from the fixture's cast")
+                srv.expect("fixture")
+                yield own
+
+        def test_fails(plex, service):
+            plex.spawn("c", "cat").sendline("from plex")
+
+            async def scenario():
+                async with AsyncPlex() as other:
+                    job = await other.spawn("job", "cat")
+                    job.sendline("from the async cast")
+                    await job.expect("async")
+
+            asyncio.run(scenario())
+            assert False, "boom"
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "pipeplex transcript (another cast: srv)" in out
+    assert "srv | from the fixture's cast" in out
+    assert "pipeplex transcript (another cast: job)" in out
+    assert "job | from the async cast" in out
+
+
 def test_members_left_running_are_reported(pytester: pytest.Pytester) -> None:
     """A test that leaves a member running gets a warning naming it."""
     pytester.makepyfile("""

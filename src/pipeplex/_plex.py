@@ -12,7 +12,7 @@ import asyncio
 import os
 import re
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import overload
 
 from ._arguments import (
@@ -56,6 +56,11 @@ __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 DEFAULT_TIMEOUT = 30.0
 TRANSCRIPT_KEEP = 1024 * 1024
+
+STARTED: list[Callable[[AsyncPlex], None]] = []
+"""Told of every plex once it has started (the pytest plugin: the casts a test used, whose
+transcripts its failure report shows)."""
+
 
 def input_bytes(data: object, method: str) -> bytes:
     """What ``send(data)`` writes: text as UTF-8, bytes-like objects as they are."""
@@ -429,6 +434,8 @@ class AsyncPlex:
             raise
         if self._inputs is not None:
             self._hosting = loop.create_task(self._host(self._inputs, engine, self._run))
+        for tell in STARTED:
+            tell(self)
 
     def _let_go(self) -> None:
         """Release the plex's hold on the engine (once): it may end when it is stopped."""

@@ -13,7 +13,8 @@ when the test returns first get half a second in all to end by themselves, so on
 already ending (``echo``, or one whose stdin the test closed) is not reported. When a test
 fails (in setup, call or teardown), the merged transcript is attached to its failure as a
 section ("pipeplex transcript", control characters shown as ``\\xNN``), which pytest shows
-under the traceback and which JUnit XML carries in the failure text.
+under the traceback and which JUnit XML carries in the failure text; so is that of every
+other cast the test started (its own fixtures', an ``AsyncPlex`` of an async test).
 
 Options (checked once, at startup: a bad value is a usage error):
 
@@ -40,7 +41,7 @@ from typing import TypeVar
 
 import pytest
 
-from ._plex import DEFAULT_TIMEOUT
+from ._plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
 from ._plex_sync import Plex
 from ._recent import printable
 from .cast.spec import DEFAULT_GRACE
@@ -62,6 +63,7 @@ _SETTINGS_KEY = pytest.StashKey["_Settings"]()
 _PLEX_KEY = pytest.StashKey[Plex]()
 _QUIET_KEY = pytest.StashKey[bool]()
 _LEFT_KEY = pytest.StashKey[list[str]]()
+_USED_KEY = pytest.StashKey[list[AsyncPlex]]()
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -94,9 +96,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    STARTED.append(_started)
     if getattr(config.option, "help", False):
         return  # --help works whatever the options say
     config.stash[_SETTINGS_KEY] = _read_settings(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _started in STARTED:
+        STARTED.remove(_started)
+
+
+_running: list[list[AsyncPlex]] = []
+"""While a test runs (its setup and teardown included): the plexes started in it."""
+
+
+def _started(cast: AsyncPlex) -> None:
+    if _running:  # (told from the plex's own thread: a list append is atomic)
+        _running[0].append(cast)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[
+        None, object, object]:
+    # The casts a test starts besides the fixture's (in its own fixtures, or an AsyncPlex of
+    # an async test) get their transcripts in its failure report too.
+    used: list[AsyncPlex] = []
+    _running[:] = [used]
+    item.stash[_USED_KEY] = used
+    try:
+        return (yield)
+    finally:
+        _running.clear()
+        _forget(item.stash, _USED_KEY)
 
 
 def _read_settings(config: pytest.Config) -> _Settings:
@@ -198,8 +230,14 @@ def pytest_runtest_makereport(
         _forget(item.stash, _PLEX_KEY)
         _forget(item.stash, _QUIET_KEY)
         _forget(item.stash, _LEFT_KEY)
-    if cast is not None and report.failed:
-        _attach(item, report, cast.transcript())
+    if report.failed:
+        if cast is not None:
+            _attach(item, report, cast.transcript())
+        for other in item.stash.get(_USED_KEY, []):
+            if cast is None or other is not cast._async:
+                names = ", ".join(other.members) or "no members"
+                _attach(item, report, other.transcript(),
+                        title=f"{_SECTION} (another cast: {names})", keep=cast is None)
     return report
 
 
@@ -208,7 +246,8 @@ def _forget(stash: pytest.Stash, key: pytest.StashKey[_T]) -> None:
         del stash[key]
 
 
-def _attach(item: pytest.Item, report: pytest.TestReport, text: str) -> None:
+def _attach(item: pytest.Item, report: pytest.TestReport, text: str, *,
+            title: str = _SECTION, keep: bool = True) -> None:
     if not text:
         return
     section = printable(text)
@@ -216,11 +255,11 @@ def _attach(item: pytest.Item, report: pytest.TestReport, text: str) -> None:
     # text in JUnit XML (report.sections reach JUnit only with junit_logging set).
     addsection = getattr(report.longrepr, "addsection", None)
     if callable(addsection):
-        addsection(_SECTION, section)
+        addsection(title, section)
     else:
-        report.sections.append((_SECTION, section))
+        report.sections.append((title, section))
     folder = _settings(item.config).keep
-    if folder is None:
+    if folder is None or not keep:
         return
     reason = _keep(folder, item.nodeid, text)
     if reason is None:
