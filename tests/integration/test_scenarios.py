@@ -287,6 +287,16 @@ def test_patterns_are_shown_as_written_in_the_file(tmp_path: Path) -> None:
     assert "expect '^n (?P<n>\\d+)$'" in result.stdout
 
 
+def test_a_member_may_run_what_an_earlier_one_builds(tmp_path: Path) -> None:
+    """./app does not exist when the scenario loads: the member that builds it comes first."""
+    build = "printf '#!/bin/sh\\necho app runs\\n' > app; chmod +x app; echo built"
+    case = _scenario(tmp_path, f"[procs.build]\ncmd = {json.dumps(['sh', '-c', build])}\n"
+                     "ready = 'built'\n[procs.app]\ncmd = './app'\nafter = ['build']\n"
+                     "[[step]]\nexpect = '^app runs$'\nin = 'app'\n")
+    result = run("test", case, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+
+
 def test_golden_update_then_compare(tmp_path: Path) -> None:
     """--update writes the golden file; a later difference fails with a diff."""
     body = ('golden = "case.golden"\n' + CAT

@@ -754,6 +754,21 @@ class TestCheckCommands:
             )
         )
 
+    def test_a_member_that_starts_later_may_run_what_an_earlier_one_builds(
+            self, tmp_path: Path) -> None:
+        """Its program file is looked for when it starts; a PATH tool is checked now."""
+        executable(tmp_path / "make")
+        path = {"PATH": str(tmp_path)}
+        builds = ProcSpec("build", "make", env=path, ready="built")
+        later = CastSpec((builds, ProcSpec("app", "./app", after=("build",), env=path),
+                          ProcSpec("tool", "./tool", autostart=False, env=path)))
+        check_commands(later)  # (no error)
+        with pytest.raises(CastError, match="app: command not found: 'pyhton'"):
+            check_commands(CastSpec((builds, ProcSpec("app", "pyhton x", after=("build",),
+                                                      env=path))))
+        with pytest.raises(CastError, match=r"app: command not found: '\./app'"):
+            check_commands(CastSpec((ProcSpec("app", "./app", env=path),)))
+
     def test_later_member_checked_too(self, tmp_path: Path) -> None:
         """Every member is checked, not only the first."""
         executable(tmp_path / "good")

@@ -489,9 +489,16 @@ def _key_using(proc: ProcSpec, var: str) -> str:
 
 
 def check_commands(cast_spec: CastSpec) -> None:
-    """Fail early, before anything starts, when a member's program does not exist."""
+    """Fail early, before anything starts, when a member's program does not exist.
+
+    A member that starts later (``after`` others, or ``autostart = false``) may run what an
+    earlier one builds (``./app`` after ``make``): its program file is looked for when it
+    starts. A program it finds on PATH, and its cwd, are checked now all the same: a
+    misspelt tool or folder is the usual mistake.
+    """
     found: dict[tuple[str, str], bool] = {}  # (program, PATH): a cast often repeats both
     for proc in cast_spec.procs:
+        later = bool(proc.after) or not proc.autostart
         cwd = Path(proc.cwd) if proc.cwd else Path.cwd()
         if proc.cwd and not cwd.is_dir():  # also for a shell, or a command with variables
             raise CastError(f"{proc.name}: cwd {proc.cwd!r} is not a folder",
@@ -500,6 +507,8 @@ def check_commands(cast_spec: CastSpec) -> None:
             continue  # the shell finds the program; a variable may name it
         program = proc.argv()[0]
         env_path = proc.env.get("PATH", os.environ.get("PATH", os.defpath))
+        if "/" in program and later:
+            continue
         if "/" in program:
             target = cwd / program
             if not target.exists():
