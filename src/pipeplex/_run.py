@@ -176,13 +176,10 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
                 console.on_resize = on_resize
             if mode == "prompt":
                 reply("console: type NAME: text to send a line, :help for more", "info")
-        status = await _run_with_inputs(engine, inputs, console, mode, options, writer)
+        status = await _run_with_inputs(engine, inputs, console, mode, options, writer,
+                                        ended=lambda: _abandon_on(loop, handled, writer))
     finally:
-        # The cast has ended: a stop signal now changes neither the exit status nor the
-        # records; it only drops what the terminal has not taken yet (a reader that takes
-        # nothing would otherwise keep us here).
-        for sig in handled:
-            loop.add_signal_handler(sig, writer.abandon)
+        _abandon_on(loop, handled, writer)
         if orphans is not None:
             orphans.close()
         if adoption is not None:
@@ -202,6 +199,15 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     return 1 if refused and status == 0 else status
 
 
+def _abandon_on(loop: asyncio.AbstractEventLoop, signals: list[signal.Signals],
+                writer: Writer) -> None:
+    """The cast has ended: a stop signal now changes neither the exit status nor the
+    records; it only drops what the terminal has not taken yet (a reader that takes nothing
+    would otherwise keep us here, the console's prompt winding down included)."""
+    for sig in signals:
+        loop.add_signal_handler(sig, writer.abandon)
+
+
 async def _run_with_inputs(
     engine: Engine,
     inputs: FolderInputs,
@@ -209,8 +215,11 @@ async def _run_with_inputs(
     mode: ConsoleMode | None,
     options: RunOptions,
     writer: Writer,
+    *,
+    ended: Callable[[], None],
 ) -> int:
-    """Run the engine with the run folder's inputs and the console beside it."""
+    """Run the engine with the run folder's inputs and the console beside it; ``ended`` is
+    called as the cast has ended, before the inputs and the console wind down."""
     failure: Exception | None = None
     status = 0
     if console is not None:
@@ -228,10 +237,12 @@ async def _run_with_inputs(
             tasks.append(tg.create_task(_reporting(work, engine), name="console"))
         try:
             status = await engine.run()
+            ended()
             await inputs.finish(status)
         except Exception as exc:
             failure = exc  # raised below, not wrapped in the TaskGroup's own group
         finally:
+            ended()
             if console is not None:
                 console.end()
             for task in tasks:

@@ -403,6 +403,37 @@ def test_ctrl_c_stops_the_cast_at_once_behind_a_terminal_that_takes_nothing(
 
 
 @pytest.mark.usefixtures("state_home")
+def test_a_stop_signal_after_the_end_gets_out_from_behind_a_terminal_that_takes_nothing(
+        run_dir: Path) -> None:
+    """The cast ended with output the terminal has not taken (it takes nothing, a stalled
+    link), the prompt still winding down: Ctrl-C drops that output and pipeplex leaves."""
+    code = ("import os\n"
+            "os.write(1, b'flooding\\n')\n"
+            "for _ in range(1000): os.write(1, b'x' * 999 + b'\\n')\n")
+    with PtyPipeplex("run", "-p", f"f={py(code)}", "--run-dir", run_dir) as plex:
+        pid = int(plex.expect(r"^f +\* started \(pid (\d+)\)")[1])
+        plex.expect(r"^f \| flooding$")
+        # From here on nothing is read. The member ends; a Ctrl-C that comes before the
+        # cast has ended stops nothing more: another follows until pipeplex leaves.
+        members = os.pidfd_open(pid)
+        try:
+            assert select.select([members], [], [], 30)[0], "the member did not end"
+        finally:
+            os.close(members)
+        left = os.pidfd_open(plex.proc.pid)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                plex.signal(signal.SIGINT)
+                if select.select([left], [], [], 0.2)[0]:
+                    break
+            assert select.select([left], [], [], 0)[0], "pipeplex still waits for the terminal"
+        finally:
+            os.close(left)
+        plex.wait()
+
+
+@pytest.mark.usefixtures("state_home")
 def test_ctrl_c_stops_the_cast_when_sigint_is_inherited_as_ignored(run_dir: Path) -> None:
     """Under a wrapper's trap '' INT the terminal's SIGINT would not reach pipeplex: Ctrl-C
     is then a key of the prompt, which stops the cast all the same."""
