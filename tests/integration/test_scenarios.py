@@ -288,8 +288,10 @@ def test_patterns_are_shown_as_written_in_the_file(tmp_path: Path) -> None:
 
 
 def test_a_member_may_run_what_an_earlier_one_builds(tmp_path: Path) -> None:
-    """./app does not exist when the scenario loads: the member that builds it comes first."""
-    build = "printf '#!/bin/sh\\necho app runs\\n' > app; chmod +x app; echo built"
+    """./app does not exist when the scenario loads: the member that builds it comes first.
+    (It stays, as a service would: one that ends just as its dependent starts is another
+    matter.)"""
+    build = "printf '#!/bin/sh\\necho app runs\\n' > app; chmod +x app; echo built; exec sleep 60"
     case = _scenario(tmp_path, f"[procs.build]\ncmd = {json.dumps(['sh', '-c', build])}\n"
                      "ready = 'built'\n[procs.app]\ncmd = './app'\nafter = ['build']\n"
                      "[[step]]\nexpect = '^app runs$'\nin = 'app'\n")
