@@ -96,7 +96,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    STARTED.append(_started)
+    if _started not in STARTED:  # (once, also for a pytest run inside this one)
+        STARTED.append(_started)
     if getattr(config.option, "help", False):
         return  # --help works whatever the options say
     config.stash[_SETTINGS_KEY] = _read_settings(config)

@@ -516,11 +516,16 @@ def test_a_full_terminal_is_not_hung_up_on_a_program_that_closed_it_on_its_way_o
     """Programs close their output before they exit (coreutils do): the terminal's end
     stays open until the exit, so no SIGHUP kills them in between (cat ended so 1 time
     in 12 with pty = true)."""
-    # The behaviour under test, not a wait: a program that lingers after closing its
-    # output (the moment in which the old code hung its terminal up).
-    code = "import os, time\nfor fd in (0, 1, 2): os.close(fd)\ntime.sleep(1)"
+    # It lingers after closing its output until the stop's SIGTERM: through the moment
+    # the old code hung its terminal up (at the EIO of its last close), and the stop's
+    # EOF grace. A SIGHUP would end it with an error before the stop signals it: a failure.
+    code = ("import os, signal, sys\n"
+            "signal.signal(signal.SIGTERM, lambda *a: os._exit(0))\n"
+            "print('closing', flush=True)\n"
+            "for fd in (0, 1, 2): os.close(fd)\n"
+            "while True: signal.pause()\n")
     case = _scenario(tmp_path, f"[procs.p]\ncmd = {json.dumps([sys.executable, '-c', code])}\n"
-                               'pty = true\n[[step]]\nwait_exit = "p"\ncode = 0\n')
+                               "pty = true\n[[step]]\nexpect = '^closing'\nin = 'p'\n")
     result = run("test", case)
     assert result.returncode == 0, result.stdout
 
