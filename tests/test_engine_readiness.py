@@ -7,10 +7,11 @@ when it reads a line: the test decides when, and waits on events with deadlines.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeplex import Bus, CastSpec, Event, Note, ProcSpec, Ready, Started
+from pipeplex import Bus, CastSpec, Event, Exited, Note, Output, ProcSpec, Ready, Started
 from pipeplex._engine import Engine
 
 DEADLINE = 30.0
@@ -166,3 +167,42 @@ def test_a_later_run_that_exits_before_it_is_ready_backs_off_like_any_exit(
     assert [e.variables for e in events.of(Ready, "srv") if isinstance(e, Ready)] == [
         (("n", "1"),), (("n", "3"),)]
     assert engine.variables == {"n": "3"}
+
+
+def test_a_dependency_that_ends_right_after_its_ready_line_lets_its_dependent_start(
+        tmp_path: Path) -> None:
+    """build prints its ready line and ends. The loop is held from that line until build
+    has exited (build ends only then), so build's supervisor learns of the line and of the
+    exit in one go. app, after build, starts: it does not wait for a next run of build that
+    will never come."""
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    build = ProcSpec("build", ("sh", "-c", 'echo built; cat "$0" >/dev/null', str(go)),
+                     ready="^built$", on_exit="ignore")
+    app = ProcSpec("app", ("sh", "-c", "echo app runs"), after=("build",), on_exit="ignore")
+    pids: dict[str, int] = {}
+
+    def hold_until_exited(event: Event) -> None:
+        if isinstance(event, Started):
+            pids[event.name] = event.pid
+        elif isinstance(event, Output) and event.name == "build":
+            # Lets build end, and blocks the loop until it has, without reaping it.
+            os.close(os.open(go, os.O_WRONLY))
+            os.waitid(os.P_PID, pids["build"], os.WEXITED | os.WNOWAIT)
+
+    async def main() -> Events:
+        events = Events()
+        bus = Bus()
+        bus.subscribe(hold_until_exited)
+        bus.subscribe(events)
+        engine = Engine(CastSpec((build, app)), bus, grace=2.0)
+        run = asyncio.ensure_future(engine.run())
+        try:
+            await events.until(lambda: events.count(Exited, "app") == 1, "app's exit")
+        finally:
+            engine.request_stop()
+            await asyncio.wait_for(run, DEADLINE)
+        return events
+
+    events = asyncio.run(main())
+    assert not [n for n in events.notes("app") if "ready again" in n]

@@ -694,8 +694,9 @@ class Engine:
                 attempt = 0
             self._down_after_failure.pop(member.name, None)
             self.outcomes.cannot_start.pop(member.name, None)
-            # From its exit on, members that (re)start after it wait for its next run.
-            member.exit_future.add_done_callback(lambda _: self._down(member.name))
+            # From its exit on, members that (re)start after it wait for its next run; not
+            # once its supervisor has ended (it may see the exit first): no run will come.
+            member.exit_future.add_done_callback(lambda _: self._down_while_supervised(member))
             restarted = self._restarted.pop(member.name, None)
             if restarted is not None and not restarted.done():
                 assert member.pid is not None
@@ -870,6 +871,10 @@ class Engine:
         gate = self._up.get(name)
         if gate is None or gate.done():
             self._up[name] = asyncio.get_running_loop().create_future()
+
+    def _down_while_supervised(self, member: Process) -> None:
+        if member.name in self._supervising and self.members.get(member.name) is member:
+            self._down(member.name)
 
     def _set_up(self, name: str) -> None:
         gate = self._up.get(name)
