@@ -291,3 +291,13 @@ def test_a_diff_shows_control_characters_and_splits_lines_at_newlines_only() -> 
     assert "\x1b" not in diff and "\r" not in diff
     assert compare_golden("[a]\n= stopped", "[a]\n= stopped\n", path="g") == (
         "(the golden file has no newline at its end)\n")
+
+
+def test_a_diff_tells_a_real_escape_from_the_text_of_one() -> None:
+    """The golden file has the text ``\\x1b[1m`` where the run wrote the character: the
+    two lines of the diff must not read the same."""
+    diff = compare_golden("[a]\n| \\x1b[1mbold\n", "[a]\n| \x1b[1mbold\n", path="g")
+    assert diff is not None
+    assert "-| \\\\x1b[1mbold\n+| \\x1b[1mbold\n" in diff
+    assert "backslashes written by the members are shown doubled" in diff
+    assert "\x1b" not in diff

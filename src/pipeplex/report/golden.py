@@ -141,7 +141,15 @@ def compare_golden(expected: str, actual: str, *, path: str) -> str | None:
     if expected.endswith("\n") != actual.endswith("\n"):
         which = "golden file" if actual.endswith("\n") else "transcript of this run"
         lines.append(f"(the {which} has no newline at its end)")
-    return printable("\n".join(lines)) + "\n"
+    diff = "\n".join(lines)
+    shown = printable(diff)
+    if shown != diff and "\\x" in diff:
+        # A real ESC and the text "\x1b" would read the same: the text's backslash is
+        # doubled, as in a Python string.
+        shown = printable(diff.replace("\\", "\\\\")) + (
+            "\n(backslashes written by the members are shown doubled: \\\\x1b is the text"
+            ", \\x1b the character)")
+    return shown + "\n"
 
 
 def _lines(text: str) -> list[str]:
