@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeplex import Bus, CastSpec, Event, Exited, Note, Output, ProcSpec, Ready, Started
+from pipeplex import (
+    Bus,
+    CastSpec,
+    Event,
+    Exited,
+    Note,
+    Output,
+    ProcSpec,
+    Ready,
+    Started,
+)
 from pipeplex._engine import BACKOFF_CAP, Engine
 from pipeplex.errors import PipeplexError
 from pipeplex.participants import process
@@ -926,6 +936,45 @@ DAEMON = ("import subprocess, sys\n"
           "                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
           "print('daemon', d.pid, flush=True)\n"
           "sys.stdin.read()\n")
+
+
+def test_a_stop_does_not_wait_out_the_drain_for_output_held_outside_the_group() -> None:
+    """The member is gone, but a process it started outside its group (setsid) holds its
+    output open: the stop stops that process at once, rather than first waiting the 2 s
+    in which a member's last output may still come, and saying it is still held."""
+    import re
+    import signal
+
+    script = "setsid sh -c 'echo held $$; exec sleep 60' & exec cat"
+    member = ProcSpec("m", ("sh", "-c", script), ready="^held")
+    held: list[int] = []
+
+    async def scenario() -> list[str]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((member,)), bus, grace=5.0,
+                        env_overrides={"PIPEPLEX_RUN_ID": f"held-{os.getpid()}"})
+        run = await _running(engine, "m")
+        held.extend(int(m[1]) for e in recorder.events if isinstance(e, Output)
+                    for m in re.finditer(rb"held (\d+)", e.data))
+        engine.request_stop()
+        assert await asyncio.wait_for(run, 30) == 0
+        return [n for e in recorder.events if isinstance(e, Note) and e.name == "m"
+                for n in [e.text]]
+
+    try:
+        notes = asyncio.run(scenario())
+        assert len(held) == 1
+        assert (f"left 1 process (pid {held[0]}) outside its process group; sent it SIGTERM"
+                in notes), notes
+        assert not [n for n in notes if "still open" in n], notes
+    finally:
+        for pid in held:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_what_a_run_started_outside_its_group_is_stopped_at_a_restart_and_at_the_end() -> None:

@@ -126,6 +126,12 @@ class Stopper:
             await asyncio.shield(exit_seen)
         if member.pid == pid:
             await self.stop_leftovers(member, termed_at=termed_at, killed=killed)
+            if not done.done() and member.output_held():
+                # Its group is empty, yet its output is open: held by a process it started
+                # outside its group (a daemon's setsid). That one is stopped now, as the
+                # cast's stop would anyway, not after the 2 s in which an ended member's
+                # last output may still come.
+                await self.stop_escaped([member])
         await asyncio.shield(done)
 
     async def stop_leftovers(self, member: Process, *, termed_at: float | None = None,

@@ -13,6 +13,7 @@ import asyncio
 import errno
 import functools
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -745,6 +746,15 @@ class Process:
         count.
         """
         return self.pid is not None and self.group_alive() and bool(live_in_group(self.pid))
+
+    def output_held(self) -> bool:
+        """True while some process still holds this run's output open: one of its streams
+        has not hung up (its end may not have been read yet; that is not held)."""
+        poller = select.poll()
+        for fd in self._readers:
+            poller.register(fd, select.POLLIN)
+        hung_up = {fd for fd, flags in poller.poll(0) if flags & (select.POLLHUP | select.POLLERR)}
+        return any(fd not in hung_up for fd in self._readers)
 
     def statistics(self) -> dict[str, object]:
         # Its program has exited: so it says, even while its last output is still read.
