@@ -14,6 +14,7 @@ from pipeplex import (
     CastSpec,
     Event,
     Exited,
+    InputSent,
     Note,
     Output,
     ProcSpec,
@@ -936,6 +937,44 @@ DAEMON = ("import subprocess, sys\n"
           "                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
           "print('daemon', d.pid, flush=True)\n"
           "sys.stdin.read()\n")
+
+
+def test_a_line_sent_is_recorded_after_what_the_member_wrote_before_it(
+        tmp_path: Path) -> None:
+    """b wrote "go" before the line is sent, but the loop has not read it yet (it is held
+    meanwhile): the records still show b's line first, then the input, as a golden
+    transcript must, whichever pipe the loop would have come to first."""
+    import select
+
+    wrote = tmp_path / "wrote"
+    os.mkfifo(wrote)
+    b = ProcSpec("b", ("sh", "-c", 'echo go; echo > "$0"; exec cat', str(wrote)))
+
+    async def scenario() -> list[Event]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((b,)), bus)
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "b", "started")
+        fd = os.open(wrote, os.O_RDONLY | os.O_NONBLOCK)
+        try:  # the loop held until b has written "go" (it then writes to the FIFO)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            assert poller.poll(30_000), "b never wrote"
+        finally:
+            os.close(fd)
+        engine.router.send("b", b"x\n")
+        await _seen(engine, recorder, "b", "| x")
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return recorder.events
+
+    events = asyncio.run(scenario())
+    order = [("in" if isinstance(e, InputSent) else e.data.decode().strip())
+             for e in events if e.name == "b" and isinstance(e, Output | InputSent)
+             and not getattr(e, "eof", False)]
+    assert order[:2] == ["go", "in"], order
 
 
 def test_a_stop_does_not_wait_out_the_drain_for_output_held_outside_the_group() -> None:

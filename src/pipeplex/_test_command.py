@@ -94,7 +94,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
                     f"({len(scenarios) - len(outcomes)} not run)")
     summary += f" in {elapsed:.2f} s"
     if update:
-        summary += f" ({sum(o.golden_updated for o in outcomes)} golden files written)"
+        written = sum(o.golden_updated for o in outcomes)
+        summary += f" ({written} golden file{'' if written == 1 else 's'} written)"
     code = "1;32" if not failed and not load_errors and interrupted is None else "1;31"
     _say(_style(summary, code, colored))
     for warning in (w for outcome in outcomes for w in outcome.warnings):

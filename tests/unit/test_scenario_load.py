@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeplex.cast.spec import DEFAULT_READY_TIMEOUT
 from pipeplex.errors import CastError
 from pipeplex.scenario.load import load_scenario, scenario_from_text
 from pipeplex.scenario.model import DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
@@ -411,9 +412,18 @@ def test_defaults_timeout_applies_to_scenario_and_ready_timeout() -> None:
 
 def test_default_timeout_without_defaults_table() -> None:
     """Without [defaults], the timeout is the default for steps and readiness alike."""
-    loaded = scenario()
+    loaded = scenario('\n[[step]]\nexpect = "x"\n')
     assert loaded.timeout == DEFAULT_TIMEOUT
     assert {p.ready_timeout for p in loaded.cast.procs} == {DEFAULT_TIMEOUT}
+
+
+def test_a_plain_cast_file_keeps_the_members_own_ready_timeout() -> None:
+    """Without steps or [defaults] (a cast file given to pipeplex run), readiness waits the
+    30 s of a member's own default, as when the file is loaded from Python."""
+    loaded = scenario()
+    assert {p.ready_timeout for p in loaded.cast.procs} == {DEFAULT_READY_TIMEOUT}
+    with_defaults = scenario(cast="[defaults]\ntimeout = 4\n\n" + CAST)
+    assert {p.ready_timeout for p in with_defaults.cast.procs} == {4.0}
 
 
 @pytest.mark.parametrize(
@@ -567,3 +577,12 @@ def test_scenario_name_defaults_without_a_path() -> None:
     """A scenario without a file is called "scenario"; with one, by the file's stem."""
     assert Scenario(scenario().cast).name == "scenario"
     assert scenario().name == "s"
+
+
+@pytest.mark.parametrize("below", ["\n[[step]]\nexpect = \"x\"\n", ""])
+def test_golden_written_below_a_table_says_where_it_goes(below: str) -> None:
+    """``golden`` appended at the end of the file belongs, for TOML, to the last table:
+    a step's, or a member's. The message says to write it above the first table."""
+    error = load_error(below + 'golden = "cast.golden"\n')
+    assert "unknown key 'golden'; golden is a top-level key: write it above the first table" \
+        in error.message

@@ -40,6 +40,15 @@ TOP_KEYS = ("procs",)
 MAX_FILE = 16 * 2**20
 """The most a cast or scenario file may hold: its text is kept for messages."""
 SCENARIO_KEYS = ("defaults", "step", "golden", "normalize")
+
+
+def suggest_key(key: str, valid: Sequence[str]) -> str:
+    """:func:`suggest`, or for ``golden`` (a top-level key written below a table's header,
+    which TOML then reads as that table's) where to put it."""
+    if key == "golden":
+        return ("; golden is a top-level key: write it above the first table ([procs...] or "
+                "[[step]]), as a key below a table's header belongs to that table")
+    return suggest(key, valid)
 """What a scenario file adds (``scenario.load``), which a plain cast file does not take."""
 ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
 PTY_MODES: tuple[PtyMode, ...] = ("stdout", "full", "pipes")
@@ -193,7 +202,7 @@ def _proc(
         raise CastError(f"procs.{name} must be a table with at least cmd = ...", source=here)
     for key in table:
         if key not in PROC_KEYS:
-            raise CastError(f"{name}: unknown key {key!r}{suggest(key, PROC_KEYS)}",
+            raise CastError(f"{name}: unknown key {key!r}{suggest_key(key, PROC_KEYS)}",
                             source=where("procs", name, key))
 
     def bad(key: str, expected: str) -> CastError:

@@ -524,13 +524,25 @@ class Process:
                                    name=self.name, level="warning"))
             return False
         if record and self._bus.wants(InputSent):  # (a record only: skipped when nobody keeps
-            self._bus.publish(InputSent(self.name, data))  # records)
+            self._take_output()                            # records)
+            self._bus.publish(InputSent(self.name, data))
         with self._stdin_lock:
             if self._pending_input:
                 self._pending_input.append(memoryview(data))
             else:
                 self._write(data)
         return True
+
+    def _take_output(self) -> None:
+        """Read what the member wrote before the line now sent to it (within reason), so
+        that the records show it first: the loop may not have come to its pipes yet when
+        a step, woken by another member's line, sends. (Not while paused: a slow sink.)"""
+        if self._paused or self._held or self._bus.paused:
+            return
+        for fd, stream in list(self._readers.items()):
+            for _ in range(8):
+                if fd not in self._readers or not self._read(fd, stream):
+                    break
 
     def close_input(self) -> None:
         """Close the member's stdin once queued input is written (EOF for the program).

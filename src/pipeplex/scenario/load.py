@@ -10,7 +10,14 @@ from typing import Any
 
 from .._signals import parse_signal
 from .._suggest import close_match, suggest
-from ..cast.load import SCENARIO_KEYS, _Where, cast_from_data, parse_toml, read_toml
+from ..cast.load import (
+    SCENARIO_KEYS,
+    _Where,
+    cast_from_data,
+    parse_toml,
+    read_toml,
+    suggest_key,
+)
 from ..cast.spec import CastSpec, is_port, quoted, variables_in
 from ..cast.variables import VAR_RE
 from ..errors import CastError
@@ -59,7 +66,10 @@ def scenario_from_data(
     """Build a scenario from parsed TOML (``text`` locates keys for messages)."""
     where = _Where(path, text)
     timeout = _defaults(data.get("defaults", {}), where)
-    defaults.setdefault("ready_timeout", timeout)
+    if data.get("step") or "defaults" in data:
+        # A scenario's readiness is bounded as its steps are; a plain cast file (run
+        # without steps) keeps a member's own default, as it has from Python.
+        defaults.setdefault("ready_timeout", timeout)
     if data.get("step"):
         # With steps, the script decides when the cast ends: a member that exits (a client
         # that said goodbye) does not stop the others unless it says on_exit = "stop".
@@ -132,7 +142,7 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
     if len(actions) != 1:
         found = ", ".join(actions) or "none"
         unknown = [k for k in raw if k not in ACTIONS and k not in _all_options()]
-        hint = f"; unknown key {unknown[0]!r}{suggest(unknown[0], ACTIONS)}" if unknown else ""
+        hint = f"; unknown key {unknown[0]!r}{suggest_key(unknown[0], ACTIONS)}" if unknown else ""
         raise CastError(f"a step needs exactly one action of {', '.join(ACTIONS)} "
                         f"(found {found}){hint}", source=here)
     action = actions[0]
@@ -140,7 +150,7 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
     for key in raw:
         if key != action and key not in allowed:
             valid = list(allowed) or ["(no options)"]
-            raise CastError(f"{action} step: unknown key {key!r}{suggest(key, valid)}",
+            raise CastError(f"{action} step: unknown key {key!r}{suggest_key(key, valid)}",
                             source=where("step", index, key))
     need = NEEDS.get(action)
     if need and need not in raw:
