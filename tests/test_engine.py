@@ -627,6 +627,79 @@ def test_a_member_waiting_for_one_that_restarts_and_gives_up_names_it(tmp_path: 
                               "restart)"), summaries
 
 
+def test_a_member_after_several_names_the_one_that_failed_not_the_slow_one(
+        tmp_path: Path) -> None:
+    """web starts after db and cache: db is slow (never ready here), cache fails. web waited
+    for db first, but its summary names cache, whose failure stopped the cast."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    db = ProcSpec("db", ("sh", "-c", f"read x < {gate}; echo db ready; exec sleep 60"),
+                  ready="db ready")
+    cache = ProcSpec("cache", ("sh", "-c", "echo cannot bind; exit 4"), ready="cache ready")
+    web = ProcSpec("web", ("sleep", "60"), after=("db", "cache"))
+
+    async def scenario() -> tuple[int, dict[str | None, str]]:
+        engine, recorder = _engine(db, cache, web)
+        status = await asyncio.wait_for(engine.run(), 30)
+        return status, _summaries(recorder)
+
+    status, summaries = asyncio.run(scenario())
+    assert status == 4
+    assert summaries["web"] == ("summary: never started (waited for cache, which exited with "
+                                "code 4 before it was ready)"), summaries
+
+
+def test_a_restart_waiting_for_a_run_that_never_got_ready_says_so(tmp_path: Path) -> None:
+    """srv's first run was ready, its second is not yet when the cast stops; cli's restart
+    waited for it. cli's summary says it was not started again, and why, though srv was
+    ready once."""
+    srv_gate, cli_gate, runs = tmp_path / "srv-gate", tmp_path / "cli-gate", tmp_path / "runs"
+    os.mkfifo(srv_gate)
+    os.mkfifo(cli_gate)
+    srv = ProcSpec("srv", ("sh", "-c", f"if [ -e {runs} ]; then read x < {srv_gate}; fi; "
+                                       f"touch {runs}; echo READY; read x < {srv_gate}; exit 1"),
+                   ready="READY", on_exit="restart")
+    cli = ProcSpec("cli", ("sh", "-c", f"read x < {cli_gate}; exit 2"), after=("srv",),
+                   on_exit="restart")
+
+    async def scenario() -> dict[str | None, str]:
+        engine, recorder = _engine(srv, cli, delays=[])
+        run = await _running(engine, "srv")
+        mark = await _seen(engine, recorder, "cli", "started")
+        await _open(srv_gate)  # srv's first run exits 1: its second is never ready
+        mark = await _seen(engine, recorder, "srv", "started", mark)
+        await _open(cli_gate)  # cli exits 2: its restart waits for srv
+        await _seen(engine, recorder, "cli", "waiting for srv to be ready again", mark)
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return _summaries(recorder)
+
+    summaries = asyncio.run(scenario())
+    assert summaries["cli"].endswith("; not started again (waited for srv, which was not ready "
+                                     "when the cast stopped)"), summaries
+
+
+def test_giving_up_after_runs_that_crash_before_they_are_ready_says_so(tmp_path: Path) -> None:
+    """db's first run was ready; its later runs crash before their ready line. The give-up
+    says "before it was ready" and shows db's last output, as it would at the first start."""
+    runs = tmp_path / "runs"
+    db = ProcSpec("db", ("sh", "-c", f"if [ -e {runs} ]; then echo 'db: fatal: corrupt'; "
+                                     f"exit 3; fi; touch {runs}; echo ready; exit 1"),
+                  ready="ready", on_exit="restart", max_restarts=2)
+
+    async def scenario() -> tuple[int, list[str]]:
+        engine, recorder = _engine(db, delays=[])
+        status = await asyncio.wait_for(engine.run(), 30)
+        return status, recorder.notes()
+
+    status, notes = asyncio.run(scenario())
+    assert status == 3
+    gave_up = next(n for n in notes if "giving up" in n)
+    assert gave_up.startswith("db exited with code 3 before it was ready and was restarted 2 "
+                              "times; giving up"), gave_up
+    assert "db: fatal: corrupt" in gave_up
+
+
 def test_a_run_being_stopped_for_a_restart_is_not_made_ready(tmp_path: Path) -> None:
     """Its ready line comes while a restart stops it (it ignores SIGTERM): that run is
     not ready, its value is not taken, and the member after it waits for the next run."""
@@ -1008,6 +1081,46 @@ def test_a_stop_does_not_wait_out_the_drain_for_output_held_outside_the_group() 
         assert (f"left 1 process (pid {held[0]}) outside its process group; sent it SIGTERM"
                 in notes), notes
         assert not [n for n in notes if "still open" in n], notes
+    finally:
+        for pid in held:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_stop_does_not_wait_for_output_held_by_a_process_it_cannot_find() -> None:
+    """As above, but the process dropped its environment (env -i): nothing tells it is the
+    member's. The stop does not wait the 2 s for the member's output to end: it says the
+    output is still open and goes on (here the test stops the process)."""
+    import re
+    import signal
+
+    script = "setsid env -i sh -c 'echo held $$; exec sleep 60' & exec cat"
+    member = ProcSpec("m", ("sh", "-c", script), ready="^held")
+    held: list[int] = []
+
+    async def scenario() -> list[str]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((member,)), bus, grace=5.0,
+                        env_overrides={"PIPEPLEX_RUN_ID": f"held-{os.getpid()}"})
+        run = await _running(engine, "m")
+        held.extend(int(m[1]) for e in recorder.events if isinstance(e, Output)
+                    for m in re.finditer(rb"held (\d+)", e.data))
+        engine.request_stop()
+        await _seen(engine, recorder, "m", "exited")
+        for pid in held:
+            os.kill(pid, signal.SIGKILL)
+        assert await asyncio.wait_for(run, 30) == 0
+        return [e.text for e in recorder.events if isinstance(e, Note) and e.name == "m"]
+
+    try:
+        notes = asyncio.run(scenario())
+        assert len(held) == 1
+        assert ("its stderr and stdout are still open in a process it started; what that "
+                "writes there is still shown") in notes, notes
     finally:
         for pid in held:
             try:

@@ -113,6 +113,9 @@ class Engine:
         """Per member, done while its current run is ready or once nothing more will come
         of it; pending from the moment a run ends (or its supervisor begins) until the next
         run is ready. Every start of a member waits until whom it starts after is up."""
+        self._up_now: set[str] = set()
+        """Members whose current run is ready and has not ended: the summaries say whether
+        a member others waited for was so when the cast began to stop."""
         self._captured: dict[str, dict[str, str]] = {}
         """Per member, what its latest ready run captured: its share of ``variables``."""
         self._busy = 0
@@ -164,6 +167,7 @@ class Engine:
             self.interrupted_by = interrupted_by
         if reason:
             self.bus.publish(Note(reason))
+        self.outcomes.up_when_stopped = frozenset(self._up_now)
         self._stop.set_result(reason)
 
     @property
@@ -653,7 +657,8 @@ class Engine:
                             said: list[bool] = said) -> None:
                     if not fut.done():
                         groups: dict[str, str | None] = getattr(m, "groupdict", dict)()
-                        captured = {k: v for k, v in groups.items() if v is not None}
+                        # (a group the match left out gives the empty string)
+                        captured = {k: v or "" for k, v in groups.items()}
                         fut.set_result(captured)
                         if not spec.ready_port and not (member.stopping or self.stopping):
                             # Ready now: said right after its line (before its exit, say).
@@ -696,7 +701,8 @@ class Engine:
             self.outcomes.cannot_start.pop(member.name, None)
             # From its exit on, members that (re)start after it wait for its next run; not
             # once its supervisor has ended (it may see the exit first): no run will come.
-            member.exit_future.add_done_callback(lambda _: self._down_while_supervised(member))
+            self._up_now.discard(member.name)
+            member.exit_future.add_done_callback(lambda _: self._run_ended(member))
             restarted = self._restarted.pop(member.name, None)
             if restarted is not None and not restarted.done():
                 assert member.pid is not None
@@ -704,7 +710,7 @@ class Engine:
             if self.stopping and not member.stopping:
                 await self.stopper.stop(member)
             try:
-                await self._wait_ready(member, ready_match, said)
+                ready_in_run = await self._wait_ready(member, ready_match, said)
             finally:
                 if unsubscribe:
                     unsubscribe()
@@ -746,7 +752,7 @@ class Engine:
                     attempt = 0
                 if attempt >= spec.max_restarts:
                     ready = self._ready[member.name]
-                    before = "" if ready.done() else " before it was ready"
+                    before = "" if ready_in_run else " before it was ready"
                     # The count that gave up is of restarts in a row; the summary's is of
                     # all of them: say which when they differ.
                     in_a_row = " in a row" if self.restarts[member.name] > attempt else ""
@@ -780,7 +786,7 @@ class Engine:
                     return  # (that restart never happened: it is not counted)
                 continue
             if returncode != 0:
-                before = "" if self._ready[member.name].done() else " before it was ready"
+                before = "" if ready_in_run else " before it was ready"
                 self.record_failure(member.name, exit_status(returncode),
                                     f"{member.name} {how}{before}", member.ended_at)
             if spec.on_exit == "stop":
@@ -801,11 +807,12 @@ class Engine:
         return not self.stopping
 
     async def _wait_ready(self, member: Process, matched: asyncio.Future[dict[str, str]],
-                          said: list[bool]) -> None:
+                          said: list[bool]) -> bool:
         """Wait for this run of the member to be ready (each run is watched, a restart's as
         the first); on failure announce it and stop the cast. Once it is ready, what it
         captured replaces what its previous runs captured, for every start from then on.
-        ``said``: not empty once its ready line announced it (then it is not said again)."""
+        ``said``: not empty once its ready line announced it (then it is not said again).
+        True if this run got ready."""
         spec = member.spec
         assert self._stop is not None
         exit_seen = member.exit_future
@@ -823,15 +830,17 @@ class Engine:
                 await first(matched, member.done_future, self._stop,
                             within=max(deadline - loop.time(), 0.0))
             if not matched.done():
-                return await self._not_ready(member, waiting_for)
+                await self._not_ready(member, waiting_for)
+                return False
             captured = matched.result()
         if spec.ready_port:
             port = expand(spec.ready_port, {**self.variables, **captured})
             if not is_port(port):
-                return await self._not_ready(
+                await self._not_ready(
                     member, what=f"{member.name}: ready_port = {spec.ready_port!r} is "
                     f"{port!r}, not a TCP port (1-65535)",
                     why=f"whose ready_port was {port!r}, not a TCP port")
+                return False
             waiting_for = f"port {port} on 127.0.0.1 to accept connections"
             probe = asyncio.ensure_future(port_accepts(int(port)))
             try:
@@ -840,9 +849,10 @@ class Engine:
             finally:
                 probe.cancel()
             if not probe.done() or probe.cancelled() or probe.exception() is not None:
-                return await self._not_ready(member, waiting_for)
+                await self._not_ready(member, waiting_for)
+                return False
         if member.stopping and not said:
-            return  # a run being stopped (a restart's, say) is not the one to wait for
+            return False  # a run being stopped (a restart's, say) is not the one to wait for
         if not said:  # (else it was, when its line matched)
             self._now_ready(member, captured)
         ready = self._ready[member.name]
@@ -850,9 +860,12 @@ class Engine:
             ready.set_result(None)
         if not exit_seen.done():  # (a run that matched and exited is not up: its next is)
             self._set_up(member.name)
+        return True
 
     def _now_ready(self, member: Process, captured: dict[str, str]) -> None:
         self._capture(member.name, captured)
+        if member.returncode is None:
+            self._up_now.add(member.name)  # (before its Ready: a sink may stop the cast)
         if member.spec.ready or member.spec.ready_port:
             self.bus.publish(Ready(member.name, tuple(sorted(captured.items()))))
 
@@ -872,9 +885,11 @@ class Engine:
         if gate is None or gate.done():
             self._up[name] = asyncio.get_running_loop().create_future()
 
-    def _down_while_supervised(self, member: Process) -> None:
-        if member.name in self._supervising and self.members.get(member.name) is member:
-            self._down(member.name)
+    def _run_ended(self, member: Process) -> None:
+        if self.members.get(member.name) is member:
+            self._up_now.discard(member.name)
+            if member.name in self._supervising:
+                self._down(member.name)
 
     def _set_up(self, name: str) -> None:
         gate = self._up.get(name)

@@ -49,6 +49,9 @@ class Outcomes:
         self._settled: dict[str, str] = {}
         """Per member that waited for one whose name was then used again, what it waited
         for and why that never got ready, as it stood then: "waited for x, which ..."."""
+        self.up_when_stopped: frozenset[str] | None = None
+        """The members whose run was ready (and running) when the cast began to stop: one
+        that others waited for and was not, a restart's run say, held them back."""
 
     def forget(self, name: str) -> None:
         """A name used again: what was recorded about its ended member goes. Members that
@@ -72,13 +75,13 @@ class Outcomes:
                 return f"which {self._settled[name]}"
             if name in self.cannot_start:
                 return "which could not be started"
-            dep = self.waiting_for.get(name)
+            dep = self._blamed(name)
             if dep is not None and dep not in seen:
                 if self.held_back(dep):
                     return f"which waited for {dep}, {self.why_not_ready(dep, seen | {name})}"
                 return f"which never started ({STOPPED_FIRST})"
             return "which never started"
-        if self._ready[name].done():
+        if self._was_up(name):
             return "which was ready"  # (a race with the stop: it got ready just then)
         return "which was not ready when the cast stopped"
 
@@ -96,7 +99,27 @@ class Outcomes:
     def held_back(self, dep: str) -> bool:
         """Whether ``dep`` kept those waiting for it from starting: it failed, or was not
         ready; else (ready just as the cast began to stop) the stop came first."""
-        return dep in self.why_failed or not self._ready[dep].done()
+        return dep in self.why_failed or not self._was_up(dep)
+
+    def _was_up(self, name: str) -> bool:
+        """Whether ``name``'s run was ready when the cast began to stop (before that: its
+        first run's readiness)."""
+        if self.up_when_stopped is None:
+            return self._ready[name].done()
+        return name in self.up_when_stopped
+
+    def _blamed(self, name: str) -> str | None:
+        """The member whose readiness ``name`` waited for in vain, for its summary. It
+        waits for each member it starts after in turn: one whose failure kept it waiting
+        is named before the one it happened to be waiting for (a slow db beside a cache
+        that failed)."""
+        dep = self.waiting_for.get(name)
+        if dep is None or self.first_failed(dep) in self.why_failed:
+            return dep
+        for other in self._members[name].spec.after:
+            if other in self._members and self.first_failed(other) in self.why_failed:
+                return other
+        return dep
 
     def summary(self, member: Process) -> str:
         """How ``member`` ended, or why it never started: one line, once the cast is over."""
@@ -112,7 +135,7 @@ class Outcomes:
             text += f", {restarts} restart{'s' if restarts != 1 else ''}"
         if member.name in self.cannot_start:  # its last start failed
             text += f"; could not start again ({self.cannot_start[member.name]})"
-        dep = self.waiting_for.get(member.name)
+        dep = self._blamed(member.name)
         if dep is not None and self.held_back(dep):  # its next run waited in vain
             why = self.why_not_ready(dep, frozenset({member.name}))
             text += f"; not started again (waited for {dep}, {why})"
@@ -124,7 +147,7 @@ class Outcomes:
             return f"never started ({self._settled[name]})"
         if name in self.cannot_start:
             return f"never started (cannot start: {self.cannot_start[name]})"
-        dep = self.waiting_for.get(name)
+        dep = self._blamed(name)
         if dep is not None and self.held_back(dep):
             why = self.why_not_ready(dep, frozenset({name}))
             return f"never started (waited for {dep}, {why})"

@@ -132,6 +132,10 @@ class Stopper:
                 # cast's stop would anyway, not after the 2 s in which an ended member's
                 # last output may still come.
                 await self.stop_escaped([member])
+                if not done.done() and member.output_held():
+                    # Not found by its environment (env -i): the stop goes on; the end of
+                    # the cast stops what it orphaned (pipeplex is its subreaper).
+                    member.stop_waiting_for_output()
         await asyncio.shield(done)
 
     async def stop_leftovers(self, member: Process, *, termed_at: float | None = None,

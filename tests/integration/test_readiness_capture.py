@@ -129,3 +129,20 @@ def test_a_restarted_run_is_held_to_its_ready_timeout(run_dir: Path, tmp_path: P
         plex.expect(r"^server \* server was not ready after 2\.0 s \(ready_timeout\); it never "
                     r"showed output matching ready = ")
         assert plex.wait() == 1
+
+
+def test_an_optional_group_the_match_leaves_out_gives_an_empty_value(run_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """``Password(?: for (?P<user>\\w+))?: `` on ``Password: ``: ``{user}`` is empty for the
+    members after it, in their environment and their arguments, not the text ``{user}``."""
+    cast = _cast(tmp_path / "cast.toml", {
+        "auth": {"cmd": ["sh", "-c", "printf 'Password: '; exec sleep 60"],
+                 "ready": r"Password(?: for (?P<user>\w+))?: "},
+        "client": {"cmd": ["sh", "-c", 'echo "env=[$WHO] arg=[$1]"', "sh", "{user}"],
+                   "after": ["auth"], "on_exit": "ignore"},
+    })
+    cast.write_text(cast.read_text() + '[procs.client.env]\nWHO = "{user}"\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^client \| env=\[\] arg=\[\]$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 128 + signal.SIGTERM

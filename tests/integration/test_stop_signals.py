@@ -260,6 +260,32 @@ def test_a_stop_signal_during_the_start_stops_the_cast_as_later(run_dir: Path,
     assert "Traceback" not in plex.text
 
 
+LAUNCHER = ("import os, sys\n"
+            "class SendOnImport:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'pipeplex._signals':\n"
+            "            os.kill(os.getpid(), 2)  # SIGINT, as the command loads\n"
+            "sys.meta_path.insert(0, SendOnImport())\n"
+            "from pipeplex._entry import main\n"
+            "sys.exit(main())\n")
+"""The command's script, but a Ctrl-C arrives while its entry point loads what it needs to
+hold signals back with ``signal``'s names (those take 10-15 ms to load)."""
+
+
+def test_a_ctrl_c_while_the_entry_point_loads_is_held_too(tmp_path: Path,
+                                                         run_dir: Path) -> None:
+    """Not a traceback of KeyboardInterrupt from the middle of an import: the cast starts,
+    takes the signal, and stops (130)."""
+    script = tmp_path / "pipeplex"
+    script.write_text(LAUNCHER)
+    result = subprocess.run(
+        [sys.executable, str(script), "run", "-p", "m=sleep 60", "--run-dir", str(run_dir),
+         "--no-color"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 130, result
+    assert "got SIGINT: stopping the cast" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
 def test_a_sigterm_during_pipeplex_tests_start_ends_it_as_later(tmp_path: Path) -> None:
     """pipeplex test takes a SIGTERM from its first moment as it does later (status 143),
     rather than dying of it."""

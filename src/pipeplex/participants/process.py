@@ -406,10 +406,18 @@ class Process:
         self._start_drain_grace()
         self._maybe_done()
 
-    def _drain_expired(self) -> None:
-        """The output is still open 2 s after the exit: a process the member started holds
-        it. The exit is published; what that process writes goes on being shown (closing
-        our end would make its next write fail, or kill it with SIGPIPE)."""
+    def stop_waiting_for_output(self) -> None:
+        """The run has exited and what still holds its output open is not to be waited for
+        (a stop that could not find it): done now, as when the drain's grace runs out."""
+        if self.returncode is not None and self._readers and not self._held:
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
+            self._drain_expired(after=None)
+
+    def _drain_expired(self, after: float | None = DRAIN_GRACE) -> None:
+        """The output is still open 2 s (``after``) after the exit: a process the member
+        started holds it. The exit is published; what that process writes goes on being
+        shown (closing our end would make its next write fail, or kill it with SIGPIPE)."""
         self._drain_timer = None
         held = " and ".join(sorted(self._readers.values()))
         self._held = True
@@ -417,10 +425,10 @@ class Process:
             self._timers.pop(stream).cancel()
             self._framers[stream].flush()
         self._maybe_done()
+        when = f" ({after:.0f} s after it exited)" if after is not None else ""
         self._bus.publish(Note(
             f"its {held} {'is' if len(self._readers) == 1 else 'are'} still open in a process "
-            f"it started ({DRAIN_GRACE:.0f} s after it exited); what that writes there is "
-            "still shown", name=self.name))
+            f"it started{when}; what that writes there is still shown", name=self.name))
 
     def _group_emptied(self, pgid: int) -> None:
         self._watched_groups.discard(pgid)
