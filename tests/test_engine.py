@@ -1050,6 +1050,41 @@ def test_a_line_sent_is_recorded_after_what_the_member_wrote_before_it(
     assert order[:2] == ["go", "in"], order
 
 
+def test_a_line_sent_from_a_sink_leaves_the_members_unfinished_line_whole(
+        tmp_path: Path) -> None:
+    """A sink answers m's "ping" at once, from inside its delivery, while the rest of m's
+    chunk ("AB", a line not finished yet) waits to be framed and "CD" is already in the
+    pipe: the send reads nothing then, and m's line comes out whole, "ABCD"."""
+    go, wrote = tmp_path / "go", tmp_path / "wrote"
+    os.mkfifo(go)
+    os.mkfifo(wrote)
+    script = ("printf 'ping\\nAB'; read x < \"$0\"; printf 'CD\\n'; echo > \"$1\"; exec cat")
+    m = ProcSpec("m", ("sh", "-c", script, str(go), str(wrote)), pty="pipes")
+
+    async def scenario() -> list[bytes]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((m,)), bus)
+
+        def answer(event: Event) -> None:
+            if isinstance(event, Output) and event.data == b"ping\n":
+                os.close(os.open(go, os.O_WRONLY))  # m writes "CD" now
+                with open(wrote, "rb") as f:  # (it has, once it writes here)
+                    f.read()
+                engine.router.send("m", b"pong\n")
+
+        bus.subscribe(answer, [Output])
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "m", "| pong")
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return [e.data for e in recorder.events if isinstance(e, Output)]
+
+    lines = b"".join(asyncio.run(scenario())).split(b"\n")
+    assert b"ABCD" in lines, lines
+
+
 def test_a_stop_does_not_wait_out_the_drain_for_output_held_outside_the_group() -> None:
     """The member is gone, but a process it started outside its group (setsid) holds its
     output open: the stop stops that process at once, rather than first waiting the 2 s

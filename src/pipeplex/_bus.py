@@ -150,6 +150,11 @@ class Bus:
     def paused(self) -> bool:
         return bool(self._pausers)
 
+    @property
+    def delivering(self) -> bool:
+        """Whether a sink is being called now (what is published waits its turn)."""
+        return self._delivering
+
     def pause(self, who: object) -> None:
         """``who`` cannot keep up: stop every source until it calls :meth:`resume`."""
         if not self._pausers:

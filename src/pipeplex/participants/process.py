@@ -544,8 +544,10 @@ class Process:
     def _take_output(self) -> None:
         """Read what the member wrote before the line now sent to it (within reason), so
         that the records show it first: the loop may not have come to its pipes yet when
-        a step, woken by another member's line, sends. (Not while paused: a slow sink.)"""
-        if self._paused or self._held or self._bus.paused:
+        a step, woken by another member's line, sends. Not while paused (a slow sink), nor
+        from a sink (a line of this member may be half framed; what was delivered before
+        is before this line anyway)."""
+        if self._paused or self._held or self._bus.paused or self._bus.delivering:
             return
         for fd, stream in list(self._readers.items()):
             for _ in range(8):
