@@ -899,8 +899,9 @@ def test_members_after_one_nobody_starts_do_not_keep_the_cast_alive() -> None:
 
 
 def test_starting_a_member_that_waits_for_one_nobody_started_says_so() -> None:
-    async def main() -> str:
-        engine, _ = _engine(
+    """The refusal changes nothing: once first is started, second may be, as it says."""
+    async def main() -> tuple[str, list[str | None]]:
+        engine, recorder = _engine(
             ProcSpec("first", ("cat",), autostart=False),
             ProcSpec("second", ("cat",), autostart=False, after=("first",)),
         )
@@ -908,17 +909,23 @@ def test_starting_a_member_that_waits_for_one_nobody_started_says_so() -> None:
         engine.hold()
         await engine.wait_began()
         try:
+            try:
+                await asyncio.wait_for(engine.start("second"), 30)
+                refused = "started"
+            except PipeplexError as exc:
+                refused = str(exc)
+            await asyncio.wait_for(engine.start("first"), 30)
             await asyncio.wait_for(engine.start("second"), 30)
-        except PipeplexError as exc:
-            return str(exc)
         finally:
             engine.release()
             engine.request_stop()
             await asyncio.wait_for(run, 30)
-        return "started"
+        return refused, [e.name for e in recorder.events if isinstance(e, Started)]
 
-    assert asyncio.run(main()) == ("second starts after first, which has autostart = false "
-                                   "and was not started: start first first")
+    refused, started = asyncio.run(main())
+    assert refused == ("second starts after first, which has autostart = false and was not "
+                       "started: start first first")
+    assert started == ["first", "second"]
 
 
 def test_a_member_down_after_failing_failed_before_one_that_fails_later() -> None:
@@ -1083,6 +1090,31 @@ def test_a_line_sent_from_a_sink_leaves_the_members_unfinished_line_whole(
 
     lines = b"".join(asyncio.run(scenario())).split(b"\n")
     assert b"ABCD" in lines, lines
+
+
+def test_a_stop_right_after_a_full_terminal_member_exited_is_clean(tmp_path: Path) -> None:
+    """m (pty = "full") has exited, but the loop has not seen it yet when its stop begins:
+    reading its last output before the ^D it is sent ends its terminal, and the stop goes on
+    without writing to a closed stdin."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    m = ProcSpec("m", ("sh", "-c", 'echo hello; read x < "$0"; exit 0', str(gate)),
+                 pty="full")
+
+    async def scenario() -> int:
+        engine, recorder = _engine(m)
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "m", "| hello")
+        member = engine.members["m"]
+        assert member.pid is not None
+        os.close(os.open(gate, os.O_WRONLY))  # m ends now
+        # The loop is held (on purpose) until m has exited, without reaping it.
+        os.waitid(os.P_PID, member.pid, os.WEXITED | os.WNOWAIT)  # noqa: ASYNC222
+        await asyncio.wait_for(engine.stopper.stop(member), 30)
+        engine.request_stop()
+        return await asyncio.wait_for(run, 30)
+
+    assert asyncio.run(scenario()) == 0
 
 
 def test_a_stop_does_not_wait_out_the_drain_for_output_held_outside_the_group() -> None:

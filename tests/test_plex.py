@@ -191,6 +191,19 @@ def test_load_and_run_steps(tmp_path: Path) -> None:
             plex.run_steps()
 
 
+def test_load_does_not_wait_for_a_member_after_one_a_step_starts(tmp_path: Path) -> None:
+    """w starts after lazy (autostart = false), which the first step starts: load() returns
+    without waiting for w, and the steps then run as pipeplex test runs them."""
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[procs.lazy]\ncmd = "sh -c \'echo lazy up; exec cat\'"\n'
+                        'ready = "lazy up"\nautostart = false\n'
+                        '[procs.w]\ncmd = "sh -c \'echo w up; exec cat\'"\nafter = ["lazy"]\n'
+                        '[[step]]\nstart = "lazy"\n[[step]]\nexpect = "w up"\nin = "w"\n')
+    with Plex(timeout=10) as plex:
+        plex.load(scenario)
+        plex.run_steps()
+
+
 def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:
     """transcript() is the merged stream; transcript= also writes JSON Lines."""
     path = tmp_path / "t.jsonl"

@@ -258,11 +258,12 @@ class Engine:
                                 "are started on request)")
         if requested.done():
             raise PipeplexError(f"{name} was already started")
-        requested.set_result(None)
-        blocked_by = self._unrequested(name)
-        if blocked_by is not None:  # it would wait for ever: say for whom
+        blocked_by = next((found for dep in self.members[name].spec.after
+                           if (found := self._unrequested(dep)) is not None), None)
+        if blocked_by is not None:  # it would wait for ever: say for whom (and start nothing)
             raise PipeplexError(f"{name} starts after {blocked_by}, which has autostart = "
                                 f"false and was not started: start {blocked_by} first")
+        requested.set_result(None)
         assert self._stop is not None
         await first(self._ready[name], self._stop)
         if not self._ready[name].done():
@@ -551,8 +552,9 @@ class Engine:
             self.release()
             await first(requested, self._stop)
             self.hold()
-        for dep in member.spec.after:
+        for i, dep in enumerate(member.spec.after):
             self.outcomes.waiting_for[member.name] = dep
+            self.outcomes.waiting_among[member.name] = member.spec.after[i:]
             await self._wait_ready_of(dep)
             if self.stopping:
                 return False
@@ -568,6 +570,7 @@ class Engine:
                         self.recent.describe(self.outcomes.first_failed(dep))))
                 return False
         self.outcomes.waiting_for.pop(member.name, None)
+        self.outcomes.waiting_among.pop(member.name, None)
         return not self.stopping
 
     async def _wait_ready_of(self, dep: str) -> None:
@@ -919,8 +922,10 @@ class Engine:
                           if dep in self._up and not self._up[dep].done())
             if not down:
                 self.outcomes.waiting_for.pop(member.name, None)
+                self.outcomes.waiting_among.pop(member.name, None)
                 return True
             self.outcomes.waiting_for[member.name] = down[0]  # (its summary names it)
+            self.outcomes.waiting_among[member.name] = tuple(down)
             if not announced:
                 announced = True
                 self._announce(member, f"waiting for {', '.join(down)} to be ready again")

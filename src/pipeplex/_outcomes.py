@@ -41,6 +41,8 @@ class Outcomes:
         self._restarts = restarts
         self.waiting_for: dict[str, str] = {}
         """Per member waiting to start, the member it waits for (the summary names it)."""
+        self.waiting_among: dict[str, tuple[str, ...]] = {}
+        """Per member waiting to start, every member it still waits for (that one first)."""
         self.why_failed: dict[str, str] = {}
         """Per member that could not start, get ready or go on, the reason as the summary of
         a member that waited for it gives it: "which gave up after 5 restarts"."""
@@ -61,7 +63,8 @@ class Outcomes:
             if dep == name and waiter != name and self._members[waiter].pid is None:
                 self._settled[waiter] = f"waited for {name}, {self.why_not_ready(name)}"
                 del self.waiting_for[waiter]
-        for table in (self.waiting_for, self.why_failed, self.cannot_start, self._settled):
+        for table in (self.waiting_for, self.waiting_among, self.why_failed,
+                      self.cannot_start, self._settled):
             table.pop(name, None)
 
     def why_not_ready(self, name: str, seen: frozenset[str] = frozenset()) -> str:
@@ -110,13 +113,13 @@ class Outcomes:
 
     def _blamed(self, name: str) -> str | None:
         """The member whose readiness ``name`` waited for in vain, for its summary. It
-        waits for each member it starts after in turn: one whose failure kept it waiting
-        is named before the one it happened to be waiting for (a slow db beside a cache
-        that failed)."""
+        waits for the members it starts after one at a time: of those it still waited for,
+        one whose failure kept it waiting is named before the one it happened to be waiting
+        for (a slow db beside a cache that failed)."""
         dep = self.waiting_for.get(name)
         if dep is None or self.first_failed(dep) in self.why_failed:
             return dep
-        for other in self._members[name].spec.after:
+        for other in self.waiting_among.get(name, ()):
             if other in self._members and self.first_failed(other) in self.why_failed:
                 return other
         return dep

@@ -601,7 +601,9 @@ class AsyncPlex:
         for spec in scenario.cast.procs:
             self._add(spec)
         for spec in scenario.cast.procs:
-            if spec.autostart and not await self.engine.wait_ready(spec.name):
+            # (Not one that waits for an autostart = false member: a step starts that one.)
+            if (spec.autostart and self.engine.never_started_for(spec.name) is None
+                    and not await self.engine.wait_ready(spec.name)):
                 raise PipeplexError(f"{spec.name}: the plex was stopped before it was ready")
         self._scenario = scenario
         return scenario

@@ -584,15 +584,3 @@ def test_replay_with_timestamps_skips_a_time_it_cannot_show(tmp_path: Path, t: s
     assert "which is no time); skipped" in result.stderr
     assert result.stdout.endswith("a | y\n")
 
-
-def test_an_optional_group_a_step_leaves_out_empties_its_variable(tmp_path: Path) -> None:
-    """The first expect captures {user}; the second matches without the optional group:
-    {user} is then empty, not the first match's value."""
-    case = _scenario(tmp_path, CAT + "[[step]]\nsend = 'hi alice'\nto = 'c'\n"
-                     "[[step]]\nexpect = '^hi(?: (?P<user>\\w+))?$'\n"
-                     "[[step]]\nsend = 'hi'\nto = 'c'\n"
-                     "[[step]]\nexpect = '^hi(?: (?P<user>\\w+))?$'\n"
-                     "[[step]]\nsend = '[{user}]'\nto = 'c'\n"
-                     "[[step]]\nexpect = '^\\[\\]$'\ntimeout = 5\n")
-    result = run("test", case)
-    assert result.returncode == 0, result.stdout

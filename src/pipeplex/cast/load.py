@@ -40,6 +40,9 @@ TOP_KEYS = ("procs",)
 MAX_FILE = 16 * 2**20
 """The most a cast or scenario file may hold: its text is kept for messages."""
 SCENARIO_KEYS = ("defaults", "step", "golden", "normalize")
+"""What a scenario file adds (``scenario.load``), which a plain cast file does not take."""
+ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
+PTY_MODES: tuple[PtyMode, ...] = ("stdout", "full", "pipes")
 
 
 def suggest_key(key: str, valid: Sequence[str]) -> str:
@@ -49,9 +52,6 @@ def suggest_key(key: str, valid: Sequence[str]) -> str:
         return ("; golden is a top-level key: write it above the first table ([procs...] or "
                 "[[step]]), as a key below a table's header belongs to that table")
     return suggest(key, valid)
-"""What a scenario file adds (``scenario.load``), which a plain cast file does not take."""
-ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
-PTY_MODES: tuple[PtyMode, ...] = ("stdout", "full", "pipes")
 
 
 class _Where:

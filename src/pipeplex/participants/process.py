@@ -523,6 +523,9 @@ class Process:
     def send(self, data: bytes, *, record: bool = True) -> bool:
         """Queue ``data`` for the member's stdin; False (with a note) if stdin is closed.
         ``record=False``: the caller published its :class:`InputSent` already."""
+        recording = record and self._bus.wants(InputSent)  # (a record only: skipped when
+        if recording:                                      # nobody keeps records)
+            self._take_output()  # (first: its end, read now, closes a full terminal's stdin)
         if self._stdin is None or self._close_after_drain or self.returncode is not None:
             # (not input_open, spelled out: a call less per line)
             why = {"pending": "has not started yet", "failed": "could not start"}.get(
@@ -531,8 +534,7 @@ class Process:
             self._bus.publish(Note(f"{self.name} {why}; dropped {len(data)} bytes of input",
                                    name=self.name, level="warning"))
             return False
-        if record and self._bus.wants(InputSent):  # (a record only: skipped when nobody keeps
-            self._take_output()                            # records)
+        if recording:
             self._bus.publish(InputSent(self.name, data))
         with self._stdin_lock:
             if self._pending_input:
@@ -559,6 +561,8 @@ class Process:
 
         In full-terminal mode there is no pipe to close: send the terminal's EOF (^D).
         """
+        if self._stdin_is_pty and self._bus.wants(InputSent):
+            self._take_output()  # (its end, read now, closes its stdin: then no ^D to send)
         if not self.input_open:
             return
         if self._stdin_is_pty:

@@ -96,7 +96,7 @@ def _defaults(table: Any, where: _Where) -> float:
         raise CastError("defaults must be a table: [defaults]", source=where("defaults"))
     for key in table:
         if key != "timeout":
-            raise CastError(f"unknown key {key!r} in [defaults]{suggest(key, ['timeout'])}",
+            raise CastError(f"unknown key {key!r} in [defaults]{suggest_key(key, ['timeout'])}",
                             source=where("defaults", key))
     timeout = table.get("timeout", DEFAULT_TIMEOUT)
     if (not isinstance(timeout, int | float) or isinstance(timeout, bool)

@@ -145,7 +145,10 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
         elif step.action == "expect":
             found = await _expect(step, engine, matcher, names, value, timeout)
             if found.match is not None:
-                variables.update({k: v or "" for k, v in found.match.groupdict().items()})
+                # (A group the match leaves out leaves its variable as it was: a step's
+                # pattern may share a name with a member's ready, which it must not blank.)
+                variables.update({k: v for k, v in found.match.groupdict().items()
+                                  if v is not None})
         elif step.action == "expect_not":
             assert step.within is not None
             found = await matcher.expect(names, [value, EOF, TIMEOUT], timeout=step.within,
