@@ -700,6 +700,108 @@ def test_giving_up_after_runs_that_crash_before_they_are_ready_says_so(tmp_path:
     assert "db: fatal: corrupt" in gave_up
 
 
+def _db_that_fails(gate: Path) -> ProcSpec:
+    """Ready with its pid as {port}, then exits 3 once ``gate`` is opened; on_exit = ignore:
+    the cast goes on without it."""
+    return ProcSpec("db", ("sh", "-c", f"echo listening on $$; read x < {gate}; exit 3"),
+                    ready=r"listening on (?P<port>\d+)", on_exit="ignore")
+
+
+def test_a_restart_after_a_member_that_ended_for_good_is_refused(tmp_path: Path) -> None:
+    """db failed and nothing will start it again: a restart of app, which starts after it,
+    is refused at once (app is left running), rather than made with db's old {port};
+    restarting db first lets it through."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    app = ProcSpec("app", ("sh", "-c", "echo app got {port}; exec cat"), after=("db",))
+
+    async def scenario() -> tuple[str, list[str], list[str]]:
+        engine, recorder = _engine(_db_that_fails(gate), app)
+        run = await _running(engine, "db")
+        mark = await _seen(engine, recorder, "app", "| app got")
+        await _open(gate)
+        await _seen(engine, recorder, "db", "exited", mark)
+        try:
+            await asyncio.wait_for(engine.restart("app"), 30)
+            refused = "restarted"
+        except PipeplexError as exc:
+            refused = str(exc)
+        app_notes = [e.text for e in recorder.events if isinstance(e, Note) and e.name == "app"]
+        await asyncio.wait_for(engine.restart("db"), 30)
+        await asyncio.wait_for(engine.restart("app"), 30)
+        await _seen(engine, recorder, "app", "| app got", mark + 1)
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        lines = [e.data.decode().strip() for e in recorder.events
+                 if isinstance(e, Output) and e.name == "app"]
+        return refused, app_notes, lines
+
+    refused, app_notes, lines = asyncio.run(scenario())
+    assert refused == ("cannot restart app: it starts after db, which exited with code 3; "
+                       "restart db first")
+    assert "restarting on request" not in app_notes
+    assert len(lines) == 2 and lines[0] != lines[1], lines  # the second with db's new pid
+
+
+def test_a_member_after_one_that_ended_for_good_is_not_started_again(tmp_path: Path) -> None:
+    """app's own restart (on_exit = restart) after db failed for good does not happen: it
+    says why, and its summary names db."""
+    db_gate, app_gate = tmp_path / "db-gate", tmp_path / "app-gate"
+    os.mkfifo(db_gate)
+    os.mkfifo(app_gate)
+    app = ProcSpec("app", ("sh", "-c", f"echo app got {{port}}; read x < {app_gate}; exit 1"),
+                   after=("db",), on_exit="restart")
+
+    async def scenario() -> tuple[int, list[str], dict[str | None, str]]:
+        engine, recorder = _engine(_db_that_fails(db_gate), app, delays=[])
+        run = await _running(engine, "db")
+        mark = await _seen(engine, recorder, "app", "| app got")
+        await _open(db_gate)
+        mark = await _seen(engine, recorder, "db", "exited", mark)
+        await _open(app_gate)
+        status = await asyncio.wait_for(run, 30)  # nothing is left to run
+        app_notes = [e.text for e in recorder.events if isinstance(e, Note) and e.name == "app"]
+        return status, app_notes, _summaries(recorder)
+
+    status, app_notes, summaries = asyncio.run(scenario())
+    assert status == 3
+    assert ("not started again: it starts after db, which exited with code 3; restart db "
+            "first") in app_notes
+    assert summaries["app"].endswith("; not started again (waited for db, which exited with "
+                                     "code 3)"), summaries
+
+
+def test_starting_a_member_after_one_that_ended_for_good_fails_with_why(tmp_path: Path) -> None:
+    """A start (a scenario's start step) of lazy, which starts after db, once db was killed:
+    it fails at once, saying so, rather than starting lazy with the dead db's {port}."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    lazy = ProcSpec("lazy", ("sh", "-c", "echo lazy got {port}; exec cat"), after=("db",),
+                    autostart=False)
+
+    async def scenario() -> tuple[str, list[str]]:
+        engine, recorder = _engine(_db_that_fails(gate), lazy)
+        run = await _running(engine, "db")
+        await _open(gate)
+        await _seen(engine, recorder, "db", "exited")
+        engine.hold()
+        try:
+            await asyncio.wait_for(engine.start("lazy"), 30)
+            result = "started"
+        except PipeplexError as exc:
+            result = str(exc)
+        finally:
+            engine.release()
+            engine.request_stop()
+            await asyncio.wait_for(run, 30)
+        return result, [e.name for e in recorder.events if isinstance(e, Started)]
+
+    result, started = asyncio.run(scenario())
+    assert result == ("lazy was not started: it starts after db, which exited with code 3; "
+                      "restart db first")
+    assert started == ["db"]
+
+
 def test_a_run_being_stopped_for_a_restart_is_not_made_ready(tmp_path: Path) -> None:
     """Its ready line comes while a restart stops it (it ignores SIGTERM): that run is
     not ready, its value is not taken, and the member after it waits for the next run."""

@@ -131,6 +131,8 @@ class Engine:
         """Per member down after failing, until its next run: its status, how and when it
         ended (a stop before that run leaves it ended so: a failure of the run, then)."""
         self._supervising: set[str] = set()
+        self._not_started_because: dict[str, str] = {}
+        """Per member whose (re)start did not happen for a member it starts after, why."""
         self._supervisors: dict[str, asyncio.Task[None]] = {}
         """Each member's latest supervisor task: done once the member has ended for good."""
         self._added: set[str] = set()
@@ -220,6 +222,11 @@ class Engine:
             # Its spawn failed (NotReady, SpawnError) and its name is free for a new one.
             raise PipeplexError(f"{name} did not start again: it failed to start or to get ready")
         restarted = self._restarted.get(name)
+        gone = sorted(dep for dep in self._dependencies(name)
+                      if self._ended_for_good(dep) is not None)
+        if gone and (restarted is None or restarted.done()):  # (it is left as it is)
+            raise PipeplexError(f"cannot restart {name}: it starts after {gone[0]}, "
+                                f"{self._ended_for_good(gone[0])}; restart {gone[0]} first")
         if restarted is None or restarted.done():
             restarted = self._restarted[name] = asyncio.get_running_loop().create_future()
             self.bus.publish(Note("restarting on request", name=name))
@@ -402,9 +409,11 @@ class Engine:
                 self._set_up(member.name)  # nothing more will come of it: nobody waits
                 self._restart_requested.discard(member.name)
                 asked = self._restarted.pop(member.name, None)
+                because = self._not_started_because.pop(member.name, None)
                 if asked is not None and not asked.done():  # a restart it will not have
-                    why = ("it failed to start or to get ready"
-                           if self._failed_to_start(member.name) else "the cast is stopping")
+                    why = because or ("it failed to start or to get ready"
+                                      if self._failed_to_start(member.name)
+                                      else "the cast is stopping")
                     asked.set_exception(PipeplexError(f"{member.name} did not start again: {why}"))
                     asked.exception()  # (retrieved: its callers may have gone)
             self.release()
@@ -918,8 +927,12 @@ class Engine:
         assert self._stop is not None
         announced = False
         while not self.stopping:
-            down = sorted(dep for dep in self._dependencies(member.name)
-                          if dep in self._up and not self._up[dep].done())
+            deps = self._dependencies(member.name)
+            gone = sorted(dep for dep in deps if self._ended_for_good(dep) is not None)
+            if gone:
+                self._not_started_after(member, gone)
+                return False
+            down = sorted(dep for dep in deps if dep in self._up and not self._up[dep].done())
             if not down:
                 self.outcomes.waiting_for.pop(member.name, None)
                 self.outcomes.waiting_among.pop(member.name, None)
@@ -931,6 +944,37 @@ class Engine:
                 self._announce(member, f"waiting for {', '.join(down)} to be ready again")
             await first(*(self._up[dep] for dep in down), self._stop)
         return False
+
+    def _ended_for_good(self, name: str) -> str | None:
+        """How ``name`` ended, as "which ...", if it ended on its own and nothing will start
+        it again unless asked: it failed, was killed, or could not start again. None while
+        it runs or will run again, and for one that ended with 0 (a build step whose
+        members after it use what it made)."""
+        member = self.members.get(name)
+        if member is None or member.pid is None or name in self._supervising or self.stopping:
+            return None
+        if name in self.outcomes.cannot_start:
+            return "which could not start again"
+        if member.returncode is None or member.returncode == 0:
+            return None
+        how = describe_returncode(member.returncode)
+        return f"which {'' if how.startswith('exited') else 'was '}{how}"
+
+    def _not_started_after(self, member: Process, gone: list[str]) -> None:
+        """``member`` starts after members that ended for good: its (re)start does not
+        happen (not with the values of a run that is gone), and it says why."""
+        dep = gone[0]
+        which = self._ended_for_good(dep)
+        assert which is not None
+        again = " again" if member.pid is not None else ""
+        reason = f"it starts after {dep}, {which}"
+        self.outcomes.waiting_for[member.name] = dep
+        self.outcomes.waiting_among[member.name] = tuple(gone)
+        self.outcomes.why_failed.setdefault(dep, which)
+        self._not_started_because[member.name] = reason
+        self._announce(member, f"not started{again}: {reason}; restart {dep} first", "warning")
+        self._fail_start(member.name, PipeplexError(
+            f"{member.name} was not started: {reason}; restart {dep} first"))
 
     async def _not_ready(self, member: Process, waiting_for: str = "", *,
                          what: str | None = None, why: str | None = None) -> None:
