@@ -737,8 +737,7 @@ def test_a_restart_after_a_member_that_ended_for_good_is_refused(tmp_path: Path)
         return refused, app_notes, lines
 
     refused, app_notes, lines = asyncio.run(scenario())
-    assert refused == ("cannot restart app: it starts after db, which exited with code 3; "
-                       "restart db first")
+    assert refused == ("app starts after db, which exited with code 3; restart db first")
     assert "restarting on request" not in app_notes
     assert len(lines) == 2 and lines[0] != lines[1], lines  # the second with db's new pid
 

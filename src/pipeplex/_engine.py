@@ -225,7 +225,7 @@ class Engine:
         gone = sorted(dep for dep in self._dependencies(name)
                       if self._ended_for_good(dep) is not None)
         if gone and (restarted is None or restarted.done()):  # (it is left as it is)
-            raise PipeplexError(f"cannot restart {name}: it starts after {gone[0]}, "
+            raise PipeplexError(f"{name} starts after {gone[0]}, "
                                 f"{self._ended_for_good(gone[0])}; restart {gone[0]} first")
         if restarted is None or restarted.done():
             restarted = self._restarted[name] = asyncio.get_running_loop().create_future()

@@ -154,6 +154,19 @@ def test_a_status_set_before_a_restart_is_explained(run_dir: Path) -> None:
         "pipeplex * exit status 137: w killed by SIGKILL, in an earlier run")
 
 
+def test_a_scripts_line_after_a_restart_reaches_the_new_instance(run_dir: Path) -> None:
+    """In a script, the line after :restart waits for the restart: the new instance gets
+    it, rather than the one being stopped (which lost it, though it was recorded sent)."""
+    script = b":restart c\nc: hello after restart\n:quit\n"
+    result = subprocess.run([*PIPEPLEX, "run", "-p", "c=cat", "--run-dir", str(run_dir)],
+                            input=script, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+    out = result.stdout.decode()
+    assert "c restarted (pid" in out
+    assert "c | hello after restart\n" in out, out
+    assert out.index("c restarted (pid") < out.index("c | hello after restart")
+
+
 def test_quit_stops_the_cast(run_dir: Path) -> None:
     """:quit stops the cast gracefully; the run exits 0."""
     with piped(run_dir, "-p", "c=cat") as plex:

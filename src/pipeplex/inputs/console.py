@@ -29,7 +29,8 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,8 @@ Reply = Callable[[str, Level], None]
 
 READ_SIZE = 64 * 1024
 MAX_LINE = 1024 * 1024
+HELD_LINES = 1024
+"""Lines read ahead of the one being carried out (a restart's, say) before reading waits."""
 
 
 # Parsing ------------------------------------------------------------------------------
@@ -291,7 +294,7 @@ class Console:
                 # A script's first lines would otherwise race the members' start and be
                 # dropped ("has not started yet"): read once the cast is up.
                 elif await self.engine.wait_up() and await _read_lines(stdin_fd,
-                                                                       self.handle_line):
+                                                                       self._in_order):
                     self.on_hangup()
         finally:
             self._tg = None
@@ -303,6 +306,15 @@ class Console:
     def handle_line(self, line: str) -> None:
         """Carry out one console line (without its newline)."""
         self.carry_out(parse_line(line, self.members))
+
+    def _in_order(self, line: str) -> Awaitable[None] | None:
+        """A script's line: as :meth:`handle_line`, but a restart is awaited before the
+        next line (which then reaches the new instance, not the one being stopped)."""
+        action = parse_line(line, self.members)
+        if isinstance(action, Restart):
+            return self._restart(action.name)
+        self.carry_out(action)
+        return None
 
     def carry_out(self, action: Parsed) -> None:
         """Do what ``action`` asks; mistakes and refusals become replies, never errors."""
@@ -351,16 +363,23 @@ class Console:
         self.reply(f"{name} restarted (pid {pid})", "info")
 
 
-async def _read_lines(fd: int, handle: Callable[[str], None]) -> bool:
+async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) -> bool:
     """Hand each line read from ``fd`` to ``handle`` until EOF; True if a terminal hung up.
+
+    A line whose handling is awaitable (a restart) holds back the lines after it until it
+    is done: a script's next line goes to the new instance, not the one being stopped.
+    Reading pauses while :data:`HELD_LINES` wait, so memory stays bounded.
 
     Once the other end of a terminal is gone, reads fail with EIO (until the kernel has
     hung it up) or return EOF (after): both mean a hangup, unlike Ctrl-D's plain EOF.
     """
     loop = asyncio.get_running_loop()
     own, private = _private_reader(fd)
-    done: asyncio.Future[bool] = loop.create_future()
+    queued: deque[str] = deque()
+    more = asyncio.Event()
+    ended: list[bool] = []  # [hangup] once the input ended
     pending = b""
+    reading = False
 
     def lines(data: bytes) -> None:
         nonlocal pending
@@ -370,18 +389,19 @@ async def _read_lines(fd: int, handle: Callable[[str], None]) -> bool:
         for line in data[:end].split(b"\n")[:-1]:
             if line.endswith(b"\r"):  # (a script written with CRLF line ends)
                 line = line[:-1]
-            handle(line.decode("utf-8", "surrogateescape"))
+            queued.append(line.decode("utf-8", "surrogateescape"))
         if len(pending) > MAX_LINE:  # bounded memory: a line this long goes in pieces
-            handle(pending.decode("utf-8", "surrogateescape"))
+            queued.append(pending.decode("utf-8", "surrogateescape"))
             pending = b""
+        more.set()
 
     def finish(hangup: bool = False) -> None:
         nonlocal pending
         if pending:
-            handle(pending.decode("utf-8", "surrogateescape"))
+            queued.append(pending.decode("utf-8", "surrogateescape"))
             pending = b""
-        if not done.done():
-            done.set_result(hangup or hung_up(own))
+        ended.append(hangup or hung_up(own))
+        more.set()
 
     def readable() -> None:
         hangup = False
@@ -391,30 +411,44 @@ async def _read_lines(fd: int, handle: Callable[[str], None]) -> bool:
             return
         except OSError as exc:  # EIO: the terminal hung up; anything else ends the input too
             data, hangup = b"", exc.errno == errno.EIO
-        try:
-            if data:
-                lines(data)
-            else:
-                finish(hangup)
-        except BaseException as exc:
-            if not done.done():
-                done.set_exception(exc)
+        if data:
+            lines(data)
+            if len(queued) >= HELD_LINES:
+                pause()
+        else:
+            pause()
+            finish(hangup)
+
+    def pause() -> None:
+        nonlocal reading
+        if reading:
+            loop.remove_reader(own)
+            reading = False
 
     regular = stat.S_ISREG(os.fstat(own).st_mode)
     try:
-        if regular:
-            # A regular file is always "readable" (epoll refuses it): read it in chunks,
-            # letting the loop run between them.
-            while data := os.read(own, READ_SIZE):
-                lines(data)
-                await asyncio.sleep(0)
-            finish()
-        else:
-            loop.add_reader(own, readable)
-        return await done
+        while True:
+            while queued:
+                work = handle(queued.popleft())
+                if work is not None:
+                    await work
+            if ended:
+                return ended[0]
+            if regular:  # (always "readable", which epoll refuses: read in chunks)
+                data = os.read(own, READ_SIZE)
+                if data:
+                    lines(data)
+                else:
+                    finish()
+                await asyncio.sleep(0)  # (the loop runs between chunks)
+                continue
+            if not reading:
+                loop.add_reader(own, readable)
+                reading = True
+            more.clear()
+            await more.wait()
     finally:
-        if not regular:
-            loop.remove_reader(own)
+        pause()
         if private:
             os.close(own)
 
