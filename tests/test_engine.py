@@ -801,6 +801,36 @@ def test_starting_a_member_after_one_that_ended_for_good_fails_with_why(tmp_path
     assert started == ["db"]
 
 
+def test_a_member_added_in_the_place_of_one_that_ended_is_stopped_after_its_dependents(
+        ) -> None:
+    """server ended and a new server took its name (the API's spawn): the stop still stops
+    client, which starts after server, before server, not the newest member first."""
+    server = ProcSpec("server", ("sh", "-c", "echo up; exec cat"), ready="up", on_exit="ignore")
+    client = ProcSpec("client", ("cat",), after=("server",))
+
+    async def scenario() -> list[str]:
+        engine, recorder = _engine(server, client)
+        run = await _running(engine, "server")
+        mark = await _seen(engine, recorder, "client", "started")
+        engine.router.close_input("server")  # it ends (cat at EOF)
+        mark = await _seen(engine, recorder, "server", "exited", mark)
+        async with asyncio.timeout(30):  # (its name is free once its supervisor is done)
+            while True:
+                try:
+                    engine.check_can_add("server")
+                    break
+                except PipeplexError:
+                    await asyncio.sleep(0.01)
+        engine.add(server)
+        assert await asyncio.wait_for(engine.wait_ready("server"), 30)
+        mark = len(recorder.events)
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return [e.name for e in recorder.events[mark:] if isinstance(e, Exited)]
+
+    assert asyncio.run(scenario()) == ["client", "server"]
+
+
 def test_a_run_being_stopped_for_a_restart_is_not_made_ready(tmp_path: Path) -> None:
     """Its ready line comes while a restart stops it (it ignores SIGTERM): that run is
     not ready, its value is not taken, and the member after it waits for the next run."""

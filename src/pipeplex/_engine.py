@@ -1017,8 +1017,7 @@ class Engine:
             await asyncio.gather(*(self.stopper.stop_leftovers(m) for m in self.members.values()
                                    if m.pid is not None and not m.running))
         else:
-            waves = [[p.name for p in wave] for wave in self.cast.start_waves()]
-            for names in reversed(waves + self._late_waves):
+            for names in self._stop_order():
                 await asyncio.gather(*(self.stopper.stop(self.members[n]) for n in names))
             # A member whose start raced with the stop request is caught here.
             await asyncio.gather(*(self.stopper.stop(m) for m in self.members.values()))
@@ -1027,6 +1026,31 @@ class Engine:
         if self._adoption is not None:  # and what kept neither group nor environment
             await self.stopper.stop_strays(self._strays, self._protected_groups)
         await self._all_done
+
+    def _stop_order(self) -> list[list[str]]:
+        """The members in groups, each stopped once those before it are: the start's
+        waves backwards, members added later first; but never a member before one that
+        starts after it (a member added under the name of one that ended takes its place
+        for those that start after it)."""
+        waves = [[p.name for p in wave] for wave in self.cast.start_waves()] + self._late_waves
+        base: dict[str, int] = {}
+        for i, names in enumerate(reversed(waves)):
+            for name in names:
+                base.setdefault(name, i)
+        rank: dict[str, int] = {}
+
+        def rank_of(name: str, seen: frozenset[str] = frozenset()) -> int:
+            if name not in rank:
+                after_it = [m.name for m in self.members.values()
+                            if name in m.spec.after and m.name not in seen]
+                rank[name] = max([base.get(name, 0)] + [rank_of(n, seen | {name}) + 1
+                                                        for n in after_it])
+            return rank[name]
+
+        order: dict[int, list[str]] = {}
+        for name in self.members:
+            order.setdefault(rank_of(name), []).append(name)
+        return [order[r] for r in sorted(order)]
 
     def own_children(self) -> set[int]:
         """This process's children that are not to be reaped by whoever reaps orphans:
