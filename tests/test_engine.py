@@ -781,9 +781,9 @@ def test_starting_a_member_after_one_that_ended_for_good_fails_with_why(tmp_path
     async def scenario() -> tuple[str, list[str]]:
         engine, recorder = _engine(_db_that_fails(gate), lazy)
         run = await _running(engine, "db")
+        engine.hold()  # (once db is gone, nothing else would keep the cast going)
         await _open(gate)
         await _seen(engine, recorder, "db", "exited")
-        engine.hold()
         try:
             await asyncio.wait_for(engine.start("lazy"), 30)
             result = "started"

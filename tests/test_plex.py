@@ -202,6 +202,12 @@ def test_load_does_not_wait_for_a_member_after_one_a_step_starts(tmp_path: Path)
     with Plex(timeout=10) as plex:
         plex.load(scenario)
         plex.run_steps()
+    with Plex(timeout=10) as plex:  # or from Python: the member's start()
+        plex.load(scenario)
+        plex["lazy"].start()
+        plex["w"].expect("w up")
+        with pytest.raises(pipeplex.PipeplexError, match="lazy was already started"):
+            plex["lazy"].start()
 
 
 def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:

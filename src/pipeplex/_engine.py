@@ -213,8 +213,10 @@ class Engine:
         if self._tg is None or self._stop is None or self.stopping:
             raise PipeplexError("the cast is stopping; nothing can be restarted")
         if member.state == "pending":
-            if not member.spec.autostart and name in self._start_requested:
-                why = "autostart = false: a start step starts it"
+            requested = self._start_requested.get(name)
+            if requested is not None and not requested.done():
+                why = f"autostart = false: start it with pipeplex start {name}, :start {name}"
+                why += " or a start step"
             else:
                 why = f"it waits for {', '.join(member.spec.after) or 'its turn'}"
             raise PipeplexError(f"{name} has not started yet ({why})")

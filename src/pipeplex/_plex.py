@@ -285,6 +285,16 @@ class AsyncMember:
         return await self.expect(patterns[0] if single else patterns,
                                  timeout, stream=stream)
 
+    async def start(self) -> None:
+        """Start this member, declared with ``autostart = false``, and return once it is
+        ready (as a scenario's ``start`` step does).
+
+        Raises:
+            PipeplexError: it starts by itself, was started already, waits for another
+                ``autostart = false`` member nobody started, or did not get ready.
+        """
+        await self._plex.engine.start(self.name)
+
     async def wait(self, timeout: float | None = None) -> int:
         """Wait until the member exits and its output is read; return its exit code.
 

@@ -246,6 +246,9 @@ class Member:
     def wait(self, timeout: float | None = None) -> int:
         return self._plex._call(self._member.wait(timeout))
 
+    def start(self) -> None:
+        self._plex._call(self._member.start())
+
 
 class Plex:
     """A cast built in code, for synchronous code: ``with Plex() as plex:``.

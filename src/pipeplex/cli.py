@@ -5,7 +5,7 @@ its own (128+N for a signal); 2 for a usage or configuration error (nothing was 
 130 / 143 when stopped by Ctrl-C / SIGTERM.
 
 Exit codes of the clients of a running cast (``send``, ``status``, ``signal``, ``restart``,
-``stop``, ``attach``): 0 success; 1 the run refused or could not carry out the request
+``start``, ``stop``, ``attach``): 0 success; 1 the run refused or could not carry out the request
 (an unknown member, one that is not running, an attach client dropped for being slow);
 2 a usage error; 4 no run to talk to at that folder (none, or a stale one); 130 when an
 ``attach`` is ended with Ctrl-C.
@@ -364,14 +364,17 @@ def signal_command(args: argparse.Namespace) -> None:
         client.request("signal", name=args.name, signal=args.signal)
 
 
-def _restart_options(parser: argparse.ArgumentParser) -> None:
-    def one_member(text: str) -> str:
-        if text == "all":  # (the run would refuse it; said here, with the usage)
-            raise argparse.ArgumentTypeError("restart takes one member, not 'all'")
-        return text
+def _one_member_options(what: str) -> Options:
+    def options(parser: argparse.ArgumentParser) -> None:
+        def one_member(text: str) -> str:
+            if text == "all":  # (the run would refuse it; said here, with the usage)
+                raise argparse.ArgumentTypeError(f"{what} takes one member, not 'all'")
+            return text
 
-    parser.add_argument("name", type=one_member, metavar="NAME")
-    _run_dir_option(parser)
+        parser.add_argument("name", type=one_member, metavar="NAME")
+        _run_dir_option(parser)
+
+    return options
 
 
 def restart(args: argparse.Namespace) -> None:
@@ -380,6 +383,14 @@ def restart(args: argparse.Namespace) -> None:
         answer = client.request("restart", name=args.name)
     with printing():
         print(f"{args.name} restarted (pid {answer.get('pid')})")
+
+
+def start(args: argparse.Namespace) -> None:
+    """Start member NAME, declared with autostart = false, and wait until it is ready."""
+    with _talking(args.run_dir, timeout=None) as client:
+        answer = client.request("start", name=args.name)
+    with printing():
+        print(f"{args.name} started (pid {answer.get('pid')}) and ready")
 
 
 def _stop_options(parser: argparse.ArgumentParser) -> None:
@@ -517,7 +528,8 @@ COMMANDS: dict[str, tuple[Options, Command]] = {
     "send": (_send_options, send),
     "status": (_status_options, status),
     "signal": (_signal_options, signal_command),
-    "restart": (_restart_options, restart),
+    "restart": (_one_member_options("restart"), restart),
+    "start": (_one_member_options("start"), start),
     "stop": (_stop_options, stop),
     "attach": (_attach_options, attach),
     "test": (_test_options, test),

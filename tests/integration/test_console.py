@@ -68,7 +68,7 @@ def test_unknown_member_and_bad_commands_get_a_message(run_dir: Path) -> None:
                               "everyone); start the line with \\ to send it as it is"))
         plex.write(b":frob\n")
         plex.expect(r"unknown command ':frob'; commands: :to, :list, :signal, :restart, "
-                    r":close, :quit, :help")
+                    r":start, :close, :quit, :help")
         plex.write(b":signal c\n")
         plex.expect(r"usage: :signal NAME SIG")
         plex.write(b":to zz\n")

@@ -190,6 +190,37 @@ def test_restart_starts_a_new_instance(run_dir: Path) -> None:
         assert result.stderr.startswith("usage: pipeplex restart")
 
 
+def test_start_starts_an_autostart_false_member_of_a_running_cast(run_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """pipeplex start NAME (and :start NAME from a script) start a member declared with
+    autostart = false, and the members after it follow; what cannot be started says why."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "cat"\n'
+                    '[procs.lazy]\ncmd = "sh -c \'echo lazy up; exec cat\'"\n'
+                    'ready = "lazy up"\nautostart = false\n'
+                    '[procs.w]\ncmd = "sh -c \'echo w up; exec cat\'"\nafter = ["lazy"]\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^a +\* started")
+        refused = run("restart", "lazy", "--run-dir", run_dir)
+        assert refused.returncode == 1
+        assert "start it with pipeplex start lazy" in refused.stderr, refused.stderr
+        refused = run("start", "w", "--run-dir", run_dir)
+        assert refused.returncode == 1 and "w starts by itself" in refused.stderr
+        result = run("start", "lazy", "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+        assert re.fullmatch(r"lazy started \(pid \d+\) and ready\n", result.stdout)
+        plex.expect(r"^w +\| w up$")
+        again = run("start", "lazy", "--run-dir", run_dir)
+        assert again.returncode == 1 and "lazy was already started" in again.stderr
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 128 + signal.SIGTERM
+    script = subprocess.run([*PIPEPLEX, "run", str(cast), "--run-dir", str(tmp_path / "rd2")],
+                            input=b":start lazy\nlazy: hello\n:quit\n", capture_output=True,
+                            timeout=60)
+    out = script.stdout.decode()
+    assert "lazy started (pid" in out and "lazy | hello\n" in out, out
+
+
 def test_a_restart_storm_never_runs_two_instances_and_answers_everyone(
     run_dir: Path, tmp_path: Path
 ) -> None:

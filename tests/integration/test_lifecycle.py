@@ -97,8 +97,8 @@ def test_output_a_started_process_keeps_open_is_still_shown_after_the_exit(
     writes later still shows under its name; its writes neither fail nor kill it."""
     gate, mark = tmp_path / "gate", tmp_path / "mark"
     os.mkfifo(gate)
-    member = (f"sh -c '(read x < {gate}; echo late $x; echo late2 >&2; echo alive > {mark}) & "
-              "echo bye'")
+    member = (f"sh -c '(read x < {gate}; echo late $x; echo late2 >&2; echo alive > {mark}; "
+              "echo done) & echo bye'")
     with Pipeplex("run", "-p", f"h={member}", "-p", "keep=cat", "--on-exit", "ignore",
                   "--run-dir", run_dir) as plex:
         plex.expect(r"^h +\| bye$")
@@ -109,6 +109,7 @@ def test_output_a_started_process_keeps_open_is_still_shown_after_the_exit(
             f.write("go\n")
         seen = {plex.expect(r"^h +(\| late go|! late2)$")[1] for _ in range(2)}
         assert seen == {"| late go", "! late2"}  # (two streams: either may come first)
+        plex.expect(r"^h +\| done$")  # (it wrote its mark: it lived on after those writes)
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143
     assert mark.read_text() == "alive\n"

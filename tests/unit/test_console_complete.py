@@ -40,7 +40,7 @@ def test_names_at_the_start_of_a_line(complete: Complete) -> None:
 def test_commands(complete: Complete) -> None:
     assert complete(":re") == [(":restart ", -3)]
     assert [text for text, _ in complete(":")] == [
-        ":to ", ":list ", ":signal ", ":restart ", ":close ", ":quit ", ":help "]
+        ":to ", ":list ", ":signal ", ":restart ", ":start ", ":close ", ":quit ", ":help "]
 
 
 def test_member_arguments(complete: Complete) -> None:

@@ -102,10 +102,10 @@ def test_an_unknown_member_is_named_with_the_valid_ones() -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        (":", "a command follows the colon; commands: :to, :list, :signal, :restart, :close, "
-              ":quit, :help"),
-        (":frob", "unknown command ':frob'; commands: :to, :list, :signal, :restart, :close, "
-                  ":quit, :help"),
+        (":", "a command follows the colon; commands: :to, :list, :signal, :restart, :start, "
+              ":close, :quit, :help"),
+        (":frob", "unknown command ':frob'; commands: :to, :list, :signal, :restart, :start, "
+                  ":close, :quit, :help"),
         (":TO alice", "unknown command ':TO'; commands:"),
         (":to alice bob", "usage: :to [NAME]"),
         (":list all", "usage: :list"),

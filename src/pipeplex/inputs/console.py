@@ -59,6 +59,7 @@ __all__ = (
     "SendSignal",
     "SetTarget",
     "ShowHelp",
+    "Start",
     "console_mode",
     "parse_line",
 )
@@ -115,6 +116,13 @@ class Restart:
 
 
 @dataclass(frozen=True, slots=True)
+class Start:
+    """``:start NAME``: a member declared with ``autostart = false``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class CloseInput:
     """``:close NAME``: EOF on its stdin."""
 
@@ -133,7 +141,8 @@ class Invalid:
     message: str
 
 
-Action = SendLine | SetTarget | ListMembers | ShowHelp | SendSignal | Restart | CloseInput | Quit
+Action = (SendLine | SetTarget | ListMembers | ShowHelp | SendSignal | Restart | Start
+          | CloseInput | Quit)
 Parsed = Action | Invalid
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -141,6 +150,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("", "list the members with pid, state, uptime and restarts"),
     "signal": ("NAME SIG", "send signal SIG (TERM, INT, HUP, USR1, or a number) to NAME"),
     "restart": ("NAME", "stop NAME and start it again"),
+    "start": ("NAME", "start NAME, declared with autostart = false, and wait until it is ready"),
     "close": ("NAME", "close NAME's stdin (it reads EOF)"),
     "quit": ("", "stop the cast"),
     "help": ("", "show this help"),
@@ -225,6 +235,10 @@ def _parse_command(words: list[str], members: Sequence[str]) -> Parsed:
         if name == ALL:
             return Invalid("restart one member at a time: :restart NAME")
         return Restart(name)
+    if command == "start":
+        if name == ALL:
+            return Invalid("start one member at a time: :start NAME")
+        return Start(name)
     return CloseInput(name)
 
 
@@ -313,6 +327,8 @@ class Console:
         action = parse_line(line, self.members)
         if isinstance(action, Restart):
             return self._restart(action.name)
+        if isinstance(action, Start):
+            return self._start(action.name)
         self.carry_out(action)
         return None
 
@@ -344,6 +360,10 @@ class Console:
                 if self._tg is None:
                     raise PipeplexError("the console has ended")
                 self._tg.create_task(self._restart(action.name), name=f"restart {action.name}")
+            elif isinstance(action, Start):
+                if self._tg is None:
+                    raise PipeplexError("the console has ended")
+                self._tg.create_task(self._start(action.name), name=f"start {action.name}")
             elif isinstance(action, CloseInput):
                 router.close_input(action.name)
                 self.reply(f"closed the stdin of {action.name}", "info")
@@ -361,6 +381,14 @@ class Console:
             self.reply(f"cannot restart {name}: {exc}", "warning")
             return
         self.reply(f"{name} restarted (pid {pid})", "info")
+
+    async def _start(self, name: str) -> None:
+        try:
+            await self.engine.start(name)
+        except PipeplexError as exc:
+            self.reply(f"cannot start {name}: {exc}", "warning")
+            return
+        self.reply(f"{name} started (pid {self.engine.members[name].pid}) and ready", "info")
 
 
 async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) -> bool:

@@ -135,6 +135,7 @@ class ControlServer:
             "close": self._close,
             "signal": self._signal,
             "restart": self._restart,
+            "start": self._start,
             "stop": self._stop,
         }
 
@@ -376,6 +377,16 @@ class ControlServer:
         except PipeplexError as exc:
             raise _Refused("failed", str(exc)) from None
         return {"ok": True, "pid": pid}
+
+    async def _start(self, request: dict[str, Any], peer_pid: int) -> Answer:
+        name = self._member_name(request, allow_all=False)
+        try:
+            await self._engine.start(name)
+        except UnknownMember:
+            raise
+        except PipeplexError as exc:
+            raise _Refused("failed", str(exc)) from None
+        return {"ok": True, "pid": self._engine.members[name].pid}
 
     async def _stop(self, request: dict[str, Any], peer_pid: int) -> Answer:
         self._engine.request_stop(f"stop requested through the control socket (pid {peer_pid}): "
