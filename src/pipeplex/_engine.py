@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._bus import Bus
-from ._events import Exited, Level, Note, Output, Ready
+from ._events import Exited, Level, Note, Output, Ready, Started
 from ._outcomes import Outcomes
 from ._readiness import LineWatch, port_accepts
 from ._recent import RecentOutput
@@ -104,7 +104,7 @@ class Engine:
         self.stop_asked = False
         """A person or a client asked for the stop (not only the cast ending on its own)."""
         self.recent = RecentOutput()
-        bus.subscribe(self.recent, [Output])
+        bus.subscribe(self.recent, [Output, Started])
         self._stop: asyncio.Future[str | None] | None = None
         self._crash: asyncio.Future[None] | None = None
         self._ready: dict[str, asyncio.Future[None]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from ._events import Event, Output
+from ._events import Event, Output, Started
 
 __all__ = ("RecentOutput", "printable")
 
@@ -22,6 +22,10 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
 
 
+_RUN = "run"
+"""The mark a member's start leaves among its chunks."""
+
+
 class RecentOutput:
     """A sink that remembers the tail of every member's output, for people to read.
 
@@ -31,7 +35,9 @@ class RecentOutput:
     its last ``lines * max_line`` bytes, and decodes and splits them only when someone
     asks. stdout and stderr are followed separately: an unfinished stdout line (a prompt)
     is continued by later stdout only, never by a stderr line that arrives in between.
-    stderr lines are marked with ``! ``, and control characters are shown escaped.
+    stderr lines are marked with ``! ``, and control characters are shown escaped. Each
+    start of a member (a :class:`Started` event, when subscribed) begins a new run: what
+    earlier runs wrote is told apart from the latest run's.
     """
 
     def __init__(self, lines: int = 20, max_line: int = 300) -> None:
@@ -41,7 +47,9 @@ class RecentOutput:
         self._chunks: dict[str, deque[tuple[str, bytes]]] = {}
 
     def __call__(self, event: Event) -> None:
-        if type(event) is not Output:  # subscribed to output only; a check for direct calls
+        if type(event) is not Output:  # (subscribed to output and starts only)
+            if type(event) is Started and event.name in self._chunks:
+                self._chunks[event.name].append((_RUN, b""))
             return
         chunks = self._chunks.get(event.name)
         if chunks is None:
@@ -51,9 +59,19 @@ class RecentOutput:
 
     def tail(self, name: str) -> list[str]:
         """The last lines of ``name``, stderr ones marked with ``! ``."""
+        return self._runs(name)[1]
+
+    def _runs(self, name: str) -> tuple[int, list[str]]:
+        """The last lines of ``name`` (as :meth:`tail`), and how many of them its latest
+        run wrote (the others, before, came from earlier runs)."""
         lines: list[list[str]] = []
         open_line: dict[str, list[str]] = {}
+        latest = 0  # where the latest run's lines begin
         for stream, data in tuple(self._chunks.get(name, ())):  # (callers in other threads)
+            if stream == _RUN:
+                open_line.clear()  # (a new run does not finish the last one's line)
+                latest = len(lines)
+                continue
             pieces = data.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
             rest = pieces.pop()
             entry = open_line.pop(stream, None)
@@ -68,17 +86,27 @@ class RecentOutput:
             if rest:
                 open_line[stream] = [marker, rest]
                 lines.append(open_line[stream])
-        return [marker + printable(text[: self._max_line])
-                for marker, text in lines[-self._lines :]]
+        shown = [marker + printable(text[: self._max_line])
+                 for marker, text in lines[-self._lines :]]
+        return min(len(lines) - latest, len(shown)), shown
 
     def forget(self, name: str) -> None:
         """Drop what ``name`` wrote: a new member of that name starts with none of it."""
         self._chunks.pop(name, None)
 
     def describe(self, name: str) -> str:
-        """The recent output of ``name`` as an indented block, or a note that there was none."""
-        lines = self.tail(name)
+        """The recent output of ``name`` as an indented block, or a note that there was none.
+        Lines from runs before its latest are said to be so (a restart's readiness failure
+        must not seem to quote a line of the run that failed)."""
+        latest, lines = self._runs(name)
         if not lines:
             return f"{name} wrote nothing"
-        shown = "\n".join(f"    {line}" for line in lines)
-        return f"last output of {name}:\n{shown}"
+        if latest == len(lines):
+            shown = "\n".join(f"    {line}" for line in lines)
+            return f"last output of {name}:\n{shown}"
+        earlier = "\n".join(f"    {line}" for line in lines[: len(lines) - latest])
+        text = f"last output of {name}, from its earlier runs:\n{earlier}"
+        if not latest:
+            return f"{text}\n{name} wrote nothing in its latest run"
+        this = "\n".join(f"    {line}" for line in lines[len(lines) - latest :])
+        return f"{text}\nand from its latest run:\n{this}"

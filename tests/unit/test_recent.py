@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeplex._events import Exited, Note, Output
+from pipeplex._events import Exited, Note, Output, Started
 from pipeplex._recent import RecentOutput
 
 
@@ -118,3 +118,22 @@ def test_control_characters_are_shown_escaped() -> None:
     recent = RecentOutput()
     recent(out("web", b"before\x1b[2J\x1b[31mRED\tx\x00\x7f\xc2\x9b\n"))
     assert recent.tail("web") == ["before\\x1b[2J\\x1b[31mRED\tx\\x00\\x7f\\x9b"]
+
+
+def test_output_of_earlier_runs_is_told_apart() -> None:
+    """After a restart, what earlier runs wrote is said to be theirs: a readiness failure of
+    the latest run must not seem to quote a line of that run."""
+    recent = RecentOutput()
+    recent(Started("db", 1, ("db",), t=0.0))  # (its first start: nothing before it)
+    recent(out("db", b"listening on 1\npartial"))
+    recent(Started("db", 2, ("db",), t=0.0))
+    assert recent.describe("db") == ("last output of db, from its earlier runs:\n"
+                                     "    listening on 1\n    partial\n"
+                                     "db wrote nothing in its latest run")
+    recent(out("db", b"more\n"))  # (does not finish the earlier run's line)
+    assert recent.describe("db") == ("last output of db, from its earlier runs:\n"
+                                     "    listening on 1\n    partial\n"
+                                     "and from its latest run:\n    more")
+    recent(Started("web", 3, ("web",), t=0.0))
+    recent(out("web", b"up\n"))
+    assert recent.describe("web") == "last output of web:\n    up"
