@@ -670,6 +670,8 @@ def test_a_restart_waiting_for_a_run_that_never_got_ready_says_so(tmp_path: Path
         mark = await _seen(engine, recorder, "srv", "started", mark)
         await _open(cli_gate)  # cli exits 2: its restart waits for srv
         await _seen(engine, recorder, "cli", "waiting for srv to be ready again", mark)
+        states = {record["name"]: record["state"] for record in engine.status()}
+        assert states["cli"] == "pending", states  # (its restart waits: not "exited")
         engine.request_stop()
         await asyncio.wait_for(run, 30)
         return _summaries(recorder)

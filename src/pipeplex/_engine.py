@@ -288,6 +288,9 @@ class Engine:
         records = []
         for member in self.members.values():
             record = member.statistics()
+            if (record["state"] == "exited" and member.name in self.outcomes.waiting_for
+                    and member.name in self._supervising):
+                record["state"] = "pending"  # its next run waits for a member it starts after
             record["restarts"] = self.restarts[member.name]
             record["uptime"] = (
                 round(time.monotonic() - member.started_at, 3)
