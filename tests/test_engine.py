@@ -773,8 +773,9 @@ def test_a_member_after_one_that_ended_for_good_is_not_started_again(tmp_path: P
 
 
 def test_starting_a_member_after_one_that_ended_for_good_fails_with_why(tmp_path: Path) -> None:
-    """A start (a scenario's start step) of lazy, which starts after db, once db was killed:
-    it fails at once, saying so, rather than starting lazy with the dead db's {port}."""
+    """A start (a scenario's start step) of lazy, which starts after db, once db failed:
+    it fails at once, saying so, rather than starting lazy with the dead db's {port}; and
+    it starts once db runs again, as the refusal says."""
     gate = tmp_path / "gate"
     os.mkfifo(gate)
     lazy = ProcSpec("lazy", ("sh", "-c", "echo lazy got {port}; exec cat"), after=("db",),
@@ -787,10 +788,13 @@ def test_starting_a_member_after_one_that_ended_for_good_fails_with_why(tmp_path
         await _open(gate)
         await _seen(engine, recorder, "db", "exited")
         try:
+            try:
+                await asyncio.wait_for(engine.start("lazy"), 30)
+                result = "started"
+            except PipeplexError as exc:
+                result = str(exc)
+            await asyncio.wait_for(engine.restart("db"), 30)
             await asyncio.wait_for(engine.start("lazy"), 30)
-            result = "started"
-        except PipeplexError as exc:
-            result = str(exc)
         finally:
             engine.release()
             engine.request_stop()
@@ -798,9 +802,45 @@ def test_starting_a_member_after_one_that_ended_for_good_fails_with_why(tmp_path
         return result, [e.name for e in recorder.events if isinstance(e, Started)]
 
     result, started = asyncio.run(scenario())
-    assert result == ("lazy was not started: it starts after db, which exited with code 3; "
-                      "restart db first")
-    assert started == ["db"]
+    assert result == "lazy starts after db, which exited with code 3; restart db first"
+    assert started == ["db", "db", "lazy"]
+
+
+def test_members_held_back_at_their_first_start_start_once_asked(tmp_path: Path) -> None:
+    """db ends for good while app still waits for slow: app is held back before it ever
+    ran, and web, after app, is not started either, each saying why. Once db runs again,
+    restarting app and web starts them."""
+    db_gate, slow_gate = tmp_path / "db-gate", tmp_path / "slow-gate"
+    os.mkfifo(db_gate)
+    os.mkfifo(slow_gate)
+    slow = ProcSpec("slow", ("sh", "-c", f"read x < {slow_gate}; echo up; exec cat"),
+                    ready="up")
+    app = ProcSpec("app", ("cat",), after=("db", "slow"))
+    web = ProcSpec("web", ("cat",), after=("app",))
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        engine, recorder = _engine(_db_that_fails(db_gate), slow, app, web)
+        run = await _running(engine, "db")
+        await _open(db_gate)
+        mark = await _seen(engine, recorder, "db", "exited")
+        await _open(slow_gate)
+        await _seen(engine, recorder, "web", "not started", mark)
+        try:
+            await asyncio.wait_for(engine.restart("db"), 30)
+            await asyncio.wait_for(engine.restart("app"), 30)
+            await asyncio.wait_for(engine.restart("web"), 30)
+        finally:
+            engine.request_stop()
+            await asyncio.wait_for(run, 30)
+        notes = [f"{e.name}: {e.text}" for e in recorder.events
+                 if isinstance(e, Note) and e.name in ("app", "web")]
+        return notes, [e.name for e in recorder.events if isinstance(e, Started)]
+
+    notes, started = asyncio.run(scenario())
+    held = "it starts after db, which exited with code 3; restart db first"
+    assert f"app: not started: {held}" in notes, notes
+    assert f"web: not started: app was not started: {held}" in notes, notes
+    assert started == ["db", "slow", "db", "app", "web"]
 
 
 def test_a_member_added_in_the_place_of_one_that_ended_is_stopped_after_its_dependents(
@@ -831,6 +871,15 @@ def test_a_member_added_in_the_place_of_one_that_ended_is_stopped_after_its_depe
         return [e.name for e in recorder.events[mark:] if isinstance(e, Exited)]
 
     assert asyncio.run(scenario()) == ["client", "server"]
+
+
+def test_the_stop_order_of_a_long_chain() -> None:
+    """A chain of 2000 members (each after the one before) stops from its end to its
+    start, one at a time: worked out without recursion, which such a chain would exhaust."""
+    chain = [ProcSpec("m0", ("true",))] + [
+        ProcSpec(f"m{i}", ("true",), after=(f"m{i - 1}",)) for i in range(1, 2000)]
+    engine, _ = _engine(*reversed(chain))  # (the last first: the deepest look-ups)
+    assert engine._stop_order() == [[f"m{i}"] for i in reversed(range(2000))]
 
 
 def test_a_run_being_stopped_for_a_restart_is_not_made_ready(tmp_path: Path) -> None:

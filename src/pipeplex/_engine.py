@@ -193,8 +193,10 @@ class Engine:
             self.bus.publish(Note("skipping the grace period: SIGKILL to every member",
                                   level="warning"))
 
-    async def restart(self, name: str) -> int:
-        """Stop member ``name`` (the usual escalation) and start it again.
+    async def restart(self, name: str, *, stdin_first: bool = False) -> int:
+        """Stop member ``name`` (the usual escalation) and start it again. ``stdin_first``:
+        it gets :data:`EOF_GRACE` to end at EOF first (a console's restart: the lines sent
+        just before get their answers).
 
         Works on a running member and on one that has ended while the cast goes on; the
         member's on_exit policy does not apply to this stop. Returns the new instance's pid
@@ -212,7 +214,7 @@ class Engine:
         member = self.router.resolve(name)[0]
         if self._tg is None or self._stop is None or self.stopping:
             raise PipeplexError("the cast is stopping; nothing can be restarted")
-        if member.state == "pending":
+        if member.state == "pending" and name in self._supervising:
             requested = self._start_requested.get(name)
             if requested is not None and not requested.done():
                 why = f"autostart = false: start it with pipeplex start {name}, :start {name}"
@@ -224,17 +226,19 @@ class Engine:
             # Its spawn failed (NotReady, SpawnError) and its name is free for a new one.
             raise PipeplexError(f"{name} did not start again: it failed to start or to get ready")
         restarted = self._restarted.get(name)
-        gone = sorted(dep for dep in self._dependencies(name)
-                      if self._ended_for_good(dep) is not None)
-        if gone and (restarted is None or restarted.done()):  # (it is left as it is)
-            raise PipeplexError(f"{name} starts after {gone[0]}, "
-                                f"{self._ended_for_good(gone[0])}; restart {gone[0]} first")
+        held = self._held_back_by(name)
+        if held is not None and (restarted is None or restarted.done()):  # (left as it is)
+            raise PipeplexError(f"{name} {held}")
+        if member.pid is None and name not in self._supervising:
+            # Held back before it ever ran (a member it starts after ended for good), or
+            # never started (one failed): started now, as at first.
+            self._restart_anew(name)
         if restarted is None or restarted.done():
             restarted = self._restarted[name] = asyncio.get_running_loop().create_future()
             self.bus.publish(Note("restarting on request", name=name))
             if member.running:
                 self._restart_requested.add(name)
-                await self._to_the_end(self.stopper.stop(member))
+                await self._to_the_end(self.stopper.stop(member, stdin_first=stdin_first))
             elif name in self._supervising:
                 # It has exited and its supervisor is not done with it (its output still
                 # drains, or it waits out a restart's backoff): that supervisor starts it
@@ -265,14 +269,24 @@ class Engine:
         if requested is None:
             raise PipeplexError(f"{name} starts by itself (only autostart = false members "
                                 "are started on request)")
-        if requested.done():
+        member = self.members[name]
+        again = requested.done() and member.pid is None and name not in self._supervising
+        if requested.done() and not again:
             raise PipeplexError(f"{name} was already started")
-        blocked_by = next((found for dep in self.members[name].spec.after
+        blocked_by = next((found for dep in member.spec.after
                            if (found := self._unrequested(dep)) is not None), None)
         if blocked_by is not None:  # it would wait for ever: say for whom (and start nothing)
             raise PipeplexError(f"{name} starts after {blocked_by}, which has autostart = "
                                 f"false and was not started: start {blocked_by} first")
-        requested.set_result(None)
+        held = self._held_back_by(name)
+        if held is not None:
+            raise PipeplexError(f"{name} {held}")
+        if again:  # it was held back before: asked again, it starts now
+            self._restart_anew(name)
+            self._busy += 1
+            self._start_supervisor(member)
+        else:
+            requested.set_result(None)
         assert self._stop is not None
         await first(self._ready[name], self._stop)
         if not self._ready[name].done():
@@ -573,8 +587,10 @@ class Engine:
             if self.stopping:
                 return False
             if self._failed_to_start(dep):
-                self.bus.publish(Note(f"not started: {dep} did not become ready",
-                                      name=member.name, level="error"))
+                held = self.outcomes.ended_for_good.get(dep)  # ("which was not started: ...")
+                why = f"{dep} {held.removeprefix('which ')}" if held else (
+                    f"{dep} did not become ready")
+                self.bus.publish(Note(f"not started: {why}", name=member.name, level="error"))
                 if member.name in self._added:
                     # Whoever waits for this one (a spawn, a load, its own dependents)
                     # learns that it will not start either, and why.
@@ -716,6 +732,7 @@ class Engine:
                 attempt = 0
             self._down_after_failure.pop(member.name, None)
             self.outcomes.cannot_start.pop(member.name, None)
+            self.outcomes.ended_for_good.pop(member.name, None)
             # From its exit on, members that (re)start after it wait for its next run; not
             # once its supervisor has ended (it may see the exit first): no run will come.
             self._up_now.discard(member.name)
@@ -933,9 +950,9 @@ class Engine:
         announced = False
         while not self.stopping:
             deps = self._dependencies(member.name)
-            gone = sorted(dep for dep in deps if self._ended_for_good(dep) is not None)
-            if gone:
-                self._not_started_after(member, gone)
+            held = self._held_back_by(member.name)
+            if held is not None:
+                self._not_started_after(member, held)
                 return False
             down = sorted(dep for dep in deps if dep in self._up and not self._up[dep].done())
             if not down:
@@ -949,6 +966,31 @@ class Engine:
                 self._announce(member, f"waiting for {', '.join(down)} to be ready again")
             await first(*(self._up[dep] for dep in down), self._stop)
         return False
+
+    def _held_back_by(self, name: str) -> str | None:
+        """Why ``name`` cannot (re)start now, as "starts after db, which exited with code
+        3; restart db first": a member it starts after ended for good (the one at the root,
+        when that one in turn starts after another that did); None if none did."""
+        gone = self._gone_before(name)
+        if not gone:
+            return None
+        dep = gone[0]
+        return f"starts after {dep}, {self._ended_for_good(dep)}; restart {dep} first"
+
+    def _gone_before(self, name: str) -> list[str]:
+        """The members ``name`` starts after that ended for good, a root one first."""
+        gone = sorted(dep for dep in self._dependencies(name)
+                      if self._ended_for_good(dep) is not None)
+        gone.sort(key=lambda dep: any(self._ended_for_good(d) is not None
+                                      for d in self._dependencies(dep)))
+        return gone
+
+    def _restart_anew(self, name: str) -> None:
+        """A member that never ran, held back or left behind by a failure, is to start as at
+        first: what said it failed to start is forgotten."""
+        if self._failed_to_start(name):
+            self._ready[name] = asyncio.get_running_loop().create_future()
+        self.outcomes.ended_for_good.pop(name, None)
 
     def _ended_for_good(self, name: str) -> str | None:
         """How ``name`` ended, as "which ...", if it ended on its own and nothing will start
@@ -965,21 +1007,22 @@ class Engine:
         how = describe_returncode(member.returncode)
         return f"which {'' if how.startswith('exited') else 'was '}{how}"
 
-    def _not_started_after(self, member: Process, gone: list[str]) -> None:
-        """``member`` starts after members that ended for good: its (re)start does not
-        happen (not with the values of a run that is gone), and it says why."""
+    def _not_started_after(self, member: Process, held: str) -> None:
+        """``member`` starts after a member that ended for good (``held`` says which and
+        how): its (re)start does not happen (not with the values of a run that is gone),
+        and it says why. It may be (re)started by request once that member runs again."""
+        gone = self._gone_before(member.name)
         dep = gone[0]
         which = self._ended_for_good(dep)
         assert which is not None
         again = " again" if member.pid is not None else ""
-        reason = f"it starts after {dep}, {which}"
         self.outcomes.waiting_for[member.name] = dep
-        self.outcomes.waiting_among[member.name] = tuple(gone)
-        self.outcomes.why_failed.setdefault(dep, which)
-        self._not_started_because[member.name] = reason
-        self._announce(member, f"not started{again}: {reason}; restart {dep} first", "warning")
-        self._fail_start(member.name, PipeplexError(
-            f"{member.name} was not started: {reason}; restart {dep} first"))
+        self.outcomes.waiting_among[member.name] = (dep, *(d for d in gone if d != dep))
+        self.outcomes.ended_for_good[dep] = which
+        self.outcomes.ended_for_good[member.name] = f"which was not started{again}: it {held}"
+        self._not_started_because[member.name] = f"it {held}"
+        self._announce(member, f"not started{again}: it {held}", "warning")
+        self._fail_start(member.name, PipeplexError(f"{member.name} was not started: it {held}"))
 
     async def _not_ready(self, member: Process, waiting_for: str = "", *,
                          what: str | None = None, why: str | None = None) -> None:
@@ -1042,19 +1085,29 @@ class Engine:
         for i, names in enumerate(reversed(waves)):
             for name in names:
                 base.setdefault(name, i)
+        # A member's rank: its base, or one more than that of any member that starts after
+        # it, if higher; worked out from those nobody starts after, towards their
+        # dependencies (iteratively: a chain may be a thousand members long).
+        after_it: dict[str, list[str]] = {name: [] for name in self.members}
+        for member in self.members.values():
+            for dep in set(member.spec.after):
+                if dep in after_it and dep != member.name:
+                    after_it[dep].append(member.name)
+        waiting = {name: len(names) for name, names in after_it.items()}
+        todo = [name for name, count in waiting.items() if count == 0]
         rank: dict[str, int] = {}
-
-        def rank_of(name: str, seen: frozenset[str] = frozenset()) -> int:
-            if name not in rank:
-                after_it = [m.name for m in self.members.values()
-                            if name in m.spec.after and m.name not in seen]
-                rank[name] = max([base.get(name, 0)] + [rank_of(n, seen | {name}) + 1
-                                                        for n in after_it])
-            return rank[name]
-
+        while todo:
+            name = todo.pop()
+            rank[name] = max([base.get(name, 0)] + [rank[n] + 1 for n in after_it[name]])
+            for dep in set(self.members[name].spec.after):
+                if dep in waiting and dep != name:
+                    waiting[dep] -= 1
+                    if waiting[dep] == 0:
+                        todo.append(dep)
+        last = max(rank.values(), default=0) + 1  # (for a member in a cycle, never ranked)
         order: dict[int, list[str]] = {}
         for name in self.members:
-            order.setdefault(rank_of(name), []).append(name)
+            order.setdefault(rank.get(name, last), []).append(name)
         return [order[r] for r in sorted(order)]
 
     def own_children(self) -> set[int]:

@@ -46,6 +46,9 @@ class Outcomes:
         self.why_failed: dict[str, str] = {}
         """Per member that could not start, get ready or go on, the reason as the summary of
         a member that waited for it gives it: "which gave up after 5 restarts"."""
+        self.ended_for_good: dict[str, str] = {}
+        """Per member that held others back until it runs again (it ended for good, or was
+        itself held back), the reason as their summaries give it; gone once it starts."""
         self.cannot_start: dict[str, str] = {}
         """Per member whose program could not be started, the reason (for its summary)."""
         self._settled: dict[str, str] = {}
@@ -64,7 +67,7 @@ class Outcomes:
                 self._settled[waiter] = f"waited for {name}, {self.why_not_ready(name)}"
                 del self.waiting_for[waiter]
         for table in (self.waiting_for, self.waiting_among, self.why_failed,
-                      self.cannot_start, self._settled):
+                      self.ended_for_good, self.cannot_start, self._settled):
             table.pop(name, None)
 
     def why_not_ready(self, name: str, seen: frozenset[str] = frozenset()) -> str:
@@ -72,6 +75,8 @@ class Outcomes:
         "which gave up after 5 restarts", "which waited for db, which exited with ..."."""
         if name in self.why_failed:
             return self.why_failed[name]
+        if name in self.ended_for_good:
+            return self.ended_for_good[name]
         member = self._members[name]
         if member.pid is None:
             if name in self._settled:
@@ -91,7 +96,7 @@ class Outcomes:
     def first_failed(self, name: str) -> str:
         """The member at the end of a chain of members that waited for one another."""
         seen = {name}
-        while name not in self.why_failed and self._members[name].pid is None:
+        while not self._failed(name) and self._members[name].pid is None:
             dep = self.waiting_for.get(name)
             if dep is None or dep in seen:
                 break
@@ -102,7 +107,11 @@ class Outcomes:
     def held_back(self, dep: str) -> bool:
         """Whether ``dep`` kept those waiting for it from starting: it failed, or was not
         ready; else (ready just as the cast began to stop) the stop came first."""
-        return dep in self.why_failed or not self._was_up(dep)
+        return self._failed(dep) or not self._was_up(dep)
+
+    def _failed(self, name: str) -> bool:
+        """Whether ``name`` failed, or ended for good, in a way its waiters' summaries say."""
+        return name in self.why_failed or name in self.ended_for_good
 
     def _was_up(self, name: str) -> bool:
         """Whether ``name``'s run was ready when the cast began to stop (before that: its
@@ -117,10 +126,10 @@ class Outcomes:
         one whose failure kept it waiting is named before the one it happened to be waiting
         for (a slow db beside a cache that failed)."""
         dep = self.waiting_for.get(name)
-        if dep is None or self.first_failed(dep) in self.why_failed:
+        if dep is None or self._failed(self.first_failed(dep)):
             return dep
         for other in self.waiting_among.get(name, ()):
-            if other in self._members and self.first_failed(other) in self.why_failed:
+            if other in self._members and self._failed(self.first_failed(other)):
                 return other
         return dep
 

@@ -82,8 +82,10 @@ class Stopper:
         self._force.set_result(None)
         return True
 
-    async def stop(self, member: Process) -> None:
-        """Close stdin, SIGTERM the group, wait the grace, SIGKILL; each step announced."""
+    async def stop(self, member: Process, *, stdin_first: bool = False) -> None:
+        """Close stdin, SIGTERM the group, wait the grace, SIGKILL; each step announced.
+        ``stdin_first``: the member gets :data:`EOF_GRACE` to end at EOF first (as every
+        member does when the stopper's ``stdin_grace`` says so)."""
         assert self._force is not None
         if member.pid is None:
             return
@@ -102,12 +104,13 @@ class Stopper:
         loop = asyncio.get_running_loop()
         termed_at: float | None = None
         killed = False
-        if self.stdin_grace:
+        stdin_grace = max(self.stdin_grace, EOF_GRACE if stdin_first else 0.0)
+        if stdin_grace:
             # Many programs end cleanly at EOF on stdin; give them that chance first.
             self._announce(member, "closed its stdin")
-            await first(exit_seen, self._force, within=self.stdin_grace)
+            await first(exit_seen, self._force, within=stdin_grace)
             if not exit_seen.done():
-                self._announce(member, f"still running {self.stdin_grace:.1f} s after its "
+                self._announce(member, f"still running {stdin_grace:.1f} s after its "
                                        "stdin closed; sent SIGTERM to its process group")
         else:
             self._announce(member, "closed its stdin; sent SIGTERM to its process group")

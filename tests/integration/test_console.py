@@ -156,8 +156,9 @@ def test_a_status_set_before_a_restart_is_explained(run_dir: Path) -> None:
 
 def test_a_scripts_line_after_a_restart_reaches_the_new_instance(run_dir: Path) -> None:
     """In a script, the line after :restart waits for the restart: the new instance gets
-    it, rather than the one being stopped (which lost it, though it was recorded sent)."""
-    script = b":restart c\nc: hello after restart\n:quit\n"
+    it, rather than the one being stopped (which lost it, though it was recorded sent);
+    and the line before it, still unread by the old instance, is read before it ends."""
+    script = b"c: hello before\n:restart c\nc: hello after restart\n:quit\n"
     result = subprocess.run([*PIPEPLEX, "run", "-p", "c=cat", "--run-dir", str(run_dir)],
                             input=script, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stdout
@@ -165,6 +166,8 @@ def test_a_scripts_line_after_a_restart_reaches_the_new_instance(run_dir: Path) 
     assert "c restarted (pid" in out
     assert "c | hello after restart\n" in out, out
     assert out.index("c restarted (pid") < out.index("c | hello after restart")
+    # The line before it is answered too: like :quit, the restart closes stdin first.
+    assert "c | hello before\n" in out and "c * exited with code 0" in out, out
 
 
 def test_quit_stops_the_cast(run_dir: Path) -> None:

@@ -178,16 +178,25 @@ class CastSpec:
         """
         depth: dict[str, int] = {}
         by_name = {p.name: p for p in self.procs}
-
-        def depth_of(name: str) -> int:
-            if name not in depth:
-                deps = by_name[name].after
-                depth[name] = 1 + max((depth_of(d) for d in deps), default=-1)
-            return depth[name]
+        for proc in self.procs:  # (depth first, without recursion: a chain may be long)
+            todo = [proc.name]
+            while todo:
+                name = todo[-1]
+                if name in depth:
+                    todo.pop()
+                    continue
+                missing = [d for d in by_name[name].after if d not in depth]
+                if not missing:
+                    depth[name] = 1 + max((depth[d] for d in by_name[name].after), default=-1)
+                    todo.pop()
+                elif any(d in todo for d in missing):  # (validate_cast says so first)
+                    raise ValueError(f"{name} starts after itself, through its after")
+                else:
+                    todo.extend(missing)
 
         waves: list[list[ProcSpec]] = []
         for proc in self.procs:
-            d = depth_of(proc.name)
+            d = depth[proc.name]
             while len(waves) <= d:
                 waves.append([])
             waves[d].append(proc)

@@ -376,7 +376,7 @@ class Console:
 
     async def _restart(self, name: str) -> None:
         try:
-            pid = await self.engine.restart(name)
+            pid = await self.engine.restart(name, stdin_first=True)
         except PipeplexError as exc:
             self.reply(f"cannot restart {name}: {exc}", "warning")
             return
@@ -406,6 +406,7 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) 
     queued: deque[str] = deque()
     more = asyncio.Event()
     ended: list[bool] = []  # [hangup] once the input ended
+    hung: asyncio.Future[None] = loop.create_future()  # (a terminal's hangup: at once)
     pending = b""
     reading = False
 
@@ -429,6 +430,8 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) 
             queued.append(pending.decode("utf-8", "surrogateescape"))
             pending = b""
         ended.append(hangup or hung_up(own))
+        if ended[0] and not hung.done():
+            hung.set_result(None)
         more.set()
 
     def readable() -> None:
@@ -459,7 +462,15 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) 
             while queued:
                 work = handle(queued.popleft())
                 if work is not None:
-                    await work
+                    # A hangup meanwhile does not wait for it: the run stops at once.
+                    task = asyncio.ensure_future(work)
+                    try:
+                        await asyncio.wait((task, hung), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        task.cancel()  # (nothing, once it is done)
+                    if not task.done() or task.cancelled():
+                        return True
+                    task.result()
             if ended:
                 return ended[0]
             if regular:  # (always "readable", which epoll refuses: read in chunks)
