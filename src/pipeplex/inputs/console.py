@@ -322,8 +322,9 @@ class Console:
         self.carry_out(parse_line(line, self.members))
 
     def _in_order(self, line: str) -> Awaitable[None] | None:
-        """A script's line: as :meth:`handle_line`, but a restart is awaited before the
-        next line (which then reaches the new instance, not the one being stopped)."""
+        """A script's line: as :meth:`handle_line`, but a restart or a start is awaited
+        before the next line (which then reaches the new instance, not the one being
+        stopped, or the member just started)."""
         action = parse_line(line, self.members)
         if isinstance(action, Restart):
             return self._restart(action.name)
