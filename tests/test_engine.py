@@ -24,6 +24,7 @@ from pipeplex import (
 from pipeplex._engine import BACKOFF_CAP, Engine
 from pipeplex.errors import PipeplexError
 from pipeplex.participants import process
+from pipeplex.scenario.run import _why_gone
 
 
 class Recorder:
@@ -709,6 +710,33 @@ def _db_that_fails(gate: Path) -> ProcSpec:
                     ready=r"listening on (?P<port>\d+)", on_exit="ignore")
 
 
+def test_a_start_the_stop_came_before_says_why_the_cast_stopped() -> None:
+    """A member asked to start once the cast has begun to stop (another ended, with
+    on_exit = "stop"): the refusal gives the stop's reason, not only that it is stopping."""
+    late = ProcSpec("late", ("cat",), autostart=False)
+
+    async def scenario() -> str:
+        engine, _ = _engine(ProcSpec("a", ("cat",)), late)
+        run = await _running_began(engine)
+        engine.request_stop("a exited with code 0; stopping the cast (on_exit = stop)")
+        try:
+            await asyncio.wait_for(engine.start("late"), 30)
+            return "started"
+        except PipeplexError as exc:
+            return str(exc)
+        finally:
+            await asyncio.wait_for(run, 30)
+
+    assert asyncio.run(scenario()) == ("late did not start: the cast began to stop: a exited "
+                                       "with code 0; stopping the cast (on_exit = stop)")
+
+
+async def _running_began(engine: Engine) -> asyncio.Future[int]:
+    run = asyncio.ensure_future(engine.run())
+    await engine.wait_began()
+    return run
+
+
 def test_a_restart_after_a_member_that_ended_for_good_is_refused(tmp_path: Path) -> None:
     """db failed and nothing will start it again: a restart of app, which starts after it,
     is refused at once (app is left running), rather than made with db's old {port};
@@ -753,7 +781,7 @@ def test_a_member_after_one_that_ended_for_good_is_not_started_again(tmp_path: P
     app = ProcSpec("app", ("sh", "-c", f"echo app got {{port}}; read x < {app_gate}; exit 1"),
                    after=("db",), on_exit="restart")
 
-    async def scenario() -> tuple[int, list[str], dict[str | None, str]]:
+    async def scenario() -> tuple[int, list[str], dict[str | None, str], str]:
         engine, recorder = _engine(_db_that_fails(db_gate), app, delays=[])
         run = await _running(engine, "db")
         mark = await _seen(engine, recorder, "app", "| app got")
@@ -762,12 +790,15 @@ def test_a_member_after_one_that_ended_for_good_is_not_started_again(tmp_path: P
         await _open(app_gate)
         status = await asyncio.wait_for(run, 30)  # nothing is left to run
         app_notes = [e.text for e in recorder.events if isinstance(e, Note) and e.name == "app"]
-        return status, app_notes, _summaries(recorder)
+        return status, app_notes, _summaries(recorder), _why_gone(engine, "app")
 
-    status, app_notes, summaries = asyncio.run(scenario())
+    status, app_notes, summaries, why = asyncio.run(scenario())
     assert status == 3
     assert ("not started again: it starts after db, which exited with code 3; restart db "
             "first") in app_notes
+    # (what a step's failure on app adds: why it is gone for good)
+    assert why == ("; it was not started again: it starts after db, which exited with code 3; "
+                   "restart db first")
     assert summaries["app"].endswith("; not started again (waited for db, which exited with "
                                      "code 3)"), summaries
 

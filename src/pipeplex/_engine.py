@@ -294,7 +294,9 @@ class Engine:
             if member.returncode is not None:
                 raise PipeplexError(f"{name} {describe_returncode(member.returncode)} before it "
                                     f"was ready\n{self.recent.describe(name)}")
-            raise PipeplexError(f"{name} did not become ready (the cast is stopping)")
+            why = f": {self.stop_reason}" if self.stop_reason else ""
+            started = "become ready" if member.pid is not None else "start"
+            raise PipeplexError(f"{name} did not {started}: the cast began to stop{why}")
         self._ready[name].result()  # raises why an added member did not get ready
 
     def status(self) -> list[dict[str, Any]]:
@@ -966,6 +968,13 @@ class Engine:
                 self._announce(member, f"waiting for {', '.join(down)} to be ready again")
             await first(*(self._up[dep] for dep in down), self._stop)
         return False
+
+    def will_restart(self, name: str) -> bool:
+        """Whether an exit of ``name`` is followed by a next run, by its policy
+        (``on_exit = "restart"``, and it has not given up or been stopped)."""
+        member = self.members.get(name)
+        return (member is not None and member.spec.on_exit == "restart" and not self.stopping
+                and name in self._supervising)
 
     def _held_back_by(self, name: str) -> str | None:
         """Why ``name`` cannot (re)start now, as "starts after db, which exited with code

@@ -104,6 +104,33 @@ def test_wait_exit_without_code_waits_but_does_not_excuse_a_crash(tmp_path: Path
     assert run("test", checked).returncode == 0
 
 
+def test_an_expect_waits_through_a_restart(tmp_path: Path) -> None:
+    """A poller that ends with 0 and is restarted: an expect for its next run's first line,
+    begun at its exit (in the restart's pause), waits for that run rather than failing."""
+    case = _scenario(tmp_path, "[procs.poller]\ncmd = \"sh -c 'echo poll; echo done'\"\n"
+                     "on_exit = 'restart'\nmax_restarts = 100\n"
+                     "[[step]]\nexpect = '^done$'\nin = 'poller'\n"
+                     "[[step]]\nexpect = '^poll$'\nin = 'poller'\n")
+    result = run("test", "-v", case)
+    assert result.returncode == 0, result.stdout
+
+
+def test_wait_exit_with_code_accounts_for_that_exit_only(tmp_path: Path) -> None:
+    """A restarting worker's first run ends with 0, checked by wait_exit; its next run
+    crashes with 5: that crash still fails the scenario."""
+    runs = tmp_path / "runs"
+    worker = (f"if [ -e {runs} ]; then echo second run; exit 5; fi; touch {runs}; "
+              "echo first run; exit 0")
+    case = _scenario(tmp_path, f"[procs.worker]\ncmd = {json.dumps(['sh', '-c', worker])}\n"
+                     "on_exit = 'restart'\n"
+                     "[[step]]\nwait_exit = 'worker'\ncode = 0\n"
+                     "[[step]]\nexpect = '^second run$'\nin = 'worker'\n"
+                     "[[step]]\nwait_exit = 'worker'\n")
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert "worker exited with code 5" in result.stdout
+
+
 @pytest.mark.parametrize("verbose", [True, False])
 def test_a_reader_that_leaves_ends_the_test_quietly(tmp_path: Path, verbose: bool) -> None:
     """pipeplex test [-v] | head: the closed pipe ends it, status 1, no traceback, and no

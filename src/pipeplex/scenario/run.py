@@ -41,6 +41,9 @@ class StepResult:
     step: Step
     seconds: float
     error: StepFailed | None = None
+    checked_exit: tuple[str, float] | None = None
+    """A ``wait_exit`` step with ``code``: the member and when the exit it checked came
+    (that exit is accounted for; another run's is not)."""
 
     @property
     def ok(self) -> bool:
@@ -68,8 +71,8 @@ async def run_steps(
             continue
         began = time.monotonic()
         try:
-            await _run_step(step, scenario, engine, matcher)
-            result = StepResult(step, time.monotonic() - began)
+            checked = await _run_step(step, scenario, engine, matcher)
+            result = StepResult(step, time.monotonic() - began, checked_exit=checked)
         except StepFailed as exc:
             result = StepResult(step, time.monotonic() - began, exc)
         results.append(result)
@@ -90,7 +93,11 @@ async def _expect(step: Step, engine: Engine, matcher: Matcher, names: list[str]
             why = "has" if blocked == step.target else f"starts after {blocked}, which has"
             raise StepFailed(step, f"{step.target} was never started: it {why} autostart = "
                                    f"false, and no start step started it", member=step.target)
-        return await matcher.expect(names, [value], timeout=timeout, stream=step.stream)
+        # A member that its policy restarts has not ended at an exit: the step waits for
+        # its next run (up to its timeout; one that gives up is said in the report).
+        restarts = engine.will_restart(step.target)
+        return await matcher.expect(names, [value], timeout=timeout, stream=step.stream,
+                                    watch_exits=() if restarts else None)
     running = [n for n in names if engine.members[n].running]
     deadline = time.monotonic() + timeout
     while True:
@@ -131,7 +138,9 @@ def _value(step: Step, variables: dict[str, str]) -> str:
     return pattern
 
 
-async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Matcher) -> None:
+async def _run_step(step: Step, scenario: Scenario, engine: Engine,
+                    matcher: Matcher) -> tuple[str, float] | None:
+    """Carry out ``step``; for a ``wait_exit`` with ``code``, the exit it checked."""
     variables = engine.variables
     value = _value(step, variables)
     timeout = step.timeout or scenario.timeout
@@ -172,6 +181,9 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
                 raise StepFailed(step, f"{value} {describe_returncode(code)}, expected code "
                                  f"{step.code}{hint}\n{engine.recent.describe(value)}",
                                  member=value)
+            if step.code is not None:
+                assert process.ended_at is not None
+                return value, process.ended_at
         elif step.action == "signal":
             assert step.target is not None
             if not engine.router.signal(step.target, parse_signal(value)):
@@ -206,11 +218,28 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
         raise StepFailed(step, f"not seen within {exc.waited:.1f} s{hint}\n{exc.recent}",
                          member=who, waited=exc.waited) from None
     except UnexpectedExit as exc:
-        raise StepFailed(step, f"{exc.name} {describe_returncode(exc.returncode)} after "
-                         f"{exc.waited:.1f} s, while this step waited\n{exc.recent}",
-                         member=exc.name, waited=exc.waited) from None
+        how = describe_returncode(exc.returncode)
+        when = (f"{exc.waited:.1f} s into this step" if exc.waited >= 0.05
+                else "as this step began")
+        raise StepFailed(step, f"{exc.name} {how} {when}{_why_gone(engine, exc.name)}\n"
+                         f"{exc.recent}", member=exc.name, waited=exc.waited) from None
     except StepFailed:
         raise
     except PipeplexError as exc:
-        raise StepFailed(step, str(exc),
+        why = "" if engine.stop_reason and engine.stop_reason in str(exc) else (
+            _why_gone(engine, None))
+        raise StepFailed(step, f"{exc}{why}",
                          member=value if step.action == "start" else step.target) from None
+    return None
+
+
+def _why_gone(engine: Engine, name: str | None) -> str:
+    """What else a failure must say: that ``name`` will not be started again, and why (a
+    member it starts after ended for good); or why the cast is stopping, when that is not
+    the step's own doing (a member with on_exit = "stop" that ended)."""
+    held = engine.outcomes.ended_for_good.get(name, "") if name is not None else ""
+    if held.startswith("which was not started"):
+        return f"; it {held.removeprefix('which ')}"
+    if engine.stopping and engine.stop_reason:
+        return f" (the cast was stopping: {engine.stop_reason})"
+    return ""

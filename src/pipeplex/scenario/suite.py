@@ -111,9 +111,11 @@ async def run_scenario(
             logs.close()
     outcome.seconds = time.monotonic() - began
     failed = next((r for r in outcome.steps if r.error is not None), None)
-    awaited = _awaited(outcome.steps)
-    failures = [f for i, f in enumerate(engine.failures)  # (a member's first failure)
-                if f.name not in awaited and all(g.name != f.name for g in engine.failures[:i])]
+    # The exits a passing wait_exit with code checked are accounted for; of the others,
+    # each member's first failure.
+    checked = {r.checked_exit for r in outcome.steps if r.ok and r.checked_exit is not None}
+    own = [f for f in engine.failures if (f.name, f.at) not in checked]
+    failures = [f for i, f in enumerate(own) if all(g.name != f.name for g in own[:i])]
     if failed is not None and failed.error is not None:
         # What else failed on its own may be why (a server that crashed under its client),
         # and a cast with on_exit = "stop" stopped because of it.
@@ -132,13 +134,6 @@ async def run_scenario(
     if outcome.failure is not None and scenario.suspicions:
         outcome.failure += "".join(f"\nnote: {s}" for s in scenario.suspicions)
     return outcome
-
-
-def _awaited(results: Sequence[StepResult]) -> set[str]:
-    """Members whose exit code a passing ``wait_exit`` step checked (``code``): their status
-    is accounted for. Without ``code`` the step only waits, and a crash still fails."""
-    return {r.step.value for r in results
-            if r.ok and r.step.action == "wait_exit" and r.step.code is not None}
 
 
 def _check_golden(
