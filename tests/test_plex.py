@@ -208,6 +208,11 @@ def test_load_does_not_wait_for_a_member_after_one_a_step_starts(tmp_path: Path)
         plex["w"].expect("w up")
         with pytest.raises(pipeplex.PipeplexError, match="lazy was already started"):
             plex["lazy"].start()
+    with Plex(timeout=30) as plex:  # an expect on one nothing started fails at once
+        plex.load(scenario)
+        with pytest.raises(pipeplex.PipeplexError, match="w was never started: it starts "
+                           "after lazy, which has autostart = false"):
+            plex["w"].expect("w up")
 
 
 def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:

@@ -239,6 +239,8 @@ class AsyncMember:
             timeout = call_timeout(timeout)
         if self._replaced:
             return self._expect_replaced(single, patterns)
+        if self._process.pid is None:
+            self._refuse_never_started()
         try:
             found = await self._matcher.expect_one(
                 self.name, patterns, self._plex.timeout if timeout is None else timeout, stream)
@@ -249,6 +251,15 @@ class AsyncMember:
         if not single or found.match is None:
             return found.index
         return found.match
+
+    def _refuse_never_started(self) -> None:
+        """An expect on a member that nothing will start fails at once (it would time out:
+        nothing starts it while we wait), as in test mode."""
+        blocked = self._plex.engine.never_started_for(self.name)
+        if blocked is not None:
+            why = "has" if blocked == self.name else f"starts after {blocked}, which has"
+            raise PipeplexError(f"{self.name} was never started: it {why} autostart = false, "
+                                "and nothing started it (member.start())")
 
     def _failed(self, stream: Stream | None) -> None:
         """After an expect that raised, as in pexpect: ``before`` holds the output it did

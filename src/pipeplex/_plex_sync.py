@@ -204,6 +204,8 @@ class Member:
             timeout = call_timeout(timeout)
         if member._replaced:
             return member._expect_replaced(single, patterns)
+        if member._process.pid is None:
+            member._refuse_never_started()
         # Searched from this thread: waiting costs one wake-up from the loop, not a task.
         try:
             found = plex._async.matcher.expect_blocking(
