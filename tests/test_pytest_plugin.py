@@ -217,6 +217,24 @@ def test_only_members_still_running_are_reported(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["*left members running: sleeper (stopped at teardown)*"])
 
 
+def test_the_members_of_a_loaded_file_are_not_reported(pytester: pytest.Pytester) -> None:
+    """The members of a file the test loaded run for the test, as in test mode; one it
+    spawned beside them and left running is reported."""
+    pytester.makefile(".toml", cast='[procs.server]\ncmd = "sleep 60"\n')
+    pytester.makepyfile("""
+        def test_loads(plex):
+            plex.load("cast.toml")
+        def test_loads_and_spawns(plex):
+            plex.load("cast.toml")
+            plex.spawn("sleeper", "sleep 60")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", LEFTOVER)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*test_loads_and_spawns left members running: sleeper "
+                                 "(stopped at teardown)*"])
+    assert "test_loads left" not in result.stdout.str()
+
+
 def test_skipped_and_xfailed_tests_are_not_reported(pytester: pytest.Pytester) -> None:
     """A test that skips itself, or fails as expected, is not told about its members."""
     pytester.makepyfile("""

@@ -8,10 +8,11 @@ Registered through the ``pytest11`` entry point, so installing pipeplex is enoug
         cat.expect("^hello$")
 
 At teardown every member is stopped (stdin closed, SIGTERM, grace, SIGKILL). A test that
-passed and leaves members running is reported (a warning naming them); members still running
-when the test returns first get half a second in all to end by themselves, so one that is
-already ending (``echo``, or one whose stdin the test closed) is not reported. When a test
-fails (in setup, call or teardown), the merged transcript is attached to its failure as a
+passed and leaves members running is reported (a warning naming them); members still
+running when the test returns first get half a second in all to end by themselves, so one
+that is already ending (``echo``, or one whose stdin the test closed) is not reported. The
+members of a file the test loaded are not: they run for the test, as a scenario's do in
+``pipeplex test``. When a test fails (in setup, call or teardown), the merged transcript is attached to its failure as a
 section ("pipeplex transcript", control characters shown as ``\\xNN``), which pytest shows
 under the traceback and which JUnit XML carries in the failure text; so is that of every
 other cast the test started (its own fixtures', an ``AsyncPlex`` of an async test).
@@ -184,8 +185,12 @@ def plex(request: pytest.FixtureRequest) -> Iterator[Plex]:
 
 
 def _still_running(cast: Plex) -> list[str]:
-    """The members still running after ``_LEFTOVER_SETTLE`` seconds (in all) to end."""
-    running = [m for m in cast.members.values() if m.running]
+    """The members still running after ``_LEFTOVER_SETTLE`` seconds (in all) to end. Not
+    those of a cast or scenario file the test loaded: they run for the test, until it ends,
+    as a scenario's do in test mode."""
+    loaded = cast._async._scenario
+    declared = set(loaded.cast.names) if loaded is not None else set()
+    running = [m for m in cast.members.values() if m.name not in declared and m.running]
     if not running:
         return []
     deadline = time.monotonic() + _LEFTOVER_SETTLE
