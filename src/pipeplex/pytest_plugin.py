@@ -12,10 +12,11 @@ passed and leaves members running is reported (a warning naming them); members s
 running when the test returns first get half a second in all to end by themselves, so one
 that is already ending (``echo``, or one whose stdin the test closed) is not reported. The
 members of a file the test loaded are not: they run for the test, as a scenario's do in
-``pipeplex test``. When a test fails (in setup, call or teardown), the merged transcript is attached to its failure as a
-section ("pipeplex transcript", control characters shown as ``\\xNN``), which pytest shows
-under the traceback and which JUnit XML carries in the failure text; so is that of every
-other cast the test started (its own fixtures', an ``AsyncPlex`` of an async test).
+``pipeplex test``. When a test fails (in setup, call or teardown), the merged transcript
+is attached to its failure as a section ("pipeplex transcript", control characters shown
+as ``\\xNN``), which pytest shows under the traceback and which JUnit XML carries in the
+failure text; so is that of every other cast the test started (its own fixtures', an
+``AsyncPlex`` of an async test).
 
 Options (checked once, at startup: a bad value is a usage error):
 
