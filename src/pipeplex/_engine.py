@@ -1007,7 +1007,13 @@ class Engine:
         it runs or will run again, and for one that ended with 0 (a build step whose
         members after it use what it made)."""
         member = self.members.get(name)
-        if member is None or member.pid is None or name in self._supervising or self.stopping:
+        if member is None or member.pid is None or self.stopping:
+            return None
+        # Its supervisor is done with it, or will be: its exit is not one its policy (or a
+        # request) follows with another run. (The supervisor may still be winding down.)
+        if name in self._supervising and (member.spec.on_exit == "restart"
+                                          or name in self._restart_requested
+                                          or member.returncode is None):
             return None
         if name in self.outcomes.cannot_start:
             return "which could not start again"
