@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
@@ -720,15 +721,21 @@ def test_a_start_the_stop_came_before_says_why_the_cast_stopped() -> None:
         run = await _running_began(engine)
         engine.request_stop("a exited with code 0; stopping the cast (on_exit = stop)")
         try:
-            await asyncio.wait_for(engine.start("late"), 30)
-            return "started"
-        except PipeplexError as exc:
-            return str(exc)
+            return await _refusal(engine.start("late"))
         finally:
             await asyncio.wait_for(run, 30)
 
     assert asyncio.run(scenario()) == ("late did not start: the cast began to stop: a exited "
                                        "with code 0; stopping the cast (on_exit = stop)")
+
+
+async def _refusal(call: Awaitable[object]) -> str:
+    """What ``call`` was refused with (its PipeplexError), or "done"."""
+    try:
+        await asyncio.wait_for(call, 30)
+    except PipeplexError as exc:
+        return str(exc)
+    return "done"
 
 
 async def _running_began(engine: Engine) -> asyncio.Future[int]:
@@ -751,11 +758,7 @@ def test_a_restart_after_a_member_that_ended_for_good_is_refused(tmp_path: Path)
         mark = await _seen(engine, recorder, "app", "| app got")
         await _open(gate)
         await _seen(engine, recorder, "db", "exited", mark)
-        try:
-            await asyncio.wait_for(engine.restart("app"), 30)
-            refused = "restarted"
-        except PipeplexError as exc:
-            refused = str(exc)
+        refused = await _refusal(engine.restart("app"))
         app_notes = [e.text for e in recorder.events if isinstance(e, Note) and e.name == "app"]
         await asyncio.wait_for(engine.restart("db"), 30)
         await asyncio.wait_for(engine.restart("app"), 30)
@@ -819,11 +822,7 @@ def test_starting_a_member_after_one_that_ended_for_good_fails_with_why(tmp_path
         await _open(gate)
         await _seen(engine, recorder, "db", "exited")
         try:
-            try:
-                await asyncio.wait_for(engine.start("lazy"), 30)
-                result = "started"
-            except PipeplexError as exc:
-                result = str(exc)
+            result = await _refusal(engine.start("lazy"))
             await asyncio.wait_for(engine.restart("db"), 30)
             await asyncio.wait_for(engine.start("lazy"), 30)
         finally:
@@ -887,13 +886,7 @@ def test_a_member_added_in_the_place_of_one_that_ended_is_stopped_after_its_depe
         mark = await _seen(engine, recorder, "client", "started")
         engine.router.close_input("server")  # it ends (cat at EOF)
         mark = await _seen(engine, recorder, "server", "exited", mark)
-        async with asyncio.timeout(30):  # (its name is free once its supervisor is done)
-            while True:
-                try:
-                    engine.check_can_add("server")
-                    break
-                except PipeplexError:
-                    await asyncio.sleep(0.01)
+        await asyncio.wait_for(engine.wait_ended("server"), 30)  # (then its name is free)
         engine.add(server)
         assert await asyncio.wait_for(engine.wait_ready("server"), 30)
         mark = len(recorder.events)
@@ -1122,11 +1115,7 @@ def test_starting_a_member_that_waits_for_one_nobody_started_says_so() -> None:
         engine.hold()
         await engine.wait_began()
         try:
-            try:
-                await asyncio.wait_for(engine.start("second"), 30)
-                refused = "started"
-            except PipeplexError as exc:
-                refused = str(exc)
+            refused = await _refusal(engine.start("second"))
             await asyncio.wait_for(engine.start("first"), 30)
             await asyncio.wait_for(engine.start("second"), 30)
         finally:

@@ -969,6 +969,17 @@ class Engine:
             await first(*(self._up[dep] for dep in down), self._stop)
         return False
 
+    async def wait_ended(self, name: str) -> None:
+        """Once ``name``'s run has exited and nothing follows it (no restart by policy or
+        request), wait until its supervisor is done with it: its name is free from then on.
+        Returns at once otherwise (it runs, or will run again)."""
+        task = self._supervisors.get(name)
+        member = self.members.get(name)
+        if (task is None or task.done() or member is None or member.returncode is None
+                or self.will_restart(name) or name in self._restart_requested):
+            return
+        await asyncio.shield(task)
+
     def will_restart(self, name: str) -> bool:
         """Whether an exit of ``name`` is followed by a next run, by its policy
         (``on_exit = "restart"``, and it has not given up or been stopped)."""
