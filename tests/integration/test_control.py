@@ -277,6 +277,24 @@ def test_stop_ends_the_run_and_waits_for_it(run_dir: Path) -> None:
     assert not run_dir.exists()
 
 
+def test_the_folder_is_free_by_the_time_anyone_hears_the_run_ended(run_dir: Path) -> None:
+    """An attach client that got the end (as pipeplex stop returning) may start the next
+    run there at once: the folder is gone already, not removed a moment later."""
+    with cats(run_dir, "c") as plex, Connection(run_dir) as watcher:
+        assert watcher.request({"op": "attach"})["ok"]
+        with Connection(run_dir) as stopper:
+            assert stopper.request({"op": "stop"}) == {"ok": True}
+        while (event := watcher.read()) is not None and event.get("event") != "end":
+            pass
+        assert event == {"event": "end", "status": 0}
+        assert not run_dir.exists()  # (the connection still open: the run waits for it)
+        with cats(run_dir, "next") as after:
+            assert "cleaned up after an earlier run" not in after.text
+            assert run("stop", "--run-dir", run_dir).returncode == 0
+            assert after.wait() == 0
+        assert plex.wait() == 0
+
+
 def test_stop_no_wait(run_dir: Path) -> None:
     with cats(run_dir, "c") as plex:
         assert run("stop", "--no-wait", "--run-dir", run_dir).returncode == 0

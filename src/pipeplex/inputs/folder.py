@@ -74,7 +74,14 @@ class FolderInputs:
         await self._control.serve()
 
     async def finish(self, status: int) -> None:
-        """The run has ended with ``status``: tell attached clients, stop accepting."""
+        """The run has ended with ``status``: give the folder up, then tell attached clients
+        and stop accepting.
+
+        In that order, so that whoever hears of the end (``pipeplex stop`` returning) finds
+        the folder free: a next run may take it at once. The connections already made go on
+        without the socket's file.
+        """
+        self._give_up_folder()
         if self._control is not None:
             await self._control.finish(status)
 
@@ -83,12 +90,15 @@ class FolderInputs:
         if self._closed:
             return
         self._closed = True
-        for fifo in self._fifos.values():
-            fifo.close()
-        self._fifos.clear()
+        self._give_up_folder()
         if self._control is not None:
             self._control.close()
             self._control = None
+
+    def _give_up_folder(self) -> None:
+        for fifo in self._fifos.values():
+            fifo.close()
+        self._fifos.clear()
         self.run_dir.close()
 
 

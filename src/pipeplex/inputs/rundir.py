@@ -28,6 +28,7 @@ LOCK_NAME = "run.lock"
 SOCKET_NAME = "control.sock"
 SUN_PATH_MAX = 107
 """Longest path a Unix socket address holds on Linux (``sun_path`` is 108 bytes with its NUL)."""
+OPEN_ATTEMPTS = 5  # a folder removed as it is opened (a run there ending) is made anew
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -76,6 +77,26 @@ def _check_private(path: Path, st: os.stat_result) -> None:
         )
 
 
+def _make_private_dir(path: Path) -> tuple[int, bool]:
+    """:func:`_private_dir` for ``path``, its parent made first (private too when it is the
+    runtime base).
+
+    Raises:
+        FileNotFoundError: the folder was removed as it was opened.
+        RunDirError: any other reason it cannot be made.
+    """
+    try:
+        if path.parent == _runtime_base():
+            os.close(_private_dir(path.parent)[0])
+        else:
+            os.makedirs(path.parent, exist_ok=True)
+        return _private_dir(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
+
+
 def _private_dir(path: Path) -> tuple[int, bool]:
     """Create ``path`` as a 0700 folder, or check the existing one; open it.
 
@@ -110,6 +131,7 @@ class RunDir:
         self.stale_pid = stale_pid
         """The pid of an earlier run that died without cleaning up, if there was one."""
         self._entries: set[str] = set()
+        self._closed = False
 
     @classmethod
     def open(cls, path: Path | str) -> RunDir:
@@ -119,19 +141,19 @@ class RunDir:
             RunDirError: unsafe, busy (another live run holds it), or cannot be created.
         """
         path = Path(path).absolute()
-        try:
-            if path.parent == _runtime_base():
-                os.close(_private_dir(path.parent)[0])
-            else:
-                os.makedirs(path.parent, exist_ok=True)
-            dir_fd, created = _private_dir(path)
-        except OSError as exc:
-            raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
-        try:
-            lock_fd, stale = cls._lock(path, dir_fd)
-        except BaseException:
-            os.close(dir_fd)
-            raise
+        for _ in range(OPEN_ATTEMPTS):
+            try:
+                dir_fd, created = _make_private_dir(path)
+                try:
+                    lock_fd, stale = cls._lock(path, dir_fd)
+                except BaseException:
+                    os.close(dir_fd)
+                    raise
+                break
+            except FileNotFoundError:
+                continue  # a run ending there removed the folder as we came: make it anew
+        else:
+            raise RunDirError(f"cannot create run folder {path}: something keeps removing it")
         run_dir = cls(path, dir_fd, lock_fd, created=created, stale_pid=stale)
         if stale is not None:
             run_dir._clean_stale()
@@ -142,6 +164,8 @@ class RunDir:
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(LOCK_NAME, flags, 0o600, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise  # the folder itself was removed (a run ending there): open() tries anew
         except OSError as exc:
             raise RunDirError(f"cannot create {path / LOCK_NAME}: {exc.strerror}") from None
         st = os.fstat(fd)
@@ -260,7 +284,11 @@ class RunDir:
         return sock
 
     def close(self) -> None:
-        """Remove what this run created; the folder too if we made it and it is empty."""
+        """Remove what this run created; the folder too if we made it and it is empty
+        (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         for entry in self._entries:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry, dir_fd=self.dir_fd)
