@@ -321,6 +321,35 @@ def test_unmatched_output_is_dropped_beyond_max_before() -> None:
     assert found.before.endswith("z\n")
 
 
+def test_a_buffer_nobody_searches_stays_bounded_though_released_at_every_piece() -> None:
+    """An over-long line comes in pieces, each released (as after a pause); nobody searches
+    this buffer (another member's, one stream's, or during a wait for an exit): it keeps
+    only the newest text, as when it is not released."""
+    buffer = OutputBuffer()
+    piece = b"x" * (256 * 1024)
+    fed = 0
+    for _ in range(3 * MAX_BEFORE // len(piece)):
+        buffer.feed(piece)
+        buffer.release("stdout")
+        fed += len(piece)
+    assert buffer.dropped > 0  # (read before anything else touches the buffer)
+    assert len(buffer) <= 2 * MAX_BEFORE
+    assert buffer.dropped + len(buffer) == fed
+
+
+def test_a_release_lets_go_in_order_with_the_bytes() -> None:
+    """A "\\r" held back as the first half of "\\r\\n" comes out where the pause was, and a
+    cut character only at the end (final), both before what came after them."""
+    buffer = OutputBuffer()
+    buffer.feed(b"a\r")
+    buffer.release("stdout")
+    buffer.feed(b"b\xc3")
+    buffer.release("stdout")  # a pause: the cut character may still be completed
+    buffer.feed(b"\xa9 c\xc3")
+    buffer.release("stdout", final=True)
+    assert buffer.text == "a\rb\u00e9 c\ufffd"
+
+
 def test_dropping_keeps_the_newest_text() -> None:
     """What is dropped is the oldest text; the latest output is kept intact."""
     buffer = OutputBuffer()

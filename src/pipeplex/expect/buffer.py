@@ -138,6 +138,19 @@ def search_regex(regex: re.Pattern[str], text: str, pos: int) -> re.Match[str] |
     return regex.search(text, pos)  # a literal found on most lines: sre is faster there
 
 
+class _Release:
+    """In a buffer's fresh input: where its stream paused (or ended, ``final``)."""
+
+    __slots__ = ("final",)
+
+    def __init__(self, final: bool) -> None:
+        self.final = final
+
+
+_PAUSE: Final = _Release(False)
+_END: Final = _Release(True)
+
+
 @dataclass(slots=True)  # made on every successful search, read once: not frozen (slower)
 class Found:
     """A successful search: which pattern, its match, and the text before it."""
@@ -164,9 +177,10 @@ class OutputBuffer:
         """1 when ``_text[0]`` is a context character, else 0."""
         self._scan_from = 0
         """Where the next search starts in the window."""
-        self._fresh: list[tuple[str, bytes]] = []
+        self._fresh: list[tuple[str, bytes | _Release]] = []
         """Bytes fed since the last search, decoded into the window only when searching:
-        feeding costs nothing while no expectation looks at this buffer."""
+        feeding costs nothing while no expectation looks at this buffer. Releases go in
+        between them, in order."""
         self._fresh_size = 0
         self._aside: list[str] = []
         """Searched, unmatched text before the window, oldest first (for ``before``)."""
@@ -233,12 +247,19 @@ class OutputBuffer:
     def release(self, stream: str, *, final: bool = False) -> None:
         """Stop holding back the end of ``stream``'s output: a "\\r" that may have been the
         first half of "\\r\\n" (the member paused after it, or ended) and, when its output
-        is over (``final``), the start of a character that will never be completed."""
-        self._absorb()
-        if self._pending_cr and self._pending_cr.pop(stream, False):
-            self._text += "\r"
+        is over (``final``), the start of a character that will never be completed.
+
+        Taken in order with the bytes when the buffer is next searched, like them: a buffer
+        nobody searches keeps only its newest ``MAX_BEFORE``, however often it is released
+        (an over-long line is released at each of its pieces).
+        """
+        self._fresh.append((stream, _END if final else _PAUSE))
+
+    def _let_go(self, stream: str, final: bool) -> str:
+        text = "\r" if self._pending_cr and self._pending_cr.pop(stream, False) else ""
         if final and stream in self._decoders:
-            self._text += self._decoders.pop(stream).decode(b"", final=True)
+            text += self._decoders.pop(stream).decode(b"", final=True)
+        return text
 
     def _decode_rest(self, data: bytes, stream: str) -> str:
         """Decode with the stream's incremental decoder, kept only while it holds the start
@@ -254,10 +275,13 @@ class OutputBuffer:
     def _absorb(self) -> None:
         fresh = self._fresh
         if fresh:
-            if len(fresh) == 1:  # one chunk since the last search: a round trip's answer
-                self._text += self._decode(fresh[0][1], fresh[0][0])
+            if len(fresh) == 1 and type(data := fresh[0][1]) is bytes:
+                self._text += self._decode(data, fresh[0][0])  # a round trip's answer
             else:
-                self._text += "".join(self._decode(data, stream) for stream, data in fresh)
+                self._text += "".join(
+                    self._decode(data, stream) if type(data) is bytes
+                    else self._let_go(stream, data.final)  # type: ignore[union-attr]
+                    for stream, data in fresh)  # fmt: skip
             fresh.clear()
             self._fresh_size = 0
 
