@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import select
+import signal
+import stat
 import subprocess
 from pathlib import Path
 
-from .helpers import DEADLINE, PIPEPLEX, run
+from .helpers import DEADLINE, PIPEPLEX, py, run
 
 
 def test_a_transcript_on_stdout_joins_the_output_instead_of_overwriting_it(
@@ -62,6 +65,46 @@ def test_a_member_that_writes_nothing_gets_an_empty_log(run_dir: Path, tmp_path:
     result = run("run", "-p", "quiet=true", "--log-dir", logs, "--run-dir", run_dir)
     assert result.returncode == 0, result.stderr
     assert (logs / "quiet.log").read_text() == ""
+
+
+def test_a_log_that_fills_its_disk_is_let_go_and_the_run_goes_on(run_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """A log that cannot grow (EFBIG here, as ENOSPC would be) is said once, by name; the
+    member's output still reaches the terminal in full, and the run ends as it would."""
+    limit = 64 * 1024
+
+    def small_files() -> None:  # (in pipeplex, before it starts)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    logs = tmp_path / "logs"
+    code = "for i in range(20000): print('progress', i)\nprint('final')"
+    result = subprocess.run(
+        [*PIPEPLEX, "run", "--no-console", "-p", f"w={py(code)}", "--log-dir", str(logs),
+         "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
+        preexec_fn=small_files)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    log = logs / "w.log"
+    assert re.search(rf"^w +\* cannot write the log {re.escape(str(log))}: File too large; "
+                     r"w's output is logged no further \(what the log holds stays\)$",
+                     result.stdout, re.MULTILINE), result.stdout[-2000:]
+    assert "progress 19999\n" in result.stdout and "w | final\n" in result.stdout
+    assert 0 < log.stat().st_size <= limit
+    assert log.read_bytes().startswith(b"progress 0\n")
+
+
+def test_a_log_folder_made_by_the_run_is_private_whatever_the_umask(run_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi", "--log-dir", str(logs),
+                             "--run-dir", str(run_dir)],
+                            capture_output=True, text=True, timeout=DEADLINE,
+                            stdin=subprocess.DEVNULL, preexec_fn=lambda: os.umask(0))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(logs.stat().st_mode) == 0o700
+    assert stat.S_IMODE((logs / "a.log").stat().st_mode) == 0o600
 
 
 def test_a_transcript_on_a_descriptor_the_run_was_not_given_is_refused(run_dir: Path) -> None:

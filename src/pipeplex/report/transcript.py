@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import fcntl
 import json
@@ -278,7 +279,8 @@ class LogDirSink:
         self._bus = bus
         self._warn = warn
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # Private when we make it, as the logs in it are (0600), whatever the umask.
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             # The folder itself, never a link in its place: the logs are made in it by name.
             self._dir_fd = os.open(self.folder,
                                    os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -291,7 +293,7 @@ class LogDirSink:
             raise PipeplexError(f"cannot make the log folder {self.folder}: {exc.strerror} "
                                 "(give a folder you may write to)") from None
         self._files: dict[str, IO[bytes] | None] = {}  # None: refused, not tried again
-        self._unflushed: set[IO[bytes]] = set()
+        self._unflushed: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
@@ -308,19 +310,44 @@ class LogDirSink:
         else:
             file = self._files[event.name] = self._open(event.name)
         if file is not None:
-            file.write(event.data)
-            self._unflushed.add(file)
+            try:
+                file.write(event.data)
+            except OSError as exc:
+                self._failed(event.name, exc)
+                return
+            self._unflushed.add(event.name)
             if self._timer is None:
                 self._timer = _flush_later(self._flush)
 
     def _flush(self) -> None:
         self._timer = None
-        for file in self._unflushed:
-            try:
-                file.flush()
-            except OSError:
-                pass  # (the same error comes back at the next write or at close)
+        for name in self._unflushed:
+            file = self._files.get(name)
+            if file is not None:
+                try:
+                    file.flush()
+                except OSError as exc:
+                    self._failed(name, exc)
         self._unflushed.clear()
+
+    def _failed(self, name: str, exc: OSError) -> None:
+        """A log that cannot be written (its disk full, say): said once, then let go; what
+        it holds stays, and the other logs go on."""
+        file = self._files.get(name)
+        self._files[name] = None
+        if file is not None:
+            with contextlib.suppress(OSError):  # (its buffer is lost with the disk's room)
+                file.close()
+        self._say(f"cannot write the log {self.folder / f'{name}.log'}: {exc.strerror}; "
+                  f"{name}'s output is logged no further (what the log holds stays)", name)
+
+    def _say(self, message: str, name: str) -> None:
+        if self._warn is not None:
+            self._warn(message)
+        elif self._bus is not None:
+            self._bus.publish(Note(message, name=name, level="warning"))
+        else:
+            raise PipeplexError(message)
 
     def _open(self, name: str) -> IO[bytes] | None:
         path = self.folder / f"{name}.log"
@@ -332,12 +359,7 @@ class LogDirSink:
         except OSError as exc:
             message = (f"cannot write the log {path}: {exc.strerror}; {name}'s output is not "
                        "logged (give a --log-dir you may write to)")
-        if self._warn is not None:
-            self._warn(message)
-        elif self._bus is not None:
-            self._bus.publish(Note(message, name=name, level="warning"))
-        else:
-            raise PipeplexError(message)
+        self._say(message, name)
         return None
 
     def close(self) -> None:
@@ -345,9 +367,12 @@ class LogDirSink:
             self._timer.cancel()
             self._timer = None
         self._unflushed.clear()
-        for file in self._files.values():
+        for name, file in list(self._files.items()):
             if file is not None:
-                file.close()
+                try:
+                    file.close()
+                except OSError as exc:
+                    self._failed(name, exc)
         self._files.clear()
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
