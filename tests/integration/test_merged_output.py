@@ -47,6 +47,20 @@ def test_prompt_without_newline_is_shown_before_the_answer(run_dir: Path) -> Non
         assert plex.wait() == 0
 
 
+def test_a_pause_inside_a_character_does_not_break_it(run_dir: Path) -> None:
+    """The member pauses between the two bytes of "é": the line so far is shown, and the
+    character comes whole with the rest, not as two replacement characters."""
+    code = ("import os, sys\nos.write(1, b'caf\\xc3')\nsys.stdin.readline()\n"
+            "os.write(1, b'\\xa9!\\n')")
+    with Pipeplex("run", "-p", "b=" + py(code), "--run-dir", run_dir) as plex:
+        plex.expect(r"^b \| caf")  # shown after the pause, as a prompt is
+        write_fifo(run_dir / "b.in", b"go\n")
+        plex.expect(r"^b \| .*!$")
+        assert plex.wait() == 0
+    assert "\ufffd" not in plex.text
+    assert re.search(r"^b \| caf\n(.*\n)*b \| é!$", plex.text, re.MULTILINE), plex.text
+
+
 def test_invalid_utf8_becomes_replacement_characters(run_dir: Path) -> None:
     """Bytes that are not UTF-8 are shown as U+FFFD, the rest of the line intact."""
     code = "import sys; sys.stdout.buffer.write(b'ok \\xff\\xfe end\\n')"

@@ -65,6 +65,36 @@ def test_flush_without_a_tail_emits_nothing() -> None:
     assert pieces == [(b"line\n", False), (b"x", True)]
 
 
+@pytest.mark.parametrize("text", ["café!", "日本!", "🙂!", "aé"])
+def test_a_pause_inside_a_character_keeps_its_start_for_the_rest(text: str) -> None:
+    """Each piece is decoded on its own downstream: cut at a pause, a character would show
+    as two replacement characters. Its start waits; at the end it goes out as it is."""
+    data = text.encode()
+    for at in range(1, len(data)):
+        f, pieces = framer()
+        f.feed(data[:at])
+        f.flush(whole_characters=True)
+        f.feed(data[at:])
+        f.flush(whole_characters=True)
+        assert pieces.joined() == data
+        for piece, partial in pieces:
+            assert partial
+            piece.decode()  # whole characters in every piece
+    f, pieces = framer()
+    f.feed("é".encode()[:1])
+    f.flush(whole_characters=True)
+    assert pieces == [] and f.pending
+    f.flush()  # the end: what there is goes out
+    assert pieces == [(b"\xc3", True)]
+
+
+def test_a_pause_after_bytes_that_are_no_character_start_lets_them_go() -> None:
+    f, pieces = framer()
+    f.feed(b"ok \xff\x80\x80\x80")
+    f.flush(whole_characters=True)
+    assert pieces == [(b"ok \xff\x80\x80\x80", True)]
+
+
 def test_pending_tracks_the_unfinished_line() -> None:
     """``pending`` is true exactly while an unfinished line waits."""
     f, _ = framer()

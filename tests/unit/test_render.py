@@ -54,6 +54,22 @@ class TestPlainFormat:
         """An unfinished line (a prompt) is shown ending with a newline."""
         assert plain.render(out("web", b"password: ", partial=True)) == b"web      | password: \n"
 
+    def test_a_line_shown_in_pieces_ends_without_an_empty_line(self, plain: Renderer) -> None:
+        """Dots written with pauses show a piece each; the newline that ends them only ends
+        the line already shown, per member and stream, until the member starts again."""
+        shown = [plain.render(out("web", b".", partial=True)) for _ in range(2)]
+        shown.append(plain.render(out("web", b"x", stream="stderr", partial=True)))
+        shown.append(plain.render(out("database", b"\n")))  # (another member's empty line)
+        shown.append(plain.render(out("web", b"\n")))
+        shown.append(plain.render(out("web", b"\ndone\n", stream="stderr")))
+        shown.append(plain.render(out("web", b"\n")))  # an empty line of its own
+        shown.append(plain.render(out("web", b"end", partial=True)))
+        plain.render(Started("web", 1, ("x",), t=T))
+        shown.append(plain.render(out("web", b"\nnew run\n")))
+        assert b"".join(shown) == (b"web      | .\nweb      | .\nweb      ! x\ndatabase | \n"
+                                   b"web      ! done\nweb      | \nweb      | end\n"
+                                   b"web      | \nweb      | new run\n")
+
     def test_invalid_utf8_becomes_replacement_character(self, plain: Renderer) -> None:
         """Bytes that are not UTF-8 show as U+FFFD."""
         rendered = plain.render(out("web", b"caf\xff \xc3\xa9\n"))

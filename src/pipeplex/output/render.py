@@ -88,6 +88,10 @@ class Renderer:
         self._err: dict[str, bytes] = {}
         self._note: dict[str, bytes] = {}
         self._input: dict[str, bytes] = {}
+        self._cut_out: set[str] = set()
+        self._cut_err: set[str] = set()
+        """Members whose last stdout (stderr) piece was cut before its line's end: that
+        piece was shown as a line, so the newline that ends it later is not another."""
         self._colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
         for name in names:
             self._add(name)
@@ -125,6 +129,8 @@ class Renderer:
         if isinstance(event, Note):
             return self.render_note(event.text, event.name, event.level, event.t)
         if isinstance(event, Started):
+            self._cut_out.discard(event.name)  # (a new run's lines are its own)
+            self._cut_err.discard(event.name)
             return self.render_note(f"started (pid {event.pid})", event.name, "info", event.t)
         if isinstance(event, Exited):
             how = describe_returncode(event.returncode)
@@ -150,6 +156,15 @@ class Renderer:
         data = event.data
         if name in self._crlf:
             data = data.replace(b"\r\n", b"\n")
+        cut = self._cut_err if event.stream == "stderr" else self._cut_out
+        if cut and name in cut and data[:1] == b"\n":
+            data = data[1:]  # the end of the line shown in pieces (a prompt's, a slow one)
+        if event.partial:
+            cut.add(name)
+        elif name in cut:
+            cut.discard(name)
+        if not data:
+            return b""
         if not data.isascii():
             data = data.decode("utf-8", "replace").encode("utf-8")
         if self.sanitize and _UNSAFE.search(data):

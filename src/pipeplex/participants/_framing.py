@@ -67,8 +67,30 @@ class LineFramer:
             data = data[cut:]
         self._tail = data
 
-    def flush(self) -> None:
-        """Emit the unfinished line as a partial piece, if there is one."""
-        if self._tail:
-            tail, self._tail = self._tail, b""
-            self._emit(tail, True)
+    def flush(self, *, whole_characters: bool = False) -> None:
+        """Emit the unfinished line as a partial piece, if there is one.
+
+        With ``whole_characters`` (a pause, not the end), the start of a UTF-8 character
+        cut at the end stays for the rest of it: every reader of the pieces (the terminal,
+        attach clients) decodes each on its own, and would show two broken halves.
+        """
+        tail = self._tail
+        if not tail:
+            return
+        cut = _incomplete_character_start(tail) if whole_characters else len(tail)
+        if cut:
+            self._tail = tail[cut:]
+            if self._tail:
+                self.tail_since = time.monotonic()  # (its line begins anew)
+            self._emit(tail[:cut], True)
+
+
+def _incomplete_character_start(data: bytes) -> int:
+    """Where a UTF-8 sequence that ``data`` ends before its end begins, else ``len(data)``."""
+    start = len(data) - 1
+    while start > len(data) - 4 and start > 0 and (data[start] & 0xC0) == 0x80:
+        start -= 1
+    lead = data[start]
+    needed = 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else (
+        4 if lead >> 3 == 0b11110 else 1)
+    return start if len(data) - start < needed else len(data)

@@ -356,7 +356,7 @@ class Process:
             delay = framer.last_data + QUIET - now
             self._timers[stream] = self._loop.call_later(delay, self._quiet, stream)
             return
-        framer.flush()
+        framer.flush(whole_characters=True)  # (a cut character waits for more, or the end)
 
     def _close_reader(self, fd: int) -> None:
         stream = self._readers.pop(fd)
