@@ -103,7 +103,7 @@ class Engine:
         self.interrupted_by: int | None = None
         self.stop_asked = False
         """A person or a client asked for the stop (not only the cast ending on its own)."""
-        self.recent = RecentOutput()
+        self.recent = RecentOutput(silence=self._why_silent)
         bus.subscribe(self.recent, [Output, Started])
         self._stop: asyncio.Future[str | None] | None = None
         self._crash: asyncio.Future[None] | None = None
@@ -468,6 +468,14 @@ class Engine:
         self._busy += 1
         self._start_supervisor(member, previous)
         return member
+
+    def _why_silent(self, name: str) -> str:
+        """Why a member that wrote nothing may have said something all the same."""
+        member = self.members.get(name)
+        if member is None or member.spec.pty != "pipes":
+            return ""
+        return ("its output is a pipe (pty = false), and a program that buffers its output "
+                "off a terminal shows nothing until it flushes; pty = \"stdout\" gives it one")
 
     def check_can_add(self, name: str) -> None:
         """Raise unless a member named ``name`` may be added: a free name, or one whose

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 
 from ._events import Event, Output, Started
 
@@ -40,7 +41,11 @@ class RecentOutput:
     earlier runs wrote is told apart from the latest run's.
     """
 
-    def __init__(self, lines: int = 20, max_line: int = 300) -> None:
+    def __init__(self, lines: int = 20, max_line: int = 300, *,
+                 silence: Callable[[str], str] = lambda name: "") -> None:
+        self._silence = silence
+        """Why a member that wrote nothing may not have been silent (its output buffered),
+        or ''."""
         self._lines = lines
         self._max_line = max_line
         self._keep = lines * max_line
@@ -90,6 +95,10 @@ class RecentOutput:
                  for marker, text in lines[-self._lines :]]
         return min(len(lines) - latest, len(shown)), shown
 
+    def _nothing(self, name: str, when: str) -> str:
+        why = self._silence(name)
+        return f"{name} wrote nothing{when}" + (f" ({why})" if why else "")
+
     def forget(self, name: str) -> None:
         """Drop what ``name`` wrote: a new member of that name starts with none of it."""
         self._chunks.pop(name, None)
@@ -100,13 +109,13 @@ class RecentOutput:
         must not seem to quote a line of the run that failed)."""
         latest, lines = self._runs(name)
         if not lines:
-            return f"{name} wrote nothing"
+            return self._nothing(name, "")
         if latest == len(lines):
             shown = "\n".join(f"    {line}" for line in lines)
             return f"last output of {name}:\n{shown}"
         earlier = "\n".join(f"    {line}" for line in lines[: len(lines) - latest])
         text = f"last output of {name}, from its earlier runs:\n{earlier}"
         if not latest:
-            return f"{text}\n{name} wrote nothing in its latest run"
+            return f"{text}\n{self._nothing(name, ' in its latest run')}"
         this = "\n".join(f"    {line}" for line in lines[len(lines) - latest :])
         return f"{text}\nand from its latest run:\n{this}"

@@ -57,6 +57,22 @@ def test_a_passing_and_a_failing_scenario(tmp_path: Path) -> None:
     assert "1 passed, 1 failed" in result.stdout
 
 
+def test_silence_through_a_pipe_is_said_to_be_maybe_a_buffer(tmp_path: Path) -> None:
+    """pty = false and nothing seen: the program may have written into its own buffer."""
+    buffered = json.dumps([sys.executable, "-c", "import sys; print('ready'); sys.stdin.read()"])
+    steps = '[[step]]\nexpect = "^ready$"\nin = "s"\ntimeout = 0.3\n'
+    case = _scenario(tmp_path, f"[procs.s]\ncmd = {buffered}\npty = false\n"
+                     f"env = {{ PYTHONUNBUFFERED = '' }}\n{steps}")
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert ("s wrote nothing (its output is a pipe (pty = false), and a program that buffers "
+            'its output off a terminal shows nothing until it flushes; pty = "stdout" gives '
+            "it one)") in result.stdout
+    on_a_terminal = _scenario(tmp_path, f"[procs.s]\ncmd = {buffered}\n"
+                              f"env = {{ PYTHONUNBUFFERED = '' }}\n{steps}", "pty.toml")
+    assert run("test", on_a_terminal).returncode == 0
+
+
 def test_a_member_dying_fails_the_step_at_once(tmp_path: Path) -> None:
     """An expectation on a member that exits fails with its exit code, not a timeout."""
     case = _scenario(tmp_path, '[procs.m]\ncmd = "sh -c \'echo bye; exit 4\'"\n'

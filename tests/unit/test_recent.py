@@ -137,3 +137,14 @@ def test_output_of_earlier_runs_is_told_apart() -> None:
     recent(Started("web", 3, ("web",), t=0.0))
     recent(out("web", b"up\n"))
     assert recent.describe("web") == "last output of web:\n    up"
+
+
+def test_silence_gets_the_reason_it_may_not_be_silence() -> None:
+    """A member that wrote nothing (in its latest run) may have a reason: it is said then."""
+    recent = RecentOutput(silence=lambda name: "buffered" if name == "db" else "")
+    assert recent.describe("db") == "db wrote nothing (buffered)"
+    assert recent.describe("web") == "web wrote nothing"
+    recent(out("db", b"up\n"))
+    assert recent.describe("db") == "last output of db:\n    up"
+    recent(Started("db", 2, ("db",), t=0.0))
+    assert recent.describe("db").endswith("db wrote nothing in its latest run (buffered)")
