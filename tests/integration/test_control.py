@@ -77,6 +77,24 @@ def test_send_eof_closes_the_members_stdin(run_dir: Path) -> None:
         assert plex.wait() == 0
 
 
+def test_send_to_a_member_that_closed_its_stdin_says_nothing_was_sent(run_dir: Path) -> None:
+    """The member closed its end: the write that finds out is refused as the next would
+    be, not acknowledged; pipeplex lives on (no SIGPIPE)."""
+    with Pipeplex("run", "-p", "dead=sh -c 'exec 0<&-; echo closed; exec sleep 60'",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^dead \| closed$")
+        first = run("send", "--run-dir", run_dir, "dead", "hello")
+        assert first.returncode == 1
+        assert first.stderr == "pipeplex: error: dead has closed its stdin; nothing was sent\n"
+        plex.expect(r"^dead \* stdin was closed by dead; dropped 6 bytes$")
+        again = run("send", "--run-dir", run_dir, "dead", "hello")
+        assert again.returncode == 1
+        assert again.stderr == "pipeplex: error: dead has its stdin closed; nothing was sent\n"
+        assert status(run_dir)["members"][0]["state"] == "running"
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+
+
 def test_send_to_an_unknown_member_names_it_and_lists_the_others(run_dir: Path) -> None:
     """Exit 1 with a message; the run goes on."""
     with cats(run_dir, "c", "d") as plex:

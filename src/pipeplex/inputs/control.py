@@ -337,8 +337,10 @@ class ControlServer:
             if not member.input_open:
                 raise _Refused("not_running", f"{name} {_why_closed(member)}; nothing was sent")
         delivered = router.send(name, data) if data else 0
-        if name == ALL and data and not delivered:
-            raise _Refused("not_running", "no member is taking input; nothing was sent")
+        if data and not delivered:
+            if name == ALL:
+                raise _Refused("not_running", "no member is taking input; nothing was sent")
+            raise _Refused("not_running", f"{name} has closed its stdin; nothing was sent")
         if eof:
             router.close_input(name)
         return {"ok": True, "delivered": delivered}

@@ -521,7 +521,8 @@ class Process:
                 and self.returncode is None)
 
     def send(self, data: bytes, *, record: bool = True) -> bool:
-        """Queue ``data`` for the member's stdin; False (with a note) if stdin is closed.
+        """Queue ``data`` for the member's stdin; False (with a note) if stdin is closed,
+        also when the write finds that the member closed it.
         ``record=False``: the caller published its :class:`InputSent` already."""
         recording = record and self._bus.wants(InputSent)  # (a record only: skipped when
         if recording:                                      # nobody keeps records)
@@ -541,7 +542,7 @@ class Process:
                 self._pending_input.append(memoryview(data))
             else:
                 self._write(data)
-        return True
+        return self._stdin is not None  # (None: the write found it closed by the member)
 
     def _take_output(self) -> None:
         """Read what the member wrote before the line now sent to it (within reason), so
