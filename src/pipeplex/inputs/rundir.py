@@ -77,6 +77,15 @@ def _check_private(path: Path, st: os.stat_result) -> None:
         )
 
 
+def _what(st: os.stat_result) -> str:
+    """What a file in the way is, for a message: 'a symbolic link of uid 1001'."""
+    kind = ("a named pipe" if stat.S_ISFIFO(st.st_mode) else
+            "a symbolic link" if stat.S_ISLNK(st.st_mode) else
+            "a folder" if stat.S_ISDIR(st.st_mode) else
+            "a regular file" if stat.S_ISREG(st.st_mode) else "a special file")
+    return f"{kind} of uid {st.st_uid}"
+
+
 def _make_private_dir(path: Path) -> tuple[int, bool]:
     """:func:`_private_dir` for ``path``, its parent made first (private too when it is the
     runtime base).
@@ -218,8 +227,8 @@ class RunDir:
                 st = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
                 if not stat.S_ISFIFO(st.st_mode) or st.st_uid != os.geteuid():
                     raise RunDirError(f"{self.path / name} exists and is not a pipe of an "
-                                      "earlier run; move it away or use another run folder"
-                                      ) from None
+                                      f"earlier run ({_what(st)}); move it away or use "
+                                      "another run folder") from None
                 os.unlink(name, dir_fd=self.dir_fd)
                 os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
         except OSError as exc:
