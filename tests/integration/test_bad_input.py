@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from .helpers import Pipeplex, run
+from .helpers import DEADLINE, PIPEPLEX, Pipeplex, run
 
 
 def _error(result: object) -> str:
@@ -103,11 +105,41 @@ def test_a_run_dir_in_use_by_a_live_run_is_refused(run_dir: Path) -> None:
 
 
 def test_a_stale_run_dir_is_cleaned_up(run_dir: Path) -> None:
-    """Leftovers of a run that was killed are removed, and the new run says so."""
+    """Leftovers of a run that was killed are removed, and the new run says so; only its
+    pipes and socket: the folder may be a project's, with files of the same names."""
     run_dir.mkdir(mode=0o700)
     (run_dir / "run.lock").write_text("999999\n")
     os.mkfifo(run_dir / "old.in", 0o600)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(run_dir / "control.sock"))
+    (run_dir / "Makefile.in").write_text("all: build\n")
+    (run_dir / "dir.in").mkdir()
+    (run_dir / "link.in").symlink_to(run_dir / "Makefile.in")
     result = run("run", "-p", "a=echo hi", "--run-dir", run_dir)
-    assert result.returncode == 0
+    assert result.returncode == 0, result.stderr
     assert "cleaned up after an earlier run (pid 999999)" in result.stdout
-    assert not (run_dir / "old.in").exists()
+    assert sorted(os.listdir(run_dir)) == ["Makefile.in", "dir.in", "link.in"]
+    assert (run_dir / "Makefile.in").read_text() == "all: build\n"
+
+
+def test_a_file_in_the_place_of_the_socket_is_refused_and_kept(run_dir: Path) -> None:
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "control.sock").write_text("mine\n")
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", run_dir))
+    assert (f"{run_dir / 'control.sock'} exists and is not the socket of an earlier run "
+            f"(a regular file of uid {os.geteuid()}); move it away") in stderr
+    assert (run_dir / "control.sock").read_text() == "mine\n"
+
+
+def test_a_relative_xdg_runtime_dir_is_ignored(tmp_path: Path) -> None:
+    """As the XDG spec says: the run folder goes to the fallback under TMPDIR, never to a
+    folder relative to wherever pipeplex runs."""
+    env = {**os.environ, "XDG_RUNTIME_DIR": "relative", "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "relative").mkdir(mode=0o700)  # (usable, were it not relative)
+    result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=DEADLINE,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert f"run folder {tmp_path / 'tmp' / f'pipeplex-{os.geteuid()}'}/" in result.stdout
+    assert list((tmp_path / "relative").iterdir()) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PROGS, Pipeplex, py, write_fifo
+from .helpers import PROGS, Pipeplex, py, run, write_fifo
 
 
 def test_the_tutorial_programs_answer_every_line_repeatedly(run_dir: Path, tmp_path: Path) -> None:
@@ -106,6 +106,44 @@ def test_the_run_folder_is_private_and_removed_at_the_end(run_dir: Path) -> None
         plex.signal()
         assert plex.wait() == 143
     assert not run_dir.exists(), (plex.text, list(run_dir.iterdir()))
+
+
+@pytest.mark.parametrize("instead", ["a file", "a link", "nothing"])
+def test_a_pipe_replaced_under_a_writer_stops_that_input_only(run_dir: Path, tmp_path: Path,
+                                                              instead: str) -> None:
+    """c.in swapped while a writer holds it: when that writer leaves, input through c.in
+    stops with a note, the cast goes on (send still reaches c), and what is in its place
+    now is left alone at the end."""
+    with Pipeplex("run", "-p", "c=cat", "-p", "d=cat", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        path = run_dir / "c.in"
+        writer = os.open(path, os.O_WRONLY)
+        try:
+            path.unlink()
+            if instead == "a file":
+                path.write_text("mine\n")
+            elif instead == "a link":
+                path.symlink_to(tmp_path)
+            os.write(writer, b"through the old pipe\n")
+        finally:
+            os.close(writer)
+        why = {"a file": "something that is not a FIFO of yours is in its place",
+               "a link": "a symbolic link is in its place", "nothing": "it was removed"}[instead]
+        plex.expect(rf"^pipeplex \* c\.in: {why}; input through it has stopped")
+        write_fifo(run_dir / "d.in", b"still here\n")
+        plex.expect(r"^d \| still here$")
+        assert run("send", "--run-dir", run_dir, "c", "by send").returncode == 0
+        plex.expect(r"^c \| by send$")
+        assert "c | through the old pipe\n" in plex.text  # (cat answers in order)
+        plex.signal()
+        assert plex.wait() == 143
+    assert "Traceback" not in plex.text
+    if instead == "a file":
+        assert path.read_text() == "mine\n"
+    elif instead == "a link":
+        assert path.is_symlink()
+    else:
+        assert not run_dir.exists()
 
 
 def test_a_member_can_write_to_anothers_pipe_as_soon_as_it_starts(run_dir: Path) -> None:

@@ -12,11 +12,13 @@ nothing (a FIFO with no writers would otherwise wake the loop forever).
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import Callable
 
 from .._bus import Bus
 from .._events import Note
+from ..errors import RunDirError
 from .rundir import RunDir
 
 __all__ = ("FifoChannel",)
@@ -93,11 +95,24 @@ class FifoChannel:
             self._pending = b""
         # Open the new descriptor before closing the old one: a FIFO with no reader left
         # frees its buffer, and a next writer may already have written into it.
-        old, self._fd = self._fd, self._run_dir.open_fifo(self.filename)
+        try:
+            fd = self._run_dir.open_fifo(self.filename)
+        except FileNotFoundError:
+            fd, why = None, "it was removed"
+        except RunDirError:
+            fd, why = None, "something that is not a FIFO of yours is in its place"
+        except OSError as exc:
+            fd, why = None, ("a symbolic link is in its place" if exc.errno == errno.ELOOP
+                             else f"it cannot be opened again: {exc.strerror}")
+        old, self._fd = self._fd, fd
         assert self._loop is not None and old is not None
         self._loop.remove_reader(old)
         os.close(old)
-        self._loop.add_reader(self._fd, self._readable)
+        if fd is None:
+            self._note(f"{why}; input through it has stopped (pipeplex send still reaches "
+                       "the member), and whatever is there now is left alone")
+            return
+        self._loop.add_reader(fd, self._readable)
 
     def _note(self, text: str) -> None:
         self._bus.publish(Note(f"{self.filename}: {text}", level="warning"))

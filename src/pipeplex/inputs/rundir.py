@@ -18,6 +18,7 @@ import re
 import socket
 import stat
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import RunDirError
@@ -35,7 +36,7 @@ _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 def _runtime_base() -> Path:
     """``$XDG_RUNTIME_DIR/pipeplex`` when that folder is usable, else ``/tmp/pipeplex-UID``."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
+    if xdg and os.path.isabs(xdg):  # (a relative one is to be ignored, says the XDG spec)
         try:
             st = os.stat(xdg)
         except OSError:
@@ -139,7 +140,9 @@ class RunDir:
         self._created = created
         self.stale_pid = stale_pid
         """The pid of an earlier run that died without cleaning up, if there was one."""
-        self._entries: set[str] = set()
+        self._entries: dict[str, tuple[int, int]] = {}
+        """What this run made in the folder, by name: (device, inode), so that only that
+        very file is removed at the end, never what someone put in its place."""
         self._closed = False
 
     @classmethod
@@ -206,10 +209,30 @@ class RunDir:
         return fd, int(previous) if previous.isdigit() else None
 
     def _clean_stale(self) -> None:
+        """Remove the pipes and the socket a dead run left: FIFOs and sockets of ours only
+        (the folder may be a project's, with a ``Makefile.in`` of its own)."""
         for entry in os.listdir(self.dir_fd):
-            if entry.endswith(".in") or entry == SOCKET_NAME:
+            if entry.endswith(".in"):
+                kind = stat.S_ISFIFO
+            elif entry == SOCKET_NAME:
+                kind = stat.S_ISSOCK
+            else:
+                continue
+            if self._stat_if(entry, kind) is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry, dir_fd=self.dir_fd)
+
+    def _stat_if(self, name: str, kind: Callable[[int], bool]) -> os.stat_result | None:
+        """``name``'s own status (links not followed) if it is a ``kind`` of ours, else None."""
+        try:
+            st = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return st if kind(st.st_mode) and st.st_uid == os.geteuid() else None
+
+    def _made(self, name: str) -> None:
+        st = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
+        self._entries[name] = (st.st_dev, st.st_ino)
 
     def make_fifo(self, name: str) -> str:
         """Create the FIFO ``name`` (0600), replacing a pipe an earlier run left; its path.
@@ -231,9 +254,9 @@ class RunDir:
                                       "another run folder") from None
                 os.unlink(name, dir_fd=self.dir_fd)
                 os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
+            self._made(name)
         except OSError as exc:
             raise RunDirError(f"cannot create {self.path / name}: {exc.strerror}") from None
-        self._entries.add(name)
         return str(self.path / name)
 
     def open_fifo(self, name: str) -> int:
@@ -259,7 +282,15 @@ class RunDir:
         Raises:
             RunDirError: the socket cannot be created (path too long without /proc, ...).
         """
-        with contextlib.suppress(FileNotFoundError):
+        try:
+            st = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+                raise RunDirError(f"{self.path / name} exists and is not the socket of an "
+                                  f"earlier run ({_what(st)}); move it away or use another "
+                                  "run folder")
             os.unlink(name, dir_fd=self.dir_fd)
         via_proc = f"/proc/self/fd/{self.dir_fd}"
         if os.path.isdir(via_proc):
@@ -282,8 +313,8 @@ class RunDir:
             raise RunDirError(f"cannot create {self.path / name}: {exc.strerror}") from None
         finally:
             os.umask(old_umask)
-        self._entries.add(name)
         try:
+            self._made(name)
             os.chmod(name, 0o600, dir_fd=self.dir_fd)
             sock.listen(backlog)
             sock.setblocking(False)
@@ -298,9 +329,14 @@ class RunDir:
         if self._closed:
             return
         self._closed = True
-        for entry in self._entries:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry, dir_fd=self.dir_fd)
+        for entry, made in self._entries.items():
+            try:
+                st = os.stat(entry, dir_fd=self.dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if (st.st_dev, st.st_ino) == made:  # (not a file put in its place meanwhile)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry, dir_fd=self.dir_fd)
         self._entries.clear()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(LOCK_NAME, dir_fd=self.dir_fd)
