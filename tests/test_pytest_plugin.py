@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pipeplex._recent import printable
+from pipeplex._printable import printable
 from pipeplex.pytest_plugin import _transcript_file_name
 
 pytest_plugins = ["pytester"]

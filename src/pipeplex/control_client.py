@@ -22,12 +22,14 @@ import json
 import os
 import signal
 import socket
+import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ._printable import printable
 from .errors import NoRun, RequestFailed
 from .inputs.rundir import LOCK_NAME, SOCKET_NAME, SUN_PATH_MAX
 
@@ -36,6 +38,7 @@ __all__ = ("MAX_REQUEST", "ControlClient", "format_status")
 MAX_REQUEST = 64 * 1024
 """Longest request line the server reads (without its newline)."""
 CONNECT_TIMEOUT = 10.0
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (SO_PEERCRED)
 ANSWER_TIMEOUT = 60.0
 
 
@@ -66,18 +69,28 @@ class ControlClient:
         self.close()
 
     def connect(self) -> None:
+        """Connect to the run's socket, checking first that the folder is a run folder of
+        ours and then that a process of ours serves it: in a shared ``/tmp``, or below a
+        folder of someone else's, another user could have put one there to read what is
+        sent."""
         if self._sock is not None:
             return
-        path = self.run_dir / SOCKET_NAME
-        address = str(path)
         dir_fd: int | None = None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            if len(os.fsencode(address)) > SUN_PATH_MAX:
-                # Too long for sockaddr_un: reach it through a descriptor of its folder.
-                dir_fd = os.open(self.run_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                address = f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}"
+            # (O_RDONLY, not O_PATH: with O_PATH a link would be opened, not refused.)
+            dir_fd = os.open(self.run_dir,
+                             os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            self._check_folder(os.fstat(dir_fd))
+            # Through the descriptor: the folder just checked, whatever its path names now
+            # (and any length of path).
+            address = f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}"
+            if not os.path.isdir(f"/proc/self/fd/{dir_fd}"):  # (no /proc)
+                address = str(self.run_dir / SOCKET_NAME)
+                if len(os.fsencode(address)) > SUN_PATH_MAX:
+                    raise OSError(errno.ENAMETOOLONG, "socket path too long, and no /proc")
             _connect(sock, address)
+            self._check_server(sock)
         except BaseException as exc:
             sock.close()
             if isinstance(exc, OSError):
@@ -89,8 +102,30 @@ class ControlClient:
         sock.settimeout(self.timeout)
         self._sock = sock
 
+    def _check_folder(self, st: os.stat_result) -> None:
+        uid = os.geteuid()
+        if st.st_uid != uid:
+            raise NoRun(f"refusing {self.run_dir}: it belongs to uid {st.st_uid}, so no "
+                        "pipeplex run of yours made it (someone else's, or put there by "
+                        "someone else); nothing was sent", run_dir=str(self.run_dir))
+        if st.st_mode & 0o077:
+            raise NoRun(f"refusing {self.run_dir}: its mode is {st.st_mode & 0o777:04o}, and a "
+                        "pipeplex run makes its folder 0700; nothing was sent",
+                        run_dir=str(self.run_dir))
+
+    def _check_server(self, sock: socket.socket) -> None:
+        _pid, uid, _gid = _UCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+        if uid != os.geteuid():
+            raise NoRun(f"refusing the control socket in {self.run_dir}: uid {uid} serves it, "
+                        "not a pipeplex run of yours; nothing was sent",
+                        run_dir=str(self.run_dir))
+
     def _no_run(self, exc: OSError) -> NoRun:
         where = str(self.run_dir)
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and self.run_dir.is_symlink():
+            return NoRun(f"refusing {where}: it is a symbolic link, and a pipeplex run never "
+                         "makes its folder one; pass the folder itself", run_dir=where)
         pid = _lock_pid(self.run_dir)
         alive = pid is not None and _alive(pid)
         if exc.errno == errno.ECONNREFUSED or (pid is not None and not alive):
@@ -256,14 +291,14 @@ def format_status(records: Iterable[Mapping[str, Any]]) -> str:
     """A table of members: name, pid, state, uptime, restarts, last exit code."""
     headers = ("NAME", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT")
     rows = [
-        (
+        tuple(printable(cell) for cell in (  # (what a run answers reaches a terminal)
             str(r["name"]),
             str(r["pid"]) if r.get("pid") is not None else "-",
             str(r.get("state", "?")),
             _duration(r.get("uptime")),
             str(r.get("restarts", 0)),
             _exit_code(r["last_exit"] if "last_exit" in r else r.get("returncode")),
-        )
+        ))
         for r in records
     ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)

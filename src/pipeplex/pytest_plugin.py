@@ -45,7 +45,7 @@ import pytest
 
 from ._plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
 from ._plex_sync import Plex
-from ._recent import printable
+from ._printable import printable
 from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
 

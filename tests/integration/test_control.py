@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -569,6 +570,73 @@ def test_a_client_of_another_uid_is_refused(run_dir: Path) -> None:
         assert run("send", "c", "owner", "--run-dir", run_dir).returncode == 0
         plex.expect(r"^c \| owner$")
         assert "evil" not in plex.text
+
+
+def test_a_client_sends_nothing_to_a_socket_someone_else_serves(run_dir: Path) -> None:
+    """A socket in a folder of ours, but listened on by uid 65534 (who could read what is
+    sent): SO_PEERCRED tells, and the client refuses before it sends a byte."""
+    run_dir.mkdir(mode=0o700)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(run_dir / "control.sock"))
+    listening_r, listening_w = os.pipe()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            sock.listen(1)  # (the credentials a client sees are those of this call)
+            os.write(listening_w, b"L")
+            sock.settimeout(DEADLINE)
+            conn, _ = sock.accept()
+            conn.settimeout(DEADLINE)
+            data = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := conn.recv(65536):
+                    data += chunk
+            os.write(w, b"received:" + data)
+        except BaseException as exc:
+            os.write(w, repr(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(listening_w)
+    sock.close()
+    with os.fdopen(listening_r, "rb") as listening:
+        assert listening.read(1) == b"L"
+    result = run("send", "c", "password=hunter2", "--run-dir", run_dir)
+    with os.fdopen(r, "rb") as reader:
+        seen = reader.read()
+    os.waitpid(pid, 0)
+    assert seen == b"received:"
+    assert result.returncode == 4
+    assert result.stderr == (f"pipeplex: error: refusing the control socket in {run_dir}: "
+                             "uid 65534 serves it, not a pipeplex run of yours; nothing was "
+                             "sent\n")
+
+
+def test_a_client_refuses_a_folder_no_run_of_its_user_made(run_dir: Path, tmp_path: Path) -> None:
+    """Open to others, or a link: the client does not even connect."""
+    run_dir.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(run_dir / "control.sock"))
+        sock.listen(1)
+        sock.setblocking(False)
+        run_dir.chmod(0o755)
+        result = run("status", "--run-dir", run_dir)
+        assert result.returncode == 4
+        assert f"refusing {run_dir}: its mode is 0755, and a pipeplex run makes its folder " \
+               "0700" in result.stderr
+        run_dir.chmod(0o700)
+        link = tmp_path / "link"
+        link.symlink_to(run_dir)
+        result = run("send", "c", "x", "--run-dir", link)
+        assert result.returncode == 4
+        assert f"refusing {link}: it is a symbolic link" in result.stderr
+        with pytest.raises(BlockingIOError):
+            sock.accept()  # (nobody connected)
 
 
 def _request_as(uid: int, run_dir: Path, request: bytes) -> bytes:
