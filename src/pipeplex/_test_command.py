@@ -19,7 +19,7 @@ from .cast.load import check_commands
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
 from .participants.orphans import Adoption
-from .report.junit import CaseResult, write_junit
+from .report.junit import CaseResult, check_junit, write_junit
 from .report.transcript import numbered_records, record_data
 from .scenario import load_scenario
 from .scenario.model import Scenario
@@ -51,6 +51,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     _end_on_stop_signals()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (held since the start)
     colored = use_color(color, sys.stdout.isatty())  # type: ignore[arg-type]
+    if junit is not None:
+        _check_junit(junit)  # (a link planted there is said before the tests run, not after)
     scenarios: list[Scenario] = []
     load_errors: list[tuple[Path, str]] = []
     for path in files:
@@ -107,6 +109,9 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
                     for path, message in load_errors]
         try:
             write_junit(junit, results)
+        except PipeplexError as exc:  # (a link or no file of the user's put there meanwhile)
+            print(f"pipeplex: error: {exc}", file=sys.stderr)
+            sys.exit(LOAD_ERROR)
         except OSError as exc:
             print(f"pipeplex: error: cannot write the JUnit report {junit}: "
                   f"{exc.strerror or exc}", file=sys.stderr)
@@ -175,8 +180,10 @@ async def _run_each(
         logs = log_dir / record_name if log_dir is not None and several else log_dir
         try:
             if transcript is not None and several:
-                transcript.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (instant)
+                _records_folder(transcript, "transcript folder")
                 path = transcript / f"{record_name}.jsonl"
+            if log_dir is not None and several:
+                _records_folder(log_dir, "log folder")
             began = time.monotonic()
             task = asyncio.create_task(run_scenario(
                 scenario, grace=grace, transcript=path, log_dir=logs, update_golden=update,
@@ -214,6 +221,41 @@ async def _run_each(
                     else " before the first step")
             _say(f"  {_style('FAIL', '31', colored)}{when}")
     return outcomes, unrecorded
+
+
+def _check_junit(path: Path) -> None:
+    """Exit with status 2 when ``path`` may not be replaced by the JUnit report."""
+    try:
+        check_junit(path)
+    except PipeplexError as exc:
+        print(f"pipeplex: error: {exc}", file=sys.stderr)
+        sys.exit(LOAD_ERROR)
+    except OSError as exc:
+        print(f"pipeplex: error: cannot write the JUnit report {path}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(LOAD_ERROR)
+
+
+def _records_folder(folder: Path, what: str) -> None:
+    """Make ``folder`` for several scenarios' records (0700, as they are private), and
+    refuse a symbolic link in its place, as for one scenario's ``--log-dir``: the records
+    are made in it by name, and a link planted there would take them elsewhere.
+
+    Raises:
+        PipeplexError: ``folder`` is a symbolic link.
+        OSError: it cannot be made (FileExistsError: a file is in its place).
+    """
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        if not folder.is_symlink():  # (a dangling link: said as a link below)
+            raise
+    # Checked after the mkdir, so that a link put there before it is seen (in a shared
+    # folder such as /tmp, only the folder's owner may then put one in its place).
+    if folder.is_symlink():
+        raise PipeplexError(f"cannot use the {what} {folder}: it is a symbolic link, which "
+                            "pipeplex does not follow; give the folder it points to, if that "
+                            "is yours")
 
 
 def _records_problem(exc: Exception) -> str | None:
@@ -294,7 +336,8 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
         for lineno, record in numbered_records(path, on_bad=problems.append):
             try:
                 event = _event(record)
-            except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+            except (TypeError, ValueError, AttributeError, RecursionError, OverflowError
+                    ) as exc:  # (OverflowError: a number out of range, 1e999 for a code)
                 problems.append(f"{path}:{lineno}: a record with a field of the wrong kind "
                                 f"({type(exc).__name__}: {exc})")
                 continue

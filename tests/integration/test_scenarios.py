@@ -627,3 +627,145 @@ def test_replay_with_timestamps_skips_a_time_it_cannot_show(tmp_path: Path, t: s
     assert "which is no time); skipped" in result.stderr
     assert result.stdout.endswith("a | y\n")
 
+
+
+@pytest.mark.parametrize("target", ["victim.xml", "nowhere.xml"])
+def test_a_junit_report_in_place_of_a_link_is_refused_before_the_tests(
+        tmp_path: Path, target: str) -> None:
+    """A link planted at --junit's path is said before anything runs (status 2, as for a
+    report that cannot be written), and neither the file it points to nor one where a
+    dangling link points is written."""
+    (tmp_path / "victim.xml").write_text("someone else's\n")
+    report = tmp_path / "j.xml"
+    report.symlink_to(tmp_path / target)
+    scenario = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n')
+    result = run("test", scenario, "--junit", report)
+    assert result.returncode == 2, result.stdout
+    assert result.stdout == ""
+    assert result.stderr == (f"pipeplex: error: cannot write the JUnit report {report}: it is "
+                             "a symbolic link, which pipeplex does not follow; remove it, or "
+                             "give another file\n")
+    assert (tmp_path / "victim.xml").read_text() == "someone else's\n"
+    assert not (tmp_path / "nowhere.xml").exists()
+
+
+def test_a_new_junit_report_is_private(tmp_path: Path) -> None:
+    import subprocess
+
+    from .helpers import PIPEPLEX
+
+    scenario = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n')
+    report = tmp_path / "j.xml"
+    result = subprocess.run([*PIPEPLEX, "test", str(scenario), "--junit", str(report)],
+                            capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL, preexec_fn=lambda: os.umask(0o022))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert oct(report.stat().st_mode & 0o777) == "0o600"
+    assert len(ET.parse(report).getroot().findall(".//testcase")) == 1
+
+
+def test_update_refuses_a_golden_file_that_is_a_link(tmp_path: Path) -> None:
+    """--update does not write through a link in the golden file's place: the scenario
+    fails, saying so, and the file the link points to stays as it was."""
+    (tmp_path / "victim.txt").write_text("someone else's\n")
+    (tmp_path / "case.golden").symlink_to(tmp_path / "victim.txt")
+    case = _scenario(tmp_path, 'golden = "case.golden"\n' + CAT
+                     + '[[step]]\nsend = "hello"\nto = "c"\n[[step]]\nexpect = "^hello$"\n')
+    result = run("test", "--update", case)
+    assert result.returncode == 1, result.stdout
+    assert (f"cannot write golden file {tmp_path / 'case.golden'}: it is a symbolic link, "
+            "which pipeplex does not follow; remove it, or name another file with golden = "
+            "in the scenario") in result.stdout
+    assert "0 passed, 1 failed" in result.stdout and "(0 golden files written)" in result.stdout
+    assert (tmp_path / "victim.txt").read_text() == "someone else's\n"
+
+
+@pytest.mark.parametrize(("option", "what"), [("--log-dir", "log folder"),
+                                              ("--transcript", "transcript folder")])
+@pytest.mark.parametrize("dangling", [False, True])
+def test_several_scenarios_refuse_a_records_folder_that_is_a_link(
+        tmp_path: Path, option: str, what: str, dangling: bool) -> None:
+    """As one scenario's --log-dir is: each scenario is refused (status 2), and nothing is
+    made where the link points."""
+    elsewhere = tmp_path / "elsewhere"
+    if not dangling:
+        elsewhere.mkdir()
+    link = tmp_path / "records"
+    link.symlink_to(elsewhere)
+    body = CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n'
+    files = [_scenario(tmp_path, body, "a.toml"), _scenario(tmp_path, body, "b.toml")]
+    result = run("test", *files, option, link)
+    assert result.returncode == 2, result.stdout
+    said = (f"cannot use the {what} {link}: it is a symbolic link, which pipeplex does not "
+            "follow; give the folder it points to, if that is yours; it did not run")
+    assert result.stdout.count(said) == 2, result.stdout
+    assert "0 passed, 2 failed" in result.stdout
+    if dangling:
+        assert not elsewhere.exists()
+    else:
+        assert list(elsewhere.iterdir()) == []
+
+
+def test_several_scenarios_make_private_records_folders(tmp_path: Path) -> None:
+    """The folders made for several scenarios' records are 0700, as their files are 0600;
+    a scenario's log folder that is a link is refused, never followed."""
+    body = CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n'
+    files = [_scenario(tmp_path, body, "a.toml"), _scenario(tmp_path, body, "b.toml")]
+    logs, transcripts = tmp_path / "logs", tmp_path / "transcripts"
+    result = run("test", *files, "--log-dir", logs, "--transcript", transcripts)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for folder in (logs, transcripts, logs / "a"):
+        assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    shutil.rmtree(logs / "b")
+    (tmp_path / "elsewhere").mkdir()
+    (logs / "b").symlink_to(tmp_path / "elsewhere")
+    result = run("test", *files, "--log-dir", logs)
+    assert result.returncode == 2, result.stdout
+    assert f"cannot use the log folder {logs / 'b'}: it is a symbolic link" in result.stdout
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_replay_skips_a_number_out_of_range(tmp_path: Path) -> None:
+    """A code, pid or time too big for its kind is a malformed record like the others:
+    named by its line and skipped, not a traceback."""
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text(
+        '{"t": 1.0, "s": "event", "e": "exit", "p": "a", "code": 1e999}\n'
+        '{"t": 1.0, "s": "event", "e": "start", "p": "a", "pid": 1e999}\n'
+        f'{{"t": 1{"0" * 400}, "p": "a", "s": "out", "d": "x\\n"}}\n'
+        '{"t": 1.0, "p": "a", "s": "out", "d": "shown\\n"}\n')
+    result = run("replay", transcript)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == "a | shown\n"
+    for lineno in (1, 2, 3):
+        assert (f"pipeplex: warning: {transcript}:{lineno}: a record with a field of the "
+                "wrong kind (OverflowError: ") in result.stderr
+
+
+def test_replay_skips_an_over_long_line_in_bounded_memory(tmp_path: Path) -> None:
+    """A line far longer than any record (256 MiB of NULs, as /dev/zero gives; here a
+    sparse file) is read past in pieces, within a memory limit smaller than the line, and
+    said by its line number; the records around it are shown."""
+    import resource
+    import subprocess
+
+    from .helpers import PIPEPLEX
+
+    transcript = tmp_path / "t.jsonl"
+    with transcript.open("wb") as file:
+        file.write(b'{"t": 1.0, "p": "a", "s": "out", "d": "before\\n"}\n')
+        file.truncate(file.tell() + 256 * 2**20)
+        file.seek(0, os.SEEK_END)
+        file.write(b'\n{"t": 1.0, "p": "a", "s": "out", "d": "after\\n"}\n')
+    limit = 192 * 2**20
+
+    def less_memory_than_the_line() -> None:  # (in pipeplex, before it starts)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    result = subprocess.run([*PIPEPLEX, "replay", str(transcript)], capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL,
+                            preexec_fn=less_memory_than_the_line)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == "a | before\na | after\n"
+    assert result.stderr == (f"pipeplex: warning: {transcript}:2: not a transcript record: "
+                             "longer than 16 MiB; skipped\n")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import os
+import stat
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
 from pipeplex._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
-from pipeplex.report.golden import compare_golden, golden_text, normalize
+from pipeplex.errors import PipeplexError
+from pipeplex.report.golden import compare_golden, golden_text, normalize, write_golden
 from pipeplex.scenario.model import NormalizeRule
 
 NAMES = ("server", "alice")
@@ -301,3 +305,28 @@ def test_a_diff_tells_a_real_escape_from_the_text_of_one() -> None:
     assert "-| \\\\x1b[1mbold\n+| \\x1b[1mbold\n" in diff
     assert "backslashes written by the members are shown doubled" in diff
     assert "\x1b" not in diff
+
+
+@pytest.mark.parametrize("target", ["victim.txt", "nowhere.txt"])
+def test_a_golden_file_that_is_a_link_is_refused_never_followed(
+        tmp_path: Path, target: str) -> None:
+    (tmp_path / "victim.txt").write_text("someone else's\n")
+    golden = tmp_path / "s.golden"
+    golden.symlink_to(tmp_path / target)
+    with pytest.raises(PipeplexError, match=(
+            f"^cannot write golden file {golden}: it is a symbolic link, which pipeplex does "
+            "not follow; remove it, or name another file with golden = in the scenario$")):
+        write_golden(golden, EXPECTED)
+    assert (tmp_path / "victim.txt").read_text() == "someone else's\n"
+    assert sorted(os.listdir(tmp_path)) == ["s.golden", "victim.txt"]
+
+
+def test_a_golden_file_keeps_its_mode_and_a_new_one_is_0644(tmp_path: Path) -> None:
+    """Golden files are committed: not private as records are. Its folder is made."""
+    kept, new = tmp_path / "kept.golden", tmp_path / "sub" / "new.golden"
+    kept.write_text("old\n")
+    kept.chmod(0o640)
+    write_golden(kept, EXPECTED)
+    write_golden(new, EXPECTED)
+    assert (kept.read_text(), stat.S_IMODE(kept.stat().st_mode)) == (EXPECTED, 0o640)
+    assert (new.read_text(), stat.S_IMODE(new.stat().st_mode)) == (EXPECTED, 0o644)

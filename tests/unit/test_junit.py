@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import resource
+import signal
 import socket
+import stat
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from pipeplex.errors import PipeplexError
 from pipeplex.report.junit import CaseResult, write_junit, xml_safe
 
 FAILURE = (
@@ -171,3 +178,61 @@ def test_junitparser_reads_the_report(tmp_path: Path) -> None:
     (problem,) = failing.result
     assert problem.message == FAILURE.splitlines()[0]
     assert problem.text == FAILURE
+
+
+@pytest.mark.parametrize("target", ["victim.xml", "nowhere.xml"])
+def test_a_link_in_the_reports_place_is_refused_never_followed(
+        tmp_path: Path, target: str) -> None:
+    """A link planted at the path neither overwrites the file it points to nor makes a
+    file where a dangling one points; it is said, and stays as it was."""
+    (tmp_path / "victim.xml").write_text("someone else's\n")
+    path = tmp_path / "r.xml"
+    path.symlink_to(tmp_path / target)
+    with pytest.raises(PipeplexError, match=(
+            f"^cannot write the JUnit report {path}: it is a symbolic link, which pipeplex "
+            "does not follow; remove it, or give another file$")):
+        write_junit(path, RESULTS)
+    assert (tmp_path / "victim.xml").read_text() == "someone else's\n"
+    assert not (tmp_path / "nowhere.xml").exists()
+    assert path.is_symlink()
+    assert sorted(os.listdir(tmp_path)) == ["r.xml", "victim.xml"]
+
+
+def test_the_report_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Made 0600, as transcripts are; an earlier report (0644) is replaced by one that is."""
+    new, earlier = tmp_path / "new.xml", tmp_path / "earlier.xml"
+    earlier.write_text("an earlier report\n")
+    earlier.chmod(0o644)
+    umask = os.umask(0o022)
+    try:
+        write_junit(new, RESULTS)
+        write_junit(earlier, RESULTS)
+    finally:
+        os.umask(umask)
+    for path in (new, earlier):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert ET.parse(path).getroot().tag == "testsuites"
+
+
+def test_a_report_that_cannot_be_written_leaves_the_earlier_one_whole(tmp_path: Path) -> None:
+    """The report is written to a new file renamed into place: a write that fails (a full
+    disk; here a file size limit) leaves the earlier report as it was, and nothing else."""
+    path = tmp_path / "r.xml"
+    path.write_text("the earlier report\n")
+    limit = 4096
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    code = ("import sys\n"
+            "from pipeplex.report.junit import CaseResult, write_junit\n"
+            "try:\n"
+            f"    write_junit(sys.argv[1], [CaseResult('s', 'n', 1.0, output='x' * {limit})])\n"
+            "except OSError as exc:\n"
+            "    sys.exit(exc.strerror)\n")
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                            text=True, timeout=30, preexec_fn=small_files)
+    assert (result.returncode, result.stderr) == (1, "File too large\n")
+    assert path.read_text() == "the earlier report\n"
+    assert os.listdir(tmp_path) == ["r.xml"]

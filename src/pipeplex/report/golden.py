@@ -12,15 +12,20 @@ apply.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from .._events import Event, Exited, InputSent, Output, Started
-from .._recent import printable
+from .._printable import printable
 from .._signals import describe_returncode
+from ..errors import PipeplexError
 from ..scenario.model import NormalizeRule
+from .junit import replace_file
+from .transcript import _Unsafe
 
-__all__ = ("compare_golden", "golden_text")
+__all__ = ("compare_golden", "golden_text", "write_golden")
 
 _TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
@@ -155,3 +160,25 @@ def compare_golden(expected: str, actual: str, *, path: str) -> str | None:
 def _lines(text: str) -> list[str]:
     lines = text.split("\n")
     return lines[:-1] if lines and not lines[-1] else lines
+
+
+def write_golden(path: str | os.PathLike[str], text: str) -> None:
+    """Write a golden file (``pipeplex test --update``), its folder made if need be.
+
+    It replaces the earlier one at once (see :func:`~pipeplex.report.junit.replace_file`),
+    never writing through a link in its place: a link is refused, since the file it points
+    to may not be the user's to overwrite.
+
+    Raises:
+        PipeplexError: something other than a regular file of the user's is at ``path``.
+        OSError: it cannot be written; an earlier golden file stays whole.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Not private as a run's records are (0600): a golden file is committed for anyone
+        # who checks the project out to read. It keeps the mode of the one it replaces, or
+        # is made 0644, as files in a repository usually are.
+        replace_file(path, text.encode("utf-8"), mode=0o644, keep_mode=True)
+    except _Unsafe as exc:
+        raise PipeplexError(f"cannot write golden file {os.fspath(path)}: {exc}; remove it, "
+                            "or name another file with golden = in the scenario") from None

@@ -392,13 +392,23 @@ def read_transcript(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         yield record
 
 
+MAX_RECORD = 16 * 2**20
+"""Bytes in a transcript line beyond which it is no record. The biggest pipeplex writes
+hold an output piece (at most 256 KiB, 1.5 MiB once JSON escapes its control characters)
+or a command line: a few MiB at most."""
+
+
 def numbered_records(path: str | os.PathLike[str], *, on_bad: Callable[[str], None]
                      ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Each record of a transcript file with its line number. A line that is no record
-    (cut off by a killed run, not UTF-8, not JSON) is said to ``on_bad``, naming the file
-    and line, and skipped."""
+    (cut off by a killed run, not UTF-8, not JSON, longer than ``MAX_RECORD``) is said to
+    ``on_bad``, naming the file and line, and skipped."""
     with open(path, "rb") as file:
-        for lineno, raw in enumerate(file, start=1):
+        for lineno, raw in enumerate(_lines(file), start=1):
+            if raw is None:
+                on_bad(f"{path}:{lineno}: not a transcript record: longer than "
+                       f"{MAX_RECORD // 2**20} MiB")
+                continue
             if not raw.strip():
                 continue
             try:
@@ -418,3 +428,16 @@ def numbered_records(path: str | os.PathLike[str], *, on_bad: Callable[[str], No
                 on_bad(f"{path}:{lineno}: not a transcript record")
                 continue
             yield lineno, record
+
+
+def _lines(file: IO[bytes]) -> Iterator[bytes | None]:
+    """Each line of ``file``, with its newline if it has one; None for one longer than
+    ``MAX_RECORD``, read past in bounded pieces, so that a line that never ends
+    (``pipeplex replay /dev/zero``) never fills the memory."""
+    while line := file.readline(MAX_RECORD + 1):
+        if len(line) <= MAX_RECORD or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := file.readline(64 * 1024)) and not rest.endswith(b"\n"):
+            pass
+        yield None

@@ -20,10 +20,11 @@ from .._bus import Bus
 from .._engine import DEFAULT_GRACE, Engine
 from .._events import Event, Note
 from .._stopping import EOF_GRACE
+from ..errors import PipeplexError
 from ..expect import Matcher
 from ..participants import Guardian
 from ..participants.orphans import Adoption, OrphanReaper
-from ..report.golden import compare_golden, golden_text
+from ..report.golden import compare_golden, golden_text, write_golden
 from ..report.transcript import LogDirSink, TranscriptSink
 from .model import Scenario
 from .run import StepResult, run_steps
@@ -145,8 +146,9 @@ def _check_golden(
     path = Path(scenario.golden)
     if update:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(actual, encoding="utf-8")
+            write_golden(path, actual)
+        except PipeplexError as exc:  # (a link or no file of the user's in its place)
+            return str(exc)
         except OSError as exc:
             return f"cannot write golden file {os.fspath(path)}: {exc.strerror or exc}"
         return None
