@@ -96,6 +96,24 @@ def test_send_to_a_member_that_closed_its_stdin_says_nothing_was_sent(run_dir: P
         assert plex.wait() == 143
 
 
+def test_input_a_member_never_read_is_counted_whole_when_dropped(run_dir: Path) -> None:
+    """A member that reads nothing, 1 MiB queued for it, then stopped: the note counts all
+    that was dropped, not the piece that was being written."""
+    size = 1024 * 1024
+    with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", run_dir) as plex:
+        plex.expect(r"^a +\* started")
+        write_fifo(run_dir / "a.in", (b"x" * 1023 + b"\n") * (size // 1024))
+        deadline = time.monotonic() + DEADLINE  # (until the run has read the FIFO dry)
+        while status(run_dir)["members"][0]["pending_input"] < size - 128 * 1024:
+            assert time.monotonic() < deadline
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    dropped = sum(int(n) for n in re.findall(
+        r"^a +\* (?:stdin was closed by a; dropped|ended with) (\d+) bytes", plex.text,
+        re.MULTILINE))
+    assert size - 128 * 1024 <= dropped <= size, plex.text
+
+
 def test_send_to_an_unknown_member_names_it_and_lists_the_others(run_dir: Path) -> None:
     """Exit 1 with a message; the run goes on."""
     with cats(run_dir, "c", "d") as plex:

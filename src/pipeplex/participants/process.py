@@ -469,7 +469,11 @@ class Process:
         if self._drain_timer:
             self._drain_timer.cancel()
             self._drain_timer = None
+        unread = sum(len(chunk) for chunk in self._pending_input)
         self._drop_stdin()
+        if unread:
+            self._bus.publish(Note(f"ended with {unread} bytes of input it never read; "
+                                   "dropped", name=self.name, level="warning"))
         if not self._readers:
             self._bus.remove_source(self)
         self.state = "exited"
@@ -540,9 +544,10 @@ class Process:
         with self._stdin_lock:
             if self._pending_input:
                 self._pending_input.append(memoryview(data))
-            else:
-                self._write(data)
-        return self._stdin is not None  # (None: the write found it closed by the member)
+            elif not self._write(data):
+                self._closed_by_member(len(data))
+                return False
+        return True
 
     def _take_output(self) -> None:
         """Read what the member wrote before the line now sent to it (within reason), so
@@ -576,21 +581,26 @@ class Process:
         if not self._pending_input:
             self._drop_stdin()
 
-    def _write(self, data: bytes | memoryview) -> None:
+    def _write(self, data: bytes | memoryview) -> bool:
+        """Write what the pipe takes and queue the rest; False, with nothing queued, when
+        the member has closed its stdin (the caller tells what that drops)."""
         assert self._stdin is not None
         try:
             written = os.write(self._stdin, data)
         except BlockingIOError:
             written = 0
         except (BrokenPipeError, ConnectionResetError):
-            self._bus.publish(Note(f"stdin was closed by {self.name}; dropped "
-                                   f"{len(data)} bytes", name=self.name, level="warning"))
-            self._drop_stdin()
-            return
+            return False
         if written < len(data):
             self._pending_input.append(memoryview(data)[written:])
             assert self._loop is not None
             self._loop.add_writer(self._stdin, self._guard(self._write_more))
+        return True
+
+    def _closed_by_member(self, dropped: int) -> None:
+        self._bus.publish(Note(f"stdin was closed by {self.name}; dropped {dropped} bytes",
+                               name=self.name, level="warning"))
+        self._drop_stdin()
 
     def _write_more(self) -> None:
         with self._stdin_lock:
@@ -600,12 +610,12 @@ class Process:
         assert self._stdin is not None and self._loop is not None
         self._loop.remove_writer(self._stdin)
         pending, self._pending_input = self._pending_input, []
-        while pending:
-            self._write(pending.pop(0))
-            if self._stdin is None:
+        for i, chunk in enumerate(pending):
+            if not self._write(chunk):
+                self._closed_by_member(sum(len(rest) for rest in pending[i:]))
                 return
             if self._pending_input:  # blocked again: keep the rest in order
-                self._pending_input.extend(pending)
+                self._pending_input.extend(pending[i + 1 :])
                 return
         if self._close_after_drain:
             self._drop_stdin()
@@ -665,8 +675,8 @@ class Process:
                     return
                 if self._pending_input:
                     self._pending_input.append(rest)
-                else:
-                    self._write(rest)
+                elif not self._write(rest):
+                    self._closed_by_member(len(rest))
         finally:
             # Only now may a thread write directly again: not before these bytes.
             with self._stdin_lock:
