@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
+import subprocess
 import sys
+import time
+import zlib
 from pathlib import Path
 
 import pytest
 
-from .helpers import PROGS, Pipeplex, py, run, write_fifo
+from pipeplex.participants.process import INPUT_FULL
+
+from .helpers import DEADLINE, PROGS, Pipeplex, py, run, status, write_fifo
 
 
 def test_the_tutorial_programs_answer_every_line_repeatedly(run_dir: Path, tmp_path: Path) -> None:
@@ -144,6 +150,51 @@ def test_a_pipe_replaced_under_a_writer_stops_that_input_only(run_dir: Path, tmp
         assert path.is_symlink()
     else:
         assert not run_dir.exists()
+
+
+def test_a_member_that_does_not_read_holds_up_the_writer_not_pipeplexs_memory(
+        run_dir: Path) -> None:
+    """4 MiB into a.in of a member that reads only once told: pipeplex stops reading the
+    pipe with 1 MiB waiting (the writer waits, as on any pipe), refuses sends meanwhile, and
+    everything arrives, in order, once the member reads."""
+    size = 4 * 1024 * 1024
+    reader = py("import signal, sys, zlib\n"
+                "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
+                "print('waiting', flush=True)\n"
+                "signal.sigwait([signal.SIGUSR1])\n"
+                "data = b''\n"
+                f"while len(data) < {size}:\n"
+                "    data += sys.stdin.buffer.read1(65536)\n"
+                "print('read', len(data), zlib.crc32(data), flush=True)\n")
+    lines = b"".join(b"%07d" % i + b"x" * 1016 + b"\n" for i in range(size // 1024))
+    with Pipeplex("run", "-p", f"a={reader}", "--run-dir", run_dir) as plex:
+        plex.expect(r"^a \| waiting$")
+        writer = subprocess.Popen(
+            [sys.executable, "-c", "import sys; open(sys.argv[1], 'wb').write(sys.stdin.buffer"
+             ".read())", str(run_dir / "a.in")], stdin=subprocess.PIPE)
+        try:
+            assert writer.stdin is not None
+            writer.stdin.write(lines)
+            writer.stdin.close()
+            deadline = time.monotonic() + DEADLINE  # (until the run stops reading the pipe)
+            while status(run_dir)["members"][0]["pending_input"] < INPUT_FULL:
+                assert time.monotonic() < deadline
+            refused = run("send", "--run-dir", run_dir, "a", "more")
+            assert refused.returncode == 1
+            assert re.fullmatch(r"pipeplex: error: a has \d+ KiB of input it has not read yet; "
+                                r"nothing was sent \(send again once it reads\)\n",
+                                refused.stderr), refused.stderr
+            waiting = status(run_dir)["members"][0]["pending_input"]
+            assert INPUT_FULL <= waiting < INPUT_FULL + 256 * 1024
+            assert writer.poll() is None  # (it waits on the pipe, with most yet to write)
+            assert run("signal", "--run-dir", run_dir, "a", "USR1").returncode == 0
+            plex.expect(rf"^a \| read {size} {zlib.crc32(lines)}$")
+            assert writer.wait(timeout=DEADLINE) == 0
+        finally:
+            writer.kill()
+            writer.wait()
+        plex.signal()
+        assert plex.wait() == 143
 
 
 def test_a_member_can_write_to_anothers_pipe_as_soon_as_it_starts(run_dir: Path) -> None:

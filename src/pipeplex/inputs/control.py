@@ -336,6 +336,11 @@ class ControlServer:
             member = router.resolve(name)[0]
             if not member.input_open:
                 raise _Refused("not_running", f"{name} {_why_closed(member)}; nothing was sent")
+        full = next((m for m in router.resolve(name) if m.input_open and m.input_full), None)
+        if data and full is not None:
+            raise _Refused("input_full", f"{full.name} has {full.input_waiting // 1024} KiB of "
+                           "input it has not read yet; nothing was sent (send again once it "
+                           "reads)")
         delivered = router.send(name, data) if data else 0
         if data and not delivered:
             if name == ALL:

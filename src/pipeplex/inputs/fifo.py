@@ -38,12 +38,17 @@ class FifoChannel:
         bus: Bus,
         *,
         on_crash: Callable[[BaseException], None],
+        full: Callable[[Callable[[], None]], bool] = lambda resume: False,
     ) -> None:
         self._run_dir = run_dir
         self.filename = filename
         self._deliver = deliver
         self._bus = bus
         self._on_crash = on_crash
+        self._full = full
+        """``full(resume)``: whether the members it feeds have as much input waiting as they
+        may; then ``resume`` is called once they have room again."""
+        self._paused = False
         self._fd: int | None = None
         self._pending = b""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,10 +88,23 @@ class FifoChannel:
         self._pending = data[end:]
         if end:
             self._deliver(data[:end])
+            if self._full(self._resume):
+                # Read no more for now: the pipe fills and its writer waits, as on any pipe,
+                # instead of pipeplex holding all it would write.
+                self._paused = True
+                assert self._loop is not None
+                self._loop.remove_reader(self._fd)
         if len(self._pending) > MAX_PENDING:
             self._note(f"dropped {len(self._pending)} bytes without a newline (a line may hold "
                        f"at most {MAX_PENDING // (1024 * 1024)} MiB)")
             self._pending = b""
+
+    def _resume(self) -> None:
+        if not self._paused or self._fd is None or self._full(self._resume):
+            return
+        self._paused = False
+        assert self._loop is not None
+        self._loop.add_reader(self._fd, self._readable)
 
     def _writers_gone(self) -> None:
         if self._pending:

@@ -8,6 +8,7 @@ members up front, the second adds each as it is spawned, so a FIFO is added per 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,9 +63,10 @@ class FolderInputs:
         if name in self._fifos:
             return
         engine = self._engine
-        deliver = functools.partial(_send, engine.router, name)
-        fifo = FifoChannel(self.run_dir, f"{name}.in", deliver, engine.bus,
-                           on_crash=engine.crash)
+        router = engine.router
+        fifo = FifoChannel(self.run_dir, f"{name}.in", functools.partial(_send, router, name),
+                           engine.bus, on_crash=engine.crash,
+                           full=functools.partial(_full, router, name))
         fifo.open()
         self._fifos[name] = fifo
 
@@ -104,3 +106,13 @@ class FolderInputs:
 
 def _send(router: Router, target: str, data: bytes) -> None:
     router.send(target, data)
+
+
+def _full(router: Router, target: str, resume: Callable[[], None]) -> bool:
+    """Whether a member ``target`` names has as much input waiting as it may (``all.in``
+    waits for the slowest); ``resume`` is then called once that one has room."""
+    for member in router.resolve(target):
+        if member.input_full:
+            member.when_input_room(resume)
+            return True
+    return False

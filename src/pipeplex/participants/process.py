@@ -48,6 +48,11 @@ MAX_PARTIAL_AGE = 0.5
 DRAIN_GRACE = 2.0
 """Seconds after exit that the output may take to reach EOF before the exit is published
 anyway (another process holds it open; what it writes goes on being shown)."""
+INPUT_FULL = 1024 * 1024
+"""Bytes of input waiting for a member to read them past which the run folder's pipes stop
+being read for it (their writers wait, as on any pipe) and sends are refused."""
+INPUT_ROOM = 256 * 1024
+"""Bytes left waiting below which those pipes are read again."""
 _KEYBOARD_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP})
 """What a terminal's keys send (Ctrl-C, Ctrl-\\, Ctrl-Z), to its foreground job."""
 
@@ -100,6 +105,8 @@ class Process:
         """A full terminal's master whose reading ended before the program did (see
         ``_close_reader``)."""
         self._pending_input: list[memoryview] = []
+        self._room_waiters: list[Callable[[], None]] = []
+        """Called once the input waiting falls below INPUT_ROOM (or stdin is gone)."""
         self._stdin_lock = threading.RLock()
         """Held by the loop while it changes stdin's queue or closes it, and by writes from
         other threads, which must not overtake queued input or hit a reused descriptor."""
@@ -524,6 +531,27 @@ class Process:
         return (self._stdin is not None and not self._close_after_drain
                 and self.returncode is None)
 
+    @property
+    def input_waiting(self) -> int:
+        """Bytes sent to the member that its stdin has not taken yet."""
+        return sum(len(chunk) for chunk in self._pending_input) if self._pending_input else 0
+
+    @property
+    def input_full(self) -> bool:
+        """Whether the member has INPUT_FULL bytes or more of input it has not read."""
+        return self.input_waiting >= INPUT_FULL
+
+    def when_input_room(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the input waiting has fallen below INPUT_ROOM, or the
+        member's stdin is gone (then nothing waits any more)."""
+        self._room_waiters.append(callback)
+
+    def _tell_room(self) -> None:
+        if self._room_waiters and (self._stdin is None or self.input_waiting < INPUT_ROOM):
+            waiters, self._room_waiters = self._room_waiters, []
+            for callback in waiters:
+                callback()
+
     def send(self, data: bytes, *, record: bool = True) -> bool:
         """Queue ``data`` for the member's stdin; False (with a note) if stdin is closed,
         also when the write finds that the member closed it.
@@ -616,7 +644,9 @@ class Process:
                 return
             if self._pending_input:  # blocked again: keep the rest in order
                 self._pending_input.extend(pending[i + 1 :])
+                self._tell_room()
                 return
+        self._tell_room()
         if self._close_after_drain:
             self._drop_stdin()
 
@@ -624,11 +654,11 @@ class Process:
         with self._stdin_lock:
             fd, self._stdin = self._stdin, None
             self._pending_input.clear()
-            if fd is None or self._loop is None:
-                return
-            self._loop.remove_writer(fd)
-            if fd not in self._readers:
-                os.close(fd)
+            if fd is not None and self._loop is not None:
+                self._loop.remove_writer(fd)
+                if fd not in self._readers:
+                    os.close(fd)
+        self._tell_room()
 
     def send_threadsafe(self, data: bytes) -> None:
         """:meth:`send` from a thread other than the loop's (the synchronous API).
@@ -804,7 +834,7 @@ class Process:
             "pid": self.pid,
             "state": state,
             "returncode": self.returncode,
-            "pending_input": sum(len(chunk) for chunk in self._pending_input),
+            "pending_input": self.input_waiting,
         }
 
 
