@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,39 @@ class TestFileErrors:
         err, path = error(tmp_path, '[procs.web]\ncmd = "unterminated')
         assert err.source == path
         assert err.message.endswith(" at the end of the file")
+
+    @pytest.mark.parametrize("kind", ["a folder", "a device", "a socket"])
+    def test_what_is_not_a_regular_file_is_refused_by_kind(self, tmp_path: Path,
+                                                           kind: str) -> None:
+        """A folder, a device or a socket is named for what it is, not read (a named pipe:
+        see test_cast_limits)."""
+        path = tmp_path / "c.toml"
+        with socket.socket(socket.AF_UNIX) as sock:
+            if kind == "a folder":
+                path.mkdir()
+            elif kind == "a device":
+                path.symlink_to(os.devnull)
+            else:
+                sock.bind(str(path))
+            with pytest.raises(CastError) as info:
+                load_cast(path)
+        assert str(info.value) == f"{path}: this is {kind}, not a cast file"
+
+    @pytest.mark.parametrize("value", ["[" * 2000 + "]" * 2000, "{a=" * 2000 + "1" + "}" * 2000],
+                             ids=["arrays", "inline-tables"])
+    def test_toml_nested_too_deeply_is_said(self, tmp_path: Path, value: str) -> None:
+        """What tomllib cannot read for Python's stack is a CastError naming the file."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\ndeep = {value}\n')
+        assert err.source == path
+        assert err.message == ("cannot read this TOML: its arrays or inline tables are "
+                               "nested too deeply (hundreds of levels)")
+
+    def test_a_number_with_too_many_digits_is_said(self, tmp_path: Path) -> None:
+        """A number beyond Python's limit on digits is a CastError naming the file."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_port = {"1" * 5000}\n')
+        assert err.source == path
+        assert err.message == ("cannot read this TOML: it has a number with too many digits "
+                               f"(more than the {sys.get_int_max_str_digits()} Python reads)")
 
     @pytest.mark.parametrize(
         "text", ["", "# nothing\n", "[procs]\n"], ids=["empty", "comment", "no-members"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeplex.cast import CastSpec, ProcSpec
-from pipeplex.cast.spec import expand, variables_in
+from pipeplex.cast.spec import MAX_ARGUMENT, expand, split_command, variables_in
 
 
 @pytest.mark.parametrize(
@@ -126,6 +126,34 @@ def test_start_waves_group_by_dependency_depth() -> None:
         )
     )
     assert names(cast.start_waves()) == [["db", "cache"], ["api", "worker"], ["web"]]
+
+
+def test_start_waves_when_two_members_wait_for_one() -> None:
+    """A member that two others start after, one of them through the other, is no circle."""
+    cast = CastSpec(
+        (
+            ProcSpec("web", "w", after=("db", "api")),
+            ProcSpec("db", "d"),
+            ProcSpec("api", "a", after=("db",)),
+        )
+    )
+    assert names(cast.start_waves()) == [["db"], ["api"], ["web"]]
+
+
+def test_start_waves_of_a_circle_built_in_code() -> None:
+    """A circle that validate_cast would have refused is an error here too, not a hang."""
+    cast = CastSpec((ProcSpec("a", "x", after=("b",)), ProcSpec("b", "y", after=("a",))))
+    with pytest.raises(ValueError, match=r"^a starts after itself, through its after$"):
+        cast.start_waves()
+
+
+def test_split_command_refuses_a_string_too_long_for_linux_unsplit() -> None:
+    """Splitting takes time that grows with the square of a word's length: a string that
+    Linux would refuse anyway is refused at once."""
+    assert split_command("echo " + "x" * (MAX_ARGUMENT - 6)) == ("echo", "x" * (MAX_ARGUMENT - 6))
+    with pytest.raises(ValueError, match=r"^it is 131,072 characters long; a command string "
+                                         r"must be under 128 KiB$"):
+        split_command("echo " + "x" * (MAX_ARGUMENT - 5))
 
 
 def test_start_waves_without_dependencies() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeplex.cast._toml_lines import locate
+from pipeplex.cast._toml_lines import KeyLines, locate
 
 TEXT = """\
 # a cast
@@ -89,3 +89,41 @@ def test_inline_table_member_gives_its_line() -> None:
 def test_table_implied_by_a_deeper_header() -> None:
     """A table only introduced by ``[proc.web]`` is found at that header."""
     assert locate('[proc.web]\ncmd = "x"\n', ("proc",)) == 1
+
+
+def test_key_lines_answer_as_locate_does_for_every_key() -> None:
+    """One reading of the text answers every lookup (a loader asks for each key of each
+    member) as locate does, its fallbacks included."""
+    lines = KeyLines(TEXT)
+    paths: list[tuple[str | int, ...]] = [
+        ("procs", "web", "ready"), ("step", 1, "expect"), ("procs", "spaced", "env", "LANG"),
+        ("procs", "web", "missing"), ("step", 1, "missing"), ("proc",), ("other",),
+        ("procs", "ghost"), ("step", 2), (),
+    ]
+    assert [lines.line(path) for path in paths] == [4, 17, 20, 2, 15, None, None, None, None,
+                                                    None]
+    assert [lines.line(path) for path in paths] == [locate(TEXT, path) for path in paths]
+
+
+def test_only_a_newline_ends_a_line() -> None:
+    """A line separator other than a newline (U+2028 in a string) starts no line for TOML,
+    so none for the count either."""
+    text = '[procs.web]\ncmd = "echo a\u2028b\x85c"\nready = "b"\n'
+    assert locate(text, ("procs", "web", "ready")) == 3
+
+
+def test_a_header_with_blanks_before_its_bracket() -> None:
+    """Blanks before the closing bracket belong to no name, however many."""
+    text = "[procs.web" + " " * 10_000 + "]\ncmd = 1\n[[ step\t]]\nsend = 2\n"
+    assert locate(text, ("procs", "web", "cmd")) == 2
+    assert locate(text, ("step", 0, "send")) == 4
+
+
+@pytest.mark.parametrize("line", ["[" + " " * 20_000, "[[" + " " * 20_000, "[a" + " " * 20_000],
+                         ids=["open", "open-array", "name"])
+def test_a_line_like_a_header_in_a_multiline_string(line: str) -> None:
+    """Such a line is tried once, not once per blank in it: the old pattern took minutes
+    on a few KiB, at every load of the file."""
+    text = f'[procs.web]\ncmd = """\n{line}\n"""\nready = "up"\n'
+    assert locate(text, ("procs", "web", "ready")) == 5
+    assert locate(text, ("procs", "web", "missing")) == 1

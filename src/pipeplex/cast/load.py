@@ -6,16 +6,20 @@ member, and what to write instead; nothing starts until the whole cast is valid.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import stat
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._suggest import suggest
 from ..errors import CastError
 from .spec import (
+    MAX_ARGUMENT,
     NAME_RE,
     RESERVED_NAMES,
     CastSpec,
@@ -29,6 +33,8 @@ from .spec import (
 
 if TYPE_CHECKING:
     import tomllib
+
+    from ._toml_lines import KeyLines
 
 __all__ = ("check_commands", "check_fields", "load_cast", "parse_proc_option", "validate_cast")
 
@@ -60,13 +66,18 @@ class _Where:
     def __init__(self, path: str | None, text: str | None) -> None:
         self.path = path
         self.text = text
+        self._lines: KeyLines | None = None
 
     def __call__(self, *keys: str | int) -> str | None:
         if self.path is None:
             return None
-        from ._toml_lines import locate  # only with a file: kept out of -p runs
+        if self.text is None:
+            return self.path
+        if self._lines is None:  # read once: a loader asks for every key of the file
+            from ._toml_lines import KeyLines  # only with a file: kept out of -p runs
 
-        line = locate(self.text, keys) if self.text is not None else None
+            self._lines = KeyLines(self.text)
+        line = self._lines.line(keys)
         return f"{self.path}:{line}" if line else self.path
 
 
@@ -90,6 +101,9 @@ def parse_proc_option(option: str, **defaults: Any) -> ProcSpec:
                         source=source)
     name = name.strip()
     check_name(name, source)
+    problem = _command_too_long(command)
+    if problem:
+        raise CastError(f"{name}: {problem}", source=f"-p {name}=...")
     try:
         split_command(command)
     except ValueError as exc:
@@ -111,16 +125,32 @@ def read_toml(path: str | os.PathLike[str], what: str) -> tuple[str, str, dict[s
     """The file's name as shown in messages, its text, and its parsed TOML.
 
     Raises:
-        CastError: missing, unreadable, or not TOML (with line and column).
+        CastError: missing, not a regular file (a named pipe is refused, never waited
+            on), unreadable, or not TOML (with line and column).
     """
     shown = os.fspath(path)
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_FILE + 1)  # (a device that never ends: /dev/zero)
+        # Not blocking: opening a named pipe (run/all.in, given by mistake) would wait for a
+        # writer, and the stop signals are held while the cast loads, so Ctrl-C could not
+        # end the wait. What is open is then known by fstat, before anything is read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise CastError(f"no such {what}", source=shown) from None
     except OSError as exc:
+        kind = _kind_at(path) if exc.errno == errno.ENXIO else None  # (a socket)
+        raise CastError(f"this is {kind}, not a {what}" if kind else
+                        f"cannot read the {what}: {exc.strerror or exc}", source=shown) from None
+    try:
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind:
+            raise CastError(f"this is {kind}, not a {what}", source=shown)
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_FILE + 1)  # (a file that grows as it is read)
+    except OSError as exc:
         raise CastError(f"cannot read the {what}: {exc.strerror or exc}", source=shown) from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_FILE:
         raise CastError(f"the {what} is longer than {MAX_FILE // 2**20} MiB: is it the right "
                         "file?", source=shown)
@@ -133,8 +163,29 @@ def read_toml(path: str | os.PathLike[str], what: str) -> tuple[str, str, dict[s
     return shown, text, parse_toml(text, shown)
 
 
+def _kind(mode: int) -> str | None:
+    """What a file of ``mode`` is, for a message, unless it is a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return ("a folder" if stat.S_ISDIR(mode) else
+            "a named pipe" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+
+
+def _kind_at(path: str | os.PathLike[str]) -> str | None:
+    try:
+        return _kind(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
 def parse_toml(text: str, shown: str) -> dict[str, Any]:
-    """Parse TOML; a syntax error becomes a CastError with ``file:line:column``."""
+    """Parse TOML; a syntax error becomes a CastError with ``file:line:column``.
+
+    So does what tomllib fails on with another error: arrays or inline tables nested too
+    deeply for Python's stack, and a number with more digits than Python converts.
+    """
     import tomllib  # only with a file: ``pipeplex run -p ...`` does without it
 
     try:
@@ -142,6 +193,14 @@ def parse_toml(text: str, shown: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         message, source = _toml_error(exc, shown)
         raise CastError(message, source=source) from None
+    except RecursionError:
+        raise CastError("cannot read this TOML: its arrays or inline tables are nested too "
+                        "deeply (hundreds of levels)", source=shown) from None
+    except ValueError as exc:  # (int's limit: the only ValueError tomllib lets through)
+        raise CastError(f"cannot read this TOML: it has a number with too many digits "
+                        f"(more than the {sys.get_int_max_str_digits()} Python reads)"
+                        if "digits" in str(exc) else f"cannot read this TOML: {exc}",
+                        source=shown) from None
 
 
 def _toml_error(exc: tomllib.TOMLDecodeError, path: str) -> tuple[str, str]:
@@ -213,6 +272,9 @@ def _proc(
     if "cmd" not in table:
         raise CastError(f"{name}: missing cmd (the command to run)", source=here)
     cmd = table["cmd"]
+    problem = _command_too_long(cmd, shell=table.get("shell") is True)
+    if problem:
+        raise CastError(f"{name}: {problem}", source=where("procs", name, "cmd"))
     if isinstance(cmd, str) and cmd.strip():
         if table.get("shell") is not True:  # a shell's script is the shell's to read
             try:
@@ -337,9 +399,10 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
                 raise CastError(f"{proc.name}: after names {dep!r}, which is not a member"
                                 f"{suggest(dep, list(seen))}", source=proc.where("after"))
     _check_cycles(cast_spec, seen)
+    captures = {proc.name: proc.captured_variables() for proc in cast_spec.procs}
     captured: dict[str, str] = {}
     for proc in cast_spec.procs:
-        for var in sorted(proc.captured_variables()):
+        for var in sorted(captures[proc.name]):
             if var in captured:  # one namespace: which value {var} meant would depend on timing
                 raise CastError(f"{proc.name}: its ready captures {{{var}}}, which "
                                 f"{captured[var]} captures too; give the groups different "
@@ -347,8 +410,16 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
                                 source=proc.where("ready"))
             captured[var] = proc.name
     for proc in cast_spec.procs:
-        available = set().union(*(seen[d].captured_variables() for d in _closure(proc, seen)))
-        missing = (proc.referenced_variables() & captured.keys()) - available
+        used = proc.referenced_variables() & captured.keys()
+        port = (variables_in(proc.ready_port)
+                if proc.ready_port and not is_port(proc.ready_port) else set())
+        wanted = used | (port - captures[proc.name])
+        available: set[str] = set()
+        for dep in _closure(proc, seen) if wanted else ():
+            available |= captures[dep]
+            if wanted <= available:  # (a long chain of after need not be walked to its end)
+                break
+        missing = used - available
         if missing:
             var = sorted(missing)[0]
             provider = captured[var]
@@ -360,27 +431,28 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
             raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
                             f"does not start after it; add after = [\"{provider}\"]",
                             source=where)
-        if proc.ready_port and not is_port(proc.ready_port):
-            unknown = variables_in(proc.ready_port) - available - proc.captured_variables()
-            if unknown:
-                var = sorted(unknown)[0]
-                hint = (f"add after = [\"{captured[var]}\"], which captures it"
-                        if var in captured else
-                        "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
-                raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
-                                f"starts after captures; {hint}", source=proc.where("ready_port"))
+        unknown = port - available - captures[proc.name]
+        if unknown:
+            var = sorted(unknown)[0]
+            hint = (f"add after = [\"{captured[var]}\"], which captures it"
+                    if var in captured else
+                    "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
+            raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
+                            f"starts after captures; {hint}", source=proc.where("ready_port"))
     return cast_spec
 
 
-def _closure(proc: ProcSpec, procs: Mapping[str, ProcSpec]) -> set[str]:
+def _closure(proc: ProcSpec, procs: Mapping[str, ProcSpec]) -> Iterator[str]:
+    """The members ``proc`` starts after, directly or through others, each once: those it
+    names first."""
     out: set[str] = set()
-    todo = list(proc.after)
+    todo = list(reversed(proc.after))
     while todo:
         name = todo.pop()
         if name not in out:
             out.add(name)
-            todo.extend(procs[name].after)
-    return out
+            yield name
+            todo.extend(reversed(procs[name].after))
 
 
 def check_fields(proc: ProcSpec) -> None:
@@ -392,6 +464,9 @@ def check_fields(proc: ProcSpec) -> None:
     def bad(what: str) -> CastError:
         return CastError(f"{proc.name}: {what}", source=proc.source)
 
+    problem = _command_too_long(proc.cmd, shell=proc.shell)
+    if problem:
+        raise bad(problem)
     if isinstance(proc.cmd, str):
         if not proc.cmd.strip():
             raise bad("the command is empty")
@@ -447,6 +522,33 @@ def check_fields(proc: ProcSpec) -> None:
         raise bad(f"max_restarts must be a whole number, 0 or more, not {proc.max_restarts!r}")
 
 
+def _command_too_long(cmd: object, *, shell: bool = False) -> str | None:
+    """Why Linux would refuse ``cmd``, or None: a command string, or an argument of a list,
+    of :data:`MAX_ARGUMENT` bytes or more. Said at load, before a string is split (which
+    would take minutes), not when the member starts."""
+    if isinstance(cmd, str):
+        size = _bytes(cmd)
+        if size < MAX_ARGUMENT:
+            return None
+        hint = (", and a shell's script is one: put the script in a file and run that file"
+                if shell else ": write a longer command as a list of arguments, each under "
+                "128 KiB")
+        return (f"cmd is {size:,} bytes long; a command string must be under 128 KiB, as "
+                f"Linux refuses an argument that long{hint}")
+    if isinstance(cmd, list | tuple):
+        for number, arg in enumerate(cmd, start=1):
+            if isinstance(arg, str) and (size := _bytes(arg)) >= MAX_ARGUMENT:
+                return (f"argument {number} of cmd is {size:,} bytes long, and Linux refuses "
+                        "an argument of 128 KiB or more: put the text in a file and give "
+                        "the program its name")
+    return None
+
+
+def _bytes(text: str) -> int:
+    """How many bytes ``text`` takes on a command line, in UTF-8."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _env_problem(key: str, value: str) -> str | None:
     """Why the environment cannot hold ``key=value``, or None: checked at load, since the
     spawn would refuse it only once the member starts."""
@@ -471,22 +573,32 @@ def _identifier(name: str) -> str:
 
 
 def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
-    state: dict[str, int] = {}
+    """Refuse members that wait for each other in a circle, naming the first one found.
 
-    def visit(name: str, chain: list[str]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            loop = " -> ".join([*chain[chain.index(name):], name])
-            raise CastError(f"members wait for each other in a circle: {loop}",
-                            source=procs[name].source)
-        state[name] = 1
-        for dep in procs[name].after:
-            visit(dep, [*chain, name])
-        state[name] = 2
-
+    Depth first without recursion (a chain of after may be longer than Python's stack is
+    deep), each member once.
+    """
+    done: set[str] = set()
     for proc in cast_spec.procs:
-        visit(proc.name, [])
+        if proc.name in done:
+            continue
+        chain = [proc.name]
+        on_chain = {proc.name: 0}  # (its place in the chain)
+        todo = [iter(proc.after)]
+        while todo:
+            dep = next(todo[-1], None)
+            if dep is None:
+                del on_chain[chain[-1]]
+                done.add(chain.pop())
+                todo.pop()
+            elif dep in on_chain:
+                loop = " -> ".join([*chain[on_chain[dep]:], dep])
+                raise CastError(f"members wait for each other in a circle: {loop}",
+                                source=procs[dep].source)
+            elif dep not in done:
+                on_chain[dep] = len(chain)
+                chain.append(dep)
+                todo.append(iter(procs[dep].after))
 
 
 def _key_using(proc: ProcSpec, var: str) -> str:

@@ -45,6 +45,9 @@ DEFAULT_GRACE = 5.0
 """Seconds a member may take to exit after SIGTERM before SIGKILL."""
 DEFAULT_READY_TIMEOUT = 30.0
 DEFAULT_MAX_RESTARTS = 5
+MAX_ARGUMENT = 128 * 2**10
+"""Bytes in an argument that Linux refuses (MAX_ARG_STRLEN, which counts its ending NUL): a
+cast's command string, or an argument of a list, this long is refused at load."""
 
 @dataclass(frozen=True, slots=True)
 class ProcSpec:
@@ -150,7 +153,14 @@ def quoted(text: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def split_command(cmd: str) -> tuple[str, ...]:
     """``cmd`` split as a shell would (``ValueError`` if it cannot be): once per command,
-    not again when it is checked, started and restarted."""
+    not again when it is checked, started and restarted.
+
+    A command of :data:`MAX_ARGUMENT` characters or more is refused unsplit: shlex takes
+    time that grows with the square of a word's length (minutes for a few megabytes).
+    """
+    if len(cmd) >= MAX_ARGUMENT:
+        raise ValueError(f"it is {len(cmd):,} characters long; a command string must be "
+                         "under 128 KiB")
     return tuple(shlex.split(cmd))
 
 
@@ -179,20 +189,22 @@ class CastSpec:
         depth: dict[str, int] = {}
         by_name = {p.name: p for p in self.procs}
         for proc in self.procs:  # (depth first, without recursion: a chain may be long)
-            todo = [proc.name]
-            while todo:
-                name = todo[-1]
-                if name in depth:
-                    todo.pop()
-                    continue
-                missing = [d for d in by_name[name].after if d not in depth]
-                if not missing:
+            if proc.name in depth:
+                continue
+            chain = [(proc.name, iter(proc.after))]
+            on_chain = {proc.name}  # (the chain walked: two members may wait for one)
+            while chain:
+                name, deps = chain[-1]
+                dep = next((d for d in deps if d not in depth), None)
+                if dep is None:
                     depth[name] = 1 + max((depth[d] for d in by_name[name].after), default=-1)
-                    todo.pop()
-                elif any(d in todo for d in missing):  # (validate_cast says so first)
-                    raise ValueError(f"{name} starts after itself, through its after")
+                    on_chain.remove(name)
+                    chain.pop()
+                elif dep in on_chain:  # (validate_cast says so first)
+                    raise ValueError(f"{dep} starts after itself, through its after")
                 else:
-                    todo.extend(missing)
+                    on_chain.add(dep)
+                    chain.append((dep, iter(by_name[dep].after)))
 
         waves: list[list[ProcSpec]] = []
         for proc in self.procs:
