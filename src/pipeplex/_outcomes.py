@@ -18,6 +18,8 @@ from .participants import Process
 __all__ = ("STOPPED_FIRST", "Outcomes")
 
 STOPPED_FIRST = "the cast began to stop before its turn"
+MAX_LINKS = 4
+"""Links of a chain of members waiting for one another that a summary tells one by one."""
 
 
 class Outcomes:
@@ -72,26 +74,53 @@ class Outcomes:
 
     def why_not_ready(self, name: str, seen: frozenset[str] = frozenset()) -> str:
         """Why member ``name``, which others waited for, never got ready, as a clause:
-        "which gave up after 5 restarts", "which waited for db, which exited with ..."."""
+        "which gave up after 5 restarts", "which waited for db, which exited with ...".
+
+        A long chain of members waiting for one another is told by its first links and its
+        end ("..., and so on back to db, which exited with ..."): a summary line each, and
+        no recursion however long the chain.
+        """
+        walked = set(seen)
+        links: list[str] = []
+        while True:
+            walked.add(name)
+            clause, dep = self._why_this(name, walked)
+            if dep is None:
+                break
+            if len(links) == MAX_LINKS:
+                end = self.first_failed(dep)
+                clause, further = self._why_this(end, walked | {end})
+                if further is not None:
+                    clause = "which never started"
+                clause = f"and so on back to {end}, {clause}" if end != dep else (
+                    f"which waited for {dep}, {clause}")
+                break
+            links.append(dep)
+            name = dep
+        return "".join(f"which waited for {dep}, " for dep in links) + clause
+
+    def _why_this(self, name: str, seen: set[str]) -> tuple[str, str | None]:
+        """Why ``name`` never got ready, as a clause; or ("", dep) when it waited in vain
+        for ``dep``, whose own reason is the rest."""
         if name in self.why_failed:
-            return self.why_failed[name]
+            return self.why_failed[name], None
         if name in self.ended_for_good:
-            return self.ended_for_good[name]
+            return self.ended_for_good[name], None
         member = self._members[name]
         if member.pid is None:
             if name in self._settled:
-                return f"which {self._settled[name]}"
+                return f"which {self._settled[name]}", None
             if name in self.cannot_start:
-                return "which could not be started"
+                return "which could not be started", None
             dep = self._blamed(name)
             if dep is not None and dep not in seen:
                 if self.held_back(dep):
-                    return f"which waited for {dep}, {self.why_not_ready(dep, seen | {name})}"
-                return f"which never started ({STOPPED_FIRST})"
-            return "which never started"
+                    return "", dep
+                return f"which never started ({STOPPED_FIRST})", None
+            return "which never started", None
         if self._was_up(name):
-            return "which was ready"  # (a race with the stop: it got ready just then)
-        return "which was not ready when the cast stopped"
+            return "which was ready", None  # (a race with the stop: it got ready just then)
+        return "which was not ready when the cast stopped", None
 
     def first_failed(self, name: str) -> str:
         """The member at the end of a chain of members that waited for one another."""

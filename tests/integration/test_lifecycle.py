@@ -44,6 +44,26 @@ def test_exit_status_is_the_first_failure(run_dir: Path) -> None:
     assert "boom * killed by SIGUSR1" in result.stdout
 
 
+def test_a_chain_a_thousand_deep_whose_end_fails_is_told_in_short(run_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """m0 after m1 after ... m999, which fails: every summary says why, in a line of its
+    own length whatever the chain's (its first links, then its end)."""
+    n = 1000
+    cast = tmp_path / "chain.toml"
+    cast.write_text("".join(f'[procs.m{i}]\ncmd = "sleep 60"\nafter = ["m{i + 1}"]\n'
+                            for i in range(n - 1)) + f"[procs.m{n - 1}]\ncmd = \"false\"\n")
+    result = run("run", cast, "--no-console", "--run-dir", run_dir)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    summaries = re.findall(r"^(m\d+) +\* summary: (.*)$", result.stdout, re.MULTILINE)
+    assert len(summaries) == n
+    first = dict(summaries)["m0"]
+    assert re.fullmatch(r"never started \(waited for m1, which waited for m2, which waited for "
+                        r"m3, which waited for m4, which waited for m5, and so on back to "
+                        r"m\d+, .*m999, which exited with code 1.*\)", first), first
+    assert max(len(line) for line in result.stdout.splitlines()) < 400
+
+
 def test_sigterm_stops_every_member_and_reports_143(run_dir: Path) -> None:
     """SIGTERM to pipeplex stops the cast; children and grandchildren are gone."""
     with Pipeplex("run", "-p", "a=sleep 60", "-p", "b=sh -c 'sleep 60 & sleep 60 & wait'",
