@@ -38,8 +38,8 @@ __all__ = ("MAX_REQUEST", "ControlClient", "format_status")
 MAX_REQUEST = 64 * 1024
 """Longest request line the server reads (without its newline)."""
 CONNECT_TIMEOUT = 10.0
-_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (SO_PEERCRED)
 ANSWER_TIMEOUT = 60.0
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (SO_PEERCRED)
 
 
 class ControlClient:

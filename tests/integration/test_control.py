@@ -417,6 +417,10 @@ def test_garbage_gets_error_answers_and_the_run_goes_on(run_dir: Path) -> None:
                 conn.send(b'{"op": "ping", "id": ' + constant + b"}\n")
                 answer = conn.read()
                 assert answer is not None and answer["error"] == "bad_json", answer
+            conn.send(b'{"op": "ping", "id": ' + b"9" * 5000 + b"}\n")
+            answer = conn.read()
+            assert answer == {"ok": False, "error": "bad_json", "message": "not a JSON object "
+                              "on one UTF-8 line: a number of 5000 digits"}, answer
             answer = conn.request({"op": "frobnicate", "id": 7})
             assert answer["error"] == "unknown_op" and answer["id"] == 7
             assert "ops: ping, status, send" in answer["message"]

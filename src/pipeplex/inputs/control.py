@@ -264,7 +264,7 @@ class ControlServer:
         """The request on ``line``, or the error answer it gets."""
         try:
             request = json.loads(line.decode("utf-8"), parse_constant=_not_json,
-                                 parse_float=_finite)
+                                 parse_float=_finite, parse_int=_int)
         except (UnicodeDecodeError, ValueError) as exc:
             return None, _Refused("bad_json", f"not a JSON object on one UTF-8 line: {exc}").answer
         except RecursionError:
@@ -513,6 +513,14 @@ def _why_closed(member: Process) -> str:
     if member.returncode is not None:
         return "is not running"
     return "has its stdin closed"
+
+
+def _int(text: str) -> int:
+    """An integer of the request; one no field could use is refused in plain words (not
+    with Python's advice on its digit limit)."""
+    if len(text) > 20:
+        raise ValueError(f"a number of {len(text)} digits")
+    return int(text)
 
 
 def _not_json(constant: str) -> None:

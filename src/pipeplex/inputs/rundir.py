@@ -218,17 +218,17 @@ class RunDir:
                 kind = stat.S_ISSOCK
             else:
                 continue
-            if self._stat_if(entry, kind) is not None:
+            if self._is_ours(entry, kind):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry, dir_fd=self.dir_fd)
 
-    def _stat_if(self, name: str, kind: Callable[[int], bool]) -> os.stat_result | None:
-        """``name``'s own status (links not followed) if it is a ``kind`` of ours, else None."""
+    def _is_ours(self, name: str, kind: Callable[[int], bool]) -> bool:
+        """Whether ``name`` itself (a link is not followed) is a ``kind`` of the user's."""
         try:
             st = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
         except FileNotFoundError:
-            return None
-        return st if kind(st.st_mode) and st.st_uid == os.geteuid() else None
+            return False
+        return kind(st.st_mode) and st.st_uid == os.geteuid()
 
     def _made(self, name: str) -> None:
         st = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
