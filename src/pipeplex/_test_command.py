@@ -6,9 +6,11 @@ runner it brings, loads only when one of them runs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -107,15 +109,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         # (named as the file's scenario would be, so CI's history keeps one test per file)
         results += [CaseResult(str(path), path.stem, 0.0, error=message)
                     for path, message in load_errors]
-        try:
+        with _junit_errors(junit):  # (a link or no file of the user's put there meanwhile)
             write_junit(junit, results)
-        except PipeplexError as exc:  # (a link or no file of the user's put there meanwhile)
-            print(f"pipeplex: error: {exc}", file=sys.stderr)
-            sys.exit(LOAD_ERROR)
-        except OSError as exc:
-            print(f"pipeplex: error: cannot write the JUnit report {junit}: "
-                  f"{exc.strerror or exc}", file=sys.stderr)
-            sys.exit(LOAD_ERROR)
     if interrupted is not None:
         sys.exit(128 + interrupted)
     sys.exit(LOAD_ERROR if load_errors or unrecorded else 1 if failed else 0)
@@ -225,8 +220,15 @@ async def _run_each(
 
 def _check_junit(path: Path) -> None:
     """Exit with status 2 when ``path`` may not be replaced by the JUnit report."""
-    try:
+    with _junit_errors(path):
         check_junit(path)
+
+
+@contextlib.contextmanager
+def _junit_errors(path: Path) -> Iterator[None]:
+    """What goes wrong with the JUnit report at ``path``: said, and status 2."""
+    try:
+        yield
     except PipeplexError as exc:
         print(f"pipeplex: error: {exc}", file=sys.stderr)
         sys.exit(LOAD_ERROR)
