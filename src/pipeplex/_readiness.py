@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ._events import Event, Exited, Output, Stream
+from .cast.spec import ready_regex
 
 __all__ = ("LineWatch", "port_accepts")
 
@@ -32,7 +33,7 @@ class LineWatch:
 
     def __init__(self, name: str, pattern: str, on_match: Callable[[re.Match[str]], None]) -> None:
         self.name = name
-        self._regex = re.compile(pattern)
+        self._regex = ready_regex(pattern)
         self._groups = tuple(self._regex.groupindex)
         self._on_match = on_match
         # Per stream: an unfinished line, and a decoder that keeps a split character.

@@ -27,6 +27,7 @@ from .spec import (
     ProcSpec,
     PtyMode,
     is_port,
+    ready_regex,
     split_command,
     variables_in,
 )
@@ -342,7 +343,7 @@ def _proc(
         if not isinstance(table["ready"], str) or not table["ready"]:
             raise bad("ready", "a regular expression")
         try:
-            re.compile(table["ready"])
+            ready_regex(table["ready"])
         except re.error as exc:
             raise CastError(f"{name}: invalid ready pattern {table['ready']!r}: {exc}",
                             source=where("procs", name, "ready")) from None
@@ -500,7 +501,7 @@ def check_fields(proc: ProcSpec) -> None:
             raise bad(f"env {problem}")
     if proc.ready is not None:
         try:
-            re.compile(proc.ready)
+            ready_regex(proc.ready)
         except re.error as exc:
             raise bad(f"ready is not a valid regular expression: {exc}") from None
     port = proc.ready_port

@@ -30,6 +30,7 @@ __all__ = (
     "expand",
     "is_port",
     "quoted",
+    "ready_regex",
     "split_command",
     "variables_in",
 )
@@ -139,7 +140,14 @@ class ProcSpec:
         return used
 
     def captured_variables(self) -> set[str]:
-        return set(re.compile(self.ready).groupindex) if self.ready else set()
+        return set(ready_regex(self.ready).groupindex) if self.ready else set()
+
+
+@functools.lru_cache(maxsize=4096)
+def ready_regex(pattern: str) -> re.Pattern[str]:
+    """``ready``, compiled once: it is checked, read for its groups and matched, and re's
+    own cache (512) is too small for a cast of a thousand members."""
+    return re.compile(pattern)
 
 
 def quoted(text: str) -> str:
