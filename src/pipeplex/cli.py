@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -586,10 +587,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(INTERRUPTED)
     except StdoutRefused as exc:
         _stdout_refused(exc.error)
-    except (BrokenPipeError, BaseExceptionGroup) as exc:
-        if isinstance(exc, BaseExceptionGroup) and exc.split(BrokenPipeError)[1] is not None:
+    except (OSError, BaseExceptionGroup) as exc:
+        if _out_of_descriptors(exc):
+            _say_out_of_descriptors()
+        if isinstance(exc, BaseExceptionGroup):
+            if exc.split(BrokenPipeError)[1] is not None:
+                raise
+        elif not isinstance(exc, BrokenPipeError):
             raise
         _reader_left(REQUEST_FAILED)
+
+
+def _out_of_descriptors(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or holds) running out of file descriptors."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_out_of_descriptors(inner) for inner in exc.exceptions)
+    return isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
+
+
+def _say_out_of_descriptors() -> NoReturn:
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    print(f"pipeplex: error: out of file descriptors (the limit is {soft}, and pipeplex needs "
+          "a few per member); raise it with ulimit -n", file=sys.stderr, flush=True)
+    # At once: what was set up has been undone on the way here, and a half-made event loop
+    # would say more, in a traceback of its own, as it is collected.
+    os._exit(USAGE_ERROR)
 
 
 def _parse(words: Sequence[str]) -> tuple[str, argparse.Namespace]:

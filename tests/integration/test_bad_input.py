@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import resource
 import socket
 import subprocess
 from pathlib import Path
@@ -143,3 +145,23 @@ def test_a_relative_xdg_runtime_dir_is_ignored(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"run folder {tmp_path / 'tmp' / f'pipeplex-{os.geteuid()}'}/" in result.stdout
     assert list((tmp_path / "relative").iterdir()) == []
+
+
+def test_too_few_file_descriptors_is_said_at_every_step_of_the_start(tmp_path: Path) -> None:
+    """Whatever the start is doing when the limit is hit (the guardian, the imports, the
+    event loop, the run folder, its pipes, a member), it says so in a line, and leaves no
+    folder behind."""
+    for limit in range(5, 21):
+        run_dir = tmp_path / f"run{limit}"
+        result = subprocess.run(
+            [*PIPEPLEX, "run", "-p", "a=echo hi", "--no-console", "--run-dir", str(run_dir)],
+            capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
+            preexec_fn=lambda limit=limit: resource.setrlimit(  # type: ignore[misc]
+                resource.RLIMIT_NOFILE, (limit, limit)))
+        said = result.stdout + result.stderr
+        assert "Traceback" not in said and "Exception ignored" not in said, (limit, said)
+        assert result.returncode in (0, 2, 127), (limit, said)
+        if result.returncode == 2:
+            assert re.fullmatch(r"pipeplex: error: [^\n]*(Too many open files|out of file "
+                                r"descriptors)[^\n]*\n", result.stderr), (limit, said)
+        assert not run_dir.exists(), (limit, said)

@@ -160,6 +160,9 @@ class RunDir:
                     lock_fd, stale = cls._lock(path, dir_fd)
                 except BaseException:
                     os.close(dir_fd)
+                    if created:  # (nothing of ours left behind: an empty folder)
+                        with contextlib.suppress(OSError):
+                            os.rmdir(path)
                     raise
                 break
             except FileNotFoundError:
