@@ -117,14 +117,21 @@ class TestSanitize:
             (b"\x1b[31mred\x1b[0m plain\n", b"\x1b[31mred\x1b[0m plain"),
             (b"\x1b[1;38;5;208mbold\x1b[m\n", b"\x1b[1;38;5;208mbold\x1b[m"),
             (b"tab\there\n", b"tab\there"),
+            ("c1 \u009b2J csi \u0085 é\n".encode(), b"c1 \\x9b2J csi \\x85 \xc3\xa9"),
         ],
-        ids=["clear-screen", "osc-title", "c0-and-del", "sgr", "sgr-256", "tab"],
+        ids=["clear-screen", "osc-title", "c0-and-del", "sgr", "sgr-256", "tab", "c1"],
     )
     def test_cursor_moving_controls_are_escaped(self, data: bytes, shown: bytes) -> None:
         """Cursor-moving controls show as ``^X``; SGR colours and tabs pass through."""
         assert (
             Renderer(["web"], sanitize=True).render(out("web", data)) == b"web | " + shown + b"\n"
         )
+
+    def test_a_members_text_in_a_note_is_escaped_too(self) -> None:
+        """A ready's captured value (the member's own text) in the note that reports it."""
+        rendered = Renderer(["web"], sanitize=True).render(
+            Ready("web", (("port", "80\x1b[2J\x1b]0;x\x07"),), t=T))
+        assert rendered == b"web * ready: port=80^[[2J^[]0;x^G\n"
 
     def test_lone_carriage_return_ends_the_line(self) -> None:
         """A progress bar's ``\\r`` starts a fresh prefixed line instead of overwriting."""

@@ -34,9 +34,10 @@ PALETTE = (b"36", b"33", b"32", b"35", b"34", b"96", b"93", b"92", b"95", b"94")
 ERR_MARK = b"\x1b[1;31m!\x1b[0m"
 NOTE_STYLE = {"info": b"2", "warning": b"33", "error": b"1;31"}
 
-# Control characters that would move the cursor or rewrite the screen. SGR colour
-# sequences (ESC [ ... m) and tabs pass through; a lone CR ends the line on display.
-_UNSAFE = re.compile(rb"\r\n|\x1b\[[0-9;:]*m|[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters that would move the cursor or rewrite the screen, C1 ones (U+0080 to
+# U+009F, in UTF-8: U+009B is a CSI to some terminals) among them. SGR colour sequences
+# (ESC [ ... m) and tabs pass through; a lone CR ends the line on display.
+_UNSAFE = re.compile(rb"\r\n|\x1b\[[0-9;:]*m|[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
 _SGR_END = ord("m")
 
 
@@ -62,6 +63,8 @@ def _escape_control(m: re.Match[bytes]) -> bytes:
         return b"\n"
     if code == 0x1B:
         return b"^["
+    if code == 0xC2:  # a C1 control character
+        return b"\\x" + b"%02x" % found[1]
     return b"^" + bytes([code ^ 0x40])
 
 
@@ -198,6 +201,8 @@ class Renderer:
         else:
             prefix = self._note.get(name) or self._note[self._add(name)]
         body = text.encode("utf-8", "replace")
+        if self.sanitize and _UNSAFE.search(body):  # (a member's text: a ready's values...)
+            body = _UNSAFE.sub(_escape_control, body)
         if self.color:
             body = b"\x1b[" + NOTE_STYLE.get(level, b"2") + b"m" + body + RESET
         if self.timestamps:
