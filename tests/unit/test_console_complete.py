@@ -46,6 +46,7 @@ def test_commands(complete: Complete) -> None:
 def test_member_arguments(complete: Complete) -> None:
     assert complete(":to al") == [("alice", -2), ("alfred", -2), ("all", -2)]
     assert complete(":restart al") == [("alice", -2), ("alfred", -2)]  # one at a time
+    assert complete(":start al") == [("alice", -2), ("alfred", -2)]
     assert complete(":signal se") == [("server ", -2)]
     assert complete(":list se") == []
 
@@ -53,6 +54,7 @@ def test_member_arguments(complete: Complete) -> None:
 def test_signal_names(complete: Complete) -> None:
     assert complete(":signal server te") == [("TERM", -2)]
     assert [text for text, _ in complete(":signal server US")] == ["USR1", "USR2"]
+    assert complete(":signal server TS") == [("TSTP", -2)]
 
 
 def test_nothing_inside_a_line_of_text(complete: Complete) -> None:

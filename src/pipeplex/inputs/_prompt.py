@@ -51,8 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = ("run_prompt",)
 
-SIGNALS = ("TERM", "INT", "HUP", "KILL", "USR1", "USR2", "QUIT", "STOP", "CONT", "WINCH")
-_TAKES_MEMBER = {"to", "signal", "restart", "close"}
+SIGNALS = ("TERM", "INT", "HUP", "KILL", "USR1", "USR2", "QUIT", "STOP", "TSTP", "CONT",
+           "WINCH")
+_TAKES_MEMBER = {"to", "signal", "restart", "start", "close"}
 
 
 async def run_prompt(console: Console, writer: Writer) -> None:
@@ -279,7 +280,7 @@ class MemberCompleter(Completer):
             return
         command = words[0][1:] if words[0].startswith(":") else None
         if command in _TAKES_MEMBER and len(words) == 2:
-            names = self.members if command == "restart" else [*self.members, ALL]
+            names = self.members if command in ("restart", "start") else [*self.members, ALL]
             yield from _starting(current, names, suffix=" " if command == "signal" else "")
         elif command == "signal" and len(words) == 3:
             yield from _starting(current.upper(), SIGNALS, suffix="", replace=len(current))

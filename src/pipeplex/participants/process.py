@@ -562,8 +562,8 @@ class Process:
         if self._stdin is None or self._close_after_drain or self.returncode is not None:
             # (not input_open, spelled out: a call less per line)
             why = {"pending": "has not started yet", "failed": "could not start"}.get(
-                self.state, "is not running" if self.returncode is not None else "closed its stdin"
-            )
+                self.state,
+                "is not running" if self.returncode is not None else "has its stdin closed")
             self._bus.publish(Note(f"{self.name} {why}; dropped {len(data)} bytes of input",
                                    name=self.name, level="warning"))
             return False
