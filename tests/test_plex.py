@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -213,6 +214,49 @@ def test_load_does_not_wait_for_a_member_after_one_a_step_starts(tmp_path: Path)
         with pytest.raises(pipeplex.PipeplexError, match="w was never started: it starts "
                            "after lazy, which has autostart = false"):
             plex["w"].expect("w up")
+
+
+def test_an_expect_on_a_member_held_back_by_a_failed_one_fails_at_once(tmp_path: Path) -> None:
+    """dep starts after base, which exited before it was ready: dep will never start, so
+    an expect on it (or on it alone through expect_any) says so instead of timing out."""
+    cast = tmp_path / "c.toml"
+    cast.write_text('[procs.base]\ncmd = "sh -c \'echo booting; exit 2\'"\nready = "ready"\n'
+                    '[procs.dep]\ncmd = "cat"\nafter = ["base"]\n'
+                    '[procs.other]\ncmd = "sh -c \'echo other up; exec cat\'"\n')
+    held = "dep was never started: it waits for base, which exited with code 2 before it was ready"
+    with Plex(timeout=5) as plex:
+        with pytest.raises(pipeplex.NotReady):
+            plex.load(cast)
+        with pytest.raises(pipeplex.PipeplexError, match=f"^{held}$"):
+            plex["dep"].expect("anything")
+        with pytest.raises(pipeplex.PipeplexError, match=f"^{held}$"):
+            plex["dep"].expect(pipeplex.EOF)
+        with pytest.raises(pipeplex.PipeplexError, match=f"^{held}$"):
+            plex.expect_any({"dep": "anything"})
+        member, _ = plex.expect_any({"dep": "anything", "other": "other up"})  # (one may)
+        assert member.name == "other"
+
+
+def test_an_async_plex_left_open_when_its_loop_ends_lets_everything_go() -> None:
+    """asyncio.run ends under a plex nobody closed: its members are killed, and its guardian
+    process and descriptors go too (not one of each per run until the interpreter exits);
+    an aclose() later is a no-op, not an error about a closed loop."""
+    def children() -> set[str]:
+        return {pid for task in os.listdir("/proc/self/task")
+                for pid in Path(f"/proc/self/task/{task}/children").read_text().split()}
+
+    async def left_open() -> pipeplex.AsyncPlex:
+        plex = pipeplex.AsyncPlex()
+        await plex.start()
+        await plex.spawn("a", "sleep 60")
+        return plex
+
+    fds, kids = len(os.listdir("/proc/self/fd")), children()
+    plexes = [asyncio.run(left_open()) for _ in range(5)]
+    assert children() == kids
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert all(plex.members["a"].returncode == -signal.SIGKILL for plex in plexes)
+    asyncio.run(plexes[0].aclose())
 
 
 def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:

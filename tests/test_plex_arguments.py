@@ -27,14 +27,37 @@ SIGNAL_THEN_LINES = (
 
 
 @pytest.mark.parametrize("options", [{"timeout": -5}, {"timeout": math.nan}, {"timeout": 0},
-                                     {"grace": 0}, {"grace": "5"}, {"pty": "full"},
-                                     {"pty": "junk"}])
+                                     {"timeout": math.inf}, {"timeout": 1e9},
+                                     {"grace": 0}, {"grace": "5"}, {"grace": math.inf},
+                                     {"pty": "full"}, {"pty": "junk"}])
 def test_bad_plex_options_are_refused_at_once(options: dict[str, object]) -> None:
     """Not at the first spawn, blamed on an argument the caller never gave."""
     with pytest.raises(ValueError, match=f"{next(iter(options))} must be"):
         Plex(**options)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=f"{next(iter(options))} must be"):
         AsyncPlex(**options)  # type: ignore[arg-type]
+
+
+def test_a_call_that_waits_from_a_sink_is_refused_not_a_deadlock() -> None:
+    """Sinks run in the plex's own thread: a call there that waits for that thread (close,
+    spawn, wait...) would wait for ever, so it raises instead."""
+    raised: list[BaseException] = []
+
+    def sink(event: object) -> None:
+        if isinstance(event, pipeplex.Exited):
+            for call in (plex.close, lambda: plex.spawn("late", "cat"),
+                         lambda: plex["c"].wait(), lambda: plex["c"].expect("x")):
+                try:
+                    call()
+                except RuntimeError as exc:
+                    raised.append(exc)
+
+    with Plex() as plex:
+        plex.bus.subscribe(sink, [pipeplex.Exited])
+        c = plex.spawn("c", "true")
+        assert c.wait() == 0
+    assert len(raised) == 4, raised
+    assert all("from the plex's own thread" in str(exc) for exc in raised)
 
 
 def test_bad_arguments_of_members_are_value_errors() -> None:

@@ -77,12 +77,15 @@ def exact_patterns(text: Any) -> tuple[bool, list[Pattern]]:
 
 
 def positive_seconds(value: object, what: str, *, none_ok: bool = True) -> float | None:
-    """A default timeout or a grace given to the API: a positive number of seconds."""
+    """A default timeout or a grace given to the API: a positive number of seconds, below
+    1e9 as in a cast file (a grace without end would never come to SIGKILL; a call's own
+    ``timeout=math.inf`` is the way to wait without limit)."""
     if value is None and none_ok:
         return None
-    if (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
-            or value <= 0):
-        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not 0 < value < 1e9):  # (also refuses nan and inf)
+        raise ValueError(f"{what} must be a positive number of seconds below 1e9, not "
+                         f"{value!r}")
     return float(value)
 
 

@@ -637,6 +637,18 @@ class Engine:
         None when it runs, or will by itself."""
         return self._unrequested(name) if self.members[name].pid is None else None
 
+    def start_failure(self, name: str) -> str | None:
+        """Why ``name``, which has not started, never will by itself: what kept it from
+        starting (one it starts after did not get ready, say); None if nothing did."""
+        ready = self._ready.get(name)
+        if self.members[name].pid is not None or ready is None or not ready.done():
+            return None
+        error = ready.exception()
+        if error is None:
+            return None
+        why = str(error).split("\n", 1)[0]
+        return why.removeprefix(f"{name} was not started: ")
+
     def _unrequested(self, name: str) -> str | None:
         """The ``autostart = false`` member, ``name`` or one it starts after (directly or
         through others), that has not been asked to start; None if there is none."""

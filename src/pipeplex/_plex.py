@@ -255,11 +255,18 @@ class AsyncMember:
     def _refuse_never_started(self) -> None:
         """An expect on a member that nothing will start fails at once (it would time out:
         nothing starts it while we wait), as in test mode."""
-        blocked = self._plex.engine.never_started_for(self.name)
+        why = self._never_starting()
+        if why is not None:
+            raise PipeplexError(f"{self.name} was never started: {why}")
+
+    def _never_starting(self) -> str | None:
+        """Why this member, not started, will not start while one waits; None if it may."""
+        engine = self._plex.engine
+        blocked = engine.never_started_for(self.name)
         if blocked is not None:
             why = "has" if blocked == self.name else f"starts after {blocked}, which has"
-            raise PipeplexError(f"{self.name} was never started: it {why} autostart = false, "
-                                "and nothing started it (member.start())")
+            return f"it {why} autostart = false, and nothing started it (member.start())"
+        return engine.start_failure(self.name)
 
     def _failed(self, stream: Stream | None) -> None:
         """After an expect that raised, as in pexpect: ``before`` holds the output it did
@@ -445,6 +452,7 @@ class AsyncPlex:
         self._held = True
         loop = asyncio.get_running_loop()
         run = self._run = loop.create_task(engine.run())
+        run.add_done_callback(self._run_ended)
         try:
             await engine.wait_began()
         except BaseException:  # cancelled before the cast began: as if never started
@@ -457,6 +465,13 @@ class AsyncPlex:
             self._hosting = loop.create_task(self._host(self._inputs, engine, self._run))
         for tell in STARTED:
             tell(self)
+
+    def _run_ended(self, run: asyncio.Task[int]) -> None:
+        """The run was cancelled without :meth:`aclose` (``asyncio.run`` ended under an
+        unclosed plex): its members are killed on the way out; the guardian process and
+        the outputs are let go here, as nothing else would."""
+        if run.cancelled() and self._closing is None:
+            self._close_outputs()
 
     def _let_go(self) -> None:
         """Release the plex's hold on the engine (once): it may end when it is stopped."""
@@ -603,6 +618,11 @@ class AsyncPlex:
         if not patterns:
             raise ValueError("expect_any() needs patterns for at least one member")
         by_name = {self[name].name: patterns_of(p)[1] for name, p in patterns.items()}
+        never = [(name, self._members[name]._never_starting()) for name in by_name
+                 if self._members[name]._process.pid is None]
+        if len(never) == len(by_name) and all(why is not None for _, why in never):
+            raise PipeplexError("; ".join(f"{name} was never started: {why}"
+                                          for name, why in never))
         found = await self.matcher.expect_each(
             by_name, timeout=self.timeout if timeout is None else call_timeout(timeout))
         member = self._members[found.name]
@@ -652,6 +672,10 @@ class AsyncPlex:
         if self._engine is None or self._run is None:
             return
         run = self._run
+        if run.done() and run.get_loop().is_closed():  # (asyncio.run ended without us)
+            self._close_outputs()
+            self._engine = None
+            return
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_task(self._close(self._engine, run))
         closing = self._closing

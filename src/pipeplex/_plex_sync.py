@@ -202,6 +202,7 @@ class Member:
         member, plex = self._member, self._plex
         if timeout is not None:
             timeout = call_timeout(timeout)
+        plex._refuse_own_thread()
         if member._replaced:
             return member._expect_replaced(single, patterns)
         if member._process.pid is None:
@@ -301,6 +302,7 @@ class Plex:
         if self._loop is None:
             coroutine.close()
             raise PipeplexError("the plex is not running: use it in a with block")
+        self._refuse_own_thread(coroutine)
         call = _Call(coroutine)
         try:
             return asyncio.run_coroutine_threadsafe(call.run(), self._loop).result()
@@ -313,6 +315,15 @@ class Plex:
             # us: the call ends here, and must not go on to take output a later one expects.
             call.abandon(self._loop)
             raise
+
+    def _refuse_own_thread(self, coroutine: Coroutine[Any, Any, Any] | None = None) -> None:
+        """A blocking call from the plex's own thread (a sink's) would wait for itself."""
+        if threading.current_thread() is self._thread:
+            if coroutine is not None:
+                coroutine.close()
+            raise RuntimeError("a Plex call that waits was made from the plex's own thread "
+                               "(a sink runs there), where it would wait for itself for ever; "
+                               "make it from your own thread, or use AsyncPlex")
 
     def _publish(self, event: Any) -> None:
         self._async.bus.publish_threadsafe(event)
@@ -396,6 +407,7 @@ class Plex:
         """
         if self._loop is None:
             return
+        self._refuse_own_thread()
         loop = self._loop
         interrupted: list[bool] = []
 
