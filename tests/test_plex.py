@@ -259,6 +259,15 @@ def test_an_async_plex_left_open_when_its_loop_ends_lets_everything_go() -> None
     asyncio.run(plexes[0].aclose())
 
 
+def test_wait_after_the_plex_closed_returns_the_known_exit_code() -> None:
+    with Plex() as plex:
+        done = plex.spawn("done", ["sh", "-c", "exit 3"])
+        assert done.wait() == 3
+        cat = plex.spawn("cat", "cat")
+    assert done.wait() == 3
+    assert cat.wait() == 0  # (stopped by its stdin's end, as cat ends)
+
+
 def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:
     """transcript() is the merged stream; transcript= also writes JSON Lines."""
     path = tmp_path / "t.jsonl"
@@ -476,6 +485,16 @@ def test_an_unusable_run_dir_fails_the_start_and_leaves_nothing(tmp_path: Path) 
     with pytest.raises(pipeplex.RunDirError, match="file"), Plex(run_dir=tmp_path / "file" / "run"):
         pass
     assert threading.active_count() == threads
+
+
+@pytest.mark.parametrize(("run_dir", "why"), [
+    ("/proc/nope/x", "No such file or directory"),
+    ("/proc/self/x", "no folder can be made in /proc/self")])
+def test_a_run_dir_that_cannot_be_made_says_why(run_dir: str, why: str) -> None:
+    """Not 'something keeps removing it', the words for a folder an ending run removed."""
+    with pytest.raises(pipeplex.RunDirError,
+                       match=f"^cannot create run folder {run_dir}: {why}$"), Plex(run_dir=run_dir):
+        pass
 
 
 def test_a_spawn_waiting_when_the_plex_is_stopped_raises(tmp_path: Path) -> None:

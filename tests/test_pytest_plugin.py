@@ -388,11 +388,14 @@ def test_a_pipeplex_error_is_reported_at_the_test_line(pytester: pytest.Pytester
 
         def test_spawn(plex):
             plex.spawn("db", ["sh", "-c", "exit 2"], ready="accepting")
+
+        def test_wait(plex):
+            plex.spawn("cat", "cat").wait(timeout=0.1)
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines(["*test_a_pipeplex_error_is_reported_at_the_test_line.py:3: "
-                                 "ExpectTimeout", "*.py:6: NotReady"])
+                                 "ExpectTimeout", "*.py:6: NotReady", "*.py:9: TimeoutError"])
     output = result.stdout.str()
     for internal in ("_plex_sync.py", "matcher.py", "_engine.py", "concurrent/futures"):
         assert internal not in output, internal

@@ -247,6 +247,9 @@ class Member:
         return event
 
     def wait(self, timeout: float | None = None) -> int:
+        process = self._member._process
+        if self._plex._loop is None and process.returncode is not None:
+            return process.returncode  # (the plex is closed; its exit is known, as in pexpect)
         return self._plex._call(self._member.wait(timeout))
 
     def start(self) -> None:

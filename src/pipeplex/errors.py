@@ -33,9 +33,10 @@ class PipeplexError(Exception):
 
 def ours_in_tracebacks(excinfo: Any) -> bool:
     """pytest's ``__tracebackhide__`` for pipeplex's API modules: a :class:`PipeplexError`
-    says what went wrong in its message, and the frames of pipeplex it came through are
-    noise in a test report; any other error (a bug) keeps them."""
-    return excinfo is not None and bool(excinfo.errisinstance(PipeplexError))
+    (or the ``TimeoutError`` of ``wait``) says what went wrong in its message, and the
+    frames of pipeplex it came through are noise in a test report; any other error (a
+    bug) keeps them."""
+    return excinfo is not None and bool(excinfo.errisinstance((PipeplexError, TimeoutError)))
 
 
 def _rebuild(cls: type[PipeplexError], args: tuple[object, ...],

@@ -100,6 +100,9 @@ def _make_private_dir(path: Path) -> tuple[int, bool]:
             os.close(_private_dir(path.parent)[0])
         else:
             os.makedirs(path.parent, exist_ok=True)
+    except OSError as exc:  # (its parent cannot be: not a race, whatever the error)
+        raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
+    try:
         return _private_dir(path)
     except FileNotFoundError:
         raise
@@ -117,7 +120,10 @@ def _private_dir(path: Path) -> tuple[int, bool]:
         os.mkdir(path, 0o700)
         created = True
     except FileExistsError:
-        _check_private(path, os.lstat(path))
+        _check_private(path, os.lstat(path))  # (FileNotFoundError: removed as we came)
+    except FileNotFoundError:  # (not a race: where it goes, no folder can be made)
+        raise RunDirError(f"cannot create run folder {path}: no folder can be made in "
+                          f"{path.parent}") from None
     fd = os.open(path, _OPEN_DIR)
     try:
         if created:  # mkdir honours the umask; set the mode we promise.
