@@ -606,9 +606,7 @@ def test_a_client_sends_nothing_to_a_socket_someone_else_serves(run_dir: Path) -
     if pid == 0:  # pragma: no cover - the child
         try:
             os.close(r)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
+            _become(65534)
             sock.listen(1)  # (the credentials a client sees are those of this call)
             os.write(listening_w, b"L")
             sock.settimeout(DEADLINE)
@@ -661,6 +659,13 @@ def test_a_client_refuses_a_folder_no_run_of_its_user_made(run_dir: Path, tmp_pa
             sock.accept()  # (nobody connected)
 
 
+def _become(uid: int) -> None:
+    """Run on as ``uid`` (its group too, and no other): in a forked child."""
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
 def _request_as(uid: int, run_dir: Path, request: bytes) -> bytes:
     """Send ``request`` from a forked child running as ``uid``; return what it read."""
     dir_fd = os.open(run_dir, os.O_PATH | os.O_DIRECTORY)
@@ -669,9 +674,7 @@ def _request_as(uid: int, run_dir: Path, request: bytes) -> bytes:
     if pid == 0:  # pragma: no cover - the child
         try:
             os.close(r)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
+            _become(uid)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(10)
             # Through the folder's descriptor: tmp_path's parents are closed to this uid.
