@@ -497,6 +497,17 @@ def test_a_run_dir_that_cannot_be_made_says_why(run_dir: str, why: str) -> None:
         pass
 
 
+def test_folders_made_above_a_run_dir_go_with_it(tmp_path: Path) -> None:
+    """run_dir in folders that did not exist: they are made for it and removed with it,
+    unless something else was put in one of them meanwhile."""
+    with Plex(run_dir=tmp_path / "a" / "b" / "run") as plex:
+        plex.spawn("c", "cat")
+    assert list(tmp_path.iterdir()) == []
+    with Plex(run_dir=tmp_path / "a" / "b" / "run") as plex:
+        (tmp_path / "a" / "keep").write_text("mine")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["keep"]
+
+
 def test_a_spawn_waiting_when_the_plex_is_stopped_raises(tmp_path: Path) -> None:
     """A member still waiting to be ready when pipeplex stop arrives: spawn says so."""
     import threading

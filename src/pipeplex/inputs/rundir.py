@@ -87,27 +87,44 @@ def _what(st: os.stat_result) -> str:
     return f"{kind} of uid {st.st_uid}"
 
 
-def _make_private_dir(path: Path) -> tuple[int, bool]:
+def _make_private_dir(path: Path) -> tuple[int, bool, list[Path]]:
     """:func:`_private_dir` for ``path``, its parent made first (private too when it is the
-    runtime base).
+    runtime base); also the folders above it that were made for it, deepest first.
 
     Raises:
         FileNotFoundError: the folder was removed as it was opened.
         RunDirError: any other reason it cannot be made.
     """
+    parents: list[Path] = []
     try:
         if path.parent == _runtime_base():
-            os.close(_private_dir(path.parent)[0])
+            os.close(_private_dir(path.parent)[0])  # (shared by every run: kept)
         else:
+            missing = path.parent
+            while not os.path.lexists(missing) and missing != missing.parent:
+                parents.append(missing)
+                missing = missing.parent
             os.makedirs(path.parent, exist_ok=True)
     except OSError as exc:  # (its parent cannot be: not a race, whatever the error)
         raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
     try:
-        return _private_dir(path)
+        return (*_private_dir(path), parents)
     except FileNotFoundError:
+        _remove_empty(parents)
         raise
     except OSError as exc:
+        _remove_empty(parents)
         raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) as long as they are empty: ones made for a run
+    folder go with it, unless something else was put in them meanwhile."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def _private_dir(path: Path) -> tuple[int, bool]:
@@ -139,11 +156,13 @@ class RunDir:
     """A locked, private run folder. Use :meth:`open`, then :meth:`close` at the end."""
 
     def __init__(self, path: Path, dir_fd: int, lock_fd: int, *, created: bool,
-                 stale_pid: int | None) -> None:
+                 stale_pid: int | None, parents: list[Path] | None = None) -> None:
         self.path = path
         self.dir_fd = dir_fd
         self._lock_fd = lock_fd
         self._created = created
+        self._parents = parents or []
+        """The folders above it made for it (``--run-dir a/b/run`` in a fresh place)."""
         self.stale_pid = stale_pid
         """The pid of an earlier run that died without cleaning up, if there was one."""
         self._entries: dict[str, tuple[int, int]] = {}
@@ -161,21 +180,20 @@ class RunDir:
         path = Path(path).absolute()
         for _ in range(OPEN_ATTEMPTS):
             try:
-                dir_fd, created = _make_private_dir(path)
+                dir_fd, created, parents = _make_private_dir(path)
                 try:
                     lock_fd, stale = cls._lock(path, dir_fd)
                 except BaseException:
                     os.close(dir_fd)
                     if created:  # (nothing of ours left behind: an empty folder)
-                        with contextlib.suppress(OSError):
-                            os.rmdir(path)
+                        _remove_empty([path, *parents])
                     raise
                 break
             except FileNotFoundError:
                 continue  # a run ending there removed the folder as we came: make it anew
         else:
             raise RunDirError(f"cannot create run folder {path}: something keeps removing it")
-        run_dir = cls(path, dir_fd, lock_fd, created=created, stale_pid=stale)
+        run_dir = cls(path, dir_fd, lock_fd, created=created, stale_pid=stale, parents=parents)
         if stale is not None:
             run_dir._clean_stale()
         return run_dir
@@ -352,6 +370,5 @@ class RunDir:
         os.close(self._lock_fd)
         os.close(self.dir_fd)
         if self._created:
-            with contextlib.suppress(OSError):
-                os.rmdir(self.path)
+            _remove_empty([self.path, *self._parents])
 
