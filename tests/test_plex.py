@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -266,6 +267,39 @@ def test_wait_after_the_plex_closed_returns_the_known_exit_code() -> None:
         cat = plex.spawn("cat", "cat")
     assert done.wait() == 3
     assert cat.wait() == 0  # (stopped by its stdin's end, as cat ends)
+
+
+def test_a_plex_dropped_while_running_says_so_and_lets_everything_go() -> None:
+    """Like an unclosed file: a ResourceWarning, and its members stopped, its guardian and
+    thread gone, instead of all of them living on until the interpreter exits."""
+    import gc
+    import warnings
+
+    def children() -> set[str]:
+        return {pid for task in os.listdir("/proc/self/task")
+                for pid in Path(f"/proc/self/task/{task}/children").read_text().split()}
+
+    kids = children()
+    plex = Plex()
+    plex.start()
+    member = plex.spawn("a", "sleep 60")
+    pidfd = os.pidfd_open(member.pid)
+    thread = plex._thread
+    assert thread is not None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del plex, member
+            gc.collect()
+        assert [str(w.message) for w in caught if w.category is ResourceWarning] == [
+            "a pipeplex.Plex was dropped while running, without close(): its members are "
+            "being stopped; use it as 'with Plex() as plex:'"]
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        assert select.select([pidfd], [], [], 0)[0] == [pidfd]  # (the member has ended)
+        assert children() == kids
+    finally:
+        os.close(pidfd)
 
 
 def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ import os
 import re
 import signal
 import threading
+import warnings
+import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
@@ -256,6 +258,26 @@ class Member:
         self._plex._call(self._member.start())
 
 
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The plex's thread: its loop, until stopped; then closed there (also when nobody joins
+    the thread: a plex dropped without close)."""
+    loop.run_forever()
+    loop.close()
+
+
+def _dropped_running(plex: AsyncPlex, loop: asyncio.AbstractEventLoop) -> None:
+    """A started :class:`Plex` was dropped without :meth:`~Plex.close`: said, as an unclosed
+    file is, and closed in its own thread, which then ends (nothing waits for that here:
+    this may run in any thread, that one included)."""
+    warnings.warn("a pipeplex.Plex was dropped while running, without close(): its members "
+                  "are being stopped; use it as 'with Plex() as plex:'", ResourceWarning,
+                  stacklevel=1)
+    if loop.is_closed():
+        return
+    closing = asyncio.run_coroutine_threadsafe(plex.aclose(), loop)
+    closing.add_done_callback(lambda _: loop.call_soon_threadsafe(loop.stop))
+
+
 class Plex:
     """A cast built in code, for synchronous code: ``with Plex() as plex:``.
 
@@ -277,6 +299,7 @@ class Plex:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._members: dict[str, Member] = {}
+        self._dropped: weakref.finalize[Any, Plex] | None = None
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncPlex", "Plex")
@@ -293,13 +316,16 @@ class Plex:
         if self._loop is not None:
             raise PipeplexError("this plex has already been started: use a new one")
         loop = self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, name="pipeplex", daemon=True)
+        self._thread = threading.Thread(target=_serve, args=(loop,), name="pipeplex",
+                                        daemon=True)
         self._thread.start()
         try:
             self._call(self._async.start())
         except BaseException:
             self._stop_thread()
             raise
+        self._dropped = weakref.finalize(self, _dropped_running, self._async, loop)
+        self._dropped.atexit = False  # (at exit the guardian ends what is left, at once)
 
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         if self._loop is None:
@@ -411,6 +437,8 @@ class Plex:
         if self._loop is None:
             return
         self._refuse_own_thread()
+        if self._dropped is not None:
+            self._dropped.detach()
         loop = self._loop
         interrupted: list[bool] = []
 
