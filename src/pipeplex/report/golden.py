@@ -22,8 +22,7 @@ from .._printable import printable
 from .._signals import describe_returncode
 from ..errors import PipeplexError
 from ..scenario.model import NormalizeRule
-from .junit import replace_file
-from .transcript import _Unsafe
+from .files import Unsafe, replace_file
 
 __all__ = ("compare_golden", "golden_text", "write_golden")
 
@@ -165,7 +164,7 @@ def _lines(text: str) -> list[str]:
 def write_golden(path: str | os.PathLike[str], text: str) -> None:
     """Write a golden file (``pipeplex test --update``), its folder made if need be.
 
-    It replaces the earlier one at once (see :func:`~pipeplex.report.junit.replace_file`),
+    It replaces the earlier one at once (see :func:`~pipeplex.report.files.replace_file`),
     never writing through a link in its place: a link is refused, since the file it points
     to may not be the user's to overwrite.
 
@@ -179,6 +178,6 @@ def write_golden(path: str | os.PathLike[str], text: str) -> None:
         # who checks the project out to read. It keeps the mode of the one it replaces, or
         # is made 0644, as files in a repository usually are.
         replace_file(path, text.encode("utf-8"), mode=0o644, keep_mode=True)
-    except _Unsafe as exc:
+    except Unsafe as exc:
         raise PipeplexError(f"cannot write golden file {os.fspath(path)}: {exc}; remove it, "
                             "or name another file with golden = in the scenario") from None

@@ -5,27 +5,23 @@ step, the member, the pattern, how long it waited and the recent output. Child o
 full of escape codes that XML 1.0 forbids even escaped, so those characters are replaced.
 
 The report is private (0600) and replaces an earlier one at once, never written through a
-link in its place (see :func:`replace_file`, which golden files use too).
+link in its place (see :func:`~pipeplex.report.files.replace_file`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import secrets
 import socket
-import stat
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import PipeplexError
-from .transcript import _open_record, _refusal, _Unsafe
+from .files import Unsafe, replace_file, replaceable
 
-__all__ = ("CaseResult", "check_junit", "replace_file", "write_junit", "xml_safe")
+__all__ = ("CaseResult", "check_junit", "write_junit", "xml_safe")
 
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -57,13 +53,14 @@ def check_junit(path: str | os.PathLike[str]) -> None:
         PipeplexError: something other than a regular file of the user's is at ``path``.
     """
     try:
-        _replaceable(path)
-    except _Unsafe as exc:
+        replaceable(path)
+    except Unsafe as exc:
         raise PipeplexError(_refused(path, exc)) from None
 
 
 def write_junit(path: str | os.PathLike[str], results: Sequence[CaseResult]) -> None:
-    """Write the report of ``results`` to ``path`` (see :func:`replace_file`), 0600.
+    """Write the report of ``results`` to ``path``, 0600 (see
+    :func:`~pipeplex.report.files.replace_file`).
 
     Raises:
         PipeplexError: something other than a regular file of the user's is at ``path``.
@@ -102,66 +99,10 @@ def write_junit(path: str | os.PathLike[str], results: Sequence[CaseResult]) -> 
     data = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     try:
         replace_file(path, data)
-    except _Unsafe as exc:
+    except Unsafe as exc:
         raise PipeplexError(_refused(path, exc)) from None
 
 
-def _refused(path: str | os.PathLike[str], reason: _Unsafe) -> str:
+def _refused(path: str | os.PathLike[str], reason: Unsafe) -> str:
     return (f"cannot write the JUnit report {os.fspath(path)}: {reason}; remove it, or give "
             "another file")
-
-
-def replace_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600,
-                 keep_mode: bool = False) -> None:
-    """Make ``path`` hold ``data``: written whole to a new file in the same folder, then
-    renamed over whatever is at ``path``.
-
-    The new file is made as a record is (``O_EXCL``, never through a link, 0600), then given
-    ``mode`` (with ``keep_mode``, an earlier file's mode instead). A failed write leaves the
-    earlier file whole, and the rename replaces a link rather than writing through it; a
-    link, or anything but a regular file of the user's, is refused all the same, so that
-    one planted there is said rather than quietly replaced.
-
-    Raises:
-        _Unsafe: something else is at ``path`` (the message says what).
-        OSError: the file cannot be written (nothing is left behind).
-    """
-    path = Path(path)
-    # The new file and the rename in one folder, whatever is done to the path meanwhile.
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        earlier = _replaceable(path.name, dir_fd=folder)
-        if keep_mode and earlier is not None:
-            mode = stat.S_IMODE(earlier.st_mode)
-        temporary = f".{path.name}.{secrets.token_hex(8)}.tmp"
-        fd = _open_record(temporary, dir_fd=folder)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fchmod(file.fileno(), mode)
-                os.fsync(file.fileno())  # (whole on disk before it takes the earlier one's place)
-            os.replace(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary, dir_fd=folder)
-            raise
-    finally:
-        os.close(folder)
-
-
-def _replaceable(path: str | os.PathLike[str], *, dir_fd: int | None = None
-                 ) -> os.stat_result | None:
-    """What is at ``path``, if anything, when it is a regular file of the user's.
-
-    Raises:
-        _Unsafe: something else is there.
-    """
-    try:
-        st = os.lstat(path, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return None
-    # A file with other hard links is fine: the rename leaves them what they held.
-    if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
-        return st
-    raise _Unsafe(_refusal(st) or "it is not a regular file")

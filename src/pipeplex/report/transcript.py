@@ -24,7 +24,6 @@ import fcntl
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +31,7 @@ from typing import IO, Any
 from .._bus import Bus
 from .._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
 from ..errors import PipeplexError
+from .files import Unsafe, open_record
 
 __all__ = ("LogDirSink", "TranscriptSink", "event_record", "read_transcript")
 
@@ -76,61 +76,6 @@ def record_data(record: dict[str, Any]) -> bytes:
     return str(record.get("d", "")).encode("utf-8")
 
 
-_KINDS = (
-    (stat.S_ISLNK, "a symbolic link, which pipeplex does not follow"),
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a named pipe, not a regular file"),
-    (stat.S_ISSOCK, "a socket, not a regular file"),
-    (stat.S_ISCHR, "a device, not a regular file"),
-    (stat.S_ISBLK, "a device, not a regular file"),
-)
-
-
-class _Unsafe(Exception):
-    """What is at a record's path must not be written to (the message says why)."""
-
-
-def _refusal(st: os.stat_result) -> str | None:
-    for test, what in _KINDS:
-        if test(st.st_mode):
-            return f"it is {what}"
-    if not stat.S_ISREG(st.st_mode):
-        return "it is not a regular file"
-    if st.st_uid != os.geteuid():
-        return "it belongs to another user"
-    if st.st_nlink > 1:
-        return "it has other hard links, which would see what is written"
-    return None
-
-
-def _open_record(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> int:
-    """A descriptor to write ``path`` from its start: a new file of ours, mode 0600.
-
-    An earlier record there (a regular file of ours with a single link) is replaced: it is
-    removed, then a file is made that did not exist (``O_EXCL``), so nothing put at the path
-    meanwhile (a link to another file, a pipe) is ever opened. Anything else at ``path`` is
-    refused, never opened, emptied or chmodded. With ``dir_fd``, ``path`` is a name in that
-    folder.
-
-    Raises:
-        _Unsafe: something else is, or was put, at ``path`` (the message says what).
-        OSError: the file cannot be created.
-    """
-    try:
-        reason = _refusal(os.lstat(path, dir_fd=dir_fd))
-    except FileNotFoundError:
-        pass
-    else:
-        if reason:
-            raise _Unsafe(reason)
-        os.unlink(path, dir_fd=dir_fd)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        return os.open(path, flags, 0o600, dir_fd=dir_fd)
-    except FileExistsError:
-        raise _Unsafe("something was put in its place while it was being made") from None
-
-
 def check_given_descriptor(path: str | os.PathLike[str]) -> None:
     """Refuse ``--transcript /dev/fd/N`` for an N the run was not given (one not open when
     the command starts would later be one of pipeplex's own). Call it first thing.
@@ -156,7 +101,7 @@ def _own_descriptor(path: str) -> int:
     ``/dev/null``.
 
     Raises:
-        _Unsafe: that descriptor is not open for writing.
+        Unsafe: that descriptor is not open for writing.
     """
     if path == "/dev/null":
         return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
@@ -168,7 +113,7 @@ def _own_descriptor(path: str) -> int:
     except OSError:
         writable = False
     if not writable:
-        raise _Unsafe(f"descriptor {number} is not open for writing")
+        raise Unsafe(f"descriptor {number} is not open for writing")
     return os.dup(number)
 
 
@@ -203,8 +148,8 @@ class TranscriptSink:
             if _OWN_DESCRIPTOR.fullmatch(os.fspath(path)):
                 fd = _own_descriptor(os.fspath(path))
             else:
-                fd = _open_record(self.path)
-        except _Unsafe as exc:
+                fd = open_record(self.path)
+        except Unsafe as exc:
             system = os.fspath(path).startswith(("/dev/", "/proc/"))
             advice = "give another file" if system else "remove it, or give another file"
             raise PipeplexError(f"cannot write the transcript {self.path}: {exc}; {advice}"
@@ -352,8 +297,8 @@ class LogDirSink:
     def _open(self, name: str) -> IO[bytes] | None:
         path = self.folder / f"{name}.log"
         try:
-            return os.fdopen(_open_record(f"{name}.log", dir_fd=self._dir_fd), "wb")
-        except _Unsafe as exc:
+            return os.fdopen(open_record(f"{name}.log", dir_fd=self._dir_fd), "wb")
+        except Unsafe as exc:
             message = (f"cannot write the log {path}: {exc}; {name}'s output is not logged "
                        "(remove it, or give another --log-dir)")
         except OSError as exc:

@@ -1,0 +1,126 @@
+"""Files pipeplex writes for the user (transcripts, logs, JUnit reports, golden files):
+made new, never through a link or into a pipe, a device or another user's file put at
+their path."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from pathlib import Path
+
+__all__ = ("Unsafe", "open_record", "refusal", "replace_file", "replaceable")
+
+
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link, which pipeplex does not follow"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe, not a regular file"),
+    (stat.S_ISSOCK, "a socket, not a regular file"),
+    (stat.S_ISCHR, "a device, not a regular file"),
+    (stat.S_ISBLK, "a device, not a regular file"),
+)
+
+
+class Unsafe(Exception):
+    """What is at a record's path must not be written to (the message says why)."""
+
+
+def refusal(st: os.stat_result) -> str | None:
+    """Why what ``st`` describes must not be written over ("it is a named pipe, ..."), or
+    None for a regular file of the user's with a single link."""
+    for test, what in _KINDS:
+        if test(st.st_mode):
+            return f"it is {what}"
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    if st.st_uid != os.geteuid():
+        return "it belongs to another user"
+    if st.st_nlink > 1:
+        return "it has other hard links, which would see what is written"
+    return None
+
+
+def open_record(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> int:
+    """A descriptor to write ``path`` from its start: a new file of ours, mode 0600.
+
+    An earlier record there (a regular file of ours with a single link) is replaced: it is
+    removed, then a file is made that did not exist (``O_EXCL``), so nothing put at the path
+    meanwhile (a link to another file, a pipe) is ever opened. Anything else at ``path`` is
+    refused, never opened, emptied or chmodded. With ``dir_fd``, ``path`` is a name in that
+    folder.
+
+    Raises:
+        Unsafe: something else is, or was put, at ``path`` (the message says what).
+        OSError: the file cannot be created.
+    """
+    try:
+        reason = refusal(os.lstat(path, dir_fd=dir_fd))
+    except FileNotFoundError:
+        pass
+    else:
+        if reason:
+            raise Unsafe(reason)
+        os.unlink(path, dir_fd=dir_fd)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o600, dir_fd=dir_fd)
+    except FileExistsError:
+        raise Unsafe("something was put in its place while it was being made") from None
+
+
+def replace_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600,
+                 keep_mode: bool = False) -> None:
+    """Make ``path`` hold ``data``: written whole to a new file in the same folder, then
+    renamed over whatever is at ``path``.
+
+    The new file is made as a record is (``O_EXCL``, never through a link, 0600), then given
+    ``mode`` (with ``keep_mode``, an earlier file's mode instead). A failed write leaves the
+    earlier file whole, and the rename replaces a link rather than writing through it; a
+    link, or anything but a regular file of the user's, is refused all the same, so that
+    one planted there is said rather than quietly replaced.
+
+    Raises:
+        Unsafe: something else is at ``path`` (the message says what).
+        OSError: the file cannot be written (nothing is left behind).
+    """
+    path = Path(path)
+    # The new file and the rename in one folder, whatever is done to the path meanwhile.
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        earlier = replaceable(path.name, dir_fd=folder)
+        if keep_mode and earlier is not None:
+            mode = stat.S_IMODE(earlier.st_mode)
+        temporary = f".{path.name}.{secrets.token_hex(8)}.tmp"
+        fd = open_record(temporary, dir_fd=folder)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fchmod(file.fileno(), mode)
+                os.fsync(file.fileno())  # (whole on disk before it takes the earlier one's place)
+            os.replace(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=folder)
+            raise
+    finally:
+        os.close(folder)
+
+
+def replaceable(path: str | os.PathLike[str], *, dir_fd: int | None = None
+                 ) -> os.stat_result | None:
+    """What is at ``path``, if anything, when it is a regular file of the user's.
+
+    Raises:
+        Unsafe: something else is there.
+    """
+    try:
+        st = os.lstat(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    # A file with other hard links is fine: the rename leaves them what they held.
+    if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+        return st
+    raise Unsafe(refusal(st) or "it is not a regular file")
