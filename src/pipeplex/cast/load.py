@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._file_kind import file_kind
 from .._suggest import suggest
 from ..errors import CastError
 from .spec import (
@@ -166,12 +167,7 @@ def read_toml(path: str | os.PathLike[str], what: str) -> tuple[str, str, dict[s
 
 def _kind(mode: int) -> str | None:
     """What a file of ``mode`` is, for a message, unless it is a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    return ("a folder" if stat.S_ISDIR(mode) else
-            "a named pipe" if stat.S_ISFIFO(mode) else
-            "a socket" if stat.S_ISSOCK(mode) else
-            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    return None if stat.S_ISREG(mode) else file_kind(mode)
 
 
 def _kind_at(path: str | os.PathLike[str]) -> str | None:

@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from .._file_kind import file_kind
 from ..errors import RunDirError
 
 __all__ = ("LOCK_NAME", "SOCKET_NAME", "SUN_PATH_MAX", "RunDir", "default_run_dir")
@@ -80,11 +81,7 @@ def _check_private(path: Path, st: os.stat_result) -> None:
 
 def _what(st: os.stat_result) -> str:
     """What a file in the way is, for a message: 'a symbolic link of uid 1001'."""
-    kind = ("a named pipe" if stat.S_ISFIFO(st.st_mode) else
-            "a symbolic link" if stat.S_ISLNK(st.st_mode) else
-            "a folder" if stat.S_ISDIR(st.st_mode) else
-            "a regular file" if stat.S_ISREG(st.st_mode) else "a special file")
-    return f"{kind} of uid {st.st_uid}"
+    return f"{file_kind(st.st_mode)} of uid {st.st_uid}"
 
 
 def _make_private_dir(path: Path) -> tuple[int, bool, list[Path]]:

@@ -10,17 +10,9 @@ import secrets
 import stat
 from pathlib import Path
 
+from .._file_kind import file_kind
+
 __all__ = ("Unsafe", "open_record", "refusal", "replace_file", "replaceable")
-
-
-_KINDS = (
-    (stat.S_ISLNK, "a symbolic link, which pipeplex does not follow"),
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a named pipe, not a regular file"),
-    (stat.S_ISSOCK, "a socket, not a regular file"),
-    (stat.S_ISCHR, "a device, not a regular file"),
-    (stat.S_ISBLK, "a device, not a regular file"),
-)
 
 
 class Unsafe(Exception):
@@ -30,11 +22,13 @@ class Unsafe(Exception):
 def refusal(st: os.stat_result) -> str | None:
     """Why what ``st`` describes must not be written over ("it is a named pipe, ..."), or
     None for a regular file of the user's with a single link."""
-    for test, what in _KINDS:
-        if test(st.st_mode):
-            return f"it is {what}"
-    if not stat.S_ISREG(st.st_mode):
-        return "it is not a regular file"
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        return "it is a symbolic link, which pipeplex does not follow"
+    if stat.S_ISDIR(mode):
+        return "it is a folder"
+    if not stat.S_ISREG(mode):
+        return f"it is {file_kind(mode)}, not a regular file"
     if st.st_uid != os.geteuid():
         return "it belongs to another user"
     if st.st_nlink > 1:
