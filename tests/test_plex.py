@@ -464,6 +464,87 @@ def test_big_sends_from_the_sync_api_keep_their_order() -> None:
             assert cat.before == ""
 
 
+HOLDER = ("import signal, sys, zlib\n"
+          "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
+          "print('waiting', flush=True)\n"
+          "signal.sigwait([signal.SIGUSR1])\n"
+          "data = sys.stdin.buffer.read()\n"
+          "print('read', len(data), zlib.crc32(data), flush=True)\n")
+"""Reads its stdin only once it gets SIGUSR1, then all of it, and tells its size and CRC."""
+
+
+def test_a_send_waits_while_the_member_has_a_mebibyte_it_has_not_read() -> None:
+    """As a write to a full pipe: send waits (up to the plex's timeout) while 1 MiB or more
+    is queued for a member that does not read; what it sent stays queued, and all of it
+    arrives, in order, once the member reads."""
+    import zlib
+
+    first, second = os.urandom(2 * 1024 * 1024), os.urandom(300_000)
+    with Plex(pty=False, timeout=0.5) as plex:
+        holder = plex.spawn("holder", [PY, "-c", HOLDER])
+        holder.expect("waiting\n", timeout=LONG)
+        holder.send(b"a few bytes")
+        holder.drain(timeout=0)  # (not full: at once)
+        with pytest.raises(TimeoutError, match=r"^holder still had \d+ KiB of input it had "
+                           r"not read after 0\.5 s; it stays queued for it$"):
+            holder.send(first)
+        with pytest.raises(TimeoutError):
+            holder.drain(timeout=0)
+        holder.signal("USR1")
+        holder.drain(timeout=LONG)
+        holder.send(second)
+        holder.close_stdin()
+        sent = b"a few bytes" + first + second
+        holder.expect(rf"read {len(sent)} {zlib.crc32(sent)}\n", timeout=LONG)
+
+
+def test_an_async_send_never_waits_and_drain_waits_for_room() -> None:
+    """AsyncMember.send queues at once, whatever is waiting; drain() waits while 1 MiB or
+    more is, until the member reads it down (or its stdin goes)."""
+    async def main() -> None:
+        async with AsyncPlex(pty=False, timeout=LONG) as plex:
+            holder = await plex.spawn("holder", [PY, "-c", HOLDER])
+            await holder.expect("waiting\n")
+            await holder.drain(timeout=0)
+            holder.send(b"x" * (3 * 1024 * 1024))
+            with pytest.raises(TimeoutError, match=r"^holder still had 30\d\d KiB "):
+                await holder.drain(timeout=0.2)
+            draining = asyncio.ensure_future(holder.drain())
+            holder.signal("USR1")
+            await draining
+            holder.close_stdin()
+            await holder.expect(rf"read {3 * 1024 * 1024} ")
+
+            other = await plex.spawn("other", [PY, "-c", HOLDER])
+            await other.expect("waiting\n")
+            other.send(b"x" * (2 * 1024 * 1024))
+            draining = asyncio.ensure_future(other.drain())
+            other.signal("KILL")  # (its stdin goes with it: nothing is waited for any more)
+            await draining
+            assert await other.wait() == -signal.SIGKILL
+
+    asyncio.run(main())
+
+
+def test_a_send_from_a_sink_never_waits_for_room() -> None:
+    """A sink runs in the plex's own thread, where waiting for the member would wait for
+    itself: its send queues, as an AsyncMember's does."""
+    with Plex(pty=False, timeout=LONG) as plex:
+        queued = threading.Event()
+
+        def flood(event: pipeplex.Output) -> None:
+            if b"waiting" in event.data:
+                plex["holder"].send(b"x" * (2 * 1024 * 1024))
+                queued.set()
+
+        plex.bus.subscribe(flood, [pipeplex.Output])
+        holder = plex.spawn("holder", [PY, "-c", HOLDER])
+        assert queued.wait(LONG)
+        holder.signal("USR1")
+        holder.close_stdin()
+        holder.expect(rf"read {2 * 1024 * 1024} ")
+
+
 def _cli(*args: str) -> str:
     import subprocess
 

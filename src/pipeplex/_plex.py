@@ -176,6 +176,29 @@ class AsyncMember:
             self._check_running()
         self._process.send(line + b"\n")
 
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait while the member has 1 MiB or more of input it has not read, until it is
+        down to 256 KiB or its stdin is gone; return at once otherwise. ``send`` never
+        waits, so a program that sends more than a member may read in good time calls this
+        between sends, as with an asyncio stream's ``drain``.
+
+        Raises:
+            TimeoutError: still that much waiting after ``timeout`` seconds (the plex's
+                timeout by default); what was sent stays queued for the member.
+        """
+        limit = self._plex.timeout if timeout is None else call_timeout(timeout)
+        if self._plex._engine is None:
+            self._check_running()
+        process = self._process
+        if not process.input_full:
+            return
+        try:
+            await asyncio.wait_for(process.input_room(), limit)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.name} still had {process.input_waiting // 1024} KiB of input it had "
+                f"not read after {limit:.1f} s; it stays queued for it") from None
+
     def sendcontrol(self, char: str) -> None:
         """Write a control character: ``sendcontrol("c")`` is ^C, ``"?"`` is DEL.
 

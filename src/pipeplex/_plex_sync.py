@@ -157,8 +157,12 @@ class Member:
         process = self._member._process
         if process.pid is None:  # never started: the loop drops it, with a note
             self._plex._call_soon(process.send, data)
-        else:
-            process.send_threadsafe(data)
+        elif process.send_threadsafe(data) and not self._plex._in_own_thread():
+            self.drain()  # (as a write to a full pipe waits; a sink cannot wait for itself)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """:meth:`AsyncMember.drain`; ``send`` waits so itself once the member is full."""
+        self._plex._call(self._member.drain(timeout))
 
     def sendline(self, line: str | bytes = "") -> None:
         self.send(input_bytes(line, "sendline") + b"\n")
@@ -345,9 +349,12 @@ class Plex:
             call.abandon(self._loop)
             raise
 
+    def _in_own_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
     def _refuse_own_thread(self, coroutine: Coroutine[Any, Any, Any] | None = None) -> None:
         """A blocking call from the plex's own thread (a sink's) would wait for itself."""
-        if threading.current_thread() is self._thread:
+        if self._in_own_thread():
             if coroutine is not None:
                 coroutine.close()
             raise RuntimeError("a Plex call that waits was made from the plex's own thread "

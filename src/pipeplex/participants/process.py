@@ -111,6 +111,8 @@ class Process:
         """Held by the loop while it changes stdin's queue or closes it, and by writes from
         other threads, which must not overtake queued input or hit a reused descriptor."""
         self._queued_from_threads = 0
+        self._bytes_from_threads = 0
+        """Bytes other threads handed to the loop that it has not queued or written yet."""
         self._close_after_drain = False
         self._pidfd: int | None = None
         self._exit_seen: asyncio.Future[int] | None = None
@@ -546,6 +548,22 @@ class Process:
         member's stdin is gone (then nothing waits any more)."""
         self._room_waiters.append(callback)
 
+    async def input_room(self) -> None:
+        """Return once the member has taken its input down below INPUT_ROOM, or its stdin
+        is gone; at once unless it is full (as a stream's ``drain``: a member that reads
+        does not make every send wait)."""
+        if self._stdin is None or not self.input_full:
+            return
+        assert self._loop is not None
+        room: asyncio.Future[None] = self._loop.create_future()
+
+        def roomy() -> None:
+            if not room.done():  # (not when cancelled: a drain's timeout)
+                room.set_result(None)
+
+        self.when_input_room(roomy)
+        await room
+
     def _tell_room(self) -> None:
         if self._room_waiters and (self._stdin is None or self.input_waiting < INPUT_ROOM):
             waiters, self._room_waiters = self._room_waiters, []
@@ -660,8 +678,9 @@ class Process:
                     os.close(fd)
         self._tell_room()
 
-    def send_threadsafe(self, data: bytes) -> None:
-        """:meth:`send` from a thread other than the loop's (the synchronous API).
+    def send_threadsafe(self, data: bytes) -> bool:
+        """:meth:`send` from a thread other than the loop's (the synchronous API); True
+        when the member may now be full (see :meth:`input_room`).
 
         When nothing is queued, the bytes are written at once from the calling thread, so
         the member gets them without waiting for the loop to wake up; the loop then records
@@ -689,8 +708,12 @@ class Process:
                     written = 0  # full, or closed: the loop's send() deals with it
             if written < len(data):
                 self._queued_from_threads += 1
-        if written < len(data):
-            loop.call_soon_threadsafe(self._sent_from_thread, data, written, recorded)
+                self._bytes_from_threads += len(data) - written
+                backlog = self._bytes_from_threads + self.input_waiting
+        if written == len(data):
+            return False
+        loop.call_soon_threadsafe(self._sent_from_thread, data, written, recorded)
+        return backlog >= INPUT_FULL
 
     def _sent_from_thread(self, data: bytes, written: int, recorded: bool) -> None:
         try:
@@ -711,6 +734,7 @@ class Process:
             # Only now may a thread write directly again: not before these bytes.
             with self._stdin_lock:
                 self._queued_from_threads -= 1
+                self._bytes_from_threads -= len(data) - written
 
     def call_threadsafe(self, fn: Callable[..., object], *args: object) -> None:
         """Run ``fn(*args)`` in the loop, in order with :meth:`send_threadsafe`.
