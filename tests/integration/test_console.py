@@ -308,6 +308,32 @@ def test_a_pasted_block_is_taken_line_by_line(run_dir: Path) -> None:
     assert "d | " not in lines and "c | d: two" not in lines
 
 
+def test_lines_pasted_where_the_terminal_does_not_bracket_them_are_one_entry(
+        run_dir: Path, state_home: Path) -> None:
+    """A terminal that does not bracket a paste sends its lines as if typed: the lines that
+    come in one read are taken as one entry (not a prompt drawn per line), each line still
+    as if typed, and every line arrives, in order."""
+    lines = ["c: one", "d: two", ":to d", "three", *(f"bulk{i:03d}" for i in range(300))]
+    # (A screen taller than what a read brings, which is drawn as the entry: this test's
+    # terminal keeps no screen height.)
+    with PtyPipeplex("run", "-p", "c=cat", "-p", "d=cat", "--run-dir", run_dir,
+                     rows=400) as plex:
+        plex.expect(r"^c>$")
+        plex.type("".join(line + "\r" for line in lines))
+        plex.expect(r"^d \| two$")
+        plex.expect(r"^d \| three$")
+        for i in range(300):
+            plex.expect(rf"^d \| bulk{i:03d}$")
+        plex.type(":quit\r")
+        assert plex.wait() == 0
+    assert "c | one" in plex.text.splitlines()  # (before or after d's: two members)
+    history = (state_home / "pipeplex" / "console-history").read_text()
+    entries = [[line[1:] for line in block.splitlines() if line.startswith("+")]
+               for block in re.split(r"^# .*$", history, flags=re.MULTILINE)]
+    assert [line for entry in entries for line in entry] == [*lines, ":quit"]
+    assert max(len(entry) for entry in entries) > 1, entries
+
+
 @pytest.mark.usefixtures("state_home")
 def test_keys_typed_while_output_prints_are_not_echoed_by_the_terminal(run_dir: Path) -> None:
     """Only the prompt shows typed keys: the tty never gets to echo them itself."""

@@ -37,7 +37,8 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input.vt100 import Vt100Input, raw_mode
-from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.key_binding import KeyBindings, KeyPress, KeyPressEvent
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.output import create_output
 
 from .._signals import inherited_as_ignored
@@ -139,6 +140,9 @@ class _RawInput(Vt100Input):
     def raw_mode(self) -> AbstractContextManager[None]:
         return _RawModeKeepingCtrlC(self.stdin.fileno())
 
+    def read_keys(self) -> list[KeyPress]:
+        return _as_paste(super().read_keys())
+
     def cooked_mode(self) -> AbstractContextManager[None]:
         return nullcontext()
 
@@ -175,6 +179,24 @@ class _RawModeKeepingCtrlC(raw_mode):
         # have handed the terminal back to the shell already, which sets it as it needs.
         if _foreground(self.fileno):
             super().__exit__(*exc)
+
+
+_ENTER = frozenset({Keys.ControlM, Keys.ControlJ})
+
+
+def _as_paste(keys: list[KeyPress]) -> list[KeyPress]:
+    """Lines that came in one read, from a terminal that does not bracket a paste, as the
+    paste they are: one entry and one Enter, not a prompt per line (prompt_toolkit takes
+    a few milliseconds to set up and draw each one: 150 lines a second). Nobody types two
+    Enters between two reads, and each line is still handled as if typed. Only plain
+    characters and Enters: a Tab, an arrow or a control key keeps its meaning."""
+    enters = [i for i, key in enumerate(keys) if key.key in _ENTER]
+    if len(enters) < 2 or not all(
+            key.key in _ENTER or (len(key.key) == 1 and key.key.isprintable()) for key in keys):
+        return keys
+    last = enters[-1]
+    text = "".join("\n" if key.key in _ENTER else key.key for key in keys[:last])
+    return [KeyPress(Keys.BracketedPaste, text), keys[last], *keys[last + 1:]]
 
 
 def _ignored(sig: int) -> bool:
