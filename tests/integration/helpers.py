@@ -297,8 +297,8 @@ class PtyPipeplex(Pipeplex):
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         environ = dict(os.environ if env is None else env)
-        # Nobody answers the cursor-position requests prompt_toolkit would otherwise send.
-        environ.update(TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
+        # (Nothing here answers cursor-position requests: pipeplex sends none.)
+        environ["TERM"] = "xterm"
         self.proc = subprocess.Popen(
             [*prefix, *PIPEPLEX, *map(str, args)],
             stdin=slave, stdout=slave, stderr=slave if stderr is None else stderr,

@@ -335,6 +335,22 @@ def test_lines_pasted_where_the_terminal_does_not_bracket_them_are_one_entry(
 
 
 @pytest.mark.usefixtures("state_home")
+def test_the_prompt_never_asks_the_terminal_where_its_cursor_is(run_dir: Path) -> None:
+    """prompt_toolkit's cursor-position requests (CPR) are off: a program driving the
+    console (pexpect, expect) answers none, and each entered line waited up to a second
+    for the answer, with a warning on the screen."""
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"^c>$")
+        for i in range(3):
+            plex.type(f"line{i}\r")
+            plex.expect(rf"^c \| line{i}$")
+        plex.type(":quit\r")
+        assert plex.wait() == 0
+    assert b"\x1b[6n" not in plex.output
+    assert "CPR" not in plex.text
+
+
+@pytest.mark.usefixtures("state_home")
 def test_keys_typed_while_output_prints_are_not_echoed_by_the_terminal(run_dir: Path) -> None:
     """Only the prompt shows typed keys: the tty never gets to echo them itself."""
     ticker = f"{sys.executable} {PROGS / 'ticker.py'}"

@@ -39,7 +39,8 @@ from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input.vt100 import Vt100Input, raw_mode
 from prompt_toolkit.key_binding import KeyBindings, KeyPress, KeyPressEvent
 from prompt_toolkit.keys import Keys
-from prompt_toolkit.output import create_output
+from prompt_toolkit.output import Output, create_output
+from prompt_toolkit.output.vt100 import Vt100_Output
 
 from .._signals import inherited_as_ignored
 from .console import COMMANDS
@@ -62,7 +63,7 @@ async def run_prompt(console: Console, writer: Writer) -> None:
     stdout = _TerminalStdout(writer, sys.stdout.fileno(), sys.stdout.encoding)
     session: PromptSession[str] = PromptSession(
         input=_RawInput(sys.stdin),
-        output=create_output(cast(TextIO, stdout)),
+        output=_output(stdout),
         history=_history(),
         completer=MemberCompleter(console.members),
         key_bindings=_key_bindings(console),
@@ -248,6 +249,21 @@ class _TerminalStdout:
 
     def isatty(self) -> bool:
         return os.isatty(self._fd)
+
+
+def _output(stdout: _TerminalStdout) -> Output:
+    """prompt_toolkit's output, without cursor position requests (CPR).
+
+    prompt_toolkit asks the terminal where the cursor is at each prompt, and waits for the
+    answer when a line is entered: up to a second, every line, where nothing answers (a
+    program driving the console, as pexpect or expect do), and a round trip per line over
+    a slow link. It would only use the answer to keep room below the prompt for a menu;
+    the completion menu is drawn the same without it (the terminal scrolls).
+    """
+    output = create_output(cast(TextIO, stdout))
+    if isinstance(output, Vt100_Output):
+        output.enable_cpr = False
+    return output
 
 
 def _key_bindings(console: Console) -> KeyBindings:
