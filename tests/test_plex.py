@@ -464,6 +464,32 @@ def test_big_sends_from_the_sync_api_keep_their_order() -> None:
             assert cat.before == ""
 
 
+def test_a_repls_prompt_on_stderr_ends_its_line_before_the_answer() -> None:
+    """python -i, bash and perl write their prompt to stderr, the answer to stdout: in the
+    default mode (two pipes' worth of order) the answer is still a line of its own."""
+    repl = "while printf '> ' >&2 && read l; do echo \"ans=$l\"; done"
+    with Plex(timeout=LONG) as plex:
+        shell = plex.spawn("repl", ["sh", "-c", repl])
+        for i in range(3):
+            shell.expect("^> ")
+            shell.sendline(str(i))
+            shell.expect(f"^ans={i}$")
+
+
+def test_colours_are_not_in_the_way_of_ready_and_expect() -> None:
+    """A member on a terminal colours its output: ready and expect patterns are searched
+    in the text the screen shows, and a captured value has no escape sequence in it."""
+    server = ("printf 'running on \\033[1mhttp://127.0.0.1:4242\\033[0m (ok)\\n' >&2; "
+              "printf '\\033[32mgreen\\033[0m and \\033]0;title\\007plain\\n'; exec cat")
+    with Plex(timeout=LONG) as plex:
+        member = plex.spawn("srv", ["sh", "-c", server],
+                            ready=r"on http://127\.0\.0\.1:(?P<port>\d+) \(ok\)$")
+        assert member.expect(r"^green and plain$")
+        assert member.before.endswith("(ok)\n")
+        client = plex.spawn("client", ["sh", "-c", "echo port={port}"])
+        client.expect("^port=4242$")
+
+
 HOLDER = ("import signal, sys, zlib\n"
           "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
           "print('waiting', flush=True)\n"

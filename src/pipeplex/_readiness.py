@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ._events import Event, Exited, Output, Stream
+from ._plain_text import plain
 from .cast.spec import ready_regex
 
 __all__ = ("LineWatch", "port_accepts")
@@ -21,7 +22,8 @@ class LineWatch:
     """A sink that searches each line of one member's output for a pattern.
 
     Subscribe it to ``Output`` and ``Exited``. Lines are matched whole (``^`` and ``$``
-    anchor at the line), and an unfinished line is tried too, so a prompt without a
+    anchor at the line), as read: without colours or other escape sequences (a server
+    on a terminal colours its log). An unfinished line is tried too, so a prompt without a
     newline can signal readiness. A match on an unfinished line is taken only if none of
     its named groups reaches the end of the text so far (nor is left out by a match that
     does): ``listening on 80`` may be the start of ``listening on 8081``, so a value there
@@ -53,7 +55,7 @@ class LineWatch:
             # Everything it wrote has been read: its unfinished lines are finished.
             for stream, decoder in self._decoders.items():
                 line = self._partial[stream] + decoder.decode(b"", final=True)
-                if line and self._try(line.removesuffix("\r"), cut=self._cut[stream]):
+                if line and self._try(_readable(line), cut=self._cut[stream]):
                     return
             return
         if not isinstance(event, Output):
@@ -70,10 +72,10 @@ class LineWatch:
         self._partial[stream] = partial
         self._cut[stream] = partial_cut
         for i, line in enumerate(lines):
-            if self._try(line.removesuffix("\r"), cut=first_cut and i == 0):
+            if self._try(_readable(line), cut=first_cut and i == 0):
                 return
         if partial:
-            self._try(partial, cut=partial_cut, unfinished=True)
+            self._try(_readable(partial), cut=partial_cut, unfinished=True)
 
     def _try(self, line: str, *, cut: bool = False, unfinished: bool = False) -> bool:
         # After a cut, search from the character after it: ``^`` does not match there,
@@ -118,3 +120,10 @@ async def port_accepts(port: int, host: str = "127.0.0.1") -> None:
         except OSError:
             pass
         return
+
+
+def _readable(line: str) -> str:
+    """The line as read (see :mod:`._plain_text`): no escape sequences, no "\\r" at its end.
+    (Of an unfinished line, a sequence cut short is left out, and what a value ends at there
+    is its end for now.)"""
+    return plain(line)[0].rstrip("\r")

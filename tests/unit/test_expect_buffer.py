@@ -203,13 +203,15 @@ def test_invalid_utf8_is_replaced() -> None:
         ([b"a\r\nb\r\n"], "a\nb\n"),
         ([b"a\r", b"\nb\r\n"], "a\nb\n"),
         ([b"a\r", b"\n", b"b\r", b"\n"], "a\nb\n"),
-        ([b"a\r", b"\r\n"], "a\r\n"),
+        ([b"a\r", b"\r\n"], "a\n"),  # (a full terminal makes "\r\r\n" of "\r\n")
+        ([b"a\r\r\nb\r\r", b"\r\n"], "a\nb\n"),
         ([b"a\r", b"b\n"], "a\rb\n"),
         ([b"50%\r100%\n"], "50%\r100%\n"),
     ],
 )
 def test_crlf_is_folded_to_lf_even_across_chunks(chunks: list[bytes], text: str) -> None:
-    """``\\r\\n`` ends a line like ``\\n``, also when the two halves arrive apart."""
+    """``\\r\\n`` (or ``\\r\\r\\n``) ends a line like ``\\n``, also when the halves arrive
+    apart."""
     assert fed(*chunks).text == text
 
 
@@ -227,7 +229,59 @@ def test_crlf_pending_is_tracked_per_stream() -> None:
     buffer.feed(b"a\r", "stdout")
     buffer.feed(b"\nerr\n", "stderr")
     buffer.feed(b"\n", "stdout")
-    assert buffer.text == "a\nerr\n\n"
+    assert buffer.text == "a\n\nerr\n"  # (a, an empty stderr line, err)
+
+
+def test_an_unfinished_line_ends_where_the_other_streams_text_comes() -> None:
+    """A REPL's prompt on stderr, then its answer on stdout: two lines, as they are shown
+    (``^answer$`` matches); the prompt's stream, going on, starts a line of its own."""
+    buffer = OutputBuffer()
+    buffer.feed(b">>> ", "stderr")
+    assert buffer.search(regexes(r"^>>> ")) is not None
+    buffer.feed(b"42\n", "stdout")
+    buffer.feed(b">>> ", "stderr")
+    found = buffer.search(regexes(r"^42$"))
+    assert found is not None and found.before == "\n"
+    buffer.feed(b"half", "stdout")
+    buffer.feed(b"more\n", "stderr")
+    buffer.feed(b" done\n", "stdout")
+    assert buffer.text == "\n>>> \nhalf\nmore\n done\n"
+
+
+def test_a_line_end_that_the_other_stream_came_before_is_not_a_second_one() -> None:
+    buffer = OutputBuffer()
+    buffer.feed(b"out", "stdout")
+    buffer.feed(b"err\n", "stderr")
+    buffer.feed(b"\nnext\n", "stdout")
+    assert buffer.text == "out\nerr\nnext\n"
+
+
+@pytest.mark.parametrize(
+    ("chunks", "text"),
+    [
+        ([b"\x1b[01;32mok\x1b[0m\n"], "ok\n"),
+        ([b"fo\x1b[01;31m\x1b[Koba\x1b[m\x1b[Kr\n"], "foobar\n"),  # grep --color
+        ([b"\x1b[1G\x1b[0J> \x1b[3G"], "> "),  # node's prompt
+        ([b"\x1b]0;title\x07a\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\\n"], "alink\n"),
+        ([b"\x1b=\x1b(Bx\n"], "x\n"),
+        ([b"on \x1b[1", b"mhttp://h:80\x1b", b"[0m\n"], "on http://h:80\n"),
+        ([b"a\r\x1b[", b"K\n"], "a\n"),
+        ([b"\x1b]0;" + b"x" * 5000], "0;" + "x" * 5000),  # (too long to wait for its end)
+    ],
+)
+def test_escape_sequences_are_not_searched(chunks: list[bytes], text: str) -> None:
+    """Colours, cursor moves and titles are not text: a pattern copied from the screen
+    matches, also when a sequence is cut between two reads."""
+    assert fed(*chunks).text == text
+
+
+def test_a_sequence_cut_at_a_pause_waits_for_its_rest() -> None:
+    buffer = OutputBuffer()
+    buffer.feed(b"ready\r\x1b[", "stdout")
+    buffer.release("stdout")
+    assert buffer.text == "ready\r"
+    buffer.feed(b"0m\n", "stdout")
+    assert buffer.text == "ready\r\n"
 
 
 def test_match_spanning_lines_within_lookbehind_is_found() -> None:

@@ -120,3 +120,25 @@ def test_streams_are_not_joined() -> None:
     w(out("web", b"listening", partial=True))
     w(out("web", b" on 80\n", stream="stderr"))
     assert matches == []
+
+
+def test_colours_are_not_in_the_way() -> None:
+    """A server on a terminal colours its log (uvicorn does, on stderr): the pattern is
+    what the screen shows, and the value has no escape sequence in it."""
+    w, matches = watch(r"running on http://127\.0\.0\.1:(?P<port>\d+)$")
+    w(out("web", b"INFO: running on \x1b[1mhttp://127.0.0.1:4", stream="stderr", partial=True))
+    w(out("web", b"2193\x1b[", stream="stderr", partial=True))
+    assert matches == []  # (the value may go on after the cut sequence)
+    w(out("web", b"0m (Press CTRL+C to quit)\n", stream="stderr"))
+    assert matches == []
+    w, matches = watch(r"on http://127\.0\.0\.1:(?P<port>\d+) ")
+    w(out("web", b"INFO: running on \x1b[1mhttp://127.0.0.1:42193\x1b[0m (Press CTRL+C)\n"))
+    assert [m["port"] for m in matches] == ["42193"]
+
+
+def test_a_full_terminals_crlf_ends_the_line() -> None:
+    """A full terminal makes ``\\r\\r\\n`` of a program's own ``\\r\\n``: the value ends
+    before it."""
+    w, matches = watch(r"key: (?P<key>.+)$")
+    w(out("web", b"key: val-1\r\r\n"))
+    assert [m["key"] for m in matches] == ["val-1"]

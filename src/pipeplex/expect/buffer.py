@@ -23,9 +23,11 @@ import codecs
 import functools
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
+
+from .._plain_text import LINE_END, plain
 
 __all__ = (
     "EOF",
@@ -187,7 +189,14 @@ class OutputBuffer:
         self._aside_size = 0
         self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         """Per stream, a decoder holding the start of a character cut at a chunk's end."""
-        self._pending_cr: dict[str, bool] = {}
+        self._held: dict[str, str] = {}
+        """Per stream, the end of its text that what follows may change: "\r" that may be
+        the first half of "\r\n", an escape sequence cut short."""
+        self._stream: str | None = None
+        """The stream of the last text taken in (see :meth:`_absorb`)."""
+        self._ended: set[str] = set()
+        """Streams whose unfinished line the other's text ended: their own line end, when
+        it comes, is not a second one."""
         self.dropped = 0
         """Characters of unmatched output dropped to keep memory bounded."""
         self.dropped_unsearched = 0
@@ -234,15 +243,22 @@ class OutputBuffer:
                 text = data.decode()
             except UnicodeDecodeError:  # a character cut at the end, or invalid bytes
                 text = self._decode_rest(data, stream)
-        # "\r\n" ends a line like "\n"; a "\r" at the end of a chunk may be the first half.
-        if self._pending_cr and self._pending_cr.pop(stream, False):
-            text = "\r" + text
-        if "\r" in text:
-            if text.endswith("\r"):
-                self._pending_cr[stream] = True
-                text = text[:-1]
-            text = text.replace("\r\n", "\n")
+        if self._held and stream in self._held:
+            text = self._held.pop(stream) + text
+        if "\r" in text or "\x1b" in text:
+            text = self._settle(text, stream)
         return text
+
+    def _settle(self, text: str, stream: str) -> str:
+        """The text as read (see :mod:`.._plain_text`): escape sequences out, "\r\n" (and
+        "\r\r\n") a line end; its end held back when the next chunk may change it."""
+        text, held = plain(text)
+        if text.endswith("\r"):
+            body = text.rstrip("\r")
+            text, held = body, text[len(body) :] + held
+        if held:
+            self._held[stream] = held
+        return LINE_END.sub("\n", text) if "\r" in text else text
 
     def release(self, stream: str, *, final: bool = False) -> None:
         """Stop holding back the end of ``stream``'s output: a "\\r" that may have been the
@@ -256,7 +272,10 @@ class OutputBuffer:
         self._fresh.append((stream, _END if final else _PAUSE))
 
     def _let_go(self, stream: str, final: bool) -> str:
-        text = "\r" if self._pending_cr and self._pending_cr.pop(stream, False) else ""
+        text = self._held.pop(stream, "") if self._held else ""
+        if text and not final and (escape := text.find("\x1b")) >= 0:
+            # (a pause: its "\r" is not a line end; a sequence cut short waits for the rest)
+            text, self._held[stream] = text[:escape], text[escape:]
         if final and stream in self._decoders:
             text += self._decoders.pop(stream).decode(b"", final=True)
         return text
@@ -273,17 +292,38 @@ class OutputBuffer:
         return text
 
     def _absorb(self) -> None:
+        """Take the fresh input into the window. When one stream's text follows the
+        other's unfinished line (a prompt on stderr, then the answer on stdout), that line
+        ends there, as it is shown: ``^answer$`` matches."""
         fresh = self._fresh
         if fresh:
-            if len(fresh) == 1 and type(data := fresh[0][1]) is bytes:
+            if len(fresh) == 1 and type(data := fresh[0][1]) is bytes and (
+                    fresh[0][0] == self._stream):
                 self._text += self._decode(data, fresh[0][0])  # a round trip's answer
             else:
-                self._text += "".join(
-                    self._decode(data, stream) if type(data) is bytes
-                    else self._let_go(stream, data.final)  # type: ignore[union-attr]
-                    for stream, data in fresh)  # fmt: skip
+                self._text += "".join(self._taken(fresh))
             fresh.clear()
             self._fresh_size = 0
+
+    def _taken(self, fresh: list[tuple[str, bytes | _Release]]) -> Iterator[str]:
+        last, text = self._stream, self._text
+        unfinished = bool(text) and text[-1] != "\n"
+        for stream, data in fresh:
+            if type(data) is bytes:
+                text = self._decode(data, stream)
+            else:
+                text = self._let_go(stream, data.final)  # type: ignore[union-attr]
+            if text and self._ended and stream in self._ended:
+                self._ended.discard(stream)
+                text = text.removeprefix("\n")
+            if text:
+                if unfinished and stream != last:
+                    assert last is not None
+                    self._ended.add(last)
+                    yield "\n"
+                yield text
+                last, unfinished = stream, text[-1] != "\n"
+        self._stream = last
 
     def search(self, patterns: Sequence[re.Pattern[str]]) -> Found | None:
         """Search from the cursor; on a match, advance the cursor past it.
