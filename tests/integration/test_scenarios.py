@@ -73,6 +73,20 @@ def test_silence_through_a_pipe_is_said_to_be_maybe_a_buffer(tmp_path: Path) -> 
     assert run("test", on_a_terminal).returncode == 0
 
 
+def test_members_get_the_same_terminal_type_wherever_the_test_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TERM=dumb (and NO_COLOR=1), not the caller's xterm: ls and grep would colour, and
+    readline add bracketed-paste sequences, on a developer's terminal and not in CI."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    case = _scenario(tmp_path, (
+        '[procs.a]\ncmd = "sh -c \'echo term=$TERM color=$NO_COLOR; exec cat\'"\n'
+        '[procs.b]\ncmd = "sh -c \'echo term=$TERM; exec cat\'"\nenv = { TERM = "vt100" }\n'
+        '[[step]]\nexpect = \'^term=dumb color=1$\'\nin = "a"\n'
+        '[[step]]\nexpect = \'^term=vt100$\'\nin = "b"\n'))
+    result = run("test", case)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_a_member_dying_fails_the_step_at_once(tmp_path: Path) -> None:
     """An expectation on a member that exits fails with its exit code, not a timeout."""
     case = _scenario(tmp_path, '[procs.m]\ncmd = "sh -c \'echo bye; exit 4\'"\n'

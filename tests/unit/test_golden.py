@@ -92,10 +92,13 @@ def test_how_a_member_ended(exited: Exited, line: str) -> None:
         [b"hello w\xc3", b"\xb6rld\n"],
         [b"hello world\r\n"],
         [b"hello world\r", b"\n"],
+        [b"hello world\r\r\n"],  # (a full terminal's, of the program's own "\r\n")
+        [b"\x1b[1mhello\x1b[0m \x1b[32mwor", b"ld\x1b[0m\x1b[K\n"],  # (as the screen shows)
     ],
 )
 def test_a_line_split_across_output_events_joins(chunks: list[bytes]) -> None:
-    """Pieces of one line, even a character cut in two, make one golden line."""
+    """Pieces of one line, even a character cut in two, make one golden line, as the
+    screen shows it (no colours)."""
     events = [out("a", chunk, partial=not chunk.endswith(b"\n")) for chunk in chunks]
     text = golden_text(events, ["a"])
     expected = "hello w\xf6rld" if any(b"\xc3" in c for c in chunks) else "hello world"
@@ -231,10 +234,21 @@ def test_a_captured_value_does_not_eat_a_part_of_a_date() -> None:
         ("[12:34:56] tick", "[{time}] tick"),
         ("took 00:00:01.250", "took {time}"),
         ("version 1.2.3", "version 1.2.3"),
+        ("released 2024-05-06", "released {time}"),
+        ('127.0.0.1 - - [22/Nov/2026 00:21:57] "GET / HTTP/1.1" 200',  # http.server
+         '127.0.0.1 - - [{time}] "GET / HTTP/1.1" 200'),
+        ("[22/Nov/2026:00:21:57 +0000] GET", "[{time}] GET"),  # the common log format
+        ("2026/11/22 00:24:13 [notice] 42#42: start", "{time} [notice] 42#42: start"),  # nginx
+        ("19924:C 22 Nov 2026 00:24:13.123 * Ready", "19924:C {time} * Ready"),  # redis
+        ("Nov  2 00:24:13 host cron", "{time} host cron"),  # syslog
+        ("Sun Nov 22 00:24:13 2026 started", "{time} started"),  # ctime
+        ("Date: Sun, 22 Nov 2026 00:24:13 GMT", "Date: {time}"),  # HTTP, mail
+        ("build 2026-13-99x and 12/Nov/20", "build 2026-13-99x and 12/Nov/20"),
     ],
 )
 def test_times_and_dates_are_normalised(line: str, normalised: str) -> None:
-    """Timestamps and clock times become ``{time}``; other numbers stay."""
+    """Timestamps as servers log them, dates and clock times become ``{time}``: a golden
+    file recorded today must pass tomorrow. Other numbers stay."""
     assert golden_text([out("a", line.encode() + b"\n")], ["a"]) == f"[a]\n| {normalised}\n"
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from .._events import Event, Exited, InputSent, Output, Started
+from .._plain_text import plain
 from .._printable import printable
 from .._signals import describe_returncode
 from ..errors import PipeplexError
@@ -26,10 +27,18 @@ from .files import Unsafe, replace_file
 
 __all__ = ("compare_golden", "golden_text", "write_golden")
 
+_MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_CLOCK = r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?"
+_ZONE = r"(?: ?(?:Z|GMT|UTC|[+-]\d{2}:?\d{2}))?"
 _TIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
-    r"|\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b"
+    rf"\b\d{{4}}([-/])\d{{2}}\1\d{{2}}(?:[T ]{_CLOCK}{_ZONE})?\b"  # ISO, nginx: 2026/11/22
+    rf"|\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? )?"  # HTTP, mail, ctime: Sun, 22 Nov 2026 ...
+    rf"(?:\d{{1,2}}[ /]{_MONTH}[ /]\d{{4}}[: ]{_CLOCK}{_ZONE}"  # http.server, CLF, redis
+    rf"|{_MONTH} +\d{{1,2}} {_CLOCK}(?: \d{{4}})?)"  # syslog: Nov 22 00:24:13; ctime
+    rf"|\b{_CLOCK}\b"
 )
+"""Dates and times as servers log them (ISO 8601, HTTP and mail, the common log format,
+Python's http.server, nginx, redis, syslog, ctime), and a bare clock time."""
 
 
 def golden_text(
@@ -50,8 +59,9 @@ def golden_text(
         pending = streams[name].pop(kind, None)
         if pending is not None:
             into = lines[name] if kind == "|" else errors[name]
-            for line in pending.decode("utf-8", "replace").split("\n"):
-                into.append(f"{kind} {line.removesuffix(chr(13))}")
+            text = "".join(plain(pending.decode("utf-8", "replace")))  # (as the screen shows)
+            for line in text.split("\n"):
+                into.append(f"{kind} {line.rstrip(chr(13))}")
 
     def end_run(name: str) -> None:
         flush(name, "|")

@@ -29,7 +29,13 @@ from ..report.transcript import LogDirSink, TranscriptSink
 from .model import Scenario
 from .run import StepResult, run_steps
 
-__all__ = ("ScenarioOutcome", "run_scenario")
+__all__ = ("TEST_ENVIRONMENT", "ScenarioOutcome", "run_scenario")
+
+TEST_ENVIRONMENT = {"NO_COLOR": "1", "TERM": "dumb"}
+"""What members get in test mode (a cast's own ``env`` still wins): a test must read the same
+on a developer's terminal as in CI, where ``TERM`` is often unset. Under ``xterm``, ``ls`` and
+``grep --color=auto`` colour, and readline (sqlite3, bash) wraps each line in bracketed-paste
+sequences."""
 
 
 @dataclass
@@ -83,7 +89,7 @@ async def run_scenario(
         adoption.rebase()
     guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")))
     engine = Engine(scenario.cast, bus, grace=grace, guardian=guardian, stdin_grace=EOF_GRACE,
-                    env_overrides={"PIPEPLEX_RUN_ID": guardian.token, "NO_COLOR": "1"},
+                    env_overrides={"PIPEPLEX_RUN_ID": guardian.token, **TEST_ENVIRONMENT},
                     adoption=adoption)
     orphans = (OrphanReaper(asyncio.get_running_loop(), engine.own_children)
                if adoption is not None and adoption.active else None)
