@@ -111,18 +111,25 @@ class TestSanitize:
     @pytest.mark.parametrize(
         ("data", "shown"),
         [
-            (b"\x1b[2Jcleared\n", b"^[[2Jcleared"),
-            (b"\x1b]0;title\x07after\n", b"^[]0;title^Gafter"),
+            (b"\x1b[2Jcleared\n", b"cleared"),
+            (b"\x1b]0;title\x07after\n", b"after"),
+            (b"\x1b[1G\x1b[0J> \x1b[3G\x1b[?2004h\x1b=x\n", b"> x"),  # node, readline
+            (b"lone \x1b\n", b"lone ^["),
             (b"bell\x07 nul\x00 del\x7f\n", b"bell^G nul^@ del^?"),
             (b"\x1b[31mred\x1b[0m plain\n", b"\x1b[31mred\x1b[0m plain"),
             (b"\x1b[1;38;5;208mbold\x1b[m\n", b"\x1b[1;38;5;208mbold\x1b[m"),
+            (b"fo\x1b[01;31m\x1b[Koba\x1b[m\x1b[Kr\n", b"fo\x1b[01;31m\x1b[Koba\x1b[m\x1b[Kr"),
+            (b"\x1b[?1mnot a colour \x1b[2K\n", b"not a colour "),
             (b"tab\there\n", b"tab\there"),
             ("c1 \u009b2J csi \u0085 é\n".encode(), b"c1 \\x9b2J csi \\x85 \xc3\xa9"),
         ],
-        ids=["clear-screen", "osc-title", "c0-and-del", "sgr", "sgr-256", "tab", "c1"],
+        ids=["clear-screen", "osc-title", "prompt-drawing", "lone-esc", "c0-and-del", "sgr",
+             "sgr-256", "grep", "not-sgr", "tab", "c1"],
     )
-    def test_cursor_moving_controls_are_escaped(self, data: bytes, shown: bytes) -> None:
-        """Cursor-moving controls show as ``^X``; SGR colours and tabs pass through."""
+    def test_cursor_moving_controls_are_left_out_or_escaped(self, data: bytes,
+                                                            shown: bytes) -> None:
+        """Escape sequences that move the cursor or set modes are left out, other controls
+        show as ``^X``; colours, erasing to the line's end (grep's) and tabs pass through."""
         assert (
             Renderer(["web"], sanitize=True).render(out("web", data)) == b"web | " + shown + b"\n"
         )
@@ -130,8 +137,8 @@ class TestSanitize:
     def test_a_members_text_in_a_note_is_escaped_too(self) -> None:
         """A ready's captured value (the member's own text) in the note that reports it."""
         rendered = Renderer(["web"], sanitize=True).render(
-            Ready("web", (("port", "80\x1b[2J\x1b]0;x\x07"),), t=T))
-        assert rendered == b"web * ready: port=80^[[2J^[]0;x^G\n"
+            Ready("web", (("port", "80\x1b[2J\x1b]0;x\x07\x07"),), t=T))
+        assert rendered == b"web * ready: port=80^G\n"
 
     def test_lone_carriage_return_ends_the_line(self) -> None:
         """A progress bar's ``\\r`` starts a fresh prefixed line instead of overwriting."""

@@ -34,11 +34,17 @@ PALETTE = (b"36", b"33", b"32", b"35", b"34", b"96", b"93", b"92", b"95", b"94")
 ERR_MARK = b"\x1b[1;31m!\x1b[0m"
 NOTE_STYLE = {"info": b"2", "warning": b"33", "error": b"1;31"}
 
-# Control characters that would move the cursor or rewrite the screen, C1 ones (U+0080 to
-# U+009F, in UTF-8: U+009B is a CSI to some terminals) among them. SGR colour sequences
-# (ESC [ ... m) and tabs pass through; a lone CR ends the line on display.
-_UNSAFE = re.compile(rb"\r\n|\x1b\[[0-9;:]*m|[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
-_SGR_END = ord("m")
+# What a member writes that would move the cursor or rewrite the screen. Colours (SGR,
+# ESC [ ... m), erasing the rest of the line (ESC [ K, which grep and compilers write after
+# each colour) and tabs pass through. Other escape sequences (cursor moves, titles, modes:
+# a REPL drawing its prompt) are left out, as they mean nothing in a merged stream; a lone
+# ESC, other control characters and C1 ones (U+0080 to U+009F, in UTF-8: U+009B is a CSI to
+# some terminals) are shown escaped (^[, ^G, \x9b); a lone CR ends the line on display.
+_UNSAFE = re.compile(
+    rb"\r\n|(?P<kept>\x1b\[[0-9;:]*m|\x1b\[0?K)"
+    rb"|\x1b(?:\[[0-?]*[ -/]*[@-~]|[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]*[0-~])"
+    rb"|[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]"
+)
 
 
 def use_color(mode: ColorMode, isatty: bool, environ: Mapping[str, str] = os.environ) -> bool:
@@ -56,9 +62,11 @@ def _escape_control(m: re.Match[bytes]) -> bytes:
     found = m[0]
     if found == b"\r\n":
         return b"\n"
-    if len(found) > 1 and found[-1] == _SGR_END:
+    if m.lastgroup == "kept":
         return found
     code = found[0]
+    if code == 0x1B and len(found) > 1:
+        return b""
     if code == 0x0D:
         return b"\n"
     if code == 0x1B:
