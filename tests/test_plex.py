@@ -490,6 +490,19 @@ def test_colours_are_not_in_the_way_of_ready_and_expect() -> None:
         client.expect("^port=4242$")
 
 
+def test_members_without_a_full_terminal_get_no_pager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """git log on a pty stdout would start less, which no key can reach: PAGER=cat, unless
+    the member has a full terminal (where keys reach it) or its env says otherwise."""
+    monkeypatch.setenv("PAGER", "less")
+    monkeypatch.delenv("GIT_PAGER", raising=False)
+    show = ["sh", "-c", "echo pager=$PAGER git=$GIT_PAGER"]
+    with Plex(timeout=LONG) as plex:
+        plex.spawn("stdout", show).expect("^pager=cat git=cat$")
+        plex.spawn("pipes", show, pty=False).expect("^pager=cat git=cat$")
+        plex.spawn("full", show, pty=True).expect("^pager=less git=$")
+        plex.spawn("own", show, env={"PAGER": "more"}).expect("^pager=more git=cat$")
+
+
 HOLDER = ("import signal, sys, zlib\n"
           "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
           "print('waiting', flush=True)\n"

@@ -53,6 +53,10 @@ INPUT_FULL = 1024 * 1024
 being read for it (their writers wait, as on any pipe) and sends are refused."""
 INPUT_ROOM = 256 * 1024
 """Bytes left waiting below which those pipes are read again."""
+NO_PAGER = {"PAGER": "cat", "GIT_PAGER": "cat"}
+"""For a member whose stdin is not a terminal: ``git log``, ``man`` or ``psql`` on its
+stdout's pty would start ``less``, which reads keys from a terminal nobody types into, shows
+one page and quits, and the program dies of SIGPIPE. (A cast's own ``env`` still wins.)"""
 _KEYBOARD_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP})
 """What a terminal's keys send (Ctrl-C, Ctrl-\\, Ctrl-Z), to its foreground job."""
 
@@ -262,6 +266,8 @@ class Process:
         # Python children flush each write; harmless for everything else.
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(self._env_overrides)
+        if self.spec.pty != "full":
+            env.update(NO_PAGER)
         env.update({key: expand(value, variables) for key, value in self.spec.env.items()})
         # Ours, whatever came before (a spec built by hand is not checked): they tell which
         # member of which run a process belongs to, and the stop finds by them what it started.
