@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DEADLINE, PIPEPLEX, PROGS, Pipeplex, py, run, write_fifo
+from .helpers import DEADLINE, PIPEPLEX, PROGS, Pipeplex, py, run, status, write_fifo
 
 
 def test_when_one_member_exits_the_others_are_stopped(run_dir: Path) -> None:
@@ -300,7 +301,8 @@ def test_a_run_has_one_guardian_and_it_takes_signals_as_its_code_says(run_dir: P
         plex.expect(r"w +\* started")
         children = Path(f"/proc/{plex.proc.pid}/task/{plex.proc.pid}/children")
         guardians = [pid for pid in map(int, children.read_text().split())
-                     if b"\0-S\0-c\0" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+                     if Path(f"/proc/{pid}/cmdline").read_bytes().endswith(
+                         b"/_guardian_main.py\0")]
         assert len(guardians) == 1, guardians
         # (No event tells when its first lines have run: its state is looked at until then.)
         status = Path(f"/proc/{guardians[0]}/status")
@@ -335,6 +337,54 @@ def test_no_orphans_when_pipeplex_is_killed_with_sigkill(run_dir: Path) -> None:
         assert plex.wait() == -signal.SIGKILL
         for pid in [*members, grandchild]:
             _wait_exited(pid)
+
+
+# A member daemonizes as redis and nginx do: forks, the parent exits, the child starts a
+# session of its own and writes over the memory /proc/PID/environ shows (as setproctitle
+# does); it keeps a worker in its group. Both ignore SIGTERM; the worker writes both pids.
+OVERWRITING = ("import ctypes, os, signal, sys\n"
+               "if os.fork():\n"
+               "    sys.exit(0)\n"
+               "os.setsid()\n"
+               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               "start, end = (int(f) for f in open('/proc/self/stat').read()"
+               ".rsplit(')', 1)[1].split()[47:49])\n"
+               "ctypes.memset(start, ord('x'), end - start - 1)\n"
+               "if not os.fork():\n"
+               "    print('daemon', os.getppid(), 'worker', os.getpid(), flush=True)\n"
+               "while True:\n"
+               "    signal.pause()\n")
+
+
+def test_a_daemon_that_wrote_over_its_environment_dies_with_pipeplex_killed(
+        run_dir: Path) -> None:
+    """Neither its group nor its environment tells a double-forked daemon that wrote over
+    its environment: pipeplex, its subreaper, adopts it and tells the guardian, which stops
+    it (and its group) when pipeplex is killed with SIGKILL."""
+    with Pipeplex("run", "-p", "d=" + py(OVERWRITING), "-p", "plain=sleep 60",
+                  "--on-exit", "ignore", "--run-dir", run_dir) as plex:
+        found = plex.expect(r"^d +\| daemon (\d+) worker (\d+)$")
+        daemon, worker = int(found[1]), int(found[2])
+        plex.expect(r"^d +\* exited with code 0$")
+        environ = Path(f"/proc/{daemon}/environ").read_bytes()
+        assert b"PIPEPLEX_RUN_ID" not in environ, environ[:200]
+        assert daemon in _children(plex.proc.pid)  # (adopted as its parent exited)
+        status(run_dir)  # (a pass of the loop after the SIGCHLD: the guardian was told)
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        try:
+            for pid in (daemon, worker):
+                _wait_exited(pid)
+        except AssertionError:  # (nothing left behind, even when this fails)
+            for pid in (daemon, worker):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            raise
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in
+            Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def _wait_exited(pid: int, timeout: float = 10.0) -> None:

@@ -21,14 +21,18 @@ pipeplex ended, then follows them by pid and start time: a pty's number, freed, 
 stranger's terminal (ours reads ``/dev/pts/N (deleted)`` by then). ``!`` forgets a spawn
 that made no child. And a member's child may leave its
 process group (``setsid``): every member runs with ``PIPEPLEX_RUN_ID`` in its environment,
-which its children inherit, and the guardian signals every process carrying that id.
+which its children inherit, and the guardian signals every process carrying that id. A
+daemon may also write over its environment (redis and nginx do, to set their process
+titles): where pipeplex is its members' subreaper, the orphans it adopts are told
+(``@PID START``, ``~PID`` once reaped), and stopped with their groups.
 
 A group is unregistered once it is empty, never before: its id may then go to a stranger.
 On a clean exit everything is already gone and the guardian just leaves.
 
 The guardian runs in its own session (a Ctrl-C on the terminal does not reach it) and
-ignores the usual stop signals; its code is a few lines of the standard library run with
-``python -S`` so it starts in milliseconds and needs nothing from pipeplex.
+ignores the usual stop signals; its program (``_guardian_main.py``) is a few lines of the
+standard library run with ``python -I -S`` so it starts in milliseconds and needs nothing
+from pipeplex.
 """
 
 from __future__ import annotations
@@ -149,6 +153,16 @@ class Guardian:
         """The spawn announced by :meth:`spawning` did not happen: forget its stdin (a pty's
         number, freed, may go to a stranger's terminal)."""
         self._say("!\n")
+
+    def adopted(self, pid: int, started: int) -> None:
+        """An orphan came to pipeplex, its subreaper (a daemon a member double-forked): it
+        is stopped too if pipeplex dies, known by its start time (in clock ticks after boot:
+        a pid, freed, may go to a stranger), even with its environment written over."""
+        self._say(f"@{pid} {started}\n")
+
+    def reaped(self, pid: int) -> None:
+        """That orphan ended."""
+        self._say(f"~{pid}\n")
 
     def register(self, pgid: int) -> None:
         """A process group created (the spawn announced by :meth:`spawning` done)."""

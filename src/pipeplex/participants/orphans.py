@@ -20,8 +20,12 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 from ._escaped import start_time
+
+if TYPE_CHECKING:
+    from .guardian import Guardian
 
 __all__ = ("Adoption", "OrphanReaper", "children", "descendants")
 
@@ -127,11 +131,15 @@ def _become_subreaper() -> Callable[[], None] | None:
 
 class OrphanReaper:
     """Reaps this process's children that are not its own: ``ours()`` names those (the
-    members, the guardian), which their owners wait for."""
+    members, the guardian), which their owners wait for. Tells ``guardian`` of each orphan
+    as it comes and goes, so that it stops them should pipeplex die."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ours: Callable[[], Collection[int]]):
+    def __init__(self, loop: asyncio.AbstractEventLoop, ours: Callable[[], Collection[int]],
+                 guardian: Guardian | None = None) -> None:
         self._loop = loop
         self._ours = ours
+        self._guardian = guardian
+        self._told: set[int] = set()
         self._pending = False
         loop.add_signal_handler(signal.SIGCHLD, self._soon)
         self._soon()  # (one may have ended before we listened: its SIGCHLD is gone)
@@ -155,7 +163,16 @@ class OrphanReaper:
                 done, _ = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 continue
-            reaped += done == pid
+            if done == pid:
+                reaped += 1
+                if pid in self._told:
+                    self._told.discard(pid)
+                    self._guardian.reaped(pid)  # type: ignore[union-attr]
+            elif self._guardian is not None and pid not in self._told:
+                started = start_time(pid)  # (a child: its pid is not reused while unreaped)
+                if started is not None:
+                    self._told.add(pid)
+                    self._guardian.adopted(pid, started)
         return reaped
 
     def close(self) -> None:

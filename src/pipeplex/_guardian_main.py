@@ -1,0 +1,242 @@
+"""The guardian's program: run as ``python -S FILE`` by :mod:`._guardian_process`.
+
+What the guardian does, and how pipeplex talks to it, is told in
+:mod:`pipeplex.participants.guardian`. This file is never imported: it runs on its own,
+with nothing but the standard library, so that it starts in milliseconds. (A file rather
+than ``python -c CODE``: ``ps`` and ``pkill -f`` see its name, not its source.)
+
+It reads pipeplex's lines until EOF (pipeplex ended, however it ended), then stops what
+it was told of: the process groups (``+PGID``, ``-PGID``), the orphans pipeplex adopted
+(``@PID START``, ``~PID``: a daemon that double-forked, left every group and wrote over its
+environment, as redis and nginx do to set their process titles), a member caught mid-spawn
+(``?TICKS STREAMS``, ``!``), and every process carrying the run's id (``=TOKEN``).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+
+Found = set[tuple[int, int]]
+"""Processes by pid and start time: a pid, freed, may go to a stranger."""
+
+
+class Told:
+    """What pipeplex told, line by line."""
+
+    def __init__(self) -> None:
+        self.groups: set[int] = set()
+        self.adopted: dict[int, int] = {}
+        self.token: bytes | None = None
+        self.spawning: tuple[int, set[tuple[bytes, bytes]]] | None = None
+        self._buffer = b""
+
+    def drained(self) -> bool:
+        """Read what is there; False at EOF."""
+        while True:
+            try:
+                data = os.read(0, 65536)
+            except BlockingIOError:
+                return True
+            if not data:
+                return False
+            self._buffer += data
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                try:  # a line it cannot read must not cost the others their effect
+                    self._take(line)
+                except ValueError:
+                    pass
+
+    def _take(self, line: bytes) -> None:
+        kind, rest = line[:1], line[1:]
+        if kind == b"?":
+            since, *streams = rest.split(b" ")
+            self.spawning = (int(since), {(mnt, link) for mnt, _, link in
+                                          (s.partition(b":") for s in streams) if link})
+        elif kind == b"!":
+            self.spawning = None
+        elif kind == b"+":
+            self.groups.add(_pid(rest))
+            self.spawning = None
+        elif kind == b"-":
+            self.groups.discard(int(rest))
+        elif kind == b"@":
+            pid, when = rest.split(b" ")
+            self.adopted[_pid(pid)] = int(when)
+        elif kind == b"~":
+            self.adopted.pop(int(rest), None)
+        elif kind == b"=":
+            self.token = b"PIPEPLEX_RUN_ID=" + rest
+
+
+def _pid(text: bytes) -> int:
+    pid = int(text)
+    if not 0 < pid < 1 << 31:
+        raise ValueError(pid)
+    return pid
+
+
+def listen(told: Told) -> None:
+    """Until pipeplex's end. A start wave writes a line per member: let the rest gather for
+    a quarter second, woken early only by pipeplex's end (POLLHUP), instead of waking for
+    each line and taking the core pipeplex spawns on. Unread lines wait safely in the pipe."""
+    os.set_blocking(0, False)
+    waiting = select.poll()
+    waiting.register(0, select.POLLIN)
+    while True:
+        waiting.modify(0, select.POLLIN)
+        waiting.poll()
+        if not told.drained():
+            return
+        waiting.modify(0, 0)
+        waiting.poll(250)
+        if not told.drained():
+            return
+
+
+def started(pid: int) -> int | None:
+    """Its start time in clock ticks after boot; None once it is gone (or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    try:
+        fields = stat[stat.rindex(b")") + 2:].split()
+        return None if fields[0] in (b"Z", b"X") else int(fields[19])
+    except (ValueError, IndexError):  # (read as it went)
+        return None
+
+
+def streams_of(pid: int) -> set[tuple[bytes, bytes]]:
+    """Its stdin, stdout and stderr: (mount id, what /proc names them) each."""
+    found = set()
+    for fd in (b"0", b"1", b"2"):
+        try:
+            link = os.readlink(b"/proc/%d/fd/" % pid + fd)
+            with open(b"/proc/%d/fdinfo/" % pid + fd, "rb") as f:
+                info = f.read()
+        except OSError:
+            continue
+        for field in info.split(b"\n"):
+            if field.startswith(b"mnt_id:"):
+                found.add((field[7:].strip(), link))
+    return found
+
+
+def caught_mid_spawn(told: Told, parent: int, parent_exit: int | None) -> Found:
+    """The member pipeplex was spawning as it died: its child exists before the spawn
+    returns, unregistered. Known by the streams it was given (it may drop one before we
+    look), and by having started since the spawn was told. A pty of ours reads
+    "/dev/pts/N (deleted)" once pipeplex's end is complete: a live /dev/pts/N is a
+    stranger's terminal that got the number (or one in another container's devpts, which
+    the mount id tells apart)."""
+    found: Found = set()
+    if told.spawning is None:
+        return found
+    since, streams = told.spawning
+    ptys = any(link.startswith(b"/dev/pts/") for _, link in streams)
+    if ptys and parent_exit is not None and os.getppid() == parent:
+        select.select([parent_exit], [], [], 1.0)  # (a clean close: pipeplex lives, 1 s once)
+    ours = {(mnt, link + b" (deleted)" if link.startswith(b"/dev/pts/") else link)
+            for mnt, link in streams}
+    now = int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK")) + 1
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != me and streams_of(int(entry)) & ours:
+            when = started(int(entry))
+            if when is not None and since - 1 <= when <= now:
+                found.add((int(entry), when))
+    return found
+
+
+def marked(token: bytes | None) -> set[int]:
+    """Every process carrying the run's id in its environment."""
+    found: set[int] = set()
+    if token is None:
+        return found
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != me:
+            try:
+                with open("/proc/" + entry + "/environ", "rb") as f:
+                    if token in f.read().split(b"\0"):
+                        found.add(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+class Stop:
+    """Everything to stop, and how to tell what is left."""
+
+    def __init__(self, told: Told, known: Found) -> None:
+        self.groups = set(told.groups)
+        self.token = told.token
+        self.known = known
+        for pid in self.alive():  # one that leads its group (a member, a daemon): that too
+            try:
+                if os.getpgid(pid) == pid:
+                    self.groups.add(pid)
+            except OSError:
+                pass
+
+    def alive(self) -> set[int]:
+        return {pid for pid, when in self.known if started(pid) == when}
+
+    def signal_all(self, sig: int) -> None:
+        for pgid in self.groups:
+            try:
+                os.killpg(pgid, sig)
+            except OSError:
+                pass
+        for pid in marked(self.token) | self.alive():
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+
+    def left(self) -> bool:
+        # A zombie left in a group (its parent has not reaped it yet) is dead already.
+        if marked(self.token) or self.alive():
+            return True
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open("/proc/" + entry + "/stat", "rb") as f:
+                        stat = f.read()
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(b")") + 2:].split()
+                if int(fields[2]) in self.groups and fields[0] not in (b"Z", b"X"):
+                    return True
+        return False
+
+
+def main() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())  # (pipeplex run starts it with them held)
+    parent = os.getppid()  # pipeplex: at EOF, its exit may not be complete yet
+    try:
+        parent_exit: int | None = os.pidfd_open(parent)
+    except OSError:
+        parent_exit = None
+    told = Told()
+    listen(told)
+    # Once, as pipeplex ended; then followed by pid and start time.
+    known = caught_mid_spawn(told, parent, parent_exit) | set(told.adopted.items())
+    stop = Stop(told, known)
+    stop.signal_all(signal.SIGTERM)
+    deadline = time.monotonic() + 0.5
+    while stop.left() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if stop.left():
+        stop.signal_all(signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()
