@@ -111,9 +111,9 @@ class Stopper:
             await first(exit_seen, self._force, within=stdin_grace)
             if not exit_seen.done():
                 self._announce(member, f"still running {stdin_grace:.1f} s after its "
-                                       "stdin closed; sent SIGTERM to its process group")
+                                       f"stdin closed; {_terminating(member)}")
         else:
-            self._announce(member, "closed its stdin; sent SIGTERM to its process group")
+            self._announce(member, f"closed its stdin; {_terminating(member)}")
         if not exit_seen.done():
             _terminate(member)
             termed_at = loop.time()
@@ -465,9 +465,18 @@ def _killpg_all(groups: list[int], signals: tuple[int, ...]) -> None:
                 os.killpg(group, sig)
 
 
+def _terminating(member: Process) -> str:
+    if member.spec.pty == "full":
+        return "hung up its terminal (SIGHUP) and sent SIGTERM to its process group"
+    return "sent SIGTERM to its process group"
+
+
 def _terminate(member: Process) -> None:
     """SIGTERM to the member's process group, then SIGCONT: a stopped process (SIGSTOP,
-    Ctrl-Z) gets to run its handler within the grace instead of waiting for SIGKILL."""
+    Ctrl-Z) gets to run its handler within the grace instead of waiting for SIGKILL. A full
+    terminal is hung up first (:meth:`Process.hang_up`)."""
+    if member.spec.pty == "full":
+        member.hang_up()
     member.signal_to_stop(signal.SIGTERM)
     member.signal_to_stop(signal.SIGCONT)
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -337,6 +338,24 @@ def test_no_orphans_when_pipeplex_is_killed_with_sigkill(run_dir: Path) -> None:
         assert plex.wait() == -signal.SIGKILL
         for pid in [*members, grandchild]:
             _wait_exited(pid)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_a_shell_on_a_full_terminal_running_a_command_stops_as_a_closed_window(
+        run_dir: Path) -> None:
+    """An interactive shell ignores SIGTERM, and the command it runs is in a group of its
+    own: the stop hangs the terminal up, as closing a window does, and neither waits out the
+    grace for SIGKILL."""
+    with Pipeplex("run", "--pty", "true", "--grace", "30", "--run-dir", run_dir,
+                  "-p", "sh=bash --norc --noprofile -i", env={**os.environ, "PS1": "$ "}) as plex:
+        plex.expect(r"^sh +\* started")
+        write_fifo(run_dir / "sh.in", b"sh -c 'echo job $$; exec sleep 100'\n")
+        job = int(plex.expect(r"^sh +\| .*job (\d+)\r?$")[1])  # (after bash's modes)
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert "hung up its terminal (SIGHUP) and sent SIGTERM to its process group" in plex.text
+    assert "SIGKILL" not in plex.text, plex.text
+    _wait_exited(job)
 
 
 # A member daemonizes as redis and nginx do: forks, the parent exits, the child starts a

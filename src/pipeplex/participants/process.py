@@ -10,6 +10,7 @@ is never involved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import os
@@ -789,23 +790,40 @@ class Process:
         to the member's process group, except that INT, QUIT and TSTP to a member on a full
         terminal go where those keys would send them, to the terminal's foreground job (the
         command its shell runs, in a group of its own); False if nothing was left."""
-        terminal = self._terminal()
-        if sig in _KEYBOARD_SIGNALS and terminal is not None and self.returncode is None:
+        if sig in _KEYBOARD_SIGNALS and (job := self._foreground_job()) is not None:
             try:
-                job = os.tcgetpgrp(terminal)
-                # A group of the member's session (the member leads it), which tcsetpgrp
-                # allows, still there: the terminal keeps the number of a job that ended,
-                # which may since be a stranger's.
-                ours = job > 0 and job != self.pid and os.getsid(job) == self.pid
-            except OSError:
-                ours = False
-            if ours:
-                try:
-                    os.killpg(job, sig)
-                    return True
-                except (ProcessLookupError, PermissionError):  # (ended; or a setuid job)
-                    pass
+                os.killpg(job, sig)
+                return True
+            except (ProcessLookupError, PermissionError):  # (ended; or a setuid job)
+                pass
         return self.signal(sig)
+
+    def _foreground_job(self) -> int | None:
+        """The process group of the command a full terminal's shell runs in the foreground
+        (job control), when it is not the member's own."""
+        terminal = self._terminal()
+        if terminal is None or self.returncode is not None:
+            return None
+        try:
+            job = os.tcgetpgrp(terminal)
+            # A group of the member's session (the member leads it), which tcsetpgrp
+            # allows, still there: the terminal keeps the number of a job that ended,
+            # which may since be a stranger's.
+            ours = job > 0 and job != self.pid and os.getsid(job) == self.pid
+        except OSError:
+            ours = False
+        return job if ours else None
+
+    def hang_up(self) -> None:
+        """What closing a terminal window does, for a stop: SIGHUP (and SIGCONT) to the
+        full terminal's foreground job and to the member's group. An interactive shell
+        ignores SIGTERM, and the command it runs is in a group of its own: without this
+        both would wait out the grace for SIGKILL."""
+        if (job := self._foreground_job()) is not None:
+            for sig in (signal.SIGHUP, signal.SIGCONT):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(job, sig)
+        self.signal_to_stop(signal.SIGHUP)
 
     def resize(self, columns: int) -> None:
         """Make the member's pty ``columns`` wide, from now on and at its next start: the
