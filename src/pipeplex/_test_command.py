@@ -109,6 +109,11 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         # (named as the file's scenario would be, so CI's history keeps one test per file)
         results += [CaseResult(str(path), path.stem, 0.0, error=message)
                     for path, message in load_errors]
+        if interrupted is not None:  # (what it did not come to still counts, as skipped)
+            results += [CaseResult(scenario.path or "scenario", scenario.name, 0.0,
+                                   skipped=f"not run: {signal_name(interrupted)} "
+                                           "interrupted the run before it")
+                        for scenario in scenarios[len(outcomes):]]
         with _junit_errors(junit):  # (a link or no file of the user's put there meanwhile)
             write_junit(junit, results)
     if interrupted is not None:

@@ -42,6 +42,8 @@ class CaseResult:
     """The failure message (first line: the summary)."""
     error: str | None = None
     """Set when the scenario could not run at all."""
+    skipped: str | None = None
+    """Why it did not run (the run was interrupted before it)."""
     output: str = ""
 
 
@@ -76,7 +78,7 @@ def write_junit(path: str | os.PathLike[str], results: Sequence[CaseResult]) -> 
             "tests": str(len(cases)),
             "failures": str(sum(c.failure is not None for c in cases)),
             "errors": str(sum(c.error is not None for c in cases)),
-            "skipped": "0",
+            "skipped": str(sum(c.skipped is not None for c in cases)),
             "time": f"{sum(c.seconds for c in cases):.3f}",
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hostname": socket.gethostname(),
@@ -94,6 +96,8 @@ def write_junit(path: str | os.PathLike[str], results: Sequence[CaseResult]) -> 
                         "type": "pipeplex." + kind,
                     })
                     problem.text = xml_safe(text)
+            if case.skipped is not None:
+                ET.SubElement(element, "skipped", {"message": xml_safe(case.skipped)})
             if case.output:
                 ET.SubElement(element, "system-out").text = xml_safe(case.output)
     data = ET.tostring(root, encoding="utf-8", xml_declaration=True)
