@@ -22,7 +22,7 @@ from typing import Any
 from ._bus import Bus
 from ._events import Exited, Level, Note, Output, Ready, Started
 from ._outcomes import Outcomes
-from ._readiness import LineWatch, port_accepts
+from ._readiness import LOOPBACK_SAID, LineWatch, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
@@ -897,7 +897,7 @@ class Engine:
                     f"{port!r}, not a TCP port (1-65535)",
                     why=f"whose ready_port was {port!r}, not a TCP port")
                 return False
-            waiting_for = f"port {port} on 127.0.0.1 to accept connections"
+            waiting_for = f"port {port} on {LOOPBACK_SAID} to accept connections"
             probe = asyncio.ensure_future(port_accepts(int(port)))
             try:
                 await first(probe, exit_seen, self._stop,

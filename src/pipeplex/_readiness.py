@@ -12,7 +12,7 @@ from ._events import Event, Exited, Output, Stream
 from ._plain_text import plain
 from .cast.spec import ready_regex
 
-__all__ = ("LineWatch", "port_accepts")
+__all__ = ("LOOPBACK", "LOOPBACK_SAID", "LineWatch", "port_accepts")
 
 PORT_POLL = 0.05
 MAX_PARTIAL = 64 * 1024
@@ -106,20 +106,28 @@ class LineWatch:
                    if match.start(group) != -1)
 
 
-async def port_accepts(port: int, host: str = "127.0.0.1") -> None:
-    """Return once a TCP connection to ``host:port`` succeeds (poll until cancelled)."""
+LOOPBACK = ("127.0.0.1", "::1")
+"""Where a port is waited for: a server told to listen on ``localhost`` takes ``::1`` on
+many systems (node from 17 on), others take 127.0.0.1."""
+LOOPBACK_SAID = "127.0.0.1 or ::1"
+
+
+async def port_accepts(port: int) -> None:
+    """Return once a TCP connection to ``port`` on either loopback address succeeds (poll
+    until cancelled)."""
     while True:
-        try:
-            _, writer = await asyncio.open_connection(host, port)
-        except OSError:
-            await asyncio.sleep(PORT_POLL)
-            continue
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
-        return
+        for host in LOOPBACK:
+            try:
+                _, writer = await asyncio.open_connection(host, port)
+            except OSError:  # (refused; or no IPv6 here)
+                continue
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+            return
+        await asyncio.sleep(PORT_POLL)
 
 
 def _readable(line: str) -> str:

@@ -87,6 +87,33 @@ def test_members_get_the_same_terminal_type_wherever_the_test_runs(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_a_port_is_waited_for_on_either_loopback_address(tmp_path: Path) -> None:
+    """A server told to listen on localhost takes ::1 on many systems (node from 17 on):
+    ready_port and wait_port take a connection there as one on 127.0.0.1."""
+    server = ("import socket; s = socket.socket(socket.AF_INET6); s.bind(('::1', 0)); "
+              "print('port', s.getsockname()[1], flush=True); s.listen(); "
+              "[s.accept()[0].close() for _ in range(2)]; print('served', flush=True)")
+    case = _scenario(tmp_path, (
+        f'[procs.v6]\ncmd = {json.dumps([sys.executable, "-c", server])}\n'
+        "ready = 'port (?P<port>\\d+)'\nready_port = \"{port}\"\nready_timeout = 30\n"
+        '[[step]]\nwait_port = "{port}"\n'
+        "[[step]]\nexpect = '^served$'\n"))
+    result = run("test", case)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_a_member_dying_fails_the_step_at_once(tmp_path: Path) -> None:
     """An expectation on a member that exits fails with its exit code, not a timeout."""
     case = _scenario(tmp_path, '[procs.m]\ncmd = "sh -c \'echo bye; exit 4\'"\n'

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._engine import Engine
-from .._readiness import port_accepts
+from .._readiness import LOOPBACK_SAID, port_accepts
 from .._signals import describe_returncode, parse_signal, signal_name
 from ..cast.spec import expand, is_port, quoted
 from ..errors import ExpectTimeout, PipeplexError, UnexpectedExit
@@ -197,8 +197,9 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine,
             try:
                 await asyncio.wait_for(port_accepts(int(value)), timeout)
             except TimeoutError:
-                raise StepFailed(step, f"nothing accepted connections on 127.0.0.1:{value} "
-                                 f"within {timeout:.1f} s", waited=timeout) from None
+                raise StepFailed(step, f"nothing accepted connections on port {value} of "
+                                 f"{LOOPBACK_SAID} within {timeout:.1f} s",
+                                 waited=timeout) from None
         elif step.action == "sleep":
             await asyncio.sleep(float(value))
         elif step.action == "start":
