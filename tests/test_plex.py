@@ -484,8 +484,10 @@ def test_colours_are_not_in_the_way_of_ready_and_expect() -> None:
     with Plex(timeout=LONG) as plex:
         member = plex.spawn("srv", ["sh", "-c", server],
                             ready=r"on http://127\.0\.0\.1:(?P<port>\d+) \(ok\)$")
-        assert member.expect(r"^green and plain$")
-        assert member.before.endswith("(ok)\n")
+        member.expect(r"^running on http://127\.0\.0\.1:4242 \(ok\)$", stream="stderr")
+        member.sendline("\x1b[1mbold\x1b[0m second")  # (cat's own stdout, after the first)
+        member.expect(r"^bold second$", stream="stdout")
+        assert member.before == "green and plain\n"
         client = plex.spawn("client", ["sh", "-c", "echo port={port}"])
         client.expect("^port=4242$")
 
