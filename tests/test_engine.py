@@ -22,7 +22,7 @@ from pipeplex import (
     Ready,
     Started,
 )
-from pipeplex._engine import BACKOFF_CAP, Engine
+from pipeplex._engine import BACKOFF_CAP, BACKOFF_START, Engine, backoff_delay
 from pipeplex.errors import PipeplexError
 from pipeplex.participants import process
 from pipeplex.scenario.run import _why_gone
@@ -127,6 +127,14 @@ def test_backoff_is_capped() -> None:
     asyncio.run(engine.run())
     assert max(delays) == BACKOFF_CAP
     assert delays[-1] == BACKOFF_CAP
+
+
+def test_backoff_past_a_thousand_restarts_stays_at_its_cap() -> None:
+    """0.1 * 2 ** 1024 overflows a float: the supervisor crashed there, SIGKILLing every
+    member, after some 85 minutes of a crash loop with max_restarts above 1024."""
+    assert [backoff_delay(n) for n in (0, 1, 2)] == [BACKOFF_START, 2 * BACKOFF_START,
+                                                      4 * BACKOFF_START]
+    assert {backoff_delay(n) for n in (6, 1023, 1024, 10**6)} == {BACKOFF_CAP}
 
 
 def test_a_member_being_stopped_is_never_restarted() -> None:

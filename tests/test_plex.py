@@ -550,6 +550,9 @@ def test_an_async_send_never_waits_and_drain_waits_for_room() -> None:
             holder.send(b"x" * (3 * 1024 * 1024))
             with pytest.raises(TimeoutError, match=r"^holder still had 30\d\d KiB "):
                 await holder.drain(timeout=0.2)
+            with pytest.raises(TimeoutError):
+                await holder.drain(timeout=0.05)
+            assert not holder._process._room_waiters  # (none kept by the timed-out drains)
             draining = asyncio.ensure_future(holder.drain())
             holder.signal("USR1")
             await draining

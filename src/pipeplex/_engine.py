@@ -33,11 +33,18 @@ from .participants import Guardian, Process
 from .participants._escaped import start_time
 from .participants.orphans import Adoption, children, descendants
 
-__all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure")
+__all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure", "backoff_delay")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds before restart ``attempt + 1``: doubling from BACKOFF_START, up to BACKOFF_CAP.
+    (The exponent stops growing with the cap: ``0.1 * 2 ** 1024`` is an OverflowError, after
+    some 85 minutes of a crash loop with a high ``max_restarts``.)"""
+    return min(BACKOFF_START * 2.0 ** min(attempt, 32), BACKOFF_CAP)
 RESTART_RESET = 10.0
 """A member that ran this long before exiting starts its restart count afresh."""
 
@@ -830,7 +837,7 @@ class Engine:
                                         member.ended_at)
                     self.request_stop("stopping the cast")
                     return
-                delay = min(BACKOFF_START * 2**attempt, BACKOFF_CAP)
+                delay = backoff_delay(attempt)
                 attempt += 1
                 self.bus.publish(Note(f"restarting in {delay:.1f} s "
                                       f"(restart {attempt} of {spec.max_restarts})",

@@ -565,11 +565,16 @@ class Process:
         room: asyncio.Future[None] = self._loop.create_future()
 
         def roomy() -> None:
-            if not room.done():  # (not when cancelled: a drain's timeout)
+            if not room.done():  # (cancelled: a drain's timeout, between two steps)
                 room.set_result(None)
 
         self.when_input_room(roomy)
-        await room
+        try:
+            await room
+        finally:
+            if room.cancelled():  # (nor kept: one a drain's timeout each would add up)
+                with contextlib.suppress(ValueError):
+                    self._room_waiters.remove(roomy)
 
     def _tell_room(self) -> None:
         if self._room_waiters and (self._stdin is None or self.input_waiting < INPUT_ROOM):
