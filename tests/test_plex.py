@@ -505,6 +505,20 @@ def test_members_without_a_full_terminal_get_no_pager(monkeypatch: pytest.Monkey
         plex.spawn("own", show, env={"PAGER": "more"}).expect("^pager=more git=cat$")
 
 
+def test_sends_to_a_member_that_answers_nothing_keep_no_pile_of_records() -> None:
+    """A send's record waits for the loop's next event, so the loop is not woken for each;
+    a member that never answers makes none, and the records piled up without end."""
+    from pipeplex.participants.process import RECORDS_WAITING
+
+    with Plex(pty=False, timeout=LONG) as plex:
+        sink = plex.spawn("sink", ["sh", "-c", "exec cat > /dev/null"])
+        for i in range(5000):
+            sink.sendline(f"line {i}")
+        sink.drain()  # (a call through the loop: after the flushes the sends asked for)
+        assert len(plex._async.bus._from_threads) < RECORDS_WAITING
+        assert "sink > line 4999" in plex.transcript()
+
+
 HOLDER = ("import signal, sys, zlib\n"
           "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
           "print('waiting', flush=True)\n"

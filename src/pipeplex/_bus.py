@@ -115,14 +115,22 @@ class Bus:
         note = f"an output sink failed and was disabled: {error!r}"
         self._queue.append(Note(note, level="error"))
 
-    def publish_threadsafe(self, event: Event) -> None:
-        """Publish from another thread, without waking the loop.
+    def publish_threadsafe(self, event: Event) -> int:
+        """Publish from another thread, without waking the loop; how many such events now
+        wait (past a few hundred, the caller has the loop call :meth:`flush_threadsafe`: a
+        member that answers nothing makes the loop publish nothing).
 
         The event is delivered, in order, just before the next event the loop publishes (or
         at :meth:`flush_threadsafe`): for records such as "input sent" that must come before
         the output they cause, and need nothing done at once.
         """
         self._from_threads.append(event)
+        return len(self._from_threads)
+
+    @property
+    def from_threads(self) -> int:
+        """How many events other threads published that wait for the loop."""
+        return len(self._from_threads)
 
     def flush_threadsafe(self) -> None:
         """Deliver what other threads published (call on the loop)."""

@@ -39,6 +39,7 @@ from .errors import (
     ours_in_tracebacks,
 )
 from .expect.buffer import Pattern, Sentinel
+from .participants.process import RECORDS_WAITING
 from .scenario.model import Scenario
 
 __all__ = ("Member", "Plex")
@@ -262,6 +263,10 @@ class Member:
         self._plex._call(self._member.start())
 
 
+async def _flushed(bus: Bus) -> None:
+    bus.flush_threadsafe()
+
+
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
     """The plex's thread: its loop, until stopped; then closed there (also when nobody joins
     the thread: a plex dropped without close)."""
@@ -362,7 +367,9 @@ class Plex:
                                "make it from your own thread, or use AsyncPlex")
 
     def _publish(self, event: Any) -> None:
-        self._async.bus.publish_threadsafe(event)
+        bus = self._async.bus
+        if bus.publish_threadsafe(event) % RECORDS_WAITING == 0 and self._loop is not None:
+            self._loop.call_soon_threadsafe(bus.flush_threadsafe)  # (see Process.send_threadsafe)
 
     def _call_soon(self, fn: Any, *args: Any) -> None:
         # Not waited for: the loop runs callbacks in order, so a later expect() still sees
@@ -388,6 +395,9 @@ class Plex:
             raise UnknownMember(name, self._members, all_too=False) from None
 
     def transcript(self) -> str:
+        bus = self._async.bus
+        if bus.from_threads and self._loop is not None and not self._in_own_thread():
+            self._call(_flushed(bus))  # (what you sent last is in it)
         return self._async.transcript()
 
     def spawn(

@@ -54,6 +54,9 @@ INPUT_FULL = 1024 * 1024
 being read for it (their writers wait, as on any pipe) and sends are refused."""
 INPUT_ROOM = 256 * 1024
 """Bytes left waiting below which those pipes are read again."""
+RECORDS_WAITING = 256
+"""Input records a thread's sends leave for the loop's next event, past which the loop is
+woken to take them: else sends to a member that never answers kept every record."""
 NO_PAGER = {"PAGER": "cat", "GIT_PAGER": "cat"}
 """For a member whose stdin is not a terminal: ``git log``, ``man`` or ``psql`` on its
 stdout's pty would start ``less``, which reads keys from a terminal nobody types into, shows
@@ -712,8 +715,10 @@ class Process:
                     # The record waits for the loop's next event, so the loop is not woken
                     # for it; made before the write, it comes before the answer, which the
                     # loop may read the moment the write is done.
-                    self._bus.publish_threadsafe(InputSent(self.name, data))
+                    waiting = self._bus.publish_threadsafe(InputSent(self.name, data))
                     recorded = True
+                    if waiting % RECORDS_WAITING == 0:  # (a member that answers nothing)
+                        loop.call_soon_threadsafe(self._bus.flush_threadsafe)
                 try:
                     written = os.write(fd, data)  # type: ignore[arg-type]
                 except OSError:
