@@ -60,6 +60,43 @@ def test_lines_from_a_pipe_reach_members(run_dir: Path) -> None:
         assert seen == {"d | ", "c | from a CRLF script"}
 
 
+def test_a_script_piped_in_waits_for_a_member_that_does_not_read(run_dir: Path) -> None:
+    """4 MiB of lines for a member that reads only once told: the console stops taking
+    lines with 1 MiB waiting for it (the script's writer then waits, as on any pipe), not
+    pipeplex's memory; everything arrives, in order, once the member reads."""
+    import threading
+    import zlib
+
+    from pipeplex.participants.process import INPUT_FULL, INPUT_ROOM
+
+    size = 4 * 1024 * 1024
+    reader = py("import signal, sys, zlib\n"
+                "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
+                "print('waiting', flush=True)\n"
+                "signal.sigwait([signal.SIGUSR1])\n"
+                "data = b''\n"
+                f"while len(data) < {size}:\n"
+                "    data += sys.stdin.buffer.read1(65536)\n"
+                "print('read', len(data), zlib.crc32(data), flush=True)\n")
+    lines = [b"%07d" % i + b"x" * 1016 + b"\n" for i in range(size // 1024)]
+    with piped(run_dir, "-p", f"a={reader}") as plex:
+        plex.expect(r"^a \| waiting$")
+        assert plex.proc.stdin is not None
+        stdin = plex.proc.stdin
+        writer = threading.Thread(target=lambda: [stdin.write(b"a: " + line) for line in lines]
+                                  + [stdin.flush()], daemon=True)
+        writer.start()
+        deadline = time.monotonic() + 30
+        while status(run_dir)["members"][0]["pending_input"] < INPUT_FULL:
+            assert time.monotonic() < deadline
+        assert status(run_dir)["members"][0]["pending_input"] < INPUT_FULL + INPUT_ROOM
+        assert writer.is_alive()  # (it waits on the pipe, with most yet to write)
+        assert run("signal", "--run-dir", run_dir, "a", "USR1").returncode == 0
+        plex.expect(rf"^a \| read {size} {zlib.crc32(b''.join(lines))}$")
+        writer.join(30)
+        assert not writer.is_alive()
+
+
 def test_unknown_member_and_bad_commands_get_a_message(run_dir: Path) -> None:
     """The run goes on after each."""
     with piped(run_dir, "-p", "c=cat", "-p", "d=cat") as plex:

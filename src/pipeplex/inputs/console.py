@@ -45,6 +45,7 @@ from .stdin import ConsoleMode, console_mode, hung_up
 if TYPE_CHECKING:
     from .._engine import Engine
     from ..output.terminal import Writer
+    from ..participants import Process
 
 __all__ = (
     "COMMANDS",
@@ -324,14 +325,26 @@ class Console:
     def _in_order(self, line: str) -> Awaitable[None] | None:
         """A script's line: as :meth:`handle_line`, but a restart or a start is awaited
         before the next line (which then reaches the new instance, not the one being
-        stopped, or the member just started)."""
+        stopped, or the member just started), and so is room in a member's input that a
+        line filled (a script piped in then waits, as on a pipe to a program that does not
+        read, instead of filling pipeplex's memory)."""
         action = parse_line(line, self.members)
         if isinstance(action, Restart):
             return self._restart(action.name)
         if isinstance(action, Start):
             return self._start(action.name)
         self.carry_out(action)
+        if isinstance(action, SendLine):
+            return self._room_in(action.target or self.target)
         return None
+
+    def _room_in(self, target: str) -> Awaitable[None] | None:
+        try:
+            members = self.engine.router.resolve(target)
+        except UnknownMember:
+            return None
+        full = [m for m in members if m.input_open and m.input_full]
+        return _room(full) if full else None
 
     def carry_out(self, action: Parsed) -> None:
         """Do what ``action`` asks; mistakes and refusals become replies, never errors."""
@@ -390,6 +403,11 @@ class Console:
             self.reply(f"cannot start {name}: {exc}", "warning")
             return
         self.reply(f"{name} started (pid {self.engine.members[name].pid}) and ready", "info")
+
+
+async def _room(members: Sequence[Process]) -> None:
+    for member in members:
+        await member.input_room()
 
 
 async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) -> bool:
