@@ -276,6 +276,7 @@ async def _steps(scenario: Scenario, engine: Engine, matcher: Matcher) -> None:
             return
         results = await run_steps(scenario, engine, matcher, interactive=True)
     finally:
+        matcher.close()
         engine.release()
     failed = next((r.error for r in results if r.error is not None), None)
     if failed is not None:

@@ -507,3 +507,16 @@ def test_an_invalid_pattern_is_a_value_error() -> None:
     rig = Rig()
     with pytest.raises(ValueError, match=r"not a valid regular expression: '\(bad'"):
         run(rig.matcher.expect(["a"], ["(bad"], timeout=0))
+
+
+def test_a_closed_matcher_takes_no_more_output() -> None:
+    """A run's steps are over: the output that follows must not pile up, unsearched, for
+    as long as the cast runs."""
+    rig = Rig()
+    rig.publish(out("a", b"searched\n"))
+    assert run(rig.matcher.expect(["a"], ["searched"], timeout=LONG)).index == 0
+    rig.matcher.close()
+    ended = Exited("a", 0)
+    rig.publish(out("a", b"x" * 100_000 + b"\n"), ended)
+    assert not rig.matcher._members
+    assert rig.seen[-1] is ended  # (the bus goes on without it)

@@ -120,8 +120,15 @@ class Matcher:
         """The loop that waits here, kept: asyncio.get_running_loop() makes a getpid()
         system call on every wait (Python 3.11), a round trip's only one besides its I/O."""
         # The hot path on its own (no test of the kind); the bus hands it Output only.
-        bus.subscribe(self._output, [Output])  # type: ignore[arg-type]
-        bus.subscribe(self, [Exited, Started])
+        self._unsubscribe = (bus.subscribe(self._output, [Output]),  # type: ignore[arg-type]
+                             bus.subscribe(self, [Exited, Started]))
+
+    def close(self) -> None:
+        """Nothing will wait here any more (a run's steps are over): stop taking output,
+        which would otherwise pile up unsearched for as long as the cast runs."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._members.clear()
 
     def _member(self, name: str) -> _Member:
         member = self._members.get(name)
