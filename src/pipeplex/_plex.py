@@ -71,9 +71,14 @@ def input_bytes(data: object, method: str) -> bytes:
     raise TypeError(f"{method}() takes str or bytes, not {type(data).__name__}")
 
 
+EVENT_COST = 100
+"""About what an event takes in memory besides its data: a member writing a few bytes at a
+time (a heartbeat) must not fill the transcript's bound with objects, not bytes."""
+
+
 def _weight(event: Event) -> int:
     """About what ``event`` takes in a transcript."""
-    return len(event.data) if isinstance(event, (Output, InputSent)) else 100
+    return EVENT_COST + (len(event.data) if isinstance(event, (Output, InputSent)) else 0)
 
 
 class _MergedTranscript:

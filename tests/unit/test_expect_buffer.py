@@ -12,6 +12,7 @@ import pytest
 
 from pipeplex.expect import buffer as buffer_module
 from pipeplex.expect.buffer import (
+    CHUNK_COST,
     EOF,
     LOOKBEHIND,
     MAX_BEFORE,
@@ -499,3 +500,27 @@ def test_shared_buffer_behaves_like_the_loop_only_one_while_threads_feed_and_sea
     assert [f.match[1] for f in found_plain if f is not None] == found_shared
     assert len(shared) == len(plain) == 0
     assert shared.text == plain.text == ""
+
+
+def test_tiny_chunks_nobody_searches_are_bounded_by_what_they_take() -> None:
+    """A member writing two bytes at a time: each chunk is an object of some hundred bytes,
+    counted against the bound, so they are taken into the text (two bytes each) in time."""
+    buffer = OutputBuffer()
+    for _ in range(300_000):
+        buffer.feed(b"x\n", "stdout")
+        buffer.release("stdout")
+    assert len(buffer._fresh) < MAX_BEFORE // CHUNK_COST
+    assert buffer.text == "x\n" * 300_000  # (all of it: 600 KB of text is within the bound)
+
+
+def test_the_plexs_transcript_counts_what_each_event_takes() -> None:
+    """Its "last megabyte" held a million two-byte events (some 110 MB) before trimming."""
+    from pipeplex._events import Output
+    from pipeplex._plex import EVENT_COST, TRANSCRIPT_KEEP, _MergedTranscript
+    from pipeplex.output.render import Renderer
+
+    transcript = _MergedTranscript(Renderer(["a"]))
+    for _ in range(200_000):
+        transcript(Output("a", "stdout", b"x\n", False))
+    assert len(transcript._events) <= 2 * TRANSCRIPT_KEEP // EVENT_COST
+    assert transcript.text().endswith("a | x\n")

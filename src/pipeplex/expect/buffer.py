@@ -30,6 +30,7 @@ from typing import Final
 from .._plain_text import LINE_END, plain
 
 __all__ = (
+    "CHUNK_COST",
     "EOF",
     "LOOKBEHIND",
     "MAX_BEFORE",
@@ -47,6 +48,10 @@ __all__ = (
 
 LOOKBEHIND = 4096
 MAX_BEFORE = 8 * 1024 * 1024
+CHUNK_COST = 96
+"""About what a chunk fed takes besides its bytes, counted against MAX_BEFORE until it is
+taken into the text: a member writing a few bytes at a time fills memory with the chunks'
+objects, not their bytes."""
 
 
 class Sentinel:
@@ -216,7 +221,7 @@ class OutputBuffer:
 
     def feed(self, data: bytes, stream: str = "stdout") -> None:
         self._fresh.append((stream, data))
-        self._fresh_size += len(data)
+        self._fresh_size += len(data) + CHUNK_COST
         if self._fresh_size > MAX_BEFORE:
             self._keep_newest()
 
@@ -270,6 +275,9 @@ class OutputBuffer:
         (an over-long line is released at each of its pieces).
         """
         self._fresh.append((stream, _END if final else _PAUSE))
+        self._fresh_size += CHUNK_COST
+        if self._fresh_size > MAX_BEFORE:
+            self._keep_newest()
 
     def _let_go(self, stream: str, final: bool) -> str:
         text = self._held.pop(stream, "") if self._held else ""
