@@ -64,6 +64,30 @@ def test_a_crash_loop_backs_off_exponentially_then_gives_up() -> None:
     assert any("restarted 4 times; giving up" in n for n in recorder.notes())
 
 
+def test_a_crash_loop_that_leaves_processes_keeps_one_sweep_a_member() -> None:
+    """Each run's leftovers (a background job) are stopped before the next run starts;
+    what is kept of that is its latest run's, not one per restart."""
+    crasher = ProcSpec("crasher", ("sh", "-c", "sleep 30 >/dev/null 2>&1 & exit 3"),
+                       on_exit="restart", max_restarts=5)
+    engine, recorder = _engine(crasher)
+    assert asyncio.run(engine.run()) == 3
+    assert engine.restarts["crasher"] == 5
+    assert sum("left processes in its process group" in n for n in recorder.notes()) == 6
+    assert len(engine.stopper._sweeps) == 1
+
+
+def test_failures_kept_are_bounded_and_the_first_decides() -> None:
+    """A member that fails again and again with on_exit = "ignore" (or a stream of API
+    jobs that fail) must not grow the list without end; the first failure sets the status."""
+    from pipeplex._engine import MAX_FAILURES
+
+    engine, _ = _engine(ProcSpec("a", ("true",)))
+    for i in range(MAX_FAILURES + 500):
+        engine.record_failure("a", 1 + i % 7, f"failure {i}", at=float(i))
+    assert len(engine.failures) == MAX_FAILURES
+    assert engine.failures[0].reason == "failure 0" and engine.exit_status() == 1
+
+
 def test_giving_up_says_in_a_row_when_earlier_restarts_do_not_count(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A run long enough to start the count afresh came in between: the note and what its

@@ -36,6 +36,8 @@ from .participants.orphans import Adoption, children, descendants
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure", "backoff_delay")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
+MAX_FAILURES = 1000
+"""Failures kept (the earliest) toward the exit status and a scenario's report."""
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 
@@ -404,6 +406,9 @@ class Engine:
         it happened, if that was before now."""
         failure = Failure(name, status, reason, time.monotonic() if at is None else at)
         bisect.insort(self.failures, failure, key=lambda f: f.at)
+        if len(self.failures) > MAX_FAILURES:
+            self.failures.pop()  # (the latest: the first ones decide, and a member that
+            # fails again and again with on_exit = "ignore" must not grow the list for ever)
 
     def _start_supervisor(self, member: Process, previous: Process | None = None) -> None:
         assert self._tg is not None

@@ -65,10 +65,11 @@ class Stopper:
         self.held_strays: set[int] = set()
         """Orphans of the cast that lead groups the stop is still signalling: not to be
         reaped until then (see :meth:`stop_strays`)."""
-        self._sweeps: dict[tuple[int, float | None], asyncio.Future[None]] = {}
-        """Per run (pid and start time: a pid comes back) whose leftover processes are being
-        stopped (pending) or were (done): each run once, and whoever else needs them gone
-        waits for that one stop."""
+        self._sweeps: dict[str, tuple[tuple[int, float | None], asyncio.Future[None]]] = {}
+        """Per member, its latest run (pid and start time: a pid comes back) whose leftover
+        processes are being stopped (pending) or were (done): each run once, and whoever
+        else needs them gone waits for that one stop. (An earlier run's is not kept: a crash
+        loop would add one a restart.)"""
 
     def begin(self) -> None:
         """Get ready to stop members (in the running loop)."""
@@ -150,17 +151,19 @@ class Stopper:
         """
         assert self._force is not None and member.pid is not None
         run = (member.pid, member.started_at)
-        while (sweep := self._sweeps.get(run)) is not None:
-            if sweep.done():
+        while (entry := self._sweeps.get(member.name)) is not None and entry[0] == run:
+            if entry[1].done():
                 return  # stopped already
-            await asyncio.shield(sweep)  # another caller is stopping them: wait for it
+            await asyncio.shield(entry[1])  # another caller is stopping them: wait for it
         if not member.has_leftovers():
             return
-        sweep = self._sweeps[run] = asyncio.get_running_loop().create_future()
+        sweep = asyncio.get_running_loop().create_future()
+        self._sweeps[member.name] = (run, sweep)
         try:
             await self._sweep(member, termed_at=termed_at, killed=killed)
         except BaseException:
-            del self._sweeps[run]  # not finished (cancelled): the next caller does it
+            if self._sweeps.get(member.name) == (run, sweep):
+                del self._sweeps[member.name]  # not finished (cancelled): the next caller does it
             raise
         finally:
             sweep.set_result(None)
