@@ -519,6 +519,22 @@ def test_sends_to_a_member_that_answers_nothing_keep_no_pile_of_records() -> Non
         assert "sink > line 4999" in plex.transcript()
 
 
+def test_a_line_too_long_for_a_full_terminal_is_said() -> None:
+    """A full terminal in line mode hands a program at most 4095 bytes of a line and drops
+    the rest without a word: pipeplex says so."""
+    with Plex(timeout=LONG) as plex:
+        notes: list[str] = []
+        plex.bus.subscribe(lambda e: notes.append(e.text), [pipeplex.Note])
+        counter = plex.spawn("counter", [PY, "-c", "print('in', len(input()))"], pty=True)
+        counter.sendline("x" * 10_000)
+        counter.expect(r"^in 4095$")
+        assert counter.wait() == 0
+    assert [n for n in notes if "at most 4095 bytes" in n] == [
+        "counter's terminal takes lines of at most 4095 bytes (a full terminal in line mode): "
+        "a line of 10000 bytes reaches the program cut short; a member with pty = \"stdout\" "
+        "or false reads lines of any length"]
+
+
 HOLDER = ("import signal, sys, zlib\n"
           "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
           "print('waiting', flush=True)\n"

@@ -18,6 +18,7 @@ import select
 import shutil
 import signal
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -54,6 +55,9 @@ INPUT_FULL = 1024 * 1024
 being read for it (their writers wait, as on any pipe) and sends are refused."""
 INPUT_ROOM = 256 * 1024
 """Bytes left waiting below which those pipes are read again."""
+MAX_CANON = 4095
+"""The longest line a terminal in canonical mode hands a program (Linux: 4096, newline
+included)."""
 RECORDS_WAITING = 256
 """Input records a thread's sends leave for the loop's next event, past which the loop is
 woken to take them: else sends to a member that never answers kept every record."""
@@ -602,6 +606,8 @@ class Process:
             return False
         if recording:
             self._bus.publish(InputSent(self.name, data))
+        if self._stdin_is_pty and len(data) > MAX_CANON:
+            self._warn_if_cut(data)
         with self._stdin_lock:
             if self._pending_input:
                 self._pending_input.append(memoryview(data))
@@ -609,6 +615,23 @@ class Process:
                 self._closed_by_member(len(data))
                 return False
         return True
+
+    def _warn_if_cut(self, data: bytes) -> None:
+        """A full terminal in canonical mode (a shell's prompt, ``input()``) cuts a line at
+        MAX_CANON bytes, without a word: say so, where the program will see less."""
+        terminal = self._terminal()
+        try:
+            canonical = terminal is not None and bool(termios.tcgetattr(terminal)[3]
+                                                      & termios.ICANON)
+        except termios.error:
+            return
+        longest = max(len(line) for line in data.split(b"\n"))
+        if canonical and longest > MAX_CANON:
+            self._bus.publish(Note(
+                f"{self.name}'s terminal takes lines of at most {MAX_CANON} bytes (a full "
+                f"terminal in line mode): a line of {longest} bytes reaches the program cut "
+                "short; a member with pty = \"stdout\" or false reads lines of any length",
+                name=self.name, level="warning"))
 
     def _take_output(self) -> None:
         """Read what the member wrote before the line now sent to it (within reason), so
@@ -727,6 +750,8 @@ class Process:
                 self._queued_from_threads += 1
                 self._bytes_from_threads += len(data) - written
                 backlog = self._bytes_from_threads + self.input_waiting
+        if written and self._stdin_is_pty and len(data) > MAX_CANON:  # (else send() says it)
+            loop.call_soon_threadsafe(self._warn_if_cut, data)
         if written == len(data):
             return False
         loop.call_soon_threadsafe(self._sent_from_thread, data, written, recorded)
