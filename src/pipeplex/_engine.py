@@ -1094,6 +1094,10 @@ class Engine:
             how = describe_returncode(member.returncode)
             what = f"{member.name} {how} before it was ready"
             why = f"which {'' if how.startswith('exited') else 'was '}{how} before it was ready"
+            if member.returncode == 0:  # (a server that put itself in the background)
+                what += ("; if it runs on in the background (a daemon), run it in the "
+                         "foreground instead (nginx -g 'daemon off;', redis-server "
+                         "--daemonize no): pipeplex watches the process it started")
         elif what is None:
             what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
                     f"(ready_timeout); it never showed {waiting_for}")
