@@ -538,11 +538,10 @@ def test_a_line_too_long_for_a_full_terminal_is_said() -> None:
 def test_a_member_that_exits_with_0_before_it_is_ready_gets_the_daemon_hint() -> None:
     """nginx and redis put themselves in the background and exit 0: the message says to run
     them in the foreground, where pipeplex can watch them."""
-    with Plex(timeout=LONG) as plex:
-        with pytest.raises(pipeplex.NotReady, match=r"exited with code 0 before it was ready; "
-                           r"if it runs on in the background \(a daemon\), run it in the "
-                           r"foreground instead"):
-            plex.spawn("daemon", ["sh", "-c", "exit 0"], ready="never")
+    hint = (r"exited with code 0 before it was ready; if it runs on in the background "
+            r"\(a daemon\), run it in the foreground instead")
+    with Plex(timeout=LONG) as plex, pytest.raises(pipeplex.NotReady, match=hint):
+        plex.spawn("daemon", ["sh", "-c", "exit 0"], ready="never")
 
 
 HOLDER = ("import signal, sys, zlib\n"
