@@ -76,6 +76,7 @@ class Engine:
         *,
         grace: float = DEFAULT_GRACE,
         columns: int = 80,
+        rows: int = 24,
         env_overrides: Mapping[str, str] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         guardian: Guardian | None = None,
@@ -93,8 +94,8 @@ class Engine:
                                run_id=(env_overrides or {}).get("PIPEPLEX_RUN_ID"))
         self._sleep = sleep
         self._process_options: dict[str, Any] = {
-            "on_crash": self.crash, "columns": columns, "env_overrides": env_overrides,
-            "guardian": guardian,
+            "on_crash": self.crash, "columns": columns, "rows": rows,
+            "env_overrides": env_overrides, "guardian": guardian,
         }
         self.members: dict[str, Process] = {
             spec.name: Process(spec, bus, **self._process_options) for spec in cast.procs
@@ -325,12 +326,13 @@ class Engine:
             records.append(record)
         return records
 
-    def resize(self, columns: int) -> None:
-        """pipeplex's terminal changed size: members on a pty get ``columns`` (running ones
-        at once, with their SIGWINCH in a full terminal; the others at their start)."""
-        self._process_options["columns"] = columns
+    def resize(self, columns: int, rows: int) -> None:
+        """pipeplex's terminal changed size: members on a pty get ``columns`` and ``rows``
+        (running ones at once, with their SIGWINCH in a full terminal; the others at their
+        start)."""
+        self._process_options.update(columns=columns, rows=rows)
         for member in self.members.values():
-            member.resize(columns)
+            member.resize(columns, rows)
 
     def crash(self, exc: BaseException) -> None:
         """A callback failed: end the run with this exception."""

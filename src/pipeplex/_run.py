@@ -67,25 +67,27 @@ class RunOptions:
     a process that waits for no child of its own (``pipeplex run``); as PID 1, always."""
 
 
-def _columns(fd: int, prefix: int) -> int:
+def _member_size(fd: int, prefix: int) -> tuple[int, int]:
+    """Columns and rows of a member's pty: our terminal's, less the name's column (80 x 24
+    when our output is not a terminal)."""
     try:
         size = os.get_terminal_size(fd)
     except OSError:
-        return 80
-    return max(size.columns - prefix, 20)
+        return 80, 24
+    return max(size.columns - prefix, 20), max(size.lines, 2)
 
 
-def _follow_width(engine: Engine, fd: int, prefix: int) -> Callable[[], None]:
-    """What a resize of our terminal does: the members' ptys get its new width (less the
+def _follow_size(engine: Engine, fd: int, prefix: int) -> Callable[[], None]:
+    """What a resize of our terminal does: the members' ptys get its new size (less the
     name's column), when it changed."""
-    last = _columns(fd, prefix)
+    last = _member_size(fd, prefix)
 
     def resized() -> None:
         nonlocal last
-        columns = _columns(fd, prefix)
-        if columns != last:
-            last = columns
-            engine.resize(columns)
+        size = _member_size(fd, prefix)
+        if size != last:
+            last = size
+            engine.resize(*size)
 
     return resized
 
@@ -126,7 +128,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         cast,
         bus,
         grace=options.grace,
-        columns=_columns(options.output_fd, renderer.width + 3),
+        columns=(size := _member_size(options.output_fd, renderer.width + 3))[0],
+        rows=size[1],
         # Children see colour only when we show it (their stdout may be a terminal).
         env_overrides={
             "PIPEPLEX_RUN_ID": guardian.token,
@@ -150,7 +153,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     try:
         on_signal = _install_signal_handlers(loop, engine, handled)
         if isatty:  # (members on a pty follow the terminal's width)
-            on_resize = _follow_width(engine, options.output_fd, renderer.width + 3)
+            on_resize = _follow_size(engine, options.output_fd, renderer.width + 3)
             loop.add_signal_handler(signal.SIGWINCH, on_resize)
         # They are ours now: let in what came while the run set up (``pipeplex run`` holds
         # them back until here, so that a Ctrl-C does not land halfway through the set-up).

@@ -557,20 +557,25 @@ def test_ctrl_z_and_ctrl_backslash_neither_suspend_nor_kill_pipeplex(run_dir: Pa
 @pytest.mark.parametrize("console", [True, False], ids=["prompt", "no-console"])
 def test_members_on_a_pty_follow_the_width_of_pipeplex_terminal(
         run_dir: Path, console: bool) -> None:
-    """A resize reaches a full-terminal member as its own SIGWINCH and new width (the
-    terminal's, less the name's column), with the prompt up or without a console."""
+    """A resize reaches a full-terminal member as its own SIGWINCH and new size (the
+    terminal's, less the name's column), with the prompt up or without a console: its rows
+    too, which pagers and full-screen programs go by."""
     code = ("import os, signal\n"
-            "def show(*a): print('cols', os.get_terminal_size(0).columns, flush=True)\n"
+            "def show(*a):\n"
+            "    size = os.get_terminal_size(0)\n"
+            "    print('cols', size.columns, 'lines', size.lines, flush=True)\n"
             "signal.signal(signal.SIGWINCH, show)\n"
             "show()\n"
             "while True: signal.pause()\n")
     extra = [] if console else ["--no-console"]
     with PtyPipeplex("run", "--pty", "true", "-p", f"w={py(code)}", *extra,
-                     "--run-dir", run_dir, columns=100) as plex:
-        plex.expect(r"^w \| cols 96\r?$")  # (100, less "w | ")
+                     "--run-dir", run_dir, columns=100, rows=24) as plex:
+        plex.expect(r"^w \| cols 96 lines 24\r?$")  # (100, less "w | ")
         assert plex.master is not None
         fcntl.ioctl(plex.master, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-        plex.expect(r"^w \| cols 116\r?$")
+        plex.expect(r"^w \| cols 116 lines 30\r?$")
+        fcntl.ioctl(plex.master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        plex.expect(r"^w \| cols 116 lines 40\r?$")
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143
 

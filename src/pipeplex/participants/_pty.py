@@ -14,7 +14,7 @@ import struct
 import termios
 import tty
 
-__all__ = ("make_controlling_tty", "open_pty", "set_columns")
+__all__ = ("make_controlling_tty", "open_pty", "set_size")
 
 
 def open_pty(*, raw: bool, rows: int = 24, columns: int = 80) -> tuple[int, int]:
@@ -32,10 +32,9 @@ def open_pty(*, raw: bool, rows: int = 24, columns: int = 80) -> tuple[int, int]
     return master, slave
 
 
-def set_columns(master: int, columns: int) -> None:
-    """Make the pty of ``master`` ``columns`` wide (its rows kept). The kernel then sends
+def set_size(master: int, columns: int, rows: int) -> None:
+    """Make the pty of ``master`` ``columns`` wide and ``rows`` high. The kernel then sends
     SIGWINCH to the foreground job of a terminal that is some session's own."""
-    rows = struct.unpack("HHHH", fcntl.ioctl(master, termios.TIOCGWINSZ, bytes(8)))[0]
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
 

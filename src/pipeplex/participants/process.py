@@ -30,7 +30,7 @@ from ..cast.spec import ProcSpec, expand
 from ..errors import SpawnError
 from ._framing import LineFramer
 from ._group import live_in_group, unwatch_group, watch_group
-from ._pty import make_controlling_tty, open_pty, set_columns
+from ._pty import make_controlling_tty, open_pty, set_size
 from .guardian import Guardian
 
 __all__ = ("Process", "ProcessState")
@@ -84,6 +84,7 @@ class Process:
         *,
         on_crash: Callable[[BaseException], None],
         columns: int = 80,
+        rows: int = 24,
         env_overrides: Mapping[str, str] | None = None,
         guardian: Guardian | None = None,
     ) -> None:
@@ -102,6 +103,7 @@ class Process:
         self._bus = bus
         self._on_crash = on_crash
         self._columns = columns
+        self._rows = rows
         self._env_overrides = dict(env_overrides or {})
         self._guardian = guardian
         self._popen: subprocess.Popen[bytes] | None = None
@@ -245,7 +247,7 @@ class Process:
         """The child's ends of its stdin, stdout and stderr. Every descriptor opened goes to
         ``fds`` (the child's) or ``ours`` as soon as it exists, for the caller to close."""
         if self.spec.pty == "full":
-            master, slave = open_pty(raw=False, columns=self._columns)
+            master, slave = open_pty(raw=False, columns=self._columns, rows=self._rows)
             ours.append(master)
             fds.append(slave)
             self._stdin, self._stdin_is_pty = master, True
@@ -255,7 +257,7 @@ class Process:
         fds.append(in_r)
         ours.append(in_w)
         if self.spec.pty == "stdout":
-            out_r, out_w = open_pty(raw=True, columns=self._columns)
+            out_r, out_w = open_pty(raw=True, columns=self._columns, rows=self._rows)
         else:
             out_r, out_w = os.pipe()
         ours.append(out_r)
@@ -860,10 +862,10 @@ class Process:
                     os.killpg(job, sig)
         self.signal_to_stop(signal.SIGHUP)
 
-    def resize(self, columns: int) -> None:
-        """Make the member's pty ``columns`` wide, from now on and at its next start: the
-        width of pipeplex's terminal minus the name's column, as at the start."""
-        self._columns = columns
+    def resize(self, columns: int, rows: int) -> None:
+        """Make the member's pty ``columns`` wide and ``rows`` high, from now on and at its
+        next start: pipeplex's terminal, less the name's column, as at the start."""
+        self._columns, self._rows = columns, rows
         if self.spec.pty == "full":
             master = self._terminal()
         elif self.spec.pty == "stdout":
@@ -873,7 +875,7 @@ class Process:
             master = None
         if master is not None:
             try:
-                set_columns(master, columns)
+                set_size(master, columns, rows)
             except OSError:  # (its program is gone and took the pty's last slave with it)
                 pass
 
