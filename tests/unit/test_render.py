@@ -145,6 +145,14 @@ class TestSanitize:
         rendered = Renderer(["web"], sanitize=True).render(out("web", b"10%\r50%\r100%\n"))
         assert rendered == b"web | 10%\nweb | 50%\nweb | 100%\n"
 
+    def test_a_carriage_return_first_makes_no_empty_line(self) -> None:
+        """A progress bar that writes ``\\r`` before each update (not after): no empty
+        ``bar |`` line, at the start nor after an update shown on its own (a pause)."""
+        renderer = Renderer(["bar"], sanitize=True)
+        shown = b"".join(renderer.render(out("bar", chunk, partial=True))
+                         for chunk in (b"\r10%", b"\r20%", b"\r30%\r\n"))
+        assert shown == b"bar | 10%\nbar | 20%\nbar | 30%\n"
+
     def test_crlf_from_a_pipe_member_is_one_line(self) -> None:
         """With sanitize, a CRLF line end is one line end, not a line plus an empty one."""
         rendered = Renderer(["web"], sanitize=True).render(out("web", b"hello\r\n"))

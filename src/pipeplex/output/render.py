@@ -168,6 +168,9 @@ class Renderer:
         if name in self._crlf:
             data = data.replace(b"\r\n", b"\n")
         cut = self._cut_err if event.stream == "stderr" else self._cut_out
+        if data[:1] == b"\r" and self.sanitize:
+            # A progress bar's "\r" first: the line it would end is empty, or ended already.
+            data = data.lstrip(b"\r")
         if cut and name in cut and data[:1] == b"\n":
             data = data[1:]  # the end of the line shown in pieces (a prompt's, a slow one)
         if event.partial:
