@@ -544,6 +544,36 @@ def test_a_member_that_exits_with_0_before_it_is_ready_gets_the_daemon_hint() ->
         plex.spawn("daemon", ["sh", "-c", "exit 0"], ready="never")
 
 
+def test_a_full_terminal_erases_a_whole_utf8_character() -> None:
+    """As in a terminal window (IUTF8): a backspace after é takes both of its bytes."""
+    with Plex(timeout=LONG) as plex:
+        echo = plex.spawn("echo", [PY, "-c", "print('got', ascii(input()))"], pty=True)
+        echo.send("ab\u00e9\x7fc\n")
+        echo.expect(r"^got 'abc'$")
+
+
+def test_a_failure_of_pipeplex_itself_during_a_spawn_is_raised_not_waited_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the start of a member (here one planted in making its pty) ended the run,
+    while spawn() waited for the member for ever, past any timeout."""
+    from pipeplex.participants import process
+
+    def broken(**_: object) -> tuple[int, int]:
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(process, "open_pty", broken)
+    plex = Plex(timeout=LONG)
+    plex.start()
+    try:
+        with pytest.raises(pipeplex.PipeplexError, match=r"^pipeplex failed while this member "
+                                                         r"started: RuntimeError\('planted'\)$"):
+            plex.spawn("m", ["true"])
+    finally:
+        with pytest.raises(BaseExceptionGroup) as ended:  # (close() raises the run's failure)
+            plex.close()
+    assert ended.group_contains(RuntimeError, match="planted")
+
+
 HOLDER = ("import signal, sys, zlib\n"
           "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
           "print('waiting', flush=True)\n"

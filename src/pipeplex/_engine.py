@@ -369,8 +369,9 @@ class Engine:
                 crash_watch = tg.create_task(self._watch_crash(), name="crash watch")
                 await stopping
                 crash_watch.cancel()
-        except BaseException:
+        except BaseException as exc:
             self._kill_everything()
+            self._fail_waiting(exc)
             raise
         finally:
             for member in self.members.values():
@@ -378,6 +379,18 @@ class Engine:
         self._judge_failures_at_eof()
         self._summarize()
         return self.exit_status()
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        """The run failed (a bug, not a member's doing): whoever waits for a member to be
+        ready (a spawn) is told, rather than left waiting for ever."""
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
+        for ready in self._ready.values():
+            if not ready.done():
+                failed = PipeplexError(f"pipeplex failed while this member started: {exc!r}")
+                failed.__cause__ = exc
+                ready.set_exception(failed)
+                ready.exception()  # (retrieved: one nobody waits for is no warning)
 
     async def _watch_crash(self) -> None:
         assert self._crash is not None

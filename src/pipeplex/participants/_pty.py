@@ -17,6 +17,10 @@ import tty
 __all__ = ("make_controlling_tty", "open_pty", "set_size")
 
 
+_IUTF8 = getattr(termios, "IUTF8", 0o40000)
+"""(Linux's value: Python's termios names it from 3.12 on.)"""
+
+
 def open_pty(*, raw: bool, rows: int = 24, columns: int = 80) -> tuple[int, int]:
     """Open a pty pair and return ``(master, slave)``; both are non-inheritable."""
     master, slave = os.openpty()
@@ -24,6 +28,10 @@ def open_pty(*, raw: bool, rows: int = 24, columns: int = 80) -> tuple[int, int]
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         if raw:
             tty.setraw(slave)
+        else:  # a full terminal: erasing a character takes all of its UTF-8 bytes, as in
+            attrs = termios.tcgetattr(slave)  # any terminal window (Linux's default lacks it)
+            attrs[tty.IFLAG] |= _IUTF8
+            termios.tcsetattr(slave, termios.TCSANOW, attrs)
         os.set_blocking(master, False)
     except BaseException:
         os.close(master)
