@@ -30,6 +30,19 @@ def py(code: str) -> str:
     return shlex.join([sys.executable, "-c", code])
 
 
+def late_reader(size: int) -> str:
+    """A member (for -p) that reads nothing until it gets SIGUSR1 (it says ``waiting``
+    first), then ``size`` bytes of its stdin, and says ``read SIZE CRC32``."""
+    return py("import signal, sys, zlib\n"
+              "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
+              "print('waiting', flush=True)\n"
+              "signal.sigwait([signal.SIGUSR1])\n"
+              "data = b''\n"
+              f"while len(data) < {size}:\n"
+              "    data += sys.stdin.buffer.read1(65536)\n"
+              "print('read', len(data), zlib.crc32(data), flush=True)\n")
+
+
 def run(
     *args: str | os.PathLike[str],
     timeout: float = DEADLINE,

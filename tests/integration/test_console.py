@@ -16,7 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PIPEPLEX, PROGS, Pipeplex, PtyPipeplex, py, run, status, write_fifo
+from .helpers import (
+    PIPEPLEX,
+    PROGS,
+    Pipeplex,
+    PtyPipeplex,
+    late_reader,
+    py,
+    run,
+    status,
+    write_fifo,
+)
 
 TRAP_USR1 = py(
     "import signal, sys\n"
@@ -70,14 +80,7 @@ def test_a_script_piped_in_waits_for_a_member_that_does_not_read(run_dir: Path) 
     from pipeplex.participants.process import INPUT_FULL, INPUT_ROOM
 
     size = 4 * 1024 * 1024
-    reader = py("import signal, sys, zlib\n"
-                "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
-                "print('waiting', flush=True)\n"
-                "signal.sigwait([signal.SIGUSR1])\n"
-                "data = b''\n"
-                f"while len(data) < {size}:\n"
-                "    data += sys.stdin.buffer.read1(65536)\n"
-                "print('read', len(data), zlib.crc32(data), flush=True)\n")
+    reader = late_reader(size)
     lines = [b"%07d" % i + b"x" * 1016 + b"\n" for i in range(size // 1024)]
     with piped(run_dir, "-p", f"a={reader}") as plex:
         plex.expect(r"^a \| waiting$")

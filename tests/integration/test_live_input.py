@@ -16,7 +16,7 @@ import pytest
 
 from pipeplex.participants.process import INPUT_FULL
 
-from .helpers import DEADLINE, PROGS, Pipeplex, py, run, status, write_fifo
+from .helpers import DEADLINE, PROGS, Pipeplex, late_reader, py, run, status, write_fifo
 
 
 def test_the_tutorial_programs_answer_every_line_repeatedly(run_dir: Path, tmp_path: Path) -> None:
@@ -158,14 +158,7 @@ def test_a_member_that_does_not_read_holds_up_the_writer_not_pipeplexs_memory(
     pipe with 1 MiB waiting (the writer waits, as on any pipe), refuses sends meanwhile, and
     everything arrives, in order, once the member reads."""
     size = 4 * 1024 * 1024
-    reader = py("import signal, sys, zlib\n"
-                "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
-                "print('waiting', flush=True)\n"
-                "signal.sigwait([signal.SIGUSR1])\n"
-                "data = b''\n"
-                f"while len(data) < {size}:\n"
-                "    data += sys.stdin.buffer.read1(65536)\n"
-                "print('read', len(data), zlib.crc32(data), flush=True)\n")
+    reader = late_reader(size)
     lines = b"".join(b"%07d" % i + b"x" * 1016 + b"\n" for i in range(size // 1024))
     with Pipeplex("run", "-p", f"a={reader}", "--run-dir", run_dir) as plex:
         plex.expect(r"^a \| waiting$")
