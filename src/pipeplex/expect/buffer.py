@@ -195,8 +195,8 @@ class OutputBuffer:
         self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         """Per stream, a decoder holding the start of a character cut at a chunk's end."""
         self._held: dict[str, str] = {}
-        """Per stream, the end of its text that what follows may change: "\r" that may be
-        the first half of "\r\n", an escape sequence cut short."""
+        """Per stream, the end of its text that what follows may change: "\\r" that may be
+        the first half of "\\r\\n", an escape sequence cut short."""
         self._stream: str | None = None
         """The stream of the last text taken in (see :meth:`_absorb`)."""
         self._ended: set[str] = set()
@@ -255,8 +255,8 @@ class OutputBuffer:
         return text
 
     def _settle(self, text: str, stream: str) -> str:
-        """The text as read (see :mod:`.._plain_text`): escape sequences out, "\r\n" (and
-        "\r\r\n") a line end; its end held back when the next chunk may change it."""
+        """The text as read (see :mod:`.._plain_text`): escape sequences out, "\\r\\n" (and
+        "\\r\\r\\n") a line end; its end held back when the next chunk may change it."""
         text, held = plain(text)
         if text.endswith("\r"):
             body = text.rstrip("\r")
