@@ -574,6 +574,22 @@ def test_a_failure_of_pipeplex_itself_during_a_spawn_is_raised_not_waited_out(
     assert ended.group_contains(RuntimeError, match="planted")
 
 
+def test_input_dropped_for_a_member_that_ended_is_said_once_then_counted() -> None:
+    """A script's every line to a member that ended made a note of its own (thousands);
+    the first is said, the rest counted in one note when it starts again or the cast ends."""
+    notes: list[str] = []
+    with Plex(timeout=LONG) as plex:
+        plex.bus.subscribe(lambda e: notes.append(e.text), [pipeplex.Note])
+        gone = plex.spawn("gone", ["true"])
+        assert gone.wait() == 0
+        for i in range(5):
+            gone.sendline(f"line {i}")  # 7 bytes each
+    dropped = [n for n in notes if "dropped" in n]
+    assert dropped == ["gone is not running; dropped 7 bytes of input",
+                       "dropped 28 more bytes of input sent to gone while it could not take "
+                       "them"], notes
+
+
 HOLDER = ("import signal, sys, zlib\n"
           "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
           "print('waiting', flush=True)\n"

@@ -70,18 +70,21 @@ def test_lines_from_a_pipe_reach_members(run_dir: Path) -> None:
         assert seen == {"d | ", "c | from a CRLF script"}
 
 
-def test_a_script_piped_in_waits_for_a_member_that_does_not_read(run_dir: Path) -> None:
-    """4 MiB of lines for a member that reads only once told: the console stops taking
-    lines with 1 MiB waiting for it (the script's writer then waits, as on any pipe), not
-    pipeplex's memory; everything arrives, in order, once the member reads."""
+@pytest.mark.parametrize("line", [1024, 128 * 1024], ids=["short lines", "long lines"])
+def test_a_script_piped_in_waits_for_a_member_that_does_not_read(run_dir: Path,
+                                                                  line: int) -> None:
+    """8 MiB of lines for a member that reads only once told: the console stops taking
+    lines with 1 MiB waiting for it, and reads ahead at most 1 MiB of lines (the script's
+    writer then waits, as on any pipe), not into pipeplex's memory; everything arrives, in
+    order, once the member reads."""
     import threading
     import zlib
 
     from pipeplex.participants.process import INPUT_FULL, INPUT_ROOM
 
-    size = 4 * 1024 * 1024
+    size = 8 * 1024 * 1024
     reader = late_reader(size)
-    lines = [b"%07d" % i + b"x" * 1016 + b"\n" for i in range(size // 1024)]
+    lines = [b"%07d" % i + b"x" * (line - 8) + b"\n" for i in range(size // line)]
     with piped(run_dir, "-p", f"a={reader}") as plex:
         plex.expect(r"^a \| waiting$")
         assert plex.proc.stdin is not None

@@ -71,6 +71,8 @@ READ_SIZE = 64 * 1024
 MAX_LINE = 1024 * 1024
 HELD_LINES = 1024
 """Lines read ahead of the one being carried out (a restart's, say) before reading waits."""
+HELD_BYTES = 1024 * 1024
+"""The same in bytes: a script of long lines waiting for a member to read holds that much."""
 
 
 # Parsing ------------------------------------------------------------------------------
@@ -415,7 +417,8 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) 
 
     A line whose handling is awaitable (a restart) holds back the lines after it until it
     is done: a script's next line goes to the new instance, not the one being stopped.
-    Reading pauses while :data:`HELD_LINES` wait, so memory stays bounded.
+    Reading pauses while :data:`HELD_LINES` (or :data:`HELD_BYTES`) wait, so memory stays
+    bounded.
 
     Once the other end of a terminal is gone, reads fail with EIO (until the kernel has
     hung it up) or return EOF (after): both mean a hangup, unlike Ctrl-D's plain EOF.
@@ -427,10 +430,11 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) 
     ended: list[bool] = []  # [hangup] once the input ended
     hung: asyncio.Future[None] = loop.create_future()  # (a terminal's hangup: at once)
     pending = b""
+    held = 0  # (about: the bytes of the lines queued)
     reading = False
 
     def lines(data: bytes) -> None:
-        nonlocal pending
+        nonlocal pending, held
         data = pending + data if pending else data
         end = data.rfind(b"\n") + 1
         pending = data[end:]
@@ -441,6 +445,7 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) 
         if len(pending) > MAX_LINE:  # bounded memory: a line this long goes in pieces
             queued.append(pending.decode("utf-8", "surrogateescape"))
             pending = b""
+        held += len(data) - len(pending)
         more.set()
 
     def finish(hangup: bool = False) -> None:
@@ -463,7 +468,7 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) 
             data, hangup = b"", exc.errno == errno.EIO
         if data:
             lines(data)
-            if len(queued) >= HELD_LINES:
+            if len(queued) >= HELD_LINES or held >= HELD_BYTES:
                 pause()
         else:
             pause()
@@ -479,7 +484,9 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) 
     try:
         while True:
             while queued:
-                work = handle(queued.popleft())
+                line = queued.popleft()
+                held = max(held - len(line) - 1, 0)
+                work = handle(line)
                 if work is not None:
                     # A hangup meanwhile does not wait for it: the run stops at once.
                     task = asyncio.ensure_future(work)

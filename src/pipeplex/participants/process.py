@@ -125,6 +125,9 @@ class Process:
         """Held by the loop while it changes stdin's queue or closes it, and by writes from
         other threads, which must not overtake queued input or hit a reused descriptor."""
         self._queued_from_threads = 0
+        self._dropped: int | None = None
+        """Once a send was dropped with a note: the bytes dropped since, told in one note
+        when it starts again or the cast ends."""
         self._bytes_from_threads = 0
         """Bytes other threads handed to the loop that it has not queued or written yet."""
         self._close_after_drain = False
@@ -158,6 +161,7 @@ class Process:
                 or its pipes cannot be opened (pipeplex is out of descriptors).
         """
         loop = self._loop = asyncio.get_running_loop()
+        self._tell_dropped()
         variables = variables or {}
         spec = self.spec
         argv = spec.argv(variables)
@@ -465,10 +469,18 @@ class Process:
     def close(self) -> None:
         """The cast is over: stop reading what processes of an ended run still hold open,
         and stop watching their groups."""
+        self._tell_dropped()
         self.release_output()
         for pgid in self._watched_groups:
             unwatch_group(pgid)
         self._watched_groups.clear()
+
+    def _tell_dropped(self) -> None:
+        if self._dropped:
+            self._bus.publish(Note(f"dropped {self._dropped} more bytes of input sent to "
+                                   f"{self.name} while it could not take them",
+                                   name=self.name, level="warning"))
+        self._dropped = None
 
     def release_output(self) -> None:
         """Stop reading output that processes of an ended run still hold open (before the
@@ -600,6 +612,10 @@ class Process:
             self._take_output()  # (first: its end, read now, closes a full terminal's stdin)
         if self._stdin is None or self._close_after_drain or self.returncode is not None:
             # (not input_open, spelled out: a call less per line)
+            if self._dropped is not None:  # (said already: a script's every later line
+                self._dropped += len(data)  # would make a note of its own)
+                return False
+            self._dropped = 0
             why = {"pending": "has not started yet", "failed": "could not start"}.get(
                 self.state,
                 "is not running" if self.returncode is not None else "has its stdin closed")
