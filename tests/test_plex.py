@@ -496,13 +496,14 @@ def test_members_without_a_full_terminal_get_no_pager(monkeypatch: pytest.Monkey
     """git log on a pty stdout would start less, which no key can reach: PAGER=cat, unless
     the member has a full terminal (where keys reach it) or its env says otherwise."""
     monkeypatch.setenv("PAGER", "less")
+    monkeypatch.setenv("MANPAGER", "less")  # (man takes it before PAGER)
     monkeypatch.delenv("GIT_PAGER", raising=False)
-    show = ["sh", "-c", "echo pager=$PAGER git=$GIT_PAGER"]
+    show = ["sh", "-c", "echo pager=$PAGER git=$GIT_PAGER man=$MANPAGER"]
     with Plex(timeout=LONG) as plex:
-        plex.spawn("stdout", show).expect("^pager=cat git=cat$")
-        plex.spawn("pipes", show, pty=False).expect("^pager=cat git=cat$")
-        plex.spawn("full", show, pty=True).expect("^pager=less git=$")
-        plex.spawn("own", show, env={"PAGER": "more"}).expect("^pager=more git=cat$")
+        plex.spawn("stdout", show).expect("^pager=cat git=cat man=cat$")
+        plex.spawn("pipes", show, pty=False).expect("^pager=cat git=cat man=cat$")
+        plex.spawn("full", show, pty=True).expect("^pager=less git= man=less$")
+        plex.spawn("own", show, env={"PAGER": "more"}).expect("^pager=more git=cat man=cat$")
 
 
 def test_sends_to_a_member_that_answers_nothing_keep_no_pile_of_records() -> None:

@@ -29,7 +29,7 @@ from ._arguments import (
 )
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
-from ._events import SHOWN, Event, InputSent, Note, Output, Stream
+from ._events import SHOWN, Event, InputSent, Note, Output, Started, Stream
 from ._signals import describe_returncode
 from ._stopping import EOF_GRACE
 from .cast.load import check_commands, check_fields, check_name
@@ -78,7 +78,11 @@ time (a heartbeat) must not fill the transcript's bound with objects, not bytes.
 
 def _weight(event: Event) -> int:
     """About what ``event`` takes in a transcript."""
-    return EVENT_COST + (len(event.data) if isinstance(event, (Output, InputSent)) else 0)
+    if isinstance(event, (Output, InputSent)):
+        return EVENT_COST + len(event.data)
+    if isinstance(event, Started):  # (a spawned script's text is in its argv)
+        return EVENT_COST + sum(map(len, event.argv))
+    return EVENT_COST
 
 
 class _MergedTranscript:

@@ -515,7 +515,7 @@ def test_tiny_chunks_nobody_searches_are_bounded_by_what_they_take() -> None:
 
 def test_the_plexs_transcript_counts_what_each_event_takes() -> None:
     """Its "last megabyte" held a million two-byte events (some 110 MB) before trimming."""
-    from pipeplex._events import Output
+    from pipeplex._events import Output, Started
     from pipeplex._plex import EVENT_COST, TRANSCRIPT_KEEP, _MergedTranscript
     from pipeplex.output.render import Renderer
 
@@ -524,6 +524,10 @@ def test_the_plexs_transcript_counts_what_each_event_takes() -> None:
         transcript(Output("a", "stdout", b"x\n", False))
     assert len(transcript._events) <= 2 * TRANSCRIPT_KEEP // EVENT_COST
     assert transcript.text().endswith("a | x\n")
+    script = "x" * 10_000  # (a spawned script's text: its argv)
+    for pid in range(1000):
+        transcript(Started("a", pid, ("python3", "-c", script)))
+    assert len(transcript._events) <= 2 * TRANSCRIPT_KEEP // len(script) + 1
 
 
 def test_a_line_sent_ends_the_prompt_it_answers() -> None:

@@ -61,7 +61,8 @@ included)."""
 RECORDS_WAITING = 256
 """Input records a thread's sends leave for the loop's next event, past which the loop is
 woken to take them: else sends to a member that never answers kept every record."""
-NO_PAGER = {"PAGER": "cat", "GIT_PAGER": "cat"}
+NO_PAGER = {name: "cat" for name in ("PAGER", "GIT_PAGER", "MANPAGER", "SYSTEMD_PAGER",
+                                     "PSQL_PAGER")}
 """For a member whose stdin is not a terminal: ``git log``, ``man`` or ``psql`` on its
 stdout's pty would start ``less``, which reads keys from a terminal nobody types into, shows
 one page and quits, and the program dies of SIGPIPE. (A cast's own ``env`` still wins.)"""
