@@ -88,6 +88,22 @@ def test_a_pause_inside_a_character_keeps_its_start_for_the_rest(text: str) -> N
     assert pieces == [(b"\xc3", True)]
 
 
+def test_a_pause_inside_an_escape_sequence_keeps_its_start_for_the_rest() -> None:
+    """A colour cut by a pause would reach the terminal in two pieces, the second shown as
+    text (``1;31mred``)."""
+    f, pieces = framer()
+    f.feed(b"server up \x1b[1;3")
+    f.flush(whole_characters=True)
+    f.feed(b"1mred\x1b[0m\n")
+    assert pieces == [(b"server up ", True), (b"\x1b[1;31mred\x1b[0m\n", False)]
+    f, pieces = framer()
+    f.feed(b"\x1b]0;a title")  # (a string not yet ended: all of it waits)
+    f.flush(whole_characters=True)
+    assert pieces == [] and f.pending
+    f.flush()  # the end: what there is goes out
+    assert pieces == [(b"\x1b]0;a title", True)]
+
+
 def test_a_pause_after_bytes_that_are_no_character_start_lets_them_go() -> None:
     f, pieces = framer()
     f.feed(b"ok \xff\x80\x80\x80")

@@ -9,6 +9,7 @@ or when the owner's quiet timer decides it is a prompt.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -72,17 +73,34 @@ class LineFramer:
 
         With ``whole_characters`` (a pause, not the end), the start of a UTF-8 character
         cut at the end stays for the rest of it: every reader of the pieces (the terminal,
-        attach clients) decodes each on its own, and would show two broken halves.
+        attach clients) decodes each on its own, and would show two broken halves. So does
+        the start of an escape sequence (a colour cut by a pause would show as text).
         """
         tail = self._tail
         if not tail:
             return
-        cut = _incomplete_character_start(tail) if whole_characters else len(tail)
+        cut = _whole_start(tail) if whole_characters else len(tail)
         if cut:
             self._tail = tail[cut:]
             if self._tail:
                 self.tail_since = time.monotonic()  # (its line begins anew)
             self._emit(tail[:cut], True)
+
+
+_CUT_ESCAPE = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*|[\]P^_X][^\x07\x1b]*\x1b?|[ -/]*)\Z")
+"""An escape sequence that the data ends in the middle of (as in :mod:`.._plain_text`)."""
+_ESCAPE_LOOKBACK = 256
+
+
+def _whole_start(data: bytes) -> int:
+    """Where what ``data`` ends with, cut short, begins (a character, or an escape sequence
+    within its last 256 bytes), else ``len(data)``."""
+    cut = _incomplete_character_start(data)
+    if b"\x1b" in data[-_ESCAPE_LOOKBACK:]:
+        escape = _CUT_ESCAPE.search(data, max(len(data) - _ESCAPE_LOOKBACK, 0))
+        if escape is not None:
+            cut = min(cut, escape.start())
+    return cut
 
 
 def _incomplete_character_start(data: bytes) -> int:
