@@ -288,8 +288,17 @@ class OutputBuffer:
         line it left unfinished (a prompt) ends there, as the screen shows it. So the
         prompt a REPL writes after taking a line that printed nothing is a line of its
         own, not ``>>> >>> ``."""
-        self._fresh.append(("", _SENT))
-        self._fresh_size += CHUNK_COST
+        if not self._ends_a_line():  # (a round trip's answer, ended: nothing to do)
+            self._fresh.append(("", _SENT))
+            self._fresh_size += CHUNK_COST
+
+    def _ends_a_line(self) -> bool:
+        """Whether the output so far ends a line (or there is none): looked at as read, a
+        colour after the newline taken for text (then a line sent marks its place)."""
+        for _, data in reversed(self._fresh):
+            if type(data) is bytes:
+                return data.endswith(b"\n")
+        return not self._text or self._text.endswith("\n")  # (its context character too)
 
     def _let_go(self, stream: str, final: bool) -> str:
         text = self._held.pop(stream, "") if self._held else ""
