@@ -176,22 +176,14 @@ class AsyncMember:
         data = input_bytes(data, "send")
         if self._plex._engine is None:
             self._check_running()
-        self._line_sent(data)
         self._process.send(data)
 
     def sendline(self, line: str | bytes = "") -> None:
         """Write ``line`` and a newline."""
-        line = input_bytes(line, "sendline") + b"\n"
+        line = input_bytes(line, "sendline")
         if self._plex._engine is None:
             self._check_running()
-        self._line_sent(line)
-        self._process.send(line)
-
-    def _line_sent(self, data: bytes) -> None:
-        """A line the member takes ends the line it left unfinished (a prompt), as the screen
-        shows it, where no terminal echoes what it is sent (see :meth:`Matcher.sent`)."""
-        if b"\n" in data and not self._process.echoes and not self._replaced:
-            self._matcher.sent(self.name)
+        self._process.send(line + b"\n")
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait while the member has 1 MiB or more of input it has not read, until it is

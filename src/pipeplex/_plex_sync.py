@@ -156,7 +156,6 @@ class Member:
         if self._plex._loop is None:
             raise PipeplexError("the plex is not running: use it in a with block")
         process = self._member._process
-        self._member._line_sent(data)
         if process.pid is None:  # never started: the loop drops it, with a note
             self._plex._call_soon(process.send, data)
         elif process.send_threadsafe(data) and not self._plex._in_own_thread():

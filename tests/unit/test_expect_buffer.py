@@ -528,19 +528,3 @@ def test_the_plexs_transcript_counts_what_each_event_takes() -> None:
     for pid in range(1000):
         transcript(Started("a", pid, ("python3", "-c", script)))
     assert len(transcript._events) <= 2 * TRANSCRIPT_KEEP // len(script) + 1
-
-
-def test_a_line_sent_ends_the_prompt_it_answers() -> None:
-    """python -i takes a line that prints nothing and prompts again, on stderr both times:
-    with no terminal to echo the line, the two prompts are two lines, as shown."""
-    buffer = OutputBuffer()
-    buffer.feed(b">>> ", "stderr")
-    buffer.release("stderr")
-    assert buffer.search(regexes(r"^>>> ")) is not None
-    buffer.sent()
-    buffer.feed(b">>> ", "stderr")
-    found = buffer.search(regexes(r"^>>> $"))
-    assert found is not None and found.before == "\n"
-    buffer.sent()  # (a line sent with the member's line ended: nothing to end)
-    buffer.feed(b"x\n", "stderr")
-    assert buffer.text == "\nx\n"

@@ -156,8 +156,6 @@ class _Release:
 
 _PAUSE: Final = _Release(False)
 _END: Final = _Release(True)
-_SENT: Final = _Release(False)
-"""Where a line was sent to the member (see :meth:`OutputBuffer.sent`)."""
 
 
 @dataclass(slots=True)  # made on every successful search, read once: not frozen (slower)
@@ -201,8 +199,6 @@ class OutputBuffer:
         the first half of "\\r\\n", an escape sequence cut short."""
         self._stream: str | None = None
         """The stream of the last text taken in (see :meth:`_absorb`)."""
-        self._sent = False
-        """A line was sent to the member since its text last ended a line (see :meth:`sent`)."""
         self._ended: set[str] = set()
         """Streams whose unfinished line the other's text ended: their own line end, when
         it comes, is not a second one."""
@@ -283,23 +279,6 @@ class OutputBuffer:
         if self._fresh_size > MAX_BEFORE:
             self._keep_newest()
 
-    def sent(self) -> None:
-        """A line was sent to the member, whose stdin is no terminal (nothing echoes it): a
-        line it left unfinished (a prompt) ends there, as the screen shows it. So the
-        prompt a REPL writes after taking a line that printed nothing is a line of its
-        own, not ``>>> >>> ``."""
-        if not self._ends_a_line():  # (a round trip's answer, ended: nothing to do)
-            self._fresh.append(("", _SENT))
-            self._fresh_size += CHUNK_COST
-
-    def _ends_a_line(self) -> bool:
-        """Whether the output so far ends a line (or there is none): looked at as read, a
-        colour after the newline taken for text (then a line sent marks its place)."""
-        for _, data in reversed(self._fresh):
-            if type(data) is bytes:
-                return data.endswith(b"\n")
-        return not self._text or self._text.endswith("\n")  # (its context character too)
-
     def _let_go(self, stream: str, final: bool) -> str:
         text = self._held.pop(stream, "") if self._held else ""
         if text and not final and (escape := text.find("\x1b")) >= 0:
@@ -327,7 +306,7 @@ class OutputBuffer:
         fresh = self._fresh
         if fresh:
             if len(fresh) == 1 and type(data := fresh[0][1]) is bytes and (
-                    fresh[0][0] == self._stream) and not self._sent:
+                    fresh[0][0] == self._stream):
                 self._text += self._decode(data, fresh[0][0])  # a round trip's answer
             else:
                 self._text += "".join(self._taken(fresh))
@@ -340,23 +319,18 @@ class OutputBuffer:
         for stream, data in fresh:
             if type(data) is bytes:
                 text = self._decode(data, stream)
-            elif data is _SENT:
-                self._sent = unfinished
-                continue
             else:
                 text = self._let_go(stream, data.final)  # type: ignore[union-attr]
             if text and self._ended and stream in self._ended:
                 self._ended.discard(stream)
                 text = text.removeprefix("\n")
             if text:
-                if unfinished and (stream != last or self._sent):
-                    if stream != last:
-                        assert last is not None
-                        self._ended.add(last)
+                if unfinished and stream != last:
+                    assert last is not None
+                    self._ended.add(last)
                     yield "\n"
                 yield text
                 last, unfinished = stream, text[-1] != "\n"
-                self._sent = False
         self._stream = last
 
     def search(self, patterns: Sequence[re.Pattern[str]]) -> Found | None:
@@ -461,7 +435,3 @@ class SharedOutputBuffer(OutputBuffer):
     def release(self, stream: str, *, final: bool = False) -> None:
         with self._lock:
             super().release(stream, final=final)
-
-    def sent(self) -> None:
-        with self._lock:
-            super().sent()

@@ -144,14 +144,6 @@ class Matcher:
             found = buffers.setdefault(stream, made)
         return found
 
-    def sent(self, name: str) -> None:
-        """A line was sent to ``name``, whose stdin is no terminal: see
-        :meth:`OutputBuffer.sent`. (From the loop, or from a synchronous caller's thread.)"""
-        member = self._members.get(name)
-        if member is not None:
-            for buffer in tuple(member.buffers.values()):
-                buffer.sent()
-
     def _output(self, event: Output) -> None:
         member = self._members.get(event.name)
         if member is None:

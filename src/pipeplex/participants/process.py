@@ -563,11 +563,6 @@ class Process:
                 and self.returncode is None)
 
     @property
-    def echoes(self) -> bool:
-        """Whether its stdin is a terminal, which echoes what it is sent (``pty = true``)."""
-        return self.spec.pty == "full"
-
-    @property
     def input_waiting(self) -> int:
         """Bytes sent to the member that its stdin has not taken yet."""
         return sum(len(chunk) for chunk in self._pending_input) if self._pending_input else 0

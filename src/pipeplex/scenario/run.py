@@ -148,9 +148,6 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine,
     try:
         if step.action == "send":
             assert step.target is not None
-            for member in engine.router.resolve(step.target):
-                if not member.echoes:  # (a prompt it left unfinished ends here)
-                    matcher.sent(member.name)
             if not engine.router.send(step.target, (value + "\n").encode()):
                 raise StepFailed(step, f"{step.target} is not running (or its stdin is closed)",
                                  member=step.target)
