@@ -36,11 +36,11 @@ from .output.render import ColorMode, Renderer, use_color
 from .output.terminal import TerminalSink, Writer
 from .participants import Guardian
 from .participants.orphans import Adoption, OrphanReaper
-from .report.transcript import LogDirSink, TranscriptSink
 
-if TYPE_CHECKING:  # the console, the matcher and the steps are loaded when a run uses them
+if TYPE_CHECKING:  # the console, the matcher, the steps and the records are loaded when used
     from .expect import Matcher
     from .inputs.console import Console
+    from .report.transcript import LogDirSink, TranscriptSink
     from .scenario import Scenario
 
 __all__ = ("RunOptions", "run_cast")
@@ -257,6 +257,10 @@ async def _run_with_inputs(
 
 def _records(options: RunOptions, bus: Bus) -> list[TranscriptSink | LogDirSink]:
     sinks: list[TranscriptSink | LogDirSink] = []
+    if options.transcript is None and options.log_dir is None:
+        return sinks
+    from .report.transcript import LogDirSink, TranscriptSink
+
     if options.transcript is not None:
         sinks.append(TranscriptSink(options.transcript, bus))
     if options.log_dir is not None:

@@ -34,6 +34,11 @@ OPEN_ATTEMPTS = 5  # a folder removed as it is opened (a run there ending) is ma
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+_BASE_NAMES = ("pipeplex", f"pipeplex-{os.geteuid()}")
+"""The names :func:`_runtime_base` gives: a folder of another name is not it, whatever
+``tempfile`` would say (it takes 3 ms to load and tries a file in each candidate folder)."""
+
+
 def _runtime_base() -> Path:
     """``$XDG_RUNTIME_DIR/pipeplex`` when that folder is usable, else ``/tmp/pipeplex-UID``."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
@@ -94,7 +99,7 @@ def _make_private_dir(path: Path) -> tuple[int, bool, list[Path]]:
     """
     parents: list[Path] = []
     try:
-        if path.parent == _runtime_base():
+        if path.parent.name in _BASE_NAMES and path.parent == _runtime_base():
             os.close(_private_dir(path.parent)[0])  # (shared by every run: kept)
         else:
             missing = path.parent
@@ -138,7 +143,13 @@ def _private_dir(path: Path) -> tuple[int, bool]:
     except FileNotFoundError:  # (not a race: where it goes, no folder can be made)
         raise RunDirError(f"cannot create run folder {path}: no folder can be made in "
                           f"{path.parent}") from None
-    fd = os.open(path, _OPEN_DIR)
+    try:
+        fd = os.open(path, _OPEN_DIR)
+    except OSError:  # (out of descriptors, say): the folder we made goes
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
     try:
         if created:  # mkdir honours the umask; set the mode we promise.
             os.fchmod(fd, 0o700)
