@@ -591,6 +591,21 @@ def test_input_dropped_for_a_member_that_ended_is_said_once_then_counted() -> No
                        "them"], notes
 
 
+def test_a_repl_prompting_again_after_a_silent_line_shows_a_prompt_of_its_own() -> None:
+    """python -i, prompts on stderr: after ``x = 1`` (which prints nothing) its next prompt
+    follows the first with nothing between (``>>> >>> ``); the line sent ends the first,
+    as the screen shows them, so ``^>>> $`` waits for the next prompt as it does in pexpect."""
+    with Plex(timeout=LONG) as plex:
+        repl = plex.spawn("py", [PY, "-i", "-q"], env={"PYTHONSTARTUP": ""})
+        repl.expect("^>>> $")
+        for line in ("x = 6 * 7", "y = x + 1"):
+            repl.sendline(line)
+            repl.expect("^>>> $")
+        repl.sendline("print(y)")
+        repl.expect("^43$")
+        repl.expect("^>>> $")
+
+
 HOLDER = ("import signal, sys, zlib\n"
           "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
           "print('waiting', flush=True)\n"

@@ -49,6 +49,11 @@ class Output:
     ends mid-line (a prompt shown after a quiet time, a piece of an over-long line, or the
     last bytes before EOF) and the next ``Output`` of the same stream continues that line.
     Concatenating ``data`` in order gives exactly what the member wrote.
+
+    ``new_line`` is true when the member's stream stood at a prompt (a line it left
+    unfinished and went quiet on) and a line was then sent to it, with no terminal to echo
+    that line (not ``pty = true``): the screen would show this piece on a line of its own,
+    and matching sees it so (``>>> `` twice after a line that prints nothing is two lines).
     """
 
     name: str
@@ -56,6 +61,7 @@ class Output:
     data: bytes
     partial: bool = False
     t: float = field(default_factory=time.time)
+    new_line: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,24 @@ def test_a_port_is_waited_for_on_either_loopback_address(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_a_python_repl_scenario_in_the_default_mode(tmp_path: Path) -> None:
+    """python -i writes its prompts to stderr, its answers to stdout, and prompts again
+    after a line that prints nothing: each prompt and each answer is a line of its own."""
+    case = _scenario(tmp_path, (
+        f'[procs.py]\ncmd = {json.dumps([sys.executable, "-i", "-q"])}\n'
+        'env = { PYTHONSTARTUP = "" }\n'
+        "[[step]]\nexpect = '^>>> $'\n"
+        '[[step]]\nsend = "x = 6 * 7"\nto = "py"\n'
+        "[[step]]\nexpect = '^>>> $'\n"
+        '[[step]]\nsend = "print(f\'x={x}\')"\nto = "py"\n'
+        "[[step]]\nexpect = '^x=(?P<x>\\d+)$'\n"
+        "[[step]]\nexpect = '^>>> $'\n"
+        '[[step]]\nsend = "print({x} + 1)"\nto = "py"\n'
+        "[[step]]\nexpect = '^43$'\n"))
+    result = run("test", "-v", case)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_a_member_dying_fails_the_step_at_once(tmp_path: Path) -> None:
     """An expectation on a member that exits fails with its exit code, not a timeout."""
     case = _scenario(tmp_path, '[procs.m]\ncmd = "sh -c \'echo bye; exit 4\'"\n'

@@ -528,3 +528,35 @@ def test_the_plexs_transcript_counts_what_each_event_takes() -> None:
     for pid in range(1000):
         transcript(Started("a", pid, ("python3", "-c", script)))
     assert len(transcript._events) <= 2 * TRANSCRIPT_KEEP // len(script) + 1
+
+
+def test_a_line_sent_ends_the_prompt_it_answers() -> None:
+    """python -i takes a line that prints nothing and prompts again, on stderr both times:
+    with no terminal to echo the line, the two prompts are two lines, as shown."""
+    buffer = OutputBuffer()
+    buffer.feed(b">>> ", "stderr")
+    buffer.release("stderr")
+    assert buffer.search(regexes(r"^>>> ")) is not None
+    buffer.new_line("stderr")
+    buffer.feed(b">>> ", "stderr")
+    found = buffer.search(regexes(r"^>>> $"))
+    assert found is not None and found.before == "\n"
+    buffer.new_line("stderr")  # (the second prompt answered in turn)
+    buffer.feed(b"x\n", "stderr")
+    assert buffer.text == "\nx\n"
+
+
+def test_a_new_line_is_made_only_where_the_streams_own_line_is_unfinished() -> None:
+    """After a finished line nothing is added; where the other stream's text left the line
+    unfinished, the rule for two streams ends it, once."""
+    buffer = OutputBuffer()
+    buffer.feed(b"1\n", "stdout")
+    buffer.new_line("stderr")
+    buffer.feed(b">>> ", "stderr")
+    assert buffer.text == "1\n>>> "
+    other = OutputBuffer()
+    other.feed(b"Name: ", "stdout")
+    other.new_line("stderr")
+    other.feed(b"warning\n", "stderr")
+    other.feed(b"\n", "stdout")
+    assert other.text == "Name: \nwarning\n"

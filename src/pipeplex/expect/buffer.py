@@ -156,6 +156,8 @@ class _Release:
 
 _PAUSE: Final = _Release(False)
 _END: Final = _Release(True)
+_NEW_LINE: Final = _Release(False)
+"""Where the stream's next text starts a line of its own (see :meth:`OutputBuffer.new_line`)."""
 
 
 @dataclass(slots=True)  # made on every successful search, read once: not frozen (slower)
@@ -279,6 +281,13 @@ class OutputBuffer:
         if self._fresh_size > MAX_BEFORE:
             self._keep_newest()
 
+    def new_line(self, stream: str) -> None:
+        """``stream``'s next text starts a line of its own: a line was sent to the member
+        while it stood at a prompt, with no terminal to echo it (:attr:`Output.new_line`).
+        The unfinished line, if the text still ends in one, ends there."""
+        self._fresh.append((stream, _NEW_LINE))
+        self._fresh_size += CHUNK_COST
+
     def _let_go(self, stream: str, final: bool) -> str:
         text = self._held.pop(stream, "") if self._held else ""
         if text and not final and (escape := text.find("\x1b")) >= 0:
@@ -319,6 +328,11 @@ class OutputBuffer:
         for stream, data in fresh:
             if type(data) is bytes:
                 text = self._decode(data, stream)
+            elif data is _NEW_LINE:
+                if unfinished and stream == last:  # (the other's line: see below)
+                    yield "\n"
+                    unfinished = False
+                continue
             else:
                 text = self._let_go(stream, data.final)  # type: ignore[union-attr]
             if text and self._ended and stream in self._ended:
@@ -435,3 +449,7 @@ class SharedOutputBuffer(OutputBuffer):
     def release(self, stream: str, *, final: bool = False) -> None:
         with self._lock:
             super().release(stream, final=final)
+
+    def new_line(self, stream: str) -> None:
+        with self._lock:
+            super().new_line(stream)

@@ -149,10 +149,13 @@ class Matcher:
         if member is None:
             member = self._member(event.name)
         data, stream = event.data, event.stream
-        member.merged.feed(data, stream)
         own = member.buffers.get(stream)
         if own is None:
             own = self.buffer(event.name, stream)
+        if event.new_line:  # (a line sent ended the prompt this stream stood at)
+            member.merged.new_line(stream)
+            own.new_line(stream)
+        member.merged.feed(data, stream)
         own.feed(data, stream)
         if event.partial:  # a pause or the end: what decoding holds back is all there is
             member.merged.release(stream)

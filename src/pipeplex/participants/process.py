@@ -113,6 +113,12 @@ class Process:
         self._read_sizes: dict[int, int] = {}
         """Per output fd in a flood, the larger read size (see FLOOD_READ_SIZE)."""
         self._timers: dict[Stream, asyncio.TimerHandle] = {}
+        self._prompts: set[Stream] = set()
+        """Streams that stand at a prompt: their last piece was an unfinished line cut
+        because the member went quiet, and nothing came since."""
+        self._new_lines: set[Stream] = set()
+        """Streams whose next piece starts a line of its own: a line was sent to the member
+        at their prompt, and nothing echoes it (see :attr:`Output.new_line`)."""
         self._paused = False
         self._stdin: int | None = None
         self._stdin_is_pty = False
@@ -232,6 +238,8 @@ class Process:
         self._framers = {
             stream: LineFramer(self._emitter(stream)) for stream in self._readers.values()
         }
+        self._prompts.clear()
+        self._new_lines.clear()
         self._bus.publish(Started(self.name, self.pid, tuple(argv)))
         self._pidfd = os.pidfd_open(self.pid)
         loop.add_reader(self._pidfd, self._guard(self._on_pidfd))
@@ -292,10 +300,14 @@ class Process:
         return env
 
     def _emitter(self, stream: Stream) -> Callable[[bytes, bool], None]:
-        publish, name = self._bus.publish, self.name
+        publish, name, new_lines = self._bus.publish, self.name, self._new_lines
 
         def emit(data: bytes, partial: bool) -> None:
-            publish(Output(name, stream, data, partial))
+            if new_lines and stream in new_lines:
+                new_lines.discard(stream)
+                publish(Output(name, stream, data, partial, new_line=True))
+            else:
+                publish(Output(name, stream, data, partial))
 
         return emit
 
@@ -360,6 +372,8 @@ class Process:
             self._read_sizes[fd] = FLOOD_READ_SIZE
         elif size != READ_SIZE and len(data) < READ_SIZE:
             del self._read_sizes[fd]
+        if self._prompts:
+            self._prompts.discard(stream)
         framer = self._framers[stream]
         framer.feed(data)
         if framer.pending and stream not in self._timers:
@@ -386,7 +400,12 @@ class Process:
             delay = framer.last_data + QUIET - now
             self._timers[stream] = self._loop.call_later(delay, self._quiet, stream)
             return
+        # A prompt, told before its piece goes out: a caller that the piece wakes in
+        # another thread may send its answer at once (see _line_sent).
+        self._prompts.add(stream)
         framer.flush(whole_characters=True)  # (a cut character waits for more, or the end)
+        if framer.pending:  # (what was cut short is no prompt yet)
+            self._prompts.discard(stream)
 
     def _close_reader(self, fd: int) -> None:
         stream = self._readers.pop(fd)
@@ -625,6 +644,8 @@ class Process:
             return False
         if recording:
             self._bus.publish(InputSent(self.name, data))
+        if self._prompts:
+            self._line_sent(data)
         if self._stdin_is_pty and len(data) > MAX_CANON:
             self._warn_if_cut(data)
         with self._stdin_lock:
@@ -634,6 +655,14 @@ class Process:
                 self._closed_by_member(len(data))
                 return False
         return True
+
+    def _line_sent(self, data: bytes) -> None:
+        """A line sent where the member stands at a prompt ends the prompt's line, as a
+        terminal's echo of it would: the stream's next piece says so (``Output.new_line``).
+        Not on a full terminal, whose own echo does it."""
+        if b"\n" in data and not self._stdin_is_pty:
+            self._new_lines.update(self._prompts)
+            self._prompts.clear()
 
     def _warn_if_cut(self, data: bytes) -> None:
         """A full terminal in canonical mode (a shell's prompt, ``input()``) cuts a line at
@@ -761,6 +790,8 @@ class Process:
                     recorded = True
                     if waiting % RECORDS_WAITING == 0:  # (a member that answers nothing)
                         loop.call_soon_threadsafe(self._bus.flush_threadsafe)
+                if self._prompts:
+                    self._line_sent(data)
                 try:
                     written = os.write(fd, data)  # type: ignore[arg-type]
                 except OSError:
