@@ -6,6 +6,7 @@ import fcntl
 import os
 import re
 import select
+import shlex
 import signal
 import struct
 import subprocess
@@ -439,6 +440,29 @@ def test_history_recalls_earlier_lines(run_dir: Path, state_home: Path) -> None:
         plex.type("\x1b[A\r")  # up arrow, Enter
         plex.expect(r"^c \| remembered$")
     assert "c: remembered" in (state_home / "pipeplex" / "console-history").read_text()
+
+
+def test_a_password_typed_for_a_member_is_kept_out_of_the_history(
+        run_dir: Path, state_home: Path) -> None:
+    """A member whose terminal has its echo off is reading a password (getpass, sudo):
+    the line typed for it then is sent, but not shown as typed, and the history (kept in a
+    file) does not keep it."""
+    asks = ("import getpass; p = getpass.getpass('pw: '); print('got', len(p)); "
+            "print('then', input('next: '))")
+    cmd = shlex.join([sys.executable, "-c", asks])
+    with PtyPipeplex("run", "-p", f"m={cmd}", "--pty", "true", "--run-dir", run_dir) as plex:
+        plex.expect(r"^m +\| pw:")  # (getpass turns the echo off before it asks)
+        plex.type("m: hunter2\r")
+        plex.expect(r"^m +\| got 7")
+        plex.expect(r"^m +\| next:")
+        plex.type("m: visible\r")
+        plex.expect(r"^m +\| then visible")
+        plex.type(":quit\r")
+        assert plex.wait() == 0
+    history = (state_home / "pipeplex" / "console-history").read_text()
+    assert "+m: visible" in history.splitlines()
+    assert "hunter2" not in history
+    assert "hunter2" not in plex.text  # (typed as stars, as the member's prompt shows none)
 
 
 @pytest.mark.usefixtures("state_home")

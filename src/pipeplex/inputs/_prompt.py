@@ -26,7 +26,7 @@ import signal
 import sys
 import termios
 import tty
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
@@ -35,6 +35,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.application import in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
+from prompt_toolkit.filters import Condition
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input.vt100 import Vt100Input, raw_mode
 from prompt_toolkit.key_binding import KeyBindings, KeyPress, KeyPressEvent
@@ -64,11 +65,14 @@ async def run_prompt(console: Console, writer: Writer) -> None:
     session: PromptSession[str] = PromptSession(
         input=_RawInput(sys.stdin),
         output=_output(stdout),
-        history=_history(),
+        history=_KeptHistory(_history(), console.keeps),
         completer=MemberCompleter(console.members),
         key_bindings=_key_bindings(console),
         complete_while_typing=False,
         enable_suspend=False,
+        # A line for a member that reads a password (its terminal's echo off) shows as
+        # stars, as the member's own prompt would show nothing.
+        is_password=Condition(lambda: not console.keeps(session.default_buffer.text)),
     )
     # prompt_toolkit takes SIGWINCH while a prompt is up, and redraws after it: the members'
     # ptys follow the new width from there.
@@ -282,6 +286,25 @@ def _key_bindings(console: Console) -> KeyBindings:
                       "Ctrl-C stops the cast", "info")
 
     return bindings
+
+
+class _KeptHistory(History):
+    """``history``, less the entries ``keeps`` refuses (a password typed for a member)."""
+
+    def __init__(self, history: History, keeps: Callable[[str], bool]) -> None:
+        super().__init__()
+        self._history = history
+        self._keeps = keeps
+
+    def append_string(self, string: str) -> None:
+        if self._keeps(string):
+            super().append_string(string)
+
+    def load_history_strings(self) -> Iterable[str]:
+        return self._history.load_history_strings()
+
+    def store_string(self, string: str) -> None:
+        self._history.store_string(string)
 
 
 def _history() -> History:

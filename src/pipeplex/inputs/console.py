@@ -320,6 +320,20 @@ class Console:
         """The run is over; the task running :meth:`run` is cancelled next."""
         self.on_end()
 
+    def keeps(self, entry: str) -> bool:
+        """Whether the history may keep ``entry`` (its lines): not when one goes to a member
+        whose terminal has its echo off, which is reading a password."""
+        for line in entry.split("\n"):
+            action = parse_line(line, self.members)
+            if isinstance(action, SendLine):
+                try:
+                    members = self.engine.router.resolve(action.target or self.target)
+                except UnknownMember:
+                    continue
+                if any(member.reads_secret for member in members):
+                    return False
+        return True
+
     def handle_line(self, line: str) -> None:
         """Carry out one console line (without its newline)."""
         self.carry_out(parse_line(line, self.members))

@@ -587,6 +587,16 @@ class Process:
         return sum(len(chunk) for chunk in self._pending_input) if self._pending_input else 0
 
     @property
+    def reads_secret(self) -> bool:
+        """Whether the member's full terminal has its echo off, as a password prompt
+        (getpass, sudo, ssh) turns it: what is sent now is not to be kept anywhere."""
+        terminal = self._terminal()
+        try:
+            return terminal is not None and not termios.tcgetattr(terminal)[3] & termios.ECHO
+        except termios.error:  # (its terminal has just gone)
+            return False
+
+    @property
     def input_full(self) -> bool:
         """Whether the member has INPUT_FULL bytes or more of input it has not read."""
         return self.input_waiting >= INPUT_FULL
