@@ -193,6 +193,45 @@ def test_load_and_run_steps(tmp_path: Path) -> None:
             plex.run_steps()
 
 
+def test_removed_members_let_their_names_pipes_and_output_go(tmp_path: Path) -> None:
+    """A plex that spawns short-lived members under new names removes each when done:
+    it is stopped if it runs, its NAME.in goes, and so does what it held (a pipe per name
+    before: about 1,000 names and the plex was out of descriptors)."""
+    run_dir = tmp_path / "run"
+    with Plex(timeout=LONG, run_dir=run_dir) as plex:
+        held = []
+        for i in range(40):
+            member = plex.spawn(f"m{i}", ["cat"])
+            member.sendline(f"hello {i}")
+            member.expect(f"^hello {i}$")
+            plex.remove(f"m{i}")  # (still running: stopped first)
+            held.append(len(os.listdir("/proc/self/fd")))
+        assert held[-1] <= held[0], held
+        assert sorted(os.listdir(run_dir)) == ["all.in", "control.sock", "run.lock"]
+        assert not plex.members
+        assert member.returncode is not None and member.expect(EOF) == 0
+        with pytest.raises(pipeplex.PipeplexError, match="m39 was removed from the plex"):
+            member.sendline("too late")
+        again = plex.spawn("m39", ["cat"])  # (the name is free)
+        again.sendline("anew")
+        again.expect("^anew$")
+        assert "m39 | hello 39" in plex.transcript()  # (what it wrote stays there)
+        with pytest.raises(pipeplex.UnknownMember):
+            plex.remove("m0")
+
+
+def test_a_member_that_another_starts_after_is_not_removed(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[procs.c]\ncmd = "cat"\n[procs.d]\ncmd = "cat"\nafter = ["c"]\n')
+    with Plex() as plex:
+        plex.load(scenario)
+        with pytest.raises(pipeplex.PipeplexError, match="c cannot be removed: d starts after"):
+            plex.remove("c")
+        assert plex["c"].running
+        plex.remove("d")
+        assert list(plex.members) == ["c"]
+
+
 def test_load_does_not_wait_for_a_member_after_one_a_step_starts(tmp_path: Path) -> None:
     """w starts after lazy (autostart = false), which the first step starts: load() returns
     without waiting for w, and the steps then run as pipeplex test runs them."""

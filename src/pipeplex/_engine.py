@@ -543,6 +543,38 @@ class Engine:
         self._restart_requested.discard(name)
         self.recent.forget(name)  # a later failure shows the new member's output only
 
+    async def remove(self, name: str) -> None:
+        """Stop the added member ``name`` if it runs (the usual escalation; nothing restarts
+        it) and let it go: the engine keeps nothing of it, and its name is free.
+
+        Raises:
+            UnknownMember: no such member.
+            PipeplexError: another member starts after it, it was not added (a member of
+                the cast the engine began with), or it is still starting.
+        """
+        member = self.router.resolve(name)[0]
+        dependents = [other.name for other in self.members.values() if name in other.spec.after]
+        if dependents:
+            raise PipeplexError(f"{name} cannot be removed: {', '.join(dependents)} "
+                                f"start{'s' if len(dependents) == 1 else ''} after it")
+        if name not in self._added:
+            raise PipeplexError(f"{name} is a member of the cast it was started with: only "
+                                "members added to a running cast can be removed")
+        if member.pid is None and name in self._supervising:
+            raise PipeplexError(f"{name} is still starting; remove it once spawn() returns")
+        if self._tg is not None and member.pid is not None:
+            if member.running:
+                await self._to_the_end(self.stopper.stop(member))
+            await self.wait_ended(name)
+            await self.stop_leftovers(name)
+        if self.members.get(name) is member:  # (not a member given the name meanwhile)
+            self._forget(name)
+            for table in (self.members, self.restarts, self._ready, self._up, self._captured,
+                          self._backoffs, self._down_after_failure, self._not_started_because):
+                table.pop(name, None)
+            self._up_now.discard(name)
+            self._added.discard(name)
+
     async def wait_ready(self, name: str) -> bool:
         """Wait until member ``name`` is ready; False if the cast began to stop first.
 

@@ -142,6 +142,8 @@ class AsyncMember:
         self.match: re.Match[str] | None = None
         self._replaced = False
         """Its name was used again: the plex's output under that name is a newer member's."""
+        self._removed = False
+        """It was removed from the plex (:meth:`AsyncPlex.remove`): it is over."""
 
     def __repr__(self) -> str:
         p = self._process
@@ -166,6 +168,8 @@ class AsyncMember:
     def _check_running(self) -> None:
         if self._plex._engine is None:
             raise PipeplexError("the plex is not running: use it in an async with block")
+        if self._removed:
+            raise PipeplexError(f"{self.name} was removed from the plex; spawn a new member")
 
     def send(self, data: str | bytes) -> None:
         """Write ``data`` to the member's stdin as it is.
@@ -174,14 +178,14 @@ class AsyncMember:
             TypeError: ``data`` is neither text nor bytes.
         """
         data = input_bytes(data, "send")
-        if self._plex._engine is None:
+        if self._plex._engine is None or self._removed:
             self._check_running()
         self._process.send(data)
 
     def sendline(self, line: str | bytes = "") -> None:
         """Write ``line`` and a newline."""
         line = input_bytes(line, "sendline")
-        if self._plex._engine is None:
+        if self._plex._engine is None or self._removed:
             self._check_running()
         self._process.send(line + b"\n")
 
@@ -269,7 +273,7 @@ class AsyncMember:
             single, patterns = patterns_of(pattern)
         if timeout is not None:
             timeout = call_timeout(timeout)
-        if self._replaced:
+        if self._replaced or self._removed:
             return self._expect_replaced(single, patterns)
         if self._process.pid is None:
             self._refuse_never_started()
@@ -307,12 +311,15 @@ class AsyncMember:
         self.after, self.match = "", None
 
     def _expect_replaced(self, single: bool, patterns: list[Pattern]) -> int:
-        """expect() on a member whose name a newer member took: it has ended, and what it
-        wrote after the last match went with it (as with a pexpect child that is closed)."""
+        """expect() on a member whose name a newer member took, or that was removed: it has
+        ended, and what it wrote after the last match went with it (as with a pexpect child
+        that is closed)."""
         if EOF not in patterns:
             returncode = self._process.returncode
+            why = ("it was removed from the plex" if self._removed
+                   else f"a newer member is named {self.name!r} now")
             raise UnexpectedExit(self.name, 0 if returncode is None else returncode, patterns,
-                                 0.0, f"(a newer member is named {self.name!r} now)")
+                                 0.0, f"({why})")
         self.before, self.after, self.match = "", "", None
         return patterns.index(EOF)
 
@@ -634,6 +641,29 @@ class AsyncPlex:
                 del self._members[name]
             raise
         return member
+
+    async def remove(self, name: str) -> None:
+        """Stop member ``name`` if it runs (stdin closed, SIGTERM, the grace, SIGKILL) and let
+        it go: its name is free, its ``NAME.in`` is removed, and the output kept for its
+        ``expect`` goes (what it wrote stays in the transcript). Its handle then refuses to
+        send, and its ``expect`` finds only EOF.
+
+        A plex that spawns many short-lived members under new names removes them when done:
+        each name otherwise keeps its pipe and its unread output until the plex closes.
+
+        Raises:
+            UnknownMember: no such member.
+            PipeplexError: it belongs to a loaded cast, or it is still starting.
+        """
+        member = self[name]
+        await self.engine.remove(name)
+        if self._members.get(name) is not member:  # (a newer member has the name)
+            return
+        member._removed = True
+        del self._members[name]
+        if self._inputs is not None:
+            self._inputs.remove(name)
+        self.matcher.forget(name)
 
     async def expect_any(
         self, patterns: Mapping[str, Pattern | Patterns], timeout: float | None = None

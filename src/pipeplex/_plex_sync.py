@@ -155,6 +155,8 @@ class Member:
         data = input_bytes(data, "send")
         if self._plex._loop is None:
             raise PipeplexError("the plex is not running: use it in a with block")
+        if self._member._removed:
+            self._member._check_running()  # (raises)
         process = self._member._process
         if process.pid is None:  # never started: the loop drops it, with a note
             self._plex._call_soon(process.send, data)
@@ -182,6 +184,8 @@ class Member:
         nor overtaking an earlier one."""
         if self._plex._loop is None:
             raise PipeplexError("the plex is not running: use it in a with block")
+        if self._member._removed:
+            self._member._check_running()  # (raises)
         process = self._member._process
         if process.pid is None:
             self._plex._call_soon(fn, *args)
@@ -210,7 +214,7 @@ class Member:
         if timeout is not None:
             timeout = call_timeout(timeout)
         plex._refuse_own_thread()
-        if member._replaced:
+        if member._replaced or member._removed:
             return member._expect_replaced(single, patterns)
         if member._process.pid is None:
             member._refuse_never_started()
@@ -429,6 +433,13 @@ class Plex:
             held = self._members.get(name)
             if held is None or held._member is not member:
                 self._members[name] = Member(self, member)
+
+    def remove(self, name: str) -> None:
+        """:meth:`AsyncPlex.remove`: stop member ``name`` if it runs, and let it go."""
+        try:
+            self._call(self._async.remove(name))
+        finally:
+            self._sync_members()
 
     def expect_any(self, patterns: Mapping[str, Pattern | Patterns],
                    timeout: float | None = None) -> tuple[Member, re.Match[str] | None]:

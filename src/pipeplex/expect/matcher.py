@@ -130,6 +130,13 @@ class Matcher:
             unsubscribe()
         self._members.clear()
 
+    def forget(self, name: str) -> None:
+        """Member ``name`` has left the cast: drop its output and its exit."""
+        member = self._members.pop(name, None)
+        self._exits.pop(name, None)
+        if member is not None:
+            self._wake(member)  # (a wait still on it looks again, and finds it gone)
+
     def _member(self, name: str) -> _Member:
         member = self._members.get(name)
         if member is None:  # setdefault: a synchronous caller's thread may ask at once

@@ -70,6 +70,13 @@ class FolderInputs:
         fifo.open()
         self._fifos[name] = fifo
 
+    def remove(self, name: str) -> None:
+        """Close and remove ``NAME.in`` of member ``name``, which has left the cast."""
+        fifo = self._fifos.pop(name, None)
+        if fifo is not None:
+            fifo.close()
+            self.run_dir.remove(f"{name}.in")
+
     async def serve(self) -> None:
         """Serve the control socket until cancelled."""
         assert self._control is not None

@@ -358,21 +358,27 @@ class RunDir:
             raise RunDirError(f"cannot listen on {self.path / name}: {exc.strerror}") from None
         return sock
 
+    def remove(self, name: str) -> None:
+        """Remove ``name``, which this run made: that very file, never one put in its place."""
+        made = self._entries.pop(name, None)
+        if made is None:
+            return
+        try:
+            st = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if (st.st_dev, st.st_ino) == made:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=self.dir_fd)
+
     def close(self) -> None:
         """Remove what this run created; the folder too if we made it and it is empty
         (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        for entry, made in self._entries.items():
-            try:
-                st = os.stat(entry, dir_fd=self.dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if (st.st_dev, st.st_ino) == made:  # (not a file put in its place meanwhile)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry, dir_fd=self.dir_fd)
-        self._entries.clear()
+        for entry in list(self._entries):
+            self.remove(entry)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(LOCK_NAME, dir_fd=self.dir_fd)
         os.close(self._lock_fd)
