@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ._events import Event, Output, Started
+from ._plain_text import plain
 from ._printable import printable
 
 __all__ = ("RecentOutput",)
@@ -23,7 +24,9 @@ class RecentOutput:
     its last ``lines * max_line`` bytes, and decodes and splits them only when someone
     asks. stdout and stderr are followed separately: an unfinished stdout line (a prompt)
     is continued by later stdout only, never by a stderr line that arrives in between.
-    stderr lines are marked with ``! ``, and control characters are shown escaped. Each
+    stderr lines are marked with ``! ``. Lines read as the screen shows them and as patterns
+    see them (escape sequences out: colours, cursor moves), and the control characters left
+    are shown escaped. Each
     start of a member (a :class:`Started` event, when subscribed) begins a new run: what
     earlier runs wrote is told apart from the latest run's.
     """
@@ -78,7 +81,7 @@ class RecentOutput:
             if rest:
                 open_line[stream] = [marker, rest]
                 lines.append(open_line[stream])
-        shown = [marker + printable(text[: self._max_line])
+        shown = [marker + printable("".join(plain(text))[: self._max_line])
                  for marker, text in lines[-self._lines :]]
         return min(len(lines) - latest, len(shown)), shown
 

@@ -437,8 +437,9 @@ def test_golden_normalises_ports_and_pids(tmp_path: Path) -> None:
 
 
 def test_junit_report(tmp_path: Path) -> None:
-    """--junit writes a report with one testcase per scenario and the failure's evidence."""
-    bad = _scenario(tmp_path, CAT + '[[step]]\nsend = "\\u001b[31mred"\nto = "c"\n'
+    """--junit writes a report with one testcase per scenario and the failure's evidence
+    (a control character shown escaped: XML 1.0 cannot hold it; a colour taken out)."""
+    bad = _scenario(tmp_path, CAT + '[[step]]\nsend = "\\u001b[31m\\u0001red"\nto = "c"\n'
                     '[[step]]\nexpect = "^never$"\ntimeout = 0.2\n', "bad.toml")
     report = tmp_path / "report.xml"
     result = run("test", "--junit", report, bad)
@@ -450,7 +451,7 @@ def test_junit_report(tmp_path: Path) -> None:
     failure = case.find("failure")
     assert failure is not None
     assert "not seen within 0.2 s" in (failure.get("message") or "")
-    assert "\\x1b[31mred" in (failure.text or "")
+    assert "\\x01red" in (failure.text or "") and "[31m" not in (failure.text or "")
 
 
 def test_transcript_and_replay(tmp_path: Path) -> None:

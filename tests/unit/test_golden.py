@@ -197,11 +197,14 @@ def test_pids_are_normalised_where_written_as_pids() -> None:
         Started("a", 4242, ("x",)),
         Started("b", 3, ("y",)),
         out("a", b'my pid is 4242, PID: 3, pid=4242 {"pid": 3} daemon[3]: up; not 42420\n'),
-        out("b", b"3 squared is 9, 4242 took 3 ms, items[3]\n"),
+        out("a", b"INFO:     Started server process [4242]\n4242:M 22 Nov 2026 00:24:13 * Ready\n"),
+        out("b", b"3 squared is 9, 4242 took 3 ms, items[3]\n4242:3 and 3:M up\n"),
     ]
     text = golden_text(events, ["a", "b"])
     assert text == ('[a]\n| my pid is {pid}, PID: {pid}, pid={pid} {"pid": {pid}} daemon[{pid}]: '
-                    "up; not 42420\n[b]\n| 3 squared is 9, 4242 took 3 ms, items[3]\n")
+                    "up; not 42420\n| INFO:     Started server process [{pid}]\n"
+                    "| {pid}:M {time} * Ready\n"
+                    "[b]\n| 3 squared is 9, 4242 took 3 ms, items[3]\n| 4242:3 and 3:M up\n")
 
 
 def test_only_the_members_lines_are_normalised() -> None:
@@ -243,6 +246,10 @@ def test_a_captured_value_does_not_eat_a_part_of_a_date() -> None:
         ("Nov  2 00:24:13 host cron", "{time} host cron"),  # syslog
         ("Sun Nov 22 00:24:13 2026 started", "{time} started"),  # ctime
         ("Date: Sun, 22 Nov 2026 00:24:13 GMT", "Date: {time}"),  # HTTP, mail
+        ("Sun Nov 22 03:06:19 UTC 2026 began", "{time} began"),  # date
+        ("at Sun Nov 22 2026 03:06:19 GMT+0000 (Coordinated Universal Time).",
+         "at {time}."),  # JavaScript's Date
+        ("Nov 22 03:06:19 WARN disk", "{time} WARN disk"),  # (syslog: a word, not a zone)
         ("build 2026-13-99x and 12/Nov/20", "build 2026-13-99x and 12/Nov/20"),
     ],
 )

@@ -114,10 +114,14 @@ def test_many_chunks_and_a_huge_one_keep_only_the_tail() -> None:
 
 def test_control_characters_are_shown_escaped() -> None:
     """A member's escape sequences in an error message must not clear the reader's screen
-    or colour what follows; tabs stay."""
+    or colour what follows: they are taken out, as the screen shows the text and as the
+    failed pattern saw it; other controls and a lone ESC are shown escaped, tabs stay."""
     recent = RecentOutput()
     recent(out("web", b"before\x1b[2J\x1b[31mRED\tx\x00\x7f\xc2\x9b\n"))
-    assert recent.tail("web") == ["before\\x1b[2J\\x1b[31mRED\tx\\x00\\x7f\\x9b"]
+    recent(out("web", b"\x1b[32mINFO\x1b[0m:     Started\n"))
+    recent(out("web", b"lone \x1b\n"))
+    assert recent.tail("web") == ["beforeRED\tx\\x00\\x7f\\x9b", "INFO:     Started",
+                                  "lone \\x1b"]
 
 
 def test_output_of_earlier_runs_is_told_apart() -> None:

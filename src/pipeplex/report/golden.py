@@ -34,11 +34,13 @@ _TIME = re.compile(
     rf"\b\d{{4}}([-/])\d{{2}}\1\d{{2}}(?:[T ]{_CLOCK}{_ZONE})?\b"  # ISO, nginx: 2026/11/22
     rf"|\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? )?"  # HTTP, mail, ctime: Sun, 22 Nov 2026 ...
     rf"(?:\d{{1,2}}[ /]{_MONTH}[ /]\d{{4}}[: ]{_CLOCK}{_ZONE}"  # http.server, CLF, redis
-    rf"|{_MONTH} +\d{{1,2}} {_CLOCK}(?: \d{{4}})?)"  # syslog: Nov 22 00:24:13; ctime
+    rf"|{_MONTH} +\d{{1,2}} {_CLOCK}(?:(?: [A-Z]{{2,5}})? \d{{4}})?"  # syslog; ctime, date
+    rf"|{_MONTH} \d{{1,2}} \d{{4}} {_CLOCK}(?: GMT[+-]\d{{4}}(?: \([^)]*\))?)?)"  # JS Date
     rf"|\b{_CLOCK}\b"
 )
 """Dates and times as servers log them (ISO 8601, HTTP and mail, the common log format,
-Python's http.server, nginx, redis, syslog, ctime), and a bare clock time."""
+Python's http.server, nginx, redis, syslog, ctime, date, JavaScript's Date), and a bare clock
+time."""
 
 
 def golden_text(
@@ -123,6 +125,9 @@ def normalize(
         substitutions += [  # pid 4121, PID: 4121, "pid": 4121, pid is 4121; name[4121]:
             (re.compile(rf"(?i)(\bpids?\b(?:\s+is\b)?[\"'\s:=#]*){pid}\b"), r"\1{pid}"),
             (re.compile(rf"(\w\[){pid}(?=\]:)"), r"\1{pid}"),
+            # uvicorn: Started server process [4121]; redis: 4121:M 22 Nov ...
+            (re.compile(rf"(?i)(\bprocess \[){pid}(?=\])"), r"\1{pid}"),
+            (re.compile(rf"^{pid}(?=:[CMSX] )"), "{pid}"),
         ]
 
     def member_line(line: str) -> str:
