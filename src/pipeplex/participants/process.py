@@ -55,6 +55,11 @@ INPUT_FULL = 1024 * 1024
 being read for it (their writers wait, as on any pipe) and sends are refused."""
 INPUT_ROOM = 256 * 1024
 """Bytes left waiting below which those pipes are read again."""
+GATHER = 4096
+"""Input waiting in pieces shorter than this gathers in one buffer, up to GATHER_MAX bytes:
+a piece of its own costs ~250 bytes and a step in every count of what waits (a script
+sending a million short lines to a member that reads slowly)."""
+GATHER_MAX = 64 * 1024
 MAX_CANON = 4095
 """The longest line a terminal in canonical mode hands a program (Linux: 4096, newline
 included)."""
@@ -125,7 +130,8 @@ class Process:
         self._open_master: int | None = None
         """A full terminal's master whose reading ended before the program did (see
         ``_close_reader``)."""
-        self._pending_input: list[memoryview] = []
+        self._pending_input: list[memoryview | bytearray] = []
+        """Input the member's stdin has not taken yet, in order (see :meth:`_queue`)."""
         self._room_waiters: list[Callable[[], None]] = []
         """Called once the input waiting falls below INPUT_ROOM (or stdin is gone)."""
         self._stdin_lock = threading.RLock()
@@ -660,7 +666,7 @@ class Process:
             self._warn_if_cut(data)
         with self._stdin_lock:
             if self._pending_input:
-                self._pending_input.append(memoryview(data))
+                self._queue(data)
             elif not self._write(data):
                 self._closed_by_member(len(data))
                 return False
@@ -723,7 +729,7 @@ class Process:
         if not self._pending_input:
             self._drop_stdin()
 
-    def _write(self, data: bytes | memoryview) -> bool:
+    def _write(self, data: bytes | bytearray | memoryview) -> bool:
         """Write what the pipe takes and queue the rest; False, with nothing queued, when
         the member has closed its stdin (the caller tells what that drops)."""
         assert self._stdin is not None
@@ -734,10 +740,21 @@ class Process:
         except (BrokenPipeError, ConnectionResetError):
             return False
         if written < len(data):
-            self._pending_input.append(memoryview(data)[written:])
+            self._queue(memoryview(data)[written:])
             assert self._loop is not None
             self._loop.add_writer(self._stdin, self._guard(self._write_more))
         return True
+
+    def _queue(self, data: bytes | bytearray | memoryview) -> None:
+        """Put ``data`` behind the input waiting: a short piece joins the short ones before
+        it in one buffer (copied), a long one waits as it is (no copy)."""
+        pending = self._pending_input
+        if len(data) >= GATHER:
+            pending.append(memoryview(data))
+        elif pending and type(last := pending[-1]) is bytearray and len(last) < GATHER_MAX:
+            last += data
+        else:
+            pending.append(bytearray(data))
 
     def _closed_by_member(self, dropped: int) -> None:
         self._bus.publish(Note(f"stdin was closed by {self.name}; dropped {dropped} bytes",
@@ -829,7 +846,7 @@ class Process:
                 if self._stdin is None:
                     return
                 if self._pending_input:
-                    self._pending_input.append(rest)
+                    self._queue(rest)
                 elif not self._write(rest):
                     self._closed_by_member(len(rest))
         finally:
