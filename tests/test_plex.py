@@ -141,7 +141,7 @@ def test_bad_spawns_raise_clear_errors() -> None:
         for bad in ("BOGUS", 9999):
             with pytest.raises(ValueError, match="signal"):
                 cat.signal(bad)
-    with pytest.raises(pipeplex.PipeplexError, match="not running"):
+    with pytest.raises(pipeplex.PipeplexError, match="the plex has been closed"):
         cat.sendline("late")
 
 
@@ -306,6 +306,25 @@ def test_wait_after_the_plex_closed_returns_the_known_exit_code() -> None:
         cat = plex.spawn("cat", "cat")
     assert done.wait() == 3
     assert cat.wait() == 0  # (stopped by its stdin's end, as cat ends)
+
+
+def test_using_a_closed_plex_says_it_was_closed() -> None:
+    """Not 'use it in a with block', which the caller did."""
+    with Plex() as plex:
+        cat = plex.spawn("cat", "cat")
+    for call in (lambda: plex.spawn("again", "cat"), lambda: cat.sendline("late")):
+        with pytest.raises(pipeplex.PipeplexError, match="the plex has been closed"):
+            call()
+
+    async def closed_async() -> None:
+        async with AsyncPlex() as plex:
+            pass
+        with pytest.raises(pipeplex.PipeplexError, match="the plex has been closed"):
+            await plex.spawn("again", "cat")
+
+    asyncio.run(closed_async())
+    with pytest.raises(pipeplex.PipeplexError, match="not running: use it in a with block"):
+        Plex().spawn("never", "cat")
 
 
 def test_a_plex_dropped_while_running_says_so_and_lets_everything_go() -> None:

@@ -203,7 +203,7 @@ def test_async_members_refuse_to_act_once_the_plex_is_closed() -> None:
             cat = await plex.spawn("cat", "cat")
         for act in (lambda: cat.send("x"), lambda: cat.sendline("x"), cat.close_stdin,
                     lambda: cat.signal("TERM")):
-            with pytest.raises(pipeplex.PipeplexError, match="not running"):
+            with pytest.raises(pipeplex.PipeplexError, match="the plex has been closed"):
                 act()
 
     asyncio.run(main())

@@ -167,7 +167,7 @@ class AsyncMember:
 
     def _check_running(self) -> None:
         if self._plex._engine is None:
-            raise PipeplexError("the plex is not running: use it in an async with block")
+            raise self._plex._not_running()
         if self._removed:
             raise PipeplexError(f"{self.name} was removed from the plex; spawn a new member")
 
@@ -432,14 +432,20 @@ class AsyncPlex:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            raise PipeplexError("the plex is not running: use it in an async with block")
+            raise self._not_running()
         return self._engine
 
     @property
     def matcher(self) -> Matcher:
         if self._matcher is None:
-            raise PipeplexError("the plex is not running: use it in an async with block")
+            raise self._not_running()
         return self._matcher
+
+    def _not_running(self, block: str = "an async with block") -> PipeplexError:
+        if self._run is not None:  # (it ran: a plex is started once)
+            return PipeplexError("the plex has been closed, and its members stopped; a new "
+                                 "plex runs new ones")
+        return PipeplexError(f"the plex is not running: use it in {block}")
 
     @property
     def members(self) -> Mapping[str, AsyncMember]:

@@ -154,7 +154,7 @@ class Member:
     def send(self, data: str | bytes) -> None:
         data = input_bytes(data, "send")
         if self._plex._loop is None:
-            raise PipeplexError("the plex is not running: use it in a with block")
+            raise self._plex._async._not_running("a with block")
         if self._member._removed:
             self._member._check_running()  # (raises)
         process = self._member._process
@@ -183,7 +183,7 @@ class Member:
         """Run ``fn`` in the plex's loop, neither overtaken by a later send of this member
         nor overtaking an earlier one."""
         if self._plex._loop is None:
-            raise PipeplexError("the plex is not running: use it in a with block")
+            raise self._plex._async._not_running("a with block")
         if self._member._removed:
             self._member._check_running()  # (raises)
         process = self._member._process
@@ -343,7 +343,7 @@ class Plex:
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         if self._loop is None:
             coroutine.close()
-            raise PipeplexError("the plex is not running: use it in a with block")
+            raise self._async._not_running("a with block")
         self._refuse_own_thread(coroutine)
         call = _Call(coroutine)
         try:
@@ -380,7 +380,7 @@ class Plex:
         # the effect, and a send costs no thread round trip. Sends never raise (a closed
         # stdin becomes a note in the stream).
         if self._loop is None:
-            raise PipeplexError("the plex is not running: use it in a with block")
+            raise self._async._not_running("a with block")
         self._loop.call_soon_threadsafe(fn, *args)
 
     @property
