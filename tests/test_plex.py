@@ -220,6 +220,51 @@ def test_removed_members_let_their_names_pipes_and_output_go(tmp_path: Path) -> 
             plex.remove("m0")
 
 
+def test_a_member_removed_between_restarts_is_not_started_again(tmp_path: Path) -> None:
+    """on_exit = "restart": removed while it runs, exits or waits out its back-off, it is
+    gone for good, and the others go on (its supervisor found its tables gone before)."""
+    cast = tmp_path / "c.toml"
+    cast.write_text('[procs.r]\ncmd = "sh -c \'echo up; exit 3\'"\non_exit = "restart"\n'
+                    'max_restarts = 100\n[procs.other]\ncmd = "cat"\n')
+    with Plex(timeout=LONG) as plex:
+        plex.load(cast)
+        plex["r"].expect("up")
+        plex.remove("r")
+        assert list(plex.members) == ["other"]
+        runs = re.findall(r"(?m)^r +\* started", plex.transcript())
+        assert runs  # (and none comes after remove() returned: its supervisor is done)
+        other = plex["other"]
+        other.sendline("still here")
+        other.expect("^still here$")
+        assert re.findall(r"(?m)^r +\* started", plex.transcript()) == runs
+        assert "r" not in plex._async.engine.members
+
+
+def test_removing_a_member_ends_its_spawn_and_expectations(tmp_path: Path) -> None:
+    """A spawn still waiting for readiness raises at once, and so does an expect that
+    waits on the member in another thread (EOF among its patterns: EOF)."""
+
+    async def spawning() -> None:
+        async with AsyncPlex(timeout=LONG) as plex:
+            started = asyncio.Event()
+            plex.bus.subscribe(lambda event: started.set(), [pipeplex.Started])
+            spawn = asyncio.create_task(plex.spawn("r", ["sleep", "60"], ready="never"))
+            await asyncio.wait_for(started.wait(), LONG)
+            await asyncio.wait_for(plex.remove("r"), LONG)
+            with pytest.raises(pipeplex.PipeplexError, match="r was removed before it was ready"):
+                await asyncio.wait_for(spawn, LONG)
+
+    asyncio.run(spawning())
+    with Plex(timeout=LONG) as plex:
+        member = plex.spawn("m", ["cat"])
+        found: list[int] = []
+        waiting = threading.Thread(target=lambda: found.append(member.expect(["never", EOF])))
+        waiting.start()
+        plex.remove("m")
+        waiting.join(LONG)
+        assert found == [1]
+
+
 def test_a_member_that_another_starts_after_is_not_removed(tmp_path: Path) -> None:
     scenario = tmp_path / "s.toml"
     scenario.write_text('[procs.c]\ncmd = "cat"\n[procs.d]\ncmd = "cat"\nafter = ["c"]\n')
@@ -1374,3 +1419,16 @@ def test_a_load_whose_name_is_taken_while_it_waits_starts_nothing(tmp_path: Path
     assert "'b' already exists" in str(outcome)
     assert names == ["a", "b"]
     assert a_is_old  # no new a was started
+
+
+def test_a_password_sent_to_a_full_terminal_is_recorded_as_stars() -> None:
+    """getpass turns the echo off in line mode: what is sent then is in no record."""
+    asks = "import getpass; print('got', len(getpass.getpass('pw: ')))"
+    with Plex(timeout=LONG) as plex:
+        member = plex.spawn("m", [PY, "-c", asks], pty=True)
+        member.expect("pw: ")
+        member.sendline("hunter2")
+        member.expect("got 7")
+        member.wait()
+        assert "hunter2" not in plex.transcript()
+        assert "m > *******" in plex.transcript()

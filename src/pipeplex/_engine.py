@@ -147,6 +147,8 @@ class Engine:
         """Each member's latest supervisor task: done once the member has ended for good."""
         self._added: set[str] = set()
         """Members added while running: a failure to start or get ready is theirs alone."""
+        self._removing: set[str] = set()
+        """Added members being removed: nothing starts them again."""
         self._start_requested: dict[str, asyncio.Future[None]] = {}
         self.outcomes = Outcomes(self.members, self._ready, self._start_requested,
                                  self.restarts)
@@ -224,6 +226,8 @@ class Engine:
         member = self.router.resolve(name)[0]
         if self._tg is None or self._stop is None or self.stopping:
             raise PipeplexError("the cast is stopping; nothing can be restarted")
+        if name in self._removing:
+            raise PipeplexError(f"{name} is being removed; it is not restarted")
         if member.state == "pending" and name in self._supervising:
             requested = self._start_requested.get(name)
             if requested is not None and not requested.done():
@@ -275,6 +279,8 @@ class Engine:
             PipeplexError: it starts by itself, or was already started.
         """
         self.router.resolve(name)  # raises UnknownMember
+        if name in self._removing:
+            raise PipeplexError(f"{name} is being removed; it is not started")
         requested = self._start_requested.get(name)
         if requested is None:
             raise PipeplexError(f"{name} starts by itself (only autostart = false members "
@@ -374,6 +380,7 @@ class Engine:
             self._fail_waiting(exc)
             raise
         finally:
+            self._tg = None  # (the run is over: nothing more runs in it)
             for member in self.members.values():
                 member.close()  # output held open by a process that escaped the stop
         self._judge_failures_at_eof()
@@ -544,13 +551,15 @@ class Engine:
         self.recent.forget(name)  # a later failure shows the new member's output only
 
     async def remove(self, name: str) -> None:
-        """Stop the added member ``name`` if it runs (the usual escalation; nothing restarts
-        it) and let it go: the engine keeps nothing of it, and its name is free.
+        """Stop the added member ``name`` if it runs (the usual escalation), let no run of it
+        come (no restart, asked for or by its policy, no start) and let it go: the engine
+        keeps nothing of it, and its name is free. A spawn still waiting for it to be ready
+        raises that it was removed.
 
         Raises:
             UnknownMember: no such member.
-            PipeplexError: another member starts after it, it was not added (a member of
-                the cast the engine began with), or it is still starting.
+            PipeplexError: another member starts after it, or it was not added (a member of
+                the cast the engine began with).
         """
         member = self.router.resolve(name)[0]
         dependents = [other.name for other in self.members.values() if name in other.spec.after]
@@ -560,13 +569,24 @@ class Engine:
         if name not in self._added:
             raise PipeplexError(f"{name} is a member of the cast it was started with: only "
                                 "members added to a running cast can be removed")
-        if member.pid is None and name in self._supervising:
-            raise PipeplexError(f"{name} is still starting; remove it once spawn() returns")
-        if self._tg is not None and member.pid is not None:
-            if member.running:
-                await self._to_the_end(self.stopper.stop(member))
-            await self.wait_ended(name)
-            await self.stop_leftovers(name)
+        self._removing.add(name)
+        try:
+            self._restart_requested.discard(name)
+            self._not_started_because[name] = "it was removed"
+            while (task := self._supervisors.get(name)) is not None and not task.done():
+                if not member.running:
+                    task.cancel()  # it waits (its turn, a start, a backoff): no run comes
+                elif self._tg is not None:
+                    await self._to_the_end(self.stopper.stop(member))
+                await asyncio.wait([task])  # (a run ending as the cast stops: by the stop)
+            if self._tg is not None and member.pid is not None:
+                await self.stop_leftovers(name)
+        finally:
+            self._removing.discard(name)
+        ready = self._ready.get(name)
+        if ready is not None and not ready.done():
+            ready.set_exception(PipeplexError(f"{name} was removed before it was ready"))
+            ready.exception()  # (retrieved: nobody may be waiting)
         if self.members.get(name) is member:  # (not a member given the name meanwhile)
             self._forget(name)
             for table in (self.members, self.restarts, self._ready, self._up, self._captured,

@@ -50,10 +50,11 @@ class Output:
     last bytes before EOF) and the next ``Output`` of the same stream continues that line.
     Concatenating ``data`` in order gives exactly what the member wrote.
 
-    ``new_line`` is true when the member's stream stood at a prompt (a line it left
-    unfinished and went quiet on) and a line was then sent to it, with no terminal to echo
-    that line (not ``pty = true``): the screen would show this piece on a line of its own,
-    and matching sees it so (``>>> `` twice after a line that prints nothing is two lines).
+    ``new_line`` is true when this piece is a prompt (an unfinished line ending in a space,
+    cut as the member went quiet) that the stream writes right after a line was sent to its
+    previous prompt, with no terminal to echo that line (not ``pty = true``): the screen would
+    show it on a line of its own, and matching sees it so (``>>> `` twice after a line that
+    prints nothing is two lines).
     """
 
     name: str

@@ -25,8 +25,11 @@ def _text(data: bytes) -> str:
 def encode_event(event: Event) -> dict[str, Any] | None:
     """``event`` as a JSON-ready dict (``{"event": "output", ...}``); None if not sent."""
     if isinstance(event, Output):
-        return {"event": "output", "name": event.name, "stream": event.stream,
-                "data": _text(event.data), "partial": event.partial, "t": event.t}
+        message = {"event": "output", "name": event.name, "stream": event.stream,
+                   "data": _text(event.data), "partial": event.partial, "t": event.t}
+        if event.new_line:  # (rare: only then)
+            message["new_line"] = True
+        return message
     if isinstance(event, Note):
         return {"event": "note", "name": event.name, "level": event.level, "text": event.text,
                 "t": event.t}
@@ -56,7 +59,7 @@ def decode_event(message: Mapping[str, Any]) -> Event | None:
     if kind == "output":
         return Output(str(name), "stderr" if message.get("stream") == "stderr" else "stdout",
                       str(message.get("data", "")).encode("utf-8", "surrogateescape"),
-                      bool(message.get("partial")), t=t)
+                      bool(message.get("partial")), t=t, new_line=bool(message.get("new_line")))
     if kind == "note":
         level = message.get("level")
         return Note(str(message.get("text", "")), None if name is None else str(name),

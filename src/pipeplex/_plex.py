@@ -657,19 +657,23 @@ class AsyncPlex:
         A plex that spawns many short-lived members under new names removes them when done:
         each name otherwise keeps its pipe and its unread output until the plex closes.
 
+        A ``spawn`` still waiting for it to be ready raises that it was removed; a restart
+        under way (``pipeplex restart``, ``on_exit = "restart"``) does not happen.
+
         Raises:
             UnknownMember: no such member.
-            PipeplexError: it belongs to a loaded cast, or it is still starting.
+            PipeplexError: another member starts after it (``after``, in a loaded cast).
         """
         member = self[name]
-        await self.engine.remove(name)
-        if self._members.get(name) is not member:  # (a newer member has the name)
-            return
+        engine = self.engine
+        await engine.remove(name)
         member._removed = True
-        del self._members[name]
-        if self._inputs is not None:
-            self._inputs.remove(name)
-        self.matcher.forget(name)
+        if self._members.get(name) is member:  # (a spawn it failed may have let it go)
+            del self._members[name]
+        if name not in engine.members:  # (else a newer member has the name, and all of it)
+            if self._inputs is not None:
+                self._inputs.remove(name)
+            self.matcher.forget(name)
 
     async def expect_any(
         self, patterns: Mapping[str, Pattern | Patterns], timeout: float | None = None

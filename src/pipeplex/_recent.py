@@ -50,6 +50,8 @@ class RecentOutput:
         if chunks is None:
             chunks = self._chunks[event.name] = deque(maxlen=2 * self._lines)
         data = event.data
+        if event.new_line:  # (a prompt again: on a line of its own, as matching sees it)
+            data = b"\n" + data
         chunks.append((event.stream, data if len(data) <= self._keep else data[-self._keep :]))
 
     def tail(self, name: str) -> list[str]:

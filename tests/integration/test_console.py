@@ -443,26 +443,38 @@ def test_history_recalls_earlier_lines(run_dir: Path, state_home: Path) -> None:
 
 
 def test_a_password_typed_for_a_member_is_kept_out_of_the_history(
-        run_dir: Path, state_home: Path) -> None:
-    """A member whose terminal has its echo off is reading a password (getpass, sudo):
-    the line typed for it then is sent, but not shown as typed, and the history (kept in a
-    file) does not keep it."""
-    asks = ("import getpass; p = getpass.getpass('pw: '); print('got', len(p)); "
-            "print('then', input('next: '))")
+        run_dir: Path, state_home: Path, tmp_path: Path) -> None:
+    """A member whose terminal reads a password (echo off in line mode: getpass, sudo) gets
+    the line typed for it, but the line shows as stars, and neither the history nor the
+    transcript keeps it; also when a pasted ':to' sends it there. A REPL on readline (echo
+    and line mode off, as it echoes itself) is typed to as usual."""
+    asks = ("import getpass; a = getpass.getpass('pw: '); b = getpass.getpass('pw2: '); "
+            "print('got', len(a), len(b)); print('then', input('next: '))")
     cmd = shlex.join([sys.executable, "-c", asks])
-    with PtyPipeplex("run", "-p", f"m={cmd}", "--pty", "true", "--run-dir", run_dir) as plex:
+    repl = shlex.join([sys.executable, "-i", "-q"])
+    transcript = tmp_path / "t.jsonl"
+    with PtyPipeplex("run", "-p", f"m={cmd}", "-p", f"r={repl}", "--pty", "true",
+                     "--transcript", transcript, "--run-dir", run_dir) as plex:
         plex.expect(r"^m +\| pw:")  # (getpass turns the echo off before it asks)
         plex.type("m: hunter2\r")
-        plex.expect(r"^m +\| got 7")
+        plex.expect(r"^m +\| pw2:")
+        plex.type(":to r\r")
+        plex.expect(r"plain lines go to r")
+        plex.type("6*7\r")
+        plex.expect(r"^r +\| 42")
+        plex.type("\x1b[200~:to m\nswordfish\n\x1b[201~\r")
+        plex.expect(r"^m +\| got 7 9")
         plex.expect(r"^m +\| next:")
         plex.type("m: visible\r")
         plex.expect(r"^m +\| then visible")
-        plex.type(":quit\r")
-        assert plex.wait() == 0
+        assert plex.wait() == 0  # (m ended: on_exit = stop)
     history = (state_home / "pipeplex" / "console-history").read_text()
-    assert "+m: visible" in history.splitlines()
-    assert "hunter2" not in history
-    assert "hunter2" not in plex.text  # (typed as stars, as the member's prompt shows none)
+    assert {"+m: visible", "+6*7"} <= set(history.splitlines()), history
+    for secret in ("hunter2", "swordfish"):
+        assert secret not in history
+        assert secret not in plex.text  # (typed as stars, as the member's prompt shows none)
+        assert secret not in transcript.read_text()
+    assert "r> 6*7" in plex.text
 
 
 @pytest.mark.usefixtures("state_home")

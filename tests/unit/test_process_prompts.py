@@ -75,3 +75,68 @@ def test_a_line_sent_without_a_prompt_marks_nothing() -> None:
     seen = asyncio.run(scenario())
     assert b"".join(e.data for e in seen) == b"ask> got early later\n", seen
     assert not any(e.new_line for e in seen), seen
+
+
+def _driven(script: str, steps: list[tuple[str, bytes]], pty: str = "pipes") -> list[Output]:
+    """Run ``script`` under sh; each step waits for a piece ending in its bytes ("wait") or
+    sends its bytes ("send"). Every piece of output, in order."""
+
+    async def scenario() -> list[Output]:
+        bus = Bus()
+        pieces: asyncio.Queue[Output] = asyncio.Queue()
+        seen: list[Output] = []
+
+        def take(event: Output) -> None:
+            seen.append(event)
+            pieces.put_nowait(event)
+
+        bus.subscribe(take, [Output])  # type: ignore[arg-type]
+        member = Process(ProcSpec("m", ("sh", "-c", script), pty=pty), bus,  # type: ignore[arg-type]
+                         on_crash=lambda exc: None)
+        await member.start()
+        for what, data in steps:
+            if what == "send":
+                member.send(data)
+            else:
+                while not (await asyncio.wait_for(pieces.get(), DEADLINE)).data.endswith(data):
+                    pass
+        member.close_input()
+        await asyncio.wait_for(member.wait_exited(), DEADLINE)
+        return seen
+
+    return asyncio.run(scenario())
+
+
+def test_a_member_that_echoes_the_line_itself_keeps_it_on_the_prompts_line() -> None:
+    """bash -i and sqlite3 -interactive, reading a pipe, write the line read after their
+    prompt: ``$ echo hi`` stays one line."""
+    seen = _driven("printf '$ ' >&2; read a; echo \"$a\" >&2; printf '$ ' >&2; read b",
+                   [("wait", b"$ "), ("send", b"echo hi\n"), ("wait", b"$ ")])
+    assert b"".join(e.data for e in seen) == b"$ echo hi\n$ ", seen
+    assert not any(e.new_line for e in seen), seen
+
+
+def test_a_line_sent_in_pieces_is_not_cut() -> None:
+    seen = _driven("exec cat", [("send", b"hello "), ("wait", b"hello "),
+                                ("send", b"world\n"), ("wait", b"world\n")])
+    assert not any(e.new_line for e in seen), seen
+
+
+def test_a_slow_lines_next_dot_is_no_prompt() -> None:
+    """A line sent while a member writes a line slowly (a dot at a time) does not cut it:
+    a prompt ends in a space."""
+    script = "read a; printf Working; sleep 0.3; printf .; sleep 0.3; printf '. done\\n'"
+    seen = _driven(script, [("send", b"go\n"), ("wait", b"Working"), ("send", b"more\n"),
+                            ("wait", b"done\n")])
+    assert b"".join(e.data for e in seen) == b"Working.. done\n", seen
+    assert not any(e.new_line for e in seen), seen
+
+
+def test_only_the_stream_of_the_latest_prompt_is_answered() -> None:
+    """stdout stands at an unfinished line, then stderr asks: the line sent answers stderr's
+    question, and stdout's line goes on as written."""
+    script = ("printf 'progress: '; sleep 0.3; printf 'continue? ' >&2; read a; "
+              "printf 'half '; sleep 0.3; echo done")
+    seen = _driven(script, [("wait", b"progress: "), ("wait", b"continue? "),
+                            ("send", b"y\n"), ("wait", b"done\n")])
+    assert not any(e.new_line for e in seen), seen

@@ -152,3 +152,11 @@ def test_silence_gets_the_reason_it_may_not_be_silence() -> None:
     assert recent.describe("db") == "last output of db:\n    up"
     recent(Started("db", 2, ("db",), t=0.0))
     assert recent.describe("db").endswith("db wrote nothing in its latest run (buffered)")
+
+
+def test_a_prompt_again_after_an_answered_one_is_a_line_of_its_own() -> None:
+    """As matching sees it (Output.new_line): not '>>> >>> '."""
+    recent = RecentOutput()
+    recent(out("py", b">>> ", stream="stderr", partial=True))
+    recent(Output("py", "stderr", b">>> ", True, t=0.0, new_line=True))
+    assert recent.tail("py") == ["! >>> ", "! >>> "]

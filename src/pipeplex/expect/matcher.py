@@ -90,7 +90,7 @@ class Expectation:
 class _Member:
     """What the matcher keeps for one member: found with one lookup per event."""
 
-    __slots__ = ("buffers", "merged", "thread_waiters", "waiters")
+    __slots__ = ("buffers", "gone", "merged", "thread_waiters", "waiters")
 
     def __init__(self, shared: bool) -> None:
         self.merged = SharedOutputBuffer() if shared else OutputBuffer()
@@ -98,6 +98,9 @@ class _Member:
         self.buffers: dict[str | None, OutputBuffer] = {None: self.merged}
         self.waiters: set[asyncio.Future[None]] = set()
         """The expectations waiting on this member: only they wake for its output."""
+        self.gone: int | None = None
+        """Its exit code once the member left the cast (:meth:`Matcher.forget`): a wait
+        that was on it ends as at its exit."""
         self.thread_waiters: set[threading.Event] = set()
         """The same for callers blocked in other threads (the synchronous API). They add
         and discard theirs from their own threads: the loop iterates a copy."""
@@ -133,9 +136,10 @@ class Matcher:
     def forget(self, name: str) -> None:
         """Member ``name`` has left the cast: drop its output and its exit."""
         member = self._members.pop(name, None)
-        self._exits.pop(name, None)
+        returncode = self._exits.pop(name, 0)
         if member is not None:
-            self._wake(member)  # (a wait still on it looks again, and finds it gone)
+            member.gone = returncode
+            self._wake(member)  # (a wait still on it looks again, and ends as at the exit)
 
     def _member(self, name: str) -> _Member:
         member = self._members.get(name)
@@ -261,9 +265,10 @@ class Matcher:
             buffer.waited_on = True
             try:
                 while True:
-                    if exit_ends and name in self._exits:
+                    returncode = self._exits.get(name, member.gone) if exit_ends else None
+                    if returncode is not None:
                         return self._exited(name, patterns, loop.time() - started, stream,
-                                            self._exits[name])
+                                            returncode)
                     if now >= deadline:
                         return self._timed_out({name: patterns}, timeout, stream)
                     wakeup: asyncio.Future[None] = loop.create_future()
@@ -302,13 +307,14 @@ class Matcher:
             _check_timeout(timeout)
         searches = []
         exits = []
-        waiters = []
+        members: list[_Member] = []
         for name, patterns in patterns_by_name.items():
             positions, regexes = _searchable(patterns)
             searches.append((name, self.buffer(name, stream), patterns, positions, regexes))
+            member = self._member(name)
             if watch_exits is None or name in watch_exits:
-                exits.append((name, patterns))
-            waiters.append(self._member(name).waiters)
+                exits.append((name, patterns, member))
+            members.append(member)
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
@@ -325,23 +331,24 @@ class Matcher:
                     found = buffer.search(regexes)
                     if found is not None:
                         return self._result(name, patterns, positions, found)
-                for name, patterns in exits:
-                    if name in self._exits:
+                for name, patterns, member in exits:
+                    returncode = self._exits.get(name, member.gone)
+                    if returncode is not None:
                         return self._exited(name, patterns, loop.time() - started, stream,
-                                            self._exits[name])
+                                            returncode)
                 if now >= deadline:
                     return self._timed_out(patterns_by_name, timeout, stream)
                 wakeup: asyncio.Future[None] = loop.create_future()
                 timer = self._deadlines.add(deadline, wakeup) if bounded else None
-                for waiting in waiters:
-                    waiting.add(wakeup)
+                for member in members:
+                    member.waiters.add(wakeup)
                 try:
                     await wakeup
                 finally:
                     if timer is not None:
                         timer.cancel()
-                    for waiting in waiters:
-                        waiting.discard(wakeup)
+                    for member in members:
+                        member.waiters.discard(wakeup)
                 now = loop.time()
         finally:
             for _, buffer, *_ in searches:
@@ -398,7 +405,8 @@ class Matcher:
         started = time.monotonic()
         deadline = started + timeout
         wakeup = wakeup or threading.Event()  # callers may reuse one: it costs a Condition
-        waiters = self._member(name).thread_waiters
+        member = self._member(name)
+        waiters = member.thread_waiters
         buffer = self.buffer(name, stream)
         with self._claiming:  # (two threads may come at once)
             if buffer.waited_on:
@@ -411,7 +419,7 @@ class Matcher:
                 # Seen before searching: the loop publishes a member's last output before
                 # its exit, so an exit seen here has its output in the buffer already. Read
                 # once: a restart (Started) may take it away before it is reported.
-                returncode = self._exits.get(name)
+                returncode = self._exits.get(name, member.gone)
                 found = buffer.search(regexes)
                 if found is not None:
                     return self._result(name, patterns, positions, found, publish)

@@ -321,17 +321,23 @@ class Console:
         self.on_end()
 
     def keeps(self, entry: str) -> bool:
-        """Whether the history may keep ``entry`` (its lines): not when one goes to a member
-        whose terminal has its echo off, which is reading a password."""
+        """Whether ``entry`` (its lines, as they would be carried out: a ``:to`` among them
+        changes where the next ones go) may be shown as typed and kept in the history: not
+        when a line goes to a member reading a password (see ``Process.reads_secret``)."""
+        target, targets = self.target, set()
         for line in entry.split("\n"):
             action = parse_line(line, self.members)
             if isinstance(action, SendLine):
-                try:
-                    members = self.engine.router.resolve(action.target or self.target)
-                except UnknownMember:
-                    continue
-                if any(member.reads_secret for member in members):
+                targets.add(action.target or target)
+            elif isinstance(action, SetTarget) and action.name is not None:
+                target = action.name
+        router = self.engine.router
+        for name in targets:  # (each once: a long paste is checked in one pass)
+            try:
+                if any(member.reads_secret for member in router.resolve(name)):
                     return False
+            except UnknownMember:
+                continue
         return True
 
     def handle_line(self, line: str) -> None:

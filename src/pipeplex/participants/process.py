@@ -14,6 +14,7 @@ import contextlib
 import errno
 import functools
 import os
+import re
 import select
 import shutil
 import signal
@@ -60,6 +61,11 @@ GATHER = 4096
 a piece of its own costs ~250 bytes and a step in every count of what waits (a script
 sending a million short lines to a member that reads slowly)."""
 GATHER_MAX = 64 * 1024
+_PROMPT_END = re.compile(rb"[ \t](?:\x1b\[[0-?]*[ -/]*[@-~])*\Z")
+"""How a prompt ends: a space (colours after it aside), as ``>>> ``, ``$ ``, ``sqlite> `` do;
+a slow line's progress (``Working...``) does not."""
+_SECRET = re.compile(rb"[^\r\n]")
+"""What of a password sent is shown as a star: all but its line ends."""
 MAX_CANON = 4095
 """The longest line a terminal in canonical mode hands a program (Linux: 4096, newline
 included)."""
@@ -118,12 +124,14 @@ class Process:
         self._read_sizes: dict[int, int] = {}
         """Per output fd in a flood, the larger read size (see FLOOD_READ_SIZE)."""
         self._timers: dict[Stream, asyncio.TimerHandle] = {}
-        self._prompts: set[Stream] = set()
-        """Streams that stand at a prompt: their last piece was an unfinished line cut
-        because the member went quiet, and nothing came since."""
-        self._new_lines: set[Stream] = set()
-        """Streams whose next piece starts a line of its own: a line was sent to the member
-        at their prompt, and nothing echoes it (see :attr:`Output.new_line`)."""
+        self._prompt: Stream | None = None
+        """The stream that stands at the member's latest prompt: its last piece was an
+        unfinished line cut because the member went quiet, and nothing came on it since."""
+        self._answered: set[Stream] = set()
+        """Streams whose prompt a line sent answered, with nothing to echo it: if their next
+        piece is a prompt again, it starts a line of its own (see :attr:`Output.new_line`)."""
+        self._prompting: Stream | None = None
+        """The stream whose prompt is being cut (in :meth:`_quiet`)."""
         self._paused = False
         self._stdin: int | None = None
         self._stdin_is_pty = False
@@ -244,8 +252,8 @@ class Process:
         self._framers = {
             stream: LineFramer(self._emitter(stream)) for stream in self._readers.values()
         }
-        self._prompts.clear()
-        self._new_lines.clear()
+        self._prompt = None
+        self._answered.clear()
         self._bus.publish(Started(self.name, self.pid, tuple(argv)))
         self._pidfd = os.pidfd_open(self.pid)
         loop.add_reader(self._pidfd, self._guard(self._on_pidfd))
@@ -306,14 +314,15 @@ class Process:
         return env
 
     def _emitter(self, stream: Stream) -> Callable[[bytes, bool], None]:
-        publish, name, new_lines = self._bus.publish, self.name, self._new_lines
+        publish, name, answered = self._bus.publish, self.name, self._answered
 
         def emit(data: bytes, partial: bool) -> None:
-            if new_lines and stream in new_lines:
-                new_lines.discard(stream)
-                publish(Output(name, stream, data, partial, new_line=True))
-            else:
-                publish(Output(name, stream, data, partial))
+            if answered and stream in answered:
+                answered.discard(stream)
+                if self._prompting == stream and _PROMPT_END.search(data):  # a prompt again
+                    publish(Output(name, stream, data, partial, new_line=True))
+                    return
+            publish(Output(name, stream, data, partial))
 
         return emit
 
@@ -378,8 +387,8 @@ class Process:
             self._read_sizes[fd] = FLOOD_READ_SIZE
         elif size != READ_SIZE and len(data) < READ_SIZE:
             del self._read_sizes[fd]
-        if self._prompts:
-            self._prompts.discard(stream)
+        if self._prompt == stream:
+            self._prompt = None
         framer = self._framers[stream]
         framer.feed(data)
         if framer.pending and stream not in self._timers:
@@ -408,10 +417,13 @@ class Process:
             return
         # A prompt, told before its piece goes out: a caller that the piece wakes in
         # another thread may send its answer at once (see _line_sent).
-        self._prompts.add(stream)
-        framer.flush(whole_characters=True)  # (a cut character waits for more, or the end)
+        self._prompt = self._prompting = stream
+        try:
+            framer.flush(whole_characters=True)  # (a cut character waits for the rest)
+        finally:
+            self._prompting = None
         if framer.pending:  # (what was cut short is no prompt yet)
-            self._prompts.discard(stream)
+            self._prompt = None
 
     def _close_reader(self, fd: int) -> None:
         stream = self._readers.pop(fd)
@@ -594,13 +606,17 @@ class Process:
 
     @property
     def reads_secret(self) -> bool:
-        """Whether the member's full terminal has its echo off, as a password prompt
-        (getpass, sudo, ssh) turns it: what is sent now is not to be kept anywhere."""
+        """Whether the member's full terminal reads a password: echo off in line mode, as
+        getpass, sudo, ssh and ``read -s`` set it (readline, in a REPL, turns line mode off
+        as well, and echoes itself). What is sent now is not to be shown or kept."""
         terminal = self._terminal()
+        if terminal is None:
+            return False
         try:
-            return terminal is not None and not termios.tcgetattr(terminal)[3] & termios.ECHO
+            flags = termios.tcgetattr(terminal)[3]
         except termios.error:  # (its terminal has just gone)
             return False
+        return bool(flags & (termios.ECHO | termios.ICANON) == termios.ICANON)
 
     @property
     def input_full(self) -> bool:
@@ -659,8 +675,8 @@ class Process:
                                    name=self.name, level="warning"))
             return False
         if recording:
-            self._bus.publish(InputSent(self.name, data))
-        if self._prompts:
+            self._bus.publish(self._input_record(data))
+        if self._prompt is not None:
             self._line_sent(data)
         if self._stdin_is_pty and len(data) > MAX_CANON:
             self._warn_if_cut(data)
@@ -672,13 +688,23 @@ class Process:
                 return False
         return True
 
+    def _input_record(self, data: bytes) -> InputSent:
+        """The record of ``data`` sent: a password (see :attr:`reads_secret`) as stars, so
+        that no transcript, golden file or attach client keeps it."""
+        if self._stdin_is_pty and self.reads_secret:
+            data = _SECRET.sub(b"*", data)
+        return InputSent(self.name, data)
+
     def _line_sent(self, data: bytes) -> None:
-        """A line sent where the member stands at a prompt ends the prompt's line, as a
-        terminal's echo of it would: the stream's next piece says so (``Output.new_line``).
-        Not on a full terminal, whose own echo does it."""
-        if b"\n" in data and not self._stdin_is_pty:
-            self._new_lines.update(self._prompts)
-            self._prompts.clear()
+        """A line sent where the member stands at a prompt answers it. When what the stream
+        writes next is a prompt again (``python -i`` after ``x = 1``: ``>>> >>> ``), that
+        prompt starts a line of its own (``Output.new_line``), as a terminal's echo of the
+        line would have put it. Anything else it writes first (an answer, its own echo of
+        the line, the rest of a line sent in pieces, a slow line's next dot: a prompt ends
+        in a space) goes on as written. Not on a full terminal, whose own echo does it."""
+        if b"\n" in data and not self._stdin_is_pty and (prompt := self._prompt) is not None:
+            self._answered.add(prompt)
+            self._prompt = None
 
     def _warn_if_cut(self, data: bytes) -> None:
         """A full terminal in canonical mode (a shell's prompt, ``input()``) cuts a line at
@@ -813,11 +839,11 @@ class Process:
                     # The record waits for the loop's next event, so the loop is not woken
                     # for it; made before the write, it comes before the answer, which the
                     # loop may read the moment the write is done.
-                    waiting = self._bus.publish_threadsafe(InputSent(self.name, data))
+                    waiting = self._bus.publish_threadsafe(self._input_record(data))
                     recorded = True
                     if waiting % RECORDS_WAITING == 0:  # (a member that answers nothing)
                         loop.call_soon_threadsafe(self._bus.flush_threadsafe)
-                if self._prompts:
+                if self._prompt is not None:
                     self._line_sent(data)
                 try:
                     written = os.write(fd, data)  # type: ignore[arg-type]
@@ -840,7 +866,7 @@ class Process:
                 self.send(data, record=not recorded)
                 return
             if not recorded and self._bus.wants(InputSent):
-                self._bus.publish(InputSent(self.name, data))
+                self._bus.publish(self._input_record(data))
             rest = memoryview(data)[written:]
             with self._stdin_lock:
                 if self._stdin is None:
