@@ -131,3 +131,8 @@ def test_the_process_is_the_members_subreaper_only_if_asked_and_while_the_cast_r
     assert seen == [int(adopt)]
     assert _subreaper() == 0
     assert own.wait(timeout=30) == 7
+
+
+def test_run_options_refuse_a_colour_mode_that_is_none() -> None:
+    with pytest.raises(ValueError, match="color must be 'auto', 'always' or 'never', not 'bogus'"):
+        RunOptions(color="bogus")  # type: ignore[arg-type]

@@ -66,6 +66,10 @@ class RunOptions:
     that left their group and environment) is stopped with the cast, and reaped. Only for
     a process that waits for no child of its own (``pipeplex run``); as PID 1, always."""
 
+    def __post_init__(self) -> None:
+        if self.color not in ("auto", "always", "never"):
+            raise ValueError(f"color must be 'auto', 'always' or 'never', not {self.color!r}")
+
 
 def _member_size(fd: int, prefix: int) -> tuple[int, int]:
     """Columns and rows of a member's pty: our terminal's, less the name's column (80 x 24

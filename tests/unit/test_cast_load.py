@@ -300,7 +300,7 @@ class TestMemberKeys:
     def test_env_bad_values(self, tmp_path: Path, value: str) -> None:
         """env must be a table of strings (booleans and lists rejected)."""
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nenv = {value}\n')
-        assert "web: env must be a table of strings" in err.message
+        assert "web: env must be a table of strings or numbers" in err.message
 
     @pytest.mark.parametrize(
         ("table", "message"),

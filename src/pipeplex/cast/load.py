@@ -296,7 +296,8 @@ def _proc(
         if not isinstance(env, dict) or not all(
             isinstance(v, str | int | float) and not isinstance(v, bool) for v in env.values()
         ):
-            raise bad("env", 'a table of strings, e.g. env = { LANG = "C" }')
+            raise bad("env", 'a table of strings or numbers, e.g. env = { LANG = "C", '
+                             'WORKERS = 4 } (a true or false is written "1" or "")')
         for key, value in env.items():
             problem = _env_problem(key, str(value))
             if problem:
