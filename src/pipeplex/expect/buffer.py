@@ -282,9 +282,10 @@ class OutputBuffer:
             self._keep_newest()
 
     def new_line(self, stream: str) -> None:
-        """``stream``'s next text starts a line of its own: a line was sent to the member
-        while it stood at a prompt, with no terminal to echo it (:attr:`Output.new_line`).
-        The unfinished line, if the text still ends in one, ends there."""
+        """``stream``'s next text starts a line of its own: a prompt again, right after a
+        line sent answered the one before, with no terminal to echo that line
+        (:attr:`Output.new_line`). The stream's unfinished line, if the text still ends in
+        it, ends there."""
         self._fresh.append((stream, _NEW_LINE))
         self._fresh_size += CHUNK_COST
 

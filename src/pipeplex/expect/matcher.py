@@ -163,7 +163,7 @@ class Matcher:
         own = member.buffers.get(stream)
         if own is None:
             own = self.buffer(event.name, stream)
-        if event.new_line:  # (a line sent ended the prompt this stream stood at)
+        if event.new_line:  # (a prompt again, after a line sent answered the one before)
             member.merged.new_line(stream)
             own.new_line(stream)
         member.merged.feed(data, stream)

@@ -70,7 +70,7 @@ async def run_prompt(console: Console, writer: Writer) -> None:
         key_bindings=_key_bindings(console),
         complete_while_typing=False,
         enable_suspend=False,
-        # A line for a member that reads a password (its terminal's echo off) shows as
+        # A line for a member that reads a password (echo off in line mode) shows as
         # stars, as the member's own prompt would show nothing.
         is_password=Condition(lambda: not console.keeps(session.default_buffer.text)),
     )
