@@ -5,6 +5,9 @@ ends that line, as a terminal's echo would: the member's next piece of that stre
 from __future__ import annotations
 
 import asyncio
+import shlex
+import signal
+import sys
 
 from pipeplex import Bus, Output, ProcSpec
 from pipeplex.participants.process import Process
@@ -78,8 +81,8 @@ def test_a_line_sent_without_a_prompt_marks_nothing() -> None:
 
 
 def _driven(script: str, steps: list[tuple[str, bytes]], pty: str = "pipes") -> list[Output]:
-    """Run ``script`` under sh; each step waits for a piece ending in its bytes ("wait") or
-    sends its bytes ("send"). Every piece of output, in order."""
+    """Run ``script`` under sh; each step waits until the output so far holds its bytes
+    ("wait"), sends them ("send") or sends SIGUSR1 ("signal"). Every piece, in order."""
 
     async def scenario() -> list[Output]:
         bus = Bus()
@@ -94,12 +97,15 @@ def _driven(script: str, steps: list[tuple[str, bytes]], pty: str = "pipes") -> 
         member = Process(ProcSpec("m", ("sh", "-c", script), pty=pty), bus,  # type: ignore[arg-type]
                          on_crash=lambda exc: None)
         await member.start()
+        out = b""
         for what, data in steps:
             if what == "send":
                 member.send(data)
+            elif what == "signal":
+                member.signal(signal.SIGUSR1)
             else:
-                while not (await asyncio.wait_for(pieces.get(), DEADLINE)).data.endswith(data):
-                    pass
+                while data not in out:
+                    out += (await asyncio.wait_for(pieces.get(), DEADLINE)).data
         member.close_input()
         await asyncio.wait_for(member.wait_exited(), DEADLINE)
         return seen
@@ -135,8 +141,13 @@ def test_a_slow_lines_next_dot_is_no_prompt() -> None:
 def test_only_the_stream_of_the_latest_prompt_is_answered() -> None:
     """stdout stands at an unfinished line, then stderr asks: the line sent answers stderr's
     question, and stdout's line goes on as written."""
-    script = ("printf 'progress: '; sleep 0.3; printf 'continue? ' >&2; read a; "
-              "printf 'half '; sleep 0.3; echo done")
-    seen = _driven(script, [("wait", b"progress: "), ("wait", b"continue? "),
-                            ("send", b"y\n"), ("wait", b"done\n")])
+    asks = ("import signal, sys, time\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
+            "sys.stdout.write('progress: '); sys.stdout.flush()\n"
+            "signal.sigwait([signal.SIGUSR1])  # (asked once stdout's line stands)\n"
+            "sys.stderr.write('continue? '); sys.stderr.flush(); sys.stdin.readline()\n"
+            "sys.stdout.write('half '); sys.stdout.flush(); time.sleep(0.3); print('done')\n")
+    seen = _driven(f"exec {shlex.join([sys.executable, '-c', asks])}",
+                   [("wait", b"progress: "), ("signal", b""), ("wait", b"continue? "),
+                    ("send", b"y\n"), ("wait", b"done\n")])
     assert not any(e.new_line for e in seen), seen
