@@ -1,6 +1,8 @@
 """A line sent where a member stands at a prompt (an unfinished line it went quiet on)
-ends that line, as a terminal's echo would: the member's next piece of that stream says so
-(``Output.new_line``). A full terminal echoes the line itself: nothing is marked there."""
+answers it: if what that stream writes next is a prompt again, that piece starts a line of
+its own (``Output.new_line``), as a terminal's echo of the line would have put it. Anything
+else it writes first goes on as written. A full terminal echoes the line itself: nothing is
+marked there."""
 
 from __future__ import annotations
 
@@ -16,8 +18,18 @@ DEADLINE = 30.0
 ASKS_TWICE = "printf '> ' >&2; read a; printf '> ' >&2; read b; echo \"got $a $b\""
 
 
-def _answered(pty: str) -> list[Output]:
-    """Each prompt waited for, then answered; every piece of output, in order."""
+def _python(code: str) -> str:
+    """A member's script: Python running ``code`` with SIGUSR1 held back, so that its
+    ``signal.sigwait`` waits for the test's go-ahead (a "signal" step) however late it comes."""
+    code = "import signal, sys\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n" + code
+    return f"exec {shlex.join([sys.executable, '-c', code])}"
+
+
+def _driven(script: str, steps: list[tuple[str, bytes]], pty: str = "pipes") -> list[Output]:
+    """Run ``script`` under sh; each step waits until the output after the previous wait's
+    text holds its bytes ("wait"), sends them ("send") or sends SIGUSR1 ("signal"). Every
+    piece of output, in order. (An unfinished line is there only once it was cut as the
+    member went quiet: a wait for one is a wait for its prompt.)"""
 
     async def scenario() -> list[Output]:
         bus = Bus()
@@ -29,17 +41,31 @@ def _answered(pty: str) -> list[Output]:
             pieces.put_nowait(event)
 
         bus.subscribe(take, [Output])  # type: ignore[arg-type]
-        member = Process(ProcSpec("m", ("sh", "-c", ASKS_TWICE), pty=pty), bus,  # type: ignore[arg-type]
+        member = Process(ProcSpec("m", ("sh", "-c", script), pty=pty), bus,  # type: ignore[arg-type]
                          on_crash=lambda exc: None)
         await member.start()
-        for answer in (b"x\n", b"y\n"):
-            while not (await asyncio.wait_for(pieces.get(), DEADLINE)).data.endswith(b"> "):
-                pass  # (a full terminal's echo of the last answer comes first)
-            member.send(answer)
+        out, cursor = b"", 0
+        for what, data in steps:
+            if what == "send":
+                member.send(data)
+            elif what == "signal":
+                member.signal(signal.SIGUSR1)
+            else:
+                while (found := out.find(data, cursor)) < 0:
+                    out += (await asyncio.wait_for(pieces.get(), DEADLINE)).data
+                cursor = found + len(data)
+        member.close_input()
         await asyncio.wait_for(member.wait_exited(), DEADLINE)
         return seen
 
     return asyncio.run(scenario())
+
+
+def _answered(pty: str) -> list[Output]:
+    """Each prompt waited for, then answered (a full terminal's echo of an answer comes
+    before the next prompt)."""
+    return _driven(ASKS_TWICE, [("wait", b"> "), ("send", b"x\n"), ("wait", b"> "),
+                                ("send", b"y\n"), ("wait", b"got x y")], pty)
 
 
 def test_a_line_sent_at_a_prompt_starts_the_next_piece_on_a_line_of_its_own() -> None:
@@ -80,38 +106,6 @@ def test_a_line_sent_without_a_prompt_marks_nothing() -> None:
     assert not any(e.new_line for e in seen), seen
 
 
-def _driven(script: str, steps: list[tuple[str, bytes]], pty: str = "pipes") -> list[Output]:
-    """Run ``script`` under sh; each step waits until the output so far holds its bytes
-    ("wait"), sends them ("send") or sends SIGUSR1 ("signal"). Every piece, in order."""
-
-    async def scenario() -> list[Output]:
-        bus = Bus()
-        pieces: asyncio.Queue[Output] = asyncio.Queue()
-        seen: list[Output] = []
-
-        def take(event: Output) -> None:
-            seen.append(event)
-            pieces.put_nowait(event)
-
-        bus.subscribe(take, [Output])  # type: ignore[arg-type]
-        member = Process(ProcSpec("m", ("sh", "-c", script), pty=pty), bus,  # type: ignore[arg-type]
-                         on_crash=lambda exc: None)
-        await member.start()
-        out = b""
-        for what, data in steps:
-            if what == "send":
-                member.send(data)
-            elif what == "signal":
-                member.signal(signal.SIGUSR1)
-            else:
-                while data not in out:
-                    out += (await asyncio.wait_for(pieces.get(), DEADLINE)).data
-        member.close_input()
-        await asyncio.wait_for(member.wait_exited(), DEADLINE)
-        return seen
-
-    return asyncio.run(scenario())
-
 
 def test_a_member_that_echoes_the_line_itself_keeps_it_on_the_prompts_line() -> None:
     """bash -i and sqlite3 -interactive, reading a pipe, write the line read after their
@@ -129,11 +123,14 @@ def test_a_line_sent_in_pieces_is_not_cut() -> None:
 
 
 def test_a_slow_lines_next_dot_is_no_prompt() -> None:
-    """A line sent while a member writes a line slowly (a dot at a time) does not cut it:
-    a prompt ends in a space."""
-    script = "read a; printf Working; sleep 0.3; printf .; sleep 0.3; printf '. done\\n'"
-    seen = _driven(script, [("send", b"go\n"), ("wait", b"Working"), ("send", b"more\n"),
-                            ("wait", b"done\n")])
+    """A line sent while a member writes a line slowly (a dot at a time, each cut as the
+    member goes quiet) does not cut it: a prompt ends in a space."""
+    slow = ("sys.stdin.readline(); print('Working', end='', flush=True)\n"
+            "signal.sigwait([signal.SIGUSR1]); print('.', end='', flush=True)\n"
+            "signal.sigwait([signal.SIGUSR1]); print('. done')\n")
+    seen = _driven(_python(slow), [("send", b"go\n"), ("wait", b"Working"),
+                                   ("send", b"more\n"), ("signal", b""), ("wait", b"."),
+                                   ("signal", b""), ("wait", b"done\n")])
     assert b"".join(e.data for e in seen) == b"Working.. done\n", seen
     assert not any(e.new_line for e in seen), seen
 
@@ -141,13 +138,13 @@ def test_a_slow_lines_next_dot_is_no_prompt() -> None:
 def test_only_the_stream_of_the_latest_prompt_is_answered() -> None:
     """stdout stands at an unfinished line, then stderr asks: the line sent answers stderr's
     question, and stdout's line goes on as written."""
-    asks = ("import signal, sys, time\n"
-            "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
-            "sys.stdout.write('progress: '); sys.stdout.flush()\n"
+    asks = ("print('progress: ', end='', flush=True)\n"
             "signal.sigwait([signal.SIGUSR1])  # (asked once stdout's line stands)\n"
             "sys.stderr.write('continue? '); sys.stderr.flush(); sys.stdin.readline()\n"
-            "sys.stdout.write('half '); sys.stdout.flush(); time.sleep(0.3); print('done')\n")
-    seen = _driven(f"exec {shlex.join([sys.executable, '-c', asks])}",
-                   [("wait", b"progress: "), ("signal", b""), ("wait", b"continue? "),
-                    ("send", b"y\n"), ("wait", b"done\n")])
+            "print('half ', end='', flush=True)\n"
+            "signal.sigwait([signal.SIGUSR1]); print('done')\n")
+    seen = _driven(_python(asks), [("wait", b"progress: "), ("signal", b""),
+                                   ("wait", b"continue? "), ("send", b"y\n"),
+                                   ("wait", b"half "), ("signal", b""), ("wait", b"done\n")])
+    assert b"".join(e.data for e in seen if e.stream == "stdout") == b"progress: half done\n"
     assert not any(e.new_line for e in seen), seen
