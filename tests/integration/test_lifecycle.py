@@ -196,7 +196,7 @@ def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except FileNotFoundError:
+    except OSError:  # gone: ENOENT at open, or ESRCH when reaped between open and read
         return False
 
 
