@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from ._command_parser import CommandParser
+from ._entry import release_collector
 from ._signals import STOP_SIGNALS
 from ._stdout import StdoutRefused, printing
 
@@ -244,6 +245,7 @@ def _run(cast: CastSpec, options: RunOptions) -> int:
     # Held back until run_cast has its handlers: a Ctrl-C in the loop's set-up would
     # break it halfway; this way the cast stops as at any other time.
     clean_inherited_signals(held=STOP_SIGNALS)
+    release_collector()
     try:
         return asyncio.run(run_cast(cast, options))
     except PipeplexError as exc:
@@ -582,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             command, args = _parse(words)
         if command not in ("run", "demo", "test"):  # (those once their handlers are in)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held by _entry
+        if command not in ("run", "demo"):  # (those once the engine is loaded)
+            release_collector()
         COMMANDS[command][1](args)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)

@@ -1,0 +1,51 @@
+"""The command holds the garbage collector off while it loads, and lets it in again.
+
+A run can last for days: a collector left off would let every reference cycle it makes
+(an exception and its traceback, a cancelled task) pile up for as long.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LAUNCHER = ("import atexit, gc, sys\n"
+            "from pipeplex._entry import main\n"
+            "print('while loading:', gc.isenabled(), file=sys.stderr)\n"
+            "atexit.register(lambda: print('at exit:', gc.isenabled(),\n"
+            "                              gc.get_freeze_count() > 0, file=sys.stderr))\n"
+            "sys.exit(main())\n")
+"""The command's script (its name makes it the command), saying whether the collector runs."""
+
+
+def _command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "pipeplex"
+    script.write_text(LAUNCHER)
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                          timeout=30, stdin=subprocess.DEVNULL)
+
+
+def test_a_run_lets_the_collector_in_once_loaded(tmp_path: Path, run_dir: Path) -> None:
+    result = _command(tmp_path, "run", "-p", "m=true", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result
+    assert "while loading: False" in result.stderr
+    assert "at exit: True True" in result.stderr  # (what the loading made, frozen)
+
+
+@pytest.mark.parametrize("args", [("status", "--run-dir", "{tmp}/none"),
+                                  ("test", "{tmp}/case.toml")])
+def test_the_other_commands_let_it_in_too(tmp_path: Path, args: tuple[str, ...]) -> None:
+    (tmp_path / "case.toml").write_text('[procs.c]\ncmd = "cat"\n[[step]]\nsend = "hi"\n'
+                                        '[[step]]\nexpect = "hi"\n')
+    result = _command(tmp_path, *(arg.format(tmp=tmp_path) for arg in args))
+    assert "at exit: True True" in result.stderr, result
+
+
+def test_pipeplex_imported_as_a_library_leaves_the_collector_alone() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import gc, pipeplex._entry, pipeplex.cli; print(gc.isenabled())"],
+        capture_output=True, text=True, timeout=30)
+    assert result.stdout == "True\n", result
