@@ -34,6 +34,7 @@ if _TYPE_CHECKING:
     from .errors import NotReady as NotReady
     from .errors import PipeplexError as PipeplexError
     from .errors import RunDirError as RunDirError
+    from .errors import SignalRefused as SignalRefused
     from .errors import SpawnError as SpawnError
     from .errors import UnexpectedExit as UnexpectedExit
     from .errors import UnknownMember as UnknownMember
@@ -69,6 +70,7 @@ __all__ = (
     "RunDirError",
     "RunOptions",
     "Sentinel",
+    "SignalRefused",
     "SpawnError",
     "Started",
     "StepFailed",
@@ -105,6 +107,7 @@ _SOURCES = {
     "NotReady": ".errors",
     "PipeplexError": ".errors",
     "RunDirError": ".errors",
+    "SignalRefused": ".errors",
     "SpawnError": ".errors",
     "UnexpectedExit": ".errors",
     "UnknownMember": ".errors",

@@ -27,7 +27,7 @@ from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
 from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port, quoted
-from .errors import NotReady, PipeplexError, SpawnError, ours_in_tracebacks
+from .errors import NotReady, PipeplexError, SignalRefused, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
 from .participants._escaped import start_time
@@ -1288,7 +1288,8 @@ class Engine:
                      if (started := start_time(pid)) is not None]
         for member in self.members.values():
             if member.pid is not None:
-                member.signal_to_stop(signal.SIGKILL)
+                with contextlib.suppress(SignalRefused):  # (as another user: nothing to do)
+                    member.signal_to_stop(signal.SIGKILL)
         if self._adoption is not None:
             self.stopper.kill_strays(self._strays, self._protected_groups, also=below)
 

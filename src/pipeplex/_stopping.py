@@ -20,9 +20,10 @@ from typing import Any
 
 from ._bus import Bus
 from ._events import Level, Note
+from .errors import SignalRefused
 from .participants import Process, _escaped
 from .participants._escaped import Escaped, OutOfDescriptors, hold, send
-from .participants._group import exits_within, pidfds_exit, wait_group_gone
+from .participants._group import exits_within, owner, pidfds_exit, wait_group_gone
 
 __all__ = ("EOF_GRACE", "LEFTOVER_KILL_WAIT", "Stopper", "first")
 
@@ -62,6 +63,9 @@ class Stopper:
         self._escaping: dict[Escaped, asyncio.Future[bool]] = {}
         """Processes left outside a group whose escalation is under way, and its end."""
         self._short_of_descriptors: set[str] = set()
+        self._foreign: set[Escaped] = set()
+        """The cast's orphans that run as another user, which pipeplex may not signal: said
+        once, and left alone from then on."""
         self.held_strays: set[int] = set()
         """Orphans of the cast that lead groups the stop is still signalling: not to be
         reaped until then (see :meth:`stop_strays`)."""
@@ -106,27 +110,41 @@ class Stopper:
         termed_at: float | None = None
         killed = False
         stdin_grace = max(self.stdin_grace, EOF_GRACE if stdin_first else 0.0)
+        said = "closed its stdin; "
         if stdin_grace:
             # Many programs end cleanly at EOF on stdin; give them that chance first.
             self._announce(member, "closed its stdin")
             await first(exit_seen, self._force, within=stdin_grace)
-            if not exit_seen.done():
-                self._announce(member, f"still running {stdin_grace:.1f} s after its "
-                                       f"stdin closed; {_terminating(member)}")
-        else:
-            self._announce(member, f"closed its stdin; {_terminating(member)}")
+            said = f"still running {stdin_grace:.1f} s after its stdin closed; "
+        refused = None
         if not exit_seen.done():
-            _terminate(member)
+            refused = _terminate(member)
             termed_at = loop.time()
+            if refused is None:
+                self._announce(member, said + _terminating(member))
+            else:
+                self._announce(member, f"{said}may not signal it: its processes run as "
+                                       f"{refused.owner}; waiting {grace:.1f} s for it to end",
+                               "warning")
             await first(exit_seen, self._force, within=grace)
         if not exit_seen.done():
-            if self._force.done():
-                self._announce(member, "sent SIGKILL to its process group", "warning")
+            try:
+                member.signal_to_stop(signal.SIGKILL)
+            except SignalRefused as no_kill:
+                # Nothing pipeplex may do: it is said, with how to do it, and waited for.
+                waited = ("" if self._force.done() else f"still running after {grace:.1f} s, "
+                          "and " if refused else f"ignored SIGTERM for {grace:.1f} s, and ")
+                self._announce(member, f"{waited}may not be killed: its processes run as "
+                                       f"{no_kill.owner}; waiting for it to end (stop it as "
+                                       f"that user: sudo kill -KILL -- -{no_kill.pgid})",
+                               "error")
             else:
-                self._announce(member, f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL to "
-                                       "its process group", "warning")
-            member.signal_to_stop(signal.SIGKILL)
-            killed = True
+                killed = True
+                if self._force.done():
+                    self._announce(member, "sent SIGKILL to its process group", "warning")
+                else:
+                    self._announce(member, f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL "
+                                           "to its process group", "warning")
             await asyncio.shield(exit_seen)
         if member.pid == pid:
             await self.stop_leftovers(member, termed_at=termed_at, killed=killed)
@@ -177,7 +195,9 @@ class Stopper:
         loop = asyncio.get_running_loop()
         grace = member.spec.stop_timeout or self.grace
         if termed_at is None:
-            _terminate(member)
+            if (refused := _terminate(member)) is not None:
+                self._left_running(member, refused)
+                return
             termed_at = loop.time()
             self._announce(member, "left processes in its process group; sent them SIGTERM",
                            "warning")
@@ -189,7 +209,11 @@ class Stopper:
         else:
             what = (f"processes left in its process group ignored SIGTERM for {grace:.1f} s; "
                     "sent them SIGKILL")
-        member.signal_to_stop(signal.SIGKILL)
+        try:
+            member.signal_to_stop(signal.SIGKILL)
+        except SignalRefused as refused:  # (those that took SIGTERM were ours)
+            self._left_running(member, refused)
+            return
         self._announce(member, what, "warning")
         # Gone within a moment: SIGKILL cannot be ignored (a process in the kernel may lag).
         await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
@@ -308,15 +332,28 @@ class Stopper:
             self._out_of_descriptors(None)
             return [], []
         found += [process for process in also if process not in found]
+        found = [process for process in found if process not in self._foreign]
         # Their groups, read while they live (a live member keeps a group's id taken).
         spare = set(protected())
-        groups: list[int] = []
-        for pid, _ in found:
+        group_of: dict[Escaped, int] = {}
+        for process in found:
             with contextlib.suppress(OSError):
-                group = os.getpgid(pid)
-                if group not in spare and group not in groups:
-                    groups.append(group)
+                if (group := os.getpgid(process[0])) not in spare:
+                    group_of[process] = group
         reached = self._send(None, found, signals)
+        foreign = [process for process in found if process not in reached
+                   and _escaped.start_time(process[0]) == process[1]]
+        if foreign:
+            self._foreign.update(foreign)
+            pids = [pid for pid, _ in foreign]
+            one = len(foreign) == 1
+            self.bus.publish(Note(
+                f"the cast left {_processes(foreign)} outside its members' process groups "
+                f"that {'runs' if one else 'run'} as {owner(pids)}, which pipeplex may not "
+                f"signal; {'it runs' if one else 'they run'} on (stop {_them(foreign)} as "
+                f"that user: sudo kill {' '.join(map(str, pids))})", level="error"))
+        groups = list(dict.fromkeys(group for process, group in group_of.items()
+                                    if process not in foreign))
         # Each held from here on: an orphan is our child, and its pid, so its group's id,
         # stays its own until we reap it (the reaper runs in this loop).
         self.held_strays.update(pid for pid, _ in reached)
@@ -436,6 +473,14 @@ class Stopper:
                               "limit: ulimit -n)", name=member.name if member else None,
                               level="error"))
 
+    def _left_running(self, member: Process, refused: SignalRefused) -> None:
+        """What the member left in its group runs as another user: pipeplex may not stop
+        it, and does not wait for it either (its exit is not pipeplex's to see)."""
+        self._announce(member, f"left processes in its process group that run as "
+                               f"{refused.owner}, which pipeplex may not signal; they run on "
+                               f"(stop them as that user: sudo kill -- -{refused.pgid})",
+                       "error")
+
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))
 
@@ -464,7 +509,8 @@ def _strays_killed(killed: list[Escaped], groups: list[int], termed: list[Escape
 def _killpg_all(groups: list[int], signals: tuple[int, ...]) -> None:
     for group in groups:
         for sig in signals:
-            with contextlib.suppress(ProcessLookupError):  # (empty by now)
+            # (Empty by now; or all its processes run as another user, said by the caller.)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, sig)
 
 
@@ -474,14 +520,19 @@ def _terminating(member: Process) -> str:
     return "sent SIGTERM to its process group"
 
 
-def _terminate(member: Process) -> None:
+def _terminate(member: Process) -> SignalRefused | None:
     """SIGTERM to the member's process group, then SIGCONT: a stopped process (SIGSTOP,
     Ctrl-Z) gets to run its handler within the grace instead of waiting for SIGKILL. A full
-    terminal is hung up first (:meth:`Process.hang_up`)."""
-    if member.spec.pty == "full":
-        member.hang_up()
-    member.signal_to_stop(signal.SIGTERM)
-    member.signal_to_stop(signal.SIGCONT)
+    terminal is hung up first (:meth:`Process.hang_up`). The refusal when the group's
+    processes run as another user (nothing was sent)."""
+    try:
+        if member.spec.pty == "full":
+            member.hang_up()
+        member.signal_to_stop(signal.SIGTERM)
+        member.signal_to_stop(signal.SIGCONT)
+    except SignalRefused as refused:
+        return refused
+    return None
 
 
 def _processes(processes: list[Escaped]) -> str:

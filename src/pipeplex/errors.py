@@ -16,6 +16,7 @@ __all__ = (
     "NotReady",
     "PipeplexError",
     "RunDirError",
+    "SignalRefused",
     "SpawnError",
     "UnexpectedExit",
     "UnknownMember",
@@ -67,6 +68,21 @@ class SpawnError(PipeplexError):
         self.command = command
         self.reason = reason
         super().__init__(f"{name}: cannot start {command!r}: {reason}")
+
+
+class SignalRefused(PipeplexError):
+    """A member's processes run as another user, and this one may not signal them (a
+    setuid program that took its new user for good: ``su``, a privileged helper). Nothing
+    was sent; they run on."""
+
+    def __init__(self, name: str, pgid: int, signal: str, owner: str) -> None:
+        self.name = name
+        self.pgid = pgid
+        self.signal = signal
+        self.owner = owner
+        super().__init__(f"may not send {signal} to {name}: its processes run as {owner}; "
+                         f"send it as that user (sudo kill -{signal.removeprefix('SIG')} -- "
+                         f"-{pgid})")
 
 
 class RunDirError(PipeplexError):

@@ -75,9 +75,10 @@ class Pipeplex:
         stdin: int | None = subprocess.DEVNULL,
         env: dict[str, str] | None = None,
         prefix: tuple[str, ...] = (),
+        command: tuple[str, ...] = tuple(PIPEPLEX),
     ) -> None:
         self.proc = subprocess.Popen(
-            [*prefix, *PIPEPLEX, *map(str, args)],
+            [*prefix, *command, *map(str, args)],
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -30,7 +30,7 @@ from .._events import Event, Exited, InputSent, Note, Output
 from .._events_wire import encode_event
 from .._signals import parse_signal
 from ..control_client import MAX_REQUEST
-from ..errors import PipeplexError, UnknownMember
+from ..errors import PipeplexError, SignalRefused, UnknownMember
 from .router import ALL
 from .rundir import RunDir
 
@@ -369,7 +369,10 @@ class ControlServer:
             sig = parse_signal(str(which))
         except ValueError as exc:
             raise _Refused("bad_signal", str(exc)) from None
-        reached = self._engine.router.signal(name, sig)
+        try:
+            reached = self._engine.router.signal(name, sig)
+        except SignalRefused as exc:
+            raise _Refused("not_permitted", str(exc)) from None
         if not reached:
             who = "no member is" if name == ALL else f"{name} is not"
             raise _Refused("not_running", f"{who} running; no signal was sent")

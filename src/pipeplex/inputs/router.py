@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from ..errors import UnknownMember
+from ..errors import SignalRefused, UnknownMember
 from ..participants import Process
 
 __all__ = ("ALL", "Router")
@@ -55,6 +55,20 @@ class Router:
 
     def signal(self, target: str, sig: int) -> int:
         """Signal ``target`` as a person asks (see :meth:`Process.signal_as_asked`); returns
-        how many members were reached."""
-        return sum(member.signal_as_asked(sig) for member in self.resolve(target)
-                   if member.running)
+        how many members were reached.
+
+        Raises:
+            SignalRefused: a member's processes run as another user (the others of ``all``
+                were signalled).
+        """
+        reached = 0
+        refused: SignalRefused | None = None
+        for member in self.resolve(target):
+            if member.running:
+                try:
+                    reached += member.signal_as_asked(sig)
+                except SignalRefused as exc:
+                    refused = refused or exc
+        if refused is not None:
+            raise refused
+        return reached

@@ -89,8 +89,11 @@ def send(processes: Iterable[Escaped], signals: Iterable[int]) -> tuple[list[Esc
             continue
         try:
             for sig in signals:
-                with contextlib.suppress(ProcessLookupError):  # gone already
-                    signal.pidfd_send_signal(fd, sig)
+                signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:  # gone already
+            pass
+        except PermissionError:  # it runs as another user: not reached (the caller says so)
+            continue
         finally:
             os.close(fd)
         reached.append(process)

@@ -13,16 +13,34 @@ import contextlib
 import os
 import select
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-__all__ = ("exits_within", "live_in_group", "pidfds_exit", "unwatch_group", "wait_group_gone",
-           "watch_group")
+__all__ = ("exits_within", "live_in_group", "owner", "pidfds_exit", "unwatch_group",
+           "wait_group_gone", "watch_group")
 
 
 def live_in_group(pgid: int) -> list[int]:
     """Pids in process group ``pgid`` that have not exited (zombies do not count)."""
     return _live_in_groups({pgid}).get(pgid, [])
+
+
+def owner(pids: Iterable[int]) -> str:
+    """Who processes run as (another user, which pipeplex may not signal), by the real user
+    of the first of ``pids`` still there: ``root``, or ``uid 1001`` without a name."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                uid = int(next(line for line in f if line.startswith(b"Uid:")).split()[1])
+        except (OSError, StopIteration, ValueError):  # gone meanwhile
+            continue
+        import pwd  # (only here: pipeplex otherwise has no use for user names)
+
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"uid {uid}"
+    return "another user"
 
 
 def _live_in_groups(groups: Collection[int]) -> dict[int, list[int]]:

@@ -27,10 +27,11 @@ from typing import Literal
 
 from .._bus import Bus
 from .._events import Exited, InputSent, Note, Output, Started, Stream
+from .._signals import signal_name
 from ..cast.spec import ProcSpec, expand
-from ..errors import SpawnError
+from ..errors import SignalRefused, SpawnError
 from ._framing import LineFramer
-from ._group import live_in_group, unwatch_group, watch_group
+from ._group import live_in_group, owner, unwatch_group, watch_group
 from ._pty import make_controlling_tty, open_pty, set_size
 from .guardian import Guardian
 
@@ -905,16 +906,24 @@ class Process:
     # Signals --------------------------------------------------------------------------
 
     def signal(self, sig: int) -> bool:
-        """Send ``sig`` to the member's whole process group; False if nothing was left."""
+        """Send ``sig`` to the member's whole process group; False if nothing was left.
+
+        Raises:
+            SignalRefused: every process left in the group runs as another user, and this
+                one may not signal them; they run on (and their group stays registered).
+        """
         if self.pid is None or self._group_gone:
             return False
         try:
             os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
+        except ProcessLookupError:
             self._group_gone = True
             if self._guardian is not None:
                 self._guardian.unregister(self.pid)
             return False
+        except PermissionError:
+            raise SignalRefused(self.name, self.pid, signal_name(sig),
+                                owner(live_in_group(self.pid))) from None
         return True
 
     def signal_to_stop(self, sig: int) -> bool:
@@ -990,7 +999,10 @@ class Process:
 
     def group_alive(self) -> bool:
         """True while any process remains in the member's process group."""
-        return self.signal(0)
+        try:
+            return self.signal(0)
+        except SignalRefused:  # (there, as another user)
+            return True
 
     def has_leftovers(self) -> bool:
         """True while a process that has not exited remains in the member's process group.

@@ -17,7 +17,7 @@ from .._engine import Engine
 from .._readiness import LOOPBACK_SAID, port_accepts
 from .._signals import describe_returncode, parse_signal, signal_name
 from ..cast.spec import expand, is_port, quoted
-from ..errors import ExpectTimeout, PipeplexError, UnexpectedExit
+from ..errors import ExpectTimeout, PipeplexError, SignalRefused, UnexpectedExit
 from ..expect import EOF, TIMEOUT, Expectation, Matcher
 from .model import Scenario, Step
 
@@ -186,7 +186,11 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine,
                 return value, process.ended_at
         elif step.action == "signal":
             assert step.target is not None
-            if not engine.router.signal(step.target, parse_signal(value)):
+            try:
+                reached = engine.router.signal(step.target, parse_signal(value))
+            except SignalRefused as exc:
+                raise StepFailed(step, str(exc), member=step.target) from None
+            if not reached:
                 raise StepFailed(step, f"{step.target} is not running", member=step.target)
         elif step.action == "close":
             engine.router.close_input(value)
