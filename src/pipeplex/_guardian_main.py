@@ -9,7 +9,8 @@ It reads pipeplex's lines until EOF (pipeplex ended, however it ended), then sto
 it was told of: the process groups (``+PGID``, ``-PGID``), the orphans pipeplex adopted
 (``@PID START``, ``~PID``: a daemon that double-forked, left every group and wrote over its
 environment, as redis and nginx do to set their process titles), a member caught mid-spawn
-(``?TICKS STREAMS``, ``!``), and every process carrying the run's id (``=TOKEN``).
+(``?TICKS STREAMS``, ``!``), and every process carrying the run's id (``=TOKEN``); and,
+with those, every process below them (a daemon whose parent still runs).
 """
 
 from __future__ import annotations
@@ -170,13 +171,49 @@ def marked(token: bytes | None) -> set[int]:
     return found
 
 
+def descendants(groups: set[int], roots: set[int]) -> Found:
+    """The processes below those of ``groups`` and ``roots`` that are in none of
+    ``groups``: a daemon whose parent, a member's process, still runs, but which left its
+    group, dropped the run's id and closed the member's streams. One pass over /proc."""
+    parents: dict[int, list[int]] = {}
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open("/proc/" + entry + "/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2:].split()
+        except (OSError, ValueError):
+            continue
+        if fields[0] in (b"Z", b"X"):
+            continue
+        pid, ppid, pgid = int(entry), int(fields[1]), int(fields[2])
+        parents.setdefault(ppid, []).append(pid)
+        if pgid in groups:
+            roots.add(pid)
+    found: Found = set()
+    todo = list(roots)
+    seen = set(roots)
+    while todo:
+        for child in parents.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+                when = started(child)
+                if when is not None:
+                    found.add((child, when))
+    return found
+
+
 class Stop:
     """Everything to stop, and how to tell what is left."""
 
     def __init__(self, told: Told, known: Found) -> None:
         self.groups = set(told.groups)
         self.token = told.token
-        self.known = known
+        self.known = known | descendants(self.groups, {pid for pid, _ in known}
+                                         | marked(self.token))
         for pid in self.alive():  # one that leads its group (a member, a daemon): that too
             try:
                 if os.getpgid(pid) == pid:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -398,6 +399,63 @@ def test_a_daemon_that_wrote_over_its_environment_dies_with_pipeplex_killed(
             for pid in (daemon, worker):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            raise
+
+
+ADOPTING = ("import asyncio, subprocess, sys\n"
+            "from pipeplex.participants.orphans import Adoption, OrphanReaper\n"
+            "class Guardian:  # (what the reaper tells it)\n"
+            "    def adopted(self, pid, started):\n"
+            "        print('told of', pid, flush=True)\n"
+            "    def reaped(self, pid):\n"
+            "        pass\n"
+            "async def main():\n"
+            "    assert Adoption().active\n"
+            "    member = subprocess.Popen(['sh', '-c', \"sh -c 'sleep 60 & echo orphan $!'; \"\n"
+            "                              'exec sleep 60'])\n"
+            "    OrphanReaper(asyncio.get_running_loop(), lambda: {member.pid}, Guardian())\n"
+            "    await asyncio.sleep(60)\n"
+            "asyncio.run(main())\n")
+"""A subreaper with a member whose shell's shell orphans ``sleep``: the orphan comes to it
+without a SIGCHLD (that goes to the member's shell)."""
+
+
+def test_an_orphan_that_comes_without_a_sigchld_is_told_to_the_guardian() -> None:
+    """pipeplex hears of an adoption only by looking: not on a SIGCHLD alone (which goes to
+    the orphan's old parent), but also every second. Until it has told the guardian, a
+    daemon double-forked from a member's script would outlive a SIGKILL of pipeplex."""
+    with subprocess.Popen([sys.executable, "-c", ADOPTING], stdout=subprocess.PIPE,
+                          text=True, start_new_session=True) as adopting:
+        try:
+            assert adopting.stdout is not None
+            orphan = int(adopting.stdout.readline().removeprefix("orphan "))
+            assert adopting.stdout.readline() == f"told of {orphan}\n"
+        finally:
+            os.killpg(adopting.pid, signal.SIGKILL)  # (the orphan too: it kept the group)
+
+
+# A member's script starts a daemon that leaves its group and the run's environment and
+# drops the member's streams, while the script runs on: no orphan, yet nothing else of the
+# member tells it.
+DETACHED = ("setsid env -i sh -c 'echo daemon $$; exec sleep 60 </dev/null >/dev/null 2>&1' & "
+            "exec sleep 61")
+
+
+def test_a_detached_daemon_whose_parent_runs_dies_with_pipeplex_killed(run_dir: Path) -> None:
+    """The guardian stops what is below the processes it stops: found by its parent."""
+    with Pipeplex("run", "-p", f"m=sh -c {shlex.quote(DETACHED)}", "--run-dir", run_dir) as plex:
+        daemon = int(plex.expect(r"^m +\| daemon (\d+)$")[1])
+        deadline = time.monotonic() + 10  # (until its exec: then the streams are dropped)
+        while Path(f"/proc/{daemon}/comm").read_text() != "sleep\n":
+            assert time.monotonic() < deadline, "the daemon did not start sleeping"
+            os.sched_yield()
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        try:
+            _wait_exited(daemon)
+        except AssertionError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon, signal.SIGKILL)
             raise
 
 

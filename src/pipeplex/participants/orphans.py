@@ -129,10 +129,20 @@ def _become_subreaper() -> Callable[[], None] | None:
     return restore
 
 
+LOOK_EVERY = 1.0
+"""Seconds between looks for orphans that came without a SIGCHLD (see :class:`OrphanReaper`)."""
+
+
 class OrphanReaper:
     """Reaps this process's children that are not its own: ``ours()`` names those (the
     members, the guardian), which their owners wait for. Tells ``guardian`` of each orphan
-    as it comes and goes, so that it stops them should pipeplex die."""
+    as it comes and goes, so that it stops them should pipeplex die.
+
+    A SIGCHLD says that a child ended, but nothing says that one came: an orphan whose
+    parent was a member's child (a daemon that double-forked from a member's script) is
+    adopted without a word to us. So besides every SIGCHLD, the children are looked at
+    every :data:`LOOK_EVERY` seconds (one read of a file in /proc), and the guardian hears
+    of such a daemon within a second of its coming."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ours: Callable[[], Collection[int]],
                  guardian: Guardian | None = None) -> None:
@@ -141,8 +151,15 @@ class OrphanReaper:
         self._guardian = guardian
         self._told: set[int] = set()
         self._pending = False
+        self._looking: asyncio.TimerHandle | None = None
         loop.add_signal_handler(signal.SIGCHLD, self._soon)
         self._soon()  # (one may have ended before we listened: its SIGCHLD is gone)
+        if guardian is not None:  # (only the guardian needs to hear of them early)
+            self._looking = loop.call_later(LOOK_EVERY, self._look)
+
+    def _look(self) -> None:
+        self._soon()
+        self._looking = self._loop.call_later(LOOK_EVERY, self._look)
 
     def _soon(self) -> None:
         """One look per pass of the loop, however many SIGCHLDs came (a thousand members
@@ -176,5 +193,8 @@ class OrphanReaper:
         return reaped
 
     def close(self) -> None:
+        if self._looking is not None:
+            self._looking.cancel()
+            self._looking = None
         self._loop.remove_signal_handler(signal.SIGCHLD)
         self.reap()
