@@ -170,6 +170,10 @@ class Bus:
                 source.pause_reading()
         self._pausers.add(who)
 
+    def paused_by(self, who: object) -> bool:
+        """Whether ``who`` holds the sources back now."""
+        return who in self._pausers
+
     def resume(self, who: object) -> None:
         if who not in self._pausers:
             return

@@ -155,7 +155,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     orphans: OrphanReaper | None = None
     mask: set[int | signal.Signals] | None = None
     try:
-        on_signal = _install_signal_handlers(loop, engine, handled)
+        on_signal = _install_signal_handlers(loop, engine, handled, writer)
         if isatty:  # (members on a pty follow the terminal's width)
             on_resize = _follow_size(engine, options.output_fd, renderer.width + 3)
             loop.add_signal_handler(signal.SIGWINCH, on_resize)
@@ -320,7 +320,8 @@ def _raise_fd_limit(members: int) -> None:
 
 
 def _install_signal_handlers(
-    loop: asyncio.AbstractEventLoop, engine: Engine, signals: list[signal.Signals]
+    loop: asyncio.AbstractEventLoop, engine: Engine, signals: list[signal.Signals],
+    writer: Writer,
 ) -> Callable[[signal.Signals], None]:
     """Stop the cast on ``signals`` (of SIGINT, SIGTERM, SIGHUP: those not inherited as
     ignored); returns the handler (the console's Ctrl-C)."""
@@ -330,6 +331,14 @@ def _install_signal_handlers(
         if not engine.stopping:
             engine.request_stop(f"got {sig.name}: stopping the cast{hint}", interrupted_by=sig)
             return
+        if writer.stalled:
+            # The stop waits for the members' last output, which waits for a reader that
+            # takes nothing (a stalled pipe): asked again, it waits no more.
+            writer.abandon()
+            engine.bus.publish(Note(f"got {sig.name} while the reader of pipeplex's output "
+                                    "takes nothing: what it has not taken is dropped, and "
+                                    "the rest of the run goes to the records only",
+                                    level="warning"))
         # A stop is under way. One asked for (a signal before, `pipeplex stop`, :quit): a
         # Ctrl-C now skips the grace. One of the cast's own (a member ended): the first
         # signal keeps the grace. Either way the run ends as interrupted (unless a member

@@ -99,6 +99,11 @@ class Writer:
         return self._refused_once
 
     @property
+    def stalled(self) -> bool:
+        """The reader takes less than comes: the members' output waits for it, unread."""
+        return self._bus.paused_by(self)
+
+    @property
     def pending(self) -> int:
         """Bytes accepted but not yet written (held or buffered)."""
         return self._buffered + self._held_bytes
@@ -247,7 +252,8 @@ class Writer:
 
     def abandon(self) -> None:
         """Drop what is kept and what comes from now on: we are leaving, and the reader
-        is not taking it (a stop signal came after the cast had ended)."""
+        is not taking it (a stop signal came after the cast had ended, or again during a
+        stop that waits for output the reader will not take)."""
         if self._loop is not None and self._buffer:
             self._loop.remove_writer(self._fd)
         self._batch.clear()
