@@ -995,6 +995,23 @@ def test_spawn_checks_its_ready_options() -> None:
         assert plex.spawn("x", ["sh", "-c", "echo up; exec cat"], ready="up").running
 
 
+def test_spawn_takes_a_compiled_ready_pattern_and_refuses_other_types() -> None:
+    """A compiled pattern, as ``expect`` takes, with its flags; bytes or a number is a
+    ValueError in the caller's code, and a ready_timeout without ready a CastError. Before,
+    a compiled pattern or bytes broke the engine: every member was killed at once."""
+    with Plex(grace=1) as plex:
+        other = plex.spawn("other", "cat")
+        up = plex.spawn("up", ["sh", "-c", "echo UP; exec cat"],
+                        ready=re.compile("^up$", re.IGNORECASE | re.MULTILINE))
+        assert up.running
+        for ready in (b"up", re.compile(b"up"), 5):
+            with pytest.raises(ValueError, match="ready is a regular expression"):
+                plex.spawn("x", "cat", ready=ready)  # type: ignore[arg-type]
+        with pytest.raises(pipeplex.CastError, match="ready_timeout is how long ready"):
+            plex.spawn("x", "cat", ready_timeout=5)
+        assert other.running and set(plex.members) == {"other", "up"}
+
+
 def _chain(cast: Path, db: str) -> None:
     """client after api after db, declared in that order (the last one starts first)."""
     cast.write_text("[procs.client]\ncmd = 'cat'\nafter = ['api']\n"

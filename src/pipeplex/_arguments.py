@@ -23,6 +23,7 @@ __all__ = (
     "patterns_of",
     "positive_seconds",
     "pty_mode",
+    "ready_text",
     "signal_number",
 )
 
@@ -57,6 +58,22 @@ def pattern_of(pattern: object) -> Pattern:
                          "pattern")
     raise ValueError(f"a pattern is a str, a compiled str regex, EOF or TIMEOUT, not "
                      f"{pattern!r}")
+
+
+_INLINE_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"),
+                 (re.VERBOSE, "x"), (re.ASCII, "a"))
+
+
+def ready_text(ready: object) -> str | None:
+    """``spawn``'s ``ready`` as a cast holds it, a regular expression's text: a compiled one
+    gives its pattern, its flags written inline (``(?i)``); a ValueError for anything else."""
+    if ready is None or isinstance(ready, str):
+        return ready
+    if isinstance(ready, re.Pattern) and isinstance(ready.pattern, str):
+        flags = "".join(letter for flag, letter in _INLINE_FLAGS if ready.flags & flag)
+        return f"(?{flags}){ready.pattern}" if flags else ready.pattern
+    raise ValueError(f"ready is a regular expression, as a str or a compiled str pattern "
+                     f"(output is searched as text), not {ready!r}")
 
 
 def patterns_of(pattern: Any) -> tuple[bool, list[Pattern]]:

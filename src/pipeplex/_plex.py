@@ -25,6 +25,7 @@ from ._arguments import (
     patterns_of,
     positive_seconds,
     pty_mode,
+    ready_text,
     signal_number,
 )
 from ._bus import Bus
@@ -592,7 +593,7 @@ class AsyncPlex:
         cwd: str | os.PathLike[str] | None = None,
         pty: PtyOption | None = None,
         shell: bool = False,
-        ready: str | None = None,
+        ready: str | re.Pattern[str] | None = None,
         ready_timeout: float | None = None,
     ) -> AsyncMember:
         """Start a member and return its handle (once it runs, and is ready if ``ready``).
@@ -604,15 +605,24 @@ class AsyncPlex:
         get ready): the new member takes the name, and its expectations start after what the
         old one wrote.
 
+        ``ready`` is a regular expression (a str, or a compiled str pattern: its flags
+        apply); ``ready_timeout`` how long it may take to show (the plex's ``timeout`` unless
+        given).
+
         Raises:
-            CastError: a bad name, ``ready`` or ``ready_timeout``, or the program does not
-                exist.
+            CastError: a bad name, ``ready`` or ``ready_timeout`` (also one without
+                ``ready``), or the program does not exist.
+            ValueError: ``ready`` is neither a str nor a compiled str pattern.
             PipeplexError: a member of that name exists and has not ended.
             SpawnError: the program could not be started.
             NotReady: it exited, or ``ready`` did not show within ``ready_timeout``; the
                 member has been stopped (its name is free again), the others go on.
         """
         check_name(name, None)
+        ready = ready_text(ready)
+        if ready is None and ready_timeout is not None:
+            raise CastError(f"{name}: ready_timeout is how long ready may take to show; give "
+                            "ready too", source="spawn()")
         if not cmd or (isinstance(cmd, str) and not cmd.strip()):
             raise CastError(f"{name}: the command is empty", source="spawn()")
         if isinstance(cmd, str) and not shell:

@@ -413,7 +413,7 @@ class Plex:
         cwd: str | os.PathLike[str] | None = None,
         pty: PtyOption | None = None,
         shell: bool = False,
-        ready: str | None = None,
+        ready: str | re.Pattern[str] | None = None,
         ready_timeout: float | None = None,
     ) -> Member:
         try:

@@ -497,6 +497,8 @@ def check_fields(proc: ProcSpec) -> None:
         if problem:
             raise bad(f"env {problem}")
     if proc.ready is not None:
+        if not isinstance(proc.ready, str):  # (a spec built by hand is not checked)
+            raise bad(f"ready must be a regular expression as a string, not {proc.ready!r}")
         try:
             ready_regex(proc.ready)
         except re.error as exc:
