@@ -1449,3 +1449,56 @@ def test_a_password_sent_to_a_full_terminal_is_recorded_as_stars() -> None:
         member.wait()
         assert "hunter2" not in plex.transcript()
         assert "m > *******" in plex.transcript()
+
+
+FORKING = """\
+import os, signal
+import pipeplex
+plex = pipeplex.Plex(grace=1)
+plex.start()
+member = plex.spawn("m", ["sleep", "60"])
+print("member", member.pid, flush=True)
+reader, writer = os.pipe()
+child = os.fork()
+if child == 0:  # (as multiprocessing's fork start method, or a daemonising library)
+    os.close(writer)
+    signal.alarm(20)  # (a call that hangs ends here)
+    for call in (lambda: member.sendline("hi"), lambda: plex.spawn("n", ["true"]),
+                 lambda: member.expect("x")):
+        try:
+            call()
+            print("child: no error", flush=True)
+        except pipeplex.PipeplexError as exc:
+            print("child:", exc, flush=True)
+    plex.close()
+    print("child: closed", flush=True)
+    os.read(reader, 1)  # (until the parent is gone)
+    os._exit(0)
+os.close(reader)
+os.waitpid(child, 0)
+"""
+
+
+def test_a_child_forked_while_a_plex_runs_cannot_use_it_nor_keep_its_members_alive() -> None:
+    """In the child, each call says why it cannot be made (it hung for ever, or did nothing)
+    and close() lets go; and the pipe to the guardian is not kept open by the child, so when
+    the parent dies the members die with it, the child still running."""
+    with subprocess.Popen([sys.executable, "-c", FORKING], stdout=subprocess.PIPE,
+                          text=True) as parent:
+        assert parent.stdout is not None
+        try:
+            member = int(parent.stdout.readline().removeprefix("member "))
+            said = [parent.stdout.readline() for _ in range(4)]
+            assert said[:3] == [f"child: this plex runs in process {parent.pid}, and this is a "
+                                "child forked from it, where its thread does not run: start a "
+                                "Plex of the child's own (or use multiprocessing's 'spawn' "
+                                "start method)\n"] * 3, said
+            assert said[3] == "child: closed\n"
+            parent.kill()  # as by SIGKILL: its guardian stops the members
+            pidfd = os.pidfd_open(member)
+            try:
+                assert select.select([pidfd], [], [], 30)[0], "the member outlived its plex"
+            finally:
+                os.close(pidfd)
+        finally:
+            parent.kill()

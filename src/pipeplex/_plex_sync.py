@@ -153,8 +153,7 @@ class Member:
 
     def send(self, data: str | bytes) -> None:
         data = input_bytes(data, "send")
-        if self._plex._loop is None:
-            raise self._plex._async._not_running("a with block")
+        self._plex._check_usable()
         if self._member._removed:
             self._member._check_running()  # (raises)
         process = self._member._process
@@ -182,8 +181,7 @@ class Member:
     def _in_order(self, fn: Any, *args: Any) -> None:
         """Run ``fn`` in the plex's loop, neither overtaken by a later send of this member
         nor overtaking an earlier one."""
-        if self._plex._loop is None:
-            raise self._plex._async._not_running("a with block")
+        self._plex._check_usable()
         if self._member._removed:
             self._member._check_running()  # (raises)
         process = self._member._process
@@ -214,6 +212,7 @@ class Member:
         if timeout is not None:
             timeout = call_timeout(timeout)
         plex._refuse_own_thread()
+        plex._check_not_forked()  # (its lock may have been held as the child was forked)
         if member._replaced or member._removed:
             return member._expect_replaced(single, patterns)
         if member._process.pid is None:
@@ -278,10 +277,13 @@ def _serve(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
-def _dropped_running(plex: AsyncPlex, loop: asyncio.AbstractEventLoop) -> None:
+def _dropped_running(plex: AsyncPlex, loop: asyncio.AbstractEventLoop, pid: int) -> None:
     """A started :class:`Plex` was dropped without :meth:`~Plex.close`: said, as an unclosed
     file is, and closed in its own thread, which then ends (nothing waits for that here:
-    this may run in any thread, that one included)."""
+    this may run in any thread, that one included). Not in a forked child: the plex is the
+    parent's."""
+    if os.getpid() != pid:
+        return
     warnings.warn("a pipeplex.Plex was dropped while running, without close(): its members "
                   "are being stopped; use it as 'with Plex() as plex:'", ResourceWarning,
                   stacklevel=1)
@@ -313,6 +315,8 @@ class Plex:
         self._thread: threading.Thread | None = None
         self._members: dict[str, Member] = {}
         self._dropped: weakref.finalize[Any, Plex] | None = None
+        self._pid = os.getpid()
+        """The process whose thread runs the plex: a child forked from it cannot use it."""
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncPlex", "Plex")
@@ -337,13 +341,31 @@ class Plex:
         except BaseException:
             self._stop_thread()
             raise
-        self._dropped = weakref.finalize(self, _dropped_running, self._async, loop)
+        self._dropped = weakref.finalize(self, _dropped_running, self._async, loop, self._pid)
         self._dropped.atexit = False  # (at exit the guardian ends what is left, at once)
 
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def _check_usable(self) -> None:
+        """Raise unless calls can reach the plex's thread: it runs (a with block), and this
+        is not a child forked from the plex's process, which does not have that thread (nor
+        the members and the guardian): there a call would wait for ever, or do nothing."""
         if self._loop is None:
-            coroutine.close()
             raise self._async._not_running("a with block")
+        self._check_not_forked()
+
+    def _check_not_forked(self) -> None:
+        if os.getpid() != self._pid:
+            raise PipeplexError(f"this plex runs in process {self._pid}, and this is a child "
+                                "forked from it, where its thread does not run: start a Plex "
+                                "of the child's own (or use multiprocessing's 'spawn' start "
+                                "method)")
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        try:
+            self._check_usable()
+        except PipeplexError:
+            coroutine.close()
+            raise
+        assert self._loop is not None
         self._refuse_own_thread(coroutine)
         call = _Call(coroutine)
         try:
@@ -379,8 +401,8 @@ class Plex:
         # Not waited for: the loop runs callbacks in order, so a later expect() still sees
         # the effect, and a send costs no thread round trip. Sends never raise (a closed
         # stdin becomes a note in the stream).
-        if self._loop is None:
-            raise self._async._not_running("a with block")
+        self._check_usable()
+        assert self._loop is not None
         self._loop.call_soon_threadsafe(fn, *args)
 
     @property
@@ -463,6 +485,9 @@ class Plex:
         loop), whatever Ctrl-Cs come, then raises ``KeyboardInterrupt``.
         """
         if self._loop is None:
+            return
+        if os.getpid() != self._pid:  # the parent's plex: a forked child just lets go of it
+            self._loop = None
             return
         self._refuse_own_thread()
         if self._dropped is not None:

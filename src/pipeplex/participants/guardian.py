@@ -29,6 +29,10 @@ titles): where pipeplex is its members' subreaper, the orphans it adopts are tol
 A group is unregistered once it is empty, never before: its id may then go to a stranger.
 On a clean exit everything is already gone and the guardian just leaves.
 
+A child forked from pipeplex's process (``multiprocessing``, a library that daemonises)
+would inherit the pipe's write end and so keep the guardian from seeing pipeplex die: the
+child lets it go at once (``os.register_at_fork``), and leaves the guardian to the parent.
+
 The guardian runs in its own session (a Ctrl-C on the terminal does not reach it) and
 ignores the usual stop signals; its program (``_guardian_main.py``) is a few lines of the
 standard library run with ``python -I -S`` so it starts in milliseconds and needs nothing
@@ -42,6 +46,7 @@ import os
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterable
 
 from .._guardian_process import spawn_guardian
@@ -86,6 +91,9 @@ class Guardian:
             raise PipeplexError(f"cannot start the guardian process ({sys.executable} -S): "
                                 f"{exc.strerror or exc}; nothing was started") from None
         self.pid = self._proc.pid
+        self._forked = False
+        """This is a child forked from the process that started the guardian: hands off."""
+        _LIVE.add(self)
         self._say(f"={self.token}\n")
         self._watch: tuple[asyncio.AbstractEventLoop, int] | None = None
         try:
@@ -171,8 +179,20 @@ class Guardian:
     def unregister(self, pgid: int) -> None:
         self._say(f"-{pgid}\n")
 
+    def _let_go_in_child(self) -> None:
+        """In a forked child: close the inherited pipe and pidfd, and touch nothing more
+        (the guardian and the groups it keeps are the parent's)."""
+        self._forked = True
+        for fd in (self._fd, *(self._watch[1:] if self._watch else ())):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = -1
+        self._watch = None
+
     def close(self) -> None:
         """Let the guardian go: every group should be stopped and unregistered by now."""
+        if self._forked:
+            return
         self._unwatch()
         if self._fd >= 0:
             os.close(self._fd)
@@ -180,6 +200,17 @@ class Guardian:
         if not _exits_within(self._proc, 5.0):
             self._proc.kill()
         self._proc.wait()
+
+
+_LIVE: weakref.WeakSet[Guardian] = weakref.WeakSet()
+
+
+def _let_go_in_child() -> None:
+    for guardian in list(_LIVE):
+        guardian._let_go_in_child()
+
+
+os.register_at_fork(after_in_child=_let_go_in_child)
 
 
 def _exits_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
