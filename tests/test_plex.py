@@ -1502,3 +1502,23 @@ def test_a_child_forked_while_a_plex_runs_cannot_use_it_nor_keep_its_members_ali
                 os.close(pidfd)
         finally:
             parent.kill()
+
+
+def test_closing_a_plex_gives_every_member_its_eof_at_once() -> None:
+    """The members' graces at EOF run together, not one member's after another's (each
+    member spawned is a wave of its own: a hundred took 30 s to close); the SIGTERMs still
+    go in the reverse order of the spawns."""
+    notes: list[tuple[str | None, str]] = []
+    with Plex(grace=5) as plex:
+        plex.bus.subscribe(lambda e: notes.append((e.name, e.text)), [pipeplex.Note])
+        for name in ("first", "second", "third"):
+            plex.spawn(name, ["sleep", "60"])
+        plex.spawn("reader", "cat")  # (it ends at EOF)
+    stops = [(name, text) for name, text in notes
+             if "stdin" in text or "sent SIGTERM" in text]
+    assert stops == [
+        ("reader", "closed its stdin"), ("third", "closed its stdin"),
+        ("second", "closed its stdin"), ("first", "closed its stdin"),
+        *((name, "still running 0.3 s after its stdin closed; sent SIGTERM to its process "
+                 "group") for name in ("third", "second", "first")),
+    ], stops

@@ -1194,7 +1194,9 @@ class Engine:
             await asyncio.gather(*(self.stopper.stop_leftovers(m) for m in self.members.values()
                                    if m.pid is not None and not m.running))
         else:
-            for names in self._stop_order():
+            order = self._stop_order()
+            self.stopper.close_inputs(self.members[n] for names in order for n in names)
+            for names in order:
                 await asyncio.gather(*(self.stopper.stop(self.members[n]) for n in names))
             # A member whose start raced with the stop request is caught here.
             await asyncio.gather(*(self.stopper.stop(m) for m in self.members.values()))
