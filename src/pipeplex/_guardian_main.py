@@ -232,7 +232,8 @@ class Stop:
                 pass
         for pid in marked(self.token) | self.alive():
             try:
-                os.kill(pid, sig)
+                if os.getpgid(pid) not in self.groups:  # (those had it with their group:
+                    os.kill(pid, sig)  # a second SIGTERM means "now" to some programs)
             except OSError:
                 pass
 
