@@ -121,6 +121,8 @@ class Member:
     def __init__(self, plex: Plex, member: AsyncMember) -> None:
         self._plex = plex
         self._member = member
+        self._may_be_full = False
+        """The last send left 1 MiB or more queued: the next waits for room first."""
         self.name = member.name
         self._wakeups = threading.local()
 
@@ -159,8 +161,17 @@ class Member:
         process = self._member._process
         if process.pid is None:  # never started: the loop drops it, with a note
             self._plex._call_soon(process.send, data)
-        elif process.send_threadsafe(data) and not self._plex._in_own_thread():
-            self.drain()  # (as a write to a full pipe waits; a sink cannot wait for itself)
+            return
+        if self._may_be_full and not self._plex._in_own_thread():
+            # As a write to a full pipe waits (a sink cannot wait for itself): before this
+            # send is queued, so that a TimeoutError means it was not sent.
+            try:
+                self.drain()
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc.args[0].removesuffix('; it stays queued for it')}; "
+                                   "this send was not queued (send it again once the member "
+                                   "reads)") from None
+        self._may_be_full = process.send_threadsafe(data)
 
     def drain(self, timeout: float | None = None) -> None:
         """:meth:`AsyncMember.drain`; ``send`` waits so itself once the member is full."""
