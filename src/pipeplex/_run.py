@@ -146,7 +146,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     writer = Writer(options.output_fd, bus, on_broken=engine.request_stop,
                     on_failed=lambda exc: _output_failed(engine, exc, refused))
     # (nohup pipeplex run: a hangup does not stop it)
-    handled = [sig for sig in STOP_SIGNALS if not inherited_as_ignored(sig)]
+    handled = [sig for sig in (*STOP_SIGNALS, signal.SIGQUIT) if not inherited_as_ignored(sig)]
     writer.on_hangup = (lambda: _hang_up(engine)) if signal.SIGHUP in handled else (
         _outlive_terminal(bus))
     bus.subscribe(TerminalSink(renderer, writer), SHOWN)
@@ -323,11 +323,17 @@ def _install_signal_handlers(
     loop: asyncio.AbstractEventLoop, engine: Engine, signals: list[signal.Signals],
     writer: Writer,
 ) -> Callable[[signal.Signals], None]:
-    """Stop the cast on ``signals`` (of SIGINT, SIGTERM, SIGHUP: those not inherited as
-    ignored); returns the handler (the console's Ctrl-C)."""
+    """Stop the cast on ``signals`` (of SIGINT, SIGTERM, SIGHUP and SIGQUIT: those not
+    inherited as ignored); returns the handler (the console's Ctrl-C). SIGQUIT (Ctrl-\\, the
+    key for "quit harder") stops it without the grace, as a second Ctrl-C does."""
 
     def on_signal(sig: signal.Signals) -> None:
         hint = "; press Ctrl-C again to skip the grace period" if sig == signal.SIGINT else ""
+        if sig == signal.SIGQUIT and not engine.stopping:
+            engine.request_stop("got SIGQUIT: stopping the cast without the grace period",
+                                interrupted_by=sig)
+            engine.force_stop()
+            return
         if not engine.stopping:
             engine.request_stop(f"got {sig.name}: stopping the cast{hint}", interrupted_by=sig)
             return
@@ -346,7 +352,8 @@ def _install_signal_handlers(
         first = engine.interrupted_by is None
         if first:
             engine.interrupted_by = sig
-        if sig == signal.SIGINT and (engine.stop_asked or not first):
+        if sig == signal.SIGQUIT or (sig == signal.SIGINT
+                                     and (engine.stop_asked or not first)):
             engine.force_stop()
         elif first:
             engine.bus.publish(Note(f"got {sig.name}: the cast is already stopping{hint}"))

@@ -360,3 +360,18 @@ def test_a_signal_after_the_cast_ended_keeps_its_status_and_records(tmp_path: Pa
             proc.wait()
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_sigquit_stops_the_cast_without_the_grace(run_dir: Path) -> None:
+    """Ctrl-\\ is the key for "quit harder": pipeplex used to die of it, with no summary,
+    its run folder left behind, and its members SIGKILLed by the guardian half a second
+    later whatever their grace. Now it is a stop that skips the grace."""
+    with Pipeplex("run", "-p", f"stuck={py(IGNORE_TERM)}", "--grace", "600",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^stuck +\| up$")
+        plex.signal(signal.SIGQUIT)
+        plex.expect(r"^pipeplex \* got SIGQUIT: stopping the cast without the grace period$")
+        plex.expect(r"skipping the grace period")
+        assert plex.wait() == 128 + signal.SIGQUIT
+    assert "stuck * summary: stopped, killed by SIGKILL" in plex.text
+    assert not run_dir.exists()
