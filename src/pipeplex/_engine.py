@@ -22,7 +22,7 @@ from typing import Any
 from ._bus import Bus
 from ._events import Exited, Level, Note, Output, Ready, Started
 from ._outcomes import Outcomes
-from ._readiness import LOOPBACK_SAID, LineWatch, port_accepts
+from ._readiness import LOOPBACK_SAID, LineWatch, listeners, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
@@ -103,6 +103,9 @@ class Engine:
         self._ended_in_stop: list[tuple[str, float]] = []
         """Members that ended once the cast began to stop, and when."""
         self._failed_at_eof: list[Failure] = []
+        self._port_taken: dict[str, frozenset[int]] = {}
+        """Per member about to start, the listeners its ready_port had before (see
+        :meth:`_note_port_taken`)."""
         """Members that ended with an error at the EOF a stop gave them, before any signal."""
         self._late_waves: list[list[str]] = []
         """Members added while running (:meth:`add`): each is its own, last, wave."""
@@ -803,6 +806,9 @@ class Engine:
                 watch = LineWatch(member.name, spec.ready, matched)
             unsubscribe = self.bus.subscribe(watch, [Output, Exited]) if watch else None
             restarting = member.pid is not None
+            self._port_taken.pop(member.name, None)
+            if spec.ready_port and is_port(spec.ready_port):  # (a {variable}: known later)
+                self._note_port_taken(member.name, int(spec.ready_port))
             try:
                 # A copy: what it starts with is one consistent set, whatever comes next.
                 await member.start(dict(self.variables))
@@ -977,7 +983,10 @@ class Engine:
                     why=f"whose ready_port was {port!r}, not a TCP port")
                 return False
             waiting_for = f"port {port} on {LOOPBACK_SAID} to accept connections"
-            probe = asyncio.ensure_future(port_accepts(int(port)))
+            taken = self._port_taken.pop(member.name, frozenset())
+            if taken:
+                waiting_for += " from a listener of its own (another held it before)"
+            probe = asyncio.ensure_future(port_accepts(int(port), taken=taken))
             try:
                 await first(probe, exit_seen, self._stop,
                             within=deadline - loop.time())
@@ -996,6 +1005,17 @@ class Engine:
         if not exit_seen.done():  # (a run that matched and exited is not up: its next is)
             self._set_up(member.name)
         return True
+
+    def _note_port_taken(self, name: str, port: int) -> None:
+        """Before ``name`` starts: what listens on its ``ready_port`` already (a server left
+        from an earlier run, another member) would make any connection succeed. Said, and
+        the member is ready only once a listener of its own is there too."""
+        taken = listeners(port)
+        if taken:
+            self._port_taken[name] = taken
+            self.bus.publish(Note(f"port {port} (its ready_port) already has a listener "
+                                  "before it starts, not its own: it counts as ready once it "
+                                  "listens there too", name=name, level="warning"))
 
     def _now_ready(self, member: Process, captured: dict[str, str]) -> None:
         self._capture(member.name, captured)

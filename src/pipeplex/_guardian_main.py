@@ -172,8 +172,8 @@ def marked(token: bytes | None) -> set[int]:
 
 
 def descendants(groups: set[int], roots: set[int]) -> Found:
-    """The processes below those of ``groups`` and ``roots`` that are in none of
-    ``groups``: a daemon whose parent, a member's process, still runs, but which left its
+    """The processes below those of ``groups`` and ``roots`` (``roots`` gains the former):
+    among them a daemon whose parent, a member's process, still runs, but which left its
     group, dropped the run's id and closed the member's streams. One pass over /proc."""
     parents: dict[int, list[int]] = {}
     me = os.getpid()

@@ -112,10 +112,33 @@ many systems (node from 17 on), others take 127.0.0.1."""
 LOOPBACK_SAID = "127.0.0.1 or ::1"
 
 
-async def port_accepts(port: int) -> None:
+def listeners(port: int) -> frozenset[int]:
+    """The TCP sockets listening on ``port`` (on any address) now, by inode, whoever holds
+    them: from /proc/net, no privilege needed."""
+    found: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f:
+                    # "sl local_address rem_address st ... inode": LISTEN is st 0A.
+                    fields = line.split()
+                    if (len(fields) > 9 and fields[3] == "0A"
+                            and int(fields[1].rpartition(":")[2], 16) == port):
+                        found.add(int(fields[9]))
+        except (OSError, ValueError):  # (no IPv6 here)
+            continue
+    return frozenset(found)
+
+
+async def port_accepts(port: int, *, taken: frozenset[int] = frozenset()) -> None:
     """Return once a TCP connection to ``port`` on either loopback address succeeds (poll
-    until cancelled)."""
+    until cancelled). ``taken``: the listeners that held the port before the member started
+    (a leftover server, another member): until one more listens there, a connection proves
+    nothing of the member's."""
     while True:
+        if taken and not listeners(port) - taken:
+            await asyncio.sleep(PORT_POLL)
+            continue
         for host in LOOPBACK:
             try:
                 _, writer = await asyncio.open_connection(host, port)

@@ -10,6 +10,7 @@ import select
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -684,3 +685,62 @@ def test_the_demo_holds_its_conversation_and_exits_0() -> None:
         "bob: bye!",
     ]
     assert "server | room is empty; bye" in result.stdout
+
+
+def _listener(port: int, *, reuse: bool = False) -> str:
+    """A member that listens on 127.0.0.1:``port`` (with SO_REUSEPORT if ``reuse``), says
+    so, and waits; or, where it cannot bind, says why once and waits all the same."""
+    return py("import select, socket\n"
+              "s = socket.socket()\n"
+              f"s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, {int(reuse)})\n"
+              "try:\n"
+              f"    s.bind(('127.0.0.1', {port}))\n"
+              "    s.listen()\n"
+              "    print('listening', flush=True)\n"
+              "except OSError as exc:\n"
+              "    print('cannot bind:', exc.strerror, flush=True)\n"
+              "select.select([], [], [])\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_ready_port_held_by_another_before_the_start_is_not_the_members(run_dir: Path) -> None:
+    """Another process listens on the port already (a leftover server, another member): a
+    connection succeeds whatever the member does. It is said, and the member is ready only
+    once a listener of its own is there: one that cannot bind is never ready (it was, at
+    once, and the members after it started)."""
+    port = _free_port()
+    cast = run_dir.parent / "cast.toml"
+    cast.write_text(f"[procs.holder]\ncmd = {json.dumps(_listener(port))}\n"
+                    f"ready_port = '{port}'\n"
+                    f"[procs.late]\ncmd = {json.dumps(_listener(port))}\nafter = ['holder']\n"
+                    f"ready_port = '{port}'\nready_timeout = 1\n"
+                    "[procs.client]\ncmd = 'true'\nafter = ['late']\n")
+    result = run("run", cast, "--run-dir", run_dir, "--no-color")
+    out = re.sub(r"(?m)^(\w+) +([*|])", r"\1 \2", result.stdout)  # (names unpadded)
+    assert result.returncode != 0
+    assert (f"late * port {port} (its ready_port) already has a listener before it starts, "
+            "not its own: it counts as ready once it listens there too") in out, out
+    assert "late | cannot bind: Address already in use" in out
+    assert (f"late was not ready after 1.0 s (ready_timeout); it never showed port {port} on "
+            "127.0.0.1 or ::1 to accept connections from a listener of its own (another held "
+            "it before)") in out, out
+    assert "client * started" not in out
+
+
+def test_ready_port_shared_by_a_new_listener_of_the_member_is_ready(run_dir: Path) -> None:
+    """A member that does listen there too (SO_REUSEPORT, as a second worker) is ready."""
+    port = _free_port()
+    cast = run_dir.parent / "cast.toml"
+    cast.write_text(f"[procs.holder]\ncmd = {json.dumps(_listener(port, reuse=True))}\n"
+                    f"ready_port = '{port}'\n"
+                    f"[procs.late]\ncmd = {json.dumps(_listener(port, reuse=True))}\n"
+                    f"after = ['holder']\nready_port = '{port}'\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-color") as plex:
+        plex.expect(r"^late +\* port \d+ \(its ready_port\) already has a listener")
+        plex.expect(r"^late +\| listening$")
+        plex.expect(r"^late +\* ready$")
