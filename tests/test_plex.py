@@ -1525,3 +1525,32 @@ def test_closing_a_plex_gives_every_member_its_eof_at_once() -> None:
         *((name, "still running 0.3 s after its stdin closed; sent SIGTERM to its process "
                  "group") for name in ("third", "second", "first")),
     ], stops
+
+
+FLAKY = ("[procs.flaky]\ncmd = \"sh -c 'echo run $$; exit 3'\"\non_exit = 'restart'\n"
+         "max_restarts = 3\n")
+"""A member that ends at once, and its policy restarts: four runs, each saying its pid."""
+
+
+def test_expect_waits_through_a_restart_as_a_scenario_step_does(tmp_path: Path) -> None:
+    """An exit that its policy follows with a next run is not the end: expect waits for the
+    next run's output (it raised UnexpectedExit at the first exit), in both APIs."""
+    cast = tmp_path / "flaky.toml"
+    cast.write_text(FLAKY)
+    with Plex(grace=1, timeout=30) as plex:
+        plex.load(cast)
+        flaky = plex["flaky"]
+        runs = {flaky.expect(r"^run (\d+)$")[1] for _ in range(4)}
+        assert len(runs) == 4
+
+    async def main() -> set[str]:
+        async with AsyncPlex(grace=1, timeout=30) as aplex:
+            await aplex.spawn("other", "cat")  # (before: the cast stops once flaky gives up)
+            await aplex.load(cast)
+            member = aplex["flaky"]
+            found = {(await member.expect(r"^run (\d+)$"))[1] for _ in range(3)}
+            matched, match = await aplex.expect_any({"flaky": r"^run (\d+)$", "other": "x"})
+            assert matched is member and match is not None
+            return found | {match[1]}
+
+    assert len(asyncio.run(main())) == 4

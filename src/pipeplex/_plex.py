@@ -280,7 +280,8 @@ class AsyncMember:
             self._refuse_never_started()
         try:
             found = await self._matcher.expect_one(
-                self.name, patterns, self._plex.timeout if timeout is None else timeout, stream)
+                self.name, patterns, self._plex.timeout if timeout is None else timeout, stream,
+                exit_ends=not self._restarts())
         except (ExpectTimeout, UnexpectedExit):
             self._failed(stream)
             raise
@@ -288,6 +289,13 @@ class AsyncMember:
         if not single or found.match is None:
             return found.index
         return found.match
+
+    def _restarts(self) -> bool:
+        """Whether an exit of this member is followed by a next run (a cast's
+        ``on_exit = "restart"``, not given up): an expectation then waits through it, for
+        the next run's output, as a scenario's step does."""
+        engine = self._plex._engine
+        return engine is not None and engine.will_restart(self.name)
 
     def _refuse_never_started(self) -> None:
         """An expect on a member that nothing will start fails at once (it would time out:
@@ -706,7 +714,8 @@ class AsyncPlex:
             raise PipeplexError("; ".join(f"{name} was never started: {why}"
                                           for name, why in never))
         found = await self.matcher.expect_each(
-            by_name, timeout=self.timeout if timeout is None else call_timeout(timeout))
+            by_name, timeout=self.timeout if timeout is None else call_timeout(timeout),
+            watch_exits=[name for name in by_name if not self._members[name]._restarts()])
         member = self._members[found.name]
         member.before, member.after, member.match = found.before, found.after, found.match
         return member, found.match

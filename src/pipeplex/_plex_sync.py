@@ -234,6 +234,7 @@ class Member:
                 member.name, patterns,
                 timeout=plex._async.timeout if timeout is None else timeout,
                 stream=stream, publish=plex._publish, wakeup=self._wakeup(),
+                exit_ends=not member._restarts(),
             )
         except (ExpectTimeout, UnexpectedExit):
             member._failed(stream)

@@ -265,7 +265,8 @@ class Matcher:
             buffer.waited_on = True
             try:
                 while True:
-                    returncode = self._exits.get(name, member.gone) if exit_ends else None
+                    returncode = (self._exits.get(name, member.gone) if exit_ends
+                                  else member.gone)  # (one that left the cast has ended)
                     if returncode is not None:
                         return self._exited(name, patterns, loop.time() - started, stream,
                                             returncode)
@@ -390,6 +391,7 @@ class Matcher:
         stream: str | None = None,
         publish: Callable[[Matched], None],
         wakeup: threading.Event | None = None,
+        exit_ends: bool = True,
     ) -> Expectation:
         """:meth:`expect` for one member, from a thread other than the loop's.
 
@@ -397,7 +399,7 @@ class Matcher:
         the loop sets when the member writes: one hand-over between threads per wake-up
         instead of a task round trip. ``publish`` delivers the Matched event on the loop.
         ``timeout`` as for :meth:`expect`: inf sets no deadline, nan or a negative one is a
-        ValueError.
+        ValueError. ``exit_ends``: False for a member whose exit is followed by a next run.
         """
         if not timeout >= 0:
             _check_timeout(timeout)
@@ -419,7 +421,7 @@ class Matcher:
                 # Seen before searching: the loop publishes a member's last output before
                 # its exit, so an exit seen here has its output in the buffer already. Read
                 # once: a restart (Started) may take it away before it is reported.
-                returncode = self._exits.get(name, member.gone)
+                returncode = self._exits.get(name, member.gone) if exit_ends else member.gone
                 found = buffer.search(regexes)
                 if found is not None:
                     return self._result(name, patterns, positions, found, publish)
