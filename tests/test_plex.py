@@ -7,6 +7,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -1554,3 +1555,15 @@ def test_expect_waits_through_a_restart_as_a_scenario_step_does(tmp_path: Path) 
             return found | {match[1]}
 
     assert len(asyncio.run(main())) == 4
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_an_answer_of_bash_on_a_full_terminal_matches_at_its_line_start() -> None:
+    """bash writes its answer after a carriage return (once bracketed paste's escape is out),
+    which moves nothing on the screen: ^42$ matches, as on the screen."""
+    with Plex(grace=1, timeout=30) as plex:
+        bash = plex.spawn("bash", ["bash", "--norc", "--noprofile", "-i"], pty=True,
+                          env={"PS1": "PROMPT$ ", "TERM": "xterm"})
+        bash.expect(r"PROMPT\$ ")
+        bash.sendline("echo $((6*7))")
+        assert bash.expect(r"^42$")[0] == "42"

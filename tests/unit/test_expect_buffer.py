@@ -208,11 +208,16 @@ def test_invalid_utf8_is_replaced() -> None:
         ([b"a\r\r\nb\r\r", b"\r\n"], "a\nb\n"),
         ([b"a\r", b"b\n"], "a\rb\n"),
         ([b"50%\r100%\n"], "50%\r100%\n"),
+        # bash on a full terminal: its answer after bracketed paste's end and a "\r"
+        ([b"echo $((6*7))\r\n\x1b[?2004l\r42\r\n"], "echo $((6*7))\n42\n"),
+        ([b"\r42\n"], "42\n"),
+        ([b"a\n", b"\r\rb\n"], "a\nb\n"),
+        ([b"a", b"\rb\n"], "a\rb\n"),  # (not at a line's start: it stays)
     ],
 )
 def test_crlf_is_folded_to_lf_even_across_chunks(chunks: list[bytes], text: str) -> None:
     """``\\r\\n`` (or ``\\r\\r\\n``) ends a line like ``\\n``, also when the halves arrive
-    apart."""
+    apart; a ``\\r`` at a line's start, which moves nothing on the screen, is not there."""
     assert fed(*chunks).text == text
 
 

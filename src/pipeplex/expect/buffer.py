@@ -53,6 +53,9 @@ CHUNK_COST = 96
 taken into the text: a member writing a few bytes at a time fills memory with the chunks'
 objects, not their bytes."""
 
+_CR_AT_LINE_START = re.compile(r"(?<=\n)\r+")
+"""Carriage returns at a line's start (after the line ends are made ``\\n``)."""
+
 
 class Sentinel:
     """The type of EOF and TIMEOUT: patterns that are conditions, not text."""
@@ -196,6 +199,8 @@ class OutputBuffer:
         self._aside_size = 0
         self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         """Per stream, a decoder holding the start of a character cut at a chunk's end."""
+        self._line_started: dict[str, bool] = {}
+        """Per stream, whether its text so far ends at a line's start."""
         self._held: dict[str, str] = {}
         """Per stream, the end of its text that what follows may change: "\\r" that may be
         the first half of "\\r\\n", an escape sequence cut short."""
@@ -254,6 +259,8 @@ class OutputBuffer:
             text = self._held.pop(stream) + text
         if "\r" in text or "\x1b" in text:
             text = self._settle(text, stream)
+        if text:
+            self._line_started[stream] = text[-1] == "\n"
         return text
 
     def _settle(self, text: str, stream: str) -> str:
@@ -265,7 +272,16 @@ class OutputBuffer:
             text, held = body, text[len(body) :] + held
         if held:
             self._held[stream] = held
-        return LINE_END.sub("\n", text) if "\r" in text else text
+        if "\r" not in text:
+            return text
+        text = LINE_END.sub("\n", text)
+        # A carriage return at a line's start moves nothing on the screen: bash on a full
+        # terminal writes its answer after one (once its escape sequences are out), and
+        # ^42$ must match it. (Elsewhere one stays: what it overwrote may be waited for.)
+        text = _CR_AT_LINE_START.sub("", text)
+        if text[:1] == "\r" and self._line_started.get(stream, True):
+            text = text.lstrip("\r")
+        return text
 
     def release(self, stream: str, *, final: bool = False) -> None:
         """Stop holding back the end of ``stream``'s output: a "\\r" that may have been the
