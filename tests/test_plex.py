@@ -1567,3 +1567,25 @@ def test_an_answer_of_bash_on_a_full_terminal_matches_at_its_line_start() -> Non
         bash.expect(r"PROMPT\$ ")
         bash.sendline("echo $((6*7))")
         assert bash.expect(r"^42$")[0] == "42"
+
+
+def test_arguments_of_the_wrong_type_are_named_in_the_error(tmp_path: Path) -> None:
+    """Not a TypeError from deep inside (``expected str, bytes or os.PathLike object``, or
+    ``'list' object has no attribute 'items'``): a ValueError, or the CastError of a bad
+    environment, that names the argument and what it takes."""
+    with pytest.raises(ValueError, match="run_dir is a path"):
+        Plex(run_dir=123)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="transcript is a path"):
+        AsyncPlex(transcript=["t.jsonl"])  # type: ignore[arg-type]
+    with Plex(grace=1) as plex:
+        with pytest.raises(ValueError, match="a member's name is a str, not 5"):
+            plex.spawn(5, ["true"])  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="cwd is a path"):
+            plex.spawn("a", ["true"], cwd=5)  # type: ignore[arg-type]
+        with pytest.raises(pipeplex.CastError, match="not 'X': 1"):
+            plex.spawn("a", ["true"], env={"X": 1})  # type: ignore[dict-item]
+        with pytest.raises(ValueError, match="load\\(\\)'s path is a path"):
+            plex.load(5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="a mapping of member names to patterns"):
+            plex.expect_any([("a", "x")])  # type: ignore[arg-type]
+        assert plex.spawn("a", ["true"], cwd=tmp_path).pid

@@ -4,6 +4,7 @@ what is expected, raised in the caller's code rather than later in the engine.""
 from __future__ import annotations
 
 import math
+import os
 import re
 import signal
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ __all__ = (
     "check_stream",
     "control_byte",
     "exact_patterns",
+    "path_of",
     "patterns_of",
     "positive_seconds",
     "pty_mode",
@@ -58,6 +60,17 @@ def pattern_of(pattern: object) -> Pattern:
                          "pattern")
     raise ValueError(f"a pattern is a str, a compiled str regex, EOF or TIMEOUT, not "
                      f"{pattern!r}")
+
+
+def path_of(value: object, what: str) -> str | None:
+    """``value`` as a path (a str or an ``os.PathLike`` giving one; None stays None); a
+    ValueError that names ``what`` otherwise."""
+    if value is None:
+        return None
+    path = os.fspath(value) if isinstance(value, str | os.PathLike) else None
+    if not isinstance(path, str):
+        raise ValueError(f"{what} is a path, as a str or a pathlib.Path, not {value!r}")
+    return path
 
 
 _INLINE_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"),

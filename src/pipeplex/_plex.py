@@ -22,6 +22,7 @@ from ._arguments import (
     check_stream,
     control_byte,
     exact_patterns,
+    path_of,
     patterns_of,
     positive_seconds,
     pty_mode,
@@ -407,15 +408,16 @@ class AsyncPlex:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         """Raises:
-            ValueError: a timeout or grace that is not a positive number of seconds, or a
-                ``pty`` that is not one of the three modes.
+            ValueError: a timeout or grace that is not a positive number of seconds, a
+                ``pty`` that is not one of the three modes, or a ``run_dir`` or
+                ``transcript`` that is not a path.
         """
         self.timeout = positive_seconds(timeout, "timeout", none_ok=False) or DEFAULT_TIMEOUT
         self.grace = positive_seconds(grace, "grace", none_ok=False) or DEFAULT_GRACE
         pty_mode(pty)
         self.pty = pty
-        self._transcript_path = transcript
-        self._run_dir = run_dir
+        self._transcript_path = path_of(transcript, "transcript")
+        self._run_dir = path_of(run_dir, "run_dir")
         self.bus = Bus()
         self._guardian: Guardian | None = None
         self._engine: Engine | None = None
@@ -626,8 +628,11 @@ class AsyncPlex:
             NotReady: it exited, or ``ready`` did not show within ``ready_timeout``; the
                 member has been stopped (its name is free again), the others go on.
         """
+        if not isinstance(name, str):
+            raise ValueError(f"a member's name is a str, not {name!r}")
         check_name(name, None)
         ready = ready_text(ready)
+        cwd = path_of(cwd, "cwd")
         if ready is None and ready_timeout is not None:
             raise CastError(f"{name}: ready_timeout is how long ready may take to show; give "
                             "ready too", source="spawn()")
@@ -644,7 +649,7 @@ class AsyncPlex:
             cmd=cmd if isinstance(cmd, str) else tuple(cmd),
             shell=shell,
             env=dict(env or {}),
-            cwd=os.fspath(cwd) if cwd is not None else None,
+            cwd=cwd,
             pty=pty_mode(self.pty if pty is None else pty),
             on_exit="ignore",
             ready=ready,
@@ -705,6 +710,9 @@ class AsyncPlex:
             UnknownMember: a name that is not a member.
             ExpectTimeout, UnexpectedExit: as :meth:`AsyncMember.expect`.
         """
+        if not isinstance(patterns, Mapping):
+            raise ValueError("expect_any() takes a mapping of member names to patterns, as "
+                             f"{{'web': 'ready', 'db': 'ok'}}, not {patterns!r}")
         if not patterns:
             raise ValueError("expect_any() needs patterns for at least one member")
         by_name = {self[name].name: patterns_of(p)[1] for name, p in patterns.items()}
@@ -722,7 +730,10 @@ class AsyncPlex:
 
     async def load(self, path: str | os.PathLike[str]) -> Scenario:
         """Start the members of a scenario (or cast) file; :meth:`run_steps` runs its steps."""
-        scenario = load_scenario(path)
+        source = path_of(path, "load()'s path")
+        if source is None:
+            raise ValueError("load() needs the path of a cast or scenario file")
+        scenario = load_scenario(source)
         check_commands(scenario.cast)
         for spec in scenario.cast.procs:  # all or nothing: no member added if one cannot be
             self._check_can_add(spec.name)

@@ -490,8 +490,9 @@ def check_fields(proc: ProcSpec) -> None:
         value = getattr(proc, key)
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
             raise bad(f"{key} must be a tuple of strings, not {value!r}")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in proc.env.items()):
-        raise bad("env names and values must be strings")
+    for key, value in proc.env.items():
+        if not (isinstance(key, str) and isinstance(value, str)):
+            raise bad(f"env names and values must be strings, not {key!r}: {value!r}")
     for key, value in proc.env.items():
         problem = _env_problem(key, value)
         if problem:
