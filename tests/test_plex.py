@@ -1589,3 +1589,33 @@ def test_arguments_of_the_wrong_type_are_named_in_the_error(tmp_path: Path) -> N
         with pytest.raises(ValueError, match="a mapping of member names to patterns"):
             plex.expect_any([("a", "x")])  # type: ignore[arg-type]
         assert plex.spawn("a", ["true"], cwd=tmp_path).pid
+
+
+AFTER_USR1 = ("import signal\n"
+              "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
+              "print('waiting', flush=True)\n"
+              "signal.sigwait([signal.SIGUSR1])\n"
+              "print('late', flush=True)\n")
+"""Says ``late`` once it gets SIGUSR1."""
+
+
+def test_expect_any_goes_on_when_a_member_ends_with_0() -> None:
+    """One that ended with 0 (its job done) leaves the others to match, as a scenario's
+    expect does (it raised UnexpectedExit at once); an error still ends the wait."""
+
+    async def main() -> None:
+        async with AsyncPlex(grace=1, timeout=30) as plex:
+            done = await plex.spawn("done", ["true"])
+            assert await done.wait() == 0
+            late = await plex.spawn("late", [PY, "-c", AFTER_USR1])
+            await late.expect("waiting")
+            waiting = asyncio.ensure_future(plex.expect_any({"done": "x", "late": "late"}))
+            late.signal("USR1")
+            member, match = await waiting
+            assert member is late and match is not None
+            failed = await plex.spawn("failed", ["sh", "-c", "exit 3"])
+            assert await failed.wait() == 3
+            with pytest.raises(UnexpectedExit, match="failed exited with code 3"):
+                await plex.expect_any({"failed": "x", "late": "never"})
+
+    asyncio.run(main())

@@ -706,6 +706,9 @@ class AsyncPlex:
         Returns the member that matched (its before/after/match are set) and the match (None
         for EOF, and for TIMEOUT, which answers for the first member that lists it).
 
+        A member that exits with 0 (its job done) leaves the others to match; one that
+        exits with an error, or the last of them to end, raises ``UnexpectedExit``.
+
         Raises:
             UnknownMember: a name that is not a member.
             ExpectTimeout, UnexpectedExit: as :meth:`AsyncMember.expect`.
@@ -721,9 +724,25 @@ class AsyncPlex:
         if len(never) == len(by_name) and all(why is not None for _, why in never):
             raise PipeplexError("; ".join(f"{name} was never started: {why}"
                                           for name, why in never))
-        found = await self.matcher.expect_each(
-            by_name, timeout=self.timeout if timeout is None else call_timeout(timeout),
-            watch_exits=[name for name in by_name if not self._members[name]._restarts()])
+        limit = self.timeout if timeout is None else call_timeout(timeout)
+        watched = [name for name in by_name if not self._members[name]._restarts()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while True:
+            try:
+                found = await self.matcher.expect_each(
+                    by_name, timeout=max(deadline - loop.time(), 0.0), watch_exits=watched)
+                break
+            except UnexpectedExit as exc:
+                # One that ended with 0 (its job done) leaves the others to write theirs, as
+                # in a scenario's expect; an error, or the last one's end, ends the wait.
+                watched.remove(exc.name)
+                if exc.returncode != 0 or not any(self._members[name].running
+                                                  for name in watched):
+                    raise
+            except ExpectTimeout as exc:  # (the whole wait, not its last part, is said)
+                raise ExpectTimeout(exc.names, exc.patterns, limit, exc.recent,
+                                    stream=exc.stream) from None
         member = self._members[found.name]
         member.before, member.after, member.match = found.before, found.after, found.match
         return member, found.match
