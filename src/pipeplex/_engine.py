@@ -103,10 +103,10 @@ class Engine:
         self._ended_in_stop: list[tuple[str, float]] = []
         """Members that ended once the cast began to stop, and when."""
         self._failed_at_eof: list[Failure] = []
+        """Members that ended with an error at the EOF a stop gave them, before any signal."""
         self._port_taken: dict[str, frozenset[int]] = {}
         """Per member about to start, the listeners its ready_port had before (see
         :meth:`_note_port_taken`)."""
-        """Members that ended with an error at the EOF a stop gave them, before any signal."""
         self._late_waves: list[list[str]] = []
         """Members added while running (:meth:`add`): each is its own, last, wave."""
         self.router = Router(self.members)
