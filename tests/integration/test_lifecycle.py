@@ -414,8 +414,11 @@ ADOPTING = ("import asyncio, subprocess, sys\n"
             "    assert Adoption().active\n"
             "    member = subprocess.Popen(['sh', '-c', \"sh -c 'sleep 60 & echo orphan $!'; \"\n"
             "                              'exec sleep 60'])\n"
-            "    OrphanReaper(asyncio.get_running_loop(), lambda: {member.pid}, Guardian())\n"
-            "    await asyncio.sleep(60)\n"
+            "    loop = asyncio.get_running_loop()\n"
+            "    OrphanReaper(loop, lambda: {member.pid}, Guardian())\n"
+            "    ended = loop.create_future()  # (the test closes its stdin, or kills it)\n"
+            "    loop.add_reader(0, lambda: ended.done() or ended.set_result(None))\n"
+            "    await asyncio.wait_for(ended, 30)  # (a deadline: then the test fails)\n"
             "asyncio.run(main())\n")
 """A subreaper with a member whose shell's shell orphans ``sleep``: the orphan comes to it
 without a SIGCHLD (that goes to the member's shell)."""
@@ -425,8 +428,9 @@ def test_an_orphan_that_comes_without_a_sigchld_is_told_to_the_guardian() -> Non
     """pipeplex hears of an adoption only by looking: not on a SIGCHLD alone (which goes to
     the orphan's old parent), but also every second. Until it has told the guardian, a
     daemon double-forked from a member's script would outlive a SIGKILL of pipeplex."""
-    with subprocess.Popen([sys.executable, "-c", ADOPTING], stdout=subprocess.PIPE,
-                          text=True, start_new_session=True) as adopting:
+    with subprocess.Popen([sys.executable, "-c", ADOPTING], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True,
+                          start_new_session=True) as adopting:
         try:
             assert adopting.stdout is not None
             orphan = int(adopting.stdout.readline().removeprefix("orphan "))
