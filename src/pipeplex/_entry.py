@@ -2,10 +2,11 @@
 
 The stop signals (SIGINT, SIGTERM, SIGHUP) are held back from the start, as this module
 loads (when the command loads it): one that landed in the middle of an import, or of a
-class's creation, would come out as a traceback of some other error. (What comes before,
-while the interpreter itself starts, meets its own handling.) The command lets them in
-once it can take them: a run once its loop handles them, every other command once its
-arguments are parsed (a Ctrl-C then exits 130, as it does later).
+class's creation, would come out as a traceback of some other error. So are the signals a
+run passes on to its members (SIGUSR1, SIGUSR2...), which would end it before it could.
+(What comes before, while the interpreter itself starts, meets its own handling.) The
+command lets them in once it can take them: a run once its loop handles them, every other
+command once its arguments are parsed (a Ctrl-C then exits 130, as it does later).
 
 A standard stream that was closed (``pipeplex run >&-``) is first opened on /dev/null:
 otherwise the next descriptor pipeplex opens (a member's pipe, the control socket) would
@@ -17,7 +18,8 @@ Three things make a run's start shorter. A run's guardian process is started bef
 rest loads, so that its interpreter starts on the core the imports leave idle. The
 ``ssl`` module is kept out: asyncio loads it eagerly (some 6-8 ms, a tenth of the start),
 while no command opens a TLS connection; asyncio takes its absence as it does on a Python
-built without it. And the cyclic garbage collector is held off while the command loads
+built without it. So are ``bz2`` and ``lzma``, which ``shutil`` loads for archives that
+pipeplex never makes (1 ms). And the cyclic garbage collector is held off while the command loads
 (:func:`release_collector` lets it in): the imports make tens of thousands of objects,
 all kept for good, which it would otherwise walk again and again (some 6 ms of a start).
 """
@@ -34,8 +36,10 @@ if str(getattr(sys.modules.get("__main__"), "__file__", "")).endswith(_LAUNCHERS
     # now, before ``signal`` and its enums load (10-15 ms), with the C module's own call.
     import _signal  # type: ignore[import-not-found]  # (signal's C half: no stubs)
 
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM,
-                                                _signal.SIGHUP})
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, {
+        _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP,  # (HELD_AT_START, before it loads)
+        _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGVTALRM, _signal.SIGPROF,
+        _signal.SIGIO, _signal.SIGPWR})
     gc.disable()
     _collector_held = True
 
@@ -43,15 +47,16 @@ import io  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 
-from ._signals import STOP_SIGNALS  # noqa: E402
+from ._signals import HELD_AT_START  # noqa: E402
 
 __all__ = ("main", "release_collector")
 
 
 def main() -> None:
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_AT_START)
     _open_closed_streams()
-    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+    for unused in ("ssl", "bz2", "lzma"):  # loaded eagerly by asyncio and shutil
+        sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
     if sys.argv[1:2] in (["run"], ["demo"]):
         from ._guardian_process import start_early_guardian
 

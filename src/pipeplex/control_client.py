@@ -31,12 +31,10 @@ from typing import Any
 
 from ._printable import printable
 from .errors import NoRun, RequestFailed
-from .inputs.rundir import LOCK_NAME, SOCKET_NAME, SUN_PATH_MAX
+from .inputs.rundir import LOCK_NAME, MAX_REQUEST, SOCKET_NAME, SUN_PATH_MAX
 
 __all__ = ("MAX_REQUEST", "ControlClient", "format_status")
 
-MAX_REQUEST = 64 * 1024
-"""Longest request line the server reads (without its newline)."""
 CONNECT_TIMEOUT = 10.0
 ANSWER_TIMEOUT = 60.0
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (SO_PEERCRED)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import math
 import os
 import socket
@@ -27,12 +26,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._events import Event, Exited, InputSent, Note, Output
-from .._events_wire import encode_event
 from .._signals import parse_signal
-from ..control_client import MAX_REQUEST
 from ..errors import PipeplexError, SignalRefused, UnknownMember
 from .router import ALL
-from .rundir import RunDir
+from .rundir import MAX_REQUEST, RunDir
 
 if TYPE_CHECKING:
     from .._engine import Engine
@@ -262,6 +259,8 @@ class ControlServer:
 
     def _parse(self, line: bytes) -> tuple[dict[str, Any] | None, Answer | None]:
         """The request on ``line``, or the error answer it gets."""
+        import json  # (loaded by the first request: a run nobody talks to never needs it)
+
         try:
             request = json.loads(line.decode("utf-8"), parse_constant=_not_json,
                                  parse_float=_finite, parse_int=_int)
@@ -462,6 +461,10 @@ class ControlServer:
                 if sub.dropped:
                     break
                 if sub.events:
+                    import json
+
+                    from .._events_wire import encode_event
+
                     batch, sub.events = sub.events, deque()
                     sub.queued = 0
                     stream.write("".join(json.dumps(message) + "\n" for e in batch
@@ -491,6 +494,8 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
 
 
 async def _answer(stream: asyncio.StreamWriter, answer: Answer) -> None:
+    import json
+
     stream.write(json.dumps(answer).encode() + b"\n")
     await stream.drain()
 

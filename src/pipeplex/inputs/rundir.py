@@ -24,12 +24,14 @@ from pathlib import Path
 from .._file_kind import file_kind
 from ..errors import RunDirError
 
-__all__ = ("LOCK_NAME", "SOCKET_NAME", "SUN_PATH_MAX", "RunDir", "default_run_dir")
+__all__ = ("LOCK_NAME", "MAX_REQUEST", "SOCKET_NAME", "SUN_PATH_MAX", "RunDir", "default_run_dir")
 
 LOCK_NAME = "run.lock"
 SOCKET_NAME = "control.sock"
 SUN_PATH_MAX = 107
 """Longest path a Unix socket address holds on Linux (``sun_path`` is 108 bytes with its NUL)."""
+MAX_REQUEST = 64 * 1024
+"""Longest request line the control socket reads (without its newline)."""
 OPEN_ATTEMPTS = 5  # a folder removed as it is opened (a run there ending) is made anew
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
