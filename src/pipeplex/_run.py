@@ -24,12 +24,13 @@ from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Level, Note
 from ._guardian_process import take_early_guardian
-from ._signals import STOP_SIGNALS, inherited_as_ignored
+from ._signals import HELD_AT_START, PASSED_ON, STOP_SIGNALS, inherited_as_ignored
 from .cast.load import check_commands, validate_cast
 from .cast.spec import CastSpec
-from .errors import PipeplexError
+from .errors import PipeplexError, SignalRefused
 from .inputs.control import MAX_CONNECTIONS, REFUSALS
 from .inputs.folder import FolderInputs
+from .inputs.router import ALL
 from .inputs.rundir import default_run_dir
 from .inputs.stdin import ConsoleMode, console_mode
 from .output.render import ColorMode, Renderer, use_color
@@ -147,6 +148,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
                     on_failed=lambda exc: _output_failed(engine, exc, refused))
     # (nohup pipeplex run: a hangup does not stop it)
     handled = [sig for sig in (*STOP_SIGNALS, signal.SIGQUIT) if not inherited_as_ignored(sig)]
+    passed = [sig for sig in PASSED_ON if not inherited_as_ignored(sig)]
     writer.on_hangup = (lambda: _hang_up(engine)) if signal.SIGHUP in handled else (
         _outlive_terminal(bus))
     bus.subscribe(TerminalSink(renderer, writer), SHOWN)
@@ -156,12 +158,14 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     mask: set[int | signal.Signals] | None = None
     try:
         on_signal = _install_signal_handlers(loop, engine, handled, writer)
+        for sig in passed:
+            loop.add_signal_handler(sig, _pass_on, engine, sig)
         if isatty:  # (members on a pty follow the terminal's width)
             on_resize = _follow_size(engine, options.output_fd, renderer.width + 3)
             loop.add_signal_handler(signal.SIGWINCH, on_resize)
         # They are ours now: let in what came while the run set up (``pipeplex run`` holds
         # them back until here, so that a Ctrl-C does not land halfway through the set-up).
-        mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)
         if adoption is not None and adoption.active:
             orphans = OrphanReaper(loop, engine.own_children, guardian)
         records = _records(options, bus)
@@ -198,7 +202,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             sink.close()
         await writer.drain()
         writer.close()
-        for sig in handled:
+        for sig in (*handled, *passed):
             loop.remove_signal_handler(sig)
         loop.remove_signal_handler(signal.SIGWINCH)
         if mask is not None:
@@ -361,6 +365,22 @@ def _install_signal_handlers(
     for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig)
     return on_signal
+
+
+def _pass_on(engine: Engine, sig: signal.Signals) -> None:
+    """A signal that means nothing to pipeplex (``PASSED_ON``) goes to every running
+    member's process group, and a note says so."""
+    try:
+        reached = engine.router.signal(ALL, sig)
+    except SignalRefused as exc:  # (the others were signalled)
+        engine.bus.publish(Note(f"got {sig.name}: {exc}", level="warning"))
+        return
+    if not reached:
+        said = "no member is running to pass it on to"
+    else:
+        said = "passed it on to " + ("the running member" if reached == 1
+                                     else f"the {reached} running members")
+    engine.bus.publish(Note(f"got {sig.name}: {said}"))
 
 
 def _outlive_terminal(bus: Bus) -> Callable[[], None]:

@@ -6,6 +6,8 @@ import signal
 from collections.abc import Iterable
 
 __all__ = (
+    "HELD_AT_START",
+    "PASSED_ON",
     "STOP_SIGNALS",
     "clean_inherited_signals",
     "describe_returncode",
@@ -17,7 +19,16 @@ __all__ = (
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""What stops a run (and what the command holds back until it can take them)."""
+"""What stops a run."""
+
+PASSED_ON = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF,
+             signal.SIGIO, signal.SIGPWR)
+"""Signals that would end pipeplex and mean nothing to it: a run passes them on to its
+running members, as tini and dumb-init do (``kill -USR1`` to have every member reopen its
+logs), rather than die and leave its members to the guardian's SIGKILL."""
+
+HELD_AT_START = (*STOP_SIGNALS, *PASSED_ON)
+"""What the command holds back until it can take them (see ``_entry``)."""
 
 
 def signal_name(sig: int) -> str:

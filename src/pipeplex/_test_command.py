@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ._events import Event, Exited, Matched, Note, Output, Ready, Started, Stream
-from ._signals import STOP_SIGNALS, clean_inherited_signals, inherited_as_ignored, signal_name
+from ._signals import (
+    HELD_AT_START,
+    STOP_SIGNALS,
+    clean_inherited_signals,
+    inherited_as_ignored,
+    signal_name,
+)
 from ._stdout import StdoutRefused, printing
 from .cast.load import check_commands
 from .errors import PipeplexError
@@ -49,9 +55,9 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     exit with 128+N. A second signal meanwhile changes nothing. Outside the scenarios'
     loop (loading, reporting) the signal ends it at once with the same status.
     """
-    clean_inherited_signals(held=STOP_SIGNALS)
+    clean_inherited_signals(held=HELD_AT_START)
     _end_on_stop_signals()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (held since the start)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)  # (held since the start)
     colored = use_color(color, sys.stdout.isatty())  # type: ignore[arg-type]
     if junit is not None:
         _check_junit(junit)  # (a link planted there is said before the tests run, not after)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from . import __version__
 from ._command_parser import CommandParser
 from ._entry import release_collector
-from ._signals import STOP_SIGNALS
+from ._signals import HELD_AT_START
 from ._stdout import StdoutRefused, printing
 
 if TYPE_CHECKING:
@@ -244,7 +244,7 @@ def _run(cast: CastSpec, options: RunOptions) -> int:
 
     # Held back until run_cast has its handlers: a Ctrl-C in the loop's set-up would
     # break it halfway; this way the cast stops as at any other time.
-    clean_inherited_signals(held=STOP_SIGNALS)
+    clean_inherited_signals(held=HELD_AT_START)
     release_collector()
     try:
         return asyncio.run(run_cast(cast, options))
@@ -583,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         with printing():  # (-h and --version print, and a full stdout must be said)
             command, args = _parse(words)
         if command not in ("run", "demo", "test"):  # (those once their handlers are in)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held by _entry
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)  # held by _entry
         if command not in ("run", "demo"):  # (those once the engine is loaded)
             release_collector()
         COMMANDS[command][1](args)

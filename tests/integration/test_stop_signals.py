@@ -375,3 +375,39 @@ def test_sigquit_stops_the_cast_without_the_grace(run_dir: Path) -> None:
         assert plex.wait() == 128 + signal.SIGQUIT
     assert "stuck * summary: stopped, killed by SIGKILL" in plex.text
     assert not run_dir.exists()
+
+
+WAITS_FOR_SIGNALS = (
+    "import signal, sys\n"
+    "wanted = [signal.SIGUSR1, signal.SIGUSR2]\n"
+    "signal.pthread_sigmask(signal.SIG_BLOCK, wanted)\n"
+    "print('up', flush=True)\n"
+    "while True:\n"
+    "    print('got', signal.Signals(signal.sigwait(wanted)).name, flush=True)\n"
+)
+
+
+def test_signals_that_mean_nothing_to_pipeplex_go_to_the_members(run_dir: Path) -> None:
+    """SIGUSR1 and the like would end pipeplex and leave the members to the guardian: they
+    go to every running member instead, as tini passes them on, and the run goes on."""
+    with Pipeplex("run", "-p", f"a={py(WAITS_FOR_SIGNALS)}", "-p", f"b={py(WAITS_FOR_SIGNALS)}",
+                  "--run-dir", run_dir) as plex:
+        assert {plex.expect(r"^([ab]) +\| up$")[1] for _ in "ab"} == {"a", "b"}
+        plex.signal(signal.SIGUSR1)
+        plex.expect(r"got SIGUSR1: passed it on to the 2 running members")
+        assert {plex.expect(r"^([ab]) +\| got SIGUSR1$")[1] for _ in "ab"} == {"a", "b"}
+        plex.signal(signal.SIGUSR2)
+        assert {plex.expect(r"^([ab]) +\| got SIGUSR2$")[1] for _ in "ab"} == {"a", "b"}
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143  # (stopped as usual, by the signal that stops it)
+
+
+def test_a_member_that_does_not_take_the_signal_passed_on_ends_by_it(run_dir: Path) -> None:
+    """Passed on means sent as ``kill -USR1`` would: a program with no use for it ends, and
+    its exit counts like any other."""
+    with Pipeplex("run", "-p", "quiet=sleep 60", "--run-dir", run_dir) as plex:
+        plex.expect(r"started")
+        plex.signal(signal.SIGALRM)
+        plex.expect(r"got SIGALRM: passed it on to the running member")
+        assert plex.wait() == 128 + signal.SIGALRM
+    assert "killed by SIGALRM" in plex.text
