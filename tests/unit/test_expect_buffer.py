@@ -381,6 +381,24 @@ def test_unmatched_output_is_dropped_beyond_max_before() -> None:
     assert found.before.endswith("z\n")
 
 
+def test_a_buffer_nobody_searches_keeps_the_newest_without_holding_much_more() -> None:
+    """Cutting the output nobody searched to the newest MAX_BEFORE takes what went out
+    before joining what stays: joining all of it first held five times MAX_BEFORE at the
+    moment of each cut (a flooding member cost a plex some 60 MB more than it kept)."""
+    buffer = OutputBuffer()
+    chunk = (b"f" * 1023 + b"\n") * 64  # 64 KiB of lines, as a read gives them
+    tracemalloc.start()
+    try:
+        for _ in range(3 * MAX_BEFORE // len(chunk)):  # three cuts
+            buffer.feed(chunk)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert 0 < buffer.dropped < 3 * MAX_BEFORE
+    assert buffer.text.endswith("f\n")
+    assert peak < 3 * MAX_BEFORE, f"{peak / MAX_BEFORE:.1f} times MAX_BEFORE"
+
+
 def test_a_buffer_nobody_searches_stays_bounded_though_released_at_every_piece() -> None:
     """An over-long line comes in pieces, each released (as after a pause); nobody searches
     this buffer (another member's, one stream's, or during a wait for an exit): it keeps

@@ -233,19 +233,42 @@ class OutputBuffer:
             self._keep_newest()
 
     def _keep_newest(self) -> None:
-        """Nobody is searching: keep the newest MAX_BEFORE characters."""
-        self._absorb()
-        excess = len(self._text) - MAX_BEFORE - 1
-        if excess > 0:
-            # text[excess] becomes context: it leaves the cursor's text too.
-            lost = excess + 1 - self._ctx + self._aside_size
-            self.dropped += lost
-            self.dropped_unsearched += lost
-            self._aside.clear()
-            self._aside_size = 0
-            self._text = self._text[excess:]
-            self._ctx = 1
+        """Nobody is searching: keep the newest MAX_BEFORE characters.
+
+        What came since the last search is decoded piece by piece, and what goes of the
+        window and of those pieces goes before anything is joined: appended whole to the
+        window, then cut, it held some five times MAX_BEFORE for a moment (a member flooding
+        its output, with nobody searching, made a plex's memory three times what it keeps).
+        """
+        keep = MAX_BEFORE + 1  # (its first character the context of the next search)
+        pieces = list(self._taken(self._fresh))
+        self._fresh.clear()
+        self._fresh_size = 0
+        excess = len(self._text) + sum(map(len, pieces)) - keep
+        if excess <= 0:
+            self._text = "".join([self._text, *pieces])
+            return
+        # The character at ``excess`` becomes context: it leaves the cursor's text too.
+        lost = excess + 1 - self._ctx + self._aside_size
+        self.dropped += lost
+        self.dropped_unsearched += lost
+        self._aside.clear()
+        self._aside_size = 0
+        if excess < len(self._text):
+            head = self._text[excess:]
             self._scan_from = max(1, self._scan_from - excess)
+        else:  # (all of the window goes, and the oldest pieces)
+            head, excess = "", excess - len(self._text)
+            first = 0
+            while excess >= len(pieces[first]):
+                excess -= len(pieces[first])
+                first += 1
+            pieces = pieces[first:]
+            pieces[0] = pieces[0][excess:]
+            self._scan_from = 1
+        self._text = ""  # (let go before the join)
+        self._text = "".join([head, *pieces])
+        self._ctx = 1
 
     def _decode(self, data: bytes, stream: str) -> str:
         if stream in self._decoders:  # it holds the start of a character from a chunk before
