@@ -854,6 +854,17 @@ def test_an_unusable_run_dir_fails_the_start_and_leaves_nothing(tmp_path: Path) 
     assert threading.active_count() == threads
 
 
+def test_a_run_dir_another_plex_of_this_process_holds_is_said_so(tmp_path: Path) -> None:
+    """Not "another pipeplex run (pid N)", N being our own pid, nor the command's option."""
+    run_dir = tmp_path / "run"
+    with Plex(run_dir=run_dir), pytest.raises(pipeplex.RunDirError) as caught, \
+            Plex(run_dir=run_dir):
+        pass
+    assert "in use by another plex of this process" in str(caught.value)
+    assert "run_dir" in str(caught.value)
+    assert "--run-dir" not in str(caught.value)
+
+
 @pytest.mark.parametrize(("run_dir", "why"), [
     ("/proc/nope/x", "No such file or directory"),
     ("/proc/self/x", "no folder can be made in /proc/self")])

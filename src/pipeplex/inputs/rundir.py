@@ -32,6 +32,8 @@ SUN_PATH_MAX = 107
 """Longest path a Unix socket address holds on Linux (``sun_path`` is 108 bytes with its NUL)."""
 MAX_REQUEST = 64 * 1024
 """Longest request line the control socket reads (without its newline)."""
+_GIVE = "--run-dir, or run_dir= in Python"
+"""How a run folder is given, for the messages (the command's option, the API's argument)."""
 OPEN_ATTEMPTS = 5  # a folder removed as it is opened (a run there ending) is made anew
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -76,13 +78,13 @@ def _check_private(path: Path, st: os.stat_result) -> None:
     if st.st_uid != os.geteuid():
         raise RunDirError(
             f"refusing run folder {path}: it belongs to uid {st.st_uid}, not to you "
-            f"(uid {os.geteuid()}); pass a folder of your own with --run-dir"
+            f"(uid {os.geteuid()}); give a folder of your own ({_GIVE})"
         )
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
         raise RunDirError(
             f"refusing run folder {path}: its mode is {mode:04o}, others may read or plant "
-            f"files there; run 'chmod 700 {path}' or pass another --run-dir"
+            f"files there; run 'chmod 700 {path}' or give another run folder ({_GIVE})"
         )
 
 
@@ -226,10 +228,14 @@ class RunDir:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            if previous == str(os.getpid()):
+                raise RunDirError(
+                    f"run folder {path} is in use by another plex of this process; close it "
+                    "first or give this one another run_dir") from None
             who = f" (pid {previous})" if previous.isdigit() else ""
             raise RunDirError(
                 f"run folder {path} is in use by another pipeplex run{who}; stop that run "
-                "first or pass another --run-dir"
+                f"first or give another run folder ({_GIVE})"
             ) from None
         # A run that ends removes the lock file while it holds the lock: ours may be that
         # removed file. Then the folder belongs to whoever opened the new one; ask again.
@@ -338,7 +344,7 @@ class RunDir:
             if length > SUN_PATH_MAX:
                 raise RunDirError(
                     f"socket path too long ({length} > {SUN_PATH_MAX}): {address}, and /proc "
-                    "is not mounted to reach it another way; pass a shorter --run-dir"
+                    f"is not mounted to reach it another way; give a shorter one ({_GIVE})"
                 )
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # bind() creates the file with the umask's mode: start private, then set it exactly.
