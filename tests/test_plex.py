@@ -1393,6 +1393,42 @@ def test_closing_ends_everything_through_several_ctrl_cs(handler: str) -> None:
                                              "closed again"], result
 
 
+CTRL_C_AS_CLOSE_BEGINS = """
+import os, signal, sys
+from pipeplex import Plex
+plex = Plex(grace=600)
+plex.start()
+pid = plex.spawn("s", [sys.executable, "-c", sys.argv[1]], ready="^up$").pid
+real = signal.getsignal
+
+def ctrl_c_now(sig):  # close() asks for SIGINT's handler before it puts its own in
+    signal.getsignal = real
+    os.kill(os.getpid(), signal.SIGINT)  # (a real one: Python raises it on return)
+    return real(sig)
+
+signal.getsignal = ctrl_c_now
+try:
+    plex.close()
+except KeyboardInterrupt:
+    print("interrupted")
+print("loop closed" if plex._loop is None else "loop open")
+try:
+    os.kill(pid, 0)
+    print("member alive")
+except ProcessLookupError:
+    print("member gone")
+"""
+
+
+def test_a_ctrl_c_as_close_begins_still_ends_everything() -> None:
+    """A Ctrl-C that lands in close() before its own SIGINT handler is in counts as one
+    that comes after: the grace is skipped, and the member, thread and loop still end
+    (it used to leave them all running)."""
+    result = subprocess.run([PY, "-c", CTRL_C_AS_CLOSE_BEGINS, IGNORE_TERM],
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.split("\n")[:3] == ["interrupted", "loop closed", "member gone"], result
+
+
 def test_a_cancelled_aclose_skips_the_grace_but_not_another_callers_wait() -> None:
     """One aclose() is cancelled during the grace of a member that ignores SIGTERM: it
     SIGKILLs everything, and a second aclose() waiting meanwhile returns normally."""

@@ -502,10 +502,23 @@ class Plex:
             self._loop = None
             return
         self._refuse_own_thread()
-        if self._dropped is not None:
-            self._dropped.detach()
-        loop = self._loop
         interrupted: list[bool] = []
+        while True:
+            try:
+                self._close(interrupted)
+                break
+            except KeyboardInterrupt:
+                if self._loop is None:
+                    raise  # (the end: all it began is over)
+                # A Ctrl-C as close() began, before its handler was in: it counts as one
+                # that came after, and the close goes on.
+                interrupted[:] = [True]
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def _close(self, interrupted: list[bool]) -> None:
+        loop = self._loop
+        assert loop is not None
 
         def on_ctrl_c() -> None:
             if not interrupted:
@@ -515,6 +528,10 @@ class Plex:
                     loop.call_soon_threadsafe(engine.force_stop)
 
         with _ctrl_c_calls(on_ctrl_c):
+            if self._dropped is not None:
+                self._dropped.detach()  # (once the handler is in: close now ends it all)
+            if interrupted and (engine := self._async._engine) is not None:
+                loop.call_soon_threadsafe(engine.force_stop)
             closing = asyncio.run_coroutine_threadsafe(self._async.aclose(), loop)
             try:
                 closing.result()
@@ -529,8 +546,6 @@ class Plex:
                 raise
             finally:
                 self._stop_thread()
-        if interrupted:
-            raise KeyboardInterrupt
 
     def _stop_thread(self) -> None:
         loop, thread = self._loop, self._thread
