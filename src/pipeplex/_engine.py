@@ -913,7 +913,7 @@ class Engine:
                         return  # an added member fails alone
                     self.record_failure(member.name, exit_status(returncode) or 1, reason,
                                         member.ended_at)
-                    self.request_stop("stopping the cast")
+                    self.request_stop(f"{member.name} gave up restarting: stopping the cast")
                     return
                 delay = backoff_delay(attempt)
                 attempt += 1
