@@ -79,6 +79,38 @@ def test_casts_a_test_starts_itself_show_their_transcripts_too(
     assert "job | from the async cast" in out
 
 
+def test_a_session_plex_shows_in_later_failures_what_came_during_them(
+        pytester: pytest.Pytester) -> None:
+    """A plex of a session-scoped fixture, started in the first test: a later test's failure
+    shows what it wrote during that test (not before)."""
+    pytester.makepyfile("""
+        import pytest
+        from pipeplex import Plex
+
+        @pytest.fixture(scope="session")
+        def shared():
+            with Plex() as plex:
+                yield plex
+
+        def test_one(shared):
+            m = shared.spawn("one", "cat")
+            m.sendline("from test one")
+            m.expect("test one")
+
+        def test_two(shared):
+            m = shared.spawn("two", "cat")
+            m.sendline("from test two")
+            m.expect("test two")
+            assert False, "boom"
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "pipeplex transcript (a cast started before this test: one, two; " in out
+    assert "two | from test two" in out
+    assert "from test one" not in out
+
+
 def test_members_left_running_are_reported(pytester: pytest.Pytester) -> None:
     """A test that leaves a member running gets a warning naming it."""
     pytester.makepyfile("""

@@ -113,11 +113,16 @@ class _MergedTranscript:
             self._size -= _weight(old)
             self._trimmed = True
 
-    def text(self) -> str:
+    def text(self, since: float | None = None) -> str:
         render, render_input = self._renderer.render, self._renderer.render_input
+        events = list(self._events)
+        cut = self._trimmed
+        if since is not None:
+            cut = cut and (not events or events[0].t > since)
+            events = [e for e in events if e.t >= since]
         rendered = b"".join(render_input(e) if type(e) is InputSent else render(e)
-                            for e in list(self._events))
-        if not self._trimmed and len(rendered) <= TRANSCRIPT_KEEP:
+                            for e in events)
+        if not cut and len(rendered) <= TRANSCRIPT_KEEP:
             return rendered.decode("utf-8", "replace")
         kept = rendered[-TRANSCRIPT_KEEP:]
         line_start = kept.find(b"\n") + 1  # (whole lines, and no character cut in two)
@@ -468,9 +473,10 @@ class AsyncPlex:
         except KeyError:
             raise UnknownMember(name, self._members, all_too=False) from None
 
-    def transcript(self) -> str:
-        """The merged stream so far (its last megabyte), as a person would read it."""
-        return self._merged.text()
+    def transcript(self, since: float | None = None) -> str:
+        """The merged stream so far (its last megabyte), as a person would read it; with
+        ``since`` (a ``time.time()``), only what came from then on."""
+        return self._merged.text(since)
 
     async def __aenter__(self) -> AsyncPlex:
         await self.start()

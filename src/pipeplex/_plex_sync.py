@@ -432,11 +432,11 @@ class Plex:
         except KeyError:
             raise UnknownMember(name, self._members, all_too=False) from None
 
-    def transcript(self) -> str:
+    def transcript(self, since: float | None = None) -> str:
         bus = self._async.bus
         if bus.from_threads and self._loop is not None and not self._in_own_thread():
             self._call(_flushed(bus))  # (what you sent last is in it)
-        return self._async.transcript()
+        return self._async.transcript(since)
 
     def spawn(
         self,

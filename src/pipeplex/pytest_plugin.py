@@ -36,6 +36,7 @@ import os
 import re
 import time
 import warnings
+import weakref
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ _PLEX_KEY = pytest.StashKey[Plex]()
 _QUIET_KEY = pytest.StashKey[bool]()
 _LEFT_KEY = pytest.StashKey[list[str]]()
 _USED_KEY = pytest.StashKey[list[AsyncPlex]]()
+_BEGAN_KEY = pytest.StashKey[float]()
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -113,9 +115,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 _running: list[list[AsyncPlex]] = []
 """While a test runs (its setup and teardown included): the plexes started in it."""
 
+_all_started: weakref.WeakSet[AsyncPlex] = weakref.WeakSet()
+"""Every plex started in the session and not yet collected: one started before a test (a
+session-scoped fixture's) shows in that test's failure what it wrote during the test."""
+
 
 def _started(cast: AsyncPlex) -> None:
-    if _running:  # (told from the plex's own thread: a list append is atomic)
+    _all_started.add(cast)  # (told from the plex's own thread: both are atomic)
+    if _running:
         _running[0].append(cast)
 
 
@@ -127,11 +134,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     used: list[AsyncPlex] = []
     _running[:] = [used]
     item.stash[_USED_KEY] = used
+    item.stash[_BEGAN_KEY] = time.time()
     try:
         return (yield)
     finally:
         _running.clear()
         _forget(item.stash, _USED_KEY)
+        _forget(item.stash, _BEGAN_KEY)
 
 
 def _read_settings(config: pytest.Config) -> _Settings:
@@ -240,11 +249,19 @@ def pytest_runtest_makereport(
     if report.failed:
         if cast is not None:
             _attach(item, report, cast.transcript())
-        for other in item.stash.get(_USED_KEY, []):
+        used = item.stash.get(_USED_KEY, [])
+        for other in used:
             if cast is None or other is not cast._async:
                 names = ", ".join(other.members) or "no members"
                 _attach(item, report, other.transcript(),
                         title=f"{_SECTION} (another cast: {names})", keep=cast is None)
+        began = item.stash.get(_BEGAN_KEY, None)
+        for earlier in list(_all_started) if began is not None else []:
+            if earlier not in used and (cast is None or earlier is not cast._async):
+                names = ", ".join(earlier.members) or "no members"
+                _attach(item, report, earlier.transcript(since=began),
+                        title=f"{_SECTION} (a cast started before this test: {names}; "
+                              "what came during the test)", keep=cast is None and not used)
     return report
 
 
