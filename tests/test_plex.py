@@ -1604,6 +1604,54 @@ def test_expect_waits_through_a_restart_as_a_scenario_step_does(tmp_path: Path) 
     assert len(asyncio.run(main())) == 4
 
 
+GIVES_UP = ("[procs.flaky]\ncmd = \"\"\"sh -c 'n=$(cat runs 2>/dev/null || echo 0); "
+            "echo $((n + 1)) > runs; [ $n -lt 2 ] && exit 3; echo last; read x; exit 3'\"\"\"\n"
+            "on_exit = 'restart'\nmax_restarts = 2\n")
+"""Three runs: two that end at once, and a last one that ends (and is given up on) once it
+reads a line."""
+
+
+def test_an_expect_through_restarts_ends_when_the_member_is_given_up_on(
+        tmp_path: Path) -> None:
+    """An expectation that waits through a member's restarts ends with UnexpectedExit when
+    its policy gives up on it, in both APIs: it used to wait out its timeout."""
+    cast = tmp_path / "flaky.toml"
+    cast.write_text(GIVES_UP.replace("cmd =", f"cwd = {json.dumps(str(tmp_path))}\ncmd ="))
+
+    async def main() -> int:
+        async with AsyncPlex(grace=1, timeout=30) as aplex:
+            await aplex.spawn("other", "cat")  # (the cast stops once flaky gives up)
+            await aplex.load(cast)
+            flaky = aplex["flaky"]
+            await flaky.expect("^last$")  # (through two restarts)
+            waiting = asyncio.ensure_future(flaky.expect("never"))
+            await asyncio.sleep(0)  # (it runs to its wait: the member still has a next run)
+            flaky.sendline("end")
+            with pytest.raises(pipeplex.UnexpectedExit) as caught:
+                await waiting
+            return caught.value.returncode
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == 3
+
+    (tmp_path / "runs").unlink()
+    with Plex(grace=1, timeout=30) as plex:
+        plex.spawn("other", "cat")
+        plex.load(cast)
+        flaky_member = plex["flaky"]
+        flaky_member.expect("^last$")
+        buffer = plex._async.matcher.buffer("flaky")
+
+        def end_once_waited_on() -> None:
+            deadline = time.monotonic() + 30
+            while not buffer.waited_on and time.monotonic() < deadline:
+                time.sleep(0.001)  # (until the expect below waits; bounded)
+            flaky_member.sendline("end")
+
+        threading.Thread(target=end_once_waited_on, daemon=True).start()
+        with pytest.raises(pipeplex.UnexpectedExit):
+            flaky_member.expect("never")
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_an_answer_of_bash_on_a_full_terminal_matches_at_its_line_start() -> None:
     """bash writes its answer after a carriage return (once bracketed paste's escape is out),

@@ -118,6 +118,10 @@ class Engine:
         """A person or a client asked for the stop (not only the cast ending on its own)."""
         self.recent = RecentOutput(silence=self._why_silent)
         bus.subscribe(self.recent, [Output, Started])
+        self.when_over: list[Callable[[str], None]] = []
+        """Called with a member's name when nothing more will run of it (its policy gave
+        up, the cast stopped it, it was removed): a matcher ends the waits that went on
+        through its exits for its next run."""
         self._stop: asyncio.Future[str | None] | None = None
         self._crash: asyncio.Future[None] | None = None
         self._ready: dict[str, asyncio.Future[None]] = {}
@@ -465,6 +469,8 @@ class Engine:
                 self._start_supervisor(member)
             else:
                 self._set_up(member.name)  # nothing more will come of it: nobody waits
+                for tell in self.when_over:
+                    tell(member.name)
                 self._restart_requested.discard(member.name)
                 asked = self._restarted.pop(member.name, None)
                 because = self._not_started_because.pop(member.name, None)

@@ -499,7 +499,7 @@ class AsyncPlex:
         engine = self._engine = Engine(
             CastSpec(()), self.bus, grace=self.grace, guardian=self._guardian,
             stdin_grace=EOF_GRACE, env_overrides={"PIPEPLEX_RUN_ID": self._guardian.token})
-        self._matcher = Matcher(self.bus, recent=engine.recent.describe, threads=self._threads)
+        self._matcher = Matcher.of(engine, threads=self._threads)
         try:
             if self._transcript_path is not None:
                 self._transcript = TranscriptSink(self._transcript_path, self.bus)

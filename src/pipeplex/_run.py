@@ -240,8 +240,7 @@ async def _run_with_inputs(
         if options.scenario is not None and options.scenario.steps:
             from .expect import Matcher
 
-            steps = _steps(options.scenario, engine, Matcher(engine.bus,
-                                                             recent=engine.recent.describe))
+            steps = _steps(options.scenario, engine, Matcher.of(engine))
             tasks.append(tg.create_task(_reporting(steps, engine), name="steps"))
         if console is not None and mode is not None:
             work = console.run(mode, stdin_fd=options.stdin_fd, writer=writer)

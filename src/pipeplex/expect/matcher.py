@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._bus import Bus
 from .._events import Event, Exited, Matched, Output, Started
@@ -37,6 +37,9 @@ from .buffer import (
     compile_pattern,
 )
 from .deadlines import Deadlines
+
+if TYPE_CHECKING:
+    from .._engine import Engine
 
 __all__ = ("Expectation", "Matcher")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
@@ -126,6 +129,15 @@ class Matcher:
         self._unsubscribe = (bus.subscribe(self._output, [Output]),  # type: ignore[arg-type]
                              bus.subscribe(self, [Exited, Started]))
 
+    @classmethod
+    def of(cls, engine: Engine, *, threads: bool = False) -> Matcher:
+        """A matcher of ``engine``'s members: a failure quotes their recent output, and a
+        wait that goes on through a member's restarts ends once the engine says that no run
+        of it follows (:meth:`over`)."""
+        matcher = cls(engine.bus, recent=engine.recent.describe, threads=threads)
+        engine.when_over.append(matcher.over)
+        return matcher
+
     def close(self) -> None:
         """Nothing will wait here any more (a run's steps are over): stop taking output,
         which would otherwise pile up unsearched for as long as the cast runs."""
@@ -140,6 +152,16 @@ class Matcher:
         if member is not None:
             member.gone = returncode
             self._wake(member)  # (a wait still on it looks again, and ends as at the exit)
+
+    def over(self, name: str) -> None:
+        """No run of ``name`` follows its last exit (its policy gave up on it, the cast
+        stopped it): a wait that went on through its exits, for its next run, ends as at
+        that exit (engines call this: :attr:`Engine.when_over`)."""
+        member = self._members.get(name)
+        returncode = self._exits.get(name)
+        if member is not None and returncode is not None:
+            member.gone = returncode
+            self._wake(member)
 
     def _member(self, name: str) -> _Member:
         member = self._members.get(name)
@@ -186,6 +208,7 @@ class Matcher:
             self._exits[event.name] = event.returncode
         elif isinstance(event, Started):
             self._exits.pop(event.name, None)
+            self._member(event.name).gone = None  # (over, and then started again)
         else:
             return
         self._wake(self._member(event.name))

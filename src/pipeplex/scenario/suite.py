@@ -93,7 +93,7 @@ async def run_scenario(
                     adoption=adoption)
     orphans = (OrphanReaper(asyncio.get_running_loop(), engine.own_children, guardian)
                if adoption is not None and adoption.active else None)
-    matcher = Matcher(bus, recent=engine.recent.describe)
+    matcher = Matcher.of(engine)
     steps_ended = float("inf")
     try:
         async with asyncio.TaskGroup() as tg:
