@@ -586,3 +586,29 @@ def test_golden_written_below_a_table_says_where_it_goes(below: str) -> None:
     error = load_error(below + 'golden = "cast.golden"\n')
     assert "unknown key 'golden'; golden is a top-level key: write it above the first table" \
         in error.message
+
+
+@pytest.mark.parametrize(
+    ("body", "action", "outcome"),
+    [
+        ("expect = ''", "expect", "pass"),
+        ("expect = 'x*'", "expect", "pass"),
+        ("expect = '(ready)?'", "expect", "pass"),
+        ("expect_not = 'a*'\nwithin = 1", "expect_not", "fail"),
+    ],
+)
+def test_a_pattern_that_matches_nothing_written_is_refused(body: str, action: str,
+                                                           outcome: str) -> None:
+    """A pattern that matches where nothing was written checks nothing: the step would
+    pass (or fail) at once, a slip (a value left empty by a template, a stray ``*``)."""
+    error = step_error(body)
+    assert f"matches where nothing was written, so this step would {outcome} at once" in (
+        error.message)
+    assert error.source == line_of(body, f"{action} =")
+
+
+@pytest.mark.parametrize("pattern", ["^$", "^ready$", "x+", r"\d*ok"])
+def test_a_pattern_that_needs_some_text_is_taken(pattern: str) -> None:
+    """Only patterns that match at the start of any text are refused: an empty line (^$)
+    or a pattern that may begin empty but needs text to end is fine."""
+    assert step(f"expect = '{pattern}'\nin = 'alice'").value == pattern

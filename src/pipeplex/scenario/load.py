@@ -277,7 +277,16 @@ def _with_stand_ins(pattern: str) -> str:
 
 def _check_regex(action: str, pattern: str, source: str | None) -> None:
     try:
-        re.compile(_with_stand_ins(pattern))
+        regex = re.compile(_with_stand_ins(pattern), re.MULTILINE)
     except re.error as exc:
         raise CastError(f"{action}: invalid regular expression {quoted(pattern)}: {exc}",
                         source=source) from None
+    if all(regex.match(text) for text in _ANY_TEXT):  # ("", "x*", "(ok)?": a slip, surely)
+        outcome = "pass" if action == "expect" else "fail"
+        raise CastError(f"{action}: {quoted(pattern)} matches where nothing was written, so "
+                        f"this step would {outcome} at once; make it match some text",
+                        source=source)
+
+
+_ANY_TEXT = ("", "a", "\n")
+"""Texts a pattern that matches anywhere, at once, matches at their start (an empty match)."""
