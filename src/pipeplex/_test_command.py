@@ -70,6 +70,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
             scenarios.append(scenario)
         except PipeplexError as exc:
             load_errors.append((path, str(exc)))
+    for _, message in load_errors:  # (before the others run: CI shows them at once)
+        _say(_style("ERROR ", "1;31", colored) + message)
     began = time.monotonic()
     adoption = Adoption()  # what the members orphan comes to us, to be stopped with them
     try:
@@ -87,8 +89,6 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     elapsed = time.monotonic() - began
     if not verbose and outcomes:
         _say()
-    for _, message in load_errors:
-        _say(_style("ERROR ", "1;31", colored) + message)
     for outcome in outcomes:
         if not outcome.ok:
             header = f"{'INTERRUPTED' if outcome.interrupted else 'FAILED'} {outcome.scenario.path}"
@@ -230,8 +230,10 @@ async def _run_each(
 
 
 def _check_junit(path: Path) -> None:
-    """Exit with status 2 when ``path`` may not be replaced by the JUnit report."""
+    """Exit with status 2 when ``path`` may not be replaced by the JUnit report; make its
+    folders if missing."""
     with _junit_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
         check_junit(path)
 
 

@@ -93,11 +93,16 @@ def _file(text: str) -> Path:
 
 
 def _report_file(text: str) -> Path:
-    """A file written once everything has run: one that cannot be is refused before."""
+    """A file written once everything has run: one that cannot be is refused before. Its
+    folders are made if missing (``--junit reports/x.xml`` on a fresh checkout, as pytest
+    does), so the first of them that exists must be writable."""
     path = _file(text)
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r}: there is no folder {str(path.parent)!r}")
-    if not os.access(path if path.exists() else path.parent, os.W_OK):
+    existing = path if path.exists() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() and existing != path:
+        raise argparse.ArgumentTypeError(f"{text!r}: {str(existing)!r} is not a folder")
+    if not os.access(existing, os.W_OK):
         raise argparse.ArgumentTypeError(f"{text!r} cannot be written here (no permission)")
     return path
 

@@ -250,6 +250,19 @@ def test_a_missing_program_or_cwd_is_a_load_error_as_in_run(tmp_path: Path) -> N
     assert f"{nowhere}:3: a: cwd " in result.stdout and "is not a folder" in result.stdout
 
 
+def test_load_errors_are_said_before_the_other_scenarios_run(tmp_path: Path) -> None:
+    """A file that cannot be loaded is said at once, not after every other scenario ran:
+    CI shows it while the rest goes on."""
+    missing = _scenario(tmp_path, '[procs.a]\ncmd = "nosuchprog --x"\n', "missing.toml")
+    good = _scenario(tmp_path, CAT + '[[step]]\nsend = "hello"\nto = "c"\n[[step]]\n'
+                     'expect = "hello"\n', "good.toml")
+    result = run("test", "-v", good, missing)
+    assert result.returncode == 2, result.stdout
+    error = result.stdout.index(f"ERROR {missing}:2:")
+    assert error < result.stdout.index("expect 'hello'"), result.stdout
+    assert "1 passed, 0 failed, 1 could not be loaded" in result.stdout
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupted_test_run_reports_what_it_ran(tmp_path: Path, sig: int) -> None:
     """A CI job cancelled or timed out (SIGTERM, twice at once, as timeout(1) and runners
@@ -585,9 +598,19 @@ def test_a_broken_golden_file_fails_its_scenario_and_loses_no_other(tmp_path: Pa
 def test_a_junit_report_that_cannot_be_written_is_refused_before_the_tests(
         tmp_path: Path) -> None:
     scenario = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n')
-    result = run("test", scenario, "--junit", tmp_path / "no" / "such" / "junit.xml")
+    (tmp_path / "a-file").write_text("")
+    result = run("test", scenario, "--junit", tmp_path / "a-file" / "junit.xml")
     assert result.returncode == 2
-    assert "there is no folder" in result.stderr and result.stdout == ""
+    assert "is not a folder" in result.stderr and result.stdout == ""
+
+
+def test_the_junit_reports_folders_are_made_as_pytest_makes_them(tmp_path: Path) -> None:
+    """``--junit reports/pipeplex.xml`` on a fresh checkout: its folder is made."""
+    scenario = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n')
+    report = tmp_path / "reports" / "ci" / "junit.xml"
+    result = run("test", scenario, "--junit", report)
+    assert result.returncode == 0, result.stderr
+    assert len(ET.parse(report).getroot().findall(".//testcase")) == 1
 
 
 def test_an_internal_error_in_one_scenario_loses_no_other_result(
