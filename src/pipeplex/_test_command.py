@@ -176,7 +176,11 @@ async def _run_each(
         if verbose:
             _say(f"{scenario.path}")
 
-        def on_step(result: StepResult) -> None:
+        done: list[StepResult] = []
+        evidence: list[str] = []
+
+        def on_step(result: StepResult, done: list[StepResult] = done) -> None:
+            done.append(result)
             if verbose:
                 mark = _style("ok  ", "32", colored) if result.ok else _style("FAIL", "31", colored)
                 _say(f"  {mark} {result.seconds:6.2f} s  {result.step.describe()}"
@@ -193,7 +197,7 @@ async def _run_each(
             began = time.monotonic()
             task = asyncio.create_task(run_scenario(
                 scenario, grace=grace, transcript=path, log_dir=logs, update_golden=update,
-                on_step=on_step, adoption=adoption))
+                on_step=on_step, adoption=adoption, when_cancelled=evidence))
             current[:] = [task]
             try:
                 outcome = await task
@@ -205,8 +209,9 @@ async def _run_each(
                 raise  # (not our interruption: the whole run is being cancelled)
             outcome = ScenarioOutcome(
                 scenario, seconds=time.monotonic() - began, interrupted=True,
-                failure=f"interrupted by {signal_name(interrupted[0])}: its members were "
-                        "killed, and no other scenario ran")
+                failure="\n".join([
+                    f"interrupted by {signal_name(interrupted[0])} {_where(scenario, done)}: "
+                    "its members were killed, and no other scenario ran", *evidence]))
         except Exception as exc:
             said = _said_elsewhere(exc)
             if said is not None:
@@ -227,6 +232,17 @@ async def _run_each(
                     else " before the first step")
             _say(f"  {_style('FAIL', '31', colored)}{when}")
     return outcomes, unrecorded
+
+
+def _where(scenario: Scenario, done: list[StepResult]) -> str:
+    """Where an interrupted scenario was: the step it waited on (or before or after its
+    steps), as "at examples/chat.toml:37: expect '^bob: hi$' in alice"."""
+    if len(done) < len(scenario.steps):
+        step = scenario.steps[len(done)]
+        at = f"{step.source}: {step.describe()}" if step.source else step.describe()
+        # (with none done, its members may still have been starting: said so)
+        return f"at {at}" if done else f"as its members started or at {at}"
+    return "after its steps" if scenario.steps else "while its members ran"
 
 
 def _check_junit(path: Path) -> None:

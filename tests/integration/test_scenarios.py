@@ -281,6 +281,9 @@ def test_an_interrupted_test_run_reports_what_it_ran(tmp_path: Path, sig: int) -
         assert plex.wait() == 128 + sig
     assert f"INTERRUPTED {long}" in plex.text
     name = signal.Signals(sig).name
+    # Where it was stuck, and what its members last wrote: what a cancelled CI job needs.
+    assert f"interrupted by {name} at {long}:6: expect 'never'" in plex.text
+    assert "last output of s:\n      up" in plex.text
     assert f"1 passed, 0 failed, interrupted by {name} (1 not run)" in plex.text
     assert "Traceback" not in plex.text
     suites = {s.get("name"): s for s in ET.parse(report).getroot().findall("testsuite")}
@@ -291,6 +294,7 @@ def test_an_interrupted_test_run_reports_what_it_ran(tmp_path: Path, sig: int) -
     assert suites[str(ok)].get("skipped") == "1"
     error = suites[str(long)].find("testcase/error")
     assert error is not None and f"interrupted by {name}" in (error.get("message") or "")
+    assert "last output of s:" in (error.text or "") + (error.get("message") or "")
 
 
 def test_a_death_by_signal_checked_with_the_shells_number_gets_a_hint(tmp_path: Path) -> None:

@@ -65,9 +65,12 @@ async def run_scenario(
     update_golden: bool = False,
     on_step: Callable[[StepResult], None] = lambda result: None,
     adoption: Adoption | None = None,
+    when_cancelled: list[str] | None = None,
 ) -> ScenarioOutcome:
     """Run one scenario as a test and return what happened. ``adoption``: this process is
-    the members' subreaper (``pipeplex test``), and stops what they orphan at the end."""
+    the members' subreaper (``pipeplex test``), and stops what they orphan at the end.
+    ``when_cancelled``: if the run is cancelled (an interrupted ``pipeplex test``), it gets
+    what a report of it needs: the members' last output."""
     began = time.monotonic()
     bus = Bus()
     events: list[Event] = []
@@ -108,6 +111,11 @@ async def run_scenario(
                 engine.release()
                 engine.request_stop()
         outcome.status = run.result()
+    except asyncio.CancelledError:
+        if when_cancelled is not None:
+            when_cancelled.extend(engine.recent.describe(name) for name in scenario.cast.names
+                                  if engine.members[name].pid is not None)
+        raise
     finally:
         if orphans is not None:
             orphans.close()
