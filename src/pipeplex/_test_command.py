@@ -46,8 +46,10 @@ def _style(text: str, code: str, color: bool) -> str:
 
 def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
               transcript: Path | None, log_dir: Path | None, update: bool, grace: float,
-              color: str) -> NoReturn:
+              color: str, transcript_folder: bool = False) -> NoReturn:
     """``pipeplex test``: load and run the scenarios, report, exit with the status.
+    ``transcript`` is a folder (a transcript per scenario) with several files, or with
+    ``transcript_folder``.
 
     Ctrl-C, SIGTERM and SIGHUP (a CI job cancelled or timed out) interrupt it: the running
     scenario's members, and what they orphaned, are killed, no other scenario starts, and
@@ -77,7 +79,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     try:
         outcomes, unrecorded, interrupted = asyncio.run(_run_all(
             scenarios, verbose=verbose, transcript=transcript, log_dir=log_dir, update=update,
-            grace=grace, several=len(files) > 1, colored=colored, adoption=adoption))
+            grace=grace, several=len(files) > 1, colored=colored, adoption=adoption,
+            transcript_folder=transcript_folder))
     finally:
         _end_on_stop_signals()  # (the loop's handlers are gone with it)
         adoption.close()
@@ -130,7 +133,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
 async def _run_all(
     scenarios: list[Scenario], *, verbose: bool, transcript: Path | None,
     log_dir: Path | None, update: bool, grace: float, several: bool, colored: bool,
-    adoption: Adoption,
+    adoption: Adoption, transcript_folder: bool,
 ) -> tuple[list[ScenarioOutcome], bool, int | None]:
     """Each scenario's outcome, whether the records of any could not be written (it then
     did not run; the others still do), and the signal that interrupted the run, if one
@@ -152,7 +155,7 @@ async def _run_all(
         outcomes, unrecorded = await _run_each(
             scenarios, current, interrupted, verbose=verbose, transcript=transcript,
             log_dir=log_dir, update=update, grace=grace, several=several, colored=colored,
-            adoption=adoption)
+            adoption=adoption, transcript_folder=several or transcript_folder)
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
@@ -163,6 +166,7 @@ async def _run_each(
     scenarios: list[Scenario], current: list[asyncio.Task[ScenarioOutcome]],
     interrupted: list[int], *, verbose: bool, transcript: Path | None, log_dir: Path | None,
     update: bool, grace: float, several: bool, colored: bool, adoption: Adoption,
+    transcript_folder: bool,
 ) -> tuple[list[ScenarioOutcome], bool]:
     outcomes = []
     unrecorded = False
@@ -189,7 +193,7 @@ async def _run_each(
         path = transcript
         logs = log_dir / record_name if log_dir is not None and several else log_dir
         try:
-            if transcript is not None and several:
+            if transcript is not None and transcript_folder:
                 _records_folder(transcript, "transcript folder")
                 path = transcript / f"{record_name}.jsonl"
             if log_dir is not None and several:

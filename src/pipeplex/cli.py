@@ -107,6 +107,12 @@ def _report_file(text: str) -> Path:
     return path
 
 
+def _records_path(text: str) -> tuple[Path, bool]:
+    """A file, or a folder for a file per scenario: a folder when it is one already or is
+    written as one (``out/``), whatever the number of files a glob matched."""
+    return _path(text), text.endswith("/") or os.path.isdir(text)
+
+
 def _folder(text: str) -> Path:
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
@@ -488,9 +494,10 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
     parser.add_argument("--junit", type=_report_file, metavar="PATH",
                         help="write a JUnit XML report")
-    parser.add_argument("--transcript", type=_path, metavar="PATH",
-                        help="record every event as JSON Lines (a folder when testing several "
-                             "files)")
+    parser.add_argument("--transcript", type=_records_path, metavar="PATH",
+                        help="record every event as JSON Lines (a folder, one file per "
+                             "scenario, when testing several files, or when PATH is a folder "
+                             "or ends in /)")
     parser.add_argument("--log-dir", type=_folder, metavar="DIR",
                         help="write one plain log per member here (a subfolder per scenario)")
     parser.add_argument("--update", action="store_true",
@@ -508,8 +515,10 @@ def test(args: argparse.Namespace) -> None:
     """
     from ._test_command import run_tests
 
-    run_tests(args.files, verbose=args.verbose, junit=args.junit, transcript=args.transcript,
-              log_dir=args.log_dir, update=args.update, grace=args.grace, color=_color(args))
+    transcript, in_folder = args.transcript or (None, False)
+    run_tests(args.files, verbose=args.verbose, junit=args.junit, transcript=transcript,
+              transcript_folder=in_folder, log_dir=args.log_dir, update=args.update,
+              grace=args.grace, color=_color(args))
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:

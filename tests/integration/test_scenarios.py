@@ -486,6 +486,21 @@ def test_transcript_and_replay(tmp_path: Path) -> None:
     assert "c | one\n" in replay.stdout
 
 
+def test_a_transcript_folder_stays_a_folder_when_a_glob_matched_one_file(
+        tmp_path: Path) -> None:
+    """``--transcript out/ tests/*.toml`` in CI: with one file matched, PATH was taken for a
+    file (a folder there: not run, status 2; with its slash: a file written). A folder that
+    is one, or is written as one, now gets a transcript per scenario whatever the count."""
+    case = _scenario(tmp_path, CAT + '[[step]]\nsend = "one"\nto = "c"\n[[step]]\n'
+                     'expect = "one"\n', "one.toml")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert run("test", "--transcript", existing, case).returncode == 0
+    assert (existing / "one.jsonl").is_file()
+    assert run("test", "--transcript", f"{tmp_path / 'new'}/", case).returncode == 0
+    assert (tmp_path / "new" / "one.jsonl").is_file()
+
+
 def test_run_executes_steps_then_keeps_the_cast(tmp_path: Path) -> None:
     """pipeplex run FILE runs the steps; a failing expectation stops the run with status 1."""
     case = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n'
