@@ -287,6 +287,8 @@ def test_text_actions_need_strings(body: str, action: str) -> None:
         ('"SIGNOPE"', "unknown signal 'SIGNOPE'"),
         ('""', "unknown signal ''"),
         ("999", "no signal number 999"),
+        ("true", "a signal is a name or a number (signal = \"TERM\", signal = 15), not True"),
+        ("1.5", "a signal is a name or a number (signal = \"TERM\", signal = 15), not 1.5"),
     ],
 )
 def test_bad_signal_is_rejected(value: str, reason: str) -> None:

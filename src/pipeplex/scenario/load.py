@@ -189,6 +189,9 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
             raise CastError(f"start step: {value} starts by itself; give it autostart = false "
                             "to start it with this step", source=where("step", index, action))
     elif action == "signal":
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise CastError(f"signal step: a signal is a name or a number (signal = \"TERM\", "
+                            f"signal = 15), not {value!r}", source=where("step", index, action))
         try:
             parse_signal(str(value))
         except ValueError as exc:
