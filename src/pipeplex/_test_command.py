@@ -187,7 +187,7 @@ async def _run_each(
             done.append(result)
             if verbose:
                 mark = _style("ok  ", "32", colored) if result.ok else _style("FAIL", "31", colored)
-                _say(f"  {mark} {result.seconds:6.2f} s  {result.step.describe()}"
+                _say(f"  {mark} {result.seconds:6.2f} s  {result.step.describe(result.value)}"
                      f"  ({result.step.source})")
 
         path = transcript

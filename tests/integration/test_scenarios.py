@@ -586,7 +586,7 @@ PRINTS = '[procs.p]\ncmd = ["printf", "tok a(b\\nport abc\\nseen a(b\\n"]\n'
     # A captured value stands for itself in a pattern: "a(b" is no broken pattern.
     ("[[step]]\nexpect = '^tok (?P<tok>.+)$'\n[[step]]\nexpect = '^seen {tok}$'\n", None),
     ("[[step]]\nexpect = '^port (?P<port>.+)$'\n[[step]]\nwait_port = \"{port}\"\n",
-     "wait_port '{port}': '{port}' gave 'abc', which is not a TCP port number (1-65535)"),
+     "wait_port '{port}' (= 'abc'): 'abc' is not a TCP port number (1-65535)"),
     ("[[step]]\nexpect = '^(?P<{x}>tok)'\n",
      "the pattern became '^(?P<{x}>tok)', which is not a valid regular expression"),
 ])
@@ -875,3 +875,16 @@ def test_replay_skips_an_over_long_line_in_bounded_memory(tmp_path: Path) -> Non
     assert result.stdout == "a | before\na | after\n"
     assert result.stderr == (f"pipeplex: warning: {transcript}:2: not a transcript record: "
                              "longer than 16 MiB; skipped\n")
+
+
+def test_steps_are_reported_with_what_their_variables_made_of_them(tmp_path: Path) -> None:
+    """-v lines and failures show a step's value as written and, when its {variables}
+    changed it, as it was used: what was sent and what was looked for."""
+    case = _scenario(tmp_path, (
+        "[procs.c]\ncmd = \"sh -c 'echo port 4242; cat'\"\nready = 'port (?P<port>\\d+)'\n"
+        "[[step]]\nsend = 'to {port}'\nto = 'c'\n"
+        "[[step]]\nexpect = '^to {port}!$'\nin = 'c'\ntimeout = 0.5\n"))
+    result = run("test", "-v", case)
+    assert result.returncode == 1, result.stdout
+    assert "send 'to {port}' (= 'to 4242') to c" in result.stdout
+    assert f"{case}:8: expect '^to {{port}}!$' (= '^to 4242!$') in c: not seen" in result.stdout

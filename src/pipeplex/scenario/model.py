@@ -39,9 +39,14 @@ class Step:
     code: int | None = None
     within: float | None = None
 
-    def describe(self) -> str:
-        """A short, readable form for reports: ``expect 'ready' in server``."""
-        words = [self.action, quoted(self.value) if self.action != "interact" else ""]
+    def describe(self, value: str | None = None) -> str:
+        """A short, readable form for reports: ``expect 'ready' in server``; with ``value``,
+        what the step's ``{variables}`` made of it, when they changed it:
+        ``send '{port}' (= '40312') to all``."""
+        said = quoted(self.value) if self.action != "interact" else ""
+        if value is not None and value != self.value:
+            said += f" (= {quoted(value)})"
+        words = [self.action, said]
         if self.target:
             words.append(("to " if self.action in ("send", "signal") else "in ") + self.target)
         if self.stream:

@@ -33,7 +33,12 @@ class StepFailed(PipeplexError):
         self.message = message
         self.member = member
         self.waited = waited
-        super().__init__(f"{step.source}: {step.describe()}: {message}")
+        self.value: str | None = None
+        """What the step's ``{variables}`` made of its value (set by the runner)."""
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"{self.step.source}: {self.step.describe(self.value)}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,8 @@ class StepResult:
     checked_exit: tuple[str, float] | None = None
     """A ``wait_exit`` step with ``code``: the member and when the exit it checked came
     (that exit is accounted for; another run's is not)."""
+    value: str | None = None
+    """What the step's ``{variables}`` made of its value."""
 
     @property
     def ok(self) -> bool:
@@ -70,11 +77,15 @@ async def run_steps(
                 break
             continue
         began = time.monotonic()
+        value = None
         try:
-            checked = await _run_step(step, scenario, engine, matcher)
-            result = StepResult(step, time.monotonic() - began, checked_exit=checked)
+            value = _value(step, engine.variables)
+            checked = await _run_step(step, scenario, engine, matcher, value)
+            result = StepResult(step, time.monotonic() - began, checked_exit=checked,
+                                value=value)
         except StepFailed as exc:
-            result = StepResult(step, time.monotonic() - began, exc)
+            exc.value = value
+            result = StepResult(step, time.monotonic() - began, exc, value=value)
         results.append(result)
         on_result(result)
         if result.error is not None:
@@ -138,11 +149,11 @@ def _value(step: Step, variables: dict[str, str]) -> str:
     return pattern
 
 
-async def _run_step(step: Step, scenario: Scenario, engine: Engine,
-                    matcher: Matcher) -> tuple[str, float] | None:
-    """Carry out ``step``; for a ``wait_exit`` with ``code``, the exit it checked."""
+async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Matcher,
+                    value: str) -> tuple[str, float] | None:
+    """Carry out ``step`` (``value``: its value with the variables captured so far); for a
+    ``wait_exit`` with ``code``, the exit it checked."""
     variables = engine.variables
-    value = _value(step, variables)
     timeout = step.timeout or scenario.timeout
     names = [step.target] if step.target and step.target != "all" else list(engine.members)
     try:
@@ -196,8 +207,7 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine,
             engine.router.close_input(value)
         elif step.action == "wait_port":
             if not is_port(value):
-                raise StepFailed(step, f"{step.value!r} gave {value!r}, which is not a TCP port "
-                                       "number (1-65535)")
+                raise StepFailed(step, f"{value!r} is not a TCP port number (1-65535)")
             try:
                 await asyncio.wait_for(port_accepts(int(value)), timeout)
             except TimeoutError:
