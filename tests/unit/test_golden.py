@@ -146,6 +146,14 @@ def test_an_unfinished_line_is_flushed_at_exit() -> None:
     assert golden_text(events, ["a"]) == "[a]\n| prompt> \n= exited with code 1\n"
 
 
+def test_a_prompt_again_after_a_line_sent_is_a_line_of_its_own() -> None:
+    """A REPL's prompt on stderr, then again after a line sent that printed nothing: two
+    lines, as the screen shows them and as expectations see them (not ``>>> >>> ``)."""
+    events = [Output("py", "stderr", b">>> ", partial=True), InputSent("py", b"x = 1\n"),
+              Output("py", "stderr", b">>> ", partial=True, new_line=True), Exited("py", 0)]
+    assert golden_text(events, ["py"]) == "[py]\n> x = 1\n! >>> \n! >>> \n= exited with code 0\n"
+
+
 def test_an_unfinished_line_is_flushed_at_the_end() -> None:
     """A member still running at the end keeps its unfinished last line."""
     assert golden_text([out("a", b"tail", partial=True)], ["a"]) == "[a]\n| tail\n"

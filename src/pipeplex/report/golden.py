@@ -77,6 +77,8 @@ def golden_text(
             continue
         if isinstance(event, Output):
             kind = "|" if event.stream == "stdout" else "!"
+            if event.new_line and streams[name].get(kind):
+                flush(name, kind)  # a prompt again, after a line sent: as the screen shows it
             buffer = streams[name].setdefault(kind, bytearray())
             buffer += event.data
             if buffer.endswith(b"\n"):
