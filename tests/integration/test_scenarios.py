@@ -888,3 +888,18 @@ def test_steps_are_reported_with_what_their_variables_made_of_them(tmp_path: Pat
     assert result.returncode == 1, result.stdout
     assert "send 'to {port}' (= 'to 4242') to c" in result.stdout
     assert f"{case}:8: expect '^to {{port}}!$' (= '^to 4242!$') in c: not seen" in result.stdout
+
+
+def test_expect_not_fails_at_the_text_with_the_lines_around_it(tmp_path: Path) -> None:
+    """What appeared, and the member's last output: the line it came in and what came
+    before, where a bare 'Traceback' would say little."""
+    case = _scenario(tmp_path, (
+        "[procs.c]\ncmd = \"sh -c 'echo ok; echo Traceback: most recent call last; "
+        "echo ValueError: boom; exec cat'\"\n"
+        "[[step]]\nexpect_not = 'Traceback'\nwithin = 30\n"))
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert "expect_not 'Traceback': it appeared in the output of c: 'Traceback'" in result.stdout
+    assert "last output of c:" in result.stdout
+    assert "Traceback: most recent call last" in result.stdout
+

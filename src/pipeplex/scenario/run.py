@@ -175,7 +175,8 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
                                          stream=step.stream, watch_exits=[])
             if found.index == 0:
                 raise StepFailed(step, f"it appeared in the output of {found.name}: "
-                                 f"{found.after!r}", member=found.name)
+                                 f"{found.after!r}\n{engine.recent.describe(found.name)}",
+                                 member=found.name)
         elif step.action == "wait_exit":
             process = engine.members[value]
             if process.pid is None:
