@@ -215,7 +215,8 @@ async def _run_each(
                 scenario, seconds=time.monotonic() - began, interrupted=True,
                 failure="\n".join([
                     f"interrupted by {signal_name(interrupted[0])} {_where(scenario, done)}: "
-                    "its members were killed, and no other scenario ran", *evidence]))
+                    "its members were killed, and no other scenario ran", *evidence])
+                + _records_said(path, logs))
         except Exception as exc:
             said = _said_elsewhere(exc)
             if said is not None:
@@ -225,6 +226,9 @@ async def _run_each(
             # ... and the other scenarios still run.
             outcome = (ScenarioOutcome(scenario, failure=problem) if problem is not None
                        else _crashed(scenario, exc))
+        else:
+            if outcome.failure is not None:
+                outcome.failure += _records_said(path, logs)
         outcomes.append(outcome)
         if outcome.interrupted:
             break
@@ -236,6 +240,12 @@ async def _run_each(
                     else " before the first step")
             _say(f"  {_style('FAIL', '31', colored)}{when}")
     return outcomes, unrecorded
+
+
+def _records_said(transcript: Path | None, logs: Path | None) -> str:
+    """Where a failed scenario's records are, to read the whole of what happened."""
+    return "".join(f"\n{what}: {where}" for what, where in (("transcript", transcript),
+                                                            ("logs", logs)) if where)
 
 
 def _where(scenario: Scenario, done: list[StepResult]) -> str:

@@ -903,3 +903,15 @@ def test_expect_not_fails_at_the_text_with_the_lines_around_it(tmp_path: Path) -
     assert "last output of c:" in result.stdout
     assert "Traceback: most recent call last" in result.stdout
 
+
+def test_a_failure_says_where_its_records_are(tmp_path: Path) -> None:
+    """With --transcript and --log-dir, a failed scenario's report names its records: where
+    to read the whole of what happened (and which of x-1, x-2 is whose)."""
+    failing = _scenario(tmp_path, CAT + "[[step]]\nexpect = 'never'\ntimeout = 0.1\n", "f.toml")
+    passing = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n', "p.toml")
+    result = run("test", "--transcript", tmp_path / "tr", "--log-dir", tmp_path / "logs",
+                 failing, passing)
+    assert result.returncode == 1, result.stdout
+    assert f"transcript: {tmp_path / 'tr' / 'f.jsonl'}" in result.stdout
+    assert f"logs: {tmp_path / 'logs' / 'f'}" in result.stdout
+    assert "p.jsonl" not in result.stdout
