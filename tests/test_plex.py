@@ -1346,6 +1346,20 @@ def test_a_start_cancelled_before_the_cast_began_leaves_nothing_started() -> Non
     assert asyncio.run(asyncio.wait_for(scenario(), 60)) is not None
 
 
+CLOSE_AND_SAY = """
+try:
+    plex.close()
+except KeyboardInterrupt:
+    print("interrupted")
+print("loop closed" if plex._loop is None else "loop open")
+try:
+    os.kill(pid, 0)
+    print("member alive")
+except ProcessLookupError:
+    print("member gone")
+"""
+"""What a script of a plex and its member ``pid`` says as it closes the plex."""
+
 CLOSE_UNDER_CTRL_C = """
 import os, signal, sys, threading
 from pipeplex import Note, Plex
@@ -1366,16 +1380,7 @@ def ctrl_c_three_times():
         os.kill(os.getpid(), signal.SIGINT)
 
 threading.Thread(target=ctrl_c_three_times, daemon=True).start()
-try:
-    plex.close()
-except KeyboardInterrupt:
-    print("interrupted")
-print("loop closed" if plex._loop is None else "loop open")
-try:
-    os.kill(pid, 0)
-    print("member alive")
-except ProcessLookupError:
-    print("member gone")
+""" + CLOSE_AND_SAY + """
 plex.close()  # (a second close() does nothing)
 print("closed again")
 """
@@ -1407,17 +1412,7 @@ def ctrl_c_now(sig):  # close() asks for SIGINT's handler before it puts its own
     return real(sig)
 
 signal.getsignal = ctrl_c_now
-try:
-    plex.close()
-except KeyboardInterrupt:
-    print("interrupted")
-print("loop closed" if plex._loop is None else "loop open")
-try:
-    os.kill(pid, 0)
-    print("member alive")
-except ProcessLookupError:
-    print("member gone")
-"""
+""" + CLOSE_AND_SAY
 
 
 def test_a_ctrl_c_as_close_begins_still_ends_everything() -> None:
