@@ -77,6 +77,19 @@ def test_a_symlinked_run_dir_is_refused(tmp_path: Path) -> None:
     assert list(target.iterdir()) == []
 
 
+def test_a_symlink_planted_as_the_run_folders_lock_is_refused_by_name(tmp_path: Path) -> None:
+    """Never followed (O_NOFOLLOW), and said as what it is: not the bare "Too many levels
+    of symbolic links" of the system call."""
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("mine")
+    (folder / "run.lock").symlink_to(victim)
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", folder))
+    assert "run.lock: it is a symbolic link, not a lock file of a run; move it away" in stderr
+    assert victim.read_text() == "mine"
+
+
 def test_a_run_dir_others_can_write_is_refused(tmp_path: Path) -> None:
     """A run folder with loose permissions is refused with the fix to apply."""
     loose = tmp_path / "run"

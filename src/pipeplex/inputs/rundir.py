@@ -12,6 +12,7 @@ and the use.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -218,6 +219,9 @@ class RunDir:
         except FileNotFoundError:
             raise  # the folder itself was removed (a run ending there): open() tries anew
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # (O_NOFOLLOW: a link in its place, never followed)
+                raise RunDirError(f"refusing {path / LOCK_NAME}: it is a symbolic link, not "
+                                  "a lock file of a run; move it away") from None
             raise RunDirError(f"cannot create {path / LOCK_NAME}: {exc.strerror}") from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
