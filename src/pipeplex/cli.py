@@ -331,6 +331,9 @@ def send(args: argparse.Namespace) -> None:
     data = " ".join(text) if text or eof else ""
     if (text or not eof) and not args.no_newline:
         data += "\n"
+    if not data and not eof:
+        _fail("nothing to send: -n with no TEXT (or an empty one) sends nothing; give TEXT, "
+              "or leave out -n to send an empty line")
     with _talking(args.run_dir) as client:
         client.request("send", name=args.name, data=data, eof=eof or None)
 

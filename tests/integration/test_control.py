@@ -61,6 +61,8 @@ def test_send_without_newline_then_the_rest_of_the_line(run_dir: Path) -> None:
         assert run("send", "-n", "c", "half ", "--run-dir", run_dir).returncode == 0
         assert run("send", "c", "and half", "--run-dir", run_dir).returncode == 0
         plex.expect(r"^c \| got 'half and half\\n'$")
+        nothing = run("send", "-n", "c", "--run-dir", run_dir)  # (it sent nothing, silently)
+        assert nothing.returncode == 2 and "nothing to send" in nothing.stderr
 
 
 def test_send_eof_closes_the_members_stdin(run_dir: Path) -> None:
@@ -408,7 +410,9 @@ def test_garbage_gets_error_answers_and_the_run_goes_on(run_dir: Path) -> None:
             assert conn.request([1, 2])["error"] == "bad_request"  # type: ignore[arg-type]
             for op in (["x"], {"a": 1}, None, 3):  # an op that is no name, even unhashable
                 answer = conn.request({"op": op})
-                assert answer["error"] == "unknown_op", answer
+                assert answer["error"] == "bad_request", answer
+                assert "a request needs an 'op', the name of what to do" in answer["message"]
+            assert conn.request({"id": 1})["error"] == "bad_request"  # (none at all)
             conn.send(b"[" * 60000 + b"\n")  # deeper than a parser can go
             answer = conn.read()
             assert answer is not None and answer["error"] == "bad_json", answer
@@ -426,6 +430,8 @@ def test_garbage_gets_error_answers_and_the_run_goes_on(run_dir: Path) -> None:
             assert "ops: ping, status, send" in answer["message"]
             assert conn.request({"op": "send"})["error"] == "bad_request"
             assert conn.request({"op": "send", "name": "c", "data": 5})["error"] == "bad_request"
+            empty = conn.request({"op": "send", "name": "c", "data": ""})
+            assert empty["error"] == "bad_request" and "nothing to send" in empty["message"]
             assert conn.request({"op": "send", "name": "c"})["error"] == "bad_request"
             answer = conn.request({"op": "send", "name": "zz", "data": "x\n"})
             assert answer["error"] == "unknown_member" and answer["members"] == ["c"]

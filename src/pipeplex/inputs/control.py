@@ -274,7 +274,10 @@ class ControlServer:
         op = request.get("op")
         if not isinstance(op, str) or (op != "attach" and op not in self._ops):
             ops = ", ".join([*self._ops, "attach"])
-            answer = _Refused("unknown_op", f"unknown op {op!r} (ops: {ops})").answer
+            answer = (_Refused("unknown_op", f"unknown op {op!r} (ops: {ops})").answer
+                      if isinstance(op, str) else
+                      _Refused("bad_request", "a request needs an 'op', the name of what to "
+                               f"do (ops: {ops})").answer)
             if "id" in request:
                 answer["id"] = request["id"]
             return request, answer
@@ -325,6 +328,9 @@ class ControlServer:
                 "data" not in request and not eof):
             raise _Refused("bad_request", "send takes 'data' (a string) and 'eof' (true/false), "
                                           "at least one of them")
+        if not text and not eof:  # (it would answer delivered: 0, as if nobody took it)
+            raise _Refused("bad_request", "'data' is empty and 'eof' is not set: nothing to "
+                                          "send (a line is \"text\\n\")")
         try:
             data = text.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
