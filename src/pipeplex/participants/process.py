@@ -784,7 +784,9 @@ class Process:
             pending.append(bytearray(data))
 
     def _closed_by_member(self, dropped: int) -> None:
-        self._bus.publish(Note(f"stdin was closed by {self.name}; dropped {dropped} bytes",
+        # (a write found its end closed: the member closed it, or ended, a stop's or a
+        # restart's end included; which one, the exit that follows says)
+        self._bus.publish(Note(f"{self.name} closed its stdin or ended; dropped {dropped} bytes",
                                name=self.name, level="warning"))
         self._drop_stdin()
 
