@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import sys
+import termios
 import time
 import zlib
 from pathlib import Path
@@ -16,7 +19,17 @@ import pytest
 
 from pipeplex.participants.process import INPUT_FULL
 
-from .helpers import DEADLINE, PROGS, Pipeplex, late_reader, py, run, status, write_fifo
+from .helpers import (
+    DEADLINE,
+    PROGS,
+    Connection,
+    Pipeplex,
+    late_reader,
+    py,
+    run,
+    status,
+    write_fifo,
+)
 
 
 def test_the_tutorial_programs_answer_every_line_repeatedly(run_dir: Path, tmp_path: Path) -> None:
@@ -187,6 +200,33 @@ def test_a_member_that_does_not_read_holds_up_the_writer_not_pipeplexs_memory(
             writer.kill()
             writer.wait()
         assert plex.wait() == 0  # (a ends once it has read: on_exit = stop ends the run)
+
+
+def test_a_member_filled_through_the_socket_takes_no_more_from_its_pipe(
+        run_dir: Path) -> None:
+    """Once sends through the control socket have filled a member's input, a line written
+    to its NAME.in stays in the pipe (its writer waits): the pipe's reader had taken one
+    more line before it looked."""
+    reader = late_reader(64 * 1024 * 1024)  # (reads nothing in this test)
+    with Pipeplex("run", "-p", f"a={reader}", "--run-dir", run_dir) as plex:
+        plex.expect(r"^a \| waiting$")
+        with Connection(run_dir) as conn:
+            piece = "x" * (60 * 1024 - 1) + "\n"
+            for _ in range(2 * INPUT_FULL // len(piece)):
+                if conn.request({"op": "send", "name": "a", "data": piece})["ok"] is not True:
+                    break
+            else:
+                raise AssertionError("the member's input never became full")
+            fifo = os.open(run_dir / "a.in", os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(fifo, b"one more\n")
+                assert conn.request({"op": "ping"})["ok"]  # (the loop has looked at the pipe)
+                left = struct.unpack("i", fcntl.ioctl(fifo, termios.FIONREAD, b"\0" * 4))[0]
+                assert left == len(b"one more\n")
+            finally:
+                os.close(fifo)
+        plex.signal()
+        assert plex.wait() == 143
 
 
 def test_a_member_can_write_to_anothers_pipe_as_soon_as_it_starts(run_dir: Path) -> None:

@@ -76,6 +76,9 @@ class FifoChannel:
 
     def _read(self) -> None:
         assert self._fd is not None
+        if self._full(self._resume):  # (filled another way meanwhile: the socket, all.in)
+            self._pause()
+            return
         try:
             data = os.read(self._fd, READ_SIZE)
         except BlockingIOError:
@@ -89,15 +92,18 @@ class FifoChannel:
         if end:
             self._deliver(data[:end])
             if self._full(self._resume):
-                # Read no more for now: the pipe fills and its writer waits, as on any pipe,
-                # instead of pipeplex holding all it would write.
-                self._paused = True
-                assert self._loop is not None
-                self._loop.remove_reader(self._fd)
+                self._pause()
         if len(self._pending) > MAX_PENDING:
             self._note(f"dropped {len(self._pending)} bytes without a newline (a line may hold "
                        f"at most {MAX_PENDING // (1024 * 1024)} MiB)")
             self._pending = b""
+
+    def _pause(self) -> None:
+        """Read no more for now: the pipe fills and its writer waits, as on any pipe,
+        instead of pipeplex holding all it would write."""
+        self._paused = True
+        assert self._loop is not None and self._fd is not None
+        self._loop.remove_reader(self._fd)
 
     def _resume(self) -> None:
         if not self._paused or self._fd is None or self._full(self._resume):
