@@ -1629,6 +1629,24 @@ def test_an_expect_through_restarts_ends_when_the_member_is_given_up_on(
     assert asyncio.run(asyncio.wait_for(main(), 60)) == 3
 
     (tmp_path / "runs").unlink()
+
+    async def any_of_them() -> int:
+        async with AsyncPlex(grace=1, timeout=30) as aplex:
+            other = await aplex.spawn("other", "cat")
+            await aplex.load(cast)
+            await aplex["flaky"].expect("^last$")
+            waiting = asyncio.ensure_future(
+                aplex.expect_any({"flaky": "never", "other": "never either"}))
+            await asyncio.sleep(0)  # (it runs to its wait)
+            aplex["flaky"].sendline("end")
+            with pytest.raises(pipeplex.UnexpectedExit) as caught:
+                await waiting
+            assert caught.value.name == "flaky" and other.returncode is None
+            return caught.value.returncode
+
+    assert asyncio.run(asyncio.wait_for(any_of_them(), 60)) == 3
+
+    (tmp_path / "runs").unlink()
     with Plex(grace=1, timeout=30) as plex:
         plex.spawn("other", "cat")
         plex.load(cast)

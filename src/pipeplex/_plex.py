@@ -731,20 +731,23 @@ class AsyncPlex:
             raise PipeplexError("; ".join(f"{name} was never started: {why}"
                                           for name, why in never))
         limit = self.timeout if timeout is None else call_timeout(timeout)
-        watched = [name for name in by_name if not self._members[name]._restarts()]
+        restarting = [name for name in by_name if self._members[name]._restarts()]
+        watched = [name for name in by_name if name not in restarting]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         while True:
             try:
                 found = await self.matcher.expect_each(
-                    by_name, timeout=max(deadline - loop.time(), 0.0), watch_exits=watched)
+                    by_name, timeout=max(deadline - loop.time(), 0.0), watch_exits=watched,
+                    watch_over=restarting)
                 break
             except UnexpectedExit as exc:
                 # One that ended with 0 (its job done) leaves the others to write theirs, as
-                # in a scenario's expect; an error, or the last one's end, ends the wait.
-                watched.remove(exc.name)
-                if exc.returncode != 0 or not any(self._members[name].running
-                                                  for name in watched):
+                # in a scenario's expect; an error, or the last one's end, ends the wait. (A
+                # restarting one ends here once its policy gave up on it.)
+                (watched if exc.name in watched else restarting).remove(exc.name)
+                if exc.returncode != 0 or not (restarting or any(
+                        self._members[name].running for name in watched)):
                     raise
             except ExpectTimeout as exc:  # (the whole wait, not its last part, is said)
                 raise ExpectTimeout(exc.names, exc.patterns, limit, exc.recent,

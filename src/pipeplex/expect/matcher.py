@@ -319,6 +319,7 @@ class Matcher:
         timeout: float,
         stream: str | None = None,
         watch_exits: Sequence[str] | None = None,
+        watch_over: Sequence[str] = (),
     ) -> Expectation:
         """Like :meth:`expect`, with patterns of its own for each member.
 
@@ -326,6 +327,8 @@ class Matcher:
         member that has ended does not hide a match that another one has already written.
         When several members have a match at once, the one listed first wins (the buffers do
         not keep when their output arrived); of several ended members, the one listed first.
+        ``watch_over``: members whose exits do not end the wait (their policy restarts them)
+        until no run of them follows (:meth:`over`): then their last exit does.
         """
         if not timeout >= 0:
             _check_timeout(timeout)
@@ -337,7 +340,9 @@ class Matcher:
             searches.append((name, self.buffer(name, stream), patterns, positions, regexes))
             member = self._member(name)
             if watch_exits is None or name in watch_exits:
-                exits.append((name, patterns, member))
+                exits.append((name, patterns, member, True))
+            elif name in watch_over:
+                exits.append((name, patterns, member, False))
             members.append(member)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -355,8 +360,8 @@ class Matcher:
                     found = buffer.search(regexes)
                     if found is not None:
                         return self._result(name, patterns, positions, found)
-                for name, patterns, member in exits:
-                    returncode = self._exits.get(name, member.gone)
+                for name, patterns, member, watched in exits:
+                    returncode = self._exits.get(name, member.gone) if watched else member.gone
                     if returncode is not None:
                         return self._exited(name, patterns, loop.time() - started, stream,
                                             returncode)
