@@ -207,3 +207,25 @@ def test_a_nan_or_negative_timeout_is_refused(timeout: float) -> None:
         with pytest.raises(ValueError, match="timeout"):
             matcher.expect_blocking("a", patterns, timeout=timeout, publish=ignore)
     assert matcher.expect_blocking("a", ["ready"], timeout=0, publish=ignore).after == "ready"
+
+
+def test_a_caller_waiting_through_restarts_ends_when_the_member_is_over() -> None:
+    """A caller that waits through a member's exits (its policy restarts it) is woken, and
+    ends with the last exit, once the engine says no run of it follows (Matcher.over)."""
+    bus = Bus()
+    matcher = Matcher(bus, threads=True)
+    bus.publish(Started("a", 1, ("x",)))
+    bus.publish(Exited("a", 3))
+    wakeup = Sleeper()
+
+    def give_up() -> None:
+        assert wakeup.asleep.wait(STEP)  # (the caller waits through that exit)
+        matcher.over("a")
+
+    with LoopThread(bus) as loop:
+        loop.call(give_up)
+        with pytest.raises(UnexpectedExit) as caught:
+            matcher.expect_blocking("a", ["never"], timeout=STEP, publish=ignore,
+                                    wakeup=wakeup, exit_ends=False)
+    assert caught.value.returncode == 3
+    assert loop.notes == []
