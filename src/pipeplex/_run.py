@@ -329,6 +329,7 @@ def _install_signal_handlers(
     """Stop the cast on ``signals`` (of SIGINT, SIGTERM, SIGHUP and SIGQUIT: those not
     inherited as ignored); returns the handler (the console's Ctrl-C). SIGQUIT (Ctrl-\\, the
     key for "quit harder") stops it without the grace, as a second Ctrl-C does."""
+    repeated: set[signal.Signals] = set()
 
     def on_signal(sig: signal.Signals) -> None:
         hint = "; press Ctrl-C again to skip the grace period" if sig == signal.SIGINT else ""
@@ -360,6 +361,12 @@ def _install_signal_handlers(
             engine.force_stop()
         elif first:
             engine.bus.publish(Note(f"got {sig.name}: the cast is already stopping{hint}"))
+        elif sig not in repeated:
+            # Only Ctrl-C and Ctrl-\ hurry a stop: a SIGTERM or SIGHUP may well come twice
+            # without anyone asking for haste (a closing terminal's, then its shell's).
+            repeated.add(sig)
+            engine.bus.publish(Note(f"got {sig.name} again: the stop keeps its grace period "
+                                    "(SIGINT or SIGQUIT skips it)"))
 
     for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig)

@@ -330,6 +330,24 @@ def test_ctrl_c_after_pipeplex_stop_skips_the_grace(run_dir: Path) -> None:
     assert "already stopping" not in plex.text
 
 
+def test_a_second_sigterm_keeps_the_grace_and_says_so(run_dir: Path) -> None:
+    """A SIGTERM or SIGHUP may come twice with nobody asking for haste (a closing terminal's
+    hangup, then its shell's): the stop keeps its grace, and says once what would skip it."""
+    with Pipeplex("run", "-p", f"stuck={py(IGNORE_TERM)}", "--grace", "600",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^stuck +\| up$")
+        plex.signal(signal.SIGTERM)
+        plex.expect(r"^stuck +\* closed its stdin; sent SIGTERM")
+        plex.signal(signal.SIGTERM)
+        plex.expect(r"^pipeplex \* got SIGTERM again: the stop keeps its grace period "
+                    r"\(SIGINT or SIGQUIT skips it\)$")
+        plex.signal(signal.SIGTERM)
+        plex.signal(signal.SIGINT)
+        plex.expect(r"skipping the grace period")
+        assert plex.wait() == 143
+    assert plex.text.count("again") == 1
+
+
 def test_a_signal_after_the_cast_ended_keeps_its_status_and_records(tmp_path: Path,
                                                                     run_dir: Path) -> None:
     """The cast ended (status 3); pipeplex still writes its last output to a reader that
