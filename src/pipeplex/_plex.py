@@ -103,7 +103,11 @@ class _MergedTranscript:
 
     def __call__(self, event: Event) -> None:
         self._events.append(event)
-        self._size += _weight(event)
+        # (output and input without a call: nearly every event, on a round trip's path)
+        if type(event) is Output or type(event) is InputSent:
+            self._size += EVENT_COST + len(event.data)
+        else:
+            self._size += _weight(event)
         if self._size > 2 * TRANSCRIPT_KEEP:
             self._trim()
 
@@ -191,7 +195,7 @@ class AsyncMember:
 
     def sendline(self, line: str | bytes = "") -> None:
         """Write ``line`` and a newline."""
-        line = input_bytes(line, "sendline")
+        line = line.encode() if type(line) is str else input_bytes(line, "sendline")
         if self._plex._engine is None or self._removed:
             self._check_running()
         self._process.send(line + b"\n")
@@ -287,7 +291,7 @@ class AsyncMember:
         try:
             found = await self._matcher.expect_one(
                 self.name, patterns, self._plex.timeout if timeout is None else timeout, stream,
-                exit_ends=not self._restarts())
+                exit_ends=self._process.spec.on_exit != "restart" or not self._restarts())
         except (ExpectTimeout, UnexpectedExit):
             self._failed(stream)
             raise

@@ -121,6 +121,9 @@ class Process:
         self._guardian = guardian
         self._popen: subprocess.Popen[bytes] | None = None
         self._readers: dict[int, Stream] = {}
+        self._waiting_output = select.poll()
+        """The readers, to ask in one call which of them have output waiting (see
+        :meth:`_take_output`)."""
         self._framers: dict[Stream, LineFramer] = {}
         self._read_sizes: dict[int, int] = {}
         """Per output fd in a flood, the larger read size (see FLOOD_READ_SIZE)."""
@@ -230,6 +233,7 @@ class Process:
             for fd in ours:
                 os.close(fd)
             self._readers.clear()
+            self._poll_readers()
             self._stdin = None
             self.state = "failed"
             raise
@@ -265,6 +269,11 @@ class Process:
         for line in spec.input:
             self.send((expand(line, variables) + "\n").encode())
 
+    def _poll_readers(self) -> None:
+        self._waiting_output = select.poll()
+        for fd in self._readers:
+            self._waiting_output.register(fd, select.POLLIN)
+
     def _spawn_failed(self) -> None:
         """No child was made: the guardian forgets the spawn. (After any other error, such
         as a Ctrl-C inside ``Popen``, a child may be running: the spawn stays told.)"""
@@ -280,6 +289,7 @@ class Process:
             fds.append(slave)
             self._stdin, self._stdin_is_pty = master, True
             self._readers = {master: "stdout"}
+            self._poll_readers()
             return slave, slave, slave
         in_r, in_w = os.pipe()
         fds.append(in_r)
@@ -297,6 +307,7 @@ class Process:
             os.set_blocking(fd, False)
         self._stdin = in_w
         self._readers = {out_r: "stdout", err_r: "stderr"}
+        self._poll_readers()
         return in_r, out_w, err_w
 
     def _environment(self, variables: Mapping[str, str]) -> dict[str, str]:
@@ -428,6 +439,7 @@ class Process:
 
     def _close_reader(self, fd: int) -> None:
         stream = self._readers.pop(fd)
+        self._waiting_output.unregister(fd)
         self._read_sizes.pop(fd, None)
         assert self._loop is not None
         self._loop.remove_reader(fd)
@@ -732,9 +744,11 @@ class Process:
         is before this line anyway)."""
         if self._paused or self._held or self._bus.paused or self._bus.delivering:
             return
-        for fd, stream in list(self._readers.items()):
+        # One poll, not a read of each stream: most sends find nothing waiting, and a
+        # read that finds nothing costs five times as much (an API's round trip: 10 %).
+        for fd, _ in self._waiting_output.poll(0):
             for _ in range(8):
-                if fd not in self._readers or not self._read(fd, stream):
+                if (stream := self._readers.get(fd)) is None or not self._read(fd, stream):
                     break
 
     def close_input(self) -> None:
