@@ -461,16 +461,17 @@ def _gated_cast(tmp_path: Path) -> tuple[ProcSpec, ProcSpec, Path, Path]:
 
 
 async def _seen(engine: Engine, recorder: Recorder, name: str, what: str, after: int = 0) -> int:
-    """Wait until member ``name`` has a Started or Exited event (``what`` "started",
-    "exited"), output
-    holding what follows "| " (``what == "| text"``), or a note holding ``what``, past the
-    first ``after`` events; the count of events by then."""
+    """Wait until member ``name`` has a Started, Exited or Ready event (``what``
+    "started", "exited", "ready"), output holding what follows "| " (``what == "| text"``),
+    or a note holding ``what``, past the first ``after`` events; the count of events by
+    then."""
+    kinds = {"started": Started, "exited": Exited, "ready": Ready}
 
     def fits(e: Event) -> bool:
         if e.name != name:
             return False
-        if what in ("started", "exited"):
-            return isinstance(e, Started if what == "started" else Exited)
+        if what in kinds:
+            return isinstance(e, kinds[what])
         if what.startswith("| "):
             return isinstance(e, Output) and what[2:].encode() in e.data
         return isinstance(e, Note) and what in e.text
@@ -683,6 +684,29 @@ def test_a_member_after_several_names_the_one_that_failed_not_the_slow_one(
     assert status == 4
     assert summaries["web"] == ("summary: never started (waited for cache, which exited with "
                                 "code 4 before it was ready)"), summaries
+
+
+def test_an_autostart_false_member_nothing_started_says_so_whatever_it_starts_after(
+        tmp_path: Path) -> None:
+    """late starts after server, which was ready and then ended the cast: late never
+    started because nothing asked for it, not because server was not ready."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    server = ProcSpec("server", ("sh", "-c", f"echo listening; read x < {gate}"),
+                      ready="listening")
+    late = ProcSpec("late", ("cat",), autostart=False, after=("server",))
+
+    async def scenario() -> dict[str | None, str]:
+        engine, recorder = _engine(server, late)
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "server", "ready")
+        await _open(gate)  # server ends, and the cast with it
+        assert await asyncio.wait_for(run, 30) == 0
+        return _summaries(recorder)
+
+    summaries = asyncio.run(scenario())
+    assert summaries["late"] == "summary: never started (autostart = false, and nothing " \
+        "started it)", summaries
 
 
 def test_a_restart_waiting_for_a_run_that_never_got_ready_says_so(tmp_path: Path) -> None:

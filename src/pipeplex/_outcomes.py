@@ -188,11 +188,11 @@ class Outcomes:
             return f"never started ({self._settled[name]})"
         if name in self.cannot_start:
             return f"never started (cannot start: {self.cannot_start[name]})"
+        requested = self._start_requested.get(name)
+        if requested is not None and not requested.done():  # (what it starts after is moot)
+            return "never started (autostart = false, and nothing started it)"
         dep = self._blamed(name)
         if dep is not None and self.held_back(dep):
             why = self.why_not_ready(dep, frozenset({name}))
             return f"never started (waited for {dep}, {why})"
-        requested = self._start_requested.get(name)
-        if requested is not None and not requested.done():
-            return "never started (autostart = false, and nothing started it)"
         return f"never started ({STOPPED_FIRST})"
