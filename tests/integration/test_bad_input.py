@@ -100,6 +100,23 @@ def test_a_run_dir_others_can_write_is_refused(tmp_path: Path) -> None:
     assert "chmod 700" in stderr
 
 
+@pytest.mark.parametrize("shared", ["sticky", "holds files"])
+def test_a_shared_open_run_dir_is_refused_with_a_folder_of_its_own_to_use(
+        tmp_path: Path, shared: str) -> None:
+    """An open folder that serves others (/tmp, a project's own folder) must not be closed
+    to them: the remedy is a folder of its own inside it, never a chmod of it."""
+    loose = tmp_path / "shared"
+    loose.mkdir()
+    if shared == "sticky":
+        loose.chmod(0o1777)
+    else:
+        loose.chmod(0o755)
+        (loose / "pyproject.toml").write_text("")
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", loose))
+    assert f"give a folder of its own, such as {loose}/run (pipeplex makes it)" in stderr
+    assert "chmod" not in stderr
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a folder of another user")
 def test_a_run_dir_of_another_user_is_refused(tmp_path: Path) -> None:
     """A run folder owned by someone else is refused, naming the owner."""

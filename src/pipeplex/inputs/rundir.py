@@ -85,8 +85,24 @@ def _check_private(path: Path, st: os.stat_result) -> None:
     if mode & 0o077:
         raise RunDirError(
             f"refusing run folder {path}: its mode is {mode:04o}, others may read or plant "
-            f"files there; run 'chmod 700 {path}' or give another run folder ({_GIVE})"
+            f"files there; {_remedy(path, mode)}"
         )
+
+
+def _remedy(path: Path, mode: int) -> str:
+    """What to do about an open run folder: a chmod, unless the folder is shared (sticky,
+    such as /tmp) or holds other files (a project's): closing those would break their use."""
+    shared = bool(mode & stat.S_ISVTX)
+    if not shared:
+        try:
+            with os.scandir(path) as entries:
+                shared = any(entries)
+        except OSError:
+            shared = True
+    if shared:
+        return (f"give a folder of its own, such as {path / 'run'} (pipeplex makes it), "
+                f"with {_GIVE}")
+    return f"run 'chmod 700 {path}' or give another run folder ({_GIVE})"
 
 
 def _what(st: os.stat_result) -> str:
