@@ -148,3 +148,11 @@ def test_only_the_stream_of_the_latest_prompt_is_answered() -> None:
                                    ("wait", b"half "), ("signal", b""), ("wait", b"done\n")])
     assert b"".join(e.data for e in seen if e.stream == "stdout") == b"progress: half done\n"
     assert not any(e.new_line for e in seen), seen
+
+
+def test_a_prompt_ending_in_what_looks_like_a_cut_character_is_shown_in_time() -> None:
+    """A latin-1 prompt ends in a byte that starts a UTF-8 character: it waits a while for
+    the rest, then goes out with the member still quiet, not at its next write."""
+    seen = _driven("printf 'employ\\351'; read answer; echo \"got $answer\"",
+                   [("wait", b"employ\xe9"), ("send", b"x\n"), ("wait", b"got x")])
+    assert b"".join(e.data for e in seen) == b"employ\xe9got x\n", seen

@@ -430,12 +430,18 @@ class Process:
         # A prompt, told before its piece goes out: a caller that the piece wakes in
         # another thread may send its answer at once (see _line_sent).
         self._prompt = self._prompting = stream
+        held_long = now - framer.last_data >= MAX_PARTIAL_AGE
         try:
-            framer.flush(whole_characters=True)  # (a cut character waits for the rest)
+            # A cut character waits for the rest; but not for ever: what looks like one
+            # may be the last of a latin-1 prompt ("employ\xe9").
+            framer.flush(whole_characters=not held_long)
         finally:
             self._prompting = None
         if framer.pending:  # (what was cut short is no prompt yet)
             self._prompt = None
+            assert self._loop is not None
+            delay = framer.last_data + MAX_PARTIAL_AGE - now
+            self._timers[stream] = self._loop.call_later(delay, self._quiet, stream)
 
     def _close_reader(self, fd: int) -> None:
         stream = self._readers.pop(fd)
