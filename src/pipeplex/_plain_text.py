@@ -15,10 +15,10 @@ __all__ = ("LINE_END", "MAX_CUT", "plain")
 
 _ESCAPE = re.compile(
     r"\x1b(?:\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erasing (ESC [ 1 ; 31 m)
-    r"|[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)"  # a string: OSC (a title, a link), DCS, ...
+    r"|[\]P^_X][^\x07\x1b\n]*(?:\x07|\x1b\\)"  # a string in a line: OSC (a title, a link), DCS
     r"|[ -/]*[0-~])"  # the rest: ESC =, ESC 7, ESC ( B
 )
-_CUT = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[\]P^_X][^\x07\x1b]*\x1b?|[ -/]*)\Z")
+_CUT = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[\]P^_X][^\x07\x1b\n]*\x1b?|[ -/]*)\Z")
 """An escape sequence that the text ends in the middle of."""
 MAX_CUT = 4096
 """Longer than this, an unfinished sequence is not one (an ESC in binary output): text."""

@@ -61,11 +61,16 @@ def test_a_pause_inside_a_character_does_not_break_it(run_dir: Path) -> None:
     assert re.search(r"^b \| caf\n(.*\n)*b \| é!$", plex.text, re.MULTILINE), plex.text
 
 
-def test_invalid_utf8_becomes_replacement_characters(run_dir: Path) -> None:
-    """Bytes that are not UTF-8 are shown as U+FFFD, the rest of the line intact."""
-    code = "import sys; sys.stdout.buffer.write(b'ok \\xff\\xfe end\\n')"
-    result = run("run", "-p", "b=" + py(code), "--run-dir", run_dir)
-    assert "b | ok \ufffd\ufffd end\n" in result.stdout
+@pytest.mark.parametrize("pty", ["stdout", "false"])
+def test_bytes_that_are_not_utf8_reach_a_pipe_as_they_were_written(run_dir: Path,
+                                                                   pty: str) -> None:
+    """Latin-1 text and binary data are not text to mend: a pipe or a file gets the bytes
+    (on a terminal they show as U+FFFD, the rest of the line intact)."""
+    code = "import sys; sys.stdout.buffer.write(b'ok \\xff\\xfe caf\\xe9 \\xc3( end\\n')"
+    result = subprocess.run([*PIPEPLEX, "run", "-p", "b=" + py(code), "--pty", pty,
+                             "--run-dir", str(run_dir)], capture_output=True, timeout=60,
+                            stdin=subprocess.DEVNULL)
+    assert b"b | ok \xff\xfe caf\xe9 \xc3( end\n" in result.stdout
 
 
 STEPS = {"": "", "expect": "[[step]]\nexpect = '^DONE$'\nin = 'big'\n",
@@ -170,3 +175,4 @@ def test_a_reader_that_goes_away_stops_the_cast(run_dir: Path) -> None:
                 break
         proc.stdout.close()
         assert proc.wait(timeout=30) == 0
+

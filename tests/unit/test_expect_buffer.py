@@ -273,6 +273,10 @@ def test_a_line_end_that_the_other_stream_came_before_is_not_a_second_one() -> N
         ([b"on \x1b[1", b"mhttp://h:80\x1b", b"[0m\n"], "on http://h:80\n"),
         ([b"a\r\x1b[", b"K\n"], "a\n"),
         ([b"\x1b]0;" + b"x" * 5000], "0;" + "x" * 5000),  # (too long to wait for its end)
+        # An unterminated link swallows no line: a string ends at the line's end.
+        ([b"see \x1b]8;;http://x\nline A\nline B\x07\n"], "see 8;;http://x\nline A\nline B\x07\n"),
+        ([b"see \x1b]8;;http://x\nline A\n", b"line B\x07\n"],
+         "see 8;;http://x\nline A\nline B\x07\n"),
     ],
 )
 def test_escape_sequences_are_not_searched(chunks: list[bytes], text: str) -> None:

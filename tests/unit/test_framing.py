@@ -170,6 +170,20 @@ def test_over_long_line_never_splits_a_utf8_sequence(text: str, max_line: int) -
         piece.decode("utf-8")  # raises if a multi-byte sequence was cut
 
 
+@pytest.mark.parametrize("before", range(1, 6))
+def test_over_long_line_never_splits_an_escape_sequence(before: int) -> None:
+    """A colour that straddles the cut goes whole into the next piece: cut in two, its
+    halves would show as text (``^[``, ``[31m``) and the colour would be lost."""
+    data = b"x" * (16 - before) + b"\x1b[31mRED" + b"y" * 20
+    f, pieces = framer(max_line=16)
+    f.feed(data)
+    f.flush()
+    assert pieces.joined() == data
+    for piece, _ in pieces:
+        assert piece.count(b"\x1b") == piece.count(b"\x1b[31m"), pieces
+        assert piece[:1] in (b"x", b"\x1b", b"R", b"y"), pieces
+
+
 @pytest.mark.parametrize("chunks", [[b"abcd"], [b"ab", b"cd"]], ids=["one-read", "two-reads"])
 def test_unfinished_line_of_exactly_max_line_bytes(chunks: list[bytes]) -> None:
     """An unfinished line exactly max_line long is framed without error or loss."""

@@ -70,10 +70,21 @@ class TestPlainFormat:
                                    b"web      ! done\nweb      | \nweb      | end\n"
                                    b"web      | \nweb      | new run\n")
 
-    def test_invalid_utf8_becomes_replacement_character(self, plain: Renderer) -> None:
-        """Bytes that are not UTF-8 show as U+FFFD."""
-        rendered = plain.render(out("web", b"caf\xff \xc3\xa9\n"))
-        assert rendered == "web      | caf\ufffd \u00e9\n".encode()
+    def test_a_crlf_that_ends_a_line_shown_in_pieces_is_no_line_either(self,
+                                                                        plain: Renderer) -> None:
+        shown = plain.render(out("web", b"Name? ", partial=True)) + plain.render(
+            out("web", b"\r\nbob\r\n"))
+        assert shown == b"web      | Name? \nweb      | bob\r\n"
+
+    def test_bytes_that_are_not_utf8_go_to_a_file_as_they_are(self, plain: Renderer) -> None:
+        """A file or a pipe gets what the member wrote (latin-1, binary data), byte for byte."""
+        rendered = plain.render(out("web", b"caf\xe9 \xff \xc3\xa9\n"))
+        assert rendered == b"web      | caf\xe9 \xff \xc3\xa9\n"
+
+    def test_bytes_that_are_not_utf8_show_as_replacement_characters_on_a_terminal(
+            self) -> None:
+        rendered = Renderer(["web"], sanitize=True).render(out("web", b"caf\xff \xc3\xa9\n"))
+        assert rendered == "web | caf\ufffd \u00e9\n".encode()
 
     def test_unknown_member_gets_a_prefix(self, plain: Renderer) -> None:
         """Output of a name not given up front still gets a padded prefix."""
@@ -122,17 +133,20 @@ class TestSanitize:
             (b"\x1b[?1mnot a colour \x1b[2K\n", b"not a colour "),
             (b"tab\there\n", b"tab\there"),
             ("c1 \u009b2J csi \u0085 é\n".encode(), b"c1 \\x9b2J csi \\x85 \xc3\xa9"),
+            # An unterminated link: its string ends at the line's end, never past it.
+            (b"see \x1b]8;;http://x docs\nline A\nline B\x07\n",
+             b"see 8;;http://x docs\nweb | line A\nweb | line B^G"),
         ],
         ids=["clear-screen", "osc-title", "prompt-drawing", "lone-esc", "c0-and-del", "sgr",
-             "sgr-256", "grep", "not-sgr", "tab", "c1"],
+             "sgr-256", "grep", "not-sgr", "tab", "c1", "osc-unterminated"],
     )
     def test_cursor_moving_controls_are_left_out_or_escaped(self, data: bytes,
                                                             shown: bytes) -> None:
         """Escape sequences that move the cursor or set modes are left out, other controls
         show as ``^X``; colours, erasing to the line's end (grep's) and tabs pass through."""
-        assert (
-            Renderer(["web"], sanitize=True).render(out("web", data)) == b"web | " + shown + b"\n"
-        )
+        end = b"\x1b[0m\n" if b"\x1b[" in shown else b"\n"  # (a colour ends with its line)
+        assert Renderer(["web"], sanitize=True).render(out("web", data)) == (
+            b"web | " + shown.replace(b"\n", end) + end)
 
     def test_a_members_text_in_a_note_is_escaped_too(self) -> None:
         """A ready's captured value (the member's own text) in the note that reports it."""
@@ -140,10 +154,24 @@ class TestSanitize:
             Ready("web", (("port", "80\x1b[2J\x1b]0;x\x07\x07"),), t=T))
         assert rendered == b"web * ready: port=80^G\n"
 
-    def test_lone_carriage_return_ends_the_line(self) -> None:
-        """A progress bar's ``\\r`` starts a fresh prefixed line instead of overwriting."""
-        rendered = Renderer(["web"], sanitize=True).render(out("web", b"10%\r50%\r100%\n"))
-        assert rendered == b"web | 10%\nweb | 50%\nweb | 100%\n"
+    def test_what_a_carriage_return_writes_over_is_not_shown(self) -> None:
+        """A progress bar's updates in one read: what the terminal would show, its last
+        state, not a line per update (thousands for a download)."""
+        rendered = Renderer(["web"], sanitize=True).render(
+            out("web", b"a\n10%\r50%\r\r100%\nb\r\r\nc\r"))
+        assert rendered == b"web | a\nweb | 100%\nweb | b\nweb | c\n"
+
+    def test_a_carriage_return_goes_to_a_file_as_it_is(self) -> None:
+        rendered = Renderer(["web"]).render(out("web", b"10%\r50%\r100%\n"))
+        assert rendered == b"web | 10%\r50%\r100%\n"
+
+    def test_colours_end_with_their_line_also_without_colour_of_our_own(self) -> None:
+        """A member's colour left on at its line's end would paint the next member's line,
+        pipeplex's notes and, at the end, the shell's prompt."""
+        renderer = Renderer(["a", "b"], sanitize=True, color=False)
+        shown = renderer.render(out("a", b"\x1b[41mred\nstill red")) + renderer.render(
+            out("b", b"plain\n"))
+        assert shown == b"a | \x1b[41mred\x1b[0m\na | still red\x1b[0m\nb | plain\n"
 
     def test_a_carriage_return_first_makes_no_empty_line(self) -> None:
         """A progress bar that writes ``\\r`` before each update (not after): no empty

@@ -39,12 +39,19 @@ NOTE_STYLE = {"info": b"2", "warning": b"33", "error": b"1;31"}
 # each colour) and tabs pass through. Other escape sequences (cursor moves, titles, modes:
 # a REPL drawing its prompt) are left out, as they mean nothing in a merged stream; a lone
 # ESC, other control characters and C1 ones (U+0080 to U+009F, in UTF-8: U+009B is a CSI to
-# some terminals) are shown escaped (^[, ^G, \x9b); a lone CR ends the line on display.
+# some terminals) are shown escaped (^[, ^G, \x9b); a lone CR ends the line on display. A
+# string (a title, a link) missing its terminator ends no later than its line: it must not
+# take the lines after it.
 _UNSAFE = re.compile(
     rb"\r\n|(?P<kept>\x1b\[[0-9;:]*m|\x1b\[0?K)"
-    rb"|\x1b(?:\[[0-?]*[ -/]*[@-~]|[\]P^_X][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]*[0-~])"
+    rb"|\x1b(?:\[[0-?]*[ -/]*[@-~]|[\]P^_X][^\x07\x1b\n]*(?:\x07|\x1b\\)|[ -/]*[0-~])"
     rb"|[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]"
 )
+
+_OVERWRITTEN = re.compile(rb"\r+(?=\n)|[^\n]*\r+(?=[^\r\n])")
+"""Carriage returns before a line's end, and what one in a line has a terminal write over: a
+progress bar's earlier states. A terminal shows the last one only, once a line, not one
+line per update."""
 
 
 def use_color(mode: ColorMode, isatty: bool, environ: Mapping[str, str] = os.environ) -> bool:
@@ -171,23 +178,33 @@ class Renderer:
         if data[:1] == b"\r" and self.sanitize:
             # A progress bar's "\r" first: the line it would end is empty, or ended already.
             data = data.lstrip(b"\r")
-        if cut and name in cut and data[:1] == b"\n":
-            data = data[1:]  # the end of the line shown in pieces (a prompt's, a slow one)
+        if cut and name in cut:
+            # The end of the line shown in pieces (a prompt's, a slow one): no line of its own.
+            if data[:1] == b"\n":
+                data = data[1:]
+            elif data[:2] == b"\r\n":
+                data = data[2:]
         if event.partial:
             cut.add(name)
         elif name in cut:
             cut.discard(name)
         if not data:
             return b""
-        if not data.isascii():
-            data = data.decode("utf-8", "replace").encode("utf-8")
-        if self.sanitize and _UNSAFE.search(data):
-            data = _UNSAFE.sub(_escape_control, data)
+        end = b"\n"
+        if self.sanitize:  # (a file or a pipe gets the bytes as they were written)
+            if not data.isascii():
+                data = data.decode("utf-8", "replace").encode("utf-8")
+            if b"\r" in data:
+                data = _OVERWRITTEN.sub(b"", data)
+            if _UNSAFE.search(data):
+                data = _UNSAFE.sub(_escape_control, data)
+                if b"\x1b[" in data:  # a colour: it ends with its line, not in the next one
+                    end = RESET + b"\n"
         if self.timestamps:
             prefix = self._stamp(event.t) + prefix
         if data.endswith(b"\n"):
             data = data[:-1]
-        return prefix + data.replace(b"\n", b"\n" + prefix) + b"\n"
+        return prefix + data.replace(b"\n", end + prefix) + end
 
     def render_input(self, event: InputSent) -> bytes:
         """What was sent to a member's stdin, as ``NAME > line`` (``NAME > [EOF]`` for its

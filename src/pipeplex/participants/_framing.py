@@ -63,7 +63,7 @@ class LineFramer:
             data = data[end:]
             self.tail_since = now
         while len(data) > self._max_line:
-            cut = _utf8_cut(data, self._max_line)
+            cut = _long_line_cut(data, self._max_line)
             self._emit(data[:cut], True)
             data = data[cut:]
         self._tail = data
@@ -87,7 +87,7 @@ class LineFramer:
             self._emit(tail[:cut], True)
 
 
-_CUT_ESCAPE = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*|[\]P^_X][^\x07\x1b]*\x1b?|[ -/]*)\Z")
+_CUT_ESCAPE = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*|[\]P^_X][^\x07\x1b\n]*\x1b?|[ -/]*)\Z")
 """An escape sequence that the data ends in the middle of (as in :mod:`.._plain_text`)."""
 _ESCAPE_LOOKBACK = 256
 
@@ -100,6 +100,17 @@ def _whole_start(data: bytes) -> int:
         escape = _CUT_ESCAPE.search(data, max(len(data) - _ESCAPE_LOOKBACK, 0))
         if escape is not None:
             cut = min(cut, escape.start())
+    return cut
+
+
+def _long_line_cut(data: bytes, limit: int) -> int:
+    """Where to cut a line longer than ``limit``: at ``limit``, or before a UTF-8 character
+    or an escape sequence (within its last 256 bytes) that the cut would split."""
+    cut = _utf8_cut(data, limit)
+    if b"\x1b" in data[max(cut - _ESCAPE_LOOKBACK, 0):cut]:
+        escape = _CUT_ESCAPE.search(data, max(cut - _ESCAPE_LOOKBACK, 0), cut)
+        if escape is not None and escape.start() > 0:
+            cut = escape.start()
     return cut
 
 
