@@ -552,6 +552,17 @@ def test_repr_shows_state() -> None:
         assert re.fullmatch(r"<Member 'cat' pid=\d+ running>", repr(cat))
 
 
+def test_a_member_spawned_with_stderr_into_stdout_gives_one_stream_in_order() -> None:
+    code = "import sys; print('before'); sys.exit('failed')"
+    with Plex() as plex:
+        m = plex.spawn("m", [PY, "-c", code], stderr="stdout")
+        m.expect("^before\nfailed$", stream="stdout")
+        assert m.expect(EOF) == 0
+        refused = "stderr must be one of 'apart', 'stdout', not 'x'"
+        with pytest.raises(pipeplex.CastError, match=refused):
+            plex.spawn("n", "true", stderr="x")  # type: ignore[arg-type]
+
+
 def test_big_sends_from_the_sync_api_keep_their_order() -> None:
     """Sends larger than a pipe's buffer are finished by the loop, in order with later ones."""
     with Plex(pty=False) as plex:

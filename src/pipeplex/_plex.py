@@ -35,7 +35,7 @@ from ._events import SHOWN, Event, InputSent, Note, Output, Started, Stream
 from ._signals import describe_returncode
 from ._stopping import EOF_GRACE
 from .cast.load import check_commands, check_fields, check_name
-from .cast.spec import CastSpec, ProcSpec, split_command
+from .cast.spec import CastSpec, ProcSpec, StderrMode, split_command
 from .errors import (
     CastError,
     ExpectTimeout,
@@ -612,6 +612,7 @@ class AsyncPlex:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         pty: PtyOption | None = None,
+        stderr: StderrMode = "apart",
         shell: bool = False,
         ready: str | re.Pattern[str] | None = None,
         ready_timeout: float | None = None,
@@ -624,6 +625,9 @@ class AsyncPlex:
         A name may be used again once its member has ended (exited, or failed to start or
         get ready): the new member takes the name, and its expectations start after what the
         old one wrote.
+
+        ``stderr="stdout"`` sends its stderr to its stdout: one stream, in the order the
+        program wrote it (two streams may come in either order), with nothing on "stderr".
 
         ``ready`` is a regular expression (a str, or a compiled str pattern: its flags
         apply); ``ready_timeout`` how long it may take to show (the plex's ``timeout`` unless
@@ -661,6 +665,7 @@ class AsyncPlex:
             env=dict(env or {}),
             cwd=cwd,
             pty=pty_mode(self.pty if pty is None else pty),
+            stderr=stderr,
             on_exit="ignore",
             ready=ready,
             ready_timeout=self.timeout if ready_timeout is None else ready_timeout,

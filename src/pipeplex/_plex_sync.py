@@ -31,6 +31,7 @@ from ._bus import Bus
 from ._engine import DEFAULT_GRACE
 from ._events import Stream
 from ._plex import DEFAULT_TIMEOUT, AsyncMember, AsyncPlex, input_bytes
+from .cast.spec import StderrMode
 from .errors import (
     ExpectTimeout,
     PipeplexError,
@@ -446,13 +447,15 @@ class Plex:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         pty: PtyOption | None = None,
+        stderr: StderrMode = "apart",
         shell: bool = False,
         ready: str | re.Pattern[str] | None = None,
         ready_timeout: float | None = None,
     ) -> Member:
         try:
-            self._call(self._async.spawn(name, cmd, env=env, cwd=cwd, pty=pty, shell=shell,
-                                         ready=ready, ready_timeout=ready_timeout))
+            self._call(self._async.spawn(name, cmd, env=env, cwd=cwd, pty=pty, stderr=stderr,
+                                         shell=shell, ready=ready,
+                                         ready_timeout=ready_timeout))
         finally:
             self._sync_members()
         return self._members[name]

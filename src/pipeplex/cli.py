@@ -175,6 +175,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
                         help="default terminal mode for members that do not set pty: stdout "
                              "(stdout on a pseudo-terminal; the default), true (a full "
                              "terminal) or false (pipes)")
+    parser.add_argument("--stderr", choices=("apart", "stdout"),
+                        help="default for members that do not set stderr: apart (its own "
+                             "stream, marked !; the default) or stdout (into stdout, in the "
+                             "order written)")
     parser.add_argument("--no-console", action="store_true",
                         help="do not read commands and lines for members from standard input")
     parser.add_argument("--transcript", type=_file, metavar="PATH",
@@ -194,6 +198,8 @@ def run(args: argparse.Namespace) -> None:
     from .errors import PipeplexError
 
     defaults: dict[str, Any] = {"pty": PTY_CHOICES[args.pty]} if args.pty else {}
+    if args.stderr:
+        defaults["stderr"] = args.stderr
     try:
         if args.transcript is not None:
             from .report.transcript import check_given_descriptor

@@ -176,3 +176,16 @@ def test_a_reader_that_goes_away_stops_the_cast(run_dir: Path) -> None:
         proc.stdout.close()
         assert proc.wait(timeout=30) == 0
 
+
+@pytest.mark.parametrize("pty", ["stdout", "false"])
+def test_stderr_into_stdout_keeps_the_order_written(run_dir: Path, pty: str) -> None:
+    """Two streams come in either order; one does not: a line printed before a failure
+    comes before its traceback, every time (and the traceback is one piece)."""
+    code = ("import sys\n"
+            "for i in range(200):\n"
+            "    print(f'out {i}', flush=True)\n"
+            "    print(f'err {i}', file=sys.stderr, flush=True)\n")
+    result = run("run", "-p", "m=" + py(code), "--stderr", "stdout", "--pty", pty,
+                 "--run-dir", run_dir)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("m |")]
+    assert lines == [f"m | {kind} {i}" for i in range(200) for kind in ("out", "err")]

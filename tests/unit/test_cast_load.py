@@ -259,6 +259,18 @@ class TestMemberKeys:
         assert err.source == f"{path}:3"
         assert err.message.startswith("web: pty must be true (a full terminal)")
 
+    @pytest.mark.parametrize("value", ["apart", "stdout"])
+    def test_stderr_modes(self, tmp_path: Path, value: str) -> None:
+        assert member(tmp_path, f'stderr = "{value}"').stderr == value
+        assert member(tmp_path, "").stderr == "apart"
+
+    @pytest.mark.parametrize("value", ['"merged"', "true", '"STDOUT"'])
+    def test_stderr_other_values_rejected(self, tmp_path: Path, value: str) -> None:
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nstderr = {value}\n')
+        assert err.source == f"{path}:3"
+        assert err.message.startswith('web: stderr must be "apart" (its own stream, marked '
+                                      '!) or "stdout" (into stdout, in the order written)')
+
     @pytest.mark.parametrize("value", ["stop", "ignore", "restart"])
     def test_on_exit_values(self, tmp_path: Path, value: str) -> None:
         """on_exit accepts stop, ignore and restart."""

@@ -27,6 +27,7 @@ from .spec import (
     OnExit,
     ProcSpec,
     PtyMode,
+    StderrMode,
     is_port,
     ready_regex,
     split_command,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ("check_commands", "check_fields", "load_cast", "parse_proc_option", "validate_cast")
 
 PROC_KEYS = (
-    "cmd", "shell", "env", "cwd", "pty", "on_exit", "input", "after",
+    "cmd", "shell", "env", "cwd", "pty", "stderr", "on_exit", "input", "after",
     "ready", "ready_port", "ready_timeout", "stop_timeout", "max_restarts", "autostart",
 )
 TOP_KEYS = ("procs",)
@@ -51,6 +52,7 @@ SCENARIO_KEYS = ("defaults", "step", "golden", "normalize")
 """What a scenario file adds (``scenario.load``), which a plain cast file does not take."""
 ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
 PTY_MODES: tuple[PtyMode, ...] = ("stdout", "full", "pipes")
+STDERR_MODES: tuple[StderrMode, ...] = ("apart", "stdout")
 
 
 def suggest_key(key: str, valid: Sequence[str]) -> str:
@@ -324,6 +326,11 @@ def _proc(
             fields["pty"] = "stdout"
         else:
             raise bad("pty", 'true (a full terminal), false (plain pipes) or "stdout"')
+    if "stderr" in table:
+        if table["stderr"] not in STDERR_MODES:
+            raise bad("stderr", '"apart" (its own stream, marked !) or "stdout" (into stdout, '
+                      "in the order written)")
+        fields["stderr"] = table["stderr"]
     if "on_exit" in table:
         if table["on_exit"] not in ON_EXIT:
             raise bad("on_exit", " or ".join(repr(v) for v in ON_EXIT))
@@ -483,6 +490,9 @@ def check_fields(proc: ProcSpec) -> None:
                   "carry")
     if proc.pty not in PTY_MODES:
         raise bad(f"pty must be one of {', '.join(map(repr, PTY_MODES))}, not {proc.pty!r}")
+    if proc.stderr not in STDERR_MODES:
+        raise bad(f"stderr must be one of {', '.join(map(repr, STDERR_MODES))}, "
+                  f"not {proc.stderr!r}")
     if proc.on_exit not in ON_EXIT:
         raise bad(f"on_exit must be one of {', '.join(map(repr, ON_EXIT))}, "
                   f"not {proc.on_exit!r}")

@@ -27,6 +27,7 @@ __all__ = (
     "OnExit",
     "ProcSpec",
     "PtyMode",
+    "StderrMode",
     "expand",
     "is_port",
     "quoted",
@@ -37,6 +38,7 @@ __all__ = (
 
 PtyMode = Literal["stdout", "full", "pipes"]
 OnExit = Literal["stop", "ignore", "restart"]
+StderrMode = Literal["apart", "stdout"]
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 RESERVED_NAMES = frozenset({"all"})
@@ -60,6 +62,8 @@ class ProcSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
     pty: PtyMode = "stdout"
+    stderr: StderrMode = "apart"
+    """"stdout": stderr goes to the member's stdout (one stream, in the order written)."""
     on_exit: OnExit = "stop"
     input: tuple[str, ...] = ()
     after: tuple[str, ...] = ()

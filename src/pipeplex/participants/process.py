@@ -300,13 +300,16 @@ class Process:
             out_r, out_w = os.pipe()
         ours.append(out_r)
         fds.append(out_w)
-        err_r, err_w = os.pipe()
-        ours.append(err_r)
-        fds.append(err_w)
-        for fd in (in_w, out_r, err_r):
-            os.set_blocking(fd, False)
         self._stdin = in_w
-        self._readers = {out_r: "stdout", err_r: "stderr"}
+        self._readers = {out_r: "stdout"}
+        err_w = out_w  # stderr = "stdout": one stream, in the order written
+        if self.spec.stderr == "apart":
+            err_r, err_w = os.pipe()
+            ours.append(err_r)
+            fds.append(err_w)
+            self._readers[err_r] = "stderr"
+        for fd in (in_w, *self._readers):
+            os.set_blocking(fd, False)
         self._poll_readers()
         return in_r, out_w, err_w
 
