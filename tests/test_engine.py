@@ -1484,3 +1484,38 @@ def test_what_a_run_started_outside_its_group_is_stopped_at_a_restart_and_at_the
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_misspelt_variable_is_said_before_the_members_start() -> None:
+    db = ProcSpec("db", ("sh", "-c", "echo port 4242"), ready="port (?P<port>\\d+)",
+                  on_exit="ignore")
+    client = ProcSpec("client", ("echo", "{prot}"), after=("db",))
+
+    async def scenario() -> list[Event]:
+        engine, recorder = _engine(db, client)
+        assert await asyncio.wait_for(engine.run(), 30) == 0
+        return recorder.events
+
+    events = asyncio.run(scenario())
+    warned = next(i for i, e in enumerate(events) if isinstance(e, Note) and "{prot}" in e.text)
+    assert events[warned].level == "warning"
+    assert "did you mean {port}, which db captures?" in events[warned].text
+    assert warned < next(i for i, e in enumerate(events) if isinstance(e, Started))
+    assert any(isinstance(e, Output) and e.data == b"{prot}\n" for e in events)
+
+
+def test_a_ready_value_at_the_end_of_a_line_that_never_ends_is_explained() -> None:
+    """The line shown under "not ready" matches the pattern: the message says why that
+    was not taken (the value may still grow) and what to do."""
+    srv = ProcSpec("srv", ("sh", "-c", "printf 'port: 4242'; exec sleep 60"),
+                   ready="port: (?P<port>\\d+)", ready_timeout=0.3)
+
+    async def scenario() -> list[str]:
+        engine, recorder = _engine(srv)
+        assert await asyncio.wait_for(engine.run(), 30) == 1
+        return recorder.notes()
+
+    notes = asyncio.run(scenario())
+    assert any("'port: 4242' in its last line matches, but that line has not ended, and a "
+               "value at its end may still grow: end the line, or let the pattern match what "
+               "follows the value" in note for note in notes), notes

@@ -26,6 +26,7 @@ from ._readiness import LOOPBACK_SAID, LineWatch, listeners, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
+from .cast.load import variable_warnings
 from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port, quoted
 from .errors import NotReady, PipeplexError, SignalRefused, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
@@ -370,6 +371,8 @@ class Engine:
         })
         self._busy += len(self.members)
         self._began.set()
+        for text in variable_warnings(self.cast):  # (a typo, most likely: said before it runs)
+            self.bus.publish(Note(text, level="warning"))
         if self._early_stop:
             reason, interrupted_by = self._early_stop
             self.request_stop(reason, interrupted_by=interrupted_by)
@@ -857,7 +860,7 @@ class Engine:
             if self.stopping and not member.stopping:
                 await self.stopper.stop(member)
             try:
-                ready_in_run = await self._wait_ready(member, ready_match, said)
+                ready_in_run = await self._wait_ready(member, ready_match, said, watch)
             finally:
                 if unsubscribe:
                     unsubscribe()
@@ -954,7 +957,7 @@ class Engine:
         return not self.stopping
 
     async def _wait_ready(self, member: Process, matched: asyncio.Future[dict[str, str]],
-                          said: list[bool]) -> bool:
+                          said: list[bool], watch: LineWatch | None = None) -> bool:
         """Wait for this run of the member to be ready (each run is watched, a restart's as
         the first); on failure announce it and stop the cast. Once it is ready, what it
         captured replaces what its previous runs captured, for every start from then on.
@@ -977,6 +980,11 @@ class Engine:
                 await first(matched, member.done_future, self._stop,
                             within=max(deadline - loop.time(), 0.0))
             if not matched.done():
+                if watch is not None and watch.held is not None:
+                    waiting_for += (
+                        f"; {watch.held!r} in its last line matches, but that line has not "
+                        "ended, and a value at its end may still grow: end the line, or let "
+                        "the pattern match what follows the value")
                 await self._not_ready(member, waiting_for)
                 return False
             captured = matched.result()

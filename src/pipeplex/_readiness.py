@@ -47,6 +47,9 @@ class LineWatch:
             stream: codecs.getincrementaldecoder("utf-8")("replace") for stream in self._partial
         }
         self.done = False
+        self.held: str | None = None
+        """The last match held back because a value in it ends where an unfinished line
+        does (it may still grow), for the message if the member is never ready."""
 
     def __call__(self, event: Event) -> None:
         if self.done or event.name != self.name:
@@ -88,6 +91,7 @@ class LineWatch:
         if match is None:
             return False
         if unfinished and self._may_grow(match, len(line)):
+            self.held = match[0]
             return False  # wait for more of the line (or its end)
         self.done = True
         self._on_match(match)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeplex.cast import CastSpec, ProcSpec, load_cast, parse_proc_option
-from pipeplex.cast.load import check_commands, validate_cast
+from pipeplex.cast.load import check_commands, validate_cast, variable_warnings
 from pipeplex.errors import CastError, PipeplexError
 
 
@@ -567,6 +567,37 @@ class TestAcrossMembers:
             "web: ready_port uses {port}, which no member it starts after captures"
         )
         assert "capture it with a named group" in err.message
+
+    def test_ready_port_variable_misspelt_is_told_the_one_meant(self, tmp_path: Path) -> None:
+        err, _ = error(tmp_path, "[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n"
+                                 '[procs.web]\ncmd = "serve"\nafter = "db"\n'
+                                 'ready_port = "{prot}"\n')
+        assert err.message == ("web: ready_port uses {prot}, which no member it starts after "
+                               "captures; did you mean {port}, which db captures?")
+
+    def test_a_misspelt_variable_is_told_the_one_meant(self, tmp_path: Path) -> None:
+        """{prot} for {port} would reach curl as it is: the run says so before it starts."""
+        cast = load(tmp_path, "[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n"
+                              '[procs.c]\ncmd = "curl http://127.0.0.1:{prot}/ ${HOME} {x}"\n'
+                              'after = "db"\n')
+        assert variable_warnings(cast) == [
+            f"{tmp_path / 'cast.toml'}:5: c uses {{prot}}, which no member captures (it is "
+            "passed on as written); did you mean {port}, which db captures?"]
+
+    def test_a_variable_a_group_without_a_name_would_capture_is_told_to_name_it(
+            self, tmp_path: Path) -> None:
+        cast = load(tmp_path, "[procs.db]\ncmd = \"x\"\nready = 'port (\\d+)'\n"
+                              '[procs.c]\ncmd = "c"\ninput = ["{port}"]\nafter = "db"\n')
+        assert variable_warnings(cast) == [
+            f"{tmp_path / 'cast.toml'}:6: c uses {{port}}, which no member captures (it is "
+            "passed on as written); db's ready has a group without a name: name it, "
+            "(?P<port>...), to capture it"]
+
+    def test_braces_that_are_no_variable_of_the_cast_are_not_told(self, tmp_path: Path) -> None:
+        cast = load(tmp_path, "[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n"
+                              '[procs.c]\ncmd = "python3 -c \'print(f{{x}})\' ${HOME} {port}"\n'
+                              'after = "db"\n')
+        assert variable_warnings(cast) == []
 
     def test_ready_port_variable_from_own_pattern(self, tmp_path: Path) -> None:
         """ready_port may use a port the member's own ready pattern captures."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._file_kind import file_kind
-from .._suggest import suggest
+from .._suggest import close_match, suggest
 from ..errors import CastError
 from .spec import (
     MAX_ARGUMENT,
@@ -39,7 +39,10 @@ if TYPE_CHECKING:
 
     from ._toml_lines import KeyLines
 
-__all__ = ("check_commands", "check_fields", "load_cast", "parse_proc_option", "validate_cast")
+__all__ = (
+    "check_commands", "check_fields", "load_cast", "parse_proc_option", "validate_cast",
+    "variable_warnings",
+)
 
 PROC_KEYS = (
     "cmd", "shell", "env", "cwd", "pty", "stderr", "on_exit", "input", "after",
@@ -439,8 +442,11 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
         unknown = port - available - captures[proc.name]
         if unknown:
             var = sorted(unknown)[0]
+            close = close_match(var, list(captured))
             hint = (f"add after = [\"{captured[var]}\"], which captures it"
                     if var in captured else
+                    f"did you mean {{{close}}}, which {captured[close]} captures?"
+                    if close is not None else
                     "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
             raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
                             f"starts after captures; {hint}", source=proc.where("ready_port"))
@@ -610,6 +616,37 @@ def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
                 on_chain[dep] = len(chain)
                 chain.append(dep)
                 todo.append(iter(procs[dep].after))
+
+
+def variable_warnings(cast_spec: CastSpec) -> list[str]:
+    """What a ``{name}`` that no member captures was most likely meant as: a captured name
+    close to it (``{prot}``, ``{port}``), or a named group of a member it starts after that
+    has groups without names. Such a name reaches the program as it is written (braces
+    that mean something else, an f-string's or ``${HOME}``, must pass), so this is told,
+    not refused."""
+    captured = {var: proc.name for proc in cast_spec.procs
+                for var in sorted(proc.captured_variables())}
+    unnamed = [proc.name for proc in cast_spec.procs
+               if proc.ready and ready_regex(proc.ready).groups > len(proc.captured_variables())]
+    if not captured and not unnamed:
+        return []
+    procs = {proc.name: proc for proc in cast_spec.procs}
+    warnings = []
+    for proc in cast_spec.procs:
+        for var in sorted(proc.referenced_variables() - captured.keys()):
+            where = proc.where(_key_using(proc, var))
+            said = f"{where}: {proc.name} uses {{{var}}}, which no member captures (it is "
+            close = close_match(var, list(captured))
+            if close is not None:
+                warnings.append(f"{said}passed on as written); did you mean {{{close}}}, which "
+                                f"{captured[close]} captures?")
+                continue
+            groups = [dep for dep in _closure(proc, procs) if dep in unnamed]
+            if groups:
+                warnings.append(f"{said}passed on as written); {groups[0]}'s ready has a group "
+                                f"without a name: name it, (?P<{_identifier(var)}>...), to "
+                                "capture it")
+    return warnings
 
 
 def _key_using(proc: ProcSpec, var: str) -> str:
