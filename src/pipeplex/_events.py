@@ -39,6 +39,9 @@ class Started:
     pid: int
     argv: tuple[str, ...]
     t: float = field(default_factory=time.time)
+    terminal: bool = False
+    """It runs on a full terminal (``pty = true``): its lines end in ``\r\n``, which
+    whoever shows them again (``replay``, ``attach``) folds."""
 
 
 @dataclass(slots=True)  # one per chunk read: frozen would cost ~0.5 us each (a round trip's 2 %)

@@ -34,8 +34,11 @@ def encode_event(event: Event) -> dict[str, Any] | None:
         return {"event": "note", "name": event.name, "level": event.level, "text": event.text,
                 "t": event.t}
     if isinstance(event, Started):
-        return {"event": "started", "name": event.name, "pid": event.pid,
-                "argv": list(event.argv), "t": event.t}
+        message = {"event": "started", "name": event.name, "pid": event.pid,
+                   "argv": list(event.argv), "t": event.t}
+        if event.terminal:
+            message["terminal"] = True
+        return message
     if isinstance(event, Exited):
         return {"event": "exited", "name": event.name, "returncode": event.returncode,
                 "stopped": event.stopped, "runtime": event.runtime, "t": event.t}
@@ -66,7 +69,8 @@ def decode_event(message: Mapping[str, Any]) -> Event | None:
                     level if level in ("info", "warning", "error") else "info", t=t)
     if kind == "started":
         return Started(str(name), int(message.get("pid", 0)),
-                       tuple(map(str, message.get("argv", ()))), t=t)
+                       tuple(map(str, message.get("argv", ()))), t=t,
+                       terminal=bool(message.get("terminal")))
     if kind == "exited":
         return Exited(str(name), int(message.get("returncode", 0)),
                       bool(message.get("stopped")), float(message.get("runtime", 0.0)), t=t)

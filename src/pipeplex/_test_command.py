@@ -394,7 +394,9 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
     names = list(dict.fromkeys(e.name for e in events if isinstance(e.name, str)))
     isatty = sys.stdout.isatty()
     renderer = Renderer(names, color=use_color(color, isatty),  # type: ignore[arg-type]
-                        timestamps=timestamps, sanitize=isatty)
+                        timestamps=timestamps, sanitize=isatty,
+                        crlf_names={e.name for e in events
+                                    if isinstance(e, Started) and e.terminal})
     out = sys.stdout.buffer
     with printing():
         for event in events:
@@ -430,7 +432,8 @@ def _event(record: dict[str, Any]) -> Event | None:
     if name is None:
         return None
     if what == "start":
-        return Started(name, int(record.get("pid", 0)), (), t)
+        return Started(name, int(record.get("pid", 0)), (), t,
+                       terminal=bool(record.get("terminal")))
     if what == "exit":
         return Exited(name, int(record.get("code", 0)), bool(record.get("stopped")), 0.0, t)
     if what == "ready":

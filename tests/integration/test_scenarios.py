@@ -6,13 +6,14 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from .helpers import Pipeplex, run
+from .helpers import PIPEPLEX, Pipeplex, run
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -210,10 +211,6 @@ def test_wait_exit_with_code_accounts_for_that_exit_only(tmp_path: Path) -> None
 def test_a_reader_that_leaves_ends_the_test_quietly(tmp_path: Path, verbose: bool) -> None:
     """pipeplex test [-v] | head: the closed pipe ends it, status 1, no traceback, and no
     word of records that nobody asked for."""
-    import subprocess
-
-    from .helpers import PIPEPLEX
-
     steps = '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n' * 50
     case = _scenario(tmp_path, CAT + steps)
     test = subprocess.Popen([*PIPEPLEX, "test", *(["-v"] if verbose else []), str(case)],
@@ -484,6 +481,27 @@ def test_transcript_and_replay(tmp_path: Path) -> None:
     replay = run("replay", "--color", "never", transcript)
     assert replay.returncode == 0
     assert "c | one\n" in replay.stdout
+
+
+def test_replay_of_a_full_terminal_member_shows_its_lines_as_the_run_did(
+        tmp_path: Path) -> None:
+    """A member on a full terminal writes \\r\\n (\\r\\r\\n for its own \\r\\n): the run
+    folds it, and so must replay, which knows the member's mode from its start record."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.t]\ncmd = "printf \'one\\\\ntwo\\\\r\\\\n\'"\npty = true\n')
+    transcript = tmp_path / "t.jsonl"
+
+    def lines(*args: str | Path) -> list[bytes]:  # (bytes: text mode would fold the \\r)
+        out = subprocess.run([*PIPEPLEX, *map(str, args)], capture_output=True, timeout=60,
+                             stdin=subprocess.DEVNULL).stdout
+        return [line for line in out.splitlines(keepends=True) if line.startswith(b"t |")]
+
+    live = lines("run", cast, "--transcript", transcript, "--run-dir", tmp_path / "run")
+    starts = [json.loads(line) for line in transcript.read_text().splitlines()
+              if '"start"' in line]
+    assert starts[0]["terminal"] is True
+    assert live == [b"t | one\n", b"t | two\r\n"]
+    assert lines("replay", "--color", "never", transcript) == live
 
 
 def test_a_transcript_folder_stays_a_folder_when_a_glob_matched_one_file(

@@ -259,7 +259,8 @@ class Process:
         }
         self._prompt = None
         self._answered.clear()
-        self._bus.publish(Started(self.name, self.pid, tuple(argv)))
+        self._bus.publish(Started(self.name, self.pid, tuple(argv),
+                                  terminal=spec.pty == "full"))
         self._pidfd = os.pidfd_open(self.pid)
         loop.add_reader(self._pidfd, self._guard(self._on_pidfd))
         self._paused = False  # (a run that ended during a pause was never resumed)

@@ -53,8 +53,11 @@ def event_record(event: Event) -> dict[str, Any]:
             return {"t": event.t, "p": event.name, "s": "event", "e": "eof"}
         return {"t": event.t, "p": event.name, "s": "in", **_data(event.data)}
     if isinstance(event, Started):
-        return {"t": event.t, "p": event.name, "s": "event", "e": "start", "pid": event.pid,
-                "argv": list(event.argv)}
+        record = {"t": event.t, "p": event.name, "s": "event", "e": "start",
+                  "pid": event.pid, "argv": list(event.argv)}
+        if event.terminal:
+            record["terminal"] = True
+        return record
     if isinstance(event, Exited):
         return {"t": event.t, "p": event.name, "s": "event", "e": "exit",
                 "code": event.returncode, "stopped": event.stopped}
