@@ -144,7 +144,9 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         adoption=adoption,
     )
     refused: list[OSError] = []  # (the last lines, the summaries, may be the ones refused)
-    writer = Writer(options.output_fd, bus, on_broken=engine.request_stop,
+    writer = Writer(options.output_fd, bus,
+                    on_broken=lambda: engine.request_stop(
+                        "the reader of pipeplex's output went away: stopping the cast"),
                     on_failed=lambda exc: _output_failed(engine, exc, refused))
     # (nohup pipeplex run: a hangup does not stop it)
     handled = [sig for sig in (*STOP_SIGNALS, signal.SIGQUIT) if not inherited_as_ignored(sig)]

@@ -161,10 +161,13 @@ def test_children_do_not_inherit_pipeplex_resources(run_dir: Path) -> None:
 
 
 
-def test_a_reader_that_goes_away_stops_the_cast(run_dir: Path) -> None:
-    """pipeplex run ... | head: when stdout's reader leaves, the cast is stopped."""
+def test_a_reader_that_goes_away_stops_the_cast(run_dir: Path, tmp_path: Path) -> None:
+    """pipeplex run ... | head: when stdout's reader leaves, the cast is stopped, and the
+    records say why."""
+    transcript = tmp_path / "t.jsonl"
     with subprocess.Popen(
-        [*PIPEPLEX, "run", "-p", "y=yes hello", "--run-dir", str(run_dir), "--no-console"],
+        [*PIPEPLEX, "run", "-p", "y=yes hello", "--run-dir", str(run_dir), "--no-console",
+         "--transcript", str(transcript)],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
     ) as proc:
         assert proc.stdout is not None
@@ -175,6 +178,9 @@ def test_a_reader_that_goes_away_stops_the_cast(run_dir: Path) -> None:
                 break
         proc.stdout.close()
         assert proc.wait(timeout=30) == 0
+    notes = [json.loads(line).get("d") for line in transcript.read_text().splitlines()
+             if '"note"' in line]
+    assert "the reader of pipeplex's output went away: stopping the cast" in notes
 
 
 @pytest.mark.parametrize("pty", ["stdout", "false"])
