@@ -56,7 +56,7 @@ def test_bad_names_are_refused(name: str, tmp_path: Path) -> None:
 def test_duplicate_names_are_refused() -> None:
     """Two members cannot share a name."""
     stderr = _error(run("run", "-p", "a=echo 1", "-p", "a=echo 2"))
-    assert "duplicate member name 'a'" in stderr
+    assert "-p: duplicate member name 'a' (another -p gives it too)" in stderr
 
 
 def test_nothing_to_run_is_a_usage_error() -> None:

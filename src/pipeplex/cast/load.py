@@ -394,9 +394,10 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
     for proc in cast_spec.procs:
         check_fields(proc)
         if proc.name in seen:
-            raise CastError(f"duplicate member name {proc.name!r} (also declared at "
-                            f"{seen[proc.name].source or 'the command line'})",
-                            source=proc.source)
+            earlier = seen[proc.name].source
+            also = ("another -p gives it too" if earlier == "-p" and proc.source == "-p" else
+                    f"also declared at {earlier or 'the command line'}")
+            raise CastError(f"duplicate member name {proc.name!r} ({also})", source=proc.source)
         seen[proc.name] = proc
     for proc in cast_spec.procs:
         for dep in proc.after:
