@@ -172,7 +172,9 @@ class ControlClient:
         line = json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogateescape")
         if len(line) > MAX_REQUEST:
             raise RequestFailed("too_large", f"request of {len(line)} bytes exceeds "
-                                f"{MAX_REQUEST // 1024} KiB; send it in several lines")
+                                f"{MAX_REQUEST // 1024} KiB; send less at a time, or write "
+                                "a longer line to NAME.in in the run folder, which takes "
+                                "lines of any length")
         self._sock.sendall(line + b"\n")
 
     def read_answer(self) -> dict[str, Any]:

@@ -127,6 +127,16 @@ def test_send_to_an_unknown_member_names_it_and_lists_the_others(run_dir: Path) 
         plex.expect(r"^c \| still here$")
 
 
+def test_send_of_a_line_over_the_request_limit_says_where_one_fits(run_dir: Path) -> None:
+    with cats(run_dir, "c") as plex:
+        result = run("send", "c", "x" * 70_000, "--run-dir", run_dir)
+        assert result.returncode == 1
+        assert "exceeds 64 KiB; send less at a time, or write a longer line to NAME.in in " \
+            "the run folder, which takes lines of any length" in result.stderr
+        write_fifo(run_dir / "c.in", b"y" * 70_000 + b"\n")
+        plex.expect(r"^c \| y{70000}$")
+
+
 def test_clients_find_the_run_started_in_the_same_folder(tmp_path: Path) -> None:
     """Without --run-dir, run and its clients agree on the folder from the working folder."""
     with Pipeplex("run", "-p", "c=cat", cwd=tmp_path) as plex:
