@@ -238,7 +238,10 @@ def test_eof_on_the_pipe_ends_the_console_not_the_run(run_dir: Path) -> None:
     with piped(run_dir, "-p", "c=cat") as plex:
         plex.write(b"c: last from the pipe\n")
         plex.close_stdin()
-        plex.expect(r"^c \| last from the pipe$")
+        line = r"^c \| last from the pipe$"
+        ended = (r"^pipeplex \* console input ended; the cast goes on \(pipeplex stop, "
+                 r"Ctrl-C or SIGTERM stops it\)$")
+        plex.expect(rf"(?s){line}.*{ended}|{ended}.*{line}")  # (the two in either order)
         write_fifo(run_dir / "c.in", b"the run goes on\n")
         plex.expect(r"^c \| the run goes on$")
         assert status(run_dir)["members"][0]["state"] == "running"

@@ -310,9 +310,12 @@ class Console:
                     await _prompt.run_prompt(self, writer)
                 # A script's first lines would otherwise race the members' start and be
                 # dropped ("has not started yet"): read once the cast is up.
-                elif await self.engine.wait_up() and await _read_lines(stdin_fd,
-                                                                       self._in_order):
-                    self.on_hangup()
+                elif await self.engine.wait_up():
+                    if await _read_lines(stdin_fd, self._in_order):
+                        self.on_hangup()
+                    elif not self.engine.stopping:  # (a script's end, after its lines)
+                        self.reply("console input ended; the cast goes on (pipeplex stop, "
+                                   "Ctrl-C or SIGTERM stops it)", "info")
         finally:
             self._tg = None
 
