@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 import time
@@ -182,6 +183,7 @@ async def _run_each(
 
         done: list[StepResult] = []
         evidence: list[str] = []
+        up: list[bool] = []  # (not empty once its members were up and its steps began)
 
         def on_step(result: StepResult, done: list[StepResult] = done) -> None:
             done.append(result)
@@ -201,7 +203,8 @@ async def _run_each(
             began = time.monotonic()
             task = asyncio.create_task(run_scenario(
                 scenario, grace=grace, transcript=path, log_dir=logs, update_golden=update,
-                on_step=on_step, adoption=adoption, when_cancelled=evidence))
+                on_step=on_step, adoption=adoption, when_cancelled=evidence,
+                on_up=functools.partial(up.append, True)))
             current[:] = [task]
             try:
                 outcome = await task
@@ -214,7 +217,8 @@ async def _run_each(
             outcome = ScenarioOutcome(
                 scenario, seconds=time.monotonic() - began, interrupted=True,
                 failure="\n".join([
-                    f"interrupted by {signal_name(interrupted[0])} {_where(scenario, done)}: "
+                    f"interrupted by {signal_name(interrupted[0])} "
+                    f"{_where(scenario, done, bool(up))}: "
                     "its members were killed, and no other scenario ran", *evidence])
                 + _records_said(path, logs))
         except Exception as exc:
@@ -248,14 +252,17 @@ def _records_said(transcript: Path | None, logs: Path | None) -> str:
                                                             ("logs", logs)) if where)
 
 
-def _where(scenario: Scenario, done: list[StepResult]) -> str:
+def _where(scenario: Scenario, done: list[StepResult], up: bool) -> str:
     """Where an interrupted scenario was: the step it waited on (or before or after its
-    steps), as "at examples/chat.toml:37: expect '^bob: hi$' in alice"."""
+    steps), as "at examples/chat.toml:37: expect '^bob: hi$' in alice"; ``up``: its
+    members were up (its steps had begun)."""
+    if not up:
+        return "as its members started, before its first step" if scenario.steps else (
+            "as its members started")
     if len(done) < len(scenario.steps):
         step = scenario.steps[len(done)]
-        at = f"{step.source}: {step.describe()}" if step.source else step.describe()
-        # (with none done, its members may still have been starting: said so)
-        return f"at {at}" if done else f"as its members started or at {at}"
+        return f"at {step.source}: {step.describe()}" if step.source else (
+            f"at {step.describe()}")
     return "after its steps" if scenario.steps else "while its members ran"
 
 
@@ -391,6 +398,10 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
     except OSError as exc:
         print(f"pipeplex: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(LOAD_ERROR)
+    if problems and not events:  # (a cast file, a log: one line says it, not one per line)
+        print(f"pipeplex: error: {path} holds no transcript record ({problems[0]}); give the "
+              "file that --transcript wrote", file=sys.stderr)
+        sys.exit(1)
     names = list(dict.fromkeys(e.name for e in events if isinstance(e.name, str)))
     isatty = sys.stdout.isatty()
     renderer = Renderer(names, color=use_color(color, isatty),  # type: ignore[arg-type]

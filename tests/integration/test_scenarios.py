@@ -294,6 +294,26 @@ def test_an_interrupted_test_run_reports_what_it_ran(tmp_path: Path, sig: int) -
     assert "last output of s:" in (error.text or "") + (error.get("message") or "")
 
 
+def test_a_test_interrupted_before_its_members_are_up_says_so(tmp_path: Path) -> None:
+    """No step ran yet, and none had begun: its member was still getting ready."""
+    import select
+
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    slow = _scenario(tmp_path, f'[procs.s]\ncmd = "sh -c \'echo > {started}; exec sleep 60\'"\n'
+                     "ready = 'never'\nready_timeout = 60\n[[step]]\nexpect = 'x'\n",
+                     "slow.toml")
+    reader = os.open(started, os.O_RDONLY | os.O_NONBLOCK)  # (before the member's writer)
+    try:
+        with Pipeplex("test", slow) as plex:
+            assert select.select([reader], [], [], 30)[0], "the member did not start"
+            plex.signal(signal.SIGTERM)
+            assert plex.wait() == 128 + signal.SIGTERM
+    finally:
+        os.close(reader)
+    assert "interrupted by SIGTERM as its members started, before its first step" in plex.text
+
+
 def test_a_death_by_signal_checked_with_the_shells_number_gets_a_hint(tmp_path: Path) -> None:
     case = _scenario(tmp_path, '[procs.a]\ncmd = "sh -c \'kill -USR1 $$\'"\n'
                      "[[step]]\nwait_exit = 'a'\ncode = 138\n")
@@ -717,6 +737,16 @@ def test_replay_shows_every_readable_record_and_says_which_it_skipped(tmp_path: 
         "skipped\n"
         f"pipeplex: warning: {transcript}:6: not a transcript record: Unterminated string "
         "starting at (the line is cut off); skipped\n")
+
+
+def test_replay_of_a_file_that_is_no_transcript_says_so_once(tmp_path: Path) -> None:
+    cast = _scenario(tmp_path, CAT, "cast.toml")
+    result = run("replay", cast)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"pipeplex: error: {cast} holds no transcript record ({cast}:1: not a transcript "
+        "record: Expecting value); give the file that --transcript wrote\n")
 
 
 def test_the_tutorials_test_passes(tmp_path: Path) -> None:

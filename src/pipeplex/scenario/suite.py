@@ -66,9 +66,11 @@ async def run_scenario(
     on_step: Callable[[StepResult], None] = lambda result: None,
     adoption: Adoption | None = None,
     when_cancelled: list[str] | None = None,
+    on_up: Callable[[], None] = lambda: None,
 ) -> ScenarioOutcome:
     """Run one scenario as a test and return what happened. ``adoption``: this process is
     the members' subreaper (``pipeplex test``), and stops what they orphan at the end.
+    ``on_up``: called once its members are up, as its steps begin.
     ``when_cancelled``: if the run is cancelled (an interrupted ``pipeplex test``), it gets
     what a report of it needs: the members' last output."""
     began = time.monotonic()
@@ -104,6 +106,7 @@ async def run_scenario(
             run = tg.create_task(engine.run())
             try:
                 if await engine.wait_up():
+                    on_up()
                     outcome.steps = await run_steps(scenario, engine, matcher,
                                                     on_result=on_step)
                 steps_ended = time.monotonic()
