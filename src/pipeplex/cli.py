@@ -319,8 +319,9 @@ def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[
 
 
 def _send_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME")
-    parser.add_argument("text", nargs="*", default=[], metavar="TEXT")
+    parser.add_argument("name", metavar="NAME", help="the member, or all for every member")
+    parser.add_argument("text", nargs="*", default=[], metavar="TEXT",
+                        help="the words to send, joined by spaces")
     parser.add_argument("-n", "--no-newline", action="store_true",
                         help="do not end the text with a newline")
     parser.add_argument("--eof", action="store_true",
@@ -376,8 +377,9 @@ def _signal_options(parser: argparse.ArgumentParser) -> None:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
-    parser.add_argument("name", metavar="NAME")
-    parser.add_argument("signal", type=signal_number, metavar="SIGNAL")
+    parser.add_argument("name", metavar="NAME", help="the member, or all for every member")
+    parser.add_argument("signal", type=signal_number, metavar="SIGNAL",
+                        help="a name (TERM, SIGTERM, term) or a number (15)")
     _run_dir_option(parser)
 
 
@@ -394,7 +396,7 @@ def _one_member_options(what: str) -> Options:
                 raise argparse.ArgumentTypeError(f"{what} takes one member, not 'all'")
             return text
 
-        parser.add_argument("name", type=one_member, metavar="NAME")
+        parser.add_argument("name", type=one_member, metavar="NAME", help="the member")
         _run_dir_option(parser)
 
     return options
@@ -499,7 +501,8 @@ class _ReaderLeft(Exception):
 def _test_options(parser: argparse.ArgumentParser) -> None:
     from .cast.spec import DEFAULT_GRACE
 
-    parser.add_argument("files", nargs="+", type=_file, metavar="FILE")
+    parser.add_argument("files", nargs="+", type=_file, metavar="FILE",
+                        help="a scenario file (TOML); each is a test")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
     parser.add_argument("--junit", type=_report_file, metavar="PATH",
                         help="write a JUnit XML report")
@@ -531,7 +534,8 @@ def test(args: argparse.Namespace) -> None:
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", type=_existing_file, metavar="TRANSCRIPT")
+    parser.add_argument("path", type=_existing_file, metavar="TRANSCRIPT",
+                        help="a file that run or test wrote with --transcript")
     _color_options(parser)
     _timestamps_option(parser)
 
