@@ -174,7 +174,7 @@ class ControlClient:
             raise RequestFailed("too_large", f"request of {len(line)} bytes exceeds "
                                 f"{MAX_REQUEST // 1024} KiB; send less at a time, or write "
                                 "a longer line to NAME.in in the run folder, which takes "
-                                "lines of any length")
+                                "lines of up to 1 MiB")
         self._sock.sendall(line + b"\n")
 
     def read_answer(self) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def test_send_of_a_line_over_the_request_limit_says_where_one_fits(run_dir: Path
         result = run("send", "c", "x" * 70_000, "--run-dir", run_dir)
         assert result.returncode == 1
         assert "exceeds 64 KiB; send less at a time, or write a longer line to NAME.in in " \
-            "the run folder, which takes lines of any length" in result.stderr
+            "the run folder, which takes lines of up to 1 MiB" in result.stderr
         write_fifo(run_dir / "c.in", b"y" * 70_000 + b"\n")
         plex.expect(r"^c \| y{70000}$")
 
