@@ -1519,3 +1519,52 @@ def test_a_ready_value_at_the_end_of_a_line_that_never_ends_is_explained() -> No
     assert any("'port: 4242' in its last line matches, but that line has not ended, and a "
                "value at its end may still grow: end the line, or let the pattern match what "
                "follows the value" in note for note in notes), notes
+
+
+def test_a_build_step_that_ended_holds_nothing_back_while_its_child_keeps_its_output(
+        tmp_path: Path) -> None:
+    """pg_ctl start, any launcher: it exits with 0, and a child it started says it is ready
+    and keeps its output open. Members after it start once it is ready: no run of it is to
+    come (on_exit = "ignore"), so none is waited for (its supervisor waits for the output to
+    close, or for the drain's 2 s, before it ends)."""
+    ready_gate, end_gate = tmp_path / "ready-gate", tmp_path / "end-gate"
+    os.mkfifo(ready_gate)
+    os.mkfifo(end_gate)
+    build = ProcSpec("build", ("sh", "-c", f"(read x < {ready_gate}; echo built; "
+                                           f"read y < {end_gate}) & exit 0"),
+                     ready="built", on_exit="ignore")
+    app = ProcSpec("app", ("echo", "app ran"), after=("build",), on_exit="ignore")
+
+    async def scenario() -> list[Event]:
+        engine, recorder = _engine(build, app)
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "build", "started")
+        await _open(ready_gate)  # (after build's own exit, most likely: its child is ready)
+        await _seen(engine, recorder, "app", "started")
+        await _open(end_gate)
+        assert await asyncio.wait_for(run, 30) == 0
+        return recorder.events
+
+    events = asyncio.run(scenario())
+    assert not [e for e in events if isinstance(e, Note) and "again" in e.text], events
+    app_started = next(i for i, e in enumerate(events)
+                       if isinstance(e, Started) and e.name == "app")
+    build_done = next(i for i, e in enumerate(events)
+                      if isinstance(e, Exited) and e.name == "build")
+    assert app_started < build_done, events
+
+
+def test_a_member_that_wrote_nothing_on_a_pipe_for_stdin_is_told_of_pty_true() -> None:
+    """sqlite3 and psql prompt only when their stdin is a terminal: with the default mode,
+    a ready pattern for the prompt waits in vain, and the message says what to change."""
+    repl = ProcSpec("sql", ("sh", "-c", "exec sleep 60"), ready="sqlite> $", ready_timeout=0.2)
+
+    async def scenario() -> list[str]:
+        engine, recorder = _engine(repl)
+        assert await asyncio.wait_for(engine.run(), 30) == 1
+        return recorder.notes()
+
+    notes = asyncio.run(scenario())
+    assert any("sql wrote nothing (a program that prompts only when its stdin is a terminal, "
+               "as sqlite3 and psql do, writes no prompt with pty = \"stdout\"; pty = true "
+               "gives it one)" in note for note in notes), notes

@@ -518,8 +518,12 @@ class Engine:
     def _why_silent(self, name: str) -> str:
         """Why a member that wrote nothing may have said something all the same."""
         member = self.members.get(name)
-        if member is None or member.spec.pty != "pipes":
+        if member is None or member.spec.pty == "full":
             return ""
+        if member.spec.pty == "stdout":
+            return ("a program that prompts only when its stdin is a terminal, as sqlite3 "
+                    "and psql do, writes no prompt with pty = \"stdout\"; pty = true gives "
+                    "it one")
         return ("its output is a pipe (pty = false), and a program that buffers its output "
                 "off a terminal shows nothing until it flushes; pty = \"stdout\" gives it one")
 
@@ -1016,7 +1020,11 @@ class Engine:
         ready = self._ready[member.name]
         if not ready.done():
             ready.set_result(None)
-        if not exit_seen.done():  # (a run that matched and exited is not up: its next is)
+        # A run that matched and exited is not up: its next is, if one follows. If none
+        # does (a build step), it holds nothing back, even while a process it started
+        # keeps its output open (which its supervisor waits out before it ends).
+        if not exit_seen.done() or not (self.will_restart(member.name)
+                                        or member.name in self._restart_requested):
             self._set_up(member.name)
         return True
 
@@ -1057,7 +1065,9 @@ class Engine:
     def _run_ended(self, member: Process) -> None:
         if self.members.get(member.name) is member:
             self._up_now.discard(member.name)
-            if member.name in self._supervising:
+            # Down until its next run is up; only if one follows: a build step that ended
+            # holds nothing back, also while a process it started keeps its output open.
+            if self.will_restart(member.name) or member.name in self._restart_requested:
                 self._down(member.name)
 
     def _set_up(self, name: str) -> None:
