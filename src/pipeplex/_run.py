@@ -74,12 +74,14 @@ class RunOptions:
 
 def _member_size(fd: int, prefix: int) -> tuple[int, int]:
     """Columns and rows of a member's pty: our terminal's, less the name's column (80 x 24
-    when our output is not a terminal)."""
+    when our output is not a terminal, or one that does not know its size: 0 x 0, as
+    ``script`` and some containers' terminals report)."""
     try:
         size = os.get_terminal_size(fd)
     except OSError:
         return 80, 24
-    return max(size.columns - prefix, 20), max(size.lines, 2)
+    columns = size.columns or 80 + prefix
+    return max(columns - prefix, 20), max(size.lines or 24, 2)
 
 
 def _follow_size(engine: Engine, fd: int, prefix: int) -> Callable[[], None]:

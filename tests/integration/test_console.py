@@ -625,6 +625,18 @@ def test_members_on_a_pty_follow_the_width_of_pipeplex_terminal(
         assert plex.wait() == 143
 
 
+def test_a_terminal_that_does_not_know_its_size_gives_members_80_by_24(run_dir: Path) -> None:
+    """script(1), some containers' terminals: 0 x 0. A member got 20 x 2 from it (its least),
+    and bash wrapped every line it echoed at 20 columns."""
+    code = ("import os\n"
+            "size = os.get_terminal_size(0)\n"
+            "print('cols', size.columns, 'lines', size.lines, flush=True)\n")
+    with PtyPipeplex("run", "--pty", "true", "-p", f"w={py(code)}", "--no-console",
+                     "--run-dir", run_dir, columns=0, rows=0) as plex:
+        plex.expect(r"^w \| cols 80 lines 24\r?$")
+        assert plex.wait() == 0
+
+
 @pytest.mark.usefixtures("state_home")
 def test_the_prompt_is_gone_when_the_run_ends(run_dir: Path) -> None:
     """A run that ends by itself erases its prompt and leaves the terminal as it was."""
