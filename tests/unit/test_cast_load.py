@@ -282,6 +282,14 @@ class TestMemberKeys:
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\non_exit = {value}\n')
         assert "on_exit must be 'stop' or 'ignore' or 'restart'" in err.message
 
+    @pytest.mark.parametrize(("key", "value", "meant"), [
+        ("on_exit", "restrat", "restart"), ("on_exit", "Stop", "stop"),
+        ("stderr", "stdou", "stdout"), ("pty", "stdot", "stdout")])
+    def test_a_misspelt_value_is_told_the_one_meant(self, tmp_path: Path, key: str,
+                                                     value: str, meant: str) -> None:
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\n{key} = "{value}"\n')
+        assert err.message.endswith(f", not {value!r}; did you mean {meant!r}?")
+
     @pytest.mark.parametrize("key", ["input", "after"])
     @pytest.mark.parametrize(
         ("value", "expected"),

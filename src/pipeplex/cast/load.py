@@ -266,8 +266,11 @@ def _proc(
             raise CastError(f"{name}: unknown key {key!r}{suggest_key(key, PROC_KEYS)}",
                             source=where("procs", name, key))
 
-    def bad(key: str, expected: str) -> CastError:
-        return CastError(f"{name}: {key} must be {expected}, not {table[key]!r}",
+    def bad(key: str, expected: str, choices: Sequence[str] = ()) -> CastError:
+        value = table[key]
+        close = close_match(value, choices) if isinstance(value, str) and choices else None
+        meant = f"; did you mean {close!r}?" if close is not None else ""
+        return CastError(f"{name}: {key} must be {expected}, not {value!r}{meant}",
                          source=where("procs", name, key))
 
     fields: dict[str, Any] = dict(defaults)
@@ -328,15 +331,16 @@ def _proc(
         elif value == "stdout":
             fields["pty"] = "stdout"
         else:
-            raise bad("pty", 'true (a full terminal), false (plain pipes) or "stdout"')
+            raise bad("pty", 'true (a full terminal), false (plain pipes) or "stdout"',
+                      ("stdout",))
     if "stderr" in table:
         if table["stderr"] not in STDERR_MODES:
             raise bad("stderr", '"apart" (its own stream, marked !) or "stdout" (into stdout, '
-                      "in the order written)")
+                      "in the order written)", STDERR_MODES)
         fields["stderr"] = table["stderr"]
     if "on_exit" in table:
         if table["on_exit"] not in ON_EXIT:
-            raise bad("on_exit", " or ".join(repr(v) for v in ON_EXIT))
+            raise bad("on_exit", " or ".join(repr(v) for v in ON_EXIT), ON_EXIT)
         fields["on_exit"] = table["on_exit"]
     for key in ("input", "after"):
         if key in table:
