@@ -384,6 +384,16 @@ def test_option_values_are_checked(body: str, message: str) -> None:
     assert error.source == line_of(body, f"{key} =")
 
 
+def test_stderr_of_a_member_whose_stderr_goes_to_stdout_is_refused() -> None:
+    """Nothing comes on its stderr: such a step could only time out."""
+    merged = CAST.replace('cmd = "client"', 'cmd = "client"\nstderr = "stdout"')
+    body = '\n[[step]]\nexpect = "x"\nin = "alice"\nstream = "stderr"\n'
+    error = load_error(body, cast=merged)
+    assert error.message == ('expect step: alice has stderr = "stdout": what it writes there '
+                             "comes on its stdout, in order (leave stream out)")
+    assert error.source == line_of(body, "stream =", cast=merged, step_header=False)
+
+
 def test_step_must_be_an_array_of_tables() -> None:
     """``step = ...`` as a plain value is rejected."""
     error = load_error("", cast="step = 3\n" + CAST)

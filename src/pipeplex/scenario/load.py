@@ -220,6 +220,11 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
             raise CastError(f'{action} step: stream must be "stdout" or "stderr"',
                             source=where("step", index, "stream"))
         fields["stream"] = raw["stream"]
+        target = fields.get("target")
+        if raw["stream"] == "stderr" and target in cast.names and cast[target].stderr != "apart":
+            raise CastError(f'{action} step: {target} has stderr = "stdout": what it writes '
+                            "there comes on its stdout, in order (leave stream out)",
+                            source=where("step", index, "stream"))
     if "timeout" in raw:
         fields["timeout"] = seconds("timeout", raw["timeout"])
     if "within" in raw:
