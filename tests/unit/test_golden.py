@@ -165,6 +165,12 @@ def test_input_lines_are_each_shown() -> None:
     assert golden_text(events, ["a"]) == "[a]\n> one\n> two\n"
 
 
+def test_a_full_terminals_end_of_input_is_no_line_sent() -> None:
+    """Closing a full terminal's stdin types ^D (as the stop does): not an empty line."""
+    events = [InputSent("a", b"one\n"), InputSent("a", b"\x04"), InputSent("a", b"", eof=True)]
+    assert golden_text(events, ["a"]) == "[a]\n> one\n"
+
+
 def test_members_outside_the_cast_and_other_events_are_ignored() -> None:
     """Only the named members appear; notes, matches and readiness leave no trace."""
     events: list[Event] = [

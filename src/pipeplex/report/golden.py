@@ -84,7 +84,8 @@ def golden_text(
             if buffer.endswith(b"\n"):
                 del buffer[-1]
                 flush(name, kind)
-        elif isinstance(event, InputSent) and event.data:
+        elif isinstance(event, InputSent) and event.data and event.data != b"\x04":
+            # (^D alone: a full terminal's end of input, such as the stop gives it, no line)
             for line in event.data.decode("utf-8", "replace").rstrip("\n").split("\n"):
                 lines[name].append(f"> {line}")
         elif isinstance(event, Started):
