@@ -454,6 +454,8 @@ def test_golden_update_then_compare(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "-| goodbye" in result.stdout
     assert "+| hello" in result.stdout
+    assert (f"the transcript differs from {tmp_path / 'case.golden'} (if this run is right, "
+            "pipeplex test --update records it):") in result.stdout
 
 
 def test_golden_normalises_ports_and_pids(tmp_path: Path) -> None:
@@ -736,7 +738,7 @@ def test_replay_shows_every_readable_record_and_says_which_it_skipped(tmp_path: 
         f"pipeplex: warning: {transcript}:4: not a transcript record: not UTF-8 (byte 1); "
         "skipped\n"
         f"pipeplex: warning: {transcript}:6: not a transcript record: Unterminated string "
-        "starting at (the line is cut off); skipped\n")
+        "starting at column 39 (the line is cut off); skipped\n")
 
 
 def test_replay_of_a_file_that_is_no_transcript_says_so_once(tmp_path: Path) -> None:
@@ -746,7 +748,7 @@ def test_replay_of_a_file_that_is_no_transcript_says_so_once(tmp_path: Path) -> 
     assert result.stdout == ""
     assert result.stderr == (
         f"pipeplex: error: {cast} holds no transcript record ({cast}:1: not a transcript "
-        "record: Expecting value); give the file that --transcript wrote\n")
+        "record: Expecting value column 2); give the file that --transcript wrote\n")
 
 
 def test_the_tutorials_test_passes(tmp_path: Path) -> None:

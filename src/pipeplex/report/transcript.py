@@ -367,7 +367,8 @@ def numbered_records(path: str | os.PathLike[str], *, on_bad: Callable[[str], No
                 continue
             except json.JSONDecodeError as exc:
                 cut = " (the line is cut off)" if not raw.endswith(b"\n") else ""
-                on_bad(f"{path}:{lineno}: not a transcript record: {exc.msg}{cut}")
+                on_bad(f"{path}:{lineno}: not a transcript record: {exc.msg} column "
+                       f"{exc.colno}{cut}")
                 continue
             except RecursionError:
                 on_bad(f"{path}:{lineno}: not a transcript record: nested too deep")

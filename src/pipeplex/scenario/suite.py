@@ -180,4 +180,7 @@ def _check_golden(
         return (f"golden file {os.fspath(path)} is not UTF-8 text (byte {exc.start}); write "
                 "it again with pipeplex test --update")
     diff = compare_golden(expected, actual, path=os.fspath(path))
-    return f"the transcript differs from {os.fspath(path)}:\n{diff}" if diff else None
+    if not diff:
+        return None
+    return (f"the transcript differs from {os.fspath(path)} (if this run is right, "
+            f"pipeplex test --update records it):\n{diff}")
