@@ -130,8 +130,9 @@ def _existing_file(text: str) -> Path:
 
 def _color_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--color", choices=COLORS, default="auto",
-                        help="colour the prefixes (auto: on a terminal unless NO_COLOR is "
-                             "set, anywhere when FORCE_COLOR is; default: auto)")
+                        help="colour names, marks and notes; without colour, members get "
+                             "NO_COLOR=1 (auto: on a terminal unless NO_COLOR is set, anywhere "
+                             "when FORCE_COLOR is; default: auto)")
     parser.add_argument("--no-color", action="store_true", help="same as --color never")
 
 
