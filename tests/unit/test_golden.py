@@ -212,12 +212,14 @@ def test_pids_are_normalised_where_written_as_pids() -> None:
         Started("b", 3, ("y",)),
         out("a", b'my pid is 4242, PID: 3, pid=4242 {"pid": 3} daemon[3]: up; not 42420\n'),
         out("a", b"INFO:     Started server process [4242]\n4242:M 22 Nov 2026 00:24:13 * Ready\n"),
+        out("a", b"2026-11-22 10:21:46.275 UTC [4242] LOG:  database system is ready\n"),
         out("b", b"3 squared is 9, 4242 took 3 ms, items[3]\n4242:3 and 3:M up\n"),
     ]
     text = golden_text(events, ["a", "b"])
     assert text == ('[a]\n| my pid is {pid}, PID: {pid}, pid={pid} {"pid": {pid}} daemon[{pid}]: '
                     "up; not 42420\n| INFO:     Started server process [{pid}]\n"
                     "| {pid}:M {time} * Ready\n"
+                    "| {time} [{pid}] LOG:  database system is ready\n"
                     "[b]\n| 3 squared is 9, 4242 took 3 ms, items[3]\n| 4242:3 and 3:M up\n")
 
 

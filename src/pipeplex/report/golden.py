@@ -131,6 +131,8 @@ def normalize(
             # uvicorn: Started server process [4121]; redis: 4121:M 22 Nov ...
             (re.compile(rf"(?i)(\bprocess \[){pid}(?=\])"), r"\1{pid}"),
             (re.compile(rf"^{pid}(?=:[CMSX] )"), "{pid}"),
+            # postgres (log_line_prefix '%m [%p] '): {time} [4121] LOG: ...
+            (re.compile(rf"(\{{time\}} \[){pid}(?=\] )"), r"\1{pid}"),
         ]
 
     def member_line(line: str) -> str:
