@@ -68,9 +68,10 @@ class Output:
     new_line: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per line sent: not frozen, as Output (0.5 -> 0.2 us each)
 class InputSent:
-    """Bytes delivered to a member's stdin (``data == b""`` with ``eof`` means closed)."""
+    """Bytes delivered to a member's stdin (``data == b""`` with ``eof`` means closed).
+    Shared by every sink: read it, never change it."""
 
     name: str
     data: bytes
