@@ -161,6 +161,13 @@ class TestSanitize:
             out("web", b"a\n10%\r50%\r\r100%\nb\r\r\nc\r"))
         assert rendered == b"web | a\nweb | 100%\nweb | b\nweb | c\n"
 
+    def test_a_long_line_after_a_carriage_return_is_shown_whole(self) -> None:
+        """The piece a terminal shows after a CR, however long: a pattern that scanned the
+        rest of the line from each of its characters took minutes on 256 KiB."""
+        data = b"10%\r" + b"x" * 256 * 1024
+        rendered = Renderer(["web"], sanitize=True).render(out("web", data, partial=True))
+        assert rendered == b"web | " + b"x" * 256 * 1024 + b"\n"
+
     def test_a_carriage_return_goes_to_a_file_as_it_is(self) -> None:
         rendered = Renderer(["web"]).render(out("web", b"10%\r50%\r100%\n"))
         assert rendered == b"web | 10%\r50%\r100%\n"

@@ -48,10 +48,18 @@ _UNSAFE = re.compile(
     rb"|[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]"
 )
 
-_OVERWRITTEN = re.compile(rb"\r+(?=\n)|[^\n]*\r+(?=[^\r\n])")
-"""Carriage returns before a line's end, and what one in a line has a terminal write over: a
-progress bar's earlier states. A terminal shows the last one only, once a line, not one
-line per update."""
+_CR_AT_END = re.compile(rb"\r+(?=\n)|\r+\Z")
+"""Carriage returns before a line's end: they end no line of their own."""
+
+
+def _last_states(data: bytes) -> bytes:
+    """Each line as a terminal leaves it: without what a carriage return in it has the
+    terminal write over (a progress bar's earlier states: the last one shows, once a line,
+    not a line per update). Linear in the data, whatever a member writes."""
+    data = _CR_AT_END.sub(b"", data)
+    if b"\r" not in data:
+        return data
+    return b"\n".join(line[line.rfind(b"\r") + 1:] for line in data.split(b"\n"))
 
 
 def use_color(mode: ColorMode, isatty: bool, environ: Mapping[str, str] = os.environ) -> bool:
@@ -195,7 +203,7 @@ class Renderer:
             if not data.isascii():
                 data = data.decode("utf-8", "replace").encode("utf-8")
             if b"\r" in data:
-                data = _OVERWRITTEN.sub(b"", data)
+                data = _last_states(data)
             if _UNSAFE.search(data):
                 data = _UNSAFE.sub(_escape_control, data)
                 if b"\x1b[" in data:  # a colour: it ends with its line, not in the next one
