@@ -1568,3 +1568,17 @@ def test_a_member_that_wrote_nothing_on_a_pipe_for_stdin_is_told_of_pty_true() -
     assert any("sql wrote nothing (a program that prompts only when its stdin is a terminal, "
                "as sqlite3 and psql do, writes no prompt with pty = \"stdout\"; pty = true "
                "gives it one)" in note for note in notes), notes
+
+
+def test_a_member_that_ended_is_not_told_of_prompts() -> None:
+    """It wrote nothing because it failed, not because it waits at a prompt it never wrote."""
+    failed = ProcSpec("job", ("sh", "-c", "exit 3"), ready="done")
+
+    async def scenario() -> list[str]:
+        engine, recorder = _engine(failed)
+        assert await asyncio.wait_for(engine.run(), 30) == 3
+        return recorder.notes()
+
+    notes = asyncio.run(scenario())
+    assert any("job wrote nothing" in note for note in notes), notes
+    assert not any("sqlite3" in note for note in notes), notes

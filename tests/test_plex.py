@@ -557,10 +557,22 @@ def test_a_member_spawned_with_stderr_into_stdout_gives_one_stream_in_order() ->
     with Plex() as plex:
         m = plex.spawn("m", [PY, "-c", code], stderr="stdout")
         m.expect("^before\nfailed$", stream="stdout")
+        with pytest.raises(ValueError, match="m was spawned with stderr='stdout': what it "
+                                             "writes to stderr comes on its stdout"):
+            m.expect("failed", stream="stderr")  # (it could only time out)
         assert m.expect(EOF) == 0
         refused = "stderr must be one of 'apart', 'stdout', not 'x'"
         with pytest.raises(pipeplex.CastError, match=refused):
             plex.spawn("n", "true", stderr="x")  # type: ignore[arg-type]
+
+
+def test_a_command_may_hold_paths_as_subprocess_takes_them(tmp_path: Path) -> None:
+    script = tmp_path / "hello.py"
+    script.write_text("print('hello from a path')\n")
+    with Plex() as plex:
+        plex.spawn("p", [Path(PY), script]).expect("^hello from a path$")
+        with pytest.raises(ValueError, match=r"since is a time.time\(\), not 'x'"):
+            plex.transcript(since="x")  # type: ignore[arg-type]
 
 
 def test_big_sends_from_the_sync_api_keep_their_order() -> None:
@@ -1313,6 +1325,28 @@ IGNORE_TERM = ("import signal\n"
                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                "print('up', flush=True)\n"
                "signal.pause()\n")
+
+
+def test_a_member_removed_while_the_plex_closes_is_not_looked_for_again() -> None:
+    """aclose() stops the latest spawn first; a remove() of an earlier member ends during
+    that grace. The close then came to the removed name: a KeyError out of aclose(), and
+    the members after it SIGKILLed by the fallback without their grace."""
+    async def scenario() -> None:
+        plex = AsyncPlex(grace=0.5)
+        await plex.start()
+        await plex.spawn("a", "cat")
+        stubborn = await plex.spawn("b", [PY, "-c", IGNORE_TERM], ready="^up$")
+        signalled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        plex.bus.subscribe(lambda e: isinstance(e, pipeplex.Note) and e.name == "b"
+                           and "sent SIGTERM" in e.text and not signalled.done()
+                           and signalled.set_result(None))
+        closing = asyncio.ensure_future(plex.aclose())
+        await asyncio.wait_for(signalled, 30)  # b's grace has begun
+        await asyncio.wait_for(plex.remove("a"), 30)  # (cat ended at the stop's EOF)
+        await asyncio.wait_for(closing, 30)
+        assert stubborn.returncode == -signal.SIGKILL
+
+    asyncio.run(scenario())
 
 
 def test_a_restart_whose_caller_gives_up_still_ends_the_old_run() -> None:

@@ -26,7 +26,7 @@ def options(tmp_path: Path) -> Iterator[RunOptions]:
     ((ProcSpec("a", "no-such-program-here"),), "no-such-program-here"),
     ((ProcSpec("../evil", "true"),), "invalid member name '../evil'"),
     ((ProcSpec("all", "true"),), "reserved"),
-    ((ProcSpec("a", ()),), "non-empty tuple of strings"),
+    ((ProcSpec("a", ()),), r"non-empty list \(or tuple\) of strings"),
     ((ProcSpec("a", "sh -c 'open"),), "cannot split the command"),
     ((ProcSpec("a", "true", pty="bogus"),), "pty must be one of"),  # type: ignore[arg-type]
     ((ProcSpec("a", "true", on_exit="bogus"),), "on_exit must be"),  # type: ignore[arg-type]

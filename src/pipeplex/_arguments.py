@@ -8,11 +8,14 @@ import os
 import re
 import signal
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._signals import parse_signal
 from .expect import EOF, TIMEOUT
 from .expect.buffer import Pattern
+
+if TYPE_CHECKING:
+    from .cast.spec import ProcSpec
 
 __all__ = (
     "Patterns",
@@ -145,10 +148,15 @@ _CONTROL_PUNCTUATION = {"@": 0, "`": 0, "[": 27, "{": 27, "\\": 28, "|": 28, "]"
                         "^": 30, "~": 30, "_": 31, "?": 127}
 
 
-def check_stream(stream: str) -> None:
+def check_stream(stream: str, spec: ProcSpec | None = None) -> None:
+    """``stream`` names one of the member's streams (``spec``: the member, whose stderr may
+    go to its stdout, when it is known)."""
     if stream not in ("stdout", "stderr"):
         raise ValueError(f"stream must be 'stdout' or 'stderr' (or None for both), "
                          f"not {stream!r}")
+    if stream == "stderr" and spec is not None and spec.stderr != "apart":
+        raise ValueError(f"{spec.name} was spawned with stderr='stdout': what it writes to "
+                         "stderr comes on its stdout, in order (leave stream out)")
 
 
 def pty_mode(pty: PtyOption) -> Literal["stdout", "full", "pipes"]:

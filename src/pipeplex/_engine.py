@@ -521,6 +521,8 @@ class Engine:
         if member is None or member.spec.pty == "full":
             return ""
         if member.spec.pty == "stdout":
+            if member.returncode is not None or member.stopping:
+                return ""  # (a program that ended, or was stopped, was no waiting prompt)
             return ("a program that prompts only when its stdin is a terminal, as sqlite3 "
                     "and psql do, writes no prompt with pty = \"stdout\"; pty = true gives "
                     "it one")
@@ -1241,7 +1243,9 @@ class Engine:
             order = self._stop_order()
             self.stopper.close_inputs(self.members[n] for names in order for n in names)
             for names in order:
-                await asyncio.gather(*(self.stopper.stop(self.members[n]) for n in names))
+                # (a member removed meanwhile, which its removal stopped, is gone from here)
+                wave = [m for m in map(self.members.get, names) if m is not None]
+                await asyncio.gather(*(self.stopper.stop(m) for m in wave))
             # A member whose start raced with the stop request is caught here.
             await asyncio.gather(*(self.stopper.stop(m) for m in self.members.values()))
         # What members started outside their groups: one look for all of them.

@@ -9,6 +9,7 @@ outlives it even if the interpreter dies.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 from collections import deque
@@ -276,7 +277,7 @@ class AsyncMember:
                 task or thread): the two would race for it.
         """
         if stream is not None:
-            check_stream(stream)
+            check_stream(stream, self._process.spec)
         patterns: list[Pattern]
         if type(pattern) is str:  # nearly every call: no list to check
             single, patterns = True, [pattern]
@@ -479,7 +480,14 @@ class AsyncPlex:
 
     def transcript(self, since: float | None = None) -> str:
         """The merged stream so far (its last megabyte), as a person would read it; with
-        ``since`` (a ``time.time()``), only what came from then on."""
+        ``since`` (a ``time.time()``), only what came from then on.
+
+        Raises:
+            ValueError: ``since`` is not a number of seconds (nor None).
+        """
+        if since is not None and (isinstance(since, bool)
+                                  or not isinstance(since, int | float) or math.isnan(since)):
+            raise ValueError(f"since is a time.time(), not {since!r}")
         return self._merged.text(since)
 
     async def __aenter__(self) -> AsyncPlex:
@@ -607,7 +615,7 @@ class AsyncPlex:
     async def spawn(
         self,
         name: str,
-        cmd: str | Sequence[str],
+        cmd: str | Sequence[str | os.PathLike[str]],
         *,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
@@ -660,7 +668,8 @@ class AsyncPlex:
                                 "arguments instead)", source="spawn()") from None
         spec = ProcSpec(
             name=name,
-            cmd=cmd if isinstance(cmd, str) else tuple(cmd),
+            cmd=cmd if isinstance(cmd, str) else tuple(  # (a Path, as subprocess takes it)
+                os.fspath(arg) if isinstance(arg, os.PathLike) else arg for arg in cmd),
             shell=shell,
             env=dict(env or {}),
             cwd=cwd,

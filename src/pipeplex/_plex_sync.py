@@ -214,7 +214,7 @@ class Member:
     def expect(self, pattern: Pattern | Patterns, timeout: float | None = None, *,
                stream: Stream | None = None) -> re.Match[str] | int:
         if stream is not None:
-            check_stream(stream)
+            check_stream(stream, self._member._process.spec)
         single, patterns = patterns_of(pattern)
         return self._expect(single, patterns, timeout, stream)
 
@@ -258,7 +258,7 @@ class Member:
         stream: Stream | None = None,
     ) -> re.Match[str] | int:
         if stream is not None:
-            check_stream(stream)
+            check_stream(stream, self._member._process.spec)
         single, patterns = exact_patterns(text)
         return self._expect(single, patterns, timeout, stream)
 
@@ -442,7 +442,7 @@ class Plex:
     def spawn(
         self,
         name: str,
-        cmd: str | Sequence[str],
+        cmd: str | Sequence[str | os.PathLike[str]],
         *,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,

@@ -494,7 +494,7 @@ def check_fields(proc: ProcSpec) -> None:
     elif proc.shell:
         raise bad("shell = true needs the command as one string")
     elif not proc.cmd or not all(isinstance(arg, str) for arg in proc.cmd):
-        raise bad("cmd must be a string, or a non-empty tuple of strings")
+        raise bad("cmd must be a string, or a non-empty list (or tuple) of strings")
     words = [proc.cmd] if isinstance(proc.cmd, str) else proc.cmd
     if any("\0" in word for word in words):
         raise bad("the command has a NUL character (\\u0000), which no command line can "
