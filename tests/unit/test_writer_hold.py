@@ -92,6 +92,34 @@ def test_held_bytes_count_for_back_pressure(pipe: tuple[int, int]) -> None:
     asyncio.run(main())
 
 
+def test_held_output_goes_out_a_window_at_a_time(pipe: tuple[int, int]) -> None:
+    """A flood held for a slow terminal goes out in windows (the prompt reads keys between
+    them): whole pieces, at least one each time, in order, the rest still held."""
+    r, w = pipe
+
+    async def main() -> None:
+        bus = Bus()
+        source = Source()
+        bus.add_source(source)
+        writer = Writer(w, bus, high_water=250, low_water=100)
+        writer.hold(lambda: None)
+        for piece in (b"a" * 100, b"b" * 100, b"c" * 100):
+            writer.write(piece)
+        assert source.paused
+        assert writer.flush_held(150) is True  # (a and b would be 200: a alone)
+        await writer.drain()
+        assert read_all(r) == b"a" * 100 and writer.pending == 200 and source.paused
+        assert writer.flush_held(10) is True  # (at least one piece, however small the window)
+        await writer.drain()
+        assert read_all(r) == b"b" * 100 and writer.pending == 100 and not source.paused
+        assert writer.flush_held(150) is False
+        await writer.drain()
+        assert read_all(r) == b"c" * 100 and writer.pending == 0
+        writer.close()
+
+    asyncio.run(main())
+
+
 def test_close_writes_what_was_held(pipe: tuple[int, int]) -> None:
     r, w = pipe
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import sys
 import termios
@@ -56,6 +57,11 @@ __all__ = ("run_prompt",)
 
 SIGNALS = ("TERM", "INT", "HUP", "KILL", "USR1", "USR2", "QUIT", "STOP", "TSTP", "CONT",
            "WINCH")
+OUTPUT_WINDOW = 64 * 1024
+"""Bytes of held output written between two frames of the prompt: at 1 MB/s (ssh), 60 ms."""
+PROMPT_FRAME = 0.016
+"""Seconds the prompt shows, and reads keys, after output: after each window of a flood
+while keys wait, and after what trickles in (the lines of those 16 ms share a redraw)."""
 _TAKES_MEMBER = {"to", "signal", "restart", "start", "close"}
 
 
@@ -127,10 +133,25 @@ async def _show_output(writer: Writer, wake: asyncio.Event, session: PromptSessi
         await wake.wait()
         wake.clear()
         # in_terminal hides the prompt and stops reading keys; the terminal stays raw, so
-        # keys typed meanwhile wait, unechoed, for the prompt drawn again afterwards.
+        # keys typed meanwhile wait, unechoed, for the prompt drawn again afterwards. A
+        # window at a time, each followed by a frame of the prompt: a flood to a slow
+        # terminal (ssh, 1 MB/s) took the keyboard for as long as it lasted, and output
+        # that trickles in costs a redraw a frame, not one a line.
         async with in_terminal():
-            writer.flush_held()
+            more = writer.flush_held(OUTPUT_WINDOW)
             await writer.drain()
+        if more:
+            wake.set()
+            if not _keys_waiting(session):
+                continue  # (nobody types: the flood goes on at the terminal's pace)
+        await asyncio.sleep(PROMPT_FRAME)
+
+
+def _keys_waiting(session: PromptSession[str]) -> bool:
+    try:
+        return bool(select.select([session.input.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
 
 
 class _RawInput(Vt100Input):

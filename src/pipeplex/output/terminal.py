@@ -158,10 +158,20 @@ class Writer:
         if self._held:
             on_held()
 
-    def flush_held(self) -> None:
-        """Write out what was held so far (then :meth:`drain` waits for it); keep holding."""
+    def flush_held(self, limit: int | None = None) -> bool:
+        """Write out what was held so far (then :meth:`drain` waits for it); keep holding.
+        With ``limit``, only the first pieces, about that many bytes (at least one): a slow
+        terminal then takes a flood a window at a time, the prompt reading keys between.
+        True if some stays held."""
         held, self._held = self._held, []
-        self._held_bytes = 0
+        if limit is not None:
+            taken = 0
+            for count, piece in enumerate(held):
+                if taken and taken + len(piece) > limit:
+                    held, self._held = held[:count], held[count:]
+                    break
+                taken += len(piece)
+        self._held_bytes = sum(map(len, self._held))
         if held and not self._closed:
             if self._buffer:
                 self._append(held)
@@ -169,6 +179,7 @@ class Writer:
                 self._write_now(b"".join(held))
         if self.pending <= self._low:
             self._bus.resume(self)
+        return bool(self._held)
 
     def write_through(self, data: bytes) -> None:
         """Write ``data`` past what is held, after what is already on its way: the prompt's
