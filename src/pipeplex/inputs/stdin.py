@@ -1,8 +1,9 @@
 """What pipeplex's own standard input can be: the console's source, decided before the
 console itself is loaded (a run whose stdin is ``/dev/null`` never imports it).
 
-- ``"prompt"``: stdin and the output are the terminal we are in the foreground of;
-- ``"lines"``: a pipe, a file, or a terminal whose output goes elsewhere;
+- ``"prompt"``: stdin and the output are the terminal we are in the foreground of (unless
+  ``TERM=dumb``);
+- ``"lines"``: a pipe, a file, a terminal whose output goes elsewhere, or a dumb one;
 - ``None``: nothing usable (``/dev/null``, closed, a terminal we are in the background of).
 """
 
@@ -28,7 +29,9 @@ def console_mode(stdin_fd: int = 0, output_fd: int = 1) -> ConsoleMode | None:
     if os.isatty(stdin_fd):
         if not _in_foreground(stdin_fd):
             return None  # reading would stop us with SIGTTIN
-        return "prompt" if os.isatty(output_fd) else "lines"
+        # (a dumb terminal, Emacs's shell say, gets lines: no prompt drawn with cursor moves)
+        return ("prompt" if os.isatty(output_fd) and os.environ.get("TERM") != "dumb"
+                else "lines")
     if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISREG(mode):
         return "lines"
     return None  # /dev/null and other devices
