@@ -586,16 +586,21 @@ def test_ctrl_c_stops_the_cast_when_sigint_is_inherited_as_ignored(run_dir: Path
 
 
 @pytest.mark.usefixtures("state_home")
-def test_ctrl_z_and_ctrl_backslash_neither_suspend_nor_kill_pipeplex(run_dir: Path) -> None:
-    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
-        plex.expect(r"^c>$")
+def test_ctrl_z_does_not_suspend_and_ctrl_backslash_quits_harder(run_dir: Path) -> None:
+    """Ctrl-Z would leave the members running unread: it says so. Ctrl-\\ is what SIGQUIT
+    is to a run without a prompt: a stop that skips the grace (it did nothing here)."""
+    stuck = py("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               "print('up', flush=True)\nsignal.pause()\n")
+    with PtyPipeplex("run", "-p", "c=cat", "-p", f"s={stuck}", "--grace", "600",
+                     "--run-dir", run_dir) as plex:
+        plex.expect(r"^s +\| up")
         plex.type("\x1a")
         plex.expect(r"pipeplex does not suspend")
-        plex.type("\x1c")
         plex.type("c: still here\r")
-        plex.expect(r"^c \| still here$")
-        plex.type(":quit\r")
-        assert plex.wait() == 0
+        plex.expect(r"^c +\| still here$")
+        plex.type("\x1c")
+        plex.expect(r"got SIGQUIT: stopping the cast without the grace period")
+        assert plex.wait() == 128 + signal.SIGQUIT
 
 
 @pytest.mark.usefixtures("state_home")

@@ -301,6 +301,15 @@ def _key_bindings(console: Console) -> KeyBindings:
         event.current_buffer.reset()
         console.interrupt()
 
+    @bindings.add("c-\\", eager=True)
+    def _quit(event: KeyPressEvent) -> None:
+        # SIGQUIT's key, a key here too: what SIGQUIT does (a stop without the grace).
+        if console.quit is not None:
+            console.quit()
+        else:
+            console.reply("Ctrl-\\ does nothing here (SIGQUIT was ignored when pipeplex "
+                          "started); Ctrl-C stops the cast", "info")
+
     @bindings.add("c-z", eager=True)
     def _suspend(event: KeyPressEvent) -> None:
         console.reply("pipeplex does not suspend (its members would run on unread); "
