@@ -445,6 +445,22 @@ def test_history_recalls_earlier_lines(run_dir: Path, state_home: Path) -> None:
     assert "c: remembered" in (state_home / "pipeplex" / "console-history").read_text()
 
 
+@pytest.mark.usefixtures("state_home")
+def test_a_history_file_others_could_read_is_made_private(run_dir: Path,
+                                                          state_home: Path) -> None:
+    """One made by hand, or by an older version, as 0644: what is typed (hosts, tokens a
+    member asked for outside a password prompt) is nobody else's."""
+    history = state_home / "pipeplex" / "console-history"
+    history.parent.mkdir(parents=True)
+    history.write_text("")
+    history.chmod(0o644)
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"^c>$")
+        plex.type(":quit\r")
+        assert plex.wait() == 0
+    assert oct(history.stat().st_mode & 0o777) == "0o600"
+
+
 def test_a_password_typed_for_a_member_is_kept_out_of_the_history(
         run_dir: Path, state_home: Path, tmp_path: Path) -> None:
     """A member whose terminal reads a password (echo off in line mode: getpass, sudo) gets

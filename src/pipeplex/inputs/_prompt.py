@@ -24,6 +24,7 @@ import asyncio
 import os
 import select
 import signal
+import stat
 import sys
 import termios
 import tty
@@ -344,9 +345,16 @@ def _history() -> History:
     path = folder / "console-history"
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+                     | os.O_NONBLOCK, 0o600)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                return InMemoryHistory()  # (not a file of ours: nothing typed goes there)
+            if st.st_mode & 0o077:  # what was typed is nobody else's (an older file: 0644)
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
     except OSError:
         return InMemoryHistory()
     return FileHistory(str(path))
