@@ -475,7 +475,9 @@ def test_a_password_typed_for_a_member_is_kept_out_of_the_history(
     with PtyPipeplex("run", "-p", f"m={cmd}", "-p", f"r={repl}", "--pty", "true",
                      "--transcript", transcript, "--run-dir", run_dir) as plex:
         plex.expect(r"^m +\| pw:")  # (getpass turns the echo off before it asks)
-        plex.type("m: hunter2\r")
+        plex.type("m: hunter2")
+        plex.expect(r"m> m: \*{7}")  # (who gets it stays in sight)
+        plex.type("\r")
         plex.expect(r"^m +\| pw2:")
         plex.type(":to r\r")
         plex.expect(r"plain lines go to r")

@@ -37,11 +37,12 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.application import in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
-from prompt_toolkit.filters import Condition
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input.vt100 import Vt100Input, raw_mode
 from prompt_toolkit.key_binding import KeyBindings, KeyPress, KeyPressEvent
 from prompt_toolkit.keys import Keys
+from prompt_toolkit.layout.processors import Processor, Transformation, TransformationInput
+from prompt_toolkit.layout.utils import explode_text_fragments
 from prompt_toolkit.output import Output, create_output
 from prompt_toolkit.output.vt100 import Vt100_Output
 
@@ -51,6 +52,8 @@ from .router import ALL
 from .stdin import hung_up
 
 if TYPE_CHECKING:
+    from prompt_toolkit.formatted_text import StyleAndTextTuples
+
     from ..output.terminal import Writer
     from .console import Console
 
@@ -77,9 +80,7 @@ async def run_prompt(console: Console, writer: Writer) -> None:
         key_bindings=_key_bindings(console),
         complete_while_typing=False,
         enable_suspend=False,
-        # A line for a member that reads a password (echo off in line mode) shows as
-        # stars, as the member's own prompt would show nothing.
-        is_password=Condition(lambda: not console.keeps(session.default_buffer.text)),
+        input_processors=[_SecretShownAsStars(console)],
     )
     # prompt_toolkit takes SIGWINCH while a prompt is up, and redraws after it: the members'
     # ptys follow the new width from there.
@@ -317,6 +318,29 @@ def _key_bindings(console: Console) -> KeyBindings:
                       "Ctrl-C stops the cast", "info")
 
     return bindings
+
+
+class _SecretShownAsStars(Processor):
+    """A line for a member that reads a password (echo off in line mode) shows as stars, as
+    the member's own prompt would show nothing; but for its address (``NAME: ``), so that
+    who gets it stays in sight."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def apply_transformation(self, ti: TransformationInput) -> Transformation:
+        text = ti.document.text
+        if self._console.keeps(text):
+            return Transformation(ti.fragments)
+        shown = 0
+        if ti.lineno == 0:
+            name, colon, _ = text.partition(": ")
+            if colon and name in (*self._console.members, ALL):
+                shown = len(name) + len(colon)
+        fragments = explode_text_fragments(ti.fragments)
+        return Transformation(cast("StyleAndTextTuples", [  # (as prompt_toolkit's own does)
+            (style, char if i < shown else "*", *rest)
+            for i, (style, char, *rest) in enumerate(fragments)]))
 
 
 class _KeptHistory(History):
