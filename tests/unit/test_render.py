@@ -168,6 +168,16 @@ class TestSanitize:
         rendered = Renderer(["web"], sanitize=True).render(out("web", data, partial=True))
         assert rendered == b"web | " + b"x" * 256 * 1024 + b"\n"
 
+    @pytest.mark.parametrize(("data", "shown"), [
+        (b"a" + b"\r" * 256 * 1024 + b"b\n", b"b"), (b"a" + b"\r" * 256 * 1024, b"a")],
+        ids=["text-after", "nothing-after"])
+    def test_a_long_run_of_carriage_returns_is_shown_in_time(self, data: bytes,
+                                                             shown: bytes) -> None:
+        """Binary output, a stuck progress bar: a pattern tried from each CR of the run took
+        minutes on 256 KiB, and held the whole run meanwhile."""
+        rendered = Renderer(["web"], sanitize=True).render(out("web", data))
+        assert rendered == b"web | " + shown + b"\n"
+
     def test_a_carriage_return_goes_to_a_file_as_it_is(self) -> None:
         rendered = Renderer(["web"]).render(out("web", b"10%\r50%\r100%\n"))
         assert rendered == b"web | 10%\r50%\r100%\n"

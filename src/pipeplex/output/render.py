@@ -48,8 +48,9 @@ _UNSAFE = re.compile(
     rb"|[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]"
 )
 
-_CR_AT_END = re.compile(rb"\r+(?=\n)|\r+\Z")
-"""Carriage returns before a line's end: they end no line of their own."""
+_CR_AT_END = re.compile(rb"(?<!\r)\r+(?=\n|\Z)")
+"""Carriage returns before a line's end: they end no line of their own. (Tried only where a
+run of them begins: from every CR of a long run, the search was quadratic in it.)"""
 
 
 def _last_states(data: bytes) -> bytes:
