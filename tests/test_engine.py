@@ -1582,3 +1582,32 @@ def test_a_member_that_ended_is_not_told_of_prompts() -> None:
     notes = asyncio.run(scenario())
     assert any("job wrote nothing" in note for note in notes), notes
     assert not any("sqlite3" in note for note in notes), notes
+
+
+def test_a_restart_while_a_build_step_drains_holds_back_who_starts_after_it(
+        tmp_path: Path) -> None:
+    """build exited (on_exit = "ignore"), a child of it still holds its output. Restarting
+    build, and app that starts after it, at once: app waits for build's new run and gets
+    its new value, not the old run's."""
+    gate, count = tmp_path / "gate", tmp_path / "count"
+    os.mkfifo(gate)
+    build = ProcSpec("build", ("sh", "-c", f"n=$(($(cat {count} 2>/dev/null || echo 0) + 1)); "
+                                           f"echo $n > {count}; echo ready $n; "
+                                           f"(read x < {gate}) & exit 0"),
+                     ready="ready (?P<v>[0-9]+)", on_exit="ignore")
+    app = ProcSpec("app", ("echo", "app got {v}"), after=("build",), on_exit="ignore")
+
+    async def scenario() -> list[bytes]:
+        engine, recorder = _engine(build, app)
+        engine.hold()
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "app", "| app got 1")
+        await asyncio.wait_for(asyncio.gather(engine.restart("build"), engine.restart("app")), 30)
+        seen = await _seen(engine, recorder, "app", "| app got 2")
+        engine.release()
+        engine.request_stop()  # (which stops the gate's readers that build's runs left)
+        await asyncio.wait_for(run, 30)
+        return [e.data for e in recorder.events[:seen]
+                if isinstance(e, Output) and e.name == "app"]
+
+    assert asyncio.run(scenario()) == [b"app got 1\n", b"app got 2\n"]

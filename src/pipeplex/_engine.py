@@ -266,6 +266,7 @@ class Engine:
                 # drains, or it waits out a restart's backoff): that supervisor starts it
                 # again, at once; or, if it is past taking it, starts a new one.
                 self._restart_requested.add(name)
+                self._down(name)  # (members restarted after it wait for its new run)
                 wake = self._backoffs.get(name)
                 if wake is not None and not wake.done():
                     wake.set_result(None)
