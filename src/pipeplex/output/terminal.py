@@ -28,6 +28,7 @@ import errno
 import fcntl
 import os
 import stat
+from collections import deque
 from collections.abc import Callable
 
 from .._bus import Bus
@@ -68,7 +69,7 @@ class Writer:
         self._fd, self._own_fd = self._private_fd(fd)
         self._drained: asyncio.Event | None = None
         self._holding = False
-        self._held: list[bytes] = []
+        self._held: deque[bytes] = deque()
         self._held_bytes = 0
         self._on_held: Callable[[], None] = lambda: None
         self._batch: list[bytes] = []
@@ -163,15 +164,15 @@ class Writer:
         With ``limit``, only the first pieces, about that many bytes (at least one): a slow
         terminal then takes a flood a window at a time, the prompt reading keys between.
         True if some stays held."""
-        held, self._held = self._held, []
-        if limit is not None:
-            taken = 0
-            for count, piece in enumerate(held):
-                if taken and taken + len(piece) > limit:
-                    held, self._held = held[:count], held[count:]
-                    break
-                taken += len(piece)
-        self._held_bytes = sum(map(len, self._held))
+        if limit is None:
+            held, self._held = list(self._held), deque()
+            taken = self._held_bytes
+        else:  # (from the front: a window's cost is its own size, not what stays held)
+            held, taken = [], 0
+            while self._held and (not held or taken + len(self._held[0]) <= limit):
+                held.append(self._held.popleft())
+                taken += len(held[-1])
+        self._held_bytes -= taken
         if held and not self._closed:
             if self._buffer:
                 self._append(held)
@@ -291,7 +292,7 @@ class Writer:
     def close(self) -> None:
         self._flush_batch()
         if self._held and not self._closed:
-            self._append(self._held)
+            self._append(list(self._held))
         self._held.clear()
         self._held_bytes = 0
         if self._loop is not None and self._buffer:
