@@ -77,6 +77,8 @@ class LineWatch:
         for i, line in enumerate(lines):
             if self._try(_readable(line), cut=first_cut and i == 0):
                 return
+        if lines:
+            self.held = None  # (that line ended, and did not match when it did)
         if partial:
             self._try(_readable(partial), cut=partial_cut, unfinished=True)
 

@@ -52,6 +52,16 @@ def test_unfinished_line_can_match() -> None:
     assert [m.string for m in matches] == ["> "]
 
 
+def test_a_held_match_is_only_the_current_unfinished_lines() -> None:
+    """A value at an unfinished line's end is held (it may grow), and said if the member
+    is never ready; once that line ended without matching, it is no longer so."""
+    w, matches = watch(r"port: (?P<port>\d+)$")
+    w(out("web", b"port: 42", partial=True))
+    assert matches == [] and w.held == "port: 42"
+    w(out("web", b" (busy)\nretrying", partial=True))
+    assert matches == [] and w.held is None
+
+
 @pytest.mark.parametrize(
     ("data", "fires"),
     [
