@@ -601,6 +601,13 @@ class TestAcrossMembers:
             "passed on as written); db's ready has a group without a name: name it, "
             "(?P<port>...), to capture it"]
 
+    def test_braces_a_group_without_a_name_does_not_mention_are_not_told(
+            self, tmp_path: Path) -> None:
+        """awk's {print}, an f-string's {x}: not what 'ready (\\d+)' would capture."""
+        cast = load(tmp_path, "[procs.db]\ncmd = \"x\"\nready = 'ready (\\d+)'\n"
+                              '[procs.c]\ncmd = "awk \'{print}\'"\nafter = "db"\n')
+        assert variable_warnings(cast) == []
+
     def test_braces_that_are_no_variable_of_the_cast_are_not_told(self, tmp_path: Path) -> None:
         cast = load(tmp_path, "[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n"
                               '[procs.c]\ncmd = "python3 -c \'print(f{{x}})\' ${HOME} {port}"\n'

@@ -646,7 +646,10 @@ def variable_warnings(cast_spec: CastSpec) -> list[str]:
                 warnings.append(f"{said}passed on as written); did you mean {{{close}}}, which "
                                 f"{captured[close]} captures?")
                 continue
-            groups = [dep for dep in _closure(proc, procs) if dep in unnamed]
+            # (only for a name the pattern mentions, 'port (\d+)' for {port}: not for an
+            # awk program's {print} or an f-string's {x})
+            groups = [dep for dep in _closure(proc, procs) if dep in unnamed
+                      and re.search(rf"(?i)\b{re.escape(var)}\b", procs[dep].ready or "")]
             if groups:
                 warnings.append(f"{said}passed on as written); {groups[0]}'s ready has a group "
                                 f"without a name: name it, (?P<{_identifier(var)}>...), to "
