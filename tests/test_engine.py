@@ -1611,3 +1611,17 @@ def test_a_restart_while_a_build_step_drains_holds_back_who_starts_after_it(
                 if isinstance(e, Output) and e.name == "app"]
 
     assert asyncio.run(scenario()) == [b"app got 1\n", b"app got 2\n"]
+
+
+def test_a_silent_server_is_not_told_of_prompts() -> None:
+    """Its ready pattern waits for a log line, not a prompt: the hint would mislead."""
+    server = ProcSpec("api", ("sh", "-c", "exec sleep 60"), ready="listening on", ready_timeout=0.2)
+
+    async def scenario() -> list[str]:
+        engine, recorder = _engine(server)
+        assert await asyncio.wait_for(engine.run(), 30) == 1
+        return recorder.notes()
+
+    notes = asyncio.run(scenario())
+    assert any("api wrote nothing" in note for note in notes), notes
+    assert not any("sqlite3" in note for note in notes), notes

@@ -557,8 +557,8 @@ def test_a_member_spawned_with_stderr_into_stdout_gives_one_stream_in_order() ->
     with Plex() as plex:
         m = plex.spawn("m", [PY, "-c", code], stderr="stdout")
         m.expect("^before\nfailed$", stream="stdout")
-        with pytest.raises(ValueError, match="m was spawned with stderr='stdout': what it "
-                                             "writes to stderr comes on its stdout"):
+        with pytest.raises(ValueError, match="m has stderr='stdout': what it writes to "
+                                             "stderr comes on its stdout"):
             m.expect("failed", stream="stderr")  # (it could only time out)
         assert m.expect(EOF) == 0
         refused = "stderr must be one of 'apart', 'stdout', not 'x'"
@@ -571,6 +571,7 @@ def test_a_command_may_hold_paths_as_subprocess_takes_them(tmp_path: Path) -> No
     script.write_text("print('hello from a path')\n")
     with Plex() as plex:
         plex.spawn("p", [Path(PY), script]).expect("^hello from a path$")
+        assert plex.spawn("q", Path(shutil.which("true") or "/bin/true")).wait() == 0
         with pytest.raises(ValueError, match=r"since is a time.time\(\), not 'x'"):
             plex.transcript(since="x")  # type: ignore[arg-type]
 

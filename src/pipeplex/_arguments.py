@@ -155,8 +155,8 @@ def check_stream(stream: str, spec: ProcSpec | None = None) -> None:
         raise ValueError(f"stream must be 'stdout' or 'stderr' (or None for both), "
                          f"not {stream!r}")
     if stream == "stderr" and spec is not None and spec.stderr != "apart":
-        raise ValueError(f"{spec.name} was spawned with stderr='stdout': what it writes to "
-                         "stderr comes on its stdout, in order (leave stream out)")
+        raise ValueError(f"{spec.name} has stderr='stdout': what it writes to stderr comes "
+                         "on its stdout, in order (leave stream out)")
 
 
 def pty_mode(pty: PtyOption) -> Literal["stdout", "full", "pipes"]:

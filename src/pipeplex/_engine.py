@@ -13,6 +13,7 @@ import asyncio
 import bisect
 import contextlib
 import os
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -65,6 +66,10 @@ class Failure:
     reason: str
     at: float
     """When it failed (``time.monotonic()``): the failures are kept in that order."""
+
+
+_PROMPT_PATTERN = re.compile(r"[>:?#%$] ?\$?\)?$|\\s\*?\$?$")
+"""A ``ready`` pattern that waits for a prompt (``sqlite> $``, ``Password: ``)."""
 
 
 class Engine:
@@ -522,8 +527,9 @@ class Engine:
         if member is None or member.spec.pty == "full":
             return ""
         if member.spec.pty == "stdout":
-            if member.returncode is not None or member.stopping:
-                return ""  # (a program that ended, or was stopped, was no waiting prompt)
+            if (member.returncode is not None or member.stopping
+                    or not _PROMPT_PATTERN.search(member.spec.ready or "")):
+                return ""  # (only for a member still waited for at a prompt it never wrote)
             return ("a program that prompts only when its stdin is a terminal, as sqlite3 "
                     "and psql do, writes no prompt with pty = \"stdout\"; pty = true gives "
                     "it one")

@@ -615,7 +615,7 @@ class AsyncPlex:
     async def spawn(
         self,
         name: str,
-        cmd: str | Sequence[str | os.PathLike[str]],
+        cmd: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
@@ -658,6 +658,8 @@ class AsyncPlex:
         if ready is None and ready_timeout is not None:
             raise CastError(f"{name}: ready_timeout is how long ready may take to show; give "
                             "ready too", source="spawn()")
+        if isinstance(cmd, os.PathLike):  # (a program alone, as subprocess takes it)
+            cmd = [cmd]
         if not cmd or (isinstance(cmd, str) and not cmd.strip()):
             raise CastError(f"{name}: the command is empty", source="spawn()")
         if isinstance(cmd, str) and not shell:

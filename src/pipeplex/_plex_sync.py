@@ -442,7 +442,7 @@ class Plex:
     def spawn(
         self,
         name: str,
-        cmd: str | Sequence[str | os.PathLike[str]],
+        cmd: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,

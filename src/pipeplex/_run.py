@@ -187,7 +187,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
                 writer.write(renderer.render_note(text, None, level, time.time()))
 
             console = Console(engine, reply, interrupt=lambda: on_signal(signal.SIGINT),
-                              quit=(lambda: on_signal(signal.SIGQUIT))
+                              quit_now=(lambda: on_signal(signal.SIGQUIT))
                               if signal.SIGQUIT in handled else None)
             if isatty:
                 console.on_resize = on_resize

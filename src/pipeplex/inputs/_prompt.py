@@ -306,8 +306,8 @@ def _key_bindings(console: Console) -> KeyBindings:
     @bindings.add("c-\\", eager=True)
     def _quit(event: KeyPressEvent) -> None:
         # SIGQUIT's key, a key here too: what SIGQUIT does (a stop without the grace).
-        if console.quit is not None:
-            console.quit()
+        if console.quit_now is not None:
+            console.quit_now()
         else:
             console.reply("Ctrl-\\ does nothing here (SIGQUIT was ignored when pipeplex "
                           "started); Ctrl-C stops the cast", "info")

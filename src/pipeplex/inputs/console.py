@@ -269,16 +269,16 @@ class Console:
         engine: the running engine (its router, status, restart and stop).
         reply: shows pipeplex's answer to a console line (not part of the run's events).
         interrupt: what Ctrl-C at the prompt does (the same as SIGINT to pipeplex).
-        quit: what Ctrl-\\ does (SIGQUIT's: a stop without the grace); None when SIGQUIT
-            was ignored from the start (``nohup``, a script's background job).
+        quit_now: what Ctrl-\\ does (SIGQUIT's: a stop without the grace); None when
+            SIGQUIT was ignored from the start (``nohup``, a script's background job).
     """
 
     def __init__(self, engine: Engine, reply: Reply, *, interrupt: Callable[[], None],
-                 quit: Callable[[], None] | None = None) -> None:
+                 quit_now: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.reply = reply
         self.interrupt = interrupt
-        self.quit = quit
+        self.quit_now = quit_now
         self.members = list(engine.members)
         self.target = self.members[0] if self.members else ALL
         self.on_end: Callable[[], None] = lambda: None

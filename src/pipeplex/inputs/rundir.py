@@ -99,6 +99,9 @@ def _remedy(path: Path, mode: int) -> str:
                 shared = any(entries)
         except OSError:
             shared = True
+    if mode & stat.S_ISVTX:  # (/tmp: a name in it might be anyone's first)
+        return (f"leave out {_GIVE} (the default folder is private to you), or give a "
+                "folder of your own")
     if shared:
         return (f"give a folder of its own, such as {path / 'run'} (pipeplex makes it), "
                 f"with {_GIVE}")
