@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import pickle
+import re
 import signal
 import sys
 import threading
@@ -160,6 +161,8 @@ def test_expect_exact_takes_lists_sentinels_and_a_stream() -> None:
         assert sh.expect_exact(["a?b", "a.b", TIMEOUT], timeout=10) == 1
         assert sh.expect_exact(EOF, timeout=10) == 0
         assert sh.expect_exact(["zzz", EOF], timeout=10) == 1
+        with pytest.raises(ValueError, match="expect_exact\\(\\) takes text, not a compiled"):
+            sh.expect_exact(re.compile("a.c"))  # (it was searched as a pattern)
 
 
 def test_a_handle_whose_name_was_used_again_is_over() -> None:

@@ -106,6 +106,9 @@ def patterns_of(pattern: Any) -> tuple[bool, list[Pattern]]:
 def exact_patterns(text: Any) -> tuple[bool, list[Pattern]]:
     """:func:`patterns_of` for expect_exact(): strings match literally."""
     single, patterns = patterns_of(text)
+    if any(isinstance(p, re.Pattern) for p in patterns):  # (it would be searched as one)
+        raise ValueError("expect_exact() takes text, not a compiled regular expression "
+                         "(use expect() for that)")
     return single, [re.compile(re.escape(p)) if isinstance(p, str) else p for p in patterns]
 
 
