@@ -592,6 +592,16 @@ def test_an_exit_before_readiness_gives_the_members_status() -> None:
         assert any("before it was ready" in n for n in recorder.notes())
 
 
+def _notes_of_run(*procs: ProcSpec, status: int) -> list[str]:
+    """The notes of a whole run of ``procs`` that ends by itself with ``status``."""
+    async def scenario() -> list[str]:
+        engine, recorder = _engine(*procs)
+        assert await asyncio.wait_for(engine.run(), 30) == status
+        return recorder.notes()
+
+    return asyncio.run(scenario())
+
+
 def _summaries(recorder: Recorder) -> dict[str | None, str]:
     return {e.name: e.text for e in recorder.events
             if isinstance(e, Note) and e.text.startswith("summary: ")}
@@ -1510,12 +1520,7 @@ def test_a_ready_value_at_the_end_of_a_line_that_never_ends_is_explained() -> No
     srv = ProcSpec("srv", ("sh", "-c", "printf 'port: 4242'; exec sleep 60"),
                    ready="port: (?P<port>\\d+)", ready_timeout=0.3)
 
-    async def scenario() -> list[str]:
-        engine, recorder = _engine(srv)
-        assert await asyncio.wait_for(engine.run(), 30) == 1
-        return recorder.notes()
-
-    notes = asyncio.run(scenario())
+    notes = _notes_of_run(srv, status=1)
     assert any("'port: 4242' in its last line matches, but that line has not ended, and a "
                "value at its end may still grow: end the line, or let the pattern match what "
                "follows the value" in note for note in notes), notes
@@ -1559,12 +1564,7 @@ def test_a_member_that_wrote_nothing_on_a_pipe_for_stdin_is_told_of_pty_true() -
     a ready pattern for the prompt waits in vain, and the message says what to change."""
     repl = ProcSpec("sql", ("sh", "-c", "exec sleep 60"), ready="sqlite> $", ready_timeout=0.2)
 
-    async def scenario() -> list[str]:
-        engine, recorder = _engine(repl)
-        assert await asyncio.wait_for(engine.run(), 30) == 1
-        return recorder.notes()
-
-    notes = asyncio.run(scenario())
+    notes = _notes_of_run(repl, status=1)
     assert any("sql wrote nothing (a program that prompts only when its stdin is a terminal, "
                "as sqlite3 and psql do, writes no prompt with pty = \"stdout\"; pty = true "
                "gives it one)" in note for note in notes), notes
@@ -1574,12 +1574,7 @@ def test_a_member_that_ended_is_not_told_of_prompts() -> None:
     """It wrote nothing because it failed, not because it waits at a prompt it never wrote."""
     failed = ProcSpec("job", ("sh", "-c", "exit 3"), ready="done")
 
-    async def scenario() -> list[str]:
-        engine, recorder = _engine(failed)
-        assert await asyncio.wait_for(engine.run(), 30) == 3
-        return recorder.notes()
-
-    notes = asyncio.run(scenario())
+    notes = _notes_of_run(failed, status=3)
     assert any("job wrote nothing" in note for note in notes), notes
     assert not any("sqlite3" in note for note in notes), notes
 
@@ -1617,11 +1612,6 @@ def test_a_silent_server_is_not_told_of_prompts() -> None:
     """Its ready pattern waits for a log line, not a prompt: the hint would mislead."""
     server = ProcSpec("api", ("sh", "-c", "exec sleep 60"), ready="listening on", ready_timeout=0.2)
 
-    async def scenario() -> list[str]:
-        engine, recorder = _engine(server)
-        assert await asyncio.wait_for(engine.run(), 30) == 1
-        return recorder.notes()
-
-    notes = asyncio.run(scenario())
+    notes = _notes_of_run(server, status=1)
     assert any("api wrote nothing" in note for note in notes), notes
     assert not any("sqlite3" in note for note in notes), notes

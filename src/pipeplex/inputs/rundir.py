@@ -90,19 +90,17 @@ def _check_private(path: Path, st: os.stat_result) -> None:
 
 
 def _remedy(path: Path, mode: int) -> str:
-    """What to do about an open run folder: a chmod, unless the folder is shared (sticky,
-    such as /tmp) or holds other files (a project's): closing those would break their use."""
-    shared = bool(mode & stat.S_ISVTX)
-    if not shared:
-        try:
-            with os.scandir(path) as entries:
-                shared = any(entries)
-        except OSError:
-            shared = True
+    """What to do about an open run folder: a chmod, unless the folder serves others (a
+    sticky one such as /tmp, or one holding a project's files): closing it would break them."""
     if mode & stat.S_ISVTX:  # (/tmp: a name in it might be anyone's first)
         return (f"leave out {_GIVE} (the default folder is private to you), or give a "
                 "folder of your own")
-    if shared:
+    try:
+        with os.scandir(path) as entries:
+            holds_files = any(entries)
+    except OSError:
+        holds_files = True
+    if holds_files:
         return (f"give a folder of its own, such as {path / 'run'} (pipeplex makes it), "
                 f"with {_GIVE}")
     return f"run 'chmod 700 {path}' or give another run folder ({_GIVE})"
