@@ -55,7 +55,8 @@ class RecentOutput:
         chunks.append((event.stream, data if len(data) <= self._keep else data[-self._keep :]))
 
     def tail(self, name: str) -> list[str]:
-        """The last lines of ``name``, stderr ones marked with ``! ``."""
+        """The last lines of ``name``, marked as the stream marks them: ``| `` stdout, ``! ``
+        stderr."""
         return self._runs(name)[1]
 
     def _runs(self, name: str) -> tuple[int, list[str]]:
@@ -78,7 +79,7 @@ class RecentOutput:
                     open_line[stream] = entry
                     continue
                 entry[1] += pieces.pop(0)
-            marker = "! " if stream == "stderr" else ""
+            marker = "! " if stream == "stderr" else "| "
             lines.extend([marker, piece] for piece in pieces)
             if rest:
                 open_line[stream] = [marker, rest]

@@ -54,7 +54,7 @@ def test_a_passing_and_a_failing_scenario(tmp_path: Path) -> None:
     assert ".F" in result.stdout
     assert f"{bad}:7: expect '^bye$' in c: not seen within 0.3 s" in result.stdout
     assert "last output of c:" in result.stdout
-    assert "    hi" in result.stdout
+    assert "    | hi" in result.stdout
     assert "1 passed, 1 failed" in result.stdout
 
 
@@ -280,7 +280,7 @@ def test_an_interrupted_test_run_reports_what_it_ran(tmp_path: Path, sig: int) -
     name = signal.Signals(sig).name
     # Where it was stuck, and what its members last wrote: what a cancelled CI job needs.
     assert f"interrupted by {name} at {long}:6: expect 'never'" in plex.text
-    assert "last output of s:\n      up" in plex.text
+    assert "last output of s:\n      | up" in plex.text
     assert f"1 passed, 0 failed, interrupted by {name} (1 not run)" in plex.text
     assert "Traceback" not in plex.text
     suites = {s.get("name"): s for s in ET.parse(report).getroot().findall("testsuite")}

@@ -17,7 +17,7 @@ def test_keeps_the_last_lines() -> None:
     recent = RecentOutput(lines=3)
     recent(out("web", b"1\n2\n3\n"))
     recent(out("web", b"4\n5\n"))
-    assert recent.tail("web") == ["3", "4", "5"]
+    assert recent.tail("web") == ["| 3", "| 4", "| 5"]
 
 
 def test_members_are_kept_apart() -> None:
@@ -25,7 +25,7 @@ def test_members_are_kept_apart() -> None:
     recent = RecentOutput()
     recent(out("web", b"w\n"))
     recent(out("db", b"d\n"))
-    assert (recent.tail("web"), recent.tail("db"), recent.tail("cache")) == (["w"], ["d"], [])
+    assert (recent.tail("web"), recent.tail("db"), recent.tail("cache")) == (["| w"], ["| d"], [])
 
 
 def test_partial_pieces_are_joined() -> None:
@@ -35,14 +35,14 @@ def test_partial_pieces_are_joined() -> None:
     recent(out("web", b"lo", partial=True))
     recent(out("web", b" world\nnext\n"))
     recent(out("web", b"after\n"))
-    assert recent.tail("web") == ["hello world", "next", "after"]
+    assert recent.tail("web") == ["| hello world", "| next", "| after"]
 
 
 def test_unfinished_last_line_is_shown() -> None:
     """A prompt without a newline appears as the last line."""
     recent = RecentOutput()
     recent(out("web", b"a\npassword: ", partial=True))
-    assert recent.tail("web") == ["a", "password: "]
+    assert recent.tail("web") == ["| a", "| password: "]
 
 
 def test_stderr_lines_are_marked() -> None:
@@ -50,14 +50,14 @@ def test_stderr_lines_are_marked() -> None:
     recent = RecentOutput()
     recent(out("web", b"fine\n"))
     recent(out("web", b"boom\nagain\n", stream="stderr"))
-    assert recent.tail("web") == ["fine", "! boom", "! again"]
+    assert recent.tail("web") == ["| fine", "! boom", "! again"]
 
 
 def test_crlf_and_invalid_utf8() -> None:
     """CRLF line ends are dropped and undecodable bytes become U+FFFD."""
     recent = RecentOutput()
     recent(out("web", b"one\r\ncaf\xff\r\n"))
-    assert recent.tail("web") == ["one", "caf\ufffd"]
+    assert recent.tail("web") == ["| one", "| caf\ufffd"]
 
 
 def test_long_lines_are_cut() -> None:
@@ -66,7 +66,7 @@ def test_long_lines_are_cut() -> None:
     recent(out("web", b"abcdefghij\n"))
     recent(out("web", b"xyz", partial=True))
     recent(out("web", b"uvw\n"))
-    assert recent.tail("web") == ["abcde", "xyzuv"]
+    assert recent.tail("web") == ["| abcde", "| xyzuv"]
 
 
 def test_other_events_are_ignored() -> None:
@@ -91,7 +91,7 @@ def test_describe_indents_the_lines() -> None:
     recent = RecentOutput()
     recent(out("web", b"starting\n"))
     recent(out("web", b"port in use\n", stream="stderr"))
-    assert recent.describe("web") == "last output of web:\n    starting\n    ! port in use"
+    assert recent.describe("web") == "last output of web:\n    | starting\n    ! port in use"
 
 
 def test_stderr_does_not_continue_an_unfinished_stdout_line() -> None:
@@ -99,7 +99,7 @@ def test_stderr_does_not_continue_an_unfinished_stdout_line() -> None:
     recent = RecentOutput()
     recent(out("web", b"prompt> ", partial=True))
     recent(out("web", b"err\n", stream="stderr"))
-    assert recent.tail("web") == ["prompt> ", "! err"]
+    assert recent.tail("web") == ["| prompt> ", "! err"]
 
 
 def test_many_chunks_and_a_huge_one_keep_only_the_tail() -> None:
@@ -107,9 +107,9 @@ def test_many_chunks_and_a_huge_one_keep_only_the_tail() -> None:
     recent = RecentOutput(lines=3, max_line=10)
     for n in range(5000):
         recent(out("web", f"{n}\n".encode()))
-    assert recent.tail("web") == ["4997", "4998", "4999"]
+    assert recent.tail("web") == ["| 4997", "| 4998", "| 4999"]
     recent(out("web", b"x" * 1_000_000 + b"\nlast\n"))
-    assert recent.tail("web") == ["4999", "xxxxxxxxxx", "last"]
+    assert recent.tail("web") == ["| 4999", "| xxxxxxxxxx", "| last"]
 
 
 def test_control_characters_are_shown_escaped() -> None:
@@ -120,8 +120,8 @@ def test_control_characters_are_shown_escaped() -> None:
     recent(out("web", b"before\x1b[2J\x1b[31mRED\tx\x00\x7f\xc2\x9b\n"))
     recent(out("web", b"\x1b[32mINFO\x1b[0m:     Started\n"))
     recent(out("web", b"lone \x1b\n"))
-    assert recent.tail("web") == ["beforeRED\tx\\x00\\x7f\\x9b", "INFO:     Started",
-                                  "lone \\x1b"]
+    assert recent.tail("web") == ["| beforeRED\tx\\x00\\x7f\\x9b", "| INFO:     Started",
+                                  "| lone \\x1b"]
 
 
 def test_output_of_earlier_runs_is_told_apart() -> None:
@@ -132,15 +132,15 @@ def test_output_of_earlier_runs_is_told_apart() -> None:
     recent(out("db", b"listening on 1\npartial"))
     recent(Started("db", 2, ("db",), t=0.0))
     assert recent.describe("db") == ("last output of db, from its earlier runs:\n"
-                                     "    listening on 1\n    partial\n"
+                                     "    | listening on 1\n    | partial\n"
                                      "db wrote nothing in its latest run")
     recent(out("db", b"more\n"))  # (does not finish the earlier run's line)
     assert recent.describe("db") == ("last output of db, from its earlier runs:\n"
-                                     "    listening on 1\n    partial\n"
-                                     "and from its latest run:\n    more")
+                                     "    | listening on 1\n    | partial\n"
+                                     "and from its latest run:\n    | more")
     recent(Started("web", 3, ("web",), t=0.0))
     recent(out("web", b"up\n"))
-    assert recent.describe("web") == "last output of web:\n    up"
+    assert recent.describe("web") == "last output of web:\n    | up"
 
 
 def test_silence_gets_the_reason_it_may_not_be_silence() -> None:
@@ -149,7 +149,7 @@ def test_silence_gets_the_reason_it_may_not_be_silence() -> None:
     assert recent.describe("db") == "db wrote nothing (buffered)"
     assert recent.describe("web") == "web wrote nothing"
     recent(out("db", b"up\n"))
-    assert recent.describe("db") == "last output of db:\n    up"
+    assert recent.describe("db") == "last output of db:\n    | up"
     recent(Started("db", 2, ("db",), t=0.0))
     assert recent.describe("db").endswith("db wrote nothing in its latest run (buffered)")
 

@@ -128,11 +128,11 @@ async def _expect(step: Step, engine: Engine, matcher: Matcher, names: list[str]
 def _seen_before(engine: Engine, names: Sequence[str], pattern: str,
                  stream: str | None) -> bool:
     """Whether one of the recent lines of ``names`` (those the report shows) in ``stream``
-    (stderr's marked ``! ``) matches."""
+    (each marked as the stream marks it: ``| `` stdout, ``! `` stderr) matches."""
     regex = re.compile(pattern, re.MULTILINE)
-    marked = [(line.startswith("! "), line) for name in names for line in engine.recent.tail(name)]
-    return any(regex.search(line[2:] if err else line) for err, line in marked
-               if stream is None or (stream == "stderr") == err)
+    lines = [line for name in names for line in engine.recent.tail(name)]
+    return any(regex.search(line[2:]) for line in lines
+               if stream is None or (stream == "stderr") == line.startswith("! "))
 
 
 def _value(step: Step, variables: dict[str, str]) -> str:
