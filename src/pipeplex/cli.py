@@ -499,11 +499,33 @@ class _ReaderLeft(Exception):
 # Test mode: its modules load only when it is used -----------------------------------------
 
 
+def _scenario_files(given: Sequence[Path]) -> list[Path]:
+    """The files given, with each folder replaced by the ``.toml`` files in it and its
+    subfolders, in name order (as pytest collects a folder). Folders and files whose names
+    begin with a dot are left out, and links to folders are not followed. A folder adds
+    only files not named yet; a file named on its own runs each time it is named."""
+    files: list[Path] = []
+    for path in given:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = []
+        for folder, subfolders, names in os.walk(path):
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            found += [Path(folder, name) for name in names
+                      if name.endswith(".toml") and not name.startswith(".")]
+        if not found:
+            _fail(f"{str(path)!r} holds no .toml file to test")
+        files += [file for file in sorted(found) if file not in files]
+    return files
+
+
 def _test_options(parser: argparse.ArgumentParser) -> None:
     from .cast.spec import DEFAULT_GRACE
 
-    parser.add_argument("files", nargs="+", type=_file, metavar="FILE",
-                        help="a scenario file (TOML); each is a test")
+    parser.add_argument("files", nargs="+", type=_path, metavar="FILE",
+                        help="a scenario file (TOML), or a folder: each .toml file in it "
+                             "and its subfolders; each file is a test")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
     parser.add_argument("--junit", type=_report_file, metavar="PATH",
                         help="write a JUnit XML report")
@@ -529,9 +551,9 @@ def test(args: argparse.Namespace) -> None:
     from ._test_command import run_tests
 
     transcript, in_folder = args.transcript or (None, False)
-    run_tests(args.files, verbose=args.verbose, junit=args.junit, transcript=transcript,
-              transcript_folder=in_folder, log_dir=args.log_dir, update=args.update,
-              grace=args.grace, color=_color(args))
+    run_tests(_scenario_files(args.files), verbose=args.verbose, junit=args.junit,
+              transcript=transcript, transcript_folder=in_folder, log_dir=args.log_dir,
+              update=args.update, grace=args.grace, color=_color(args))
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:

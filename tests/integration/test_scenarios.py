@@ -58,6 +58,31 @@ def test_a_passing_and_a_failing_scenario(tmp_path: Path) -> None:
     assert "1 passed, 1 failed" in result.stdout
 
 
+def test_a_folder_runs_each_scenario_file_in_it_and_its_subfolders(tmp_path: Path) -> None:
+    """As pytest collects a folder: its .toml files and its subfolders', in name order;
+    hidden ones, other files and a file named already are left out."""
+    scenarios = tmp_path / "scenarios"
+    (scenarios / "chat").mkdir(parents=True)
+    (scenarios / ".cache").mkdir()
+    passing = CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n'
+    _scenario(scenarios / "chat", passing, "b.toml")
+    _scenario(scenarios, passing, "a.toml")
+    (scenarios / "notes.txt").write_text("not a scenario")
+    _scenario(scenarios / ".cache", "not toml at all [", "x.toml")
+    result = run("test", "-v", scenarios / "a.toml", scenarios)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed, 0 failed" in result.stdout
+    shown = result.stdout
+    assert shown.index(str(scenarios / "a.toml")) < shown.index(str(scenarios / "chat" / "b.toml"))
+
+
+def test_a_folder_with_no_scenario_file_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("")
+    result = run("test", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == f"pipeplex: error: {str(tmp_path)!r} holds no .toml file to test\n"
+
+
 def test_silence_through_a_pipe_is_said_to_be_maybe_a_buffer(tmp_path: Path) -> None:
     """pty = false and nothing seen: the program may have written into its own buffer."""
     buffered = json.dumps([sys.executable, "-c", "import sys; print('ready'); sys.stdin.read()"])
