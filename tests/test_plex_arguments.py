@@ -165,6 +165,30 @@ def test_expect_exact_takes_lists_sentinels_and_a_stream() -> None:
             sh.expect_exact(re.compile("a.c"))  # (it was searched as a pattern)
 
 
+def test_expect_exact_failures_name_the_text_given_not_its_escaped_pattern() -> None:
+    with Plex() as plex:
+        cat = plex.spawn("cat", "cat")
+        with pytest.raises(pipeplex.ExpectTimeout) as timed_out:
+            cat.expect_exact("a.b (x)", timeout=0)
+        assert str(timed_out.value).startswith("'a.b (x)' did not appear in the output of cat")
+        assert timed_out.value.patterns == ("a.b (x)",)
+        sh = plex.spawn("sh", ["sh", "-c", "exit 3"])
+        with pytest.raises(UnexpectedExit) as exited:
+            sh.expect_exact(["1+1", "[2]"], timeout=10)
+        assert "exited with code 3 after" in str(exited.value)
+        assert "while waiting for '1+1' or '[2]'" in str(exited.value)
+
+
+def test_async_expect_exact_failures_name_the_text_given() -> None:
+    async def main() -> None:
+        async with AsyncPlex() as plex:
+            cat = await plex.spawn("cat", "cat")
+            await cat.expect_exact(["()", EOF], timeout=0)
+
+    with pytest.raises(pipeplex.ExpectTimeout, match=r"^'\(\)' or pipeplex.EOF did not appear"):
+        asyncio.run(main())
+
+
 def test_a_handle_whose_name_was_used_again_is_over() -> None:
     """The old handle does not read the new member's output: it is at its EOF."""
     with Plex() as plex:

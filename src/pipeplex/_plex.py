@@ -359,8 +359,11 @@ class AsyncMember:
         """:meth:`expect` for text taken literally (no regular expression): one string, or a
         list of strings that may hold :data:`EOF` and :data:`TIMEOUT`."""
         single, patterns = exact_patterns(text)
-        return await self.expect(patterns[0] if single else patterns,
-                                 timeout, stream=stream)
+        try:
+            return await self.expect(patterns[0] if single else patterns,
+                                     timeout, stream=stream)
+        except (ExpectTimeout, UnexpectedExit) as exc:
+            raise exc.naming(patterns_of(text)[1]) from None
 
     async def start(self) -> None:
         """Start this member, declared with ``autostart = false``, and return once it is

@@ -260,7 +260,10 @@ class Member:
         if stream is not None:
             check_stream(stream, self._member._process.spec)
         single, patterns = exact_patterns(text)
-        return self._expect(single, patterns, timeout, stream)
+        try:
+            return self._expect(single, patterns, timeout, stream)
+        except (ExpectTimeout, UnexpectedExit) as exc:
+            raise exc.naming(patterns_of(text)[1]) from None
 
     def _wakeup(self) -> threading.Event:
         """This thread's event to sleep on (one per thread, made once)."""

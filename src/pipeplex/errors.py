@@ -127,6 +127,11 @@ class ExpectTimeout(PipeplexError, TimeoutError):
             f"{where} within {waited:.1f} s\n{recent}"
         )
 
+    def naming(self, patterns: Sequence[object]) -> ExpectTimeout:
+        """The same failure, naming ``patterns``: the text ``expect_exact()`` was given,
+        rather than the escaped expression it searched for."""
+        return ExpectTimeout(self.names, patterns, self.waited, self.recent, stream=self.stream)
+
 
 class UnexpectedExit(PipeplexError):
     """The member exited while an expectation waited on it."""
@@ -150,6 +155,10 @@ class UnexpectedExit(PipeplexError):
             f"{name} {describe_returncode(returncode)} after {waited:.1f} s while waiting for "
             f"{_show_patterns(self.patterns)}\n{recent}"
         )
+
+    def naming(self, patterns: Sequence[object]) -> UnexpectedExit:
+        """The same failure, naming ``patterns`` (see :meth:`ExpectTimeout.naming`)."""
+        return UnexpectedExit(self.name, self.returncode, patterns, self.waited, self.recent)
 
 
 class NotReady(PipeplexError):
