@@ -659,7 +659,7 @@ def test_a_line_too_long_for_a_full_terminal_is_said() -> None:
         counter.expect(r"^in 4095$")
         assert counter.wait() == 0
     assert [n for n in notes if "at most 4095 bytes" in n] == [
-        "counter's terminal takes lines of at most 4095 bytes (a full terminal in line mode): "
+        "its terminal takes lines of at most 4095 bytes (a full terminal in line mode): "
         "a line of 10000 bytes reaches the program cut short; a member with pty = \"stdout\" "
         "or false reads lines of any length"]
 
@@ -708,14 +708,14 @@ def test_input_dropped_for_a_member_that_ended_is_said_once_then_counted() -> No
     the first is said, the rest counted in one note when it starts again or the cast ends."""
     notes: list[str] = []
     with Plex(timeout=LONG) as plex:
-        plex.bus.subscribe(lambda e: notes.append(e.text), [pipeplex.Note])
+        plex.bus.subscribe(lambda e: notes.append(f"{e.name}: {e.text}"), [pipeplex.Note])
         gone = plex.spawn("gone", ["true"])
         assert gone.wait() == 0
         for i in range(5):
             gone.sendline(f"line {i}")  # 7 bytes each
     dropped = [n for n in notes if "dropped" in n]
-    assert dropped == ["gone is not running; dropped 7 bytes of input",
-                       "dropped 28 more bytes of input sent to gone while it could not take "
+    assert dropped == ["gone: is not running; dropped 7 bytes of input",
+                       "gone: dropped 28 more bytes of input sent while it could not take "
                        "them"], notes
 
 

@@ -211,7 +211,7 @@ def test_members_of_a_failed_load_that_never_started(tmp_path: Path) -> None:
                     "[procs.second]\ncmd = 'cat'\nafter = ['first']\n")
     notes: list[str] = []
     with Plex() as plex:
-        plex.bus.subscribe(lambda e: notes.append(e.text), [pipeplex.Note])
+        plex.bus.subscribe(lambda e: notes.append(f"{e.name}: {e.text}"), [pipeplex.Note])
         with pytest.raises(pipeplex.NotReady):
             plex.load(cast)
         second = plex["second"]
@@ -221,7 +221,7 @@ def test_members_of_a_failed_load_that_never_started(tmp_path: Path) -> None:
         with pytest.raises(pipeplex.PipeplexError, match="second was never started"):
             second.wait(timeout=10)
         plex.spawn("probe", "true").wait(timeout=10)  # (the loop has run the sends by now)
-    assert any("second has not started yet; dropped 6 bytes" in n for n in notes)
+    assert any("second: has not started yet; dropped 6 bytes" in n for n in notes)
 
 
 def test_async_members_refuse_to_act_once_the_plex_is_closed() -> None:

@@ -129,5 +129,5 @@ def test_input_from_another_thread_is_refused_once_the_program_exited() -> None:
 
     events = asyncio.run(scenario())
     assert not any(isinstance(e, Output) and b"hello" in e.data for e in events), events
-    assert any(isinstance(e, Note) and "m is not running; dropped 6 bytes" in e.text
+    assert any(isinstance(e, Note) and "is not running; dropped 6 bytes" in e.text
                for e in events), events

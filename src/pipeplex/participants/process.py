@@ -538,9 +538,8 @@ class Process:
 
     def _tell_dropped(self) -> None:
         if self._dropped:
-            self._bus.publish(Note(f"dropped {self._dropped} more bytes of input sent to "
-                                   f"{self.name} while it could not take them",
-                                   name=self.name, level="warning"))
+            self._bus.publish(Note(f"dropped {self._dropped} more bytes of input sent while it "
+                                   "could not take them", name=self.name, level="warning"))
         self._dropped = None
 
     def release_output(self) -> None:
@@ -694,7 +693,7 @@ class Process:
             why = {"pending": "has not started yet", "failed": "could not start"}.get(
                 self.state,
                 "is not running" if self.returncode is not None else "has its stdin closed")
-            self._bus.publish(Note(f"{self.name} {why}; dropped {len(data)} bytes of input",
+            self._bus.publish(Note(f"{why}; dropped {len(data)} bytes of input",
                                    name=self.name, level="warning"))
             return False
         if recording:
@@ -741,7 +740,7 @@ class Process:
         longest = max(len(line) for line in data.split(b"\n"))
         if canonical and longest > MAX_CANON:
             self._bus.publish(Note(
-                f"{self.name}'s terminal takes lines of at most {MAX_CANON} bytes (a full "
+                f"its terminal takes lines of at most {MAX_CANON} bytes (a full "
                 f"terminal in line mode): a line of {longest} bytes reaches the program cut "
                 "short; a member with pty = \"stdout\" or false reads lines of any length",
                 name=self.name, level="warning"))
@@ -810,7 +809,7 @@ class Process:
     def _closed_by_member(self, dropped: int) -> None:
         # (a write found its end closed: the member closed it, or ended, a stop's or a
         # restart's end included; which one, the exit that follows says)
-        self._bus.publish(Note(f"{self.name} closed its stdin or ended; dropped {dropped} bytes",
+        self._bus.publish(Note(f"closed its stdin or ended; dropped {dropped} bytes",
                                name=self.name, level="warning"))
         self._drop_stdin()
 
