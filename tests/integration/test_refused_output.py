@@ -4,10 +4,12 @@ run stops its cast and leaves nobody behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -157,17 +159,22 @@ DROPPED = ("got SIGTERM while the reader of pipeplex's output takes nothing: wha
            "taken is dropped, and the rest of the run goes to the records only")
 
 
-def test_a_stop_asked_for_again_ends_though_nobody_reads_the_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stdout", ["pipe", "socket"])
+def test_a_stop_asked_for_again_ends_though_nobody_reads_the_output(
+        tmp_path: Path, stdout: str) -> None:
     """A member floods while the reader of pipeplex's output takes nothing: past the 4 MiB
     kept for a slow reader, pipeplex stops reading the members, and the stop waited for
     their last output, which waited for that reader, whatever signal came. A stop signal
-    during such a stop drops what the reader has not taken (the records keep the rest)."""
+    during such a stop drops what the reader has not taken (the records keep the rest).
+    A socket (a service's journal stream) is written without waiting as a pipe is: a
+    blocking write there held the loop, and no signal was heard."""
     transcript = tmp_path / "t.jsonl"
-    with subprocess.Popen(
+    ours, theirs = socket.socketpair() if stdout == "socket" else (None, None)
+    with ours or contextlib.nullcontext(), theirs or contextlib.nullcontext(), subprocess.Popen(
             [*PIPEPLEX, "run", "-p", f"flood={FLOOD}", "-p", "idle=sleep 60", "--no-console",
              "--grace", "60", "--run-dir", tmp_path / "r", "--transcript", transcript],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            start_new_session=True) as run:  # (its stdout: a pipe nobody reads)
+            stdin=subprocess.DEVNULL, stdout=theirs or subprocess.PIPE,
+            stderr=subprocess.DEVNULL, start_new_session=True) as run:  # (nobody reads it)
         try:
             _until(lambda: transcript.exists() and b'"s": "out"' in transcript.read_bytes())
             run.send_signal(signal.SIGTERM)  # (the member ignores it, and floods on)

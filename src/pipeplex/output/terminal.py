@@ -5,10 +5,14 @@ pipe into a paused pager), the rest is buffered and written as the fd becomes wr
 past ``high_water`` buffered bytes the sink pauses every reader on the bus, so children
 block on their own full pipes: memory stays bounded and nothing is dropped.
 
-stdout is shared with the shell that started us, so we never set O_NONBLOCK on it: for a
-pipe or a terminal we open a second, private file description of the same object through
-``/proc/self/fd/1``; anything else (a regular file) gets plain blocking writes, which a
-file absorbs at once.
+stdout is shared with the shell that started us, so we never leave O_NONBLOCK set on it:
+for a pipe or a terminal we open a second, private file description of the same object
+through ``/proc/self/fd/1``. Where that is refused (a pipe or a terminal of another user,
+as after ``su`` or ``runuser`` from root's terminal), each write sets O_NONBLOCK on the
+shared description and clears it again at once; a socket (a service's journal stream) is
+written with ``MSG_DONTWAIT``, which changes nothing shared. Either way a reader that takes
+nothing never blocks the loop, so a stop signal is still heard. A regular file gets plain
+blocking writes, which it absorbs at once.
 
 When the terminal hangs up (its window closed, the ssh connection dropped), every write
 fails with EIO: from then on writes are dropped quietly and ``on_hangup`` says so once,
@@ -26,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import os
+import socket
 import stat
 from collections import deque
 from collections.abc import Callable
@@ -66,7 +72,7 @@ class Writer:
         self._closed = False
         self._refused_once = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._fd, self._own_fd = self._private_fd(fd)
+        self._fd, self._close_own, self._write = _nonblocking_writes(fd)
         self._drained: asyncio.Event | None = None
         self._holding = False
         self._held: deque[bytes] = deque()
@@ -74,24 +80,6 @@ class Writer:
         self._on_held: Callable[[], None] = lambda: None
         self._batch: list[bytes] = []
         """Writes of this loop iteration, joined into one system call at its end."""
-
-    @staticmethod
-    def _private_fd(fd: int) -> tuple[int, bool]:
-        try:
-            mode = os.fstat(fd).st_mode
-        except OSError:
-            return fd, False
-        if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
-            return fd, False
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
-            return fd, False  # not ours to write to: the writes fail as they should
-        try:
-            own = os.open(
-                f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
-            )
-        except OSError:
-            return fd, False
-        return own, True
 
     @property
     def refused(self) -> bool:
@@ -208,7 +196,7 @@ class Writer:
         view = memoryview(data)
         while view:
             try:
-                written = os.write(self._fd, view)
+                written = self._write(view)
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -232,7 +220,7 @@ class Writer:
         self._buffer.clear()
         self._buffered = 0
         try:
-            written = os.write(self._fd, data)
+            written = self._write(data)
         except BlockingIOError:
             written = 0
         except OSError as exc:
@@ -299,15 +287,59 @@ class Writer:
             self._loop.remove_writer(self._fd)
         if self._buffer and not self._closed:
             # Shutting down: what is left goes out with blocking writes.
-            os.set_blocking(self._fd, True)
+            if self._close_own is not None:
+                os.set_blocking(self._fd, True)  # (ours; a shared one is blocking already)
             try:
                 os.write(self._fd, b"".join(self._buffer))
             except OSError as exc:
                 self._refused(exc)  # (the last lines refused: said, as any others)
         self._buffer.clear()
-        if self._own_fd:
-            os.close(self._fd)
+        if self._close_own is not None:
+            self._close_own()
         self._closed = True
+
+
+Write = Callable[[bytes | memoryview], int]
+
+
+def _nonblocking_writes(fd: int) -> tuple[int, Callable[[], None] | None, Write]:
+    """For ``fd``, shared with whoever started us: the descriptor to watch, what to close
+    at the end (a descriptor of our own), and how to write without blocking (a
+    BlockingIOError when the reader takes nothing now). See the module's docstring."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return fd, None, functools.partial(os.write, fd)
+    if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)):
+        return fd, None, functools.partial(os.write, fd)  # a file: no reader to wait for
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+        return fd, None, functools.partial(os.write, fd)  # not ours: writes fail, as they should
+    if stat.S_ISSOCK(mode):
+        sock = socket.socket(fileno=os.dup(fd))
+        return fd, sock.close, functools.partial(_send_now, sock)
+    try:
+        own = os.open(
+            f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+        )
+    except OSError:  # (another user's pipe or terminal)
+        return fd, None, functools.partial(write_without_waiting, fd)
+    return own, functools.partial(os.close, own), functools.partial(os.write, own)
+
+
+def _send_now(sock: socket.socket, data: bytes | memoryview) -> int:
+    return sock.send(data, socket.MSG_DONTWAIT)
+
+
+def write_without_waiting(fd: int, data: bytes | memoryview) -> int:
+    """``os.write`` to a shared descriptor that stays blocking: O_NONBLOCK is set for this
+    one write and cleared at once, so a reader that takes nothing gives BlockingIOError
+    here, and whoever shares the descriptor finds it as it was."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        return os.write(fd, data)
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
 
 
 class TerminalSink:
