@@ -25,11 +25,14 @@ class StdoutRefused(Exception):
 
 @contextlib.contextmanager
 def printing() -> Iterator[None]:
-    """Around writes to stdout: flushed before the block ends; a refusal other than the
-    reader leaving becomes :class:`StdoutRefused`."""
+    """Around writes to stdout: flushed before the block ends, also when it ends by
+    ``sys.exit`` (help and the version exit as they print); a refusal other than the reader
+    leaving becomes :class:`StdoutRefused`."""
     try:
-        yield
-        sys.stdout.flush()
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
     except BrokenPipeError:
         raise
     except OSError as exc:

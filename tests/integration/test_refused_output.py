@@ -143,8 +143,16 @@ def test_the_clients_say_that_their_output_is_refused(run_dir: Path) -> None:
             attach.stderr.close()
 
 
+@pytest.mark.parametrize("buffered", [True, False])
 @pytest.mark.parametrize("words", [["--version"], ["-h"], ["status", "-h"]])
-def test_help_and_the_version_say_that_their_output_is_refused(words: list[str]) -> None:
+def test_help_and_the_version_say_that_their_output_is_refused(
+        words: list[str], buffered: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also with stdout buffered, as it is in a shell that does not set PYTHONUNBUFFERED:
+    what help wrote was flushed at the interpreter's exit then, too late to be said."""
+    if buffered:
+        monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONUNBUFFERED", "1")
     result = pipeplex(*words, stdout="full")
     assert result.returncode == 1
     said_once(result, FULL)
