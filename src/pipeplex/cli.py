@@ -641,6 +641,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(INTERRUPTED)
     except StdoutRefused as exc:
         _stdout_refused(exc.error)
+    except FileNotFoundError as exc:
+        if exc.filename is None and _working_folder_gone():  # (from os.getcwd)
+            _fail("the current folder no longer exists (it was deleted): cd to a folder that "
+                  "does, and start again")
+        raise
     except (OSError, BaseExceptionGroup) as exc:
         if _out_of_descriptors(exc):
             _say_out_of_descriptors()
@@ -650,6 +655,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif not isinstance(exc, BrokenPipeError):
             raise
         _reader_left(REQUEST_FAILED)
+
+
+def _working_folder_gone() -> bool:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
 
 
 def _out_of_descriptors(exc: BaseException) -> bool:

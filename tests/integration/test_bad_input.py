@@ -66,6 +66,25 @@ def test_nothing_to_run_is_a_usage_error() -> None:
     assert "nothing to run" in result.stderr
 
 
+@pytest.mark.parametrize("words", [["run", "-p", "a=true", "--no-console"],
+                                   ["run", "-p", "a=true", "--no-console", "--run-dir", "{tmp}/r"],
+                                   ["test", "{tmp}/case.toml"], ["status"], ["send", "a", "x"]])
+def test_a_working_folder_that_was_deleted_is_said_in_one_line(
+        tmp_path: Path, words: list[str]) -> None:
+    """Every command that needs the working folder (a member's cwd, the run folder's name)
+    says it is gone, instead of a traceback of os.getcwd()."""
+    (tmp_path / "case.toml").write_text('[procs.a]\ncmd = "true"\n')
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    argv = [*PIPEPLEX, *(w.replace("{tmp}", str(tmp_path)) for w in words)]
+    result = subprocess.run(["sh", "-c", 'cd "$1" && rmdir "$1" && shift && exec "$@"', "sh",
+                             gone, *argv], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=DEADLINE)
+    assert _error(result) == ("pipeplex: error: the current folder no longer exists (it was "
+                              "deleted): cd to a folder that does, and start again\n")
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_symlinked_run_dir_is_refused(tmp_path: Path) -> None:
     """A run folder that is a symlink could point anywhere: refuse it."""
     target = tmp_path / "elsewhere"
