@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shlex
 import socket
 import subprocess
 from pathlib import Path
@@ -107,6 +108,53 @@ def test_a_symlink_planted_as_the_run_folders_lock_is_refused_by_name(tmp_path: 
     stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", folder))
     assert "run.lock: it is a symbolic link, not a lock file of a run; move it away" in stderr
     assert victim.read_text() == "mine"
+
+
+@pytest.mark.parametrize("above", ["another user's folder", "an open folder",
+                                   "another user's link"])
+def test_a_run_dir_that_someone_else_could_move_away_is_refused(
+        tmp_path: Path, above: str) -> None:
+    """Whoever may rename the run folder during the run could put pipes of their own in
+    its place, and a script's line to RUN/NAME.in would go to them: a run folder below a
+    folder of theirs, an open one that is not sticky, or a link of theirs, is refused."""
+    parent = tmp_path / "above"
+    parent.mkdir()
+    given = parent / "run"
+    if above == "another user's folder":
+        os.chown(parent, 65534, 65534)
+        who = f"{parent} belongs to uid 65534, who could move the run folder away"
+    elif above == "an open folder":
+        parent.chmod(0o777)
+        who = f"others may write to {parent} (mode 0777), and so move the run folder away"
+    else:
+        link = tmp_path / "link"
+        link.symlink_to(parent)
+        os.lchown(link, 65534, 65534)
+        given = link / "run"
+        who = f"{link} is a symbolic link of uid 65534, who could point it elsewhere"
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", given))
+    assert f"pipeplex: error: refusing run folder {given}: {who}" in stderr
+    assert "leave out --run-dir, or run_dir= in Python (the default folder is private" in stderr
+    assert list(parent.iterdir()) == []
+
+
+def test_a_run_dir_in_a_sticky_folder_and_the_folders_made_for_it_are_safe(
+        tmp_path: Path) -> None:
+    """In a sticky folder (as /tmp) only the owner may move a name away; the folders that
+    pipeplex makes on the way are private whatever the umask, and go at the end."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    made = shared / "a"
+    show = shlex.join(["stat", "-c", "%a %n", str(made), str(made / "b")])
+    result = subprocess.run(
+        ["sh", "-c", 'umask 000 && exec "$@"', "sh", *PIPEPLEX, "run", "-p", f"modes={show}",
+         "--no-console", "--no-color", "--run-dir", made / "b" / "run"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=DEADLINE)
+    assert result.returncode == 0, result.stderr
+    assert f"| 700 {made}\n" in result.stdout
+    assert f"| 700 {made / 'b'}\n" in result.stdout
+    assert list(shared.iterdir()) == []
 
 
 def test_a_run_dir_others_can_write_is_refused(tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ MAX_REQUEST = 64 * 1024
 """Longest request line the control socket reads (without its newline)."""
 _GIVE = "--run-dir, or run_dir= in Python"
 """How a run folder is given, for the messages (the command's option, the API's argument)."""
+_ELSEWHERE = (f"leave out {_GIVE} (the default folder is private to you), or give one in a "
+              "folder of your own")
 OPEN_ATTEMPTS = 5  # a folder removed as it is opened (a run there ending) is made anew
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -124,11 +126,14 @@ def _make_private_dir(path: Path) -> tuple[int, bool, list[Path]]:
         if path.parent.name in _BASE_NAMES and path.parent == _runtime_base():
             os.close(_private_dir(path.parent)[0])  # (shared by every run: kept)
         else:
+            _check_above(path)
             missing = path.parent
             while not os.path.lexists(missing) and missing != missing.parent:
                 parents.append(missing)
                 missing = missing.parent
-            os.makedirs(path.parent, exist_ok=True)
+            for folder in reversed(parents):  # (private whatever the umask, as the run's)
+                with contextlib.suppress(FileExistsError):  # (another run made it too)
+                    os.mkdir(folder, 0o700)
     except OSError as exc:  # (its parent cannot be: not a race, whatever the error)
         raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
     try:
@@ -139,6 +144,39 @@ def _make_private_dir(path: Path) -> tuple[int, bool, list[Path]]:
     except OSError as exc:
         _remove_empty(parents)
         raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
+
+
+def _check_above(path: Path) -> None:
+    """Refuse a run folder that someone else could move away during the run, to put pipes
+    of their own in its place (a script's ``echo secret > RUN/NAME.in`` would then be theirs):
+    one below a folder of another user, or one that others may write to and that is not
+    sticky (as /tmp is), or below a symbolic link of another user, who could point it
+    elsewhere. Root's folders and the user's own are safe."""
+    safe = (0, os.geteuid())
+    for above in reversed(path.parents):  # (the path as given: its links, from the top)
+        try:
+            st = os.lstat(above)
+        except OSError:
+            break  # (missing: made by us, below)
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in safe:
+            raise RunDirError(f"refusing run folder {path}: {above} is a symbolic link of uid "
+                              f"{st.st_uid}, who could point it elsewhere during the run; "
+                              f"{_ELSEWHERE}")
+    real = Path(os.path.realpath(path.parent))
+    for above in (*reversed(real.parents), real):  # (the folders it is really in)
+        try:
+            st = os.stat(above)
+        except OSError:
+            break
+        if st.st_uid not in safe:
+            raise RunDirError(f"refusing run folder {path}: {above} belongs to uid {st.st_uid}, "
+                              "who could move the run folder away and put pipes of their own "
+                              f"in its place; {_ELSEWHERE}")
+        others_write = st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid != os.getegid())
+        if others_write and not st.st_mode & stat.S_ISVTX:
+            raise RunDirError(f"refusing run folder {path}: others may write to {above} (mode "
+                              f"{stat.S_IMODE(st.st_mode):04o}), and so move the run folder "
+                              f"away and put pipes of their own in its place; {_ELSEWHERE}")
 
 
 def _remove_empty(folders: list[Path]) -> None:
