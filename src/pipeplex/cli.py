@@ -297,9 +297,13 @@ def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[
     """A connection to the run; its errors become messages and exit codes."""
     from .control_client import ControlClient
     from .errors import NoRun, RequestFailed
-    from .inputs.rundir import default_run_dir
+    from .inputs.rundir import SOCKET_NAME, default_run_dirs
 
-    folder = run_dir or default_run_dir()
+    if run_dir is None:  # (the run of this folder, wherever its environment put it)
+        candidates = default_run_dirs()
+        folder = next((c for c in candidates if os.path.lexists(c / SOCKET_NAME)), candidates[0])
+    else:
+        folder = run_dir
     try:
         with ControlClient(folder, timeout=timeout) as client:
             yield client

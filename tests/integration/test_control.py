@@ -148,6 +148,23 @@ def test_clients_find_the_run_started_in_the_same_folder(tmp_path: Path) -> None
         assert re.search(r"^c +\d+ +running", result.stdout, re.MULTILINE)
 
 
+def test_clients_find_the_run_of_the_folder_that_another_environment_put_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started where XDG_RUNTIME_DIR is unset (cron, sudo, another su session) is in
+    $TMPDIR/pipeplex-UID; a client whose shell sets XDG_RUNTIME_DIR still finds it."""
+    project, tmpdir, runtime = tmp_path / "proj", tmp_path / "tmp", tmp_path / "xdg"
+    for folder in (project, tmpdir, runtime):
+        folder.mkdir(mode=0o700)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    with Pipeplex("run", "-p", "c=cat", cwd=project) as plex:
+        plex.expect(f"run folder {tmpdir}/pipeplex-{os.geteuid()}/proj-")
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        result = run("send", "c", "found you", cwd=project)
+        assert result.returncode == 0, result.stderr
+        plex.expect(r"^c \| found you$")
+
+
 def test_concurrent_send_commands(run_dir: Path) -> None:
     """Several pipeplex send processes at once: every line arrives whole."""
     with cats(run_dir, "c") as plex:

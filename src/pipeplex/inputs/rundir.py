@@ -25,7 +25,8 @@ from pathlib import Path
 from .._file_kind import file_kind
 from ..errors import RunDirError
 
-__all__ = ("LOCK_NAME", "MAX_REQUEST", "SOCKET_NAME", "SUN_PATH_MAX", "RunDir", "default_run_dir")
+__all__ = ("LOCK_NAME", "MAX_REQUEST", "SOCKET_NAME", "SUN_PATH_MAX", "RunDir", "default_run_dir",
+           "default_run_dirs")
 
 LOCK_NAME = "run.lock"
 SOCKET_NAME = "control.sock"
@@ -42,12 +43,12 @@ _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 _BASE_NAMES = ("pipeplex", f"pipeplex-{os.geteuid()}")
-"""The names :func:`_runtime_base` gives: a folder of another name is not it, whatever
-``tempfile`` would say (it takes 3 ms to load and tries a file in each candidate folder)."""
+"""The names :func:`_runtime_base` gives: a folder of another name is not it."""
 
 
 def _runtime_base() -> Path:
-    """``$XDG_RUNTIME_DIR/pipeplex`` when that folder is usable, else ``/tmp/pipeplex-UID``."""
+    """``$XDG_RUNTIME_DIR/pipeplex`` when that folder is usable, else ``$TMPDIR/pipeplex-UID``
+    (``/tmp/pipeplex-UID`` without an absolute TMPDIR)."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isabs(xdg):  # (a relative one is to be ignored, says the XDG spec)
         try:
@@ -56,21 +57,38 @@ def _runtime_base() -> Path:
             st = None
         if st and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
             return Path(xdg) / "pipeplex"
-    import tempfile  # (3 ms to load, and only this fallback needs it)
+    return _temp_base(os.environ.get("TMPDIR"))
 
-    return Path(tempfile.gettempdir()) / f"pipeplex-{os.geteuid()}"
+
+def _temp_base(tmpdir: str | None) -> Path:
+    return Path(tmpdir if tmpdir and os.path.isabs(tmpdir) else "/tmp") / f"pipeplex-{os.geteuid()}"
+
+
+def _run_dir_name(cwd: Path | None) -> str:
+    cwd = (cwd or Path.cwd()).resolve()
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", cwd.name)[:24] or "root"
+    digest = f"{zlib.crc32(os.fsencode(cwd)):08x}"  # tells folders apart (hashlib: 1 ms to load)
+    return f"{label}-{digest}"
 
 
 def default_run_dir(cwd: Path | None = None) -> Path:
     """The run folder used when none is given: one per working folder, so clients find it.
 
     ``$XDG_RUNTIME_DIR/pipeplex/<folder name>-<hash of its path>``, or the same under
-    ``/tmp/pipeplex-UID`` when there is no usable runtime folder.
+    ``$TMPDIR/pipeplex-UID`` (``/tmp/...``) when there is no usable runtime folder.
     """
-    cwd = (cwd or Path.cwd()).resolve()
-    label = re.sub(r"[^A-Za-z0-9_.-]", "_", cwd.name)[:24] or "root"
-    digest = f"{zlib.crc32(os.fsencode(cwd)):08x}"  # tells folders apart (hashlib: 1 ms to load)
-    return _runtime_base() / f"{label}-{digest}"
+    return _runtime_base() / _run_dir_name(cwd)
+
+
+def default_run_dirs(cwd: Path | None = None) -> list[Path]:
+    """Where a run started in ``cwd`` without a run folder may be: :func:`default_run_dir`
+    first, then where it goes in another environment (a shell without XDG_RUNTIME_DIR, or
+    with another TMPDIR, as cron's, sudo's or another ``su`` session's), so that a client
+    finds the run that this one's environment would not have put there."""
+    name = _run_dir_name(cwd)
+    bases = [_runtime_base(), Path(f"/run/user/{os.geteuid()}/pipeplex"),
+             _temp_base(os.environ.get("TMPDIR")), _temp_base(None)]
+    return list(dict.fromkeys(base / name for base in bases))
 
 
 def _check_private(path: Path, st: os.stat_result) -> None:
