@@ -36,6 +36,14 @@ from .participants._escaped import start_time
 from .participants.orphans import Adoption, children, descendants
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure", "backoff_delay")
+
+NO_PROC = ("/proc is not mounted here: what members start outside their process groups (a "
+           "daemon's setsid) cannot be found, and is not stopped with the cast, nor if pipeplex "
+           "is killed; mount /proc to have it stopped")
+
+
+def _proc_mounted() -> bool:
+    return os.path.exists("/proc/self/stat")  # (a stat: no wait worth a thread)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 MAX_FAILURES = 1000
@@ -379,6 +387,8 @@ class Engine:
         self._began.set()
         for text in variable_warnings(self.cast):  # (a typo, most likely: said before it runs)
             self.bus.publish(Note(text, level="warning"))
+        if not _proc_mounted():  # (a chroot, a bare sandbox)
+            self.bus.publish(Note(NO_PROC, level="warning"))
         if self._early_stop:
             reason, interrupted_by = self._early_stop
             self.request_stop(reason, interrupted_by=interrupted_by)

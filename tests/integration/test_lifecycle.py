@@ -748,3 +748,19 @@ def test_ready_port_shared_by_a_new_listener_of_the_member_is_ready(run_dir: Pat
         plex.expect(r"^late +\* port \d+ \(its ready_port\) already has a listener")
         plex.expect(r"^late +\| listening$")
         plex.expect(r"^late +\* ready$")
+
+
+def test_a_run_without_proc_says_what_it_cannot_stop(run_dir: Path) -> None:
+    """In a chroot or a bare sandbox, what a member starts outside its group (found through
+    /proc) is not stopped with the cast: said at the start, not found out later."""
+    hide_proc = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs none /proc && exec "$@"', "sh"]
+    if shutil.which("unshare") is None or subprocess.run(
+            [*hide_proc, "true"], capture_output=True, timeout=DEADLINE).returncode != 0:
+        pytest.skip("no mount namespace to hide /proc in")
+    result = subprocess.run([*hide_proc, *PIPEPLEX, "run", "-p", "a=echo hi", "--no-console",
+                             "--run-dir", str(run_dir)],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            timeout=DEADLINE)
+    assert result.returncode == 0, result.stderr
+    assert "pipeplex * /proc is not mounted here: what members start outside their process " \
+        "groups (a daemon's setsid) cannot be found" in result.stdout
