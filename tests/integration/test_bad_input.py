@@ -248,6 +248,25 @@ def test_a_relative_xdg_runtime_dir_is_ignored(tmp_path: Path) -> None:
     assert list((tmp_path / "relative").iterdir()) == []
 
 
+def test_a_link_planted_as_the_default_base_is_named_as_such(tmp_path: Path) -> None:
+    """Nobody gave /tmp/pipeplex-UID: the message says what it is and what to do."""
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "theirs").mkdir(mode=0o700)
+    base = tmp_path / "tmp" / f"pipeplex-{os.geteuid()}"
+    base.symlink_to(tmp_path / "theirs")
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    env.pop("XDG_RUNTIME_DIR", None)
+    result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=DEADLINE,
+                            stdin=subprocess.DEVNULL)
+    assert _error(result) == (
+        f"pipeplex: error: refusing {base}, the folder of every run of yours without "
+        f"--run-dir: it is a symbolic link of uid {os.geteuid()}, which someone may have put "
+        "there; remove it if it is yours, or give a run folder (--run-dir, or run_dir= in "
+        "Python)\n")
+    assert list((tmp_path / "theirs").iterdir()) == []
+
+
 def test_too_few_file_descriptors_is_said_at_every_step_of_the_start(tmp_path: Path) -> None:
     """Whatever the start is doing when the limit is hit (the guardian, the imports, the
     event loop, the run folder, its pipes, a member), it says so in a line, and leaves no

@@ -142,7 +142,16 @@ def _make_private_dir(path: Path) -> tuple[int, bool, list[Path]]:
     parents: list[Path] = []
     try:
         if path.parent.name in _BASE_NAMES and path.parent == _runtime_base():
-            os.close(_private_dir(path.parent)[0])  # (shared by every run: kept)
+            try:
+                os.close(_private_dir(path.parent)[0])  # (shared by every run: kept)
+            except RunDirError as exc:
+                if not os.path.islink(path.parent):
+                    raise
+                raise RunDirError(  # (nobody gave it: the message must say what it is)
+                    f"refusing {path.parent}, the folder of every run of yours without "
+                    f"{_GIVE.split(',')[0]}: it is {_what(os.lstat(path.parent))}, which someone "
+                    f"may have put there; remove it if it is yours, or give a run folder "
+                    f"({_GIVE})") from exc
         else:
             _check_above(path)
             missing = path.parent
