@@ -162,6 +162,42 @@ def test_a_member_that_does_not_get_ready_fails_its_spawn_alone() -> None:
         assert plex.spawn("later", "cat").running
 
 
+def test_a_spawn_that_fails_lets_its_member_go(tmp_path: Path) -> None:
+    """Nobody holds the handle of a member whose spawn failed: its pipe, its name in the
+    status and its tables go, as remove() would let them go. Under new names, each kept a
+    descriptor until spawns failed with "Too many open files"."""
+    missing = tmp_path / "script"
+    missing.write_text("#!/nonexistent/interpreter\n")
+    missing.chmod(0o755)
+    run_dir = tmp_path / "run"
+    with Plex(run_dir=run_dir) as plex:
+        for i in range(3):
+            with pytest.raises(pipeplex.NotReady):
+                plex.spawn(f"quits{i}", ["sh", "-c", "exit 3"], ready="never")
+            with pytest.raises(pipeplex.SpawnError):
+                plex.spawn(f"broken{i}", [str(missing)])
+        assert sorted(p.name for p in run_dir.iterdir()) == ["all.in", "control.sock",
+                                                              "run.lock"]
+        status = subprocess.run([PY, "-m", "pipeplex", "status", "--run-dir", str(run_dir)],
+                                capture_output=True, text=True, timeout=LONG)
+        assert "quits" not in status.stdout and "broken" not in status.stdout, status.stdout
+        assert plex.spawn("quits0", "cat").running  # (its name free, as before)
+
+
+def test_a_member_given_a_removed_ones_name_has_no_exit_of_its_own_yet(tmp_path: Path) -> None:
+    """pipeplex status showed the removed member's exit for the new one (and kept an entry
+    for every name that ever was)."""
+    run_dir = tmp_path / "run"
+    with Plex(run_dir=run_dir) as plex:
+        assert plex.spawn("x", ["sh", "-c", "exit 5"]).wait() == 5
+        plex.remove("x")
+        plex.spawn("x", "cat")
+        status = subprocess.run([PY, "-m", "pipeplex", "status", "--json", "--run-dir",
+                                 str(run_dir)], capture_output=True, text=True, timeout=LONG)
+        [member] = json.loads(status.stdout)["members"]
+        assert (member["name"], member["state"], member["last_exit"]) == ("x", "running", None)
+
+
 def test_eof_and_timeout_alone_return_zero_as_in_pexpect() -> None:
     """``expect(EOF)`` is pexpect's idiom for "wait until it ends"; after TIMEOUT, ``before``
     holds what came so far and it stays unread."""

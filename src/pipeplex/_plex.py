@@ -9,6 +9,7 @@ outlives it even if the interpreter dies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import re
@@ -697,6 +698,11 @@ class AsyncPlex:
         except PipeplexError:
             if self._members.get(name) is member:  # (not a member given the name since)
                 del self._members[name]
+                if not self.engine.stopping:  # (else the plex's close lets it all go)
+                    # It has been stopped, and nobody holds its handle: let it go, or each
+                    # failed spawn under a new name would keep its pipe and its tables.
+                    with contextlib.suppress(PipeplexError):
+                        await self._forget_member(name, member)
             raise
         return member
 
@@ -717,12 +723,14 @@ class AsyncPlex:
             PipeplexError: another member starts after it (``after``, in a loaded cast).
         """
         member = self[name]
-        engine = self.engine
-        await engine.remove(name)
-        member._removed = True
+        await self._forget_member(name, member)
         if self._members.get(name) is member:  # (a spawn it failed may have let it go)
             del self._members[name]
-        if name not in engine.members:  # (else a newer member has the name, and all of it)
+
+    async def _forget_member(self, name: str, member: AsyncMember) -> None:
+        await self.engine.remove(name)
+        member._removed = True
+        if name not in self.engine.members:  # (else a newer member has the name, and all of it)
             if self._inputs is not None:
                 self._inputs.remove(name)
             self.matcher.forget(name)

@@ -144,6 +144,10 @@ class ControlServer:
         if isinstance(event, Exited):
             self._last_exit[event.name] = event.returncode
 
+    def forget(self, name: str) -> None:
+        """Member ``name`` has left the cast: a member given its name later has no exit yet."""
+        self._last_exit.pop(name, None)
+
     # Serving ------------------------------------------------------------------------
 
     async def serve(self) -> None:

@@ -76,6 +76,8 @@ class FolderInputs:
         if fifo is not None:
             fifo.close()
             self.run_dir.remove(f"{name}.in")
+        if self._control is not None:
+            self._control.forget(name)
 
     async def serve(self) -> None:
         """Serve the control socket until cancelled."""
