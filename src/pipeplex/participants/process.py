@@ -221,7 +221,8 @@ class Process:
                 self._spawn_failed()
                 if executable is not None:
                     _EXECUTABLES.clear()  # a file looked up earlier is gone: look again next time
-                raise SpawnError(self.name, spec.command_text, _spawn_reason(exc, argv)) from None
+                raise SpawnError(self.name, spec.command_text,
+                                 _spawn_reason(exc, argv, executable, spec.cwd)) from None
             except ValueError as exc:  # a NUL byte, or "=" in an environment variable's name
                 self._spawn_failed()
                 raise SpawnError(self.name, spec.command_text,
@@ -1100,8 +1101,28 @@ def _executable(program: str, env: Mapping[str, str]) -> str | None:
     return found
 
 
-def _spawn_reason(exc: OSError, argv: list[str]) -> str:
-    if isinstance(exc, FileNotFoundError) and exc.filename in (None, argv[0]):
+def _missing_interpreter(program: str) -> str:
+    """Why ``program``, which exists, was not found when run: what it needs to run is not."""
+    try:
+        with open(program, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        first = b""
+    if first.startswith(b"#!"):
+        line = first[2:].strip().decode(errors="replace")
+        return (f"its interpreter was not found: {line.split()[0] if line else '(none)'!r} "
+                f"(the #! line of {program!r})")
+    return (f"{program!r} exists, but what it needs to run was not found (its loader: a "
+            "program built for another system?)")
+
+
+def _spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
+                  cwd: str | None = None) -> str:
+    """Why ``argv`` did not start (``executable``: its file, if it was looked up)."""
+    if isinstance(exc, FileNotFoundError) and exc.filename in (None, argv[0], executable):
+        file = executable or (os.path.join(cwd or ".", argv[0]) if "/" in argv[0] else None)
+        if file is not None and os.path.isfile(file):
+            return _missing_interpreter(file)
         return f"command not found: {argv[0]!r}"
     if isinstance(exc, PermissionError):
         return f"permission denied: {argv[0]!r} is not executable"
