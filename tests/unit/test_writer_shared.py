@@ -1,6 +1,5 @@
-"""Writes to a standard output that pipeplex shares and cannot reopen for itself (another
-user's pipe or terminal): they never wait for the reader, and leave the descriptor as it
-was for whoever shares it."""
+"""Writes to a standard output that pipeplex shares with others: never waiting for the
+reader, and never changing the descriptor's flags, which the others share."""
 
 from __future__ import annotations
 
@@ -8,31 +7,79 @@ import asyncio
 import fcntl
 import os
 import socket
+import threading
 
 import pytest
 
 from pipeplex._bus import Bus
-from pipeplex.output.terminal import Writer, write_without_waiting
+from pipeplex.output import outlet, terminal
+from pipeplex.output.terminal import Writer
 
 
-def test_a_write_to_a_full_pipe_fails_at_once_and_leaves_it_blocking() -> None:
+@pytest.fixture
+def threaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outlet of a pipe that cannot be opened again (another user's, or no /proc)."""
+    monkeypatch.setattr(terminal, "open_outlet",
+                        lambda fd, on_error: outlet._Thread(fd, on_error))
+
+
+def _flags(fd: int) -> int:
+    return fcntl.fcntl(fd, fcntl.F_GETFL)
+
+
+@pytest.mark.usefixtures("threaded")
+def test_a_pipe_nobody_reads_holds_a_thread_not_the_loop() -> None:
+    """The loop goes on (and a stop signal would be heard) while the reader takes nothing;
+    once it reads, everything arrives in order; the shared flags are never touched."""
     read_end, write_end = os.pipe()
+    before = _flags(write_end)
+    data = b"".join(b"%08d\n" % i for i in range(200_000))  # 1.8 MB: far past the pipe
+    received = bytearray()
+
+    def reader() -> None:
+        while chunk := os.read(read_end, 65536):
+            received.extend(chunk)
+
+    async def main() -> None:
+        writer = Writer(write_end, Bus())
+        writer.write(data)
+        for _ in range(3):  # (passes of the loop, each blocked for ever if a write waited)
+            await asyncio.sleep(0)
+        assert _flags(write_end) == before
+        assert writer.pending > 0 or writer._outlet.busy  # (nothing read yet)
+        thread = threading.Thread(target=reader)
+        thread.start()
+        await writer.drain()
+        writer.close()
+        os.close(write_end)
+        await asyncio.to_thread(thread.join)
+
     try:
-        written = 0
-        for _ in range(10_000):  # (a blocking write would hang once the pipe is full)
-            try:
-                written += write_without_waiting(write_end, b"x" * 4096)
-            except BlockingIOError:
-                break
-        else:
-            pytest.fail("the pipe never filled")
-        assert written >= 4096
-        assert not fcntl.fcntl(write_end, fcntl.F_GETFL) & os.O_NONBLOCK
-        assert os.get_blocking(write_end)
-        assert len(os.read(read_end, 65536)) > 0  # what went in is there
+        asyncio.run(main())
+        assert bytes(received) == data
+        assert _flags(read_end) & os.O_NONBLOCK == 0
     finally:
         os.close(read_end)
+
+
+@pytest.mark.usefixtures("threaded")
+def test_a_reader_gone_is_said_from_the_thread_as_from_the_loop() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    calls: list[str] = []
+
+    async def main() -> None:
+        writer = Writer(write_end, Bus(), on_broken=lambda: calls.append("broken"))
+        writer.write(b"nobody reads this\n")
+        await writer.drain()
+        assert writer.refused
+        writer.close()
+
+    try:
+        asyncio.run(main())
+    finally:
         os.close(write_end)
+    assert calls == ["broken"]
 
 
 def test_the_writer_keeps_what_a_socket_nobody_reads_cannot_take() -> None:
@@ -49,6 +96,7 @@ def test_the_writer_keeps_what_a_socket_nobody_reads_cannot_take() -> None:
         pending = writer.pending
         writer.abandon()
         writer.close()
+        assert os.get_blocking(theirs.fileno())
         return pending
 
     with ours, theirs:

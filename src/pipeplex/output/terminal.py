@@ -5,14 +5,8 @@ pipe into a paused pager), the rest is buffered and written as the fd becomes wr
 past ``high_water`` buffered bytes the sink pauses every reader on the bus, so children
 block on their own full pipes: memory stays bounded and nothing is dropped.
 
-stdout is shared with the shell that started us, so we never leave O_NONBLOCK set on it:
-for a pipe or a terminal we open a second, private file description of the same object
-through ``/proc/self/fd/1``. Where that is refused (a pipe or a terminal of another user,
-as after ``su`` or ``runuser`` from root's terminal), each write sets O_NONBLOCK on the
-shared description and clears it again at once; a socket (a service's journal stream) is
-written with ``MSG_DONTWAIT``, which changes nothing shared. Either way a reader that takes
-nothing never blocks the loop, so a stop signal is still heard. A regular file gets plain
-blocking writes, which it absorbs at once.
+stdout is shared with the shell that started us: how it is written without blocking the
+loop, and without changing what others share, is the outlet's business (``outlet.py``).
 
 When the terminal hangs up (its window closed, the ssh connection dropped), every write
 fails with EIO: from then on writes are dropped quietly and ``on_hangup`` says so once,
@@ -29,16 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
-import functools
-import os
-import socket
-import stat
 from collections import deque
 from collections.abc import Callable
 
 from .._bus import Bus
 from .._events import Event
+from .outlet import open_outlet
 from .render import Renderer
 
 __all__ = ("TerminalSink", "Writer")
@@ -71,8 +61,7 @@ class Writer:
         self._buffered = 0
         self._closed = False
         self._refused_once = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._fd, self._close_own, self._write = _nonblocking_writes(fd)
+        self._outlet = open_outlet(fd, on_error=self._failed_later)
         self._drained: asyncio.Event | None = None
         self._holding = False
         self._held: deque[bytes] = deque()
@@ -196,7 +185,7 @@ class Writer:
         view = memoryview(data)
         while view:
             try:
-                written = self._write(view)
+                written = self._outlet.write(view)
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -208,35 +197,40 @@ class Writer:
         if view:
             self._buffer.append(bytes(view))
             self._buffered += len(view)
-            if self._loop is None:
-                self._loop = asyncio.get_running_loop()
-            self._loop.add_writer(self._fd, self._flush_some)
+            self._outlet.when_writable(self._flush_some)
             if self.pending > self._high:
                 self._bus.pause(self)
+        elif self._outlet.busy:  # (taken by a thread that writes it: told when it has)
+            self._outlet.when_writable(self._flush_some)
 
     def _flush_some(self) -> None:
-        assert self._loop is not None
         data = b"".join(self._buffer)
         self._buffer.clear()
         self._buffered = 0
         try:
-            written = self._write(data)
+            written = self._outlet.write(data) if data else 0
         except BlockingIOError:
             written = 0
         except OSError as exc:
-            self._loop.remove_writer(self._fd)
+            self._outlet.stop_waiting()
             self._refused(exc)
             return
         rest = data[written:]
         if rest:
             self._buffer.append(rest)
             self._buffered = len(rest)
-        else:
-            self._loop.remove_writer(self._fd)
+        elif not self._outlet.busy:
+            self._outlet.stop_waiting()
             if self._drained is not None:
                 self._drained.set()
         if self.pending <= self._low:
             self._bus.resume(self)
+
+    def _failed_later(self, exc: OSError) -> None:
+        """A write that the outlet's thread carried out failed."""
+        self._outlet.stop_waiting()
+        if not self._closed:
+            self._refused(exc)
 
     def _refused(self, exc: OSError) -> None:
         """A write failed for good: drop what is kept and what comes from now on, and say
@@ -254,8 +248,7 @@ class Writer:
         """Drop what is kept and what comes from now on: we are leaving, and the reader
         is not taking it (a stop signal came after the cast had ended, or again during a
         stop that waits for output the reader will not take)."""
-        if self._loop is not None and self._buffer:
-            self._loop.remove_writer(self._fd)
+        self._outlet.stop_waiting()
         self._batch.clear()
         self._drop()
 
@@ -272,7 +265,7 @@ class Writer:
     async def drain(self) -> None:
         """Wait until everything buffered has been written (or the reader went away)."""
         self._flush_batch()
-        while self._buffer and not self._closed:
+        while (self._buffer or self._outlet.busy) and not self._closed:
             self._drained = asyncio.Event()
             await self._drained.wait()
             self._drained = None
@@ -283,63 +276,16 @@ class Writer:
             self._append(list(self._held))
         self._held.clear()
         self._held_bytes = 0
-        if self._loop is not None and self._buffer:
-            self._loop.remove_writer(self._fd)
-        if self._buffer and not self._closed:
-            # Shutting down: what is left goes out with blocking writes.
-            if self._close_own is not None:
-                os.set_blocking(self._fd, True)  # (ours; a shared one is blocking already)
-            try:
-                os.write(self._fd, b"".join(self._buffer))
+        self._outlet.stop_waiting()
+        if self._closed:
+            self._outlet.release()
+        else:
+            try:  # shutting down: what is left goes out with blocking writes
+                self._outlet.finish(b"".join(self._buffer))
             except OSError as exc:
                 self._refused(exc)  # (the last lines refused: said, as any others)
         self._buffer.clear()
-        if self._close_own is not None:
-            self._close_own()
         self._closed = True
-
-
-Write = Callable[[bytes | memoryview], int]
-
-
-def _nonblocking_writes(fd: int) -> tuple[int, Callable[[], None] | None, Write]:
-    """For ``fd``, shared with whoever started us: the descriptor to watch, what to close
-    at the end (a descriptor of our own), and how to write without blocking (a
-    BlockingIOError when the reader takes nothing now). See the module's docstring."""
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return fd, None, functools.partial(os.write, fd)
-    if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)):
-        return fd, None, functools.partial(os.write, fd)  # a file: no reader to wait for
-    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
-        return fd, None, functools.partial(os.write, fd)  # not ours: writes fail, as they should
-    if stat.S_ISSOCK(mode):
-        sock = socket.socket(fileno=os.dup(fd))
-        return fd, sock.close, functools.partial(_send_now, sock)
-    try:
-        own = os.open(
-            f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
-        )
-    except OSError:  # (another user's pipe or terminal)
-        return fd, None, functools.partial(write_without_waiting, fd)
-    return own, functools.partial(os.close, own), functools.partial(os.write, own)
-
-
-def _send_now(sock: socket.socket, data: bytes | memoryview) -> int:
-    return sock.send(data, socket.MSG_DONTWAIT)
-
-
-def write_without_waiting(fd: int, data: bytes | memoryview) -> int:
-    """``os.write`` to a shared descriptor that stays blocking: O_NONBLOCK is set for this
-    one write and cleared at once, so a reader that takes nothing gives BlockingIOError
-    here, and whoever shares the descriptor finds it as it was."""
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    try:
-        return os.write(fd, data)
-    finally:
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
 
 
 class TerminalSink:
