@@ -295,17 +295,18 @@ def demo(args: argparse.Namespace) -> None:
 @contextlib.contextmanager
 def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[ControlClient]:
     """A connection to the run; its errors become messages and exit codes."""
-    from .control_client import ControlClient
     from .errors import NoRun, RequestFailed
     from .inputs.rundir import SOCKET_NAME, default_run_dirs
 
     if run_dir is None:  # (the run of this folder, wherever its environment put it)
         candidates = default_run_dirs()
-        folder = next((c for c in candidates if os.path.lexists(c / SOCKET_NAME)), candidates[0])
+        found = [c for c in candidates if os.path.lexists(c / SOCKET_NAME)]
     else:
-        folder = run_dir
+        candidates = found = [run_dir]
+    folder = (found or candidates)[0]
     try:
-        with ControlClient(folder, timeout=timeout) as client:
+        with _first_answering(found or candidates, timeout) as client:
+            folder = client.run_dir
             yield client
     except NoRun as exc:
         print(f"pipeplex: error: {exc}", file=sys.stderr)
@@ -321,6 +322,25 @@ def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[
         print(f"pipeplex: error: lost the connection to the run at {folder}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         sys.exit(REQUEST_FAILED)
+
+
+def _first_answering(folders: Sequence[Path], timeout: float | None) -> ControlClient:
+    """A client connected to the first of ``folders`` whose run answers (one killed there
+    may have left its socket behind); else the first one's NoRun."""
+    from .control_client import ControlClient
+    from .errors import NoRun
+
+    first: NoRun | None = None
+    for folder in folders:
+        client = ControlClient(folder, timeout=timeout)
+        try:
+            client.connect()
+        except NoRun as exc:
+            first = first or exc
+            continue
+        return client
+    assert first is not None
+    raise first
 
 
 def _send_options(parser: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import resource
@@ -131,7 +132,9 @@ ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file t
 
 @pytest.mark.parametrize("above", [pytest.param("another user's folder", marks=ROOT),
                                    "an open folder",
-                                   pytest.param("another user's link", marks=ROOT)])
+                                   pytest.param("a shared group's folder", marks=ROOT),
+                                   pytest.param("another user's link", marks=ROOT),
+                                   pytest.param("a link in another user's folder", marks=ROOT)])
 def test_a_run_dir_that_someone_else_could_move_away_is_refused(
         tmp_path: Path, above: str) -> None:
     """Whoever may rename the run folder during the run could put pipes of their own in
@@ -146,6 +149,20 @@ def test_a_run_dir_that_someone_else_could_move_away_is_refused(
     elif above == "an open folder":
         parent.chmod(0o777)
         who = f"others may write to {parent} (mode 0777), and so move the run folder away"
+    elif above == "a shared group's folder":
+        shared = next((g for g in grp.getgrall() if g.gr_gid != os.getegid()), None)
+        if shared is None:
+            pytest.skip("no other group")
+        os.chown(parent, -1, shared.gr_gid)
+        parent.chmod(0o775)
+        who = f"others may write to {parent} (mode 0775), and so move the run folder away"
+    elif above == "a link in another user's folder":
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 65534, 65534)
+        (theirs / "link").symlink_to(parent)  # (a link of one's own: they may swap it)
+        given = theirs / "link" / "run"
+        who = f"{theirs} belongs to uid 65534, who could move the run folder away"
     else:
         link = tmp_path / "link"
         link.symlink_to(parent)
@@ -266,6 +283,25 @@ def test_a_relative_xdg_runtime_dir_is_ignored(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"run folder {tmp_path / 'tmp' / f'pipeplex-{os.geteuid()}'}/" in result.stdout
     assert list((tmp_path / "relative").iterdir()) == []
+
+
+@pytest.mark.parametrize("tmpdir", ["missing", pytest.param("another user's", marks=ROOT)])
+def test_a_tmpdir_that_cannot_hold_the_runs_safely_gives_way_to_tmp(
+        tmp_path: Path, tmpdir: str) -> None:
+    """A TMPDIR kept across su or sudo -E (another user's), or one that is gone: the runs'
+    base goes to /tmp, where clients look too, instead of failing or going where someone
+    else could move it."""
+    given = tmp_path / "tmp"
+    if tmpdir == "another user's":
+        given.mkdir(mode=0o700)
+        os.chown(given, 65534, 65534)
+    env = {**os.environ, "TMPDIR": str(given)}
+    env.pop("XDG_RUNTIME_DIR", None)
+    result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi", "--no-console"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=DEADLINE,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert f"run folder /tmp/pipeplex-{os.geteuid()}/" in result.stdout
 
 
 def test_a_link_planted_as_the_default_base_is_named_as_such(tmp_path: Path) -> None:

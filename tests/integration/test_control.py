@@ -151,12 +151,19 @@ def test_clients_find_the_run_started_in_the_same_folder(tmp_path: Path) -> None
 def test_clients_find_the_run_of_the_folder_that_another_environment_put_elsewhere(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run started where XDG_RUNTIME_DIR is unset (cron, sudo, another su session) is in
-    $TMPDIR/pipeplex-UID; a client whose shell sets XDG_RUNTIME_DIR still finds it."""
+    $TMPDIR/pipeplex-UID; a client whose shell sets XDG_RUNTIME_DIR still finds it, past
+    the socket a run killed in its own runtime folder left."""
     project, tmpdir, runtime = tmp_path / "proj", tmp_path / "tmp", tmp_path / "xdg"
     for folder in (project, tmpdir, runtime):
         folder.mkdir(mode=0o700)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    with Pipeplex("run", "-p", "k=cat", cwd=project) as killed:  # (leaves its socket there)
+        killed.expect(f"run folder {runtime}/pipeplex/proj-")
+        killed.signal(signal.SIGKILL)
+        killed.wait()
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
     with Pipeplex("run", "-p", "c=cat", cwd=project) as plex:
         plex.expect(f"run folder {tmpdir}/pipeplex-{os.geteuid()}/proj-")
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))

@@ -61,7 +61,15 @@ def _runtime_base() -> Path:
 
 
 def _temp_base(tmpdir: str | None) -> Path:
-    return Path(tmpdir if tmpdir and os.path.isabs(tmpdir) else "/tmp") / f"pipeplex-{os.geteuid()}"
+    """``$TMPDIR/pipeplex-UID`` where TMPDIR is a folder the user may write to, which nobody
+    else could move the runs' base out of (one kept across ``su`` or ``sudo -E`` may be
+    another user's); else ``/tmp/pipeplex-UID``."""
+    base = f"pipeplex-{os.geteuid()}"
+    if (tmpdir and os.path.isabs(tmpdir) and os.path.isdir(tmpdir)
+            and os.access(tmpdir, os.W_OK | os.X_OK)
+            and _unsafe_above(Path(tmpdir, base)) is None):
+        return Path(tmpdir, base)
+    return Path("/tmp", base)
 
 
 def _run_dir_name(cwd: Path | None) -> str:
@@ -161,6 +169,12 @@ def _make_private_dir(path: Path) -> tuple[int, bool, list[Path]]:
             for folder in reversed(parents):  # (private whatever the umask, as the run's)
                 with contextlib.suppress(FileExistsError):  # (another run made it too)
                     os.mkdir(folder, 0o700)
+            if parents:  # (what someone else made meanwhile is theirs)
+                try:
+                    _check_above(path)
+                except RunDirError:
+                    _remove_empty(parents)
+                    raise
     except OSError as exc:  # (its parent cannot be: not a race, whatever the error)
         raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
     try:
@@ -176,34 +190,63 @@ def _make_private_dir(path: Path) -> tuple[int, bool, list[Path]]:
 def _check_above(path: Path) -> None:
     """Refuse a run folder that someone else could move away during the run, to put pipes
     of their own in its place (a script's ``echo secret > RUN/NAME.in`` would then be theirs):
-    one below a folder of another user, or one that others may write to and that is not
-    sticky (as /tmp is), or below a symbolic link of another user, who could point it
-    elsewhere. Root's folders and the user's own are safe."""
+    see :func:`_unsafe_above`."""
+    why = _unsafe_above(path)
+    if why is not None:
+        raise RunDirError(f"refusing run folder {path}: {why}; {_ELSEWHERE}")
+
+
+def _unsafe_above(path: Path) -> str | None:
+    """Why someone else could move ``path`` away (or swap a folder or a link on the way to
+    it): a folder on the way that belongs to another user, or that others may write to and
+    is not sticky (as /tmp is), or a symbolic link of another user, who could point it
+    elsewhere. Every folder the path goes through counts, a link's own folder too. Root's
+    folders and the user's own are safe, and so is one that only the user's own group (of
+    the user's name, as useradd makes it) may write to. None if nothing is in the way."""
     safe = (0, os.geteuid())
-    for above in reversed(path.parents):  # (the path as given: its links, from the top)
+    seen: set[Path] = set()
+    for above in reversed(path.parents):  # (from the top, the path as given)
         try:
             st = os.lstat(above)
         except OSError:
-            break  # (missing: made by us, below)
+            return None  # (missing: what is below is made by us)
         if stat.S_ISLNK(st.st_mode) and st.st_uid not in safe:
-            raise RunDirError(f"refusing run folder {path}: {above} is a symbolic link of uid "
-                              f"{st.st_uid}, who could point it elsewhere during the run; "
-                              f"{_ELSEWHERE}")
-    real = Path(os.path.realpath(path.parent))
-    for above in (*reversed(real.parents), real):  # (the folders it is really in)
-        try:
-            st = os.stat(above)
-        except OSError:
-            break
-        if st.st_uid not in safe:
-            raise RunDirError(f"refusing run folder {path}: {above} belongs to uid {st.st_uid}, "
-                              "who could move the run folder away and put pipes of their own "
-                              f"in its place; {_ELSEWHERE}")
-        others_write = st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid != os.getegid())
-        if others_write and not st.st_mode & stat.S_ISVTX:
-            raise RunDirError(f"refusing run folder {path}: others may write to {above} (mode "
-                              f"{stat.S_IMODE(st.st_mode):04o}), and so move the run folder "
-                              f"away and put pipes of their own in its place; {_ELSEWHERE}")
+            return (f"{above} is a symbolic link of uid {st.st_uid}, who could point it "
+                    "elsewhere during the run")
+        real = Path(os.path.realpath(above))
+        for folder in (*reversed(real.parents), real):  # (where the path really goes)
+            if folder in seen:
+                continue
+            seen.add(folder)
+            try:
+                st = os.stat(folder)
+            except OSError:
+                return None
+            if st.st_uid not in safe:
+                return (f"{folder} belongs to uid {st.st_uid}, who could move the run folder "
+                        "away and put pipes of their own in its place")
+            if _others_may_write(st) and not st.st_mode & stat.S_ISVTX:
+                return (f"others may write to {folder} (mode {stat.S_IMODE(st.st_mode):04o}), "
+                        "and so move the run folder away and put pipes of their own in its "
+                        "place")
+    return None
+
+
+def _others_may_write(st: os.stat_result) -> bool:
+    if st.st_mode & 0o002:
+        return True
+    if not st.st_mode & 0o020:
+        return False
+    import grp
+    import pwd
+
+    try:  # (a group of the user's own: its name, no other members)
+        group = grp.getgrgid(st.st_gid)
+        private = (st.st_gid == os.getegid() and not group.gr_mem
+                   and group.gr_name == pwd.getpwuid(os.geteuid()).pw_name)
+    except KeyError:
+        private = False
+    return not private
 
 
 def _remove_empty(folders: list[Path]) -> None:
