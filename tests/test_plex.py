@@ -192,10 +192,13 @@ def test_a_member_given_a_removed_ones_name_has_no_exit_of_its_own_yet(tmp_path:
         assert plex.spawn("x", ["sh", "-c", "exit 5"]).wait() == 5
         plex.remove("x")
         plex.spawn("x", "cat")
+        assert plex.spawn("y", ["sh", "-c", "exit 6"]).wait() == 6
+        plex.spawn("y", "cat")  # (its name free again, without a remove)
         status = subprocess.run([PY, "-m", "pipeplex", "status", "--json", "--run-dir",
                                  str(run_dir)], capture_output=True, text=True, timeout=LONG)
-        [member] = json.loads(status.stdout)["members"]
-        assert (member["name"], member["state"], member["last_exit"]) == ("x", "running", None)
+        shown = {m["name"]: (m["state"], m["last_exit"]) for m in
+                 json.loads(status.stdout)["members"]}
+        assert shown == {"x": ("running", None), "y": ("running", None)}
 
 
 def test_eof_and_timeout_alone_return_zero_as_in_pexpect() -> None:

@@ -145,7 +145,7 @@ class ControlServer:
             self._last_exit[event.name] = event.returncode
 
     def forget(self, name: str) -> None:
-        """Member ``name`` has left the cast: a member given its name later has no exit yet."""
+        """Member ``name`` has left the cast, or a new one takes its name: no exit yet."""
         self._last_exit.pop(name, None)
 
     # Serving ------------------------------------------------------------------------

@@ -59,7 +59,10 @@ class FolderInputs:
         return self.run_dir.path
 
     def add(self, name: str) -> None:
-        """Create and open ``NAME.in`` for member ``name`` (once; it stays for a restart)."""
+        """Create and open ``NAME.in`` for member ``name`` (once; it stays for a restart).
+        A member given the name of one that ended has no exit of its own yet."""
+        if self._control is not None:
+            self._control.forget(name)
         if name in self._fifos:
             return
         engine = self._engine
