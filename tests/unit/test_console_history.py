@@ -37,3 +37,8 @@ def test_no_folder_is_made_in_a_home_of_another_user(tmp_path: Path,
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     assert isinstance(_history(), InMemoryHistory)
     assert list(home.iterdir()) == []
+    state = home / ".local" / "state" / "pipeplex"  # (the user's, without a history yet)
+    state.mkdir(parents=True)
+    os.chown(state, os.geteuid() + 1, os.getegid())
+    assert isinstance(_history(), InMemoryHistory)
+    assert list(state.iterdir()) == []

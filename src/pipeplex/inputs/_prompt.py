@@ -365,19 +365,18 @@ class _KeptHistory(History):
 def _history() -> History:
     """The console history in ``$XDG_STATE_HOME/pipeplex`` (memory only if unusable).
 
-    A relative XDG_STATE_HOME is ignored, as the XDG spec says. The folders are made only
-    in a home of our own: root with a user's HOME (``sudo -E``) would leave folders of
-    root's there, which the user could not write to afterwards."""
+    A relative XDG_STATE_HOME is ignored, as the XDG spec says. The folders and the file are
+    made only in a folder of our own: root with a user's HOME (``sudo -E``) would leave
+    folders or a history of root's there, which the user could not write to afterwards."""
     state = os.environ.get("XDG_STATE_HOME", "")
     if not os.path.isabs(state):
         state = os.path.join(Path.home(), ".local", "state")
     folder = Path(state) / "pipeplex"
     path = folder / "console-history"
     try:
-        if not folder.is_dir():
-            existing = next(f for f in folder.parents if f.exists())
-            if existing.stat().st_uid != os.geteuid():
-                return InMemoryHistory()
+        existing = next(f for f in (folder, *folder.parents) if f.exists())
+        if existing.stat().st_uid != os.geteuid():
+            return InMemoryHistory()
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
                      | os.O_NONBLOCK, 0o600)
