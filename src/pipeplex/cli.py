@@ -530,17 +530,22 @@ def _scenario_files(given: Sequence[Path]) -> list[Path]:
     only files not named yet; a file named on its own runs each time it is named."""
     files: list[Path] = []
     for path in given:
-        if not path.is_dir():
+        if not os.path.isdir(path):  # (one that cannot be read is said as it is loaded)
             files.append(path)
             continue
         found = []
-        for folder, subfolders, names in os.walk(path):
+
+        def unreadable(exc: OSError) -> NoReturn:
+            _fail(f"cannot read the folder {exc.filename!r}: {exc.strerror}")
+
+        for folder, subfolders, names in os.walk(path, onerror=unreadable):
             subfolders[:] = [name for name in subfolders if not name.startswith(".")]
             found += [Path(folder, name) for name in names
                       if name.endswith(".toml") and not name.startswith(".")]
         if not found:
             _fail(f"{str(path)!r} holds no .toml file to test")
-        files += [file for file in sorted(found) if file not in files]
+        named = {os.path.abspath(file) for file in files}
+        files += [file for file in sorted(found) if os.path.abspath(file) not in named]
     return files
 
 

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -81,6 +82,40 @@ def test_a_folder_with_no_scenario_file_is_a_usage_error(tmp_path: Path) -> None
     result = run("test", tmp_path)
     assert result.returncode == 2
     assert result.stderr == f"pipeplex: error: {str(tmp_path)!r} holds no .toml file to test\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as another user")
+def test_a_folder_or_a_file_that_cannot_be_read_is_said_not_skipped() -> None:
+    """A subfolder os.walk could not list was left out without a word, and the run passed;
+    a file below a folder that cannot be entered was a traceback."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    with tempfile.TemporaryDirectory(prefix="pipeplex-test-") as place:  # (others may enter)
+        os.chmod(place, 0o755)
+        _unreadable_for_nobody(Path(place))
+
+
+def _unreadable_for_nobody(place: Path) -> None:
+    scenarios = place / "scenarios"
+    (scenarios / "locked").mkdir(parents=True, mode=0o755)
+    _scenario(scenarios, CAT, "a.toml").chmod(0o644)
+    _scenario(scenarios / "locked", CAT, "b.toml")
+    (scenarios / "locked").chmod(0o700)
+    as_nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                 *PIPEPLEX, "test"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    folder = subprocess.run([*as_nobody, str(scenarios)], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60, env=env)
+    if "Permission denied" in folder.stderr and "python" in folder.stderr.lower():
+        pytest.skip("this Python cannot be run by another user")
+    assert folder.returncode == 2, folder.stdout + folder.stderr
+    assert folder.stderr == (f"pipeplex: error: cannot read the folder "
+                             f"{str(scenarios / 'locked')!r}: Permission denied\n")
+    below = subprocess.run([*as_nobody, str(scenarios / "locked" / "b.toml")],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           timeout=60, env=env)
+    assert "Traceback" not in below.stderr, below.stderr
+    assert below.returncode == 2, below.stdout + below.stderr
 
 
 def test_silence_through_a_pipe_is_said_to_be_maybe_a_buffer(tmp_path: Path) -> None:
