@@ -47,6 +47,17 @@ def test_a_script_whose_interpreter_is_missing_says_so(
             f"'/nonexistent/bin/python3' (the #! line of {str(script)!r})") in result.stdout
 
 
+def test_a_script_with_windows_line_ends_says_so(tmp_path: Path) -> None:
+    """The kernel looks for '/bin/sh\\r': /bin/sh itself is there."""
+    script = tmp_path / "tool"
+    script.write_bytes(b"#!/bin/sh\r\necho hi\r\n")
+    script.chmod(0o755)
+    result = run("run", "-p", f"a={script}", "--no-console", "--run-dir", tmp_path / "r")
+    assert result.returncode == 127, result.stderr
+    assert (f"its #! line ends in a Windows line end (\\r): {str(script)!r} names "
+            "'/bin/sh\\r' as its interpreter; convert it with dos2unix") in result.stdout
+
+
 def test_toml_syntax_error_gives_file_line_and_column(tmp_path: Path) -> None:
     """A TOML syntax error names the file, line and column."""
     cast = tmp_path / "cast.toml"

@@ -1109,8 +1109,12 @@ def _missing_interpreter(program: str) -> str:
     except OSError:
         first = b""
     if first.startswith(b"#!"):
-        line = first[2:].strip().decode(errors="replace")
-        return (f"its interpreter was not found: {line.split()[0] if line else '(none)'!r} "
+        line = first[2:].rstrip(b"\n").lstrip(b" \t")  # (as the kernel splits it: \r stays)
+        interpreter = line.replace(b"\t", b" ").split(b" ", 1)[0].decode(errors="replace")
+        if interpreter.endswith("\r"):
+            return (f"its #! line ends in a Windows line end (\\r): {program!r} names "
+                    f"{interpreter!r} as its interpreter; convert it with dos2unix")
+        return (f"its interpreter was not found: {interpreter or '(none)'!r} "
                 f"(the #! line of {program!r})")
     return (f"{program!r} exists, but what it needs to run was not found (its loader: a "
             "program built for another system?)")
