@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 
 import pytest
 
@@ -196,6 +197,36 @@ def test_a_transcript_that_cannot_be_kept_is_a_warning(pytester: pytest.Pytester
     assert "INTERNALERROR" not in out
     assert f"could not keep transcripts in {pytester.path / 'taken'}: " in out
     assert "c | two" in out
+
+
+def test_kept_transcripts_are_private_and_never_written_through_a_link(
+        pytester: pytest.Pytester) -> None:
+    """The kept file's name is easy to foresee: a link planted there is refused (said, the
+    target untouched), and what is written is 0600 in a folder made 0700."""
+    pytester.makepyfile(test_k="""
+        def test_one(plex):
+            plex.spawn("c", ["echo", "secret"]).expect("secret")
+            assert False
+        def test_two(plex):
+            plex.spawn("c", ["echo", "two"]).expect("two")
+            assert False
+    """)
+    target = pytester.path / "target"
+    target.write_text("mine\n")
+    kept = pytester.path / "kept"
+    kept.mkdir(mode=0o700)
+    (kept / _transcript_file_name("test_k.py::test_one")).symlink_to(target)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                           "--pipeplex-keep-transcripts=kept")
+    result.assert_outcomes(failed=2)
+    assert target.read_text() == "mine\n"
+    assert "it is a symbolic link, which pipeplex does not follow" in result.stdout.str()
+    two = kept / _transcript_file_name("test_k.py::test_two")
+    assert "c | two" in two.read_text()
+    assert stat.S_IMODE(two.stat().st_mode) == 0o600
+    fresh = pytester.path / "fresh" / "kept"
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--pipeplex-keep-transcripts={fresh}")
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
 
 
 def test_a_relative_keep_folder_is_taken_from_where_pytest_started(

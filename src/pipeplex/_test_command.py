@@ -28,6 +28,7 @@ from .cast.load import check_commands
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
 from .participants.orphans import Adoption
+from .report.files import make_folders
 from .report.junit import CaseResult, check_junit, write_junit
 from .report.transcript import numbered_records, record_data
 from .scenario import load_scenario
@@ -270,7 +271,7 @@ def _check_junit(path: Path) -> None:
     """Exit with status 2 when ``path`` may not be replaced by the JUnit report; make its
     folders if missing."""
     with _junit_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(path.parent, mode=0o755)
         check_junit(path)
 
 
@@ -298,7 +299,7 @@ def _records_folder(folder: Path, what: str) -> None:
         OSError: it cannot be made (FileExistsError: a file is in its place).
     """
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_folders(folder, mode=0o700)
     except FileExistsError:
         if not folder.is_symlink():  # (a dangling link: said as a link below)
             raise

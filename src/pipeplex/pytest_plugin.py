@@ -297,13 +297,32 @@ def _attach(item: pytest.Item, report: pytest.TestReport, text: str, *,
 
 
 def _keep(folder: Path, nodeid: str, text: str) -> str | None:
-    """Write the transcript of ``nodeid`` into ``folder``; the reason it failed, or None."""
+    """Write the transcript of ``nodeid`` into ``folder``; the reason it failed, or None.
+
+    As the run's own records: private (0600, the folder 0700 when made), made new, never
+    written through a link or into a pipe put at its name (the names are easy to foresee),
+    and only in a folder of the user's (in a shared one, another user could read it)."""
+    from .report.files import Unsafe, make_folders, open_record
+
+    name = _transcript_file_name(nodeid)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / _transcript_file_name(nodeid)
-        path.write_text(text, encoding="utf-8", errors="replace")
+        make_folders(folder, mode=0o700)
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if os.path.islink(folder):
+            return "it is a symbolic link, which pipeplex does not follow"
+        return exc.strerror or str(exc)
+    try:
+        if os.fstat(folder_fd).st_uid != os.geteuid():
+            return "it belongs to another user, who could read what is kept there"
+        with os.fdopen(open_record(name, dir_fd=folder_fd), "wb") as file:
+            file.write(text.encode("utf-8", errors="replace"))
+    except Unsafe as exc:
+        return f"{name}: {exc}"
     except OSError as exc:
         return exc.strerror or str(exc)
+    finally:
+        os.close(folder_fd)
     return None
 
 

@@ -42,3 +42,23 @@ def test_no_folder_is_made_in_a_home_of_another_user(tmp_path: Path,
     os.chown(state, os.geteuid() + 1, os.getegid())
     assert isinstance(_history(), InMemoryHistory)
     assert list(state.iterdir()) == []
+
+
+def test_the_history_is_written_where_it_was_checked_not_through_a_link_put_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever may write to its folder could swap the file for a link after the check:
+    what is typed then went wherever the link pointed."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    (tmp_path / "state" / "pipeplex").mkdir(parents=True, mode=0o700)
+    path = tmp_path / "state" / "pipeplex" / "console-history"
+    path.write_text("\n# earlier\n+first line\n+and its second\n\n# later\n+second\n")
+    history = _history()
+    assert list(history.load_history_strings()) == ["second", "first line\nand its second"]
+    target = tmp_path / "elsewhere"
+    target.write_text("not yours\n")
+    kept = tmp_path / "kept"
+    path.rename(kept)
+    path.symlink_to(target)
+    history.store_string("typed: secret")
+    assert target.read_text() == "not yours\n"
+    assert kept.read_text().endswith("\n+typed: secret\n")

@@ -47,6 +47,7 @@ from prompt_toolkit.output import Output, create_output
 from prompt_toolkit.output.vt100 import Vt100_Output
 
 from .._signals import inherited_as_ignored
+from ..report.files import make_folders
 from .console import COMMANDS
 from .router import ALL
 from .stdin import hung_up
@@ -377,20 +378,56 @@ def _history() -> History:
         existing = next(f for f in (folder, *folder.parents) if f.exists())
         if existing.stat().st_uid != os.geteuid():
             return InMemoryHistory()
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        make_folders(folder, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
                      | os.O_NONBLOCK, 0o600)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
-                return InMemoryHistory()  # (not a file of ours: nothing typed goes there)
-            if st.st_mode & 0o077:  # what was typed is nobody else's (an older file: 0644)
-                os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
     except OSError:
         return InMemoryHistory()
-    return FileHistory(str(path))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            os.close(fd)
+            return InMemoryHistory()  # (not a file of ours: nothing typed goes there)
+        if st.st_mode & 0o077:  # what was typed is nobody else's (an older file: 0644)
+            os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        return InMemoryHistory()
+    return _HeldFileHistory(str(path), fd)
+
+
+class _HeldFileHistory(FileHistory):
+    """prompt_toolkit's history file, read and written through the descriptor that was
+    checked, never opened again by name: a link put in its place meanwhile (by whoever
+    may write to its folder) takes nothing typed anywhere else."""
+
+    def __init__(self, filename: str, fd: int) -> None:
+        super().__init__(filename)
+        self._fd = fd
+
+    def load_history_strings(self) -> Iterable[str]:
+        strings: list[str] = []
+        lines: list[str] = []
+        with open(os.dup(self._fd), "rb") as f:  # (its own offset is shared: from the top)
+            f.seek(0)
+            for raw in f:
+                line = raw.decode("utf-8", errors="replace")
+                if line.startswith("+"):
+                    lines.append(line[1:])
+                else:
+                    if lines:
+                        strings.append("".join(lines)[:-1])
+                    lines = []
+        if lines:
+            strings.append("".join(lines)[:-1])
+        return reversed(strings)
+
+    def store_string(self, string: str) -> None:
+        import datetime
+
+        entry = f"\n# {datetime.datetime.now()}\n" + "".join(
+            f"+{line}\n" for line in string.split("\n"))
+        os.write(self._fd, entry.encode("utf-8"))  # (O_APPEND: at the end, in one write)
 
 
 class MemberCompleter(Completer):

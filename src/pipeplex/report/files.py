@@ -5,13 +5,14 @@ their path."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from pathlib import Path
 
 from .._file_kind import file_kind
 
-__all__ = ("Unsafe", "open_record", "refusal", "replace_file", "replaceable")
+__all__ = ("Unsafe", "make_folders", "open_record", "refusal", "replace_file", "replaceable")
 
 
 class Unsafe(Exception):
@@ -117,3 +118,29 @@ def replaceable(path: str | os.PathLike[str], *, dir_fd: int | None = None
     if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
         return st
     raise Unsafe(refusal(st) or "it is not a regular file")
+
+
+def make_folders(path: str | os.PathLike[str], *, mode: int, above: int = 0o755) -> None:
+    """Make the folder ``path`` (``mode``) and the folders above it that are missing
+    (``above``), never looser than that whatever the umask: ``Path.mkdir(parents=True)``
+    makes the ones above with the umask's default, 0777 under ``umask 000``, which would let
+    anyone put a link or a pipe where the records go. What exists is left as it is (a
+    symbolic link in ``path``'s place is for the caller to refuse).
+
+    Raises:
+        OSError: a folder cannot be made (FileExistsError: a file is in ``path``'s place).
+    """
+    path = Path(path)
+    missing = []
+    folder = path
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    if not missing and not os.path.islink(path) and not os.path.isdir(path):
+        raise FileExistsError(errno.EEXIST, "File exists", str(path))
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, mode if folder == path else above)
+        except FileExistsError:
+            if folder == path and not os.path.isdir(folder):
+                raise

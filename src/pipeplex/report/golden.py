@@ -23,7 +23,7 @@ from .._printable import printable
 from .._signals import describe_returncode
 from ..errors import PipeplexError
 from ..scenario.model import NormalizeRule
-from .files import Unsafe, replace_file
+from .files import Unsafe, make_folders, replace_file
 
 __all__ = ("compare_golden", "golden_text", "write_golden")
 
@@ -192,7 +192,7 @@ def write_golden(path: str | os.PathLike[str], text: str) -> None:
         PipeplexError: something other than a regular file of the user's is at ``path``.
         OSError: it cannot be written; an earlier golden file stays whole.
     """
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_folders(Path(path).parent, mode=0o755)
     try:
         # Not private as a run's records are (0600): a golden file is committed for anyone
         # who checks the project out to read. It keeps the mode of the one it replaces, or

@@ -31,7 +31,7 @@ from typing import IO, Any
 from .._bus import Bus
 from .._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
 from ..errors import PipeplexError
-from .files import Unsafe, open_record
+from .files import Unsafe, make_folders, open_record
 
 __all__ = ("LogDirSink", "TranscriptSink", "event_record", "read_transcript")
 
@@ -228,7 +228,7 @@ class LogDirSink:
         self._warn = warn
         try:
             # Private when we make it, as the logs in it are (0600), whatever the umask.
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_folders(self.folder, mode=0o700)
             # The folder itself, never a link in its place: the logs are made in it by name.
             self._dir_fd = os.open(self.folder,
                                    os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
