@@ -154,6 +154,7 @@ def test_several_values_each_in_its_own_variable(tmp_path: Path, shell: str) -> 
 
 
 # Arithmetic: bash (ksh, zsh) evaluates the text of a variable there, a[$(cmd)] runs cmd.
+_DUPLICATION = "a redirection to a descriptor (>&WORD, which bash expands again)"
 ARITHMETIC = {
     "arithmetic": ("echo $(( {p} + 1 ))", "$((...))", "2\n"),
     "arithmetic-quoted": ('echo "$(( {p} + 1 ))"', "$((...))", "2\n"),
@@ -175,6 +176,9 @@ ARITHMETIC = {
                                  "x\n"),
     "bash-offset": ("bash -c 's=hello; echo ${s:{p}}'", "${name:offset}", "ello\n"),
     "bash-length": ("bash -c 's=hello; echo ${s:0:{p}}'", "${name:offset}", "h\n"),
+    "duplication": ("echo 1 >&{p}", _DUPLICATION, "1\n"),
+    "duplication-spaced": ("echo 1 >& {p}", _DUPLICATION, "1\n"),
+    "bash-duplication": ("bash -c 'echo 1 >&\"{p}\"'", _DUPLICATION, "1\n"),
 }
 
 
@@ -415,7 +419,8 @@ def test_busybox_sh(tmp_path: Path) -> None:
     assert result.stdout == f"[{HOSTILE}]"
 
 
-@pytest.mark.parametrize("value", ["a[$(touch M)]", "x[1 `touch M`]", "[$(id)]"])
+@pytest.mark.parametrize("value", ["a[$(touch M)]", "x[1 `touch M`]", "[$(id)]",
+                                   "a[b[0]+$(touch M)]", "a[b[0]+`touch M`]"])
 @pytest.mark.parametrize("template", ["echo {v}", "echo \"{v}\"", "sh -c 'echo {v}'",
                                       "cat <<EOF\n{v}\nEOF"])
 def test_a_subscript_holding_a_command_never_reaches_a_shell(template: str, value: str) -> None:
@@ -424,7 +429,8 @@ def test_a_subscript_holding_a_command_never_reaches_a_shell(template: str, valu
     value is refused in every context, naming it."""
     with pytest.raises(SpawnError, match=r"an array subscript with a command in it"):
         ProcSpec("client", template, shell=True).argv({"v": value})
-    assert ProcSpec("client", template, shell=True).argv({"v": "a[1] $(not a subscript)"})
+    for harmless in ("a[1] $(not a subscript)", "a[b[0]] `not one either`", "] $(x) ["):
+        assert ProcSpec("client", template, shell=True).argv({"v": harmless})
 
 
 # Where the shell's quoting is easy to misread: each template uses the value quoted, or where

@@ -191,8 +191,10 @@ class _Scanner:
                     i += 3
                 elif t.startswith("<<", i):
                     i = self.heredoc_word(i + 2, limit, heredocs)
+                elif t.startswith((">&", "<&"), i):
+                    i = self.duplication(i + 2, limit)
                 else:
-                    i += 2 if t.startswith((">>", ">&", ">|", "<&", "<>"), i) else 1
+                    i += 2 if t.startswith((">>", ">|", "<>"), i) else 1
             elif c in "&|":
                 if t.startswith("&>", i):
                     i += 3 if t.startswith("&>>", i) else 2
@@ -225,6 +227,32 @@ class _Scanner:
                 i += 1
                 command = command and not word_start
         return limit
+
+    def duplication(self, i: int, limit: int) -> int:
+        """The word after ``>&`` or ``<&``: bash expands it a second time when it is not a
+        descriptor's number (as ``>& file``, csh's way), so a value there may only be a
+        whole number (or ``-``, which closes the descriptor)."""
+        t = self.text
+        what = "a redirection to a descriptor (>&WORD, which bash expands again)"
+        while i < limit and t[i] in " \t":
+            i += 1
+        while i < limit and t[i] not in _META:
+            if i in self.found:
+                if self.variables[self.found[i][1]] == "-":
+                    i = self.put(i, _QUOTED, None)
+                else:
+                    i = self.put(i, _QUOTED, what)
+            elif t[i] == "\\":
+                i += 2
+            elif t[i] == '"':
+                i = self.double(i + 1, limit, what)
+            elif t[i] == "'":
+                i = self.single(i, limit, what)
+            elif t[i] in "$`":
+                i = self.expansion(i, limit, False, what)
+            else:
+                i += 1
+        return i
 
     def single(self, i: int, limit: int, arith: str | None) -> int:
         """``'...'`` from its opening quote: its text, as a script for another shell."""
@@ -451,7 +479,7 @@ def shell_script(cmd: str, variables: Mapping[str, str]) -> tuple[str, list[str]
         raise ValueError("the command nests $(...), quotes or ${...} too deeply for pipeplex "
                          "to see where its variables stand") from None
     for name in used:
-        if _SUBSCRIPT_COMMAND.search(variables[name]):
+        if _command_in_subscript(variables[name]):
             raise ValueError(
                 f"{{{name}}} holds {variables[name]!r}, an array subscript with a command in "
                 "it, which bash runs if the script uses the value in arithmetic anywhere; "
@@ -459,10 +487,21 @@ def shell_script(cmd: str, variables: Mapping[str, str]) -> tuple[str, list[str]
     return script, used
 
 
-_SUBSCRIPT_COMMAND = re.compile(r"\[[^\]]*(?:\$\(|`)")
-"""A value such as ``a[$(cmd)]``: bash runs ``cmd`` when it evaluates the value in
-arithmetic. A net under the scanner, whose reading of a script can be wrong in corners:
-the only way arithmetic turns data into code."""
+def _command_in_subscript(value: str) -> bool:
+    """Whether ``value`` holds a command (``$(...)`` or a backtick) inside an array
+    subscript, as ``a[$(cmd)]``: bash runs ``cmd`` when it evaluates the value in
+    arithmetic. A net under the scanner, whose reading of a script can be wrong in corners:
+    the only way arithmetic turns data into code. Subscripts nest (``a[b[0]+$(cmd)]``) and
+    bash matches their brackets, so a ``]`` ends one only at its own depth."""
+    depth = 0
+    for i, c in enumerate(value):
+        if c == "[":
+            depth += 1
+        elif c == "]" and depth:
+            depth -= 1
+        elif depth and (c == "`" or value.startswith("$(", i)):
+            return True
+    return False
 
 
 # Programs whose -c runs its first operand as a POSIX shell script, also as builds named
