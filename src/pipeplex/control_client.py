@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -245,8 +246,25 @@ def _connect(sock: socket.socket, address: str) -> None:
 
 
 def _lock_pid(run_dir: Path) -> int | None:
+    """The pid in the run's lock file, if it is a regular file of ours in a folder of ours:
+    read without following a link or waiting on a pipe put there (the default folder's
+    name is easy to foresee), and no more than a pid's worth of it."""
     with contextlib.suppress(OSError, ValueError):
-        text = (run_dir / LOCK_NAME).read_text(encoding="ascii").strip()
+        folder = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if os.fstat(folder).st_uid != os.geteuid():
+                return None
+            fd = os.open(LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=folder)
+        finally:
+            os.close(folder)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                return None
+            text = os.read(fd, 64).decode("ascii").strip()
+        finally:
+            os.close(fd)
         return int(text) if text else None
     return None
 

@@ -172,6 +172,23 @@ def test_clients_find_the_run_of_the_folder_that_another_environment_put_elsewhe
         plex.expect(r"^c \| found you$")
 
 
+@pytest.mark.parametrize("lock", ["a named pipe", "a link to /dev/zero"])
+def test_a_client_is_not_held_by_a_lock_file_put_in_a_dead_runs_folder(
+        tmp_path: Path, lock: str) -> None:
+    """What a client reads of a run that does not answer is the pid in its lock file: a
+    pipe put there held it for ever, and /dev/zero until memory ran out."""
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    (folder / "control.sock").write_text("")  # (connecting is refused)
+    if lock == "a named pipe":
+        os.mkfifo(folder / "run.lock")
+    else:
+        (folder / "run.lock").symlink_to("/dev/zero")
+    result = run("status", "--run-dir", folder, timeout=DEADLINE)
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_concurrent_send_commands(run_dir: Path) -> None:
     """Several pipeplex send processes at once: every line arrives whole."""
     with cats(run_dir, "c") as plex:
