@@ -25,6 +25,7 @@ from ._signals import (
 )
 from ._stdout import StdoutRefused, printing
 from .cast.load import check_commands
+from .cast.spec import NAME_RE
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
 from .participants.orphans import Adoption
@@ -431,6 +432,8 @@ def _event(record: dict[str, Any]) -> Event | None:
     name = record.get("p")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"p is {type(name).__name__}, not a member name")
+    if name is not None and not NAME_RE.fullmatch(name):  # (escape sequences, for one)
+        raise ValueError(f"p is {name!r}, which is no member name")
     kind = record.get("s")
     if kind in ("out", "err") and isinstance(name, str):
         data = record_data(record)

@@ -801,6 +801,22 @@ def test_replay_shows_every_readable_record_and_says_which_it_skipped(tmp_path: 
         "starting at column 39 (the line is cut off); skipped\n")
 
 
+def test_replay_skips_a_record_whose_member_name_is_no_name(tmp_path: Path) -> None:
+    """A transcript from elsewhere (a CI artifact) whose names carry escape sequences would
+    write to the clipboard, set the title or make the terminal answer: no name of a run's
+    member can, so such a record is skipped and said."""
+    evil = "web\x1b]52;c;ZWNobyBwd25lZAo=\x07"
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text(json.dumps({"t": 1.0, "p": "web", "s": "out", "d": "fine\n"}) + "\n"
+                          + json.dumps({"t": 1.0, "p": evil, "s": "out", "d": "x\n"}) + "\n")
+    result = run("replay", transcript)
+    assert result.returncode == 1
+    assert result.stdout == "web | fine\n"
+    assert "\x1b" not in result.stderr
+    assert f"{transcript}:2: a record with a field of the wrong kind (ValueError: p is " in \
+        result.stderr
+
+
 def test_replay_of_a_file_that_is_no_transcript_says_so_once(tmp_path: Path) -> None:
     cast = _scenario(tmp_path, CAT, "cast.toml")
     result = run("replay", cast)
