@@ -912,6 +912,27 @@ def test_update_refuses_a_golden_file_that_is_a_link(tmp_path: Path) -> None:
     assert (tmp_path / "victim.txt").read_text() == "someone else's\n"
 
 
+@pytest.mark.parametrize(("planted", "said"), [
+    ("pipe", "it is a named pipe, not a regular file"),
+    ("link", "it is a symbolic link, which pipeplex does not follow")])
+def test_a_golden_file_that_is_no_file_fails_its_scenario_at_once(
+        tmp_path: Path, planted: str, said: str) -> None:
+    """Compared, not written: a pipe in its place held pipeplex test in open() where no
+    signal could end it, and a link showed the file it points to in the diff."""
+    golden = tmp_path / "case.golden"
+    if planted == "pipe":
+        os.mkfifo(golden)
+    else:
+        (tmp_path / "hostname").write_text("not the golden file\n")
+        golden.symlink_to(tmp_path / "hostname")
+    case = _scenario(tmp_path, 'golden = "case.golden"\n' + CAT
+                     + '[[step]]\nsend = "hello"\nto = "c"\n[[step]]\nexpect = "^hello$"\n')
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert f"cannot read golden file {golden}: {said}" in result.stdout
+    assert "not the golden file" not in result.stdout
+
+
 @pytest.mark.parametrize(("option", "what"), [("--log-dir", "log folder"),
                                               ("--transcript", "transcript folder")])
 @pytest.mark.parametrize("dangling", [False, True])

@@ -10,7 +10,9 @@ Output goes to a transcript and to the failure report, not to the terminal.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from pathlib import Path
 from .._bus import Bus
 from .._engine import DEFAULT_GRACE, Engine
 from .._events import Event, Note
+from .._file_kind import file_kind
 from .._stopping import EOF_GRACE
 from ..errors import PipeplexError
 from ..expect import Matcher
@@ -170,11 +173,16 @@ def _check_golden(
             return f"cannot write golden file {os.fspath(path)}: {exc.strerror or exc}"
         return None
     try:
-        expected = path.read_text(encoding="utf-8")
+        expected = _read_golden(path)
     except FileNotFoundError:
         return (f"golden file {os.fspath(path)} does not exist; create it with "
                 "pipeplex test --update")
+    except _NotAFile as exc:
+        return f"cannot read golden file {os.fspath(path)}: {exc}"
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return (f"cannot read golden file {os.fspath(path)}: it is a symbolic link, "
+                    "which pipeplex does not follow")
         return f"cannot read golden file {os.fspath(path)}: {exc.strerror or exc}"
     except UnicodeDecodeError as exc:
         return (f"golden file {os.fspath(path)} is not UTF-8 text (byte {exc.start}); write "
@@ -184,3 +192,33 @@ def _check_golden(
         return None
     return (f"the transcript differs from {os.fspath(path)} (if this run is right, "
             f"pipeplex test --update records it):\n{diff}")
+
+
+GOLDEN_MAX = 256 * 2**20
+"""Bytes of a golden file read at most (a file that grows as it is read: /dev/zero)."""
+
+
+class _NotAFile(Exception):
+    """What is at a golden file's path is not a regular file (the message says what)."""
+
+
+def _read_golden(path: Path) -> str:
+    """The golden file's text: never waiting on a pipe put at its path (which no signal
+    could end), never following a link (as ``--update`` does not write through one).
+
+    Raises:
+        OSError, _NotAFile, UnicodeDecodeError: it cannot be read as the golden file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _NotAFile(f"it is {file_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(GOLDEN_MAX + 1)
+    finally:
+        os.close(fd)
+    if len(data) > GOLDEN_MAX:
+        raise _NotAFile(f"it is longer than {GOLDEN_MAX // 2**20} MiB")
+    return data.decode("utf-8")
