@@ -205,6 +205,18 @@ def test_a_run_dir_in_a_sticky_folder_and_the_folders_made_for_it_are_safe(
     assert list(shared.iterdir()) == []
 
 
+def test_a_file_of_the_users_named_run_lock_is_refused_not_emptied(tmp_path: Path) -> None:
+    """A folder of the user's given as --run-dir may hold a run.lock of its own (a project's
+    file): one that holds no pid is no run's, and is left as it is."""
+    folder = tmp_path / "proj"
+    folder.mkdir(mode=0o700)
+    (folder / "run.lock").write_text("dependencies, locked\n")
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", folder))
+    assert (f"refusing {folder / 'run.lock'}: it is a file that no pipeplex run wrote (it "
+            "holds no pid)") in stderr
+    assert (folder / "run.lock").read_text() == "dependencies, locked\n"
+
+
 def test_a_run_dir_others_can_write_is_refused(tmp_path: Path) -> None:
     """A run folder with loose permissions is refused with the fix to apply."""
     loose = tmp_path / "run"

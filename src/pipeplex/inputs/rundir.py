@@ -353,6 +353,11 @@ class RunDir:
             os.close(fd)
             raise RunDirError(f"refusing {path / LOCK_NAME}: not a regular file of yours")
         previous = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        if (previous and not previous.isdigit()) or st.st_size > 64:  # (a run writes a pid)
+            os.close(fd)
+            raise RunDirError(f"refusing {path / LOCK_NAME}: it is a file that no pipeplex run "
+                              "wrote (it holds no pid), which would be emptied and removed; "
+                              "move it away or give another run folder")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
