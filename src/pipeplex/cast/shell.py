@@ -488,20 +488,16 @@ def shell_script(cmd: str, variables: Mapping[str, str]) -> tuple[str, list[str]
 
 
 def _command_in_subscript(value: str) -> bool:
-    """Whether ``value`` holds a command (``$(...)`` or a backtick) inside an array
-    subscript, as ``a[$(cmd)]``: bash runs ``cmd`` when it evaluates the value in
-    arithmetic. A net under the scanner, whose reading of a script can be wrong in corners:
-    the only way arithmetic turns data into code. Subscripts nest (``a[b[0]+$(cmd)]``) and
-    bash matches their brackets, so a ``]`` ends one only at its own depth."""
-    depth = 0
-    for i, c in enumerate(value):
-        if c == "[":
-            depth += 1
-        elif c == "]" and depth:
-            depth -= 1
-        elif depth and (c == "`" or value.startswith("$(", i)):
-            return True
-    return False
+    """Whether ``value`` may hold a command inside an array subscript, as ``a[$(cmd)]``:
+    bash runs ``cmd`` when it evaluates the value in arithmetic. A net under the scanner,
+    whose reading of a script can be wrong in corners: the only way arithmetic turns data
+    into code. Where a subscript ends is bash's to say (quotes, backslashes and ``${...}``
+    hide a ``]`` from it, and ``${x@P}`` makes a command of text), so any ``$`` or backtick
+    after a ``[`` counts."""
+    return _SUBSCRIPT_EXPANSION.search(value) is not None
+
+
+_SUBSCRIPT_EXPANSION = re.compile(r"\[.*[$`]", re.DOTALL)
 
 
 # Programs whose -c runs its first operand as a POSIX shell script, also as builds named
