@@ -57,7 +57,39 @@ def test_a_pipe_nobody_reads_holds_a_thread_not_the_loop() -> None:
     try:
         asyncio.run(main())
         assert bytes(received) == data
-        assert _flags(read_end) & os.O_NONBLOCK == 0
+    finally:
+        os.close(read_end)
+
+
+@pytest.mark.usefixtures("threaded")
+def test_a_shared_pipe_left_non_blocking_by_another_still_gets_everything() -> None:
+    """Whoever shares stdout may have made it non-blocking: the thread then waits for room
+    where a blocking write would have, rather than taking EAGAIN for a refusal."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    data = b"".join(b"%08d\n" % i for i in range(200_000))
+    received = bytearray()
+
+    def reader() -> None:
+        while chunk := os.read(read_end, 65536):
+            received.extend(chunk)
+
+    async def main() -> bool:
+        writer = Writer(write_end, Bus())
+        writer.write(data)
+        await asyncio.sleep(0)
+        thread = threading.Thread(target=reader)
+        thread.start()
+        await writer.drain()
+        refused = writer.refused
+        writer.close()
+        os.close(write_end)
+        await asyncio.to_thread(thread.join)
+        return refused
+
+    try:
+        assert not asyncio.run(main())
+        assert bytes(received) == data
     finally:
         os.close(read_end)
 

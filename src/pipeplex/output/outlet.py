@@ -22,6 +22,7 @@ import asyncio
 import fcntl
 import os
 import queue
+import select
 import socket
 import stat
 import threading
@@ -97,8 +98,12 @@ class _Socket(Outlet):
 
     def finish(self, rest: bytes) -> None:
         try:
-            if rest:
-                os.write(self.fd, rest)  # (fd 1 itself is blocking, as it came)
+            view = memoryview(rest)
+            while view:  # (waiting for room as a blocking send would, flags left alone)
+                try:
+                    view = view[self.write(view):]
+                except BlockingIOError:
+                    select.select([], [self.fd], [])
         finally:
             self.release()
 
@@ -140,7 +145,10 @@ class _Thread(Outlet):
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(self.fd, view):]
+                    try:
+                        view = view[os.write(self.fd, view):]
+                    except BlockingIOError:  # (whoever shares it left it non-blocking)
+                        select.select([], [self.fd], [])
             except OSError as exc:
                 error = self._error = exc
             try:
