@@ -145,7 +145,9 @@ ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file t
                                    "an open folder",
                                    pytest.param("a shared group's folder", marks=ROOT),
                                    pytest.param("another user's link", marks=ROOT),
-                                   pytest.param("a link in another user's folder", marks=ROOT)])
+                                   pytest.param("a link in another user's folder", marks=ROOT),
+                                   pytest.param("a link through another user's link",
+                                                marks=ROOT)])
 def test_a_run_dir_that_someone_else_could_move_away_is_refused(
         tmp_path: Path, above: str) -> None:
     """Whoever may rename the run folder during the run could put pipes of their own in
@@ -167,6 +169,13 @@ def test_a_run_dir_that_someone_else_could_move_away_is_refused(
         os.chown(parent, -1, shared.gr_gid)
         parent.chmod(0o775)
         who = f"others may write to {parent} (mode 0775), and so move the run folder away"
+    elif above == "a link through another user's link":
+        theirs = tmp_path / "theirs"
+        theirs.symlink_to(parent)
+        os.lchown(theirs, 65534, 65534)
+        (tmp_path / "mine").symlink_to("theirs")  # (one's own, leading through theirs)
+        given = tmp_path / "mine" / "run"
+        who = f"{theirs} is a symbolic link of uid 65534, who could point it elsewhere"
     elif above == "a link in another user's folder":
         theirs = tmp_path / "theirs"
         theirs.mkdir()

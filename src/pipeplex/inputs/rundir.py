@@ -169,22 +169,36 @@ def _make_private_dir(path: Path) -> tuple[int, bool, list[Path]]:
             for folder in reversed(parents):  # (private whatever the umask, as the run's)
                 with contextlib.suppress(FileExistsError):  # (another run made it too)
                     os.mkdir(folder, 0o700)
-            if parents:  # (what someone else made meanwhile is theirs)
-                try:
-                    _check_above(path)
-                except RunDirError:
-                    _remove_empty(parents)
-                    raise
     except OSError as exc:  # (its parent cannot be: not a race, whatever the error)
         raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
     try:
-        return (*_private_dir(path), parents)
+        fd, created = _private_dir(path)
     except FileNotFoundError:
         _remove_empty(parents)
         raise
     except OSError as exc:
         _remove_empty(parents)
         raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
+    if path.parent.name in _BASE_NAMES and path.parent == _runtime_base():
+        return fd, created, parents
+    # Checked again now that it is held open: folders above it that someone else made (or
+    # swapped) between the first check and now are theirs, and the path must still name
+    # the folder held.
+    try:
+        _check_above(path)
+        st, held = os.stat(path), os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (held.st_dev, held.st_ino):
+            raise RunDirError(f"refusing run folder {path}: it was moved away as it was "
+                              f"being made; {_ELSEWHERE}")
+    except (OSError, RunDirError) as exc:
+        os.close(fd)
+        if created:
+            _remove_empty([path])
+        _remove_empty(parents)
+        if isinstance(exc, RunDirError):
+            raise
+        raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
+    return fd, created, parents
 
 
 def _check_above(path: Path) -> None:
@@ -200,39 +214,62 @@ def _unsafe_above(path: Path) -> str | None:
     """Why someone else could move ``path`` away (or swap a folder or a link on the way to
     it): a folder on the way that belongs to another user, or that others may write to and
     is not sticky (as /tmp is), or a symbolic link of another user, who could point it
-    elsewhere. Every folder the path goes through counts, a link's own folder too. Root's
-    folders and the user's own are safe, and so is one that only the user's own group (of
-    the user's name, as useradd makes it) may write to. None if nothing is in the way."""
+    elsewhere. The path is followed as the kernel follows it, link by link, so every folder
+    it goes through counts, those a link leads through too. Root's folders and links and
+    the user's own are safe. None if nothing is in the way."""
     safe = (0, os.geteuid())
-    seen: set[Path] = set()
-    for above in reversed(path.parents):  # (from the top, the path as given)
+    todo = list(path.parent.parts[1:])
+    current = "/"
+    why = _open_to_others(current)
+    hops = 0
+    while todo and why is None:
+        name = todo.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        step = os.path.join(current, name)
         try:
-            st = os.lstat(above)
+            st = os.lstat(step)
         except OSError:
             return None  # (missing: what is below is made by us)
-        if stat.S_ISLNK(st.st_mode) and st.st_uid not in safe:
-            return (f"{above} is a symbolic link of uid {st.st_uid}, who could point it "
-                    "elsewhere during the run")
-        real = Path(os.path.realpath(above))
-        for folder in (*reversed(real.parents), real):  # (where the path really goes)
-            if folder in seen:
-                continue
-            seen.add(folder)
-            try:
-                st = os.stat(folder)
-            except OSError:
-                return None
+        if stat.S_ISLNK(st.st_mode):
             if st.st_uid not in safe:
-                return (f"{folder} belongs to uid {st.st_uid}, who could move the run folder "
-                        "away and put pipes of their own in its place")
-            if _others_may_write(st) and not st.st_mode & stat.S_ISVTX:
-                return (f"others may write to {folder} (mode {stat.S_IMODE(st.st_mode):04o}), "
-                        "and so move the run folder away and put pipes of their own in its "
-                        "place")
+                return (f"{step} is a symbolic link of uid {st.st_uid}, who could point it "
+                        "elsewhere during the run")
+            hops += 1
+            if hops > 40:
+                return f"{step} leads through more than 40 symbolic links"
+            target = os.readlink(step)
+            if os.path.isabs(target):
+                current = "/"
+            todo[:0] = Path(target).parts[1 if os.path.isabs(target) else 0:]
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            return None  # (no folder: said where the run folder is made)
+        current = step
+        why = _open_to_others(current, st)
+    return why
+
+
+def _open_to_others(folder: str, st: os.stat_result | None = None) -> str | None:
+    """Why someone else could rename what is in ``folder``, or None."""
+    if st is None:
+        st = os.stat(folder)
+    if st.st_uid not in (0, os.geteuid()):
+        return (f"{folder} belongs to uid {st.st_uid}, who could move the run folder away "
+                "and put pipes of their own in its place")
+    if _others_may_write(folder, st) and not st.st_mode & stat.S_ISVTX:
+        return (f"others may write to {folder} (mode {stat.S_IMODE(st.st_mode):04o}), and so "
+                "move the run folder away and put pipes of their own in its place")
     return None
 
 
-def _others_may_write(st: os.stat_result) -> bool:
+def _others_may_write(folder: str, st: os.stat_result) -> bool:
+    """Whether anyone but the user may write to ``folder``: others, or its group, unless
+    that is the user's own (of the user's name, with no other members, and nobody else's
+    as theirs), and with no ACL that may name other users."""
     if st.st_mode & 0o002:
         return True
     if not st.st_mode & 0o020:
@@ -240,13 +277,19 @@ def _others_may_write(st: os.stat_result) -> bool:
     import grp
     import pwd
 
-    try:  # (a group of the user's own: its name, no other members)
+    try:
+        os.getxattr(folder, "system.posix_acl_access")
+        return True  # (the group bits are then the mask of entries that may name others)
+    except OSError:
+        pass
+    try:
         group = grp.getgrgid(st.st_gid)
-        private = (st.st_gid == os.getegid() and not group.gr_mem
-                   and group.gr_name == pwd.getpwuid(os.geteuid()).pw_name)
+        me = pwd.getpwuid(os.geteuid())
     except KeyError:
-        private = False
-    return not private
+        return True
+    return not (st.st_gid == me.pw_gid and group.gr_name == me.pw_name and not group.gr_mem
+                and all(user.pw_gid != st.st_gid or user.pw_uid == me.pw_uid
+                        for user in pwd.getpwall()))
 
 
 def _remove_empty(folders: list[Path]) -> None:
