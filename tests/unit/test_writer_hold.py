@@ -69,16 +69,22 @@ def test_held_writes_wait_for_flush_held(pipe: tuple[int, int]) -> None:
     asyncio.run(main())
 
 
+def _held(fd: int, *, high_water: int, low_water: int) -> tuple[Writer, Source]:
+    """A writer to ``fd`` that holds what it gets, and the source its back-pressure pauses."""
+    bus = Bus()
+    source = Source()
+    bus.add_source(source)
+    writer = Writer(fd, bus, high_water=high_water, low_water=low_water)
+    writer.hold(lambda: None)
+    return writer, source
+
+
 def test_held_bytes_count_for_back_pressure(pipe: tuple[int, int]) -> None:
     """Past the high-water mark the sources pause; flushing resumes them."""
     r, w = pipe
 
     async def main() -> None:
-        bus = Bus()
-        source = Source()
-        bus.add_source(source)
-        writer = Writer(w, bus, high_water=100, low_water=10)
-        writer.hold(lambda: None)
+        writer, source = _held(w, high_water=100, low_water=10)
         writer.write(b"x" * 60)
         assert not source.paused
         writer.write(b"x" * 60)
@@ -98,11 +104,7 @@ def test_held_output_goes_out_a_window_at_a_time(pipe: tuple[int, int]) -> None:
     r, w = pipe
 
     async def main() -> None:
-        bus = Bus()
-        source = Source()
-        bus.add_source(source)
-        writer = Writer(w, bus, high_water=250, low_water=100)
-        writer.hold(lambda: None)
+        writer, source = _held(w, high_water=250, low_water=100)
         for piece in (b"a" * 100, b"b" * 100, b"c" * 100):
             writer.write(piece)
         assert source.paused

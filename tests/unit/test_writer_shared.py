@@ -27,6 +27,14 @@ def _flags(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_GETFL)
 
 
+async def _callbacks_run() -> None:
+    """Return once the callbacks already scheduled have run (the writer's batch is one):
+    the loop runs them in order, so one scheduled after them marks the moment."""
+    after = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(after.set_result, None)
+    await after
+
+
 @pytest.mark.usefixtures("threaded")
 @pytest.mark.parametrize("left", ["blocking", "non-blocking"])
 def test_a_pipe_nobody_reads_holds_a_thread_not_the_loop(left: str) -> None:
@@ -47,8 +55,7 @@ def test_a_pipe_nobody_reads_holds_a_thread_not_the_loop(left: str) -> None:
     async def main() -> None:
         writer = Writer(write_end, Bus())
         writer.write(data)
-        for _ in range(3):  # (passes of the loop, each blocked for ever if a write waited)
-            await asyncio.sleep(0)
+        await _callbacks_run()  # (the batch's write: a blocking one would never return)
         assert _flags(write_end) == before
         assert writer.pending > 0 or writer._outlet.busy  # (nothing read yet)
         thread = threading.Thread(target=reader)
@@ -95,7 +102,7 @@ def test_the_writer_keeps_what_a_socket_nobody_reads_cannot_take() -> None:
     async def main() -> int:
         writer = Writer(theirs.fileno(), Bus())
         writer.write(b"y" * 4_000_000)
-        await asyncio.sleep(0)  # (one pass of the loop: the batch goes out)
+        await _callbacks_run()  # (the batch has gone out, as far as the socket took it)
         assert os.get_blocking(theirs.fileno())
         pending = writer.pending
         writer.abandon()
