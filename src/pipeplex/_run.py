@@ -208,11 +208,13 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             sink.close()
         await writer.drain()
         writer.close()
+        # Held again before the handlers go: a SIGTERM in between would find the default
+        # action and kill pipeplex before its last words (a sender that keeps sending).
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for sig in (*handled, *passed):
             loop.remove_signal_handler(sig)
         loop.remove_signal_handler(signal.SIGWINCH)
-        if mask is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return 1 if refused and status == 0 else status
 
 

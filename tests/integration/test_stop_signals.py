@@ -4,6 +4,7 @@ pipeplex while the cast is already stopping on its own."""
 from __future__ import annotations
 
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PIPEPLEX, Connection, Pipeplex, py, status
+from .helpers import DEADLINE, PIPEPLEX, Connection, Pipeplex, py, status
 
 CLEAN_ON_TERM = (
     "import signal, sys\n"
@@ -429,3 +430,32 @@ def test_a_member_that_does_not_take_the_signal_passed_on_ends_by_it(run_dir: Pa
         plex.expect(r"got SIGALRM: passed it on to the running member")
         assert plex.wait() == 128 + signal.SIGALRM
     assert "killed by SIGALRM" in plex.text
+
+
+def test_a_sender_that_keeps_sending_sigterm_gets_the_status_not_the_signal(
+        run_dir: Path) -> None:
+    """SIGTERM every millisecond until pipeplex has ended (a supervisor's retries): it ends
+    with status 143, not killed by one that came as it took its handlers away at the end."""
+    proc = subprocess.Popen(
+        [*PIPEPLEX, "run", "-p", "a=sleep 60", "--run-dir", str(run_dir), "--no-console"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    ended = os.pidfd_open(proc.pid)  # (readable once it has ended; its pid stays unused)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if b"started" in line:
+                break
+        sent = 0
+        deadline = time.monotonic() + DEADLINE
+        while not select.select([ended], [], [], 0.001)[0]:
+            assert time.monotonic() < deadline, f"still running after {sent} SIGTERMs"
+            signal.pidfd_send_signal(ended, signal.SIGTERM)
+            sent += 1
+        assert proc.wait(timeout=DEADLINE) == 143, f"after {sent} SIGTERMs"
+    finally:
+        os.close(ended)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
