@@ -25,7 +25,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from . import __version__
 from ._command_parser import CommandParser
@@ -128,11 +128,21 @@ def _existing_file(text: str) -> Path:
 # Options shared by several commands.
 
 
-def _color_options(parser: argparse.ArgumentParser) -> None:
+_MEMBERS_COLOR = {
+    "run": "; without colour, members get NO_COLOR=1",
+    "test": "; members get NO_COLOR=1 whatever it is, so a test reads the same everywhere",
+    "show": "",
+}
+
+
+def _color_options(parser: argparse.ArgumentParser,
+                   members: Literal["run", "test", "show"] = "run") -> None:
+    """``members``: what the colour means for members: ``run`` (those of a cast that runs),
+    ``test`` (a scenario's), ``show`` (none: output shown again)."""
     parser.add_argument("--color", choices=COLORS, default="auto",
-                        help="colour names, marks and notes; without colour, members get "
-                             "NO_COLOR=1 (auto: on a terminal unless NO_COLOR is set, anywhere "
-                             "when FORCE_COLOR is; default: auto)")
+                        help=f"colour names, marks and notes{_MEMBERS_COLOR[members]} (auto: "
+                             "on a terminal unless NO_COLOR is set, anywhere when FORCE_COLOR "
+                             "is; default: auto)")
     parser.add_argument("--no-color", action="store_true", help="same as --color never")
 
 
@@ -163,7 +173,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
                         help="a member to run (repeatable); added to those of CAST_FILE")
     parser.add_argument("--run-dir", type=_folder, metavar="DIR",
                         help="folder for the named pipes (default: one per working folder "
-                             "under $XDG_RUNTIME_DIR/pipeplex or /tmp/pipeplex-UID)")
+                             "under $XDG_RUNTIME_DIR/pipeplex or $TMPDIR/pipeplex-UID)")
     _color_options(parser)
     _timestamps_option(parser)
     parser.add_argument("--on-exit", choices=("stop", "ignore", "restart"),
@@ -461,7 +471,7 @@ def stop(args: argparse.Namespace) -> None:
 
 def _attach_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="follow only this member (and notes about the whole run)")
-    _color_options(parser)
+    _color_options(parser, "show")
     _timestamps_option(parser)
     _run_dir_option(parser)
 
@@ -570,7 +580,7 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
                         help="write golden files instead of comparing them")
     parser.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE, metavar="SECONDS",
                         help=f"SIGTERM to SIGKILL when stopping (default: {DEFAULT_GRACE:g})")
-    _color_options(parser)
+    _color_options(parser, "test")
 
 
 def test(args: argparse.Namespace) -> None:
@@ -590,7 +600,7 @@ def test(args: argparse.Namespace) -> None:
 def _replay_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=_existing_file, metavar="TRANSCRIPT",
                         help="a file that run or test wrote with --transcript")
-    _color_options(parser)
+    _color_options(parser, "show")
     _timestamps_option(parser)
 
 

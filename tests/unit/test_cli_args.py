@@ -79,6 +79,23 @@ def test_every_command_that_colours_takes_no_color(command: str, tmp_path: Path)
     assert _command_parser(command).parse_words(["--no-color", *arguments]).no_color
 
 
+@pytest.mark.parametrize(("command", "said"), [
+    ("run", "without colour, members get NO_COLOR=1"),
+    ("demo", "without colour, members get NO_COLOR=1"),
+    ("test", "members get NO_COLOR=1 whatever it is"),  # (a test reads the same everywhere)
+    ("attach", "colour names, marks and notes (auto:"),  # (it starts no member)
+    ("replay", "colour names, marks and notes (auto:"),
+])
+def test_the_help_says_what_colour_means_for_the_members(command: str, said: str) -> None:
+    help_text = " ".join(_command_parser(command).format_help().split())
+    assert said in help_text
+
+
+def test_the_help_names_the_run_folders_default_as_the_docs_do() -> None:
+    help_text = " ".join(_command_parser("run").format_help().split())
+    assert "under $XDG_RUNTIME_DIR/pipeplex or $TMPDIR/pipeplex-UID)" in help_text
+
+
 def test_an_option_before_the_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown option '--bogus'" in _usage_error(capsys, "--bogus", "run")
 
