@@ -5,9 +5,9 @@ PID 1. ``pipeplex run`` and ``pipeplex test`` make themselves their members' sub
 (:class:`Adoption`): a daemon a member double-forked, or a worker whose parent died,
 becomes pipeplex's child, even one that left every process group and environment
 variable of its member behind (``setsid env -i``). The engine stops those with the rest
-at the end, and pipeplex waits for each that exits on every SIGCHLD, as ``init`` or
-``tini`` would (members are waited for through their pidfds). As a container's first
-process it is every orphan's parent anyway.
+at the end, and pipeplex reaps each that exits, as ``init`` or ``tini`` would, within a
+second (members are waited for through their pidfds). As a container's first process it
+is every orphan's parent anyway.
 
 Only a process that waits for no child of its own may do this: one running casts inside
 a program (``run_cast``, ``Plex``) does not, unless asked. Children it had before (the
@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
+from .._events import Exited
 from ._escaped import start_time
 
 if TYPE_CHECKING:
+    from .._bus import Bus
     from .guardian import Guardian
 
 __all__ = ("Adoption", "OrphanReaper", "children", "descendants")
@@ -130,7 +131,7 @@ def _become_subreaper() -> Callable[[], None] | None:
 
 
 LOOK_EVERY = 1.0
-"""Seconds between looks for orphans that came without a SIGCHLD (see :class:`OrphanReaper`)."""
+"""Seconds between looks for orphans that came, or ended, meanwhile (see :class:`OrphanReaper`)."""
 
 
 class OrphanReaper:
@@ -138,31 +139,34 @@ class OrphanReaper:
     members, the guardian), which their owners wait for. Tells ``guardian`` of each orphan
     as it comes and goes, so that it stops them should pipeplex die.
 
-    A SIGCHLD says that a child ended, but nothing says that one came: an orphan whose
-    parent was a member's child (a daemon that double-forked from a member's script) is
-    adopted without a word to us. So besides every SIGCHLD, the children are looked at
-    every :data:`LOOK_EVERY` seconds (one read of a file in /proc), and the guardian hears
-    of such a daemon within a second of its coming."""
+    It looks at the children (one read of a file in /proc) every :data:`LOOK_EVERY` seconds,
+    and as soon as a member has exited (an ``Exited`` on ``bus``): that is when what the
+    member left comes to us. Nothing else tells of an adoption: an orphan whose parent was
+    a member's own child (a daemon that double-forked from a member's script) comes without
+    a word, and the guardian hears of it within a second. No SIGCHLD handler, which init and
+    tini use: each SIGCHLD puts a byte in the loop's wake-up pipe, and a thousand members
+    stopping at once filled it while the loop was busy with their exits: Python printed a
+    traceback for each byte it could not write, and a signal that came then (a second
+    Ctrl-C) would have been lost, as asyncio runs a handler for each byte it reads."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ours: Callable[[], Collection[int]],
-                 guardian: Guardian | None = None) -> None:
+                 guardian: Guardian | None = None, *, bus: Bus | None = None) -> None:
         self._loop = loop
         self._ours = ours
         self._guardian = guardian
         self._told: set[int] = set()
         self._pending = False
-        self._looking: asyncio.TimerHandle | None = None
-        loop.add_signal_handler(signal.SIGCHLD, self._soon)
-        self._soon()  # (one may have ended before we listened: its SIGCHLD is gone)
-        if guardian is not None:  # (only the guardian needs to hear of them early)
-            self._looking = loop.call_later(LOOK_EVERY, self._look)
+        self._unsubscribe = (bus.subscribe(lambda event: self._soon(), [Exited])
+                             if bus is not None else None)
+        self._soon()  # (what came before we looked)
+        self._looking: asyncio.TimerHandle | None = loop.call_later(LOOK_EVERY, self._look)
 
     def _look(self) -> None:
         self._soon()
         self._looking = self._loop.call_later(LOOK_EVERY, self._look)
 
     def _soon(self) -> None:
-        """One look per pass of the loop, however many SIGCHLDs came (a thousand members
+        """One look per pass of the loop, however many members ended in it (a thousand
         ending at once would otherwise cost a look at a thousand children each)."""
         if not self._pending:
             self._pending = True
@@ -196,5 +200,7 @@ class OrphanReaper:
         if self._looking is not None:
             self._looking.cancel()
             self._looking = None
-        self._loop.remove_signal_handler(signal.SIGCHLD)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self.reap()
