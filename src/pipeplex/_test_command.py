@@ -28,7 +28,6 @@ from .cast.load import check_commands
 from .cast.spec import NAME_RE
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
-from .participants._spawn import close_inherited_on_exec
 from .participants.orphans import Adoption
 from .report.files import make_folders
 from .report.junit import CaseResult, check_junit, write_junit
@@ -62,7 +61,6 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     loop (loading, reporting) the signal ends it at once with the same status.
     """
     clean_inherited_signals(held=HELD_AT_START)
-    close_inherited_on_exec()
     _end_on_stop_signals()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)  # (held since the start)
     colored = use_color(color, sys.stdout.isatty())  # type: ignore[arg-type]

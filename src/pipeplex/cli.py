@@ -269,12 +269,10 @@ def _run(cast: CastSpec, options: RunOptions) -> int:
     from ._run import run_cast
     from ._signals import clean_inherited_signals
     from .errors import PipeplexError
-    from .participants._spawn import close_inherited_on_exec
 
     # Held back until run_cast has its handlers: a Ctrl-C in the loop's set-up would
     # break it halfway; this way the cast stops as at any other time.
     clean_inherited_signals(held=HELD_AT_START)
-    close_inherited_on_exec()
     release_collector()
     try:
         return asyncio.run(run_cast(cast, options))

@@ -33,7 +33,6 @@ from ..errors import SignalRefused, SpawnError
 from ._framing import LineFramer
 from ._group import live_in_group, owner, unwatch_group, watch_group
 from ._pty import make_controlling_tty, open_pty, set_size
-from ._spawn import Child, spawn
 from .guardian import Guardian
 
 __all__ = ("Process", "ProcessState")
@@ -120,7 +119,7 @@ class Process:
         self._rows = rows
         self._env_overrides = dict(env_overrides or {})
         self._guardian = guardian
-        self._child: Child | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
         self._readers: dict[int, Stream] = {}
         self._waiting_output = select.poll()
         """The readers, to ask in one call which of them have output waiting (see
@@ -206,11 +205,18 @@ class Process:
             if self._guardian is not None:
                 self._guardian.spawning((stdin_child, stdout_child, stderr_child))
             try:
-                # Spawning blocks only for vfork+exec, not on the child: fine in the loop.
-                self._child = spawn(
-                    argv, executable=executable,
-                    streams=(stdin_child, stdout_child, stderr_child), env=env, cwd=spec.cwd,
-                    in_child=make_controlling_tty if spec.pty == "full" else None)
+                # Spawning blocks only for fork+exec, not on the child: fine in the loop.
+                self._popen = subprocess.Popen(  # noqa: ASYNC220
+                    argv,
+                    executable=executable,
+                    stdin=stdin_child,
+                    stdout=stdout_child,
+                    stderr=stderr_child,
+                    cwd=spec.cwd,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=make_controlling_tty if spec.pty == "full" else None,
+                )
             except OSError as exc:
                 self._spawn_failed()
                 if executable is not None:
@@ -235,7 +241,7 @@ class Process:
         finally:
             for fd in fds:
                 os.close(fd)
-        self.pid = self._child.pid
+        self.pid = self._popen.pid
         self._group_gone = False
         if self._guardian is not None:
             self._guardian.register(self.pid)
@@ -469,8 +475,8 @@ class Process:
     # Exit -----------------------------------------------------------------------------
 
     def _on_pidfd(self) -> None:
-        assert self._loop is not None and self._pidfd is not None and self._child is not None
-        returncode = self._child.poll()
+        assert self._loop is not None and self._pidfd is not None and self._popen is not None
+        returncode = self._popen.poll()
         if returncode is None:  # not yet; pidfds can wake early only in theory
             return
         self._loop.remove_reader(self._pidfd)
@@ -483,8 +489,8 @@ class Process:
             self._open_master = None
         # Once the group is empty its id may go to a stranger: it is never signalled after.
         if self.group_alive():  # a process it started lives on (or a zombie, not reaped yet)
-            self._watched_groups.add(self._child.pid)
-            watch_group(self._child.pid, self._group_emptied)
+            self._watched_groups.add(self._popen.pid)
+            watch_group(self._popen.pid, self._group_emptied)
         assert self._exit_seen is not None
         self._exit_seen.set_result(returncode)
         self._drain_left = DRAIN_GRACE
