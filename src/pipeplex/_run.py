@@ -171,7 +171,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         # them back until here, so that a Ctrl-C does not land halfway through the set-up).
         mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)
         if adoption is not None and adoption.active:
-            orphans = OrphanReaper(loop, engine.own_children, guardian, bus=bus)
+            orphans = OrphanReaper(loop, engine.own_children, guardian)
         records = _records(options, bus)
         inputs = FolderInputs(engine, options.run_dir or default_run_dir())
         for name in cast.names:

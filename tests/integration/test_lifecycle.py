@@ -424,6 +424,54 @@ ADOPTING = ("import asyncio, subprocess, sys\n"
 without a SIGCHLD (that goes to the member's shell)."""
 
 
+REAPING = ("import asyncio, os, subprocess\n"
+           "from pipeplex.participants import orphans\n"
+           "orphans.LOOK_EVERY = 3600  # (no look but the ones a SIGCHLD asks for)\n"
+           "class Reaper(orphans.OrphanReaper):\n"
+           "    def reap(self):\n"
+           "        reaped = super().reap()\n"
+           "        if reaped:\n"
+           "            print('reaped', reaped, flush=True)\n"
+           "        return reaped\n"
+           "async def main():\n"
+           "    assert orphans.Adoption().active\n"
+           "    loop = asyncio.get_running_loop()\n"
+           "    member = None\n"
+           "    Reaper(loop, lambda: {member.pid} if member else set())\n"
+           "    feed, fed = os.pipe()\n"
+           "    # The member leaves cat behind, reading a pipe: an orphan that ends when told.\n"
+           "    member = subprocess.Popen(['sh', '-c', 'exec 3<&0; cat <&3 >/dev/null &'],\n"
+           "                              stdin=feed)\n"
+           "    os.close(feed)\n"
+           "    ended = loop.create_future()\n"
+           "    exits = os.pidfd_open(member.pid)\n"
+           "    loop.add_reader(exits, lambda: ended.done() or ended.set_result(None))\n"
+           "    await asyncio.wait_for(ended, 30)  # (cat is ours now)\n"
+           "    print('member ended', flush=True)\n"
+           "    os.close(fed)  # (cat reads EOF and ends)\n"
+           "    done = loop.create_future()  # (the test closes its stdin, or kills it)\n"
+           "    loop.add_reader(0, lambda: done.done() or done.set_result(None))\n"
+           "    await asyncio.wait_for(done, 30)  # (a deadline: then the test fails)\n"
+           "asyncio.run(main())\n")
+"""A subreaper whose member leaves ``cat`` behind; once the member has ended, ``cat``
+ends too, and its SIGCHLD comes to the subreaper."""
+
+
+def test_an_orphan_that_ends_is_reaped_on_its_sigchld() -> None:
+    """Zombies count against a process limit (a container's): an orphan that ends is
+    reaped on the SIGCHLD it sends, not at the next look (an hour away here). The handler
+    is armed for one signal at a time, so a thousand ending at once cost no more."""
+    with subprocess.Popen([sys.executable, "-c", REAPING], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True,
+                          start_new_session=True) as reaping:
+        try:
+            assert reaping.stdout is not None
+            assert reaping.stdout.readline() == "member ended\n"
+            assert reaping.stdout.readline() == "reaped 1\n"
+        finally:
+            os.killpg(reaping.pid, signal.SIGKILL)
+
+
 def test_an_orphan_that_comes_without_a_sigchld_is_told_to_the_guardian() -> None:
     """pipeplex hears of an adoption only by looking: not on a SIGCHLD alone (which goes to
     the orphan's old parent), but also every second. Until it has told the guardian, a

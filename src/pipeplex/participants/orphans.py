@@ -5,8 +5,8 @@ PID 1. ``pipeplex run`` and ``pipeplex test`` make themselves their members' sub
 (:class:`Adoption`): a daemon a member double-forked, or a worker whose parent died,
 becomes pipeplex's child, even one that left every process group and environment
 variable of its member behind (``setsid env -i``). The engine stops those with the rest
-at the end, and pipeplex reaps each that exits, as ``init`` or ``tini`` would, within a
-second (members are waited for through their pidfds). As a container's first process it
+at the end, and pipeplex waits for each that exits on SIGCHLD, as ``init`` or ``tini``
+would (members are waited for through their pidfds). As a container's first process it
 is every orphan's parent anyway.
 
 Only a process that waits for no child of its own may do this: one running casts inside
@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
-from .._events import Exited
 from ._escaped import start_time
 
 if TYPE_CHECKING:
-    from .._bus import Bus
     from .guardian import Guardian
 
 __all__ = ("Adoption", "OrphanReaper", "children", "descendants")
@@ -131,7 +130,7 @@ def _become_subreaper() -> Callable[[], None] | None:
 
 
 LOOK_EVERY = 1.0
-"""Seconds between looks for orphans that came, or ended, meanwhile (see :class:`OrphanReaper`)."""
+"""Seconds between looks for orphans that came without a SIGCHLD (see :class:`OrphanReaper`)."""
 
 
 class OrphanReaper:
@@ -139,42 +138,54 @@ class OrphanReaper:
     members, the guardian), which their owners wait for. Tells ``guardian`` of each orphan
     as it comes and goes, so that it stops them should pipeplex die.
 
-    It looks at the children (one read of a file in /proc) every :data:`LOOK_EVERY` seconds,
-    and as soon as a member has exited (an ``Exited`` on ``bus``): that is when what the
-    member left comes to us. Nothing else tells of an adoption: an orphan whose parent was
-    a member's own child (a daemon that double-forked from a member's script) comes without
-    a word, and the guardian hears of it within a second. No SIGCHLD handler, which init and
-    tini use: each SIGCHLD puts a byte in the loop's wake-up pipe, and a thousand members
-    stopping at once filled it while the loop was busy with their exits: Python printed a
+    A SIGCHLD says that a child ended, as for init and tini; but nothing says that one
+    came: an orphan whose parent was a member's child (a daemon that double-forked from a
+    member's script) is adopted without a word to us. So besides each SIGCHLD, the
+    children are looked at every :data:`LOOK_EVERY` seconds (one read of a file in /proc),
+    and the guardian hears of such a daemon within a second of its coming.
+
+    The SIGCHLD handler is armed for one signal at a time, and armed again as a look
+    begins. Each signal caught puts a byte in the loop's wake-up pipe: a thousand members
+    stopping at once filled it while the loop was busy with their exits, Python printed a
     traceback for each byte it could not write, and a signal that came then (a second
-    Ctrl-C) would have been lost, as asyncio runs a handler for each byte it reads."""
+    Ctrl-C) would have been lost, as asyncio runs a handler for each byte it reads. Armed
+    once, they cost a byte per look, and the zombies of orphans that end in a burst are
+    still reaped at once (they count against a container's process limit)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ours: Callable[[], Collection[int]],
-                 guardian: Guardian | None = None, *, bus: Bus | None = None) -> None:
+                 guardian: Guardian | None = None) -> None:
         self._loop = loop
         self._ours = ours
         self._guardian = guardian
         self._told: set[int] = set()
         self._pending = False
-        self._unsubscribe = (bus.subscribe(lambda event: self._soon(), [Exited])
-                             if bus is not None else None)
-        self._soon()  # (what came before we looked)
-        self._looking: asyncio.TimerHandle | None = loop.call_later(LOOK_EVERY, self._look)
+        self._closed = False
+        self._looking: asyncio.TimerHandle | None = None
+        self._look()  # (what came before we listened: its SIGCHLD is gone)
 
     def _look(self) -> None:
-        self._soon()
+        """Arm for the next SIGCHLD, then look (a child that ends from here on fires it
+        again); and again in LOOK_EVERY seconds, unless a SIGCHLD comes first."""
+        if self._closed:
+            return
+        self._pending = False
+        if self._looking is not None:
+            self._looking.cancel()
+        signal.signal(signal.SIGCHLD, self._child_ended)
+        self.reap()
         self._looking = self._loop.call_later(LOOK_EVERY, self._look)
 
-    def _soon(self) -> None:
-        """One look per pass of the loop, however many members ended in it (a thousand
-        ending at once would otherwise cost a look at a thousand children each)."""
-        if not self._pending:
+    def _child_ended(self, signum: int, frame: object) -> None:
+        """A Python-level handler, run between two bytecodes of the main thread: disarmed
+        at once (SIG_DFL: children are still waited for, and a SIGCHLD then costs nothing),
+        it asks the loop for one look."""
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if not self._pending and not self._closed:
             self._pending = True
-            self._loop.call_soon(self.reap)
+            self._loop.call_soon_threadsafe(self._look)
 
     def reap(self) -> int:
         """Reap every child that has exited and is not ours; how many there were."""
-        self._pending = False
         ours = set(self._ours())
         reaped = 0
         for pid in children():
@@ -197,10 +208,10 @@ class OrphanReaper:
         return reaped
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._looking is not None:
             self._looking.cancel()
-            self._looking = None
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.reap()
