@@ -129,7 +129,7 @@ def _existing_file(text: str) -> Path:
 
 
 _MEMBERS_COLOR = {
-    "run": "; without colour, members get NO_COLOR=1",
+    "run": "; without colour, members get NO_COLOR=1 unless FORCE_COLOR is set",
     "test": "; members get NO_COLOR=1 whatever it is, so a test reads the same everywhere",
     "show": "",
 }
