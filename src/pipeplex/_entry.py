@@ -37,7 +37,7 @@ if str(getattr(sys.modules.get("__main__"), "__file__", "")).endswith(_LAUNCHERS
     import _signal  # type: ignore[import-not-found]  # (signal's C half: no stubs)
 
     _signal.pthread_sigmask(_signal.SIG_BLOCK, {
-        _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP,  # (HELD_AT_START, before it loads)
+        _signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,  # (HELD_AT_START)
         _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGVTALRM, _signal.SIGPROF,
         _signal.SIGIO, _signal.SIGPWR})
     gc.disable()

@@ -27,8 +27,10 @@ PASSED_ON = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM, s
 running members, as tini and dumb-init do (``kill -USR1`` to have every member reopen its
 logs), rather than die and leave its members to the guardian's SIGKILL."""
 
-HELD_AT_START = (*STOP_SIGNALS, *PASSED_ON)
-"""What the command holds back until it can take them (see ``_entry``)."""
+HELD_AT_START = (*STOP_SIGNALS, signal.SIGQUIT, *PASSED_ON)
+"""What the command holds back until it can take them (see ``_entry``), and holds again
+once a run has let them go: SIGQUIT, which a run takes as a stop without the grace, would
+otherwise dump core at its default."""
 
 
 def signal_name(sig: int) -> str:

@@ -432,10 +432,12 @@ def test_a_member_that_does_not_take_the_signal_passed_on_ends_by_it(run_dir: Pa
     assert "killed by SIGALRM" in plex.text
 
 
-def test_a_sender_that_keeps_sending_sigterm_gets_the_status_not_the_signal(
-        run_dir: Path) -> None:
-    """SIGTERM every millisecond until pipeplex has ended (a supervisor's retries): it ends
-    with status 143, not killed by one that came as it took its handlers away at the end."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT], ids=["TERM", "QUIT"])
+def test_a_sender_that_keeps_sending_gets_the_status_not_the_signal(
+        run_dir: Path, sig: signal.Signals) -> None:
+    """The signal every millisecond until pipeplex has ended (a supervisor's retries, a
+    Ctrl-\\ held down): it ends with status 128+N, not killed by one that came as it took
+    its handlers away at the end (for SIGQUIT, with a core dump)."""
     proc = subprocess.Popen(
         [*PIPEPLEX, "run", "-p", "a=sleep 60", "--run-dir", str(run_dir), "--no-console"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -448,10 +450,10 @@ def test_a_sender_that_keeps_sending_sigterm_gets_the_status_not_the_signal(
         sent = 0
         deadline = time.monotonic() + DEADLINE
         while not select.select([ended], [], [], 0.001)[0]:
-            assert time.monotonic() < deadline, f"still running after {sent} SIGTERMs"
-            signal.pidfd_send_signal(ended, signal.SIGTERM)
+            assert time.monotonic() < deadline, f"still running after {sent} signals"
+            signal.pidfd_send_signal(ended, sig)
             sent += 1
-        assert proc.wait(timeout=DEADLINE) == 143, f"after {sent} SIGTERMs"
+        assert proc.wait(timeout=DEADLINE) == 128 + sig, f"after {sent} signals"
     finally:
         os.close(ended)
         if proc.poll() is None:
