@@ -3,6 +3,7 @@ pipeplex while the cast is already stopping on its own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shlex
@@ -10,11 +11,30 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from .helpers import DEADLINE, PIPEPLEX, Connection, Pipeplex, py, status
+
+
+@contextlib.contextmanager
+def _started(*args: str | os.PathLike[str], **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """``pipeplex ARGS`` with its stdout a pipe; killed if it still runs at the end, and its
+    pipe closed."""
+    proc = subprocess.Popen([*PIPEPLEX, *map(str, args)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
 
 CLEAN_ON_TERM = (
     "import signal, sys\n"
@@ -355,13 +375,10 @@ def test_a_signal_after_the_cast_ended_keeps_its_status_and_records(tmp_path: Pa
     takes none. SIGTERM then drops that output: the status stays 3, the transcript whole."""
     code = "import sys\nfor i in range(400): print('x' * 999)\nsys.exit(3)\n"
     transcript_r, transcript_w = os.pipe()
-    proc = subprocess.Popen(
-        [*PIPEPLEX, "run", "-p", f"m={py(code)}", "--run-dir", str(run_dir),
-         "--transcript", f"/dev/fd/{transcript_w}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        pass_fds=(transcript_w,))
-    os.close(transcript_w)
-    try:
+    with _started("run", "-p", f"m={py(code)}", "--run-dir", run_dir,
+                  "--transcript", f"/dev/fd/{transcript_w}", stderr=subprocess.STDOUT,
+                  pass_fds=(transcript_w,)) as proc:
+        os.close(transcript_w)
         with os.fdopen(transcript_r, "rb") as transcript:
             # Written at the end, after the summary: the cast is over, its output stuck.
             records = []
@@ -373,12 +390,6 @@ def test_a_signal_after_the_cast_ended_keeps_its_status_and_records(tmp_path: Pa
             assert proc.wait(timeout=30) == 3
             records.extend(transcript)
         assert sum(r.count(b"x" * 999) for r in records) == 400
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def test_sigquit_stops_the_cast_without_the_grace(run_dir: Path) -> None:
@@ -438,29 +449,23 @@ def test_a_sender_that_keeps_sending_gets_the_status_not_the_signal(
     """The signal every millisecond until pipeplex has ended (a supervisor's retries, a
     Ctrl-\\ held down): it ends with status 128+N, not killed by one that came as it took
     its handlers away at the end (for SIGQUIT, with a core dump)."""
-    proc = subprocess.Popen(
-        [*PIPEPLEX, "run", "-p", "a=sleep 60", "--run-dir", str(run_dir), "--no-console"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    ended = os.pidfd_open(proc.pid)  # (readable once it has ended; its pid stays unused)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if b"started" in line:
-                break
-        sent = 0
-        deadline = time.monotonic() + DEADLINE
-        while not select.select([ended], [], [], 0.001)[0]:
-            assert time.monotonic() < deadline, f"still running after {sent} signals"
-            signal.pidfd_send_signal(ended, sig)
-            sent += 1
+    with _started("run", "-p", "a=sleep 60", "--run-dir", run_dir, "--no-console",
+                  stderr=subprocess.DEVNULL) as proc:
+        ended = os.pidfd_open(proc.pid)  # (readable once it has ended; its pid stays unused)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if b"started" in line:
+                    break
+            sent = 0
+            deadline = time.monotonic() + DEADLINE
+            while not select.select([ended], [], [], 0.001)[0]:
+                assert time.monotonic() < deadline, f"still running after {sent} signals"
+                signal.pidfd_send_signal(ended, sig)
+                sent += 1
+        finally:
+            os.close(ended)
         assert proc.wait(timeout=DEADLINE) == 128 + sig, f"after {sent} signals"
-    finally:
-        os.close(ended)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def test_a_thousand_members_stop_without_a_word_on_stderr(run_dir: Path, tmp_path: Path) -> None:
@@ -470,10 +475,8 @@ def test_a_thousand_members_stop_without_a_word_on_stderr(run_dir: Path, tmp_pat
     cast = tmp_path / "cast.toml"
     cast.write_text("".join(f'[procs.m{i}]\ncmd = "sleep 60"\n' for i in range(1000)))
     errors = tmp_path / "stderr"
-    with errors.open("wb") as err:
-        proc = subprocess.Popen([*PIPEPLEX, "run", str(cast), "--run-dir", str(run_dir)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-    try:
+    with errors.open("wb") as err, _started("run", cast, "--run-dir", run_dir,
+                                            stderr=err) as proc:
         assert proc.stdout is not None
         started = 0
         for line in proc.stdout:
@@ -483,10 +486,4 @@ def test_a_thousand_members_stop_without_a_word_on_stderr(run_dir: Path, tmp_pat
         proc.send_signal(signal.SIGTERM)
         proc.stdout.read()  # (to its end: the summaries)
         assert proc.wait(timeout=DEADLINE) == 143
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
     assert errors.read_text() == ""
