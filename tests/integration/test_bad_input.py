@@ -58,6 +58,24 @@ def test_a_script_with_windows_line_ends_says_so(tmp_path: Path) -> None:
             "'/bin/sh\\r' as its interpreter; convert it with dos2unix") in result.stdout
 
 
+def test_text_the_locale_cannot_encode_says_how_to_run(tmp_path: Path) -> None:
+    """A cast file is UTF-8; in the C locale with Python's UTF-8 mode off, "é" in a command
+    cannot become the bytes of an argument: the error names it and the way out."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "echo h\u00e9llo"\n', encoding="utf-8")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("LC_", "LANG", "PYTHONUTF8", "PYTHONCOERCECLOCALE"))}
+    result = subprocess.run(
+        [*PIPEPLEX, "run", str(cast), "--no-console", "--run-dir", str(tmp_path / "r")],
+        capture_output=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
+        env={**env, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"})
+    assert result.returncode == 127, result.stderr
+    assert ("a: cannot start 'echo h\u00e9llo': its command or environment holds '\u00e9', "
+            "which the locale's encoding (ascii) cannot express; run pipeplex in a UTF-8 "
+            "locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1").encode() in result.stdout
+    assert b"Traceback" not in result.stdout + result.stderr
+
+
 def test_toml_syntax_error_gives_file_line_and_column(tmp_path: Path) -> None:
     """A TOML syntax error names the file, line and column."""
     cast = tmp_path / "cast.toml"

@@ -225,8 +225,7 @@ class Process:
                                  _spawn_reason(exc, argv, executable, spec.cwd)) from None
             except ValueError as exc:  # a NUL byte, or "=" in an environment variable's name
                 self._spawn_failed()
-                raise SpawnError(self.name, spec.command_text,
-                                 f"{exc} in its command or environment") from None
+                raise SpawnError(self.name, spec.command_text, _bad_text(exc)) from None
             except subprocess.SubprocessError:  # the preexec_fn failed: the child is reaped
                 self._spawn_failed()
                 raise
@@ -1118,6 +1117,15 @@ def _missing_interpreter(program: str) -> str:
                 f"(the #! line of {program!r})")
     return (f"{program!r} exists, but what it needs to run was not found (its loader: a "
             "program built for another system?)")
+
+
+def _bad_text(exc: ValueError) -> str:
+    """Why a command or environment could not be handed to the program."""
+    if isinstance(exc, UnicodeEncodeError):  # (text from a cast file, in an ASCII locale)
+        return (f"its command or environment holds {exc.object[exc.start:exc.end]!r}, which "
+                f"the locale's encoding ({exc.encoding}) cannot express; run pipeplex in a "
+                "UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
+    return f"{exc} in its command or environment"
 
 
 def _spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
