@@ -17,6 +17,7 @@ ones a shell's ``exec`` passed on) are never taken for the cast's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Collection
@@ -172,8 +173,8 @@ class OrphanReaper:
         if self._looking is not None:
             self._looking.cancel()
         signal.signal(signal.SIGCHLD, self._child_ended)
+        self._looking = self._loop.call_later(LOOK_EVERY, self._look)  # (even if reap fails)
         self.reap()
-        self._looking = self._loop.call_later(LOOK_EVERY, self._look)
 
     def _child_ended(self, signum: int, frame: object) -> None:
         """A Python-level handler, run between two bytecodes of the main thread: disarmed
@@ -182,7 +183,8 @@ class OrphanReaper:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         if not self._pending and not self._closed:
             self._pending = True
-            self._loop.call_soon_threadsafe(self._look)
+            with contextlib.suppress(RuntimeError):  # (its loop closed without close())
+                self._loop.call_soon_threadsafe(self._look)
 
     def reap(self) -> int:
         """Reap every child that has exited and is not ours; how many there were."""
