@@ -472,6 +472,27 @@ def test_an_orphan_that_ends_is_reaped_on_its_sigchld() -> None:
             os.killpg(reaping.pid, signal.SIGKILL)
 
 
+LEFT_ARMED = ("import asyncio, os, select, subprocess\n"
+              "from pipeplex.participants.orphans import OrphanReaper\n"
+              "loop = asyncio.new_event_loop()\n"
+              "OrphanReaper(loop, lambda: set())\n"
+              "loop.close()  # (and no close() of the reaper: an error on the way out)\n"
+              "child = subprocess.Popen(['true'])\n"
+              "ended = os.pidfd_open(child.pid)\n"
+              "select.select([ended], [], [], 30)\n"
+              "child.wait()  # (its SIGCHLD has come: the handler ran by now)\n"
+              "print('fine', flush=True)\n")
+
+
+def test_a_sigchld_after_the_reapers_loop_closed_raises_nothing() -> None:
+    """The reaper's SIGCHLD handler runs between two bytecodes of whatever the main thread
+    does: if its loop is gone, it must not raise there."""
+    result = subprocess.run([sys.executable, "-c", LEFT_ARMED], capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.stdout == "fine\n", result.stderr
+    assert result.returncode == 0
+
+
 def test_an_orphan_that_comes_without_a_sigchld_is_told_to_the_guardian() -> None:
     """pipeplex hears of an adoption only by looking: not on a SIGCHLD alone (which goes to
     the orphan's old parent), but also every second. Until it has told the guardian, a
