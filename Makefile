@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-quick clean
+.PHONY: demo test test-pythons lint bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m mypy
 	$(BIN)/ruff check src tests bench
 
+# The suite under other Pythons as well, each in its own .venv-3.X (about 3 minutes each).
+PYTHONS ?= python3.12 python3.13
+test-pythons:
+	@sh tests/other-pythons.sh $(PYTHONS)
+
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m mypy
 	$(BIN)/ruff check src tests bench
@@ -42,4 +47,4 @@ bench-quick: $(VENV)/.installed
 	$(BIN)/python bench/run_all.py --quick
 
 clean:
-	rm -rf $(VENV) build dist
+	rm -rf $(VENV) $(VENV)-3.* build dist
