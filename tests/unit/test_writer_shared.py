@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import signal
 import socket
 import threading
 
@@ -91,6 +92,40 @@ def test_a_reader_gone_is_said_from_the_thread_as_from_the_loop() -> None:
     finally:
         os.close(write_end)
     assert calls == ["broken"]
+
+
+def _blocked_signals(task: int) -> int:
+    """The signal mask of this process's thread ``task`` (a bit per signal, 1 << N-1)."""
+    with open(f"/proc/self/task/{task}/status") as status:
+        return int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+
+
+@pytest.mark.usefixtures("threaded")
+def test_the_writing_thread_takes_no_signal() -> None:
+    """The kernel gives a process's signal to any thread that does not block it: the
+    writing thread blocks them all, so a stop signal always reaches the loop's thread (and
+    one that comes as the run ends, when the loop's thread holds them, waits there instead
+    of meeting the default action in the writer)."""
+    read_end, write_end = os.pipe()
+
+    async def main() -> int:
+        writer = Writer(write_end, Bus())
+        writer.write(b"to start the thread\n")
+        await writer.drain()
+        thread = next(t for t in threading.enumerate() if t.name == "pipeplex stdout")
+        assert thread.native_id is not None
+        blocked = _blocked_signals(thread.native_id)
+        writer.close()
+        return blocked
+
+    try:
+        blocked = asyncio.run(main())
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD,
+                signal.SIGUSR1, signal.SIGWINCH):
+        assert blocked & 1 << (sig - 1), sig.name
 
 
 def test_the_writer_keeps_what_a_socket_nobody_reads_cannot_take() -> None:

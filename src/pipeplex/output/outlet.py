@@ -23,6 +23,7 @@ import fcntl
 import os
 import queue
 import select
+import signal
 import socket
 import stat
 import threading
@@ -133,7 +134,14 @@ class _Thread(Outlet):
                 return os.write(self.fd, data)
             self._thread = threading.Thread(target=self._run, name="pipeplex stdout",
                                             daemon=True)  # (one stalled at exit: let it be)
-            self._thread.start()
+            # Every signal blocked in the thread (it inherits the mask it starts with): a
+            # stop signal goes to the loop's thread, and one that comes while the run holds
+            # them, at its very end, waits there rather than meeting the default action here.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            try:
+                self._thread.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._busy = True
         self._chunks.put(bytes(data))
         return len(data)
