@@ -22,6 +22,9 @@ built without it. So are ``bz2`` and ``lzma``, which ``shutil`` loads for archiv
 pipeplex never makes (1 ms). And the cyclic garbage collector is held off while the command loads
 (:func:`release_collector` lets it in): the imports make tens of thousands of objects,
 all kept for good, which it would otherwise walk again and again (some 6 ms of a start).
+
+A command that merges its members' output into ours also has malloc keep big buffers for
+the next one (:mod:`._allocator`): a flood's reads, lines and writes are each that big.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ def main() -> None:
         from ._guardian_process import start_early_guardian
 
         start_early_guardian()
+    if sys.argv[1:2] in (["run"], ["demo"], ["test"]):  # (commands that merge members' output)
+        from ._allocator import keep_big_buffers
+
+        keep_big_buffers()
     from .cli import main as cli_main
 
     cli_main()

@@ -211,9 +211,12 @@ class Renderer:
                     end = RESET + b"\n"
         if self.timestamps:
             prefix = self._stamp(event.t) + prefix
+        # One copy of a flood's chunk, not four: the prefix goes after every line end, the
+        # last one's taken off again (a view) and one goes before the first.
         if data.endswith(b"\n"):
-            data = data[:-1]
-        return prefix + data.replace(b"\n", end + prefix) + end
+            lines = memoryview(data.replace(b"\n", end + prefix))[:-len(prefix)]
+            return b"".join((prefix, lines))
+        return b"".join((prefix, data.replace(b"\n", end + prefix), end))
 
     def render_input(self, event: InputSent) -> bytes:
         """What was sent to a member's stdin, as ``NAME > line`` (``NAME > [EOF]`` for its

@@ -1,0 +1,39 @@
+"""A run's process keeps big buffers on its heap (glibc): a flood's reads and writes then
+cost no mapping, page faults and unmapping each."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import ctypes, sys
+
+class Info(ctypes.Structure):  # struct mallinfo2 (glibc 2.33)
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+if not hasattr(libc, "mallinfo2"):
+    sys.exit(3)
+libc.mallinfo2.restype = Info
+if sys.argv[1] == "kept":
+    from pipeplex._allocator import keep_big_buffers
+    keep_big_buffers()
+mapped = libc.mallinfo2().hblks
+chunk = bytes(1 << 20)  # a 256 KiB read would do; a pass of the loop joins several
+print(libc.mallinfo2().hblks - mapped)
+"""
+
+
+@pytest.mark.parametrize(("how", "mappings"), [("default", "1"), ("kept", "0")])
+def test_a_big_buffer_comes_from_the_heap_once_kept(how: str, mappings: str) -> None:
+    probe = subprocess.run([sys.executable, "-c", PROBE, how], capture_output=True,
+                           text=True, timeout=60)
+    if probe.returncode == 3:
+        pytest.skip("not glibc 2.33 or newer (no mallinfo2)")
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == mappings
