@@ -107,25 +107,32 @@ def test_the_writing_thread_takes_no_signal() -> None:
     one that comes as the run ends, when the loop's thread holds them, waits there instead
     of meeting the default action in the writer)."""
     read_end, write_end = os.pipe()
+    main_thread = threading.main_thread().native_id
+    assert main_thread is not None
+    held = signal.pthread_sigmask(signal.SIG_SETMASK, ())  # (whatever came before: none)
 
-    async def main() -> int:
+    async def main() -> tuple[int, int]:
         writer = Writer(write_end, Bus())
         writer.write(b"to start the thread\n")
         await writer.drain()
         thread = next(t for t in threading.enumerate() if t.name == "pipeplex stdout")
         assert thread.native_id is not None
-        blocked = _blocked_signals(thread.native_id)
+        blocked = _blocked_signals(thread.native_id), _blocked_signals(main_thread)
         writer.close()
         return blocked
 
     try:
-        blocked = asyncio.run(main())
+        in_thread, in_loop = asyncio.run(main())
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         os.close(read_end)
         os.close(write_end)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD,
                 signal.SIGUSR1, signal.SIGWINCH):
-        assert blocked & 1 << (sig - 1), sig.name
+        assert in_thread & 1 << (sig - 1), sig.name
+    # (A fault of the thread's own must still reach faulthandler.)
+    assert not in_thread & 1 << (signal.SIGSEGV - 1)
+    assert in_loop == 0  # the loop's thread hears every signal, as before
 
 
 def test_the_writer_keeps_what_a_socket_nobody_reads_cannot_take() -> None:

@@ -112,6 +112,12 @@ class _Socket(Outlet):
         self._socket.close()
 
 
+_KEPT_FROM_THREAD = signal.valid_signals() - {
+    signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS}
+"""What the writing thread blocks: every signal but those its own faults raise (blocked,
+they would kill the process with no word from faulthandler)."""
+
+
 class _Thread(Outlet):
     """Plain blocking writes, done by a thread of their own (started at the first write)."""
 
@@ -132,16 +138,19 @@ class _Thread(Outlet):
                 self._loop = asyncio.get_running_loop()
             except RuntimeError:  # (no loop to hear back: nothing else can wait either)
                 return os.write(self.fd, data)
-            self._thread = threading.Thread(target=self._run, name="pipeplex stdout",
-                                            daemon=True)  # (one stalled at exit: let it be)
-            # Every signal blocked in the thread (it inherits the mask it starts with): a
+            thread = threading.Thread(target=self._run, name="pipeplex stdout",
+                                      daemon=True)  # (one stalled at exit: let it be)
+            # The signals blocked in the thread (it inherits the mask it starts with): a
             # stop signal goes to the loop's thread, and one that comes while the run holds
             # them, at its very end, waits there rather than meeting the default action here.
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            # (The mask is read first: a handler run as signals are blocked may raise.)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
             try:
-                self._thread.start()
+                signal.pthread_sigmask(signal.SIG_BLOCK, _KEPT_FROM_THREAD)
+                thread.start()
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            self._thread = thread
         self._busy = True
         self._chunks.put(bytes(data))
         return len(data)
