@@ -106,7 +106,7 @@ def _unreadable_for_nobody(place: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     # An interpreter below a folder of root's (pyenv's in /root) cannot be run by another
     # user at all: the loader cannot reach its libpython, or the kernel its binary.
-    probe = subprocess.run([*nobody, sys.executable, "-c", "import pipeplex"],
+    probe = subprocess.run([*nobody, sys.executable, "-S", "-c", "pass"],
                            capture_output=True, text=True, stdin=subprocess.DEVNULL,
                            timeout=60, env=env)
     if probe.returncode != 0:
