@@ -64,7 +64,7 @@ def main() -> None:
         from ._guardian_process import start_early_guardian
 
         start_early_guardian()
-    if sys.argv[1:2] in (["run"], ["demo"], ["test"]):  # (commands that merge members' output)
+    if sys.argv[1:2] in (["run"], ["demo"], ["test"], ["attach"]):  # (they merge output)
         from ._allocator import keep_big_buffers
 
         keep_big_buffers()

@@ -211,8 +211,9 @@ class Renderer:
                     end = RESET + b"\n"
         if self.timestamps:
             prefix = self._stamp(event.t) + prefix
-        # One copy of a flood's chunk, not four: the prefix goes after every line end, the
-        # last one's taken off again (a view) and one goes before the first.
+        # Two copies of a flood's chunk, not four: the prefix goes after every line end
+        # (one), the last one's taken off again (a view), and a join puts one before the
+        # first (two).
         if data.endswith(b"\n"):
             lines = memoryview(data.replace(b"\n", end + prefix))[:-len(prefix)]
             return b"".join((prefix, lines))
