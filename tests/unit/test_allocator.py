@@ -45,3 +45,26 @@ def test_a_big_buffer_comes_from_the_heap_and_stays_once_kept(how: str, seen: st
         pytest.skip("not glibc 2.33 or newer (no mallinfo2)")
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == seen
+
+
+WIRING = """
+import sys
+import pipeplex._allocator as allocator, pipeplex._guardian_process as guardian, pipeplex.cli as cli
+kept = []
+allocator.keep_big_buffers = lambda: kept.append(True)
+guardian.start_early_guardian = lambda: None
+cli.main = lambda: None
+from pipeplex._entry import main
+sys.argv = ["pipeplex", sys.argv[1]]
+main()
+print(len(kept))
+"""
+
+
+@pytest.mark.parametrize(("command", "kept"), [
+    ("run", "1"), ("demo", "1"), ("test", "1"), ("attach", "1"), ("send", "0"), ("status", "0")])
+def test_the_commands_that_merge_output_keep_big_buffers(command: str, kept: str) -> None:
+    probe = subprocess.run([sys.executable, "-c", WIRING, command], capture_output=True,
+                           text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == kept
