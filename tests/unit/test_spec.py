@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from pipeplex.cast import CastSpec, ProcSpec
@@ -154,6 +156,31 @@ def test_split_command_refuses_a_string_too_long_for_linux_unsplit() -> None:
     with pytest.raises(ValueError, match=r"^it is 131,072 characters long; a command string "
                                          r"must be under 128 KiB$"):
         split_command("echo " + "x" * (MAX_ARGUMENT - 5))
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "prog --port 8080 \\\n    --name x",
+        'prog "a \\\nb" \'c \\\nd\'',
+        "prog one # a comment",
+        "prog a#b '#c' \"#d\" \\#e #f",
+        "prog \\\\\n#next",
+        "prog x\\\n#y",
+        "prog 'it''s' \"a'#b\" #c",
+        "# all of it",
+        "prog \"a\\\"#b\" c",
+    ],
+    ids=["continued-lines", "continued-in-quotes", "comment", "not-comments",
+         "escaped-backslash", "joined-word", "quotes", "only-a-comment", "escaped-quote"],
+)
+def test_split_command_splits_as_the_shell_does(cmd: str) -> None:
+    """A backslash at a line's end joins the lines, and a word beginning with ``#`` begins
+    a comment, as /bin/sh reads them (shlex alone keeps both as arguments)."""
+    script = f"f() {{ for a; do printf '%s\\0' \"$a\"; done; }}; f {cmd}"
+    words = subprocess.run(["sh", "-c", script], capture_output=True, check=True,
+                           timeout=10).stdout
+    assert split_command(cmd) == tuple(word.decode() for word in words.split(b"\0")[:-1])
 
 
 def test_start_waves_without_dependencies() -> None:

@@ -173,7 +173,46 @@ def split_command(cmd: str) -> tuple[str, ...]:
     if len(cmd) >= MAX_ARGUMENT:
         raise ValueError(f"it is {len(cmd):,} characters long; a command string must be "
                          "under 128 KiB")
-    return tuple(shlex.split(cmd))
+    return tuple(shlex.split(_as_one_line(cmd)))
+
+
+_SHELL_BLANKS = frozenset(" \t\r\n")
+
+
+def _as_one_line(cmd: str) -> str:
+    """``cmd`` without what a shell reads before it splits words, and shlex does not: a
+    backslash at a line's end, which joins the next line (also in double quotes), and
+    ``#`` comments, from a ``#`` that begins a word to the line's end (``a#b`` is a word)."""
+    if "\\" not in cmd and "#" not in cmd:
+        return cmd
+    out: list[str] = []
+    quote = ""  # the quote we are in, if any
+    word_start = True
+    i, end = 0, len(cmd)
+    while i < end:
+        char = cmd[i]
+        if quote == "'":  # (nothing is special in single quotes but their end)
+            quote = "" if char == "'" else quote
+        elif char == "\\":
+            if cmd.startswith("\n", i + 1):
+                i += 2  # joined: the next line goes on this word, or begins one
+                continue
+            out.append(cmd[i:i + 2])  # the escaped character is not read again
+            word_start = False
+            i += 2
+            continue
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char == "#" and word_start:
+            newline = cmd.find("\n", i)
+            i = end if newline < 0 else newline
+            continue
+        elif char in "'\"":
+            quote = char
+        word_start = not quote and char in _SHELL_BLANKS
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)
