@@ -910,7 +910,12 @@ class Engine:
                 attempt = 0
                 continue
             if member.stopping:
-                if returncode != 0 and not member.signalled_to_stop:
+                if returncode < 0 and -returncode in member.signals_asked:
+                    # A signal a person sent ended it, even if the stop came before its
+                    # exit was seen: that is its own end (docs/cli.md, pipeplex signal).
+                    self.record_failure(member.name, exit_status(returncode),
+                                        f"{member.name} {how}", member.ended_at)
+                elif returncode != 0 and not member.signalled_to_stop:
                     # It failed at the EOF the stop gave it, before any signal: its own
                     # failure, as it would be a moment earlier, before the stop came; unless
                     # something else of the cast ended in the stop before it (judged once

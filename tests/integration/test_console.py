@@ -144,6 +144,16 @@ def test_list_help_signal_close_restart(run_dir: Path) -> None:
         plex.expect(r"^t \| read after all that$")
 
 
+def test_a_member_a_signal_ended_counts_when_the_stop_follows_at_once(run_dir: Path) -> None:
+    """:signal db TERM then :quit in one write: db ended on its own, of the signal a person
+    sent, though the stop began before its exit was seen; the status says so (143)."""
+    with piped(run_dir, "-p", "db=sleep 60", "-p", "b=cat", "--on-exit", "ignore") as plex:
+        plex.expect(r"^b +\* started")
+        plex.write(b":signal db TERM\n:quit\n")
+        plex.expect(r"^db \* summary: killed by SIGTERM after")
+        assert plex.wait() == 128 + signal.SIGTERM
+
+
 def test_list_tells_a_suspended_member_from_a_running_one(run_dir: Path) -> None:
     with piped(run_dir, "-p", "w=sleep 60") as plex:
         pid = int(plex.expect(r"^w \* started \(pid (\d+)\)$")[1])

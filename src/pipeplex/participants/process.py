@@ -111,6 +111,9 @@ class Process:
         self.signalled_to_stop = False
         """The stop signalled it (SIGTERM, SIGKILL) before it exited: its exit is the stop's
         doing. One that ends at the EOF a stop gave it, before any signal, ended on its own."""
+        self.signals_asked: set[int] = set()
+        """Signals a person sent this run (:meth:`signal_as_asked`): one of them that ends
+        it, even as a stop begins, ended it on its own."""
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self._bus = bus
@@ -247,6 +250,7 @@ class Process:
         self.state = "running"
         self.stopping = False
         self.signalled_to_stop = False
+        self.signals_asked.clear()
         self.returncode = None
         self.started_at = time.monotonic()
         self.ended_at = None
@@ -962,6 +966,8 @@ class Process:
         to the member's process group, except that INT, QUIT and TSTP to a member on a full
         terminal go where those keys would send them, to the terminal's foreground job (the
         command its shell runs, in a group of its own); False if nothing was left."""
+        if self.returncode is None:
+            self.signals_asked.add(sig)
         if sig in _KEYBOARD_SIGNALS and (job := self._foreground_job()) is not None:
             try:
                 os.killpg(job, sig)
