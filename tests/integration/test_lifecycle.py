@@ -493,6 +493,39 @@ def test_a_sigchld_after_the_reapers_loop_closed_raises_nothing() -> None:
     assert result.returncode == 0
 
 
+DISARMED = ("import asyncio, os, select, signal, subprocess\n"
+            "from pipeplex.participants.orphans import OrphanReaper\n"
+            "def caught():  # the kernel's view: does a handler catch SIGCHLD?\n"
+            "    with open('/proc/self/status') as status:\n"
+            "        mask = next(l for l in status if l.startswith('SigCgt:')).split()[1]\n"
+            "    return bool(int(mask, 16) >> (signal.SIGCHLD - 1) & 1)\n"
+            "def ours():  # Python's view\n"
+            "    return signal.getsignal(signal.SIGCHLD) == reaper._child_ended\n"
+            "loop = asyncio.new_event_loop()\n"
+            "reaper = OrphanReaper(loop, lambda: set())\n"
+            "print('armed', caught(), ours())\n"
+            "child = subprocess.Popen(['true'])\n"
+            "select.select([os.pidfd_open(child.pid)], [], [], 30)\n"
+            "child.wait()  # (its SIGCHLD has come: the handler ran by now)\n"
+            "print('caught one', caught(), ours())\n"
+            "loop.run_until_complete(asyncio.sleep(0))  # (the look it asked for)\n"
+            "print('looked', caught(), ours())\n"
+            "reaper.close()\n"
+            "print('closed', caught(), signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL)\n")
+
+
+def test_the_sigchld_handler_is_disarmed_below_python() -> None:
+    """Once a SIGCHLD is caught, no more are until the look: the kernel's action is the
+    default again, while Python's table keeps the handler. ``signal.signal(SIGCHLD,
+    SIG_DFL)`` changed both, and a SIGCHLD caught as it did met the default in Python's
+    table: Python printed "Signal 17 ignored due to race condition" and a traceback into
+    the run's output when orphans ended by the thousand."""
+    result = subprocess.run([sys.executable, "-c", DISARMED], capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.stdout.splitlines() == ["armed True True", "caught one False True",
+                                          "looked True True", "closed False True"], result.stderr
+
+
 def test_an_orphan_that_comes_without_a_sigchld_is_told_to_the_guardian() -> None:
     """pipeplex hears of an adoption only by looking: not on a SIGCHLD alone (which goes to
     the orphan's old parent), but also every second. Until it has told the guardian, a

@@ -130,6 +130,21 @@ def _become_subreaper() -> Callable[[], None] | None:
     return restore
 
 
+def _c_level_default() -> Callable[[], None]:
+    """What sets SIGCHLD's action to the default below Python, leaving Python's table as
+    it is (see :class:`OrphanReaper`)."""
+    import ctypes  # (loaded by then: the prctl calls of an adoption)
+
+    c_signal = ctypes.CDLL(None).signal
+    c_signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    c_signal.restype = ctypes.c_void_p
+
+    def disarm() -> None:
+        c_signal(signal.SIGCHLD, None)  # (SIG_DFL is the null pointer)
+
+    return disarm
+
+
 LOOK_EVERY = 1.0
 """Seconds between looks for orphans that came without a SIGCHLD (see :class:`OrphanReaper`)."""
 
@@ -151,7 +166,13 @@ class OrphanReaper:
     traceback for each byte it could not write, and a signal that came then (a second
     Ctrl-C) would have been lost, as asyncio runs a handler for each byte it reads. Armed
     once, they cost a byte per look, and the zombies of orphans that end in a burst are
-    still reaped at once (they count against a container's process limit)."""
+    still reaped at once (they count against a container's process limit).
+
+    It is disarmed below Python (libc's ``signal``), where no more can be caught, while
+    Python's own table keeps the handler: ``signal.signal(SIGCHLD, SIG_DFL)`` runs the
+    handlers of signals caught so far and then sets the default, so a SIGCHLD caught in
+    between met the default in Python's table, which Python reports on stderr ("Signal 17
+    ignored due to race condition", with a traceback) when orphans end by the thousand."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ours: Callable[[], Collection[int]],
                  guardian: Guardian | None = None) -> None:
@@ -162,6 +183,7 @@ class OrphanReaper:
         self._pending = False
         self._closed = False
         self._looking: asyncio.TimerHandle | None = None
+        self._disarm = _c_level_default()
         self._look()  # (what came before we listened: its SIGCHLD is gone)
 
     def _look(self) -> None:
@@ -180,7 +202,7 @@ class OrphanReaper:
         """A Python-level handler, run between two bytecodes of the main thread: disarmed
         at once (SIG_DFL: children are still waited for, and a SIGCHLD then costs nothing),
         it asks the loop for one look."""
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self._disarm()
         if not self._pending and not self._closed:
             self._pending = True
             with contextlib.suppress(RuntimeError):  # (its loop closed without close())
@@ -215,5 +237,6 @@ class OrphanReaper:
         self._closed = True
         if self._looking is not None:
             self._looking.cancel()
+        self._disarm()  # (first: none is caught while Python's table changes)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.reap()
