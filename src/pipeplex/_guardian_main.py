@@ -15,10 +15,15 @@ with those, every process below them (a daemon whose parent still runs).
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import signal
 import time
+
+TYPE_CHECKING = False  # (typing and collections take milliseconds to load)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 Found = set[tuple[int, int]]
 """Processes by pid and start time: a pid, freed, may go to a stranger."""
@@ -154,21 +159,21 @@ def caught_mid_spawn(told: Told, parent: int, parent_exit: int | None) -> Found:
     return found
 
 
-def marked(token: bytes | None) -> set[int]:
-    """Every process carrying the run's id in its environment."""
-    found: set[int] = set()
+def marked(token: bytes | None) -> Iterator[int]:
+    """Every process carrying the run's id in its environment, the newest first, each as
+    soon as it is found: one that forks and exits over and over (a new pid each time) is
+    signalled in the moment after it is seen, not after the whole of /proc was read."""
     if token is None:
-        return found
+        return
     me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != me:
+    for pid in sorted((int(e) for e in os.listdir("/proc") if e.isdigit()), reverse=True):
+        if pid != me:
             try:
-                with open("/proc/" + entry + "/environ", "rb") as f:
+                with open(f"/proc/{pid}/environ", "rb") as f:
                     if token in f.read().split(b"\0"):
-                        found.add(int(entry))
+                        yield pid
             except OSError:
                 pass
-    return found
 
 
 def descendants(groups: set[int], roots: set[int]) -> Found:
@@ -212,8 +217,14 @@ class Stop:
     def __init__(self, told: Told, known: Found) -> None:
         self.groups = set(told.groups)
         self.token = told.token
-        self.known = known | descendants(self.groups, {pid for pid, _ in known}
-                                         | marked(self.token))
+        self.known = known
+        self.look_again()
+
+    def look_again(self) -> None:
+        """Add the processes below the ones known (and the groups they lead): at the start,
+        and after SIGTERM, which some answer by starting a process of their own."""
+        self.known |= descendants(self.groups, {pid for pid, _ in self.known}
+                                  | set(marked(self.token)))
         for pid in self.alive():  # one that leads its group (a member, a daemon): that too
             try:
                 if os.getpgid(pid) == pid:
@@ -230,16 +241,34 @@ class Stop:
                 os.killpg(pgid, sig)
             except OSError:
                 pass
-        for pid in marked(self.token) | self.alive():
+        for pid in itertools.chain(marked(self.token), self.alive()):
             try:
                 if os.getpgid(pid) not in self.groups:  # (those had it with their group:
                     os.kill(pid, sig)  # a second SIGTERM means "now" to some programs)
             except OSError:
                 pass
 
+    def gone_within(self, seconds: float, sig: int | None = None) -> bool:
+        """Whether none is left within ``seconds``, signalling them with ``sig`` at each look
+        (if given; else a look every 20 ms). None is left once looks found none for 50 ms:
+        one look can miss a process that forks anew as fast as it can, in a new session
+        each time (listed, then gone as it is read; its new pid came after the listing)."""
+        deadline = time.monotonic() + seconds
+        seen = time.monotonic()
+        while (now := time.monotonic()) < deadline:
+            if sig is not None:
+                self.signal_all(sig)
+            if self.left():
+                seen = now
+            elif now - seen >= 0.05:
+                return True
+            if sig is None:
+                time.sleep(0.02)
+        return False
+
     def left(self) -> bool:
         # A zombie left in a group (its parent has not reaped it yet) is dead already.
-        if marked(self.token) or self.alive():
+        if next(marked(self.token), None) is not None or self.alive():
             return True
         for entry in os.listdir("/proc"):
             if entry.isdigit():
@@ -268,13 +297,12 @@ def main() -> None:
     # Once, as pipeplex ended; then followed by pid and start time.
     known = caught_mid_spawn(told, parent, parent_exit) | set(told.adopted.items())
     stop = Stop(told, known)
+    if not stop.left():
+        return  # (pipeplex stopped everything itself: the usual end)
     stop.signal_all(signal.SIGTERM)
-    deadline = time.monotonic() + 0.5
-    while stop.left() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if stop.left():
-        stop.signal_all(signal.SIGKILL)
-
+    if not stop.gone_within(0.5):
+        stop.look_again()
+        stop.gone_within(1.0, signal.SIGKILL)
 
 if __name__ == "__main__":
     main()

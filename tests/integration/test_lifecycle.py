@@ -566,6 +566,46 @@ def test_a_detached_daemon_whose_parent_runs_dies_with_pipeplex_killed(run_dir: 
             raise
 
 
+# A member that answers SIGTERM by starting a helper in a session of its own, with an empty
+# environment, and runs on: the helper writes its pid to the file named first.
+SPAWNS_ON_TERM = ("import os, signal, sys\n"
+                  "def on_term(*_):\n"
+                  "    pid = os.fork()\n"
+                  "    if pid == 0:\n"
+                  "        os.setsid()\n"
+                  "        os.execve('/bin/sleep', ['sleep', '60'], {})\n"
+                  "    with open(sys.argv[1] + '.part', 'w') as f:\n"
+                  "        f.write(str(pid))\n"
+                  "    os.rename(sys.argv[1] + '.part', sys.argv[1])\n"
+                  "signal.signal(signal.SIGTERM, on_term)\n"
+                  "print('up', flush=True)\n"
+                  "while True:\n"
+                  "    signal.pause()\n")
+
+
+def test_what_a_sigterm_handler_starts_dies_with_pipeplex_killed(
+        run_dir: Path, tmp_path: Path) -> None:
+    """The guardian looks below what it stops again before SIGKILL: what a process started
+    in answer to SIGTERM (a shutdown hook's helper) was not there at the first look."""
+    pid_file = tmp_path / "helper.pid"
+    with Pipeplex("run", "-p", f"m={py(SPAWNS_ON_TERM)} {pid_file}", "--run-dir",
+                  run_dir) as plex:
+        plex.expect(r"^m +\| up")
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while not pid_file.exists():  # (written as the guardian's SIGTERM is handled)
+            assert time.monotonic() < deadline, "the member got no SIGTERM"
+            select.select([], [], [], 0.01)
+        helper = int(pid_file.read_text())
+        try:
+            _wait_exited(helper)
+        except AssertionError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(helper, signal.SIGKILL)
+            raise
+
+
 def _children(pid: int) -> list[int]:
     return [int(child) for child in
             Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
