@@ -170,7 +170,10 @@ class ControlClient:
         self.connect()
         assert self._sock is not None
         message = {"op": op, **{k: v for k, v in fields.items() if v is not None}}
-        line = json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogateescape")
+        try:
+            line = json.dumps(message, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # bytes that are not UTF-8, as surrogateescape keeps them
+            line = json.dumps(message).encode()  # (escaped: "\udcff", which the run takes)
         if len(line) > MAX_REQUEST:
             raise RequestFailed("too_large", f"request of {len(line)} bytes exceeds "
                                 f"{MAX_REQUEST // 1024} KiB; send less at a time, or write "

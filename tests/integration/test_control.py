@@ -65,6 +65,20 @@ def test_send_without_newline_then_the_rest_of_the_line(run_dir: Path) -> None:
         assert nothing.returncode == 2 and "nothing to send" in nothing.stderr
 
 
+def test_send_passes_bytes_that_are_not_utf8_on(run_dir: Path) -> None:
+    """TEXT from a Latin-1 terminal, or a file's name, reaches the member as the bytes it
+    was, from pipeplex send and from ControlClient (Python's surrogateescape)."""
+    reader = py("import sys\nfor line in sys.stdin.buffer: print('got', line.hex())")
+    with Pipeplex("run", "-p", f"c={reader}", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        result = run("send", "c", os.fsdecode(b"caf\xe9"), "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+        plex.expect(r"^c \| got 636166e90a$")
+        with ControlClient(run_dir) as client:
+            assert client.request("send", name="c", data="\udcff\u00e9\n")["delivered"] == 1
+        plex.expect(r"^c \| got ffc3a90a$")
+
+
 def test_send_eof_closes_the_members_stdin(run_dir: Path) -> None:
     """--eof after the text: cat reads its last line, then EOF, and exits 0."""
     with cats(run_dir, "c", "d", extra=("--on-exit", "ignore")) as plex:
