@@ -556,6 +556,22 @@ class TestAcrossMembers:
             'web: uses {port}, which db captures, but does not start after it; add after = ["db"]'
         )
 
+    def test_a_p_member_using_a_captured_variable_is_told_to_go_to_the_cast_file(self) -> None:
+        """-p gives no after: the advice for a -p member is what it can do."""
+        db = ProcSpec("db", "x", ready=r"port (?P<port>\d+)")
+        web = parse_proc_option("web=y {port}")
+        with pytest.raises(CastError) as info:
+            validate_cast(CastSpec((db, web)))
+        assert info.value.message == (
+            "web: uses {port}, which db captures, but does not start after it; declare web "
+            'in a cast file instead, with after = ["db"] (-p gives no after)')
+        ported = parse_proc_option("web=y", ready_port="{port}")
+        with pytest.raises(CastError) as info:
+            validate_cast(CastSpec((db, ported)))
+        assert info.value.message.endswith(
+            'declare web in a cast file instead, with after = ["db"], which captures it '
+            "(-p gives no after)")
+
     @pytest.mark.parametrize("where", ['cmd = "y {port}"', 'cmd = "y"\nenv = { P = "{port}" }'])
     def test_variable_captured_by_an_indirect_dependency(self, tmp_path: Path, where: str) -> None:
         """A variable captured anywhere up the ``after`` chain is available."""

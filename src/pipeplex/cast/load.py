@@ -442,13 +442,13 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
                                 "captured value is known once its member is ready, so only "
                                 "members that start after it can use it", source=where)
             raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
-                            f"does not start after it; add after = [\"{provider}\"]",
+                            f"does not start after it; {_add_after(proc, provider)}",
                             source=where)
         unknown = port - available - captures[proc.name]
         if unknown:
             var = sorted(unknown)[0]
             close = close_match(var, list(captured))
-            hint = (f"add after = [\"{captured[var]}\"], which captures it"
+            hint = (_add_after(proc, captured[var], ", which captures it")
                     if var in captured else
                     f"did you mean {{{close}}}, which {captured[close]} captures?"
                     if close is not None else
@@ -456,6 +456,14 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
             raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
                             f"starts after captures; {hint}", source=proc.where("ready_port"))
     return cast_spec
+
+
+def _add_after(proc: ProcSpec, provider: str, why: str = "") -> str:
+    """What to do for ``proc`` to start after ``provider``: a -p member has no after."""
+    if proc.source == "-p":
+        return (f"declare {proc.name} in a cast file instead, with after = "
+                f"[\"{provider}\"]{why} (-p gives no after)")
+    return f"add after = [\"{provider}\"]{why}"
 
 
 def _closure(proc: ProcSpec, procs: Mapping[str, ProcSpec]) -> Iterator[str]:
