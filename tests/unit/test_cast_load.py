@@ -101,7 +101,31 @@ class TestFileErrors:
         """An error at the very end names the file and says so in words."""
         err, path = error(tmp_path, '[procs.web]\ncmd = "unterminated')
         assert err.source == path
-        assert err.message.endswith(" at the end of the file")
+        assert err.message.startswith("Unterminated string at the end of the file; ")
+
+    @pytest.mark.parametrize(("line", "message"), [
+        ("cmd = python3 -m http.server",
+         "Invalid value; put text in quotes: \"...\" (or '...', where a backslash stays as "
+         "written)"),
+        ("autostart = False", "Invalid value; write false in lowercase, as TOML does"),
+        ('ready = "port \\d+"',
+         "Unescaped '\\' in a string; in \"...\" a backslash begins an escape such as \\n: "
+         "write the value in single quotes, where it stays as written (a regular expression: "
+         "'\\d+')"),
+        ('cmd = "unterminated\nready = "x"',
+         "Illegal character '\\n'; close the string on its line with the quote it began with "
+         "(text over several lines goes in \"\"\"...\"\"\" or \'\'\'...\'\'\')"),
+        ('cmd = "serve" --port 80',
+         "Expected newline or end of document after a statement; write one key = value a "
+         "line, with text in quotes"),
+        ('cmd = "a"\ncmd = "b"', "Cannot overwrite a value; a key or a table may be given once"),
+    ], ids=["bare-text", "capital-bool", "backslash-in-double-quotes", "unclosed-string",
+            "two-values", "twice"])
+    def test_toml_slips_come_with_what_to_write(self, tmp_path: Path, line: str,
+                                                message: str) -> None:
+        """tomllib names a slip by its effect; the commonest get what to write instead."""
+        err, _ = error(tmp_path, f"[procs.web]\n{line}\n")
+        assert err.message == message
 
     @pytest.mark.parametrize("kind", ["a folder", "a device", "a socket"])
     def test_what_is_not_a_regular_file_is_refused_by_kind(self, tmp_path: Path,

@@ -194,7 +194,7 @@ def parse_toml(text: str, shown: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message, source = _toml_error(exc, shown)
-        raise CastError(message, source=source) from None
+        raise CastError(message + _toml_hint(message, text, exc), source=source) from None
     except RecursionError:
         raise CastError("cannot read this TOML: its arrays or inline tables are nested too "
                         "deeply (hundreds of levels)", source=shown) from None
@@ -214,6 +214,28 @@ def _toml_error(exc: tomllib.TOMLDecodeError, path: str) -> tuple[str, str]:
     if m:
         return message[: m.start()] + " at the end of the file", path
     return message, path
+
+
+def _toml_hint(message: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """What to write instead, for the slips tomllib names only by their effect."""
+    if message == "Invalid value":
+        at = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
+        line = text.splitlines()[int(at[1]) - 1] if at else ""
+        word = re.match(r"[^\s,\]}#]*", line[int(at[2]) - 1:] if at else "")
+        if word is not None and word[0].lower() in ("true", "false"):
+            return f"; write {word[0].lower()} in lowercase, as TOML does"
+        return "; put text in quotes: \"...\" (or '...', where a backslash stays as written)"
+    if message.startswith("Unescaped '\\'"):
+        return ("; in \"...\" a backslash begins an escape such as \\n: write the value in "
+                "single quotes, where it stays as written (a regular expression: '\\d+')")
+    if message.startswith("Unterminated string") or message == "Illegal character '\\n'":
+        return ("; close the string on its line with the quote it began with (text over "
+                "several lines goes in \"\"\"...\"\"\" or '''...''')")
+    if message.startswith("Expected newline or end of document"):
+        return "; write one key = value a line, with text in quotes"
+    if message.startswith(("Cannot overwrite a value", "Cannot declare")):
+        return "; a key or a table may be given once"
+    return ""
 
 
 def cast_from_data(
