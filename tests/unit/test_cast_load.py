@@ -103,6 +103,12 @@ class TestFileErrors:
         assert err.source == path
         assert err.message.startswith("Unterminated string at the end of the file; ")
 
+    def test_a_name_with_a_dot_left_unquoted(self, tmp_path: Path) -> None:
+        """[procs.api.v2] is a table v2 inside member api: the hint is the quoted name."""
+        err, _ = error(tmp_path, '[procs.api.v2]\ncmd = "serve"\n')
+        assert err.message == ("api: unknown key 'v2'; for a member named api.v2, quote the "
+                               'name: [procs."api.v2"]')
+
     @pytest.mark.parametrize(("line", "message"), [
         ("cmd = python3 -m http.server",
          "Invalid value; put text in quotes: \"...\" (or '...', where a backslash stays as "
@@ -542,10 +548,17 @@ class TestNames:
         assert err.source == f"{path}:3"
         assert err.message.startswith(f"invalid member name {name!r}")
 
-    def test_reserved_name_all(self, tmp_path: Path) -> None:
-        """``all`` is reserved for addressing every member."""
-        err, _ = error(tmp_path, '[procs.all]\ncmd = "x"\n')
-        assert "the name 'all' is reserved" in err.message
+    @pytest.mark.parametrize(("name", "why"), [
+        ("all", "it addresses every member"),
+        ("pipeplex", "pipeplex's own lines go under it"),
+    ])
+    def test_reserved_names(self, tmp_path: Path, name: str, why: str) -> None:
+        """``all`` addresses every member; under ``pipeplex`` a member's lines would pass
+        for pipeplex's own notes about the run."""
+        err, _ = error(tmp_path, f'[procs.{name}]\ncmd = "x"\n')
+        assert err.message == f"the name {name!r} is reserved ({why}); choose another"
+        with pytest.raises(CastError, match=f"the name {name!r} is reserved"):
+            parse_proc_option(f"{name}=x")
 
     @pytest.mark.parametrize("name", ["a" * 64, "web-1.v2_x", "9lives", "A"])
     def test_good_member_names(self, tmp_path: Path, name: str) -> None:

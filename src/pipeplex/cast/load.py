@@ -96,7 +96,8 @@ def check_name(name: str, source: str | None) -> None:
             source=source,
         )
     if name in RESERVED_NAMES:
-        raise CastError(f"the name {name!r} is reserved (it addresses every member)", source=source)
+        raise CastError(f"the name {name!r} is reserved ({RESERVED_NAMES[name]}); choose "
+                        "another", source=source)
 
 
 def parse_proc_option(option: str, **defaults: Any) -> ProcSpec:
@@ -285,7 +286,10 @@ def _proc(
         raise CastError(f"procs.{name} must be a table with at least cmd = ...", source=here)
     for key in table:
         if key not in PROC_KEYS:
-            raise CastError(f"{name}: unknown key {key!r}{suggest_key(key, PROC_KEYS)}",
+            hint = (f"; for a member named {name}.{key}, quote the name: "
+                    f"[procs.\"{name}.{key}\"]" if isinstance(table[key], dict) else
+                    suggest_key(key, PROC_KEYS))
+            raise CastError(f"{name}: unknown key {key!r}{hint}",
                             source=where("procs", name, key))
 
     def bad(key: str, expected: str, choices: Sequence[str] = ()) -> CastError:

@@ -41,7 +41,10 @@ OnExit = Literal["stop", "ignore", "restart"]
 StderrMode = Literal["apart", "stdout"]
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-RESERVED_NAMES = frozenset({"all"})
+RESERVED_NAMES = {
+    "all": "it addresses every member",
+    "pipeplex": "pipeplex's own lines go under it",
+}
 
 
 DEFAULT_GRACE = 5.0
