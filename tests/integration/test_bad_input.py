@@ -31,20 +31,23 @@ def test_missing_command_names_member_and_command(run_dir: Path) -> None:
     assert not run_dir.exists()
 
 
-@pytest.mark.parametrize("called", ["by its path", "by its name on PATH"])
+@pytest.mark.parametrize("called", ["by its path", "by its name on PATH", "./tool"])
 def test_a_script_whose_interpreter_is_missing_says_so(
         tmp_path: Path, called: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """exec's ENOENT is for the #! line's interpreter, not the script, which exists: it
-    read 'command not found' for a file the user could see."""
+    read 'command not found' for a file the user could see. The script is named as the
+    command names it (it read '././tool')."""
     script = tmp_path / "tool"
     script.write_text("#!/nonexistent/bin/python3 -u\nprint('hi')\n")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    command = str(script) if called == "by its path" else "tool"
-    result = run("run", "-p", f"a={command}", "--no-console", "--run-dir", tmp_path / "r")
+    command = {"by its path": str(script), "by its name on PATH": "tool"}.get(called, called)
+    result = run("run", "-p", f"a={command}", "--no-console", "--run-dir", tmp_path / "r",
+                 cwd=tmp_path)
     assert result.returncode == 127, result.stderr
+    shown = command if called == "./tool" else str(script)
     assert (f"a: cannot start {command!r}: its interpreter was not found: "
-            f"'/nonexistent/bin/python3' (the #! line of {str(script)!r})") in result.stdout
+            f"'/nonexistent/bin/python3' (the #! line of {shown!r})") in result.stdout
 
 
 def test_a_script_with_windows_line_ends_says_so(tmp_path: Path) -> None:

@@ -412,11 +412,22 @@ class TestMemberKeys:
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\ncwd = {value}\n')
         assert "web: cwd must be a folder path" in err.message
 
+    @pytest.mark.parametrize(("line", "shown"), [
+        ("ready_timeout = true", "not true"),
+        ("env = { A = true, 'B C' = [1] }", "not { A = true, 'B C' = [1] }"),
+        ('after = ["db", false]', "not ['db', false]"),
+    ])
+    def test_a_wrong_value_is_shown_as_the_file_writes_it(self, tmp_path: Path, line: str,
+                                                          shown: str) -> None:
+        """Not as Python's repr (True, {'A': True}), which the user never wrote."""
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\n{line}\n')
+        assert err.message.endswith(shown)
+
     def test_invalid_ready_pattern_names_the_member(self, tmp_path: Path) -> None:
         """A ready regex that does not compile is reported with the member and its line."""
         err, path = error(tmp_path, '[procs.web]\ncmd = "x"\nready = "port (\\\\d+"\n')
         assert err.source == f"{path}:3"
-        assert err.message.startswith("web: invalid ready pattern 'port (\\\\d+': ")
+        assert err.message.startswith("web: invalid ready pattern 'port (\\d+': ")  # (as written)
 
     def test_ready_pattern_kept(self, tmp_path: Path) -> None:
         """A valid ready pattern is kept and its named groups are captured variables."""
@@ -505,12 +516,13 @@ class TestMemberKeys:
     @pytest.mark.parametrize("cmd", ['"echo a\\u0000b"', '["echo", "a\\u0000b"]'])
     def test_a_nul_in_the_command_is_refused_before_anything_starts(
             self, tmp_path: Path, cmd: str) -> None:
+        """Said at the line of cmd, as every other cmd error (not of the member's table)."""
         path = write(tmp_path, f'[procs.ok]\ncmd = "true"\n\n[procs.web]\ncmd = {cmd}\n')
         with pytest.raises(CastError) as info:
             validate_cast(load_cast(path))
         assert info.value.message == ("web: the command has a NUL character (\\u0000), which "
                                       "no command line can carry")
-        assert info.value.source == f"{path}:4"
+        assert info.value.source == f"{path}:5"
 
     @pytest.mark.parametrize("key", ["ready_timeout", "stop_timeout"])
     def test_timeouts(self, tmp_path: Path, key: str) -> None:

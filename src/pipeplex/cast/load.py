@@ -29,8 +29,10 @@ from .spec import (
     PtyMode,
     StderrMode,
     is_port,
+    quoted,
     ready_regex,
     split_command,
+    toml_value,
     variables_in,
 )
 
@@ -296,7 +298,7 @@ def _proc(
         value = table[key]
         close = close_match(value, choices) if isinstance(value, str) and choices else None
         meant = f"; did you mean {close!r}?" if close is not None else ""
-        return CastError(f"{name}: {key} must be {expected}, not {value!r}{meant}",
+        return CastError(f"{name}: {key} must be {expected}, not {toml_value(value)}{meant}",
                          source=where("procs", name, key))
 
     fields: dict[str, Any] = dict(defaults)
@@ -382,7 +384,7 @@ def _proc(
         try:
             ready_regex(table["ready"])
         except re.error as exc:
-            raise CastError(f"{name}: invalid ready pattern {table['ready']!r}: {exc}",
+            raise CastError(f"{name}: invalid ready pattern {quoted(table['ready'])}: {exc}",
                             source=where("procs", name, "ready")) from None
         fields["ready"] = table["ready"]
     if "ready_port" in table:
@@ -511,8 +513,8 @@ def check_fields(proc: ProcSpec) -> None:
         raise CastError(f"invalid member name {proc.name!r}", source=proc.source)
     check_name(proc.name, proc.source)
 
-    def bad(what: str) -> CastError:
-        return CastError(f"{proc.name}: {what}", source=proc.source)
+    def bad(what: str, key: str = "cmd") -> CastError:
+        return CastError(f"{proc.name}: {what}", source=proc.where(key))
 
     problem = _command_too_long(proc.cmd, shell=proc.shell)
     if problem:
@@ -534,48 +536,52 @@ def check_fields(proc: ProcSpec) -> None:
         raise bad("the command has a NUL character (\\u0000), which no command line can "
                   "carry")
     if proc.pty not in PTY_MODES:
-        raise bad(f"pty must be one of {', '.join(map(repr, PTY_MODES))}, not {proc.pty!r}")
+        raise bad(f"pty must be one of {', '.join(map(repr, PTY_MODES))}, not {proc.pty!r}",
+                  "pty")
     if proc.stderr not in STDERR_MODES:
         raise bad(f"stderr must be one of {', '.join(map(repr, STDERR_MODES))}, "
-                  f"not {proc.stderr!r}")
+                  f"not {proc.stderr!r}", "stderr")
     if proc.on_exit not in ON_EXIT:
         raise bad(f"on_exit must be one of {', '.join(map(repr, ON_EXIT))}, "
-                  f"not {proc.on_exit!r}")
+                  f"not {proc.on_exit!r}", "on_exit")
     for key in ("after", "input"):
         value = getattr(proc, key)
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-            raise bad(f"{key} must be a tuple of strings, not {value!r}")
+            raise bad(f"{key} must be a tuple of strings, not {value!r}", key)
     for key, value in proc.env.items():
         if not (isinstance(key, str) and isinstance(value, str)):
-            raise bad(f"env names and values must be strings, not {key!r}: {value!r}")
+            raise bad(f"env names and values must be strings, not {key!r}: {value!r}", "env")
     for key, value in proc.env.items():
         problem = _env_problem(key, value)
         if problem:
-            raise bad(f"env {problem}")
+            raise bad(f"env {problem}", "env")
     if proc.ready is not None:
         if not isinstance(proc.ready, str):  # (a spec built by hand is not checked)
-            raise bad(f"ready must be a regular expression as a string, not {proc.ready!r}")
+            raise bad(f"ready must be a regular expression as a string, not {proc.ready!r}",
+                      "ready")
         try:
             ready_regex(proc.ready)
         except re.error as exc:
-            raise bad(f"ready is not a valid regular expression: {exc}") from None
+            raise bad(f"ready is not a valid regular expression: {exc}", "ready") from None
     port = proc.ready_port
     if port is not None and not (
         isinstance(port, str)
         and (variables_in(port) or is_port(port))
     ):  # one with a {variable} is checked once expanded, when the member gets ready
         raise bad(f"ready_port must be a TCP port number (1-65535) as a string, or a variable "
-                  f"such as '{{port}}', not {port!r}")
+                  f"such as '{{port}}', not {port!r}", "ready_port")
     for key in ("ready_timeout", "stop_timeout"):
         value = getattr(proc, key)
         if value is None and key == "stop_timeout":
             continue
         if (not isinstance(value, int | float) or isinstance(value, bool)
                 or not 0 < value < 1e9):  # (also refuses nan and inf)
-            raise bad(f"{key} must be a positive number of seconds below 1e9, not {value!r}")
+            raise bad(f"{key} must be a positive number of seconds below 1e9, not {value!r}",
+                      key)
     if (not isinstance(proc.max_restarts, int) or isinstance(proc.max_restarts, bool)
             or proc.max_restarts < 0):
-        raise bad(f"max_restarts must be a whole number, 0 or more, not {proc.max_restarts!r}")
+        raise bad(f"max_restarts must be a whole number, 0 or more, not {proc.max_restarts!r}",
+                  "max_restarts")
 
 
 def _command_too_long(cmd: object, *, shell: bool = False) -> str | None:

@@ -33,6 +33,7 @@ __all__ = (
     "quoted",
     "ready_regex",
     "split_command",
+    "toml_value",
     "variables_in",
 )
 
@@ -163,6 +164,22 @@ def quoted(text: str) -> str:
     ones, which cannot be pasted back); repr's form when it holds a quote or a control
     character."""
     return f"'{text}'" if "'" not in text and text.isprintable() else repr(text)
+
+
+def toml_value(value: object) -> str:
+    """``value`` as a cast file writes it (``true``, ``{ A = 1 }``, ``'\\d+'``), for
+    messages about a value that came from one: Python's repr would show ``True``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return quoted(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(toml_value, value)) + "]"
+    if isinstance(value, dict):
+        pairs = (f"{k if re.fullmatch(r'[A-Za-z0-9_-]+', k) else quoted(k)} = {toml_value(v)}"
+                 for k, v in value.items())
+        return "{ " + ", ".join(pairs) + " }" if value else "{}"
+    return str(value)  # (numbers; dates and times as TOML writes them)
 
 
 @functools.lru_cache(maxsize=4096)

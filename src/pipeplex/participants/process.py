@@ -1138,7 +1138,8 @@ def _spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
                   cwd: str | None = None) -> str:
     """Why ``argv`` did not start (``executable``: its file, if it was looked up)."""
     if isinstance(exc, FileNotFoundError) and exc.filename in (None, argv[0], executable):
-        file = executable or (os.path.join(cwd or ".", argv[0]) if "/" in argv[0] else None)
+        file = executable or (os.path.join(cwd, argv[0]) if cwd and "/" in argv[0] else
+                              argv[0] if "/" in argv[0] else None)
         if file is not None and os.path.isfile(file):
             return _missing_interpreter(file)
         return f"command not found: {argv[0]!r}"
