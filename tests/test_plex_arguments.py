@@ -88,6 +88,10 @@ def test_bad_arguments_of_members_are_value_errors() -> None:
             plex.expect_any({})
         with pytest.raises(ValueError, match="pty must be"):
             plex.spawn("other", "cat", pty="full")  # type: ignore[arg-type]
+        for cmd in (5, 3.5, {"cat": 1}, None):
+            with pytest.raises(ValueError, match=r"^other: cmd is a list of arguments, a Path "
+                                                 r"or a string, not "):
+                plex.spawn("other", cmd)  # type: ignore[arg-type]
         assert cat.running
 
 

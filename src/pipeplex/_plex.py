@@ -664,6 +664,9 @@ class AsyncPlex:
                             "ready too", source="spawn()")
         if isinstance(cmd, os.PathLike):  # (a program alone, as subprocess takes it)
             cmd = [cmd]
+        if not isinstance(cmd, str | list | tuple):  # (a dict would give its keys)
+            raise ValueError(f"{name}: cmd is a list of arguments, a Path or a string, not "
+                             f"{cmd!r}")
         if not cmd or (isinstance(cmd, str) and not cmd.strip()):
             raise CastError(f"{name}: the command is empty", source="spawn()")
         if isinstance(cmd, str) and not shell:
