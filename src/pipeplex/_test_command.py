@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -75,6 +76,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
             scenarios.append(scenario)
         except PipeplexError as exc:
             load_errors.append((path, str(exc)))
+    _check_not_scenario_files(files, scenarios, junit=junit, transcript=transcript,
+                              transcript_folder=transcript_folder or len(files) > 1)
     for _, message in load_errors:  # (before the others run: CI shows them at once)
         _say(_style("ERROR ", "1;31", colored) + message)
     began = time.monotonic()
@@ -173,13 +176,9 @@ async def _run_each(
 ) -> tuple[list[ScenarioOutcome], bool]:
     outcomes = []
     unrecorded = False
-    names = [scenario.name for scenario in scenarios]
-    for index, scenario in enumerate(scenarios):
+    for scenario, record_name in zip(scenarios, _record_names(scenarios), strict=True):
         if interrupted:
             break
-        # Scenarios of the same name (a/s.toml, b/s.toml) keep records of their own.
-        record_name = (scenario.name if names.count(scenario.name) == 1
-                       else f"{scenario.name}-{index + 1}")
         if verbose:
             _say(f"{scenario.path}")
 
@@ -248,6 +247,14 @@ async def _run_each(
     return outcomes, unrecorded
 
 
+def _record_names(scenarios: Sequence[Scenario]) -> list[str]:
+    """The name of each scenario's records: scenarios of the same name (a/s.toml,
+    b/s.toml) keep records of their own (s-1, s-2)."""
+    names = [scenario.name for scenario in scenarios]
+    return [name if names.count(name) == 1 else f"{name}-{index + 1}"
+            for index, name in enumerate(names)]
+
+
 def _records_said(transcript: Path | None, logs: Path | None) -> str:
     """Where a failed scenario's records are, to read the whole of what happened."""
     return "".join(f"\n{what}: {where}" for what, where in (("transcript", transcript),
@@ -274,6 +281,50 @@ def _check_junit(path: Path) -> None:
     with _junit_errors(path):
         make_folders(path.parent, mode=0o755)
         check_junit(path)
+
+
+def _check_not_scenario_files(files: Sequence[Path], scenarios: Sequence[Scenario], *,
+                              junit: Path | None, transcript: Path | None,
+                              transcript_folder: bool) -> None:
+    """Exit with status 2 when the JUnit report or a transcript would replace a scenario
+    file (one of ``files``), a golden file, or any ``.toml`` file: ``--junit *.toml``
+    takes the glob's first match for the report's path, and the scenario in it would be
+    lost without a word."""
+    written: list[tuple[str, str, Path]] = []
+    if junit is not None:
+        written.append(("write the JUnit report", "--junit", junit))
+    if transcript is not None and transcript_folder:
+        written.append(("use the transcript folder", "--transcript", transcript))
+        written += [("write the transcript", "--transcript", transcript / f"{name}.jsonl")
+                    for name in _record_names(scenarios)]
+    elif transcript is not None:
+        written.append(("write the transcript", "--transcript", transcript))
+    theirs = [(f"the scenario file {path}", path) for path in files]
+    theirs += [(f"the golden file of {scenario.path}", Path(scenario.golden))
+               for scenario in scenarios if scenario.golden is not None]
+    for what, option, path in written:
+        whose = next((whose for whose, their in theirs if _same_file(path, their)), None)
+        if whose is not None:
+            why = f"it is {whose}"
+        elif path.name.lower().endswith(".toml"):
+            why = (f"it ends in .toml, as a scenario's name does (a glob right after {option} "
+                   "gives it its first match)")
+        else:
+            continue
+        print(f"pipeplex: error: cannot {what} {path}: {why}; give {option} a path of its "
+              "own", file=sys.stderr)
+        sys.exit(LOAD_ERROR)
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    """Whether ``one`` and ``other`` name the same file: its device and inode when both
+    exist, its path with links and ``..`` resolved when one does not (yet)."""
+    try:
+        return os.path.samefile(one, other)
+    except ValueError:  # (a NUL in a golden file's name: no file has one)
+        return False
+    except OSError:
+        return os.path.realpath(one) == os.path.realpath(other)
 
 
 @contextlib.contextmanager

@@ -886,6 +886,65 @@ def test_a_junit_report_in_place_of_a_link_is_refused_before_the_tests(
     assert not (tmp_path / "nowhere.xml").exists()
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    # A glob right after the option: its first match is taken for the report's path.
+    ("--junit a.toml b.toml c.toml",
+     "cannot write the JUnit report a.toml: it ends in .toml, as a scenario's name does (a "
+     "glob right after --junit gives it its first match); give --junit a path of its own"),
+    ("--transcript a.toml b.toml",
+     "cannot write the transcript a.toml: it ends in .toml, as a scenario's name does (a "
+     "glob right after --transcript gives it its first match); give --transcript a path of "
+     "its own"),
+    ("--transcript a.toml b.toml c.toml",
+     "cannot use the transcript folder a.toml: it ends in .toml, as a scenario's name does "
+     "(a glob right after --transcript gives it its first match); give --transcript a path "
+     "of its own"),
+    # The file being tested, by another name, or one a folder holds.
+    ("a.scenario --transcript a.scenario",
+     "cannot write the transcript a.scenario: it is the scenario file a.scenario; give "
+     "--transcript a path of its own"),
+    ("a.scenario --junit sub/../a.scenario",
+     "cannot write the JUnit report sub/../a.scenario: it is the scenario file a.scenario; "
+     "give --junit a path of its own"),
+    ("sub --junit sub/d.toml",
+     "cannot write the JUnit report sub/d.toml: it is the scenario file sub/d.toml; give "
+     "--junit a path of its own"),
+    # A golden file, there already or still to be made by --update.
+    ("g.toml --transcript g.golden",
+     "cannot write the transcript g.golden: it is the golden file of g.toml; give "
+     "--transcript a path of its own"),
+    ("--update n.toml --junit n.golden",
+     "cannot write the JUnit report n.golden: it is the golden file of n.toml; give --junit "
+     "a path of its own"),
+    ("j.toml a.toml --transcript .",
+     "cannot write the transcript j.jsonl: it is the golden file of j.toml; give "
+     "--transcript a path of its own"),
+])
+def test_a_report_in_place_of_a_scenario_or_golden_file_is_refused_before_the_tests(
+        tmp_path: Path, args: str, said: str) -> None:
+    """``pipeplex test --junit *.toml`` replaced a.toml with the report, and a transcript
+    could replace the scenario it recorded or its golden file: each is said before anything
+    runs (status 2), and no file is touched."""
+    body = CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n'
+    (tmp_path / "sub").mkdir()
+    for name in ("a.toml", "b.toml", "c.toml", "a.scenario", "sub/d.toml"):
+        _scenario(tmp_path, body, name)
+    for name in ("g", "n", "j"):
+        golden = "j.jsonl" if name == "j" else f"{name}.golden"
+        _scenario(tmp_path, f'golden = "{golden}"\n' + body, f"{name}.toml")
+    (tmp_path / "g.golden").write_text("c > hi\nc | hi\n")
+
+    def files() -> dict[Path, bytes]:
+        return {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+
+    before = files()
+    result = run("test", *args.split(), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr == f"pipeplex: error: {said}\n"
+    assert files() == before
+
+
 def test_a_new_junit_report_is_private(tmp_path: Path) -> None:
     import subprocess
 
