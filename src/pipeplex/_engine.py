@@ -130,6 +130,10 @@ class Engine:
         self.interrupted_by: int | None = None
         self.stop_asked = False
         """A person or a client asked for the stop (not only the cast ending on its own)."""
+        self.stopped_by: str | None = None
+        """The member whose end stopped the cast (it could not start or get ready, gave up
+        restarting, or ended with ``on_exit = "stop"``); None when nothing stops it, or
+        something else did."""
         self.recent = RecentOutput(silence=self._why_silent)
         bus.subscribe(self.recent, [Output, Started])
         self.when_over: list[Callable[[str], None]] = []
@@ -183,12 +187,14 @@ class Engine:
     # Control from outside ----------------------------------------------------------------
 
     def request_stop(self, reason: str | None = None, *, interrupted_by: int | None = None,
-                     asked: bool = False, stdin_first: bool = False) -> None:
+                     asked: bool = False, stdin_first: bool = False,
+                     by: str | None = None) -> None:
         """Stop the whole cast (idempotent). ``reason`` is announced once. ``asked``: a
         person or a client asked for it (``pipeplex stop``, ``:quit``), so a Ctrl-C from
         now on skips the grace, as a second one does. ``stdin_first``: each member gets
         :data:`EOF_GRACE` to end at EOF on its stdin before SIGTERM (a script's ``:quit``:
-        the lines sent just before get their answers)."""
+        the lines sent just before get their answers). ``by``: the member whose end stops
+        it (see :attr:`stopped_by`)."""
         if asked:
             self.stop_asked = True
         if stdin_first and not self.stopping:
@@ -202,6 +208,7 @@ class Engine:
             self.interrupted_by = interrupted_by
         if reason:
             self.bus.publish(Note(reason))
+        self.stopped_by = by
         self.outcomes.up_when_stopped = frozenset(self._up_now)
         self._stop.set_result(reason)
 
@@ -862,7 +869,7 @@ class Engine:
                     return  # it stays down and the cast goes on; its summary says why
                 # (Never ready yet: members after it would wait for it for ever.)
                 self.record_failure(member.name, 127, str(exc))
-                self.request_stop("stopping the cast")
+                self.request_stop("stopping the cast", by=member.name)
                 return
             if restarting:
                 self.restarts[member.name] += 1  # counted once the new instance runs
@@ -904,7 +911,7 @@ class Engine:
                                             f"{member.name} {how}", member.ended_at)
                     if spec.on_exit == "stop":
                         self.request_stop(f"{member.name} {how}; stopping the cast "
-                                          "(on_exit = stop)")
+                                          "(on_exit = stop)", by=member.name)
                         return
                 self._restart_requested.discard(member.name)
                 attempt = 0
@@ -950,7 +957,8 @@ class Engine:
                         return  # an added member fails alone
                     self.record_failure(member.name, exit_status(returncode) or 1, reason,
                                         member.ended_at)
-                    self.request_stop(f"{member.name} gave up restarting: stopping the cast")
+                    self.request_stop(f"{member.name} gave up restarting: stopping the cast",
+                                      by=member.name)
                     return
                 delay = backoff_delay(attempt)
                 attempt += 1
@@ -968,7 +976,8 @@ class Engine:
                 self.record_failure(member.name, exit_status(returncode),
                                     f"{member.name} {how}{before}", member.ended_at)
             if spec.on_exit == "stop":
-                self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)")
+                self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)",
+                                  by=member.name)
             return
 
     async def _backoff(self, name: str, delay: float) -> bool:
@@ -1249,7 +1258,7 @@ class Engine:
         # An exit before readiness gives the member's own status (1 if it exited with 0).
         status = (exit_status(member.returncode) or 1) if member.returncode is not None else 1
         self.record_failure(member.name, status, what)
-        self.request_stop("stopping the cast")
+        self.request_stop("stopping the cast", by=member.name)
 
     # Stopping ----------------------------------------------------------------------------
 

@@ -435,6 +435,26 @@ def test_a_cast_that_never_comes_up_is_said_with_where_and_why(tmp_path: Path) -
     assert result.stdout.count("exited with code 5") == 1, result.stdout
 
 
+def test_a_failed_start_shows_the_members_output_as_it_wrote_it(tmp_path: Path) -> None:
+    """The cast stops because late could not get ready: that is the failure said, so no
+    note about the stop is added; and none lands in the lines late wrote (the report, the
+    JUnit file and pipeplex run show the same)."""
+    case = _scenario(tmp_path, CAT + "[procs.late]\ncmd = \"sh -c 'echo starting; exit 3'\"\n"
+                     "autostart = false\nready = 'up'\n[[step]]\nstart = 'late'\n")
+    said = (f"{case}:8: start 'late': late exited with code 3 before it was ready\n"
+            "last output of late:\n    | starting\n")
+    report = tmp_path / "junit.xml"
+    result = run("test", case, "--junit", report)
+    assert result.returncode == 1, result.stdout
+    assert "".join(f"  {line}\n" for line in said.splitlines()) in result.stdout
+    failure = ET.parse(report).getroot().find(".//failure")
+    assert failure is not None and failure.text == said.rstrip("\n")
+    result = run("run", case, "--no-console", "--run-dir", tmp_path / "run")
+    assert result.returncode == 3, result.stdout
+    assert "".join(f"pipeplex * {'step failed: ' * (i == 0)}{line}\n"
+                   for i, line in enumerate(said.splitlines())) in result.stdout
+
+
 def test_expecting_from_a_member_nothing_started_fails_at_once(tmp_path: Path) -> None:
     case = _scenario(tmp_path, "[procs.late]\ncmd = 'cat'\nautostart = false\n"
                      "[[step]]\nexpect = 'x'\nin = 'late'\ntimeout = 60\n")

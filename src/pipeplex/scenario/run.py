@@ -242,20 +242,29 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
     except StepFailed:
         raise
     except PipeplexError as exc:
-        why = "" if engine.stop_reason and engine.stop_reason in str(exc) else (
-            _why_gone(engine, None))
-        raise StepFailed(step, f"{exc}{why}",
-                         member=value if step.action == "start" else step.target) from None
+        member = value if step.action == "start" else step.target
+        # The note goes on the summary line: the lines below it are the member's own output.
+        summary, newline, evidence = str(exc).partition("\n")
+        why = "" if engine.stop_reason and engine.stop_reason in summary else (
+            _why_stopping(engine, member))
+        raise StepFailed(step, f"{summary}{why}{newline}{evidence}", member=member) from None
     return None
 
 
 def _why_gone(engine: Engine, name: str | None) -> str:
     """What else a failure must say: that ``name`` will not be started again, and why (a
-    member it starts after ended for good); or why the cast is stopping, when that is not
-    the step's own doing (a member with on_exit = "stop" that ended)."""
+    member it starts after ended for good); or why the cast is stopping (see
+    :func:`_why_stopping`)."""
     held = engine.outcomes.ended_for_good.get(name, "") if name is not None else ""
     if held.startswith("which was not started"):
         return f"; it {held.removeprefix('which ')}"
-    if engine.stopping and engine.stop_reason:
+    return _why_stopping(engine, name)
+
+
+def _why_stopping(engine: Engine, name: str | None) -> str:
+    """Why the cast is stopping, when that is not the step's own doing (a member with
+    on_exit = "stop" that ended) nor the failure of ``name`` being said: a member that could
+    not get ready stops the cast, and that is the failure itself."""
+    if engine.stopping and engine.stop_reason and (name is None or engine.stopped_by != name):
         return f" (the cast was stopping: {engine.stop_reason})"
     return ""
