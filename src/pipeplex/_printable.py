@@ -1,4 +1,5 @@
-"""Members' text made safe to show: on its own, so that a client command loads no more."""
+"""Members' text, and file names, made safe to show: on its own, so that a client command
+loads no more."""
 
 from __future__ import annotations
 
@@ -6,14 +7,22 @@ import re
 
 __all__ = ("printable",)
 
-# Control characters other than \n and \t: C0, DEL and C1 (U+009B is a CSI on some terminals).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters other than \n and \t: C0, DEL and C1 (U+009B is a CSI on some terminals);
+# and the bytes that are not UTF-8 in a file name (surrogateescape), which stdout would write
+# as they are (0x9b among them).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udcff]")
 
 
 def printable(text: str) -> str:
     """``text`` with control characters other than newline and tab shown as ``\\xNN``: a
-    member's bytes in a message or a report must not move the reader's cursor or clear the
-    screen."""
+    member's bytes, or a file's name, in a message or a report must not move the reader's
+    cursor or clear the screen. A byte that is not UTF-8, as ``os.fsdecode`` keeps it (a
+    lone surrogate), is shown as ``\\xNN`` too."""
     if not _CONTROL.search(text):
         return text
-    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ._events import Event, Exited, Matched, Note, Output, Ready, Started, Stream
+from ._printable import printable
 from ._signals import (
     HELD_AT_START,
     STOP_SIGNALS,
@@ -79,7 +80,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     _check_not_scenario_files(files, scenarios, junit=junit, transcript=transcript,
                               transcript_folder=transcript_folder or len(files) > 1)
     for _, message in load_errors:  # (before the others run: CI shows them at once)
-        _say(_style("ERROR ", "1;31", colored) + message)
+        _say(_style("ERROR ", "1;31", colored) + printable(message))
     began = time.monotonic()
     adoption = Adoption()  # what the members orphan comes to us, to be stopped with them
     try:
@@ -100,9 +101,12 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         _say()
     for outcome in outcomes:
         if not outcome.ok:
-            header = f"{'INTERRUPTED' if outcome.interrupted else 'FAILED'} {outcome.scenario.path}"
+            # A file's name (in the header, and each step's file:line) is shown as member
+            # output is: one that holds ESC[2J must not clear the screen.
+            header = (f"{'INTERRUPTED' if outcome.interrupted else 'FAILED'} "
+                      f"{printable(str(outcome.scenario.path))}")
             _say("\n" + _style(header, "1;31", colored))
-            _say(_indent(outcome.failure or ""))
+            _say(_indent(printable(outcome.failure or "")))
     passed = sum(o.ok for o in outcomes)
     failed = sum(not o.ok and not o.interrupted for o in outcomes)
     summary = f"{passed} passed, {failed} failed"
@@ -118,7 +122,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     code = "1;32" if not failed and not load_errors and interrupted is None else "1;31"
     _say(_style(summary, code, colored))
     for warning in (w for outcome in outcomes for w in outcome.warnings):
-        print(f"pipeplex: warning: {warning}", file=sys.stderr)
+        print(f"pipeplex: warning: {printable(warning)}", file=sys.stderr)
     if junit is not None:
         results = [_case(o) for o in outcomes]
         # (named as the file's scenario would be, so CI's history keeps one test per file)
@@ -180,7 +184,7 @@ async def _run_each(
         if interrupted:
             break
         if verbose:
-            _say(f"{scenario.path}")
+            _say(printable(str(scenario.path)))
 
         done: list[StepResult] = []
         evidence: list[str] = []
@@ -190,8 +194,8 @@ async def _run_each(
             done.append(result)
             if verbose:
                 mark = _style("ok  ", "32", colored) if result.ok else _style("FAIL", "31", colored)
-                _say(f"  {mark} {result.seconds:6.2f} s  {result.step.describe(result.value)}"
-                     f"  ({result.step.source})")
+                _say(f"  {mark} {result.seconds:6.2f} s  "
+                     + printable(f"{result.step.describe(result.value)}  ({result.step.source})"))
 
         path = transcript
         logs = log_dir / record_name if log_dir is not None and several else log_dir
@@ -311,8 +315,8 @@ def _check_not_scenario_files(files: Sequence[Path], scenarios: Sequence[Scenari
                    "gives it its first match)")
         else:
             continue
-        print(f"pipeplex: error: cannot {what} {path}: {why}; give {option} a path of its "
-              "own", file=sys.stderr)
+        print(printable(f"pipeplex: error: cannot {what} {path}: {why}; give {option} a path "
+                        "of its own"), file=sys.stderr)
         sys.exit(LOAD_ERROR)
 
 
@@ -410,8 +414,8 @@ def _crashed(scenario: Scenario, exc: Exception) -> ScenarioOutcome:
     report), counted as a failure, and the other scenarios' results are not lost."""
     import traceback
 
-    print(f"\npipeplex: internal error while running {scenario.path}; please report it "
-          "with this traceback:", file=sys.stderr)
+    print(f"\npipeplex: internal error while running {printable(str(scenario.path))}; please "
+          "report it with this traceback:", file=sys.stderr)
     traceback.print_exception(exc, file=sys.stderr)
     return ScenarioOutcome(scenario, failure=f"pipeplex failed while running it: "
                                              f"{type(exc).__name__}: {exc}")

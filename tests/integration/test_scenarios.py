@@ -293,6 +293,26 @@ def test_a_reader_that_leaves_ends_the_test_quietly(tmp_path: Path, verbose: boo
         test.stderr.close()
 
 
+def test_file_names_reach_the_terminal_escaped_as_member_output_does(tmp_path: Path) -> None:
+    """A scenario file whose name holds ESC[2J, a control character or a byte that is not
+    UTF-8 is shown with those escaped (\\x1b, \\x01, \\xff) wherever the report names it:
+    the -v lines, the FAILED header and its file:line, an ERROR line."""
+    failing = tmp_path / os.fsdecode(b"x\x1b[2Jy\x9b.toml")
+    failing.write_text(CAT + '[[step]]\nexpect = "^never$"\ntimeout = 0.2\n')
+    broken = tmp_path / os.fsdecode(b"bad\x01name\xff.toml")
+    broken.write_text(CAT + '[[step]]\nexpct = "x"\n')
+    result = subprocess.run([*PIPEPLEX, "test", "-v", "--color", "never", os.fsencode(tmp_path)],
+                            capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stdout
+    assert not any(byte in result.stdout for byte in (b"\x1b", b"\x01", b"\x9b", b"\xff")), (
+        result.stdout)
+    out = result.stdout.decode("utf-8")
+    shown = f"{tmp_path}/x\\x1b[2Jy\\x9b.toml"
+    assert f"ERROR {tmp_path}/bad\\x01name\\xff.toml:3: " in out
+    assert f"\n{shown}\n  FAIL " in out and f"s  expect '^never$'  ({shown}:4)\n" in out
+    assert f"\nFAILED {shown}\n  {shown}:4: expect '^never$': not seen within 0.2 s\n" in out
+
+
 def test_a_scenario_that_cannot_be_loaded_exits_2(tmp_path: Path) -> None:
     """Load errors name the file and line and give exit status 2."""
     case = _scenario(tmp_path, CAT + '[[step]]\nsend = "x"\nto = "nobody"\n')
