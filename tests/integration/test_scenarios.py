@@ -245,6 +245,18 @@ def test_wait_exit_without_code_waits_but_does_not_excuse_a_crash(tmp_path: Path
     assert run("test", checked).returncode == 0
 
 
+def test_an_expect_of_any_member_after_the_last_one_ended_fails_with_its_exit(
+        tmp_path: Path) -> None:
+    """Nothing more can come: the step fails as that member's end, at once (it crashed with
+    an internal error when that end came while it waited)."""
+    case = _scenario(tmp_path, "[procs.a]\ncmd = 'echo a'\non_exit = 'ignore'\n"
+                     "[[step]]\nwait_exit = 'a'\n[[step]]\nexpect = 'zzz'\ntimeout = 30\n")
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "case.toml:7: expect 'zzz': a exited with code 0 as this step began" in result.stdout
+    assert "internal error" not in result.stderr
+
+
 def test_an_expect_waits_through_a_restart(tmp_path: Path) -> None:
     """A poller that ends with 0 and is restarted: an expect for its next run's first line,
     begun at its exit (in the restart's pause), waits for that run rather than failing."""

@@ -117,9 +117,11 @@ async def _expect(step: Step, engine: Engine, matcher: Matcher, names: list[str]
                                         timeout=max(deadline - time.monotonic(), 0.0),
                                         watch_exits=running)
         except UnexpectedExit as exc:
-            running.remove(exc.name)
-            if exc.returncode != 0 or not running:
+            # (One that had ended before the step: once nothing more can come of it, its
+            # end ends the wait, as the cast's end would.)
+            if exc.name not in running or exc.returncode != 0 or len(running) == 1:
                 raise
+            running.remove(exc.name)
         except ExpectTimeout as exc:  # (the whole wait, not its last part, is said)
             raise ExpectTimeout(exc.names, exc.patterns, timeout, exc.recent,
                                 stream=exc.stream) from None
