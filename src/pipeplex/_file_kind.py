@@ -1,10 +1,13 @@
-"""What a file is, in words, for messages about a file in the way ("a named pipe")."""
+"""What a file is, in words, for messages about a file in the way ("a named pipe"); and
+whether two paths name one file (a report that would take a cast file's place)."""
 
 from __future__ import annotations
 
+import os
 import stat
+from pathlib import Path
 
-__all__ = ("file_kind",)
+__all__ = ("file_kind", "same_file")
 
 
 def file_kind(mode: int) -> str:
@@ -15,3 +18,14 @@ def file_kind(mode: int) -> str:
             "a named pipe" if stat.S_ISFIFO(mode) else
             "a socket" if stat.S_ISSOCK(mode) else
             "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+
+
+def same_file(one: Path, other: Path) -> bool:
+    """Whether ``one`` and ``other`` name the same file: its device and inode when both
+    exist, its path with links and ``..`` resolved when one does not (yet)."""
+    try:
+        return os.path.samefile(one, other)
+    except ValueError:  # (a NUL in a golden file's name: no file has one)
+        return False
+    except OSError:
+        return os.path.realpath(one) == os.path.realpath(other)

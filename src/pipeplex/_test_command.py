@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import signal
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ._events import Event, Exited, Matched, Note, Output, Ready, Started, Stream
+from ._file_kind import same_file
 from ._printable import printable
 from ._signals import (
     HELD_AT_START,
@@ -307,7 +307,7 @@ def _check_not_scenario_files(files: Sequence[Path], scenarios: Sequence[Scenari
     theirs += [(f"the golden file of {scenario.path}", Path(scenario.golden))
                for scenario in scenarios if scenario.golden is not None]
     for what, option, path in written:
-        whose = next((whose for whose, their in theirs if _same_file(path, their)), None)
+        whose = next((whose for whose, their in theirs if same_file(path, their)), None)
         if whose is not None:
             why = f"it is {whose}"
         elif path.name.lower().endswith(".toml"):
@@ -318,17 +318,6 @@ def _check_not_scenario_files(files: Sequence[Path], scenarios: Sequence[Scenari
         print(printable(f"pipeplex: error: cannot {what} {path}: {why}; give {option} a path "
                         "of its own"), file=sys.stderr)
         sys.exit(LOAD_ERROR)
-
-
-def _same_file(one: Path, other: Path) -> bool:
-    """Whether ``one`` and ``other`` name the same file: its device and inode when both
-    exist, its path with links and ``..`` resolved when one does not (yet)."""
-    try:
-        return os.path.samefile(one, other)
-    except ValueError:  # (a NUL in a golden file's name: no file has one)
-        return False
-    except OSError:
-        return os.path.realpath(one) == os.path.realpath(other)
 
 
 @contextlib.contextmanager

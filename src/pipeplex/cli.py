@@ -219,6 +219,8 @@ def run(args: argparse.Namespace) -> None:
         cast, scenario = _build_cast(args.cast_file, args.procs, defaults, args.on_exit)
     except PipeplexError as exc:
         _fail(str(exc))
+    if args.transcript is not None:
+        _check_transcript_takes_no_file_of_the_cast(args.transcript, args.cast_file, scenario)
     from ._run import RunOptions  # the engine loads only for commands that run a cast
 
     options = RunOptions(
@@ -233,6 +235,25 @@ def run(args: argparse.Namespace) -> None:
         adopt_orphans=True,
     )
     sys.exit(_run(cast, options))
+
+
+def _check_transcript_takes_no_file_of_the_cast(transcript: Path, cast_file: Path | None,
+                                                scenario: Scenario | None) -> None:
+    """Refuse a transcript that would replace the cast file or its golden file, or any
+    ``.toml`` file (``--transcript *.toml`` would take the glob's first match)."""
+    from ._file_kind import same_file
+    from ._printable import printable
+
+    theirs = [("the cast file", cast_file)] if cast_file is not None else []
+    if scenario is not None and scenario.golden is not None:
+        theirs.append((f"the golden file of {cast_file}", Path(scenario.golden)))
+    whose = next((whose for whose, path in theirs if same_file(transcript, path)), None)
+    why = (f"it is {whose}" if whose is not None else
+           "it ends in .toml, as a cast file's name does (a glob right after --transcript "
+           "gives it its first match)" if transcript.name.lower().endswith(".toml") else None)
+    if why is not None:
+        _fail(printable(f"cannot write the transcript {transcript}: {why}; give --transcript "
+                        "a path of its own"))
 
 
 def _build_cast(

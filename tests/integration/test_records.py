@@ -45,6 +45,26 @@ def test_a_transcript_on_a_descriptor_not_open_for_writing_is_refused(
     assert precious.read_text() == "do not touch\n"
 
 
+def test_a_transcript_never_takes_the_cast_files_place(run_dir: Path, tmp_path: Path) -> None:
+    """Not the cast file (by another path too), not its golden file, not a .toml file:
+    --transcript *.toml would take the glob's first match, and the cast would be lost."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text("golden = 'cast.golden'\n[procs.a]\ncmd = 'echo hi'\n"
+                    "[[step]]\nexpect = 'hi'\n")
+    (tmp_path / "cast.golden").write_text("a | hi\n")
+    for path, why in ((cast, "it is the cast file"),
+                      (tmp_path / "no" / ".." / "cast.toml", "it is the cast file"),
+                      (tmp_path / "cast.golden", f"it is the golden file of {cast}"),
+                      (tmp_path / "other.toml", "it ends in .toml")):
+        result = run("run", cast, "--transcript", path, "--run-dir", run_dir)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"pipeplex: error: cannot write the transcript {path}: "
+                                        f"{why}"), result.stderr
+    assert cast.read_text().startswith("golden = ")
+    assert (tmp_path / "cast.golden").read_text() == "a | hi\n"
+    assert not (tmp_path / "other.toml").exists()
+
+
 def test_a_log_folder_that_is_a_link_is_refused(run_dir: Path, tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.mkdir()
