@@ -135,7 +135,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         cast,
         bus,
         grace=options.grace,
-        columns=(size := _member_size(options.output_fd, renderer.width + 3))[0],
+        columns=(size := _member_size(options.output_fd, renderer.prefix_width))[0],
         rows=size[1],
         # Children see colour only when we show it (their stdout may be a terminal).
         env_overrides={
@@ -165,7 +165,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         for sig in passed:
             loop.add_signal_handler(sig, _pass_on, engine, sig)
         if isatty:  # (members on a pty follow the terminal's width)
-            on_resize = _follow_size(engine, options.output_fd, renderer.width + 3)
+            on_resize = _follow_size(engine, options.output_fd, renderer.prefix_width)
             loop.add_signal_handler(signal.SIGWINCH, on_resize)
         # They are ours now: let in what came while the run set up (``pipeplex run`` holds
         # them back until here, so that a Ctrl-C does not land halfway through the set-up).

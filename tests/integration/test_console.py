@@ -658,6 +658,18 @@ def test_members_on_a_pty_follow_the_width_of_pipeplex_terminal(
         assert plex.wait() == 143
 
 
+def test_with_timestamps_members_are_as_wide_as_what_the_stamps_leave(run_dir: Path) -> None:
+    """The column of timestamps is taken from a member's width as its name's is: a
+    full-width line of a member took 113 columns of a 100-column terminal and wrapped."""
+    code = ("import os\n"
+            "size = os.get_terminal_size(0)\n"
+            "print('cols', size.columns, flush=True)\n")
+    with PtyPipeplex("run", "--pty", "true", "--timestamps", "-p", f"w={py(code)}",
+                     "--no-console", "--run-dir", run_dir, columns=100, rows=24) as plex:
+        plex.expect(r"^[\d:.]{12} w \| cols 83\r?$")  # (100, less "HH:MM:SS.mmm w | ")
+        assert plex.wait() == 0
+
+
 def test_a_terminal_that_does_not_know_its_size_gives_members_80_by_24(run_dir: Path) -> None:
     """script(1), some containers' terminals: 0 x 0. A member got 20 x 2 from it (its least),
     and bash wrapped every line it echoed at 20 columns."""

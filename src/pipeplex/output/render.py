@@ -125,6 +125,12 @@ class Renderer:
         self._stamp_second = -1
         self._stamp_text = ""
 
+    @property
+    def prefix_width(self) -> int:
+        """Columns before a member's text: its name's column, the mark, and the timestamp
+        (a member's terminal is as wide as ours, less these)."""
+        return self.width + 3 + (len("HH:MM:SS.mmm ") if self.timestamps else 0)
+
     def _add(self, name: str) -> str:
         label = name.ljust(self.width).encode()
         if self.color:
