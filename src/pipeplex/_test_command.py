@@ -487,7 +487,9 @@ def _event(record: dict[str, Any]) -> Event | None:
     if kind != "event" or not (name is None or isinstance(name, str)):
         return None
     if what == "note":
-        return Note(_text(record.get("d", "")), name, "info", t)
+        level = record.get("level")
+        return Note(_text(record.get("d", "")), name,
+                    level if level in ("warning", "error") else "info", t)
     if name is None:
         return None
     if what == "start":

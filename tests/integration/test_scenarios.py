@@ -622,6 +622,19 @@ def test_transcript_and_replay(tmp_path: Path) -> None:
     assert "c | one\n" in replay.stdout
 
 
+def test_replay_shows_warnings_and_errors_as_the_run_did(tmp_path: Path) -> None:
+    """A note's level is in the record: replay colours it as the run did (they all came
+    out dim, as information)."""
+    transcript = tmp_path / "t.jsonl"
+    notes = [{"t": 1.0 + i, "p": None, "s": "event", "e": "note", "d": level, "level": level}
+             for i, level in enumerate(("info", "warning", "error"))]
+    transcript.write_text("".join(json.dumps(note) + "\n" for note in notes))
+    replay = run("replay", "--color", "always", transcript)
+    assert replay.returncode == 0, replay.stderr
+    shown = {line.rsplit(" * ", 1)[1] for line in replay.stdout.splitlines()}
+    assert shown == {"\x1b[2minfo\x1b[0m", "\x1b[33mwarning\x1b[0m", "\x1b[1;31merror\x1b[0m"}
+
+
 def test_replay_of_a_full_terminal_member_shows_its_lines_as_the_run_did(
         tmp_path: Path) -> None:
     """A member on a full terminal writes \\r\\n (\\r\\r\\n for its own \\r\\n): the run
