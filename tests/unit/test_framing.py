@@ -136,6 +136,20 @@ def test_over_long_ascii_line_goes_out_in_max_line_pieces() -> None:
     assert pieces.joined() == b"x" * 10 + b"y\n"
 
 
+@pytest.mark.parametrize("rest", [b"y" * 60 + b"\n", b"y" * 60 + b"\nnext\n",
+                                  b"y" * 60 + b"\nnext"])
+def test_a_line_that_ends_past_max_line_in_the_next_feed_is_cut_too(rest: bytes) -> None:
+    """The unfinished line (under max_line) and the read that ends it: together longer
+    than a piece may be, they went out as one piece."""
+    f, pieces = framer(max_line=100)
+    f.feed(b"x" * 90)
+    f.feed(rest)
+    f.flush()
+    assert all(len(data.partition(b"\n")[0]) <= 100 for data, _ in pieces)
+    assert pieces[0] == (b"x" * 90 + b"y" * 10, True)
+    assert pieces.joined() == b"x" * 90 + rest
+
+
 def test_over_long_tail_after_whole_lines() -> None:
     """Whole lines go out first; only the over-long remainder is cut."""
     f, pieces = framer(max_line=4)

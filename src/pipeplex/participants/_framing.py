@@ -54,6 +54,12 @@ class LineFramer:
             self._tail = b""
         else:
             self.tail_since = now
+        first = data.find(b"\n")
+        while first > self._max_line:  # (the line the tail began, longer than a piece)
+            cut = _long_line_cut(data, self._max_line)
+            self._emit(data[:cut], True)
+            data = data[cut:]
+            first -= cut
         end = data.rfind(b"\n") + 1
         if end == len(data):
             self._emit(data, False)
