@@ -156,12 +156,13 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     writer.on_hangup = (lambda: _hang_up(engine)) if signal.SIGHUP in handled else (
         _outlive_terminal(bus))
     bus.subscribe(TerminalSink(renderer, writer), SHOWN)
+    outputs = [writer]  # (and a transcript's writer of its own: a pipe, a terminal)
     records: list[TranscriptSink | LogDirSink] = []
     inputs: FolderInputs | None = None
     orphans: OrphanReaper | None = None
     mask: set[int | signal.Signals] | None = None
     try:
-        on_signal = _install_signal_handlers(loop, engine, handled, writer)
+        on_signal = _install_signal_handlers(loop, engine, handled, outputs)
         for sig in passed:
             loop.add_signal_handler(sig, _pass_on, engine, sig)
         if isatty:  # (members on a pty follow the terminal's width)
@@ -172,7 +173,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)
         if adoption is not None and adoption.active:
             orphans = OrphanReaper(loop, engine.own_children, guardian)
-        records = _records(options, bus)
+        records = _records(options, bus, writer)
+        outputs += [own for sink in records if (own := getattr(sink, "writer", None))]
         inputs = FolderInputs(engine, options.run_dir or default_run_dir())
         for name in cast.names:
             inputs.add(name)
@@ -194,9 +196,9 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             if mode == "prompt":
                 reply("console: type NAME: text to send a line, :help for more", "info")
         status = await _run_with_inputs(engine, inputs, console, mode, options, writer,
-                                        ended=lambda: _abandon_on(loop, handled, writer))
+                                        ended=lambda: _abandon_on(loop, handled, outputs))
     finally:
-        _abandon_on(loop, handled, writer)
+        _abandon_on(loop, handled, outputs)
         if orphans is not None:
             orphans.close()
         if adoption is not None:
@@ -205,6 +207,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             inputs.close()
         guardian.close()
         for sink in records:
+            await sink.drain()  # (a transcript's reader that takes nothing: until a signal)
             sink.close()
         await writer.drain()
         writer.close()
@@ -219,12 +222,17 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
 
 
 def _abandon_on(loop: asyncio.AbstractEventLoop, signals: list[signal.Signals],
-                writer: Writer) -> None:
+                outputs: list[Writer]) -> None:
     """The cast has ended: a stop signal now changes neither the exit status nor the
-    records; it only drops what the terminal has not taken yet (a reader that takes nothing
-    would otherwise keep us here, the console's prompt winding down included)."""
+    records; it only drops what the terminal (or a transcript's pipe) has not taken yet (a
+    reader that takes nothing would otherwise keep us here, the console's prompt winding
+    down included)."""
+    def abandon() -> None:
+        for output in outputs:
+            output.abandon()
+
     for sig in signals:
-        loop.add_signal_handler(sig, writer.abandon)
+        loop.add_signal_handler(sig, abandon)
 
 
 async def _run_with_inputs(
@@ -270,14 +278,15 @@ async def _run_with_inputs(
     return status
 
 
-def _records(options: RunOptions, bus: Bus) -> list[TranscriptSink | LogDirSink]:
+def _records(options: RunOptions, bus: Bus,
+             terminal: Writer) -> list[TranscriptSink | LogDirSink]:
     sinks: list[TranscriptSink | LogDirSink] = []
     if options.transcript is None and options.log_dir is None:
         return sinks
     from .report.transcript import LogDirSink, TranscriptSink
 
     if options.transcript is not None:
-        sinks.append(TranscriptSink(options.transcript, bus))
+        sinks.append(TranscriptSink(options.transcript, bus, terminal=terminal))
     if options.log_dir is not None:
         sinks.append(LogDirSink(options.log_dir, bus=bus))
     for sink in sinks:
@@ -332,7 +341,7 @@ def _raise_fd_limit(members: int) -> None:
 
 def _install_signal_handlers(
     loop: asyncio.AbstractEventLoop, engine: Engine, signals: list[signal.Signals],
-    writer: Writer,
+    outputs: list[Writer],
 ) -> Callable[[signal.Signals], None]:
     """Stop the cast on ``signals`` (of SIGINT, SIGTERM, SIGHUP and SIGQUIT: those not
     inherited as ignored); returns the handler (the console's Ctrl-C). SIGQUIT (Ctrl-\\, the
@@ -349,14 +358,21 @@ def _install_signal_handlers(
         if not engine.stopping:
             engine.request_stop(f"got {sig.name}: stopping the cast{hint}", interrupted_by=sig)
             return
-        if writer.stalled:
+        terminal, *transcript = outputs
+        if terminal.stalled:
             # The stop waits for the members' last output, which waits for a reader that
             # takes nothing (a stalled pipe): asked again, it waits no more.
-            writer.abandon()
+            terminal.abandon()
             engine.bus.publish(Note(f"got {sig.name} while the reader of pipeplex's output "
                                     "takes nothing: what it has not taken is dropped, and "
                                     "the rest of the run goes to the records only",
                                     level="warning"))
+        for output in transcript:
+            if output.pending:  # (a transcript's pipe: >(jq .) whose reader takes nothing)
+                output.abandon()
+                engine.bus.publish(Note(f"got {sig.name} while the reader of the transcript "
+                                        "takes nothing: what it has not taken is dropped, "
+                                        "and so is the rest", level="warning"))
         # A stop is under way. One asked for (a signal before, `pipeplex stop`, :quit): a
         # Ctrl-C now skips the grace. One of the cast's own (a member ended): the first
         # signal keeps the grace. Either way the run ends as interrupted (unless a member

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -9,10 +10,14 @@ import resource
 import select
 import signal
 import stat
+import struct
 import subprocess
+import termios
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from .helpers import DEADLINE, PIPEPLEX, py, run
+from .helpers import DEADLINE, PIPEPLEX, py, run, status
 
 
 def test_a_transcript_on_stdout_joins_the_output_instead_of_overwriting_it(
@@ -30,6 +35,76 @@ def test_a_transcript_on_stdout_joins_the_output_instead_of_overwriting_it(
     assert any(re.fullmatch(r"a +\| hi", line) for line in lines)
     records = [json.loads(line) for line in lines if line.startswith("{")]
     assert any(r.get("p") == "a" and r.get("d") == "hi\n" for r in records)
+
+
+def _member_state(run_dir: Path, name: str) -> str:
+    return next(m["state"] for m in status(run_dir)["members"] if m["name"] == name)
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {DEADLINE} s"
+        select.select([], [], [], 0.02)
+
+
+FLOOD = "sh -c 'yes 0123456789abcdef | head -c 8000000; exec sleep 60'"
+"""Output the transcript's records of which take more than a pipe and its writer keep."""
+
+
+def test_a_transcript_reader_that_takes_nothing_stalls_neither_the_run_nor_its_stop(
+        run_dir: Path) -> None:
+    """A transcript on a pipe (>(jq .)) is written as the terminal is: a reader that takes
+    nothing slows the members down, but the run answers its clients and its stop signals
+    (it was blocked in a write, deaf to both), and a second signal lets that reader go."""
+    read_end, write_end = os.pipe()
+    with subprocess.Popen([*PIPEPLEX, "run", "--no-console", "-p", f"a={FLOOD}", "-p", "b=cat",
+                           "--on-exit", "ignore", "--transcript", f"/dev/fd/{write_end}",
+                           "--run-dir", str(run_dir)],
+                          pass_fds=(write_end,), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as plex:
+        os.close(write_end)
+        try:
+            _until(lambda: _unread(read_end) >= 32768, "the transcript pipe filling")
+            assert _member_state(run_dir, "a") == "running"  # (the loop answers)
+            plex.send_signal(signal.SIGTERM)
+            _until(lambda: _member_state(run_dir, "a") != "running", "a stopped")
+            plex.send_signal(signal.SIGTERM)  # (the transcript's reader still takes nothing)
+            assert plex.wait(timeout=DEADLINE) == 128 + signal.SIGTERM
+        finally:
+            plex.kill()
+            os.close(read_end)
+
+
+def test_a_transcript_on_a_piped_stdout_never_lands_inside_a_line(run_dir: Path) -> None:
+    """--transcript /dev/stdout into a pipe read late: records and the members' lines take
+    turns as whole lines (a record came in the middle of a line the pipe had taken half of)."""
+    with subprocess.Popen([*PIPEPLEX, "run", "--no-console", "-p", f"a={FLOOD}", "-p", "b=cat",
+                           "--on-exit", "ignore", "--transcript", "/dev/stdout",
+                           "--run-dir", str(run_dir)],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as plex:
+        assert plex.stdout is not None
+        try:
+            _until(lambda: _unread(plex.stdout.fileno()) >= 32768, "the output pipe filling")
+            assert _member_state(run_dir, "a") == "running"
+            plex.send_signal(signal.SIGTERM)
+            out, _ = plex.communicate(timeout=DEADLINE)
+        finally:
+            plex.kill()
+    assert plex.returncode == 128 + signal.SIGTERM
+    lines = out.decode().splitlines()
+    torn = [line[:80] for line in lines if not (
+        re.fullmatch(r"a +\| [0-9a-f]{0,16}|[\w-]+ +\* .*", line)  # (the last cut by its end)
+        or (line.startswith("{") and json.loads(line)))]
+    assert not torn
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert sum(record["p"] == "a" and record["s"] == "out" for record in records) > 10
+
+
+def _unread(fd: int) -> int:
+    """Bytes in the pipe of ``fd``, written and not read yet."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
 
 
 def test_a_transcript_on_a_descriptor_not_open_for_writing_is_refused(

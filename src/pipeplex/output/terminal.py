@@ -50,6 +50,8 @@ class Writer:
         high_water: int = HIGH_WATER,
         low_water: int = LOW_WATER,
     ) -> None:
+        self.fd = fd
+        """The descriptor it writes to (through a private copy, if the outlet makes one)."""
         self._bus = bus
         self._on_broken = on_broken
         self._on_failed = on_failed
@@ -247,7 +249,9 @@ class Writer:
     def abandon(self) -> None:
         """Drop what is kept and what comes from now on: we are leaving, and the reader
         is not taking it (a stop signal came after the cast had ended, or again during a
-        stop that waits for output the reader will not take)."""
+        stop that waits for output the reader will not take). Once closed, nothing."""
+        if self._closed:  # (its outlet may be let go of, its descriptor closed)
+            return
         self._outlet.stop_waiting()
         self._batch.clear()
         self._drop()

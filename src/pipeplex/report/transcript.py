@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +32,7 @@ from typing import IO, Any
 from .._bus import Bus
 from .._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
 from ..errors import PipeplexError
+from ..output.terminal import Writer
 from .files import Unsafe, make_folders, open_record
 
 __all__ = ("LogDirSink", "TranscriptSink", "event_record", "read_transcript")
@@ -140,16 +142,32 @@ def _flush_later(flush: Callable[[], None]) -> asyncio.TimerHandle | None:
 
 
 class TranscriptSink:
-    """Writes every event to a JSON Lines file (0600), or to one of the run's descriptors."""
+    """Writes every event to a JSON Lines file (0600), or to one of the run's descriptors.
+
+    A descriptor that is a pipe or a terminal (``>(jq .)``, ``/dev/stdout`` in a pipe) is
+    written as the terminal is, by a :class:`~pipeplex.output.terminal.Writer`: never
+    blocking the loop, its reader slowing the members down past a few MiB kept, and let go
+    of by a stop signal (:meth:`abandon`) when it takes nothing. One that is the run's own
+    output (``terminal``: ``--transcript /dev/stdout``, or ``/dev/stderr`` with ``2>&1``)
+    goes through the terminal's writer itself: a record never lands inside a line the
+    terminal has taken half of.
+    """
 
     def __init__(
-        self, path: str | os.PathLike[str], bus: Bus, *, flush_at: int = 64 * 1024
+        self, path: str | os.PathLike[str], bus: Bus, *, flush_at: int = 64 * 1024,
+        terminal: Writer | None = None,
     ) -> None:
         self.path = Path(path)
         self._bus = bus
+        self._file: IO[bytes] | None = None
+        self._writer: Writer | None = None
+        self.writer: Writer | None = None
+        """The writer of its own (a pipe or a terminal other than the run's output)."""
+        self._fd = -1
+        text = os.fspath(path)
         try:
-            if _OWN_DESCRIPTOR.fullmatch(os.fspath(path)):
-                fd = _own_descriptor(os.fspath(path))
+            if _OWN_DESCRIPTOR.fullmatch(text):
+                fd = _own_descriptor(text)
             else:
                 fd = open_record(self.path)
         except Unsafe as exc:
@@ -161,14 +179,25 @@ class TranscriptSink:
             raise PipeplexError(f"cannot write the transcript {self.path}: {exc.strerror} "
                                 "(give a file in a folder that exists and you may write to)"
                                 ) from None
-        self._file: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8")
+        kind = os.fstat(fd)
+        if terminal is not None and text != "/dev/null" and _same_object(kind, terminal.fd):
+            os.close(fd)
+            self._writer = terminal
+        elif not stat.S_ISREG(kind.st_mode) and text != "/dev/null":  # (a pipe, a terminal)
+            self._fd = fd
+            self._writer = self.writer = Writer(
+                fd, bus, on_broken=lambda: self._fail(BrokenPipeError(errno.EPIPE, "its reader "
+                                                                      "went away")),
+                on_failed=self._fail)
+        else:
+            self._file = os.fdopen(fd, "wb")
         self._pending: list[str] = []
         self._size = 0
         self._flush_at = flush_at
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
-        if self._file is None:
+        if self._file is None and self._writer is None:
             return
         line = json.dumps(event_record(event), ensure_ascii=False) + "\n"
         self._pending.append(line)
@@ -182,18 +211,22 @@ class TranscriptSink:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._file is None or not self._pending:
+        if not self._pending:
             return
-        try:
-            self._file.write("".join(self._pending))
-            self._file.flush()
-        except OSError as exc:
-            self._fail(exc)
+        data = "".join(self._pending).encode()
         self._pending.clear()
         self._size = 0
+        if self._writer is not None:
+            self._writer.write(data)
+        elif self._file is not None:
+            try:
+                self._file.write(data)
+                self._file.flush()
+            except OSError as exc:
+                self._fail(exc)
 
     def _fail(self, exc: OSError) -> None:
-        file, self._file = self._file, None
+        file, self._file, self._writer = self._file, None, None
         try:
             if file is not None:
                 file.close()
@@ -202,14 +235,43 @@ class TranscriptSink:
         self._bus.publish(Note(f"transcript write failed: {exc.strerror} ({self.path}); "
                                "transcript disabled", level="error"))
 
+    async def drain(self) -> None:
+        """Write what is kept, and wait until a reader of its own has taken it (or a stop
+        signal let it go: :meth:`abandon`)."""
+        self.flush()
+        if self.writer is not None and self._writer is self.writer:
+            await self.writer.drain()
+
+    def abandon(self) -> None:
+        """Drop what a reader of its own has not taken, and what comes (it takes nothing,
+        and we are leaving)."""
+        if self.writer is not None:
+            self.writer.abandon()
+
     def close(self) -> None:
         self.flush()
+        if self.writer is not None:
+            if self._writer is self.writer:  # (what is left goes out with blocking writes)
+                self.writer.close()
+            self._writer = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         if self._file is not None:
             try:
                 self._file.close()
             except OSError as exc:
                 self._fail(exc)
             self._file = None
+
+
+def _same_object(kind: os.stat_result, fd: int) -> bool:
+    """Whether ``fd`` is the file (the pipe, the terminal) that ``kind`` describes."""
+    try:
+        other = os.fstat(fd)
+    except OSError:
+        return False
+    return (kind.st_dev, kind.st_ino) == (other.st_dev, other.st_ino)
 
 
 class LogDirSink:
@@ -266,6 +328,10 @@ class LogDirSink:
             self._unflushed.add(event.name)
             if self._timer is None:
                 self._timer = _flush_later(self._flush)
+
+    async def drain(self) -> None:
+        """Write what is kept (logs are files: they take it at once)."""
+        self._flush()
 
     def _flush(self) -> None:
         self._timer = None
