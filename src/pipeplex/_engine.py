@@ -27,7 +27,7 @@ from ._readiness import LOOPBACK_SAID, LineWatch, listeners, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
-from .cast.load import variable_warnings
+from .cast.load import cast_warnings
 from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port, quoted
 from .errors import NotReady, PipeplexError, SignalRefused, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
@@ -392,7 +392,7 @@ class Engine:
         })
         self._busy += len(self.members)
         self._began.set()
-        for text in variable_warnings(self.cast):  # (a typo, most likely: said before it runs)
+        for text in cast_warnings(self.cast):  # (a slip, most likely: said before it runs)
             self.bus.publish(Note(text, level="warning"))
         if not _proc_mounted():  # (a chroot, a bare sandbox)
             self.bus.publish(Note(NO_PROC, level="warning"))

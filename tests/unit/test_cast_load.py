@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from pipeplex.cast import CastSpec, ProcSpec, load_cast, parse_proc_option
-from pipeplex.cast.load import check_commands, validate_cast, variable_warnings
+from pipeplex.cast.load import (
+    cast_warnings,
+    check_commands,
+    validate_cast,
+    variable_warnings,
+)
 from pipeplex.errors import CastError, PipeplexError
 
 
@@ -237,6 +242,24 @@ class TestMemberKeys:
         """An unbalanced quote in cmd is reported."""
         err, _ = error(tmp_path, '[procs.web]\ncmd = "echo \'oops"\n')
         assert "web: cannot split cmd" in err.message
+
+    def test_a_command_commented_out_is_refused_at_its_line(self, tmp_path: Path) -> None:
+        err, path = error(tmp_path, '[procs.web]\ncmd = "# serve --old"\n')
+        assert err.source == f"{path}:2"
+        assert err.message == ("web: cannot split cmd: it is only a # comment: nothing is left "
+                               "to run")
+        with pytest.raises(CastError, match="it is only a # comment"):
+            parse_proc_option("web=# serve")
+
+    def test_a_comment_in_a_one_line_command_is_said(self, tmp_path: Path) -> None:
+        """A shell leaves it out, and so does pipeplex: but ``echo issue #12 fixed`` may
+        well mean it as an argument, so a run says so before it starts (not for a command
+        over several lines, a script whose comments are meant)."""
+        cast = load(tmp_path, '[procs.web]\ncmd = "echo issue #12 fixed"\n'
+                              "[procs.db]\ncmd = \"\"\"serve \\\n  # the port\n  --port 1\"\"\"\n")
+        assert cast_warnings(cast) == [
+            f"{tmp_path / 'cast.toml'}:2: web's command has a comment, '#12 fixed', which is "
+            "not passed to it, as in a shell; quote it ('#12') if it is meant as an argument"]
 
     def test_a_shell_script_is_not_split(self, tmp_path: Path) -> None:
         """A shell = true cmd is the shell's to read: an apostrophe in a here-document

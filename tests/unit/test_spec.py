@@ -168,11 +168,10 @@ def test_split_command_refuses_a_string_too_long_for_linux_unsplit() -> None:
         "prog \\\\\n#next",
         "prog x\\\n#y",
         "prog 'it''s' \"a'#b\" #c",
-        "# all of it",
         "prog \"a\\\"#b\" c",
     ],
     ids=["continued-lines", "continued-in-quotes", "comment", "not-comments",
-         "escaped-backslash", "joined-word", "quotes", "only-a-comment", "escaped-quote"],
+         "escaped-backslash", "joined-word", "quotes", "escaped-quote"],
 )
 def test_split_command_splits_as_the_shell_does(cmd: str) -> None:
     """A backslash at a line's end joins the lines, and a word beginning with ``#`` begins
@@ -181,6 +180,17 @@ def test_split_command_splits_as_the_shell_does(cmd: str) -> None:
     words = subprocess.run(["sh", "-c", script], capture_output=True, check=True,
                            timeout=10).stdout
     assert split_command(cmd) == tuple(word.decode() for word in words.split(b"\0")[:-1])
+
+
+@pytest.mark.parametrize(("cmd", "why"), [
+    ("# server --old", "it is only a # comment"),
+    ("  \\\n", "it is only a backslash at a line's end"),
+])
+def test_a_command_with_nothing_left_to_run_is_refused(cmd: str, why: str) -> None:
+    """A command commented out is no command (it crashed the checks, which took its first
+    word)."""
+    with pytest.raises(ValueError, match=f"^{why}: nothing is left to run$"):
+        split_command(cmd)
 
 
 def test_start_waves_without_dependencies() -> None:

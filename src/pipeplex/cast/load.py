@@ -28,6 +28,7 @@ from .spec import (
     ProcSpec,
     PtyMode,
     StderrMode,
+    comment_of,
     is_port,
     quoted,
     ready_regex,
@@ -42,7 +43,12 @@ if TYPE_CHECKING:
     from ._toml_lines import KeyLines
 
 __all__ = (
-    "check_commands", "check_fields", "load_cast", "parse_proc_option", "validate_cast",
+    "cast_warnings",
+    "check_commands",
+    "check_fields",
+    "load_cast",
+    "parse_proc_option",
+    "validate_cast",
     "variable_warnings",
 )
 
@@ -661,6 +667,28 @@ def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
                 on_chain[dep] = len(chain)
                 chain.append(dep)
                 todo.append(iter(procs[dep].after))
+
+
+def cast_warnings(cast_spec: CastSpec) -> list[str]:
+    """What a run says before it starts, about what may not be what the user meant:
+    comments left out of a one-line command, and ``{names}`` no member captures."""
+    return [*comment_warnings(cast_spec), *variable_warnings(cast_spec)]
+
+
+def comment_warnings(cast_spec: CastSpec) -> list[str]:
+    """A ``#`` comment in a command of one line, which a shell would leave out as pipeplex
+    does, but which may be meant as an argument (``echo issue #12``): said. (Over several
+    lines, comments are what a script has.)"""
+    warnings = []
+    for proc in cast_spec.procs:
+        if isinstance(proc.cmd, str) and not proc.shell and "\n" not in proc.cmd:
+            comment = comment_of(proc.cmd)
+            if comment is not None:
+                word = comment.split()[0]
+                warnings.append(f"{proc.where('cmd') or proc.name}: {proc.name}'s command has "
+                                f"a comment, {quoted(comment)}, which is not passed to it, as "
+                                f"in a shell; quote it ('{word}') if it is meant as an argument")
+    return warnings
 
 
 def variable_warnings(cast_spec: CastSpec) -> list[str]:

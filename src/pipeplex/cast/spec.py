@@ -28,6 +28,7 @@ __all__ = (
     "ProcSpec",
     "PtyMode",
     "StderrMode",
+    "comment_of",
     "expand",
     "is_port",
     "quoted",
@@ -193,18 +194,32 @@ def split_command(cmd: str) -> tuple[str, ...]:
     if len(cmd) >= MAX_ARGUMENT:
         raise ValueError(f"it is {len(cmd):,} characters long; a command string must be "
                          "under 128 KiB")
-    return tuple(shlex.split(_as_one_line(cmd)))
+    text, comments = _as_one_line(cmd)
+    words = tuple(shlex.split(text))
+    if not words and cmd.strip():
+        raise ValueError("it is only a # comment: nothing is left to run" if comments else
+                         "it is only a backslash at a line's end: nothing is left to run")
+    return words
+
+
+def comment_of(cmd: str) -> str | None:
+    """The first ``#`` comment of ``cmd`` as a shell reads it (which :func:`split_command`
+    leaves out), else None."""
+    comments = _as_one_line(cmd)[1]
+    return cmd[comments[0]:].partition("\n")[0] if comments else None
 
 
 _SHELL_BLANKS = frozenset(" \t\r\n")
 
 
-def _as_one_line(cmd: str) -> str:
+def _as_one_line(cmd: str) -> tuple[str, list[int]]:
     """``cmd`` without what a shell reads before it splits words, and shlex does not: a
     backslash at a line's end, which joins the next line (also in double quotes), and
-    ``#`` comments, from a ``#`` that begins a word to the line's end (``a#b`` is a word)."""
+    ``#`` comments, from a ``#`` that begins a word to the line's end (``a#b`` is a word);
+    with where each comment began."""
+    comments: list[int] = []
     if "\\" not in cmd and "#" not in cmd:
-        return cmd
+        return cmd, comments
     out: list[str] = []
     quote = ""  # the quote we are in, if any
     word_start = True
@@ -224,6 +239,7 @@ def _as_one_line(cmd: str) -> str:
         elif quote:
             quote = "" if char == quote else quote
         elif char == "#" and word_start:
+            comments.append(i)
             newline = cmd.find("\n", i)
             i = end if newline < 0 else newline
             continue
@@ -232,7 +248,7 @@ def _as_one_line(cmd: str) -> str:
         word_start = not quote and char in _SHELL_BLANKS
         out.append(char)
         i += 1
-    return "".join(out)
+    return "".join(out), comments
 
 
 @dataclass(frozen=True, slots=True)
