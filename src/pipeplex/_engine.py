@@ -920,6 +920,7 @@ class Engine:
                 if returncode < 0 and -returncode in member.signals_asked:
                     # A signal a person sent ended it, even if the stop came before its
                     # exit was seen: that is its own end (docs/cli.md, pipeplex signal).
+                    # (Not one it lived through: the stop's own sending of it took it off.)
                     self.record_failure(member.name, exit_status(returncode),
                                         f"{member.name} {how}", member.ended_at)
                 elif returncode != 0 and not member.signalled_to_stop:

@@ -258,6 +258,32 @@ def test_signal_by_name_and_number(run_dir: Path) -> None:
         plex.expect(r"^t \| got USR1$")
 
 
+SURVIVES_ONE_TERM = py(
+    "import signal\n"
+    "def once(*a):\n"
+    "    print('got TERM, carrying on', flush=True)\n"
+    "    signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+    "signal.signal(signal.SIGTERM, once)\n"
+    "print('ready', flush=True)\n"
+    "while True: signal.pause()\n"
+)
+"""The first SIGTERM starts a shutdown (here: nothing); the second one ends it."""
+
+
+def test_a_signal_a_member_lived_through_is_not_its_end_when_the_stop_sends_it_too(
+        run_dir: Path) -> None:
+    """pipeplex signal m TERM, which m handles; then pipeplex stop, whose SIGTERM ends it:
+    that end is the stop's (status 0), as its summary says, not the person's (143)."""
+    with Pipeplex("run", "-p", f"m={SURVIVES_ONE_TERM}", "--on-exit", "ignore",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^m \| ready$")
+        assert run("signal", "m", "TERM", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^m \| got TERM, carrying on$")
+        assert run("stop", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^m \* summary: stopped, killed by SIGTERM")
+        assert plex.wait() == 0
+
+
 def test_signal_errors(run_dir: Path) -> None:
     """A bad signal is a usage error (2); an unknown member fails (1)."""
     with cats(run_dir, "c"):

@@ -956,10 +956,22 @@ class Process:
         return True
 
     def signal_to_stop(self, sig: int) -> bool:
-        """:meth:`signal`, from a stop: an exit from now on is the stop's doing."""
-        if self.returncode is None:
+        """:meth:`signal`, from a stop: an exit from now on is the stop's doing, and a death
+        by ``sig`` the stop's, though a person sent it before (the member lived on). Not
+        for a member that has exited already, its exit not yet read: what ended it (a
+        person's signal, an instant before the stop) came first."""
+        if self.returncode is None and not self._exited_unread():
             self.signalled_to_stop = True
+            self.signals_asked.discard(sig)
         return self.signal(sig)
+
+    def _exited_unread(self) -> bool:
+        """Its process has exited, and its pidfd says so, unread yet."""
+        if self._pidfd is None:
+            return False
+        waiting = select.poll()
+        waiting.register(self._pidfd, select.POLLIN)
+        return bool(waiting.poll(0))
 
     def signal_as_asked(self, sig: int) -> bool:
         """Send ``sig`` as a person asks for it (the console, ``pipeplex signal``, the API):
