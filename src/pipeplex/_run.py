@@ -174,7 +174,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         if adoption is not None and adoption.active:
             orphans = OrphanReaper(loop, engine.own_children, guardian)
         records = _records(options, bus, writer)
-        outputs += [own for sink in records if (own := getattr(sink, "writer", None))]
+        outputs += [sink.writer for sink in records if sink.writer is not None]
         inputs = FolderInputs(engine, options.run_dir or default_run_dir())
         for name in cast.names:
             inputs.add(name)

@@ -422,3 +422,22 @@ def test_the_runs_own_descriptors_are_taken_as_given(tmp_path: Path) -> None:
     link.symlink_to("/dev/null")
     with pytest.raises(PipeplexError, match="symbolic link"):
         TranscriptSink(link, bus)
+
+
+def test_a_transcript_pipe_whose_reader_left_leaves_no_descriptor_open() -> None:
+    """A write that fails (the reader went away) disables the transcript with a note; its
+    close then still lets go of the description its writer opened (it stayed open)."""
+    before = set(os.listdir("/proc/self/fd"))
+    read_end, write_end = os.pipe()
+    bus = Bus()
+    notes: list[Event] = []
+    bus.subscribe(notes.append, [Note])
+    sink = TranscriptSink(f"/dev/fd/{write_end}", bus)
+    bus.subscribe(sink)
+    os.close(read_end)
+    bus.publish(Note("hello"))
+    sink.flush()
+    sink.close()
+    os.close(write_end)
+    assert any("transcript write failed" in note.text for note in notes if isinstance(note, Note))
+    assert set(os.listdir("/proc/self/fd")) == before

@@ -160,9 +160,12 @@ class TranscriptSink:
         self.path = Path(path)
         self._bus = bus
         self._file: IO[bytes] | None = None
-        self._writer: Writer | None = None
+        self._out: Writer | None = None
+        """Where records go as a stream: the terminal's writer, or :attr:`writer` (None for
+        a file, and once a write failed)."""
         self.writer: Writer | None = None
-        """The writer of its own (a pipe or a terminal other than the run's output)."""
+        """Its own writer (a pipe or a terminal other than the run's output), which the run
+        drains, lets go of on a second stop signal, and :meth:`close` closes."""
         self._fd = -1
         text = os.fspath(path)
         try:
@@ -182,10 +185,10 @@ class TranscriptSink:
         kind = os.fstat(fd)
         if terminal is not None and text != "/dev/null" and _same_object(kind, terminal.fd):
             os.close(fd)
-            self._writer = terminal
+            self._out = terminal
         elif not stat.S_ISREG(kind.st_mode) and text != "/dev/null":  # (a pipe, a terminal)
             self._fd = fd
-            self._writer = self.writer = Writer(
+            self._out = self.writer = Writer(
                 fd, bus, on_broken=lambda: self._fail(BrokenPipeError(errno.EPIPE, "its reader "
                                                                       "went away")),
                 on_failed=self._fail)
@@ -197,7 +200,7 @@ class TranscriptSink:
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
-        if self._file is None and self._writer is None:
+        if self._file is None and self._out is None:
             return
         line = json.dumps(event_record(event), ensure_ascii=False) + "\n"
         self._pending.append(line)
@@ -216,8 +219,8 @@ class TranscriptSink:
         data = "".join(self._pending).encode()
         self._pending.clear()
         self._size = 0
-        if self._writer is not None:
-            self._writer.write(data)
+        if self._out is not None:
+            self._out.write(data)
         elif self._file is not None:
             try:
                 self._file.write(data)
@@ -226,7 +229,7 @@ class TranscriptSink:
                 self._fail(exc)
 
     def _fail(self, exc: OSError) -> None:
-        file, self._file, self._writer = self._file, None, None
+        file, self._file, self._out = self._file, None, None
         try:
             if file is not None:
                 file.close()
@@ -239,21 +242,15 @@ class TranscriptSink:
         """Write what is kept, and wait until a reader of its own has taken it (or a stop
         signal let it go: :meth:`abandon`)."""
         self.flush()
-        if self.writer is not None and self._writer is self.writer:
+        if self.writer is not None and self._out is self.writer:
             await self.writer.drain()
-
-    def abandon(self) -> None:
-        """Drop what a reader of its own has not taken, and what comes (it takes nothing,
-        and we are leaving)."""
-        if self.writer is not None:
-            self.writer.abandon()
 
     def close(self) -> None:
         self.flush()
-        if self.writer is not None:
-            if self._writer is self.writer:  # (what is left goes out with blocking writes)
-                self.writer.close()
-            self._writer = None
+        self._out = None
+        if self.writer is not None:  # (what is left goes out with blocking writes; after a
+            self.writer.close()  # failure, its outlet is let go of)
+            self.writer = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -282,6 +279,9 @@ class LogDirSink:
     ``warn``, where notes are not shown: test mode), and the other members' logs go on;
     without either, the error is raised to the caller instead.
     """
+
+    writer: Writer | None = None
+    """A writer of its own: none (logs are files, which take what comes at once)."""
 
     def __init__(self, folder: str | os.PathLike[str], bus: Bus | None = None, *,
                  warn: Callable[[str], None] | None = None) -> None:
