@@ -917,7 +917,7 @@ class Engine:
                 attempt = 0
                 continue
             if member.stopping:
-                if returncode < 0 and -returncode in member.signals_asked:
+                if member.ended_by_a_person:
                     # A signal a person sent ended it, even if the stop came before its
                     # exit was seen: that is its own end (docs/cli.md, pipeplex signal).
                     # (Not one it lived through: the stop's own sending of it took it off.)

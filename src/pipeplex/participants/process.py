@@ -580,7 +580,8 @@ class Process:
         self.state = "exited"
         assert self.started_at is not None and self.ended_at is not None
         self._bus.publish(
-            Exited(self.name, self.returncode, self.stopping and self.signalled_to_stop,
+            Exited(self.name, self.returncode,
+                   self.stopping and self.signalled_to_stop and not self.ended_by_a_person,
                    self.ended_at - self.started_at)
         )
         self._done.set_result(self.returncode)
@@ -957,13 +958,21 @@ class Process:
 
     def signal_to_stop(self, sig: int) -> bool:
         """:meth:`signal`, from a stop: an exit from now on is the stop's doing, and a death
-        by ``sig`` the stop's, though a person sent it before (the member lived on). Not
-        for a member that has exited already, its exit not yet read: what ended it (a
-        person's signal, an instant before the stop) came first."""
-        if self.returncode is None and not self._exited_unread():
+        by ``sig`` the stop's, though a person sent it before (the member lived on) — unless
+        the member had exited already, its exit not yet read: then a person's signal, an
+        instant before the stop, may be what ended it (see :attr:`ended_by_a_person`)."""
+        if self.returncode is None:
             self.signalled_to_stop = True
-            self.signals_asked.discard(sig)
+            if not self._exited_unread():
+                self.signals_asked.discard(sig)
         return self.signal(sig)
+
+    @property
+    def ended_by_a_person(self) -> bool:
+        """Its exit was by a signal a person sent (:meth:`signal_as_asked`), which it did not
+        live through until the stop sent the same: its own end, not the stop's."""
+        return (self.returncode is not None and self.returncode < 0
+                and -self.returncode in self.signals_asked)
 
     def _exited_unread(self) -> bool:
         """Its process has exited, and its pidfd says so, unread yet."""
