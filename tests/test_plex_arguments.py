@@ -4,6 +4,7 @@ handles of ended members, errors that travel between processes."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import pickle
 import re
@@ -88,10 +89,12 @@ def test_bad_arguments_of_members_are_value_errors() -> None:
             plex.expect_any({})
         with pytest.raises(ValueError, match="pty must be"):
             plex.spawn("other", "cat", pty="full")  # type: ignore[arg-type]
-        for cmd in (5, 3.5, {"cat": 1}, None):
+        for cmd, kind in ((5, "int"), (3.5, "float"), ({"cat": 1}, "dict"),
+                          ({"cat"}, "set"), (None, "NoneType")):
             with pytest.raises(ValueError, match=r"^other: cmd is a list of arguments, a Path "
-                                                 r"or a string, not "):
+                                                 rf"or a string, not a {kind}$"):
                 plex.spawn("other", cmd)  # type: ignore[arg-type]
+        plex.spawn("seq", collections.UserList(["true"])).wait(timeout=10)  # (any sequence)
         assert cat.running
 
 

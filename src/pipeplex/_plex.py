@@ -15,6 +15,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import overload
 
 from ._arguments import (
@@ -664,9 +665,10 @@ class AsyncPlex:
                             "ready too", source="spawn()")
         if isinstance(cmd, os.PathLike):  # (a program alone, as subprocess takes it)
             cmd = [cmd]
-        if not isinstance(cmd, str | list | tuple):  # (a dict would give its keys)
+        if isinstance(cmd, Mapping | AbstractSet) or not isinstance(cmd, str | Sequence):
+            # (a dict would give its keys; a set, its words in any order)
             raise ValueError(f"{name}: cmd is a list of arguments, a Path or a string, not "
-                             f"{cmd!r}")
+                             f"a {type(cmd).__name__}")
         if not cmd or (isinstance(cmd, str) and not cmd.strip()):
             raise CastError(f"{name}: the command is empty", source="spawn()")
         if isinstance(cmd, str) and not shell:

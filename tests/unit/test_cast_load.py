@@ -108,11 +108,19 @@ class TestFileErrors:
         assert err.source == path
         assert err.message.startswith("Unterminated string at the end of the file; ")
 
+    def test_a_toml_hint_reads_the_line_toml_counts(self, tmp_path: Path) -> None:
+        """U+2028 in a comment is no line end to TOML (nor to its error's line number)."""
+        err, _ = error(tmp_path, '# a\u2028b\n[procs.web]\ncmd = "x"\nautostart = True\n')
+        assert err.message == "Invalid value; write true in lowercase, as TOML does"
+
     def test_a_name_with_a_dot_left_unquoted(self, tmp_path: Path) -> None:
         """[procs.api.v2] is a table v2 inside member api: the hint is the quoted name."""
         err, _ = error(tmp_path, '[procs.api.v2]\ncmd = "serve"\n')
         assert err.message == ("api: unknown key 'v2'; for a member named api.v2, quote the "
                                'name: [procs."api.v2"]')
+        # (Not for a slip of a key's name, nor for a table that is no member.)
+        err, _ = error(tmp_path, '[procs.web]\ncmd = "env"\n[procs.web.evn]\nA = "1"\n')
+        assert err.message == "web: unknown key 'evn'; did you mean 'env'?"
 
     @pytest.mark.parametrize(("line", "message"), [
         ("cmd = python3 -m http.server",

@@ -486,6 +486,13 @@ def test_golden_must_be_a_file_name(value: str) -> None:
     assert error.source == f"{FILE}:1"
 
 
+def test_a_golden_name_with_a_nul_is_refused_at_load() -> None:
+    """No file has one: it was an internal error (ValueError) when the scenario ran."""
+    error = load_error("", cast='golden = "a\\u0000b"\n' + CAST)
+    assert error.message == "golden must be a file name (a NUL character, \\u0000, is in none)"
+    assert error.source == f"{FILE}:1"
+
+
 def test_missing_scenario_file(tmp_path: Path) -> None:
     """A missing file is a CastError naming it."""
     missing = tmp_path / "nope.toml"

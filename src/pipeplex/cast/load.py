@@ -229,7 +229,7 @@ def _toml_hint(message: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
     """What to write instead, for the slips tomllib names only by their effect."""
     if message == "Invalid value":
         at = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
-        line = text.splitlines()[int(at[1]) - 1] if at else ""
+        line = text.split("\n")[int(at[1]) - 1] if at else ""  # (as TOML counts lines)
         word = re.match(r"[^\s,\]}#]*", line[int(at[2]) - 1:] if at else "")
         if word is not None and word[0].lower() in ("true", "false"):
             return f"; write {word[0].lower()} in lowercase, as TOML does"
@@ -294,9 +294,10 @@ def _proc(
         raise CastError(f"procs.{name} must be a table with at least cmd = ...", source=here)
     for key in table:
         if key not in PROC_KEYS:
+            member = isinstance(table[key], dict) and "cmd" in table[key]  # ([procs.a.b])
             hint = (f"; for a member named {name}.{key}, quote the name: "
-                    f"[procs.\"{name}.{key}\"]" if isinstance(table[key], dict) else
-                    suggest_key(key, PROC_KEYS))
+                    f"[procs.\"{name}.{key}\"]" if member and close_match(key, PROC_KEYS) is None
+                    else suggest_key(key, PROC_KEYS))
             raise CastError(f"{name}: unknown key {key!r}{hint}",
                             source=where("procs", name, key))
 

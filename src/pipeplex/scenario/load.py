@@ -83,8 +83,10 @@ def scenario_from_data(
     suspicions = _check_captures(steps, cast)
     golden = data.get("golden")
     if golden is not None:
-        if not isinstance(golden, str) or not golden:
-            raise CastError("golden must be a file name", source=where("golden"))
+        if not isinstance(golden, str) or not golden or "\0" in golden:
+            raise CastError("golden must be a file name"
+                            + (" (a NUL character, \\u0000, is in none)" if "\0" in str(golden)
+                               else ""), source=where("golden"))
         if base_dir is not None and not Path(golden).is_absolute():
             golden = os.fspath(base_dir / golden)
     return Scenario(cast, steps, timeout, golden, _normalize(data.get("normalize", []), where),
