@@ -147,10 +147,10 @@ class TranscriptSink:
     A descriptor that is a pipe or a terminal (``>(jq .)``, ``/dev/stdout`` in a pipe) is
     written as the terminal is, by a :class:`~pipeplex.output.terminal.Writer`: never
     blocking the loop, its reader slowing the members down past a few MiB kept, and let go
-    of by a stop signal (:meth:`abandon`) when it takes nothing. One that is the run's own
-    output (``terminal``: ``--transcript /dev/stdout``, or ``/dev/stderr`` with ``2>&1``)
-    goes through the terminal's writer itself: a record never lands inside a line the
-    terminal has taken half of.
+    of by the run on a second stop signal when it takes nothing (``writer.abandon()``).
+    One that is the run's own output (``terminal``: ``--transcript /dev/stdout``, or
+    ``/dev/stderr`` with ``2>&1``) goes through the terminal's writer itself: a record
+    never lands inside a line the terminal has taken half of.
     """
 
     def __init__(
@@ -239,8 +239,8 @@ class TranscriptSink:
                                "transcript disabled", level="error"))
 
     async def drain(self) -> None:
-        """Write what is kept, and wait until a reader of its own has taken it (or a stop
-        signal let it go: :meth:`abandon`)."""
+        """Write what is kept, and wait until a reader of its own has taken it (or the run
+        let it go on a stop signal)."""
         self.flush()
         if self.writer is not None and self._out is self.writer:
             await self.writer.drain()
