@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -389,6 +390,30 @@ def test_log_dir_skips_a_planted_log_with_one_warning(
                          "(remove it, or give another --log-dir)")]
     assert (folder / "b.log").read_bytes() == b"b1\n"
     assert_untouched(victim, tmp_path)
+
+
+def test_a_log_removed_while_written_is_said_once(tmp_path: Path) -> None:
+    """A log folder cleaned up mid-run: the writes went on into files no folder held,
+    without a word. Said once, by name, at the next write; the other logs go on."""
+    folder = tmp_path / "logs"
+    bus = Bus()
+    notes: list[Note] = []
+    bus.subscribe(lambda event: notes.append(event) if isinstance(event, Note) else None)
+    sink = LogDirSink(folder, bus=bus)
+    bus.subscribe(sink)
+    for event in (out("a", b"a1\n"), out("b", b"b1\n")):
+        bus.publish(event)
+    asyncio.run(sink.drain())
+    (folder / "a.log").unlink()
+    for event in (out("a", b"a2\n"), out("b", b"b2\n"), out("a", b"a3\n")):
+        bus.publish(event)
+        asyncio.run(sink.drain())
+    sink.close()
+    assert [(n.name, n.level, n.text) for n in notes] == [
+        ("a", "warning", f"the log {folder / 'a.log'} was removed while the run wrote it; "
+                         "a's output is logged no further (give --log-dir a folder that "
+                         "nothing cleans up)")]
+    assert (folder / "b.log").read_bytes() == b"b1\nb2\n"
 
 
 def test_log_dir_without_a_bus_raises_the_refusal(tmp_path: Path) -> None:

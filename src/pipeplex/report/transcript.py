@@ -340,20 +340,27 @@ class LogDirSink:
             if file is not None:
                 try:
                     file.flush()
+                    removed = os.fstat(file.fileno()).st_nlink == 0
                 except OSError as exc:
                     self._failed(name, exc)
+                    continue
+                if removed:  # (its folder cleaned up, or rotated away: writes would go on
+                    self._failed(name, None)  # unseen)
         self._unflushed.clear()
 
-    def _failed(self, name: str, exc: OSError) -> None:
-        """A log that cannot be written (its disk full, say): said once, then let go; what
-        it holds stays, and the other logs go on."""
+    def _failed(self, name: str, exc: OSError | None) -> None:
+        """A log that cannot be written (its disk full, say; None: it was removed): said
+        once, then let go; what it holds stays, and the other logs go on."""
         file = self._files.get(name)
         self._files[name] = None
         if file is not None:
             with contextlib.suppress(OSError):  # (its buffer is lost with the disk's room)
                 file.close()
-        self._say(f"cannot write the log {self.folder / f'{name}.log'}: {exc.strerror}; "
-                  f"{name}'s output is logged no further (what the log holds stays)", name)
+        path = self.folder / f"{name}.log"
+        self._say(f"cannot write the log {path}: {exc.strerror}; {name}'s output is logged no "
+                  "further (what the log holds stays)" if exc is not None else
+                  f"the log {path} was removed while the run wrote it; {name}'s output is "
+                  "logged no further (give --log-dir a folder that nothing cleans up)", name)
 
     def _say(self, message: str, name: str) -> None:
         if self._warn is not None:
