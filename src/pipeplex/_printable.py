@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ("printable",)
+__all__ = ("printable", "quoted")
 
 # Control characters other than \n and \t: C0, DEL and C1 (U+009B is a CSI on some terminals);
 # and the bytes that are not UTF-8 in a file name (surrogateescape), which stdout would write
@@ -26,3 +26,24 @@ def printable(text: str) -> str:
 def _escaped(match: re.Match[str]) -> str:
     code = ord(match[0])
     return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"
+
+
+_SURROGATE_SHOWN = re.compile(r"(\\+)udc([89a-f][0-9a-f])")
+"""In a repr: an escape such as ``\\udcff``, with the backslashes before it (an even number
+of them is a backslash of the text itself, followed by the letters ``udc..``)."""
+
+
+def quoted(text: str) -> str:
+    """``repr(text)``, with a byte that is not UTF-8 (kept by ``os.fsdecode`` as a lone
+    surrogate) shown as ``\\xff`` rather than ``\\udcff``: a name as somebody typed it."""
+    shown = repr(text)
+    if "\\udc" not in shown:
+        return shown
+    return _SURROGATE_SHOWN.sub(_as_byte, shown)
+
+
+def _as_byte(match: re.Match[str]) -> str:
+    slashes = match[1]
+    if len(slashes) % 2 == 0:  # the text's own backslashes, then plain letters
+        return match[0]
+    return f"{slashes[:-1]}\\x{match[2]}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ._printable import quoted
+
 __all__ = (
     "CastError",
     "ExpectTimeout",
@@ -98,7 +100,7 @@ class UnknownMember(PipeplexError, KeyError):
         self.valid = tuple(valid)
         listed = ", ".join(self.valid) or "none"
         everyone = "; or 'all' for everyone" if all_too else ""
-        super().__init__(f"no member named {name!r} (members: {listed}{everyone})")
+        super().__init__(f"no member named {quoted(name)} (members: {listed}{everyone})")
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])

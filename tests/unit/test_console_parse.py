@@ -137,3 +137,11 @@ def test_help_lists_every_command_and_the_members() -> None:
                     ":quit", ":help", "NAME: text"):
         assert command in text
     assert "members: server, alice, bob.2" in text
+
+
+def test_a_name_that_is_not_utf8_is_shown_by_its_bytes() -> None:
+    """A name typed on a Latin-1 terminal comes as surrogates: shown as ``\\xff``, the byte
+    typed, not as Python's ``\\udcff``."""
+    parsed = parse_line(":to b\udcff", MEMBERS)
+    assert isinstance(parsed, Invalid)
+    assert parsed.message.startswith("no member named 'b\\xff' (members: server")

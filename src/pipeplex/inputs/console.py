@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._events import Level
+from .._printable import quoted
 from .._signals import parse_signal, signal_name
 from .._suggest import close_match
 from ..control_client import format_status
@@ -173,7 +174,7 @@ def _unknown(name: str, members: Sequence[str], hint: str = "") -> Invalid:
     if close is None:
         return Invalid(f"{UnknownMember(name, members)}{hint}")
     listed = ", ".join(members) or "none"
-    return Invalid(f"no member named {name!r}; did you mean {close!r}? (members: {listed}; "
+    return Invalid(f"no member named {quoted(name)}; did you mean {close!r}? (members: {listed}; "
                    f"or 'all' for everyone){hint}")
 
 
