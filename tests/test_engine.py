@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
@@ -552,6 +553,44 @@ def test_exit_status_is_the_first_member_that_failed_on_its_own() -> None:
     )
     assert asyncio.run(engine.run()) == 128 + 15
     assert engine.failures[0].name == "bad"
+
+
+def test_an_exit_not_yet_read_when_the_stop_comes_is_an_end_of_its_own() -> None:
+    """A member that had died (killed from outside here, a crash in life) when the stop
+    reached it, its exit unread yet, failed on its own: its failure counts even though a
+    member of its wave then ended at the stop's EOF (which excuses only failures the stop
+    may have caused), and its Exited is not "stopped"."""
+    bus = Bus()
+    recorder = Recorder()
+    bus.subscribe(recorder)
+    cast = CastSpec([ProcSpec("a", ("sh", "-c", "echo up; exec sleep 60")),
+                     ProcSpec("b", ("cat",))])
+    engine = Engine(cast, bus, grace=2.0, stdin_grace=5.0)
+
+    async def scenario() -> int:
+        up = asyncio.get_running_loop().create_future()
+        bus.subscribe(lambda e: isinstance(e, Output) and e.name == "a" and not up.done()
+                      and up.set_result(None))
+        run = asyncio.create_task(engine.run())
+        await asyncio.wait_for(up, 30)
+        member = engine.members["a"]
+        assert member.pid is not None
+        watch = os.pidfd_open(member.pid)
+        try:
+            os.kill(member.pid, 9)
+            assert select.select([watch], [], [], 30)[0], "a did not die"  # (loop held)
+        finally:
+            os.close(watch)
+        # The stop reaches both members before the loop reads a's exit.
+        engine.stopper.close_inputs(engine.members.values())
+        engine.request_stop()
+        return await asyncio.wait_for(run, 60)
+
+    assert asyncio.run(scenario()) == 128 + 9
+    assert [f.name for f in engine.failures] == ["a"]
+    exits = {e.name: e for e in recorder.events if isinstance(e, Exited)}
+    assert not exits["a"].stopped
+    assert exits["b"].returncode == 0
 
 
 def test_a_summary_line_per_member() -> None:

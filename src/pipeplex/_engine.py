@@ -134,6 +134,8 @@ class Engine:
         """The member whose end stopped the cast (it could not start or get ready, gave up
         restarting, or ended with ``on_exit = "stop"``); None when nothing stops it, or
         something else did."""
+        self.stop_began: float | None = None
+        """When the stop of the whole cast was requested (``time.monotonic()``)."""
         self.recent = RecentOutput(silence=self._why_silent)
         bus.subscribe(self.recent, [Output, Started])
         self.when_over: list[Callable[[str], None]] = []
@@ -209,6 +211,7 @@ class Engine:
         if reason:
             self.bus.publish(Note(reason))
         self.stopped_by = by
+        self.stop_began = time.monotonic()
         self.outcomes.up_when_stopped = frozenset(self._up_now)
         self._stop.set_result(reason)
 
@@ -445,15 +448,24 @@ class Engine:
         return 0
 
     def _judge_failures_at_eof(self) -> None:
-        """An error at the EOF a stop gave a member is its own failure, unless something else
-        of the cast ended in the stop before it: members of a wave get their EOF together,
-        and a client whose server ended at its EOF then fails because of the stop. "Before"
-        with a margin: two exits seen in one pass of the loop are seen in any order."""
+        """An error at the EOF a stop gave a member is its own failure, unless a member that
+        started no later than it ended in the stop before it: members get their EOF together,
+        and a client whose server ended at its EOF then fails because of the stop. One that
+        started after it does not excuse it: a server that crashes as its clients leave at
+        the stop has a bug of its own. "Before" with a margin: two exits seen in one pass of
+        the loop are seen in any order."""
+        wave = {name: i for i, names in reversed(list(enumerate(self._start_waves())))
+                for name in names}
         for failure in self._failed_at_eof:
+            mine = wave.get(failure.name, 0)
             if not any(name != failure.name and at < failure.at + _SEEN_TOGETHER
-                       for name, at in self._ended_in_stop):
+                       and wave.get(name, 0) <= mine for name, at in self._ended_in_stop):
                 self.record_failure(failure.name, failure.status, failure.reason, failure.at)
         self._failed_at_eof.clear()
+
+    def _start_waves(self) -> list[list[str]]:
+        """The members by when they start: the cast's waves, then each member added later."""
+        return [[p.name for p in wave] for wave in self.cast.start_waves()] + self._late_waves
 
     def record_failure(self, name: str, status: int, reason: str,
                        at: float | None = None) -> None:
@@ -895,15 +907,18 @@ class Engine:
                 if unsubscribe:
                     unsubscribe()
             returncode = await member.wait_exited()
-            if self.stopping:
-                assert member.ended_at is not None
+            # Stopped by us: not one that had ended before the stop came to it, unseen yet.
+            stopped = member.stopping and not member.exited_before_stop
+            assert member.ended_at is not None
+            if (self.stop_began is not None and member.ended_at >= self.stop_began
+                    and not member.exited_before_stop):  # (not an exit seen before it)
                 self._ended_in_stop.append((member.name, member.ended_at))
             if self._failed_to_start(member.name):
                 return  # an added member that never got ready: no exit policy applies
             how = describe_returncode(returncode)
             assert member.started_at is not None and member.ended_at is not None
             if member.name in self._restart_requested and not self.stopping:
-                if not member.stopping and spec.on_exit != "restart":
+                if not stopped and spec.on_exit != "restart":
                     # It ended on its own before the request (its exit was still being
                     # published): that exit counts, and on_exit = stop stops the cast.
                     if returncode != 0:
@@ -916,7 +931,7 @@ class Engine:
                 self._restart_requested.discard(member.name)
                 attempt = 0
                 continue
-            if member.stopping:
+            if stopped:
                 if member.ended_by_a_person:
                     # A signal a person sent ended it, even if the stop came before its
                     # exit was seen: that is its own end (docs/cli.md, pipeplex signal).
@@ -974,8 +989,11 @@ class Engine:
                 continue
             if returncode != 0:
                 before = "" if ready_in_run else " before it was ready"
+                at = member.ended_at  # (one that ended before the stop, seen only in it:
+                if member.exited_before_stop and self.stop_began is not None:  # then)
+                    at = min(at, self.stop_began)
                 self.record_failure(member.name, exit_status(returncode),
-                                    f"{member.name} {how}{before}", member.ended_at)
+                                    f"{member.name} {how}{before}", at)
             if spec.on_exit == "stop":
                 self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)",
                                   by=member.name)
@@ -1291,7 +1309,7 @@ class Engine:
         waves backwards, members added later first; but never a member before one that
         starts after it (a member added under the name of one that ended takes its place
         for those that start after it)."""
-        waves = [[p.name for p in wave] for wave in self.cast.start_waves()] + self._late_waves
+        waves = self._start_waves()
         base: dict[str, int] = {}
         for i, names in enumerate(reversed(waves)):
             for name in names:

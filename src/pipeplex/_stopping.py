@@ -99,8 +99,7 @@ class Stopper:
         now = asyncio.get_running_loop().time()
         for member in members:
             if member.running and not member.stopping and member.pid is not None:
-                member.stopping = True  # (an exit at this EOF is judged as in a stop)
-                member.state = "stopping"
+                member.begin_stop()  # (an exit at this EOF is judged as in a stop)
                 member.close_input()
                 self._input_closed[member.name] = (member.pid, now)
                 self._announce(member, "closed its stdin")
@@ -122,8 +121,7 @@ class Stopper:
         if member.stopping and not closed_here:
             await asyncio.shield(done)
             return
-        member.stopping = True
-        member.state = "stopping"
+        member.begin_stop()
         member.close_input()
         grace = member.spec.stop_timeout or self.grace
         loop = asyncio.get_running_loop()

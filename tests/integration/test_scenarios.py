@@ -234,6 +234,23 @@ def test_a_member_failing_because_another_ended_at_the_stop_is_not_blamed(
     assert result.returncode == 0, result.stdout
 
 
+def test_a_server_that_crashes_as_its_client_leaves_at_the_stop_fails(tmp_path: Path) -> None:
+    """The client (after the server) ends at the stop's EOF, and the server then exits
+    with 1 as the connection closes: a bug of the server's, not the stop's doing (only a
+    member started before or with it ending first excuses that)."""
+    fifo = tmp_path / "link"
+    os.mkfifo(fifo)
+    server = ["sh", "-c", f"echo listening; read x < {fifo}; echo lost my client >&2; exit 1"]
+    client = ["sh", "-c", f"exec 3>{fifo}; echo connected; exec cat"]
+    body = (f"[procs.server]\ncmd = {json.dumps(server)}\nready = '^listening$'\n"
+            f"[procs.client]\ncmd = {json.dumps(client)}\nafter = ['server']\n"
+            "[[step]]\nexpect = '^connected$'\nin = 'client'\n")
+    result = run("test", _scenario(tmp_path, body))
+    assert result.returncode == 1, result.stdout
+    assert "server exited with code 1" in result.stdout
+    assert "lost my client" in result.stdout
+
+
 def test_wait_exit_without_code_waits_but_does_not_excuse_a_crash(tmp_path: Path) -> None:
     crash = ("[procs.client]\ncmd = \"sh -c 'echo working; exit 3'\"\n"
              "[[step]]\nwait_exit = 'client'\n")
@@ -431,6 +448,22 @@ def test_a_step_failure_names_the_member_that_failed_meanwhile(tmp_path: Path) -
     assert result.returncode == 1, result.stdout
     assert "meanwhile s exited with code 2" in result.stdout
     assert "! boom" in result.stdout
+
+
+def test_a_step_failure_names_what_failed_as_the_cast_stopped_too(tmp_path: Path) -> None:
+    """A member that fails once the stop began (here at its EOF) counts toward the status,
+    so the report names it too, told apart from what failed before (a crash seen only as
+    the stop began, its client's end seen first, was left out)."""
+    case = _scenario(tmp_path, (
+        "[procs.a]\ncmd = \"sh -c 'echo up; read x || { echo no input >&2; exit 4; }'\"\n"
+        "[procs.b]\ncmd = 'echo b'\non_exit = 'ignore'\n"
+        "[[step]]\nexpect = '^up$'\nin = 'a'\n"
+        "[[step]]\nexpect = '^never$'\nin = 'b'\ntimeout = 30\n"))
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert "in b: b exited with code 0" in result.stdout
+    assert "then, as the cast stopped, a exited with code 4" in result.stdout
+    assert "! no input" in result.stdout
 
 
 def test_an_expectation_in_any_output_outlives_a_member_that_ends_well(tmp_path: Path) -> None:

@@ -114,6 +114,9 @@ class Process:
         self.signals_asked: set[int] = set()
         """Signals a person sent this run (:meth:`signal_as_asked`): one of them that ends
         it, even as a stop begins, ended it on its own."""
+        self.exited_before_stop = False
+        """Its process had already exited when the stop took this run over (:meth:`begin_stop`),
+        its exit not read yet: it ended on its own, before the stop, whatever came after."""
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self._bus = bus
@@ -250,6 +253,7 @@ class Process:
         self.state = "running"
         self.stopping = False
         self.signalled_to_stop = False
+        self.exited_before_stop = False
         self.signals_asked.clear()
         self.returncode = None
         self.started_at = time.monotonic()
@@ -581,7 +585,8 @@ class Process:
         assert self.started_at is not None and self.ended_at is not None
         self._bus.publish(
             Exited(self.name, self.returncode,
-                   self.stopping and self.signalled_to_stop and not self.ended_by_a_person,
+                   self.stopping and self.signalled_to_stop and not self.ended_by_a_person
+                   and not self.exited_before_stop,
                    self.ended_at - self.started_at)
         )
         self._done.set_result(self.returncode)
@@ -966,6 +971,15 @@ class Process:
             if not self._exited_unread():
                 self.signals_asked.discard(sig)
         return self.signal(sig)
+
+    def begin_stop(self) -> None:
+        """The stop takes this run over (its exit is then expected). A process that has
+        already exited, its exit not read yet, ended before the stop (a server that crashed
+        as a scenario's last step matched, its client's exit seen first): so it is judged
+        (:attr:`exited_before_stop`), not as an end the stop caused."""
+        self.exited_before_stop = self._exited_unread()
+        self.stopping = True
+        self.state = "stopping"
 
     @property
     def ended_by_a_person(self) -> bool:

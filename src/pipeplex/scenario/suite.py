@@ -139,11 +139,14 @@ async def run_scenario(
     failures = [f for i, f in enumerate(own) if all(g.name != f.name for g in own[:i])]
     if failed is not None and failed.error is not None:
         # What else failed on its own may be why (a server that crashed under its client),
-        # and a cast with on_exit = "stop" stopped because of it.
+        # and a cast with on_exit = "stop" stopped because of it. What failed once the stop
+        # had begun is told apart: it may be the stop's doing (a member left waiting for
+        # lines at EOF), or a crash seen only then (its client's end was seen first).
         told = failed.error.member
+        stopped = max(steps_ended, engine.stop_began or steps_ended)
         outcome.failure = "\n".join([str(failed.error), *(
-            f"meanwhile {f.reason}\n{engine.recent.describe(f.name)}"
-            for f in failures if f.name != told and f.at <= steps_ended)])
+            f"{'meanwhile' if f.at <= stopped else 'then, as the cast stopped,'} {f.reason}\n"
+            f"{engine.recent.describe(f.name)}" for f in failures if f.name != told)])
     elif failures:
         first = failures[0]
         where = scenario.cast[first.name].source if first.name in scenario.cast.names else None
