@@ -593,6 +593,29 @@ def test_an_exit_not_yet_read_when_the_stop_comes_is_an_end_of_its_own() -> None
     assert exits["b"].returncode == 0
 
 
+def test_an_exit_at_the_stops_eof_is_the_stops_at_its_next_touch_too() -> None:
+    """Only the stop's first touch of a member looks for an exit unread: by its next (the
+    wave's SIGTERM, after the EOF it gave), the member may have ended at that EOF, which is
+    the stop's doing, not an end before it."""
+    async def scenario() -> tuple[bool, bool]:
+        member = process.Process(ProcSpec("c", ("cat",)), Bus(), on_crash=lambda exc: None)
+        await member.start()
+        assert member.pid is not None
+        watch = os.pidfd_open(member.pid)
+        try:
+            member.begin_stop()
+            first = member.exited_before_stop
+            member.close_input()  # cat ends at this EOF
+            assert select.select([watch], [], [], 30)[0], "cat did not end"  # (loop held)
+        finally:
+            os.close(watch)
+        member.begin_stop()
+        await asyncio.wait_for(member.wait_exited(), 30)
+        return first, member.exited_before_stop
+
+    assert asyncio.run(scenario()) == (False, False)
+
+
 def test_a_summary_line_per_member() -> None:
     """At the end each member gets one summary note: how it ended, how long it ran."""
     engine, recorder = _engine(ProcSpec("a", ("true",)), ProcSpec("b", ("sleep", "60")))

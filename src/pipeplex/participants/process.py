@@ -976,8 +976,10 @@ class Process:
         """The stop takes this run over (its exit is then expected). A process that has
         already exited, its exit not read yet, ended before the stop (a server that crashed
         as a scenario's last step matched, its client's exit seen first): so it is judged
-        (:attr:`exited_before_stop`), not as an end the stop caused."""
-        self.exited_before_stop = self._exited_unread()
+        (:attr:`exited_before_stop`), not as an end the stop caused. Only the stop's first
+        touch looks: by the next (its SIGTERM after the EOF), the exit may be the stop's."""
+        if not self.stopping:
+            self.exited_before_stop = self._exited_unread()
         self.stopping = True
         self.state = "stopping"
 
