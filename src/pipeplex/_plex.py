@@ -665,10 +665,16 @@ class AsyncPlex:
                             "ready too", source="spawn()")
         if isinstance(cmd, os.PathLike):  # (a program alone, as subprocess takes it)
             cmd = [cmd]
-        if isinstance(cmd, Mapping | AbstractSet) or not isinstance(cmd, str | Sequence):
-            # (a dict would give its keys; a set, its words in any order)
+        if (isinstance(cmd, Mapping | AbstractSet | bytes | bytearray)
+                or not isinstance(cmd, str | Sequence)):
+            # (a dict would give its keys; a set, its words in any order; bytes, numbers)
             raise ValueError(f"{name}: cmd is a list of arguments, a Path or a string, not "
                              f"a {type(cmd).__name__}")
+        if not isinstance(cmd, str):
+            wrong = next((arg for arg in cmd if not isinstance(arg, str | os.PathLike)), None)
+            if wrong is not None:
+                raise ValueError(f"{name}: each argument of cmd is a string or a Path, not a "
+                                 f"{type(wrong).__name__} ({wrong!r})")
         if not cmd or (isinstance(cmd, str) and not cmd.strip()):
             raise CastError(f"{name}: the command is empty", source="spawn()")
         if isinstance(cmd, str) and not shell:

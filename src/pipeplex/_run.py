@@ -389,7 +389,8 @@ def _install_signal_handlers(
             # Only Ctrl-C and Ctrl-\ hurry a stop: a SIGTERM or SIGHUP may well come twice
             # without anyone asking for haste (a closing terminal's, then its shell's).
             repeated.add(sig)
-            engine.bus.publish(Note(f"got {sig.name} again: the stop keeps its grace period "
+            again = "again" if sig == engine.interrupted_by else "as well"
+            engine.bus.publish(Note(f"got {sig.name} {again}: the stop keeps its grace period "
                                     "(SIGINT or SIGQUIT skips it)"))
 
     for sig in signals:

@@ -20,6 +20,7 @@ from ._file_kind import same_file
 from ._printable import printable
 from ._signals import (
     HELD_AT_START,
+    PASSED_ON,
     STOP_SIGNALS,
     clean_inherited_signals,
     inherited_as_ignored,
@@ -56,7 +57,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     ``transcript`` is a folder (a transcript per scenario) with several files, or with
     ``transcript_folder``.
 
-    Ctrl-C, SIGTERM and SIGHUP (a CI job cancelled or timed out) interrupt it: the running
+    Ctrl-C, SIGTERM and SIGHUP (a CI job cancelled or timed out) interrupt it, as do the
+    signals a run passes on (SIGUSR1...), which would otherwise end it unreported: the running
     scenario's members, and what they orphaned, are killed, no other scenario starts, and
     the report says so, the results so far included (in the JUnit file too), before the
     exit with 128+N. A second signal meanwhile changes nothing. Outside the scenarios'
@@ -94,7 +96,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     if interrupted is not None:
         # Asked to stop, it stops once the report is out: a second signal (timeout(1) and CI
         # runners send two) must not cut the report short.
-        for sig in STOP_SIGNALS:
+        for sig in _INTERRUPTING:
             signal.signal(sig, signal.SIG_IGN)
     elapsed = time.monotonic() - began
     if not verbose and outcomes:
@@ -158,7 +160,7 @@ async def _run_all(
             for task in current:
                 task.cancel()
 
-    handled = [sig for sig in STOP_SIGNALS if not inherited_as_ignored(sig)]
+    handled = [sig for sig in _INTERRUPTING if not inherited_as_ignored(sig)]
     for sig in handled:
         loop.add_signal_handler(sig, interrupt, sig)
     try:
@@ -369,10 +371,18 @@ def _records_problem(exc: Exception) -> str | None:
     return None
 
 
+_INTERRUPTING = (*STOP_SIGNALS, *PASSED_ON)
+"""What interrupts the tests: the stop signals, and those a run would pass on to its
+members (SIGUSR1...), which mean nothing to a test run and would end it unreported."""
+
+
 def _end_on_stop_signals() -> None:
-    """SIGTERM and SIGHUP end the command as Ctrl-C does (status 128+N), where the
-    scenarios' loop does not take them: without a handler Python would die of them."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    """SIGTERM, SIGHUP and the signals a run passes on end the command as Ctrl-C does
+    (status 128+N), where the scenarios' loop does not take them: without a handler Python
+    would die of them (or, for SIGUSR1, the process would, with no word)."""
+    for sig in _INTERRUPTING:
+        if sig == signal.SIGINT:
+            continue  # (KeyboardInterrupt: Python's own)
         if not inherited_as_ignored(sig):
             signal.signal(sig, _stopped_by)
 
@@ -430,8 +440,10 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
     said on stderr, and the status is then 1: everything readable is still shown."""
     problems: list[str] = []
     events: list[Event] = []
+    read = 0
     try:
         for lineno, record in numbered_records(path, on_bad=problems.append):
+            read += 1
             try:
                 event = _event(record)
             except (TypeError, ValueError, AttributeError, RecursionError, OverflowError
@@ -444,9 +456,10 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
     except OSError as exc:
         print(f"pipeplex: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(LOAD_ERROR)
-    if problems and not events:  # (a cast file, a log: one line says it, not one per line)
-        print(f"pipeplex: error: {path} holds no transcript record ({problems[0]}); give the "
-              "file that --transcript wrote", file=sys.stderr)
+    if not events and (problems or not read):  # (a cast file, a log: one line, not one per
+        why = problems[0] if problems else "it is empty"  # line; an empty file: no run's)
+        print(f"pipeplex: error: {path} holds no transcript record ({why}); give the file "
+              "that --transcript wrote", file=sys.stderr)
         sys.exit(1)
     names = list(dict.fromkeys(e.name for e in events if isinstance(e.name, str)))
     isatty = sys.stdout.isatty()

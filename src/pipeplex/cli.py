@@ -753,10 +753,12 @@ def _parse(words: Sequence[str]) -> tuple[str, argparse.Namespace]:
             sys.exit(USAGE_ERROR)
         if command in ("-h", "--help", "--version"):
             top.parse_args(words[:1])  # exits
+        from ._suggest import close_match, suggest
+
         if command.startswith("-"):
-            top.error(f"unknown option {command!r} (a command's options come after it: "
-                      "pipeplex COMMAND -h)")
-        from ._suggest import suggest
+            close = close_match(command.partition("=")[0], ["--help", "--version"])
+            top.error(f"unknown option {command!r}{f'; did you mean {close}?' if close else ''}"
+                      " (a command's options come after it: pipeplex COMMAND -h)")
 
         top.error(f"no command {command!r}{suggest(command, list(COMMANDS))}")
     assert command is not None

@@ -247,14 +247,18 @@ def test_a_file_of_the_users_named_run_lock_is_refused_not_emptied(tmp_path: Pat
     assert (folder / "run.lock").read_text() == "dependencies, locked\n"
 
 
-def test_a_run_dir_others_can_write_is_refused(tmp_path: Path) -> None:
-    """A run folder with loose permissions is refused with the fix to apply."""
+@pytest.mark.parametrize(("mode", "how"), [
+    (0o777, "others may plant files there"),
+    (0o755, "others may list it"),
+    (0o711, "others may reach the pipes in it by name"),
+])
+def test_a_run_dir_others_can_enter_is_refused(tmp_path: Path, mode: int, how: str) -> None:
+    """A run folder with loose permissions is refused with what they allow and the fix."""
     loose = tmp_path / "run"
     loose.mkdir()
-    loose.chmod(0o777)
+    loose.chmod(mode)
     stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", loose))
-    assert "mode is 0777" in stderr
-    assert "chmod 700" in stderr
+    assert f"mode is {mode:04o}, {how} (a run folder is 0700); run 'chmod 700 " in stderr
 
 
 @pytest.mark.parametrize("shared", ["sticky", "holds files"])

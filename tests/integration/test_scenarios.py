@@ -374,11 +374,12 @@ def test_load_errors_are_said_before_the_other_scenarios_run(tmp_path: Path) -> 
     assert "1 passed, 0 failed, 1 could not be loaded" in result.stdout
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
 def test_an_interrupted_test_run_reports_what_it_ran(tmp_path: Path, sig: int) -> None:
     """A CI job cancelled or timed out (SIGTERM, twice at once, as timeout(1) and runners
     do; or Ctrl-C): the results so far, the interrupted scenario and what did not run, in
-    the summary and in the JUnit file; no traceback."""
+    the summary and in the JUnit file; no traceback. A signal a run would pass on to its
+    members (SIGUSR1) interrupts a test run the same way (it ended it, unreported)."""
     ok = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n',
                    "ok.toml")
     long = _scenario(tmp_path, '[procs.s]\ncmd = "sh -c \'echo up; exec sleep 60\'"\n'
@@ -928,6 +929,13 @@ def test_replay_of_a_file_that_is_no_transcript_says_so_once(tmp_path: Path) -> 
     assert result.stderr == (
         f"pipeplex: error: {cast} holds no transcript record ({cast}:1: not a transcript "
         "record: Expecting value column 2); give the file that --transcript wrote\n")
+    for empty in ("", "\n\n"):  # (no run writes that: not a transcript either)
+        transcript = tmp_path / "t.jsonl"
+        transcript.write_text(empty)
+        result = run("replay", transcript)
+        assert result.returncode == 1
+        assert result.stderr == (f"pipeplex: error: {transcript} holds no transcript record "
+                                 "(it is empty); give the file that --transcript wrote\n")
 
 
 def test_the_tutorials_test_passes(tmp_path: Path) -> None:

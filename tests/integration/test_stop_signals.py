@@ -363,6 +363,8 @@ def test_a_second_sigterm_keeps_the_grace_and_says_so(run_dir: Path) -> None:
         plex.expect(r"^pipeplex \* got SIGTERM again: the stop keeps its grace period "
                     r"\(SIGINT or SIGQUIT skips it\)$")
         plex.signal(signal.SIGTERM)
+        plex.signal(signal.SIGHUP)  # (not "again": the first of its kind)
+        plex.expect(r"^pipeplex \* got SIGHUP as well: the stop keeps its grace period ")
         plex.signal(signal.SIGINT)
         plex.expect(r"skipping the grace period")
         assert plex.wait() == 143

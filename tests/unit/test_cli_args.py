@@ -141,6 +141,8 @@ def test_long_options_are_never_guessed_from_a_prefix(capsys: pytest.CaptureFixt
         (["send", "a", "--run-dri=R"],
          "unrecognized arguments: --run-dri=R; did you mean --run-dir?"),
         (["status", "--zzzz"], "unrecognized arguments: --zzzz\n"),
+        (["--verison"], "unknown option '--verison'; did you mean --version? (a command's"),
+        (["--run-dir", "R", "status"], "unknown option '--run-dir' (a command's options come"),
     ],
 )
 def test_a_mistyped_command_or_option_gets_the_close_one_named(

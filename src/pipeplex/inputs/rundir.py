@@ -111,10 +111,17 @@ def _check_private(path: Path, st: os.stat_result) -> None:
         )
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
-        raise RunDirError(
-            f"refusing run folder {path}: its mode is {mode:04o}, others may read or plant "
-            f"files there; {_remedy(path, mode)}"
-        )
+        raise RunDirError(f"refusing run folder {path}: its mode is {mode:04o}, {_open_how(mode)}"
+                          f" (a run folder is 0700); {_remedy(path, mode)}")
+
+
+def _open_how(mode: int) -> str:
+    """What a folder's mode lets others do, in words: 'others may plant files there'."""
+    if mode & 0o022:
+        return "others may plant files there"
+    if mode & 0o044:
+        return "others may list it"
+    return "others may reach the pipes in it by name"
 
 
 def _remedy(path: Path, mode: int) -> str:
