@@ -121,6 +121,17 @@ def test_nothing_outlives_the_with_block() -> None:
         os.kill(pid, 0)
 
 
+def test_a_plex_says_how_its_members_are() -> None:
+    """A traceback shows the plex as pytest prints it: not "running" members that ended."""
+    plex = Plex(grace=1)
+    assert repr(plex) == "<Plex not started, 0 members>"
+    with plex:
+        plex.spawn("a", ["sleep", "60"])
+        plex.spawn("b", "true").wait(timeout=30)
+        assert repr(plex) == "<Plex running, 2 members: 1 running, 1 exited>"
+    assert repr(plex) == "<Plex stopped, 2 members: 2 exited>"
+
+
 def test_bad_spawns_raise_clear_errors() -> None:
     """A missing program or a bad name raise PipeplexError subclasses."""
     with Plex() as plex:

@@ -186,8 +186,11 @@ def test_expect_exact_failures_name_the_text_given_not_its_escaped_pattern() -> 
         sh = plex.spawn("sh", ["sh", "-c", "exit 3"])
         with pytest.raises(UnexpectedExit) as exited:
             sh.expect_exact(["1+1", "[2]"], timeout=10)
-        assert "exited with code 3 after" in str(exited.value)
-        assert "while waiting for '1+1' or '[2]'" in str(exited.value)
+        assert re.match(r"sh exited with code 3 (as|[0-9.]+ s into) the wait for '1\+1' or "
+                        r"'\[2\]'\n", str(exited.value))
+        sh.wait(timeout=30)  # (ended: the wait begins after its end)
+        with pytest.raises(UnexpectedExit, match=r"^sh exited with code 3 as the wait for 'x'"):
+            sh.expect("x", timeout=10)
 
 
 def test_async_expect_exact_failures_name_the_text_given() -> None:

@@ -452,8 +452,18 @@ class AsyncPlex:
         """Set by :class:`Plex`: callers in other threads search the members' output."""
 
     def __repr__(self) -> str:
-        state = "running" if self._run and not self._run.done() else "stopped"
-        return f"<AsyncPlex {len(self._members)} members {state}>"
+        state = ("not started" if self._run is None else "stopped" if self._run.done()
+                 else "running")
+        counts: dict[str, int] = {}
+        for member in self._members.values():
+            process = member._process
+            kind = ("exited" if process.returncode is not None
+                    else "running" if process.running else process.state)
+            counts[kind] = counts.get(kind, 0) + 1
+        each = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        count = len(self._members)
+        return (f"<AsyncPlex {state}, {count} member{'' if count == 1 else 's'}"
+                f"{': ' + each if each else ''}>")
 
     @property
     def engine(self) -> Engine:

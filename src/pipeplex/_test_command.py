@@ -201,6 +201,7 @@ async def _run_each(
 
         path = transcript
         logs = log_dir / record_name if log_dir is not None and several else log_dir
+        began_at = time.time()  # (the JUnit file's timestamp of its suite)
         try:
             if transcript is not None and transcript_folder:
                 _records_folder(transcript, "transcript folder")
@@ -240,6 +241,9 @@ async def _run_each(
         else:
             if outcome.failure is not None:
                 outcome.failure += _records_said(path, logs)
+            elif verbose and not scenario.steps:  # (a cast file in a folder of tests)
+                _say("  (no steps: its members started, got ready and ended well)")
+        outcome.began_at = began_at
         outcomes.append(outcome)
         if outcome.interrupted:
             break
@@ -424,9 +428,9 @@ def _case(outcome: ScenarioOutcome) -> CaseResult:
     path = outcome.scenario.path or "scenario"
     if outcome.interrupted:  # (it did not end as a test: an error, not a failure)
         return CaseResult(suite=path, name=outcome.scenario.name, seconds=outcome.seconds,
-                          error=outcome.failure)
+                          error=outcome.failure, began_at=outcome.began_at)
     return CaseResult(suite=path, name=outcome.scenario.name, seconds=outcome.seconds,
-                      failure=outcome.failure)
+                      failure=outcome.failure, began_at=outcome.began_at)
 
 
 def _indent(text: str) -> str:

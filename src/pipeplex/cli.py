@@ -340,7 +340,11 @@ def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[
             folder = client.run_dir
             yield client
     except NoRun as exc:
-        print(f"pipeplex: error: {exc}", file=sys.stderr)
+        hint = ""
+        if exc.absent:
+            hint = (" (start one with pipeplex run, or pass --run-dir)" if run_dir is None else
+                    " (has its run ended? A run prints its folder as its first line)")
+        print(f"pipeplex: error: {exc}{hint}", file=sys.stderr)
         sys.exit(NO_RUN)
     except RequestFailed as exc:
         print(f"pipeplex: error: {exc}", file=sys.stderr)

@@ -138,8 +138,7 @@ class ControlClient:
             if alive:
                 return NoRun(f"the pipeplex run at {where} (pid {pid}) has no control socket "
                              "yet; it may still be starting", run_dir=where)
-            return NoRun(f"no pipeplex run at {where} (start one with pipeplex run, or pass "
-                         "--run-dir)", run_dir=where)
+            return NoRun(f"no pipeplex run at {where}", run_dir=where, absent=True)
         if exc.errno in (errno.EACCES, errno.EPERM):
             return NoRun(f"cannot reach the pipeplex run at {where}: permission denied "
                          "(it belongs to another user)", run_dir=where)

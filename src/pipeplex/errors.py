@@ -153,10 +153,10 @@ class UnexpectedExit(PipeplexError):
         self.patterns = tuple(patterns)
         self.waited = waited
         self.recent = recent
-        super().__init__(
-            f"{name} {describe_returncode(returncode)} after {waited:.1f} s while waiting for "
-            f"{_show_patterns(self.patterns)}\n{recent}"
-        )
+        when = ("as the wait for" if waited < 0.05  # (it had ended, or ended just then)
+                else f"{waited:.1f} s into the wait for")
+        super().__init__(f"{name} {describe_returncode(returncode)} {when} "
+                         f"{_show_patterns(self.patterns)}\n{recent}")
 
     def naming(self, patterns: Sequence[object]) -> UnexpectedExit:
         """The same failure, naming ``patterns`` (see :meth:`ExpectTimeout.naming`)."""
@@ -184,12 +184,15 @@ class ControlError(PipeplexError):
 class NoRun(ControlError):
     """Nothing answers at a run folder: no run there, or one that ended without cleaning up.
 
-    ``stale`` is true when a run left its files behind (it was killed).
+    ``stale`` is true when a run left its files behind (it was killed); ``absent`` when
+    there is no run there at all (no socket, no live run's lock).
     """
 
-    def __init__(self, message: str, *, run_dir: str, stale: bool = False) -> None:
+    def __init__(self, message: str, *, run_dir: str, stale: bool = False,
+                 absent: bool = False) -> None:
         self.run_dir = run_dir
         self.stale = stale
+        self.absent = absent
         super().__init__(message)
 
 

@@ -445,8 +445,14 @@ def test_no_run_there_exits_4(tmp_path: Path) -> None:
                  ("stop",), ("attach",)):
         result = run(*args, "--run-dir", nowhere)
         assert result.returncode == 4, (args, result)
-        assert result.stderr == (f"pipeplex: error: no pipeplex run at {nowhere} (start one "
-                                 "with pipeplex run, or pass --run-dir)\n")
+        assert result.stderr == (f"pipeplex: error: no pipeplex run at {nowhere} (has its "
+                                 "run ended? A run prints its folder as its first line)\n")
+    # Without --run-dir: the run of this folder is looked for, and --run-dir is the way out.
+    result = subprocess.run([*PIPEPLEX, "status"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 4
+    assert result.stderr.startswith("pipeplex: error: no pipeplex run at ")
+    assert result.stderr.endswith(" (start one with pipeplex run, or pass --run-dir)\n")
 
 
 def test_a_killed_run_is_reported_stale_and_cleaned_by_the_next(run_dir: Path) -> None:

@@ -251,6 +251,29 @@ def test_a_server_that_crashes_as_its_client_leaves_at_the_stop_fails(tmp_path: 
     assert "lost my client" in result.stdout
 
 
+def test_a_cast_file_without_steps_is_a_test_of_its_start_and_stop(tmp_path: Path) -> None:
+    """Collected from a folder, a plain cast file passes when its members start and end
+    well, and -v says that is all it checked."""
+    result = run("test", "-v", _scenario(tmp_path, CAT))
+    assert result.returncode == 0, result.stdout
+    assert "  (no steps: its members started, got ready and ended well)\n" in result.stdout
+    failing = _scenario(tmp_path, "[procs.f]\ncmd = \"sh -c 'exit 3'\"\n", "f.toml")
+    assert run("test", "-v", failing).returncode == 1
+
+
+def test_a_failure_after_a_ready_that_captures_nothing_guesses_why(tmp_path: Path) -> None:
+    """{port} after 'listening on :(\\d+)', whose group has no name: the report says so."""
+    body = ("[procs.server]\ncmd = \"sh -c 'echo listening on :4242; exec cat'\"\n"
+            "ready = 'listening on :(\\d+)'\n"
+            "[procs.client]\ncmd = 'echo connected to {port}'\nafter = ['server']\n"
+            "[[step]]\nexpect = '^connected to 4242$'\nin = 'client'\n")
+    result = run("test", _scenario(tmp_path, body))
+    assert result.returncode == 1, result.stdout
+    assert ("note: " in result.stdout and "client uses {port}, which no member captures (it "
+            "is passed on as written); server's ready captures nothing, its groups having no "
+            "names: if {port} is what one matches, name it, (?P<port>...)" in result.stdout)
+
+
 def test_wait_exit_without_code_waits_but_does_not_excuse_a_crash(tmp_path: Path) -> None:
     crash = ("[procs.client]\ncmd = \"sh -c 'echo working; exit 3'\"\n"
              "[[step]]\nwait_exit = 'client'\n")

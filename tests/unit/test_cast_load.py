@@ -704,6 +704,18 @@ class TestAcrossMembers:
                               '[procs.c]\ncmd = "awk \'{print}\'"\nafter = "db"\n')
         assert variable_warnings(cast) == []
 
+    def test_a_failures_report_guesses_at_a_group_without_a_name_too(
+            self, tmp_path: Path) -> None:
+        """'listening on :(\\d+)' and {port}: said with a test's failure (where a wrong
+        guess costs little), not as every run starts (awk's {print} would be told too)."""
+        cast = load(tmp_path, "[procs.db]\ncmd = \"x\"\nready = 'listening on :(\\d+)'\n"
+                              '[procs.c]\ncmd = "c {port}"\nafter = "db"\n')
+        assert variable_warnings(cast) == []
+        assert variable_warnings(cast, guesses=True) == [
+            f"{tmp_path / 'cast.toml'}:5: c uses {{port}}, which no member captures (it is "
+            "passed on as written); db's ready captures nothing, its groups having no names: "
+            "if {port} is what one matches, name it, (?P<port>...)"]
+
     def test_braces_that_are_no_variable_of_the_cast_are_not_told(self, tmp_path: Path) -> None:
         cast = load(tmp_path, "[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n"
                               '[procs.c]\ncmd = "python3 -c \'print(f{{x}})\' ${HOME} {port}"\n'

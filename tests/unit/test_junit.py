@@ -60,6 +60,18 @@ def test_testsuite_attributes(report: ET.Element, index: int, counts: dict[str, 
     assert suite.get("hostname") == socket.gethostname()
 
 
+def test_a_suites_timestamp_is_when_it_began(tmp_path: Path) -> None:
+    """JUnit readers take a suite's timestamp as its start: each suite's own (the earliest
+    of its cases), not the one time the report was written."""
+    path = tmp_path / "report.xml"
+    began = datetime(2026, 3, 4, 5, 6, 7).timestamp()
+    write_junit(path, [CaseResult("a.toml", "a", 1.0, began_at=began + 60),
+                       CaseResult("a.toml", "a2", 1.0, began_at=began),
+                       CaseResult("b.toml", "b", 1.0, began_at=began + 3600)])
+    stamps = [s.get("timestamp") for s in ET.parse(path).getroot().findall("testsuite")]
+    assert stamps == ["2026-03-04T05:06:07", "2026-03-04T06:06:07"]
+
+
 def test_testcase_attributes(report: ET.Element) -> None:
     """Each case has the suite as classname, its name, and its time with 3 decimals."""
     cases = [

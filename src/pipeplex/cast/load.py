@@ -692,12 +692,14 @@ def comment_warnings(cast_spec: CastSpec) -> list[str]:
     return warnings
 
 
-def variable_warnings(cast_spec: CastSpec) -> list[str]:
+def variable_warnings(cast_spec: CastSpec, *, guesses: bool = False) -> list[str]:
     """What a ``{name}`` that no member captures was most likely meant as: a captured name
     close to it (``{prot}``, ``{port}``), or a named group of a member it starts after that
     has groups without names. Such a name reaches the program as it is written (braces
     that mean something else, an f-string's or ``${HOME}``, must pass), so this is told,
-    not refused."""
+    not refused. ``guesses``: also where it is only a guess, for the report of a failure
+    (which a false one costs little): after a member whose ready captures nothing, with
+    groups that have no names."""
     captured = {var: proc.name for proc in cast_spec.procs
                 for var in sorted(proc.captured_variables())}
     unnamed = [proc.name for proc in cast_spec.procs
@@ -717,12 +719,21 @@ def variable_warnings(cast_spec: CastSpec) -> list[str]:
                 continue
             # (only for a name the pattern mentions, 'port (\d+)' for {port}: not for an
             # awk program's {print} or an f-string's {x})
-            groups = [dep for dep in _closure(proc, procs) if dep in unnamed
-                      and re.search(rf"(?i)\b{re.escape(var)}\b", procs[dep].ready or "")]
+            before = [dep for dep in _closure(proc, procs) if dep in unnamed]
+            groups = [dep for dep in before
+                      if re.search(rf"(?i)\b{re.escape(var)}\b", procs[dep].ready or "")]
             if groups:
                 warnings.append(f"{said}passed on as written); {groups[0]}'s ready has a group "
                                 f"without a name: name it, (?P<{_identifier(var)}>...), to "
                                 "capture it")
+                continue
+            # A guess, after a member whose ready captures nothing at all: its groups
+            # without names are the likely slip ('listening on :(\d+)' for {port}).
+            bare = [dep for dep in before if not procs[dep].captured_variables()]
+            if bare and guesses:
+                warnings.append(f"{said}passed on as written); {bare[0]}'s ready captures "
+                                "nothing, its groups having no names: if {" + var + "} is "
+                                f"what one matches, name it, (?P<{_identifier(var)}>...)")
     return warnings
 
 

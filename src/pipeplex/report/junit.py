@@ -45,6 +45,8 @@ class CaseResult:
     skipped: str | None = None
     """Why it did not run (the run was interrupted before it)."""
     output: str = ""
+    began_at: float | None = None
+    """When it began (``time.time()``); None if it never ran."""
 
 
 def check_junit(path: str | os.PathLike[str]) -> None:
@@ -80,7 +82,8 @@ def write_junit(path: str | os.PathLike[str], results: Sequence[CaseResult]) -> 
             "errors": str(sum(c.error is not None for c in cases)),
             "skipped": str(sum(c.skipped is not None for c in cases)),
             "time": f"{sum(c.seconds for c in cases):.3f}",
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(
+                (c.began_at for c in cases if c.began_at is not None), default=None))),
             "hostname": socket.gethostname(),
         })
         for case in cases:

@@ -17,6 +17,7 @@ from ..cast.load import (
     parse_toml,
     read_toml,
     suggest_key,
+    variable_warnings,
 )
 from ..cast.spec import CastSpec, is_port, quoted, variables_in
 from ..cast.variables import VAR_RE
@@ -260,6 +261,10 @@ def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> tuple[str, ...]:
             suspicions += _misspelt(step, captured | all_captured)
         if step.action == "expect":
             captured |= set(re.compile(_with_stand_ins(step.value)).groupindex)
+    # And the members' own (a {port} after a ready whose group has no name), which a run
+    # shows as it starts, and a test in the report of its failure, guesses too.
+    suspicions += [warning for warning in variable_warnings(cast, guesses=True)
+                   if not any(f"uses {{{name}}}," in warning for name in all_captured)]
     return tuple(suspicions)
 
 

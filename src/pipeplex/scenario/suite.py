@@ -53,6 +53,8 @@ class ScenarioOutcome:
     """A signal to ``pipeplex test`` cut it short (``failure`` says which)."""
     warnings: list[str] = field(default_factory=list)
     """About the records (a log that could not be written): the terminal shows no notes."""
+    began_at: float | None = None
+    """When it began, by the wall clock (``time.time()``): its JUnit suite's timestamp."""
 
     @property
     def ok(self) -> bool:
