@@ -189,7 +189,8 @@ def test_expect_exact_failures_name_the_text_given_not_its_escaped_pattern() -> 
         assert re.match(r"sh exited with code 3 (as|[0-9.]+ s into) the wait for '1\+1' or "
                         r"'\[2\]'\n", str(exited.value))
         sh.wait(timeout=30)  # (ended: the wait begins after its end)
-        with pytest.raises(UnexpectedExit, match=r"^sh exited with code 3 as the wait for 'x'"):
+        with pytest.raises(UnexpectedExit,
+                           match=r"^sh exited with code 3 as the wait for 'x' began\n"):
             sh.expect("x", timeout=10)
 
 

@@ -153,10 +153,10 @@ class UnexpectedExit(PipeplexError):
         self.patterns = tuple(patterns)
         self.waited = waited
         self.recent = recent
-        when = ("as the wait for" if waited < 0.05  # (it had ended, or ended just then)
-                else f"{waited:.1f} s into the wait for")
-        super().__init__(f"{name} {describe_returncode(returncode)} {when} "
-                         f"{_show_patterns(self.patterns)}\n{recent}")
+        wait = f"the wait for {_show_patterns(self.patterns)}"
+        when = (f"as {wait} began" if waited < 0.05  # (it had ended, or ended just then)
+                else f"{waited:.1f} s into {wait}")
+        super().__init__(f"{name} {describe_returncode(returncode)} {when}\n{recent}")
 
     def naming(self, patterns: Sequence[object]) -> UnexpectedExit:
         """The same failure, naming ``patterns`` (see :meth:`ExpectTimeout.naming`)."""
