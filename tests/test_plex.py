@@ -871,6 +871,20 @@ def test_a_send_from_a_sink_never_waits_for_room() -> None:
         holder.expect(rf"read {2 * 1024 * 1024} ")
 
 
+def test_a_sink_finds_a_member_whose_spawn_has_not_returned_yet() -> None:
+    """Its first output reaches a sink (in the plex's thread) before spawn() returns to its
+    caller: plex[name] answers all the same."""
+    code = "import sys; print('first', flush=True); sys.stdin.readline(); print('ready')"
+    with Plex(pty=False, timeout=LONG) as plex:
+        def answer(event: pipeplex.Output) -> None:
+            if event.name == "m" and b"first" in event.data:
+                plex["m"].send(b"go\n")  # (its spawn waits for 'ready', which this brings)
+
+        plex.bus.subscribe(answer, [pipeplex.Output])
+        member = plex.spawn("m", [PY, "-c", code], ready="^ready$", ready_timeout=LONG)
+        assert plex["m"] is member and list(plex.members) == ["m"]
+
+
 def _cli(*args: str) -> str:
     import subprocess
 

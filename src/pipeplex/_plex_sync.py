@@ -330,6 +330,7 @@ class Plex:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._members: dict[str, Member] = {}
+        self._members_lock = threading.Lock()
         self._dropped: weakref.finalize[Any, Plex] | None = None
         self._pid = os.getpid()
         """The process whose thread runs the plex: a child forked from it cannot use it."""
@@ -428,13 +429,20 @@ class Plex:
 
     @property
     def members(self) -> Mapping[str, Member]:
+        if self._members.keys() != self._async.members.keys():
+            self._sync_members()  # (see __getitem__)
         return self._members
 
     def __getitem__(self, name: str) -> Member:
-        try:
-            return self._members[name]
-        except KeyError:
-            raise UnknownMember(name, self._members, all_too=False) from None
+        member = self._members.get(name)
+        if member is None or member._member is not self._async.members.get(name):
+            # A member whose spawn has not returned yet (a sink called with its first
+            # output, in the plex's thread), or one that took an ended one's name.
+            self._sync_members()
+            member = self._members.get(name)
+        if member is None:
+            raise UnknownMember(name, self._members, all_too=False)
+        return member
 
     def transcript(self, since: float | None = None) -> str:
         bus = self._async.bus
@@ -465,14 +473,16 @@ class Plex:
 
     def _sync_members(self) -> None:
         """Mirror the async plex's members, also after a failed spawn or load (which may
-        have added some, or freed a name)."""
-        current = dict(self._async.members)
-        for name in [name for name in self._members if name not in current]:
-            del self._members[name]
-        for name, member in current.items():
-            held = self._members.get(name)
-            if held is None or held._member is not member:
-                self._members[name] = Member(self, member)
+        have added some, or freed a name). (Under a lock: the caller's thread and the plex's
+        may both do it, and one member gets one handle.)"""
+        with self._members_lock:
+            current = dict(self._async.members)
+            for name in [name for name in self._members if name not in current]:
+                del self._members[name]
+            for name, member in current.items():
+                held = self._members.get(name)
+                if held is None or held._member is not member:
+                    self._members[name] = Member(self, member)
 
     def remove(self, name: str) -> None:
         """:meth:`AsyncPlex.remove`: stop member ``name`` if it runs, and let it go."""

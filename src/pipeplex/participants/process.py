@@ -212,17 +212,10 @@ class Process:
                 self._guardian.spawning((stdin_child, stdout_child, stderr_child))
             try:
                 # Spawning blocks only for fork+exec, not on the child: fine in the loop.
-                self._popen = subprocess.Popen(  # noqa: ASYNC220
-                    argv,
-                    executable=executable,
-                    stdin=stdin_child,
-                    stdout=stdout_child,
-                    stderr=stderr_child,
-                    cwd=spec.cwd,
-                    env=env,
-                    start_new_session=True,
-                    preexec_fn=make_controlling_tty if spec.pty == "full" else None,
-                )
+                self._popen = _spawn(argv, full_terminal=spec.pty == "full",
+                                     executable=executable, stdin=stdin_child,
+                                     stdout=stdout_child, stderr=stderr_child, cwd=spec.cwd,
+                                     env=env)
             except OSError as exc:
                 self._spawn_failed()
                 if executable is not None:
@@ -1116,6 +1109,94 @@ def _suspended(pid: int) -> bool:
 
 _EXECUTABLES: dict[tuple[str, str], str] = {}
 _EXECUTABLES_KEEP = 256
+
+
+GROUP_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGTERM)
+"""What comes to a whole process group: a terminal's Ctrl-C, Ctrl-\\ and Ctrl-Z and its hangup,
+a supervisor's kill of the group. A child is in pipeplex's group from its fork until its
+setsid(), and gets them too in that instant."""
+
+_SPAWN_TRIES = 3
+
+
+def _spawn(argv: list[str], *, full_terminal: bool, executable: str | None, stdin: int,
+           stdout: int, stderr: int, cwd: str | None,
+           env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """``Popen`` in a session of its own, without what was meant for pipeplex's group.
+
+    A signal sent to pipeplex's group in the instant a child is still in it (a Ctrl-C as a
+    start wave spawns) reaches the child too. Spawned by vfork, as most are, the child
+    resets its handlers and dies of it before its program runs: it is spawned again (at
+    most twice more). A full terminal's child is forked (its set-up runs Python code) and
+    would run pipeplex's own handler, telling pipeplex's loop of the signal a second time
+    (and a second Ctrl-C skips the grace): pipeplex holds those signals back while it forks,
+    and the child drops what came before it takes them again (:func:`_own_terminal`)."""
+    def popen(preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, executable=executable, stdin=stdin, stdout=stdout,
+                                stderr=stderr, cwd=cwd, env=env, start_new_session=True,
+                                preexec_fn=preexec_fn)
+
+    if full_terminal:
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
+        try:
+            return popen(functools.partial(_own_terminal, held))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    child = popen()
+    for _ in range(_SPAWN_TRIES - 1):
+        if not _killed_before_exec(child.pid):
+            break
+        child.wait()
+        child = popen()
+    return child
+
+
+def _own_terminal(held: set[int]) -> None:
+    """In a full terminal's child, after its setsid(): drop a signal meant for pipeplex's
+    group that came while the child was still in it (setting it ignored drops it), take
+    signals again as pipeplex did before the fork, and make the pty its terminal."""
+    for sig in GROUP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, signal.SIG_DFL)  # (what exec() would make of pipeplex's handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    make_controlling_tty()
+
+
+_PF_EXITING = 0x4
+_PF_FORKNOEXEC = 0x40
+"""Linux's flags of a task (``/proc/PID/stat``): it is exiting; it has not exec'd since its
+fork."""
+
+
+def _killed_before_exec(pid: int) -> bool:
+    """Whether the child ``pid``, whose vfork has returned, is dying without having run its
+    program (only a signal does that to it). A vfork returns as exec() begins, a moment
+    before the kernel clears the child's "not exec'd" flag, or as the child exits, once its
+    "exiting" flag is set: until one or the other, it is looked at again."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        flags = _task_flags(pid)
+        if flags is None or not flags & _PF_FORKNOEXEC:
+            return False  # it runs its program
+        if flags & _PF_EXITING:
+            return True
+        if time.monotonic() > deadline:  # (never seen: a clock of the machine's)
+            return False
+        os.sched_yield()
+
+
+def _task_flags(pid: int) -> int | None:
+    """The kernel's flags of process ``pid`` (a zombie's too), or None if it is gone."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        stat = os.read(fd, 1024)
+    finally:
+        os.close(fd)
+    # pid (name) state ppid pgrp session tty tpgid flags ...: the name may hold spaces
+    return int(stat[stat.rindex(b")") + 2:].split()[6])
 
 
 def _executable(program: str, env: Mapping[str, str]) -> str | None:
