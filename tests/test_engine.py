@@ -616,6 +616,26 @@ def test_an_exit_at_the_stops_eof_is_the_stops_at_its_next_touch_too() -> None:
     assert asyncio.run(scenario()) == (False, False)
 
 
+def test_who_excuses_a_failure_at_the_stops_eof() -> None:
+    """Only a member started before it or with it that ended before it (or within 10 ms,
+    two exits seen in one pass of the loop) excuses a failure at the stop's EOF: not one
+    that ended well 30 ms later, nor one started after it (its client)."""
+    from pipeplex._engine import Failure
+
+    def judged(ended: list[tuple[str, float]]) -> list[str]:
+        engine, _ = _engine(ProcSpec("server", ("true",)), ProcSpec("peer", ("true",)),
+                            ProcSpec("client", ("true",), after=("server",)))
+        engine._failed_at_eof = [Failure("server", 4, "server exited with code 4", 100.0)]
+        engine._ended_in_stop = ended
+        engine._judge_failures_at_eof()
+        return [f.name for f in engine.failures]
+
+    assert judged([("peer", 99.9)]) == []  # (a peer of its wave ended first)
+    assert judged([("peer", 100.005)]) == []  # (seen in the same pass)
+    assert judged([("peer", 100.03)]) == ["server"]
+    assert judged([("client", 99.9)]) == ["server"]
+
+
 def test_a_summary_line_per_member() -> None:
     """At the end each member gets one summary note: how it ended, how long it ran."""
     engine, recorder = _engine(ProcSpec("a", ("true",)), ProcSpec("b", ("sleep", "60")))

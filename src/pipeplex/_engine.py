@@ -61,8 +61,9 @@ RESTART_RESET = 10.0
 """A member that ran this long before exiting starts its restart count afresh."""
 
 
-_SEEN_TOGETHER = 0.05
-"""Seconds within which two exits may be seen in either order (one pass of a busy loop)."""
+_SEEN_TOGETHER = 0.01
+"""Seconds within which two exits may be seen in either order (one pass of a busy loop):
+more, and a member ending well an instant after another's failure would excuse it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,10 @@ class Engine:
         self._up_now: set[str] = set()
         """Members whose current run is ready and has not ended: the summaries say whether
         a member others waited for was so when the cast began to stop."""
+        self._ready_last: set[str] = set()
+        """Members whose latest run got ready, ended since or not, with no run due after it
+        (a build step that printed its line and exited at once): those waiting for it had
+        their turn, which the stop may have taken."""
         self._captured: dict[str, dict[str, str]] = {}
         """Per member, what its latest ready run captured: its share of ``variables``."""
         self._busy = 0
@@ -212,7 +217,7 @@ class Engine:
             self.bus.publish(Note(reason))
         self.stopped_by = by
         self.stop_began = time.monotonic()
-        self.outcomes.up_when_stopped = frozenset(self._up_now)
+        self.outcomes.up_when_stopped = frozenset(self._up_now | self._ready_last)
         self._stop.set_result(reason)
 
     @property
@@ -647,6 +652,7 @@ class Engine:
                           self._backoffs, self._down_after_failure, self._not_started_because):
                 table.pop(name, None)
             self._up_now.discard(name)
+            self._ready_last.discard(name)
             self._added.discard(name)
 
     async def wait_ready(self, name: str) -> bool:
@@ -894,6 +900,7 @@ class Engine:
             # From its exit on, members that (re)start after it wait for its next run; not
             # once its supervisor has ended (it may see the exit first): no run will come.
             self._up_now.discard(member.name)
+            self._ready_last.discard(member.name)
             member.exit_future.add_done_callback(lambda _: self._run_ended(member))
             restarted = self._restarted.pop(member.name, None)
             if restarted is not None and not restarted.done():
@@ -1095,6 +1102,7 @@ class Engine:
         self._capture(member.name, captured)
         if member.returncode is None:
             self._up_now.add(member.name)  # (before its Ready: a sink may stop the cast)
+        self._ready_last.add(member.name)
         if member.spec.ready or member.spec.ready_port:
             self.bus.publish(Ready(member.name, tuple(sorted(captured.items()))))
 
@@ -1121,6 +1129,7 @@ class Engine:
             # holds nothing back, also while a process it started keeps its output open.
             if self.will_restart(member.name) or member.name in self._restart_requested:
                 self._down(member.name)
+                self._ready_last.discard(member.name)
 
     def _set_up(self, name: str) -> None:
         gate = self._up.get(name)

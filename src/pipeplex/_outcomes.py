@@ -168,7 +168,7 @@ class Outcomes:
             return self._never_started(member)
         assert member.returncode is not None
         assert member.started_at is not None and member.ended_at is not None
-        verb = "stopped, " if member.stopping and member.signalled_to_stop else ""
+        verb = "stopped, " if member.ended_by_the_stop else ""  # (as its exit line says)
         text = (f"{verb}{describe_returncode(member.returncode)} after "
                 f"{member.ended_at - member.started_at:.1f} s")
         restarts = self._restarts[member.name]

@@ -486,8 +486,15 @@ def _stop_options(parser: argparse.ArgumentParser) -> None:
 
 def stop(args: argparse.Namespace) -> None:
     """Stop the whole cast gracefully, like Ctrl-C in its terminal; wait until it ended."""
+    from .errors import RequestFailed
+
     with _talking(args.run_dir, timeout=None) as client:
-        client.request("stop")
+        try:
+            client.request("stop")
+        except RequestFailed as exc:
+            if exc.code != "closed":
+                raise
+            return  # (the run ended as the request came: what was asked is done)
         if not args.no_wait:
             client.wait_closed()
 

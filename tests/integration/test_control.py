@@ -948,3 +948,27 @@ def test_a_member_whose_output_is_still_read_after_its_exit_says_it_exited(
         plex.expect(r"^w +\* exited with code 3")
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 3
+
+
+def test_a_stop_that_meets_the_runs_own_end_succeeds(tmp_path: Path) -> None:
+    """The run ends on its own as pipeplex stop asks (it closes the connection without an
+    answer): what was asked is done, status 0 (it was 1, as a refused request)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(run_dir / "control.sock"))
+        server.listen()
+
+        def end_without_answering() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)  # the request; then the run is gone
+
+        ending = threading.Thread(target=end_without_answering)
+        ending.start()
+        try:
+            result = run("stop", "--run-dir", run_dir)
+        finally:
+            ending.join(timeout=DEADLINE)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

@@ -28,6 +28,24 @@ def test_when_one_member_exits_the_others_are_stopped(run_dir: Path) -> None:
     assert "slow  * stopped: killed by SIGTERM" in result.stdout
 
 
+def test_a_build_step_ready_as_it_ends_is_not_said_to_have_held_its_waiter_back(
+        tmp_path: Path) -> None:
+    """A member whose ready line comes with its exit (the exit ends the line) is ready, and
+    its exit stops the cast (on_exit = stop) before the member after it starts: that one's
+    turn came, the stop took it. (It was said to have waited for one "not ready".)"""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.build]\ncmd = "printf built"\nready = "built"\n'
+                    '[procs.app]\ncmd = "sleep 60"\nafter = ["build"]\n')
+    for attempt in range(5):
+        result = run("run", cast, "--run-dir", tmp_path / f"run{attempt}")
+        assert result.returncode == 0, result.stdout
+        assert re.search(r"^build +\* ready$", result.stdout, re.M), result.stdout
+        summary = re.search(r"^app +\* summary: (.*)$", result.stdout, re.M)
+        assert summary is not None, result.stdout
+        assert (summary[1] == "never started (the cast began to stop before its turn)"
+                or summary[1].startswith("stopped, ")), result.stdout
+
+
 def test_on_exit_ignore_waits_for_every_member(run_dir: Path) -> None:
     """With --on-exit ignore the run lasts until the last member has exited."""
     with Pipeplex("run", "-p", "a=true", "-p", "b=sh -c 'read x; echo got $x'",

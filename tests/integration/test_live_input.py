@@ -270,3 +270,26 @@ def test_full_terminal_turns_ctrl_c_into_sigint(run_dir: Path) -> None:
         write_fifo(run_dir / "t.in", b"\x03\n")
         plex.expect(r"^t \| got SIGINT$")
         assert plex.wait() == 0
+
+
+def test_a_writer_opening_a_pipe_as_the_run_ends_is_never_left_waiting(tmp_path: Path) -> None:
+    """The run's end removes NAME.in before it closes the pipe's read end: a writer that
+    opened it in between waited for a reader for ever (its folder gone, nobody could free
+    it). A script writes line after line while the run is stopped, six times: it must end
+    once the pipe is gone. (The window is narrow; six tries found it with the old order.)"""
+    for attempt in range(6):
+        run_dir = tmp_path / f"run{attempt}"
+        with Pipeplex("run", "-p", "a=cat", "--run-dir", run_dir) as plex:
+            plex.expect(r"^a \* started")
+            fifo = run_dir / "a.in"
+            writer = subprocess.Popen(
+                ["sh", "-c", 'while [ -p "$1" ]; do echo x > "$1" || break; done', "sh",
+                 str(fifo)], stderr=subprocess.DEVNULL)
+            try:
+                plex.expect(r"^a \| x$")
+                assert run("stop", "--run-dir", run_dir).returncode == 0
+                assert plex.wait() == 0
+                assert writer.wait(timeout=DEADLINE) == 0
+            finally:
+                writer.kill()
+                writer.wait()

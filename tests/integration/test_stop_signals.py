@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import shlex
 import signal
@@ -333,6 +334,23 @@ IGNORE_TERM = ("import signal\n"
                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                "print('up', flush=True)\n"
                "signal.pause()\n")
+
+
+def test_a_persons_kill_in_the_grace_is_its_own_end_in_its_summary_too(run_dir: Path) -> None:
+    """pipeplex signal during a member's grace ends it: its own end (status 137), and its
+    exit line and summary say so, not "stopped" (the summary said the stop did it)."""
+    with Pipeplex("run", "-p", f"stuck={py(IGNORE_TERM)}", "--grace", "600",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^stuck +\| up$")
+        plex.signal(signal.SIGTERM)
+        plex.expect(r"^stuck +\* closed its stdin; sent SIGTERM")
+        killed = subprocess.run([*PIPEPLEX, "signal", "stuck", "KILL", "--run-dir",
+                                 str(run_dir)], capture_output=True, timeout=DEADLINE)
+        assert killed.returncode == 0, killed
+        assert plex.wait() == 128 + 9
+    assert re.search(r"^stuck +\* killed by SIGKILL$", plex.text, re.M), plex.text
+    assert re.search(r"^stuck +\* summary: killed by SIGKILL after ", plex.text, re.M), \
+        plex.text
 
 
 def test_ctrl_c_after_pipeplex_stop_skips_the_grace(run_dir: Path) -> None:

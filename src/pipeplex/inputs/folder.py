@@ -110,10 +110,12 @@ class FolderInputs:
             self._control = None
 
     def _give_up_folder(self) -> None:
+        # The pipes' files go before their read ends: a writer opening NAME.in in between
+        # would wait for a reader for ever (its folder gone, nobody could free it).
+        self.run_dir.close()
         for fifo in self._fifos.values():
             fifo.close()
         self._fifos.clear()
-        self.run_dir.close()
 
 
 def _send(router: Router, target: str, data: bytes) -> None:

@@ -577,9 +577,7 @@ class Process:
         self.state = "exited"
         assert self.started_at is not None and self.ended_at is not None
         self._bus.publish(
-            Exited(self.name, self.returncode,
-                   self.stopping and self.signalled_to_stop and not self.ended_by_a_person
-                   and not self.exited_before_stop,
+            Exited(self.name, self.returncode, self.ended_by_the_stop,
                    self.ended_at - self.started_at)
         )
         self._done.set_result(self.returncode)
@@ -975,6 +973,13 @@ class Process:
             self.exited_before_stop = self._exited_unread()
         self.stopping = True
         self.state = "stopping"
+
+    @property
+    def ended_by_the_stop(self) -> bool:
+        """Its end was the stop's doing: a signal of the stop's, not a person's, and not an
+        end it had come to before the stop reached it (its exit then says ``stopped``)."""
+        return (self.stopping and self.signalled_to_stop and not self.ended_by_a_person
+                and not self.exited_before_stop)
 
     @property
     def ended_by_a_person(self) -> bool:
