@@ -465,12 +465,14 @@ def test_the_transcript_is_the_merged_stream(tmp_path: Path) -> None:
         cat.expect("hello")
         cat.send(b"two\nlines\n")
         cat.expect("lines")
+        cat.send("no end")
         cat.close_stdin()
         assert cat.wait(timeout=LONG) == 0
         text = plex.transcript()
     # What was sent shows beside what came back.
     assert "cat > hello\ncat | hello\n" in text
     assert "cat > two\ncat > lines\n" in text
+    assert "cat > no end [no newline]\n" in text  # (send(), not sendline(): told apart)
     assert "cat > [EOF]\n" in text
     assert '"d": "hello\\n"' in path.read_text()
     # Input and matches are records nobody else keeps: made because the file wants them.

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._events import Event, Exited, Matched, Note, Output, Ready, Started, Stream
+from ._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started, Stream
 from ._file_kind import same_file
 from ._printable import printable
 from ._signals import (
@@ -437,8 +437,9 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
-def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
-    """``pipeplex replay``: show a transcript as the merged stream again.
+def replay_transcript(path: Path, *, color: str, timestamps: bool, sent: bool = False) -> None:
+    """``pipeplex replay``: show a transcript as the merged stream again; ``sent``: with
+    what was sent to the members (``NAME > line``), which the stream itself never shows.
 
     A record that cannot be read (the last line of a killed run, cut off) is skipped and
     said on stderr, and the status is then 1: everything readable is still shown."""
@@ -449,7 +450,7 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
         for lineno, record in numbered_records(path, on_bad=problems.append):
             read += 1
             try:
-                event = _event(record)
+                event: Event | None = (_sent(record) if sent else None) or _event(record)
             except (TypeError, ValueError, AttributeError, RecursionError, OverflowError
                     ) as exc:  # (OverflowError: a number out of range, 1e999 for a code)
                 problems.append(f"{path}:{lineno}: a record with a field of the wrong kind "
@@ -474,7 +475,8 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
     out = sys.stdout.buffer
     with printing():
         for event in events:
-            out.write(renderer.render(event))
+            out.write(renderer.render_input(event) if type(event) is InputSent
+                      else renderer.render(event))
         out.flush()
     for problem in problems[:10]:
         print(f"pipeplex: warning: {problem}; skipped", file=sys.stderr)
@@ -483,6 +485,21 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool) -> None:
               file=sys.stderr)
     if problems:
         sys.exit(1)
+
+
+def _sent(record: dict[str, Any]) -> InputSent | None:
+    """What a transcript record says was sent to a member's stdin, if it says that."""
+    name, kind = record.get("p"), record.get("s")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        return None
+    t = float(record.get("t", 0.0))
+    if not 0 <= t < _YEAR_10000:
+        raise ValueError(f"t is {t!r}, which is no time")
+    if kind == "in":
+        return InputSent(name, record_data(record), t=t)
+    if kind == "event" and record.get("e") == "eof":
+        return InputSent(name, b"", eof=True, t=t)
+    return None
 
 
 def _event(record: dict[str, Any]) -> Event | None:

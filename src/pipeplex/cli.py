@@ -630,6 +630,8 @@ def test(args: argparse.Namespace) -> None:
 def _replay_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=_existing_file, metavar="TRANSCRIPT",
                         help="a file that run or test wrote with --transcript")
+    parser.add_argument("--input", action="store_true",
+                        help="show what was sent to the members too, as NAME > line")
     _color_options(parser, "show")
     _timestamps_option(parser)
 
@@ -638,7 +640,8 @@ def replay(args: argparse.Namespace) -> None:
     """Show a transcript (from --transcript) as the merged stream again."""
     from ._test_command import replay_transcript
 
-    replay_transcript(args.path, color=_color(args), timestamps=args.timestamps)
+    replay_transcript(args.path, color=_color(args), timestamps=args.timestamps,
+                      sent=args.input)
 
 
 # The parser ------------------------------------------------------------------------------

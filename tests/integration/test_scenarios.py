@@ -677,6 +677,11 @@ def test_transcript_and_replay(tmp_path: Path) -> None:
     replay = run("replay", "--color", "never", transcript)
     assert replay.returncode == 0
     assert "c | one\n" in replay.stdout
+    assert "c > one" not in replay.stdout  # (the stream never shows what was sent)
+    with_input = run("replay", "--input", "--color", "never", transcript)
+    assert with_input.returncode == 0
+    assert "c > one\nc | one\n" in with_input.stdout
+    assert "c > [EOF]\n" in with_input.stdout  # (the stop closed its stdin)
 
 
 def test_replay_shows_warnings_and_errors_as_the_run_did(tmp_path: Path) -> None:

@@ -227,7 +227,9 @@ class Renderer:
 
     def render_input(self, event: InputSent) -> bytes:
         """What was sent to a member's stdin, as ``NAME > line`` (``NAME > [EOF]`` for its
-        end): for reports, where what a test sent belongs beside what came back."""
+        end; ``NAME > text [no newline]`` for a send that did not end its line, which the
+        member may still be waiting to finish): for reports, where what a test sent
+        belongs beside what came back."""
         prefix = self._input.get(event.name) or self._input[self._add(event.name)]
         if self.timestamps:
             prefix = self._stamp(event.t) + prefix
@@ -238,6 +240,8 @@ class Renderer:
             data = _UNSAFE.sub(_escape_control, data)
         if data.endswith(b"\n"):
             data = data[:-1]
+        else:
+            data += b" [no newline]"
         return prefix + data.replace(b"\n", b"\n" + prefix) + b"\n"
 
     def render_note(self, text: str, name: str | None, level: str, t: float) -> bytes:
