@@ -247,6 +247,42 @@ def test_a_relative_keep_folder_is_taken_from_where_pytest_started(
     assert "c | moved" in kept[0].read_text()
 
 
+def test_a_member_that_failed_unseen_is_reported(pytester: pytest.Pytester) -> None:
+    """A passing test whose member crashed as its last line matched gets a warning at its
+    line; not one that looked at the exit (returncode, wait(), an UnexpectedExit caught),
+    nor one whose member the test itself signalled, nor one the plex stopped."""
+    pytester.makepyfile("""
+        import pytest
+        from pipeplex import EOF, UnexpectedExit
+        CRASH = ["sh", "-c", "echo done; exit 3"]
+        def test_unseen(plex):
+            server = plex.spawn("server", CRASH)
+            server.expect("done")
+            server.expect(EOF)  # (it ended: how, the test never asked)
+        def test_waited(plex):
+            assert plex.spawn("s", CRASH).wait() == 3
+        def test_code_read(plex):
+            s = plex.spawn("s", CRASH)
+            s.expect(EOF)
+            assert s.returncode == 3
+        def test_caught(plex):
+            with pytest.raises(UnexpectedExit):
+                plex.spawn("s", CRASH).expect("never")
+        def test_signalled(plex):
+            s = plex.spawn("s", "sleep 60")
+            s.signal("USR1")
+            s.expect(EOF)
+        def test_stopped(plex):
+            plex.spawn("s", "sleep 60")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "default")
+    result.assert_outcomes(passed=6, warnings=2)  # (test_stopped: left running)
+    result.stdout.fnmatch_lines([
+        "*/test_a_member_that_failed_unseen_is_reported.py:4: PipeplexWarning: *::test_unseen"
+        " passed, but members failed that it never looked at: server (exited with code 3)*"])
+    assert result.stdout.str().count("never looked at") == 1
+
+
 def test_members_ending_by_themselves_are_not_reported(pytester: pytest.Pytester) -> None:
     """A member that is ending as the test returns (it printed its last line, or its stdin
     was just closed) is given the moment it needs: no warning, so no error with -W error."""

@@ -158,6 +158,9 @@ class AsyncMember:
         """Its name was used again: the plex's output under that name is a newer member's."""
         self._removed = False
         """It was removed from the plex (:meth:`AsyncPlex.remove`): it is over."""
+        self._exit_seen = False
+        """The caller has seen how it ended (its returncode, wait(), an UnexpectedExit): the
+        pytest plugin tells of an error exit only when nobody looked."""
 
     def __repr__(self) -> str:
         p = self._process
@@ -173,7 +176,10 @@ class AsyncMember:
     @property
     def returncode(self) -> int | None:
         """The exit code once it exited (negative for a signal), else None."""
-        return self._process.returncode
+        code = self._process.returncode
+        if code is not None:
+            self._exit_seen = True
+        return code
 
     @property
     def running(self) -> bool:
@@ -295,8 +301,8 @@ class AsyncMember:
             found = await self._matcher.expect_one(
                 self.name, patterns, self._plex.timeout if timeout is None else timeout, stream,
                 exit_ends=self._process.spec.on_exit != "restart" or not self._restarts())
-        except (ExpectTimeout, UnexpectedExit):
-            self._failed(stream)
+        except (ExpectTimeout, UnexpectedExit) as exc:
+            self._failed(stream, exc)
             raise
         self.before, self.after, self.match = found.before, found.after, found.match
         if not single or found.match is None:
@@ -326,11 +332,14 @@ class AsyncMember:
             return f"it {why} autostart = false, and nothing started it (member.start())"
         return engine.start_failure(self.name)
 
-    def _failed(self, stream: Stream | None) -> None:
-        """After an expect that raised, as in pexpect: ``before`` holds the output it did
-        not match (it stays unread), ``after`` and ``match`` are empty."""
+    def _failed(self, stream: Stream | None, exc: Exception) -> None:
+        """After an expect that raised ``exc``, as in pexpect: ``before`` holds the output
+        it did not match (it stays unread), ``after`` and ``match`` are empty. An
+        UnexpectedExit shows the caller how the member ended."""
         self.before = self._matcher.buffer(self.name, stream).text
         self.after, self.match = "", None
+        if isinstance(exc, UnexpectedExit):
+            self._exit_seen = True
 
     def _expect_replaced(self, single: bool, patterns: list[Pattern]) -> int:
         """expect() on a member whose name a newer member took, or that was removed: it has
@@ -338,6 +347,7 @@ class AsyncMember:
         that is closed)."""
         if EOF not in patterns:
             returncode = self._process.returncode
+            self._exit_seen = True
             why = ("it was removed from the plex" if self._removed
                    else f"a newer member is named {self.name!r} now")
             raise UnexpectedExit(self.name, 0 if returncode is None else returncode, patterns,
@@ -389,7 +399,7 @@ class AsyncMember:
         if process.pid is None:
             raise PipeplexError(f"{self.name} was never started, so it has no exit code")
         try:
-            return await asyncio.wait_for(asyncio.shield(process.done_future), limit)
+            code = await asyncio.wait_for(asyncio.shield(process.done_future), limit)
         except TimeoutError:
             if process.returncode is not None:
                 raise TimeoutError(
@@ -397,6 +407,8 @@ class AsyncMember:
                     f"was still open after {limit:.1f} s: a process it started holds it"
                 ) from None
             raise TimeoutError(f"{self.name} was still running after {limit:.1f} s") from None
+        self._exit_seen = True
+        return code
 
 
 class AsyncPlex:

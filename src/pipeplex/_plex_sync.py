@@ -237,8 +237,8 @@ class Member:
                 stream=stream, publish=plex._publish, wakeup=self._wakeup(),
                 exit_ends=not member._restarts(),
             )
-        except (ExpectTimeout, UnexpectedExit):
-            member._failed(stream)
+        except (ExpectTimeout, UnexpectedExit) as exc:
+            member._failed(stream, exc)
             raise
         member.before, member.after, member.match = found.before, found.after, found.match
         if not single or found.match is None:
@@ -275,6 +275,7 @@ class Member:
     def wait(self, timeout: float | None = None) -> int:
         process = self._member._process
         if self._plex._loop is None and process.returncode is not None:
+            self._member._exit_seen = True
             return process.returncode  # (the plex is closed; its exit is known, as in pexpect)
         return self._plex._call(self._member.wait(timeout))
 

@@ -47,6 +47,7 @@ import pytest
 from ._plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
 from ._plex_sync import Plex
 from ._printable import printable
+from ._signals import describe_returncode
 from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
 
@@ -66,6 +67,7 @@ _SETTINGS_KEY = pytest.StashKey["_Settings"]()
 _PLEX_KEY = pytest.StashKey[Plex]()
 _QUIET_KEY = pytest.StashKey[bool]()
 _LEFT_KEY = pytest.StashKey[list[str]]()
+_FAILED_KEY = pytest.StashKey[list[str]]()
 _USED_KEY = pytest.StashKey[list[AsyncPlex]]()
 _BEGAN_KEY = pytest.StashKey[float]()
 
@@ -192,6 +194,27 @@ def plex(request: pytest.FixtureRequest) -> Iterator[Plex]:
                 # Reported once the whole teardown passed (see pytest_runtest_teardown): a
                 # teardown that failed already says what went wrong.
                 item.stash[_LEFT_KEY] = left
+            failed = _failed_unseen(cast)
+            if failed:
+                item.stash[_FAILED_KEY] = failed
+
+
+def _failed_unseen(cast: Plex) -> list[str]:
+    """The members that ended with an error of their own (not stopped by the plex, nor by
+    a signal the test sent) whose end the test never looked at (returncode, wait(), an
+    UnexpectedExit): a server that crashed as the test's last line matched. Not those of
+    a file the test loaded, whose steps judge them."""
+    loaded = cast._async._scenario
+    declared = set(loaded.cast.names) if loaded is not None else set()
+    failed = []
+    for member in cast.members.values():
+        process = member._member._process  # (its returncode property marks it as seen)
+        code = process.returncode
+        if (member.name not in declared and code not in (None, 0) and not member._member._exit_seen
+                and not process.ended_by_the_stop and not process.ended_by_a_person):
+            assert code is not None
+            failed.append(f"{member.name} ({describe_returncode(code)})")
+    return failed
 
 
 def _still_running(cast: Plex) -> list[str]:
@@ -223,6 +246,12 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         del item.stash[_LEFT_KEY]
         _warn_at_test(item, f"{item.nodeid} left members running: {', '.join(left)} "
                             "(stopped at teardown)")
+    failed = item.stash.get(_FAILED_KEY, None)
+    if failed:
+        del item.stash[_FAILED_KEY]
+        _warn_at_test(item, f"{item.nodeid} passed, but members failed that it never looked "
+                            f"at: {', '.join(failed)} (check member.wait() or "
+                            "member.returncode to make that part of the test)")
 
 
 def _warn_at_test(item: pytest.Item, message: str) -> None:
@@ -246,6 +275,7 @@ def pytest_runtest_makereport(
         _forget(item.stash, _PLEX_KEY)
         _forget(item.stash, _QUIET_KEY)
         _forget(item.stash, _LEFT_KEY)
+        _forget(item.stash, _FAILED_KEY)
     if report.failed:
         if cast is not None:
             _attach(item, report, cast.transcript())
