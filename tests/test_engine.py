@@ -635,6 +635,14 @@ def test_who_excuses_a_failure_at_the_stops_eof() -> None:
     assert judged([("peer", 100.03)]) == ["server"]
     assert judged([("client", 99.9)]) == ["server"]
 
+    # A member added later under the cast's first member's name started after the server.
+    engine, _ = _engine(ProcSpec("db", ("true",)), ProcSpec("server", ("true",)))
+    engine._late_waves.append(["db"])
+    engine._failed_at_eof = [Failure("server", 4, "server exited with code 4", 100.0)]
+    engine._ended_in_stop = [("db", 99.9)]
+    engine._judge_failures_at_eof()
+    assert [f.name for f in engine.failures] == ["server"]
+
 
 def test_a_summary_line_per_member() -> None:
     """At the end each member gets one summary note: how it ended, how long it ran."""

@@ -186,11 +186,12 @@ def test_expect_exact_failures_name_the_text_given_not_its_escaped_pattern() -> 
         sh = plex.spawn("sh", ["sh", "-c", "exit 3"])
         with pytest.raises(UnexpectedExit) as exited:
             sh.expect_exact(["1+1", "[2]"], timeout=10)
-        assert re.match(r"sh exited with code 3 (as|[0-9.]+ s into) the wait for '1\+1' or "
-                        r"'\[2\]'( began)?\n", str(exited.value))
+        assert re.match(r"sh exited with code 3(, so the wait for '1\+1' or '\[2\]' ended at "
+                        r"once| [0-9.]+ s into the wait for '1\+1' or '\[2\]')\n",
+                        str(exited.value))
         sh.wait(timeout=30)  # (ended: the wait begins after its end)
         with pytest.raises(UnexpectedExit,
-                           match=r"^sh exited with code 3 as the wait for 'x' began\n"):
+                           match=r"^sh exited with code 3, so the wait for 'x' ended at once\n"):
             sh.expect("x", timeout=10)
 
 

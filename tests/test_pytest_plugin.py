@@ -259,6 +259,15 @@ def test_a_member_that_failed_unseen_is_reported(pytester: pytest.Pytester) -> N
             server = plex.spawn("server", CRASH)
             server.expect("done")
             server.expect(EOF)  # (it ended: how, the test never asked)
+        def test_ending_as_it_returns(plex):
+            server = plex.spawn("server", ["sh", "-c", "echo done; cat >/dev/null; exit 5"])
+            server.expect("done")
+            server.close_stdin()  # (it ends in the moment the plex gives it after the test)
+        def test_expect_any_caught(plex):
+            plex.spawn("s", CRASH)
+            plex.spawn("t", "sleep 60")
+            with pytest.raises(UnexpectedExit):
+                plex.expect_any({"s": "never", "t": "never"})
         def test_waited(plex):
             assert plex.spawn("s", CRASH).wait() == 3
         def test_code_read(plex):
@@ -276,11 +285,14 @@ def test_a_member_that_failed_unseen_is_reported(pytester: pytest.Pytester) -> N
             plex.spawn("s", "sleep 60")
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "default")
-    result.assert_outcomes(passed=6, warnings=2)  # (test_stopped: left running)
+    # (test_stopped and test_expect_any_caught: left running)
+    result.assert_outcomes(passed=8, warnings=4)
     result.stdout.fnmatch_lines([
         "*/test_a_member_that_failed_unseen_is_reported.py:4: PipeplexWarning: *::test_unseen"
-        " passed, but members failed that it never looked at: server (exited with code 3)*"])
-    assert result.stdout.str().count("never looked at") == 1
+        " passed, but members failed that it never looked at: server (exited with code 3)*",
+        "*:8: PipeplexWarning: *::test_ending_as_it_returns passed, but members failed that "
+        "it never looked at: server (exited with code 5)*"])
+    assert result.stdout.str().count("never looked at") == 2
 
 
 def test_members_ending_by_themselves_are_not_reported(pytester: pytest.Pytester) -> None:

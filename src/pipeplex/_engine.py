@@ -459,8 +459,8 @@ class Engine:
         started after it does not excuse it: a server that crashes as its clients leave at
         the stop has a bug of its own. "Before" with a margin: two exits seen in one pass of
         the loop are seen in any order."""
-        wave = {name: i for i, names in reversed(list(enumerate(self._start_waves())))
-                for name in names}
+        wave = {name: i for i, names in enumerate(self._start_waves()) for name in names}
+        # (the last wave a name is in: a member added under an ended one's name is that)
         for failure in self._failed_at_eof:
             mine = wave.get(failure.name, 0)
             if not any(name != failure.name and at < failure.at + _SEEN_TOGETHER
@@ -996,8 +996,9 @@ class Engine:
                 continue
             if returncode != 0:
                 before = "" if ready_in_run else " before it was ready"
-                at = member.ended_at  # (one that ended before the stop, seen only in it:
-                if member.exited_before_stop and self.stop_began is not None:  # then)
+                # One that ended before the stop, seen only in it, failed no later than then.
+                at = member.ended_at
+                if member.exited_before_stop and self.stop_began is not None:
                     at = min(at, self.stop_began)
                 self.record_failure(member.name, exit_status(returncode),
                                     f"{member.name} {how}{before}", at)

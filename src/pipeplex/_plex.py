@@ -812,6 +812,9 @@ class AsyncPlex:
                 (watched if exc.name in watched else restarting).remove(exc.name)
                 if exc.returncode != 0 or not (restarting or any(
                         self._members[name].running for name in watched)):
+                    ended = self._members.get(exc.name)
+                    if ended is not None:
+                        ended._exit_seen = True  # (the caller sees how it ended)
                     raise
             except ExpectTimeout as exc:  # (the whole wait, not its last part, is said)
                 raise ExpectTimeout(exc.names, exc.patterns, limit, exc.recent,

@@ -430,7 +430,9 @@ class Plex:
 
     @property
     def members(self) -> Mapping[str, Member]:
-        if self._members.keys() != self._async.members.keys():
+        if self._members.keys() != self._async.members.keys() or any(
+                held._member is not self._async.members.get(name)
+                for name, held in self._members.items()):
             self._sync_members()  # (see __getitem__)
         return self._members
 
@@ -478,12 +480,14 @@ class Plex:
         may both do it, and one member gets one handle.)"""
         with self._members_lock:
             current = dict(self._async.members)
-            for name in [name for name in self._members if name not in current]:
-                del self._members[name]
+            mirror = {}
             for name, member in current.items():
                 held = self._members.get(name)
-                if held is None or held._member is not member:
-                    self._members[name] = Member(self, member)
+                mirror[name] = (held if held is not None and held._member is member
+                                else Member(self, member))
+            # A new dict, not this one changed: a thread iterating what members gave it
+            # goes on over that.
+            self._members = mirror
 
     def remove(self, name: str) -> None:
         """:meth:`AsyncPlex.remove`: stop member ``name`` if it runs, and let it go."""

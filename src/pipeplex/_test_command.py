@@ -461,8 +461,9 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool, sent: bool = 
     except OSError as exc:
         print(f"pipeplex: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(LOAD_ERROR)
-    if not events and (problems or not read):  # (a cast file, a log: one line, not one per
-        why = problems[0] if problems else "it is empty"  # line; an empty file: no run's)
+    # A cast file, a log: said in one line, not one per line; an empty file is no run's.
+    if not events and (problems or not read):
+        why = problems[0] if problems else "it holds no line of text"
         print(f"pipeplex: error: {path} holds no transcript record ({why}); give the file "
               "that --transcript wrote", file=sys.stderr)
         sys.exit(1)

@@ -487,14 +487,17 @@ def _stop_options(parser: argparse.ArgumentParser) -> None:
 def stop(args: argparse.Namespace) -> None:
     """Stop the whole cast gracefully, like Ctrl-C in its terminal; wait until it ended."""
     from .errors import RequestFailed
+    from .inputs.rundir import SOCKET_NAME
 
     with _talking(args.run_dir, timeout=None) as client:
         try:
             client.request("stop")
         except RequestFailed as exc:
-            if exc.code != "closed":
+            # The run ended as the request came: what was asked is done, if it ended well
+            # (a run that ends gives up its folder's socket before it lets clients go).
+            if exc.code != "closed" or os.path.lexists(client.run_dir / SOCKET_NAME):
                 raise
-            return  # (the run ended as the request came: what was asked is done)
+            return
         if not args.no_wait:
             client.wait_closed()
 
@@ -767,14 +770,16 @@ def _parse(words: Sequence[str]) -> tuple[str, argparse.Namespace]:
             sys.exit(USAGE_ERROR)
         if command in ("-h", "--help", "--version"):
             top.parse_args(words[:1])  # exits
+        from ._printable import quoted
         from ._suggest import close_match, suggest
 
         if command.startswith("-"):
             close = close_match(command.partition("=")[0], ["--help", "--version"])
-            top.error(f"unknown option {command!r}{f'; did you mean {close}?' if close else ''}"
+            top.error(f"unknown option {quoted(command)}"
+                      f"{f'; did you mean {close}?' if close else ''}"
                       " (a command's options come after it: pipeplex COMMAND -h)")
 
-        top.error(f"no command {command!r}{suggest(command, list(COMMANDS))}")
+        top.error(f"no command {quoted(command)}{suggest(command, list(COMMANDS))}")
     assert command is not None
     return command, _command_parser(command).parse_words(words[1:])
 

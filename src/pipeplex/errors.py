@@ -154,9 +154,9 @@ class UnexpectedExit(PipeplexError):
         self.waited = waited
         self.recent = recent
         wait = f"the wait for {_show_patterns(self.patterns)}"
-        when = (f"as {wait} began" if waited < 0.05  # (it had ended, or ended just then)
-                else f"{waited:.1f} s into {wait}")
-        super().__init__(f"{name} {describe_returncode(returncode)} {when}\n{recent}")
+        when = (f", so {wait} ended at once" if waited < 0.05  # (it had ended, or did then)
+                else f" {waited:.1f} s into {wait}")
+        super().__init__(f"{name} {describe_returncode(returncode)}{when}\n{recent}")
 
     def naming(self, patterns: Sequence[object]) -> UnexpectedExit:
         """The same failure, naming ``patterns`` (see :meth:`ExpectTimeout.naming`)."""

@@ -189,17 +189,20 @@ def plex(request: pytest.FixtureRequest) -> Iterator[Plex]:
         item.stash[_PLEX_KEY] = cast
         yield cast
         if not item.stash.get(_QUIET_KEY, False):
+            # What the test looked at, before the moment given to members ending by
+            # themselves, which looks at them in its own right.
+            seen = {name for name, m in cast.members.items() if m._member._exit_seen}
             left = _still_running(cast)
             if left:
                 # Reported once the whole teardown passed (see pytest_runtest_teardown): a
                 # teardown that failed already says what went wrong.
                 item.stash[_LEFT_KEY] = left
-            failed = _failed_unseen(cast)
+            failed = _failed_unseen(cast, seen)
             if failed:
                 item.stash[_FAILED_KEY] = failed
 
 
-def _failed_unseen(cast: Plex) -> list[str]:
+def _failed_unseen(cast: Plex, seen: set[str]) -> list[str]:
     """The members that ended with an error of their own (not stopped by the plex, nor by
     a signal the test sent) whose end the test never looked at (returncode, wait(), an
     UnexpectedExit): a server that crashed as the test's last line matched. Not those of
@@ -210,7 +213,7 @@ def _failed_unseen(cast: Plex) -> list[str]:
     for member in cast.members.values():
         process = member._member._process  # (its returncode property marks it as seen)
         code = process.returncode
-        if (member.name not in declared and code not in (None, 0) and not member._member._exit_seen
+        if (member.name not in declared | seen and code not in (None, 0)
                 and not process.ended_by_the_stop and not process.ended_by_a_person):
             assert code is not None
             failed.append(f"{member.name} ({describe_returncode(code)})")

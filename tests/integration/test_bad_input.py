@@ -251,6 +251,7 @@ def test_a_file_of_the_users_named_run_lock_is_refused_not_emptied(tmp_path: Pat
     (0o777, "others may plant files there"),
     (0o755, "others may list it"),
     (0o711, "others may reach the pipes in it by name"),
+    (0o750, "its group may list it"),
 ])
 def test_a_run_dir_others_can_enter_is_refused(tmp_path: Path, mode: int, how: str) -> None:
     """A run folder with loose permissions is refused with what they allow and the fix."""

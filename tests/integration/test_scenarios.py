@@ -963,7 +963,8 @@ def test_replay_of_a_file_that_is_no_transcript_says_so_once(tmp_path: Path) -> 
         result = run("replay", transcript)
         assert result.returncode == 1
         assert result.stderr == (f"pipeplex: error: {transcript} holds no transcript record "
-                                 "(it is empty); give the file that --transcript wrote\n")
+                                 "(it holds no line of text); give the file that "
+                                 "--transcript wrote\n")
 
 
 def test_the_tutorials_test_passes(tmp_path: Path) -> None:

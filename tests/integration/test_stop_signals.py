@@ -509,6 +509,17 @@ def test_a_thousand_members_stop_without_a_word_on_stderr(run_dir: Path, tmp_pat
     assert errors.read_text() == ""
 
 
+def test_the_spawns_guards_against_a_signal_meant_for_pipeplex() -> None:
+    """Without timing: a child killed before its exec is told from one whose program died,
+    or runs; a pending group signal is dropped, an ignored one stays ignored, and the mask is
+    the parent's (see progs/exec_check.py). The start-wave test below is the whole story."""
+    result = subprocess.run([sys.executable, str(PROGS / "exec_check.py")],
+                            capture_output=True, text=True, timeout=DEADLINE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["before-exec", "True", "after-exec", "False",
+                                     "running", "False", "dropped", "True"]
+
+
 @pytest.mark.parametrize(("kind", "count"), [("pipes", 400), ("terminal", 200)])
 def test_a_ctrl_c_in_a_start_wave_reaches_no_member_being_spawned(kind: str, count: int) -> None:
     """A child is in pipeplex's process group from its fork until its setsid(), so a Ctrl-C

@@ -192,8 +192,8 @@ def test_exit_without_eof_pattern_raises_unexpected_exit_at_once(
     assert (error.name, error.returncode) == ("worker", code)
     assert error.waited < LONG
     text = str(error)
-    assert text.startswith(f"worker {described} ")
-    assert " the wait for '^ready$'" in text
+    assert text.startswith(f"worker {described}")
+    assert "the wait for '^ready$'" in text
     assert "'^ready$'" in text
     assert "last output of worker" in text
     assert "traceback: boom" in text

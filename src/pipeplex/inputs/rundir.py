@@ -117,11 +117,12 @@ def _check_private(path: Path, st: os.stat_result) -> None:
 
 def _open_how(mode: int) -> str:
     """What a folder's mode lets others do, in words: 'others may plant files there'."""
+    who = "others" if mode & 0o007 else "its group"
     if mode & 0o022:
-        return "others may plant files there"
+        return f"{who} may plant files there"
     if mode & 0o044:
-        return "others may list it"
-    return "others may reach the pipes in it by name"
+        return f"{who} may list it"
+    return f"{who} may reach the pipes in it by name"
 
 
 def _remedy(path: Path, mode: int) -> str:

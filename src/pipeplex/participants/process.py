@@ -771,7 +771,7 @@ class Process:
         if not self.input_open:
             return
         if self._stdin_is_pty:
-            self.send(b"\x04")
+            self.send(b"\x04", record=False)  # (its record is the end's, just below)
             self._close_after_drain = True
             self._bus.publish(InputSent(self.name, b"", eof=True))
             return
@@ -1157,14 +1157,23 @@ def _spawn(argv: list[str], *, full_terminal: bool, executable: str | None, stdi
 
 
 def _own_terminal(held: set[int]) -> None:
-    """In a full terminal's child, after its setsid(): drop a signal meant for pipeplex's
-    group that came while the child was still in it (setting it ignored drops it), take
-    signals again as pipeplex did before the fork, and make the pty its terminal."""
-    for sig in GROUP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-        signal.signal(sig, signal.SIG_DFL)  # (what exec() would make of pipeplex's handler)
-    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    """In a full terminal's child, after its setsid(): drop what pipeplex's group got while
+    the child was in it, and make the pty its terminal."""
+    drop_group_signals(held)
     make_controlling_tty()
+
+
+def drop_group_signals(held: set[int]) -> None:
+    """In a child, after its setsid(), its :data:`GROUP_SIGNALS` held back since the fork:
+    drop one that is pending (setting it ignored drops it), set each back as exec() would
+    leave it (default for a caught one, ignored for one the parent ignored), then take
+    signals as the parent did before it held them (``held``, its mask then)."""
+    for sig in GROUP_SIGNALS:
+        ignored = signal.getsignal(sig) == signal.SIG_IGN
+        signal.signal(sig, signal.SIG_IGN)
+        if not ignored:
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 _PF_EXITING = 0x4
@@ -1175,33 +1184,27 @@ fork."""
 
 def _killed_before_exec(pid: int) -> bool:
     """Whether the child ``pid``, whose vfork has returned, is dying without having run its
-    program (only a signal does that to it). A vfork returns as exec() begins, a moment
-    before the kernel clears the child's "not exec'd" flag, or as the child exits, once its
-    "exiting" flag is set: until one or the other, it is looked at again."""
-    deadline = time.monotonic() + 1.0
-    while True:
-        flags = _task_flags(pid)
-        if flags is None or not flags & _PF_FORKNOEXEC:
-            return False  # it runs its program
-        if flags & _PF_EXITING:
-            return True
-        if time.monotonic() > deadline:  # (never seen: a clock of the machine's)
-            return False
-        os.sched_yield()
+    program (only a signal to this process's group does that to it, before its setsid()).
 
-
-def _task_flags(pid: int) -> int | None:
-    """The kernel's flags of process ``pid`` (a zombie's too), or None if it is gone."""
+    One look decides: a vfork returns when the child exits, which marks it exiting first,
+    or when its exec() has begun, past any signal of ours (a pending one kills it as it
+    takes signals again, before exec). So "exiting, never exec'd" is that death, and
+    anything else is a program under way. The entry must be our child's: in a PID namespace
+    whose /proc is another's, the same number names some other process."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return None
+        return False
     try:
         stat = os.read(fd, 1024)
     finally:
         os.close(fd)
     # pid (name) state ppid pgrp session tty tpgid flags ...: the name may hold spaces
-    return int(stat[stat.rindex(b")") + 2:].split()[6])
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if int(fields[1]) != os.getpid():
+        return False
+    flags = int(fields[6])
+    return bool(flags & _PF_EXITING and flags & _PF_FORKNOEXEC)
 
 
 def _executable(program: str, env: Mapping[str, str]) -> str | None:
