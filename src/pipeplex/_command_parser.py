@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ._printable import printable
+
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
@@ -98,7 +100,9 @@ class CommandParser(argparse.ArgumentParser):
             close = close_match(option, [o for a in self._actions for o in a.option_strings])
             if close is not None:
                 message += f"; did you mean {close}?"
-        super().error(message)
+        # A word that is not UTF-8 (a Latin-1 terminal's) as the bytes typed, and no
+        # control character of one reaches the terminal.
+        super().error(printable(message))
 
 
 def _unmarked(convert: Callable[[str], Any]) -> Callable[[str], Any]:

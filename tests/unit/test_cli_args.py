@@ -143,6 +143,9 @@ def test_long_options_are_never_guessed_from_a_prefix(capsys: pytest.CaptureFixt
         (["status", "--zzzz"], "unrecognized arguments: --zzzz\n"),
         (["--verison"], "unknown option '--verison'; did you mean --version? (a command's"),
         (["--run-dir", "R", "status"], "unknown option '--run-dir' (a command's options come"),
+        # A word typed on a Latin-1 terminal (not UTF-8), shown as the byte typed.
+        (["st\udcff"], "no command 'st\\xff'"),
+        (["status", "x\udcff"], "unrecognized arguments: x\\xff\n"),
     ],
 )
 def test_a_mistyped_command_or_option_gets_the_close_one_named(
