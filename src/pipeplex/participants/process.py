@@ -1184,7 +1184,8 @@ fork."""
 
 def _killed_before_exec(pid: int) -> bool:
     """Whether the child ``pid``, whose vfork has returned, is dying without having run its
-    program (only a signal to this process's group does that to it, before its setsid()).
+    program: of a signal sent to this process's group while the child was in it, held back
+    until the child took signals again (after its setsid(), before its exec()).
 
     One look decides: a vfork returns when the child exits, which marks it exiting first,
     or when its exec() has begun, past any signal of ours (a pending one kills it as it
