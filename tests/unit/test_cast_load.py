@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -268,6 +269,55 @@ class TestMemberKeys:
         assert cast_warnings(cast) == [
             f"{tmp_path / 'cast.toml'}:2: web's command has a comment, '#12 fixed', which is "
             "not passed to it, as in a shell; quote it ('#12') if it is meant as an argument"]
+
+    @pytest.mark.parametrize(
+        ("cmd", "said"),
+        [
+            ("echo hello; sleep 5", "';' outside quotes, which a shell would read as an "
+             "operator; no shell runs it, so echo gets it as text (in 'hello;')"),
+            ("python3 -m http.server > log", "'>' outside quotes, which a shell would read as "
+             "a redirection; no shell runs it, so python3 gets it as text"),
+            ("serve --data $HOME/x", "'$HOME' outside quotes, which a shell would read as a "
+             "variable to expand; no shell runs it, so serve gets it as text (in '$HOME/x')"),
+            ("serve --at `date`", "'`' outside quotes, which a shell would read as a command "
+             "substitution; no shell runs it, so serve gets it as text (in '`date`')"),
+            ("tool a|b", "'|' outside quotes, which a shell would read as a pipe; no shell "
+             "runs it, so tool gets it as text (in 'a|b')"),
+            ("serve ~/data", "'~' outside quotes, which a shell would read as your home "
+             "folder; no shell runs it, so serve gets it as text (in '~/data')"),
+        ],
+        ids=["semicolon", "redirection", "variable", "substitution", "pipe", "tilde"],
+    )
+    def test_a_shells_syntax_in_a_command_no_shell_runs_is_said(
+            self, tmp_path: Path, cmd: str, said: str) -> None:
+        """The program gets it as text, which is seldom what was meant: the run says so
+        before it starts, and how to have a shell read it."""
+        cast = load(tmp_path, f"[procs.web]\ncmd = {json.dumps(cmd)}\n")
+        assert cast_warnings(cast) == [
+            f"{tmp_path / 'cast.toml'}:2: web's command has {said}: set shell = true to have "
+            "/bin/sh run the command, or quote it if the text is what you mean"]
+        assert cast_warnings(CastSpec((parse_proc_option(f"web={cmd}"),))) == [
+            f"-p: web's command has {said}: write -p web=\"sh -c '...'\" to have a shell run "
+            "it, or quote it if the text is what you mean"]
+
+    @pytest.mark.parametrize(
+        "cmd",
+        ['echo "a; b" \'c > d\'', "find . -exec ls {} \\;", 'sh -c "echo $HOME"',
+         "python3 -c 'import os; print(os.environ[\"HOME\"])'", "echo a~b --x=~/y",
+         '["echo", "a;", "$HOME"]'],
+        ids=["quoted", "escaped", "double-quoted-expansion", "script", "tilde-inside",
+             "list"],
+    )
+    def test_a_shells_syntax_quoted_or_escaped_is_not_said(
+            self, tmp_path: Path, cmd: str) -> None:
+        """Quoting says the text is meant; within double quotes, ``$`` is as often meant
+        for the program (``sh -c "echo $HOME"``); a list is used as it is."""
+        value = cmd if cmd.startswith("[") else json.dumps(cmd)
+        assert cast_warnings(load(tmp_path, f"[procs.web]\ncmd = {value}\n")) == []
+
+    def test_a_shell_command_may_have_a_shells_syntax(self, tmp_path: Path) -> None:
+        cast = load(tmp_path, '[procs.web]\ncmd = "cd web && npm start > log"\nshell = true\n')
+        assert cast_warnings(cast) == []
 
     def test_a_shell_script_is_not_split(self, tmp_path: Path) -> None:
         """A shell = true cmd is the shell's to read: an apostrophe in a here-document
@@ -969,6 +1019,37 @@ class TestCheckCommands:
                                                       env=path))))
         with pytest.raises(CastError, match=r"app: command not found: '\./app'"):
             check_commands(CastSpec((ProcSpec("app", "./app", env=path),)))
+
+    @pytest.mark.parametrize(
+        ("cmd", "by_file", "by_hand"),
+        [
+            ("cd web && npm start", "'cd' is a shell's own command, and no shell runs this "
+             "one: set shell = true (or cwd = 'FOLDER' instead of cd)",
+             "'cd' is a shell's own command, and no shell runs this one: write -p "
+             "web=\"sh -c '...'\""),
+            ("PORT=80 serve", "'PORT=80' sets a variable only in a shell, and no shell runs "
+             "this command: use env = { PORT = '80' }",
+             "'PORT=80' sets a variable only in a shell, and no shell runs this command: use "
+             "env PORT=80 COMMAND"),
+            ("~/bin/serve", "no shell runs this command, so ~ is not your home folder: write "
+             "the path in full, or set shell = true",
+             "no shell runs this command, so ~ is not your home folder: write the path in "
+             "full, or write -p web=\"sh -c '...'\""),
+        ],
+        ids=["builtin", "assignment", "tilde"],
+    )
+    def test_a_program_only_a_shell_knows_is_explained(
+            self, tmp_path: Path, cmd: str, by_file: str, by_hand: str) -> None:
+        """``cd``, ``PORT=80`` and ``~`` are not found because no shell runs the command:
+        the message says so, and what to write instead."""
+        proc = ProcSpec("web", cmd, source="cast.toml:2")
+        with pytest.raises(CastError) as info:
+            check_commands(CastSpec((proc,)))
+        assert info.value.message == (f"web: command not found: {cmd.split()[0]!r} (cmd = "
+                                      f"{cmd!r}); {by_file}")
+        with pytest.raises(CastError) as info:
+            check_commands(CastSpec((parse_proc_option(f"web={cmd}"),)))
+        assert info.value.message.endswith(f"; {by_hand}")
 
     def test_later_member_checked_too(self, tmp_path: Path) -> None:
         """Every member is checked, not only the first."""

@@ -32,6 +32,7 @@ from .spec import (
     is_port,
     quoted,
     ready_regex,
+    shell_syntax_of,
     split_command,
     toml_value,
     variables_in,
@@ -672,8 +673,10 @@ def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
 
 def cast_warnings(cast_spec: CastSpec) -> list[str]:
     """What a run says before it starts, about what may not be what the user meant:
-    comments left out of a one-line command, and ``{names}`` no member captures."""
-    return [*comment_warnings(cast_spec), *variable_warnings(cast_spec)]
+    comments left out of a one-line command, a shell's syntax in a command no shell runs,
+    and ``{names}`` no member captures."""
+    return [*comment_warnings(cast_spec), *shell_syntax_warnings(cast_spec),
+            *variable_warnings(cast_spec)]
 
 
 def comment_warnings(cast_spec: CastSpec) -> list[str]:
@@ -689,6 +692,30 @@ def comment_warnings(cast_spec: CastSpec) -> list[str]:
                 warnings.append(f"{proc.where('cmd') or proc.name}: {proc.name}'s command has "
                                 f"a comment, {quoted(comment)}, which is not passed to it, as "
                                 f"in a shell; quote it ('{word}') if it is meant as an argument")
+    return warnings
+
+
+def shell_syntax_warnings(cast_spec: CastSpec) -> list[str]:
+    """An operator, a redirection or an expansion outside quotes in a command that no shell
+    runs (``cd web && npm start``, ``server > log``, ``--data $HOME/x``): the program gets it
+    as text, which is seldom what was meant. Said, not refused: a program may want the text
+    (``find . -exec ls {} ;``), and quoting it says so."""
+    warnings = []
+    for proc in cast_spec.procs:
+        if not isinstance(proc.cmd, str) or proc.shell:
+            continue
+        found = shell_syntax_of(proc.cmd)
+        if found is None:
+            continue
+        piece, kind, word = found
+        program = split_command(proc.cmd)[0].rpartition("/")[2]
+        within = "" if word == piece else f" (in {quoted(word)})"
+        fix = ("set shell = true to have /bin/sh run the command" if proc.source != "-p" else
+               f"write -p {proc.name}=\"sh -c '...'\" to have a shell run it")
+        warnings.append(f"{proc.where('cmd') or proc.name}: {proc.name}'s command has "
+                        f"{quoted(piece)} outside quotes, which a shell would read as {kind}; "
+                        f"no shell runs it, so {program} gets it as text{within}: {fix}, or "
+                        "quote it if the text is what you mean")
     return warnings
 
 
@@ -770,14 +797,42 @@ def check_commands(cast_spec: CastSpec) -> None:
             target = cwd / program
             if not target.exists():
                 raise CastError(f"{proc.name}: command not found: {program!r} "
-                                f"(cmd = {proc.command_text!r})", source=proc.where("cmd"))
+                                f"(cmd = {proc.command_text!r}){_no_shell_hint(proc)}",
+                                source=proc.where("cmd"))
             if target.is_dir() or not os.access(target, os.X_OK):
                 raise CastError(f"{proc.name}: {program!r} is not an executable file "
                                 f"(cmd = {proc.command_text!r})", source=proc.where("cmd"))
         elif not _on_path(program, env_path, found):
             raise CastError(f"{proc.name}: command not found: {program!r} (cmd = "
-                            f"{proc.command_text!r}); check the spelling and PATH",
+                            f"{proc.command_text!r})"
+                            f"{_no_shell_hint(proc) or '; check the spelling and PATH'}",
                             source=proc.where("cmd"))
+
+
+_SHELL_BUILTINS = frozenset({".", "alias", "cd", "eval", "exec", "export", "set", "source",
+                             "ulimit", "umask", "unset"})
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _no_shell_hint(proc: ProcSpec) -> str:
+    """Why a program was not found, when it is something only a shell knows (``cd``, ``~``,
+    ``PORT=1 server``): a hint to append to the message, else ''."""
+    program = proc.argv()[0]
+    by_hand = proc.source == "-p"
+    shell = (f"write -p {proc.name}=\"sh -c '...'\"" if by_hand else "set shell = true")
+    if _ASSIGNMENT.match(program):
+        name, _, value = program.partition("=")
+        where = f"env {program} COMMAND" if by_hand else f"env = {{ {name} = {quoted(value)} }}"
+        return (f"; {quoted(program)} sets a variable only in a shell, and no shell runs this "
+                f"command: use {where}")
+    if program.startswith("~"):
+        return (f"; no shell runs this command, so ~ is not your home folder: write the path "
+                f"in full, or {shell}")
+    if program in _SHELL_BUILTINS:
+        cwd = "" if by_hand or program != "cd" else " (or cwd = 'FOLDER' instead of cd)"
+        return (f"; {quoted(program)} is a shell's own command, and no shell runs this one: "
+                f"{shell}{cwd}")
+    return ""
 
 
 def _on_path(program: str, path: str, found: dict[tuple[str, str], bool]) -> bool:

@@ -33,6 +33,7 @@ __all__ = (
     "is_port",
     "quoted",
     "ready_regex",
+    "shell_syntax_of",
     "split_command",
     "toml_value",
     "variables_in",
@@ -207,6 +208,67 @@ def comment_of(cmd: str) -> str | None:
     leaves out), else None."""
     comments = _as_one_line(cmd)[1]
     return cmd[comments[0]:].partition("\n")[0] if comments else None
+
+
+_SHELL_SYNTAX = re.compile(r"\$\(|\$\{|\$[A-Za-z_][A-Za-z0-9_]*|`|&&|\|\||[;&|<>]|^~")
+_SYNTAX_KINDS = {"$(": "a command substitution", "`": "a command substitution",
+                 "${": "a variable to expand", "$": "a variable to expand", "&&": "an operator",
+                 "||": "an operator", ";": "an operator", "&": "an operator",
+                 "|": "a pipe", "<": "a redirection", ">": "a redirection",
+                 "~": "your home folder"}
+
+
+def shell_syntax_of(cmd: str) -> tuple[str, str, str] | None:
+    """The first piece of ``cmd`` outside quotes that a shell would read as its own syntax
+    (an operator, a redirection, an expansion, a leading ``~``), what a shell would read it
+    as, and the word it is in, as written; else None. With no shell to read it, the program
+    gets it as text: ``echo hi; ls`` prints ``hi; ls``. (Within double quotes, ``$`` and
+    backquotes are left alone: such a word is as often meant for a program that reads it,
+    ``sh -c "echo $HOME"``, as for a shell.)"""
+    for word, plain in _raw_words(_as_one_line(cmd)[0]):
+        found = _SHELL_SYNTAX.search(plain)
+        if found is not None:
+            piece = found.group()
+            kind = _SYNTAX_KINDS.get(piece) or _SYNTAX_KINDS[piece[0]]
+            return piece, kind, word
+    return None
+
+
+def _raw_words(text: str) -> list[tuple[str, str]]:
+    """``text``'s words as a shell splits them but as written (quotes kept), each with its
+    characters outside quotes and escapes, the others blanked out (NUL)."""
+    words: list[tuple[str, str]] = []
+    word: list[str] = []
+    plain: list[str] = []
+    quote = ""
+    i, end = 0, len(text)
+    while i < end:
+        char = text[i]
+        if not quote and char in _SHELL_BLANKS:
+            if word:
+                words.append(("".join(word), "".join(plain)))
+                word, plain = [], []
+            i += 1
+            continue
+        if char == "\\" and quote != "'":
+            escaped = text[i:i + 2]
+            word.append(escaped)
+            plain.append("\0" * len(escaped))
+            i += 2
+            continue
+        if quote:
+            quote = "" if char == quote else quote
+            plain.append("\0")
+        elif char in "'\"":
+            quote = char
+            plain.append("\0")
+        else:
+            plain.append(char)
+        word.append(char)
+        i += 1
+    if word:
+        words.append(("".join(word), "".join(plain)))
+    return words
 
 
 _SHELL_BLANKS = frozenset(" \t\r\n")
