@@ -288,6 +288,25 @@ def test_a_signal_a_member_lived_through_is_not_its_end_when_the_stop_sends_it_t
         assert plex.wait() == 0
 
 
+def test_a_signal_still_on_its_way_when_the_stop_sends_it_too_is_the_persons(
+        run_dir: Path) -> None:
+    """pipeplex signal m TERM, not yet taken when pipeplex stop sends its own (here m is
+    stopped, so the TERM waits in the kernel until the stop's SIGCONT): the person's TERM
+    is what ends m, so m ended on its own (143), whichever came first to the loop."""
+    with Pipeplex("run", "-p", "m=sleep 60", "--on-exit", "ignore",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^m \* started")
+        pid = status(run_dir)["members"][0]["pid"]
+        assert run("signal", "m", "STOP", "--run-dir", run_dir).returncode == 0
+        deadline = time.monotonic() + DEADLINE
+        while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+            assert time.monotonic() < deadline
+        assert run("signal", "m", "TERM", "--run-dir", run_dir).returncode == 0
+        assert run("stop", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^m \* summary: killed by SIGTERM")
+        assert plex.wait() == 143
+
+
 def test_signal_errors(run_dir: Path) -> None:
     """A bad signal is a usage error (2); an unknown member fails (1)."""
     with cats(run_dir, "c"):

@@ -955,11 +955,13 @@ class Process:
     def signal_to_stop(self, sig: int) -> bool:
         """:meth:`signal`, from a stop: an exit from now on is the stop's doing, and a death
         by ``sig`` the stop's, though a person sent it before (the member lived on) — unless
-        the member had exited already, its exit not yet read: then a person's signal, an
-        instant before the stop, may be what ended it (see :attr:`ended_by_a_person`)."""
+        the person's is still on its way (pending, the member stopped or not yet run since),
+        or the member is exiting or has exited, its exit not yet read: then the person's
+        signal, an instant before the stop, is what ends it (see :attr:`ended_by_a_person`)."""
         if self.returncode is None:
             self.signalled_to_stop = True
-            if not self._exited_unread():
+            if (sig in self.signals_asked and not self._exited_unread()
+                    and not _on_its_way(self.pid, sig)):
                 self.signals_asked.discard(sig)
         return self.signal(sig)
 
@@ -1190,22 +1192,44 @@ def _killed_before_exec(pid: int) -> bool:
     One look decides: a vfork returns when the child exits, which marks it exiting first,
     or when its exec() has begun, past any signal of ours (a pending one kills it as it
     takes signals again, before exec). So "exiting, never exec'd" is that death, and
-    anything else is a program under way. The entry must be our child's: in a PID namespace
-    whose /proc is another's, the same number names some other process."""
+    anything else is a program under way."""
+    flags = _task_flags(pid)
+    return flags is not None and bool(flags & _PF_EXITING and flags & _PF_FORKNOEXEC)
+
+
+def _on_its_way(pid: int | None, sig: int) -> bool:
+    """Whether ``sig`` was sent to our child ``pid`` and will end it: it waits to be taken
+    (pending: the child is stopped, or has not run since), or the child is exiting."""
+    flags = _task_flags(pid) if pid is not None else None
+    if flags is None:
+        return False
+    if flags & _PF_EXITING:
+        return True
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            lines = status.read().splitlines()
+    except OSError:
+        return False
+    bit = 1 << (sig - 1)
+    return any(int(line.split()[1], 16) & bit for line in lines
+               if line.startswith((b"SigPnd:", b"ShdPnd:")))
+
+
+def _task_flags(pid: int) -> int | None:
+    """Linux's flags of our child ``pid`` (``/proc/PID/stat``); None if it is gone, or if
+    that entry is not our child's (in a PID namespace whose /proc is another's, the same
+    number names some other process)."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return False
+        return None
     try:
         stat = os.read(fd, 1024)
     finally:
         os.close(fd)
     # pid (name) state ppid pgrp session tty tpgid flags ...: the name may hold spaces
     fields = stat[stat.rindex(b")") + 2:].split()
-    if int(fields[1]) != os.getpid():
-        return False
-    flags = int(fields[6])
-    return bool(flags & _PF_EXITING and flags & _PF_FORKNOEXEC)
+    return int(fields[6]) if int(fields[1]) == os.getpid() else None
 
 
 def _executable(program: str, env: Mapping[str, str]) -> str | None:
