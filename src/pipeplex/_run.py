@@ -24,6 +24,7 @@ from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Level, Note
 from ._guardian_process import take_early_guardian
+from ._printable import printable
 from ._signals import HELD_AT_START, PASSED_ON, STOP_SIGNALS, inherited_as_ignored
 from .cast.load import check_commands, validate_cast
 from .cast.spec import CastSpec
@@ -178,8 +179,9 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         inputs = FolderInputs(engine, options.run_dir or default_run_dir())
         for name in cast.names:
             inputs.add(name)
-        bus.publish(Note(f"run folder {inputs.path}: write a line to NAME.in (or all.in) "
-                         "to send it to a member, or use pipeplex send NAME TEXT"))
+        bus.publish(Note(f"run folder {printable(os.fspath(inputs.path))}: write a line to "
+                         "NAME.in (or all.in) to send it to a member, or use pipeplex send NAME "
+                         "TEXT"))
         mode = console_mode(options.stdin_fd, options.output_fd) if options.console else None
         console = None
         if mode is not None:

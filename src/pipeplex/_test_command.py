@@ -332,11 +332,11 @@ def _junit_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except PipeplexError as exc:
-        print(f"pipeplex: error: {exc}", file=sys.stderr)
+        print(printable(f"pipeplex: error: {exc}"), file=sys.stderr)
         sys.exit(LOAD_ERROR)
     except OSError as exc:
-        print(f"pipeplex: error: cannot write the JUnit report {path}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"pipeplex: error: cannot write the JUnit report {path}: "
+                        f"{exc.strerror or exc}"), file=sys.stderr)
         sys.exit(LOAD_ERROR)
 
 
@@ -459,13 +459,14 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool, sent: bool = 
             if event is not None:
                 events.append(event)
     except OSError as exc:
-        print(f"pipeplex: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"pipeplex: error: cannot read {path}: {exc.strerror or exc}"),
+              file=sys.stderr)
         sys.exit(LOAD_ERROR)
     # A cast file, a log: said in one line, not one per line; an empty file is no run's.
     if not events and (problems or not read):
         why = problems[0] if problems else "it holds no line of text"
-        print(f"pipeplex: error: {path} holds no transcript record ({why}); give the file "
-              "that --transcript wrote", file=sys.stderr)
+        print(printable(f"pipeplex: error: {path} holds no transcript record ({why}); give "
+                        "the file that --transcript wrote"), file=sys.stderr)
         sys.exit(1)
     names = list(dict.fromkeys(e.name for e in events if isinstance(e.name, str)))
     isatty = sys.stdout.isatty()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from . import __version__
 from ._command_parser import CommandParser
 from ._entry import release_collector
+from ._printable import printable, quoted
 from ._signals import HELD_AT_START
 from ._stdout import StdoutRefused, printing
 
@@ -51,16 +52,22 @@ PTY_CHOICES = {"stdout": "stdout", "true": "full", "false": "pipes"}
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"pipeplex: error: {message}", file=sys.stderr)
+    _error(message)
     sys.exit(USAGE_ERROR)
+
+
+def _error(message: str) -> None:
+    """Say what went wrong, on stderr: a name somebody typed in it (a file's, a folder's)
+    shown with its control characters escaped, never moving the cursor or clearing the
+    screen, and its bytes that are not UTF-8 as ``\\xNN``."""
+    print(f"pipeplex: error: {printable(message)}", file=sys.stderr)
 
 
 def _stdout_refused(exc: OSError) -> NoReturn:
     """A write to stdout failed for another reason than the reader leaving: one line on
     stderr (it may be gone too), status 1."""
     with contextlib.suppress(OSError):
-        print(f"pipeplex: error: cannot write to standard output: {exc.strerror or exc}",
-              file=sys.stderr)
+        _error(f"cannot write to standard output: {exc.strerror or exc}")
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the flush at exit)
     sys.exit(REQUEST_FAILED)
 
@@ -72,7 +79,7 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number of seconds") from None
     if not 0 < value < 1e9:  # (also refuses nan and inf)
         raise argparse.ArgumentTypeError(
             f"{value} is not a positive number of seconds below 1e9")
@@ -88,7 +95,7 @@ def _path(text: str) -> Path:
 def _file(text: str) -> Path:
     """A path for a file: one that is a folder is refused before anything starts."""
     if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is a folder, not a file")
     return _path(text)
 
 
@@ -101,9 +108,11 @@ def _report_file(text: str) -> Path:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() and existing != path:
-        raise argparse.ArgumentTypeError(f"{text!r}: {str(existing)!r} is not a folder")
+        raise argparse.ArgumentTypeError(
+            f"{quoted(text)}: {quoted(str(existing))} is not a folder")
     if not os.access(existing, os.W_OK):
-        raise argparse.ArgumentTypeError(f"{text!r} cannot be written here (no permission)")
+        raise argparse.ArgumentTypeError(
+            f"{quoted(text)} cannot be written here (no permission)")
     return path
 
 
@@ -115,13 +124,13 @@ def _records_path(text: str) -> tuple[Path, bool]:
 
 def _folder(text: str) -> Path:
     if os.path.exists(text) and not os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is a file, not a folder")
     return _path(text)
 
 
 def _existing_file(text: str) -> Path:
     if not os.path.exists(text):
-        raise argparse.ArgumentTypeError(f"{text!r} does not exist")
+        raise argparse.ArgumentTypeError(f"{quoted(text)} does not exist")
     return _file(text)
 
 
@@ -242,7 +251,6 @@ def _check_transcript_takes_no_file_of_the_cast(transcript: Path, cast_file: Pat
     """Refuse a transcript that would replace the cast file or its golden file, or any
     ``.toml`` file (``--transcript *.toml`` would take the glob's first match)."""
     from ._file_kind import same_file
-    from ._printable import printable
 
     theirs = [("the cast file", cast_file)] if cast_file is not None else []
     if scenario is not None and scenario.golden is not None:
@@ -344,18 +352,16 @@ def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[
         if exc.absent:
             hint = (" (start one with pipeplex run, or pass --run-dir)" if run_dir is None else
                     " (has its run ended? A run prints its folder as its first line)")
-        print(f"pipeplex: error: {exc}{hint}", file=sys.stderr)
+        _error(f"{exc}{hint}")
         sys.exit(NO_RUN)
     except RequestFailed as exc:
-        print(f"pipeplex: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         sys.exit(USAGE_ERROR if exc.code in ("bad_request", "bad_signal") else REQUEST_FAILED)
     except TimeoutError:
-        print(f"pipeplex: error: the run at {folder} did not answer within {timeout} s",
-              file=sys.stderr)
+        _error(f"the run at {folder} did not answer within {timeout} s")
         sys.exit(REQUEST_FAILED)
     except OSError as exc:
-        print(f"pipeplex: error: lost the connection to the run at {folder}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        _error(f"lost the connection to the run at {folder}: {exc.strerror or exc}")
         sys.exit(REQUEST_FAILED)
 
 
@@ -546,14 +552,12 @@ def attach(args: argparse.Namespace) -> None:
                     show(renderer.render(event), flush=not client.has_message())
                 elif message.get("event") == "dropped":
                     show(flush=True)
-                    print(f"pipeplex: error: the run dropped this client: "
-                          f"{message.get('reason')}", file=sys.stderr)
+                    _error(f"the run dropped this client: {message.get('reason')}")
                     sys.exit(REQUEST_FAILED)
                 elif message.get("event") == "end":
                     show(flush=True)
                     return
-        print("pipeplex: error: the connection to the run ended without its end "
-              "(was it killed?)", file=sys.stderr)
+        _error("the connection to the run ended without its end (was it killed?)")
         sys.exit(REQUEST_FAILED)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
@@ -581,14 +585,14 @@ def _scenario_files(given: Sequence[Path]) -> list[Path]:
         found = []
 
         def unreadable(exc: OSError) -> NoReturn:
-            _fail(f"cannot read the folder {exc.filename!r}: {exc.strerror}")
+            _fail(f"cannot read the folder {quoted(exc.filename)}: {exc.strerror}")
 
         for folder, subfolders, names in os.walk(path, onerror=unreadable):
             subfolders[:] = [name for name in subfolders if not name.startswith(".")]
             found += [Path(folder, name) for name in names
                       if name.endswith(".toml") and not name.startswith(".")]
         if not found:
-            _fail(f"{str(path)!r} holds no .toml file to test")
+            _fail(f"{quoted(str(path))} holds no .toml file to test")
         named = {os.path.abspath(file) for file in files}
         files += [file for file in sorted(found) if os.path.abspath(file) not in named]
     return files
@@ -770,7 +774,6 @@ def _parse(words: Sequence[str]) -> tuple[str, argparse.Namespace]:
             sys.exit(USAGE_ERROR)
         if command in ("-h", "--help", "--version"):
             top.parse_args(words[:1])  # exits
-        from ._printable import quoted
         from ._suggest import close_match, suggest
 
         if command.startswith("-"):

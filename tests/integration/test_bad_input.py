@@ -399,3 +399,29 @@ def test_too_few_file_descriptors_is_said_at_every_step_of_the_start(tmp_path: P
             assert re.fullmatch(r"pipeplex: error: [^\n]*(Too many open files|out of file "
                                 r"descriptors)[^\n]*\n", result.stderr), (limit, said)
         assert not run_dir.exists(), (limit, said)
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["run", "x\x1b[2Jc.toml"], "pipeplex: error: x\\x1b[2Jc.toml: no such cast file"),
+        (["run", "caf\udce9.toml"], "pipeplex: error: caf\\xe9.toml: no such cast file"),
+        (["run", "-p", "a=true", "--transcript", "no\x1b[2J/t.jsonl"],
+         "pipeplex: error: cannot write the transcript no\\x1b[2J/t.jsonl"),
+        (["run", "-p", "a=true", "--run-dir", "f\x1b[2J/run"],
+         "pipeplex: error: cannot create run folder "),
+    ],
+    ids=["cast-file", "not-utf-8", "transcript", "run-dir"],
+)
+def test_a_typed_name_with_control_characters_is_shown_escaped(
+        tmp_path: Path, args: list[str], shown: str) -> None:
+    """A name somebody typed, in an error, must not clear the screen or change its colours
+    (it did for cast files, run folders and transcripts); a byte that is not UTF-8 reads as
+    ``\\xe9``, not Python's ``\\udce9``."""
+    (tmp_path / "f\x1b[2J").touch()  # (a file where the run folder's parent should be)
+    result = subprocess.run([*PIPEPLEX, *args], capture_output=True, cwd=tmp_path,
+                            stdin=subprocess.DEVNULL, timeout=DEADLINE)
+    stderr = result.stderr.decode("utf-8", "surrogateescape")
+    assert result.returncode == 2, stderr
+    assert "\x1b" not in stderr and "\\udc" not in stderr, stderr
+    assert shown in stderr
