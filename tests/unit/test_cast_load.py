@@ -510,6 +510,20 @@ class TestMemberKeys:
         assert err.source == f"{path}:3"
         assert err.message.startswith("web: invalid ready pattern 'port (\\d+': ")  # (as written)
 
+    @pytest.mark.parametrize("pattern", ["x*", "(ok)?", "^", "$|ready"])
+    def test_a_ready_pattern_that_matches_where_nothing_was_written_is_refused(
+            self, tmp_path: Path, pattern: str) -> None:
+        """It would make the member ready at its first output, whatever it says, as an
+        expect step with it would pass at once (which a scenario refuses): in a file, and
+        in a spec built in code (the API's spawn)."""
+        err, path = error(tmp_path, f"[procs.web]\ncmd = \"x\"\nready = '{pattern}'\n")
+        said = (f"web: ready '{pattern}' matches where nothing was written, so web would be "
+                "ready at its first output; make it match some text")
+        assert (err.message, err.source) == (said, f"{path}:3")
+        with pytest.raises(CastError) as caught:
+            validate_cast(CastSpec((ProcSpec("web", "x", ready=pattern),)))
+        assert caught.value.message == said
+
     def test_ready_pattern_kept(self, tmp_path: Path) -> None:
         """A valid ready pattern is kept and its named groups are captured variables."""
         web = member(tmp_path, "ready = 'listening on (?P<port>\\d+)'")

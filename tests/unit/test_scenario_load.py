@@ -478,6 +478,35 @@ def test_absolute_golden_path_is_kept(tmp_path: Path) -> None:
     assert load_scenario(path).golden == os.fspath(target)
 
 
+@pytest.mark.parametrize(
+    ("golden", "said"),
+    [
+        ("s.toml", "names this scenario's own file: --update would replace it with a "
+         "transcript; name a file of its own"),
+        ("./S.TOML", "names this scenario's own file: --update would replace it with a "
+         "transcript; name a file of its own"),
+        ("other.toml", "names a .toml file, as scenarios and casts are named: --update would "
+         "replace it with a transcript; name a file of its own"),
+        (".", "names a folder: name a file"),
+    ],
+    ids=["itself", "itself-by-another-name", "another-toml", "folder"],
+)
+def test_a_golden_file_update_would_destroy_is_refused_at_its_line(
+        tmp_path: Path, golden: str, said: str) -> None:
+    """``--update`` replaces the golden file with a transcript: the scenario's own file, or
+    any other .toml (a scenario, a cast), would be lost without a word."""
+    path = tmp_path / "s.toml"
+    text = f'golden = "{golden}"\n\n' + CAST
+    path.write_text(text, encoding="utf-8")
+    if golden == "./S.TOML":
+        (tmp_path / "S.TOML").symlink_to(path)
+    with pytest.raises(CastError) as caught:
+        load_scenario(path)
+    assert caught.value.message == f"golden = {golden!r} {said}, golden = \"s.golden\""
+    assert caught.value.source == f"{path}:1"
+    assert path.read_text(encoding="utf-8") == text
+
+
 @pytest.mark.parametrize("value", ['""', "3", "true"])
 def test_golden_must_be_a_file_name(value: str) -> None:
     """golden must be a non-empty string."""

@@ -30,6 +30,7 @@ from .spec import (
     StderrMode,
     comment_of,
     is_port,
+    matches_anywhere,
     quoted,
     ready_regex,
     shell_syntax_of,
@@ -390,10 +391,13 @@ def _proc(
         if not isinstance(table["ready"], str) or not table["ready"]:
             raise bad("ready", "a regular expression")
         try:
-            ready_regex(table["ready"])
+            regex = ready_regex(table["ready"])
         except re.error as exc:
             raise CastError(f"{name}: invalid ready pattern {quoted(table['ready'])}: {exc}",
                             source=where("procs", name, "ready")) from None
+        if matches_anywhere(regex):
+            raise CastError(_ready_at_once(name, table["ready"]),
+                            source=where("procs", name, "ready"))
         fields["ready"] = table["ready"]
     if "ready_port" in table:
         port = table["ready_port"]
@@ -568,9 +572,11 @@ def check_fields(proc: ProcSpec) -> None:
             raise bad(f"ready must be a regular expression as a string, not {proc.ready!r}",
                       "ready")
         try:
-            ready_regex(proc.ready)
+            regex = ready_regex(proc.ready)
         except re.error as exc:
             raise bad(f"ready is not a valid regular expression: {exc}", "ready") from None
+        if matches_anywhere(regex):
+            raise bad(_ready_at_once(proc.name, proc.ready).partition(": ")[2], "ready")
     port = proc.ready_port
     if port is not None and not (
         isinstance(port, str)
@@ -770,6 +776,11 @@ def _key_using(proc: ProcSpec, var: str) -> str:
     if var in variables_in(proc.command_text):
         return "cmd"
     return "env" if any(var in variables_in(v) for v in proc.env.values()) else "input"
+
+
+def _ready_at_once(name: str, pattern: str) -> str:
+    return (f"{name}: ready {quoted(pattern)} matches where nothing was written, so {name} "
+            "would be ready at its first output; make it match some text")
 
 
 def check_commands(cast_spec: CastSpec) -> None:

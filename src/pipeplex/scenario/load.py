@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .._file_kind import same_file
 from .._signals import parse_signal
 from .._suggest import close_match, suggest
 from ..cast.load import (
@@ -19,7 +20,7 @@ from ..cast.load import (
     suggest_key,
     variable_warnings,
 )
-from ..cast.spec import CastSpec, is_port, quoted, variables_in
+from ..cast.spec import CastSpec, is_port, matches_anywhere, quoted, variables_in
 from ..cast.variables import VAR_RE
 from ..errors import CastError
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
@@ -88,10 +89,29 @@ def scenario_from_data(
             raise CastError("golden must be a file name"
                             + (" (a NUL character, \\u0000, is in none)" if "\0" in str(golden)
                                else ""), source=where("golden"))
+        written = golden
         if base_dir is not None and not Path(golden).is_absolute():
             golden = os.fspath(base_dir / golden)
+        _check_golden_is_no_toml(written, golden, path, where)
     return Scenario(cast, steps, timeout, golden, _normalize(data.get("normalize", []), where),
                     path, suspicions)
+
+
+def _check_golden_is_no_toml(written: str, golden: str, path: str, where: _Where) -> None:
+    """``pipeplex test --update`` replaces the golden file with a transcript: one that names
+    the scenario itself, or any ``.toml`` file (a scenario, a cast), is refused, and so is a
+    folder (which could hold no transcript)."""
+    name = f'golden = "{Path(path).stem}.golden"'
+    if os.path.isdir(golden):
+        raise CastError(f"golden = {quoted(written)} names a folder: name a file, {name}",
+                        source=where("golden"))
+    itself = same_file(Path(golden), Path(path))
+    if itself or golden.lower().endswith(".toml"):
+        what = ("this scenario's own file" if itself else
+                "a .toml file, as scenarios and casts are named")
+        raise CastError(f"golden = {quoted(written)} names {what}: --update would replace it "
+                        f"with a transcript; name a file of its own, {name}",
+                        source=where("golden"))
 
 
 def _defaults(table: Any, where: _Where) -> float:
@@ -296,12 +316,9 @@ def _check_regex(action: str, pattern: str, source: str | None) -> None:
     except re.error as exc:
         raise CastError(f"{action}: invalid regular expression {quoted(pattern)}: {exc}",
                         source=source) from None
-    if all(regex.match(text) for text in _ANY_TEXT):  # ("", "x*", "(ok)?": a slip, surely)
+    if matches_anywhere(regex):
         outcome = "pass" if action == "expect" else "fail"
         raise CastError(f"{action}: {quoted(pattern)} matches where nothing was written, so "
                         f"this step would {outcome} at once; make it match some text",
                         source=source)
 
-
-_ANY_TEXT = ("", "a", "\n")
-"""Texts a pattern that matches anywhere, at once, matches at their start (an empty match)."""
