@@ -92,11 +92,11 @@ def test_bad_arguments_of_members_are_value_errors() -> None:
         for cmd, kind in ((5, "int"), (3.5, "float"), ({"cat": 1}, "dict"),
                           ({"cat"}, "set"), (None, "NoneType"), (b"cat", "bytes")):
             with pytest.raises(ValueError, match=r"^other: cmd is a list of arguments, a Path "
-                                                 rf"or a string, not a {kind}$"):
+                                                 rf"or a string, not a value of type {kind}$"):
                 plex.spawn("other", cmd)  # type: ignore[arg-type]
         for cmd, kind in ((["echo", b"x"], "bytes"), (["echo", 3], "int")):
             with pytest.raises(ValueError, match=r"^other: each argument of cmd is a string or "
-                                                 rf"a Path, not a {kind} "):
+                                                 rf"a Path, not a value of type {kind} "):
                 plex.spawn("other", cmd)  # type: ignore[arg-type]
         plex.spawn("seq", collections.UserList(["true"])).wait(timeout=10)  # (any sequence)
         assert cat.running

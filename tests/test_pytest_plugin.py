@@ -489,6 +489,41 @@ def test_file_names_and_report_text_helpers() -> None:
     assert printable("\x00\x1b[1m\r\x7f\x9b\u00e9") == "\\x00\\x1b[1m\\x0d\\x7f\\x9b\u00e9"
 
 
+def test_a_bad_argument_is_reported_at_the_test_line(pytester: pytest.Pytester) -> None:
+    """A value the API cannot use is the caller's mistake, said by its message: the report
+    shows the test's line, not pipeplex's frames (a regex checked deep in the matcher, a
+    spawn's 60 lines of source). It stays a ValueError or TypeError to catch."""
+    pytester.makepyfile("""
+        import pytest
+        import pipeplex
+
+        def test_regex(plex):
+            plex.spawn("cat", "cat").expect("list(en", timeout=1)
+
+        def test_command(plex):
+            plex.spawn("c", 42)
+
+        def test_signal(plex):
+            plex.spawn("cat", "cat").signal("KILLL")
+
+        def test_caught(plex):
+            cat = plex.spawn("cat", "cat")
+            with pytest.raises(ValueError) as caught:
+                cat.expect("(", timeout=1)
+            assert isinstance(caught.value, pipeplex.PipeplexError)
+            with pytest.raises(TypeError):
+                cat.send(5)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=3, passed=1)
+    result.stdout.fnmatch_lines([
+        "*.py:5: ArgumentError", "*.py:8: ArgumentError", "*.py:11: ArgumentError"])
+    output = result.stdout.str()
+    for internal in ("_plex_sync.py", "_plex.py", "matcher.py", "buffer.py", "_arguments.py",
+                     "concurrent/futures"):
+        assert internal not in output, internal
+
+
 def test_a_pipeplex_error_is_reported_at_the_test_line(pytester: pytest.Pytester) -> None:
     """An ExpectTimeout or NotReady says what went wrong: the report shows the test's line
     and the message, not the frames of pipeplex (nor of its thread) it came through."""

@@ -29,6 +29,8 @@ if _TYPE_CHECKING:
     from .cast import CastSpec as CastSpec
     from .cast import ProcSpec as ProcSpec
     from .cast import load_cast as load_cast
+    from .errors import ArgumentError as ArgumentError
+    from .errors import ArgumentTypeError as ArgumentTypeError
     from .errors import CastError as CastError
     from .errors import ExpectTimeout as ExpectTimeout
     from .errors import NotReady as NotReady
@@ -48,6 +50,8 @@ __version__ = "0.1.0"
 __all__ = (
     "EOF",
     "TIMEOUT",
+    "ArgumentError",
+    "ArgumentTypeError",
     "AsyncMember",
     "AsyncPlex",
     "Bus",
@@ -102,6 +106,8 @@ _SOURCES = {
     "CastSpec": ".cast",
     "ProcSpec": ".cast",
     "load_cast": ".cast",
+    "ArgumentError": ".errors",
+    "ArgumentTypeError": ".errors",
     "CastError": ".errors",
     "ExpectTimeout": ".errors",
     "NotReady": ".errors",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._signals import parse_signal
+from .errors import ArgumentError, ours_in_tracebacks
 from .expect import EOF, TIMEOUT
 from .expect.buffer import Pattern
 
@@ -31,6 +32,7 @@ __all__ = (
     "ready_text",
     "signal_number",
 )
+__tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 PtyOption = Literal["stdout"] | bool
 Patterns = Sequence[Pattern]
@@ -39,13 +41,17 @@ _SIGNALS = frozenset(s.value for s in signal.Signals)
 
 
 def signal_number(sig: int | str) -> int:
-    """A signal's number from its name or number; ValueError for one this system lacks."""
+    """A signal's number from its name or number; :class:`ArgumentError` for one this
+    system lacks."""
     if isinstance(sig, str):
-        return parse_signal(sig)
+        try:
+            return parse_signal(sig)
+        except ValueError as exc:
+            raise ArgumentError(str(exc)) from None
     if type(sig) is not int:  # (not True, which would be SIGHUP, nor 2.0)
-        raise ValueError(f"a signal is a name such as 'INT' or a number, not {sig!r}")
+        raise ArgumentError(f"a signal is a name such as 'INT' or a number, not {sig!r}")
     if sig not in _SIGNALS:
-        raise ValueError(f"no signal number {sig}")
+        raise ArgumentError(f"no signal number {sig}")
     return sig
 
 
@@ -56,13 +62,13 @@ def pattern_of(pattern: object) -> Pattern:
     if isinstance(pattern, re.Pattern):
         if isinstance(pattern.pattern, str):
             return pattern
-        raise ValueError(f"{pattern!r} is a bytes pattern; output is searched as text: "
-                         "compile a str pattern instead")
+        raise ArgumentError(f"{pattern!r} is a bytes pattern; output is searched as text: "
+                            "compile a str pattern instead")
     if isinstance(pattern, bytes | bytearray):
-        raise ValueError(f"{pattern!r} is bytes; output is searched as text: use a str "
-                         "pattern")
-    raise ValueError(f"a pattern is a str, a compiled str regex, EOF or TIMEOUT, not "
-                     f"{pattern!r}")
+        raise ArgumentError(f"{pattern!r} is bytes; output is searched as text: use a str "
+                            "pattern")
+    raise ArgumentError(f"a pattern is a str, a compiled str regex, EOF or TIMEOUT, not "
+                        f"{pattern!r}")
 
 
 def path_of(value: object, what: str) -> str | None:
@@ -72,7 +78,7 @@ def path_of(value: object, what: str) -> str | None:
         return None
     path = os.fspath(value) if isinstance(value, str | os.PathLike) else None
     if not isinstance(path, str):
-        raise ValueError(f"{what} is a path, as a str or a pathlib.Path, not {value!r}")
+        raise ArgumentError(f"{what} is a path, as a str or a pathlib.Path, not {value!r}")
     return path
 
 
@@ -88,8 +94,8 @@ def ready_text(ready: object) -> str | None:
     if isinstance(ready, re.Pattern) and isinstance(ready.pattern, str):
         flags = "".join(letter for flag, letter in _INLINE_FLAGS if ready.flags & flag)
         return f"(?{flags}){ready.pattern}" if flags else ready.pattern
-    raise ValueError(f"ready is a regular expression, as a str or a compiled str pattern "
-                     f"(output is searched as text), not {ready!r}")
+    raise ArgumentError(f"ready is a regular expression, as a str or a compiled str pattern "
+                        f"(output is searched as text), not {ready!r}")
 
 
 def patterns_of(pattern: Any) -> tuple[bool, list[Pattern]]:
@@ -99,7 +105,7 @@ def patterns_of(pattern: Any) -> tuple[bool, list[Pattern]]:
     if not isinstance(pattern, list | tuple):
         return True, [pattern_of(pattern)]  # (says what is wrong with it)
     if not pattern:
-        raise ValueError("expect() needs at least one pattern, not an empty list")
+        raise ArgumentError("expect() needs at least one pattern, not an empty list")
     return False, [pattern_of(p) for p in pattern]
 
 
@@ -107,8 +113,8 @@ def exact_patterns(text: Any) -> tuple[bool, list[Pattern]]:
     """:func:`patterns_of` for expect_exact(): strings match literally."""
     single, patterns = patterns_of(text)
     if any(isinstance(p, re.Pattern) for p in patterns):  # (it would be searched as one)
-        raise ValueError("expect_exact() takes text, not a compiled regular expression "
-                         "(use expect() for that)")
+        raise ArgumentError("expect_exact() takes text, not a compiled regular expression "
+                            "(use expect() for that)")
     return single, [re.compile(re.escape(p)) if isinstance(p, str) else p for p in patterns]
 
 
@@ -120,8 +126,8 @@ def positive_seconds(value: object, what: str, *, none_ok: bool = True) -> float
         return None
     if (isinstance(value, bool) or not isinstance(value, int | float)
             or not 0 < value < 1e9):  # (also refuses nan and inf)
-        raise ValueError(f"{what} must be a positive number of seconds below 1e9, not "
-                         f"{value!r}")
+        raise ArgumentError(f"{what} must be a positive number of seconds below 1e9, not "
+                            f"{value!r}")
     return float(value)
 
 
@@ -129,21 +135,21 @@ def call_timeout(value: float) -> float:
     """The timeout of one call: seconds, 0 (look once, as in pexpect) or inf (no limit)."""
     if (isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
             or value < 0):
-        raise ValueError(f"timeout must be a number of seconds (0 or more), not {value!r}")
+        raise ArgumentError(f"timeout must be a number of seconds (0 or more), not {value!r}")
     return float(value)
 
 
 def control_byte(char: str) -> bytes:
     """The byte that Ctrl and ``char`` give on a terminal: "c" is ^C (3), "?" is DEL."""
     if not isinstance(char, str) or len(char) != 1:
-        raise ValueError(f"sendcontrol() takes one character, not {char!r}")
+        raise ArgumentError(f"sendcontrol() takes one character, not {char!r}")
     lower = char.lower()
     if "a" <= lower <= "z":
         return bytes([ord(lower) - ord("a") + 1])
     code = _CONTROL_PUNCTUATION.get(char)
     if code is None:
-        raise ValueError(f"there is no control character for {char!r} (letters, and "
-                         f"{' '.join(_CONTROL_PUNCTUATION)})")
+        raise ArgumentError(f"there is no control character for {char!r} (letters, and "
+                            f"{' '.join(_CONTROL_PUNCTUATION)})")
     return bytes([code])
 
 
@@ -155,11 +161,11 @@ def check_stream(stream: str, spec: ProcSpec | None = None) -> None:
     """``stream`` names one of the member's streams (``spec``: the member, whose stderr may
     go to its stdout, when it is known)."""
     if stream not in ("stdout", "stderr"):
-        raise ValueError(f"stream must be 'stdout' or 'stderr' (or None for both), "
-                         f"not {stream!r}")
+        raise ArgumentError(f"stream must be 'stdout' or 'stderr' (or None for both), "
+                            f"not {stream!r}")
     if stream == "stderr" and spec is not None and spec.stderr != "apart":
-        raise ValueError(f"{spec.name} has stderr='stdout': what it writes to stderr comes "
-                         "on its stdout, in order (leave stream out)")
+        raise ArgumentError(f"{spec.name} has stderr='stdout': what it writes to stderr comes "
+                            "on its stdout, in order (leave stream out)")
 
 
 def pty_mode(pty: PtyOption) -> Literal["stdout", "full", "pipes"]:
@@ -169,5 +175,5 @@ def pty_mode(pty: PtyOption) -> Literal["stdout", "full", "pipes"]:
         return "pipes"
     if pty == "stdout":
         return "stdout"
-    raise ValueError(f'pty must be "stdout" (stdout on a terminal), True (a full terminal) or '
-                     f"False (pipes), not {pty!r}")
+    raise ArgumentError(f'pty must be "stdout" (stdout on a terminal), True (a full terminal) or '
+                        f"False (pipes), not {pty!r}")

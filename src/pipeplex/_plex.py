@@ -40,6 +40,8 @@ from ._stopping import EOF_GRACE
 from .cast.load import check_commands, check_fields, check_name
 from .cast.spec import CastSpec, ProcSpec, StderrMode, split_command
 from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
     CastError,
     ExpectTimeout,
     PipeplexError,
@@ -73,7 +75,7 @@ def input_bytes(data: object, method: str) -> bytes:
         return data.encode()
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
-    raise TypeError(f"{method}() takes str or bytes, not {type(data).__name__}")
+    raise ArgumentTypeError(f"{method}() takes str or bytes, not {type(data).__name__}")
 
 
 EVENT_COST = 100
@@ -514,7 +516,7 @@ class AsyncPlex:
         """
         if since is not None and (isinstance(since, bool)
                                   or not isinstance(since, int | float) or math.isnan(since)):
-            raise ValueError(f"since is a time.time(), not {since!r}")
+            raise ArgumentError(f"since is a time.time(), not {since!r}")
         return self._merged.text(since)
 
     async def __aenter__(self) -> AsyncPlex:
@@ -678,7 +680,7 @@ class AsyncPlex:
                 member has been stopped (its name is free again), the others go on.
         """
         if not isinstance(name, str):
-            raise ValueError(f"a member's name is a str, not {name!r}")
+            raise ArgumentError(f"a member's name is a str, not {name!r}")
         check_name(name, None)
         ready = ready_text(ready)
         cwd = path_of(cwd, "cwd")
@@ -690,13 +692,13 @@ class AsyncPlex:
         if (isinstance(cmd, Mapping | AbstractSet | bytes | bytearray)
                 or not isinstance(cmd, str | Sequence)):
             # (a dict would give its keys; a set, its words in any order; bytes, numbers)
-            raise ValueError(f"{name}: cmd is a list of arguments, a Path or a string, not "
-                             f"a {type(cmd).__name__}")
+            raise ArgumentError(f"{name}: cmd is a list of arguments, a Path or a string, not "
+                                f"a value of type {type(cmd).__name__}")
         if not isinstance(cmd, str):
             wrong = next((arg for arg in cmd if not isinstance(arg, str | os.PathLike)), None)
             if wrong is not None:
-                raise ValueError(f"{name}: each argument of cmd is a string or a Path, not a "
-                                 f"{type(wrong).__name__} ({wrong!r})")
+                raise ArgumentError(f"{name}: each argument of cmd is a string or a Path, not a "
+                                    f"value of type {type(wrong).__name__} ({wrong!r})")
         if not cmd or (isinstance(cmd, str) and not cmd.strip()):
             raise CastError(f"{name}: the command is empty", source="spawn()")
         if isinstance(cmd, str) and not shell:
@@ -784,10 +786,10 @@ class AsyncPlex:
             ExpectTimeout, UnexpectedExit: as :meth:`AsyncMember.expect`.
         """
         if not isinstance(patterns, Mapping):
-            raise ValueError("expect_any() takes a mapping of member names to patterns, as "
-                             f"{{'web': 'ready', 'db': 'ok'}}, not {patterns!r}")
+            raise ArgumentError("expect_any() takes a mapping of member names to patterns, as "
+                                f"{{'web': 'ready', 'db': 'ok'}}, not {patterns!r}")
         if not patterns:
-            raise ValueError("expect_any() needs patterns for at least one member")
+            raise ArgumentError("expect_any() needs patterns for at least one member")
         by_name = {self[name].name: patterns_of(p)[1] for name, p in patterns.items()}
         never = [(name, self._members[name]._never_starting()) for name in by_name
                  if self._members[name]._process.pid is None]
@@ -827,7 +829,7 @@ class AsyncPlex:
         """Start the members of a scenario (or cast) file; :meth:`run_steps` runs its steps."""
         source = path_of(path, "load()'s path")
         if source is None:
-            raise ValueError("load() needs the path of a cast or scenario file")
+            raise ArgumentError("load() needs the path of a cast or scenario file")
         scenario = load_scenario(source)
         check_commands(scenario.cast)
         for spec in scenario.cast.procs:  # all or nothing: no member added if one cannot be

@@ -28,7 +28,7 @@ from ._printable import printable
 from ._signals import HELD_AT_START, PASSED_ON, STOP_SIGNALS, inherited_as_ignored
 from .cast.load import check_commands, validate_cast
 from .cast.spec import CastSpec
-from .errors import PipeplexError, SignalRefused
+from .errors import PipeplexError, SignalRefused, ours_in_tracebacks
 from .inputs.control import MAX_CONNECTIONS, REFUSALS
 from .inputs.folder import FolderInputs
 from .inputs.router import ALL
@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # the console, the matcher, the steps and the records are loa
     from .scenario import Scenario
 
 __all__ = ("RunOptions", "run_cast")
+__tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:

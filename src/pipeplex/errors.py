@@ -13,6 +13,8 @@ from typing import Any
 from ._printable import quoted
 
 __all__ = (
+    "ArgumentError",
+    "ArgumentTypeError",
     "CastError",
     "ExpectTimeout",
     "NotReady",
@@ -48,6 +50,17 @@ def _rebuild(cls: type[PipeplexError], args: tuple[object, ...],
     Exception.__init__(error, *args)
     error.__dict__.update(state)
     return error
+
+
+class ArgumentError(PipeplexError, ValueError):
+    """A call of the API was given a value it cannot use (a regex that does not compile, a
+    timeout below zero, an unknown stream); the message says which, and what it takes. A
+    ``ValueError`` as well, as Python's own functions raise for such a value."""
+
+
+class ArgumentTypeError(PipeplexError, TypeError):
+    """A call of the API was given a value of a type it does not take (``send(5)``). A
+    ``TypeError`` as well."""
 
 
 class CastError(PipeplexError):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._file_kind import file_kind
 from .._suggest import close_match, suggest
-from ..errors import CastError
+from ..errors import CastError, ours_in_tracebacks
 from .spec import (
     MAX_ARGUMENT,
     NAME_RE,
@@ -53,6 +53,7 @@ __all__ = (
     "validate_cast",
     "variable_warnings",
 )
+__tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 PROC_KEYS = (
     "cmd", "shell", "env", "cwd", "pty", "stderr", "on_exit", "input", "after",

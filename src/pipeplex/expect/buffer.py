@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .._plain_text import LINE_END, plain
+from ..errors import ArgumentError, ours_in_tracebacks
 
 __all__ = (
     "CHUNK_COST",
@@ -45,6 +46,7 @@ __all__ = (
     "line_start_literal",
     "search_regex",
 )
+__tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 LOOKBEHIND = 4096
 MAX_BEFORE = 8 * 1024 * 1024
@@ -92,7 +94,7 @@ def compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
     try:
         compiled = _compiled[pattern] = re.compile(pattern, re.MULTILINE)
     except re.error as exc:  # (not a ValueError, as every other bad argument is)
-        raise ValueError(f"not a valid regular expression: {pattern!r} ({exc})") from None
+        raise ArgumentError(f"not a valid regular expression: {pattern!r} ({exc})") from None
     return compiled
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._bus import Bus
 from .._events import Event, Exited, Matched, Output, Started
-from ..errors import ExpectTimeout, UnexpectedExit, ours_in_tracebacks
+from ..errors import ArgumentError, ExpectTimeout, UnexpectedExit, ours_in_tracebacks
 from .buffer import (
     EOF,
     MAX_BEFORE,
@@ -53,8 +53,8 @@ _MAX_WAIT = threading.TIMEOUT_MAX
 def _check_timeout(timeout: float) -> None:
     """Refuse a timeout that is not a number of seconds from 0 to inf (nan, negative)."""
     if not timeout >= 0:  # (nan too: every comparison with it is false)
-        raise ValueError(f"an expectation's timeout must be 0 or more seconds (inf: no "
-                         f"deadline), not {timeout!r}")
+        raise ArgumentError(f"an expectation's timeout must be 0 or more seconds (inf: no "
+                            f"deadline), not {timeout!r}")
 
 
 def _size(characters: int) -> str:
