@@ -32,6 +32,7 @@ if _TYPE_CHECKING:
     from .errors import ArgumentError as ArgumentError
     from .errors import ArgumentTypeError as ArgumentTypeError
     from .errors import CastError as CastError
+    from .errors import CastErrors as CastErrors
     from .errors import ExpectTimeout as ExpectTimeout
     from .errors import NotReady as NotReady
     from .errors import PipeplexError as PipeplexError
@@ -56,6 +57,7 @@ __all__ = (
     "AsyncPlex",
     "Bus",
     "CastError",
+    "CastErrors",
     "CastSpec",
     "Engine",
     "Event",
@@ -109,6 +111,7 @@ _SOURCES = {
     "ArgumentError": ".errors",
     "ArgumentTypeError": ".errors",
     "CastError": ".errors",
+    "CastErrors": ".errors",
     "ExpectTimeout": ".errors",
     "NotReady": ".errors",
     "PipeplexError": ".errors",

@@ -7,6 +7,7 @@ never a traceback for these.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ __all__ = (
     "ArgumentError",
     "ArgumentTypeError",
     "CastError",
+    "CastErrors",
     "ExpectTimeout",
     "NotReady",
     "PipeplexError",
@@ -73,6 +75,34 @@ class CastError(PipeplexError):
         self.message = message
         self.source = source
         super().__init__(f"{source}: {message}" if source else message)
+
+
+class CastErrors(CastError):
+    """Several mistakes in one cast or scenario file, found in one reading: each a
+    :class:`CastError` (``errors``), in the file's order. Said all at once, a file's
+    mistakes cost one run to learn, not one run each. Its ``message`` and ``source`` are
+    the first one's."""
+
+    SHOWN = 20
+    """At most this many are listed; the rest are counted."""
+
+    def __init__(self, errors: Sequence[CastError]) -> None:
+        self.errors = tuple(sorted(errors, key=_place))
+        self.message, self.source = self.errors[0].message, self.errors[0].source
+        listed = "\n".join(f"  {error}" for error in self.errors[:self.SHOWN])
+        more = len(self.errors) - self.SHOWN
+        files = {_place(error)[0] for error in self.errors if _place(error)[1]}
+        file = f"{files.pop()}: " if len(files) == 1 else ""
+        PipeplexError.__init__(self, f"{file}{len(self.errors)} mistakes:\n{listed}"
+                               + (f"\n  and {more} more" if more > 0 else ""))
+
+
+def _place(error: CastError) -> tuple[str, int, int]:
+    """Where a mistake is, to sort by: its file, line and column (``cast.toml:12:5``)."""
+    found = re.fullmatch(r"(.*?):(\d+)(?::(\d+))?", error.source or "")
+    if found is None:
+        return (error.source or "", 0, 0)
+    return (found[1], int(found[2]), int(found[3] or 0))
 
 
 class SpawnError(PipeplexError):

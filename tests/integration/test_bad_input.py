@@ -425,3 +425,17 @@ def test_a_typed_name_with_control_characters_is_shown_escaped(
     assert result.returncode == 2, stderr
     assert "\x1b" not in stderr and "\\udc" not in stderr, stderr
     assert shown in stderr
+
+
+def test_every_mistake_of_a_cast_file_is_said_in_one_run(tmp_path: Path) -> None:
+    """One run to learn them, in the file's order, each at its line; nothing starts."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "echo hi"\non_exti = "stop"\n\n'
+                    '[procs.b]\ncmd = "cat"\npty = "yes"\n', encoding="utf-8")
+    stderr = _error(run("run", cast, "--run-dir", tmp_path / "run"))
+    assert stderr.splitlines() == [
+        f"pipeplex: error: {cast}: 2 mistakes:",
+        f"  {cast}:3: a: unknown key 'on_exti'; did you mean 'on_exit'?",
+        f'  {cast}:7: b: pty must be true (a full terminal), false (plain pipes) or "stdout", '
+        "not 'yes'"]
+    assert not (tmp_path / "run").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import socket
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from pipeplex.cast.load import (
     validate_cast,
     variable_warnings,
 )
-from pipeplex.errors import CastError, PipeplexError
+from pipeplex.errors import CastError, CastErrors, PipeplexError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -1072,3 +1073,72 @@ class TestCheckCommands:
         cast = CastSpec((ProcSpec("a", "good", env=path), ProcSpec("b", "bad", env=path)))
         with pytest.raises(CastError, match="b: command not found: 'bad'"):
             check_commands(cast)
+
+
+class TestSeveralMistakes:
+    """A file's mistakes are said at once, in the file's order: one run to learn them all,
+    not one run each (a file with six took six runs, its errors out of order)."""
+
+    def test_every_mistake_of_every_member_is_said_in_the_files_order(
+            self, tmp_path: Path) -> None:
+        err, path = error(tmp_path, '[procs.a]\ncmd = "echo hi"\nready = "list(en"\n'
+                                    'on_exti = "stop"\n\n[procs.b]\ncmd = "cat"\n'
+                                    'pty = "yes"\nstop_timeout = -1\n[server]\n')
+        assert isinstance(err, CastErrors)
+        assert [(e.source, e.message.partition(":")[0]) for e in err.errors] == [
+            (f"{path}:3", "a"), (f"{path}:4", "a"), (f"{path}:8", "b"), (f"{path}:9", "b"),
+            (f"{path}:10", "unknown table or key 'server' (valid")]
+        lines = str(err).splitlines()
+        assert lines[0] == f"{path}: 5 mistakes:"
+        assert lines[1] == (f"  {path}:3: a: invalid ready pattern 'list(en': missing ), "
+                            "unterminated subpattern at position 4")
+        assert (err.source, err.message) == (err.errors[0].source, err.errors[0].message)
+
+    def test_one_mistake_is_a_plain_cast_error(self, tmp_path: Path) -> None:
+        err, path = error(tmp_path, '[procs.a]\ncmd = "x"\npty = "yes"\n')
+        assert type(err) is CastError
+        assert err.source == f"{path}:3"
+
+    def test_the_members_together_are_checked_once_each_member_is_whole(
+            self, tmp_path: Path) -> None:
+        """after, duplicates, variables: every one, once no member's own keys are wrong
+        (they read the members' fields)."""
+        err, path = error(tmp_path, '[procs.a]\ncmd = "x"\nafter = ["sever"]\n'
+                                    '[procs.b]\ncmd = "x"\nafter = ["b"]\n'
+                                    '[procs.c]\ncmd = "x {port}"\nready = "(?P<port>\\\\d+)"\n'
+                                    '[procs.d]\ncmd = "x {port}"\n')
+        assert isinstance(err, CastErrors)
+        assert [e.message for e in err.errors] == [
+            "a: after names 'sever', which is not a member (valid: a, b, c, d)",
+            "b: a member cannot start after itself"]
+        err, path = error(tmp_path, '[procs.c]\ncmd = "x {port}"\nready = "(?P<port>\\\\d+)"\n'
+                                    '[procs.d]\ncmd = "x {port}"\n'
+                                    '[procs.e]\ncmd = "x"\nready_port = "{prot}"\n')
+        assert isinstance(err, CastErrors)
+        assert [e.source for e in err.errors] == [f"{path}:2", f"{path}:5", f"{path}:8"]
+
+    def test_every_missing_program_and_folder_is_said(self, tmp_path: Path) -> None:
+        path = {"PATH": str(tmp_path)}
+        cast = CastSpec((ProcSpec("a", "nosuch", env=path, source="c:1"),
+                         ProcSpec("b", "true", cwd=str(tmp_path / "gone"), source="c:2"),
+                         ProcSpec("c", "nosuch2", env=path, source="c:3")))
+        with pytest.raises(CastErrors) as caught:
+            check_commands(cast)
+        gone = str(tmp_path / "gone")
+        assert [e.message.split(":")[:2] for e in caught.value.errors] == [
+            ["a", " command not found"], ["b", f" cwd '{gone}' is not a folder"],
+            ["c", " command not found"]]
+
+    def test_a_long_list_is_cut_and_counted(self) -> None:
+        errors = [CastError(f"m{i}: bad", source=f"f.toml:{i}") for i in range(25, 0, -1)]
+        text = str(CastErrors(errors))
+        assert text.splitlines()[1] == "  f.toml:1: m1: bad"
+        assert text.splitlines()[-1] == "  and 5 more"
+        assert len(text.splitlines()) == 1 + CastErrors.SHOWN + 1
+
+    def test_they_can_be_pickled(self) -> None:
+        """For multiprocessing and pytest-xdist, as every PipeplexError."""
+        again = pickle.loads(pickle.dumps(CastErrors([CastError("a", source="f:2"),
+                                                      CastError("b", source="f:1")])))
+        assert [str(e) for e in again.errors] == ["f:1: b", "f:2: a"]
+        assert str(again).startswith("f: 2 mistakes:")

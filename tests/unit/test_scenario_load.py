@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeplex.cast.spec import DEFAULT_READY_TIMEOUT
-from pipeplex.errors import CastError
+from pipeplex.errors import CastError, CastErrors
 from pipeplex.scenario.load import load_scenario, scenario_from_text
 from pipeplex.scenario.model import DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
 
@@ -660,3 +660,23 @@ def test_a_pattern_that_needs_some_text_is_taken(pattern: str) -> None:
     """Only patterns that match at the start of any text are refused: an empty line (^$)
     or a pattern that may begin empty but needs text to end is fine."""
     assert step(f"expect = '{pattern}'\nin = 'alice'").value == pattern
+
+
+def test_every_mistake_of_a_scenario_is_said_at_once() -> None:
+    """Its defaults, its steps, its golden file: all of them, in the file's order."""
+    error = load_error('\n[[step]]\nsend = "hi"\nin = "nobody"\n\n[[step]]\nexpect = "x*"\n'
+                       'in = "alice"\n', cast='golden = "s.toml"\n[defaults]\ntimeout = 0\n'
+                       + CAST)
+    assert isinstance(error, CastErrors)
+    assert [e.source for e in error.errors] == [f"{FILE}:1", f"{FILE}:3", f"{FILE}:12",
+                                                f"{FILE}:15"]
+    assert str(error).startswith(f"{FILE}: 4 mistakes:\n  {FILE}:1: golden = 's.toml' names ")
+
+
+def test_the_steps_wait_for_a_cast_without_mistakes() -> None:
+    """They are read against its members: a cast's mistakes come alone, with the
+    defaults'."""
+    error = load_error('\n[[step]]\nsend = "hi"\nin = "nobody"\n',
+                       cast='[defaults]\ntimeout = 0\n[procs.a]\ncmd = "x"\npty = 1\n')
+    assert isinstance(error, CastErrors)
+    assert [e.source for e in error.errors] == [f"{FILE}:2", f"{FILE}:5"]

@@ -6,6 +6,7 @@ member, and what to write instead; nothing starts until the whole cast is valid.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._file_kind import file_kind
 from .._suggest import close_match, suggest
-from ..errors import CastError, ours_in_tracebacks
+from ..errors import CastError, CastErrors, ours_in_tracebacks
 from .spec import (
     MAX_ARGUMENT,
     NAME_RE,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from ._toml_lines import KeyLines
 
 __all__ = (
+    "Mistakes",
     "cast_warnings",
     "check_commands",
     "check_fields",
@@ -55,10 +57,6 @@ __all__ = (
 )
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
-PROC_KEYS = (
-    "cmd", "shell", "env", "cwd", "pty", "stderr", "on_exit", "input", "after",
-    "ready", "ready_port", "ready_timeout", "stop_timeout", "max_restarts", "autostart",
-)
 TOP_KEYS = ("procs",)
 MAX_FILE = 16 * 2**20
 """The most a cast or scenario file may hold: its text is kept for messages."""
@@ -250,6 +248,34 @@ def _toml_hint(message: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
     return ""
 
 
+class Mistakes:
+    """The mistakes found in a file so far, each a :class:`CastError`, to be said all at
+    once (:meth:`raise_any`) rather than one a run: each check that can fail on its own
+    runs in :meth:`collecting`."""
+
+    def __init__(self) -> None:
+        self.found: list[CastError] = []
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        try:
+            yield
+        except CastError as exc:
+            self.add(exc)
+
+    def add(self, error: CastError) -> None:
+        self.found += error.errors if isinstance(error, CastErrors) else (error,)
+
+    def raise_any(self) -> None:
+        """Raise what was found, if anything (see :meth:`error`)."""
+        if self.found:
+            raise self.error()
+
+    def error(self) -> CastError:
+        """What was found: the one mistake, or :class:`CastErrors` (at least one)."""
+        return self.found[0] if len(self.found) == 1 else CastErrors(self.found)
+
+
 def cast_from_data(
     data: Mapping[str, Any],
     *,
@@ -260,27 +286,33 @@ def cast_from_data(
 ) -> CastSpec:
     """Build a :class:`CastSpec` from parsed TOML, checking every key."""
     allowed = (*TOP_KEYS, *extra_top_keys)
+    mistakes = Mistakes()
     for key in data:
         if key not in allowed:
             hint = ("; a file with steps is a scenario: load it with load_scenario() or "
                     "Plex.load()" if key in SCENARIO_KEYS else suggest(key, allowed))
-            raise CastError(f"unknown table or key {key!r}{hint}", source=where(key))
+            mistakes.found.append(CastError(f"unknown table or key {key!r}{hint}",
+                                            source=where(key)))
     procs_table = data.get("procs")
     if procs_table is not None and not isinstance(procs_table, dict):
-        raise CastError(
+        mistakes.found.append(CastError(
             f"procs must be a table of members, not {procs_table!r}: write each member as a "
             '[procs.NAME] table, e.g.\n  [procs.server]\n  cmd = "python3 -m http.server"',
             source=where("procs"),
-        )
-    if not procs_table:
-        raise CastError(
+        ))
+    elif not procs_table:
+        mistakes.found.append(CastError(
             "the cast has no members: add a [procs.NAME] table with a cmd, e.g.\n"
             '  [procs.server]\n  cmd = "python3 -m http.server"',
             source=where("procs"),
-        )
-    procs = [
-        _proc(name, table, where, base_dir, defaults) for name, table in procs_table.items()
-    ]
+        ))
+    if not isinstance(procs_table, dict) or not procs_table:
+        raise mistakes.error()
+    procs = []
+    for name, table in procs_table.items():
+        with mistakes.collecting():
+            procs.append(_proc(name, table, where, base_dir, defaults))
+    mistakes.raise_any()
     return validate_cast(CastSpec(tuple(procs), path=getattr(where, "path", None)))
 
 
@@ -295,139 +327,180 @@ def _proc(
     check_name(name, here)
     if not isinstance(table, dict):
         raise CastError(f"procs.{name} must be a table with at least cmd = ...", source=here)
+    mistakes = Mistakes()
     for key in table:
         if key not in PROC_KEYS:
             member = isinstance(table[key], dict) and "cmd" in table[key]  # ([procs.a.b])
             hint = (f"; for a member named {name}.{key}, quote the name: "
                     f"[procs.\"{name}.{key}\"]" if member and close_match(key, PROC_KEYS) is None
                     else suggest_key(key, PROC_KEYS))
-            raise CastError(f"{name}: unknown key {key!r}{hint}",
-                            source=where("procs", name, key))
+            mistakes.found.append(CastError(f"{name}: unknown key {key!r}{hint}",
+                                            source=where("procs", name, key)))
+    if "cmd" not in table:
+        mistakes.found.append(CastError(f"{name}: missing cmd (the command to run)",
+                                        source=here))
+    read = _Read(name, table, where, base_dir, defaults)
+    for key, reader in _READERS.items():
+        if key in table:
+            with mistakes.collecting():
+                reader(read, key, table[key])
+    mistakes.raise_any()
+    sources = {key: found for key in table if (found := where("procs", name, key))}
+    return ProcSpec(name=name, source=here, key_sources=sources, **read.fields)
 
-    def bad(key: str, expected: str, choices: Sequence[str] = ()) -> CastError:
-        value = table[key]
+
+class _Read:
+    """A member's table being read key by key (:data:`_READERS`): the fields read so far,
+    and the mistakes, worded, at the line of their key."""
+
+    __slots__ = ("base_dir", "fields", "name", "table", "where")
+
+    def __init__(self, name: str, table: dict[str, Any], where: Callable[..., str | None],
+                 base_dir: Path | None, defaults: Mapping[str, Any]) -> None:
+        self.name, self.table, self.where, self.base_dir = name, table, where, base_dir
+        self.fields: dict[str, Any] = dict(defaults)
+
+    def error(self, key: str, text: str, *keys: str) -> CastError:
+        return CastError(f"{self.name}: {text}", source=self.where("procs", self.name, key, *keys))
+
+    def bad(self, key: str, expected: str, choices: Sequence[str] = ()) -> CastError:
+        value = self.table[key]
         close = close_match(value, choices) if isinstance(value, str) and choices else None
         meant = f"; did you mean {close!r}?" if close is not None else ""
-        return CastError(f"{name}: {key} must be {expected}, not {toml_value(value)}{meant}",
-                         source=where("procs", name, key))
+        return self.error(key, f"{key} must be {expected}, not {toml_value(value)}{meant}")
 
-    fields: dict[str, Any] = dict(defaults)
-    if "cmd" not in table:
-        raise CastError(f"{name}: missing cmd (the command to run)", source=here)
-    cmd = table["cmd"]
-    problem = _command_too_long(cmd, shell=table.get("shell") is True)
+
+def _read_cmd(read: _Read, key: str, cmd: Any) -> None:
+    problem = _command_too_long(cmd, shell=read.table.get("shell") is True)
     if problem:
-        raise CastError(f"{name}: {problem}", source=where("procs", name, "cmd"))
+        raise read.error(key, problem)
     if isinstance(cmd, str) and cmd.strip():
-        if table.get("shell") is not True:  # a shell's script is the shell's to read
+        if read.table.get("shell") is not True:  # a shell's script is the shell's to read
             try:
                 split_command(cmd)
             except ValueError as exc:
-                raise CastError(f"{name}: cannot split cmd: {exc}",
-                                source=where("procs", name, "cmd")) from None
-        fields["cmd"] = cmd
+                raise read.error(key, f"cannot split cmd: {exc}") from None
+        read.fields["cmd"] = cmd
     elif isinstance(cmd, list) and cmd and all(isinstance(w, str) for w in cmd):
-        fields["cmd"] = tuple(cmd)
+        read.fields["cmd"] = tuple(cmd)
     else:
-        raise bad("cmd", "a non-empty string or a list of strings")
-    if "shell" in table:
-        if not isinstance(table["shell"], bool):
-            raise bad("shell", "true or false")
-        if table["shell"] and not isinstance(cmd, str):
-            raise CastError(f"{name}: shell = true needs cmd as one string",
-                            source=where("procs", name, "shell"))
-        fields["shell"] = table["shell"]
-    if "env" in table:
-        env = table["env"]
-        if not isinstance(env, dict) or not all(
-            isinstance(v, str | int | float) and not isinstance(v, bool) for v in env.values()
-        ):
-            raise bad("env", 'a table of strings or numbers, e.g. env = { LANG = "C", '
-                             'WORKERS = 4 } (a true or false is written "1" or "")')
-        for key, value in env.items():
-            problem = _env_problem(key, str(value))
-            if problem:
-                raise CastError(f"{name}: env {problem}", source=where("procs", name, "env", key))
-        fields["env"] = {str(k): str(v) for k, v in env.items()}
-    if "cwd" in table:
-        if not isinstance(table["cwd"], str) or not table["cwd"]:
-            raise bad("cwd", "a folder path")
-        try:
-            cwd = Path(table["cwd"]).expanduser()
-        except RuntimeError:  # ~someone, and no such user
-            raise CastError(f"{name}: cwd {table['cwd']!r} names a home folder of a user this "
-                            "machine does not have", source=where("procs", name, "cwd")) from None
-        if base_dir is not None and not cwd.is_absolute():
-            cwd = base_dir / cwd
-        fields["cwd"] = os.fspath(cwd)
-    if "pty" in table:
-        value = table["pty"]
-        if value is True:
-            fields["pty"] = "full"
-        elif value is False:
-            fields["pty"] = "pipes"
-        elif value == "stdout":
-            fields["pty"] = "stdout"
-        else:
-            raise bad("pty", 'true (a full terminal), false (plain pipes) or "stdout"',
-                      ("stdout",))
-    if "stderr" in table:
-        if table["stderr"] not in STDERR_MODES:
-            raise bad("stderr", '"apart" (its own stream, marked !) or "stdout" (into stdout, '
-                      "in the order written)", STDERR_MODES)
-        fields["stderr"] = table["stderr"]
-    if "on_exit" in table:
-        if table["on_exit"] not in ON_EXIT:
-            raise bad("on_exit", " or ".join(repr(v) for v in ON_EXIT), ON_EXIT)
-        fields["on_exit"] = table["on_exit"]
-    for key in ("input", "after"):
-        if key in table:
-            value = table[key]
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise bad(key, "a list of strings")
-            fields[key] = tuple(value)
-    if "ready" in table:
-        if not isinstance(table["ready"], str) or not table["ready"]:
-            raise bad("ready", "a regular expression")
-        try:
-            regex = ready_regex(table["ready"])
-        except re.error as exc:
-            raise CastError(f"{name}: invalid ready pattern {quoted(table['ready'])}: {exc}",
-                            source=where("procs", name, "ready")) from None
-        if matches_anywhere(regex):
-            raise CastError(_ready_at_once(name, table["ready"]),
-                            source=where("procs", name, "ready"))
-        fields["ready"] = table["ready"]
-    if "ready_port" in table:
-        port = table["ready_port"]
-        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
-            fields["ready_port"] = str(port)
-        elif isinstance(port, str) and (
-            is_port(port) or variables_in(port)
-        ):
-            fields["ready_port"] = port
-        else:
-            raise bad("ready_port", 'a TCP port number or a variable such as "{port}"')
-    for key in ("ready_timeout", "stop_timeout"):
-        if key in table:
-            value = table[key]
-            if (not isinstance(value, int | float) or isinstance(value, bool)
-                    or not 0 < value < 1e9):  # (also refuses nan and inf)
-                raise bad(key, "a positive number of seconds below 1e9")
-            fields[key] = float(value)
-    if "autostart" in table:
-        if not isinstance(table["autostart"], bool):
-            raise bad("autostart", "true or false")
-        fields["autostart"] = table["autostart"]
-    if "max_restarts" in table:
-        value = table["max_restarts"]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise bad("max_restarts", "a whole number, 0 or more")
-        fields["max_restarts"] = value
-    sources = {key: found for key in table if (found := where("procs", name, key))}
-    return ProcSpec(name=name, source=here, key_sources=sources, **fields)
+        raise read.bad(key, "a non-empty string or a list of strings")
+
+
+def _read_shell(read: _Read, key: str, shell: Any) -> None:
+    if not isinstance(shell, bool):
+        raise read.bad(key, "true or false")
+    if shell and not isinstance(read.table.get("cmd"), str):
+        raise read.error(key, "shell = true needs cmd as one string")
+    read.fields["shell"] = shell
+
+
+def _read_env(read: _Read, key: str, env: Any) -> None:
+    if not isinstance(env, dict) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in env.values()
+    ):
+        raise read.bad(key, 'a table of strings or numbers, e.g. env = { LANG = "C", '
+                            'WORKERS = 4 } (a true or false is written "1" or "")')
+    for variable, value in env.items():
+        problem = _env_problem(variable, str(value))
+        if problem:
+            raise read.error(key, f"env {problem}", variable)
+    read.fields["env"] = {str(k): str(v) for k, v in env.items()}
+
+
+def _read_cwd(read: _Read, key: str, folder: Any) -> None:
+    if not isinstance(folder, str) or not folder:
+        raise read.bad(key, "a folder path")
+    try:
+        cwd = Path(folder).expanduser()
+    except RuntimeError:  # ~someone, and no such user
+        raise read.error(key, f"cwd {folder!r} names a home folder of a user this machine "
+                              "does not have") from None
+    if read.base_dir is not None and not cwd.is_absolute():
+        cwd = read.base_dir / cwd
+    read.fields["cwd"] = os.fspath(cwd)
+
+
+def _read_pty(read: _Read, key: str, value: Any) -> None:
+    modes: dict[object, PtyMode] = {True: "full", False: "pipes", "stdout": "stdout"}
+    if not (isinstance(value, bool) or value == "stdout"):
+        raise read.bad(key, 'true (a full terminal), false (plain pipes) or "stdout"',
+                       ("stdout",))
+    read.fields["pty"] = modes[value]
+
+
+def _read_choice(read: _Read, key: str, value: Any) -> None:
+    choices, expected = _CHOICES[key]
+    if value not in choices:
+        raise read.bad(key, expected, choices)
+    read.fields[key] = value
+
+
+def _read_words(read: _Read, key: str, value: Any) -> None:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise read.bad(key, "a list of strings")
+    read.fields[key] = tuple(value)
+
+
+def _read_ready(read: _Read, key: str, pattern: Any) -> None:
+    if not isinstance(pattern, str) or not pattern:
+        raise read.bad(key, "a regular expression")
+    try:
+        regex = ready_regex(pattern)
+    except re.error as exc:
+        raise read.error(key, f"invalid ready pattern {quoted(pattern)}: {exc}") from None
+    if matches_anywhere(regex):
+        raise read.error(key, _ready_at_once(read.name, pattern))
+    read.fields["ready"] = pattern
+
+
+def _read_ready_port(read: _Read, key: str, port: Any) -> None:
+    if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+        read.fields["ready_port"] = str(port)
+    elif isinstance(port, str) and (is_port(port) or variables_in(port)):
+        read.fields["ready_port"] = port
+    else:
+        raise read.bad(key, 'a TCP port number or a variable such as "{port}"')
+
+
+def _read_seconds(read: _Read, key: str, value: Any) -> None:
+    if (not isinstance(value, int | float) or isinstance(value, bool)
+            or not 0 < value < 1e9):  # (also refuses nan and inf)
+        raise read.bad(key, "a positive number of seconds below 1e9")
+    read.fields[key] = float(value)
+
+
+def _read_autostart(read: _Read, key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise read.bad(key, "true or false")
+    read.fields["autostart"] = value
+
+
+def _read_max_restarts(read: _Read, key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise read.bad(key, "a whole number, 0 or more")
+    read.fields["max_restarts"] = value
+
+
+_CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
+    "stderr": (STDERR_MODES, '"apart" (its own stream, marked !) or "stdout" (into stdout, '
+                             "in the order written)"),
+    "on_exit": (ON_EXIT, " or ".join(repr(v) for v in ON_EXIT)),
+}
+
+_READERS: dict[str, Callable[[_Read, str, Any], None]] = {
+    "cmd": _read_cmd, "shell": _read_shell, "env": _read_env, "cwd": _read_cwd,
+    "pty": _read_pty, "stderr": _read_choice, "on_exit": _read_choice, "input": _read_words,
+    "after": _read_words, "ready": _read_ready, "ready_port": _read_ready_port,
+    "ready_timeout": _read_seconds, "stop_timeout": _read_seconds,
+    "autostart": _read_autostart, "max_restarts": _read_max_restarts,
+}
+"""How each key of a member's table is read: each on its own, so that every mistake in a
+table is found in one reading."""
+PROC_KEYS = tuple(_READERS)
+"""The keys a member may have."""
 
 
 def validate_cast(cast_spec: CastSpec) -> CastSpec:
@@ -435,68 +508,84 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
 
     Also each member's own fields, as the loaders do key by key, for specs built in code.
     """
+    mistakes = Mistakes()
     seen: dict[str, ProcSpec] = {}
     for proc in cast_spec.procs:
-        check_fields(proc)
+        with mistakes.collecting():
+            check_fields(proc)
         if proc.name in seen:
             earlier = seen[proc.name].source
             also = ("another -p gives it too" if earlier == "-p" and proc.source == "-p" else
                     f"also declared at {earlier or 'the command line'}")
-            raise CastError(f"duplicate member name {proc.name!r} ({also})", source=proc.source)
+            mistakes.found.append(CastError(f"duplicate member name {proc.name!r} ({also})",
+                                            source=proc.source))
         seen[proc.name] = proc
     for proc in cast_spec.procs:
         for dep in proc.after:
             if dep == proc.name:
-                raise CastError(f"{proc.name}: a member cannot start after itself",
-                                source=proc.where("after"))
-            if dep not in seen:
-                raise CastError(f"{proc.name}: after names {dep!r}, which is not a member"
-                                f"{suggest(dep, list(seen))}", source=proc.where("after"))
+                mistakes.found.append(CastError(
+                    f"{proc.name}: a member cannot start after itself",
+                    source=proc.where("after")))
+            elif dep not in seen:
+                mistakes.found.append(CastError(
+                    f"{proc.name}: after names {dep!r}, which is not a member"
+                    f"{suggest(dep, list(seen))}", source=proc.where("after")))
+    mistakes.raise_any()  # (what follows reads each member's fields, and the whole graph)
     _check_cycles(cast_spec, seen)
     captures = {proc.name: proc.captured_variables() for proc in cast_spec.procs}
     captured: dict[str, str] = {}
     for proc in cast_spec.procs:
         for var in sorted(captures[proc.name]):
             if var in captured:  # one namespace: which value {var} meant would depend on timing
-                raise CastError(f"{proc.name}: its ready captures {{{var}}}, which "
-                                f"{captured[var]} captures too; give the groups different "
-                                f"names, e.g. (?P<{_identifier(proc.name)}_{var}>...)",
-                                source=proc.where("ready"))
-            captured[var] = proc.name
+                mistakes.found.append(CastError(
+                    f"{proc.name}: its ready captures {{{var}}}, which {captured[var]} "
+                    f"captures too; give the groups different names, e.g. "
+                    f"(?P<{_identifier(proc.name)}_{var}>...)", source=proc.where("ready")))
+            else:
+                captured[var] = proc.name
     for proc in cast_spec.procs:
-        used = proc.referenced_variables() & captured.keys()
-        port = (variables_in(proc.ready_port)
-                if proc.ready_port and not is_port(proc.ready_port) else set())
-        wanted = used | (port - captures[proc.name])
-        available: set[str] = set()
-        for dep in _closure(proc, seen) if wanted else ():
-            available |= captures[dep]
-            if wanted <= available:  # (a long chain of after need not be walked to its end)
-                break
-        missing = used - available
-        if missing:
-            var = sorted(missing)[0]
-            provider = captured[var]
-            where = proc.where(_key_using(proc, var))
-            if provider == proc.name:
-                raise CastError(f"{proc.name}: uses {{{var}}}, which it captures itself; a "
-                                "captured value is known once its member is ready, so only "
-                                "members that start after it can use it", source=where)
-            raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
-                            f"does not start after it; {_add_after(proc, provider)}",
-                            source=where)
-        unknown = port - available - captures[proc.name]
-        if unknown:
-            var = sorted(unknown)[0]
-            close = close_match(var, list(captured))
-            hint = (_add_after(proc, captured[var], ", which captures it")
-                    if var in captured else
-                    f"did you mean {{{close}}}, which {captured[close]} captures?"
-                    if close is not None else
-                    "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
-            raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
-                            f"starts after captures; {hint}", source=proc.where("ready_port"))
+        with mistakes.collecting():
+            _check_variables(proc, captures, captured, seen)
+    mistakes.raise_any()
     return cast_spec
+
+
+def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
+                     captured: Mapping[str, str], seen: Mapping[str, ProcSpec]) -> None:
+    """Refuse a ``{name}`` in ``proc`` that a member captures, but one ``proc`` does not
+    start after (or ``proc`` itself), and a ``ready_port`` variable none of them captures."""
+    used = proc.referenced_variables() & captured.keys()
+    port = (variables_in(proc.ready_port)
+            if proc.ready_port and not is_port(proc.ready_port) else set())
+    wanted = used | (port - captures[proc.name])
+    available: set[str] = set()
+    for dep in _closure(proc, seen) if wanted else ():
+        available |= captures[dep]
+        if wanted <= available:  # (a long chain of after need not be walked to its end)
+            break
+    missing = used - available
+    if missing:
+        var = sorted(missing)[0]
+        provider = captured[var]
+        where = proc.where(_key_using(proc, var))
+        if provider == proc.name:
+            raise CastError(f"{proc.name}: uses {{{var}}}, which it captures itself; a "
+                            "captured value is known once its member is ready, so only "
+                            "members that start after it can use it", source=where)
+        raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
+                        f"does not start after it; {_add_after(proc, provider)}",
+                        source=where)
+    unknown = port - available - captures[proc.name]
+    if unknown:
+        var = sorted(unknown)[0]
+        close = close_match(var, list(captured))
+        hint = (_add_after(proc, captured[var], ", which captures it")
+                if var in captured else
+                f"did you mean {{{close}}}, which {captured[close]} captures?"
+                if close is not None else
+                "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
+        raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
+                        f"starts after captures; {hint}", source=proc.where("ready_port"))
 
 
 def _add_after(proc: ProcSpec, provider: str, why: str = "") -> str:
@@ -577,7 +666,7 @@ def check_fields(proc: ProcSpec) -> None:
         except re.error as exc:
             raise bad(f"ready is not a valid regular expression: {exc}", "ready") from None
         if matches_anywhere(regex):
-            raise bad(_ready_at_once(proc.name, proc.ready).partition(": ")[2], "ready")
+            raise bad(_ready_at_once(proc.name, proc.ready), "ready")
     port = proc.ready_port
     if port is not None and not (
         isinstance(port, str)
@@ -780,8 +869,8 @@ def _key_using(proc: ProcSpec, var: str) -> str:
 
 
 def _ready_at_once(name: str, pattern: str) -> str:
-    return (f"{name}: ready {quoted(pattern)} matches where nothing was written, so {name} "
-            "would be ready at its first output; make it match some text")
+    return (f"ready {quoted(pattern)} matches where nothing was written, so {name} would be "
+            "ready at its first output; make it match some text")
 
 
 def check_commands(cast_spec: CastSpec) -> None:
@@ -793,32 +882,41 @@ def check_commands(cast_spec: CastSpec) -> None:
     misspelt tool or folder is the usual mistake.
     """
     found: dict[tuple[str, str], bool] = {}  # (program, PATH): a cast often repeats both
+    mistakes = Mistakes()
     for proc in cast_spec.procs:
-        later = bool(proc.after) or not proc.autostart
-        cwd = Path(proc.cwd) if proc.cwd else Path.cwd()
-        if proc.cwd and not cwd.is_dir():  # also for a shell, or a command with variables
-            raise CastError(f"{proc.name}: cwd {proc.cwd!r} is not a folder",
-                            source=proc.where("cwd"))
-        if proc.shell or variables_in(proc.command_text):
-            continue  # the shell finds the program; a variable may name it
-        program = proc.argv()[0]
-        env_path = proc.env.get("PATH", os.environ.get("PATH", os.defpath))
-        if "/" in program and later:
-            continue
-        if "/" in program:
-            target = cwd / program
-            if not target.exists():
-                raise CastError(f"{proc.name}: command not found: {program!r} "
-                                f"(cmd = {proc.command_text!r}){_no_shell_hint(proc)}",
-                                source=proc.where("cmd"))
-            if target.is_dir() or not os.access(target, os.X_OK):
-                raise CastError(f"{proc.name}: {program!r} is not an executable file "
-                                f"(cmd = {proc.command_text!r})", source=proc.where("cmd"))
-        elif not _on_path(program, env_path, found):
-            raise CastError(f"{proc.name}: command not found: {program!r} (cmd = "
-                            f"{proc.command_text!r})"
-                            f"{_no_shell_hint(proc) or '; check the spelling and PATH'}",
+        with mistakes.collecting():
+            _check_command(proc, found)
+    mistakes.raise_any()
+
+
+def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
+    later = bool(proc.after) or not proc.autostart
+    cwd = Path(proc.cwd) if proc.cwd else Path.cwd()
+    if proc.cwd and not cwd.is_dir():  # also for a shell, or a command with variables
+        raise CastError(f"{proc.name}: cwd {proc.cwd!r} is not a folder",
+                        source=proc.where("cwd"))
+    if proc.shell or variables_in(proc.command_text):
+        return  # the shell finds the program; a variable may name it
+    program = proc.argv()[0]
+    if "/" in program and later:
+        return
+    if "/" in program:
+        target = cwd / program
+        if not target.exists():
+            raise CastError(f"{proc.name}: command not found: {program!r} "
+                            f"(cmd = {proc.command_text!r}){_no_shell_hint(proc)}",
                             source=proc.where("cmd"))
+        if target.is_dir() or not os.access(target, os.X_OK):
+            fix = "" if target.is_dir() else "; chmod +x it, or run it with its interpreter"
+            raise CastError(f"{proc.name}: {program!r} is not an executable file "
+                            f"(cmd = {proc.command_text!r}){fix}", source=proc.where("cmd"))
+    elif not _on_path(program, proc.env.get("PATH", os.environ.get("PATH", os.defpath)),
+                      found):
+        own = "PATH" in proc.env and f"; its env sets PATH to {proc.env['PATH']!r}, which lacks it"
+        raise CastError(f"{proc.name}: command not found: {program!r} (cmd = "
+                        f"{proc.command_text!r})"
+                        f"{_no_shell_hint(proc) or own or '; check the spelling and PATH'}",
+                        source=proc.where("env" if own else "cmd"))
 
 
 _SHELL_BUILTINS = frozenset({".", "alias", "cd", "eval", "exec", "export", "set", "source",

@@ -13,6 +13,7 @@ from .._signals import parse_signal
 from .._suggest import close_match, suggest
 from ..cast.load import (
     SCENARIO_KEYS,
+    Mistakes,
     _Where,
     cast_from_data,
     parse_toml,
@@ -67,7 +68,10 @@ def scenario_from_data(
 ) -> Scenario:
     """Build a scenario from parsed TOML (``text`` locates keys for messages)."""
     where = _Where(path, text)
-    timeout = _defaults(data.get("defaults", {}), where)
+    mistakes = Mistakes()
+    timeout = DEFAULT_TIMEOUT
+    with mistakes.collecting():
+        timeout = _defaults(data.get("defaults", {}), where)
     if data.get("step") or "defaults" in data:
         # A scenario's readiness is bounded as its steps are; a plain cast file (run
         # without steps) keeps a member's own default, as it has from Python.
@@ -76,25 +80,46 @@ def scenario_from_data(
         # With steps, the script decides when the cast ends: a member that exits (a client
         # that said goodbye) does not stop the others unless it says on_exit = "stop".
         defaults.setdefault("on_exit", "ignore")
-    cast = cast_from_data(data, where=where, base_dir=base_dir, extra_top_keys=SCENARIO_KEYS,
-                          **defaults)
+    try:
+        cast = cast_from_data(data, where=where, base_dir=base_dir,
+                              extra_top_keys=SCENARIO_KEYS, **defaults)
+    except CastError as exc:  # (the steps are read against the members: not without them)
+        mistakes.add(exc)
+        raise mistakes.error() from None
     raw_steps = data.get("step", [])
+    steps: list[Step] = []
     if not isinstance(raw_steps, list):
-        raise CastError("step must be an array of tables: write [[step]]", source=where("step"))
-    steps = tuple(_step(i, raw, cast, where) for i, raw in enumerate(raw_steps))
-    suspicions = _check_captures(steps, cast)
+        mistakes.found.append(CastError("step must be an array of tables: write [[step]]",
+                                        source=where("step")))
+        raw_steps = []
+    for i, raw in enumerate(raw_steps):
+        with mistakes.collecting():
+            steps.append(_step(i, raw, cast, where))
     golden = data.get("golden")
-    if golden is not None:
-        if not isinstance(golden, str) or not golden or "\0" in golden:
-            raise CastError("golden must be a file name"
-                            + (" (a NUL character, \\u0000, is in none)" if "\0" in str(golden)
-                               else ""), source=where("golden"))
-        written = golden
-        if base_dir is not None and not Path(golden).is_absolute():
-            golden = os.fspath(base_dir / golden)
-        _check_golden_is_no_toml(written, golden, path, where)
-    return Scenario(cast, steps, timeout, golden, _normalize(data.get("normalize", []), where),
-                    path, suspicions)
+    with mistakes.collecting():
+        golden = _golden(golden, path, base_dir, where)
+    rules: tuple[NormalizeRule, ...] = ()
+    with mistakes.collecting():
+        rules = _normalize(data.get("normalize", []), where)
+    mistakes.raise_any()
+    suspicions = _check_captures(tuple(steps), cast)
+    return Scenario(cast, tuple(steps), timeout, golden, rules, path, suspicions)
+
+
+def _golden(value: object, path: str, base_dir: Path | None, where: _Where) -> str | None:
+    """The golden file's path, from the scenario's folder."""
+    if value is None:
+        return None
+    golden = value if isinstance(value, str) else ""
+    if not golden or "\0" in golden:
+        raise CastError("golden must be a file name"
+                        + (" (a NUL character, \\u0000, is in none)" if "\0" in golden
+                           else ""), source=where("golden"))
+    written = golden
+    if base_dir is not None and not Path(golden).is_absolute():
+        golden = os.fspath(base_dir / golden)
+    _check_golden_is_no_toml(written, golden, path, where)
+    return golden
 
 
 def _check_golden_is_no_toml(written: str, golden: str, path: str, where: _Where) -> None:
