@@ -179,17 +179,20 @@ def test_kept_transcripts_get_short_distinct_file_names(pytester: pytest.Pyteste
 @pytest.mark.parametrize("warnings_as", ["default", LEFTOVER])
 def test_a_transcript_that_cannot_be_kept_is_a_warning(pytester: pytest.Pytester,
                                                        warnings_as: str) -> None:
-    """A folder that cannot be written is reported, and the session goes on, even when
-    warnings are errors."""
+    """A folder that can no longer be written (here: a file put in its place during the
+    session) is reported, and the session goes on, even when warnings are errors."""
     pytester.makepyfile("""
+        import os
         def test_one(plex):
+            os.rmdir("taken")
+            with open("taken", "w") as file:
+                file.write("a file, not a folder")
             plex.spawn("c", ["echo", "one"]).expect("one")
             assert False
         def test_two(plex):
             plex.spawn("c", ["echo", "two"]).expect("two")
             assert False
     """)
-    (pytester.path / "taken").write_text("a file, not a folder\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", warnings_as,
                                            "--pipeplex-keep-transcripts=taken")
     result.assert_outcomes(failed=2)
@@ -197,6 +200,23 @@ def test_a_transcript_that_cannot_be_kept_is_a_warning(pytester: pytest.Pytester
     assert "INTERNALERROR" not in out
     assert f"could not keep transcripts in {pytester.path / 'taken'}: " in out
     assert "c | two" in out
+
+
+def test_a_keep_folder_that_cannot_be_is_refused_as_the_session_starts(
+        pytester: pytest.Pytester) -> None:
+    """Not found when the first test fails, at the end of a long CI run, with nothing
+    kept: a usage error before any test runs, as for the plugin's other options."""
+    pytester.makepyfile("""
+        def test_one(plex):
+            assert False
+    """)
+    (pytester.path / "taken").write_text("a file, not a folder\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                           "--pipeplex-keep-transcripts=taken")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --pipeplex-keep-transcripts: cannot keep transcripts "
+                                 f"in {pytester.path / 'taken'}: *"])
+    assert "test_one" not in result.stdout.str()
 
 
 def test_kept_transcripts_are_private_and_never_written_through_a_link(

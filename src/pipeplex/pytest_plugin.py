@@ -147,11 +147,18 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def _read_settings(config: pytest.Config) -> _Settings:
     keep = config.getoption("--pipeplex-keep-transcripts")
+    # Resolved now: a test that changes the working folder does not move the files.
+    folder = Path(config.invocation_params.dir, os.path.expanduser(keep)) if keep else None
+    if folder is not None:  # (checked now, not when the first test fails, at the end)
+        folder_fd, reason = _keep_folder(folder)
+        if folder_fd is None:
+            raise pytest.UsageError(f"--pipeplex-keep-transcripts: cannot keep transcripts in "
+                                    f"{folder}: {reason}")
+        os.close(folder_fd)
     return _Settings(
         timeout=_seconds(config, "--pipeplex-timeout", "pipeplex_timeout", DEFAULT_TIMEOUT),
         grace=_seconds(config, "--pipeplex-grace", "pipeplex_grace", DEFAULT_GRACE),
-        # Resolved now: a test that changes the working folder does not move the files.
-        keep=(Path(config.invocation_params.dir, os.path.expanduser(keep)) if keep else None),
+        keep=folder,
     )
 
 
@@ -335,19 +342,13 @@ def _keep(folder: Path, nodeid: str, text: str) -> str | None:
     As the run's own records: private (0600, the folder 0700 when made), made new, never
     written through a link or into a pipe put at its name (the names are easy to foresee),
     and only in a folder of the user's (in a shared one, another user could read it)."""
-    from .report.files import Unsafe, make_folders, open_record
+    from .report.files import Unsafe, open_record
 
     name = _transcript_file_name(nodeid)
+    folder_fd, reason = _keep_folder(folder)
+    if folder_fd is None:
+        return reason
     try:
-        make_folders(folder, mode=0o700)
-        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if os.path.islink(folder):
-            return "it is a symbolic link, which pipeplex does not follow"
-        return exc.strerror or str(exc)
-    try:
-        if os.fstat(folder_fd).st_uid != os.geteuid():
-            return "it belongs to another user, who could read what is kept there"
         with os.fdopen(open_record(name, dir_fd=folder_fd), "wb") as file:
             file.write(text.encode("utf-8", errors="replace"))
     except Unsafe as exc:
@@ -357,6 +358,24 @@ def _keep(folder: Path, nodeid: str, text: str) -> str | None:
     finally:
         os.close(folder_fd)
     return None
+
+
+def _keep_folder(folder: Path) -> tuple[int, None] | tuple[None, str]:
+    """The folder of kept transcripts, made if need be (0700), open; or why it cannot be:
+    a link (never followed), another user's (who could read them), not a folder."""
+    from .report.files import make_folders
+
+    try:
+        make_folders(folder, mode=0o700)
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if os.path.islink(folder):
+            return None, "it is a symbolic link, which pipeplex does not follow"
+        return None, exc.strerror or str(exc)
+    if os.fstat(folder_fd).st_uid != os.geteuid():
+        os.close(folder_fd)
+        return None, "it belongs to another user, who could read what is kept there"
+    return folder_fd, None
 
 
 def _transcript_file_name(nodeid: str) -> str:

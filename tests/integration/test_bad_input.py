@@ -255,11 +255,12 @@ def test_a_file_of_the_users_named_run_lock_is_refused_not_emptied(tmp_path: Pat
 ])
 def test_a_run_dir_others_can_enter_is_refused(tmp_path: Path, mode: int, how: str) -> None:
     """A run folder with loose permissions is refused with what they allow and the fix."""
-    loose = tmp_path / "run"
+    loose = tmp_path / "my run"
     loose.mkdir()
     loose.chmod(mode)
     stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", loose))
-    assert f"mode is {mode:04o}, {how} (a run folder is 0700); run 'chmod 700 " in stderr
+    assert (f"mode is {mode:04o}, {how} (a run folder is 0700); run chmod 700 "
+            f"{shlex.quote(str(loose))} or give another run folder") in stderr  # (to paste)
 
 
 @pytest.mark.parametrize("shared", ["sticky", "holds files"])

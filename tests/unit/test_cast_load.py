@@ -139,9 +139,14 @@ class TestFileErrors:
         ('cmd = "serve" --port 80',
          "Expected newline or end of document after a statement; write one key = value a "
          "line, with text in quotes"),
-        ('cmd = "a"\ncmd = "b"', "Cannot overwrite a value; a key or a table may be given once"),
+        ('cmd = "a"\ncmd = "b"', "Cannot overwrite a value; a key may be given once in its "
+         "table"),
+        ('cmd = "a"\n[procs.web]\ncmd = "b"', "[procs.web] is declared twice; a table may be "
+         "given once: merge the two"),
+        ('cmd = "a"\n[procs."w.b"]\n[procs."w.b"]', '[procs."w.b"] is declared twice; a table '
+         "may be given once: merge the two"),
     ], ids=["bare-text", "capital-bool", "backslash-in-double-quotes", "unclosed-string",
-            "two-values", "twice"])
+            "two-values", "twice", "table-twice", "quoted-table-twice"])
     def test_toml_slips_come_with_what_to_write(self, tmp_path: Path, line: str,
                                                 message: str) -> None:
         """tomllib names a slip by its effect; the commonest get what to write instead."""
@@ -428,11 +433,20 @@ class TestMemberKeys:
         web = member(tmp_path, 'env = { LANG = "C", WORKERS = 4, RATIO = 0.5 }')
         assert web.env == {"LANG": "C", "WORKERS": "4", "RATIO": "0.5"}
 
-    @pytest.mark.parametrize("value", ['"LANG=C"', "{ DEBUG = true }", "{ A = [1] }"])
-    def test_env_bad_values(self, tmp_path: Path, value: str) -> None:
-        """env must be a table of strings (booleans and lists rejected)."""
-        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nenv = {value}\n')
-        assert "web: env must be a table of strings or numbers" in err.message
+    def test_env_that_is_no_table(self, tmp_path: Path) -> None:
+        err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\nenv = "LANG=C"\n')
+        assert err.message.startswith("web: env must be a table of strings or numbers")
+
+    @pytest.mark.parametrize(("value", "shown"), [("true", "true"), ("[1]", "[1]")])
+    def test_env_bad_values_are_named_at_their_line(self, tmp_path: Path, value: str,
+                                                    shown: str) -> None:
+        """Booleans and lists are refused, naming the variable, at its own line (in a
+        [procs.web.env] table: not the table's header)."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\n\n[procs.web.env]\nOK = "1"\n'
+                                    f"BAD = {value}\n")
+        assert err.message == (f"web: env BAD = {shown}: a value is a string or a number (a "
+                               'true or false is written "1" or "")')
+        assert err.source == f"{path}:6"
 
     @pytest.mark.parametrize(
         ("table", "message"),
@@ -496,7 +510,9 @@ class TestMemberKeys:
 
     @pytest.mark.parametrize(("line", "shown"), [
         ("ready_timeout = true", "not true"),
-        ("env = { A = true, 'B C' = [1] }", "not { A = true, 'B C' = [1] }"),
+        ("env = { A = 1, 'B C' = [true, 'x'] }",
+         "env 'B C' = [true, 'x']: a value is a string or a number (a true or false is "
+         'written "1" or "")'),
         ('after = ["db", false]', "not ['db', false]"),
     ])
     def test_a_wrong_value_is_shown_as_the_file_writes_it(self, tmp_path: Path, line: str,
@@ -504,6 +520,18 @@ class TestMemberKeys:
         """Not as Python's repr (True, {'A': True}), which the user never wrote."""
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\n{line}\n')
         assert err.message.endswith(shown)
+
+    @pytest.mark.parametrize(("line", "said"), [
+        ('pty = "true"', "; write true without quotes, as TOML writes a yes or no"),
+        ('shell = "False"', "; write false without quotes, as TOML writes a yes or no"),
+        ('on_exit = "RESTART"', "; did you mean 'restart'?"),
+        ('step = "send"', "; a scenario's step goes in tables of its own: [[step]]"),
+    ], ids=["quoted-true", "quoted-false", "capitals", "step-in-a-member"])
+    def test_a_near_miss_is_told_what_to_write(self, tmp_path: Path, line: str,
+                                               said: str) -> None:
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\n{line}\n')
+        assert err.message.endswith(said)
+        assert err.source == f"{path}:3"
 
     def test_invalid_ready_pattern_names_the_member(self, tmp_path: Path) -> None:
         """A ready regex that does not compile is reported with the member and its line."""
@@ -823,7 +851,9 @@ class TestAcrossMembers:
             tmp_path,
             '[procs.a]\ncmd = "x"\nafter = "b"\n[procs.b]\ncmd = "y"\nafter = ["a"]\n',
         )
-        assert err.message == "members wait for each other in a circle: a -> b -> a"
+        assert err.message == ("members wait for each other in a circle: a -> b -> a; remove "
+                               "'b' from a's after (line 3) or 'a' from b's after (line 6)")
+        assert err.source == f"{tmp_path / 'cast.toml'}:3"
 
     def test_longer_cycle_behind_a_good_member(self, tmp_path: Path) -> None:
         """A circle is found even when entered from a member outside it."""
@@ -834,7 +864,9 @@ class TestAcrossMembers:
             '[procs.b]\ncmd = "y"\nafter = "c"\n'
             '[procs.c]\ncmd = "z"\nafter = "a"\n',
         )
-        assert err.message == "members wait for each other in a circle: a -> b -> c -> a"
+        assert err.message == ("members wait for each other in a circle: a -> b -> c -> a; "
+                               "remove 'b' from a's after (line 6) or 'c' from b's after "
+                               "(line 9) or 'a' from c's after (line 12)")
 
     def test_duplicate_names(self) -> None:
         """validate_cast rejects a name declared twice and says where the first one is."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import re
 import shutil
@@ -73,6 +74,10 @@ def suggest_key(key: str, valid: Sequence[str]) -> str:
     if key == "golden":
         return ("; golden is a top-level key: write it above the first table ([procs...] or "
                 "[[step]]), as a key below a table's header belongs to that table")
+    if key in ("step", "normalize", "defaults"):
+        return (f"; a scenario's {key} goes in tables of its own: [[{key}]]"
+                if key != "defaults" else "; [defaults] is a table of its own, above the "
+                "members'")
     return suggest(key, valid)
 
 
@@ -219,11 +224,23 @@ def _toml_error(exc: tomllib.TOMLDecodeError, path: str) -> tuple[str, str]:
     message = str(exc)
     m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
     if m:
-        return message[: m.start()], f"{path}:{m[1]}:{m[2]}"
+        return _toml_table_twice(message[: m.start()]), f"{path}:{m[1]}:{m[2]}"
     m = re.search(r"\s*\(at end of document\)$", message)
     if m:
         return message[: m.start()] + " at the end of the file", path
     return message, path
+
+
+def _toml_table_twice(message: str) -> str:
+    """tomllib's "Cannot declare ('procs', 'a') twice" (a Python tuple) as the file writes
+    the table: "[procs.a] is declared twice"."""
+    m = re.fullmatch(r"Cannot declare \((.*)\) twice", message)
+    if m is None:
+        return message
+    keys = re.findall(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"", m[1])
+    names = [single or double for single, double in keys]
+    dotted = ".".join(n if re.fullmatch(r"[A-Za-z0-9_-]+", n) else f'"{n}"' for n in names)
+    return f"[{dotted}] is declared twice"
 
 
 def _toml_hint(message: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
@@ -243,8 +260,10 @@ def _toml_hint(message: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
                 "several lines goes in \"\"\"...\"\"\" or '''...''')")
     if message.startswith("Expected newline or end of document"):
         return "; write one key = value a line, with text in quotes"
-    if message.startswith(("Cannot overwrite a value", "Cannot declare")):
-        return "; a key or a table may be given once"
+    if message.endswith("is declared twice"):
+        return "; a table may be given once: merge the two"
+    if message.startswith("Cannot overwrite a value"):
+        return "; a key may be given once in its table"
     return ""
 
 
@@ -365,8 +384,12 @@ class _Read:
 
     def bad(self, key: str, expected: str, choices: Sequence[str] = ()) -> CastError:
         value = self.table[key]
-        close = close_match(value, choices) if isinstance(value, str) and choices else None
+        close = None
+        if isinstance(value, str) and choices:
+            close = value.lower() if value.lower() in choices else close_match(value, choices)
         meant = f"; did you mean {close!r}?" if close is not None else ""
+        if isinstance(value, str) and value.lower() in ("true", "false") and "true" in expected:
+            meant = f"; write {value.lower()} without quotes, as TOML writes a yes or no"
         return self.error(key, f"{key} must be {expected}, not {toml_value(value)}{meant}")
 
 
@@ -396,12 +419,14 @@ def _read_shell(read: _Read, key: str, shell: Any) -> None:
 
 
 def _read_env(read: _Read, key: str, env: Any) -> None:
-    if not isinstance(env, dict) or not all(
-        isinstance(v, str | int | float) and not isinstance(v, bool) for v in env.values()
-    ):
+    if not isinstance(env, dict):
         raise read.bad(key, 'a table of strings or numbers, e.g. env = { LANG = "C", '
-                            'WORKERS = 4 } (a true or false is written "1" or "")')
+                            'WORKERS = 4 }')
     for variable, value in env.items():
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            shown = variable if _ASSIGNMENT.fullmatch(f"{variable}=") else quoted(variable)
+            raise read.error(key, f"env {shown} = {toml_value(value)}: a value is a string or "
+                                  'a number (a true or false is written "1" or "")', variable)
         problem = _env_problem(variable, str(value))
         if problem:
             raise read.error(key, f"env {problem}", variable)
@@ -758,13 +783,27 @@ def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
                 done.add(chain.pop())
                 todo.pop()
             elif dep in on_chain:
-                loop = " -> ".join([*chain[on_chain[dep]:], dep])
-                raise CastError(f"members wait for each other in a circle: {loop}",
-                                source=procs[dep].source)
+                circle = [*chain[on_chain[dep]:], dep]
+                raise CastError(f"members wait for each other in a circle: "
+                                f"{' -> '.join(circle)}; {_break_circle(circle, procs)}",
+                                source=procs[dep].where("after"))
             elif dep not in done:
                 on_chain[dep] = len(chain)
                 chain.append(dep)
                 todo.append(iter(procs[dep].after))
+
+
+def _break_circle(circle: Sequence[str], procs: Mapping[str, ProcSpec]) -> str:
+    """What to remove to break ``circle`` (``a, b, a``): one of its links, at its line."""
+    if len(circle) > 4:
+        return "remove one of them from the after of the member before it"
+    links = []
+    for name, dep in itertools.pairwise(circle):
+        where = procs[name].where("after")
+        line = (f" (line {where.rpartition(':')[2]})" if where and where != procs[name].source
+                else "")
+        links.append(f"{dep!r} from {name}'s after{line}")
+    return "remove " + " or ".join(links)
 
 
 def cast_warnings(cast_spec: CastSpec) -> list[str]:

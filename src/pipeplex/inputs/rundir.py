@@ -139,7 +139,9 @@ def _remedy(path: Path, mode: int) -> str:
     if holds_files:
         return (f"give a folder of its own, such as {path / 'run'} (pipeplex makes it), "
                 f"with {_GIVE}")
-    return f"run 'chmod 700 {path}' or give another run folder ({_GIVE})"
+    import shlex  # (only for this message)
+
+    return f"run chmod 700 {shlex.quote(os.fspath(path))} or give another run folder ({_GIVE})"
 
 
 def _what(st: os.stat_result) -> str:
