@@ -603,7 +603,8 @@ class Engine:
         """Drop what the engine kept about an ended member whose name is used again."""
         self.members[name].release_output()
         self._late_waves = [wave for wave in self._late_waves if wave != [name]]
-        for table in (self._start_requested, self._restarted, self._supervisors):
+        for table in (self._start_requested, self._restarted, self._supervisors,
+                      self._port_taken):
             table.pop(name, None)
         self.outcomes.forget(name)
         self._restart_requested.discard(name)

@@ -103,18 +103,25 @@ def listen(told: Told) -> None:
             return
 
 
-def started(pid: int) -> int | None:
-    """Its start time in clock ticks after boot; None once it is gone (or a zombie)."""
+def stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after ``pid (comm)`` (the name may hold spaces and
+    parentheses), None once it is gone; as ``participants._proc`` reads them (a copy: the
+    guardian loads nothing of pipeplex)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    try:
-        fields = stat[stat.rindex(b")") + 2:].split()
-        return None if fields[0] in (b"Z", b"X") else int(fields[19])
-    except (ValueError, IndexError):  # (read as it went)
+    end = stat.rfind(b")")
+    return stat[end + 2:].split() if end >= 0 else None  # (none: read as it went)
+
+
+def started(pid: int) -> int | None:
+    """Its start time in clock ticks after boot; None once it is gone (or a zombie)."""
+    fields = stat_fields(pid)
+    if fields is None or len(fields) < 20 or fields[0] in (b"Z", b"X"):
         return None
+    return int(fields[19])
 
 
 def streams_of(pid: int) -> set[tuple[bytes, bytes]]:
@@ -185,13 +192,8 @@ def descendants(groups: set[int], roots: set[int]) -> Found:
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
-        try:
-            with open("/proc/" + entry + "/stat", "rb") as f:
-                stat = f.read()
-            fields = stat[stat.rindex(b")") + 2:].split()
-        except (OSError, ValueError):
-            continue
-        if fields[0] in (b"Z", b"X"):
+        fields = stat_fields(entry)
+        if fields is None or fields[0] in (b"Z", b"X"):
             continue
         pid, ppid, pgid = int(entry), int(fields[1]), int(fields[2])
         parents.setdefault(ppid, []).append(pid)
@@ -271,15 +273,10 @@ class Stop:
         if next(marked(self.token), None) is not None or self.alive():
             return True
         for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open("/proc/" + entry + "/stat", "rb") as f:
-                        stat = f.read()
-                except OSError:
-                    continue
-                fields = stat[stat.rindex(b")") + 2:].split()
-                if int(fields[2]) in self.groups and fields[0] not in (b"Z", b"X"):
-                    return True
+            fields = stat_fields(entry) if entry.isdigit() else None
+            if fields is not None and int(fields[2]) in self.groups and fields[0] not in (
+                    b"Z", b"X"):
+                return True
         return False
 
 

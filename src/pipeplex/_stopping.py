@@ -91,9 +91,9 @@ class Stopper:
 
     def close_inputs(self, members: Iterable[Process]) -> None:
         """The cast stops, with a grace at EOF (``stdin_grace``): close the stdin of every
-        member now, in the stop's order, so that their graces run together, not one wave's
-        after another's (a plex of a hundred members took 30 s to close). The SIGTERMs
-        still go wave by wave (:meth:`stop`)."""
+        member now, in the stop's order, so that their graces run together: one wave's after
+        another's would add up, wave by wave. The SIGTERMs still go wave by wave
+        (:meth:`stop`)."""
         if not self.stdin_grace:
             return
         now = asyncio.get_running_loop().time()

@@ -5,7 +5,7 @@ signal and leaves each signal as exec() would. Prints one word per check."""
 import os
 import signal
 
-from pipeplex.participants.process import _killed_before_exec, drop_group_signals
+from pipeplex.participants._spawn import _killed_before_exec, drop_group_signals
 
 
 def dead(pid: int) -> None:

@@ -10,7 +10,7 @@ import sys
 import threading
 
 from pipeplex._signals import clean_inherited_signals
-from pipeplex.participants import process
+from pipeplex.participants import _spawn
 
 clean_inherited_signals()  # (as pipeplex does: a background job ignores SIGINT and SIGQUIT)
 
@@ -38,7 +38,7 @@ unclean = 0
 try:
     for _ in range(count):
         master, slave = os.openpty() if kind == "terminal" else os.pipe()
-        child = process._spawn(
+        child = _spawn.spawn(
             ["sleep", "60"], full_terminal=kind == "terminal", executable=None, stdin=slave,
             stdout=slave, stderr=slave, cwd=None, env=dict(os.environ))
         children.append(child)

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeplex.participants import process
-from pipeplex.participants.process import _executable
+from pipeplex.participants._spawn import find_executable, forget_executables
 
 
 @pytest.fixture(autouse=True)
 def empty_cache() -> None:
-    process._EXECUTABLES.clear()
+    forget_executables()
 
 
 def _program(folder: Path, name: str = "prog") -> Path:
@@ -26,25 +25,26 @@ def _program(folder: Path, name: str = "prog") -> Path:
 
 def test_a_program_is_found_on_the_childs_path(tmp_path: Path) -> None:
     prog = _program(tmp_path / "bin")
-    assert _executable("prog", {"PATH": f"{tmp_path / 'empty'}:{tmp_path / 'bin'}"}) == str(prog)
+    path = f"{tmp_path / 'empty'}:{tmp_path / 'bin'}"
+    assert find_executable("prog", {"PATH": path}) == str(prog)
 
 
 def test_a_program_that_went_away_is_looked_up_again(tmp_path: Path) -> None:
     first, second = _program(tmp_path / "a"), _program(tmp_path / "b")
     env = {"PATH": f"{tmp_path / 'a'}:{tmp_path / 'b'}"}
-    assert _executable("prog", env) == str(first)
+    assert find_executable("prog", env) == str(first)
     first.unlink()
-    assert _executable("prog", env) == str(second)
+    assert find_executable("prog", env) == str(second)
     second.unlink()
-    assert _executable("prog", env) is None
+    assert find_executable("prog", env) is None
 
 
 @pytest.mark.parametrize("path", ["bin:/usr/bin", ":/usr/bin", "/usr/bin::/bin"])
 def test_relative_path_entries_are_left_to_the_child(path: str) -> None:
-    assert _executable("sh", {"PATH": path}) is None  # they depend on the member's cwd
+    assert find_executable("sh", {"PATH": path}) is None  # they depend on the member's cwd
 
 
 def test_names_with_a_slash_are_left_to_the_child(tmp_path: Path) -> None:
     prog = _program(tmp_path)
-    assert _executable(str(prog), {"PATH": os.defpath}) is None
-    assert _executable("./prog", {"PATH": os.defpath}) is None
+    assert find_executable(str(prog), {"PATH": os.defpath}) is None
+    assert find_executable("./prog", {"PATH": os.defpath}) is None

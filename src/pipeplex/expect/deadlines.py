@@ -5,7 +5,7 @@ entries compare in Python, and leaves a cancelled entry behind to be popped late
 seventh of a send/expect round trip. Expectations of a round trip come and go thousands of
 times a second with the same timeout, so their deadlines arrive in order; a queue in that
 order needs one timer, for its first live deadline. A deadline earlier than the last one
-queued (a shorter timeout) gets a loop timer of its own, as before.
+queued (a shorter timeout) gets a loop timer of its own.
 
 Waiters are futures; one that is done (woken by output, or cancelled) is simply skipped.
 Done waiters are swept out whenever the queue has doubled (one pass over it, not a check

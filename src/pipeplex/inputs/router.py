@@ -1,8 +1,8 @@
 """One place that turns "send this to NAME" into calls on members.
 
-Every way in (named pipes, and later the console, the control socket, scenario steps and
-the Python API) goes through the router, so they all resolve names, treat ``all`` and
-report unknown members the same way.
+The ways in that a name comes by (the named pipes, the console, the control socket,
+scenario steps) go through the router, so they all resolve names, treat ``all`` and report
+unknown members the same way. The Python API holds its members' handles, and calls them.
 """
 
 from __future__ import annotations

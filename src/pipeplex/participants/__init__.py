@@ -1,4 +1,5 @@
-"""Members of a cast. Today a local child process; the interface leaves room for others."""
+"""Members of a cast: a local child process each, its start and its streams, and the
+guardian that stops them all should pipeplex die."""
 
 from __future__ import annotations
 

@@ -22,6 +22,8 @@ import os
 import signal
 from collections.abc import Collection, Iterable, Iterator
 
+from ._proc import GONE, START_TIME, STATE, stat_fields
+
 __all__ = ("SEARCH_SLICE", "Escaped", "OutOfDescriptors", "find_escaped", "hold", "proc_pids",
            "send", "start_time")
 
@@ -182,11 +184,12 @@ def _name_in(pid: int, token: bytes, wanted: dict[bytes, str]) -> str | None:
 
 
 def start_time(pid: int) -> int | None:
-    """When ``pid`` started (field 22 of its stat), or None if it is gone or a zombie."""
-    stat = _read(pid, "stat")
-    if stat is None:
+    """When ``pid`` started, or None if it is gone or a zombie.
+
+    Raises:
+        OSError: out of descriptors (EMFILE, ENFILE).
+    """
+    fields = stat_fields(pid, strict=True)
+    if fields is None or fields[STATE] in GONE:
         return None
-    fields = stat[stat.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
+    return int(fields[START_TIME])

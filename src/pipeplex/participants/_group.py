@@ -16,6 +16,8 @@ import weakref
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from ._proc import GONE, PGRP, STATE, all_stats
+
 __all__ = ("exits_within", "live_in_group", "owner", "pidfds_exit", "unwatch_group",
            "wait_group_gone", "watch_group")
 
@@ -46,19 +48,10 @@ def owner(pids: Iterable[int]) -> str:
 def _live_in_groups(groups: Collection[int]) -> dict[int, list[int]]:
     """The pids of each of ``groups`` that have not exited, in one pass over ``/proc``."""
     found: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:  # gone meanwhile
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(b")") + 2:].split()
-        pgid = int(fields[2])
-        if pgid in groups and fields[0] not in (b"Z", b"X"):
-            found.setdefault(pgid, []).append(int(entry.name))
+    for pid, fields in all_stats():
+        pgid = int(fields[PGRP])
+        if pgid in groups and fields[STATE] not in GONE:
+            found.setdefault(pgid, []).append(pid)
     return found
 
 
@@ -137,7 +130,8 @@ def watch_group(pgid: int, on_empty: Callable[[int], None]) -> None:
     ``setsid`` once it is empty: whoever would signal the group later must know it is gone.
     Zombies do not count: they cannot be signalled, and their id is not free until reaped.
     If the group cannot be watched (pipeplex is out of descriptors), ``on_empty`` is never
-    called: the group is then taken for alive, as it was before.
+    called: the group is then taken for alive (signalled as a live one is, never reported
+    empty).
     """
     loop = asyncio.get_running_loop()
     watcher = _WATCHERS.get(loop)

@@ -9,8 +9,8 @@ those still there half a second later.
 
 Registering is one write, made as soon as the member is spawned. The guardian reads the
 first line of a burst at once and the rest a quarter second later (its death, not its lines,
-is what must wake it): a start wave of 100 members wakes it twice, not 100 times, and its
-wake-ups no longer take turns with pipeplex's spawns on a busy core.
+is what must wake it): a start wave of 100 members wakes it twice, not 100 times, so that
+its wake-ups do not take turns with pipeplex's spawns on a busy core.
 
 Two more nets, used at EOF. A spawn's child exists while pipeplex waits for its exec: a
 SIGKILL then leaves it unregistered. So before each spawn pipeplex tells the streams it gives

@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from ._escaped import start_time
+from ._proc import PPID, all_stats
 
 if TYPE_CHECKING:
     from .guardian import Guardian
@@ -54,16 +55,8 @@ def descendants(roots: Collection[int]) -> list[int]:
     """Every process below ``roots`` (not themselves), from one pass over /proc: the ones
     still to be orphaned when their parents, the members, are killed at once."""
     parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
+    for pid, fields in all_stats():
+        parents.setdefault(int(fields[PPID]), []).append(pid)
     found: list[int] = []
     todo = list(roots)
     while todo:

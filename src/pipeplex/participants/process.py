@@ -16,7 +16,6 @@ import functools
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import termios
@@ -31,8 +30,16 @@ from .._signals import signal_name
 from ..cast.spec import ProcSpec, expand
 from ..errors import SignalRefused, SpawnError
 from ._framing import LineFramer
-from ._group import live_in_group, owner, unwatch_group, watch_group
-from ._pty import make_controlling_tty, open_pty, set_size
+from ._group import exits_within, live_in_group, owner, unwatch_group, watch_group
+from ._proc import PF_EXITING, STATE, child_flags, signal_pending, stat_fields
+from ._pty import open_pty, set_size
+from ._spawn import (
+    bad_text,
+    find_executable,
+    forget_executables,
+    spawn,
+    spawn_reason,
+)
 from .guardian import Guardian
 
 __all__ = ("Process", "ProcessState")
@@ -207,24 +214,24 @@ class Process:
                 raise SpawnError(self.name, spec.command_text,
                                  f"cannot open its stdin and output: {exc.strerror or exc}"
                                  ) from None
-            executable = _executable(argv[0], env)
+            executable = find_executable(argv[0], env)
             if self._guardian is not None:
                 self._guardian.spawning((stdin_child, stdout_child, stderr_child))
             try:
                 # Spawning blocks only for fork+exec, not on the child: fine in the loop.
-                self._popen = _spawn(argv, full_terminal=spec.pty == "full",
-                                     executable=executable, stdin=stdin_child,
-                                     stdout=stdout_child, stderr=stderr_child, cwd=spec.cwd,
-                                     env=env)
+                self._popen = spawn(argv, full_terminal=spec.pty == "full",
+                                    executable=executable, stdin=stdin_child,
+                                    stdout=stdout_child, stderr=stderr_child, cwd=spec.cwd,
+                                    env=env)
             except OSError as exc:
                 self._spawn_failed()
                 if executable is not None:
-                    _EXECUTABLES.clear()  # a file looked up earlier is gone: look again next time
+                    forget_executables()
                 raise SpawnError(self.name, spec.command_text,
-                                 _spawn_reason(exc, argv, executable, spec.cwd)) from None
+                                 spawn_reason(exc, argv, executable, spec.cwd)) from None
             except ValueError as exc:  # a NUL byte, or "=" in an environment variable's name
                 self._spawn_failed()
-                raise SpawnError(self.name, spec.command_text, _bad_text(exc)) from None
+                raise SpawnError(self.name, spec.command_text, bad_text(exc)) from None
             except subprocess.SubprocessError:  # the preexec_fn failed: the child is reaped
                 self._spawn_failed()
                 raise
@@ -992,11 +999,7 @@ class Process:
 
     def _exited_unread(self) -> bool:
         """Its process has exited, and its pidfd says so, unread yet."""
-        if self._pidfd is None:
-            return False
-        waiting = select.poll()
-        waiting.register(self._pidfd, select.POLLIN)
-        return bool(waiting.poll(0))
+        return self._pidfd is not None and exits_within(self._pidfd, 0)
 
     def signal_as_asked(self, sig: int) -> bool:
         """Send ``sig`` as a person asks for it (the console, ``pipeplex signal``, the API):
@@ -1083,10 +1086,8 @@ class Process:
     def output_held(self) -> bool:
         """True while some process still holds this run's output open: one of its streams
         has not hung up (its end may not have been read yet; that is not held)."""
-        poller = select.poll()
-        for fd in self._readers:
-            poller.register(fd, select.POLLIN)
-        hung_up = {fd for fd, flags in poller.poll(0) if flags & (select.POLLHUP | select.POLLERR)}
+        hung_up = {fd for fd, flags in self._waiting_output.poll(0)
+                   if flags & (select.POLLHUP | select.POLLERR)}
         return any(fd not in hung_up for fd in self._readers)
 
     def statistics(self) -> dict[str, object]:
@@ -1106,197 +1107,13 @@ class Process:
 
 def _suspended(pid: int) -> bool:
     """Whether ``pid`` is stopped by a signal (SIGSTOP, SIGTSTP...) until a SIGCONT."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2:][:1] == b"T"  # (not "t": held by a debugger)
-
-
-_EXECUTABLES: dict[tuple[str, str], str] = {}
-_EXECUTABLES_KEEP = 256
-
-
-GROUP_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGTERM)
-"""What comes to a whole process group: a terminal's Ctrl-C, Ctrl-\\ and Ctrl-Z and its hangup,
-a supervisor's kill of the group. A child is in pipeplex's group from its fork until its
-setsid(), and gets them too in that instant."""
-
-_SPAWN_TRIES = 3
-
-
-def _spawn(argv: list[str], *, full_terminal: bool, executable: str | None, stdin: int,
-           stdout: int, stderr: int, cwd: str | None,
-           env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """``Popen`` in a session of its own, without what was meant for pipeplex's group.
-
-    A signal sent to pipeplex's group in the instant a child is still in it (a Ctrl-C as a
-    start wave spawns) reaches the child too. Spawned by vfork, as most are, the child
-    resets its handlers and dies of it before its program runs: it is spawned again (at
-    most twice more). A full terminal's child is forked (its set-up runs Python code) and
-    would run pipeplex's own handler, telling pipeplex's loop of the signal a second time
-    (and a second Ctrl-C skips the grace): pipeplex holds those signals back while it forks,
-    and the child drops what came before it takes them again (:func:`_own_terminal`)."""
-    def popen(preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, executable=executable, stdin=stdin, stdout=stdout,
-                                stderr=stderr, cwd=cwd, env=env, start_new_session=True,
-                                preexec_fn=preexec_fn)
-
-    if full_terminal:
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
-        try:
-            return popen(functools.partial(_own_terminal, held))
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-    child = popen()
-    for _ in range(_SPAWN_TRIES - 1):
-        if not _killed_before_exec(child.pid):
-            break
-        child.wait()
-        child = popen()
-    return child
-
-
-def _own_terminal(held: set[int]) -> None:
-    """In a full terminal's child, after its setsid(): drop what pipeplex's group got while
-    the child was in it, and make the pty its terminal."""
-    drop_group_signals(held)
-    make_controlling_tty()
-
-
-def drop_group_signals(held: set[int]) -> None:
-    """In a child, after its setsid(), its :data:`GROUP_SIGNALS` held back since the fork:
-    drop one that is pending (setting it ignored drops it), set each back as exec() would
-    leave it (default for a caught one, ignored for one the parent ignored), then take
-    signals as the parent did before it held them (``held``, its mask then)."""
-    for sig in GROUP_SIGNALS:
-        ignored = signal.getsignal(sig) == signal.SIG_IGN
-        signal.signal(sig, signal.SIG_IGN)
-        if not ignored:
-            signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, held)
-
-
-_PF_EXITING = 0x4
-_PF_FORKNOEXEC = 0x40
-"""Linux's flags of a task (``/proc/PID/stat``): it is exiting; it has not exec'd since its
-fork."""
-
-
-def _killed_before_exec(pid: int) -> bool:
-    """Whether the child ``pid``, whose vfork has returned, is dying without having run its
-    program: of a signal sent to this process's group while the child was in it, held back
-    until the child took signals again (after its setsid(), before its exec()).
-
-    One look decides: a vfork returns when the child exits, which marks it exiting first,
-    or when its exec() has begun, past any signal of ours (a pending one kills it as it
-    takes signals again, before exec). So "exiting, never exec'd" is that death, and
-    anything else is a program under way."""
-    flags = _task_flags(pid)
-    return flags is not None and bool(flags & _PF_EXITING and flags & _PF_FORKNOEXEC)
+    fields = stat_fields(pid)
+    return fields is not None and fields[STATE] == b"T"  # (not "t": held by a debugger)
 
 
 def _on_its_way(pid: int | None, sig: int) -> bool:
     """Whether ``sig`` was sent to our child ``pid`` and will end it: it waits to be taken
     (pending: the child is stopped, or has not run since), or the child is exiting."""
-    flags = _task_flags(pid) if pid is not None else None
-    if flags is None:
+    if pid is None or (flags := child_flags(pid)) is None:
         return False
-    if flags & _PF_EXITING:
-        return True
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            lines = status.read().splitlines()
-    except OSError:
-        return False
-    bit = 1 << (sig - 1)
-    return any(int(line.split()[1], 16) & bit for line in lines
-               if line.startswith((b"SigPnd:", b"ShdPnd:")))
-
-
-def _task_flags(pid: int) -> int | None:
-    """Linux's flags of our child ``pid`` (``/proc/PID/stat``); None if it is gone, or if
-    that entry is not our child's (in a PID namespace whose /proc is another's, the same
-    number names some other process)."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        stat = os.read(fd, 1024)
-    finally:
-        os.close(fd)
-    # pid (name) state ppid pgrp session tty tpgid flags ...: the name may hold spaces
-    fields = stat[stat.rindex(b")") + 2:].split()
-    return int(fields[6]) if int(fields[1]) == os.getpid() else None
-
-
-def _executable(program: str, env: Mapping[str, str]) -> str | None:
-    """The file ``program`` runs from the child's PATH, looked up once per program and PATH.
-
-    Left to itself, the child tries every PATH entry in turn, and with vfork the loop waits
-    for each failed exec (50-100 us a member here). A file found earlier is used while it
-    is still executable, as a shell's command hash does. None: let the child search (a name
-    with a slash, or a PATH with relative entries, which depend on the member's cwd).
-    """
-    path = env.get("PATH", os.defpath)
-    if "/" in program or not program:
-        return None
-    key = (program, path)
-    found = _EXECUTABLES.get(key)
-    if found is not None and os.access(found, os.X_OK):
-        return found
-    if any(not os.path.isabs(entry) for entry in path.split(os.pathsep)):
-        return None
-    found = shutil.which(program, path=path)
-    if found is not None:
-        if len(_EXECUTABLES) >= _EXECUTABLES_KEEP:
-            _EXECUTABLES.clear()
-        _EXECUTABLES[key] = found
-    return found
-
-
-def _missing_interpreter(program: str) -> str:
-    """Why ``program``, which exists, was not found when run: what it needs to run is not."""
-    try:
-        with open(program, "rb") as f:
-            first = f.readline(256)
-    except OSError:
-        first = b""
-    if first.startswith(b"#!"):
-        line = first[2:].rstrip(b"\n").lstrip(b" \t")  # (as the kernel splits it: \r stays)
-        interpreter = line.replace(b"\t", b" ").split(b" ", 1)[0].decode(errors="replace")
-        if interpreter.endswith("\r"):
-            return (f"its #! line ends in a Windows line end (\\r): {program!r} names "
-                    f"{interpreter!r} as its interpreter; convert it with dos2unix")
-        return (f"its interpreter was not found: {interpreter or '(none)'!r} "
-                f"(the #! line of {program!r})")
-    return (f"{program!r} exists, but what it needs to run was not found (its loader: a "
-            "program built for another system?)")
-
-
-def _bad_text(exc: ValueError) -> str:
-    """Why a command or environment could not be handed to the program."""
-    if isinstance(exc, UnicodeEncodeError):  # (text from a cast file, in an ASCII locale)
-        return (f"its command or environment holds {exc.object[exc.start:exc.end]!r}, which "
-                f"the locale's encoding ({exc.encoding}) cannot express; run pipeplex in a "
-                "UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
-    return f"{exc} in its command or environment"
-
-
-def _spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
-                  cwd: str | None = None) -> str:
-    """Why ``argv`` did not start (``executable``: its file, if it was looked up)."""
-    if isinstance(exc, FileNotFoundError) and exc.filename in (None, argv[0], executable):
-        file = executable or (os.path.join(cwd, argv[0]) if cwd and "/" in argv[0] else
-                              argv[0] if "/" in argv[0] else None)
-        if file is not None and os.path.isfile(file):
-            return _missing_interpreter(file)
-        return f"command not found: {argv[0]!r}"
-    if isinstance(exc, PermissionError):
-        return f"permission denied: {argv[0]!r} is not executable"
-    if exc.filename:
-        return f"{exc.strerror}: {exc.filename!r}"
-    return exc.strerror or str(exc)
-
+    return bool(flags & PF_EXITING) or signal_pending(pid, sig)

@@ -1,0 +1,79 @@
+"""A process's line of ``/proc/PID/stat``, read by the name of its fields rather than by
+counted indexes (the guardian keeps a copy of its own: it loads nothing of pipeplex)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+
+__all__ = ("FLAGS", "GONE", "PF_EXITING", "PF_FORKNOEXEC", "PGRP", "PPID", "START_TIME", "STATE",
+           "all_stats", "child_flags", "signal_pending", "stat_fields")
+
+STATE, PPID, PGRP, FLAGS, START_TIME = 0, 1, 2, 6, 19
+"""Indexes in :func:`stat_fields`, which begin after ``pid (comm)``: ``proc(5)``'s fields
+3 (state), 4 (ppid), 5 (pgrp), 9 (flags) and 22 (starttime)."""
+
+GONE = (b"Z", b"X")
+"""The states of a process that has exited: a zombie, or dead."""
+
+PF_EXITING = 0x4
+PF_FORKNOEXEC = 0x40
+"""Linux's flags of a task (:data:`FLAGS`): it is exiting; it has not exec'd since its
+fork."""
+
+
+def stat_fields(pid: int | str, *, strict: bool = False) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after ``pid (comm)`` (whose name may hold spaces
+    and parentheses); None if the process is gone, or its entry cannot be read.
+
+    Raises:
+        OSError: with ``strict``, out of descriptors (EMFILE, ENFILE), which a caller that
+            must not take it for a process gone lets through.
+    """
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        if strict and exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise
+        return None
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:  # (gone as it was read)
+        return None
+    finally:
+        os.close(fd)
+    end = stat.rfind(b")")
+    return stat[end + 2:].split() if end >= 0 else None
+
+
+def all_stats() -> Iterator[tuple[int, list[bytes]]]:
+    """Every process's pid and :func:`stat_fields`, in one pass over /proc (those that exit
+    meanwhile left out)."""
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit() and (fields := stat_fields(entry.name)) is not None:
+                yield int(entry.name), fields
+
+
+def child_flags(pid: int) -> int | None:
+    """Linux's flags of our child ``pid``; None if it is gone, or if that entry is not our
+    child's (in a PID namespace whose /proc is another's, the same number names some other
+    process)."""
+    fields = stat_fields(pid)
+    if fields is None or int(fields[PPID]) != os.getpid():
+        return None
+    return int(fields[FLAGS])
+
+
+def signal_pending(pid: int, sig: int) -> bool:
+    """Whether ``sig`` waits to be taken by ``pid`` (``/proc/PID/status``: sent to it, or to
+    its group, and not yet delivered: it is stopped, or has not run since)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            lines = status.read().splitlines()
+    except OSError:
+        return False
+    bit = 1 << (sig - 1)
+    return any(int(line.split()[1], 16) & bit for line in lines
+               if line.startswith((b"SigPnd:", b"ShdPnd:")))

@@ -1,0 +1,168 @@
+"""Spawning a member's child in a session of its own: the PATH lookup, the signals that
+could reach it before its program runs, and why a spawn failed, in words."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Mapping
+
+from ._proc import PF_EXITING, PF_FORKNOEXEC, child_flags
+from ._pty import make_controlling_tty
+
+__all__ = ("GROUP_SIGNALS", "bad_text", "drop_group_signals", "find_executable",
+           "forget_executables", "spawn", "spawn_reason")
+
+_EXECUTABLES: dict[tuple[str, str], str] = {}
+_EXECUTABLES_KEEP = 256
+
+
+GROUP_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGTERM)
+"""What comes to a whole process group: a terminal's Ctrl-C, Ctrl-\\ and Ctrl-Z and its hangup,
+a supervisor's kill of the group. A child is in pipeplex's group from its fork until its
+setsid(), and gets them too in that instant."""
+
+_SPAWN_TRIES = 3
+
+
+def spawn(argv: list[str], *, full_terminal: bool, executable: str | None, stdin: int,
+          stdout: int, stderr: int, cwd: str | None,
+          env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """``Popen`` in a session of its own, without what was meant for pipeplex's group.
+
+    A signal sent to pipeplex's group in the instant a child is still in it (a Ctrl-C as a
+    start wave spawns) reaches the child too. Spawned by vfork, as most are, the child
+    resets its handlers and dies of it before its program runs: it is spawned again (at
+    most twice more). A full terminal's child is forked (its set-up runs Python code) and
+    would run pipeplex's own handler, telling pipeplex's loop of the signal a second time
+    (and a second Ctrl-C skips the grace): pipeplex holds those signals back while it forks,
+    and the child drops what came before it takes them again (:func:`_own_terminal`)."""
+    def popen(preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, executable=executable, stdin=stdin, stdout=stdout,
+                                stderr=stderr, cwd=cwd, env=env, start_new_session=True,
+                                preexec_fn=preexec_fn)
+
+    if full_terminal:
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
+        try:
+            return popen(functools.partial(_own_terminal, held))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    child = popen()
+    for _ in range(_SPAWN_TRIES - 1):
+        if not _killed_before_exec(child.pid):
+            break
+        child.wait()
+        child = popen()
+    return child
+
+
+def _own_terminal(held: set[int]) -> None:
+    """In a full terminal's child, after its setsid(): drop what pipeplex's group got while
+    the child was in it, and make the pty its terminal."""
+    drop_group_signals(held)
+    make_controlling_tty()
+
+
+def drop_group_signals(held: set[int]) -> None:
+    """In a child, after its setsid(), its :data:`GROUP_SIGNALS` held back since the fork:
+    drop one that is pending (setting it ignored drops it), set each back as exec() would
+    leave it (default for a caught one, ignored for one the parent ignored), then take
+    signals as the parent did before it held them (``held``, its mask then)."""
+    for sig in GROUP_SIGNALS:
+        ignored = signal.getsignal(sig) == signal.SIG_IGN
+        signal.signal(sig, signal.SIG_IGN)
+        if not ignored:
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _killed_before_exec(pid: int) -> bool:
+    """Whether the child ``pid``, whose vfork has returned, is dying without having run its
+    program: of a signal sent to this process's group while the child was in it, held back
+    until the child took signals again (after its setsid(), before its exec()).
+
+    One look decides: a vfork returns when the child exits, which marks it exiting first,
+    or when its exec() has begun, past any signal of ours (a pending one kills it as it
+    takes signals again, before exec). So "exiting, never exec'd" is that death, and
+    anything else is a program under way."""
+    flags = child_flags(pid)
+    return flags is not None and bool(flags & PF_EXITING and flags & PF_FORKNOEXEC)
+
+
+def find_executable(program: str, env: Mapping[str, str]) -> str | None:
+    """The file ``program`` runs from the child's PATH, looked up once per program and PATH.
+
+    Left to itself, the child tries every PATH entry in turn, and with vfork the loop waits
+    for each failed exec (50-100 us a member here). A file found earlier is used while it
+    is still executable, as a shell's command hash does. None: let the child search (a name
+    with a slash, or a PATH with relative entries, which depend on the member's cwd).
+    """
+    path = env.get("PATH", os.defpath)
+    if "/" in program or not program:
+        return None
+    key = (program, path)
+    found = _EXECUTABLES.get(key)
+    if found is not None and os.access(found, os.X_OK):
+        return found
+    if any(not os.path.isabs(entry) for entry in path.split(os.pathsep)):
+        return None
+    found = shutil.which(program, path=path)
+    if found is not None:
+        if len(_EXECUTABLES) >= _EXECUTABLES_KEEP:
+            _EXECUTABLES.clear()
+        _EXECUTABLES[key] = found
+    return found
+
+
+def forget_executables() -> None:
+    """Look every program up again: a file found earlier is gone."""
+    _EXECUTABLES.clear()
+
+
+def _missing_interpreter(program: str) -> str:
+    """Why ``program``, which exists, was not found when run: what it needs to run is not."""
+    try:
+        with open(program, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        first = b""
+    if first.startswith(b"#!"):
+        line = first[2:].rstrip(b"\n").lstrip(b" \t")  # (as the kernel splits it: \r stays)
+        interpreter = line.replace(b"\t", b" ").split(b" ", 1)[0].decode(errors="replace")
+        if interpreter.endswith("\r"):
+            return (f"its #! line ends in a Windows line end (\\r): {program!r} names "
+                    f"{interpreter!r} as its interpreter; convert it with dos2unix")
+        return (f"its interpreter was not found: {interpreter or '(none)'!r} "
+                f"(the #! line of {program!r})")
+    return (f"{program!r} exists, but what it needs to run was not found (its loader: a "
+            "program built for another system?)")
+
+
+def bad_text(exc: ValueError) -> str:
+    """Why a command or environment could not be handed to the program."""
+    if isinstance(exc, UnicodeEncodeError):  # (text from a cast file, in an ASCII locale)
+        return (f"its command or environment holds {exc.object[exc.start:exc.end]!r}, which "
+                f"the locale's encoding ({exc.encoding}) cannot express; run pipeplex in a "
+                "UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
+    return f"{exc} in its command or environment"
+
+
+def spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
+                  cwd: str | None = None) -> str:
+    """Why ``argv`` did not start (``executable``: its file, if it was looked up)."""
+    if isinstance(exc, FileNotFoundError) and exc.filename in (None, argv[0], executable):
+        file = executable or (os.path.join(cwd, argv[0]) if cwd and "/" in argv[0] else
+                              argv[0] if "/" in argv[0] else None)
+        if file is not None and os.path.isfile(file):
+            return _missing_interpreter(file)
+        return f"command not found: {argv[0]!r}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {argv[0]!r} is not executable"
+    if exc.filename:
+        return f"{exc.strerror}: {exc.filename!r}"
+    return exc.strerror or str(exc)
+
