@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._bus import Bus
-from ._events import Exited, Level, Note, Output, Ready, Started
+from ._events import Level, Note, Output, Ready, Started
 from ._outcomes import Outcomes
-from ._readiness import LOOPBACK_SAID, LineWatch, listeners, port_accepts
+from ._readiness import LOOPBACK_SAID, RunWatch, listeners, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
@@ -830,8 +831,8 @@ class Engine:
 
     async def _run_member_runs(self, member: Process) -> None:
         spec = member.spec
-        attempt = 0
-        while not self.stopping:
+        attempt: int | None = 0
+        while not self.stopping and attempt is not None:
             if member.pid is not None:
                 # A restart: what the previous run left goes first (a worker still holding
                 # the port, say), in its group or out of it, with the usual escalation.
@@ -843,26 +844,8 @@ class Engine:
             # What the last run's leftovers still had to say is theirs, not the next run's:
             # it goes out before the new run's readiness is watched.
             member.release_output()
-            watch = None
-            ready_match: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
-            said: list[bool] = []  # whether its line made it ready at once
-            if spec.ready:
-
-                def matched(m: object, fut: asyncio.Future[dict[str, str]] = ready_match,
-                            said: list[bool] = said) -> None:
-                    if not fut.done():
-                        groups: dict[str, str | None] = getattr(m, "groupdict", dict)()
-                        # (a group the match left out gives the empty string)
-                        captured = {k: v or "" for k, v in groups.items()}
-                        fut.set_result(captured)
-                        if not spec.ready_port and not (member.stopping or self.stopping):
-                            # Ready now: said right after its line (before its exit, say).
-                            # A run being stopped (one found not ready, say) is not.
-                            said.append(True)
-                            self._now_ready(member, captured)
-
-                watch = LineWatch(member.name, spec.ready, matched)
-            unsubscribe = self.bus.subscribe(watch, [Output, Exited]) if watch else None
+            run = RunWatch(member.name, spec.ready, self.bus,
+                           functools.partial(self._ready_at_once, member))
             restarting = member.pid is not None
             self._port_taken.pop(member.name, None)
             if spec.ready_port and is_port(spec.ready_port):  # (a {variable}: known later)
@@ -871,142 +854,182 @@ class Engine:
                 # A copy: what it starts with is one consistent set, whatever comes next.
                 await member.start(dict(self.variables))
             except SpawnError as exc:
-                if unsubscribe:
-                    unsubscribe()
-                self._restart_requested.discard(member.name)
-                restarted = self._restarted.pop(member.name, None)
-                if restarted is not None and not restarted.done():
-                    restarted.set_exception(exc)
-                    restarted.exception()  # retrieved: its callers may have gone
-                self.bus.publish(Note(str(exc), level="error"))
-                self.outcomes.why_failed[member.name] = "which could not be started"
-                self.outcomes.cannot_start[member.name] = exc.reason
-                if member.name in self._added:
-                    self._fail_start(member.name, exc)
-                    return
-                if restarting and spec.on_exit == "ignore" and self._ready[member.name].done():
-                    return  # it stays down and the cast goes on; its summary says why
-                # (Never ready yet: members after it would wait for it for ever.)
-                self.record_failure(member.name, 127, str(exc))
-                self.request_stop("stopping the cast", by=member.name)
+                run.close()
+                self._start_failed(member, exc, restarting)
                 return
-            if restarting:
-                self.restarts[member.name] += 1  # counted once the new instance runs
             if member.name in self._restart_requested:  # a request met by this new run,
                 self._restart_requested.discard(member.name)  # which counts afresh
                 attempt = 0
-            self._down_after_failure.pop(member.name, None)
-            self.outcomes.cannot_start.pop(member.name, None)
-            self.outcomes.ended_for_good.pop(member.name, None)
-            # From its exit on, members that (re)start after it wait for its next run; not
-            # once its supervisor has ended (it may see the exit first): no run will come.
-            self._up_now.discard(member.name)
-            self._ready_last.discard(member.name)
-            member.exit_future.add_done_callback(lambda _: self._run_ended(member))
-            restarted = self._restarted.pop(member.name, None)
-            if restarted is not None and not restarted.done():
-                assert member.pid is not None
-                restarted.set_result(member.pid)
+            self._started(member, restarting)
             if self.stopping and not member.stopping:
                 await self.stopper.stop(member)
             try:
-                ready_in_run = await self._wait_ready(member, ready_match, said, watch)
+                ready_in_run = await self._wait_ready(member, run)
             finally:
-                if unsubscribe:
-                    unsubscribe()
+                run.close()
             returncode = await member.wait_exited()
-            # Stopped by us: not one that had ended before the stop came to it, unseen yet.
-            stopped = member.stopping and not member.exited_before_stop
-            assert member.ended_at is not None
-            if (self.stop_began is not None and member.ended_at >= self.stop_began
-                    and not member.exited_before_stop):  # (not an exit seen before it)
-                self._ended_in_stop.append((member.name, member.ended_at))
-            if self._failed_to_start(member.name):
-                return  # an added member that never got ready: no exit policy applies
-            how = describe_returncode(returncode)
-            assert member.started_at is not None and member.ended_at is not None
-            if member.name in self._restart_requested and not self.stopping:
-                if not stopped and spec.on_exit != "restart":
-                    # It ended on its own before the request (its exit was still being
-                    # published): that exit counts, and on_exit = stop stops the cast.
-                    if returncode != 0:
-                        self.record_failure(member.name, exit_status(returncode),
-                                            f"{member.name} {how}", member.ended_at)
-                    if spec.on_exit == "stop":
-                        self.request_stop(f"{member.name} {how}; stopping the cast "
-                                          "(on_exit = stop)", by=member.name)
-                        return
-                self._restart_requested.discard(member.name)
-                attempt = 0
-                continue
-            if stopped:
-                if member.ended_by_a_person:
-                    # A signal a person sent ended it, even if the stop came before its
-                    # exit was seen: that is its own end (docs/cli.md, pipeplex signal).
-                    # (Not one it lived through: the stop's own sending of it took it off.)
+            attempt = await self._after_exit(member, returncode, ready_in_run, attempt)
+
+    def _ready_at_once(self, member: Process, captured: dict[str, str]) -> bool:
+        """Its ready line matched: it is said ready now, right after its line (before its
+        exit, say), unless a port is still to be waited for, or the run is being stopped
+        (one found not ready, say). Whether it was."""
+        if member.spec.ready_port or member.stopping or self.stopping:
+            return False
+        self._now_ready(member, captured)
+        return True
+
+    def _start_failed(self, member: Process, exc: SpawnError, restarting: bool) -> None:
+        """The member's program could not be started: said, and the cast stops, unless it
+        was an added member's (it fails alone) or a restart of one whose exits are ignored
+        (it stays down, and the cast goes on; its summary says why)."""
+        self._restart_requested.discard(member.name)
+        restarted = self._restarted.pop(member.name, None)
+        if restarted is not None and not restarted.done():
+            restarted.set_exception(exc)
+            restarted.exception()  # retrieved: its callers may have gone
+        self.bus.publish(Note(str(exc), level="error"))
+        self.outcomes.why_failed[member.name] = "which could not be started"
+        self.outcomes.cannot_start[member.name] = exc.reason
+        if member.name in self._added:
+            self._fail_start(member.name, exc)
+            return
+        if restarting and member.spec.on_exit == "ignore" and self._ready[member.name].done():
+            return
+        # (Never ready yet: members after it would wait for it for ever.)
+        self.record_failure(member.name, 127, str(exc))
+        self.request_stop("stopping the cast", by=member.name)
+
+    def _started(self, member: Process, restarting: bool) -> None:
+        """A run of the member is under way: counted, and what was said of its last run's
+        end (down after failing, unable to start) is over."""
+        if restarting:
+            self.restarts[member.name] += 1  # counted once the new instance runs
+        self._down_after_failure.pop(member.name, None)
+        self.outcomes.cannot_start.pop(member.name, None)
+        self.outcomes.ended_for_good.pop(member.name, None)
+        # From its exit on, members that (re)start after it wait for its next run; not
+        # once its supervisor has ended (it may see the exit first): no run will come.
+        self._up_now.discard(member.name)
+        self._ready_last.discard(member.name)
+        member.exit_future.add_done_callback(lambda _: self._run_ended(member))
+        restarted = self._restarted.pop(member.name, None)
+        if restarted is not None and not restarted.done():
+            assert member.pid is not None
+            restarted.set_result(member.pid)
+
+    async def _after_exit(self, member: Process, returncode: int, ready_in_run: bool,
+                          attempt: int) -> int | None:
+        """A run of the member has ended: judged, and its exit policy applied. The attempt
+        its next run makes (0: afresh), or None when no run follows."""
+        spec = member.spec
+        # Stopped by us: not one that had ended before the stop came to it, unseen yet.
+        stopped = member.stopping and not member.exited_before_stop
+        assert member.started_at is not None and member.ended_at is not None
+        if (self.stop_began is not None and member.ended_at >= self.stop_began
+                and not member.exited_before_stop):  # (not an exit seen before it)
+            self._ended_in_stop.append((member.name, member.ended_at))
+        if self._failed_to_start(member.name):
+            return None  # an added member that never got ready: no exit policy applies
+        how = describe_returncode(returncode)
+        if member.name in self._restart_requested and not self.stopping:
+            if not stopped and spec.on_exit != "restart":
+                # It ended on its own before the request (its exit was still being
+                # published): that exit counts, and on_exit = stop stops the cast.
+                if returncode != 0:
                     self.record_failure(member.name, exit_status(returncode),
                                         f"{member.name} {how}", member.ended_at)
-                elif returncode != 0 and not member.signalled_to_stop:
-                    # It failed at the EOF the stop gave it, before any signal: its own
-                    # failure, as it would be a moment earlier, before the stop came; unless
-                    # something else of the cast ended in the stop before it (judged once
-                    # the stop is over: see _judge_failures_at_eof).
-                    self._failed_at_eof.append(Failure(member.name, exit_status(returncode),
-                                                       f"{member.name} {how}",
-                                                       member.ended_at))
-                return
+                if spec.on_exit == "stop":
+                    self.request_stop(f"{member.name} {how}; stopping the cast "
+                                      "(on_exit = stop)", by=member.name)
+                    return None
+            self._restart_requested.discard(member.name)
+            return 0
+        if stopped:
+            self._judge_stopped(member, returncode, how)
+            return None
+        if spec.on_exit == "restart" and not self.stopping:
             runtime = member.ended_at - member.started_at
-            if spec.on_exit == "restart" and not self.stopping:
-                if runtime >= RESTART_RESET:
-                    attempt = 0
-                if attempt >= spec.max_restarts:
-                    ready = self._ready[member.name]
-                    before = "" if ready_in_run else " before it was ready"
-                    # The count that gave up is of restarts in a row; the summary's is of
-                    # all of them: say which when they differ.
-                    in_a_row = " in a row" if self.restarts[member.name] > attempt else ""
-                    times = f"{attempt} time{'s' if attempt != 1 else ''}{in_a_row}"
-                    tried = f"and was restarted {times}" if attempt else "(max_restarts = 0)"
-                    reason = (f"{member.name} {how}{before} {tried}; giving up (raise "
-                              "max_restarts to allow more)")
-                    recent = self.recent.describe(member.name)
-                    self.bus.publish(Note(f"{reason}\n{recent}" if before else reason,
-                                          level="error"))
-                    self.outcomes.why_failed[member.name] = (
-                        f"which gave up after {attempt} restart{'s' if attempt != 1 else ''}"
-                        f"{in_a_row}" if attempt else "which gave up (max_restarts = 0)")
-                    if member.name in self._added and not ready.done():
-                        self._fail_start(member.name, NotReady(member.name, reason, recent))
-                        await self.stopper.stop(member)  # what it left in its group
-                        return  # an added member fails alone
-                    self.record_failure(member.name, exit_status(returncode) or 1, reason,
-                                        member.ended_at)
-                    self.request_stop(f"{member.name} gave up restarting: stopping the cast",
-                                      by=member.name)
-                    return
-                delay = backoff_delay(attempt)
-                attempt += 1
-                self.bus.publish(Note(f"restarting in {delay:.1f} s "
-                                      f"(restart {attempt} of {spec.max_restarts})",
-                                      name=member.name))
-                if returncode != 0:  # down after failing, until its next run
-                    self._down_after_failure[member.name] = (
-                        exit_status(returncode), f"{member.name} {how}", member.ended_at)
-                if not await self._backoff(member.name, delay):
-                    return  # (that restart never happened: it is not counted)
-                continue
-            if returncode != 0:
-                before = "" if ready_in_run else " before it was ready"
-                # One that ended before the stop, seen only in it, failed no later than then.
-                at = member.ended_at
-                if member.exited_before_stop and self.stop_began is not None:
-                    at = min(at, self.stop_began)
-                self.record_failure(member.name, exit_status(returncode),
-                                    f"{member.name} {how}{before}", at)
-            if spec.on_exit == "stop":
-                self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)",
-                                  by=member.name)
-            return
+            return await self._restart(member, returncode, how, ready_in_run,
+                                       0 if runtime >= RESTART_RESET else attempt)
+        if returncode != 0:
+            before = "" if ready_in_run else " before it was ready"
+            # One that ended before the stop, seen only in it, failed no later than then.
+            at = member.ended_at
+            if member.exited_before_stop and self.stop_began is not None:
+                at = min(at, self.stop_began)
+            self.record_failure(member.name, exit_status(returncode),
+                                f"{member.name} {how}{before}", at)
+        if spec.on_exit == "stop":
+            self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)",
+                              by=member.name)
+        return None
+
+    def _judge_stopped(self, member: Process, returncode: int, how: str) -> None:
+        """A run the stop ended, or that ended as the stop came: whether it failed on its
+        own all the same."""
+        assert member.ended_at is not None
+        if member.ended_by_a_person:
+            # A signal a person sent ended it, even if the stop came before its exit was
+            # seen: that is its own end (docs/cli.md, pipeplex signal). (Not one it lived
+            # through: the stop's own sending of it took it off.)
+            self.record_failure(member.name, exit_status(returncode), f"{member.name} {how}",
+                                member.ended_at)
+        elif returncode != 0 and not member.signalled_to_stop:
+            # It failed at the EOF the stop gave it, before any signal: its own failure, as
+            # it would be a moment earlier, before the stop came; unless something else of
+            # the cast ended in the stop before it (judged once the stop is over: see
+            # _judge_failures_at_eof).
+            self._failed_at_eof.append(Failure(member.name, exit_status(returncode),
+                                               f"{member.name} {how}", member.ended_at))
+
+    async def _restart(self, member: Process, returncode: int, how: str, ready_in_run: bool,
+                       attempt: int) -> int | None:
+        """on_exit = "restart": the next attempt after the backoff, or None when it gives
+        up (``max_restarts`` restarts in a row) or the cast stops meanwhile."""
+        spec = member.spec
+        assert member.ended_at is not None
+        if attempt >= spec.max_restarts:
+            await self._give_up(member, returncode, how, ready_in_run, attempt)
+            return None
+        delay = backoff_delay(attempt)
+        attempt += 1
+        self.bus.publish(Note(f"restarting in {delay:.1f} s "
+                              f"(restart {attempt} of {spec.max_restarts})", name=member.name))
+        if returncode != 0:  # down after failing, until its next run
+            self._down_after_failure[member.name] = (
+                exit_status(returncode), f"{member.name} {how}", member.ended_at)
+        if not await self._backoff(member.name, delay):
+            return None  # (that restart never happened: it is not counted)
+        return attempt
+
+    async def _give_up(self, member: Process, returncode: int, how: str, ready_in_run: bool,
+                       attempt: int) -> None:
+        """It restarted ``attempt`` times in a row and ended again: said, and the cast
+        stops (an added member that was never ready fails alone)."""
+        assert member.ended_at is not None
+        ready = self._ready[member.name]
+        before = "" if ready_in_run else " before it was ready"
+        # The count that gave up is of restarts in a row; the summary's is of all of them:
+        # say which when they differ.
+        in_a_row = " in a row" if self.restarts[member.name] > attempt else ""
+        times = f"{attempt} time{'s' if attempt != 1 else ''}{in_a_row}"
+        tried = f"and was restarted {times}" if attempt else "(max_restarts = 0)"
+        reason = (f"{member.name} {how}{before} {tried}; giving up (raise max_restarts to "
+                  "allow more)")
+        recent = self.recent.describe(member.name)
+        self.bus.publish(Note(f"{reason}\n{recent}" if before else reason, level="error"))
+        self.outcomes.why_failed[member.name] = (
+            f"which gave up after {attempt} restart{'s' if attempt != 1 else ''}{in_a_row}"
+            if attempt else "which gave up (max_restarts = 0)")
+        if member.name in self._added and not ready.done():
+            self._fail_start(member.name, NotReady(member.name, reason, recent))
+            await self.stopper.stop(member)  # what it left in its group
+            return  # an added member fails alone
+        self.record_failure(member.name, exit_status(returncode) or 1, reason,
+                            member.ended_at)
+        self.request_stop(f"{member.name} gave up restarting: stopping the cast",
+                          by=member.name)
 
     async def _backoff(self, name: str, delay: float) -> bool:
         """Wait ``delay`` seconds before restarting ``name``, cut short by a restart request;
@@ -1021,14 +1044,13 @@ class Engine:
             del self._backoffs[name]
         return not self.stopping
 
-    async def _wait_ready(self, member: Process, matched: asyncio.Future[dict[str, str]],
-                          said: list[bool], watch: LineWatch | None = None) -> bool:
+    async def _wait_ready(self, member: Process, run: RunWatch) -> bool:
         """Wait for this run of the member to be ready (each run is watched, a restart's as
         the first); on failure announce it and stop the cast. Once it is ready, what it
-        captured replaces what its previous runs captured, for every start from then on.
-        ``said``: not empty once its ready line announced it (then it is not said again).
-        True if this run got ready."""
+        captured replaces what its previous runs captured, for every start from then on
+        (``run.said``: its ready line said so already). True if this run got ready."""
         spec = member.spec
+        matched, watch = run.matched, run.watch
         assert self._stop is not None
         exit_seen = member.exit_future
         loop = asyncio.get_running_loop()
@@ -1074,9 +1096,9 @@ class Engine:
             if not probe.done() or probe.cancelled() or probe.exception() is not None:
                 await self._not_ready(member, waiting_for)
                 return False
-        if member.stopping and not said:
+        if member.stopping and not run.said:
             return False  # a run being stopped (a restart's, say) is not the one to wait for
-        if not said:  # (else it was, when its line matched)
+        if not run.said:  # (else it was, when its line matched)
             self._now_ready(member, captured)
         ready = self._ready[member.name]
         if not ready.done():

@@ -6,16 +6,50 @@ import asyncio
 import codecs
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ._events import Event, Exited, Output, Stream
 from ._plain_text import plain
 from .cast.spec import ready_regex
 
-__all__ = ("LOOPBACK", "LOOPBACK_SAID", "LineWatch", "port_accepts")
+if TYPE_CHECKING:
+    from ._bus import Bus
+
+__all__ = ("LOOPBACK", "LOOPBACK_SAID", "LineWatch", "RunWatch", "port_accepts")
 
 PORT_POLL = 0.05
 MAX_PARTIAL = 64 * 1024
+
+
+class RunWatch:
+    """One run of a member, watched for its ``ready`` line (:class:`LineWatch`), from
+    before it starts: ``matched`` gets what the line captured, and ``said`` tells whether
+    the run was said ready as the line matched (``on_match`` decides, and says so)."""
+
+    __slots__ = ("_unsubscribe", "matched", "said", "watch")
+
+    def __init__(self, name: str, pattern: str | None, bus: Bus,
+                 on_match: Callable[[dict[str, str]], bool]) -> None:
+        self.matched: asyncio.Future[dict[str, str]] = (
+            asyncio.get_running_loop().create_future())
+        self.said = False
+        self.watch: LineWatch | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        if pattern:
+            def matched(match: re.Match[str]) -> None:
+                if not self.matched.done():
+                    # (a group the match left out gives the empty string)
+                    captured = {k: v or "" for k, v in match.groupdict().items()}
+                    self.matched.set_result(captured)
+                    self.said = on_match(captured)
+
+            self.watch = LineWatch(name, pattern, matched)
+            self._unsubscribe = bus.subscribe(self.watch, [Output, Exited])
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
 
 class LineWatch:
