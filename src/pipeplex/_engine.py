@@ -29,6 +29,7 @@ from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
 from .cast.load import cast_warnings
+from .cast.order import after_first, stop_order
 from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port, quoted
 from .errors import NotReady, PipeplexError, SignalRefused, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
@@ -1162,15 +1163,11 @@ class Engine:
 
     def _dependencies(self, name: str) -> set[str]:
         """The members ``name`` starts after, directly or through others."""
-        found: set[str] = set()
-        todo = [name]
-        while todo:
-            member = self.members.get(todo.pop())
-            for dep in member.spec.after if member is not None else ():
-                if dep not in found and dep != name:
-                    found.add(dep)
-                    todo.append(dep)
-        return found
+        return set(after_first(name, self._graph()))
+
+    def _graph(self) -> dict[str, tuple[str, ...]]:
+        """Each member, in order, to those it starts after."""
+        return {name: member.spec.after for name, member in self.members.items()}
 
     async def _wait_until_up(self, member: Process) -> bool:
         """Before each start, and a restart's too: wait until every member it starts after
@@ -1339,38 +1336,8 @@ class Engine:
 
     def _stop_order(self) -> list[list[str]]:
         """The members in groups, each stopped once those before it are: the start's
-        waves backwards, members added later first; but never a member before one that
-        starts after it (a member added under the name of one that ended takes its place
-        for those that start after it)."""
-        waves = self._start_waves()
-        base: dict[str, int] = {}
-        for i, names in enumerate(reversed(waves)):
-            for name in names:
-                base.setdefault(name, i)
-        # A member's rank: its base, or one more than that of any member that starts after
-        # it, if higher; worked out from those nobody starts after, towards their
-        # dependencies (iteratively: a chain may be a thousand members long).
-        after_it: dict[str, list[str]] = {name: [] for name in self.members}
-        for member in self.members.values():
-            for dep in set(member.spec.after):
-                if dep in after_it and dep != member.name:
-                    after_it[dep].append(member.name)
-        waiting = {name: len(names) for name, names in after_it.items()}
-        todo = [name for name, count in waiting.items() if count == 0]
-        rank: dict[str, int] = {}
-        while todo:
-            name = todo.pop()
-            rank[name] = max([base.get(name, 0)] + [rank[n] + 1 for n in after_it[name]])
-            for dep in set(self.members[name].spec.after):
-                if dep in waiting and dep != name:
-                    waiting[dep] -= 1
-                    if waiting[dep] == 0:
-                        todo.append(dep)
-        last = max(rank.values(), default=0) + 1  # (for a member in a cycle, never ranked)
-        order: dict[int, list[str]] = {}
-        for name in self.members:
-            order.setdefault(rank.get(name, last), []).append(name)
-        return [order[r] for r in sorted(order)]
+        waves backwards, members added later first (see :func:`~.cast.order.stop_order`)."""
+        return stop_order(self._start_waves(), self._graph())
 
     def own_children(self) -> set[int]:
         """This process's children that are not to be reaped by whoever reaps orphans:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .._file_kind import file_kind
 from .._suggest import close_match, suggest
 from ..errors import CastError, CastErrors, ours_in_tracebacks
+from .order import after_first, circle
 from .spec import (
     MAX_ARGUMENT,
     NAME_RE,
@@ -624,14 +625,7 @@ def _add_after(proc: ProcSpec, provider: str, why: str = "") -> str:
 def _closure(proc: ProcSpec, procs: Mapping[str, ProcSpec]) -> Iterator[str]:
     """The members ``proc`` starts after, directly or through others, each once: those it
     names first."""
-    out: set[str] = set()
-    todo = list(reversed(proc.after))
-    while todo:
-        name = todo.pop()
-        if name not in out:
-            out.add(name)
-            yield name
-            todo.extend(reversed(procs[name].after))
+    return after_first(proc.name, {name: p.after for name, p in procs.items()})
 
 
 def check_fields(proc: ProcSpec) -> None:
@@ -764,33 +758,11 @@ def _identifier(name: str) -> str:
 
 
 def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
-    """Refuse members that wait for each other in a circle, naming the first one found.
-
-    Depth first without recursion (a chain of after may be longer than Python's stack is
-    deep), each member once.
-    """
-    done: set[str] = set()
-    for proc in cast_spec.procs:
-        if proc.name in done:
-            continue
-        chain = [proc.name]
-        on_chain = {proc.name: 0}  # (its place in the chain)
-        todo = [iter(proc.after)]
-        while todo:
-            dep = next(todo[-1], None)
-            if dep is None:
-                del on_chain[chain[-1]]
-                done.add(chain.pop())
-                todo.pop()
-            elif dep in on_chain:
-                circle = [*chain[on_chain[dep]:], dep]
-                raise CastError(f"members wait for each other in a circle: "
-                                f"{' -> '.join(circle)}; {_break_circle(circle, procs)}",
-                                source=procs[dep].where("after"))
-            elif dep not in done:
-                on_chain[dep] = len(chain)
-                chain.append(dep)
-                todo.append(iter(procs[dep].after))
+    """Refuse members that wait for each other in a circle, naming the first one found."""
+    found = circle(procs, {name: proc.after for name, proc in procs.items()})
+    if found is not None:
+        raise CastError(f"members wait for each other in a circle: {' -> '.join(found)}; "
+                        f"{_break_circle(found, procs)}", source=procs[found[0]].where("after"))
 
 
 def _break_circle(circle: Sequence[str], procs: Mapping[str, ProcSpec]) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import SpawnError
+from .order import depths
 from .shell import ENV_PROGRAM, SHELL, SHELL_VAR_PREFIX, shell_script, shell_script_operand
 from .variables import expand, is_port, variables_in  # (re-exported: the engine, steps)
 
@@ -342,26 +343,7 @@ class CastSpec:
 
         Members of one wave start together; stopping goes through the waves backwards.
         """
-        depth: dict[str, int] = {}
-        by_name = {p.name: p for p in self.procs}
-        for proc in self.procs:  # (depth first, without recursion: a chain may be long)
-            if proc.name in depth:
-                continue
-            chain = [(proc.name, iter(proc.after))]
-            on_chain = {proc.name}  # (the chain walked: two members may wait for one)
-            while chain:
-                name, deps = chain[-1]
-                dep = next((d for d in deps if d not in depth), None)
-                if dep is None:
-                    depth[name] = 1 + max((depth[d] for d in by_name[name].after), default=-1)
-                    on_chain.remove(name)
-                    chain.pop()
-                elif dep in on_chain:  # (validate_cast says so first)
-                    raise ValueError(f"{dep} starts after itself, through its after")
-                else:
-                    on_chain.add(dep)
-                    chain.append((dep, iter(by_name[dep].after)))
-
+        depth = depths({proc.name: proc.after for proc in self.procs})
         waves: list[list[ProcSpec]] = []
         for proc in self.procs:
             d = depth[proc.name]
