@@ -359,6 +359,13 @@ def test_start_starts_an_autostart_false_member_of_a_running_cast(run_dir: Path,
         assert "start it with pipeplex start lazy" in refused.stderr, refused.stderr
         refused = run("start", "w", "--run-dir", run_dir)
         assert refused.returncode == 1 and "w starts by itself" in refused.stderr
+        not_yet = "lazy has not started (autostart = false: pipeplex start lazy starts it)"
+        refused = run("signal", "lazy", "TERM", "--run-dir", run_dir)
+        assert refused.returncode == 1
+        assert refused.stderr == f"pipeplex: error: {not_yet}; no signal was sent\n"
+        refused = run("send", "lazy", "hi", "--run-dir", run_dir)
+        assert refused.returncode == 1
+        assert refused.stderr == f"pipeplex: error: {not_yet}; nothing was sent\n"
         result = run("start", "lazy", "--run-dir", run_dir)
         assert result.returncode == 0, result.stderr
         assert re.fullmatch(r"lazy started \(pid \d+\) and ready\n", result.stdout)

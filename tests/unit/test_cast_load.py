@@ -945,12 +945,27 @@ class TestProcOption:
         """Keyword defaults are applied to the member."""
         assert parse_proc_option("sh=bash", pty="full").pty == "full"
 
-    @pytest.mark.parametrize("option", ["web", "web python3", "web=", "web=   "])
-    def test_missing_equals_or_command(self, option: str) -> None:
-        """Without ``=`` or a command, the expected form is shown."""
+    @pytest.mark.parametrize("option", ["web", "web python3"])
+    def test_missing_equals(self, option: str) -> None:
+        """Without ``=``, the expected form is shown."""
         with pytest.raises(CastError, match="expected NAME=COMMAND") as info:
             parse_proc_option(option)
         assert info.value.source == f"-p {option}"
+
+    @pytest.mark.parametrize("option", ["web=", "web=   "])
+    def test_missing_command(self, option: str) -> None:
+        with pytest.raises(CastError) as info:
+            parse_proc_option(option)
+        assert info.value.message == ("the command is empty: give it after the =, e.g. -p "
+                                      "web='python3 -m http.server'")
+        assert info.value.source == f"-p {option}"
+
+    def test_an_env_number_that_is_no_number_is_refused(self, tmp_path: Path) -> None:
+        """nan and inf became the texts 'nan' and 'inf', unsaid."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = "x"\nenv = { X = nan }\n')
+        assert err.message == ('web: env X = nan: a number here is finite (write "nan" in '
+                               "quotes if the text is meant)")
+        assert err.source == f"{path}:3"
 
     @pytest.mark.parametrize("option", ["-rf=ls", "a/b=ls", "=ls", "../x=ls"])
     def test_bad_name(self, option: str) -> None:

@@ -287,7 +287,7 @@ def test_text_actions_need_strings(body: str, action: str) -> None:
         ('"SIGNOPE"', "unknown signal 'SIGNOPE'"),
         ('""', "unknown signal ''"),
         ("999", "no signal number 999"),
-        ("true", "a signal is a name or a number (signal = \"TERM\", signal = 15), not True"),
+        ("true", "a signal is a name or a number (signal = \"TERM\", signal = 15), not true"),
         ("1.5", "a signal is a name or a number (signal = \"TERM\", signal = 15), not 1.5"),
     ],
 )
@@ -343,12 +343,13 @@ def test_timeouts_must_be_positive(body: str, key: str) -> None:
     assert error.source == line_of(body, f"{key} =")
 
 
-@pytest.mark.parametrize("value", ["false", '"yes"', "1"])
-def test_interact_must_be_true(value: str) -> None:
+@pytest.mark.parametrize(("value", "shown"), [("false", "false"), ('"yes"', "'yes'"),
+                                             ("1", "1")])
+def test_interact_must_be_true(value: str, shown: str) -> None:
     """interact accepts only ``true``."""
     body = f"interact = {value}"
     error = step_error(body)
-    assert error.message == "write interact = true"
+    assert error.message == f"write interact = true, not interact = {shown}"
     assert error.source == line_of(body, "interact =")
 
 
@@ -370,10 +371,16 @@ def test_required_options(body: str, needed: str) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('expect = "x"\nstream = "both"', 'expect step: stream must be "stdout" or "stderr"'),
-        ('wait_exit = "alice"\ncode = "0"', "wait_exit step: code must be a whole number"),
-        ('wait_exit = "alice"\ncode = true', "wait_exit step: code must be a whole number"),
-        ('wait_exit = "alice"\ncode = 1.5', "wait_exit step: code must be a whole number"),
+        ('expect = "x"\nstream = "both"',
+         'expect step: stream must be "stdout" or "stderr", not \'both\''),
+        ('expect = "x"\nstream = "stdrr"',
+         'expect step: stream must be "stdout" or "stderr", not \'stdrr\'; did you mean '
+         "'stderr'?"),
+        ('wait_exit = "alice"\ncode = "0"',
+         "wait_exit step: code must be a whole number, not '0'"),
+        ('wait_exit = "alice"\ncode = true',
+         "wait_exit step: code must be a whole number, not true"),
+        ('wait_exit = "alice"\ncode = 1.5', "wait_exit step: code must be a whole number, not 1.5"),
     ],
 )
 def test_option_values_are_checked(body: str, message: str) -> None:
@@ -441,12 +448,18 @@ def test_a_plain_cast_file_keeps_the_members_own_ready_timeout() -> None:
 @pytest.mark.parametrize(
     ("defaults", "message"),
     [
-        ("timeout = 0", "defaults.timeout must be a positive number of seconds below 1e9"),
-        ("timeout = -1", "defaults.timeout must be a positive number of seconds below 1e9"),
-        ("timeout = true", "defaults.timeout must be a positive number of seconds below 1e9"),
-        ('timeout = "5"', "defaults.timeout must be a positive number of seconds below 1e9"),
-        ("timeout = nan", "defaults.timeout must be a positive number of seconds below 1e9"),
-        ("timeout = inf", "defaults.timeout must be a positive number of seconds below 1e9"),
+        ("timeout = 0",
+         "defaults.timeout must be a positive number of seconds below 1e9, not 0"),
+        ("timeout = -1",
+         "defaults.timeout must be a positive number of seconds below 1e9, not -1"),
+        ("timeout = true",
+         "defaults.timeout must be a positive number of seconds below 1e9, not true"),
+        ('timeout = "5"',
+         "defaults.timeout must be a positive number of seconds below 1e9, not '5'"),
+        ("timeout = nan",
+         "defaults.timeout must be a positive number of seconds below 1e9, not nan"),
+        ("timeout = inf",
+         "defaults.timeout must be a positive number of seconds below 1e9, not inf"),
         ("timout = 5", "unknown key 'timout' in [defaults]; did you mean 'timeout'?"),
     ],
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import math
 import os
 import re
 import shutil
@@ -119,9 +120,12 @@ def parse_proc_option(option: str, **defaults: Any) -> ProcSpec:
     """Parse ``NAME=COMMAND`` from the command line."""
     name, sep, command = option.partition("=")
     source = f"-p {option}"
-    if not sep or not command.strip():
+    if not sep:
         raise CastError("expected NAME=COMMAND, e.g. -p server='python3 -m http.server'",
                         source=source)
+    if not command.strip():
+        raise CastError(f"the command is empty: give it after the =, e.g. -p "
+                        f"{name.strip() or 'server'}='python3 -m http.server'", source=source)
     name = name.strip()
     check_name(name, source)
     problem = _command_too_long(command)
@@ -424,6 +428,9 @@ def _read_env(read: _Read, key: str, env: Any) -> None:
         raise read.bad(key, 'a table of strings or numbers, e.g. env = { LANG = "C", '
                             'WORKERS = 4 }')
     for variable, value in env.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise read.error(key, f"env {variable} = {value}: a number here is finite (write "
+                                  f'"{value}" in quotes if the text is meant)', variable)
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             shown = variable if _ASSIGNMENT.fullmatch(f"{variable}=") else quoted(variable)
             raise read.error(key, f"env {shown} = {toml_value(value)}: a value is a string or "

@@ -383,8 +383,12 @@ class ControlServer:
         except SignalRefused as exc:
             raise _Refused("not_permitted", str(exc)) from None
         if not reached:
-            who = "no member is" if name == ALL else f"{name} is not"
-            raise _Refused("not_running", f"{who} running; no signal was sent")
+            if name == ALL:
+                raise _Refused("not_running", "no member is running; no signal was sent")
+            member = self._engine.router.resolve(name)[0]
+            why = _why_closed(member) if member.state in ("pending", "failed") else (
+                "is not running")
+            raise _Refused("not_running", f"{name} {why}; no signal was sent")
         return {"ok": True, "signalled": reached}
 
     async def _restart(self, request: dict[str, Any], peer_pid: int) -> Answer:
@@ -525,7 +529,8 @@ def _peer(conn: socket.socket) -> tuple[int, int]:
 def _why_closed(member: Process) -> str:
     state = member.state
     if state == "pending":
-        return "has not started yet"
+        return ("has not started yet" if member.spec.autostart else
+                f"has not started (autostart = false: pipeplex start {member.name} starts it)")
     if state == "failed":
         return "could not start"
     if member.returncode is not None:

@@ -21,7 +21,7 @@ from ..cast.load import (
     suggest_key,
     variable_warnings,
 )
-from ..cast.spec import CastSpec, is_port, matches_anywhere, quoted, variables_in
+from ..cast.spec import CastSpec, is_port, matches_anywhere, quoted, toml_value, variables_in
 from ..cast.variables import VAR_RE
 from ..errors import CastError
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
@@ -141,7 +141,8 @@ def _check_golden_is_no_toml(written: str, golden: str, path: str, where: _Where
 
 def _defaults(table: Any, where: _Where) -> float:
     if not isinstance(table, dict):
-        raise CastError("defaults must be a table: [defaults]", source=where("defaults"))
+        raise CastError(f"defaults must be a table: [defaults], not {toml_value(table)}",
+                        source=where("defaults"))
     for key in table:
         if key != "timeout":
             raise CastError(f"unknown key {key!r} in [defaults]{suggest_key(key, ['timeout'])}",
@@ -149,8 +150,8 @@ def _defaults(table: Any, where: _Where) -> float:
     timeout = table.get("timeout", DEFAULT_TIMEOUT)
     if (not isinstance(timeout, int | float) or isinstance(timeout, bool)
             or not 0 < timeout < 1e9):  # (also refuses nan and inf)
-        raise CastError("defaults.timeout must be a positive number of seconds below 1e9",
-                        source=where("defaults", "timeout"))
+        raise CastError("defaults.timeout must be a positive number of seconds below 1e9, "
+                        f"not {toml_value(timeout)}", source=where("defaults", "timeout"))
     return float(timeout)
 
 
@@ -172,7 +173,8 @@ def _normalize(rules: Any, where: _Where) -> tuple[NormalizeRule, ...]:
                             source=here) from None
         replace = rule.get("replace", "")
         if not isinstance(replace, str):
-            raise CastError("normalize replace must be a string", source=here)
+            raise CastError(f"normalize replace must be a string, not {toml_value(replace)}",
+                            source=here)
         try:
             compiled.sub(replace, "")  # (the template is read before any match is looked for)
         except (re.error, IndexError) as exc:
@@ -206,8 +208,8 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
 
     def member(key: str, value: Any, allow_all: bool) -> str:
         if not isinstance(value, str):
-            raise CastError(f"{action} step: {key} must be a member name",
-                            source=where("step", index, key))
+            raise CastError(f"{action} step: {key} must be a member name, not "
+                            f"{toml_value(value)}", source=where("step", index, key))
         if value == "all" and allow_all:
             return value
         if value not in cast.names:
@@ -220,7 +222,7 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
         if (not isinstance(value, int | float) or isinstance(value, bool)
                 or not 0 <= value < 1e9 or (value == 0 and not zero_ok)):  # (nan, inf too)
             raise CastError(f"{action} step: {key} must be a positive number of seconds "
-                            "below 1e9",
+                            f"below 1e9, not {toml_value(value)}",
                             source=where("step", index, key))
         return float(value)
 
@@ -228,7 +230,8 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
     fields: dict[str, Any] = {}
     if action in ("send", "expect", "expect_not"):
         if not isinstance(value, str):
-            raise CastError(f"{action} must be a string", source=where("step", index, action))
+            raise CastError(f"{action} must be a string, not {toml_value(value)}",
+                            source=where("step", index, action))
         if action != "send":
             _check_regex(action, value, where("step", index, action))
     elif action in ("wait_exit", "close", "start"):
@@ -239,7 +242,8 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
     elif action == "signal":
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise CastError(f"signal step: a signal is a name or a number (signal = \"TERM\", "
-                            f"signal = 15), not {value!r}", source=where("step", index, action))
+                            f"signal = 15), not {toml_value(value)}",
+                            source=where("step", index, action))
         try:
             parse_signal(str(value))
         except ValueError as exc:
@@ -250,14 +254,15 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
             isinstance(value, str)
             and (is_port(value) or variables_in(value)))
         if not ok:
-            raise CastError('wait_port must be a port number or a variable such as "{port}"',
-                            source=where("step", index, action))
+            raise CastError('wait_port must be a port number or a variable such as "{port}", '
+                            f"not {toml_value(value)}", source=where("step", index, action))
         value = str(value)
     elif action == "sleep":
         value = str(seconds("sleep", value, zero_ok=True))
     elif action == "interact":
         if value is not True:
-            raise CastError("write interact = true", source=where("step", index, action))
+            raise CastError(f"write interact = true, not interact = {toml_value(value)}",
+                            source=where("step", index, action))
         value = "true"
     if "to" in raw:
         fields["target"] = member("to", raw["to"], allow_all=True)
@@ -265,7 +270,8 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
         fields["target"] = member("in", raw["in"], allow_all=False)
     if "stream" in raw:
         if raw["stream"] not in ("stdout", "stderr"):
-            raise CastError(f'{action} step: stream must be "stdout" or "stderr"',
+            raise CastError(f'{action} step: stream must be "stdout" or "stderr", not '
+                            f"{toml_value(raw['stream'])}{_closest(raw['stream'], STREAMS)}",
                             source=where("step", index, "stream"))
         fields["stream"] = raw["stream"]
         target = fields.get("target")
@@ -279,10 +285,19 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
         fields["within"] = seconds("within", raw["within"])
     if "code" in raw:
         if not isinstance(raw["code"], int) or isinstance(raw["code"], bool):
-            raise CastError("wait_exit step: code must be a whole number",
-                            source=where("step", index, "code"))
+            raise CastError(f"wait_exit step: code must be a whole number, not "
+                            f"{toml_value(raw['code'])}", source=where("step", index, "code"))
         fields["code"] = raw["code"]
     return Step(action, value, where("step", index, action) or here, **fields)
+
+
+STREAMS = ("stdout", "stderr")
+
+
+def _closest(value: object, choices: tuple[str, ...]) -> str:
+    """``; did you mean 'stderr'?`` for a near miss, else nothing."""
+    close = close_match(value, list(choices)) if isinstance(value, str) else None
+    return f"; did you mean {close!r}?" if close is not None else ""
 
 
 def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> tuple[str, ...]:
