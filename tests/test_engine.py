@@ -82,7 +82,7 @@ def test_a_crash_loop_that_leaves_processes_keeps_one_sweep_a_member() -> None:
 def test_failures_kept_are_bounded_and_the_first_decides() -> None:
     """A member that fails again and again with on_exit = "ignore" (or a stream of API
     jobs that fail) must not grow the list without end; the first failure sets the status."""
-    from pipeplex._engine import MAX_FAILURES
+    from pipeplex._verdict import MAX_FAILURES
 
     engine, _ = _engine(ProcSpec("a", ("true",)))
     for i in range(MAX_FAILURES + 500):
@@ -620,28 +620,28 @@ def test_who_excuses_a_failure_at_the_stops_eof() -> None:
     """Only a member started before it or with it that ended before it (or within 10 ms,
     two exits seen in one pass of the loop) excuses a failure at the stop's EOF: not one
     that ended well 30 ms later, nor one started after it (its client)."""
-    from pipeplex._engine import Failure
+    from pipeplex._verdict import Failure, Verdict
 
-    def judged(ended: list[tuple[str, float]]) -> list[str]:
-        engine, _ = _engine(ProcSpec("server", ("true",)), ProcSpec("peer", ("true",)),
-                            ProcSpec("client", ("true",), after=("server",)))
-        engine._failed_at_eof = [Failure("server", 4, "server exited with code 4", 100.0)]
-        engine._ended_in_stop = ended
-        engine._judge_failures_at_eof()
-        return [f.name for f in engine.failures]
+    def judged(ended: list[tuple[str, float]], waves: list[list[str]]) -> list[str]:
+        verdict = Verdict()
+        verdict.failed_at_eof(Failure("server", 4, "server exited with code 4", 100.0))
+        for name, at in ended:
+            verdict.ended_in_stop(name, at)
+        verdict.judge_at_eof(waves)
+        return [f.name for f in verdict.failures]
 
-    assert judged([("peer", 99.9)]) == []  # (a peer of its wave ended first)
-    assert judged([("peer", 100.005)]) == []  # (seen in the same pass)
-    assert judged([("peer", 100.03)]) == ["server"]
-    assert judged([("client", 99.9)]) == ["server"]
+    waves = [["server", "peer"], ["client"]]
+    assert judged([("peer", 99.9)], waves) == []  # (a peer of its wave ended first)
+    assert judged([("peer", 100.005)], waves) == []  # (seen in the same pass)
+    assert judged([("peer", 100.03)], waves) == ["server"]
+    assert judged([("client", 99.9)], waves) == ["server"]
 
-    # A member added later under the cast's first member's name started after the server.
+    # A member added later under the cast's first member's name started after the server:
+    # the engine's waves put it last.
     engine, _ = _engine(ProcSpec("db", ("true",)), ProcSpec("server", ("true",)))
     engine._late_waves.append(["db"])
-    engine._failed_at_eof = [Failure("server", 4, "server exited with code 4", 100.0)]
-    engine._ended_in_stop = [("db", 99.9)]
-    engine._judge_failures_at_eof()
-    assert [f.name for f in engine.failures] == ["server"]
+    assert engine._start_waves() == [["db", "server"], ["db"]]
+    assert judged([("db", 99.9)], engine._start_waves()) == ["server"]
 
 
 def test_a_summary_line_per_member() -> None:

@@ -10,7 +10,6 @@ stdin, SIGTERM to the process group, a grace period, SIGKILL, every step announc
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import functools
 import os
@@ -18,7 +17,6 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ._bus import Bus
@@ -28,6 +26,7 @@ from ._readiness import LOOPBACK_SAID, RunWatch, listeners, port_accepts
 from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
+from ._verdict import Failure, Verdict
 from .cast.load import cast_warnings
 from .cast.order import after_first, stop_order
 from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port, quoted
@@ -48,8 +47,6 @@ def _proc_mounted() -> bool:
     return os.path.exists("/proc/self/stat")  # (a stat: no wait worth a thread)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
-MAX_FAILURES = 1000
-"""Failures kept (the earliest) toward the exit status and a scenario's report."""
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 
@@ -61,22 +58,6 @@ def backoff_delay(attempt: int) -> float:
     return min(BACKOFF_START * 2.0 ** min(attempt, 32), BACKOFF_CAP)
 RESTART_RESET = 10.0
 """A member that ran this long before exiting starts its restart count afresh."""
-
-
-_SEEN_TOGETHER = 0.01
-"""Seconds within which two exits may be seen in either order (one pass of a busy loop):
-more, and a member ending well an instant after another's failure would excuse it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why the run will exit non-zero: the first member that failed on its own."""
-
-    name: str
-    status: int
-    reason: str
-    at: float
-    """When it failed (``time.monotonic()``): the failures are kept in that order."""
 
 
 _PROMPT_PATTERN = re.compile(r"[>:?#%$] ?\$?\)?$|\\s\*?\$?$")
@@ -117,10 +98,7 @@ class Engine:
         self.members: dict[str, Process] = {
             spec.name: Process(spec, bus, **self._process_options) for spec in cast.procs
         }
-        self._ended_in_stop: list[tuple[str, float]] = []
-        """Members that ended once the cast began to stop, and when."""
-        self._failed_at_eof: list[Failure] = []
-        """Members that ended with an error at the EOF a stop gave them, before any signal."""
+        self.verdict = Verdict()
         self._port_taken: dict[str, frozenset[int]] = {}
         """Per member about to start, the listeners its ready_port had before (see
         :meth:`_note_port_taken`)."""
@@ -128,7 +106,6 @@ class Engine:
         """Members added while running (:meth:`add`): each is its own, last, wave."""
         self.router = Router(self.members)
         self.variables: dict[str, str] = {}
-        self.failures: list[Failure] = []
         self.restarts: dict[str, int] = dict.fromkeys(self.members, 0)
         self.interrupted_by: int | None = None
         self.stop_asked = False
@@ -426,7 +403,7 @@ class Engine:
             self._tg = None  # (the run is over: nothing more runs in it)
             for member in self.members.values():
                 member.close()  # output held open by a process that escaped the stop
-        self._judge_failures_at_eof()
+        self.verdict.judge_at_eof(self._start_waves())
         self._summarize()
         return self.exit_status()
 
@@ -446,29 +423,14 @@ class Engine:
         assert self._crash is not None
         await self._crash
 
+    @property
+    def failures(self) -> list[Failure]:
+        """The members that failed on their own, in the order they did (see :mod:`._verdict`)."""
+        return self.verdict.failures
+
     def exit_status(self) -> int:
         """0 when every member that ended on its own succeeded; else the first failure's."""
-        if self.failures:
-            return self.failures[0].status
-        if self.interrupted_by is not None:
-            return 128 + self.interrupted_by
-        return 0
-
-    def _judge_failures_at_eof(self) -> None:
-        """An error at the EOF a stop gave a member is its own failure, unless a member that
-        started no later than it ended in the stop before it: members get their EOF together,
-        and a client whose server ended at its EOF then fails because of the stop. One that
-        started after it does not excuse it: a server that crashes as its clients leave at
-        the stop has a bug of its own. "Before" with a margin: two exits seen in one pass of
-        the loop are seen in any order."""
-        wave = {name: i for i, names in enumerate(self._start_waves()) for name in names}
-        # (the last wave a name is in: a member added under an ended one's name is that)
-        for failure in self._failed_at_eof:
-            mine = wave.get(failure.name, 0)
-            if not any(name != failure.name and at < failure.at + _SEEN_TOGETHER
-                       and wave.get(name, 0) <= mine for name, at in self._ended_in_stop):
-                self.record_failure(failure.name, failure.status, failure.reason, failure.at)
-        self._failed_at_eof.clear()
+        return self.verdict.status(self.interrupted_by)
 
     def _start_waves(self) -> list[list[str]]:
         """The members by when they start: the cast's waves, then each member added later."""
@@ -478,11 +440,7 @@ class Engine:
                        at: float | None = None) -> None:
         """Count a failure toward the exit status (the first one decides it); ``at``: when
         it happened, if that was before now."""
-        failure = Failure(name, status, reason, time.monotonic() if at is None else at)
-        bisect.insort(self.failures, failure, key=lambda f: f.at)
-        if len(self.failures) > MAX_FAILURES:
-            self.failures.pop()  # (the latest: the first ones decide, and a member that
-            # fails again and again with on_exit = "ignore" must not grow the list for ever)
+        self.verdict.record(name, status, reason, at)
 
     def _start_supervisor(self, member: Process, previous: Process | None = None) -> None:
         assert self._tg is not None
@@ -929,7 +887,7 @@ class Engine:
         assert member.started_at is not None and member.ended_at is not None
         if (self.stop_began is not None and member.ended_at >= self.stop_began
                 and not member.exited_before_stop):  # (not an exit seen before it)
-            self._ended_in_stop.append((member.name, member.ended_at))
+            self.verdict.ended_in_stop(member.name, member.ended_at)
         if self._failed_to_start(member.name):
             return None  # an added member that never got ready: no exit policy applies
         how = describe_returncode(returncode)
@@ -980,8 +938,8 @@ class Engine:
             # It failed at the EOF the stop gave it, before any signal: its own failure, as
             # it would be a moment earlier, before the stop came; unless something else of
             # the cast ended in the stop before it (judged once the stop is over: see
-            # _judge_failures_at_eof).
-            self._failed_at_eof.append(Failure(member.name, exit_status(returncode),
+            # Verdict.judge_at_eof).
+            self.verdict.failed_at_eof(Failure(member.name, exit_status(returncode),
                                                f"{member.name} {how}", member.ended_at))
 
     async def _restart(self, member: Process, returncode: int, how: str, ready_in_run: bool,
