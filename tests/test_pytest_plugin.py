@@ -565,3 +565,19 @@ def test_a_pipeplex_error_is_reported_at_the_test_line(pytester: pytest.Pytester
     output = result.stdout.str()
     for internal in ("_plex_sync.py", "matcher.py", "_engine.py", "concurrent/futures"):
         assert internal not in output, internal
+
+
+def test_the_keep_folder_waits_for_the_other_options_and_a_real_session(
+        pytester: pytest.Pytester) -> None:
+    """A usage error in another option, or --collect-only, makes no folder."""
+    pytester.makepyfile("""
+        def test_one(plex):
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pipeplex-timeout=soon",
+                                           "--pipeplex-keep-transcripts=kept")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only",
+                                           "--pipeplex-keep-transcripts=kept")
+    assert result.ret == pytest.ExitCode.OK
+    assert not (pytester.path / "kept").exists()

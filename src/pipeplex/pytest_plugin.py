@@ -146,20 +146,19 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 def _read_settings(config: pytest.Config) -> _Settings:
+    timeout = _seconds(config, "--pipeplex-timeout", "pipeplex_timeout", DEFAULT_TIMEOUT)
+    grace = _seconds(config, "--pipeplex-grace", "pipeplex_grace", DEFAULT_GRACE)
     keep = config.getoption("--pipeplex-keep-transcripts")
     # Resolved now: a test that changes the working folder does not move the files.
     folder = Path(config.invocation_params.dir, os.path.expanduser(keep)) if keep else None
-    if folder is not None:  # (checked now, not when the first test fails, at the end)
+    if folder is not None and not config.option.collectonly:
+        # (checked now, not when the first test fails, at the end)
         folder_fd, reason = _keep_folder(folder)
         if folder_fd is None:
             raise pytest.UsageError(f"--pipeplex-keep-transcripts: cannot keep transcripts in "
                                     f"{folder}: {reason}")
         os.close(folder_fd)
-    return _Settings(
-        timeout=_seconds(config, "--pipeplex-timeout", "pipeplex_timeout", DEFAULT_TIMEOUT),
-        grace=_seconds(config, "--pipeplex-grace", "pipeplex_grace", DEFAULT_GRACE),
-        keep=folder,
-    )
+    return _Settings(timeout=timeout, grace=grace, keep=folder)
 
 
 def _seconds(config: pytest.Config, option: str, ini: str, default: float) -> float:

@@ -291,8 +291,14 @@ class TestMemberKeys:
              "runs it, so tool gets it as text (in 'a|b')"),
             ("serve ~/data", "'~' outside quotes, which a shell would read as your home "
              "folder; no shell runs it, so serve gets it as text (in '~/data')"),
+            ("echo $1 done", "'$1' outside quotes, which a shell would read as a variable to "
+             "expand; no shell runs it, so echo gets it as text"),
+            ("printf $'a\\tb'", "\"$'\" outside quotes, which a shell would read as a string "
+             "with escapes to decode; no shell runs it, so printf gets it as text (in "
+             "\"$'a\\\\tb'\")"),
         ],
-        ids=["semicolon", "redirection", "variable", "substitution", "pipe", "tilde"],
+        ids=["semicolon", "redirection", "variable", "substitution", "pipe", "tilde",
+             "parameter", "ansi-c"],
     )
     def test_a_shells_syntax_in_a_command_no_shell_runs_is_said(
             self, tmp_path: Path, cmd: str, said: str) -> None:
@@ -1113,6 +1119,33 @@ class TestCheckCommands:
             check_commands(CastSpec((parse_proc_option(f"web={cmd}"),)))
         assert info.value.message.endswith(f"; {by_hand}")
 
+    @pytest.mark.parametrize(("cmd", "said"), [
+        ("ls; echo", "';' outside quotes, which a shell would read as an operator"),
+        ("$HOME/bin/serve --x", "'$HOME' outside quotes, which a shell would read as a "
+         "variable to expand"),
+        ("`which python3` -V", "'`' outside quotes, which a shell would read as a command "
+         "substitution"),
+    ], ids=["operator", "variable", "substitution"])
+    def test_a_shells_syntax_in_the_program_explains_why_it_is_not_found(
+            self, cmd: str, said: str) -> None:
+        """The warning of it comes only as the run starts, which a missing program stops
+        first: the refusal says it instead of "check the spelling"."""
+        with pytest.raises(CastError) as info:
+            check_commands(CastSpec((ProcSpec("web", cmd, source="c:1"),)))
+        assert info.value.message.endswith(
+            f"; it has {said}, and no shell runs this command: set shell = true")
+
+    def test_a_shells_own_command_found_on_path_is_said(self, tmp_path: Path) -> None:
+        """Some systems have a cd on PATH (POSIX asks for one), which changes nothing run
+        on its own: not refused, but said, as the run starts."""
+        executable(tmp_path / "cd")
+        cast = CastSpec((ProcSpec("web", "cd web", env={"PATH": str(tmp_path)},
+                                  source="c:1"),))
+        check_commands(cast)
+        assert cast_warnings(cast) == [
+            "c:1: web's command runs 'cd', a shell's own command, which changes nothing run "
+            "on its own: set shell = true to have /bin/sh run the command"]
+
     def test_later_member_checked_too(self, tmp_path: Path) -> None:
         """Every member is checked, not only the first."""
         executable(tmp_path / "good")
@@ -1163,6 +1196,29 @@ class TestSeveralMistakes:
                                     '[procs.e]\ncmd = "x"\nready_port = "{prot}"\n')
         assert isinstance(err, CastErrors)
         assert [e.source for e in err.errors] == [f"{path}:2", f"{path}:5", f"{path}:8"]
+
+    @pytest.mark.parametrize(("proc", "said"), [
+        (ProcSpec("a", "true", after="xy"), "a: after must be a tuple of strings, not 'xy'"),
+        (ProcSpec("a", "true", after=(1,)), "a: after must be a tuple of strings, not (1,)"),
+        (ProcSpec(["x"], "true"), "invalid member name ['x']"),  # type: ignore[arg-type]
+    ], ids=["after-a-string", "after-a-number", "name-a-list"])
+    def test_a_members_own_mistakes_come_before_what_involves_others(
+            self, proc: ProcSpec, said: str) -> None:
+        """A spec built in code: its after and name are read by the checks across members
+        only once they are what they must be (after = "xy" gave a mistake a letter, and a
+        number or a list crashed them)."""
+        with pytest.raises(CastError) as caught:
+            validate_cast(CastSpec((proc, ProcSpec("b", "true", after=("nobody",)))))
+        assert type(caught.value) is CastError
+        assert caught.value.message == said
+
+    def test_shell_true_with_a_bad_cmd_is_said_once(self, tmp_path: Path) -> None:
+        err, _ = error(tmp_path, '[procs.a]\nshell = true\ncmd = 42\n'
+                                    '[procs.b]\nshell = true\n')
+        assert isinstance(err, CastErrors)
+        assert [e.message for e in err.errors] == [
+            "a: cmd must be a non-empty string or a list of strings, not 42",
+            "b: missing cmd (the command to run)"]
 
     def test_every_missing_program_and_folder_is_said(self, tmp_path: Path) -> None:
         path = {"PATH": str(tmp_path)}

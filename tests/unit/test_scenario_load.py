@@ -670,8 +670,8 @@ def test_a_pattern_that_matches_nothing_written_is_refused(body: str, action: st
 
 @pytest.mark.parametrize("pattern", ["^$", "^ready$", "x+", r"\d*ok"])
 def test_a_pattern_that_needs_some_text_is_taken(pattern: str) -> None:
-    """Only patterns that match at the start of any text are refused: an empty line (^$)
-    or a pattern that may begin empty but needs text to end is fine."""
+    """Only patterns that match in any text (an empty match, somewhere) are refused: an
+    empty line (^$) or a pattern that may begin empty but needs text to end is fine."""
     assert step(f"expect = '{pattern}'\nin = 'alice'").value == pattern
 
 

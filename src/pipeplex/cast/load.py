@@ -296,8 +296,10 @@ class Mistakes:
             raise self.error()
 
     def error(self) -> CastError:
-        """What was found: the one mistake, or :class:`CastErrors` (at least one)."""
-        return self.found[0] if len(self.found) == 1 else CastErrors(self.found)
+        """What was found: the one mistake, or :class:`CastErrors` (at least one); raised
+        from where it is raised again (not also from where it was first)."""
+        error = self.found[0] if len(self.found) == 1 else CastErrors(self.found)
+        return error.with_traceback(None)
 
 
 def cast_from_data(
@@ -418,7 +420,7 @@ def _read_cmd(read: _Read, key: str, cmd: Any) -> None:
 def _read_shell(read: _Read, key: str, shell: Any) -> None:
     if not isinstance(shell, bool):
         raise read.bad(key, "true or false")
-    if shell and not isinstance(read.table.get("cmd"), str):
+    if shell and isinstance(read.table.get("cmd"), list):  # (another cmd: said as its own)
         raise read.error(key, "shell = true needs cmd as one string")
     read.fields["shell"] = shell
 
@@ -546,6 +548,8 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
     for proc in cast_spec.procs:
         with mistakes.collecting():
             check_fields(proc)
+    mistakes.raise_any()  # (what follows reads each member's name and after)
+    for proc in cast_spec.procs:
         if proc.name in seen:
             earlier = seen[proc.name].source
             also = ("another -p gives it too" if earlier == "-p" and proc.source == "-p" else
@@ -778,9 +782,9 @@ def _break_circle(circle: Sequence[str], procs: Mapping[str, ProcSpec]) -> str:
         return "remove one of them from the after of the member before it"
     links = []
     for name, dep in itertools.pairwise(circle):
-        where = procs[name].where("after")
-        line = (f" (line {where.rpartition(':')[2]})" if where and where != procs[name].source
-                else "")
+        where = procs[name].where("after") or ""
+        number = where.rpartition(":")[2]
+        line = f" (line {number})" if number.isdigit() and where != procs[name].source else ""
         links.append(f"{dep!r} from {name}'s after{line}")
     return "remove " + " or ".join(links)
 
@@ -818,14 +822,19 @@ def shell_syntax_warnings(cast_spec: CastSpec) -> list[str]:
     for proc in cast_spec.procs:
         if not isinstance(proc.cmd, str) or proc.shell:
             continue
+        program = split_command(proc.cmd)[0].rpartition("/")[2]
+        fix = ("set shell = true to have /bin/sh run the command" if proc.source != "-p" else
+               f"write -p {proc.name}=\"sh -c '...'\" to have a shell run it")
+        if split_command(proc.cmd)[0] in _SHELL_BUILTINS:  # (one on PATH: else refused)
+            warnings.append(f"{proc.where('cmd') or proc.name}: {proc.name}'s command runs "
+                            f"{quoted(program)}, a shell's own command, which changes nothing "
+                            f"run on its own: {fix}")
+            continue
         found = shell_syntax_of(proc.cmd)
         if found is None:
             continue
         piece, kind, word = found
-        program = split_command(proc.cmd)[0].rpartition("/")[2]
         within = "" if word == piece else f" (in {quoted(word)})"
-        fix = ("set shell = true to have /bin/sh run the command" if proc.source != "-p" else
-               f"write -p {proc.name}=\"sh -c '...'\" to have a shell run it")
         warnings.append(f"{proc.where('cmd') or proc.name}: {proc.name}'s command has "
                         f"{quoted(piece)} outside quotes, which a shell would read as {kind}; "
                         f"no shell runs it, so {program} gets it as text{within}: {fix}, or "
@@ -937,8 +946,11 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
                         source=proc.where("env" if own else "cmd"))
 
 
-_SHELL_BUILTINS = frozenset({".", "alias", "cd", "eval", "exec", "export", "set", "source",
-                             "ulimit", "umask", "unset"})
+_SHELL_BUILTINS = frozenset({".", "[[", "alias", "case", "cd", "declare", "eval", "exec",
+                             "export", "for", "if", "local", "readonly", "set", "source",
+                             "trap", "ulimit", "umask", "unset", "until", "while"})
+"""A shell's own commands and words, which mean nothing as a program: some systems have a
+``cd`` file on PATH (POSIX asks for one), which changes nothing run on its own."""
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
@@ -960,6 +972,10 @@ def _no_shell_hint(proc: ProcSpec) -> str:
         cwd = "" if by_hand or program != "cd" else " (or cwd = 'FOLDER' instead of cd)"
         return (f"; {quoted(program)} is a shell's own command, and no shell runs this one: "
                 f"{shell}{cwd}")
+    found = shell_syntax_of(proc.cmd, first_word=True) if isinstance(proc.cmd, str) else None
+    if found is not None:
+        return (f"; it has {quoted(found[0])} outside quotes, which a shell would read as "
+                f"{found[1]}, and no shell runs this command: {shell}")
     return ""
 
 

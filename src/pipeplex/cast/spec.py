@@ -218,22 +218,25 @@ def comment_of(cmd: str) -> str | None:
     return cmd[comments[0]:].partition("\n")[0] if comments else None
 
 
-_SHELL_SYNTAX = re.compile(r"\$\(|\$\{|\$[A-Za-z_][A-Za-z0-9_]*|`|&&|\|\||[;&|<>]|^~")
+_SHELL_SYNTAX = re.compile(
+    r"\$\(|\$\{|\$'|\$[A-Za-z_][A-Za-z0-9_]*|\$[0-9?$@!#*-]|`|&&|\|\||[;&|<>]|^~")
 _SYNTAX_KINDS = {"$(": "a command substitution", "`": "a command substitution",
+                 "$'": "a string with escapes to decode",
                  "${": "a variable to expand", "$": "a variable to expand", "&&": "an operator",
                  "||": "an operator", ";": "an operator", "&": "an operator",
                  "|": "a pipe", "<": "a redirection", ">": "a redirection",
                  "~": "your home folder"}
 
 
-def shell_syntax_of(cmd: str) -> tuple[str, str, str] | None:
+def shell_syntax_of(cmd: str, *, first_word: bool = False) -> tuple[str, str, str] | None:
     """The first piece of ``cmd`` outside quotes that a shell would read as its own syntax
     (an operator, a redirection, an expansion, a leading ``~``), what a shell would read it
     as, and the word it is in, as written; else None. With no shell to read it, the program
     gets it as text: ``echo hi; ls`` prints ``hi; ls``. (Within double quotes, ``$`` and
     backquotes are left alone: such a word is as often meant for a program that reads it,
-    ``sh -c "echo $HOME"``, as for a shell.)"""
-    for word, plain in _raw_words(_as_one_line(cmd)[0]):
+    ``sh -c "echo $HOME"``, as for a shell.) ``first_word``: in the program's word only."""
+    words = _raw_words(_as_one_line(cmd)[0])
+    for word, plain in words[:1] if first_word else words:
         found = _SHELL_SYNTAX.search(plain)
         if found is not None:
             piece = found.group()
@@ -244,7 +247,8 @@ def shell_syntax_of(cmd: str) -> tuple[str, str, str] | None:
 
 def _raw_words(text: str) -> list[tuple[str, str]]:
     """``text``'s words as a shell splits them but as written (quotes kept), each with its
-    characters outside quotes and escapes, the others blanked out (NUL)."""
+    characters outside quotes and escapes, the others blanked out (NUL), but for the quote
+    that opens a quoted part."""
     words: list[tuple[str, str]] = []
     word: list[str] = []
     plain: list[str] = []
@@ -269,7 +273,7 @@ def _raw_words(text: str) -> list[tuple[str, str]]:
             plain.append("\0")
         elif char in "'\"":
             quote = char
-            plain.append("\0")
+            plain.append(char)  # (kept: $'...' is read by what comes before its quote)
         else:
             plain.append(char)
         word.append(char)

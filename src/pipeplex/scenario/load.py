@@ -23,10 +23,11 @@ from ..cast.load import (
 )
 from ..cast.spec import CastSpec, is_port, matches_anywhere, quoted, toml_value, variables_in
 from ..cast.variables import VAR_RE
-from ..errors import CastError
+from ..errors import CastError, ours_in_tracebacks
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
 
 __all__ = ("load_scenario", "scenario_from_data", "scenario_from_text")
+__tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 OPTIONS: dict[str, tuple[str, ...]] = {
     "send": ("to",),
