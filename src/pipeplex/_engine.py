@@ -1121,7 +1121,11 @@ class Engine:
 
     def _dependencies(self, name: str) -> set[str]:
         """The members ``name`` starts after, directly or through others."""
-        return set(after_first(name, self._graph()))
+        return set(after_first(name, self._after_of))
+
+    def _after_of(self, name: str) -> tuple[str, ...]:
+        member = self.members.get(name)
+        return member.spec.after if member is not None else ()
 
     def _graph(self) -> dict[str, tuple[str, ...]]:
         """Each member, in order, to those it starts after."""

@@ -636,7 +636,7 @@ def _add_after(proc: ProcSpec, provider: str, why: str = "") -> str:
 def _closure(proc: ProcSpec, procs: Mapping[str, ProcSpec]) -> Iterator[str]:
     """The members ``proc`` starts after, directly or through others, each once: those it
     names first."""
-    return after_first(proc.name, {name: p.after for name, p in procs.items()})
+    return after_first(proc.name, lambda name: procs[name].after if name in procs else ())
 
 
 def check_fields(proc: ProcSpec) -> None:

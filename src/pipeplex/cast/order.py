@@ -5,7 +5,7 @@ loader, the cast and the engine walk it one way. Without recursion throughout: a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 __all__ = ("after_first", "circle", "depths", "stop_order")
 
@@ -13,17 +13,19 @@ Graph = Mapping[str, Sequence[str]]
 """Each member's name, in the cast's order, to the names of those it starts after."""
 
 
-def after_first(name: str, graph: Graph) -> Iterator[str]:
+def after_first(name: str, after_of: Callable[[str], Sequence[str]]) -> Iterator[str]:
     """The members ``name`` starts after, directly or through others, each once, those it
-    names first (a name the graph lacks is given, not followed)."""
+    names first. ``after_of``: whom a member starts after (nobody, for a name it lacks).
+    (A function, not a :data:`Graph`: the engine asks for each member as it starts, and a
+    graph made for each would cost the square of the cast's size.)"""
     seen = {name}
-    todo = list(reversed(graph.get(name, ())))
+    todo = list(reversed(after_of(name)))
     while todo:
         dep = todo.pop()
         if dep not in seen:
             seen.add(dep)
             yield dep
-            todo.extend(reversed(graph.get(dep, ())))
+            todo.extend(reversed(after_of(dep)))
 
 
 def circle(names: Iterable[str], graph: Graph) -> list[str] | None:

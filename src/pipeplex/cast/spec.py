@@ -220,6 +220,7 @@ def comment_of(cmd: str) -> str | None:
 
 _SHELL_SYNTAX = re.compile(
     r"\$\(|\$\{|\$'|\$[A-Za-z_][A-Za-z0-9_]*|\$[0-9?$@!#*-]|`|&&|\|\||[;&|<>]|^~")
+_MAYBE_SYNTAX = re.compile(r"[$`&|;<>~]")
 _SYNTAX_KINDS = {"$(": "a command substitution", "`": "a command substitution",
                  "$'": "a string with escapes to decode",
                  "${": "a variable to expand", "$": "a variable to expand", "&&": "an operator",
@@ -235,6 +236,8 @@ def shell_syntax_of(cmd: str, *, first_word: bool = False) -> tuple[str, str, st
     gets it as text: ``echo hi; ls`` prints ``hi; ls``. (Within double quotes, ``$`` and
     backquotes are left alone: such a word is as often meant for a program that reads it,
     ``sh -c "echo $HOME"``, as for a shell.) ``first_word``: in the program's word only."""
+    if not _MAYBE_SYNTAX.search(cmd):  # (most commands: no word to scan)
+        return None
     words = _raw_words(_as_one_line(cmd)[0])
     for word, plain in words[:1] if first_word else words:
         found = _SHELL_SYNTAX.search(plain)
