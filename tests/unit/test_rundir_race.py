@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeplex.errors import RunDirError
-from pipeplex.inputs import rundir
+from pipeplex.inputs import _private_dir, rundir
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a folder to another user")
@@ -17,13 +17,13 @@ def test_a_folder_above_that_another_user_took_meanwhile_is_seen(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     above = tmp_path / "shared"
     above.mkdir()
-    made = rundir._private_dir
+    made = _private_dir.private_dir
 
     def taken_meanwhile(path: Path) -> tuple[int, bool]:
         os.chown(above, 65534, 65534)  # (as if their folder had won the race to mkdir)
         return made(path)
 
-    monkeypatch.setattr(rundir, "_private_dir", taken_meanwhile)
+    monkeypatch.setattr(_private_dir, "private_dir", taken_meanwhile)
     with pytest.raises(RunDirError, match=f"{above} belongs to uid 65534"):
         rundir.RunDir.open(above / "run")
     assert list(above.iterdir()) == []

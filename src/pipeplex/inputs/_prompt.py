@@ -48,7 +48,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 
 from .._signals import inherited_as_ignored
 from ..report.files import make_folders
-from .console import COMMANDS
+from ._console_commands import COMMANDS
 from .router import ALL
 from .stdin import hung_up
 

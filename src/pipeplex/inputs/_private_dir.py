@@ -1,0 +1,270 @@
+"""Whether a folder may hold a run's pipes, and making one that may: the user's own, 0700,
+with nothing on the way to it that someone else could move or point elsewhere.
+
+Everything is checked on what is held open, not on a path that could be swapped between
+the check and the use, and what a run made for its folder goes with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+from .._file_kind import file_kind
+from ..errors import RunDirError
+
+__all__ = ("ELSEWHERE", "GIVE", "OPEN_DIR", "check_private", "described", "make_private_dir",
+           "private_dir", "remove_empty", "unsafe_above")
+
+GIVE = "--run-dir, or run_dir= in Python"
+"""How a run folder is given, for the messages (the command's option, the API's argument)."""
+ELSEWHERE = (f"leave out {GIVE} (the default folder is private to you), or give one in a "
+             "folder of your own")
+OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def check_private(path: Path, st: os.stat_result) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise RunDirError(f"refusing run folder {path}: it is a symlink; pass a real folder")
+    if not stat.S_ISDIR(st.st_mode):
+        raise RunDirError(f"refusing run folder {path}: it is not a folder")
+    if st.st_uid != os.geteuid():
+        raise RunDirError(
+            f"refusing run folder {path}: it belongs to uid {st.st_uid}, not to you "
+            f"(uid {os.geteuid()}); give a folder of your own ({GIVE})"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise RunDirError(f"refusing run folder {path}: its mode is {mode:04o}, {_open_how(mode)}"
+                          f" (a run folder is 0700); {_remedy(path, mode)}")
+
+
+def _open_how(mode: int) -> str:
+    """What a folder's mode lets others do, in words: 'others may plant files there'."""
+    who = "others" if mode & 0o007 else "its group"
+    if mode & 0o022:
+        return f"{who} may plant files there"
+    if mode & 0o044:
+        return f"{who} may list it"
+    return f"{who} may reach the pipes in it by name"
+
+
+def _remedy(path: Path, mode: int) -> str:
+    """What to do about an open run folder: a chmod, unless the folder serves others (a
+    sticky one such as /tmp, or one holding a project's files): closing it would break them."""
+    if mode & stat.S_ISVTX:  # (/tmp: a name in it might be anyone's first)
+        return (f"leave out {GIVE} (the default folder is private to you), or give a "
+                "folder of your own")
+    try:
+        with os.scandir(path) as entries:
+            holds_files = any(entries)
+    except OSError:
+        holds_files = True
+    if holds_files:
+        return (f"give a folder of its own, such as {path / 'run'} (pipeplex makes it), "
+                f"with {GIVE}")
+    import shlex  # (only for this message)
+
+    return f"run chmod 700 {shlex.quote(os.fspath(path))} or give another run folder ({GIVE})"
+
+
+def described(st: os.stat_result) -> str:
+    """What a file in the way is, for a message: 'a symbolic link of uid 1001'."""
+    return f"{file_kind(st.st_mode)} of uid {st.st_uid}"
+
+
+def make_private_dir(path: Path, *, in_base: bool) -> tuple[int, bool, list[Path]]:
+    """:func:`private_dir` for ``path``, its parent made first (private too when it is the
+    runs' base, ``in_base``: every default run folder's); also the folders above it that were
+    made for it, deepest first.
+
+    Raises:
+        FileNotFoundError: the folder was removed as it was opened.
+        RunDirError: any other reason it cannot be made.
+    """
+    parents: list[Path] = []
+    try:
+        if in_base:
+            try:
+                os.close(private_dir(path.parent)[0])  # (shared by every run: kept)
+            except RunDirError as exc:
+                if not os.path.islink(path.parent):
+                    raise
+                raise RunDirError(  # (nobody gave it: the message must say what it is)
+                    f"refusing {path.parent}, the folder of every run of yours without "
+                    f"{GIVE.split(',')[0]}: it is {described(os.lstat(path.parent))}, which "
+                    f"someone may have put there; remove it if it is yours, or give a run "
+                    f"folder ({GIVE})") from exc
+        else:
+            _check_above(path)
+            missing = path.parent
+            while not os.path.lexists(missing) and missing != missing.parent:
+                parents.append(missing)
+                missing = missing.parent
+            for folder in reversed(parents):  # (private whatever the umask, as the run's)
+                with contextlib.suppress(FileExistsError):  # (another run made it too)
+                    os.mkdir(folder, 0o700)
+    except OSError as exc:  # (its parent cannot be: not a race, whatever the error)
+        raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
+    try:
+        fd, created = private_dir(path)
+    except FileNotFoundError:
+        remove_empty(parents)
+        raise
+    except OSError as exc:
+        remove_empty(parents)
+        raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
+    if in_base:
+        return fd, created, parents
+    # Checked again now that it is held open: folders above it that someone else made (or
+    # swapped) between the first check and now are theirs, and the path must still name
+    # the folder held.
+    try:
+        _check_above(path)
+        st, held = os.stat(path), os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (held.st_dev, held.st_ino):
+            raise RunDirError(f"refusing run folder {path}: it was moved away as it was "
+                              f"being made; {ELSEWHERE}")
+    except (OSError, RunDirError) as exc:
+        os.close(fd)
+        if created:
+            remove_empty([path])
+        remove_empty(parents)
+        if isinstance(exc, RunDirError):
+            raise
+        raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
+    return fd, created, parents
+
+
+def _check_above(path: Path) -> None:
+    """Refuse a run folder that someone else could move away during the run, to put pipes
+    of their own in its place (a script's ``echo secret > RUN/NAME.in`` would then be theirs):
+    see :func:`unsafe_above`."""
+    why = unsafe_above(path)
+    if why is not None:
+        raise RunDirError(f"refusing run folder {path}: {why}; {ELSEWHERE}")
+
+
+def unsafe_above(path: Path) -> str | None:
+    """Why someone else could move ``path`` away (or swap a folder or a link on the way to
+    it): a folder on the way that belongs to another user, or that others may write to and
+    is not sticky (as /tmp is), or a symbolic link of another user, who could point it
+    elsewhere. The path is followed as the kernel follows it, link by link, so every folder
+    it goes through counts, those a link leads through too. Root's folders and links and
+    the user's own are safe. None if nothing is in the way."""
+    safe = (0, os.geteuid())
+    todo = list(path.parent.parts[1:])
+    current = "/"
+    why = _open_to_others(current)
+    hops = 0
+    while todo and why is None:
+        name = todo.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        step = os.path.join(current, name)
+        try:
+            st = os.lstat(step)
+        except OSError:
+            return None  # (missing: what is below is made by us)
+        if stat.S_ISLNK(st.st_mode):
+            if st.st_uid not in safe:
+                return (f"{step} is a symbolic link of uid {st.st_uid}, who could point it "
+                        "elsewhere during the run")
+            hops += 1
+            if hops > 40:
+                return f"{step} leads through more than 40 symbolic links"
+            target = os.readlink(step)
+            if os.path.isabs(target):
+                current = "/"
+            todo[:0] = Path(target).parts[1 if os.path.isabs(target) else 0:]
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            return None  # (no folder: said where the run folder is made)
+        current = step
+        why = _open_to_others(current, st)
+    return why
+
+
+def _open_to_others(folder: str, st: os.stat_result | None = None) -> str | None:
+    """Why someone else could rename what is in ``folder``, or None."""
+    if st is None:
+        st = os.stat(folder)
+    if st.st_uid not in (0, os.geteuid()):
+        return (f"{folder} belongs to uid {st.st_uid}, who could move the run folder away "
+                "and put pipes of their own in its place")
+    if _others_may_write(folder, st) and not st.st_mode & stat.S_ISVTX:
+        return (f"others may write to {folder} (mode {stat.S_IMODE(st.st_mode):04o}), and so "
+                "move the run folder away and put pipes of their own in its place")
+    return None
+
+
+def _others_may_write(folder: str, st: os.stat_result) -> bool:
+    """Whether anyone but the user may write to ``folder``: others, or its group, unless
+    that is the user's own (of the user's name, with no other members, and nobody else's
+    as theirs), and with no ACL that may name other users."""
+    if st.st_mode & 0o002:
+        return True
+    if not st.st_mode & 0o020:
+        return False
+    import grp
+    import pwd
+
+    try:
+        os.getxattr(folder, "system.posix_acl_access")
+        return True  # (the group bits are then the mask of entries that may name others)
+    except OSError:
+        pass
+    try:
+        group = grp.getgrgid(st.st_gid)
+        me = pwd.getpwuid(os.geteuid())
+    except KeyError:
+        return True
+    return not (st.st_gid == me.pw_gid and group.gr_name == me.pw_name and not group.gr_mem
+                and all(user.pw_gid != st.st_gid or user.pw_uid == me.pw_uid
+                        for user in pwd.getpwall()))
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) as long as they are empty: ones made for a run
+    folder go with it, unless something else was put in them meanwhile."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+
+
+def private_dir(path: Path) -> tuple[int, bool]:
+    """Create ``path`` as a 0700 folder, or check the existing one; open it.
+
+    Returns the folder's descriptor and whether we created it.
+    """
+    created = False
+    try:
+        os.mkdir(path, 0o700)
+        created = True
+    except FileExistsError:
+        check_private(path, os.lstat(path))  # (FileNotFoundError: removed as we came)
+    except FileNotFoundError:  # (not a race: where it goes, no folder can be made)
+        raise RunDirError(f"cannot create run folder {path}: no folder can be made in "
+                          f"{path.parent}") from None
+    try:
+        fd = os.open(path, OPEN_DIR)
+    except OSError:  # (out of descriptors, say): the folder we made goes
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
+    try:
+        if created:  # mkdir honours the umask; set the mode we promise.
+            os.fchmod(fd, 0o700)
+        check_private(path, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, created
