@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from .._engine import Engine
@@ -152,80 +152,17 @@ def _value(step: Step, variables: dict[str, str]) -> str:
 
 
 async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Matcher,
-                    value: str) -> tuple[str, float] | None:
+                    value: str) -> Checked:
     """Carry out ``step`` (``value``: its value with the variables captured so far); for a
-    ``wait_exit`` with ``code``, the exit it checked."""
-    variables = engine.variables
-    timeout = step.timeout or scenario.timeout
+    ``wait_exit`` with ``code``, the exit it checked. What went wrong becomes a
+    :class:`StepFailed` that says it in the scenario's words."""
+    action = _STEP_ACTIONS.get(step.action)
+    if action is None:  # (interact: done by the caller)
+        return None
     names = [step.target] if step.target and step.target != "all" else list(engine.members)
+    run = _Run(engine, matcher, step.timeout or scenario.timeout, names)
     try:
-        if step.action == "send":
-            assert step.target is not None
-            if not engine.router.send(step.target, (value + "\n").encode()):
-                raise StepFailed(step, f"{step.target} is not running (or its stdin is closed)",
-                                 member=step.target)
-        elif step.action == "expect":
-            found = await _expect(step, engine, matcher, names, value, timeout)
-            if found.match is not None:
-                # (A group the match leaves out leaves its variable as it was: a step's
-                # pattern may share a name with a member's ready, which it must not blank.)
-                variables.update({k: v for k, v in found.match.groupdict().items()
-                                  if v is not None})
-        elif step.action == "expect_not":
-            assert step.within is not None
-            found = await matcher.expect(names, [value, EOF, TIMEOUT], timeout=step.within,
-                                         stream=step.stream, watch_exits=[])
-            if found.index == 0:
-                raise StepFailed(step, f"it appeared in the output of {found.name}: "
-                                 f"{found.after!r}\n{engine.recent.describe(found.name)}",
-                                 member=found.name)
-        elif step.action == "wait_exit":
-            process = engine.members[value]
-            if process.pid is None:
-                raise StepFailed(step, f"{value} was never started", member=value)
-            try:
-                code = await asyncio.wait_for(asyncio.shield(process.done_future), timeout)
-            except TimeoutError:
-                raise StepFailed(step, f"{value} was still running after {timeout:.1f} s\n"
-                                 f"{engine.recent.describe(value)}", member=value,
-                                 waited=timeout) from None
-            if step.code is not None and code != step.code:
-                hint = (f" (a death by {signal_name(-code)} is code = {code})"
-                        if code < 0 and step.code == 128 - code else "")
-                raise StepFailed(step, f"{value} {describe_returncode(code)}, expected code "
-                                 f"{step.code}{hint}\n{engine.recent.describe(value)}",
-                                 member=value)
-            if step.code is not None:
-                assert process.ended_at is not None
-                return value, process.ended_at
-        elif step.action == "signal":
-            assert step.target is not None
-            try:
-                reached = engine.router.signal(step.target, parse_signal(value))
-            except SignalRefused as exc:
-                raise StepFailed(step, str(exc), member=step.target) from None
-            if not reached:
-                raise StepFailed(step, f"{step.target} is not running", member=step.target)
-        elif step.action == "close":
-            engine.router.close_input(value)
-        elif step.action == "wait_port":
-            if not is_port(value):
-                raise StepFailed(step, f"{value!r} is not a TCP port number (1-65535)")
-            try:
-                await asyncio.wait_for(port_accepts(int(value)), timeout)
-            except TimeoutError:
-                raise StepFailed(step, f"nothing accepted connections on port {value} of "
-                                 f"{LOOPBACK_SAID} within {timeout:.1f} s",
-                                 waited=timeout) from None
-        elif step.action == "sleep":
-            await asyncio.sleep(float(value))
-        elif step.action == "start":
-            try:
-                await asyncio.wait_for(engine.start(value), timeout)
-            except TimeoutError:
-                raise StepFailed(step, f"{value} was not ready within {timeout:.1f} s\n"
-                                 f"{engine.recent.describe(value)}", member=value,
-                                 waited=timeout) from None
+        return await action(step, value, run)
     except ExpectTimeout as exc:
         who = exc.names[0] if len(exc.names) == 1 else None
         earlier = scenario.steps[:scenario.steps.index(step)]
@@ -250,7 +187,123 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
         why = "" if engine.stop_reason and engine.stop_reason in summary else (
             _why_stopping(engine, member))
         raise StepFailed(step, f"{summary}{why}{newline}{evidence}", member=member) from None
+
+
+class _Run:
+    """What a step is carried out with: the engine, the matcher, its timeout, and the
+    members it is about (its target; every member for none, or ``all``)."""
+
+    __slots__ = ("engine", "matcher", "names", "timeout")
+
+    def __init__(self, engine: Engine, matcher: Matcher, timeout: float,
+                 names: list[str]) -> None:
+        self.engine, self.matcher, self.timeout, self.names = engine, matcher, timeout, names
+
+
+Checked = tuple[str, float] | None
+"""What a ``wait_exit`` with ``code`` checked (the member and when it ended), else None."""
+
+
+async def _send(step: Step, value: str, run: _Run) -> Checked:
+    assert step.target is not None
+    if not run.engine.router.send(step.target, (value + "\n").encode()):
+        raise StepFailed(step, f"{step.target} is not running (or its stdin is closed)",
+                         member=step.target)
     return None
+
+
+async def _expect_step(step: Step, value: str, run: _Run) -> Checked:
+    found = await _expect(step, run.engine, run.matcher, run.names, value, run.timeout)
+    if found.match is not None:
+        # (A group the match leaves out leaves its variable as it was: a step's pattern may
+        # share a name with a member's ready, which it must not blank.)
+        run.engine.variables.update({k: v for k, v in found.match.groupdict().items()
+                                     if v is not None})
+    return None
+
+
+async def _expect_not(step: Step, value: str, run: _Run) -> Checked:
+    assert step.within is not None
+    found = await run.matcher.expect(run.names, [value, EOF, TIMEOUT], timeout=step.within,
+                                     stream=step.stream, watch_exits=[])
+    if found.index == 0:
+        raise StepFailed(step, f"it appeared in the output of {found.name}: "
+                         f"{found.after!r}\n{run.engine.recent.describe(found.name)}",
+                         member=found.name)
+    return None
+
+
+async def _wait_exit(step: Step, value: str, run: _Run) -> Checked:
+    engine, timeout = run.engine, run.timeout
+    process = engine.members[value]
+    if process.pid is None:
+        raise StepFailed(step, f"{value} was never started", member=value)
+    try:
+        code = await asyncio.wait_for(asyncio.shield(process.done_future), timeout)
+    except TimeoutError:
+        raise StepFailed(step, f"{value} was still running after {timeout:.1f} s\n"
+                         f"{engine.recent.describe(value)}", member=value,
+                         waited=timeout) from None
+    if step.code is None:
+        return None
+    if code != step.code:
+        hint = (f" (a death by {signal_name(-code)} is code = {code})"
+                if code < 0 and step.code == 128 - code else "")
+        raise StepFailed(step, f"{value} {describe_returncode(code)}, expected code "
+                         f"{step.code}{hint}\n{engine.recent.describe(value)}", member=value)
+    assert process.ended_at is not None
+    return value, process.ended_at
+
+
+async def _signal(step: Step, value: str, run: _Run) -> Checked:
+    assert step.target is not None
+    try:
+        reached = run.engine.router.signal(step.target, parse_signal(value))
+    except SignalRefused as exc:
+        raise StepFailed(step, str(exc), member=step.target) from None
+    if not reached:
+        raise StepFailed(step, f"{step.target} is not running", member=step.target)
+    return None
+
+
+async def _close(step: Step, value: str, run: _Run) -> Checked:
+    run.engine.router.close_input(value)
+    return None
+
+
+async def _wait_port(step: Step, value: str, run: _Run) -> Checked:
+    if not is_port(value):
+        raise StepFailed(step, f"{value!r} is not a TCP port number (1-65535)")
+    try:
+        await asyncio.wait_for(port_accepts(int(value)), run.timeout)
+    except TimeoutError:
+        raise StepFailed(step, f"nothing accepted connections on port {value} of "
+                         f"{LOOPBACK_SAID} within {run.timeout:.1f} s",
+                         waited=run.timeout) from None
+    return None
+
+
+async def _sleep(step: Step, value: str, run: _Run) -> Checked:
+    await asyncio.sleep(float(value))
+    return None
+
+
+async def _start(step: Step, value: str, run: _Run) -> Checked:
+    try:
+        await asyncio.wait_for(run.engine.start(value), run.timeout)
+    except TimeoutError:
+        raise StepFailed(step, f"{value} was not ready within {run.timeout:.1f} s\n"
+                         f"{run.engine.recent.describe(value)}", member=value,
+                         waited=run.timeout) from None
+    return None
+
+
+_STEP_ACTIONS: dict[str, Callable[[Step, str, _Run], Awaitable[Checked]]] = {
+    "send": _send, "expect": _expect_step, "expect_not": _expect_not, "wait_exit": _wait_exit,
+    "signal": _signal, "close": _close, "wait_port": _wait_port, "sleep": _sleep,
+    "start": _start,
+}
+"""How each action is carried out (``interact`` is the caller's: it hands the run over)."""
 
 
 def _why_gone(engine: Engine, name: str | None) -> str:
