@@ -27,8 +27,8 @@ from ._recent import RecentOutput
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
 from ._verdict import Failure, Verdict
-from .cast.load import cast_warnings
 from .cast.order import after_first, stop_order
+from .cast.slips import cast_warnings
 from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port, quoted
 from .errors import NotReady, PipeplexError, SignalRefused, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router

@@ -37,7 +37,7 @@ from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Event, InputSent, Note, Output, Started, Stream
 from ._signals import describe_returncode
 from ._stopping import EOF_GRACE
-from .cast.load import check_commands, check_fields, check_name
+from .cast.checks import check_commands, check_fields, check_name
 from .cast.spec import CastSpec, ProcSpec, StderrMode, split_command
 from .errors import (
     ArgumentError,

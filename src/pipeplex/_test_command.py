@@ -27,7 +27,7 @@ from ._signals import (
     signal_name,
 )
 from ._stdout import StdoutRefused, printing
-from .cast.load import check_commands
+from .cast.checks import check_commands
 from .cast.spec import NAME_RE
 from .errors import PipeplexError
 from .output.render import Renderer, use_color

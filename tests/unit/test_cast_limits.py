@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeplex.cast import CastSpec, ProcSpec, load_cast, parse_proc_option
-from pipeplex.cast.load import validate_cast
+from pipeplex.cast.checks import validate_cast
 from pipeplex.cast.spec import MAX_ARGUMENT
 from pipeplex.errors import CastError
 

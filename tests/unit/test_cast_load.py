@@ -12,12 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipeplex.cast import CastSpec, ProcSpec, load_cast, parse_proc_option
-from pipeplex.cast.load import (
-    cast_warnings,
-    check_commands,
-    validate_cast,
-    variable_warnings,
-)
+from pipeplex.cast.checks import check_commands, validate_cast
+from pipeplex.cast.slips import cast_warnings, variable_warnings
 from pipeplex.errors import CastError, CastErrors, PipeplexError
 
 

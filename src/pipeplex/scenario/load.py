@@ -11,16 +11,9 @@ from typing import Any
 from .._file_kind import same_file
 from .._signals import parse_signal
 from .._suggest import close_match, suggest
-from ..cast.load import (
-    SCENARIO_KEYS,
-    Mistakes,
-    _Where,
-    cast_from_data,
-    parse_toml,
-    read_toml,
-    suggest_key,
-    variable_warnings,
-)
+from ..cast.checks import Mistakes
+from ..cast.load import SCENARIO_KEYS, _Where, cast_from_data, parse_toml, read_toml, suggest_key
+from ..cast.slips import variable_warnings
 from ..cast.spec import CastSpec, is_port, matches_anywhere, quoted, toml_value, variables_in
 from ..cast.variables import VAR_RE
 from ..errors import CastError, ours_in_tracebacks

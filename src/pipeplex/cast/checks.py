@@ -1,0 +1,444 @@
+"""Whether a cast is whole and can run here: each member's fields (for a spec built in
+code, as the loader reads them for a file), what involves several members (names,
+``after``, variables), and the programs and folders on this machine. Every mistake is a
+:class:`~pipeplex.errors.CastError` at its file and line; :class:`Mistakes` gathers those
+of one reading, to be said together."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from .._suggest import close_match, suggest
+from ..errors import CastError, CastErrors, ours_in_tracebacks
+from .order import after_first, circle
+from .spec import (
+    MAX_ARGUMENT,
+    NAME_RE,
+    RESERVED_NAMES,
+    CastSpec,
+    OnExit,
+    ProcSpec,
+    PtyMode,
+    StderrMode,
+    is_port,
+    matches_anywhere,
+    quoted,
+    ready_regex,
+    shell_syntax_of,
+    split_command,
+    variables_in,
+)
+
+__all__ = ("ON_EXIT", "PTY_MODES", "SHELL_BUILTINS", "STDERR_MODES", "Mistakes", "check_commands",
+           "check_fields", "check_name", "closure", "command_too_long", "env_problem",
+           "identifier", "key_using", "ready_at_once", "validate_cast")
+__tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
+
+
+ON_EXIT: tuple[OnExit, ...] = ("stop", "ignore", "restart")
+
+
+PTY_MODES: tuple[PtyMode, ...] = ("stdout", "full", "pipes")
+
+
+STDERR_MODES: tuple[StderrMode, ...] = ("apart", "stdout")
+
+
+def check_name(name: str, source: str | None) -> None:
+    if not NAME_RE.fullmatch(name):
+        raise CastError(
+            f"invalid member name {name!r}: use 1 to 64 letters, digits, '_', '.' or '-',"
+            " starting with a letter or digit",
+            source=source,
+        )
+    if name in RESERVED_NAMES:
+        raise CastError(f"the name {name!r} is reserved ({RESERVED_NAMES[name]}); choose "
+                        "another", source=source)
+
+
+class Mistakes:
+    """The mistakes found in a file so far, each a :class:`CastError`, to be said all at
+    once (:meth:`raise_any`) rather than one a run: each check that can fail on its own
+    runs in :meth:`collecting`."""
+
+    def __init__(self) -> None:
+        self.found: list[CastError] = []
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        try:
+            yield
+        except CastError as exc:
+            self.add(exc)
+
+    def add(self, error: CastError) -> None:
+        self.found += error.errors if isinstance(error, CastErrors) else (error,)
+
+    def raise_any(self) -> None:
+        """Raise what was found, if anything (see :meth:`error`)."""
+        if self.found:
+            raise self.error()
+
+    def error(self) -> CastError:
+        """What was found: the one mistake, or :class:`CastErrors` (at least one); raised
+        from where it is raised again (not also from where it was first)."""
+        error = self.found[0] if len(self.found) == 1 else CastErrors(self.found)
+        return error.with_traceback(None)
+
+
+def validate_cast(cast_spec: CastSpec) -> CastSpec:
+    """Check what involves several members: names, ``after`` and variables.
+
+    Also each member's own fields, as the loaders do key by key, for specs built in code.
+    """
+    mistakes = Mistakes()
+    seen: dict[str, ProcSpec] = {}
+    for proc in cast_spec.procs:
+        with mistakes.collecting():
+            check_fields(proc)
+    mistakes.raise_any()  # (what follows reads each member's name and after)
+    for proc in cast_spec.procs:
+        if proc.name in seen:
+            earlier = seen[proc.name].source
+            also = ("another -p gives it too" if earlier == "-p" and proc.source == "-p" else
+                    f"also declared at {earlier or 'the command line'}")
+            mistakes.found.append(CastError(f"duplicate member name {proc.name!r} ({also})",
+                                            source=proc.source))
+        seen[proc.name] = proc
+    for proc in cast_spec.procs:
+        for dep in proc.after:
+            if dep == proc.name:
+                mistakes.found.append(CastError(
+                    f"{proc.name}: a member cannot start after itself",
+                    source=proc.where("after")))
+            elif dep not in seen:
+                mistakes.found.append(CastError(
+                    f"{proc.name}: after names {dep!r}, which is not a member"
+                    f"{suggest(dep, list(seen))}", source=proc.where("after")))
+    mistakes.raise_any()  # (what follows reads each member's fields, and the whole graph)
+    _check_cycles(cast_spec, seen)
+    captures = {proc.name: proc.captured_variables() for proc in cast_spec.procs}
+    captured: dict[str, str] = {}
+    for proc in cast_spec.procs:
+        for var in sorted(captures[proc.name]):
+            if var in captured:  # one namespace: which value {var} meant would depend on timing
+                mistakes.found.append(CastError(
+                    f"{proc.name}: its ready captures {{{var}}}, which {captured[var]} "
+                    f"captures too; give the groups different names, e.g. "
+                    f"(?P<{identifier(proc.name)}_{var}>...)", source=proc.where("ready")))
+            else:
+                captured[var] = proc.name
+    for proc in cast_spec.procs:
+        with mistakes.collecting():
+            _check_variables(proc, captures, captured, seen)
+    mistakes.raise_any()
+    return cast_spec
+
+
+def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
+                     captured: Mapping[str, str], seen: Mapping[str, ProcSpec]) -> None:
+    """Refuse a ``{name}`` in ``proc`` that a member captures, but one ``proc`` does not
+    start after (or ``proc`` itself), and a ``ready_port`` variable none of them captures."""
+    used = proc.referenced_variables() & captured.keys()
+    port = (variables_in(proc.ready_port)
+            if proc.ready_port and not is_port(proc.ready_port) else set())
+    wanted = used | (port - captures[proc.name])
+    available: set[str] = set()
+    for dep in closure(proc, seen) if wanted else ():
+        available |= captures[dep]
+        if wanted <= available:  # (a long chain of after need not be walked to its end)
+            break
+    missing = used - available
+    if missing:
+        var = sorted(missing)[0]
+        provider = captured[var]
+        where = proc.where(key_using(proc, var))
+        if provider == proc.name:
+            raise CastError(f"{proc.name}: uses {{{var}}}, which it captures itself; a "
+                            "captured value is known once its member is ready, so only "
+                            "members that start after it can use it", source=where)
+        raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
+                        f"does not start after it; {_add_after(proc, provider)}",
+                        source=where)
+    unknown = port - available - captures[proc.name]
+    if unknown:
+        var = sorted(unknown)[0]
+        close = close_match(var, list(captured))
+        hint = (_add_after(proc, captured[var], ", which captures it")
+                if var in captured else
+                f"did you mean {{{close}}}, which {captured[close]} captures?"
+                if close is not None else
+                "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
+        raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
+                        f"starts after captures; {hint}", source=proc.where("ready_port"))
+
+
+def _add_after(proc: ProcSpec, provider: str, why: str = "") -> str:
+    """What to do for ``proc`` to start after ``provider``: a -p member has no after."""
+    if proc.source == "-p":
+        return (f"declare {proc.name} in a cast file instead, with after = "
+                f"[\"{provider}\"]{why} (-p gives no after)")
+    return f"add after = [\"{provider}\"]{why}"
+
+
+def closure(proc: ProcSpec, procs: Mapping[str, ProcSpec]) -> Iterator[str]:
+    """The members ``proc`` starts after, directly or through others, each once: those it
+    names first."""
+    return after_first(proc.name, lambda name: procs[name].after if name in procs else ())
+
+
+def check_fields(proc: ProcSpec) -> None:
+    """Refuse a member whose fields a loader would have refused (a spec built in code)."""
+    if not isinstance(proc.name, str):
+        raise CastError(f"invalid member name {proc.name!r}", source=proc.source)
+    check_name(proc.name, proc.source)
+
+    def bad(what: str, key: str = "cmd") -> CastError:
+        return CastError(f"{proc.name}: {what}", source=proc.where(key))
+
+    problem = command_too_long(proc.cmd, shell=proc.shell)
+    if problem:
+        raise bad(problem)
+    if isinstance(proc.cmd, str):
+        if not proc.cmd.strip():
+            raise bad("the command is empty")
+        if not proc.shell and proc.source is None:  # a loader split it already
+            try:
+                split_command(proc.cmd)
+            except ValueError as exc:
+                raise bad(f"cannot split the command: {exc}") from None
+    elif proc.shell:
+        raise bad("shell = true needs the command as one string")
+    elif not proc.cmd or not all(isinstance(arg, str) for arg in proc.cmd):
+        raise bad("cmd must be a string, or a non-empty list (or tuple) of strings")
+    words = [proc.cmd] if isinstance(proc.cmd, str) else proc.cmd
+    if any("\0" in word for word in words):
+        raise bad("the command has a NUL character (\\u0000), which no command line can "
+                  "carry")
+    if proc.pty not in PTY_MODES:
+        raise bad(f"pty must be one of {', '.join(map(repr, PTY_MODES))}, not {proc.pty!r}",
+                  "pty")
+    if proc.stderr not in STDERR_MODES:
+        raise bad(f"stderr must be one of {', '.join(map(repr, STDERR_MODES))}, "
+                  f"not {proc.stderr!r}", "stderr")
+    if proc.on_exit not in ON_EXIT:
+        raise bad(f"on_exit must be one of {', '.join(map(repr, ON_EXIT))}, "
+                  f"not {proc.on_exit!r}", "on_exit")
+    for key in ("after", "input"):
+        value = getattr(proc, key)
+        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            raise bad(f"{key} must be a tuple of strings, not {value!r}", key)
+    for key, value in proc.env.items():
+        if not (isinstance(key, str) and isinstance(value, str)):
+            raise bad(f"env names and values must be strings, not {key!r}: {value!r}", "env")
+    for key, value in proc.env.items():
+        problem = env_problem(key, value)
+        if problem:
+            raise bad(f"env {problem}", "env")
+    if proc.ready is not None:
+        if not isinstance(proc.ready, str):  # (a spec built by hand is not checked)
+            raise bad(f"ready must be a regular expression as a string, not {proc.ready!r}",
+                      "ready")
+        try:
+            regex = ready_regex(proc.ready)
+        except re.error as exc:
+            raise bad(f"ready is not a valid regular expression: {exc}", "ready") from None
+        if matches_anywhere(regex):
+            raise bad(ready_at_once(proc.name, proc.ready), "ready")
+    port = proc.ready_port
+    if port is not None and not (
+        isinstance(port, str)
+        and (variables_in(port) or is_port(port))
+    ):  # one with a {variable} is checked once expanded, when the member gets ready
+        raise bad(f"ready_port must be a TCP port number (1-65535) as a string, or a variable "
+                  f"such as '{{port}}', not {port!r}", "ready_port")
+    for key in ("ready_timeout", "stop_timeout"):
+        value = getattr(proc, key)
+        if value is None and key == "stop_timeout":
+            continue
+        if (not isinstance(value, int | float) or isinstance(value, bool)
+                or not 0 < value < 1e9):  # (also refuses nan and inf)
+            raise bad(f"{key} must be a positive number of seconds below 1e9, not {value!r}",
+                      key)
+    if (not isinstance(proc.max_restarts, int) or isinstance(proc.max_restarts, bool)
+            or proc.max_restarts < 0):
+        raise bad(f"max_restarts must be a whole number, 0 or more, not {proc.max_restarts!r}",
+                  "max_restarts")
+
+
+def command_too_long(cmd: object, *, shell: bool = False) -> str | None:
+    """Why Linux would refuse ``cmd``, or None: a command string, or an argument of a list,
+    of :data:`MAX_ARGUMENT` bytes or more. Said at load, before a string is split (which
+    would take minutes), not when the member starts."""
+    if isinstance(cmd, str):
+        size = _bytes(cmd)
+        if size < MAX_ARGUMENT:
+            return None
+        hint = (", and a shell's script is one: put the script in a file and run that file"
+                if shell else ": write a longer command as a list of arguments, each under "
+                "128 KiB")
+        return (f"cmd is {size:,} bytes long; a command string must be under 128 KiB, as "
+                f"Linux refuses an argument that long{hint}")
+    if isinstance(cmd, list | tuple):
+        for number, arg in enumerate(cmd, start=1):
+            if isinstance(arg, str) and (size := _bytes(arg)) >= MAX_ARGUMENT:
+                return (f"argument {number} of cmd is {size:,} bytes long, and Linux refuses "
+                        "an argument of 128 KiB or more: put the text in a file and give "
+                        "the program its name")
+    return None
+
+
+def _bytes(text: str) -> int:
+    """How many bytes ``text`` takes on a command line, in UTF-8."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def env_problem(key: str, value: str) -> str | None:
+    """Why the environment cannot hold ``key=value``, or None: checked at load, since the
+    spawn would refuse it only once the member starts."""
+    if not key:
+        return "has an empty variable name"
+    if "=" in key or "\0" in key:
+        char = "'='" if "=" in key else "a NUL character"
+        return f"variable name {key!r} contains {char}, which no variable name may hold"
+    if "\0" in value:
+        return (f"variable {key} has a NUL character in its value, which the environment "
+                "cannot hold")
+    if key in ("PIPEPLEX_NAME", "PIPEPLEX_RUN_ID"):
+        return (f"sets {key}, which pipeplex sets itself (it tells which member and run a "
+                "process belongs to, and stops what the member started by it): remove it")
+    return None
+
+
+def identifier(name: str) -> str:
+    """A member's name as a Python identifier, for a group name in a hint."""
+    text = re.sub(r"\W", "_", name)
+    return f"_{text}" if text[0].isdigit() else text
+
+
+def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
+    """Refuse members that wait for each other in a circle, naming the first one found."""
+    found = circle(procs, {name: proc.after for name, proc in procs.items()})
+    if found is not None:
+        raise CastError(f"members wait for each other in a circle: {' -> '.join(found)}; "
+                        f"{_break_circle(found, procs)}", source=procs[found[0]].where("after"))
+
+
+def _break_circle(circle: Sequence[str], procs: Mapping[str, ProcSpec]) -> str:
+    """What to remove to break ``circle`` (``a, b, a``): one of its links, at its line."""
+    if len(circle) > 4:
+        return "remove one of them from the after of the member before it"
+    links = []
+    for name, dep in itertools.pairwise(circle):
+        where = procs[name].where("after") or ""
+        number = where.rpartition(":")[2]
+        line = f" (line {number})" if number.isdigit() and where != procs[name].source else ""
+        links.append(f"{dep!r} from {name}'s after{line}")
+    return "remove " + " or ".join(links)
+
+
+def ready_at_once(name: str, pattern: str) -> str:
+    return (f"ready {quoted(pattern)} matches where nothing was written, so {name} would be "
+            "ready at its first output; make it match some text")
+
+
+def check_commands(cast_spec: CastSpec) -> None:
+    """Fail early, before anything starts, when a member's program does not exist.
+
+    A member that starts later (``after`` others, or ``autostart = false``) may run what an
+    earlier one builds (``./app`` after ``make``): its program file is looked for when it
+    starts. A program it finds on PATH, and its cwd, are checked now all the same: a
+    misspelt tool or folder is the usual mistake.
+    """
+    found: dict[tuple[str, str], bool] = {}  # (program, PATH): a cast often repeats both
+    mistakes = Mistakes()
+    for proc in cast_spec.procs:
+        with mistakes.collecting():
+            _check_command(proc, found)
+    mistakes.raise_any()
+
+
+def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
+    later = bool(proc.after) or not proc.autostart
+    cwd = Path(proc.cwd) if proc.cwd else Path.cwd()
+    if proc.cwd and not cwd.is_dir():  # also for a shell, or a command with variables
+        raise CastError(f"{proc.name}: cwd {proc.cwd!r} is not a folder",
+                        source=proc.where("cwd"))
+    if proc.shell or variables_in(proc.command_text):
+        return  # the shell finds the program; a variable may name it
+    program = proc.argv()[0]
+    if "/" in program and later:
+        return
+    if "/" in program:
+        target = cwd / program
+        if not target.exists():
+            raise CastError(f"{proc.name}: command not found: {program!r} "
+                            f"(cmd = {proc.command_text!r}){_no_shell_hint(proc)}",
+                            source=proc.where("cmd"))
+        if target.is_dir() or not os.access(target, os.X_OK):
+            fix = "" if target.is_dir() else "; chmod +x it, or run it with its interpreter"
+            raise CastError(f"{proc.name}: {program!r} is not an executable file "
+                            f"(cmd = {proc.command_text!r}){fix}", source=proc.where("cmd"))
+    elif not _on_path(program, proc.env.get("PATH", os.environ.get("PATH", os.defpath)),
+                      found):
+        own = "PATH" in proc.env and f"; its env sets PATH to {proc.env['PATH']!r}, which lacks it"
+        raise CastError(f"{proc.name}: command not found: {program!r} (cmd = "
+                        f"{proc.command_text!r})"
+                        f"{_no_shell_hint(proc) or own or '; check the spelling and PATH'}",
+                        source=proc.where("env" if own else "cmd"))
+
+
+SHELL_BUILTINS = frozenset({".", "[[", "alias", "case", "cd", "declare", "eval", "exec",
+                             "export", "for", "if", "local", "readonly", "set", "source",
+                             "trap", "ulimit", "umask", "unset", "until", "while"})
+"""A shell's own commands and words, which mean nothing as a program: some systems have a
+``cd`` file on PATH (POSIX asks for one), which changes nothing run on its own."""
+
+
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _no_shell_hint(proc: ProcSpec) -> str:
+    """Why a program was not found, when it is something only a shell knows (``cd``, ``~``,
+    ``PORT=1 server``): a hint to append to the message, else ''."""
+    program = proc.argv()[0]
+    by_hand = proc.source == "-p"
+    shell = (f"write -p {proc.name}=\"sh -c '...'\"" if by_hand else "set shell = true")
+    if _ASSIGNMENT.match(program):
+        name, _, value = program.partition("=")
+        where = f"env {program} COMMAND" if by_hand else f"env = {{ {name} = {quoted(value)} }}"
+        return (f"; {quoted(program)} sets a variable only in a shell, and no shell runs this "
+                f"command: use {where}")
+    if program.startswith("~"):
+        return (f"; no shell runs this command, so ~ is not your home folder: write the path "
+                f"in full, or {shell}")
+    if program in SHELL_BUILTINS:
+        cwd = "" if by_hand or program != "cd" else " (or cwd = 'FOLDER' instead of cd)"
+        return (f"; {quoted(program)} is a shell's own command, and no shell runs this one: "
+                f"{shell}{cwd}")
+    found = shell_syntax_of(proc.cmd, first_word=True) if isinstance(proc.cmd, str) else None
+    if found is not None:
+        return (f"; it has {quoted(found[0])} outside quotes, which a shell would read as "
+                f"{found[1]}, and no shell runs this command: {shell}")
+    return ""
+
+
+def _on_path(program: str, path: str, found: dict[tuple[str, str], bool]) -> bool:
+    key = (program, path)
+    if key not in found:
+        found[key] = shutil.which(program, path=path) is not None
+    return found[key]
+
+
+def key_using(proc: ProcSpec, var: str) -> str:
+    """The key of ``proc`` that uses ``{var}``, to point at: its command, else its env,
+    else its input."""
+    if var in variables_in(proc.command_text):
+        return "cmd"
+    return "env" if any(var in variables_in(v) for v in proc.env.values()) else "input"

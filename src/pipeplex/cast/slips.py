@@ -1,0 +1,118 @@
+"""What a run says before it starts about what may not be what its author meant: a
+``#`` comment left out of a one-line command, a shell's syntax in a command no shell runs,
+a shell's own command found on PATH, and a ``{name}`` that no member captures."""
+
+from __future__ import annotations
+
+import re
+
+from .._suggest import close_match
+from .checks import SHELL_BUILTINS, closure, identifier, key_using
+from .spec import (
+    CastSpec,
+    comment_of,
+    quoted,
+    ready_regex,
+    shell_syntax_of,
+    split_command,
+)
+
+__all__ = ("cast_warnings", "comment_warnings", "shell_syntax_warnings", "variable_warnings")
+
+
+def cast_warnings(cast_spec: CastSpec) -> list[str]:
+    """What a run says before it starts, about what may not be what the user meant:
+    comments left out of a one-line command, a shell's syntax in a command no shell runs,
+    and ``{names}`` no member captures."""
+    return [*comment_warnings(cast_spec), *shell_syntax_warnings(cast_spec),
+            *variable_warnings(cast_spec)]
+
+
+def comment_warnings(cast_spec: CastSpec) -> list[str]:
+    """A ``#`` comment in a command of one line, which a shell would leave out as pipeplex
+    does, but which may be meant as an argument (``echo issue #12``): said. (Over several
+    lines, comments are what a script has.)"""
+    warnings = []
+    for proc in cast_spec.procs:
+        if isinstance(proc.cmd, str) and not proc.shell and "\n" not in proc.cmd:
+            comment = comment_of(proc.cmd)
+            if comment is not None:
+                word = comment.split()[0]
+                warnings.append(f"{proc.where('cmd') or proc.name}: {proc.name}'s command has "
+                                f"a comment, {quoted(comment)}, which is not passed to it, as "
+                                f"in a shell; quote it ('{word}') if it is meant as an argument")
+    return warnings
+
+
+def shell_syntax_warnings(cast_spec: CastSpec) -> list[str]:
+    """An operator, a redirection or an expansion outside quotes in a command that no shell
+    runs (``cd web && npm start``, ``server > log``, ``--data $HOME/x``): the program gets it
+    as text, which is seldom what was meant. Said, not refused: a program may want the text
+    (``find . -exec ls {} ;``), and quoting it says so."""
+    warnings = []
+    for proc in cast_spec.procs:
+        if not isinstance(proc.cmd, str) or proc.shell:
+            continue
+        program = split_command(proc.cmd)[0].rpartition("/")[2]
+        fix = ("set shell = true to have /bin/sh run the command" if proc.source != "-p" else
+               f"write -p {proc.name}=\"sh -c '...'\" to have a shell run it")
+        if split_command(proc.cmd)[0] in SHELL_BUILTINS:  # (one on PATH: else refused)
+            warnings.append(f"{proc.where('cmd') or proc.name}: {proc.name}'s command runs "
+                            f"{quoted(program)}, a shell's own command, which changes nothing "
+                            f"run on its own: {fix}")
+            continue
+        found = shell_syntax_of(proc.cmd)
+        if found is None:
+            continue
+        piece, kind, word = found
+        within = "" if word == piece else f" (in {quoted(word)})"
+        warnings.append(f"{proc.where('cmd') or proc.name}: {proc.name}'s command has "
+                        f"{quoted(piece)} outside quotes, which a shell would read as {kind}; "
+                        f"no shell runs it, so {program} gets it as text{within}: {fix}, or "
+                        "quote it if the text is what you mean")
+    return warnings
+
+
+def variable_warnings(cast_spec: CastSpec, *, guesses: bool = False) -> list[str]:
+    """What a ``{name}`` that no member captures was most likely meant as: a captured name
+    close to it (``{prot}``, ``{port}``), or a named group of a member it starts after that
+    has groups without names. Such a name reaches the program as it is written (braces
+    that mean something else, an f-string's or ``${HOME}``, must pass), so this is told,
+    not refused. ``guesses``: also where it is only a guess, for the report of a failure
+    (which a false one costs little): after a member whose ready captures nothing, with
+    groups that have no names."""
+    captured = {var: proc.name for proc in cast_spec.procs
+                for var in sorted(proc.captured_variables())}
+    unnamed = [proc.name for proc in cast_spec.procs
+               if proc.ready and ready_regex(proc.ready).groups > len(proc.captured_variables())]
+    if not captured and not unnamed:
+        return []
+    procs = {proc.name: proc for proc in cast_spec.procs}
+    warnings = []
+    for proc in cast_spec.procs:
+        for var in sorted(proc.referenced_variables() - captured.keys()):
+            where = proc.where(key_using(proc, var))
+            said = f"{where}: {proc.name} uses {{{var}}}, which no member captures (it is "
+            close = close_match(var, list(captured))
+            if close is not None:
+                warnings.append(f"{said}passed on as written); did you mean {{{close}}}, which "
+                                f"{captured[close]} captures?")
+                continue
+            # (only for a name the pattern mentions, 'port (\d+)' for {port}: not for an
+            # awk program's {print} or an f-string's {x})
+            before = [dep for dep in closure(proc, procs) if dep in unnamed]
+            groups = [dep for dep in before
+                      if re.search(rf"(?i)\b{re.escape(var)}\b", procs[dep].ready or "")]
+            if groups:
+                warnings.append(f"{said}passed on as written); {groups[0]}'s ready has a group "
+                                f"without a name: name it, (?P<{identifier(var)}>...), to "
+                                "capture it")
+                continue
+            # A guess, after a member whose ready captures nothing at all: its groups
+            # without names are the likely slip ('listening on :(\d+)' for {port}).
+            bare = [dep for dep in before if not procs[dep].captured_variables()]
+            if bare and guesses:
+                warnings.append(f"{said}passed on as written); {bare[0]}'s ready captures "
+                                "nothing, its groups having no names: if {" + var + "} is "
+                                f"what one matches, name it, (?P<{identifier(var)}>...)")
+    return warnings
