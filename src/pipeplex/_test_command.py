@@ -11,7 +11,7 @@ import functools
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -85,11 +85,21 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         _say(_style("ERROR ", "1;31", colored) + printable(message))
     began = time.monotonic()
     adoption = Adoption()  # what the members orphan comes to us, to be stopped with them
+
+    def progress(outcomes: list[ScenarioOutcome], running: Scenario | None) -> None:
+        """The report as it stands, before each scenario (the whole one is written once
+        they are done): what a run killed outright (a CI runner's SIGKILL) leaves says what
+        was done."""
+        if junit is not None:
+            with contextlib.suppress(PipeplexError, OSError):  # (the last write says it)
+                write_junit(junit, _junit_results(outcomes, load_errors, scenarios,
+                                                  running=running))
+
     try:
         outcomes, unrecorded, interrupted = asyncio.run(_run_all(
             scenarios, verbose=verbose, transcript=transcript, log_dir=log_dir, update=update,
             grace=grace, several=len(files) > 1, colored=colored, adoption=adoption,
-            transcript_folder=transcript_folder))
+            transcript_folder=transcript_folder, progress=progress))
     finally:
         _end_on_stop_signals()  # (the loop's handlers are gone with it)
         adoption.close()
@@ -99,21 +109,28 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         for sig in _INTERRUPTING:
             signal.signal(sig, signal.SIG_IGN)
     elapsed = time.monotonic() - began
+    if junit is not None:  # (first: a console that refuses what follows must not lose it)
+        with _junit_errors(junit):  # (a link or no file of the user's put there meanwhile)
+            write_junit(junit, _junit_results(outcomes, load_errors, scenarios,
+                                              interrupted=interrupted))
     if not verbose and outcomes:
         _say()
     for outcome in outcomes:
         if not outcome.ok:
             # A file's name (in the header, and each step's file:line) is shown as member
             # output is: one that holds ESC[2J must not clear the screen.
-            header = (f"{'INTERRUPTED' if outcome.interrupted else 'FAILED'} "
-                      f"{printable(str(outcome.scenario.path))}")
+            what = ("INTERRUPTED" if outcome.interrupted else "NOT RUN" if outcome.not_run
+                    else "FAILED")
+            header = f"{what} {printable(str(outcome.scenario.path))}"
             _say("\n" + _style(header, "1;31", colored))
             _say(_indent(printable(outcome.failure or "")))
     passed = sum(o.ok for o in outcomes)
-    failed = sum(not o.ok and not o.interrupted for o in outcomes)
+    failed = sum(not o.ok and not o.interrupted and not o.not_run for o in outcomes)
     summary = f"{passed} passed, {failed} failed"
     if load_errors:
         summary += f", {len(load_errors)} could not be loaded"
+    if not_run := sum(o.not_run for o in outcomes):
+        summary += f", {not_run} could not be recorded (not run)"
     if interrupted is not None:
         summary += (f", interrupted by {signal_name(interrupted)} "
                     f"({len(scenarios) - len(outcomes)} not run)")
@@ -125,18 +142,6 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     _say(_style(summary, code, colored))
     for warning in (w for outcome in outcomes for w in outcome.warnings):
         print(f"pipeplex: warning: {printable(warning)}", file=sys.stderr)
-    if junit is not None:
-        results = [_case(o) for o in outcomes]
-        # (named as the file's scenario would be, so CI's history keeps one test per file)
-        results += [CaseResult(str(path), path.stem, 0.0, error=message)
-                    for path, message in load_errors]
-        if interrupted is not None:  # (what it did not come to still counts, as skipped)
-            results += [CaseResult(scenario.path or "scenario", scenario.name, 0.0,
-                                   skipped=f"not run: {signal_name(interrupted)} "
-                                           "interrupted the run before it")
-                        for scenario in scenarios[len(outcomes):]]
-        with _junit_errors(junit):  # (a link or no file of the user's put there meanwhile)
-            write_junit(junit, results)
     if interrupted is not None:
         sys.exit(128 + interrupted)
     sys.exit(LOAD_ERROR if load_errors or unrecorded else 1 if failed else 0)
@@ -146,6 +151,7 @@ async def _run_all(
     scenarios: list[Scenario], *, verbose: bool, transcript: Path | None,
     log_dir: Path | None, update: bool, grace: float, several: bool, colored: bool,
     adoption: Adoption, transcript_folder: bool,
+    progress: Callable[[list[ScenarioOutcome], Scenario | None], None],
 ) -> tuple[list[ScenarioOutcome], bool, int | None]:
     """Each scenario's outcome, whether the records of any could not be written (it then
     did not run; the others still do), and the signal that interrupted the run, if one
@@ -167,7 +173,8 @@ async def _run_all(
         outcomes, unrecorded = await _run_each(
             scenarios, current, interrupted, verbose=verbose, transcript=transcript,
             log_dir=log_dir, update=update, grace=grace, several=several, colored=colored,
-            adoption=adoption, transcript_folder=several or transcript_folder)
+            adoption=adoption, transcript_folder=several or transcript_folder,
+            progress=progress)
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
@@ -178,13 +185,14 @@ async def _run_each(
     scenarios: list[Scenario], current: list[asyncio.Task[ScenarioOutcome]],
     interrupted: list[int], *, verbose: bool, transcript: Path | None, log_dir: Path | None,
     update: bool, grace: float, several: bool, colored: bool, adoption: Adoption,
-    transcript_folder: bool,
+    transcript_folder: bool, progress: Callable[[list[ScenarioOutcome], Scenario | None], None],
 ) -> tuple[list[ScenarioOutcome], bool]:
-    outcomes = []
+    outcomes: list[ScenarioOutcome] = []
     unrecorded = False
     for scenario, record_name in zip(scenarios, _record_names(scenarios), strict=True):
         if interrupted:
             break
+        progress(outcomes, scenario)
         if verbose:
             _say(printable(str(scenario.path)))
 
@@ -236,8 +244,8 @@ async def _run_each(
             problem = _records_problem(exc)
             unrecorded = unrecorded or problem is not None
             # ... and the other scenarios still run.
-            outcome = (ScenarioOutcome(scenario, failure=problem) if problem is not None
-                       else _crashed(scenario, exc))
+            outcome = (ScenarioOutcome(scenario, failure=problem, not_run=True)
+                       if problem is not None else _crashed(scenario, exc))
         else:
             if outcome.failure is not None:
                 outcome.failure += _records_said(path, logs)
@@ -248,8 +256,8 @@ async def _run_each(
         if outcome.interrupted:
             break
         if not verbose:
-            _say(_style(".", "32", colored) if outcome.ok else _style("F", "31", colored),
-                 end="")
+            _say(_style(".", "32", colored) if outcome.ok else
+                 _style("E" if outcome.not_run else "F", "31", colored), end="")
         elif not outcome.ok and not any(not r.ok for r in outcome.steps):
             when = ("" if not outcome.scenario.steps else " after the steps" if outcome.steps
                     else " before the first step")
@@ -424,9 +432,35 @@ def _crashed(scenario: Scenario, exc: Exception) -> ScenarioOutcome:
                                              f"{type(exc).__name__}: {exc}")
 
 
+def _junit_results(outcomes: Sequence[ScenarioOutcome], load_errors: Sequence[tuple[Path, str]],
+                   scenarios: Sequence[Scenario], *, interrupted: int | None = None,
+                   running: Scenario | None = None) -> list[CaseResult]:
+    """The report's cases: the outcomes so far, the files that could not be loaded, and the
+    scenarios not come to: skipped, after an interruption by ``interrupted`` or, while the
+    run goes on, should it be killed (``running``, the one under way, an error then)."""
+    results = [_case(o) for o in outcomes]
+    # (named as the file's scenario would be, so CI's history keeps one test per file)
+    results += [CaseResult(str(path), path.stem, 0.0, error=message)
+                for path, message in load_errors]
+    rest = scenarios[len(outcomes):]
+    if running is not None and rest and rest[0] is running:
+        results.append(CaseResult(running.path or "scenario", running.name, 0.0,
+                                  error="pipeplex ended while this scenario ran (killed?); "
+                                        "the report is as it stood when it began"))
+        rest = rest[1:]
+        why = "not run: pipeplex ended before it (killed?)"
+    elif interrupted is not None:
+        why = f"not run: {signal_name(interrupted)} interrupted the run before it"
+    else:
+        return results
+    # (what it did not come to still counts, as skipped)
+    return results + [CaseResult(scenario.path or "scenario", scenario.name, 0.0, skipped=why)
+                      for scenario in rest]
+
+
 def _case(outcome: ScenarioOutcome) -> CaseResult:
     path = outcome.scenario.path or "scenario"
-    if outcome.interrupted:  # (it did not end as a test: an error, not a failure)
+    if outcome.interrupted or outcome.not_run:  # (no test's end: an error, not a failure)
         return CaseResult(suite=path, name=outcome.scenario.name, seconds=outcome.seconds,
                           error=outcome.failure, began_at=outcome.began_at)
     return CaseResult(suite=path, name=outcome.scenario.name, seconds=outcome.seconds,

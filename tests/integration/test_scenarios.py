@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from .helpers import PIPEPLEX, Pipeplex, run
+from .helpers import DEADLINE, PIPEPLEX, Pipeplex, run
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -560,7 +561,7 @@ def test_a_file_that_cannot_be_loaded_is_the_same_test_in_junit(tmp_path: Path) 
     report = tmp_path / "r.xml"
     assert run("test", "--junit", report, case).returncode == 2
     [testcase] = ET.parse(report).getroot().findall("testsuite/testcase")
-    assert (testcase.get("classname"), testcase.get("name")) == (str(case), "typo")
+    assert (testcase.get("file"), testcase.get("name")) == (str(case), "typo")
     assert testcase.find("error") is not None
 
 
@@ -800,7 +801,7 @@ def test_records_of_pipeplex_test_refused_or_shared_names(tmp_path: Path) -> Non
     one_refused = run("test", tmp_path / "d1" / "s.toml", tmp_path / "d2" / "s.toml",
                       "--transcript", tmp_path / "trdir", "--junit", tmp_path / "j.xml")
     assert one_refused.returncode == 2, one_refused.stdout
-    assert "1 passed, 1 failed" in one_refused.stdout
+    assert "1 passed, 0 failed, 1 could not be recorded (not run)" in one_refused.stdout
     assert "s-2.jsonl: it is a symbolic link" in one_refused.stdout
     assert len(ET.parse(tmp_path / "j.xml").getroot().findall(".//testcase")) == 2
     both = run("test", tmp_path / "d1" / "s.toml", tmp_path / "d2" / "s.toml",
@@ -1138,7 +1139,7 @@ def test_a_golden_file_that_is_no_file_fails_its_scenario_at_once(
 def test_several_scenarios_refuse_a_records_folder_that_is_a_link(
         tmp_path: Path, option: str, what: str, dangling: bool) -> None:
     """As one scenario's --log-dir is: each scenario is refused (status 2), and nothing is
-    made where the link points."""
+    made where the link points. They did not run: errors, not failures (in JUnit too)."""
     elsewhere = tmp_path / "elsewhere"
     if not dangling:
         elsewhere.mkdir()
@@ -1146,12 +1147,16 @@ def test_several_scenarios_refuse_a_records_folder_that_is_a_link(
     link.symlink_to(elsewhere)
     body = CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n'
     files = [_scenario(tmp_path, body, "a.toml"), _scenario(tmp_path, body, "b.toml")]
-    result = run("test", *files, option, link)
+    report = tmp_path / "r.xml"
+    result = run("test", *files, option, link, "--junit", report)
     assert result.returncode == 2, result.stdout
     said = (f"cannot use the {what} {link}: it is a symbolic link, which pipeplex does not "
             "follow; give the folder it points to, if that is yours; it did not run")
     assert result.stdout.count(said) == 2, result.stdout
-    assert "0 passed, 2 failed" in result.stdout
+    assert result.stdout.count("NOT RUN ") == 2, result.stdout
+    assert "0 passed, 0 failed, 2 could not be recorded (not run)" in result.stdout
+    cases = list(ET.parse(report).getroot().iter("testcase"))
+    assert [case.find("error") is not None for case in cases] == [True, True]
     if dangling:
         assert not elsewhere.exists()
     else:
@@ -1261,3 +1266,40 @@ def test_a_failure_says_where_its_records_are(tmp_path: Path) -> None:
     assert f"transcript: {tmp_path / 'tr' / 'f.jsonl'}" in result.stdout
     assert f"logs: {tmp_path / 'logs' / 'f'}" in result.stdout
     assert "p.jsonl" not in result.stdout
+
+
+def test_a_run_killed_outright_leaves_a_junit_report_of_what_was_done(tmp_path: Path) -> None:
+    """A CI runner's SIGKILL gives no chance to write the report at the end: it is written
+    before each scenario, so what finished is there, the scenario under way an error, and
+    the rest skipped."""
+    first = _scenario(tmp_path, CAT + "[[step]]\nsend = 'hi'\nto = 'c'\n[[step]]\n"
+                                     "expect = 'hi'\nin = 'c'\n", "a_first.toml")
+    stuck = _scenario(tmp_path, CAT + "[[step]]\nexpect = 'never'\nin = 'c'\ntimeout = 60\n",
+                      "b_stuck.toml")
+    last = _scenario(tmp_path, CAT, "c_last.toml")
+    report = tmp_path / "r.xml"
+    proc = subprocess.Popen([*PIPEPLEX, "test", first, stuck, last, "--junit", report],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    def under_way() -> bool:
+        try:
+            cases = ET.parse(report).getroot().iter("testcase")
+        except (OSError, ET.ParseError):  # (not there yet; replaced as it was read)
+            return False
+        return any(case.get("name") == "b_stuck" and case.find("error") is not None
+                   for case in cases)
+
+    try:
+        deadline = time.monotonic() + DEADLINE  # (until the stuck one is under way)
+        while not under_way():
+            assert time.monotonic() < deadline and proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    cases = {case.get("name"): case for case in ET.parse(report).getroot().iter("testcase")}
+    assert list(cases) == ["a_first", "b_stuck", "c_last"]
+    assert list(cases["a_first"]) == []  # (passed)
+    assert cases["b_stuck"].find("error") is not None
+    skipped = cases["c_last"].find("skipped")
+    assert skipped is not None and skipped.get("message") == (
+        "not run: pipeplex ended before it (killed?)")

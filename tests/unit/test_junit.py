@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeplex.errors import PipeplexError
-from pipeplex.report.junit import CaseResult, write_junit, xml_safe
+from pipeplex.report.junit import CaseResult, classname, write_junit, xml_safe
 
 FAILURE = (
     "s.toml:12: expect '^ready$' in server: not seen within 2.0 s\n"
@@ -73,15 +73,24 @@ def test_a_suites_timestamp_is_when_it_began(tmp_path: Path) -> None:
 
 
 def test_testcase_attributes(report: ET.Element) -> None:
-    """Each case has the suite as classname, its name, and its time with 3 decimals."""
-    cases = [
-        (c.get("classname"), c.get("name"), c.get("time")) for c in report.iter("testcase")
-    ]
+    """Each case has its file as a dotted classname, the file, its name, and its time with
+    3 decimals."""
+    cases = [(c.get("classname"), c.get("file"), c.get("name"), c.get("time"))
+             for c in report.iter("testcase")]
     assert cases == [
-        ("chat.toml", "chat", "1.250"),
-        ("chat.toml", "chat-fails", "2.500"),
-        ("boot.toml", "boot", "0.000"),
+        ("chat", "chat.toml", "chat", "1.250"),
+        ("chat", "chat.toml", "chat-fails", "2.500"),
+        ("boot", "boot.toml", "boot", "0.000"),
     ]
+
+
+@pytest.mark.parametrize(("suite", "name"), [
+    ("suite/b_fail.toml", "suite.b_fail"), ("./a/b/c.TOML", "a.b.c"),
+    ("/tmp/x/chat.toml", "tmp.x.chat"), ("../up/s.toml", "up.s"), ("plain", "plain")])
+def test_a_classname_is_the_file_dotted_as_jenkins_reads_it(suite: str, name: str) -> None:
+    """Jenkins takes what follows the last dot for the class: with the .toml kept, every
+    scenario was in a class named toml."""
+    assert classname(suite) == name
 
 
 def test_passing_case_has_no_children(report: ET.Element) -> None:

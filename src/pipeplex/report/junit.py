@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..errors import PipeplexError
 from .files import Unsafe, replace_file, replaceable
 
-__all__ = ("CaseResult", "check_junit", "write_junit", "xml_safe")
+__all__ = ("CaseResult", "check_junit", "classname", "write_junit", "xml_safe")
 
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -47,6 +47,15 @@ class CaseResult:
     output: str = ""
     began_at: float | None = None
     """When it began (``time.time()``); None if it never ran."""
+
+
+def classname(suite: str) -> str:
+    """A scenario file's path as a dotted class name, as pytest names a test module's
+    (``suite/chat.toml``: ``suite.chat``): Jenkins takes what follows the last dot for the
+    class, which a ``.toml`` would be for every scenario. The path itself is the case's
+    ``file`` (GitLab reads it)."""
+    path = re.sub(r"(?i)\.toml$", "", suite)
+    return ".".join(part for part in path.split("/") if part not in ("", ".", "..")) or suite
 
 
 def check_junit(path: str | os.PathLike[str]) -> None:
@@ -88,8 +97,9 @@ def write_junit(path: str | os.PathLike[str], results: Sequence[CaseResult]) -> 
         })
         for case in cases:
             element = ET.SubElement(suite, "testcase", {
-                "classname": xml_safe(suite_name),
+                "classname": xml_safe(classname(suite_name)),
                 "name": xml_safe(case.name),
+                "file": xml_safe(suite_name),
                 "time": f"{case.seconds:.3f}",
             })
             for kind, text in (("failure", case.failure), ("error", case.error)):

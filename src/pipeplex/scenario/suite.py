@@ -51,6 +51,9 @@ class ScenarioOutcome:
     golden_updated: bool = False
     interrupted: bool = False
     """A signal to ``pipeplex test`` cut it short (``failure`` says which)."""
+    not_run: bool = False
+    """Its records could not be written, so it did not run (``failure`` says why): an
+    error of the run, not a failure of the scenario."""
     warnings: list[str] = field(default_factory=list)
     """About the records (a log that could not be written): the terminal shows no notes."""
     began_at: float | None = None
