@@ -52,10 +52,11 @@ def _style(text: str, code: str, color: bool) -> str:
 
 def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
               transcript: Path | None, log_dir: Path | None, update: bool, grace: float,
-              color: str, transcript_folder: bool = False) -> NoReturn:
+              color: str, transcript_folder: bool = False,
+              timeout_factor: float = 1.0) -> NoReturn:
     """``pipeplex test``: load and run the scenarios, report, exit with the status.
     ``transcript`` is a folder (a transcript per scenario) with several files, or with
-    ``transcript_folder``.
+    ``transcript_folder``. ``timeout_factor``: see :meth:`Scenario.scaled`.
 
     Ctrl-C, SIGTERM and SIGHUP (a CI job cancelled or timed out) interrupt it, as do the
     signals a run passes on (SIGUSR1...), which would otherwise end it unreported: the running
@@ -74,7 +75,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     load_errors: list[tuple[Path, str]] = []
     for path in files:
         try:
-            scenario = load_scenario(path)
+            scenario = load_scenario(path).scaled(timeout_factor)
             check_commands(scenario.cast)  # (a missing program or cwd: as pipeplex run says)
             scenarios.append(scenario)
         except PipeplexError as exc:
@@ -135,6 +136,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         summary += (f", interrupted by {signal_name(interrupted)} "
                     f"({len(scenarios) - len(outcomes)} not run)")
     summary += f" in {elapsed:.2f} s"
+    if timeout_factor != 1:
+        summary += f" (timeouts x{timeout_factor:g})"
     if update:
         written = sum(o.golden_updated for o in outcomes)
         summary += f" ({written} golden file{'' if written == 1 else 's'} written)"

@@ -86,6 +86,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number") from None
+    if not 0 < value <= 1000:  # (also refuses nan and inf)
+        raise argparse.ArgumentTypeError(f"{value} is not a number above 0, up to 1000")
+    return value
+
+
 def _path(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("an empty path")
@@ -617,6 +627,9 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
                         help="write golden files instead of comparing them")
     parser.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE, metavar="SECONDS",
                         help=f"SIGTERM to SIGKILL when stopping (default: {DEFAULT_GRACE:g})")
+    parser.add_argument("--timeout-factor", type=_factor, default=1.0, metavar="F",
+                        help="make every timeout and ready_timeout F times as long, for a "
+                             "slower machine (a CI runner under load)")
     _color_options(parser, "test")
 
 
@@ -631,7 +644,8 @@ def test(args: argparse.Namespace) -> None:
     transcript, in_folder = args.transcript or (None, False)
     run_tests(_scenario_files(args.files), verbose=args.verbose, junit=args.junit,
               transcript=transcript, transcript_folder=in_folder, log_dir=args.log_dir,
-              update=args.update, grace=args.grace, color=_color(args))
+              update=args.update, grace=args.grace, color=_color(args),
+              timeout_factor=args.timeout_factor)
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:

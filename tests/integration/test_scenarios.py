@@ -1303,3 +1303,15 @@ def test_a_run_killed_outright_leaves_a_junit_report_of_what_was_done(tmp_path: 
     skipped = cases["c_last"].find("skipped")
     assert skipped is not None and skipped.get("message") == (
         "not run: pipeplex ended before it (killed?)")
+
+
+def test_a_timeout_factor_is_taken_and_said(tmp_path: Path) -> None:
+    case = _scenario(tmp_path, CAT + "[[step]]\nsend = 'hi'\nto = 'c'\n[[step]]\n"
+                                    "expect = 'hi'\nin = 'c'\n")
+    result = run("test", case, "--timeout-factor", "2.5")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines()[-1].endswith(" s (timeouts x2.5)")
+    refused = run("test", case, "--timeout-factor", "0")
+    assert refused.returncode == 2
+    assert "argument --timeout-factor: 0.0 is not a number above 0, up to 1000" in (
+        refused.stderr)

@@ -693,3 +693,20 @@ def test_the_steps_wait_for_a_cast_without_mistakes() -> None:
                        cast='[defaults]\ntimeout = 0\n[procs.a]\ncmd = "x"\npty = 1\n')
     assert isinstance(error, CastErrors)
     assert [e.source for e in error.errors] == [f"{FILE}:2", f"{FILE}:5"]
+
+
+def test_a_timeout_factor_makes_every_wait_longer_but_a_sleep() -> None:
+    """pipeplex test --timeout-factor, for a slower machine: the default, each step's
+    timeout and within, each member's ready_timeout; a sleep is as written."""
+    scenario = scenario_from_text(
+        '[defaults]\ntimeout = 2\n[procs.a]\ncmd = "x"\nready = "up"\nready_timeout = 3\n'
+        "[procs.b]\ncmd = 'y'\n"
+        "[[step]]\nexpect = 'hi'\nin = 'a'\ntimeout = 4\n"
+        "[[step]]\nexpect_not = 'no'\nin = 'a'\nwithin = 0.5\n"
+        "[[step]]\nsleep = 1\n", FILE)
+    scaled = scenario.scaled(3)
+    assert scaled.timeout == 6
+    assert [p.ready_timeout for p in scaled.cast.procs] == [9, 6]  # (b's: the default's)
+    assert [(s.timeout, s.within, s.value) for s in scaled.steps] == [
+        (12, None, "hi"), (None, 1.5, "no"), (None, None, "1.0")]
+    assert scenario.scaled(1) is scenario

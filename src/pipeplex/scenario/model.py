@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ..cast.spec import CastSpec, quoted
@@ -83,3 +83,17 @@ class Scenario:
         from pathlib import Path
 
         return Path(self.path).stem if self.path else "scenario"
+
+    def scaled(self, factor: float) -> Scenario:
+        """The scenario with every limit on a wait ``factor`` times as long, for a slower
+        machine (``pipeplex test --timeout-factor``): its default, its steps' ``timeout``
+        and ``within``, and its members' ``ready_timeout``. A ``sleep`` stays as written."""
+        if factor == 1:
+            return self
+        steps = tuple(replace(step, timeout=step.timeout and step.timeout * factor,
+                              within=step.within and step.within * factor)
+                      for step in self.steps)
+        procs = tuple(replace(proc, ready_timeout=proc.ready_timeout * factor)
+                      for proc in self.cast.procs)
+        return replace(self, cast=replace(self.cast, procs=procs), steps=steps,
+                       timeout=self.timeout * factor)
