@@ -13,7 +13,6 @@ import contextlib
 import math
 import os
 import re
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import overload
@@ -34,7 +33,7 @@ from ._arguments import (
 )
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE, Engine
-from ._events import SHOWN, Event, InputSent, Note, Output, Started, Stream
+from ._events import SHOWN, InputSent, Note, Stream
 from ._signals import describe_returncode
 from ._stopping import EOF_GRACE
 from .cast.checks import check_commands, check_fields, check_name
@@ -52,6 +51,7 @@ from .errors import (
 from .expect import EOF, Matcher
 from .expect.buffer import Pattern, Sentinel
 from .inputs.folder import FolderInputs
+from .output.merged import MergedTranscript
 from .output.render import Renderer
 from .participants import Guardian, Process
 from .report.transcript import TranscriptSink
@@ -62,7 +62,6 @@ __all__ = ("DEFAULT_TIMEOUT", "AsyncMember", "AsyncPlex")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 DEFAULT_TIMEOUT = 30.0
-TRANSCRIPT_KEEP = 1024 * 1024
 
 STARTED: list[Callable[[AsyncPlex], None]] = []
 """Told of every plex once it has started (the pytest plugin: the casts a test used, whose
@@ -76,69 +75,6 @@ def input_bytes(data: object, method: str) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     raise ArgumentTypeError(f"{method}() takes str or bytes, not {type(data).__name__}")
-
-
-EVENT_COST = 100
-"""About what an event takes in memory besides its data: a member writing a few bytes at a
-time (a heartbeat) must not fill the transcript's bound with objects, not bytes."""
-
-
-def _weight(event: Event) -> int:
-    """About what ``event`` takes in a transcript."""
-    if isinstance(event, (Output, InputSent)):
-        return EVENT_COST + len(event.data)
-    if isinstance(event, Started):  # (a spawned script's text is in its argv)
-        return EVENT_COST + sum(map(len, event.argv))
-    return EVENT_COST
-
-
-class _MergedTranscript:
-    """The merged stream, kept for reports: its last ``TRANSCRIPT_KEEP`` bytes or so.
-
-    It keeps events and renders them only when asked, so a busy member costs an append.
-    Subscribe it to the kinds in ``SHOWN`` and to ``InputSent``: what was sent shows as
-    ``NAME > line``, beside what came back.
-    """
-
-    def __init__(self, renderer: Renderer) -> None:
-        self._renderer = renderer
-        self._events: deque[Event] = deque()
-        self._size = 0
-        self._trimmed = False
-
-    def __call__(self, event: Event) -> None:
-        self._events.append(event)
-        # (output and input without a call: nearly every event, on a round trip's path)
-        if type(event) is Output or type(event) is InputSent:
-            self._size += EVENT_COST + len(event.data)
-        else:
-            self._size += _weight(event)
-        if self._size > 2 * TRANSCRIPT_KEEP:
-            self._trim()
-
-    def _trim(self) -> None:
-        while self._size > 2 * TRANSCRIPT_KEEP and len(self._events) > 1:
-            old = self._events.popleft()
-            self._size -= _weight(old)
-            self._trimmed = True
-
-    def text(self, since: float | None = None) -> str:
-        render, render_input = self._renderer.render, self._renderer.render_input
-        events = list(self._events)
-        cut = self._trimmed
-        if since is not None:
-            cut = cut and (not events or events[0].t > since)
-            events = [e for e in events if e.t >= since]
-        rendered = b"".join(render_input(e) if type(e) is InputSent else render(e)
-                            for e in events)
-        if not cut and len(rendered) <= TRANSCRIPT_KEEP:
-            return rendered.decode("utf-8", "replace")
-        kept = rendered[-TRANSCRIPT_KEEP:]
-        line_start = kept.find(b"\n") + 1  # (whole lines, and no character cut in two)
-        if 0 < line_start < len(kept):
-            kept = kept[line_start:]
-        return ("[earlier lines not kept: the transcript keeps the last "
-                f"{TRANSCRIPT_KEEP // 2**20} MiB]\n") + kept.decode("utf-8", "replace")
 
 
 class AsyncMember:
@@ -457,7 +393,7 @@ class AsyncPlex:
         self._hosting: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         """The one closing of the plex, which every aclose() waits for."""
-        self._merged = _MergedTranscript(Renderer([], sanitize=False))
+        self._merged = MergedTranscript(Renderer([], sanitize=False))
         self.bus.subscribe(self._merged, (*SHOWN, InputSent))
         self._members: dict[str, AsyncMember] = {}
         self._scenario: Scenario | None = None

@@ -100,7 +100,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         outcomes, unrecorded, interrupted = asyncio.run(_run_all(
             scenarios, verbose=verbose, transcript=transcript, log_dir=log_dir, update=update,
             grace=grace, several=len(files) > 1, colored=colored, adoption=adoption,
-            transcript_folder=transcript_folder, progress=progress))
+            transcript_folder=transcript_folder, progress=progress,
+            keep_output=junit is not None))
     finally:
         _end_on_stop_signals()  # (the loop's handlers are gone with it)
         adoption.close()
@@ -154,7 +155,7 @@ async def _run_all(
     scenarios: list[Scenario], *, verbose: bool, transcript: Path | None,
     log_dir: Path | None, update: bool, grace: float, several: bool, colored: bool,
     adoption: Adoption, transcript_folder: bool,
-    progress: Callable[[list[ScenarioOutcome], Scenario | None], None],
+    progress: Callable[[list[ScenarioOutcome], Scenario | None], None], keep_output: bool,
 ) -> tuple[list[ScenarioOutcome], bool, int | None]:
     """Each scenario's outcome, whether the records of any could not be written (it then
     did not run; the others still do), and the signal that interrupted the run, if one
@@ -177,7 +178,7 @@ async def _run_all(
             scenarios, current, interrupted, verbose=verbose, transcript=transcript,
             log_dir=log_dir, update=update, grace=grace, several=several, colored=colored,
             adoption=adoption, transcript_folder=several or transcript_folder,
-            progress=progress)
+            progress=progress, keep_output=keep_output)
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
@@ -189,6 +190,7 @@ async def _run_each(
     interrupted: list[int], *, verbose: bool, transcript: Path | None, log_dir: Path | None,
     update: bool, grace: float, several: bool, colored: bool, adoption: Adoption,
     transcript_folder: bool, progress: Callable[[list[ScenarioOutcome], Scenario | None], None],
+    keep_output: bool,
 ) -> tuple[list[ScenarioOutcome], bool]:
     outcomes: list[ScenarioOutcome] = []
     unrecorded = False
@@ -223,7 +225,7 @@ async def _run_each(
             task = asyncio.create_task(run_scenario(
                 scenario, grace=grace, transcript=path, log_dir=logs, update_golden=update,
                 on_step=on_step, adoption=adoption, when_cancelled=evidence,
-                on_up=functools.partial(up.append, True)))
+                on_up=functools.partial(up.append, True), keep_output=keep_output))
             current[:] = [task]
             try:
                 outcome = await task
@@ -465,9 +467,10 @@ def _case(outcome: ScenarioOutcome) -> CaseResult:
     path = outcome.scenario.path or "scenario"
     if outcome.interrupted or outcome.not_run:  # (no test's end: an error, not a failure)
         return CaseResult(suite=path, name=outcome.scenario.name, seconds=outcome.seconds,
-                          error=outcome.failure, began_at=outcome.began_at)
+                          error=outcome.failure, began_at=outcome.began_at,
+                          output=outcome.output)
     return CaseResult(suite=path, name=outcome.scenario.name, seconds=outcome.seconds,
-                      failure=outcome.failure, began_at=outcome.began_at)
+                      failure=outcome.failure, began_at=outcome.began_at, output=outcome.output)
 
 
 def _indent(text: str) -> str:

@@ -1315,3 +1315,20 @@ def test_a_timeout_factor_is_taken_and_said(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "argument --timeout-factor: 0.0 is not a number above 0, up to 1000" in (
         refused.stderr)
+
+
+def test_a_failed_scenario_brings_its_merged_stream_to_junit(tmp_path: Path) -> None:
+    """A CI that keeps only the XML sees the whole stream of a failure (what was sent
+    too), not only each member's last lines; a passing scenario's is not kept."""
+    passes = _scenario(tmp_path, CAT + "[[step]]\nsend = 'hi'\nto = 'c'\n[[step]]\n"
+                                      "expect = 'hi'\nin = 'c'\n", "passes.toml")
+    fails = _scenario(tmp_path, CAT + "[[step]]\nsend = 'first'\nto = 'c'\n[[step]]\n"
+                                     "expect = 'second'\nin = 'c'\ntimeout = 0.5\n",
+                      "fails.toml")
+    report = tmp_path / "r.xml"
+    assert run("test", passes, fails, "--junit", report).returncode == 1
+    out = {case.get("name"): case.find("system-out")
+           for case in ET.parse(report).getroot().iter("testcase")}
+    assert out["passes"] is None
+    text = out["fails"].text if out["fails"] is not None else ""
+    assert "c > first\nc | first\n" in (text or ""), text

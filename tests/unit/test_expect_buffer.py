@@ -543,7 +543,8 @@ def test_tiny_chunks_nobody_searches_are_bounded_by_what_they_take() -> None:
 def test_the_plexs_transcript_counts_what_each_event_takes() -> None:
     """Its "last megabyte" held a million two-byte events (some 110 MB) before trimming."""
     from pipeplex._events import Output, Started
-    from pipeplex._plex import EVENT_COST, TRANSCRIPT_KEEP, _MergedTranscript
+    from pipeplex.output.merged import EVENT_COST, TRANSCRIPT_KEEP
+    from pipeplex.output.merged import MergedTranscript as _MergedTranscript
     from pipeplex.output.render import Renderer
 
     transcript = _MergedTranscript(Renderer(["a"]))

@@ -20,11 +20,13 @@ from pathlib import Path
 
 from .._bus import Bus
 from .._engine import DEFAULT_GRACE, Engine
-from .._events import Event, Note
+from .._events import SHOWN, Event, InputSent, Note
 from .._file_kind import file_kind
 from .._stopping import EOF_GRACE
 from ..errors import PipeplexError
 from ..expect import Matcher
+from ..output.merged import MergedTranscript
+from ..output.render import Renderer
 from ..participants import Guardian
 from ..participants.orphans import Adoption, OrphanReaper
 from ..report.golden import compare_golden, golden_text, write_golden
@@ -58,6 +60,8 @@ class ScenarioOutcome:
     """About the records (a log that could not be written): the terminal shows no notes."""
     began_at: float | None = None
     """When it began, by the wall clock (``time.time()``): its JUnit suite's timestamp."""
+    output: str = ""
+    """The merged stream of a failed scenario, when kept (``keep_output``): its last MiB."""
 
     @property
     def ok(self) -> bool:
@@ -75,17 +79,22 @@ async def run_scenario(
     adoption: Adoption | None = None,
     when_cancelled: list[str] | None = None,
     on_up: Callable[[], None] = lambda: None,
+    keep_output: bool = False,
 ) -> ScenarioOutcome:
     """Run one scenario as a test and return what happened. ``adoption``: this process is
     the members' subreaper (``pipeplex test``), and stops what they orphan at the end.
     ``on_up``: called once its members are up, as its steps begin.
     ``when_cancelled``: if the run is cancelled (an interrupted ``pipeplex test``), it gets
-    what a report of it needs: the members' last output."""
+    what a report of it needs: the members' last output. ``keep_output``: a failure comes
+    with the merged stream (``outcome.output``, for JUnit's ``system-out``)."""
     began = time.monotonic()
     bus = Bus()
     events: list[Event] = []
     if scenario.golden:
         bus.subscribe(events.append)
+    merged = MergedTranscript(Renderer(list(scenario.cast.names))) if keep_output else None
+    if merged is not None:
+        bus.subscribe(merged, (*SHOWN, InputSent))
     outcome = ScenarioOutcome(scenario)
     # The records first: one that cannot be written means nothing runs (PipeplexError).
     transcript_sink = TranscriptSink(transcript, bus) if transcript else None
@@ -162,6 +171,8 @@ async def run_scenario(
         outcome.golden_updated = update_golden and outcome.failure is None
     if outcome.failure is not None and scenario.suspicions:
         outcome.failure += "".join(f"\nnote: {s}" for s in scenario.suspicions)
+    if outcome.failure is not None and merged is not None:
+        outcome.output = merged.text()
     return outcome
 
 
