@@ -482,7 +482,9 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool, sent: bool = 
     what was sent to the members (``NAME > line``), which the stream itself never shows.
 
     A record that cannot be read (the last line of a killed run, cut off) is skipped and
-    said on stderr, and the status is then 1: everything readable is still shown."""
+    said on stderr, and the status is then 1: everything readable is still shown. So is a
+    transcript that ends before its run did: a member started in it has no summary (a run
+    killed outright, or one still going)."""
     problems: list[str] = []
     events: list[Event] = []
     read = 0
@@ -525,8 +527,26 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool, sent: bool = 
     if len(problems) > 10:
         print(f"pipeplex: warning: and {len(problems) - 10} more records skipped",
               file=sys.stderr)
-    if problems:
+    unended = _without_summary(events)
+    if unended:
+        print(printable(f"pipeplex: warning: {path} ends before its run did: "
+                        f"{', '.join(unended)} started and got no summary (the run was "
+                        "killed, or is still going)"), file=sys.stderr)
+    if problems or unended:
         sys.exit(1)
+
+
+def _without_summary(events: Sequence[Event]) -> list[str]:
+    """The members that started in ``events`` and got no summary after (every run ends
+    with one for each member)."""
+    waiting: dict[str, None] = {}
+    for event in events:
+        if isinstance(event, Started):
+            waiting[event.name] = None
+        elif (isinstance(event, Note) and event.name is not None
+              and event.text.startswith("summary: ")):
+            waiting.pop(event.name, None)
+    return list(waiting)
 
 
 def _sent(record: dict[str, Any]) -> InputSent | None:

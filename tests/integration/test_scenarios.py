@@ -685,6 +685,26 @@ def test_transcript_and_replay(tmp_path: Path) -> None:
     assert "c > [EOF]\n" in with_input.stdout  # (the stop closed its stdin)
 
 
+def test_replay_of_a_transcript_cut_short_says_so(tmp_path: Path) -> None:
+    """A run killed outright leaves a transcript without its end: replayed, it said nothing
+    of that and exited 0. Every run ends with a summary of each member it started."""
+    case = _scenario(tmp_path, CAT + '[[step]]\nsend = "one"\nto = "c"\n[[step]]\n'
+                                    'expect = "one"\n')
+    transcript = tmp_path / "t.jsonl"
+    assert run("test", "--transcript", transcript, case).returncode == 0
+    whole = run("replay", transcript)
+    assert (whole.returncode, whole.stderr) == (0, "")
+    lines = transcript.read_text().splitlines()
+    summary = next(i for i, line in enumerate(lines) if '"summary: ' in line)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join(lines[:summary]) + "\n")
+    replayed = run("replay", cut)
+    assert replayed.returncode == 1
+    assert replayed.stderr == (f"pipeplex: warning: {cut} ends before its run did: c started "
+                               "and got no summary (the run was killed, or is still going)\n")
+    assert "c | one\n" in replayed.stdout
+
+
 def test_replay_shows_warnings_and_errors_as_the_run_did(tmp_path: Path) -> None:
     """A note's level is in the record: replay colours it as the run did (they all came
     out dim, as information)."""
