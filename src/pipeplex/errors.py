@@ -139,11 +139,15 @@ class UnknownMember(PipeplexError, KeyError):
 
     def __init__(self, name: str, valid: Iterable[str], *, all_too: bool = True) -> None:
         """``all_too``: where the name was given, ``all`` would have meant everyone."""
+        from ._suggest import close_match
+
         self.name = name
         self.valid = tuple(valid)
         listed = ", ".join(self.valid) or "none"
         everyone = "; or 'all' for everyone" if all_too else ""
-        super().__init__(f"no member named {quoted(name)} (members: {listed}{everyone})")
+        close = close_match(name, [*self.valid, "all"] if all_too else list(self.valid))
+        meant = f"; did you mean {close!r}?" if close is not None else ""
+        super().__init__(f"no member named {quoted(name)}{meant} (members: {listed}{everyone})")
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])

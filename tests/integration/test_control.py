@@ -79,8 +79,8 @@ def test_send_passes_bytes_that_are_not_utf8_on(run_dir: Path) -> None:
         plex.expect(r"^c \| got ffc3a90a$")
         unknown = run("send", os.fsdecode(b"c\xff"), "hi", "--run-dir", run_dir)
         assert unknown.returncode == 1
-        assert unknown.stderr == ("pipeplex: error: no member named 'c\\xff' (members: c; or "
-                                  "'all' for everyone)\n")
+        assert unknown.stderr == ("pipeplex: error: no member named 'c\\xff'; did you mean 'c'? "
+                                  "(members: c; or 'all' for everyone)\n")  # (said as typed)
 
 
 def test_send_eof_closes_the_members_stdin(run_dir: Path) -> None:

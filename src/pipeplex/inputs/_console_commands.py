@@ -8,7 +8,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .._printable import quoted
 from .._signals import parse_signal
 from .._suggest import close_match
 from ..errors import UnknownMember
@@ -110,12 +109,7 @@ def _usage(command: str) -> str:
 
 def _unknown(name: str, members: Sequence[str], hint: str = "") -> Invalid:
     """``no member named 'sever'; did you mean 'server'? (members: ...)``"""
-    close = close_match(name, [*members, ALL])
-    if close is None:
-        return Invalid(f"{UnknownMember(name, members)}{hint}")
-    listed = ", ".join(members) or "none"
-    return Invalid(f"no member named {quoted(name)}; did you mean {close!r}? (members: {listed}; "
-                   f"or 'all' for everyone){hint}")
+    return Invalid(f"{UnknownMember(name, members)}{hint}")
 
 
 _MEANT = {"stop": "quit", "exit": "quit", "status": "list", "ls": "list", "kill": "signal"}
