@@ -100,6 +100,10 @@ class CommandParser(argparse.ArgumentParser):
             close = close_match(option, [o for a in self._actions for o in a.option_strings])
             if close is not None:
                 message += f"; did you mean {close}?"
+        elif (message.startswith("unrecognized arguments: ") and self.prog.endswith(" run")
+              and any(word.lower().endswith(".toml") for word in unknown)):
+            message += ("; a run takes one cast file: put the members of several in one "
+                        "(pipeplex test takes several scenario files)")
         # A word that is not UTF-8 (a Latin-1 terminal's) as the bytes typed, and no
         # control character of one reaches the terminal.
         super().error(printable(message))

@@ -141,6 +141,9 @@ def test_long_options_are_never_guessed_from_a_prefix(capsys: pytest.CaptureFixt
         (["send", "a", "--run-dri=R"],
          "unrecognized arguments: --run-dri=R; did you mean --run-dir?"),
         (["status", "--zzzz"], "unrecognized arguments: --zzzz\n"),
+        (["run", "a.toml", "b.toml"], "unrecognized arguments: b.toml; a run takes one cast "
+         "file: put the members of several in one (pipeplex test takes several scenario "
+         "files)\n"),
         (["--verison"], "unknown option '--verison'; did you mean --version? (a command's"),
         (["--run-dir", "R", "status"], "unknown option '--run-dir' (a command's options come"),
         # A word typed on a Latin-1 terminal (not UTF-8), shown as the byte typed.
