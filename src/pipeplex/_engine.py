@@ -1254,8 +1254,12 @@ class Engine:
                          "foreground instead (nginx -g 'daemon off;', redis-server "
                          "--daemonize no): pipeplex watches the process it started")
         elif what is None:
+            where = member.spec.key_sources.get("ready_timeout")
+            limit = (f"its ready_timeout, at {where}" if where else  # (of a file: not set)
+                     "the default ready_timeout: set one to wait longer"
+                     if member.spec.key_sources else "ready_timeout")
             what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
-                    f"(ready_timeout); it never showed {waiting_for}")
+                    f"({limit}); it never showed {waiting_for}")
             why = f"which was not ready after {member.spec.ready_timeout:.1f} s"
         self.outcomes.why_failed[member.name] = why or "which did not become ready"
         recent = self.recent.describe(member.name)

@@ -881,7 +881,8 @@ def test_ready_port_held_by_another_before_the_start_is_not_the_members(run_dir:
     assert (f"late * port {port} (its ready_port) already has a listener before it starts, "
             "not its own: it counts as ready once it listens there too") in out, out
     assert "late | cannot bind: Address already in use" in out
-    assert (f"late was not ready after 1.0 s (ready_timeout); it never showed port {port} on "
+    assert (f"late was not ready after 1.0 s (its ready_timeout, at {cast}:8); it never "
+            f"showed port {port} on "
             "127.0.0.1 or ::1 to accept connections from a listener of its own (another held "
             "it before)") in out, out
     assert "client * started" not in out
