@@ -53,10 +53,11 @@ def _style(text: str, code: str, color: bool) -> str:
 def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
               transcript: Path | None, log_dir: Path | None, update: bool, grace: float,
               color: str, transcript_folder: bool = False,
-              timeout_factor: float = 1.0) -> NoReturn:
+              timeout_factor: float = 1.0, exitfirst: bool = False) -> NoReturn:
     """``pipeplex test``: load and run the scenarios, report, exit with the status.
     ``transcript`` is a folder (a transcript per scenario) with several files, or with
-    ``transcript_folder``. ``timeout_factor``: see :meth:`Scenario.scaled`.
+    ``transcript_folder``. ``timeout_factor``: see :meth:`Scenario.scaled`. ``exitfirst``:
+    no scenario starts after one that failed (the rest are skipped, in JUnit too).
 
     Ctrl-C, SIGTERM and SIGHUP (a CI job cancelled or timed out) interrupt it, as do the
     signals a run passes on (SIGUSR1...), which would otherwise end it unreported: the running
@@ -101,7 +102,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
             scenarios, verbose=verbose, transcript=transcript, log_dir=log_dir, update=update,
             grace=grace, several=len(files) > 1, colored=colored, adoption=adoption,
             transcript_folder=transcript_folder, progress=progress,
-            keep_output=junit is not None))
+            keep_output=junit is not None, exitfirst=exitfirst))
     finally:
         _end_on_stop_signals()  # (the loop's handlers are gone with it)
         adoption.close()
@@ -114,7 +115,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     if junit is not None:  # (first: a console that refuses what follows must not lose it)
         with _junit_errors(junit):  # (a link or no file of the user's put there meanwhile)
             write_junit(junit, _junit_results(outcomes, load_errors, scenarios,
-                                              interrupted=interrupted))
+                                              interrupted=interrupted, exitfirst=exitfirst))
     if not verbose and outcomes:
         _say()
     for outcome in outcomes:
@@ -136,6 +137,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     if interrupted is not None:
         summary += (f", interrupted by {signal_name(interrupted)} "
                     f"({len(scenarios) - len(outcomes)} not run)")
+    elif len(outcomes) < len(scenarios):  # (exitfirst)
+        summary += f", {len(scenarios) - len(outcomes)} not run (-x: stopped at a failure)"
     summary += f" in {elapsed:.2f} s"
     if timeout_factor != 1:
         summary += f" (timeouts x{timeout_factor:g})"
@@ -156,6 +159,7 @@ async def _run_all(
     log_dir: Path | None, update: bool, grace: float, several: bool, colored: bool,
     adoption: Adoption, transcript_folder: bool,
     progress: Callable[[list[ScenarioOutcome], Scenario | None], None], keep_output: bool,
+    exitfirst: bool,
 ) -> tuple[list[ScenarioOutcome], bool, int | None]:
     """Each scenario's outcome, whether the records of any could not be written (it then
     did not run; the others still do), and the signal that interrupted the run, if one
@@ -178,7 +182,7 @@ async def _run_all(
             scenarios, current, interrupted, verbose=verbose, transcript=transcript,
             log_dir=log_dir, update=update, grace=grace, several=several, colored=colored,
             adoption=adoption, transcript_folder=several or transcript_folder,
-            progress=progress, keep_output=keep_output)
+            progress=progress, keep_output=keep_output, exitfirst=exitfirst)
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
@@ -190,7 +194,7 @@ async def _run_each(
     interrupted: list[int], *, verbose: bool, transcript: Path | None, log_dir: Path | None,
     update: bool, grace: float, several: bool, colored: bool, adoption: Adoption,
     transcript_folder: bool, progress: Callable[[list[ScenarioOutcome], Scenario | None], None],
-    keep_output: bool,
+    keep_output: bool, exitfirst: bool,
 ) -> tuple[list[ScenarioOutcome], bool]:
     outcomes: list[ScenarioOutcome] = []
     unrecorded = False
@@ -267,6 +271,8 @@ async def _run_each(
             when = ("" if not outcome.scenario.steps else " after the steps" if outcome.steps
                     else " before the first step")
             _say(f"  {_style('FAIL', '31', colored)}{when}")
+        if exitfirst and not outcome.ok:
+            break
     return outcomes, unrecorded
 
 
@@ -439,10 +445,12 @@ def _crashed(scenario: Scenario, exc: Exception) -> ScenarioOutcome:
 
 def _junit_results(outcomes: Sequence[ScenarioOutcome], load_errors: Sequence[tuple[Path, str]],
                    scenarios: Sequence[Scenario], *, interrupted: int | None = None,
-                   running: Scenario | None = None) -> list[CaseResult]:
+                   running: Scenario | None = None, exitfirst: bool = False
+                   ) -> list[CaseResult]:
     """The report's cases: the outcomes so far, the files that could not be loaded, and the
-    scenarios not come to: skipped, after an interruption by ``interrupted`` or, while the
-    run goes on, should it be killed (``running``, the one under way, an error then)."""
+    scenarios not come to: skipped, after an interruption by ``interrupted``, after a failure
+    with ``exitfirst``, or, while the run goes on, should it be killed (``running``, the one
+    under way, an error then)."""
     results = [_case(o) for o in outcomes]
     # (named as the file's scenario would be, so CI's history keeps one test per file)
     results += [CaseResult(str(path), path.stem, 0.0, error=message)
@@ -456,6 +464,8 @@ def _junit_results(outcomes: Sequence[ScenarioOutcome], load_errors: Sequence[tu
         why = "not run: pipeplex ended before it (killed?)"
     elif interrupted is not None:
         why = f"not run: {signal_name(interrupted)} interrupted the run before it"
+    elif exitfirst and rest:
+        why = "not run: -x stopped the run at a failure before it"
     else:
         return results
     # (what it did not come to still counts, as skipped)

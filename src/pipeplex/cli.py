@@ -615,6 +615,8 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
                         help="a scenario file (TOML), or a folder: each .toml file in it "
                              "and its subfolders; each file is a test")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
+    parser.add_argument("-x", "--exitfirst", action="store_true",
+                        help="stop at the first scenario that fails (the rest: skipped)")
     parser.add_argument("--junit", type=_report_file, metavar="PATH",
                         help="write a JUnit XML report")
     parser.add_argument("--transcript", type=_records_path, metavar="PATH",
@@ -645,7 +647,7 @@ def test(args: argparse.Namespace) -> None:
     run_tests(_scenario_files(args.files), verbose=args.verbose, junit=args.junit,
               transcript=transcript, transcript_folder=in_folder, log_dir=args.log_dir,
               update=args.update, grace=args.grace, color=_color(args),
-              timeout_factor=args.timeout_factor)
+              timeout_factor=args.timeout_factor, exitfirst=args.exitfirst)
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:

@@ -1352,3 +1352,20 @@ def test_a_failed_scenario_brings_its_merged_stream_to_junit(tmp_path: Path) -> 
     assert out["passes"] is None
     text = out["fails"].text if out["fails"] is not None else ""
     assert "c > first\nc | first\n" in (text or ""), text
+
+
+def test_exitfirst_stops_at_the_first_failure(tmp_path: Path) -> None:
+    """pipeplex test -x, as pytest's: no scenario starts after one that failed; the rest are
+    counted as not run, skipped in JUnit."""
+    fails = _scenario(tmp_path, CAT + "[[step]]\nexpect = 'never'\nin = 'c'\ntimeout = 0.2\n",
+                      "a_fails.toml")
+    after = _scenario(tmp_path, CAT, "b_after.toml")
+    report = tmp_path / "r.xml"
+    result = run("test", fails, after, "-x", "--junit", report)
+    assert result.returncode == 1, result.stdout
+    assert "0 passed, 1 failed, 1 not run (-x: stopped at a failure)" in result.stdout
+    cases = {c.get("name"): c for c in ET.parse(report).getroot().iter("testcase")}
+    skipped = cases["b_after"].find("skipped")
+    assert skipped is not None
+    assert skipped.get("message") == "not run: -x stopped the run at a failure before it"
+    assert "1 passed, 1 failed" in run("test", fails, after).stdout  # (without -x: both run)
