@@ -13,9 +13,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from ._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started, Stream
+from ._events import Event, InputSent, Note, Started
 from ._file_kind import same_file
 from ._printable import printable
 from ._signals import (
@@ -28,13 +28,12 @@ from ._signals import (
 )
 from ._stdout import StdoutRefused, printing
 from .cast.checks import check_commands
-from .cast.spec import NAME_RE
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
 from .participants.orphans import Adoption
 from .report.files import make_folders
 from .report.junit import CaseResult, check_junit, write_junit
-from .report.transcript import numbered_records, record_data
+from .report.records import numbered_records, record_event, record_input
 from .scenario import load_scenario
 from .scenario.model import Scenario
 from .scenario.run import StepResult
@@ -43,7 +42,6 @@ from .scenario.suite import ScenarioOutcome, run_scenario
 __all__ = ("replay_transcript", "run_tests")
 
 LOAD_ERROR = 2
-_YEAR_10000 = 253402300800.0
 
 
 def _style(text: str, code: str, color: bool) -> str:
@@ -502,7 +500,8 @@ def replay_transcript(path: Path, *, color: str, timestamps: bool, sent: bool = 
         for lineno, record in numbered_records(path, on_bad=problems.append):
             read += 1
             try:
-                event: Event | None = (_sent(record) if sent else None) or _event(record)
+                event: Event | None = ((record_input(record) if sent else None)
+                                       or record_event(record))
             except (TypeError, ValueError, AttributeError, RecursionError, OverflowError
                     ) as exc:  # (OverflowError: a number out of range, 1e999 for a code)
                 problems.append(f"{path}:{lineno}: a record with a field of the wrong kind "
@@ -557,61 +556,3 @@ def _without_summary(events: Sequence[Event]) -> list[str]:
               and event.text.startswith("summary: ")):
             waiting.pop(event.name, None)
     return list(waiting)
-
-
-def _sent(record: dict[str, Any]) -> InputSent | None:
-    """What a transcript record says was sent to a member's stdin, if it says that."""
-    name, kind = record.get("p"), record.get("s")
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        return None
-    t = float(record.get("t", 0.0))
-    if not 0 <= t < _YEAR_10000:
-        raise ValueError(f"t is {t!r}, which is no time")
-    if kind == "in":
-        return InputSent(name, record_data(record), t=t)
-    if kind == "event" and record.get("e") == "eof":
-        return InputSent(name, b"", eof=True, t=t)
-    return None
-
-
-def _event(record: dict[str, Any]) -> Event | None:
-    """The event a transcript record stands for (input is not part of the stream)."""
-    t = float(record.get("t", 0.0))
-    if not 0 <= t < _YEAR_10000:  # (nan too: a time --timestamps can show)
-        raise ValueError(f"t is {t!r}, which is no time")
-    name = record.get("p")
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"p is {type(name).__name__}, not a member name")
-    if name is not None and not NAME_RE.fullmatch(name):  # (escape sequences, for one)
-        raise ValueError(f"p is {name!r}, which is no member name")
-    kind = record.get("s")
-    if kind in ("out", "err") and isinstance(name, str):
-        data = record_data(record)
-        stream: Stream = "stdout" if kind == "out" else "stderr"
-        return Output(name, stream, data, not data.endswith(b"\n"), t)
-    what = record.get("e")
-    if kind != "event" or not (name is None or isinstance(name, str)):
-        return None
-    if what == "note":
-        level = record.get("level")
-        return Note(_text(record.get("d", "")), name,
-                    level if level in ("warning", "error") else "info", t)
-    if name is None:
-        return None
-    if what == "start":
-        return Started(name, int(record.get("pid", 0)), (), t,
-                       terminal=bool(record.get("terminal")))
-    if what == "exit":
-        return Exited(name, int(record.get("code", 0)), bool(record.get("stopped")), 0.0, t)
-    if what == "ready":
-        return Ready(name, tuple(dict(record.get("vars") or {}).items()), t)
-    if what == "match":
-        return Matched(name, _text(record.get("pattern")), _text(record.get("d")), t)
-    return None
-
-
-def _text(value: object) -> str:
-    """A record's text, one that can be shown (UnicodeEncodeError for a lone surrogate)."""
-    text = str(value)
-    text.encode("utf-8")
-    return text

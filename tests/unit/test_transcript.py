@@ -18,13 +18,14 @@ import pytest
 from pipeplex._bus import Bus
 from pipeplex._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
 from pipeplex.errors import PipeplexError
-from pipeplex.report.transcript import (
-    LogDirSink,
-    TranscriptSink,
+from pipeplex.report.records import (
     event_record,
     read_transcript,
     record_data,
+    record_event,
+    record_input,
 )
+from pipeplex.report.transcript import LogDirSink, TranscriptSink
 
 T = 1700000000.5
 
@@ -47,7 +48,8 @@ def out(name: str, data: bytes, stream: str = "stdout") -> Output:
         ),
         (
             Exited("a", -15, stopped=True, runtime=2.0, t=T),
-            {"t": T, "p": "a", "s": "event", "e": "exit", "code": -15, "stopped": True},
+            {"t": T, "p": "a", "s": "event", "e": "exit", "code": -15, "stopped": True,
+             "runtime": 2.0},
         ),
         (
             Ready("a", (("port", "8080"), ("host", "h")), t=T),
@@ -71,6 +73,33 @@ def out(name: str, data: bytes, stream: str = "stdout") -> Output:
 def test_event_record_for_every_event_type(event: Event, record: dict[str, Any]) -> None:
     """Each kind of event becomes its documented record."""
     assert event_record(event) == record
+
+
+@pytest.mark.parametrize("event", [
+    out("a", b"hi\n"),
+    Output("a", "stdout", b"prompt> ", True, T),
+    out("a", b"\xff oops\n", "stderr"),
+    Started("a", 123, ("prog", "--flag"), t=T, terminal=True),
+    Started("a", 7, (), t=T),
+    Exited("a", -15, stopped=True, runtime=2.5, t=T),
+    Exited("a", 3, runtime=0.25, t=T),
+    Ready("a", (("port", "8080"), ("host", "h")), t=T),
+    Matched("a", "^ready$", "ready", t=T),
+    Note("stopping", level="warning", t=T),
+    Note("a crashed", name="a", level="error", t=T),
+])
+def test_a_record_reads_back_as_its_event(event: Event) -> None:
+    """What a transcript keeps of an event is all of it: replay and scripts see what the
+    run saw (an exit's runtime, a start's command included)."""
+    assert record_event(event_record(event)) == event
+    assert record_input(event_record(event)) is None
+
+
+@pytest.mark.parametrize("event", [InputSent("a", b"cmd\n", t=T),
+                                   InputSent("a", b"", eof=True, t=T)])
+def test_a_record_of_input_reads_back_as_what_was_sent(event: InputSent) -> None:
+    assert record_input(event_record(event)) == event
+    assert record_event(event_record(event)) is None
 
 
 @pytest.mark.parametrize("data", [b"\xff\xfe binary", b"caf\xc3", b"\x80", b"ok\xed\xa0\x80"])

@@ -1,12 +1,9 @@
 """Transcripts: every event of a run as JSON Lines, exact enough to replay and compare.
 
-One object per line: ``t`` (seconds since the epoch), ``p`` (the member, or null), ``s``
-(``out``, ``err``, ``in`` or ``event``) and the data, as ``d`` (text) when it is valid UTF-8,
-else as ``b64``. Events add ``e`` (``start``, ``exit``, ``ready``, ``match``, ``note``,
-``eof``) and their fields. Writes are buffered and go to disk every 64 KiB, and at the
-latest half a second after an event (so a pipeplex killed with SIGKILL loses no more); a
-write error disables the transcript with one note and never stops the run. Logs
-(``--log-dir``) reach the disk within the same half second.
+One record per line, as :mod:`.records` makes them. Writes are buffered and go to disk
+every 64 KiB, and at the latest half a second after an event (so a pipeplex killed with
+SIGKILL loses no more); a write error disables the transcript with one note and never
+stops the run. Logs (``--log-dir``) reach the disk within the same half second.
 
 Transcripts and logs are private (0600), and written only to a regular file of the user's
 own: a symbolic link, a named pipe, a device or a file with other hard links in their place
@@ -17,7 +14,6 @@ against another file.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import errno
 import fcntl
@@ -25,60 +21,18 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from .._bus import Bus
-from .._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
+from .._events import Event, Note, Output, Started
 from ..errors import PipeplexError
 from ..output.terminal import Writer
 from .files import Unsafe, make_folders, open_record
+from .records import event_record
 
-__all__ = ("LogDirSink", "TranscriptSink", "event_record", "read_transcript")
-
-
-def _data(data: bytes) -> dict[str, str]:
-    try:
-        return {"d": data.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"b64": base64.b64encode(data).decode("ascii")}
-
-
-def event_record(event: Event) -> dict[str, Any]:
-    """The transcript record of one event."""
-    if isinstance(event, Output):
-        return {"t": event.t, "p": event.name, "s": "out" if event.stream == "stdout" else "err",
-                **_data(event.data)}
-    if isinstance(event, InputSent):
-        if event.eof:
-            return {"t": event.t, "p": event.name, "s": "event", "e": "eof"}
-        return {"t": event.t, "p": event.name, "s": "in", **_data(event.data)}
-    if isinstance(event, Started):
-        record = {"t": event.t, "p": event.name, "s": "event", "e": "start",
-                  "pid": event.pid, "argv": list(event.argv)}
-        if event.terminal:
-            record["terminal"] = True
-        return record
-    if isinstance(event, Exited):
-        return {"t": event.t, "p": event.name, "s": "event", "e": "exit",
-                "code": event.returncode, "stopped": event.stopped}
-    if isinstance(event, Ready):
-        return {"t": event.t, "p": event.name, "s": "event", "e": "ready",
-                "vars": dict(event.variables)}
-    if isinstance(event, Matched):
-        return {"t": event.t, "p": event.name, "s": "event", "e": "match",
-                "pattern": event.pattern, "d": event.text}
-    assert isinstance(event, Note)
-    return {"t": event.t, "p": event.name, "s": "event", "e": "note", "d": event.text,
-            "level": event.level}
-
-
-def record_data(record: dict[str, Any]) -> bytes:
-    """The exact bytes of an ``out``/``err``/``in`` record."""
-    if "b64" in record:
-        return base64.b64decode(record["b64"], validate=True)
-    return str(record.get("d", "")).encode("utf-8")
+__all__ = ("LogDirSink", "TranscriptSink")
 
 
 def check_given_descriptor(path: str | os.PathLike[str]) -> None:
@@ -398,68 +352,3 @@ class LogDirSink:
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
             self._dir_fd = -1
-
-
-def read_transcript(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """The records of a transcript file, in order.
-
-    Raises:
-        ValueError: a line is not a transcript record (the message names the line).
-    """
-    def refuse(problem: str) -> None:
-        raise ValueError(problem)
-
-    for _, record in numbered_records(path, on_bad=refuse):
-        yield record
-
-
-MAX_RECORD = 16 * 2**20
-"""Bytes in a transcript line beyond which it is no record. The biggest pipeplex writes
-hold an output piece (at most 256 KiB, 1.5 MiB once JSON escapes its control characters)
-or a command line: a few MiB at most."""
-
-
-def numbered_records(path: str | os.PathLike[str], *, on_bad: Callable[[str], None]
-                     ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Each record of a transcript file with its line number. A line that is no record
-    (cut off by a killed run, not UTF-8, not JSON, longer than ``MAX_RECORD``) is said to
-    ``on_bad``, naming the file and line, and skipped."""
-    with open(path, "rb") as file:
-        for lineno, raw in enumerate(_lines(file), start=1):
-            if raw is None:
-                on_bad(f"{path}:{lineno}: not a transcript record: longer than "
-                       f"{MAX_RECORD // 2**20} MiB")
-                continue
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                on_bad(f"{path}:{lineno}: not a transcript record: not UTF-8 (byte "
-                       f"{exc.start + 1})")
-                continue
-            except json.JSONDecodeError as exc:
-                cut = " (the line is cut off)" if not raw.endswith(b"\n") else ""
-                on_bad(f"{path}:{lineno}: not a transcript record: {exc.msg} column "
-                       f"{exc.colno}{cut}")
-                continue
-            except RecursionError:
-                on_bad(f"{path}:{lineno}: not a transcript record: nested too deep")
-                continue
-            if not isinstance(record, dict) or "s" not in record:
-                on_bad(f"{path}:{lineno}: not a transcript record")
-                continue
-            yield lineno, record
-
-
-def _lines(file: IO[bytes]) -> Iterator[bytes | None]:
-    """Each line of ``file``, with its newline if it has one; None for one longer than
-    ``MAX_RECORD``, read past in bounded pieces, so that a line that never ends
-    (``pipeplex replay /dev/zero``) never fills the memory."""
-    while line := file.readline(MAX_RECORD + 1):
-        if len(line) <= MAX_RECORD or line.endswith(b"\n"):
-            yield line
-            continue
-        while (rest := file.readline(64 * 1024)) and not rest.endswith(b"\n"):
-            pass
-        yield None
