@@ -51,11 +51,13 @@ def _style(text: str, code: str, color: bool) -> str:
 def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
               transcript: Path | None, log_dir: Path | None, update: bool, grace: float,
               color: str, transcript_folder: bool = False,
-              timeout_factor: float = 1.0, exitfirst: bool = False) -> NoReturn:
+              timeout_factor: float = 1.0, exitfirst: bool = False,
+              deselected: int = 0) -> NoReturn:
     """``pipeplex test``: load and run the scenarios, report, exit with the status.
     ``transcript`` is a folder (a transcript per scenario) with several files, or with
     ``transcript_folder``. ``timeout_factor``: see :meth:`Scenario.scaled`. ``exitfirst``:
     no scenario starts after one that failed (the rest are skipped, in JUnit too).
+    ``deselected``: how many scenarios ``-k`` left out (said in the summary).
 
     Ctrl-C, SIGTERM and SIGHUP (a CI job cancelled or timed out) interrupt it, as do the
     signals a run passes on (SIGUSR1...), which would otherwise end it unreported: the running
@@ -130,6 +132,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     summary = f"{passed} passed, {failed} failed"
     if load_errors:
         summary += f", {len(load_errors)} could not be loaded"
+    if deselected:
+        summary += f", {deselected} deselected"
     if not_run := sum(o.not_run for o in outcomes):
         summary += f", {not_run} could not be recorded (not run)"
     if interrupted is not None:

@@ -96,6 +96,15 @@ def _factor(text: str) -> float:
     return value
 
 
+def _selection(text: str) -> tuple[str, Callable[[str], bool]]:
+    from .scenario.select import selector  # (test mode's own: loaded when -k is given)
+
+    try:
+        return text, selector(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{quoted(text)}: {exc}") from None
+
+
 def _path(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("an empty path")
@@ -617,6 +626,10 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
     parser.add_argument("-x", "--exitfirst", action="store_true",
                         help="stop at the first scenario that fails (the rest: skipped)")
+    parser.add_argument("-k", dest="select", type=_selection, metavar="EXPR",
+                        help="run only the scenarios whose path holds these words (case "
+                             "aside), joined by and, or, not and parentheses: -k 'chat and "
+                             "not slow'")
     parser.add_argument("--junit", type=_report_file, metavar="PATH",
                         help="write a JUnit XML report")
     parser.add_argument("--transcript", type=_records_path, metavar="PATH",
@@ -644,7 +657,18 @@ def test(args: argparse.Namespace) -> None:
     from ._test_command import run_tests
 
     transcript, in_folder = args.transcript or (None, False)
-    run_tests(_scenario_files(args.files), verbose=args.verbose, junit=args.junit,
+    files = _scenario_files(args.files)
+    deselected = 0
+    if args.select is not None:
+        expression, chosen = args.select
+        kept = [file for file in files if chosen(str(file))]
+        if not kept:
+            names = ", ".join(quoted(str(file)) for file in files[:5])
+            more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+            _fail(f"no scenario's path matches -k {quoted(expression)}; the "
+                  f"{'one' if len(files) == 1 else len(files)} given: {names}{more}")
+        files, deselected = kept, len(files) - len(kept)
+    run_tests(files, verbose=args.verbose, junit=args.junit, deselected=deselected,
               transcript=transcript, transcript_folder=in_folder, log_dir=args.log_dir,
               update=args.update, grace=args.grace, color=_color(args),
               timeout_factor=args.timeout_factor, exitfirst=args.exitfirst)

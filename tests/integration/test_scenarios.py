@@ -1369,3 +1369,24 @@ def test_exitfirst_stops_at_the_first_failure(tmp_path: Path) -> None:
     assert skipped is not None
     assert skipped.get("message") == "not run: -x stopped the run at a failure before it"
     assert "1 passed, 1 failed" in run("test", fails, after).stdout  # (without -x: both run)
+
+
+def test_k_runs_only_the_scenarios_whose_path_holds_its_words(tmp_path: Path) -> None:
+    """pipeplex test -k, as pytest's: words matched in the path, case aside, joined by
+    and/or/not; the others are not loaded (a broken one left out does not stop the run)."""
+    (tmp_path / "chat").mkdir()
+    for name in ("chat/login.toml", "chat/logout.toml", "groupchat.toml"):
+        _scenario(tmp_path, CAT, name)
+    (tmp_path / "slow.toml").write_text("[procs.c\n")  # (not TOML: it would fail to load)
+    result = run("test", tmp_path, "-v", "-k", "CHAT and not logout")
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = [line for line in result.stdout.splitlines() if line.endswith(".toml")]
+    assert [Path(line).name for line in ran] == ["login.toml", "groupchat.toml"]
+    assert "2 passed, 0 failed, 2 deselected in " in result.stdout
+    none = run("test", tmp_path, "-k", "nothing")
+    assert none.returncode == 2
+    assert "no scenario's path matches -k 'nothing'; the 4 given: " in none.stderr
+    bad = run("test", tmp_path, "-k", "chat slow")
+    assert bad.returncode == 2
+    assert ("argument -k: 'chat slow': 'slow' follows a whole expression: join the two with "
+            "'and' or 'or'") in bad.stderr
