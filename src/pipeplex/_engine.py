@@ -24,6 +24,7 @@ from ._events import Level, Note, Output, Ready, Started
 from ._outcomes import Outcomes
 from ._readiness import LOOPBACK_SAID, RunWatch, listeners, port_accepts
 from ._recent import RecentOutput
+from ._seat import Seat
 from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
 from ._verdict import Failure, Verdict
@@ -99,14 +100,12 @@ class Engine:
             spec.name: Process(spec, bus, **self._process_options) for spec in cast.procs
         }
         self.verdict = Verdict()
-        self._port_taken: dict[str, frozenset[int]] = {}
-        """Per member about to start, the listeners its ready_port had before (see
-        :meth:`_note_port_taken`)."""
+        self._seats: dict[str, Seat] = {name: Seat() for name in self.members}
+        """Each member's supervision state, by name (see :class:`~._seat.Seat`)."""
         self._late_waves: list[list[str]] = []
         """Members added while running (:meth:`add`): each is its own, last, wave."""
         self.router = Router(self.members)
         self.variables: dict[str, str] = {}
-        self.restarts: dict[str, int] = dict.fromkeys(self.members, 0)
         self.interrupted_by: int | None = None
         self.stop_asked = False
         """A person or a client asked for the stop (not only the cast ending on its own)."""
@@ -124,51 +123,29 @@ class Engine:
         through its exits for its next run."""
         self._stop: asyncio.Future[str | None] | None = None
         self._crash: asyncio.Future[None] | None = None
-        self._ready: dict[str, asyncio.Future[None]] = {}
-        """Per member, its first readiness: what its dependents' first start waits for."""
-        self._up: dict[str, asyncio.Future[None]] = {}
-        """Per member, done while its current run is ready or once nothing more will come
-        of it; pending from the moment a run ends (or its supervisor begins) until the next
-        run is ready. Every start of a member waits until whom it starts after is up."""
-        self._up_now: set[str] = set()
-        """Members whose current run is ready and has not ended: the summaries say whether
-        a member others waited for was so when the cast began to stop."""
-        self._ready_last: set[str] = set()
-        """Members whose latest run got ready, ended since or not, with no run due after it
-        (a build step that printed its line and exited at once): those waiting for it had
-        their turn, which the stop may have taken."""
-        self._captured: dict[str, dict[str, str]] = {}
-        """Per member, what its latest ready run captured: its share of ``variables``."""
         self._busy = 0
         """Supervisors at work plus holds; the cast ends on its own when this reaches 0."""
         self._all_done: asyncio.Future[None] | None = None
         self._early_stop: tuple[str | None, int | None] | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._restart_requested: set[str] = set()
-        self._restarted: dict[str, asyncio.Future[int]] = {}
-        self._backoffs: dict[str, asyncio.Future[None]] = {}
-        """Per member waiting out a restart's backoff: set to cut the wait short."""
-        self._down_after_failure: dict[str, tuple[int, str, float]] = {}
-        """Per member down after failing, until its next run: its status, how and when it
-        ended (a stop before that run leaves it ended so: a failure of the run, then)."""
-        self._supervising: set[str] = set()
-        self._not_started_because: dict[str, str] = {}
-        """Per member whose (re)start did not happen for a member it starts after, why."""
-        self._supervisors: dict[str, asyncio.Task[None]] = {}
-        """Each member's latest supervisor task: done once the member has ended for good."""
-        self._added: set[str] = set()
-        """Members added while running: a failure to start or get ready is theirs alone."""
-        self._removing: set[str] = set()
-        """Added members being removed: nothing starts them again."""
-        self._start_requested: dict[str, asyncio.Future[None]] = {}
-        self.outcomes = Outcomes(self.members, self._ready, self._start_requested,
-                                 self.restarts)
+        self.outcomes = Outcomes(self.members, self._seats)
         """Who waited for whom, who failed and why: what the summaries are made of."""
         self._began = asyncio.Event()
 
     @property
     def stopping(self) -> bool:
         return self._stop is not None and self._stop.done()
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        """Each member's count of restarts."""
+        return {name: seat.restarts for name, seat in self._seats.items()}
+
+    def _ready(self, name: str) -> asyncio.Future[None]:
+        """``name``'s first readiness (made as the run begins, or as it is added)."""
+        ready = self._seats[name].ready
+        assert ready is not None, "run() has not begun"
+        return ready
 
     # Control from outside ----------------------------------------------------------------
 
@@ -196,7 +173,8 @@ class Engine:
             self.bus.publish(Note(reason))
         self.stopped_by = by
         self.stop_began = time.monotonic()
-        self.outcomes.up_when_stopped = frozenset(self._up_now | self._ready_last)
+        self.outcomes.up_when_stopped = frozenset(
+            name for name, seat in self._seats.items() if seat.up_now or seat.ready_last)
         self._stop.set_result(reason)
 
     @property
@@ -239,42 +217,43 @@ class Engine:
                 again), or the member has not started yet.
         """
         member = self.router.resolve(name)[0]
+        seat = self._seats[name]
         if self._tg is None or self._stop is None or self.stopping:
             raise PipeplexError("the cast is stopping; nothing can be restarted")
-        if name in self._removing:
+        if seat.removing:
             raise PipeplexError(f"{name} is being removed; it is not restarted")
-        if member.state == "pending" and name in self._supervising:
-            requested = self._start_requested.get(name)
+        if member.state == "pending" and seat.supervising:
+            requested = seat.start_requested
             if requested is not None and not requested.done():
                 why = f"autostart = false: start it with pipeplex start {name}, :start {name}"
                 why += " or a start step"
             else:
                 why = f"it waits for {', '.join(member.spec.after) or 'its turn'}"
             raise PipeplexError(f"{name} has not started yet ({why})")
-        if name in self._added and self._failed_to_start(name):
+        if seat.added and self._failed_to_start(name):
             # Its spawn failed (NotReady, SpawnError) and its name is free for a new one.
             raise PipeplexError(f"{name} did not start again: it failed to start or to get ready")
-        restarted = self._restarted.get(name)
+        restarted = seat.restarted
         held = self._held_back_by(name)
         if held is not None and (restarted is None or restarted.done()):  # (left as it is)
             raise PipeplexError(f"{name} {held}")
-        if member.pid is None and name not in self._supervising:
+        if member.pid is None and not seat.supervising:
             # Held back before it ever ran (a member it starts after ended for good), or
             # never started (one failed): started now, as at first.
             self._restart_anew(name)
         if restarted is None or restarted.done():
-            restarted = self._restarted[name] = asyncio.get_running_loop().create_future()
+            restarted = seat.restarted = asyncio.get_running_loop().create_future()
             self.bus.publish(Note("restarting on request", name=name))
             if member.running:
-                self._restart_requested.add(name)
+                seat.restart_requested = True
                 await self._to_the_end(self.stopper.stop(member, stdin_first=stdin_first))
-            elif name in self._supervising:
+            elif seat.supervising:
                 # It has exited and its supervisor is not done with it (its output still
                 # drains, or it waits out a restart's backoff): that supervisor starts it
                 # again, at once; or, if it is past taking it, starts a new one.
-                self._restart_requested.add(name)
+                seat.restart_requested = True
                 self._down(name)  # (members restarted after it wait for its new run)
-                wake = self._backoffs.get(name)
+                wake = seat.backoff
                 if wake is not None and not wake.done():
                     wake.set_result(None)
             else:
@@ -295,14 +274,15 @@ class Engine:
             PipeplexError: it starts by itself, or was already started.
         """
         self.router.resolve(name)  # raises UnknownMember
-        if name in self._removing:
+        seat = self._seats[name]
+        if seat.removing:
             raise PipeplexError(f"{name} is being removed; it is not started")
-        requested = self._start_requested.get(name)
+        requested = seat.start_requested
         if requested is None:
             raise PipeplexError(f"{name} starts by itself (only autostart = false members "
                                 "are started on request)")
         member = self.members[name]
-        again = requested.done() and member.pid is None and name not in self._supervising
+        again = requested.done() and member.pid is None and not seat.supervising
         if requested.done() and not again:
             raise PipeplexError(f"{name} was already started")
         blocked_by = next((found for dep in member.spec.after
@@ -320,8 +300,8 @@ class Engine:
         else:
             requested.set_result(None)
         assert self._stop is not None
-        await first(self._ready[name], self._stop)
-        if not self._ready[name].done():
+        await first(self._ready(name), self._stop)
+        if not self._ready(name).done():
             member = self.members[name]
             if member.returncode is not None:
                 raise PipeplexError(f"{name} {describe_returncode(member.returncode)} before it "
@@ -329,17 +309,18 @@ class Engine:
             why = f": {self.stop_reason}" if self.stop_reason else ""
             started = "become ready" if member.pid is not None else "start"
             raise PipeplexError(f"{name} did not {started}: the cast began to stop{why}")
-        self._ready[name].result()  # raises why an added member did not get ready
+        self._ready(name).result()  # raises why an added member did not get ready
 
     def status(self) -> list[dict[str, Any]]:
         """One record per member: name, pid, state, uptime, restarts, last exit code."""
         records = []
         for member in self.members.values():
             record = member.statistics()
+            seat = self._seats[member.name]
             if (record["state"] == "exited" and member.name in self.outcomes.waiting_for
-                    and member.name in self._supervising):
+                    and seat.supervising):
                 record["state"] = "pending"  # its next run waits for a member it starts after
-            record["restarts"] = self.restarts[member.name]
+            record["restarts"] = seat.restarts
             record["uptime"] = (
                 round(time.monotonic() - member.started_at, 3)
                 if member.running and member.started_at is not None
@@ -370,13 +351,10 @@ class Engine:
         self.stopper.begin()
         self._crash = loop.create_future()
         self._all_done = loop.create_future()
-        # Filled in place: the outcomes share these mappings.
-        self._ready.update({name: loop.create_future() for name in self.members})
-        self._start_requested.update({
-            name: loop.create_future()
-            for name, member in self.members.items()
-            if not member.spec.autostart
-        })
+        for name, seat in self._seats.items():
+            seat.ready = loop.create_future()
+            if not self.members[name].spec.autostart:
+                seat.start_requested = loop.create_future()
         self._busy += len(self.members)
         self._began.set()
         for text in cast_warnings(self.cast):  # (a slip, most likely: said before it runs)
@@ -412,8 +390,8 @@ class Engine:
         ready (a spawn) is told, rather than left waiting for ever."""
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
-        for ready in self._ready.values():
-            if not ready.done():
+        for ready in (seat.ready for seat in self._seats.values()):
+            if ready is not None and not ready.done():
                 failed = PipeplexError(f"pipeplex failed while this member started: {exc!r}")
                 failed.__cause__ = exc
                 ready.set_exception(failed)
@@ -446,13 +424,15 @@ class Engine:
         assert self._tg is not None
         # Supervised from now, not from when its task first runs: in between, the member
         # has not ended, and its name cannot be taken (two spawns of one name at once).
-        self._supervising.add(member.name)
-        self._supervisors[member.name] = self._tg.create_task(
-            self._supervise(member, previous), name=f"supervise {member.name}")
+        seat = self._seats[member.name]
+        seat.supervising = True
+        seat.supervisor = self._tg.create_task(self._supervise(member, previous),
+                                               name=f"supervise {member.name}")
 
     async def _supervise(self, member: Process, previous: Process | None = None) -> None:
         """Start ``member`` and keep it going by its policy; ``previous``: the ended member
         whose name it takes, whose leftovers are stopped first, as before a restart."""
+        seat = self._seats[member.name]
         self._down(member.name)
         again = False
         try:
@@ -462,21 +442,21 @@ class Engine:
                 await self._run_member(member)
             # A restart asked for while this supervisor was past taking it (ending); not
             # for an added member that failed to get ready (its name is free again).
-            again = (member.name in self._restart_requested and not self.stopping
+            again = (seat.restart_requested and not self.stopping
                      and not self._failed_to_start(member.name))
         finally:
-            self._supervising.discard(member.name)
+            seat.supervising = False
             if again:
-                self._restart_requested.discard(member.name)
+                seat.restart_requested = False
                 self._busy += 1
                 self._start_supervisor(member)
             else:
                 self._set_up(member.name)  # nothing more will come of it: nobody waits
                 for tell in self.when_over:
                     tell(member.name)
-                self._restart_requested.discard(member.name)
-                asked = self._restarted.pop(member.name, None)
-                because = self._not_started_because.pop(member.name, None)
+                seat.restart_requested = False
+                asked, seat.restarted = seat.restarted, None
+                because, seat.not_started_because = seat.not_started_because, None
                 if asked is not None and not asked.done():  # a restart it will not have
                     why = because or ("it failed to start or to get ready"
                                       if self._failed_to_start(member.name)
@@ -505,12 +485,13 @@ class Engine:
             self._forget(spec.name)
         loop = asyncio.get_running_loop()
         member = self.members[spec.name] = Process(spec, self.bus, **self._process_options)
-        self.restarts[spec.name] = 0
-        self._ready[spec.name] = loop.create_future()
+        seat = self._seats.setdefault(spec.name, Seat())
+        seat.restarts = 0
+        seat.ready = loop.create_future()
         if not spec.autostart:
-            self._start_requested[spec.name] = loop.create_future()
+            seat.start_requested = loop.create_future()
+        seat.added = True
         self._late_waves.append([spec.name])
-        self._added.add(spec.name)
         self._busy += 1
         self._start_supervisor(member, previous)
         return member
@@ -546,7 +527,7 @@ class Engine:
             state = f"is still running (pid {member.pid})"
         elif member.pid is None:
             state = "is waiting to start"
-        elif name in self._supervising and member.done_future.done():
+        elif self._seats[name].supervising and member.done_future.done():
             state = "is about to be restarted"
         else:
             state = "is still ending"
@@ -555,7 +536,7 @@ class Engine:
 
     def _ended(self, member: Process) -> bool:
         """Whether ``member`` is over: not running, not waiting, nothing will restart it."""
-        if member.name in self._supervising or member.running:
+        if self._seats[member.name].supervising or member.running:
             return False
         return member.pid is None or member.done_future.done()
 
@@ -563,11 +544,8 @@ class Engine:
         """Drop what the engine kept about an ended member whose name is used again."""
         self.members[name].release_output()
         self._late_waves = [wave for wave in self._late_waves if wave != [name]]
-        for table in (self._start_requested, self._restarted, self._supervisors,
-                      self._port_taken):
-            table.pop(name, None)
+        self._seats[name].forget_runs()
         self.outcomes.forget(name)
-        self._restart_requested.discard(name)
         self.recent.forget(name)  # a later failure shows the new member's output only
 
     async def remove(self, name: str) -> None:
@@ -586,14 +564,15 @@ class Engine:
         if dependents:
             raise PipeplexError(f"{name} cannot be removed: {', '.join(dependents)} "
                                 f"start{'s' if len(dependents) == 1 else ''} after it")
-        if name not in self._added:
+        seat = self._seats[name]
+        if not seat.added:
             raise PipeplexError(f"{name} is a member of the cast it was started with: only "
                                 "members added to a running cast can be removed")
-        self._removing.add(name)
+        seat.removing = True
         try:
-            self._restart_requested.discard(name)
-            self._not_started_because[name] = "it was removed"
-            while (task := self._supervisors.get(name)) is not None and not task.done():
+            seat.restart_requested = False
+            seat.not_started_because = "it was removed"
+            while (task := seat.supervisor) is not None and not task.done():
                 if not member.running:
                     task.cancel()  # it waits (its turn, a start, a backoff): no run comes
                 elif self._tg is not None:
@@ -602,19 +581,14 @@ class Engine:
             if self._tg is not None and member.pid is not None:
                 await self.stop_leftovers(name)
         finally:
-            self._removing.discard(name)
-        ready = self._ready.get(name)
+            seat.removing = False
+        ready = seat.ready
         if ready is not None and not ready.done():
             ready.set_exception(PipeplexError(f"{name} was removed before it was ready"))
             ready.exception()  # (retrieved: nobody may be waiting)
         if self.members.get(name) is member:  # (not a member given the name meanwhile)
             self._forget(name)
-            for table in (self.members, self.restarts, self._ready, self._up, self._captured,
-                          self._backoffs, self._down_after_failure, self._not_started_because):
-                table.pop(name, None)
-            self._up_now.discard(name)
-            self._ready_last.discard(name)
-            self._added.discard(name)
+            del self.members[name], self._seats[name]
 
     async def wait_ready(self, name: str) -> bool:
         """Wait until member ``name`` is ready; False if the cast began to stop first.
@@ -623,14 +597,15 @@ class Engine:
             SpawnError, NotReady: an added member could not start or get ready.
         """
         assert self._stop is not None
-        ready = self._ready[name]
+        ready = self._ready(name)
         await first(ready, self._stop)
         if not ready.done():
             return False
         if ready.exception() is not None:
             # Raise once the member is over (stopped, its exit reported): its name is then
             # free for another try, and the events of the two never interleave.
-            supervisor = self._supervisors.get(name)
+            seat = self._seats.get(name)
+            supervisor = seat.supervisor if seat is not None else None
             if supervisor is not None:
                 await asyncio.wait([supervisor])
         ready.result()
@@ -665,7 +640,7 @@ class Engine:
         assert self._stop is not None
         for name, member in self.members.items():
             if member.spec.autostart and self._unrequested(name) is None:
-                await first(self._ready[name], self._stop)
+                await first(self._ready(name), self._stop)
             if self.stopping:
                 return False
         return True
@@ -684,7 +659,7 @@ class Engine:
 
     async def _wait_for_dependencies(self, member: Process) -> bool:
         assert self._stop is not None
-        requested = self._start_requested.get(member.name)
+        requested = self._seats[member.name].start_requested
         if requested is not None:
             # Waiting to be asked does not keep the cast alive.
             self.release()
@@ -701,7 +676,7 @@ class Engine:
                 why = f"{dep} {held.removeprefix('which ')}" if held else (
                     f"{dep} did not become ready")
                 self.bus.publish(Note(f"not started: {why}", name=member.name, level="error"))
-                if member.name in self._added:
+                if self._seats[member.name].added:
                     # Whoever waits for this one (a spawn, a load, its own dependents)
                     # learns that it will not start either, and why.
                     reason = f"{member.name} was not started: it waits for {dep}, "
@@ -719,15 +694,17 @@ class Engine:
         start, the wait does not keep the cast alive: a run with nothing left that could
         start it ends on its own."""
         assert self._stop is not None
-        ready = self._ready[dep]
+        ready = self._ready(dep)
         while not ready.done() and not self.stopping:
             root = self._unrequested(dep)
             if root is None:
                 await first(ready, self._stop)
                 return
+            requested = self._seats[root].start_requested
+            assert requested is not None  # (what makes it unrequested)
             self.release()
             try:
-                await first(self._start_requested[root], ready, self._stop)
+                await first(requested, ready, self._stop)
             finally:
                 self.hold()
 
@@ -740,7 +717,7 @@ class Engine:
     def start_failure(self, name: str) -> str | None:
         """Why ``name``, which has not started, never will by itself: what kept it from
         starting (one it starts after did not get ready, say); None if nothing did."""
-        ready = self._ready.get(name)
+        ready = self._seats[name].ready
         if self.members[name].pid is not None or ready is None or not ready.done():
             return None
         error = ready.exception()
@@ -759,19 +736,19 @@ class Engine:
             if current in seen or current not in self.members:
                 continue
             seen.add(current)
-            requested = self._start_requested.get(current)
+            requested = self._seats[current].start_requested
             if requested is not None and not requested.done():
                 return current
             todo.extend(self.members[current].spec.after)
         return None
 
     def _failed_to_start(self, name: str) -> bool:
-        ready = self._ready[name]
+        ready = self._ready(name)
         return ready.done() and ready.exception() is not None
 
     def _fail_start(self, name: str, error: PipeplexError) -> None:
         """An added member could not start or get ready: tell whoever waits for it."""
-        ready = self._ready[name]
+        ready = self._ready(name)
         if not ready.done():
             ready.set_exception(error)
             # Whoever awaits it still gets the error; nobody may (a load that raised for
@@ -782,14 +759,15 @@ class Engine:
         try:
             await self._run_member_runs(member)
         finally:
-            down = self._down_after_failure.pop(member.name, None)
+            seat = self._seats[member.name]
+            down, seat.down_after_failure = seat.down_after_failure, None
             if down is not None and self.stopping:  # stopped before its next run
                 status, reason, at = down
                 self.record_failure(member.name, status,
                                     f"{reason}, and the cast stopped before its restart", at)
 
     async def _run_member_runs(self, member: Process) -> None:
-        spec = member.spec
+        spec, seat = member.spec, self._seats[member.name]
         attempt: int | None = 0
         while not self.stopping and attempt is not None:
             if member.pid is not None:
@@ -806,7 +784,7 @@ class Engine:
             run = RunWatch(member.name, spec.ready, self.bus,
                            functools.partial(self._ready_at_once, member))
             restarting = member.pid is not None
-            self._port_taken.pop(member.name, None)
+            seat.port_taken = frozenset()
             if spec.ready_port and is_port(spec.ready_port):  # (a {variable}: known later)
                 self._note_port_taken(member.name, int(spec.ready_port))
             try:
@@ -816,8 +794,8 @@ class Engine:
                 run.close()
                 self._start_failed(member, exc, restarting)
                 return
-            if member.name in self._restart_requested:  # a request met by this new run,
-                self._restart_requested.discard(member.name)  # which counts afresh
+            if seat.restart_requested:  # a request met by this new run, which counts afresh
+                seat.restart_requested = False
                 attempt = 0
             self._started(member, restarting)
             if self.stopping and not member.stopping:
@@ -842,18 +820,19 @@ class Engine:
         """The member's program could not be started: said, and the cast stops, unless it
         was an added member's (it fails alone) or a restart of one whose exits are ignored
         (it stays down, and the cast goes on; its summary says why)."""
-        self._restart_requested.discard(member.name)
-        restarted = self._restarted.pop(member.name, None)
+        seat = self._seats[member.name]
+        seat.restart_requested = False
+        restarted, seat.restarted = seat.restarted, None
         if restarted is not None and not restarted.done():
             restarted.set_exception(exc)
             restarted.exception()  # retrieved: its callers may have gone
         self.bus.publish(Note(str(exc), level="error"))
         self.outcomes.why_failed[member.name] = "which could not be started"
         self.outcomes.cannot_start[member.name] = exc.reason
-        if member.name in self._added:
+        if seat.added:
             self._fail_start(member.name, exc)
             return
-        if restarting and member.spec.on_exit == "ignore" and self._ready[member.name].done():
+        if restarting and member.spec.on_exit == "ignore" and self._ready(member.name).done():
             return
         # (Never ready yet: members after it would wait for it for ever.)
         self.record_failure(member.name, 127, str(exc))
@@ -862,17 +841,17 @@ class Engine:
     def _started(self, member: Process, restarting: bool) -> None:
         """A run of the member is under way: counted, and what was said of its last run's
         end (down after failing, unable to start) is over."""
+        seat = self._seats[member.name]
         if restarting:
-            self.restarts[member.name] += 1  # counted once the new instance runs
-        self._down_after_failure.pop(member.name, None)
+            seat.restarts += 1  # counted once the new instance runs
+        seat.down_after_failure = None
         self.outcomes.cannot_start.pop(member.name, None)
         self.outcomes.ended_for_good.pop(member.name, None)
         # From its exit on, members that (re)start after it wait for its next run; not
         # once its supervisor has ended (it may see the exit first): no run will come.
-        self._up_now.discard(member.name)
-        self._ready_last.discard(member.name)
+        seat.up_now = seat.ready_last = False
         member.exit_future.add_done_callback(lambda _: self._run_ended(member))
-        restarted = self._restarted.pop(member.name, None)
+        restarted, seat.restarted = seat.restarted, None
         if restarted is not None and not restarted.done():
             assert member.pid is not None
             restarted.set_result(member.pid)
@@ -881,7 +860,7 @@ class Engine:
                           attempt: int) -> int | None:
         """A run of the member has ended: judged, and its exit policy applied. The attempt
         its next run makes (0: afresh), or None when no run follows."""
-        spec = member.spec
+        spec, seat = member.spec, self._seats[member.name]
         # Stopped by us: not one that had ended before the stop came to it, unseen yet.
         stopped = member.stopping and not member.exited_before_stop
         assert member.started_at is not None and member.ended_at is not None
@@ -891,7 +870,7 @@ class Engine:
         if self._failed_to_start(member.name):
             return None  # an added member that never got ready: no exit policy applies
         how = describe_returncode(returncode)
-        if member.name in self._restart_requested and not self.stopping:
+        if seat.restart_requested and not self.stopping:
             if not stopped and spec.on_exit != "restart":
                 # It ended on its own before the request (its exit was still being
                 # published): that exit counts, and on_exit = stop stops the cast.
@@ -902,7 +881,7 @@ class Engine:
                     self.request_stop(f"{member.name} {how}; stopping the cast "
                                       "(on_exit = stop)", by=member.name)
                     return None
-            self._restart_requested.discard(member.name)
+            seat.restart_requested = False
             return 0
         if stopped:
             self._judge_stopped(member, returncode, how)
@@ -956,7 +935,7 @@ class Engine:
         self.bus.publish(Note(f"restarting in {delay:.1f} s "
                               f"(restart {attempt} of {spec.max_restarts})", name=member.name))
         if returncode != 0:  # down after failing, until its next run
-            self._down_after_failure[member.name] = (
+            self._seats[member.name].down_after_failure = (
                 exit_status(returncode), f"{member.name} {how}", member.ended_at)
         if not await self._backoff(member.name, delay):
             return None  # (that restart never happened: it is not counted)
@@ -967,11 +946,12 @@ class Engine:
         """It restarted ``attempt`` times in a row and ended again: said, and the cast
         stops (an added member that was never ready fails alone)."""
         assert member.ended_at is not None
-        ready = self._ready[member.name]
+        seat = self._seats[member.name]
+        ready = self._ready(member.name)
         before = "" if ready_in_run else " before it was ready"
         # The count that gave up is of restarts in a row; the summary's is of all of them:
         # say which when they differ.
-        in_a_row = " in a row" if self.restarts[member.name] > attempt else ""
+        in_a_row = " in a row" if seat.restarts > attempt else ""
         times = f"{attempt} time{'s' if attempt != 1 else ''}{in_a_row}"
         tried = f"and was restarted {times}" if attempt else "(max_restarts = 0)"
         reason = (f"{member.name} {how}{before} {tried}; giving up (raise max_restarts to "
@@ -981,7 +961,7 @@ class Engine:
         self.outcomes.why_failed[member.name] = (
             f"which gave up after {attempt} restart{'s' if attempt != 1 else ''}{in_a_row}"
             if attempt else "which gave up (max_restarts = 0)")
-        if member.name in self._added and not ready.done():
+        if seat.added and not ready.done():
             self._fail_start(member.name, NotReady(member.name, reason, recent))
             await self.stopper.stop(member)  # what it left in its group
             return  # an added member fails alone
@@ -994,13 +974,14 @@ class Engine:
         """Wait ``delay`` seconds before restarting ``name``, cut short by a restart request;
         False if the cast began to stop first."""
         assert self._stop is not None
+        seat = self._seats[name]
         sleeper = asyncio.ensure_future(self._sleep(delay))
-        wake = self._backoffs[name] = asyncio.get_running_loop().create_future()
+        wake = seat.backoff = asyncio.get_running_loop().create_future()
         try:
             await first(sleeper, wake, self._stop)
         finally:
             sleeper.cancel()
-            del self._backoffs[name]
+            seat.backoff = None
         return not self.stopping
 
     async def _wait_ready(self, member: Process, run: RunWatch) -> bool:
@@ -1043,7 +1024,8 @@ class Engine:
                     why=f"whose ready_port was {port!r}, not a TCP port")
                 return False
             waiting_for = f"port {port} on {LOOPBACK_SAID} to accept connections"
-            taken = self._port_taken.pop(member.name, frozenset())
+            seat = self._seats[member.name]
+            taken, seat.port_taken = seat.port_taken, frozenset()
             if taken:
                 waiting_for += " from a listener of its own (another held it before)"
             probe = asyncio.ensure_future(port_accepts(int(port), taken=taken))
@@ -1059,14 +1041,14 @@ class Engine:
             return False  # a run being stopped (a restart's, say) is not the one to wait for
         if not run.said:  # (else it was, when its line matched)
             self._now_ready(member, captured)
-        ready = self._ready[member.name]
+        ready = self._ready(member.name)
         if not ready.done():
             ready.set_result(None)
         # A run that matched and exited is not up: its next is, if one follows. If none
         # does (a build step), it holds nothing back, even while a process it started
         # keeps its output open (which its supervisor waits out before it ends).
         if not exit_seen.done() or not (self.will_restart(member.name)
-                                        or member.name in self._restart_requested):
+                                        or self._seats[member.name].restart_requested):
             self._set_up(member.name)
         return True
 
@@ -1076,48 +1058,57 @@ class Engine:
         the member is ready only once a listener of its own is there too."""
         taken = listeners(port)
         if taken:
-            self._port_taken[name] = taken
+            self._seats[name].port_taken = taken
             self.bus.publish(Note(f"port {port} (its ready_port) already has a listener "
                                   "before it starts, not its own: it counts as ready once it "
                                   "listens there too", name=name, level="warning"))
 
     def _now_ready(self, member: Process, captured: dict[str, str]) -> None:
         self._capture(member.name, captured)
+        seat = self._seats[member.name]
         if member.returncode is None:
-            self._up_now.add(member.name)  # (before its Ready: a sink may stop the cast)
-        self._ready_last.add(member.name)
+            seat.up_now = True  # (before its Ready: a sink may stop the cast)
+        seat.ready_last = True
         if member.spec.ready or member.spec.ready_port:
             self.bus.publish(Ready(member.name, tuple(sorted(captured.items()))))
 
     def _capture(self, name: str, captured: dict[str, str]) -> None:
         """``name``'s new values replace its old ones, all at once (nothing awaits here, so
         no member ever starts with half of them); a value it no longer captures is gone."""
-        previous = self._captured.get(name, {})
+        seat = self._seats[name]
+        previous = seat.captured
         for key in previous.keys() - captured.keys():
             if self.variables.get(key) == previous[key]:
                 del self.variables[key]
         self.variables.update(captured)
-        self._captured[name] = dict(captured)
+        seat.captured = dict(captured)
 
     def _down(self, name: str) -> None:
         """``name`` has a run to come: members that (re)start after it wait until it is up."""
-        gate = self._up.get(name)
-        if gate is None or gate.done():
-            self._up[name] = asyncio.get_running_loop().create_future()
+        seat = self._seats[name]
+        if seat.up is None or seat.up.done():
+            seat.up = asyncio.get_running_loop().create_future()
 
     def _run_ended(self, member: Process) -> None:
         if self.members.get(member.name) is member:
-            self._up_now.discard(member.name)
+            seat = self._seats[member.name]
+            seat.up_now = False
             # Down until its next run is up; only if one follows: a build step that ended
             # holds nothing back, also while a process it started keeps its output open.
-            if self.will_restart(member.name) or member.name in self._restart_requested:
+            if self.will_restart(member.name) or seat.restart_requested:
                 self._down(member.name)
-                self._ready_last.discard(member.name)
+                seat.ready_last = False
 
     def _set_up(self, name: str) -> None:
-        gate = self._up.get(name)
+        gate = self._up_gate(name)
         if gate is not None and not gate.done():
             gate.set_result(None)
+
+    def _up_gate(self, name: str) -> asyncio.Future[None] | None:
+        """What a start after ``name`` waits on (see :attr:`Seat.up`); None for a name the
+        engine has no run of."""
+        seat = self._seats.get(name)
+        return seat.up if seat is not None else None
 
     def _dependencies(self, name: str) -> set[str]:
         """The members ``name`` starts after, directly or through others."""
@@ -1143,7 +1134,9 @@ class Engine:
             if held is not None:
                 self._not_started_after(member, held)
                 return False
-            down = sorted(dep for dep in deps if dep in self._up and not self._up[dep].done())
+            gates = {dep: gate for dep in deps
+                     if (gate := self._up_gate(dep)) is not None and not gate.done()}
+            down = sorted(gates)
             if not down:
                 self.outcomes.waiting_for.pop(member.name, None)
                 self.outcomes.waiting_among.pop(member.name, None)
@@ -1153,17 +1146,18 @@ class Engine:
             if not announced:
                 announced = True
                 self._announce(member, f"waiting for {', '.join(down)} to be ready again")
-            await first(*(self._up[dep] for dep in down), self._stop)
+            await first(*gates.values(), self._stop)
         return False
 
     async def wait_ended(self, name: str) -> None:
         """Once ``name``'s run has exited and nothing follows it (no restart by policy or
         request), wait until its supervisor is done with it: its name is free from then on.
         Returns at once otherwise (it runs, or will run again)."""
-        task = self._supervisors.get(name)
+        seat = self._seats.get(name)
+        task = seat.supervisor if seat is not None else None
         member = self.members.get(name)
         if (task is None or task.done() or member is None or member.returncode is None
-                or self.will_restart(name) or name in self._restart_requested):
+                or self.will_restart(name) or (seat is not None and seat.restart_requested)):
             return
         await asyncio.shield(task)
 
@@ -1172,7 +1166,7 @@ class Engine:
         (``on_exit = "restart"``, and it has not given up or been stopped)."""
         member = self.members.get(name)
         return (member is not None and member.spec.on_exit == "restart" and not self.stopping
-                and name in self._supervising)
+                and self._seats[name].supervising)
 
     def _held_back_by(self, name: str) -> str | None:
         """Why ``name`` cannot (re)start now, as "starts after db, which exited with code
@@ -1196,7 +1190,7 @@ class Engine:
         """A member that never ran, held back or left behind by a failure, is to start as at
         first: what said it failed to start is forgotten."""
         if self._failed_to_start(name):
-            self._ready[name] = asyncio.get_running_loop().create_future()
+            self._seats[name].ready = asyncio.get_running_loop().create_future()
         self.outcomes.ended_for_good.pop(name, None)
 
     def _ended_for_good(self, name: str) -> str | None:
@@ -1209,9 +1203,10 @@ class Engine:
             return None
         # Its supervisor is done with it, or will be: its exit is not one its policy (or a
         # request) follows with another run. (The supervisor may still be winding down.)
-        if name in self._supervising and (member.spec.on_exit == "restart"
-                                          or name in self._restart_requested
-                                          or member.returncode is None):
+        seat = self._seats[name]
+        if seat.supervising and (member.spec.on_exit == "restart"
+                                 or seat.restart_requested
+                                 or member.returncode is None):
             return None
         if name in self.outcomes.cannot_start:
             return "which could not start again"
@@ -1233,7 +1228,7 @@ class Engine:
         self.outcomes.waiting_among[member.name] = (dep, *(d for d in gone if d != dep))
         self.outcomes.ended_for_good[dep] = which
         self.outcomes.ended_for_good[member.name] = f"which was not started{again}: it {held}"
-        self._not_started_because[member.name] = f"it {held}"
+        self._seats[member.name].not_started_because = f"it {held}"
         self._announce(member, f"not started{again}: it {held}", "warning")
         self._fail_start(member.name, PipeplexError(f"{member.name} was not started: it {held}"))
 
@@ -1264,7 +1259,7 @@ class Engine:
         self.outcomes.why_failed[member.name] = why or "which did not become ready"
         recent = self.recent.describe(member.name)
         self.bus.publish(Note(f"{what}\n{recent}", name=member.name, level="error"))
-        if member.name in self._added:
+        if self._seats[member.name].added:
             self._fail_start(member.name, NotReady(member.name, what, recent))
             # Stopped, or if it exited, what it left in its group: nothing of it lingers
             # (a worker holding its port) when its name is used again.

@@ -9,9 +9,9 @@ restarts", so the supervision code in ``_engine.py`` stays about supervising.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 
+from ._seat import Seat
 from ._signals import describe_returncode
 from .participants import Process
 
@@ -25,22 +25,14 @@ MAX_LINKS = 4
 class Outcomes:
     """The engine's records of members that failed or waited, and their summaries.
 
-    ``members``, ``ready``, ``start_requested`` and ``restarts`` are the engine's own
-    mappings (shared, never copied): each member, its first readiness, the start request an
-    ``autostart = false`` member waits for, and its count of restarts.
+    ``members`` and ``seats`` are the engine's own (shared, never copied): each member, and
+    what the engine keeps of it (its first readiness, the start request an ``autostart =
+    false`` member waits for, its count of restarts), which this only reads.
     """
 
-    def __init__(
-        self,
-        members: Mapping[str, Process],
-        ready: Mapping[str, asyncio.Future[None]],
-        start_requested: Mapping[str, asyncio.Future[None]],
-        restarts: Mapping[str, int],
-    ) -> None:
+    def __init__(self, members: Mapping[str, Process], seats: Mapping[str, Seat]) -> None:
         self._members = members
-        self._ready = ready
-        self._start_requested = start_requested
-        self._restarts = restarts
+        self._seats = seats
         self.waiting_for: dict[str, str] = {}
         """Per member waiting to start, the member it waits for (the summary names it)."""
         self.waiting_among: dict[str, tuple[str, ...]] = {}
@@ -146,7 +138,8 @@ class Outcomes:
         """Whether ``name``'s run was ready when the cast began to stop (before that: its
         first run's readiness)."""
         if self.up_when_stopped is None:
-            return self._ready[name].done()
+            ready = self._seats[name].ready
+            return ready is not None and ready.done()
         return name in self.up_when_stopped
 
     def _blamed(self, name: str) -> str | None:
@@ -171,7 +164,7 @@ class Outcomes:
         verb = "stopped, " if member.ended_by_the_stop else ""  # (as its exit line says)
         text = (f"{verb}{describe_returncode(member.returncode)} after "
                 f"{member.ended_at - member.started_at:.1f} s")
-        restarts = self._restarts[member.name]
+        restarts = self._seats[member.name].restarts
         if restarts:
             text += f", {restarts} restart{'s' if restarts != 1 else ''}"
         if member.name in self.cannot_start:  # its last start failed
@@ -188,7 +181,7 @@ class Outcomes:
             return f"never started ({self._settled[name]})"
         if name in self.cannot_start:
             return f"never started (cannot start: {self.cannot_start[name]})"
-        requested = self._start_requested.get(name)
+        requested = self._seats[name].start_requested
         if requested is not None and not requested.done():  # (what it starts after is moot)
             return "never started (autostart = false, and nothing started it)"
         dep = self._blamed(name)
