@@ -146,7 +146,10 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         summary += f" (timeouts x{timeout_factor:g})"
     if update:
         written = sum(o.golden_updated for o in outcomes)
-        summary += f" ({written} golden file{'' if written == 1 else 's'} written)"
+        same = sum(o.ok and not o.golden_updated and o.scenario.golden is not None
+                   for o in outcomes)
+        summary += (f" ({written} golden file{'' if written == 1 else 's'} written"
+                    f"{f', {same} unchanged' if same else ''})")
     code = "1;32" if not failed and not load_errors and interrupted is None else "1;31"
     _say(_style(summary, code, colored))
     for warning in (w for outcome in outcomes for w in outcome.warnings):

@@ -620,10 +620,15 @@ def test_golden_update_then_compare(tmp_path: Path) -> None:
     body = ('golden = "case.golden"\n' + CAT
             + '[[step]]\nsend = "hello"\nto = "c"\n[[step]]\nexpect = "^hello$"\n')
     case = _scenario(tmp_path, body)
-    assert run("test", "--update", case).returncode == 0
+    first = run("test", "--update", case)
+    assert first.returncode == 0 and "(1 golden file written)" in first.stdout, first.stdout
     golden = (tmp_path / "case.golden").read_text()
     assert golden == "[c]\n> hello\n| hello\n= exited with code 0\n"  # (at the stop's EOF)
     assert run("test", case).returncode == 0
+    os.utime(tmp_path / "case.golden", ns=(0, 0))
+    again = run("test", "--update", case)  # (the same text: the file is left as it is)
+    assert "(0 golden files written, 1 unchanged)" in again.stdout, again.stdout
+    assert (tmp_path / "case.golden").stat().st_mtime_ns == 0
     (tmp_path / "case.golden").write_text(golden.replace("| hello", "| goodbye"))
     result = run("test", case)
     assert result.returncode == 1
@@ -634,17 +639,18 @@ def test_golden_update_then_compare(tmp_path: Path) -> None:
 
 
 def test_golden_normalises_ports_and_pids(tmp_path: Path) -> None:
-    """Captured variables and pids are replaced, so the golden file is stable."""
-    code = ("import os, sys; print('port 4', os.getpid() % 10, 'on pid', os.getpid(), flush=True); "
-            "sys.stdin.read()")
+    """Captured variables and pids are replaced, so the golden file is stable; a value of
+    under three characters is not (a shard 1 would stand for every other 1 too)."""
+    code = ("import os, sys; print('port', 41000 + os.getpid() % 1000, 'shard 1 of 1 on pid',"
+            " os.getpid(), flush=True); sys.stdin.read()")
     body = ('golden = "g.txt"\n[procs.s]\n'
             f'cmd = {json.dumps([sys.executable, "-c", code])}\n'
-            "ready = 'port (?P<port>\\d+)'\n[[step]]\nexpect = 'on pid \\d+'\n")
+            "ready = 'port (?P<port>\\d+) shard (?P<shard>\\d+)'\n[[step]]\n"
+            "expect = 'on pid \\d+'\n")
     case = _scenario(tmp_path, body)
     assert run("test", "--update", case).returncode == 0
     text = (tmp_path / "g.txt").read_text()
-    assert "| port {port}" in text
-    assert "on pid {pid}" in text
+    assert "| port {port} shard 1 of 1 on pid {pid}\n" in text
 
 
 def test_junit_report(tmp_path: Path) -> None:

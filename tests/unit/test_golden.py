@@ -12,7 +12,13 @@ import pytest
 
 from pipeplex._events import Event, Exited, InputSent, Matched, Note, Output, Ready, Started
 from pipeplex.errors import PipeplexError
-from pipeplex.report.golden import compare_golden, golden_text, normalize, write_golden
+from pipeplex.report.golden import (
+    DIFF_LINES,
+    compare_golden,
+    golden_text,
+    normalize,
+    write_golden,
+)
 from pipeplex.scenario.model import NormalizeRule
 
 NAMES = ("server", "alice")
@@ -108,7 +114,7 @@ def test_a_line_split_across_output_events_joins(chunks: list[bytes]) -> None:
 def test_several_lines_in_one_event() -> None:
     """An event carrying several lines gives one golden line each, blank ones included."""
     text = golden_text([out("a", b"one\n\nthree\n")], ["a"])
-    assert text == "[a]\n| one\n| \n| three\n"
+    assert text == "[a]\n| one\n|\n| three\n"
 
 
 def test_blank_line_in_its_own_event_is_kept() -> None:
@@ -143,7 +149,7 @@ def test_how_one_members_stdout_and_stderr_interleave_does_not_change_the_text()
 def test_an_unfinished_line_is_flushed_at_exit() -> None:
     """A last line without a newline appears before the exit line."""
     events = [out("a", b"prompt> ", partial=True), Exited("a", 1)]
-    assert golden_text(events, ["a"]) == "[a]\n| prompt> \n= exited with code 1\n"
+    assert golden_text(events, ["a"]) == "[a]\n| prompt>\n= exited with code 1\n"
 
 
 def test_a_prompt_again_after_a_line_sent_is_a_line_of_its_own() -> None:
@@ -151,7 +157,7 @@ def test_a_prompt_again_after_a_line_sent_is_a_line_of_its_own() -> None:
     lines, as the screen shows them and as expectations see them (not ``>>> >>> ``)."""
     events = [Output("py", "stderr", b">>> ", partial=True), InputSent("py", b"x = 1\n"),
               Output("py", "stderr", b">>> ", partial=True, new_line=True), Exited("py", 0)]
-    assert golden_text(events, ["py"]) == "[py]\n> x = 1\n! >>> \n! >>> \n= exited with code 0\n"
+    assert golden_text(events, ["py"]) == "[py]\n> x = 1\n! >>>\n! >>>\n= exited with code 0\n"
 
 
 def test_an_unfinished_line_is_flushed_at_the_end() -> None:
@@ -225,9 +231,9 @@ def test_pids_are_normalised_where_written_as_pids() -> None:
 
 def test_only_the_members_lines_are_normalised() -> None:
     """A captured value never rewrites a member's name or how it ended."""
-    events = [out("alice", b"alice has 0 errors\n"), Exited("alice", 0)]
-    text = golden_text(events, ["alice"], variables={"user": "alice", "errors": "0"})
-    assert text == "[alice]\n| {user} has {errors} errors\n= exited with code 0\n"
+    events = [out("alice", b"alice has 100 errors\n"), Exited("alice", 100)]
+    text = golden_text(events, ["alice"], variables={"user": "alice", "errors": "100"})
+    assert text == "[alice]\n| {user} has {errors} errors\n= exited with code 100\n"
 
 
 def test_a_captured_value_leaves_placeholders_whole() -> None:
@@ -237,9 +243,9 @@ def test_a_captured_value_leaves_placeholders_whole() -> None:
 
 
 def test_a_captured_value_does_not_eat_a_part_of_a_date() -> None:
-    """Times first: a value such as 21 (today's day) leaves the date whole, for {time}."""
-    events = [out("a", b"2026-11-21 17:02:03 worker with 21 jobs\n")]
-    assert golden_text(events, ["a"], variables={"jobs": "21"}) == (
+    """Times first: a value such as 2026 (this year) leaves the date whole, for {time}."""
+    events = [out("a", b"2026-11-21 17:02:03 worker with 2026 jobs\n")]
+    assert golden_text(events, ["a"], variables={"jobs": "2026"}) == (
         "[a]\n| {time} worker with {jobs} jobs\n")
 
 
@@ -367,3 +373,37 @@ def test_a_golden_file_keeps_its_mode_and_a_new_one_is_0644(tmp_path: Path) -> N
     write_golden(new, EXPECTED)
     assert (kept.read_text(), stat.S_IMODE(kept.stat().st_mode)) == (EXPECTED, 0o640)
     assert (new.read_text(), stat.S_IMODE(new.stat().st_mode)) == (EXPECTED, 0o644)
+
+
+def test_a_progress_bar_keeps_its_last_state() -> None:
+    """A carriage return has the terminal write over the line: only the last state shows,
+    and a bar redrawn on a timer (different states each run) makes the same golden text."""
+    events = [out("a", b"  1/100\r"), out("a", b" 37/100\r100/100\r\n"), out("a", b"done\n")]
+    assert golden_text(events, ["a"]) == "[a]\n| 100/100\n| done\n"
+
+
+def test_trailing_spaces_are_neither_written_nor_compared() -> None:
+    """An editor that strips them on save leaves a golden file that still matches."""
+    events = [out("a", b"calc> \n\t\n")]
+    assert golden_text(events, ["a"]) == "[a]\n| calc>\n|\n"
+    assert compare_golden("[a]\n| calc> \n| \n", "[a]\n| calc>\n|\n", path="g") is None
+    assert compare_golden("[a]\n| calc>\n", "[a]\n| calc> x\n", path="g") is not None
+
+
+def test_a_short_captured_value_is_left_as_written() -> None:
+    """A value of one or two characters would stand for every other one like it."""
+    events = [out("a", b"shard 1 ready: 1 of 12 batches, ok\n")]
+    text = golden_text(events, ["a"], variables={"shard": "1", "state": "ok", "n": "12"})
+    assert text == "[a]\n| shard 1 ready: 1 of 12 batches, ok\n"
+
+
+def test_a_long_diff_is_cut_saying_how_much_more_there_was() -> None:
+    expected = "[a]\n" + "".join(f"| line {i} of 1000\n" for i in range(1000))
+    actual = "[a]\n" + "".join(f"| line {i} of 1001\n" for i in range(1000))
+    diff = compare_golden(expected, actual, path="g")
+    assert diff is not None
+    lines = diff.splitlines()
+    assert len(lines) == DIFF_LINES + 1
+    assert lines[-1] == ("... and 1804 more lines of the diff (1804 of them changed) not "
+                         "shown; pipeplex test --update writes this run's text, for git diff "
+                         "to show whole")

@@ -25,7 +25,12 @@ from ..errors import PipeplexError
 from ..scenario.model import NormalizeRule
 from .files import Unsafe, make_folders, replace_file
 
-__all__ = ("compare_golden", "golden_text", "write_golden")
+__all__ = ("DIFF_LINES", "MIN_VARIABLE", "compare_golden", "golden_text", "write_golden")
+
+DIFF_LINES = 200
+"""Lines of a golden file's diff shown at most (in the report and in JUnit)."""
+MIN_VARIABLE = 3
+"""Characters a captured value needs to be replaced by its ``{name}`` in a golden text."""
 
 _MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 _CLOCK = r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?"
@@ -63,7 +68,10 @@ def golden_text(
             into = lines[name] if kind == "|" else errors[name]
             text = "".join(plain(pending.decode("utf-8", "replace")))  # (as the screen shows)
             for line in text.split("\n"):
-                into.append(f"{kind} {line.rstrip(chr(13))}")
+                line = line.rstrip("\r")
+                # What a carriage return has the terminal write over is gone from the screen:
+                # a progress bar's earlier states, which differ from run to run.
+                into.append(f"{kind} {line[line.rfind(chr(13)) + 1:]}")
 
     def end_run(name: str) -> None:
         flush(name, "|")
@@ -98,7 +106,13 @@ def golden_text(
     for name in names:
         end_run(name)
     text = "".join(f"[{n}]\n" + "".join(f"{line}\n" for line in lines[n]) for n in names)
-    return normalize(text, variables=variables, pids=pids, rules=rules)
+    return _unpadded(normalize(text, variables=variables, pids=pids, rules=rules))
+
+
+def _unpadded(text: str) -> str:
+    """``text`` without spaces and tabs at its lines' ends, which no screen shows and many
+    editors strip on save: a golden file so trimmed must still match."""
+    return "\n".join(line.rstrip(" \t") for line in text.split("\n"))
 
 
 def normalize(
@@ -118,7 +132,10 @@ def normalize(
     ``name[4121]:``), not wherever its number appears: in a container pids are small, and
     ``3 squared``, ``took 12 ms`` or ``items[12]`` must read the same there as on a laptop.
     """
-    values = sorted(((k, v) for k, v in variables.items() if v), key=lambda kv: -len(kv[1]))
+    # A value of one or two characters (a shard 1, an ok) would stand for every 1 or ok
+    # of the text, unrelated ones too: it is left as written.
+    values = sorted(((k, v) for k, v in variables.items() if len(v) >= MIN_VARIABLE),
+                    key=lambda kv: -len(kv[1]))
     # Longest values first, so a value inside another does not break the bigger one.
     substitutions = [(_TIME, "{time}")]
     # (Not inside a placeholder: a value "time" leaves {time} whole.)
@@ -150,18 +167,27 @@ def normalize(
 
 
 def compare_golden(expected: str, actual: str, *, path: str) -> str | None:
-    """A unified diff when the texts differ, else None.
+    """A unified diff when the texts differ, else None. Spaces and tabs at a line's end
+    are not compared (see :func:`_unpadded`).
 
-    Lines are split at newlines only (a member's ``\\r`` or form feed stays inside its
-    line), and control characters are shown as ``\\xNN``: the diff goes to a terminal and a
-    JUnit report, where a member's escape sequence must neither clear the screen nor vanish.
+    Lines are split at newlines only (a member's form feed stays inside its line), and
+    control characters are shown as ``\\xNN``: the diff goes to a terminal and a JUnit
+    report, where a member's escape sequence must neither clear the screen nor vanish. A
+    diff longer than :data:`DIFF_LINES` is cut there, saying how much more there was: a
+    changed flood of 100,000 lines must not make a 5 MB report.
     """
+    expected, actual = _unpadded(expected), _unpadded(actual)
     if expected == actual:
         return None
     lines = list(difflib.unified_diff(
         _lines(expected), _lines(actual),
         fromfile=f"{path} (golden)", tofile="this run", lineterm="",
     ))
+    if len(lines) > DIFF_LINES:
+        changed = sum(line[:1] in "+-" for line in lines[DIFF_LINES:])
+        lines[DIFF_LINES:] = [f"... and {len(lines) - DIFF_LINES} more lines of the diff "
+                              f"({changed} of them changed) not shown; pipeplex test "
+                              "--update writes this run's text, for git diff to show whole"]
     if expected.endswith("\n") != actual.endswith("\n"):
         which = "golden file" if actual.endswith("\n") else "transcript of this run"
         lines.append(f"(the {which} has no newline at its end)")

@@ -10,6 +10,7 @@ Output goes to a transcript and to the failure report, not to the terminal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import stat
@@ -167,8 +168,8 @@ async def run_scenario(
         outcome.failure = (f"{where + ': ' if where else ''}{first.reason}\n"
                            f"{engine.recent.describe(first.name)}")
     elif scenario.golden:
-        outcome.failure = _check_golden(scenario, events, engine.variables, update_golden)
-        outcome.golden_updated = update_golden and outcome.failure is None
+        outcome.failure, outcome.golden_updated = _check_golden(
+            scenario, events, engine.variables, update_golden)
     if outcome.failure is not None and scenario.suspicions:
         outcome.failure += "".join(f"\nnote: {s}" for s in scenario.suspicions)
     if outcome.failure is not None and merged is not None:
@@ -178,19 +179,30 @@ async def run_scenario(
 
 def _check_golden(
     scenario: Scenario, events: Sequence[Event], variables: dict[str, str], update: bool
-) -> str | None:
+) -> tuple[str | None, bool]:
+    """What is wrong with the run's golden text, if anything, and whether ``update`` wrote
+    it (not when the file held it already: its date stays, and the summary tells the
+    files that changed from those that did not)."""
     assert scenario.golden is not None
     actual = golden_text(events, scenario.cast.names, variables=variables,
                          rules=scenario.normalize)
     path = Path(scenario.golden)
     if update:
+        with contextlib.suppress(OSError, _NotAFile, UnicodeDecodeError):
+            if compare_golden(_read_golden(path), actual, path=os.fspath(path)) is None:
+                return None, False
         try:
             write_golden(path, actual)
         except PipeplexError as exc:  # (a link or no file of the user's in its place)
-            return str(exc)
+            return str(exc), False
         except OSError as exc:
-            return f"cannot write golden file {os.fspath(path)}: {exc.strerror or exc}"
-        return None
+            return f"cannot write golden file {os.fspath(path)}: {exc.strerror or exc}", False
+        return None, True
+    return _compared(path, actual), False
+
+
+def _compared(path: Path, actual: str) -> str | None:
+    """Why the golden file at ``path`` does not hold ``actual``; None when it does."""
     try:
         expected = _read_golden(path)
     except FileNotFoundError:
