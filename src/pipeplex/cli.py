@@ -591,11 +591,15 @@ class _ReaderLeft(Exception):
 # Test mode: its modules load only when it is used -----------------------------------------
 
 
-def _scenario_files(given: Sequence[Path]) -> list[Path]:
+def _scenario_files(given: Sequence[Path], *, verbose: bool = False) -> list[Path]:
     """The files given, with each folder replaced by the ``.toml`` files in it and its
     subfolders, in name order (as pytest collects a folder). Folders and files whose names
-    begin with a dot are left out, and links to folders are not followed. A folder adds
-    only files not named yet; a file named on its own runs each time it is named."""
+    begin with a dot are left out, and links to folders are not followed, nor is a TOML
+    file of another program's (a server's configuration among its scenarios; ``verbose``:
+    said on stderr). A folder adds only files not named yet; a file named on its own runs
+    each time it is named, and is always taken for a scenario."""
+    from .scenario.load import is_other_toml
+
     files: list[Path] = []
     for path in given:
         if not os.path.isdir(path):  # (one that cannot be read is said as it is loaded)
@@ -613,7 +617,15 @@ def _scenario_files(given: Sequence[Path]) -> list[Path]:
         if not found:
             _fail(f"{quoted(str(path))} holds no .toml file to test")
         named = {os.path.abspath(file) for file in files}
-        files += [file for file in sorted(found) if os.path.abspath(file) not in named]
+        others = [file for file in found if is_other_toml(file)]
+        if len(others) == len(found):
+            _fail(f"{quoted(str(path))} holds no scenario to test: its .toml files are "
+                  "another program's (none has [procs] or [[step]])")
+        for file in sorted(others) if verbose else ():
+            print(printable(f"pipeplex: skipped {file}: it has no table or key of a "
+                            "scenario's ([procs], [[step]], ...)"), file=sys.stderr)
+        files += [file for file in sorted(set(found) - set(others))
+                  if os.path.abspath(file) not in named]
     return files
 
 
@@ -621,8 +633,9 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
     from .cast.spec import DEFAULT_GRACE
 
     parser.add_argument("files", nargs="+", type=_path, metavar="FILE",
-                        help="a scenario file (TOML), or a folder: each .toml file in it "
-                             "and its subfolders; each file is a test")
+                        help="a scenario file (TOML), or a folder: each scenario in it and "
+                             "its subfolders (other programs' .toml files left out); each "
+                             "file is a test")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
     parser.add_argument("-x", "--exitfirst", action="store_true",
                         help="stop at the first scenario that fails (the rest: skipped)")
@@ -657,7 +670,7 @@ def test(args: argparse.Namespace) -> None:
     from ._test_command import run_tests
 
     transcript, in_folder = args.transcript or (None, False)
-    files = _scenario_files(args.files)
+    files = _scenario_files(args.files, verbose=args.verbose)
     deselected = 0
     if args.select is not None:
         expression, chosen = args.select

@@ -1396,3 +1396,24 @@ def test_k_runs_only_the_scenarios_whose_path_holds_its_words(tmp_path: Path) ->
     assert bad.returncode == 2
     assert ("argument -k: 'chat slow': 'slow' follows a whole expression: join the two with "
             "'and' or 'or'") in bad.stderr
+
+
+def test_a_folder_leaves_out_another_programs_toml(tmp_path: Path) -> None:
+    """A server's configuration among the scenarios is not one (no table or key of a
+    scenario's), so it does not fail the run; a mistyped scenario still is one, and says
+    so; a folder with no scenario at all is an error."""
+    _scenario(tmp_path, CAT, "chat.toml")
+    (tmp_path / "fixtures").mkdir()
+    (tmp_path / "fixtures" / "server.toml").write_text("[server]\nport = 8080\n")
+    result = run("test", tmp_path, "-v")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed, 0 failed in " in result.stdout
+    assert (f"pipeplex: skipped {tmp_path / 'fixtures' / 'server.toml'}: it has no table or "
+            "key of a scenario's ([procs], [[step]], ...)") in result.stderr
+    (tmp_path / "typo.toml").write_text('[proc.c]\ncmd = "cat"\n')
+    typo = run("test", tmp_path)
+    assert typo.returncode == 2
+    assert "typo.toml:1: unknown table or key 'proc'; did you mean 'procs'?" in typo.stdout
+    none = run("test", tmp_path / "fixtures")
+    assert none.returncode == 2
+    assert "holds no scenario to test: its .toml files are another program's" in none.stderr

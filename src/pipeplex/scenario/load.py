@@ -12,7 +12,15 @@ from .._file_kind import same_file
 from .._signals import parse_signal
 from .._suggest import close_match, suggest
 from ..cast.checks import Mistakes
-from ..cast.load import SCENARIO_KEYS, _Where, cast_from_data, parse_toml, read_toml, suggest_key
+from ..cast.load import (
+    SCENARIO_KEYS,
+    TOP_KEYS,
+    _Where,
+    cast_from_data,
+    parse_toml,
+    read_toml,
+    suggest_key,
+)
 from ..cast.slips import variable_warnings
 from ..cast.spec import CastSpec, is_port, matches_anywhere, quoted, toml_value, variables_in
 from ..cast.variables import VAR_RE
@@ -48,6 +56,18 @@ def load_scenario(path: str | os.PathLike[str], *, what: str = "scenario file",
     """
     shown, text, data = read_toml(path, what)
     return scenario_from_data(data, text, shown, base_dir=Path(path).parent, **defaults)
+
+
+def is_other_toml(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a TOML file of another program's (its configuration beside the
+    scenarios): none of its tables or keys is, or is close to, one a scenario has. A file
+    that cannot be read or parsed is not known to be one: its load says what is wrong."""
+    try:
+        _, _, data = read_toml(path, "scenario file")
+    except CastError:
+        return False
+    ours = (*TOP_KEYS, *SCENARIO_KEYS)
+    return not any(key in ours or close_match(key, ours) for key in data)
 
 
 def scenario_from_text(
