@@ -348,6 +348,26 @@ def test_only_members_still_running_are_reported(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["*left members running: sleeper (stopped at teardown)*"])
 
 
+def test_a_member_spawned_in_the_background_is_not_reported(
+        pytester: pytest.Pytester) -> None:
+    """A server meant to run until teardown (spawned with background=True) is no leftover,
+    even under -W error; one spawned beside it and left running still is, and the error
+    shows the test's line, not the plugin's frames."""
+    pytester.makepyfile("""
+        def test_server(plex):
+            server = plex.spawn("server", "sleep 60", background=True)
+            assert server.background
+        def test_server_and_sleeper(plex):
+            plex.spawn("server", "sleep 60", background=True)
+            plex.spawn("sleeper", "sleep 60")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", LEFTOVER)
+    result.assert_outcomes(passed=2, errors=1)
+    out = result.stdout.str()
+    assert "test_server_and_sleeper left members running: sleeper (stopped at teardown)" in out
+    assert "server," not in out and "pytest_plugin.py" not in out, out
+
+
 def test_the_members_of_a_loaded_file_are_not_reported(pytester: pytest.Pytester) -> None:
     """The members of a file the test loaded run for the test, as in test mode; one it
     spawned beside them and left running is reported."""

@@ -96,6 +96,9 @@ class AsyncMember:
         """Its name was used again: the plex's output under that name is a newer member's."""
         self._removed = False
         """It was removed from the plex (:meth:`AsyncPlex.remove`): it is over."""
+        self.background = False
+        """Meant to run until the plex closes (``spawn(background=True)``): the pytest plugin
+        does not report it as left running."""
         self._exit_seen = False
         """The caller has seen how it ended (its returncode, wait(), an UnexpectedExit): the
         pytest plugin tells of an error exit only when nobody looked."""
@@ -589,6 +592,7 @@ class AsyncPlex:
         shell: bool = False,
         ready: str | re.Pattern[str] | None = None,
         ready_timeout: float | None = None,
+        background: bool = False,
     ) -> AsyncMember:
         """Start a member and return its handle (once it runs, and is ready if ``ready``).
 
@@ -605,6 +609,10 @@ class AsyncPlex:
         ``ready`` is a regular expression (a str, or a compiled str pattern: its flags
         apply); ``ready_timeout`` how long it may take to show (the plex's ``timeout`` unless
         given).
+
+        ``background``: it is meant to run until the plex closes, as a loaded cast's members
+        do (a server the test's clients talk to), so the pytest plugin does not report it as
+        left running.
 
         Raises:
             CastError: a bad name, ``ready`` or ``ready_timeout`` (also one without
@@ -662,6 +670,7 @@ class AsyncPlex:
         self._check_can_add(name)
         await self.engine.stop_leftovers(name)  # an ended member's, before its name is reused
         member = self._add(spec)
+        member.background = bool(background)
         try:
             if not await self.engine.wait_ready(name):
                 raise PipeplexError(f"{name}: the plex was stopped before it was "

@@ -147,6 +147,10 @@ class Member:
         return self._member.pid
 
     @property
+    def background(self) -> bool:
+        return self._member.background
+
+    @property
     def returncode(self) -> int | None:
         return self._member.returncode
 
@@ -465,11 +469,12 @@ class Plex:
         shell: bool = False,
         ready: str | re.Pattern[str] | None = None,
         ready_timeout: float | None = None,
+        background: bool = False,
     ) -> Member:
         try:
             self._call(self._async.spawn(name, cmd, env=env, cwd=cwd, pty=pty, stderr=stderr,
-                                         shell=shell, ready=ready,
-                                         ready_timeout=ready_timeout))
+                                         shell=shell, ready=ready, ready_timeout=ready_timeout,
+                                         background=background))
         finally:
             self._sync_members()
         return self._members[name]

@@ -228,11 +228,12 @@ def _failed_unseen(cast: Plex, seen: set[str]) -> list[str]:
 
 def _still_running(cast: Plex) -> list[str]:
     """The members still running after ``_LEFTOVER_SETTLE`` seconds (in all) to end. Not
-    those of a cast or scenario file the test loaded: they run for the test, until it ends,
-    as a scenario's do in test mode."""
+    those of a cast or scenario file the test loaded, nor those spawned ``background``:
+    they run for the test, until it ends, as a scenario's do in test mode."""
     loaded = cast._async._scenario
     declared = set(loaded.cast.names) if loaded is not None else set()
-    running = [m for m in cast.members.values() if m.name not in declared and m.running]
+    running = [m for m in cast.members.values()
+               if m.name not in declared and not m.background and m.running]
     if not running:
         return []
     deadline = time.monotonic() + _LEFTOVER_SETTLE
@@ -249,6 +250,7 @@ def _still_running(cast: Plex) -> list[str]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    __tracebackhide__ = True  # (a warning made an error: the test's, not the plugin's)
     yield  # raises when a finalizer failed: that test is not reported for its members
     left = item.stash.get(_LEFT_KEY, None)
     if left:
@@ -264,7 +266,9 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 
 
 def _warn_at_test(item: pytest.Item, message: str) -> None:
-    """A :class:`PipeplexWarning` reported at the test's own line, not at this plugin's."""
+    """A :class:`PipeplexWarning` reported at the test's own line, not at this plugin's
+    (and, made an error by ``-W error``, without this plugin's frames)."""
+    __tracebackhide__ = True
     line = item.location[1]
     warnings.warn_explicit(PipeplexWarning(message), PipeplexWarning,
                            filename=str(item.path), lineno=(line or 0) + 1)
