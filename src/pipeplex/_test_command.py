@@ -152,8 +152,10 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
                     f"{f', {same} unchanged' if same else ''})")
     code = "1;32" if not failed and not load_errors and interrupted is None else "1;31"
     _say(_style(summary, code, colored))
-    for warning in (w for outcome in outcomes for w in outcome.warnings):
-        print(f"pipeplex: warning: {printable(warning)}", file=sys.stderr)
+    for outcome in outcomes:
+        for warning in outcome.warnings:
+            print(printable(f"pipeplex: warning: {outcome.scenario.path}: {warning}"),
+                  file=sys.stderr)
     if interrupted is not None:
         sys.exit(128 + interrupted)
     sys.exit(LOAD_ERROR if load_errors or unrecorded else 1 if failed else 0)
@@ -275,7 +277,7 @@ async def _run_each(
         elif not outcome.ok and not any(not r.ok for r in outcome.steps):
             when = ("" if not outcome.scenario.steps else " after the steps" if outcome.steps
                     else " before the first step")
-            _say(f"  {_style('FAIL', '31', colored)}{when}")
+            _say(f"  {_style('NOT RUN' if outcome.not_run else 'FAIL', '31', colored)}{when}")
         if exitfirst and not outcome.ok:
             break
     return outcomes, unrecorded

@@ -1013,7 +1013,20 @@ def test_a_log_that_cannot_be_written_is_said_in_test_mode(tmp_path: Path) -> No
     case = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n')
     result = run("test", case, "--log-dir", logs)
     assert result.returncode == 0, result.stdout
-    assert f"pipeplex: warning: cannot write the log {logs / 'c.log'}" in result.stderr
+    assert f"pipeplex: warning: {case}: cannot write the log {logs / 'c.log'}" in result.stderr
+
+
+def test_what_a_run_would_warn_of_is_said_in_test_mode(tmp_path: Path) -> None:
+    """A member that ignored SIGTERM passes, but costs the grace and hides a shutdown bug:
+    the warning the run would show comes after the summary, with its scenario."""
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('up', flush=True); time.sleep(60)")
+    case = _scenario(tmp_path, f"[procs.s]\ncmd = {json.dumps([sys.executable, '-c', code])}\n"
+                               "stop_timeout = 0.3\n[[step]]\nexpect = 'up'\n")
+    result = run("test", case)
+    assert result.returncode == 0, result.stdout
+    assert (f"pipeplex: warning: {case}: s: ignored SIGTERM for 0.3 s; sent SIGKILL to its "
+            "process group\n") in result.stderr
 
 
 @pytest.mark.parametrize("t", ["1e400", "NaN", "1e20"])
@@ -1417,3 +1430,23 @@ def test_a_folder_leaves_out_another_programs_toml(tmp_path: Path) -> None:
     none = run("test", tmp_path / "fixtures")
     assert none.returncode == 2
     assert "holds no scenario to test: its .toml files are another program's" in none.stderr
+
+
+def test_a_failure_at_the_stops_eof_says_so_and_what_to_write(tmp_path: Path) -> None:
+    """A program reading with input() raises at the EOF the stop gives it, once every step
+    passed: the report says that is when, and how to make that end part of the test."""
+    code = "print('name?', flush=True); n = input(); print('hi', n, flush=True); input()"
+    case = _scenario(tmp_path, f"[procs.ask]\ncmd = {json.dumps([sys.executable, '-c', code])}"
+                               "\n[[step]]\nsend = 'bob'\nto = 'ask'\n[[step]]\n"
+                               "expect = 'hi bob'\n")
+    result = run("test", case)
+    assert result.returncode == 1
+    assert ("ask exited with code 1, once every step had passed, at the end of input the stop "
+            "gave it (its stdin closed, before any signal); have it end well there, or make "
+            "that end a step: close = 'ask', then wait_exit = 'ask' with code = 1"
+            ) in result.stdout
+    crash = _scenario(tmp_path, "[procs.c]\ncmd = ['sh', '-c', 'echo up; exit 3']\n"
+                                "[[step]]\nexpect = 'up'\n[[step]]\nsleep = 0.5\n", "crash.toml")
+    crashed = run("test", crash)
+    assert crashed.returncode == 1 and "c exited with code 3\n" in crashed.stdout
+    assert "once every step had passed" not in crashed.stdout

@@ -23,7 +23,9 @@ from .._bus import Bus
 from .._engine import DEFAULT_GRACE, Engine
 from .._events import SHOWN, Event, InputSent, Note
 from .._file_kind import file_kind
+from .._printable import quoted
 from .._stopping import EOF_GRACE
+from .._verdict import Failure
 from ..errors import PipeplexError
 from ..expect import Matcher
 from ..output.merged import MergedTranscript
@@ -58,7 +60,9 @@ class ScenarioOutcome:
     """Its records could not be written, so it did not run (``failure`` says why): an
     error of the run, not a failure of the scenario."""
     warnings: list[str] = field(default_factory=list)
-    """About the records (a log that could not be written): the terminal shows no notes."""
+    """What a run would have shown as warnings (a member that ignored SIGTERM and was
+    killed, a slip in the cast, a log that could not be written): test mode shows no notes,
+    so they are said after the summary, by scenario."""
     began_at: float | None = None
     """When it began, by the wall clock (``time.time()``): its JUnit suite's timestamp."""
     output: str = ""
@@ -97,6 +101,12 @@ async def run_scenario(
     if merged is not None:
         bus.subscribe(merged, (*SHOWN, InputSent))
     outcome = ScenarioOutcome(scenario)
+
+    def warned(note: Event) -> None:  # (test mode shows no notes: what would be said goes here)
+        if isinstance(note, Note) and note.level == "warning":
+            outcome.warnings.append(f"{note.name}: {note.text}" if note.name else note.text)
+
+    bus.subscribe(warned, [Note])
     # The records first: one that cannot be written means nothing runs (PipeplexError).
     transcript_sink = TranscriptSink(transcript, bus) if transcript else None
     try:
@@ -165,7 +175,8 @@ async def run_scenario(
     elif failures:
         first = failures[0]
         where = scenario.cast[first.name].source if first.name in scenario.cast.names else None
-        outcome.failure = (f"{where + ': ' if where else ''}{first.reason}\n"
+        outcome.failure = (f"{where + ': ' if where else ''}{first.reason}"
+                           f"{_at_the_stops_eof(scenario, engine, first, steps_ended)}\n"
                            f"{engine.recent.describe(first.name)}")
     elif scenario.golden:
         outcome.failure, outcome.golden_updated = _check_golden(
@@ -175,6 +186,21 @@ async def run_scenario(
     if outcome.failure is not None and merged is not None:
         outcome.output = merged.text()
     return outcome
+
+
+def _at_the_stops_eof(scenario: Scenario, engine: Engine, failure: Failure,
+                      steps_ended: float) -> str:
+    """Why a member that failed once every step had passed did: the stop closed its stdin
+    and it ended so, before any signal (a program reading with ``input()`` raises at EOF),
+    and what to write instead; "" for any other failure."""
+    member = engine.members.get(failure.name)
+    if (not scenario.steps or member is None or failure.at < steps_ended
+            or not member.stopping or member.signalled_to_stop):
+        return ""
+    name = quoted(failure.name)
+    return (f", once every step had passed, at the end of input the stop gave it (its stdin "
+            f"closed, before any signal); have it end well there, or make that end a step: "
+            f"close = {name}, then wait_exit = {name} with code = {failure.status}")
 
 
 def _check_golden(
