@@ -575,6 +575,27 @@ def test_a_line_an_earlier_expect_read_past_gets_a_hint(tmp_path: Path) -> None:
         result.stdout)
 
 
+@pytest.mark.parametrize(("pattern", "hint"), [
+    ("calc> 42\\n", "(a line below matches: an earlier expect had read past it, or past its "
+                     "start, and each"),
+    ("^42$", "(a line below holds it, but not at its start, where ^ matches: after a prompt, "
+             "say; leave the ^ out)"),
+])
+def test_a_prompt_an_earlier_expect_ended_in_gets_a_hint(tmp_path: Path, pattern: str,
+                                                         hint: str) -> None:
+    """After an expect of a prompt that ends mid-line, the answer on that line is neither
+    at a line's start nor after the cursor with the prompt: the report says why, where
+    its "last output" shows a line that seems to match."""
+    code = ("import sys\nwhile True:\n sys.stdout.write('calc> '); sys.stdout.flush()\n"
+            " line = sys.stdin.readline()\n if not line: break\n print(eval(line))\n")
+    case = _scenario(tmp_path, f"[procs.calc]\ncmd = {json.dumps([sys.executable, '-c', code])}"
+                               "\n[[step]]\nexpect = 'calc> $'\n[[step]]\nsend = '6*7'\n"
+                               f"to = 'calc'\n[[step]]\nexpect = '{pattern}'\ntimeout = 0.3\n")
+    result = run("test", case)
+    assert result.returncode == 1
+    assert f"not seen within 0.3 s {hint}" in result.stdout, result.stdout
+
+
 def test_a_failure_notes_a_near_miss_of_a_captured_variables_name(tmp_path: Path) -> None:
     """{tokn} beside a captured token is sent as written (braces are text when they name
     nothing captured), and the failure it leads to says it may be a typo."""

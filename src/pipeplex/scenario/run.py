@@ -128,13 +128,22 @@ async def _expect(step: Step, engine: Engine, matcher: Matcher, names: list[str]
 
 
 def _seen_before(engine: Engine, names: Sequence[str], pattern: str,
-                 stream: str | None) -> bool:
-    """Whether one of the recent lines of ``names`` (those the report shows) in ``stream``
-    (each marked as the stream marks it: ``| `` stdout, ``! `` stderr) matches."""
-    regex = re.compile(pattern, re.MULTILINE)
-    lines = [line for name in names for line in engine.recent.tail(name)]
-    return any(regex.search(line[2:]) for line in lines
-               if stream is None or (stream == "stderr") == line.startswith("! "))
+                 stream: str | None) -> str:
+    """Why a pattern that timed out was not found in what the report shows, when one of
+    the recent lines of ``names`` in ``stream`` (each marked as the stream marks it: ``| ``
+    stdout, ``! `` stderr) would match it: an earlier expect read past that line (a prompt
+    it matched ends in the middle of it), or the pattern's ``^`` asks for the start of a
+    line where a prompt comes first. "" when none would."""
+    lines = [line[2:] + "\n" for name in names for line in engine.recent.tail(name)
+             if stream is None or (stream == "stderr") == line.startswith("! ")]
+    if any(re.search(pattern, line, re.MULTILINE) for line in lines):
+        return (" (a line below matches: an earlier expect had read past it, or past its "
+                "start, and each one reads on from where the one before matched)")
+    if pattern.startswith("^") and any(re.search(pattern[1:], line, re.MULTILINE)
+                                       for line in lines):
+        return (" (a line below holds it, but not at its start, where ^ matches: after a "
+                "prompt, say; leave the ^ out)")
+    return ""
 
 
 def _value(step: Step, variables: dict[str, str]) -> str:
@@ -166,10 +175,9 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
     except ExpectTimeout as exc:
         who = exc.names[0] if len(exc.names) == 1 else None
         earlier = scenario.steps[:scenario.steps.index(step)]
-        hint = (" (a line below matches: an earlier expect had read past it, and each one "
-                "reads on from where the one before matched)"
+        hint = (_seen_before(engine, exc.names, value, step.stream)
                 if step.action == "expect" and any(s.action == "expect" for s in earlier)
-                and _seen_before(engine, exc.names, value, step.stream) else "")
+                else "")
         raise StepFailed(step, f"not seen within {exc.waited:.1f} s{hint}\n{exc.recent}",
                          member=who, waited=exc.waited) from None
     except UnexpectedExit as exc:
