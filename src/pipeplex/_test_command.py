@@ -154,8 +154,10 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     _say(_style(summary, code, colored))
     for outcome in outcomes:
         for warning in outcome.warnings:
-            print(printable(f"pipeplex: warning: {outcome.scenario.path}: {warning}"),
-                  file=sys.stderr)
+            # (A slip of the file says where in it already: cast.toml:12: ...)
+            where = ("" if warning.startswith(f"{outcome.scenario.path}:")
+                     else f"{outcome.scenario.path}: ")
+            print(printable(f"pipeplex: warning: {where}{warning}"), file=sys.stderr)
     if interrupted is not None:
         sys.exit(128 + interrupted)
     sys.exit(LOAD_ERROR if load_errors or unrecorded else 1 if failed else 0)

@@ -1471,3 +1471,31 @@ def test_a_failure_at_the_stops_eof_says_so_and_what_to_write(tmp_path: Path) ->
     crashed = run("test", crash)
     assert crashed.returncode == 1 and "c exited with code 3\n" in crashed.stdout
     assert "once every step had passed" not in crashed.stdout
+
+
+def test_a_path_written_from_the_cast_files_folder_is_said_to_be(tmp_path: Path) -> None:
+    """A scenario in a folder of its own, run from the project's root, names its programs
+    from its own folder; the member runs in pipeplex's and does not find them. The error
+    and the failure say where they are, and that cwd = "." runs the member there."""
+    suite = tmp_path / "tests"
+    (suite / "progs").mkdir(parents=True)
+    (suite / "progs" / "hello.py").write_text("print('hello runs')\n")
+    app = suite / "app"
+    app.write_text("#!/bin/sh\necho app runs\n")
+    app.chmod(0o755)
+    py = _scenario(suite, f"[procs.p]\ncmd = {json.dumps([sys.executable, 'progs/hello.py'])}\n"
+                          "[[step]]\nexpect = 'hello runs'\ntimeout = 5\n", "py.toml")
+    result = run("test", "tests/py.toml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (f"note: tests/py.toml:2: p's command names 'progs/hello.py', which is not in the "
+            f"folder it runs in ({tmp_path}, pipeplex's) but in the cast file's (tests): set "
+            'cwd = "." to run p there') in result.stdout, result.stdout
+    assert run("test", py.name, cwd=suite).returncode == 0  # (from its own folder: no word)
+    (suite / "py.toml").write_text(py.read_text().replace("[procs.p]\n", "[procs.p]\ncwd = '.'\n"))
+    assert run("test", "tests/py.toml", cwd=tmp_path).returncode == 0
+    _scenario(suite, "[procs.a]\ncmd = './app'\n", "app.toml")
+    refused = run("test", "tests/app.toml", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert (f"a: command not found: './app' (cmd = './app'); it is looked for in the folder "
+            f"pipeplex runs in ({tmp_path}), not in the cast file's (tests), where it is: set "
+            'cwd = "." to run a there') in refused.stdout, refused.stdout

@@ -35,9 +35,10 @@ from .spec import (
     variables_in,
 )
 
-__all__ = ("ON_EXIT", "PTY_MODES", "SHELL_BUILTINS", "STDERR_MODES", "Mistakes", "check_commands",
-           "check_fields", "check_name", "closure", "command_too_long", "env_problem",
-           "identifier", "key_using", "ready_at_once", "validate_cast")
+__all__ = ("ON_EXIT", "PTY_MODES", "SHELL_BUILTINS", "STDERR_MODES", "Mistakes",
+           "beside_the_file", "check_commands", "check_fields", "check_name", "closure",
+           "command_too_long", "env_problem", "identifier", "key_using", "ready_at_once",
+           "validate_cast")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 
@@ -379,7 +380,8 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
         target = cwd / program
         if not target.exists():
             raise CastError(f"{proc.name}: command not found: {program!r} "
-                            f"(cmd = {proc.command_text!r}){_no_shell_hint(proc)}",
+                            f"(cmd = {proc.command_text!r})"
+                            f"{_no_shell_hint(proc) or _beside_hint(proc, program)}",
                             source=proc.where("cmd"))
         if target.is_dir() or not os.access(target, os.X_OK):
             fix = "" if target.is_dir() else "; chmod +x it, or run it with its interpreter"
@@ -427,6 +429,24 @@ def _no_shell_hint(proc: ProcSpec) -> str:
         return (f"; it has {quoted(found[0])} outside quotes, which a shell would read as "
                 f"{found[1]}, and no shell runs this command: {shell}")
     return ""
+
+
+def beside_the_file(proc: ProcSpec, path: str) -> bool:
+    """Whether the relative ``path``, which ``proc`` looks for in the folder it runs in
+    (pipeplex's: it sets no cwd), is beside its cast file instead, where a path in a file
+    is naturally written from (a scenario in tests/, run from the project's root)."""
+    if proc.cwd is not None or proc.file_folder is None or os.path.isabs(path):
+        return False
+    there = Path(proc.file_folder)
+    return (there / path).exists() and there.resolve() != Path.cwd().resolve()
+
+
+def _beside_hint(proc: ProcSpec, program: str) -> str:
+    if not beside_the_file(proc, program):
+        return ""
+    return (f"; it is looked for in the folder pipeplex runs in ({os.getcwd()}), not in the "
+            f"cast file's ({proc.file_folder}), where it is: set cwd = \".\" to run "
+            f"{proc.name} there")
 
 
 def _on_path(program: str, path: str, found: dict[tuple[str, str], bool]) -> bool:

@@ -327,7 +327,8 @@ def _proc(
                 reader(read, key, table[key])
     mistakes.raise_any()
     sources = {key: found for key in table if (found := where("procs", name, key))}
-    return ProcSpec(name=name, source=here, key_sources=sources, **read.fields)
+    return ProcSpec(name=name, source=here, key_sources=sources, **read.fields,
+                    file_folder=None if base_dir is None else os.fspath(base_dir))
 
 
 class _Read:

@@ -1,13 +1,15 @@
 """What a run says before it starts about what may not be what its author meant: a
 ``#`` comment left out of a one-line command, a shell's syntax in a command no shell runs,
-a shell's own command found on PATH, and a ``{name}`` that no member captures."""
+a shell's own command found on PATH, a path written from the cast file's folder that the
+member will not find from its own, and a ``{name}`` that no member captures."""
 
 from __future__ import annotations
 
+import os
 import re
 
 from .._suggest import close_match
-from .checks import SHELL_BUILTINS, closure, identifier, key_using
+from .checks import SHELL_BUILTINS, beside_the_file, closure, identifier, key_using
 from .spec import (
     CastSpec,
     comment_of,
@@ -17,7 +19,8 @@ from .spec import (
     split_command,
 )
 
-__all__ = ("cast_warnings", "comment_warnings", "shell_syntax_warnings", "variable_warnings")
+__all__ = ("cast_warnings", "comment_warnings", "path_warnings", "shell_syntax_warnings",
+           "variable_warnings")
 
 
 def cast_warnings(cast_spec: CastSpec) -> list[str]:
@@ -25,7 +28,30 @@ def cast_warnings(cast_spec: CastSpec) -> list[str]:
     comments left out of a one-line command, a shell's syntax in a command no shell runs,
     and ``{names}`` no member captures."""
     return [*comment_warnings(cast_spec), *shell_syntax_warnings(cast_spec),
-            *variable_warnings(cast_spec)]
+            *path_warnings(cast_spec), *variable_warnings(cast_spec)]
+
+
+def path_warnings(cast_spec: CastSpec) -> list[str]:
+    """An argument that is a relative path (``progs/server.py``) missing from the folder a
+    member runs in, but there beside its cast file: the program would not find it (a
+    scenario in tests/, run from the project's root). Said, not refused: the member may
+    make the file itself."""
+    warnings = []
+    for proc in cast_spec.procs:
+        if proc.shell or proc.cwd is not None or proc.file_folder is None:
+            continue
+        for word in proc.argv()[1:]:
+            if ("/" not in word or word.startswith(("-", "~", "{")) or "=" in word
+                    or os.path.exists(word)):
+                continue
+            if beside_the_file(proc, word):
+                warnings.append(f"{proc.where('cmd') or proc.name}: {proc.name}'s command "
+                                f"names {quoted(word)}, which is not in the folder it runs "
+                                f"in ({os.getcwd()}, pipeplex's) but in the cast file's "
+                                f"({proc.file_folder}): set cwd = \".\" to run {proc.name} "
+                                "there")
+                break
+    return warnings
 
 
 def comment_warnings(cast_spec: CastSpec) -> list[str]:

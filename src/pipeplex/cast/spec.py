@@ -86,6 +86,9 @@ class ProcSpec:
     """Where the member was declared (``cast.toml:12`` or ``-p``), for messages."""
     key_sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     """Where each of its keys was written (``cast.toml:14``), for messages about one."""
+    file_folder: str | None = field(default=None, compare=False, repr=False)
+    """The folder of the cast file that declared it (None for ``-p`` and the API): a
+    relative path in its command not found where it runs, but there, is said to be."""
 
     def where(self, key: str) -> str | None:
         """Where ``key`` was written, or else the member."""

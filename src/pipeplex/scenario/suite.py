@@ -183,6 +183,10 @@ async def run_scenario(
             scenario, events, engine.variables, update_golden)
     if outcome.failure is not None and scenario.suspicions:
         outcome.failure += "".join(f"\nnote: {s}" for s in scenario.suspicions)
+    slips = [w for w in outcome.warnings if scenario.path and w.startswith(f"{scenario.path}:")]
+    if outcome.failure is not None and slips:  # (what the file itself may have got wrong)
+        outcome.failure += "".join(f"\nnote: {slip}" for slip in slips)
+        outcome.warnings = [w for w in outcome.warnings if w not in slips]
     if outcome.failure is not None and merged is not None:
         outcome.output = merged.text()
     return outcome
