@@ -383,13 +383,19 @@ def test_transcript_refuses_a_device() -> None:
         TranscriptSink("/dev/zero", Bus())
 
 
-def test_transcript_in_a_missing_folder_keeps_its_message(tmp_path: Path) -> None:
-    """An error of the system is reported as before, with its reason."""
-    path = tmp_path / "missing" / "t.jsonl"
+def test_a_transcript_makes_its_missing_folders_private(tmp_path: Path) -> None:
+    """As --junit and --log-dir do; 0700, as the records in them are private. A file where
+    one of them goes is said to be."""
+    path = tmp_path / "missing" / "inner" / "t.jsonl"
+    TranscriptSink(path, Bus()).close()
+    assert path.is_file()
+    assert stat.S_IMODE((tmp_path / "missing" / "inner").stat().st_mode) == 0o700
+    (tmp_path / "afile").write_text("x")
     with pytest.raises(PipeplexError) as info:
-        TranscriptSink(path, Bus())
-    assert str(info.value) == (f"cannot write the transcript {path}: No such file or directory "
-                               "(give a file in a folder that exists and you may write to)")
+        TranscriptSink(tmp_path / "afile" / "t.jsonl", Bus())
+    assert str(info.value) == (f"cannot write the transcript {tmp_path / 'afile' / 't.jsonl'}: "
+                               f"{tmp_path / 'afile'} is a file, not a folder (give another "
+                               "path)")
 
 
 @pytest.mark.parametrize(("kind", "why"), PLANTED)

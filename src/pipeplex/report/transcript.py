@@ -126,16 +126,19 @@ class TranscriptSink:
             if _OWN_DESCRIPTOR.fullmatch(text):
                 fd = _own_descriptor(text)
             else:
+                make_folders(self.path.parent, mode=0o700)  # (as --junit's; private, as it is)
                 fd = open_record(self.path)
         except Unsafe as exc:
             system = os.fspath(path).startswith(("/dev/", "/proc/"))
             advice = "give another file" if system else "remove it, or give another file"
             raise PipeplexError(f"cannot write the transcript {self.path}: {exc}; {advice}"
                                 ) from None
+        except FileExistsError as exc:  # (made folders: a file where one of them goes)
+            raise PipeplexError(f"cannot write the transcript {self.path}: {exc.filename} is "
+                                "a file, not a folder (give another path)") from None
         except OSError as exc:
             raise PipeplexError(f"cannot write the transcript {self.path}: {exc.strerror} "
-                                "(give a file in a folder that exists and you may write to)"
-                                ) from None
+                                "(give a file in a folder you may write to)") from None
         kind = os.fstat(fd)
         if terminal is not None and text != "/dev/null" and _same_object(kind, terminal.fd):
             os.close(fd)
