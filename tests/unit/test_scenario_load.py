@@ -556,19 +556,34 @@ def test_normalize_rules_are_loaded_in_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rule", "message"),
+    ("rule", "message", "at"),
     [
-        ("pattern = '(open'", "invalid normalize pattern '(open'"),
-        ("replace = 'x'", "each [[normalize]] needs pattern = '...', and may have replace"),
-        ("pattern = 'x'\nflags = 'i'", "each [[normalize]] needs pattern"),
-        ("pattern = 3", "invalid normalize pattern 3"),
+        ("pattern = '(open'", "invalid normalize pattern '(open': missing )", "pattern"),
+        ("pattern = 'took (\\d+ ms'", "invalid normalize pattern 'took (\\d+ ms'", "pattern"),
+        ("replace = 'x'", "each [[normalize]] needs pattern = '...' (and may have replace",
+         "[[normalize]]"),
+        ("pattern = 'x'\nflags = 'i'", "unknown key 'flags' in [[normalize]] (valid: pattern, "
+         "replace)", "flags"),
+        ("patern = 'x'", "unknown key 'patern' in [[normalize]]; did you mean 'pattern'?",
+         "patern"),
+        ("pattern = 'x'\nreplacement = 'y'", "unknown key 'replacement' in [[normalize]]; did "
+         "you mean 'replace'?", "replacement"),
+        ("pattern = 3", "normalize pattern must be a string, not 3", "pattern"),
+        ("pattern = 'x'\nreplace = 3", "normalize replace must be a string, not 3", "replace"),
     ],
 )
-def test_bad_normalize_rules_are_reported_at_their_table(rule: str, message: str) -> None:
-    """Normalize rules need a valid pattern and nothing but pattern and replace."""
+def test_bad_normalize_rules_are_reported_where_written(rule: str, message: str,
+                                                        at: str) -> None:
+    """Normalize rules need a valid pattern and nothing but pattern and replace; a wrong
+    key is said at its line, with the spelling it was probably meant as."""
     error = load_error("\n[[normalize]]\n" + rule + "\n")
     assert message in error.message
-    assert error.source == line_of("\n[[normalize]]\n", "[[normalize]]", step_header=False)
+    assert error.source == line_of("\n[[normalize]]\n" + rule + "\n", at, step_header=False)
+
+
+def test_every_normalize_rules_mistakes_are_said_at_once() -> None:
+    error = load_error("\n[[normalize]]\npatern = 'x'\n[[normalize]]\npattern = '('\n")
+    assert "2 mistakes" in str(error), str(error)
 
 
 def test_normalize_must_be_an_array_of_tables() -> None:

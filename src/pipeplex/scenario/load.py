@@ -170,32 +170,53 @@ def _defaults(table: Any, where: _Where) -> float:
 
 
 def _normalize(rules: Any, where: _Where) -> tuple[NormalizeRule, ...]:
+    """The ``[[normalize]]`` rules; every rule's mistakes are said (in one error)."""
     if not isinstance(rules, list):
         raise CastError("normalize must be an array of tables: write [[normalize]]",
                         source=where("normalize"))
+    mistakes = Mistakes()
     out = []
     for i, rule in enumerate(rules):
-        here = where("normalize", i)
-        if not (isinstance(rule, dict) and "pattern" in rule
-                and set(rule) <= {"pattern", "replace"}):
-            raise CastError("each [[normalize]] needs pattern = '...', and may have "
-                            "replace = '...' (the empty string if not given)", source=here)
-        try:
-            compiled = re.compile(rule["pattern"])
-        except (re.error, TypeError) as exc:
-            raise CastError(f"invalid normalize pattern {rule['pattern']!r}: {exc}",
-                            source=here) from None
-        replace = rule.get("replace", "")
-        if not isinstance(replace, str):
-            raise CastError(f"normalize replace must be a string, not {toml_value(replace)}",
-                            source=here)
-        try:
-            compiled.sub(replace, "")  # (the template is read before any match is looked for)
-        except (re.error, IndexError) as exc:
-            raise CastError(f"invalid normalize replace {replace!r}: {exc}",
-                            source=here) from None
-        out.append(NormalizeRule(rule["pattern"], replace))
+        with mistakes.collecting():
+            out.append(_normalize_rule(i, rule, where))
+    mistakes.raise_any()
     return tuple(out)
+
+
+_NORMALIZE_KEYS = ("pattern", "replace")
+
+
+def _normalize_rule(i: int, rule: Any, where: _Where) -> NormalizeRule:
+    here = where("normalize", i)
+    if not isinstance(rule, dict):
+        raise CastError("each [[normalize]] is a table: pattern = '...', and replace = '...' "
+                        "(the empty string if not given)", source=here)
+    unknown = next((key for key in rule if key not in _NORMALIZE_KEYS), None)
+    if unknown is not None:
+        raise CastError(f"unknown key {unknown!r} in [[normalize]]"
+                        f"{suggest(unknown, _NORMALIZE_KEYS)}",
+                        source=where("normalize", i, unknown))
+    if "pattern" not in rule:
+        raise CastError("each [[normalize]] needs pattern = '...' (and may have replace = "
+                        "'...', the empty string if not given)", source=here)
+    pattern, replace = rule["pattern"], rule.get("replace", "")
+    if not isinstance(pattern, str):
+        raise CastError(f"normalize pattern must be a string, not {toml_value(pattern)}",
+                        source=where("normalize", i, "pattern"))
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise CastError(f"invalid normalize pattern {quoted(pattern)}: {exc}",
+                        source=where("normalize", i, "pattern")) from None
+    if not isinstance(replace, str):
+        raise CastError(f"normalize replace must be a string, not {toml_value(replace)}",
+                        source=where("normalize", i, "replace"))
+    try:
+        compiled.sub(replace, "")  # (the template is read before any match is looked for)
+    except (re.error, IndexError) as exc:
+        raise CastError(f"invalid normalize replace {quoted(replace)}: {exc}",
+                        source=where("normalize", i, "replace")) from None
+    return NormalizeRule(pattern, replace)
 
 
 def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
