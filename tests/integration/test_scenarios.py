@@ -1499,3 +1499,21 @@ def test_a_path_written_from_the_cast_files_folder_is_said_to_be(tmp_path: Path)
     assert (f"a: command not found: './app' (cmd = './app'); it is looked for in the folder "
             f"pipeplex runs in ({tmp_path}), not in the cast file's (tests), where it is: set "
             'cwd = "." to run a there') in refused.stdout, refused.stdout
+
+
+@pytest.mark.parametrize("ready", ["", "ready = 'up'\n"])
+def test_a_failure_after_a_member_without_readiness_notes_it(tmp_path: Path,
+                                                             ready: str) -> None:
+    """after = ["server"] waits for the server's readiness, and with neither ready nor
+    ready_port that is its start: a client refused by a server still starting fails, and
+    the report says what after waited for."""
+    case = _scenario(tmp_path, "[procs.server]\ncmd = \"sh -c 'echo up; exec sleep 60'\"\n"
+                               f"{ready}[procs.client]\ncmd = \"sh -c 'exit 1'\"\n"
+                               "after = ['server']\n[[step]]\nexpect = 'connected'\n"
+                               "in = 'client'\n")
+    result = run("test", case)
+    assert result.returncode == 1
+    note = ("note: client starts after server, which has neither ready nor ready_port: it "
+            "started as soon as server did, not once server was ready; give server a ready "
+            f"pattern (a line it writes when it listens) or a ready_port ({case}:1)")
+    assert (note in result.stdout) == (not ready), result.stdout

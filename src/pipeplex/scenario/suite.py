@@ -187,9 +187,28 @@ async def run_scenario(
     if outcome.failure is not None and slips:  # (what the file itself may have got wrong)
         outcome.failure += "".join(f"\nnote: {slip}" for slip in slips)
         outcome.warnings = [w for w in outcome.warnings if w not in slips]
+    blamed = (failed.error.member if failed is not None and failed.error is not None
+              else failures[0].name if failures else None)
+    if outcome.failure is not None and blamed in scenario.cast.names:
+        outcome.failure += _after_a_start(scenario, blamed)
     if outcome.failure is not None and merged is not None:
         outcome.output = merged.text()
     return outcome
+
+
+def _after_a_start(scenario: Scenario, name: str) -> str:
+    """A note for the failure of ``name`` when it starts after a member with neither
+    ``ready`` nor ``ready_port``: it started as soon as that one did, not once it was
+    listening, which may be why (a client refused by a server still starting)."""
+    bare = [dep for dep in scenario.cast[name].after
+            if not (scenario.cast[dep].ready or scenario.cast[dep].ready_port)]
+    if not bare:
+        return ""
+    dep = bare[0]
+    return (f"\nnote: {name} starts after {dep}, which has neither ready nor ready_port: it "
+            f"started as soon as {dep} did, not once {dep} was ready; give {dep} a ready "
+            f"pattern (a line it writes when it listens) or a ready_port "
+            f"({scenario.cast[dep].source})")
 
 
 def _at_the_stops_eof(scenario: Scenario, engine: Engine, failure: Failure,
