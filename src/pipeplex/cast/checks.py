@@ -163,10 +163,11 @@ def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
         if provider == proc.name:
             raise CastError(f"{proc.name}: uses {{{var}}}, which it captures itself; a "
                             "captured value is known once its member is ready, so only "
-                            "members that start after it can use it", source=where)
+                            "members that start after it can use it (for the text "
+                            f"{{{var}}} itself, write \\{{{var}}})", source=where)
         raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
-                        f"does not start after it; {_add_after(proc, provider)}",
-                        source=where)
+                        f"does not start after it; {_add_after(proc, provider)} (for the "
+                        f"text {{{var}}} itself, write \\{{{var}}})", source=where)
     unknown = port - available - captures[proc.name]
     if unknown:
         var = sorted(unknown)[0]
