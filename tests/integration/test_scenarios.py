@@ -708,7 +708,11 @@ def test_transcript_and_replay(tmp_path: Path) -> None:
     assert "c > one" not in replay.stdout  # (the stream never shows what was sent)
     with_input = run("replay", "--input", "--color", "never", transcript)
     assert with_input.returncode == 0
-    assert "c > one\nc | one\n" in with_input.stdout
+    # Each step's end is recorded: the members' lines fall between the steps they answered.
+    assert (f"c > one\npipeplex * step {case}:4: send 'one' to c: ok in 0.0"
+            ) in with_input.stdout, with_input.stdout
+    assert (f"c | one\npipeplex * step {case}:7: expect 'one': ok in 0.0"
+            ) in with_input.stdout, with_input.stdout
     assert "c > [EOF]\n" in with_input.stdout  # (the stop closed its stdin)
 
 
@@ -1391,7 +1395,8 @@ def test_a_failed_scenario_brings_its_merged_stream_to_junit(tmp_path: Path) -> 
            for case in ET.parse(report).getroot().iter("testcase")}
     assert out["passes"] is None
     text = out["fails"].text if out["fails"] is not None else ""
-    assert "c > first\nc | first\n" in (text or ""), text
+    assert "c > first\n" in (text or "") and "c | first\n" in (text or ""), text
+    assert f"pipeplex * step {fails}:7: expect 'second' in c: failed after 0.5" in (text or "")
 
 
 def test_exitfirst_stops_at_the_first_failure(tmp_path: Path) -> None:

@@ -107,6 +107,15 @@ async def run_scenario(
             outcome.warnings.append(f"{note.name}: {note.text}" if note.name else note.text)
 
     bus.subscribe(warned, [Note])
+
+    def stepped(result: StepResult) -> None:
+        """Each step's end in the records (a transcript, JUnit's merged stream), where the
+        members' lines then fall between the steps they answered."""
+        what = f"step {result.step.source}: {result.step.describe(result.value)}"
+        bus.publish(Note(f"{what}: ok in {result.seconds:.2f} s" if result.ok else
+                         f"{what}: failed after {result.seconds:.2f} s",
+                         level="info" if result.ok else "error"))
+        on_step(result)
     # The records first: one that cannot be written means nothing runs (PipeplexError).
     transcript_sink = TranscriptSink(transcript, bus) if transcript else None
     try:
@@ -136,7 +145,7 @@ async def run_scenario(
                 if await engine.wait_up():
                     on_up()
                     outcome.steps = await run_steps(scenario, engine, matcher,
-                                                    on_result=on_step)
+                                                    on_result=stepped)
                 steps_ended = time.monotonic()
             finally:
                 engine.release()
