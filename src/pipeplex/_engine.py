@@ -611,6 +611,15 @@ class Engine:
         ready.result()
         return True
 
+    async def wait_up_again(self, name: str) -> bool:
+        """Wait until ``name``'s current run is ready (a restart's, say: as its dependents'
+        starts wait); False if the cast began to stop first."""
+        assert self._stop is not None
+        gate = self._up_gate(name)
+        if gate is not None:
+            await first(gate, self._stop)
+        return not self.stopping
+
     async def stop_leftovers(self, name: str) -> None:
         """Stop what the ended member ``name`` left in its process group (announced, with
         the usual escalation), as before a restart: before its name is used again."""

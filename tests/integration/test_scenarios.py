@@ -1522,3 +1522,31 @@ def test_a_failure_after_a_member_without_readiness_notes_it(tmp_path: Path,
             "started as soon as server did, not once server was ready; give server a ready "
             f"pattern (a line it writes when it listens) or a ready_port ({case}:1)")
     assert (note in result.stdout) == (not ready), result.stdout
+
+
+def test_a_restart_step_waits_for_the_new_run_and_send_may_leave_out_the_newline(
+        tmp_path: Path) -> None:
+    """restart = NAME stops the member as the stop would, starts it again and waits until
+    the new run is ready (its captured values are the new run's then); newline = false
+    sends a key press, or a piece of a line, as written."""
+    server = "import os, sys; print('run', os.getpid(), flush=True); sys.stdin.read()"
+    keys = "import sys; print('got', repr(sys.stdin.read(3)), flush=True)"
+    case = _scenario(tmp_path, f"[procs.srv]\ncmd = {json.dumps([sys.executable, '-c', server])}"
+                               "\nready = 'run (?P<pid>\\d+)'\n"
+                               f"[procs.keys]\ncmd = {json.dumps([sys.executable, '-c', keys])}\n"
+                               "[[step]]\nsend = 'ab'\nto = 'keys'\nnewline = false\n"
+                               "[[step]]\nsend = 'c'\nto = 'keys'\nnewline = false\n"
+                               "[[step]]\nexpect = \"got 'abc'\"\nin = 'keys'\n"
+                               "[[step]]\nexpect = 'run {pid}'\nin = 'srv'\n"
+                               "[[step]]\nrestart = 'srv'\n"
+                               "[[step]]\nexpect = 'run {pid}'\nin = 'srv'\ntimeout = 2\n")
+    result = run("test", case, "-v")
+    assert result.returncode == 0, result.stdout
+    assert "send 'ab' to keys (no newline)" in result.stdout
+    assert "restart 'srv'" in result.stdout
+    bad = _scenario(tmp_path, CAT + "[[step]]\nsend = 'x'\nto = 'c'\nnewline = 'no'\n"
+                                    "[[step]]\nrestart = 'd'\n", "bad.toml")
+    refused = run("test", bad)
+    assert refused.returncode == 2
+    assert "bad.toml:6: send step: newline is true or false, not 'no'" in refused.stdout
+    assert "bad.toml:8: restart step: no member named 'd'" in refused.stdout

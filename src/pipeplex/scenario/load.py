@@ -31,7 +31,7 @@ __all__ = ("load_scenario", "scenario_from_data", "scenario_from_text")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 OPTIONS: dict[str, tuple[str, ...]] = {
-    "send": ("to",),
+    "send": ("to", "newline"),
     "expect": ("in", "stream", "timeout"),
     "expect_not": ("in", "stream", "within"),
     "wait_exit": ("code", "timeout"),
@@ -41,6 +41,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "sleep": (),
     "interact": (),
     "start": ("timeout",),
+    "restart": ("timeout",),
 }
 NEEDS = {"send": "to", "signal": "to", "expect_not": "within"}
 
@@ -269,7 +270,7 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
                             source=where("step", index, action))
         if action != "send":
             _check_regex(action, value, where("step", index, action))
-    elif action in ("wait_exit", "close", "start"):
+    elif action in ("wait_exit", "close", "start", "restart"):
         value = member(action, value, allow_all=action == "close")
         if action == "start" and cast[value].autostart:
             raise CastError(f"start step: {value} starts by itself; give it autostart = false "
@@ -314,6 +315,12 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
             raise CastError(f'{action} step: {target} has stderr = "stdout": what it writes '
                             "there comes on its stdout, in order (leave stream out)",
                             source=where("step", index, "stream"))
+    if "newline" in raw:
+        if not isinstance(raw["newline"], bool):
+            raise CastError(f"send step: newline is true or false, not "
+                            f"{toml_value(raw['newline'])}",
+                            source=where("step", index, "newline"))
+        fields["newline"] = raw["newline"]
     if "timeout" in raw:
         fields["timeout"] = seconds("timeout", raw["timeout"])
     if "within" in raw:

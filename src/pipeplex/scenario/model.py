@@ -11,11 +11,11 @@ __all__ = ("ACTIONS", "DEFAULT_TIMEOUT", "Action", "NormalizeRule", "Scenario", 
 
 Action = Literal[
     "send", "expect", "expect_not", "wait_exit", "signal", "close", "wait_port", "sleep",
-    "interact", "start",
+    "interact", "start", "restart",
 ]
 ACTIONS: tuple[Action, ...] = (
     "send", "expect", "expect_not", "wait_exit", "signal", "close", "wait_port", "sleep",
-    "interact", "start",
+    "interact", "start", "restart",
 )
 DEFAULT_TIMEOUT = 10.0
 
@@ -38,6 +38,9 @@ class Step:
     stream: Literal["stdout", "stderr"] | None = None
     code: int | None = None
     within: float | None = None
+    newline: bool = True
+    """A ``send`` step's text ends with a newline (``newline = false``: sent as written, a
+    key press or a control character such as ``"\u0003"``)."""
 
     def describe(self, value: str | None = None) -> str:
         """A short, readable form for reports: ``expect 'ready' in server``; with ``value``,
@@ -53,6 +56,8 @@ class Step:
             words.append(f"({self.stream})")
         if self.code is not None:
             words.append(f"with code {self.code}")
+        if not self.newline:
+            words.append("(no newline)")
         return " ".join(w for w in words if w)
 
 

@@ -189,7 +189,7 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
     except StepFailed:
         raise
     except PipeplexError as exc:
-        member = value if step.action == "start" else step.target
+        member = value if step.action in ("start", "restart") else step.target
         # The note goes on the summary line: the lines below it are the member's own output.
         summary, newline, evidence = str(exc).partition("\n")
         why = "" if engine.stop_reason and engine.stop_reason in summary else (
@@ -214,7 +214,7 @@ Checked = tuple[str, float] | None
 
 async def _send(step: Step, value: str, run: _Run) -> Checked:
     assert step.target is not None
-    if not run.engine.router.send(step.target, (value + "\n").encode()):
+    if not run.engine.router.send(step.target, (value + "\n" * step.newline).encode()):
         raise StepFailed(step, f"{step.target} is not running (or its stdin is closed)",
                          member=step.target)
     return None
@@ -296,6 +296,20 @@ async def _sleep(step: Step, value: str, run: _Run) -> Checked:
     return None
 
 
+async def _restart(step: Step, value: str, run: _Run) -> Checked:
+    """Stop the member as the cast's stop would, start it again, and wait until its new
+    run is ready (as a start step waits for its first)."""
+    try:
+        async with asyncio.timeout(run.timeout):
+            await run.engine.restart(value)
+            await run.engine.wait_up_again(value)
+    except TimeoutError:
+        raise StepFailed(step, f"{value} did not start again within {run.timeout:.1f} s\n"
+                         f"{run.engine.recent.describe(value)}", member=value,
+                         waited=run.timeout) from None
+    return None
+
+
 async def _start(step: Step, value: str, run: _Run) -> Checked:
     try:
         await asyncio.wait_for(run.engine.start(value), run.timeout)
@@ -309,7 +323,7 @@ async def _start(step: Step, value: str, run: _Run) -> Checked:
 _STEP_ACTIONS: dict[str, Callable[[Step, str, _Run], Awaitable[Checked]]] = {
     "send": _send, "expect": _expect_step, "expect_not": _expect_not, "wait_exit": _wait_exit,
     "signal": _signal, "close": _close, "wait_port": _wait_port, "sleep": _sleep,
-    "start": _start,
+    "start": _start, "restart": _restart,
 }
 """How each action is carried out (``interact`` is the caller's: it hands the run over)."""
 
