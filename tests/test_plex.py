@@ -1822,3 +1822,15 @@ def test_expect_any_goes_on_when_a_member_ends_with_0() -> None:
                 await plex.expect_any({"failed": "x", "late": "never"})
 
     asyncio.run(main())
+
+
+def test_captured_values_are_read_from_python_and_used_by_a_later_spawn() -> None:
+    """A test reads the port a server's ready line captured, rather than expecting that
+    line again; a later spawn's command uses it as {port}."""
+    server = "import sys; print('listening on', 41000 + 234, flush=True); sys.stdin.read()"
+    with Plex(timeout=LONG) as plex:
+        plex.spawn("server", [PY, "-c", server], ready=r"listening on (?P<port>\d+)")
+        assert plex.variables == {"port": "41234"}
+        plex.variables["port"] = "1"  # (a copy: the plex's own stay)
+        client = plex.spawn("client", "echo port={port}")
+        client.expect("^port=41234$")

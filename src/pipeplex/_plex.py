@@ -440,6 +440,13 @@ class AsyncPlex:
     def members(self) -> Mapping[str, AsyncMember]:
         return self._members
 
+    @property
+    def variables(self) -> dict[str, str]:
+        """What the members' ``ready`` patterns captured (a named group: ``{"port":
+        "40312"}``), each from its member's latest ready run: a copy. A later ``spawn``'s
+        ``cmd`` and ``env``, and a loaded cast's steps, use them as ``{port}``."""
+        return dict(self.engine.variables)
+
     def __getitem__(self, name: str) -> AsyncMember:
         try:
             return self._members[name]

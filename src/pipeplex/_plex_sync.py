@@ -433,6 +433,10 @@ class Plex:
         return self._async.bus
 
     @property
+    def variables(self) -> dict[str, str]:
+        return self._async.variables
+
+    @property
     def members(self) -> Mapping[str, Member]:
         if self._members.keys() != self._async.members.keys() or any(
                 held._member is not self._async.members.get(name)
