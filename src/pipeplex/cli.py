@@ -639,6 +639,9 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
     parser.add_argument("-x", "--exitfirst", action="store_true",
                         help="stop at the first scenario that fails (the rest: skipped)")
+    parser.add_argument("--list", action="store_true",
+                        help="print the scenario files that would run (after -k), one a "
+                             "line, and run none")
     parser.add_argument("-k", dest="select", type=_selection, metavar="EXPR",
                         help="run only the scenarios whose path holds these words (case "
                              "aside), joined by and, or, not and parentheses: -k 'chat and "
@@ -681,6 +684,11 @@ def test(args: argparse.Namespace) -> None:
             _fail(f"no scenario's path matches -k {quoted(expression)}; the "
                   f"{'one' if len(files) == 1 else len(files)} given: {names}{more}")
         files, deselected = kept, len(files) - len(kept)
+    if args.list:
+        with printing():
+            for file in files:
+                print(printable(str(file)))
+        return
     run_tests(files, verbose=args.verbose, junit=args.junit, deselected=deselected,
               transcript=transcript, transcript_folder=in_folder, log_dir=args.log_dir,
               update=args.update, grace=args.grace, color=_color(args),

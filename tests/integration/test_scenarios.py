@@ -1428,6 +1428,9 @@ def test_k_runs_only_the_scenarios_whose_path_holds_its_words(tmp_path: Path) ->
     ran = [line for line in result.stdout.splitlines() if line.endswith(".toml")]
     assert [Path(line).name for line in ran] == ["login.toml", "groupchat.toml"]
     assert "2 passed, 0 failed, 2 deselected in " in result.stdout
+    listed = run("test", tmp_path, "--list", "-k", "CHAT and not logout")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == f"{tmp_path / 'chat' / 'login.toml'}\n{tmp_path / 'groupchat.toml'}\n"
     none = run("test", tmp_path, "-k", "nothing")
     assert none.returncode == 2
     assert "no scenario's path matches -k 'nothing'; the 4 given: " in none.stderr
