@@ -729,6 +729,7 @@ class TestAcrossMembers:
         assert err.source == f"{path}:{4 + where.count(chr(10)) + 1}"
         assert err.message == (
             'web: uses {port}, which db captures, but does not start after it; add after = ["db"]'
+            " (for the text {port} itself, write \\{port})"
         )
 
     def test_a_p_member_using_a_captured_variable_is_told_to_go_to_the_cast_file(self) -> None:
@@ -739,7 +740,8 @@ class TestAcrossMembers:
             validate_cast(CastSpec((db, web)))
         assert info.value.message == (
             "web: uses {port}, which db captures, but does not start after it; declare web "
-            'in a cast file instead, with after = ["db"] (-p gives no after)')
+            'in a cast file instead, with after = ["db"] (-p gives no after) (for the text '
+            "{port} itself, write \\{port})")
         ported = parse_proc_option("web=y", ready_port="{port}")
         with pytest.raises(CastError) as info:
             validate_cast(CastSpec((db, ported)))

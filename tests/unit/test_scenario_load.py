@@ -162,7 +162,7 @@ def test_misspelt_action_is_suggested() -> None:
     [
         ('expect = "x"\ntimout = 2', "timout", "; did you mean 'timeout'?"),
         ('expect = "x"\nwithin = 2', "within", " (valid: in, stream, timeout)"),
-        ('send = "x"\nto = "alice"\nin = "alice"', "in", " (valid: to)"),
+        ('send = "x"\nto = "alice"\nin = "alice"', "in", " (valid: to, newline)"),
         ('close = "alice"\nto = "alice"', "to", " (valid: (no options))"),
         ('wait_exit = "alice"\ncodes = 1', "codes", "; did you mean 'code'?"),
     ],
