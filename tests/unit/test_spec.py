@@ -169,13 +169,15 @@ def test_split_command_refuses_a_string_too_long_for_linux_unsplit() -> None:
         "prog x\\\n#y",
         "prog 'it''s' \"a'#b\" #c",
         "prog \"a\\\"#b\" c",
+        "prog \"home=\\$HOME\" \"a\\`b\" \"c\\\\\\$d\" 'e\\$f' g\\$h",
     ],
     ids=["continued-lines", "continued-in-quotes", "comment", "not-comments",
-         "escaped-backslash", "joined-word", "quotes", "escaped-quote"],
+         "escaped-backslash", "joined-word", "quotes", "escaped-quote", "dollar-in-quotes"],
 )
 def test_split_command_splits_as_the_shell_does(cmd: str) -> None:
-    """A backslash at a line's end joins the lines, and a word beginning with ``#`` begins
-    a comment, as /bin/sh reads them (shlex alone keeps both as arguments)."""
+    """A backslash at a line's end joins the lines, a word beginning with ``#`` begins a
+    comment, and ``\\$`` in double quotes is ``$``, as /bin/sh reads them (shlex alone keeps
+    the first two as arguments, and the backslash of the last)."""
     script = f"f() {{ for a; do printf '%s\\0' \"$a\"; done; }}; f {cmd}"
     words = subprocess.run(["sh", "-c", script], capture_output=True, check=True,
                            timeout=10).stdout

@@ -294,9 +294,11 @@ _SHELL_BLANKS = frozenset(" \t\r\n")
 
 def _as_one_line(cmd: str) -> tuple[str, list[int]]:
     """``cmd`` without what a shell reads before it splits words, and shlex does not: a
-    backslash at a line's end, which joins the next line (also in double quotes), and
-    ``#`` comments, from a ``#`` that begins a word to the line's end (``a#b`` is a word);
-    with where each comment began."""
+    backslash at a line's end, which joins the next line (also in double quotes), the
+    backslash of ``\\$`` and ``\\``` in double quotes (shlex keeps it there, where a
+    shell drops it: ``"home=\\$HOME"`` is ``home=$HOME``), and ``#`` comments, from a
+    ``#`` that begins a word to the line's end (``a#b`` is a word); with where each comment
+    began."""
     comments: list[int] = []
     if "\\" not in cmd and "#" not in cmd:
         return cmd, comments
@@ -312,7 +314,10 @@ def _as_one_line(cmd: str) -> tuple[str, list[int]]:
             if cmd.startswith("\n", i + 1):
                 i += 2  # joined: the next line goes on this word, or begins one
                 continue
-            out.append(cmd[i:i + 2])  # the escaped character is not read again
+            if quote == '"' and cmd[i + 1:i + 2] in ("$", "`"):
+                out.append(cmd[i + 1])  # (shlex would keep the backslash)
+            else:
+                out.append(cmd[i:i + 2])  # the escaped character is not read again
             word_start = False
             i += 2
             continue
