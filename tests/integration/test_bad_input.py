@@ -407,8 +407,9 @@ def test_too_few_file_descriptors_is_said_at_every_step_of_the_start(tmp_path: P
     [
         (["run", "x\x1b[2Jc.toml"], "pipeplex: error: x\\x1b[2Jc.toml: no such cast file"),
         (["run", "caf\udce9.toml"], "pipeplex: error: caf\\xe9.toml: no such cast file"),
-        (["run", "-p", "a=true", "--transcript", "no\x1b[2J/t.jsonl"],
-         "pipeplex: error: cannot write the transcript no\\x1b[2J/t.jsonl"),
+        (["run", "-p", "a=true", "--transcript", "f\x1b[2J/t.jsonl"],
+         "pipeplex: error: cannot write the transcript f\\x1b[2J/t.jsonl: f\\x1b[2J is a "
+         "file, not a folder"),
         (["run", "-p", "a=true", "--run-dir", "f\x1b[2J/run"],
          "pipeplex: error: cannot create run folder "),
     ],
