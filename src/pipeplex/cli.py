@@ -598,7 +598,7 @@ def _scenario_files(given: Sequence[Path], *, verbose: bool = False) -> list[Pat
     file of another program's (a server's configuration among its scenarios; ``verbose``:
     said on stderr). A folder adds only files not named yet; a file named on its own runs
     each time it is named, and is always taken for a scenario."""
-    from .scenario.load import is_other_toml
+    from .scenario.load import collected_as
 
     files: list[Path] = []
     for path in given:
@@ -617,14 +617,18 @@ def _scenario_files(given: Sequence[Path], *, verbose: bool = False) -> list[Pat
         if not found:
             _fail(f"{quoted(str(path))} holds no .toml file to test")
         named = {os.path.abspath(file) for file in files}
-        others = [file for file in found if is_other_toml(file)]
+        facts = {file: collected_as(file) for file in found}
+        others = {file for file, (other, _) in facts.items() if other}
         if len(others) == len(found):
             _fail(f"{quoted(str(path))} holds no scenario to test: its .toml files are "
                   "another program's (none has [procs] or [[step]])")
-        for file in sorted(others) if verbose else ():
-            print(printable(f"pipeplex: skipped {file}: it has no table or key of a "
-                            "scenario's ([procs], [[step]], ...)"), file=sys.stderr)
-        files += [file for file in sorted(set(found) - set(others))
+        included = {name for _, names in facts.values() for name in names}
+        shared = {file for file in found if os.path.abspath(file) in included} - others
+        for file in sorted(others | shared) if verbose else ():
+            why = ("a cast file other scenarios include" if file in shared else
+                   "it has no table or key of a scenario's ([procs], [[step]], ...)")
+            print(printable(f"pipeplex: skipped {file}: {why}"), file=sys.stderr)
+        files += [file for file in sorted(set(found) - others - shared)
                   if os.path.abspath(file) not in named]
     return files
 

@@ -1553,3 +1553,40 @@ def test_a_restart_step_waits_for_the_new_run_and_send_may_leave_out_the_newline
     assert refused.returncode == 2
     assert "bad.toml:6: send step: newline is true or false, not 'no'" in refused.stdout
     assert "bad.toml:8: restart step: no member named 'd'" in refused.stdout
+
+
+def test_scenarios_share_a_cast_through_include(tmp_path: Path) -> None:
+    """include = "casts/server.toml": the scenarios of a suite share one cast instead of
+    copying it; its members come first, read from their own file (a relative cwd from its
+    folder, its lines in messages). A folder leaves out the cast files its scenarios
+    include: they are no tests of their own."""
+    (tmp_path / "casts").mkdir()
+    (tmp_path / "casts" / "data").mkdir()
+    (tmp_path / "casts" / "server.toml").write_text(
+        "[procs.server]\ncmd = \"sh -c 'echo listening in $(basename $PWD); exec cat'\"\n"
+        "cwd = 'data'\nready = 'listening'\n")
+    _scenario(tmp_path, "include = 'casts/server.toml'\n[procs.client]\ncmd = 'echo hello'\n"
+                        "after = ['server']\n[[step]]\nexpect = 'hello'\nin = 'client'\n",
+              "a.toml")
+    _scenario(tmp_path, "include = ['casts/server.toml']\n[[step]]\n"
+                        "expect = 'listening in data'\nin = 'server'\n", "b.toml")
+    result = run("test", tmp_path, "-v")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed, 0 failed in " in result.stdout
+    assert (f"pipeplex: skipped {tmp_path / 'casts' / 'server.toml'}: a cast file other "
+            "scenarios include") in result.stderr
+    (tmp_path / "c.toml").write_text("include = ['casts/none.toml', 'casts/server.toml']\n"
+                                     "[procs.server]\ncmd = 'cat'\n")
+    bad = run("test", tmp_path / "c.toml")
+    assert bad.returncode == 2
+    assert ("c.toml:1: include: no such cast file 'casts/none.toml' (looked for "
+            f"{tmp_path / 'casts' / 'none.toml'})") in bad.stdout, bad.stdout
+    assert (f"c.toml:2: [procs.server] is declared in {tmp_path / 'casts' / 'server.toml'}:1 "
+            "too, which this file includes: give one of them another name") in bad.stdout
+    (tmp_path / "casts" / "steps.toml").write_text("[procs.x]\ncmd = 'cat'\n[[step]]\n"
+                                                   "expect = 'x'\n")
+    (tmp_path / "d.toml").write_text("include = 'casts/steps.toml'\n")
+    steps = run("test", tmp_path / "d.toml")
+    assert steps.returncode == 2
+    assert ("steps.toml:3: step in an included file: it gives members only ([procs.NAME]); "
+            "step belongs in the file that includes it") in steps.stdout, steps.stdout

@@ -56,7 +56,7 @@ __all__ = ("PROC_KEYS", "SCENARIO_KEYS", "cast_from_data", "load_cast", "parse_p
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 
-TOP_KEYS = ("procs",)
+TOP_KEYS = ("procs", "include")
 
 
 MAX_FILE = 16 * 2**20
@@ -274,27 +274,80 @@ def cast_from_data(
                     "Plex.load()" if key in SCENARIO_KEYS else suggest(key, allowed))
             mistakes.found.append(CastError(f"unknown table or key {key!r}{hint}",
                                             source=where(key)))
+    included: list[ProcSpec] = []
+    if "include" in data:
+        included = _included(data["include"], where, base_dir, defaults, mistakes)
     procs_table = data.get("procs")
-    if procs_table is not None and not isinstance(procs_table, dict):
+    if procs_table is None and included:
+        procs_table = {}
+    elif procs_table is not None and not isinstance(procs_table, dict):
         mistakes.found.append(CastError(
             f"procs must be a table of members, not {procs_table!r}: write each member as a "
             '[procs.NAME] table, e.g.\n  [procs.server]\n  cmd = "python3 -m http.server"',
             source=where("procs"),
         ))
-    elif not procs_table:
+    elif not procs_table and not included and "include" not in data:
         mistakes.found.append(CastError(
             "the cast has no members: add a [procs.NAME] table with a cmd, e.g.\n"
             '  [procs.server]\n  cmd = "python3 -m http.server"',
             source=where("procs"),
         ))
-    if not isinstance(procs_table, dict) or not procs_table:
+    if not isinstance(procs_table, dict) or not (procs_table or included):
         raise mistakes.error()
-    procs = []
+    procs = list(included)
+    theirs = {proc.name: proc.source for proc in included}
     for name, table in procs_table.items():
         with mistakes.collecting():
+            if name in theirs:
+                raise CastError(f"[procs.{name}] is declared in {theirs[name]} too, which this "
+                                "file includes: give one of them another name",
+                                source=where("procs", name))
             procs.append(_proc(name, table, where, base_dir, defaults))
     mistakes.raise_any()
     return validate_cast(CastSpec(tuple(procs), path=getattr(where, "path", None)))
+
+
+def _included(value: Any, where: Callable[..., str | None], base_dir: Path | None,
+              defaults: Mapping[str, Any], mistakes: Mistakes) -> list[ProcSpec]:
+    """The members of the cast files ``include`` names, in order, each read from its own
+    file (its lines in messages, a relative ``cwd`` from its folder): a suite's scenarios
+    share one cast instead of copying it. What is wrong goes to ``mistakes``; the members
+    that could be read are returned all the same (a clash with them is said too)."""
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list) or not paths or not all(
+            isinstance(path, str) and path for path in paths):
+        mistakes.add(CastError("include is a cast file's path, or a list of them (include = "
+                               f"\"cast.toml\"), not {toml_value(value)}",
+                               source=where("include")))
+        return []
+    procs: list[ProcSpec] = []
+    for written in paths:
+        path = Path(written).expanduser()
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        with mistakes.collecting():
+            if not os.path.lexists(path):
+                raise CastError(f"include: no such cast file {written!r} (looked for {path})",
+                                source=where("include"))
+            shown, text, data = read_toml(path, "included cast file")
+            inner = _Where(shown, text)
+            others = [key for key in data if key != "procs"]
+            if others:
+                raise CastError(f"{others[0]} in an included file: it gives members only "
+                                f"([procs.NAME]); {others[0]} belongs in the file that "
+                                "includes it", source=inner(others[0]))
+            table = data.get("procs")
+            if not isinstance(table, dict) or not table:
+                raise CastError("an included file gives members ([procs.NAME] tables), and "
+                                "this one has none", source=inner("procs"))
+            for name, proc_table in table.items():
+                with mistakes.collecting():
+                    if any(proc.name == name for proc in procs):
+                        raise CastError(f"[procs.{name}] is declared in another included file "
+                                        "too: give one of them another name",
+                                        source=inner("procs", name))
+                    procs.append(_proc(name, proc_table, inner, path.parent, defaults))
+    return procs
 
 
 def _proc(

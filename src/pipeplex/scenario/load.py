@@ -59,16 +59,25 @@ def load_scenario(path: str | os.PathLike[str], *, what: str = "scenario file",
     return scenario_from_data(data, text, shown, base_dir=Path(path).parent, **defaults)
 
 
-def is_other_toml(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a TOML file of another program's (its configuration beside the
-    scenarios): none of its tables or keys is, or is close to, one a scenario has. A file
-    that cannot be read or parsed is not known to be one: its load says what is wrong."""
+def collected_as(path: str | os.PathLike[str]) -> tuple[bool, tuple[str, ...]]:
+    """What a ``.toml`` file found in a folder of tests is: whether it is another program's
+    (none of its tables or keys is, or is close to, one a scenario has: a server's
+    configuration beside the scenarios), and the cast files it includes (absolute paths:
+    members shared by scenarios, no tests of their own). A file that cannot be read or
+    parsed is taken for a scenario: its load says what is wrong."""
     try:
         _, _, data = read_toml(path, "scenario file")
     except CastError:
-        return False
+        return False, ()
     ours = (*TOP_KEYS, *SCENARIO_KEYS)
-    return not any(key in ours or close_match(key, ours) for key in data)
+    other = not any(key in ours or close_match(key, ours) for key in data)
+    include = data.get("include", ())
+    written = [include] if isinstance(include, str) else include
+    folder = Path(path).parent
+    included = tuple(os.path.abspath(folder / Path(name).expanduser())
+                     for name in written if isinstance(name, str) and name) \
+        if isinstance(written, list | tuple) else ()
+    return other, included
 
 
 def scenario_from_text(
