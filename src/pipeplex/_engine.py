@@ -312,7 +312,8 @@ class Engine:
         self._ready(name).result()  # raises why an added member did not get ready
 
     def status(self) -> list[dict[str, Any]]:
-        """One record per member: name, pid, state, uptime, restarts, last exit code."""
+        """One record per member: name, pid, state, uptime, restarts, its exit code, and
+        ``last_exit``: that code, or while it runs again, its last run's."""
         records = []
         for member in self.members.values():
             record = member.statistics()
@@ -321,6 +322,8 @@ class Engine:
                     and seat.supervising):
                 record["state"] = "pending"  # its next run waits for a member it starts after
             record["restarts"] = seat.restarts
+            record["last_exit"] = (record["returncode"] if record.get("returncode") is not None
+                                   else seat.last_exit)
             record["uptime"] = (
                 round(time.monotonic() - member.started_at, 3)
                 if member.running and member.started_at is not None
@@ -1101,6 +1104,7 @@ class Engine:
     def _run_ended(self, member: Process) -> None:
         if self.members.get(member.name) is member:
             seat = self._seats[member.name]
+            seat.last_exit = member.returncode
             seat.up_now = False
             # Down until its next run is up; only if one follows: a build step that ended
             # holds nothing back, also while a process it started keeps its output open.

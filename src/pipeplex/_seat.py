@@ -54,6 +54,9 @@ class Seat:
     before that run leaves it ended so: a failure of the run, then)."""
     not_started_because: str | None = None
     """Why its (re)start did not happen, for a member it starts after."""
+    last_exit: int | None = None
+    """How its latest run that ended did (a return code, negative for a signal): what
+    ``status`` shows of a member running again after a restart."""
     port_taken: frozenset[int] = frozenset()
     """About to start: the listeners its ``ready_port`` had before (not its own)."""
     added: bool = False
@@ -65,6 +68,6 @@ class Seat:
         """Its name is taken by a new member: what belonged to the old one's runs goes. Its
         readiness gates and captured values stay: members that wait for the name wait on,
         and the new member's values replace the old ones once it is ready."""
-        self.start_requested = self.restarted = self.supervisor = None
+        self.start_requested = self.restarted = self.supervisor = self.last_exit = None
         self.port_taken = frozenset()
         self.restart_requested = False

@@ -135,6 +135,8 @@ def test_list_help_signal_close_restart(run_dir: Path) -> None:
         plex.write(b":restart t\n")
         new_pid = int(plex.expect(r"^pipeplex \* t restarted \(pid (\d+)\)$")[1])
         assert new_pid != pid
+        plex.write(b":list\n")  # (running again, with its last run's exit: 0, at EOF)
+        plex.expect(rf"^pipeplex \* t +{new_pid} +running +\S+ +1 +0$")
         plex.write(b":close c\n")
         plex.expect(r"^pipeplex \* closed the stdin of c$")
         plex.expect(r"^c \* exited with code 0$")

@@ -90,7 +90,7 @@ Parsed = Action | Invalid
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "to": ("[NAME]", "send plain lines to NAME (or 'all') from now on; alone, show where"),
-    "list": ("", "list the members with pid, state, uptime and restarts"),
+    "list": ("", "list the members with pid, state, uptime, restarts and last exit"),
     "signal": ("NAME SIG", "send signal SIG (TERM, INT, HUP, USR1, or a number) to NAME"),
     "restart": ("NAME", "stop NAME and start it again"),
     "start": ("NAME", "start NAME, declared with autostart = false, and wait until it is ready"),

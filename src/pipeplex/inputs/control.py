@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .._events import Event, Exited, InputSent, Note, Output
+from .._events import Event, InputSent, Note, Output
 from .._signals import parse_signal
 from ..errors import PipeplexError, SignalRefused, UnknownMember
 from .router import ALL
@@ -123,8 +123,6 @@ class ControlServer:
         self._no_subscribers = asyncio.Event()
         self._no_subscribers.set()
         self._accepting: asyncio.Task[None] | None = None
-        self._last_exit: dict[str, int] = {}
-        self._unsubscribe_exits = self._bus.subscribe(self._track_exits, [Exited])
         self._ops: dict[str, Callable[[dict[str, Any], int], Awaitable[Answer]]] = {
             "ping": self._ping,
             "status": self._status,
@@ -140,14 +138,6 @@ class ControlServer:
         return (f"<ControlServer {str(self._run_dir.path)!r} connections={self._connections} "
                 f"attached={len(self._subscribers)}>")
 
-    def _track_exits(self, event: Event) -> None:
-        if isinstance(event, Exited):
-            self._last_exit[event.name] = event.returncode
-
-    def forget(self, name: str) -> None:
-        """Member ``name`` has left the cast, or a new one takes its name: no exit yet."""
-        self._last_exit.pop(name, None)
-
     # Serving ------------------------------------------------------------------------
 
     async def serve(self) -> None:
@@ -160,7 +150,6 @@ class ControlServer:
 
     def close(self) -> None:
         """Stop listening (idempotent); the run folder removes the socket file."""
-        self._unsubscribe_exits()
         for sub in list(self._subscribers):
             sub.unsubscribe()
         self._sock.close()
@@ -316,11 +305,6 @@ class ControlServer:
 
     async def _status(self, request: dict[str, Any], peer_pid: int) -> Answer:
         members = self._engine.status()
-        for record in members:
-            if record.get("returncode") is not None:
-                record["last_exit"] = record["returncode"]
-            else:
-                record["last_exit"] = self._last_exit.get(record["name"])
         return {"ok": True, "pid": os.getpid(), "run_dir": str(self._run_dir.path),
                 "stopping": self._engine.stopping, "members": members}
 

@@ -59,10 +59,7 @@ class FolderInputs:
         return self.run_dir.path
 
     def add(self, name: str) -> None:
-        """Create and open ``NAME.in`` for member ``name`` (once; it stays for a restart).
-        A member given the name of one that ended has no exit of its own yet."""
-        if self._control is not None:
-            self._control.forget(name)
+        """Create and open ``NAME.in`` for member ``name`` (once; it stays for a restart)."""
         if name in self._fifos:
             return
         engine = self._engine
@@ -79,8 +76,6 @@ class FolderInputs:
         if fifo is not None:
             fifo.close()
             self.run_dir.remove(f"{name}.in")
-        if self._control is not None:
-            self._control.forget(name)
 
     async def serve(self) -> None:
         """Serve the control socket until cancelled."""
