@@ -601,3 +601,36 @@ def test_the_keep_folder_waits_for_the_other_options_and_a_real_session(
                                            "--pipeplex-keep-transcripts=kept")
     assert result.ret == pytest.ExitCode.OK
     assert not (pytester.path / "kept").exists()
+
+
+def test_scenario_files_named_in_the_ini_are_tests(pytester: pytest.Pytester) -> None:
+    """pipeplex_scenarios = [...]: each scenario file it names is a test, run as pipeplex
+    test runs it (its golden file too, written with --pipeplex-update); a failure reads as
+    pipeplex test prints it, with the merged stream attached. Other .toml files are not
+    collected."""
+    pytester.makepyprojecttoml(
+        '[tool.pytest.ini_options]\npipeplex_scenarios = ["scenarios/*.toml"]\n')
+    pytester.mkdir("scenarios")
+    cat = '[procs.c]\ncmd = "cat"\n'
+    (pytester.path / "scenarios" / "ok.toml").write_text(
+        'golden = "ok.golden"\n' + cat + '[[step]]\nsend = "hi"\nto = "c"\n'
+        '[[step]]\nexpect = "^hi$"\n')
+    (pytester.path / "scenarios" / "bad.toml").write_text(
+        cat + '[[step]]\nexpect = "never"\ntimeout = 0.2\n')
+    (pytester.path / "scenarios" / "broken.toml").write_text('[procs.c]\ncmd = "cat"\nx = 1\n')
+    (pytester.path / "other.toml").write_text('[procs.c]\ncmd = "cat"\n')
+    first = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    first.assert_outcomes(failed=3)
+    out = first.stdout.str()
+    assert ("golden file scenarios/ok.golden does not exist; create it with pytest "
+            "--pipeplex-update") in out
+    assert "scenarios/bad.toml:4: expect 'never': not seen within 0.2 s" in out
+    assert "scenarios/broken.toml:3: c: unknown key 'x'" in out
+    assert "Captured pipeplex transcript call" in out and "Traceback" not in out
+    updated = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pipeplex-update",
+                                            "scenarios/ok.toml")
+    updated.assert_outcomes(passed=1)
+    assert (pytester.path / "scenarios" / "ok.golden").read_text() == (
+        "[c]\n> hi\n| hi\n= exited with code 0\n")
+    again = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "ok and not broken")
+    again.assert_outcomes(passed=1)

@@ -26,6 +26,9 @@ Options (checked once, at startup: a bad value is a usage error):
   when the fixture stops members (5);
 - ``--pipeplex-keep-transcripts DIR``: also write the transcript of each failed test into
   ``DIR`` (relative to the folder pytest was started in), one file per test.
+
+Scenario files become tests of their own with the ini key ``pipeplex_scenarios`` (see
+:mod:`._pytest_scenarios`).
 """
 
 from __future__ import annotations
@@ -47,11 +50,13 @@ import pytest
 from ._plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
 from ._plex_sync import Plex
 from ._printable import printable
+from ._pytest_scenarios import add_options as add_scenario_options
+from ._pytest_scenarios import pytest_collect_file
 from ._signals import describe_returncode
 from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
 
-__all__ = ("PipeplexWarning", "plex")
+__all__ = ("PipeplexWarning", "plex", "pytest_collect_file")
 
 _LEFTOVER_SETTLE = 0.5
 """Seconds, in all, that members still running when a test returns get to end by themselves
@@ -99,6 +104,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "fixture", default="")
     parser.addini("pipeplex_grace", "seconds between SIGTERM and SIGKILL when the plex "
                   "fixture stops members", default="")
+    add_scenario_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -166,7 +166,8 @@ def normalize(
     return text
 
 
-def compare_golden(expected: str, actual: str, *, path: str) -> str | None:
+def compare_golden(expected: str, actual: str, *, path: str,
+                   update_command: str = "pipeplex test --update") -> str | None:
     """A unified diff when the texts differ, else None. Spaces and tabs at a line's end
     are not compared (see :func:`_unpadded`).
 
@@ -186,8 +187,8 @@ def compare_golden(expected: str, actual: str, *, path: str) -> str | None:
     if len(lines) > DIFF_LINES:
         changed = sum(line[:1] in "+-" for line in lines[DIFF_LINES:])
         lines[DIFF_LINES:] = [f"... and {len(lines) - DIFF_LINES} more lines of the diff "
-                              f"({changed} of them changed) not shown; pipeplex test "
-                              "--update writes this run's text, for git diff to show whole"]
+                              f"({changed} of them changed) not shown; {update_command} "
+                              "writes this run's text, for git diff to show whole"]
     if expected.endswith("\n") != actual.endswith("\n"):
         which = "golden file" if actual.endswith("\n") else "transcript of this run"
         lines.append(f"(the {which} has no newline at its end)")

@@ -85,13 +85,15 @@ async def run_scenario(
     when_cancelled: list[str] | None = None,
     on_up: Callable[[], None] = lambda: None,
     keep_output: bool = False,
+    update_command: str = "pipeplex test --update",
 ) -> ScenarioOutcome:
     """Run one scenario as a test and return what happened. ``adoption``: this process is
     the members' subreaper (``pipeplex test``), and stops what they orphan at the end.
     ``on_up``: called once its members are up, as its steps begin.
     ``when_cancelled``: if the run is cancelled (an interrupted ``pipeplex test``), it gets
     what a report of it needs: the members' last output. ``keep_output``: a failure comes
-    with the merged stream (``outcome.output``, for JUnit's ``system-out``)."""
+    with the merged stream (``outcome.output``, for JUnit's ``system-out``).
+    ``update_command``: what writes the golden files, in messages (pytest's option)."""
     began = time.monotonic()
     bus = Bus()
     events: list[Event] = []
@@ -189,7 +191,7 @@ async def run_scenario(
                            f"{engine.recent.describe(first.name)}")
     elif scenario.golden:
         outcome.failure, outcome.golden_updated = _check_golden(
-            scenario, events, engine.variables, update_golden)
+            scenario, events, engine.variables, update_golden, update_command)
     if outcome.failure is not None and scenario.suspicions:
         outcome.failure += "".join(f"\nnote: {s}" for s in scenario.suspicions)
     slips = [w for w in outcome.warnings if scenario.path and w.startswith(f"{scenario.path}:")]
@@ -236,7 +238,8 @@ def _at_the_stops_eof(scenario: Scenario, engine: Engine, failure: Failure,
 
 
 def _check_golden(
-    scenario: Scenario, events: Sequence[Event], variables: dict[str, str], update: bool
+    scenario: Scenario, events: Sequence[Event], variables: dict[str, str], update: bool,
+    update_command: str,
 ) -> tuple[str | None, bool]:
     """What is wrong with the run's golden text, if anything, and whether ``update`` wrote
     it (not when the file held it already: its date stays, and the summary tells the
@@ -256,16 +259,16 @@ def _check_golden(
         except OSError as exc:
             return f"cannot write golden file {os.fspath(path)}: {exc.strerror or exc}", False
         return None, True
-    return _compared(path, actual), False
+    return _compared(path, actual, update_command), False
 
 
-def _compared(path: Path, actual: str) -> str | None:
+def _compared(path: Path, actual: str, update_command: str) -> str | None:
     """Why the golden file at ``path`` does not hold ``actual``; None when it does."""
     try:
         expected = _read_golden(path)
     except FileNotFoundError:
         return (f"golden file {os.fspath(path)} does not exist; create it with "
-                "pipeplex test --update")
+                f"{update_command}")
     except _NotAFile as exc:
         return f"cannot read golden file {os.fspath(path)}: {exc}"
     except OSError as exc:
@@ -275,12 +278,12 @@ def _compared(path: Path, actual: str) -> str | None:
         return f"cannot read golden file {os.fspath(path)}: {exc.strerror or exc}"
     except UnicodeDecodeError as exc:
         return (f"golden file {os.fspath(path)} is not UTF-8 text (byte {exc.start}); write "
-                "it again with pipeplex test --update")
-    diff = compare_golden(expected, actual, path=os.fspath(path))
+                f"it again with {update_command}")
+    diff = compare_golden(expected, actual, path=os.fspath(path), update_command=update_command)
     if not diff:
         return None
     return (f"the transcript differs from {os.fspath(path)} (if this run is right, "
-            f"pipeplex test --update records it):\n{diff}")
+            f"{update_command} records it):\n{diff}")
 
 
 GOLDEN_MAX = 256 * 2**20

@@ -1,0 +1,104 @@
+"""Scenario files as pytest tests: each file that ``pipeplex_scenarios`` names is one test,
+run as ``pipeplex test`` runs it (steps, the stop, what failed on its own, the golden file).
+
+Opt-in, since a project's ``.toml`` files are mostly not scenarios::
+
+    [tool.pytest.ini_options]
+    pipeplex_scenarios = ["tests/scenarios/*.toml"]
+
+Patterns are matched against each file's path from the rootdir (``fnmatch``: ``*`` also
+crosses folders). ``--pipeplex-update`` writes golden files instead of comparing them.
+A failure reads as ``pipeplex test`` prints it, without a Python traceback, and the merged
+stream is attached as the "pipeplex transcript" section.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import PipeplexError
+
+__all__ = ("ScenarioFile", "ScenarioItem", "add_options", "pytest_collect_file")
+
+_SECTION = "pipeplex transcript"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Its ini key and option, added by the plugin's ``pytest_addoption``."""
+    parser.addini("pipeplex_scenarios", "glob patterns, from the rootdir, of scenario files "
+                  "to run as tests (tests/scenarios/*.toml)", type="linelist", default=[])
+    parser.getgroup("pipeplex").addoption(
+        "--pipeplex-update", action="store_true", default=False,
+        help="write the golden files of scenario tests instead of comparing them")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
+    if file_path.suffix != ".toml":
+        return None
+    patterns = parent.config.getini("pipeplex_scenarios")
+    try:
+        shown = file_path.relative_to(parent.config.rootpath).as_posix()
+    except ValueError:
+        shown = file_path.as_posix()
+    if not any(fnmatch.fnmatch(shown, pattern) for pattern in patterns):
+        return None
+    return ScenarioFile.from_parent(parent, path=file_path)
+
+
+class ScenarioFile(pytest.File):
+    """A scenario file: one test, named after the file."""
+
+    def collect(self) -> Iterator[ScenarioItem]:
+        yield ScenarioItem.from_parent(self, name=self.path.stem)
+
+
+class ScenarioFailed(Exception):
+    """A scenario did not pass; its message is the report ``pipeplex test`` prints."""
+
+
+class ScenarioItem(pytest.Item):
+    """Runs its scenario file as ``pipeplex test`` does, in its own event loop."""
+
+    def runtest(self) -> None:
+        from .cast.checks import check_commands
+        from .scenario import load_scenario
+        from .scenario.suite import run_scenario
+
+        try:  # (by its path from here, as pipeplex test would name it: messages quote it)
+            scenario = load_scenario(os.path.relpath(self.path))
+            check_commands(scenario.cast)
+        except PipeplexError as exc:
+            raise ScenarioFailed(str(exc)) from None
+        outcome = asyncio.run(run_scenario(
+            scenario, grace=_grace(self.config),
+            update_golden=self.config.getoption("pipeplex_update"), keep_output=True,
+            update_command="pytest --pipeplex-update"))
+        if outcome.output:
+            self.add_report_section("call", _SECTION, outcome.output)
+        if outcome.failure is not None:
+            raise ScenarioFailed(outcome.failure)
+        for warning in outcome.warnings:
+            self.warn(pytest.PytestWarning(f"{self.path}: {warning}"))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioFailed):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"scenario {self.name}"
+
+
+def _grace(config: pytest.Config) -> float:
+    """The grace the plugin's options set (``--pipeplex-grace``, ``pipeplex_grace``)."""
+    from .pytest_plugin import _settings
+
+    return _settings(config).grace
