@@ -8,61 +8,68 @@ where a member is added, given to a new member of the same name, or removed.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 __all__ = ("Seat",)
 
 
-@dataclass(slots=True, eq=False)
 class Seat:
-    """One member's supervision state (its process is the engine's ``members[name]``)."""
+    """One member's supervision state (its process is the engine's ``members[name]``).
 
-    ready: asyncio.Future[None] | None = None
-    """Its first readiness: what its dependents' first start waits for (made as the run
-    begins; an error in it says why an added member did not start or get ready)."""
-    start_requested: asyncio.Future[None] | None = None
-    """For an ``autostart = false`` member: done once someone asked it to start."""
-    restarts: int = 0
-    """Its runs after the first, counted once each new run is under way."""
-    up: asyncio.Future[None] | None = None
-    """Done while its current run is ready, or once nothing more will come of it; pending
-    from the moment a run ends (or its supervisor begins) until the next run is ready.
-    Every start of a member waits until whom it starts after is up."""
-    up_now: bool = False
-    """Its current run is ready and has not ended: the summaries say whether a member
-    others waited for was so when the cast began to stop."""
-    ready_last: bool = False
-    """Its latest run got ready, ended since or not, with no run due after it (a build step
-    that printed its line and exited at once): those waiting for it had their turn, which
-    the stop may have taken."""
-    captured: dict[str, str] = field(default_factory=dict)
-    """What its latest ready run captured: its share of the engine's ``variables``."""
-    supervisor: asyncio.Task[None] | None = None
-    """Its latest supervisor task: done once the member has ended for good."""
-    supervising: bool = False
-    """A supervisor is at work on it (from the moment the task is made, so that its name
-    cannot be taken in between)."""
-    restart_requested: bool = False
-    """A restart was asked for that its next run meets."""
-    restarted: asyncio.Future[int] | None = None
-    """The restart under way on request: its new run's pid, shared by the requests that
-    come meanwhile."""
-    backoff: asyncio.Future[None] | None = None
-    """While it waits out a restart's backoff: set to cut the wait short."""
-    down_after_failure: tuple[int, str, float] | None = None
-    """Down after failing, until its next run: its status, how and when it ended (a stop
-    before that run leaves it ended so: a failure of the run, then)."""
-    not_started_because: str | None = None
-    """Why its (re)start did not happen, for a member it starts after."""
-    last_exit: int | None = None
-    """How its latest run that ended did (a return code, negative for a signal): what
-    ``status`` shows of a member running again after a restart."""
-    port_taken: frozenset[int] = frozenset()
-    """About to start: the listeners its ``ready_port`` had before (not its own)."""
-    added: bool = False
-    """Added while running (the Python API): a failure to start or get ready is its alone."""
-    removing: bool = False
-    """An added member being removed: nothing starts it again."""
+    A plain class, not a dataclass: a dataclass of this size costs half a millisecond to
+    make at import, which every cast's start would pay."""
+
+    __slots__ = ("added", "backoff", "captured", "down_after_failure", "last_exit",
+                 "not_started_because", "port_taken", "ready", "ready_last", "removing",
+                 "restart_requested", "restarted", "restarts", "start_requested", "supervising",
+                 "supervisor", "up", "up_now")
+
+    def __init__(self) -> None:
+        self.ready: asyncio.Future[None] | None = None
+        """Its first readiness: what its dependents' first start waits for (made as the run
+        begins; an error in it says why an added member did not start or get ready)."""
+        self.start_requested: asyncio.Future[None] | None = None
+        """For an ``autostart = false`` member: done once someone asked it to start."""
+        self.restarts: int = 0
+        """Its runs after the first, counted once each new run is under way."""
+        self.up: asyncio.Future[None] | None = None
+        """Done while its current run is ready, or once nothing more will come of it; pending
+        from the moment a run ends (or its supervisor begins) until the next run is ready.
+        Every start of a member waits until whom it starts after is up."""
+        self.up_now: bool = False
+        """Its current run is ready and has not ended: the summaries say whether a member
+        others waited for was so when the cast began to stop."""
+        self.ready_last: bool = False
+        """Its latest run got ready, ended since or not, with no run due after it (a build step
+        that printed its line and exited at once): those waiting for it had their turn, which
+        the stop may have taken."""
+        self.captured: dict[str, str] = {}
+        """What its latest ready run captured: its share of the engine's ``variables``."""
+        self.supervisor: asyncio.Task[None] | None = None
+        """Its latest supervisor task: done once the member has ended for good."""
+        self.supervising: bool = False
+        """A supervisor is at work on it (from the moment the task is made, so that its name
+        cannot be taken in between)."""
+        self.restart_requested: bool = False
+        """A restart was asked for that its next run meets."""
+        self.restarted: asyncio.Future[int] | None = None
+        """The restart under way on request: its new run's pid, shared by the requests that
+        come meanwhile."""
+        self.backoff: asyncio.Future[None] | None = None
+        """While it waits out a restart's backoff: set to cut the wait short."""
+        self.down_after_failure: tuple[int, str, float] | None = None
+        """Down after failing, until its next run: its status, how and when it ended (a stop
+        before that run leaves it ended so: a failure of the run, then)."""
+        self.not_started_because: str | None = None
+        """Why its (re)start did not happen, for a member it starts after."""
+        self.last_exit: int | None = None
+        """How its latest run that ended did (a return code, negative for a signal): what
+        ``status`` shows of a member running again after a restart."""
+        self.port_taken: frozenset[int] = frozenset()
+        """About to start: the listeners its ``ready_port`` had before (not its own)."""
+        self.added: bool = False
+        """Added while running (the Python API): a failure to start or get ready is its alone."""
+        self.removing: bool = False
+        """An added member being removed: nothing starts it again."""
 
     def forget_runs(self) -> None:
         """Its name is taken by a new member: what belonged to the old one's runs goes. Its
