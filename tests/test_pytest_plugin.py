@@ -634,3 +634,7 @@ def test_scenario_files_named_in_the_ini_are_tests(pytester: pytest.Pytester) ->
         "[c]\n> hi\n| hi\n= exited with code 0\n")
     again = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "ok and not broken")
     again.assert_outcomes(passed=1)
+    (pytester.path / "scenarios" / "pg.toml").write_text("skip = 'needs postgres'\n" + cat)
+    skipped = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", "scenarios/pg.toml")
+    skipped.assert_outcomes(skipped=1)
+    assert "needs postgres" in skipped.stdout.str()

@@ -76,6 +76,8 @@ class ScenarioItem(pytest.Item):
             check_commands(scenario.cast)
         except PipeplexError as exc:
             raise ScenarioFailed(str(exc)) from None
+        if scenario.skip is not None:
+            pytest.skip(scenario.skip)
         outcome = asyncio.run(run_scenario(
             scenario, grace=_grace(self.config),
             update_golden=self.config.getoption("pipeplex_update"), keep_output=True,

@@ -127,11 +127,13 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
             header = f"{what} {printable(str(outcome.scenario.path))}"
             _say("\n" + _style(header, "1;31", colored))
             _say(_indent(printable(outcome.failure or "")))
-    passed = sum(o.ok for o in outcomes)
+    passed = sum(o.ok and not o.skipped for o in outcomes)
     failed = sum(not o.ok and not o.interrupted and not o.not_run for o in outcomes)
     summary = f"{passed} passed, {failed} failed"
     if load_errors:
         summary += f", {len(load_errors)} could not be loaded"
+    if skipped := sum(o.skipped for o in outcomes):
+        summary += f", {skipped} skipped"
     if deselected:
         summary += f", {deselected} deselected"
     if not_run := sum(o.not_run for o in outcomes):
@@ -146,7 +148,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         summary += f" (timeouts x{timeout_factor:g})"
     if update:
         written = sum(o.golden_updated for o in outcomes)
-        same = sum(o.ok and not o.golden_updated and o.scenario.golden is not None
+        same = sum(o.ok and not o.skipped and not o.golden_updated and o.scenario.golden is not None
                    for o in outcomes)
         summary += (f" ({written} golden file{'' if written == 1 else 's'} written"
                     f"{f', {same} unchanged' if same else ''})")
@@ -213,6 +215,11 @@ async def _run_each(
         progress(outcomes, scenario)
         if verbose:
             _say(printable(str(scenario.path)))
+        if scenario.skip is not None:
+            outcomes.append(ScenarioOutcome(scenario, skipped=True))
+            _say(f"  {_style('SKIP', '33', colored)} " + printable(scenario.skip) if verbose
+                 else _style("s", "33", colored), end="\n" if verbose else "")
+            continue
 
         done: list[StepResult] = []
         evidence: list[str] = []
@@ -484,6 +491,9 @@ def _junit_results(outcomes: Sequence[ScenarioOutcome], load_errors: Sequence[tu
 
 def _case(outcome: ScenarioOutcome) -> CaseResult:
     path = outcome.scenario.path or "scenario"
+    if outcome.skipped:
+        return CaseResult(suite=path, name=outcome.scenario.name, seconds=0.0,
+                          skipped=f"skip = {outcome.scenario.skip!r}")
     if outcome.interrupted or outcome.not_run:  # (no test's end: an error, not a failure)
         return CaseResult(suite=path, name=outcome.scenario.name, seconds=outcome.seconds,
                           error=outcome.failure, began_at=outcome.began_at,

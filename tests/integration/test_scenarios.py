@@ -1590,3 +1590,25 @@ def test_scenarios_share_a_cast_through_include(tmp_path: Path) -> None:
     assert steps.returncode == 2
     assert ("steps.toml:3: step in an included file: it gives members only ([procs.NAME]); "
             "step belongs in the file that includes it") in steps.stdout, steps.stdout
+
+
+def test_a_scenario_that_says_skip_is_not_run_and_is_counted_apart(tmp_path: Path) -> None:
+    """skip = "why": pipeplex test leaves it out (JUnit: skipped, with why) and the run's
+    status is not the worse for it; pipeplex run still runs it."""
+    skipped = _scenario(tmp_path, "skip = 'needs postgres'\n[procs.c]\ncmd = 'echo ran'\n",
+                        "pg.toml")
+    passes = _scenario(tmp_path, CAT, "ok.toml")
+    report = tmp_path / "r.xml"
+    result = run("test", skipped, passes, "--junit", report, "-v")
+    assert result.returncode == 0, result.stdout
+    assert "  SKIP needs postgres\n" in result.stdout
+    assert "1 passed, 0 failed, 1 skipped in " in result.stdout
+    [case] = [c for c in ET.parse(report).getroot().iter("testcase") if c.get("name") == "pg"]
+    mark = case.find("skipped")
+    assert mark is not None and mark.get("message") == "skip = 'needs postgres'"
+    assert "c | ran" in run("run", skipped, "--no-color").stdout
+    bad = _scenario(tmp_path, "skip = true\n" + CAT, "bad.toml")
+    refused = run("test", bad)
+    assert refused.returncode == 2
+    assert ("bad.toml:1: skip is why the scenario is skipped, a string (skip = \"needs "
+            "postgres\"), not true") in refused.stdout

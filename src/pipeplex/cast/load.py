@@ -63,7 +63,7 @@ MAX_FILE = 16 * 2**20
 """The most a cast or scenario file may hold: its text is kept for messages."""
 
 
-SCENARIO_KEYS = ("defaults", "step", "golden", "normalize")
+SCENARIO_KEYS = ("defaults", "step", "golden", "normalize", "skip")
 """What a scenario file adds (``scenario.load``), which a plain cast file does not take."""
 
 

@@ -125,9 +125,14 @@ def scenario_from_data(
     rules: tuple[NormalizeRule, ...] = ()
     with mistakes.collecting():
         rules = _normalize(data.get("normalize", []), where)
+    skip = data.get("skip")
+    if skip is not None and (not isinstance(skip, str) or not skip.strip()):
+        mistakes.found.append(CastError(f"skip is why the scenario is skipped, a string "
+                                        f"(skip = \"needs postgres\"), not {toml_value(skip)}",
+                                        source=where("skip")))
     mistakes.raise_any()
     suspicions = _check_captures(tuple(steps), cast)
-    return Scenario(cast, tuple(steps), timeout, golden, rules, path, suspicions)
+    return Scenario(cast, tuple(steps), timeout, golden, rules, path, suspicions, skip)
 
 
 def _golden(value: object, path: str, base_dir: Path | None, where: _Where) -> str | None:

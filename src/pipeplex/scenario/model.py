@@ -80,6 +80,9 @@ class Scenario:
     normalize: tuple[NormalizeRule, ...] = field(default=())
     path: str | None = None
     suspicions: tuple[str, ...] = ()
+    skip: str | None = None
+    """Why ``pipeplex test`` (and pytest) skip it (``skip = "needs postgres"``): not run,
+    and counted apart. ``pipeplex run`` runs it all the same."""
     """What may explain a failure, found at load: a ``{name}`` close to a captured
     variable's name, which is sent as written (see the report's notes)."""
 

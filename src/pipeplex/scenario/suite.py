@@ -68,6 +68,9 @@ class ScenarioOutcome:
     output: str = ""
     """The merged stream of a failed scenario, when kept (``keep_output``): its last MiB."""
 
+    skipped: bool = False
+    """It was not run: its file says ``skip`` (``scenario.skip`` says why)."""
+
     @property
     def ok(self) -> bool:
         return self.failure is None
