@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import stat
+import sys
 
 import pytest
 
@@ -638,3 +640,24 @@ def test_scenario_files_named_in_the_ini_are_tests(pytester: pytest.Pytester) ->
     skipped = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", "scenarios/pg.toml")
     skipped.assert_outcomes(skipped=1)
     assert "needs postgres" in skipped.stdout.str()
+
+
+def test_scenario_tests_share_casts_and_report_warnings(pytester: pytest.Pytester) -> None:
+    """A cast file the scenarios include is no test of its own; what a run would warn of
+    (a member that ignored SIGTERM) is a PipeplexWarning at the file, not an error."""
+    pytester.makepyprojecttoml(
+        '[tool.pytest.ini_options]\npipeplex_scenarios = ["scenarios/*.toml"]\n')
+    pytester.mkdir("scenarios")
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('up', flush=True); time.sleep(60)")
+    (pytester.path / "scenarios" / "cast.toml").write_text(
+        f"[procs.s]\ncmd = {json.dumps([sys.executable, '-c', stubborn])}\n"
+        "stop_timeout = 0.2\n")
+    (pytester.path / "scenarios" / "uses.toml").write_text(
+        "include = 'cast.toml'\n[[step]]\nexpect = 'up'\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "default")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*scenarios/uses.toml::uses*", "*PipeplexWarning: "
+                                 "scenarios/uses.toml: s: ignored SIGTERM for 0.2 s; sent "
+                                 "SIGKILL to its process group*"])
+    assert "cast.toml::cast" not in result.stdout.str()

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import glob
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,27 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
         shown = file_path.as_posix()
     if not any(fnmatch.fnmatch(shown, pattern) for pattern in patterns):
         return None
+    if os.path.abspath(file_path) in _included(parent.config, patterns):
+        return None  # (a cast file scenarios include: no test of its own, as in pipeplex test)
     return ScenarioFile.from_parent(parent, path=file_path)
+
+
+_INCLUDED_KEY = pytest.StashKey[frozenset[str]]()
+
+
+def _included(config: pytest.Config, patterns: list[str]) -> frozenset[str]:
+    """The cast files that the scenario files ``patterns`` name include (absolute paths),
+    read once a session."""
+    included = config.stash.get(_INCLUDED_KEY, None)
+    if included is None:
+        from .scenario.load import collected_as
+
+        files = {path for pattern in patterns
+                 for path in glob.glob(pattern, root_dir=config.rootpath, recursive=True)}
+        included = frozenset(name for path in files if path.endswith(".toml")
+                             for name in collected_as(config.rootpath / path)[1])
+        config.stash[_INCLUDED_KEY] = included
+    return included
 
 
 class ScenarioFile(pytest.File):
@@ -86,8 +108,13 @@ class ScenarioItem(pytest.Item):
             self.add_report_section("call", _SECTION, outcome.output)
         if outcome.failure is not None:
             raise ScenarioFailed(outcome.failure)
-        for warning in outcome.warnings:
-            self.warn(pytest.PytestWarning(f"{self.path}: {warning}"))
+        if outcome.warnings:
+            from .pytest_plugin import PipeplexWarning
+
+            for warning in outcome.warnings:  # (at the file, as the plugin's are at a test)
+                where = "" if warning.startswith(f"{scenario.path}:") else f"{scenario.path}: "
+                warnings.warn_explicit(PipeplexWarning(f"{where}{warning}"), PipeplexWarning,
+                                       filename=str(self.path), lineno=1)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
@@ -95,8 +122,8 @@ class ScenarioItem(pytest.Item):
             return str(excinfo.value)
         return str(super().repr_failure(excinfo, style=style))
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"scenario {self.name}"
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"scenario {self.name}"
 
 
 def _grace(config: pytest.Config) -> float:
