@@ -64,6 +64,8 @@ def test_a_call_that_waits_from_a_sink_is_refused_not_a_deadlock() -> None:
 
 def test_bad_arguments_of_members_are_value_errors() -> None:
     with Plex() as plex:
+        with pytest.raises(pipeplex.ArgumentError, match="c: background is True or False"):
+            plex.spawn("c", "cat", background="yes")  # type: ignore[arg-type]
         cat = plex.spawn("cat", "cat")
         for pattern, message in ((b"hello", "is bytes"), (5, "not 5"), ([], "at least one"),
                                  (["ok", b"x"], "is bytes")):

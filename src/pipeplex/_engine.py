@@ -616,12 +616,14 @@ class Engine:
 
     async def wait_up_again(self, name: str) -> bool:
         """Wait until ``name``'s current run is ready (a restart's, say: as its dependents'
-        starts wait); False if the cast began to stop first."""
+        starts wait), or nothing more will come of it. Whether it got ready: False if it
+        ended before it was, or the cast began to stop first."""
         assert self._stop is not None
         gate = self._up_gate(name)
         if gate is not None:
             await first(gate, self._stop)
-        return not self.stopping
+        seat = self._seats.get(name)
+        return not self.stopping and seat is not None and (seat.up_now or seat.ready_last)
 
     async def stop_leftovers(self, name: str) -> None:
         """Stop what the ended member ``name`` left in its process group (announced, with

@@ -633,6 +633,8 @@ class AsyncPlex:
         if not isinstance(name, str):
             raise ArgumentError(f"a member's name is a str, not {name!r}")
         check_name(name, None)
+        if not isinstance(background, bool):
+            raise ArgumentError(f"{name}: background is True or False, not {background!r}")
         ready = ready_text(ready)
         cwd = path_of(cwd, "cwd")
         if ready is None and ready_timeout is not None:
@@ -677,7 +679,7 @@ class AsyncPlex:
         self._check_can_add(name)
         await self.engine.stop_leftovers(name)  # an ended member's, before its name is reused
         member = self._add(spec)
-        member.background = bool(background)
+        member.background = background
         try:
             if not await self.engine.wait_ready(name):
                 raise PipeplexError(f"{name}: the plex was stopped before it was "

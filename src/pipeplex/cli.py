@@ -633,6 +633,13 @@ def _scenario_files(given: Sequence[Path], *, verbose: bool = False) -> list[Pat
     return files
 
 
+def _from_here(file: Path) -> str:
+    """A scenario's path from the current folder, for ``-k`` to match (as pytest matches a
+    test's id from its rootdir): the folders above it, given or not, hold no words of its."""
+    shown = os.path.relpath(file)
+    return str(file) if shown.startswith("..") else shown
+
+
 def _test_options(parser: argparse.ArgumentParser) -> None:
     from .cast.spec import DEFAULT_GRACE
 
@@ -681,7 +688,7 @@ def test(args: argparse.Namespace) -> None:
     deselected = 0
     if args.select is not None:
         expression, chosen = args.select
-        kept = [file for file in files if chosen(str(file))]
+        kept = [file for file in files if chosen(_from_here(file))]
         if not kept:
             names = ", ".join(quoted(str(file)) for file in files[:5])
             more = f" and {len(files) - 5} more" if len(files) > 5 else ""

@@ -1423,7 +1423,9 @@ def test_k_runs_only_the_scenarios_whose_path_holds_its_words(tmp_path: Path) ->
     for name in ("chat/login.toml", "chat/logout.toml", "groupchat.toml"):
         _scenario(tmp_path, CAT, name)
     (tmp_path / "slow.toml").write_text("[procs.c\n")  # (not TOML: it would fail to load)
-    result = run("test", tmp_path, "-v", "-k", "CHAT and not logout")
+    # (From the folder above them, given in full: that folder's own words are not matched.)
+    result = run("test", tmp_path, "-v", "-k", "CHAT and not logout and not pytest",
+                 cwd=tmp_path.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     ran = [line for line in result.stdout.splitlines() if line.endswith(".toml")]
     assert [Path(line).name for line in ran] == ["login.toml", "groupchat.toml"]
@@ -1447,6 +1449,8 @@ def test_a_folder_leaves_out_another_programs_toml(tmp_path: Path) -> None:
     _scenario(tmp_path, CAT, "chat.toml")
     (tmp_path / "fixtures").mkdir()
     (tmp_path / "fixtures" / "server.toml").write_text("[server]\nport = 8080\n")
+    (tmp_path / "fixtures" / "pyproject.toml").write_text(  # (project ~ procs, exclude ~ ...)
+        '[project]\nname = "x"\n[tool.ruff]\nexclude = ["a"]\ninclude = ["*.py"]\n')
     result = run("test", tmp_path, "-v")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed, 0 failed in " in result.stdout
@@ -1499,6 +1503,12 @@ def test_a_path_written_from_the_cast_files_folder_is_said_to_be(tmp_path: Path)
             f"folder it runs in ({tmp_path}, pipeplex's) but in the cast file's (tests): set "
             'cwd = "." to run p there') in result.stdout, result.stdout
     assert run("test", py.name, cwd=suite).returncode == 0  # (from its own folder: no word)
+    (suite / "hello.py").write_text("print('hello runs')\n")
+    bare = _scenario(suite, f"[procs.b]\ncmd = {json.dumps([sys.executable, 'hello.py'])}\n"
+                            "[[step]]\nexpect = 'hello runs'\ntimeout = 5\n", "bare.toml")
+    named = run("test", f"tests/{bare.name}", cwd=tmp_path)
+    assert "note: tests/bare.toml:2: b's command names 'hello.py', which is not in" in (
+        named.stdout), named.stdout
     (suite / "py.toml").write_text(py.read_text().replace("[procs.p]\n", "[procs.p]\ncwd = '.'\n"))
     assert run("test", "tests/py.toml", cwd=tmp_path).returncode == 0
     _scenario(suite, "[procs.a]\ncmd = './app'\n", "app.toml")
@@ -1612,3 +1622,15 @@ def test_a_scenario_that_says_skip_is_not_run_and_is_counted_apart(tmp_path: Pat
     assert refused.returncode == 2
     assert ("bad.toml:1: skip is why the scenario is skipped, a string (skip = \"needs "
             "postgres\"), not true") in refused.stdout
+
+
+def test_a_restart_step_fails_when_the_new_run_ends_before_it_is_ready(
+        tmp_path: Path) -> None:
+    flag = tmp_path / "ran"
+    script = f"if [ -e {flag} ]; then echo boom; exit 3; fi; touch {flag}; echo ready; exec cat"
+    case = _scenario(tmp_path, f"[procs.srv]\ncmd = {json.dumps(['sh', '-c', script])}\n"
+                               "ready = 'ready'\n[[step]]\nrestart = 'srv'\n")
+    result = run("test", case)
+    assert result.returncode == 1
+    assert "restart 'srv': srv did not get ready again (srv exited with code 3)" in (
+        result.stdout), result.stdout

@@ -729,8 +729,23 @@ class TestAcrossMembers:
         assert err.source == f"{path}:{4 + where.count(chr(10)) + 1}"
         assert err.message == (
             'web: uses {port}, which db captures, but does not start after it; add after = ["db"]'
-            " (for the text {port} itself, write \\{port})"
         )
+
+    @pytest.mark.parametrize(("cmd", "hint"), [
+        ("sh -c 'echo {port}'", True), ("bash -c 'echo {port}'", True), ("echo {port}", False),
+    ])
+    def test_only_a_shell_script_is_told_how_to_write_the_braces(self, cmd: str,
+                                                                 hint: bool) -> None:
+        """A backslash keeps the braces as text only in a script a shell runs: elsewhere
+        the hint would lead to the same error again."""
+        db = ProcSpec("db", "x", ready=r"port (?P<port>\d+)")
+        with pytest.raises(CastError) as info:
+            validate_cast(CastSpec((db, ProcSpec("web", cmd))))
+        said = "; for the text {port} itself, write \\{port}"
+        assert info.value.message.endswith(said) == hint, info.value.message
+        with pytest.raises(CastError) as info:
+            validate_cast(CastSpec((db, ProcSpec("web", "x", shell=True, env={"P": "{port}"}))))
+        assert said not in info.value.message  # (an env value is no script)
 
     def test_a_p_member_using_a_captured_variable_is_told_to_go_to_the_cast_file(self) -> None:
         """-p gives no after: the advice for a -p member is what it can do."""
@@ -740,8 +755,7 @@ class TestAcrossMembers:
             validate_cast(CastSpec((db, web)))
         assert info.value.message == (
             "web: uses {port}, which db captures, but does not start after it; declare web "
-            'in a cast file instead, with after = ["db"] (-p gives no after) (for the text '
-            "{port} itself, write \\{port})")
+            'in a cast file instead, with after = ["db"] (-p gives no after)')
         ported = parse_proc_option("web=y", ready_port="{port}")
         with pytest.raises(CastError) as info:
             validate_cast(CastSpec((db, ported)))

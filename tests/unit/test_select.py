@@ -43,6 +43,8 @@ def test_an_expression_chooses_by_the_words_in_the_path(expression: str,
     ("chat)", "a ')' has no '(' before it"),
     ("()", "a word is missing after '(', before ')'"),
     ("chat slow", "'slow' follows a whole expression: join the two with 'and' or 'or'"),
+    ("(" * 5000 + "chat" + ")" * 5000, "it is nested too deeply"),
+    ("not " * 5000 + "chat", "it is nested too deeply"),
 ])
 def test_a_bad_expression_says_what_is_wrong(expression: str, message: str) -> None:
     with pytest.raises(ValueError, match="^" + re.escape(message)):

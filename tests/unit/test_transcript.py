@@ -390,6 +390,7 @@ def test_a_transcript_makes_its_missing_folders_private(tmp_path: Path) -> None:
     TranscriptSink(path, Bus()).close()
     assert path.is_file()
     assert stat.S_IMODE((tmp_path / "missing" / "inner").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "missing").stat().st_mode) == 0o700
     (tmp_path / "afile").write_text("x")
     with pytest.raises(PipeplexError) as info:
         TranscriptSink(tmp_path / "afile" / "t.jsonl", Bus())

@@ -159,15 +159,18 @@ def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
     if missing:
         var = sorted(missing)[0]
         provider = captured[var]
-        where = proc.where(key_using(proc, var))
+        key = key_using(proc, var)
+        where = proc.where(key)
+        # (A backslash keeps the braces only in a script a shell runs.)
+        text = (f"; for the text {{{var}}} itself, write \\{{{var}}}"
+                if key == "cmd" and _shell_script(proc) else "")
         if provider == proc.name:
             raise CastError(f"{proc.name}: uses {{{var}}}, which it captures itself; a "
                             "captured value is known once its member is ready, so only "
-                            "members that start after it can use it (for the text "
-                            f"{{{var}}} itself, write \\{{{var}}})", source=where)
+                            f"members that start after it can use it{text}", source=where)
         raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
-                        f"does not start after it; {_add_after(proc, provider)} (for the "
-                        f"text {{{var}}} itself, write \\{{{var}}})", source=where)
+                        f"does not start after it; {_add_after(proc, provider)}{text}",
+                        source=where)
     unknown = port - available - captures[proc.name]
     if unknown:
         var = sorted(unknown)[0]
@@ -179,6 +182,20 @@ def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
                 "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
         raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
                         f"starts after captures; {hint}", source=proc.where("ready_port"))
+
+
+def _shell_script(proc: ProcSpec) -> bool:
+    """Whether ``proc``'s command is a script a shell runs (``shell = true``, or a shell's
+    ``-c`` operand), where ``\\{name}`` is the text ``{name}``."""
+    from .shell import shell_script_operand
+
+    if proc.shell:
+        return True
+    try:
+        words = split_command(proc.cmd) if isinstance(proc.cmd, str) else proc.cmd
+    except ValueError:
+        return False
+    return shell_script_operand(words) is not None
 
 
 def _add_after(proc: ProcSpec, provider: str, why: str = "") -> str:

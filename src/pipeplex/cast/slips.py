@@ -31,6 +31,10 @@ def cast_warnings(cast_spec: CastSpec) -> list[str]:
             *path_warnings(cast_spec), *variable_warnings(cast_spec)]
 
 
+_A_FILE_NAME = re.compile(r"[\w.-]*\w\.[A-Za-z0-9]{1,5}")
+"""A word that names a file (``server.py``, ``app.js``) rather than an argument."""
+
+
 def path_warnings(cast_spec: CastSpec) -> list[str]:
     """An argument that is a relative path (``progs/server.py``) missing from the folder a
     member runs in, but there beside its cast file: the program would not find it (a
@@ -41,7 +45,8 @@ def path_warnings(cast_spec: CastSpec) -> list[str]:
         if proc.shell or proc.cwd is not None or proc.file_folder is None:
             continue
         for word in proc.argv()[1:]:
-            if ("/" not in word or word.startswith(("-", "~", "{")) or "=" in word
+            if (not ("/" in word or _A_FILE_NAME.fullmatch(word))
+                    or word.startswith(("-", "~", "{")) or "=" in word
                     or os.path.exists(word)):
                 continue
             if beside_the_file(proc, word):

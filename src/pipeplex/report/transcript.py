@@ -126,7 +126,8 @@ class TranscriptSink:
             if _OWN_DESCRIPTOR.fullmatch(text):
                 fd = _own_descriptor(text)
             else:
-                make_folders(self.path.parent, mode=0o700)  # (as --junit's; private, as it is)
+                # (As --junit's; private, as the transcript is, those above it too.)
+                make_folders(self.path.parent, mode=0o700, above=0o700)
                 fd = open_record(self.path)
         except Unsafe as exc:
             system = os.fspath(path).startswith(("/dev/", "/proc/"))

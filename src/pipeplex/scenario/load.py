@@ -14,7 +14,6 @@ from .._suggest import close_match, suggest
 from ..cast.checks import Mistakes
 from ..cast.load import (
     SCENARIO_KEYS,
-    TOP_KEYS,
     _Where,
     cast_from_data,
     parse_toml,
@@ -61,23 +60,39 @@ def load_scenario(path: str | os.PathLike[str], *, what: str = "scenario file",
 
 def collected_as(path: str | os.PathLike[str]) -> tuple[bool, tuple[str, ...]]:
     """What a ``.toml`` file found in a folder of tests is: whether it is another program's
-    (none of its tables or keys is, or is close to, one a scenario has: a server's
-    configuration beside the scenarios), and the cast files it includes (absolute paths:
-    members shared by scenarios, no tests of their own). A file that cannot be read or
-    parsed is taken for a scenario: its load says what is wrong."""
+    (a pyproject.toml, a server's configuration beside the scenarios), and the cast files
+    it includes (absolute paths: members shared by scenarios, no tests of their own).
+
+    A file is pipeplex's when it has members or steps (``[procs]``, ``[[step]]``), includes
+    cast files, or has a table that looks like members or steps under a mistyped name
+    (``[proc.server]`` with a ``cmd``, ``[[steps]]`` with an ``expect``), which its load
+    then points out. Other keys a scenario has (``golden``, ``skip``, ...) say nothing
+    alone: configuration files have keys like them. A file that cannot be read or parsed
+    is taken for a scenario: its load says what is wrong."""
     try:
         _, _, data = read_toml(path, "scenario file")
     except CastError:
         return False, ()
-    ours = (*TOP_KEYS, *SCENARIO_KEYS)
-    other = not any(key in ours or close_match(key, ours) for key in data)
-    include = data.get("include", ())
-    written = [include] if isinstance(include, str) else include
-    folder = Path(path).parent
-    included = tuple(os.path.abspath(folder / Path(name).expanduser())
-                     for name in written if isinstance(name, str) and name) \
-        if isinstance(written, list | tuple) else ()
-    return other, included
+    written = data.get("include", ())
+    names = [written] if isinstance(written, str) else written
+    included = tuple(
+        os.path.abspath(Path(path).parent / Path(name).expanduser())
+        for name in (names if isinstance(names, list) else ())
+        if isinstance(name, str) and name.endswith(".toml"))
+    ours = ("procs" in data or "step" in data or bool(included)
+            or any(_looks_like_members(value) or _looks_like_steps(value)
+                   for value in data.values()))
+    return not ours, included
+
+
+def _looks_like_members(value: Any) -> bool:
+    return isinstance(value, dict) and any(
+        isinstance(table, dict) and "cmd" in table for table in value.values())
+
+
+def _looks_like_steps(value: Any) -> bool:
+    return isinstance(value, list) and any(
+        isinstance(table, dict) and any(key in ACTIONS for key in table) for table in value)
 
 
 def scenario_from_text(

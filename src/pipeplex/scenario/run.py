@@ -302,7 +302,12 @@ async def _restart(step: Step, value: str, run: _Run) -> Checked:
     try:
         async with asyncio.timeout(run.timeout):
             await run.engine.restart(value)
-            await run.engine.wait_up_again(value)
+            if not await run.engine.wait_up_again(value):
+                code = run.engine.members[value].returncode
+                how = f" ({value} {describe_returncode(code)})" if code is not None else ""
+                raise StepFailed(step, f"{value} did not get ready again{how}"
+                                       f"{_why_stopping(run.engine, value)}\n"
+                                       f"{run.engine.recent.describe(value)}", member=value)
     except TimeoutError:
         raise StepFailed(step, f"{value} did not start again within {run.timeout:.1f} s\n"
                          f"{run.engine.recent.describe(value)}", member=value,

@@ -1,8 +1,8 @@
 """Choosing scenarios by name: ``pipeplex test -k EXPR``, as pytest's ``-k`` reads.
 
-A word matches a scenario whose path holds it (case aside, without ``.toml``): ``-k chat``
-takes ``tests/chat/login.toml`` and ``tests/groupchat.toml``. Words combine with ``and``,
-``or``, ``not`` and parentheses: ``-k "chat and not slow"``.
+A word matches a scenario whose path from the current folder holds it (case aside, without
+``.toml``): ``-k chat`` takes ``tests/chat/login.toml`` and ``tests/groupchat.toml``. Words
+combine with ``and``, ``or``, ``not`` and parentheses: ``-k "chat and not slow"``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,11 @@ def selector(expression: str) -> Selector:
         raise ValueError("it is empty: give a word that the scenarios to run have in their "
                          "path, as -k chat")
     parser = _Parser(tokens)
-    chosen = parser.either()
+    try:
+        chosen = parser.either()
+    except RecursionError:
+        raise ValueError("it is nested too deeply: write it with fewer parentheses and "
+                         "nots") from None
     if parser.at < len(tokens):
         extra = tokens[parser.at]
         if extra == ")":

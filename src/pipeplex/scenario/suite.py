@@ -197,7 +197,9 @@ async def run_scenario(
             scenario, events, engine.variables, update_golden, update_command)
     if outcome.failure is not None and scenario.suspicions:
         outcome.failure += "".join(f"\nnote: {s}" for s in scenario.suspicions)
-    slips = [w for w in outcome.warnings if scenario.path and w.startswith(f"{scenario.path}:")]
+    files = {scenario.path, *(proc.source.rpartition(":")[0] for proc in scenario.cast.procs
+                              if proc.source and ":" in proc.source)} - {None, ""}
+    slips = [w for w in outcome.warnings if any(w.startswith(f"{f}:") for f in files)]
     if outcome.failure is not None and slips:  # (what the file itself may have got wrong)
         outcome.failure += "".join(f"\nnote: {slip}" for slip in slips)
         outcome.warnings = [w for w in outcome.warnings if w not in slips]
