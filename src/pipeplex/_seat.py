@@ -71,6 +71,14 @@ class Seat:
         self.removing: bool = False
         """An added member being removed: nothing starts it again."""
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__
+                          if name not in ("ready", "start_requested", "up", "supervisor",
+                                          "restarted", "backoff"))
+        futures = [name for name in ("ready", "start_requested", "up", "restarted", "backoff")
+                   if (future := getattr(self, name)) is not None and not future.done()]
+        return f"<Seat {shown}, pending={futures}>"
+
     def forget_runs(self) -> None:
         """Its name is taken by a new member: what belonged to the old one's runs goes. Its
         readiness gates and captured values stay: members that wait for the name wait on,

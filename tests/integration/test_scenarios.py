@@ -1593,6 +1593,13 @@ def test_scenarios_share_a_cast_through_include(tmp_path: Path) -> None:
             f"{tmp_path / 'casts' / 'none.toml'})") in bad.stdout, bad.stdout
     assert (f"c.toml:2: [procs.server] is declared in {tmp_path / 'casts' / 'server.toml'}:1 "
             "too, which this file includes: give one of them another name") in bad.stdout
+    for include, said in (("['casts/server.toml', 'casts/server.toml']",
+                           "include: 'casts/server.toml' is named twice"),
+                          ("'casts'", "include: 'casts': this is a folder, not a cast file"),
+                          ("'e.toml'", "include: 'e.toml' is this file itself")):
+        (tmp_path / "e.toml").write_text(f"include = {include}\n[procs.x]\ncmd = 'cat'\n")
+        wrong = run("test", tmp_path / "e.toml")
+        assert wrong.returncode == 2 and f"e.toml:1: {said}" in wrong.stdout, wrong.stdout
     (tmp_path / "casts" / "steps.toml").write_text("[procs.x]\ncmd = 'cat'\n[[step]]\n"
                                                    "expect = 'x'\n")
     (tmp_path / "d.toml").write_text("include = 'casts/steps.toml'\n")

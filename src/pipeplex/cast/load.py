@@ -321,6 +321,8 @@ def _included(value: Any, where: Callable[..., str | None], base_dir: Path | Non
                                source=where("include")))
         return []
     procs: list[ProcSpec] = []
+    seen: set[str] = set()
+    including = getattr(where, "path", None)
     for written in paths:
         path = Path(written).expanduser()
         if base_dir is not None and not path.is_absolute():
@@ -329,7 +331,20 @@ def _included(value: Any, where: Callable[..., str | None], base_dir: Path | Non
             if not os.path.lexists(path):
                 raise CastError(f"include: no such cast file {written!r} (looked for {path})",
                                 source=where("include"))
-            shown, text, data = read_toml(path, "included cast file")
+            real = os.path.realpath(path)
+            if including is not None and real == os.path.realpath(including):
+                raise CastError(f"include: {written!r} is this file itself",
+                                source=where("include"))
+            if real in seen:
+                raise CastError(f"include: {written!r} is named twice", source=where("include"))
+            seen.add(real)
+            try:
+                shown, text, data = read_toml(path, "cast file")
+            except CastError as exc:
+                if exc.source != os.fspath(path):  # (at a line of it: said there)
+                    raise
+                raise CastError(f"include: {written!r}: {exc.message}",
+                                source=where("include")) from None
             inner = _Where(shown, text)
             others = [key for key in data if key != "procs"]
             if others:

@@ -134,9 +134,10 @@ class TranscriptSink:
             advice = "give another file" if system else "remove it, or give another file"
             raise PipeplexError(f"cannot write the transcript {self.path}: {exc}; {advice}"
                                 ) from None
-        except FileExistsError as exc:  # (made folders: a file where one of them goes)
-            raise PipeplexError(f"cannot write the transcript {self.path}: {exc.filename} is "
-                                "a file, not a folder (give another path)") from None
+        except (FileExistsError, NotADirectoryError):  # (a file where a folder of it goes)
+            raise PipeplexError(f"cannot write the transcript {self.path}: "
+                                f"{_a_file_above(self.path)} is a file, not a folder (give "
+                                "another path)") from None
         except OSError as exc:
             raise PipeplexError(f"cannot write the transcript {self.path}: {exc.strerror} "
                                 "(give a file in a folder you may write to)") from None
@@ -218,6 +219,14 @@ class TranscriptSink:
             except OSError as exc:
                 self._fail(exc)
             self._file = None
+
+
+def _a_file_above(path: Path) -> Path:
+    """The first of ``path``'s folders that is something else (a file) in fact."""
+    for folder in reversed(path.parents):
+        if os.path.lexists(folder) and not folder.is_dir():
+            return folder
+    return path.parent
 
 
 def _same_object(kind: os.stat_result, fd: int) -> bool:
