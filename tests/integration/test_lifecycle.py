@@ -283,8 +283,9 @@ def test_a_captured_port_that_is_not_a_port_fails_readiness(run_dir: Path,
 
 
 def test_bad_seconds_and_unwritable_records_are_usage_errors(run_dir: Path) -> None:
+    (run_dir.parent / "a-file").write_text("x")  # (where the transcript's folder would go)
     for args in (["--grace", "nan"], ["--grace", "1e12"],
-                 ["--transcript", str(run_dir / "no" / "t.jsonl")]):
+                 ["--transcript", str(run_dir.parent / "a-file" / "t.jsonl")]):
         result = run("run", "-p", "a=true", "--run-dir", run_dir, *args)
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
