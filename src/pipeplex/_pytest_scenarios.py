@@ -6,8 +6,8 @@ Opt-in, since a project's ``.toml`` files are mostly not scenarios::
     [tool.pytest.ini_options]
     pipeplex_scenarios = ["tests/scenarios/*.toml"]
 
-Patterns are matched against each file's path from the rootdir (``fnmatch``: ``*`` also
-crosses folders). ``--pipeplex-update`` writes golden files instead of comparing them.
+Patterns are globs from the rootdir (``**`` for any folders between). ``--pipeplex-update``
+writes golden files instead of comparing them.
 A failure reads as ``pipeplex test`` prints it, without a Python traceback, and the merged
 stream is attached as the "pipeplex transcript" section.
 """
@@ -15,7 +15,6 @@ stream is attached as the "pipeplex transcript" section.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import glob
 import os
 import warnings
@@ -42,36 +41,31 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
-    if file_path.suffix != ".toml":
+    if file_path.suffix != ".toml" or not parent.config.getini("pipeplex_scenarios"):
         return None
-    patterns = parent.config.getini("pipeplex_scenarios")
-    try:
-        shown = file_path.relative_to(parent.config.rootpath).as_posix()
-    except ValueError:
-        shown = file_path.as_posix()
-    if not any(fnmatch.fnmatch(shown, pattern) for pattern in patterns):
+    if os.path.abspath(file_path) not in _scenario_files(parent.config):
         return None
-    if os.path.abspath(file_path) in _included(parent.config, patterns):
-        return None  # (a cast file scenarios include: no test of its own, as in pipeplex test)
     return ScenarioFile.from_parent(parent, path=file_path)
 
 
-_INCLUDED_KEY = pytest.StashKey[frozenset[str]]()
+_FILES_KEY = pytest.StashKey[frozenset[str]]()
 
 
-def _included(config: pytest.Config, patterns: list[str]) -> frozenset[str]:
-    """The cast files that the scenario files ``patterns`` name include (absolute paths),
-    read once a session."""
-    included = config.stash.get(_INCLUDED_KEY, None)
-    if included is None:
+def _scenario_files(config: pytest.Config) -> frozenset[str]:
+    """The scenario files the patterns name (absolute paths), found once a session, less
+    the cast files that they include: those are no tests of their own, as in pipeplex
+    test."""
+    found = config.stash.get(_FILES_KEY, None)
+    if found is None:
         from .scenario.load import collected_as
 
-        files = {path for pattern in patterns
-                 for path in glob.glob(pattern, root_dir=config.rootpath, recursive=True)}
-        included = frozenset(name for path in files if path.endswith(".toml")
-                             for name in collected_as(config.rootpath / path)[1])
-        config.stash[_INCLUDED_KEY] = included
-    return included
+        named = {os.path.abspath(config.rootpath / path)
+                 for pattern in config.getini("pipeplex_scenarios")
+                 for path in glob.glob(pattern, root_dir=config.rootpath, recursive=True)
+                 if path.endswith(".toml")}
+        included = {name for path in named for name in collected_as(path)[1]}
+        found = config.stash[_FILES_KEY] = frozenset(named - included)
+    return found
 
 
 class ScenarioFile(pytest.File):
