@@ -595,39 +595,44 @@ def _scenario_files(given: Sequence[Path], *, verbose: bool = False) -> list[Pat
     """The files given, with each folder replaced by the ``.toml`` files in it and its
     subfolders, in name order (as pytest collects a folder). Folders and files whose names
     begin with a dot are left out, and links to folders are not followed, nor is a TOML
-    file of another program's (a server's configuration among its scenarios; ``verbose``:
-    said on stderr). A folder adds only files not named yet; a file named on its own runs
-    each time it is named, and is always taken for a scenario."""
+    file of another program's (a server's configuration among its scenarios), nor a cast
+    file that the scenarios given or found include (``verbose``: both said on stderr). A
+    folder adds only files not named yet; a file named on its own runs each time it is
+    named, and is always taken for a scenario."""
     from .scenario.load import collected_as
 
+    def unreadable(exc: OSError) -> NoReturn:
+        _fail(f"cannot read the folder {quoted(exc.filename)}: {exc.strerror}")
+
+    found_in: dict[Path, list[Path]] = {}  # (each folder given: its .toml files)
+    for path in given:
+        if os.path.isdir(path):
+            found = found_in.setdefault(path, [])
+            for folder, subfolders, names in os.walk(path, onerror=unreadable):
+                subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+                found += [Path(folder, name) for name in names
+                          if name.endswith(".toml") and not name.startswith(".")]
+            if not found:
+                _fail(f"{quoted(str(path))} holds no .toml file to test")
+    facts = {file: collected_as(file) for found in found_in.values() for file in found}
+    facts.update((path, collected_as(path)) for path in given if path not in found_in)
+    included = {name for _, names in facts.values() for name in names}
     files: list[Path] = []
     for path in given:
-        if not os.path.isdir(path):  # (one that cannot be read is said as it is loaded)
+        if path not in found_in:  # (one that cannot be read is said as it is loaded)
             files.append(path)
             continue
-        found = []
-
-        def unreadable(exc: OSError) -> NoReturn:
-            _fail(f"cannot read the folder {quoted(exc.filename)}: {exc.strerror}")
-
-        for folder, subfolders, names in os.walk(path, onerror=unreadable):
-            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-            found += [Path(folder, name) for name in names
-                      if name.endswith(".toml") and not name.startswith(".")]
-        if not found:
-            _fail(f"{quoted(str(path))} holds no .toml file to test")
-        named = {os.path.abspath(file) for file in files}
-        facts = {file: collected_as(file) for file in found}
-        others = {file for file, (other, _) in facts.items() if other}
+        found = found_in[path]
+        others = {file for file in found if facts[file][0]}
         if len(others) == len(found):
             _fail(f"{quoted(str(path))} holds no scenario to test: its .toml files are "
                   "another program's (none has [procs] or [[step]])")
-        included = {name for _, names in facts.values() for name in names}
         shared = {file for file in found if os.path.abspath(file) in included} - others
         for file in sorted(others | shared) if verbose else ():
             why = ("a cast file other scenarios include" if file in shared else
                    "it has no table or key of a scenario's ([procs], [[step]], ...)")
             print(printable(f"pipeplex: skipped {file}: {why}"), file=sys.stderr)
+        named = {os.path.abspath(file) for file in files}
         files += [file for file in sorted(set(found) - others - shared)
                   if os.path.abspath(file) not in named]
     return files

@@ -1585,6 +1585,8 @@ def test_scenarios_share_a_cast_through_include(tmp_path: Path) -> None:
     assert "2 passed, 0 failed in " in result.stdout
     assert (f"pipeplex: skipped {tmp_path / 'casts' / 'server.toml'}: a cast file other "
             "scenarios include") in result.stderr
+    apart = run("test", tmp_path / "a.toml", tmp_path / "casts")  # (given apart: the same)
+    assert apart.returncode == 0 and "1 passed, 0 failed in " in apart.stdout, apart.stdout
     (tmp_path / "c.toml").write_text("include = ['casts/none.toml', 'casts/server.toml']\n"
                                      "[procs.server]\ncmd = 'cat'\n")
     bad = run("test", tmp_path / "c.toml")
