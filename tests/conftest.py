@@ -50,6 +50,16 @@ def _wait_gone(pids: list[int], timeout: float) -> None:
 
 
 @pytest.fixture(autouse=True)
+def own_cache_and_state(monkeypatch: pytest.MonkeyPatch,
+                        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """pipeplex's cache (what failed, for --lf) and state (the console's history) go to the
+    session's own folder, never the user's: a test run leaves nothing in their home."""
+    base = tmp_path_factory.getbasetemp() / "xdg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "state"))
+
+
+@pytest.fixture(autouse=True)
 def no_leftover_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fail the test if any process it started (directly or not) outlives it."""
     token = uuid.uuid4().hex

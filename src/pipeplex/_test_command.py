@@ -35,6 +35,7 @@ from .report.files import make_folders
 from .report.junit import CaseResult, check_junit, write_junit
 from .report.records import numbered_records, record_event, record_input
 from .scenario import load_scenario
+from .scenario.last_failed import remember
 from .scenario.model import Scenario
 from .scenario.run import StepResult
 from .scenario.suite import ScenarioOutcome, run_scenario
@@ -152,6 +153,11 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
                    for o in outcomes)
         summary += (f" ({written} golden file{'' if written == 1 else 's'} written"
                     f"{f', {same} unchanged' if same else ''})")
+    remember(failed=[*(o.scenario.path for o in outcomes if o.scenario.path and not o.ok
+                       and not o.interrupted and not o.not_run),
+                     *(path for path, _ in load_errors)],
+             passed=[o.scenario.path for o in outcomes
+                     if o.scenario.path and o.ok and not o.skipped])  # (for --lf)
     code = "1;32" if not failed and not load_errors and interrupted is None else "1;31"
     _say(_style(summary, code, colored))
     for outcome in outcomes:

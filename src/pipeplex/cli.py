@@ -655,6 +655,9 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per step")
     parser.add_argument("-x", "--exitfirst", action="store_true",
                         help="stop at the first scenario that fails (the rest: skipped)")
+    parser.add_argument("--lf", "--last-failed", dest="last_failed", action="store_true",
+                        help="run only the scenarios that failed the last time they ran "
+                             "from this folder (all of them if none did)")
     parser.add_argument("--list", action="store_true",
                         help="print the scenario files that would run (after -k), one a "
                              "line, and run none")
@@ -700,6 +703,16 @@ def test(args: argparse.Namespace) -> None:
             _fail(f"no scenario's path matches -k {quoted(expression)}; the "
                   f"{'one' if len(files) == 1 else len(files)} given: {names}{more}")
         files, deselected = kept, len(files) - len(kept)
+    if args.last_failed:
+        from .scenario.last_failed import last_failed
+
+        failed = last_failed()
+        again = [file for file in files if os.path.abspath(file) in failed]
+        if again:
+            files, deselected = again, deselected + len(files) - len(again)
+        else:
+            print("pipeplex: none of these scenarios failed the last time it ran here: "
+                  "running them all", file=sys.stderr)
     if args.list:
         with printing():
             for file in files:

@@ -1643,3 +1643,21 @@ def test_a_restart_step_fails_when_the_new_run_ends_before_it_is_ready(
     assert result.returncode == 1
     assert "restart 'srv': srv did not get ready again (srv exited with code 3)" in (
         result.stdout), result.stdout
+
+
+def test_lf_runs_what_failed_the_last_time(tmp_path: Path) -> None:
+    """--lf, as pytest's: only the scenarios that failed the last time they ran from this
+    folder (kept in the user's cache, not in the project); all of them when none did."""
+    _scenario(tmp_path, CAT, "ok.toml")
+    bad = _scenario(tmp_path, CAT + "[[step]]\nexpect = 'never'\ntimeout = 0.2\n", "bad.toml")
+    assert "1 passed, 1 failed" in run("test", ".", cwd=tmp_path).stdout
+    again = run("test", ".", "--lf", "-v", cwd=tmp_path)
+    assert "0 passed, 1 failed, 1 deselected in " in again.stdout, again.stdout
+    assert "ok.toml" not in again.stdout
+    bad.write_text(CAT)  # (fixed: it passes, and is forgotten)
+    assert "1 passed, 0 failed, 1 deselected in " in run("test", ".", "--lf", cwd=tmp_path).stdout
+    everything = run("test", ".", "--lf", cwd=tmp_path)
+    assert "2 passed, 0 failed in " in everything.stdout
+    assert ("pipeplex: none of these scenarios failed the last time it ran here: running "
+            "them all") in everything.stderr
+    assert not list(tmp_path.glob(".*cache*"))  # (nothing written into the project)
