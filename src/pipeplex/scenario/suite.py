@@ -195,36 +195,44 @@ async def run_scenario(
     elif scenario.golden:
         outcome.failure, outcome.golden_updated = _check_golden(
             scenario, events, engine.variables, update_golden, update_command)
-    if outcome.failure is not None and scenario.suspicions:
-        outcome.failure += "".join(f"\nnote: {s}" for s in scenario.suspicions)
-    files = {scenario.path, *(proc.source.rpartition(":")[0] for proc in scenario.cast.procs
-                              if proc.source and ":" in proc.source)} - {None, ""}
-    slips = [w for w in outcome.warnings if any(w.startswith(f"{f}:") for f in files)]
-    if outcome.failure is not None and slips:  # (what the file itself may have got wrong)
-        outcome.failure += "".join(f"\nnote: {slip}" for slip in slips)
-        outcome.warnings = [w for w in outcome.warnings if w not in slips]
-    blamed = (failed.error.member if failed is not None and failed.error is not None
-              else failures[0].name if failures else None)
-    if outcome.failure is not None and blamed in scenario.cast.names:
-        outcome.failure += _after_a_start(scenario, blamed)
-    if outcome.failure is not None and merged is not None:
-        outcome.output = merged.text()
+    if outcome.failure is not None:
+        blamed = (failed.error.member if failed is not None and failed.error is not None
+                  else failures[0].name if failures else None)
+        _add_notes(outcome, blamed)
+        if merged is not None:
+            outcome.output = merged.text()
     return outcome
 
 
-def _after_a_start(scenario: Scenario, name: str) -> str:
+def _add_notes(outcome: ScenarioOutcome, blamed: str | None) -> None:
+    """What may explain the failure, after it: a near miss of a variable's name, a slip
+    the run warned of in the scenario's files (said here instead of after the summary),
+    and a ``blamed`` member that started after one with no readiness."""
+    assert outcome.failure is not None
+    scenario = outcome.scenario
+    notes = list(scenario.suspicions)
+    files = {scenario.path, *(proc.source.rpartition(":")[0] for proc in scenario.cast.procs
+                              if proc.source and ":" in proc.source)} - {None, ""}
+    slips = [w for w in outcome.warnings if any(w.startswith(f"{f}:") for f in files)]
+    outcome.warnings = [w for w in outcome.warnings if w not in slips]
+    notes += slips
+    if blamed in scenario.cast.names:
+        notes += _after_a_start(scenario, blamed)
+    outcome.failure += "".join(f"\nnote: {note}" for note in notes)
+
+
+def _after_a_start(scenario: Scenario, name: str) -> list[str]:
     """A note for the failure of ``name`` when it starts after a member with neither
     ``ready`` nor ``ready_port``: it started as soon as that one did, not once it was
     listening, which may be why (a client refused by a server still starting)."""
     bare = [dep for dep in scenario.cast[name].after
             if not (scenario.cast[dep].ready or scenario.cast[dep].ready_port)]
     if not bare:
-        return ""
+        return []
     dep = bare[0]
-    return (f"\nnote: {name} starts after {dep}, which has neither ready nor ready_port: it "
-            f"started as soon as {dep} did, not once {dep} was ready; give {dep} a ready "
-            f"pattern (a line it writes when it listens) or a ready_port "
-            f"({scenario.cast[dep].source})")
+    return [f"{name} starts after {dep}, which has neither ready nor ready_port: it started "
+            f"as soon as {dep} did, not once {dep} was ready; give {dep} a ready pattern (a "
+            f"line it writes when it listens) or a ready_port ({scenario.cast[dep].source})"]
 
 
 def _at_the_stops_eof(scenario: Scenario, engine: Engine, failure: Failure,
