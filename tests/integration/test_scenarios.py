@@ -1030,6 +1030,23 @@ def test_the_tutorials_test_passes(tmp_path: Path) -> None:
     assert "1 passed, 0 failed" in result.stdout
 
 
+def test_the_tutorials_suite_passes(tmp_path: Path) -> None:
+    """Its growing suite: the cast of section 2 in a file of its own, included by the
+    scenario it shows, run as a folder."""
+    import re
+
+    tutorial = (Path(__file__).parents[2] / "docs" / "tutorial.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", tutorial, re.S)
+    (tmp_path / "tests" / "casts").mkdir(parents=True)
+    (tmp_path / "tests" / "scenarios").mkdir()
+    (tmp_path / "tests" / "casts" / "chat.toml").write_text(blocks[0])
+    [scenario] = [block for block in blocks if block.lstrip().startswith("# tests/scenarios/")]
+    (tmp_path / "tests" / "scenarios" / "hello.toml").write_text(scenario)
+    result = run("test", "tests/scenarios", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert "1 passed, 0 failed" in result.stdout
+
+
 def test_a_log_that_cannot_be_written_is_said_in_test_mode(tmp_path: Path) -> None:
     """The run shows it as a note; a test shows no notes, so it is said on stderr."""
     logs = tmp_path / "logs"
