@@ -224,10 +224,14 @@ def test_a_member_failing_because_another_ended_at_the_stop_is_not_blamed(
     """Two members of one wave get the stop's EOF together: the server ends (0), and its
     client, which does not read stdin, then fails because the server went away. The stop
     caused that: the scenario passes, as pipeplex run's :quit exits 0."""
-    fifo = tmp_path / "link"
+    fifo, pid = tmp_path / "link", tmp_path / "server.pid"
     os.mkfifo(fifo)
-    server = ["sh", "-c", f"exec 3>{fifo}; echo up; exec cat"]
-    client = ["sh", "-c", f"read x < {fifo}; exit 1"]
+    server = ["sh", "-c", f"exec 3>{fifo}; echo $$ > {pid}; echo up; exec cat"]
+    # The client's EOF comes as the server's end closes the pipe, an instant before that
+    # end is complete: it fails once the server is gone (a zombie), as a real client
+    # notices a server gone, not between its descriptors closing and its exit.
+    client = ["sh", "-c", f"read x < {fifo}; p=$(cat {pid}); while kill -0 $p 2>/dev/null "
+              f"&& ! grep -q '^State:.Z' /proc/$p/status; do :; done; exit 1"]
     body = (f"[procs.server]\ncmd = {json.dumps(server)}\n"
             f"[procs.client]\ncmd = {json.dumps(client)}\n"
             "[[step]]\nexpect = '^up$'\nin = 'server'\n")

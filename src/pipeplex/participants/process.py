@@ -89,6 +89,22 @@ _KEYBOARD_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP})
 """What a terminal's keys send (Ctrl-C, Ctrl-\\, Ctrl-Z), to its foreground job."""
 
 
+
+_seen_at: dict[asyncio.AbstractEventLoop, float] = {}
+
+
+def _seen_now(loop: asyncio.AbstractEventLoop) -> float:
+    """When the exits a pass of ``loop`` handles were seen: one time for all of them, the
+    pass's first. Seen together, they are together, whatever their handlers cost in
+    between (a busy machine's preemption, a look at what a member left in its group): a
+    member that failed because another one ended is then never judged to have ended
+    first."""
+    seen = _seen_at.get(loop)
+    if seen is None:
+        seen = _seen_at[loop] = time.monotonic()
+        loop.call_soon(_seen_at.pop, loop, None)  # (runs after this pass's callbacks)
+    return seen
+
 class Process:
     """One child program of the cast.
 
@@ -490,7 +506,7 @@ class Process:
         os.close(self._pidfd)
         self._pidfd = None
         self.returncode = returncode
-        self.ended_at = time.monotonic()
+        self.ended_at = _seen_now(self._loop)
         if self._open_master is not None:
             os.close(self._open_master)
             self._open_master = None
