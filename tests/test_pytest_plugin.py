@@ -648,8 +648,8 @@ def test_scenario_tests_share_casts_and_report_warnings(pytester: pytest.Pyteste
     pytester.makepyprojecttoml(
         '[tool.pytest.ini_options]\npipeplex_scenarios = ["scenarios/*.toml"]\n')
     pytester.mkdir("scenarios")
-    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                "print('up', flush=True); time.sleep(60)")
+    stubborn = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('up', flush=True); signal.pause()")  # (until the SIGKILL)
     (pytester.path / "scenarios" / "cast.toml").write_text(
         f"[procs.s]\ncmd = {json.dumps([sys.executable, '-c', stubborn])}\n"
         "stop_timeout = 0.2\n")

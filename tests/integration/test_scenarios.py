@@ -1065,8 +1065,8 @@ def test_a_log_that_cannot_be_written_is_said_in_test_mode(tmp_path: Path) -> No
 def test_what_a_run_would_warn_of_is_said_in_test_mode(tmp_path: Path) -> None:
     """A member that ignored SIGTERM passes, but costs the grace and hides a shutdown bug:
     the warning the run would show comes after the summary, with its scenario."""
-    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('up', flush=True); time.sleep(60)")
+    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('up', flush=True); signal.pause()")  # (until the SIGKILL)
     case = _scenario(tmp_path, f"[procs.s]\ncmd = {json.dumps([sys.executable, '-c', code])}\n"
                                "stop_timeout = 0.3\n[[step]]\nexpect = 'up'\n")
     result = run("test", case)
@@ -1500,7 +1500,7 @@ def test_a_failure_at_the_stops_eof_says_so_and_what_to_write(tmp_path: Path) ->
             "that end a step: close = 'ask', then wait_exit = 'ask' with code = 1"
             ) in result.stdout
     crash = _scenario(tmp_path, "[procs.c]\ncmd = ['sh', '-c', 'echo up; exit 3']\n"
-                                "[[step]]\nexpect = 'up'\n[[step]]\nsleep = 0.5\n", "crash.toml")
+                                "[[step]]\nexpect = 'up'\n[[step]]\nwait_exit = 'c'\n", "crash.toml")
     crashed = run("test", crash)
     assert crashed.returncode == 1 and "c exited with code 3\n" in crashed.stdout
     assert "once every step had passed" not in crashed.stdout
