@@ -1500,7 +1500,8 @@ def test_a_failure_at_the_stops_eof_says_so_and_what_to_write(tmp_path: Path) ->
             "that end a step: close = 'ask', then wait_exit = 'ask' with code = 1"
             ) in result.stdout
     crash = _scenario(tmp_path, "[procs.c]\ncmd = ['sh', '-c', 'echo up; exit 3']\n"
-                                "[[step]]\nexpect = 'up'\n[[step]]\nwait_exit = 'c'\n", "crash.toml")
+                                "[[step]]\nexpect = 'up'\n[[step]]\nwait_exit = 'c'\n",
+                      "crash.toml")
     crashed = run("test", crash)
     assert crashed.returncode == 1 and "c exited with code 3\n" in crashed.stdout
     assert "once every step had passed" not in crashed.stdout
