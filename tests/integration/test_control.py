@@ -497,6 +497,27 @@ def test_a_killed_run_is_reported_stale_and_cleaned_by_the_next(run_dir: Path) -
         assert status(run_dir)["members"][0]["state"] in ("pending", "running")
 
 
+def test_a_default_run_folder_taken_over_from_a_killed_run_is_removed_at_the_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder a killed run left is the next run's (the runs' base holds only pipeplex's
+    folders): it goes at that run's end, as one it made would, not for ever after."""
+    project, tmpdir = tmp_path / "proj", tmp_path / "tmp"
+    for folder in (project, tmpdir):
+        folder.mkdir(mode=0o700)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    base = tmpdir / f"pipeplex-{os.geteuid()}"
+    with Pipeplex("run", "-p", "c=cat", cwd=project) as killed:
+        killed.expect(r"^c \* started")
+        killed.signal(signal.SIGKILL)
+        killed.wait()
+    assert len(list(base.iterdir())) == 1
+    for _ in range(2):
+        result = run("run", "-p", "a=echo hi", "--no-console", cwd=project)
+        assert result.returncode == 0, result.stderr
+        assert list(base.iterdir()) == []
+
+
 def test_a_socket_path_longer_than_sun_path_works(tmp_path: Path) -> None:
     """A run folder whose socket path exceeds 107 bytes is reached through /proc."""
     deep = tmp_path / ("x" * 60) / ("y" * 60) / "run"

@@ -142,7 +142,10 @@ class RunDir:
                 continue  # a run ending there removed the folder as we came: make it anew
         else:
             raise RunDirError(f"cannot create run folder {path}: something keeps removing it")
-        run_dir = cls(path, dir_fd, lock_fd, created=created, stale_pid=stale, parents=parents)
+        # A default folder is pipeplex's own, whoever made it (a run killed there): it goes
+        # at the end, once empty, as one made now would.
+        run_dir = cls(path, dir_fd, lock_fd, created=created or in_base, stale_pid=stale,
+                      parents=parents)
         if stale is not None:
             run_dir._clean_stale()
         return run_dir
