@@ -65,6 +65,12 @@ _PROMPT_PATTERN = re.compile(r"[>:?#%$] ?\$?\)?$|\\s\*?\$?$")
 """A ``ready`` pattern that waits for a prompt (``sqlite> $``, ``Password: ``)."""
 
 
+def _finished(member: Process) -> bool:
+    """A member with ``ready_exit = true`` whose run exited with 0: its work is done (it
+    was ready at that exit), and no exit policy follows it."""
+    return member.spec.ready_exit and member.returncode == 0
+
+
 class Engine:
     """Runs one cast from start to a clean stop. Use :meth:`run` once."""
 
@@ -885,7 +891,7 @@ class Engine:
             return None  # an added member that never got ready: no exit policy applies
         how = describe_returncode(returncode)
         if seat.restart_requested and not self.stopping:
-            if not stopped and spec.on_exit != "restart":
+            if not stopped and spec.on_exit != "restart" and not _finished(member):
                 # It ended on its own before the request (its exit was still being
                 # published): that exit counts, and on_exit = stop stops the cast.
                 if returncode != 0:
@@ -900,6 +906,8 @@ class Engine:
         if stopped:
             self._judge_stopped(member, returncode, how)
             return None
+        if ready_in_run and _finished(member):
+            return None  # its work is done: not an end its on_exit answers
         if spec.on_exit == "restart" and not self.stopping:
             runtime = member.ended_at - member.started_at
             return await self._restart(member, returncode, how, ready_in_run,
@@ -1011,6 +1019,24 @@ class Engine:
         deadline = loop.time() + spec.ready_timeout
         waiting_for = ""
         captured: dict[str, str] = {}
+        if spec.ready_exit:
+            await first(exit_seen, self._stop, within=deadline - loop.time())
+            if not exit_seen.done() and not self.stopping:
+                where = spec.key_sources.get("ready_timeout")
+                limit = (f", its ready_timeout at {where}" if where else  # (of a file: not set)
+                         ", the default ready_timeout: set one to wait longer"
+                         if spec.key_sources else "")
+                await self._not_ready(
+                    member, what=f"{member.name} had not exited after {spec.ready_timeout:.1f} "
+                    f"s{limit}; ready_exit = true waits for its exit with code 0 before the "
+                    "members after it start",
+                    why=f"which had not exited after {spec.ready_timeout:.1f} s")
+                return False
+            if not _finished(member):  # (stopping, or it failed: an exit before readiness)
+                await self._not_ready(member)
+                return False
+            # Its last words before the members after it say their first.
+            await first(member.done_future, self._stop)
         if spec.ready:
             waiting_for = f"output matching ready = {quoted(spec.ready)}"
             await first(matched, exit_seen, self._stop,
@@ -1083,7 +1109,7 @@ class Engine:
         if member.returncode is None:
             seat.up_now = True  # (before its Ready: a sink may stop the cast)
         seat.ready_last = True
-        if member.spec.ready or member.spec.ready_port:
+        if member.spec.ready or member.spec.ready_port or member.spec.ready_exit:
             self.bus.publish(Ready(member.name, tuple(sorted(captured.items()))))
 
     def _capture(self, name: str, captured: dict[str, str]) -> None:
@@ -1181,7 +1207,7 @@ class Engine:
         (``on_exit = "restart"``, and it has not given up or been stopped)."""
         member = self.members.get(name)
         return (member is not None and member.spec.on_exit == "restart" and not self.stopping
-                and self._seats[name].supervising)
+                and self._seats[name].supervising and not _finished(member))
 
     def _held_back_by(self, name: str) -> str | None:
         """Why ``name`` cannot (re)start now, as "starts after db, which exited with code

@@ -46,6 +46,74 @@ def test_a_build_step_ready_as_it_ends_is_not_said_to_have_held_its_waiter_back(
                 or summary[1].startswith("stopped, ")), result.stdout
 
 
+def test_members_after_a_ready_exit_step_start_once_it_exits_with_0(
+        tmp_path: Path, run_dir: Path) -> None:
+    """A migration before its server: the server starts once the step has exited with 0
+    and said its last line, and that exit does not stop the cast (on_exit = stop)."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.migrate]\ncmd = "sh -c \'echo migrating; echo migrated\'"\n'
+                    'ready_exit = true\n'
+                    '[procs.server]\ncmd = "sh -c \'echo serving; read x; echo got $x\'"\n'
+                    'after = ["migrate"]\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^server +\| serving$")
+        write_fifo(run_dir / "server.in", b"hello\n")
+        plex.expect(r"^server +\| got hello$")
+        assert plex.wait() == 0
+    text = plex.text
+    order = ["migrate | migrated", "migrate * exited with code 0", "migrate * ready",
+             "server  * started"]
+    assert [text.index(line) for line in order] == sorted(text.index(line) for line in order)
+    assert re.search(r"^migrate \* summary: exited with code 0 after ", text, re.M)
+    assert "stopping the cast (on_exit = stop)" in text  # (the server's exit's, not the step's)
+    assert "migrate exited with code 0; stopping" not in text
+
+
+def test_a_ready_exit_step_that_fails_or_does_not_end_holds_back_the_members_after_it(
+        tmp_path: Path) -> None:
+    """An exit with another code, or none within ready_timeout, is a failed start: the
+    cast stops with its status, and the members after it never start."""
+    cast = tmp_path / "cast.toml"
+    for cmd, timeout, code, said, why in (
+            ("sh -c 'echo half done; exit 3'", "", 3,
+             "migrate * migrate exited with code 3 before it was ready",
+             "which exited with code 3 before it was ready"),
+            ("sleep 60", "ready_timeout = 0.5\n", 1,
+             f"migrate * migrate had not exited after 0.5 s, its ready_timeout at {cast}:3; "
+             "ready_exit = true waits for its exit with code 0 before the members after it "
+             "start", "which had not exited after 0.5 s")):
+        cast.write_text(f'[procs.migrate]\ncmd = "{cmd}"\n{timeout}ready_exit = true\n'
+                        '[procs.server]\ncmd = "sleep 60"\nafter = ["migrate"]\n')
+        result = run("run", cast, "--run-dir", tmp_path / "run")
+        assert result.returncode == code, result.stdout
+        assert said in result.stdout, result.stdout
+        assert f"server  * summary: never started (waited for migrate, {why})" in result.stdout
+    cast.write_text('[defaults]\ntimeout = 0.5\n[procs.migrate]\ncmd = "sleep 60"\n'
+                    'ready_exit = true\n[[step]]\nexpect = "never"\nin = "migrate"\n')
+    result = run("test", cast)
+    assert result.returncode == 1, result.stdout
+    assert ("migrate had not exited after 0.5 s, the default ready_timeout: set one to wait "
+            "longer; ready_exit = true waits") in result.stdout, result.stdout
+
+
+def test_a_ready_exit_step_restarted_after_failing_is_not_restarted_once_done(
+        tmp_path: Path) -> None:
+    """With on_exit = restart, a failing run is tried again; the run that exits with 0 is
+    the step done: the members after it start, and it does not run again."""
+    cast, tries = tmp_path / "cast.toml", tmp_path / "tries"
+    script = f"echo x >> {tries}; n=$(wc -l < {tries}); echo try $n; [ $n -ge 3 ]"
+    cast.write_text(f'[procs.migrate]\ncmd = {json.dumps(shlex.join(["sh", "-c", script]))}\n'
+                    'ready_exit = true\non_exit = "restart"\n'
+                    '[procs.server]\ncmd = "echo serving"\nafter = ["migrate"]\n')
+    result = run("run", cast, "--run-dir", tmp_path / "run")
+    assert result.returncode == 0, result.stdout
+    assert tries.read_text() == "x\n" * 3
+    assert result.stdout.count("migrate * restarting in") == 2
+    assert result.stdout.index("migrate | try 3") < result.stdout.index("server  * started")
+    assert "migrate * summary: exited with code 0 after " in result.stdout
+    assert "2 restarts" in result.stdout
+
+
 def test_on_exit_ignore_waits_for_every_member(run_dir: Path) -> None:
     """With --on-exit ignore the run lasts until the last member has exited."""
     with Pipeplex("run", "-p", "a=true", "-p", "b=sh -c 'read x; echo got $x'",

@@ -598,6 +598,34 @@ class TestMemberKeys:
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_port = {value}\n')
         assert "web: ready_port must be a TCP port number" in err.message
 
+    def test_ready_exit_is_a_flag_kept(self, tmp_path: Path) -> None:
+        """ready_exit = true is kept; it is false unless said."""
+        assert member(tmp_path, "ready_exit = true").ready_exit is True
+        assert member(tmp_path, "").ready_exit is False
+
+    def test_ready_exit_that_is_not_a_flag_is_said_at_its_line(self, tmp_path: Path) -> None:
+        """A string where true or false belongs is said as such, at its line."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = "x"\nready_exit = "yes"\n')
+        assert err.source == f"{path}:3"
+        assert "ready_exit" in err.message and "true or false" in err.message
+
+    @pytest.mark.parametrize("other", ["ready = 'done'", "ready_port = 8080"])
+    def test_ready_exit_with_another_readiness_is_refused(self, tmp_path: Path,
+                                                         other: str) -> None:
+        """A member is ready at one thing: its exit, a line, or a port; in a file, and in a
+        spec built in code."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_exit = true\n{other}\n')
+        key = other.split()[0]
+        assert err.source == f"{path}:3"
+        assert err.message.startswith(f"web: ready_exit = true makes it ready when it exits "
+                                      f"with 0, and {key} when ")
+        assert err.message.endswith("keep the one the members after it need")
+        with pytest.raises(CastError) as caught:
+            validate_cast(CastSpec((ProcSpec("web", "x", ready_exit=True,
+                                             **({"ready": "done"} if key == "ready"
+                                                else {"ready_port": "8080"})),),))
+        assert caught.value.message == err.message
+
     def test_a_scenario_given_as_a_cast_says_how_to_load_it(self, tmp_path: Path) -> None:
         err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\n\n[[step]]\nsleep = 0\n')
         assert err.message == ("unknown table or key 'step'; a file with steps is a scenario: "

@@ -277,6 +277,14 @@ def check_fields(proc: ProcSpec) -> None:
     ):  # one with a {variable} is checked once expanded, when the member gets ready
         raise bad(f"ready_port must be a TCP port number (1-65535) as a string, or a variable "
                   f"such as '{{port}}', not {port!r}", "ready_port")
+    if not isinstance(proc.ready_exit, bool):
+        raise bad(f"ready_exit must be true or false, not {proc.ready_exit!r}", "ready_exit")
+    if proc.ready_exit and (proc.ready is not None or proc.ready_port is not None):
+        other = "ready" if proc.ready is not None else "ready_port"
+        raise bad(f"ready_exit = true makes it ready when it exits with 0, and {other} when "
+                  f"{'a line matches' if other == 'ready' else 'its port accepts'}: a member "
+                  "is ready at one of them; keep the one the members after it need",
+                  "ready_exit")
     for key in ("ready_timeout", "stop_timeout"):
         value = getattr(proc, key)
         if value is None and key == "stop_timeout":

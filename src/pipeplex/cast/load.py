@@ -531,10 +531,10 @@ def _read_seconds(read: _Read, key: str, value: Any) -> None:
     read.fields[key] = float(value)
 
 
-def _read_autostart(read: _Read, key: str, value: Any) -> None:
+def _read_flag(read: _Read, key: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise read.bad(key, "true or false")
-    read.fields["autostart"] = value
+    read.fields[key] = value
 
 
 def _read_max_restarts(read: _Read, key: str, value: Any) -> None:
@@ -554,8 +554,8 @@ _READERS: dict[str, Callable[[_Read, str, Any], None]] = {
     "cmd": _read_cmd, "shell": _read_shell, "env": _read_env, "cwd": _read_cwd,
     "pty": _read_pty, "stderr": _read_choice, "on_exit": _read_choice, "input": _read_words,
     "after": _read_words, "ready": _read_ready, "ready_port": _read_ready_port,
-    "ready_timeout": _read_seconds, "stop_timeout": _read_seconds,
-    "autostart": _read_autostart, "max_restarts": _read_max_restarts,
+    "ready_exit": _read_flag, "ready_timeout": _read_seconds, "stop_timeout": _read_seconds,
+    "autostart": _read_flag, "max_restarts": _read_max_restarts,
 }
 """How each key of a member's table is read: each on its own, so that every mistake in a
 table is found in one reading."""

@@ -77,6 +77,9 @@ class ProcSpec:
     after: tuple[str, ...] = ()
     ready: str | None = None
     ready_port: str | None = None
+    ready_exit: bool = False
+    """Ready when it exits with 0 (a build step, a migration): the members after it start
+    then, and that exit is its work done, not an end its ``on_exit`` answers."""
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     stop_timeout: float | None = None
     max_restarts: int = DEFAULT_MAX_RESTARTS
