@@ -921,7 +921,12 @@ class Engine:
             self.record_failure(member.name, exit_status(returncode),
                                 f"{member.name} {how}{before}", at)
         if spec.on_exit == "stop":
-            self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop)",
+            hint = ""
+            if returncode == 0 and not self.stopping and any(
+                    member.name in self._after_of(name) for name in self.members):
+                hint = (" (a step that members start after? ready_exit = true makes its exit "
+                        "with 0 its readiness, and the cast goes on)")
+            self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop){hint}",
                               by=member.name)
         return None
 
@@ -970,7 +975,8 @@ class Engine:
         assert member.ended_at is not None
         seat = self._seats[member.name]
         ready = self._ready(member.name)
-        before = "" if ready_in_run else " before it was ready"
+        # (A step's exit is its readiness: a failed one did not end "before" it.)
+        before = "" if ready_in_run or member.spec.ready_exit else " before it was ready"
         # The count that gave up is of restarts in a row; the summary's is of all of them:
         # say which when they differ.
         in_a_row = " in a row" if seat.restarts > attempt else ""
@@ -979,7 +985,7 @@ class Engine:
         reason = (f"{member.name} {how}{before} {tried}; giving up (raise max_restarts to "
                   "allow more)")
         recent = self.recent.describe(member.name)
-        self.bus.publish(Note(f"{reason}\n{recent}" if before else reason, level="error"))
+        self.bus.publish(Note(reason if ready_in_run else f"{reason}\n{recent}", level="error"))
         self.outcomes.why_failed[member.name] = (
             f"which gave up after {attempt} restart{'s' if attempt != 1 else ''}{in_a_row}"
             if attempt else "which gave up (max_restarts = 0)")
@@ -1037,6 +1043,8 @@ class Engine:
                 return False
             # Its last words before the members after it say their first.
             await first(member.done_future, self._stop)
+            if self.stopping:
+                return False  # (the cast stopped as its output drained: nothing starts now)
         if spec.ready:
             waiting_for = f"output matching ready = {quoted(spec.ready)}"
             await first(matched, exit_seen, self._stop,
@@ -1283,12 +1291,19 @@ class Engine:
             return  # an exit like any other: the restart policy takes it, dependents wait
         if what is None and member.returncode is not None:
             how = describe_returncode(member.returncode)
+            was = "" if how.startswith("exited") else "was "
             what = f"{member.name} {how} before it was ready"
-            why = f"which {'' if how.startswith('exited') else 'was '}{how} before it was ready"
-            if member.returncode == 0:  # (a server that put itself in the background)
+            why = f"which {was}{how} before it was ready"
+            if member.spec.ready_exit:  # (its exit is its readiness: not "before" it)
+                what = (f"{member.name} {how}; ready_exit = true needs it to exit with code 0 "
+                        "before the members after it start")
+                why = f"which {was}{how}"
+            elif member.returncode == 0:  # (a server that put itself in the background)
                 what += ("; if it runs on in the background (a daemon), run it in the "
                          "foreground instead (nginx -g 'daemon off;', redis-server "
-                         "--daemonize no): pipeplex watches the process it started")
+                         "--daemonize no): pipeplex watches the process it started; if it is "
+                         "a step that ends when its work is done, give it ready_exit = true "
+                         "instead")
         elif what is None:
             where = member.spec.key_sources.get("ready_timeout")
             limit = (f"its ready_timeout, at {where}" if where else  # (of a file: not set)

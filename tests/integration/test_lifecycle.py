@@ -76,8 +76,8 @@ def test_a_ready_exit_step_that_fails_or_does_not_end_holds_back_the_members_aft
     cast = tmp_path / "cast.toml"
     for cmd, timeout, code, said, why in (
             ("sh -c 'echo half done; exit 3'", "", 3,
-             "migrate * migrate exited with code 3 before it was ready",
-             "which exited with code 3 before it was ready"),
+             "migrate * migrate exited with code 3; ready_exit = true needs it to exit with "
+             "code 0 before the members after it start", "which exited with code 3"),
             ("sleep 60", "ready_timeout = 0.5\n", 1,
              f"migrate * migrate had not exited after 0.5 s, its ready_timeout at {cast}:3; "
              "ready_exit = true waits for its exit with code 0 before the members after it "
@@ -112,6 +112,39 @@ def test_a_ready_exit_step_restarted_after_failing_is_not_restarted_once_done(
     assert result.stdout.index("migrate | try 3") < result.stdout.index("server  * started")
     assert "migrate * summary: exited with code 0 after " in result.stdout
     assert "2 restarts" in result.stdout
+
+
+def test_a_step_without_ready_exit_that_stops_the_cast_is_told_of_it(tmp_path: Path) -> None:
+    """A member that others start after, ending with 0 under on_exit = stop, may be a step
+    meant to end first: the stop's line says how to make its exit its readiness."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.migrate]\ncmd = "echo migrated"\n'
+                    '[procs.server]\ncmd = "sleep 60"\nafter = ["migrate"]\n')
+    result = run("run", cast, "--run-dir", tmp_path / "run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ("migrate exited with code 0; stopping the cast (on_exit = stop) (a step that "
+            "members start after? ready_exit = true makes its exit with 0 its readiness, and "
+            "the cast goes on)") in result.stdout, result.stdout
+    result = run("run", "-p", "a=echo done", "-p", "b=sleep 60", "--run-dir", tmp_path / "run")
+    assert "a exited with code 0; stopping the cast (on_exit = stop)\n" in result.stdout
+
+
+def test_a_step_whose_output_a_child_holds_is_not_ready_once_the_cast_stops(
+        tmp_path: Path, run_dir: Path) -> None:
+    """The step exits with 0, but a process it started holds its output: the members
+    after it wait for that output to end (2 s at most). A stop meanwhile ends the wait: the
+    step is not said ready after the stop began, and the member after it never starts."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.migrate]\ncmd = "sh -c \'sleep 60 & echo migrated\'"\n'
+                    'ready_exit = true\n[procs.server]\ncmd = "sleep 60"\n'
+                    'after = ["migrate"]\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^migrate +\| migrated$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 128 + signal.SIGTERM
+    text = plex.text
+    assert "migrate * ready" not in text[text.index("stopping the cast"):], text
+    assert re.search(r"^server +\* summary: never started", text, re.M), text
 
 
 def test_on_exit_ignore_waits_for_every_member(run_dir: Path) -> None:

@@ -617,9 +617,9 @@ class TestMemberKeys:
         err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_exit = true\n{other}\n')
         key = other.split()[0]
         assert err.source == f"{path}:3"
-        assert err.message.startswith(f"web: ready_exit = true makes it ready when it exits "
-                                      f"with 0, and {key} when ")
-        assert err.message.endswith("keep the one the members after it need")
+        assert err.message.startswith(f"web: ready_exit = true cannot go with {key}: a member "
+                                      "is ready either when it exits with 0 or when ")
+        assert err.message.endswith("; keep the one the members after it need")
         with pytest.raises(CastError) as caught:
             validate_cast(CastSpec((ProcSpec("web", "x", ready_exit=True,
                                              **({"ready": "done"} if key == "ready"

@@ -281,9 +281,9 @@ def check_fields(proc: ProcSpec) -> None:
         raise bad(f"ready_exit must be true or false, not {proc.ready_exit!r}", "ready_exit")
     if proc.ready_exit and (proc.ready is not None or proc.ready_port is not None):
         other = "ready" if proc.ready is not None else "ready_port"
-        raise bad(f"ready_exit = true makes it ready when it exits with 0, and {other} when "
-                  f"{'a line matches' if other == 'ready' else 'its port accepts'}: a member "
-                  "is ready at one of them; keep the one the members after it need",
+        when = "a line matches" if other == "ready" else "its port accepts connections"
+        raise bad(f"ready_exit = true cannot go with {other}: a member is ready either when "
+                  f"it exits with 0 or when {when}; keep the one the members after it need",
                   "ready_exit")
     for key in ("ready_timeout", "stop_timeout"):
         value = getattr(proc, key)
