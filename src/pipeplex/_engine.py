@@ -290,6 +290,10 @@ class Engine:
         member = self.members[name]
         again = requested.done() and member.pid is None and not seat.supervising
         if requested.done() and not again:
+            if _finished(member):
+                raise PipeplexError(f"{name} was already started, and its step is done (it "
+                                    f"exited with code 0): pipeplex restart {name} runs it "
+                                    "again")
             raise PipeplexError(f"{name} was already started")
         blocked_by = next((found for dep in member.spec.after
                            if (found := self._unrequested(dep)) is not None), None)

@@ -497,10 +497,12 @@ def restart(args: argparse.Namespace) -> None:
 
 def start(args: argparse.Namespace) -> None:
     """Start member NAME, declared with autostart = false, and wait until it is ready."""
+    from .control_client import started_and_ready
+
     with _talking(args.run_dir, timeout=None) as client:
         answer = client.request("start", name=args.name)
     with printing():
-        print(f"{args.name} started (pid {answer.get('pid')}) and ready")
+        print(started_and_ready(args.name, answer.get("pid"), answer.get("exited")))
 
 
 def _stop_options(parser: argparse.ArgumentParser) -> None:

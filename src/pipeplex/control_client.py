@@ -34,7 +34,7 @@ from ._printable import printable
 from .errors import NoRun, RequestFailed
 from .inputs.rundir import LOCK_NAME, MAX_REQUEST, SOCKET_NAME, SUN_PATH_MAX
 
-__all__ = ("MAX_REQUEST", "ControlClient", "format_status")
+__all__ = ("MAX_REQUEST", "ControlClient", "format_status", "started_and_ready")
 
 CONNECT_TIMEOUT = 10.0
 ANSWER_TIMEOUT = 60.0
@@ -305,6 +305,14 @@ def _exit_code(code: object) -> str:
         except ValueError:
             return f"signal {-code}"
     return str(code)
+
+
+def started_and_ready(name: str, pid: object, step_exit: object = None) -> str:
+    """What ``pipeplex start`` and ``:start`` say once ``name`` is ready: for a step
+    (``ready_exit``), ready at its exit, that it has run."""
+    if step_exit is None:
+        return f"{name} started (pid {pid}) and ready"
+    return f"{name} started (pid {pid}) and exited with code {step_exit}: its step is done"
 
 
 def format_status(records: Iterable[Mapping[str, Any]]) -> str:

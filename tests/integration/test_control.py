@@ -381,6 +381,31 @@ def test_start_starts_an_autostart_false_member_of_a_running_cast(run_dir: Path,
     assert "lazy started (pid" in out and "lazy | hello\n" in out, out
 
 
+def test_a_step_started_on_request_is_said_to_have_run(tmp_path: Path, run_dir: Path) -> None:
+    """A step (ready_exit) started with pipeplex start is ready at its exit: the answer says
+    it ran, and a second start says how to run it again; so does :start."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "cat"\n'
+                    '[procs.seed]\ncmd = "echo seeded"\nready_exit = true\nautostart = false\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^a +\* started")
+        result = run("start", "seed", "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+        assert re.fullmatch(r"seed started \(pid \d+\) and exited with code 0: its step is "
+                            r"done\n", result.stdout), result.stdout
+        again = run("start", "seed", "--run-dir", run_dir)
+        assert again.returncode == 1
+        assert ("seed was already started, and its step is done (it exited with code 0): "
+                "pipeplex restart seed runs it again") in again.stderr, again.stderr
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 128 + signal.SIGTERM
+    script = subprocess.run([*PIPEPLEX, "run", str(cast), "--run-dir", str(tmp_path / "rd2")],
+                            input=b":start seed\n:quit\n", capture_output=True, timeout=60)
+    out = script.stdout.decode()
+    assert re.search(r"seed started \(pid \d+\) and exited with code 0: its step is done",
+                     out), out
+
+
 def test_a_restart_storm_never_runs_two_instances_and_answers_everyone(
     run_dir: Path, tmp_path: Path
 ) -> None:

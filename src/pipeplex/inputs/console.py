@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from .._events import Level
 from .._signals import signal_name
-from ..control_client import format_status
+from ..control_client import format_status, started_and_ready
 from ..errors import PipeplexError, UnknownMember
 from ._console_commands import (
     COMMANDS,
@@ -261,7 +261,9 @@ class Console:
         except PipeplexError as exc:
             self.reply(f"cannot start {name}: {exc}", "warning")
             return
-        self.reply(f"{name} started (pid {self.engine.members[name].pid}) and ready", "info")
+        member = self.engine.members[name]
+        step_exit = member.returncode if member.spec.ready_exit else None
+        self.reply(started_and_ready(name, member.pid, step_exit), "info")
 
 
 async def _room(members: Sequence[Process]) -> None:

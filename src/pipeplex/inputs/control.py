@@ -393,7 +393,11 @@ class ControlServer:
             raise
         except PipeplexError as exc:
             raise _Refused("failed", str(exc)) from None
-        return {"ok": True, "pid": self._engine.members[name].pid}
+        member = self._engine.members[name]
+        answer: Answer = {"ok": True, "pid": member.pid}
+        if member.spec.ready_exit and member.returncode is not None:
+            answer["exited"] = member.returncode  # (a step: ready at its exit)
+        return answer
 
     async def _stop(self, request: dict[str, Any], peer_pid: int) -> Answer:
         self._engine.request_stop(f"stop requested through the control socket (pid {peer_pid}): "
