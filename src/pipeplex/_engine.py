@@ -30,7 +30,15 @@ from ._stopping import EOF_GRACE, Stopper, first
 from ._verdict import Failure, Verdict
 from .cast.order import after_first, stop_order
 from .cast.slips import cast_warnings
-from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec, expand, is_port, quoted
+from .cast.spec import (
+    DEFAULT_GRACE,
+    DEFAULTS_TIMEOUT,
+    CastSpec,
+    ProcSpec,
+    expand,
+    is_port,
+    quoted,
+)
 from .errors import NotReady, PipeplexError, SignalRefused, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
@@ -69,6 +77,17 @@ def _finished(member: Process) -> bool:
     """A member with ``ready_exit = true`` whose run exited with 0: its work is done (it
     was ready at that exit), and no exit policy follows it."""
     return member.spec.ready_exit and member.returncode == 0
+
+
+def _timeout_said(spec: ProcSpec) -> str:
+    """Which limit a member that took too long to get ready ran into, and where it was set."""
+    if where := spec.key_sources.get("ready_timeout"):
+        return f"its ready_timeout, at {where}"
+    if where := spec.key_sources.get(DEFAULTS_TIMEOUT):
+        return f"the scenario's [defaults] timeout, at {where}"
+    if spec.key_sources:  # (of a file, where it was not set)
+        return "the default ready_timeout: set one to wait longer"
+    return "ready_timeout"
 
 
 class Engine:
@@ -1032,14 +1051,10 @@ class Engine:
         if spec.ready_exit:
             await first(exit_seen, self._stop, within=deadline - loop.time())
             if not exit_seen.done() and not self.stopping:
-                where = spec.key_sources.get("ready_timeout")
-                limit = (f", its ready_timeout at {where}" if where else  # (of a file: not set)
-                         ", the default ready_timeout: set one to wait longer"
-                         if spec.key_sources else "")
                 await self._not_ready(
                     member, what=f"{member.name} had not exited after {spec.ready_timeout:.1f} "
-                    f"s{limit}; ready_exit = true waits for its exit with code 0 before the "
-                    "members after it start",
+                    f"s ({_timeout_said(spec)}); ready_exit = true waits for its exit with "
+                    "code 0 before the members after it start",
                     why=f"which had not exited after {spec.ready_timeout:.1f} s")
                 return False
             if not _finished(member):  # (stopping, or it failed: an exit before readiness)
@@ -1309,12 +1324,8 @@ class Engine:
                          "a step that ends when its work is done, give it ready_exit = true "
                          "instead")
         elif what is None:
-            where = member.spec.key_sources.get("ready_timeout")
-            limit = (f"its ready_timeout, at {where}" if where else  # (of a file: not set)
-                     "the default ready_timeout: set one to wait longer"
-                     if member.spec.key_sources else "ready_timeout")
             what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
-                    f"({limit}); it never showed {waiting_for}")
+                    f"({_timeout_said(member.spec)}); it never showed {waiting_for}")
             why = f"which was not ready after {member.spec.ready_timeout:.1f} s"
         self.outcomes.why_failed[member.name] = why or "which did not become ready"
         recent = self.recent.describe(member.name)

@@ -79,7 +79,7 @@ def test_a_ready_exit_step_that_fails_or_does_not_end_holds_back_the_members_aft
              "migrate * migrate exited with code 3; ready_exit = true needs it to exit with "
              "code 0 before the members after it start", "which exited with code 3"),
             ("sleep 60", "ready_timeout = 0.5\n", 1,
-             f"migrate * migrate had not exited after 0.5 s, its ready_timeout at {cast}:3; "
+             f"migrate * migrate had not exited after 0.5 s (its ready_timeout, at {cast}:3); "
              "ready_exit = true waits for its exit with code 0 before the members after it "
              "start", "which had not exited after 0.5 s")):
         cast.write_text(f'[procs.migrate]\ncmd = "{cmd}"\n{timeout}ready_exit = true\n'
@@ -88,12 +88,15 @@ def test_a_ready_exit_step_that_fails_or_does_not_end_holds_back_the_members_aft
         assert result.returncode == code, result.stdout
         assert said in result.stdout, result.stdout
         assert f"server  * summary: never started (waited for migrate, {why})" in result.stdout
-    cast.write_text('[defaults]\ntimeout = 0.5\n[procs.migrate]\ncmd = "sleep 60"\n'
-                    'ready_exit = true\n[[step]]\nexpect = "never"\nin = "migrate"\n')
-    result = run("test", cast)
-    assert result.returncode == 1, result.stdout
-    assert ("migrate had not exited after 0.5 s, the default ready_timeout: set one to wait "
-            "longer; ready_exit = true waits") in result.stdout, result.stdout
+    # In a scenario, the limit can be its [defaults] timeout: that line is named.
+    for readiness, said in (("ready_exit = true", "had not exited after 0.5 s"),
+                            ("ready = 'never'", "was not ready after 0.5 s")):
+        cast.write_text(f'[defaults]\ntimeout = 0.5\n[procs.migrate]\ncmd = "sleep 60"\n'
+                        f'{readiness}\n[[step]]\nexpect = "never"\nin = "migrate"\n')
+        result = run("test", cast)
+        assert result.returncode == 1, result.stdout
+        assert (f"migrate {said} (the scenario's [defaults] timeout, at {cast}:2); "
+                in result.stdout), result.stdout
 
 
 def test_a_ready_exit_step_restarted_after_failing_is_not_restarted_once_done(

@@ -23,6 +23,7 @@ from .shell import ENV_PROGRAM, SHELL, SHELL_VAR_PREFIX, shell_script, shell_scr
 from .variables import expand, is_port, variables_in  # (re-exported: the engine, steps)
 
 __all__ = (
+    "DEFAULTS_TIMEOUT",
     "NAME_RE",
     "CastSpec",
     "OnExit",
@@ -60,6 +61,11 @@ MAX_ARGUMENT = 128 * 2**10
 """Bytes in an argument that Linux refuses (MAX_ARG_STRLEN, which counts its ending NUL): a
 cast's command string, or an argument of a list, this long is refused at load."""
 
+DEFAULTS_TIMEOUT = "[defaults] timeout"
+"""The key of :attr:`ProcSpec.key_sources` that names a scenario's ``[defaults] timeout``,
+when that line set the member's ``ready_timeout``."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProcSpec:
     """One member of the cast, as the user described it."""
@@ -88,7 +94,9 @@ class ProcSpec:
     source: str | None = None
     """Where the member was declared (``cast.toml:12`` or ``-p``), for messages."""
     key_sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
-    """Where each of its keys was written (``cast.toml:14``), for messages about one."""
+    """Where each of its keys was written (``cast.toml:14``), for messages about one; and
+    under :data:`DEFAULTS_TIMEOUT`, where a scenario's ``[defaults] timeout`` that gave it
+    its ``ready_timeout`` was."""
     file_folder: str | None = field(default=None, compare=False, repr=False)
     """The folder of the cast file that declared it (None for ``-p`` and the API): a
     relative path in its command not found where it runs, but there, is said to be."""

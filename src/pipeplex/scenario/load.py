@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,15 @@ from ..cast.load import (
     suggest_key,
 )
 from ..cast.slips import variable_warnings
-from ..cast.spec import CastSpec, is_port, matches_anywhere, quoted, toml_value, variables_in
+from ..cast.spec import (
+    DEFAULTS_TIMEOUT,
+    CastSpec,
+    is_port,
+    matches_anywhere,
+    quoted,
+    toml_value,
+    variables_in,
+)
 from ..cast.variables import VAR_RE
 from ..errors import CastError, ours_in_tracebacks
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
@@ -111,10 +120,13 @@ def scenario_from_data(
     timeout = DEFAULT_TIMEOUT
     with mistakes.collecting():
         timeout = _defaults(data.get("defaults", {}), where)
-    if data.get("step") or "defaults" in data:
+    timeout_source = None
+    if (data.get("step") or "defaults" in data) and "ready_timeout" not in defaults:
         # A scenario's readiness is bounded as its steps are; a plain cast file (run
         # without steps) keeps a member's own default, as it has from Python.
-        defaults.setdefault("ready_timeout", timeout)
+        defaults["ready_timeout"] = timeout
+        if isinstance(data.get("defaults"), dict) and "timeout" in data["defaults"]:
+            timeout_source = where("defaults", "timeout")
     if data.get("step"):
         # With steps, the script decides when the cast ends: a member that exits (a client
         # that said goodbye) does not stop the others unless it says on_exit = "stop".
@@ -125,6 +137,8 @@ def scenario_from_data(
     except CastError as exc:  # (the steps are read against the members: not without them)
         mistakes.add(exc)
         raise mistakes.error() from None
+    if timeout_source is not None:  # (a member's timeout message names that line)
+        cast = _timeout_from(cast, timeout_source)
     raw_steps = data.get("step", [])
     steps: list[Step] = []
     if not isinstance(raw_steps, list):
@@ -181,6 +195,15 @@ def _check_golden_is_no_toml(written: str, golden: str, path: str, where: _Where
         raise CastError(f"golden = {quoted(written)} names {what}: --update would replace it "
                         f"with a transcript; name a file of its own, {name}",
                         source=where("golden"))
+
+
+def _timeout_from(cast: CastSpec, source: str) -> CastSpec:
+    """``cast`` with :data:`DEFAULTS_TIMEOUT` at ``source`` for each member whose
+    ``ready_timeout`` the ``[defaults] timeout`` set."""
+    return replace(cast, procs=tuple(
+        proc if "ready_timeout" in proc.key_sources
+        else replace(proc, key_sources={**proc.key_sources, DEFAULTS_TIMEOUT: source})
+        for proc in cast.procs))
 
 
 def _defaults(table: Any, where: _Where) -> float:
