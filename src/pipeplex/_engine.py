@@ -22,6 +22,8 @@ from typing import Any
 from ._bus import Bus
 from ._events import Level, Note, Output, Ready, Started
 from ._outcomes import Outcomes
+from ._plain_text import plain
+from ._printable import printable
 from ._readiness import LOOPBACK_SAID, RunWatch, listeners, port_accepts
 from ._recent import RecentOutput
 from ._seat import Seat
@@ -44,6 +46,7 @@ from .inputs.router import ALL, Router
 from .participants import Guardian, Process
 from .participants._escaped import start_time
 from .participants.orphans import Adoption, children, descendants
+from .participants.probe import probe
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure", "backoff_delay")
 
@@ -56,6 +59,10 @@ def _proc_mounted() -> bool:
     return os.path.exists("/proc/self/stat")  # (a stat: no wait worth a thread)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
+PROBE_PAUSE = 0.1
+PROBE_PAUSE_CAP = 1.0
+"""Seconds between two runs of a ``ready_cmd`` that failed: the first pause, doubled up to
+the cap."""
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 
@@ -77,6 +84,15 @@ def _finished(member: Process) -> bool:
     """A member with ``ready_exit = true`` whose run exited with 0: its work is done (it
     was ready at that exit), and no exit policy follows it."""
     return member.spec.ready_exit and member.returncode == 0
+
+
+def _said(output: bytes) -> str:
+    """The last lines of a health check's output, for a message (or nothing)."""
+    text = plain(output.decode("utf-8", "replace"))[0].strip()
+    if not text:
+        return ", writing nothing"
+    lines = text.splitlines()[-3:]
+    return ", writing:\n" + "\n".join(f"  {printable(line[-200:])}" for line in lines)
 
 
 def _timeout_said(spec: ProcSpec) -> str:
@@ -110,6 +126,8 @@ class Engine:
         self.cast = cast
         self.bus = bus
         self._guardian = guardian
+        self._probes: set[int] = set()
+        """The runs of members' ready_cmd under way (pipeplex's children, reaped by it)."""
         self._adoption = adoption if adoption is not None and adoption.active else None
         """This process is the cast's subreaper (``pipeplex run`` and ``test``): its
         children other than :meth:`own_children`, and other than those it had before, are
@@ -335,6 +353,9 @@ class Engine:
             if member.returncode is not None:
                 raise PipeplexError(f"{name} {describe_returncode(member.returncode)} before it "
                                     f"was ready\n{self.recent.describe(name)}")
+            own = [failure.reason for failure in self.verdict.failures if failure.name == name]
+            if own and self.stopped_by == name:  # (it stopped the cast: its own failure)
+                raise PipeplexError(f"{own[-1]}\n{self.recent.describe(name)}")
             why = f": {self.stop_reason}" if self.stop_reason else ""
             started = "become ready" if member.pid is not None else "start"
             raise PipeplexError(f"{name} did not {started}: the cast began to stop{why}")
@@ -622,6 +643,11 @@ class Engine:
             self._forget(name)
             del self.members[name], self._seats[name]
 
+    def waiting_for(self, name: str) -> str | None:
+        """What ``name``'s current run waits for to be ready (None: nothing, or not known)."""
+        seat = self._seats.get(name)
+        return seat.waiting_for if seat is not None else None
+
     async def wait_ready(self, name: str) -> bool:
         """Wait until member ``name`` is ready; False if the cast began to stop first.
 
@@ -852,9 +878,9 @@ class Engine:
 
     def _ready_at_once(self, member: Process, captured: dict[str, str]) -> bool:
         """Its ready line matched: it is said ready now, right after its line (before its
-        exit, say), unless a port is still to be waited for, or the run is being stopped
-        (one found not ready, say). Whether it was."""
-        if member.spec.ready_port or member.stopping or self.stopping:
+        exit, say), unless a port or a health check is still to be waited for, or the run
+        is being stopped (one found not ready, say). Whether it was."""
+        if member.spec.ready_port or member.spec.ready_cmd or member.stopping or self.stopping:
             return False
         self._now_ready(member, captured)
         return True
@@ -1048,7 +1074,9 @@ class Engine:
         deadline = loop.time() + spec.ready_timeout
         waiting_for = ""
         captured: dict[str, str] = {}
+        seat = self._seats[member.name]
         if spec.ready_exit:
+            seat.waiting_for = "its exit with code 0 (ready_exit = true)"
             await first(exit_seen, self._stop, within=deadline - loop.time())
             if not exit_seen.done() and not self.stopping:
                 await self._not_ready(
@@ -1065,7 +1093,7 @@ class Engine:
             if self.stopping:
                 return False  # (the cast stopped as its output drained: nothing starts now)
         if spec.ready:
-            waiting_for = f"output matching ready = {quoted(spec.ready)}"
+            waiting_for = seat.waiting_for = f"output matching ready = {quoted(spec.ready)}"
             await first(matched, exit_seen, self._stop,
                         within=deadline - loop.time())
             if not matched.done() and exit_seen.done() and not self.stopping:
@@ -1091,10 +1119,10 @@ class Engine:
                     why=f"whose ready_port was {port!r}, not a TCP port")
                 return False
             waiting_for = f"port {port} on {LOOPBACK_SAID} to accept connections"
-            seat = self._seats[member.name]
             taken, seat.port_taken = seat.port_taken, frozenset()
             if taken:
                 waiting_for += " from a listener of its own (another held it before)"
+            seat.waiting_for = waiting_for
             probe = asyncio.ensure_future(port_accepts(int(port), taken=taken))
             try:
                 await first(probe, exit_seen, self._stop,
@@ -1103,6 +1131,15 @@ class Engine:
                 probe.cancel()
             if not probe.done() or probe.cancelled() or probe.exception() is not None:
                 await self._not_ready(member, waiting_for)
+                return False
+        if spec.ready_cmd is not None:
+            failed = await self._check_health(member, {**self.variables, **captured}, deadline)
+            if failed is not None:
+                what, why = failed
+                await self._not_ready(member, what=what, why=why)
+                return False
+            if exit_seen.done() or self.stopping:
+                await self._not_ready(member)
                 return False
         if member.stopping and not run.said:
             return False  # a run being stopped (a restart's, say) is not the one to wait for
@@ -1119,6 +1156,56 @@ class Engine:
             self._set_up(member.name)
         return True
 
+    async def _check_health(self, member: Process, variables: Mapping[str, str],
+                            deadline: float) -> tuple[str, str] | None:
+        """Run the member's ``ready_cmd`` until it exits with 0, within ``deadline``, as
+        long as the member runs and the cast is not stopping. None once it did, or when the
+        member exited or the cast stops (the caller tells those apart); else what went
+        wrong, and the same as a clause for its dependents' summaries."""
+        spec, loop = member.spec, asyncio.get_running_loop()
+        assert self._stop is not None
+        exit_seen = member.exit_future
+        said = f"ready_cmd {quoted(spec.ready_cmd_text)}"
+        try:
+            argv = spec.ready_argv(variables)
+        except SpawnError as exc:
+            return (f"{member.name}: its {said} cannot be run: {exc.reason}",
+                    "whose ready_cmd could not be run")
+        env = member.environment(variables)
+        pause, last = PROBE_PAUSE, ""
+        seat = self._seats[member.name]
+        seat.waiting_for = f"its {said} to exit with code 0"
+        while not exit_seen.done() and not self.stopping:
+            check = asyncio.ensure_future(probe(
+                member.name, argv, spec.ready_cmd_text, env=env, cwd=spec.cwd,
+                guardian=self._guardian, running=self._probes))
+            try:
+                await first(check, exit_seen, self._stop, within=deadline - loop.time())
+            finally:
+                check.cancel()  # (done: nothing; else the run is killed)
+            if not check.done() or check.cancelled():
+                if exit_seen.done() or self.stopping:
+                    return None
+                last = "; its last run had not ended when the time was up"
+                break
+            if isinstance(error := check.exception(), SpawnError):
+                return (f"{member.name}: its {said} cannot be started: {error.reason}",
+                        "whose ready_cmd could not be started")
+            returncode, output = check.result()
+            if returncode == 0:
+                return None
+            last = f"; its last run {describe_returncode(returncode)}{_said(output)}"
+            seat.waiting_for = f"its {said} to exit with code 0{last}"
+            await first(exit_seen, self._stop, within=min(pause, deadline - loop.time()))
+            pause = min(pause * 2, PROBE_PAUSE_CAP)
+            if loop.time() >= deadline:
+                break
+        if exit_seen.done() or self.stopping:
+            return None
+        return (f"{member.name} was not ready after {spec.ready_timeout:.1f} s "
+                f"({_timeout_said(spec)}): its {said} never exited with code 0{last}",
+                f"which was not ready after {spec.ready_timeout:.1f} s")
+
     def _note_port_taken(self, name: str, port: int) -> None:
         """Before ``name`` starts: what listens on its ``ready_port`` already (a server left
         from an earlier run, another member) would make any connection succeed. Said, and
@@ -1133,10 +1220,11 @@ class Engine:
     def _now_ready(self, member: Process, captured: dict[str, str]) -> None:
         self._capture(member.name, captured)
         seat = self._seats[member.name]
+        seat.waiting_for = None
         if member.returncode is None:
             seat.up_now = True  # (before its Ready: a sink may stop the cast)
         seat.ready_last = True
-        if member.spec.ready or member.spec.ready_port or member.spec.ready_exit:
+        if member.spec.waits_to_be_ready:
             self.bus.publish(Ready(member.name, tuple(sorted(captured.items()))))
 
     def _capture(self, name: str, captured: dict[str, str]) -> None:
@@ -1383,7 +1471,7 @@ class Engine:
         own = {m.pid for m in self.members.values() if m.pid is not None and m.returncode is None}
         if self._guardian is not None:
             own.add(self._guardian.pid)
-        return own | self.stopper.held_strays
+        return own | self._probes | self.stopper.held_strays
 
     def _strays(self) -> list[int]:
         assert self._adoption is not None

@@ -21,7 +21,7 @@ class Seat:
     __slots__ = ("added", "backoff", "captured", "down_after_failure", "last_exit",
                  "not_started_because", "port_taken", "ready", "ready_last", "removing",
                  "restart_requested", "restarted", "restarts", "start_requested", "supervising",
-                 "supervisor", "up", "up_now")
+                 "supervisor", "up", "up_now", "waiting_for")
 
     def __init__(self) -> None:
         self.ready: asyncio.Future[None] | None = None
@@ -66,6 +66,9 @@ class Seat:
         ``status`` shows of a member running again after a restart."""
         self.port_taken: frozenset[int] = frozenset()
         """About to start: the listeners its ``ready_port`` had before (not its own)."""
+        self.waiting_for: str | None = None
+        """While its run is not ready yet: what it waits for (its ready line, its port, its
+        health check and how its last run went), for a step that gives up waiting."""
         self.added: bool = False
         """Added while running (the Python API): a failure to start or get ready is its alone."""
         self.removing: bool = False
@@ -85,4 +88,5 @@ class Seat:
         and the new member's values replace the old ones once it is ready."""
         self.start_requested = self.restarted = self.supervisor = self.last_exit = None
         self.port_taken = frozenset()
+        self.waiting_for = None
         self.restart_requested = False

@@ -1553,10 +1553,11 @@ def test_a_failure_after_a_member_without_readiness_notes_it(tmp_path: Path,
                                "in = 'client'\n")
     result = run("test", case)
     assert result.returncode == 1
-    note = ("note: client starts after server, which has no ready, ready_port or ready_exit: "
-            "it started as soon as server did, not once server was ready; give server a ready "
-            "pattern (a line it writes when it listens), a ready_port, or ready_exit = true for "
-            f"a step that must end first ({case}:1)")
+    note = ("note: client starts after server, which has no ready, ready_port, ready_cmd or "
+            "ready_exit: it started as soon as server did, not once server was ready; give "
+            "server a ready pattern (a line it writes when it listens), a ready_port, a "
+            "ready_cmd (a health check), or ready_exit = true for a step that must end first "
+            f"({case}:1)")
     assert (note in result.stdout) == (not ready), result.stdout
 
 

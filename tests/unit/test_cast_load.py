@@ -272,6 +272,17 @@ class TestMemberKeys:
             f"{tmp_path / 'cast.toml'}:2: web's command has a comment, '#12 fixed', which is "
             "not passed to it, as in a shell; quote it ('#12') if it is meant as an argument"]
 
+    def test_a_shells_syntax_in_a_ready_cmd_is_said(self, tmp_path: Path) -> None:
+        """A health check runs through no shell either: a pipe in it is text to the
+        program, and the warning says how to have a shell read it."""
+        cast = load(tmp_path, "[procs.web]\ncmd = 'serve'\n"
+                              "ready_cmd = 'curl -fs localhost:8000 | grep ok'\n")
+        assert cast_warnings(cast) == [
+            f"{tmp_path / 'cast.toml'}:3: web's ready_cmd has '|' outside quotes, which a shell "
+            "would read as a pipe; no shell runs it, so it is passed on as text: write "
+            "ready_cmd = \"sh -c '...'\" to have a shell run it, or quote it if the text is what "
+            "you mean"]
+
     @pytest.mark.parametrize(
         ("cmd", "said"),
         [
@@ -609,11 +620,44 @@ class TestMemberKeys:
         assert err.source == f"{path}:3"
         assert "ready_exit" in err.message and "true or false" in err.message
 
-    @pytest.mark.parametrize("other", ["ready = 'done'", "ready_port = 8080"])
+    def test_ready_cmd_is_kept_as_written(self, tmp_path: Path) -> None:
+        """A string stays one (split when it runs, as cmd is); a list becomes a tuple."""
+        assert member(tmp_path, "ready_cmd = 'pg_isready -q'").ready_cmd == "pg_isready -q"
+        assert member(tmp_path, "ready_cmd = ['curl', '-f', 'x']").ready_cmd == (
+            "curl", "-f", "x")
+        assert member(tmp_path, "").ready_cmd is None
+
+    @pytest.mark.parametrize(("value", "said"), [
+        ("5", "ready_cmd must be a non-empty string or a list of strings, not 5"),
+        ("[]", "ready_cmd must be a non-empty string or a list of strings, not []"),
+        ("' '", "ready_cmd must be a non-empty string or a list of strings, not ' '"),
+        ("['curl', 1]", "ready_cmd must be a non-empty string or a list of strings"),
+        ("\"curl 'x\"", "cannot split ready_cmd: No closing quotation"),
+    ])
+    def test_ready_cmd_bad(self, tmp_path: Path, value: str, said: str) -> None:
+        """What cannot be a command is said at its line."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_cmd = {value}\n')
+        assert err.source == f"{path}:3"
+        assert err.message.startswith(f"web: {said}"), err.message
+
+    def test_ready_cmd_may_use_what_its_own_ready_captures(self, tmp_path: Path) -> None:
+        """It runs once the member's line has matched, as ready_port does; a value another
+        member captures needs that member in after."""
+        good = ("[procs.db]\ncmd = 'x'\nready = 'on (?P<port>\\d+)'\n"
+                "ready_cmd = 'pg_isready -p {port}'\n")
+        assert load(tmp_path, good)["db"].ready_cmd_variables() == {"port"}
+        err, path = error(tmp_path, "[procs.web]\ncmd = 'x'\nready_cmd = ['curl', '{port}']\n"
+                                    "[procs.db]\ncmd = 'x'\nready = 'on (?P<port>\\d+)'\n")
+        assert err.source == f"{path}:3"
+        assert err.message == ('web: ready_cmd uses {port}, which db captures, but does not '
+                               'start after it; add after = ["db"]')
+
+    @pytest.mark.parametrize("other", ["ready = 'done'", "ready_port = 8080",
+                                       "ready_cmd = 'true'"])
     def test_ready_exit_with_another_readiness_is_refused(self, tmp_path: Path,
                                                          other: str) -> None:
-        """A member is ready at one thing: its exit, a line, or a port; in a file, and in a
-        spec built in code."""
+        """A member is ready at one thing: its exit, or a line, a port and a health check;
+        in a file, and in a spec built in code."""
         err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_exit = true\n{other}\n')
         key = other.split()[0]
         assert err.source == f"{path}:3"
@@ -622,8 +666,7 @@ class TestMemberKeys:
         assert err.message.endswith("; keep the one the members after it need")
         with pytest.raises(CastError) as caught:
             validate_cast(CastSpec((ProcSpec("web", "x", ready_exit=True,
-                                             **({"ready": "done"} if key == "ready"
-                                                else {"ready_port": "8080"})),),))
+                                             **{key: other.split(" = ")[1].strip("'")}),)))
         assert caught.value.message == err.message
 
     def test_a_scenario_given_as_a_cast_says_how_to_load_it(self, tmp_path: Path) -> None:

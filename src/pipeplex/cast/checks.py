@@ -11,7 +11,7 @@ import itertools
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .._suggest import close_match, suggest
@@ -145,11 +145,15 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
 def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
                      captured: Mapping[str, str], seen: Mapping[str, ProcSpec]) -> None:
     """Refuse a ``{name}`` in ``proc`` that a member captures, but one ``proc`` does not
-    start after (or ``proc`` itself), and a ``ready_port`` variable none of them captures."""
+    start after (or ``proc`` itself), and a ``ready_port`` variable none of them captures.
+    ``ready_port`` and ``ready_cmd`` are used once the member's ``ready`` line has matched:
+    they may use what it captures."""
+    own = captures[proc.name]
     used = proc.referenced_variables() & captured.keys()
     port = (variables_in(proc.ready_port)
             if proc.ready_port and not is_port(proc.ready_port) else set())
-    wanted = used | (port - captures[proc.name])
+    probe = proc.ready_cmd_variables() & captured.keys() - own
+    wanted = used | (port - own) | probe
     available: set[str] = set()
     for dep in closure(proc, seen) if wanted else ():
         available |= captures[dep]
@@ -171,7 +175,12 @@ def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
         raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
                         f"does not start after it; {_add_after(proc, provider)}{text}",
                         source=where)
-    unknown = port - available - captures[proc.name]
+    if late := sorted(probe - available):
+        provider = captured[late[0]]
+        raise CastError(f"{proc.name}: ready_cmd uses {{{late[0]}}}, which {provider} captures, "
+                        f"but does not start after it; {_add_after(proc, provider)}",
+                        source=proc.where("ready_cmd"))
+    unknown = port - available - own
     if unknown:
         var = sorted(unknown)[0]
         close = close_match(var, list(captured))
@@ -277,11 +286,15 @@ def check_fields(proc: ProcSpec) -> None:
     ):  # one with a {variable} is checked once expanded, when the member gets ready
         raise bad(f"ready_port must be a TCP port number (1-65535) as a string, or a variable "
                   f"such as '{{port}}', not {port!r}", "ready_port")
+    if proc.ready_cmd is not None:
+        _check_ready_cmd(proc, bad)
     if not isinstance(proc.ready_exit, bool):
         raise bad(f"ready_exit must be true or false, not {proc.ready_exit!r}", "ready_exit")
-    if proc.ready_exit and (proc.ready is not None or proc.ready_port is not None):
-        other = "ready" if proc.ready is not None else "ready_port"
-        when = "a line matches" if other == "ready" else "its port accepts connections"
+    others = {"ready": "a line matches", "ready_port": "its port accepts connections",
+              "ready_cmd": "its ready_cmd exits with 0"}
+    if proc.ready_exit and (other := next(
+            (key for key in others if getattr(proc, key) is not None), None)):
+        when = others[other]
         raise bad(f"ready_exit = true cannot go with {other}: a member is ready either when "
                   f"it exits with 0 or when {when}; keep the one the members after it need",
                   "ready_exit")
@@ -299,10 +312,31 @@ def check_fields(proc: ProcSpec) -> None:
                   "max_restarts")
 
 
-def command_too_long(cmd: object, *, shell: bool = False) -> str | None:
-    """Why Linux would refuse ``cmd``, or None: a command string, or an argument of a list,
-    of :data:`MAX_ARGUMENT` bytes or more. Said at load, before a string is split (which
-    would take minutes), not when the member starts."""
+def _check_ready_cmd(proc: ProcSpec, bad: Callable[[str, str], CastError]) -> None:
+    cmd = proc.ready_cmd
+    problem = command_too_long(cmd, key="ready_cmd")
+    if problem:
+        raise bad(problem, "ready_cmd")
+    if isinstance(cmd, str):
+        if not cmd.strip():
+            raise bad("ready_cmd is empty", "ready_cmd")
+        try:
+            split_command(cmd)
+        except ValueError as exc:
+            raise bad(f"cannot split ready_cmd: {exc}", "ready_cmd") from None
+    elif not isinstance(cmd, list | tuple) or not cmd or not all(
+            isinstance(arg, str) for arg in cmd):
+        raise bad("ready_cmd must be a string, or a non-empty list (or tuple) of strings",
+                  "ready_cmd")
+    if any("\0" in word for word in ([cmd] if isinstance(cmd, str) else cmd)):
+        raise bad("ready_cmd has a NUL character (\\u0000), which no command line can carry",
+                  "ready_cmd")
+
+
+def command_too_long(cmd: object, *, shell: bool = False, key: str = "cmd") -> str | None:
+    """Why Linux would refuse ``cmd`` (the member's ``key``), or None: a command string, or
+    an argument of a list, of :data:`MAX_ARGUMENT` bytes or more. Said at load, before a
+    string is split (which would take minutes), not when the member starts."""
     if isinstance(cmd, str):
         size = _bytes(cmd)
         if size < MAX_ARGUMENT:
@@ -310,12 +344,12 @@ def command_too_long(cmd: object, *, shell: bool = False) -> str | None:
         hint = (", and a shell's script is one: put the script in a file and run that file"
                 if shell else ": write a longer command as a list of arguments, each under "
                 "128 KiB")
-        return (f"cmd is {size:,} bytes long; a command string must be under 128 KiB, as "
+        return (f"{key} is {size:,} bytes long; a command string must be under 128 KiB, as "
                 f"Linux refuses an argument that long{hint}")
     if isinstance(cmd, list | tuple):
         for number, arg in enumerate(cmd, start=1):
             if isinstance(arg, str) and (size := _bytes(arg)) >= MAX_ARGUMENT:
-                return (f"argument {number} of cmd is {size:,} bytes long, and Linux refuses "
+                return (f"argument {number} of {key} is {size:,} bytes long, and Linux refuses "
                         "an argument of 128 KiB or more: put the text in a file and give "
                         "the program its name")
     return None
@@ -397,6 +431,8 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
     if proc.cwd and not cwd.is_dir():  # also for a shell, or a command with variables
         raise CastError(f"{proc.name}: cwd {proc.cwd!r} is not a folder",
                         source=proc.where("cwd"))
+    if proc.ready_cmd is not None and not variables_in(proc.ready_cmd_text):
+        _check_ready_cmd_program(proc, found)
     if proc.shell or variables_in(proc.command_text):
         return  # the shell finds the program; a variable may name it
     program = proc.argv()[0]
@@ -420,6 +456,17 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
                         f"{proc.command_text!r})"
                         f"{_no_shell_hint(proc) or own or '; check the spelling and PATH'}",
                         source=proc.where("env" if own else "cmd"))
+
+
+def _check_ready_cmd_program(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
+    """A ``ready_cmd`` whose program is not on PATH (one named by a path may be built by
+    then: it is looked for when it runs)."""
+    program = proc.ready_argv()[0]
+    if "/" not in program and not _on_path(
+            program, proc.env.get("PATH", os.environ.get("PATH", os.defpath)), found):
+        raise CastError(f"{proc.name}: command not found: {program!r} (ready_cmd = "
+                        f"{proc.ready_cmd_text!r}); check the spelling and PATH",
+                        source=proc.where("ready_cmd"))
 
 
 SHELL_BUILTINS = frozenset({".", "[[", "alias", "case", "cd", "declare", "eval", "exec",

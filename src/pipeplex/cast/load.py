@@ -425,18 +425,20 @@ class _Read:
 
 
 def _read_cmd(read: _Read, key: str, cmd: Any) -> None:
-    problem = command_too_long(cmd, shell=read.table.get("shell") is True)
+    """``cmd``, and ``ready_cmd`` likewise (which no ``shell = true`` applies to)."""
+    shell = key == "cmd" and read.table.get("shell") is True
+    problem = command_too_long(cmd, shell=shell, key=key)
     if problem:
         raise read.error(key, problem)
     if isinstance(cmd, str) and cmd.strip():
-        if read.table.get("shell") is not True:  # a shell's script is the shell's to read
+        if not shell:  # a shell's script is the shell's to read
             try:
                 split_command(cmd)
             except ValueError as exc:
-                raise read.error(key, f"cannot split cmd: {exc}") from None
-        read.fields["cmd"] = cmd
+                raise read.error(key, f"cannot split {key}: {exc}") from None
+        read.fields[key] = cmd
     elif isinstance(cmd, list) and cmd and all(isinstance(w, str) for w in cmd):
-        read.fields["cmd"] = tuple(cmd)
+        read.fields[key] = tuple(cmd)
     else:
         raise read.bad(key, "a non-empty string or a list of strings")
 
@@ -554,8 +556,8 @@ _READERS: dict[str, Callable[[_Read, str, Any], None]] = {
     "cmd": _read_cmd, "shell": _read_shell, "env": _read_env, "cwd": _read_cwd,
     "pty": _read_pty, "stderr": _read_choice, "on_exit": _read_choice, "input": _read_words,
     "after": _read_words, "ready": _read_ready, "ready_port": _read_ready_port,
-    "ready_exit": _read_flag, "ready_timeout": _read_seconds, "stop_timeout": _read_seconds,
-    "autostart": _read_flag, "max_restarts": _read_max_restarts,
+    "ready_cmd": _read_cmd, "ready_exit": _read_flag, "ready_timeout": _read_seconds,
+    "stop_timeout": _read_seconds, "autostart": _read_flag, "max_restarts": _read_max_restarts,
 }
 """How each key of a member's table is read: each on its own, so that every mistake in a
 table is found in one reading."""

@@ -82,6 +82,14 @@ def shell_syntax_warnings(cast_spec: CastSpec) -> list[str]:
     (``find . -exec ls {} ;``), and quoting it says so."""
     warnings = []
     for proc in cast_spec.procs:
+        if isinstance(proc.ready_cmd, str) and (found := shell_syntax_of(proc.ready_cmd)):
+            piece, kind, word = found
+            within = "" if word == piece else f" (in {quoted(word)})"
+            warnings.append(f"{proc.where('ready_cmd') or proc.name}: {proc.name}'s ready_cmd "
+                            f"has {quoted(piece)} outside quotes, which a shell would read as "
+                            f"{kind}; no shell runs it, so it is passed on as text{within}: "
+                            "write ready_cmd = \"sh -c '...'\" to have a shell run it, or "
+                            "quote it if the text is what you mean")
         if not isinstance(proc.cmd, str) or proc.shell:
             continue
         program = split_command(proc.cmd)[0].rpartition("/")[2]

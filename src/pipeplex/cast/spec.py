@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -86,6 +86,11 @@ class ProcSpec:
     ready_exit: bool = False
     """Ready when it exits with 0 (a build step, a migration): the members after it start
     then, and that exit is its work done, not an end its ``on_exit`` answers."""
+    ready_cmd: str | tuple[str, ...] | None = None
+    """A health check: once the member has started (and its ``ready`` line and
+    ``ready_port`` came, if it has them), this command runs again and again until it exits
+    with 0 (``pg_isready``). Split as ``cmd`` is; it never runs through a shell unless it
+    names one (``sh -c '...'``)."""
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     stop_timeout: float | None = None
     max_restarts: int = DEFAULT_MAX_RESTARTS
@@ -122,21 +127,46 @@ class ProcSpec:
         Raises:
             SpawnError: a value cannot be given to the shell safely (see :func:`shell_script`).
         """
-        variables = variables or {}
         if self.shell:
             assert isinstance(self.cmd, str)
-            words: tuple[str, ...] | list[str] = [SHELL, "-c", self.cmd]
-            script = 2
-        else:
-            words = split_command(self.cmd) if isinstance(self.cmd, str) else self.cmd
-            found = shell_script_operand(words)
-            if found is None:
-                return [expand(word, variables) for word in words]
-            script = found
+            return self._argv([SHELL, "-c", self.cmd], 2, self.command_text, variables)
+        words = split_command(self.cmd) if isinstance(self.cmd, str) else self.cmd
+        return self._argv(words, shell_script_operand(words), self.command_text, variables)
+
+    @property
+    def waits_to_be_ready(self) -> bool:
+        """Whether it has a readiness of its own (else it is ready once started)."""
+        return bool(self.ready or self.ready_port or self.ready_cmd or self.ready_exit)
+
+    @property
+    def ready_cmd_text(self) -> str:
+        """:attr:`ready_cmd` as a user would type it, for messages."""
+        assert self.ready_cmd is not None
+        cmd = self.ready_cmd
+        return cmd if isinstance(cmd, str) else shlex.join(cmd)
+
+    def ready_argv(self, variables: Mapping[str, str] | None = None) -> list[str]:
+        """:attr:`ready_cmd`'s argument vector, made as :meth:`argv` makes the command's.
+
+        Raises:
+            SpawnError: as :meth:`argv`, naming ``ready_cmd``.
+        """
+        assert self.ready_cmd is not None
+        words = (split_command(self.ready_cmd) if isinstance(self.ready_cmd, str)
+                 else self.ready_cmd)
+        return self._argv(words, shell_script_operand(words), self.ready_cmd_text, variables)
+
+    def _argv(self, words: Sequence[str], script: int | None, command: str,
+              variables: Mapping[str, str] | None) -> list[str]:
+        """``words`` with ``variables`` substituted, ``words[script]`` being a shell's script
+        (None: there is none); ``command`` names them in an error."""
+        variables = variables or {}
+        if script is None:
+            return [expand(word, variables) for word in words]
         try:
             text, used = shell_script(words[script], variables)
         except ValueError as exc:
-            raise SpawnError(self.name, self.command_text, str(exc)) from None
+            raise SpawnError(self.name, command, str(exc)) from None
         argv = [expand(word, variables) for word in words[:script]]
         argv += [text, *(expand(word, variables) for word in words[script + 1:])]
         if not used:
@@ -147,26 +177,36 @@ class ProcSpec:
     def referenced_variables(self) -> set[str]:
         """The variables its command, environment and input use. In a shell script, as
         :meth:`argv` reads it: ``\\{x}`` and a ``{x}`` in a comment are no use of ``x``."""
-        texts = [*self.env.values(), *self.input]
+        used = set().union(*(variables_in(t) for t in (*self.env.values(), *self.input)))
         if self.shell:
             assert isinstance(self.cmd, str)
-            words: tuple[str, ...] | list[str] = [self.cmd]
-            script: int | None = 0
-        else:
-            words = split_command(self.cmd) if isinstance(self.cmd, str) else self.cmd
-            script = shell_script_operand(words)
-        texts += [word for i, word in enumerate(words) if i != script]
-        used = set().union(*(variables_in(t) for t in texts))
-        if script is not None:
-            probe = dict.fromkeys(variables_in(words[script]), "0")  # (0: fit for arithmetic)
-            try:
-                used.update(shell_script(words[script], probe)[1])
-            except ValueError:  # (nested too deep: argv says so when it runs)
-                used.update(probe)
-        return used
+            return used | _command_variables([self.cmd], 0)
+        words = split_command(self.cmd) if isinstance(self.cmd, str) else self.cmd
+        return used | _command_variables(words, shell_script_operand(words))
+
+    def ready_cmd_variables(self) -> set[str]:
+        """The variables :attr:`ready_cmd` uses, read as :meth:`referenced_variables` reads
+        the command's."""
+        if self.ready_cmd is None:
+            return set()
+        words = (split_command(self.ready_cmd) if isinstance(self.ready_cmd, str)
+                 else self.ready_cmd)
+        return _command_variables(words, shell_script_operand(words))
 
     def captured_variables(self) -> set[str]:
         return set(ready_regex(self.ready).groupindex) if self.ready else set()
+
+
+def _command_variables(words: Sequence[str], script: int | None) -> set[str]:
+    """The variables a command's ``words`` use, ``words[script]`` being a shell's script."""
+    used = set().union(*(variables_in(word) for i, word in enumerate(words) if i != script))
+    if script is not None:
+        probe = dict.fromkeys(variables_in(words[script]), "0")  # (0: fit for arithmetic)
+        try:
+            used.update(shell_script(words[script], probe)[1])
+        except ValueError:  # (nested too deep: argv says so when it runs)
+            used.update(probe)
+    return used
 
 
 @functools.lru_cache(maxsize=4096)

@@ -219,7 +219,7 @@ class Process:
         variables = variables or {}
         spec = self.spec
         argv = spec.argv(variables)
-        env = self._environment(variables)
+        env = self.environment(variables)
         self.release_output()  # what the last run's leftovers held (stopped by now)
         fds: list[int] = []  # the child's ends, closed in the parent after the spawn
         ours: list[int] = []
@@ -338,7 +338,9 @@ class Process:
         self._poll_readers()
         return in_r, out_w, err_w
 
-    def _environment(self, variables: Mapping[str, str]) -> dict[str, str]:
+    def environment(self, variables: Mapping[str, str]) -> dict[str, str]:
+        """The environment a run of this member gets with ``variables``, and its
+        ``ready_cmd`` too."""
         env = dict(os.environ)
         # Python children flush each write; harmless for everything else.
         env.setdefault("PYTHONUNBUFFERED", "1")

@@ -309,7 +309,8 @@ async def _restart(step: Step, value: str, run: _Run) -> Checked:
                                        f"{_why_stopping(run.engine, value)}\n"
                                        f"{run.engine.recent.describe(value)}", member=value)
     except TimeoutError:
-        raise StepFailed(step, f"{value} did not start again within {run.timeout:.1f} s\n"
+        raise StepFailed(step, f"{value} did not start again within {run.timeout:.1f} s"
+                         f"{_waiting(run.engine, value)}\n"
                          f"{run.engine.recent.describe(value)}", member=value,
                          waited=run.timeout) from None
     return None
@@ -319,10 +320,17 @@ async def _start(step: Step, value: str, run: _Run) -> Checked:
     try:
         await asyncio.wait_for(run.engine.start(value), run.timeout)
     except TimeoutError:
-        raise StepFailed(step, f"{value} was not ready within {run.timeout:.1f} s\n"
+        raise StepFailed(step, f"{value} was not ready within {run.timeout:.1f} s"
+                         f"{_waiting(run.engine, value)}\n"
                          f"{run.engine.recent.describe(value)}", member=value,
                          waited=run.timeout) from None
     return None
+
+
+def _waiting(engine: Engine, name: str) -> str:
+    """What ``name`` was still waiting for to be ready, for a step that gave up on it."""
+    waiting = engine.waiting_for(name)
+    return f", waiting for {waiting}" if waiting else ""
 
 
 _STEP_ACTIONS: dict[str, Callable[[Step, str, _Run], Awaitable[Checked]]] = {

@@ -223,18 +223,19 @@ def _add_notes(outcome: ScenarioOutcome, blamed: str | None) -> None:
 
 def _after_a_start(scenario: Scenario, name: str) -> list[str]:
     """A note for the failure of ``name`` when it starts after a member with no readiness
-    (``ready``, ``ready_port`` or ``ready_exit``): it started as soon as that one did, not
-    once it was listening, which may be why (a client refused by a server still starting)."""
+    (``ready``, ``ready_port``, ``ready_cmd`` or ``ready_exit``): it started as soon as that
+    one did, not once it was listening, which may be why (a client refused by a server still
+    starting)."""
     bare = [dep for dep in scenario.cast[name].after
-            if not (scenario.cast[dep].ready or scenario.cast[dep].ready_port
-                    or scenario.cast[dep].ready_exit)]
+            if not scenario.cast[dep].waits_to_be_ready]
     if not bare:
         return []
     dep = bare[0]
-    return [f"{name} starts after {dep}, which has no ready, ready_port or ready_exit: it "
-            f"started as soon as {dep} did, not once {dep} was ready; give {dep} a ready "
-            f"pattern (a line it writes when it listens), a ready_port, or ready_exit = true "
-            f"for a step that must end first ({scenario.cast[dep].source})"]
+    return [f"{name} starts after {dep}, which has no ready, ready_port, ready_cmd or "
+            f"ready_exit: it started as soon as {dep} did, not once {dep} was ready; give "
+            f"{dep} a ready pattern (a line it writes when it listens), a ready_port, a "
+            f"ready_cmd (a health check), or ready_exit = true for a step that must end "
+            f"first ({scenario.cast[dep].source})"]
 
 
 def _at_the_stops_eof(scenario: Scenario, engine: Engine, failure: Failure,

@@ -1,0 +1,119 @@
+"""One run of a member's health check (``ready_cmd``), for the engine to repeat until it
+exits with 0.
+
+A run is a child of pipeplex in a session of its own, told to the guardian as a member is
+(should pipeplex be killed, the check dies with it), reading /dev/null, its output kept
+(the end of it, for the message if the member never gets ready) and never shown. When the
+run ends, whatever it left in its group is killed: a check starts nothing that stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping, MutableSet
+from typing import TYPE_CHECKING
+
+from ..errors import SpawnError
+from ._spawn import bad_text, find_executable, spawn, spawn_reason
+
+if TYPE_CHECKING:
+    from .guardian import Guardian
+
+__all__ = ("KEEP", "probe")
+
+KEEP = 4096
+"""Bytes of a run's output kept: its end."""
+
+
+async def probe(name: str, argv: list[str], command: str, *, env: Mapping[str, str],
+                cwd: str | None, guardian: Guardian | None,
+                running: MutableSet[int]) -> tuple[int, bytes]:
+    """Run ``argv`` (``command``, the member ``name``'s ``ready_cmd``) once; its return code
+    (negative: killed by that signal) and the end of its output. ``running`` holds its pid
+    while it is pipeplex's child, for whoever reaps orphans to leave it alone.
+
+    Cancelled, the run is killed (its whole group) and reaped once it is gone.
+
+    Raises:
+        SpawnError: the command cannot be started (not found, not executable, no cwd).
+    """
+    loop = asyncio.get_running_loop()
+    read_end, write_end = os.pipe()
+    try:
+        stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    executable = find_executable(argv[0], env)
+    try:
+        if guardian is not None:
+            guardian.spawning((stdin, write_end, write_end))
+        child = spawn(argv, full_terminal=False, executable=executable, stdin=stdin,
+                      stdout=write_end, stderr=write_end, cwd=cwd, env=env)
+    except (OSError, ValueError) as exc:
+        os.close(read_end)
+        if guardian is not None:
+            guardian.spawn_failed()
+        reason = (spawn_reason(exc, argv, executable, cwd) if isinstance(exc, OSError)
+                  else bad_text(exc))
+        raise SpawnError(name, command, reason) from None
+    finally:
+        os.close(stdin)
+        os.close(write_end)
+    pid = child.pid
+    running.add(pid)
+    if guardian is not None:
+        guardian.register(pid)
+    output = bytearray()
+    exited: asyncio.Future[None] = loop.create_future()
+    pidfd = os.pidfd_open(pid)
+    os.set_blocking(read_end, False)
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(read_end, 65536)
+            except BlockingIOError:
+                return
+            if not data:  # (its end: no process holds the pipe any more)
+                loop.remove_reader(read_end)
+                return
+            output.extend(data)
+            del output[:-KEEP]
+
+    def ended() -> None:
+        loop.remove_reader(pidfd)
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(read_end, read)
+    loop.add_reader(pidfd, ended)
+    try:
+        await exited
+        read()  # what it wrote last (a process it left may hold the pipe: not waited for)
+    finally:
+        loop.remove_reader(read_end)
+        os.close(read_end)
+        # The run itself if it was cancelled, else what it left in its group. Its pid names
+        # the group safely until it is reaped (a zombie's pid is not given out again).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+        def reap() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            child.wait()
+            running.discard(pid)
+            if guardian is not None:
+                guardian.unregister(pid)
+
+        if exited.done():
+            reap()
+        else:  # (killed just now: reaped as it goes)
+            loop.add_reader(pidfd, reap)
+    assert child.returncode is not None  # (reaped above)
+    return child.returncode, bytes(output)

@@ -1,0 +1,160 @@
+"""``ready_cmd``: a member is ready once a health check exits with 0 (pg_isready, say)."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+from pathlib import Path
+
+from .helpers import DEADLINE, Pipeplex, run, write_fifo
+
+
+def _read_pid(fifo: Path) -> int:
+    """The pid a health check wrote into ``fifo`` (made here) as it began."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        ready, _, _ = select.select([fd], [], [], DEADLINE)
+        assert ready, "the health check never began"
+        return int(os.read(fd, 64))
+    finally:
+        os.close(fd)
+
+
+def _wait_exited(pid: int) -> None:
+    """Wait through a pidfd for ``pid`` (not our child) to end; alive at the deadline, it
+    fails the test and is killed."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], DEADLINE)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(fd)
+    assert ready, f"the health check (pid {pid}) outlived what should have ended it"
+
+
+def test_members_after_one_with_a_ready_cmd_start_once_the_check_passes(
+        tmp_path: Path, run_dir: Path) -> None:
+    """The check runs again until it exits with 0: the server is ready only then, and the
+    client starts after it, its summary the only one."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sh -c \'echo up; read x; : > ok; echo ok made; '
+                    'exec sleep 60\'"\nready_cmd = "test -e ok"\n'
+                    '[procs.app]\ncmd = "sh -c \'echo app up; exec sleep 60\'"\n'
+                    'after = ["db"]\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir, cwd=tmp_path) as plex:
+        plex.expect(r"^db +\| up$")
+        write_fifo(run_dir / "db.in", b"go\n")
+        plex.expect(r"^app +\| app up$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    text = plex.text
+    order = ["db  | ok made", "db  * ready", "app * started"]
+    assert [text.index(line) for line in order] == sorted(text.index(line) for line in order)
+
+
+def test_a_check_that_never_passes_fails_the_start_with_its_last_output(
+        tmp_path: Path) -> None:
+    """The message names the check, the limit and where it was set, and what the check's
+    last run said; the check may use what the member's own ready line captured."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sh -c \'echo listening on 4242; exec sleep 60\'"\n'
+                    "ready = 'listening on (?P<port>\\d+)'\n"
+                    "ready_cmd = \"sh -c 'echo no answer on {port} >&2; exit 2'\"\n"
+                    "ready_timeout = 0.5\n"
+                    '[procs.app]\ncmd = "sleep 60"\nafter = ["db"]\n')
+    result = run("run", cast, "--run-dir", tmp_path / "run")
+    assert result.returncode == 1, result.stdout
+    said = (f"db  * db was not ready after 0.5 s (its ready_timeout, at {cast}:5): its "
+            "ready_cmd \"sh -c 'echo no answer on {port} >&2; exit 2'\" never exited with "
+            "code 0; its last run exited with code 2, writing:\ndb  *   no answer on 4242\n")
+    assert said in result.stdout, result.stdout
+    assert ("app * summary: never started (waited for db, which was not ready after 0.5 s)"
+            in result.stdout), result.stdout
+
+
+def test_a_check_that_cannot_start_fails_at_once(tmp_path: Path) -> None:
+    """A program missing from PATH is refused at load, with its line; one named by a path
+    is looked for when the check runs, and its absence ends the start there and then."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sleep 60"\nready_cmd = "no-such-check --now"\n')
+    result = run("run", cast)
+    assert result.returncode == 2, result.stdout
+    assert (f"{cast}:3: db: command not found: 'no-such-check' (ready_cmd = "
+            "'no-such-check --now'); check the spelling and PATH") in result.stderr
+    missing = tmp_path / "missing" / "check"
+    cast.write_text(f'[procs.db]\ncmd = "sleep 60"\nready_cmd = ["{missing}"]\n'
+                    "ready_timeout = 60\n")
+    result = run("run", cast, "--run-dir", tmp_path / "run")
+    assert result.returncode == 1, result.stdout
+    assert (f"db: its ready_cmd '{missing}' cannot be started: " in result.stdout
+            ), result.stdout
+    assert "was not ready after" not in result.stdout
+
+
+def test_a_member_that_exits_during_its_check_is_not_ready_and_the_check_ends(
+        tmp_path: Path, run_dir: Path) -> None:
+    """The member's exit ends the wait at once (not the timeout's): an exit before it was
+    ready, and the check still running is killed."""
+    fifo = tmp_path / "probe.fifo"
+    os.mkfifo(fifo)
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sh -c \'read x; exit 3\'"\n'
+                    f"ready_cmd = \"sh -c 'echo $$ > {fifo}; exec sleep 60'\"\n"
+                    "ready_timeout = 600\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        check = _read_pid(fifo)
+        write_fifo(run_dir / "db.in", b"bye\n")
+        assert plex.wait() == 3
+    assert "db * db exited with code 3 before it was ready" in plex.text, plex.text
+    _wait_exited(check)
+
+
+def test_a_check_under_way_dies_with_the_cast_stopped_or_pipeplex_killed(
+        tmp_path: Path, run_dir: Path) -> None:
+    """A Ctrl-C while the check runs stops the cast without waiting for it; SIGKILL to
+    pipeplex leaves it to the guardian, which kills it too."""
+    fifo = tmp_path / "probe.fifo"
+    os.mkfifo(fifo)
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sleep 60"\n'
+                    f"ready_cmd = \"sh -c 'echo $$ > {fifo}; exec sleep 60'\"\n"
+                    "ready_timeout = 600\n")
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+            check = _read_pid(fifo)
+            plex.signal(sig)
+            assert plex.wait() == (130 if sig == signal.SIGINT else -signal.SIGKILL)
+        _wait_exited(check)
+        if sig == signal.SIGINT:
+            assert re.search(r"^db +\* summary: stopped", plex.text, re.M), plex.text
+            assert "not ready" not in plex.text, plex.text
+
+
+def test_a_scenario_start_step_waits_for_the_check(tmp_path: Path) -> None:
+    """``start`` waits until the member's check passes. One that never does fails the step:
+    at the step's own timeout if that comes first, saying what the member waited for, else
+    at the scenario's [defaults] timeout, which the message names."""
+    case = tmp_path / "case.toml"
+    for check, step_timeout, said in (
+            ("test -e ok", 30, ""),
+            ("false", 1, "start 'db': db was not ready within 1.0 s, waiting for its ready_cmd "
+                         "'false' to exit with code 0; its last run exited with code 1, "
+                         "writing nothing\n"),
+            ("false", 30, f"db was not ready after 2.0 s (the scenario's [defaults] timeout, "
+                          f"at {case}:2): its ready_cmd 'false' never exited with code 0; its "
+                          "last run exited with code 1, writing nothing")):
+        case.write_text('[defaults]\ntimeout = 2\n[procs.db]\n'
+                        'cmd = "sh -c \'read x; : > ok; echo ok made; exec sleep 60\'"\n'
+                        f'input = ["go"]\nready_cmd = "{check}"\nautostart = false\n'
+                        f'cwd = "."\n[[step]]\nstart = "db"\ntimeout = {step_timeout}\n'
+                        '[[step]]\nexpect = "ok made"\nin = "db"\n')
+        (tmp_path / "ok").unlink(missing_ok=True)
+        result = run("test", case)
+        assert result.returncode == (1 if said else 0), result.stdout
+        assert said in result.stdout, result.stdout
