@@ -362,8 +362,9 @@ class Engine:
         self._ready(name).result()  # raises why an added member did not get ready
 
     def status(self) -> list[dict[str, Any]]:
-        """One record per member: name, pid, state, uptime, restarts, its exit code, and
-        ``last_exit``: that code, or while it runs again, its last run's."""
+        """One record per member: name, pid, state, uptime, restarts, its exit code,
+        ``last_exit`` (that code, or while it runs again, its last run's) and ``waiting_for``:
+        while it runs but is not ready yet (state ``starting``), what it waits for."""
         records = []
         for member in self.members.values():
             record = member.statistics()
@@ -371,6 +372,10 @@ class Engine:
             if (record["state"] == "exited" and member.name in self.outcomes.waiting_for
                     and seat.supervising):
                 record["state"] = "pending"  # its next run waits for a member it starts after
+            starting = record["state"] == "running" and seat.waiting_for is not None
+            if starting:
+                record["state"] = "starting"
+            record["waiting_for"] = seat.waiting_for if starting else None
             record["restarts"] = seat.restarts
             record["last_exit"] = (record["returncode"] if record.get("returncode") is not None
                                    else seat.last_exit)

@@ -316,7 +316,9 @@ def started_and_ready(name: str, pid: object, step_exit: object = None) -> str:
 
 
 def format_status(records: Iterable[Mapping[str, Any]]) -> str:
-    """A table of members: name, pid, state, uptime, restarts, last exit code."""
+    """A table of members: name, pid, state, uptime, restarts, last exit code; then, for
+    each member still starting, what it waits for."""
+    records = list(records)
     headers = ("NAME", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT")
     rows = [
         tuple(printable(cell) for cell in (  # (what a run answers reaches a terminal)
@@ -333,4 +335,6 @@ def format_status(records: Iterable[Mapping[str, Any]]) -> str:
               for i, h in enumerate(headers)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in (headers, *rows)]
+    lines += [printable(f"{r['name']} is waiting for {r['waiting_for']}") for r in records
+              if r.get("waiting_for")]
     return "\n".join(lines)

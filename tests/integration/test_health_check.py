@@ -8,7 +8,7 @@ import select
 import signal
 from pathlib import Path
 
-from .helpers import DEADLINE, Pipeplex, run, write_fifo
+from .helpers import DEADLINE, Pipeplex, run, status, write_fifo
 
 
 def _read_pid(fifo: Path) -> int:
@@ -55,6 +55,7 @@ def test_members_after_one_with_a_ready_cmd_start_once_the_check_passes(
         assert plex.wait() == 143
     text = plex.text
     order = ["db  | ok made", "db  * ready", "app * started"]
+    assert "app * summary: stopped" in text, text
     assert [text.index(line) for line in order] == sorted(text.index(line) for line in order)
 
 
@@ -158,3 +159,25 @@ def test_a_scenario_start_step_waits_for_the_check(tmp_path: Path) -> None:
         result = run("test", case)
         assert result.returncode == (1 if said else 0), result.stdout
         assert said in result.stdout, result.stdout
+
+
+def test_status_says_a_member_is_starting_and_what_it_waits_for(
+        tmp_path: Path, run_dir: Path) -> None:
+    """Until its check passes, a member runs but is ``starting``, and the status says what
+    it waits for (the table under its rows); once ready it is ``running``."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sh -c \'read x; : > ok; echo ok made; exec sleep 60\'"\n'
+                    'ready_cmd = "test -e ok"\nready_timeout = 600\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir, cwd=tmp_path) as plex:
+        plex.expect(r"^db \* started")
+        record = status(run_dir)["members"][0]
+        assert record["state"] == "starting", record
+        assert record["waiting_for"].startswith("its ready_cmd 'test -e ok' to exit with code 0")
+        table = run("status", "--run-dir", run_dir).stdout
+        assert "\ndb is waiting for its ready_cmd 'test -e ok' to exit with code 0" in table
+        write_fifo(run_dir / "db.in", b"go\n")
+        plex.expect(r"^db \* ready$")
+        record = status(run_dir)["members"][0]
+        assert (record["state"], record["waiting_for"]) == ("running", None), record
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
