@@ -45,8 +45,8 @@ from .errors import NotReady, PipeplexError, SignalRefused, SpawnError, ours_in_
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
 from .participants._escaped import start_time
+from .participants.health_check import run_check
 from .participants.orphans import Adoption, children, descendants
-from .participants.probe import probe
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure", "backoff_delay")
 
@@ -59,10 +59,10 @@ def _proc_mounted() -> bool:
     return os.path.exists("/proc/self/stat")  # (a stat: no wait worth a thread)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
-PROBE_PAUSE = 0.1
-PROBE_PAUSE_CAP = 1.0
+CHECK_PAUSE, CHECK_PAUSE_CAP = 0.1, 1.0
 """Seconds between two runs of a ``ready_cmd`` that failed: the first pause, doubled up to
 the cap."""
+
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 
@@ -86,13 +86,14 @@ def _finished(member: Process) -> bool:
     return member.spec.ready_exit and member.returncode == 0
 
 
-def _said(output: bytes) -> str:
+def _said(output: bytes | bytearray) -> str:
     """The last lines of a health check's output, for a message (or nothing)."""
-    text = plain(output.decode("utf-8", "replace"))[0].strip()
+    text = plain(output.decode("utf-8", "surrogateescape"))[0].strip()
     if not text:
         return ", writing nothing"
-    lines = text.splitlines()[-3:]
-    return ", writing:\n" + "\n".join(f"  {printable(line[-200:])}" for line in lines)
+    lines = [line if len(line) <= 200 else "…" + line[-200:]
+             for line in text.splitlines()[-3:]]
+    return ", writing:\n" + "\n".join(f"  {printable(line)}" for line in lines)
 
 
 def _timeout_said(spec: ProcSpec) -> str:
@@ -126,7 +127,7 @@ class Engine:
         self.cast = cast
         self.bus = bus
         self._guardian = guardian
-        self._probes: set[int] = set()
+        self._checks: set[int] = set()
         """The runs of members' ready_cmd under way (pipeplex's children, reaped by it)."""
         self._adoption = adoption if adoption is not None and adoption.active else None
         """This process is the cast's subreaper (``pipeplex run`` and ``test``): its
@@ -353,9 +354,9 @@ class Engine:
             if member.returncode is not None:
                 raise PipeplexError(f"{name} {describe_returncode(member.returncode)} before it "
                                     f"was ready\n{self.recent.describe(name)}")
-            own = [failure.reason for failure in self.verdict.failures if failure.name == name]
-            if own and self.stopped_by == name:  # (it stopped the cast: its own failure)
-                raise PipeplexError(f"{own[-1]}\n{self.recent.describe(name)}")
+            own = self.own_failure(name)
+            if own is not None:
+                raise PipeplexError(f"{own}\n{self.recent.describe(name)}")
             why = f": {self.stop_reason}" if self.stop_reason else ""
             started = "become ready" if member.pid is not None else "start"
             raise PipeplexError(f"{name} did not {started}: the cast began to stop{why}")
@@ -647,6 +648,14 @@ class Engine:
         if self.members.get(name) is member:  # (not a member given the name meanwhile)
             self._forget(name)
             del self.members[name], self._seats[name]
+
+    def own_failure(self, name: str) -> str | None:
+        """Why the cast is stopping, when ``name``'s own failure stopped it (it could not
+        get ready: what it waited for, and for how long); else None."""
+        if self.stopped_by != name:
+            return None
+        own = [failure.reason for failure in self.verdict.failures if failure.name == name]
+        return own[-1] if own else None
 
     def waiting_for(self, name: str) -> str | None:
         """What ``name``'s current run waits for to be ready (None: nothing, or not known)."""
@@ -1128,23 +1137,21 @@ class Engine:
             if taken:
                 waiting_for += " from a listener of its own (another held it before)"
             seat.waiting_for = waiting_for
-            probe = asyncio.ensure_future(port_accepts(int(port), taken=taken))
+            accepting = asyncio.ensure_future(port_accepts(int(port), taken=taken))
             try:
-                await first(probe, exit_seen, self._stop,
+                await first(accepting, exit_seen, self._stop,
                             within=deadline - loop.time())
             finally:
-                probe.cancel()
-            if not probe.done() or probe.cancelled() or probe.exception() is not None:
+                accepting.cancel()
+            if (not accepting.done() or accepting.cancelled()
+                    or accepting.exception() is not None):
                 await self._not_ready(member, waiting_for)
                 return False
         if spec.ready_cmd is not None:
-            failed = await self._check_health(member, {**self.variables, **captured}, deadline)
-            if failed is not None:
-                what, why = failed
+            health = await self._check_health(member, {**self.variables, **captured}, deadline)
+            if health is not True:
+                what, why = health or (None, None)
                 await self._not_ready(member, what=what, why=why)
-                return False
-            if exit_seen.done() or self.stopping:
-                await self._not_ready(member)
                 return False
         if member.stopping and not run.said:
             return False  # a run being stopped (a restart's, say) is not the one to wait for
@@ -1162,51 +1169,54 @@ class Engine:
         return True
 
     async def _check_health(self, member: Process, variables: Mapping[str, str],
-                            deadline: float) -> tuple[str, str] | None:
+                            deadline: float) -> bool | tuple[str, str]:
         """Run the member's ``ready_cmd`` until it exits with 0, within ``deadline``, as
-        long as the member runs and the cast is not stopping. None once it did, or when the
-        member exited or the cast stops (the caller tells those apart); else what went
-        wrong, and the same as a clause for its dependents' summaries."""
+        long as the member runs and neither it nor the cast is being stopped. True once it
+        did; False if one of those came first (its exit, a stop: said elsewhere); else what
+        went wrong, and the same as a clause for its dependents' summaries."""
         spec, loop = member.spec, asyncio.get_running_loop()
         assert self._stop is not None
-        exit_seen = member.exit_future
-        said = f"ready_cmd {quoted(spec.ready_cmd_text)}"
+        said = f"ready_cmd {spec.ready_cmd_text}"
         try:
             argv = spec.ready_argv(variables)
         except SpawnError as exc:
             return (f"{member.name}: its {said} cannot be run: {exc.reason}",
                     "whose ready_cmd could not be run")
         env = member.environment(variables)
-        pause, last = PROBE_PAUSE, ""
+        pause, last = CHECK_PAUSE, ""
         seat = self._seats[member.name]
         seat.waiting_for = f"its {said} to exit with code 0"
-        while not exit_seen.done() and not self.stopping:
-            check = asyncio.ensure_future(probe(
-                member.name, argv, spec.ready_cmd_text, env=env, cwd=spec.cwd,
-                guardian=self._guardian, running=self._probes))
+        # The member's exit, its stop (a restart's) or the cast's ends the wait at once.
+        ended = (member.exit_future, member.stop_future, self._stop)
+        while not any(future.done() for future in ended):
+            output = bytearray()
+            check = asyncio.ensure_future(run_check(
+                member.name, argv, spec.ready_cmd_text, output, env=env, cwd=spec.cwd,
+                guardian=self._guardian, running=self._checks))
             try:
-                await first(check, exit_seen, self._stop, within=deadline - loop.time())
+                await first(check, *ended, within=deadline - loop.time())
             finally:
                 check.cancel()  # (done: nothing; else the run is killed)
-            if not check.done() or check.cancelled():
-                if exit_seen.done() or self.stopping:
-                    return None
-                last = "; its last run had not ended when the time was up"
+            if any(future.done() for future in ended):
+                return False
+            if not check.done() or check.cancelled():  # (the time is up)
+                last += (f"; {'another' if last else 'its last'} run had not ended when the "
+                         f"time was up{_said(output)}")
                 break
             if isinstance(error := check.exception(), SpawnError):
                 return (f"{member.name}: its {said} cannot be started: {error.reason}",
                         "whose ready_cmd could not be started")
-            returncode, output = check.result()
+            returncode = check.result()
             if returncode == 0:
-                return None
+                return True
             last = f"; its last run {describe_returncode(returncode)}{_said(output)}"
             seat.waiting_for = f"its {said} to exit with code 0{last}"
-            await first(exit_seen, self._stop, within=min(pause, deadline - loop.time()))
-            pause = min(pause * 2, PROBE_PAUSE_CAP)
+            await first(*ended, within=min(pause, deadline - loop.time()))
+            pause = min(pause * 2, CHECK_PAUSE_CAP)
             if loop.time() >= deadline:
                 break
-        if exit_seen.done() or self.stopping:
-            return None
+        if any(future.done() for future in ended):
+            return False
         return (f"{member.name} was not ready after {spec.ready_timeout:.1f} s "
                 f"({_timeout_said(spec)}): its {said} never exited with code 0{last}",
                 f"which was not ready after {spec.ready_timeout:.1f} s")
@@ -1476,7 +1486,7 @@ class Engine:
         own = {m.pid for m in self.members.values() if m.pid is not None and m.returncode is None}
         if self._guardian is not None:
             own.add(self._guardian.pid)
-        return own | self._probes | self.stopper.held_strays
+        return own | self._checks | self.stopper.held_strays
 
     def _strays(self) -> list[int]:
         assert self._adoption is not None

@@ -88,12 +88,17 @@ def test_a_check_that_cannot_start_fails_at_once(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stdout
     assert (f"{cast}:3: db: command not found: 'no-such-check' (ready_cmd = "
             "'no-such-check --now'); check the spelling and PATH") in result.stderr
+    cast.write_text("[procs.db]\ncmd = 'sleep 60'\nready = 'port (?P<port>\\d+)'\n"
+                    "ready_cmd = 'curll -fs http://127.0.0.1:{port}/'\n")
+    result = run("run", cast)
+    assert result.returncode == 2, result.stdout
+    assert f"{cast}:4: db: command not found: 'curll'" in result.stderr, result.stderr
     missing = tmp_path / "missing" / "check"
     cast.write_text(f'[procs.db]\ncmd = "sleep 60"\nready_cmd = ["{missing}"]\n'
                     "ready_timeout = 60\n")
     result = run("run", cast, "--run-dir", tmp_path / "run")
     assert result.returncode == 1, result.stdout
-    assert (f"db: its ready_cmd '{missing}' cannot be started: " in result.stdout
+    assert (f"db: its ready_cmd ['{missing}'] cannot be started: " in result.stdout
             ), result.stdout
     assert "was not ready after" not in result.stdout
 
@@ -181,3 +186,67 @@ def test_status_says_a_member_is_starting_and_what_it_waits_for(
         assert (record["state"], record["waiting_for"]) == ("running", None), record
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143
+
+
+def test_a_restart_step_whose_new_run_fails_its_check_says_why(tmp_path: Path) -> None:
+    """The restarted run's check never passes: the step gives the member's own failure
+    (the check, the limit and its line, what the check said), not only that it did not
+    get ready again."""
+    case = tmp_path / "case.toml"
+    case.write_text('[defaults]\ntimeout = 1\n[procs.db]\ncmd = "sleep 60"\ncwd = "."\n'
+                    "ready_cmd = \"sh -c 'test ! -e again; ok=$?; : > again; exit $ok'\"\n"
+                    '[[step]]\nrestart = "db"\ntimeout = 30\n')
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert (f"restart 'db': db did not get ready again: db was not ready after 1.0 s (the "
+            f"scenario's [defaults] timeout, at {case}:2): its ready_cmd \"sh -c 'test ! -e "
+            "again; ok=$?; : > again; exit $ok'\" never exited with code 0; its last run "
+            "exited with code 1, writing nothing") in result.stdout, result.stdout
+
+
+def test_a_check_reads_an_end_of_its_own(tmp_path: Path) -> None:
+    """Its stdin is a pipe made for it, at its end at once: a check that reads ends, and
+    nothing it shares with other processes (as /dev/null) could make a stranger pass for
+    it, were pipeplex killed as it spawns the check."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sleep 60"\nready_timeout = 0.5\n'
+                    "ready_cmd = \"sh -c 'cat; readlink /proc/self/fd/0; exit 1'\"\n")
+    result = run("run", cast, "--run-dir", tmp_path / "run")
+    assert result.returncode == 1, result.stdout
+    assert re.search(r"its last run exited with code 1, writing:\ndb \*   pipe:\[\d+\]\n",
+                     result.stdout), result.stdout
+
+
+def test_a_restart_while_the_check_runs_ends_the_check_first(
+        tmp_path: Path, run_dir: Path) -> None:
+    """The member's stop ends its check at once: the check is not taken for something the
+    member left outside its group, and the new run's check decides."""
+    fifo = tmp_path / "probe.fifo"
+    os.mkfifo(fifo)
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sleep 60"\nready_timeout = 600\n'
+                    "ready_cmd = \"sh -c 'test -e again && exit 0; : > again; "
+                    f"echo $$ > {fifo}; exec sleep 60'\"\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir, cwd=tmp_path) as plex:
+        check = _read_pid(fifo)
+        assert run("restart", "db", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^db \* ready$")
+        _wait_exited(check)
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert "outside its process group" not in plex.text, plex.text
+
+
+def test_a_run_still_going_at_the_deadline_is_said_with_the_one_before(
+        tmp_path: Path) -> None:
+    """A run is not timed on its own: one that hangs is killed when the time is up, and
+    the message gives the last finished run and what the hanging one wrote so far."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sleep 60"\ncwd = "."\nready_timeout = 1\n'
+                    "ready_cmd = \"sh -c 'test -e tried && echo connected && exec sleep 60; "
+                    ": > tried; echo refused; exit 2'\"\n")
+    result = run("run", cast, "--run-dir", tmp_path / "run")
+    assert result.returncode == 1, result.stdout
+    assert ("never exited with code 0; its last run exited with code 2, writing:\n"
+            "db *   refused; another run had not ended when the time was up, writing:\n"
+            "db *   connected\n") in result.stdout, result.stdout

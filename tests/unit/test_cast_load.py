@@ -272,6 +272,15 @@ class TestMemberKeys:
             f"{tmp_path / 'cast.toml'}:2: web's command has a comment, '#12 fixed', which is "
             "not passed to it, as in a shell; quote it ('#12') if it is meant as an argument"]
 
+    def test_a_slip_in_a_ready_cmd_variable_is_said(self, tmp_path: Path) -> None:
+        """A name no member captures reaches the check as written: the run says which one
+        was likely meant, at the ready_cmd's line."""
+        cast = load(tmp_path, "[procs.web]\ncmd = 'serve'\nready = 'port (?P<port>\\d+)'\n"
+                              "ready_cmd = 'test -n {prt}'\n")
+        assert cast_warnings(cast) == [
+            f"{tmp_path / 'cast.toml'}:4: web uses {{prt}}, which no member captures (it is "
+            "passed on as written); did you mean {port}, which web captures?"]
+
     def test_a_shells_syntax_in_a_ready_cmd_is_said(self, tmp_path: Path) -> None:
         """A health check runs through no shell either: a pipe in it is text to the
         program, and the warning says how to have a shell read it."""

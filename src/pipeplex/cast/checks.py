@@ -152,8 +152,8 @@ def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
     used = proc.referenced_variables() & captured.keys()
     port = (variables_in(proc.ready_port)
             if proc.ready_port and not is_port(proc.ready_port) else set())
-    probe = proc.ready_cmd_variables() & captured.keys() - own
-    wanted = used | (port - own) | probe
+    check_vars = (proc.ready_cmd_variables() & captured.keys()) - own
+    wanted = used | (port - own) | check_vars
     available: set[str] = set()
     for dep in closure(proc, seen) if wanted else ():
         available |= captures[dep]
@@ -175,7 +175,7 @@ def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
         raise CastError(f"{proc.name}: uses {{{var}}}, which {provider} captures, but "
                         f"does not start after it; {_add_after(proc, provider)}{text}",
                         source=where)
-    if late := sorted(probe - available):
+    if late := sorted(check_vars - available):
         provider = captured[late[0]]
         raise CastError(f"{proc.name}: ready_cmd uses {{{late[0]}}}, which {provider} captures, "
                         f"but does not start after it; {_add_after(proc, provider)}",
@@ -313,21 +313,21 @@ def check_fields(proc: ProcSpec) -> None:
 
 
 def _check_ready_cmd(proc: ProcSpec, bad: Callable[[str, str], CastError]) -> None:
+    """What the loader refuses in a ``ready_cmd`` (``load._read_cmd``), in the same words,
+    for a spec built in code."""
     cmd = proc.ready_cmd
     problem = command_too_long(cmd, key="ready_cmd")
     if problem:
         raise bad(problem, "ready_cmd")
+    if (not (isinstance(cmd, str) and cmd.strip()) and not (
+            isinstance(cmd, list | tuple) and cmd and all(isinstance(w, str) for w in cmd))):
+        raise bad(f"ready_cmd must be a non-empty string or a list of strings, not {cmd!r}",
+                  "ready_cmd")
     if isinstance(cmd, str):
-        if not cmd.strip():
-            raise bad("ready_cmd is empty", "ready_cmd")
         try:
             split_command(cmd)
         except ValueError as exc:
             raise bad(f"cannot split ready_cmd: {exc}", "ready_cmd") from None
-    elif not isinstance(cmd, list | tuple) or not cmd or not all(
-            isinstance(arg, str) for arg in cmd):
-        raise bad("ready_cmd must be a string, or a non-empty list (or tuple) of strings",
-                  "ready_cmd")
     if any("\0" in word for word in ([cmd] if isinstance(cmd, str) else cmd)):
         raise bad("ready_cmd has a NUL character (\\u0000), which no command line can carry",
                   "ready_cmd")
@@ -431,7 +431,7 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
     if proc.cwd and not cwd.is_dir():  # also for a shell, or a command with variables
         raise CastError(f"{proc.name}: cwd {proc.cwd!r} is not a folder",
                         source=proc.where("cwd"))
-    if proc.ready_cmd is not None and not variables_in(proc.ready_cmd_text):
+    if proc.ready_cmd is not None:
         _check_ready_cmd_program(proc, found)
     if proc.shell or variables_in(proc.command_text):
         return  # the shell finds the program; a variable may name it
@@ -460,12 +460,14 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
 
 def _check_ready_cmd_program(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
     """A ``ready_cmd`` whose program is not on PATH (one named by a path may be built by
-    then: it is looked for when it runs)."""
-    program = proc.ready_argv()[0]
-    if "/" not in program and not _on_path(
+    then, and one named by a variable is known later: they are looked for when it runs)."""
+    assert proc.ready_cmd is not None
+    cmd = proc.ready_cmd
+    program = (split_command(cmd) if isinstance(cmd, str) else cmd)[0]
+    if "/" not in program and not variables_in(program) and not _on_path(
             program, proc.env.get("PATH", os.environ.get("PATH", os.defpath)), found):
         raise CastError(f"{proc.name}: command not found: {program!r} (ready_cmd = "
-                        f"{proc.ready_cmd_text!r}); check the spelling and PATH",
+                        f"{proc.ready_cmd_text}); check the spelling and PATH",
                         source=proc.where("ready_cmd"))
 
 
@@ -531,7 +533,9 @@ def _on_path(program: str, path: str, found: dict[tuple[str, str], bool]) -> boo
 
 def key_using(proc: ProcSpec, var: str) -> str:
     """The key of ``proc`` that uses ``{var}``, to point at: its command, else its env,
-    else its input."""
+    else its input, else its ``ready_cmd``."""
     if var in variables_in(proc.command_text):
         return "cmd"
-    return "env" if any(var in variables_in(v) for v in proc.env.values()) else "input"
+    if any(var in variables_in(v) for v in proc.env.values()):
+        return "env"
+    return "input" if any(var in variables_in(line) for line in proc.input) else "ready_cmd"

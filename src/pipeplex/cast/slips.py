@@ -129,7 +129,8 @@ def variable_warnings(cast_spec: CastSpec, *, guesses: bool = False) -> list[str
     procs = {proc.name: proc for proc in cast_spec.procs}
     warnings = []
     for proc in cast_spec.procs:
-        for var in sorted(proc.referenced_variables() - captured.keys()):
+        used = proc.referenced_variables() | proc.ready_cmd_variables()
+        for var in sorted(used - captured.keys()):
             where = proc.where(key_using(proc, var))
             said = f"{where}: {proc.name} uses {{{var}}}, which no member captures (it is "
             close = close_match(var, list(captured))

@@ -130,7 +130,7 @@ class ProcSpec:
         if self.shell:
             assert isinstance(self.cmd, str)
             return self._argv([SHELL, "-c", self.cmd], 2, self.command_text, variables)
-        words = split_command(self.cmd) if isinstance(self.cmd, str) else self.cmd
+        words = _words(self.cmd)
         return self._argv(words, shell_script_operand(words), self.command_text, variables)
 
     @property
@@ -140,10 +140,11 @@ class ProcSpec:
 
     @property
     def ready_cmd_text(self) -> str:
-        """:attr:`ready_cmd` as a user would type it, for messages."""
+        """:attr:`ready_cmd` as the cast file writes it (a TOML string or list), for
+        messages: a check is often a shell's script, whose quotes a join would escape."""
         assert self.ready_cmd is not None
         cmd = self.ready_cmd
-        return cmd if isinstance(cmd, str) else shlex.join(cmd)
+        return toml_value(cmd if isinstance(cmd, str) else list(cmd))
 
     def ready_argv(self, variables: Mapping[str, str] | None = None) -> list[str]:
         """:attr:`ready_cmd`'s argument vector, made as :meth:`argv` makes the command's.
@@ -152,8 +153,7 @@ class ProcSpec:
             SpawnError: as :meth:`argv`, naming ``ready_cmd``.
         """
         assert self.ready_cmd is not None
-        words = (split_command(self.ready_cmd) if isinstance(self.ready_cmd, str)
-                 else self.ready_cmd)
+        words = _words(self.ready_cmd)
         return self._argv(words, shell_script_operand(words), self.ready_cmd_text, variables)
 
     def _argv(self, words: Sequence[str], script: int | None, command: str,
@@ -181,7 +181,7 @@ class ProcSpec:
         if self.shell:
             assert isinstance(self.cmd, str)
             return used | _command_variables([self.cmd], 0)
-        words = split_command(self.cmd) if isinstance(self.cmd, str) else self.cmd
+        words = _words(self.cmd)
         return used | _command_variables(words, shell_script_operand(words))
 
     def ready_cmd_variables(self) -> set[str]:
@@ -189,23 +189,27 @@ class ProcSpec:
         the command's."""
         if self.ready_cmd is None:
             return set()
-        words = (split_command(self.ready_cmd) if isinstance(self.ready_cmd, str)
-                 else self.ready_cmd)
+        words = _words(self.ready_cmd)
         return _command_variables(words, shell_script_operand(words))
 
     def captured_variables(self) -> set[str]:
         return set(ready_regex(self.ready).groupindex) if self.ready else set()
 
 
+def _words(cmd: str | tuple[str, ...] | list[str]) -> tuple[str, ...] | list[str]:
+    """A command's words: a string split as a shell would, a list as it is."""
+    return split_command(cmd) if isinstance(cmd, str) else cmd
+
+
 def _command_variables(words: Sequence[str], script: int | None) -> set[str]:
     """The variables a command's ``words`` use, ``words[script]`` being a shell's script."""
     used = set().union(*(variables_in(word) for i, word in enumerate(words) if i != script))
     if script is not None:
-        probe = dict.fromkeys(variables_in(words[script]), "0")  # (0: fit for arithmetic)
+        zeros = dict.fromkeys(variables_in(words[script]), "0")  # (0: fit for arithmetic)
         try:
-            used.update(shell_script(words[script], probe)[1])
+            used.update(shell_script(words[script], zeros)[1])
         except ValueError:  # (nested too deep: argv says so when it runs)
-            used.update(probe)
+            used.update(zeros)
     return used
 
 

@@ -144,7 +144,9 @@ class Guardian:
         """A member is about to be spawned with ``streams`` (its stdin, stdout, stderr): if
         pipeplex dies before :meth:`register` (while it waits for the child's exec), the
         guardian finds the child by them (as ``/proc`` names them, and their mount), started
-        since now."""
+        since now. Each must be the child's own (a pipe or pty made for it): a process
+        started since then with any of them is taken for the child, so ``/dev/null`` here
+        would name strangers."""
         told = []
         for fd in streams:
             try:

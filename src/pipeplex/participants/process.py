@@ -188,6 +188,7 @@ class Process:
         self._pidfd: int | None = None
         self._exit_seen: asyncio.Future[int] | None = None
         self._done: asyncio.Future[int] | None = None
+        self._stop_begun: asyncio.Future[None] | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
         self._drain_left = DRAIN_GRACE
         """Of the drain grace, the seconds not yet spent reading (it pauses with reading)."""
@@ -276,6 +277,7 @@ class Process:
         self.ended_at = None
         self._exit_seen = loop.create_future()
         self._done = loop.create_future()
+        self._stop_begun = loop.create_future()
         self._pending_input.clear()
         self._close_after_drain = False
         self._framers = {
@@ -618,6 +620,14 @@ class Process:
         if self._exit_seen is None:
             raise RuntimeError(f"{self.name} was never started")
         return self._exit_seen
+
+    @property
+    def stop_future(self) -> asyncio.Future[None]:
+        """Done once a stop takes this run over (what waits on the run, a health check,
+        gives up then rather than at its exit)."""
+        if self._stop_begun is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self._stop_begun
 
     @property
     def done_future(self) -> asyncio.Future[int]:
@@ -1000,6 +1010,8 @@ class Process:
             self.exited_before_stop = self._exited_unread()
         self.stopping = True
         self.state = "stopping"
+        if self._stop_begun is not None and not self._stop_begun.done():
+            self._stop_begun.set_result(None)
 
     @property
     def ended_by_the_stop(self) -> bool:

@@ -305,9 +305,12 @@ async def _restart(step: Step, value: str, run: _Run) -> Checked:
             if not await run.engine.wait_up_again(value):
                 code = run.engine.members[value].returncode
                 how = f" ({value} {describe_returncode(code)})" if code is not None else ""
-                raise StepFailed(step, f"{value} did not get ready again{how}"
-                                       f"{_why_stopping(run.engine, value)}\n"
-                                       f"{run.engine.recent.describe(value)}", member=value)
+                own = run.engine.own_failure(value) if code is None else None
+                said = (f"{value} did not get ready again: {own}" if own is not None else
+                        f"{value} did not get ready again{how}"
+                        f"{_why_stopping(run.engine, value)}")
+                raise StepFailed(step, f"{said}\n{run.engine.recent.describe(value)}",
+                                 member=value)
     except TimeoutError:
         raise StepFailed(step, f"{value} did not start again within {run.timeout:.1f} s"
                          f"{_waiting(run.engine, value)}\n"

@@ -2,7 +2,7 @@
 exits with 0.
 
 A run is a child of pipeplex in a session of its own, told to the guardian as a member is
-(should pipeplex be killed, the check dies with it), reading /dev/null, its output kept
+(should pipeplex be killed, the check dies with it), reading nothing (EOF), its output kept
 (the end of it, for the message if the member never gets ready) and never shown. When the
 run ends, whatever it left in its group is killed: a check starts nothing that stays.
 """
@@ -22,32 +22,41 @@ from ._spawn import bad_text, find_executable, spawn, spawn_reason
 if TYPE_CHECKING:
     from .guardian import Guardian
 
-__all__ = ("KEEP", "probe")
+__all__ = ("KEEP", "run_check")
 
 KEEP = 4096
 """Bytes of a run's output kept: its end."""
 
 
-async def probe(name: str, argv: list[str], command: str, *, env: Mapping[str, str],
-                cwd: str | None, guardian: Guardian | None,
-                running: MutableSet[int]) -> tuple[int, bytes]:
+async def run_check(name: str, argv: list[str], command: str, output: bytearray, *,
+                    env: Mapping[str, str], cwd: str | None, guardian: Guardian | None,
+                    running: MutableSet[int]) -> int:
     """Run ``argv`` (``command``, the member ``name``'s ``ready_cmd``) once; its return code
-    (negative: killed by that signal) and the end of its output. ``running`` holds its pid
-    while it is pipeplex's child, for whoever reaps orphans to leave it alone.
+    (negative: killed by that signal). The end of what it writes is kept in ``output`` (the
+    caller's: a run cancelled still said something). ``running`` holds its pid while it is
+    pipeplex's child, for whoever reaps orphans to leave it alone.
 
     Cancelled, the run is killed (its whole group) and reaped once it is gone.
 
     Raises:
-        SpawnError: the command cannot be started (not found, not executable, no cwd).
+        SpawnError: the command cannot be started (not found, not executable, no cwd), or
+            pipeplex is out of descriptors.
     """
     loop = asyncio.get_running_loop()
-    read_end, write_end = os.pipe()
     try:
-        stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    except BaseException:
+        read_end, write_end = os.pipe()
+    except OSError as exc:
+        raise SpawnError(name, command, f"cannot open its output: {exc.strerror}") from None
+    try:
+        # An empty pipe for stdin (EOF at once), not /dev/null: should pipeplex die while
+        # the run is spawned, the guardian finds it by its streams, and every process has
+        # /dev/null somewhere.
+        stdin, nothing = os.pipe()
+    except OSError as exc:
         os.close(read_end)
         os.close(write_end)
-        raise
+        raise SpawnError(name, command, f"cannot open its stdin: {exc.strerror}") from None
+    os.close(nothing)
     executable = find_executable(argv[0], env)
     try:
         if guardian is not None:
@@ -68,9 +77,18 @@ async def probe(name: str, argv: list[str], command: str, *, env: Mapping[str, s
     running.add(pid)
     if guardian is not None:
         guardian.register(pid)
-    output = bytearray()
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError as exc:  # (out of descriptors)
+        os.close(read_end)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        child.wait()
+        running.discard(pid)
+        if guardian is not None:
+            guardian.unregister(pid)
+        raise SpawnError(name, command, f"cannot watch it: {exc.strerror}") from None
     exited: asyncio.Future[None] = loop.create_future()
-    pidfd = os.pidfd_open(pid)
     os.set_blocking(read_end, False)
 
     def read() -> None:
@@ -116,4 +134,4 @@ async def probe(name: str, argv: list[str], command: str, *, env: Mapping[str, s
         else:  # (killed just now: reaped as it goes)
             loop.add_reader(pidfd, reap)
     assert child.returncode is not None  # (reaped above)
-    return child.returncode, bytes(output)
+    return child.returncode
