@@ -933,7 +933,7 @@ class Engine:
         # From its exit on, members that (re)start after it wait for its next run; not
         # once its supervisor has ended (it may see the exit first): no run will come.
         seat.up_now = seat.ready_last = False
-        member.exit_future.add_done_callback(lambda _: self._run_ended(member))
+        member.exit_future.add_done_callback(functools.partial(self._run_ended, member))
         restarted, seat.restarted = seat.restarted, None
         if restarted is not None and not restarted.done():
             assert member.pid is not None
@@ -1183,7 +1183,7 @@ class Engine:
             return (f"{member.name}: its {said} cannot be run: {exc.reason}",
                     "whose ready_cmd could not be run")
         env = member.environment(variables)
-        pause, last = CHECK_PAUSE, ""
+        pause, last, finished = CHECK_PAUSE, "", ""
         seat = self._seats[member.name]
         seat.waiting_for = f"its {said} to exit with code 0"
         # The member's exit, its stop (a restart's) or the cast's ends the wait at once.
@@ -1200,8 +1200,9 @@ class Engine:
             if any(future.done() for future in ended):
                 return False
             if not check.done() or check.cancelled():  # (the time is up)
-                last += (f"; {'another' if last else 'its last'} run had not ended when the "
-                         f"time was up{_said(output)}")
+                last = f"; its last run had not ended when the time was up{_said(output)}"
+                if finished:
+                    last += f"\nthe run before it {finished}"
                 break
             if isinstance(error := check.exception(), SpawnError):
                 return (f"{member.name}: its {said} cannot be started: {error.reason}",
@@ -1209,7 +1210,8 @@ class Engine:
             returncode = check.result()
             if returncode == 0:
                 return True
-            last = f"; its last run {describe_returncode(returncode)}{_said(output)}"
+            finished = f"{describe_returncode(returncode)}{_said(output)}"
+            last = f"; its last run {finished}"
             seat.waiting_for = f"its {said} to exit with code 0{last}"
             await first(*ended, within=min(pause, deadline - loop.time()))
             pause = min(pause * 2, CHECK_PAUSE_CAP)
@@ -1259,10 +1261,15 @@ class Engine:
         if seat.up is None or seat.up.done():
             seat.up = asyncio.get_running_loop().create_future()
 
-    def _run_ended(self, member: Process) -> None:
-        if self.members.get(member.name) is member:
+    def _run_ended(self, member: Process, exit_seen: asyncio.Future[int]) -> None:
+        """A run of ``member`` exited (``exit_seen``, that run's). Its supervisor may have
+        started the next run already (woken by the stop, not the exit): then only its exit
+        code is this run's to record."""
+        if self.members.get(member.name) is member and not exit_seen.cancelled():
             seat = self._seats[member.name]
-            seat.last_exit = member.returncode
+            seat.last_exit = exit_seen.result()
+            if member.exit_future is not exit_seen:
+                return
             seat.up_now = False
             # Down until its next run is up; only if one follows: a build step that ended
             # holds nothing back, also while a process it started keeps its output open.

@@ -247,6 +247,21 @@ def test_a_run_still_going_at_the_deadline_is_said_with_the_one_before(
                     ": > tried; echo refused; exit 2'\"\n")
     result = run("run", cast, "--run-dir", tmp_path / "run")
     assert result.returncode == 1, result.stdout
-    assert ("never exited with code 0; its last run exited with code 2, writing:\n"
-            "db *   refused; another run had not ended when the time was up, writing:\n"
-            "db *   connected\n") in result.stdout, result.stdout
+    assert ("never exited with code 0; its last run had not ended when the time was up, "
+            "writing:\ndb *   connected\ndb * the run before it exited with code 2, writing:\n"
+            "db *   refused\n") in result.stdout, result.stdout
+
+
+def test_a_restart_during_the_check_keeps_the_last_exit(tmp_path: Path, run_dir: Path) -> None:
+    """The member's stop ends the check, and its supervisor may start the next run before
+    the old run's exit is booked: the status still shows how the old run ended."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sleep 60"\nready_cmd = "false"\nready_timeout = 600\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        for restarts in (1, 2, 3):
+            plex.expect(r"^db \* started")
+            assert run("restart", "db", "--run-dir", run_dir).returncode == 0
+            record = status(run_dir)["members"][0]
+            assert (record["restarts"], record["last_exit"]) == (restarts, -15), record
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143

@@ -281,6 +281,17 @@ class TestMemberKeys:
             f"{tmp_path / 'cast.toml'}:4: web uses {{prt}}, which no member captures (it is "
             "passed on as written); did you mean {port}, which web captures?"]
 
+    def test_a_ready_cmd_variable_its_own_ready_has_no_name_for_is_said(
+            self, tmp_path: Path) -> None:
+        """The check runs after the member's own ready line: a group there without a name
+        is the likely slip, as in the ready of a member it starts after."""
+        cast = load(tmp_path, "[procs.web]\ncmd = 'serve'\nready = 'port (\\d+)'\n"
+                              "ready_cmd = 'curl -fs http://127.0.0.1:{port}/'\n")
+        assert cast_warnings(cast) == [
+            f"{tmp_path / 'cast.toml'}:4: web uses {{port}}, which no member captures (it is "
+            "passed on as written); web's ready has a group without a name: name it, "
+            "(?P<port>...), to capture it"]
+
     def test_a_shells_syntax_in_a_ready_cmd_is_said(self, tmp_path: Path) -> None:
         """A health check runs through no shell either: a pipe in it is text to the
         program, and the warning says how to have a shell read it."""

@@ -140,7 +140,9 @@ def variable_warnings(cast_spec: CastSpec, *, guesses: bool = False) -> list[str
                 continue
             # (only for a name the pattern mentions, 'port (\d+)' for {port}: not for an
             # awk program's {print} or an f-string's {x})
-            before = [dep for dep in closure(proc, procs) if dep in unnamed]
+            # (a ready_cmd runs after the member's own ready line: its groups count too)
+            own = [proc.name] if var in proc.ready_cmd_variables() else []
+            before = [dep for dep in (*own, *closure(proc, procs)) if dep in unnamed]
             groups = [dep for dep in before
                       if re.search(rf"(?i)\b{re.escape(var)}\b", procs[dep].ready or "")]
             if groups:

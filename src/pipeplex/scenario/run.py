@@ -312,7 +312,7 @@ async def _restart(step: Step, value: str, run: _Run) -> Checked:
                 raise StepFailed(step, f"{said}\n{run.engine.recent.describe(value)}",
                                  member=value)
     except TimeoutError:
-        raise StepFailed(step, f"{value} did not start again within {run.timeout:.1f} s"
+        raise StepFailed(step, f"{value} was not ready again within {run.timeout:.1f} s"
                          f"{_waiting(run.engine, value)}\n"
                          f"{run.engine.recent.describe(value)}", member=value,
                          waited=run.timeout) from None
