@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import select
 import signal
 import socket
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -1051,3 +1053,38 @@ def test_a_stop_that_meets_the_runs_own_end_succeeds(tmp_path: Path, clean: bool
     else:
         assert result.returncode == 1
         assert "the run closed the connection before answering" in result.stderr
+
+
+def test_a_request_without_a_descriptor_left_fails_and_the_run_goes_on(
+        run_dir: Path) -> None:
+    """With no descriptor to spare, a request whose handling needs one (a module's file to
+    read: json for the first request, the events' encoder for the first attach) fails for
+    that client, not for the run; with descriptors again, the same requests work."""
+    with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", run_dir) as plex:
+        plex.expect(r"^a \* started")
+        pid = plex.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+
+        def short_of_descriptors(request: dict[str, Any]) -> dict[str, Any]:
+            # At rest (between the loop's callbacks) pipeplex holds the fewest: a look over
+            # /proc in a callback only adds for its length. One more: the connection's.
+            held = min(len(os.listdir(f"/proc/{pid}/fd")) for _ in range(20))
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (held + 1, hard))
+            try:
+                with Connection(run_dir) as conn:
+                    return conn.request(request)
+            finally:
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+
+        answer = short_of_descriptors({"op": "status"})
+        assert (answer["ok"], answer["error"]) == (False, "failed"), answer
+        assert "out of file descriptors" in answer["message"], answer
+        assert status(run_dir)["members"][0]["state"] == "running"
+        answer = short_of_descriptors({"op": "attach"})
+        assert (answer["ok"], answer["error"]) == (False, "failed"), answer
+        assert answer["message"].startswith("cannot attach now: "), answer
+        with Connection(run_dir) as conn:
+            assert conn.request({"op": "attach"})["ok"]
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert "pipeplex: error" not in plex.text, plex.text

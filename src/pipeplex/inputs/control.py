@@ -238,6 +238,16 @@ class ControlServer:
                 await _answer(stream, answer)
         except ConnectionError:
             pass  # the client went away
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                self._engine.crash(exc)
+                return
+            # Out of descriptors for what the request needed (a module to load, say): that
+            # request fails, not the run. Said without json, which may be what failed.
+            self._bus.publish(Note(f"control socket: a request failed: {exc.strerror}",
+                                   level="warning"))
+            if stream is not None:
+                stream.write(_OUT_OF_DESCRIPTORS)
         except Exception as exc:
             self._engine.crash(exc)
         finally:
@@ -421,6 +431,14 @@ class ControlServer:
             await _answer(stream, _Refused("unknown_member", str(exc),
                                            members=list(exc.valid)).answer)
             return False
+        try:  # (loaded now, not by the pump: a module's file takes a descriptor to read)
+            import json  # noqa: F401
+
+            from .. import _events_wire  # noqa: F401
+        except OSError as exc:  # out of descriptors: this client is refused, the run goes on
+            await _answer(stream, _Refused("failed", f"cannot attach now: {exc.strerror or exc}"
+                                           ).answer)
+            return False
         sub = _Subscriber(name)
         members = [{"name": spec.name, "pty": spec.pty} for spec in self._engine.cast.procs]
         answer: Answer = {"ok": True, "members": members}
@@ -493,6 +511,10 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
     with contextlib.suppress(ConnectionError):
         while await reader.read(64 * 1024):
             pass
+
+
+_OUT_OF_DESCRIPTORS = (b'{"ok": false, "error": "failed", "message": "pipeplex is out of file '
+                       b'descriptors: try again once it has some to spare"}\n')
 
 
 async def _answer(stream: asyncio.StreamWriter, answer: Answer) -> None:
