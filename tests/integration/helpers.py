@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import re
+import select
 import selectors
 import signal
 import socket
@@ -205,6 +206,22 @@ class Pipeplex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def wait_exited(pid: int, timeout: float = 10.0, *, after: str = "pipeplex died") -> None:
+    """Wait for ``pid`` (not our child) to exit, through a pidfd; one still alive then fails
+    the test and is killed (nothing is left behind, even by a failure)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(fd)
+    assert ready, f"process {pid} is still alive {timeout} s after {after}"
 
 
 def write_fifo(path: Path, data: bytes) -> None:

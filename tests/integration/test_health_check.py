@@ -8,7 +8,7 @@ import select
 import signal
 from pathlib import Path
 
-from .helpers import DEADLINE, Pipeplex, run, status, write_fifo
+from .helpers import DEADLINE, Pipeplex, run, status, wait_exited, write_fifo
 
 
 def _read_pid(fifo: Path) -> int:
@@ -20,22 +20,6 @@ def _read_pid(fifo: Path) -> int:
         return int(os.read(fd, 64))
     finally:
         os.close(fd)
-
-
-def _wait_exited(pid: int) -> None:
-    """Wait through a pidfd for ``pid`` (not our child) to end; alive at the deadline, it
-    fails the test and is killed."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        ready, _, _ = select.select([fd], [], [], DEADLINE)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-    finally:
-        os.close(fd)
-    assert ready, f"the health check (pid {pid}) outlived what should have ended it"
 
 
 def test_members_after_one_with_a_ready_cmd_start_once_the_check_passes(
@@ -118,7 +102,7 @@ def test_a_member_that_exits_during_its_check_is_not_ready_and_the_check_ends(
         write_fifo(run_dir / "db.in", b"bye\n")
         assert plex.wait() == 3
     assert "db * db exited with code 3 before it was ready" in plex.text, plex.text
-    _wait_exited(check)
+    wait_exited(check, after="what should have ended it")
 
 
 def test_a_check_under_way_dies_with_the_cast_stopped_or_pipeplex_killed(
@@ -136,7 +120,7 @@ def test_a_check_under_way_dies_with_the_cast_stopped_or_pipeplex_killed(
             check = _read_pid(fifo)
             plex.signal(sig)
             assert plex.wait() == (130 if sig == signal.SIGINT else -signal.SIGKILL)
-        _wait_exited(check)
+        wait_exited(check, after="what should have ended it")
         if sig == signal.SIGINT:
             assert re.search(r"^db +\* summary: stopped", plex.text, re.M), plex.text
             assert "not ready" not in plex.text, plex.text
@@ -231,7 +215,7 @@ def test_a_restart_while_the_check_runs_ends_the_check_first(
         check = _read_pid(fifo)
         assert run("restart", "db", "--run-dir", run_dir).returncode == 0
         plex.expect(r"^db \* ready$")
-        _wait_exited(check)
+        wait_exited(check, after="what should have ended it")
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143
     assert "outside its process group" not in plex.text, plex.text

@@ -18,7 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DEADLINE, PIPEPLEX, PROGS, Pipeplex, py, run, status, write_fifo
+from .helpers import (
+    DEADLINE,
+    PIPEPLEX,
+    PROGS,
+    Pipeplex,
+    py,
+    run,
+    status,
+    wait_exited,
+    write_fifo,
+)
 
 
 def test_when_one_member_exits_the_others_are_stopped(run_dir: Path) -> None:
@@ -462,7 +472,7 @@ def test_no_orphans_when_pipeplex_is_killed_with_sigkill(run_dir: Path) -> None:
         plex.signal(signal.SIGKILL)
         assert plex.wait() == -signal.SIGKILL
         for pid in [*members, grandchild]:
-            _wait_exited(pid)
+            wait_exited(pid)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
@@ -480,7 +490,7 @@ def test_a_shell_on_a_full_terminal_running_a_command_stops_as_a_closed_window(
         assert plex.wait() == 143
     assert "hung up its terminal (SIGHUP) and sent SIGTERM to its process group" in plex.text
     assert "SIGKILL" not in plex.text, plex.text
-    _wait_exited(job)
+    wait_exited(job)
 
 
 # A member daemonizes as redis and nginx do: forks, the parent exits, the child starts a
@@ -518,7 +528,7 @@ def test_a_daemon_that_wrote_over_its_environment_dies_with_pipeplex_killed(
         assert plex.wait() == -signal.SIGKILL
         try:
             for pid in (daemon, worker):
-                _wait_exited(pid)
+                wait_exited(pid)
         except AssertionError:  # (nothing left behind, even when this fails)
             for pid in (daemon, worker):
                 with contextlib.suppress(ProcessLookupError):
@@ -682,7 +692,7 @@ def test_a_detached_daemon_whose_parent_runs_dies_with_pipeplex_killed(run_dir: 
             os.sched_yield()
         plex.signal(signal.SIGKILL)
         assert plex.wait() == -signal.SIGKILL
-        _wait_exited(daemon)
+        wait_exited(daemon)
 
 
 # A member that answers SIGTERM by starting a helper in a session of its own, with an empty
@@ -717,7 +727,7 @@ def test_what_a_sigterm_handler_starts_dies_with_pipeplex_killed(
             assert time.monotonic() < deadline, "the member got no SIGTERM"
             select.select([], [], [], 0.01)
         helper = int(pid_file.read_text())
-        _wait_exited(helper)
+        wait_exited(helper)
 
 
 def _children(pid: int) -> list[int]:
@@ -725,20 +735,6 @@ def _children(pid: int) -> list[int]:
             Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def _wait_exited(pid: int, timeout: float = 10.0) -> None:
-    """Wait for ``pid`` (not our child) to exit, through a pidfd; one still alive then fails
-    the test and is killed (nothing is left behind, even by a failure)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-    finally:
-        os.close(fd)
-    assert ready, f"process {pid} is still alive {timeout} s after pipeplex died"
 
 
 # A member starts a daemon that leaves its process group and its environment
@@ -781,7 +777,7 @@ def test_a_process_that_left_its_group_and_environment_is_stopped_at_the_end(
     assert "2 processes (pid" in plex.text and (
         "the cast left ignored SIGTERM for 0.5 s; sent them SIGKILL") in plex.text, plex.text
     for pid in daemons:
-        _wait_exited(pid)
+        wait_exited(pid)
 
 
 # A member starts a daemon (setsid, no environment) whose workers, a chain of four, ignore
@@ -836,7 +832,7 @@ def test_pipeplex_test_stops_what_its_members_orphaned(tmp_path: Path) -> None:
     result = run("test", case, "--grace", "0.3")
     assert result.returncode == 0, result.stdout
     for pid in [int(p) for p in pids.read_text().split()]:
-        _wait_exited(pid)
+        wait_exited(pid)
 
 
 # The classic double fork: the first child calls setsid and forks the daemon, then exits;
@@ -875,7 +871,7 @@ def test_the_process_groups_of_the_casts_orphans_are_stopped_with_them(
     assert re.search(r"and to (its process group|their process groups)$", plex.text,
                      re.MULTILINE), plex.text
     for pid in chain:
-        _wait_exited(pid)
+        wait_exited(pid)
 
 
 def test_pipeplex_test_stopped_by_sigterm_kills_what_its_members_were_to_orphan(
@@ -897,7 +893,7 @@ def test_pipeplex_test_stopped_by_sigterm_kills_what_its_members_were_to_orphan(
         pid = int(daemon.read_text())
         test.send_signal(signal.SIGTERM)
         assert test.wait(timeout=DEADLINE) == 143
-        _wait_exited(pid)
+        wait_exited(pid)
     finally:
         test.kill()
         test.wait()
