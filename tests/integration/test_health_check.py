@@ -11,6 +11,17 @@ from pathlib import Path
 from .helpers import DEADLINE, Pipeplex, run, status, wait_exited, write_fifo
 
 
+def _hanging_check(tmp_path: Path, cmd: str) -> tuple[Path, Path]:
+    """A cast of one member ``db`` running ``cmd``, whose check writes its pid into a FIFO
+    (read with :func:`_read_pid`) and then never ends; the cast file and the FIFO."""
+    fifo = tmp_path / "probe.fifo"
+    os.mkfifo(fifo)
+    cast = tmp_path / "cast.toml"
+    cast.write_text(f'[procs.db]\ncmd = "{cmd}"\nready_timeout = 600\n'
+                    f"ready_cmd = \"sh -c 'echo $$ > {fifo}; exec sleep 60'\"\n")
+    return cast, fifo
+
+
 def _read_pid(fifo: Path) -> int:
     """The pid a health check wrote into ``fifo`` (made here) as it began."""
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -91,12 +102,7 @@ def test_a_member_that_exits_during_its_check_is_not_ready_and_the_check_ends(
         tmp_path: Path, run_dir: Path) -> None:
     """The member's exit ends the wait at once (not the timeout's): an exit before it was
     ready, and the check still running is killed."""
-    fifo = tmp_path / "probe.fifo"
-    os.mkfifo(fifo)
-    cast = tmp_path / "cast.toml"
-    cast.write_text('[procs.db]\ncmd = "sh -c \'read x; exit 3\'"\n'
-                    f"ready_cmd = \"sh -c 'echo $$ > {fifo}; exec sleep 60'\"\n"
-                    "ready_timeout = 600\n")
+    cast, fifo = _hanging_check(tmp_path, "sh -c 'read x; exit 3'")
     with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
         check = _read_pid(fifo)
         write_fifo(run_dir / "db.in", b"bye\n")
@@ -109,12 +115,7 @@ def test_a_check_under_way_dies_with_the_cast_stopped_or_pipeplex_killed(
         tmp_path: Path, run_dir: Path) -> None:
     """A Ctrl-C while the check runs stops the cast without waiting for it; SIGKILL to
     pipeplex leaves it to the guardian, which kills it too."""
-    fifo = tmp_path / "probe.fifo"
-    os.mkfifo(fifo)
-    cast = tmp_path / "cast.toml"
-    cast.write_text('[procs.db]\ncmd = "sleep 60"\n'
-                    f"ready_cmd = \"sh -c 'echo $$ > {fifo}; exec sleep 60'\"\n"
-                    "ready_timeout = 600\n")
+    cast, fifo = _hanging_check(tmp_path, "sleep 60")
     for sig in (signal.SIGINT, signal.SIGKILL):
         with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
             check = _read_pid(fifo)

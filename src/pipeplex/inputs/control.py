@@ -244,8 +244,9 @@ class ControlServer:
                 return
             # Out of descriptors for what the request needed (a module to load, say): that
             # request fails, not the run. Said without json, which may be what failed.
-            self._bus.publish(Note(f"control socket: a request failed: {exc.strerror}",
-                                   level="warning"))
+            self._bus.publish(Note(f"control socket: a client's request failed: "
+                                   f"{exc.strerror}; pipeplex is short of file descriptors "
+                                   "(raise the limit with ulimit -n)", level="warning"))
             if stream is not None:
                 stream.write(_OUT_OF_DESCRIPTORS)
         except Exception as exc:
