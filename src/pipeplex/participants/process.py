@@ -287,8 +287,9 @@ class Process:
         self._answered.clear()
         self._bus.publish(Started(self.name, self.pid, tuple(argv),
                                   terminal=spec.pty == "full"))
-        self._pidfd = os.pidfd_open(self.pid)
-        loop.add_reader(self._pidfd, self._guard(self._on_pidfd))
+        # Its exit is watched from the loop's next pass, after the spawns of a start wave:
+        # a pidfd held as the next member spawns is one more descriptor to copy.
+        loop.call_soon(self._guard(self._watch_exit))
         self._paused = False  # (a run that ended during a pause was never resumed)
         self._bus.add_source(self)
         if not self._bus.paused:
@@ -500,6 +501,15 @@ class Process:
         self._maybe_done()
 
     # Exit -----------------------------------------------------------------------------
+
+    def _watch_exit(self) -> None:
+        """Watch the run's exit through a pidfd (once; the process is ours to reap, so it is
+        there to open, as a zombie if it has exited)."""
+        if self._pidfd is not None or self.returncode is not None or self.pid is None:
+            return
+        assert self._loop is not None
+        self._pidfd = os.pidfd_open(self.pid)
+        self._loop.add_reader(self._pidfd, self._guard(self._on_pidfd))
 
     def _on_pidfd(self) -> None:
         assert self._loop is not None and self._pidfd is not None and self._popen is not None
@@ -1029,6 +1039,7 @@ class Process:
 
     def _exited_unread(self) -> bool:
         """Its process has exited, and its pidfd says so, unread yet."""
+        self._watch_exit()  # (in the pass of its spawn, not watched yet)
         return self._pidfd is not None and exits_within(self._pidfd, 0)
 
     def signal_as_asked(self, sig: int) -> bool:
