@@ -96,6 +96,15 @@ def _said(output: bytes | bytearray) -> str:
     return ", writing:\n" + "\n".join(f"  {printable(line)}" for line in lines)
 
 
+def _run_limit_said(spec: ProcSpec) -> str:
+    """The limit of one run of a member's health check, and where it was set."""
+    if where := spec.key_sources.get("ready_cmd_timeout"):
+        return f"its ready_cmd_timeout, at {where}"
+    if spec.key_sources:  # (of a file, where it was not set)
+        return "the default ready_cmd_timeout: set one for a check that takes longer"
+    return "its ready_cmd_timeout"
+
+
 def _timeout_said(spec: ProcSpec) -> str:
     """Which limit a member that took too long to get ready ran into, and where it was set."""
     if where := spec.key_sources.get("ready_timeout"):
@@ -1206,24 +1215,29 @@ class Engine:
             check = asyncio.ensure_future(run_check(
                 member.name, argv, spec.ready_cmd_text, output, env=env, cwd=spec.cwd,
                 guardian=self._guardian, running=self._checks))
+            left = deadline - loop.time()
             try:
-                await first(check, *ended, within=deadline - loop.time())
+                await first(check, *ended, within=min(spec.ready_cmd_timeout, left))
             finally:
                 check.cancel()  # (done: nothing; else the run is killed)
             if any(future.done() for future in ended):
                 return False
-            if not check.done() or check.cancelled():  # (the time is up)
+            if (not check.done() or check.cancelled()) and left <= spec.ready_cmd_timeout:
                 last = f"; its last run had not ended when the time was up{_said(output)}"
                 if finished:
                     last += f"\nthe run before it {finished}"
                 break
-            if isinstance(error := check.exception(), SpawnError):
+            if not check.done() or check.cancelled():  # (killed: a failed run)
+                finished = (f"did not end within {spec.ready_cmd_timeout:g} s "
+                            f"({_run_limit_said(spec)}) and was killed"
+                            f"{_said(output)}")
+            elif isinstance(error := check.exception(), SpawnError):
                 return (f"{member.name}: its {said} cannot be started: {error.reason}",
                         "whose ready_cmd could not be started")
-            returncode = check.result()
-            if returncode == 0:
+            elif (returncode := check.result()) == 0:
                 return True
-            finished = f"{describe_returncode(returncode)}{_said(output)}"
+            else:
+                finished = f"{describe_returncode(returncode)}{_said(output)}"
             last = f"; its last run {finished}"
             seat.waiting_for = f"its {said} to exit with code 0{last}"
             await first(*ended, within=min(pause, deadline - loop.time()))

@@ -224,8 +224,8 @@ def test_a_restart_while_the_check_runs_ends_the_check_first(
 
 def test_a_run_still_going_at_the_deadline_is_said_with_the_one_before(
         tmp_path: Path) -> None:
-    """A run is not timed on its own: one that hangs is killed when the time is up, and
-    the message gives the last finished run and what the hanging one wrote so far."""
+    """A run cut off by the deadline before its own limit is killed then, and the message
+    gives the last finished run and what the cut-off one wrote so far."""
     cast = tmp_path / "cast.toml"
     cast.write_text('[procs.db]\ncmd = "sleep 60"\ncwd = "."\nready_timeout = 1\n'
                     "ready_cmd = \"sh -c 'test -e tried && echo connected && exec sleep 60; "
@@ -250,3 +250,43 @@ def test_a_restart_during_the_check_keeps_the_last_exit(tmp_path: Path, run_dir:
             assert (record["restarts"], record["last_exit"]) == (restarts, -15), record
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143
+
+
+def test_a_run_that_hangs_is_killed_at_its_limit_and_the_check_goes_on(
+        tmp_path: Path, run_dir: Path) -> None:
+    """A check that hangs (a server that accepts and never answers) does not take the whole
+    ready_timeout: the run is killed at its ready_cmd_timeout, and the next one counts."""
+    fifo = tmp_path / "probe.fifo"
+    os.mkfifo(fifo)
+    probe = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # (the check's echo never waits)
+    try:
+        cast = tmp_path / "cast.toml"
+        cast.write_text('[procs.db]\ncmd = "sleep 60"\ncwd = "."\nready_cmd_timeout = 0.3\n'
+                        "ready_cmd = \"sh -c 'test -e tried && exit 0; : > tried; "
+                        f"echo $$ > {fifo}; exec sleep 60'\"\n"
+                        '[procs.app]\ncmd = "sh -c \'echo app up; exec sleep 60\'"\n'
+                        'after = ["db"]\n')
+        with Pipeplex("run", cast, "--run-dir", run_dir, cwd=tmp_path) as plex:
+            plex.expect(r"^db +\* ready$")
+            plex.expect(r"^app +\| app up$")
+            ready, _, _ = select.select([probe], [], [], DEADLINE)
+            assert ready, "the first run of the check never began"
+            wait_exited(int(os.read(probe, 64)), after="its ready_cmd_timeout")
+            plex.signal(signal.SIGTERM)
+            assert plex.wait() == 143
+    finally:
+        os.close(probe)
+
+
+def test_runs_that_all_hang_fail_the_start_naming_their_limit(tmp_path: Path) -> None:
+    """Every run killed at its limit: the message says so, with where the limit was set and
+    what the run wrote (its last run's, or the one before the run the deadline cut off)."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sleep 60"\nready_timeout = 1.5\n'
+                    "ready_cmd_timeout = 0.3\n"
+                    "ready_cmd = \"sh -c 'echo connecting; exec sleep 60'\"\n")
+    result = run("run", cast, "--run-dir", tmp_path / "run")
+    assert result.returncode == 1, result.stdout
+    assert ("never exited with code 0; its last run " in result.stdout), result.stdout
+    assert (f"did not end within 0.3 s (its ready_cmd_timeout, at {cast}:4) and was killed, "
+            "writing:\ndb *   connecting\n") in result.stdout, result.stdout

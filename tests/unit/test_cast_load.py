@@ -672,6 +672,32 @@ class TestMemberKeys:
         assert err.message == ('web: ready_cmd uses {port}, which db captures, but does not '
                                'start after it; add after = ["db"]')
 
+    def test_each_run_of_a_ready_cmd_has_a_limit(self, tmp_path: Path) -> None:
+        """5 s unless set: a run that hangs is killed and the check tried again."""
+        assert member(tmp_path, "ready_cmd = 'true'").ready_cmd_timeout == 5.0
+        assert member(tmp_path, "ready_cmd = 'true'\nready_cmd_timeout = 0.5"
+                      ).ready_cmd_timeout == 0.5
+
+    @pytest.mark.parametrize("value", ["0", "-1", "'2'", "true", "nan"])
+    def test_ready_cmd_timeout_bad(self, tmp_path: Path, value: str) -> None:
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_cmd = "true"\n'
+                                    f"ready_cmd_timeout = {value}\n")
+        assert err.source == f"{path}:4"
+        assert err.message.startswith("web: ready_cmd_timeout must be a positive number of "
+                                      "seconds below 1e9"), err.message
+
+    def test_ready_cmd_timeout_without_a_ready_cmd_is_refused(self, tmp_path: Path) -> None:
+        """A limit with nothing to limit is a slip (the check left out, or moved to another
+        member): said at its line, and so in a spec built in code."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = "x"\nready_cmd_timeout = 2\n')
+        assert err.source == f"{path}:3"
+        assert err.message == ("web: ready_cmd_timeout limits each run of a ready_cmd, and this "
+                               "member has none: add its ready_cmd, or remove "
+                               "ready_cmd_timeout")
+        with pytest.raises(CastError) as caught:
+            validate_cast(CastSpec((ProcSpec("web", "x", ready_cmd_timeout=2),)))
+        assert caught.value.message == err.message
+
     @pytest.mark.parametrize("other", ["ready = 'done'", "ready_port = 8080",
                                        "ready_cmd = 'true'"])
     def test_ready_exit_with_another_readiness_is_refused(self, tmp_path: Path,

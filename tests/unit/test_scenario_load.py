@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeplex.cast.checks import validate_cast
 from pipeplex.cast.spec import DEFAULT_READY_TIMEOUT
 from pipeplex.errors import CastError, CastErrors
 from pipeplex.scenario.load import load_scenario, scenario_from_text
@@ -712,16 +713,19 @@ def test_the_steps_wait_for_a_cast_without_mistakes() -> None:
 
 def test_a_timeout_factor_makes_every_wait_longer_but_a_sleep() -> None:
     """pipeplex test --timeout-factor, for a slower machine: the default, each step's
-    timeout and within, each member's ready_timeout; a sleep is as written."""
+    timeout and within, each member's ready_timeout and ready_cmd_timeout; a sleep is as
+    written."""
     scenario = scenario_from_text(
         '[defaults]\ntimeout = 2\n[procs.a]\ncmd = "x"\nready = "up"\nready_timeout = 3\n'
-        "[procs.b]\ncmd = 'y'\n"
+        "[procs.b]\ncmd = 'y'\nready_cmd = 'true'\nready_cmd_timeout = 0.5\n"
         "[[step]]\nexpect = 'hi'\nin = 'a'\ntimeout = 4\n"
         "[[step]]\nexpect_not = 'no'\nin = 'a'\nwithin = 0.5\n"
         "[[step]]\nsleep = 1\n", FILE)
     scaled = scenario.scaled(3)
     assert scaled.timeout == 6
     assert [p.ready_timeout for p in scaled.cast.procs] == [9, 6]  # (b's: the default's)
+    assert [p.ready_cmd_timeout for p in scaled.cast.procs] == [5, 1.5]  # (a has no check)
+    validate_cast(scaled.cast)
     assert [(s.timeout, s.within, s.value) for s in scaled.steps] == [
         (12, None, "hi"), (None, 1.5, "no"), (None, None, "1.0")]
     assert scenario.scaled(1) is scenario

@@ -18,6 +18,7 @@ from .._suggest import close_match, suggest
 from ..errors import CastError, CastErrors, ours_in_tracebacks
 from .order import after_first, circle
 from .spec import (
+    DEFAULT_READY_CMD_TIMEOUT,
     MAX_ARGUMENT,
     NAME_RE,
     RESERVED_NAMES,
@@ -298,7 +299,11 @@ def check_fields(proc: ProcSpec) -> None:
         raise bad(f"ready_exit = true cannot go with {other}: a member is ready either when "
                   f"it exits with 0 or when {when}; keep the one the members after it need",
                   "ready_exit")
-    for key in ("ready_timeout", "stop_timeout"):
+    if proc.ready_cmd is None and ("ready_cmd_timeout" in proc.key_sources
+                                   or proc.ready_cmd_timeout != DEFAULT_READY_CMD_TIMEOUT):
+        raise bad("ready_cmd_timeout limits each run of a ready_cmd, and this member has "
+                  "none: add its ready_cmd, or remove ready_cmd_timeout", "ready_cmd_timeout")
+    for key in ("ready_timeout", "ready_cmd_timeout", "stop_timeout"):
         value = getattr(proc, key)
         if value is None and key == "stop_timeout":
             continue

@@ -556,7 +556,8 @@ _READERS: dict[str, Callable[[_Read, str, Any], None]] = {
     "cmd": _read_cmd, "shell": _read_shell, "env": _read_env, "cwd": _read_cwd,
     "pty": _read_pty, "stderr": _read_choice, "on_exit": _read_choice, "input": _read_words,
     "after": _read_words, "ready": _read_ready, "ready_port": _read_ready_port,
-    "ready_cmd": _read_cmd, "ready_exit": _read_flag, "ready_timeout": _read_seconds,
+    "ready_cmd": _read_cmd, "ready_cmd_timeout": _read_seconds, "ready_exit": _read_flag,
+    "ready_timeout": _read_seconds,
     "stop_timeout": _read_seconds, "autostart": _read_flag, "max_restarts": _read_max_restarts,
 }
 """How each key of a member's table is read: each on its own, so that every mistake in a

@@ -24,6 +24,7 @@ from .variables import expand, is_port, variables_in  # (re-exported: the engine
 
 __all__ = (
     "DEFAULTS_TIMEOUT",
+    "DEFAULT_READY_CMD_TIMEOUT",
     "NAME_RE",
     "CastSpec",
     "OnExit",
@@ -56,6 +57,10 @@ RESERVED_NAMES = {
 DEFAULT_GRACE = 5.0
 """Seconds a member may take to exit after SIGTERM before SIGKILL."""
 DEFAULT_READY_TIMEOUT = 30.0
+DEFAULT_READY_CMD_TIMEOUT = 5.0
+"""Seconds one run of a health check (``ready_cmd``) may take before it is killed and counts
+as failed: a check that hangs (a server that accepts and never answers) is tried again,
+rather than taking the whole ``ready_timeout``."""
 DEFAULT_MAX_RESTARTS = 5
 MAX_ARGUMENT = 128 * 2**10
 """Bytes in an argument that Linux refuses (MAX_ARG_STRLEN, which counts its ending NUL): a
@@ -91,6 +96,9 @@ class ProcSpec:
     ``ready_port`` came, if it has them), this command runs again and again until it exits
     with 0 (``pg_isready``). Split as ``cmd`` is; it never runs through a shell unless it
     names one (``sh -c '...'``)."""
+    ready_cmd_timeout: float = DEFAULT_READY_CMD_TIMEOUT
+    """Seconds one run of ``ready_cmd`` may take; a run still going then is killed and
+    counts as failed."""
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     stop_timeout: float | None = None
     max_restarts: int = DEFAULT_MAX_RESTARTS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from ..cast.spec import CastSpec, quoted
+from ..cast.spec import CastSpec, ProcSpec, quoted
 
 __all__ = ("ACTIONS", "DEFAULT_TIMEOUT", "Action", "NormalizeRule", "Scenario", "Step")
 
@@ -95,13 +95,22 @@ class Scenario:
     def scaled(self, factor: float) -> Scenario:
         """The scenario with every limit on a wait ``factor`` times as long, for a slower
         machine (``pipeplex test --timeout-factor``): its default, its steps' ``timeout``
-        and ``within``, and its members' ``ready_timeout``. A ``sleep`` stays as written."""
+        and ``within``, and its members' ``ready_timeout`` and ``ready_cmd_timeout``. A
+        ``sleep`` stays as written."""
         if factor == 1:
             return self
         steps = tuple(replace(step, timeout=step.timeout and step.timeout * factor,
                               within=step.within and step.within * factor)
                       for step in self.steps)
-        procs = tuple(replace(proc, ready_timeout=proc.ready_timeout * factor)
-                      for proc in self.cast.procs)
+        procs = tuple(_scaled(proc, factor) for proc in self.cast.procs)
         return replace(self, cast=replace(self.cast, procs=procs), steps=steps,
                        timeout=self.timeout * factor)
+
+
+def _scaled(proc: ProcSpec, factor: float) -> ProcSpec:
+    """``proc`` with its waits ``factor`` times as long (its check's only if it has one: a
+    limit with nothing to limit is refused)."""
+    if proc.ready_cmd is None:
+        return replace(proc, ready_timeout=proc.ready_timeout * factor)
+    return replace(proc, ready_timeout=proc.ready_timeout * factor,
+                   ready_cmd_timeout=proc.ready_cmd_timeout * factor)
