@@ -96,6 +96,18 @@ def _said(output: bytes | bytearray) -> str:
     return ", writing:\n" + "\n".join(f"  {printable(line)}" for line in lines)
 
 
+def _values_said(spec: ProcSpec, variables: Mapping[str, str]) -> str:
+    """The values a member's ``ready_cmd`` ran with, for messages that show it as written:
+    `` (with port='5433')``, or nothing."""
+    used = sorted(spec.ready_cmd_variables() & variables.keys())
+    if not used:
+        return ""
+    values = (variables[name] if len(variables[name]) <= 60 else variables[name][:59] + "…"
+              for name in used)
+    return " (with " + ", ".join(f"{name}={quoted(value)}"
+                                 for name, value in zip(used, values, strict=True)) + ")"
+
+
 def _run_limit_said(spec: ProcSpec) -> str:
     """The limit of one run of a member's health check, and where it was set."""
     if where := spec.key_sources.get("ready_cmd_timeout"):
@@ -1198,7 +1210,7 @@ class Engine:
         went wrong, and the same as a clause for its dependents' summaries."""
         spec, loop = member.spec, asyncio.get_running_loop()
         assert self._stop is not None
-        said = f"ready_cmd {spec.ready_cmd_text}"
+        said = f"ready_cmd {spec.ready_cmd_text}{_values_said(spec, variables)}"
         try:
             argv = spec.ready_argv(variables)
         except SpawnError as exc:

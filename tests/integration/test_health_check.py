@@ -56,8 +56,9 @@ def test_members_after_one_with_a_ready_cmd_start_once_the_check_passes(
 
 def test_a_check_that_never_passes_fails_the_start_with_its_last_output(
         tmp_path: Path) -> None:
-    """The message names the check, the limit and where it was set, and what the check's
-    last run said; the check may use what the member's own ready line captured."""
+    """The message names the check, the values it ran with, the limit and where it was
+    set, and what the check's last run said; the check may use what the member's own ready
+    line captured."""
     cast = tmp_path / "cast.toml"
     cast.write_text('[procs.db]\ncmd = "sh -c \'echo listening on 4242; exec sleep 60\'"\n'
                     "ready = 'listening on (?P<port>\\d+)'\n"
@@ -67,8 +68,9 @@ def test_a_check_that_never_passes_fails_the_start_with_its_last_output(
     result = run("run", cast, "--run-dir", tmp_path / "run")
     assert result.returncode == 1, result.stdout
     said = (f"db  * db was not ready after 0.5 s (its ready_timeout, at {cast}:5): its "
-            "ready_cmd \"sh -c 'echo no answer on {port} >&2; exit 2'\" never exited with "
-            "code 0; its last run exited with code 2, writing:\ndb  *   no answer on 4242\n")
+            "ready_cmd \"sh -c 'echo no answer on {port} >&2; exit 2'\" (with port='4242') "
+            "never exited with code 0; its last run exited with code 2, writing:\n"
+            "db  *   no answer on 4242\n")
     assert said in result.stdout, result.stdout
     assert ("app * summary: never started (waited for db, which was not ready after 0.5 s)"
             in result.stdout), result.stdout
