@@ -196,7 +196,6 @@ class Engine:
         self.outcomes = Outcomes(self.members, self._seats)
         """Who waited for whom, who failed and why: what the summaries are made of."""
         self._began = asyncio.Event()
-        self._spawned_at_once = asyncio.Event()
 
     @property
     def stopping(self) -> bool:
@@ -450,9 +449,6 @@ class Engine:
                 self._tg = tg
                 for member in self.members.values():
                     self._start_supervisor(member)
-                # Next in the loop's queue are the supervisors' first steps, which spawn
-                # every member that waits for nobody; this comes right after them.
-                loop.call_soon(self._spawned_at_once.set)
                 stopping = tg.create_task(self._stop_cast(), name="stop the cast")
                 crash_watch = tg.create_task(self._watch_crash(), name="crash watch")
                 await stopping
@@ -736,15 +732,6 @@ class Engine:
     async def wait_began(self) -> None:
         """Wait until :meth:`run` has begun (members may still be starting)."""
         await self._began.wait()
-
-    async def wait_spawned(self) -> None:
-        """Wait until the members that wait for nobody have been spawned (or failed to).
-
-        What is opened only for later (the members' own pipes in the run folder) is best
-        opened then: a spawn copies every descriptor pipeplex holds into its child, which
-        closes them before its program runs, and the spawns of a start wave wait for that
-        one by one (a thousand members' pipes cost a thousand-member start 5 %)."""
-        await self._spawned_at_once.wait()
 
     async def wait_up(self) -> bool:
         """Wait until every member that starts by itself is ready; False if stopping first.

@@ -179,7 +179,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         outputs += [sink.writer for sink in records if sink.writer is not None]
         inputs = FolderInputs(engine, options.run_dir or default_run_dir())
         for name in cast.names:
-            inputs.add(name, open_later=True)
+            inputs.add(name)
         bus.publish(Note(f"run folder {printable(os.fspath(inputs.path))}: write a line to "
                          "NAME.in (or all.in) to send it to a member, or use pipeplex send NAME "
                          "TEXT"))

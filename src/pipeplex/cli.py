@@ -680,8 +680,8 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE, metavar="SECONDS",
                         help=f"SIGTERM to SIGKILL when stopping (default: {DEFAULT_GRACE:g})")
     parser.add_argument("--timeout-factor", type=_factor, default=1.0, metavar="F",
-                        help="make every timeout and ready_timeout F times as long, for a "
-                             "slower machine (a CI runner under load)")
+                        help="make every timeout, ready_timeout and ready_cmd_timeout F times "
+                             "as long, for a slower machine (a CI runner under load)")
     _color_options(parser, "test")
 
 

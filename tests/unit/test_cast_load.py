@@ -281,6 +281,25 @@ class TestMemberKeys:
             f"{tmp_path / 'cast.toml'}:4: web uses {{prt}}, which no member captures (it is "
             "passed on as written); did you mean {port}, which web captures?"]
 
+    def test_a_ready_cmd_timeout_the_whole_wait_makes_moot_is_said(self, tmp_path: Path) -> None:
+        """Set at or above ready_timeout, the limit never applies: said at its line. Not
+        for the default limit (a ready_timeout under 5 s is no slip), nor one below."""
+        cast = load(tmp_path, "[procs.db]\ncmd = 'serve'\nready_cmd = 'pg_isready'\n"
+                              "ready_cmd_timeout = 10\nready_timeout = 2\n"
+                              "[procs.web]\ncmd = 'serve'\nready_cmd = 'true'\n"
+                              "ready_timeout = 2\n"
+                              "[procs.app]\ncmd = 'serve'\nready_cmd = 'true'\n"
+                              "ready_cmd_timeout = 1\nready_timeout = 2\n")
+        assert cast_warnings(cast) == [
+            f"{tmp_path / 'cast.toml'}:4: db's ready_cmd_timeout (10 s) is not below its "
+            "ready_timeout (2 s), so a run of its ready_cmd that hangs takes the whole wait; "
+            "lower ready_cmd_timeout, or raise ready_timeout"]
+        built = CastSpec((ProcSpec("db", "x", ready_cmd="true", ready_cmd_timeout=30),))
+        assert cast_warnings(built) == [
+            "db: db's ready_cmd_timeout (30 s) is not below its ready_timeout (30 s), so a run "
+            "of its ready_cmd that hangs takes the whole wait; lower ready_cmd_timeout, or "
+            "raise ready_timeout"]
+
     def test_a_ready_cmd_variable_its_own_ready_has_no_name_for_is_said(
             self, tmp_path: Path) -> None:
         """The check runs after the member's own ready line: a group there without a name

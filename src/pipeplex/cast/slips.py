@@ -1,7 +1,8 @@
 """What a run says before it starts about what may not be what its author meant: a
 ``#`` comment left out of a one-line command, a shell's syntax in a command no shell runs,
 a shell's own command found on PATH, a path written from the cast file's folder that the
-member will not find from its own, and a ``{name}`` that no member captures."""
+member will not find from its own, a ``{name}`` that no member captures, and a limit on a
+health check's run that the whole wait makes moot."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 from .._suggest import close_match
 from .checks import SHELL_BUILTINS, beside_the_file, closure, identifier, key_using
 from .spec import (
+    DEFAULT_READY_CMD_TIMEOUT,
     CastSpec,
     comment_of,
     quoted,
@@ -19,8 +21,8 @@ from .spec import (
     split_command,
 )
 
-__all__ = ("cast_warnings", "comment_warnings", "path_warnings", "shell_syntax_warnings",
-           "variable_warnings")
+__all__ = ("cast_warnings", "check_limit_warnings", "comment_warnings", "path_warnings",
+           "shell_syntax_warnings", "variable_warnings")
 
 
 def cast_warnings(cast_spec: CastSpec) -> list[str]:
@@ -28,7 +30,21 @@ def cast_warnings(cast_spec: CastSpec) -> list[str]:
     comments left out of a one-line command, a shell's syntax in a command no shell runs,
     and ``{names}`` no member captures."""
     return [*comment_warnings(cast_spec), *shell_syntax_warnings(cast_spec),
-            *path_warnings(cast_spec), *variable_warnings(cast_spec)]
+            *path_warnings(cast_spec), *variable_warnings(cast_spec),
+            *check_limit_warnings(cast_spec)]
+
+
+def check_limit_warnings(cast_spec: CastSpec) -> list[str]:
+    """A ``ready_cmd_timeout`` set, but not below the member's ``ready_timeout``: the wait
+    ends first, so a run of the check that hangs takes all of it, as with no limit."""
+    return [f"{proc.where('ready_cmd_timeout') or proc.name}: {proc.name}'s ready_cmd_timeout "
+            f"({proc.ready_cmd_timeout:g} s) is not below its ready_timeout "
+            f"({proc.ready_timeout:g} s), so a run of its ready_cmd that hangs takes the whole "
+            "wait; lower ready_cmd_timeout, or raise ready_timeout"
+            for proc in cast_spec.procs
+            if proc.ready_cmd is not None and proc.ready_cmd_timeout >= proc.ready_timeout
+            and ("ready_cmd_timeout" in proc.key_sources or (not proc.key_sources
+                 and proc.ready_cmd_timeout != DEFAULT_READY_CMD_TIMEOUT))]
 
 
 _A_FILE_NAME = re.compile(r"[\w.-]*\w\.[A-Za-z0-9]{1,5}")

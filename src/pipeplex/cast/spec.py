@@ -14,7 +14,7 @@ import functools
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
 
 from ..errors import SpawnError
@@ -77,6 +77,7 @@ class ProcSpec:
 
     name: str
     cmd: str | tuple[str, ...]
+    _: KW_ONLY  # (the rest by name: a key added among them moves no caller's argument)
     shell: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None

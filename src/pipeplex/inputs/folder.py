@@ -7,14 +7,12 @@ members up front, the second adds each as it is spawned, so a FIFO is added per 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._events import Note
-from ..errors import RunDirError
 from .control import ControlServer
 from .fifo import FifoChannel
 from .router import ALL, Router
@@ -39,7 +37,6 @@ class FolderInputs:
     def __init__(self, engine: Engine, path: Path | str) -> None:
         self._engine = engine
         self._fifos: dict[str, FifoChannel] = {}
-        self._unopened: list[FifoChannel] = []
         self._control: ControlServer | None = None
         self._closed = False
         self.run_dir = RunDir.open(path)
@@ -61,13 +58,8 @@ class FolderInputs:
     def path(self) -> Path:
         return self.run_dir.path
 
-    def add(self, name: str, *, open_later: bool = False) -> None:
-        """Create and open ``NAME.in`` for member ``name`` (once; it stays for a restart).
-
-        With ``open_later``, it is only created here, and :meth:`serve` opens it once the
-        members that start at once are spawned (:meth:`Engine.wait_spawned` says why). Until
-        then a member that writes to it waits in its ``open``, as at any FIFO not read yet.
-        """
+    def add(self, name: str) -> None:
+        """Create and open ``NAME.in`` for member ``name`` (once; it stays for a restart)."""
         if name in self._fifos:
             return
         engine = self._engine
@@ -75,39 +67,20 @@ class FolderInputs:
         fifo = FifoChannel(self.run_dir, f"{name}.in", functools.partial(_send, router, name),
                            engine.bus, on_crash=engine.crash,
                            full=functools.partial(_full, router, name))
-        if open_later:
-            self._unopened.append(fifo)
-        else:
-            fifo.open()
+        fifo.open()
         self._fifos[name] = fifo
-
-    def _open_the_rest(self, *, at_the_end: bool = False) -> None:
-        """Open the pipes added to be opened later. ``at_the_end``: only to let a writer
-        waiting at one go, as it is removed (see :meth:`_give_up_folder`)."""
-        while self._unopened:
-            fifo = self._unopened.pop()
-            if at_the_end:
-                _open_to_remove(fifo)
-            else:
-                fifo.open()
 
     def remove(self, name: str) -> None:
         """Close and remove ``NAME.in`` of member ``name``, which has left the cast."""
         fifo = self._fifos.pop(name, None)
         if fifo is not None:
-            if fifo in self._unopened:  # (a writer may be waiting at it: let it in first)
-                self._unopened.remove(fifo)
-                _open_to_remove(fifo)
             # The file before the read end, as in _give_up_folder.
             self.run_dir.remove(f"{name}.in")
             fifo.close()
 
     async def serve(self) -> None:
-        """Open the pipes added to be opened later, once the members that start at once are
-        spawned; serve the control socket until cancelled."""
+        """Serve the control socket until cancelled."""
         assert self._control is not None
-        await self._engine.wait_spawned()
-        self._open_the_rest()
         await self._control.serve()
 
     async def finish(self, status: int) -> None:
@@ -134,20 +107,11 @@ class FolderInputs:
 
     def _give_up_folder(self) -> None:
         # The pipes' files go before their read ends: a writer opening NAME.in in between
-        # would wait for a reader for ever (its folder gone, nobody could free it). So is one
-        # already waiting at a pipe never opened (the run ended as it began): opened first.
-        self._open_the_rest(at_the_end=True)
+        # would wait for a reader for ever (its folder gone, nobody could free it).
         self.run_dir.close()
         for fifo in self._fifos.values():
             fifo.close()
         self._fifos.clear()
-
-
-def _open_to_remove(fifo: FifoChannel) -> None:
-    """Open a pipe about to be removed, only to let a writer waiting at it go: one that
-    cannot be opened (no descriptor left, replaced meanwhile) is removed all the same."""
-    with contextlib.suppress(OSError, RunDirError):
-        fifo.open()
 
 
 def _send(router: Router, target: str, data: bytes) -> None:
