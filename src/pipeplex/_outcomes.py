@@ -164,8 +164,6 @@ class Outcomes:
         verb = "stopped, " if member.ended_by_the_stop else ""  # (as its exit line says)
         text = (f"{verb}{describe_returncode(member.returncode)} after "
                 f"{member.ended_at - member.started_at:.1f} s")
-        if member.killed_because:
-            text += f" ({member.killed_because})"
         restarts = self._seats[member.name].restarts
         if restarts:
             text += f", {restarts} restart{'s' if restarts != 1 else ''}"

@@ -404,14 +404,12 @@ def test_too_few_file_descriptors_is_said_at_every_step_of_the_start(tmp_path: P
 
 def test_too_few_file_descriptors_for_a_wave_fails_it_member_by_member(
         tmp_path: Path) -> None:
-    """A member's exit is watched (its pidfd) only after the start wave's spawns: with room
-    for the wave but not for every watch, the members that cannot be watched are killed and
-    say why, and the cast stops with every summary, never a crash. The limit goes up one at
-    a time until the cast runs whole, through the limits where the spawns fail and those
-    where the watches do."""
+    """With room for some of a start wave's members but not all, the member that finds no
+    descriptor cannot start and says why, and the cast stops with every summary, never a
+    crash. The limit goes up until the cast runs whole, through the limits where each of
+    the wave's members is the first to find none."""
     members = [arg for i in range(20) for arg in ("-p", f"m{i}=sleep 1")]
-    seen_unwatched = False
-    for limit in range(40, 400):
+    for limit in range(40, 400, 2):
         run_dir = tmp_path / f"run{limit}"
         result = subprocess.run(
             [*PIPEPLEX, "run", *members, "--no-console", "--run-dir", str(run_dir)],
@@ -420,20 +418,14 @@ def test_too_few_file_descriptors_for_a_wave_fails_it_member_by_member(
                 resource.RLIMIT_NOFILE, (limit, limit)))
         said = result.stdout + result.stderr
         assert "Traceback" not in said and "Exception ignored" not in said, (limit, said)
+        assert result.returncode in (0, 2, 127), (limit, said)
         assert not run_dir.exists(), (limit, said)
         if "started (pid" in said:
             assert said.count("summary: ") == 20, (limit, said)
-        if "its exit could not be watched" in said:
-            seen_unwatched = True
-            # (137, of the first killed; 127 where a spawn had failed first)
-            assert result.returncode in (128 + 9, 127), (limit, said)
-            assert re.search(r"^m\d+ +\* summary: killed by SIGKILL after \d+\.\d s \(its exit "
-                             r"could not be watched: Too many open files\)$", said, re.M), said
         if result.returncode == 0:
             break
     else:
         raise AssertionError("the cast never ran whole")
-    assert seen_unwatched, "no limit left room for the spawns but not for the watches"
 
 
 @pytest.mark.parametrize(

@@ -140,8 +140,6 @@ class Process:
         self.exited_before_stop = False
         """Its process had already exited when the stop took this run over (:meth:`begin_stop`),
         its exit not read yet: it ended on its own, before the stop, whatever came after."""
-        self.killed_because: str | None = None
-        """Why pipeplex killed this run itself (not a stop): for its summary."""
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self._bus = bus
@@ -273,7 +271,6 @@ class Process:
         self.stopping = False
         self.signalled_to_stop = False
         self.exited_before_stop = False
-        self.killed_because = None
         self.signals_asked.clear()
         self.returncode = None
         self.started_at = time.monotonic()
@@ -290,9 +287,8 @@ class Process:
         self._answered.clear()
         self._bus.publish(Started(self.name, self.pid, tuple(argv),
                                   terminal=spec.pty == "full"))
-        # Its exit is watched from the loop's next pass, after the spawns of a start wave:
-        # a pidfd held as the next member spawns is one more descriptor to copy.
-        loop.call_soon(self._guard(self._watch_exit))
+        self._pidfd = os.pidfd_open(self.pid)
+        loop.add_reader(self._pidfd, self._guard(self._on_pidfd))
         self._paused = False  # (a run that ended during a pause was never resumed)
         self._bus.add_source(self)
         if not self._bus.paused:
@@ -505,41 +501,6 @@ class Process:
 
     # Exit -----------------------------------------------------------------------------
 
-    def _watch_exit(self) -> None:
-        """Watch the run's exit through a pidfd (once; the process is ours to reap, so it is
-        there to open, as a zombie if it has exited)."""
-        if (self._pidfd is not None or self.returncode is not None or self.pid is None
-                or self.killed_because is not None):  # (watched; ended; never; being reaped)
-            return
-        assert self._loop is not None
-        try:
-            self._pidfd = os.pidfd_open(self.pid)
-        except OSError as exc:  # (out of descriptors)
-            self._cannot_watch(exc)
-            return
-        self._loop.add_reader(self._pidfd, self._guard(self._on_pidfd))
-
-    def _cannot_watch(self, exc: OSError) -> None:
-        """Its exit cannot be watched: it is killed, and its end says why, rather than left
-        to run with nobody to see it end. Reaped from a timer, as no descriptor is left."""
-        assert self._loop is not None and self._popen is not None
-        self.killed_because = f"its exit could not be watched: {exc.strerror}"
-        self._bus.publish(Note(
-            f"{self.killed_because}, so it was killed; pipeplex needs a few descriptors per "
-            "member: raise the limit with ulimit -n", name=self.name, level="error"))
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._popen.pid, signal.SIGKILL)
-        popen, loop = self._popen, self._loop
-
-        def reap() -> None:
-            returncode = popen.poll()
-            if returncode is None:
-                loop.call_later(0.01, self._guard(reap))
-            else:
-                self._exited(returncode)
-
-        reap()
-
     def _on_pidfd(self) -> None:
         assert self._loop is not None and self._pidfd is not None and self._popen is not None
         returncode = self._popen.poll()
@@ -548,10 +509,6 @@ class Process:
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = None
-        self._exited(returncode)
-
-    def _exited(self, returncode: int) -> None:
-        assert self._loop is not None and self._popen is not None
         self.returncode = returncode
         self.ended_at = _seen_now(self._loop)
         if self._open_master is not None:
@@ -1071,11 +1028,7 @@ class Process:
                 and -self.returncode in self.signals_asked)
 
     def _exited_unread(self) -> bool:
-        """Its process has exited, and its pidfd says so, unread yet; or pipeplex killed it
-        itself (:meth:`_cannot_watch`), and it is being reaped."""
-        if self.killed_because is not None:
-            return True
-        self._watch_exit()  # (in the pass of its spawn, not watched yet)
+        """Its process has exited, and its pidfd says so, unread yet."""
         return self._pidfd is not None and exits_within(self._pidfd, 0)
 
     def signal_as_asked(self, sig: int) -> bool:
