@@ -382,20 +382,27 @@ def test_a_link_planted_as_the_default_base_is_named_as_such(tmp_path: Path) -> 
     assert list((tmp_path / "theirs").iterdir()) == []
 
 
+def _run_with_limit(members: list[str], run_dir: Path,
+                    limit: int) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``pipeplex run`` of ``members`` with at most ``limit`` descriptors: its result and all
+    it said, which is never a traceback, and its status one a user may meet."""
+    result = subprocess.run(
+        [*PIPEPLEX, "run", *members, "--no-console", "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    said = result.stdout + result.stderr
+    assert "Traceback" not in said and "Exception ignored" not in said, (limit, said)
+    assert result.returncode in (0, 2, 127), (limit, said)
+    return result, said
+
+
 def test_too_few_file_descriptors_is_said_at_every_step_of_the_start(tmp_path: Path) -> None:
     """Whatever the start is doing when the limit is hit (the guardian, the imports, the
     event loop, the run folder, its pipes, a member), it says so in a line, and leaves no
     folder behind."""
     for limit in range(5, 21):
         run_dir = tmp_path / f"run{limit}"
-        result = subprocess.run(
-            [*PIPEPLEX, "run", "-p", "a=echo hi", "--no-console", "--run-dir", str(run_dir)],
-            capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
-            preexec_fn=lambda limit=limit: resource.setrlimit(  # type: ignore[misc]
-                resource.RLIMIT_NOFILE, (limit, limit)))
-        said = result.stdout + result.stderr
-        assert "Traceback" not in said and "Exception ignored" not in said, (limit, said)
-        assert result.returncode in (0, 2, 127), (limit, said)
+        result, said = _run_with_limit(["-p", "a=echo hi"], run_dir, limit)
         if result.returncode == 2:
             assert re.fullmatch(r"pipeplex: error: [^\n]*(Too many open files|out of file "
                                 r"descriptors)[^\n]*\n", result.stderr), (limit, said)
@@ -411,14 +418,7 @@ def test_too_few_file_descriptors_for_a_wave_fails_it_member_by_member(
     members = [arg for i in range(20) for arg in ("-p", f"m{i}=sleep 1")]
     for limit in range(40, 400, 2):
         run_dir = tmp_path / f"run{limit}"
-        result = subprocess.run(
-            [*PIPEPLEX, "run", *members, "--no-console", "--run-dir", str(run_dir)],
-            capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
-            preexec_fn=lambda limit=limit: resource.setrlimit(  # type: ignore[misc]
-                resource.RLIMIT_NOFILE, (limit, limit)))
-        said = result.stdout + result.stderr
-        assert "Traceback" not in said and "Exception ignored" not in said, (limit, said)
-        assert result.returncode in (0, 2, 127), (limit, said)
+        result, said = _run_with_limit(members, run_dir, limit)
         assert not run_dir.exists(), (limit, said)
         if "started (pid" in said:
             assert said.count("summary: ") == 20, (limit, said)
