@@ -98,34 +98,41 @@ def _said(output: bytes | bytearray) -> str:
 
 def _values_said(spec: ProcSpec, variables: Mapping[str, str]) -> str:
     """The values a member's ``ready_cmd`` ran with, for messages that show it as written:
-    `` (with port='5433')``, or nothing."""
+    `` (with port='5433')``, or nothing; a long one cut, outside its quotes."""
     used = sorted(spec.ready_cmd_variables() & variables.keys())
     if not used:
         return ""
-    values = (variables[name] if len(variables[name]) <= 60 else variables[name][:59] + "…"
-              for name in used)
-    return " (with " + ", ".join(f"{name}={quoted(value)}"
-                                 for name, value in zip(used, values, strict=True)) + ")"
+    shown = (quoted(variables[name]) if len(variables[name]) <= 60 else
+             quoted(variables[name][:59]) + "…" for name in used)
+    return " (with " + ", ".join(f"{name}={value}"
+                                 for name, value in zip(used, shown, strict=True)) + ")"
+
+
+def _scaled_said(spec: ProcSpec) -> str:
+    """That the member's limits were scaled (``pipeplex test --timeout-factor``): a value
+    unlike its file's line, or the documented default, is then no surprise."""
+    return f", x{spec.timeout_factor:g} by --timeout-factor" if spec.timeout_factor != 1 else ""
 
 
 def _run_limit_said(spec: ProcSpec) -> str:
     """The limit of one run of a member's health check, and where it was set."""
     if where := spec.key_sources.get("ready_cmd_timeout"):
-        return f"its ready_cmd_timeout, at {where}"
+        return f"its ready_cmd_timeout, at {where}{_scaled_said(spec)}"
     if spec.key_sources:  # (of a file, where it was not set)
-        return "the default ready_cmd_timeout: set one for a check that takes longer"
-    return "its ready_cmd_timeout"
+        return (f"the default ready_cmd_timeout{_scaled_said(spec)}: set one for a check "
+                "that takes longer")
+    return f"its ready_cmd_timeout{_scaled_said(spec)}"
 
 
 def _timeout_said(spec: ProcSpec) -> str:
     """Which limit a member that took too long to get ready ran into, and where it was set."""
     if where := spec.key_sources.get("ready_timeout"):
-        return f"its ready_timeout, at {where}"
+        return f"its ready_timeout, at {where}{_scaled_said(spec)}"
     if where := spec.key_sources.get(DEFAULTS_TIMEOUT):
-        return f"the scenario's [defaults] timeout, at {where}"
+        return f"the scenario's [defaults] timeout, at {where}{_scaled_said(spec)}"
     if spec.key_sources:  # (of a file, where it was not set)
-        return "the default ready_timeout: set one to wait longer"
-    return "ready_timeout"
+        return f"the default ready_timeout{_scaled_said(spec)}: set one to wait longer"
+    return f"ready_timeout{_scaled_said(spec)}"
 
 
 class Engine:

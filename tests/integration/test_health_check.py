@@ -292,3 +292,19 @@ def test_runs_that_all_hang_fail_the_start_naming_their_limit(tmp_path: Path) ->
     assert ("never exited with code 0; its last run " in result.stdout), result.stdout
     assert (f"did not end within 0.3 s (its ready_cmd_timeout, at {cast}:4) and was killed, "
             "writing:\ndb *   connecting\n") in result.stdout, result.stdout
+
+
+def test_a_scaled_limit_says_so_beside_its_line(tmp_path: Path) -> None:
+    """pipeplex test --timeout-factor: a limit given twice as long as its line says is
+    said with the factor, beside the line it was written on."""
+    case = tmp_path / "hang.toml"
+    case.write_text('[procs.db]\ncmd = "sleep 60"\nready_timeout = 0.5\n'
+                    "ready_cmd_timeout = 0.2\n"
+                    "ready_cmd = \"sh -c 'echo probing; exec sleep 60'\"\n"
+                    "[[step]]\nsleep = 0\n")
+    result = run("test", case, "--timeout-factor", "2")
+    assert result.returncode == 1, result.stdout
+    assert (f"not ready after 1.0 s (its ready_timeout, at {case}:3, x2 by --timeout-factor)"
+            in result.stdout), result.stdout
+    assert (f"did not end within 0.4 s (its ready_cmd_timeout, at {case}:4, x2 by "
+            "--timeout-factor) and was killed") in result.stdout, result.stdout

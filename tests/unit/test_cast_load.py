@@ -705,6 +705,17 @@ class TestMemberKeys:
         assert err.message.startswith("web: ready_cmd_timeout must be a positive number of "
                                       "seconds below 1e9"), err.message
 
+    def test_a_ready_cmd_timeout_for_every_member_goes_to_those_with_a_check(
+            self, tmp_path: Path) -> None:
+        """load_cast(path, ready_cmd_timeout=...), as any default: given to the members
+        that have a ready_cmd and do not set their own; the others have nothing to limit."""
+        path = write(tmp_path, "[procs.db]\ncmd = 'x'\nready_cmd = 'true'\n"
+                               "[procs.own]\ncmd = 'x'\nready_cmd = 'true'\n"
+                               "ready_cmd_timeout = 1\n[procs.web]\ncmd = 'x'\n")
+        cast = load_cast(path, ready_cmd_timeout=2)
+        assert [p.ready_cmd_timeout for p in cast.procs] == [2, 1, 5]
+        assert parse_proc_option("a=x", ready_cmd_timeout=2).ready_cmd_timeout == 5
+
     def test_ready_cmd_timeout_without_a_ready_cmd_is_refused(self, tmp_path: Path) -> None:
         """A limit with nothing to limit is a slip (the check left out, or moved to another
         member): said at its line, and so in a spec built in code."""

@@ -120,7 +120,7 @@ def parse_proc_option(option: str, **defaults: Any) -> ProcSpec:
         split_command(command)
     except ValueError as exc:
         raise CastError(f"cannot split the command: {exc}", source=source) from None
-    return ProcSpec(name=name, cmd=command, source="-p", **defaults)
+    return ProcSpec(name=name, cmd=command, source="-p", **_for_member(defaults, False))
 
 
 def load_cast(path: str | os.PathLike[str], **defaults: Any) -> CastSpec:
@@ -395,8 +395,18 @@ def _proc(
                 reader(read, key, table[key])
     mistakes.raise_any()
     sources = {key: found for key in table if (found := where("procs", name, key))}
-    return ProcSpec(name=name, source=here, key_sources=sources, **read.fields,
+    fields = _for_member(read.fields, "ready_cmd" in read.fields) if (
+        "ready_cmd_timeout" not in table) else read.fields
+    return ProcSpec(name=name, source=here, key_sources=sources, **fields,
                     file_folder=None if base_dir is None else os.fspath(base_dir))
+
+
+def _for_member(defaults: Mapping[str, Any], has_check: bool) -> Mapping[str, Any]:
+    """Defaults given for every member, as they apply to one: a ``ready_cmd_timeout`` only
+    to a member with a ``ready_cmd`` (elsewhere it is a limit with nothing to limit)."""
+    if has_check or "ready_cmd_timeout" not in defaults:
+        return defaults
+    return {key: value for key, value in defaults.items() if key != "ready_cmd_timeout"}
 
 
 class _Read:

@@ -111,6 +111,9 @@ class ProcSpec:
     """Where each of its keys was written (``cast.toml:14``), for messages about one; and
     under :data:`DEFAULTS_TIMEOUT`, where a scenario's ``[defaults] timeout`` that gave it
     its ``ready_timeout`` was."""
+    timeout_factor: float = field(default=1.0, compare=False, repr=False)
+    """What its ``ready_timeout`` and ``ready_cmd_timeout`` were scaled by (``pipeplex test
+    --timeout-factor``), for messages that give where they were written."""
     file_folder: str | None = field(default=None, compare=False, repr=False)
     """The folder of the cast file that declared it (None for ``-p`` and the API): a
     relative path in its command not found where it runs, but there, is said to be."""

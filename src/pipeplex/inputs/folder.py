@@ -74,9 +74,10 @@ class FolderInputs:
         """Close and remove ``NAME.in`` of member ``name``, which has left the cast."""
         fifo = self._fifos.pop(name, None)
         if fifo is not None:
-            # The file before the read end, as in _give_up_folder.
-            self.run_dir.remove(f"{name}.in")
-            fifo.close()
+            try:  # the file before the read end, as in _give_up_folder
+                self.run_dir.remove(f"{name}.in")
+            finally:
+                fifo.close()
 
     async def serve(self) -> None:
         """Serve the control socket until cancelled."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from ..cast.spec import DEFAULTS_TIMEOUT, CastSpec, ProcSpec, quoted
+from ..cast.spec import CastSpec, ProcSpec, quoted
 
 __all__ = ("ACTIONS", "DEFAULT_TIMEOUT", "Action", "NormalizeRule", "Scenario", "Step")
 
@@ -109,12 +109,9 @@ class Scenario:
 
 def _scaled(proc: ProcSpec, factor: float) -> ProcSpec:
     """``proc`` with its waits ``factor`` times as long (its check's only if it has one: a
-    limit with nothing to limit is refused). Where each was written now says so too: a
-    message that gives the longer value and the file's line shows why they differ."""
-    scaled = ("ready_timeout", DEFAULTS_TIMEOUT, "ready_cmd_timeout")
-    sources = {key: f"{where}, x{factor:g} by --timeout-factor" if key in scaled else where
-               for key, where in proc.key_sources.items()}
+    limit with nothing to limit is refused), and the factor kept for its messages."""
+    scaled = replace(proc, ready_timeout=proc.ready_timeout * factor,
+                     timeout_factor=proc.timeout_factor * factor)
     if proc.ready_cmd is None:
-        return replace(proc, ready_timeout=proc.ready_timeout * factor, key_sources=sources)
-    return replace(proc, ready_timeout=proc.ready_timeout * factor,
-                   ready_cmd_timeout=proc.ready_cmd_timeout * factor, key_sources=sources)
+        return scaled
+    return replace(scaled, ready_cmd_timeout=proc.ready_cmd_timeout * factor)
