@@ -395,8 +395,8 @@ def _proc(
                 reader(read, key, table[key])
     mistakes.raise_any()
     sources = {key: found for key in table if (found := where("procs", name, key))}
-    fields = _for_member(read.fields, "ready_cmd" in read.fields) if (
-        "ready_cmd_timeout" not in table) else read.fields
+    fields = read.fields if "ready_cmd_timeout" in table else (
+        _for_member(read.fields, "ready_cmd" in read.fields))
     return ProcSpec(name=name, source=here, key_sources=sources, **fields,
                     file_folder=None if base_dir is None else os.fspath(base_dir))
 
