@@ -22,7 +22,8 @@ def options(tmp_path: Path) -> Iterator[RunOptions]:
 
 @pytest.mark.parametrize(("procs", "message"), [
     ((ProcSpec("a", "true"), ProcSpec("a", "true")), "duplicate member name 'a'"),
-    ((ProcSpec("a", "true", after=("nope",)),), "after names 'nope', which is not a member"),
+    ((ProcSpec("a", "true", after=("nope",)),),
+     r"after names 'nope', which is not a member \(the cast has no other\)"),
     ((ProcSpec("a", "no-such-program-here"),), "no-such-program-here"),
     ((ProcSpec("../evil", "true"),), "invalid member name '../evil'"),
     ((ProcSpec("all", "true"),), "reserved"),

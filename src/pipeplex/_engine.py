@@ -507,6 +507,18 @@ class Engine:
         it happened, if that was before now."""
         self.verdict.record(name, status, reason, at)
 
+    def exit_checked(self, name: str) -> None:
+        """A step found that the latest run of ``name`` ended as it expected (its code):
+        that exit is not a failure of the run."""
+        member = self.members[name]
+        assert member.started_at is not None and member.ended_at is not None
+        # (An exit seen only once the stop began is counted no later than that: see
+        # _after_exit.)
+        said_at = {member.ended_at}
+        if self.stop_began is not None and self.stop_began >= member.started_at:
+            said_at.add(min(member.ended_at, self.stop_began))
+        self.verdict.expected(name, said_at)
+
     def _start_supervisor(self, member: Process, previous: Process | None = None) -> None:
         assert self._tg is not None
         # Supervised from now, not from when its task first runs: in between, the member
@@ -620,6 +632,10 @@ class Engine:
             state = "is still ending"
         raise PipeplexError(f"a member named {name!r} already exists and {state}; its name "
                             "can be used again once it has ended")
+
+    def goes_on(self) -> bool:
+        """Whether the cast goes on: not stopping, and some member not over."""
+        return not self.stopping and not all(map(self._ended, self.members.values()))
 
     def _ended(self, member: Process) -> bool:
         """Whether ``member`` is over: not running, not waiting, nothing will restart it."""
@@ -1472,7 +1488,10 @@ class Engine:
             why = f"which was not ready after {member.spec.ready_timeout:.1f} s"
         self.outcomes.why_failed[member.name] = why or "which did not become ready"
         recent = self.recent.describe(member.name)
-        self.bus.publish(Note(f"{what}\n{recent}", name=member.name, level="error"))
+        # (Said under its name, which the note need not repeat.)
+        own = self.recent.describe(member.name, own=True)
+        self.bus.publish(Note(f"{what.removeprefix(member.name + ' ')}\n{own}",
+                              name=member.name, level="error"))
         if self._seats[member.name].added:
             self._fail_start(member.name, NotReady(member.name, what, recent))
             # Stopped, or if it exited, what it left in its group: nothing of it lingers

@@ -88,27 +88,29 @@ class RecentOutput:
                  for marker, text in lines[-self._lines :]]
         return min(len(lines) - latest, len(shown)), shown
 
-    def _nothing(self, name: str, when: str) -> str:
+    def _nothing(self, name: str, when: str, own: bool) -> str:
         why = self._silence(name)
-        return f"{name} wrote nothing{when}" + (f" ({why})" if why else "")
+        return f"{'' if own else name + ' '}wrote nothing{when}" + (f" ({why})" if why else "")
 
     def forget(self, name: str) -> None:
         """Drop what ``name`` wrote: a new member of that name starts with none of it."""
         self._chunks.pop(name, None)
 
-    def describe(self, name: str) -> str:
+    def describe(self, name: str, *, own: bool = False) -> str:
         """The recent output of ``name`` as an indented block, or a note that there was none.
         Lines from runs before its latest are said to be so (a restart's readiness failure
-        must not seem to quote a line of the run that failed)."""
+        must not seem to quote a line of the run that failed). ``own``: for a note under
+        the member's own name, which need not say it again."""
         latest, lines = self._runs(name)
         if not lines:
-            return self._nothing(name, "")
+            return self._nothing(name, "", own)
+        of = "" if own else f" of {name}"
         if latest == len(lines):
             shown = "\n".join(f"    {line}" for line in lines)
-            return f"last output of {name}:\n{shown}"
+            return f"last output{of}:\n{shown}"
         earlier = "\n".join(f"    {line}" for line in lines[: len(lines) - latest])
-        text = f"last output of {name}, from its earlier runs:\n{earlier}"
+        text = f"last output{of}, from its earlier runs:\n{earlier}"
         if not latest:
-            return f"{text}\n{self._nothing(name, ' in its latest run')}"
+            return f"{text}\n{self._nothing(name, ' in its latest run', own)}"
         this = "\n".join(f"    {line}" for line in lines[len(lines) - latest :])
         return f"{text}\nand from its latest run:\n{this}"

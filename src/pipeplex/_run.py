@@ -318,8 +318,8 @@ async def _steps(scenario: Scenario, engine: Engine, matcher: Matcher) -> None:
         engine.record_failure(failed.member or "steps", 1, str(failed))
         engine.request_stop("stopping the cast")
     else:
-        done = f"{len(results)} step{'s' if len(results) != 1 else ''}"
-        engine.bus.publish(Note(f"{done} done; the cast goes on"))
+        done = f"{len(results)} step{'s' if len(results) != 1 else ''} done"
+        engine.bus.publish(Note(f"{done}; the cast goes on" if engine.goes_on() else done))
 
 
 async def _reporting(work: Awaitable[None], engine: Engine) -> None:

@@ -1,7 +1,8 @@
 """Which members failed on their own, and the exit status a run gets for it.
 
-A member fails on its own when it ends with an error the stop did not cause. Failures are
-kept in the order they happened, and the first decides the status. An error at the EOF a
+A member fails on its own when it ends with an error the stop did not cause, and that a
+scenario's step did not expect (a ``wait_exit`` with the ``code`` it ended with). Failures
+are kept in the order they happened, and the first decides the status. An error at the EOF a
 stop gave a member is judged only once the stop is over, against the members that ended
 in the stop before it (:meth:`Verdict.judge_at_eof`).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 __all__ = ("MAX_FAILURES", "Failure", "Verdict")
@@ -43,15 +44,28 @@ class Verdict:
         """Members that ended with an error at the EOF a stop gave them, before any signal."""
         self._ended_in_stop: list[tuple[str, float]] = []
         """Members that ended once the cast began to stop, and when."""
+        self._expected: list[tuple[str, frozenset[float]]] = []
+        """Exits a step expected: the member, and the times its failure would be said at."""
 
     def record(self, name: str, status: int, reason: str, at: float | None = None) -> None:
         """Count a failure toward the exit status (the first one decides it); ``at``: when
         it happened, if that was before now."""
         failure = Failure(name, status, reason, time.monotonic() if at is None else at)
+        if self._is_expected(failure):
+            return
         bisect.insort(self.failures, failure, key=lambda f: f.at)
         if len(self.failures) > MAX_FAILURES:
             self.failures.pop()  # (the latest: the first ones decide, and a member that
             # fails again and again with on_exit = "ignore" must not grow the list for ever)
+
+    def expected(self, name: str, at: Collection[float]) -> None:
+        """The exit of ``name`` said to be ``at`` (one of these times) was as a step expected:
+        it is no failure, whether it was counted already or is yet to be."""
+        self._expected.append((name, frozenset(at)))
+        self.failures = [f for f in self.failures if not self._is_expected(f)]
+
+    def _is_expected(self, failure: Failure) -> bool:
+        return any(failure.name == name and failure.at in at for name, at in self._expected)
 
     def ended_in_stop(self, name: str, at: float) -> None:
         self._ended_in_stop.append((name, at))

@@ -67,7 +67,7 @@ def test_a_check_that_never_passes_fails_the_start_with_its_last_output(
                     '[procs.app]\ncmd = "sleep 60"\nafter = ["db"]\n')
     result = run("run", cast, "--run-dir", tmp_path / "run")
     assert result.returncode == 1, result.stdout
-    said = (f"db  * db was not ready after 0.5 s (its ready_timeout, at {cast}:5): its "
+    said = (f"db  * was not ready after 0.5 s (its ready_timeout, at {cast}:5): its "
             "ready_cmd \"sh -c 'echo no answer on {port} >&2; exit 2'\" (with port='4242') "
             "never exited with code 0; its last run exited with code 2, writing:\n"
             "db  *   no answer on 4242\n")
@@ -109,7 +109,7 @@ def test_a_member_that_exits_during_its_check_is_not_ready_and_the_check_ends(
         check = _read_pid(fifo)
         write_fifo(run_dir / "db.in", b"bye\n")
         assert plex.wait() == 3
-    assert "db * db exited with code 3 before it was ready" in plex.text, plex.text
+    assert "db * exited with code 3 before it was ready" in plex.text, plex.text
     wait_exited(check, after="what should have ended it")
 
 

@@ -86,10 +86,10 @@ def test_a_ready_exit_step_that_fails_or_does_not_end_holds_back_the_members_aft
     cast = tmp_path / "cast.toml"
     for cmd, timeout, code, said, why in (
             ("sh -c 'echo half done; exit 3'", "", 3,
-             "migrate * migrate exited with code 3; ready_exit = true needs it to exit with "
+             "migrate * exited with code 3; ready_exit = true needs it to exit with "
              "code 0 before the members after it start", "which exited with code 3"),
             ("sleep 60", "ready_timeout = 0.5\n", 1,
-             f"migrate * migrate had not exited after 0.5 s (its ready_timeout, at {cast}:3); "
+             f"migrate * had not exited after 0.5 s (its ready_timeout, at {cast}:3); "
              "ready_exit = true waits for its exit with code 0 before the members after it "
              "start", "which had not exited after 0.5 s")):
         cast.write_text(f'[procs.migrate]\ncmd = "{cmd}"\n{timeout}ready_exit = true\n'
@@ -375,7 +375,7 @@ def test_ready_timeout_fails_with_the_recent_output(run_dir: Path, tmp_path: Pat
     )
     result = run("run", cast, "--run-dir", run_dir)
     assert result.returncode == 1
-    assert "server was not ready after 0.5 s" in result.stdout
+    assert "server * was not ready after 0.5 s" in result.stdout
     assert "starting up" in result.stdout
     assert ("client * summary: never started (waited for server, which was not ready after "
             "0.5 s)\n") in result.stdout
@@ -982,7 +982,7 @@ def test_ready_port_held_by_another_before_the_start_is_not_the_members(run_dir:
     assert (f"late * port {port} (its ready_port) already has a listener before it starts, "
             "not its own: it counts as ready once it listens there too") in out, out
     assert "late | cannot bind: Address already in use" in out
-    assert (f"late was not ready after 1.0 s (its ready_timeout, at {cast}:8); it never "
+    assert (f"late * was not ready after 1.0 s (its ready_timeout, at {cast}:8); it never "
             f"showed port {port} on "
             "127.0.0.1 or ::1 to accept connections from a listener of its own (another held "
             "it before)") in out, out

@@ -126,7 +126,7 @@ def test_a_restarted_run_is_held_to_its_ready_timeout(run_dir: Path, tmp_path: P
         plex.expect(r"^server \* ready: port=9001$")
         write_fifo(run_dir / "server.in", b"quit\n")
         plex.expect(r"^server \* started ")
-        plex.expect(r"^server \* server was not ready after 2\.0 s \(its ready_timeout, at "
+        plex.expect(r"^server \* was not ready after 2\.0 s \(its ready_timeout, at "
                     r"\S+cast\.toml:\d+\); it never showed output matching ready = ")
         assert plex.wait() == 1
 

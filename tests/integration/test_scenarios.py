@@ -290,6 +290,27 @@ def test_wait_exit_without_code_waits_but_does_not_excuse_a_crash(tmp_path: Path
     assert run("test", checked).returncode == 0
 
 
+def test_pipeplex_run_accounts_for_an_exit_a_step_checked_too(tmp_path: Path,
+                                                              run_dir: Path) -> None:
+    """The same script under pipeplex run: its status is 0, as pipeplex test's verdict is
+    a pass; and with every member ended, the steps' end does not say the cast goes on."""
+    case = _scenario(tmp_path, "[procs.client]\ncmd = \"sh -c 'echo working; exit 3'\"\n"
+                     "[[step]]\nwait_exit = 'client'\ncode = 3\n")
+    result = run("run", case, "--run-dir", run_dir, "--no-console")
+    assert result.returncode == 0, result.stdout
+    assert "pipeplex * 1 step done\n" in result.stdout
+    assert "the cast goes on" not in result.stdout
+    # A death by a signal that a step checked: the run stopped by SIGTERM says that.
+    killed = _scenario(tmp_path, "[procs.worker]\ncmd = 'cat'\non_exit = 'ignore'\n"
+                       "[procs.other]\ncmd = 'cat'\n"
+                       "[[step]]\nsignal = 'USR1'\nto = 'worker'\n"
+                       "[[step]]\nwait_exit = 'worker'\ncode = -10\n", "killed.toml")
+    with Pipeplex("run", killed, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^pipeplex \* 2 steps done; the cast goes on$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 128 + signal.SIGTERM
+
+
 def test_an_expect_of_any_member_after_the_last_one_ended_fails_with_its_exit(
         tmp_path: Path) -> None:
     """Nothing more can come: the step fails as that member's end, at once (it crashed with

@@ -1348,7 +1348,7 @@ class TestSeveralMistakes:
                                     '[procs.d]\ncmd = "x {port}"\n')
         assert isinstance(err, CastErrors)
         assert [e.message for e in err.errors] == [
-            "a: after names 'sever', which is not a member (valid: a, b, c, d)",
+            "a: after names 'sever', which is not a member (valid: b, c, d)",
             "b: a member cannot start after itself"]
         err, path = error(tmp_path, '[procs.c]\ncmd = "x {port}"\nready = "(?P<port>\\\\d+)"\n'
                                     '[procs.d]\ncmd = "x {port}"\n'

@@ -120,9 +120,11 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
                     f"{proc.name}: a member cannot start after itself",
                     source=proc.where("after")))
             elif dep not in seen:
+                others = [name for name in seen if name != proc.name]
                 mistakes.found.append(CastError(
                     f"{proc.name}: after names {dep!r}, which is not a member"
-                    f"{suggest(dep, list(seen))}", source=proc.where("after")))
+                    f"{suggest(dep, others) if others else ' (the cast has no other)'}",
+                    source=proc.where("after")))
     mistakes.raise_any()  # (what follows reads each member's fields, and the whole graph)
     _check_cycles(cast_spec, seen)
     captures = {proc.name: proc.captured_variables() for proc in cast_spec.procs}

@@ -46,9 +46,6 @@ class StepResult:
     step: Step
     seconds: float
     error: StepFailed | None = None
-    checked_exit: tuple[str, float] | None = None
-    """A ``wait_exit`` step with ``code``: the member and when the exit it checked came
-    (that exit is accounted for; another run's is not)."""
     value: str | None = None
     """What the step's ``{variables}`` made of its value."""
 
@@ -80,9 +77,8 @@ async def run_steps(
         value = None
         try:
             value = _value(step, engine.variables)
-            checked = await _run_step(step, scenario, engine, matcher, value)
-            result = StepResult(step, time.monotonic() - began, checked_exit=checked,
-                                value=value)
+            await _run_step(step, scenario, engine, matcher, value)
+            result = StepResult(step, time.monotonic() - began, value=value)
         except StepFailed as exc:
             exc.value = value
             result = StepResult(step, time.monotonic() - began, exc, value=value)
@@ -161,17 +157,16 @@ def _value(step: Step, variables: dict[str, str]) -> str:
 
 
 async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Matcher,
-                    value: str) -> Checked:
-    """Carry out ``step`` (``value``: its value with the variables captured so far); for a
-    ``wait_exit`` with ``code``, the exit it checked. What went wrong becomes a
-    :class:`StepFailed` that says it in the scenario's words."""
+                    value: str) -> None:
+    """Carry out ``step`` (``value``: its value with the variables captured so far). What
+    went wrong becomes a :class:`StepFailed` that says it in the scenario's words."""
     action = _STEP_ACTIONS.get(step.action)
     if action is None:  # (interact: done by the caller)
-        return None
+        return
     names = [step.target] if step.target and step.target != "all" else list(engine.members)
     run = _Run(engine, matcher, step.timeout or scenario.timeout, names)
     try:
-        return await action(step, value, run)
+        await action(step, value, run)
     except ExpectTimeout as exc:
         who = exc.names[0] if len(exc.names) == 1 else None
         earlier = scenario.steps[:scenario.steps.index(step)]
@@ -208,29 +203,23 @@ class _Run:
         self.engine, self.matcher, self.timeout, self.names = engine, matcher, timeout, names
 
 
-Checked = tuple[str, float] | None
-"""What a ``wait_exit`` with ``code`` checked (the member and when it ended), else None."""
-
-
-async def _send(step: Step, value: str, run: _Run) -> Checked:
+async def _send(step: Step, value: str, run: _Run) -> None:
     assert step.target is not None
     if not run.engine.router.send(step.target, (value + "\n" * step.newline).encode()):
         raise StepFailed(step, f"{step.target} is not running (or its stdin is closed)",
                          member=step.target)
-    return None
 
 
-async def _expect_step(step: Step, value: str, run: _Run) -> Checked:
+async def _expect_step(step: Step, value: str, run: _Run) -> None:
     found = await _expect(step, run.engine, run.matcher, run.names, value, run.timeout)
     if found.match is not None:
         # (A group the match leaves out leaves its variable as it was: a step's pattern may
         # share a name with a member's ready, which it must not blank.)
         run.engine.variables.update({k: v for k, v in found.match.groupdict().items()
                                      if v is not None})
-    return None
 
 
-async def _expect_not(step: Step, value: str, run: _Run) -> Checked:
+async def _expect_not(step: Step, value: str, run: _Run) -> None:
     assert step.within is not None
     found = await run.matcher.expect(run.names, [value, EOF, TIMEOUT], timeout=step.within,
                                      stream=step.stream, watch_exits=[])
@@ -238,10 +227,9 @@ async def _expect_not(step: Step, value: str, run: _Run) -> Checked:
         raise StepFailed(step, f"it appeared in the output of {found.name}: "
                          f"{found.after!r}\n{run.engine.recent.describe(found.name)}",
                          member=found.name)
-    return None
 
 
-async def _wait_exit(step: Step, value: str, run: _Run) -> Checked:
+async def _wait_exit(step: Step, value: str, run: _Run) -> None:
     engine, timeout = run.engine, run.timeout
     process = engine.members[value]
     if process.pid is None:
@@ -253,17 +241,16 @@ async def _wait_exit(step: Step, value: str, run: _Run) -> Checked:
                          f"{engine.recent.describe(value)}", member=value,
                          waited=timeout) from None
     if step.code is None:
-        return None
+        return
     if code != step.code:
         hint = (f" (a death by {signal_name(-code)} is code = {code})"
                 if code < 0 and step.code == 128 - code else "")
         raise StepFailed(step, f"{value} {describe_returncode(code)}, expected code "
                          f"{step.code}{hint}\n{engine.recent.describe(value)}", member=value)
-    assert process.ended_at is not None
-    return value, process.ended_at
+    engine.exit_checked(value)  # (as expected: not a failure of the run)
 
 
-async def _signal(step: Step, value: str, run: _Run) -> Checked:
+async def _signal(step: Step, value: str, run: _Run) -> None:
     assert step.target is not None
     try:
         reached = run.engine.router.signal(step.target, parse_signal(value))
@@ -271,15 +258,13 @@ async def _signal(step: Step, value: str, run: _Run) -> Checked:
         raise StepFailed(step, str(exc), member=step.target) from None
     if not reached:
         raise StepFailed(step, f"{step.target} is not running", member=step.target)
-    return None
 
 
-async def _close(step: Step, value: str, run: _Run) -> Checked:
+async def _close(step: Step, value: str, run: _Run) -> None:
     run.engine.router.close_input(value)
-    return None
 
 
-async def _wait_port(step: Step, value: str, run: _Run) -> Checked:
+async def _wait_port(step: Step, value: str, run: _Run) -> None:
     if not is_port(value):
         raise StepFailed(step, f"{value!r} is not a TCP port number (1-65535)")
     try:
@@ -288,15 +273,13 @@ async def _wait_port(step: Step, value: str, run: _Run) -> Checked:
         raise StepFailed(step, f"nothing accepted connections on port {value} of "
                          f"{LOOPBACK_SAID} within {run.timeout:.1f} s",
                          waited=run.timeout) from None
-    return None
 
 
-async def _sleep(step: Step, value: str, run: _Run) -> Checked:
+async def _sleep(step: Step, value: str, run: _Run) -> None:
     await asyncio.sleep(float(value))
-    return None
 
 
-async def _restart(step: Step, value: str, run: _Run) -> Checked:
+async def _restart(step: Step, value: str, run: _Run) -> None:
     """Stop the member as the cast's stop would, start it again, and wait until its new
     run is ready (as a start step waits for its first)."""
     try:
@@ -316,10 +299,9 @@ async def _restart(step: Step, value: str, run: _Run) -> Checked:
                          f"{_waiting(run.engine, value)}\n"
                          f"{run.engine.recent.describe(value)}", member=value,
                          waited=run.timeout) from None
-    return None
 
 
-async def _start(step: Step, value: str, run: _Run) -> Checked:
+async def _start(step: Step, value: str, run: _Run) -> None:
     try:
         await asyncio.wait_for(run.engine.start(value), run.timeout)
     except TimeoutError:
@@ -327,7 +309,6 @@ async def _start(step: Step, value: str, run: _Run) -> Checked:
                          f"{_waiting(run.engine, value)}\n"
                          f"{run.engine.recent.describe(value)}", member=value,
                          waited=run.timeout) from None
-    return None
 
 
 def _waiting(engine: Engine, name: str) -> str:
@@ -336,7 +317,7 @@ def _waiting(engine: Engine, name: str) -> str:
     return f", waiting for {waiting}" if waiting else ""
 
 
-_STEP_ACTIONS: dict[str, Callable[[Step, str, _Run], Awaitable[Checked]]] = {
+_STEP_ACTIONS: dict[str, Callable[[Step, str, _Run], Awaitable[None]]] = {
     "send": _send, "expect": _expect_step, "expect_not": _expect_not, "wait_exit": _wait_exit,
     "signal": _signal, "close": _close, "wait_port": _wait_port, "sleep": _sleep,
     "start": _start, "restart": _restart,

@@ -171,10 +171,8 @@ async def run_scenario(
             logs.close()
     outcome.seconds = time.monotonic() - began
     failed = next((r for r in outcome.steps if r.error is not None), None)
-    # The exits a passing wait_exit with code checked are accounted for; of the others,
-    # each member's first failure.
-    checked = {r.checked_exit for r in outcome.steps if r.ok and r.checked_exit is not None}
-    own = [f for f in engine.failures if (f.name, f.at) not in checked]
+    # Each member's first failure (an exit a passing wait_exit with code checked is none).
+    own = engine.failures
     failures = [f for i, f in enumerate(own) if all(g.name != f.name for g in own[:i])]
     if failed is not None and failed.error is not None:
         # What else failed on its own may be why (a server that crashed under its client),
