@@ -82,6 +82,33 @@ def test_an_exit_fails_an_expectation_at_once() -> None:
     assert "quitter exited with code 3" in str(info.value)
 
 
+def test_an_expectation_waits_on_output_a_process_the_member_started_still_holds(
+        tmp_path: Path) -> None:
+    """The member exits, but a process it started holds its output open past the drain's
+    grace (the member's exit is published then): what that writes is shown, so a wait goes
+    on for it; once that output ends, the wait ends as at an exit, and says so."""
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    script = f"(read line < {go}; echo late) & echo early; exit 3"
+
+    async def main() -> None:
+        async with AsyncPlex(timeout=LONG) as plex:
+            member = await plex.spawn("m", ["sh", "-c", script])
+            await member.expect("early")
+            waiting = asyncio.ensure_future(member.expect("late"))
+            assert await member.wait() == 3  # (its exit, published with its output held)
+            assert not waiting.done()
+            await asyncio.to_thread(go.write_text, "now\n")  # (its reader is there)
+            assert (await waiting).group(0) == "late"
+            with pytest.raises(UnexpectedExit) as caught:
+                await member.expect("never")
+            assert caught.value.output_held
+            assert str(caught.value).startswith("m exited with code 3; its output, held open "
+                                                "by a process it started, ")
+
+    asyncio.run(main())
+
+
 def test_expect_any_returns_the_first_member_to_match() -> None:
     """expect_any waits on several members at once (what pexpect cannot do)."""
     with Plex() as plex:

@@ -633,6 +633,12 @@ class Engine:
         raise PipeplexError(f"a member named {name!r} already exists and {state}; its name "
                             "can be used again once it has ended")
 
+    def held_output_end(self, name: str) -> asyncio.Future[None] | None:
+        """For member ``name``, whose run has ended: done once no process it started holds
+        its output open (None: none did)."""
+        member = self.members.get(name)
+        return member.held_output_end if member is not None else None
+
     def goes_on(self) -> bool:
         """Whether the cast goes on: not stopping, and some member not over."""
         return not self.stopping and not all(map(self._ended, self.members.values()))

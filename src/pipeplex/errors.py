@@ -192,6 +192,8 @@ class UnexpectedExit(PipeplexError):
         patterns: Sequence[object],
         waited: float,
         recent: str,
+        *,
+        output_held: bool = False,
     ) -> None:
         from ._signals import describe_returncode
 
@@ -200,14 +202,23 @@ class UnexpectedExit(PipeplexError):
         self.patterns = tuple(patterns)
         self.waited = waited
         self.recent = recent
+        self.output_held = output_held
+        """A process it started held its output open after its exit: the wait went on
+        until that output ended (``waited`` is until then)."""
         wait = f"the wait for {_show_patterns(self.patterns)}"
-        when = (f", so {wait} ended at once" if waited < 0.05  # (it had ended, or did then)
-                else f" {waited:.1f} s into {wait}")
+        if output_held:
+            when = (f"; its output, held open by a process it started, "
+                    f"{'had ended before' if waited < 0.05 else f'ended {waited:.1f} s into'}"
+                    f" {wait}")
+        else:
+            when = (f", so {wait} ended at once" if waited < 0.05  # (it had ended, or did then)
+                    else f" {waited:.1f} s into {wait}")
         super().__init__(f"{name} {describe_returncode(returncode)}{when}\n{recent}")
 
     def naming(self, patterns: Sequence[object]) -> UnexpectedExit:
         """The same failure, naming ``patterns`` (see :meth:`ExpectTimeout.naming`)."""
-        return UnexpectedExit(self.name, self.returncode, patterns, self.waited, self.recent)
+        return UnexpectedExit(self.name, self.returncode, patterns, self.waited, self.recent,
+                              output_held=self.output_held)
 
 
 class NotReady(PipeplexError):

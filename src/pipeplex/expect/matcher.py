@@ -93,7 +93,7 @@ class Expectation:
 class _Member:
     """What the matcher keeps for one member: found with one lookup per event."""
 
-    __slots__ = ("buffers", "gone", "merged", "thread_waiters", "waiters")
+    __slots__ = ("buffers", "gone", "held_exit", "merged", "thread_waiters", "waiters")
 
     def __init__(self, shared: bool) -> None:
         self.merged = SharedOutputBuffer() if shared else OutputBuffer()
@@ -107,14 +107,22 @@ class _Member:
         self.thread_waiters: set[threading.Event] = set()
         """The same for callers blocked in other threads (the synchronous API). They add
         and discard theirs from their own threads: the loop iterates a copy."""
+        self.held_exit: tuple[int, bool] | None = None
+        """Its run's exit code while a process it started holds its output open (the
+        run's end, for a wait, is that output's), then with True once it no longer does."""
 
 
 class Matcher:
     """A sink that lets coroutines wait for patterns in members' output."""
 
     def __init__(self, bus: Bus, *, recent: Callable[[str], str] = lambda name: "",
+                 held_output_end: Callable[[str], asyncio.Future[None] | None] = (
+                     lambda name: None),
                  threads: bool = False) -> None:
         self._bus = bus
+        self._held_output_end = held_output_end
+        """For a member that has just exited: done once no process it started holds its
+        output open any more (None: none did)."""
         self._threads = threads
         """Whether callers in other threads use :meth:`expect_blocking` (buffers then lock)."""
         self._recent = recent
@@ -134,7 +142,8 @@ class Matcher:
         """A matcher of ``engine``'s members: a failure quotes their recent output, and a
         wait that goes on through a member's restarts ends once the engine says that no run
         of it follows (:meth:`over`)."""
-        matcher = cls(engine.bus, recent=engine.recent.describe, threads=threads)
+        matcher = cls(engine.bus, recent=engine.recent.describe,
+                      held_output_end=engine.held_output_end, threads=threads)
         engine.when_over.append(matcher.over)
         return matcher
 
@@ -202,16 +211,34 @@ class Matcher:
         if isinstance(event, Exited):
             # A copy: a caller's thread may add a stream's buffer meanwhile (an empty one:
             # output on a stream makes its buffer here first, so it holds nothing to let go).
-            for buffer in tuple(self._member(event.name).buffers.values()):
+            member = self._member(event.name)
+            for buffer in tuple(member.buffers.values()):
                 buffer.release("stdout", final=True)
                 buffer.release("stderr", final=True)
+            held = self._held_output_end(event.name)
+            if held is not None and not held.done():
+                # What that process writes is shown, and may be what a wait is for: the
+                # run's end, for a wait, is its output's.
+                member.held_exit = (event.returncode, False)
+                held.add_done_callback(lambda _: self._held_output_ended(event.name))
+                return
             self._exits[event.name] = event.returncode
         elif isinstance(event, Started):
             self._exits.pop(event.name, None)
-            self._member(event.name).gone = None  # (over, and then started again)
+            member = self._member(event.name)
+            member.gone = member.held_exit = None  # (over, and then started again)
         else:
             return
         self._wake(self._member(event.name))
+
+    def _held_output_ended(self, name: str) -> None:
+        member = self._members.get(name)
+        if member is None or member.held_exit is None:
+            return  # (forgotten, or started again: that run's end is no longer waited for)
+        returncode, _ = member.held_exit
+        member.held_exit = (returncode, True)
+        self._exits[name] = returncode
+        self._wake(member)
 
     @staticmethod
     def _wake(member: _Member) -> None:
@@ -473,4 +500,7 @@ class Matcher:
             found = self.buffer(name, stream).search([_END])
             rest = found.before if found is not None else ""
             return Expectation(name, patterns.index(EOF), None, rest, "")
-        raise UnexpectedExit(name, returncode, patterns, waited, self._recent(name))
+        member = self._members.get(name)
+        held = member is not None and member.held_exit is not None
+        raise UnexpectedExit(name, returncode, patterns, waited, self._recent(name),
+                             output_held=held)

@@ -196,6 +196,9 @@ class Process:
         self._held = False
         """The run has ended but a process it started still holds its output open: that
         output is read and shown (under the member's name) until EOF or the next start."""
+        self.held_output_end: asyncio.Future[None] | None = None
+        """Made when the run's output is found held open so (see :meth:`_drain_expired`):
+        done once it no longer is (its EOF, or not read any more)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._group_gone = True
         self._watched_groups: set[int] = set()
@@ -539,6 +542,8 @@ class Process:
         self._drain_timer = None
         held = " and ".join(sorted(self._readers.values()))
         self._held = True
+        assert self._loop is not None
+        self.held_output_end = self._loop.create_future()
         for stream in list(self._timers):  # the run's last piece of a line goes before its exit
             self._timers.pop(stream).cancel()
             self._framers[stream].flush()
@@ -588,6 +593,8 @@ class Process:
         if self._done.done():
             if not self._readers:
                 self._bus.remove_source(self)  # the last output held open reached its EOF
+                if self.held_output_end is not None and not self.held_output_end.done():
+                    self.held_output_end.set_result(None)
             return
         if self._readers and not self._held:
             return
