@@ -104,6 +104,21 @@ def test_a_script_piped_in_waits_for_a_member_that_does_not_read(run_dir: Path,
         assert not writer.is_alive()
 
 
+def test_a_plain_line_for_an_ended_member_says_where_plain_lines_go(run_dir: Path) -> None:
+    """The first member, plain lines' target, has ended: the line is dropped, and the
+    console says, once, how to send them elsewhere (after the member's own note, once too:
+    a script's every later line would say it again)."""
+    with piped(run_dir, "-p", "login=true", "-p", "c=cat", "--on-exit", "ignore") as plex:
+        plex.expect(r"^login \* exited with code 0$")
+        plex.write(b"hello\nagain\n")
+        plex.expect(r"^login \* is not running; dropped 6 bytes of input$")
+        plex.expect(r"^pipeplex \* plain lines go to login; :to NAME sends them to another "
+                    r"member$")
+        plex.write(b"c: next\n")
+        plex.expect(r"^c +\| next$")
+        assert plex.text.count("plain lines go to login") == 1
+
+
 def test_unknown_member_and_bad_commands_get_a_message(run_dir: Path) -> None:
     """The run goes on after each."""
     with piped(run_dir, "-p", "c=cat", "-p", "d=cat") as plex:

@@ -62,3 +62,16 @@ def test_the_history_is_written_where_it_was_checked_not_through_a_link_put_ther
     history.store_string("typed: secret")
     assert target.read_text() == "not yours\n"
     assert kept.read_text().endswith("\n+typed: secret\n")
+
+
+def test_a_line_that_is_not_utf8_is_kept_as_it_was_typed(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Latin-1 terminal, or a paste of binary: the prompt gives such bytes as surrogates,
+    which the history writes back as the bytes they were (and recalls as the same line)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    history = _history()
+    assert isinstance(history, FileHistory)
+    typed = b"f: caf\xe9".decode("utf-8", "surrogateescape")
+    history.store_string(typed)
+    assert b"+f: caf\xe9\n" in Path(os.fsdecode(history.filename)).read_bytes()
+    assert list(_history().load_history_strings()) == [typed]

@@ -9,7 +9,7 @@ import pty
 from collections.abc import Awaitable
 from pathlib import Path
 
-from pipeplex.inputs.console import HELD_LINES, _read_lines
+from pipeplex.inputs.console import HELD_LINES, MAX_LINE, READ_SIZE, _read_lines
 
 DEADLINE = 30.0
 
@@ -105,3 +105,29 @@ def _write_all(fd: int, data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+def test_a_line_too_long_is_dropped_whole_not_taken_in_pieces() -> None:
+    """A piece of it taken as a line would go elsewhere: to the member its text names, or
+    carried out as a command. Dropped up to its newline (or the input's end), its size said
+    in its place; the lines around it are handled as usual, in order."""
+    cut = MAX_LINE + READ_SIZE  # (where a piece would have begun)
+    long = b"f: " + b"A" * (cut - 3) + b"e: not for e\r\n"
+    script = b"before\n" + long + b"after\n" + b"x" * (MAX_LINE + 1)
+
+    async def main() -> list[str | int]:
+        handled: list[str | int] = []
+
+        def handle(line: str) -> None:
+            handled.append(line)
+
+        read, write = os.pipe()
+        reader = asyncio.ensure_future(_read_lines(read, handle, handled.append))
+        writer = asyncio.ensure_future(asyncio.to_thread(_write_all, write, script))
+        async with asyncio.timeout(DEADLINE):
+            assert await reader is False
+            await writer
+        os.close(read)
+        return handled
+
+    assert asyncio.run(main()) == ["before", len(long) - 1, "after", MAX_LINE + 1]

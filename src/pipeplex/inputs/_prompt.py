@@ -411,7 +411,7 @@ class _HeldFileHistory(FileHistory):
         with open(os.dup(self._fd), "rb") as f:  # (its own offset is shared: from the top)
             f.seek(0)
             for raw in f:
-                line = raw.decode("utf-8", errors="replace")
+                line = raw.decode("utf-8", "surrogateescape")  # (as it was typed)
                 if line.startswith("+"):
                     lines.append(line[1:])
                 else:
@@ -427,7 +427,8 @@ class _HeldFileHistory(FileHistory):
 
         entry = f"\n# {datetime.datetime.now()}\n" + "".join(
             f"+{line}\n" for line in string.split("\n"))
-        os.write(self._fd, entry.encode("utf-8"))  # (O_APPEND: at the end, in one write)
+        # (O_APPEND: at the end, in one write; bytes typed that are not UTF-8, as they were)
+        os.write(self._fd, entry.encode("utf-8", "surrogateescape"))
 
 
 class MemberCompleter(Completer):

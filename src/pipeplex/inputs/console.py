@@ -111,6 +111,8 @@ class Console:
         self.quit_now = quit_now
         self.members = list(engine.members)
         self.target = self.members[0] if self.members else ALL
+        self._dropping: str | None = None
+        """The target whose dropped plain lines were said to go there (until one is not)."""
         self.on_end: Callable[[], None] = lambda: None
         """Set by the prompt: get ready to be cancelled without leaving a trace."""
         self.on_hangup: Callable[[], None] = lambda: None
@@ -145,7 +147,7 @@ class Console:
                 # A script's first lines would otherwise race the members' start and be
                 # dropped ("has not started yet"): read once the cast is up.
                 elif await self.engine.wait_up():
-                    if await _read_lines(stdin_fd, self._in_order):
+                    if await _read_lines(stdin_fd, self._in_order, self._too_long):
                         self.on_hangup()
                     elif not self.engine.stopping:  # (a script's end, after its lines)
                         self.reply("console input ended; the cast goes on (pipeplex stop, "
@@ -197,6 +199,10 @@ class Console:
             return self._room_in(action.target or self.target)
         return None
 
+    def _too_long(self, size: int) -> None:
+        self.reply(f"dropped a line of {size:,} bytes (a console line may hold at most "
+                   f"{MAX_LINE // (1024 * 1024)} MiB)", "warning")
+
     def _room_in(self, target: str) -> Awaitable[None] | None:
         try:
             members = self.engine.router.resolve(target)
@@ -212,8 +218,15 @@ class Console:
             if isinstance(action, SendLine):
                 target = action.target or self.target
                 data = (action.text + "\n").encode("utf-8", "surrogateescape")
-                if router.send(target, data) == 0 and target == ALL:
+                if router.send(target, data):
+                    self._dropping = None
+                elif target == ALL:
                     self.reply("no member is taking input; the line was dropped", "warning")
+                elif action.target is None and self._dropping != target:
+                    # (The member said why, once; this says where to go, once too.)
+                    self._dropping = target
+                    self.reply(f"plain lines go to {target}; :to NAME sends them to "
+                               "another member", "info")
             elif isinstance(action, SetTarget):
                 if action.name is not None:
                     self.target = action.name
@@ -271,29 +284,40 @@ async def _room(members: Sequence[Process]) -> None:
         await member.input_room()
 
 
-async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) -> bool:
+async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None],
+                      too_long: Callable[[int], None] = lambda size: None) -> bool:
     """Hand each line read from ``fd`` to ``handle`` until EOF; True if a terminal hung up.
 
     A line whose handling is awaitable (a restart) holds back the lines after it until it
     is done: a script's next line goes to the new instance, not the one being stopped.
     Reading pauses while :data:`HELD_LINES` (or :data:`HELD_BYTES`) wait, so memory stays
-    bounded.
+    bounded. A line longer than :data:`MAX_LINE` is dropped whole, and ``too_long`` is told
+    its size in its place: a piece of it taken as a line would go to another member, or
+    be carried out as a command.
 
     Once the other end of a terminal is gone, reads fail with EIO (until the kernel has
     hung it up) or return EOF (after): both mean a hangup, unlike Ctrl-D's plain EOF.
     """
     loop = asyncio.get_running_loop()
     own, private = _private_reader(fd)
-    queued: deque[str] = deque()
+    queued: deque[str | int] = deque()  # (a line, or the size of one dropped)
     more = asyncio.Event()
     ended: list[bool] = []  # [hangup] once the input ended
     hung: asyncio.Future[None] = loop.create_future()  # (a terminal's hangup: at once)
     pending = b""
+    dropping = 0  # (the size so far of a line too long, while its end is still to come)
     held = 0  # (about: the bytes of the lines queued)
     reading = False
 
     def lines(data: bytes) -> None:
-        nonlocal pending, held
+        nonlocal pending, dropping, held
+        if dropping:
+            end = data.find(b"\n")
+            if end < 0:
+                dropping += len(data)
+                return
+            queued.append(dropping + end)
+            dropping, data = 0, data[end + 1:]
         data = pending + data if pending else data
         end = data.rfind(b"\n") + 1
         pending = data[end:]
@@ -301,14 +325,16 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) 
             if line.endswith(b"\r"):  # (a script written with CRLF line ends)
                 line = line[:-1]
             queued.append(line.decode("utf-8", "surrogateescape"))
-        if len(pending) > MAX_LINE:  # bounded memory: a line this long goes in pieces
-            queued.append(pending.decode("utf-8", "surrogateescape"))
-            pending = b""
-        held += len(data) - len(pending)
+        held += end
+        if len(pending) > MAX_LINE:  # bounded memory: dropped up to its end
+            dropping, pending = len(pending), b""
         more.set()
 
     def finish(hangup: bool = False) -> None:
-        nonlocal pending
+        nonlocal pending, dropping
+        if dropping:
+            queued.append(dropping)
+            dropping = 0
         if pending:
             queued.append(pending.decode("utf-8", "surrogateescape"))
             pending = b""
@@ -344,6 +370,9 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None]) 
         while True:
             while queued:
                 line = queued.popleft()
+                if isinstance(line, int):
+                    too_long(line)
+                    continue
                 held = max(held - len(line) - 1, 0)
                 work = handle(line)
                 if work is not None:
