@@ -351,6 +351,8 @@ class ControlServer:
                 raise _Refused("not_running", "no member is taking input; nothing was sent")
             raise _Refused("not_running", f"{name} has closed its stdin; nothing was sent")
         if eof:
+            if not data:  # (then what it delivered is the EOF)
+                delivered = sum(member.input_open for member in router.resolve(name))
             router.close_input(name)
         return {"ok": True, "delivered": delivered}
 
