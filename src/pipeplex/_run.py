@@ -174,7 +174,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         # them back until here, so that a Ctrl-C does not land halfway through the set-up).
         mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)
         if adoption is not None and adoption.active:
-            orphans = OrphanReaper(loop, engine.own_children, guardian)
+            orphans = OrphanReaper(loop, engine.own_children, guardian, bus)
         records = _records(options, bus, writer)
         outputs += [sink.writer for sink in records if sink.writer is not None]
         inputs = FolderInputs(engine, options.run_dir or default_run_dir())

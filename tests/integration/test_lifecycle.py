@@ -675,6 +675,46 @@ def test_an_orphan_that_comes_without_a_sigchld_is_told_to_the_guardian() -> Non
             os.killpg(adopting.pid, signal.SIGKILL)  # (the orphan too: it kept the group)
 
 
+ADOPTING_SOON = ("import asyncio, subprocess\n"
+                 "from pipeplex import _events\n"
+                 "from pipeplex._bus import Bus\n"
+                 "from pipeplex.participants import orphans\n"
+                 "orphans.LOOK_EVERY = 3600  # (the looks of every second: none here)\n"
+                 "class Guardian:\n"
+                 "    def adopted(self, pid, started):\n"
+                 "        print('told of', pid, flush=True)\n"
+                 "    def reaped(self, pid):\n"
+                 "        pass\n"
+                 "async def main():\n"
+                 "    assert orphans.Adoption().active\n"
+                 "    loop = asyncio.get_running_loop()\n"
+                 "    bus = Bus()\n"
+                 "    member = None\n"
+                 "    orphans.OrphanReaper(loop, lambda: {member.pid} if member else set(),\n"
+                 "                         Guardian(), bus)\n"
+                 "    member = subprocess.Popen(['sh', '-c', \"sh -c 'sleep 60 & echo orphan \"\n"
+                 "                              \"$!'; exec sleep 60\"])\n"
+                 "    bus.publish(_events.Started('m', member.pid, ('sh',)))\n"
+                 "    ended = loop.create_future()  # (the test closes its stdin, or kills it)\n"
+                 "    loop.add_reader(0, lambda: ended.done() or ended.set_result(None))\n"
+                 "    await asyncio.wait_for(ended, 30)  # (a deadline: then the test fails)\n"
+                 "asyncio.run(main())\n")
+
+
+def test_an_orphan_is_looked_for_more_often_as_its_member_starts() -> None:
+    """Most daemons fork away as their member starts: then the looks come ten times a
+    second, not once (here, not at all: only the start's looks can find the orphan)."""
+    with subprocess.Popen([sys.executable, "-c", ADOPTING_SOON], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True,
+                          start_new_session=True) as adopting:
+        try:
+            assert adopting.stdout is not None
+            orphan = int(adopting.stdout.readline().removeprefix("orphan "))
+            assert adopting.stdout.readline() == f"told of {orphan}\n"
+        finally:
+            os.killpg(adopting.pid, signal.SIGKILL)  # (the orphan too: it kept the group)
+
+
 # A member's script starts a daemon that leaves its group and the run's environment and
 # drops the member's streams, while the script runs on: no orphan, yet nothing else of the
 # member tells it.
