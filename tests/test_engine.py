@@ -402,6 +402,48 @@ def test_a_failed_restart_of_an_ignored_member_leaves_it_down_and_says_why(
     assert len(summaries) == 1 and "; could not start again (" in summaries[0], summaries
 
 
+@pytest.mark.parametrize("pty", ["pipes", "stdout"])
+def test_an_exit_whose_output_another_process_holds_is_acted_on_once_its_output_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pty: str
+) -> None:
+    """A process the member started outside its group holds its output open as it exits:
+    that output's end is not coming, so the exit, and the restart its policy makes, wait
+    only until what the member wrote is read, not for the drain's grace (an hour here).
+    Its last line comes before its exit, as always."""
+    import contextlib
+    import re
+    import signal
+
+    monkeypatch.setattr(process, "DRAIN_GRACE", 3600.0)
+    runs = tmp_path / "runs"
+    script = (f"if [ -e {runs} ]; then echo second; exec sleep 60; fi; touch {runs}; "
+              "setsid sh -c 'echo held $$; exec sleep 60' & echo first; exit 3")
+    member = ProcSpec("m", ("sh", "-c", script), on_exit="restart", pty=pty)  # type: ignore[arg-type]
+    events: list[Event] = []
+
+    async def scenario() -> None:
+        engine, recorder = _engine(member)
+        run = asyncio.ensure_future(engine.run())
+        try:
+            await _seen(engine, recorder, "m", "| second")
+        finally:
+            engine.request_stop()
+            await asyncio.wait_for(run, 30)
+            events.extend(recorder.events)
+
+    try:
+        asyncio.run(scenario())
+    finally:  # (not a member's: out of its group, and no run's environment tells it)
+        for pid in (int(m[1]) for e in events if isinstance(e, Output)
+                    for m in re.finditer(rb"held (\d+)", e.data)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    first = next(i for i, e in enumerate(events) if isinstance(e, Output) and b"first" in e.data)
+    exited = next(i for i, e in enumerate(events) if isinstance(e, Exited))
+    assert first < exited
+    assert any(isinstance(e, Note) and e.text.startswith("restarting in ") for e in events)
+
+
 def test_a_restarted_member_is_not_made_ready_by_what_the_last_runs_leftover_wrote(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

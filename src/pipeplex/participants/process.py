@@ -58,7 +58,10 @@ MAX_PARTIAL_AGE = 0.5
 """An unfinished line that keeps growing slowly is shown at least this often."""
 DRAIN_GRACE = 2.0
 """Seconds after exit that the output may take to reach EOF before the exit is published
-anyway (another process holds it open; what it writes goes on being shown)."""
+anyway (another process holds it open; what it writes goes on being shown). Output that
+was held open already as the exit was seen gets no more than it takes to read what is
+waiting (looked at every QUIET seconds): its EOF is not coming, and the exit, with what
+the member's policy does about it, would otherwise wait those 2 s."""
 INPUT_FULL = 1024 * 1024
 """Bytes of input waiting for a member to read them past which the run folder's pipes stop
 being read for it (their writers wait, as on any pipe) and sends are refused."""
@@ -91,6 +94,17 @@ _KEYBOARD_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP})
 
 
 _seen_at: dict[asyncio.AbstractEventLoop, float] = {}
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting to be read on ``fd`` (a pipe, or a terminal's master)."""
+    import fcntl
+    import struct
+
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0])
+    except OSError:
+        return 0
 
 
 def _seen_now(loop: asyncio.AbstractEventLoop) -> float:
@@ -414,6 +428,19 @@ class Process:
                 and not self._paused and self._drain_timer is None and self._loop is not None):
             self._drain_deadline = self._loop.time() + self._drain_left
             self._drain_timer = self._loop.call_at(self._drain_deadline, self._drain_expired)
+            if self.output_held():
+                self._loop.call_later(QUIET, self._drained_if_held)
+
+    def _drained_if_held(self) -> None:
+        """Output held open by another process since the exit (see :data:`DRAIN_GRACE`):
+        once nothing the member wrote waits to be read, its exit is published."""
+        if self._drain_timer is None or self._loop is None:
+            return  # (published already, or reading paused: resuming looks again)
+        if any(_unread(fd) for fd in self._readers):
+            self._loop.call_later(QUIET, self._drained_if_held)
+            return
+        self._drain_timer.cancel()
+        self._drain_expired(after=None)
 
     def _read(self, fd: int, stream: Stream) -> bool:
         """Read what is there; True if anything (data or EOF) was."""
