@@ -1068,8 +1068,12 @@ def test_a_request_without_a_descriptor_left_fails_and_the_run_goes_on(
 
         def short_of_descriptors(request: dict[str, Any]) -> dict[str, Any]:
             # At rest (between the loop's callbacks) pipeplex holds the fewest: a look over
-            # /proc in a callback only adds for its length. One more: the connection's.
-            held = min(len(os.listdir(f"/proc/{pid}/fd")) for _ in range(20))
+            # /proc in a callback only adds for its length, and the orphan reaper looks every
+            # 0.1 s as members start: the fewest over longer than that. One more: the
+            # connection's.
+            sampled, held = time.monotonic(), 1 << 30
+            while time.monotonic() < sampled + 0.3:
+                held = min(held, len(os.listdir(f"/proc/{pid}/fd")))
             resource.prlimit(pid, resource.RLIMIT_NOFILE, (held + 1, hard))
             try:
                 with Connection(run_dir) as conn:
