@@ -300,6 +300,22 @@ class TestMemberKeys:
             "of its ready_cmd that hangs takes the whole wait; lower ready_cmd_timeout, or "
             "raise ready_timeout"]
 
+    def test_a_ready_its_own_input_matches_on_a_full_terminal_is_said(
+            self, tmp_path: Path) -> None:
+        """The terminal echoes the typed line at once: the member would be ready before it
+        ran it. Not on a pipe (no echo), nor for a pattern only the answer matches."""
+        cast = load(tmp_path, "[procs.sh]\ncmd = 'bash -i'\npty = true\n"
+                              "input = ['make', 'echo built']\nready = 'built'\n"
+                              "[procs.piped]\ncmd = 'bash'\ninput = ['echo built']\n"
+                              "ready = 'built'\n"
+                              "[procs.anchored]\ncmd = 'bash -i'\npty = true\n"
+                              "input = ['echo built']\nready = '^built'\n")
+        assert cast_warnings(cast) == [
+            f"{tmp_path / 'cast.toml'}:5: sh's ready 'built' matches its own input line "
+            "'echo built', which its terminal (pty = true) shows as it is typed: that echo "
+            "makes it ready before it answers; make the pattern match only the answer "
+            "(anchored, '^...', or with what the answer adds)"]
+
     def test_a_ready_cmd_variable_its_own_ready_has_no_name_for_is_said(
             self, tmp_path: Path) -> None:
         """The check runs after the member's own ready line: a group there without a name

@@ -31,7 +31,27 @@ def cast_warnings(cast_spec: CastSpec) -> list[str]:
     and ``{names}`` no member captures."""
     return [*comment_warnings(cast_spec), *shell_syntax_warnings(cast_spec),
             *path_warnings(cast_spec), *variable_warnings(cast_spec),
-            *check_limit_warnings(cast_spec)]
+            *check_limit_warnings(cast_spec), *echo_warnings(cast_spec)]
+
+
+def echo_warnings(cast_spec: CastSpec) -> list[str]:
+    """A ``ready`` that one of the member's own ``input`` lines matches, on a full terminal
+    (``pty = true``): the terminal echoes each line as it is typed, before the program has
+    read it, so the echo makes the member ready before it has done anything."""
+    warnings = []
+    for proc in cast_spec.procs:
+        if proc.pty != "full" or not proc.ready:
+            continue
+        echoed = next((line for line in proc.input if ready_regex(proc.ready).search(line)),
+                      None)
+        if echoed is not None:
+            warnings.append(f"{proc.where('ready') or proc.name}: {proc.name}'s ready "
+                            f"{quoted(proc.ready)} matches its own input line "
+                            f"{quoted(echoed)}, which its terminal (pty = true) shows as it is "
+                            "typed: that echo makes it ready before it answers; make the "
+                            "pattern match only the answer (anchored, '^...', or with what "
+                            "the answer adds)")
+    return warnings
 
 
 def check_limit_warnings(cast_spec: CastSpec) -> list[str]:
