@@ -367,6 +367,18 @@ def test_the_prompt_sends_lines_and_output_prints_above_it(run_dir: Path) -> Non
         plex.expect(r"^d \| plain$")
 
 
+def test_ctrl_space_loses_nothing_typed_after_it(run_dir: Path) -> None:
+    """Ctrl-Space (NUL: an input method's key, easy to hit) started a selection in which
+    the keys typed next were not inserted: the line went out cut, without a sign."""
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"^c>$")
+        plex.type("c: before")
+        plex.expect(r"c> c: before")
+        plex.type("\x00")
+        plex.type(" and after\r")
+        plex.expect(r"^c \| before and after$")
+
+
 def test_a_pasted_block_is_taken_line_by_line(run_dir: Path) -> None:
     """A terminal brackets a paste: its lines come as one entry, each then taken as if
     typed, with its own address or command; the paste's last newline adds no line."""

@@ -313,6 +313,12 @@ def _key_bindings(console: Console) -> KeyBindings:
             console.reply("Ctrl-\\ does nothing here (SIGQUIT was ignored when pipeplex "
                           "started); Ctrl-C stops the cast", "info")
 
+    @bindings.add("c-@", eager=True)  # (Ctrl-Space, an input method's key, or a NUL pasted)
+    def _no_mark(event: KeyPressEvent) -> None:
+        # prompt_toolkit's Emacs keys start a selection here, in which the keys typed next
+        # are not inserted: the rest of the line was lost without a sign. Nothing, instead.
+        pass
+
     @bindings.add("c-z", eager=True)
     def _suspend(event: KeyPressEvent) -> None:
         console.reply("pipeplex does not suspend (its members would run on unread); "
