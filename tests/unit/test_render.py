@@ -131,6 +131,10 @@ class TestSanitize:
             (b"\x1b[1;38;5;208mbold\x1b[m\n", b"\x1b[1;38;5;208mbold\x1b[m"),
             (b"fo\x1b[01;31m\x1b[Koba\x1b[m\x1b[Kr\n", b"fo\x1b[01;31m\x1b[Koba\x1b[m\x1b[Kr"),
             (b"\x1b[?1mnot a colour \x1b[2K\n", b"not a colour "),
+            # Fonts and the Linux console's mapping (11, 12: control characters as glyphs,
+            # which the line's reset does not undo) go; a colour's own numbers stay.
+            (b"\x1b[12;31mX\x1b[11m\x1b[38;5;11;10;1mY\x1b[38;2;10;11;12m\n",
+             b"\x1b[31mX\x1b[38;5;11;1mY\x1b[38;2;10;11;12m"),
             (b"tab\there\n", b"tab\there"),
             ("c1 \u009b2J csi \u0085 é\n".encode(), b"c1 \\x9b2J csi \\x85 \xc3\xa9"),
             # An unterminated link: its string ends at the line's end, never past it.
@@ -138,7 +142,7 @@ class TestSanitize:
              b"see 8;;http://x docs\nweb | line A\nweb | line B^G"),
         ],
         ids=["clear-screen", "osc-title", "prompt-drawing", "lone-esc", "c0-and-del", "sgr",
-             "sgr-256", "grep", "not-sgr", "tab", "c1", "osc-unterminated"],
+             "sgr-256", "grep", "not-sgr", "sgr-fonts", "tab", "c1", "osc-unterminated"],
     )
     def test_cursor_moving_controls_are_left_out_or_escaped(self, data: bytes,
                                                             shown: bytes) -> None:

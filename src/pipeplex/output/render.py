@@ -74,11 +74,37 @@ def use_color(mode: ColorMode, isatty: bool, environ: Mapping[str, str] = os.env
     return isatty and environ.get("TERM") != "dumb"
 
 
+_FONT_PARAM = re.compile(rb"(?<![0-9:])1[0-9](?![0-9:])")
+"""An SGR parameter from 10 to 19, perhaps (a colour's index, as in ``38;5;11``, too)."""
+
+
+def _without_fonts(sgr: bytes) -> bytes:
+    """``sgr`` without its parameters 10 to 19: fonts, and on the Linux console the
+    character mapping and the display of control characters (11, 12), which the reset at
+    a line's end does not undo. A colour's own numbers (``38;5;N``, ``38;2;R;G;B``) stay."""
+    params = sgr[2:-1].split(b";")
+    kept: list[bytes] = []
+    i = 0
+    while i < len(params):
+        param = params[i]
+        if param in (b"38", b"48", b"58") and i + 1 < len(params):
+            size = {b"5": 3, b"2": 5}.get(params[i + 1], 1)
+            kept += params[i:i + size]
+            i += size
+            continue
+        if not (len(param) == 2 and param[:1] == b"1"):
+            kept.append(param)
+        i += 1
+    return b"\x1b[" + b";".join(kept) + b"m" if kept else b""
+
+
 def _escape_control(m: re.Match[bytes]) -> bytes:
     found = m[0]
     if found == b"\r\n":
         return b"\n"
     if m.lastgroup == "kept":
+        if found[-1] == 0x6D and _FONT_PARAM.search(found, 2):  # (m: an SGR)
+            return _without_fonts(found)
         return found
     code = found[0]
     if code == 0x1B and len(found) > 1:
