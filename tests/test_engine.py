@@ -415,9 +415,11 @@ def test_an_exit_whose_output_another_process_holds_is_acted_on_once_its_output_
     import signal
 
     monkeypatch.setattr(process, "DRAIN_GRACE", 3600.0)
-    runs = tmp_path / "runs"
+    runs, away = tmp_path / "runs", tmp_path / "away"
+    os.mkfifo(away)
     script = (f"if [ -e {runs} ]; then echo second; exec sleep 60; fi; touch {runs}; "
-              "setsid sh -c 'echo held $$; exec sleep 60' & echo first; exit 3")
+              f"setsid sh -c 'echo held $$; echo > {away}; exec sleep 60' & read x < {away}; "
+              "echo first; exit 3")  # (its group is empty then: the daemon left it)
     member = ProcSpec("m", ("sh", "-c", script), on_exit="restart", pty=pty)  # type: ignore[arg-type]
     events: list[Event] = []
 

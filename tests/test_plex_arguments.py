@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+import os
 import pickle
 import re
 import signal
@@ -254,14 +255,34 @@ def test_async_members_refuse_to_act_once_the_plex_is_closed() -> None:
     asyncio.run(main())
 
 
-def test_wait_is_not_held_back_by_a_process_that_holds_the_members_output() -> None:
-    """Its end is not coming: the member's exit is its end once what it wrote is read (and
-    what that process writes is still shown)."""
+def test_wait_says_when_the_member_exited_but_its_output_is_held_open() -> None:
+    """Held by a process in its group (on its way out, perhaps): the wait is up to 2 s."""
     with Plex() as plex:
         member = plex.spawn("m", ["sh", "-c", "sleep 30 & echo started"])
         member.expect("started", timeout=10)
+        plex._call(member._member._process.wait_exit_seen())
+        with pytest.raises(TimeoutError, match=r"m exited with code 0, but its output was "
+                                               r"still open after 0\.5 s"):
+            member.wait(timeout=0.5)
+
+
+@pytest.mark.parametrize("pty", ["stdout", False], ids=["pty", "pipes"])
+def test_wait_is_not_held_back_by_a_daemon_that_holds_the_members_output(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pty: str | bool) -> None:
+    """Held by a process that left the group, which is empty: its end is not coming, and
+    the member's exit is its end once what it wrote is read, not after the drain's grace
+    (an hour here). The plex's close stops the daemon (found by its environment)."""
+    from pipeplex.participants import process
+
+    monkeypatch.setattr(process, "DRAIN_GRACE", 3600.0)
+    away = tmp_path / "away"
+    os.mkfifo(away)
+    script = (f"setsid sh -c 'echo > {away}; exec sleep 30' & read x < {away}; "
+              "echo started")  # (once the daemon is in a session of its own)
+    with Plex() as plex:
+        member = plex.spawn("m", ["sh", "-c", script], pty=pty)
+        member.expect("started", timeout=10)
         assert member.wait(timeout=30) == 0
-        assert member._member._process.output_held()
 
 
 def test_errors_survive_pickling() -> None:

@@ -507,16 +507,14 @@ class Engine:
         it happened, if that was before now."""
         self.verdict.record(name, status, reason, at)
 
-    def exit_checked(self, name: str) -> None:
-        """A step found that the latest run of ``name`` ended as it expected (its code):
-        that exit is not a failure of the run."""
-        member = self.members[name]
-        assert member.started_at is not None and member.ended_at is not None
+    def exit_checked(self, name: str, started: float, ended: float) -> None:
+        """A step found that the run of ``name`` from ``started`` to ``ended`` ended as it
+        expected (its code): that exit is not a failure of the run."""
         # (An exit seen only once the stop began is counted no later than that: see
         # _after_exit.)
-        said_at = {member.ended_at}
-        if self.stop_began is not None and self.stop_began >= member.started_at:
-            said_at.add(min(member.ended_at, self.stop_began))
+        said_at = {ended}
+        if self.stop_began is not None and self.stop_began >= started:
+            said_at.add(min(ended, self.stop_began))
         self.verdict.expected(name, said_at)
 
     def _start_supervisor(self, member: Process, previous: Process | None = None) -> None:

@@ -290,6 +290,21 @@ def test_wait_exit_without_code_waits_but_does_not_excuse_a_crash(tmp_path: Path
     assert run("test", checked).returncode == 0
 
 
+def test_a_wait_exit_with_code_passes_for_a_run_a_restart_ended(tmp_path: Path,
+                                                                  run_dir: Path) -> None:
+    """The run the step waited for ended with -15 (the restart's SIGTERM), and the next one
+    had begun by the time the step looked: that was an internal error."""
+    case = _scenario(tmp_path, "[procs.a]\ncmd = 'sleep 60'\non_exit = 'ignore'\n"
+                     "[[step]]\nwait_exit = 'a'\ncode = -15\ntimeout = 60\n")
+    with Pipeplex("run", case, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^a \* started")
+        assert run("restart", "a", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^pipeplex \* 1 step done; the cast goes on$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert "Traceback" not in plex.text, plex.text
+
+
 def test_pipeplex_run_accounts_for_an_exit_a_step_checked_too(tmp_path: Path,
                                                               run_dir: Path) -> None:
     """The same script under pipeplex run: its status is 0, as pipeplex test's verdict is
@@ -332,6 +347,21 @@ def test_an_expect_waits_through_a_restart(tmp_path: Path) -> None:
                      "[[step]]\nexpect = '^poll$'\nin = 'poller'\n")
     result = run("test", "-v", case)
     assert result.returncode == 0, result.stdout
+
+
+def test_an_expect_on_a_member_given_up_on_ends_with_its_exit_while_a_leftover_holds_its_output(
+        tmp_path: Path) -> None:
+    """Its policy gives up at once; a worker in its group holds its output open, so the
+    exit's end, for the step, is that output's (the worker is killed as the member's
+    leftovers are): the step fails with the exit then, not at its own timeout."""
+    case = _scenario(tmp_path, "[procs.a]\n"
+                     "cmd = \"sh -c 'echo run; (trap \\\"\\\" TERM; exec sleep 30) & exit 1'\"\n"
+                     "on_exit = 'restart'\nmax_restarts = 0\n"
+                     "[[step]]\nexpect = 'never-there'\nin = 'a'\ntimeout = 60\n")
+    result = run("test", "--grace", "0.2", case)
+    assert result.returncode == 1, result.stdout
+    assert ("expect 'never-there' in a: a exited with code 1, and its output, held open by a "
+            "process it started, ended ") in result.stdout, result.stdout
 
 
 def test_wait_exit_with_code_accounts_for_that_exit_only(tmp_path: Path) -> None:

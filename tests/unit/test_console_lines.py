@@ -113,7 +113,8 @@ def test_a_line_too_long_is_dropped_whole_not_taken_in_pieces() -> None:
     in its place; the lines around it are handled as usual, in order."""
     cut = MAX_LINE + READ_SIZE  # (where a piece would have begun)
     long = b"f: " + b"A" * (cut - 3) + b"e: not for e\r\n"
-    script = b"before\n" + long + b"after\n" + b"x" * (MAX_LINE + 1)
+    script = (b"before\n" + long + b"after\n" + b"y" * MAX_LINE + b"\r\n"
+              + b"z" * (MAX_LINE + 1) + b"\r\n" + b"x" * (MAX_LINE + 1))
 
     async def main() -> list[str | int]:
         handled: list[str | int] = []
@@ -130,4 +131,5 @@ def test_a_line_too_long_is_dropped_whole_not_taken_in_pieces() -> None:
         os.close(read)
         return handled
 
-    assert asyncio.run(main()) == ["before", len(long) - 1, "after", MAX_LINE + 1]
+    assert asyncio.run(main()) == ["before", len(long) - 2, "after", "y" * MAX_LINE,
+                                   MAX_LINE + 1, MAX_LINE + 1]

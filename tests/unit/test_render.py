@@ -133,8 +133,9 @@ class TestSanitize:
             (b"\x1b[?1mnot a colour \x1b[2K\n", b"not a colour "),
             # Fonts and the Linux console's mapping (11, 12: control characters as glyphs,
             # which the line's reset does not undo) go; a colour's own numbers stay.
-            (b"\x1b[12;31mX\x1b[11m\x1b[38;5;11;10;1mY\x1b[38;2;10;11;12m\n",
-             b"\x1b[31mX\x1b[38;5;11;1mY\x1b[38;2;10;11;12m"),
+            (b"\x1b[12;31mX\x1b[11m\x1b[38;5;11;10;1mY\x1b[38;2;10;11;12m\x1b[012m"
+             b"\x1b[38;2;10;11mZ\n",  # (a colour cut short: its numbers are read as they are)
+             b"\x1b[31mX\x1b[38;5;11;1mY\x1b[38;2;10;11;12m\x1b[38;2mZ"),
             (b"tab\there\n", b"tab\there"),
             ("c1 \u009b2J csi \u0085 é\n".encode(), b"c1 \\x9b2J csi \\x85 \xc3\xa9"),
             # An unterminated link: its string ends at the line's end, never past it.

@@ -93,7 +93,8 @@ class Expectation:
 class _Member:
     """What the matcher keeps for one member: found with one lookup per event."""
 
-    __slots__ = ("buffers", "gone", "held_exit", "merged", "thread_waiters", "waiters")
+    __slots__ = ("buffers", "gone", "held_exit", "merged", "over_when_held_ends",
+                 "thread_waiters", "waiters")
 
     def __init__(self, shared: bool) -> None:
         self.merged = SharedOutputBuffer() if shared else OutputBuffer()
@@ -107,9 +108,12 @@ class _Member:
         self.thread_waiters: set[threading.Event] = set()
         """The same for callers blocked in other threads (the synchronous API). They add
         and discard theirs from their own threads: the loop iterates a copy."""
-        self.held_exit: tuple[int, bool] | None = None
-        """Its run's exit code while a process it started holds its output open (the
-        run's end, for a wait, is that output's), then with True once it no longer does."""
+        self.held_exit: int | None = None
+        """The exit code of its run, whose output a process it started held open after it
+        (the run's end, for a wait, is that output's): kept until its next start."""
+        self.over_when_held_ends = False
+        """No run follows that one (:meth:`Matcher.over`): its end is that, once the
+        output ends."""
 
 
 class Matcher:
@@ -157,7 +161,8 @@ class Matcher:
     def forget(self, name: str) -> None:
         """Member ``name`` has left the cast: drop its output and its exit."""
         member = self._members.pop(name, None)
-        returncode = self._exits.pop(name, 0)
+        held = member.held_exit if member is not None else None
+        returncode = self._exits.pop(name, 0 if held is None else held)
         if member is not None:
             member.gone = returncode
             self._wake(member)  # (a wait still on it looks again, and ends as at the exit)
@@ -171,6 +176,8 @@ class Matcher:
         if member is not None and returncode is not None:
             member.gone = returncode
             self._wake(member)
+        elif member is not None and member.held_exit is not None:
+            member.over_when_held_ends = True  # (its output is still open: see below)
 
     def _member(self, name: str) -> _Member:
         member = self._members.get(name)
@@ -219,7 +226,7 @@ class Matcher:
             if held is not None and not held.done():
                 # What that process writes is shown, and may be what a wait is for: the
                 # run's end, for a wait, is its output's.
-                member.held_exit = (event.returncode, False)
+                member.held_exit = event.returncode
                 held.add_done_callback(lambda _: self._held_output_ended(event.name))
                 return
             self._exits[event.name] = event.returncode
@@ -227,6 +234,7 @@ class Matcher:
             self._exits.pop(event.name, None)
             member = self._member(event.name)
             member.gone = member.held_exit = None  # (over, and then started again)
+            member.over_when_held_ends = False
         else:
             return
         self._wake(self._member(event.name))
@@ -235,9 +243,9 @@ class Matcher:
         member = self._members.get(name)
         if member is None or member.held_exit is None:
             return  # (forgotten, or started again: that run's end is no longer waited for)
-        returncode, _ = member.held_exit
-        member.held_exit = (returncode, True)
-        self._exits[name] = returncode
+        self._exits[name] = member.held_exit
+        if member.over_when_held_ends:
+            member.gone = member.held_exit
         self._wake(member)
 
     @staticmethod

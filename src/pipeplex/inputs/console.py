@@ -306,17 +306,20 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None],
     hung: asyncio.Future[None] = loop.create_future()  # (a terminal's hangup: at once)
     pending = b""
     dropping = 0  # (the size so far of a line too long, while its end is still to come)
+    dropped_cr = False  # (whether what was dropped of it ends in a CR, a CRLF's first half)
     held = 0  # (about: the bytes of the lines queued)
     reading = False
 
     def lines(data: bytes) -> None:
-        nonlocal pending, dropping, held
+        nonlocal pending, dropping, dropped_cr, held
         if dropping:
             end = data.find(b"\n")
             if end < 0:
                 dropping += len(data)
+                dropped_cr = data.endswith(b"\r")
                 return
-            queued.append(dropping + end)
+            crlf = data[end - 1:end] == b"\r" if end else dropped_cr
+            queued.append(dropping + end - crlf)  # (its size as a line: without its end)
             dropping, data = 0, data[end + 1:]
         data = pending + data if pending else data
         end = data.rfind(b"\n") + 1
@@ -324,10 +327,11 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None],
         for line in data[:end].split(b"\n")[:-1]:
             if line.endswith(b"\r"):  # (a script written with CRLF line ends)
                 line = line[:-1]
-            queued.append(line.decode("utf-8", "surrogateescape"))
+            queued.append(line.decode("utf-8", "surrogateescape") if len(line) <= MAX_LINE
+                          else len(line))  # (whole, but too long all the same)
         held += end
         if len(pending) > MAX_LINE:  # bounded memory: dropped up to its end
-            dropping, pending = len(pending), b""
+            dropping, dropped_cr, pending = len(pending), pending.endswith(b"\r"), b""
         more.set()
 
     def finish(hangup: bool = False) -> None:

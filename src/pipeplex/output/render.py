@@ -74,25 +74,28 @@ def use_color(mode: ColorMode, isatty: bool, environ: Mapping[str, str] = os.env
     return isatty and environ.get("TERM") != "dumb"
 
 
-_FONT_PARAM = re.compile(rb"(?<![0-9:])1[0-9](?![0-9:])")
+_FONT_PARAM = re.compile(rb"(?<![0-9:])0*1[0-9](?![0-9:])")
 """An SGR parameter from 10 to 19, perhaps (a colour's index, as in ``38;5;11``, too)."""
 
 
 def _without_fonts(sgr: bytes) -> bytes:
-    """``sgr`` without its parameters 10 to 19: fonts, and on the Linux console the
-    character mapping and the display of control characters (11, 12), which the reset at
-    a line's end does not undo. A colour's own numbers (``38;5;N``, ``38;2;R;G;B``) stay."""
+    """``sgr`` without its parameters 10 to 19 (``012`` too): fonts, and on the Linux
+    console the character mapping and the display of control characters (11, 12), which
+    the reset at a line's end does not undo. A colour's own numbers (``38;5;N``,
+    ``38;2;R;G;B``) stay; a colour cut short (``38;2;10;11``) is not one, as the Linux
+    console reads the numbers after it as they are."""
     params = sgr[2:-1].split(b";")
     kept: list[bytes] = []
     i = 0
     while i < len(params):
         param = params[i]
         if param in (b"38", b"48", b"58") and i + 1 < len(params):
-            size = {b"5": 3, b"2": 5}.get(params[i + 1], 1)
-            kept += params[i:i + size]
-            i += size
-            continue
-        if not (len(param) == 2 and param[:1] == b"1"):
+            size = {b"5": 3, b"2": 5}.get(params[i + 1], 0)
+            if size and i + size <= len(params):
+                kept += params[i:i + size]
+                i += size
+                continue
+        if not (param.isdigit() and 10 <= int(param) <= 19):
             kept.append(param)
         i += 1
     return b"\x1b[" + b";".join(kept) + b"m" if kept else b""

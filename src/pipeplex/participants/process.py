@@ -58,10 +58,11 @@ MAX_PARTIAL_AGE = 0.5
 """An unfinished line that keeps growing slowly is shown at least this often."""
 DRAIN_GRACE = 2.0
 """Seconds after exit that the output may take to reach EOF before the exit is published
-anyway (another process holds it open; what it writes goes on being shown). Output that
-was held open already as the exit was seen gets no more than it takes to read what is
-waiting (looked at every QUIET seconds): its EOF is not coming, and the exit, with what
-the member's policy does about it, would otherwise wait those 2 s."""
+anyway (another process holds it open; what it writes goes on being shown). Output held
+open already as the exit was seen, with nothing left in the member's process group (a
+daemon that left it holds it), gets no more than it takes to read what is waiting
+(looked at every QUIET seconds): its EOF is not coming, and the exit, with what the
+member's policy does about it, would otherwise wait those 2 s."""
 INPUT_FULL = 1024 * 1024
 """Bytes of input waiting for a member to read them past which the run folder's pipes stop
 being read for it (their writers wait, as on any pipe) and sends are refused."""
@@ -156,6 +157,8 @@ class Process:
         its exit not read yet: it ended on its own, before the stop, whatever came after."""
         self.started_at: float | None = None
         self.ended_at: float | None = None
+        self.last_run: tuple[float | None, float] | None = None
+        """When the latest run that ended began and ended (kept through the next start)."""
         self._bus = bus
         self._on_crash = on_crash
         self._columns = columns
@@ -207,6 +210,8 @@ class Process:
         self._drain_left = DRAIN_GRACE
         """Of the drain grace, the seconds not yet spent reading (it pauses with reading)."""
         self._drain_deadline = 0.0
+        self._held_look: asyncio.TimerHandle | None = None
+        """The next look at whether what holds the output open has let it be read."""
         self._held = False
         """The run has ended but a process it started still holds its output open: that
         output is read and shown (under the member's name) until EOF or the next start."""
@@ -411,6 +416,7 @@ class Process:
             for fd in self._readers:
                 self._loop.remove_reader(fd)
             if self._drain_timer is not None:  # the grace is for reading: it waits too
+                self._stop_held_look()  # (resuming looks again)
                 self._drain_timer.cancel()
                 self._drain_timer = None
                 self._drain_left = max(self._drain_deadline - self._loop.time(), 0.0)
@@ -428,19 +434,26 @@ class Process:
                 and not self._paused and self._drain_timer is None and self._loop is not None):
             self._drain_deadline = self._loop.time() + self._drain_left
             self._drain_timer = self._loop.call_at(self._drain_deadline, self._drain_expired)
-            if self.output_held():
-                self._loop.call_later(QUIET, self._drained_if_held)
+            if self._held_look is None and self.output_held() and not self.has_leftovers():
+                self._held_look = self._loop.call_later(QUIET, self._drained_if_held)
 
     def _drained_if_held(self) -> None:
-        """Output held open by another process since the exit (see :data:`DRAIN_GRACE`):
-        once nothing the member wrote waits to be read, its exit is published."""
+        """Output held open, since the exit, by a process outside the member's emptied group
+        (see :data:`DRAIN_GRACE`; one in its group may be on its way out, writing its last
+        lines): once nothing waits to be read, the exit is published."""
+        self._held_look = None
         if self._drain_timer is None or self._loop is None:
-            return  # (published already, or reading paused: resuming looks again)
+            return  # (published already)
         if any(_unread(fd) for fd in self._readers):
-            self._loop.call_later(QUIET, self._drained_if_held)
+            self._held_look = self._loop.call_later(QUIET, self._drained_if_held)
             return
         self._drain_timer.cancel()
         self._drain_expired(after=None)
+
+    def _stop_held_look(self) -> None:
+        if self._held_look is not None:
+            self._held_look.cancel()
+            self._held_look = None
 
     def _read(self, fd: int, stream: Stream) -> bool:
         """Read what is there; True if anything (data or EOF) was."""
@@ -541,6 +554,7 @@ class Process:
         self._pidfd = None
         self.returncode = returncode
         self.ended_at = _seen_now(self._loop)
+        self.last_run = (self.started_at, self.ended_at)
         if self._open_master is not None:
             os.close(self._open_master)
             self._open_master = None
@@ -567,6 +581,7 @@ class Process:
         started holds it. The exit is published; what that process writes goes on being
         shown (closing our end would make its next write fail, or kill it with SIGPIPE)."""
         self._drain_timer = None
+        self._stop_held_look()
         held = " and ".join(sorted(self._readers.values()))
         self._held = True
         assert self._loop is not None
@@ -628,6 +643,7 @@ class Process:
         if self._drain_timer:
             self._drain_timer.cancel()
             self._drain_timer = None
+        self._stop_held_look()
         unread = sum(len(chunk) for chunk in self._pending_input)
         self._drop_stdin()
         if unread:

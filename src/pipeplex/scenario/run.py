@@ -179,6 +179,9 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
         how = describe_returncode(exc.returncode)
         when = (f"{exc.waited:.1f} s into this step" if exc.waited >= 0.05
                 else "as this step began")
+        if exc.output_held:  # (the exit may have come before: the output's end is what came)
+            when = f"and its output, held open by a process it started, ended {when}"
+            how += ","
         raise StepFailed(step, f"{exc.name} {how} {when}{_why_gone(engine, exc.name)}\n"
                          f"{exc.recent}", member=exc.name, waited=exc.waited) from None
     except StepFailed:
@@ -234,6 +237,7 @@ async def _wait_exit(step: Step, value: str, run: _Run) -> None:
     process = engine.members[value]
     if process.pid is None:
         raise StepFailed(step, f"{value} was never started", member=value)
+    started = process.started_at  # (the run waited for: a restart may follow its end first)
     try:
         code = await asyncio.wait_for(asyncio.shield(process.done_future), timeout)
     except TimeoutError:
@@ -247,7 +251,9 @@ async def _wait_exit(step: Step, value: str, run: _Run) -> None:
                 if code < 0 and step.code == 128 - code else "")
         raise StepFailed(step, f"{value} {describe_returncode(code)}, expected code "
                          f"{step.code}{hint}\n{engine.recent.describe(value)}", member=value)
-    engine.exit_checked(value)  # (as expected: not a failure of the run)
+    ended = process.last_run
+    if started is not None and ended is not None and ended[0] == started:
+        engine.exit_checked(value, started, ended[1])  # (as expected: not a failure)
 
 
 async def _signal(step: Step, value: str, run: _Run) -> None:
