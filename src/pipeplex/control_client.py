@@ -248,9 +248,9 @@ def _connect(sock: socket.socket, address: str) -> None:
 
 
 def _lock_pid(run_dir: Path) -> int | None:
-    """The pid in the run's lock file, if it is a regular file of ours in a folder of ours:
-    read without following a link or waiting on a pipe put there (the default folder's
-    name is easy to foresee), and no more than a pid's worth of it."""
+    """The pid in the run's lock file (its first word), if it is a regular file of ours in
+    a folder of ours: read without following a link or waiting on a pipe put there (the
+    default folder's name is easy to foresee), and no more than a pid's worth of it."""
     with contextlib.suppress(OSError, ValueError):
         folder = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
@@ -264,10 +264,10 @@ def _lock_pid(run_dir: Path) -> int | None:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
                 return None
-            text = os.read(fd, 64).decode("ascii").strip()
+            text = os.read(fd, 64).decode("ascii").split()  # (its pid, then its run id)
         finally:
             os.close(fd)
-        return int(text) if text else None
+        return int(text[0]) if text else None
     return None
 
 

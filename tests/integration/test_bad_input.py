@@ -321,6 +321,24 @@ def test_a_stale_run_dir_is_cleaned_up(run_dir: Path) -> None:
     assert (run_dir / "Makefile.in").read_text() == "all: build\n"
 
 
+def test_what_a_stale_run_left_running_is_named(run_dir: Path) -> None:
+    """The earlier run was killed with its guardian, which would have stopped its members:
+    the run id it kept in its lock file finds what it left, said with how to stop it."""
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "run.lock").write_text("999999 0123abcd\n")
+    env = {**os.environ, "PIPEPLEX_RUN_ID": "0123abcd", "PIPEPLEX_NAME": "db"}
+    with subprocess.Popen(["sleep", "60"], env=env) as left:
+        try:
+            result = run("run", "-p", "a=echo hi", "--run-dir", run_dir)
+        finally:
+            left.kill()
+    assert result.returncode == 0, result.stderr
+    assert (f"pipeplex * that run left 1 process running: {left.pid} (db) (it was killed with "
+            f"its guardian, which would have stopped it); kill -TERM {left.pid} stops it\n"
+            ) in result.stdout, result.stdout
+    assert (run_dir / "run.lock").exists() is False  # (removed at the end, as always)
+
+
 def test_a_file_in_the_place_of_the_socket_is_refused_and_kept(run_dir: Path) -> None:
     run_dir.mkdir(mode=0o700)
     (run_dir / "control.sock").write_text("mine\n")

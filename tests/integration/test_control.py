@@ -523,6 +523,9 @@ def test_a_killed_run_is_reported_stale_and_cleaned_by_the_next(run_dir: Path) -
     with cats(run_dir, "c") as plex:
         assert "cleaned up after an earlier run" in plex.text
         assert status(run_dir)["members"][0]["state"] in ("pending", "running")
+        # Its pid and run id, for the next run should this one die with its guardian.
+        lock = (run_dir / "run.lock").read_text()
+        assert re.fullmatch(rf"{plex.proc.pid} [0-9a-f]{{32}}\n", lock), lock
 
 
 def test_a_default_run_folder_taken_over_from_a_killed_run_is_removed_at_the_end(

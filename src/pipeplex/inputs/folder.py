@@ -39,12 +39,14 @@ class FolderInputs:
         self._fifos: dict[str, FifoChannel] = {}
         self._control: ControlServer | None = None
         self._closed = False
-        self.run_dir = RunDir.open(path)
+        self.run_dir = RunDir.open(path, engine.stopper.run_id)
         try:
             if self.run_dir.stale_pid is not None:
                 engine.bus.publish(Note(f"cleaned up after an earlier run (pid "
                                         f"{self.run_dir.stale_pid}) that ended without "
                                         "removing its pipes"))
+                if self.run_dir.stale_run_id is not None:
+                    _left_running(engine, self.run_dir.stale_run_id)
             self.add(ALL)
             self._control = ControlServer(engine, self.run_dir)
         except BaseException:
@@ -127,3 +129,24 @@ def _full(router: Router, target: str, resume: Callable[[], None]) -> bool:
             member.when_input_room(resume)
             return True
     return False
+
+
+def _left_running(engine: Engine, run_id: str) -> None:
+    """What the dead run left running: its guardian, which stops that, died with it (both
+    killed at once: an OOM kill, ``kill -9`` of a list of pids). Said, with how to stop it,
+    not stopped: it was not this run's (a member's port still taken is why a start fails)."""
+    from ..participants._escaped import OutOfDescriptors, carrying, proc_pids
+
+    try:
+        left = carrying(run_id, proc_pids())
+    except OutOfDescriptors:
+        return
+    if left:
+        said = ", ".join(f"{pid}{f' ({name})' if name else ''}" for pid, name in left[:10])
+        more = f" and {len(left) - 10} more" if len(left) > 10 else ""
+        pids = " ".join(str(pid) for pid, _ in left)
+        engine.bus.publish(Note(
+            f"that run left {len(left)} process{'es' if len(left) != 1 else ''} running: "
+            f"{said}{more} (it was killed with its guardian, which would have stopped "
+            f"{'them' if len(left) != 1 else 'it'}); kill -TERM {pids} stops "
+            f"{'them' if len(left) != 1 else 'it'}", level="warning"))

@@ -100,11 +100,16 @@ def default_run_dirs(cwd: Path | None = None) -> list[Path]:
     return list(dict.fromkeys(base / name for base in bases))
 
 
+_LOCK_TEXT = re.compile(r"\d+( [\w.-]{1,40})?")
+"""What a run writes in its lock file: its pid, and its ``PIPEPLEX_RUN_ID``."""
+
+
 class RunDir:
     """A locked, private run folder. Use :meth:`open`, then :meth:`close` at the end."""
 
     def __init__(self, path: Path, dir_fd: int, lock_fd: int, *, created: bool,
-                 stale_pid: int | None, parents: list[Path] | None = None) -> None:
+                 stale_pid: int | None, parents: list[Path] | None = None,
+                 stale_run_id: str | None = None) -> None:
         self.path = path
         self.dir_fd = dir_fd
         self._lock_fd = lock_fd
@@ -113,14 +118,17 @@ class RunDir:
         """The folders above it made for it (``--run-dir a/b/run`` in a fresh place)."""
         self.stale_pid = stale_pid
         """The pid of an earlier run that died without cleaning up, if there was one."""
+        self.stale_run_id = stale_run_id
+        """That run's ``PIPEPLEX_RUN_ID``, if it wrote one: what it left running has it."""
         self._entries: dict[str, tuple[int, int]] = {}
         """What this run made in the folder, by name: (device, inode), so that only that
         very file is removed at the end, never what someone put in its place."""
         self._closed = False
 
     @classmethod
-    def open(cls, path: Path | str) -> RunDir:
-        """Create or take over the run folder at ``path``.
+    def open(cls, path: Path | str, run_id: str | None = None) -> RunDir:
+        """Create or take over the run folder at ``path`` (``run_id``: this run's
+        ``PIPEPLEX_RUN_ID``, kept in the lock file for the next run, should this one die).
 
         Raises:
             RunDirError: unsafe, busy (another live run holds it), or cannot be created.
@@ -131,7 +139,7 @@ class RunDir:
                 in_base = path.parent.name in _BASE_NAMES and path.parent == _runtime_base()
                 dir_fd, created, parents = make_private_dir(path, in_base=in_base)
                 try:
-                    lock_fd, stale = cls._lock(path, dir_fd)
+                    lock_fd, stale, stale_run_id = cls._lock(path, dir_fd, run_id)
                 except BaseException:
                     os.close(dir_fd)
                     if created:  # (nothing of ours left behind: an empty folder)
@@ -145,13 +153,15 @@ class RunDir:
         # A default folder is pipeplex's own, whoever made it (a run killed there): it goes
         # at the end, once empty, as one made now would.
         run_dir = cls(path, dir_fd, lock_fd, created=created or in_base, stale_pid=stale,
-                      parents=parents)
+                      parents=parents, stale_run_id=stale_run_id)
         if stale is not None:
             run_dir._clean_stale()
         return run_dir
 
     @staticmethod
-    def _lock(path: Path, dir_fd: int) -> tuple[int, int | None]:
+    def _lock(path: Path, dir_fd: int, run_id: str | None
+              ) -> tuple[int, int | None, str | None]:
+        """The lock file, held; the pid and run id an earlier run left in it, if any."""
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(LOCK_NAME, flags, 0o600, dir_fd=dir_fd)
@@ -167,7 +177,9 @@ class RunDir:
             os.close(fd)
             raise RunDirError(f"refusing {path / LOCK_NAME}: not a regular file of yours")
         previous = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-        if (previous and not previous.isdigit()) or st.st_size > 64:  # (a run writes a pid)
+        fields = previous.split()  # (a run writes its pid, and its run id)
+        pid = fields[0] if fields and fields[0].isdigit() else None
+        if (previous and not _LOCK_TEXT.fullmatch(previous)) or st.st_size > 64:
             os.close(fd)
             raise RunDirError(f"refusing {path / LOCK_NAME}: it is a file that no pipeplex run "
                               "wrote (it holds no pid), which would be emptied and removed; "
@@ -176,11 +188,11 @@ class RunDir:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            if previous == str(os.getpid()):
+            if pid == str(os.getpid()):
                 raise RunDirError(
                     f"run folder {path} is in use by another plex of this process; close it "
                     "first or give this one another run_dir") from None
-            who = f" (pid {previous})" if previous.isdigit() else ""
+            who = f" (pid {pid})" if pid is not None else ""
             raise RunDirError(
                 f"run folder {path} is in use by another pipeplex run{who}; stop that run "
                 f"first or give another run folder ({GIVE})"
@@ -193,11 +205,12 @@ class RunDir:
             current = None
         if current is None or (current.st_ino, current.st_dev) != (st.st_ino, st.st_dev):
             os.close(fd)
-            return RunDir._lock(path, dir_fd)
+            return RunDir._lock(path, dir_fd, run_id)
         os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return fd, int(previous) if previous.isdigit() else None
+        kept = f" {run_id}" if run_id and _LOCK_TEXT.fullmatch(f"0 {run_id}") else ""
+        os.pwrite(fd, f"{os.getpid()}{kept}\n".encode(), 0)
+        return fd, int(pid) if pid is not None else None, fields[1] if len(fields) > 1 else None
 
     def _clean_stale(self) -> None:
         """Remove the pipes and the socket a dead run left: FIFOs and sockets of ours only

@@ -24,8 +24,8 @@ from collections.abc import Collection, Iterable, Iterator
 
 from ._proc import GONE, START_TIME, STATE, stat_fields
 
-__all__ = ("SEARCH_SLICE", "Escaped", "OutOfDescriptors", "find_escaped", "hold", "proc_pids",
-           "send", "start_time")
+__all__ = ("SEARCH_SLICE", "Escaped", "OutOfDescriptors", "carrying", "find_escaped", "hold",
+           "proc_pids", "send", "start_time")
 
 Escaped = tuple[int, int]
 """A process by its pid and its start time (clock ticks after boot): who it is, even once
@@ -74,6 +74,28 @@ def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int]
             name = _name_in(pid, token, wanted)
             if started is not None and name is not None and start_time(pid) == started:
                 found.setdefault(name, []).append((pid, started))
+    return found
+
+
+def carrying(run_id: str, pids: Iterable[int]) -> list[tuple[int, str]]:
+    """The live processes among ``pids`` whose environment carries ``run_id``, each with
+    the member name it carries too ("" for none): what a run left running.
+
+    Raises:
+        OutOfDescriptors: the pass could not be made, or not to its end.
+    """
+    token = f"PIPEPLEX_RUN_ID={run_id}".encode()
+    found = []
+    with _descriptors():
+        for pid in pids:
+            environ = _read(pid, "environ")
+            if environ is None or token not in environ or start_time(pid) is None:
+                continue
+            variables = environ.split(b"\0")
+            if token in variables:
+                name = next((v[len(b"PIPEPLEX_NAME="):] for v in variables
+                             if v.startswith(b"PIPEPLEX_NAME=")), b"")
+                found.append((pid, name.decode("utf-8", "replace")))
     return found
 
 
