@@ -402,14 +402,18 @@ def test_a_failed_restart_of_an_ignored_member_leaves_it_down_and_says_why(
     assert len(summaries) == 1 and "; could not start again (" in summaries[0], summaries
 
 
-@pytest.mark.parametrize("pty", ["pipes", "stdout"])
+@pytest.mark.parametrize(("pty", "handshake"), [("pipes", True), ("stdout", True),
+                                               ("pipes", False)],
+                         ids=["pipes", "pty", "leaving as the member exits"])
 def test_an_exit_whose_output_another_process_holds_is_acted_on_once_its_output_is_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pty: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pty: str, handshake: bool
 ) -> None:
     """A process the member started outside its group holds its output open as it exits:
     that output's end is not coming, so the exit, and the restart its policy makes, wait
     only until what the member wrote is read, not for the drain's grace (an hour here).
-    Its last line comes before its exit, as always."""
+    Its last line comes before its exit, as always. Without the handshake, the daemon may
+    still be in the member's group as the exit is seen (a daemon's usual start): it is
+    looked at again until it has left."""
     import contextlib
     import re
     import signal
@@ -417,9 +421,10 @@ def test_an_exit_whose_output_another_process_holds_is_acted_on_once_its_output_
     monkeypatch.setattr(process, "DRAIN_GRACE", 3600.0)
     runs, away = tmp_path / "runs", tmp_path / "away"
     os.mkfifo(away)
+    wait = f"read x < {away}; " if handshake else ""  # (the daemon has left its group)
     script = (f"if [ -e {runs} ]; then echo second; exec sleep 60; fi; touch {runs}; "
-              f"setsid sh -c 'echo held $$; echo > {away}; exec sleep 60' & read x < {away}; "
-              "echo first; exit 3")  # (its group is empty then: the daemon left it)
+              f"setsid sh -c 'echo held $$; {'echo > ' + str(away) + '; ' if handshake else ''}"
+              f"exec sleep 60' & {wait}echo first; exit 3")
     member = ProcSpec("m", ("sh", "-c", script), on_exit="restart", pty=pty)  # type: ignore[arg-type]
     events: list[Event] = []
 

@@ -134,8 +134,10 @@ class TestSanitize:
             # Fonts and the Linux console's mapping (11, 12: control characters as glyphs,
             # which the line's reset does not undo) go; a colour's own numbers stay.
             (b"\x1b[12;31mX\x1b[11m\x1b[38;5;11;10;1mY\x1b[38;2;10;11;12m\x1b[012m"
-             b"\x1b[38;2;10;11mZ\n",  # (a colour cut short: its numbers are read as they are)
-             b"\x1b[31mX\x1b[38;5;11;1mY\x1b[38;2;10;11;12m\x1b[38;2mZ"),
+             b"\x1b[38;2;10;11mZ\x1b[58;5;11m\x1b[1;4294967307m\n",  # (a colour cut short,
+             # or one the Linux console does not know: its numbers are read as they are; and
+             # a number its count wraps around to 11)
+             b"\x1b[31mX\x1b[38;5;11;1mY\x1b[38;2;10;11;12m\x1b[38;2mZ\x1b[58;5m\x1b[1m"),
             (b"tab\there\n", b"tab\there"),
             ("c1 \u009b2J csi \u0085 é\n".encode(), b"c1 \\x9b2J csi \\x85 \xc3\xa9"),
             # An unterminated link: its string ends at the line's end, never past it.

@@ -330,7 +330,7 @@ async def _read_lines(fd: int, handle: Callable[[str], Awaitable[None] | None],
             queued.append(line.decode("utf-8", "surrogateescape") if len(line) <= MAX_LINE
                           else len(line))  # (whole, but too long all the same)
         held += end
-        if len(pending) > MAX_LINE:  # bounded memory: dropped up to its end
+        if len(pending) - pending.endswith(b"\r") > MAX_LINE:  # bounded: dropped to its end
             dropping, dropped_cr, pending = len(pending), pending.endswith(b"\r"), b""
         more.set()
 

@@ -74,28 +74,30 @@ def use_color(mode: ColorMode, isatty: bool, environ: Mapping[str, str] = os.env
     return isatty and environ.get("TERM") != "dumb"
 
 
-_FONT_PARAM = re.compile(rb"(?<![0-9:])0*1[0-9](?![0-9:])")
-"""An SGR parameter from 10 to 19, perhaps (a colour's index, as in ``38;5;11``, too)."""
+_FONT_PARAM = re.compile(rb"(?<![0-9:])(?:0*1[0-9]|[0-9]{10,})(?![0-9:])")
+"""An SGR parameter from 10 to 19, perhaps (a colour's index, as in ``38;5;11``, too; or
+one so long that the Linux console's count wraps around to it)."""
 
 
 def _without_fonts(sgr: bytes) -> bytes:
     """``sgr`` without its parameters 10 to 19 (``012`` too): fonts, and on the Linux
     console the character mapping and the display of control characters (11, 12), which
     the reset at a line's end does not undo. A colour's own numbers (``38;5;N``,
-    ``38;2;R;G;B``) stay; a colour cut short (``38;2;10;11``) is not one, as the Linux
-    console reads the numbers after it as they are."""
+    ``38;2;R;G;B``) stay; a colour cut short (``38;2;10;11``) is not one, nor is the
+    underline colour ``58;...``, which the Linux console does not know: it reads the
+    numbers after those as they are, and an unsigned count wraps (4294967308 is 12)."""
     params = sgr[2:-1].split(b";")
     kept: list[bytes] = []
     i = 0
     while i < len(params):
         param = params[i]
-        if param in (b"38", b"48", b"58") and i + 1 < len(params):
+        if param in (b"38", b"48") and i + 1 < len(params):
             size = {b"5": 3, b"2": 5}.get(params[i + 1], 0)
             if size and i + size <= len(params):
                 kept += params[i:i + size]
                 i += size
                 continue
-        if not (param.isdigit() and 10 <= int(param) <= 19):
+        if not (param.isdigit() and 10 <= int(param) % 2**32 <= 19):
             kept.append(param)
         i += 1
     return b"\x1b[" + b";".join(kept) + b"m" if kept else b""

@@ -59,10 +59,10 @@ MAX_PARTIAL_AGE = 0.5
 DRAIN_GRACE = 2.0
 """Seconds after exit that the output may take to reach EOF before the exit is published
 anyway (another process holds it open; what it writes goes on being shown). Output held
-open already as the exit was seen, with nothing left in the member's process group (a
-daemon that left it holds it), gets no more than it takes to read what is waiting
-(looked at every QUIET seconds): its EOF is not coming, and the exit, with what the
-member's policy does about it, would otherwise wait those 2 s."""
+open as the exit is seen is looked at every QUIET seconds: once nothing is left in the
+member's process group (a daemon that left it holds the output) and nothing waits to be
+read, its EOF is not coming, and the exit, with what the member's policy does about it,
+is published then rather than after those 2 s."""
 INPUT_FULL = 1024 * 1024
 """Bytes of input waiting for a member to read them past which the run folder's pipes stop
 being read for it (their writers wait, as on any pipe) and sends are refused."""
@@ -434,17 +434,19 @@ class Process:
                 and not self._paused and self._drain_timer is None and self._loop is not None):
             self._drain_deadline = self._loop.time() + self._drain_left
             self._drain_timer = self._loop.call_at(self._drain_deadline, self._drain_expired)
-            if self._held_look is None and self.output_held() and not self.has_leftovers():
+            if self._held_look is None and self.output_held():
                 self._held_look = self._loop.call_later(QUIET, self._drained_if_held)
 
     def _drained_if_held(self) -> None:
-        """Output held open, since the exit, by a process outside the member's emptied group
-        (see :data:`DRAIN_GRACE`; one in its group may be on its way out, writing its last
-        lines): once nothing waits to be read, the exit is published."""
+        """Output held open since the exit: once the member's group is empty (a process in
+        it may be on its way out, writing its last lines; a daemon leaves it as it starts)
+        and nothing waits to be read, the holder is outside it and its EOF is not coming
+        (see :data:`DRAIN_GRACE`): the exit is published. Looked at every QUIET seconds,
+        with a signal 0 to the group and a count of the bytes waiting: no scan of /proc."""
         self._held_look = None
         if self._drain_timer is None or self._loop is None:
             return  # (published already)
-        if any(_unread(fd) for fd in self._readers):
+        if self.group_alive() or any(_unread(fd) for fd in self._readers):
             self._held_look = self._loop.call_later(QUIET, self._drained_if_held)
             return
         self._drain_timer.cancel()
