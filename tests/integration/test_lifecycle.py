@@ -665,7 +665,12 @@ def test_an_orphan_that_comes_without_a_sigchld_is_told_to_the_guardian() -> Non
     """pipeplex hears of an adoption only by looking: not on a SIGCHLD alone (which goes to
     the orphan's old parent), but also every second. Until it has told the guardian, a
     daemon double-forked from a member's script would outlive a SIGKILL of pipeplex."""
-    with subprocess.Popen([sys.executable, "-c", ADOPTING], stdin=subprocess.PIPE,
+    _the_guardian_is_told_of_the_orphan(ADOPTING)
+
+
+def _the_guardian_is_told_of_the_orphan(script: str) -> None:
+    """``script`` starts a member that orphans a process, and says when it is told."""
+    with subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, text=True,
                           start_new_session=True) as adopting:
         try:
@@ -706,15 +711,7 @@ ADOPTING_SOON = ("import asyncio, subprocess\n"
 def test_an_orphan_is_looked_for_more_often_as_its_member_starts() -> None:
     """Most daemons fork away as their member starts: then the looks come ten times a
     second, not once (here, not at all: only the start's looks can find the orphan)."""
-    with subprocess.Popen([sys.executable, "-c", ADOPTING_SOON], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True,
-                          start_new_session=True) as adopting:
-        try:
-            assert adopting.stdout is not None
-            orphan = int(adopting.stdout.readline().removeprefix("orphan "))
-            assert adopting.stdout.readline() == f"told of {orphan}\n"
-        finally:
-            os.killpg(adopting.pid, signal.SIGKILL)  # (the orphan too: it kept the group)
+    _the_guardian_is_told_of_the_orphan(ADOPTING_SOON)
 
 
 # A member's script starts a daemon that leaves its group and the run's environment and
