@@ -159,7 +159,7 @@ class OrphanReaper:
     member's script) is adopted without a word to us. So besides each SIGCHLD, the
     children are looked at every :data:`LOOK_EVERY` seconds (one read of a file in /proc),
     and the guardian hears of such a daemon within a second of its coming; within a tenth
-    of one in the first seconds after a member starts (``Started`` on ``bus``), when most
+    of one in the first second after a member starts (``Started`` on ``bus``), when most
     daemons fork away. Should pipeplex be killed in between, the guardian has not heard.
 
     The SIGCHLD handler is armed for one signal at a time, and armed again as a look
