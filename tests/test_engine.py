@@ -1635,6 +1635,56 @@ def test_what_a_run_started_outside_its_group_is_stopped_at_a_restart_and_at_the
                 pass
 
 
+def test_what_a_member_started_outside_its_group_shares_its_grace_in_its_wave() -> None:
+    """a and its daemon (setsid) both ignore SIGTERM; b starts after a. The cast's stop
+    takes one grace per wave, not two: a's daemon gets its SIGTERM with a's group, before
+    a's SIGKILL (it used to get it once every member had been killed); and it goes in a's
+    wave, after b has stopped, as a's part of the cast."""
+    import re
+    import signal
+
+    daemon = "setsid sh -c 'trap \"\" TERM; echo daemon $$; exec sleep 60' </dev/null"
+    a = ProcSpec("a", ("sh", "-c", f"{daemon} & trap '' TERM; sleep 60 & wait"),
+                 ready="^daemon")
+    b = ProcSpec("b", ("sh", "-c", "echo b; exec sleep 60"), ready="^b", after=("a",))
+    daemons: list[int] = []
+
+    async def scenario() -> list[Event]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((a, b)), bus, grace=0.5,
+                        env_overrides={"PIPEPLEX_RUN_ID": f"wave-{os.getpid()}"})
+        run = await _running(engine, "b")
+        daemons.extend(int(m[1]) for e in recorder.events if isinstance(e, Output)
+                       for m in re.finditer(rb"daemon (\d+)", e.data))
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return recorder.events
+
+    try:
+        events = asyncio.run(scenario())
+        assert len(daemons) == 1
+        said = [(e.name, e.text) for e in events if isinstance(e, Note)]
+        termed = ("a", f"left 1 process (pid {daemons[0]}) outside its process group; sent it "
+                       "SIGTERM")
+        killed = ("a", "ignored SIGTERM for 0.5 s; sent SIGKILL to its process group")
+        assert termed in said and killed in said, said
+        assert said.index(termed) < said.index(killed), said
+        b_exited = next(i for i, e in enumerate(events) if isinstance(e, Exited)
+                        and e.name == "b")
+        assert events.index(next(e for e in events if isinstance(e, Note)
+                                 and (e.name, e.text) == termed)) > b_exited, said
+        assert ("a", f"1 process (pid {daemons[0]}) it left outside its process group "
+                     "ignored SIGTERM for 0.5 s; sent it SIGKILL") in said, said
+    finally:
+        for pid in daemons:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_a_misspelt_variable_is_said_before_the_members_start() -> None:
     db = ProcSpec("db", ("sh", "-c", "echo port 4242"), ready="port (?P<port>\\d+)",
                   on_exit="ignore")

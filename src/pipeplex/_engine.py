@@ -162,7 +162,8 @@ class Engine:
         children other than :meth:`own_children`, and other than those it had before, are
         what the cast orphaned, stopped at the end with the rest."""
         self.stopper = Stopper(bus, grace=grace, stdin_grace=stdin_grace,
-                               run_id=(env_overrides or {}).get("PIPEPLEX_RUN_ID"))
+                               run_id=(env_overrides or {}).get("PIPEPLEX_RUN_ID"),
+                               checks=self._checks)
         self._sleep = sleep
         self._process_options: dict[str, Any] = {
             "on_crash": self.crash, "columns": columns, "rows": rows,
@@ -1520,13 +1521,19 @@ class Engine:
         else:
             order = self._stop_order()
             self.stopper.close_inputs(self.members[n] for names in order for n in names)
-            for names in order:
-                # (a member removed meanwhile, which its removal stopped, is gone from here)
-                wave = [m for m in map(self.members.get, names) if m is not None]
-                await asyncio.gather(*(self.stopper.stop(m) for m in wave))
-            # A member whose start raced with the stop request is caught here.
-            await asyncio.gather(*(self.stopper.stop(m) for m in self.members.values()))
-        # What members started outside their groups: one look for all of them.
+            # What they started outside their groups, looked for once: each member's is
+            # stopped with it, in its wave.
+            self.stopper.look_for_escaped(self.members.values())
+            try:
+                for names in order:
+                    # (a member removed meanwhile, which its removal stopped, is gone here)
+                    wave = [m for m in map(self.members.get, names) if m is not None]
+                    await asyncio.gather(*(self.stopper.stop(m) for m in wave))
+                # A member whose start raced with the stop request is caught here.
+                await asyncio.gather(*(self.stopper.stop(m) for m in self.members.values()))
+            finally:
+                self.stopper.end_look()
+        # What members started outside their groups since: one more look for all of them.
         await self.stopper.stop_escaped([m for m in self.members.values() if m.pid is not None])
         if self._adoption is not None:  # and what kept neither group nor environment
             await self.stopper.stop_strays(self._strays, self._protected_groups)

@@ -50,11 +50,15 @@ class Stopper:
     """Stops members with the escalation, and skips every grace left once told to."""
 
     def __init__(self, bus: Bus, *, grace: float, stdin_grace: float = 0.0,
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, checks: Collection[int] = ()) -> None:
         self.bus = bus
         self.run_id = run_id
         """The run's PIPEPLEX_RUN_ID, by which what members started outside their process
         groups is found (None: it is not looked for)."""
+        self.checks = checks
+        """The runs of members' ``ready_cmd`` under way, each leading its group (the
+        caller's, kept up to date): they carry their member's environment, yet are not
+        processes it left (they end with their wait)."""
         self.grace = grace
         """Seconds from SIGTERM to SIGKILL, unless a member's ``stop_timeout`` says."""
         self.stdin_grace = stdin_grace
@@ -76,6 +80,10 @@ class Stopper:
         processes are being stopped (pending) or were (done): each run once, and whoever
         else needs them gone waits for that one stop. (An earlier run's is not kept: a crash
         loop would add one a restart.)"""
+        self._look: asyncio.Task[dict[str, list[Escaped]] | None] | None = None
+        """The cast's stop's one look through ``/proc`` for what its members started
+        outside their process groups, shared by their stops (None: each stop looks for its
+        own member's; the look's result is None when pipeplex ran out of descriptors)."""
 
     def begin(self) -> None:
         """Get ready to stop members (in the running loop)."""
@@ -104,16 +112,42 @@ class Stopper:
                 self._input_closed[member.name] = (member.pid, now)
                 self._announce(member, "closed its stdin")
 
+    def look_for_escaped(self, members: Iterable[Process]) -> None:
+        """The cast stops: one look through ``/proc`` for what ``members`` started outside
+        their process groups, which each member's stop then shares (a look of its own for
+        each would cost a pass over ``/proc`` per member)."""
+        if self.run_id is not None:
+            names: list[str] = []
+            inside = set(self.checks)
+            for member in members:
+                if member.pid is not None:
+                    names.append(member.name)
+                    if member.running:
+                        inside.add(member.pid)
+            look = self._look_for(self.run_id, names, inside)
+            self._look = asyncio.ensure_future(look)
+
+    def end_look(self) -> None:
+        """The cast's stop is over: a look still under way is not needed."""
+        if self._look is not None:
+            self._look.cancel()
+            self._look = None
+
     async def stop(self, member: Process, *, stdin_first: bool = False) -> None:
         """Close stdin, SIGTERM the group, wait the grace, SIGKILL; each step announced.
         ``stdin_first``: the member gets :data:`EOF_GRACE` to end at EOF first (as every
-        member does when the stopper's ``stdin_grace`` says so)."""
+        member does when the stopper's ``stdin_grace`` says so). What the member started
+        outside its group gets its SIGTERM with the group's, and shares its grace."""
         assert self._force is not None
         closed = self._input_closed.pop(member.name, None)
         if member.pid is None:
             return
         if not member.running:
-            await self.stop_leftovers(member)
+            if self._look is None:
+                await self.stop_leftovers(member)
+            else:  # (in its wave of the cast's stop, not after the last)
+                await asyncio.gather(self.stop_leftovers(member),
+                                     self._stop_escaped_with(member))
             return
         # This run only: once it is gone, a restart may start the next one.
         pid, exit_seen, done = member.pid, member.exit_future, member.done_future
@@ -126,7 +160,6 @@ class Stopper:
         grace = member.spec.stop_timeout or self.grace
         loop = asyncio.get_running_loop()
         termed_at: float | None = None
-        killed = False
         stdin_grace = max(self.stdin_grace, EOF_GRACE if stdin_first else 0.0)
         said = "closed its stdin; "
         if stdin_grace:
@@ -139,16 +172,49 @@ class Stopper:
             await first(exit_seen, self._force, within=max(left, 0.0))
             said = f"still running {stdin_grace:.1f} s after its stdin closed; "
         refused = None
-        if not exit_seen.done():
-            refused = _terminate(member)
-            termed_at = loop.time()
-            if refused is None:
-                self._announce(member, said + _terminating(member))
-            else:
-                self._announce(member, f"{said}may not signal it: its processes run as "
-                                       f"{refused.owner}; waiting {grace:.1f} s for it to end",
-                               "warning")
-            await first(exit_seen, self._force, within=grace)
+        escaped: asyncio.Future[None] | None = None
+        try:
+            if not exit_seen.done():
+                refused = _terminate(member)
+                termed_at = loop.time()
+                if refused is None:
+                    self._announce(member, said + _terminating(member))
+                else:
+                    self._announce(member, f"{said}may not signal it: its processes run as "
+                                           f"{refused.owner}; waiting {grace:.1f} s for it "
+                                           "to end", "warning")
+                # What it started outside its group too, now: one grace for both, not
+                # one after the other.
+                escaped = asyncio.ensure_future(self._stop_escaped_with(member))
+                await first(exit_seen, self._force, within=grace)
+            await self._kill(member, pid, exit_seen, grace=grace, refused=refused,
+                             termed_at=termed_at)
+            if escaped is None and self._look is not None:  # (it ended at EOF: in its wave)
+                escaped = asyncio.ensure_future(self._stop_escaped_with(member))
+            if escaped is not None:
+                await escaped
+        finally:
+            if escaped is not None and not escaped.done():
+                escaped.cancel()
+        if member.pid == pid and not done.done() and member.output_held():
+            # Its group is empty, yet its output is open: held by a process it started
+            # outside its group (a daemon's setsid) since the look above. That one is
+            # stopped now, as the cast's stop would anyway, not after the 2 s in which an
+            # ended member's last output may still come.
+            await self.stop_escaped([member])
+            if not done.done() and member.output_held():
+                # Not found by its environment (env -i): the stop goes on; the end of
+                # the cast stops what it orphaned (pipeplex is its subreaper).
+                member.stop_waiting_for_output()
+        await asyncio.shield(done)
+
+    async def _kill(self, member: Process, pid: int, exit_seen: asyncio.Future[Any], *,
+                    grace: float, refused: SignalRefused | None,
+                    termed_at: float | None) -> None:
+        """SIGKILL to the group if its grace is over and the run still goes on; then what
+        the run left in its group."""
+        assert self._force is not None
+        killed = False
         if not exit_seen.done():
             try:
                 member.signal_to_stop(signal.SIGKILL)
@@ -170,17 +236,6 @@ class Stopper:
             await asyncio.shield(exit_seen)
         if member.pid == pid:
             await self.stop_leftovers(member, termed_at=termed_at, killed=killed)
-            if not done.done() and member.output_held():
-                # Its group is empty, yet its output is open: held by a process it started
-                # outside its group (a daemon's setsid). That one is stopped now, as the
-                # cast's stop would anyway, not after the 2 s in which an ended member's
-                # last output may still come.
-                await self.stop_escaped([member])
-                if not done.done() and member.output_held():
-                    # Not found by its environment (env -i): the stop goes on; the end of
-                    # the cast stops what it orphaned (pipeplex is its subreaper).
-                    member.stop_waiting_for_output()
-        await asyncio.shield(done)
 
     async def stop_leftovers(self, member: Process, *, termed_at: float | None = None,
                              killed: bool = False) -> None:
@@ -240,17 +295,19 @@ class Stopper:
         # Gone within a moment: SIGKILL cannot be ignored (a process in the kernel may lag).
         await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
 
-    async def stop_escaped(self, members: Sequence[Process]) -> None:
+    async def stop_escaped(self, members: Sequence[Process],
+                           found: dict[str, list[Escaped]] | None = None) -> None:
         """What ``members`` started outside their process groups (a daemon's ``setsid``, an
-        interactive shell's jobs), found by their environment, gets the same escalation:
-        SIGTERM to all of them at once, the grace (from then), SIGKILL to what is left;
-        announced. Those signalled are followed by pid and start time from then on."""
+        interactive shell's jobs), found by their environment (or given: ``found``), gets
+        the same escalation: SIGTERM to all of them at once, the grace (from then), SIGKILL
+        to what is left; announced. Those signalled are followed by pid and start time from
+        then on."""
         if self.run_id is None or not members:
             return
         by_name = {member.name: member for member in members}
-        try:
-            found = await self._find_escaped(self.run_id, by_name)
-        except OutOfDescriptors:
+        if found is None:
+            found = await self._look_for(self.run_id, by_name, set(self.checks))
+        if found is None:
             for member in members:
                 self._out_of_descriptors(member)
             return
@@ -270,19 +327,41 @@ class Stopper:
                 ours.append((member, termed, self._take(termed)))
         await self._escalate_all(ours, started, theirs)
 
+    async def _stop_escaped_with(self, member: Process) -> None:
+        """What ``member`` started outside its process group, found by the cast's stop's
+        look (or by one of its own), gets the escalation with its member's stop."""
+        if self.run_id is None or member.pid is None:
+            return
+        group = member.pid
+        if self._look is not None:
+            found = await asyncio.shield(self._look)
+        else:
+            found = await self._look_for(self.run_id, [member.name],
+                                         {*self.checks, *([group] if member.running else [])})
+        if found is None:
+            self._out_of_descriptors(member)
+            return
+        outside = [p for p in found.get(member.name, ()) if _outside(p, group)]
+        if outside:
+            await self.stop_escaped([member], {member.name: outside})
+
     @staticmethod
-    async def _find_escaped(run_id: str, names: Collection[str]) -> dict[str, list[Escaped]]:
+    async def _look_for(run_id: str, names: Collection[str], inside: Collection[int] = ()
+                        ) -> dict[str, list[Escaped]] | None:
         """:func:`_escaped.find_escaped` over all of ``/proc``, a slice at a time, the loop
-        running in between."""
-        pids = _escaped.proc_pids()
+        running in between; None if pipeplex ran out of descriptors."""
         found: dict[str, list[Escaped]] = {}
-        size = _escaped.SEARCH_SLICE
-        for start in range(0, len(pids), size):
-            if start:
-                await asyncio.sleep(0)
-            for name, processes in _escaped.find_escaped(run_id, names,
-                                                         pids[start:start + size]).items():
-                found.setdefault(name, []).extend(processes)
+        try:
+            pids = _escaped.proc_pids()
+            size = _escaped.SEARCH_SLICE
+            for start in range(0, len(pids), size):
+                if start:
+                    await asyncio.sleep(0)
+                for name, processes in _escaped.find_escaped(
+                        run_id, names, pids[start:start + size], inside).items():
+                    found.setdefault(name, []).extend(processes)
+        except OutOfDescriptors:
+            return None
         return found
 
     async def stop_strays(self, strays: Callable[[], Collection[int]],
@@ -526,6 +605,14 @@ def _strays_killed(killed: list[Escaped], groups: list[int], termed: list[Escape
     if forced:
         return f"sent SIGKILL to {what}{also}"
     return f"{what} ignored SIGTERM for {grace:.1f} s; sent {them} SIGKILL{also}"
+
+
+def _outside(process: Escaped, group: int) -> bool:
+    """Whether ``process`` runs outside the process group ``group`` (False: gone)."""
+    try:
+        return os.getpgid(process[0]) != group
+    except OSError:
+        return False
 
 
 def _killpg_all(groups: list[int], signals: tuple[int, ...]) -> None:

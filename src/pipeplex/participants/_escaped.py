@@ -22,7 +22,7 @@ import os
 import signal
 from collections.abc import Collection, Iterable, Iterator
 
-from ._proc import GONE, START_TIME, STATE, stat_fields
+from ._proc import GONE, PGRP, START_TIME, STATE, stat_fields
 
 __all__ = ("SEARCH_SLICE", "Escaped", "OutOfDescriptors", "carrying", "find_escaped", "hold",
            "proc_pids", "send", "start_time")
@@ -52,10 +52,11 @@ def proc_pids() -> list[int]:
         return [int(e.name) for e in entries if e.name.isdigit() and int(e.name) != me]
 
 
-def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int]
-                 ) -> dict[str, list[Escaped]]:
+def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int],
+                 inside: Collection[int] = ()) -> dict[str, list[Escaped]]:
     """Per member name, the live processes among ``pids`` whose environment carries
-    ``run_id`` and that name.
+    ``run_id`` and that name, but for those in the process groups ``inside`` (running
+    members': theirs are not escaped).
 
     Raises:
         OutOfDescriptors: the pass could not be made, or not to its end.
@@ -70,7 +71,10 @@ def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int]
             # Its start time, then its environment again, then its start time again: the
             # environment read between two equal start times is that process's (the pid
             # may go to a stranger between any two reads).
-            started = start_time(pid)
+            fields = stat_fields(pid, strict=True)
+            if fields is None or fields[STATE] in GONE or int(fields[PGRP]) in inside:
+                continue
+            started = int(fields[START_TIME])
             name = _name_in(pid, token, wanted)
             if started is not None and name is not None and start_time(pid) == started:
                 found.setdefault(name, []).append((pid, started))
