@@ -206,3 +206,33 @@ def test_a_dependency_that_ends_right_after_its_ready_line_lets_its_dependent_st
 
     events = asyncio.run(main())
     assert not [n for n in events.notes("app") if "ready again" in n]
+
+
+def test_an_input_line_whose_echo_matches_ready_once_filled_in_is_said_once() -> None:
+    """cli types 'echo connect {port}' on a full terminal, whose echo its ready matches once
+    {port} has db's value: said as its first run starts, under its name; not again when
+    it restarts."""
+    db = ProcSpec("db", ("sh", "-c", "echo port 4242; exec cat"), ready=r"port (?P<port>\d+)")
+    cli = ProcSpec("cli", ("sh", "-c", "read line; echo got; exit 0"), pty="full",
+                   after=("db",), input=("connect {port}",), ready=r"connect \d+",
+                   on_exit="restart", max_restarts=1)
+
+    async def scenario() -> list[str]:
+        events = Events()
+        bus = Bus()
+        bus.subscribe(events)
+        engine = Engine(CastSpec((db, cli)), bus, grace=5.0)
+        run = asyncio.ensure_future(engine.run())
+        await events.until(lambda: events.count(Started, "cli") == 2
+                           and events.count(Exited, "cli") >= 1, "cli's second run")
+        engine.request_stop()
+        await asyncio.wait_for(run, DEADLINE)
+        return events.notes("cli")
+
+    notes = asyncio.run(scenario())
+    said = [n for n in notes if "matches its own input line" in n]
+    assert said == [
+        "its ready 'connect \\d+' matches its own input line 'connect 4242' (its {variables} "
+        "filled in), which its terminal (pty = true) shows as it is typed: that echo makes "
+        "it ready before it answers; make the pattern match only the answer (anchored, "
+        "'^...', or with what the answer adds)"], notes

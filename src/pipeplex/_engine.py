@@ -31,7 +31,7 @@ from ._signals import describe_returncode, exit_status, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
 from ._verdict import Failure, Verdict
 from .cast.order import after_first, stop_order
-from .cast.slips import cast_warnings
+from .cast.slips import cast_warnings, echo_warning_filled
 from .cast.spec import (
     DEFAULT_GRACE,
     DEFAULTS_TIMEOUT,
@@ -930,6 +930,9 @@ class Engine:
                 seat.restart_requested = False
                 attempt = 0
             self._started(member, restarting)
+            if not restarting and spec.input and spec.pty == "full" and (
+                    echoed := echo_warning_filled(spec, self.variables)) is not None:
+                self.bus.publish(Note(echoed, name=member.name, level="warning"))
             if self.stopping and not member.stopping:
                 await self.stopper.stop(member)
             try:

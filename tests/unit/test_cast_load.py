@@ -13,7 +13,7 @@ import pytest
 
 from pipeplex.cast import CastSpec, ProcSpec, load_cast, parse_proc_option
 from pipeplex.cast.checks import check_commands, validate_cast
-from pipeplex.cast.slips import cast_warnings, variable_warnings
+from pipeplex.cast.slips import cast_warnings, echo_warning_filled, variable_warnings
 from pipeplex.errors import CastError, CastErrors, PipeplexError
 
 
@@ -315,6 +315,26 @@ class TestMemberKeys:
             "'echo built', which its terminal (pty = true) shows as it is typed: that echo "
             "makes it ready before it answers; make the pattern match only the answer "
             "(anchored, '^...', or with what the answer adds)"]
+
+    def test_an_input_line_whose_variables_make_its_echo_match_ready_is_said_as_it_starts(
+            self, tmp_path: Path) -> None:
+        """'connect {port}' cannot be judged before {port} has a value: as the member's
+        first run starts, the line filled in is; a line without variables was judged as
+        the cast loaded, and is not said twice."""
+        cast = load(tmp_path, "[procs.db]\ncmd = 'db'\nready = 'port (?P<port>\\d+)'\n"
+                              "[procs.cli]\ncmd = 'sh'\npty = true\nafter = ['db']\n"
+                              "input = ['echo hello', 'echo connect {port}']\n"
+                              "ready = 'connect \\d+'\n")
+        assert cast_warnings(cast) == []
+        cli = cast.procs[1]
+        assert echo_warning_filled(cli, {"port": "4242"}) == (
+            "its ready 'connect \\d+' matches its own input line 'echo connect 4242' (its "
+            "{variables} filled in), which its terminal (pty = true) shows as it is typed: that "
+            "echo makes it ready before it answers; make the pattern match only the answer "
+            "(anchored, '^...', or with what the answer adds)")
+        assert echo_warning_filled(cli, {"port": "x"}) is None
+        assert echo_warning_filled(ProcSpec("p", "sh", input=("echo connect {port}",),
+                                            ready="connect \\d+"), {"port": "1"}) is None
 
     def test_a_ready_cmd_variable_its_own_ready_has_no_name_for_is_said(
             self, tmp_path: Path) -> None:

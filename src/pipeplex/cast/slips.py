@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping
 
 from .._suggest import close_match
 from .checks import SHELL_BUILTINS, beside_the_file, closure, identifier, key_using
 from .spec import (
     DEFAULT_READY_CMD_TIMEOUT,
     CastSpec,
+    ProcSpec,
     comment_of,
+    expand,
     quoted,
     ready_regex,
     shell_syntax_of,
     split_command,
 )
 
-__all__ = ("cast_warnings", "check_limit_warnings", "comment_warnings", "path_warnings",
-           "shell_syntax_warnings", "variable_warnings")
+__all__ = ("cast_warnings", "check_limit_warnings", "comment_warnings", "echo_warning_filled",
+           "path_warnings", "shell_syntax_warnings", "variable_warnings")
 
 
 def cast_warnings(cast_spec: CastSpec) -> list[str]:
@@ -37,21 +40,35 @@ def cast_warnings(cast_spec: CastSpec) -> list[str]:
 def echo_warnings(cast_spec: CastSpec) -> list[str]:
     """A ``ready`` that one of the member's own ``input`` lines matches, on a full terminal
     (``pty = true``): the terminal echoes each line as it is typed, before the program has
-    read it, so the echo makes the member ready before it has done anything."""
-    warnings = []
-    for proc in cast_spec.procs:
-        if proc.pty != "full" or not proc.ready:
-            continue
-        echoed = next((line for line in proc.input if ready_regex(proc.ready).search(line)),
-                      None)
-        if echoed is not None:
-            warnings.append(f"{proc.where('ready') or proc.name}: {proc.name}'s ready "
-                            f"{quoted(proc.ready)} matches its own input line "
-                            f"{quoted(echoed)}, which its terminal (pty = true) shows as it is "
-                            "typed: that echo makes it ready before it answers; make the "
-                            "pattern match only the answer (anchored, '^...', or with what "
-                            "the answer adds)")
-    return warnings
+    read it, so the echo makes the member ready before it has done anything. (A line with
+    ``{variables}`` is looked at again as it is typed: :func:`echo_warning_filled`.)"""
+    return [_echo_warning(proc, echoed, f"{proc.where('ready') or proc.name}: {proc.name}'s")
+            for proc in cast_spec.procs
+            if (echoed := _echoed(proc, proc.input)) is not None]
+
+
+def echo_warning_filled(proc: ProcSpec, variables: Mapping[str, str]) -> str | None:
+    """The same warning, for the member's ``input`` lines with ``{variables}``, once they
+    are filled in (as its first run starts: their values were not known before); said
+    under its name."""
+    filled = [line for raw in proc.input if (line := expand(raw, variables)) != raw]
+    echoed = _echoed(proc, filled)
+    return None if echoed is None else _echo_warning(proc, echoed, "its",
+                                                     " (its {variables} filled in)")
+
+
+def _echoed(proc: ProcSpec, lines: Iterable[str]) -> str | None:
+    if proc.pty != "full" or not proc.ready:
+        return None
+    regex = ready_regex(proc.ready)
+    return next((line for line in lines if regex.search(line)), None)
+
+
+def _echo_warning(proc: ProcSpec, echoed: str, whose: str, filled: str = "") -> str:
+    return (f"{whose} ready {quoted(proc.ready or '')} matches its own input "
+            f"line {quoted(echoed)}{filled}, which its terminal (pty = true) shows as it is "
+            "typed: that echo makes it ready before it answers; make the pattern match only "
+            "the answer (anchored, '^...', or with what the answer adds)")
 
 
 def check_limit_warnings(cast_spec: CastSpec) -> list[str]:
