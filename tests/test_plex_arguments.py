@@ -198,6 +198,20 @@ def test_expect_exact_failures_name_the_text_given_not_its_escaped_pattern() -> 
             sh.expect("x", timeout=10)
 
 
+def test_an_exit_whose_output_its_group_held_is_said_at_the_exit_not_at_the_output_end(
+        ) -> None:
+    """sh exits at once, and what it left in its group holds its output for 1.5 s (under
+    the 2 s an ended member's last output gets), so its exit is seen only then: the failure
+    still says when sh exited, not when its output ended."""
+    with Plex() as plex:
+        sh = plex.spawn("sh", ["sh", "-c", "(sleep 1.5) & exit 3"])
+        with pytest.raises(UnexpectedExit) as exited:
+            sh.expect("x", timeout=30)
+        said = re.match(r"sh exited with code 3(, so the wait for 'x' ended at once| ([0-9.]+) "
+                        r"s into the wait for 'x')\n", str(exited.value))
+        assert said is not None and (said[2] is None or float(said[2]) < 1.0), exited.value
+
+
 def test_async_expect_exact_failures_name_the_text_given() -> None:
     async def main() -> None:
         async with AsyncPlex() as plex:

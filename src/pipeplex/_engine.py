@@ -638,6 +638,11 @@ class Engine:
         member = self.members.get(name)
         return member.held_output_end if member is not None else None
 
+    def ended_at(self, name: str) -> float | None:
+        """When member ``name``'s last run ended (the loop's clock; None: it has not)."""
+        member = self.members.get(name)
+        return member.ended_at if member is not None else None
+
     def goes_on(self) -> bool:
         """Whether the cast goes on: not stopping, and some member not over."""
         return not self.stopping and not all(map(self._ended, self.members.values()))

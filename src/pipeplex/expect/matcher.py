@@ -93,7 +93,7 @@ class Expectation:
 class _Member:
     """What the matcher keeps for one member: found with one lookup per event."""
 
-    __slots__ = ("buffers", "gone", "held_exit", "merged", "over_when_held_ends",
+    __slots__ = ("buffers", "exited_at", "gone", "held_exit", "merged", "over_when_held_ends",
                  "thread_waiters", "waiters")
 
     def __init__(self, shared: bool) -> None:
@@ -114,6 +114,10 @@ class _Member:
         self.over_when_held_ends = False
         """No run follows that one (:meth:`Matcher.over`): its end is that, once the
         output ends."""
+        self.exited_at: float | None = None
+        """When its last run exited (``time.monotonic()``), which a failure says: its exit
+        is seen once its output is read, which a process left in its group may hold open
+        for a while, or (held outside it) never, when the member leaves the cast first."""
 
 
 class Matcher:
@@ -122,11 +126,16 @@ class Matcher:
     def __init__(self, bus: Bus, *, recent: Callable[[str], str] = lambda name: "",
                  held_output_end: Callable[[str], asyncio.Future[None] | None] = (
                      lambda name: None),
+                 ended_at: Callable[[str], float | None] = lambda name: None,
                  threads: bool = False) -> None:
         self._bus = bus
         self._held_output_end = held_output_end
         """For a member that has just exited: done once no process it started holds its
         output open any more (None: none did)."""
+        self._ended_at = ended_at
+        """When a member's last run ended (``time.monotonic()``; None: not known): its exit
+        is published once its output is read, which a process left in its group may hold
+        open for a while, and a failure says when it exited."""
         self._threads = threads
         """Whether callers in other threads use :meth:`expect_blocking` (buffers then lock)."""
         self._recent = recent
@@ -147,7 +156,8 @@ class Matcher:
         wait that goes on through a member's restarts ends once the engine says that no run
         of it follows (:meth:`over`)."""
         matcher = cls(engine.bus, recent=engine.recent.describe,
-                      held_output_end=engine.held_output_end, threads=threads)
+                      held_output_end=engine.held_output_end, ended_at=engine.ended_at,
+                      threads=threads)
         engine.when_over.append(matcher.over)
         return matcher
 
@@ -165,6 +175,7 @@ class Matcher:
         returncode = self._exits.pop(name, 0 if held is None else held)
         if member is not None:
             member.gone = returncode
+            member.held_exit = None  # (its output did not end: it left with it open)
             self._wake(member)  # (a wait still on it looks again, and ends as at the exit)
 
     def over(self, name: str) -> None:
@@ -222,6 +233,8 @@ class Matcher:
             for buffer in tuple(member.buffers.values()):
                 buffer.release("stdout", final=True)
                 buffer.release("stderr", final=True)
+            ended = self._ended_at(event.name)
+            member.exited_at = ended if ended is not None else time.monotonic()
             held = self._held_output_end(event.name)
             if held is not None and not held.done():
                 # What that process writes is shown, and may be what a wait is for: the
@@ -233,7 +246,7 @@ class Matcher:
         elif isinstance(event, Started):
             self._exits.pop(event.name, None)
             member = self._member(event.name)
-            member.gone = member.held_exit = None  # (over, and then started again)
+            member.gone = member.held_exit = member.exited_at = None  # (over, started again)
             member.over_when_held_ends = False
         else:
             return
@@ -326,8 +339,8 @@ class Matcher:
                     returncode = (self._exits.get(name, member.gone) if exit_ends
                                   else member.gone)  # (one that left the cast has ended)
                     if returncode is not None:
-                        return self._exited(name, patterns, loop.time() - started, stream,
-                                            returncode)
+                        return self._exited(name, member, patterns, loop.time() - started,
+                                            stream, returncode)
                     if now >= deadline:
                         return self._timed_out({name: patterns}, timeout, stream)
                     wakeup: asyncio.Future[None] = loop.create_future()
@@ -398,8 +411,8 @@ class Matcher:
                 for name, patterns, member, watched in exits:
                     returncode = self._exits.get(name, member.gone) if watched else member.gone
                     if returncode is not None:
-                        return self._exited(name, patterns, loop.time() - started, stream,
-                                            returncode)
+                        return self._exited(name, member, patterns, loop.time() - started,
+                                            stream, returncode)
                 if now >= deadline:
                     return self._timed_out(patterns_by_name, timeout, stream)
                 wakeup: asyncio.Future[None] = loop.create_future()
@@ -489,8 +502,8 @@ class Matcher:
                 if found is not None:
                     return self._result(name, patterns, positions, found, publish)
                 if returncode is not None:
-                    return self._exited(name, patterns, time.monotonic() - started, stream,
-                                        returncode)
+                    return self._exited(name, member, patterns, time.monotonic() - started,
+                                        stream, returncode)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return self._timed_out({name: patterns}, timeout, stream)
@@ -500,7 +513,7 @@ class Matcher:
             waiters.discard(wakeup)
             buffer.waited_on = False
 
-    def _exited(self, name: str, patterns: Sequence[Pattern], waited: float,
+    def _exited(self, name: str, member: _Member, patterns: Sequence[Pattern], waited: float,
                 stream: str | None, returncode: int) -> Expectation:
         if EOF in patterns:
             # All that is left, consumed in one search (one hold of a shared buffer's lock,
@@ -508,7 +521,10 @@ class Matcher:
             found = self.buffer(name, stream).search([_END])
             rest = found.before if found is not None else ""
             return Expectation(name, patterns.index(EOF), None, rest, "")
-        member = self._members.get(name)
-        held = member is not None and member.held_exit is not None
+        held = member.held_exit is not None
+        if not held and member.exited_at is not None:
+            # When it exited, not when that was seen (its output's end): 0 if it had
+            # ended before the wait began.
+            waited = min(waited, max(0.0, waited - (time.monotonic() - member.exited_at)))
         raise UnexpectedExit(name, returncode, patterns, waited, self._recent(name),
                              output_held=held)
