@@ -1113,6 +1113,9 @@ class Engine:
             self._fail_start(member.name, NotReady(member.name, reason, recent))
             await self.stopper.stop(member)  # what it left in its group
             return  # an added member fails alone
+        if not returncode:  # (its summary says "exited with code 0": the 1 is explained)
+            reason = (f"{member.name} gave up restarting: its last exit, with code 0, counts as "
+                      'a failure, as on_exit = "restart" was to keep it running')
         self.record_failure(member.name, exit_status(returncode) or 1, reason,
                             member.ended_at)
         self.request_stop(f"{member.name} gave up restarting: stopping the cast",
@@ -1620,4 +1623,9 @@ class Engine:
             if started is not None and first.at < started:
                 self.bus.publish(Note(f"exit status {first.status}: {first.reason}, in an "
                                       "earlier run"))
+            elif failed is not None and failed.returncode == 0:
+                # Its summary says code 0 (an exit before it was ready, a restart given up);
+                # what was said of it then, without the advice.
+                said = first.reason.split("; ", 1)[0]
+                self.bus.publish(Note(f"exit status {first.status}: {said}"))
 

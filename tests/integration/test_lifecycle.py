@@ -316,6 +316,25 @@ def test_a_restart_first_stops_what_the_previous_run_left(run_dir: Path) -> None
     assert not _alive(second)
 
 
+def test_a_status_that_a_summary_of_code_0_does_not_explain_is_said(run_dir: Path) -> None:
+    """Status 1 where the member's summary says "exited with code 0": it gave up
+    restarting, or exited before it was ready. The last line says why, without the
+    advice given when it happened."""
+    cast = run_dir.parent / "cast.toml"
+    cast.write_text("[procs.job]\ncmd = 'true'\non_exit = 'restart'\nmax_restarts = 1\n"
+                    "[procs.web]\ncmd = 'sleep 60'\n")
+    result = run("run", cast, "--run-dir", run_dir)
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.endswith(
+        "\npipeplex * exit status 1: job gave up restarting: its last exit, with code 0, "
+        'counts as a failure, as on_exit = "restart" was to keep it running\n'), result.stdout
+    cast.write_text("[procs.db]\ncmd = 'true'\nready = 'never'\n[procs.web]\ncmd = 'sleep 60'\n")
+    result = run("run", cast, "--run-dir", run_dir)
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.endswith("\npipeplex * exit status 1: db exited with code 0 before it "
+                                  "was ready\n"), result.stdout
+
+
 def test_leftovers_that_obey_sigterm_get_no_sigkill(run_dir: Path) -> None:
     polite = "sh -c 'sleep 60 & echo left $!; exit 0'"
     with Pipeplex("run", "-p", f"polite={polite}", "--run-dir", run_dir) as plex:
