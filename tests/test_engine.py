@@ -6,6 +6,7 @@ import asyncio
 import os
 import select
 import sys
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 
@@ -316,6 +317,37 @@ def test_restarting_a_member_whose_output_still_drains_starts_it_again() -> None
 
     first, pid, restarts = asyncio.run(scenario())
     assert pid != first and restarts == 1
+
+
+def test_a_member_waiting_out_its_backoff_is_restarting_in_its_status() -> None:
+    """Not 'exited', which a member that is over shows too: 'restarting', and when."""
+    import re
+
+    crasher = ProcSpec("c", ("sh", "-c", "exit 3"), on_exit="restart", max_restarts=5)
+
+    async def scenario() -> tuple[dict[str, object], dict[str, object]]:
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def long_backoff(delay: float) -> None:
+            await never  # only the stop ends it
+
+        engine = Engine(CastSpec((crasher,)), Bus(), sleep=long_backoff)
+        waiting: asyncio.Queue[None] = asyncio.Queue()
+        engine.bus.subscribe(lambda e: waiting.put_nowait(None)
+                             if isinstance(e, Note) and e.text.startswith("restarting in")
+                             else None, [Note])
+        run = asyncio.ensure_future(engine.run())
+        await asyncio.wait_for(waiting.get(), 30)
+        during = engine.status()[0]
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return during, engine.status()[0]
+
+    during, after = asyncio.run(scenario())
+    assert during["state"] == "restarting", during
+    assert re.fullmatch(r"its restart in \d+\.\d s \(restart 1 of 5\)",
+                        str(during["waiting_for"])), during
+    assert (after["state"], after["waiting_for"]) == ("exited", None), after
 
 
 def test_a_restart_request_cuts_the_backoff_short_and_starts_the_count_afresh() -> None:
@@ -1683,6 +1715,64 @@ def test_what_a_member_started_outside_its_group_shares_its_grace_in_its_wave() 
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_member_on_its_way_out_as_the_stop_begins_ended_on_its_own() -> None:
+    """x has called exit(3) and its process is being torn down (512 MB to free: tens of
+    milliseconds before it is a zombie and its pidfd says so) when the cast's stop first
+    touches it: its exit is its own failure (status 3), not the stop's doing (it used to be
+    judged "stopped", the run's status that of the signal that stopped the cast)."""
+    script = ("import os, sys\nheld = bytearray(512 * 1024 * 1024)\n"
+              "for i in range(0, len(held), 4096): held[i] = 1\n"
+              "print('up', flush=True)\nsys.stdin.readline()\nos._exit(3)\n")
+    x = ProcSpec("x", (sys.executable, "-c", script), ready="^up", pty="stdout")
+    y = ProcSpec("y", ("sleep", "60"))
+
+    def exiting_or_gone(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            return True
+        return fields[0] == b"Z" or bool(int(fields[6]) & 0x4)  # PF_EXITING
+
+    async def scenario() -> tuple[int, list[Event]]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((x, y)), bus, grace=5.0)
+        run = await _running(engine, "x")
+        member = engine.members["x"]
+        assert member.pid is not None
+        member.send(b"go\n")
+        deadline = time.monotonic() + 30
+        while not exiting_or_gone(member.pid):  # (the loop waits: its exit is not seen)
+            assert time.monotonic() < deadline, "x did not exit"
+        engine.request_stop()
+        return await asyncio.wait_for(run, 30), recorder.events
+
+    status, events = asyncio.run(scenario())
+    exited = next(e for e in events if isinstance(e, Exited) and e.name == "x")
+    assert (exited.returncode, exited.stopped, status) == (3, False, 3), events
+
+
+def test_a_grace_finer_than_a_tenth_of_a_second_is_said_as_it_was_set() -> None:
+    """stop_timeout = 0.05: 'ignored SIGTERM for 0.05 s', not '0.0 s'."""
+    stubborn = ProcSpec("a", ("sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done"),
+                        ready="^up", stop_timeout=0.05)
+
+    async def scenario() -> list[str]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((stubborn,)), bus, grace=5.0)
+        run = await _running(engine, "a")
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return recorder.notes()
+
+    notes = asyncio.run(scenario())
+    assert "ignored SIGTERM for 0.05 s; sent SIGKILL to its process group" in notes, notes
 
 
 def test_a_misspelt_variable_is_said_before_the_members_start() -> None:

@@ -394,7 +394,8 @@ class Engine:
     def status(self) -> list[dict[str, Any]]:
         """One record per member: name, pid, state, uptime, restarts, its exit code,
         ``last_exit`` (that code, or while it runs again, its last run's) and ``waiting_for``:
-        while it runs but is not ready yet (state ``starting``), what it waits for."""
+        while it runs but is not ready yet (state ``starting``), what it waits for; while it
+        waits out a restart's backoff (``restarting``), when that restart comes."""
         records = []
         for member in self.members.values():
             record = member.statistics()
@@ -406,6 +407,11 @@ class Engine:
             if starting:
                 record["state"] = "starting"
             record["waiting_for"] = seat.waiting_for if starting else None
+            if record["state"] == "exited" and seat.backoff_ends is not None:
+                ends, which = seat.backoff_ends
+                left = max(ends - time.monotonic(), 0.0)
+                record["state"] = "restarting"  # (waiting out its backoff)
+                record["waiting_for"] = f"its restart in {left:.1f} s ({which})"
             record["restarts"] = seat.restarts
             record["last_exit"] = (record["returncode"] if record.get("returncode") is not None
                                    else seat.last_exit)
@@ -1079,12 +1085,12 @@ class Engine:
             return None
         delay = backoff_delay(attempt)
         attempt += 1
-        self.bus.publish(Note(f"restarting in {delay:.1f} s "
-                              f"(restart {attempt} of {spec.max_restarts})", name=member.name))
+        which = f"restart {attempt} of {spec.max_restarts}"
+        self.bus.publish(Note(f"restarting in {delay:.1f} s ({which})", name=member.name))
         if returncode != 0:  # down after failing, until its next run
             self._seats[member.name].down_after_failure = (
                 exit_status(returncode), f"{member.name} {how}", member.ended_at)
-        if not await self._backoff(member.name, delay):
+        if not await self._backoff(member.name, delay, which):
             return None  # (that restart never happened: it is not counted)
         return attempt
 
@@ -1121,18 +1127,21 @@ class Engine:
         self.request_stop(f"{member.name} gave up restarting: stopping the cast",
                           by=member.name)
 
-    async def _backoff(self, name: str, delay: float) -> bool:
-        """Wait ``delay`` seconds before restarting ``name``, cut short by a restart request;
-        False if the cast began to stop first."""
+    async def _backoff(self, name: str, delay: float, which: str) -> bool:
+        """Wait ``delay`` seconds before restarting ``name`` (``which`` restart: its status
+        says so meanwhile), cut short by a restart request; False if the cast began to stop
+        first."""
         assert self._stop is not None
         seat = self._seats[name]
         sleeper = asyncio.ensure_future(self._sleep(delay))
-        wake = seat.backoff = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        wake = seat.backoff = loop.create_future()
+        seat.backoff_ends = (loop.time() + delay, which)
         try:
             await first(sleeper, wake, self._stop)
         finally:
             sleeper.cancel()
-            seat.backoff = None
+            seat.backoff = seat.backoff_ends = None
         return not self.stopping
 
     async def _wait_ready(self, member: Process, run: RunWatch) -> bool:

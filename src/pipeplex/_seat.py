@@ -18,10 +18,10 @@ class Seat:
     A plain class, not a dataclass: a dataclass of this size costs half a millisecond to
     make at import, which every cast's start would pay."""
 
-    __slots__ = ("added", "backoff", "captured", "down_after_failure", "last_exit",
-                 "not_started_because", "port_taken", "ready", "ready_last", "removing",
-                 "restart_requested", "restarted", "restarts", "start_requested", "supervising",
-                 "supervisor", "up", "up_now", "waiting_for")
+    __slots__ = ("added", "backoff", "backoff_ends", "captured", "down_after_failure",
+                 "last_exit", "not_started_because", "port_taken", "ready", "ready_last",
+                 "removing", "restart_requested", "restarted", "restarts", "start_requested",
+                 "supervising", "supervisor", "up", "up_now", "waiting_for")
 
     def __init__(self) -> None:
         self.ready: asyncio.Future[None] | None = None
@@ -56,6 +56,8 @@ class Seat:
         come meanwhile."""
         self.backoff: asyncio.Future[None] | None = None
         """While it waits out a restart's backoff: set to cut the wait short."""
+        self.backoff_ends: tuple[float, str] | None = None
+        """Meanwhile: when that wait ends (the loop's clock), and which restart it is for."""
         self.down_after_failure: tuple[int, str, float] | None = None
         """Down after failing, until its next run: its status, how and when it ended (a stop
         before that run leaves it ended so: a failure of the run, then)."""

@@ -170,7 +170,7 @@ class Stopper:
                 self._announce(member, "closed its stdin")
                 left = stdin_grace
             await first(exit_seen, self._force, within=max(left, 0.0))
-            said = f"still running {stdin_grace:.1f} s after its stdin closed; "
+            said = f"still running {_seconds(stdin_grace)} s after its stdin closed; "
         refused = None
         escaped: asyncio.Future[None] | None = None
         try:
@@ -181,7 +181,7 @@ class Stopper:
                     self._announce(member, said + _terminating(member))
                 else:
                     self._announce(member, f"{said}may not signal it: its processes run as "
-                                           f"{refused.owner}; waiting {grace:.1f} s for it "
+                                           f"{refused.owner}; waiting {_seconds(grace)} s for it "
                                            "to end", "warning")
                 # What it started outside its group too, now: one grace for both, not
                 # one after the other.
@@ -220,8 +220,8 @@ class Stopper:
                 member.signal_to_stop(signal.SIGKILL)
             except SignalRefused as no_kill:
                 # Nothing pipeplex may do: it is said, with how to do it, and waited for.
-                waited = ("" if self._force.done() else f"still running after {grace:.1f} s, "
-                          "and " if refused else f"ignored SIGTERM for {grace:.1f} s, and ")
+                waited = ("" if self._force.done() else f"still running after {_seconds(grace)} s, "
+                          "and " if refused else f"ignored SIGTERM for {_seconds(grace)} s, and ")
                 self._announce(member, f"{waited}may not be killed: its processes run as "
                                        f"{no_kill.owner}; waiting for it to end (stop it as "
                                        f"that user: sudo kill -KILL -- -{no_kill.pgid})",
@@ -231,7 +231,7 @@ class Stopper:
                 if self._force.done():
                     self._announce(member, "sent SIGKILL to its process group", "warning")
                 else:
-                    self._announce(member, f"ignored SIGTERM for {grace:.1f} s; sent SIGKILL "
+                    self._announce(member, f"ignored SIGTERM for {_seconds(grace)} s; sent SIGKILL "
                                            "to its process group", "warning")
             await asyncio.shield(exit_seen)
         if member.pid == pid:
@@ -284,7 +284,7 @@ class Stopper:
         if self._force.done():
             what = "sent SIGKILL to the processes left in its process group"
         else:
-            what = (f"processes left in its process group ignored SIGTERM for {grace:.1f} s; "
+            what = (f"processes left in its process group ignored SIGTERM for {_seconds(grace)} s; "
                     "sent them SIGKILL")
         try:
             member.signal_to_stop(signal.SIGKILL)
@@ -519,7 +519,7 @@ class Stopper:
             what = f"sent SIGKILL to {_processes(killed)} it left outside its process group"
         else:
             what = (f"{_processes(killed)} it left outside its process group ignored SIGTERM "
-                    f"for {grace:.1f} s; sent {_them(killed)} SIGKILL")
+                    f"for {_seconds(grace)} s; sent {_them(killed)} SIGKILL")
         self._announce(member, what, "warning")
         await self._alive_after(member, killed, loop.time() + LEFTOVER_KILL_WAIT)
 
@@ -604,7 +604,7 @@ def _strays_killed(killed: list[Escaped], groups: list[int], termed: list[Escape
         also = ""
     if forced:
         return f"sent SIGKILL to {what}{also}"
-    return f"{what} ignored SIGTERM for {grace:.1f} s; sent {them} SIGKILL{also}"
+    return f"{what} ignored SIGTERM for {_seconds(grace)} s; sent {them} SIGKILL{also}"
 
 
 def _outside(process: Escaped, group: int) -> bool:
@@ -621,6 +621,11 @@ def _killpg_all(groups: list[int], signals: tuple[int, ...]) -> None:
             # (Empty by now; or all its processes run as another user, said by the caller.)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, sig)
+
+
+def _seconds(value: float) -> str:
+    """A grace as it was given: ``1.0``, ``0.25``, ``0.01`` (not ``0.0``)."""
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
 
 
 def _terminating(member: Process) -> str:

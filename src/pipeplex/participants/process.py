@@ -1057,9 +1057,11 @@ class Process:
         already exited, its exit not read yet, ended before the stop (a server that crashed
         as a scenario's last step matched, its client's exit seen first): so it is judged
         (:attr:`exited_before_stop`), not as an end the stop caused. Only the stop's first
-        touch looks: by the next (its SIGTERM after the EOF), the exit may be the stop's."""
+        touch looks: by the next (its SIGTERM after the EOF), the exit may be the stop's. A
+        process on its way out (Linux's PF_EXITING: it has called ``exit``, and becomes a
+        zombie a millisecond or so later) has ended before the stop too."""
         if not self.stopping:
-            self.exited_before_stop = self._exited_unread()
+            self.exited_before_stop = self._exited_unread() or self._exiting()
         self.stopping = True
         self.state = "stopping"
         if self._stop_begun is not None and not self._stop_begun.done():
@@ -1082,6 +1084,11 @@ class Process:
     def _exited_unread(self) -> bool:
         """Its process has exited, and its pidfd says so, unread yet."""
         return self._pidfd is not None and exits_within(self._pidfd, 0)
+
+    def _exiting(self) -> bool:
+        """Its process is exiting (not a zombie yet)."""
+        flags = child_flags(self.pid) if self.pid is not None and self.running else None
+        return flags is not None and bool(flags & PF_EXITING)
 
     def signal_as_asked(self, sig: int) -> bool:
         """Send ``sig`` as a person asks for it (the console, ``pipeplex signal``, the API):
