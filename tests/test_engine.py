@@ -215,6 +215,17 @@ async def _restart_error(engine: Engine, name: str) -> str:
     return ""
 
 
+def _kill(pids: list[int]) -> None:
+    """What a test's members left running, should the test fail before pipeplex stops it."""
+    import signal
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 async def _running(engine: Engine, name: str) -> asyncio.Future[int]:
     """Run ``engine`` until member ``name`` is ready; the run's future."""
     ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -1602,11 +1613,7 @@ def test_a_stop_does_not_wait_out_the_drain_for_output_held_outside_the_group(
             assert ("its stderr and stdout are still open in a process it started; what "
                     "that writes there is still shown") in notes, notes
     finally:
-        for pid in held:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill(held)
 
 
 def test_what_a_run_started_outside_its_group_is_stopped_at_a_restart_and_at_the_end() -> None:
@@ -1615,7 +1622,6 @@ def test_what_a_run_started_outside_its_group_is_stopped_at_a_restart_and_at_the
     cast stops the new run's, each announced, found by the run's id in its environment."""
     import re
     import select
-    import signal
 
     member = ProcSpec("m", (sys.executable, "-c", DAEMON), ready="^daemon")
     daemons: list[int] = []
@@ -1660,11 +1666,7 @@ def test_what_a_run_started_outside_its_group_is_stopped_at_a_restart_and_at_the
             except OSError:  # ENOENT at open, or ESRCH when reaped between open and read
                 continue
     finally:
-        for pid in daemons:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill(daemons)
 
 
 def test_what_a_member_started_outside_its_group_shares_its_grace_in_its_wave() -> None:
@@ -1673,7 +1675,6 @@ def test_what_a_member_started_outside_its_group_shares_its_grace_in_its_wave() 
     a's SIGKILL (it used to get it once every member had been killed); and it goes in a's
     wave, after b has stopped, as a's part of the cast."""
     import re
-    import signal
 
     daemon = "setsid sh -c 'trap \"\" TERM; echo daemon $$; exec sleep 60' </dev/null"
     a = ProcSpec("a", ("sh", "-c", f"{daemon} & trap '' TERM; sleep 60 & wait"),
@@ -1710,11 +1711,7 @@ def test_what_a_member_started_outside_its_group_shares_its_grace_in_its_wave() 
         assert ("a", f"1 process (pid {daemons[0]}) it left outside its process group "
                      "ignored SIGTERM for 0.5 s; sent it SIGKILL") in said, said
     finally:
-        for pid in daemons:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill(daemons)
 
 
 def test_a_member_on_its_way_out_as_the_stop_begins_ended_on_its_own() -> None:
