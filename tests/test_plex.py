@@ -1689,6 +1689,36 @@ def test_a_child_forked_while_a_plex_runs_cannot_use_it_nor_keep_its_members_ali
             parent.kill()
 
 
+FORKED_STDIN = """\
+import os
+import pipeplex
+reader, writer = os.pipe()
+with pipeplex.Plex(grace=1) as plex:
+    members = [plex.spawn(f"cat{i}", "cat", pty=mode) for i, mode in enumerate(("stdout", False))]
+    child = os.fork()
+    if child == 0:  # (as multiprocessing's fork start method: it runs on)
+        os.close(writer)
+        os.read(reader, 1)  # (until the parent is done)
+        os._exit(0)
+    for member in members:
+        member.close_stdin()
+        try:
+            print(member.name, member.wait(timeout=10), flush=True)
+        except TimeoutError as exc:
+            print(member.name, exc, flush=True)
+    os.close(writer)
+    os.waitpid(child, 0)
+"""
+
+
+def test_a_child_forked_while_a_plex_runs_does_not_hold_its_members_stdin_open() -> None:
+    """The child's copy of a member's stdin pipe kept the EOF of close_stdin() from the
+    member for as long as the child lived: cat never ended."""
+    result = subprocess.run([sys.executable, "-c", FORKED_STDIN], capture_output=True,
+                            text=True, timeout=LONG)
+    assert result.stdout.splitlines() == ["cat0 0", "cat1 0"], result
+
+
 def test_closing_a_plex_gives_every_member_its_eof_at_once() -> None:
     """The members' graces at EOF run together, not one member's after another's (each
     member spawned is a wave of its own: a hundred took 30 s to close); the SIGTERMs still
@@ -1861,3 +1891,43 @@ def test_captured_values_are_read_from_python_and_used_by_a_later_spawn() -> Non
         plex.variables["port"] = "1"  # (a copy: the plex's own stay)
         client = plex.spawn("client", "echo port={port}")
         client.expect("^port=41234$")
+
+
+DIRTY_SIGNALS = """\
+import signal, sys, threading, warnings
+import pipeplex
+warnings.simplefilter("always")
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1})
+for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
+    signal.signal(sig, signal.SIG_IGN)
+
+def plex_of(mode, label=None):
+    with pipeplex.Plex(timeout=30, grace=30, pty=mode) as plex:
+        m = plex.spawn("m", ["sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status | "
+                                         "tr '\\\\n' ' '; echo; exit 3"])
+        m.expect(r"\\n")
+        s = plex.spawn("s", "sleep 60")
+        s.signal("TERM")
+        print(label or mode, m.before.split(), m.wait(), s.wait(), flush=True)
+
+for mode in ("stdout", True, False):
+    plex_of(mode)
+thread = threading.Thread(target=plex_of, args=(False, "thread"))
+thread.start()
+thread.join()
+"""
+
+
+def test_members_start_clean_whatever_the_program_ignores_or_blocks() -> None:
+    """A program (a test suite run as `pytest &`, under nohup, or code of its own) ignores
+    SIGINT, SIGQUIT, SIGHUP and SIGCHLD and blocks SIGTERM and SIGUSR1: its members still
+    start with every signal at its default and none blocked, in every mode and from a plex
+    in another thread; a member's SIGTERM ends it; and exit statuses are not lost to the
+    kernel's reaping of children while SIGCHLD is ignored (it used to make each read 0),
+    which pipeplex sets back to the default, with a warning."""
+    result = subprocess.run([sys.executable, "-c", DIRTY_SIGNALS], capture_output=True,
+                            text=True, timeout=LONG)
+    clean = "['SigBlk:', '0000000000000000', 'SigIgn:', '0000000000000000'] 3 -15"
+    assert result.stdout.splitlines() == [
+        f"stdout {clean}", f"True {clean}", f"False {clean}", f"thread {clean}"], result
+    assert result.stderr.count("SIGCHLD was ignored in this process") == 1, result.stderr

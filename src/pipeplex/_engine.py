@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
@@ -27,7 +28,7 @@ from ._printable import printable
 from ._readiness import LOOPBACK_SAID, RunWatch, listeners, port_accepts
 from ._recent import RecentOutput
 from ._seat import Seat
-from ._signals import describe_returncode, exit_status, signal_name
+from ._signals import describe_returncode, exit_status, reap_children_again, signal_name
 from ._stopping import EOF_GRACE, Stopper, first
 from ._verdict import Failure, Verdict
 from .cast.order import after_first, stop_order
@@ -53,6 +54,10 @@ __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure",
 NO_PROC = ("/proc is not mounted here: what members start outside their process groups (a "
            "daemon's setsid) cannot be found, and is not stopped with the cast, nor if pipeplex "
            "is killed; mount /proc to have it stopped")
+
+SIGCHLD_IGNORED = ("SIGCHLD was ignored in this process (set in it, or inherited from what "
+                   "started it), so the kernel would reap each member as it exits and every exit "
+                   "status would read 0: pipeplex set SIGCHLD back to its default")
 
 
 def _proc_mounted() -> bool:
@@ -455,6 +460,9 @@ class Engine:
             self.bus.publish(Note(text, level="warning"))
         if not _proc_mounted():  # (a chroot, a bare sandbox)
             self.bus.publish(Note(NO_PROC, level="warning"))
+        if reap_children_again():  # (a program using the API: the command cleans its own)
+            self.bus.publish(Note(SIGCHLD_IGNORED, level="warning"))
+            warnings.warn(SIGCHLD_IGNORED, RuntimeWarning, stacklevel=1)
         if self._early_stop:
             reason, interrupted_by = self._early_stop
             self.request_stop(reason, interrupted_by=interrupted_by)

@@ -12,8 +12,10 @@ __all__ = (
     "clean_inherited_signals",
     "describe_returncode",
     "exit_status",
+    "ignored_for_children",
     "inherited_as_ignored",
     "parse_signal",
+    "reap_children_again",
     "signal_name",
 )
 
@@ -83,6 +85,11 @@ def _ignore(signum: int, frame: object) -> None:
     """Does nothing, like SIG_IGN, except that exec() resets it to the default."""
 
 
+_cleaned = False
+"""Whether :func:`clean_inherited_signals` has run: the command's own process, whose
+children start clean without a look at each spawn."""
+
+
 def clean_inherited_signals(held: Iterable[int] = ()) -> None:
     """Undo what a parent may have done to us, so our children start clean.
 
@@ -92,6 +99,7 @@ def clean_inherited_signals(held: Iterable[int] = ()) -> None:
     signal mask, which exec() keeps as well, but for ``held``: the caller unblocks those
     before it starts a child.
     """
+    global _cleaned
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
     for sig in signal.valid_signals():
         if sig in _RESET_BY_SPAWN:
@@ -101,6 +109,50 @@ def clean_inherited_signals(held: Iterable[int] = ()) -> None:
                 signal.signal(sig, _ignore)
         except (OSError, ValueError):  # SIGKILL, SIGSTOP, and those the C library keeps
             pass
+    _cleaned = True
+
+
+def ignored_for_children() -> frozenset[int] | None:
+    """What a child spawned from this thread now would start with, that it should not: the
+    signals this process ignores (exec() keeps them ignored), or an empty set when only
+    the thread's signal mask (which exec() keeps too) is not empty; None when a child
+    starts clean. The Python API runs in programs that may have set either, or inherited
+    it (a test suite run as ``pytest &`` ignores SIGINT and SIGQUIT); the command cleans
+    its own state first (:func:`clean_inherited_signals`) and is not looked at."""
+    if _cleaned:
+        return None
+    ignored = _ignored() - _RESET_BY_SPAWN
+    if ignored or signal.pthread_sigmask(signal.SIG_BLOCK, ()):
+        return ignored
+    return None
+
+
+def reap_children_again() -> bool:
+    """With SIGCHLD ignored, set here or inherited (exec() keeps it), the kernel reaps
+    every child as it exits, and its exit status is lost: each would read 0. Set it back
+    to the default (from any thread: the C library's own call); whether it was so."""
+    if signal.SIGCHLD not in _ignored():
+        return False
+    import ctypes
+    import threading
+
+    ctypes.CDLL(None).signal(signal.SIGCHLD, signal.SIG_DFL)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # (and Python's record of it)
+    return True
+
+
+def _ignored() -> frozenset[int]:
+    """The signals this process ignores, as the kernel has them (``/proc/self/status``;
+    where /proc is not mounted, as Python has them)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            bits = next(int(line.split()[1], 16) for line in status
+                        if line.startswith(b"SigIgn:"))
+    except (OSError, StopIteration, ValueError):
+        return frozenset(sig for sig in signal.valid_signals()
+                         if signal.getsignal(sig) == signal.SIG_IGN)
+    return frozenset(sig for sig in range(1, bits.bit_length() + 1) if bits >> (sig - 1) & 1)
 
 
 def inherited_as_ignored(sig: int) -> bool:

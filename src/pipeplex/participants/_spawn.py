@@ -3,6 +3,7 @@ could reach it before its program runs, and why a spawn failed, in words."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -10,6 +11,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping
 
+from .._signals import ignored_for_children
 from ._proc import PF_EXITING, PF_FORKNOEXEC, child_flags
 from ._pty import make_controlling_tty
 
@@ -39,16 +41,19 @@ def spawn(argv: list[str], *, full_terminal: bool, executable: str | None, stdin
     most twice more). A full terminal's child is forked (its set-up runs Python code) and
     would run pipeplex's own handler, telling pipeplex's loop of the signal a second time
     (and a second Ctrl-C skips the grace): pipeplex holds those signals back while it forks,
-    and the child drops what came before it takes them again (:func:`_own_terminal`)."""
+    and the child drops what came before it takes them again (:func:`_in_child`). So is the
+    child of a process that ignores or blocks signals (a program using the Python API): it
+    sets them back to the default before its program runs, as a member must start."""
     def popen(preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, executable=executable, stdin=stdin, stdout=stdout,
                                 stderr=stderr, cwd=cwd, env=env, start_new_session=True,
                                 preexec_fn=preexec_fn)
 
-    if full_terminal:
+    ignored = ignored_for_children()
+    if full_terminal or ignored is not None:
         held = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
         try:
-            return popen(functools.partial(_own_terminal, held))
+            return popen(functools.partial(_in_child, held, full_terminal, ignored))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
     child = popen()
@@ -60,11 +65,19 @@ def spawn(argv: list[str], *, full_terminal: bool, executable: str | None, stdin
     return child
 
 
-def _own_terminal(held: set[int]) -> None:
-    """In a full terminal's child, after its setsid(): drop what pipeplex's group got while
-    the child was in it, and make the pty its terminal."""
+def _in_child(held: set[int], full_terminal: bool, ignored: frozenset[int] | None) -> None:
+    """In a forked child, after its setsid(): drop what pipeplex's group got while the
+    child was in it; make the pty its terminal (a full terminal's); and start with every
+    signal at its default and none blocked, whatever this process ignored or blocked
+    (``ignored``: None when it did neither)."""
     drop_group_signals(held)
-    make_controlling_tty()
+    if full_terminal:
+        make_controlling_tty()
+    if ignored is not None:
+        for sig in ignored:
+            with contextlib.suppress(OSError, ValueError):  # (the C library's own)
+                signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
 def drop_group_signals(held: set[int]) -> None:

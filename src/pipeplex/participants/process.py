@@ -21,6 +21,7 @@ import subprocess
 import termios
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Literal
 
@@ -139,6 +140,7 @@ class Process:
         env_overrides: Mapping[str, str] | None = None,
         guardian: Guardian | None = None,
     ) -> None:
+        _LIVE.add(self)
         self.spec = spec
         self.name = spec.name
         self.state: ProcessState = "pending"
@@ -1192,6 +1194,24 @@ class Process:
             "returncode": self.returncode,
             "pending_input": self.input_waiting,
         }
+
+
+_LIVE: weakref.WeakSet[Process] = weakref.WeakSet()
+
+
+def _let_go_in_child() -> None:
+    """In a child forked from this process (``multiprocessing``'s default start, a library
+    that daemonises): close each member's stdin pipe, whose copy there would keep the
+    member from ever reading to its end (the EOF that closing its stdin gives)."""
+    for process in list(_LIVE):
+        fd = getattr(process, "_stdin", None)  # (one made as the fork came: not yet)
+        if fd is not None and not process._stdin_is_pty:
+            process._stdin = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+os.register_at_fork(after_in_child=_let_go_in_child)
 
 
 def _suspended(pid: int) -> bool:
