@@ -317,6 +317,34 @@ def test_a_member_that_failed_unseen_is_reported(pytester: pytest.Pytester) -> N
     assert result.stdout.str().count("never looked at") == 2
 
 
+def test_a_member_that_fails_at_the_end_of_input_the_teardown_gives_is_reported(
+        pytester: pytest.Pytester) -> None:
+    """A background server that crashes as the plex stops it (at the EOF the stop gives it,
+    before any signal) fails on its own, as `pipeplex test` judges it: a warning at the test's
+    line. Not one that ends well there, nor one that exits non-zero on SIGTERM, nor a client
+    whose server, spawned before it, ended in the stop before it."""
+    pytester.makepyfile("""
+        import sys
+        CRASH = [sys.executable, "-c", "import sys\\nprint('serving', flush=True)\\n"
+                 "sys.stdin.read()\\nprint('Traceback', file=sys.stderr)\\nsys.exit(3)"]
+        def test_crash_at_shutdown(plex):
+            plex.spawn("srv", CRASH, background=True).expect("serving")
+        def test_clean_at_shutdown(plex):
+            plex.spawn("srv", ["sh", "-c", "echo serving; cat >/dev/null"],
+                       background=True).expect("serving")
+        def test_term_exits_1(plex):
+            plex.spawn("srv", ["sh", "-c", "trap 'exit 1' TERM; echo serving; "
+                                           "while :; do sleep 1; done"],
+                       background=True).expect("serving")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "default",
+                                           "--pipeplex-grace", "5")
+    result.assert_outcomes(passed=3, warnings=1)
+    result.stdout.fnmatch_lines([
+        "*:4: PipeplexWarning: *::test_crash_at_shutdown passed, but members failed as the "
+        "plex stopped them at its end: srv exited with code 3 (have them end well*"])
+
+
 def test_members_ending_by_themselves_are_not_reported(pytester: pytest.Pytester) -> None:
     """A member that is ending as the test returns (it printed its last line, or its stdin
     was just closed) is given the moment it needs: no warning, so no error with -W error."""

@@ -36,6 +36,7 @@ from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, InputSent, Note, Stream
 from ._signals import describe_returncode
 from ._stopping import EOF_GRACE
+from ._verdict import Failure
 from .cast.checks import check_commands, check_fields, check_name
 from .cast.spec import CastSpec, ProcSpec, StderrMode, split_command
 from .errors import (
@@ -396,6 +397,9 @@ class AsyncPlex:
         self._hosting: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         """The one closing of the plex, which every aclose() waits for."""
+        self._failures: list[Failure] = []
+        """Once it is closed: the members that failed on their own, by the rules of a run's
+        exit status (an error at the EOF the close gave one too), for the pytest fixture."""
         self._merged = MergedTranscript(Renderer([], sanitize=False))
         self.bus.subscribe(self._merged, (*SHOWN, InputSent))
         self._members: dict[str, AsyncMember] = {}
@@ -856,6 +860,7 @@ class AsyncPlex:
                     self._hosting.cancel()
                 await asyncio.gather(self._hosting, return_exceptions=True)
             self._close_outputs()
+            self._failures = list(engine.failures)
             self._engine = None
 
     def _close_outputs(self) -> None:

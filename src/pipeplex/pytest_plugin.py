@@ -73,6 +73,7 @@ _PLEX_KEY = pytest.StashKey[Plex]()
 _QUIET_KEY = pytest.StashKey[bool]()
 _LEFT_KEY = pytest.StashKey[list[str]]()
 _FAILED_KEY = pytest.StashKey[list[str]]()
+_STOP_FAILED_KEY = pytest.StashKey[list[str]]()
 _USED_KEY = pytest.StashKey[list[AsyncPlex]]()
 _BEGAN_KEY = pytest.StashKey[float]()
 
@@ -212,6 +213,11 @@ def plex(request: pytest.FixtureRequest) -> Iterator[Plex]:
             failed = _failed_unseen(cast, seen)
             if failed:
                 item.stash[_FAILED_KEY] = failed
+        closing = time.monotonic()
+    if not item.stash.get(_QUIET_KEY, False):
+        in_stop = _failed_in_stop(cast, closing)
+        if in_stop:
+            item.stash[_STOP_FAILED_KEY] = in_stop
 
 
 def _failed_unseen(cast: Plex, seen: set[str]) -> list[str]:
@@ -230,6 +236,17 @@ def _failed_unseen(cast: Plex, seen: set[str]) -> list[str]:
             assert code is not None
             failed.append(f"{member.name} ({describe_returncode(code)})")
     return failed
+
+
+def _failed_in_stop(cast: Plex, closing: float) -> list[str]:
+    """The members that failed on their own as the plex stopped them, by the rules of a
+    run's exit status: an error at the EOF the stop gave one, before any signal (a server
+    that crashes as it shuts down), unless a member spawned no later than it ended in the
+    stop before it. Not those of a file the test loaded."""
+    loaded = cast._async._scenario
+    declared = set(loaded.cast.names) if loaded is not None else set()
+    return [f"{failure.reason.split('; ', 1)[0]}" for failure in cast._async._failures
+            if failure.at >= closing and failure.name not in declared]
 
 
 def _still_running(cast: Plex) -> list[str]:
@@ -269,6 +286,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         _warn_at_test(item, f"{item.nodeid} passed, but members failed that it never looked "
                             f"at: {', '.join(failed)} (check member.wait() or "
                             "member.returncode to make that part of the test)")
+    failed = item.stash.get(_STOP_FAILED_KEY, None)
+    if failed:
+        del item.stash[_STOP_FAILED_KEY]
+        _warn_at_test(item, f"{item.nodeid} passed, but members failed as the plex stopped "
+                            f"them at its end: {'; '.join(failed)} (have them end well at the "
+                            "end of their input, or close their stdin and wait() for them in "
+                            "the test)")
 
 
 def _warn_at_test(item: pytest.Item, message: str) -> None:
@@ -295,6 +319,7 @@ def pytest_runtest_makereport(
         _forget(item.stash, _QUIET_KEY)
         _forget(item.stash, _LEFT_KEY)
         _forget(item.stash, _FAILED_KEY)
+        _forget(item.stash, _STOP_FAILED_KEY)
     if report.failed:
         if cast is not None:
             _attach(item, report, cast.transcript())
