@@ -121,7 +121,9 @@ def ignored_for_children() -> frozenset[int] | None:
     its own state first (:func:`clean_inherited_signals`) and is not looked at."""
     if _cleaned:
         return None
-    ignored = _ignored() - _RESET_BY_SPAWN
+    # (Not the C library's own two, which no call here can set: a process that make or
+    # another posix_spawn() started has one ignored, and its threads take it anyway.)
+    ignored = (_ignored() & signal.valid_signals()) - _RESET_BY_SPAWN
     if ignored or signal.pthread_sigmask(signal.SIG_BLOCK, ()):
         return ignored
     return None
