@@ -195,6 +195,8 @@ class Renderer:
         if isinstance(event, Started):
             self._cut_out.discard(event.name)  # (a new run's lines are its own)
             self._cut_err.discard(event.name)
+            if event.terminal:  # (one spawned as the cast runs: an API's plex)
+                self._crlf.add(event.name)
             return self.render_note(f"started (pid {event.pid})", event.name, "info", event.t)
         if isinstance(event, Exited):
             how = describe_returncode(event.returncode)
