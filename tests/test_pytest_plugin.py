@@ -44,6 +44,27 @@ def test_a_failing_test_shows_the_transcript(pytester: pytest.Pytester) -> None:
     assert "cat | evidence line" in (pytester.path / "r.xml").read_text()
 
 
+def test_a_failing_test_shows_what_its_members_wrote_as_they_were_stopped(
+        pytester: pytest.Pytester) -> None:
+    """The section taken at the failure ends there; the stop at teardown comes after it (a
+    server's shutdown traceback): shown under the failure in a section of its own."""
+    pytester.makepyfile("""
+        import sys
+        SERVER = [sys.executable, "-c", "import sys\\nprint('serving', flush=True)\\n"
+                  "sys.stdin.read()\\nprint('Traceback: flush failed', file=sys.stderr)\\n"
+                  "sys.exit(3)"]
+        def test_fails(plex):
+            plex.spawn("srv", SERVER, background=True).expect("serving")
+            assert False, "a wrong answer"
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*- pipeplex transcript -*", "srv | serving",
+                                 "*- pipeplex transcript: the stop at teardown -*",
+                                 "srv * closed its stdin", "srv ! Traceback: flush failed",
+                                 "srv * exited with code 3"])
+
+
 def test_casts_a_test_starts_itself_show_their_transcripts_too(
         pytester: pytest.Pytester) -> None:
     """A cast of the test's own fixture, and an AsyncPlex the test ran and closed: their

@@ -74,6 +74,8 @@ _QUIET_KEY = pytest.StashKey[bool]()
 _LEFT_KEY = pytest.StashKey[list[str]]()
 _FAILED_KEY = pytest.StashKey[list[str]]()
 _STOP_FAILED_KEY = pytest.StashKey[list[str]]()
+_FAILED_AT_KEY = pytest.StashKey[float]()
+"""When a failed setup or call took the transcript for its report."""
 _USED_KEY = pytest.StashKey[list[AsyncPlex]]()
 _BEGAN_KEY = pytest.StashKey[float]()
 
@@ -313,15 +315,26 @@ def pytest_runtest_makereport(
     if report.when in ("setup", "call") and not report.passed:
         item.stash[_QUIET_KEY] = True  # failed or skipped: no leftover warning
     cast = item.stash.get(_PLEX_KEY, None)
+    failed_at = item.stash.get(_FAILED_AT_KEY, None)
+    if (report.when == "teardown" and not report.failed and failed_at is not None
+            and cast is not None):
+        # What came after the failure's section was taken: the stop at teardown, where a
+        # server's shutdown traceback or a client's hang shows. (pytest shows a teardown
+        # section under the failure when its title says "teardown".)
+        _attach(item, report, cast.transcript(since=failed_at),
+                title=f"{_SECTION}: the stop at teardown", keep=False)
     if report.when == "teardown":
         # The test is over: let its plex go (a session keeps every item).
         _forget(item.stash, _PLEX_KEY)
+        _forget(item.stash, _FAILED_AT_KEY)
         _forget(item.stash, _QUIET_KEY)
         _forget(item.stash, _LEFT_KEY)
         _forget(item.stash, _FAILED_KEY)
         _forget(item.stash, _STOP_FAILED_KEY)
     if report.failed:
         if cast is not None:
+            if report.when != "teardown":
+                item.stash[_FAILED_AT_KEY] = time.time()
             _attach(item, report, cast.transcript())
         used = item.stash.get(_USED_KEY, [])
         for other in used:
