@@ -247,7 +247,7 @@ def _failed_in_stop(cast: Plex, closing: float) -> list[str]:
     stop before it. Not those of a file the test loaded."""
     loaded = cast._async._scenario
     declared = set(loaded.cast.names) if loaded is not None else set()
-    return [f"{failure.reason.split('; ', 1)[0]}" for failure in cast._async._failures
+    return [failure.reason.split("; ", 1)[0] for failure in cast._async._failures
             if failure.at >= closing and failure.name not in declared]
 
 
