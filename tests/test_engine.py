@@ -1753,6 +1753,41 @@ def test_a_member_on_its_way_out_as_the_stop_begins_ended_on_its_own() -> None:
     assert (exited.returncode, exited.stopped, status) == (3, False, 3), events
 
 
+def test_a_member_whose_main_thread_ended_is_still_stopped_by_the_stop() -> None:
+    """Its main thread called pthread_exit and its other threads run on: its leader is a
+    zombie marked as exiting for as long as they do. It has not ended before the stop: the
+    stop's SIGTERM ends it, and the run's status is 0."""
+    script = ("import ctypes, threading, time\n"
+              "def serve():\n"
+              "    print('serving', flush=True)\n"
+              "    time.sleep(60)\n"
+              "threading.Thread(target=serve).start()\n"
+              "ctypes.CDLL(None).pthread_exit(None)\n")
+    server = ProcSpec("server", (sys.executable, "-c", script), ready="^serving")
+
+    def leader_a_zombie(pid: int) -> bool:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+
+    async def scenario() -> tuple[int, list[Event]]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((server,)), bus, grace=5.0)
+        run = await _running(engine, "server")
+        pid = engine.members["server"].pid
+        assert pid is not None
+        deadline = time.monotonic() + 30
+        while not leader_a_zombie(pid):  # (its main thread gone, the process running)
+            assert time.monotonic() < deadline, "its main thread did not end"
+        engine.request_stop()
+        return await asyncio.wait_for(run, 30), recorder.events
+
+    status, events = asyncio.run(scenario())
+    exited = next(e for e in events if isinstance(e, Exited))
+    assert (exited.returncode, exited.stopped, status) == (-15, True, 0), events
+
+
 def test_a_grace_finer_than_a_tenth_of_a_second_is_said_as_it_was_set() -> None:
     """stop_timeout = 0.05: 'ignored SIGTERM for 0.05 s', not '0.0 s'."""
     stubborn = ProcSpec("a", ("sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done"),

@@ -202,14 +202,17 @@ def test_an_exit_whose_output_its_group_held_is_said_at_the_exit_not_at_the_outp
         ) -> None:
     """sh exits at once, and what it left in its group holds its output for 1.5 s (under
     the 2 s an ended member's last output gets), so its exit is seen only then: the failure
-    still says when sh exited, not when its output ended."""
+    still says when sh exited, and then when its output ended."""
     with Plex() as plex:
         sh = plex.spawn("sh", ["sh", "-c", "(sleep 1.5) & exit 3"])
         with pytest.raises(UnexpectedExit) as exited:
             sh.expect("x", timeout=30)
-        said = re.match(r"sh exited with code 3(, so the wait for 'x' ended at once| ([0-9.]+) "
-                        r"s into the wait for 'x')\n", str(exited.value))
+        said = re.match(r"sh exited with code 3 (as|([0-9.]+) s into) the wait for 'x'( began)?"
+                        r"; its output, held open by a process it left, ended ([0-9.]+) s into "
+                        r"it\n", str(exited.value))
         assert said is not None and (said[2] is None or float(said[2]) < 1.0), exited.value
+        ended = exited.value.output_ended
+        assert ended is not None and ended >= 1.0 and float(said[4]) >= 1.0, exited.value
 
 
 def test_async_expect_exact_failures_name_the_text_given() -> None:

@@ -462,7 +462,8 @@ class Engine:
             self.bus.publish(Note(NO_PROC, level="warning"))
         if reap_children_again():  # (a program using the API: the command cleans its own)
             self.bus.publish(Note(SIGCHLD_IGNORED, level="warning"))
-            warnings.warn(SIGCHLD_IGNORED, RuntimeWarning, stacklevel=1)
+            with contextlib.suppress(Warning):  # (made an error: the run would not start)
+                warnings.warn(SIGCHLD_IGNORED, RuntimeWarning, stacklevel=1)
         if self._early_stop:
             reason, interrupted_by = self._early_stop
             self.request_stop(reason, interrupted_by=interrupted_by)

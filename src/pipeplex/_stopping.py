@@ -333,9 +333,17 @@ class Stopper:
         if self.run_id is None or member.pid is None:
             return
         group = member.pid
-        if self._look is not None:
-            found = await asyncio.shield(self._look)
-        else:
+        look = self._look
+        found: dict[str, list[Escaped]] | None = None
+        if look is not None:
+            try:
+                found = await asyncio.shield(look)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not look.cancelled() or (task is not None and task.cancelling()):
+                    raise  # (this stop was cancelled, not only the cast's look)
+                look = None  # the cast's stop ended first: a look of its own
+        if look is None:
             found = await self._look_for(self.run_id, [member.name],
                                          {*self.checks, *([group] if member.running else [])})
         if found is None:

@@ -194,6 +194,7 @@ class UnexpectedExit(PipeplexError):
         recent: str,
         *,
         output_held: bool = False,
+        output_ended: float | None = None,
     ) -> None:
         from ._signals import describe_returncode
 
@@ -205,11 +206,19 @@ class UnexpectedExit(PipeplexError):
         self.output_held = output_held
         """A process it started held its output open after its exit: the wait went on
         until that output ended (``waited`` is until then)."""
+        self.output_ended = output_ended
+        """Where a process left in its group held its output a while after the exit: how
+        far into the wait that output ended (``waited`` is until the exit)."""
         wait = f"the wait for {_show_patterns(self.patterns)}"
         if output_held:
             when = (f"; its output, held open by a process it started, "
                     f"{'had ended before' if waited < 0.05 else f'ended {waited:.1f} s into'}"
                     f" {wait}")
+        elif output_ended is not None:
+            exited = "as" if waited < 0.05 else f"{waited:.1f} s into"  # (or before)
+            began = " began" if waited < 0.05 else ""
+            when = (f" {exited} {wait}{began}; its output, held open by a process it left, "
+                    f"ended {output_ended:.1f} s into it")
         else:
             when = (f", so {wait} ended at once" if waited < 0.05  # (it had ended, or did then)
                     else f" {waited:.1f} s into {wait}")
@@ -218,7 +227,7 @@ class UnexpectedExit(PipeplexError):
     def naming(self, patterns: Sequence[object]) -> UnexpectedExit:
         """The same failure, naming ``patterns`` (see :meth:`ExpectTimeout.naming`)."""
         return UnexpectedExit(self.name, self.returncode, patterns, self.waited, self.recent,
-                              output_held=self.output_held)
+                              output_held=self.output_held, output_ended=self.output_ended)
 
 
 class NotReady(PipeplexError):

@@ -333,6 +333,11 @@ class TestMemberKeys:
             "echo makes it ready before it answers; make the pattern match only the answer "
             "(anchored, '^...', or with what the answer adds)")
         assert echo_warning_filled(cli, {"port": "x"}) is None
+        # A line whose raw text matches too is said once, filled in, not also as it loads.
+        raw = load(tmp_path, "[procs.cli]\ncmd = 'sh'\npty = true\n"
+                             "input = ['connect {port}']\nready = 'connect'\n")
+        assert cast_warnings(raw) == []
+        assert echo_warning_filled(raw.procs[0], {"port": "1"}) is not None
         assert echo_warning_filled(ProcSpec("p", "sh", input=("echo connect {port}",),
                                             ready="connect \\d+"), {"port": "1"}) is None
 

@@ -22,6 +22,7 @@ from .spec import (
     ready_regex,
     shell_syntax_of,
     split_command,
+    variables_in,
 )
 
 __all__ = ("cast_warnings", "check_limit_warnings", "comment_warnings", "echo_warning_filled",
@@ -44,14 +45,15 @@ def echo_warnings(cast_spec: CastSpec) -> list[str]:
     ``{variables}`` is looked at again as it is typed: :func:`echo_warning_filled`.)"""
     return [_echo_warning(proc, echoed, f"{proc.where('ready') or proc.name}: {proc.name}'s")
             for proc in cast_spec.procs
-            if (echoed := _echoed(proc, proc.input)) is not None]
+            if (echoed := _echoed(proc, [line for line in proc.input
+                                         if not variables_in(line)])) is not None]
 
 
 def echo_warning_filled(proc: ProcSpec, variables: Mapping[str, str]) -> str | None:
     """The same warning, for the member's ``input`` lines with ``{variables}``, once they
     are filled in (as its first run starts: their values were not known before); said
     under its name."""
-    filled = [line for raw in proc.input if (line := expand(raw, variables)) != raw]
+    filled = [expand(raw, variables) for raw in proc.input if variables_in(raw)]
     echoed = _echoed(proc, filled)
     return None if echoed is None else _echo_warning(proc, echoed, "its",
                                                      " (its {variables} filled in)")

@@ -522,9 +522,13 @@ class Matcher:
             rest = found.before if found is not None else ""
             return Expectation(name, patterns.index(EOF), None, rest, "")
         held = member.held_exit is not None
+        output_ended = None
         if not held and member.exited_at is not None:
             # When it exited, not when that was seen (its output's end): 0 if it had
             # ended before the wait began.
-            waited = min(waited, max(0.0, waited - (time.monotonic() - member.exited_at)))
+            exited = min(waited, max(0.0, waited - (time.monotonic() - member.exited_at)))
+            if waited - exited >= 0.5:  # (a process left in its group held the output)
+                output_ended = waited
+            waited = exited
         raise UnexpectedExit(name, returncode, patterns, waited, self._recent(name),
-                             output_held=held)
+                             output_held=held, output_ended=output_ended)

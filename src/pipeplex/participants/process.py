@@ -32,7 +32,7 @@ from ..cast.spec import ProcSpec, expand
 from ..errors import SignalRefused, SpawnError
 from ._framing import LineFramer
 from ._group import exits_within, live_in_group, owner, unwatch_group, watch_group
-from ._proc import PF_EXITING, STATE, child_flags, signal_pending, stat_fields
+from ._proc import FLAGS, GONE, PF_EXITING, PPID, STATE, child_flags, signal_pending, stat_fields
 from ._pty import open_pty, set_size
 from ._spawn import (
     bad_text,
@@ -1088,9 +1088,14 @@ class Process:
         return self._pidfd is not None and exits_within(self._pidfd, 0)
 
     def _exiting(self) -> bool:
-        """Its process is exiting (not a zombie yet)."""
-        flags = child_flags(self.pid) if self.pid is not None and self.running else None
-        return flags is not None and bool(flags & PF_EXITING)
+        """Its process is exiting, not a zombie yet. (A zombie leader whose pidfd does not
+        say it exited is a program whose main thread ended while its other threads run
+        on, ``pthread_exit``: its leader keeps PF_EXITING for as long as they do.)"""
+        if self.pid is None or not self.running:
+            return False
+        fields = stat_fields(self.pid)
+        return (fields is not None and int(fields[PPID]) == os.getpid()
+                and fields[STATE] not in GONE and bool(int(fields[FLAGS]) & PF_EXITING))
 
     def signal_as_asked(self, sig: int) -> bool:
         """Send ``sig`` as a person asks for it (the console, ``pipeplex signal``, the API):
