@@ -47,7 +47,8 @@ def test_a_failing_test_shows_the_transcript(pytester: pytest.Pytester) -> None:
 def test_a_failing_test_shows_what_its_members_wrote_as_they_were_stopped(
         pytester: pytest.Pytester) -> None:
     """The section taken at the failure ends there; the stop at teardown comes after it (a
-    server's shutdown traceback): shown under the failure in a section of its own."""
+    server's shutdown traceback): shown under the failure in a section of its own, and in
+    the transcript file kept for the test."""
     pytester.makepyfile("""
         import sys
         SERVER = [sys.executable, "-c", "import sys\\nprint('serving', flush=True)\\n"
@@ -57,8 +58,12 @@ def test_a_failing_test_shows_what_its_members_wrote_as_they_were_stopped(
             plex.spawn("srv", SERVER, background=True).expect("serving")
             assert False, "a wrong answer"
     """)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                           "--pipeplex-keep-transcripts", "kept")
     result.assert_outcomes(failed=1)
+    kept = [path.read_text() for path in (pytester.path / "kept").iterdir()]
+    assert len(kept) == 1 and "srv | serving\n" in kept[0], kept
+    assert "srv ! Traceback: flush failed\n" in kept[0], kept  # (the kept file: all of it)
     result.stdout.fnmatch_lines(["*- pipeplex transcript -*", "srv | serving",
                                  "*- pipeplex transcript: the stop at teardown -*",
                                  "srv * closed its stdin", "srv ! Traceback: flush failed",

@@ -323,6 +323,7 @@ def pytest_runtest_makereport(
         # section under the failure when its title says "teardown".)
         _attach(item, report, cast.transcript(since=failed_at),
                 title=f"{_SECTION}: the stop at teardown", keep=False)
+        _keep_for(item, report, cast.transcript())  # (the kept file: the whole of it now)
     if report.when == "teardown":
         # The test is over: let its plex go (a session keeps every item).
         _forget(item.stash, _PLEX_KEY)
@@ -369,8 +370,14 @@ def _attach(item: pytest.Item, report: pytest.TestReport, text: str, *,
         addsection(title, section)
     else:
         report.sections.append((title, section))
+    if keep:
+        _keep_for(item, report, text)
+
+
+def _keep_for(item: pytest.Item, report: pytest.TestReport, text: str) -> None:
+    """Keep ``text`` as ``item``'s transcript file, if the run keeps them."""
     folder = _settings(item.config).keep
-    if folder is None or not keep:
+    if folder is None:
         return
     reason = _keep(folder, item.nodeid, text)
     if reason is None:
