@@ -771,7 +771,8 @@ def test_an_exit_before_readiness_gives_the_members_status() -> None:
         engine, recorder = _engine(ProcSpec("early", ("sh", "-c", f"exit {code}"),
                                             ready="never"))
         assert asyncio.run(engine.run()) == status
-        assert any("before it was ready" in n for n in recorder.notes())
+        assert any(n.startswith("was not ready yet when it ended: it waited for output "
+                                "matching ready = 'never'") for n in recorder.notes())
 
 
 def _notes_of_run(*procs: ProcSpec, status: int) -> list[str]:
@@ -1886,7 +1887,8 @@ def test_a_member_that_ended_is_not_told_of_prompts() -> None:
     failed = ProcSpec("job", ("sh", "-c", "exit 3"), ready="done")
 
     notes = _notes_of_run(failed, status=3)
-    assert any(note.startswith("exited with code 3 before it was ready\nwrote nothing")
+    assert any(note.startswith("was not ready yet when it ended: it waited for output "
+                               "matching ready = 'done'\nwrote nothing")
                for note in notes), notes  # (under its name, which the note need not repeat)
     assert not any("sqlite3" in note for note in notes), notes
 

@@ -1501,21 +1501,29 @@ class Engine:
             return  # pipeplex itself is stopping it: that is not a readiness failure
         if what is None and member.returncode is not None and member.spec.on_exit == "restart":
             return  # an exit like any other: the restart policy takes it, dependents wait
+        said: str | None = None  # (the note under its name, where not what less its name)
         if what is None and member.returncode is not None:
             how = describe_returncode(member.returncode)
             was = "" if how.startswith("exited") else "was "
             what = f"{member.name} {how} before it was ready"
             why = f"which {was}{how} before it was ready"
+            # (Its exit was shown just before, under its name: not said twice.)
+            waited = self._seats[member.name].waiting_for
+            said = "was not ready yet when it ended" + (f": it waited for {waited}"
+                                                         if waited else "")
             if member.spec.ready_exit:  # (its exit is its readiness: not "before" it)
                 what = (f"{member.name} {how}; ready_exit = true needs it to exit with code 0 "
                         "before the members after it start")
                 why = f"which {was}{how}"
+                said = None
             elif member.returncode == 0:  # (a server that put itself in the background)
-                what += ("; if it runs on in the background (a daemon), run it in the "
-                         "foreground instead (nginx -g 'daemon off;', redis-server "
-                         "--daemonize no): pipeplex watches the process it started; if it is "
-                         "a step that ends when its work is done, give it ready_exit = true "
-                         "instead")
+                advice = ("; if it runs on in the background (a daemon), run it in the "
+                          "foreground instead (nginx -g 'daemon off;', redis-server "
+                          "--daemonize no): pipeplex watches the process it started; if it is "
+                          "a step that ends when its work is done, give it ready_exit = true "
+                          "instead")
+                what += advice
+                said += advice
         elif what is None:
             what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
                     f"({_timeout_said(member.spec)}); it never showed {waiting_for}")
@@ -1524,8 +1532,8 @@ class Engine:
         recent = self.recent.describe(member.name)
         # (Said under its name, which the note need not repeat.)
         own = self.recent.describe(member.name, own=True)
-        self.bus.publish(Note(f"{what.removeprefix(member.name + ' ')}\n{own}",
-                              name=member.name, level="error"))
+        said = said if said is not None else what.removeprefix(member.name + " ")
+        self.bus.publish(Note(f"{said}\n{own}", name=member.name, level="error"))
         if self._seats[member.name].added:
             self._fail_start(member.name, NotReady(member.name, what, recent))
             # Stopped, or if it exited, what it left in its group: nothing of it lingers

@@ -109,7 +109,8 @@ def test_a_member_that_exits_during_its_check_is_not_ready_and_the_check_ends(
         check = _read_pid(fifo)
         write_fifo(run_dir / "db.in", b"bye\n")
         assert plex.wait() == 3
-    assert "db * exited with code 3 before it was ready" in plex.text, plex.text
+    assert "db * exited with code 3\ndb * was not ready yet when it ended: it waited for its " \
+           "ready_cmd" in plex.text, plex.text
     wait_exited(check, after="what should have ended it")
 
 
