@@ -1758,10 +1758,10 @@ def test_a_member_whose_main_thread_ended_is_still_stopped_by_the_stop() -> None
     """Its main thread called pthread_exit and its other threads run on: its leader is a
     zombie marked as exiting for as long as they do. It has not ended before the stop: the
     stop's SIGTERM ends it, and the run's status is 0."""
-    script = ("import ctypes, threading, time\n"
+    script = ("import ctypes, threading\n"
               "def serve():\n"
               "    print('serving', flush=True)\n"
-              "    time.sleep(60)\n"
+              "    threading.Event().wait()  # (serves until it is stopped)\n"
               "threading.Thread(target=serve).start()\n"
               "ctypes.CDLL(None).pthread_exit(None)\n")
     server = ProcSpec("server", (sys.executable, "-c", script), ready="^serving")
