@@ -1715,6 +1715,59 @@ def test_what_a_member_started_outside_its_group_shares_its_grace_in_its_wave() 
         _kill(daemons)
 
 
+def test_a_daemons_worker_forked_after_the_look_is_stopped_with_it(tmp_path: Path) -> None:
+    """a's daemon (setsid) leads a process group of its own; at its SIGTERM it forks a
+    worker that ignores SIGTERM, and exits. The worker, which no look saw, is reached
+    through the daemon's group: SIGTERM, the grace, SIGKILL, in a's stop, once (it used to
+    be orphaned and stopped again by the look at the end, with a second grace)."""
+    import re
+
+    from pipeplex.participants import _escaped
+
+    script = tmp_path / "daemon.sh"
+    script.write_text(
+        f"trap 'trap \"\" TERM; sh -c \"echo \\$\\$ > {tmp_path}/worker; exec sleep 60\" "
+        "</dev/null >/dev/null & exit' TERM\n"
+        "echo daemon $$\n"
+        "sleep 60 & wait\n")
+    a = ProcSpec("a", ("sh", "-c", f"setsid sh {script} </dev/null & exec sleep 60"),
+                 ready="^daemon")
+    pids: list[int] = []
+
+    async def scenario() -> list[str]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((a,)), bus, grace=0.5,
+                        env_overrides={"PIPEPLEX_RUN_ID": f"led-{os.getpid()}"})
+        run = await _running(engine, "a")
+        pids.extend(int(m[1]) for e in recorder.events if isinstance(e, Output)
+                    for m in re.finditer(rb"daemon (\d+)", e.data))
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return recorder.notes()
+
+    try:
+        notes = asyncio.run(scenario())
+        assert len(pids) == 1
+        daemon, worker = pids[0], int((tmp_path / "worker").read_text())
+        pids.append(worker)
+        # Found: the daemon and its sleep; said once, with the group.
+        termed = [n for n in notes if "outside its process group; sent" in n]
+        assert len(termed) == 1, notes
+        assert termed[0].startswith(f"left 2 processes (pid {daemon}, "), notes
+        assert termed[0].endswith("; sent them SIGTERM, and to the process group one of them "
+                                  "leads"), notes
+        killed = [n for n in notes if "SIGKILL" in n and "outside" in n]
+        assert len(killed) == 1 and killed[0].startswith(
+            f"processes in the groups of 2 processes (pid {daemon}, "), notes
+        assert killed[0].endswith("it left outside its process group ignored SIGTERM for "
+                                  "0.5 s; sent them SIGKILL"), notes
+        assert _escaped.start_time(worker) is None  # gone (or a zombie)
+    finally:
+        _kill(pids)
+
+
 def test_a_member_on_its_way_out_as_the_stop_begins_ended_on_its_own() -> None:
     """x has called exit(3) and its process is being torn down (512 MB to free: tens of
     milliseconds before it is a zombie and its pidfd says so) when the cast's stop first

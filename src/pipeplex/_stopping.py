@@ -23,9 +23,20 @@ from ._events import Level, Note
 from .errors import SignalRefused
 from .participants import Process, _escaped
 from .participants._escaped import Escaped, OutOfDescriptors, hold, send
-from .participants._group import exits_within, owner, pidfds_exit, wait_group_gone
+from .participants._group import (
+    exits_within,
+    live_in_groups,
+    owner,
+    pidfds_exit,
+    wait_group_gone,
+    wait_groups_gone,
+)
 
 __all__ = ("EOF_GRACE", "LEFTOVER_KILL_WAIT", "Stopper", "first")
+
+_Escalation = tuple[Process, list[Escaped], list[int], asyncio.Future[bool]]
+"""A member, the processes it left outside its group that one stop escalates, the groups
+they lead, and whether that escalation ran to its end (:meth:`Stopper._take`)."""
 
 EOF_GRACE = 0.3
 """Seconds a member gets to end at EOF on its stdin before SIGTERM, where a stop closes
@@ -299,9 +310,10 @@ class Stopper:
                            found: dict[str, list[Escaped]] | None = None) -> None:
         """What ``members`` started outside their process groups (a daemon's ``setsid``, an
         interactive shell's jobs), found by their environment (or given: ``found``), gets
-        the same escalation: SIGTERM to all of them at once, the grace (from then), SIGKILL
-        to what is left; announced. Those signalled are followed by pid and start time from
-        then on."""
+        the same escalation: SIGTERM to all of them at once, and to the process groups they
+        lead (a daemon's workers, even those forked since the look), the grace (from then),
+        SIGKILL to what is left; announced. Those signalled are followed by pid and start
+        time from then on."""
         if self.run_id is None or not members:
             return
         by_name = {member.name: member for member in members}
@@ -312,19 +324,28 @@ class Stopper:
                 self._out_of_descriptors(member)
             return
         started = asyncio.get_running_loop().time()
-        ours: list[tuple[Process, list[Escaped], asyncio.Future[bool]]] = []
+        ours: list[_Escalation] = []
         theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]] = []
+        fresh: dict[str, list[Escaped]] = {}
         for name, processes in found.items():
-            member = by_name[name]
             # Those another stop is escalating: wait for it (and take over if it gives up).
-            theirs.extend((member, p, self._escaping[p]) for p in processes
+            theirs.extend((by_name[name], p, self._escaping[p]) for p in processes
                           if p in self._escaping)
-            termed = self._send(member, [p for p in processes if p not in self._escaping],
-                                (signal.SIGTERM, signal.SIGCONT))
+            fresh[name] = [p for p in processes if p not in self._escaping]
+        # The groups they lead, read while their leaders live; those with a process in them
+        # besides its leader (a daemon's workers) are worth a word.
+        led = {name: _groups_led(processes) for name, processes in fresh.items()}
+        crowded = _crowded([group for groups in led.values() for group in groups])
+        for name, processes in fresh.items():
+            member = by_name[name]
+            termed = self._send(member, processes, (signal.SIGTERM, signal.SIGCONT))
+            groups = [group for group in led[name] if any(pid == group for pid, _ in termed)]
+            _killpg_all(groups, (signal.SIGTERM, signal.SIGCONT))
             if termed:
+                said = _led(termed, [group for group in groups if group in crowded])
                 self._announce(member, f"left {_processes(termed)} outside its process group; "
-                                       f"sent {_them(termed)} SIGTERM", "warning")
-                ours.append((member, termed, self._take(termed)))
+                                       f"sent {_them(termed)} SIGTERM{said}", "warning")
+                ours.append((member, termed, groups, self._take(termed)))
         await self._escalate_all(ours, started, theirs)
 
     async def _stop_escaped_with(self, member: Process) -> None:
@@ -399,9 +420,8 @@ class Stopper:
                     + _and_groups(termed, groups), level="warning"))
                 deadline = loop.time() + self.grace
                 left = await self._alive_after(None, termed, deadline, self._force)
-                held = [g for g in groups
-                        if not await wait_group_gone(g, max(deadline - loop.time(), 0.0),
-                                                     self._force)]
+                held = await wait_groups_gone(groups, max(deadline - loop.time(), 0.0),
+                                              self._force)
                 killed = self._send(None, left, (signal.SIGKILL,))
                 _killpg_all(held, (signal.SIGKILL,))
                 if killed or held:
@@ -409,8 +429,7 @@ class Stopper:
                                                          forced=self._force.done()),
                                           level="warning"))
                     await self._alive_after(None, killed, loop.time() + LEFTOVER_KILL_WAIT)
-                    for group in held:
-                        await wait_group_gone(group, LEFTOVER_KILL_WAIT)
+                    await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
             finally:
                 self.held_strays.difference_update(pid for pid, _ in termed)
         left_over = [pid for pid in strays() if _escaped.start_time(pid) is not None]
@@ -469,15 +488,14 @@ class Stopper:
         _killpg_all(groups, signals)
         return reached, groups
 
-    async def _escalate_all(self, ours: list[tuple[Process, list[Escaped], asyncio.Future[bool]]],
-                            started: float,
+    async def _escalate_all(self, ours: list[_Escalation], started: float,
                             theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]]) -> None:
         try:
-            await asyncio.gather(*(self._escalate_escaped(member, processes, started, done)
-                                   for member, processes, done in ours),
+            await asyncio.gather(*(self._escalate_escaped(member, processes, led, started, done)
+                                   for member, processes, led, done in ours),
                                  *(asyncio.shield(done) for _, _, done in theirs))
         finally:
-            for _, processes, done in ours:  # (one cancelled before it began)
+            for _, processes, _, done in ours:  # (one cancelled before it began)
                 self._let_go(processes, done, finished=False)
         given_up: dict[str, tuple[Process, list[Escaped]]] = {}
         for member, process, done in theirs:
@@ -485,7 +503,7 @@ class Stopper:
                 given_up.setdefault(member.name, (member, []))[1].append(process)
         if given_up:  # another stop was cancelled, or failed, before its SIGKILL: ours now
             now = asyncio.get_running_loop().time()
-            await self._escalate_all([(member, processes, self._take(processes))
+            await self._escalate_all([(member, processes, [], self._take(processes))
                                       for member, processes in given_up.values()], now, [])
 
     def _take(self, processes: list[Escaped]) -> asyncio.Future[bool]:
@@ -504,32 +522,46 @@ class Stopper:
             done.set_result(finished)
 
     async def _escalate_escaped(self, member: Process, processes: list[Escaped],
-                                started: float, done: asyncio.Future[bool]) -> None:
-        """SIGKILL to those of ``processes`` (SIGTERMed at ``started``) alive after the
-        grace; ``done`` then (False if it did not get to its end)."""
+                                led: list[int], started: float,
+                                done: asyncio.Future[bool]) -> None:
+        """SIGKILL to those of ``processes`` (SIGTERMed at ``started``), and of the groups
+        they ``led``, alive after the grace; ``done`` then (False if it did not get to its
+        end)."""
         finished = False
         try:
-            await self._escalate(member, processes, started)
+            await self._escalate(member, processes, led, started)
             finished = True
         finally:
             self._let_go(processes, done, finished=finished)
 
-    async def _escalate(self, member: Process, processes: list[Escaped],
+    async def _escalate(self, member: Process, processes: list[Escaped], led: list[int],
                         started: float) -> None:
         assert self._force is not None
         loop = asyncio.get_running_loop()
         grace = member.spec.stop_timeout or self.grace
         left = await self._alive_after(member, processes, started + grace, self._force)
+        # A group is signalled only while someone is in it (its id is theirs till then).
+        held = await wait_groups_gone(led, max(started + grace - loop.time(), 0.0),
+                                      self._force) if led else []
+        crowded = _crowded(held)
         killed = self._send(member, left, (signal.SIGKILL,))
-        if not killed:
+        _killpg_all(held, (signal.SIGKILL,))
+        if not killed and not held:
             return
+        if killed:
+            what, them = f"{_processes(killed)} it left outside its process group", _them(killed)
+            also = _led(killed, [group for group in held if group in crowded])
+        else:  # their leaders are gone; processes they forked are not
+            what = f"processes in the groups of {_processes(processes)} it left outside its " \
+                   "process group"
+            them, also = "them", ""
         if self._force.done():
-            what = f"sent SIGKILL to {_processes(killed)} it left outside its process group"
+            self._announce(member, f"sent SIGKILL to {what}{also}", "warning")
         else:
-            what = (f"{_processes(killed)} it left outside its process group ignored SIGTERM "
-                    f"for {_seconds(grace)} s; sent {_them(killed)} SIGKILL")
-        self._announce(member, what, "warning")
+            self._announce(member, f"{what} ignored SIGTERM for {_seconds(grace)} s; sent "
+                                   f"{them} SIGKILL{also}", "warning")
         await self._alive_after(member, killed, loop.time() + LEFTOVER_KILL_WAIT)
+        await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
 
     async def _alive_after(self, member: Process | None, processes: list[Escaped],
                            deadline: float,
@@ -613,6 +645,41 @@ def _strays_killed(killed: list[Escaped], groups: list[int], termed: list[Escape
     if forced:
         return f"sent SIGKILL to {what}{also}"
     return f"{what} ignored SIGTERM for {_seconds(grace)} s; sent {them} SIGKILL{also}"
+
+
+def _groups_led(processes: list[Escaped]) -> list[int]:
+    """The process groups that those of ``processes`` still alive lead: a daemon (``setsid``)
+    leads its own, with the workers it forks. Only those: a group's leader being ours, so
+    is everyone in it (a process joins a group only within its own session, and a session
+    holds only its leader's descendants)."""
+    led = []
+    for pid, started in processes:
+        try:
+            leads = os.getpgid(pid) == pid
+            if leads and _escaped.start_time(pid) == started:  # (not a stranger with its pid)
+                led.append(pid)
+        except OSError:  # gone; or out of descriptors: its own SIGTERM still goes
+            continue
+    return led
+
+
+def _crowded(groups: list[int]) -> set[int]:
+    """Those of ``groups`` with a live process in them besides their leader (one pass over
+    ``/proc``, and none for no groups)."""
+    if not groups:
+        return set()
+    return {group for group, pids in live_in_groups(set(groups)).items()
+            if any(pid != group for pid in pids)}
+
+
+def _led(processes: list[Escaped], groups: list[int]) -> str:
+    """``, and to the process group it leads``, for a message about ``processes``."""
+    if not groups:
+        return ""
+    if len(processes) == 1:
+        return ", and to the process group it leads"
+    return ", and to the process group one of them leads" if len(groups) == 1 else (
+        ", and to the process groups they lead")
 
 
 def _outside(process: Escaped, group: int) -> bool:

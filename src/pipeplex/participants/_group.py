@@ -18,13 +18,13 @@ from typing import Any
 
 from ._proc import GONE, PGRP, STATE, all_stats
 
-__all__ = ("exits_within", "live_in_group", "owner", "pidfds_exit", "unwatch_group",
-           "wait_group_gone", "watch_group")
+__all__ = ("exits_within", "live_in_group", "live_in_groups", "owner", "pidfds_exit",
+           "unwatch_group", "wait_group_gone", "wait_groups_gone", "watch_group")
 
 
 def live_in_group(pgid: int) -> list[int]:
     """Pids in process group ``pgid`` that have not exited (zombies do not count)."""
-    return _live_in_groups({pgid}).get(pgid, [])
+    return live_in_groups({pgid}).get(pgid, [])
 
 
 def owner(pids: Iterable[int]) -> str:
@@ -45,7 +45,7 @@ def owner(pids: Iterable[int]) -> str:
     return "another user"
 
 
-def _live_in_groups(groups: Collection[int]) -> dict[int, list[int]]:
+def live_in_groups(groups: Collection[int]) -> dict[int, list[int]]:
     """The pids of each of ``groups`` that have not exited, in one pass over ``/proc``."""
     found: dict[int, list[int]] = {}
     for pid, fields in all_stats():
@@ -70,13 +70,23 @@ async def wait_group_gone(pgid: int, within: float,
     A process may fork into the group while we wait, so the group is read again each time
     those we watched have all exited.
     """
+    return not await wait_groups_gone((pgid,), within, until)
+
+
+async def wait_groups_gone(groups: Collection[int], within: float,
+                           until: asyncio.Future[Any] | None = None) -> list[int]:
+    """Wait until nothing lives in any of ``groups``: those still alive after ``within`` s
+    or once ``until`` (none: all gone). One pass over ``/proc`` reads them all, again each
+    time the processes watched have exited (a process may fork into a group meanwhile)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while pids := live_in_group(pgid):
+    while live := live_in_groups(set(groups)):
         remaining = deadline - loop.time()
+        pids = [pid for members in live.values() for pid in members]
         if remaining <= 0 or not await _all_exit(pids, remaining, until):
-            return False
-    return True
+            still = live_in_groups(set(live))
+            return [group for group in groups if group in still]
+    return []
 
 
 async def _all_exit(pids: list[int], within: float, until: asyncio.Future[Any] | None) -> bool:
@@ -185,7 +195,7 @@ class _GroupWatcher:
         self._reading = None
         loop = asyncio.get_running_loop()
         groups, self._to_read = self._to_read, set()
-        found = _live_in_groups(groups)
+        found = live_in_groups(groups)
         for pgid in groups:
             if pgid not in self._on_empty:
                 continue  # unwatched meanwhile
