@@ -992,6 +992,20 @@ def test_a_run_dir_another_plex_of_this_process_holds_is_said_so(tmp_path: Path)
     assert "--run-dir" not in str(caught.value)
 
 
+def test_a_run_dirs_message_names_run_dir_not_the_commands_option(tmp_path: Path) -> None:
+    """An open folder is refused with what to do in Python's words: run_dir=, not the
+    command's --run-dir."""
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    open_folder.chmod(0o777)
+    with pytest.raises(pipeplex.RunDirError) as caught, Plex(run_dir=open_folder):
+        pass
+    assert str(caught.value) == (
+        f"refusing run folder {open_folder}: its mode is 0777, others may plant files there (a "
+        f"run folder is 0700); run chmod 700 {open_folder} or give another run folder "
+        "(run_dir=)")
+
+
 @pytest.mark.parametrize(("run_dir", "why"), [
     ("/proc/nope/x", "No such file or directory"),
     ("/proc/self/x", "no folder can be made in /proc/self")])

@@ -496,7 +496,8 @@ class AsyncPlex:
                 self._transcript = TranscriptSink(self._transcript_path, self.bus)
                 self.bus.subscribe(self._transcript)
             if self._run_dir is not None:
-                self._inputs = FolderInputs(engine, os.fspath(self._run_dir))
+                self._inputs = FolderInputs(engine, os.fspath(self._run_dir),
+                                            given_as="run_dir=")
         except BaseException:
             self._close_outputs()
             self._engine = None

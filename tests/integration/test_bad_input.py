@@ -212,7 +212,7 @@ def test_a_run_dir_that_someone_else_could_move_away_is_refused(
         who = f"{link} is a symbolic link of uid 65534, who could point it elsewhere"
     stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", given))
     assert f"pipeplex: error: refusing run folder {given}: {who}" in stderr
-    assert "leave out --run-dir, or run_dir= in Python (the default folder is private" in stderr
+    assert "leave out --run-dir (the default folder is private" in stderr
     assert list(parent.iterdir()) == []
 
 
@@ -277,7 +277,7 @@ def test_a_shared_open_run_dir_is_refused_with_a_folder_of_its_own_to_use(
         (loose / "pyproject.toml").write_text("")
     stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", loose))
     if shared == "sticky":  # (/tmp: a name in it may be anyone's first)
-        assert "leave out --run-dir, or run_dir= in Python (the default folder is private " \
+        assert "leave out --run-dir (the default folder is private " \
             "to you), or give a folder of your own" in stderr
     else:
         assert f"give a folder of its own, such as {loose}/run (pipeplex makes it)" in stderr
@@ -395,8 +395,7 @@ def test_a_link_planted_as_the_default_base_is_named_as_such(tmp_path: Path) -> 
     assert _error(result) == (
         f"pipeplex: error: refusing {base}, the folder of every run of yours without "
         f"--run-dir: it is a symbolic link of uid {os.geteuid()}, which someone may have put "
-        "there; remove it if it is yours, or give a run folder (--run-dir, or run_dir= in "
-        "Python)\n")
+        "there; remove it if it is yours, or give a run folder (--run-dir)\n")
     assert list((tmp_path / "theirs").iterdir()) == []
 
 

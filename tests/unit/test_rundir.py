@@ -18,12 +18,12 @@ def test_a_folder_removed_as_it_is_opened_is_made_anew(tmp_path: Path,
     lock = RunDir._lock
     removed: list[Path] = []
 
-    def lock_after_removal(where: Path, dir_fd: int,
-                           run_id: str | None) -> tuple[int, int | None, str | None]:
+    def lock_after_removal(where: Path, dir_fd: int, run_id: str | None,
+                           given_as: str) -> tuple[int, int | None, str | None]:
         if not removed:
             os.rmdir(where)  # the ending run's last step, at the worst moment
             removed.append(where)
-        return lock(where, dir_fd, run_id)
+        return lock(where, dir_fd, run_id, given_as)
 
     monkeypatch.setattr(RunDir, "_lock", staticmethod(lock_after_removal))
     run_dir = RunDir.open(path)

@@ -15,17 +15,21 @@ from pathlib import Path
 from .._file_kind import file_kind
 from ..errors import RunDirError
 
-__all__ = ("ELSEWHERE", "GIVE", "OPEN_DIR", "check_private", "described", "make_private_dir",
+__all__ = ("COMMAND", "OPEN_DIR", "check_private", "described", "make_private_dir",
            "private_dir", "remove_empty", "unsafe_above")
 
-GIVE = "--run-dir, or run_dir= in Python"
-"""How a run folder is given, for the messages (the command's option, the API's argument)."""
-ELSEWHERE = (f"leave out {GIVE} (the default folder is private to you), or give one in a "
-             "folder of your own")
+COMMAND = "--run-dir"
+"""How a run folder is given, for the messages: the command's option (the Python API's
+callers pass ``run_dir=``, as ``given_as``)."""
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def check_private(path: Path, st: os.stat_result) -> None:
+def _elsewhere(given_as: str) -> str:
+    return (f"leave out {given_as} (the default folder is private to you), or give one in a "
+            "folder of your own")
+
+
+def check_private(path: Path, st: os.stat_result, given_as: str = COMMAND) -> None:
     if stat.S_ISLNK(st.st_mode):
         raise RunDirError(f"refusing run folder {path}: it is a symlink; pass a real folder")
     if not stat.S_ISDIR(st.st_mode):
@@ -33,12 +37,12 @@ def check_private(path: Path, st: os.stat_result) -> None:
     if st.st_uid != os.geteuid():
         raise RunDirError(
             f"refusing run folder {path}: it belongs to uid {st.st_uid}, not to you "
-            f"(uid {os.geteuid()}); give a folder of your own ({GIVE})"
+            f"(uid {os.geteuid()}); give a folder of your own ({given_as})"
         )
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
         raise RunDirError(f"refusing run folder {path}: its mode is {mode:04o}, {_open_how(mode)}"
-                          f" (a run folder is 0700); {_remedy(path, mode)}")
+                          f" (a run folder is 0700); {_remedy(path, mode, given_as)}")
 
 
 def _open_how(mode: int) -> str:
@@ -51,11 +55,11 @@ def _open_how(mode: int) -> str:
     return f"{who} may reach the pipes in it by name"
 
 
-def _remedy(path: Path, mode: int) -> str:
+def _remedy(path: Path, mode: int, given_as: str) -> str:
     """What to do about an open run folder: a chmod, unless the folder serves others (a
     sticky one such as /tmp, or one holding a project's files): closing it would break them."""
     if mode & stat.S_ISVTX:  # (/tmp: a name in it might be anyone's first)
-        return (f"leave out {GIVE} (the default folder is private to you), or give a "
+        return (f"leave out {given_as} (the default folder is private to you), or give a "
                 "folder of your own")
     try:
         with os.scandir(path) as entries:
@@ -64,10 +68,10 @@ def _remedy(path: Path, mode: int) -> str:
         holds_files = True
     if holds_files:
         return (f"give a folder of its own, such as {path / 'run'} (pipeplex makes it), "
-                f"with {GIVE}")
+                f"with {given_as}")
     import shlex  # (only for this message)
 
-    return f"run chmod 700 {shlex.quote(os.fspath(path))} or give another run folder ({GIVE})"
+    return f"run chmod 700 {shlex.quote(os.fspath(path))} or give another run folder ({given_as})"
 
 
 def described(st: os.stat_result) -> str:
@@ -75,7 +79,8 @@ def described(st: os.stat_result) -> str:
     return f"{file_kind(st.st_mode)} of uid {st.st_uid}"
 
 
-def make_private_dir(path: Path, *, in_base: bool) -> tuple[int, bool, list[Path]]:
+def make_private_dir(path: Path, *, in_base: bool, given_as: str = COMMAND
+                     ) -> tuple[int, bool, list[Path]]:
     """:func:`private_dir` for ``path``, its parent made first (private too when it is the
     runs' base, ``in_base``: every default run folder's); also the folders above it that were
     made for it, deepest first.
@@ -88,17 +93,17 @@ def make_private_dir(path: Path, *, in_base: bool) -> tuple[int, bool, list[Path
     try:
         if in_base:
             try:
-                os.close(private_dir(path.parent)[0])  # (shared by every run: kept)
+                os.close(private_dir(path.parent, given_as)[0])  # (every run's: kept)
             except RunDirError as exc:
                 if not os.path.islink(path.parent):
                     raise
                 raise RunDirError(  # (nobody gave it: the message must say what it is)
                     f"refusing {path.parent}, the folder of every run of yours without "
-                    f"{GIVE.split(',')[0]}: it is {described(os.lstat(path.parent))}, which "
+                    f"{given_as}: it is {described(os.lstat(path.parent))}, which "
                     f"someone may have put there; remove it if it is yours, or give a run "
-                    f"folder ({GIVE})") from exc
+                    f"folder ({given_as})") from exc
         else:
-            _check_above(path)
+            _check_above(path, given_as)
             missing = path.parent
             while not os.path.lexists(missing) and missing != missing.parent:
                 parents.append(missing)
@@ -109,7 +114,7 @@ def make_private_dir(path: Path, *, in_base: bool) -> tuple[int, bool, list[Path
     except OSError as exc:  # (its parent cannot be: not a race, whatever the error)
         raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
     try:
-        fd, created = private_dir(path)
+        fd, created = private_dir(path, given_as)
     except FileNotFoundError:
         remove_empty(parents)
         raise
@@ -122,11 +127,11 @@ def make_private_dir(path: Path, *, in_base: bool) -> tuple[int, bool, list[Path
     # swapped) between the first check and now are theirs, and the path must still name
     # the folder held.
     try:
-        _check_above(path)
+        _check_above(path, given_as)
         st, held = os.stat(path), os.fstat(fd)
         if (st.st_dev, st.st_ino) != (held.st_dev, held.st_ino):
             raise RunDirError(f"refusing run folder {path}: it was moved away as it was "
-                              f"being made; {ELSEWHERE}")
+                              f"being made; {_elsewhere(given_as)}")
     except (OSError, RunDirError) as exc:
         os.close(fd)
         if created:
@@ -138,13 +143,13 @@ def make_private_dir(path: Path, *, in_base: bool) -> tuple[int, bool, list[Path
     return fd, created, parents
 
 
-def _check_above(path: Path) -> None:
+def _check_above(path: Path, given_as: str) -> None:
     """Refuse a run folder that someone else could move away during the run, to put pipes
     of their own in its place (a script's ``echo secret > RUN/NAME.in`` would then be theirs):
     see :func:`unsafe_above`."""
     why = unsafe_above(path)
     if why is not None:
-        raise RunDirError(f"refusing run folder {path}: {why}; {ELSEWHERE}")
+        raise RunDirError(f"refusing run folder {path}: {why}; {_elsewhere(given_as)}")
 
 
 def unsafe_above(path: Path) -> str | None:
@@ -239,7 +244,7 @@ def remove_empty(folders: list[Path]) -> None:
             return
 
 
-def private_dir(path: Path) -> tuple[int, bool]:
+def private_dir(path: Path, given_as: str = COMMAND) -> tuple[int, bool]:
     """Create ``path`` as a 0700 folder, or check the existing one; open it.
 
     Returns the folder's descriptor and whether we created it.
@@ -249,7 +254,7 @@ def private_dir(path: Path) -> tuple[int, bool]:
         os.mkdir(path, 0o700)
         created = True
     except FileExistsError:
-        check_private(path, os.lstat(path))  # (FileNotFoundError: removed as we came)
+        check_private(path, os.lstat(path), given_as)  # (FileNotFoundError: removed meanwhile)
     except FileNotFoundError:  # (not a race: where it goes, no folder can be made)
         raise RunDirError(f"cannot create run folder {path}: no folder can be made in "
                           f"{path.parent}") from None
@@ -263,7 +268,7 @@ def private_dir(path: Path) -> tuple[int, bool]:
     try:
         if created:  # mkdir honours the umask; set the mode we promise.
             os.fchmod(fd, 0o700)
-        check_private(path, os.fstat(fd))
+        check_private(path, os.fstat(fd), given_as)
     except BaseException:
         os.close(fd)
         raise

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._events import Note
+from ._private_dir import COMMAND
 from .control import ControlServer
 from .fifo import FifoChannel
 from .router import ALL, Router
@@ -34,12 +35,12 @@ class FolderInputs:
         RunDirError: the folder cannot be used; nothing is left open.
     """
 
-    def __init__(self, engine: Engine, path: Path | str) -> None:
+    def __init__(self, engine: Engine, path: Path | str, *, given_as: str = COMMAND) -> None:
         self._engine = engine
         self._fifos: dict[str, FifoChannel] = {}
         self._control: ControlServer | None = None
         self._closed = False
-        self.run_dir = RunDir.open(path, engine.stopper.run_id)
+        self.run_dir = RunDir.open(path, engine.stopper.run_id, given_as=given_as)
         try:
             if self.run_dir.stale_pid is not None:
                 engine.bus.publish(Note(f"cleaned up after an earlier run (pid "

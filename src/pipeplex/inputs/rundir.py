@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import RunDirError
 from ._private_dir import (
-    GIVE,
+    COMMAND,
     described,
     make_private_dir,
     remove_empty,
@@ -109,8 +109,10 @@ class RunDir:
 
     def __init__(self, path: Path, dir_fd: int, lock_fd: int, *, created: bool,
                  stale_pid: int | None, parents: list[Path] | None = None,
-                 stale_run_id: str | None = None) -> None:
+                 stale_run_id: str | None = None, given_as: str = COMMAND) -> None:
         self.path = path
+        self.given_as = given_as
+        """How the caller gives a run folder, for the messages: ``--run-dir``, ``run_dir=``."""
         self.dir_fd = dir_fd
         self._lock_fd = lock_fd
         self._created = created
@@ -126,9 +128,11 @@ class RunDir:
         self._closed = False
 
     @classmethod
-    def open(cls, path: Path | str, run_id: str | None = None) -> RunDir:
+    def open(cls, path: Path | str, run_id: str | None = None, *,
+             given_as: str = COMMAND) -> RunDir:
         """Create or take over the run folder at ``path`` (``run_id``: this run's
-        ``PIPEPLEX_RUN_ID``, kept in the lock file for the next run, should this one die).
+        ``PIPEPLEX_RUN_ID``, kept in the lock file for the next run, should this one die;
+        ``given_as``: how the caller gives another folder, ``--run-dir`` or ``run_dir=``).
 
         Raises:
             RunDirError: unsafe, busy (another live run holds it), or cannot be created.
@@ -137,9 +141,10 @@ class RunDir:
         for _ in range(OPEN_ATTEMPTS):
             try:
                 in_base = path.parent.name in _BASE_NAMES and path.parent == _runtime_base()
-                dir_fd, created, parents = make_private_dir(path, in_base=in_base)
+                dir_fd, created, parents = make_private_dir(path, in_base=in_base,
+                                                            given_as=given_as)
                 try:
-                    lock_fd, stale, stale_run_id = cls._lock(path, dir_fd, run_id)
+                    lock_fd, stale, stale_run_id = cls._lock(path, dir_fd, run_id, given_as)
                 except BaseException:
                     os.close(dir_fd)
                     if created:  # (nothing of ours left behind: an empty folder)
@@ -153,13 +158,13 @@ class RunDir:
         # A default folder is pipeplex's own, whoever made it (a run killed there): it goes
         # at the end, once empty, as one made now would.
         run_dir = cls(path, dir_fd, lock_fd, created=created or in_base, stale_pid=stale,
-                      parents=parents, stale_run_id=stale_run_id)
+                      parents=parents, stale_run_id=stale_run_id, given_as=given_as)
         if stale is not None:
             run_dir._clean_stale()
         return run_dir
 
     @staticmethod
-    def _lock(path: Path, dir_fd: int, run_id: str | None
+    def _lock(path: Path, dir_fd: int, run_id: str | None, given_as: str
               ) -> tuple[int, int | None, str | None]:
         """The lock file, held; the pid and run id an earlier run left in it, if any."""
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -195,7 +200,7 @@ class RunDir:
             who = f" (pid {pid})" if pid is not None else ""
             raise RunDirError(
                 f"run folder {path} is in use by another pipeplex run{who}; stop that run "
-                f"first or give another run folder ({GIVE})"
+                f"first or give another run folder ({given_as})"
             ) from None
         # A run that ends removes the lock file while it holds the lock: ours may be that
         # removed file. Then the folder belongs to whoever opened the new one; ask again.
@@ -205,7 +210,7 @@ class RunDir:
             current = None
         if current is None or (current.st_ino, current.st_dev) != (st.st_ino, st.st_dev):
             os.close(fd)
-            return RunDir._lock(path, dir_fd, run_id)
+            return RunDir._lock(path, dir_fd, run_id, given_as)
         os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
         kept = f" {run_id}" if run_id and _LOCK_TEXT.fullmatch(f"0 {run_id}") else ""
@@ -305,7 +310,7 @@ class RunDir:
             if length > SUN_PATH_MAX:
                 raise RunDirError(
                     f"socket path too long ({length} > {SUN_PATH_MAX}): {address}, and /proc "
-                    f"is not mounted to reach it another way; give a shorter one ({GIVE})"
+                    f"is not mounted to reach it another way; give a shorter one ({self.given_as})"
                 )
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # bind() creates the file with the umask's mode: start private, then set it exactly.
