@@ -995,6 +995,49 @@ async def _running_began(engine: Engine) -> asyncio.Future[int]:
     return run
 
 
+def test_a_runs_readiness_checks_use_the_values_it_started_with(tmp_path: Path) -> None:
+    """web started with cfg's {port}; cfg restarts with another before web is ready. Its
+    ready_port and ready_cmd are what web was started with (they were the cast's values of
+    the moment: web, listening where it was told, was never ready)."""
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    first, second = free_port(), free_port()
+    told = tmp_path / "port"
+    told.write_text(f"{first}\n")
+    serve = ("import socket, sys\nsys.stdin.readline()\ns = socket.socket()\n"
+             "s.bind(('127.0.0.1', int(sys.argv[1])))\ns.listen()\n"
+             "print('listening', flush=True)\nsys.stdin.readline()\n")
+    cfg = ProcSpec("cfg", ("sh", "-c", f"echo use port $(cat {told}); exec sleep 60"),
+                   ready=r"use port (?P<port>\d+)", on_exit="restart")
+    web = ProcSpec("web", (sys.executable, "-c", serve, "{port}"), after=("cfg",),
+                   ready="^listening", ready_port="{port}",
+                   ready_cmd=("sh", "-c", f"test {{port}} = {first}"), ready_timeout=30)
+
+    async def scenario() -> list[Event]:
+        engine, recorder = _engine(cfg, web)
+        run = await _running(engine, "cfg")
+        await _seen(engine, recorder, "web", "started")
+        told.write_text(f"{second}\n")
+        before = len(recorder.events)
+        await asyncio.wait_for(engine.restart("cfg"), 30)
+        await _seen(engine, recorder, "cfg", "ready", before)
+        assert engine.variables["port"] == str(second)
+        engine.members["web"].send(b"listen\n")
+        await _seen(engine, recorder, "web", "ready")
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return recorder.events
+
+    events = asyncio.run(scenario())
+    assert [e for e in events if isinstance(e, Ready) and e.name == "web"], \
+        [e for e in events if isinstance(e, Note)]
+
+
 def test_a_restart_after_a_member_that_ended_for_good_is_refused(tmp_path: Path) -> None:
     """db failed and nothing will start it again: a restart of app, which starts after it,
     is refused at once (app is left running), rather than made with db's old {port};

@@ -939,9 +939,12 @@ class Engine:
             seat.port_taken = frozenset()
             if spec.ready_port and is_port(spec.ready_port):  # (a {variable}: known later)
                 self._note_port_taken(member.name, int(spec.ready_port))
+            # A copy: what it starts with is one consistent set, whatever comes next; its
+            # readiness checks use it too (a restart of a member it starts after may
+            # capture other values meanwhile, for the next runs).
+            started_with = dict(self.variables)
             try:
-                # A copy: what it starts with is one consistent set, whatever comes next.
-                await member.start(dict(self.variables))
+                await member.start(started_with)
             except SpawnError as exc:
                 run.close()
                 self._start_failed(member, exc, restarting)
@@ -951,12 +954,12 @@ class Engine:
                 attempt = 0
             self._started(member, restarting)
             if not restarting and spec.input and spec.pty == "full" and (
-                    echoed := echo_warning_filled(spec, self.variables)) is not None:
+                    echoed := echo_warning_filled(spec, started_with)) is not None:
                 self.bus.publish(Note(echoed, name=member.name, level="warning"))
             if self.stopping and not member.stopping:
                 await self.stopper.stop(member)
             try:
-                ready_in_run = await self._wait_ready(member, run)
+                ready_in_run = await self._wait_ready(member, run, started_with)
             finally:
                 run.close()
             returncode = await member.wait_exited()
@@ -1153,11 +1156,14 @@ class Engine:
             seat.backoff = seat.backoff_ends = None
         return not self.stopping
 
-    async def _wait_ready(self, member: Process, run: RunWatch) -> bool:
+    async def _wait_ready(self, member: Process, run: RunWatch,
+                          started_with: dict[str, str]) -> bool:
         """Wait for this run of the member to be ready (each run is watched, a restart's as
-        the first); on failure announce it and stop the cast. Once it is ready, what it
-        captured replaces what its previous runs captured, for every start from then on
-        (``run.said``: its ready line said so already). True if this run got ready."""
+        the first); on failure announce it and stop the cast. Its ``ready_port`` and
+        ``ready_cmd`` get the values it was ``started_with`` and those it captured. Once
+        it is ready, what it captured replaces what its previous runs captured, for every
+        start from then on (``run.said``: its ready line said so already). True if this
+        run got ready."""
         spec = member.spec
         matched, watch = run.matched, run.watch
         assert self._stop is not None
@@ -1203,7 +1209,7 @@ class Engine:
                 return False
             captured = matched.result()
         if spec.ready_port:
-            port = expand(spec.ready_port, {**self.variables, **captured})
+            port = expand(spec.ready_port, {**started_with, **captured})
             if not is_port(port):
                 await self._not_ready(
                     member, what=f"{member.name}: ready_port = {spec.ready_port!r} is "
@@ -1226,7 +1232,7 @@ class Engine:
                 await self._not_ready(member, waiting_for)
                 return False
         if spec.ready_cmd is not None:
-            health = await self._check_health(member, {**self.variables, **captured}, deadline)
+            health = await self._check_health(member, {**started_with, **captured}, deadline)
             if health is not True:
                 what, why = health or (None, None)
                 await self._not_ready(member, what=what, why=why)
