@@ -332,15 +332,19 @@ class Stopper:
             theirs.extend((by_name[name], p, self._escaping[p]) for p in processes
                           if p in self._escaping)
             fresh[name] = [p for p in processes if p not in self._escaping]
-        # The groups they lead, read while their leaders live; those with a process in them
-        # besides its leader (a daemon's workers) are worth a word.
-        led = {name: _groups_led(processes) for name, processes in fresh.items()}
-        crowded = _crowded([group for groups in led.values() for group in groups])
-        for name, processes in fresh.items():
+        # A process that leads a group of its own (a daemon's setsid) gets its SIGTERM
+        # through that group, and so do the workers it forked there, even since the look;
+        # the others each their own. Once each: to many a program a second SIGTERM means
+        # "now". The groups are read while their leaders live; those with a process in
+        # them besides its leader are worth a word.
+        split = {name: _by_group(processes) for name, processes in fresh.items()}
+        crowded = _crowded([group for _, grouped in split.values() for group in grouped])
+        for name, (alone, grouped) in split.items():
             member = by_name[name]
-            termed = self._send(member, processes, (signal.SIGTERM, signal.SIGCONT))
-            groups = [group for group in led[name] if any(pid == group for pid, _ in termed)]
+            termed = self._send(member, alone, (signal.SIGTERM, signal.SIGCONT))
+            groups = list(grouped)
             _killpg_all(groups, (signal.SIGTERM, signal.SIGCONT))
+            termed += [process for group in groups for process in grouped[group]]
             if termed:
                 said = _led(termed, [group for group in groups if group in crowded])
                 self._announce(member, f"left {_processes(termed)} outside its process group; "
@@ -647,20 +651,27 @@ def _strays_killed(killed: list[Escaped], groups: list[int], termed: list[Escape
     return f"{what} ignored SIGTERM for {_seconds(grace)} s; sent {them} SIGKILL{also}"
 
 
-def _groups_led(processes: list[Escaped]) -> list[int]:
-    """The process groups that those of ``processes`` still alive lead: a daemon (``setsid``)
-    leads its own, with the workers it forks. Only those: a group's leader being ours, so
-    is everyone in it (a process joins a group only within its own session, and a session
-    holds only its leader's descendants)."""
-    led = []
-    for pid, started in processes:
+def _by_group(processes: list[Escaped]) -> tuple[list[Escaped], dict[int, list[Escaped]]]:
+    """Those of ``processes`` still alive that are not in a group one of them leads; and per
+    group one of them leads (a daemon's ``setsid``, with the workers it forks), those in it.
+    Only led groups: a group's leader being ours, so is everyone in it (a process joins a
+    group only within its own session, and a session holds only its leader's descendants)."""
+    group_of: dict[Escaped, int] = {}
+    for process in processes:
+        pid, started = process
         try:
-            leads = os.getpgid(pid) == pid
-            if leads and _escaped.start_time(pid) == started:  # (not a stranger with its pid)
-                led.append(pid)
-        except OSError:  # gone; or out of descriptors: its own SIGTERM still goes
-            continue
-    return led
+            group = os.getpgid(pid)
+            if _escaped.start_time(pid) == started:  # (not a stranger that took its pid)
+                group_of[process] = group
+        except OSError:  # gone; or out of descriptors: sent its own signal, as it can be
+            group_of[process] = 0
+    led = {pid for (pid, _), group in group_of.items() if pid == group}
+    alone = [process for process, group in group_of.items() if group not in led]
+    grouped: dict[int, list[Escaped]] = {}
+    for process, group in group_of.items():
+        if group in led:
+            grouped.setdefault(group, []).append(process)
+    return alone, grouped
 
 
 def _crowded(groups: list[int]) -> set[int]:
