@@ -117,6 +117,18 @@ class LineWatch:
             self._try(_readable(partial), cut=partial_cut, unfinished=True)
 
     def _try(self, line: str, *, cut: bool = False, unfinished: bool = False) -> bool:
+        if "\r" not in line:
+            return self._try_piece(line, cut=cut, unfinished=unfinished)
+        # A carriage return starts the line again (a progress line's "loading 20%\rServer
+        # started": the screen shows each state on the line in turn, pipeplex each on a line
+        # of its own): each piece is a line, tried in order, the last one unfinished if the
+        # line is.
+        pieces = line.split("\r")
+        last = len(pieces) - 1
+        return any(self._try_piece(piece, cut=cut and i == 0, unfinished=unfinished and i == last)
+                   for i, piece in enumerate(pieces) if piece)
+
+    def _try_piece(self, line: str, *, cut: bool = False, unfinished: bool = False) -> bool:
         # After a cut, search from the character after it: ``^`` does not match there,
         # and a lookbehind still sees the character before.
         start = 1 if cut else 0

@@ -206,18 +206,20 @@ def test_invalid_utf8_is_replaced() -> None:
         ([b"a\r", b"\n", b"b\r", b"\n"], "a\nb\n"),
         ([b"a\r", b"\r\n"], "a\n"),  # (a full terminal makes "\r\r\n" of "\r\n")
         ([b"a\r\r\nb\r\r", b"\r\n"], "a\nb\n"),
-        ([b"a\r", b"b\n"], "a\rb\n"),
-        ([b"50%\r100%\n"], "50%\r100%\n"),
+        ([b"a\r", b"b\n"], "a\nb\n"),
+        ([b"50%\r100%\n"], "50%\n100%\n"),  # (a progress line: each state a line)
         # bash on a full terminal: its answer after bracketed paste's end and a "\r"
         ([b"echo $((6*7))\r\n\x1b[?2004l\r42\r\n"], "echo $((6*7))\n42\n"),
         ([b"\r42\n"], "42\n"),
         ([b"a\n", b"\r\rb\n"], "a\nb\n"),
-        ([b"a", b"\rb\n"], "a\rb\n"),  # (not at a line's start: it stays)
+        ([b"a", b"\rb\n"], "a\nb\n"),  # (not at a line's start: the line starts again)
+        ([b"\x1b[2K\rServer up\n"], "Server up\n"),
     ],
 )
 def test_crlf_is_folded_to_lf_even_across_chunks(chunks: list[bytes], text: str) -> None:
     """``\\r\\n`` (or ``\\r\\r\\n``) ends a line like ``\\n``, also when the halves arrive
-    apart; a ``\\r`` at a line's start, which moves nothing on the screen, is not there."""
+    apart; a ``\\r`` at a line's start, which moves nothing on the screen, is not there; one
+    in a line starts it again, as a line of its own."""
     assert fed(*chunks).text == text
 
 
@@ -289,9 +291,9 @@ def test_a_sequence_cut_at_a_pause_waits_for_its_rest() -> None:
     buffer = OutputBuffer()
     buffer.feed(b"ready\r\x1b[", "stdout")
     buffer.release("stdout")
-    assert buffer.text == "ready\r"
+    assert buffer.text == "ready\n"  # (its "\r" a line end: the member paused after it)
     buffer.feed(b"0m\n", "stdout")
-    assert buffer.text == "ready\r\n"
+    assert buffer.text == "ready\n"
 
 
 def test_match_spanning_lines_within_lookbehind_is_found() -> None:
@@ -429,7 +431,41 @@ def test_a_release_lets_go_in_order_with_the_bytes() -> None:
     buffer.release("stdout")  # a pause: the cut character may still be completed
     buffer.feed(b"\xa9 c\xc3")
     buffer.release("stdout", final=True)
-    assert buffer.text == "a\rb\u00e9 c\ufffd"
+    assert buffer.text == "a\nb\u00e9 c\ufffd"
+
+
+@pytest.mark.parametrize("after", [b"\n", b"", b"\r\n"])
+def test_a_carriage_return_before_a_pause_ends_its_line_once(after: bytes) -> None:
+    """"a\\r", a pause: the line ended there (^ matches what comes next); a "\\n" that
+    then comes is the rest of a "\\r\\n", not a second line end."""
+    buffer = OutputBuffer()
+    buffer.feed(b"a\r")
+    buffer.release("stdout")
+    assert buffer.search(regexes("^a$")) is not None
+    buffer.feed(after)
+    buffer.feed(b"b\n")
+    assert buffer.search(regexes("^b$")) is not None
+    assert fed_text(b"a\r", after, b"b\n") == "a\nb\n"
+
+
+def fed_text(first: bytes, *rest: bytes) -> str:
+    """The text of a buffer fed ``first``, paused after it, then the rest."""
+    buffer = OutputBuffer()
+    buffer.feed(first)
+    buffer.release("stdout")
+    for chunk in rest:
+        buffer.feed(chunk)
+    return buffer.text
+
+
+def test_a_pattern_anchored_at_a_line_start_matches_after_a_progress_line() -> None:
+    """"loading 20%\\rServer started on 5000": the screen shows the server's line on its
+    own, and ^Server matches it, in one chunk or in several."""
+    for chunks in ([b"loading 0%\rloading 20%\rServer started on 5000\n"],
+                   [b"loading 0%\r", b"loading 20%\r", b"Server started on 5000\n"],
+                   [b"\rloading 0%", b"\rloading 20%", b"\rServer started on 5000\n"]):
+        found = fed(*chunks).search(regexes(r"^Server started on (\d+)$"))
+        assert found is not None and found.match[1] == "5000", chunks
 
 
 def test_dropping_keeps_the_newest_text() -> None:

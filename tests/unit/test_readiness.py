@@ -152,3 +152,34 @@ def test_a_full_terminals_crlf_ends_the_line() -> None:
     w, matches = watch(r"key: (?P<key>.+)$")
     w(out("web", b"key: val-1\r\r\n"))
     assert [m["key"] for m in matches] == ["val-1"]
+
+
+@pytest.mark.parametrize("chunks", [
+    [b"loading 0%\rloading 20%\rServer started on 5000\n"],
+    [b"loading 0%\r", b"loading 20%\r", b"Server started on 5000\n"],
+    [b"\rloading 0%", b"\rloading 20%", b"\rServer started on 5000\n"],
+    [b"\x1b[2K\rServer started on 5000\n"],
+], ids=["one-chunk", "cr-last", "cr-first", "erase-line"])
+def test_a_line_after_a_carriage_return_is_a_line_of_its_own(chunks: list[bytes]) -> None:
+    """A progress line ("loading 20%\\r"), then the server's: the screen shows it on its
+    own, and ^ matches where it starts."""
+    w, matches = watch(r"^Server started on (?P<port>\d+)$")
+    for chunk in chunks:
+        w(out("web", chunk))
+    assert [m["port"] for m in matches] == ["5000"]
+
+
+def test_each_state_of_a_progress_line_is_tried_in_turn() -> None:
+    """What a carriage return wrote over was shown too: it may be waited for, and the
+    first state that matches is the one taken."""
+    w, matches = watch(r"^(?P<done>\d+)% done$")
+    w(out("web", b"10% done\r60% done\r100% done\n"))
+    assert [m["done"] for m in matches] == ["10"]
+
+
+def test_a_value_before_a_carriage_return_has_ended() -> None:
+    """"port 80\\r" on an unfinished line: the state after it starts again, so 80 is
+    whole (it is not the start of a longer number)."""
+    w, matches = watch(r"port (?P<port>\d+)")
+    w(out("web", b"port 80\rwaiting", partial=True))
+    assert [m["port"] for m in matches] == ["80"]

@@ -3,7 +3,9 @@
 pexpect's model: each expectation searches from the cursor; on a match the cursor moves past
 it, and ``before`` (what came between), ``after`` (the matched text) and ``match`` are kept.
 Patterns given as text are compiled with ``re.MULTILINE``, so ``^`` and ``$`` match at line
-boundaries; a line is what the member wrote up to ``\\n``, without a ``\\r`` before it. As in
+boundaries; a line is what the member wrote up to ``\\n``, without a ``\\r`` before it, or up
+to a carriage return in it (a progress line's: the screen shows what follows it on a line
+of its own, as pipeplex does). As in
 pexpect, ``$`` also matches at the end of the text received so far, in the middle of a line
 still being written: a pattern ends in ``\\n`` to wait for the whole line. A precompiled
 pattern is used as given (no ``re.MULTILINE`` added).
@@ -57,6 +59,7 @@ objects, not their bytes."""
 
 _CR_AT_LINE_START = re.compile(r"(?<=\n)\r+")
 """Carriage returns at a line's start (after the line ends are made ``\\n``)."""
+_CR = re.compile(r"\r+")
 
 
 class Sentinel:
@@ -302,11 +305,13 @@ class OutputBuffer:
         text = LINE_END.sub("\n", text)
         # A carriage return at a line's start moves nothing on the screen: bash on a full
         # terminal writes its answer after one (once its escape sequences are out), and
-        # ^42$ must match it. (Elsewhere one stays: what it overwrote may be waited for.)
+        # ^42$ must match it. One in a line starts the line again (a progress line's
+        # "loading 20%\rServer started": ^Server must match); what it overwrote stays, a
+        # line of its own, to be waited for too.
         text = _CR_AT_LINE_START.sub("", text)
         if text[:1] == "\r" and self._line_started.get(stream, True):
             text = text.lstrip("\r")
-        return text
+        return _CR.sub("\n", text)
 
     def release(self, stream: str, *, final: bool = False) -> None:
         """Stop holding back the end of ``stream``'s output: a "\\r" that may have been the
@@ -330,14 +335,22 @@ class OutputBuffer:
         self._fresh.append((stream, _NEW_LINE))
         self._fresh_size += CHUNK_COST
 
-    def _let_go(self, stream: str, final: bool) -> str:
+    def _let_go(self, stream: str, final: bool) -> tuple[str, bool]:
+        """What ``stream`` held back, now (a pause, or its ``final`` end); and whether it
+        ended a line with a carriage return (a "\\n" that comes next is not a second end)."""
         text = self._held.pop(stream, "") if self._held else ""
         if text and not final and (escape := text.find("\x1b")) >= 0:
-            # (a pause: its "\r" is not a line end; a sequence cut short waits for the rest)
+            # (a sequence cut short waits for the rest)
             text, self._held[stream] = text[:escape], text[escape:]
         if final and stream in self._decoders:
             text += self._decoders.pop(stream).decode(b"", final=True)
-        return text
+        if text[:1] != "\r":
+            return text, False
+        # A "\r" the member paused after (or ended at), not "\r\n": the line starts again.
+        body = text.lstrip("\r")
+        if self._line_started.get(stream, True):
+            return body, False
+        return "\n" + body, True
 
     def _decode_rest(self, data: bytes, stream: str) -> str:
         """Decode with the stream's incremental decoder, kept only while it holds the start
@@ -357,7 +370,7 @@ class OutputBuffer:
         fresh = self._fresh
         if fresh:
             if len(fresh) == 1 and type(data := fresh[0][1]) is bytes and (
-                    fresh[0][0] == self._stream):
+                    fresh[0][0] == self._stream) and not self._ended:
                 self._text += self._decode(data, fresh[0][0])  # a round trip's answer
             else:
                 self._text += "".join(self._taken(fresh))
@@ -368,6 +381,7 @@ class OutputBuffer:
         last, text = self._stream, self._text
         unfinished = bool(text) and text[-1] != "\n"
         for stream, data in fresh:
+            cr_ended = False
             if type(data) is bytes:
                 text = self._decode(data, stream)
             elif data is _NEW_LINE:
@@ -376,10 +390,14 @@ class OutputBuffer:
                     unfinished = False
                 continue
             else:
-                text = self._let_go(stream, data.final)  # type: ignore[union-attr]
+                text, cr_ended = self._let_go(stream, data.final)  # type: ignore[union-attr]
+                if text:
+                    self._line_started[stream] = text[-1] == "\n"
             if text and self._ended and stream in self._ended:
                 self._ended.discard(stream)
                 text = text.removeprefix("\n")
+            if cr_ended:
+                self._ended.add(stream)
             if text:
                 if unfinished and stream != last:
                     assert last is not None
