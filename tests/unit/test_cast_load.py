@@ -646,6 +646,26 @@ class TestMemberKeys:
             validate_cast(CastSpec((ProcSpec("web", "x", ready=pattern),)))
         assert caught.value.message == said
 
+    @pytest.mark.parametrize("pattern", [r"foo\nbar", r"listening(?:\n|\r\n)port", r"x\n+y"])
+    def test_a_ready_pattern_that_needs_a_line_end_is_refused(
+            self, tmp_path: Path, pattern: str) -> None:
+        """ready is tried on one line at a time, without its end: a pattern every match of
+        which holds a \\n would never match, and the member would wait out its ready_timeout
+        to fail. In a file, and in a spec built in code."""
+        err, path = error(tmp_path, f"[procs.web]\ncmd = \"x\"\nready = '{pattern}'\n")
+        said = (f"web: ready '{pattern}' matches only across a line end (\\n), but it is tried "
+                "on one line of web's output at a time, without its end, so it would never "
+                "match; make it match within a line ($ matches at the line's end)")
+        assert (err.message, err.source) == (said, f"{path}:3")
+        with pytest.raises(CastError) as caught:
+            validate_cast(CastSpec((ProcSpec("web", "x", ready=pattern),)))
+        assert caught.value.message == said
+
+    @pytest.mark.parametrize("pattern", [r"[^\n]+ up", r"up\s+now", r"(\n)?up", r"a(?:\n|b)"])
+    def test_a_ready_pattern_that_may_match_within_a_line_is_kept(
+            self, tmp_path: Path, pattern: str) -> None:
+        assert member(tmp_path, f"ready = '{pattern}'").ready == pattern
+
     def test_ready_pattern_kept(self, tmp_path: Path) -> None:
         """A valid ready pattern is kept and its named groups are captured variables."""
         web = member(tmp_path, "ready = 'listening on (?P<port>\\d+)'")

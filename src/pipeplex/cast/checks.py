@@ -13,6 +13,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .._suggest import close_match, suggest
 from ..errors import CastError, CastErrors, ours_in_tracebacks
@@ -38,7 +39,7 @@ from .spec import (
 
 __all__ = ("ON_EXIT", "PTY_MODES", "SHELL_BUILTINS", "STDERR_MODES", "Mistakes",
            "beside_the_file", "check_commands", "check_fields", "check_name", "closure",
-           "command_too_long", "env_problem", "identifier", "key_using", "ready_at_once",
+           "command_too_long", "env_problem", "identifier", "key_using", "ready_problem",
            "validate_cast")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
@@ -280,8 +281,8 @@ def check_fields(proc: ProcSpec) -> None:
             regex = ready_regex(proc.ready)
         except re.error as exc:
             raise bad(f"ready is not a valid regular expression: {exc}", "ready") from None
-        if matches_anywhere(regex):
-            raise bad(ready_at_once(proc.name, proc.ready), "ready")
+        if (problem := ready_problem(proc.name, proc.ready, regex)) is not None:
+            raise bad(problem, "ready")
     port = proc.ready_port
     if port is not None and not (
         isinstance(port, str)
@@ -411,9 +412,47 @@ def _break_circle(circle: Sequence[str], procs: Mapping[str, ProcSpec]) -> str:
     return "remove " + " or ".join(links)
 
 
-def ready_at_once(name: str, pattern: str) -> str:
-    return (f"ready {quoted(pattern)} matches where nothing was written, so {name} would be "
-            "ready at its first output; make it match some text")
+def ready_problem(name: str, pattern: str, regex: re.Pattern[str]) -> str | None:
+    """What is surely a slip in a ``ready`` pattern, in words; None if nothing is."""
+    if matches_anywhere(regex):
+        return (f"ready {quoted(pattern)} matches where nothing was written, so {name} would "
+                "be ready at its first output; make it match some text")
+    if _needs_line_end(pattern):
+        return (f"ready {quoted(pattern)} matches only across a line end (\\n), but it is "
+                f"tried on one line of {name}'s output at a time, without its end, so it would "
+                "never match; make it match within a line ($ matches at the line's end)")
+    return None
+
+
+def _needs_line_end(pattern: str) -> bool:
+    """Whether every match of ``pattern`` holds a ``\\n`` (``foo\\nbar``; not ``[^\\n]``,
+    ``\\s``, nor ``(\\n)?``). Read from the pattern's parse (``re._parser``, Python's own):
+    should a later Python change it, the check is left out rather than wrong."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        return _requires_line_end(_parser.parse(pattern))
+    except Exception:
+        return False
+
+
+def _requires_line_end(items: Any) -> bool:
+    for op, arg in items:
+        kind = str(op)
+        if kind == "LITERAL" and arg == ord("\n"):
+            return True
+        if kind == "SUBPATTERN" and _requires_line_end(arg[-1]):
+            return True
+        if kind in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") and arg[0] >= 1 and (
+                _requires_line_end(arg[2])):
+            return True
+        if kind == "BRANCH" and all(_requires_line_end(branch) for branch in arg[1]):
+            return True
+        if kind == "ATOMIC_GROUP" and _requires_line_end(arg):
+            return True
+        if kind == "ASSERT" and _requires_line_end(arg[1]):  # (a look around, on one line)
+            return True
+    return False
 
 
 def check_commands(cast_spec: CastSpec) -> None:

@@ -28,7 +28,7 @@ from .checks import (
     check_name,
     command_too_long,
     env_problem,
-    ready_at_once,
+    ready_problem,
     validate_cast,
 )
 from .spec import (
@@ -36,7 +36,6 @@ from .spec import (
     ProcSpec,
     PtyMode,
     is_port,
-    matches_anywhere,
     quoted,
     ready_regex,
     split_command,
@@ -522,8 +521,8 @@ def _read_ready(read: _Read, key: str, pattern: Any) -> None:
         regex = ready_regex(pattern)
     except re.error as exc:
         raise read.error(key, f"invalid ready pattern {quoted(pattern)}: {exc}") from None
-    if matches_anywhere(regex):
-        raise read.error(key, ready_at_once(read.name, pattern))
+    if (problem := ready_problem(read.name, pattern, regex)) is not None:
+        raise read.error(key, problem)
     read.fields["ready"] = pattern
 
 
