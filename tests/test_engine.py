@@ -1362,6 +1362,25 @@ def test_a_captured_port_out_of_range_fails_at_once_naming_the_member() -> None:
             "not a TCP port)")
 
 
+def test_a_captured_value_with_a_nul_byte_is_named_where_it_cannot_be_passed() -> None:
+    """s's ready captures {tok} from output holding a NUL byte, which no command line can
+    carry: c, which uses it, cannot start, and the reason names {tok}, not only "embedded
+    null byte in its command or environment"."""
+    s = ProcSpec("s", ("sh", "-c", "printf 'token a\\000b\\n'; exec sleep 60"),
+                 ready=r"token (?P<tok>.+)", pty="false")
+    c = ProcSpec("c", ("echo", "{tok}"), after=("s",))
+
+    async def main() -> dict[str | None, str]:
+        engine, recorder = _engine(s, c)
+        assert await asyncio.wait_for(engine.run(), 30) == 127
+        return _summaries(recorder)
+
+    assert asyncio.run(main())["c"] == (
+        "summary: never started (cannot start: {tok} holds a NUL byte (a\\x00b), which no "
+        "command or environment can carry; make the ready pattern that captures it match "
+        "less (\\w+, [^\\x00]+))")
+
+
 def test_members_after_one_nobody_starts_do_not_keep_the_cast_alive() -> None:
     """waiter is after manual (autostart = false): with nothing left that could start
     manual, the cast ends on its own; started, manual lets waiter start after it."""

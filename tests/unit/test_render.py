@@ -161,6 +161,15 @@ class TestSanitize:
             Ready("web", (("port", "80\x1b[2J\x1b]0;x\x07\x07"),), t=T))
         assert rendered == b"web * ready: port=80^G\n"
 
+    def test_a_captured_value_in_a_file_or_pipe_is_escaped_and_a_long_one_cut(self) -> None:
+        """The note is pipeplex's line, even where members' lines are left as written: a
+        NUL or a carriage return in the value does not reach the file raw, and 200 KB of
+        it are not shown whole."""
+        rendered = Renderer(["web"], sanitize=False).render(
+            Ready("web", (("tok", "a\x00b\r"), ("big", "x" * 300_000)), t=T))
+        assert rendered == (b"web * ready: tok=a\\x00b\\x0d, big=" + b"x" * 200
+                            + b"... (300,000 characters)\n")
+
     def test_what_a_carriage_return_writes_over_is_not_shown(self) -> None:
         """A progress bar's updates in one read: what the terminal would show, its last
         state, not a line per update (thousands for a download)."""

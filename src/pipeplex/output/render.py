@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from .._events import Event, Exited, InputSent, Note, Output, Ready, Started
+from .._printable import printable
 from .._signals import describe_returncode
 
 __all__ = ("ColorMode", "Renderer", "use_color")
@@ -61,6 +62,19 @@ def _last_states(data: bytes) -> bytes:
     if b"\r" not in data:
         return data
     return b"\n".join(line[line.rfind(b"\r") + 1:] for line in data.split(b"\n"))
+
+
+SHOWN_VALUE = 200
+"""Characters of a captured value shown in a member's ``ready:`` line; the rest is counted."""
+
+
+def _value(value: str, *, escape: bool) -> str:
+    """A captured value as a ``ready:`` line shows it: a long one cut, and, where the note
+    itself is not made safe (a file or a pipe, where members' lines are left as written),
+    its control characters escaped: it is a program's output, in pipeplex's own line."""
+    if len(value) > SHOWN_VALUE:
+        value = f"{value[:SHOWN_VALUE]}... ({len(value):,} characters)"
+    return printable(value) if escape else value
 
 
 def use_color(mode: ColorMode, isatty: bool, environ: Mapping[str, str] = os.environ) -> bool:
@@ -207,7 +221,8 @@ class Renderer:
                 text = "exited with code 0"
             return self.render_note(text, event.name, level, event.t)
         if isinstance(event, Ready):
-            found = ", ".join(f"{k}={v}" for k, v in event.variables)
+            found = ", ".join(f"{k}={_value(v, escape=not self.sanitize)}"
+                              for k, v in event.variables)
             return self.render_note(f"ready{': ' + found if found else ''}", event.name,
                                     "info", event.t)
         return b""

@@ -27,6 +27,7 @@ from typing import Literal
 
 from .._bus import Bus
 from .._events import Exited, InputSent, Note, Output, Started, Stream
+from .._printable import printable
 from .._signals import signal_name
 from ..cast.spec import ProcSpec, expand
 from ..errors import SignalRefused, SpawnError
@@ -272,7 +273,8 @@ class Process:
                                  spawn_reason(exc, argv, executable, spec.cwd)) from None
             except ValueError as exc:  # a NUL byte, or "=" in an environment variable's name
                 self._spawn_failed()
-                raise SpawnError(self.name, spec.command_text, bad_text(exc)) from None
+                raise SpawnError(self.name, spec.command_text,
+                                 _nul_in(variables, spec) or bad_text(exc)) from None
             except subprocess.SubprocessError:  # the preexec_fn failed: the child is reaped
                 self._spawn_failed()
                 raise
@@ -1231,3 +1233,16 @@ def _on_its_way(pid: int | None, sig: int) -> bool:
     if pid is None or (flags := child_flags(pid)) is None:
         return False
     return bool(flags & PF_EXITING) or signal_pending(pid, sig)
+
+
+def _nul_in(variables: Mapping[str, str], spec: ProcSpec) -> str | None:
+    """Which captured value the member uses holds a NUL byte, which no command line or
+    environment can carry: a program's output taken as a value (None: none does)."""
+    used = spec.referenced_variables()
+    held = sorted(name for name, value in variables.items() if "\0" in value and name in used)
+    if not held:
+        return None
+    name = held[0]
+    return (f"{{{name}}} holds a NUL byte ({printable(variables[name][:60])}), which no "
+            "command or environment can carry; make the ready pattern that captures it "
+            "match less (\\w+, [^\\x00]+)")
