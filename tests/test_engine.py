@@ -259,6 +259,37 @@ def test_restart_requests_that_come_together_make_one_restart() -> None:
     assert pid == pids[-1]
 
 
+def test_start_requests_that_come_together_share_one_start(tmp_path: Path) -> None:
+    """lazy (autostart = false) waits for db to be ready when two requests to start it
+    come: the second waits for the same start, rather than being refused with "lazy was
+    already started" while lazy has not started; once it has, one more is refused."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    db = ProcSpec("db", ("sh", "-c", f"read x < {gate}; echo db up; exec sleep 60"),
+                  ready="^db up")
+    lazy = ProcSpec("lazy", ("sh", "-c", "echo lazy up; exec sleep 60"), ready="^lazy up",
+                    after=("db",), autostart=False)
+
+    async def scenario() -> tuple[list[int], str]:
+        engine, recorder = _engine(db, lazy)
+        run = await _running_began(engine)
+        await _seen(engine, recorder, "db", "started")
+        starts = [asyncio.ensure_future(engine.start("lazy")) for _ in range(2)]
+        await asyncio.sleep(0)  # (both asked before db is ready)
+        assert not any(start.done() for start in starts)
+        await _open(gate)
+        await asyncio.wait_for(asyncio.gather(*starts), 30)
+        with pytest.raises(PipeplexError) as refused:
+            await engine.start("lazy")
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return [e.pid for e in recorder.events if isinstance(e, Started)
+                and e.name == "lazy"], str(refused.value)
+
+    pids, refused = asyncio.run(scenario())
+    assert len(pids) == 1 and refused == "lazy was already started"
+
+
 def test_a_restart_that_the_stop_cuts_short_says_so() -> None:
     """The cast stops before the member started again: restart raises, it does not return
     as if the old instance (still being stopped) were the new one."""

@@ -361,7 +361,12 @@ class Engine:
                                 "are started on request)")
         member = self.members[name]
         again = requested.done() and member.pid is None and not seat.supervising
-        if requested.done() and not again:
+        # A start under way (asked for a moment ago, waiting for a member it starts after,
+        # or for its readiness): this request waits for it too, as requests that come
+        # together share one restart.
+        joining = (requested.done() and not again and seat.supervising
+                   and not self._ready(name).done())
+        if requested.done() and not again and not joining:
             if _finished(member):
                 raise PipeplexError(f"{name} was already started, and its step is done (it "
                                     f"exited with code 0): pipeplex restart {name} runs it "
@@ -372,14 +377,14 @@ class Engine:
         if blocked_by is not None:  # it would wait for ever: say for whom (and start nothing)
             raise PipeplexError(f"{name} starts after {blocked_by}, which has autostart = "
                                 f"false and was not started: start {blocked_by} first")
-        held = self._held_back_by(name)
+        held = None if joining else self._held_back_by(name)
         if held is not None:
             raise PipeplexError(f"{name} {held}")
         if again:  # it was held back before: asked again, it starts now
             self._restart_anew(name)
             self._busy += 1
             self._start_supervisor(member)
-        else:
+        elif not joining:
             requested.set_result(None)
         assert self._stop is not None
         await first(self._ready(name), self._stop)
