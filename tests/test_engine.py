@@ -450,7 +450,8 @@ def test_a_failed_restart_of_an_ignored_member_leaves_it_down_and_says_why(
     tmp_path: Path,
 ) -> None:
     """on_exit = ignore: the new instance cannot start, the cast goes on without it, and
-    its summary says it could not start again (a restart that never ran is not counted)."""
+    its summary says it could not start again (a restart that never ran is not counted);
+    the run's status is 127, as for an exit it ignores with its code."""
     program = tmp_path / "server"
     program.write_text("#!/bin/sh\necho up\nexec sleep 60\n")
     program.chmod(0o755)
@@ -465,7 +466,7 @@ def test_a_failed_restart_of_an_ignored_member_leaves_it_down_and_says_why(
         stopping, restarts = engine.stopping, engine.restarts["m"]
         engine.request_stop()
         status = await asyncio.wait_for(run, 30)
-        assert status == 0
+        assert status == 127
         summaries = [e.text for e in recorder.events
                      if isinstance(e, Note) and e.name == "m" and e.text.startswith("summary")]
         return error, stopping, restarts, summaries

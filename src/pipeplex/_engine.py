@@ -982,7 +982,8 @@ class Engine:
     def _start_failed(self, member: Process, exc: SpawnError, restarting: bool) -> None:
         """The member's program could not be started: said, and the cast stops, unless it
         was an added member's (it fails alone) or a restart of one whose exits are ignored
-        (it stays down, and the cast goes on; its summary says why)."""
+        (it stays down, and the cast goes on; its summary says why, and the exit status
+        counts it, 127, as it counts an exit it ignores)."""
         seat = self._seats[member.name]
         seat.restart_requested = False
         restarted, seat.restarted = seat.restarted, None
@@ -995,10 +996,10 @@ class Engine:
         if seat.added:
             self._fail_start(member.name, exc)
             return
+        self.record_failure(member.name, 127, str(exc))
         if restarting and member.spec.on_exit == "ignore" and self._ready(member.name).done():
             return
         # (Never ready yet: members after it would wait for it for ever.)
-        self.record_failure(member.name, 127, str(exc))
         self.request_stop("stopping the cast", by=member.name)
 
     def _started(self, member: Process, restarting: bool) -> None:
