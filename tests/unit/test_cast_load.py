@@ -808,8 +808,13 @@ class TestMemberKeys:
 
     def test_a_scenario_given_as_a_cast_says_how_to_load_it(self, tmp_path: Path) -> None:
         err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\n\n[[step]]\nsleep = 0\n')
-        assert err.message == ("unknown table or key 'step'; a file with steps is a scenario: "
-                               "load it with load_scenario() or Plex.load()")
+        assert err.message == ("unknown table or key 'step'; steps are a scenario file's (as "
+                               "pipeplex run and test read it): load it with load_scenario() "
+                               "or Plex.load()")
+        err, _ = error(tmp_path, '[defaults]\ntimeout = 3\n\n[procs.web]\ncmd = "x"\n')
+        assert err.message == ("unknown table or key 'defaults'; 'defaults' is a scenario "
+                               "file's (as pipeplex run and test read it): load it with "
+                               "load_scenario() or Plex.load()")
 
     @pytest.mark.parametrize(("keys", "line", "said"), [
         ('env = { A = "1" }\ncmd = "no-such-program-here"\n', 3, "command not found"),

@@ -269,8 +269,9 @@ def cast_from_data(
     mistakes = Mistakes()
     for key in data:
         if key not in allowed:
-            hint = ("; a file with steps is a scenario: load it with load_scenario() or "
-                    "Plex.load()" if key in SCENARIO_KEYS else suggest(key, allowed))
+            hint = (f"; {'steps are' if key == 'step' else repr(key) + ' is'} a scenario "
+                    "file's (as pipeplex run and test read it): load it with load_scenario() "
+                    "or Plex.load()" if key in SCENARIO_KEYS else suggest(key, allowed))
             mistakes.found.append(CastError(f"unknown table or key {key!r}{hint}",
                                             source=where(key)))
     included: list[ProcSpec] = []
