@@ -137,3 +137,24 @@ def test_the_process_is_the_members_subreaper_only_if_asked_and_while_the_cast_r
 def test_run_options_refuse_a_colour_mode_that_is_none() -> None:
     with pytest.raises(ValueError, match="color must be 'auto', 'always' or 'never', not 'bogus'"):
         RunOptions(color="bogus")  # type: ignore[arg-type]
+
+
+def test_a_run_folders_message_names_the_option_of_run_options(tmp_path: Path) -> None:
+    """An open folder given as RunOptions(run_dir=...) is refused in Python's words,
+    run_dir=, not the command's --run-dir (the command sets run_dir_option)."""
+    import dataclasses
+
+    from pipeplex.errors import RunDirError
+
+    folder = tmp_path / "open"
+    folder.mkdir()
+    folder.chmod(0o755)
+    cast = CastSpec((ProcSpec("a", ("true",)),))
+    with open(os.devnull, "wb") as sink:
+        options = RunOptions(run_dir=folder, console=False, output_fd=sink.fileno())
+        for given, said in ((options, "(run_dir=)"),
+                            (dataclasses.replace(options, run_dir_option="--run-dir"),
+                             "(--run-dir)")):
+            with pytest.raises(RunDirError) as caught:
+                asyncio.run(run_cast(cast, given))
+            assert str(caught.value).endswith(f"or give another run folder {said}"), caught.value

@@ -64,6 +64,9 @@ class RunOptions:
     """Steps to run once the cast is up; the cast then goes on until it ends."""
     transcript: Path | None = None
     log_dir: Path | None = None
+    run_dir_option: str = "run_dir="
+    """How a message about the run folder names the way to give another one: the
+    command's ``--run-dir`` (which sets this), or this option's ``run_dir=``."""
     adopt_orphans: bool = False
     """Be the members' subreaper while the cast runs: what they orphan (even a daemon
     that left their group and environment) is stopped with the cast, and reaped. Only for
@@ -177,7 +180,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             orphans = OrphanReaper(loop, engine.own_children, guardian, bus)
         records = _records(options, bus, writer)
         outputs += [sink.writer for sink in records if sink.writer is not None]
-        inputs = FolderInputs(engine, options.run_dir or default_run_dir())
+        inputs = FolderInputs(engine, options.run_dir or default_run_dir(),
+                              given_as=options.run_dir_option)
         for name in cast.names:
             inputs.add(name)
         bus.publish(Note(f"run folder {printable(os.fspath(inputs.path))}: write a line to "

@@ -260,6 +260,7 @@ def run(args: argparse.Namespace) -> None:
         scenario=scenario,
         transcript=args.transcript,
         log_dir=args.log_dir,
+        run_dir_option="--run-dir",
         adopt_orphans=True,
     )
     sys.exit(_run(cast, options))

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._events import Note
-from ._private_dir import COMMAND
 from .control import ControlServer
 from .fifo import FifoChannel
 from .router import ALL, Router
@@ -26,7 +25,9 @@ __all__ = ("FolderInputs",)
 
 
 class FolderInputs:
-    """Opens the run folder at ``path`` for ``engine`` with ``all.in`` and the control socket.
+    """Opens the run folder at ``path`` for ``engine`` with ``all.in`` and the control socket
+    (``given_as``: how the caller gives another folder, for the messages: ``--run-dir``,
+    ``run_dir=``).
 
     Then :meth:`add` each member, run :meth:`serve` as a task, call :meth:`finish` once the
     run ended, and :meth:`close` (also after a failure).
@@ -35,7 +36,7 @@ class FolderInputs:
         RunDirError: the folder cannot be used; nothing is left open.
     """
 
-    def __init__(self, engine: Engine, path: Path | str, *, given_as: str = COMMAND) -> None:
+    def __init__(self, engine: Engine, path: Path | str, *, given_as: str) -> None:
         self._engine = engine
         self._fifos: dict[str, FifoChannel] = {}
         self._control: ControlServer | None = None
