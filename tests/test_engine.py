@@ -1862,6 +1862,48 @@ def test_a_daemons_worker_forked_after_the_look_is_stopped_with_it(tmp_path: Pat
         _kill(pids)
 
 
+def test_a_worker_left_in_a_daemons_group_is_said_to_be_in_its_group() -> None:
+    """The daemon leads its group and exits at SIGTERM; its worker, in that group, ignores
+    SIGTERM. The SIGKILL's line says the worker's group is the daemon's ("of pid D"), not
+    one the worker leads."""
+    import re
+
+    daemon = ("import os, signal\n"
+              "worker = os.fork()\n"
+              "if worker == 0:\n"
+              "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              "    signal.pause()\n"
+              "else:\n"
+              "    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))\n"
+              "    print('daemon', os.getpid(), worker, flush=True)\n"
+              "    signal.pause()\n")
+    a = ProcSpec("a", ("sh", "-c", 'setsid "$0" -c "$1" </dev/null & exec sleep 60',
+                       sys.executable, daemon), ready="^daemon")
+    pids: list[int] = []
+
+    async def scenario() -> list[str]:
+        bus = Bus()
+        recorder = Recorder()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((a,)), bus, grace=0.5,
+                        env_overrides={"PIPEPLEX_RUN_ID": f"worker-{os.getpid()}"})
+        run = await _running(engine, "a")
+        pids.extend(int(pid) for e in recorder.events if isinstance(e, Output)
+                    for m in re.finditer(rb"daemon (\d+) (\d+)", e.data) for pid in m.groups())
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return recorder.notes()
+
+    try:
+        notes = asyncio.run(scenario())
+        daemon_pid, worker = pids
+        assert (f"1 process (pid {worker}) it left outside its process group ignored SIGTERM "
+                f"for 0.5 s; sent it SIGKILL, and to the process group of pid {daemon_pid}"
+                ) in notes, notes
+    finally:
+        _kill(pids)
+
+
 def test_a_member_on_its_way_out_as_the_stop_begins_ended_on_its_own() -> None:
     """x has called exit(3) and its process is being torn down (512 MB to free: tens of
     milliseconds before it is a zombie and its pidfd says so) when the cast's stop first

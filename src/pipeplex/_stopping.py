@@ -554,7 +554,11 @@ class Stopper:
             return
         if killed:
             what, them = f"{_processes(killed)} it left outside its process group", _them(killed)
-            also = _led(killed, [group for group in held if group in crowded])
+            said = [group for group in held if group in crowded]
+            leaders = {pid for pid, _ in killed}
+            also = _led(killed, said) if leaders.issuperset(said) else (
+                f", and to the process group{'s' if len(said) > 1 else ''} of pid "
+                + ", ".join(map(str, said)))  # (led by one that is gone: its worker is not)
         else:  # their leaders are gone; processes they forked are not
             what = f"processes in the groups of {_processes(processes)} it left outside its " \
                    "process group"
