@@ -103,18 +103,20 @@ class LineWatch:
         lines = text.split("\n")
         partial = lines.pop()
         partial_cut = first_cut and not lines
-        if len(partial) > MAX_PARTIAL:
-            partial = partial[-(MAX_PARTIAL + 1):]
-            partial_cut = True
-        self._partial[stream] = partial
-        self._cut[stream] = partial_cut
         for i, line in enumerate(lines):
             if self._try(_readable(line), cut=first_cut and i == 0):
                 return
         if lines:
             self.held = None  # (that line ended, and did not match when it did)
-        if partial:
-            self._try(_readable(partial), cut=partial_cut, unfinished=True)
+        # The unfinished line is tried whole, as it came, before only its end is kept for
+        # the next piece: what a long line holds is searched wherever it lies.
+        if partial and self._try(_readable(partial), cut=partial_cut, unfinished=True):
+            return
+        if len(partial) > MAX_PARTIAL:
+            partial = partial[-(MAX_PARTIAL + 1):]
+            partial_cut = True
+        self._partial[stream] = partial
+        self._cut[stream] = partial_cut
 
     def _try(self, line: str, *, cut: bool = False, unfinished: bool = False) -> bool:
         if "\r" not in line:

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from pipeplex import _readiness
 from pipeplex._events import Exited, Output
 from pipeplex._readiness import MAX_PARTIAL, LineWatch
 
@@ -94,11 +95,16 @@ def test_the_exit_ends_a_stderr_line_too() -> None:
     assert [m["token"] for m in matches] == ["xyz"]
 
 
-def test_a_value_cut_from_an_over_long_line_is_not_taken() -> None:
-    """Only the last 64 KiB of an unfinished line are kept: a value that starts right at
-    that cut may have lost its beginning, so it is skipped; a later one on the line is not."""
+def test_a_value_cut_from_an_over_long_line_is_not_taken(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the last 64 KiB of an unfinished line are kept for its next piece (64 bytes
+    here: a failed search of 64 KiB of digits for (\\d+) open takes the regex engine
+    seconds): a value that starts right at that cut may have lost its beginning, so it is
+    skipped; a later one on the line is not."""
+    monkeypatch.setattr(_readiness, "MAX_PARTIAL", 64)
     w, matches = watch(r"(?P<port>\d+) open")
-    w(out(b"x" * 10 + b"8" * MAX_PARTIAL + b"1 open", partial=True))
+    w(out(b"x" * 10 + b"8" * 64, partial=True))
+    w(out(b"1 open", partial=True))
     assert matches == []
     w(out(b" and 9090 open\n"))
     assert [m["port"] for m in matches] == ["9090"]
@@ -120,3 +126,15 @@ def test_an_over_long_line_keeps_bounded_memory() -> None:
     for _ in range(5):
         w(out(b"y" * MAX_PARTIAL, partial=True))
     assert len(w._partial["stdout"]) <= MAX_PARTIAL + 1
+
+
+def test_a_match_anywhere_in_a_long_piece_is_found() -> None:
+    """A piece of an unfinished line far longer than what is kept of it (the framer hands
+    a line on in 256 KiB pieces): what it holds is searched before only its end is kept,
+    as are the states of a progress line it holds."""
+    for separator in (b" ", b"\r"):
+        w, matches = watch(r"Server started on (?P<port>\d+)")
+        filler = separator.join(b"loading %d" % i for i in range(20_000))
+        w(out(filler + separator + b"Server started on 5000" + separator + filler,
+              partial=True))
+        assert [m["port"] for m in matches] == ["5000"], separator
