@@ -1409,8 +1409,8 @@ def test_a_captured_value_with_a_nul_byte_is_named_where_it_cannot_be_passed() -
 
     assert asyncio.run(main())["c"] == (
         "summary: never started (cannot start: {tok} holds a NUL byte (a\\x00b), which no "
-        "command or environment can carry; make the ready pattern that captures it match "
-        "less (\\w+, [^\\x00]+))")
+        "command or environment can carry; make the pattern that captures it (a ready, or an "
+        "expect step's) match less (\\w+, [^\\x00]+))")
 
 
 def test_members_after_one_nobody_starts_do_not_keep_the_cast_alive() -> None:

@@ -110,8 +110,13 @@ class LineWatch:
             self.held = None  # (that line ended, and did not match when it did)
         # The unfinished line is tried whole, as it came, before only its end is kept for
         # the next piece: what a long line holds is searched wherever it lies.
-        if partial and self._try(_readable(partial), cut=partial_cut, unfinished=True):
-            return
+        if partial:
+            shown, cut_short = plain(partial)
+            # A carriage return at its end: the next state starts there, a value before it
+            # has ended (so has one before "\r\n").
+            ended = not cut_short and shown.endswith("\r")
+            if self._try(shown.rstrip("\r"), cut=partial_cut, unfinished=not ended):
+                return
         if len(partial) > MAX_PARTIAL:
             partial = partial[-(MAX_PARTIAL + 1):]
             partial_cut = True

@@ -138,3 +138,14 @@ def test_a_match_anywhere_in_a_long_piece_is_found() -> None:
         w(out(filler + separator + b"Server started on 5000" + separator + filler,
               partial=True))
         assert [m["port"] for m in matches] == ["5000"], separator
+
+
+def test_a_value_before_a_carriage_return_at_the_end_has_ended() -> None:
+    """print(..., end="\\r"): the line is unfinished, but the state after the value has
+    begun; the value cannot grow, and the member is ready."""
+    w, matches = watch(r"started on (?P<port>\d+)")
+    w(out(b"loading 50%\rServer started on 5000\r", partial=True))
+    assert [m["port"] for m in matches] == ["5000"]
+    w, matches = watch(r"started on (?P<port>\d+)")
+    w(out(b"Server started on 5000", partial=True))  # (no "\r": 50001 may still come)
+    assert matches == []

@@ -1243,6 +1243,8 @@ def _nul_in(variables: Mapping[str, str], spec: ProcSpec) -> str | None:
     if not held:
         return None
     name = held[0]
-    return (f"{{{name}}} holds a NUL byte ({printable(variables[name][:60])}), which no "
-            "command or environment can carry; make the ready pattern that captures it "
-            "match less (\\w+, [^\\x00]+)")
+    value = variables[name]
+    shown = printable(value[:60]) + ("..." if len(value) > 60 else "")
+    return (f"{{{name}}} holds a NUL byte ({shown}), which no command or environment can "
+            "carry; make the pattern that captures it (a ready, or an expect step's) match "
+            "less (\\w+, [^\\x00]+)")
