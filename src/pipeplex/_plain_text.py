@@ -22,7 +22,9 @@ _CUT = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[\]P^_X][^\x07\x1b\n]*\x1b?|[ -/]*)\Z"
 """An escape sequence that the text ends in the middle of."""
 MAX_CUT = 4096
 """Longer than this, an unfinished sequence is not one (an ESC in binary output): text."""
-LINE_END = re.compile(r"\r+\n")
+LINE_END = re.compile(r"(?<!\r)\r+\n")
+"""A line end: ``\\r\\n``, a full terminal's ``\\r\\r\\n``. (Tried only where a run of
+carriage returns begins: from each of a long run's, the search was quadratic in it.)"""
 
 
 def plain(text: str) -> tuple[str, str]:

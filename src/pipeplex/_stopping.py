@@ -559,15 +559,18 @@ class Stopper:
             also = _led(killed, said) if leaders.issuperset(said) else (
                 f", and to the process group{'s' if len(said) > 1 else ''} of pid "
                 + ", ".join(map(str, said)))  # (led by one that is gone: its worker is not)
-        else:  # their leaders are gone; processes they forked are not
+        else:  # their leaders are gone; processes in their groups are not
             what = f"processes in the groups of {_processes(processes)} it left outside its " \
                    "process group"
             them, also = "them", ""
         if self._force.done():
             self._announce(member, f"sent SIGKILL to {what}{also}", "warning")
-        else:
+        elif killed:
             self._announce(member, f"{what} ignored SIGTERM for {_seconds(grace)} s; sent "
                                    f"{them} SIGKILL{also}", "warning")
+        else:  # (one forked since the group's SIGTERM never had it: they still ran, is all)
+            self._announce(member, f"{what} still ran {_seconds(grace)} s after the SIGTERM to "
+                                   "those groups; sent them SIGKILL", "warning")
         await self._alive_after(member, killed, loop.time() + LEFTOVER_KILL_WAIT)
         await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
 

@@ -624,3 +624,12 @@ def test_a_new_line_is_made_only_where_the_streams_own_line_is_unfinished() -> N
     other.feed(b"warning\n", "stderr")
     other.feed(b"\n", "stdout")
     assert other.text == "Name: \nwarning\n"
+
+
+def test_a_long_run_of_carriage_returns_is_one_start_of_the_line() -> None:
+    """250,000 carriage returns and no line end among them: the line starts again there,
+    once. (Their line-end search is tried where the run begins only: from each of them,
+    it took 17 s here, where it now takes milliseconds.)"""
+    buffer = fed(b"\r" * 250_000 + b"DONE\n")
+    assert buffer.text == "DONE\n"  # (at the start of the output: it moves nothing)
+    assert buffer.search(regexes("^DONE$")) is not None
