@@ -1413,6 +1413,30 @@ def test_a_captured_value_with_a_nul_byte_is_named_where_it_cannot_be_passed() -
         "expect step's) match less (\\w+, [^\\x00]+))")
 
 
+def test_a_status_that_is_not_the_signals_is_explained() -> None:
+    """Ctrl-C while a member waits out its restart's backoff: the run's status is that
+    member's failure (3), not 130, and a last line says so; a Ctrl-C with no failure
+    still ends with "stopped by SIGINT"."""
+    import signal
+
+    async def main(failing: bool) -> tuple[int, list[str]]:
+        worker = ProcSpec("worker", ("sh", "-c", "exit 3" if failing else "exec sleep 60"),
+                          on_exit="restart", max_restarts=100)
+        engine, recorder = _engine(worker, ProcSpec("keep", ("sleep", "60")))
+        run = await _running_began(engine)
+        await _seen(engine, recorder, "worker", "restarting in" if failing else "started")
+        engine.request_stop("got SIGINT", interrupted_by=signal.SIGINT)
+        return await asyncio.wait_for(run, 30), [e.text for e in recorder.events
+                                                 if isinstance(e, Note) and e.name is None]
+
+    status, said = asyncio.run(main(failing=True))
+    assert status == 3 and said[-1] == (
+        "exit status 3: worker exited with code 3, and the cast stopped before its restart "
+        "(a member's own failure decides it, not the SIGINT that stopped the cast)"), said
+    status, said = asyncio.run(main(failing=False))
+    assert status == 130 and said[-1] == "stopped by SIGINT", said
+
+
 def test_members_after_one_nobody_starts_do_not_keep_the_cast_alive() -> None:
     """waiter is after manual (autostart = false): with nothing left that could start
     manual, the cast ends on its own; started, manual lets waiter start after it."""

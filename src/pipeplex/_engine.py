@@ -1666,4 +1666,10 @@ class Engine:
                 # what was said of it then, without the advice.
                 said = first.reason.split("; ", 1)[0]
                 self.bus.publish(Note(f"exit status {first.status}: {said}"))
+            elif self.interrupted_by is not None:
+                # Not the status of the signal that stopped the cast: say whose it is.
+                said = first.reason.split("; ", 1)[0]
+                self.bus.publish(Note(
+                    f"exit status {first.status}: {said} (a member's own failure decides it, "
+                    f"not the {signal_name(self.interrupted_by)} that stopped the cast)"))
 
