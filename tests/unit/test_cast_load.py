@@ -222,6 +222,20 @@ class TestMemberKeys:
         assert str(err).startswith(f"{path}:3: ")
         assert err.message == "web: unknown key 'cmdd'; did you mean 'cmd'?"
 
+    @pytest.mark.parametrize(("key", "said"), [
+        ('restart = "always"', "; a member restarts with on_exit = \"restart\" (and "
+                               "max_restarts: how many times in a row)"),
+        ('depends_on = ["db"]', "; a member starts after others with after = [...] (once "
+                                "they are ready)"),
+        ('working_dir = "/"', "; did you mean 'cwd'?"),
+    ])
+    def test_another_tools_key_leads_to_this_ones(self, tmp_path: Path, key: str,
+                                                   said: str) -> None:
+        """docker compose's restart, whose close spelling here is max_restarts, leads to
+        on_exit = "restart"; depends_on, which resembles nothing, to after."""
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\n{key}\n')
+        assert err.message == f"web: unknown key {key.split(' =')[0]!r}{said}"
+
     def test_unknown_key_without_close_match_lists_valid_keys(self, tmp_path: Path) -> None:
         """A key resembling nothing gets the list of valid keys."""
         err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\nzzzzzz = 1\n')

@@ -66,6 +66,20 @@ SCENARIO_KEYS = ("defaults", "step", "golden", "normalize", "skip")
 """What a scenario file adds (``scenario.load``), which a plain cast file does not take."""
 
 
+_OTHER_TOOLS = {
+    "restart": ('; a member restarts with on_exit = "restart" (and max_restarts: how many '
+                'times in a row)'),
+    "depends_on": "; a member starts after others with after = [...] (once they are ready)",
+    "environment": "; did you mean 'env'? (a table: env = { NAME = \"value\" })",
+    "working_dir": "; did you mean 'cwd'?",
+    "healthcheck": ("; a member's health check is ready_cmd (a command that exits with 0 "
+                    "once it is ready), or ready_port"),
+    "command": "; did you mean 'cmd'?",
+}
+"""Keys that other tools' files (docker compose, supervisord) use for what a member's keys
+here do: the close spelling of another key would lead astray (restart: max_restarts)."""
+
+
 def suggest_key(key: str, valid: Sequence[str]) -> str:
     """:func:`suggest`, or for ``golden`` (a top-level key written below a table's header,
     which TOML then reads as that table's) where to put it."""
@@ -382,7 +396,7 @@ def _proc(
             member = isinstance(table[key], dict) and "cmd" in table[key]  # ([procs.a.b])
             hint = (f"; for a member named {name}.{key}, quote the name: "
                     f"[procs.\"{name}.{key}\"]" if member and close_match(key, PROC_KEYS) is None
-                    else suggest_key(key, PROC_KEYS))
+                    else _OTHER_TOOLS.get(key) or suggest_key(key, PROC_KEYS))
             mistakes.found.append(CastError(f"{name}: unknown key {key!r}{hint}",
                                             source=where("procs", name, key)))
     if "cmd" not in table:
