@@ -1437,6 +1437,34 @@ def test_a_status_that_is_not_the_signals_is_explained() -> None:
     assert status == 130 and said[-1] == "stopped by SIGINT", said
 
 
+def test_a_ready_port_never_opened_says_where_the_member_listens() -> None:
+    """The member listens on one port and ready_port names another: the failure says
+    where it listens, the likelier fix than a longer wait."""
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    told, waited = free_port(), free_port()
+    serve = ("import socket, sys\ns = socket.socket()\n"
+             f"s.bind(('127.0.0.1', {told}))\ns.listen()\n"
+             "print('listening', flush=True)\nsys.stdin.read()\n")
+    web = ProcSpec("web", (sys.executable, "-c", serve), ready="^listening",
+                   ready_port=str(waited), ready_timeout=3)
+
+    async def main() -> list[str]:
+        engine, recorder = _engine(web)
+        assert await asyncio.wait_for(engine.run(), 30) == 1
+        return [e.text for e in recorder.events if isinstance(e, Note) and e.name == "web"]
+
+    said = asyncio.run(main())
+    assert any(f"it never showed port {waited} on 127.0.0.1 or ::1 to accept connections; it "
+               f"listens on port {told}: is ready_port the port it was told to use?" in n
+               for n in said), said
+
+
 def test_members_after_one_nobody_starts_do_not_keep_the_cast_alive() -> None:
     """waiter is after manual (autostart = false): with nothing left that could start
     manual, the cast ends on its own; started, manual lets waiter start after it."""

@@ -25,7 +25,7 @@ from ._events import Level, Note, Output, Ready, Started
 from ._outcomes import Outcomes
 from ._plain_text import plain
 from ._printable import printable
-from ._readiness import LOOPBACK_SAID, RunWatch, listeners, port_accepts
+from ._readiness import LOOPBACK_SAID, RunWatch, listeners, port_accepts, ports_of
 from ._recent import RecentOutput
 from ._seat import Seat
 from ._signals import describe_returncode, exit_status, reap_children_again, signal_name
@@ -46,6 +46,7 @@ from .errors import NotReady, PipeplexError, SignalRefused, SpawnError, ours_in_
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
 from .participants._escaped import start_time
+from .participants._group import live_in_group
 from .participants.health_check import run_check
 from .participants.orphans import Adoption, children, descendants
 
@@ -83,6 +84,19 @@ RESTART_RESET = 10.0
 
 _PROMPT_PATTERN = re.compile(r"[>:?#%$] ?\$?\)?$|\\s\*?\$?$")
 """A ``ready`` pattern that waits for a prompt (``sqlite> $``, ``Password: ``)."""
+
+
+def _listens_elsewhere(member: Process, port: str) -> str:
+    """Where a member whose ``ready_port`` never accepted listens instead, if it does:
+    the likelier fix is the port, not a longer wait."""
+    if member.pid is None or member.returncode is not None:
+        return ""
+    ports = [p for p in ports_of([member.pid, *live_in_group(member.pid)]) if str(p) != port]
+    if not ports:
+        return ""
+    which = ", ".join(map(str, ports[:5])) + (", ..." if len(ports) > 5 else "")
+    return (f"; it listens on port{'s' if len(ports) > 1 else ''} {which}: is ready_port the "
+            "port it was told to use?")
 
 
 def _finished(member: Process) -> bool:
@@ -1235,7 +1249,7 @@ class Engine:
                 accepting.cancel()
             if (not accepting.done() or accepting.cancelled()
                     or accepting.exception() is not None):
-                await self._not_ready(member, waiting_for)
+                await self._not_ready(member, waiting_for + _listens_elsewhere(member, port))
                 return False
         if spec.ready_cmd is not None:
             health = await self._check_health(member, {**started_with, **captured}, deadline)

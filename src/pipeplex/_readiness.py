@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
 from ._events import Event, Exited, Output, Stream
@@ -187,6 +189,34 @@ def listeners(port: int) -> frozenset[int]:
         except (OSError, ValueError):  # (no IPv6 here)
             continue
     return frozenset(found)
+
+
+def ports_of(pids: Iterable[int]) -> list[int]:
+    """The TCP ports that processes ``pids`` listen on (their sockets, by inode, in
+    /proc/net): where a member that never opened its ``ready_port`` listens instead."""
+    inodes: set[int] = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # (gone, or not ours to read)
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[3] == "0A" and fields[9].isdigit() and (
+                            int(fields[9]) in inodes):
+                        ports.add(int(fields[1].rpartition(":")[2], 16))
+        except (OSError, ValueError):  # (no IPv6 here)
+            continue
+    return sorted(ports)
 
 
 async def port_accepts(port: int, *, taken: frozenset[int] = frozenset()) -> None:
