@@ -1465,6 +1465,30 @@ def test_a_ready_port_never_opened_says_where_the_member_listens() -> None:
                for n in said), said
 
 
+@pytest.mark.parametrize("fails", [True, False])
+def test_a_failed_member_that_used_a_name_nobody_captures_gets_the_guess(fails: bool) -> None:
+    """server's ready has a group without a name; alice uses {port}, which reaches it as
+    written. Not worth a word as the run starts (braces in a command are often the
+    program's own), but once alice has failed, the run's end says what was likely meant,
+    as a failed test's report does."""
+    server = ProcSpec("server", ("sh", "-c", "echo listening on :4242; exec sleep 60"),
+                      ready=r"listening on :(\d+)")
+    check = "test '{port}' = 4242" if fails else "true {port}"
+    alice = ProcSpec("alice", ("sh", "-c", check), after=("server",))
+
+    async def main() -> tuple[int, list[str]]:
+        engine, recorder = _engine(server, alice)
+        status = await asyncio.wait_for(engine.run(), 30)
+        return status, [e.text for e in recorder.events if isinstance(e, Note)]
+
+    status, said = asyncio.run(main())
+    guess = ("alice uses {port}, which no member captures (it is passed on as written); "
+             "server's ready captures nothing, its groups having no names: if {port} is what "
+             "one matches, name it, (?P<port>...)")
+    assert status == (1 if fails else 0)
+    assert any(n.endswith(guess) for n in said) == fails, said
+
+
 def test_members_after_one_nobody_starts_do_not_keep_the_cast_alive() -> None:
     """waiter is after manual (autostart = false): with nothing left that could start
     manual, the cast ends on its own; started, manual lets waiter start after it."""

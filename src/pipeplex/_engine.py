@@ -32,7 +32,7 @@ from ._signals import describe_returncode, exit_status, reap_children_again, sig
 from ._stopping import EOF_GRACE, Stopper, first
 from ._verdict import Failure, Verdict
 from .cast.order import after_first, stop_order
-from .cast.slips import cast_warnings, echo_warning_filled
+from .cast.slips import cast_warnings, echo_warning_filled, variable_warnings
 from .cast.spec import (
     DEFAULT_GRACE,
     DEFAULTS_TIMEOUT,
@@ -1664,6 +1664,14 @@ class Engine:
     def _summarize(self) -> None:
         for member in self.members.values():
             self.bus.publish(Note(f"summary: {self.outcomes.summary(member)}", name=member.name))
+        if self.failures:
+            # A guess not worth a word as the run started, now that a member failed which
+            # used the {name} in question: '{port}' reached it as written.
+            names = {failure.name for failure in self.failures}
+            told = set(variable_warnings(self.cast))
+            for guess in variable_warnings(self.cast, guesses=True):
+                if guess not in told and any(f": {name} uses {{" in guess for name in names):
+                    self.bus.publish(Note(guess, level="warning"))
         if self.interrupted_by is not None and not self.failures:
             self.bus.publish(Note(f"stopped by {signal_name(self.interrupted_by)}"))
         if self.failures:
