@@ -243,13 +243,14 @@ class Engine:
 
     def request_stop(self, reason: str | None = None, *, interrupted_by: int | None = None,
                      asked: bool = False, stdin_first: bool = False,
-                     by: str | None = None) -> None:
+                     by: str | None = None, announced: bool = False) -> None:
         """Stop the whole cast (idempotent). ``reason`` is announced once. ``asked``: a
         person or a client asked for it (``pipeplex stop``, ``:quit``), so a Ctrl-C from
         now on skips the grace, as a second one does. ``stdin_first``: each member gets
         :data:`EOF_GRACE` to end at EOF on its stdin before SIGTERM (a script's ``:quit``:
         the lines sent just before get their answers). ``by``: the member whose end stops
-        it (see :attr:`stopped_by`)."""
+        it (see :attr:`stopped_by`); ``announced``: the caller said ``reason`` already, in
+        a note of its own."""
         if asked:
             self.stop_asked = True
         if stdin_first and not self.stopping:
@@ -261,7 +262,7 @@ class Engine:
             return
         if interrupted_by is not None:
             self.interrupted_by = interrupted_by
-        if reason:
+        if reason and not announced:
             self.bus.publish(Note(reason))
         self.stopped_by = by
         self.stop_began = time.monotonic()
@@ -1140,24 +1141,26 @@ class Engine:
         in_a_row = " in a row" if seat.restarts > attempt else ""
         times = f"{attempt} time{'s' if attempt != 1 else ''}{in_a_row}"
         tried = f"and was restarted {times}" if attempt else "(max_restarts = 0)"
-        reason = (f"{member.name} {how}{before} {tried}; giving up (raise max_restarts to "
-                  "allow more)")
+        alone = seat.added and not ready.done()  # (an added member never ready fails alone)
+        stopping = "" if alone else " and stopping the cast"
+        reason = (f"{member.name} {how}{before} {tried}; giving up{stopping} (raise "
+                  "max_restarts to allow more)")
         recent = self.recent.describe(member.name)
         self.bus.publish(Note(reason if ready_in_run else f"{reason}\n{recent}", level="error"))
         self.outcomes.why_failed[member.name] = (
             f"which gave up after {attempt} restart{'s' if attempt != 1 else ''}{in_a_row}"
             if attempt else "which gave up (max_restarts = 0)")
-        if seat.added and not ready.done():
+        if alone:
             self._fail_start(member.name, NotReady(member.name, reason, recent))
             await self.stopper.stop(member)  # what it left in its group
             return  # an added member fails alone
+        stop_reason = reason
         if not returncode:  # (its summary says "exited with code 0": the 1 is explained)
             reason = (f"{member.name} gave up restarting: its last exit, with code 0, counts as "
                       'a failure, as on_exit = "restart" was to keep it running')
         self.record_failure(member.name, exit_status(returncode) or 1, reason,
                             member.ended_at)
-        self.request_stop(f"{member.name} gave up restarting: stopping the cast",
-                          by=member.name)
+        self.request_stop(stop_reason, by=member.name, announced=True)
 
     async def _backoff(self, name: str, delay: float, which: str) -> bool:
         """Wait ``delay`` seconds before restarting ``name`` (``which`` restart: its status
