@@ -449,7 +449,8 @@ def status(args: argparse.Namespace) -> None:
     else:
         from .control_client import format_status
 
-        text = format_status(answer["members"])
+        text = format_status(answer["members"], stopping=bool(answer.get("stopping")),
+                             stop_reason=answer.get("stop_reason"))
     with printing():
         print(text)
 

@@ -315,9 +315,11 @@ def started_and_ready(name: str, pid: object, step_exit: object = None) -> str:
     return f"{name} started (pid {pid}) and exited with code {step_exit}: its step is done"
 
 
-def format_status(records: Iterable[Mapping[str, Any]]) -> str:
+def format_status(records: Iterable[Mapping[str, Any]], *, stopping: bool = False,
+                  stop_reason: object = None) -> str:
     """A table of members: name, pid, state, uptime, restarts, last exit code; then, for
-    each member still starting, what it waits for."""
+    each member still starting, what it waits for; and whether the cast is stopping, and
+    why."""
     records = list(records)
     headers = ("NAME", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT")
     rows = [
@@ -337,4 +339,7 @@ def format_status(records: Iterable[Mapping[str, Any]]) -> str:
              for row in (headers, *rows)]
     lines += [printable(f"{r['name']} is waiting for {r['waiting_for']}") for r in records
               if r.get("waiting_for")]
+    if stopping:
+        why = f" ({stop_reason})" if isinstance(stop_reason, str) and stop_reason else ""
+        lines.append(printable(f"the cast is stopping{why}"))
     return "\n".join(lines)

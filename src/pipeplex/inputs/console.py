@@ -232,7 +232,8 @@ class Console:
                     self.target = action.name
                 self.reply(f"plain lines go to {self.target}", "info")
             elif isinstance(action, ListMembers):
-                self.reply(format_status(engine.status()), "info")
+                self.reply(format_status(engine.status(), stopping=engine.stopping,
+                                         stop_reason=engine.stop_reason), "info")
             elif isinstance(action, ShowHelp):
                 self.reply(help_text(self.members), "info")
             elif isinstance(action, SendSignal):

@@ -317,7 +317,8 @@ class ControlServer:
     async def _status(self, request: dict[str, Any], peer_pid: int) -> Answer:
         members = self._engine.status()
         return {"ok": True, "pid": os.getpid(), "run_dir": str(self._run_dir.path),
-                "stopping": self._engine.stopping, "members": members}
+                "stopping": self._engine.stopping, "stop_reason": self._engine.stop_reason,
+                "members": members}
 
     async def _send(self, request: dict[str, Any], peer_pid: int) -> Answer:
         name = self._member_name(request)
