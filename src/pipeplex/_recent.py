@@ -40,6 +40,10 @@ class RecentOutput:
         self._max_line = max_line
         self._keep = lines * max_line
         self._chunks: dict[str, deque[tuple[str, bytes]]] = {}
+        self._writing: str | None = None
+        """The member whose output came last, and how many of its chunks in a row (no
+        other member's between): what a recap of it would repeat from just above."""
+        self._in_a_row = 0
 
     def __call__(self, event: Event) -> None:
         if type(event) is not Output:  # (subscribed to output and starts only)
@@ -49,6 +53,10 @@ class RecentOutput:
         chunks = self._chunks.get(event.name)
         if chunks is None:
             chunks = self._chunks[event.name] = deque(maxlen=2 * self._lines)
+        if event.name == self._writing:
+            self._in_a_row += 1
+        else:
+            self._writing, self._in_a_row = event.name, 1
         data = event.data
         if event.new_line:  # (a prompt again: on a line of its own, as matching sees it)
             data = b"\n" + data
@@ -88,6 +96,14 @@ class RecentOutput:
                  for marker, text in lines[-self._lines :]]
         return min(len(lines) - latest, len(shown)), shown
 
+    def _just_above(self, name: str) -> bool:
+        """Whether everything a recap of ``name`` would show came after any other member's
+        output: right above in the stream (a note or two between), where a second copy is
+        noise (a 20-line traceback, twice)."""
+        chunks = self._chunks.get(name, ())
+        return self._writing == name and self._in_a_row >= sum(
+            1 for stream, _ in chunks if stream != _RUN)
+
     def _nothing(self, name: str, when: str, own: bool) -> str:
         why = self._silence(name)
         return f"{'' if own else name + ' '}wrote nothing{when}" + (f" ({why})" if why else "")
@@ -105,6 +121,8 @@ class RecentOutput:
         if not lines:
             return self._nothing(name, "", own)
         of = "" if own else f" of {name}"
+        if own and self._just_above(name):
+            return "its last output is just above"
         if latest == len(lines):
             shown = "\n".join(f"    {line}" for line in lines)
             return f"last output{of}:\n{shown}"

@@ -160,3 +160,17 @@ def test_a_prompt_again_after_an_answered_one_is_a_line_of_its_own() -> None:
     recent(out("py", b">>> ", stream="stderr", partial=True))
     recent(Output("py", "stderr", b">>> ", True, t=0.0, new_line=True))
     assert recent.tail("py") == ["! >>> ", "! >>> "]
+
+
+def test_a_recap_of_what_is_just_above_is_not_repeated() -> None:
+    """The note under a member's name quotes its last output, unless that output is what
+    the stream shows right above (no other member wrote since it began): a 20-line
+    traceback once, not twice. Another member's line in between brings the recap back,
+    and a message for elsewhere (own=False: an exception, a report) always has it."""
+    recent = RecentOutput()
+    recent(out("web", b"Traceback (most recent call last):\n"))
+    recent(out("web", b"OSError: [Errno 98] Address already in use\n", stream="stderr"))
+    assert recent.describe("web", own=True) == "its last output is just above"
+    assert recent.describe("web").startswith("last output of web:\n    | Traceback")
+    recent(out("db", b"ready\n"))
+    assert recent.describe("web", own=True).startswith("last output:\n    | Traceback")
