@@ -1544,7 +1544,9 @@ class Engine:
                 what = (f"{member.name} {how}; ready_exit = true needs it to exit with code 0 "
                         "before the members after it start")
                 why = f"which {was}{how}"
-                said = None
+                # (Its exit was shown just before, under its name: not said twice.)
+                said = ("was not ready: ready_exit = true needs it to exit with code 0 before "
+                        "the members after it start")
             elif member.returncode == 0:  # (a server that put itself in the background)
                 advice = ("; if it runs on in the background (a daemon), run it in the "
                           "foreground instead (nginx -g 'daemon off;', redis-server "

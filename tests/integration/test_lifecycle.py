@@ -86,7 +86,7 @@ def test_a_ready_exit_step_that_fails_or_does_not_end_holds_back_the_members_aft
     cast = tmp_path / "cast.toml"
     for cmd, timeout, code, said, why in (
             ("sh -c 'echo half done; exit 3'", "", 3,
-             "migrate * exited with code 3; ready_exit = true needs it to exit with "
+             "migrate * was not ready: ready_exit = true needs it to exit with "
              "code 0 before the members after it start", "which exited with code 3"),
             ("sleep 60", "ready_timeout = 0.5\n", 1,
              f"migrate * had not exited after 0.5 s (its ready_timeout, at {cast}:3); "
