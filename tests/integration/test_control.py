@@ -254,10 +254,12 @@ def test_status_table_and_json(run_dir: Path) -> None:
 
 
 def test_signal_by_name_and_number(run_dir: Path) -> None:
-    """signal NAME USR1 (or 10) reaches the member's process group."""
+    """signal NAME USR1 (or 10) reaches the member's process group, and the stream says
+    who sent it."""
     with Pipeplex("run", "-p", f"t={TRAP_USR1}", "--run-dir", run_dir) as plex:
         plex.expect(r"^t \| ready$")
         assert run("signal", "t", "USR1", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^pipeplex \* SIGUSR1 sent to t through the control socket \(pid \d+\)$")
         plex.expect(r"^t \| got USR1$")
         assert run("signal", "t", str(int(signal.SIGUSR1)), "--run-dir", run_dir).returncode == 0
         plex.expect(r"^t \| got USR1$")

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._events import Event, InputSent, Note, Output
-from .._signals import parse_signal
+from .._signals import parse_signal, signal_name
 from ..errors import PipeplexError, SignalRefused, UnknownMember
 from .router import ALL
 from .rundir import MAX_REQUEST, RunDir
@@ -387,6 +387,11 @@ class ControlServer:
             why = _why_closed(member) if member.state in ("pending", "failed") else (
                 "is not running")
             raise _Refused("not_running", f"{name} {why}; no signal was sent")
+        # Said in the stream, as a stop asked for this way is: a member killed by SIGKILL
+        # must not read as one the kernel's OOM killer took.
+        whom = "every running member" if name == ALL else name
+        self._engine.bus.publish(Note(f"{signal_name(sig)} sent to {whom} through the control "
+                                      f"socket (pid {peer_pid})"))
         return {"ok": True, "signalled": reached}
 
     async def _restart(self, request: dict[str, Any], peer_pid: int) -> Answer:
