@@ -820,6 +820,13 @@ class TestMemberKeys:
                                              **{key: other.split(" = ")[1].strip("'")}),)))
         assert caught.value.message == err.message
 
+    def test_a_misspelt_procs_table_is_said_alone(self, tmp_path: Path) -> None:
+        """[proc.web]: the misspelling is the cause; "the cast has no members", which
+        follows from it, is not said before it."""
+        err, path = error(tmp_path, '[proc.web]\ncmd = "x"\n')
+        assert (err.message, err.source) == (
+            "unknown table or key 'proc'; did you mean 'procs'?", f"{path}:1")
+
     def test_a_scenario_given_as_a_cast_says_how_to_load_it(self, tmp_path: Path) -> None:
         err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\n\n[[step]]\nsleep = 0\n')
         assert err.message == ("unknown table or key 'step'; steps are a scenario file's (as "

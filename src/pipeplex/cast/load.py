@@ -300,7 +300,9 @@ def cast_from_data(
             '[procs.NAME] table, e.g.\n  [procs.server]\n  cmd = "python3 -m http.server"',
             source=where("procs"),
         ))
-    elif not procs_table and not included and "include" not in data:
+    elif not procs_table and not included and "include" not in data and not any(
+            close_match(key, allowed) == "procs" for key in data if key not in allowed):
+        # (but for a misspelt [procs...], said above: the cause, not what follows from it)
         mistakes.found.append(CastError(
             "the cast has no members: add a [procs.NAME] table with a cmd, e.g.\n"
             '  [procs.server]\n  cmd = "python3 -m http.server"',
