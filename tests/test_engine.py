@@ -1492,6 +1492,29 @@ def test_a_failed_member_that_used_a_name_nobody_captures_gets_the_guess(fails: 
     assert any(n.endswith(guess) for n in said) == fails, said
 
 
+@pytest.mark.parametrize(("reason", "by", "cause"), [
+    ("db exited with code 3; stopping the cast (on_exit = stop)", "db", "db exited with code 3"),
+    ("got SIGINT: stopping the cast; press Ctrl-C again to skip the grace period", None,
+     "got SIGINT"),
+    ("stopping the cast", "web", "because of web"),
+])
+def test_the_stops_cause_in_short_for_a_status(reason: str, by: str | None,
+                                               cause: str) -> None:
+    """What pipeplex status says of a stop: not "(stopping the cast)", nor advice for the
+    terminal that pressed Ctrl-C."""
+
+    async def main() -> str | None:
+        engine, _ = _engine(ProcSpec("web", ("sleep", "60")))
+        run = await _running_began(engine)
+        assert engine.stop_cause is None
+        engine.request_stop(reason, by=by)
+        said = engine.stop_cause
+        await asyncio.wait_for(run, 30)
+        return said
+
+    assert asyncio.run(main()) == cause
+
+
 def test_members_after_one_nobody_starts_do_not_keep_the_cast_alive() -> None:
     """waiter is after manual (autostart = false): with nothing left that could start
     manual, the cast ends on its own; started, manual lets waiter start after it."""

@@ -279,6 +279,19 @@ class Engine:
         reason: str | None = self._stop.result()
         return reason
 
+    @property
+    def stop_cause(self) -> str | None:
+        """Why the cast is stopping, in short, for a status: the announced reason up to
+        its "stopping the cast" ("db exited with code 3", "got SIGINT"), else the member
+        whose end stopped it; None while it runs (or for a stop given no reason)."""
+        reason = self.stop_reason
+        if reason is None:
+            return None
+        cause = reason.partition("stopping the cast")[0].rstrip(":;, ")
+        if not cause and self.stopped_by is not None:
+            cause = f"because of {self.stopped_by}"
+        return cause or None
+
     async def until_stopping(self) -> None:
         """Return once a stop of the whole cast has been requested (from anywhere)."""
         assert self._stop is not None, "run() has not begun"

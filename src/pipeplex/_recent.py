@@ -49,6 +49,8 @@ class RecentOutput:
         if type(event) is not Output:  # (subscribed to output and starts only)
             if type(event) is Started and event.name in self._chunks:
                 self._chunks[event.name].append((_RUN, b""))
+                if event.name == self._writing:  # (its new run's lines start a new streak)
+                    self._writing, self._in_a_row = None, 0
             return
         chunks = self._chunks.get(event.name)
         if chunks is None:
@@ -121,9 +123,9 @@ class RecentOutput:
         if not lines:
             return self._nothing(name, "", own)
         of = "" if own else f" of {name}"
-        if own and self._just_above(name):
-            return "its last output is just above"
         if latest == len(lines):
+            if own and self._just_above(name):
+                return "its last output is just above"
             shown = "\n".join(f"    {line}" for line in lines)
             return f"last output{of}:\n{shown}"
         earlier = "\n".join(f"    {line}" for line in lines[: len(lines) - latest])

@@ -145,7 +145,7 @@ def test_list_help_signal_close_restart(run_dir: Path) -> None:
         plex.write(b":help\n")
         plex.expect(r"^pipeplex \* :restart NAME +stop NAME and start it again$")
         plex.write(b":signal t USR1\n")
-        plex.expect(r"^pipeplex \* sent SIGUSR1 to t$")
+        plex.expect(r"^pipeplex \* SIGUSR1 sent to t from the console$")
         plex.expect(r"^t \| got USR1$")
         plex.write(b":restart t\n")
         new_pid = int(plex.expect(r"^pipeplex \* t restarted \(pid (\d+)\)$")[1])
@@ -175,7 +175,7 @@ def test_list_tells_a_suspended_member_from_a_running_one(run_dir: Path) -> None
     with piped(run_dir, "-p", "w=sleep 60") as plex:
         pid = int(plex.expect(r"^w \* started \(pid (\d+)\)$")[1])
         plex.write(b":signal w STOP\n")
-        plex.expect(r"^pipeplex \* sent SIGSTOP to w$")
+        plex.expect(r"^pipeplex \* SIGSTOP sent to w from the console$")
         # (A stop takes effect as the process is next scheduled: seen in /proc first.)
         stat = Path(f"/proc/{pid}/stat")
         deadline = time.monotonic() + 10

@@ -277,6 +277,12 @@ def test_a_failure_after_a_ready_that_captures_nothing_guesses_why(tmp_path: Pat
     assert ("note: " in result.stdout and "client uses {port}, which no member captures (it "
             "is passed on as written); server's ready captures nothing, its groups having no "
             "names: if {port} is what one matches, name it, (?P<port>...)" in result.stdout)
+    # A client that failed of it: the run's end says the same guess; the report, once.
+    failed = run("test", _scenario(tmp_path, body.replace("'echo connected to {port}'",
+                                                          "\"sh -c 'exit 4' {port}\""),
+                                   "failed.toml"))
+    assert failed.returncode == 1, failed.stdout
+    assert failed.stdout.count("name it, (?P<port>...)") == 1, failed.stdout
 
 
 def test_wait_exit_without_code_waits_but_does_not_excuse_a_crash(tmp_path: Path) -> None:

@@ -174,3 +174,16 @@ def test_a_recap_of_what_is_just_above_is_not_repeated() -> None:
     assert recent.describe("web").startswith("last output of web:\n    | Traceback")
     recent(out("db", b"ready\n"))
     assert recent.describe("web", own=True).startswith("last output:\n    | Traceback")
+
+
+def test_an_earlier_runs_output_is_never_just_above() -> None:
+    """srv wrote a traceback and restarted; its new run wrote nothing yet: the note says
+    what the earlier run wrote, as such, not that the output is just above."""
+    recent = RecentOutput()
+    recent(out("srv", b"Traceback: boom\n"))
+    recent(Started("srv", 42, ("srv",)))
+    assert recent.describe("srv", own=True) == (
+        "last output, from its earlier runs:\n    | Traceback: boom\n"
+        "wrote nothing in its latest run")
+    recent(out("srv", b"listening\n"))
+    assert recent.describe("srv", own=True).startswith("last output, from its earlier runs:")

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .._events import Level
+from .._events import Level, Note
 from .._signals import signal_name
 from ..control_client import format_status, started_and_ready
 from ..errors import PipeplexError, UnknownMember
@@ -233,14 +233,15 @@ class Console:
                 self.reply(f"plain lines go to {self.target}", "info")
             elif isinstance(action, ListMembers):
                 self.reply(format_status(engine.status(), stopping=engine.stopping,
-                                         stop_reason=engine.stop_reason), "info")
+                                         stop_reason=engine.stop_cause), "info")
             elif isinstance(action, ShowHelp):
                 self.reply(help_text(self.members), "info")
             elif isinstance(action, SendSignal):
                 reached = router.signal(action.name, action.signal)
                 what = signal_name(action.signal)
-                if reached:
-                    self.reply(f"sent {what} to {action.name}", "info")
+                if reached:  # (in the run's events, a transcript too, as pipeplex signal is)
+                    whom = "every running member" if action.name == ALL else action.name
+                    engine.bus.publish(Note(f"{what} sent to {whom} from the console"))
                 else:
                     self.reply(f"{action.name} is not running; {what} was not sent", "warning")
             elif isinstance(action, Restart):

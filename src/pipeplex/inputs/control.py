@@ -317,7 +317,7 @@ class ControlServer:
     async def _status(self, request: dict[str, Any], peer_pid: int) -> Answer:
         members = self._engine.status()
         return {"ok": True, "pid": os.getpid(), "run_dir": str(self._run_dir.path),
-                "stopping": self._engine.stopping, "stop_reason": self._engine.stop_reason,
+                "stopping": self._engine.stopping, "stop_reason": self._engine.stop_cause,
                 "members": members}
 
     async def _send(self, request: dict[str, Any], peer_pid: int) -> Answer:
@@ -391,7 +391,7 @@ class ControlServer:
         # must not read as one the kernel's OOM killer took.
         whom = "every running member" if name == ALL else name
         self._engine.bus.publish(Note(f"{signal_name(sig)} sent to {whom} through the control "
-                                      f"socket (pid {peer_pid})"))
+                                      f"socket (pid {peer_pid})"))  # (pipeplex's line: who sent)
         return {"ok": True, "signalled": reached}
 
     async def _restart(self, request: dict[str, Any], peer_pid: int) -> Answer:

@@ -216,7 +216,8 @@ def _add_notes(outcome: ScenarioOutcome, blamed: str | None) -> None:
     notes += slips
     if blamed in scenario.cast.names:
         notes += _after_a_start(scenario, blamed)
-    outcome.failure += "".join(f"\nnote: {note}" for note in notes)
+    # (The run's end may say a guess that the scenario's suspicions hold already.)
+    outcome.failure += "".join(f"\nnote: {note}" for note in dict.fromkeys(notes))
 
 
 def _after_a_start(scenario: Scenario, name: str) -> list[str]:
