@@ -489,9 +489,35 @@ def _one_member_options(what: str) -> Options:
     return options
 
 
+@contextlib.contextmanager
+def _said_if_slow(text: str) -> Iterator[None]:
+    """``text`` on a terminal's stderr if what the block waits for takes more than a
+    second (a member's grace, its readiness): a silent client looks hung, and gets a
+    Ctrl-C. Nothing for a script, whose stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    import threading
+
+    timer = threading.Timer(SLOW_ANSWER, lambda: print(f"pipeplex: {text}", file=sys.stderr,
+                                                       flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+SLOW_ANSWER = 1.0
+"""Seconds a client command waits in silence before it says what it waits for."""
+
+
 def restart(args: argparse.Namespace) -> None:
     """Stop member NAME (stdin closed, SIGTERM, then SIGKILL) and start it again."""
-    with _talking(args.run_dir, timeout=None) as client:
+    with _talking(args.run_dir, timeout=None) as client, _said_if_slow(
+            f"waiting for {args.name} to stop (SIGTERM, its grace, then SIGKILL) and start "
+            "again..."):
         answer = client.request("restart", name=args.name)
     with printing():
         print(f"{args.name} restarted (pid {answer.get('pid')})")
@@ -501,7 +527,8 @@ def start(args: argparse.Namespace) -> None:
     """Start member NAME, declared with autostart = false, and wait until it is ready."""
     from .control_client import started_and_ready
 
-    with _talking(args.run_dir, timeout=None) as client:
+    with _talking(args.run_dir, timeout=None) as client, _said_if_slow(
+            f"waiting for {args.name} to be ready (pipeplex status says for what)..."):
         answer = client.request("start", name=args.name)
     with printing():
         print(started_and_ready(args.name, answer.get("pid"), answer.get("exited")))
@@ -528,7 +555,9 @@ def stop(args: argparse.Namespace) -> None:
                 raise
             return
         if not args.no_wait:
-            client.wait_closed()
+            with _said_if_slow("waiting for the cast to stop (each member has its grace "
+                               "before SIGKILL)..."):
+                client.wait_closed()
 
 
 def _attach_options(parser: argparse.ArgumentParser) -> None:

@@ -326,6 +326,35 @@ def test_signal_errors(run_dir: Path) -> None:
 # pipeplex restart --------------------------------------------------------------------------
 
 
+def test_a_restart_that_takes_a_grace_says_so_on_a_terminal(run_dir: Path) -> None:
+    """stubborn ignores SIGTERM: its restart waits out the grace (2 s). On a terminal the
+    client says what it waits for after a second, rather than look hung; to a pipe (a
+    script) it says nothing but its answer."""
+    stubborn = "sh -c 'trap \"\" TERM; echo up; while :; do sleep 1; done'"
+    with Pipeplex("run", "-p", f"stubborn={stubborn}", "--grace", "2", "--run-dir", run_dir,
+                  "--no-console") as plex:
+        plex.expect(r"^stubborn \| up$")
+        master, slave = os.openpty()
+        try:
+            client = subprocess.Popen([*PIPEPLEX, "restart", "stubborn", "--run-dir",
+                                       str(run_dir)], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=slave)
+            os.close(slave)
+            said = b""
+            deadline = time.monotonic() + DEADLINE
+            while b"waiting for stubborn to stop" not in said:
+                assert time.monotonic() < deadline, said
+                if select.select([master], [], [], 1)[0]:
+                    said += os.read(master, 4096)
+            out, _ = client.communicate(timeout=DEADLINE)
+            assert client.returncode == 0 and out.startswith(b"stubborn restarted (pid ")
+        finally:
+            os.close(master)
+        plex.expect(r"^stubborn \| up$")
+        quiet = run("restart", "stubborn", "--run-dir", run_dir)
+        assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
 def test_restart_starts_a_new_instance(run_dir: Path) -> None:
     """The member gets a new pid, its restart count and last exit code show in status."""
     with cats(run_dir, "c", "d") as plex:
