@@ -60,6 +60,7 @@ objects, not their bytes."""
 _CR_AT_LINE_START = re.compile(r"(?<=\n)\r+")
 """Carriage returns at a line's start (after the line ends are made ``\\n``)."""
 _CR = re.compile(r"\r+")
+"""Carriage returns within a line (the others gone by then): each starts the line again."""
 
 
 class Sentinel:
