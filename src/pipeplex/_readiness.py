@@ -7,7 +7,7 @@ import codecs
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Literal
 
 from ._events import Event, Exited, Output, Stream
@@ -176,19 +176,7 @@ LOOPBACK_SAID = "127.0.0.1 or ::1"
 def listeners(port: int) -> frozenset[int]:
     """The TCP sockets listening on ``port`` (on any address) now, by inode, whoever holds
     them: from /proc/net, no privilege needed."""
-    found: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                for line in f:
-                    # "sl local_address rem_address st ... inode": LISTEN is st 0A.
-                    fields = line.split()
-                    if (len(fields) > 9 and fields[3] == "0A"
-                            and int(fields[1].rpartition(":")[2], 16) == port):
-                        found.add(int(fields[9]))
-        except (OSError, ValueError):  # (no IPv6 here)
-            continue
-    return frozenset(found)
+    return frozenset(inode for at, inode in _listening() if at == port)
 
 
 def ports_of(pids: Iterable[int]) -> list[int]:
@@ -205,18 +193,21 @@ def ports_of(pids: Iterable[int]) -> list[int]:
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
                 if target.startswith("socket:["):
                     inodes.add(int(target[8:-1]))
-    ports: set[int] = set()
+    return sorted({port for port, inode in _listening() if inode in inodes})
+
+
+def _listening() -> Iterator[tuple[int, int]]:
+    """Every listening TCP socket (IPv4 and IPv6) as its port and inode, from /proc/net."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 for line in f:
+                    # "sl local_address rem_address st ... inode": LISTEN is st 0A.
                     fields = line.split()
-                    if len(fields) > 9 and fields[3] == "0A" and fields[9].isdigit() and (
-                            int(fields[9]) in inodes):
-                        ports.add(int(fields[1].rpartition(":")[2], 16))
-        except (OSError, ValueError):  # (no IPv6 here)
+                    if len(fields) > 9 and fields[3] == "0A" and fields[9].isdigit():
+                        yield int(fields[1].rpartition(":")[2], 16), int(fields[9])
+        except (OSError, ValueError):  # (no IPv6 here; the header's "local_address")
             continue
-    return sorted(ports)
 
 
 async def port_accepts(port: int, *, taken: frozenset[int] = frozenset()) -> None:

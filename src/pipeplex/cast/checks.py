@@ -432,7 +432,7 @@ def _needs_line_end(pattern: str) -> bool:
         from re import _parser  # type: ignore[attr-defined]
 
         return _requires_line_end(_parser.parse(pattern))
-    except Exception:
+    except Exception:  # (a parse this check cannot read: no verdict, rather than a wrong one)
         return False
 
 
