@@ -4,7 +4,10 @@ A cast is a dict of member name -> shell command. Each tool runs it in its own s
 with its stdout on a pipe that :class:`Cast` keeps draining (a tool blocked on a full
 pipe would stop looking after its members):
 
-- ``pipeplex``: ``pipeplex run -p NAME='sh -c CMD' ...`` (default pty mode);
+- ``pipeplex``: ``pipeplex run -p NAME='sh -c CMD' ...`` (default pty mode), its run
+  folder in the cast's folder (see :func:`runtime_folder` for where scale.py puts that);
+- ``pipeplex-tmp``: the same with its run folder in ``/tmp``, whatever file system that is
+  (pipeplex's own choice where there is no ``XDG_RUNTIME_DIR``);
 - ``concurrently``: ``concurrently --no-color --prefix '{name} |' -n NAMES CMD ...``;
 - ``honcho``: ``honcho --no-colour -f Procfile start``;
 - ``shell``: one ``sh`` that starts every member in the background and waits: the
@@ -34,13 +37,31 @@ from pathlib import Path
 from _common import proc_status, sched_runtime_ns, status_kib
 from peers import concurrently_bin, honcho_bin
 
-TOOLS = ("shell", "python-floor", "pipeplex", "concurrently", "honcho")
+TOOLS = ("shell", "python-floor", "pipeplex", "pipeplex-tmp", "concurrently", "honcho")
+PIPEPLEX_TOOLS = ("pipeplex", "pipeplex-tmp")
 
 
 def find_pipeplex() -> str:
     from throughput import find_pipeplex as find
 
     return find()
+
+
+def runtime_folder() -> str | None:
+    """Where pipeplex's run folder goes on a machine with a login session: the session's
+    runtime folder (``$XDG_RUNTIME_DIR``, memory), else ``/dev/shm``, memory too; None
+    (the temporary folder) where neither can be written.
+
+    A run folder holds a named pipe per member, one new file each. In memory that costs some
+    5 µs; on a disk's file system it costs what that file system makes it cost. On ext4
+    without a journal, which leaves a freed inode unused for a minute or more, a new file
+    can pass over each file deleted in that time: 20 µs to 0.9 ms a member here, depending
+    on what ran in the minute before (a benchmark's own repetitions delete thousands). The
+    ``pipeplex-tmp`` rows show that cost; the ``pipeplex`` rows show pipeplex's own."""
+    for folder in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+        if folder and os.path.isabs(folder) and os.access(folder, os.W_OK | os.X_OK):
+            return folder
+    return None
 
 
 def available(tool: str) -> str:
@@ -54,7 +75,7 @@ def available(tool: str) -> str:
 
 def tool_argv(tool: str, members: dict[str, str], work: Path) -> list[str]:
     """The command line that runs ``members`` under ``tool`` (files go to ``work``)."""
-    if tool == "pipeplex":
+    if tool in PIPEPLEX_TOOLS:
         argv = [find_pipeplex(), "run"]
         for name, cmd in members.items():
             argv += ["-p", f"{name}={shlex.join(['sh', '-c', cmd])}"]
@@ -194,7 +215,7 @@ class Cast:
     def __post_init__(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         argv = tool_argv(self.tool, self.members, self.work)
-        if self.tool == "pipeplex":
+        if self.tool in PIPEPLEX_TOOLS:
             argv += self.options
         self.err = open(self.work / "stderr.txt", "wb")  # noqa: SIM115 (closed in stop)
         self.started_at = time.monotonic()

@@ -23,6 +23,7 @@ COLORS = {
     "pipeplex --pty false": "#1f77b4",
     "pipeplex --pty stdout": "#6baed6",
     "pipeplex": "#1f77b4",
+    "pipeplex-tmp": "#6baed6",
     "pipeplex test": "#1f77b4",
     "concurrently": "#ff7f0e",
     "honcho": "#2ca02c",

@@ -12,6 +12,11 @@ split, the fair figure for tools that fork a process per member); then SIGTERM t
 tool and the time until it exited and until the last member was gone, and how many
 members were still alive 3 s after it exited (they are then killed).
 
+Every cast's folder is made in memory, where a login session's runtime folder is (see
+``_casts.runtime_folder``), pipeplex's run folder with it; ``pipeplex-tmp`` is pipeplex
+with its run folder in ``/tmp``, which shows what making a named pipe per member costs on
+that file system, apart from pipeplex's own cost.
+
 The shell starts the same members in the background and waits; its figure is the
 time it takes to start them all, the floor for everyone. It does not pass SIGTERM on,
 so its members are stopped with ``killpg`` (the physical limit for stopping).
@@ -35,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _casts import TOOLS, Cast, available, footprint, tree
+from _casts import PIPEPLEX_TOOLS, TOOLS, Cast, available, footprint, runtime_folder, tree
 from _common import fmt, markdown_table, median
 
 SLEEP = 60
@@ -114,7 +119,8 @@ def run_scale(ns: list[int], tools: list[str], repeat: int, *, up_timeout: float
               log=print) -> list[ScaleSample]:  # fmt: skip
     """Every N, every tool in turn (the order rotating each repetition), ``repeat`` times."""
     samples: list[ScaleSample] = []
-    work = Path(tempfile.mkdtemp(prefix="pipeplex-scale-"))
+    work = Path(tempfile.mkdtemp(prefix="pipeplex-scale-", dir=runtime_folder()))
+    on_tmp = Path(tempfile.mkdtemp(prefix="pipeplex-scale-", dir="/tmp"))
     try:
         for rep in range(repeat):
             for n in ns:
@@ -122,7 +128,7 @@ def run_scale(ns: list[int], tools: list[str], repeat: int, *, up_timeout: float
                 for tool in order:
                     if tool == "concurrently" and n >= 1000 and rep > 0:
                         continue
-                    s = run_one(tool, n, work, up_timeout)
+                    s = run_one(tool, n, on_tmp if tool == "pipeplex-tmp" else work, up_timeout)
                     samples.append(s)
                     log(f"  [{rep + 1}/{repeat}] {tool:<12} N={n:<5} up {fmt(s.up_s, '.2f')} s, "
                         f"{s.processes} procs, {s.threads} threads, "
@@ -132,6 +138,7 @@ def run_scale(ns: list[int], tools: list[str], repeat: int, *, up_timeout: float
                         + (f"  ({s.problem})" if s.problem else ""))  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(on_tmp, ignore_errors=True)
     return samples
 
 
@@ -243,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         print("PROBLEMS")
         for text in problems:
             print(f"- {text}")
-    return 1 if any(r["tool"] == "pipeplex" and r["problems"] for r in rows) else 0
+    return 1 if any(r["tool"] in PIPEPLEX_TOOLS and r["problems"] for r in rows) else 0
 
 
 if __name__ == "__main__":
