@@ -778,7 +778,7 @@ def test_a_summary_line_per_member() -> None:
     summaries = [e for e in recorder.events if isinstance(e, Note) and "summary" in e.text]
     assert [e.name for e in summaries] == ["a", "b"]
     assert "exited with code 0" in summaries[0].text
-    assert "stopped, killed by SIGTERM" in summaries[1].text
+    assert "stopped by SIGTERM after" in summaries[1].text
 
 
 
@@ -1921,11 +1921,14 @@ def test_a_daemons_worker_forked_after_the_look_is_stopped_with_it(tmp_path: Pat
     from pipeplex.participants import _escaped
 
     script = tmp_path / "daemon.sh"
+    # The sleep is forked before the trap (a SIGTERM in its instant before exec would meet
+    # the trap, not kill it), and the line comes after both: the stop's look finds both.
     script.write_text(
+        "sleep 60 &\n"
         f"trap 'trap \"\" TERM; sh -c \"echo \\$\\$ > {tmp_path}/worker; exec sleep 60\" "
         "</dev/null >/dev/null & exit' TERM\n"
         "echo daemon $$\n"
-        "sleep 60 & wait\n")
+        "wait\n")
     a = ProcSpec("a", ("sh", "-c", f"setsid sh {script} </dev/null & exec sleep 60"),
                  ready="^daemon")
     pids: list[int] = []
@@ -1971,12 +1974,15 @@ def test_a_worker_left_in_a_daemons_group_is_said_to_be_in_its_group() -> None:
     import re
 
     daemon = ("import os, signal\n"
+              "r, w = os.pipe()\n"
               "worker = os.fork()\n"
               "if worker == 0:\n"
               "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              "    os.write(w, b'x')\n"  # (its SIGTERM ignored before the line below)
               "    signal.pause()\n"
               "else:\n"
               "    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))\n"
+              "    os.read(r, 1)\n"
               "    print('daemon', os.getpid(), worker, flush=True)\n"
               "    signal.pause()\n")
     a = ProcSpec("a", ("sh", "-c", 'setsid "$0" -c "$1" </dev/null & exec sleep 60',

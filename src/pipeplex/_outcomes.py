@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ._seat import Seat
-from ._signals import describe_returncode
+from ._signals import describe_returncode, stopped_by
 from .participants import Process
 
 __all__ = ("STOPPED_FIRST", "Outcomes")
@@ -161,9 +161,11 @@ class Outcomes:
             return self._never_started(member)
         assert member.returncode is not None
         assert member.started_at is not None and member.ended_at is not None
-        verb = "stopped, " if member.ended_by_the_stop else ""  # (as its exit line says)
-        text = (f"{verb}{describe_returncode(member.returncode)} after "
-                f"{member.ended_at - member.started_at:.1f} s")
+        how = describe_returncode(member.returncode)
+        if member.ended_by_the_stop:  # (as its exit line says)
+            by = stopped_by(member.returncode)
+            how = f"stopped by {by}" if by else f"stopped, {how}"
+        text = f"{how} after {member.ended_at - member.started_at:.1f} s"
         restarts = self._seats[member.name].restarts
         if restarts:
             text += f", {restarts} restart{'s' if restarts != 1 else ''}"

@@ -315,17 +315,22 @@ def started_and_ready(name: str, pid: object, step_exit: object = None) -> str:
     return f"{name} started (pid {pid}) and exited with code {step_exit}: its step is done"
 
 
+_LIVE = frozenset({"starting", "running", "suspended", "stopping"})
+"""The states whose pid a status table shows: an exited member's last pid (one waiting to
+restart, or pending) is a process that is gone, and may be another's by now."""
+
+
 def format_status(records: Iterable[Mapping[str, Any]], *, stopping: bool = False,
                   stop_reason: object = None) -> str:
-    """A table of members: name, pid, state, uptime, restarts, last exit code; then, for
-    each member still starting, what it waits for; and whether the cast is stopping, and
-    why."""
+    """A table of members: name, pid (while it runs), state, uptime, restarts, last exit
+    code; then, for each member still starting, what it waits for; and whether the cast
+    is stopping, and why."""
     records = list(records)
     headers = ("NAME", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT")
     rows = [
         tuple(printable(cell) for cell in (  # (what a run answers reaches a terminal)
             str(r["name"]),
-            str(r["pid"]) if r.get("pid") is not None else "-",
+            str(r["pid"]) if r.get("pid") is not None and r.get("state") in _LIVE else "-",
             str(r.get("state", "?")),
             _duration(r.get("uptime")),
             str(r.get("restarts", 0)),

@@ -35,7 +35,7 @@ def test_when_one_member_exits_the_others_are_stopped(run_dir: Path) -> None:
     """on_exit = stop (the default) ends the cast when any member ends."""
     result = run("run", "-p", "quick=true", "-p", "slow=sleep 60", "--run-dir", run_dir)
     assert result.returncode == 0
-    assert "slow  * stopped: killed by SIGTERM" in result.stdout
+    assert "slow  * stopped by SIGTERM" in result.stdout
 
 
 def test_a_build_step_ready_as_it_ends_is_not_said_to_have_held_its_waiter_back(
@@ -53,7 +53,7 @@ def test_a_build_step_ready_as_it_ends_is_not_said_to_have_held_its_waiter_back(
         summary = re.search(r"^app +\* summary: (.*)$", result.stdout, re.M)
         assert summary is not None, result.stdout
         assert (summary[1] == "never started (the cast began to stop before its turn)"
-                or summary[1].startswith("stopped, ")), result.stdout
+                or summary[1].startswith("stopped by SIGTERM after ")), result.stdout
 
 
 def test_members_after_a_ready_exit_step_start_once_it_exits_with_0(
@@ -280,7 +280,7 @@ def test_each_stop_step_is_announced(run_dir: Path) -> None:
         plex.expect(r"^a +\* started")
         plex.signal(signal.SIGTERM)
         plex.expect(r"^a +\* closed its stdin; sent SIGTERM to its process group$")
-        plex.expect(r"^a +\* stopped: killed by SIGTERM")
+        plex.expect(r"^a +\* stopped by SIGTERM")
         assert plex.wait() == 143
 
 

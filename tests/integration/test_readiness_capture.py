@@ -116,7 +116,8 @@ def test_a_restarted_member_is_ready_again_and_later_starts_get_its_new_values(
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 128 + signal.SIGTERM
     assert plex.text.count("using port 9001") == 1
-    assert re.search(r"^client \* summary: stopped, .*, 1 restart$", plex.text, re.MULTILINE)
+    assert re.search(r"^client \* summary: stopped by SIGTERM after .*, 1 restart$", plex.text,
+                     re.MULTILINE)
 
 
 def test_a_restarted_run_is_held_to_its_ready_timeout(run_dir: Path, tmp_path: Path) -> None:

@@ -106,12 +106,15 @@ class TestPlainFormat:
         (Exited("web", 0, t=T), b"exited with code 0"),
         (Exited("web", 3, t=T), b"exited with code 3"),
         (Exited("web", -9, t=T), b"killed by SIGKILL"),
-        (Exited("web", -15, stopped=True, t=T), b"stopped: killed by SIGTERM"),
+        (Exited("web", -15, stopped=True, t=T), b"stopped by SIGTERM"),
+        (Exited("web", 0, stopped=True, t=T), b"stopped: exited with code 0"),
+        (Exited("web", -11, stopped=True, t=T), b"stopped: killed by SIGSEGV"),
         (Started("web", 4242, ("python3",), t=T), b"started (pid 4242)"),
         (Ready("web", (("port", "8080"), ("host", "::1")), t=T), b"ready: port=8080, host=::1"),
         (Ready("web", t=T), b"ready"),
     ],
-    ids=["exit-0", "exit-3", "killed", "stopped", "started", "ready-vars", "ready"],
+    ids=["exit-0", "exit-3", "killed", "stopped", "stopped-exit-0", "stopped-crash", "started",
+         "ready-vars", "ready"],
 )
 def test_lifecycle_events_render_as_member_notes(event: Event, text: bytes) -> None:
     """Started, Exited and Ready events show as ``NAME * ...`` notes."""

@@ -13,6 +13,7 @@ from pipeplex._signals import (
     exit_status,
     parse_signal,
     signal_name,
+    stopped_by,
 )
 
 
@@ -70,6 +71,17 @@ def test_parse_signal_rejects_unknown(text: str, message: str) -> None:
 def test_describe_returncode(returncode: int, text: str) -> None:
     """Exit codes and signal deaths read the way people say them."""
     assert describe_returncode(returncode) == text
+
+
+@pytest.mark.parametrize(
+    ("returncode", "by"),
+    [(-15, "SIGTERM"), (-9, "SIGKILL"), (-1, "SIGHUP"), (-11, None), (-2, None), (0, None),
+     (143, None)],
+)
+def test_stopped_by_names_only_what_a_stop_sends(returncode: int, by: str | None) -> None:
+    """A death by a signal the stop sends is the end asked for; any other end of a member
+    being stopped (a crash, an exit code) keeps its own words."""
+    assert stopped_by(returncode) == by
 
 
 @pytest.mark.parametrize(("returncode", "status"), [(0, 0), (3, 3), (-15, 143), (-9, 137)])

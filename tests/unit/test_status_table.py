@@ -20,3 +20,15 @@ def test_a_cast_that_is_stopping_says_so_and_why() -> None:
 def test_a_running_cast_has_no_such_line() -> None:
     assert format_status([WEB]).splitlines()[-1].startswith("web ")
     assert format_status([WEB], stopping=True).splitlines()[-1] == "the cast is stopping"
+
+
+def test_a_member_that_is_not_running_shows_no_pid() -> None:
+    """A member waiting out its restart's backoff showed the pid of the run that had
+    ended, a process that is gone, beside "restarting"; a running one shows its own."""
+    rows = [{**WEB, "name": state, "state": state, "pid": 4200 + i}
+            for i, state in enumerate(("running", "starting", "suspended", "stopping",
+                                       "restarting", "exited", "pending", "failed"))]
+    shown = {line.split()[0]: line.split()[1] for line in format_status(rows).splitlines()[1:]}
+    assert shown == {"running": "4200", "starting": "4201", "suspended": "4202",
+                     "stopping": "4203", "restarting": "-", "exited": "-", "pending": "-",
+                     "failed": "-"}

@@ -24,7 +24,7 @@ from typing import Literal
 
 from .._events import Event, Exited, InputSent, Note, Output, Ready, Started
 from .._printable import printable
-from .._signals import describe_returncode
+from .._signals import describe_returncode, stopped_by
 
 __all__ = ("ColorMode", "Renderer", "use_color")
 
@@ -213,12 +213,11 @@ class Renderer:
                 self._crlf.add(event.name)
             return self.render_note(f"started (pid {event.pid})", event.name, "info", event.t)
         if isinstance(event, Exited):
-            how = describe_returncode(event.returncode)
-            verb = "stopped" if event.stopped else "exited"
             level = "info" if event.returncode == 0 or event.stopped else "warning"
-            text = f"{verb}: {how}" if event.stopped else how
-            if verb == "exited" and event.returncode == 0:
-                text = "exited with code 0"
+            text = describe_returncode(event.returncode)
+            if event.stopped:
+                by = stopped_by(event.returncode)
+                text = f"stopped by {by}" if by else f"stopped: {text}"
             return self.render_note(text, event.name, level, event.t)
         if isinstance(event, Ready):
             found = ", ".join(f"{k}={_value(v, escape=not self.sanitize)}"
