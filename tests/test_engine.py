@@ -1874,8 +1874,8 @@ def test_what_a_member_started_outside_its_group_shares_its_grace_in_its_wave() 
     import re
 
     daemon = "setsid sh -c 'trap \"\" TERM; echo daemon $$; exec sleep 60' </dev/null"
-    a = ProcSpec("a", ("sh", "-c", f"{daemon} & trap '' TERM; sleep 60 & wait"),
-                 ready="^daemon")
+    a = ProcSpec("a", ("sh", "-c", f"trap '' TERM; {daemon} & sleep 60 & wait"),
+                 ready="^daemon")  # (a's trap before the daemon whose line makes a ready)
     b = ProcSpec("b", ("sh", "-c", "echo b; exec sleep 60"), ready="^b", after=("a",))
     daemons: list[int] = []
 
@@ -2127,7 +2127,7 @@ def test_a_ready_value_at_the_end_of_a_line_that_never_ends_is_explained() -> No
     """The line shown under "not ready" matches the pattern: the message says why that
     was not taken (the value may still grow) and what to do."""
     srv = ProcSpec("srv", ("sh", "-c", "printf 'port: 4242'; exec sleep 60"),
-                   ready="port: (?P<port>\\d+)", ready_timeout=0.3)
+                   ready="port: (?P<port>\\d+)", ready_timeout=1)  # (time to be read)
 
     notes = _notes_of_run(srv, status=1)
     assert any("'port: 4242' in its last line matches, but that line has not ended, and a "
@@ -2136,11 +2136,13 @@ def test_a_ready_value_at_the_end_of_a_line_that_never_ends_is_explained() -> No
 
 
 def test_a_build_step_that_ended_holds_nothing_back_while_its_child_keeps_its_output(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """pg_ctl start, any launcher: it exits with 0, and a child it started says it is ready
     and keeps its output open. Members after it start once it is ready: no run of it is to
     come (on_exit = "ignore"), so none is waited for (its supervisor waits for the output to
-    close, or for the drain's 2 s, before it ends)."""
+    close, or for the drain's 2 s, before it ends: made long here, so that a slow moment
+    between build's exit and its child's line cannot end the wait first)."""
+    monkeypatch.setattr(process, "DRAIN_GRACE", 3600.0)
     ready_gate, end_gate = tmp_path / "ready-gate", tmp_path / "end-gate"
     os.mkfifo(ready_gate)
     os.mkfifo(end_gate)

@@ -189,9 +189,9 @@ def test_a_member_that_does_not_get_ready_fails_its_spawn_alone() -> None:
     member is stopped, and the others and the plex go on."""
     with Plex() as plex:
         cat = plex.spawn("cat", "cat")
-        with pytest.raises(pipeplex.NotReady, match=r"(?s)slow was not ready after 0\.2 s.*nope"):
-            plex.spawn("slow", [PY, "-c", "print('nope', flush=True); input()"],
-                       ready="READY", ready_timeout=0.2)
+        with pytest.raises(pipeplex.NotReady, match=r"(?s)slow was not ready after 1\.0 s.*nope"):
+            plex.spawn("slow", ["sh", "-c", "echo nope; exec cat"],
+                       ready="READY", ready_timeout=1)  # (time for its line to be read)
         with pytest.raises(pipeplex.NotReady, match="quits exited with code 4 before it was ready"):
             plex.spawn("quits", ["sh", "-c", "exit 4"], ready="READY")
         assert "slow" not in plex.members

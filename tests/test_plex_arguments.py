@@ -199,12 +199,15 @@ def test_expect_exact_failures_name_the_text_given_not_its_escaped_pattern() -> 
 
 
 def test_an_exit_whose_output_its_group_held_is_said_at_the_exit_not_at_the_output_end(
-        ) -> None:
-    """sh exits at once, and what it left in its group holds its output for 1.5 s (under
-    the 2 s an ended member's last output gets), so its exit is seen only then: the failure
-    still says when sh exited, and then when its output ended."""
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """sh exits at once, and what it left in its group holds its output for 2 s (within the
+    time an ended member's last output gets, made long here), so its exit is seen only then:
+    the failure still says when sh exited, and then when its output ended."""
+    from pipeplex.participants import process
+
+    monkeypatch.setattr(process, "DRAIN_GRACE", 3600.0)
     with Plex() as plex:
-        sh = plex.spawn("sh", ["sh", "-c", "(sleep 1.5) & exit 3"])
+        sh = plex.spawn("sh", ["sh", "-c", "(sleep 2) & exit 3"])
         with pytest.raises(UnexpectedExit) as exited:
             sh.expect("x", timeout=30)
         said = re.match(r"sh exited with code 3 (as|([0-9.]+) s into) the wait for 'x'( began)?"

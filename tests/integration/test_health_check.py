@@ -285,13 +285,13 @@ def test_runs_that_all_hang_fail_the_start_naming_their_limit(tmp_path: Path) ->
     """Every run killed at its limit: the message says so, with where the limit was set and
     what the run wrote (its last run's, or the one before the run the deadline cut off)."""
     cast = tmp_path / "cast.toml"
-    cast.write_text('[procs.db]\ncmd = "sleep 60"\nready_timeout = 1.5\n'
-                    "ready_cmd_timeout = 0.3\n"
+    cast.write_text('[procs.db]\ncmd = "sleep 60"\nready_timeout = 2.5\n'
+                    "ready_cmd_timeout = 0.8\n"  # (time for the run's line to be read)
                     "ready_cmd = \"sh -c 'echo connecting; exec sleep 60'\"\n")
     result = run("run", cast, "--run-dir", tmp_path / "run")
     assert result.returncode == 1, result.stdout
     assert ("never exited with code 0; its last run " in result.stdout), result.stdout
-    assert (f"did not end within 0.3 s (its ready_cmd_timeout, at {cast}:4) and was killed, "
+    assert (f"did not end within 0.8 s (its ready_cmd_timeout, at {cast}:4) and was killed, "
             "writing:\ndb *   connecting\n") in result.stdout, result.stdout
 
 

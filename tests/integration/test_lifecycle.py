@@ -286,7 +286,7 @@ def test_each_stop_step_is_announced(run_dir: Path) -> None:
 
 def test_what_an_exited_member_left_gets_sigterm_then_sigkill(run_dir: Path) -> None:
     """Leftovers in an exited member's group: SIGTERM, the grace, SIGKILL, each said once."""
-    stubborn = "sh -c '(trap \"\" TERM; exec sleep 60) & echo left $!; exit 0'"
+    stubborn = "sh -c 'trap \"\" TERM; sleep 60 & echo left $!; exit 0'"  # (ignored before)
     with Pipeplex("run", "-p", f"stubborn={stubborn}", "--grace", "0.5",
                   "--run-dir", run_dir) as plex:
         left = int(plex.expect(r"^stubborn \| left (\d+)$")[1])
