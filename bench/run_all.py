@@ -37,6 +37,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -48,6 +49,7 @@ import idle
 import peers
 import scale
 import throughput
+from _casts import runtime_folder
 from _common import MiB, fmt, markdown_table, median
 from throughput import Load, run_series
 
@@ -168,7 +170,9 @@ def run_scale(p: dict[str, object], available: dict[str, str]) -> dict[str, obje
     tools = [t for t in scale.TOOLS if not available.get(t)]
     ns = list(p["scale_n"])  # type: ignore[call-overload]
     log(f"scale: N = {', '.join(map(str, ns))}; {', '.join(tools)}; "
-        f"{p['scale_repeat']} repetition(s)")  # fmt: skip
+        f"{p['scale_repeat']} repetition(s); the casts' folders in "
+        f"{runtime_folder() or tempfile.gettempdir()}, "
+        "pipeplex-tmp's run folder in /tmp")  # fmt: skip
     samples = scale.run_scale(ns, tools, int(p["scale_repeat"]), log=log)  # type: ignore[call-overload]
     rows = scale.summarize(samples)
     return {"rows": rows, "targets": scale.targets(rows), "samples": [asdict(s) for s in samples]}

@@ -234,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{tool}: skipped, {why}")
         else:
             tools.append(tool)
-    print(f"scale: N = {', '.join(map(str, ns))}; {', '.join(tools)}; {repeat} repetition(s)")
+    print(f"scale: N = {', '.join(map(str, ns))}; {', '.join(tools)}; {repeat} repetition(s);"
+          f" the casts' folders in {runtime_folder() or tempfile.gettempdir()}, pipeplex-tmp's"
+          " run folder in /tmp")
     samples = run_scale(ns, tools, repeat, up_timeout=args.up_timeout)
     rows = summarize(samples)
     print()
