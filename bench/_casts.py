@@ -324,8 +324,17 @@ class Cast:
         status = self.close()
         return Stopped(tool_exit, members_gone, len(left), status)
 
-    def close(self) -> int | None:
-        """Make sure the tool and everything in its session is gone; its exit status."""
+    def close(self, grace: float = 10.0) -> int | None:
+        """Make sure the tool and everything in its session is gone; its exit status.
+
+        A tool still running (a run cut short: an error, a Ctrl-C) first gets SIGTERM and
+        ``grace`` seconds to stop its members itself: a member it started after a snapshot
+        of its tree, in a session of its own, would escape the SIGKILLs that follow."""
+        if self.proc.poll() is None and self.tool != "shell":  # (the shell passes nothing on)
+            self.proc.terminate()
+            deadline = time.monotonic() + grace
+            while self.proc.poll() is None and time.monotonic() < deadline and not self.eof:
+                self.idle_for(min(0.1, max(deadline - time.monotonic(), 0.0)))
         if self.proc.poll() is None:
             for pid in tree(self.proc.pid, "")[0][1:]:
                 try:

@@ -28,6 +28,7 @@ COLORS = {
     "concurrently": "#ff7f0e",
     "honcho": "#2ca02c",
     "shell": "#999999",
+    "python-floor": "#8c564b",
     "pexpect": "#d62728",
 }
 LABELS = {

@@ -119,9 +119,14 @@ def run_scale(ns: list[int], tools: list[str], repeat: int, *, up_timeout: float
               log=print) -> list[ScaleSample]:  # fmt: skip
     """Every N, every tool in turn (the order rotating each repetition), ``repeat`` times."""
     samples: list[ScaleSample] = []
-    work = Path(tempfile.mkdtemp(prefix="pipeplex-scale-", dir=runtime_folder()))
-    on_tmp = Path(tempfile.mkdtemp(prefix="pipeplex-scale-", dir="/tmp"))
+    folders: list[Path] = []
     try:
+        work = Path(tempfile.mkdtemp(prefix="pipeplex-scale-", dir=runtime_folder()))
+        folders.append(work)
+        on_tmp = work
+        if "pipeplex-tmp" in tools:
+            on_tmp = Path(tempfile.mkdtemp(prefix="pipeplex-scale-", dir="/tmp"))
+            folders.append(on_tmp)
         for rep in range(repeat):
             for n in ns:
                 order = tools[rep % len(tools):] + tools[: rep % len(tools)]
@@ -137,8 +142,8 @@ def run_scale(ns: list[int], tools: list[str], repeat: int, *, up_timeout: float
                         f" left {s.left_behind}"
                         + (f"  ({s.problem})" if s.problem else ""))  # fmt: skip
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(on_tmp, ignore_errors=True)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
     return samples
 
 

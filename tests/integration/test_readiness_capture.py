@@ -98,7 +98,8 @@ def test_a_restarted_member_is_ready_again_and_later_starts_get_its_new_values(
     ready and starts with the port that run captured, not the first run's."""
     cast = _cast(tmp_path / "cast.toml", {
         "server": _restarting_server(tmp_path),
-        "client": {"cmd": ["sh", "-c", "echo using port {port}; read quit; exit 1"],
+        "client": {"cmd": ["sh", "-c", "echo using port {port}; read quit && exit 1; "
+                                       "exec sleep 60"],  # (the stop's EOF ends nothing)
                    "after": ["server"], "on_exit": "restart"},
     })
     with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
