@@ -640,3 +640,30 @@ def test_a_stop_cancelled_leaves_its_escalation_to_the_next(when: str) -> None:
         assert notes[-1].endswith("ignored SIGTERM for 0.5 s; sent it SIGKILL"), notes
     finally:
         _reap(daemon)
+
+
+@pytest.mark.parametrize("resumed", [True, False], ids=["resumed", "still-stopped"])
+def test_a_stopped_guardian_does_not_stop_pipeplex_with_it(
+        resumed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guardian stopped (SIGSTOP) while pipeplex keeps telling it things: its pipe
+    fills, and a blocking write held pipeplex's whole loop (no status, no Ctrl-C) until
+    it went on. What it cannot take waits, in order; resumed, it gets all of it as the run
+    closes. A run that closes while it is still stopped does not wait long for it, nor
+    leave it to act on lines it never read (the last ones let groups go): it is killed."""
+    from pipeplex.participants import guardian as guardian_module
+
+    monkeypatch.setattr(guardian_module, "CLOSE_WAIT", DEADLINE if resumed else 0.2)
+
+    async def scenario() -> Guardian:
+        guardian = Guardian()
+        os.kill(guardian.pid, signal.SIGSTOP)
+        for _ in range(100_000):  # (200 kB: three times what a pipe holds)
+            guardian.spawn_failed()  # ("!": harmless to a guardian, whatever it held)
+        assert guardian._pending, "a stopped guardian took everything"
+        return guardian
+
+    guardian = asyncio.run(scenario())  # (returns: the loop was never held)
+    if resumed:
+        os.kill(guardian.pid, signal.SIGCONT)
+    guardian.close()
+    assert guardian._proc.returncode == (0 if resumed else -signal.SIGKILL)

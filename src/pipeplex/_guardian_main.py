@@ -297,6 +297,7 @@ def main() -> None:
     if not stop.left():
         return  # (pipeplex stopped everything itself: the usual end)
     stop.signal_all(signal.SIGTERM)
+    stop.signal_all(signal.SIGCONT)  # (one stopped takes its SIGTERM now, as at a stop)
     if not stop.gone_within(0.5):
         stop.look_again()
         stop.gone_within(1.0, signal.SIGKILL)

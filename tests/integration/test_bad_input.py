@@ -9,6 +9,7 @@ import resource
 import shlex
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -337,6 +338,36 @@ def test_what_a_stale_run_left_running_is_named(run_dir: Path) -> None:
             f"its guardian, which would have stopped it); kill -TERM {left.pid} stops it\n"
             ) in result.stdout, result.stdout
     assert (run_dir / "run.lock").exists() is False  # (removed at the end, as always)
+
+
+def test_what_a_stale_runs_live_guardian_stops_is_not_named(run_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """A run started right after a SIGKILL: the dead run's guardian is still stopping what
+    it left. What ends within the guardian's time is not named (it was said to be left by
+    a guardian killed too, with pids to kill that were about to be gone)."""
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "run.lock").write_text("999999 0123abcd\n")
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    env = {**os.environ, "PIPEPLEX_RUN_ID": "0123abcd", "PIPEPLEX_NAME": "db"}
+    with subprocess.Popen(["sh", "-c", f"read x < {gate}"], env=env) as left, \
+            subprocess.Popen([*PIPEPLEX, "run", "-p", "a=echo hi", "--run-dir", str(run_dir)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             text=True) as new_run:
+        try:
+            deadline = time.monotonic() + DEADLINE  # until the new run holds the folder
+            while not (run_dir / "run.lock").read_text().startswith(f"{new_run.pid} "):
+                assert time.monotonic() < deadline, "the new run never took the folder"
+                os.sched_yield()
+            with open(gate, "w") as f:  # (the guardian's work, done: the leftover ends)
+                f.write("done\n")
+            out, _ = new_run.communicate(timeout=DEADLINE)
+        finally:
+            left.kill()
+            new_run.kill()
+    assert new_run.returncode == 0, out
+    assert "cleaned up after an earlier run (pid 999999)" in out, out
+    assert "that run left" not in out, out
 
 
 def test_a_file_in_the_place_of_the_socket_is_refused_and_kept(run_dir: Path) -> None:

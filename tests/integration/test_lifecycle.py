@@ -495,6 +495,29 @@ def test_no_orphans_when_pipeplex_is_killed_with_sigkill(run_dir: Path) -> None:
             wait_exited(pid)
 
 
+def test_a_stopped_member_takes_its_sigterm_when_pipeplex_is_killed(
+        run_dir: Path, tmp_path: Path) -> None:
+    """A member stopped (SIGSTOP, Ctrl-Z in its terminal) as pipeplex is killed: the
+    guardian's SIGTERM comes with a SIGCONT, as a stop's does, so its handler runs (it
+    used to get the SIGKILL half a second later without ever running)."""
+    said = tmp_path / "said"
+    code = ("import signal, sys\n"
+            "def bye(*_):\n"
+            f"    open({str(said)!r}, 'w').write('bye')\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, bye)\n"
+            "print('up', flush=True)\n"
+            "while True: signal.pause()\n")
+    with Pipeplex("run", "-p", "m=" + py(code), "--run-dir", run_dir) as plex:
+        member = int(plex.expect(r"^m +\* started \(pid (\d+)\)")[1])
+        plex.expect(r"^m +\| up$")
+        os.kill(member, signal.SIGSTOP)
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        wait_exited(member)
+    assert said.read_text() == "bye"
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_a_shell_on_a_full_terminal_running_a_command_stops_as_a_closed_window(
         run_dir: Path) -> None:

@@ -8,7 +8,10 @@ members up front, the second adds each as it is spawned, so a FIFO is added per 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import os
+import select
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -133,16 +136,26 @@ def _full(router: Router, target: str, resume: Callable[[], None]) -> bool:
     return False
 
 
+GUARDIAN_AT_WORK = 2.0
+"""Seconds a dead run's guardian may still take to stop what that run left (SIGTERM, 0.5 s,
+then SIGKILL until nothing is left: a second at most)."""
+
+
 def _left_running(engine: Engine, run_id: str) -> None:
-    """What the dead run left running: its guardian, which stops that, died with it (both
-    killed at once: an OOM kill, ``kill -9`` of a list of pids). Said, with how to stop it,
-    not stopped: it was not this run's (a member's port still taken is why a start fails)."""
+    """What the dead run left running, once its guardian, if it lives, has had its time to
+    stop it (a run started right after a SIGKILL finds the old members still going). What
+    outlives that was left by a guardian that died with its run (both killed at once: an
+    OOM kill, ``kill -9`` of a list of pids). Said, with how to stop it, not stopped: it was
+    not this run's (a member's port still taken is why a start fails)."""
     from ..participants._escaped import OutOfDescriptors, carrying, proc_pids
 
     try:
         left = carrying(run_id, proc_pids())
     except OutOfDescriptors:
         return
+    if left:
+        still = _outliving(pid for pid, _ in left)
+        left = [(pid, name) for pid, name in left if pid in still]
     if left:
         said = ", ".join(f"{pid}{f' ({name})' if name else ''}" for pid, name in left[:10])
         more = f" and {len(left) - 10} more" if len(left) > 10 else ""
@@ -152,3 +165,29 @@ def _left_running(engine: Engine, run_id: str) -> None:
             f"{said}{more} (it was killed with its guardian, which would have stopped "
             f"{'them' if len(left) != 1 else 'it'}); kill -TERM {pids} stops "
             f"{'them' if len(left) != 1 else 'it'}", level="warning"))
+
+
+def _outliving(pids: Iterable[int], seconds: float = GUARDIAN_AT_WORK) -> set[int]:
+    """Those of ``pids`` still running after ``seconds`` (or at once, should none end)."""
+    watched: dict[int, int] = {}
+    try:
+        for pid in pids:
+            try:
+                watched[os.pidfd_open(pid)] = pid
+            except ProcessLookupError:  # (gone already)
+                pass
+            except OSError:  # (out of descriptors: taken as running)
+                return set(watched.values()) | {pid} | set(pids)
+        poller = select.poll()
+        for fd in watched:
+            poller.register(fd, select.POLLIN)
+        running = dict(watched)
+        deadline = time.monotonic() + seconds
+        while running and (left := deadline - time.monotonic()) > 0:
+            for fd, _ in poller.poll(left * 1000):
+                poller.unregister(fd)
+                running.pop(fd, None)
+        return set(running.values())
+    finally:
+        for fd in watched:
+            os.close(fd)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import subprocess
 import sys
 import time
@@ -57,6 +58,9 @@ __all__ = ("Guardian",)
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 """The unit of a process's start time in ``/proc/PID/stat``."""
+
+CLOSE_WAIT = 5.0
+"""Seconds a closing run waits for the guardian to take its last lines (or to exit)."""
 
 _MOUNT_IDS: dict[int, str] = {}
 """Per device, the id of its mount (pipefs, a devpts): read once, as a spawn is told."""
@@ -91,6 +95,11 @@ class Guardian:
             raise PipeplexError(f"cannot start the guardian process ({sys.executable} -S): "
                                 f"{exc.strerror or exc}; nothing was started") from None
         self.pid = self._proc.pid
+        os.set_blocking(self._fd, False)
+        self._pending = bytearray()
+        """What the guardian has not taken yet: a guardian that stalls (stopped, starved)
+        must not stop pipeplex's loop with it, which a blocking write would."""
+        self._flushing: asyncio.AbstractEventLoop | None = None
         self._forked = False
         """This is a child forked from the process that started the guardian: hands off."""
         _LIVE.add(self)
@@ -112,10 +121,50 @@ class Guardian:
         # telling about is found only through PIPEPLEX_RUN_ID, which `env -i` drops.
         if self._fd < 0:
             return
+        self._pending += line.encode()
+        if self._flushing is None:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write what waits; what the pipe cannot take yet waits for it to take more."""
         try:
-            os.write(self._fd, line.encode())
+            del self._pending[:os.write(self._fd, self._pending)]
+        except BlockingIOError:  # (full: the guardian is not reading)
+            pass
         except OSError:  # EPIPE: the guardian is gone
             self._lost()
+            return
+        if self._pending and self._flushing is None:
+            try:
+                self._flushing = asyncio.get_running_loop()
+            except RuntimeError:  # (no loop to wait in: wait here)
+                self._drain(deadline=None)
+                return
+            self._flushing.add_writer(self._fd, self._flush)
+        elif not self._pending and self._flushing is not None:
+            self._stop_flushing()
+
+    def _stop_flushing(self) -> None:
+        if self._flushing is not None:
+            if not self._flushing.is_closed():
+                self._flushing.remove_writer(self._fd)
+            self._flushing = None
+
+    def _drain(self, deadline: float | None) -> bool:
+        """Write what waits, waiting for the pipe (until ``deadline``, monotonic); whether
+        all of it went."""
+        while self._pending and self._fd >= 0:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            select.select([], [self._fd], [], left)
+            try:
+                del self._pending[:os.write(self._fd, self._pending)]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._lost()
+        return not self._pending
 
     def _died(self) -> None:
         self._unwatch()
@@ -125,6 +174,8 @@ class Guardian:
     def _lost(self) -> None:
         if self._fd < 0:
             return
+        self._stop_flushing()
+        self._pending.clear()
         os.close(self._fd)
         self._fd = -1
         if self._on_lost is not None:
@@ -190,16 +241,23 @@ class Guardian:
                 os.close(fd)
         self._fd = -1
         self._watch = None
+        self._flushing = None
+        self._pending.clear()
 
     def close(self) -> None:
         """Let the guardian go: every group should be stopped and unregistered by now."""
         if self._forked:
             return
         self._unwatch()
+        self._stop_flushing()
         if self._fd >= 0:
+            # Its last lines unregister groups: a guardian that cannot take them (stopped)
+            # would stop those groups, whose ids may be a stranger's by then. It goes first.
+            if not self._drain(deadline=time.monotonic() + CLOSE_WAIT):
+                self._proc.kill()
             os.close(self._fd)
             self._fd = -1
-        if not _exits_within(self._proc, 5.0):
+        if not _exits_within(self._proc, CLOSE_WAIT):
             self._proc.kill()
         self._proc.wait()
 
