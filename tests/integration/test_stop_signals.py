@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import DEADLINE, PIPEPLEX, PROGS, Connection, Pipeplex, py, status
+from .helpers import DEADLINE, PIPEPLEX, PROGS, Connection, Pipeplex, py, status, wait_exited
 
 
 @contextlib.contextmanager
@@ -119,16 +119,17 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def test_a_killed_guardian_is_reported_once_and_the_run_goes_on(run_dir: Path) -> None:
-    """Someone kills the guardian: a warning says what is lost (and nothing else breaks:
-    restarts and the stop still work, with no traceback)."""
+def test_a_killed_guardian_is_replaced_and_the_run_goes_on(run_dir: Path) -> None:
+    """Someone kills the guardian: another takes its place, told what the cast holds, and
+    the run says so once (nothing else breaks: restarts and the stop still work, with no
+    traceback)."""
     with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", run_dir) as plex:
         plex.expect(r"^a +\* started")
         member = status(run_dir)["members"][0]["pid"]
         guardian = next(c for c in _children(plex.proc.pid) if c != member)
         os.kill(guardian, signal.SIGKILL)
-        plex.expect(rf"the guardian process \(pid {guardian}\) is gone: the members are stopped "
-                    r"as usual, but if pipeplex itself is killed now, they may outlive it")
+        plex.expect(rf"the guardian process \(pid {guardian}\) is gone; started another "
+                    r"\(pid \d+\), which knows the cast's groups")
         with Connection(run_dir) as conn:
             assert conn.request({"op": "restart", "name": "a"})["ok"]
         plex.expect(r"^a +\* started")
@@ -136,6 +137,25 @@ def test_a_killed_guardian_is_reported_once_and_the_run_goes_on(run_dir: Path) -
         assert plex.wait() == 143
     assert "Traceback" not in plex.text
     assert plex.text.count("the guardian process") == 1
+
+
+def test_a_guardian_started_in_place_of_a_killed_one_stops_the_cast(run_dir: Path) -> None:
+    """The guardian killed, then pipeplex: the guardian started in the first one's place
+    knows the members' groups, and stops them (they used to outlive the run)."""
+    with Pipeplex("run", "-p", "a=sleep 60", "-p", "b=sh -c 'sleep 60 & echo child $!; wait'",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^a +\* started")
+        child = int(plex.expect(r"^b +\| child (\d+)$")[1])  # (in b's group)
+        members = [m["pid"] for m in status(run_dir)["members"]]
+        first = next(c for c in _children(plex.proc.pid) if c not in members)
+        os.kill(first, signal.SIGKILL)
+        second = int(plex.expect(r"started another \(pid (\d+)\)")[1])
+        assert second != first
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        for pid in [*members, child]:
+            wait_exited(pid, after="pipeplex died, its first guardian dead before it")
+        wait_exited(second, after="the second guardian's work")
 
 
 def _zombie_children(pid: int) -> list[int]:

@@ -59,6 +59,9 @@ __all__ = ("Guardian",)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 """The unit of a process's start time in ``/proc/PID/stat``."""
 
+REPLACE_AT_MOST = 3
+"""Guardians started in place of one killed, in one run."""
+
 CLOSE_WAIT = 5.0
 """Seconds a closing run waits for the guardian to take its last lines (or to exit)."""
 
@@ -95,6 +98,12 @@ class Guardian:
             raise PipeplexError(f"cannot start the guardian process ({sys.executable} -S): "
                                 f"{exc.strerror or exc}; nothing was started") from None
         self.pid = self._proc.pid
+        self._groups: set[int] = set()
+        self._adopted: dict[int, int] = {}
+        """What it was told and has not been told is gone: what a new guardian, started in
+        place of one that was killed, is told again."""
+        self._replaced = 0
+        self._closing = False
         os.set_blocking(self._fd, False)
         self._pending = bytearray()
         """What the guardian has not taken yet: a guardian that stalls (stopped, starved)
@@ -102,9 +111,12 @@ class Guardian:
         self._flushing: asyncio.AbstractEventLoop | None = None
         self._forked = False
         """This is a child forked from the process that started the guardian: hands off."""
+        self._watch: tuple[asyncio.AbstractEventLoop, int] | None = None
         _LIVE.add(self)
         self._say(f"={self.token}\n")
-        self._watch: tuple[asyncio.AbstractEventLoop, int] | None = None
+        self._watch_it()
+
+    def _watch_it(self) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -167,21 +179,50 @@ class Guardian:
         return not self._pending
 
     def _died(self) -> None:
-        self._unwatch()
         self._proc.poll()  # (reaped)
         self._lost()
 
     def _lost(self) -> None:
         if self._fd < 0:
             return
+        self._unwatch()
         self._stop_flushing()
         self._pending.clear()
         os.close(self._fd)
         self._fd = -1
+        gone = self.pid
+        if self._closing:  # (everything is stopped: nothing to keep)
+            return
+        if self._replace():
+            said = (f"the guardian process (pid {gone}) is gone; started another (pid "
+                    f"{self.pid}), which knows the cast's groups")
+        else:
+            said = (f"the guardian process (pid {gone}) is gone: the members are stopped as "
+                    "usual, but if pipeplex itself is killed now, they may outlive it")
         if self._on_lost is not None:
-            self._on_lost(f"the guardian process (pid {self.pid}) is gone: the members are "
-                          "stopped as usual, but if pipeplex itself is killed now, they may "
-                          "outlive it")
+            self._on_lost(said)
+
+    def _replace(self) -> bool:
+        """Start a guardian in place of one that was killed, and tell it what the cast
+        holds (its groups, its adopted orphans); whether one runs. A few times at most:
+        something that kills every guardian (``pkill python``) is not raced for ever."""
+        if self._replaced >= REPLACE_AT_MOST:
+            return False
+        self._proc.poll()  # (reaped, if it can be)
+        try:
+            self._proc, self._fd = spawn_guardian()
+        except OSError:
+            return False
+        self._replaced += 1
+        self.pid = self._proc.pid
+        os.set_blocking(self._fd, False)
+        self._say(f"={self.token}\n")
+        for pgid in self._groups:
+            self._say(f"+{pgid}\n")
+        for pid, started in self._adopted.items():
+            self._say(f"@{pid} {started}\n")
+        self._watch_it()
+        return self._fd >= 0
 
     def _unwatch(self) -> None:
         if self._watch is not None:
@@ -219,17 +260,21 @@ class Guardian:
         """An orphan came to pipeplex, its subreaper (a daemon a member double-forked): it
         is stopped too if pipeplex dies, known by its start time (in clock ticks after boot:
         a pid, freed, may go to a stranger), even with its environment written over."""
+        self._adopted[pid] = started
         self._say(f"@{pid} {started}\n")
 
     def reaped(self, pid: int) -> None:
         """That orphan ended."""
+        self._adopted.pop(pid, None)
         self._say(f"~{pid}\n")
 
     def register(self, pgid: int) -> None:
         """A process group created (the spawn announced by :meth:`spawning` done)."""
+        self._groups.add(pgid)
         self._say(f"+{pgid}\n")
 
     def unregister(self, pgid: int) -> None:
+        self._groups.discard(pgid)
         self._say(f"-{pgid}\n")
 
     def _let_go_in_child(self) -> None:
@@ -248,6 +293,7 @@ class Guardian:
         """Let the guardian go: every group should be stopped and unregistered by now."""
         if self._forked:
             return
+        self._closing = True
         self._unwatch()
         self._stop_flushing()
         if self._fd >= 0:
