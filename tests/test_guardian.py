@@ -667,3 +667,39 @@ def test_a_stopped_guardian_does_not_stop_pipeplex_with_it(
         os.kill(guardian.pid, signal.SIGCONT)
     guardian.close()
     assert guardian._proc.returncode == (0 if resumed else -signal.SIGKILL)
+
+
+def test_a_guardian_stuck_with_a_full_pipe_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped for good, the guardian would hold registrations of groups let go since
+    (their ids free for strangers) and act on them should pipeplex die: once its pipe has
+    stayed full for a while, it is killed and another started, told the cast as it is."""
+    from pipeplex.participants import guardian as guardian_module
+
+    monkeypatch.setattr(guardian_module, "STALLED_AFTER", 0.2)
+    said: list[str] = []
+
+    async def scenario(group: int) -> tuple[Guardian, int]:
+        lost = asyncio.Event()
+        guardian = Guardian(on_lost=lambda text: (said.append(text), lost.set()))
+        stuck = guardian.pid
+        guardian.register(group)  # (told again to the next one)
+        os.kill(stuck, signal.SIGSTOP)
+        for _ in range(100_000):
+            guardian.spawn_failed()
+        await asyncio.wait_for(lost.wait(), DEADLINE)
+        guardian.unregister(group)  # (let go: the next one must not act on it)
+        return guardian, stuck
+
+    member = subprocess.Popen(["sleep", "60"], start_new_session=True)  # (a group of its own)
+    try:
+        guardian, stuck = asyncio.run(scenario(member.pid))
+    finally:
+        member.kill()
+        member.wait()
+    assert guardian.pid != stuck
+    assert said == [f"the guardian process (pid {stuck}) left its pipe full for 0.2 s "
+                    f"(stopped?): killed it; started another (pid {guardian.pid}), which "
+                    "knows the cast's groups"]
+    assert _exits_within(stuck, DEADLINE)
+    guardian.close()
+    assert guardian._proc.returncode == 0

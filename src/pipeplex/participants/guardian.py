@@ -62,6 +62,12 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REPLACE_AT_MOST = 3
 """Guardians started in place of one killed, in one run."""
 
+STALLED_AFTER = 5.0
+"""Seconds the guardian may leave its pipe full before it is taken for stuck (stopped):
+killed, and another started, told the cast as it is now. What the stuck one never read
+(groups let go since) must not be acted on should pipeplex die; it reads a start wave's
+lines within a quarter second."""
+
 CLOSE_WAIT = 5.0
 """Seconds a closing run waits for the guardian to take its last lines (or to exit)."""
 
@@ -109,6 +115,11 @@ class Guardian:
         """What the guardian has not taken yet: a guardian that stalls (stopped, starved)
         must not stop pipeplex's loop with it, which a blocking write would."""
         self._flushing: asyncio.AbstractEventLoop | None = None
+        self._spawning = ""
+        """The line of a spawn told and not yet registered (told again to a new one)."""
+        self._stall: asyncio.TimerHandle | None = None
+        self._stuck: int | None = None
+        """The pid of a guardian killed for leaving its pipe full."""
         self._forked = False
         """This is a child forked from the process that started the guardian: hands off."""
         self._watch: tuple[asyncio.AbstractEventLoop, int] | None = None
@@ -119,9 +130,9 @@ class Guardian:
     def _watch_it(self) -> None:
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:
+            pidfd = os.pidfd_open(self.pid)
+        except (RuntimeError, OSError):  # (no loop; or gone already: a write will tell)
             return
-        pidfd = os.pidfd_open(self.pid)
         loop.add_reader(pidfd, self._died)  # not when it happens to write next: at once
         self._watch = (loop, pidfd)
 
@@ -153,14 +164,26 @@ class Guardian:
                 self._drain(deadline=None)
                 return
             self._flushing.add_writer(self._fd, self._flush)
+            self._stall = self._flushing.call_later(STALLED_AFTER, self._stalled)
         elif not self._pending and self._flushing is not None:
             self._stop_flushing()
 
     def _stop_flushing(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         if self._flushing is not None:
             if not self._flushing.is_closed():
                 self._flushing.remove_writer(self._fd)
             self._flushing = None
+
+    def _stalled(self) -> None:
+        """Its pipe stayed full: kill it (its death, seen through its pidfd, starts
+        another)."""
+        self._stall = None
+        if self._pending and self._fd >= 0:
+            self._stuck = self.pid
+            self._proc.kill()
 
     def _drain(self, deadline: float | None) -> bool:
         """Write what waits, waiting for the pipe (until ``deadline``, monotonic); whether
@@ -169,7 +192,9 @@ class Guardian:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            select.select([], [self._fd], [], left)
+            poller = select.poll()  # (not select: the descriptor may be past 1023)
+            poller.register(self._fd, select.POLLOUT)
+            poller.poll(None if left is None else left * 1000)
             try:
                 del self._pending[:os.write(self._fd, self._pending)]
             except BlockingIOError:
@@ -183,9 +208,9 @@ class Guardian:
         self._lost()
 
     def _lost(self) -> None:
+        self._unwatch()
         if self._fd < 0:
             return
-        self._unwatch()
         self._stop_flushing()
         self._pending.clear()
         os.close(self._fd)
@@ -193,11 +218,13 @@ class Guardian:
         gone = self.pid
         if self._closing:  # (everything is stopped: nothing to keep)
             return
+        what = (f"left its pipe full for {STALLED_AFTER:g} s (stopped?): killed it"
+                if self._stuck == gone else "is gone")
         if self._replace():
-            said = (f"the guardian process (pid {gone}) is gone; started another (pid "
+            said = (f"the guardian process (pid {gone}) {what}; started another (pid "
                     f"{self.pid}), which knows the cast's groups")
         else:
-            said = (f"the guardian process (pid {gone}) is gone: the members are stopped as "
+            said = (f"the guardian process (pid {gone}) {what}: the members are stopped as "
                     "usual, but if pipeplex itself is killed now, they may outlive it")
         if self._on_lost is not None:
             self._on_lost(said)
@@ -216,12 +243,11 @@ class Guardian:
         self._replaced += 1
         self.pid = self._proc.pid
         os.set_blocking(self._fd, False)
-        self._say(f"={self.token}\n")
-        for pgid in self._groups:
-            self._say(f"+{pgid}\n")
-        for pid, started in self._adopted.items():
-            self._say(f"@{pid} {started}\n")
         self._watch_it()
+        # In one write: should this one die at once too, the next is started once.
+        self._say("".join([f"={self.token}\n", *(f"+{pgid}\n" for pgid in self._groups),
+                           *(f"@{pid} {when}\n" for pid, when in self._adopted.items()),
+                           self._spawning]))
         return self._fd >= 0
 
     def _unwatch(self) -> None:
@@ -249,11 +275,13 @@ class Guardian:
             told.append(f"{mount}:{link}")
         if told:
             now = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
-            self._say(f"?{now} {' '.join(told)}\n")
+            self._spawning = f"?{now} {' '.join(told)}\n"
+            self._say(self._spawning)
 
     def spawn_failed(self) -> None:
         """The spawn announced by :meth:`spawning` did not happen: forget its stdin (a pty's
         number, freed, may go to a stranger's terminal)."""
+        self._spawning = ""
         self._say("!\n")
 
     def adopted(self, pid: int, started: int) -> None:
@@ -271,6 +299,7 @@ class Guardian:
     def register(self, pgid: int) -> None:
         """A process group created (the spawn announced by :meth:`spawning` done)."""
         self._groups.add(pgid)
+        self._spawning = ""
         self._say(f"+{pgid}\n")
 
     def unregister(self, pgid: int) -> None:
@@ -301,8 +330,9 @@ class Guardian:
             # would stop those groups, whose ids may be a stranger's by then. It goes first.
             if not self._drain(deadline=time.monotonic() + CLOSE_WAIT):
                 self._proc.kill()
-            os.close(self._fd)
-            self._fd = -1
+            if self._fd >= 0:  # (a write that failed let it go already)
+                os.close(self._fd)
+                self._fd = -1
         if not _exits_within(self._proc, CLOSE_WAIT):
             self._proc.kill()
         self._proc.wait()
