@@ -242,6 +242,15 @@ class TestColor:
         assert lines[-1] == b""
         assert all(line.startswith(RESET) for line in lines[:-1])
 
+    @pytest.mark.parametrize(("returncode", "warned"), [(-15, False), (0, False), (1, False),
+                                                        (-6, True)])
+    def test_a_crash_during_a_stop_is_a_warning(self, returncode: int, warned: bool) -> None:
+        """The stop's own signal, or an exit code, is the end asked for; a crash on the
+        way out (SIGABRT in a handler) is worth the eye, as a crash at any other time."""
+        rendered = Renderer(["web"], color=True).render(
+            Exited("web", returncode, stopped=True, t=T))
+        assert (b"\x1b[33m" in rendered) is warned, rendered
+
     def test_members_get_different_colours(self) -> None:
         """Each member's prefix has its own colour; stderr adds a red marker."""
         r = Renderer(["web", "db"], color=True)

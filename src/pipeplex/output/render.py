@@ -218,6 +218,8 @@ class Renderer:
             if event.stopped:
                 by = stopped_by(event.returncode)
                 text = f"stopped by {by}" if by else f"stopped: {text}"
+                if by is None and event.returncode < 0:  # (a crash on its way out)
+                    level = "warning"
             return self.render_note(text, event.name, level, event.t)
         if isinstance(event, Ready):
             found = ", ".join(f"{k}={_value(v, escape=not self.sanitize)}"
