@@ -229,6 +229,16 @@ def _kill(pids: list[int]) -> None:
             pass
 
 
+def _marked_engine(*procs: ProcSpec, grace: float, run_id: str) -> tuple[Engine, Recorder]:
+    """An engine whose members carry ``PIPEPLEX_RUN_ID`` (``run_id``, made this test
+    process's own): what they leave outside their groups is found by it."""
+    bus = Bus()
+    recorder = Recorder()
+    bus.subscribe(recorder)
+    return Engine(CastSpec(procs), bus, grace=grace,
+                  env_overrides={"PIPEPLEX_RUN_ID": f"{run_id}-{os.getpid()}"}), recorder
+
+
 async def _running(engine: Engine, name: str) -> asyncio.Future[int]:
     """Run ``engine`` until member ``name`` is ready; the run's future."""
     ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -1783,11 +1793,7 @@ def test_a_stop_does_not_wait_out_the_drain_for_output_held_outside_the_group(
     held: list[int] = []
 
     async def scenario() -> list[str]:
-        bus = Bus()
-        recorder = Recorder()
-        bus.subscribe(recorder)
-        engine = Engine(CastSpec((member,)), bus, grace=5.0,
-                        env_overrides={"PIPEPLEX_RUN_ID": f"held-{os.getpid()}"})
+        engine, recorder = _marked_engine(member, grace=5.0, run_id="held")
         run = await _running(engine, "m")
         held.extend(int(m[1]) for e in recorder.events if isinstance(e, Output)
                     for m in re.finditer(rb"held (\d+)", e.data))
@@ -1828,11 +1834,7 @@ def test_what_a_run_started_outside_its_group_is_stopped_at_a_restart_and_at_the
                 for m in re.finditer(rb"daemon (\d+)", e.data)]
 
     async def scenario() -> tuple[int, list[str], list[int]]:
-        bus = Bus()
-        recorder = Recorder()
-        bus.subscribe(recorder)
-        engine = Engine(CastSpec((member,)), bus, grace=5.0,
-                        env_overrides={"PIPEPLEX_RUN_ID": f"escaped-{os.getpid()}"})
+        engine, recorder = _marked_engine(member, grace=5.0, run_id="escaped")
         run = await _running(engine, "m")
         first_line = next(i for i, e in enumerate(recorder.events) if daemon_of([e]))
         await asyncio.wait_for(engine.restart("m"), 30)
@@ -1880,11 +1882,7 @@ def test_what_a_member_started_outside_its_group_shares_its_grace_in_its_wave() 
     daemons: list[int] = []
 
     async def scenario() -> list[Event]:
-        bus = Bus()
-        recorder = Recorder()
-        bus.subscribe(recorder)
-        engine = Engine(CastSpec((a, b)), bus, grace=0.5,
-                        env_overrides={"PIPEPLEX_RUN_ID": f"wave-{os.getpid()}"})
+        engine, recorder = _marked_engine(a, b, grace=0.5, run_id="wave")
         run = await _running(engine, "b")
         daemons.extend(int(m[1]) for e in recorder.events if isinstance(e, Output)
                        for m in re.finditer(rb"daemon (\d+)", e.data))
@@ -1934,11 +1932,7 @@ def test_a_daemons_worker_forked_after_the_look_is_stopped_with_it(tmp_path: Pat
     pids: list[int] = []
 
     async def scenario() -> list[str]:
-        bus = Bus()
-        recorder = Recorder()
-        bus.subscribe(recorder)
-        engine = Engine(CastSpec((a,)), bus, grace=0.5,
-                        env_overrides={"PIPEPLEX_RUN_ID": f"led-{os.getpid()}"})
+        engine, recorder = _marked_engine(a, grace=0.5, run_id="led")
         run = await _running(engine, "a")
         pids.extend(int(m[1]) for e in recorder.events if isinstance(e, Output)
                     for m in re.finditer(rb"daemon (\d+)", e.data))
@@ -1990,11 +1984,7 @@ def test_a_worker_left_in_a_daemons_group_is_said_to_be_in_its_group() -> None:
     pids: list[int] = []
 
     async def scenario() -> list[str]:
-        bus = Bus()
-        recorder = Recorder()
-        bus.subscribe(recorder)
-        engine = Engine(CastSpec((a,)), bus, grace=0.5,
-                        env_overrides={"PIPEPLEX_RUN_ID": f"worker-{os.getpid()}"})
+        engine, recorder = _marked_engine(a, grace=0.5, run_id="worker")
         run = await _running(engine, "a")
         pids.extend(int(pid) for e in recorder.events if isinstance(e, Output)
                     for m in re.finditer(rb"daemon (\d+) (\d+)", e.data) for pid in m.groups())
