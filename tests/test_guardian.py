@@ -653,9 +653,10 @@ def test_a_stopped_guardian_does_not_stop_pipeplex_with_it(
     from pipeplex.participants import guardian as guardian_module
 
     monkeypatch.setattr(guardian_module, "CLOSE_WAIT", DEADLINE if resumed else 0.2)
+    said: list[str] = []
 
     async def scenario() -> Guardian:
-        guardian = Guardian()
+        guardian = Guardian(on_lost=said.append)
         os.kill(guardian.pid, signal.SIGSTOP)
         for _ in range(100_000):  # (200 kB: three times what a pipe holds)
             guardian.spawn_failed()  # ("!": harmless to a guardian, whatever it held)
@@ -667,6 +668,60 @@ def test_a_stopped_guardian_does_not_stop_pipeplex_with_it(
         os.kill(guardian.pid, signal.SIGCONT)
     guardian.close()
     assert guardian._proc.returncode == (0 if resumed else -signal.SIGKILL)
+    assert said == ([] if resumed else [
+        f"the guardian process (pid {guardian.pid}) did not take the run's last lines "
+        "within 0.2 s (stopped?): killed it"])
+
+
+REPLACED_LATE_THEN_DIE = """
+import asyncio, errno, os, signal, subprocess, sys
+
+from pipeplex.participants import Guardian, guardian as guardian_module
+
+real = guardian_module.spawn_guardian
+refusals = [OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))]
+
+def spawn_guardian():  # (the process limit, for one start)
+    if refusals:
+        raise refusals.pop()
+    return real()
+
+async def main():
+    lost = asyncio.Event()
+    guardian = Guardian(on_lost=lambda text: (print(text, flush=True), lost.set()))
+    first = guardian.pid
+    guardian_module.spawn_guardian = spawn_guardian
+    os.kill(first, signal.SIGKILL)
+    await lost.wait()
+    member = subprocess.Popen(["sleep", "300"], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    guardian.register(member.pid)  # (the news: the one started now is told it)
+    print(first, member.pid, guardian.pid, flush=True)
+    os._exit(0)  # as a SIGKILL would
+
+asyncio.run(main())
+"""
+
+
+def test_a_guardian_that_could_not_be_replaced_at_once_is_at_the_next_change() -> None:
+    """A killed guardian whose replacement could not start (no process to be had, for a
+    moment) is replaced at the next thing the cast tells it; the one started then knows
+    the cast, that news included, and stops it when pipeplex dies."""
+    script = subprocess.run([sys.executable, "-c", REPLACED_LATE_THEN_DIE], capture_output=True,
+                            text=True, timeout=DEADLINE)
+    *said, pids = script.stdout.splitlines()
+    first, member, second = (int(pid) for pid in pids.split())
+    try:
+        assert said == [
+            f"the guardian process (pid {first}) is gone; could not start another (Resource "
+            "temporarily unavailable); tried again as the cast changes: the members are "
+            "stopped as usual, but if pipeplex itself is killed now, they may outlive it",
+            f"started a guardian process (pid {second}) in place of the one that was gone "
+            f"(pid {first}); it knows the cast's groups"], script.stderr
+        assert _exits_within(member, DEADLINE), "the member outlived its run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
 
 
 def test_a_guardian_stuck_with_a_full_pipe_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:

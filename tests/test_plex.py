@@ -271,6 +271,47 @@ def test_load_and_run_steps(tmp_path: Path) -> None:
             plex.run_steps()
 
 
+def test_the_wait_for_a_killed_runs_guardian_keeps_the_loop_going(tmp_path: Path) -> None:
+    """A plex started in the folder of a run that was killed gives that run's guardian its
+    time to stop what it left (up to 2 s) before its own members start; the program's other
+    tasks go on meanwhile, and what outlives that time is named."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "run.lock").write_text("999999 0123abcd\n")
+    env = {**os.environ, "PIPEPLEX_RUN_ID": "0123abcd", "PIPEPLEX_NAME": "db"}
+
+    async def scenario() -> tuple[int, list[str]]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)  # (the thing measured: no synchronisation)
+
+        ticking = asyncio.ensure_future(tick())
+        await asyncio.sleep(0)
+        plex = AsyncPlex(run_dir=run_dir)
+        notes: list[str] = []
+        plex.bus.subscribe(lambda e: notes.append(e.text) if isinstance(e, pipeplex.Note)
+                           else None)
+        try:
+            started = ticks
+            await plex.start()
+            return ticks - started, notes
+        finally:
+            ticking.cancel()
+            await plex.aclose()
+
+    with subprocess.Popen(["sleep", "60"], env=env) as left:
+        try:
+            ticked, notes = asyncio.run(scenario())
+        finally:
+            left.kill()
+    assert ticked > 1, "the loop was held while the plex waited"
+    assert any(f"that run left 1 process running: {left.pid} (db)" in n for n in notes), notes
+
+
 def test_removed_members_let_their_names_pipes_and_output_go(tmp_path: Path) -> None:
     """A plex that spawns short-lived members under new names removes each when done:
     it is stopped if it runs, its NAME.in goes, and so does what it held (a pipe per name

@@ -498,6 +498,7 @@ class AsyncPlex:
             if self._run_dir is not None:
                 self._inputs = FolderInputs(engine, os.fspath(self._run_dir),
                                             given_as="run_dir=")
+                await self._inputs.name_what_was_left()
         except BaseException:
             self._close_outputs()
             self._engine = None

@@ -182,6 +182,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         outputs += [sink.writer for sink in records if sink.writer is not None]
         inputs = FolderInputs(engine, options.run_dir or default_run_dir(),
                               given_as=options.run_dir_option)
+        await inputs.name_what_was_left()
         for name in cast.names:
             inputs.add(name)
         bus.publish(Note(f"run folder {printable(os.fspath(inputs.path))}: write a line to "

@@ -7,10 +7,10 @@ members up front, the second adds each as it is spawned, so a FIFO is added per 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import os
-import select
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,18 +45,26 @@ class FolderInputs:
         self._control: ControlServer | None = None
         self._closed = False
         self.run_dir = RunDir.open(path, engine.stopper.run_id, given_as=given_as)
+        self._stale_run_id: str | None = None
         try:
             if self.run_dir.stale_pid is not None:
                 engine.bus.publish(Note(f"cleaned up after an earlier run (pid "
                                         f"{self.run_dir.stale_pid}) that ended without "
                                         "removing its pipes"))
-                if self.run_dir.stale_run_id is not None:
-                    _left_running(engine, self.run_dir.stale_run_id)
+                self._stale_run_id = self.run_dir.stale_run_id
             self.add(ALL)
             self._control = ControlServer(engine, self.run_dir)
         except BaseException:
             self.close()
             raise
+
+    async def name_what_was_left(self) -> None:
+        """Say what the earlier run found here (killed, see :class:`RunDir`) left running,
+        once its guardian, if it lives, has had its time to stop it: before the members
+        start (a port still taken is why a start fails); the loop goes on meanwhile."""
+        run_id, self._stale_run_id = self._stale_run_id, None
+        if run_id is not None:
+            await _left_running(self._engine, run_id)
 
     def __repr__(self) -> str:
         return f"<FolderInputs {str(self.run_dir.path)!r} fifos={len(self._fifos)}>"
@@ -141,12 +149,12 @@ GUARDIAN_AT_WORK = 2.0
 then SIGKILL until nothing is left: a second at most)."""
 
 
-def _left_running(engine: Engine, run_id: str) -> None:
+async def _left_running(engine: Engine, run_id: str) -> None:
     """What the dead run left running, once its guardian, if it lives, has had its time to
     stop it (a run started right after a SIGKILL finds the old members still going). What
-    outlives that was left by a guardian that died with its run (both killed at once: an
-    OOM kill, ``kill -9`` of a list of pids). Said, with how to stop it, not stopped: it was
-    not this run's (a member's port still taken is why a start fails)."""
+    outlives that was left by a guardian that could not act: killed with its run (an OOM
+    kill, ``kill -9`` of a list of pids), or stopped. Said, with how to stop it, not
+    stopped: it was not this run's (a member's port still taken is why a start fails)."""
     from ..participants._escaped import OutOfDescriptors, carrying, proc_pids
 
     try:
@@ -154,22 +162,32 @@ def _left_running(engine: Engine, run_id: str) -> None:
     except OutOfDescriptors:
         return
     if left:
-        still = _outliving(pid for pid, _ in left)
+        still = await _outliving(pid for pid, _ in left)
         left = [(pid, name) for pid, name in left if pid in still]
     if left:
         said = ", ".join(f"{pid}{f' ({name})' if name else ''}" for pid, name in left[:10])
         more = f" and {len(left) - 10} more" if len(left) > 10 else ""
         pids = " ".join(str(pid) for pid, _ in left)
+        them = "them" if len(left) != 1 else "it"
         engine.bus.publish(Note(
             f"that run left {len(left)} process{'es' if len(left) != 1 else ''} running: "
-            f"{said}{more} (it was killed with its guardian, which would have stopped "
-            f"{'them' if len(left) != 1 else 'it'}); kill -TERM {pids} stops "
-            f"{'them' if len(left) != 1 else 'it'}", level="warning"))
+            f"{said}{more} (its guardian, which would have stopped {them}, was killed with "
+            f"it or is stopped); kill -TERM {pids} stops {them}", level="warning"))
 
 
-def _outliving(pids: Iterable[int], seconds: float = GUARDIAN_AT_WORK) -> set[int]:
+async def _outliving(pids: Iterable[int], seconds: float = GUARDIAN_AT_WORK) -> set[int]:
     """Those of ``pids`` still running after ``seconds`` (or at once, should none end)."""
+    loop = asyncio.get_running_loop()
     watched: dict[int, int] = {}
+    running: dict[int, int] = {}
+    none_left = loop.create_future()
+
+    def ended(fd: int) -> None:
+        loop.remove_reader(fd)
+        running.pop(fd, None)
+        if not running and not none_left.done():
+            none_left.set_result(None)
+
     try:
         for pid in pids:
             try:
@@ -178,16 +196,16 @@ def _outliving(pids: Iterable[int], seconds: float = GUARDIAN_AT_WORK) -> set[in
                 pass
             except OSError:  # (out of descriptors: taken as running)
                 return set(watched.values()) | {pid} | set(pids)
-        poller = select.poll()
+        running.update(watched)
         for fd in watched:
-            poller.register(fd, select.POLLIN)
-        running = dict(watched)
-        deadline = time.monotonic() + seconds
-        while running and (left := deadline - time.monotonic()) > 0:
-            for fd, _ in poller.poll(left * 1000):
-                poller.unregister(fd)
-                running.pop(fd, None)
+            loop.add_reader(fd, ended, fd)
+        if running:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await none_left
         return set(running.values())
     finally:
         for fd in watched:
+            if fd in running:
+                loop.remove_reader(fd)
             os.close(fd)

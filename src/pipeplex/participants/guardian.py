@@ -109,6 +109,11 @@ class Guardian:
         """What it was told and has not been told is gone: what a new guardian, started in
         place of one that was killed, is told again."""
         self._replaced = 0
+        """Guardians started (or tried) in place of one that was killed."""
+        self._retry = False
+        """The last replacement could not start: the next thing to tell tries again."""
+        self._dying: list[subprocess.Popen[bytes]] = []
+        """Guardians replaced before they could be reaped: reaped as the run closes."""
         self._closing = False
         os.set_blocking(self._fd, False)
         self._pending = bytearray()
@@ -143,6 +148,9 @@ class Guardian:
         # At once, not batched per pass of the loop: a member that pipeplex dies before
         # telling about is found only through PIPEPLEX_RUN_ID, which `env -i` drops.
         if self._fd < 0:
+            if not self._retry or self._closing or self._forked:
+                return
+            self._replace_again()  # (told everything, this line's news included)
             return
         self._pending += line.encode()
         if self._flushing is None:
@@ -220,27 +228,38 @@ class Guardian:
             return
         what = (f"left its pipe full for {STALLED_AFTER:g} s (stopped?): killed it"
                 if self._stuck == gone else "is gone")
-        if self._replace():
+        failed = self._replace()
+        if failed is None:
             said = (f"the guardian process (pid {gone}) {what}; started another (pid "
                     f"{self.pid}), which knows the cast's groups")
         else:
-            said = (f"the guardian process (pid {gone}) {what}: the members are stopped as "
-                    "usual, but if pipeplex itself is killed now, they may outlive it")
-        if self._on_lost is not None:
-            self._on_lost(said)
+            again = "; tried again as the cast changes" if self._retry else ""
+            said = (f"the guardian process (pid {gone}) {what}{failed}{again}: the members "
+                    "are stopped as usual, but if pipeplex itself is killed now, they may "
+                    "outlive it")
+        self._tell(said)
 
-    def _replace(self) -> bool:
+    def _tell(self, text: str) -> None:
+        if self._on_lost is not None:
+            self._on_lost(text)
+
+    def _replace(self) -> str | None:
         """Start a guardian in place of one that was killed, and tell it what the cast
-        holds (its groups, its adopted orphans); whether one runs. A few times at most:
-        something that kills every guardian (``pkill python``) is not raced for ever."""
+        holds (its groups, its adopted orphans); None if one runs, else why not. A few
+        times at most: something that kills every guardian (``pkill python``) is not raced
+        for ever. A start that failed (no process to be had) is tried again at the next
+        thing to tell, as long as tries are left."""
+        self._retry = False
         if self._replaced >= REPLACE_AT_MOST:
-            return False
-        self._proc.poll()  # (reaped, if it can be)
+            return ""
+        self._replaced += 1
+        if self._proc.poll() is None:  # (its pipe broke as it exits: not reapable yet)
+            self._dying.append(self._proc)
         try:
             self._proc, self._fd = spawn_guardian()
-        except OSError:
-            return False
-        self._replaced += 1
+        except OSError as exc:
+            self._retry = self._replaced < REPLACE_AT_MOST
+            return f"; could not start another ({exc.strerror or exc})"
         self.pid = self._proc.pid
         os.set_blocking(self._fd, False)
         self._watch_it()
@@ -248,7 +267,19 @@ class Guardian:
         self._say("".join([f"={self.token}\n", *(f"+{pgid}\n" for pgid in self._groups),
                            *(f"@{pid} {when}\n" for pid, when in self._adopted.items()),
                            self._spawning]))
-        return self._fd >= 0
+        return None if self._fd >= 0 else ""
+
+    def _replace_again(self) -> None:
+        """A replacement that could not start: try once more, now that there is something
+        to tell (what was told since is in what the new one is told)."""
+        gone = self.pid
+        failed = self._replace()
+        if failed is None:
+            self._tell(f"started a guardian process (pid {self.pid}) in place of the one "
+                       f"that was gone (pid {gone}); it knows the cast's groups")
+        elif not self._retry:
+            self._tell(f"still no guardian process{failed}; no more tries: if pipeplex "
+                       "itself is killed now, the members may outlive it")
 
     def _unwatch(self) -> None:
         if self._watch is not None:
@@ -330,11 +361,18 @@ class Guardian:
             # would stop those groups, whose ids may be a stranger's by then. It goes first.
             if not self._drain(deadline=time.monotonic() + CLOSE_WAIT):
                 self._proc.kill()
+                self._tell(f"the guardian process (pid {self.pid}) did not take the run's "
+                           f"last lines within {CLOSE_WAIT:g} s (stopped?): killed it")
             if self._fd >= 0:  # (a write that failed let it go already)
                 os.close(self._fd)
                 self._fd = -1
+        for gone in self._dying:
+            gone.kill()  # (dead or dying, long since: no longer told anything)
+            gone.wait()
         if not _exits_within(self._proc, CLOSE_WAIT):
             self._proc.kill()
+            self._tell(f"the guardian process (pid {self.pid}) did not end within "
+                       f"{CLOSE_WAIT:g} s of the run's end (stopped?): killed it")
         self._proc.wait()
 
 
