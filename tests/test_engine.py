@@ -810,6 +810,62 @@ def test_an_exit_before_readiness_is_restarted_and_dependents_wait(tmp_path: Pat
     assert kinds == [("Started", "flaky")] * 3 + [("Ready", "flaky"), ("Started", "dependent")]
 
 
+def test_a_run_not_ready_in_time_is_restarted_and_dependents_wait(tmp_path: Path) -> None:
+    """A run that hangs before it is ready is a failed start, as an exit then is: with
+    on_exit = restart it is stopped and started again (as systemd restarts a start that
+    timed out), and its dependents start once a run is ready."""
+    count = tmp_path / "count"
+    hangs_once = ("n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; "
+                  "[ \"$n\" -ge 1 ] && echo ready; exec sleep 60")
+    engine, recorder = _engine(
+        ProcSpec("slow", ("sh", "-c", hangs_once), cwd=str(tmp_path), ready="^ready$",
+                 ready_timeout=2, on_exit="restart"),  # (room for the second run's line)
+        ProcSpec("dependent", ("true",), after=("slow",)),
+    )
+    assert asyncio.run(asyncio.wait_for(engine.run(), 30)) == 0
+    assert count.read_text() == "2\n"
+    assert engine.restarts["slow"] == 1
+    kinds = [(type(e).__name__, e.name) for e in recorder.events
+             if isinstance(e, Started | Ready)]
+    assert kinds == [("Started", "slow")] * 2 + [("Ready", "slow"), ("Started", "dependent")]
+    said = next(e for e in recorder.events if isinstance(e, Note) and e.name == "slow"
+                and e.text.startswith("was not ready after 2.0 s"))
+    assert said.level == "warning"
+    assert said.text.split("\n")[0] == (
+        "was not ready after 2.0 s (ready_timeout); it never showed output matching ready = "
+        "'^ready$'; stopping this run (on_exit = restart)")
+
+
+def test_a_member_never_ready_in_time_gives_up_with_status_1() -> None:
+    """Runs that are never ready in time use up max_restarts, then the cast stops with 1;
+    its last line says why, as the member's own summary says the stop ended it."""
+    notes = _notes_of_run(ProcSpec("db", ("sleep", "60"), ready="never", ready_timeout=0.2,
+                                   on_exit="restart", max_restarts=1), status=1)
+    assert ("db was not ready after 0.2 s and was restarted 1 time; giving up and stopping "
+            "the cast (raise max_restarts to allow more)") in notes
+    assert notes[-2:] == ["summary: stopped by SIGTERM after 0.2 s, 1 restart",
+                          "exit status 1: db gave up after 1 restart"]
+    notes = _notes_of_run(ProcSpec("db", ("sleep", "60"), ready="never", ready_timeout=0.2),
+                          status=1)
+    assert notes[-2:] == ["summary: stopped by SIGTERM after 0.2 s",
+                          "exit status 1: db was not ready after 0.2 s"]
+
+
+def test_a_failure_seen_after_the_one_that_stopped_the_cast_is_named_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a exits with 3 first, but a process it left holds its output, so its exit is seen
+    after b's (5), which stops the cast: the status is a's, and the last line says why."""
+    monkeypatch.setattr(process, "DRAIN_GRACE", 60.0)  # (a's exit: seen only at the stop)
+    # a's child waits until a is gone (reaped), b until that child says so.
+    a = "(while kill -0 $$ 2>/dev/null; do sleep 0.01; done; : > gone; exec sleep 60) & exit 3"
+    b = "while [ ! -e gone ]; do sleep 0.01; done; exit 5"
+    notes = _notes_of_run(ProcSpec("a", ("sh", "-c", a), cwd=str(tmp_path)),
+                          ProcSpec("b", ("sh", "-c", b), cwd=str(tmp_path)), status=3)
+    assert "b exited with code 5; stopping the cast (on_exit = stop)" in notes
+    assert notes[-1] == "exit status 3: a exited with code 3, first (before b, whose end " \
+        "stopped the cast)"
+
+
 def test_an_exit_before_readiness_gives_the_members_status() -> None:
     """Not ready because it exited with 3: the run's status is 3; with 0 it is 1."""
     for code, status in ((3, 3), (0, 1)):

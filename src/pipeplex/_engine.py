@@ -1075,6 +1075,12 @@ class Engine:
                     return None
             seat.restart_requested = False
             return 0
+        not_ready, seat.not_ready = seat.not_ready, None
+        if not_ready is not None and not self.stopping:
+            # Stopped for not getting ready: a failed start, status 1 (as it would be at
+            # the first start with another on_exit), and no reset of the attempts (it never
+            # got ready, however long it ran).
+            return await self._restart(member, 1, not_ready, True, attempt)
         if stopped:
             self._judge_stopped(member, returncode, how)
             return None
@@ -1123,7 +1129,9 @@ class Engine:
     async def _restart(self, member: Process, returncode: int, how: str, ready_in_run: bool,
                        attempt: int) -> int | None:
         """on_exit = "restart": the next attempt after the backoff, or None when it gives
-        up (``max_restarts`` restarts in a row) or the cast stops meanwhile."""
+        up (``max_restarts`` restarts in a row) or the cast stops meanwhile. ``how`` the run
+        ended: ``returncode`` is 1 for one stopped for not getting ready, which ``how``
+        says (and ``ready_in_run`` is True, as no "before it was ready" need be added)."""
         spec = member.spec
         assert member.ended_at is not None
         if attempt >= spec.max_restarts:
@@ -1217,7 +1225,8 @@ class Engine:
                     member, what=f"{member.name} had not exited after {spec.ready_timeout:.1f} "
                     f"s ({_timeout_said(spec)}); ready_exit = true waits for its exit with "
                     "code 0 before the members after it start",
-                    why=f"which had not exited after {spec.ready_timeout:.1f} s")
+                    why=f"which had not exited after {spec.ready_timeout:.1f} s",
+                    timed_out=True)
                 return False
             if not _finished(member):  # (stopping, or it failed: an exit before readiness)
                 await self._not_ready(member)
@@ -1241,7 +1250,7 @@ class Engine:
                         f"; {watch.held!r} in its last line matches, but that line has not "
                         "ended, and a value at its end may still grow: end the line, or let "
                         "the pattern match what follows the value")
-                await self._not_ready(member, waiting_for)
+                await self._not_ready(member, waiting_for, timed_out=True)
                 return False
             captured = matched.result()
         if spec.ready_port:
@@ -1265,13 +1274,15 @@ class Engine:
                 accepting.cancel()
             if (not accepting.done() or accepting.cancelled()
                     or accepting.exception() is not None):
-                await self._not_ready(member, waiting_for + _listens_elsewhere(member, port))
+                await self._not_ready(member, waiting_for + _listens_elsewhere(member, port),
+                                      timed_out=True)
                 return False
         if spec.ready_cmd is not None:
             health = await self._check_health(member, {**started_with, **captured}, deadline)
             if health is not True:
                 what, why = health or (None, None)
-                await self._not_ready(member, what=what, why=why)
+                await self._not_ready(member, what=what, why=why,
+                                      timed_out=loop.time() >= deadline)
                 return False
         if member.stopping and not run.said:
             return False  # a run being stopped (a restart's, say) is not the one to wait for
@@ -1321,6 +1332,7 @@ class Engine:
             if any(future.done() for future in ended):
                 return False
             if (not check.done() or check.cancelled()) and left <= spec.ready_cmd_timeout:
+                await asyncio.wait({check})  # (killed: gone, with its group, before it is said)
                 last = f"; its last run had not ended when the time was up{_said(output)}"
                 if finished:
                     last += f"\nthe run before it {finished}"
@@ -1536,9 +1548,14 @@ class Engine:
         self._fail_start(member.name, PipeplexError(f"{member.name} was not started: it {held}"))
 
     async def _not_ready(self, member: Process, waiting_for: str = "", *,
-                         what: str | None = None, why: str | None = None) -> None:
+                         what: str | None = None, why: str | None = None,
+                         timed_out: bool = False) -> None:
         """``member`` did not get ready: ``what`` says why (``why``, the same as a clause
-        for the summaries of its dependents), else it waited ``waiting_for``."""
+        for the summaries of its dependents), else it waited ``waiting_for``; ``timed_out``:
+        its ``ready_timeout`` is up, the run still going. Such a run is a failed start, as
+        an exit before readiness is: ``on_exit = "restart"`` stops it and starts it again
+        (counted by ``max_restarts``), as systemd restarts a start that timed out; otherwise
+        the cast stops."""
         if member.stopping or (self.stopping and member.returncode is None):
             return  # pipeplex itself is stopping it: that is not a readiness failure
         if what is None and member.returncode is not None and member.spec.on_exit == "restart":
@@ -1577,8 +1594,18 @@ class Engine:
         # (Said under its name, which the note need not repeat.)
         own = self.recent.describe(member.name, own=True)
         said = said if said is not None else what.removeprefix(member.name + " ")
-        self.bus.publish(Note(f"{said}\n{own}", name=member.name, level="error"))
-        if self._seats[member.name].added:
+        seat = self._seats[member.name]
+        restart = (timed_out and member.spec.on_exit == "restart" and not seat.added
+                   and member.returncode is None)
+        if restart:
+            said += "; stopping this run (on_exit = restart)"
+        self.bus.publish(Note(f"{said}\n{own}", name=member.name,
+                              level="warning" if restart else "error"))
+        if restart:  # (its end, seen by its supervisor, goes to the restart policy)
+            seat.not_ready = f"was not ready after {member.spec.ready_timeout:.1f} s"
+            await self.stopper.stop(member)
+            return
+        if seat.added:
             self._fail_start(member.name, NotReady(member.name, what, recent))
             # Stopped, or if it exited, what it left in its group: nothing of it lingers
             # (a worker holding its port) when its name is used again.
@@ -1712,4 +1739,17 @@ class Engine:
                 self.bus.publish(Note(
                     f"exit status {first.status}: {said} (a member's own failure decides it, "
                     f"not the {signal_name(self.interrupted_by)} that stopped the cast)"))
+            elif failed is not None and failed.signalled_to_stop:
+                # Its summary says the stop ended it (a run never ready, stopped): what
+                # failed is said again where the status is read, in short.
+                why = self.outcomes.why_failed.get(first.name, "")
+                said = (f"{first.name} {why.removeprefix('which ')}" if why.startswith("which ")
+                        else first.reason.split("; ", 1)[0])
+                self.bus.publish(Note(f"exit status {first.status}: {said}"))
+            elif self.stopped_by not in (None, first.name):
+                # Another's end stopped the cast (and was said so), but this one failed
+                # first: its exit came to light later (a process it left held its output).
+                said = first.reason.split("; ", 1)[0]
+                self.bus.publish(Note(f"exit status {first.status}: {said}, first (before "
+                                      f"{self.stopped_by}, whose end stopped the cast)"))
 

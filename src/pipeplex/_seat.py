@@ -19,7 +19,8 @@ class Seat:
     make at import, which every cast's start would pay."""
 
     __slots__ = ("added", "backoff", "backoff_ends", "captured", "down_after_failure",
-                 "last_exit", "not_started_because", "port_taken", "ready", "ready_last",
+                 "last_exit", "not_ready", "not_started_because", "port_taken", "ready",
+                 "ready_last",
                  "removing", "restart_requested", "restarted", "restarts", "start_requested",
                  "supervising", "supervisor", "up", "up_now", "waiting_for")
 
@@ -49,6 +50,9 @@ class Seat:
         self.supervising: bool = False
         """A supervisor is at work on it (from the moment the task is made, so that its name
         cannot be taken in between)."""
+        self.not_ready: str | None = None
+        """Its run was stopped for not getting ready in time (``on_exit = "restart"``): why,
+        said again if it gives up; its end is a failed start, which the policy restarts."""
         self.restart_requested: bool = False
         """A restart was asked for that its next run meets."""
         self.restarted: asyncio.Future[int] | None = None

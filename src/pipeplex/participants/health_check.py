@@ -17,6 +17,7 @@ from collections.abc import Mapping, MutableSet
 from typing import TYPE_CHECKING
 
 from ..errors import SpawnError
+from ._group import wait_group_gone
 from ._spawn import bad_text, find_executable, spawn, spawn_reason
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ __all__ = ("KEEP", "run_check")
 
 KEEP = 4096
 """Bytes of a run's output kept: its end."""
+
+GROUP_GONE_WITHIN = 1.0
+"""Seconds a cancelled run's task waits for its group, killed, to be gone."""
 
 
 async def run_check(name: str, argv: list[str], command: str, output: bytearray, *,
@@ -129,9 +133,14 @@ async def run_check(name: str, argv: list[str], command: str, output: bytearray,
             if guardian is not None:
                 guardian.unregister(pid)
 
-        if exited.done():
+        if exited.done() and not exited.cancelled():  # (cancelled with the task: not ended)
             reap()
         else:  # (killed just now: reaped as it goes)
             loop.add_reader(pidfd, reap)
+            # The task ends once the run's group is gone (a second or so at most, as they
+            # were killed): a process of it seen later would be taken for one the member
+            # left outside its own group, which a stop looks for, and blamed on it.
+            with contextlib.suppress(asyncio.CancelledError):
+                await wait_group_gone(pid, within=GROUP_GONE_WITHIN)
     assert child.returncode is not None  # (reaped above)
     return child.returncode
