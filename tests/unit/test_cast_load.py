@@ -723,6 +723,20 @@ class TestMemberKeys:
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_port = {value}\n')
         assert "web: ready_port must be a TCP port number" in err.message
 
+    @pytest.mark.parametrize("value", ['"{port}x"', '"{host}:{port}"', '"{port} "'])
+    def test_ready_port_that_its_variables_can_never_make_a_port(self, tmp_path: Path,
+                                                                 value: str) -> None:
+        """Text that is no digit beside a variable is said at the file's line, before
+        anything starts (it was found only as the member got ready, its program run)."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_port = {value}\n')
+        assert err.source == f"{path}:3"
+        assert err.message == (f"web: ready_port = {value[1:-1]!r} can never be a port "
+                               'number: only digits may stand around its {variables} ("{port}", '
+                               '"80{n}")')
+        cast = load(tmp_path, '[procs.db]\ncmd = "x"\nready = "n (?P<n>\\\\d+)"\n'
+                              '[procs.web]\ncmd = "y"\nafter = "db"\nready_port = "80{n}"\n')
+        assert cast["web"].ready_port == "80{n}"
+
     def test_ready_exit_is_a_flag_kept(self, tmp_path: Path) -> None:
         """ready_exit = true is kept; it is false unless said."""
         assert member(tmp_path, "ready_exit = true").ready_exit is True
@@ -1427,16 +1441,26 @@ class TestSeveralMistakes:
 
     def test_the_members_together_are_checked_once_each_member_is_whole(
             self, tmp_path: Path) -> None:
-        """after, duplicates, variables: every one, once no member's own keys are wrong
-        (they read the members' fields)."""
-        err, path = error(tmp_path, '[procs.a]\ncmd = "x"\nafter = ["sever"]\n'
-                                    '[procs.b]\ncmd = "x"\nafter = ["b"]\n'
+        """after, duplicates, circles, variables: every one in one run, once no member's own
+        keys are wrong (they read the members' fields). A member whose after names one that
+        is not there is not told what its variables need: its after, put right, may give
+        it."""
+        err, path = error(tmp_path, '[procs.a]\ncmd = "x {port}"\nafter = ["sever"]\n'
+                                    '[procs.b]\ncmd = "x"\nafter = ["b", ""]\n'
                                     '[procs.c]\ncmd = "x {port}"\nready = "(?P<port>\\\\d+)"\n'
-                                    '[procs.d]\ncmd = "x {port}"\n')
+                                    '[procs.d]\ncmd = "x {port}"\n'
+                                    '[procs.e]\ncmd = "x"\nafter = ["f"]\n'
+                                    '[procs.f]\ncmd = "x"\nafter = ["e"]\n')
         assert isinstance(err, CastErrors)
         assert [e.message for e in err.errors] == [
-            "a: after names 'sever', which is not a member (valid: b, c, d)",
-            "b: a member cannot start after itself"]
+            "a: after names 'sever', which is not a member (valid: b, c, d, e, f)",
+            "b: a member cannot start after itself",
+            "b: after holds an empty name ('')",
+            "c: uses {port}, which it captures itself; a captured value is known once its "
+            "member is ready, so only members that start after it can use it",
+            'd: uses {port}, which c captures, but does not start after it; add after = ["c"]',
+            "members wait for each other in a circle: e -> f -> e; remove 'f' from e's after "
+            "(line 14) or 'e' from f's after (line 17)"]
         err, path = error(tmp_path, '[procs.c]\ncmd = "x {port}"\nready = "(?P<port>\\\\d+)"\n'
                                     '[procs.d]\ncmd = "x {port}"\n'
                                     '[procs.e]\ncmd = "x"\nready_port = "{prot}"\n')

@@ -29,6 +29,7 @@ from .spec import (
     PtyMode,
     StderrMode,
     is_port,
+    is_port_template,
     matches_anywhere,
     quoted,
     ready_regex,
@@ -114,20 +115,27 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
             mistakes.found.append(CastError(f"duplicate member name {proc.name!r} ({also})",
                                             source=proc.source))
         seen[proc.name] = proc
+    misnamed: set[str] = set()  # (members whose after names one that is not there)
     for proc in cast_spec.procs:
         for dep in proc.after:
+            if dep != proc.name and dep not in seen:
+                misnamed.add(proc.name)
             if dep == proc.name:
                 mistakes.found.append(CastError(
                     f"{proc.name}: a member cannot start after itself",
                     source=proc.where("after")))
+            elif not dep:
+                mistakes.found.append(CastError(
+                    f"{proc.name}: after holds an empty name ('')", source=proc.where("after")))
             elif dep not in seen:
                 others = [name for name in seen if name != proc.name]
                 mistakes.found.append(CastError(
                     f"{proc.name}: after names {dep!r}, which is not a member"
                     f"{suggest(dep, others) if others else ' (the cast has no other)'}",
                     source=proc.where("after")))
-    mistakes.raise_any()  # (what follows reads each member's fields, and the whole graph)
-    _check_cycles(cast_spec, seen)
+    # What follows reads the graph as if those were gone: its mistakes are said with them.
+    with mistakes.collecting():
+        _check_cycles(seen)
     captures = {proc.name: proc.captured_variables() for proc in cast_spec.procs}
     captured: dict[str, str] = {}
     for proc in cast_spec.procs:
@@ -140,8 +148,9 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
             else:
                 captured[var] = proc.name
     for proc in cast_spec.procs:
-        with mistakes.collecting():
-            _check_variables(proc, captures, captured, seen)
+        if proc.name not in misnamed:  # (its after, once right, may give what it uses)
+            with mistakes.collecting():
+                _check_variables(proc, captures, captured, seen)
     mistakes.raise_any()
     return cast_spec
 
@@ -286,8 +295,10 @@ def check_fields(proc: ProcSpec) -> None:
     port = proc.ready_port
     if port is not None and not (
         isinstance(port, str)
-        and (variables_in(port) or is_port(port))
+        and (is_port_template(port) or is_port(port))
     ):  # one with a {variable} is checked once expanded, when the member gets ready
+        if isinstance(port, str) and variables_in(port):
+            raise bad(never_a_port(port), "ready_port")
         raise bad(f"ready_port must be a TCP port number (1-65535) as a string, or a variable "
                   f"such as '{{port}}', not {port!r}", "ready_port")
     if proc.ready_cmd is not None:
@@ -391,9 +402,17 @@ def identifier(name: str) -> str:
     return f"_{text}" if text[0].isdigit() else text
 
 
-def _check_cycles(cast_spec: CastSpec, procs: Mapping[str, ProcSpec]) -> None:
-    """Refuse members that wait for each other in a circle, naming the first one found."""
-    found = circle(procs, {name: proc.after for name, proc in procs.items()})
+def never_a_port(port: str) -> str:
+    """Why ``ready_port`` = ``port``, with a ``{variable}``, is refused."""
+    return (f"ready_port = {port!r} can never be a port number: only digits may stand "
+            "around its {variables} (\"{port}\", \"80{n}\")")
+
+
+def _check_cycles(procs: Mapping[str, ProcSpec]) -> None:
+    """Refuse members that wait for each other in a circle, naming the first one found (one
+    that names itself is said as such, not here)."""
+    found = circle(procs, {name: tuple(dep for dep in proc.after if dep != name)
+                           for name, proc in procs.items()})
     if found is not None:
         raise CastError(f"members wait for each other in a circle: {' -> '.join(found)}; "
                         f"{_break_circle(found, procs)}", source=procs[found[0]].where("after"))

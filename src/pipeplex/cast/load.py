@@ -28,6 +28,7 @@ from .checks import (
     check_name,
     command_too_long,
     env_problem,
+    never_a_port,
     ready_problem,
     validate_cast,
 )
@@ -36,6 +37,7 @@ from .spec import (
     ProcSpec,
     PtyMode,
     is_port,
+    is_port_template,
     quoted,
     ready_regex,
     split_command,
@@ -546,8 +548,10 @@ def _read_ready(read: _Read, key: str, pattern: Any) -> None:
 def _read_ready_port(read: _Read, key: str, port: Any) -> None:
     if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
         read.fields["ready_port"] = str(port)
-    elif isinstance(port, str) and (is_port(port) or variables_in(port)):
+    elif isinstance(port, str) and (is_port(port) or is_port_template(port)):
         read.fields["ready_port"] = port
+    elif isinstance(port, str) and variables_in(port):
+        raise read.error(key, never_a_port(port))
     else:
         raise read.bad(key, 'a TCP port number or a variable such as "{port}"')
 

@@ -20,7 +20,12 @@ from typing import Literal
 from ..errors import SpawnError
 from .order import depths
 from .shell import ENV_PROGRAM, SHELL, SHELL_VAR_PREFIX, shell_script, shell_script_operand
-from .variables import expand, is_port, variables_in  # (re-exported: the engine, steps)
+from .variables import (  # (re-exported: the engine, steps)
+    expand,
+    is_port,
+    is_port_template,
+    variables_in,
+)
 
 __all__ = (
     "DEFAULTS_TIMEOUT",
@@ -34,6 +39,7 @@ __all__ = (
     "comment_of",
     "expand",
     "is_port",
+    "is_port_template",
     "matches_anywhere",
     "quoted",
     "ready_regex",

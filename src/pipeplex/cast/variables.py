@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-__all__ = ("VAR_RE", "expand", "is_port", "variables_in")
+__all__ = ("VAR_RE", "expand", "is_port", "is_port_template", "variables_in")
 
 VAR_RE = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -29,6 +29,14 @@ def expand(text: str, variables: Mapping[str, str],
     if quote is None:
         return VAR_RE.sub(lambda m: variables.get(m[1], m[0]), text)
     return VAR_RE.sub(lambda m: quote(variables[m[1]]) if m[1] in variables else m[0], text)
+
+
+def is_port_template(text: str) -> bool:
+    """Whether ``text`` may name a TCP port once its ``{variables}`` are filled in: at
+    least one, with nothing but ASCII digits around them (``{port}``, ``80{n}``;
+    ``{port}x`` and ``{host}:{port}`` never can)."""
+    rest = VAR_RE.sub("", text)
+    return rest != text and rest.isascii() and (rest == "" or rest.isdigit())
 
 
 def is_port(text: str) -> bool:
