@@ -866,6 +866,19 @@ def test_a_failure_seen_after_the_one_that_stopped_the_cast_is_named_last(
         "stopped the cast)"
 
 
+def test_a_program_that_cannot_be_run_counts_126_as_in_a_shell(tmp_path: Path) -> None:
+    """A file that is there but not executable (made so after the cast was checked) is not
+    a missing command: 126, as a shell says, with what to do; a missing one stays 127."""
+    script = tmp_path / "serve.sh"
+    script.write_text("echo hi\n")
+    script.chmod(0o644)
+    notes = _notes_of_run(ProcSpec("web", ("./serve.sh",), cwd=str(tmp_path)), status=126)
+    assert "web: cannot start './serve.sh': permission denied: './serve.sh' is not " \
+        "executable; make it so (chmod +x ./serve.sh), or run it with its interpreter (sh " \
+        "./serve.sh)" in notes
+    _notes_of_run(ProcSpec("web", (str(tmp_path / "missing"),)), status=127)
+
+
 def test_an_exit_before_readiness_gives_the_members_status() -> None:
     """Not ready because it exited with 3: the run's status is 3; with 0 it is 1."""
     for code, status in ((3, 3), (0, 1)):

@@ -1011,7 +1011,7 @@ class Engine:
         """The member's program could not be started: said, and the cast stops, unless it
         was an added member's (it fails alone) or a restart of one whose exits are ignored
         (it stays down, and the cast goes on; its summary says why, and the exit status
-        counts it, 127, as it counts an exit it ignores)."""
+        counts it, 127 or 126, as it counts an exit it ignores)."""
         seat = self._seats[member.name]
         seat.restart_requested = False
         restarted, seat.restarted = seat.restarted, None
@@ -1024,7 +1024,7 @@ class Engine:
         if seat.added:
             self._fail_start(member.name, exc)
             return
-        self.record_failure(member.name, 127, str(exc))
+        self.record_failure(member.name, exc.status, str(exc))
         if restarting and member.spec.on_exit == "ignore" and self._ready(member.name).done():
             return
         # (Never ready yet: members after it would wait for it for ever.)

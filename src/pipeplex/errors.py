@@ -106,12 +106,15 @@ def _place(error: CastError) -> tuple[str, int, int]:
 
 
 class SpawnError(PipeplexError):
-    """A member's program could not be started."""
+    """A member's program could not be started. ``status``: the exit status it counts for,
+    as a shell's: 126 for a file that is there but cannot be run (not executable, not a
+    program), 127 otherwise (not found, no folder, out of descriptors)."""
 
-    def __init__(self, name: str, command: str, reason: str) -> None:
+    def __init__(self, name: str, command: str, reason: str, status: int = 127) -> None:
         self.name = name
         self.command = command
         self.reason = reason
+        self.status = status
         super().__init__(f"{name}: cannot start {command!r}: {reason}")
 
 

@@ -4,8 +4,10 @@ could reach it before its program runs, and why a spawn failed, in words."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -16,7 +18,7 @@ from ._proc import PF_EXITING, PF_FORKNOEXEC, child_flags
 from ._pty import make_controlling_tty
 
 __all__ = ("GROUP_SIGNALS", "bad_text", "drop_group_signals", "find_executable",
-           "forget_executables", "spawn", "spawn_reason")
+           "forget_executables", "spawn", "spawn_reason", "spawn_status")
 
 _EXECUTABLES: dict[tuple[str, str], str] = {}
 _EXECUTABLES_KEEP = 256
@@ -164,6 +166,12 @@ def bad_text(exc: ValueError) -> str:
     return f"{exc} in its command or environment"
 
 
+def spawn_status(exc: OSError) -> int:
+    """The exit status a spawn that failed with ``exc`` counts for, as a shell's: 126 for a
+    file that is there but cannot be run, 127 otherwise."""
+    return 126 if isinstance(exc, PermissionError) or exc.errno == errno.ENOEXEC else 127
+
+
 def spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
                   cwd: str | None = None) -> str:
     """Why ``argv`` did not start (``executable``: its file, if it was looked up)."""
@@ -174,6 +182,11 @@ def spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
             return _missing_interpreter(file)
         return f"command not found: {argv[0]!r}"
     if isinstance(exc, PermissionError):
+        file = executable or argv[0]
+        if os.path.isfile(file if os.path.isabs(file) or not cwd else os.path.join(cwd, file)):
+            shown = shlex.quote(argv[0])
+            return (f"permission denied: {argv[0]!r} is not executable; make it so "
+                    f"(chmod +x {shown}), or run it with its interpreter (sh {shown})")
         return f"permission denied: {argv[0]!r} is not executable"
     if exc.filename:
         return f"{exc.strerror}: {exc.filename!r}"

@@ -41,6 +41,7 @@ from ._spawn import (
     forget_executables,
     spawn,
     spawn_reason,
+    spawn_status,
 )
 from .guardian import Guardian
 
@@ -270,7 +271,8 @@ class Process:
                 if executable is not None:
                     forget_executables()
                 raise SpawnError(self.name, spec.command_text,
-                                 spawn_reason(exc, argv, executable, spec.cwd)) from None
+                                 spawn_reason(exc, argv, executable, spec.cwd),
+                                 spawn_status(exc)) from None
             except ValueError as exc:  # a NUL byte, or "=" in an environment variable's name
                 self._spawn_failed()
                 raise SpawnError(self.name, spec.command_text,
