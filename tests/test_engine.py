@@ -2186,7 +2186,7 @@ def test_a_ready_value_at_the_end_of_a_line_that_never_ends_is_explained() -> No
     """The line shown under "not ready" matches the pattern: the message says why that
     was not taken (the value may still grow) and what to do."""
     srv = ProcSpec("srv", ("sh", "-c", "printf 'port: 4242'; exec sleep 60"),
-                   ready="port: (?P<port>\\d+)", ready_timeout=1)  # (time to be read)
+                   ready="port: (?P<port>\\d+)", ready_timeout=3)  # (time to be read)
 
     notes = _notes_of_run(srv, status=1)
     assert any("'port: 4242' in its last line matches, but that line has not ended, and a "
