@@ -1589,14 +1589,15 @@ class Engine:
             what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
                     f"({_timeout_said(member.spec)}); it never showed {waiting_for}")
             why = f"which was not ready after {member.spec.ready_timeout:.1f} s"
-        self.outcomes.why_failed[member.name] = why or "which did not become ready"
+        seat = self._seats[member.name]
+        restart = (timed_out and member.spec.on_exit == "restart" and not seat.added
+                   and member.returncode is None)
+        if not restart:  # (a run restarted is not why its dependents did not start)
+            self.outcomes.why_failed[member.name] = why or "which did not become ready"
         recent = self.recent.describe(member.name)
         # (Said under its name, which the note need not repeat.)
         own = self.recent.describe(member.name, own=True)
         said = said if said is not None else what.removeprefix(member.name + " ")
-        seat = self._seats[member.name]
-        restart = (timed_out and member.spec.on_exit == "restart" and not seat.added
-                   and member.returncode is None)
         if restart:
             said += "; stopping this run (on_exit = restart)"
         self.bus.publish(Note(f"{said}\n{own}", name=member.name,
