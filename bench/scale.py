@@ -12,6 +12,12 @@ split, the fair figure for tools that fork a process per member); then SIGTERM t
 tool and the time until it exited and until the last member was gone, and how many
 members were still alive 3 s after it exited (they are then killed).
 
+Once all are up, the CPU time spent so far by the tool's processes (pipeplex and its
+guardian) and by the members (each ``sh`` that became its ``sleep``) is read too. On the
+two cores here the members' work alone takes about as long as the shell's whole start, so
+no tool can be up sooner than (its CPU + the members' CPU) / 2: what the ``x shell`` column
+can reach, whatever the tool does in parallel.
+
 Every cast's folder is made in memory, where a login session's runtime folder is (see
 ``_casts.runtime_folder``), pipeplex's run folder with it; ``pipeplex-tmp`` is pipeplex
 with its run folder in ``/tmp``, which shows what making a named pipe per member costs on
@@ -40,7 +46,16 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _casts import PIPEPLEX_TOOLS, TOOLS, Cast, available, footprint, runtime_folder, tree
+from _casts import (
+    PIPEPLEX_TOOLS,
+    TOOLS,
+    Cast,
+    available,
+    cpu_seconds,
+    footprint,
+    runtime_folder,
+    tree,
+)
 from _common import fmt, markdown_table, median
 
 SLEEP = 60
@@ -71,6 +86,8 @@ class ScaleSample:
     left_behind: int = 0
     status: int | None = None
     problem: str = ""
+    cpu_tool_s: float | None = None  # the tool's processes, once all are up
+    cpu_members_s: float | None = None  # the members, once all are up
 
 
 def run_one(tool: str, n: int, work: Path, up_timeout: float) -> ScaleSample:
@@ -88,6 +105,7 @@ def run_one(tool: str, n: int, work: Path, up_timeout: float) -> ScaleSample:
             if len(member_pids) >= n or time.monotonic() > deadline:
                 break
             cast.idle_for(0.05)
+        sample.cpu_tool_s, sample.cpu_members_s = cpu_seconds(tool_pids), cpu_seconds(member_pids)
         sample.members_found = len(member_pids)
         fp = footprint(tool_pids)
         sample.processes, sample.threads = fp.processes, fp.threads
@@ -171,6 +189,8 @@ def summarize(samples: list[ScaleSample]) -> list[dict[str, object]]:
             "stop_exit_s": median(s.stop_exit_s for s in ss),
             "stop_gone_s": median(s.stop_gone_s for s in ss),
             "left_behind": max(s.left_behind for s in ss),
+            "cpu_tool_s": median(s.cpu_tool_s for s in ss),
+            "cpu_members_s": median(s.cpu_members_s for s in ss),
             "problems": [s.problem for s in ss if s.problem],
         })  # fmt: skip
     return rows
@@ -180,13 +200,16 @@ def table(rows: list[dict[str, object]]) -> str:
     f = fmt
     return markdown_table(
         ["N", "tool", "runs", "all up s", "x shell", "procs", "threads (main)", "RSS MB (main)",
-         "PSS MB (all)", "SIGTERM to exit s", "to all gone s", "left behind"],
+         "PSS MB (all)", "SIGTERM to exit s", "to all gone s", "left behind",
+         "CPU s (tool / members)"],
         [[str(r["n"]), str(r["tool"]), str(r["runs"]), f(r["up_s"], ".2f"),
           f(r["up_vs_shell"], ".2f"), f(r["processes"], ".0f"),
           f"{f(r['threads'], '.0f')} ({f(r['threads_main'], '.0f')})",
           f(r["rss_main_mb"], ".0f"), f(r["pss_sum_mb"], ".0f"),
           f(r["stop_exit_s"], ".2f"),
-          f(r["stop_gone_s"], ".2f"), str(r["left_behind"])] for r in rows])  # fmt: skip
+          f(r["stop_gone_s"], ".2f"), str(r["left_behind"]),
+          f"{f(r.get('cpu_tool_s'), '.2f')} / {f(r.get('cpu_members_s'), '.2f')}"]
+         for r in rows])  # fmt: skip
 
 
 def targets(rows: list[dict[str, object]]) -> list[tuple[str, str, bool]]:
