@@ -1469,8 +1469,9 @@ def test_a_captured_port_out_of_range_fails_at_once_naming_the_member() -> None:
                           ready=r"port (?P<port>\d+)", ready_port="{port}", ready_timeout=600)
         engine, recorder = _engine(server, ProcSpec("client", ("true",), after=("server",)))
         assert asyncio.run(asyncio.wait_for(engine.run(), 30)) == 1
-        assert any(n.startswith(f"server: ready_port = '{{port}}' is '{shown}', not a TCP "
-                                "port (1-65535)") for n in recorder.notes())
+        assert any(e.name == "server" and e.text.startswith(  # (under its name, once)
+            f"ready_port = '{{port}}' is '{shown}', not a TCP port (1-65535)")
+            for e in recorder.events if isinstance(e, Note))
         assert _summaries(recorder)["client"] == (
             f"summary: never started (waited for server, whose ready_port was '{shown}', "
             "not a TCP port)")
@@ -1542,7 +1543,7 @@ def test_a_ready_port_never_opened_says_where_the_member_listens() -> None:
         return [e.text for e in recorder.events if isinstance(e, Note) and e.name == "web"]
 
     said = asyncio.run(main())
-    assert any(f"it never showed port {waited} on 127.0.0.1 or ::1 to accept connections; it "
+    assert any(f"; port {waited} on 127.0.0.1 or ::1 never accepted a connection; it "
                f"listens on port {told}: is ready_port the port it was told to use?" in n
                for n in said), said
 

@@ -1256,15 +1256,16 @@ class Engine:
         if spec.ready_port:
             port = expand(spec.ready_port, {**started_with, **captured})
             if not is_port(port):
+                where = spec.key_sources.get("ready_port")
                 await self._not_ready(
-                    member, what=f"{member.name}: ready_port = {spec.ready_port!r} is "
-                    f"{port!r}, not a TCP port (1-65535)",
-                    why=f"whose ready_port was {port!r}, not a TCP port")
+                    member, what=f"{member.name}: ready_port = {spec.ready_port!r}"
+                    f"{f' (at {where})' if where else ''} is {port!r}, not a TCP port "
+                    "(1-65535)", why=f"whose ready_port was {port!r}, not a TCP port")
                 return False
-            waiting_for = f"port {port} on {LOOPBACK_SAID} to accept connections"
+            own = " from a listener of its own (another held it before)"
             taken, seat.port_taken = seat.port_taken, frozenset()
-            if taken:
-                waiting_for += " from a listener of its own (another held it before)"
+            waiting_for = (f"port {port} on {LOOPBACK_SAID} to accept connections"
+                           f"{own if taken else ''}")
             seat.waiting_for = waiting_for
             accepting = asyncio.ensure_future(port_accepts(int(port), taken=taken))
             try:
@@ -1274,8 +1275,9 @@ class Engine:
                 accepting.cancel()
             if (not accepting.done() or accepting.cancelled()
                     or accepting.exception() is not None):
-                await self._not_ready(member, waiting_for + _listens_elsewhere(member, port),
-                                      timed_out=True)
+                never = (f"port {port} on {LOOPBACK_SAID} never accepted a connection"
+                         f"{own if taken else ''}{_listens_elsewhere(member, port)}")
+                await self._not_ready(member, never=never, timed_out=True)
                 return False
         if spec.ready_cmd is not None:
             health = await self._check_health(member, {**started_with, **captured}, deadline)
@@ -1549,9 +1551,10 @@ class Engine:
 
     async def _not_ready(self, member: Process, waiting_for: str = "", *,
                          what: str | None = None, why: str | None = None,
-                         timed_out: bool = False) -> None:
+                         never: str | None = None, timed_out: bool = False) -> None:
         """``member`` did not get ready: ``what`` says why (``why``, the same as a clause
-        for the summaries of its dependents), else it waited ``waiting_for``; ``timed_out``:
+        for the summaries of its dependents), else it waited ``waiting_for`` (or ``never``
+        says, in full, what never came); ``timed_out``:
         its ``ready_timeout`` is up, the run still going. Such a run is a failed start, as
         an exit before readiness is: ``on_exit = "restart"`` stops it and starts it again
         (counted by ``max_restarts``), as systemd restarts a start that timed out; otherwise
@@ -1587,7 +1590,8 @@ class Engine:
                 said += advice
         elif what is None:
             what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
-                    f"({_timeout_said(member.spec)}); it never showed {waiting_for}")
+                    f"({_timeout_said(member.spec)}); "
+                    f"{never if never is not None else f'it never showed {waiting_for}'}")
             why = f"which was not ready after {member.spec.ready_timeout:.1f} s"
         seat = self._seats[member.name]
         restart = (timed_out and member.spec.on_exit == "restart" and not seat.added
@@ -1597,7 +1601,8 @@ class Engine:
         recent = self.recent.describe(member.name)
         # (Said under its name, which the note need not repeat.)
         own = self.recent.describe(member.name, own=True)
-        said = said if said is not None else what.removeprefix(member.name + " ")
+        said = said if said is not None else (
+            what.removeprefix(member.name + " ").removeprefix(member.name + ": "))
         if restart:
             said += "; stopping this run (on_exit = restart)"
         self.bus.publish(Note(f"{said}\n{own}", name=member.name,
