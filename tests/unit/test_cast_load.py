@@ -1443,17 +1443,18 @@ class TestSeveralMistakes:
             self, tmp_path: Path) -> None:
         """after, duplicates, circles, variables: every one in one run, once no member's own
         keys are wrong (they read the members' fields). A member whose after names one that
-        is not there is not told what its variables need: its after, put right, may give
-        it."""
+        is not there, directly or through others (g, after a), is not told what its
+        variables need: its after, put right, may give it."""
         err, path = error(tmp_path, '[procs.a]\ncmd = "x {port}"\nafter = ["sever"]\n'
                                     '[procs.b]\ncmd = "x"\nafter = ["b", ""]\n'
                                     '[procs.c]\ncmd = "x {port}"\nready = "(?P<port>\\\\d+)"\n'
                                     '[procs.d]\ncmd = "x {port}"\n'
                                     '[procs.e]\ncmd = "x"\nafter = ["f"]\n'
-                                    '[procs.f]\ncmd = "x"\nafter = ["e"]\n')
+                                    '[procs.f]\ncmd = "x"\nafter = ["e"]\n'
+                                    '[procs.g]\ncmd = "x {port}"\nafter = ["a"]\n')
         assert isinstance(err, CastErrors)
         assert [e.message for e in err.errors] == [
-            "a: after names 'sever', which is not a member (valid: b, c, d, e, f)",
+            "a: after names 'sever', which is not a member (valid: b, c, d, e, f, g)",
             "b: a member cannot start after itself",
             "b: after holds an empty name ('')",
             "c: uses {port}, which it captures itself; a captured value is known once its "

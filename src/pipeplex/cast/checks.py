@@ -115,11 +115,8 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
             mistakes.found.append(CastError(f"duplicate member name {proc.name!r} ({also})",
                                             source=proc.source))
         seen[proc.name] = proc
-    misnamed: set[str] = set()  # (members whose after names one that is not there)
     for proc in cast_spec.procs:
         for dep in proc.after:
-            if dep != proc.name and dep not in seen:
-                misnamed.add(proc.name)
             if dep == proc.name:
                 mistakes.found.append(CastError(
                     f"{proc.name}: a member cannot start after itself",
@@ -147,8 +144,12 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
                     f"(?P<{identifier(proc.name)}_{var}>...)", source=proc.where("ready")))
             else:
                 captured[var] = proc.name
+    # Members that start after one that is not there, directly or through others: their
+    # after, once right, may give what they use.
+    misnamed = {proc.name for proc in cast_spec.procs
+                if any(dep not in seen for dep in closure(proc, seen))}
     for proc in cast_spec.procs:
-        if proc.name not in misnamed:  # (its after, once right, may give what it uses)
+        if proc.name not in misnamed:
             with mistakes.collecting():
                 _check_variables(proc, captures, captured, seen)
     mistakes.raise_any()
