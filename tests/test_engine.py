@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import select
+import signal
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -836,6 +837,60 @@ def test_a_run_not_ready_in_time_is_restarted_and_dependents_wait(tmp_path: Path
         "'^ready$'; stopping this run (on_exit = restart)")
 
 
+HANGS_ONCE_IGNORING_SIGTERM = (
+    "n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; "
+    "[ \"$n\" -ge 1 ] && { echo ready; exit 3; }; trap '' TERM; exec sleep 60")
+"""A member whose first run hangs, never ready, through its stop's grace; its second gets
+ready and exits with 3."""
+
+
+def _on_the_not_ready_stop(engine: Engine, act: Callable[[], object]) -> None:
+    """Call ``act`` once the engine says it stops a run not ready in time."""
+    def seen(event: Event) -> None:
+        if isinstance(event, Note) and "stopping this run (on_exit = restart)" in event.text:
+            asyncio.get_running_loop().call_soon(act)
+
+    engine.bus.subscribe(seen, [Note])
+
+
+def test_a_restart_asked_for_while_a_run_not_ready_is_stopped_starts_afresh(
+        tmp_path: Path) -> None:
+    """A restart asked for during the stop of a run not ready in time meets the next run,
+    which is judged as any: its exit with 3 gives up with 3, not as "not ready"."""
+    member = ProcSpec("m", ("sh", "-c", HANGS_ONCE_IGNORING_SIGTERM), cwd=str(tmp_path),
+                      ready="^ready$", ready_timeout=0.5, on_exit="restart", max_restarts=0)
+
+    async def scenario() -> tuple[int, list[str]]:
+        engine, recorder = _engine(member)
+        _on_the_not_ready_stop(engine, lambda: asyncio.ensure_future(engine.restart("m")))
+        return await asyncio.wait_for(engine.run(), 30), recorder.notes()
+
+    status, notes = asyncio.run(scenario())
+    assert status == 3, notes
+    assert notes[-1].startswith("summary: exited with code 3 after "), notes
+    assert any(n.startswith("m exited with code 3 (max_restarts = 0); giving up") for n in notes)
+
+
+def test_a_stop_during_the_stop_of_a_run_not_ready_counts_its_failure(tmp_path: Path) -> None:
+    """The cast stopped (a Ctrl-C) while a run not ready in time is being stopped for its
+    restart: the member is down after a failure, which decides the status, as in its
+    backoff a moment later."""
+    member = ProcSpec("m", ("sh", "-c", HANGS_ONCE_IGNORING_SIGTERM), cwd=str(tmp_path),
+                      ready="^ready$", ready_timeout=0.5, on_exit="restart")
+
+    async def scenario() -> tuple[int, list[str]]:
+        engine, recorder = _engine(member)
+        _on_the_not_ready_stop(engine, lambda: engine.request_stop(
+            "got SIGINT", interrupted_by=signal.SIGINT))
+        return await asyncio.wait_for(engine.run(), 30), recorder.notes()
+
+    status, notes = asyncio.run(scenario())
+    assert status == 1, notes
+    assert notes[-1] == ("exit status 1: m was not ready after 0.5 s, and the cast stopped "
+                         "before its restart (a member's own failure decides it, not the "
+                         "SIGINT that stopped the cast)"), notes
+
+
 def test_a_member_never_ready_in_time_gives_up_with_status_1() -> None:
     """Runs that are never ready in time use up max_restarts, then the cast stops with 1;
     its last line says why, as the member's own summary says the stop ended it."""
@@ -877,6 +932,11 @@ def test_a_program_that_cannot_be_run_counts_126_as_in_a_shell(tmp_path: Path) -
         "executable; make it so (chmod +x ./serve.sh), or run it with its interpreter (sh " \
         "./serve.sh)" in notes
     _notes_of_run(ProcSpec("web", (str(tmp_path / "missing"),)), status=127)
+    script.chmod(0o755)  # (no #! line: not a program the kernel runs)
+    notes = _notes_of_run(ProcSpec("web", ("./serve.sh",), cwd=str(tmp_path)), status=126)
+    assert "web: cannot start './serve.sh': './serve.sh' is not a program this system can " \
+        "run (a script without a #! line?); begin it with one (#!/bin/sh), or run it with " \
+        "its interpreter (sh ./serve.sh)" in notes
 
 
 def test_an_exit_before_readiness_gives_the_members_status() -> None:

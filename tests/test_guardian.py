@@ -697,6 +697,7 @@ async def main():
     guardian = Guardian(on_lost=lambda text: (print(text, flush=True), lost.set()))
     first = guardian.pid
     guardian_module.spawn_guardian = spawn_guardian
+    guardian_module.RETRY_AFTER = 0.0  # (tried again at the next line, not a second on)
     os.kill(first, signal.SIGKILL)
     await lost.wait()
     member = subprocess.Popen(["sleep", "300"], start_new_session=True,

@@ -1119,6 +1119,22 @@ def test_load_restarts_a_member_that_exits_before_it_is_ready(tmp_path: Path) ->
     assert (tmp_path / "count").read_text() == "2\n"
 
 
+def test_load_restarts_a_member_not_ready_in_time(tmp_path: Path) -> None:
+    """So is a run still not ready at its ready_timeout, as in pipeplex run."""
+    cast = tmp_path / "cast.toml"
+    hangs_once = ("n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; "
+                  "[ \"$n\" -ge 1 ] && { echo ready; exec cat; }; exec sleep 60")
+    cast.write_text(f"[procs.slow]\ncmd = {json.dumps(['sh', '-c', hangs_once])}\n"
+                    f"cwd = {json.dumps(str(tmp_path))}\nready = '^ready$'\n"
+                    "ready_timeout = 2\non_exit = 'restart'\n")  # (room for the second)
+    with Plex() as plex:
+        plex.load(cast)
+        slow = plex["slow"]
+        slow.sendline("still here")
+        slow.expect("still here")
+    assert (tmp_path / "count").read_text() == "2\n"
+
+
 def test_a_name_is_free_again_once_its_member_has_ended(tmp_path: Path) -> None:
     """After NotReady (an exit, a timeout) or an exit, spawn may use the name again; a name
     whose member still runs is refused. The old member's exit comes before the new start,

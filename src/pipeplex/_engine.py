@@ -1059,6 +1059,8 @@ class Engine:
         if (self.stop_began is not None and member.ended_at >= self.stop_began
                 and not member.exited_before_stop):  # (not an exit seen before it)
             self.verdict.ended_in_stop(member.name, member.ended_at)
+        # (Taken whatever follows: a restart asked for during that stop meets a new run.)
+        not_ready, seat.not_ready = seat.not_ready, None
         if self._failed_to_start(member.name):
             return None  # an added member that never got ready: no exit policy applies
         how = describe_returncode(returncode)
@@ -1075,7 +1077,6 @@ class Engine:
                     return None
             seat.restart_requested = False
             return 0
-        not_ready, seat.not_ready = seat.not_ready, None
         if not_ready is not None and not self.stopping:
             # Stopped for not getting ready: a failed start, status 1 (as it would be at
             # the first start with another on_exit), and no reset of the attempts (it never
@@ -1594,8 +1595,7 @@ class Engine:
                     f"{never if never is not None else f'it never showed {waiting_for}'}")
             why = f"which was not ready after {member.spec.ready_timeout:.1f} s"
         seat = self._seats[member.name]
-        restart = (timed_out and member.spec.on_exit == "restart" and not seat.added
-                   and member.returncode is None)
+        restart = timed_out and member.spec.on_exit == "restart" and member.returncode is None
         if not restart:  # (a run restarted is not why its dependents did not start)
             self.outcomes.why_failed[member.name] = why or "which did not become ready"
         recent = self.recent.describe(member.name)
@@ -1609,6 +1609,9 @@ class Engine:
                               level="warning" if restart else "error"))
         if restart:  # (its end, seen by its supervisor, goes to the restart policy)
             seat.not_ready = f"was not ready after {member.spec.ready_timeout:.1f} s"
+            # Down after a failure from now: a stop of the cast that comes before its
+            # restart (during this stop, say) ends it with that failure.
+            seat.down_after_failure = (1, f"{member.name} {seat.not_ready}", time.monotonic())
             await self.stopper.stop(member)
             return
         if seat.added:
@@ -1754,7 +1757,8 @@ class Engine:
                 self.bus.publish(Note(f"exit status {first.status}: {said}"))
             elif self.stopped_by not in (None, first.name):
                 # Another's end stopped the cast (and was said so), but this one failed
-                # first: its exit came to light later (a process it left held its output).
+                # first: its exit let go by (on_exit = "ignore"), or seen late (a process it
+                # left held its output).
                 said = first.reason.split("; ", 1)[0]
                 self.bus.publish(Note(f"exit status {first.status}: {said}, first (before "
                                       f"{self.stopped_by}, whose end stopped the cast)"))

@@ -868,7 +868,7 @@ class AsyncPlex:
     def _close_outputs(self) -> None:
         if self._inputs is not None:
             self._inputs.close()
+        if self._guardian is not None:  # (before the transcript: it may have a last word)
+            self._guardian.close()
         if self._transcript is not None:
             self._transcript.close()
-        if self._guardian is not None:
-            self._guardian.close()

@@ -188,6 +188,11 @@ def spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
             return (f"permission denied: {argv[0]!r} is not executable; make it so "
                     f"(chmod +x {shown}), or run it with its interpreter (sh {shown})")
         return f"permission denied: {argv[0]!r} is not executable"
+    if exc.errno == errno.ENOEXEC:
+        shown = shlex.quote(argv[0])
+        return (f"{argv[0]!r} is not a program this system can run (a script without a #! "
+                f"line?); begin it with one (#!/bin/sh), or run it with its interpreter (sh "
+                f"{shown})")
     if exc.filename:
         return f"{exc.strerror}: {exc.filename!r}"
     return exc.strerror or str(exc)

@@ -62,6 +62,9 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REPLACE_AT_MOST = 3
 """Guardians started in place of one killed, in one run."""
 
+RETRY_AFTER = 1.0
+"""Seconds before a replacement that could not start is tried again."""
+
 STALLED_AFTER = 5.0
 """Seconds the guardian may leave its pipe full before it is taken for stuck (stopped):
 killed, and another started, told the cast as it is now. What the stuck one never read
@@ -111,7 +114,9 @@ class Guardian:
         self._replaced = 0
         """Guardians started (or tried) in place of one that was killed."""
         self._retry = False
-        """The last replacement could not start: the next thing to tell tries again."""
+        """The last replacement could not start: the next thing to tell tries again, from
+        ``_retry_at`` on (monotonic), not at each line of a start wave."""
+        self._retry_at = 0.0
         self._dying: list[subprocess.Popen[bytes]] = []
         """Guardians replaced before they could be reaped: reaped as the run closes."""
         self._closing = False
@@ -148,7 +153,8 @@ class Guardian:
         # At once, not batched per pass of the loop: a member that pipeplex dies before
         # telling about is found only through PIPEPLEX_RUN_ID, which `env -i` drops.
         if self._fd < 0:
-            if not self._retry or self._closing or self._forked:
+            if (not self._retry or self._closing or self._forked
+                    or time.monotonic() < self._retry_at):
                 return
             self._replace_again()  # (told everything, this line's news included)
             return
@@ -259,6 +265,7 @@ class Guardian:
             self._proc, self._fd = spawn_guardian()
         except OSError as exc:
             self._retry = self._replaced < REPLACE_AT_MOST
+            self._retry_at = time.monotonic() + RETRY_AFTER
             return f"; could not start another ({exc.strerror or exc})"
         self.pid = self._proc.pid
         os.set_blocking(self._fd, False)
