@@ -435,7 +435,9 @@ def write_page(res: dict[str, object], path: Path, png: Path | None, quick: bool
             "split (honcho forks one Python per member). **left behind**: members still "
             "alive 3 s after the tool exited, or at the deadline (30 s after SIGTERM, "
             "concurrently 60 s); they are then killed. concurrently at N = 1000 runs once "
-            "(it stops its members one `ps` call at a time).\n")
+            "(it stops its members one `ps` call at a time). **CPU s**: what the tool's "
+            "processes and the members had spent once all were up; on two cores no tool is "
+            "up sooner than their sum over 2 (see What we found, end of Scale).\n")
         add(scale.table(res["scale"]["rows"]))  # type: ignore[index]
         add("")
 
