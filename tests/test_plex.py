@@ -1103,35 +1103,22 @@ def test_a_plex_starts_once() -> None:
         plex.start()
 
 
-def test_load_restarts_a_member_that_exits_before_it_is_ready(tmp_path: Path) -> None:
-    """on_exit = restart in a loaded file covers a failed start, as in pipeplex run."""
+@pytest.mark.parametrize("first_run", ["exit 3", "exec sleep 60"], ids=["exits", "hangs"])
+def test_load_restarts_a_member_whose_first_run_is_not_ready(tmp_path: Path,
+                                                             first_run: str) -> None:
+    """on_exit = restart in a loaded file covers a failed start, as in pipeplex run: an exit
+    before readiness, and a run still not ready at its ready_timeout."""
     cast = tmp_path / "cast.toml"
     flaky = ("n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; "
-             "[ \"$n\" -ge 1 ] && { echo ready; exec cat; }; exit 3")
+             f"[ \"$n\" -ge 1 ] && {{ echo ready; exec cat; }}; {first_run}")
     cast.write_text(f"[procs.flaky]\ncmd = {json.dumps(['sh', '-c', flaky])}\n"
                     f"cwd = {json.dumps(str(tmp_path))}\nready = '^ready$'\n"
-                    "on_exit = 'restart'\n")
+                    "ready_timeout = 2\non_exit = 'restart'\n")  # (room for the second run)
     with Plex() as plex:
         plex.load(cast)
         flaky_member = plex["flaky"]
         flaky_member.sendline("still here")
         flaky_member.expect("still here")
-    assert (tmp_path / "count").read_text() == "2\n"
-
-
-def test_load_restarts_a_member_not_ready_in_time(tmp_path: Path) -> None:
-    """So is a run still not ready at its ready_timeout, as in pipeplex run."""
-    cast = tmp_path / "cast.toml"
-    hangs_once = ("n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; "
-                  "[ \"$n\" -ge 1 ] && { echo ready; exec cat; }; exec sleep 60")
-    cast.write_text(f"[procs.slow]\ncmd = {json.dumps(['sh', '-c', hangs_once])}\n"
-                    f"cwd = {json.dumps(str(tmp_path))}\nready = '^ready$'\n"
-                    "ready_timeout = 2\non_exit = 'restart'\n")  # (room for the second)
-    with Plex() as plex:
-        plex.load(cast)
-        slow = plex["slow"]
-        slow.sendline("still here")
-        slow.expect("still here")
     assert (tmp_path / "count").read_text() == "2\n"
 
 
