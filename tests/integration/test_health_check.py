@@ -230,7 +230,8 @@ def test_a_run_still_going_at_the_deadline_is_said_with_the_one_before(
     """A run cut off by the deadline before its own limit is killed then, and the message
     gives the last finished run and what the cut-off one wrote so far."""
     cast = tmp_path / "cast.toml"
-    cast.write_text('[procs.db]\ncmd = "sleep 60"\ncwd = "."\nready_timeout = 1\n'
+    # (3 s: room for the first run, the pause and the second run's line to be read)
+    cast.write_text('[procs.db]\ncmd = "sleep 60"\ncwd = "."\nready_timeout = 3\n'
                     "ready_cmd = \"sh -c 'test -e tried && echo connected && exec sleep 60; "
                     ": > tried; echo refused; exit 2'\"\n")
     result = run("run", cast, "--run-dir", tmp_path / "run")
@@ -285,13 +286,13 @@ def test_runs_that_all_hang_fail_the_start_naming_their_limit(tmp_path: Path) ->
     """Every run killed at its limit: the message says so, with where the limit was set and
     what the run wrote (its last run's, or the one before the run the deadline cut off)."""
     cast = tmp_path / "cast.toml"
-    cast.write_text('[procs.db]\ncmd = "sleep 60"\nready_timeout = 2.5\n'
-                    "ready_cmd_timeout = 0.8\n"  # (time for the run's line to be read)
+    cast.write_text('[procs.db]\ncmd = "sleep 60"\nready_timeout = 4\n'
+                    "ready_cmd_timeout = 1.5\n"  # (time for the run's line to be read)
                     "ready_cmd = \"sh -c 'echo connecting; exec sleep 60'\"\n")
     result = run("run", cast, "--run-dir", tmp_path / "run")
     assert result.returncode == 1, result.stdout
     assert ("never exited with code 0; its last run " in result.stdout), result.stdout
-    assert (f"did not end within 0.8 s (its ready_cmd_timeout, at {cast}:4) and was killed, "
+    assert (f"did not end within 1.5 s (its ready_cmd_timeout, at {cast}:4) and was killed, "
             "writing:\ndb *   connecting\n") in result.stdout, result.stdout
 
 
@@ -299,13 +300,13 @@ def test_a_scaled_limit_says_so_beside_its_line(tmp_path: Path) -> None:
     """pipeplex test --timeout-factor: a limit given twice as long as its line says is
     said with the factor, beside the line it was written on."""
     case = tmp_path / "hang.toml"
-    case.write_text('[procs.db]\ncmd = "sleep 60"\nready_timeout = 0.5\n'
-                    "ready_cmd_timeout = 0.2\n"
+    case.write_text('[procs.db]\ncmd = "sleep 60"\nready_timeout = 1.5\n'
+                    "ready_cmd_timeout = 0.5\n"  # (x2: room for a first run to be killed)
                     "ready_cmd = \"sh -c 'echo probing; exec sleep 60'\"\n"
                     "[[step]]\nsleep = 0\n")
     result = run("test", case, "--timeout-factor", "2")
     assert result.returncode == 1, result.stdout
-    assert (f"not ready after 1.0 s (its ready_timeout, at {case}:3, x2 by --timeout-factor)"
+    assert (f"not ready after 3.0 s (its ready_timeout, at {case}:3, x2 by --timeout-factor)"
             in result.stdout), result.stdout
-    assert (f"did not end within 0.4 s (its ready_cmd_timeout, at {case}:4, x2 by "
+    assert (f"did not end within 1 s (its ready_cmd_timeout, at {case}:4, x2 by "
             "--timeout-factor) and was killed") in result.stdout, result.stdout
