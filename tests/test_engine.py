@@ -891,6 +891,40 @@ def test_a_stop_during_the_stop_of_a_run_not_ready_counts_its_failure(tmp_path: 
                          "SIGINT that stopped the cast)"), notes
 
 
+ENDS_WITH_0_ON_SIGTERM = "trap 'exit 0' TERM; echo hanging; sleep 60 & wait"
+"""A run never ready that ends with 0 when it is stopped."""
+
+
+def test_giving_up_on_a_run_not_ready_is_said_as_such_whatever_its_stop_gave() -> None:
+    """max_restarts = 0: the run not ready in time is stopped, and that is the give-up; it
+    is not also "down, waiting for a restart" (the last line said the cast stopped before
+    its restart), even when the run ended with 0 as it was stopped."""
+    notes = _notes_of_run(ProcSpec("m", ("sh", "-c", ENDS_WITH_0_ON_SIGTERM), ready="never",
+                                   ready_timeout=0.5, on_exit="restart", max_restarts=0),
+                          status=1)
+    assert notes[-1] == "exit status 1: m was not ready after 0.5 s (max_restarts = 0)", notes
+
+
+def test_a_ctrl_c_during_that_stop_says_whose_failure_decides_even_after_an_exit_with_0(
+        ) -> None:
+    """The run stopped for not getting ready ends with 0, and a Ctrl-C came during its
+    stop: the last line says the status is the member's failure, not the signal's."""
+    member = ProcSpec("m", ("sh", "-c", ENDS_WITH_0_ON_SIGTERM), ready="never",
+                      ready_timeout=0.5, on_exit="restart")
+
+    async def scenario() -> tuple[int, list[str]]:
+        engine, recorder = _engine(member)
+        _on_the_not_ready_stop(engine, lambda: engine.request_stop(
+            "got SIGINT", interrupted_by=signal.SIGINT))
+        return await asyncio.wait_for(engine.run(), 30), recorder.notes()
+
+    status, notes = asyncio.run(scenario())
+    assert status == 1, notes
+    assert notes[-1] == ("exit status 1: m was not ready after 0.5 s, and the cast stopped "
+                         "before its restart (a member's own failure decides it, not the "
+                         "SIGINT that stopped the cast)"), notes
+
+
 def test_a_member_never_ready_in_time_gives_up_with_status_1() -> None:
     """Runs that are never ready in time use up max_restarts, then the cast stops with 1;
     its last line says why, as the member's own summary says the stop ended it."""
@@ -932,6 +966,12 @@ def test_a_program_that_cannot_be_run_counts_126_as_in_a_shell(tmp_path: Path) -
         "executable; make it so (chmod +x ./serve.sh), or run it with its interpreter (sh " \
         "./serve.sh)" in notes
     _notes_of_run(ProcSpec("web", (str(tmp_path / "missing"),)), status=127)
+    binary = tmp_path / "other"  # (an ELF header the kernel refuses: another system's)
+    binary.write_bytes(b"\x7fELF" + bytes(60))
+    binary.chmod(0o755)
+    notes = _notes_of_run(ProcSpec("web", ("./other",), cwd=str(tmp_path)), status=126)
+    assert "web: cannot start './other': './other' is a program built for another system " \
+        "(its processor or its format): this one cannot run it" in notes
     script.chmod(0o755)  # (no #! line: not a program the kernel runs)
     notes = _notes_of_run(ProcSpec("web", ("./serve.sh",), cwd=str(tmp_path)), status=126)
     assert "web: cannot start './serve.sh': './serve.sh' is not a program this system can " \

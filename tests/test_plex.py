@@ -1122,6 +1122,41 @@ def test_load_restarts_a_member_whose_first_run_is_not_ready(tmp_path: Path,
     assert (tmp_path / "count").read_text() == "2\n"
 
 
+def test_a_member_removed_while_a_run_not_ready_is_stopped_is_not_restarted(
+        tmp_path: Path) -> None:
+    """remove() during the stop of a run not ready in time: no run follows, and the load
+    that waited for it hears it was removed."""
+    cast = tmp_path / "cast.toml"
+    hangs = ("echo run >> runs; trap '' TERM; exec sleep 60")  # (its stop takes the grace)
+    cast.write_text(f"[procs.slow]\ncmd = {json.dumps(['sh', '-c', hangs])}\n"
+                    f"cwd = {json.dumps(str(tmp_path))}\nready = '^ready$'\n"
+                    "ready_timeout = 0.5\non_exit = 'restart'\n")
+
+    async def scenario() -> BaseException | None:
+        async with AsyncPlex(grace=1) as plex:
+            loop = asyncio.get_running_loop()
+            removed: list[asyncio.Task[None]] = []
+
+            def seen(event: object) -> None:
+                if (isinstance(event, pipeplex.Note) and not removed
+                        and "stopping this run (on_exit = restart)" in event.text):
+                    removed.append(loop.create_task(plex.remove("slow")))
+
+            plex.bus.subscribe(seen)
+            try:
+                await asyncio.wait_for(plex.load(cast), LONG)
+            except pipeplex.PipeplexError as exc:
+                await asyncio.wait_for(removed[0], LONG)
+                return exc
+            return None
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, pipeplex.PipeplexError) and not isinstance(
+        error, pipeplex.NotReady), repr(error)
+    assert "slow was removed before it was ready" in str(error)
+    assert (tmp_path / "runs").read_text() == "run\n"  # (no run after it)
+
+
 def test_a_name_is_free_again_once_its_member_has_ended(tmp_path: Path) -> None:
     """After NotReady (an exit, a timeout) or an exit, spawn may use the name again; a name
     whose member still runs is refused. The old member's exit comes before the new start,

@@ -1077,7 +1077,7 @@ class Engine:
                     return None
             seat.restart_requested = False
             return 0
-        if not_ready is not None and not self.stopping:
+        if not_ready is not None and not self.stopping and not seat.removing:
             # Stopped for not getting ready: a failed start, status 1 (as it would be at
             # the first start with another on_exit), and no reset of the attempts (it never
             # got ready, however long it ran).
@@ -1155,6 +1155,7 @@ class Engine:
         stops (an added member that was never ready fails alone)."""
         assert member.ended_at is not None
         seat = self._seats[member.name]
+        seat.down_after_failure = None  # (it gave up: not down waiting for a restart)
         ready = self._ready(member.name)
         # (A step's exit is its readiness: a failed one did not end "before" it.)
         before = "" if ready_in_run or member.spec.ready_exit else " before it was ready"
@@ -1741,7 +1742,10 @@ class Engine:
                 # Its summary says code 0 (an exit before it was ready, a restart given up);
                 # what was said of it then, without the advice.
                 said = first.reason.split("; ", 1)[0]
-                self.bus.publish(Note(f"exit status {first.status}: {said}"))
+                decides = ("" if self.interrupted_by is None else " (a member's own failure "
+                           f"decides it, not the {signal_name(self.interrupted_by)} that "
+                           "stopped the cast)")
+                self.bus.publish(Note(f"exit status {first.status}: {said}{decides}"))
             elif self.interrupted_by is not None:
                 # Not the status of the signal that stopped the cast: say whose it is.
                 said = first.reason.split("; ", 1)[0]

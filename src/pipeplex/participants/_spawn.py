@@ -157,6 +157,24 @@ def _missing_interpreter(program: str) -> str:
             "program built for another system?)")
 
 
+def _not_runnable(program: str, file: str, cwd: str | None) -> str:
+    """Why ``program`` (its ``file``), which the kernel refused as no program it runs
+    (ENOEXEC), did not start: a program built for another system, or a script without a
+    ``#!`` line, which only a shell would run."""
+    try:
+        with open(os.path.join(cwd or "", file), "rb") as f:
+            start = f.read(4)
+    except OSError:
+        start = b""
+    if start == b"\x7fELF":
+        return (f"{program!r} is a program built for another system (its processor or its "
+                "format): this one cannot run it")
+    shown = shlex.quote(program)
+    return (f"{program!r} is not a program this system can run (a script without a #! "
+            f"line?); begin it with one (#!/bin/sh), or run it with its interpreter (sh "
+            f"{shown})")
+
+
 def bad_text(exc: ValueError) -> str:
     """Why a command or environment could not be handed to the program."""
     if isinstance(exc, UnicodeEncodeError):  # (text from a cast file, in an ASCII locale)
@@ -189,10 +207,7 @@ def spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
                     f"(chmod +x {shown}), or run it with its interpreter (sh {shown})")
         return f"permission denied: {argv[0]!r} is not executable"
     if exc.errno == errno.ENOEXEC:
-        shown = shlex.quote(argv[0])
-        return (f"{argv[0]!r} is not a program this system can run (a script without a #! "
-                f"line?); begin it with one (#!/bin/sh), or run it with its interpreter (sh "
-                f"{shown})")
+        return _not_runnable(argv[0], executable or argv[0], cwd)
     if exc.filename:
         return f"{exc.strerror}: {exc.filename!r}"
     return exc.strerror or str(exc)
