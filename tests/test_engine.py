@@ -871,45 +871,18 @@ def test_a_restart_asked_for_while_a_run_not_ready_is_stopped_starts_afresh(
     assert any(n.startswith("m exited with code 3 (max_restarts = 0); giving up") for n in notes)
 
 
-def test_a_stop_during_the_stop_of_a_run_not_ready_counts_its_failure(tmp_path: Path) -> None:
-    """The cast stopped (a Ctrl-C) while a run not ready in time is being stopped for its
-    restart: the member is down after a failure, which decides the status, as in its
-    backoff a moment later."""
-    member = ProcSpec("m", ("sh", "-c", HANGS_ONCE_IGNORING_SIGTERM), cwd=str(tmp_path),
-                      ready="^ready$", ready_timeout=0.5, on_exit="restart")
-
-    async def scenario() -> tuple[int, list[str]]:
-        engine, recorder = _engine(member)
-        _on_the_not_ready_stop(engine, lambda: engine.request_stop(
-            "got SIGINT", interrupted_by=signal.SIGINT))
-        return await asyncio.wait_for(engine.run(), 30), recorder.notes()
-
-    status, notes = asyncio.run(scenario())
-    assert status == 1, notes
-    assert notes[-1] == ("exit status 1: m was not ready after 0.5 s, and the cast stopped "
-                         "before its restart (a member's own failure decides it, not the "
-                         "SIGINT that stopped the cast)"), notes
-
-
 ENDS_WITH_0_ON_SIGTERM = "trap 'exit 0' TERM; echo hanging; sleep 60 & wait"
 """A run never ready that ends with 0 when it is stopped."""
 
 
-def test_giving_up_on_a_run_not_ready_is_said_as_such_whatever_its_stop_gave() -> None:
-    """max_restarts = 0: the run not ready in time is stopped, and that is the give-up; it
-    is not also "down, waiting for a restart" (the last line said the cast stopped before
-    its restart), even when the run ended with 0 as it was stopped."""
-    notes = _notes_of_run(ProcSpec("m", ("sh", "-c", ENDS_WITH_0_ON_SIGTERM), ready="never",
-                                   ready_timeout=0.5, on_exit="restart", max_restarts=0),
-                          status=1)
-    assert notes[-1] == "exit status 1: m was not ready after 0.5 s (max_restarts = 0)", notes
-
-
-def test_a_ctrl_c_during_that_stop_says_whose_failure_decides_even_after_an_exit_with_0(
-        ) -> None:
-    """The run stopped for not getting ready ends with 0, and a Ctrl-C came during its
-    stop: the last line says the status is the member's failure, not the signal's."""
-    member = ProcSpec("m", ("sh", "-c", ENDS_WITH_0_ON_SIGTERM), ready="never",
+@pytest.mark.parametrize("script", [HANGS_ONCE_IGNORING_SIGTERM, ENDS_WITH_0_ON_SIGTERM],
+                         ids=["killed", "ends-with-0"])
+def test_a_stop_during_the_stop_of_a_run_not_ready_counts_its_failure(
+        tmp_path: Path, script: str) -> None:
+    """The cast stopped (a Ctrl-C) while a run not ready in time is being stopped for its
+    restart: the member is down after a failure, which decides the status, as in its
+    backoff a moment later; the last line says so, however that run ended."""
+    member = ProcSpec("m", ("sh", "-c", script), cwd=str(tmp_path), ready="^ready$",
                       ready_timeout=0.5, on_exit="restart")
 
     async def scenario() -> tuple[int, list[str]]:
@@ -923,6 +896,16 @@ def test_a_ctrl_c_during_that_stop_says_whose_failure_decides_even_after_an_exit
     assert notes[-1] == ("exit status 1: m was not ready after 0.5 s, and the cast stopped "
                          "before its restart (a member's own failure decides it, not the "
                          "SIGINT that stopped the cast)"), notes
+
+
+def test_giving_up_on_a_run_not_ready_is_said_as_such_whatever_its_stop_gave() -> None:
+    """max_restarts = 0: the run not ready in time is stopped, and that is the give-up; it
+    is not also "down, waiting for a restart" (the last line said the cast stopped before
+    its restart), even when the run ended with 0 as it was stopped."""
+    notes = _notes_of_run(ProcSpec("m", ("sh", "-c", ENDS_WITH_0_ON_SIGTERM), ready="never",
+                                   ready_timeout=0.5, on_exit="restart", max_restarts=0),
+                          status=1)
+    assert notes[-1] == "exit status 1: m was not ready after 0.5 s (max_restarts = 0)", notes
 
 
 def test_a_member_never_ready_in_time_gives_up_with_status_1() -> None:
