@@ -866,9 +866,11 @@ class AsyncPlex:
             self._engine = None
 
     def _close_outputs(self) -> None:
-        if self._inputs is not None:
-            self._inputs.close()
-        if self._guardian is not None:  # (before the transcript: it may have a last word)
-            self._guardian.close()
-        if self._transcript is not None:
-            self._transcript.close()
+        try:
+            if self._inputs is not None:
+                self._inputs.close()
+            if self._guardian is not None:  # (before the transcript: it may have a last word)
+                self._guardian.close()
+        finally:  # (a Ctrl-C in the guardian's wait: the transcript is closed all the same)
+            if self._transcript is not None:
+                self._transcript.close()
