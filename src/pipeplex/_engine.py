@@ -1556,11 +1556,10 @@ class Engine:
                          never: str | None = None, timed_out: bool = False) -> None:
         """``member`` did not get ready: ``what`` says why (``why``, the same as a clause
         for the summaries of its dependents), else it waited ``waiting_for`` (or ``never``
-        says, in full, what never came); ``timed_out``:
-        its ``ready_timeout`` is up, the run still going. Such a run is a failed start, as
-        an exit before readiness is: ``on_exit = "restart"`` stops it and starts it again
-        (counted by ``max_restarts``), as systemd restarts a start that timed out; otherwise
-        the cast stops."""
+        says, in full, what never came). ``timed_out``: its ``ready_timeout`` is up, the run
+        still going. Such a run is a failed start, as an exit before readiness is: ``on_exit
+        = "restart"`` stops it and starts it again (counted by ``max_restarts``), as systemd
+        restarts a start that timed out; otherwise the cast stops."""
         if member.stopping or (self.stopping and member.returncode is None):
             return  # pipeplex itself is stopping it: that is not a readiness failure
         if what is None and member.returncode is not None and member.spec.on_exit == "restart":
@@ -1735,6 +1734,10 @@ class Engine:
             first = self.failures[0]
             failed = self.members.get(first.name)
             started = failed.started_at if failed is not None else None
+            # (Not the status of the signal that stopped the cast: whose it is.)
+            decides = ("" if self.interrupted_by is None else " (a member's own failure "
+                       f"decides it, not the {signal_name(self.interrupted_by)} that stopped "
+                       "the cast)")
             if started is not None and first.at < started:
                 self.bus.publish(Note(f"exit status {first.status}: {first.reason}, in an "
                                       "earlier run"))
@@ -1742,16 +1745,10 @@ class Engine:
                 # Its summary says code 0 (an exit before it was ready, a restart given up);
                 # what was said of it then, without the advice.
                 said = first.reason.split("; ", 1)[0]
-                decides = ("" if self.interrupted_by is None else " (a member's own failure "
-                           f"decides it, not the {signal_name(self.interrupted_by)} that "
-                           "stopped the cast)")
                 self.bus.publish(Note(f"exit status {first.status}: {said}{decides}"))
             elif self.interrupted_by is not None:
-                # Not the status of the signal that stopped the cast: say whose it is.
                 said = first.reason.split("; ", 1)[0]
-                self.bus.publish(Note(
-                    f"exit status {first.status}: {said} (a member's own failure decides it, "
-                    f"not the {signal_name(self.interrupted_by)} that stopped the cast)"))
+                self.bus.publish(Note(f"exit status {first.status}: {said}{decides}"))
             elif failed is not None and failed.signalled_to_stop:
                 # Its summary says the stop ended it (a run never ready, stopped): what
                 # failed is said again where the status is read, in short.
