@@ -710,6 +710,33 @@ asyncio.run(main())
 """
 
 
+def test_a_replacement_that_could_not_start_is_not_tried_at_every_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next try waits RETRY_AFTER: a start wave's lines, one per spawn, would spend
+    every try in a few milliseconds of the same shortage."""
+    from pipeplex.participants import guardian as guardian_module
+
+    tries: list[None] = []
+
+    def refused() -> tuple[subprocess.Popen[bytes], int]:
+        tries.append(None)
+        raise OSError(11, os.strerror(11))
+
+    async def scenario() -> Guardian:
+        lost = asyncio.Event()
+        guardian = Guardian(on_lost=lambda text: lost.set())
+        monkeypatch.setattr(guardian_module, "spawn_guardian", refused)
+        os.kill(guardian.pid, signal.SIGKILL)
+        await asyncio.wait_for(lost.wait(), DEADLINE)
+        for group in range(100_000, 100_050):  # (a wave: none of these ids is signalled)
+            guardian.register(group)
+        return guardian
+
+    guardian = asyncio.run(scenario())
+    guardian.close()
+    assert len(tries) == 1
+
+
 def test_a_guardian_that_could_not_be_replaced_at_once_is_at_the_next_change() -> None:
     """A killed guardian whose replacement could not start (no process to be had, for a
     moment) is replaced at the next thing the cast tells it; the one started then knows

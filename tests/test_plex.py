@@ -1157,6 +1157,25 @@ def test_a_member_removed_while_a_run_not_ready_is_stopped_is_not_restarted(
     assert (tmp_path / "runs").read_text() == "run\n"  # (no run after it)
 
 
+def test_the_guardians_last_word_reaches_the_transcript(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guardian that does not end as the plex closes (stopped) is killed, and says so:
+    the transcript, closed after it, has that line."""
+    from pipeplex.participants import guardian as guardian_module
+
+    monkeypatch.setattr(guardian_module, "CLOSE_WAIT", 0.2)
+    transcript = tmp_path / "t.jsonl"
+
+    async def scenario() -> None:
+        async with AsyncPlex(transcript=transcript) as plex:
+            assert plex._guardian is not None
+            os.kill(plex._guardian.pid, signal.SIGSTOP)
+
+    asyncio.run(scenario())
+    assert "did not end within 0.2 s of the run's end (stopped?): killed it" in \
+        transcript.read_text()
+
+
 def test_a_name_is_free_again_once_its_member_has_ended(tmp_path: Path) -> None:
     """After NotReady (an exit, a timeout) or an exit, spawn may use the name again; a name
     whose member still runs is refused. The old member's exit comes before the new start,
