@@ -924,15 +924,23 @@ def test_a_member_never_ready_in_time_gives_up_with_status_1() -> None:
 
 
 def test_a_failure_seen_after_the_one_that_stopped_the_cast_is_named_last(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """a exits with 3 first, but a process it left holds its output, so its exit is seen
     after b's (5), which stops the cast: the status is a's, and the last line says why."""
     monkeypatch.setattr(process, "DRAIN_GRACE", 60.0)  # (a's exit: seen only at the stop)
-    # a's child waits until a is gone (reaped), b until that child says so.
-    a = "(while kill -0 $$ 2>/dev/null; do sleep 0.01; done; : > gone; exec sleep 60) & exit 3"
-    b = "while [ ! -e gone ]; do sleep 0.01; done; exit 5"
-    notes = _notes_of_run(ProcSpec("a", ("sh", "-c", a), cwd=str(tmp_path)),
-                          ProcSpec("b", ("sh", "-c", b), cwd=str(tmp_path)), status=3)
+
+    async def scenario() -> tuple[int, list[str]]:
+        engine, recorder = _engine(ProcSpec("a", ("sh", "-c", "sleep 60 & exit 3")),
+                                   ProcSpec("b", ("sh", "-c", "read x; exit 5")))
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "a", "started")
+        await _seen(engine, recorder, "b", "started")
+        await engine.members["a"].exit_future  # (seen, in a pass of its own)
+        engine.members["b"].send(b"go\n")  # b ends after it
+        return await asyncio.wait_for(run, 30), recorder.notes()
+
+    status, notes = asyncio.run(scenario())
+    assert status == 3, notes
     assert "b exited with code 5; stopping the cast (on_exit = stop)" in notes
     assert notes[-1] == "exit status 3: a exited with code 3, first (before b, whose end " \
         "stopped the cast)"

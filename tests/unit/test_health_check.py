@@ -34,8 +34,8 @@ def test_a_cancelled_run_ends_once_its_group_is_gone(tmp_path: Path) -> None:
 
         loop.add_reader(reader, read)
         # A process of its group slower to go than the run itself: 256 MiB to give back.
-        slow = (f"import os, time; held = bytearray(256 << 20); "
-                f"open({str(told)!r}, 'w').write(f'{{os.getpid()}}\\n'); time.sleep(60)")
+        slow = (f"import os, signal; held = bytearray(256 << 20); "
+                f"open({str(told)!r}, 'w').write(f'{{os.getpid()}}\\n'); signal.pause()")
         check = asyncio.ensure_future(run_check(
             "m", ["sh", "-c", f"{shlex.quote(sys.executable)} -c {shlex.quote(slow)} & wait"],
             "sh -c ...", bytearray(), env=dict(os.environ), cwd=None, guardian=None,
