@@ -970,6 +970,19 @@ def test_a_program_that_cannot_be_run_counts_126_as_in_a_shell(tmp_path: Path) -
         "its interpreter (sh ./serve.sh)" in notes
 
 
+def test_a_cwd_that_cannot_be_entered_at_the_start_is_blamed_not_the_program(
+        tmp_path: Path) -> None:
+    """The cwd checked at load is a file by the time the member starts (its folder was
+    replaced): the child's chdir fails, and the message said the program was not
+    executable, to be made so with chmod +x, of /usr/bin/true."""
+    cwd = tmp_path / "work"
+    cwd.write_text("not a folder\n")
+    notes = _notes_of_run(ProcSpec("web", ("true",), cwd=str(cwd)), status=127)
+    assert f"web: cannot start 'true': cannot enter its cwd {str(cwd)!r}: Not a directory" \
+        in notes
+    assert not any("chmod" in note for note in notes)
+
+
 def test_an_exit_before_readiness_gives_the_members_status() -> None:
     """Not ready because it exited with 3: the run's status is 3; with 0 it is 1."""
     for code, status in ((3, 3), (0, 1)):

@@ -28,5 +28,5 @@ def same_file(one: Path, other: Path) -> bool:
             return os.path.samefile(one, other)
         except OSError:
             return os.path.realpath(one) == os.path.realpath(other)
-    except ValueError:  # (a NUL in a name: no file has one)
+    except (ValueError, OSError):  # (a NUL in a name; a link that may not be read)
         return False

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -123,16 +124,35 @@ def _report_file(text: str) -> Path:
     folders are made if missing (``--junit reports/x.xml`` on a fresh checkout, as pytest
     does), so the first of them that exists must be writable."""
     path = _file(text)
-    existing = path if path.exists() else path.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() and existing != path:
+    _check_writable_place(text, path)
+    return path
+
+
+def _log_folder(text: str) -> Path:
+    """A folder logs go to (made if missing): refused before anything starts if they
+    could not be written there, rather than lost member by member as the cast runs."""
+    path = _folder(text)
+    _check_writable_place(text, path)
+    return path
+
+
+def _check_writable_place(text: str, path: Path) -> None:
+    """Refuse ``path`` (given as ``text``) unless the nearest of it and its folders that
+    exists is a folder this process may write in."""
+    try:
+        existing = path if path.exists() else path.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        is_dir = existing.is_dir()
+    except OSError as exc:  # (a folder on the way that may not be entered, a name too long)
+        raise argparse.ArgumentTypeError(
+            f"{quoted(text)} cannot be reached: {exc.strerror or exc}") from None
+    if not is_dir and existing != path:
         raise argparse.ArgumentTypeError(
             f"{quoted(text)}: {quoted(str(existing))} is not a folder")
     if not os.access(existing, os.W_OK):
         raise argparse.ArgumentTypeError(
             f"{quoted(text)} cannot be written here (no permission)")
-    return path
 
 
 def _records_path(text: str) -> tuple[Path, bool]:
@@ -148,8 +168,20 @@ def _folder(text: str) -> Path:
 
 
 def _existing_file(text: str) -> Path:
-    if not os.path.exists(text):
-        raise argparse.ArgumentTypeError(f"{quoted(text)} does not exist")
+    """A file to read: one that is not there, or is no regular file (a named pipe or a
+    device would be waited on or read for ever), is refused at once."""
+    try:
+        found = os.stat(text)
+    except FileNotFoundError:
+        raise argparse.ArgumentTypeError(f"{quoted(text)} does not exist") from None
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise argparse.ArgumentTypeError(f"{quoted(text)} cannot be reached: {why}") from None
+    if not stat.S_ISREG(found.st_mode) and not stat.S_ISDIR(found.st_mode):
+        from ._file_kind import file_kind
+
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is {file_kind(found.st_mode)}, not "
+                                         "a regular file")
     return _file(text)
 
 
@@ -222,7 +254,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
                         help="do not read commands and lines for members from standard input")
     parser.add_argument("--transcript", type=_file, metavar="PATH",
                         help="record every event as JSON Lines (see pipeplex replay)")
-    parser.add_argument("--log-dir", type=_folder, metavar="DIR",
+    parser.add_argument("--log-dir", type=_log_folder, metavar="DIR",
                         help="write one plain log per member into this folder")
 
 
@@ -704,7 +736,7 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
                         help="record every event as JSON Lines (a folder, one file per "
                              "scenario, when testing several files, or when PATH is a folder "
                              "or ends in /)")
-    parser.add_argument("--log-dir", type=_folder, metavar="DIR",
+    parser.add_argument("--log-dir", type=_log_folder, metavar="DIR",
                         help="write one plain log per member here (a subfolder per scenario)")
     parser.add_argument("--update", action="store_true",
                         help="write golden files instead of comparing them")

@@ -105,6 +105,10 @@ def _place(error: CastError) -> tuple[str, int, int]:
     return (found[1], int(found[2]), int(found[3] or 0))
 
 
+_SHOWN = 200
+"""How much of a command a message shows (one that failed for its length can be megabytes)."""
+
+
 class SpawnError(PipeplexError):
     """A member's program could not be started. ``status``: the exit status it counts for,
     as a shell's: 126 for a file that is there but cannot be run (not executable, not a
@@ -115,7 +119,9 @@ class SpawnError(PipeplexError):
         self.command = command
         self.reason = reason
         self.status = status
-        super().__init__(f"{name}: cannot start {command!r}: {reason}")
+        shown = (command if len(command) <= _SHOWN else
+                 f"{command[:_SHOWN]}... ({len(command):,} characters)")
+        super().__init__(f"{name}: cannot start {shown!r}: {reason}")
 
 
 class SignalRefused(PipeplexError):

@@ -518,3 +518,94 @@ def test_every_mistake_of_a_cast_file_is_said_in_one_run(tmp_path: Path) -> None
         f'  {cast}:7: b: pty must be true (a full terminal), false (plain pipes) or "stdout", '
         "not 'yes'"]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("first_line", "said"), [
+    ("#!{tmp}", "its interpreter '{tmp}' (the #! line of './tool') is a folder; name a "
+                "program there"),
+    ("#!{tmp}/plain", "its interpreter '{tmp}/plain' (the #! line of './tool') is not "
+                      "executable; make it so (chmod +x), or name another program there"),
+    ("#!{tmp}/script", "its interpreter '{tmp}/script' (the #! line of './tool') is not a "
+                       "program this system can run"),
+    ("#!", "the #! line of './tool' names no interpreter; write one (#!/bin/sh)"),
+    ("#!" + "/x" * 200, "the #! line of './tool' is longer than this system reads (255 "
+                        "bytes); shorten it"),
+])
+def test_a_script_whose_interpreter_cannot_run_says_why(
+        tmp_path: Path, first_line: str, said: str) -> None:
+    """The script is executable; what the system refused is its #! line. It was told to
+    chmod +x the script (or, for a #! line it cannot take, that it had none)."""
+    (tmp_path / "plain").write_text("echo plain\n")  # (not executable)
+    (tmp_path / "script").write_text("echo script\n")  # (executable, no #! line)
+    (tmp_path / "script").chmod(0o755)
+    tool = tmp_path / "tool"
+    tool.write_text(first_line.format(tmp=tmp_path) + "\necho hi\n")
+    tool.chmod(0o755)
+    result = run("run", "-p", "a=./tool", "--no-console", "--no-color", "--run-dir",
+                 tmp_path / "r", cwd=tmp_path)
+    assert result.returncode in (126, 127), result.stderr
+    assert f"a: cannot start './tool': {said.format(tmp=tmp_path)}" in result.stdout
+    assert "chmod +x ./tool" not in result.stdout
+
+
+@pytest.mark.parametrize("key", ["cwd", "cmd"])
+def test_a_path_too_long_to_look_at_is_said_at_its_line(tmp_path: Path, key: str) -> None:
+    """Python's checks of a path raise for anything but a missing file: a cwd or a
+    program whose name is too long (or on the way to which a folder may not be entered)
+    was a traceback."""
+    name = "n" * 300
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "true"\ncwd = "' + name + '"\n' if key == "cwd" else
+                    '[procs.a]\ncmd = "./' + name + '"\n')
+    stderr = _error(run("run", cast, "--no-console", "--run-dir", tmp_path / "r"))
+    line = 3 if key == "cwd" else 2
+    assert f"cast.toml:{line}: a: " in stderr
+    assert (f"a: cwd '{tmp_path / name}' cannot be reached: File name too long" if key == "cwd"
+            else f"a: cannot reach './{name}': File name too long") in stderr
+
+
+def test_an_environment_variable_too_long_for_linux_is_said_at_its_line(
+        tmp_path: Path) -> None:
+    """Linux refuses a string of 128 KiB or more in the environment as in the arguments:
+    it was 'Argument list too long' as the member started, blaming its command."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "true"\nenv = { A = "' + "z" * 140_000 + '" }\n')
+    stderr = _error(run("run", cast, "--no-console", "--run-dir", tmp_path / "r"))
+    assert ("cast.toml:3: a: env variable A is 140,002 bytes long with its name, and Linux "
+            "refuses a variable of 128 KiB or more") in stderr
+
+
+def test_a_command_longer_than_the_system_takes_is_said_short(tmp_path: Path) -> None:
+    """3 MB of arguments, each short: the message gave the whole command (one line of 3
+    MB) and blamed the argument list without a size or a way out."""
+    cast = tmp_path / "cast.toml"
+    words = ", ".join(['"' + "y" * 1000 + '"'] * 3000)
+    cast.write_text(f'[procs.a]\ncmd = ["echo", {words}]\n')
+    result = run("run", cast, "--no-console", "--no-color", "--run-dir", tmp_path / "r")
+    assert result.returncode == 127, result.stderr
+    said = next(line for line in result.stdout.splitlines() if "cannot start" in line)
+    assert len(said) < 1000
+    assert "... (3,003,004 characters)': its command is 3,003,005 bytes long" in said
+    assert "give the program its data in a file, or on its stdin" in said
+
+
+def test_replay_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """A named pipe was waited on for ever, a device read for ever."""
+    fifo = tmp_path / "t.jsonl"
+    os.mkfifo(fifo, 0o600)
+    assert "'" + str(fifo) + "' is a named pipe, not a regular file" in _error(
+        run("replay", fifo))
+    assert "'/dev/zero' is a device, not a regular file" in _error(run("replay", "/dev/zero"))
+
+
+@pytest.mark.parametrize("option", ["--junit", "--log-dir"])
+def test_a_report_path_that_cannot_be_reached_is_refused_before_anything_runs(
+        tmp_path: Path, option: str) -> None:
+    """--junit's check met the error of a name too long and said that standard output
+    refused a write, with status 1 ("a test failed"); --log-dir was not checked at all, and
+    the run went on without its logs."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "true"\n[[step]]\nwait_exit = "a"\n')
+    target = tmp_path / ("n" * 300)
+    stderr = _error(run("test", cast, option, target / "x"))
+    assert f"argument {option}: '{target}/x' cannot be reached: File name too long" in stderr

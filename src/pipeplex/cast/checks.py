@@ -11,6 +11,7 @@ import itertools
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -391,6 +392,10 @@ def env_problem(key: str, value: str) -> str | None:
     if "\0" in value:
         return (f"variable {key} has a NUL character in its value, which the environment "
                 "cannot hold")
+    if (size := _bytes(key) + 1 + _bytes(value)) >= MAX_ARGUMENT:
+        return (f"variable {key} is {size:,} bytes long with its name, and Linux refuses a "
+                "variable of 128 KiB or more: put the text in a file and give the program "
+                "its name")
     if key in ("PIPEPLEX_NAME", "PIPEPLEX_RUN_ID"):
         return (f"sets {key}, which pipeplex sets itself (it tells which member and run a "
                 "process belongs to, and stops what the member started by it): remove it")
@@ -494,9 +499,14 @@ def check_commands(cast_spec: CastSpec) -> None:
 def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
     later = bool(proc.after) or not proc.autostart
     cwd = Path(proc.cwd) if proc.cwd else Path.cwd()
-    if proc.cwd and not cwd.is_dir():  # also for a shell, or a command with variables
-        raise CastError(f"{proc.name}: cwd {proc.cwd!r} is not a folder",
-                        source=proc.where("cwd"))
+    if proc.cwd:  # also for a shell, or a command with variables
+        found_cwd, why = _look_at(cwd)
+        if found_cwd is None or not stat.S_ISDIR(found_cwd.st_mode):
+            what = f"cannot be reached{why}" if why else "is not a folder"
+            raise CastError(f"{proc.name}: cwd {proc.cwd!r} {what}", source=proc.where("cwd"))
+        if not os.access(cwd, os.X_OK):
+            raise CastError(f"{proc.name}: cwd {proc.cwd!r} cannot be entered: permission "
+                            "denied; give it a folder it may enter", source=proc.where("cwd"))
     if proc.ready_cmd is not None:
         _check_ready_cmd_program(proc, found)
     if proc.shell or variables_in(proc.command_text):
@@ -506,13 +516,18 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
         return
     if "/" in program:
         target = cwd / program
-        if not target.exists():
+        found_program, why = _look_at(target)
+        if found_program is None and not why:
             raise CastError(f"{proc.name}: command not found: {program!r} "
                             f"(cmd = {proc.command_text!r})"
                             f"{_no_shell_hint(proc) or _beside_hint(proc, program)}",
                             source=proc.where("cmd"))
-        if target.is_dir() or not os.access(target, os.X_OK):
-            fix = "" if target.is_dir() else "; chmod +x it, or run it with its interpreter"
+        if found_program is None:
+            raise CastError(f"{proc.name}: cannot reach {program!r}{why} (cmd = "
+                            f"{proc.command_text!r})", source=proc.where("cmd"))
+        is_dir = stat.S_ISDIR(found_program.st_mode)
+        if is_dir or not os.access(target, os.X_OK):
+            fix = "" if is_dir else "; chmod +x it, or run it with its interpreter"
             raise CastError(f"{proc.name}: {program!r} is not an executable file "
                             f"(cmd = {proc.command_text!r}){fix}", source=proc.where("cmd"))
     elif not _on_path(program, proc.env.get("PATH", os.environ.get("PATH", os.defpath)),
@@ -522,6 +537,21 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
                         f"{proc.command_text!r})"
                         f"{_no_shell_hint(proc) or own or '; check the spelling and PATH'}",
                         source=proc.where("env" if own else "cmd"))
+
+
+def _look_at(path: Path) -> tuple[os.stat_result | None, str]:
+    """``path``'s status, or None and why it cannot be had: '' where there is nothing
+    there, else the reason (a folder on the way that may not be entered, a name too long)."""
+    try:
+        return path.stat(), ""
+    except (FileNotFoundError, NotADirectoryError):
+        return None, ""
+    except PermissionError:
+        return None, ": permission denied (a folder on its way may not be entered)"
+    except OSError as exc:
+        return None, f": {exc.strerror or exc}"
+    except ValueError:  # (a NUL in the name)
+        return None, ": a name with a NUL byte in it"
 
 
 def _check_ready_cmd_program(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:

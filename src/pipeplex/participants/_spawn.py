@@ -31,6 +31,9 @@ setsid(), and gets them too in that instant."""
 
 _SPAWN_TRIES = 3
 
+_SHEBANG_MAX = 255
+"""The longest ``#!`` line Linux reads (the rest of its 256-byte buffer)."""
+
 
 def spawn(argv: list[str], *, full_terminal: bool, executable: str | None, stdin: int,
           stdout: int, stderr: int, cwd: str | None,
@@ -138,16 +141,26 @@ def forget_executables() -> None:
     _EXECUTABLES.clear()
 
 
+def _first_line(file: str, size: int = 512) -> bytes:
+    """The start of ``file``'s first line (b"" if it cannot be read)."""
+    try:
+        with open(file, "rb") as f:
+            return f.readline(size)
+    except OSError:
+        return b""
+
+
+def _interpreter(first: bytes) -> str:
+    """The program a ``#!`` line names, as the kernel splits it (a ``\\r`` stays)."""
+    line = first[2:].rstrip(b"\n").lstrip(b" \t")
+    return line.replace(b"\t", b" ").split(b" ", 1)[0].decode(errors="replace")
+
+
 def _missing_interpreter(program: str) -> str:
     """Why ``program``, which exists, was not found when run: what it needs to run is not."""
-    try:
-        with open(program, "rb") as f:
-            first = f.readline(256)
-    except OSError:
-        first = b""
+    first = _first_line(program, 256)
     if first.startswith(b"#!"):
-        line = first[2:].rstrip(b"\n").lstrip(b" \t")  # (as the kernel splits it: \r stays)
-        interpreter = line.replace(b"\t", b" ").split(b" ", 1)[0].decode(errors="replace")
+        interpreter = _interpreter(first)
         if interpreter.endswith("\r"):
             return (f"its #! line ends in a Windows line end (\\r): {program!r} names "
                     f"{interpreter!r} as its interpreter; convert it with dos2unix")
@@ -157,18 +170,37 @@ def _missing_interpreter(program: str) -> str:
             "program built for another system?)")
 
 
+def _refused(program: str, file: str) -> str:
+    """Why ``program`` (its ``file``), an executable file, could not be run (EACCES): its
+    ``#!`` interpreter is not a program, or its file system does not run programs."""
+    first = _first_line(file)
+    if first.startswith(b"#!") and (interpreter := _interpreter(first)):
+        what = ("is a folder; name a program there (#!/bin/sh, #!/usr/bin/env python3)"
+                if os.path.isdir(interpreter) else
+                "is not executable; make it so (chmod +x), or name another program there"
+                if os.path.exists(interpreter) else
+                "cannot be reached: a folder on its way may not be entered")
+        return f"its interpreter {interpreter!r} (the #! line of {program!r}) {what}"
+    return (f"permission denied: {program!r} is executable, but this system refused to run it "
+            "(is its file system mounted noexec?)")
+
+
 def _not_runnable(program: str, file: str, cwd: str | None) -> str:
     """Why ``program`` (its ``file``), which the kernel refused as no program it runs
-    (ENOEXEC), did not start: a program built for another system, or a script without a
-    ``#!`` line, which only a shell would run."""
-    try:
-        with open(os.path.join(cwd or "", file), "rb") as f:
-            start = f.read(4)
-    except OSError:
-        start = b""
-    if start == b"\x7fELF":
+    (ENOEXEC), did not start: a program built for another system, a script without a
+    ``#!`` line, which only a shell would run, or with one the kernel cannot take."""
+    first = _first_line(os.path.join(cwd or "", file))
+    if first.startswith(b"\x7fELF"):
         return (f"{program!r} is a program built for another system (its processor or its "
                 "format): this one cannot run it")
+    if first.startswith(b"#!"):
+        if not (interpreter := _interpreter(first)):
+            return f"the #! line of {program!r} names no interpreter; write one (#!/bin/sh)"
+        if len(first.rstrip(b"\n")) >= _SHEBANG_MAX:
+            return (f"the #! line of {program!r} is longer than this system reads ("
+                    f"{_SHEBANG_MAX} bytes); shorten it (#!/usr/bin/env NAME)")
+        return (f"its interpreter {interpreter!r} (the #! line of {program!r}) is not a "
+                "program this system can run")
     shown = shlex.quote(program)
     return (f"{program!r} is not a program this system can run (a script without a #! "
             f"line?); begin it with one (#!/bin/sh), or run it with its interpreter (sh "
@@ -192,7 +224,12 @@ def spawn_status(exc: OSError) -> int:
 
 def spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
                   cwd: str | None = None) -> str:
-    """Why ``argv`` did not start (``executable``: its file, if it was looked up)."""
+    """Why ``argv`` did not start (``executable``: its file, if it was looked up; ``cwd``:
+    the folder it was to start in)."""
+    if cwd is not None and exc.filename == cwd and cwd not in (argv[0], executable):
+        fix = ("; give it a folder it may enter (x permission on it and on each folder "
+               "above it)" if isinstance(exc, PermissionError) else "")
+        return f"cannot enter its cwd {cwd!r}: {exc.strerror or exc}{fix}"
     if isinstance(exc, FileNotFoundError) and exc.filename in (None, argv[0], executable):
         file = executable or (os.path.join(cwd, argv[0]) if cwd and "/" in argv[0] else
                               argv[0] if "/" in argv[0] else None)
@@ -201,11 +238,19 @@ def spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
         return f"command not found: {argv[0]!r}"
     if isinstance(exc, PermissionError):
         file = executable or argv[0]
-        if os.path.isfile(file if os.path.isabs(file) or not cwd else os.path.join(cwd, file)):
+        path = file if os.path.isabs(file) or not cwd else os.path.join(cwd, file)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return _refused(argv[0], path)
+        if os.path.isfile(path):
             shown = shlex.quote(argv[0])
             return (f"permission denied: {argv[0]!r} is not executable; make it so "
                     f"(chmod +x {shown}), or run it with its interpreter (sh {shown})")
         return f"permission denied: {argv[0]!r} is not executable"
+    if exc.errno == errno.E2BIG:
+        size = sum(len(os.fsencode(arg)) + 1 for arg in argv)
+        return (f"its command is {size:,} bytes long, and with its environment more than this "
+                f"system takes ({os.sysconf('SC_ARG_MAX'):,} bytes at most): give the program "
+                "its data in a file, or on its stdin")
     if exc.errno == errno.ENOEXEC:
         return _not_runnable(argv[0], executable or argv[0], cwd)
     if exc.filename:
