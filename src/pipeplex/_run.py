@@ -34,7 +34,7 @@ from .inputs.folder import FolderInputs
 from .inputs.router import ALL
 from .inputs.rundir import default_run_dir
 from .inputs.stdin import ConsoleMode, console_mode
-from .output.render import ColorMode, Renderer, use_color
+from .output.render import ColorMode, Renderer, forces_color, use_color
 from .output.terminal import TerminalSink, Writer
 from .participants import Guardian
 from .participants.orphans import Adoption, OrphanReaper
@@ -145,7 +145,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         # Children see colour only when we show it (their stdout may be a terminal).
         env_overrides={
             "PIPEPLEX_RUN_ID": guardian.token,
-            **({} if color or "FORCE_COLOR" in os.environ else {"NO_COLOR": "1"}),
+            **({} if color or forces_color() else {"NO_COLOR": "1"}),
         },
         guardian=guardian,
         adoption=adoption,

@@ -202,7 +202,7 @@ def _color_options(parser: argparse.ArgumentParser,
     parser.add_argument("--color", choices=COLORS, default="auto",
                         help=f"colour names, marks and notes{_MEMBERS_COLOR[members]} (auto: "
                              "on a terminal unless NO_COLOR is set, anywhere when FORCE_COLOR "
-                             "is; default: auto)")
+                             "is, other than 0 or false; default: auto)")
     parser.add_argument("--no-color", action="store_true", help="same as --color never")
 
 

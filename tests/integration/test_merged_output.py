@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PIPEPLEX, PROGS, Pipeplex, py, run, write_fifo
+from .helpers import DEADLINE, PIPEPLEX, PROGS, Pipeplex, py, run, write_fifo
 
 
 def test_lines_come_back_prefixed_and_padded(run_dir: Path) -> None:
@@ -206,3 +206,18 @@ def test_stderr_into_stdout_keeps_the_order_written(run_dir: Path, pty: str) -> 
                  "--run-dir", run_dir)
     lines = [line for line in result.stdout.splitlines() if line.startswith("m |")]
     assert lines == [f"m | {kind} {i}" for i in range(200) for kind in ("out", "err")]
+
+
+@pytest.mark.parametrize("value", ["0", "false"])
+def test_force_color_0_means_off(tmp_path: Path, value: str) -> None:
+    """FORCE_COLOR=0 is "off" to the tools that read it (Node's among them), set so in CI
+    to quiet them: it turned pipeplex's colours on in a pipe, and kept NO_COLOR from the
+    members."""
+    result = subprocess.run(
+        [*PIPEPLEX, "run", "-p", "a=sh -c 'echo no_color=$NO_COLOR'", "--no-console",
+         "--run-dir", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
+        env={**os.environ, "FORCE_COLOR": value})
+    assert result.returncode == 0, result.stderr
+    assert "\x1b[" not in result.stdout
+    assert re.search(r"^a +\| no_color=1$", result.stdout, re.M), result.stdout

@@ -26,7 +26,7 @@ from .._events import Event, Exited, InputSent, Note, Output, Ready, Started
 from .._printable import printable
 from .._signals import describe_returncode, stopped_by
 
-__all__ = ("ColorMode", "Renderer", "use_color")
+__all__ = ("ColorMode", "Renderer", "forces_color", "use_color")
 
 ColorMode = Literal["auto", "always", "never"]
 
@@ -83,9 +83,15 @@ def use_color(mode: ColorMode, isatty: bool, environ: Mapping[str, str] = os.env
         return mode == "always"
     if environ.get("NO_COLOR"):
         return False
-    if environ.get("FORCE_COLOR"):
+    if forces_color(environ):
         return True
     return isatty and environ.get("TERM") != "dumb"
+
+
+def forces_color(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether ``FORCE_COLOR`` asks for colours: set, and not empty, ``0`` or ``false``,
+    which the tools that read it (Node's among them) take for "off"."""
+    return environ.get("FORCE_COLOR", "").strip().lower() not in ("", "0", "false")
 
 
 _FONT_PARAM = re.compile(rb"(?<![0-9:])(?:0*1[0-9]|[0-9]{10,})(?![0-9:])")
