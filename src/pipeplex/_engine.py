@@ -297,12 +297,13 @@ class Engine:
         assert self._stop is not None, "run() has not begun"
         await asyncio.shield(self._stop)
 
-    def force_stop(self) -> None:
-        """Skip the remaining grace periods: SIGKILL whatever still runs."""
+    def force_stop(self, cause: str | None = None) -> None:
+        """Skip the remaining grace periods: SIGKILL whatever still runs. ``cause``, what
+        asked for it (``got SIGQUIT``), begins the line that says so."""
         self.request_stop()
         if self.stopper.skip_grace():
-            self.bus.publish(Note("skipping the grace period: SIGKILL to every member",
-                                  level="warning"))
+            said = "skipping the grace period: SIGKILL to every member"
+            self.bus.publish(Note(f"{cause}: {said}" if cause else said, level="warning"))
 
     async def restart(self, name: str, *, stdin_first: bool = False) -> int:
         """Stop member ``name`` (the usual escalation) and start it again. ``stdin_first``:

@@ -390,7 +390,9 @@ def _install_signal_handlers(
             engine.interrupted_by = sig
         if sig == signal.SIGQUIT or (sig == signal.SIGINT
                                      and (engine.stop_asked or not first)):
-            engine.force_stop()
+            # (Said, unless it is the Ctrl-C that the first one's line asked for.)
+            told = first or sig != engine.interrupted_by
+            engine.force_stop(cause=f"got {sig.name}" if told else None)
         elif first:
             engine.bus.publish(Note(f"got {sig.name}: the cast is already stopping{hint}"))
         elif sig not in repeated:

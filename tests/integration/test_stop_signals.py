@@ -375,9 +375,12 @@ def test_a_persons_kill_in_the_grace_is_its_own_end_in_its_summary_too(run_dir: 
         plex.text
 
 
-def test_ctrl_c_after_pipeplex_stop_skips_the_grace(run_dir: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT])
+def test_ctrl_c_after_pipeplex_stop_skips_the_grace(run_dir: Path, sig: signal.Signals) -> None:
     """`pipeplex stop` asked for the stop: a Ctrl-C then is the second request, as after a
-    first Ctrl-C, and ends the grace of a member that ignores SIGTERM."""
+    first Ctrl-C, and ends the grace of a member that ignores SIGTERM; so does Ctrl-\\.
+    The line says which signal did it (it said only "skipping the grace period", the
+    signal named nowhere before the last line)."""
     with Pipeplex("run", "-p", f"stuck={py(IGNORE_TERM)}", "--grace", "600",
                   "--run-dir", run_dir) as plex:
         plex.expect(r"^stuck +\| up$")
@@ -385,9 +388,10 @@ def test_ctrl_c_after_pipeplex_stop_skips_the_grace(run_dir: Path) -> None:
                               capture_output=True, timeout=30)
         assert stop.returncode == 0, stop
         plex.expect(r"^stuck +\* closed its stdin; sent SIGTERM")
-        plex.signal(signal.SIGINT)
-        plex.expect(r"skipping the grace period")
-        assert plex.wait() == 130
+        plex.signal(sig)
+        plex.expect(rf"^pipeplex \* got {sig.name}: skipping the grace period: SIGKILL to every "
+                    r"member$")
+        assert plex.wait() == 128 + sig
     assert "already stopping" not in plex.text
 
 
