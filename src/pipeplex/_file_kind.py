@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ("file_kind", "same_file")
+__all__ = ("file_kind", "records_apart", "same_file")
 
 
 def file_kind(mode: int) -> str:
@@ -30,3 +31,20 @@ def same_file(one: Path, other: Path) -> bool:
             return os.path.realpath(one) == os.path.realpath(other)
     except (ValueError, OSError):  # (a NUL in a name; a link that may not be read)
         return False
+
+
+def records_apart(written: Sequence[tuple[str, str, Path]]) -> str | None:
+    """Why two of the files a command is to write (each: what it is, the option that names
+    it, its path) are one file, the later one's option to be changed; None if none are.
+    Paths compare with their links and ``..`` resolved (most are not made yet)."""
+    seen: dict[str, str] = {}
+    for what, option, path in written:
+        try:
+            key = os.path.realpath(path)
+        except (OSError, ValueError):  # (a link that may not be read; a NUL in a name)
+            continue
+        if key in seen:
+            return (f"cannot write {path}, {what}: it is {seen[key]}; give {option} a path "
+                    "of its own")
+        seen[key] = what
+    return None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from ._events import Event, InputSent, Note, Started
-from ._file_kind import same_file
+from ._file_kind import records_apart, same_file
 from ._printable import printable
 from ._signals import (
     HELD_AT_START,
@@ -84,6 +84,9 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
             load_errors.append((path, str(exc)))
     _check_not_scenario_files(files, scenarios, junit=junit, transcript=transcript,
                               transcript_folder=transcript_folder or len(files) > 1)
+    _check_records_apart(scenarios, junit=junit, transcript=transcript,
+                         transcript_folder=transcript_folder or len(files) > 1,
+                         log_dir=log_dir, several=len(files) > 1)
     for _, message in load_errors:  # (before the others run: CI shows them at once)
         _say(_style("ERROR ", "1;31", colored) + printable(message))
     began = time.monotonic()
@@ -364,6 +367,32 @@ def _check_not_scenario_files(files: Sequence[Path], scenarios: Sequence[Scenari
             continue
         print(printable(f"pipeplex: error: cannot {what} {path}: {why}; give {option} a path "
                         "of its own"), file=sys.stderr)
+        sys.exit(LOAD_ERROR)
+
+
+def _check_records_apart(scenarios: Sequence[Scenario], *, junit: Path | None,
+                         transcript: Path | None, transcript_folder: bool,
+                         log_dir: Path | None, several: bool) -> None:
+    """Exit with status 2 when two of the records asked for are one file (``--junit F
+    --transcript F``; ``--transcript logs/a.log --log-dir logs`` with a member ``a``): the
+    one written last would replace the other without a word."""
+    names = _record_names(scenarios)
+    written: list[tuple[str, str, Path]] = []
+    if junit is not None:
+        written.append(("the JUnit report", "--junit", junit))
+    if transcript is not None:
+        written += ([(f"the transcript of {scenario.path}", "--transcript",
+                      transcript / f"{name}.jsonl")
+                     for scenario, name in zip(scenarios, names, strict=True)]
+                    if transcript_folder else [("the transcript", "--transcript", transcript)])
+    if log_dir is not None:
+        for scenario, name in zip(scenarios, names, strict=True):
+            folder = log_dir / name if several else log_dir
+            written += [(f"the log of {member} ({scenario.path})", "--log-dir",
+                         folder / f"{member}.log") for member in scenario.cast.names]
+    refusal = records_apart(written)
+    if refusal is not None:
+        print(printable(f"pipeplex: error: {refusal}"), file=sys.stderr)
         sys.exit(LOAD_ERROR)
 
 

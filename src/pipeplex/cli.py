@@ -281,6 +281,14 @@ def run(args: argparse.Namespace) -> None:
         _fail(str(exc))
     if args.transcript is not None:
         _check_transcript_takes_no_file_of_the_cast(args.transcript, args.cast_file, scenario)
+        if args.log_dir is not None:
+            from ._file_kind import records_apart
+
+            refusal = records_apart([("the transcript", "--transcript", args.transcript)] + [
+                (f"the log of {name}", "--log-dir", args.log_dir / f"{name}.log")
+                for name in cast.names])
+            if refusal is not None:
+                _fail(printable(refusal))
     from ._run import RunOptions  # the engine loads only for commands that run a cast
 
     options = RunOptions(

@@ -233,3 +233,15 @@ def test_the_transcript_reaches_its_file_while_the_cast_runs(run_dir: Path) -> N
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_transcript_that_is_a_members_log_is_refused(tmp_path: Path) -> None:
+    """--transcript logs/a.log --log-dir logs: a's log replaced the transcript without a
+    word. Refused before anything starts, nothing written."""
+    logs = tmp_path / "logs"
+    result = run("run", "-p", "a=echo hello", "--no-console", "--transcript", logs / "a.log",
+                 "--log-dir", logs, "--run-dir", tmp_path / "r")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (f"pipeplex: error: cannot write {logs}/a.log, the log of a: it "
+                             "is the transcript; give --log-dir a path of its own\n")
+    assert not logs.exists()

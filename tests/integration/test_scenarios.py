@@ -1197,6 +1197,13 @@ def test_a_junit_report_in_place_of_a_link_is_refused_before_the_tests(
     ("j.toml a.toml --transcript .",
      "cannot write the transcript j.jsonl: it is the golden file of j.toml; give "
      "--transcript a path of its own"),
+    # Two records in one file: the one written last replaced the other without a word.
+    ("a.toml --junit r.out --transcript r.out",
+     "cannot write r.out, the transcript: it is the JUnit report; give --transcript a path "
+     "of its own"),
+    ("a.toml --transcript logs/c.log --log-dir logs",
+     "cannot write logs/c.log, the log of c (a.toml): it is the transcript; give --log-dir "
+     "a path of its own"),
 ])
 def test_a_report_in_place_of_a_scenario_or_golden_file_is_refused_before_the_tests(
         tmp_path: Path, args: str, said: str) -> None:
