@@ -1697,6 +1697,12 @@ def test_scenarios_share_a_cast_through_include(tmp_path: Path) -> None:
     assert steps.returncode == 2
     assert ("steps.toml:3: step in an included file: it gives members only ([procs.NAME]); "
             "step belongs in the file that includes it") in steps.stdout, steps.stdout
+    # A key no file takes (a slip for procs) is not sent to the including file.
+    (tmp_path / "casts" / "steps.toml").write_text("[procz.x]\ncmd = 'cat'\n")
+    slip = run("test", tmp_path / "d.toml")
+    assert slip.returncode == 2
+    assert ("steps.toml:1: unknown table or key 'procz' in an included file, which gives "
+            "members only ([procs.NAME]); did you mean 'procs'?") in slip.stdout, slip.stdout
 
 
 def test_a_scenario_that_says_skip_is_not_run_and_is_counted_apart(tmp_path: Path) -> None:

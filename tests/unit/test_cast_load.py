@@ -1516,3 +1516,18 @@ class TestSeveralMistakes:
                                                       CastError("b", source="f:1")])))
         assert [str(e) for e in again.errors] == ["f:1: b", "f:2: a"]
         assert str(again).startswith("f: 2 mistakes:")
+
+
+@pytest.mark.parametrize(("text", "line", "said"), [
+    ('[[procs.a]]\ncmd = "true"\n', 1,
+     "procs.a is written [[procs.a]], an array of tables: write [procs.a], in single "
+     "brackets (a member is one table)"),
+    ('[procs]\na = "true"\n', 2,
+     "procs.a must be a table with at least cmd = ..., not 'true': write [procs.a] and "
+     "cmd = ... on the next line"),
+])
+def test_a_member_not_written_as_one_table_is_told_how(
+        tmp_path: Path, text: str, line: int, said: str) -> None:
+    """[[procs.a]] with its cmd was told that it needed a cmd."""
+    exc, path = error(tmp_path, text)
+    assert str(exc) == f"{path}:{line}: {said}"

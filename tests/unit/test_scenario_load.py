@@ -402,6 +402,18 @@ def test_stderr_of_a_member_whose_stderr_goes_to_stdout_is_refused() -> None:
     assert error.source == line_of(body, "stream =", cast=merged, step_header=False)
 
 
+def test_stderr_of_a_member_on_a_full_terminal_is_refused() -> None:
+    """With pty = true stderr is the terminal too: the step could only time out, its
+    report showing the very line as not seen."""
+    full = CAST.replace('cmd = "client"', 'cmd = "client"\npty = true')
+    body = '\n[[step]]\nexpect = "x"\nin = "alice"\nstream = "stderr"\n'
+    error = load_error(body, cast=full)
+    assert error.message == ("expect step: alice has pty = true: what it writes to stderr "
+                             "comes on its terminal, with its stdout, in order (leave stream "
+                             "out)")
+    assert error.source == line_of(body, "stream =", cast=full, step_header=False)
+
+
 def test_step_must_be_an_array_of_tables() -> None:
     """``step = ...`` as a plain value is rejected."""
     error = load_error("", cast="step = 3\n" + CAST)
@@ -542,6 +554,17 @@ def test_missing_scenario_file(tmp_path: Path) -> None:
     with pytest.raises(CastError) as caught:
         load_scenario(missing)
     assert caught.value.source == os.fspath(missing)
+
+
+@pytest.mark.parametrize("pattern", ["", "x*", "(a)?", "\\b"])
+def test_a_normalize_pattern_that_matches_nothing_written_is_refused(pattern: str) -> None:
+    """Its replace went between every two characters of the golden text (X[XaX]X...),
+    and the golden file was written so; with an empty replace such a rule is harmless
+    (trailing blanks, ' *$', stripped)."""
+    error = load_error(f"\n[[normalize]]\npattern = '{pattern}'\nreplace = 'X'\n")
+    assert "matches where nothing was written, and would put 'X' between the characters " \
+        "of lines; make it match some text (x+, not x*)" in str(error), str(error)
+    scenario(f"\n[[normalize]]\npattern = '{pattern}'\n")
 
 
 def test_normalize_rules_are_loaded_in_order() -> None:

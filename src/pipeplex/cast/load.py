@@ -365,6 +365,11 @@ def _included(value: Any, where: Callable[..., str | None], base_dir: Path | Non
                                 source=where("include")) from None
             inner = _Where(shown, text)
             others = [key for key in data if key != "procs"]
+            if others and others[0] not in (*TOP_KEYS, *SCENARIO_KEYS):
+                raise CastError(f"unknown table or key {others[0]!r} in an included file, "
+                                "which gives members only ([procs.NAME])"
+                                f"{suggest_key(others[0], ('procs',))}",
+                                source=inner(others[0]))
             if others:
                 raise CastError(f"{others[0]} in an included file: it gives members only "
                                 f"([procs.NAME]); {others[0]} belongs in the file that "
@@ -392,8 +397,14 @@ def _proc(
 ) -> ProcSpec:
     here = where("procs", name)
     check_name(name, here)
+    if isinstance(table, list) and table and all(isinstance(item, dict) for item in table):
+        raise CastError(f"procs.{name} is written [[procs.{name}]], an array of tables: write "
+                        f"[procs.{name}], in single brackets (a member is one table)",
+                        source=here)
     if not isinstance(table, dict):
-        raise CastError(f"procs.{name} must be a table with at least cmd = ...", source=here)
+        raise CastError(f"procs.{name} must be a table with at least cmd = ..., not "
+                        f"{toml_value(table)}: write [procs.{name}] and cmd = ... on the next "
+                        "line", source=here)
     mistakes = Mistakes()
     for key in table:
         if key not in PROC_KEYS:

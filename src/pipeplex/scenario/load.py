@@ -269,6 +269,12 @@ def _normalize_rule(i: int, rule: Any, where: _Where) -> NormalizeRule:
     except (re.error, IndexError) as exc:
         raise CastError(f"invalid normalize replace {quoted(replace)}: {exc}",
                         source=where("normalize", i, "replace")) from None
+    if replace and any(m.start() == m.end() for text in ("", "a", "\n", "a1 b.")
+                       for m in compiled.finditer(text)):
+        raise CastError(f"normalize pattern {quoted(pattern)} matches where nothing was "
+                        f"written, and would put {quoted(replace)} between the characters of "
+                        "lines; make it match some text (x+, not x*)",
+                        source=where("normalize", i, "pattern"))
     return NormalizeRule(pattern, replace)
 
 
@@ -363,6 +369,10 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
                             source=where("step", index, "stream"))
         fields["stream"] = raw["stream"]
         target = fields.get("target")
+        if raw["stream"] == "stderr" and target in cast.names and cast[target].pty == "full":
+            raise CastError(f"{action} step: {target} has pty = true: what it writes to "
+                            "stderr comes on its terminal, with its stdout, in order (leave "
+                            "stream out)", source=where("step", index, "stream"))
         if raw["stream"] == "stderr" and target in cast.names and cast[target].stderr != "apart":
             raise CastError(f'{action} step: {target} has stderr = "stdout": what it writes '
                             "there comes on its stdout, in order (leave stream out)",
