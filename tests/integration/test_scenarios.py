@@ -1571,6 +1571,26 @@ def test_a_failure_at_the_stops_eof_says_so_and_what_to_write(tmp_path: Path) ->
     assert "once every step had passed" not in crashed.stdout
 
 
+@pytest.mark.parametrize(("sig", "then"), [
+    ("KILL", ""), ("TERM", ""),
+    ("KILL", "[[step]]\nexpect_not = 'never'\nwithin = 1\n"),  # (its end seen in the steps)
+])
+def test_a_death_by_a_signal_step_is_blamed_on_that_step(
+        tmp_path: Path, sig: str, then: str) -> None:
+    """A signal step as the last step: the member's death, seen as the stop began, was
+    blamed on the stop's EOF, with code = 137 for a wait_exit that takes -9; seen during
+    the steps, it was its exit alone."""
+    case = _scenario(tmp_path, f"[procs.a]\ncmd = 'cat'\n[[step]]\nsignal = '{sig}'\n"
+                               f"to = 'a'\n{then}")
+    result = run("test", case)
+    assert result.returncode == 1
+    number = -getattr(signal, f"SIG{sig}")
+    assert (f"a killed by SIG{sig}, sent by the signal step at {case}:4; if that is its "
+            f"end, make it a step: wait_exit = 'a' with code = {number}") in result.stdout, \
+        result.stdout
+    assert "end of input" not in result.stdout
+
+
 def test_a_path_written_from_the_cast_files_folder_is_said_to_be(tmp_path: Path) -> None:
     """A scenario in a folder of its own, run from the project's root, names its programs
     from its own folder; the member runs in pipeplex's and does not find them. The error

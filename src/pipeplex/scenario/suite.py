@@ -28,6 +28,7 @@ from .._stopping import EOF_GRACE
 from .._verdict import Failure
 from ..errors import PipeplexError
 from ..expect import Matcher
+from ..inputs.router import ALL
 from ..output.merged import MergedTranscript
 from ..output.render import Renderer
 from ..participants import Guardian
@@ -187,8 +188,8 @@ async def run_scenario(
     elif failures:
         first = failures[0]
         where = scenario.cast[first.name].source if first.name in scenario.cast.names else None
-        outcome.failure = (f"{where + ': ' if where else ''}{first.reason}"
-                           f"{_at_the_stops_eof(scenario, engine, first, steps_ended)}\n"
+        why = _at_the_stops_eof(scenario, engine, first, steps_ended, outcome.steps)
+        outcome.failure = (f"{where + ': ' if where else ''}{first.reason}{why}\n"
                            f"{engine.recent.describe(first.name)}")
     elif scenario.golden:
         outcome.failure, outcome.golden_updated = _check_golden(
@@ -238,18 +239,28 @@ def _after_a_start(scenario: Scenario, name: str) -> list[str]:
 
 
 def _at_the_stops_eof(scenario: Scenario, engine: Engine, failure: Failure,
-                      steps_ended: float) -> str:
-    """Why a member that failed once every step had passed did: the stop closed its stdin
-    and it ended so, before any signal (a program reading with ``input()`` raises at EOF),
-    and what to write instead; "" for any other failure."""
+                      steps_ended: float, steps: Sequence[StepResult]) -> str:
+    """Why a member failed, when the report can say more than its exit, and what to
+    write instead: it died of a ``signal`` step's signal (which no ``wait_exit`` made a
+    step of), or, once every step had passed, the stop closed its stdin and it ended so,
+    before any signal (a program reading with ``input()`` raises at EOF); "" otherwise."""
     member = engine.members.get(failure.name)
-    if (not scenario.steps or member is None or failure.at < steps_ended
-            or not member.stopping or member.signalled_to_stop):
+    if not scenario.steps or member is None:
         return ""
     name = quoted(failure.name)
+    returncode = member.returncode
+    code = returncode if returncode is not None and returncode < 0 else failure.status
+    if member.ended_by_a_person:
+        sent = next((r.step for r in reversed(steps) if r.step.action == "signal"
+                     and r.step.target in (failure.name, ALL)), None)
+        by = f"the signal step at {sent.source}" if sent is not None else "a person"
+        return (f", sent by {by}; if that is its end, make it a step: wait_exit = {name} "
+                f"with code = {code}")
+    if failure.at < steps_ended or not member.stopping or member.signalled_to_stop:
+        return ""
     return (f", once every step had passed, at the end of input the stop gave it (its stdin "
             f"closed, before any signal); have it end well there, or make that end a step: "
-            f"close = {name}, then wait_exit = {name} with code = {failure.status}")
+            f"close = {name}, then wait_exit = {name} with code = {code}")
 
 
 def _check_golden(
