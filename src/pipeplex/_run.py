@@ -15,7 +15,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -178,7 +178,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)
         if adoption is not None and adoption.active:
             orphans = OrphanReaper(loop, engine.own_children, guardian, bus)
-        records = _records(options, bus, writer)
+        records = _records(options, bus, writer, cast.names)
         outputs += [sink.writer for sink in records if sink.writer is not None]
         inputs = FolderInputs(engine, options.run_dir or default_run_dir(),
                               given_as=options.run_dir_option)
@@ -286,8 +286,8 @@ async def _run_with_inputs(
     return status
 
 
-def _records(options: RunOptions, bus: Bus,
-             terminal: Writer) -> list[TranscriptSink | LogDirSink]:
+def _records(options: RunOptions, bus: Bus, terminal: Writer,
+             names: Sequence[str]) -> list[TranscriptSink | LogDirSink]:
     sinks: list[TranscriptSink | LogDirSink] = []
     if options.transcript is None and options.log_dir is None:
         return sinks
@@ -296,7 +296,7 @@ def _records(options: RunOptions, bus: Bus,
     if options.transcript is not None:
         sinks.append(TranscriptSink(options.transcript, bus, terminal=terminal))
     if options.log_dir is not None:
-        sinks.append(LogDirSink(options.log_dir, bus=bus))
+        sinks.append(LogDirSink(options.log_dir, bus=bus, names=names))
     for sink in sinks:
         bus.subscribe(sink)
     return sinks

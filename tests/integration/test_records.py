@@ -245,3 +245,20 @@ def test_a_transcript_that_is_a_members_log_is_refused(tmp_path: Path) -> None:
     assert result.stderr == (f"pipeplex: error: cannot write {logs}/a.log, the log of a: it "
                              "is the transcript; give --log-dir a path of its own\n")
     assert not logs.exists()
+
+
+def test_a_member_that_never_starts_keeps_no_earlier_runs_log(tmp_path: Path) -> None:
+    """w waits for x, which fails before it is ready; lazy is started only when asked: an
+    earlier run's logs of theirs stayed, passing for this run's."""
+    logs = tmp_path / "logs"
+    logs.mkdir(mode=0o700)
+    for name in ("x", "w", "lazy"):
+        (logs / f"{name}.log").write_text("an earlier run's\n")
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.x]\ncmd = "sh -c \'exit 3\'"\nready = "up"\n'
+                    '[procs.w]\ncmd = "echo w"\nafter = "x"\n'
+                    '[procs.lazy]\ncmd = "echo lazy"\nautostart = false\n')
+    result = run("run", cast, "--no-console", "--log-dir", logs, "--run-dir", tmp_path / "r")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert {name: (logs / f"{name}.log").read_text() for name in ("x", "w", "lazy")} == {
+        "x": "", "w": "", "lazy": ""}

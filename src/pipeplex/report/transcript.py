@@ -21,7 +21,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -251,7 +251,7 @@ class LogDirSink:
     """A writer of its own: none (logs are files, which take what comes at once)."""
 
     def __init__(self, folder: str | os.PathLike[str], bus: Bus | None = None, *,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, names: Iterable[str] = ()) -> None:
         self.folder = Path(folder)
         self._bus = bus
         self._warn = warn
@@ -272,6 +272,8 @@ class LogDirSink:
         self._files: dict[str, IO[bytes] | None] = {}  # None: refused, not tried again
         self._unflushed: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
+        for name in names:  # (emptied now: a member that never starts has no earlier log)
+            self._empty(name)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Started):
@@ -336,6 +338,16 @@ class LogDirSink:
             self._bus.publish(Note(message, name=name, level="warning"))
         else:
             raise PipeplexError(message)
+
+    def _empty(self, name: str) -> None:
+        """Make the log of ``name``, a member of the cast, empty: its earlier run's, left
+        there, would pass for this run's if this run never starts it (a member waiting on
+        one that failed, one started only when asked)."""
+        if os.path.lexists(self.folder / f"{name}.log"):
+            file = self._files[name] = self._open(name)
+            if file is not None:
+                file.close()
+                del self._files[name]
 
     def _open(self, name: str) -> IO[bytes] | None:
         path = self.folder / f"{name}.log"

@@ -125,7 +125,8 @@ async def run_scenario(
     # The records first: one that cannot be written means nothing runs (PipeplexError).
     transcript_sink = TranscriptSink(transcript, bus) if transcript else None
     try:
-        logs = LogDirSink(log_dir, bus=bus, warn=outcome.warnings.append) if log_dir else None
+        logs = (LogDirSink(log_dir, bus=bus, warn=outcome.warnings.append,
+                           names=scenario.cast.names) if log_dir else None)
     except BaseException:
         if transcript_sink is not None:
             transcript_sink.close()
