@@ -25,7 +25,14 @@ from ._events import Level, Note, Output, Ready, Started
 from ._outcomes import Outcomes
 from ._plain_text import plain
 from ._printable import printable
-from ._readiness import LOOPBACK_SAID, RunWatch, listeners, port_accepts, ports_of
+from ._readiness import (
+    LOOPBACK_SAID,
+    RunWatch,
+    listeners,
+    port_accepts,
+    ports_of,
+    sockets_of,
+)
 from ._recent import RecentOutput
 from ._seat import Seat
 from ._signals import describe_returncode, exit_status, reap_children_again, signal_name
@@ -97,6 +104,18 @@ def _listens_elsewhere(member: Process, port: str) -> str:
     which = ", ".join(map(str, ports[:5])) + (", ..." if len(ports) > 5 else "")
     return (f"; it listens on port{'s' if len(ports) > 1 else ''} {which}: is ready_port the "
             "port it was told to use?")
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and the processes below it, by their parents' lists of children: cheap, as
+    a pass over /proc is not (a worker that listens for its server is found; a daemon that
+    left is not)."""
+    found, todo = [pid], [pid]
+    while todo:
+        below = children(todo.pop())
+        found += below
+        todo += below
+    return found
 
 
 def _finished(member: Process) -> bool:
@@ -1267,21 +1286,30 @@ class Engine:
                 return False
             own = " from a listener of its own (another held it before)"
             taken, seat.port_taken = seat.port_taken, frozenset()
-            waiting_for = (f"port {port} on {LOOPBACK_SAID} to accept connections"
-                           f"{own if taken else ''}")
-            seat.waiting_for = waiting_for
-            accepting = asyncio.ensure_future(port_accepts(int(port), taken=taken))
-            try:
-                await first(accepting, exit_seen, self._stop,
-                            within=deadline - loop.time())
-            finally:
-                accepting.cancel()
-            if (not accepting.done() or accepting.cancelled()
-                    or accepting.exception() is not None):
-                never = (f"port {port} on {LOOPBACK_SAID} never accepted a connection"
-                         f"{own if taken else ''}{_listens_elsewhere(member, port)}")
-                await self._not_ready(member, never=never, timed_out=True)
-                return False
+            while True:
+                waiting_for = (f"port {port} on {LOOPBACK_SAID} to accept connections"
+                               f"{own if taken else ''}")
+                seat.waiting_for = waiting_for
+                accepting = asyncio.ensure_future(port_accepts(int(port), taken=taken))
+                try:
+                    await first(accepting, exit_seen, self._stop,
+                                within=deadline - loop.time())
+                finally:
+                    accepting.cancel()
+                if (not accepting.done() or accepting.cancelled()
+                        or accepting.exception() is not None):
+                    never = (f"port {port} on {LOOPBACK_SAID} never accepted a connection"
+                             f"{own if taken else ''}{_listens_elsewhere(member, port)}")
+                    await self._not_ready(member, never=never, timed_out=True)
+                    return False
+                held, owners = self._listened_by_others(member, int(port))
+                if not owners:
+                    break
+                taken = held  # (another member's, which began to listen after it started)
+                self.bus.publish(Note(
+                    f"port {port} (its ready_port) accepts connections, but {' and '.join(owners)} "
+                    "listens there, not it: it counts as ready once it listens there too",
+                    name=member.name, level="warning"))
         if spec.ready_cmd is not None:
             health = await self._check_health(member, {**started_with, **captured}, deadline)
             if health is not True:
@@ -1364,6 +1392,26 @@ class Engine:
         return (f"{member.name} was not ready after {spec.ready_timeout:.1f} s "
                 f"({_timeout_said(spec)}): its {said} never exited with code 0{last}",
                 f"which was not ready after {spec.ready_timeout:.1f} s")
+
+    def _listened_by_others(self, member: Process,
+                            port: int) -> tuple[frozenset[int], list[str]]:
+        """The listeners on ``port`` and the other members they belong to, when they all
+        belong to other members (those that start with ``member`` take a port it waits
+        for too: a copied ready_port): a connection proves nothing of its own. Else no
+        members: one of them is its own, or one that belongs to no member (a proxy that
+        listens for it, say) is there."""
+        held = listeners(port)
+        if not held or member.pid is None or held & sockets_of(_tree(member.pid)):
+            return held, []
+        owners: list[str] = []
+        owned: set[int] = set()
+        for other in self.members.values():
+            if other is not member and other.running and other.pid is not None:
+                theirs = held & sockets_of(_tree(other.pid))
+                if theirs:
+                    owners.append(other.name)
+                    owned |= theirs
+        return held, owners if owned == held else []
 
     def _note_port_taken(self, name: str, port: int) -> None:
         """Before ``name`` starts: what listens on its ``ready_port`` already (a server left

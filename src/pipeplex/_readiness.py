@@ -182,6 +182,13 @@ def listeners(port: int) -> frozenset[int]:
 def ports_of(pids: Iterable[int]) -> list[int]:
     """The TCP ports that processes ``pids`` listen on (their sockets, by inode, in
     /proc/net): where a member that never opened its ``ready_port`` listens instead."""
+    inodes = sockets_of(pids)
+    return sorted({port for port, inode in _listening() if inode in inodes})
+
+
+def sockets_of(pids: Iterable[int]) -> set[int]:
+    """The inodes of the sockets that processes ``pids`` hold (those still there, and
+    ours to read)."""
     inodes: set[int] = set()
     for pid in pids:
         try:
@@ -189,11 +196,11 @@ def ports_of(pids: Iterable[int]) -> list[int]:
         except OSError:  # (gone, or not ours to read)
             continue
         for fd in fds:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError):
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
                 if target.startswith("socket:["):
                     inodes.add(int(target[8:-1]))
-    return sorted({port for port, inode in _listening() if inode in inodes})
+    return inodes
 
 
 def _listening() -> Iterator[tuple[int, int]]:

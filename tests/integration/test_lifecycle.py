@@ -1075,6 +1075,36 @@ def test_ready_port_held_by_another_before_the_start_is_not_the_members(run_dir:
     assert "client * started" not in out
 
 
+def test_ready_port_of_another_member_started_with_it_is_not_the_members(
+        run_dir: Path) -> None:
+    """Two members of one wave wait for the same port (a copied ready_port): the first to
+    listen made the other ready too, whose own server could not bind. A listener that
+    belongs to another member now proves nothing of this one's."""
+    port = _free_port()
+    holder = py("import select, socket, sys\n"
+                "sys.stdin.readline()  # (listens only once told: after late started)\n"
+                f"s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen()\n"
+                "print('listening', flush=True)\n"
+                "select.select([], [], [])\n")
+    cast = run_dir.parent / "cast.toml"
+    cast.write_text(f"[procs.holder]\ncmd = {json.dumps(holder)}\nready_port = '{port}'\n"
+                    f"[procs.late]\ncmd = 'cat'\nready_port = '{port}'\nready_timeout = 3\n"
+                    "[procs.client]\ncmd = 'true'\nafter = ['late']\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-color") as plex:
+        plex.expect(r"^late +\* started")
+        write_fifo(run_dir / "holder.in", b"go\n")
+        plex.expect(r"^holder +\* ready$")
+        plex.expect(rf"^late +\* port {port} \(its ready_port\) accepts connections, but "
+                    "holder listens there, not it: it counts as ready once it listens there "
+                    "too$")
+        plex.expect(rf"^late +\* was not ready after 3.0 s \(its ready_timeout, at {cast}:7\); "
+                    f"port {port} on 127.0.0.1 or ::1 never accepted a connection from a "
+                    r"listener of its own \(another held it before\)$")
+        assert plex.wait() == 1
+    assert not re.search(r"^late +\* ready$", plex.text, re.M)
+    assert "client * started" not in plex.text
+
+
 def test_ready_port_shared_by_a_new_listener_of_the_member_is_ready(run_dir: Path) -> None:
     """A member that does listen there too (SO_REUSEPORT, as a second worker) is ready."""
     port = _free_port()
