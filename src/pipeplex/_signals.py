@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import signal
 from collections.abc import Iterable
 
@@ -38,9 +39,12 @@ otherwise dump core at its default."""
 
 
 def signal_name(sig: int) -> str:
+    """``SIGTERM``; a real-time signal by its place, ``SIGRTMIN+6``, as kill -l says it."""
     try:
         return signal.Signals(sig).name
     except ValueError:
+        if signal.SIGRTMIN < sig < signal.SIGRTMAX:
+            return f"SIGRTMIN+{sig - signal.SIGRTMIN}"
         return f"signal {sig}"
 
 
@@ -71,7 +75,8 @@ def exit_status(returncode: int) -> int:
 
 
 def parse_signal(text: str) -> int:
-    """``TERM``, ``SIGTERM``, ``term`` or ``15`` to a signal number.
+    """``TERM``, ``SIGTERM``, ``term`` or ``15`` to a signal number; a real-time signal by
+    its number or its place (``RTMIN+6``, ``SIGRTMAX-2``).
 
     Raises:
         ValueError: not a signal this system knows.
@@ -79,12 +84,23 @@ def parse_signal(text: str) -> int:
     text = text.strip()
     if text.isascii() and text.isdigit():  # ("²" is a digit to isdigit, no number to int)
         number = int(text)
-        if number in {s.value for s in signal.Signals}:
+        if number in _valid():
             return number
-        raise ValueError(f"no signal number {number}")
+        raise ValueError(f"no signal number {number} (this system's run from 1 to "
+                         f"{max(_valid())})")
+    if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
+        raise ValueError(f"a signal number is positive ({text[1:]}, not {text})")
     name = text.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
+    place = re.fullmatch(r"SIGRT(MIN|MAX)(?:([+-])(\d{1,3}))?", name)
+    if place is not None:
+        base = signal.SIGRTMIN if place[1] == "MIN" else signal.SIGRTMAX
+        number = base + (int(place[3]) * (1 if place[2] == "+" else -1) if place[2] else 0)
+        if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+            return int(number)
+        raise ValueError(f"no signal {text!r}: the real-time signals run from RTMIN to "
+                         f"RTMIN+{signal.SIGRTMAX - signal.SIGRTMIN} (RTMAX)")
     try:
         return int(signal.Signals[name])
     except KeyError:

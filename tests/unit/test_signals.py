@@ -31,6 +31,12 @@ from pipeplex._signals import (
         ("9", signal.SIGKILL),
         ("Usr1", signal.SIGUSR1),
         ("HUP", signal.SIGHUP),
+        # Real-time signals (some daemons reload on one): by number, or by their place.
+        (str(signal.SIGRTMIN + 6), signal.SIGRTMIN + 6),
+        ("RTMIN+6", signal.SIGRTMIN + 6),
+        ("sigrtmax-2", signal.SIGRTMAX - 2),
+        ("RTMIN", signal.SIGRTMIN),
+        ("SIGRTMAX", signal.SIGRTMAX),
     ],
 )
 def test_parse_signal(text: str, number: int) -> None:
@@ -44,9 +50,10 @@ def test_parse_signal(text: str, number: int) -> None:
         ("bogus", r"unknown signal 'bogus' \(try TERM, INT, HUP, KILL, USR1 or a number\)"),
         ("SIGBOGUS", r"unknown signal 'SIGBOGUS'"),
         ("", r"unknown signal ''"),
-        ("-9", r"unknown signal '-9'"),
+        ("-9", r"a signal number is positive \(9, not -9\)"),
+        ("RTMIN+99", r"no signal 'RTMIN\+99': the real-time signals run from RTMIN to RTMIN\+"),
         ("SIG_IGN", r"unknown signal 'SIG_IGN'"),
-        ("999", r"no signal number 999"),
+        ("999", r"no signal number 999 \(this system's run from 1 to "),
         ("0", r"no signal number 0"),
         ("\u00b2", r"unknown signal '\u00b2'"),  # a digit to str.isdigit, no number to int
     ],
@@ -94,6 +101,7 @@ def test_signal_name() -> None:
     """Known signals give their name; others a readable fallback."""
     assert signal_name(signal.SIGINT) == "SIGINT"
     assert signal_name(200) == "signal 200"
+    assert signal_name(signal.SIGRTMIN + 6) == "SIGRTMIN+6"  # (as kill -l says it)
 
 
 CLEANED = (
