@@ -946,6 +946,22 @@ class TestNames:
         with pytest.raises(CastError, match=f"the name {name!r} is reserved"):
             parse_proc_option(f"{name}=x")
 
+    @pytest.mark.parametrize(("name", "reserved"), [("ALL", "all"), ("Pipeplex", "pipeplex")])
+    def test_reserved_names_in_another_case(self, tmp_path: Path, name: str,
+                                            reserved: str) -> None:
+        """``Pipeplex * ...`` beside ``pipeplex * ...`` in the stream: refused too."""
+        err, _ = error(tmp_path, f'[procs.{name}]\ncmd = "x"\n')
+        assert err.message.startswith(f"the name {name!r} reads as {reserved!r}, which is "
+                                      "reserved (")
+
+    def test_names_apart_only_by_case(self, tmp_path: Path) -> None:
+        """a and A: a.in and A.in are one file where names are caseless."""
+        err, path = error(tmp_path, '[procs.a]\ncmd = "x"\n[procs.A]\ncmd = "x"\n')
+        assert str(err) == (f"{path}:3: member name 'A' differs from 'a' (at {path}:1) only "
+                            "by case: their NAME.in files are one file where names are "
+                            "caseless (macOS), and they read alike in the stream; give them "
+                            "names apart")
+
     @pytest.mark.parametrize("name", ["a" * 64, "web-1.v2_x", "9lives", "A"])
     def test_good_member_names(self, tmp_path: Path, name: str) -> None:
         """Letters, digits, '_', '.' and '-' up to 64 characters are accepted."""

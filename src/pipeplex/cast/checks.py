@@ -62,9 +62,11 @@ def check_name(name: str, source: str | None) -> None:
             " starting with a letter or digit",
             source=source,
         )
-    if name in RESERVED_NAMES:
-        raise CastError(f"the name {name!r} is reserved ({RESERVED_NAMES[name]}); choose "
-                        "another", source=source)
+    if name.lower() in RESERVED_NAMES:
+        reserved = name.lower()
+        what = (f"the name {name!r} is reserved" if name == reserved else
+                f"the name {name!r} reads as {reserved!r}, which is reserved")
+        raise CastError(f"{what} ({RESERVED_NAMES[reserved]}); choose another", source=source)
 
 
 class Mistakes:
@@ -108,6 +110,7 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
         with mistakes.collecting():
             check_fields(proc)
     mistakes.raise_any()  # (what follows reads each member's name and after)
+    folded: dict[str, ProcSpec] = {}
     for proc in cast_spec.procs:
         if proc.name in seen:
             earlier = seen[proc.name].source
@@ -115,7 +118,14 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
                     f"also declared at {earlier or 'the command line'}")
             mistakes.found.append(CastError(f"duplicate member name {proc.name!r} ({also})",
                                             source=proc.source))
+        elif (alike := folded.get(proc.name.casefold())) is not None:
+            mistakes.found.append(CastError(
+                f"member name {proc.name!r} differs from {alike.name!r} (at "
+                f"{alike.source or 'the command line'}) only by case: their NAME.in files "
+                "are one file where names are caseless (macOS), and they read alike in the "
+                "stream; give them names apart", source=proc.source))
         seen[proc.name] = proc
+        folded.setdefault(proc.name.casefold(), proc)
     for proc in cast_spec.procs:
         for dep in proc.after:
             if dep == proc.name:
