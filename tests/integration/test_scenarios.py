@@ -1775,3 +1775,14 @@ def test_lf_runs_what_failed_the_last_time(tmp_path: Path) -> None:
     assert ("pipeplex: none of these scenarios failed the last time it ran here: running "
             "them all") in everything.stderr
     assert not list(tmp_path.glob(".*cache*"))  # (nothing written into the project)
+
+
+def test_closing_a_member_that_was_never_started_fails_the_step(tmp_path: Path) -> None:
+    """close = 'b' for a member with autostart = false that no step started passed, closing
+    nothing, where send, signal and expect to it fail."""
+    case = _scenario(tmp_path, "[procs.a]\ncmd = 'cat'\n[procs.b]\ncmd = 'cat'\n"
+                               "autostart = false\n[[step]]\nclose = 'b'\n")
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert (f"{case}:7: close 'b': b was never started: there is no stdin of it to close"
+            in result.stdout), result.stdout

@@ -382,6 +382,13 @@ def test_required_options(body: str, needed: str) -> None:
         ('wait_exit = "alice"\ncode = true',
          "wait_exit step: code must be a whole number, not true"),
         ('wait_exit = "alice"\ncode = 1.5', "wait_exit step: code must be a whole number, not 1.5"),
+        ('send = ""\nnewline = false\nto = "alice"',
+         "send step: an empty text with newline = false sends nothing; give it the text to "
+         "send, or leave newline out to send an empty line"),
+        *((f'wait_exit = "alice"\ncode = {code}',
+           f"wait_exit step: code {code} is no exit a process can have: an exit code is 0 to "
+           "255, a death by a signal -1 to -64 (-15 for SIGTERM)")
+          for code in (256, -65, 99999999999999999999)),
     ],
 )
 def test_option_values_are_checked(body: str, message: str) -> None:

@@ -383,6 +383,10 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
                             f"{toml_value(raw['newline'])}",
                             source=where("step", index, "newline"))
         fields["newline"] = raw["newline"]
+        if not raw["newline"] and raw.get("send") == "":
+            raise CastError("send step: an empty text with newline = false sends nothing; "
+                            "give it the text to send, or leave newline out to send an "
+                            "empty line", source=where("step", index, "newline"))
     if "timeout" in raw:
         fields["timeout"] = seconds("timeout", raw["timeout"])
     if "within" in raw:
@@ -391,7 +395,12 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
         if not isinstance(raw["code"], int) or isinstance(raw["code"], bool):
             raise CastError(f"wait_exit step: code must be a whole number, not "
                             f"{toml_value(raw['code'])}", source=where("step", index, "code"))
-        fields["code"] = raw["code"]
+        code = raw["code"]
+        if not -64 <= code <= 255:
+            raise CastError(f"wait_exit step: code {code} is no exit a process can have: an "
+                            "exit code is 0 to 255, a death by a signal -1 to -64 (-15 for "
+                            "SIGTERM)", source=where("step", index, "code"))
+        fields["code"] = code
     return Step(action, value, where("step", index, action) or here, **fields)
 
 

@@ -19,6 +19,7 @@ from .._signals import describe_returncode, parse_signal, signal_name
 from ..cast.spec import expand, is_port, quoted
 from ..errors import ExpectTimeout, PipeplexError, SignalRefused, UnexpectedExit
 from ..expect import EOF, TIMEOUT, Expectation, Matcher
+from ..inputs.router import ALL
 from .model import Scenario, Step
 
 __all__ = ("StepFailed", "StepResult", "run_steps")
@@ -267,6 +268,9 @@ async def _signal(step: Step, value: str, run: _Run) -> None:
 
 
 async def _close(step: Step, value: str, run: _Run) -> None:
+    if value != ALL and run.engine.members[value].pid is None:  # (its stdin is still to come)
+        raise StepFailed(step, f"{value} was never started: there is no stdin of it to close",
+                         member=value)
     run.engine.router.close_input(value)
 
 
