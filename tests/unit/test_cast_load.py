@@ -1338,13 +1338,15 @@ class TestCheckCommands:
         assert info.value.source == "cast.toml:7"
 
     def test_shell_and_variable_commands_are_not_checked(self, tmp_path: Path) -> None:
-        """Shell commands and commands with variables are left to start time."""
+        """Shell commands and commands with variables are left to start time (braces that
+        no member fills are text, and do not make a command one of those)."""
         path = {"PATH": str(tmp_path)}
         check_commands(
             CastSpec(
                 (
                     ProcSpec("a", "no-such-tool | cat", shell=True, env=path),
-                    ProcSpec("b", "no-such-tool {port}", env=path),
+                    ProcSpec("s", "true", ready=r"(?P<port>\d+)"),
+                    ProcSpec("b", "no-such-tool {port}", env=path, after=("s",)),
                 )
             )
         )
@@ -1547,3 +1549,26 @@ def test_a_member_not_written_as_one_table_is_told_how(
     """[[procs.a]] with its cmd was told that it needed a cmd."""
     exc, path = error(tmp_path, text)
     assert str(exc) == f"{path}:{line}: {said}"
+
+
+def test_a_program_named_by_braces_no_member_fills_is_checked_at_load(tmp_path: Path) -> None:
+    """cmd = "{prog} x" with nothing capturing prog: the braces stay as written, and the
+    program '{prog}' was not found only as the member started, with no line."""
+    path = write(tmp_path, '[procs.a]\ncmd = "{prog} x"\n')
+    with pytest.raises(CastError) as info:
+        check_commands(load_cast(path))
+    assert str(info.value) == (f"{path}:2: a: command not found: '{{prog}}' (cmd = '{{prog}} "
+                               "x'); no member captures {prog} (a named group of a ready "
+                               "pattern), so it stays as written")
+    filled = write(tmp_path, '[procs.s]\ncmd = "true"\nready = "(?P<prog>\\\\w+)"\n'
+                             '[procs.a]\ncmd = "{prog} x"\nafter = ["s"]\n')
+    check_commands(load_cast(filled))  # (filled by s as a starts: looked for then)
+
+
+def test_an_empty_program_is_said_so(tmp_path: Path) -> None:
+    """cmd = ["", "x"] was 'command not found: ''; check the spelling and PATH'."""
+    path = write(tmp_path, '[procs.a]\ncmd = ["", "x"]\n')
+    with pytest.raises(CastError) as info:
+        check_commands(load_cast(path))
+    assert str(info.value) == (f"{path}:2: a: the program, cmd's first word, is empty (cmd = "
+                               "\"'' x\"): name the program to run there")
