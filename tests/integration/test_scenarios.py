@@ -1786,3 +1786,17 @@ def test_closing_a_member_that_was_never_started_fails_the_step(tmp_path: Path) 
     assert result.returncode == 1, result.stdout
     assert (f"{case}:7: close 'b': b was never started: there is no stdin of it to close"
             in result.stdout), result.stdout
+
+
+def test_a_start_step_that_could_not_start_gets_no_note_about_its_start(
+        tmp_path: Path) -> None:
+    """a starts after b, and neither was started: the note that a started as soon as b did
+    (give b a ready pattern) told of a start that did not happen."""
+    case = _scenario(tmp_path, "[procs.a]\ncmd = 'cat'\nautostart = false\nafter = ['b']\n"
+                               "[procs.b]\ncmd = 'cat'\nautostart = false\n"
+                               "[[step]]\nstart = 'a'\ntimeout = 1\n")
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert ("start 'a': a starts after b, which has autostart = false and was not started: "
+            "start b first") in result.stdout
+    assert "note:" not in result.stdout, result.stdout

@@ -198,7 +198,8 @@ async def run_scenario(
     if outcome.failure is not None:
         blamed = (failed.error.member if failed is not None and failed.error is not None
                   else failures[0].name if failures else None)
-        _add_notes(outcome, blamed)
+        started = blamed in engine.members and engine.members[blamed].pid is not None
+        _add_notes(outcome, blamed if started else None)
         if merged is not None:
             outcome.output = merged.text()
     return outcome
@@ -207,7 +208,8 @@ async def run_scenario(
 def _add_notes(outcome: ScenarioOutcome, blamed: str | None) -> None:
     """What may explain the failure, after it: a near miss of a variable's name, a slip
     the run warned of in the scenario's files (said here instead of after the summary),
-    and a ``blamed`` member that started after one with no readiness."""
+    and a ``blamed`` member that started after one with no readiness (None: none to blame,
+    or one that never started, which its start's wait did not cause)."""
     assert outcome.failure is not None
     scenario = outcome.scenario
     notes = list(scenario.suspicions)
