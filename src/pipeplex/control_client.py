@@ -127,6 +127,14 @@ class ControlClient:
                          "makes its folder one; pass the folder itself", run_dir=where)
         pid = _lock_pid(self.run_dir)
         alive = pid is not None and _alive(pid)
+        with contextlib.suppress(OSError):
+            mode = os.lstat(self.run_dir / SOCKET_NAME).st_mode
+            if not stat.S_ISSOCK(mode):  # (no run's leftover: one would not clean it up)
+                from ._file_kind import file_kind
+
+                return NoRun(f"{self.run_dir / SOCKET_NAME} is {file_kind(mode)}, not the "
+                             "socket of a pipeplex run; move it away or use another run "
+                             "folder", run_dir=where)
         if exc.errno == errno.ECONNREFUSED or (pid is not None and not alive):
             who = f" (pid {pid})" if pid is not None else ""
             return NoRun(

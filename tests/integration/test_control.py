@@ -559,6 +559,19 @@ def test_a_killed_run_is_reported_stale_and_cleaned_by_the_next(run_dir: Path) -
         assert re.fullmatch(rf"{plex.proc.pid} [0-9a-f]{{32}}\n", lock), lock
 
 
+def test_a_file_in_place_of_the_socket_is_no_run_to_clean_up(tmp_path: Path) -> None:
+    """A regular file named control.sock was said to be a run that ended without
+    cleaning up, which the next run would clean up: that run refuses it."""
+    folder = tmp_path / "rd"
+    folder.mkdir(mode=0o700)
+    (folder / "control.sock").write_text("")
+    result = run("status", "--run-dir", folder)
+    assert result.returncode == 4
+    assert result.stderr == (f"pipeplex: error: {folder}/control.sock is a regular file, not "
+                             "the socket of a pipeplex run; move it away or use another run "
+                             "folder\n")
+
+
 def test_a_default_run_folder_taken_over_from_a_killed_run_is_removed_at_the_end(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The folder a killed run left is the next run's (the runs' base holds only pipeplex's
