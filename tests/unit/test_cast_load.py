@@ -1572,3 +1572,12 @@ def test_an_empty_program_is_said_so(tmp_path: Path) -> None:
         check_commands(load_cast(path))
     assert str(info.value) == (f"{path}:2: a: the program, cmd's first word, is empty (cmd = "
                                "\"'' x\"): name the program to run there")
+
+
+def test_an_include_that_cannot_be_looked_at_is_not_said_missing(tmp_path: Path) -> None:
+    """A name too long (or a folder on the way that may not be entered) was 'no such cast
+    file'."""
+    name = "n" * 300 + ".toml"
+    exc, path = error(tmp_path, f'include = "{name}"\n[procs.a]\ncmd = "true"\n')
+    assert str(exc) == (f"{path}:1: include: cannot read the cast file '{name}': File name "
+                        "too long")

@@ -346,9 +346,16 @@ def _included(value: Any, where: Callable[..., str | None], base_dir: Path | Non
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
         with mistakes.collecting():
-            if not os.path.lexists(path):
+            try:
+                os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
                 raise CastError(f"include: no such cast file {written!r} (looked for {path})",
-                                source=where("include"))
+                                source=where("include")) from None
+            except OSError as exc:  # (a folder on the way that may not be entered)
+                hint = (" (a folder on its way may not be entered)"
+                        if isinstance(exc, PermissionError) else "")
+                raise CastError(f"include: cannot read the cast file {written!r}: "
+                                f"{exc.strerror or exc}{hint}", source=where("include")) from None
             real = os.path.realpath(path)
             if including is not None and real == os.path.realpath(including):
                 raise CastError(f"include: {written!r} is this file itself",
