@@ -7,6 +7,8 @@ import re
 import signal
 from collections.abc import Iterable
 
+from ._printable import quoted
+
 __all__ = (
     "HELD_AT_START",
     "PASSED_ON",
@@ -105,7 +107,7 @@ def parse_signal(text: str) -> int:
         return int(signal.Signals[name])
     except KeyError:
         raise ValueError(
-            f"unknown signal {text!r} (try TERM, INT, HUP, KILL, USR1 or a number)"
+            f"unknown signal {quoted(text)} (try TERM, INT, HUP, KILL, USR1 or a number)"
         ) from None
 
 

@@ -609,3 +609,17 @@ def test_a_report_path_that_cannot_be_reached_is_refused_before_anything_runs(
     target = tmp_path / ("n" * 300)
     stderr = _error(run("test", cast, option, target / "x"))
     assert f"argument {option}: '{target}/x' cannot be reached: File name too long" in stderr
+
+
+def test_a_name_the_locale_cannot_decode_is_shown_as_its_bytes(tmp_path: Path) -> None:
+    """In the C locale 'é' is two bytes that are no ASCII: the message showed Python's
+    internal form of them ('\\udcc3\\udca9') beside the bytes (\\xc3\\xa9)."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("LC_", "LANG", "PYTHONUTF8", "PYTHONCOERCECLOCALE"))}
+    result = subprocess.run(
+        [*PIPEPLEX, "run", "-p", "\u00e9=true", "--run-dir", str(tmp_path / "r")],
+        capture_output=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
+        env={**env, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"})
+    assert result.returncode == 2, result.stderr
+    assert (b"pipeplex: error: -p \\xc3\\xa9=true: invalid member name '\\xc3\\xa9': use 1 "
+            b"to 64 ASCII letters") in result.stderr, result.stderr

@@ -140,3 +140,10 @@ def test_clean_inherited_signals() -> None:
     assert handler not in (signal.SIG_IGN, signal.SIG_DFL)
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()
+
+
+def test_a_byte_that_is_not_utf8_is_shown_as_a_byte() -> None:
+    """A console line's byte 0xff reached the message as Python's '\\udcff'."""
+    text = b"\xff".decode("utf-8", "surrogateescape")
+    with pytest.raises(ValueError, match=r"unknown signal '\\xff' \(try"):
+        parse_signal(text)

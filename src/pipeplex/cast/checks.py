@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._printable import quoted as shown
 from .._suggest import close_match, suggest
 from ..errors import CastError, CastErrors, ours_in_tracebacks
 from .order import after_first, circle
@@ -58,8 +59,8 @@ STDERR_MODES: tuple[StderrMode, ...] = ("apart", "stdout")
 def check_name(name: str, source: str | None) -> None:
     if not NAME_RE.fullmatch(name):
         raise CastError(
-            f"invalid member name {name!r}: use 1 to 64 letters, digits, '_', '.' or '-',"
-            " starting with a letter or digit",
+            f"invalid member name {shown(name)}: use 1 to 64 ASCII letters, digits, '_', '.' "
+            "or '-', starting with a letter or digit",
             source=source,
         )
     if name.lower() in RESERVED_NAMES:
