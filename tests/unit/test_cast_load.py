@@ -141,8 +141,20 @@ class TestFileErrors:
          "given once: merge the two"),
         ('cmd = "a"\n[procs."w.b"]\n[procs."w.b"]', '[procs."w.b"] is declared twice; a table '
          "may be given once: merge the two"),
+        ('cmd = "a"\nready_timeout = 05', "Expected newline or end of document after a "
+         "statement; a number is written 5, 0.5 or 1_000 (no leading zero, digits after its "
+         "point, an underscore only between digits)"),
+        ('cmd = "a"\nenv = { A = "1", }', "Invalid initial character for a key part; an inline "
+         'table { A = "1", B = "2" } stays on one line, with no comma after its last item (or '
+         "write it as a table of its own: [procs.NAME.env])"),
+        ('cmd = "a"\nenv = {\n  A = "1"\n}', "Invalid initial character for a key part; an "
+         'inline table { A = "1", B = "2" } stays on one line, with no comma after its last '
+         "item (or write it as a table of its own: [procs.NAME.env])"),
+        ('cmd = "a"\nafter = ["b" "c"]', "Unclosed array; an array's items are separated by "
+         'commas, and it ends with ]: ["a", "b"]'),
     ], ids=["bare-text", "capital-bool", "backslash-in-double-quotes", "unclosed-string",
-            "two-values", "twice", "table-twice", "quoted-table-twice"])
+            "two-values", "twice", "table-twice", "quoted-table-twice", "leading-zero",
+            "inline-table-comma", "inline-table-lines", "array-comma"])
     def test_toml_slips_come_with_what_to_write(self, tmp_path: Path, line: str,
                                                 message: str) -> None:
         """tomllib names a slip by its effect; the commonest get what to write instead."""

@@ -264,12 +264,39 @@ def _toml_hint(message: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
         return ("; close the string on its line with the quote it began with (text over "
                 "several lines goes in \"\"\"...\"\"\" or '''...''')")
     if message.startswith("Expected newline or end of document"):
+        value = _error_line(text, exc).partition("=")[2].strip()
+        if value[:1].isdigit() or value[:2] in ("-0", "+0", "-1", "+1"):
+            return ("; a number is written 5, 0.5 or 1_000 (no leading zero, digits after "
+                    "its point, an underscore only between digits)")
         return "; write one key = value a line, with text in quotes"
+    if message == "Invalid initial character for a key part" and _in_inline_table(text, exc):
+        return ("; an inline table { A = \"1\", B = \"2\" } stays on one line, with no comma "
+                "after its last item (or write it as a table of its own: [procs.NAME.env])")
+    if message == "Unclosed array":
+        return "; an array's items are separated by commas, and it ends with ]: [\"a\", \"b\"]"
     if message.endswith("is declared twice"):
         return "; a table may be given once: merge the two"
     if message.startswith("Cannot overwrite a value"):
         return "; a key may be given once in its table"
     return ""
+
+
+def _error_line(text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """The line of ``text`` where tomllib's error is ("" at the end of the document)."""
+    at = re.search(r"\(at line (\d+), column \d+\)$", str(exc))
+    lines = text.split("\n")  # (as TOML counts lines)
+    return lines[int(at[1]) - 1] if at and int(at[1]) <= len(lines) else ""
+
+
+def _in_inline_table(text: str, exc: tomllib.TOMLDecodeError) -> bool:
+    """Whether tomllib's error is inside an inline table ``{ ... }`` left open before it."""
+    at = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
+    if at is None:
+        return False
+    lines = text.split("\n")
+    before = "\n".join([*lines[: int(at[1]) - 1], lines[int(at[1]) - 1][: int(at[2]) - 1]])
+    start = before.rfind("\n[")  # (from the table's header on: a header's brackets aside)
+    return before[start + 1:].count("{") > before[start + 1:].count("}")
 
 
 def cast_from_data(
