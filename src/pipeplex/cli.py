@@ -173,7 +173,9 @@ def _existing_file(text: str) -> Path:
     try:
         found = os.stat(text)
     except FileNotFoundError:
-        raise argparse.ArgumentTypeError(f"{quoted(text)} does not exist") from None
+        stdin = " (a transcript is read by its path, not from standard input)" if text == "-" \
+            else ""
+        raise argparse.ArgumentTypeError(f"{quoted(text)} does not exist{stdin}") from None
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise argparse.ArgumentTypeError(f"{quoted(text)} cannot be reached: {why}") from None

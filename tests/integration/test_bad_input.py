@@ -623,3 +623,17 @@ def test_a_name_the_locale_cannot_decode_is_shown_as_its_bytes(tmp_path: Path) -
     assert result.returncode == 2, result.stderr
     assert (b"pipeplex: error: -p \\xc3\\xa9=true: invalid member name '\\xc3\\xa9': use 1 "
             b"to 64 ASCII letters") in result.stderr, result.stderr
+
+
+def test_a_cast_file_that_is_a_link_to_nowhere_or_a_dash_is_said_so(tmp_path: Path) -> None:
+    """'no such cast file' for a link the user can see in ls, and for '-', which reads as
+    standard input to most tools."""
+    link = tmp_path / "cast.toml"
+    link.symlink_to(tmp_path / "gone.toml")
+    assert (f"{link}: no such cast file (a symbolic link to {tmp_path / 'gone.toml'}, which "
+            "does not exist)") in _error(run("run", link))
+    assert ("-: no such cast file ('-' is a file's name here: pipeplex reads a cast file by "
+            "its path, not from standard input; save it to a file)") in _error(
+        run("run", "-", cwd=tmp_path))
+    assert ("'-' does not exist (a transcript is read by its path, not from standard input)"
+            in _error(run("replay", "-", cwd=tmp_path)))

@@ -162,7 +162,7 @@ def read_toml(path: str | os.PathLike[str], what: str) -> tuple[str, str, dict[s
         # end the wait. What is open is then known by fstat, before anything is read.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise CastError(f"no such {what}", source=shown) from None
+        raise CastError(f"no such {what}{_dangling(path)}", source=shown) from None
     except OSError as exc:
         kind = _kind_at(path) if exc.errno == errno.ENXIO else None  # (a socket)
         raise CastError(f"this is {kind}, not a {what}" if kind else
@@ -188,6 +188,19 @@ def read_toml(path: str | os.PathLike[str], what: str) -> tuple[str, str, dict[s
         raise CastError(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the {what} as "
                         "UTF-8", source=f"{shown}:{line}") from None
     return shown, text, parse_toml(text, shown)
+
+
+def _dangling(path: str | os.PathLike[str]) -> str:
+    """For a path that is not there: that it is a symbolic link to nowhere, if it is; that
+    '-' is no way to say standard input here."""
+    if os.fspath(path) == "-":
+        return " ('-' is a file's name here: pipeplex reads a cast file by its path, not from "\
+            "standard input; save it to a file)"
+    try:
+        target = os.readlink(path)
+    except (OSError, ValueError):
+        return ""
+    return f" (a symbolic link to {target}, which does not exist)"
 
 
 def _kind(mode: int) -> str | None:
