@@ -954,7 +954,8 @@ def test_a_broken_golden_file_fails_its_scenario_and_loses_no_other(tmp_path: Pa
     report = tmp_path / "junit.xml"
     result = run("test", broken, good, "--junit", report)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"golden file {tmp_path / 'b.golden'} is not UTF-8 text (byte 0)" in result.stdout
+    # (Its line and the byte's value: "byte 0" was its offset, read as a NUL.)
+    assert f"golden file {tmp_path / 'b.golden'}:1 is not UTF-8 text (byte 0xff)" in result.stdout
     assert "1 passed, 1 failed" in result.stdout
     assert len(ET.parse(report).getroot().findall(".//testcase")) == 2
 
@@ -1040,7 +1041,8 @@ def test_replay_shows_every_readable_record_and_says_which_it_skipped(tmp_path: 
     assert result.stderr == (
         f"pipeplex: warning: {transcript}:2: a record with a field of the wrong kind "
         "(ValueError: could not convert string to float: 'soon'); skipped\n"
-        f"pipeplex: warning: {transcript}:4: not a transcript record: not UTF-8 (byte 1); "
+        f"pipeplex: warning: {transcript}:4: not a transcript record: not UTF-8 (byte 0xff, "
+        "the line's 1st); "
         "skipped\n"
         f"pipeplex: warning: {transcript}:6: not a transcript record: Unterminated string "
         "starting at column 39 (the line is cut off); skipped\n")

@@ -182,7 +182,7 @@ def numbered_records(path: str | os.PathLike[str], *, on_bad: Callable[[str], No
                 record = json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 on_bad(f"{path}:{lineno}: not a transcript record: not UTF-8 (byte "
-                       f"{exc.start + 1})")
+                       f"0x{raw[exc.start]:02x}, the line's {_nth(exc.start + 1)})")
                 continue
             except json.JSONDecodeError as exc:
                 cut = " (the line is cut off)" if not raw.endswith(b"\n") else ""
@@ -209,3 +209,10 @@ def _lines(file: IO[bytes]) -> Iterator[bytes | None]:
         while (rest := file.readline(64 * 1024)) and not rest.endswith(b"\n"):
             pass
         yield None
+
+
+def _nth(number: int) -> str:
+    """1st, 2nd, 3rd, 11th..."""
+    tens = number % 100
+    suffix = "th" if 11 <= tens <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"

@@ -306,8 +306,10 @@ def _compared(path: Path, actual: str, update_command: str) -> str | None:
                     "which pipeplex does not follow")
         return f"cannot read golden file {os.fspath(path)}: {exc.strerror or exc}"
     except UnicodeDecodeError as exc:
-        return (f"golden file {os.fspath(path)} is not UTF-8 text (byte {exc.start}); write "
-                f"it again with {update_command}")
+        bad = exc.object[exc.start]
+        line = exc.object[:exc.start].count(b"\n") + 1
+        return (f"golden file {os.fspath(path)}:{line} is not UTF-8 text (byte 0x{bad:02x}); "
+                f"write it again with {update_command}")
     diff = compare_golden(expected, actual, path=os.fspath(path), update_command=update_command)
     if not diff:
         return None
