@@ -1375,8 +1375,9 @@ class Engine:
                             f"({_run_limit_said(spec)}) and was killed"
                             f"{_said(output)}")
             elif isinstance(error := check.exception(), SpawnError):
-                return (f"{member.name}: its {said} cannot be started: {error.reason}",
-                        "whose ready_cmd could not be started")
+                where = spec.key_sources.get("ready_cmd")
+                return (f"{member.name}: its {said}{f' (at {where})' if where else ''} cannot "
+                        f"be started: {error.reason}", "whose ready_cmd could not be started")
             elif (returncode := check.result()) == 0:
                 return True
             else:

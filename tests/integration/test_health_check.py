@@ -95,8 +95,8 @@ def test_a_check_that_cannot_start_fails_at_once(tmp_path: Path) -> None:
                     "ready_timeout = 60\n")
     result = run("run", cast, "--run-dir", tmp_path / "run")
     assert result.returncode == 1, result.stdout
-    assert (f"db: its ready_cmd ['{missing}'] cannot be started: " in result.stdout
-            ), result.stdout
+    assert (f"db: its ready_cmd ['{missing}'] (at {cast}:3) cannot be started: "
+            in result.stdout), result.stdout  # (a path: looked for only as it runs)
     assert "was not ready after" not in result.stdout
 
 
