@@ -2012,6 +2012,20 @@ def test_captured_values_are_read_from_python_and_used_by_a_later_spawn() -> Non
         client.expect("^port=41234$")
 
 
+def test_a_later_spawn_may_name_its_program_by_a_captured_value(tmp_path: Path) -> None:
+    """cmd = "{prog} hello", prog captured by a member spawned before: the check of the
+    program, made on a cast of that one member, took the braces for text no member
+    fills and refused '{prog}' as not found."""
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho tool says \"$1\"\n")
+    tool.chmod(0o755)
+    with Plex(timeout=LONG) as plex:
+        plex.spawn("server", ["sh", "-c", f"echo prog={tool}; exec cat"],
+                   ready=r"prog=(?P<prog>\S+)")
+        client = plex.spawn("client", "{prog} hello")
+        client.expect("^tool says hello$")
+
+
 DIRTY_SIGNALS = """\
 import signal, sys, threading, warnings
 import pipeplex

@@ -1308,8 +1308,8 @@ class Engine:
                 taken = held  # (another member's, which began to listen after it started)
                 self.bus.publish(Note(
                     f"port {port} (its ready_port) accepts connections, but {' and '.join(owners)} "
-                    "listens there, not it: it counts as ready once it listens there too",
-                    name=member.name, level="warning"))
+                    f"listen{'s' if len(owners) == 1 else ''} there, not it: it counts as ready "
+                    "once it listens there too", name=member.name, level="warning"))
         if spec.ready_cmd is not None:
             health = await self._check_health(member, {**started_with, **captured}, deadline)
             if health is not True:
@@ -1397,17 +1397,19 @@ class Engine:
     def _listened_by_others(self, member: Process,
                             port: int) -> tuple[frozenset[int], list[str]]:
         """The listeners on ``port`` and the other members they belong to, when they all
-        belong to other members (those that start with ``member`` take a port it waits
-        for too: a copied ready_port): a connection proves nothing of its own. Else no
-        members: one of them is its own, or one that belongs to no member (a proxy that
-        listens for it, say) is there."""
+        belong to other members that wait for the same port (one of a wave with a copied
+        ready_port): a connection proves nothing of its own. Else no members: one of them
+        is its own, or one that belongs to no such member (a proxy that listens for it,
+        say) is there. Only those members are looked at: their trees, not every member's
+        (a cast of hundreds whose ports a proxy holds)."""
         held = listeners(port)
         if not held or member.pid is None or held & sockets_of(_tree(member.pid)):
             return held, []
         owners: list[str] = []
         owned: set[int] = set()
         for other in self.members.values():
-            if other is not member and other.running and other.pid is not None:
+            if (other is not member and other.running and other.pid is not None
+                    and expand(other.spec.ready_port or "", self.variables) == str(port)):
                 theirs = held & sockets_of(_tree(other.pid))
                 if theirs:
                     owners.append(other.name)

@@ -562,6 +562,14 @@ class AsyncPlex:
             # The run is over: clients now learn there is none, and the folder is free.
             inputs.close()
 
+    def _captured(self) -> set[str]:
+        """The variables the plex has, and those its members capture (or will, once
+        ready): what a member added now may use in its command."""
+        engine = self.engine
+        return {*engine.variables,
+                *(var for member in engine.members.values()
+                  for var in member.spec.captured_variables())}
+
     def _check_can_add(self, name: str) -> None:
         engine = self.engine
         if engine.stopping:
@@ -681,7 +689,7 @@ class AsyncPlex:
             source="spawn()",
         )
         check_fields(spec)  # a bad ready pattern or ready_timeout, as in a cast
-        check_commands(CastSpec((spec,)))
+        check_commands(CastSpec((spec,)), self._captured())
         self._check_can_add(name)
         await self.engine.stop_leftovers(name)  # an ended member's, before its name is reused
         member = self._add(spec)
@@ -791,7 +799,7 @@ class AsyncPlex:
         if source is None:
             raise ArgumentError("load() needs the path of a cast or scenario file")
         scenario = load_scenario(source)
-        check_commands(scenario.cast)
+        check_commands(scenario.cast, self._captured())
         for spec in scenario.cast.procs:  # all or nothing: no member added if one cannot be
             self._check_can_add(spec.name)
         for spec in scenario.cast.procs:

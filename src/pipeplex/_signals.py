@@ -41,12 +41,15 @@ otherwise dump core at its default."""
 
 
 def signal_name(sig: int) -> str:
-    """``SIGTERM``; a real-time signal by its place, ``SIGRTMIN+6``, as kill -l says it."""
+    """``SIGTERM``; a real-time signal by its place, as ``kill -l`` says it: ``SIGRTMIN+6``
+    in the lower half, ``SIGRTMAX-2`` in the upper."""
     try:
         return signal.Signals(sig).name
     except ValueError:
         if signal.SIGRTMIN < sig < signal.SIGRTMAX:
-            return f"SIGRTMIN+{sig - signal.SIGRTMIN}"
+            middle = (signal.SIGRTMIN + signal.SIGRTMAX) // 2
+            return (f"SIGRTMIN+{sig - signal.SIGRTMIN}" if sig <= middle else
+                    f"SIGRTMAX-{signal.SIGRTMAX - sig}")
         return f"signal {sig}"
 
 
@@ -88,8 +91,7 @@ def parse_signal(text: str) -> int:
         number = int(text)
         if number in _valid():
             return number
-        raise ValueError(f"no signal number {number} (this system's run from 1 to "
-                         f"{max(_valid())})")
+        raise ValueError(f"no signal number {number} on this system")
     if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
         raise ValueError(f"a signal number is positive ({text[1:]}, not {text})")
     name = text.upper()

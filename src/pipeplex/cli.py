@@ -168,8 +168,8 @@ def _folder(text: str) -> Path:
 
 
 def _existing_file(text: str) -> Path:
-    """A file to read: one that is not there, or is no regular file (a named pipe or a
-    device would be waited on or read for ever), is refused at once."""
+    """A file to read: one that is not there, or a device or socket (/dev/zero would be
+    read for ever), is refused at once; a pipe is read (``<(zcat t.jsonl.gz)``)."""
     try:
         found = os.stat(text)
     except FileNotFoundError:
@@ -179,11 +179,12 @@ def _existing_file(text: str) -> Path:
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise argparse.ArgumentTypeError(f"{quoted(text)} cannot be reached: {why}") from None
-    if not stat.S_ISREG(found.st_mode) and not stat.S_ISDIR(found.st_mode):
+    if not (stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode)
+            or stat.S_ISFIFO(found.st_mode)):
         from ._file_kind import file_kind
 
         raise argparse.ArgumentTypeError(f"{quoted(text)} is {file_kind(found.st_mode)}, not "
-                                         "a regular file")
+                                         "a file to read")
     return _file(text)
 
 
@@ -191,7 +192,7 @@ def _existing_file(text: str) -> Path:
 
 
 _MEMBERS_COLOR = {
-    "run": "; without colour, members get NO_COLOR=1 unless FORCE_COLOR is set",
+    "run": "; without colour, members get NO_COLOR=1 unless FORCE_COLOR asks for colours",
     "test": "; members get NO_COLOR=1 whatever it is, so a test reads the same everywhere",
     "show": "",
 }

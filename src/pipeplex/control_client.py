@@ -20,7 +20,6 @@ import contextlib
 import errno
 import json
 import os
-import signal
 import socket
 import stat
 import struct
@@ -308,10 +307,9 @@ def _exit_code(code: object) -> str:
     if not isinstance(code, int):
         return "-"
     if code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return f"signal {-code}"
+        from ._signals import signal_name
+
+        return signal_name(-code)
     return str(code)
 
 

@@ -119,9 +119,9 @@ class SpawnError(PipeplexError):
         self.command = command
         self.reason = reason
         self.status = status
-        shown = (command if len(command) <= _SHOWN else
-                 f"{command[:_SHOWN]}... ({len(command):,} characters)")
-        super().__init__(f"{name}: cannot start {shown!r}: {reason}")
+        shown = (repr(command) if len(command) <= _SHOWN else
+                 f"{command[:_SHOWN]!r}... (of {len(command):,} characters)")
+        super().__init__(f"{name}: cannot start {shown}: {reason}")
 
 
 class SignalRefused(PipeplexError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import json
 import os
 import re
 import resource
@@ -561,7 +562,7 @@ def test_a_path_too_long_to_look_at_is_said_at_its_line(tmp_path: Path, key: str
     line = 3 if key == "cwd" else 2
     assert f"cast.toml:{line}: a: " in stderr
     assert (f"a: cwd '{tmp_path / name}' cannot be reached: File name too long" if key == "cwd"
-            else f"a: cannot reach './{name}': File name too long") in stderr
+            else f"a: './{name}' cannot be reached: File name too long") in stderr
 
 
 def test_an_environment_variable_too_long_for_linux_is_said_at_its_line(
@@ -581,21 +582,30 @@ def test_a_command_longer_than_the_system_takes_is_said_short(tmp_path: Path) ->
     cast = tmp_path / "cast.toml"
     words = ", ".join(['"' + "y" * 1000 + '"'] * 3000)
     cast.write_text(f'[procs.a]\ncmd = ["echo", {words}]\n')
-    result = run("run", cast, "--no-console", "--no-color", "--run-dir", tmp_path / "r")
+
+    def stack_of_8_mib() -> None:  # (the system's limit is a quarter of it: 2 MiB)
+        resource.setrlimit(resource.RLIMIT_STACK,
+                           (8 << 20, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+
+    result = subprocess.run(
+        [*PIPEPLEX, "run", str(cast), "--no-console", "--no-color", "--run-dir",
+         str(tmp_path / "r")], capture_output=True, text=True, timeout=DEADLINE,
+        stdin=subprocess.DEVNULL, preexec_fn=stack_of_8_mib)
     assert result.returncode == 127, result.stderr
     said = next(line for line in result.stdout.splitlines() if "cannot start" in line)
     assert len(said) < 1000
-    assert "... (3,003,004 characters)': its command is 3,003,005 bytes long" in said
+    assert "'... (of 3,003,004 characters): its command is 3,003,005 bytes long" in said
     assert "give the program its data in a file, or on its stdin" in said
 
 
-def test_replay_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
-    """A named pipe was waited on for ever, a device read for ever."""
-    fifo = tmp_path / "t.jsonl"
-    os.mkfifo(fifo, 0o600)
-    assert "'" + str(fifo) + "' is a named pipe, not a regular file" in _error(
-        run("replay", fifo))
-    assert "'/dev/zero' is a device, not a regular file" in _error(run("replay", "/dev/zero"))
+def test_replay_refuses_a_device_and_reads_a_pipe(tmp_path: Path) -> None:
+    """/dev/zero was read for ever; a pipe (<(zcat t.jsonl.gz)) is read as a file is."""
+    assert "'/dev/zero' is a device, not a file to read" in _error(run("replay", "/dev/zero"))
+    record = json.dumps({"t": 1.0, "p": "a", "s": "out", "d": "hi\n"}) + "\n"
+    result = subprocess.run([*PIPEPLEX, "replay", "/dev/stdin", "--no-color"], input=record,
+                            capture_output=True, text=True, timeout=DEADLINE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "a | hi\n"
 
 
 @pytest.mark.parametrize("option", ["--junit", "--log-dir"])

@@ -1079,7 +1079,7 @@ def test_ready_port_of_another_member_started_with_it_is_not_the_members(
         run_dir: Path) -> None:
     """Two members of one wave wait for the same port (a copied ready_port): the first to
     listen made the other ready too, whose own server could not bind. A listener that
-    belongs to another member now proves nothing of this one's."""
+    belongs to another member waiting for that port now proves nothing of this one's."""
     port = _free_port()
     holder = py("import select, socket, sys\n"
                 "sys.stdin.readline()  # (listens only once told: after late started)\n"
@@ -1088,7 +1088,7 @@ def test_ready_port_of_another_member_started_with_it_is_not_the_members(
                 "select.select([], [], [])\n")
     cast = run_dir.parent / "cast.toml"
     cast.write_text(f"[procs.holder]\ncmd = {json.dumps(holder)}\nready_port = '{port}'\n"
-                    f"[procs.late]\ncmd = 'cat'\nready_port = '{port}'\nready_timeout = 3\n"
+                    f"[procs.late]\ncmd = 'cat'\nready_port = '{port}'\nready_timeout = 600\n"
                     "[procs.client]\ncmd = 'true'\nafter = ['late']\n")
     with Pipeplex("run", cast, "--run-dir", run_dir, "--no-color") as plex:
         plex.expect(r"^late +\* started")
@@ -1097,11 +1097,9 @@ def test_ready_port_of_another_member_started_with_it_is_not_the_members(
         plex.expect(rf"^late +\* port {port} \(its ready_port\) accepts connections, but "
                     "holder listens there, not it: it counts as ready once it listens there "
                     "too$")
-        plex.expect(rf"^late +\* was not ready after 3.0 s \(its ready_timeout, at {cast}:7\); "
-                    f"port {port} on 127.0.0.1 or ::1 never accepted a connection from a "
-                    r"listener of its own \(another held it before\)$")
-        assert plex.wait() == 1
-    assert not re.search(r"^late +\* ready$", plex.text, re.M)
+        plex.signal(signal.SIGTERM)  # (late would wait out its ready_timeout)
+        assert plex.wait() == 128 + signal.SIGTERM
+    assert not re.search(r"^late +\* ready$", plex.text, re.M), plex.text
     assert "client * started" not in plex.text
 
 

@@ -1576,6 +1576,7 @@ def test_a_failure_at_the_stops_eof_says_so_and_what_to_write(tmp_path: Path) ->
 @pytest.mark.parametrize(("sig", "then"), [
     ("KILL", ""), ("TERM", ""),
     ("KILL", "[[step]]\nexpect_not = 'never'\nwithin = 1\n"),  # (its end seen in the steps)
+    ("INT", "[[step]]\nsignal = 'CONT'\nto = 'all'\n"),  # (a later signal, harmless: not it)
 ])
 def test_a_death_by_a_signal_step_is_blamed_on_that_step(
         tmp_path: Path, sig: str, then: str) -> None:

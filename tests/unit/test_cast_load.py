@@ -1593,4 +1593,6 @@ def test_an_include_that_cannot_be_looked_at_is_not_said_missing(tmp_path: Path)
     exc, path = error(tmp_path, f'include = "{name}"\n[procs.a]\ncmd = "true"\n')
     assert str(exc) == (f"{path}:1: include: cannot read the cast file '{name}': File name "
                         "too long")
+    exc, path = error(tmp_path, 'include = "a\\u0000b.toml"\n[procs.a]\ncmd = "true"\n')
+    assert str(exc).startswith(f"{path}:1: include: no such cast file 'a\\x00b.toml'"), exc
 

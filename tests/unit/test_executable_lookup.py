@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
-from pipeplex.participants._spawn import find_executable, forget_executables
+from pipeplex.participants._spawn import find_executable, forget_executables, spawn_reason
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +49,17 @@ def test_names_with_a_slash_are_left_to_the_child(tmp_path: Path) -> None:
     prog = _program(tmp_path)
     assert find_executable(str(prog), {"PATH": os.defpath}) is None
     assert find_executable("./prog", {"PATH": os.defpath}) is None
+
+
+def test_a_script_refused_though_its_interpreter_runs_is_not_told_to_chmod_it(
+        tmp_path: Path) -> None:
+    """EACCES for an executable script whose #! names a program that is there and
+    executable (a file system mounted noexec): its interpreter was said not executable, to
+    be made so with chmod +x, /bin/sh included."""
+    script = tmp_path / "tool"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    exc = PermissionError(errno.EACCES, "Permission denied", str(script))
+    assert spawn_reason(exc, [str(script)]) == (
+        f"permission denied: {str(script)!r} is executable, but this system refused to run "
+        "it (is its file system mounted noexec?)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from pipeplex.control_client import format_status
 
 WEB = {"name": "web", "pid": 4242, "state": "stopping", "uptime": 3.0, "restarts": 0,
@@ -32,3 +34,9 @@ def test_a_member_that_is_not_running_shows_no_pid() -> None:
     assert shown == {"running": "4200", "starting": "4201", "suspended": "4202",
                      "stopping": "4203", "restarting": "-", "exited": "-", "pending": "-",
                      "failed": "-"}
+
+
+def test_a_death_by_a_real_time_signal_is_named_as_the_stream_names_it() -> None:
+    """The stream said SIGRTMIN+6, status 'signal 40'."""
+    row = {**WEB, "state": "exited", "last_exit": -(signal.SIGRTMIN + 6)}
+    assert "SIGRTMIN+6" in format_status([row]).splitlines()[1]

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -491,8 +491,10 @@ def _requires_line_end(items: Any) -> bool:
     return False
 
 
-def check_commands(cast_spec: CastSpec) -> None:
+def check_commands(cast_spec: CastSpec, captured: Iterable[str] = ()) -> None:
     """Fail early, before anything starts, when a member's program does not exist.
+    ``captured``: the variables that members outside ``cast_spec`` capture (a running
+    plex's, for the members added to it), which its commands may use as well.
 
     A member that starts later (``after`` others, or ``autostart = false``) may run what an
     earlier one builds (``./app`` after ``make``): its program file is looked for when it
@@ -500,11 +502,11 @@ def check_commands(cast_spec: CastSpec) -> None:
     misspelt tool or folder is the usual mistake.
     """
     found: dict[tuple[str, str], bool] = {}  # (program, PATH): a cast often repeats both
-    captured = {var for proc in cast_spec.procs for var in proc.captured_variables()}
+    known = {*captured, *(var for proc in cast_spec.procs for var in proc.captured_variables())}
     mistakes = Mistakes()
     for proc in cast_spec.procs:
         with mistakes.collecting():
-            _check_command(proc, found, captured)
+            _check_command(proc, found, known)
     mistakes.raise_any()
 
 
@@ -543,7 +545,7 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool],
                             f"{_no_shell_hint(proc) or _beside_hint(proc, program)}",
                             source=proc.where("cmd"))
         if found_program is None:
-            raise CastError(f"{proc.name}: cannot reach {program!r}{why} (cmd = "
+            raise CastError(f"{proc.name}: {program!r} cannot be reached{why} (cmd = "
                             f"{proc.command_text!r})", source=proc.where("cmd"))
         is_dir = stat.S_ISDIR(found_program.st_mode)
         if is_dir or not os.access(target, os.X_OK):

@@ -388,7 +388,7 @@ def _included(value: Any, where: Callable[..., str | None], base_dir: Path | Non
         with mistakes.collecting():
             try:
                 os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
+            except (FileNotFoundError, NotADirectoryError, ValueError):  # (ValueError: a NUL)
                 raise CastError(f"include: no such cast file {written!r} (looked for {path})",
                                 source=where("include")) from None
             except OSError as exc:  # (a folder on the way that may not be entered)

@@ -174,7 +174,8 @@ def _refused(program: str, file: str) -> str:
     """Why ``program`` (its ``file``), an executable file, could not be run (EACCES): its
     ``#!`` interpreter is not a program, or its file system does not run programs."""
     first = _first_line(file)
-    if first.startswith(b"#!") and (interpreter := _interpreter(first)):
+    if (first.startswith(b"#!") and (interpreter := _interpreter(first))
+            and not (os.path.isfile(interpreter) and os.access(interpreter, os.X_OK))):
         what = ("is a folder; name a program there (#!/bin/sh, #!/usr/bin/env python3)"
                 if os.path.isdir(interpreter) else
                 "is not executable; make it so (chmod +x), or name another program there"

@@ -24,6 +24,7 @@ from .._engine import DEFAULT_GRACE, Engine
 from .._events import SHOWN, Event, InputSent, Note
 from .._file_kind import file_kind
 from .._printable import quoted
+from .._signals import parse_signal
 from .._stopping import EOF_GRACE
 from .._verdict import Failure
 from ..errors import PipeplexError
@@ -253,9 +254,10 @@ def _at_the_stops_eof(scenario: Scenario, engine: Engine, failure: Failure,
     name = quoted(failure.name)
     returncode = member.returncode
     code = returncode if returncode is not None and returncode < 0 else failure.status
-    if member.ended_by_a_person:
+    if member.ended_by_a_person and returncode is not None:
         sent = next((r.step for r in reversed(steps) if r.step.action == "signal"
-                     and r.step.target in (failure.name, ALL)), None)
+                     and r.step.target in (failure.name, ALL)
+                     and _signal_of(r) == -returncode), None)
         by = f"the signal step at {sent.source}" if sent is not None else "a person"
         return (f", sent by {by}; if that is its end, make it a step: wait_exit = {name} "
                 f"with code = {code}")
@@ -264,6 +266,14 @@ def _at_the_stops_eof(scenario: Scenario, engine: Engine, failure: Failure,
     return (f", once every step had passed, at the end of input the stop gave it (its stdin "
             f"closed, before any signal); have it end well there, or make that end a step: "
             f"close = {name}, then wait_exit = {name} with code = {code}")
+
+
+def _signal_of(result: StepResult) -> int | None:
+    """The signal a ``signal`` step sent (its value, variables filled in), if it is one."""
+    try:
+        return parse_signal(result.value if result.value is not None else result.step.value)
+    except ValueError:
+        return None
 
 
 def _check_golden(
