@@ -1194,8 +1194,19 @@ def test_a_start_the_stop_came_before_says_why_the_cast_stopped() -> None:
         finally:
             await asyncio.wait_for(run, 30)
 
-    assert asyncio.run(scenario()) == ("late did not start: the cast began to stop: a exited "
-                                       "with code 0; stopping the cast (on_exit = stop)")
+    assert asyncio.run(scenario()) == ("late did not start: the cast began to stop (a exited "
+                                       "with code 0)")
+
+
+def test_a_stop_for_a_member_not_ready_or_not_started_says_which() -> None:
+    """The stop's own line was a bare "stopping the cast", and a start refused because of
+    it read "the cast began to stop: stopping the cast"."""
+    notes = _notes_of_run(ProcSpec("a", ("cat",)),
+                          ProcSpec("bad", ("sh", "-c", "exit 4"), ready="ok"), status=4)
+    assert "bad was not ready: stopping the cast" in notes
+    notes = _notes_of_run(ProcSpec("a", ("cat",)), ProcSpec("gone", ("/no/such/program",)),
+                          status=127)
+    assert "gone could not be started: stopping the cast" in notes
 
 
 async def _refusal(call: Awaitable[object]) -> str:

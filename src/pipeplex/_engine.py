@@ -444,7 +444,7 @@ class Engine:
             own = self.own_failure(name)
             if own is not None:
                 raise PipeplexError(f"{own}\n{self.recent.describe(name)}")
-            why = f": {self.stop_reason}" if self.stop_reason else ""
+            why = f" ({self.stop_cause})" if self.stop_cause else ""
             started = "become ready" if member.pid is not None else "start"
             raise PipeplexError(f"{name} did not {started}: the cast began to stop{why}")
         self._ready(name).result()  # raises why an added member did not get ready
@@ -1048,7 +1048,8 @@ class Engine:
         if restarting and member.spec.on_exit == "ignore" and self._ready(member.name).done():
             return
         # (Never ready yet: members after it would wait for it for ever.)
-        self.request_stop("stopping the cast", by=member.name)
+        self.request_stop(f"{member.name} could not be started: stopping the cast",
+                          by=member.name)
 
     def _started(self, member: Process, restarting: bool) -> None:
         """A run of the member is under way: counted, and what was said of its last run's
@@ -1675,7 +1676,7 @@ class Engine:
         # An exit before readiness gives the member's own status (1 if it exited with 0).
         status = (exit_status(member.returncode) or 1) if member.returncode is not None else 1
         self.record_failure(member.name, status, what)
-        self.request_stop("stopping the cast", by=member.name)
+        self.request_stop(f"{member.name} was not ready: stopping the cast", by=member.name)
 
     # Stopping ----------------------------------------------------------------------------
 

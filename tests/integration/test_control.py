@@ -559,6 +559,22 @@ def test_a_killed_run_is_reported_stale_and_cleaned_by_the_next(run_dir: Path) -
         assert re.fullmatch(rf"{plex.proc.pid} [0-9a-f]{{32}}\n", lock), lock
 
 
+def test_a_last_request_without_a_newline_is_answered(run_dir: Path) -> None:
+    """printf '%s' '{"op": "ping"}' | socat - UNIX-CONNECT:...: the request, then the
+    client's half of the connection closed, got no answer and no error."""
+    with cats(run_dir, "c") as plex:
+        plex.expect(r"^c \* started")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(DEADLINE)
+            sock.connect(str(run_dir / "control.sock"))
+            sock.sendall(b'{"op": "ping"}')
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert json.loads(answer)["ok"] is True, answer
+
+
 def test_a_file_in_place_of_the_socket_is_no_run_to_clean_up(tmp_path: Path) -> None:
     """A regular file named control.sock was said to be a run that ended without
     cleaning up, which the next run would clean up: that run refuses it."""

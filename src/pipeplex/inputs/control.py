@@ -215,11 +215,18 @@ class ControlServer:
                     "try again when some have closed").answer)
                 await _linger(reader, stream)
                 return
-            while True:
+            last = False
+            while not last:
                 try:
                     line = await reader.readuntil(b"\n")
-                except asyncio.IncompleteReadError:
-                    return  # the client left (possibly in the middle of a request)
+                except asyncio.IncompleteReadError as exc:
+                    if not exc.partial.strip():
+                        return  # the client left
+                    # Its last request without a newline, then its half of the connection
+                    # closed (printf '%s' ... | socat): answered, as the console and the
+                    # run folder's pipes take a last line. (A client cut off in the middle
+                    # of one leaves JSON that does not parse: said to nobody.)
+                    line, last = exc.partial + b"\n", True
                 except asyncio.LimitOverrunError:
                     await _answer(stream, _Refused(
                         "too_large", f"request exceeds {MAX_REQUEST // 1024} KiB (the limit "
