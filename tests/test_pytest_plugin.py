@@ -682,7 +682,13 @@ def test_scenario_files_named_in_the_ini_are_tests(pytester: pytest.Pytester) ->
             "--pipeplex-update") in out
     assert "scenarios/bad.toml:4: expect 'never': not seen within 0.2 s" in out
     assert "scenarios/broken.toml:3: c: unknown key 'x'" in out
-    assert "Captured pipeplex transcript call" in out and "Traceback" not in out
+    assert "- pipeplex transcript -" in out and "Traceback" not in out
+    # Part of the failure: pytest's JUnit XML carries it (a report section it drops).
+    xml = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--junitxml=j.xml",
+                                        "scenarios/bad.toml")
+    xml.assert_outcomes(failed=1)
+    junit = (pytester.path / "j.xml").read_text()
+    assert "pipeplex transcript" in junit and "c * started" in junit, junit
     updated = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pipeplex-update",
                                             "scenarios/ok.toml")
     updated.assert_outcomes(passed=1)

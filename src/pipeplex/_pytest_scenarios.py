@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from ._printable import printable
 from .errors import PipeplexError
 
 __all__ = ("ScenarioFile", "ScenarioItem", "add_options", "pytest_collect_file")
@@ -76,7 +77,12 @@ class ScenarioFile(pytest.File):
 
 
 class ScenarioFailed(Exception):
-    """A scenario did not pass; its message is the report ``pipeplex test`` prints."""
+    """A scenario did not pass; its message is the report ``pipeplex test`` prints, and its
+    ``transcript`` the merged stream ("" when it did not run)."""
+
+    def __init__(self, report: str, transcript: str = "") -> None:
+        super().__init__(report)
+        self.transcript = transcript
 
 
 class ScenarioItem(pytest.Item):
@@ -98,10 +104,12 @@ class ScenarioItem(pytest.Item):
             scenario, grace=_grace(self.config),
             update_golden=self.config.getoption("pipeplex_update"), keep_output=True,
             update_command="pytest --pipeplex-update"))
-        if outcome.output:
-            self.add_report_section("call", _SECTION, outcome.output)
         if outcome.failure is not None:
-            raise ScenarioFailed(outcome.failure)
+            # Part of the failure's own text, not a report section: pytest's JUnit XML
+            # carries the failure (sections only with junit_logging set, and not this one).
+            raise ScenarioFailed(outcome.failure, outcome.output or "")
+        if outcome.output:  # (for -rP)
+            self.add_report_section("call", _SECTION, outcome.output)
         if outcome.warnings:
             from .pytest_plugin import PipeplexWarning
 
@@ -113,7 +121,10 @@ class ScenarioItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
         if isinstance(excinfo.value, ScenarioFailed):
-            return str(excinfo.value)
+            transcript = excinfo.value.transcript
+            header = f" {_SECTION} ".center(80, "-")
+            return str(excinfo.value) + (f"\n\n{header}\n{printable(transcript)}"
+                                         if transcript else "")
         return str(super().repr_failure(excinfo, style=style))
 
     def reportinfo(self) -> tuple[Path, int, str]:
