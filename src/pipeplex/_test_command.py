@@ -232,6 +232,7 @@ async def _run_each(
 
         done: list[StepResult] = []
         evidence: list[str] = []
+        output: list[str] = []  # (its merged stream, should it be interrupted)
         up: list[bool] = []  # (not empty once its members were up and its steps began)
 
         def on_step(result: StepResult, done: list[StepResult] = done) -> None:
@@ -254,6 +255,7 @@ async def _run_each(
             task = asyncio.create_task(run_scenario(
                 scenario, grace=grace, transcript=path, log_dir=logs, update_golden=update,
                 on_step=on_step, adoption=adoption, when_cancelled=evidence,
+                output_when_cancelled=output,
                 on_up=functools.partial(up.append, True), keep_output=keep_output))
             current[:] = [task]
             try:
@@ -266,6 +268,7 @@ async def _run_each(
                 raise  # (not our interruption: the whole run is being cancelled)
             outcome = ScenarioOutcome(
                 scenario, seconds=time.monotonic() - began, interrupted=True,
+                output="".join(output),
                 failure="\n".join([
                     f"interrupted by {signal_name(interrupted[0])} "
                     f"{_where(scenario, done, bool(up))}: "

@@ -492,6 +492,10 @@ def test_an_interrupted_test_run_reports_what_it_ran(tmp_path: Path, sig: int) -
     error = suites[str(long)].find("testcase/error")
     assert error is not None and f"interrupted by {name}" in (error.get("message") or "")
     assert "last output of s:" in (error.text or "") + (error.get("message") or "")
+    # The merged stream to where it was stuck, as a failed scenario's: a timed-out CI job's
+    # XML is all it keeps.
+    out = suites[str(long)].find("testcase/system-out")
+    assert out is not None and "s | up" in (out.text or ""), ET.tostring(suites[str(long)])
 
 
 def test_a_test_interrupted_before_its_members_are_up_says_so(tmp_path: Path) -> None:

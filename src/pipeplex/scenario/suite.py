@@ -88,6 +88,7 @@ async def run_scenario(
     on_step: Callable[[StepResult], None] = lambda result: None,
     adoption: Adoption | None = None,
     when_cancelled: list[str] | None = None,
+    output_when_cancelled: list[str] | None = None,
     on_up: Callable[[], None] = lambda: None,
     keep_output: bool = False,
     update_command: str = "pipeplex test --update",
@@ -96,8 +97,9 @@ async def run_scenario(
     the members' subreaper (``pipeplex test``), and stops what they orphan at the end.
     ``on_up``: called once its members are up, as its steps begin.
     ``when_cancelled``: if the run is cancelled (an interrupted ``pipeplex test``), it gets
-    what a report of it needs: the members' last output. ``keep_output``: a failure comes
-    with the merged stream (``outcome.output``, for JUnit's ``system-out``).
+    what a report of it needs: the members' last output; and ``output_when_cancelled``
+    the merged stream so far, when it is kept. ``keep_output``: a failure comes with the
+    merged stream (``outcome.output``, for JUnit's ``system-out``).
     ``update_command``: what writes the golden files, in messages (pytest's option)."""
     began = time.monotonic()
     bus = Bus()
@@ -160,6 +162,8 @@ async def run_scenario(
                 engine.request_stop()
         outcome.status = run.result()
     except asyncio.CancelledError:
+        if output_when_cancelled is not None and merged is not None:
+            output_when_cancelled.append(merged.text())
         if when_cancelled is not None:
             when_cancelled.extend(engine.recent.describe(name) for name in scenario.cast.names
                                   if engine.members[name].pid is not None)
