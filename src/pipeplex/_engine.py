@@ -1403,18 +1403,23 @@ class Engine:
         is its own, or one that belongs to no such member (a proxy that listens for it,
         say) is there. Only those members are looked at: their trees, not every member's
         (a cast of hundreds whose ports a proxy holds)."""
+        others = [other for other in self.members.values()
+                  if other is not member and other.running and other.pid is not None
+                  and other.spec.ready_port
+                  and expand(other.spec.ready_port, self.variables) == str(port)]
+        if not others or member.pid is None:  # (the usual case: /proc is not read)
+            return frozenset(), []
         held = listeners(port)
-        if not held or member.pid is None or held & sockets_of(_tree(member.pid)):
+        if not held or held & sockets_of(_tree(member.pid)):
             return held, []
         owners: list[str] = []
         owned: set[int] = set()
-        for other in self.members.values():
-            if (other is not member and other.running and other.pid is not None
-                    and expand(other.spec.ready_port or "", self.variables) == str(port)):
-                theirs = held & sockets_of(_tree(other.pid))
-                if theirs:
-                    owners.append(other.name)
-                    owned |= theirs
+        for other in others:
+            assert other.pid is not None
+            theirs = held & sockets_of(_tree(other.pid))
+            if theirs:
+                owners.append(other.name)
+                owned |= theirs
         return held, owners if owned == held else []
 
     def _note_port_taken(self, name: str, port: int) -> None:
