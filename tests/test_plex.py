@@ -870,6 +870,30 @@ HOLDER = ("import signal, sys, zlib\n"
 """Reads its stdin only once it gets SIGUSR1, then all of it, and tells its size and CRC."""
 
 
+def test_a_send_waits_also_when_others_filled_the_member(tmp_path: Path) -> None:
+    """The wait was for a handle's own last send only: a member that input from the control
+    socket (or the run folder's pipes) had filled took a handle's send at once, on top."""
+    from pipeplex.control_client import ControlClient
+    from pipeplex.errors import RequestFailed
+
+    with Plex(pty=False, timeout=0.5, run_dir=tmp_path / "run") as plex:
+        holder = plex.spawn("holder", [PY, "-c", HOLDER])
+        holder.expect("waiting\n", timeout=LONG)
+        with ControlClient(tmp_path / "run") as client:
+            refused: str | None = None
+            for _ in range(100):  # (in requests under the socket's 64 KiB, until it is full)
+                try:
+                    client.request("send", name="holder", data="x" * 60_000)
+                except RequestFailed as exc:
+                    refused = exc.code
+                    break
+            assert refused == "input_full"
+        with pytest.raises(TimeoutError, match=r"this send was not queued"):
+            holder.send(b"more")
+        holder.signal("USR1")
+        holder.drain(timeout=LONG)
+
+
 def test_a_send_waits_while_the_member_has_a_mebibyte_it_has_not_read() -> None:
     """As a write to a full pipe: send waits (up to the plex's timeout) while 1 MiB or more
     is queued for a member that does not read, before it queues: one that times out sent

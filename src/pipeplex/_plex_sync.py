@@ -167,7 +167,10 @@ class Member:
         if process.pid is None:  # never started: the loop drops it, with a note
             self._plex._call_soon(process.send, data)
             return
-        if self._may_be_full and not self._plex._in_own_thread():
+        # (Full of its own last send, or of what others queued: the run folder's pipes,
+        # the control socket, another handle. A look from this thread: a hint, which the
+        # drain's own look in the loop settles.)
+        if (self._may_be_full or process.input_full) and not self._plex._in_own_thread():
             # As a write to a full pipe waits (a sink cannot wait for itself): before this
             # send is queued, so that a TimeoutError means it was not sent.
             try:
