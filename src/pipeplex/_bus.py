@@ -50,7 +50,13 @@ class Bus:
         Naming the kinds is how a sink stays off the hot path of events it ignores, and
         how a publisher learns (:meth:`wants`) that nobody needs an event at all.
         """
-        entry = (sink, None if kinds is None else frozenset(kinds))
+        if not callable(sink):
+            raise TypeError(f"a sink is called with each event: {sink!r} is not callable")
+        chosen = None if kinds is None else frozenset(kinds)
+        if chosen is not None and (strange := chosen - set(KINDS)):
+            raise TypeError(f"kinds are event classes ({', '.join(k.__name__ for k in KINDS)}),"
+                            f" not {', '.join(sorted(map(repr, strange)))}")
+        entry = (sink, chosen)
         self._sinks.append(entry)
         self._reroute()
 
@@ -112,7 +118,7 @@ class Bus:
     def _disable(self, sink: Sink, error: Exception) -> None:
         self._sinks = [entry for entry in self._sinks if entry[0] is not sink]
         self._reroute()
-        note = f"an output sink failed and was disabled: {error!r}"
+        note = f"an output sink failed and was disabled: {_named(sink)} raised {error!r}"
         self._queue.append(Note(note, level="error"))
 
     def publish_threadsafe(self, event: Event) -> int:
@@ -181,3 +187,9 @@ class Bus:
         if not self._pausers:
             for source in list(self._sources):
                 source.resume_reading()
+
+
+def _named(sink: Sink) -> str:
+    """A sink as its author would know it: its function's or class's name."""
+    name = getattr(sink, "__qualname__", None) or type(sink).__qualname__
+    return str(name)
