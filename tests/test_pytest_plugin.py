@@ -511,7 +511,8 @@ def test_the_transcript_section_shows_control_characters_as_text(
 
 @pytest.mark.parametrize(("args", "ini", "shown"), [
     pytest.param(["--pipeplex-timeout=soon"], "",
-                 "--pipeplex-timeout must be a positive number of seconds below 1e9, not 'soon'",
+                 "--pipeplex-timeout must be a number of seconds from 0.001 to below 1e9, "
+                 "not 'soon'",
                  id="cli-timeout-word"),
     pytest.param(["--pipeplex-timeout=0"], "", "--pipeplex-timeout must be * not '0'",
                  id="cli-timeout-zero"),
@@ -531,7 +532,8 @@ def test_the_transcript_section_shows_control_characters_as_text(
 def test_a_bad_timeout_or_grace_is_one_usage_error(
     pytester: pytest.Pytester, args: list[str], ini: str, shown: str,
 ) -> None:
-    """A value that is not a positive number of seconds stops pytest at once, saying so."""
+    """A value that is not a number of seconds (from 0.001 to below 1e9) stops pytest at
+    once, saying so."""
     if ini:
         pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile("""

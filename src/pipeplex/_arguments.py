@@ -10,6 +10,7 @@ import signal
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._seconds import SECONDS_SAID, is_seconds
 from ._signals import parse_signal
 from .errors import ArgumentError, ours_in_tracebacks
 from .expect import EOF, TIMEOUT
@@ -119,16 +120,13 @@ def exact_patterns(text: Any) -> tuple[bool, list[Pattern]]:
 
 
 def positive_seconds(value: object, what: str, *, none_ok: bool = True) -> float | None:
-    """A default timeout or a grace given to the API: a positive number of seconds, below
-    1e9 as in a cast file (a grace without end would never come to SIGKILL; a call's own
-    ``timeout=math.inf`` is the way to wait without limit)."""
+    """A default timeout or a grace given to the API: a duration as in a cast file
+    (:mod:`._seconds`)."""
     if value is None and none_ok:
         return None
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not 0 < value < 1e9):  # (also refuses nan and inf)
-        raise ArgumentError(f"{what} must be a positive number of seconds below 1e9, not "
-                            f"{value!r}")
-    return float(value)
+    if not is_seconds(value):
+        raise ArgumentError(f"{what} must be {SECONDS_SAID}, not {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def call_timeout(value: float) -> float:

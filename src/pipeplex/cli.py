@@ -32,6 +32,7 @@ from . import __version__
 from ._command_parser import CommandParser
 from ._entry import release_collector
 from ._printable import printable, quoted
+from ._seconds import SECONDS_SAID, is_seconds
 from ._signals import HELD_AT_START
 from ._stdout import StdoutRefused, printing
 
@@ -81,9 +82,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number of seconds") from None
-    if not 0 < value < 1e9:  # (also refuses nan and inf)
-        raise argparse.ArgumentTypeError(
-            f"{value} is not a positive number of seconds below 1e9")
+    if not is_seconds(value):
+        raise argparse.ArgumentTypeError(f"{value} is not {SECONDS_SAID}")
     return value
 
 
@@ -92,8 +92,8 @@ def _factor(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number") from None
-    if not 0 < value <= 1000:  # (also refuses nan and inf)
-        raise argparse.ArgumentTypeError(f"{value} is not a number above 0, up to 1000")
+    if not 0.01 <= value <= 1000:  # (also refuses nan and inf: 1e-300 made every wait 0 s)
+        raise argparse.ArgumentTypeError(f"{value} is not a number from 0.01 to 1000")
     return value
 
 

@@ -52,6 +52,7 @@ from ._plex_sync import Plex
 from ._printable import printable
 from ._pytest_scenarios import add_options as add_scenario_options
 from ._pytest_scenarios import pytest_collect_file
+from ._seconds import SECONDS_SAID, is_seconds
 from ._signals import describe_returncode
 from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
@@ -64,7 +65,6 @@ before the test is reported for leaving them running."""
 
 _T = TypeVar("_T")
 
-_MAX_SECONDS = 1e9
 _NAME_CHARS = 100  # readable part of a kept transcript's file name
 _SECTION = "pipeplex transcript"
 
@@ -182,9 +182,8 @@ def _seconds(config: pytest.Config, option: str, ini: str, default: float) -> fl
         value = float(raw)
     except (TypeError, ValueError):
         value = math.nan
-    if not 0 < value < _MAX_SECONDS:  # (also refuses nan and inf)
-        raise pytest.UsageError(
-            f"{where} must be a positive number of seconds below 1e9, not {raw!r}")
+    if not is_seconds(value):
+        raise pytest.UsageError(f"{where} must be {SECONDS_SAID}, not {raw!r}")
     return value
 
 

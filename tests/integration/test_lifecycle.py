@@ -427,7 +427,7 @@ def test_bad_seconds_and_unwritable_records_are_usage_errors(run_dir: Path) -> N
         assert "Traceback" not in result.stderr
         assert "error" in result.stderr.lower()
         if args[0] == "--grace":
-            assert "is not a positive number of seconds below 1e9" in result.stderr
+            assert "is not a number of seconds from 0.001 to below 1e9" in result.stderr
 
 
 def test_members_run_in_their_own_session(run_dir: Path) -> None:

@@ -1468,7 +1468,7 @@ def test_a_timeout_factor_is_taken_and_said(tmp_path: Path) -> None:
     assert result.stdout.splitlines()[-1].endswith(" s (timeouts x2.5)")
     refused = run("test", case, "--timeout-factor", "0")
     assert refused.returncode == 2
-    assert "argument --timeout-factor: 0.0 is not a number above 0, up to 1000" in (
+    assert "argument --timeout-factor: 0.0 is not a number from 0.01 to 1000" in (
         refused.stderr)
 
 

@@ -803,8 +803,8 @@ class TestMemberKeys:
         err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_cmd = "true"\n'
                                     f"ready_cmd_timeout = {value}\n")
         assert err.source == f"{path}:4"
-        assert err.message.startswith("web: ready_cmd_timeout must be a positive number of "
-                                      "seconds below 1e9"), err.message
+        assert err.message.startswith("web: ready_cmd_timeout must be a number of seconds "
+                                      "from 0.001 to below 1e9"), err.message
 
     def test_a_ready_cmd_timeout_for_every_member_goes_to_those_with_a_check(
             self, tmp_path: Path) -> None:
@@ -921,7 +921,7 @@ class TestMemberKeys:
     def test_bad_timeouts(self, tmp_path: Path, key: str, value: str) -> None:
         """Timeouts reject zero, negatives, booleans and strings."""
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\n{key} = {value}\n')
-        assert f"web: {key} must be a positive number of seconds" in err.message
+        assert f"web: {key} must be a number of seconds from 0.001" in err.message
 
     def test_max_restarts(self, tmp_path: Path) -> None:
         """max_restarts accepts 0 and more."""
@@ -1186,16 +1186,17 @@ class TestAcrossMembers:
         ({"ready_port": "-1"}, "ready_port must be a TCP port number (1-65535) as a string, "
                                "or a variable such as '{port}', not '-1'"),
         ({"ready_timeout": 0},
-         "ready_timeout must be a positive number of seconds below 1e9, not 0"),
+         "ready_timeout must be a number of seconds from 0.001 to below 1e9, not 0"),
         ({"ready_timeout": -2.5},
-         "ready_timeout must be a positive number of seconds below 1e9, not -2.5"),
+         "ready_timeout must be a number of seconds from 0.001 to below 1e9, not -2.5"),
         ({"ready_timeout": float("nan")},
-         "ready_timeout must be a positive number of seconds below 1e9, not nan"),
+         "ready_timeout must be a number of seconds from 0.001 to below 1e9, not nan"),
         ({"ready_timeout": True},
-         "ready_timeout must be a positive number of seconds below 1e9, not True"),
-        ({"stop_timeout": 0}, "stop_timeout must be a positive number of seconds below 1e9, not 0"),
+         "ready_timeout must be a number of seconds from 0.001 to below 1e9, not True"),
+        ({"stop_timeout": 0},
+         "stop_timeout must be a number of seconds from 0.001 to below 1e9, not 0"),
         ({"stop_timeout": float("inf")},
-         "stop_timeout must be a positive number of seconds below 1e9, not inf"),
+         "stop_timeout must be a number of seconds from 0.001 to below 1e9, not inf"),
         ({"max_restarts": -1}, "max_restarts must be a whole number, 0 or more, not -1"),
         ({"env": {"A=B": "x"}},
          "env variable name 'A=B' contains '=', which no variable name may hold"),

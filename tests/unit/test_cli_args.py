@@ -159,7 +159,9 @@ def test_a_mistyped_command_or_option_gets_the_close_one_named(
 @pytest.mark.parametrize(
     ("words", "said"),
     [
-        (["run", "-p", "a=true", "--grace", "0"], "0.0 is not a positive number of seconds"),
+        (["run", "-p", "a=true", "--grace", "0"], "0.0 is not a number of seconds from 0.001"),
+        (["run", "-p", "a=true", "--grace", "1e-300"],
+         "1e-300 is not a number of seconds from 0.001 to below 1e9"),
         (["run", "-p", "a=true", "--grace", "soon"], "'soon' is not a number of seconds"),
         (["run", "-p", "a=true", "--color", "blue"], "invalid choice: 'blue'"),
         (["signal", "a", "BOGUS"], "unknown signal 'BOGUS'"),

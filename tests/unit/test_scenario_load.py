@@ -320,7 +320,7 @@ def test_sleep_must_be_a_non_negative_number(value: str) -> None:
     """sleep rejects negative numbers and non-numbers at its line."""
     body = f"sleep = {value}"
     error = step_error(body)
-    assert "sleep must be a positive number of seconds" in error.message
+    assert "sleep must be a number of seconds from 0.001" in error.message
     assert error.source == line_of(body, "sleep =")
 
 
@@ -335,12 +335,13 @@ def test_sleep_must_be_a_non_negative_number(value: str) -> None:
         ('expect = "x"\ntimeout = nan', "timeout"),
         ('expect = "x"\ntimeout = inf', "timeout"),
         ('expect = "x"\ntimeout = 1e12', "timeout"),
+        ('expect = "x"\ntimeout = 1e-300', "timeout"),  # (no wait the loop can keep)
     ],
 )
 def test_timeouts_must_be_positive(body: str, key: str) -> None:
     """timeout and within must be positive numbers of seconds."""
     error = step_error(body)
-    assert f"{key} must be a positive number of seconds" in error.message
+    assert f"{key} must be a number of seconds from 0.001" in error.message
     assert error.source == line_of(body, f"{key} =")
 
 
@@ -469,17 +470,17 @@ def test_a_plain_cast_file_keeps_the_members_own_ready_timeout() -> None:
     ("defaults", "message"),
     [
         ("timeout = 0",
-         "defaults.timeout must be a positive number of seconds below 1e9, not 0"),
+         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not 0"),
         ("timeout = -1",
-         "defaults.timeout must be a positive number of seconds below 1e9, not -1"),
+         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not -1"),
         ("timeout = true",
-         "defaults.timeout must be a positive number of seconds below 1e9, not true"),
+         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not true"),
         ('timeout = "5"',
-         "defaults.timeout must be a positive number of seconds below 1e9, not '5'"),
+         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not '5'"),
         ("timeout = nan",
-         "defaults.timeout must be a positive number of seconds below 1e9, not nan"),
+         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not nan"),
         ("timeout = inf",
-         "defaults.timeout must be a positive number of seconds below 1e9, not inf"),
+         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not inf"),
         ("timout = 5", "unknown key 'timout' in [defaults]; did you mean 'timeout'?"),
     ],
 )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._printable import quoted as shown
+from .._seconds import SECONDS_SAID, is_seconds
 from .._suggest import close_match, suggest
 from ..errors import CastError, CastErrors, ours_in_tracebacks
 from .order import after_first, circle
@@ -334,10 +335,8 @@ def check_fields(proc: ProcSpec) -> None:
         value = getattr(proc, key)
         if value is None and key == "stop_timeout":
             continue
-        if (not isinstance(value, int | float) or isinstance(value, bool)
-                or not 0 < value < 1e9):  # (also refuses nan and inf)
-            raise bad(f"{key} must be a positive number of seconds below 1e9, not {value!r}",
-                      key)
+        if not is_seconds(value):
+            raise bad(f"{key} must be {SECONDS_SAID}, not {value!r}", key)
     if (not isinstance(proc.max_restarts, int) or isinstance(proc.max_restarts, bool)
             or proc.max_restarts < 0):
         raise bad(f"max_restarts must be a whole number, 0 or more, not {proc.max_restarts!r}",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._file_kind import file_kind
+from .._seconds import SECONDS_SAID, is_seconds
 from .._suggest import close_match, suggest
 from ..errors import CastError, ours_in_tracebacks
 from .checks import (
@@ -615,9 +616,8 @@ def _read_ready_port(read: _Read, key: str, port: Any) -> None:
 
 
 def _read_seconds(read: _Read, key: str, value: Any) -> None:
-    if (not isinstance(value, int | float) or isinstance(value, bool)
-            or not 0 < value < 1e9):  # (also refuses nan and inf)
-        raise read.bad(key, "a positive number of seconds below 1e9")
+    if not is_seconds(value):
+        raise read.bad(key, SECONDS_SAID)
     read.fields[key] = float(value)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .._file_kind import same_file
+from .._seconds import SECONDS_SAID, is_seconds
 from .._signals import parse_signal
 from .._suggest import close_match, suggest
 from ..cast.checks import Mistakes
@@ -215,10 +216,9 @@ def _defaults(table: Any, where: _Where) -> float:
             raise CastError(f"unknown key {key!r} in [defaults]{suggest_key(key, ['timeout'])}",
                             source=where("defaults", key))
     timeout = table.get("timeout", DEFAULT_TIMEOUT)
-    if (not isinstance(timeout, int | float) or isinstance(timeout, bool)
-            or not 0 < timeout < 1e9):  # (also refuses nan and inf)
-        raise CastError("defaults.timeout must be a positive number of seconds below 1e9, "
-                        f"not {toml_value(timeout)}", source=where("defaults", "timeout"))
+    if not is_seconds(timeout):
+        raise CastError(f"defaults.timeout must be {SECONDS_SAID}, not {toml_value(timeout)}",
+                        source=where("defaults", "timeout"))
     return float(timeout)
 
 
@@ -313,11 +313,10 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
         return value
 
     def seconds(key: str, value: Any, zero_ok: bool = False) -> float:
-        if (not isinstance(value, int | float) or isinstance(value, bool)
-                or not 0 <= value < 1e9 or (value == 0 and not zero_ok)):  # (nan, inf too)
-            raise CastError(f"{action} step: {key} must be a positive number of seconds "
-                            f"below 1e9, not {toml_value(value)}",
-                            source=where("step", index, key))
+        if not (is_seconds(value) or (zero_ok and value == 0 and not isinstance(value, bool))):
+            zero = " (or 0)" if zero_ok else ""
+            raise CastError(f"{action} step: {key} must be {SECONDS_SAID}{zero}, not "
+                            f"{toml_value(value)}", source=where("step", index, key))
         return float(value)
 
     value = raw[action]

@@ -1,0 +1,22 @@
+"""What a duration given to pipeplex may be: one rule for the cast file, the options, the
+API and the pytest plugin (a grace, a timeout, a ready_timeout)."""
+
+from __future__ import annotations
+
+__all__ = ("SECONDS_SAID", "is_seconds")
+
+SHORTEST = 0.001
+"""A millisecond: less is no wait the loop can keep (``1e-300`` gave "ignored SIGTERM for
+1e-300 s" about a member that had had no time to end)."""
+LONGEST = 1e9
+"""Some 30 years: a grace without end would never come to SIGKILL (a call's own
+``timeout=math.inf`` is the API's way to wait without limit)."""
+
+SECONDS_SAID = "a number of seconds from 0.001 to below 1e9"
+
+
+def is_seconds(value: object) -> bool:
+    """Whether ``value`` is such a duration: a number (not a bool), NaN and infinities
+    refused."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and SHORTEST <= value < LONGEST)
