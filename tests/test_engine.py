@@ -653,6 +653,48 @@ def test_stopped_while_waiting_for_its_dependency_after_failing_counts_the_failu
     assert asyncio.run(scenario()) == 3
 
 
+def test_a_member_started_while_its_dependency_is_stopped_for_a_restart_waits_for_it(
+        tmp_path: Path) -> None:
+    """srv is being stopped for a restart (it takes its time at SIGTERM) when w, which
+    starts after it, is started: w started at once, with the value srv's ending run had
+    captured, as srv was still up until its exit. It now waits for srv's next run."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    code = ("import os, signal, sys\n"
+            "def term(*_):\n"
+            f"    open({str(gate)!r}).read()  # (ends once the test lets it)\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, term)\n"
+            "print('run', os.getpid(), flush=True)  # (ready once it takes SIGTERM so)\n"
+            "while True:\n"
+            "    signal.pause()\n")
+    srv = ProcSpec("srv", (sys.executable, "-c", code), ready=r"^run (?P<spid>\d+)",
+                   stop_timeout=60)
+    w = ProcSpec("w", ("sh", "-c", "echo w got {spid}; exec sleep 60"), after=("srv",),
+                 autostart=False)
+
+    async def scenario() -> tuple[str, str, list[bytes]]:
+        engine, recorder = _engine(srv, w)
+        run = await _running(engine, "srv")
+        first_run = engine.variables["spid"]
+        mark = len(recorder.events)
+        restart = asyncio.ensure_future(engine.restart("srv"))
+        mark = await _seen(engine, recorder, "srv", "sent SIGTERM", mark)
+        start = asyncio.ensure_future(engine.start("w"))
+        await _seen(engine, recorder, "w", "waiting for srv to be ready again", mark)
+        await _open(gate)  # srv's run ends; its next one starts and gets ready
+        await asyncio.wait_for(asyncio.gather(restart, start), 30)
+        await _seen(engine, recorder, "w", "| w got", mark)
+        said = [e.data for e in recorder.events if isinstance(e, Output) and e.name == "w"]
+        engine.force_stop()  # (srv's next run would wait for the gate again)
+        await asyncio.wait_for(run, 30)
+        return first_run, engine.variables["spid"], said
+
+    first_run, second_run, said = asyncio.run(scenario())
+    assert first_run != second_run
+    assert said == [f"w got {second_run}\n".encode()]
+
+
 def test_a_restart_request_met_while_waiting_for_a_dependency_is_not_kept(
     tmp_path: Path,
 ) -> None:
@@ -1635,6 +1677,27 @@ def test_a_status_that_is_not_the_signals_is_explained() -> None:
     assert status == 130 and said[-1] == "stopped by SIGINT", said
 
 
+def test_a_status_that_is_not_the_asked_stops_is_explained() -> None:
+    """pipeplex stop (or :quit) while a member waits out its restart's backoff: status 3,
+    as for a Ctrl-C, but with no line to say why (its summary reads as an earlier exit)."""
+
+    async def main() -> tuple[int, list[str]]:
+        worker = ProcSpec("worker", ("sh", "-c", "exit 3"), on_exit="restart",
+                          max_restarts=100)
+        engine, recorder = _engine(worker, ProcSpec("keep", ("sleep", "60")))
+        run = await _running_began(engine)
+        await _seen(engine, recorder, "worker", "restarting in")
+        engine.request_stop("stop requested through the control socket: stopping the cast",
+                            asked=True)
+        return await asyncio.wait_for(run, 30), [e.text for e in recorder.events
+                                                 if isinstance(e, Note) and e.name is None]
+
+    status, said = asyncio.run(main())
+    assert status == 3 and said[-1] == (
+        "exit status 3: worker exited with code 3, and the cast stopped before its restart "
+        "(a member's own failure decides it, not the stop asked for)"), said
+
+
 def test_a_ready_port_never_opened_says_where_the_member_listens() -> None:
     """The member listens on one port and ready_port names another: the failure says
     where it listens, the likelier fix than a longer wait."""
@@ -1692,6 +1755,10 @@ def test_a_failed_member_that_used_a_name_nobody_captures_gets_the_guess(fails: 
     ("got SIGINT: stopping the cast; press Ctrl-C again to skip the grace period", None,
      "got SIGINT"),
     ("stopping the cast", "web", "because of web"),
+    # (A give-up's note runs on into its stop: "...; giving up and stopping the cast".)
+    ("db exited with code 2 and was restarted 1 time; giving up and stopping the cast (raise "
+     "max_restarts to allow more)", "db", "db exited with code 2 and was restarted 1 time; "
+     "giving up"),
 ])
 def test_the_stops_cause_in_short_for_a_status(reason: str, by: str | None,
                                                cause: str) -> None:

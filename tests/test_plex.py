@@ -1261,7 +1261,7 @@ def test_spawn_checks_its_ready_options() -> None:
     """A bad ready pattern or ready_timeout is a CastError, and nothing starts."""
     with Plex() as plex:
         for options, message in (({"ready": "(unclosed"}, "not a valid regular expression"),
-                                 ({"ready_timeout": 0}, "ready_timeout must be a positive"),
+                                 ({"ready_timeout": 0}, "ready_timeout must be a number of"),
                                  ({"ready_timeout": float("nan")}, "not nan"),
                                  ({"ready_timeout": -1}, "not -1")):
             with pytest.raises(pipeplex.CastError, match=message):

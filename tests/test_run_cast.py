@@ -37,11 +37,11 @@ def options(tmp_path: Path) -> Iterator[RunOptions]:
     ((ProcSpec("a", "true", ready_port="70000"),), r"a: ready_port must be .*'70000'"),
     ((ProcSpec("a", "true", ready_port="http"),), r"a: ready_port must be .*'http'"),
     ((ProcSpec("a", "true", ready_port=8080),), "a: ready_port must be"),  # type: ignore[arg-type]
-    ((ProcSpec("a", "true", ready_timeout=0),), "a: ready_timeout must be a positive number"),
+    ((ProcSpec("a", "true", ready_timeout=0),), "a: ready_timeout must be a number of seconds"),
     ((ProcSpec("a", "true", ready_timeout=-1),), r"a: ready_timeout must be .*, not -1"),
     ((ProcSpec("a", "true", ready_timeout=float("nan")),), r"a: ready_timeout .*, not nan"),
     ((ProcSpec("a", "true", ready_timeout=float("inf")),), r"a: ready_timeout .*, not inf"),
-    ((ProcSpec("a", "true", stop_timeout=0.0),), "a: stop_timeout must be a positive number"),
+    ((ProcSpec("a", "true", stop_timeout=0.0),), "a: stop_timeout must be a number of seconds"),
     ((ProcSpec("a", "true", stop_timeout=float("nan")),), r"a: stop_timeout .*, not nan"),
     ((ProcSpec("a", "true", stop_timeout=float("-inf")),), r"a: stop_timeout .*, not -inf"),
     ((ProcSpec("a", "true", max_restarts=-1),), r"a: max_restarts must be .*, not -1"),

@@ -306,7 +306,7 @@ class Engine:
         reason = self.stop_reason
         if reason is None:
             return None
-        cause = reason.partition("stopping the cast")[0].rstrip(":;, ")
+        cause = reason.partition("stopping the cast")[0].rstrip(":;, ").removesuffix(" and")
         if not cause and self.stopped_by is not None:
             cause = f"because of {self.stopped_by}"
         return cause or None
@@ -370,6 +370,10 @@ class Engine:
         if restarted is None or restarted.done():
             restarted = seat.restarted = asyncio.get_running_loop().create_future()
             self.bus.publish(Note("restarting on request", name=name))
+            # Down from now until its new run is ready, whatever it is doing: a member
+            # started after it meanwhile (during its stop's grace, say) would otherwise start
+            # with the values of a run going away.
+            self._down(name)
             if member.running:
                 seat.restart_requested = True
                 await self._to_the_end(self.stopper.stop(member, stdin_first=stdin_first))
@@ -378,7 +382,6 @@ class Engine:
                 # drains, or it waits out a restart's backoff): that supervisor starts it
                 # again, at once; or, if it is past taking it, starts a new one.
                 seat.restart_requested = True
-                self._down(name)  # (members restarted after it wait for its new run)
                 wake = seat.backoff
                 if wake is not None and not wake.done():
                     wake.set_result(None)
@@ -1814,6 +1817,13 @@ class Engine:
                 said = (f"{first.name} {why.removeprefix('which ')}" if why.startswith("which ")
                         else first.reason.split("; ", 1)[0])
                 self.bus.publish(Note(f"exit status {first.status}: {said}"))
+            elif self.stop_asked:
+                # A stop asked for (pipeplex stop, :quit) that a failure outweighs: said as
+                # for a signal's (a member down in its restart's backoff, whose summary
+                # reads as any earlier exit).
+                said = first.reason.split("; ", 1)[0]
+                self.bus.publish(Note(f"exit status {first.status}: {said} (a member's own "
+                                      "failure decides it, not the stop asked for)"))
             elif self.stopped_by not in (None, first.name):
                 # Another's end stopped the cast (and was said so), but this one failed
                 # first: its exit let go by (on_exit = "ignore"), or seen late (a process it
