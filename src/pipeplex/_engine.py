@@ -422,6 +422,10 @@ class Engine:
                 raise PipeplexError(f"{name} was already started, and its step is done (it "
                                     f"exited with code 0): pipeplex restart {name} runs it "
                                     "again")
+            if member.returncode is not None and not member.running:
+                raise PipeplexError(f"{name} was already started, and has ended "
+                                    f"({describe_returncode(member.returncode)}): pipeplex "
+                                    f"restart {name} runs it again")
             raise PipeplexError(f"{name} was already started")
         blocked_by = next((found for dep in member.spec.after
                            if (found := self._unrequested(dep)) is not None), None)

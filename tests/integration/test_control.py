@@ -415,6 +415,25 @@ def test_start_starts_an_autostart_false_member_of_a_running_cast(run_dir: Path,
     assert "lazy started (pid" in out and "lazy | hello\n" in out, out
 
 
+def test_a_second_start_of_a_member_that_ended_says_how_to_run_it_again(
+        tmp_path: Path, run_dir: Path) -> None:
+    """A one-shot with autostart = false, started and ended (with on_exit = "ignore", the
+    cast goes on): 'job was already started', with no word of how to run it again."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "cat"\n[procs.job]\ncmd = "sh -c \'exit 4\'"\n'
+                    'autostart = false\non_exit = "ignore"\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^a +\* started")
+        assert run("start", "job", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^job +\* exited with code 4")
+        again = run("start", "job", "--run-dir", run_dir)
+        assert again.returncode == 1
+        assert ("job was already started, and has ended (exited with code 4): pipeplex "
+                "restart job runs it again") in again.stderr, again.stderr
+        plex.signal(signal.SIGTERM)
+        plex.wait()
+
+
 def test_a_step_started_on_request_is_said_to_have_run(tmp_path: Path, run_dir: Path) -> None:
     """A step (ready_exit) started with pipeplex start is ready at its exit: the answer says
     it ran, and a second start says how to run it again; so does :start."""
