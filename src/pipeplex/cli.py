@@ -560,7 +560,7 @@ def restart(args: argparse.Namespace) -> None:
     """Stop member NAME (stdin closed, SIGTERM, then SIGKILL) and start it again."""
     with _talking(args.run_dir, timeout=None) as client, _said_if_slow(
             f"waiting for {args.name} to stop (SIGTERM, its grace, then SIGKILL) and start "
-            "again..."):
+            "again, once the members it starts after are ready..."):
         answer = client.request("restart", name=args.name)
     with printing():
         print(f"{args.name} restarted (pid {answer.get('pid')})")
