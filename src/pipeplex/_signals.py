@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import functools
-import re
 import signal
 from collections.abc import Iterable
-
-from ._printable import quoted
 
 __all__ = (
     "HELD_AT_START",
@@ -97,10 +94,12 @@ def parse_signal(text: str) -> int:
     name = text.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
-    place = re.fullmatch(r"SIGRT(MIN|MAX)(?:([+-])(\d{1,3}))?", name)
-    if place is not None:
-        base = signal.SIGRTMIN if place[1] == "MIN" else signal.SIGRTMAX
-        number = base + (int(place[3]) * (1 if place[2] == "+" else -1) if place[2] else 0)
+    for edge in ("SIGRTMIN", "SIGRTMAX"):  # (RTMIN+6, RTMAX-2: a real-time one's place)
+        rest = name.removeprefix(edge)
+        if rest == name or (rest and not (rest[0] in "+-" and rest[1:].isascii()
+                                         and rest[1:].isdigit() and len(rest) <= 4)):
+            continue
+        number = getattr(signal, edge) + (int(rest) if rest else 0)
         if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
             return int(number)
         raise ValueError(f"no signal {text!r}: the real-time signals run from RTMIN to "
@@ -108,6 +107,8 @@ def parse_signal(text: str) -> int:
     try:
         return int(signal.Signals[name])
     except KeyError:
+        from ._printable import quoted  # (a client's error only: the command loads it later)
+
         raise ValueError(
             f"unknown signal {quoted(text)} (try TERM, INT, HUP, KILL, USR1 or a number)"
         ) from None
