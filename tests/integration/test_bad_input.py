@@ -583,9 +583,10 @@ def test_a_command_longer_than_the_system_takes_is_said_short(tmp_path: Path) ->
     words = ", ".join(['"' + "y" * 1000 + '"'] * 3000)
     cast.write_text(f'[procs.a]\ncmd = ["echo", {words}]\n')
 
-    def stack_of_8_mib() -> None:  # (the system's limit is a quarter of it: 2 MiB)
-        resource.setrlimit(resource.RLIMIT_STACK,
-                           (8 << 20, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+    def stack_of_8_mib() -> None:  # (the system's limit is a quarter of it: 2 MiB or less)
+        hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+        soft = 8 << 20 if hard == resource.RLIM_INFINITY else min(8 << 20, hard)
+        resource.setrlimit(resource.RLIMIT_STACK, (soft, hard))
 
     result = subprocess.run(
         [*PIPEPLEX, "run", str(cast), "--no-console", "--no-color", "--run-dir",
