@@ -1232,9 +1232,13 @@ def _suspended(pid: int) -> bool:
 def _on_its_way(pid: int | None, sig: int) -> bool:
     """Whether ``sig`` was sent to our child ``pid`` and will end it: it waits to be taken
     (pending: the child is stopped, or has not run since), or the child is exiting."""
-    if pid is None or (flags := child_flags(pid)) is None:
+    if pid is None:
         return False
-    return bool(flags & PF_EXITING) or signal_pending(pid, sig)
+    # Pending first, then exiting: a child that takes the signal between the two looks is
+    # exiting by the second (the other order missed it: not exiting yet, no longer pending).
+    pending = signal_pending(pid, sig)
+    flags = child_flags(pid)  # (None: gone, or no child of ours)
+    return flags is not None and (pending or bool(flags & PF_EXITING))
 
 
 def _nul_in(variables: Mapping[str, str], spec: ProcSpec) -> str | None:
