@@ -194,7 +194,7 @@ async def run_scenario(
     elif failures:
         first = failures[0]
         where = scenario.cast[first.name].source if first.name in scenario.cast.names else None
-        why = _at_the_stops_eof(scenario, engine, first, steps_ended, outcome.steps)
+        why = _its_end_explained(scenario, engine, first, steps_ended, outcome.steps)
         outcome.failure = (f"{where + ': ' if where else ''}{first.reason}{why}\n"
                            f"{engine.recent.describe(first.name)}")
     elif scenario.golden:
@@ -246,7 +246,7 @@ def _after_a_start(scenario: Scenario, name: str) -> list[str]:
             f"first ({scenario.cast[dep].source})"]
 
 
-def _at_the_stops_eof(scenario: Scenario, engine: Engine, failure: Failure,
+def _its_end_explained(scenario: Scenario, engine: Engine, failure: Failure,
                       steps_ended: float, steps: Sequence[StepResult]) -> str:
     """Why a member failed, when the report can say more than its exit, and what to
     write instead: it died of a ``signal`` step's signal (which no ``wait_exit`` made a
