@@ -395,6 +395,35 @@ class Engine:
             raise PipeplexError(f"{name} did not start again: the cast is stopping")
         return restarted.result()  # SpawnError: the new instance could not start
 
+    async def restart_until_ready(self, name: str, *, stdin_first: bool = False) -> int:
+        """:meth:`restart`, then wait until the new run is ready, as a start waits for the
+        first: ``pipeplex restart db && ./migrate`` finds db ready, as ``systemctl
+        restart`` does. A member that ``on_exit = "restart"`` starts again is waited for
+        through those restarts. Returns the new run's pid.
+
+        Raises:
+            PipeplexError: as :meth:`restart`; or the new run ended before it was ready,
+                or the cast began to stop first (:meth:`why_not_up_again`).
+        """
+        pid = await self.restart(name, stdin_first=stdin_first)
+        if not await self.wait_up_again(name):
+            raise PipeplexError(self.why_not_up_again(name))
+        return pid
+
+    def why_not_up_again(self, name: str) -> str:
+        """Why ``name``'s new run (a restart's) did not get ready: how it ended, or why the
+        cast stopped first; then its last output."""
+        code = self.members[name].returncode
+        own = self.own_failure(name) if code is None else None
+        if own is not None:
+            said = f"{name} did not get ready again: {own}"
+        else:
+            how = f" ({name} {describe_returncode(code)})" if code is not None else ""
+            said = f"{name} did not get ready again{how}"
+            if self.stopping and self.stop_reason and self.stopped_by != name:
+                said += f" (the cast was stopping: {self.stop_reason})"
+        return f"{said}\n{self.recent.describe(name)}"
+
     async def start(self, name: str) -> None:
         """Start a member declared with ``autostart = false``; return once it is ready.
 

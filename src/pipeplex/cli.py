@@ -557,13 +557,17 @@ SLOW_ANSWER = 1.0
 
 
 def restart(args: argparse.Namespace) -> None:
-    """Stop member NAME (stdin closed, SIGTERM, then SIGKILL) and start it again."""
+    """Stop member NAME (stdin closed, SIGTERM, then SIGKILL), start it again and wait until
+    it is ready."""
+    from .control_client import started_and_ready
+
     with _talking(args.run_dir, timeout=None) as client, _said_if_slow(
-            f"waiting for {args.name} to stop (SIGTERM, its grace, then SIGKILL) and start "
-            "again, once the members it starts after are ready..."):
+            f"waiting for {args.name} to stop (SIGTERM, its grace, then SIGKILL), start "
+            "again and be ready (pipeplex status says what it waits for)..."):
         answer = client.request("restart", name=args.name)
     with printing():
-        print(f"{args.name} restarted (pid {answer.get('pid')})")
+        print(started_and_ready(args.name, answer.get("pid"), answer.get("exited"),
+                                done="restarted"))
 
 
 def start(args: argparse.Namespace) -> None:

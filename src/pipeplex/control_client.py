@@ -313,12 +313,13 @@ def _exit_code(code: object) -> str:
     return str(code)
 
 
-def started_and_ready(name: str, pid: object, step_exit: object = None) -> str:
-    """What ``pipeplex start`` and ``:start`` say once ``name`` is ready: for a step
-    (``ready_exit``), ready at its exit, that it has run."""
+def started_and_ready(name: str, pid: object, step_exit: object = None, *,
+                      done: str = "started") -> str:
+    """What ``pipeplex start`` and ``:start`` (``done``: ``"restarted"`` for a restart) say
+    once ``name`` is ready: for a step (``ready_exit``), ready at its exit, that it has run."""
     if step_exit is None:
-        return f"{name} started (pid {pid}) and ready"
-    return f"{name} started (pid {pid}) and exited with code {step_exit}: its step is done"
+        return f"{name} {done} (pid {pid}) and ready"
+    return f"{name} {done} (pid {pid}) and exited with code {step_exit}: its step is done"
 
 
 _LIVE = frozenset({"starting", "running", "suspended", "stopping"})

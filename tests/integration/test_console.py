@@ -148,7 +148,7 @@ def test_list_help_signal_close_restart(run_dir: Path) -> None:
         plex.expect(r"^pipeplex \* SIGUSR1 sent to t from the console$")
         plex.expect(r"^t \| got USR1$")
         plex.write(b":restart t\n")
-        new_pid = int(plex.expect(r"^pipeplex \* t restarted \(pid (\d+)\)$")[1])
+        new_pid = int(plex.expect(r"^pipeplex \* t restarted \(pid (\d+)\) and ready$")[1])
         assert new_pid != pid
         plex.write(b":list\n")  # (running again, with its last run's exit: 0, at EOF)
         plex.expect(rf"^pipeplex \* t +{new_pid} +running +\S+ +1 +0$")

@@ -361,7 +361,7 @@ def test_restart_starts_a_new_instance(run_dir: Path) -> None:
         before = {m["name"]: m for m in status(run_dir)["members"]}
         result = run("restart", "c", "--run-dir", run_dir)
         assert result.returncode == 0, result.stderr
-        new_pid = int(re.fullmatch(r"c restarted \(pid (\d+)\)\n", result.stdout)[1])  # type: ignore[index]
+        new_pid = int(re.fullmatch(r"c restarted \(pid (\d+)\) and ready\n", result.stdout)[1])  # type: ignore[index]
         assert new_pid != before["c"]["pid"]
         plex.expect(r"^c \* restarting on request$")
         after = {m["name"]: m for m in status(run_dir)["members"]}
@@ -375,6 +375,59 @@ def test_restart_starts_a_new_instance(run_dir: Path) -> None:
         result = run("restart", "all", "--run-dir", run_dir)
         assert result.returncode == 2 and "one member, not 'all'" in result.stderr
         assert result.stderr.startswith("usage: pipeplex restart")
+
+
+def test_restart_answers_once_the_new_run_is_ready(run_dir: Path, tmp_path: Path) -> None:
+    """As pipeplex start (and systemctl restart) do: `pipeplex restart db && ./migrate`
+    finds db ready. Each run of db is ready only once it is sent a line: the client waits
+    for that, then says so; the members after db are not restarted."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sh -c \'echo run $$; read go; echo ready; exec cat\'"\n'
+                    'ready = "^ready$"\n'
+                    '[procs.app]\ncmd = "cat"\nafter = ["db"]\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^db +\| run \d+$")
+        assert run("send", "db", "go", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^app +\* started")
+        client = subprocess.Popen([*PIPEPLEX, "restart", "db", "--run-dir", str(run_dir)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        try:
+            new_pid = plex.expect(r"^db +\| run (\d+)$")[1]
+            # Not ready until it reads a line: the client has nothing to say yet.
+            waiting = next(m for m in status(run_dir)["members"] if m["name"] == "db")
+            assert waiting["state"] == "starting", waiting
+            assert not select.select([client.stdout], [], [], 0)[0]
+            assert client.poll() is None
+            assert run("send", "db", "go", "--run-dir", run_dir).returncode == 0
+            out, err = client.communicate(timeout=DEADLINE)
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+        assert client.returncode == 0, err
+        assert out.decode() == f"db restarted (pid {new_pid}) and ready\n"
+        assert [m["restarts"] for m in status(run_dir)["members"]] == [1, 0]
+
+
+def test_a_restart_whose_new_run_ends_before_it_is_ready_fails(run_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """The new run exits before its ready line: the request fails (status 1) and says how
+    the run ended, with its output; the cast goes on as that member's failure decides."""
+    flag = tmp_path / "flag"
+    cast = tmp_path / "cast.toml"
+    cast.write_text(f'[procs.db]\ncmd = "sh -c \'if [ -e {flag} ]; then echo broken; exit 3; fi;'
+                    f' : > {flag}; echo ready; exec cat\'"\nready = "^ready$"\n'
+                    '[procs.other]\ncmd = "cat"\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^db +\* ready$")
+        result = run("restart", "db", "--run-dir", run_dir)
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.startswith("pipeplex: error: db did not get ready again (db "
+                                        "exited with code 3)\n"), result.stderr
+        assert "| broken" in result.stderr
+        plex.expect(r"^pipeplex \* db was not ready: stopping the cast$")
+        assert plex.wait() == 3
 
 
 def test_start_starts_an_autostart_false_member_of_a_running_cast(run_dir: Path,

@@ -6,9 +6,10 @@ import os
 import re
 import select
 import signal
+import subprocess
 from pathlib import Path
 
-from .helpers import DEADLINE, Pipeplex, run, status, wait_exited, write_fifo
+from .helpers import DEADLINE, PIPEPLEX, Pipeplex, run, status, wait_exited, write_fifo
 
 
 def _hanging_check(tmp_path: Path, cmd: str) -> tuple[Path, Path]:
@@ -243,17 +244,31 @@ def test_a_run_still_going_at_the_deadline_is_said_with_the_one_before(
 
 def test_a_restart_during_the_check_keeps_the_last_exit(tmp_path: Path, run_dir: Path) -> None:
     """The member's stop ends the check, and its supervisor may start the next run before
-    the old run's exit is booked: the status still shows how the old run ended."""
+    the old run's exit is booked: the status still shows how the old run ended. (No run
+    gets ready, so each restart request waits until the cast stops, and then fails.)"""
     cast = tmp_path / "cast.toml"
     cast.write_text('[procs.db]\ncmd = "sleep 60"\nready_cmd = "false"\nready_timeout = 600\n')
+    clients: list[subprocess.Popen[str]] = []
     with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
-        for restarts in (1, 2, 3):
+        try:
             plex.expect(r"^db \* started")
-            assert run("restart", "db", "--run-dir", run_dir).returncode == 0
-            record = status(run_dir)["members"][0]
-            assert (record["restarts"], record["last_exit"]) == (restarts, -15), record
-        plex.signal(signal.SIGTERM)
-        assert plex.wait() == 143
+            for restarts in (1, 2, 3):
+                clients.append(subprocess.Popen(
+                    [*PIPEPLEX, "restart", "db", "--run-dir", str(run_dir)], text=True,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+                plex.expect(r"^db \* started")
+                record = status(run_dir)["members"][0]
+                assert (record["restarts"], record["last_exit"]) == (restarts, -15), record
+            plex.signal(signal.SIGTERM)
+            assert plex.wait() == 143
+            for client in clients:
+                _, err = client.communicate(timeout=DEADLINE)
+                assert client.returncode == 1 and "db did not get ready again (the cast was stopping: got SIGTERM" in err, err
+        finally:
+            for client in clients:
+                if client.poll() is None:
+                    client.kill()
+                    client.wait()
 
 
 def test_a_run_that_hangs_is_killed_at_its_limit_and_the_check_goes_on(

@@ -264,11 +264,13 @@ class Console:
 
     async def _restart(self, name: str) -> None:
         try:
-            pid = await self.engine.restart(name, stdin_first=True)
+            pid = await self.engine.restart_until_ready(name, stdin_first=True)
         except PipeplexError as exc:
             self.reply(f"cannot restart {name}: {exc}", "warning")
             return
-        self.reply(f"{name} restarted (pid {pid})", "info")
+        member = self.engine.members[name]
+        step_exit = member.returncode if member.spec.ready_exit else None
+        self.reply(started_and_ready(name, pid, step_exit, done="restarted"), "info")
 
     async def _start(self, name: str) -> None:
         try:

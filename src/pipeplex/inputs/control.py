@@ -404,12 +404,12 @@ class ControlServer:
     async def _restart(self, request: dict[str, Any], peer_pid: int) -> Answer:
         name = self._member_name(request, allow_all=False)
         try:
-            pid = await self._engine.restart(name)
+            pid = await self._engine.restart_until_ready(name)
         except UnknownMember:
             raise
         except PipeplexError as exc:
             raise _Refused("failed", str(exc)) from None
-        return {"ok": True, "pid": pid}
+        return self._ready_answer(name, pid)
 
     async def _start(self, request: dict[str, Any], peer_pid: int) -> Answer:
         name = self._member_name(request, allow_all=False)
@@ -419,10 +419,15 @@ class ControlServer:
             raise
         except PipeplexError as exc:
             raise _Refused("failed", str(exc)) from None
+        return self._ready_answer(name, self._engine.members[name].pid)
+
+    def _ready_answer(self, name: str, pid: int | None) -> Answer:
+        """A start's or a restart's answer once ``name`` is ready: its pid, and for a step
+        (``ready_exit``), ready at its exit, how it exited."""
         member = self._engine.members[name]
-        answer: Answer = {"ok": True, "pid": member.pid}
+        answer: Answer = {"ok": True, "pid": pid}
         if member.spec.ready_exit and member.returncode is not None:
-            answer["exited"] = member.returncode  # (a step: ready at its exit)
+            answer["exited"] = member.returncode
         return answer
 
     async def _stop(self, request: dict[str, Any], peer_pid: int) -> Answer:

@@ -296,14 +296,7 @@ async def _restart(step: Step, value: str, run: _Run) -> None:
         async with asyncio.timeout(run.timeout):
             await run.engine.restart(value)
             if not await run.engine.wait_up_again(value):
-                code = run.engine.members[value].returncode
-                how = f" ({value} {describe_returncode(code)})" if code is not None else ""
-                own = run.engine.own_failure(value) if code is None else None
-                said = (f"{value} did not get ready again: {own}" if own is not None else
-                        f"{value} did not get ready again{how}"
-                        f"{_why_stopping(run.engine, value)}")
-                raise StepFailed(step, f"{said}\n{run.engine.recent.describe(value)}",
-                                 member=value)
+                raise StepFailed(step, run.engine.why_not_up_again(value), member=value)
     except TimeoutError:
         raise StepFailed(step, f"{value} was not ready again within {run.timeout:.1f} s"
                          f"{_waiting(run.engine, value)}\n"
