@@ -879,6 +879,19 @@ def test_a_run_not_ready_in_time_is_restarted_and_dependents_wait(tmp_path: Path
         "'^ready$'; stopping this run (on_exit = restart)")
 
 
+def test_the_last_run_not_ready_in_time_is_not_said_to_be_restarted(tmp_path: Path) -> None:
+    """The run that uses up max_restarts is stopped as the others were, but its note says
+    that no restart follows (the give-up comes next), as an error."""
+    engine, recorder = _engine(
+        ProcSpec("slow", ("sleep", "60"), ready="^never$", ready_timeout=0.2,
+                 on_exit="restart", max_restarts=1))
+    assert asyncio.run(asyncio.wait_for(engine.run(), 30)) == 1
+    said = [(e.level, e.text.split("\n")[0].split("; ")[-1]) for e in recorder.events
+            if isinstance(e, Note) and e.name == "slow" and e.text.startswith("was not ready")]
+    assert said == [("warning", "stopping this run (on_exit = restart)"),
+                    ("error", "stopping this run, with no restart left (max_restarts = 1)")]
+
+
 HANGS_ONCE_IGNORING_SIGTERM = (
     "n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; "
     "[ \"$n\" -ge 1 ] && { echo ready; exit 3; }; trap '' TERM; exec sleep 60")
@@ -889,7 +902,7 @@ ready and exits with 3."""
 def _on_the_not_ready_stop(engine: Engine, act: Callable[[], object]) -> None:
     """Call ``act`` once the engine says it stops a run not ready in time."""
     def seen(event: Event) -> None:
-        if isinstance(event, Note) and "stopping this run (on_exit = restart)" in event.text:
+        if isinstance(event, Note) and "; stopping this run" in event.text:
             asyncio.get_running_loop().call_soon(act)
 
     engine.bus.subscribe(seen, [Note])

@@ -1042,6 +1042,7 @@ class Engine:
                 seat.restart_requested = False
                 attempt = 0
             self._started(member, restarting)
+            seat.in_a_row = attempt
             if not restarting and spec.input and spec.pty == "full" and (
                     echoed := echo_warning_filled(spec, started_with)) is not None:
                 self.bus.publish(Note(echoed, name=member.name, level="warning"))
@@ -1697,10 +1698,14 @@ class Engine:
         own = self.recent.describe(member.name, own=True)
         said = said if said is not None else (
             what.removeprefix(member.name + " ").removeprefix(member.name + ": "))
-        if restart:
+        last = restart and seat.in_a_row >= member.spec.max_restarts
+        if last:  # (the give-up follows its stop)
+            said += ("; stopping this run, with no restart left (max_restarts = "
+                     f"{member.spec.max_restarts})")
+        elif restart:
             said += "; stopping this run (on_exit = restart)"
         self.bus.publish(Note(f"{said}\n{own}", name=member.name,
-                              level="warning" if restart else "error"))
+                              level="warning" if restart and not last else "error"))
         if restart:  # (its end, seen by its supervisor, goes to the restart policy)
             seat.not_ready = f"was not ready after {member.spec.ready_timeout:.1f} s"
             # Down after a failure from now: a stop of the cast that comes before its

@@ -18,7 +18,7 @@ class Seat:
     A plain class, not a dataclass: a dataclass of this size costs half a millisecond to
     make at import, which every cast's start would pay."""
 
-    __slots__ = ("added", "backoff", "backoff_ends", "captured", "down_after_failure",
+    __slots__ = ("added", "backoff", "backoff_ends", "captured", "down_after_failure", "in_a_row",
                  "last_exit", "not_ready", "not_started_because", "port_taken", "ready",
                  "ready_last",
                  "removing", "restart_requested", "restarted", "restarts", "start_requested",
@@ -32,6 +32,9 @@ class Seat:
         """For an ``autostart = false`` member: done once someone asked it to start."""
         self.restarts: int = 0
         """Its runs after the first, counted once each new run is under way."""
+        self.in_a_row: int = 0
+        """The restarts in a row that led to its current run: ``on_exit = "restart"`` gives
+        up when one more would pass ``max_restarts``."""
         self.up: asyncio.Future[None] | None = None
         """Done while its current run is ready, or once nothing more will come of it; pending
         from the moment a run ends (or its supervisor begins) until the next run is ready.
