@@ -431,8 +431,10 @@ class ControlServer:
         return answer
 
     async def _stop(self, request: dict[str, Any], peer_pid: int) -> Answer:
+        # As a script's :quit: what was sent just before (pipeplex send db COMMIT; pipeplex
+        # stop) gets its answer, and a member that ends at EOF ends on its own.
         self._engine.request_stop(f"stop requested through the control socket (pid {peer_pid}): "
-                                  "stopping the cast", asked=True)
+                                  "stopping the cast", asked=True, stdin_first=True)
         return {"ok": True}
 
     # Attach -------------------------------------------------------------------------
