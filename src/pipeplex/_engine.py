@@ -17,7 +17,7 @@ import re
 import signal
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from ._bus import Bus
@@ -137,13 +137,15 @@ def _said(output: bytes | bytearray) -> str:
 def _values_said(spec: ProcSpec, variables: Mapping[str, str]) -> str:
     """The values a member's ``ready_cmd`` ran with, for messages that show it as written:
     `` (with port='5433')``, or nothing; a long one cut, outside its quotes."""
-    used = sorted(spec.ready_cmd_variables() & variables.keys())
-    if not used:
-        return ""
-    shown = (quoted(variables[name]) if len(variables[name]) <= 60 else
-             quoted(variables[name][:59]) + "…" for name in used)
-    return " (with " + ", ".join(f"{name}={value}"
-                                 for name, value in zip(used, shown, strict=True)) + ")"
+    used = spec.ready_cmd_variables() & variables.keys()
+    return f" (with {_assignments(variables, used)})" if used else ""
+
+
+def _assignments(variables: Mapping[str, str], names: Iterable[str]) -> str:
+    """``port='5433', host='db'``: values as a message shows them, a long one cut outside
+    its quotes."""
+    return ", ".join(f"{name}={quoted(value) if len(value) <= 60 else quoted(value[:59]) + '…'}"
+                     for name in sorted(names) for value in (variables[name],))
 
 
 def _scaled_said(spec: ProcSpec) -> str:
@@ -1042,7 +1044,7 @@ class Engine:
                 seat.restart_requested = False
                 attempt = 0
             self._started(member, restarting)
-            seat.in_a_row = attempt
+            seat.in_a_row, seat.started_with = attempt, started_with
             if not restarting and spec.input and spec.pty == "full" and (
                     echoed := echo_warning_filled(spec, started_with)) is not None:
                 self.bus.publish(Note(echoed, name=member.name, level="warning"))
@@ -1471,14 +1473,17 @@ class Engine:
                                   "listens there too", name=name, level="warning"))
 
     def _now_ready(self, member: Process, captured: dict[str, str]) -> None:
-        self._capture(member.name, captured)
         seat = self._seats[member.name]
+        captured_before = bool(seat.captured)
+        self._capture(member.name, captured)
         seat.waiting_for = None
         if member.returncode is None:
             seat.up_now = True  # (before its Ready: a sink may stop the cast)
         seat.ready_last = True
         if member.spec.waits_to_be_ready:
             self.bus.publish(Ready(member.name, tuple(sorted(captured.items()))))
+        if captured_before:  # (a later run's values: members started with the old ones keep them)
+            self._say_values_behind(member.name, captured)
 
     def _capture(self, name: str, captured: dict[str, str]) -> None:
         """``name``'s new values replace its old ones, all at once (nothing awaits here, so
@@ -1490,6 +1495,23 @@ class Engine:
                 del self.variables[key]
         self.variables.update(captured)
         seat.captured = dict(captured)
+
+    def _say_values_behind(self, name: str, captured: Mapping[str, str]) -> None:
+        """Members already running keep the values they started with: say so under the
+        name of each one that uses a value ``name``'s new run changed (a client still
+        calling the port a restarted server left), rather than let it fail in silence."""
+        for other, member in self.members.items():
+            if other == name or not member.running or member.stopping:
+                continue
+            started_with = self._seats[other].started_with
+            behind = {key for key in captured.keys() & member.spec.referenced_variables()
+                      if key in started_with and started_with[key] != captured[key]}
+            if behind:
+                self.bus.publish(Note(
+                    f"runs with {_assignments(started_with, behind)}, which {name}'s new run "
+                    f"changed to {_assignments(captured, behind)}: restart {other} to give it "
+                    f"the new value{'s' if len(behind) > 1 else ''} (pipeplex restart {other})",
+                    name=other, level="warning"))
 
     def _down(self, name: str) -> None:
         """``name`` has a run to come: members that (re)start after it wait until it is up."""

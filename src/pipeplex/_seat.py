@@ -20,9 +20,9 @@ class Seat:
 
     __slots__ = ("added", "backoff", "backoff_ends", "captured", "down_after_failure", "in_a_row",
                  "last_exit", "not_ready", "not_started_because", "port_taken", "ready",
-                 "ready_last",
-                 "removing", "restart_requested", "restarted", "restarts", "start_requested",
-                 "supervising", "supervisor", "up", "up_now", "waiting_for")
+                 "ready_last", "removing", "restart_requested", "restarted", "restarts",
+                 "start_requested", "started_with", "supervising", "supervisor", "up", "up_now",
+                 "waiting_for")
 
     def __init__(self) -> None:
         self.ready: asyncio.Future[None] | None = None
@@ -46,6 +46,8 @@ class Seat:
         """Its latest run got ready, ended since or not, with no run due after it (a build step
         that printed its line and exited at once): those waiting for it had their turn, which
         the stop may have taken."""
+        self.started_with: dict[str, str] = {}
+        """The values its latest run started with (its command, environment and input)."""
         self.captured: dict[str, str] = {}
         """What its latest ready run captured: its share of the engine's ``variables``."""
         self.supervisor: asyncio.Task[None] | None = None

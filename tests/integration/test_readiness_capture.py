@@ -121,6 +121,32 @@ def test_a_restarted_member_is_ready_again_and_later_starts_get_its_new_values(
                      re.MULTILINE)
 
 
+def test_a_member_running_with_a_value_a_restart_changed_is_told(run_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """Members already running keep the values they started with: when server's new run
+    captures another port, the client still using the old one is said to (with how to
+    give it the new one), under its name; a member that uses no such value is not."""
+    cast = _cast(tmp_path / "cast.toml", {
+        "server": _restarting_server(tmp_path),
+        "client": {"cmd": ["sh", "-c", "echo using port {port}; exec sleep 60"],
+                   "after": ["server"]},
+        "other": {"cmd": "sleep 60", "after": ["server"]},
+    })
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^client +\| using port 9001$")
+        write_fifo(run_dir / "server.in", b"quit\n")
+        plex.expect(r"^server +\* started ")
+        write_fifo(run_dir / "server.in", b"go\n")
+        plex.expect(r"^server +\* ready: port=9002$")
+        plex.expect(r"^client +\* runs with port='9001', which server's new run changed to "
+                    r"port='9002': restart client to give it the new value \(pipeplex restart "
+                    r"client\)$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 128 + signal.SIGTERM
+    assert "other * runs with" not in plex.text
+    assert plex.text.count("new value") == 1
+
+
 def test_a_restarted_run_is_held_to_its_ready_timeout(run_dir: Path, tmp_path: Path) -> None:
     """A run after a restart that never gets ready fails the run as a first start would."""
     cast = _cast(tmp_path / "cast.toml", {"server": _restarting_server(tmp_path, ready_timeout=2)})
