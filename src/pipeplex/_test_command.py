@@ -240,7 +240,8 @@ async def _run_each(
             if verbose:
                 mark = _style("ok  ", "32", colored) if result.ok else _style("FAIL", "31", colored)
                 _say(f"  {mark} {result.seconds:6.2f} s  "
-                     + printable(f"{result.step.describe(result.value)}  ({result.step.source})"))
+                     + printable(f"{result.step.describe(result.value, secret=result.secret)}  "
+                               f"({result.step.source})"))
 
         path = transcript
         logs = log_dir / record_name if log_dir is not None and several else log_dir

@@ -60,6 +60,26 @@ def test_a_passing_and_a_failing_scenario(tmp_path: Path) -> None:
     assert "1 passed, 1 failed" in result.stdout
 
 
+def test_a_password_a_step_sends_is_kept_out_of_every_record(tmp_path: Path) -> None:
+    """A send step that answers a password prompt (getpass, on a full terminal) is shown as
+    stars wherever the step is said: -v, the transcript's step notes, JUnit; as its input
+    record is. (A failing step after it puts it in the failure report too.)"""
+    login = ("import getpass\np = getpass.getpass('Password: ')\n"
+             "print('ok' if p[::-1] == '2retnuh' else 'bad', flush=True)\ninput()")
+    case = _scenario(tmp_path, f'[procs.login]\ncmd = {json.dumps([sys.executable, "-c", login])}\n'
+                     'pty = true\n[[step]]\nexpect = "Password: $"\nin = "login"\n'
+                     '[[step]]\nsend = "hunter2"\nto = "login"\n'
+                     '[[step]]\nexpect = "^ok"\nin = "login"\n'
+                     '[[step]]\nexpect = "^never"\nin = "login"\ntimeout = 0.2\n')
+    junit, transcript = tmp_path / "report.xml", tmp_path / "t.jsonl"
+    result = run("test", "-v", case, "--junit", junit, "--transcript", transcript)
+    assert result.returncode == 1, result.stdout
+    assert "send '*******' to login" in result.stdout, result.stdout
+    for said in (result.stdout, result.stderr, junit.read_text(), transcript.read_text()):
+        assert "hunter2" not in said, said
+    assert "send '*******' to login: ok" in transcript.read_text()
+
+
 def test_a_folder_runs_each_scenario_file_in_it_and_its_subfolders(tmp_path: Path) -> None:
     """As pytest collects a folder: its .toml files and its subfolders', in name order;
     hidden ones, other files and a file named already are left out."""

@@ -42,12 +42,15 @@ class Step:
     """A ``send`` step's text ends with a newline (``newline = false``: sent as written, a
     key press or a control character such as ``"\u0003"``)."""
 
-    def describe(self, value: str | None = None) -> str:
+    def describe(self, value: str | None = None, *, secret: bool = False) -> str:
         """A short, readable form for reports: ``expect 'ready' in server``; with ``value``,
         what the step's ``{variables}`` made of it, when they changed it:
-        ``send '{port}' (= '40312') to all``."""
+        ``send '{port}' (= '40312') to all``. ``secret``: a ``send`` that answered a
+        password prompt, shown as stars, as its input record is (``send '*******' to db``)."""
         said = quoted(self.value) if self.action != "interact" else ""
-        if value is not None and value != self.value:
+        if secret:
+            said = quoted("*" * len(value if value is not None else self.value))
+        elif value is not None and value != self.value:
             said += f" (= {quoted(value)})"
         words = [self.action, said]
         if self.target:

@@ -36,10 +36,13 @@ class StepFailed(PipeplexError):
         self.waited = waited
         self.value: str | None = None
         """What the step's ``{variables}`` made of its value (set by the runner)."""
+        self.secret = False
+        """A ``send`` that answered a password prompt (set by the runner)."""
         super().__init__(message)
 
     def __str__(self) -> str:
-        return f"{self.step.source}: {self.step.describe(self.value)}: {self.message}"
+        said = self.step.describe(self.value, secret=self.secret)
+        return f"{self.step.source}: {said}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class StepResult:
     error: StepFailed | None = None
     value: str | None = None
     """What the step's ``{variables}`` made of its value."""
+    secret: bool = False
+    """A ``send`` that answered a password prompt: reports show it as stars."""
 
     @property
     def ok(self) -> bool:
@@ -76,13 +81,16 @@ async def run_steps(
             continue
         began = time.monotonic()
         value = None
+        # (Looked at as it is sent: nothing awaits between here and the send.)
+        secret = step.action == "send" and step.target is not None and any(
+            member.reads_secret for member in engine.router.resolve(step.target))
         try:
             value = _value(step, engine.variables)
             await _run_step(step, scenario, engine, matcher, value)
-            result = StepResult(step, time.monotonic() - began, value=value)
+            result = StepResult(step, time.monotonic() - began, value=value, secret=secret)
         except StepFailed as exc:
-            exc.value = value
-            result = StepResult(step, time.monotonic() - began, exc, value=value)
+            exc.value, exc.secret = value, secret
+            result = StepResult(step, time.monotonic() - began, exc, value=value, secret=secret)
         results.append(result)
         on_result(result)
         if result.error is not None:

@@ -120,7 +120,8 @@ async def run_scenario(
     def stepped(result: StepResult) -> None:
         """Each step's end in the records (a transcript, JUnit's merged stream), where the
         members' lines then fall between the steps they answered."""
-        what = f"step {result.step.source}: {result.step.describe(result.value)}"
+        said = result.step.describe(result.value, secret=result.secret)
+        what = f"step {result.step.source}: {said}"
         bus.publish(Note(f"{what}: ok in {result.seconds:.2f} s" if result.ok else
                          f"{what}: failed after {result.seconds:.2f} s",
                          level="info" if result.ok else "error"))
