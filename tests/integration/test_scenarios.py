@@ -681,6 +681,20 @@ def test_a_prompt_an_earlier_expect_ended_in_gets_a_hint(tmp_path: Path, pattern
     assert f"not seen within 0.3 s {hint}" in result.stdout, result.stdout
 
 
+def test_two_prompts_on_the_last_line_get_a_hint_of_their_own(tmp_path: Path) -> None:
+    """A REPL sent two lines before its first prompt came writes two prompts on one line
+    (`... >>> `): the prompt awaited with ^ is there, not at the line's start. That is said,
+    rather than that an earlier expect read past the older prompt lines that match."""
+    code = "import sys\nsys.stdout.write('>>> \\n... >>> ')\nsys.stdout.flush()\nsys.stdin.read()"
+    case = _scenario(tmp_path, f"[procs.py]\ncmd = {json.dumps([sys.executable, '-c', code])}\n"
+                     '[[step]]\nexpect = "^>>> $"\n'
+                     '[[step]]\nexpect = "^>>> $"\ntimeout = 0.3\n')
+    result = run("test", case)
+    assert result.returncode == 1
+    assert ("not seen within 0.3 s (the last line below holds it, but not at its start, where "
+            "^ matches: two prompts on one line") in result.stdout, result.stdout
+
+
 def test_a_failure_notes_a_near_miss_of_a_captured_variables_name(tmp_path: Path) -> None:
     """{tokn} beside a captured token is sent as written (braces are text when they name
     nothing captured), and the failure it leads to says it may be a typo."""

@@ -141,6 +141,13 @@ def _seen_before(engine: Engine, names: Sequence[str], pattern: str,
     line where a prompt comes first. "" when none would."""
     lines = [line[2:] + "\n" for name in names for line in engine.recent.tail(name)
              if stream is None or (stream == "stderr") == line.startswith("! ")]
+    if (pattern.startswith("^") and lines and not re.search(pattern, lines[-1], re.MULTILINE)
+            and re.search(pattern[1:], lines[-1], re.MULTILINE)):
+        # (Said first: what is awaited is more likely the latest line than one read past.)
+        return (" (the last line below holds it, but not at its start, where ^ matches: two "
+                "prompts on one line (`... >>> `) when a line was sent before the prompt it "
+                "answers came, so expect each prompt before the next send; or after another "
+                "prompt, say; leave the ^ out)")
     if any(re.search(pattern, line, re.MULTILINE) for line in lines):
         return (" (a line below matches: an earlier expect had read past it, or past its "
                 "start, and each one reads on from where the one before matched)")
