@@ -700,14 +700,16 @@ class Engine:
         self._start_supervisor(member, previous)
         return member
 
-    def _why_silent(self, name: str) -> str:
-        """Why a member that wrote nothing may have said something all the same."""
+    def _why_silent(self, name: str, awaiting: str | None = None) -> str:
+        """Why a member that wrote nothing may have said something all the same.
+        ``awaiting``: the pattern a step waited for in vain (else its ``ready``'s)."""
         member = self.members.get(name)
         if member is None or member.spec.pty == "full":
             return ""
         if member.spec.pty == "stdout":
+            awaited = awaiting if awaiting is not None else member.spec.ready
             if (member.returncode is not None or member.stopping
-                    or not _PROMPT_PATTERN.search(member.spec.ready or "")):
+                    or not _PROMPT_PATTERN.search(awaited or "")):
                 return ""  # (only for a member still waited for at a prompt it never wrote)
             return ("a program that prompts only when its stdin is a terminal, as sqlite3 "
                     "and psql do, writes no prompt with pty = \"stdout\"; pty = true gives "

@@ -32,10 +32,11 @@ class RecentOutput:
     """
 
     def __init__(self, lines: int = 20, max_line: int = 300, *,
-                 silence: Callable[[str], str] = lambda name: "") -> None:
+                 silence: Callable[[str, str | None], str] = lambda name, awaiting: "") -> None:
         self._silence = silence
-        """Why a member that wrote nothing may not have been silent (its output buffered),
-        or ''."""
+        """Why a member that wrote nothing (while a pattern was awaited of it, when given)
+        may not have been silent (its output buffered, a prompt it writes on a terminal
+        only), or ''."""
         self._lines = lines
         self._max_line = max_line
         self._keep = lines * max_line
@@ -106,22 +107,23 @@ class RecentOutput:
         return self._writing == name and self._in_a_row >= sum(
             1 for stream, _ in chunks if stream != _RUN)
 
-    def _nothing(self, name: str, when: str, own: bool) -> str:
-        why = self._silence(name)
+    def _nothing(self, name: str, when: str, own: bool, awaiting: str | None = None) -> str:
+        why = self._silence(name, awaiting)
         return f"{'' if own else name + ' '}wrote nothing{when}" + (f" ({why})" if why else "")
 
     def forget(self, name: str) -> None:
         """Drop what ``name`` wrote: a new member of that name starts with none of it."""
         self._chunks.pop(name, None)
 
-    def describe(self, name: str, *, own: bool = False) -> str:
+    def describe(self, name: str, *, own: bool = False, awaiting: str | None = None) -> str:
         """The recent output of ``name`` as an indented block, or a note that there was none.
         Lines from runs before its latest are said to be so (a restart's readiness failure
         must not seem to quote a line of the run that failed). ``own``: for a note under
-        the member's own name, which need not say it again."""
+        the member's own name, which need not say it again. ``awaiting``: the pattern
+        waited for in vain (its silence may then be explained by it)."""
         latest, lines = self._runs(name)
         if not lines:
-            return self._nothing(name, "", own)
+            return self._nothing(name, "", own, awaiting)
         of = "" if own else f" of {name}"
         if latest == len(lines):
             if own and self._just_above(name):
@@ -131,6 +133,6 @@ class RecentOutput:
         earlier = "\n".join(f"    {line}" for line in lines[: len(lines) - latest])
         text = f"last output{of}, from its earlier runs:\n{earlier}"
         if not latest:
-            return f"{text}\n{self._nothing(name, ' in its latest run', own)}"
+            return f"{text}\n{self._nothing(name, ' in its latest run', own, awaiting)}"
         this = "\n".join(f"    {line}" for line in lines[len(lines) - latest :])
         return f"{text}\nand from its latest run:\n{this}"

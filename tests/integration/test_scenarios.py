@@ -695,6 +695,21 @@ def test_two_prompts_on_the_last_line_get_a_hint_of_their_own(tmp_path: Path) ->
             "^ matches: two prompts on one line") in result.stdout, result.stdout
 
 
+def test_a_prompt_awaited_of_a_member_that_wrote_nothing_suggests_a_terminal(
+        tmp_path: Path) -> None:
+    """In the default mode stdin is a pipe, and bash's read -p (as psql, sqlite3) prompts
+    only on a terminal: a step that waits for that prompt from a member that wrote nothing
+    says so, and what gives it one."""
+    case = _scenario(tmp_path, '[procs.ask]\ncmd = "bash -c \'read -p \\"Name: \\" n; '
+                     'echo hello $n\'"\n[[step]]\nexpect = "Name: $"\nin = "ask"\n'
+                     'timeout = 0.3\n')
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert ("ask wrote nothing (a program that prompts only when its stdin is a terminal, as "
+            "sqlite3 and psql do, writes no prompt with pty = \"stdout\"; pty = true gives it "
+            "one)") in result.stdout, result.stdout
+
+
 def test_a_failure_notes_a_near_miss_of_a_captured_variables_name(tmp_path: Path) -> None:
     """{tokn} beside a captured token is sent as written (braces are text when they name
     nothing captured), and the failure it leads to says it may be a typo."""

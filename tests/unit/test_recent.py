@@ -145,7 +145,7 @@ def test_output_of_earlier_runs_is_told_apart() -> None:
 
 def test_silence_gets_the_reason_it_may_not_be_silence() -> None:
     """A member that wrote nothing (in its latest run) may have a reason: it is said then."""
-    recent = RecentOutput(silence=lambda name: "buffered" if name == "db" else "")
+    recent = RecentOutput(silence=lambda name, awaiting: "buffered" if name == "db" else "")
     assert recent.describe("db") == "db wrote nothing (buffered)"
     assert recent.describe("web") == "web wrote nothing"
     recent(out("db", b"up\n"))

@@ -189,7 +189,11 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
         hint = (_seen_before(engine, exc.names, value, step.stream)
                 if step.action == "expect" and any(s.action == "expect" for s in earlier)
                 else "")
-        raise StepFailed(step, f"not seen within {exc.waited:.1f} s{hint}\n{exc.recent}",
+        # (A prompt awaited of a member that wrote nothing: maybe one it writes on a
+        # terminal only, which its silence then says.)
+        silent = who is not None and step.action == "expect" and not engine.recent.tail(who)
+        recent = engine.recent.describe(who, awaiting=value) if silent and who else exc.recent
+        raise StepFailed(step, f"not seen within {exc.waited:.1f} s{hint}\n{recent}",
                          member=who, waited=exc.waited) from None
     except UnexpectedExit as exc:
         how = describe_returncode(exc.returncode)
