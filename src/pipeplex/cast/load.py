@@ -548,8 +548,11 @@ def _read_env(read: _Read, key: str, env: Any) -> None:
                                   f'"{value}" in quotes if the text is meant)', variable)
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             shown = variable if variable.isidentifier() else quoted(variable)
+            # (No mapping of true and false is guessed: programs read them their own way.)
+            hint = (f' (write it in quotes, as the program expects it: "{toml_value(value)}")'
+                    if isinstance(value, bool) else "")
             raise read.error(key, f"env {shown} = {toml_value(value)}: a value is a string or "
-                                  'a number (a true or false is written "1" or "")', variable)
+                                  f"a number{hint}", variable)
         problem = env_problem(variable, str(value))
         if problem:
             raise read.error(key, f"env {problem}", variable)
