@@ -462,10 +462,16 @@ def test_the_prompt_completes_commands_and_names(run_dir: Path) -> None:
         plex.expect(r"^alpha> beta:$")
         plex.type("completed\r")
         plex.expect(r"^beta  \| completed$")
-        # Completion runs in the background: wait for it before the next key, as people do.
         plex.type(":li\t")
         plex.expect(r"^alpha> :list$")
         plex.type("\r")
+        plex.expect(r"NAME +PID +STATE")
+        # Keys that come with the Tab in one read (typed ahead, or by a program) find the
+        # line completed.
+        plex.type("be\tahead\r")
+        plex.expect(r"^beta  \| ahead$")
+        plex.type(":li\t\r")
+        plex.expect(r"^alpha> :list$")
         plex.expect(r"NAME +PID +STATE")
         plex.type(":signal be\t")
         plex.expect(r"^alpha> :signal beta$")

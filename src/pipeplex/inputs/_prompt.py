@@ -35,7 +35,12 @@ from typing import TYPE_CHECKING, TextIO, cast
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import in_terminal
-from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.completion import (
+    CompleteEvent,
+    Completer,
+    Completion,
+    get_common_complete_suffix,
+)
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input.vt100 import Vt100Input, raw_mode
@@ -318,6 +323,26 @@ def _key_bindings(console: Console) -> KeyBindings:
         # prompt_toolkit's Emacs keys start a selection here, in which the keys typed next
         # are not inserted: the rest of the line was lost without a sign. Nothing, instead.
         pass
+
+    @bindings.add("tab")
+    def _complete(event: KeyPressEvent) -> None:
+        # At once, where prompt_toolkit's own Tab completes in the background: a key that
+        # came in the same read (typed ahead while output floods, or sent by a program)
+        # found the line not completed yet, and ":li<Tab><Enter>" ran ":li".
+        buffer = event.current_buffer
+        if buffer.complete_state is not None:  # (its menu is open: the next candidate)
+            buffer.complete_next()
+            return
+        assert buffer.completer is not None
+        found = list(buffer.completer.get_completions(
+            buffer.document, CompleteEvent(completion_requested=True)))
+        if len(found) == 1:
+            buffer.apply_completion(found[0])
+        elif found:  # the part they share now, as readline does; the menu for the rest
+            if shared := get_common_complete_suffix(buffer.document, found):
+                buffer.insert_text(shared)
+            else:
+                buffer.start_completion(select_first=False)
 
     @bindings.add("c-z", eager=True)
     def _suspend(event: KeyPressEvent) -> None:
