@@ -412,9 +412,13 @@ def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[
             yield client
     except NoRun as exc:
         hint = ""
-        if exc.absent:
-            hint = (" (start one with pipeplex run, or pass --run-dir)" if run_dir is None else
-                    " (has its run ended? A run prints its folder as its first line)")
+        if exc.absent and run_dir is None:
+            above = _run_started_above()
+            hint = (f" (none was started from {Path.cwd()}; one started from {above[0]} is at "
+                    f"{above[1]}: pass --run-dir {above[1]})" if above is not None else
+                    " (start one with pipeplex run, or pass --run-dir)")
+        elif exc.absent:
+            hint = " (has its run ended? A run prints its folder as its first line)"
         _error(f"{exc}{hint}")
         sys.exit(NO_RUN)
     except RequestFailed as exc:
@@ -426,6 +430,19 @@ def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[
     except OSError as exc:
         _error(f"lost the connection to the run at {folder}: {exc.strerror or exc}")
         sys.exit(REQUEST_FAILED)
+
+
+def _run_started_above() -> tuple[Path, Path] | None:
+    """The nearest folder above this one that a run was started from, and that run's
+    folder: a client in a project's subfolder is told of it (and not sent there: the
+    person says which run to talk to)."""
+    from .inputs.rundir import SOCKET_NAME, default_run_dirs
+
+    for folder in Path.cwd().resolve().parents:
+        for candidate in default_run_dirs(folder):
+            if os.path.lexists(candidate / SOCKET_NAME):
+                return folder, candidate
+    return None
 
 
 def _first_answering(folders: Sequence[Path], timeout: float | None) -> ControlClient:

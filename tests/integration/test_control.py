@@ -618,6 +618,28 @@ def test_no_run_there_exits_4(tmp_path: Path) -> None:
     assert result.stderr.endswith(" (start one with pipeplex run, or pass --run-dir)\n")
 
 
+def test_a_client_in_a_subfolder_is_told_of_the_run_started_above_it(tmp_path: Path) -> None:
+    """A run's default folder belongs to the folder it was started from: a client in a
+    subfolder of it finds no run there, and is told where the one above is (not sent
+    there: which run to talk to is the person's to say)."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    with Pipeplex("run", "-p", "c=cat", "--no-console", cwd=project, env=env) as plex:
+        folder = plex.expect(r"^pipeplex \* run folder (\S+):")[1]
+        result = subprocess.run([*PIPEPLEX, "status"], cwd=project / "sub", env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 4
+        assert result.stderr.endswith(
+            f" (none was started from {project / 'sub'}; one started from {project} is at "
+            f"{folder}: pass --run-dir {folder})\n"), result.stderr
+        assert run("status", "--run-dir", folder).returncode == 0
+        assert run("stop", "--run-dir", folder).returncode == 0
+        assert plex.wait() == 0
+
+
 def test_a_killed_run_is_reported_stale_and_cleaned_by_the_next(run_dir: Path) -> None:
     """After SIGKILL the socket is left: clients say the run is gone; the next run cleans up."""
     with cats(run_dir, "c") as plex:
