@@ -241,14 +241,76 @@ def test_a_spawn_is_told_before_it_is_made_and_registered_after() -> None:
     assert ("spawn_failed", None) not in told
 
 
-def test_a_registered_spawn_is_no_longer_looked_for_by_its_streams() -> None:
-    """Once registered, a member is known by its group; a group let go of is never
-    signalled, and its streams, passed on, do not make it ours again."""
-    with _spawn_told(["sleep", "300"]) as (guardian, holder):
+def test_what_still_holds_a_members_pipe_dies_with_pipeplex() -> None:
+    """A member's group, empty, is let go of; a process that left it (setsid) without its
+    environment (env -i), and that pipeplex had not told of yet, still holds a pipe the
+    member was given: that pipe, known since the spawn, finds it."""
+    with _spawn_told(["env", "-i", "sleep", "300"]) as (guardian, holder):
         guardian.register(holder.pid)
-        guardian.unregister(holder.pid)
+        guardian.unregister(holder.pid)  # (as once the member's own group is empty)
         guardian.close()
-        assert not _exits_within(holder.pid, 0.0), "a let-go group's process was signalled"
+        assert holder.wait(timeout=DEADLINE) == -signal.SIGTERM
+
+
+def test_a_process_that_held_the_pipe_before_the_spawn_is_left_alone() -> None:
+    """Only what started since a member's spawn is taken for its own by the pipe: one that
+    held it before (the pipe was passed to it by whoever made it) is a stranger."""
+    stdin, ours = os.pipe()
+    before = subprocess.Popen(["sleep", "300"], stdin=stdin, start_new_session=True)
+    guardian = Guardian()
+    try:
+        # The spawn is told in clock ticks (10 ms): told in the tick after next of the
+        # process's start, it is plainly later (one tick's doubt is taken as "since").
+        while _ticks_now() - _started(before.pid) < 2:
+            pass
+        guardian.spawning([stdin])
+        guardian.register(os.getpid())  # (a group never signalled: this one's is not told)
+        guardian.unregister(os.getpid())
+        guardian.close()
+        assert guardian._proc.wait(timeout=DEADLINE) == 0
+        assert before.poll() is None, "a process that had the pipe before was signalled"
+    finally:
+        before.kill()
+        before.wait()
+        os.close(stdin)
+        os.close(ours)
+
+
+def _ticks_now() -> int:
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
+def _started(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[19])
+
+
+ORPHAN_THEN_DIE = """
+import os, signal, sys
+
+from pipeplex import Plex
+
+with Plex() as plex:
+    member = plex.spawn("m", ["sh", "-c", "setsid env -i sleep 299.{tag} & echo $!"])
+    print(member.expect(r"(\\d+)")[1], flush=True)
+    member.wait(10)  # (its group is empty now: the orphan is outside it, on its own)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_an_orphan_that_dropped_its_environment_dies_with_a_plex_killed() -> None:
+    """The Python API takes no subreaper: a member's `setsid env -i` child, orphaned, goes
+    to PID 1, beyond the group and the run id. It still holds the member's stderr pipe, by
+    which the guardian finds it when the program using the plex is killed."""
+    result = subprocess.run([sys.executable, "-c", ORPHAN_THEN_DIE.format(tag=os.getpid())],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    orphan = int(result.stdout.split()[0])
+    try:
+        assert _exits_within(orphan, DEADLINE), "the orphan outlived the plex's program"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orphan, signal.SIGKILL)
 
 
 def test_a_line_the_guardian_cannot_read_costs_nothing_else() -> None:

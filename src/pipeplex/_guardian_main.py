@@ -9,8 +9,9 @@ It reads pipeplex's lines until EOF (pipeplex ended, however it ended), then sto
 it was told of: the process groups (``+PGID``, ``-PGID``), the orphans pipeplex adopted
 (``@PID START``, ``~PID``: a daemon that double-forked, left every group and wrote over its
 environment, as redis and nginx do to set their process titles), a member caught mid-spawn
-(``?TICKS STREAMS``, ``!``), and every process carrying the run's id (``=TOKEN``); and,
-with those, every process below them (a daemon whose parent still runs).
+(``?TICKS STREAMS``, ``!``), what still holds a pipe a member was given (the same
+``?`` line, kept once its ``+PGID`` came), and every process carrying the run's id
+(``=TOKEN``); and, with those, every process below them (a daemon whose parent still runs).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Told:
         self.adopted: dict[int, int] = {}
         self.token: bytes | None = None
         self.spawning: tuple[int, set[tuple[bytes, bytes]]] | None = None
+        self.pipes: dict[tuple[bytes, bytes], int] = {}
+        """The pipes spawned members were given, with when: see :func:`holding_pipes`."""
         self._buffer = b""
 
     def drained(self) -> bool:
@@ -66,6 +69,11 @@ class Told:
             self.spawning = None
         elif kind == b"+":
             self.groups.add(_pid(rest))
+            if self.spawning is not None:
+                spawned_at, given = self.spawning
+                for stream in given:
+                    if stream[1].startswith(b"pipe:"):
+                        self.pipes.setdefault(stream, spawned_at)
             self.spawning = None
         elif kind == b"-":
             self.groups.discard(int(rest))
@@ -163,6 +171,28 @@ def caught_mid_spawn(told: Told, parent: int, parent_exit: int | None) -> Found:
             when = started(int(entry))
             if when is not None and since - 1 <= when <= now:
                 found.add((int(entry), when))
+    return found
+
+
+def holding_pipes(told: Told) -> Found:
+    """The processes that hold a pipe a member was given as its stdin, stdout or stderr,
+    started since: a member's child that left its group (``setsid``) and dropped the run's
+    id (``env -i``), orphaned in the moment before pipeplex would have told of its adoption
+    (or with no subreaper to adopt it, under the Python API), still holds the member's
+    streams when a shell started it (``(setsid cmd &)``). A pipe is known by its inode,
+    which no other pipe has while anyone holds it: only the member's own descendants can.
+    (Not a pty: its number, freed, goes to a stranger's terminal.)"""
+    found: Found = set()
+    if not told.pipes:
+        return found
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        held = streams_of(int(entry)) & told.pipes.keys()
+        when = started(int(entry)) if held else None
+        if when is not None and when >= min(told.pipes[stream] for stream in held) - 1:
+            found.add((int(entry), when))
     return found
 
 
@@ -292,7 +322,8 @@ def main() -> None:
     told = Told()
     listen(told)
     # Once, as pipeplex ended; then followed by pid and start time.
-    known = caught_mid_spawn(told, parent, parent_exit) | set(told.adopted.items())
+    known = (caught_mid_spawn(told, parent, parent_exit) | holding_pipes(told)
+             | set(told.adopted.items()))
     stop = Stop(told, known)
     if not stop.left():
         return  # (pipeplex stopped everything itself: the usual end)

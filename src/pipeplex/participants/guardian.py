@@ -12,14 +12,17 @@ first line of a burst at once and the rest a quarter second later (its death, no
 is what must wake it): a start wave of 100 members wakes it twice, not 100 times, so that
 its wake-ups do not take turns with pipeplex's spawns on a busy core.
 
-Two more nets, used at EOF. A spawn's child exists while pipeplex waits for its exec: a
+Three more nets, used at EOF. A spawn's child exists while pipeplex waits for its exec: a
 SIGKILL then leaves it unregistered. So before each spawn pipeplex tells the streams it gives
 the member, as ``/proc`` names them with their mount, and the time
 (``?TICKS MNT:pipe:[INO] MNT:/dev/pts/N ...``); the guardian signals the processes holding
 one of them that started since, and their group when they lead one. It looks once, as
 pipeplex ended, then follows them by pid and start time: a pty's number, freed, may go to a
 stranger's terminal (ours reads ``/dev/pts/N (deleted)`` by then). ``!`` forgets a spawn
-that made no child. And a member's child may leave its
+that made no child. The pipes among those streams are kept once the spawn is registered:
+what holds one, started since, is the member's own even after its group was let go (a
+``setsid env -i`` child that a shell left holding them, orphaned before pipeplex told of
+it). And a member's child may leave its
 process group (``setsid``): every member runs with ``PIPEPLEX_RUN_ID`` in its environment,
 which its children inherit, and the guardian signals every process carrying that id. A
 daemon may also write over its environment (redis and nginx do, to set their process
