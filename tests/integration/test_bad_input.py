@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DEADLINE, PIPEPLEX, Pipeplex, run
+from .helpers import DEADLINE, PIPEPLEX, Pipeplex, py, run
 
 
 def _error(result: object) -> str:
@@ -339,6 +339,27 @@ def test_what_a_stale_run_left_running_is_named(run_dir: Path) -> None:
             f"which would have stopped it, was killed with it or is stopped); kill -TERM "
             f"{left.pid} stops it\n") in result.stdout, result.stdout
     assert (run_dir / "run.lock").exists() is False  # (removed at the end, as always)
+
+
+def test_what_a_stale_run_left_ignoring_sigterm_is_told_to_be_killed(run_dir: Path) -> None:
+    """A member that trapped SIGTERM (and what it started since) would outlive the
+    `kill -TERM` the message gave: those are given `kill -KILL`."""
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "run.lock").write_text("999999 0123abcd\n")
+    env = {**os.environ, "PIPEPLEX_RUN_ID": "0123abcd", "PIPEPLEX_NAME": "db"}
+    deaf = py("import signal, sys\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              "print('deaf', flush=True)\nsys.stdin.read()")
+    with subprocess.Popen(["sleep", "60"], env=env) as hearing, subprocess.Popen(
+            shlex.split(deaf), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as left:
+        try:
+            assert left.stdout is not None and left.stdout.readline() == b"deaf\n"
+            result = run("run", "-p", "a=echo hi", "--run-dir", run_dir)
+        finally:
+            hearing.kill()
+            left.kill()
+    assert result.returncode == 0, result.stderr
+    assert (f"was killed with it or is stopped); kill -TERM {hearing.pid} stops it; kill -KILL "
+            f"{left.pid} (it ignores SIGTERM)\n") in result.stdout, result.stdout
 
 
 def test_what_a_stale_runs_live_guardian_stops_is_not_named(run_dir: Path,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -167,12 +168,26 @@ async def _left_running(engine: Engine, run_id: str) -> None:
     if left:
         said = ", ".join(f"{pid}{f' ({name})' if name else ''}" for pid, name in left[:10])
         more = f" and {len(left) - 10} more" if len(left) > 10 else ""
-        pids = " ".join(str(pid) for pid, _ in left)
         them = "them" if len(left) != 1 else "it"
         engine.bus.publish(Note(
             f"that run left {len(left)} process{'es' if len(left) != 1 else ''} running: "
             f"{said}{more} (its guardian, which would have stopped {them}, was killed with "
-            f"it or is stopped); kill -TERM {pids} stops {them}", level="warning"))
+            f"it or is stopped); {_how_to_stop([pid for pid, _ in left])}", level="warning"))
+
+
+def _how_to_stop(pids: list[int]) -> str:
+    """The command that stops ``pids``: SIGTERM, but for those that ignore it (a member
+    that trapped it, and what it started since)."""
+    from ..participants._proc import signal_ignored
+
+    deaf = [pid for pid in pids if signal_ignored(pid, signal.SIGTERM)]
+    hearing = [pid for pid in pids if pid not in deaf]
+    them = "them" if len(hearing) != 1 else "it"
+    said = [f"kill -TERM {' '.join(map(str, hearing))} stops {them}"] if hearing else []
+    if deaf:
+        which = "they ignore" if len(deaf) != 1 else "it ignores"
+        said.append(f"kill -KILL {' '.join(map(str, deaf))} ({which} SIGTERM)")
+    return "; ".join(said)
 
 
 async def _outliving(pids: Iterable[int], seconds: float = GUARDIAN_AT_WORK) -> set[int]:

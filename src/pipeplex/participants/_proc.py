@@ -66,14 +66,23 @@ def child_flags(pid: int) -> int | None:
     return int(fields[FLAGS])
 
 
+def signal_ignored(pid: int, sig: int) -> bool:
+    """Whether ``pid`` ignores ``sig`` (or blocks it): such a signal does not end it."""
+    return _status_has(pid, sig, (b"SigIgn:", b"SigBlk:"))
+
+
 def signal_pending(pid: int, sig: int) -> bool:
     """Whether ``sig`` waits to be taken by ``pid`` (``/proc/PID/status``: sent to it, or to
     its group, and not yet delivered: it is stopped, or has not run since)."""
+    return _status_has(pid, sig, (b"SigPnd:", b"ShdPnd:"))
+
+
+def _status_has(pid: int, sig: int, masks: tuple[bytes, ...]) -> bool:
+    """Whether ``sig`` is in one of the signal masks of ``/proc/PID/status`` named."""
     try:
         with open(f"/proc/{pid}/status", "rb") as status:
             lines = status.read().splitlines()
     except OSError:
         return False
     bit = 1 << (sig - 1)
-    return any(int(line.split()[1], 16) & bit for line in lines
-               if line.startswith((b"SigPnd:", b"ShdPnd:")))
+    return any(int(line.split()[1], 16) & bit for line in lines if line.startswith(masks))
