@@ -961,17 +961,34 @@ def _parse(words: Sequence[str]) -> tuple[str, argparse.Namespace]:
             sys.exit(USAGE_ERROR)
         if command in ("-h", "--help", "--version"):
             top.parse_args(words[:1])  # exits
+        import shlex
+
         from ._suggest import close_match, suggest
 
         if command.startswith("-"):
             close = close_match(command.partition("=")[0], ["--help", "--version"])
+            if not close and _run_option(command) and not COMMANDS.keys() & set(words):
+                top.error(f"unknown option {quoted(command)}; did you mean pipeplex run "
+                          f"{shlex.join(words)}?")
             top.error(f"unknown option {quoted(command)}"
                       f"{f'; did you mean {close}?' if close else ''}"
                       " (a command's options come after it: pipeplex COMMAND -h)")
-
+        if command.endswith(".toml") or os.path.isfile(command):  # (a cast file)
+            top.error(f"no command {quoted(command)}; did you mean pipeplex run "
+                      f"{shlex.join(words)} (or pipeplex test, for a scenario)?")
+        if os.path.isdir(command):  # (a folder of scenarios)
+            top.error(f"no command {quoted(command)}; did you mean pipeplex test "
+                      f"{shlex.join(words)}, to run the scenarios in it?")
         top.error(f"no command {quoted(command)}{suggest(command, list(COMMANDS))}")
     assert command is not None
     return command, _command_parser(command).parse_words(words[1:])
+
+
+def _run_option(word: str) -> bool:
+    """Whether ``word`` is one of ``pipeplex run``'s options (its most used ones, put
+    before the command): ``pipeplex -p a=cat``."""
+    return word.partition("=")[0] in ("-p", "--proc", "--pty", "--grace", "--no-console",
+                                      "--on-exit", "--stderr", "--log-dir", "--transcript")
 
 
 def _reader_left(status: int) -> NoReturn:

@@ -146,6 +146,12 @@ def test_long_options_are_never_guessed_from_a_prefix(capsys: pytest.CaptureFixt
          "files)\n"),
         (["--verison"], "unknown option '--verison'; did you mean --version? (a command's"),
         (["--run-dir", "R", "status"], "unknown option '--run-dir' (a command's options come"),
+        # What was meant is clear: run's options, or a cast file, or a folder of scenarios.
+        (["-p", "a=cat", "-p", "b=echo hi"],
+         "unknown option '-p'; did you mean pipeplex run -p a=cat -p 'b=echo hi'?"),
+        (["web.toml"], "no command 'web.toml'; did you mean pipeplex run web.toml (or pipeplex "
+         "test, for a scenario)?"),
+        (["/"], "no command '/'; did you mean pipeplex test /, to run the scenarios in it?"),
         # A word typed on a Latin-1 terminal (not UTF-8), shown as the byte typed.
         (["st\udcff"], "no command 'st\\xff'"),
         (["status", "x\udcff"], "unrecognized arguments: x\\xff\n"),
