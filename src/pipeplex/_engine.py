@@ -89,8 +89,10 @@ RESTART_RESET = 10.0
 """A member that ran this long before exiting starts its restart count afresh."""
 
 
-_PROMPT_PATTERN = re.compile(r"[>:?#%$] ?\$?\)?$|\\s\*?\$?$")
-"""A ``ready`` pattern that waits for a prompt (``sqlite> $``, ``Password: ``)."""
+_PROMPT_PATTERN = re.compile(r"(?:[>:#%]|\\[$?]) ?\)?\$?\)?$|\\s\*?\$?$")
+"""A pattern that waits for a prompt (``sqlite> $``, ``Password: ``, ``\\$ $``): one that
+ends in a prompt's character (a ``$`` or ``?`` escaped, as a pattern writes them), not one
+that ends a line (``^ready$``)."""
 
 
 def _listens_elsewhere(member: Process, port: str) -> str:
