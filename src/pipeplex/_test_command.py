@@ -126,13 +126,21 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         if not outcome.ok:
             # A file's name (in the header, and each step's file:line) is shown as member
             # output is: one that holds ESC[2J must not clear the screen.
-            what = ("INTERRUPTED" if outcome.interrupted else "NOT RUN" if outcome.not_run
-                    else "FAILED")
-            header = f"{what} {printable(str(outcome.scenario.path))}"
+            header = f"{_not_ok(outcome)} {printable(str(outcome.scenario.path))}"
             _say("\n" + _style(header, "1;31", colored))
             _say(_indent(printable(outcome.failure or "")))
+    failures = [o for o in outcomes if not o.ok and not o.interrupted and not o.not_run]
+    if len(failures) > 1:
+        # One line each, where one looks at the end of a long report (as pytest's "short
+        # test summary info"): the first line of each failure says which step, and why.
+        _say("")
+        for outcome in failures:
+            line = (outcome.failure or "").partition("\n")[0]
+            _say(_style("FAILED", "31", colored) + " " + printable(
+                line if line.startswith(f"{outcome.scenario.path}:")
+                else f"{outcome.scenario.path}: {line}"))
     passed = sum(o.ok and not o.skipped for o in outcomes)
-    failed = sum(not o.ok and not o.interrupted and not o.not_run for o in outcomes)
+    failed = len(failures)
     summary = f"{passed} passed, {failed} failed"
     if load_errors:
         summary += f", {len(load_errors)} could not be loaded"
@@ -303,6 +311,12 @@ async def _run_each(
         if exitfirst and not outcome.ok:
             break
     return outcomes, unrecorded
+
+
+def _not_ok(outcome: ScenarioOutcome) -> str:
+    """How a scenario that did not pass is headed in the report."""
+    return ("INTERRUPTED" if outcome.interrupted else "NOT RUN" if outcome.not_run
+            else "FAILED")
 
 
 def _record_names(scenarios: Sequence[Scenario]) -> list[str]:

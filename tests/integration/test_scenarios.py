@@ -80,6 +80,19 @@ def test_a_password_a_step_sends_is_kept_out_of_every_record(tmp_path: Path) -> 
     assert "send '*******' to login: ok" in transcript.read_text()
 
 
+def test_several_failures_end_with_a_line_each(tmp_path: Path) -> None:
+    """Where one looks at the end of a long report, as in pytest's short summary: each
+    failed scenario's first line (which step, and why), just above the counts."""
+    bad = CAT + '[[step]]\nexpect = "^bye$"\nin = "c"\ntimeout = 0.2\n'
+    first, second = _scenario(tmp_path, bad, "a.toml"), _scenario(tmp_path, bad, "b.toml")
+    result = run("test", first, _scenario(tmp_path, CAT, "ok.toml"), second)
+    assert result.returncode == 1
+    assert (f"\n\nFAILED {first}:4: expect '^bye$' in c: not seen within 0.2 s\n"
+            f"FAILED {second}:4: expect '^bye$' in c: not seen within 0.2 s\n"
+            "1 passed, 2 failed in ") in result.stdout, result.stdout[-300:]
+    assert "pty = true gives it one" not in result.stdout  # (^bye$ is no prompt)
+
+
 def test_a_folder_runs_each_scenario_file_in_it_and_its_subfolders(tmp_path: Path) -> None:
     """As pytest collects a folder: its .toml files and its subfolders', in name order;
     hidden ones, other files and a file named already are left out."""
