@@ -493,7 +493,8 @@ class Engine:
         """One record per member: name, pid, state, uptime, restarts, its exit code,
         ``last_exit`` (that code, or while it runs again, its last run's) and ``waiting_for``:
         while it runs but is not ready yet (state ``starting``), what it waits for; while it
-        waits out a restart's backoff (``restarting``), when that restart comes."""
+        waits out a restart's backoff (``restarting``), when that restart comes; while it
+        waits to start (``pending``), for whom, or to be started (``autostart = false``)."""
         records = []
         for member in self.members.values():
             record = member.statistics()
@@ -510,6 +511,8 @@ class Engine:
                 left = max(ends - time.monotonic(), 0.0)
                 record["state"] = "restarting"  # (waiting out its backoff)
                 record["waiting_for"] = f"its restart in {left:.1f} s ({which})"
+            if record["state"] == "pending":
+                record["waiting_for"] = self._pending_on(member.name)
             record["restarts"] = seat.restarts
             record["last_exit"] = (record["returncode"] if record.get("returncode") is not None
                                    else seat.last_exit)
@@ -520,6 +523,14 @@ class Engine:
             )
             records.append(record)
         return records
+
+    def _pending_on(self, name: str) -> str | None:
+        """What a member that has not started (or not again) waits for, in words."""
+        requested = self._seats[name].start_requested
+        if requested is not None and not requested.done():
+            return f"pipeplex start {name} (autostart = false)"
+        dep = self.outcomes.waiting_for.get(name)
+        return f"{dep} to be ready" if dep is not None else None
 
     def resize(self, columns: int, rows: int) -> None:
         """pipeplex's terminal changed size: members on a pty get ``columns`` and ``rows``
