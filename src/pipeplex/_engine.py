@@ -90,9 +90,13 @@ RESTART_RESET = 10.0
 
 
 _PROMPT_PATTERN = re.compile(r"(?:[>:#%]|\\[$?]) ?\)?\$?\)?$|\\s\*?\$?$")
-"""A pattern that waits for a prompt (``sqlite> $``, ``Password: ``, ``\\$ $``): one that
-ends in a prompt's character (a ``$`` or ``?`` escaped, as a pattern writes them), not one
-that ends a line (``^ready$``)."""
+
+
+def waits_for_prompt(pattern: str) -> bool:
+    """Whether ``pattern`` waits for a prompt (``sqlite> $``, ``Password: ``, ``\\$ $``): it
+    ends in a prompt's character (a ``$`` or ``?`` escaped, as a pattern writes them), not
+    in the end of a line (``^ready$``)."""
+    return _PROMPT_PATTERN.search(pattern) is not None
 
 
 def _listens_elsewhere(member: Process, port: str) -> str:
@@ -409,14 +413,20 @@ class Engine:
             PipeplexError: as :meth:`restart`; or the new run ended before it was ready,
                 or the cast began to stop first (:meth:`why_not_up_again`).
         """
-        pid = await self.restart(name, stdin_first=stdin_first)
+        await self.restart(name, stdin_first=stdin_first)
         if not await self.wait_up_again(name):
             raise PipeplexError(self.why_not_up_again(name))
+        # The run that is ready: a later restart (asked for, or its policy's) may have
+        # replaced the one this request started.
+        pid = self.members[name].pid
+        assert pid is not None
         return pid
 
     def why_not_up_again(self, name: str) -> str:
         """Why ``name``'s new run (a restart's) did not get ready: how it ended, or why the
         cast stopped first; then its last output."""
+        if name not in self.members:  # (the Python API's remove, meanwhile)
+            return f"{name} did not get ready again: it was removed"
         code = self.members[name].returncode
         own = self.own_failure(name) if code is None else None
         if own is not None:
@@ -525,12 +535,18 @@ class Engine:
         return records
 
     def _pending_on(self, name: str) -> str | None:
-        """What a member that has not started (or not again) waits for, in words."""
+        """What a member that has not started (or not again) waits for, in words; None for
+        one nothing will start by itself (held back, as the stream said, or the cast
+        stops)."""
+        if self.stopping or name in self.outcomes.ended_for_good:
+            return None
         requested = self._seats[name].start_requested
         if requested is not None and not requested.done():
             return f"pipeplex start {name} (autostart = false)"
         dep = self.outcomes.waiting_for.get(name)
-        return f"{dep} to be ready" if dep is not None else None
+        if dep is None or self._failed_to_start(dep):
+            return None
+        return f"{dep} to be ready"
 
     def resize(self, columns: int, rows: int) -> None:
         """pipeplex's terminal changed size: members on a pty get ``columns`` and ``rows``
@@ -722,7 +738,7 @@ class Engine:
         if member.spec.pty == "stdout":
             awaited = awaiting if awaiting is not None else member.spec.ready
             if (member.returncode is not None or member.stopping
-                    or not _PROMPT_PATTERN.search(awaited or "")):
+                    or not waits_for_prompt(awaited or "")):
                 return ""  # (only for a member still waited for at a prompt it never wrote)
             return ("a program that prompts only when its stdin is a terminal, as sqlite3 "
                     "and psql do, writes no prompt with pty = \"stdout\"; pty = true gives "

@@ -410,6 +410,58 @@ def test_restart_answers_once_the_new_run_is_ready(run_dir: Path, tmp_path: Path
         assert [m["restarts"] for m in status(run_dir)["members"]] == [1, 0]
 
 
+def test_status_says_nothing_is_awaited_for_a_member_held_back(run_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """w waits for slow; db, which it starts after too, ends for good meanwhile: once slow
+    is ready, w is not started (the stream says why), and the status no longer says it
+    waits for anything."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sh -c \'echo up; read x; exit 3\'"\nready = "^up$"\n'
+                    'on_exit = "ignore"\n'
+                    '[procs.slow]\ncmd = "sh -c \'read x; echo up; exec cat\'"\nready = "^up$"\n'
+                    '[procs.w]\ncmd = "cat"\nafter = ["db", "slow"]\n')
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^db +\* ready$")
+        assert run("status", "--run-dir", run_dir).stdout.endswith(
+            "w is waiting for slow to be ready\n")
+        assert run("send", "db", "x", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^db +\* exited with code 3$")
+        assert run("send", "slow", "x", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^w +\* not started: it starts after db, which exited with code 3")
+        table = run("status", "--run-dir", run_dir).stdout
+        assert "w is waiting" not in table, table
+        assert re.search(r"^w +- +pending ", table, re.M), table
+
+
+def test_a_restart_overtaken_by_another_answers_with_the_run_that_got_ready(
+        run_dir: Path, tmp_path: Path) -> None:
+    """A second restart stops the first one's new run before it was ready: both requests
+    answer once the run after it is ready, with its pid (not that of the run stopped)."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.db]\ncmd = "sh -c \'echo run $$; read go; echo ready; exec cat\'"\n'
+                    'ready = "^ready$"\n')
+    clients: list[subprocess.Popen[str]] = []
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
+        try:
+            plex.expect(r"^db \| run \d+$")
+            assert run("send", "db", "go", "--run-dir", run_dir).returncode == 0
+            plex.expect(r"^db \* ready$")
+            for _ in range(2):
+                clients.append(subprocess.Popen(
+                    [*PIPEPLEX, "restart", "db", "--run-dir", str(run_dir)], text=True,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+                pid = plex.expect(r"^db \| run (\d+)$")[1]
+            assert run("send", "db", "go", "--run-dir", run_dir).returncode == 0
+            for client in clients:
+                out, err = client.communicate(timeout=DEADLINE)
+                assert (client.returncode, out) == (0, f"db restarted (pid {pid}) and ready\n"), err
+        finally:
+            for client in clients:
+                if client.poll() is None:
+                    client.kill()
+                    client.wait()
+
+
 def test_a_restart_whose_new_run_ends_before_it_is_ready_fails(run_dir: Path,
                                                                 tmp_path: Path) -> None:
     """The new run exits before its ready line: the request fails (status 1) and says how

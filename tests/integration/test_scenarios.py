@@ -708,6 +708,18 @@ def test_two_prompts_on_the_last_line_get_a_hint_of_their_own(tmp_path: Path) ->
             "^ matches: two prompts on one line") in result.stdout, result.stdout
 
 
+def test_a_line_that_only_contains_what_was_awaited_is_no_glued_prompt(tmp_path: Path) -> None:
+    """`^ok 2` against TAP's `not ok 2`: no prompt, and leaving the ^ out would make the
+    failing test pass. No hint about prompts is given."""
+    code = "import sys\nprint('ok 1\\nnot ok 2 - frobnicate', flush=True)\nsys.stdin.read()"
+    case = _scenario(tmp_path, f"[procs.t]\ncmd = {json.dumps([sys.executable, '-c', code])}\n"
+                     '[[step]]\nexpect = "^ok 1"\n'
+                     '[[step]]\nexpect = "^ok 2"\ntimeout = 0.3\n')
+    result = run("test", case)
+    assert result.returncode == 1
+    assert "expect '^ok 2': not seen within 0.3 s\n" in result.stdout, result.stdout
+
+
 def test_a_prompt_awaited_of_a_member_that_wrote_nothing_suggests_a_terminal(
         tmp_path: Path) -> None:
     """In the default mode stdin is a pipe, and bash's read -p (as psql, sqlite3) prompts

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from .._engine import Engine
+from .._engine import Engine, waits_for_prompt
 from .._readiness import LOOPBACK_SAID, port_accepts
 from .._signals import describe_returncode, parse_signal, signal_name
 from ..cast.spec import expand, is_port, quoted
@@ -141,8 +141,8 @@ def _seen_before(engine: Engine, names: Sequence[str], pattern: str,
     line where a prompt comes first. "" when none would."""
     lines = [line[2:] + "\n" for name in names for line in engine.recent.tail(name)
              if stream is None or (stream == "stderr") == line.startswith("! ")]
-    if (pattern.startswith("^") and lines and not re.search(pattern, lines[-1], re.MULTILINE)
-            and re.search(pattern[1:], lines[-1], re.MULTILINE)):
+    if (len(names) == 1 and lines and waits_for_prompt(pattern)
+            and _after_a_prompt(pattern, lines[-1])):
         # (Said first: what is awaited is more likely the latest line than one read past.)
         return (" (the last line below holds it, but not at its start, where ^ matches: two "
                 "prompts on one line (`... >>> `) when a line was sent before the prompt it "
@@ -151,11 +151,23 @@ def _seen_before(engine: Engine, names: Sequence[str], pattern: str,
     if any(re.search(pattern, line, re.MULTILINE) for line in lines):
         return (" (a line below matches: an earlier expect had read past it, or past its "
                 "start, and each one reads on from where the one before matched)")
-    if pattern.startswith("^") and any(re.search(pattern[1:], line, re.MULTILINE)
-                                       for line in lines):
+    if any(_after_a_prompt(pattern, line) for line in lines):
         return (" (a line below holds it, but not at its start, where ^ matches: after a "
                 "prompt, say; leave the ^ out)")
     return ""
+
+
+_PROMPT_BEFORE = re.compile(r"[>:#%$?.] ?$")
+"""The end of a prompt (``calc> ``, ``... ``, ``$ ``), for what comes before a match."""
+
+
+def _after_a_prompt(pattern: str, line: str) -> bool:
+    """Whether ``line`` holds what ``pattern`` (``^...``) wants, but after a prompt: not
+    after other text (``not ok 2`` is no ``^ok 2`` for want of a ``^``)."""
+    if not pattern.startswith("^") or re.search(pattern, line, re.MULTILINE):
+        return False
+    found = re.search(pattern[1:], line, re.MULTILINE)
+    return found is not None and _PROMPT_BEFORE.search(line[:found.start()]) is not None
 
 
 def _value(step: Step, variables: dict[str, str]) -> str:
