@@ -406,6 +406,40 @@ def test_no_member_outlives_pipeplex_killed_anywhere_in_a_start_wave(
         assert not left, f"killed after spawn {k}: {len(left)} member(s) outlived pipeplex"
 
 
+def test_what_a_member_starts_as_pipeplex_dies_is_frozen_and_found(tmp_path: Path) -> None:
+    """A member that keeps starting children that leave its group and drop their
+    environment (setsid env -i) as fast as it can: pipeplex killed meanwhile, one started
+    between the guardian's look and its SIGTERM was orphaned as that SIGTERM ended its
+    parent, below nothing the guardian followed. The guardian stops them all first
+    (SIGSTOP: none forks), then looks, then signals."""
+    seconds = f"298.{os.getpid()}"
+    forks = f"i=0; while [ $i -lt 400 ]; do setsid env -i sleep {seconds} & i=$((i+1)); done"
+    plex = subprocess.Popen(
+        [sys.executable, "-m", "pipeplex", "run", "--no-console", "--run-dir",
+         str(tmp_path / "run"), "-p", f"m=sh -c '{forks}; exec sleep {seconds}'"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert plex.stdout is not None
+        while b"m * started" not in (line := plex.stdout.readline()):
+            assert line, "pipeplex ended before its member started"
+        guardians = _children(plex.pid)  # (the guardian, and the member)
+        plex.kill()
+        plex.wait()
+        for child in guardians:
+            assert _exits_within(child, DEADLINE), f"{child} lives on"
+        left = _alive_with_cmdline(["sleep", seconds])
+    finally:
+        if plex.poll() is None:
+            plex.kill()
+            plex.wait()
+        if plex.stdout is not None:
+            plex.stdout.close()
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} of the member's children outlived pipeplex"
+
+
 def test_a_group_is_let_go_of_once_empty(tmp_path: Path) -> None:
     """Its member exited, a process it started held the group, then went: the guardian is
     told, and the group is never signalled again."""

@@ -267,6 +267,19 @@ class Stop:
     def alive(self) -> set[int]:
         return {pid for pid, when in self.known if started(pid) == when}
 
+    def freeze(self) -> None:
+        """SIGSTOP them all, then look below them again, until a look finds none new: a
+        stopped process cannot fork, so a child a member started in the moment before the
+        SIGTERM (one that leaves its group and drops its environment as that SIGTERM ends
+        its parent) is found while its parent still holds it. A few passes at most."""
+        for _ in range(5):
+            before = set(self.known)
+            groups = set(self.groups)
+            self.signal_all(signal.SIGSTOP)
+            self.look_again()
+            if self.known <= before and self.groups <= groups:
+                return
+
     def signal_all(self, sig: int) -> None:
         for pgid in self.groups:
             try:
@@ -327,8 +340,9 @@ def main() -> None:
     stop = Stop(told, known)
     if not stop.left():
         return  # (pipeplex stopped everything itself: the usual end)
+    stop.freeze()
     stop.signal_all(signal.SIGTERM)
-    stop.signal_all(signal.SIGCONT)  # (one stopped takes its SIGTERM now, as at a stop)
+    stop.signal_all(signal.SIGCONT)  # (each takes its SIGTERM now, as at a stop)
     if not stop.gone_within(0.5):
         stop.look_again()
         stop.gone_within(1.0, signal.SIGKILL)

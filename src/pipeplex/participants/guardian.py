@@ -4,8 +4,9 @@ pipeplex can be killed with SIGKILL, which no handler sees; its members, each in
 session, would live on as orphans. So pipeplex starts a guardian, tells it through a pipe
 each process group it creates (``+PGID``) and each one that is gone (``-PGID``), and keeps
 the pipe's write end open. The kernel closes that end when pipeplex dies, however it dies:
-the guardian reads EOF, sends SIGTERM to every group still registered, and SIGKILL to
-those still there half a second later.
+the guardian reads EOF, stops every group still registered (SIGSTOP, so that none forks
+while it looks for what they started), sends them SIGTERM and SIGCONT, and SIGKILL to those
+still there half a second later.
 
 Registering is one write, made as soon as the member is spawned. The guardian reads the
 first line of a burst at once and the rest a quarter second later (its death, not its lines,
