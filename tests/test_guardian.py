@@ -440,6 +440,44 @@ def test_what_a_member_starts_as_pipeplex_dies_is_frozen_and_found(tmp_path: Pat
     assert not left, f"{len(left)} of the member's children outlived pipeplex"
 
 
+async def _passes(count: int) -> None:
+    """Let the loop run ``count`` passes (what is readable now is handled meanwhile)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(count):
+        done = loop.create_future()
+        loop.call_soon(done.set_result, None)
+        await done
+
+
+def test_an_early_guardian_killed_before_the_run_is_replaced_quietly_and_once() -> None:
+    """The guardian started as pipeplex loads was killed before the run made its own: one
+    is started in its place without a word (it knew nothing), and the next guardian's death
+    is one replacement, said once (a second watch of one guardian, left registered, took
+    each replacement for dead in turn, so the cast was stopped by its own guardians)."""
+    from pipeplex._guardian_process import spawn_guardian
+
+    async def scenario() -> tuple[list[str], bool]:
+        early, fd = spawn_guardian()
+        early.kill()
+        early.wait()
+        said: list[str] = []
+        lost = asyncio.Event()
+        guardian = Guardian(on_lost=lambda text: (said.append(text), lost.set()),
+                            spawned=(early, fd))
+        try:
+            assert guardian.pid != early.pid and not said
+            os.kill(guardian.pid, signal.SIGKILL)
+            await asyncio.wait_for(lost.wait(), DEADLINE)
+            await _passes(20)
+            return said, guardian._proc.poll() is None
+        finally:
+            guardian.close()
+
+    said, alive = asyncio.run(scenario())
+    assert len(said) == 1 and "is gone; started another" in said[0], said
+    assert alive
+
+
 def test_a_group_is_let_go_of_once_empty(tmp_path: Path) -> None:
     """Its member exited, a process it started held the group, then went: the guardian is
     told, and the group is never signalled again."""

@@ -105,6 +105,11 @@ class Guardian:
         """Told, once, when the guardian process is found gone (someone killed it)."""
         self.token = os.urandom(16).hex()
         """Put in members' environment as ``PIPEPLEX_RUN_ID``; the guardian hunts it down."""
+        if spawned is not None and spawned[0].poll() is not None:
+            # Killed while pipeplex loaded: it knew nothing, so another one in its place is
+            # no replacement (said, or counted against the few a run may start).
+            os.close(spawned[1])
+            spawned = None
         try:
             self._proc, self._fd = spawned or spawn_guardian()
         except OSError as exc:
@@ -138,10 +143,13 @@ class Guardian:
         """This is a child forked from the process that started the guardian: hands off."""
         self._watch: tuple[asyncio.AbstractEventLoop, int] | None = None
         _LIVE.add(self)
-        self._say(f"={self.token}\n")
         self._watch_it()
+        self._say(f"={self.token}\n")
 
     def _watch_it(self) -> None:
+        # (Once: a second pidfd left registered, readable for ever once that guardian died,
+        # would take every guardian after it for dead, at each pass of the loop.)
+        self._unwatch()
         try:
             loop = asyncio.get_running_loop()
             pidfd = os.pidfd_open(self.pid)
