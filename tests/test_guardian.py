@@ -213,9 +213,9 @@ def test_a_spawn_is_told_before_it_is_made_and_registered_after() -> None:
             told.append(("spawning", [os.readlink(f"/proc/self/fd/{fd}") for fd in streams]))
             super().spawning(streams)
 
-        def register(self, pgid: int) -> None:
+        def register(self, pgid: int, outputs: Iterable[int] = ()) -> None:
             told.append(("register", pgid))
-            super().register(pgid)
+            super().register(pgid, outputs)
 
         def spawn_failed(self) -> None:
             told.append(("spawn_failed", None))
@@ -241,39 +241,74 @@ def test_a_spawn_is_told_before_it_is_made_and_registered_after() -> None:
     assert ("spawn_failed", None) not in told
 
 
-def test_what_still_holds_a_members_pipe_dies_with_pipeplex() -> None:
-    """A member's group, empty, is let go of; a process that left it (setsid) without its
-    environment (env -i), and that pipeplex had not told of yet, still holds a pipe the
-    member was given: that pipe, known since the spawn, finds it."""
-    with _spawn_told(["env", "-i", "sleep", "300"]) as (guardian, holder):
-        guardian.register(holder.pid)
+@contextlib.contextmanager
+def _output_told(command: list[str], *, started_before: bool = False
+                 ) -> Iterator[tuple[Guardian, subprocess.Popen[bytes], int]]:
+    """``command`` started in a session of its own with its stdout a pipe whose read end
+    (given too) a guardian was told of as a registered member's output; both are ended
+    afterwards. ``started_before``: the process was started before that member's spawn."""
+    ours, theirs = os.pipe()
+    guardian = Guardian()
+    holder: subprocess.Popen[bytes] | None = None
+    try:
+        if started_before:
+            holder = subprocess.Popen(command, stdout=theirs, start_new_session=True)
+            # The spawn is told in clock ticks (10 ms): told in the tick after next of the
+            # process's start, it is plainly later (one tick's doubt is taken as "since").
+            while _ticks_now() - _started(holder.pid) < 2:
+                pass
+        guardian.spawning([theirs])
+        if holder is None:
+            holder = subprocess.Popen(command, stdout=theirs, start_new_session=True)
+        guardian.register(holder.pid, outputs=[ours])
         guardian.unregister(holder.pid)  # (as once the member's own group is empty)
+        yield guardian, holder, ours
+    finally:
         guardian.close()
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        os.close(ours)
+        os.close(theirs)
+
+
+def _die(guardian: Guardian) -> None:
+    """As pipeplex's death does: the guardian's pipe closes, with no clean end said."""
+    os.close(guardian._fd)
+    guardian._fd = -1
+    assert guardian._proc.wait(timeout=DEADLINE) == 0
+
+
+def test_what_still_holds_a_members_output_dies_with_pipeplex() -> None:
+    """A member's group, empty, is let go of; a process that left it (setsid) without its
+    environment (env -i), and that pipeplex had not told of yet, still holds the member's
+    output pipe, which pipeplex still read: that pipe finds it."""
+    with _output_told(["env", "-i", "sleep", "300"]) as (guardian, holder, _):
+        _die(guardian)
         assert holder.wait(timeout=DEADLINE) == -signal.SIGTERM
+
+
+def test_an_output_let_go_of_finds_nothing() -> None:
+    """An output pipeplex no longer reads may be gone, and its number another pipe's: it
+    finds nothing, nor does any output after a clean end (the Python API leaves a
+    program's orphans be)."""
+    with _output_told(["sleep", "300"]) as (guardian, holder, ours):
+        guardian.output_ended(ours)
+        _die(guardian)
+        assert holder.poll() is None, "a process holding a pipe let go of was signalled"
+    with _output_told(["sleep", "300"]) as (guardian, holder, _):
+        guardian.close()
+        assert holder.poll() is None, "a process holding an output was signalled at a clean end"
 
 
 def test_a_process_that_held_the_pipe_before_the_spawn_is_left_alone() -> None:
     """Only what started since a member's spawn is taken for its own by the pipe: one that
     held it before (the pipe was passed to it by whoever made it) is a stranger."""
-    stdin, ours = os.pipe()
-    before = subprocess.Popen(["sleep", "300"], stdin=stdin, start_new_session=True)
-    guardian = Guardian()
-    try:
-        # The spawn is told in clock ticks (10 ms): told in the tick after next of the
-        # process's start, it is plainly later (one tick's doubt is taken as "since").
-        while _ticks_now() - _started(before.pid) < 2:
-            pass
-        guardian.spawning([stdin])
-        guardian.register(os.getpid())  # (a group never signalled: this one's is not told)
-        guardian.unregister(os.getpid())
-        guardian.close()
-        assert guardian._proc.wait(timeout=DEADLINE) == 0
-        assert before.poll() is None, "a process that had the pipe before was signalled"
-    finally:
-        before.kill()
-        before.wait()
-        os.close(stdin)
-        os.close(ours)
+    with _output_told(["sleep", "300"], started_before=True) as (guardian, holder, _):
+        _die(guardian)
+        assert holder.poll() is None, "a process that had the pipe before was signalled"
+
+
 
 
 def _ticks_now() -> int:

@@ -9,9 +9,10 @@ It reads pipeplex's lines until EOF (pipeplex ended, however it ended), then sto
 it was told of: the process groups (``+PGID``, ``-PGID``), the orphans pipeplex adopted
 (``@PID START``, ``~PID``: a daemon that double-forked, left every group and wrote over its
 environment, as redis and nginx do to set their process titles), a member caught mid-spawn
-(``?TICKS STREAMS``, ``!``), what still holds a pipe a member was given (the same
-``?`` line, kept once its ``+PGID`` came), and every process carrying the run's id
-(``=TOKEN``); and, with those, every process below them (a daemon whose parent still runs).
+(``?TICKS STREAMS``, ``!``), what still holds a member's output pipe that pipeplex read
+(``>TICKS PIPES``, ``<PIPE``; not after a clean end, ``.``), and every process carrying
+the run's id (``=TOKEN``); and, with those, every process below them (a daemon whose parent
+still runs).
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ class Told:
         self.token: bytes | None = None
         self.spawning: tuple[int, set[tuple[bytes, bytes]]] | None = None
         self.pipes: dict[tuple[bytes, bytes], int] = {}
-        """The pipes spawned members were given, with when: see :func:`holding_pipes`."""
+        """Members' output pipes pipeplex reads, with when each was spawned: see
+        :func:`holding_pipes`."""
+        self.clean = False
+        """pipeplex ended well: it had its say on what is left (``.``)."""
         self._buffer = b""
 
     def drained(self) -> bool:
@@ -69,12 +73,17 @@ class Told:
             self.spawning = None
         elif kind == b"+":
             self.groups.add(_pid(rest))
-            if self.spawning is not None:
-                spawned_at, given = self.spawning
-                for stream in given:
-                    if stream[1].startswith(b"pipe:"):
-                        self.pipes.setdefault(stream, spawned_at)
             self.spawning = None
+        elif kind == b">":
+            since, *pipes = rest.split(b" ")
+            for mnt, _, link in (pipe.partition(b":") for pipe in pipes):
+                if link.startswith(b"pipe:"):
+                    self.pipes[(mnt, link)] = int(since)
+        elif kind == b"<":
+            mnt, _, link = rest.partition(b":")
+            self.pipes.pop((mnt, link), None)
+        elif kind == b".":
+            self.clean = True
         elif kind == b"-":
             self.groups.discard(int(rest))
         elif kind == b"@":
@@ -175,15 +184,16 @@ def caught_mid_spawn(told: Told, parent: int, parent_exit: int | None) -> Found:
 
 
 def holding_pipes(told: Told) -> Found:
-    """The processes that hold a pipe a member was given as its stdin, stdout or stderr,
-    started since: a member's child that left its group (``setsid``) and dropped the run's
-    id (``env -i``), orphaned in the moment before pipeplex would have told of its adoption
-    (or with no subreaper to adopt it, under the Python API), still holds the member's
-    streams when a shell started it (``(setsid cmd &)``). A pipe is known by its inode,
-    which no other pipe has while anyone holds it: only the member's own descendants can.
+    """The processes, started since its spawn, that hold as their stdin, stdout or stderr
+    an output pipe of a member that pipeplex still read as it died: a member's child that
+    left its group (``setsid``) and dropped the run's id (``env -i``), orphaned in the
+    moment before pipeplex would have told of its adoption (or with no subreaper to adopt
+    it, under the Python API), still holds the member's output when a shell started it
+    (``(setsid cmd &)``). A pipe pipeplex reads is known by its inode, which no other pipe
+    has while it lives. Not after a clean end: what is left then was pipeplex's to say.
     (Not a pty: its number, freed, goes to a stranger's terminal.)"""
     found: Found = set()
-    if not told.pipes:
+    if not told.pipes or told.clean:
         return found
     me = os.getpid()
     for entry in os.listdir("/proc"):

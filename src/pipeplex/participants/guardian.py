@@ -20,10 +20,11 @@ the member, as ``/proc`` names them with their mount, and the time
 one of them that started since, and their group when they lead one. It looks once, as
 pipeplex ended, then follows them by pid and start time: a pty's number, freed, may go to a
 stranger's terminal (ours reads ``/dev/pts/N (deleted)`` by then). ``!`` forgets a spawn
-that made no child. The pipes among those streams are kept once the spawn is registered:
-what holds one, started since, is the member's own even after its group was let go (a
-``setsid env -i`` child that a shell left holding them, orphaned before pipeplex told of
-it). And a member's child may leave its
+that made no child. The member's output pipes are told as the spawn is registered
+(``>TICKS MNT:pipe:[INO] ...``) and taken back as pipeplex lets go of them (``<...``):
+what holds one at pipeplex's death, started since, is the member's own even after its
+group was let go (a ``setsid env -i`` child that a shell left holding them, orphaned before
+pipeplex told of it); not after a clean end (``.``). And a member's child may leave its
 process group (``setsid``): every member runs with ``PIPEPLEX_RUN_ID`` in its environment,
 which its children inherit, and the guardian signals every process carrying that id. A
 daemon may also write over its environment (redis and nginx do, to set their process
@@ -136,6 +137,12 @@ class Guardian:
         self._flushing: asyncio.AbstractEventLoop | None = None
         self._spawning = ""
         """The line of a spawn told and not yet registered (told again to a new one)."""
+        self._spawned_at = 0
+        """When the last spawn was told, in clock ticks after boot."""
+        self._outputs: dict[int, tuple[str, int]] = {}
+        """Members' output pipes that pipeplex still reads, by its read end: what holds one
+        at pipeplex's death is a member's own (see :meth:`register`); with when each was
+        spawned, as told."""
         self._stall: asyncio.TimerHandle | None = None
         self._stuck: int | None = None
         """The pid of a guardian killed for leaving its pipe full."""
@@ -285,6 +292,7 @@ class Guardian:
         # In one write: should this one die at once too, the next is started once.
         self._say("".join([f"={self.token}\n", *(f"+{pgid}\n" for pgid in self._groups),
                            *(f"@{pid} {when}\n" for pid, when in self._adopted.items()),
+                           *(f">{when} {told}\n" for told, when in self._outputs.values()),
                            self._spawning]))
         return None if self._fd >= 0 else ""
 
@@ -324,7 +332,7 @@ class Guardian:
                 continue
             told.append(f"{mount}:{link}")
         if told:
-            now = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
+            now = self._spawned_at = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
             self._spawning = f"?{now} {' '.join(told)}\n"
             self._say(self._spawning)
 
@@ -346,11 +354,33 @@ class Guardian:
         self._adopted.pop(pid, None)
         self._say(f"~{pid}\n")
 
-    def register(self, pgid: int) -> None:
-        """A process group created (the spawn announced by :meth:`spawning` done)."""
+    def register(self, pgid: int, outputs: Iterable[int] = ()) -> None:
+        """A process group created (the spawn announced by :meth:`spawning` done).
+        ``outputs``: pipeplex's read ends of the member's output pipes. Until
+        :meth:`output_ended`, whatever holds one of those pipes at pipeplex's death is the
+        member's: a child that left its group and dropped its environment (``setsid env
+        -i``), orphaned before pipeplex told of its adoption (or under the Python API,
+        with no subreaper to adopt it), still holds them when a shell started it. A pipe
+        pipeplex reads is one no other pipe can be (its number is taken while it lives)."""
         self._groups.add(pgid)
         self._spawning = ""
-        self._say(f"+{pgid}\n")
+        told = []
+        for fd in outputs:
+            try:
+                link = os.readlink(f"/proc/self/fd/{fd}")
+                if link.startswith("pipe:"):  # (not a pty: its number goes to strangers)
+                    told.append(f"{_mount_id(fd)}:{link}")
+                    self._outputs[fd] = (told[-1], self._spawned_at)
+            except (OSError, StopIteration):
+                continue
+        self._say(f"+{pgid}\n" + (f">{self._spawned_at} {' '.join(told)}\n" if told else ""))
+
+    def output_ended(self, fd: int) -> None:
+        """pipeplex lets go of that output (read to its end, or no longer read): its pipe may
+        be gone soon, and its number go to another."""
+        told = self._outputs.pop(fd, None)
+        if told is not None:
+            self._say(f"<{told[0]}\n")
 
     def unregister(self, pgid: int) -> None:
         self._groups.discard(pgid)
@@ -376,6 +406,9 @@ class Guardian:
         self._unwatch()
         self._stop_flushing()
         if self._fd >= 0:
+            # pipeplex ends well: what still holds a member's pipe is not for the guardian
+            # to stop (the Python API leaves a program's orphans be, as it always did).
+            self._pending += b".\n"
             # Its last lines unregister groups: a guardian that cannot take them (stopped)
             # would stop those groups, whose ids may be a stranger's by then. It goes first.
             if not self._drain(deadline=time.monotonic() + CLOSE_WAIT):

@@ -294,7 +294,7 @@ class Process:
         self.pid = self._popen.pid
         self._group_gone = False
         if self._guardian is not None:
-            self._guardian.register(self.pid)
+            self._guardian.register(self.pid, outputs=self._readers)
         self.state = "running"
         self.stopping = False
         self.signalled_to_stop = False
@@ -528,6 +528,8 @@ class Process:
 
     def _close_reader(self, fd: int) -> None:
         stream = self._readers.pop(fd)
+        if self._guardian is not None:
+            self._guardian.output_ended(fd)
         self._waiting_output.unregister(fd)
         self._read_sizes.pop(fd, None)
         assert self._loop is not None
