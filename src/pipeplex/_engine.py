@@ -89,7 +89,7 @@ RESTART_RESET = 10.0
 """A member that ran this long before exiting starts its restart count afresh."""
 
 
-_PROMPT_PATTERN = re.compile(r"(?:[>:#%]|\\[$?]) ?\)?\$?\)?$|\\s\*?\$?$")
+_PROMPT_PATTERN = re.compile(r"(?:[>:#%]|\\[$?])(?: [?*]?)?\)?\$?\)?$|\\s[*?]?\$?$")
 
 
 def waits_for_prompt(pattern: str) -> bool:
@@ -425,7 +425,8 @@ class Engine:
     def why_not_up_again(self, name: str) -> str:
         """Why ``name``'s new run (a restart's) did not get ready: how it ended, or why the
         cast stopped first; then its last output."""
-        if name not in self.members:  # (the Python API's remove, meanwhile)
+        seat = self._seats.get(name)
+        if name not in self.members or seat is None or seat.removing:  # (the API's remove)
             return f"{name} did not get ready again: it was removed"
         code = self.members[name].returncode
         own = self.own_failure(name) if code is None else None
@@ -542,7 +543,7 @@ class Engine:
             return None
         requested = self._seats[name].start_requested
         if requested is not None and not requested.done():
-            return f"pipeplex start {name} (autostart = false)"
+            return "a start (autostart = false)"
         dep = self.outcomes.waiting_for.get(name)
         if dep is None or self._failed_to_start(dep):
             return None

@@ -973,13 +973,16 @@ def _parse(words: Sequence[str]) -> tuple[str, argparse.Namespace]:
             top.error(f"unknown option {quoted(command)}"
                       f"{f'; did you mean {close}?' if close else ''}"
                       " (a command's options come after it: pipeplex COMMAND -h)")
+        close = suggest(command, list(COMMANDS))
+        if close.startswith(";"):  # (a typo of a command, whatever files are named so)
+            top.error(f"no command {quoted(command)}{close}")
         if command.endswith(".toml") or os.path.isfile(command):  # (a cast file)
             top.error(f"no command {quoted(command)}; did you mean pipeplex run "
                       f"{shlex.join(words)} (or pipeplex test, for a scenario)?")
         if os.path.isdir(command):  # (a folder of scenarios)
             top.error(f"no command {quoted(command)}; did you mean pipeplex test "
                       f"{shlex.join(words)}, to run the scenarios in it?")
-        top.error(f"no command {quoted(command)}{suggest(command, list(COMMANDS))}")
+        top.error(f"no command {quoted(command)}{close}")
     assert command is not None
     return command, _command_parser(command).parse_words(words[1:])
 

@@ -498,7 +498,7 @@ def test_start_starts_an_autostart_false_member_of_a_running_cast(run_dir: Path,
         assert "start it with pipeplex start lazy" in refused.stderr, refused.stderr
         # The status says what each member that has not started waits for.
         table = run("status", "--run-dir", run_dir).stdout
-        assert table.endswith("lazy is waiting for pipeplex start lazy (autostart = false)\n"
+        assert table.endswith("lazy is waiting for a start (autostart = false)\n"
                               "w is waiting for lazy to be ready\n"), table
         refused = run("start", "w", "--run-dir", run_dir)
         assert refused.returncode == 1 and "w starts by itself" in refused.stderr

@@ -557,7 +557,9 @@ class TestMemberKeys:
         assert err.message.startswith("web: env must be a table of strings or numbers")
 
     @pytest.mark.parametrize(("value", "said"), [
-        ("false", ' (write it in quotes, as the program expects it: "false")'), ("[1]", "")])
+        ("false", ' (write it in quotes, in the form the program reads: "false", "0" or "")'),
+        ("true", ' (write it in quotes, in the form the program reads: "true" or "1")'),
+        ("[1]", "")])
     def test_env_bad_values_are_named_at_their_line(self, tmp_path: Path, value: str,
                                                     said: str) -> None:
         """Booleans and lists are refused, naming the variable, at its own line (in a

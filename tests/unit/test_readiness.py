@@ -183,3 +183,20 @@ def test_a_value_before_a_carriage_return_has_ended() -> None:
     w, matches = watch(r"port (?P<port>\d+)")
     w(out("web", b"port 80\rwaiting", partial=True))
     assert [m["port"] for m in matches] == ["80"]
+
+
+@pytest.mark.parametrize(("pattern", "prompt"), [
+    ("sqlite> $", True), ("Password: ", True), ("Name: $", True), (r"\$ $", True),
+    (r"Continue\? $", True), (">>> ", True), ("(sqlite> )$", True), (r"prompt\s*$", True),
+    # A space written as optional is still a prompt's.
+    ("Password: ?$", True), ("> ?$", True), (r"\$ ?$", True), (r"prompt\s?$", True),
+    # The end of a line, or a word, is no prompt.
+    ("^ready$", False), ("^bye$", False), ("listening on (?P<port>\\d+)$", False),
+    ("ready", False), ("a:b$", False),
+])
+def test_a_pattern_that_waits_for_a_prompt_is_told_from_one_that_ends_a_line(
+        pattern: str, prompt: bool) -> None:
+    """What the hint that a program prompts only on a terminal goes by."""
+    from pipeplex._engine import waits_for_prompt
+
+    assert waits_for_prompt(pattern) is prompt

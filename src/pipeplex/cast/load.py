@@ -549,7 +549,8 @@ def _read_env(read: _Read, key: str, env: Any) -> None:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             shown = variable if variable.isidentifier() else quoted(variable)
             # (No mapping of true and false is guessed: programs read them their own way.)
-            hint = (f' (write it in quotes, as the program expects it: "{toml_value(value)}")'
+            forms = '"true" or "1"' if value is True else '"false", "0" or ""'
+            hint = (f" (write it in quotes, in the form the program reads: {forms})"
                     if isinstance(value, bool) else "")
             raise read.error(key, f"env {shown} = {toml_value(value)}: a value is a string or "
                                   f"a number{hint}", variable)

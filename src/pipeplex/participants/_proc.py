@@ -67,8 +67,10 @@ def child_flags(pid: int) -> int | None:
 
 
 def signal_ignored(pid: int, sig: int) -> bool:
-    """Whether ``pid`` ignores ``sig`` (or blocks it): such a signal does not end it."""
-    return _status_has(pid, sig, (b"SigIgn:", b"SigBlk:"))
+    """Whether ``pid`` ignores ``sig``. (Not one that blocks it: a program that takes its
+    signals in a thread of its own, or through a signalfd, blocks them in its main thread,
+    which is all ``/proc/PID/status`` shows, and ends well on them.)"""
+    return _status_has(pid, sig, (b"SigIgn:",))
 
 
 def signal_pending(pid: int, sig: int) -> bool:

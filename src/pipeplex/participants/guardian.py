@@ -32,7 +32,8 @@ titles): where pipeplex is its members' subreaper, the orphans it adopts are tol
 (``@PID START``, ``~PID`` once reaped), and stopped with their groups.
 
 A group is unregistered once it is empty, never before: its id may then go to a stranger.
-On a clean exit everything is already gone and the guardian just leaves.
+On a clean exit everything is already gone (pipeplex says so: ``.``) and the guardian just
+leaves.
 
 A child forked from pipeplex's process (``multiprocessing``, a library that daemonises)
 would inherit the pipe's write end and so keep the guardian from seeing pipeplex die: the
