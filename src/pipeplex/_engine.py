@@ -407,7 +407,8 @@ class Engine:
         """:meth:`restart`, then wait until the new run is ready, as a start waits for the
         first: ``pipeplex restart db && ./migrate`` finds db ready, as ``systemctl
         restart`` does. A member that ``on_exit = "restart"`` starts again is waited for
-        through those restarts. Returns the new run's pid.
+        through those restarts, and so is a later restart asked for meanwhile. Returns the
+        pid of the run that is ready.
 
         Raises:
             PipeplexError: as :meth:`restart`; or the new run ended before it was ready,
