@@ -848,6 +848,54 @@ def test_a_stopped_guardian_does_not_stop_pipeplex_with_it(
         "within 0.2 s (stopped?): killed it"])
 
 
+def test_a_stopped_guardian_of_a_quiet_cast_is_replaced(tmp_path: Path) -> None:
+    """A quiet cast tells its guardian nothing, so a stopped one never fills its pipe: the
+    run finds it stopped where it looks once a second anyway, kills it and starts another,
+    which a SIGKILL of pipeplex then finds at work."""
+    seconds = f"297.{os.getpid()}"
+    plex = subprocess.Popen(
+        [sys.executable, "-m", "pipeplex", "run", "--no-console", "--run-dir",
+         str(tmp_path / "run"), "-p", f"m=sleep {seconds}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        bufsize=0)  # (no reading ahead: select then sees what is left to read)
+    stopped = 0
+    try:
+        line = _line_with(plex, b"m * started")
+        [stopped] = [pid for pid in _children(plex.pid)
+                     if b"_guardian_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        os.kill(stopped, signal.SIGSTOP)
+        line = _line_with(plex, b"the guardian process")
+        assert line.decode().startswith(f"pipeplex * the guardian process (pid {stopped}) was "
+                                        "stopped (SIGSTOP?): killed it; started another"), line
+        plex.kill()
+        plex.wait()
+        [member] = _alive_with_cmdline(["sleep", seconds]) or [0]
+        assert member == 0 or _exits_within(member, DEADLINE), "the member outlived pipeplex"
+    finally:
+        if plex.poll() is None:
+            plex.kill()
+            plex.wait()
+        if plex.stdout is not None:
+            plex.stdout.close()
+        for pid in [*_alive_with_cmdline(["sleep", seconds]), *([stopped] if stopped else [])]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _line_with(plex: subprocess.Popen[bytes], text: bytes) -> bytes:
+    """The first line of ``plex``'s output that holds ``text``, within the deadline (its
+    stdout unbuffered)."""
+    assert plex.stdout is not None
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([plex.stdout], [], [], left)[0], f"no {text!r}"
+        line = plex.stdout.readline()
+        assert line, f"pipeplex ended before {text!r}"
+        if text in line:
+            return line
+
+
 REPLACED_LATE_THEN_DIE = """
 import asyncio, errno, os, signal, subprocess, sys
 

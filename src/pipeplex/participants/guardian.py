@@ -145,8 +145,8 @@ class Guardian:
         at pipeplex's death is a member's own (see :meth:`register`); with when each was
         spawned, as told."""
         self._stall: asyncio.TimerHandle | None = None
-        self._stuck: int | None = None
-        """The pid of a guardian killed for leaving its pipe full."""
+        self._stuck: tuple[int, str] | None = None
+        """A guardian killed for being stuck: its pid, and why (as the note says it)."""
         self._forked = False
         """This is a child forked from the process that started the guardian: hands off."""
         self._watch: tuple[asyncio.AbstractEventLoop, int] | None = None
@@ -216,8 +216,26 @@ class Guardian:
         another)."""
         self._stall = None
         if self._pending and self._fd >= 0:
-            self._stuck = self.pid
+            self._stuck = (self.pid, f"left its pipe full for {STALLED_AFTER:g} s (stopped?): "
+                                     "killed it")
             self._proc.kill()
+
+    def look_at_it(self) -> None:
+        """A guardian that is stopped (SIGSTOP) would do nothing until someone let it go on,
+        and one of a quiet cast never fills its pipe to be found so: taken for stuck and
+        replaced, as one that leaves its pipe full. Looked at where pipeplex wakes anyway
+        (the orphan reaper's looks, a second apart at most)."""
+        being_killed = self._stuck is not None and self._stuck[0] == self.pid
+        if self._fd < 0 or self._closing or self._forked or being_killed:
+            return
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # (gone: its pidfd tells)
+            return
+        if stat[stat.rfind(b")") + 2:][:1] == b"T":
+            self._stuck = (self.pid, "was stopped (SIGSTOP?): killed it")
+            self._proc.kill()  # (its death, seen through its pidfd, starts another)
 
     def _drain(self, deadline: float | None) -> bool:
         """Write what waits, waiting for the pipe (until ``deadline``, monotonic); whether
@@ -252,8 +270,8 @@ class Guardian:
         gone = self.pid
         if self._closing:  # (everything is stopped: nothing to keep)
             return
-        what = (f"left its pipe full for {STALLED_AFTER:g} s (stopped?): killed it"
-                if self._stuck == gone else "is gone")
+        what = (self._stuck[1] if self._stuck is not None and self._stuck[0] == gone
+                else "is gone")
         failed = self._replace()
         if failed is None:
             said = (f"the guardian process (pid {gone}) {what}; started another (pid "

@@ -211,6 +211,8 @@ class OrphanReaper:
         every = LOOK_SOON_EVERY if self._loop.time() < self._soon_until else LOOK_EVERY
         self._looking = self._loop.call_later(every, self._look)  # (even if reap fails)
         self.reap()
+        if self._guardian is not None:
+            self._guardian.look_at_it()
 
     def _child_ended(self, signum: int, frame: object) -> None:
         """A Python-level handler, run between two bytecodes of the main thread: disarmed
