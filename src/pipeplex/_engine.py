@@ -537,11 +537,15 @@ class Engine:
         return records
 
     def _pending_on(self, name: str) -> str | None:
-        """What a member that has not started (or not again) waits for, in words; None for
-        one nothing will start by itself (held back, as the stream said, or the cast
-        stops)."""
-        if self.stopping or name in self.outcomes.ended_for_good:
+        """What a member that has not started (or not again) waits for, in words (for one
+        held back, what it takes); None once the cast stops."""
+        if self.stopping:
             return None
+        gone = self._gone_before(name)
+        if gone:  # (a member it starts after ended for good)
+            return f"{gone[0]}, {self._ended_for_good(gone[0])}, to run again (restart it first)"
+        if name in self.outcomes.ended_for_good:  # (held back before: that one runs again)
+            return "a restart (it was held back)"
         requested = self._seats[name].start_requested
         if requested is not None and not requested.done():
             return "a start (autostart = false)"

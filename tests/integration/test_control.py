@@ -410,11 +410,10 @@ def test_restart_answers_once_the_new_run_is_ready(run_dir: Path, tmp_path: Path
         assert [m["restarts"] for m in status(run_dir)["members"]] == [1, 0]
 
 
-def test_status_says_nothing_is_awaited_for_a_member_held_back(run_dir: Path,
-                                                                tmp_path: Path) -> None:
+def test_status_says_what_a_member_held_back_needs(run_dir: Path, tmp_path: Path) -> None:
     """w waits for slow; db, which it starts after too, ends for good meanwhile: once slow
-    is ready, w is not started (the stream says why), and the status no longer says it
-    waits for anything."""
+    is ready, w is not started (the stream says why), and the status says what it needs,
+    not that it waits for a member to be ready."""
     cast = tmp_path / "cast.toml"
     cast.write_text('[procs.db]\ncmd = "sh -c \'echo up; read x; exit 3\'"\nready = "^up$"\n'
                     'on_exit = "ignore"\n'
@@ -429,7 +428,8 @@ def test_status_says_nothing_is_awaited_for_a_member_held_back(run_dir: Path,
         assert run("send", "slow", "x", "--run-dir", run_dir).returncode == 0
         plex.expect(r"^w +\* not started: it starts after db, which exited with code 3")
         table = run("status", "--run-dir", run_dir).stdout
-        assert "w is waiting" not in table, table
+        assert table.endswith("w is waiting for db, which exited with code 3, to run again "
+                              "(restart it first)\n"), table
         assert re.search(r"^w +- +pending ", table, re.M), table
 
 
