@@ -445,6 +445,18 @@ def _run_started_above() -> tuple[Path, Path] | None:
     return None
 
 
+def _answers(run_dir: Path) -> bool:
+    """Whether a run at ``run_dir`` answers a ping (within a few seconds)."""
+    from .control_client import ControlClient
+    from .errors import PipeplexError
+
+    try:
+        with ControlClient(run_dir, timeout=5.0) as client:
+            return bool(client.request("ping").get("ok"))
+    except (PipeplexError, OSError):
+        return False
+
+
 def _first_answering(folders: Sequence[Path], timeout: float | None) -> ControlClient:
     """A client connected to the first of ``folders`` whose run answers (one killed there
     may have left its socket behind); else the first one's NoRun."""
@@ -673,7 +685,12 @@ def attach(args: argparse.Namespace) -> None:
                 elif message.get("event") == "end":
                     show(flush=True)
                     return
-        _error("the connection to the run ended without its end (was it killed?)")
+            run_dir = client.run_dir
+        # No end, and no word of a drop (that came while this client was not reading): a
+        # run that still answers dropped it; one that does not was killed.
+        _error("the connection to the run ended without its end: " + (
+            "the run goes on, and dropped this client, which fell more than 4 MiB behind"
+            if _answers(run_dir) else "was the run killed?"))
         sys.exit(REQUEST_FAILED)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)

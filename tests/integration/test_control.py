@@ -377,6 +377,16 @@ def test_restart_starts_a_new_instance(run_dir: Path) -> None:
         assert result.stderr.startswith("usage: pipeplex restart")
 
 
+def test_restart_gives_the_member_its_eof_first(run_dir: Path) -> None:
+    """As :restart and pipeplex stop do: 0.3 s to end at EOF on its stdin before SIGTERM,
+    so that `pipeplex send db COMMIT; pipeplex restart db` gets db's answer."""
+    with cats(run_dir, "c", extra=("-p", "s=sleep 60")) as plex:
+        assert run("restart", "s", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^s \* closed its stdin$")
+        plex.expect(r"^s \* still running 0.3 s after its stdin closed; sent SIGTERM to its "
+                    r"process group$")
+
+
 def test_restart_answers_once_the_new_run_is_ready(run_dir: Path, tmp_path: Path) -> None:
     """As pipeplex start (and systemctl restart) do: `pipeplex restart db && ./migrate`
     finds db ready. Each run of db is ready only once it is sent a line: the client waits
@@ -1206,6 +1216,53 @@ def test_a_stalled_attach_client_is_dropped_and_nobody_else_slows(run_dir: Path)
         assert status(run_dir)["members"][0]["state"] == "running"
         assert stalled.closed_by_peer()  # the run let go of it
         stalled.close()
+
+
+def test_pipeplex_attach_dropped_says_so_not_that_the_run_was_killed(run_dir: Path) -> None:
+    """pipeplex attach whose own output is not read falls behind and is dropped: whether or
+    not the notice reached it, it says it was dropped and the run goes on (it said the run
+    may have been killed), and exits 1."""
+    flood = py("import sys\nfor line in sys.stdin:\n"
+               "    sys.stdout.write(('x' * 99 + '\\n') * 80000)\n"
+               "    print('flood done', flush=True)\n")
+    with Pipeplex("run", "-p", f"f={flood}", "--pty", "false", "--run-dir", run_dir) as plex:
+        plex.expect("run folder")
+        attach = subprocess.Popen([*PIPEPLEX, "attach", "--run-dir", str(run_dir)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        try:
+            assert attach.stderr is not None
+            assert attach.stderr.readline().startswith(b"pipeplex: attached to the run")
+            write_fifo(run_dir / "f.in", b"go\n")
+            plex.skip_until(r"an attach client was too slow and was dropped")
+            _, err = attach.communicate(timeout=DEADLINE)  # (its output read only now)
+        finally:
+            if attach.poll() is None:
+                attach.kill()
+                attach.wait()
+        assert attach.returncode == 1
+        assert b"dropped this client" in err and b"killed" not in err, err
+
+
+def test_pipeplex_attach_to_a_run_killed_says_it_may_have_been(run_dir: Path) -> None:
+    """The connection ends with no end and the run answers nothing more: it was killed."""
+    with cats(run_dir, "c") as plex:
+        attach = subprocess.Popen([*PIPEPLEX, "attach", "--run-dir", str(run_dir)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+        try:
+            assert attach.stderr is not None
+            assert attach.stderr.readline().startswith(b"pipeplex: attached to the run")
+            plex.signal(signal.SIGKILL)
+            _, err = attach.communicate(timeout=DEADLINE)
+        finally:
+            if attach.poll() is None:
+                attach.kill()
+                attach.wait()
+        assert plex.wait() == -signal.SIGKILL
+    assert attach.returncode == 1
+    assert err == (b"pipeplex: error: the connection to the run ended without its end: was "
+                   b"the run killed?\n"), err
 
 
 def test_a_member_whose_output_is_still_read_after_its_exit_says_it_exited(

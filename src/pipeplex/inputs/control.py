@@ -404,7 +404,8 @@ class ControlServer:
     async def _restart(self, request: dict[str, Any], peer_pid: int) -> Answer:
         name = self._member_name(request, allow_all=False)
         try:
-            pid = await self._engine.restart_until_ready(name)
+            # (As :restart and pipeplex stop: what was sent just before gets its answer.)
+            pid = await self._engine.restart_until_ready(name, stdin_first=True)
         except UnknownMember:
             raise
         except PipeplexError as exc:
