@@ -436,8 +436,12 @@ class Engine:
         else:
             how = f" ({name} {describe_returncode(code)})" if code is not None else ""
             said = f"{name} did not get ready again{how}"
-            if self.stopping and self.stop_reason and self.stopped_by != name:
-                said += f" (the cast was stopping: {self.stop_reason})"
+            if self.stopping and self.stopped_by == name:  # (its end stops the cast)
+                gave_up = self.outcomes.why_failed.get(name, "")
+                said += (f"; it {gave_up.removeprefix('which ')}" if "gave up" in gave_up
+                         else "") + ": the cast stops"
+            elif self.stopping and self.stop_cause:
+                said += f" (the cast was stopping: {self.stop_cause})"
         return f"{said}\n{self.recent.describe(name)}"
 
     async def start(self, name: str) -> None:

@@ -486,7 +486,7 @@ def test_a_restart_whose_new_run_ends_before_it_is_ready_fails(run_dir: Path,
         result = run("restart", "db", "--run-dir", run_dir)
         assert result.returncode == 1, result.stdout
         assert result.stderr.startswith("pipeplex: error: db did not get ready again (db "
-                                        "exited with code 3)\n"), result.stderr
+                                        "exited with code 3): the cast stops\n"), result.stderr
         assert "| broken" in result.stderr
         plex.expect(r"^pipeplex \* db was not ready: stopping the cast$")
         assert plex.wait() == 3

@@ -254,7 +254,9 @@ class Console:
                 self._tg.create_task(self._start(action.name), name=f"start {action.name}")
             elif isinstance(action, CloseInput):
                 router.close_input(action.name)
-                self.reply(f"closed the stdin of {action.name}", "info")
+                whose = "every member's stdin" if action.name == ALL else (
+                    f"the stdin of {action.name}")
+                self.reply(f"closed {whose}", "info")
             elif isinstance(action, Quit):
                 engine.request_stop("stopping the cast (:quit)", asked=True, stdin_first=True)
             else:
