@@ -1733,12 +1733,13 @@ class Engine:
             said = "was not ready yet when it ended" + (f": it waited for {waited}"
                                                          if waited else "")
             if member.spec.ready_exit:  # (its exit is its readiness: not "before" it)
-                what = (f"{member.name} {how}; ready_exit = true needs it to exit with code 0 "
-                        "before the members after it start")
+                before = (" before the members after it start" if any(
+                    member.name in other.spec.after for other in self.members.values()) else "")
+                what = (f"{member.name} {how}; ready_exit = true needs it to exit with code 0"
+                        f"{before}")
                 why = f"which {was}{how}"
                 # (Its exit was shown just before, under its name: not said twice.)
-                said = ("was not ready: ready_exit = true needs it to exit with code 0 before "
-                        "the members after it start")
+                said = f"was not ready: ready_exit = true needs it to exit with code 0{before}"
             elif member.returncode == 0:  # (a server that put itself in the background)
                 advice = ("; if it runs on in the background (a daemon), run it in the "
                           "foreground instead (nginx -g 'daemon off;', redis-server "

@@ -109,6 +109,19 @@ def test_a_ready_exit_step_that_fails_or_does_not_end_holds_back_the_members_aft
                 in result.stdout), result.stdout
 
 
+def test_a_failed_ready_exit_step_with_nothing_after_it_names_no_members_after_it(
+        tmp_path: Path) -> None:
+    """Nothing starts after it: the message says what ready_exit needs, not that members
+    after it wait."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.bad]\ncmd = "sh -c \'exit 4\'"\nready_exit = true\n'
+                    '[procs.other]\ncmd = "sleep 60"\n')
+    result = run("run", cast, "--run-dir", tmp_path / "run")
+    assert result.returncode == 4, result.stdout
+    assert "bad   * was not ready: ready_exit = true needs it to exit with code 0\n" in (
+        result.stdout), result.stdout
+
+
 def test_a_ready_exit_step_restarted_after_failing_is_not_restarted_once_done(
         tmp_path: Path) -> None:
     """With on_exit = restart, a failing run is tried again; the run that exits with 0 is
