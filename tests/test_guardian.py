@@ -464,11 +464,7 @@ def test_what_a_member_starts_as_pipeplex_dies_is_frozen_and_found(tmp_path: Pat
             assert _exits_within(child, DEADLINE), f"{child} lives on"
         left = _alive_with_cmdline(["sleep", seconds])
     finally:
-        if plex.poll() is None:
-            plex.kill()
-            plex.wait()
-        if plex.stdout is not None:
-            plex.stdout.close()
+        _end(plex)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -872,14 +868,19 @@ def test_a_stopped_guardian_of_a_quiet_cast_is_replaced(tmp_path: Path) -> None:
         [member] = _alive_with_cmdline(["sleep", seconds]) or [0]
         assert member == 0 or _exits_within(member, DEADLINE), "the member outlived pipeplex"
     finally:
-        if plex.poll() is None:
-            plex.kill()
-            plex.wait()
-        if plex.stdout is not None:
-            plex.stdout.close()
+        _end(plex)
         for pid in [*_alive_with_cmdline(["sleep", seconds]), *([stopped] if stopped else [])]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _end(plex: subprocess.Popen[bytes]) -> None:
+    """Kill ``plex`` if it still runs, and let go of its output."""
+    if plex.poll() is None:
+        plex.kill()
+        plex.wait()
+    if plex.stdout is not None:
+        plex.stdout.close()
 
 
 def _line_with(plex: subprocess.Popen[bytes], text: bytes) -> bytes:
