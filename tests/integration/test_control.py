@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1218,6 +1219,22 @@ def test_a_stalled_attach_client_is_dropped_and_nobody_else_slows(run_dir: Path)
         stalled.close()
 
 
+@contextlib.contextmanager
+def _attached(run_dir: Path, stdout: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A `pipeplex attach` to the run, once it says it is attached; killed if it is still
+    there at the end."""
+    attach = subprocess.Popen([*PIPEPLEX, "attach", "--run-dir", str(run_dir)],
+                              stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
+    try:
+        assert attach.stderr is not None
+        assert attach.stderr.readline().startswith(b"pipeplex: attached to the run")
+        yield attach
+    finally:
+        if attach.poll() is None:
+            attach.kill()
+            attach.wait()
+
+
 def test_pipeplex_attach_dropped_says_so_not_that_the_run_was_killed(run_dir: Path) -> None:
     """pipeplex attach whose own output is not read falls behind and is dropped: whether or
     not the notice reached it, it says it was dropped and the run goes on (it said the run
@@ -1227,19 +1244,10 @@ def test_pipeplex_attach_dropped_says_so_not_that_the_run_was_killed(run_dir: Pa
                "    print('flood done', flush=True)\n")
     with Pipeplex("run", "-p", f"f={flood}", "--pty", "false", "--run-dir", run_dir) as plex:
         plex.expect("run folder")
-        attach = subprocess.Popen([*PIPEPLEX, "attach", "--run-dir", str(run_dir)],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
-        try:
-            assert attach.stderr is not None
-            assert attach.stderr.readline().startswith(b"pipeplex: attached to the run")
+        with _attached(run_dir, subprocess.PIPE) as attach:
             write_fifo(run_dir / "f.in", b"go\n")
             plex.skip_until(r"an attach client was too slow and was dropped")
             _, err = attach.communicate(timeout=DEADLINE)  # (its output read only now)
-        finally:
-            if attach.poll() is None:
-                attach.kill()
-                attach.wait()
         assert attach.returncode == 1
         assert b"dropped this client" in err and b"killed" not in err, err
 
@@ -1247,18 +1255,9 @@ def test_pipeplex_attach_dropped_says_so_not_that_the_run_was_killed(run_dir: Pa
 def test_pipeplex_attach_to_a_run_killed_says_it_may_have_been(run_dir: Path) -> None:
     """The connection ends with no end and the run answers nothing more: it was killed."""
     with cats(run_dir, "c") as plex:
-        attach = subprocess.Popen([*PIPEPLEX, "attach", "--run-dir", str(run_dir)],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE)
-        try:
-            assert attach.stderr is not None
-            assert attach.stderr.readline().startswith(b"pipeplex: attached to the run")
+        with _attached(run_dir, subprocess.DEVNULL) as attach:
             plex.signal(signal.SIGKILL)
             _, err = attach.communicate(timeout=DEADLINE)
-        finally:
-            if attach.poll() is None:
-                attach.kill()
-                attach.wait()
         assert plex.wait() == -signal.SIGKILL
     assert attach.returncode == 1
     assert err == (b"pipeplex: error: the connection to the run ended without its end: was "

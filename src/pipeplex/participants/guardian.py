@@ -92,6 +92,16 @@ def _mount_id(fd: int) -> str:
     return _MOUNT_IDS[device]
 
 
+def _named(fd: int) -> str | None:
+    """Our descriptor ``fd`` as the guardian finds it in another process's ``/proc``: its
+    mount and what ``/proc`` names it (``12:pipe:[4242]``); None without ``/proc``, where
+    the guardian could not look either."""
+    try:
+        return f"{_mount_id(fd)}:{os.readlink(f'/proc/self/fd/{fd}')}"
+    except (OSError, StopIteration):
+        return None
+
+
 class Guardian:
     """Handle on the guardian process; register every process group you create."""
 
@@ -342,14 +352,7 @@ class Guardian:
         since now. Each must be the child's own (a pipe or pty made for it): a process
         started since then with any of them is taken for the child, so ``/dev/null`` here
         would name strangers."""
-        told = []
-        for fd in streams:
-            try:
-                link = os.readlink(f"/proc/self/fd/{fd}")
-                mount = _mount_id(fd)
-            except (OSError, StopIteration):  # (no /proc: the guardian could not look either)
-                continue
-            told.append(f"{mount}:{link}")
+        told = [named for fd in streams if (named := _named(fd)) is not None]
         if told:
             now = self._spawned_at = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
             self._spawning = f"?{now} {' '.join(told)}\n"
@@ -385,13 +388,10 @@ class Guardian:
         self._spawning = ""
         told = []
         for fd in outputs:
-            try:
-                link = os.readlink(f"/proc/self/fd/{fd}")
-                if link.startswith("pipe:"):  # (not a pty: its number goes to strangers)
-                    told.append(f"{_mount_id(fd)}:{link}")
-                    self._outputs[fd] = (told[-1], self._spawned_at)
-            except (OSError, StopIteration):
-                continue
+            named = _named(fd)
+            if named is not None and ":pipe:" in named:  # (not a pty: its number goes to strangers)
+                told.append(named)
+                self._outputs[fd] = (named, self._spawned_at)
         self._say(f"+{pgid}\n" + (f">{self._spawned_at} {' '.join(told)}\n" if told else ""))
 
     def output_ended(self, fd: int) -> None:
