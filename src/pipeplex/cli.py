@@ -689,7 +689,8 @@ def attach(args: argparse.Namespace) -> None:
         # No end, and no word of a drop (that came while this client was not reading): a
         # run that still answers dropped it; one that does not was killed.
         _error("the connection to the run ended without its end: " + (
-            "the run goes on, and dropped this client, which fell more than 4 MiB behind"
+            "the run goes on, and dropped this client, which fell more than 4 MiB behind "
+            "(read its output as it comes, or follow one member with --name)"
             if _answers(run_dir) else "was the run killed?"))
         sys.exit(REQUEST_FAILED)
     except KeyboardInterrupt:
