@@ -279,8 +279,9 @@ def test_the_wait_for_a_killed_runs_guardian_keeps_the_loop_going(tmp_path: Path
     then ends at once, nothing named (a held loop ran it only after, the leftover named)."""
     run_dir = tmp_path / "run"
     run_dir.mkdir(mode=0o700)
-    (run_dir / "run.lock").write_text("999999 0123abcd\n")
-    env = {**os.environ, "PIPEPLEX_RUN_ID": "0123abcd", "PIPEPLEX_NAME": "db"}
+    run_id = os.urandom(8).hex()  # (no id an earlier run may have left behind)
+    (run_dir / "run.lock").write_text(f"999999 {run_id}\n")
+    env = {**os.environ, "PIPEPLEX_RUN_ID": run_id, "PIPEPLEX_NAME": "db"}
 
     async def scenario(left: subprocess.Popen[bytes]) -> list[str]:
         plex = AsyncPlex(run_dir=run_dir)

@@ -327,8 +327,9 @@ def test_what_a_stale_run_left_running_is_named(run_dir: Path) -> None:
     """The earlier run was killed with its guardian, which would have stopped its members:
     the run id it kept in its lock file finds what it left, said with how to stop it."""
     run_dir.mkdir(mode=0o700)
-    (run_dir / "run.lock").write_text("999999 0123abcd\n")
-    env = {**os.environ, "PIPEPLEX_RUN_ID": "0123abcd", "PIPEPLEX_NAME": "db"}
+    run_id = os.urandom(8).hex()  # (no id an earlier run may have left behind)
+    (run_dir / "run.lock").write_text(f"999999 {run_id}\n")
+    env = {**os.environ, "PIPEPLEX_RUN_ID": run_id, "PIPEPLEX_NAME": "db"}
     with subprocess.Popen(["sleep", "60"], env=env) as left:
         try:
             result = run("run", "-p", "a=echo hi", "--run-dir", run_dir)
@@ -345,8 +346,9 @@ def test_what_a_stale_run_left_ignoring_sigterm_is_told_to_be_killed(run_dir: Pa
     """A member that trapped SIGTERM (and what it started since) would outlive the
     `kill -TERM` the message gave: those are given `kill -KILL`."""
     run_dir.mkdir(mode=0o700)
-    (run_dir / "run.lock").write_text("999999 0123abcd\n")
-    env = {**os.environ, "PIPEPLEX_RUN_ID": "0123abcd", "PIPEPLEX_NAME": "db"}
+    run_id = os.urandom(8).hex()  # (no id an earlier run may have left behind)
+    (run_dir / "run.lock").write_text(f"999999 {run_id}\n")
+    env = {**os.environ, "PIPEPLEX_RUN_ID": run_id, "PIPEPLEX_NAME": "db"}
     deaf = py("import signal, sys\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
               "print('deaf', flush=True)\nsys.stdin.read()")
     with subprocess.Popen(["sleep", "60"], env=env) as hearing, subprocess.Popen(
@@ -368,10 +370,11 @@ def test_what_a_stale_runs_live_guardian_stops_is_not_named(run_dir: Path,
     it left. What ends within the guardian's time is not named (it was said to be left by
     a guardian killed too, with pids to kill that were about to be gone)."""
     run_dir.mkdir(mode=0o700)
-    (run_dir / "run.lock").write_text("999999 0123abcd\n")
+    run_id = os.urandom(8).hex()  # (no id an earlier run may have left behind)
+    (run_dir / "run.lock").write_text(f"999999 {run_id}\n")
     gate = tmp_path / "gate"
     os.mkfifo(gate)
-    env = {**os.environ, "PIPEPLEX_RUN_ID": "0123abcd", "PIPEPLEX_NAME": "db"}
+    env = {**os.environ, "PIPEPLEX_RUN_ID": run_id, "PIPEPLEX_NAME": "db"}
     with subprocess.Popen(["sh", "-c", f"read x < {gate}"], env=env) as left, \
             subprocess.Popen([*PIPEPLEX, "run", "-p", "a=echo hi", "--run-dir", str(run_dir)],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
