@@ -903,10 +903,14 @@ class Process:
             pending.append(bytearray(data))
 
     def _closed_by_member(self, dropped: int) -> None:
-        # (a write found its end closed: the member closed it, or ended, a stop's or a
-        # restart's end included; which one, the exit that follows says)
-        self._bus.publish(Note(f"closed its stdin or ended; dropped {dropped} bytes",
-                               name=self.name, level="warning"))
+        """A write found the pipe's other end closed. A process that ends closes its
+        descriptors after it is marked exiting, so one not exiting closed its stdin itself
+        (or whatever it handed its stdin to ended)."""
+        if self._exited_unread() or self._exiting():
+            text = f"ended with {dropped} bytes of input it never read; dropped"
+        else:
+            text = f"closed its stdin; dropped {dropped} bytes of input"
+        self._bus.publish(Note(text, name=self.name, level="warning"))
         self._drop_stdin()
 
     def _write_more(self) -> None:
