@@ -307,6 +307,14 @@ class TestMemberKeys:
             f"{tmp_path / 'cast.toml'}:4: web uses {{prt}}, which no member captures (it is "
             "passed on as written); did you mean {port}, which web captures?"]
 
+    def test_slips_are_said_in_the_order_they_are_written(self, tmp_path: Path) -> None:
+        """Two slips of one member come in the order a reader meets them, not by name."""
+        cast = load(tmp_path, "[procs.web]\ncmd = 'serve'\n"
+                              "ready = 'on (?P<port>\\d+) (?P<lport>\\d+)'\n"
+                              "[procs.cli]\ncmd = 'echo {prot} {lprot}'\nafter = ['web']\n")
+        assert [w.split(": ", 1)[1].split(",")[0] for w in cast_warnings(cast)] == [
+            "cli uses {prot}", "cli uses {lprot}"]
+
     def test_a_ready_cmd_timeout_the_whole_wait_makes_moot_is_said(self, tmp_path: Path) -> None:
         """Set at or above ready_timeout, the limit never applies: said at its line. Not
         for the default limit (a ready_timeout under 5 s is no slip), nor one below."""

@@ -185,7 +185,7 @@ def variable_warnings(cast_spec: CastSpec, *, guesses: bool = False) -> list[str
     warnings = []
     for proc in cast_spec.procs:
         used = proc.referenced_variables() | proc.ready_cmd_variables()
-        for var in sorted(used - captured.keys()):
+        for var in _written_order(proc, used - captured.keys()):
             where = proc.where(key_using(proc, var))
             said = f"{where}: {proc.name} uses {{{var}}}, which no member captures (it is "
             close = close_match(var, list(captured))
@@ -213,3 +213,12 @@ def variable_warnings(cast_spec: CastSpec, *, guesses: bool = False) -> list[str
                                 "nothing, its groups having no names: if {" + var + "} is "
                                 f"what one matches, name it, (?P<{identifier(var)}>...)")
     return warnings
+
+
+def _written_order(proc: ProcSpec, names: set[str]) -> list[str]:
+    """``names`` in the order ``proc`` first writes them (its command, env, input, then
+    ``ready_cmd``), so that warnings come in the order a reader meets the slips."""
+    check = proc.ready_cmd or ()
+    text = "\n".join((proc.command_text, *proc.env.values(), *proc.input,
+                      *([check] if isinstance(check, str) else check)))
+    return sorted(names, key=lambda var: (text.find(f"{{{var}}}") % (len(text) + 1), var))
