@@ -70,6 +70,11 @@ class RecentOutput:
         stderr."""
         return self._runs(name)[1]
 
+    def latest_run(self, name: str) -> list[str]:
+        """The last lines of ``name`` (as :meth:`tail`) that its latest run wrote."""
+        latest, lines = self._runs(name)
+        return lines[len(lines) - latest :]
+
     def _runs(self, name: str) -> tuple[int, list[str]]:
         """The last lines of ``name`` (as :meth:`tail`), and how many of them its latest
         run wrote (the others, before, came from earlier runs)."""

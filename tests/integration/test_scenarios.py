@@ -173,6 +173,24 @@ def test_silence_through_a_pipe_is_said_to_be_maybe_a_buffer(tmp_path: Path) -> 
     assert run("test", on_a_terminal).returncode == 0
 
 
+def test_silence_of_the_latest_run_is_explained_after_an_earlier_run_spoke(
+        tmp_path: Path) -> None:
+    """The hint looks at the run awaited: an earlier run's lines do not hide it."""
+    script = tmp_path / "twice.py"
+    script.write_text("import pathlib, sys\n"
+                      f"again = pathlib.Path({str(tmp_path / 'again')!r})\n"
+                      "if not again.exists():\n    print('first', flush=True)\n"
+                      "again.touch()\nsys.stdin.read()\n")
+    case = _scenario(tmp_path, f"[procs.s]\ncmd = {json.dumps([sys.executable, str(script)])}\n"
+                     "pty = 'stdout'\n"
+                     "[[step]]\nexpect = '^first$'\nin = 's'\n[[step]]\nrestart = 's'\n"
+                     "[[step]]\nexpect = 'sqlite> $'\nin = 's'\ntimeout = 0.3\n")
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert ("wrote nothing in its latest run (a program that prompts only when its stdin is a "
+            "terminal") in result.stdout, result.stdout
+
+
 def test_members_get_the_same_terminal_type_wherever_the_test_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """TERM=dumb (and NO_COLOR=1), not the caller's xterm: ls and grep would colour, and

@@ -201,9 +201,10 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
         hint = (_seen_before(engine, exc.names, value, step.stream)
                 if step.action == "expect" and any(s.action == "expect" for s in earlier)
                 else "")
-        # (A prompt awaited of a member that wrote nothing: maybe one it writes on a
+        # (A prompt awaited of a member whose run wrote nothing: maybe one it writes on a
         # terminal only, which its silence then says.)
-        silent = who is not None and step.action == "expect" and not engine.recent.tail(who)
+        silent = (who is not None and step.action == "expect"
+                  and not engine.recent.latest_run(who))
         recent = engine.recent.describe(who, awaiting=value) if silent and who else exc.recent
         raise StepFailed(step, f"not seen within {exc.waited:.1f} s{hint}\n{recent}",
                          member=who, waited=exc.waited) from None
