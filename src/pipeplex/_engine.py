@@ -1808,6 +1808,7 @@ class Engine:
                 for names in order:
                     # (a member removed meanwhile, which its removal stopped, is gone here)
                     wave = [m for m in map(self.members.get, names) if m is not None]
+                    self.stopper.take(wave)
                     await asyncio.gather(*(self.stopper.stop(m) for m in wave))
                 # A member whose start raced with the stop request is caught here.
                 await asyncio.gather(*(self.stopper.stop(m) for m in self.members.values()))

@@ -80,6 +80,9 @@ class Stopper:
         self._short_of_descriptors: set[str] = set()
         self._input_closed: dict[str, tuple[int, float]] = {}
         """Members whose stdin :meth:`close_inputs` closed: the run's pid, and when."""
+        self._taken: dict[str, int] = {}
+        """Members :meth:`take` gave to the stop, and the run's pid: each one's
+        :meth:`stop` is still to come."""
         self._foreign: set[Escaped] = set()
         """The cast's orphans that run as another user, which pipeplex may not signal: said
         once, and left alone from then on."""
@@ -116,12 +119,25 @@ class Stopper:
         if not self.stdin_grace:
             return
         now = asyncio.get_running_loop().time()
+        for member in self.take(members):  # (an exit at this EOF is judged as in a stop)
+            member.close_input()
+            assert member.pid is not None
+            self._input_closed[member.name] = (member.pid, now)
+            self._announce(member, "closed its stdin")
+
+    def take(self, members: Iterable[Process]) -> list[Process]:
+        """The stop takes ``members`` over, all of them before it touches any: a member
+        that ends as another one's stdin closes or its SIGTERM lands (a client whose server
+        went away) then ended in the stop, not before it. (Taken one by one, the last of
+        them could be found already ended, on a busy machine, and blamed for it.) Their
+        :meth:`stop` is to follow; the members taken are returned."""
+        taken = []
         for member in members:
             if member.running and not member.stopping and member.pid is not None:
-                member.begin_stop()  # (an exit at this EOF is judged as in a stop)
-                member.close_input()
-                self._input_closed[member.name] = (member.pid, now)
-                self._announce(member, "closed its stdin")
+                member.begin_stop()
+                self._taken[member.name] = member.pid
+                taken.append(member)
+        return taken
 
     def look_for_escaped(self, members: Iterable[Process]) -> None:
         """The cast stops: one look through ``/proc`` for what ``members`` started outside
@@ -151,6 +167,7 @@ class Stopper:
         outside its group gets its SIGTERM with the group's, and shares its grace."""
         assert self._force is not None
         closed = self._input_closed.pop(member.name, None)
+        taken = self._taken.pop(member.name, None)
         if member.pid is None:
             return
         if not member.running:
@@ -163,7 +180,7 @@ class Stopper:
         # This run only: once it is gone, a restart may start the next one.
         pid, exit_seen, done = member.pid, member.exit_future, member.done_future
         closed_here = closed is not None and closed[0] == pid  # (by close_inputs: ours)
-        if member.stopping and not closed_here:
+        if member.stopping and taken != pid:  # (not taken by this stop: another's)
             await asyncio.shield(done)
             return
         member.begin_stop()
