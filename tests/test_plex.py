@@ -201,6 +201,64 @@ def test_a_member_that_does_not_get_ready_fails_its_spawn_alone() -> None:
         assert plex.spawn("later", "cat").running
 
 
+SERVE_ONCE_MORE = "import os, socket, sys, time\n" \
+    "runs = os.path.join(sys.argv[1], 'runs'); n = len(open(runs).read()) if " \
+    "os.path.exists(runs) else 0; open(runs, 'a').write('x')\n" \
+    "if n == 1 and sys.argv[2] == 'fail': print('cannot bind', flush=True); sys.exit(3)\n" \
+    "if n == 1 and sys.argv[2] == 'hang': time.sleep(60)\n" \
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n" \
+    "print('port', s.getsockname()[1], flush=True); time.sleep(60)\n"
+"""A server that prints its port once ready; its second run, with ``fail`` or ``hang``,
+fails or never gets ready."""
+
+
+def test_a_restart_returns_once_the_new_run_is_ready(tmp_path: Path) -> None:
+    """As pipeplex restart: the new run's pid, its captured values in the plex's
+    variables, its output in the member's stream."""
+    with Plex(grace=1) as plex:
+        server = plex.spawn("server", [PY, "-c", SERVE_ONCE_MORE, str(tmp_path), "ok"],
+                            ready=r"port (?P<port>\d+)")
+        first, port = server.pid, plex.variables["port"]
+        pid = server.restart()
+        assert pid == server.pid != first
+        assert plex.variables["port"] != port
+        assert server.expect(r"port (\d+)")[1] == port  # (what no expect took before)
+        assert server.expect(r"port (\d+)")[1] == plex.variables["port"]
+        assert server.running
+
+
+def test_a_restart_whose_new_run_fails_says_how(tmp_path: Path) -> None:
+    """It ended before it was ready: raised with its exit and its last output; one that
+    never gets ready raises TimeoutError after the timeout, with what it waits for."""
+    with Plex(grace=1) as plex:
+        server = plex.spawn("server", [PY, "-c", SERVE_ONCE_MORE, str(tmp_path), "fail"],
+                            ready=r"port (?P<port>\d+)")
+        with pytest.raises(pipeplex.PipeplexError, match=(
+                r"(?s)server did not get ready again \(server exited with code 3\).*"
+                r"cannot bind")):
+            server.restart()
+    (tmp_path / "runs").unlink()
+    with Plex(grace=1) as plex:
+        server = plex.spawn("server", [PY, "-c", SERVE_ONCE_MORE, str(tmp_path), "hang"],
+                            ready=r"port (?P<port>\d+)")
+        with pytest.raises(TimeoutError, match=(
+                r"(?s)server was not ready again within 0\.5 s, waiting for output matching")):
+            server.restart(timeout=0.5)
+
+
+def test_an_async_restart_returns_once_the_new_run_is_ready(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with AsyncPlex(grace=1) as plex:
+            server = await plex.spawn("server", [PY, "-c", SERVE_ONCE_MORE, str(tmp_path),
+                                                 "ok"], ready=r"port (?P<port>\d+)")
+            first = server.pid
+            assert await server.restart() == server.pid != first
+            await plex.remove("server")
+            with pytest.raises(pipeplex.PipeplexError, match="server was removed"):
+                await server.restart()
+    asyncio.run(main())
+
+
 def test_a_spawn_that_fails_lets_its_member_go(tmp_path: Path) -> None:
     """Nobody holds the handle of a member whose spawn failed: its pipe, its name in the
     status and its tables go, as remove() would let them go. Under new names, each kept a

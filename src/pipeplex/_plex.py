@@ -329,6 +329,33 @@ class AsyncMember:
         """
         await self._plex.engine.start(self.name)
 
+    async def restart(self, timeout: float | None = None) -> int:
+        """Stop this member's run as the plex's stop would (stdin closed, SIGTERM, the
+        grace, SIGKILL), start it again, and return once the new run is ready (its
+        ``ready``, ``ready_port``, ``ready_cmd``), as ``pipeplex restart`` does; the new
+        run's pid. What its ``ready`` captures is the new run's in :attr:`AsyncPlex.variables`
+        (members already running keep the values they started with, as the stream says).
+        Its output goes on as one stream: an :meth:`expect` after the restart also finds
+        what the earlier run wrote that no expect took.
+
+        Raises:
+            TimeoutError: the new run was not ready within ``timeout`` seconds (the plex's
+                by default); it is left to get ready (or not) as its policy says.
+            PipeplexError: it was removed, has not started yet, or its new run ended before
+                it was ready, or the plex began to stop first: which, and its last output.
+        """
+        limit = self._plex.timeout if timeout is None else call_timeout(timeout)
+        self._check_running()
+        engine = self._plex.engine
+        try:
+            return await asyncio.wait_for(engine.restart_until_ready(self.name), limit)
+        except TimeoutError:
+            waiting = engine.waiting_for(self.name)
+            raise TimeoutError(
+                f"{self.name} was not ready again within {limit:.1f} s"
+                f"{f', waiting for {waiting}' if waiting else ''}\n"
+                f"{engine.recent.describe(self.name)}") from None
+
     async def wait(self, timeout: float | None = None) -> int:
         """Wait until the member exits and its output is read; return its exit code.
 

@@ -289,6 +289,9 @@ class Member:
     def start(self) -> None:
         self._plex._call(self._member.start())
 
+    def restart(self, timeout: float | None = None) -> int:
+        return self._plex._call(self._member.restart(timeout))
+
 
 async def _flushed(bus: Bus) -> None:
     bus.flush_threadsafe()
