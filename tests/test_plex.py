@@ -497,6 +497,32 @@ def test_an_expect_on_a_member_held_back_by_a_failed_one_fails_at_once(tmp_path:
         assert member.name == "other"
 
 
+def test_an_async_plex_called_from_another_event_loop_says_so() -> None:
+    """Its pipes and futures are its own loop's: from another loop a spawn or a close
+    waited for ever and an expect for its whole timeout. Each call says where to make it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        async def started() -> tuple[AsyncPlex, pipeplex.AsyncMember]:
+            plex = AsyncPlex(timeout=LONG)
+            await plex.start()
+            return plex, await plex.spawn("cat", "cat")
+        plex, cat = asyncio.run_coroutine_threadsafe(started(), loop).result(LONG)
+        elsewhere = "runs in the event loop it was started in, not this one: call it from there"
+        for call in (lambda: plex.spawn("c2", "cat"), lambda: cat.expect("x"),
+                     lambda: cat.wait(), plex.aclose, cat.restart):
+            with pytest.raises(pipeplex.PipeplexError, match=elsewhere):
+                asyncio.run(asyncio.wait_for(call(), LONG))
+        with pytest.raises(pipeplex.PipeplexError, match="and this thread runs none"):
+            cat.sendline("x")
+        asyncio.run_coroutine_threadsafe(plex.aclose(), loop).result(LONG)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
 def test_an_async_plex_left_open_when_its_loop_ends_lets_everything_go() -> None:
     """asyncio.run ends under a plex nobody closed: its members are killed, and its guardian
     process and descriptors go too (not one of each per run until the interpreter exits);

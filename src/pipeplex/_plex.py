@@ -132,6 +132,7 @@ class AsyncMember:
             raise self._plex._not_running()
         if self._removed:
             raise PipeplexError(f"{self.name} was removed from the plex; spawn a new member")
+        self._plex._check_loop()
 
     def send(self, data: str | bytes) -> None:
         """Write ``data`` to the member's stdin as it is.
@@ -142,6 +143,7 @@ class AsyncMember:
         data = input_bytes(data, "send")
         if self._plex._engine is None or self._removed:
             self._check_running()
+        self._plex._check_loop()
         self._process.send(data)
 
     def sendline(self, line: str | bytes = "") -> None:
@@ -149,6 +151,7 @@ class AsyncMember:
         line = line.encode() if type(line) is str else input_bytes(line, "sendline")
         if self._plex._engine is None or self._removed:
             self._check_running()
+        self._plex._check_loop()
         self._process.send(line + b"\n")
 
     async def drain(self, timeout: float | None = None) -> None:
@@ -164,6 +167,7 @@ class AsyncMember:
         limit = self._plex.timeout if timeout is None else call_timeout(timeout)
         if self._plex._engine is None:
             self._check_running()
+        self._plex._check_loop()
         process = self._process
         if not process.input_full:
             return
@@ -235,6 +239,7 @@ class AsyncMember:
             single, patterns = patterns_of(pattern)
         if timeout is not None:
             timeout = call_timeout(timeout)
+        self._plex._check_loop()
         if self._replaced or self._removed:
             return self._expect_replaced(single, patterns)
         if self._process.pid is None:
@@ -327,6 +332,7 @@ class AsyncMember:
             PipeplexError: it starts by itself, was started already, waits for another
                 ``autostart = false`` member nobody started, or did not get ready.
         """
+        self._plex._check_loop()
         await self._plex.engine.start(self.name)
 
     async def restart(self, timeout: float | None = None) -> int:
@@ -364,6 +370,7 @@ class AsyncMember:
             PipeplexError: the member was never started (it waited for one that failed).
         """
         limit = self._plex.timeout if timeout is None else call_timeout(timeout)
+        self._plex._check_loop()
         process = self._process
         if process.pid is None:
             raise PipeplexError(f"{self.name} was never started, so it has no exit code")
@@ -460,6 +467,23 @@ class AsyncPlex:
         if self._matcher is None:
             raise self._not_running()
         return self._matcher
+
+    def _check_loop(self) -> None:
+        """Raise unless called in the event loop the plex started in: its members' pipes
+        and futures are that loop's, and from another one a call would wait for ever."""
+        run = self._run
+        if run is None:
+            return
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is not run.get_loop():
+            raise PipeplexError(
+                "this AsyncPlex runs in the event loop it was started in, "
+                f"{'not this one' if here is not None else 'and this thread runs none'}: "
+                "call it from there (asyncio.run_coroutine_threadsafe(..., loop) from another "
+                "thread), or use a pipeplex.Plex, which any thread may call")
 
     def _not_running(self, block: str = "an async with block") -> PipeplexError:
         if self._run is not None:  # (it ran: a plex is started once)
@@ -671,6 +695,7 @@ class AsyncPlex:
             NotReady: it exited, or ``ready`` did not show within ``ready_timeout``; the
                 member has been stopped (its name is free again), the others go on.
         """
+        self._check_loop()
         if not isinstance(name, str):
             raise ArgumentError(f"a member's name is a str, not {name!r}")
         check_name(name, None)
@@ -752,6 +777,7 @@ class AsyncPlex:
             UnknownMember: no such member.
             PipeplexError: another member starts after it (``after``, in a loaded cast).
         """
+        self._check_loop()
         member = self[name]
         await self._forget_member(name, member)
         if self._members.get(name) is member:  # (a spawn it failed may have let it go)
@@ -780,6 +806,7 @@ class AsyncPlex:
             UnknownMember: a name that is not a member.
             ExpectTimeout, UnexpectedExit: as :meth:`AsyncMember.expect`.
         """
+        self._check_loop()
         if not isinstance(patterns, Mapping):
             raise ArgumentError("expect_any() takes a mapping of member names to patterns, as "
                                 f"{{'web': 'ready', 'db': 'ok'}}, not {patterns!r}")
@@ -822,6 +849,7 @@ class AsyncPlex:
 
     async def load(self, path: str | os.PathLike[str]) -> Scenario:
         """Start the members of a scenario (or cast) file; :meth:`run_steps` runs its steps."""
+        self._check_loop()
         source = path_of(path, "load()'s path")
         if source is None:
             raise ArgumentError("load() needs the path of a cast or scenario file")
@@ -851,6 +879,7 @@ class AsyncPlex:
         """
         if self._scenario is None:
             raise PipeplexError("no scenario loaded: call load(path) first")
+        self._check_loop()
         results = await run_steps(self._scenario, self.engine, self.matcher)
         failed = next((r.error for r in results if r.error is not None), None)
         if failed is not None:
@@ -870,6 +899,7 @@ class AsyncPlex:
             self._close_outputs()
             self._engine = None
             return
+        self._check_loop()
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_task(self._close(self._engine, run))
         closing = self._closing
