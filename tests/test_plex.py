@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -521,6 +522,23 @@ def test_an_async_plex_called_from_another_event_loop_says_so() -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+def test_a_blocking_plex_call_in_a_running_event_loop_is_warned_of() -> None:
+    """It holds that loop (an async test's fake server cannot answer, and the wait then
+    blames the member): said once, at the caller's line; not outside a loop."""
+    async def main() -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cat = plex.spawn("cat", "cat")
+            cat.sendline("hi")
+            cat.expect("hi")
+        assert [(str(w.message)[:60], w.category, w.filename) for w in caught] == [
+            ("a blocking pipeplex.Plex call was made in a running event lo", RuntimeWarning,
+             __file__)]
+    with Plex(timeout=LONG) as plex:
+        asyncio.run(main())
+        plex.spawn("again", "cat")  # (no warning: made an error in this suite)
 
 
 def test_an_async_plex_left_open_when_its_loop_ends_lets_everything_go() -> None:

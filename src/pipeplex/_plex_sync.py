@@ -10,11 +10,12 @@ import contextlib
 import os
 import re
 import signal
+import sys
 import threading
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Generic, TypeVar, overload
 
 from ._arguments import (
@@ -231,6 +232,7 @@ class Member:
         if timeout is not None:
             timeout = call_timeout(timeout)
         plex._refuse_own_thread()
+        plex._warn_in_a_loop()
         plex._check_not_forked()  # (its lock may have been held as the child was forked)
         if member._replaced or member._removed:
             return member._expect_replaced(single, patterns)
@@ -293,6 +295,19 @@ class Member:
         return self._plex._call(self._member.restart(timeout))
 
 
+def _outside_pipeplex() -> int:
+    """The ``stacklevel`` of a warning that points at the first caller outside pipeplex
+    (for a warning raised from this module's caller)."""
+    frame: FrameType | None = sys._getframe(2)
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
+
+
 async def _flushed(bus: Bus) -> None:
     bus.flush_threadsafe()
 
@@ -345,6 +360,7 @@ class Plex:
         self._dropped: weakref.finalize[Any, Plex] | None = None
         self._pid = os.getpid()
         """The process whose thread runs the plex: a child forked from it cannot use it."""
+        self._warned_of_a_loop = False
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncPlex", "Plex")
@@ -395,6 +411,7 @@ class Plex:
             raise
         assert self._loop is not None
         self._refuse_own_thread(coroutine)
+        self._warn_in_a_loop()
         call = _Call(coroutine)
         try:
             return asyncio.run_coroutine_threadsafe(call.run(), self._loop).result()
@@ -419,6 +436,18 @@ class Plex:
             raise RuntimeError("a Plex call that waits was made from the plex's own thread "
                                "(a sink runs there), where it would wait for itself for ever; "
                                "make it from your own thread, or use AsyncPlex")
+
+    def _warn_in_a_loop(self) -> None:
+        """A blocking call from a thread whose event loop runs (an ``async def`` test's)
+        holds that loop until it returns: what the loop serves (a fake server of the test's
+        own that a member talks to) cannot answer, and the wait then blames the member.
+        Said once a plex: it may be meant (nothing on that loop needed meanwhile)."""
+        if not self._warned_of_a_loop and asyncio._get_running_loop() is not None:
+            self._warned_of_a_loop = True
+            warnings.warn("a blocking pipeplex.Plex call was made in a running event loop, "
+                          "which waits with it (nothing else on that loop runs meanwhile): "
+                          "in async code use pipeplex.AsyncPlex", RuntimeWarning,
+                          stacklevel=_outside_pipeplex())
 
     def _publish(self, event: Any) -> None:
         bus = self._async.bus
