@@ -312,6 +312,13 @@ def test_eof_and_timeout_alone_return_zero_as_in_pexpect() -> None:
         assert (done.before, done.match) == ("bye\n", None)
         member, match = plex.expect_any({"talker": ["never", TIMEOUT]}, timeout=0.1)
         assert (member.name, match) == ("talker", None)
+        # An end waited for in vain is not text that did not appear.
+        with pytest.raises(ExpectTimeout, match=r"^talker did not end \(its output stayed "
+                                                r"open\) within 0\.1 s\n"):
+            talker.expect(EOF, timeout=0.1)
+        with pytest.raises(ExpectTimeout, match=r"^'never' did not appear in the output of "
+                                                r"talker, nor did it end, within 0\.1 s\n"):
+            talker.expect(["never", EOF], timeout=0.1)
 
 
 def test_load_and_run_steps(tmp_path: Path) -> None:
@@ -1133,6 +1140,11 @@ def test_a_stop_from_outside_ends_the_plex(tmp_path: Path) -> None:
         with pytest.raises(pipeplex.PipeplexError, match=r"the plex has stopped \(stop "
                            r"requested through the control socket"):
             plex.spawn("more", "cat")
+        # An expect on it says why it ended: its exit alone does not.
+        with pytest.raises(UnexpectedExit, match=r"^cat exited with code 0 \(the plex was "
+                           r"stopped: stop requested through the control socket \(pid \d+\)\), "
+                           r"so the wait for 'more' ended at once"):
+            cat.expect("more")
     assert not run_dir.exists()
 
 

@@ -67,6 +67,12 @@ def test_bad_arguments_of_members_are_value_errors() -> None:
     with Plex() as plex:
         with pytest.raises(pipeplex.ArgumentError, match="c: background is True or False"):
             plex.spawn("c", "cat", background="yes")  # type: ignore[arg-type]
+        with pytest.raises(pipeplex.ArgumentError, match="c: shell is True or False, not 'no'"):
+            plex.spawn("c", "cat", shell="no")  # type: ignore[arg-type]
+        for env in ("A=1", ["A=1"], [("A", "1")]):
+            with pytest.raises(pipeplex.ArgumentError,
+                               match=r"c: env is a mapping of names to values, as \{'DEBUG'"):
+                plex.spawn("c", "cat", env=env)  # type: ignore[arg-type]
         cat = plex.spawn("cat", "cat")
         for pattern, message in ((b"hello", "is bytes"), (5, "not 5"), ([], "at least one"),
                                  (["ok", b"x"], "is bytes")):
@@ -224,7 +230,8 @@ def test_async_expect_exact_failures_name_the_text_given() -> None:
             cat = await plex.spawn("cat", "cat")
             await cat.expect_exact(["()", EOF], timeout=0)
 
-    with pytest.raises(pipeplex.ExpectTimeout, match=r"^'\(\)' or pipeplex.EOF did not appear"):
+    with pytest.raises(pipeplex.ExpectTimeout,
+                       match=r"^'\(\)' did not appear in the output of cat, nor did it end"):
         asyncio.run(main())
 
 

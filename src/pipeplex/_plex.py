@@ -250,7 +250,7 @@ class AsyncMember:
                 exit_ends=self._process.spec.on_exit != "restart" or not self._restarts())
         except (ExpectTimeout, UnexpectedExit) as exc:
             self._failed(stream, exc)
-            raise
+            raise self._explained(exc) from None
         self.before, self.after, self.match = found.before, found.after, found.match
         if not single or found.match is None:
             return found.index
@@ -287,6 +287,17 @@ class AsyncMember:
         self.after, self.match = "", None
         if isinstance(exc, UnexpectedExit):
             self._exit_seen = True
+
+    def _explained(self, exc: ExpectTimeout | UnexpectedExit) -> ExpectTimeout | UnexpectedExit:
+        """``exc``, saying why the plex stopped when the stop ended the member and nobody
+        closed the plex here (``pipeplex stop``, or another member's exit): its exit alone
+        does not tell."""
+        engine = self._plex._engine
+        if (isinstance(exc, UnexpectedExit) and engine is not None and engine.stopping
+                and self._plex._closing is None and self._process.stopping
+                and (cause := engine.stop_cause)):
+            return exc.explained(f"the plex was stopped: {cause}")
+        return exc
 
     def _expect_replaced(self, single: bool, patterns: list[Pattern]) -> int:
         """expect() on a member whose name a newer member took, or that was removed: it has
@@ -699,8 +710,12 @@ class AsyncPlex:
         if not isinstance(name, str):
             raise ArgumentError(f"a member's name is a str, not {name!r}")
         check_name(name, None)
-        if not isinstance(background, bool):
-            raise ArgumentError(f"{name}: background is True or False, not {background!r}")
+        for flag, value in (("background", background), ("shell", shell)):
+            if not isinstance(value, bool):  # (shell="no" would run through /bin/sh)
+                raise ArgumentError(f"{name}: {flag} is True or False, not {value!r}")
+        if env is not None and not isinstance(env, Mapping):
+            raise ArgumentError(f"{name}: env is a mapping of names to values, as "
+                                f"{{'DEBUG': '1'}}, not {env!r}")
         ready = ready_text(ready)
         cwd = path_of(cwd, "cwd")
         if ready is None and ready_timeout is not None:

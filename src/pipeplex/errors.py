@@ -162,6 +162,10 @@ class UnknownMember(PipeplexError, KeyError):
         return str(self.args[0])
 
 
+def _is_eof(pattern: object) -> bool:
+    return type(pattern).__name__ == "Sentinel" and getattr(pattern, "name", None) == "EOF"
+
+
 def _show_patterns(patterns: Sequence[object]) -> str:
     return " or ".join(repr(getattr(p, "pattern", p)) for p in patterns)
 
@@ -180,10 +184,14 @@ class ExpectTimeout(PipeplexError, TimeoutError):
         self.stream = stream
         """The stream searched (``stdout``, ``stderr``), or None for both."""
         where = " or ".join(self.names) if self.names else "any member"
-        super().__init__(
-            f"{_show_patterns(self.patterns)} did not appear in the {stream or 'output'} of "
-            f"{where} within {waited:.1f} s\n{recent}"
-        )
+        texts = [p for p in self.patterns if not _is_eof(p)]
+        if not texts:  # (EOF alone: no text was awaited)
+            what = f"{where} did not end (its output stayed open)"
+        else:
+            what = f"{_show_patterns(texts)} did not appear in the {stream or 'output'} of {where}"
+            if len(texts) < len(self.patterns):
+                what += ", nor did it end,"
+        super().__init__(f"{what} within {waited:.1f} s\n{recent}")
 
     def naming(self, patterns: Sequence[object]) -> ExpectTimeout:
         """The same failure, naming ``patterns``: the text ``expect_exact()`` was given,
@@ -204,6 +212,7 @@ class UnexpectedExit(PipeplexError):
         *,
         output_held: bool = False,
         output_ended: float | None = None,
+        because: str | None = None,
     ) -> None:
         from ._signals import describe_returncode
 
@@ -218,6 +227,8 @@ class UnexpectedExit(PipeplexError):
         self.output_ended = output_ended
         """Where a process left in its group held its output a while after the exit: how
         far into the wait that output ended (``waited`` is until the exit)."""
+        self.because = because
+        """Why it ended, when its exit alone does not say (the plex was stopped)."""
         wait = f"the wait for {_show_patterns(self.patterns)}"
         if output_held:
             when = (f"; its output, held open by a process it started, "
@@ -231,12 +242,20 @@ class UnexpectedExit(PipeplexError):
         else:
             when = (f", so {wait} ended at once" if waited < 0.05  # (it had ended, or did then)
                     else f" {waited:.1f} s into {wait}")
-        super().__init__(f"{name} {describe_returncode(returncode)}{when}\n{recent}")
+        why = f" ({because})" if because else ""
+        super().__init__(f"{name} {describe_returncode(returncode)}{why}{when}\n{recent}")
 
     def naming(self, patterns: Sequence[object]) -> UnexpectedExit:
         """The same failure, naming ``patterns`` (see :meth:`ExpectTimeout.naming`)."""
         return UnexpectedExit(self.name, self.returncode, patterns, self.waited, self.recent,
-                              output_held=self.output_held, output_ended=self.output_ended)
+                              output_held=self.output_held, output_ended=self.output_ended,
+                              because=self.because)
+
+    def explained(self, because: str) -> UnexpectedExit:
+        """The same failure, saying why the member ended."""
+        return UnexpectedExit(self.name, self.returncode, self.patterns, self.waited,
+                              self.recent, output_held=self.output_held,
+                              output_ended=self.output_ended, because=because)
 
 
 class NotReady(PipeplexError):
