@@ -175,6 +175,8 @@ def test_bad_spawns_raise_clear_errors() -> None:
         cat = plex.spawn("cat", "cat")
         with pytest.raises(pipeplex.UnknownMember, match="no member named 'nope'"):
             plex["nope"]
+        with pytest.raises(pipeplex.UnknownMember, match=r"'cta'; did you mean 'cat'\?"):
+            plex.members["cta"]  # (as plex["cta"]: not a bare KeyError)
         with pytest.raises(pipeplex.UnknownMember):
             plex.expect_any({"nope": "x"})
         with pytest.raises(ValueError, match="stream must be"):

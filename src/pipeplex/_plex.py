@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import overload
+from typing import TypeVar, overload
 
 from ._arguments import (
     Patterns,
@@ -59,7 +59,7 @@ from .report.transcript import TranscriptSink
 from .scenario import load_scenario, run_steps
 from .scenario.model import Scenario
 
-__all__ = ("DEFAULT_TIMEOUT", "AsyncMember", "AsyncPlex")
+__all__ = ("DEFAULT_TIMEOUT", "AsyncMember", "AsyncPlex", "Members")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 DEFAULT_TIMEOUT = 30.0
@@ -67,6 +67,17 @@ DEFAULT_TIMEOUT = 30.0
 STARTED: list[Callable[[AsyncPlex], None]] = []
 """Told of every plex once it has started (the pytest plugin: the casts a test used, whose
 transcripts its failure report shows)."""
+
+
+M = TypeVar("M")
+
+
+class Members(dict[str, M]):
+    """A plex's members by name: a name not among them raises :class:`UnknownMember` (a
+    ``KeyError``) saying which there are, as ``plex[name]`` does."""
+
+    def __missing__(self, name: str) -> M:
+        raise UnknownMember(name, self, all_too=False)
 
 
 def input_bytes(data: object, method: str) -> bytes:
@@ -447,7 +458,7 @@ class AsyncPlex:
         exit status (an error at the EOF the close gave one too), for the pytest fixture."""
         self._merged = MergedTranscript(Renderer([], sanitize=False))
         self.bus.subscribe(self._merged, (*SHOWN, InputSent))
-        self._members: dict[str, AsyncMember] = {}
+        self._members: Members[AsyncMember] = Members()
         self._scenario: Scenario | None = None
         self._held = False
         self._threads = False

@@ -31,7 +31,7 @@ from ._arguments import (
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE
 from ._events import Stream
-from ._plex import DEFAULT_TIMEOUT, AsyncMember, AsyncPlex, input_bytes
+from ._plex import DEFAULT_TIMEOUT, AsyncMember, AsyncPlex, Members, input_bytes
 from .cast.spec import StderrMode
 from .errors import (
     ExpectTimeout,
@@ -355,7 +355,7 @@ class Plex:
         self._async._threads = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._members: dict[str, Member] = {}
+        self._members: Members[Member] = Members()
         self._members_lock = threading.Lock()
         self._dropped: weakref.finalize[Any, Plex] | None = None
         self._pid = os.getpid()
@@ -524,7 +524,7 @@ class Plex:
         may both do it, and one member gets one handle.)"""
         with self._members_lock:
             current = dict(self._async.members)
-            mirror = {}
+            mirror: Members[Member] = Members()
             for name, member in current.items():
                 held = self._members.get(name)
                 mirror[name] = (held if held is not None and held._member is member
