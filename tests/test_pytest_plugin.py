@@ -172,6 +172,29 @@ def test_timeout_option_and_kept_transcripts(pytester: pytest.Pytester) -> None:
     assert "cat | x" in kept[0].read_text()
 
 
+def test_a_long_transcript_shows_its_end_and_says_where_the_whole_is(
+        pytester: pytest.Pytester) -> None:
+    """A failure's report shows the transcript's last 500 lines (up to 1 MiB of it made a
+    report of 80,000 lines), saying how many came before, and where the whole is kept."""
+    pytester.makepyfile("""
+        def test_big(plex):
+            plex.spawn("gen", ["seq", "1", "3000"]).expect("^3000$")
+            assert False
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "gen | 2700" in out and "gen | 2000\n" not in out
+    result.stdout.fnmatch_lines(["[[]2* earlier lines not shown: --pipeplex-keep-transcripts "
+                                 "DIR keeps the whole transcript]"])
+    kept = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                         "--pipeplex-keep-transcripts=kept")
+    kept.stdout.fnmatch_lines(["[[]2* earlier lines not shown: the whole transcript is in "
+                               f"{pytester.path / 'kept'}/test_a_long_transcript*.txt]"])
+    (path,) = (pytester.path / "kept").iterdir()
+    assert "gen | 1\n" in path.read_text()
+
+
 LEFTOVER = "error::pipeplex.pytest_plugin.PipeplexWarning"
 
 
@@ -685,6 +708,13 @@ def test_scenario_files_named_in_the_ini_are_tests(pytester: pytest.Pytester) ->
     assert "scenarios/bad.toml:4: expect 'never': not seen within 0.2 s" in out
     assert "scenarios/broken.toml:3: c: unknown key 'x'" in out
     assert "- pipeplex transcript -" in out and "Traceback" not in out
+    # Kept as a Python test's transcript is.
+    kept = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                         "--pipeplex-keep-transcripts=kept", "scenarios/bad.toml")
+    kept.assert_outcomes(failed=1)
+    (path,) = (pytester.path / "kept").iterdir()
+    assert path.name.startswith("scenarios_bad.toml_bad-")
+    assert "c * started" in path.read_text()
     # Part of the failure: pytest's JUnit XML carries it (a report section it drops).
     xml = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--junitxml=j.xml",
                                         "scenarios/bad.toml")

@@ -80,9 +80,11 @@ class ScenarioFailed(Exception):
     """A scenario did not pass; its message is the report ``pipeplex test`` prints, and its
     ``transcript`` the merged stream ("" when it did not run)."""
 
-    def __init__(self, report: str, transcript: str = "") -> None:
+    def __init__(self, report: str, transcript: str = "", kept: Path | None = None) -> None:
         super().__init__(report)
         self.transcript = transcript
+        self.kept = kept
+        """Where the transcript was kept whole (``--pipeplex-keep-transcripts``)."""
 
 
 class ScenarioItem(pytest.Item):
@@ -105,9 +107,14 @@ class ScenarioItem(pytest.Item):
             update_golden=self.config.getoption("pipeplex_update"), keep_output=True,
             update_command="pytest --pipeplex-update"))
         if outcome.failure is not None:
+            from .pytest_plugin import keep_transcript
+
+            kept, failed = (keep_transcript(self, outcome.output) if outcome.output
+                            else (None, None))
             # Part of the failure's own text, not a report section: pytest's JUnit XML
             # carries the failure (sections only with junit_logging set, and not this one).
-            raise ScenarioFailed(outcome.failure, outcome.output or "")
+            raise ScenarioFailed(outcome.failure + (f"\n{failed}" if failed else ""),
+                                 outcome.output or "", kept)
         if outcome.output:  # (for -rP)
             self.add_report_section("call", _SECTION, outcome.output)
         if outcome.warnings:
@@ -121,10 +128,12 @@ class ScenarioItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
         if isinstance(excinfo.value, ScenarioFailed):
-            transcript = excinfo.value.transcript
+            from .pytest_plugin import shown_tail
+
+            failure = excinfo.value
             header = f" {_SECTION} ".center(80, "-")
-            return str(excinfo.value) + (f"\n\n{header}\n{printable(transcript)}"
-                                         if transcript else "")
+            shown = printable(shown_tail(failure.transcript, failure.kept))
+            return str(failure) + (f"\n\n{header}\n{shown}" if failure.transcript else "")
         return str(super().repr_failure(excinfo, style=style))
 
     def reportinfo(self) -> tuple[Path, int, str]:

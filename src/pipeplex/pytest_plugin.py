@@ -16,7 +16,7 @@ members of a file the test loaded are not: they run for the test, as a scenario'
 is attached to its failure as a section ("pipeplex transcript", control characters shown
 as ``\\xNN``), which pytest shows under the traceback and which JUnit XML carries in the
 failure text; so is that of every other cast the test started (its own fixtures', an
-``AsyncPlex`` of an async test).
+``AsyncPlex`` of an async test). A section shows a transcript's last 500 lines.
 
 Options (checked once, at startup: a bad value is a usage error):
 
@@ -24,8 +24,9 @@ Options (checked once, at startup: a bad value is a usage error):
   timeout (30);
 - ``--pipeplex-grace SECONDS`` / ini ``pipeplex_grace``: seconds between SIGTERM and SIGKILL
   when the fixture stops members (5);
-- ``--pipeplex-keep-transcripts DIR``: also write the transcript of each failed test into
-  ``DIR`` (relative to the folder pytest was started in), one file per test.
+- ``--pipeplex-keep-transcripts DIR``: also write the whole transcript of each failed test
+  (a scenario file's too) into ``DIR`` (relative to the folder pytest was started in), one
+  file per test.
 
 Scenario files become tests of their own with the ini key ``pipeplex_scenarios`` (see
 :mod:`._pytest_scenarios`).
@@ -361,7 +362,8 @@ def _attach(item: pytest.Item, report: pytest.TestReport, text: str, *,
             title: str = _SECTION, keep: bool = True) -> None:
     if not text:
         return
-    section = printable(text)
+    kept = _keep_for(item, report, text) if keep else None
+    section = printable(shown_tail(text, kept))
     # A section of the failure itself: shown under the traceback, and part of the failure
     # text in JUnit XML (report.sections reach JUnit only with junit_logging set).
     addsection = getattr(report.longrepr, "addsection", None)
@@ -369,24 +371,46 @@ def _attach(item: pytest.Item, report: pytest.TestReport, text: str, *,
         addsection(title, section)
     else:
         report.sections.append((title, section))
-    if keep:
-        _keep_for(item, report, text)
 
 
-def _keep_for(item: pytest.Item, report: pytest.TestReport, text: str) -> None:
-    """Keep ``text`` as ``item``'s transcript file, if the run keeps them."""
+SHOWN_LINES = 500
+"""The last lines of a transcript a failure's report shows (the kept file has it whole)."""
+
+
+def shown_tail(text: str, kept: Path | None) -> str:
+    """The end of ``text`` that a report shows: its last :data:`SHOWN_LINES` lines, and a
+    line that says how many came before and where the whole is (``kept``) or can be."""
+    lines = text.splitlines(keepends=True)
+    if len(lines) <= SHOWN_LINES:
+        return text
+    whole = (f"the whole transcript is in {kept}" if kept is not None
+             else "--pipeplex-keep-transcripts DIR keeps the whole transcript")
+    return (f"[{len(lines) - SHOWN_LINES} earlier lines not shown: {whole}]\n"
+            + "".join(lines[-SHOWN_LINES:]))
+
+
+def keep_transcript(item: pytest.Item, text: str) -> tuple[Path | None, str | None]:
+    """Keep ``text`` as ``item``'s transcript file, if the run keeps them: the file, or
+    why it could not be kept (None, None: the run keeps none)."""
     folder = _settings(item.config).keep
     if folder is None:
-        return
+        return None, None
     reason = _keep(folder, item.nodeid, text)
-    if reason is None:
-        return
-    message = f"could not keep transcripts in {folder}: {reason}"
-    try:
-        warnings.warn(PipeplexWarning(message), stacklevel=1)
-    except Warning:
-        # -W error turned it into an exception, which would abort the session from here.
-        report.sections.append(("pipeplex", message))
+    if reason is not None:
+        return None, f"could not keep transcripts in {folder}: {reason}"
+    return folder / _transcript_file_name(item.nodeid), None
+
+
+def _keep_for(item: pytest.Item, report: pytest.TestReport, text: str) -> Path | None:
+    """Keep ``text`` as ``item``'s transcript file, if the run keeps them; the file."""
+    kept, failed = keep_transcript(item, text)
+    if failed is not None:
+        try:
+            warnings.warn(PipeplexWarning(failed), stacklevel=1)
+        except Warning:
+            # -W error turned it into an exception, which would abort the session from here.
+            report.sections.append(("pipeplex", failed))
+    return kept
 
 
 def _keep(folder: Path, nodeid: str, text: str) -> str | None:
