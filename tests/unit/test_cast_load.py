@@ -1311,6 +1311,17 @@ class TestCheckCommands:
         assert info.value.message.startswith("web: command not found: 'no-such-tool'")
         assert "'no-such-tool --serve'" in info.value.message
 
+    def test_a_name_of_a_file_in_its_folder_is_told_to_take_a_slash(
+            self, tmp_path: Path) -> None:
+        """`run.sh` is looked for in PATH, as a shell and subprocess do: a file of that
+        name where it runs gets the fix, ./run.sh."""
+        executable(tmp_path / "run.sh")
+        proc = ProcSpec("web", ["run.sh"], cwd=str(tmp_path))
+        with pytest.raises(CastError, match=r"web: command not found: 'run\.sh' .*; a file of "
+                           r"that name is in the folder it runs in, but a name without a / "
+                           r"is looked for in PATH: write \./run\.sh for that file$"):
+            check_commands(CastSpec((proc,)))
+
     def test_missing_relative_path(self, tmp_path: Path) -> None:
         """A relative program path is looked up in the member's cwd."""
         proc = ProcSpec("web", ["./run.sh"], cwd=str(tmp_path))

@@ -554,9 +554,12 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool],
     elif not _on_path(program, proc.env.get("PATH", os.environ.get("PATH", os.defpath)),
                       found):
         own = "PATH" in proc.env and f"; its env sets PATH to {proc.env['PATH']!r}, which lacks it"
+        here = (cwd / program).is_file() and (
+            f"; a file of that name is in the folder it runs in, but a name without a / is "
+            f"looked for in PATH: write ./{program} for that file")
         hint = (f"; no member captures {{{uncaptured[0]}}} (a named group of a ready "
                 "pattern), so it stays as written" if uncaptured else
-                _no_shell_hint(proc) or own or "; check the spelling and PATH")
+                _no_shell_hint(proc) or own or here or "; check the spelling and PATH")
         raise CastError(f"{proc.name}: command not found: {program!r} (cmd = "
                         f"{proc.command_text!r}){hint}",
                         source=proc.where("env" if own and not uncaptured else "cmd"))
