@@ -35,7 +35,9 @@ class Told:
     """What pipeplex told, line by line."""
 
     def __init__(self) -> None:
-        self.groups: set[int] = set()
+        self.groups: dict[int, int | None] = {}
+        """The groups pipeplex registered, with their leader's start time as this process
+        read it (None: the leader was gone by then): see :meth:`ours`."""
         self.adopted: dict[int, int] = {}
         self.token: bytes | None = None
         self.spawning: tuple[int, set[tuple[bytes, bytes]]] | None = None
@@ -72,7 +74,8 @@ class Told:
         elif kind == b"!":
             self.spawning = None
         elif kind == b"+":
-            self.groups.add(_pid(rest))
+            pgid = _pid(rest)
+            self.groups[pgid] = start_time(pgid)
             self.spawning = None
         elif kind == b">":
             since, *pipes = rest.split(b" ")
@@ -85,7 +88,7 @@ class Told:
         elif kind == b".":
             self.clean = True
         elif kind == b"-":
-            self.groups.discard(int(rest))
+            self.groups.pop(int(rest), None)
         elif kind == b"@":
             pid, when = rest.split(b" ")
             self.adopted[_pid(pid)] = int(when)
@@ -93,6 +96,17 @@ class Told:
             self.adopted.pop(int(rest), None)
         elif kind == b"=":
             self.token = b"PIPEPLEX_RUN_ID=" + rest
+
+
+    def ours(self) -> set[int]:
+        """The groups told, less those whose number a stranger's process has since: a group
+        that emptied while pipeplex could not say so (stopped by SIGSTOP, or in a debugger)
+        frees its number, which a stranger's ``setsid`` may take. A group keeps its number
+        while any process is in it, so where no process has the leader's number the group,
+        if any, is still the cast's, and where one has it, it is ours only if it started
+        when the leader did."""
+        return {pgid for pgid, when in self.groups.items()
+                if (now := start_time(pgid)) is None or now == when}
 
 
 def _pid(text: bytes) -> int:
@@ -131,6 +145,13 @@ def stat_fields(pid: int | str) -> list[bytes] | None:
         return None
     end = stat.rfind(b")")
     return stat[end + 2:].split() if end >= 0 else None  # (none: read as it went)
+
+
+def start_time(pid: int) -> int | None:
+    """Its start time in clock ticks after boot, a zombie's too; None if there is no such
+    process."""
+    fields = stat_fields(pid)
+    return int(fields[19]) if fields is not None and len(fields) >= 20 else None
 
 
 def started(pid: int) -> int | None:
@@ -257,7 +278,7 @@ class Stop:
     """Everything to stop, and how to tell what is left."""
 
     def __init__(self, told: Told, known: Found) -> None:
-        self.groups = set(told.groups)
+        self.groups = told.ours()
         self.token = told.token
         self.known = known
         self.look_again()

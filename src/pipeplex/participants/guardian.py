@@ -32,6 +32,10 @@ titles): where pipeplex is its members' subreaper, the orphans it adopts are tol
 (``@PID START``, ``~PID`` once reaped), and stopped with their groups.
 
 A group is unregistered once it is empty, never before: its id may then go to a stranger.
+A group that empties while pipeplex cannot say so (stopped by SIGSTOP, or in a debugger)
+stays registered: the guardian reads its leader's start time as it is told of it, and at
+the end leaves a group alone whose number a process of another start time has (a group
+keeps its number while any process is in it).
 On a clean exit everything is already gone (pipeplex says so: ``.``) and the guardian just
 leaves.
 
