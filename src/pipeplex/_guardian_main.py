@@ -12,7 +12,7 @@ environment, as redis and nginx do to set their process titles), a member caught
 (``?TICKS STREAMS``, ``!``), what still holds a member's output pipe that pipeplex read
 (``>TICKS PIPES``, ``<PIPE``; not after a clean end, ``.``), and every process carrying
 the run's id (``=TOKEN``); and, with those, every process below them (a daemon whose parent
-still runs).
+still runs). First, it sets back the terminal a console left raw (``TDEV ...``, ``T``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class Told:
         :func:`holding_pipes`."""
         self.clean = False
         """pipeplex ended well: it had its say on what is left (``.``)."""
+        self.terminal: tuple[int, list[int | list[bytes]]] | None = None
+        """A terminal pipeplex's console put in raw mode (open), and its settings before."""
         self._buffer = b""
 
     def drained(self) -> bool:
@@ -62,7 +64,7 @@ class Told:
             for line in lines:
                 try:  # a line it cannot read must not cost the others their effect
                     self._take(line)
-                except ValueError:
+                except (ValueError, OSError):
                     pass
 
     def _take(self, line: bytes) -> None:
@@ -96,6 +98,27 @@ class Told:
             self.adopted.pop(int(rest), None)
         elif kind == b"=":
             self.token = b"PIPEPLEX_RUN_ID=" + rest
+        elif kind == b"T":
+            self._set_terminal(rest)
+
+    def _set_terminal(self, told: bytes) -> None:
+        """``T`` alone: pipeplex set its terminal back. Else the terminal its console made
+        raw, by device and name, and its settings before: opened now (never as this
+        process's terminal, never through a link), and only if it is that device."""
+        if self.terminal is not None:
+            os.close(self.terminal[0])
+            self.terminal = None
+        if not told:
+            return
+        device, *flags, chars, name = told.split(b" ", 8)
+        fd = os.open(name, os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC)
+        if os.fstat(fd).st_rdev != int(device) or not os.isatty(fd):
+            os.close(fd)
+            return
+        settings: list[int | list[bytes]] = [int(flag) for flag in flags]
+        settings.append([bytes([c]) for c in bytes.fromhex(chars.decode())])
+        self.terminal = (fd, settings)
 
 
     def ours(self) -> set[int]:
@@ -107,6 +130,21 @@ class Told:
         when the leader did."""
         return {pgid for pgid, when in self.groups.items()
                 if (now := start_time(pgid)) is None or now == when}
+
+
+def set_back(terminal: tuple[int, list[int | list[bytes]]] | None) -> None:
+    """The terminal pipeplex died with in raw mode, as it was before: a shell after it (one
+    without line editing of its own, as dash) would read every key raw and echo none."""
+    if terminal is None:
+        return
+    import termios  # (only here: the guardian starts without it)
+
+    fd, settings = terminal
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, settings)
+        os.write(fd, b"\x1b[?2004l\x1b[?25h")  # (bracketed paste off, the cursor shown)
+    except (OSError, termios.error):
+        pass
 
 
 def _pid(text: bytes) -> int:
@@ -365,6 +403,8 @@ def main() -> None:
         parent_exit = None
     told = Told()
     listen(told)
+    if not told.clean:
+        set_back(told.terminal)
     # Once, as pipeplex ended; then followed by pid and start time.
     known = (caught_mid_spawn(told, parent, parent_exit) | holding_pipes(told)
              | set(told.adopted.items()))

@@ -201,6 +201,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
                               if signal.SIGQUIT in handled else None)
             if isatty:
                 console.on_resize = on_resize
+            console.on_raw = guardian.terminal
             if mode == "prompt":
                 reply("console: type NAME: text to send a line, :help for more", "info")
         status = await _run_with_inputs(engine, inputs, console, mode, options, writer,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import (
+    DEADLINE,
     PIPEPLEX,
     PROGS,
     Pipeplex,
@@ -574,6 +575,36 @@ def test_ctrl_c_stops_the_cast_and_restores_the_terminal(run_dir: Path) -> None:
         assert plex.wait() == 130
         flags = plex.terminal_flags()
         assert flags & termios.ICANON and flags & termios.ECHO
+
+
+@pytest.mark.usefixtures("state_home")
+def test_the_terminal_is_set_back_when_pipeplex_is_killed(run_dir: Path) -> None:
+    """SIGKILL, which pipeplex cannot catch, left its terminal raw, and a shell after it
+    without line editing of its own (dash) echoed nothing and took no Enter. The guardian,
+    told of the terminal's settings, sets them back, and turns bracketed paste off."""
+    fresh_master, fresh_slave = os.openpty()  # (how PtyPipeplex's terminal starts)
+    as_found = termios.tcgetattr(fresh_slave)
+    os.close(fresh_slave)
+    os.close(fresh_master)
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        assert plex.master is not None
+        # The terminal as the shell that started pipeplex holds it: open after pipeplex.
+        shell = fcntl.ioctl(plex.master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+        try:
+            plex.expect(r"^c>$")
+            assert not plex.terminal_flags() & termios.ICANON  # the prompt owns it
+            plex.signal(signal.SIGKILL)
+            plex.proc.wait(timeout=DEADLINE)
+            deadline = time.monotonic() + DEADLINE
+            while not plex.output.endswith(b"\x1b[?2004l\x1b[?25h"):
+                assert plex._read_some(deadline), plex.output[-80:]
+            assert termios.tcgetattr(plex.master) == as_found
+        finally:
+            os.close(shell)
+
+
+TIOCGPTPEER = 0x5441
+"""Linux's ioctl that opens a pty's other end from its master."""
 
 
 @pytest.mark.usefixtures("state_home")

@@ -31,7 +31,7 @@ import tty
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import in_terminal
@@ -79,7 +79,7 @@ async def run_prompt(console: Console, writer: Writer) -> None:
     """Prompt for lines and carry them out until Ctrl-D (or cancellation)."""
     stdout = _TerminalStdout(writer, sys.stdout.fileno(), sys.stdout.encoding)
     session: PromptSession[str] = PromptSession(
-        input=_RawInput(sys.stdin),
+        input=_RawInput(sys.stdin, console.on_raw),
         output=_output(stdout),
         history=_KeptHistory(_history(), console.keeps),
         completer=MemberCompleter(console.members),
@@ -171,8 +171,25 @@ class _RawInput(Vt100Input):
     is on in raw mode too, so nothing else needs cooked mode here.
     """
 
+    def __init__(self, stdin: TextIO, on_raw: Callable[[int, list[Any] | None], None]) -> None:
+        super().__init__(stdin)
+        self._on_raw = on_raw
+        self._raw = 0
+        """Raw modes entered and not left: prompt_toolkit enters one per prompt, inside
+        the console's own, and only the outermost knows the terminal as it was found."""
+
     def raw_mode(self) -> AbstractContextManager[None]:
-        return _RawModeKeepingCtrlC(self.stdin.fileno())
+        return _RawModeKeepingCtrlC(self.stdin.fileno(), self._nested)
+
+    def _nested(self, fd: int, settings: list[Any] | None) -> None:
+        if settings is not None:
+            self._raw += 1
+            if self._raw == 1:
+                self._on_raw(fd, settings)
+        else:
+            self._raw -= 1
+            if self._raw == 0:
+                self._on_raw(fd, None)
 
     def read_keys(self) -> list[KeyPress]:
         return _as_paste(super().read_keys())
@@ -195,8 +212,16 @@ class _RawModeKeepingCtrlC(raw_mode):
     Ctrl-C (``NOFLSH``): no line of the cast is cut.
     """
 
+    def __init__(self, fileno: int, on_raw: Callable[[int, list[Any] | None], None]) -> None:
+        super().__init__(fileno)
+        self._on_raw = on_raw
+        self._told = False
+
     def __enter__(self) -> None:
         super().__enter__()
+        self._told = self.attrs_before is not None
+        if self.attrs_before is not None:
+            self._on_raw(self.fileno, self.attrs_before)
         if not _foreground(self.fileno) or _ignored(signal.SIGINT):
             return
         try:
@@ -213,6 +238,8 @@ class _RawModeKeepingCtrlC(raw_mode):
         # have handed the terminal back to the shell already, which sets it as it needs.
         if _foreground(self.fileno):
             super().__exit__(*exc)
+        if self._told:
+            self._on_raw(self.fileno, None)
 
 
 _ENTER = frozenset({Keys.ControlM, Keys.ControlJ})

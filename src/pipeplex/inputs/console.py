@@ -31,7 +31,7 @@ import os
 import stat
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._events import Level, Note
 from .._signals import signal_name
@@ -118,6 +118,9 @@ class Console:
         self.on_hangup: Callable[[], None] = lambda: None
         """Set by the run: the console's terminal hung up (the console then ends)."""
         self.on_resize: Callable[[], None] = lambda: None
+        self.on_raw: Callable[[int, list[Any] | None], None] = lambda fd, settings: None
+        """Set by the run: the prompt made the terminal ``fd`` raw, its ``settings`` before
+        being these (None: set back), for the guardian to set back should pipeplex die."""
         """Set by the run: look whether the terminal changed size (the prompt takes SIGWINCH
         while it is up, and asks before each redraw)."""
         self._tg: asyncio.TaskGroup | None = None

@@ -31,6 +31,10 @@ daemon may also write over its environment (redis and nginx do, to set their pro
 titles): where pipeplex is its members' subreaper, the orphans it adopts are told
 (``@PID START``, ``~PID`` once reaped), and stopped with their groups.
 
+A console that makes pipeplex's terminal raw tells it (``TDEV SETTINGS NAME``, ``T`` once
+set back): should pipeplex die first, the guardian sets the terminal back, rather than
+leave the shell after it reading keys raw and echoing none.
+
 A group is unregistered once it is empty, never before: its id may then go to a stranger.
 A group that empties while pipeplex cannot say so (stopped by SIGSTOP, or in a debugger)
 stays registered: the guardian reads its leader's start time as it is told of it, and at
@@ -59,6 +63,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from .._guardian_process import spawn_guardian
 from ..errors import PipeplexError
@@ -152,6 +157,8 @@ class Guardian:
         self._flushing: asyncio.AbstractEventLoop | None = None
         self._spawning = ""
         """The line of a spawn told and not yet registered (told again to a new one)."""
+        self._terminal = ""
+        """The line of a terminal to set back at pipeplex's death (told again to a new one)."""
         self._spawned_at = 0
         """When the last spawn was told, in clock ticks after boot."""
         self._outputs: dict[int, tuple[str, int]] = {}
@@ -326,7 +333,7 @@ class Guardian:
         self._say("".join([f"={self.token}\n", *(f"+{pgid}\n" for pgid in self._groups),
                            *(f"@{pid} {when}\n" for pid, when in self._adopted.items()),
                            *(f">{when} {told}\n" for told, when in self._outputs.values()),
-                           self._spawning]))
+                           self._spawning, self._terminal]))
         return None if self._fd >= 0 else ""
 
     def _replace_again(self) -> None:
@@ -367,6 +374,26 @@ class Guardian:
         number, freed, may go to a stranger's terminal)."""
         self._spawning = ""
         self._say("!\n")
+
+    def terminal(self, fd: int, settings: list[Any] | None) -> None:
+        """The terminal ``fd`` was put in raw mode (a console): should pipeplex die without
+        setting it back, the guardian sets it to ``settings`` (as ``termios.tcgetattr``
+        gives them) and turns off what a console turns on (bracketed paste, a hidden
+        cursor), rather than leave the shell after it typing blind. ``None``: pipeplex set
+        it back itself. (The guardian opens it by its name, checked to be that device.)"""
+        if settings is None:
+            line = "T\n" if self._terminal else ""
+        else:
+            try:
+                name, device = os.ttyname(fd), os.fstat(fd).st_rdev
+            except OSError:
+                return
+            *flags, chars = settings
+            raw = bytes(c if isinstance(c, int) else c[0] for c in chars)
+            line = f"T{device} {' '.join(map(str, flags))} {raw.hex()} {name}\n"
+        self._terminal = "" if settings is None else line
+        if line:
+            self._say(line)
 
     def adopted(self, pid: int, started: int) -> None:
         """An orphan came to pipeplex, its subreaper (a daemon a member double-forked): it
