@@ -608,6 +608,29 @@ TIOCGPTPEER = 0x5441
 
 
 @pytest.mark.usefixtures("state_home")
+def test_the_prompt_comes_back_after_pipeplex_was_stopped_and_continued(run_dir: Path) -> None:
+    """Stopped from elsewhere (SIGSTOP, a debugger), the shell takes the terminal and sets
+    it cooked; at fg the console had stayed so, echoing keys and holding them until Enter.
+    It makes the terminal raw again and draws its prompt anew."""
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        assert plex.master is not None
+        plex.expect(r"^c>$")
+        cooked = termios.tcgetattr(plex.master)
+        cooked[3] |= termios.ICANON | termios.ECHO
+        plex.signal(signal.SIGSTOP)
+        termios.tcsetattr(plex.master, termios.TCSANOW, cooked)  # (as the shell does)
+        plex.signal(signal.SIGCONT)
+        plex.expect(r"^c>$")
+        deadline = time.monotonic() + DEADLINE
+        while plex.terminal_flags() & termios.ICANON:
+            assert time.monotonic() < deadline, "the terminal stays cooked"
+        plex.type("hello\r")
+        plex.expect(r"^c +\| hello$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+
+
+@pytest.mark.usefixtures("state_home")
 def test_ctrl_c_stops_the_cast_at_once_behind_a_terminal_that_takes_nothing(
         run_dir: Path, tmp_path: Path) -> None:
     """A stalled terminal (an ssh link that hangs) while a member floods: Ctrl-C starts the

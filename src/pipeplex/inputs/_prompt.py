@@ -21,6 +21,7 @@ with EIO and the input reads EOF: the writes are dropped, the prompt ends, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import signal
@@ -98,9 +99,30 @@ async def run_prompt(console: Console, writer: Writer) -> None:
     try:
         # The terminal stays raw for the whole session, between prompts too (see _RawInput).
         with session.input.raw_mode():
-            await _prompt_loop(console, session, writer, wake, stdout)
+            fd = session.input.fileno()
+            raw = termios.tcgetattr(fd) if _foreground(fd) else None
+            loop = asyncio.get_running_loop()
+            if raw is not None:
+                loop.add_signal_handler(signal.SIGCONT, _continued, session, fd, raw)
+            try:
+                await _prompt_loop(console, session, writer, wake, stdout)
+            finally:
+                loop.remove_signal_handler(signal.SIGCONT)
     finally:
         writer.release()
+
+
+def _continued(session: PromptSession[str], fd: int, raw: list[Any]) -> None:
+    """pipeplex was stopped (SIGSTOP, a debugger, a SIGTSTP from elsewhere: the console's
+    Ctrl-Z is no key) and is continued, ``fg``: the shell had the terminal meanwhile and set
+    it its own way, so keys were echoed and held until Enter. Raw again, and the prompt
+    drawn anew where the cursor is now."""
+    if not _foreground(fd):
+        return
+    with contextlib.suppress(termios.error):
+        termios.tcsetattr(fd, termios.TCSANOW, raw)
+    session.app.renderer.reset()
+    session.app.invalidate()
 
 
 async def _prompt_loop(console: Console, session: PromptSession[str], writer: Writer,
