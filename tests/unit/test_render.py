@@ -207,7 +207,14 @@ class TestSanitize:
         renderer = Renderer(["a", "b"], sanitize=True, color=False)
         shown = renderer.render(out("a", b"\x1b[41mred\nstill red")) + renderer.render(
             out("b", b"plain\n"))
-        assert shown == b"a | \x1b[41mred\x1b[0m\na | still red\x1b[0m\nb | plain\n"
+        assert shown == b"a | \x1b[41mred\x1b[0m\na | still red\nb | plain\n"
+
+    def test_only_a_line_with_a_colour_gets_the_reset(self) -> None:
+        """Lines without any escape, in a chunk with a coloured one, stay as written: a
+        console that shows escapes as text (TERM=dumb) showed ^[[0m after each."""
+        renderer = Renderer(["p"], sanitize=True, color=False)
+        shown = renderer.render(out("p", b"one\n\x1b[32mgreen\x1b[0m three\nfour\n"))
+        assert shown == b"p | one\np | \x1b[32mgreen\x1b[0m three\x1b[0m\np | four\n"
 
     def test_a_carriage_return_first_makes_no_empty_line(self) -> None:
         """A progress bar that writes ``\\r`` before each update (not after): no empty

@@ -260,7 +260,7 @@ class Renderer:
             cut.discard(name)
         if not data:
             return b""
-        end = b"\n"
+        colored = False
         if self.sanitize:  # (a file or a pipe gets the bytes as they were written)
             if not data.isascii():
                 data = data.decode("utf-8", "replace").encode("utf-8")
@@ -268,10 +268,16 @@ class Renderer:
                 data = _last_states(data)
             if _UNSAFE.search(data):
                 data = _UNSAFE.sub(_escape_control, data)
-                if b"\x1b[" in data:  # a colour: it ends with its line, not in the next one
-                    end = RESET + b"\n"
+                colored = b"\x1b[" in data
         if self.timestamps:
             prefix = self._stamp(event.t) + prefix
+        if colored:  # a colour ends with its line, not in the next one's prefix
+            lines = data.split(b"\n")
+            if data.endswith(b"\n"):
+                lines.pop()
+            return b"".join(prefix + line + (RESET + b"\n" if b"\x1b[" in line else b"\n")
+                            for line in lines)
+        end = b"\n"
         # Two copies of a flood's chunk, not four: the prefix goes after every line end
         # (one), the last one's taken off again (a view), and a join puts one before the
         # first (two).
