@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -46,6 +47,29 @@ def test_prompt_without_newline_is_shown_before_the_answer(run_dir: Path) -> Non
         write_fifo(run_dir / "ask.in", b"bob\n")
         plex.expect(r"^ask \| hello bob$")
         assert plex.wait() == 0
+
+
+def test_a_slow_progress_bar_shows_its_state_at_most_every_half_second() -> None:
+    """Each state comes after a pause (here, as soon as the last one was seen): it was a
+    line per state for any bar slower than ten a second; now the latest state at most
+    every half second, as for a fast bar, and the line's end at once."""
+    from pipeplex import Output, Plex
+    from pipeplex.participants.process import MAX_PARTIAL_AGE
+
+    code = ("import sys\nfor i in range(3):\n    sys.stdout.write(f'\\r{i}'); "
+            "sys.stdout.flush(); sys.stdin.readline()\nprint(' done')")
+    shown: list[tuple[float, bytes]] = []
+    with Plex(timeout=DEADLINE) as plex:
+        plex.bus.subscribe(lambda event: shown.append((event.t, event.data)), [Output])
+        bar = plex.spawn("bar", [sys.executable, "-c", code])
+        for state in "012":
+            bar.expect(state)
+            bar.sendline()
+        bar.expect("done")
+    states = [t for t, data in shown if data.startswith(b"\r") and not data.endswith(b"\n")]
+    assert len(states) == 3, shown
+    assert all(later - earlier >= MAX_PARTIAL_AGE - 0.01
+               for earlier, later in itertools.pairwise(states)), shown
 
 
 def test_a_pause_inside_a_character_does_not_break_it(run_dir: Path) -> None:

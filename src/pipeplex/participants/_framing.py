@@ -30,7 +30,7 @@ def _utf8_cut(data: bytes, limit: int) -> int:
 class LineFramer:
     """Splits one stream into line-aligned pieces and hands them to ``emit(data, partial)``."""
 
-    __slots__ = ("_emit", "_max_line", "_tail", "last_data", "tail_since")
+    __slots__ = ("_emit", "_max_line", "_tail", "last_data", "shown_at", "tail_since")
 
     def __init__(self, emit: Callable[[bytes, bool], None], *, max_line: int = MAX_LINE) -> None:
         self._emit = emit
@@ -40,6 +40,8 @@ class LineFramer:
         """Monotonic time of the last feed."""
         self.tail_since = 0.0
         """Monotonic time when the current unfinished line began."""
+        self.shown_at: float | None = None
+        """When :meth:`flush` last emitted a line unfinished, if no line end came since."""
 
     @property
     def pending(self) -> bool:
@@ -62,17 +64,24 @@ class LineFramer:
             first -= cut
         end = data.rfind(b"\n") + 1
         if end == len(data):
+            self.shown_at = None
             self._emit(data, False)
             return
         if end:
             self._emit(data[:end], False)
             data = data[end:]
             self.tail_since = now
+            self.shown_at = None
         while len(data) > self._max_line:
             cut = _long_line_cut(data, self._max_line)
             self._emit(data[:cut], True)
             data = data[cut:]
         self._tail = data
+
+    def starts_again(self) -> bool:
+        """Whether the unfinished line starts with a carriage return: it writes over the
+        one shown before it (a progress bar's next state)."""
+        return self._tail[:1] == b"\r"
 
     def flush(self, *, whole_characters: bool = False) -> None:
         """Emit the unfinished line as a partial piece, if there is one.
@@ -88,8 +97,9 @@ class LineFramer:
         cut = _whole_start(tail) if whole_characters else len(tail)
         if cut:
             self._tail = tail[cut:]
+            self.shown_at = time.monotonic()
             if self._tail:
-                self.tail_since = time.monotonic()  # (its line begins anew)
+                self.tail_since = self.shown_at  # (its line begins anew)
             self._emit(tail[:cut], True)
 
 

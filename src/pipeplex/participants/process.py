@@ -510,6 +510,15 @@ class Process:
             delay = framer.last_data + QUIET - now
             self._timers[stream] = self._loop.call_later(delay, self._quiet, stream)
             return
+        if (framer.shown_at is not None and now - framer.shown_at < MAX_PARTIAL_AGE
+                and framer.starts_again()):
+            # A progress bar's next state, over the one shown last: its latest state at
+            # most every half second, however slowly it goes (one each 0.2 s made a line
+            # per update, where a fast one makes two a second).
+            assert self._loop is not None
+            delay = framer.shown_at + MAX_PARTIAL_AGE - now
+            self._timers[stream] = self._loop.call_later(delay, self._quiet, stream)
+            return
         # A prompt, told before its piece goes out: a caller that the piece wakes in
         # another thread may send its answer at once (see _line_sent).
         self._prompt = self._prompting = stream
