@@ -272,11 +272,11 @@ class Renderer:
         if self.timestamps:
             prefix = self._stamp(event.t) + prefix
         if colored:  # a colour ends with its line, not in the next one's prefix
-            lines = data.split(b"\n")
+            each = data.split(b"\n")
             if data.endswith(b"\n"):
-                lines.pop()
+                each.pop()
             return b"".join(prefix + line + (RESET + b"\n" if b"\x1b[" in line else b"\n")
-                            for line in lines)
+                            for line in each)
         end = b"\n"
         # Two copies of a flood's chunk, not four: the prefix goes after every line end
         # (one), the last one's taken off again (a view), and a join puts one before the
