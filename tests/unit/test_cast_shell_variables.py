@@ -435,6 +435,25 @@ def test_a_subscript_holding_a_command_never_reaches_a_shell(template: str, valu
         assert ProcSpec("client", template, shell=True).argv({"v": harmless})
 
 
+@pytest.mark.parametrize("script", [
+    'test -v "seen[{v}]"', 'unset "a[{v}]"', 'unset -v "a[{v}]"', '[ -v "a[{v}]" ]',
+    'unset "a"[{v}]', 'printf -v "a[{v}]" %s x', 'read "a[{v}]" <<< x', 'declare "a[{v}]=1"',
+    "unset a\\[{v}\\]", '[[ -v "a[{v}]" ]]'])
+def test_a_value_with_a_command_never_stands_in_a_quoted_subscript(script: str) -> None:
+    """bash finds the subscript of test -v, unset, declare, printf -v and read after quote
+    removal, and expands its text again: a command in the value runs. A value with a $ or
+    a backtick after a [ in its word is refused; a plain one, and such a value elsewhere,
+    pass."""
+    spec = ProcSpec("u", ["bash", "-c", script])
+    with pytest.raises(SpawnError, match=r"stands after a \[ in its word"):
+        spec.argv({"v": "$(touch M)"})
+    with pytest.raises(SpawnError, match=r"stands after a \[ in its word"):
+        spec.argv({"v": "`touch M`"})
+    assert spec.argv({"v": "key-1"})
+    assert ProcSpec("u", ["bash", "-c", 'echo "[{v}]" "{v}"']).argv({"v": "] $(x)"})
+    assert ProcSpec("u", ["bash", "-c", 'echo "a[1]" "{v}"']).argv({"v": "$(x)"})
+
+
 # Where the shell's quoting is easy to misread: each template uses the value quoted, or where
 # it must stay one word, after such a place; the value arrives intact, KEEP survives.
 MISREAD: dict[str, tuple[str, Callable[[str], str], list[str]]] = {

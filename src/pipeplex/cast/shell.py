@@ -484,7 +484,36 @@ def shell_script(cmd: str, variables: Mapping[str, str]) -> tuple[str, list[str]
                 f"{{{name}}} holds {variables[name]!r}, an array subscript with a command in "
                 "it, which bash runs if the script uses the value in arithmetic anywhere; "
                 "pipeplex does not pass such a value to a shell")
+    for match in VAR_RE.finditer(cmd):
+        value = variables.get(match[1])
+        if value is not None and _EXPANDS.search(value) and _after_a_bracket(cmd, match.start()):
+            raise ValueError(
+                f"{{{match[1]}}} holds {value!r}, with a $ or a backtick, and stands after a "
+                "[ in its word, in what bash may take for an array subscript (as "
+                "test -v \"a[{...}]\" or unset \"a[{...}]\" do), where it runs a command in "
+                "the value; pipeplex does not pass such a value to a shell")
     return script, used
+
+
+_EXPANDS = re.compile(r"[$`]")
+_WORD_END = re.compile(r"[\s;&|()<>]")
+
+
+def _after_a_bracket(script: str, at: int) -> bool:
+    """Whether the text at ``at`` may stand in an array subscript: after a ``[`` that no
+    ``]`` closed, in its word. Quoted or escaped too (``"a[{v}]"``, ``a\\[{v}\\]``): bash
+    finds the subscript of ``test -v``, ``unset``, ``declare``, ``printf -v`` and ``read``
+    in the word after quote removal, and expands its text once more, a command included.
+    The word starts after the last blank or operator character before it, quoted or not (a
+    wider span only refuses more). A net under the scanner, as for a subscript in a value."""
+    start = max((m.end() for m in _WORD_END.finditer(script, 0, at)), default=0)
+    span = script[start:at]
+    bracket = span.rfind("[")
+    # (after a name: a[, "a"[, a\[; a lone [ is the test command or text, "[{v}]")
+    return bracket > span.rfind("]") and _NAME_END.search(span[:bracket]) is not None
+
+
+_NAME_END = re.compile(r"[A-Za-z0-9_][\"'\\]*\Z")
 
 
 def _command_in_subscript(value: str) -> bool:
