@@ -437,6 +437,25 @@ def test_a_tmpdir_that_cannot_hold_the_runs_safely_gives_way_to_tmp(
     assert f"run folder /tmp/pipeplex-{os.geteuid()}/" in result.stdout
 
 
+@ROOT
+def test_an_xdg_runtime_dir_below_another_users_folder_gives_way(tmp_path: Path) -> None:
+    """That user could move it away during the run, and put pipes of theirs at its names
+    (a script's `echo secret > RUN/NAME.in` would then be theirs): as for a TMPDIR, the
+    runs' base goes to the fallback instead."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    (theirs / "xdg").mkdir(mode=0o700)
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(theirs / "xdg"), "TMPDIR": str(tmp_path / "tmp")}
+    result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi", "--no-console"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=DEADLINE,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert f"run folder {tmp_path / 'tmp' / f'pipeplex-{os.geteuid()}'}/" in result.stdout
+    assert list((theirs / "xdg").iterdir()) == []
+
+
 def test_a_link_planted_as_the_default_base_is_named_as_such(tmp_path: Path) -> None:
     """Nobody gave /tmp/pipeplex-UID: the message says what it is and what to do."""
     (tmp_path / "tmp").mkdir()

@@ -49,14 +49,17 @@ _BASE_NAMES = ("pipeplex", f"pipeplex-{os.geteuid()}")
 
 def _runtime_base() -> Path:
     """``$XDG_RUNTIME_DIR/pipeplex`` when that folder is usable, else ``$TMPDIR/pipeplex-UID``
-    (``/tmp/pipeplex-UID`` without an absolute TMPDIR)."""
+    (``/tmp/pipeplex-UID`` without an absolute TMPDIR). Usable: the user's, private, and
+    on a path nobody else could move it off (a folder above it of another user's would let
+    them swap the runs for folders of theirs, as for a TMPDIR)."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isabs(xdg):  # (a relative one is to be ignored, says the XDG spec)
         try:
             st = os.stat(xdg)
         except OSError:
             st = None
-        if st and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
+        if (st and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+                and not st.st_mode & 0o077 and unsafe_above(Path(xdg, "pipeplex")) is None):
             return Path(xdg) / "pipeplex"
     return _temp_base(os.environ.get("TMPDIR"))
 
