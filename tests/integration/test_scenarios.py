@@ -80,6 +80,26 @@ def test_a_password_a_step_sends_is_kept_out_of_every_record(tmp_path: Path) -> 
     assert "send '*******' to login: ok" in transcript.read_text()
 
 
+def test_a_password_sent_to_all_also_reaching_a_plain_member_is_warned_of(
+        tmp_path: Path) -> None:
+    """The step is said in stars, but a member that reads it as text keeps it in its input
+    record and its echo: said, with the fix."""
+    login = ("import getpass\np = getpass.getpass('Password: ')\n"
+             "print('ok', len(p), flush=True)\ninput()")
+    other = "import sys\nprint('got', len(sys.stdin.readline()), flush=True)\ninput()"
+    commands = [json.dumps([sys.executable, "-c", code]) for code in (login, other)]
+    case = _scenario(tmp_path, f"[procs.login]\ncmd = {commands[0]}\n"
+                     f"pty = true\n[procs.other]\ncmd = {commands[1]}\n"
+                     '[[step]]\nexpect = "Password: $"\nin = "login"\n'
+                     '[[step]]\nsend = "hunter2"\nto = "all"\n'
+                     '[[step]]\nexpect = "^ok 7"\nin = "login"\n')
+    result = run("test", "-v", case)
+    assert result.returncode == 0, result.stdout
+    assert (f"{case}:10: the password sent to all also reaches other, which reads it as "
+            "text: its records and echo keep it; send it to login alone") in result.stderr, \
+        result.stderr
+
+
 def test_several_failures_end_with_a_line_each(tmp_path: Path) -> None:
     """Where one looks at the end of a long report, as in pytest's short summary: each
     failed scenario's first line (which step, and why), just above the counts."""

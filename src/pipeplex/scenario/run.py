@@ -14,12 +14,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from .._engine import Engine, waits_for_prompt
+from .._events import Note
 from .._readiness import LOOPBACK_SAID, port_accepts
 from .._signals import describe_returncode, parse_signal, signal_name
 from ..cast.spec import expand, is_port, quoted
 from ..errors import ExpectTimeout, PipeplexError, SignalRefused, UnexpectedExit
 from ..expect import EOF, TIMEOUT, Expectation, Matcher
 from ..inputs.router import ALL
+from ..participants import Process
 from .model import Scenario, Step
 
 __all__ = ("StepFailed", "StepResult", "run_steps")
@@ -82,8 +84,11 @@ async def run_steps(
         began = time.monotonic()
         value = None
         # (Looked at as it is sent: nothing awaits between here and the send.)
-        secret = step.action == "send" and step.target is not None and any(
-            member.reads_secret for member in engine.router.resolve(step.target))
+        targets = (engine.router.resolve(step.target)
+                   if step.action == "send" and step.target is not None else [])
+        secret = any(member.reads_secret for member in targets)
+        if secret:
+            _warn_of_plain_targets(engine, step, targets)
         try:
             value = _value(step, engine.variables)
             await _run_step(step, scenario, engine, matcher, value)
@@ -358,6 +363,20 @@ _STEP_ACTIONS: dict[str, Callable[[Step, str, _Run], Awaitable[None]]] = {
     "start": _start, "restart": _restart,
 }
 """How each action is carried out (``interact`` is the caller's: it hands the run over)."""
+
+
+def _warn_of_plain_targets(engine: Engine, step: Step, targets: Sequence[Process]) -> None:
+    """A password (a target's terminal does not echo) sent to members of which some read
+    it as plain text: their input record, and what they echo of it, keep it, where the
+    step is said in stars."""
+    plain = [member.name for member in targets if not member.reads_secret]
+    if plain:
+        reader = next(member.name for member in targets if member.reads_secret)
+        engine.bus.publish(Note(
+            f"{step.source}: the password sent to {step.target} also reaches "
+            f"{', '.join(plain)}, which read{'s' if len(plain) == 1 else ''} it as text: "
+            f"{'its' if len(plain) == 1 else 'their'} records and echo keep it; send it to "
+            f"{reader} alone", level="warning"))
 
 
 def _why_gone(engine: Engine, name: str | None) -> str:
