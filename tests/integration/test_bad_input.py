@@ -239,14 +239,21 @@ def test_a_run_dir_in_a_sticky_folder_and_the_folders_made_for_it_are_safe(
 
 def test_a_file_of_the_users_named_run_lock_is_refused_not_emptied(tmp_path: Path) -> None:
     """A folder of the user's given as --run-dir may hold a run.lock of its own (a project's
-    file): one that holds no pid is no run's, and is left as it is."""
+    file): one that holds no pid and run id is no run's, and is left as it is."""
     folder = tmp_path / "proj"
     folder.mkdir(mode=0o700)
     (folder / "run.lock").write_text("dependencies, locked\n")
     stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", folder))
-    assert (f"refusing {folder / 'run.lock'}: it is a file that no pipeplex run wrote (it "
-            "holds no pid)") in stderr
+    assert (f"refusing {folder / 'run.lock'}: it is a file that no pipeplex run wrote (a run "
+            "writes its pid and its run id)") in stderr
     assert (folder / "run.lock").read_text() == "dependencies, locked\n"
+    # Another program's pid file: no dead run's lock, whose pipes and socket would go.
+    (folder / "run.lock").write_text("4242\n")
+    os.mkfifo(folder / "build.in", 0o600)
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", folder))
+    assert "it is a file that no pipeplex run wrote" in stderr
+    assert sorted(os.listdir(folder)) == ["build.in", "run.lock"]
+    assert (folder / "run.lock").read_text() == "4242\n"
 
 
 @pytest.mark.parametrize(("mode", "how"), [
@@ -309,7 +316,7 @@ def test_a_stale_run_dir_is_cleaned_up(run_dir: Path) -> None:
     """Leftovers of a run that was killed are removed, and the new run says so; only its
     pipes and socket: the folder may be a project's, with files of the same names."""
     run_dir.mkdir(mode=0o700)
-    (run_dir / "run.lock").write_text("999999\n")
+    (run_dir / "run.lock").write_text("999999 -\n")  # (a run without a run id)
     os.mkfifo(run_dir / "old.in", 0o600)
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(run_dir / "control.sock"))

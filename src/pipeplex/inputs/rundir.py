@@ -103,8 +103,11 @@ def default_run_dirs(cwd: Path | None = None) -> list[Path]:
     return list(dict.fromkeys(base / name for base in bases))
 
 
-_LOCK_TEXT = re.compile(r"\d+( [\w.-]{1,40})?")
-"""What a run writes in its lock file: its pid, and its ``PIPEPLEX_RUN_ID``."""
+_LOCK_TEXT = re.compile(r"\d+ [\w.-]{1,40}")
+"""What a run writes in its lock file: its pid, and its ``PIPEPLEX_RUN_ID`` (``-`` when it
+has none). Both: a pid file of another program (a pid alone) is not taken for a dead run's
+lock, whose pipes and socket would be removed."""
+_NO_RUN_ID = "-"
 
 
 class RunDir:
@@ -190,8 +193,9 @@ class RunDir:
         if (previous and not _LOCK_TEXT.fullmatch(previous)) or st.st_size > 64:
             os.close(fd)
             raise RunDirError(f"refusing {path / LOCK_NAME}: it is a file that no pipeplex run "
-                              "wrote (it holds no pid), which would be emptied and removed; "
-                              "move it away or give another run folder")
+                              "wrote (a run writes its pid and its run id), which would be "
+                              "emptied and removed, with the pipes and the socket of the "
+                              "run it seems to be; move it away or give another run folder")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -216,9 +220,10 @@ class RunDir:
             return RunDir._lock(path, dir_fd, run_id, given_as)
         os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
-        kept = f" {run_id}" if run_id and _LOCK_TEXT.fullmatch(f"0 {run_id}") else ""
-        os.pwrite(fd, f"{os.getpid()}{kept}\n".encode(), 0)
-        return fd, int(pid) if pid is not None else None, fields[1] if len(fields) > 1 else None
+        kept = run_id if run_id and _LOCK_TEXT.fullmatch(f"0 {run_id}") else _NO_RUN_ID
+        os.pwrite(fd, f"{os.getpid()} {kept}\n".encode(), 0)
+        stale_run_id = fields[1] if len(fields) > 1 and fields[1] != _NO_RUN_ID else None
+        return fd, int(pid) if pid is not None else None, stale_run_id
 
     def _clean_stale(self) -> None:
         """Remove the pipes and the socket a dead run left: FIFOs and sockets of ours only
