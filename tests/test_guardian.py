@@ -357,6 +357,58 @@ def test_a_group_number_a_stranger_took_while_pipeplex_could_not_say_is_left_alo
             stranger.wait()
 
 
+EMPTIED_UNSEEN = """
+import asyncio, os, signal, subprocess
+
+from pipeplex import Bus, ProcSpec
+from pipeplex.participants import Process
+from pipeplex.participants.orphans import _become_subreaper
+
+async def main():
+    _become_subreaper()  # (the member's child comes to this process, which reaps it)
+    spec = ProcSpec("m", ("sh", "-c", "sleep 300 & echo $!"), pty="pipes")
+    member = Process(spec, Bus(), on_crash=print)
+    await member.start()
+    await asyncio.wait_for(asyncio.shield(member.exit_future), 10)
+    for _ in range(5):  # the group empties, unseen (no pass of the loop): its number is free
+        left = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != member.pid
+                and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[2] == str(member.pid)]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        with open("{last_pid}", "w") as f:
+            f.write(str(member.pid - 1))
+        stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        if stranger.pid == member.pid:
+            break
+        stranger.kill()
+        stranger.wait()
+    else:
+        print("skip")
+        return
+    print(member.signal(signal.SIGTERM), stranger.poll(), flush=True)
+    stranger.kill()
+    stranger.wait()
+    member.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_group_number_a_stranger_took_is_not_signalled_by_the_stop() -> None:
+    """The same, seen by pipeplex's own stop (pipeplex continued after SIGSTOP, then
+    stopped): its member's leader was reaped, so a process of the group's number is a
+    stranger's, and the group is gone for it."""
+    if not os.access(LAST_PID, os.W_OK):
+        pytest.skip("cannot choose the next pid here (root only)")
+    result = subprocess.run([sys.executable, "-c", EMPTIED_UNSEEN.replace("{last_pid}", LAST_PID)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    if result.stdout == "skip\n":
+        pytest.skip("the pid numbers went to other processes")
+    assert result.stdout == "False None\n", result.stdout + result.stderr
+
+
 LAST_PID = "/proc/sys/kernel/ns_last_pid"
 """The last pid given out (writable by root): the next process gets the number after it."""
 

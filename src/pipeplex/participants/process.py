@@ -1049,6 +1049,11 @@ class Process:
         if self.pid is None or self._group_gone:
             return False
         try:
+            if self.returncode is not None and os.path.exists(f"/proc/{self.pid}"):
+                # Its leader was reaped, and a group keeps its number while it has any
+                # process: a process of that number now means the group emptied unseen
+                # (pipeplex stopped meanwhile) and a stranger's setsid took the number.
+                raise ProcessLookupError
             os.killpg(self.pid, sig)
         except ProcessLookupError:
             self._group_gone = True
