@@ -316,7 +316,11 @@ class Stop:
     """Everything to stop, and how to tell what is left."""
 
     def __init__(self, told: Told, known: Found) -> None:
-        self.groups = told.ours()
+        self.leaders = {pgid: told.groups[pgid] for pgid in told.ours()}
+        """The groups to stop, with their leader's start time (None: gone when told): a
+        group that empties as it is stopped frees its number, which a stranger may take
+        before the last look."""
+        self.groups = set(self.leaders)
         self.token = told.token
         self.known = known
         self.look_again()
@@ -326,10 +330,11 @@ class Stop:
         and after SIGTERM, which some answer by starting a process of their own."""
         self.known |= descendants(self.groups, {pid for pid, _ in self.known}
                                   | set(marked(self.token)))
-        for pid in self.alive():  # one that leads its group (a member, a daemon): that too
+        for pid, when in self.known:  # one that leads its group (a member, a daemon): too
             try:
-                if os.getpgid(pid) == pid:
+                if started(pid) == when and os.getpgid(pid) == pid:
                     self.groups.add(pid)
+                    self.leaders.setdefault(pid, when)
             except OSError:
                 pass
 
@@ -351,6 +356,9 @@ class Stop:
 
     def signal_all(self, sig: int) -> None:
         for pgid in self.groups:
+            now = start_time(pgid)
+            if now is not None and now != self.leaders.get(pgid):
+                continue  # (its number is a stranger's now)
             try:
                 os.killpg(pgid, sig)
             except OSError:
