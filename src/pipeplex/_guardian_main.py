@@ -120,7 +120,6 @@ class Told:
         settings.append([bytes([c]) for c in bytes.fromhex(chars.decode())])
         self.terminal = (fd, settings)
 
-
     def ours(self) -> set[int]:
         """The groups told, less those whose number a stranger's process has since: a group
         that emptied while pipeplex could not say so (stopped by SIGSTOP, or in a debugger)
