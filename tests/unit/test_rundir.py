@@ -30,7 +30,7 @@ def test_a_folder_removed_as_it_is_opened_is_made_anew(tmp_path: Path,
     try:
         assert removed == [path]
         assert os.path.samestat(os.stat(path), os.fstat(run_dir.dir_fd))
-        assert (path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+        assert (path / LOCK_NAME).read_text() == f"{os.getpid()} -\n"  # (no run id)
     finally:
         run_dir.close()
         run_dir.close()  # (idempotent: the run gives the folder up before it closes)
