@@ -204,15 +204,15 @@ def test_a_member_that_does_not_get_ready_fails_its_spawn_alone() -> None:
         assert plex.spawn("later", "cat").running
 
 
-SERVE_ONCE_MORE = "import os, socket, sys, time\n" \
+SERVE_ONCE_MORE = "import os, socket, sys\n" \
     "runs = os.path.join(sys.argv[1], 'runs'); n = len(open(runs).read()) if " \
     "os.path.exists(runs) else 0; open(runs, 'a').write('x')\n" \
     "if n == 1 and sys.argv[2] == 'fail': print('cannot bind', flush=True); sys.exit(3)\n" \
-    "if n == 1 and sys.argv[2] == 'hang': time.sleep(60)\n" \
+    "if n == 1 and sys.argv[2] == 'hang': sys.stdin.read()\n" \
     "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n" \
-    "print('port', s.getsockname()[1], flush=True); time.sleep(60)\n"
-"""A server that prints its port once ready; its second run, with ``fail`` or ``hang``,
-fails or never gets ready."""
+    "print('port', s.getsockname()[1], flush=True); sys.stdin.read()\n"
+"""A server that prints its port once ready and runs until its stdin ends (the stop's EOF);
+its second run, with ``fail`` or ``hang``, fails or never gets ready."""
 
 
 def test_a_restart_returns_once_the_new_run_is_ready(tmp_path: Path) -> None:

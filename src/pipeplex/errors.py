@@ -163,7 +163,9 @@ class UnknownMember(PipeplexError, KeyError):
 
 
 def _is_eof(pattern: object) -> bool:
-    return type(pattern).__name__ == "Sentinel" and getattr(pattern, "name", None) == "EOF"
+    from .expect.buffer import EOF  # (it imports this module: loaded by now, when this runs)
+
+    return pattern is EOF
 
 
 def _show_patterns(patterns: Sequence[object]) -> str:
