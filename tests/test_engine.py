@@ -27,7 +27,7 @@ from pipeplex import (
 )
 from pipeplex._engine import BACKOFF_CAP, BACKOFF_START, Engine, backoff_delay
 from pipeplex.errors import PipeplexError
-from pipeplex.participants import process
+from pipeplex.participants import _output, process
 from pipeplex.scenario.run import _why_gone
 
 
@@ -507,7 +507,7 @@ def test_an_exit_whose_output_another_process_holds_is_acted_on_once_its_output_
     import re
     import signal
 
-    monkeypatch.setattr(process, "DRAIN_GRACE", 3600.0)
+    monkeypatch.setattr(_output, "DRAIN_GRACE", 3600.0)
     runs, away = tmp_path / "runs", tmp_path / "away"
     os.mkfifo(away)
     wait = f"read x < {away}; " if handshake else ""  # (the daemon has left its group)
@@ -546,7 +546,7 @@ def test_a_restarted_member_is_not_made_ready_by_what_the_last_runs_leftover_wro
     """Run 1 is ready and exits, leaving a process that holds its output and later prints
     a ready line; that line, still unread when run 2 starts, is run 1's: run 2 (which never
     prints one) must not count as ready because of it."""
-    monkeypatch.setattr(process, "DRAIN_GRACE", 0.0)  # its output is held at once
+    monkeypatch.setattr(_output, "DRAIN_GRACE", 0.0)  # its output is held at once
     gate, done, runs = tmp_path / "gate", tmp_path / "done", tmp_path / "runs"
     os.mkfifo(gate)
     os.mkfifo(done)
@@ -982,7 +982,7 @@ def test_a_failure_seen_after_the_one_that_stopped_the_cast_is_named_last(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """a exits with 3 first, but a process it left holds its output, so its exit is seen
     after b's (5), which stops the cast: the status is a's, and the last line says why."""
-    monkeypatch.setattr(process, "DRAIN_GRACE", 60.0)  # (a's exit: seen only at the stop)
+    monkeypatch.setattr(_output, "DRAIN_GRACE", 60.0)  # (a's exit: seen only at the stop)
 
     async def scenario() -> tuple[int, list[str]]:
         engine, recorder = _engine(ProcSpec("a", ("sh", "-c", "sleep 60 & exit 3")),
@@ -2397,7 +2397,7 @@ def test_a_build_step_that_ended_holds_nothing_back_while_its_child_keeps_its_ou
     come (on_exit = "ignore"), so none is waited for (its supervisor waits for the output to
     close, or for the drain's 2 s, before it ends: made long here, so that a slow moment
     between build's exit and its child's line cannot end the wait first)."""
-    monkeypatch.setattr(process, "DRAIN_GRACE", 3600.0)
+    monkeypatch.setattr(_output, "DRAIN_GRACE", 3600.0)
     ready_gate, end_gate = tmp_path / "ready-gate", tmp_path / "end-gate"
     os.mkfifo(ready_gate)
     os.mkfifo(end_gate)

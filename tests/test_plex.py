@@ -876,7 +876,7 @@ def test_members_without_a_full_terminal_get_no_pager(monkeypatch: pytest.Monkey
 def test_sends_to_a_member_that_answers_nothing_keep_no_pile_of_records() -> None:
     """A send's record waits for the loop's next event, so the loop is not woken for each;
     a member that never answers makes none, and the records piled up without end."""
-    from pipeplex.participants.process import RECORDS_WAITING
+    from pipeplex.participants._stdin import RECORDS_WAITING
 
     with Plex(pty=False, timeout=LONG) as plex:
         sink = plex.spawn("sink", ["sh", "-c", "exec cat > /dev/null"])
@@ -1047,7 +1047,7 @@ def test_an_async_send_never_waits_and_drain_waits_for_room() -> None:
                 await holder.drain(timeout=0.2)
             with pytest.raises(TimeoutError):
                 await holder.drain(timeout=0.05)
-            assert not holder._process._room_waiters  # (none kept by the timed-out drains)
+            assert not holder._process.stdin._room_waiters  # (none kept by the timed-out drains)
             draining = asyncio.ensure_future(holder.drain())
             holder.signal("USR1")
             await draining
@@ -1460,9 +1460,9 @@ def test_a_reused_name_does_not_expect_what_the_old_members_leftover_held(
 ) -> None:
     """The old member's leftover still holds its output and wrote a line nobody read yet:
     that line is the old member's, out before the new member's expectations begin."""
-    from pipeplex.participants import process
+    from pipeplex.participants import _output
 
-    monkeypatch.setattr(process, "DRAIN_GRACE", 0.0)  # its output is held at once
+    monkeypatch.setattr(_output, "DRAIN_GRACE", 0.0)  # its output is held at once
     gate, done = tmp_path / "gate", tmp_path / "done"
     os.mkfifo(gate)
     os.mkfifo(done)
@@ -1566,9 +1566,9 @@ def test_a_reused_names_old_leftovers_are_stopped_before_their_output_is_let_go(
 ) -> None:
     """The ended member's leftover says goodbye on SIGTERM: that line is shown (under the
     name, before the new member starts), as when a restart stops leftovers."""
-    from pipeplex.participants import process
+    from pipeplex.participants import _output
 
-    monkeypatch.setattr(process, "DRAIN_GRACE", 0.0)  # its output is held at once
+    monkeypatch.setattr(_output, "DRAIN_GRACE", 0.0)  # its output is held at once
     leftover = ("sh -c 'trap \"echo bye-from-leftover; exit 0\" TERM; echo armed; "
                 "while :; do sleep 0.1; done' & echo up")
 

@@ -209,9 +209,9 @@ def test_an_exit_whose_output_its_group_held_is_said_at_the_exit_not_at_the_outp
     """sh exits at once, and what it left in its group holds its output for 2 s (within the
     time an ended member's last output gets, made long here), so its exit is seen only then:
     the failure still says when sh exited, and then when its output ended."""
-    from pipeplex.participants import process
+    from pipeplex.participants import _output
 
-    monkeypatch.setattr(process, "DRAIN_GRACE", 3600.0)
+    monkeypatch.setattr(_output, "DRAIN_GRACE", 3600.0)
     with Plex() as plex:
         sh = plex.spawn("sh", ["sh", "-c", "(sleep 2) & exit 3"])
         with pytest.raises(UnexpectedExit) as exited:
@@ -299,9 +299,9 @@ def test_wait_is_not_held_back_by_a_daemon_that_holds_the_members_output(
     """Held by a process that left the group, which is empty: its end is not coming, and
     the member's exit is its end once what it wrote is read, not after the drain's grace
     (an hour here). The plex's close stops the daemon (found by its environment)."""
-    from pipeplex.participants import process
+    from pipeplex.participants import _output
 
-    monkeypatch.setattr(process, "DRAIN_GRACE", 3600.0)
+    monkeypatch.setattr(_output, "DRAIN_GRACE", 3600.0)
     away = tmp_path / "away"
     os.mkfifo(away)
     script = (f"setsid sh -c 'echo > {away}; exec sleep 30' & read x < {away}; "

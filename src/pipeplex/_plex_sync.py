@@ -41,7 +41,7 @@ from .errors import (
     ours_in_tracebacks,
 )
 from .expect.buffer import Pattern, Sentinel
-from .participants.process import RECORDS_WAITING
+from .participants._stdin import RECORDS_WAITING
 from .scenario.model import Scenario
 
 __all__ = ("Member", "Plex")
@@ -452,7 +452,7 @@ class Plex:
     def _publish(self, event: Any) -> None:
         bus = self._async.bus
         if bus.publish_threadsafe(event) % RECORDS_WAITING == 0 and self._loop is not None:
-            self._loop.call_soon_threadsafe(bus.flush_threadsafe)  # (see Process.send_threadsafe)
+            self._loop.call_soon_threadsafe(bus.flush_threadsafe)  # (see Stdin.send_threadsafe)
 
     def _call_soon(self, fn: Any, *args: Any) -> None:
         # Not waited for: the loop runs callbacks in order, so a later expect() still sees

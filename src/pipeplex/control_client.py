@@ -207,7 +207,7 @@ class ControlClient:
         assert self._sock is not None
         while b"\n" not in self._buffer:
             try:
-                data = self._sock.recv(64 * 1024)  # see READ_SIZE in participants/process.py
+                data = self._sock.recv(64 * 1024)  # see READ_SIZE in participants/_output.py
             except ConnectionResetError:
                 data = b""
             if not data:

@@ -82,7 +82,7 @@ def test_a_script_piped_in_waits_for_a_member_that_does_not_read(run_dir: Path,
     import threading
     import zlib
 
-    from pipeplex.participants.process import INPUT_FULL, INPUT_ROOM
+    from pipeplex.participants._stdin import INPUT_FULL, INPUT_ROOM
 
     size = 8 * 1024 * 1024
     reader = late_reader(size)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeplex.participants.process import INPUT_FULL
+from pipeplex.participants._stdin import INPUT_FULL
 
 from .helpers import (
     DEADLINE,

@@ -54,7 +54,7 @@ def test_a_slow_progress_bar_shows_its_state_at_most_every_half_second() -> None
     line per state for any bar slower than ten a second; now the latest state at most
     every half second, as for a fast bar, and the line's end at once."""
     from pipeplex import Output, Plex
-    from pipeplex.participants.process import MAX_PARTIAL_AGE
+    from pipeplex.participants._output import MAX_PARTIAL_AGE
 
     code = ("import sys\nfor i in range(3):\n    sys.stdout.write(f'\\r{i}'); "
             "sys.stdout.flush(); sys.stdin.readline()\nprint(' done')")

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from pipeplex import Bus, Event, Exited, Note, Output, ProcSpec
-from pipeplex.participants import process
+from pipeplex.participants import _output
 from pipeplex.participants.process import Process
 
 
@@ -32,7 +32,7 @@ def test_the_drain_grace_waits_while_reading_is_paused() -> None:
         bus.pause(slow)  # a sink that cannot keep up, from before the start
         await member.start()
         await asyncio.wait_for(asyncio.shield(member.exit_future), 30)
-        assert member._drain_timer is None  # the grace is not running while nothing is read
+        assert member.output._drain_timer is None  # the grace is not running while nothing is read
         assert not any(isinstance(e, (Exited, Note)) for e in events), events
         bus.resume(slow)
         await asyncio.wait_for(member.wait_exited(), 30)
@@ -44,7 +44,7 @@ def test_the_drain_grace_waits_while_reading_is_paused() -> None:
 
 
 def test_pauses_keep_what_is_left_of_the_drain_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(process, "DRAIN_GRACE", 30.0)
+    monkeypatch.setattr(_output, "DRAIN_GRACE", 30.0)
 
     async def scenario() -> tuple[float, list[float]]:
         loop = asyncio.get_running_loop()
@@ -53,13 +53,13 @@ def test_pauses_keep_what_is_left_of_the_drain_grace(monkeypatch: pytest.MonkeyP
         member = Process(spec, bus, on_crash=lambda exc: None)
         await member.start()
         await asyncio.wait_for(asyncio.shield(member.exit_future), 30)
-        first = member._drain_deadline
+        first = member.output._drain_deadline
         deadlines = []
         slow = object()
         for _ in range(3):
             bus.pause(slow)
             bus.resume(slow)
-            deadlines.append(member._drain_deadline)
+            deadlines.append(member.output._drain_deadline)
         assert loop.time() < first  # (still within the grace)
         member.signal(9)  # the held output's writer goes: EOF, and the exit is published
         await asyncio.wait_for(member.wait_exited(), 30)
@@ -78,14 +78,14 @@ def test_a_run_that_ended_during_a_pause_does_not_leave_the_next_one_paused() ->
         quiet = ProcSpec("m", ("sh", "-c", "exec >&- 2>&-; read x"), pty="pipes")
         member = Process(quiet, bus, on_crash=lambda exc: None)
         closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        close_reader = member._close_reader
+        close_reader = member.output._close_reader
 
         def on_close(fd: int) -> None:  # (told when its closed output's EOF was read)
             close_reader(fd)
-            if not member._readers and not closed.done():
+            if not member.output.readers and not closed.done():
                 closed.set_result(None)
 
-        member._close_reader = on_close  # type: ignore[method-assign]
+        member.output._close_reader = on_close  # type: ignore[method-assign]
         await member.start()
         await asyncio.wait_for(closed, 30)
         slow = object()

@@ -9,7 +9,8 @@ import hashlib
 import signal
 
 from pipeplex import Bus, Output, ProcSpec
-from pipeplex.participants.process import GATHER_MAX, INPUT_FULL, Process
+from pipeplex.participants._stdin import GATHER_MAX, INPUT_FULL
+from pipeplex.participants.process import Process
 
 DEADLINE = 30.0
 
@@ -29,7 +30,7 @@ def test_short_sends_to_a_member_that_does_not_read_gather_and_all_arrive_in_ord
             member.send(data)
             sent.update(data)
             i += 1
-        pieces, waiting = len(member._pending_input), member.input_waiting
+        pieces, waiting = len(member.stdin._pending_input), member.input_waiting
         member.signal(signal.SIGCONT)
         member.close_input()
         await asyncio.wait_for(member.wait_exited(), DEADLINE)
