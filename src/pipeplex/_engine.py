@@ -783,7 +783,7 @@ class Engine:
         """For member ``name``, whose run has ended: done once no process it started holds
         its output open (None: none did)."""
         member = self.members.get(name)
-        return member.held_output_end if member is not None else None
+        return member.output.held_output_end if member is not None else None
 
     def ended_at(self, name: str) -> float | None:
         """When member ``name``'s last run ended (the loop's clock; None: it has not)."""

@@ -208,7 +208,7 @@ class Member:
         if process.pid is None:
             self._plex._call_soon(fn, *args)
         else:
-            process.call_threadsafe(fn, *args)
+            process.stdin.call_threadsafe(fn, *args)
 
     @overload
     def expect(  # type: ignore[overload-overlap]

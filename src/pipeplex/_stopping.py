@@ -224,16 +224,16 @@ class Stopper:
         finally:
             if escaped is not None and not escaped.done():
                 escaped.cancel()
-        if member.pid == pid and not done.done() and member.output_held():
+        if member.pid == pid and not done.done() and member.output.output_held():
             # Its group is empty, yet its output is open: held by a process it started
             # outside its group (a daemon's setsid) since the look above. That one is
             # stopped now, as the cast's stop would anyway, not after the 2 s in which an
             # ended member's last output may still come.
             await self.stop_escaped([member])
-            if not done.done() and member.output_held():
+            if not done.done() and member.output.output_held():
                 # Not found by its environment (env -i): the stop goes on; the end of
                 # the cast stops what it orphaned (pipeplex is its subreaper).
-                member.stop_waiting_for_output()
+                member.output.stop_waiting_for_output()
         await asyncio.shield(done)
 
     async def _kill(self, member: Process, pid: int, exit_seen: asyncio.Future[Any], *,

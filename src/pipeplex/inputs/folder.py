@@ -140,7 +140,7 @@ def _full(router: Router, target: str, resume: Callable[[], None]) -> bool:
     waits for the slowest); ``resume`` is then called once that one has room."""
     for member in router.resolve(target):
         if member.input_full:
-            member.when_input_room(resume)
+            member.stdin.when_input_room(resume)
             return True
     return False
 

@@ -13,12 +13,14 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping
 
+from .._printable import printable
 from .._signals import ignored_for_children
+from ..cast.spec import ProcSpec
 from ._proc import PF_EXITING, PF_FORKNOEXEC, child_flags
 from ._pty import make_controlling_tty
 
 __all__ = ("GROUP_SIGNALS", "bad_text", "drop_group_signals", "find_executable",
-           "forget_executables", "spawn", "spawn_reason", "spawn_status")
+           "forget_executables", "nul_in", "spawn", "spawn_reason", "spawn_status")
 
 _EXECUTABLES: dict[tuple[str, str], str] = {}
 _EXECUTABLES_KEEP = 256
@@ -215,6 +217,21 @@ def bad_text(exc: ValueError) -> str:
                 f"the locale's encoding ({exc.encoding}) cannot express; run pipeplex in a "
                 "UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
     return f"{exc} in its command or environment"
+
+
+def nul_in(variables: Mapping[str, str], spec: ProcSpec) -> str | None:
+    """Which captured value the member uses holds a NUL byte, which no command line or
+    environment can carry: a program's output taken as a value (None: none does)."""
+    used = spec.referenced_variables()
+    held = sorted(name for name, value in variables.items() if "\0" in value and name in used)
+    if not held:
+        return None
+    name = held[0]
+    value = variables[name]
+    shown = printable(value[:60]) + ("..." if len(value) > 60 else "")
+    return (f"{{{name}}} holds a NUL byte ({shown}), which no command or environment can "
+            "carry; make the pattern that captures it (a ready, or an expect step's) match "
+            "less (\\w+, [^\\x00]+)")
 
 
 def spawn_status(exc: OSError) -> int:

@@ -22,7 +22,6 @@ from typing import Literal
 
 from .._bus import Bus
 from .._events import Exited, Note, Started, Stream
-from .._printable import printable
 from .._signals import signal_name
 from ..cast.spec import ProcSpec, expand
 from ..errors import SignalRefused, SpawnError
@@ -34,6 +33,7 @@ from ._spawn import (
     bad_text,
     find_executable,
     forget_executables,
+    nul_in,
     spawn,
     spawn_reason,
     spawn_status,
@@ -181,7 +181,7 @@ class Process:
             except ValueError as exc:  # a NUL byte, or "=" in an environment variable's name
                 self._spawn_failed()
                 raise SpawnError(self.name, spec.command_text,
-                                 _nul_in(variables, spec) or bad_text(exc)) from None
+                                 nul_in(variables, spec) or bad_text(exc)) from None
             except subprocess.SubprocessError:  # the preexec_fn failed: the child is reaped
                 self._spawn_failed()
                 raise
@@ -433,10 +433,6 @@ class Process:
         :attr:`Stdin.reads_secret`)."""
         return self.stdin.reads_secret
 
-    def when_input_room(self, callback: Callable[[], None]) -> None:
-        """See :meth:`Stdin.when_input_room`."""
-        self.stdin.when_input_room(callback)
-
     async def input_room(self) -> None:
         """See :meth:`Stdin.input_room`."""
         await self.stdin.input_room()
@@ -449,27 +445,10 @@ class Process:
         """:meth:`send` from another thread (see :meth:`Stdin.send_threadsafe`)."""
         return self.stdin.send_threadsafe(data)
 
-    def call_threadsafe(self, fn: Callable[..., object], *args: object) -> None:
-        """See :meth:`Stdin.call_threadsafe`."""
-        self.stdin.call_threadsafe(fn, *args)
-
     def close_input(self) -> None:
         """Close the member's stdin once queued input is written (see
         :meth:`Stdin.close_input`)."""
         self.stdin.close_input()
-
-    @property
-    def held_output_end(self) -> asyncio.Future[None] | None:
-        """See :attr:`OutputReaders.held_output_end`."""
-        return self.output.held_output_end
-
-    def output_held(self) -> bool:
-        """See :meth:`OutputReaders.output_held`."""
-        return self.output.output_held()
-
-    def stop_waiting_for_output(self) -> None:
-        """See :meth:`OutputReaders.stop_waiting_for_output`."""
-        self.output.stop_waiting_for_output()
 
     def release_output(self) -> None:
         """See :meth:`OutputReaders.release_output`."""
@@ -673,17 +652,3 @@ def _on_its_way(pid: int | None, sig: int) -> bool:
     flags = child_flags(pid)  # (None: gone, or no child of ours)
     return flags is not None and (pending or bool(flags & PF_EXITING))
 
-
-def _nul_in(variables: Mapping[str, str], spec: ProcSpec) -> str | None:
-    """Which captured value the member uses holds a NUL byte, which no command line or
-    environment can carry: a program's output taken as a value (None: none does)."""
-    used = spec.referenced_variables()
-    held = sorted(name for name, value in variables.items() if "\0" in value and name in used)
-    if not held:
-        return None
-    name = held[0]
-    value = variables[name]
-    shown = printable(value[:60]) + ("..." if len(value) > 60 else "")
-    return (f"{{{name}}} holds a NUL byte ({shown}), which no command or environment can "
-            "carry; make the pattern that captures it (a ready, or an expect step's) match "
-            "less (\\w+, [^\\x00]+)")
