@@ -13,26 +13,15 @@ import asyncio
 import contextlib
 import functools
 import os
-import re
 import signal
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from ._bus import Bus
 from ._events import Level, Note, Output, Ready, Started
 from ._outcomes import Outcomes
-from ._plain_text import plain
-from ._printable import printable
-from ._readiness import (
-    LOOPBACK_SAID,
-    RunWatch,
-    listeners,
-    port_accepts,
-    ports_of,
-    sockets_of,
-)
 from ._recent import RecentOutput
 from ._seat import Seat
 from ._signals import describe_returncode, exit_status, reap_children_again, signal_name
@@ -42,20 +31,17 @@ from .cast.order import after_first, stop_order
 from .cast.slips import cast_warnings, echo_warning_filled, variable_warnings
 from .cast.spec import (
     DEFAULT_GRACE,
-    DEFAULTS_TIMEOUT,
     CastSpec,
     ProcSpec,
-    expand,
     is_port,
-    quoted,
 )
 from .errors import NotReady, PipeplexError, SignalRefused, SpawnError, ours_in_tracebacks
 from .inputs.router import ALL, Router
 from .participants import Guardian, Process
 from .participants._escaped import start_time
-from .participants._group import live_in_group
-from .participants.health_check import run_check
 from .participants.orphans import Adoption, children, descendants
+from .readiness.lines import RunWatch, waits_for_prompt
+from .readiness.wait import ReadyWait, Unready, assignments, finished
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "DEFAULT_GRACE", "Engine", "Failure", "backoff_delay")
 
@@ -72,10 +58,6 @@ def _proc_mounted() -> bool:
     return os.path.exists("/proc/self/stat")  # (a stat: no wait worth a thread)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
-CHECK_PAUSE, CHECK_PAUSE_CAP = 0.1, 1.0
-"""Seconds between two runs of a ``ready_cmd`` that failed: the first pause, doubled up to
-the cap."""
-
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 
@@ -87,98 +69,6 @@ def backoff_delay(attempt: int) -> float:
     return min(BACKOFF_START * 2.0 ** min(attempt, 32), BACKOFF_CAP)
 RESTART_RESET = 10.0
 """A member that ran this long before exiting starts its restart count afresh."""
-
-
-_PROMPT_PATTERN = re.compile(r"(?:[>:#%]|\\[$?])(?: [?*]?)?\)?\$?\)?$|\\s[*?]?\$?$")
-
-
-def waits_for_prompt(pattern: str) -> bool:
-    """Whether ``pattern`` waits for a prompt (``sqlite> $``, ``Password: ``, ``\\$ $``): it
-    ends in a prompt's character (a ``$`` or ``?`` escaped, as a pattern writes them), not
-    in the end of a line (``^ready$``)."""
-    return _PROMPT_PATTERN.search(pattern) is not None
-
-
-def _listens_elsewhere(member: Process, port: str) -> str:
-    """Where a member whose ``ready_port`` never accepted listens instead, if it does:
-    the likelier fix is the port, not a longer wait."""
-    if member.pid is None or member.returncode is not None:
-        return ""
-    ports = [p for p in ports_of([member.pid, *live_in_group(member.pid)]) if str(p) != port]
-    if not ports:
-        return ""
-    which = ", ".join(map(str, ports[:5])) + (", ..." if len(ports) > 5 else "")
-    return (f"; it listens on port{'s' if len(ports) > 1 else ''} {which}: is ready_port the "
-            "port it was told to use?")
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and the processes below it, by their parents' lists of children: cheap, as
-    a pass over /proc is not (a worker that listens for its server is found; a daemon that
-    left is not)."""
-    found, todo = [pid], [pid]
-    while todo:
-        below = children(todo.pop())
-        found += below
-        todo += below
-    return found
-
-
-def _finished(member: Process) -> bool:
-    """A member with ``ready_exit = true`` whose run exited with 0: its work is done (it
-    was ready at that exit), and no exit policy follows it."""
-    return member.spec.ready_exit and member.returncode == 0
-
-
-def _said(output: bytes | bytearray) -> str:
-    """The last lines of a health check's output, for a message (or nothing)."""
-    text = plain(output.decode("utf-8", "surrogateescape"))[0].strip()
-    if not text:
-        return ", writing nothing"
-    lines = [line if len(line) <= 200 else "…" + line[-200:]
-             for line in text.splitlines()[-3:]]
-    return ", writing:\n" + "\n".join(f"  {printable(line)}" for line in lines)
-
-
-def _values_said(spec: ProcSpec, variables: Mapping[str, str]) -> str:
-    """The values a member's ``ready_cmd`` ran with, for messages that show it as written:
-    `` (with port='5433')``, or nothing; a long one cut, outside its quotes."""
-    used = spec.ready_cmd_variables() & variables.keys()
-    return f" (with {_assignments(variables, used)})" if used else ""
-
-
-def _assignments(variables: Mapping[str, str], names: Iterable[str]) -> str:
-    """``port='5433', host='db'``: values as a message shows them, a long one cut outside
-    its quotes."""
-    return ", ".join(f"{name}={quoted(value) if len(value) <= 60 else quoted(value[:59]) + '…'}"
-                     for name in sorted(names) for value in (variables[name],))
-
-
-def _scaled_said(spec: ProcSpec) -> str:
-    """That the member's limits were scaled (``pipeplex test --timeout-factor``): a value
-    unlike its file's line, or the documented default, is then no surprise."""
-    return f", x{spec.timeout_factor:g} by --timeout-factor" if spec.timeout_factor != 1 else ""
-
-
-def _run_limit_said(spec: ProcSpec) -> str:
-    """The limit of one run of a member's health check, and where it was set."""
-    if where := spec.key_sources.get("ready_cmd_timeout"):
-        return f"its ready_cmd_timeout, at {where}{_scaled_said(spec)}"
-    if spec.key_sources:  # (of a file, where it was not set)
-        return (f"the default ready_cmd_timeout{_scaled_said(spec)}: set one for a check "
-                "that takes longer")
-    return f"its ready_cmd_timeout{_scaled_said(spec)}"
-
-
-def _timeout_said(spec: ProcSpec) -> str:
-    """Which limit a member that took too long to get ready ran into, and where it was set."""
-    if where := spec.key_sources.get("ready_timeout"):
-        return f"its ready_timeout, at {where}{_scaled_said(spec)}"
-    if where := spec.key_sources.get(DEFAULTS_TIMEOUT):
-        return f"the scenario's [defaults] timeout, at {where}{_scaled_said(spec)}"
-    if spec.key_sources:  # (of a file, where it was not set)
-        return f"the default ready_timeout{_scaled_said(spec)}: set one to wait longer"
-    return f"ready_timeout{_scaled_said(spec)}"
 
 
 class Engine:
@@ -225,6 +115,8 @@ class Engine:
         """Members added while running (:meth:`add`): each is its own, last, wave."""
         self.router = Router(self.members)
         self.variables: dict[str, str] = {}
+        self._readying = ReadyWait(bus, self.members, self.variables, guardian=guardian,
+                                   checks=self._checks)
         self.interrupted_by: int | None = None
         self.stop_asked = False
         """A person or a client asked for the stop (not only the cast ending on its own)."""
@@ -467,7 +359,7 @@ class Engine:
         joining = (requested.done() and not again and seat.supervising
                    and not self._ready(name).done())
         if requested.done() and not again and not joining:
-            if _finished(member):
+            if finished(member):
                 raise PipeplexError(f"{name} was already started, and its step is done (it "
                                     f"exited with code 0): pipeplex restart {name} runs it "
                                     "again")
@@ -577,6 +469,7 @@ class Engine:
         """Start every member, run until the cast ends, and return the exit status."""
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
+        self._readying.begin(self._stop)
         self.stopper.begin()
         self._crash = loop.create_future()
         self._all_done = loop.create_future()
@@ -1070,7 +963,7 @@ class Engine:
             restarting = member.pid is not None
             seat.port_taken = frozenset()
             if spec.ready_port and is_port(spec.ready_port):  # (a {variable}: known later)
-                self._note_port_taken(member.name, int(spec.ready_port))
+                self._readying.note_port_taken(member.name, seat, int(spec.ready_port))
             # A copy: what it starts with is one consistent set, whatever comes next; its
             # readiness checks use it too (a restart of a member it starts after may
             # capture other values meanwhile, for the next runs).
@@ -1166,7 +1059,7 @@ class Engine:
             return None  # an added member that never got ready: no exit policy applies
         how = describe_returncode(returncode)
         if seat.restart_requested and not self.stopping:
-            if not stopped and spec.on_exit != "restart" and not _finished(member):
+            if not stopped and spec.on_exit != "restart" and not finished(member):
                 # It ended on its own before the request (its exit was still being
                 # published): that exit counts, and on_exit = stop stops the cast.
                 if returncode != 0:
@@ -1186,7 +1079,7 @@ class Engine:
         if stopped:
             self._judge_stopped(member, returncode, how)
             return None
-        if ready_in_run and _finished(member):
+        if ready_in_run and finished(member):
             return None  # its work is done: not an end its on_exit answers
         if spec.on_exit == "restart" and not self.stopping:
             runtime = member.ended_at - member.started_at
@@ -1305,103 +1198,19 @@ class Engine:
 
     async def _wait_ready(self, member: Process, run: RunWatch,
                           started_with: dict[str, str]) -> bool:
-        """Wait for this run of the member to be ready (each run is watched, a restart's as
-        the first); on failure announce it and stop the cast. Its ``ready_port`` and
-        ``ready_cmd`` get the values it was ``started_with`` and those it captured. Once
-        it is ready, what it captured replaces what its previous runs captured, for every
-        start from then on (``run.said``: its ready line said so already). True if this
-        run got ready."""
-        spec = member.spec
-        matched, watch = run.matched, run.watch
-        assert self._stop is not None
+        """Wait for this run of the member to be ready (see :class:`ReadyWait`); on failure
+        announce it and stop the cast. Once it is ready, what it captured replaces what its
+        previous runs captured, for every start from then on (``run.said``: its ready line
+        said so already). True if this run got ready."""
         exit_seen = member.exit_future
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + spec.ready_timeout
-        waiting_for = ""
-        captured: dict[str, str] = {}
-        seat = self._seats[member.name]
-        if spec.ready_exit:
-            seat.waiting_for = "its exit with code 0 (ready_exit = true)"
-            await first(exit_seen, self._stop, within=deadline - loop.time())
-            if not exit_seen.done() and not self.stopping:
-                await self._not_ready(
-                    member, what=f"{member.name} had not exited after {spec.ready_timeout:.1f} "
-                    f"s ({_timeout_said(spec)}); ready_exit = true waits for its exit with "
-                    "code 0 before the members after it start",
-                    why=f"which had not exited after {spec.ready_timeout:.1f} s",
-                    timed_out=True)
-                return False
-            if not _finished(member):  # (stopping, or it failed: an exit before readiness)
-                await self._not_ready(member)
-                return False
-            # Its last words before the members after it say their first.
-            await first(member.done_future, self._stop)
-            if self.stopping:
-                return False  # (the cast stopped as its output drained: nothing starts now)
-        if spec.ready:
-            waiting_for = seat.waiting_for = f"output matching ready = {quoted(spec.ready)}"
-            await first(matched, exit_seen, self._stop,
-                        within=deadline - loop.time())
-            if not matched.done() and exit_seen.done() and not self.stopping:
-                # What it wrote before it exited may still be on its way (and its exit
-                # ends its last line): a match there counts.
-                await first(matched, member.done_future, self._stop,
-                            within=max(deadline - loop.time(), 0.0))
-            if not matched.done():
-                if watch is not None and watch.held is not None:
-                    waiting_for += (
-                        f"; {watch.held!r} in its last line matches, but that line has not "
-                        "ended, and a value at its end may still grow: end the line, or let "
-                        "the pattern match what follows the value")
-                await self._not_ready(member, waiting_for, timed_out=True)
-                return False
-            captured = matched.result()
-        if spec.ready_port:
-            port = expand(spec.ready_port, {**started_with, **captured})
-            if not is_port(port):
-                where = spec.key_sources.get("ready_port")
-                await self._not_ready(
-                    member, what=f"{member.name}: ready_port = {spec.ready_port!r}"
-                    f"{f' (at {where})' if where else ''} is {port!r}, not a TCP port "
-                    "(1-65535)", why=f"whose ready_port was {port!r}, not a TCP port")
-                return False
-            own = " from a listener of its own (another held it before)"
-            taken, seat.port_taken = seat.port_taken, frozenset()
-            while True:
-                waiting_for = (f"port {port} on {LOOPBACK_SAID} to accept connections"
-                               f"{own if taken else ''}")
-                seat.waiting_for = waiting_for
-                accepting = asyncio.ensure_future(port_accepts(int(port), taken=taken))
-                try:
-                    await first(accepting, exit_seen, self._stop,
-                                within=deadline - loop.time())
-                finally:
-                    accepting.cancel()
-                if (not accepting.done() or accepting.cancelled()
-                        or accepting.exception() is not None):
-                    never = (f"port {port} on {LOOPBACK_SAID} never accepted a connection"
-                             f"{own if taken else ''}{_listens_elsewhere(member, port)}")
-                    await self._not_ready(member, never=never, timed_out=True)
-                    return False
-                held, owners = self._listened_by_others(member, int(port))
-                if not owners:
-                    break
-                taken = held  # (another member's, which began to listen after it started)
-                self.bus.publish(Note(
-                    f"port {port} (its ready_port) accepts connections, but {' and '.join(owners)} "
-                    f"listen{'s' if len(owners) == 1 else ''} there, not it: it counts as ready "
-                    "once it listens there too", name=member.name, level="warning"))
-        if spec.ready_cmd is not None:
-            health = await self._check_health(member, {**started_with, **captured}, deadline)
-            if health is not True:
-                what, why = health or (None, None)
-                await self._not_ready(member, what=what, why=why,
-                                      timed_out=loop.time() >= deadline)
-                return False
-        if member.stopping and not run.said:
-            return False  # a run being stopped (a restart's, say) is not the one to wait for
+        waited = await self._readying.wait(member, self._seats[member.name], run, started_with)
+        if isinstance(waited, Unready):
+            await self._not_ready(member, waited)
+            return False
+        if waited is None:
+            return False
         if not run.said:  # (else it was, when its line matched)
-            self._now_ready(member, captured)
+            self._now_ready(member, waited)
         ready = self._ready(member.name)
         if not ready.done():
             ready.set_result(None)
@@ -1412,106 +1221,6 @@ class Engine:
                                         or self._seats[member.name].restart_requested):
             self._set_up(member.name)
         return True
-
-    async def _check_health(self, member: Process, variables: Mapping[str, str],
-                            deadline: float) -> bool | tuple[str, str]:
-        """Run the member's ``ready_cmd`` until it exits with 0, within ``deadline``, as
-        long as the member runs and neither it nor the cast is being stopped. True once it
-        did; False if one of those came first (its exit, a stop: said elsewhere); else what
-        went wrong, and the same as a clause for its dependents' summaries."""
-        spec, loop = member.spec, asyncio.get_running_loop()
-        assert self._stop is not None
-        said = f"ready_cmd {spec.ready_cmd_text}{_values_said(spec, variables)}"
-        try:
-            argv = spec.ready_argv(variables)
-        except SpawnError as exc:
-            return (f"{member.name}: its {said} cannot be run: {exc.reason}",
-                    "whose ready_cmd could not be run")
-        env = member.environment(variables)
-        pause, last, finished = CHECK_PAUSE, "", ""
-        seat = self._seats[member.name]
-        seat.waiting_for = f"its {said} to exit with code 0"
-        # The member's exit, its stop (a restart's) or the cast's ends the wait at once.
-        ended = (member.exit_future, member.stop_future, self._stop)
-        while not any(future.done() for future in ended):
-            output = bytearray()
-            check = asyncio.ensure_future(run_check(
-                member.name, argv, spec.ready_cmd_text, output, env=env, cwd=spec.cwd,
-                guardian=self._guardian, running=self._checks))
-            left = deadline - loop.time()
-            try:
-                await first(check, *ended, within=min(spec.ready_cmd_timeout, left))
-            finally:
-                check.cancel()  # (done: nothing; else the run is killed)
-            if any(future.done() for future in ended):
-                return False
-            if (not check.done() or check.cancelled()) and left <= spec.ready_cmd_timeout:
-                await asyncio.wait({check})  # (killed: gone, with its group, before it is said)
-                last = f"; its last run had not ended when the time was up{_said(output)}"
-                if finished:
-                    last += f"\nthe run before it {finished}"
-                break
-            if not check.done() or check.cancelled():  # (killed: a failed run)
-                finished = (f"did not end within {spec.ready_cmd_timeout:g} s "
-                            f"({_run_limit_said(spec)}) and was killed"
-                            f"{_said(output)}")
-            elif isinstance(error := check.exception(), SpawnError):
-                where = spec.key_sources.get("ready_cmd")
-                return (f"{member.name}: its {said}{f' (at {where})' if where else ''} cannot "
-                        f"be started: {error.reason}", "whose ready_cmd could not be started")
-            elif (returncode := check.result()) == 0:
-                return True
-            else:
-                finished = f"{describe_returncode(returncode)}{_said(output)}"
-            last = f"; its last run {finished}"
-            seat.waiting_for = f"its {said} to exit with code 0{last}"
-            await first(*ended, within=min(pause, deadline - loop.time()))
-            pause = min(pause * 2, CHECK_PAUSE_CAP)
-            if loop.time() >= deadline:
-                break
-        if any(future.done() for future in ended):
-            return False
-        return (f"{member.name} was not ready after {spec.ready_timeout:.1f} s "
-                f"({_timeout_said(spec)}): its {said} never exited with code 0{last}",
-                f"which was not ready after {spec.ready_timeout:.1f} s")
-
-    def _listened_by_others(self, member: Process,
-                            port: int) -> tuple[frozenset[int], list[str]]:
-        """The listeners on ``port`` and the other members they belong to, when they all
-        belong to other members that wait for the same port (one of a wave with a copied
-        ready_port): a connection proves nothing of its own. Else no members: one of them
-        is its own, or one that belongs to no such member (a proxy that listens for it,
-        say) is there. Only those members are looked at: their trees, not every member's
-        (a cast of hundreds whose ports a proxy holds)."""
-        others = [other for other in self.members.values()
-                  if other is not member and other.running and other.pid is not None
-                  and other.spec.ready_port
-                  and expand(other.spec.ready_port, self.variables) == str(port)]
-        if not others or member.pid is None:  # (the usual case: /proc is not read)
-            return frozenset(), []
-        held = listeners(port)
-        if not held or held & sockets_of(_tree(member.pid)):
-            return held, []
-        owners: list[str] = []
-        owned: set[int] = set()
-        for other in others:
-            assert other.pid is not None
-            theirs = held & sockets_of(_tree(other.pid))
-            if theirs:
-                owners.append(other.name)
-                owned |= theirs
-        return held, owners if owned == held else []
-
-    def _note_port_taken(self, name: str, port: int) -> None:
-        """Before ``name`` starts: what listens on its ``ready_port`` already (a server left
-        from an earlier run, another member) would make any connection succeed. Said, and
-        the member is ready only once a listener of its own is there too."""
-        taken = listeners(port)
-        if taken:
-            self._seats[name].port_taken = taken
-            self.bus.publish(Note(f"port {port} (its ready_port) already has a listener "
-                                  "before it starts, not its own: it counts as ready once it "
-                                  "listens there too", name=name, level="warning"))
 
     def _now_ready(self, member: Process, captured: dict[str, str]) -> None:
         seat = self._seats[member.name]
@@ -1549,8 +1258,8 @@ class Engine:
                       if key in started_with and started_with[key] != captured[key]}
             if behind:
                 self.bus.publish(Note(
-                    f"runs with {_assignments(started_with, behind)}, which {name}'s new run "
-                    f"changed to {_assignments(captured, behind)}: restart {other} to give it "
+                    f"runs with {assignments(started_with, behind)}, which {name}'s new run "
+                    f"changed to {assignments(captured, behind)}: restart {other} to give it "
                     f"the new value{'s' if len(behind) > 1 else ''} (pipeplex restart {other})",
                     name=other, level="warning"))
 
@@ -1643,7 +1352,7 @@ class Engine:
         (``on_exit = "restart"``, and it has not given up or been stopped)."""
         member = self.members.get(name)
         return (member is not None and member.spec.on_exit == "restart" and not self.stopping
-                and self._seats[name].supervising and not _finished(member))
+                and self._seats[name].supervising and not finished(member))
 
     def _held_back_by(self, name: str) -> str | None:
         """Why ``name`` cannot (re)start now, as "starts after db, which exited with code
@@ -1709,52 +1418,23 @@ class Engine:
         self._announce(member, f"not started{again}: it {held}", "warning")
         self._fail_start(member.name, PipeplexError(f"{member.name} was not started: it {held}"))
 
-    async def _not_ready(self, member: Process, waiting_for: str = "", *,
-                         what: str | None = None, why: str | None = None,
-                         never: str | None = None, timed_out: bool = False) -> None:
-        """``member`` did not get ready: ``what`` says why (``why``, the same as a clause
-        for the summaries of its dependents), else it waited ``waiting_for`` (or ``never``
-        says, in full, what never came). ``timed_out``: its ``ready_timeout`` is up, the run
-        still going. Such a run is a failed start, as an exit before readiness is: ``on_exit
-        = "restart"`` stops it and starts it again (counted by ``max_restarts``), as systemd
-        restarts a start that timed out; otherwise the cast stops."""
+    async def _not_ready(self, member: Process, unready: Unready) -> None:
+        """``member`` did not get ready, as ``unready`` says. Such a run is a failed start, as
+        an exit before readiness is: ``on_exit = "restart"`` stops it and starts it again
+        (counted by ``max_restarts``), as systemd restarts a start that timed out; otherwise
+        the cast stops."""
         if member.stopping or (self.stopping and member.returncode is None):
             return  # pipeplex itself is stopping it: that is not a readiness failure
-        if what is None and member.returncode is not None and member.spec.on_exit == "restart":
+        if (unready.what is None and member.returncode is not None
+                and member.spec.on_exit == "restart"):
             return  # an exit like any other: the restart policy takes it, dependents wait
-        said: str | None = None  # (the note under its name, where not what less its name)
-        if what is None and member.returncode is not None:
-            how = describe_returncode(member.returncode)
-            was = "" if how.startswith("exited") else "was "
-            what = f"{member.name} {how} before it was ready"
-            why = f"which {was}{how} before it was ready"
-            # (Its exit was shown just before, under its name: not said twice.)
-            waited = self._seats[member.name].waiting_for
-            said = "was not ready yet when it ended" + (f": it waited for {waited}"
-                                                         if waited else "")
-            if member.spec.ready_exit:  # (its exit is its readiness: not "before" it)
-                before = (" before the members after it start" if any(
-                    member.name in other.spec.after for other in self.members.values()) else "")
-                what = (f"{member.name} {how}; ready_exit = true needs it to exit with code 0"
-                        f"{before}")
-                why = f"which {was}{how}"
-                # (Its exit was shown just before, under its name: not said twice.)
-                said = f"was not ready: ready_exit = true needs it to exit with code 0{before}"
-            elif member.returncode == 0:  # (a server that put itself in the background)
-                advice = ("; if it runs on in the background (a daemon), run it in the "
-                          "foreground instead (nginx -g 'daemon off;', redis-server "
-                          "--daemonize no): pipeplex watches the process it started; if it is "
-                          "a step that ends when its work is done, give it ready_exit = true "
-                          "instead")
-                what += advice
-                said += advice
-        elif what is None:
-            what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
-                    f"({_timeout_said(member.spec)}); "
-                    f"{never if never is not None else f'it never showed {waiting_for}'}")
-            why = f"which was not ready after {member.spec.ready_timeout:.1f} s"
         seat = self._seats[member.name]
-        restart = timed_out and member.spec.on_exit == "restart" and member.returncode is None
+        starts_others = member.spec.ready_exit and any(
+            member.name in other.spec.after for other in self.members.values())
+        what, why, said = unready.told(member, waited=seat.waiting_for,
+                                       starts_others=starts_others)
+        restart = (unready.timed_out and member.spec.on_exit == "restart"
+                   and member.returncode is None)
         if not restart:  # (a run restarted is not why its dependents did not start)
             self.outcomes.why_failed[member.name] = why or "which did not become ready"
         recent = self.recent.describe(member.name)

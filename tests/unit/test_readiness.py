@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pipeplex._events import Exited, Note, Output
-from pipeplex._readiness import LineWatch
+from pipeplex.readiness.lines import LineWatch
 
 
 def out(name: str, data: bytes, *, stream: str = "stdout", partial: bool = False) -> Output:
@@ -197,6 +197,6 @@ def test_a_value_before_a_carriage_return_has_ended() -> None:
 def test_a_pattern_that_waits_for_a_prompt_is_told_from_one_that_ends_a_line(
         pattern: str, prompt: bool) -> None:
     """What the hint that a program prompts only on a terminal goes by."""
-    from pipeplex._engine import waits_for_prompt
+    from pipeplex.readiness.lines import waits_for_prompt
 
     assert waits_for_prompt(pattern) is prompt

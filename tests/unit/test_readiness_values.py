@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from pipeplex import _readiness
 from pipeplex._events import Exited, Output
-from pipeplex._readiness import MAX_PARTIAL, LineWatch
+from pipeplex.readiness import lines
+from pipeplex.readiness.lines import MAX_PARTIAL, LineWatch
 
 
 def out(data: bytes, *, name: str = "web", stream: str = "stdout",
@@ -101,7 +101,7 @@ def test_a_value_cut_from_an_over_long_line_is_not_taken(
     here: a failed search of 64 KiB of digits for (\\d+) open takes the regex engine
     seconds): a value that starts right at that cut may have lost its beginning, so it is
     skipped; a later one on the line is not."""
-    monkeypatch.setattr(_readiness, "MAX_PARTIAL", 64)
+    monkeypatch.setattr(lines, "MAX_PARTIAL", 64)
     w, matches = watch(r"(?P<port>\d+) open")
     w(out(b"x" * 10 + b"8" * 64, partial=True))
     w(out(b"1 open", partial=True))

@@ -13,15 +13,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from .._engine import Engine, waits_for_prompt
+from .._engine import Engine
 from .._events import Note
-from .._readiness import LOOPBACK_SAID, port_accepts
 from .._signals import describe_returncode, parse_signal, signal_name
 from ..cast.spec import expand, is_port, quoted
 from ..errors import ExpectTimeout, PipeplexError, SignalRefused, UnexpectedExit
 from ..expect import EOF, TIMEOUT, Expectation, Matcher
 from ..inputs.router import ALL
 from ..participants import Process
+from ..readiness.lines import waits_for_prompt
+from ..readiness.ports import LOOPBACK_SAID, port_accepts
 from .model import Scenario, Step
 
 __all__ = ("StepFailed", "StepResult", "run_steps")

@@ -1,26 +1,37 @@
-"""Waiting for a member to be ready: a line matching its ``ready`` pattern, or an open port."""
+"""Watching a member's output for its ``ready`` line, and telling a prompt from a line.
+
+A sink on the bus per run (:class:`RunWatch`, with its :class:`LineWatch`) from before the
+run starts: a match found in a line, or in an unfinished one that cannot grow any more,
+resolves the run's ``matched`` future with what the pattern's named groups captured.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
-import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-from ._events import Event, Exited, Output, Stream
-from ._plain_text import plain
-from .cast.spec import ready_regex
+from .._events import Event, Exited, Output, Stream
+from .._plain_text import plain
+from ..cast.spec import ready_regex
 
 if TYPE_CHECKING:
-    from ._bus import Bus
+    from .._bus import Bus
 
-__all__ = ("LOOPBACK", "LOOPBACK_SAID", "LineWatch", "RunWatch", "port_accepts")
+__all__ = ("MAX_PARTIAL", "LineWatch", "RunWatch", "waits_for_prompt")
 
-PORT_POLL = 0.05
 MAX_PARTIAL = 64 * 1024
+
+_PROMPT_PATTERN = re.compile(r"(?:[>:#%]|\\[$?])(?: [?*]?)?\)?\$?\)?$|\\s[*?]?\$?$")
+
+
+def waits_for_prompt(pattern: str) -> bool:
+    """Whether ``pattern`` waits for a prompt (``sqlite> $``, ``Password: ``, ``\\$ $``): it
+    ends in a prompt's character (a ``$`` or ``?`` escaped, as a pattern writes them), not
+    in the end of a line (``^ready$``)."""
+    return _PROMPT_PATTERN.search(pattern) is not None
 
 
 class RunWatch:
@@ -167,81 +178,8 @@ class LineWatch:
                    if match.start(group) != -1)
 
 
-LOOPBACK = ("127.0.0.1", "::1")
-"""Where a port is waited for: a server told to listen on ``localhost`` takes ``::1`` on
-many systems (node from 17 on), others take 127.0.0.1."""
-LOOPBACK_SAID = "127.0.0.1 or ::1"
-
-
-def listeners(port: int) -> frozenset[int]:
-    """The TCP sockets listening on ``port`` (on any address) now, by inode, whoever holds
-    them: from /proc/net, no privilege needed."""
-    return frozenset(inode for at, inode in _listening() if at == port)
-
-
-def ports_of(pids: Iterable[int]) -> list[int]:
-    """The TCP ports that processes ``pids`` listen on (their sockets, by inode, in
-    /proc/net): where a member that never opened its ``ready_port`` listens instead."""
-    inodes = sockets_of(pids)
-    return sorted({port for port, inode in _listening() if inode in inodes})
-
-
-def sockets_of(pids: Iterable[int]) -> set[int]:
-    """The inodes of the sockets that processes ``pids`` hold (those still there, and
-    ours to read)."""
-    inodes: set[int] = set()
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:  # (gone, or not ours to read)
-            continue
-        for fd in fds:
-            with contextlib.suppress(OSError, ValueError):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes.add(int(target[8:-1]))
-    return inodes
-
-
-def _listening() -> Iterator[tuple[int, int]]:
-    """Every listening TCP socket (IPv4 and IPv6) as its port and inode, from /proc/net."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                for line in f:
-                    # "sl local_address rem_address st ... inode": LISTEN is st 0A.
-                    fields = line.split()
-                    if len(fields) > 9 and fields[3] == "0A" and fields[9].isdigit():
-                        yield int(fields[1].rpartition(":")[2], 16), int(fields[9])
-        except (OSError, ValueError):  # (no IPv6 here; the header's "local_address")
-            continue
-
-
-async def port_accepts(port: int, *, taken: frozenset[int] = frozenset()) -> None:
-    """Return once a TCP connection to ``port`` on either loopback address succeeds (poll
-    until cancelled). ``taken``: the listeners that held the port before the member started
-    (a leftover server, another member): until one more listens there, a connection proves
-    nothing of the member's."""
-    while True:
-        if taken and not listeners(port) - taken:
-            await asyncio.sleep(PORT_POLL)
-            continue
-        for host in LOOPBACK:
-            try:
-                _, writer = await asyncio.open_connection(host, port)
-            except OSError:  # (refused; or no IPv6 here)
-                continue
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
-            return
-        await asyncio.sleep(PORT_POLL)
-
-
 def _readable(line: str) -> str:
-    """The line as read (see :mod:`._plain_text`): no escape sequences, no "\\r" at its end.
+    """The line as read (see :mod:`.._plain_text`): no escape sequences, no "\\r" at its end.
     (Of an unfinished line, a sequence cut short is left out, and what a value ends at there
     is its end for now.)"""
     return plain(line)[0].rstrip("\r")
