@@ -24,11 +24,11 @@ from ._events import Level, Note, Output, Ready, Started
 from ._outcomes import Outcomes
 from ._recent import RecentOutput
 from ._seat import Seat
-from ._signals import describe_returncode, exit_status, reap_children_again, signal_name
+from ._signals import describe_returncode, exit_status, reap_children_again
 from ._stopping import EOF_GRACE, Stopper, first
 from ._verdict import Failure, Verdict
 from .cast.order import after_first, stop_order
-from .cast.slips import cast_warnings, echo_warning_filled, variable_warnings
+from .cast.slips import cast_warnings, echo_warning_filled
 from .cast.spec import (
     DEFAULT_GRACE,
     CastSpec,
@@ -1560,58 +1560,8 @@ class Engine:
             self.stopper.kill_strays(self._strays, self._protected_groups, also=below)
 
     def _summarize(self) -> None:
-        for member in self.members.values():
-            self.bus.publish(Note(f"summary: {self.outcomes.summary(member)}", name=member.name))
-        if self.failures:
-            # A guess not worth a word as the run started, now that a member failed which
-            # used the {name} in question: '{port}' reached it as written.
-            names = {failure.name for failure in self.failures}
-            told = set(variable_warnings(self.cast))
-            for guess in variable_warnings(self.cast, guesses=True):
-                if guess not in told and any(f": {name} uses {{" in guess for name in names):
-                    self.bus.publish(Note(guess, level="warning"))
-        if self.interrupted_by is not None and not self.failures:
-            self.bus.publish(Note(f"stopped by {signal_name(self.interrupted_by)}"))
-        if self.failures:
-            # The summaries tell each member's last run: a status set by an earlier one
-            # (before a restart) would otherwise go unexplained.
-            first = self.failures[0]
-            failed = self.members.get(first.name)
-            started = failed.started_at if failed is not None else None
-            # (Not the status of the signal that stopped the cast: whose it is.)
-            decides = ("" if self.interrupted_by is None else " (a member's own failure "
-                       f"decides it, not the {signal_name(self.interrupted_by)} that stopped "
-                       "the cast)")
-            if started is not None and first.at < started:
-                self.bus.publish(Note(f"exit status {first.status}: {first.reason}, in an "
-                                      "earlier run"))
-            elif failed is not None and failed.returncode == 0:
-                # Its summary says code 0 (an exit before it was ready, a restart given up);
-                # what was said of it then, without the advice.
-                said = first.reason.split("; ", 1)[0]
-                self.bus.publish(Note(f"exit status {first.status}: {said}{decides}"))
-            elif self.interrupted_by is not None:
-                said = first.reason.split("; ", 1)[0]
-                self.bus.publish(Note(f"exit status {first.status}: {said}{decides}"))
-            elif failed is not None and failed.signalled_to_stop:
-                # Its summary says the stop ended it (a run never ready, stopped): what
-                # failed is said again where the status is read, in short.
-                why = self.outcomes.why_failed.get(first.name, "")
-                said = (f"{first.name} {why.removeprefix('which ')}" if why.startswith("which ")
-                        else first.reason.split("; ", 1)[0])
-                self.bus.publish(Note(f"exit status {first.status}: {said}"))
-            elif self.stop_asked:
-                # A stop asked for (pipeplex stop, :quit) that a failure outweighs: said as
-                # for a signal's (a member down in its restart's backoff, whose summary
-                # reads as any earlier exit).
-                said = first.reason.split("; ", 1)[0]
-                self.bus.publish(Note(f"exit status {first.status}: {said} (a member's own "
-                                      "failure decides it, not the stop asked for)"))
-            elif self.stopped_by not in (None, first.name):
-                # Another's end stopped the cast (and was said so), but this one failed
-                # first: its exit let go by (on_exit = "ignore"), or seen late (a process it
-                # left held its output).
-                said = first.reason.split("; ", 1)[0]
-                self.bus.publish(Note(f"exit status {first.status}: {said}, first (before "
-                                      f"{self.stopped_by}, whose end stopped the cast)"))
-
+        for note in self.outcomes.closing(self.failures, self.cast,
+                                          interrupted_by=self.interrupted_by,
+                                          stop_asked=self.stop_asked,
+                                          stopped_because=self.stopped_by):
+            self.bus.publish(note)

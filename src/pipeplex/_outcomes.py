@@ -1,5 +1,5 @@
-"""How each member ended, or why it never started: what the engine records on the way, and
-the one-line summaries it publishes when the cast ends.
+"""How each member ended, or why it never started: what the engine records on the way, the
+one-line summaries it publishes when the cast ends, and what decided the exit status.
 
 The engine writes the records (who waited for whom, who failed and how it reads in the
 summary of a member that waited for it, whose program could not start); this module turns
@@ -9,10 +9,14 @@ restarts", so the supervision code in ``_engine.py`` stays about supervising.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
+from ._events import Note
 from ._seat import Seat
-from ._signals import describe_returncode, stopped_by
+from ._signals import describe_returncode, signal_name, stopped_by
+from ._verdict import Failure
+from .cast.slips import variable_warnings
+from .cast.spec import CastSpec
 from .participants import Process
 
 __all__ = ("STOPPED_FIRST", "Outcomes")
@@ -176,6 +180,62 @@ class Outcomes:
             why = self.why_not_ready(dep, frozenset({member.name}))
             text += f"; not started again (waited for {dep}, {why})"
         return text
+
+    def closing(self, failures: Sequence[Failure], cast: CastSpec, *,
+                interrupted_by: int | None, stop_asked: bool,
+                stopped_because: str | None) -> Iterator[Note]:
+        """The notes that end a run: each member's summary, then what decided the exit
+        status when a line of its own must say it (``failures``: the members that failed
+        on their own, first the one that decides; ``interrupted_by``: the signal that
+        stopped the cast; ``stop_asked``: a person or a client asked for the stop;
+        ``stopped_because``: the member whose end stopped the cast)."""
+        for member in self._members.values():
+            yield Note(f"summary: {self.summary(member)}", name=member.name)
+        if not failures:
+            if interrupted_by is not None:
+                yield Note(f"stopped by {signal_name(interrupted_by)}")
+            return
+        # A guess not worth a word as the run started, now that a member failed which used
+        # the {name} in question: '{port}' reached it as written.
+        names = {failure.name for failure in failures}
+        told = set(variable_warnings(cast))
+        for guess in variable_warnings(cast, guesses=True):
+            if guess not in told and any(f": {name} uses {{" in guess for name in names):
+                yield Note(guess, level="warning")
+        # The summaries tell each member's last run: a status set by an earlier one (before
+        # a restart) would otherwise go unexplained.
+        first = failures[0]
+        failed = self._members.get(first.name)
+        started = failed.started_at if failed is not None else None
+        said = first.reason.split("; ", 1)[0]  # (what was said of it then, without advice)
+        # (Not the status of the signal that stopped the cast: whose it is.)
+        decides = ("" if interrupted_by is None else " (a member's own failure decides it, "
+                   f"not the {signal_name(interrupted_by)} that stopped the cast)")
+        if started is not None and first.at < started:
+            yield Note(f"exit status {first.status}: {first.reason}, in an earlier run")
+        elif (failed is not None and failed.returncode == 0) or interrupted_by is not None:
+            # Its summary says code 0 (an exit before it was ready, a restart given up), or
+            # the signal's stop: what failed, said where the status is read.
+            yield Note(f"exit status {first.status}: {said}{decides}")
+        elif failed is not None and failed.signalled_to_stop:
+            # Its summary says the stop ended it (a run never ready, stopped): what failed
+            # is said again where the status is read, in short.
+            why = self.why_failed.get(first.name, "")
+            if why.startswith("which "):
+                said = f"{first.name} {why.removeprefix('which ')}"
+            yield Note(f"exit status {first.status}: {said}")
+        elif stop_asked:
+            # A stop asked for (pipeplex stop, :quit) that a failure outweighs: said as for
+            # a signal's (a member down in its restart's backoff, whose summary reads as any
+            # earlier exit).
+            yield Note(f"exit status {first.status}: {said} (a member's own failure decides "
+                       "it, not the stop asked for)")
+        elif stopped_because not in (None, first.name):
+            # Another's end stopped the cast (and was said so), but this one failed first:
+            # its exit let go by (on_exit = "ignore"), or seen late (a process it left held
+            # its output).
+            yield Note(f"exit status {first.status}: {said}, first (before {stopped_because}, "
+                       "whose end stopped the cast)")
 
     def _never_started(self, member: Process) -> str:
         name = member.name
