@@ -20,8 +20,8 @@ if _TYPE_CHECKING:
     from ._events import Output as Output
     from ._events import Ready as Ready
     from ._events import Started as Started
-    from ._plex import AsyncMember as AsyncMember
     from ._plex import AsyncPlex as AsyncPlex
+    from ._plex_member import AsyncMember as AsyncMember
     from ._plex_sync import Member as Member
     from ._plex_sync import Plex as Plex
     from ._run import RunOptions as RunOptions
@@ -99,7 +99,7 @@ _SOURCES = {
     "Output": "._events",
     "Ready": "._events",
     "Started": "._events",
-    "AsyncMember": "._plex",
+    "AsyncMember": "._plex_member",
     "AsyncPlex": "._plex",
     "Member": "._plex_sync",
     "Plex": "._plex_sync",

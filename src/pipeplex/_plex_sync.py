@@ -31,7 +31,8 @@ from ._arguments import (
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE
 from ._events import Stream
-from ._plex import DEFAULT_TIMEOUT, AsyncMember, AsyncPlex, Members, input_bytes
+from ._plex import DEFAULT_TIMEOUT, AsyncPlex
+from ._plex_member import AsyncMember, Members, input_bytes
 from .cast.spec import StderrMode
 from .errors import (
     ExpectTimeout,
