@@ -25,9 +25,10 @@ from ._outcomes import Outcomes
 from ._recent import RecentOutput
 from ._seat import Seat
 from ._signals import describe_returncode, exit_status, reap_children_again
+from ._standing import Standing
 from ._stopping import EOF_GRACE, Stopper, first
 from ._verdict import Failure, Verdict
-from .cast.order import after_first, stop_order
+from .cast.order import stop_order
 from .cast.slips import cast_warnings, echo_warning_filled
 from .cast.spec import (
     DEFAULT_GRACE,
@@ -141,6 +142,9 @@ class Engine:
         self._tg: asyncio.TaskGroup | None = None
         self.outcomes = Outcomes(self.members, self._seats)
         """Who waited for whom, who failed and why: what the summaries are made of."""
+        self.standing = Standing(self.members, self._seats, self.outcomes,
+                                 lambda: self.stopping)
+        """What each member waits for, and what holds it back."""
         self._began = asyncio.Event()
 
     @property
@@ -256,11 +260,11 @@ class Engine:
             else:
                 why = f"it waits for {', '.join(member.spec.after) or 'its turn'}"
             raise PipeplexError(f"{name} has not started yet ({why})")
-        if seat.added and self._failed_to_start(name):
+        if seat.added and self.standing.failed_to_start(name):
             # Its spawn failed (NotReady, SpawnError) and its name is free for a new one.
             raise PipeplexError(f"{name} did not start again: it failed to start or to get ready")
         restarted = seat.restarted
-        held = self._held_back_by(name)
+        held = self.standing.held_back_by(name)
         if held is not None and (restarted is None or restarted.done()):  # (left as it is)
             raise PipeplexError(f"{name} {held}")
         if member.pid is None and not seat.supervising:
@@ -369,11 +373,11 @@ class Engine:
                                     f"restart {name} runs it again")
             raise PipeplexError(f"{name} was already started")
         blocked_by = next((found for dep in member.spec.after
-                           if (found := self._unrequested(dep)) is not None), None)
+                           if (found := self.standing.unrequested(dep)) is not None), None)
         if blocked_by is not None:  # it would wait for ever: say for whom (and start nothing)
             raise PipeplexError(f"{name} starts after {blocked_by}, which has autostart = "
                                 f"false and was not started: start {blocked_by} first")
-        held = None if joining else self._held_back_by(name)
+        held = None if joining else self.standing.held_back_by(name)
         if held is not None:
             raise PipeplexError(f"{name} {held}")
         if again:  # it was held back before: asked again, it starts now
@@ -398,57 +402,22 @@ class Engine:
         self._ready(name).result()  # raises why an added member did not get ready
 
     def status(self) -> list[dict[str, Any]]:
-        """One record per member: name, pid, state, uptime, restarts, its exit code,
-        ``last_exit`` (that code, or while it runs again, its last run's) and ``waiting_for``:
-        while it runs but is not ready yet (state ``starting``), what it waits for; while it
-        waits out a restart's backoff (``restarting``), when that restart comes; while it
-        waits to start (``pending``), for whom, or to be started (``autostart = false``)."""
-        records = []
-        for member in self.members.values():
-            record = member.statistics()
-            seat = self._seats[member.name]
-            if (record["state"] == "exited" and member.name in self.outcomes.waiting_for
-                    and seat.supervising):
-                record["state"] = "pending"  # its next run waits for a member it starts after
-            starting = record["state"] == "running" and seat.waiting_for is not None
-            if starting:
-                record["state"] = "starting"
-            record["waiting_for"] = seat.waiting_for if starting else None
-            if record["state"] == "exited" and seat.backoff_ends is not None:
-                ends, which = seat.backoff_ends
-                left = max(ends - time.monotonic(), 0.0)
-                record["state"] = "restarting"  # (waiting out its backoff)
-                record["waiting_for"] = f"its restart in {left:.1f} s ({which})"
-            if record["state"] == "pending":
-                record["waiting_for"] = self._pending_on(member.name)
-            record["restarts"] = seat.restarts
-            record["last_exit"] = (record["returncode"] if record.get("returncode") is not None
-                                   else seat.last_exit)
-            record["uptime"] = (
-                round(time.monotonic() - member.started_at, 3)
-                if member.running and member.started_at is not None
-                else None
-            )
-            records.append(record)
-        return records
+        """One record per member (see :meth:`Standing.records`)."""
+        return self.standing.records()
 
-    def _pending_on(self, name: str) -> str | None:
-        """What a member that has not started (or not again) waits for, in words (for one
-        held back, what it takes); None once the cast stops."""
-        if self.stopping:
-            return None
-        gone = self._gone_before(name)
-        if gone:  # (a member it starts after ended for good)
-            return f"{gone[0]}, {self._ended_for_good(gone[0])}, to run again (restart it first)"
-        if name in self.outcomes.ended_for_good:  # (held back before: that one runs again)
-            return "a restart (it was held back)"
-        requested = self._seats[name].start_requested
-        if requested is not None and not requested.done():
-            return "a start (autostart = false)"
-        dep = self.outcomes.waiting_for.get(name)
-        if dep is None or self._failed_to_start(dep):
-            return None
-        return f"{dep} to be ready"
+    def will_restart(self, name: str) -> bool:
+        """Whether an exit of ``name`` is followed by a next run, by its policy."""
+        return self.standing.will_restart(name)
+
+    def never_started_for(self, name: str) -> str | None:
+        """Why ``name`` has not started and will not without a start step (see
+        :meth:`Standing.never_started_for`)."""
+        return self.standing.never_started_for(name)
+
+    def start_failure(self, name: str) -> str | None:
+        """Why ``name``, which has not started, never will by itself (see
+        :meth:`Standing.start_failure`)."""
+        return self.standing.start_failure(name)
 
     def resize(self, columns: int, rows: int) -> None:
         """pipeplex's terminal changed size: members on a pty get ``columns`` and ``rows``
@@ -579,7 +548,7 @@ class Engine:
             # A restart asked for while this supervisor was past taking it (ending); not
             # for an added member that failed to get ready (its name is free again).
             again = (seat.restart_requested and not self.stopping
-                     and not self._failed_to_start(member.name))
+                     and not self.standing.failed_to_start(member.name))
         finally:
             seat.supervising = False
             if again:
@@ -595,7 +564,7 @@ class Engine:
                 because, seat.not_started_because = seat.not_started_because, None
                 if asked is not None and not asked.done():  # a restart it will not have
                     why = because or ("it failed to start or to get ready"
-                                      if self._failed_to_start(member.name)
+                                      if self.standing.failed_to_start(member.name)
                                       else "the cast is stopping")
                     asked.set_exception(PipeplexError(f"{member.name} did not start again: {why}"))
                     asked.exception()  # (retrieved: its callers may have gone)
@@ -816,7 +785,7 @@ class Engine:
         await self._began.wait()
         assert self._stop is not None
         for name, member in self.members.items():
-            if member.spec.autostart and self._unrequested(name) is None:
+            if member.spec.autostart and self.standing.unrequested(name) is None:
                 await first(self._ready(name), self._stop)
             if self.stopping:
                 return False
@@ -848,7 +817,7 @@ class Engine:
             await self._wait_ready_of(dep)
             if self.stopping:
                 return False
-            if self._failed_to_start(dep):
+            if self.standing.failed_to_start(dep):
                 held = self.outcomes.ended_for_good.get(dep)  # ("which was not started: ...")
                 why = f"{dep} {held.removeprefix('which ')}" if held else (
                     f"{dep} did not become ready")
@@ -873,7 +842,7 @@ class Engine:
         assert self._stop is not None
         ready = self._ready(dep)
         while not ready.done() and not self.stopping:
-            root = self._unrequested(dep)
+            root = self.standing.unrequested(dep)
             if root is None:
                 await first(ready, self._stop)
                 return
@@ -884,44 +853,6 @@ class Engine:
                 await first(requested, ready, self._stop)
             finally:
                 self.hold()
-
-    def never_started_for(self, name: str) -> str | None:
-        """Why ``name`` has not started and will not without a start step: the
-        ``autostart = false`` member (itself, or one it starts after) nobody asked to start;
-        None when it runs, or will by itself."""
-        return self._unrequested(name) if self.members[name].pid is None else None
-
-    def start_failure(self, name: str) -> str | None:
-        """Why ``name``, which has not started, never will by itself: what kept it from
-        starting (one it starts after did not get ready, say); None if nothing did."""
-        ready = self._seats[name].ready
-        if self.members[name].pid is not None or ready is None or not ready.done():
-            return None
-        error = ready.exception()
-        if error is None:
-            return None
-        why = str(error).split("\n", 1)[0]
-        return why.removeprefix(f"{name} was not started: ")
-
-    def _unrequested(self, name: str) -> str | None:
-        """The ``autostart = false`` member, ``name`` or one it starts after (directly or
-        through others), that has not been asked to start; None if there is none."""
-        seen: set[str] = set()
-        todo = [name]
-        while todo:
-            current = todo.pop()
-            if current in seen or current not in self.members:
-                continue
-            seen.add(current)
-            requested = self._seats[current].start_requested
-            if requested is not None and not requested.done():
-                return current
-            todo.extend(self.members[current].spec.after)
-        return None
-
-    def _failed_to_start(self, name: str) -> bool:
-        ready = self._ready(name)
-        return ready.done() and ready.exception() is not None
 
     def _fail_start(self, name: str, error: PipeplexError) -> None:
         """An added member could not start or get ready: tell whoever waits for it."""
@@ -1055,7 +986,7 @@ class Engine:
             self.verdict.ended_in_stop(member.name, member.ended_at)
         # (Taken whatever follows: a restart asked for during that stop meets a new run.)
         not_ready, seat.not_ready = seat.not_ready, None
-        if self._failed_to_start(member.name):
+        if self.standing.failed_to_start(member.name):
             return None  # an added member that never got ready: no exit policy applies
         how = describe_returncode(returncode)
         if seat.restart_requested and not self.stopping:
@@ -1096,7 +1027,7 @@ class Engine:
         if spec.on_exit == "stop":
             hint = ""
             if returncode == 0 and not self.stopping and any(
-                    member.name in self._after_of(name) for name in self.members):
+                    member.name in self.standing.after_of(name) for name in self.members):
                 hint = (" (a step that members start after? ready_exit = true makes its exit "
                         "with 0 its readiness, and the cast goes on)")
             self.request_stop(f"{member.name} {how}; stopping the cast (on_exit = stop){hint}",
@@ -1217,7 +1148,7 @@ class Engine:
         # A run that matched and exited is not up: its next is, if one follows. If none
         # does (a build step), it holds nothing back, even while a process it started
         # keeps its output open (which its supervisor waits out before it ends).
-        if not exit_seen.done() or not (self.will_restart(member.name)
+        if not exit_seen.done() or not (self.standing.will_restart(member.name)
                                         or self._seats[member.name].restart_requested):
             self._set_up(member.name)
         return True
@@ -1281,7 +1212,7 @@ class Engine:
             seat.up_now = False
             # Down until its next run is up; only if one follows: a build step that ended
             # holds nothing back, also while a process it started keeps its output open.
-            if self.will_restart(member.name) or seat.restart_requested:
+            if self.standing.will_restart(member.name) or seat.restart_requested:
                 self._down(member.name)
                 seat.ready_last = False
 
@@ -1296,18 +1227,6 @@ class Engine:
         seat = self._seats.get(name)
         return seat.up if seat is not None else None
 
-    def _dependencies(self, name: str) -> set[str]:
-        """The members ``name`` starts after, directly or through others."""
-        return set(after_first(name, self._after_of))
-
-    def _after_of(self, name: str) -> tuple[str, ...]:
-        member = self.members.get(name)
-        return member.spec.after if member is not None else ()
-
-    def _graph(self) -> dict[str, tuple[str, ...]]:
-        """Each member, in order, to those it starts after."""
-        return {name: member.spec.after for name, member in self.members.items()}
-
     async def _wait_until_up(self, member: Process) -> bool:
         """Before each start, and a restart's too: wait until every member it starts after
         (directly or through others) is up, so that it starts with their current values.
@@ -1315,8 +1234,8 @@ class Engine:
         assert self._stop is not None
         announced = False
         while not self.stopping:
-            deps = self._dependencies(member.name)
-            held = self._held_back_by(member.name)
+            deps = self.standing.dependencies(member.name)
+            held = self.standing.held_back_by(member.name)
             if held is not None:
                 self._not_started_after(member, held)
                 return False
@@ -1343,71 +1262,25 @@ class Engine:
         task = seat.supervisor if seat is not None else None
         member = self.members.get(name)
         if (task is None or task.done() or member is None or member.returncode is None
-                or self.will_restart(name) or (seat is not None and seat.restart_requested)):
+                or self.standing.will_restart(name)
+                or (seat is not None and seat.restart_requested)):
             return
         await asyncio.shield(task)
-
-    def will_restart(self, name: str) -> bool:
-        """Whether an exit of ``name`` is followed by a next run, by its policy
-        (``on_exit = "restart"``, and it has not given up or been stopped)."""
-        member = self.members.get(name)
-        return (member is not None and member.spec.on_exit == "restart" and not self.stopping
-                and self._seats[name].supervising and not finished(member))
-
-    def _held_back_by(self, name: str) -> str | None:
-        """Why ``name`` cannot (re)start now, as "starts after db, which exited with code
-        3; restart db first": a member it starts after ended for good (the one at the root,
-        when that one in turn starts after another that did); None if none did."""
-        gone = self._gone_before(name)
-        if not gone:
-            return None
-        dep = gone[0]
-        return f"starts after {dep}, {self._ended_for_good(dep)}; restart {dep} first"
-
-    def _gone_before(self, name: str) -> list[str]:
-        """The members ``name`` starts after that ended for good, a root one first."""
-        gone = sorted(dep for dep in self._dependencies(name)
-                      if self._ended_for_good(dep) is not None)
-        gone.sort(key=lambda dep: any(self._ended_for_good(d) is not None
-                                      for d in self._dependencies(dep)))
-        return gone
 
     def _restart_anew(self, name: str) -> None:
         """A member that never ran, held back or left behind by a failure, is to start as at
         first: what said it failed to start is forgotten."""
-        if self._failed_to_start(name):
+        if self.standing.failed_to_start(name):
             self._seats[name].ready = asyncio.get_running_loop().create_future()
         self.outcomes.ended_for_good.pop(name, None)
-
-    def _ended_for_good(self, name: str) -> str | None:
-        """How ``name`` ended, as "which ...", if it ended on its own and nothing will start
-        it again unless asked: it failed, was killed, or could not start again. None while
-        it runs or will run again, and for one that ended with 0 (a build step whose
-        members after it use what it made)."""
-        member = self.members.get(name)
-        if member is None or member.pid is None or self.stopping:
-            return None
-        # Its supervisor is done with it, or will be: its exit is not one its policy (or a
-        # request) follows with another run. (The supervisor may still be winding down.)
-        seat = self._seats[name]
-        if seat.supervising and (member.spec.on_exit == "restart"
-                                 or seat.restart_requested
-                                 or member.returncode is None):
-            return None
-        if name in self.outcomes.cannot_start:
-            return "which could not start again"
-        if member.returncode is None or member.returncode == 0:
-            return None
-        how = describe_returncode(member.returncode)
-        return f"which {'' if how.startswith('exited') else 'was '}{how}"
 
     def _not_started_after(self, member: Process, held: str) -> None:
         """``member`` starts after a member that ended for good (``held`` says which and
         how): its (re)start does not happen (not with the values of a run that is gone),
         and it says why. It may be (re)started by request once that member runs again."""
-        gone = self._gone_before(member.name)
+        gone = self.standing.gone_before(member.name)
         dep = gone[0]
-        which = self._ended_for_good(dep)
+        which = self.standing.ended_for_good(dep)
         assert which is not None
         again = " again" if member.pid is not None else ""
         self.outcomes.waiting_for[member.name] = dep
@@ -1503,7 +1376,7 @@ class Engine:
     def _stop_order(self) -> list[list[str]]:
         """The members in groups, each stopped once those before it are: the start's
         waves backwards, members added later first (see :func:`~.cast.order.stop_order`)."""
-        return stop_order(self._start_waves(), self._graph())
+        return stop_order(self._start_waves(), self.standing.graph())
 
     def own_children(self) -> set[int]:
         """This process's children that are not to be reaped by whoever reaps orphans:
