@@ -84,7 +84,7 @@ def _stop_escaped(run_id: str, at_once: int = 1) -> list[str]:
         stopper = Stopper(bus, grace=0.5, run_id=run_id)
         stopper.begin()
         member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
-        await asyncio.gather(*(stopper.stop_escaped([member]) for _ in range(at_once)))
+        await asyncio.gather(*(stopper.outside.stop_escaped([member]) for _ in range(at_once)))
         return notes
 
     return asyncio.run(scenario())
@@ -731,11 +731,11 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
     """Five daemons with the member's name and the run's id, ignoring SIGTERM: all get
     SIGTERM at once, one grace, then SIGKILL at once (each step said once), while no more
     than two are held (a pidfd each) at a time."""
-    from pipeplex import _stopping
+    from pipeplex import _stopping_outside
 
-    monkeypatch.setattr(_stopping, "ESCAPED_AT_ONCE", 2)
+    monkeypatch.setattr(_stopping_outside, "ESCAPED_AT_ONCE", 2)
     held: list[int] = []
-    hold = _stopping.hold
+    hold = _stopping_outside.hold
 
     def counted(processes: list[tuple[int, int]], limit: int
                 ) -> tuple[list[tuple[tuple[int, int], int]], list[tuple[int, int]]]:
@@ -743,7 +743,7 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
         held.append(len(pairs))
         return pairs, rest
 
-    monkeypatch.setattr(_stopping, "hold", counted)
+    monkeypatch.setattr(_stopping_outside, "hold", counted)
     env = {**os.environ, "PIPEPLEX_RUN_ID": f"passes-{os.getpid()}", "PIPEPLEX_NAME": "m"}
     daemons = [_stubborn(env) for _ in range(5)]
 
@@ -789,7 +789,7 @@ def test_the_search_lets_the_loop_run_between_slices_of_proc(
         stopper.begin()
         member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
         loop.call_soon(tick)
-        await stopper.stop_escaped([member])
+        await stopper.outside.stop_escaped([member])
         return notes
 
     try:
@@ -893,14 +893,14 @@ def test_a_stop_cancelled_leaves_its_escalation_to_the_next(when: str) -> None:
         stopper = Stopper(bus, grace=0.5, run_id=env["PIPEPLEX_RUN_ID"])
         stopper.begin()
         member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
-        first = asyncio.ensure_future(stopper.stop_escaped([member]))
+        first = asyncio.ensure_future(stopper.outside.stop_escaped([member]))
         if when == "before-it-began":
             loop.call_soon(first.cancel)  # after its first step, before its escalation's
             await asyncio.gather(first, return_exceptions=True)
-            second = asyncio.ensure_future(stopper.stop_escaped([member]))
+            second = asyncio.ensure_future(stopper.outside.stop_escaped([member]))
         else:
             await asyncio.wait_for(termed, DEADLINE)
-            second = asyncio.ensure_future(stopper.stop_escaped([member]))
+            second = asyncio.ensure_future(stopper.outside.stop_escaped([member]))
             loop.call_soon(first.cancel)  # once the second waits for the first
             await asyncio.gather(first, return_exceptions=True)
         await asyncio.wait_for(second, DEADLINE)

@@ -1356,7 +1356,7 @@ class Engine:
             self.stopper.close_inputs(self.members[n] for names in order for n in names)
             # What they started outside their groups, looked for once: each member's is
             # stopped with it, in its wave.
-            self.stopper.look_for_escaped(self.members.values())
+            self.stopper.outside.look(self.members.values())
             try:
                 for names in order:
                     # (a member removed meanwhile, which its removal stopped, is gone here)
@@ -1366,11 +1366,12 @@ class Engine:
                 # A member whose start raced with the stop request is caught here.
                 await asyncio.gather(*(self.stopper.stop(m) for m in self.members.values()))
             finally:
-                self.stopper.end_look()
+                self.stopper.outside.end_look()
         # What members started outside their groups since: one more look for all of them.
-        await self.stopper.stop_escaped([m for m in self.members.values() if m.pid is not None])
+        await self.stopper.outside.stop_escaped(
+            [m for m in self.members.values() if m.pid is not None])
         if self._adoption is not None:  # and what kept neither group nor environment
-            await self.stopper.stop_strays(self._strays, self._protected_groups)
+            await self.stopper.outside.stop_strays(self._strays, self._protected_groups)
         await self._all_done
 
     def _stop_order(self) -> list[list[str]]:
@@ -1390,7 +1391,7 @@ class Engine:
         own = {m.pid for m in self.members.values() if m.pid is not None and m.returncode is None}
         if self._guardian is not None:
             own.add(self._guardian.pid)
-        return own | self._checks | self.stopper.held_strays
+        return own | self._checks | self.stopper.outside.held_strays
 
     def _strays(self) -> list[int]:
         assert self._adoption is not None
@@ -1411,7 +1412,7 @@ class Engine:
     async def _stop_remains(self, member: Process) -> None:
         """What the ended ``member`` left: in its process group, then outside it."""
         await self.stopper.stop_leftovers(member)
-        await self.stopper.stop_escaped([member])
+        await self.stopper.outside.stop_escaped([member])
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))
@@ -1430,7 +1431,7 @@ class Engine:
                 with contextlib.suppress(SignalRefused):  # (as another user: nothing to do)
                     member.signal_to_stop(signal.SIGKILL)
         if self._adoption is not None:
-            self.stopper.kill_strays(self._strays, self._protected_groups, also=below)
+            self.stopper.outside.kill_strays(self._strays, self._protected_groups, also=below)
 
     def _summarize(self) -> None:
         for note in self.outcomes.closing(self.failures, self.cast,

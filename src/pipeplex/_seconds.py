@@ -1,9 +1,9 @@
 """What a duration given to pipeplex may be: one rule for the cast file, the options, the
-API and the pytest plugin (a grace, a timeout, a ready_timeout)."""
+API and the pytest plugin (a grace, a timeout, a ready_timeout); and how one is said."""
 
 from __future__ import annotations
 
-__all__ = ("SECONDS_SAID", "is_seconds")
+__all__ = ("SECONDS_SAID", "is_seconds", "seconds_said")
 
 SHORTEST = 0.001
 """A millisecond: less is no wait the loop can keep (``1e-300`` gave "ignored SIGTERM for
@@ -20,3 +20,8 @@ def is_seconds(value: object) -> bool:
     refused."""
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and SHORTEST <= value < LONGEST)
+
+
+def seconds_said(value: float) -> str:
+    """A grace as it was given: ``1.0``, ``0.25``, ``0.01`` (not ``0.0``)."""
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"

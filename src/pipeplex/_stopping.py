@@ -5,51 +5,29 @@ Every step is announced on the bus, in words a person reads while it happens
 leaves in its process group once it has exited (a shell's background worker) gets the
 same escalation, once per run of the member, however many callers need it gone: a
 restart, a name used again, the end of the cast. So do the processes it started outside
-its group (found by their environment), and, at the end, the cast's orphans that kept
-neither (see ``participants.orphans``).
+its group, with its own stop (:mod:`._stopping_outside`, the stopper's ``outside``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from ._bus import Bus
 from ._events import Level, Note
+from ._seconds import seconds_said
+from ._stopping_outside import LEFTOVER_KILL_WAIT, OutsideStopper
 from .errors import SignalRefused
-from .participants import Process, _escaped
-from .participants._escaped import Escaped, OutOfDescriptors, hold, send
-from .participants._group import (
-    exits_within,
-    live_in_groups,
-    owner,
-    pidfds_exit,
-    wait_group_gone,
-    wait_groups_gone,
-)
+from .participants import Process
+from .participants._group import wait_group_gone
 
 __all__ = ("EOF_GRACE", "LEFTOVER_KILL_WAIT", "Stopper", "first")
-
-_Escalation = tuple[Process, list[Escaped], list[int], asyncio.Future[bool]]
-"""A member, the processes it left outside its group that one stop escalates, the groups
-they lead, and whether that escalation ran to its end (:meth:`Stopper._take`)."""
 
 EOF_GRACE = 0.3
 """Seconds a member gets to end at EOF on its stdin before SIGTERM, where a stop closes
 stdin first (a test's end, the API's, a console script's ``:quit``)."""
-LEFTOVER_KILL_WAIT = 1.0
-"""How long processes left in a group may take to die of SIGKILL before we go on."""
-ESCAPED_AT_ONCE = 256
-"""Processes left outside their groups that are waited for at once (a pidfd each):
-pipeplex's descriptors are for its members first. Once those are gone, it looks again."""
-STRAY_ROUNDS = 3
-"""Looks for the cast's orphans at the end: each that dies may orphan processes of its own
-(a daemon's workers), which come to us in turn; a process forking as fast as it is
-killed is not chased for ever."""
 
 
 async def first(*futures: asyncio.Future[Any], within: float | None = None) -> None:
@@ -63,45 +41,28 @@ class Stopper:
     def __init__(self, bus: Bus, *, grace: float, stdin_grace: float = 0.0,
                  run_id: str | None = None, checks: Collection[int] = ()) -> None:
         self.bus = bus
-        self.run_id = run_id
-        """The run's PIPEPLEX_RUN_ID, by which what members started outside their process
-        groups is found (None: it is not looked for)."""
-        self.checks = checks
-        """The runs of members' ``ready_cmd`` under way, each leading its group (the
-        caller's, kept up to date): they carry their member's environment, yet are not
-        processes it left (they end with their wait)."""
         self.grace = grace
         """Seconds from SIGTERM to SIGKILL, unless a member's ``stop_timeout`` says."""
         self.stdin_grace = stdin_grace
         """Seconds a member gets to end at EOF on its stdin before SIGTERM (0: none)."""
+        self.outside = OutsideStopper(bus, grace=grace, run_id=run_id, checks=checks)
+        """What members started outside their process groups, stopped with them."""
         self._force: asyncio.Future[None] | None = None
-        self._escaping: dict[Escaped, asyncio.Future[bool]] = {}
-        """Processes left outside a group whose escalation is under way, and its end."""
-        self._short_of_descriptors: set[str] = set()
         self._input_closed: dict[str, tuple[int, float]] = {}
         """Members whose stdin :meth:`close_inputs` closed: the run's pid, and when."""
         self._taken: dict[str, int] = {}
         """Members :meth:`take` gave to the stop, and the run's pid: each one's
         :meth:`stop` is still to come."""
-        self._foreign: set[Escaped] = set()
-        """The cast's orphans that run as another user, which pipeplex may not signal: said
-        once, and left alone from then on."""
-        self.held_strays: set[int] = set()
-        """Orphans of the cast that lead groups the stop is still signalling: not to be
-        reaped until then (see :meth:`stop_strays`)."""
         self._sweeps: dict[str, tuple[tuple[int, float | None], asyncio.Future[None]]] = {}
         """Per member, its latest run (pid and start time: a pid comes back) whose leftover
         processes are being stopped (pending) or were (done): each run once, and whoever
         else needs them gone waits for that one stop. (An earlier run's is not kept: a crash
         loop would add one a restart.)"""
-        self._look: asyncio.Task[dict[str, list[Escaped]] | None] | None = None
-        """The cast's stop's one look through ``/proc`` for what its members started
-        outside their process groups, shared by their stops (None: each stop looks for its
-        own member's; the look's result is None when pipeplex ran out of descriptors)."""
 
     def begin(self) -> None:
         """Get ready to stop members (in the running loop)."""
         self._force = asyncio.get_running_loop().create_future()
+        self.outside.begin(self._force)
 
     def skip_grace(self) -> bool:
         """SIGKILL whatever is waiting out a grace, now and from now on. False if it was
@@ -139,27 +100,6 @@ class Stopper:
                 taken.append(member)
         return taken
 
-    def look_for_escaped(self, members: Iterable[Process]) -> None:
-        """The cast stops: one look through ``/proc`` for what ``members`` started outside
-        their process groups, which each member's stop then shares (a look of its own for
-        each would cost a pass over ``/proc`` per member)."""
-        if self.run_id is not None:
-            names: list[str] = []
-            inside = set(self.checks)
-            for member in members:
-                if member.pid is not None:
-                    names.append(member.name)
-                    if member.running:
-                        inside.add(member.pid)
-            look = self._look_for(self.run_id, names, inside)
-            self._look = asyncio.ensure_future(look)
-
-    def end_look(self) -> None:
-        """The cast's stop is over: a look still under way is not needed."""
-        if self._look is not None:
-            self._look.cancel()
-            self._look = None
-
     async def stop(self, member: Process, *, stdin_first: bool = False) -> None:
         """Close stdin, SIGTERM the group, wait the grace, SIGKILL; each step announced.
         ``stdin_first``: the member gets :data:`EOF_GRACE` to end at EOF first (as every
@@ -171,11 +111,11 @@ class Stopper:
         if member.pid is None:
             return
         if not member.running:
-            if self._look is None:
+            if not self.outside.looking:
                 await self.stop_leftovers(member)
             else:  # (in its wave of the cast's stop, not after the last)
                 await asyncio.gather(self.stop_leftovers(member),
-                                     self._stop_escaped_with(member))
+                                     self.outside.stop_with(member))
             return
         # This run only: once it is gone, a restart may start the next one.
         pid, exit_seen, done = member.pid, member.exit_future, member.done_future
@@ -198,7 +138,7 @@ class Stopper:
                 self._announce(member, "closed its stdin")
                 left = stdin_grace
             await first(exit_seen, self._force, within=max(left, 0.0))
-            said = f"still running {_seconds(stdin_grace)} s after its stdin closed; "
+            said = f"still running {seconds_said(stdin_grace)} s after its stdin closed; "
         refused = None
         escaped: asyncio.Future[None] | None = None
         try:
@@ -209,16 +149,16 @@ class Stopper:
                     self._announce(member, said + _terminating(member))
                 else:
                     self._announce(member, f"{said}may not signal it: its processes run as "
-                                           f"{refused.owner}; waiting {_seconds(grace)} s for it "
-                                           "to end", "warning")
+                                           f"{refused.owner}; waiting {seconds_said(grace)} s "
+                                           "for it to end", "warning")
                 # What it started outside its group too, now: one grace for both, not
                 # one after the other.
-                escaped = asyncio.ensure_future(self._stop_escaped_with(member))
+                escaped = asyncio.ensure_future(self.outside.stop_with(member))
                 await first(exit_seen, self._force, within=grace)
             await self._kill(member, pid, exit_seen, grace=grace, refused=refused,
                              termed_at=termed_at)
-            if escaped is None and self._look is not None:  # (it ended at EOF: in its wave)
-                escaped = asyncio.ensure_future(self._stop_escaped_with(member))
+            if escaped is None and self.outside.looking:  # (it ended at EOF: in its wave)
+                escaped = asyncio.ensure_future(self.outside.stop_with(member))
             if escaped is not None:
                 await escaped
         finally:
@@ -229,7 +169,7 @@ class Stopper:
             # outside its group (a daemon's setsid) since the look above. That one is
             # stopped now, as the cast's stop would anyway, not after the 2 s in which an
             # ended member's last output may still come.
-            await self.stop_escaped([member])
+            await self.outside.stop_escaped([member])
             if not done.done() and member.output.output_held():
                 # Not found by its environment (env -i): the stop goes on; the end of
                 # the cast stops what it orphaned (pipeplex is its subreaper).
@@ -248,8 +188,9 @@ class Stopper:
                 member.signal_to_stop(signal.SIGKILL)
             except SignalRefused as no_kill:
                 # Nothing pipeplex may do: it is said, with how to do it, and waited for.
-                waited = ("" if self._force.done() else f"still running after {_seconds(grace)} s, "
-                          "and " if refused else f"ignored SIGTERM for {_seconds(grace)} s, and ")
+                after = seconds_said(grace)
+                waited = ("" if self._force.done() else f"still running after {after} s, "
+                          "and " if refused else f"ignored SIGTERM for {after} s, and ")
                 self._announce(member, f"{waited}may not be killed: its processes run as "
                                        f"{no_kill.owner}; waiting for it to end (stop it as "
                                        f"that user: sudo kill -KILL -- -{no_kill.pgid})",
@@ -259,8 +200,8 @@ class Stopper:
                 if self._force.done():
                     self._announce(member, "sent SIGKILL to its process group", "warning")
                 else:
-                    self._announce(member, f"ignored SIGTERM for {_seconds(grace)} s; sent SIGKILL "
-                                           "to its process group", "warning")
+                    self._announce(member, f"ignored SIGTERM for {seconds_said(grace)} s; sent "
+                                           "SIGKILL to its process group", "warning")
             await asyncio.shield(exit_seen)
         if member.pid == pid:
             await self.stop_leftovers(member, termed_at=termed_at, killed=killed)
@@ -312,8 +253,8 @@ class Stopper:
         if self._force.done():
             what = "sent SIGKILL to the processes left in its process group"
         else:
-            what = (f"processes left in its process group ignored SIGTERM for {_seconds(grace)} s; "
-                    "sent them SIGKILL")
+            what = ("processes left in its process group ignored SIGTERM for "
+                    f"{seconds_said(grace)} s; sent them SIGKILL")
         try:
             member.signal_to_stop(signal.SIGKILL)
         except SignalRefused as refused:  # (those that took SIGTERM were ours)
@@ -322,325 +263,6 @@ class Stopper:
         self._announce(member, what, "warning")
         # Gone within a moment: SIGKILL cannot be ignored (a process in the kernel may lag).
         await wait_group_gone(member.pid, LEFTOVER_KILL_WAIT)
-
-    async def stop_escaped(self, members: Sequence[Process],
-                           found: dict[str, list[Escaped]] | None = None) -> None:
-        """What ``members`` started outside their process groups (a daemon's ``setsid``, an
-        interactive shell's jobs), found by their environment (or given: ``found``), gets
-        the same escalation: SIGTERM to all of them at once, and to the process groups they
-        lead (a daemon's workers, even those forked since the look), the grace (from then),
-        SIGKILL to what is left; announced. Those signalled are followed by pid and start
-        time from then on."""
-        if self.run_id is None or not members:
-            return
-        by_name = {member.name: member for member in members}
-        if found is None:
-            found = await self._look_for(self.run_id, by_name, set(self.checks))
-        if found is None:
-            for member in members:
-                self._out_of_descriptors(member)
-            return
-        started = asyncio.get_running_loop().time()
-        ours: list[_Escalation] = []
-        theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]] = []
-        fresh: dict[str, list[Escaped]] = {}
-        for name, processes in found.items():
-            # Those another stop is escalating: wait for it (and take over if it gives up).
-            theirs.extend((by_name[name], p, self._escaping[p]) for p in processes
-                          if p in self._escaping)
-            fresh[name] = [p for p in processes if p not in self._escaping]
-        # A process that leads a group of its own (a daemon's setsid) gets its SIGTERM
-        # through that group, and so do the workers it forked there, even since the look;
-        # the others each their own. Once each: to many a program a second SIGTERM means
-        # "now". The groups are read while their leaders live; those with a process in
-        # them besides its leader are worth a word.
-        split = {name: _by_group(processes) for name, processes in fresh.items()}
-        crowded = _crowded([group for _, grouped in split.values() for group in grouped])
-        for name, (alone, grouped) in split.items():
-            member = by_name[name]
-            termed = self._send(member, alone, (signal.SIGTERM, signal.SIGCONT))
-            groups = list(grouped)
-            _killpg_all(groups, (signal.SIGTERM, signal.SIGCONT))
-            termed += [process for group in groups for process in grouped[group]]
-            if termed:
-                said = _led(termed, [group for group in groups if group in crowded])
-                self._announce(member, f"left {_processes(termed)} outside its process group; "
-                                       f"sent {_them(termed)} SIGTERM{said}", "warning")
-                ours.append((member, termed, groups, self._take(termed)))
-        await self._escalate_all(ours, started, theirs)
-
-    async def _stop_escaped_with(self, member: Process) -> None:
-        """What ``member`` started outside its process group, found by the cast's stop's
-        look (or by one of its own), gets the escalation with its member's stop."""
-        if self.run_id is None or member.pid is None:
-            return
-        group = member.pid
-        look = self._look
-        found: dict[str, list[Escaped]] | None = None
-        if look is not None:
-            try:
-                found = await asyncio.shield(look)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if not look.cancelled() or (task is not None and task.cancelling()):
-                    raise  # (this stop was cancelled, not only the cast's look)
-                look = None  # the cast's stop ended first: a look of its own
-        if look is None:
-            found = await self._look_for(self.run_id, [member.name],
-                                         {*self.checks, *([group] if member.running else [])})
-        if found is None:
-            self._out_of_descriptors(member)
-            return
-        outside = [p for p in found.get(member.name, ()) if _outside(p, group)]
-        if outside:
-            await self.stop_escaped([member], {member.name: outside})
-
-    @staticmethod
-    async def _look_for(run_id: str, names: Collection[str], inside: Collection[int] = ()
-                        ) -> dict[str, list[Escaped]] | None:
-        """:func:`_escaped.find_escaped` over all of ``/proc``, a slice at a time, the loop
-        running in between; None if pipeplex ran out of descriptors."""
-        found: dict[str, list[Escaped]] = {}
-        try:
-            pids = _escaped.proc_pids()
-            size = _escaped.SEARCH_SLICE
-            for start in range(0, len(pids), size):
-                if start:
-                    await asyncio.sleep(0)
-                for name, processes in _escaped.find_escaped(
-                        run_id, names, pids[start:start + size], inside).items():
-                    found.setdefault(name, []).extend(processes)
-        except OutOfDescriptors:
-            return None
-        return found
-
-    async def stop_strays(self, strays: Callable[[], Collection[int]],
-                          protected: Callable[[], Collection[int]]) -> None:
-        """The cast's orphans that nothing else finds (they left their member's process
-        group *and* dropped its environment: ``setsid env -i``): ``strays()`` names them
-        (this process's children that are neither members, the guardian, nor its own from
-        before). SIGTERM to each and to its process group (a daemon's workers, even when
-        the daemon does not lead it), the grace, SIGKILL to what is left of both; announced
-        for the cast. Then a look for the orphans of those; what is left after
-        ``STRAY_ROUNDS`` looks is said. ``protected()``: groups never signalled so (ours,
-        the members', those of the children from before).
-
-        The orphans are not reaped until their groups have been dealt with
-        (``held_strays``): an unreaped process keeps its group's id from being reused."""
-        assert self._force is not None
-        loop = asyncio.get_running_loop()
-        for _ in range(STRAY_ROUNDS):
-            termed, groups = self._catch_strays(strays, protected,
-                                                (signal.SIGTERM, signal.SIGCONT))
-            if not termed:
-                return
-            try:
-                self.bus.publish(Note(
-                    f"the cast left {_processes(termed)} outside its members' process groups "
-                    f"and without their environment; sent {_them(termed)} SIGTERM"
-                    + _and_groups(termed, groups), level="warning"))
-                deadline = loop.time() + self.grace
-                left = await self._alive_after(None, termed, deadline, self._force)
-                held = await wait_groups_gone(groups, max(deadline - loop.time(), 0.0),
-                                              self._force)
-                killed = self._send(None, left, (signal.SIGKILL,))
-                _killpg_all(held, (signal.SIGKILL,))
-                if killed or held:
-                    self.bus.publish(Note(_strays_killed(killed, held, termed, self.grace,
-                                                         forced=self._force.done()),
-                                          level="warning"))
-                    await self._alive_after(None, killed, loop.time() + LEFTOVER_KILL_WAIT)
-                    await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
-            finally:
-                self.held_strays.difference_update(pid for pid, _ in termed)
-        left_over = [pid for pid in strays() if _escaped.start_time(pid) is not None]
-        if left_over:
-            self.bus.publish(Note(
-                f"{_processes([(pid, 0) for pid in left_over])} the cast left appeared as "
-                f"fast as they were stopped; pipeplex leaves them after {STRAY_ROUNDS} rounds",
-                level="error"))
-
-    def kill_strays(self, strays: Callable[[], Collection[int]],
-                    protected: Callable[[], Collection[int]], *,
-                    also: Sequence[Escaped] = ()) -> None:
-        """Last resort on the way out (a crash, a cancel): SIGKILL to the cast's orphans and
-        their groups, at once; ``also`` to the members' descendants seen before the members
-        were killed (orphans from this moment)."""
-        termed, _ = self._catch_strays(strays, protected, (signal.SIGKILL,), also=also)
-        self.held_strays.difference_update(pid for pid, _ in termed)
-
-    def _catch_strays(self, strays: Callable[[], Collection[int]],
-                      protected: Callable[[], Collection[int]], signals: tuple[int, ...], *,
-                      also: Sequence[Escaped] = ()) -> tuple[list[Escaped], list[int]]:
-        """Send ``signals`` to the orphans (and ``also``) and to their groups; those reached
-        (held from now on: not to be reaped) and the groups signalled."""
-        try:
-            found = [(pid, started) for pid in strays()
-                     if (started := _escaped.start_time(pid)) is not None]
-        except OSError:  # out of descriptors (the only error start_time lets through)
-            self._out_of_descriptors(None)
-            return [], []
-        found += [process for process in also if process not in found]
-        found = [process for process in found if process not in self._foreign]
-        # Their groups, read while they live (a live member keeps a group's id taken).
-        spare = set(protected())
-        group_of: dict[Escaped, int] = {}
-        for process in found:
-            with contextlib.suppress(OSError):
-                if (group := os.getpgid(process[0])) not in spare:
-                    group_of[process] = group
-        reached = self._send(None, found, signals)
-        foreign = [process for process in found if process not in reached
-                   and _escaped.start_time(process[0]) == process[1]]
-        if foreign:
-            self._foreign.update(foreign)
-            pids = [pid for pid, _ in foreign]
-            one = len(foreign) == 1
-            self.bus.publish(Note(
-                f"the cast left {_processes(foreign)} outside its members' process groups "
-                f"that {'runs' if one else 'run'} as {owner(pids)}, which pipeplex may not "
-                f"signal; {'it runs' if one else 'they run'} on (stop {_them(foreign)} as "
-                f"that user: sudo kill {' '.join(map(str, pids))})", level="error"))
-        groups = list(dict.fromkeys(group for process, group in group_of.items()
-                                    if process not in foreign))
-        # Each held from here on: an orphan is our child, and its pid, so its group's id,
-        # stays its own until we reap it (the reaper runs in this loop).
-        self.held_strays.update(pid for pid, _ in reached)
-        _killpg_all(groups, signals)
-        return reached, groups
-
-    async def _escalate_all(self, ours: list[_Escalation], started: float,
-                            theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]]) -> None:
-        try:
-            await asyncio.gather(*(self._escalate_escaped(member, processes, led, started, done)
-                                   for member, processes, led, done in ours),
-                                 *(asyncio.shield(done) for _, _, done in theirs))
-        finally:
-            for _, processes, _, done in ours:  # (one cancelled before it began)
-                self._let_go(processes, done, finished=False)
-        given_up: dict[str, tuple[Process, list[Escaped]]] = {}
-        for member, process, done in theirs:
-            if not done.result() and process not in self._escaping:
-                given_up.setdefault(member.name, (member, []))[1].append(process)
-        if given_up:  # another stop was cancelled, or failed, before its SIGKILL: ours now
-            now = asyncio.get_running_loop().time()
-            await self._escalate_all([(member, processes, [], self._take(processes))
-                                      for member, processes in given_up.values()], now, [])
-
-    def _take(self, processes: list[Escaped]) -> asyncio.Future[bool]:
-        """Mark ``processes`` as escalated by the caller; the future says, once it is over,
-        whether that escalation ran to its end (False: another stop must take them over)."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._escaping.update(dict.fromkeys(processes, done))
-        return done
-
-    def _let_go(self, processes: list[Escaped], done: asyncio.Future[bool], *,
-                finished: bool) -> None:
-        for process in processes:
-            if self._escaping.get(process) is done:
-                del self._escaping[process]
-        if not done.done():
-            done.set_result(finished)
-
-    async def _escalate_escaped(self, member: Process, processes: list[Escaped],
-                                led: list[int], started: float,
-                                done: asyncio.Future[bool]) -> None:
-        """SIGKILL to those of ``processes`` (SIGTERMed at ``started``), and of the groups
-        they ``led``, alive after the grace; ``done`` then (False if it did not get to its
-        end)."""
-        finished = False
-        try:
-            await self._escalate(member, processes, led, started)
-            finished = True
-        finally:
-            self._let_go(processes, done, finished=finished)
-
-    async def _escalate(self, member: Process, processes: list[Escaped], led: list[int],
-                        started: float) -> None:
-        assert self._force is not None
-        loop = asyncio.get_running_loop()
-        grace = member.spec.stop_timeout or self.grace
-        left = await self._alive_after(member, processes, started + grace, self._force)
-        # A group is signalled only while someone is in it (its id is theirs till then).
-        held = await wait_groups_gone(led, max(started + grace - loop.time(), 0.0),
-                                      self._force) if led else []
-        crowded = _crowded(held)
-        killed = self._send(member, left, (signal.SIGKILL,))
-        _killpg_all(held, (signal.SIGKILL,))
-        if not killed and not held:
-            return
-        if killed:
-            what, them = f"{_processes(killed)} it left outside its process group", _them(killed)
-            said = [group for group in held if group in crowded]
-            leaders = {pid for pid, _ in killed}
-            also = _led(killed, said) if leaders.issuperset(said) else (
-                f", and to the process group{'s' if len(said) > 1 else ''} of pid "
-                + ", ".join(map(str, said)))  # (led by one that is gone: its worker is not)
-        else:  # their leaders are gone; processes in their groups are not
-            what = f"processes in the groups of {_processes(processes)} it left outside its " \
-                   "process group"
-            them, also = "them", ""
-        if self._force.done():
-            self._announce(member, f"sent SIGKILL to {what}{also}", "warning")
-        elif killed:
-            self._announce(member, f"{what} ignored SIGTERM for {_seconds(grace)} s; sent "
-                                   f"{them} SIGKILL{also}", "warning")
-        else:  # (one forked since the group's SIGTERM never had it: they still ran, is all)
-            self._announce(member, f"{what} still ran {_seconds(grace)} s after the SIGTERM to "
-                                   "those groups; sent them SIGKILL", "warning")
-        await self._alive_after(member, killed, loop.time() + LEFTOVER_KILL_WAIT)
-        await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
-
-    async def _alive_after(self, member: Process | None, processes: list[Escaped],
-                           deadline: float,
-                           until: asyncio.Future[None] | None = None) -> list[Escaped]:
-        """Those of ``processes`` still alive at ``deadline`` (or once ``until``), watched
-        ESCAPED_AT_ONCE at a time (a pidfd each): once those are gone, the next ones."""
-        loop = asyncio.get_running_loop()
-        waiting = processes
-        while waiting:
-            remaining = deadline - loop.time()
-            try:
-                held, rest = hold(waiting, ESCAPED_AT_ONCE)
-            except OutOfDescriptors:  # not to be watched: wait out the time, then say so
-                self._out_of_descriptors(member)
-                if remaining > 0:
-                    sleeper = asyncio.ensure_future(asyncio.sleep(remaining))
-                    try:
-                        await first(sleeper, *([until] if until is not None else []))
-                    finally:
-                        sleeper.cancel()
-                return waiting
-            fds = [fd for _, fd in held]
-            try:
-                if remaining > 0 and await pidfds_exit(fds, remaining, until):
-                    waiting = rest
-                    continue
-                return [process for process, fd in held if not _exited(fd)] + rest
-            finally:
-                for fd in fds:
-                    os.close(fd)
-        return []
-
-    def _send(self, member: Process | None, processes: list[Escaped],
-              signals: tuple[int, ...]) -> list[Escaped]:
-        reached, complete = send(processes, signals)
-        if not complete:
-            self._out_of_descriptors(member)
-        return reached
-
-    def _out_of_descriptors(self, member: Process | None) -> None:
-        """Said once per member (None: for the cast's orphans)."""
-        key = member.name if member is not None else ""
-        if key in self._short_of_descriptors:
-            return
-        self._short_of_descriptors.add(key)
-        what = ("it left outside its process group" if member is not None
-                else "the cast left without a member")
-        self.bus.publish(Note(f"could not look for or reach (all) the processes {what}: "
-                              "pipeplex is out of file descriptors (raise the open-files "
-                              "limit: ulimit -n)", name=member.name if member else None,
-                              level="error"))
 
     def _left_running(self, member: Process, refused: SignalRefused) -> None:
         """What the member left in its group runs as another user: pipeplex may not stop
@@ -652,90 +274,6 @@ class Stopper:
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))
-
-
-def _and_groups(processes: list[Escaped], groups: list[int]) -> str:
-    if not groups:
-        return ""
-    return ", and to its process group" if len(processes) == 1 else (
-        ", and to their process groups")
-
-
-def _strays_killed(killed: list[Escaped], groups: list[int], termed: list[Escaped],
-                   grace: float, *, forced: bool) -> str:
-    """What a SIGKILL to the cast's orphans reached: some of them, their groups."""
-    if killed:
-        what, them = f"{_processes(killed)} the cast left", _them(killed)
-        also = _and_groups(killed, groups)
-    else:
-        what, them = f"processes in the groups of {_processes(termed)} the cast left", "them"
-        also = ""
-    if forced:
-        return f"sent SIGKILL to {what}{also}"
-    return f"{what} ignored SIGTERM for {_seconds(grace)} s; sent {them} SIGKILL{also}"
-
-
-def _by_group(processes: list[Escaped]) -> tuple[list[Escaped], dict[int, list[Escaped]]]:
-    """Those of ``processes`` still alive that are not in a group one of them leads; and per
-    group one of them leads (a daemon's ``setsid``, with the workers it forks), those in it.
-    Only led groups: a group's leader being ours, so is everyone in it (a process joins a
-    group only within its own session, and a session holds only its leader's descendants)."""
-    group_of: dict[Escaped, int] = {}
-    for process in processes:
-        pid, started = process
-        try:
-            group = os.getpgid(pid)
-            if _escaped.start_time(pid) == started:  # (not a stranger that took its pid)
-                group_of[process] = group
-        except OSError:  # gone; or out of descriptors: sent its own signal, as it can be
-            group_of[process] = 0
-    led = {pid for (pid, _), group in group_of.items() if pid == group}
-    alone = [process for process, group in group_of.items() if group not in led]
-    grouped: dict[int, list[Escaped]] = {}
-    for process, group in group_of.items():
-        if group in led:
-            grouped.setdefault(group, []).append(process)
-    return alone, grouped
-
-
-def _crowded(groups: list[int]) -> set[int]:
-    """Those of ``groups`` with a live process in them besides their leader (one pass over
-    ``/proc``, and none for no groups)."""
-    if not groups:
-        return set()
-    return {group for group, pids in live_in_groups(set(groups)).items()
-            if any(pid != group for pid in pids)}
-
-
-def _led(processes: list[Escaped], groups: list[int]) -> str:
-    """``, and to the process group it leads``, for a message about ``processes``."""
-    if not groups:
-        return ""
-    if len(processes) == 1:
-        return ", and to the process group it leads"
-    return ", and to the process group one of them leads" if len(groups) == 1 else (
-        ", and to the process groups they lead")
-
-
-def _outside(process: Escaped, group: int) -> bool:
-    """Whether ``process`` runs outside the process group ``group`` (False: gone)."""
-    try:
-        return os.getpgid(process[0]) != group
-    except OSError:
-        return False
-
-
-def _killpg_all(groups: list[int], signals: tuple[int, ...]) -> None:
-    for group in groups:
-        for sig in signals:
-            # (Empty by now; or all its processes run as another user, said by the caller.)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, sig)
-
-
-def _seconds(value: float) -> str:
-    """A grace as it was given: ``1.0``, ``0.25``, ``0.01`` (not ``0.0``)."""
-    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
 
 
 def _terminating(member: Process) -> str:
@@ -759,16 +297,3 @@ def _terminate(member: Process) -> SignalRefused | None:
     return None
 
 
-def _processes(processes: list[Escaped]) -> str:
-    """``1 process (pid 42)``, ``3 processes (pid 42, 43, 44)`` (ten pids, then ``...``)."""
-    pids = ", ".join(str(pid) for pid, _ in processes[:10])
-    more = ", ..." if len(processes) > 10 else ""
-    return f"{len(processes)} process{'es' if len(processes) != 1 else ''} (pid {pids}{more})"
-
-
-def _them(processes: list[Escaped]) -> str:
-    return "it" if len(processes) == 1 else "them"
-
-
-def _exited(pidfd: int) -> bool:
-    return exits_within(pidfd, 0)

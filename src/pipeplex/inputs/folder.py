@@ -45,7 +45,7 @@ class FolderInputs:
         self._fifos: dict[str, FifoChannel] = {}
         self._control: ControlServer | None = None
         self._closed = False
-        self.run_dir = RunDir.open(path, engine.stopper.run_id, given_as=given_as)
+        self.run_dir = RunDir.open(path, engine.stopper.outside.run_id, given_as=given_as)
         self._stale_run_id: str | None = None
         try:
             if self.run_dir.stale_pid is not None:

@@ -1,0 +1,522 @@
+"""Stopping what the cast's members started outside their process groups.
+
+A member's stop (:class:`~._stopping.Stopper`) reaches its process group; a daemon's
+``setsid``, an interactive shell's jobs, leave it. Those are found by the environment
+pipeplex gave the member (``PIPEPLEX_RUN_ID``, through a look over ``/proc``) and get the
+same escalation with their member's stop: SIGTERM to each and to the groups they lead,
+the grace, SIGKILL to what is left, each step announced. At the end of the cast, what it
+orphaned with neither group nor environment (``setsid env -i``) comes to pipeplex as its
+subreaper, and is stopped so too (see ``participants.orphans``). A process is followed by
+its pid and start time, so that a pid taken again by a stranger is never signalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Collection, Iterable, Sequence
+
+from ._bus import Bus
+from ._events import Level, Note
+from ._seconds import seconds_said
+from .participants import Process, _escaped
+from .participants._escaped import Escaped, OutOfDescriptors, hold, send
+from .participants._group import exits_within, live_in_groups, owner, pidfds_exit, wait_groups_gone
+
+__all__ = ("OutsideStopper",)
+
+_Escalation = tuple[Process, list[Escaped], list[int], asyncio.Future[bool]]
+"""A member, the processes it left outside its group that one stop escalates, the groups
+they lead, and whether that escalation ran to its end (:meth:`OutsideStopper._take`)."""
+
+LEFTOVER_KILL_WAIT = 1.0
+"""How long processes may take to die of SIGKILL before we go on."""
+ESCAPED_AT_ONCE = 256
+"""Processes left outside their groups that are waited for at once (a pidfd each):
+pipeplex's descriptors are for its members first. Once those are gone, it looks again."""
+STRAY_ROUNDS = 3
+"""Looks for the cast's orphans at the end: each that dies may orphan processes of its own
+(a daemon's workers), which come to us in turn; a process forking as fast as it is
+killed is not chased for ever."""
+
+
+class OutsideStopper:
+    """Stops what members started outside their process groups, and the cast's orphans
+    (see the module's docstring); a member's :class:`~._stopping.Stopper` holds one."""
+
+    def __init__(self, bus: Bus, *, grace: float, run_id: str | None = None,
+                 checks: Collection[int] = ()) -> None:
+        self.bus = bus
+        self.grace = grace
+        """Seconds from SIGTERM to SIGKILL, unless a member's ``stop_timeout`` says."""
+        self.run_id = run_id
+        """The run's PIPEPLEX_RUN_ID, by which what members started outside their process
+        groups is found (None: it is not looked for)."""
+        self.checks = checks
+        """The runs of members' ``ready_cmd`` under way, each leading its group (the
+        caller's, kept up to date): they carry their member's environment, yet are not
+        processes it left (they end with their wait)."""
+        self._force: asyncio.Future[None] | None = None
+        self._escaping: dict[Escaped, asyncio.Future[bool]] = {}
+        """Processes left outside a group whose escalation is under way, and its end."""
+        self._short_of_descriptors: set[str] = set()
+        self._foreign: set[Escaped] = set()
+        """The cast's orphans that run as another user, which pipeplex may not signal: said
+        once, and left alone from then on."""
+        self.held_strays: set[int] = set()
+        """Orphans of the cast that lead groups the stop is still signalling: not to be
+        reaped until then (see :meth:`stop_strays`)."""
+        self._look: asyncio.Task[dict[str, list[Escaped]] | None] | None = None
+        """The cast's stop's one look through ``/proc`` for what its members started
+        outside their process groups, shared by their stops (None: each stop looks for its
+        own member's; the look's result is None when pipeplex ran out of descriptors)."""
+
+    def begin(self, force: asyncio.Future[None]) -> None:
+        """The stopper has begun: ``force``, once done, skips every grace left."""
+        self._force = force
+
+    @property
+    def looking(self) -> bool:
+        """Whether the cast's stop's one look (:meth:`look`) is under way or done."""
+        return self._look is not None
+
+    def look(self, members: Iterable[Process]) -> None:
+        """The cast stops: one look through ``/proc`` for what ``members`` started outside
+        their process groups, which each member's stop then shares (a look of its own for
+        each would cost a pass over ``/proc`` per member)."""
+        if self.run_id is not None:
+            names: list[str] = []
+            inside = set(self.checks)
+            for member in members:
+                if member.pid is not None:
+                    names.append(member.name)
+                    if member.running:
+                        inside.add(member.pid)
+            look = self._look_for(self.run_id, names, inside)
+            self._look = asyncio.ensure_future(look)
+
+    def end_look(self) -> None:
+        """The cast's stop is over: a look still under way is not needed."""
+        if self._look is not None:
+            self._look.cancel()
+            self._look = None
+
+    async def stop_escaped(self, members: Sequence[Process],
+                           found: dict[str, list[Escaped]] | None = None) -> None:
+        """What ``members`` started outside their process groups (a daemon's ``setsid``, an
+        interactive shell's jobs), found by their environment (or given: ``found``), gets
+        the same escalation: SIGTERM to all of them at once, and to the process groups they
+        lead (a daemon's workers, even those forked since the look), the grace (from then),
+        SIGKILL to what is left; announced. Those signalled are followed by pid and start
+        time from then on."""
+        if self.run_id is None or not members:
+            return
+        by_name = {member.name: member for member in members}
+        if found is None:
+            found = await self._look_for(self.run_id, by_name, set(self.checks))
+        if found is None:
+            for member in members:
+                self._out_of_descriptors(member)
+            return
+        started = asyncio.get_running_loop().time()
+        ours: list[_Escalation] = []
+        theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]] = []
+        fresh: dict[str, list[Escaped]] = {}
+        for name, processes in found.items():
+            # Those another stop is escalating: wait for it (and take over if it gives up).
+            theirs.extend((by_name[name], p, self._escaping[p]) for p in processes
+                          if p in self._escaping)
+            fresh[name] = [p for p in processes if p not in self._escaping]
+        # A process that leads a group of its own (a daemon's setsid) gets its SIGTERM
+        # through that group, and so do the workers it forked there, even since the look;
+        # the others each their own. Once each: to many a program a second SIGTERM means
+        # "now". The groups are read while their leaders live; those with a process in
+        # them besides its leader are worth a word.
+        split = {name: _by_group(processes) for name, processes in fresh.items()}
+        crowded = _crowded([group for _, grouped in split.values() for group in grouped])
+        for name, (alone, grouped) in split.items():
+            member = by_name[name]
+            termed = self._send(member, alone, (signal.SIGTERM, signal.SIGCONT))
+            groups = list(grouped)
+            _killpg_all(groups, (signal.SIGTERM, signal.SIGCONT))
+            termed += [process for group in groups for process in grouped[group]]
+            if termed:
+                said = _led(termed, [group for group in groups if group in crowded])
+                self._announce(member, f"left {_processes(termed)} outside its process group; "
+                                       f"sent {_them(termed)} SIGTERM{said}", "warning")
+                ours.append((member, termed, groups, self._take(termed)))
+        await self._escalate_all(ours, started, theirs)
+
+    async def stop_with(self, member: Process) -> None:
+        """What ``member`` started outside its process group, found by the cast's stop's
+        look (or by one of its own), gets the escalation with its member's stop."""
+        if self.run_id is None or member.pid is None:
+            return
+        group = member.pid
+        look = self._look
+        found: dict[str, list[Escaped]] | None = None
+        if look is not None:
+            try:
+                found = await asyncio.shield(look)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not look.cancelled() or (task is not None and task.cancelling()):
+                    raise  # (this stop was cancelled, not only the cast's look)
+                look = None  # the cast's stop ended first: a look of its own
+        if look is None:
+            found = await self._look_for(self.run_id, [member.name],
+                                         {*self.checks, *([group] if member.running else [])})
+        if found is None:
+            self._out_of_descriptors(member)
+            return
+        outside = [p for p in found.get(member.name, ()) if _outside(p, group)]
+        if outside:
+            await self.stop_escaped([member], {member.name: outside})
+
+    @staticmethod
+    async def _look_for(run_id: str, names: Collection[str], inside: Collection[int] = ()
+                        ) -> dict[str, list[Escaped]] | None:
+        """:func:`_escaped.find_escaped` over all of ``/proc``, a slice at a time, the loop
+        running in between; None if pipeplex ran out of descriptors."""
+        found: dict[str, list[Escaped]] = {}
+        try:
+            pids = _escaped.proc_pids()
+            size = _escaped.SEARCH_SLICE
+            for start in range(0, len(pids), size):
+                if start:
+                    await asyncio.sleep(0)
+                for name, processes in _escaped.find_escaped(
+                        run_id, names, pids[start:start + size], inside).items():
+                    found.setdefault(name, []).extend(processes)
+        except OutOfDescriptors:
+            return None
+        return found
+
+    async def stop_strays(self, strays: Callable[[], Collection[int]],
+                          protected: Callable[[], Collection[int]]) -> None:
+        """The cast's orphans that nothing else finds (they left their member's process
+        group *and* dropped its environment: ``setsid env -i``): ``strays()`` names them
+        (this process's children that are neither members, the guardian, nor its own from
+        before). SIGTERM to each and to its process group (a daemon's workers, even when
+        the daemon does not lead it), the grace, SIGKILL to what is left of both; announced
+        for the cast. Then a look for the orphans of those; what is left after
+        ``STRAY_ROUNDS`` looks is said. ``protected()``: groups never signalled so (ours,
+        the members', those of the children from before).
+
+        The orphans are not reaped until their groups have been dealt with
+        (``held_strays``): an unreaped process keeps its group's id from being reused."""
+        assert self._force is not None
+        loop = asyncio.get_running_loop()
+        for _ in range(STRAY_ROUNDS):
+            termed, groups = self._catch_strays(strays, protected,
+                                                (signal.SIGTERM, signal.SIGCONT))
+            if not termed:
+                return
+            try:
+                self.bus.publish(Note(
+                    f"the cast left {_processes(termed)} outside its members' process groups "
+                    f"and without their environment; sent {_them(termed)} SIGTERM"
+                    + _and_groups(termed, groups), level="warning"))
+                deadline = loop.time() + self.grace
+                left = await self._alive_after(None, termed, deadline, self._force)
+                held = await wait_groups_gone(groups, max(deadline - loop.time(), 0.0),
+                                              self._force)
+                killed = self._send(None, left, (signal.SIGKILL,))
+                _killpg_all(held, (signal.SIGKILL,))
+                if killed or held:
+                    self.bus.publish(Note(_strays_killed(killed, held, termed, self.grace,
+                                                         forced=self._force.done()),
+                                          level="warning"))
+                    await self._alive_after(None, killed, loop.time() + LEFTOVER_KILL_WAIT)
+                    await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
+            finally:
+                self.held_strays.difference_update(pid for pid, _ in termed)
+        left_over = [pid for pid in strays() if _escaped.start_time(pid) is not None]
+        if left_over:
+            self.bus.publish(Note(
+                f"{_processes([(pid, 0) for pid in left_over])} the cast left appeared as "
+                f"fast as they were stopped; pipeplex leaves them after {STRAY_ROUNDS} rounds",
+                level="error"))
+
+    def kill_strays(self, strays: Callable[[], Collection[int]],
+                    protected: Callable[[], Collection[int]], *,
+                    also: Sequence[Escaped] = ()) -> None:
+        """Last resort on the way out (a crash, a cancel): SIGKILL to the cast's orphans and
+        their groups, at once; ``also`` to the members' descendants seen before the members
+        were killed (orphans from this moment)."""
+        termed, _ = self._catch_strays(strays, protected, (signal.SIGKILL,), also=also)
+        self.held_strays.difference_update(pid for pid, _ in termed)
+
+    def _catch_strays(self, strays: Callable[[], Collection[int]],
+                      protected: Callable[[], Collection[int]], signals: tuple[int, ...], *,
+                      also: Sequence[Escaped] = ()) -> tuple[list[Escaped], list[int]]:
+        """Send ``signals`` to the orphans (and ``also``) and to their groups; those reached
+        (held from now on: not to be reaped) and the groups signalled."""
+        try:
+            found = [(pid, started) for pid in strays()
+                     if (started := _escaped.start_time(pid)) is not None]
+        except OSError:  # out of descriptors (the only error start_time lets through)
+            self._out_of_descriptors(None)
+            return [], []
+        found += [process for process in also if process not in found]
+        found = [process for process in found if process not in self._foreign]
+        # Their groups, read while they live (a live member keeps a group's id taken).
+        spare = set(protected())
+        group_of: dict[Escaped, int] = {}
+        for process in found:
+            with contextlib.suppress(OSError):
+                if (group := os.getpgid(process[0])) not in spare:
+                    group_of[process] = group
+        reached = self._send(None, found, signals)
+        foreign = [process for process in found if process not in reached
+                   and _escaped.start_time(process[0]) == process[1]]
+        if foreign:
+            self._foreign.update(foreign)
+            pids = [pid for pid, _ in foreign]
+            one = len(foreign) == 1
+            self.bus.publish(Note(
+                f"the cast left {_processes(foreign)} outside its members' process groups "
+                f"that {'runs' if one else 'run'} as {owner(pids)}, which pipeplex may not "
+                f"signal; {'it runs' if one else 'they run'} on (stop {_them(foreign)} as "
+                f"that user: sudo kill {' '.join(map(str, pids))})", level="error"))
+        groups = list(dict.fromkeys(group for process, group in group_of.items()
+                                    if process not in foreign))
+        # Each held from here on: an orphan is our child, and its pid, so its group's id,
+        # stays its own until we reap it (the reaper runs in this loop).
+        self.held_strays.update(pid for pid, _ in reached)
+        _killpg_all(groups, signals)
+        return reached, groups
+
+    async def _escalate_all(self, ours: list[_Escalation], started: float,
+                            theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]]) -> None:
+        try:
+            await asyncio.gather(*(self._escalate_escaped(member, processes, led, started, done)
+                                   for member, processes, led, done in ours),
+                                 *(asyncio.shield(done) for _, _, done in theirs))
+        finally:
+            for _, processes, _, done in ours:  # (one cancelled before it began)
+                self._let_go(processes, done, finished=False)
+        given_up: dict[str, tuple[Process, list[Escaped]]] = {}
+        for member, process, done in theirs:
+            if not done.result() and process not in self._escaping:
+                given_up.setdefault(member.name, (member, []))[1].append(process)
+        if given_up:  # another stop was cancelled, or failed, before its SIGKILL: ours now
+            now = asyncio.get_running_loop().time()
+            await self._escalate_all([(member, processes, [], self._take(processes))
+                                      for member, processes in given_up.values()], now, [])
+
+    def _take(self, processes: list[Escaped]) -> asyncio.Future[bool]:
+        """Mark ``processes`` as escalated by the caller; the future says, once it is over,
+        whether that escalation ran to its end (False: another stop must take them over)."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._escaping.update(dict.fromkeys(processes, done))
+        return done
+
+    def _let_go(self, processes: list[Escaped], done: asyncio.Future[bool], *,
+                finished: bool) -> None:
+        for process in processes:
+            if self._escaping.get(process) is done:
+                del self._escaping[process]
+        if not done.done():
+            done.set_result(finished)
+
+    async def _escalate_escaped(self, member: Process, processes: list[Escaped],
+                                led: list[int], started: float,
+                                done: asyncio.Future[bool]) -> None:
+        """SIGKILL to those of ``processes`` (SIGTERMed at ``started``), and of the groups
+        they ``led``, alive after the grace; ``done`` then (False if it did not get to its
+        end)."""
+        finished = False
+        try:
+            await self._escalate(member, processes, led, started)
+            finished = True
+        finally:
+            self._let_go(processes, done, finished=finished)
+
+    async def _escalate(self, member: Process, processes: list[Escaped], led: list[int],
+                        started: float) -> None:
+        assert self._force is not None
+        loop = asyncio.get_running_loop()
+        grace = member.spec.stop_timeout or self.grace
+        left = await self._alive_after(member, processes, started + grace, self._force)
+        # A group is signalled only while someone is in it (its id is theirs till then).
+        held = await wait_groups_gone(led, max(started + grace - loop.time(), 0.0),
+                                      self._force) if led else []
+        crowded = _crowded(held)
+        killed = self._send(member, left, (signal.SIGKILL,))
+        _killpg_all(held, (signal.SIGKILL,))
+        if not killed and not held:
+            return
+        if killed:
+            what, them = f"{_processes(killed)} it left outside its process group", _them(killed)
+            said = [group for group in held if group in crowded]
+            leaders = {pid for pid, _ in killed}
+            also = _led(killed, said) if leaders.issuperset(said) else (
+                f", and to the process group{'s' if len(said) > 1 else ''} of pid "
+                + ", ".join(map(str, said)))  # (led by one that is gone: its worker is not)
+        else:  # their leaders are gone; processes in their groups are not
+            what = f"processes in the groups of {_processes(processes)} it left outside its " \
+                   "process group"
+            them, also = "them", ""
+        if self._force.done():
+            self._announce(member, f"sent SIGKILL to {what}{also}", "warning")
+        elif killed:
+            self._announce(member, f"{what} ignored SIGTERM for {seconds_said(grace)} s; sent "
+                                   f"{them} SIGKILL{also}", "warning")
+        else:  # (one forked since the group's SIGTERM never had it: they still ran, is all)
+            self._announce(member, f"{what} still ran {seconds_said(grace)} s after the SIGTERM to "
+                                   "those groups; sent them SIGKILL", "warning")
+        await self._alive_after(member, killed, loop.time() + LEFTOVER_KILL_WAIT)
+        await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
+
+    async def _alive_after(self, member: Process | None, processes: list[Escaped],
+                           deadline: float,
+                           until: asyncio.Future[None] | None = None) -> list[Escaped]:
+        """Those of ``processes`` still alive at ``deadline`` (or once ``until``), watched
+        ESCAPED_AT_ONCE at a time (a pidfd each): once those are gone, the next ones."""
+        loop = asyncio.get_running_loop()
+        waiting = processes
+        while waiting:
+            remaining = deadline - loop.time()
+            try:
+                held, rest = hold(waiting, ESCAPED_AT_ONCE)
+            except OutOfDescriptors:  # not to be watched: wait out the time, then say so
+                self._out_of_descriptors(member)
+                if remaining > 0:
+                    sleeper = asyncio.ensure_future(asyncio.sleep(remaining))
+                    try:
+                        await asyncio.wait([sleeper, *([until] if until is not None else [])],
+                                           return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        sleeper.cancel()
+                return waiting
+            fds = [fd for _, fd in held]
+            try:
+                if remaining > 0 and await pidfds_exit(fds, remaining, until):
+                    waiting = rest
+                    continue
+                return [process for process, fd in held if not _exited(fd)] + rest
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        return []
+
+    def _send(self, member: Process | None, processes: list[Escaped],
+              signals: tuple[int, ...]) -> list[Escaped]:
+        reached, complete = send(processes, signals)
+        if not complete:
+            self._out_of_descriptors(member)
+        return reached
+
+    def _out_of_descriptors(self, member: Process | None) -> None:
+        """Said once per member (None: for the cast's orphans)."""
+        key = member.name if member is not None else ""
+        if key in self._short_of_descriptors:
+            return
+        self._short_of_descriptors.add(key)
+        what = ("it left outside its process group" if member is not None
+                else "the cast left without a member")
+        self.bus.publish(Note(f"could not look for or reach (all) the processes {what}: "
+                              "pipeplex is out of file descriptors (raise the open-files "
+                              "limit: ulimit -n)", name=member.name if member else None,
+                              level="error"))
+
+
+    def _announce(self, member: Process, text: str, level: Level = "info") -> None:
+        self.bus.publish(Note(text, name=member.name, level=level))
+
+
+def _and_groups(processes: list[Escaped], groups: list[int]) -> str:
+    if not groups:
+        return ""
+    return ", and to its process group" if len(processes) == 1 else (
+        ", and to their process groups")
+
+
+def _strays_killed(killed: list[Escaped], groups: list[int], termed: list[Escaped],
+                   grace: float, *, forced: bool) -> str:
+    """What a SIGKILL to the cast's orphans reached: some of them, their groups."""
+    if killed:
+        what, them = f"{_processes(killed)} the cast left", _them(killed)
+        also = _and_groups(killed, groups)
+    else:
+        what, them = f"processes in the groups of {_processes(termed)} the cast left", "them"
+        also = ""
+    if forced:
+        return f"sent SIGKILL to {what}{also}"
+    return f"{what} ignored SIGTERM for {seconds_said(grace)} s; sent {them} SIGKILL{also}"
+
+
+def _by_group(processes: list[Escaped]) -> tuple[list[Escaped], dict[int, list[Escaped]]]:
+    """Those of ``processes`` still alive that are not in a group one of them leads; and per
+    group one of them leads (a daemon's ``setsid``, with the workers it forks), those in it.
+    Only led groups: a group's leader being ours, so is everyone in it (a process joins a
+    group only within its own session, and a session holds only its leader's descendants)."""
+    group_of: dict[Escaped, int] = {}
+    for process in processes:
+        pid, started = process
+        try:
+            group = os.getpgid(pid)
+            if _escaped.start_time(pid) == started:  # (not a stranger that took its pid)
+                group_of[process] = group
+        except OSError:  # gone; or out of descriptors: sent its own signal, as it can be
+            group_of[process] = 0
+    led = {pid for (pid, _), group in group_of.items() if pid == group}
+    alone = [process for process, group in group_of.items() if group not in led]
+    grouped: dict[int, list[Escaped]] = {}
+    for process, group in group_of.items():
+        if group in led:
+            grouped.setdefault(group, []).append(process)
+    return alone, grouped
+
+
+def _crowded(groups: list[int]) -> set[int]:
+    """Those of ``groups`` with a live process in them besides their leader (one pass over
+    ``/proc``, and none for no groups)."""
+    if not groups:
+        return set()
+    return {group for group, pids in live_in_groups(set(groups)).items()
+            if any(pid != group for pid in pids)}
+
+
+def _led(processes: list[Escaped], groups: list[int]) -> str:
+    """``, and to the process group it leads``, for a message about ``processes``."""
+    if not groups:
+        return ""
+    if len(processes) == 1:
+        return ", and to the process group it leads"
+    return ", and to the process group one of them leads" if len(groups) == 1 else (
+        ", and to the process groups they lead")
+
+
+def _outside(process: Escaped, group: int) -> bool:
+    """Whether ``process`` runs outside the process group ``group`` (False: gone)."""
+    try:
+        return os.getpgid(process[0]) != group
+    except OSError:
+        return False
+
+
+def _killpg_all(groups: list[int], signals: tuple[int, ...]) -> None:
+    for group in groups:
+        for sig in signals:
+            # (Empty by now; or all its processes run as another user, said by the caller.)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, sig)
+
+
+def _processes(processes: list[Escaped]) -> str:
+    """``1 process (pid 42)``, ``3 processes (pid 42, 43, 44)`` (ten pids, then ``...``)."""
+    pids = ", ".join(str(pid) for pid, _ in processes[:10])
+    more = ", ..." if len(processes) > 10 else ""
+    return f"{len(processes)} process{'es' if len(processes) != 1 else ''} (pid {pids}{more})"
+
+
+def _them(processes: list[Escaped]) -> str:
+    return "it" if len(processes) == 1 else "them"
+
+
+def _exited(pidfd: int) -> bool:
+    return exits_within(pidfd, 0)
