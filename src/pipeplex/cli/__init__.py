@@ -22,26 +22,40 @@ import contextlib
 import errno
 import os
 import signal
-import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import __version__
-from ._command_parser import CommandParser
-from ._entry import release_collector
-from ._printable import printable, quoted
-from ._seconds import SECONDS_SAID, is_seconds
-from ._signals import HELD_AT_START
-from ._stdout import StdoutRefused, printing
+from .. import __version__
+from .._command_parser import CommandParser
+from .._entry import release_collector
+from .._printable import printable, quoted
+from .._signals import HELD_AT_START
+from .._stdout import StdoutRefused, printing
+from ._options import (
+    _color,
+    _color_options,
+    _existing_file,
+    _factor,
+    _file,
+    _folder,
+    _log_folder,
+    _path,
+    _records_path,
+    _report_file,
+    _run_dir_option,
+    _seconds,
+    _selection,
+    _timestamps_option,
+)
 
 if TYPE_CHECKING:
-    from ._run import RunOptions
-    from .cast import CastSpec
-    from .cast.spec import OnExit
-    from .control_client import ControlClient
-    from .scenario import Scenario
+    from .._run import RunOptions
+    from ..cast import CastSpec
+    from ..cast.spec import OnExit
+    from ..control_client import ControlClient
+    from ..scenario import Scenario
 
 __all__ = ("main",)
 
@@ -49,7 +63,6 @@ REQUEST_FAILED = 1
 USAGE_ERROR = 2
 NO_RUN = 4
 INTERRUPTED = 130
-COLORS = ("auto", "always", "never")
 PTY_CHOICES = {"stdout": "stdout", "true": "full", "false": "pipes"}
 
 
@@ -74,160 +87,11 @@ def _stdout_refused(exc: OSError) -> NoReturn:
     sys.exit(REQUEST_FAILED)
 
 
-# Value types: a bad value is a usage error naming the option (argparse adds the name).
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number of seconds") from None
-    if not is_seconds(value):
-        raise argparse.ArgumentTypeError(f"{value} is not {SECONDS_SAID}")
-    return value
-
-
-def _factor(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number") from None
-    if not 0.01 <= value <= 1000:  # (also refuses nan and inf: 1e-300 made every wait 0 s)
-        raise argparse.ArgumentTypeError(f"{value} is not a number from 0.01 to 1000")
-    return value
-
-
-def _selection(text: str) -> tuple[str, Callable[[str], bool]]:
-    from .scenario.select import selector  # (test mode's own: loaded when -k is given)
-
-    try:
-        return text, selector(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{quoted(text)}: {exc}") from None
-
-
-def _path(text: str) -> Path:
-    if not text:
-        raise argparse.ArgumentTypeError("an empty path")
-    return Path(text)
-
-
-def _file(text: str) -> Path:
-    """A path for a file: one that is a folder is refused before anything starts."""
-    if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{quoted(text)} is a folder, not a file")
-    return _path(text)
-
-
-def _report_file(text: str) -> Path:
-    """A file written once everything has run: one that cannot be is refused before. Its
-    folders are made if missing (``--junit reports/x.xml`` on a fresh checkout, as pytest
-    does), so the first of them that exists must be writable."""
-    path = _file(text)
-    _check_writable_place(text, path)
-    return path
-
-
-def _log_folder(text: str) -> Path:
-    """A folder logs go to (made if missing): refused before anything starts if they
-    could not be written there, rather than lost member by member as the cast runs."""
-    path = _folder(text)
-    _check_writable_place(text, path)
-    return path
-
-
-def _check_writable_place(text: str, path: Path) -> None:
-    """Refuse ``path`` (given as ``text``) unless the nearest of it and its folders that
-    exists is a folder this process may write in."""
-    try:
-        existing = path if path.exists() else path.parent
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        is_dir = existing.is_dir()
-    except OSError as exc:  # (a folder on the way that may not be entered, a name too long)
-        raise argparse.ArgumentTypeError(
-            f"{quoted(text)} cannot be reached: {exc.strerror or exc}") from None
-    if not is_dir and existing != path:
-        raise argparse.ArgumentTypeError(
-            f"{quoted(text)}: {quoted(str(existing))} is not a folder")
-    if not os.access(existing, os.W_OK):
-        raise argparse.ArgumentTypeError(
-            f"{quoted(text)} cannot be written here (no permission)")
-
-
-def _records_path(text: str) -> tuple[Path, bool]:
-    """A file, or a folder for a file per scenario: a folder when it is one already or is
-    written as one (``out/``), whatever the number of files a glob matched."""
-    return _path(text), text.endswith("/") or os.path.isdir(text)
-
-
-def _folder(text: str) -> Path:
-    if os.path.exists(text) and not os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{quoted(text)} is a file, not a folder")
-    return _path(text)
-
-
-def _existing_file(text: str) -> Path:
-    """A file to read: one that is not there, or a device or socket (/dev/zero would be
-    read for ever), is refused at once; a pipe is read (``<(zcat t.jsonl.gz)``)."""
-    try:
-        found = os.stat(text)
-    except FileNotFoundError:
-        stdin = " (a transcript is read by its path, not from standard input)" if text == "-" \
-            else ""
-        raise argparse.ArgumentTypeError(f"{quoted(text)} does not exist{stdin}") from None
-    except (OSError, ValueError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise argparse.ArgumentTypeError(f"{quoted(text)} cannot be reached: {why}") from None
-    if not (stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode)
-            or stat.S_ISFIFO(found.st_mode)):
-        from ._file_kind import file_kind
-
-        raise argparse.ArgumentTypeError(f"{quoted(text)} is {file_kind(found.st_mode)}, not "
-                                         "a file to read")
-    return _file(text)
-
-
-# Options shared by several commands.
-
-
-_MEMBERS_COLOR = {
-    "run": "; without colour, members get NO_COLOR=1 unless FORCE_COLOR asks for colours",
-    "test": "; members get NO_COLOR=1 whatever it is, so a test reads the same everywhere",
-    "show": "",
-}
-
-
-def _color_options(parser: argparse.ArgumentParser,
-                   members: Literal["run", "test", "show"] = "run") -> None:
-    """``members``: what the colour means for members: ``run`` (those of a cast that runs),
-    ``test`` (a scenario's), ``show`` (none: output shown again)."""
-    parser.add_argument("--color", choices=COLORS, default="auto",
-                        help=f"colour names, marks and notes{_MEMBERS_COLOR[members]} (auto: "
-                             "on a terminal unless NO_COLOR is set, anywhere when FORCE_COLOR "
-                             "is, other than 0 or false; default: auto)")
-    parser.add_argument("--no-color", action="store_true", help="same as --color never")
-
-
-def _timestamps_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timestamps", action="store_true", help="show the time of each line")
-
-
-def _run_dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-dir", type=_folder, metavar="DIR",
-                        help="the run folder of the cast (default: that of a run started in "
-                             "this folder)")
-
-
-def _color(args: argparse.Namespace) -> Any:
-    return "never" if args.no_color else args.color
-
-
 # pipeplex run ---------------------------------------------------------------------------
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
-    from .cast.spec import DEFAULT_GRACE
+    from ..cast.spec import DEFAULT_GRACE
 
     parser.add_argument("cast_file", nargs="?", type=_file, metavar="CAST_FILE",
                         help="the cast file (TOML)")
@@ -269,14 +133,14 @@ def run(args: argparse.Namespace) -> None:
     console's commands. From elsewhere: pipeplex send NAME TEXT, or write a line to
     RUN_DIR/NAME.in (RUN_DIR/all.in for everyone).
     """
-    from .errors import PipeplexError
+    from ..errors import PipeplexError
 
     defaults: dict[str, Any] = {"pty": PTY_CHOICES[args.pty]} if args.pty else {}
     if args.stderr:
         defaults["stderr"] = args.stderr
     try:
         if args.transcript is not None:
-            from .report.transcript import check_given_descriptor
+            from ..report.transcript import check_given_descriptor
 
             check_given_descriptor(args.transcript)  # before pipeplex opens descriptors
         cast, scenario = _build_cast(args.cast_file, args.procs, defaults, args.on_exit)
@@ -285,14 +149,14 @@ def run(args: argparse.Namespace) -> None:
     if args.transcript is not None:
         _check_transcript_takes_no_file_of_the_cast(args.transcript, args.cast_file, scenario)
         if args.log_dir is not None:
-            from ._file_kind import records_apart
+            from .._file_kind import records_apart
 
             refusal = records_apart([("the transcript", "--transcript", args.transcript)] + [
                 (f"the log of {name}", "--log-dir", args.log_dir / f"{name}.log")
                 for name in cast.names])
             if refusal is not None:
                 _fail(printable(refusal))
-    from ._run import RunOptions  # the engine loads only for commands that run a cast
+    from .._run import RunOptions  # the engine loads only for commands that run a cast
 
     options = RunOptions(
         run_dir=args.run_dir,
@@ -313,7 +177,7 @@ def _check_transcript_takes_no_file_of_the_cast(transcript: Path, cast_file: Pat
                                                 scenario: Scenario | None) -> None:
     """Refuse a transcript that would replace the cast file or its golden file, or any
     ``.toml`` file (``--transcript *.toml`` would take the glob's first match)."""
-    from ._file_kind import same_file
+    from .._file_kind import same_file
 
     theirs = [("the cast file", cast_file)] if cast_file is not None else []
     if scenario is not None and scenario.golden is not None:
@@ -334,12 +198,12 @@ def _build_cast(
     """The cast to run, and the scenario when the file has steps."""
     from dataclasses import replace
 
-    from .cast import CastSpec, ProcSpec, parse_proc_option
+    from ..cast import CastSpec, ProcSpec, parse_proc_option
 
     members: list[ProcSpec] = []
     scenario = None
     if cast_file is not None:
-        from .scenario import load_scenario
+        from ..scenario import load_scenario
 
         scenario = load_scenario(cast_file, what="cast file", **defaults)
         members.extend(scenario.cast.procs)
@@ -358,9 +222,9 @@ def _build_cast(
 def _run(cast: CastSpec, options: RunOptions) -> int:
     import asyncio
 
-    from ._run import run_cast
-    from ._signals import clean_inherited_signals
-    from .errors import PipeplexError
+    from .._run import run_cast
+    from .._signals import clean_inherited_signals
+    from ..errors import PipeplexError
 
     # Held back until run_cast has its handlers: a Ctrl-C in the loop's set-up would
     # break it halfway; this way the cast stops as at any other time.
@@ -381,8 +245,8 @@ def demo(args: argparse.Namespace) -> None:
     """Run the bundled demo: a chat server and two clients talking in turns."""
     import tempfile
 
-    from ._run import RunOptions
-    from .examples.demo import demo_cast
+    from .._run import RunOptions
+    from ..examples.demo import demo_cast
 
     with tempfile.TemporaryDirectory(prefix="pipeplex-demo-") as scratch:
         options = RunOptions(run_dir=Path(scratch) / "run", color=_color(args),
@@ -397,8 +261,8 @@ def demo(args: argparse.Namespace) -> None:
 @contextlib.contextmanager
 def _talking(run_dir: Path | None, *, timeout: float | None = 60.0) -> Iterator[ControlClient]:
     """A connection to the run; its errors become messages and exit codes."""
-    from .errors import NoRun, RequestFailed
-    from .inputs.rundir import SOCKET_NAME, default_run_dirs
+    from ..errors import NoRun, RequestFailed
+    from ..inputs.rundir import SOCKET_NAME, default_run_dirs
 
     if run_dir is None:  # (the run of this folder, wherever its environment put it)
         candidates = default_run_dirs()
@@ -436,7 +300,7 @@ def _run_started_above() -> tuple[Path, Path] | None:
     """The nearest folder above this one that a run was started from, and that run's
     folder: a client in a project's subfolder is told of it (and not sent there: the
     person says which run to talk to)."""
-    from .inputs.rundir import SOCKET_NAME, default_run_dirs
+    from ..inputs.rundir import SOCKET_NAME, default_run_dirs
 
     for folder in Path.cwd().resolve().parents:
         for candidate in default_run_dirs(folder):
@@ -447,8 +311,8 @@ def _run_started_above() -> tuple[Path, Path] | None:
 
 def _answers(run_dir: Path) -> bool:
     """Whether a run at ``run_dir`` answers a ping (within a few seconds)."""
-    from .control_client import ControlClient
-    from .errors import PipeplexError
+    from ..control_client import ControlClient
+    from ..errors import PipeplexError
 
     try:
         with ControlClient(run_dir, timeout=5.0) as client:
@@ -460,8 +324,8 @@ def _answers(run_dir: Path) -> bool:
 def _first_answering(folders: Sequence[Path], timeout: float | None) -> ControlClient:
     """A client connected to the first of ``folders`` whose run answers (one killed there
     may have left its socket behind); else the first one's NoRun."""
-    from .control_client import ControlClient
-    from .errors import NoRun
+    from ..control_client import ControlClient
+    from ..errors import NoRun
 
     first: NoRun | None = None
     for folder in folders:
@@ -519,7 +383,7 @@ def status(args: argparse.Namespace) -> None:
         answer.pop("ok", None)
         text = json.dumps(answer, indent=2)
     else:
-        from .control_client import format_status
+        from ..control_client import format_status
 
         text = format_status(answer["members"], stopping=bool(answer.get("stopping")),
                              stop_reason=answer.get("stop_reason"))
@@ -528,7 +392,7 @@ def status(args: argparse.Namespace) -> None:
 
 
 def _signal_options(parser: argparse.ArgumentParser) -> None:
-    from ._signals import parse_signal
+    from .._signals import parse_signal
 
     def signal_number(text: str) -> int:
         try:
@@ -588,7 +452,7 @@ SLOW_ANSWER = 1.0
 def restart(args: argparse.Namespace) -> None:
     """Stop member NAME (stdin closed, SIGTERM, then SIGKILL), start it again and wait until
     it is ready."""
-    from .control_client import started_and_ready
+    from ..control_client import started_and_ready
 
     with _talking(args.run_dir, timeout=None) as client, _said_if_slow(
             f"waiting for {args.name} to stop (SIGTERM, its grace, then SIGKILL), start "
@@ -601,7 +465,7 @@ def restart(args: argparse.Namespace) -> None:
 
 def start(args: argparse.Namespace) -> None:
     """Start member NAME, declared with autostart = false, and wait until it is ready."""
-    from .control_client import started_and_ready
+    from ..control_client import started_and_ready
 
     with _talking(args.run_dir, timeout=None) as client, _said_if_slow(
             f"waiting for {args.name} to be ready (pipeplex status says for what)..."):
@@ -618,8 +482,8 @@ def _stop_options(parser: argparse.ArgumentParser) -> None:
 
 def stop(args: argparse.Namespace) -> None:
     """Stop the whole cast gracefully, like Ctrl-C in its terminal; wait until it ended."""
-    from .errors import RequestFailed
-    from .inputs.rundir import SOCKET_NAME
+    from ..errors import RequestFailed
+    from ..inputs.rundir import SOCKET_NAME
 
     with _talking(args.run_dir, timeout=None) as client:
         try:
@@ -645,8 +509,8 @@ def _attach_options(parser: argparse.ArgumentParser) -> None:
 
 def attach(args: argparse.Namespace) -> None:
     """Show the merged output of a running cast from now on, until it ends or Ctrl-C."""
-    from ._events_wire import decode_event
-    from .output.render import Renderer, use_color
+    from .._events_wire import decode_event
+    from ..output.render import Renderer, use_color
 
     out = sys.stdout.buffer
     isatty = out.isatty()
@@ -714,7 +578,7 @@ def _scenario_files(given: Sequence[Path], *, verbose: bool = False) -> list[Pat
     file that the scenarios given or found include (``verbose``: both said on stderr). A
     folder adds only files not named yet; a file named on its own runs each time it is
     named, and is always taken for a scenario."""
-    from .scenario.load import collected_as
+    from ..scenario.load import collected_as
 
     def unreadable(exc: OSError) -> NoReturn:
         _fail(f"cannot read the folder {quoted(exc.filename)}: {exc.strerror}")
@@ -761,7 +625,7 @@ def _from_here(file: Path) -> str:
 
 
 def _test_options(parser: argparse.ArgumentParser) -> None:
-    from .cast.spec import DEFAULT_GRACE
+    from ..cast.spec import DEFAULT_GRACE
 
     parser.add_argument("files", nargs="+", type=_path, metavar="FILE",
                         help="a scenario file (TOML), or a folder: each scenario in it and "
@@ -804,7 +668,7 @@ def test(args: argparse.Namespace) -> None:
     Prints a dot or F per scenario (-v: a line per step), then failures with their evidence
     and a summary. Exit status: 0 all passed, 1 some failed, 2 a file could not be loaded.
     """
-    from ._test_command import run_tests
+    from .._test_command import run_tests
 
     transcript, in_folder = args.transcript or (None, False)
     files = _scenario_files(args.files, verbose=args.verbose)
@@ -819,7 +683,7 @@ def test(args: argparse.Namespace) -> None:
                   f"{'one' if len(files) == 1 else len(files)} given: {names}{more}")
         files, deselected = kept, len(files) - len(kept)
     if args.last_failed:
-        from .scenario.last_failed import last_failed
+        from ..scenario.last_failed import last_failed
 
         failed = last_failed()
         again = [file for file in files if os.path.abspath(file) in failed]
@@ -850,7 +714,7 @@ def _replay_options(parser: argparse.ArgumentParser) -> None:
 
 def replay(args: argparse.Namespace) -> None:
     """Show a transcript (from --transcript) as the merged stream again."""
-    from ._test_command import replay_transcript
+    from .._test_command import replay_transcript
 
     replay_transcript(args.path, color=_color(args), timestamps=args.timestamps,
                       sent=args.input)
@@ -981,7 +845,7 @@ def _parse(words: Sequence[str]) -> tuple[str, argparse.Namespace]:
             top.parse_args(words[:1])  # exits
         import shlex
 
-        from ._suggest import close_match, suggest
+        from .._suggest import close_match, suggest
 
         if command.startswith("-"):
             close = close_match(command.partition("=")[0], ["--help", "--version"])
