@@ -1,6 +1,6 @@
 """``pipeplex test`` and ``pipeplex replay``: scenarios as tests, transcripts as a stream.
 
-The command line (``cli/``) parses their arguments; this module, and the scenario
+The command line (``cli/_test_mode.py``) parses their arguments; this module, and the scenario
 runner it brings, loads only when one of them runs."""
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import pipeplex.cli
+import pipeplex.cli._running
 
 
 def test_ctrl_c_while_the_arguments_are_read_exits_130(
@@ -15,7 +16,7 @@ def test_ctrl_c_while_the_arguments_are_read_exits_130(
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeplex.cli, "_build_cast", interrupted)
+    monkeypatch.setattr(pipeplex.cli._running, "_build_cast", interrupted)
     monkeypatch.setattr(sys, "argv", ["pipeplex", "run", "-p", "a=true"])
     with pytest.raises(SystemExit) as exited:
         pipeplex.cli.main()
