@@ -36,6 +36,7 @@ from .participants import Process
 
 if TYPE_CHECKING:
     from ._plex import AsyncPlex
+    from .expect.matcher import Expectation
 
 __all__ = ("AsyncMember", "Members", "input_bytes")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
@@ -234,6 +235,11 @@ class AsyncMember:
         except (ExpectTimeout, UnexpectedExit) as exc:
             self._failed(stream, exc)
             raise self._explained(exc) from None
+        return self._took(found, single)
+
+    def _took(self, found: Expectation, single: bool) -> re.Match[str] | int:
+        """What an expect returns, once ``found`` met it (``before``, ``after`` and
+        ``match`` set): its match for a single pattern, else the index of the pattern."""
         self.before, self.after, self.match = found.before, found.after, found.match
         if not single or found.match is None:
             return found.index

@@ -250,10 +250,7 @@ class Member:
         except (ExpectTimeout, UnexpectedExit) as exc:
             member._failed(stream, exc)
             raise member._explained(exc) from None
-        member.before, member.after, member.match = found.before, found.after, found.match
-        if not single or found.match is None:
-            return found.index
-        return found.match
+        return member._took(found, single)
 
     @overload
     def expect_exact(  # type: ignore[overload-overlap]
