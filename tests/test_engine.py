@@ -25,7 +25,8 @@ from pipeplex import (
     Ready,
     Started,
 )
-from pipeplex._engine import BACKOFF_CAP, BACKOFF_START, Engine, backoff_delay
+from pipeplex._engine import Engine
+from pipeplex._exit_policy import BACKOFF_CAP, BACKOFF_START, backoff_delay
 from pipeplex.errors import PipeplexError
 from pipeplex.participants import _output, process
 from pipeplex.scenario.run import _why_gone
@@ -101,20 +102,20 @@ def test_giving_up_says_in_a_row_when_earlier_restarts_do_not_count(
     """A run long enough to start the count afresh came in between: the note and what its
     dependents wait for say the restarts were in a row, as the summary counts all of them.
     The second run is made to count as long (RESTART_RESET 0 while it runs)."""
-    from pipeplex import _engine as engine_module
+    from pipeplex import _exit_policy as policy_module
 
     crasher = ProcSpec("crasher", ("sh", "-c", "exit 3"), on_exit="restart", max_restarts=2,
                        ready="never")
     after = ProcSpec("after", ("true",), after=("crasher",))
     engine, recorder = _engine(crasher, after)
-    monkeypatch.setattr(engine_module, "RESTART_RESET", 1e9)
+    monkeypatch.setattr(policy_module, "RESTART_RESET", 1e9)
     runs = 0
 
     def long_second_run(event: Event) -> None:
         nonlocal runs
         if isinstance(event, Started) and event.name == "crasher":
             runs += 1
-            monkeypatch.setattr(engine_module, "RESTART_RESET", 0.0 if runs == 2 else 1e9)
+            monkeypatch.setattr(policy_module, "RESTART_RESET", 0.0 if runs == 2 else 1e9)
 
     engine.bus.subscribe(long_second_run)
     assert asyncio.run(engine.run()) == 3
@@ -819,9 +820,9 @@ def test_who_excuses_a_failure_at_the_stops_eof() -> None:
     # A member added later under the cast's first member's name started after the server:
     # the engine's waves put it last.
     engine, _ = _engine(ProcSpec("db", ("true",)), ProcSpec("server", ("true",)))
-    engine._late_waves.append(["db"])
-    assert engine._start_waves() == [["db", "server"], ["db"]]
-    assert judged([("db", 99.9)], engine._start_waves()) == ["server"]
+    engine.state.late_waves.append(["db"])
+    assert engine.state.start_waves() == [["db", "server"], ["db"]]
+    assert judged([("db", 99.9)], engine.state.start_waves()) == ["server"]
 
 
 def test_a_summary_line_per_member() -> None:
@@ -1481,7 +1482,7 @@ def test_the_stop_order_of_a_long_chain() -> None:
     chain = [ProcSpec("m0", ("true",))] + [
         ProcSpec(f"m{i}", ("true",), after=(f"m{i - 1}",)) for i in range(1, 2000)]
     engine, _ = _engine(*reversed(chain))  # (the last first: the deepest look-ups)
-    assert engine._stop_order() == [[f"m{i}"] for i in reversed(range(2000))]
+    assert engine._cast_stop.order() == [[f"m{i}"] for i in reversed(range(2000))]
 
 
 def test_a_run_being_stopped_for_a_restart_is_not_made_ready(tmp_path: Path) -> None:

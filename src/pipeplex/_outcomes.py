@@ -4,7 +4,8 @@ one-line summaries it publishes when the cast ends, and what decided the exit st
 The engine writes the records (who waited for whom, who failed and how it reads in the
 summary of a member that waited for it, whose program could not start); this module turns
 them into clauses such as "waited for api, which waited for db, which gave up after 2
-restarts", so the supervision code in ``_engine.py`` stays about supervising.
+restarts", so the supervision (``_supervision.py``, ``_exit_policy.py``) stays about
+supervising.
 """
 
 from __future__ import annotations
