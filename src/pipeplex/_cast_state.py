@@ -31,7 +31,7 @@ from .readiness.lines import waits_for_prompt
 if TYPE_CHECKING:
     from .participants import Process
 
-__all__ = ("CastState",)
+__all__ = ("CastPart", "CastState")
 
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
@@ -240,6 +240,23 @@ class CastState:
     def start_waves(self) -> list[list[str]]:
         """The members by when they start: the cast's waves, then each member added later."""
         return [[p.name for p in wave] for wave in self.cast.start_waves()] + self.late_waves
+
+
+class CastPart:
+    """A part of the engine: it reads and changes the cast's shared state, whose tables it
+    keeps at hand (the same objects, never copies: the state never replaces them)."""
+
+    def __init__(self, state: CastState) -> None:
+        self._state = state
+        self._bus = state.bus
+        self._members = state.members
+        self._seats = state.seats
+        self._variables = state.variables
+        self._outcomes = state.outcomes
+        self._recent = state.recent
+        self._standing = state.standing
+        self._stopper = state.stopper
+        self._verdict = state.verdict
 
 
 def why_silent(members: Mapping[str, Process], name: str, awaiting: str | None = None) -> str:

@@ -15,7 +15,7 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
-from ._cast_state import CastState
+from ._cast_state import CastPart, CastState
 from ._stopping import first
 from .cast.order import stop_order
 from .errors import SignalRefused
@@ -28,20 +28,17 @@ if TYPE_CHECKING:
 __all__ = ("CastStop",)
 
 
-class CastStop:
+class CastStop(CastPart):
     """How the cast stops (see the module's docstring). ``adoption``: this process is the
     cast's subreaper; ``checks``: the runs of ready_cmd under way (children of this
     process too)."""
 
     def __init__(self, state: CastState, *, adoption: Adoption | None,
                  guardian: Guardian | None, checks: set[int]) -> None:
-        self._state = state
+        super().__init__(state)
         self._adoption = adoption
         self._guardian = guardian
         self._checks = checks
-        self._members = state.members
-        self._standing = state.standing
-        self._stopper = state.stopper
 
     async def run(self) -> None:
         """Wait until the cast stops (asked for, or everything ended by itself), then stop

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from ._cast_state import CastState
+from ._cast_state import CastPart, CastState
 from ._events import Note
 from ._signals import describe_returncode, exit_status
 from ._stopping import first
@@ -44,22 +44,14 @@ RESTART_RESET = 10.0
 """A member that ran this long before exiting starts its restart count afresh."""
 
 
-class ExitPolicy:
+class ExitPolicy(CastPart):
     """Each member's ``on_exit``, applied to its runs (see the module's docstring).
 
     ``sleep`` waits out a backoff (a test's clock may stand in for it)."""
 
     def __init__(self, state: CastState, sleep: Callable[[float], Awaitable[None]]) -> None:
-        self._state = state
+        super().__init__(state)
         self._sleep = sleep
-        self._bus = state.bus
-        self._members = state.members
-        self._seats = state.seats
-        self._outcomes = state.outcomes
-        self._recent = state.recent
-        self._standing = state.standing
-        self._stopper = state.stopper
-        self._verdict = state.verdict
 
     def start_failed(self, member: Process, exc: SpawnError, restarting: bool) -> None:
         """The member's program could not be started: said, and the cast stops, unless it

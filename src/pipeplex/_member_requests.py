@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._cast_state import CastState
+from ._cast_state import CastPart, CastState
 from ._events import Note
 from ._seat import Seat
 from ._signals import describe_returncode
@@ -33,23 +33,16 @@ __all__ = ("MemberRequests",)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 
-class MemberRequests:
+class MemberRequests(CastPart):
     """Requests about one member, by name (see the module's docstring). ``new_member``
     makes the process of a member added to the cast."""
 
     def __init__(self, state: CastState, supervision: Supervision, router: Router,
                  new_member: Callable[[ProcSpec], Process]) -> None:
-        self._state = state
+        super().__init__(state)
         self._supervision = supervision
         self._router = router
         self._new_member = new_member
-        self._bus = state.bus
-        self._members = state.members
-        self._seats = state.seats
-        self._outcomes = state.outcomes
-        self._recent = state.recent
-        self._standing = state.standing
-        self._stopper = state.stopper
 
     async def restart(self, name: str, *, stdin_first: bool = False) -> int:
         """Stop member ``name`` (the usual escalation) and start it again. ``stdin_first``:

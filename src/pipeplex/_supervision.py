@@ -15,7 +15,7 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ._cast_state import CastState
+from ._cast_state import CastPart, CastState
 from ._events import Note, Ready
 from ._exit_policy import ExitPolicy
 from ._stopping import first
@@ -33,21 +33,13 @@ __all__ = ("Supervision",)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 
-class Supervision:
+class Supervision(CastPart):
     """The supervisors of a cast's members (see the module's docstring)."""
 
     def __init__(self, state: CastState, policy: ExitPolicy, readying: ReadyWait) -> None:
-        self._state = state
+        super().__init__(state)
         self._policy = policy
         self._readying = readying
-        self._bus = state.bus
-        self._members = state.members
-        self._seats = state.seats
-        self._variables = state.variables
-        self._outcomes = state.outcomes
-        self._recent = state.recent
-        self._standing = state.standing
-        self._stopper = state.stopper
 
     def supervise(self, member: Process, previous: Process | None = None) -> None:
         """Supervise ``member`` from now on, in a task of the run's task group, until nothing
