@@ -22,8 +22,8 @@ if _TYPE_CHECKING:
     from ._events import Started as Started
     from ._plex import AsyncPlex as AsyncPlex
     from ._plex_member import AsyncMember as AsyncMember
-    from ._plex_sync import Member as Member
     from ._plex_sync import Plex as Plex
+    from ._plex_sync_member import Member as Member
     from ._run import RunOptions as RunOptions
     from ._run import run_cast as run_cast
     from .cast import CastSpec as CastSpec
@@ -101,7 +101,7 @@ _SOURCES = {
     "Started": "._events",
     "AsyncMember": "._plex_member",
     "AsyncPlex": "._plex",
-    "Member": "._plex_sync",
+    "Member": "._plex_sync_member",
     "Plex": "._plex_sync",
     "RunOptions": "._run",
     "run_cast": "._run",

@@ -1,6 +1,9 @@
 """The Python API for synchronous code: :class:`Plex` runs an :class:`AsyncPlex` in a
 background thread and hands each call to its loop; :class:`Member` searches the members'
 output from the caller's own thread, so a round trip costs one wake-up, not a task.
+
+This module holds the plex; its members are in ``_plex_sync_member.py``, and how a call
+crosses into the background thread (and survives a Ctrl-C) in ``_plex_thread.py``.
 """
 
 from __future__ import annotations
@@ -9,288 +12,31 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
 import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from types import FrameType, TracebackType
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, TypeVar
 
-from ._arguments import (
-    Patterns,
-    PtyOption,
-    call_timeout,
-    check_stream,
-    control_byte,
-    exact_patterns,
-    patterns_of,
-    signal_number,
-)
+from ._arguments import Patterns, PtyOption
 from ._bus import Bus
 from ._engine import DEFAULT_GRACE
-from ._events import Stream
 from ._plex import DEFAULT_TIMEOUT, AsyncPlex
-from ._plex_member import AsyncMember, Members, input_bytes
+from ._plex_member import Members
+from ._plex_sync_member import Member
+from ._plex_thread import Call, ctrl_c_calls, despite_handlers, dropped_running, serve
 from .cast.spec import StderrMode
-from .errors import (
-    ExpectTimeout,
-    PipeplexError,
-    UnexpectedExit,
-    UnknownMember,
-    ours_in_tracebacks,
-)
-from .expect.buffer import Pattern, Sentinel
+from .errors import PipeplexError, UnknownMember, ours_in_tracebacks
+from .expect.buffer import Pattern
 from .participants._stdin import RECORDS_WAITING
 from .scenario.model import Scenario
 
-__all__ = ("Member", "Plex")
+__all__ = ("Plex",)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 T = TypeVar("T")
-_CANCEL_WAIT = 5.0
-"""Seconds an interrupted synchronous call waits for the loop to cancel its work."""
-
-
-def _despite_handlers(step: Callable[[], object]) -> BaseException | None:
-    """Run ``step`` to its end, again after each KeyboardInterrupt or SystemExit a signal
-    handler raises in it (Ctrl-C held down, under a handler of the program's own); the
-    first of those, for the caller to raise once everything is done."""
-    raised: BaseException | None = None
-    while True:
-        try:
-            step()
-            return raised
-        except (KeyboardInterrupt, SystemExit) as exc:
-            raised = raised or exc
-
-
-@contextlib.contextmanager
-def _ctrl_c_calls(callback: Callable[[], None]) -> Iterator[None]:
-    """Within the block, a Ctrl-C (SIGINT) calls ``callback`` instead of raising
-    ``KeyboardInterrupt`` at whatever line it lands on: closing must end all it began, or a
-    quick double Ctrl-C would leave members running and the loop open. Only in the main
-    thread (the only one that gets it), and only over Python's own handler (yours stays).
-    """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: callback())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-class _Call(Generic[T]):
-    """A coroutine run in the plex's loop for a caller's thread, which the caller may
-    abandon at any moment (Ctrl-C): once :meth:`abandon` returned, it does nothing more."""
-
-    def __init__(self, coroutine: Coroutine[Any, Any, T]) -> None:
-        self._coroutine = coroutine
-        self._task: asyncio.Task[Any] | None = None
-        self._entered = False
-        self._abandoned = False
-        self._ended = threading.Event()
-
-    async def run(self) -> T:
-        self._entered = True  # (before looking at _abandoned: see abandon())
-        try:
-            if self._abandoned:
-                self._coroutine.close()
-                raise asyncio.CancelledError
-            self._task = asyncio.current_task()
-            return await self._coroutine
-        finally:
-            self._ended.set()
-
-    def abandon(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._abandoned = True
-        if not self._entered:
-            return  # it will see _abandoned when it starts, if it ever does
-        loop.call_soon_threadsafe(self._cancel)
-        self._ended.wait(_CANCEL_WAIT)
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-
-class Member:
-    """The synchronous face of :class:`AsyncMember` (see it for the semantics)."""
-
-    def __init__(self, plex: Plex, member: AsyncMember) -> None:
-        self._plex = plex
-        self._member = member
-        self._may_be_full = False
-        """The last send left 1 MiB or more queued: the next waits for room first."""
-        self.name = member.name
-        self._wakeups = threading.local()
-
-    def __repr__(self) -> str:
-        return repr(self._member)
-
-    @property
-    def before(self) -> str:
-        return self._member.before
-
-    @property
-    def after(self) -> str:
-        return self._member.after
-
-    @property
-    def match(self) -> re.Match[str] | None:
-        return self._member.match
-
-    @property
-    def pid(self) -> int | None:
-        return self._member.pid
-
-    @property
-    def background(self) -> bool:
-        return self._member.background
-
-    @property
-    def returncode(self) -> int | None:
-        return self._member.returncode
-
-    @property
-    def running(self) -> bool:
-        return self._member.running
-
-    def send(self, data: str | bytes) -> None:
-        data = input_bytes(data, "send")
-        self._plex._check_usable()
-        if self._member._removed:
-            self._member._check_running()  # (raises)
-        process = self._member._process
-        if process.pid is None:  # never started: the loop drops it, with a note
-            self._plex._call_soon(process.send, data)
-            return
-        # (Full of its own last send, or of what others queued: the run folder's pipes,
-        # the control socket, another handle. A look from this thread: a hint, which the
-        # drain's own look in the loop settles.)
-        if (self._may_be_full or process.input_full) and not self._plex._in_own_thread():
-            # As a write to a full pipe waits (a sink cannot wait for itself): before this
-            # send is queued, so that a TimeoutError means it was not sent.
-            try:
-                self.drain()
-            except TimeoutError as exc:
-                raise TimeoutError(f"{exc.args[0].removesuffix('; it stays queued for it')}; "
-                                   "this send was not queued (send it again once the member "
-                                   "reads)") from None
-        self._may_be_full = process.send_threadsafe(data)
-
-    def drain(self, timeout: float | None = None) -> None:
-        """:meth:`AsyncMember.drain`; ``send`` waits so itself once the member is full."""
-        self._plex._call(self._member.drain(timeout))
-
-    def sendline(self, line: str | bytes = "") -> None:
-        self.send(input_bytes(line, "sendline") + b"\n")
-
-    def sendcontrol(self, char: str) -> None:
-        self.send(control_byte(char))
-
-    def close_stdin(self) -> None:
-        self._in_order(self._member._process.close_input)
-
-    def signal(self, sig: int | str) -> None:
-        self._in_order(self._member._process.signal_as_asked, signal_number(sig))
-
-    def _in_order(self, fn: Any, *args: Any) -> None:
-        """Run ``fn`` in the plex's loop, neither overtaken by a later send of this member
-        nor overtaking an earlier one."""
-        self._plex._check_usable()
-        if self._member._removed:
-            self._member._check_running()  # (raises)
-        process = self._member._process
-        if process.pid is None:
-            self._plex._call_soon(fn, *args)
-        else:
-            process.stdin.call_threadsafe(fn, *args)
-
-    @overload
-    def expect(  # type: ignore[overload-overlap]
-        self, pattern: str | re.Pattern[str], timeout: float | None = None, *,
-        stream: Stream | None = None,
-    ) -> re.Match[str]: ...
-    @overload
-    def expect(self, pattern: Sentinel | Patterns, timeout: float | None = None, *,
-               stream: Stream | None = None) -> int: ...
-
-    def expect(self, pattern: Pattern | Patterns, timeout: float | None = None, *,
-               stream: Stream | None = None) -> re.Match[str] | int:
-        if stream is not None:
-            check_stream(stream, self._member._process.spec)
-        single, patterns = patterns_of(pattern)
-        return self._expect(single, patterns, timeout, stream)
-
-    def _expect(self, single: bool, patterns: list[Pattern], timeout: float | None,
-                stream: Stream | None) -> re.Match[str] | int:
-        member, plex = self._member, self._plex
-        if timeout is not None:
-            timeout = call_timeout(timeout)
-        plex._refuse_own_thread()
-        plex._warn_in_a_loop()
-        plex._check_not_forked()  # (its lock may have been held as the child was forked)
-        if member._replaced or member._removed:
-            return member._expect_replaced(single, patterns)
-        if member._process.pid is None:
-            member._refuse_never_started()
-        # Searched from this thread: waiting costs one wake-up from the loop, not a task.
-        try:
-            found = plex._async.matcher.expect_blocking(
-                member.name, patterns,
-                timeout=plex._async.timeout if timeout is None else timeout,
-                stream=stream, publish=plex._publish, wakeup=self._wakeup(),
-                exit_ends=not member._restarts(),
-            )
-        except (ExpectTimeout, UnexpectedExit) as exc:
-            member._failed(stream, exc)
-            raise member._explained(exc) from None
-        return member._took(found, single)
-
-    @overload
-    def expect_exact(  # type: ignore[overload-overlap]
-        self, text: str, timeout: float | None = None, *, stream: Stream | None = None,
-    ) -> re.Match[str]: ...
-    @overload
-    def expect_exact(self, text: Sentinel | Sequence[str | Sentinel],
-                     timeout: float | None = None, *, stream: Stream | None = None) -> int: ...
-
-    def expect_exact(
-        self, text: str | Sentinel | Sequence[str | Sentinel], timeout: float | None = None, *,
-        stream: Stream | None = None,
-    ) -> re.Match[str] | int:
-        if stream is not None:
-            check_stream(stream, self._member._process.spec)
-        single, patterns = exact_patterns(text)
-        try:
-            return self._expect(single, patterns, timeout, stream)
-        except (ExpectTimeout, UnexpectedExit) as exc:
-            raise exc.naming(patterns_of(text)[1]) from None
-
-    def _wakeup(self) -> threading.Event:
-        """This thread's event to sleep on (one per thread, made once)."""
-        event: threading.Event | None = getattr(self._wakeups, "event", None)
-        if event is None:
-            event = self._wakeups.event = threading.Event()
-        return event
-
-    def wait(self, timeout: float | None = None) -> int:
-        process = self._member._process
-        if self._plex._loop is None and process.returncode is not None:
-            self._member._exit_seen = True
-            return process.returncode  # (the plex is closed; its exit is known, as in pexpect)
-        return self._plex._call(self._member.wait(timeout))
-
-    def start(self) -> None:
-        self._plex._call(self._member.start())
-
-    def restart(self, timeout: float | None = None) -> int:
-        return self._plex._call(self._member.restart(timeout))
 
 
 def _outside_pipeplex() -> int:
@@ -308,29 +54,6 @@ _PACKAGE = os.path.dirname(__file__) + os.sep
 
 async def _flushed(bus: Bus) -> None:
     bus.flush_threadsafe()
-
-
-def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """The plex's thread: its loop, until stopped; then closed there (also when nobody joins
-    the thread: a plex dropped without close)."""
-    loop.run_forever()
-    loop.close()
-
-
-def _dropped_running(plex: AsyncPlex, loop: asyncio.AbstractEventLoop, pid: int) -> None:
-    """A started :class:`Plex` was dropped without :meth:`~Plex.close`: said, as an unclosed
-    file is, and closed in its own thread, which then ends (nothing waits for that here:
-    this may run in any thread, that one included). Not in a forked child: the plex is the
-    parent's."""
-    if os.getpid() != pid:
-        return
-    warnings.warn("a pipeplex.Plex was dropped while running, without close(): its members "
-                  "are being stopped; use it as 'with Plex() as plex:'", ResourceWarning,
-                  stacklevel=1)
-    if loop.is_closed():
-        return
-    closing = asyncio.run_coroutine_threadsafe(plex.aclose(), loop)
-    closing.add_done_callback(lambda _: loop.call_soon_threadsafe(loop.stop))
 
 
 class Plex:
@@ -375,7 +98,7 @@ class Plex:
         if self._loop is not None:
             raise PipeplexError("this plex has already been started: use a new one")
         loop = self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=_serve, args=(loop,), name="pipeplex",
+        self._thread = threading.Thread(target=serve, args=(loop,), name="pipeplex",
                                         daemon=True)
         self._thread.start()
         try:
@@ -383,7 +106,7 @@ class Plex:
         except BaseException:
             self._stop_thread()
             raise
-        self._dropped = weakref.finalize(self, _dropped_running, self._async, loop, self._pid)
+        self._dropped = weakref.finalize(self, dropped_running, self._async, loop, self._pid)
         self._dropped.atexit = False  # (at exit the guardian ends what is left, at once)
 
     def _check_usable(self) -> None:
@@ -410,7 +133,7 @@ class Plex:
         assert self._loop is not None
         self._refuse_own_thread(coroutine)
         self._warn_in_a_loop()
-        call = _Call(coroutine)
+        call = Call(coroutine)
         try:
             return asyncio.run_coroutine_threadsafe(call.run(), self._loop).result()
         except (PipeplexError, TimeoutError) as exc:
@@ -590,7 +313,7 @@ class Plex:
                 if engine is not None:
                     loop.call_soon_threadsafe(engine.force_stop)
 
-        with _ctrl_c_calls(on_ctrl_c):
+        with ctrl_c_calls(on_ctrl_c):
             if self._dropped is not None:
                 self._dropped.detach()  # (once the handler is in: close now ends it all)
             if interrupted and (engine := self._async._engine) is not None:
@@ -602,7 +325,7 @@ class Plex:
                 if not closing.done():
                     # Interrupted another way (a SIGINT handler of yours that raises, say):
                     # as by a Ctrl-C, and what was begun still ends before this goes on.
-                    _despite_handlers(on_ctrl_c)
+                    despite_handlers(on_ctrl_c)
                     while not closing.done():
                         with contextlib.suppress(BaseException):
                             closing.result()
@@ -614,10 +337,10 @@ class Plex:
         loop, thread = self._loop, self._thread
         if loop is None:
             return  # (stopped meanwhile: close() from a signal handler, during close())
-        raised = _despite_handlers(lambda: loop.call_soon_threadsafe(loop.stop))
+        raised = despite_handlers(lambda: loop.call_soon_threadsafe(loop.stop))
         if thread is not None:
-            raised = _despite_handlers(thread.join) or raised
-        raised = _despite_handlers(loop.close) or raised
+            raised = despite_handlers(thread.join) or raised
+        raised = despite_handlers(loop.close) or raised
         self._loop = None
         if raised is not None:
             raise raised
