@@ -19,7 +19,7 @@ def complete() -> Complete:
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
 
-    from pipeplex.inputs._prompt import MemberCompleter
+    from pipeplex.inputs._prompt_line import MemberCompleter
 
     completer = MemberCompleter(["server", "alice", "alfred"])
 

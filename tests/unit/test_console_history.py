@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 
-from pipeplex.inputs._prompt import _history
+from pipeplex.inputs._prompt_history import console_history as _history
 
 
 def test_a_relative_xdg_state_home_is_ignored(tmp_path: Path,
