@@ -28,14 +28,14 @@ from .rundir import MAX_REQUEST, RunDir
 if TYPE_CHECKING:
     from .._engine import Engine
 
-__all__ = ("MAX_CONNECTIONS", "ControlServer")
+__all__ = ("MAX_CONNECTIONS", "REFUSALS", "ControlServer")
 
 MAX_CONNECTIONS = 512
+"""Connections served at once; one more is answered ``busy`` and closed."""
 REFUSALS = 64
 """Connections past MAX_CONNECTIONS accepted to be told "busy" (each is kept a moment, see
 ``_linger``); past these, clients wait in the listen backlog, so a flood of connections
 cannot take the descriptors a member's start needs."""
-"""Connections served at once; one more is answered ``busy`` and closed."""
 _UCRED = struct.Struct("3i")
 
 
