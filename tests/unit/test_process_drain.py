@@ -131,3 +131,22 @@ def test_input_from_another_thread_is_refused_once_the_program_exited() -> None:
     assert not any(isinstance(e, Output) and b"hello" in e.data for e in events), events
     assert any(isinstance(e, Note) and "is not running; dropped 6 bytes" in e.text
                for e in events), events
+
+
+def test_the_note_of_held_output_says_the_grace_it_waited(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grace is looked up as it starts, and the note says that one (not the default)."""
+    monkeypatch.setattr(_output, "DRAIN_GRACE", 1.0)
+
+    async def scenario() -> list[str]:
+        bus, events = _recorded()
+        spec = ProcSpec("s", ("sh", "-c", "sleep 60 & exit 3"), pty="pipes")  # output held
+        member = Process(spec, bus, on_crash=lambda exc: None)
+        await member.start()
+        await asyncio.wait_for(member.wait_exited(), 30)  # published once the grace ran out
+        member.signal(9)  # the holder, in the member's group
+        return [e.text for e in events if isinstance(e, Note)]
+
+    notes = asyncio.run(scenario())
+    assert notes == ["its stderr and stdout are still open in a process it started (1 s after "
+                     "it exited); what that writes there is still shown"], notes

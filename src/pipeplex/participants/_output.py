@@ -318,7 +318,8 @@ class OutputReaders:
         if (self._process.returncode is not None and self.readers and not self.held
                 and not self._paused and self._drain_timer is None and self.loop is not None):
             self._drain_deadline = self.loop.time() + self._drain_left
-            self._drain_timer = self.loop.call_at(self._drain_deadline, self._drain_expired)
+            self._drain_timer = self.loop.call_at(self._drain_deadline, self._drain_expired,
+                                                  DRAIN_GRACE)
             if self._held_look is None and self.output_held():
                 self._held_look = self.loop.call_later(QUIET, self._drained_if_held)
 
@@ -335,7 +336,7 @@ class OutputReaders:
             self._held_look = self.loop.call_later(QUIET, self._drained_if_held)
             return
         self._drain_timer.cancel()
-        self._drain_expired(after=None)
+        self._drain_expired()
 
     def _stop_held_look(self) -> None:
         if self._held_look is not None:
@@ -355,12 +356,14 @@ class OutputReaders:
         if self._process.returncode is not None and self.readers and not self.held:
             if self._drain_timer is not None:
                 self._drain_timer.cancel()
-            self._drain_expired(after=None)
+            self._drain_expired()
 
-    def _drain_expired(self, after: float | None = DRAIN_GRACE) -> None:
-        """The output is still open 2 s (``after``) after the exit: a process the member
-        started holds it. The exit is published; what that process writes goes on being
-        shown (closing our end would make its next write fail, or kill it with SIGPIPE)."""
+    def _drain_expired(self, after: float | None = None) -> None:
+        """The output is still open after the exit: a process the member started holds it
+        (``after``: the drain grace ran out, that many seconds, which the note says; None:
+        found so sooner, or not waited for). The exit is published; what that process
+        writes goes on being shown (closing our end would make its next write fail, or kill
+        it with SIGPIPE)."""
         self._drain_timer = None
         self._stop_held_look()
         held = " and ".join(sorted(self.readers.values()))
