@@ -24,6 +24,7 @@ from typing import Protocol
 from .._bus import Bus
 from .._events import InputSent, Note
 from ._output import OutputReaders
+from ._terminal import Terminal
 
 __all__ = ("INPUT_FULL", "INPUT_ROOM", "RECORDS_WAITING", "Stdin", "StdinOwner")
 
@@ -48,7 +49,7 @@ woken to take them: else sends to a member that never answers kept every record.
 
 
 class StdinOwner(Protocol):
-    """What a member's stdin asks of its process: whether it runs, and its terminal."""
+    """What a member's stdin asks of its process: whether it runs."""
 
     @property
     def name(self) -> str: ...
@@ -59,10 +60,6 @@ class StdinOwner(Protocol):
 
     def _guard(self, callback: Callable[[], object]) -> Callable[[], None]:
         """``callback`` for the loop, an exception in it routed to the engine."""
-        ...
-
-    def _terminal(self) -> int | None:
-        """The master side of the member's full terminal, while it is open."""
         ...
 
     def _exited_unread(self) -> bool:
@@ -81,11 +78,13 @@ class Stdin:
     readies a new run (:meth:`new_run`), and drops it once the run's exit is published
     (:meth:`drop`); a full terminal's master, which is stdin and output at once, goes
     when its output ends (:meth:`gone`), under :attr:`lock`. It asks of the process only
-    what :class:`StdinOwner` says, and of the output side (``output``) to read what waits
-    before a line is sent and whether the member stands at a prompt.
+    what :class:`StdinOwner` says, of the output side (``output``) to read what waits
+    before a line is sent and whether the member stands at a prompt, and of its terminal
+    (``terminal``) its full terminal's master.
     """
 
-    def __init__(self, process: StdinOwner, bus: Bus, output: OutputReaders) -> None:
+    def __init__(self, process: StdinOwner, bus: Bus, output: OutputReaders,
+                 terminal: Terminal) -> None:
         _LIVE.add(self)
         self.fd: int | None = None
         """The member's stdin (a pipe's write end, or its full terminal's master)."""
@@ -93,6 +92,7 @@ class Stdin:
         self._process = process
         self._bus = bus
         self._output = output
+        self._terminal = terminal
         self.loop: asyncio.AbstractEventLoop | None = None
         """The loop of the process's latest start (set by it)."""
         self._pending_input: list[memoryview | bytearray] = []
@@ -132,7 +132,7 @@ class Stdin:
         """Whether the member's full terminal reads a password: echo off in line mode, as
         getpass, sudo, ssh and ``read -s`` set it (readline, in a REPL, turns line mode off
         as well, and echoes itself). What is sent now is not to be shown or kept."""
-        terminal = self._process._terminal()
+        terminal = self._terminal.master()
         if terminal is None:
             return False
         try:
@@ -237,7 +237,7 @@ class Stdin:
     def _warn_if_cut(self, data: bytes) -> None:
         """A full terminal in canonical mode (a shell's prompt, ``input()``) cuts a line at
         MAX_CANON bytes, without a word: say so, where the program will see less."""
-        terminal = self._process._terminal()
+        terminal = self._terminal.master()
         try:
             canonical = terminal is not None and bool(termios.tcgetattr(terminal)[3]
                                                       & termios.ICANON)

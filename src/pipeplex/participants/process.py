@@ -6,13 +6,15 @@ started. pipeplex owns every file descriptor: output is read with ``add_reader``
 exit is seen through a pidfd, so asyncio's child watcher (a thread per child on 3.11)
 is never involved. The two halves of a member's streams are collaborators of their own:
 its output in ``_output.py`` (the readers, and the grace after the exit), its input in
-``_stdin.py`` (the queue and the writer).
+``_stdin.py`` (the queue and the writer); so are its terminal (``_terminal.py``: its ptys'
+size, a full terminal's master and foreground job) and the verdict on whose doing its end
+was once a stop took it over (``_stop_verdict.py``). Each asks of the process only what its
+``Protocol`` says.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -27,8 +29,8 @@ from ..cast.spec import ProcSpec, expand
 from ..errors import SignalRefused, SpawnError
 from ._group import exits_within, live_in_group, owner, unwatch_group, watch_group
 from ._output import OutputReaders
-from ._proc import FLAGS, GONE, PF_EXITING, PPID, STATE, child_flags, signal_pending, stat_fields
-from ._pty import open_pty, set_size
+from ._proc import FLAGS, GONE, PF_EXITING, PPID, STATE, stat_fields
+from ._pty import open_pty
 from ._spawn import (
     bad_text,
     find_executable,
@@ -39,6 +41,8 @@ from ._spawn import (
     spawn_status,
 )
 from ._stdin import Stdin
+from ._stop_verdict import StopVerdict
+from ._terminal import Terminal
 from .guardian import Guardian
 
 __all__ = ("Process", "ProcessState")
@@ -50,8 +54,6 @@ NO_PAGER = {name: "cat" for name in ("PAGER", "GIT_PAGER", "MANPAGER", "SYSTEMD_
 """For a member whose stdin is not a terminal: ``git log``, ``man`` or ``psql`` on its
 stdout's pty would start ``less``, which reads keys from a terminal nobody types into, shows
 one page and quits, and the program dies of SIGPIPE. (A cast's own ``env`` still wins.)"""
-_KEYBOARD_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP})
-"""What a terminal's keys send (Ctrl-C, Ctrl-\\, Ctrl-Z), to its foreground job."""
 
 _seen_at: dict[asyncio.AbstractEventLoop, float] = {}
 
@@ -93,35 +95,23 @@ class Process:
         self.state: ProcessState = "pending"
         self.pid: int | None = None
         self.returncode: int | None = None
-        self.stopping = False
-        """True once pipeplex decided to stop this member (its exit is then expected)."""
-        self.signalled_to_stop = False
-        """The stop signalled it (SIGTERM, SIGKILL) before it exited: its exit is the stop's
-        doing. One that ends at the EOF a stop gave it, before any signal, ended on its own."""
-        self.signals_asked: set[int] = set()
-        """Signals a person sent this run (:meth:`signal_as_asked`): one of them that ends
-        it, even as a stop begins, ended it on its own."""
-        self.exited_before_stop = False
-        """Its process had already exited when the stop took this run over (:meth:`begin_stop`),
-        its exit not read yet: it ended on its own, before the stop, whatever came after."""
+        self.verdict = StopVerdict(self)
+        """Whose doing the run's end was, once a stop takes it over."""
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.last_run: tuple[float | None, float] | None = None
         """When the latest run that ended began and ended (kept through the next start)."""
         self._bus = bus
         self._on_crash = on_crash
-        self._columns = columns
-        self._rows = rows
         self._env_overrides = dict(env_overrides or {})
         self._guardian = guardian
         self._popen: subprocess.Popen[bytes] | None = None
         self.output = OutputReaders(self, bus, guardian)
         """The output side: the readers of its stdout and stderr, run after run."""
-        self.stdin = Stdin(self, bus, self.output)
+        self.terminal = Terminal(self, columns, rows)
+        """Its ptys' size, and a full terminal's master and foreground job."""
+        self.stdin = Stdin(self, bus, self.output, self.terminal)
         """The input side: its stdin, and what waits to be written to it."""
-        self._open_master: int | None = None
-        """A full terminal's master whose reading ended before the program did (see
-        :meth:`_output_ended`)."""
         self._pidfd: int | None = None
         self._exit_seen: asyncio.Future[int] | None = None
         self._done: asyncio.Future[int] | None = None
@@ -200,10 +190,7 @@ class Process:
         if self._guardian is not None:
             self._guardian.register(self.pid, outputs=self.output.readers)
         self.state = "running"
-        self.stopping = False
-        self.signalled_to_stop = False
-        self.exited_before_stop = False
-        self.signals_asked.clear()
+        self.verdict.new_run()
         self.returncode = None
         self.started_at = time.monotonic()
         self.ended_at = None
@@ -230,7 +217,8 @@ class Process:
         """The child's ends of its stdin, stdout and stderr. Every descriptor opened goes to
         ``fds`` (the child's) or ``ours`` as soon as it exists, for the caller to close."""
         if self.spec.pty == "full":
-            master, slave = open_pty(raw=False, columns=self._columns, rows=self._rows)
+            master, slave = open_pty(raw=False, columns=self.terminal.columns,
+                                     rows=self.terminal.rows)
             ours.append(master)
             fds.append(slave)
             self.stdin.fd, self.stdin.is_pty = master, True
@@ -240,7 +228,8 @@ class Process:
         fds.append(in_r)
         ours.append(in_w)
         if self.spec.pty == "stdout":
-            out_r, out_w = open_pty(raw=True, columns=self._columns, rows=self._rows)
+            out_r, out_w = open_pty(raw=True, columns=self.terminal.columns,
+                                    rows=self.terminal.rows)
         else:
             out_r, out_w = os.pipe()
         ours.append(out_r)
@@ -299,9 +288,7 @@ class Process:
         self.returncode = returncode
         self.ended_at = _seen_now(self._loop)
         self.last_run = (self.started_at, self.ended_at)
-        if self._open_master is not None:
-            os.close(self._open_master)
-            self._open_master = None
+        self.terminal.close_kept()
         # Once the group is empty its id may go to a stranger: it is never signalled after.
         if self.group_alive():  # a process it started lives on (or a zombie, not reaped yet)
             self._watched_groups.add(self._popen.pid)
@@ -322,7 +309,7 @@ class Process:
                 # Closing a terminal's master hangs it up: SIGHUP would reach a program that
                 # closed its output on its way out (coreutils do) but has not exited yet.
                 # Kept until the exit, as a terminal window does.
-                self._open_master = fd
+                self.terminal.keep_open(fd)
             else:
                 os.close(fd)
         self._maybe_done()
@@ -366,7 +353,7 @@ class Process:
         self.state = "exited"
         assert self.started_at is not None and self.ended_at is not None
         self._bus.publish(
-            Exited(self.name, self.returncode, self.ended_by_the_stop,
+            Exited(self.name, self.returncode, self.verdict.ended_by_the_stop,
                    self.ended_at - self.started_at)
         )
         self._done.set_result(self.returncode)
@@ -483,46 +470,43 @@ class Process:
         return True
 
     def signal_to_stop(self, sig: int) -> bool:
-        """:meth:`signal`, from a stop: an exit from now on is the stop's doing, and a death
-        by ``sig`` the stop's, though a person sent it before (the member lived on) — unless
-        the person's is still on its way (pending, the member stopped or not yet run since),
-        or the member is exiting or has exited, its exit not yet read: then the person's
-        signal, an instant before the stop, is what ends it (see :attr:`ended_by_a_person`)."""
-        if self.returncode is None:
-            self.signalled_to_stop = True
-            if (sig in self.signals_asked and not self._exited_unread()
-                    and not _on_its_way(self.pid, sig)):
-                self.signals_asked.discard(sig)
+        """:meth:`signal`, from a stop: its end from now on may be the stop's doing (see
+        :meth:`StopVerdict.signalling`)."""
+        self.verdict.signalling(sig)
         return self.signal(sig)
 
     def begin_stop(self) -> None:
-        """The stop takes this run over (its exit is then expected). A process that has
-        already exited, its exit not read yet, ended before the stop (a server that crashed
-        as a scenario's last step matched, its client's exit seen first): so it is judged
-        (:attr:`exited_before_stop`), not as an end the stop caused. Only the stop's first
-        touch looks: by the next (its SIGTERM after the EOF), the exit may be the stop's. A
-        process on its way out (Linux's PF_EXITING: it has called ``exit``, and becomes a
-        zombie a millisecond or so later) has ended before the stop too."""
-        if not self.stopping:
-            self.exited_before_stop = self._exited_unread() or self._exiting()
-        self.stopping = True
+        """The stop takes this run over (its exit is then expected; see
+        :meth:`StopVerdict.begin`)."""
+        self.verdict.begin()
         self.state = "stopping"
         if self._stop_begun is not None and not self._stop_begun.done():
             self._stop_begun.set_result(None)
 
     @property
+    def stopping(self) -> bool:
+        """See :attr:`StopVerdict.stopping`."""
+        return self.verdict.stopping
+
+    @property
+    def signalled_to_stop(self) -> bool:
+        """See :attr:`StopVerdict.signalled_to_stop`."""
+        return self.verdict.signalled_to_stop
+
+    @property
+    def exited_before_stop(self) -> bool:
+        """See :attr:`StopVerdict.exited_before_stop`."""
+        return self.verdict.exited_before_stop
+
+    @property
     def ended_by_the_stop(self) -> bool:
-        """Its end was the stop's doing: a signal of the stop's, not a person's, and not an
-        end it had come to before the stop reached it (its exit then says ``stopped``)."""
-        return (self.stopping and self.signalled_to_stop and not self.ended_by_a_person
-                and not self.exited_before_stop)
+        """See :attr:`StopVerdict.ended_by_the_stop`."""
+        return self.verdict.ended_by_the_stop
 
     @property
     def ended_by_a_person(self) -> bool:
-        """Its exit was by a signal a person sent (:meth:`signal_as_asked`), which it did not
-        live through until the stop sent the same: its own end, not the stop's."""
-        return (self.returncode is not None and self.returncode < 0
-                and -self.returncode in self.signals_asked)
+        """See :attr:`StopVerdict.ended_by_a_person`."""
+        return self.verdict.ended_by_a_person
 
     def _exited_unread(self) -> bool:
         """Its process has exited, and its pidfd says so, unread yet."""
@@ -543,67 +527,20 @@ class Process:
         to the member's process group, except that INT, QUIT and TSTP to a member on a full
         terminal go where those keys would send them, to the terminal's foreground job (the
         command its shell runs, in a group of its own); False if nothing was left."""
-        if self.returncode is None:
-            self.signals_asked.add(sig)
-        if sig in _KEYBOARD_SIGNALS and (job := self._foreground_job()) is not None:
-            try:
-                os.killpg(job, sig)
-                return True
-            except (ProcessLookupError, PermissionError):  # (ended; or a setuid job)
-                pass
-        return self.signal(sig)
-
-    def _foreground_job(self) -> int | None:
-        """The process group of the command a full terminal's shell runs in the foreground
-        (job control), when it is not the member's own."""
-        terminal = self._terminal()
-        if terminal is None or self.returncode is not None:
-            return None
-        try:
-            job = os.tcgetpgrp(terminal)
-            # A group of the member's session (the member leads it), which tcsetpgrp
-            # allows, still there: the terminal keeps the number of a job that ended,
-            # which may since be a stranger's.
-            ours = job > 0 and job != self.pid and os.getsid(job) == self.pid
-        except OSError:
-            ours = False
-        return job if ours else None
+        self.verdict.asked(sig)
+        return self.terminal.to_job(sig) or self.signal(sig)
 
     def hang_up(self) -> None:
         """What closing a terminal window does, for a stop: SIGHUP (and SIGCONT) to the
         full terminal's foreground job and to the member's group. An interactive shell
         ignores SIGTERM, and the command it runs is in a group of its own: without this
         both would wait out the grace for SIGKILL."""
-        if (job := self._foreground_job()) is not None:
-            for sig in (signal.SIGHUP, signal.SIGCONT):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(job, sig)
+        self.terminal.hang_up_job()
         self.signal_to_stop(signal.SIGHUP)
 
     def resize(self, columns: int, rows: int) -> None:
-        """Make the member's pty ``columns`` wide and ``rows`` high, from now on and at its
-        next start: pipeplex's terminal, less the name's column, as at the start."""
-        self._columns, self._rows = columns, rows
-        if self.spec.pty == "full":
-            master = self._terminal()
-        elif self.spec.pty == "stdout":
-            master = next((fd for fd, stream in self.output.readers.items()
-                           if stream == "stdout"), None)
-        else:
-            master = None
-        if master is not None:
-            try:
-                set_size(master, columns, rows)
-            except OSError:  # (its program is gone and took the pty's last slave with it)
-                pass
-
-    def _terminal(self) -> int | None:
-        """The master side of the member's full terminal, while it is open."""
-        if self.spec.pty != "full":
-            return None
-        if self._open_master is not None:
-            return self._open_master
-        return next(iter(self.output.readers), None)
+        """See :meth:`Terminal.resize`."""
+        self.terminal.resize(columns, rows)
 
     def group_alive(self) -> bool:
         """True while any process remains in the member's process group."""
@@ -639,16 +576,4 @@ def _suspended(pid: int) -> bool:
     """Whether ``pid`` is stopped by a signal (SIGSTOP, SIGTSTP...) until a SIGCONT."""
     fields = stat_fields(pid)
     return fields is not None and fields[STATE] == b"T"  # (not "t": held by a debugger)
-
-
-def _on_its_way(pid: int | None, sig: int) -> bool:
-    """Whether ``sig`` was sent to our child ``pid`` and will end it: it waits to be taken
-    (pending: the child is stopped, or has not run since), or the child is exiting."""
-    if pid is None:
-        return False
-    # Pending first, then exiting: a child that takes the signal between the two looks is
-    # exiting by the second (the other order missed it: not exiting yet, no longer pending).
-    pending = signal_pending(pid, sig)
-    flags = child_flags(pid)  # (None: gone, or no child of ours)
-    return flags is not None and (pending or bool(flags & PF_EXITING))
 
