@@ -924,12 +924,12 @@ def test_a_failure_of_pipeplex_itself_during_a_spawn_is_raised_not_waited_out(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug in the start of a member (here one planted in making its pty) ended the run,
     while spawn() waited for the member for ever, past any timeout."""
-    from pipeplex.participants import process
+    from pipeplex.participants import _spawn
 
     def broken(**_: object) -> tuple[int, int]:
         raise RuntimeError("planted")
 
-    monkeypatch.setattr(process, "open_pty", broken)
+    monkeypatch.setattr(_spawn, "open_pty", broken)
     plex = Plex(timeout=LONG)
     plex.start()
     try:

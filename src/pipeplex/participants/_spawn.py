@@ -1,5 +1,6 @@
-"""Spawning a member's child in a session of its own: the PATH lookup, the signals that
-could reach it before its program runs, and why a spawn failed, in words."""
+"""Spawning a member's child in a session of its own: what it is given (its stdin, stdout
+and stderr, its environment), the PATH lookup, the signals that could reach it before its
+program runs, and why a spawn failed, in words."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping
 
+from .._events import Stream
 from .._printable import printable
 from .._signals import ignored_for_children
-from ..cast.spec import ProcSpec
+from ..cast.spec import ProcSpec, expand
 from ._proc import PF_EXITING, PF_FORKNOEXEC, child_flags
-from ._pty import make_controlling_tty
+from ._pty import make_controlling_tty, open_pty
 
-__all__ = ("GROUP_SIGNALS", "bad_text", "drop_group_signals", "find_executable",
-           "forget_executables", "nul_in", "spawn", "spawn_reason", "spawn_status")
+__all__ = ("GROUP_SIGNALS", "NO_PAGER", "bad_text", "drop_group_signals", "find_executable",
+           "forget_executables", "nul_in", "open_streams", "run_environment", "spawn",
+           "spawn_reason", "spawn_status")
 
 _EXECUTABLES: dict[tuple[str, str], str] = {}
 _EXECUTABLES_KEEP = 256
@@ -35,6 +38,12 @@ _SPAWN_TRIES = 3
 
 _SHEBANG_MAX = 255
 """The longest ``#!`` line Linux reads (the rest of its 256-byte buffer)."""
+
+NO_PAGER = {name: "cat" for name in ("PAGER", "GIT_PAGER", "MANPAGER", "SYSTEMD_PAGER",
+                                     "PSQL_PAGER")}
+"""For a member whose stdin is not a terminal: ``git log``, ``man`` or ``psql`` on its
+stdout's pty would start ``less``, which reads keys from a terminal nobody types into, shows
+one page and quits, and the program dies of SIGPIPE. (A cast's own ``env`` still wins.)"""
 
 
 def spawn(argv: list[str], *, full_terminal: bool, executable: str | None, stdin: int,
@@ -111,6 +120,58 @@ def _killed_before_exec(pid: int) -> bool:
     anything else is a program under way."""
     flags = child_flags(pid)
     return flags is not None and bool(flags & PF_EXITING and flags & PF_FORKNOEXEC)
+
+
+def open_streams(spec: ProcSpec, columns: int, rows: int, ours: list[int], fds: list[int]
+                 ) -> tuple[tuple[int, int, int], int, dict[int, Stream]]:
+    """For a run of ``spec``: the child's ends of its stdin, stdout and stderr; ours of its
+    stdin (a full terminal's master, which is its output too); and the read ends of its
+    output, each with the stream it is. Its ptys are ``columns`` wide and ``rows`` high.
+    Every descriptor opened goes to ``fds`` (the child's) or ``ours`` as soon as it exists,
+    for the caller to close."""
+    if spec.pty == "full":
+        master, slave = open_pty(raw=False, columns=columns, rows=rows)
+        ours.append(master)
+        fds.append(slave)
+        return (slave, slave, slave), master, {master: "stdout"}
+    in_r, in_w = os.pipe()
+    fds.append(in_r)
+    ours.append(in_w)
+    if spec.pty == "stdout":
+        out_r, out_w = open_pty(raw=True, columns=columns, rows=rows)
+    else:
+        out_r, out_w = os.pipe()
+    ours.append(out_r)
+    fds.append(out_w)
+    readers: dict[int, Stream] = {out_r: "stdout"}
+    err_w = out_w  # stderr = "stdout": one stream, in the order written
+    if spec.stderr == "apart":
+        err_r, err_w = os.pipe()
+        ours.append(err_r)
+        fds.append(err_w)
+        readers[err_r] = "stderr"
+    for fd in (in_w, *readers):
+        os.set_blocking(fd, False)
+    return (in_r, out_w, err_w), in_w, readers
+
+
+def run_environment(spec: ProcSpec, overrides: Mapping[str, str],
+                    variables: Mapping[str, str]) -> dict[str, str]:
+    """The environment a run of ``spec`` gets with ``variables``, pipeplex's ``overrides``
+    (the run's id...) applied over its own."""
+    env = dict(os.environ)
+    # Python children flush each write; harmless for everything else.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(overrides)
+    if spec.pty != "full":
+        env.update(NO_PAGER)
+    env.update({key: expand(value, variables) for key, value in spec.env.items()})
+    # Ours, whatever came before (a spec built by hand is not checked): they tell which
+    # member of which run a process belongs to, and the stop finds by them what it started.
+    env["PIPEPLEX_NAME"] = spec.name
+    if "PIPEPLEX_RUN_ID" in overrides:
+        env["PIPEPLEX_RUN_ID"] = overrides["PIPEPLEX_RUN_ID"]
+    return env
 
 
 def find_executable(program: str, env: Mapping[str, str]) -> str | None:

@@ -9,7 +9,8 @@ its output in ``_output.py`` (the readers, and the grace after the exit), its in
 ``_stdin.py`` (the queue and the writer); so are its terminal (``_terminal.py``: its ptys'
 size, a full terminal's master and foreground job) and the verdict on whose doing its end
 was once a stop took it over (``_stop_verdict.py``). Each asks of the process only what its
-``Protocol`` says.
+``Protocol`` says. What a child is given (its streams, its environment), and its spawn,
+are ``_spawn.py``'s.
 """
 
 from __future__ import annotations
@@ -23,19 +24,20 @@ from collections.abc import Callable, Mapping
 from typing import Literal
 
 from .._bus import Bus
-from .._events import Exited, Note, Started, Stream
+from .._events import Exited, Note, Started
 from .._signals import signal_name
 from ..cast.spec import ProcSpec, expand
 from ..errors import SignalRefused, SpawnError
 from ._group import exits_within, live_in_group, owner, unwatch_group, watch_group
 from ._output import OutputReaders
 from ._proc import FLAGS, GONE, PF_EXITING, PPID, STATE, stat_fields
-from ._pty import open_pty
 from ._spawn import (
     bad_text,
     find_executable,
     forget_executables,
     nul_in,
+    open_streams,
+    run_environment,
     spawn,
     spawn_reason,
     spawn_status,
@@ -48,12 +50,6 @@ from .guardian import Guardian
 __all__ = ("Process", "ProcessState")
 
 ProcessState = Literal["pending", "running", "stopping", "exited", "failed"]
-
-NO_PAGER = {name: "cat" for name in ("PAGER", "GIT_PAGER", "MANPAGER", "SYSTEMD_PAGER",
-                                     "PSQL_PAGER")}
-"""For a member whose stdin is not a terminal: ``git log``, ``man`` or ``psql`` on its
-stdout's pty would start ``less``, which reads keys from a terminal nobody types into, shows
-one page and quits, and the program dies of SIGPIPE. (A cast's own ``env`` still wins.)"""
 
 _seen_at: dict[asyncio.AbstractEventLoop, float] = {}
 
@@ -147,19 +143,22 @@ class Process:
         ours: list[int] = []
         try:
             try:
-                stdin_child, stdout_child, stderr_child = self._open_streams(ours, fds)
+                children, self.stdin.fd, readers = open_streams(
+                    spec, self.terminal.columns, self.terminal.rows, ours, fds)
+                self.stdin.is_pty = spec.pty == "full"
+                self.output.read_from(readers)
             except OSError as exc:  # out of descriptors (EMFILE), of ptys...
                 raise SpawnError(self.name, spec.command_text,
                                  f"cannot open its stdin and output: {exc.strerror or exc}"
                                  ) from None
             executable = find_executable(argv[0], env)
             if self._guardian is not None:
-                self._guardian.spawning((stdin_child, stdout_child, stderr_child))
+                self._guardian.spawning(children)
             try:
                 # Spawning blocks only for fork+exec, not on the child: fine in the loop.
                 self._popen = spawn(argv, full_terminal=spec.pty == "full",
-                                    executable=executable, stdin=stdin_child,
-                                    stdout=stdout_child, stderr=stderr_child, cwd=spec.cwd,
+                                    executable=executable, stdin=children[0],
+                                    stdout=children[1], stderr=children[2], cwd=spec.cwd,
                                     env=env)
             except OSError as exc:
                 self._spawn_failed()
@@ -213,56 +212,10 @@ class Process:
         if self._guardian is not None:
             self._guardian.spawn_failed()
 
-    def _open_streams(self, ours: list[int], fds: list[int]) -> tuple[int, int, int]:
-        """The child's ends of its stdin, stdout and stderr. Every descriptor opened goes to
-        ``fds`` (the child's) or ``ours`` as soon as it exists, for the caller to close."""
-        if self.spec.pty == "full":
-            master, slave = open_pty(raw=False, columns=self.terminal.columns,
-                                     rows=self.terminal.rows)
-            ours.append(master)
-            fds.append(slave)
-            self.stdin.fd, self.stdin.is_pty = master, True
-            self.output.read_from({master: "stdout"})
-            return slave, slave, slave
-        in_r, in_w = os.pipe()
-        fds.append(in_r)
-        ours.append(in_w)
-        if self.spec.pty == "stdout":
-            out_r, out_w = open_pty(raw=True, columns=self.terminal.columns,
-                                    rows=self.terminal.rows)
-        else:
-            out_r, out_w = os.pipe()
-        ours.append(out_r)
-        fds.append(out_w)
-        self.stdin.fd = in_w
-        readers: dict[int, Stream] = {out_r: "stdout"}
-        err_w = out_w  # stderr = "stdout": one stream, in the order written
-        if self.spec.stderr == "apart":
-            err_r, err_w = os.pipe()
-            ours.append(err_r)
-            fds.append(err_w)
-            readers[err_r] = "stderr"
-        for fd in (in_w, *readers):
-            os.set_blocking(fd, False)
-        self.output.read_from(readers)
-        return in_r, out_w, err_w
-
     def environment(self, variables: Mapping[str, str]) -> dict[str, str]:
         """The environment a run of this member gets with ``variables``, and its
         ``ready_cmd`` too."""
-        env = dict(os.environ)
-        # Python children flush each write; harmless for everything else.
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        env.update(self._env_overrides)
-        if self.spec.pty != "full":
-            env.update(NO_PAGER)
-        env.update({key: expand(value, variables) for key, value in self.spec.env.items()})
-        # Ours, whatever came before (a spec built by hand is not checked): they tell which
-        # member of which run a process belongs to, and the stop finds by them what it started.
-        env["PIPEPLEX_NAME"] = self.name
-        if "PIPEPLEX_RUN_ID" in self._env_overrides:
-            env["PIPEPLEX_RUN_ID"] = self._env_overrides["PIPEPLEX_RUN_ID"]
-        return env
+        return run_environment(self.spec, self._env_overrides, variables)
 
     def _guard(self, callback: Callable[[], object]) -> Callable[[], None]:
         """Route an exception in a loop callback to the engine instead of a log line."""
