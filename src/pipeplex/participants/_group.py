@@ -4,6 +4,10 @@ A member's descendants may outlive it (a daemon it forked, a pipeline's other en
 pids are not ours to know, so they are read from ``/proc`` (only when ``killpg(pgid, 0)``
 says someone is left, which is rare), and each is watched through a pidfd: waiting costs
 no polling, and a pidfd names that process only, even if its pid is reused.
+
+A member's own group (:class:`MemberGroup`) is signalled only while it is known to be
+there, and watched so once its leader exited: its id is a stranger's to take as soon as it
+is empty.
 """
 
 from __future__ import annotations
@@ -14,12 +18,18 @@ import os
 import select
 import weakref
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .._signals import signal_name
+from ..errors import SignalRefused
 from ._proc import GONE, PGRP, STATE, all_stats
 
-__all__ = ("exits_within", "live_in_group", "live_in_groups", "owner", "pidfds_exit",
-           "unwatch_group", "wait_group_gone", "wait_groups_gone", "watch_group")
+if TYPE_CHECKING:
+    from .guardian import Guardian
+
+__all__ = ("GroupOwner", "MemberGroup", "exits_within", "live_in_group", "live_in_groups",
+           "owner", "pidfds_exit", "unwatch_group", "wait_group_gone", "wait_groups_gone",
+           "watch_group")
 
 
 def live_in_group(pgid: int) -> list[int]:
@@ -155,6 +165,100 @@ def unwatch_group(pgid: int) -> None:
     watcher = _WATCHERS.get(asyncio.get_running_loop())
     if watcher is not None:
         watcher.unwatch(pgid)
+
+
+class GroupOwner(Protocol):
+    """What a member's group asks of its process: its name, its pid (its group's id), and
+    whether it has exited."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def returncode(self) -> int | None: ...
+
+
+class MemberGroup:
+    """A member's process group, run after run, and the groups of its ended runs that
+    processes still hold, watched until they are empty (and forgotten by the guardian
+    then). The process tells it each run (:meth:`new_run`), its leader's exit
+    (:meth:`leader_exited`) and the end of the cast (:meth:`close`)."""
+
+    def __init__(self, process: GroupOwner, guardian: Guardian | None) -> None:
+        self._process = process
+        self._guardian = guardian
+        self._gone = True
+        self._watched: set[int] = set()
+        """Groups of ended runs that processes still hold, watched until they are empty."""
+
+    def new_run(self) -> None:
+        """A run has started, leading a group of its own."""
+        self._gone = False
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` to the member's whole process group; False if nothing was left.
+
+        Raises:
+            SignalRefused: every process left in the group runs as another user, and this
+                one may not signal them; they run on (and their group stays registered).
+        """
+        pid = self._process.pid
+        if pid is None or self._gone:
+            return False
+        try:
+            if self._process.returncode is not None and os.path.exists(f"/proc/{pid}"):
+                # Its leader was reaped, and a group keeps its number while it has any
+                # process: a process of that number now means the group emptied unseen
+                # (pipeplex stopped meanwhile) and a stranger's setsid took the number.
+                raise ProcessLookupError
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            self._gone = True
+            if self._guardian is not None:
+                self._guardian.unregister(pid)
+            return False
+        except PermissionError:
+            raise SignalRefused(self._process.name, pid, signal_name(sig),
+                                owner(live_in_group(pid))) from None
+        return True
+
+    def alive(self) -> bool:
+        """True while any process remains in the member's process group."""
+        try:
+            return self.signal(0)
+        except SignalRefused:  # (there, as another user)
+            return True
+
+    def has_leftovers(self) -> bool:
+        """True while a process that has not exited remains in the member's process group.
+
+        Unlike :meth:`alive`, a zombie that its new parent has not reaped yet does not
+        count.
+        """
+        pid = self._process.pid
+        return pid is not None and self.alive() and bool(live_in_group(pid))
+
+    def leader_exited(self, pgid: int) -> None:
+        """The run whose group is ``pgid`` has exited: its group is watched while a process
+        is left in it. Once the group is empty its id may go to a stranger: it is never
+        signalled after."""
+        if self.alive():  # a process it started lives on (or a zombie, not reaped yet)
+            self._watched.add(pgid)
+            watch_group(pgid, self._emptied)
+
+    def _emptied(self, pgid: int) -> None:
+        self._watched.discard(pgid)
+        if pgid == self._process.pid:
+            self._gone = True
+        if self._guardian is not None:
+            self._guardian.unregister(pgid)
+
+    def close(self) -> None:
+        """The cast is over: stop watching the groups of ended runs."""
+        for pgid in self._watched:
+            unwatch_group(pgid)
+        self._watched.clear()
 
 
 class _GroupWatcher:

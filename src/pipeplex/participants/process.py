@@ -7,10 +7,10 @@ exit is seen through a pidfd, so asyncio's child watcher (a thread per child on 
 is never involved. The two halves of a member's streams are collaborators of their own:
 its output in ``_output.py`` (the readers, and the grace after the exit), its input in
 ``_stdin.py`` (the queue and the writer); so are its terminal (``_terminal.py``: its ptys'
-size, a full terminal's master and foreground job) and the verdict on whose doing its end
-was once a stop took it over (``_stop_verdict.py``). Each asks of the process only what its
-``Protocol`` says. What a child is given (its streams, its environment), and its spawn,
-are ``_spawn.py``'s.
+size, a full terminal's master and foreground job), its process group (``_group.py``: the
+signals to it, and the groups ended runs leave) and the verdict on whose doing its end was
+once a stop took it over (``_stop_verdict.py``). What a child is given, and its spawn, are
+``_spawn.py``'s. Each asks of the process only what its ``Protocol`` says.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from typing import Literal
 
 from .._bus import Bus
 from .._events import Exited, Note, Started
-from .._signals import signal_name
 from ..cast.spec import ProcSpec, expand
-from ..errors import SignalRefused, SpawnError
-from ._group import exits_within, live_in_group, owner, unwatch_group, watch_group
+from ..errors import SpawnError
+from ._group import MemberGroup, exits_within
 from ._output import OutputReaders
 from ._proc import FLAGS, GONE, PF_EXITING, PPID, STATE, stat_fields
 from ._spawn import (
@@ -102,6 +101,8 @@ class Process:
         self._env_overrides = dict(env_overrides or {})
         self._guardian = guardian
         self._popen: subprocess.Popen[bytes] | None = None
+        self.group = MemberGroup(self, guardian)
+        """Its process group, run after run, and those of ended runs that are not empty."""
         self.output = OutputReaders(self, bus, guardian)
         """The output side: the readers of its stdout and stderr, run after run."""
         self.terminal = Terminal(self, columns, rows)
@@ -113,9 +114,6 @@ class Process:
         self._done: asyncio.Future[int] | None = None
         self._stop_begun: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._group_gone = True
-        self._watched_groups: set[int] = set()
-        """Groups of ended runs that processes still hold, watched until they are empty."""
 
     def __repr__(self) -> str:
         pid = f" pid={self.pid}" if self.pid else ""
@@ -185,7 +183,7 @@ class Process:
             for fd in fds:
                 os.close(fd)
         self.pid = self._popen.pid
-        self._group_gone = False
+        self.group.new_run()
         if self._guardian is not None:
             self._guardian.register(self.pid, outputs=self.output.readers)
         self.state = "running"
@@ -242,10 +240,7 @@ class Process:
         self.ended_at = _seen_now(self._loop)
         self.last_run = (self.started_at, self.ended_at)
         self.terminal.close_kept()
-        # Once the group is empty its id may go to a stranger: it is never signalled after.
-        if self.group_alive():  # a process it started lives on (or a zombie, not reaped yet)
-            self._watched_groups.add(self._popen.pid)
-            watch_group(self._popen.pid, self._group_emptied)
+        self.group.leader_exited(self._popen.pid)
         assert self._exit_seen is not None
         self._exit_seen.set_result(returncode)
         self.output.exited()
@@ -267,21 +262,12 @@ class Process:
                 os.close(fd)
         self._maybe_done()
 
-    def _group_emptied(self, pgid: int) -> None:
-        self._watched_groups.discard(pgid)
-        if pgid == self.pid:
-            self._group_gone = True
-        if self._guardian is not None:
-            self._guardian.unregister(pgid)
-
     def close(self) -> None:
         """The cast is over: stop reading what processes of an ended run still hold open,
         and stop watching their groups."""
         self.stdin.tell_dropped()
         self.output.release_output()
-        for pgid in self._watched_groups:
-            unwatch_group(pgid)
-        self._watched_groups.clear()
+        self.group.close()
 
     def _maybe_done(self) -> None:
         if self.returncode is None or self._done is None:
@@ -397,30 +383,8 @@ class Process:
     # Signals --------------------------------------------------------------------------
 
     def signal(self, sig: int) -> bool:
-        """Send ``sig`` to the member's whole process group; False if nothing was left.
-
-        Raises:
-            SignalRefused: every process left in the group runs as another user, and this
-                one may not signal them; they run on (and their group stays registered).
-        """
-        if self.pid is None or self._group_gone:
-            return False
-        try:
-            if self.returncode is not None and os.path.exists(f"/proc/{self.pid}"):
-                # Its leader was reaped, and a group keeps its number while it has any
-                # process: a process of that number now means the group emptied unseen
-                # (pipeplex stopped meanwhile) and a stranger's setsid took the number.
-                raise ProcessLookupError
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            self._group_gone = True
-            if self._guardian is not None:
-                self._guardian.unregister(self.pid)
-            return False
-        except PermissionError:
-            raise SignalRefused(self.name, self.pid, signal_name(sig),
-                                owner(live_in_group(self.pid))) from None
-        return True
+        """See :meth:`MemberGroup.signal`."""
+        return self.group.signal(sig)
 
     def signal_to_stop(self, sig: int) -> bool:
         """:meth:`signal`, from a stop: its end from now on may be the stop's doing (see
@@ -496,19 +460,12 @@ class Process:
         self.terminal.resize(columns, rows)
 
     def group_alive(self) -> bool:
-        """True while any process remains in the member's process group."""
-        try:
-            return self.signal(0)
-        except SignalRefused:  # (there, as another user)
-            return True
+        """See :meth:`MemberGroup.alive`."""
+        return self.group.alive()
 
     def has_leftovers(self) -> bool:
-        """True while a process that has not exited remains in the member's process group.
-
-        Unlike :meth:`group_alive`, a zombie that its new parent has not reaped yet does not
-        count.
-        """
-        return self.pid is not None and self.group_alive() and bool(live_in_group(self.pid))
+        """See :meth:`MemberGroup.has_leftovers`."""
+        return self.group.has_leftovers()
 
     def statistics(self) -> dict[str, object]:
         # Its program has exited: so it says, even while its last output is still read.
