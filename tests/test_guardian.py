@@ -731,11 +731,11 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
     """Five daemons with the member's name and the run's id, ignoring SIGTERM: all get
     SIGTERM at once, one grace, then SIGKILL at once (each step said once), while no more
     than two are held (a pidfd each) at a time."""
-    from pipeplex import _stopping_outside
+    from pipeplex import _stopping_reach
 
-    monkeypatch.setattr(_stopping_outside, "ESCAPED_AT_ONCE", 2)
+    monkeypatch.setattr(_stopping_reach, "ESCAPED_AT_ONCE", 2)
     held: list[int] = []
-    hold = _stopping_outside.hold
+    hold = _stopping_reach.hold
 
     def counted(processes: list[tuple[int, int]], limit: int
                 ) -> tuple[list[tuple[tuple[int, int], int]], list[tuple[int, int]]]:
@@ -743,7 +743,7 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
         held.append(len(pairs))
         return pairs, rest
 
-    monkeypatch.setattr(_stopping_outside, "hold", counted)
+    monkeypatch.setattr(_stopping_reach, "hold", counted)
     env = {**os.environ, "PIPEPLEX_RUN_ID": f"passes-{os.getpid()}", "PIPEPLEX_NAME": "m"}
     daemons = [_stubborn(env) for _ in range(5)]
 

@@ -18,7 +18,8 @@ from typing import Any
 from ._bus import Bus
 from ._events import Level, Note
 from ._seconds import seconds_said
-from ._stopping_outside import LEFTOVER_KILL_WAIT, OutsideStopper
+from ._stopping_outside import OutsideStopper
+from ._stopping_reach import LEFTOVER_KILL_WAIT
 from .errors import SignalRefused
 from .participants import Process
 from .participants._group import wait_group_gone

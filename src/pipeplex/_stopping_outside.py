@@ -7,7 +7,8 @@ same escalation with their member's stop: SIGTERM to each and to the groups they
 the grace, SIGKILL to what is left, each step announced. At the end of the cast, what it
 orphaned with neither group nor environment (``setsid env -i``) comes to pipeplex as its
 subreaper, and is stopped so too (see ``participants.orphans``). A process is followed by
-its pid and start time, so that a pid taken again by a stranger is never signalled.
+its pid and start time, so that a pid taken again by a stranger is never signalled: how it
+is signalled and waited for so is ``_stopping_reach.py``'s.
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from ._bus import Bus
 from ._events import Level, Note
 from ._seconds import seconds_said
+from ._stopping_reach import (
+    LEFTOVER_KILL_WAIT,
+    Reach,
+    it_or_them,
+    killpg_all,
+    processes_said,
+)
 from .participants import Process, _escaped
-from .participants._escaped import Escaped, OutOfDescriptors, hold, send
-from .participants._group import exits_within, live_in_groups, owner, pidfds_exit, wait_groups_gone
+from .participants._escaped import Escaped, OutOfDescriptors
+from .participants._group import live_in_groups, owner, wait_groups_gone
 
 __all__ = ("OutsideStopper",)
 
@@ -31,11 +39,6 @@ _Escalation = tuple[Process, list[Escaped], list[int], asyncio.Future[bool]]
 """A member, the processes it left outside its group that one stop escalates, the groups
 they lead, and whether that escalation ran to its end (:meth:`OutsideStopper._take`)."""
 
-LEFTOVER_KILL_WAIT = 1.0
-"""How long processes may take to die of SIGKILL before we go on."""
-ESCAPED_AT_ONCE = 256
-"""Processes left outside their groups that are waited for at once (a pidfd each):
-pipeplex's descriptors are for its members first. Once those are gone, it looks again."""
 STRAY_ROUNDS = 3
 """Looks for the cast's orphans at the end: each that dies may orphan processes of its own
 (a daemon's workers), which come to us in turn; a process forking as fast as it is
@@ -59,9 +62,10 @@ class OutsideStopper:
         caller's, kept up to date): they carry their member's environment, yet are not
         processes it left (they end with their wait)."""
         self._force: asyncio.Future[None] | None = None
+        self._reach = Reach(bus)
+        """How the processes it follows are signalled and waited for."""
         self._escaping: dict[Escaped, asyncio.Future[bool]] = {}
         """Processes left outside a group whose escalation is under way, and its end."""
-        self._short_of_descriptors: set[str] = set()
         self._foreign: set[Escaped] = set()
         """The cast's orphans that run as another user, which pipeplex may not signal: said
         once, and left alone from then on."""
@@ -118,7 +122,7 @@ class OutsideStopper:
             found = await self._look_for(self.run_id, by_name, set(self.checks))
         if found is None:
             for member in members:
-                self._out_of_descriptors(member)
+                self._reach.out_of_descriptors(member)
             return
         started = asyncio.get_running_loop().time()
         ours: list[_Escalation] = []
@@ -138,14 +142,14 @@ class OutsideStopper:
         crowded = _crowded([group for _, grouped in split.values() for group in grouped])
         for name, (alone, grouped) in split.items():
             member = by_name[name]
-            termed = self._send(member, alone, (signal.SIGTERM, signal.SIGCONT))
+            termed = self._reach.signal(member, alone, (signal.SIGTERM, signal.SIGCONT))
             groups = list(grouped)
-            _killpg_all(groups, (signal.SIGTERM, signal.SIGCONT))
+            killpg_all(groups, (signal.SIGTERM, signal.SIGCONT))
             termed += [process for group in groups for process in grouped[group]]
             if termed:
                 said = _led(termed, [group for group in groups if group in crowded])
-                self._announce(member, f"left {_processes(termed)} outside its process group; "
-                                       f"sent {_them(termed)} SIGTERM{said}", "warning")
+                self._announce(member, f"left {processes_said(termed)} outside its process group; "
+                                       f"sent {it_or_them(termed)} SIGTERM{said}", "warning")
                 ours.append((member, termed, groups, self._take(termed)))
         await self._escalate_all(ours, started, theirs)
 
@@ -169,7 +173,7 @@ class OutsideStopper:
             found = await self._look_for(self.run_id, [member.name],
                                          {*self.checks, *([group] if member.running else [])})
         if found is None:
-            self._out_of_descriptors(member)
+            self._reach.out_of_descriptors(member)
             return
         outside = [p for p in found.get(member.name, ()) if _outside(p, group)]
         if outside:
@@ -216,27 +220,27 @@ class OutsideStopper:
                 return
             try:
                 self.bus.publish(Note(
-                    f"the cast left {_processes(termed)} outside its members' process groups "
-                    f"and without their environment; sent {_them(termed)} SIGTERM"
+                    f"the cast left {processes_said(termed)} outside its members' process groups "
+                    f"and without their environment; sent {it_or_them(termed)} SIGTERM"
                     + _and_groups(termed, groups), level="warning"))
                 deadline = loop.time() + self.grace
-                left = await self._alive_after(None, termed, deadline, self._force)
+                left = await self._reach.alive_after(None, termed, deadline, self._force)
                 held = await wait_groups_gone(groups, max(deadline - loop.time(), 0.0),
                                               self._force)
-                killed = self._send(None, left, (signal.SIGKILL,))
-                _killpg_all(held, (signal.SIGKILL,))
+                killed = self._reach.signal(None, left, (signal.SIGKILL,))
+                killpg_all(held, (signal.SIGKILL,))
                 if killed or held:
                     self.bus.publish(Note(_strays_killed(killed, held, termed, self.grace,
                                                          forced=self._force.done()),
                                           level="warning"))
-                    await self._alive_after(None, killed, loop.time() + LEFTOVER_KILL_WAIT)
+                    await self._reach.alive_after(None, killed, loop.time() + LEFTOVER_KILL_WAIT)
                     await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
             finally:
                 self.held_strays.difference_update(pid for pid, _ in termed)
         left_over = [pid for pid in strays() if _escaped.start_time(pid) is not None]
         if left_over:
             self.bus.publish(Note(
-                f"{_processes([(pid, 0) for pid in left_over])} the cast left appeared as "
+                f"{processes_said([(pid, 0) for pid in left_over])} the cast left appeared as "
                 f"fast as they were stopped; pipeplex leaves them after {STRAY_ROUNDS} rounds",
                 level="error"))
 
@@ -258,7 +262,7 @@ class OutsideStopper:
             found = [(pid, started) for pid in strays()
                      if (started := _escaped.start_time(pid)) is not None]
         except OSError:  # out of descriptors (the only error start_time lets through)
-            self._out_of_descriptors(None)
+            self._reach.out_of_descriptors(None)
             return [], []
         found += [process for process in also if process not in found]
         found = [process for process in found if process not in self._foreign]
@@ -269,7 +273,7 @@ class OutsideStopper:
             with contextlib.suppress(OSError):
                 if (group := os.getpgid(process[0])) not in spare:
                     group_of[process] = group
-        reached = self._send(None, found, signals)
+        reached = self._reach.signal(None, found, signals)
         foreign = [process for process in found if process not in reached
                    and _escaped.start_time(process[0]) == process[1]]
         if foreign:
@@ -277,16 +281,16 @@ class OutsideStopper:
             pids = [pid for pid, _ in foreign]
             one = len(foreign) == 1
             self.bus.publish(Note(
-                f"the cast left {_processes(foreign)} outside its members' process groups "
+                f"the cast left {processes_said(foreign)} outside its members' process groups "
                 f"that {'runs' if one else 'run'} as {owner(pids)}, which pipeplex may not "
-                f"signal; {'it runs' if one else 'they run'} on (stop {_them(foreign)} as "
+                f"signal; {'it runs' if one else 'they run'} on (stop {it_or_them(foreign)} as "
                 f"that user: sudo kill {' '.join(map(str, pids))})", level="error"))
         groups = list(dict.fromkeys(group for process, group in group_of.items()
                                     if process not in foreign))
         # Each held from here on: an orphan is our child, and its pid, so its group's id,
         # stays its own until we reap it (the reaper runs in this loop).
         self.held_strays.update(pid for pid, _ in reached)
-        _killpg_all(groups, signals)
+        killpg_all(groups, signals)
         return reached, groups
 
     async def _escalate_all(self, ours: list[_Escalation], started: float,
@@ -340,24 +344,25 @@ class OutsideStopper:
         assert self._force is not None
         loop = asyncio.get_running_loop()
         grace = member.spec.stop_timeout or self.grace
-        left = await self._alive_after(member, processes, started + grace, self._force)
+        left = await self._reach.alive_after(member, processes, started + grace, self._force)
         # A group is signalled only while someone is in it (its id is theirs till then).
         held = await wait_groups_gone(led, max(started + grace - loop.time(), 0.0),
                                       self._force) if led else []
         crowded = _crowded(held)
-        killed = self._send(member, left, (signal.SIGKILL,))
-        _killpg_all(held, (signal.SIGKILL,))
+        killed = self._reach.signal(member, left, (signal.SIGKILL,))
+        killpg_all(held, (signal.SIGKILL,))
         if not killed and not held:
             return
         if killed:
-            what, them = f"{_processes(killed)} it left outside its process group", _them(killed)
+            what = f"{processes_said(killed)} it left outside its process group"
+            them = it_or_them(killed)
             said = [group for group in held if group in crowded]
             leaders = {pid for pid, _ in killed}
             also = _led(killed, said) if leaders.issuperset(said) else (
                 f", and to the process group{'s' if len(said) > 1 else ''} of pid "
                 + ", ".join(map(str, said)))  # (led by one that is gone: its worker is not)
         else:  # their leaders are gone; processes in their groups are not
-            what = f"processes in the groups of {_processes(processes)} it left outside its " \
+            what = f"processes in the groups of {processes_said(processes)} it left outside its " \
                    "process group"
             them, also = "them", ""
         if self._force.done():
@@ -368,61 +373,8 @@ class OutsideStopper:
         else:  # (one forked since the group's SIGTERM never had it: they still ran, is all)
             self._announce(member, f"{what} still ran {seconds_said(grace)} s after the SIGTERM to "
                                    "those groups; sent them SIGKILL", "warning")
-        await self._alive_after(member, killed, loop.time() + LEFTOVER_KILL_WAIT)
+        await self._reach.alive_after(member, killed, loop.time() + LEFTOVER_KILL_WAIT)
         await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
-
-    async def _alive_after(self, member: Process | None, processes: list[Escaped],
-                           deadline: float,
-                           until: asyncio.Future[None] | None = None) -> list[Escaped]:
-        """Those of ``processes`` still alive at ``deadline`` (or once ``until``), watched
-        ESCAPED_AT_ONCE at a time (a pidfd each): once those are gone, the next ones."""
-        loop = asyncio.get_running_loop()
-        waiting = processes
-        while waiting:
-            remaining = deadline - loop.time()
-            try:
-                held, rest = hold(waiting, ESCAPED_AT_ONCE)
-            except OutOfDescriptors:  # not to be watched: wait out the time, then say so
-                self._out_of_descriptors(member)
-                if remaining > 0:
-                    sleeper = asyncio.ensure_future(asyncio.sleep(remaining))
-                    try:
-                        await asyncio.wait([sleeper, *([until] if until is not None else [])],
-                                           return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        sleeper.cancel()
-                return waiting
-            fds = [fd for _, fd in held]
-            try:
-                if remaining > 0 and await pidfds_exit(fds, remaining, until):
-                    waiting = rest
-                    continue
-                return [process for process, fd in held if not _exited(fd)] + rest
-            finally:
-                for fd in fds:
-                    os.close(fd)
-        return []
-
-    def _send(self, member: Process | None, processes: list[Escaped],
-              signals: tuple[int, ...]) -> list[Escaped]:
-        reached, complete = send(processes, signals)
-        if not complete:
-            self._out_of_descriptors(member)
-        return reached
-
-    def _out_of_descriptors(self, member: Process | None) -> None:
-        """Said once per member (None: for the cast's orphans)."""
-        key = member.name if member is not None else ""
-        if key in self._short_of_descriptors:
-            return
-        self._short_of_descriptors.add(key)
-        what = ("it left outside its process group" if member is not None
-                else "the cast left without a member")
-        self.bus.publish(Note(f"could not look for or reach (all) the processes {what}: "
-                              "pipeplex is out of file descriptors (raise the open-files "
-                              "limit: ulimit -n)", name=member.name if member else None,
-                              level="error"))
-
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))
@@ -439,10 +391,10 @@ def _strays_killed(killed: list[Escaped], groups: list[int], termed: list[Escape
                    grace: float, *, forced: bool) -> str:
     """What a SIGKILL to the cast's orphans reached: some of them, their groups."""
     if killed:
-        what, them = f"{_processes(killed)} the cast left", _them(killed)
+        what, them = f"{processes_said(killed)} the cast left", it_or_them(killed)
         also = _and_groups(killed, groups)
     else:
-        what, them = f"processes in the groups of {_processes(termed)} the cast left", "them"
+        what, them = f"processes in the groups of {processes_said(termed)} the cast left", "them"
         also = ""
     if forced:
         return f"sent SIGKILL to {what}{also}"
@@ -497,26 +449,3 @@ def _outside(process: Escaped, group: int) -> bool:
         return os.getpgid(process[0]) != group
     except OSError:
         return False
-
-
-def _killpg_all(groups: list[int], signals: tuple[int, ...]) -> None:
-    for group in groups:
-        for sig in signals:
-            # (Empty by now; or all its processes run as another user, said by the caller.)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, sig)
-
-
-def _processes(processes: list[Escaped]) -> str:
-    """``1 process (pid 42)``, ``3 processes (pid 42, 43, 44)`` (ten pids, then ``...``)."""
-    pids = ", ".join(str(pid) for pid, _ in processes[:10])
-    more = ", ..." if len(processes) > 10 else ""
-    return f"{len(processes)} process{'es' if len(processes) != 1 else ''} (pid {pids}{more})"
-
-
-def _them(processes: list[Escaped]) -> str:
-    return "it" if len(processes) == 1 else "them"
-
-
-def _exited(pidfd: int) -> bool:
-    return exits_within(pidfd, 0)
