@@ -32,7 +32,8 @@ from ._events import SHOWN, InputSent, Note
 from ._plex_member import AsyncMember, Members
 from ._stopping import EOF_GRACE
 from ._verdict import Failure
-from .cast.checks import check_commands, check_fields, check_name
+from .cast._member_fields import check_fields, check_name
+from .cast._programs import check_commands
 from .cast.spec import CastSpec, ProcSpec, StderrMode, split_command
 from .errors import (
     ArgumentError,

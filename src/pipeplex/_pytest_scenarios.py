@@ -91,7 +91,7 @@ class ScenarioItem(pytest.Item):
     """Runs its scenario file as ``pipeplex test`` does, in its own event loop."""
 
     def runtest(self) -> None:
-        from .cast.checks import check_commands
+        from .cast._programs import check_commands
         from .scenario import load_scenario
         from .scenario.suite import run_scenario
 

@@ -26,7 +26,8 @@ from ._events import SHOWN, Level, Note
 from ._guardian_process import take_early_guardian
 from ._printable import printable
 from ._signals import HELD_AT_START, PASSED_ON, STOP_SIGNALS, inherited_as_ignored
-from .cast.checks import check_commands, validate_cast
+from .cast._programs import check_commands
+from .cast.checks import validate_cast
 from .cast.spec import CastSpec
 from .errors import PipeplexError, SignalRefused, ours_in_tracebacks
 from .inputs.control import MAX_CONNECTIONS, REFUSALS

@@ -29,7 +29,7 @@ from ._test_records import (
     junit_results,
 )
 from ._test_run import INTERRUPTING, end_on_stop_signals, run_all, say, style
-from .cast.checks import check_commands
+from .cast._programs import check_commands
 from .errors import PipeplexError
 from .output.render import Renderer, use_color
 from .participants.orphans import Adoption

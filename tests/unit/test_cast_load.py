@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipeplex.cast import CastSpec, ProcSpec, load_cast, parse_proc_option
-from pipeplex.cast.checks import check_commands, validate_cast
+from pipeplex.cast._programs import check_commands
+from pipeplex.cast.checks import validate_cast
 from pipeplex.cast.slips import cast_warnings, echo_warning_filled, variable_warnings
 from pipeplex.errors import CastError, CastErrors, PipeplexError
 

@@ -22,17 +22,16 @@ from .._file_kind import file_kind
 from .._seconds import SECONDS_SAID, is_seconds
 from .._suggest import close_match, suggest
 from ..errors import CastError, ours_in_tracebacks
-from .checks import (
+from ._member_fields import (
     ON_EXIT,
     STDERR_MODES,
-    Mistakes,
     check_name,
     command_too_long,
     env_problem,
     never_a_port,
     ready_problem,
-    validate_cast,
 )
+from .checks import Mistakes, validate_cast
 from .spec import (
     CastSpec,
     ProcSpec,

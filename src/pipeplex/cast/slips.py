@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 
 from .._suggest import close_match
-from .checks import SHELL_BUILTINS, beside_the_file, closure, identifier, key_using
+from ._programs import SHELL_BUILTINS, beside_the_file
+from .checks import closure, identifier, key_using
 from .spec import (
     DEFAULT_READY_CMD_TIMEOUT,
     CastSpec,
