@@ -155,8 +155,8 @@ def check_fields(proc: ProcSpec) -> None:
 
 
 def _check_ready_cmd(proc: ProcSpec, bad: Callable[[str, str], CastError]) -> None:
-    """What the loader refuses in a ``ready_cmd`` (``load._read_cmd``), in the same words,
-    for a spec built in code."""
+    """What the loader refuses in a ``ready_cmd`` (``_member_table._read_cmd``), in the same
+    words, for a spec built in code."""
     cmd = proc.ready_cmd
     problem = command_too_long(cmd, key="ready_cmd")
     if problem:

@@ -13,15 +13,10 @@ from .._file_kind import same_file
 from .._seconds import SECONDS_SAID, is_seconds
 from .._signals import parse_signal
 from .._suggest import close_match, suggest
+from ..cast._member_table import suggest_key
+from ..cast._toml_file import _Where, parse_toml, read_toml
 from ..cast.checks import Mistakes
-from ..cast.load import (
-    SCENARIO_KEYS,
-    _Where,
-    cast_from_data,
-    parse_toml,
-    read_toml,
-    suggest_key,
-)
+from ..cast.load import SCENARIO_KEYS, cast_from_data
 from ..cast.slips import variable_warnings
 from ..cast.spec import (
     DEFAULTS_TIMEOUT,
