@@ -33,6 +33,15 @@ def test_missing_command_names_member_and_command(run_dir: Path) -> None:
     assert not run_dir.exists()
 
 
+def test_a_program_name_too_long_for_a_file_is_not_found(run_dir: Path) -> None:
+    """A name longer than a file's name may be (255 bytes) is looked for beside pipeplex
+    too, for the hint: that look fails with ENAMETOOLONG, which is no traceback."""
+    program = "x" * 300
+    stderr = _error(run("run", "-p", f"srv={program}", "--run-dir", run_dir))
+    assert f"srv: command not found: '{program}'" in stderr
+    assert not run_dir.exists()
+
+
 @pytest.mark.parametrize("called", ["by its path", "by its name on PATH", "./tool"])
 def test_a_script_whose_interpreter_is_missing_says_so(
         tmp_path: Path, called: str, monkeypatch: pytest.MonkeyPatch) -> None:

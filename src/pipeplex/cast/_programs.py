@@ -85,7 +85,8 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool],
     elif not _on_path(program, proc.env.get("PATH", os.environ.get("PATH", os.defpath)),
                       found):
         own = "PATH" in proc.env and f"; its env sets PATH to {proc.env['PATH']!r}, which lacks it"
-        here = (cwd / program).is_file() and (
+        beside, _ = _look_at(cwd / program)  # (a name too long for a file: nothing there)
+        here = beside is not None and stat.S_ISREG(beside.st_mode) and (
             f"; a file of that name is in the folder it runs in, but a name without a / is "
             f"looked for in PATH: write ./{program} for that file")
         hint = (f"; no member captures {{{uncaptured[0]}}} (a named group of a ready "
@@ -166,7 +167,7 @@ def beside_the_file(proc: ProcSpec, path: str) -> bool:
     if proc.cwd is not None or proc.file_folder is None or os.path.isabs(path):
         return False
     there = Path(proc.file_folder)
-    return (there / path).exists() and there.resolve() != Path.cwd().resolve()
+    return _look_at(there / path)[0] is not None and there.resolve() != Path.cwd().resolve()
 
 
 def _beside_hint(proc: ProcSpec, program: str) -> str:
