@@ -38,7 +38,7 @@ async def _trips(trips: int, members: int, floor: bool) -> None:
     from pipeplex._bus import Bus
     from pipeplex._events import SHOWN, Output
     from pipeplex._plex import _MergedTranscript
-    from pipeplex._recent import RecentOutput
+    from pipeplex.engine.recent import RecentOutput
     from pipeplex.expect import Matcher
     from pipeplex.output.render import Renderer
     from pipeplex.participants._framing import LineFramer

@@ -25,8 +25,8 @@ from pipeplex import (
     Ready,
     Started,
 )
-from pipeplex._engine import Engine
-from pipeplex._exit_policy import BACKOFF_CAP, BACKOFF_START, backoff_delay
+from pipeplex.engine._exit_policy import BACKOFF_CAP, BACKOFF_START, backoff_delay
+from pipeplex.engine.engine import Engine
 from pipeplex.errors import PipeplexError
 from pipeplex.participants import _output, process
 from pipeplex.scenario.run import _why_gone
@@ -88,7 +88,7 @@ def test_a_crash_loop_that_leaves_processes_keeps_one_sweep_a_member() -> None:
 def test_failures_kept_are_bounded_and_the_first_decides() -> None:
     """A member that fails again and again with on_exit = "ignore" (or a stream of API
     jobs that fail) must not grow the list without end; the first failure sets the status."""
-    from pipeplex._verdict import MAX_FAILURES
+    from pipeplex.engine.verdict import MAX_FAILURES
 
     engine, _ = _engine(ProcSpec("a", ("true",)))
     for i in range(MAX_FAILURES + 500):
@@ -102,7 +102,7 @@ def test_giving_up_says_in_a_row_when_earlier_restarts_do_not_count(
     """A run long enough to start the count afresh came in between: the note and what its
     dependents wait for say the restarts were in a row, as the summary counts all of them.
     The second run is made to count as long (RESTART_RESET 0 while it runs)."""
-    from pipeplex import _exit_policy as policy_module
+    from pipeplex.engine import _exit_policy as policy_module
 
     crasher = ProcSpec("crasher", ("sh", "-c", "exit 3"), on_exit="restart", max_restarts=2,
                        ready="never")
@@ -801,7 +801,7 @@ def test_who_excuses_a_failure_at_the_stops_eof() -> None:
     """Only a member started before it or with it that ended before it (or within 10 ms,
     two exits seen in one pass of the loop) excuses a failure at the stop's EOF: not one
     that ended well 30 ms later, nor one started after it (its client)."""
-    from pipeplex._verdict import Failure, Verdict
+    from pipeplex.engine.verdict import Failure, Verdict
 
     def judged(ended: list[tuple[str, float]], waves: list[list[str]]) -> list[str]:
         verdict = Verdict()

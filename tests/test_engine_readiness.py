@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeplex import Bus, CastSpec, Event, Exited, Note, Output, ProcSpec, Ready, Started
-from pipeplex._engine import Engine
+from pipeplex.engine.engine import Engine
 
 DEADLINE = 30.0
 

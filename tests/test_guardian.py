@@ -75,7 +75,7 @@ def _reap(daemon: subprocess.Popen[bytes]) -> None:
 def _stop_escaped(run_id: str, at_once: int = 1) -> list[str]:
     """Run ``at_once`` stops at once of what member ``m`` left outside its group (grace
     0.5 s); the notes said."""
-    from pipeplex._stopping import Stopper
+    from pipeplex.engine.stopping import Stopper
 
     async def scenario() -> list[str]:
         bus = Bus()
@@ -731,7 +731,7 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
     """Five daemons with the member's name and the run's id, ignoring SIGTERM: all get
     SIGTERM at once, one grace, then SIGKILL at once (each step said once), while no more
     than two are held (a pidfd each) at a time."""
-    from pipeplex import _stopping_reach
+    from pipeplex.engine import _stopping_reach
 
     monkeypatch.setattr(_stopping_reach, "ESCAPED_AT_ONCE", 2)
     held: list[int] = []
@@ -766,7 +766,7 @@ def test_the_search_lets_the_loop_run_between_slices_of_proc(
     """With thousands of processes on the machine, reading each one's environment takes tens
     of milliseconds: the loop (the members' output) goes on between slices of /proc. What is
     there is found all the same."""
-    from pipeplex._stopping import Stopper
+    from pipeplex.engine.stopping import Stopper
     from pipeplex.participants import _escaped
 
     monkeypatch.setattr(_escaped, "SEARCH_SLICE", 4)
@@ -871,7 +871,7 @@ def test_processes_left_outside_met_twice_get_one_escalation() -> None:
 def test_a_stop_cancelled_leaves_its_escalation_to_the_next(when: str) -> None:
     """The stop escalating a process is cancelled (mid-grace, or before its escalation even
     began): the next stop takes the process over, to SIGKILL, and never hangs."""
-    from pipeplex._stopping import Stopper
+    from pipeplex.engine.stopping import Stopper
 
     env = {**os.environ, "PIPEPLEX_RUN_ID": f"cancelled-{os.getpid()}", "PIPEPLEX_NAME": "m"}
     daemon = _stubborn(env)

@@ -665,7 +665,7 @@ def test_a_pipeplex_error_is_reported_at_the_test_line(pytester: pytest.Pytester
                                  "ExpectTimeout", "*.py:6: NotReady", "*.py:9: TimeoutError"])
     output = result.stdout.str()
     for internal in ("_plex_sync.py", "_plex_sync_member.py", "_plex_thread.py", "matcher.py",
-                     "_engine.py", "concurrent/futures"):
+                     "engine.py", "concurrent/futures"):
         assert internal not in output, internal
 
 

@@ -11,7 +11,6 @@ if _TYPE_CHECKING:
     import typing as _typing
 
     from ._bus import Bus as Bus
-    from ._engine import Engine as Engine
     from ._events import Event as Event
     from ._events import Exited as Exited
     from ._events import InputSent as InputSent
@@ -29,6 +28,7 @@ if _TYPE_CHECKING:
     from .cast import CastSpec as CastSpec
     from .cast import ProcSpec as ProcSpec
     from .cast import load_cast as load_cast
+    from .engine.engine import Engine as Engine
     from .errors import ArgumentError as ArgumentError
     from .errors import ArgumentTypeError as ArgumentTypeError
     from .errors import CastError as CastError
@@ -90,7 +90,7 @@ __all__ = (
 # engine; `from pipeplex import Plex` works as usual.
 _SOURCES = {
     "Bus": "._bus",
-    "Engine": "._engine",
+    "Engine": ".engine.engine",
     "Event": "._events",
     "Exited": "._events",
     "InputSent": "._events",

@@ -27,14 +27,14 @@ from ._arguments import (
     ready_text,
 )
 from ._bus import Bus
-from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, InputSent, Note
 from ._plex_member import AsyncMember, Members
-from ._stopping import EOF_GRACE
-from ._verdict import Failure
 from .cast._member_fields import check_fields, check_name
 from .cast._programs import check_commands
 from .cast.spec import CastSpec, ProcSpec, StderrMode, split_command
+from .engine.engine import DEFAULT_GRACE, Engine
+from .engine.stopping import EOF_GRACE
+from .engine.verdict import Failure
 from .errors import (
     ArgumentError,
     CastError,

@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 
 from ._arguments import Patterns, PtyOption
 from ._bus import Bus
-from ._engine import DEFAULT_GRACE
 from ._plex import DEFAULT_TIMEOUT, AsyncPlex
 from ._plex_member import Members
 from ._plex_sync_member import Member
 from ._plex_thread import Call, ctrl_c_calls, despite_handlers, dropped_running, serve
 from .cast.spec import StderrMode
+from .engine.engine import DEFAULT_GRACE
 from .errors import PipeplexError, UnknownMember, ours_in_tracebacks
 from .expect.buffer import Pattern
 from .participants._stdin import RECORDS_WAITING

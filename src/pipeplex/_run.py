@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._bus import Bus
-from ._engine import DEFAULT_GRACE, Engine
 from ._events import SHOWN, Level, Note
 from ._guardian_process import take_early_guardian
 from ._printable import printable
@@ -29,6 +28,7 @@ from ._signals import HELD_AT_START, PASSED_ON, STOP_SIGNALS, inherited_as_ignor
 from .cast._programs import check_commands
 from .cast.checks import validate_cast
 from .cast.spec import CastSpec
+from .engine.engine import DEFAULT_GRACE, Engine
 from .errors import PipeplexError, SignalRefused, ours_in_tracebacks
 from .inputs.control import MAX_CONNECTIONS, REFUSALS
 from .inputs.folder import FolderInputs

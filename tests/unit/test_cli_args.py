@@ -205,7 +205,7 @@ def test_the_client_commands_load_neither_the_engine_nor_the_cast() -> None:
 
     code = ("import sys; from pipeplex import cli; cli._command_parser('send'); "
             "print(sorted(m for m in sys.modules if m.startswith(('pipeplex.cast', "
-            "'pipeplex._engine', 'asyncio', 'click'))))")
+            "'pipeplex.engine', 'asyncio', 'click'))))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=60).stdout.strip()
     assert loaded == "[]"

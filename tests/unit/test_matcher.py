@@ -13,7 +13,7 @@ import pytest
 
 from pipeplex._bus import Bus
 from pipeplex._events import Event, Exited, Matched, Note, Output, Started
-from pipeplex._recent import RecentOutput
+from pipeplex.engine.recent import RecentOutput
 from pipeplex.errors import ExpectTimeout, UnexpectedExit
 from pipeplex.expect import EOF, TIMEOUT, Expectation, Matcher
 

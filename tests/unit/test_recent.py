@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeplex._events import Exited, Note, Output, Started
-from pipeplex._recent import RecentOutput
+from pipeplex.engine.recent import RecentOutput
 
 
 def out(name: str, data: bytes, *, stream: str = "stdout", partial: bool = False) -> Output:

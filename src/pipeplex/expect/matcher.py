@@ -39,7 +39,7 @@ from .buffer import (
 from .deadlines import Deadlines
 
 if TYPE_CHECKING:
-    from .._engine import Engine
+    from ..engine.engine import Engine
 
 __all__ = ("Expectation", "Matcher")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)

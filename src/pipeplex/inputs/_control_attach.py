@@ -21,7 +21,7 @@ from ..errors import UnknownMember
 from ._control_requests import Answer, Refused, Requests, write_answer
 
 if TYPE_CHECKING:
-    from .._engine import Engine
+    from ..engine.engine import Engine
 
 __all__ = ("ATTACH_BACKLOG", "AttachClients")
 

@@ -23,7 +23,7 @@ from .router import ALL
 from .rundir import RunDir
 
 if TYPE_CHECKING:
-    from .._engine import Engine
+    from ..engine.engine import Engine
     from ..participants import Process
 
 __all__ = ("Answer", "Refused", "Requests", "write_answer")

@@ -57,7 +57,7 @@ from .router import ALL
 from .stdin import ConsoleMode, console_mode, hung_up
 
 if TYPE_CHECKING:
-    from .._engine import Engine
+    from ..engine.engine import Engine
     from ..output.terminal import Writer
     from ..participants import Process
 

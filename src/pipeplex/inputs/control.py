@@ -26,7 +26,7 @@ from ._control_requests import Refused, Requests, write_answer
 from .rundir import MAX_REQUEST, RunDir
 
 if TYPE_CHECKING:
-    from .._engine import Engine
+    from ..engine.engine import Engine
 
 __all__ = ("MAX_CONNECTIONS", "REFUSALS", "ControlServer")
 

@@ -23,7 +23,7 @@ from .router import ALL, Router
 from .rundir import RunDir
 
 if TYPE_CHECKING:
-    from .._engine import Engine
+    from ..engine.engine import Engine
 
 __all__ = ("FolderInputs",)
 

@@ -18,8 +18,8 @@ from .._events import Note
 from .._plain_text import plain
 from .._printable import printable
 from .._signals import describe_returncode
-from .._stopping import first
 from ..cast.spec import DEFAULTS_TIMEOUT, ProcSpec, expand, is_port, quoted
+from ..engine.stopping import first
 from ..errors import SpawnError
 from ..participants._group import live_in_group
 from ..participants.health_check import run_check
@@ -29,7 +29,7 @@ from .ports import LOOPBACK_SAID, listeners, port_accepts, ports_of, sockets_of
 
 if TYPE_CHECKING:
     from .._bus import Bus
-    from .._seat import Seat
+    from ..engine.seat import Seat
     from ..participants import Guardian, Process
 
 __all__ = ("CHECK_PAUSE", "CHECK_PAUSE_CAP", "ReadyWait", "Unready", "assignments", "finished")

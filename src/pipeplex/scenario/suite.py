@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._bus import Bus
-from .._engine import DEFAULT_GRACE, Engine
 from .._events import SHOWN, Event, InputSent, Note
 from .._file_kind import file_kind
 from .._printable import quoted
 from .._signals import parse_signal
-from .._stopping import EOF_GRACE
-from .._verdict import Failure
+from ..engine.engine import DEFAULT_GRACE, Engine
+from ..engine.stopping import EOF_GRACE
+from ..engine.verdict import Failure
 from ..errors import PipeplexError
 from ..expect import Matcher
 from ..inputs.router import ALL

@@ -17,13 +17,13 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
-from ._events import Note
-from .participants._escaped import Escaped, OutOfDescriptors, hold, send
-from .participants._group import exits_within, pidfds_exit
+from .._events import Note
+from ..participants._escaped import Escaped, OutOfDescriptors, hold, send
+from ..participants._group import exits_within, pidfds_exit
 
 if TYPE_CHECKING:
-    from ._bus import Bus
-    from .participants import Process
+    from .._bus import Bus
+    from ..participants import Process
 
 __all__ = ("ESCAPED_AT_ONCE", "LEFTOVER_KILL_WAIT", "Reach", "it_or_them", "killpg_all",
            "processes_said")

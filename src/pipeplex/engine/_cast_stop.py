@@ -3,7 +3,7 @@ the members started outside their process groups, then what the cast orphaned; a
 crash, SIGKILL to all of it at once.
 
 Each member's own stop (stdin closed, SIGTERM, the grace, SIGKILL, each step said) is the
-stopper's (:mod:`._stopping`); here is the order, and which of this process's children are
+stopper's (:mod:`.stopping`); here is the order, and which of this process's children are
 the cast's to stop or reap.
 """
 
@@ -15,15 +15,15 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
+from ..cast.order import stop_order
+from ..errors import SignalRefused
+from ..participants._escaped import start_time
+from ..participants.orphans import Adoption, children, descendants
 from ._cast_state import CastPart, CastState
-from ._stopping import first
-from .cast.order import stop_order
-from .errors import SignalRefused
-from .participants._escaped import start_time
-from .participants.orphans import Adoption, children, descendants
+from .stopping import first
 
 if TYPE_CHECKING:
-    from .participants import Guardian
+    from ..participants import Guardian
 
 __all__ = ("CastStop",)
 

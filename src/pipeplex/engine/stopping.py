@@ -15,14 +15,14 @@ import signal
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from ._bus import Bus
-from ._events import Level, Note
-from ._seconds import seconds_said
+from .._bus import Bus
+from .._events import Level, Note
+from .._seconds import seconds_said
+from ..errors import SignalRefused
+from ..participants import Process
+from ..participants._group import wait_group_gone
 from ._stopping_outside import OutsideStopper
 from ._stopping_reach import LEFTOVER_KILL_WAIT
-from .errors import SignalRefused
-from .participants import Process
-from .participants._group import wait_group_gone
 
 __all__ = ("EOF_GRACE", "LEFTOVER_KILL_WAIT", "Stopper", "first")
 

@@ -13,14 +13,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._signals import describe_returncode
-from .cast.order import after_first
-from .readiness.wait import finished
+from .._signals import describe_returncode
+from ..cast.order import after_first
+from ..readiness.wait import finished
 
 if TYPE_CHECKING:
+    from ..participants import Process
     from ._outcomes import Outcomes
-    from ._seat import Seat
-    from .participants import Process
+    from .seat import Seat
 
 __all__ = ("Standing",)
 

@@ -3,7 +3,7 @@
 One asyncio TaskGroup owns a supervisor task per member and the task that stops the
 cast; nothing runs outside it, so an error anywhere reaches :meth:`Engine.run`. Members
 start in waves (``after`` dependencies, each waiting for its dependencies to be *ready*),
-and stop in the reverse waves, each member as :class:`~._stopping.Stopper` does it: close
+and stop in the reverse waves, each member as :class:`~.stopping.Stopper` does it: close
 stdin, SIGTERM to the process group, a grace period, SIGKILL, every step announced.
 
 The engine is what the rest of pipeplex talks to; its parts share one
@@ -21,23 +21,23 @@ import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ._bus import Bus
+from .._bus import Bus
+from .._events import Note
+from .._signals import reap_children_again
+from ..cast.slips import cast_warnings
+from ..cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec
+from ..errors import PipeplexError, ours_in_tracebacks
+from ..inputs.router import Router
+from ..participants import Guardian, Process
+from ..participants.orphans import Adoption
+from ..readiness.wait import ReadyWait
 from ._cast_state import CastState
 from ._cast_stop import CastStop
-from ._events import Note
 from ._exit_policy import ExitPolicy
 from ._member_requests import MemberRequests
-from ._signals import reap_children_again
-from ._stopping import Stopper, first
 from ._supervision import Supervision
-from ._verdict import Failure
-from .cast.slips import cast_warnings
-from .cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec
-from .errors import PipeplexError, ours_in_tracebacks
-from .inputs.router import Router
-from .participants import Guardian, Process
-from .participants.orphans import Adoption
-from .readiness.wait import ReadyWait
+from .stopping import Stopper, first
+from .verdict import Failure
 
 __all__ = ("DEFAULT_GRACE", "Engine", "Failure")
 
@@ -150,7 +150,7 @@ class Engine:
         """Stop the whole cast (idempotent). ``reason`` is announced once. ``asked``: a
         person or a client asked for it (``pipeplex stop``, ``:quit``), so a Ctrl-C from
         now on skips the grace, as a second one does. ``stdin_first``: each member gets
-        :data:`~._stopping.EOF_GRACE` to end at EOF on its stdin before SIGTERM (a script's
+        :data:`~.stopping.EOF_GRACE` to end at EOF on its stdin before SIGTERM (a script's
         ``:quit``: the lines sent just before get their answers). ``by``: the member whose
         end stops it (see :attr:`stopped_by`); ``announced``: the caller said ``reason``
         already, in a note of its own."""
@@ -340,7 +340,7 @@ class Engine:
 
     @property
     def failures(self) -> list[Failure]:
-        """The members that failed on their own, in the order they did (see :mod:`._verdict`)."""
+        """The members that failed on their own, in the order they did (see :mod:`.verdict`)."""
         return self.state.verdict.failures
 
     def exit_status(self) -> int:

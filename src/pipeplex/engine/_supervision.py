@@ -15,18 +15,18 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .._events import Note, Ready
+from ..cast.slips import echo_warning_filled
+from ..cast.spec import is_port
+from ..errors import NotReady, PipeplexError, SpawnError, ours_in_tracebacks
+from ..readiness.lines import RunWatch
+from ..readiness.wait import ReadyWait, Unready, assignments
 from ._cast_state import CastPart, CastState
-from ._events import Note, Ready
 from ._exit_policy import ExitPolicy
-from ._stopping import first
-from .cast.slips import echo_warning_filled
-from .cast.spec import is_port
-from .errors import NotReady, PipeplexError, SpawnError, ours_in_tracebacks
-from .readiness.lines import RunWatch
-from .readiness.wait import ReadyWait, Unready, assignments
+from .stopping import first
 
 if TYPE_CHECKING:
-    from .participants import Process
+    from ..participants import Process
 
 __all__ = ("Supervision",)
 

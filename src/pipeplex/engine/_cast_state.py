@@ -16,20 +16,20 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._bus import Bus
-from ._events import Level, Note, Output, Started
+from .._bus import Bus
+from .._events import Level, Note, Output, Started
+from ..cast.spec import CastSpec
+from ..errors import PipeplexError, ours_in_tracebacks
+from ..readiness.lines import waits_for_prompt
 from ._outcomes import Outcomes
-from ._recent import RecentOutput
-from ._seat import Seat
 from ._standing import Standing
-from ._stopping import EOF_GRACE, Stopper
-from ._verdict import Verdict
-from .cast.spec import CastSpec
-from .errors import PipeplexError, ours_in_tracebacks
-from .readiness.lines import waits_for_prompt
+from .recent import RecentOutput
+from .seat import Seat
+from .stopping import EOF_GRACE, Stopper
+from .verdict import Verdict
 
 if TYPE_CHECKING:
-    from .participants import Process
+    from ..participants import Process
 
 __all__ = ("CastPart", "CastState")
 
@@ -47,7 +47,7 @@ class CastState:
         self.members = members
         """Each member's process, by name (an added member's too)."""
         self.seats: dict[str, Seat] = {name: Seat() for name in members}
-        """Each member's supervision state, by name (see :class:`~._seat.Seat`)."""
+        """Each member's supervision state, by name (see :class:`~.seat.Seat`)."""
         self.variables: dict[str, str] = {}
         """What the members' ready lines captured: ``{port}`` in later starts."""
         self.late_waves: list[list[str]] = []

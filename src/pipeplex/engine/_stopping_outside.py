@@ -1,6 +1,6 @@
 """Stopping what the cast's members started outside their process groups.
 
-A member's stop (:class:`~._stopping.Stopper`) reaches its process group; a daemon's
+A member's stop (:class:`~.stopping.Stopper`) reaches its process group; a daemon's
 ``setsid``, an interactive shell's jobs, leave it. Those are found by the environment
 pipeplex gave the member (``PIPEPLEX_RUN_ID``, through a look over ``/proc``) and get the
 same escalation with their member's stop: SIGTERM to each and to the groups they lead,
@@ -19,9 +19,12 @@ import os
 import signal
 from collections.abc import Callable, Collection, Iterable, Sequence
 
-from ._bus import Bus
-from ._events import Level, Note
-from ._seconds import seconds_said
+from .._bus import Bus
+from .._events import Level, Note
+from .._seconds import seconds_said
+from ..participants import Process, _escaped
+from ..participants._escaped import Escaped, OutOfDescriptors
+from ..participants._group import live_in_groups, owner, wait_groups_gone
 from ._stopping_reach import (
     LEFTOVER_KILL_WAIT,
     Reach,
@@ -29,9 +32,6 @@ from ._stopping_reach import (
     killpg_all,
     processes_said,
 )
-from .participants import Process, _escaped
-from .participants._escaped import Escaped, OutOfDescriptors
-from .participants._group import live_in_groups, owner, wait_groups_gone
 
 __all__ = ("OutsideStopper",)
 
@@ -47,7 +47,7 @@ killed is not chased for ever."""
 
 class OutsideStopper:
     """Stops what members started outside their process groups, and the cast's orphans
-    (see the module's docstring); a member's :class:`~._stopping.Stopper` holds one."""
+    (see the module's docstring); a member's :class:`~.stopping.Stopper` holds one."""
 
     def __init__(self, bus: Bus, *, grace: float, run_id: str | None = None,
                  checks: Collection[int] = ()) -> None:

@@ -14,16 +14,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from .._events import Note
+from .._signals import describe_returncode, exit_status
+from ..errors import NotReady, SpawnError, ours_in_tracebacks
+from ..readiness.wait import Unready, finished
 from ._cast_state import CastPart, CastState
-from ._events import Note
-from ._signals import describe_returncode, exit_status
-from ._stopping import first
-from ._verdict import Failure
-from .errors import NotReady, SpawnError, ours_in_tracebacks
-from .readiness.wait import Unready, finished
+from .stopping import first
+from .verdict import Failure
 
 if TYPE_CHECKING:
-    from .participants import Process
+    from ..participants import Process
 
 __all__ = ("BACKOFF_CAP", "BACKOFF_START", "RESTART_RESET", "ExitPolicy", "backoff_delay")
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from ._events import Note
-from ._seat import Seat
-from ._signals import describe_returncode, signal_name, stopped_by
-from ._verdict import Failure
-from .cast.slips import variable_warnings
-from .cast.spec import CastSpec
-from .participants import Process
+from .._events import Note
+from .._signals import describe_returncode, signal_name, stopped_by
+from ..cast.slips import variable_warnings
+from ..cast.spec import CastSpec
+from ..participants import Process
+from .seat import Seat
+from .verdict import Failure
 
 __all__ = ("STOPPED_FIRST", "Outcomes")
 

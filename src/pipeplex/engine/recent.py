@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from ._events import Event, Output, Started
-from ._plain_text import plain
-from ._printable import printable
+from .._events import Event, Output, Started
+from .._plain_text import plain
+from .._printable import printable
 
 __all__ = ("RecentOutput",)
 

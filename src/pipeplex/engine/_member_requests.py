@@ -14,19 +14,19 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._events import Note
+from .._signals import describe_returncode
+from ..cast.spec import ProcSpec
+from ..errors import PipeplexError, ours_in_tracebacks
+from ..inputs.router import ALL, Router
+from ..readiness.wait import finished
 from ._cast_state import CastPart, CastState
-from ._events import Note
-from ._seat import Seat
-from ._signals import describe_returncode
-from ._stopping import first
 from ._supervision import Supervision
-from .cast.spec import ProcSpec
-from .errors import PipeplexError, ours_in_tracebacks
-from .inputs.router import ALL, Router
-from .readiness.wait import finished
+from .seat import Seat
+from .stopping import first
 
 if TYPE_CHECKING:
-    from .participants import Process
+    from ..participants import Process
 
 __all__ = ("MemberRequests",)
 
