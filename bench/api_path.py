@@ -36,17 +36,17 @@ HERE = Path(__file__).resolve().parent
 
 async def _trips(trips: int, members: int, floor: bool) -> None:
     from pipeplex._bus import Bus
-    from pipeplex._events import SHOWN, Output
-    from pipeplex._plex import _MergedTranscript
+    from pipeplex._events import SHOWN, InputSent, Output
     from pipeplex.engine.recent import RecentOutput
     from pipeplex.expect import Matcher
+    from pipeplex.output.merged import MergedTranscript
     from pipeplex.output.render import Renderer
     from pipeplex.participants._framing import LineFramer
 
     loop = asyncio.get_running_loop()
     names = [f"c{n}" for n in range(members)]
     bus = Bus()  # the sinks of an AsyncPlex
-    bus.subscribe(_MergedTranscript(Renderer(names, color=False)), SHOWN)
+    bus.subscribe(MergedTranscript(Renderer(names, color=False)), (*SHOWN, InputSent))
     bus.subscribe(RecentOutput(), [Output])
     matcher = Matcher(bus)
     waiters: dict[str, asyncio.Future[None]] = {}
