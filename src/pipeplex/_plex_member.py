@@ -1,7 +1,8 @@
 """A member of the Python API's plex (:class:`AsyncMember`), with pexpect's names.
 
-Apart from :mod:`._plex`, which builds and runs the cast: a member is what a test talks to
-(send, expect, signal, wait, restart), each call through the plex's engine and matcher.
+Apart from :mod:`._plex`, which builds the cast (and :mod:`._plex_hosting`, which runs
+it): a member is what a test talks to (send, expect, signal, wait, restart), each call
+through the plex's engine and matcher.
 """
 
 from __future__ import annotations
