@@ -1,9 +1,10 @@
 """The guardian's program: run as ``python -S FILE`` by :mod:`._guardian_process`.
 
 What the guardian does, and how pipeplex talks to it, is told in
-:mod:`pipeplex.participants.guardian`. This file is never imported: it runs on its own,
-with nothing but the standard library, so that it starts in milliseconds. (A file rather
-than ``python -c CODE``: ``ps`` and ``pkill -f`` see its name, not its source.)
+:mod:`pipeplex.participants.guardian` (each line it is told, in
+:mod:`pipeplex.participants._guardian_news`). This file is never imported: it runs on its
+own, with nothing but the standard library, so that it starts in milliseconds. (A file
+rather than ``python -c CODE``: ``ps`` and ``pkill -f`` see its name, not its source.)
 
 It reads pipeplex's lines until EOF (pipeplex ended, however it ended), then stops what
 it was told of: the process groups (``+PGID``, ``-PGID``), the orphans pipeplex adopted

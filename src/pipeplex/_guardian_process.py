@@ -1,11 +1,12 @@
 """The guardian's start: loadable before asyncio and the rest.
 
 What the guardian does, and how pipeplex talks to it, is told in
-:mod:`pipeplex.participants.guardian`; its program is :mod:`._guardian_main`. Its start
-is here, away from that module's imports, so that ``pipeplex run`` can start it first thing
-(:func:`start_early_guardian`, from the entry point): its interpreter, some 10-15 ms of CPU,
-then starts on the core that pipeplex's own imports leave idle, rather than on the cores the
-members' start needs.
+:mod:`pipeplex.participants.guardian` (each line it is told, in
+:mod:`pipeplex.participants._guardian_news`); its program is :mod:`._guardian_main`. Its
+start is here, away from that module's imports, so that ``pipeplex run`` can start it first
+thing (:func:`start_early_guardian`, from the entry point): its interpreter, some 10-15 ms
+of CPU, then starts on the core that pipeplex's own imports leave idle, rather than on the
+cores the members' start needs.
 """
 
 from __future__ import annotations

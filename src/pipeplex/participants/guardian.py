@@ -13,28 +13,6 @@ first line of a burst at once and the rest a quarter second later (its death, no
 is what must wake it): a start wave of 100 members wakes it twice, not 100 times, so that
 its wake-ups do not take turns with pipeplex's spawns on a busy core.
 
-Three more nets, used at EOF. A spawn's child exists while pipeplex waits for its exec: a
-SIGKILL then leaves it unregistered. So before each spawn pipeplex tells the streams it gives
-the member, as ``/proc`` names them with their mount, and the time
-(``?TICKS MNT:pipe:[INO] MNT:/dev/pts/N ...``); the guardian signals the processes holding
-one of them that started since, and their group when they lead one. It looks once, as
-pipeplex ended, then follows them by pid and start time: a pty's number, freed, may go to a
-stranger's terminal (ours reads ``/dev/pts/N (deleted)`` by then). ``!`` forgets a spawn
-that made no child. The member's output pipes are told as the spawn is registered
-(``>TICKS MNT:pipe:[INO] ...``) and taken back as pipeplex lets go of them (``<...``):
-what holds one at pipeplex's death, started since, is the member's own even after its
-group was let go (a ``setsid env -i`` child that a shell left holding them, orphaned before
-pipeplex told of it); not after a clean end (``.``). And a member's child may leave its
-process group (``setsid``): every member runs with ``PIPEPLEX_RUN_ID`` in its environment,
-which its children inherit, and the guardian signals every process carrying that id. A
-daemon may also write over its environment (redis and nginx do, to set their process
-titles): where pipeplex is its members' subreaper, the orphans it adopts are told
-(``@PID START``, ``~PID`` once reaped), and stopped with their groups.
-
-A console that makes pipeplex's terminal raw tells it (``TDEV SETTINGS NAME``, ``T`` once
-set back): should pipeplex die first, the guardian sets the terminal back, rather than
-leave the shell after it reading keys raw and echoing none.
-
 A group is unregistered once it is empty, never before: its id may then go to a stranger.
 A group that empties while pipeplex cannot say so (stopped by SIGSTOP, or in a debugger)
 stays registered: the guardian reads its leader's start time as it is told of it, and at
@@ -42,6 +20,12 @@ the end leaves a group alone whose number a process of another start time has (a
 keeps its number while any process is in it).
 On a clean exit everything is already gone (pipeplex says so: ``.``) and the guardian just
 leaves.
+
+Three more nets catch what no registered group holds (a child caught mid-spawn, what
+holds a member's output pipe, a child that left its group; and the orphans pipeplex
+adopts), and a console's raw terminal is set back: what the guardian is told for them, line
+by line, is in ``_guardian_news.py``. Here is the guardian process itself: its pipe, its
+death seen at once, one started in its place, and its close.
 
 A child forked from pipeplex's process (``multiprocessing``, a library that daemonises)
 would inherit the pipe's write end and so keep the guardian from seeing pipeplex die: the
@@ -62,17 +46,14 @@ import subprocess
 import sys
 import time
 import weakref
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 from .._guardian_process import spawn_guardian
 from ..errors import PipeplexError
 from ._group import exits_within
+from ._guardian_news import GuardianNews
 
 __all__ = ("Guardian",)
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-"""The unit of a process's start time in ``/proc/PID/stat``."""
 
 REPLACE_AT_MOST = 3
 """Guardians started in place of one killed, in one run."""
@@ -89,29 +70,8 @@ lines within a quarter second."""
 CLOSE_WAIT = 5.0
 """Seconds a closing run waits for the guardian to take its last lines (or to exit)."""
 
-_MOUNT_IDS: dict[int, str] = {}
-"""Per device, the id of its mount (pipefs, a devpts): read once, as a spawn is told."""
 
-
-def _mount_id(fd: int) -> str:
-    device = os.fstat(fd).st_dev
-    if device not in _MOUNT_IDS:
-        with open(f"/proc/self/fdinfo/{fd}") as f:
-            _MOUNT_IDS[device] = next(line.split()[1] for line in f if line.startswith("mnt_id:"))
-    return _MOUNT_IDS[device]
-
-
-def _named(fd: int) -> str | None:
-    """Our descriptor ``fd`` as the guardian finds it in another process's ``/proc``: its
-    mount and what ``/proc`` names it (``12:pipe:[4242]``); None without ``/proc``, where
-    the guardian could not look either."""
-    try:
-        return f"{_mount_id(fd)}:{os.readlink(f'/proc/self/fd/{fd}')}"
-    except (OSError, StopIteration):
-        return None
-
-
-class Guardian:
+class Guardian(GuardianNews):
     """Handle on the guardian process; register every process group you create."""
 
     def __init__(
@@ -122,6 +82,7 @@ class Guardian:
     ) -> None:
         """``spawned``: a guardian process started earlier and its pipe's write end, from
         :func:`~pipeplex._guardian_process.take_early_guardian` (else one is started now)."""
+        super().__init__()
         self._on_lost = on_lost
         """Told, once, when the guardian process is found gone (someone killed it)."""
         self.token = os.urandom(16).hex()
@@ -137,10 +98,6 @@ class Guardian:
             raise PipeplexError(f"cannot start the guardian process ({sys.executable} -S): "
                                 f"{exc.strerror or exc}; nothing was started") from None
         self.pid = self._proc.pid
-        self._groups: set[int] = set()
-        self._adopted: dict[int, int] = {}
-        """What it was told and has not been told is gone: what a new guardian, started in
-        place of one that was killed, is told again."""
         self._replaced = 0
         """Guardians started (or tried) in place of one that was killed."""
         self._retry = False
@@ -155,16 +112,6 @@ class Guardian:
         """What the guardian has not taken yet: a guardian that stalls (stopped, starved)
         must not stop pipeplex's loop with it, which a blocking write would."""
         self._flushing: asyncio.AbstractEventLoop | None = None
-        self._spawning = ""
-        """The line of a spawn told and not yet registered (told again to a new one)."""
-        self._terminal = ""
-        """The line of a terminal to set back at pipeplex's death (told again to a new one)."""
-        self._spawned_at = 0
-        """When the last spawn was told, in clock ticks after boot."""
-        self._outputs: dict[int, tuple[str, int]] = {}
-        """Members' output pipes that pipeplex still reads, by its read end: what holds one
-        at pipeplex's death is a member's own (see :meth:`register`); with when each was
-        spawned, as told."""
         self._stall: asyncio.TimerHandle | None = None
         self._stuck: tuple[int, str] | None = None
         """A guardian killed for being stuck: its pid, and why (as the note says it)."""
@@ -330,10 +277,7 @@ class Guardian:
         os.set_blocking(self._fd, False)
         self._watch_it()
         # In one write: should this one die at once too, the next is started once.
-        self._say("".join([f"={self.token}\n", *(f"+{pgid}\n" for pgid in self._groups),
-                           *(f"@{pid} {when}\n" for pid, when in self._adopted.items()),
-                           *(f">{when} {told}\n" for told, when in self._outputs.values()),
-                           self._spawning, self._terminal]))
+        self._say(f"={self.token}\n" + self._cast_so_far())
         return None if self._fd >= 0 else ""
 
     def _replace_again(self) -> None:
@@ -355,86 +299,6 @@ class Guardian:
             if not loop.is_closed():
                 loop.remove_reader(pidfd)
             os.close(pidfd)
-
-    def spawning(self, streams: Iterable[int]) -> None:
-        """A member is about to be spawned with ``streams`` (its stdin, stdout, stderr): if
-        pipeplex dies before :meth:`register` (while it waits for the child's exec), the
-        guardian finds the child by them (as ``/proc`` names them, and their mount), started
-        since now. Each must be the child's own (a pipe or pty made for it): a process
-        started since then with any of them is taken for the child, so ``/dev/null`` here
-        would name strangers."""
-        told = [named for fd in streams if (named := _named(fd)) is not None]
-        if told:
-            now = self._spawned_at = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
-            self._spawning = f"?{now} {' '.join(told)}\n"
-            self._say(self._spawning)
-
-    def spawn_failed(self) -> None:
-        """The spawn announced by :meth:`spawning` did not happen: forget its stdin (a pty's
-        number, freed, may go to a stranger's terminal)."""
-        self._spawning = ""
-        self._say("!\n")
-
-    def terminal(self, fd: int, settings: list[Any] | None) -> None:
-        """The terminal ``fd`` was put in raw mode (a console): should pipeplex die without
-        setting it back, the guardian sets it to ``settings`` (as ``termios.tcgetattr``
-        gives them) and turns off what a console turns on (bracketed paste, a hidden
-        cursor), rather than leave the shell after it typing blind. ``None``: pipeplex set
-        it back itself. (The guardian opens it by its name, checked to be that device.)"""
-        if settings is None:
-            line = "T\n" if self._terminal else ""
-        else:
-            try:
-                name, device = os.ttyname(fd), os.fstat(fd).st_rdev
-            except OSError:
-                return
-            *flags, chars = settings
-            raw = bytes(c if isinstance(c, int) else c[0] for c in chars)
-            line = f"T{device} {' '.join(map(str, flags))} {raw.hex()} {name}\n"
-        self._terminal = "" if settings is None else line
-        if line:
-            self._say(line)
-
-    def adopted(self, pid: int, started: int) -> None:
-        """An orphan came to pipeplex, its subreaper (a daemon a member double-forked): it
-        is stopped too if pipeplex dies, known by its start time (in clock ticks after boot:
-        a pid, freed, may go to a stranger), even with its environment written over."""
-        self._adopted[pid] = started
-        self._say(f"@{pid} {started}\n")
-
-    def reaped(self, pid: int) -> None:
-        """That orphan ended."""
-        self._adopted.pop(pid, None)
-        self._say(f"~{pid}\n")
-
-    def register(self, pgid: int, outputs: Iterable[int] = ()) -> None:
-        """A process group created (the spawn announced by :meth:`spawning` done).
-        ``outputs``: pipeplex's read ends of the member's output pipes. Until
-        :meth:`output_ended`, whatever holds one of those pipes at pipeplex's death is the
-        member's: a child that left its group and dropped its environment (``setsid env
-        -i``), orphaned before pipeplex told of its adoption (or under the Python API,
-        with no subreaper to adopt it), still holds them when a shell started it. A pipe
-        pipeplex reads is one no other pipe can be (its number is taken while it lives)."""
-        self._groups.add(pgid)
-        self._spawning = ""
-        told = []
-        for fd in outputs:
-            named = _named(fd)
-            if named is not None and ":pipe:" in named:  # (not a pty: its number goes to strangers)
-                told.append(named)
-                self._outputs[fd] = (named, self._spawned_at)
-        self._say(f"+{pgid}\n" + (f">{self._spawned_at} {' '.join(told)}\n" if told else ""))
-
-    def output_ended(self, fd: int) -> None:
-        """pipeplex lets go of that output (read to its end, or no longer read): its pipe may
-        be gone soon, and its number go to another."""
-        told = self._outputs.pop(fd, None)
-        if told is not None:
-            self._say(f"<{told[0]}\n")
-
-    def unregister(self, pgid: int) -> None:
-        self._groups.discard(pgid)
-        self._say(f"-{pgid}\n")
 
     def _let_go_in_child(self) -> None:
         """In a forked child: close the inherited pipe and pidfd, and touch nothing more
