@@ -43,7 +43,7 @@ if _TYPE_CHECKING:
     from .errors import UnknownMember as UnknownMember
     from .expect import EOF as EOF
     from .expect import TIMEOUT as TIMEOUT
-    from .expect.buffer import Sentinel as Sentinel
+    from .expect.patterns import Sentinel as Sentinel
     from .scenario import StepFailed as StepFailed
 
 __version__ = "0.1.0"
@@ -122,7 +122,7 @@ _SOURCES = {
     "UnknownMember": ".errors",
     "EOF": ".expect",
     "TIMEOUT": ".expect",
-    "Sentinel": ".expect.buffer",
+    "Sentinel": ".expect.patterns",
     "StepFailed": ".scenario",
 }
 

@@ -14,7 +14,7 @@ from ._seconds import SECONDS_SAID, is_seconds
 from ._signals import parse_signal
 from .errors import ArgumentError, ours_in_tracebacks
 from .expect import EOF, TIMEOUT
-from .expect.buffer import Pattern
+from .expect.patterns import Pattern
 
 if TYPE_CHECKING:
     from .cast.spec import ProcSpec

@@ -45,7 +45,7 @@ from .errors import (
     UnknownMember,
     ours_in_tracebacks,
 )
-from .expect.buffer import Pattern
+from .expect.patterns import Pattern
 from .output.merged import MergedTranscript
 from .output.render import Renderer
 from .scenario import load_scenario, run_steps

@@ -32,7 +32,7 @@ from .errors import (
     ours_in_tracebacks,
 )
 from .expect import EOF
-from .expect.buffer import Pattern, Sentinel
+from .expect.patterns import Pattern, Sentinel
 from .participants import Process
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from ._plex_thread import Call, ctrl_c_calls, despite_handlers, dropped_running,
 from .cast.spec import StderrMode
 from .engine.engine import DEFAULT_GRACE
 from .errors import PipeplexError, UnknownMember, ours_in_tracebacks
-from .expect.buffer import Pattern
+from .expect.patterns import Pattern
 from .participants._stdin import RECORDS_WAITING
 from .scenario.model import Scenario
 

@@ -26,7 +26,7 @@ from ._arguments import (
 from ._events import Stream
 from ._plex_member import AsyncMember, input_bytes
 from .errors import ExpectTimeout, UnexpectedExit, ours_in_tracebacks
-from .expect.buffer import Pattern, Sentinel
+from .expect.patterns import Pattern, Sentinel
 
 if TYPE_CHECKING:
     from ._plex_sync import Plex

@@ -163,7 +163,7 @@ class UnknownMember(PipeplexError, KeyError):
 
 
 def _is_eof(pattern: object) -> bool:
-    from .expect.buffer import EOF  # (it imports this module: loaded by now, when this runs)
+    from .expect.patterns import EOF  # (it imports this module: loaded by now, when this runs)
 
     return pattern is EOF
 

@@ -13,13 +13,15 @@ import pytest
 from pipeplex.expect import buffer as buffer_module
 from pipeplex.expect.buffer import (
     CHUNK_COST,
-    EOF,
     LOOKBEHIND,
     MAX_BEFORE,
-    MAX_CANDIDATE_MISSES,
-    TIMEOUT,
     OutputBuffer,
     SharedOutputBuffer,
+)
+from pipeplex.expect.patterns import (
+    EOF,
+    MAX_CANDIDATE_MISSES,
+    TIMEOUT,
     compile_pattern,
     line_start_literal,
     search_regex,

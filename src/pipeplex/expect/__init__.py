@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .buffer import EOF, TIMEOUT, OutputBuffer, Pattern, compile_pattern
+from .buffer import OutputBuffer
 from .matcher import Expectation, Matcher
+from .patterns import EOF, TIMEOUT, Pattern, compile_pattern
 
 __all__ = (
     "EOF",

@@ -2,13 +2,11 @@
 
 pexpect's model: each expectation searches from the cursor; on a match the cursor moves past
 it, and ``before`` (what came between), ``after`` (the matched text) and ``match`` are kept.
-Patterns given as text are compiled with ``re.MULTILINE``, so ``^`` and ``$`` match at line
-boundaries; a line is what the member wrote up to ``\\n``, without a ``\\r`` before it, or up
-to a carriage return in it (a progress line's: the screen shows what follows it on a line
-of its own, as pipeplex does). As in
-pexpect, ``$`` also matches at the end of the text received so far, in the middle of a line
-still being written: a pattern ends in ``\\n`` to wait for the whole line. A precompiled
-pattern is used as given (no ``re.MULTILINE`` added).
+Patterns (:mod:`.patterns`) see ``^`` and ``$`` at line boundaries; a line is what the
+member wrote up to ``\\n``, without a ``\\r`` before it, or up to a carriage return in it
+(a progress line's: the screen shows what follows it on a line of its own, as pipeplex
+does). As in pexpect, ``$`` also matches at the end of the text received so far, in the
+middle of a line still being written: a pattern ends in ``\\n`` to wait for the whole line.
 
 Searching again from the cursor every time a few bytes arrive would cost O(n²) on a big
 output. Instead each search starts ``LOOKBEHIND`` characters before where the previous one
@@ -22,7 +20,6 @@ stays bounded too.
 from __future__ import annotations
 
 import codecs
-import functools
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -30,23 +27,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from .._plain_text import LINE_END, plain
-from ..errors import ArgumentError, ours_in_tracebacks
+from ..errors import ours_in_tracebacks
+from .patterns import search_regex
 
 __all__ = (
     "CHUNK_COST",
-    "EOF",
     "LOOKBEHIND",
     "MAX_BEFORE",
-    "MAX_CANDIDATE_MISSES",
-    "TIMEOUT",
     "Found",
     "OutputBuffer",
-    "Pattern",
-    "Sentinel",
     "SharedOutputBuffer",
-    "compile_pattern",
-    "line_start_literal",
-    "search_regex",
 )
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
@@ -61,97 +51,6 @@ _CR_AT_LINE_START = re.compile(r"(?<=\n)\r+")
 """Carriage returns at a line's start (after the line ends are made ``\\n``)."""
 _CR = re.compile(r"\r+")
 """Carriage returns within a line (the others gone by then): each starts the line again."""
-
-
-class Sentinel:
-    """The type of EOF and TIMEOUT: patterns that are conditions, not text."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"pipeplex.{self.name}"
-
-    def __reduce__(self) -> str:
-        return self.name  # pickled by name: unpickling gives the one EOF (TIMEOUT) back
-
-
-EOF: Final = Sentinel("EOF")
-"""As a pattern: matches when the member has exited and its output is drained."""
-TIMEOUT: Final = Sentinel("TIMEOUT")
-"""As a pattern: matches when the expectation's time is up, instead of raising."""
-
-Pattern = str | re.Pattern[str] | Sentinel
-
-
-def compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
-    """A regex with ``^``/``$`` at line boundaries (unless given precompiled)."""
-    compiled = _compiled.get(pattern)  # type: ignore[arg-type]
-    if compiled is not None:
-        return compiled
-    if isinstance(pattern, re.Pattern):
-        return pattern
-    if len(_compiled) >= _COMPILED_KEEP:
-        _compiled.clear()
-    try:
-        compiled = _compiled[pattern] = re.compile(pattern, re.MULTILINE)
-    except re.error as exc:  # (not a ValueError, as every other bad argument is)
-        raise ArgumentError(f"not a valid regular expression: {pattern!r} ({exc})") from None
-    return compiled
-
-
-_compiled: dict[str, re.Pattern[str]] = {}
-"""Patterns as given to expect, compiled: one dict lookup on every expectation, where re's
-own cache costs several calls. Emptied when full, like re's."""
-_COMPILED_KEEP = 512
-
-
-_METACHARACTERS = frozenset(".^$*+?{}[]\\|()")
-_QUANTIFIERS = frozenset("*+?{")
-_MULTILINE = int(re.MULTILINE)  # plain ints: an operation on re's flag enum costs ~1.5 us
-_CHANGES_LITERALS = int(re.IGNORECASE | re.VERBOSE)
-MAX_CANDIDATE_MISSES = 16
-"""Candidates of a line-start literal that may fail before the search hands over to sre."""
-
-
-@functools.lru_cache(maxsize=256)
-def line_start_literal(regex: re.Pattern[str]) -> str | None:
-    """The text that every match of a ``^LITERAL...`` multi-line pattern starts with, or None.
-
-    sre finds a pattern's leading literal at C speed, but not once the pattern starts with
-    ``^``: ``^DONE$`` scans about 200 MB/s where ``DONE`` scans 3 GB/s, and anchored lines
-    are what people expect. Read conservatively from the pattern's source: no ``|`` at all
-    (``^a|b`` is not anchored), no flags that change what a literal matches.
-    """
-    source = regex.pattern
-    if (not source.startswith("^") or "|" in source or not regex.flags & _MULTILINE
-            or regex.flags & _CHANGES_LITERALS):
-        return None
-    end = 1
-    while end < len(source) and source[end] not in _METACHARACTERS:
-        end += 1
-    if end < len(source) and source[end] in _QUANTIFIERS:
-        end -= 1  # "^abc*": the c is optional
-    return source[1:end] if end > 1 else None
-
-
-def search_regex(regex: re.Pattern[str], text: str, pos: int) -> re.Match[str] | None:
-    """``regex.search(text, pos)``, with a ``str.find`` for line-start literals first."""
-    literal = line_start_literal(regex)
-    if literal is None:
-        return regex.search(text, pos)
-    for _ in range(MAX_CANDIDATE_MISSES):
-        # Every match starts at a place where the literal does: try those places only.
-        start = text.find(literal, pos)
-        if start < 0:
-            return None
-        match = regex.match(text, start)
-        if match:
-            return match
-        pos = start + 1
-    return regex.search(text, pos)  # a literal found on most lines: sre is faster there
 
 
 class _Release:

@@ -26,17 +26,9 @@ from typing import TYPE_CHECKING, Any
 from .._bus import Bus
 from .._events import Event, Exited, Matched, Output, Started
 from ..errors import ArgumentError, ExpectTimeout, UnexpectedExit, ours_in_tracebacks
-from .buffer import (
-    EOF,
-    MAX_BEFORE,
-    TIMEOUT,
-    Found,
-    OutputBuffer,
-    Pattern,
-    SharedOutputBuffer,
-    compile_pattern,
-)
+from .buffer import MAX_BEFORE, Found, OutputBuffer, SharedOutputBuffer
 from .deadlines import Deadlines
+from .patterns import EOF, TIMEOUT, Pattern, compile_pattern
 
 if TYPE_CHECKING:
     from ..engine.engine import Engine
