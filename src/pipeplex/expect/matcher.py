@@ -1,16 +1,15 @@
 """Expectations over several members at once: the first match among them wins.
 
-The :class:`Matcher` is a sink. It keeps an :class:`OutputBuffer` per member (both streams
-interleaved as they arrived) and one per member and stream, each with its own cursor, and
-wakes whoever waits when output or an exit arrives. A member that exits while an expectation
-waits on it fails that expectation at once, unless ``EOF`` is one of the patterns.
+The :class:`Matcher` is a sink: its base (:mod:`.sink`) keeps an :class:`OutputBuffer` per
+member (both streams interleaved as they arrived) and one per member and stream, each with
+its own cursor, and wakes whoever waits when output or an exit arrives. Here are the waits.
+A member that exits while an expectation waits on it fails that expectation at once, unless
+``EOF`` is one of the patterns.
 
 A matcher made with ``threads=True`` also serves callers blocked in other threads
-(:meth:`Matcher.expect_blocking`, the synchronous API). They search buffers that lock
-(:class:`SharedOutputBuffer`), and from their own threads they add and discard the events
-they sleep on, and may add a member's stream buffer, while the loop's thread goes through
-them. So the loop never iterates what those threads change, only a copy (the events to set,
-a member's buffers on its exit), and a caller reads an exit's return code once.
+(:meth:`Matcher.expect_blocking`, the synchronous API): they search the member's buffer
+themselves and sleep on an event the loop sets (what the loop may then touch:
+:mod:`.sink`), and a caller reads an exit's return code once.
 """
 
 from __future__ import annotations
@@ -24,11 +23,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._bus import Bus
-from .._events import Event, Exited, Matched, Output, Started
+from .._events import Matched
 from ..errors import ArgumentError, ExpectTimeout, UnexpectedExit, ours_in_tracebacks
-from .buffer import MAX_BEFORE, Found, OutputBuffer, SharedOutputBuffer
+from .buffer import MAX_BEFORE, Found
 from .deadlines import Deadlines
 from .patterns import EOF, TIMEOUT, Pattern, compile_pattern
+from .sink import MatcherSink, WatchedMember
 
 if TYPE_CHECKING:
     from ..engine.engine import Engine
@@ -82,37 +82,7 @@ class Expectation:
     after: str
 
 
-class _Member:
-    """What the matcher keeps for one member: found with one lookup per event."""
-
-    __slots__ = ("buffers", "exited_at", "gone", "held_exit", "merged", "over_when_held_ends",
-                 "thread_waiters", "waiters")
-
-    def __init__(self, shared: bool) -> None:
-        self.merged = SharedOutputBuffer() if shared else OutputBuffer()
-        """Both streams interleaved as they arrived."""
-        self.buffers: dict[str | None, OutputBuffer] = {None: self.merged}
-        self.waiters: set[asyncio.Future[None]] = set()
-        """The expectations waiting on this member: only they wake for its output."""
-        self.gone: int | None = None
-        """Its exit code once the member left the cast (:meth:`Matcher.forget`): a wait
-        that was on it ends as at its exit."""
-        self.thread_waiters: set[threading.Event] = set()
-        """The same for callers blocked in other threads (the synchronous API). They add
-        and discard theirs from their own threads: the loop iterates a copy."""
-        self.held_exit: int | None = None
-        """The exit code of its run, whose output a process it started held open after it
-        (the run's end, for a wait, is that output's): kept until its next start."""
-        self.over_when_held_ends = False
-        """No run follows that one (:meth:`Matcher.over`): its end is that, once the
-        output ends."""
-        self.exited_at: float | None = None
-        """When its last run exited (``time.monotonic()``), which a failure says: its exit
-        is seen once its output is read, which a process left in its group may hold open
-        for a while, or (held outside it) never, when the member leaves the cast first."""
-
-
-class Matcher:
+class Matcher(MatcherSink):
     """A sink that lets coroutines wait for patterns in members' output."""
 
     def __init__(self, bus: Bus, *, recent: Callable[[str], str] = lambda name: "",
@@ -120,27 +90,14 @@ class Matcher:
                      lambda name: None),
                  ended_at: Callable[[str], float | None] = lambda name: None,
                  threads: bool = False) -> None:
-        self._bus = bus
-        self._held_output_end = held_output_end
-        """For a member that has just exited: done once no process it started holds its
-        output open any more (None: none did)."""
-        self._ended_at = ended_at
-        """When a member's last run ended (``time.monotonic()``; None: not known): its exit
-        is published once its output is read, which a process left in its group may hold
-        open for a while, and a failure says when it exited."""
-        self._threads = threads
-        """Whether callers in other threads use :meth:`expect_blocking` (buffers then lock)."""
+        super().__init__(bus, held_output_end=held_output_end, ended_at=ended_at,
+                         threads=threads)
         self._recent = recent
-        self._members: dict[str, _Member] = {}
-        self._exits: dict[str, int] = {}
         self._deadlines = Deadlines()
         self._claiming = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         """The loop that waits here, kept: asyncio.get_running_loop() makes a getpid()
         system call on every wait (Python 3.11), a round trip's only one besides its I/O."""
-        # The hot path on its own (no test of the kind); the bus hands it Output only.
-        self._unsubscribe = (bus.subscribe(self._output, [Output]),  # type: ignore[arg-type]
-                             bus.subscribe(self, [Exited, Started]))
 
     @classmethod
     def of(cls, engine: Engine, *, threads: bool = False) -> Matcher:
@@ -152,118 +109,6 @@ class Matcher:
                       threads=threads)
         engine.when_over.append(matcher.over)
         return matcher
-
-    def close(self) -> None:
-        """Nothing will wait here any more (a run's steps are over): stop taking output,
-        which would otherwise pile up unsearched for as long as the cast runs."""
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._members.clear()
-
-    def forget(self, name: str) -> None:
-        """Member ``name`` has left the cast: drop its output and its exit."""
-        member = self._members.pop(name, None)
-        held = member.held_exit if member is not None else None
-        returncode = self._exits.pop(name, 0 if held is None else held)
-        if member is not None:
-            member.gone = returncode
-            member.held_exit = None  # (its output did not end: it left with it open)
-            self._wake(member)  # (a wait still on it looks again, and ends as at the exit)
-
-    def over(self, name: str) -> None:
-        """No run of ``name`` follows its last exit (its policy gave up on it, the cast
-        stopped it): a wait that went on through its exits, for its next run, ends as at
-        that exit (engines call this: :attr:`Engine.when_over`)."""
-        member = self._members.get(name)
-        returncode = self._exits.get(name)
-        if member is not None and returncode is not None:
-            member.gone = returncode
-            self._wake(member)
-        elif member is not None and member.held_exit is not None:
-            member.over_when_held_ends = True  # (its output is still open: see below)
-
-    def _member(self, name: str) -> _Member:
-        member = self._members.get(name)
-        if member is None:  # setdefault: a synchronous caller's thread may ask at once
-            member = self._members.setdefault(name, _Member(self._threads))
-        return member
-
-    def buffer(self, name: str, stream: str | None = None) -> OutputBuffer:
-        buffers = self._member(name).buffers
-        found = buffers.get(stream)
-        if found is None:
-            made = SharedOutputBuffer() if self._threads else OutputBuffer()
-            found = buffers.setdefault(stream, made)
-        return found
-
-    def _output(self, event: Output) -> None:
-        member = self._members.get(event.name)
-        if member is None:
-            member = self._member(event.name)
-        data, stream = event.data, event.stream
-        own = member.buffers.get(stream)
-        if own is None:
-            own = self.buffer(event.name, stream)
-        if event.new_line:  # (a prompt again, after a line sent answered the one before)
-            member.merged.new_line(stream)
-            own.new_line(stream)
-        member.merged.feed(data, stream)
-        own.feed(data, stream)
-        if event.partial:  # a pause or the end: what decoding holds back is all there is
-            member.merged.release(stream)
-            own.release(stream)
-        self._wake(member)
-
-    def __call__(self, event: Event) -> None:
-        if type(event) is Output:  # (the bus hands output to _output)
-            self._output(event)
-            return
-        if isinstance(event, Exited):
-            # A copy: a caller's thread may add a stream's buffer meanwhile (an empty one:
-            # output on a stream makes its buffer here first, so it holds nothing to let go).
-            member = self._member(event.name)
-            for buffer in tuple(member.buffers.values()):
-                buffer.release("stdout", final=True)
-                buffer.release("stderr", final=True)
-            ended = self._ended_at(event.name)
-            member.exited_at = ended if ended is not None else time.monotonic()
-            held = self._held_output_end(event.name)
-            if held is not None and not held.done():
-                # What that process writes is shown, and may be what a wait is for: the
-                # run's end, for a wait, is its output's.
-                member.held_exit = event.returncode
-                held.add_done_callback(lambda _: self._held_output_ended(event.name))
-                return
-            self._exits[event.name] = event.returncode
-        elif isinstance(event, Started):
-            self._exits.pop(event.name, None)
-            member = self._member(event.name)
-            member.gone = member.held_exit = member.exited_at = None  # (over, started again)
-            member.over_when_held_ends = False
-        else:
-            return
-        self._wake(self._member(event.name))
-
-    def _held_output_ended(self, name: str) -> None:
-        member = self._members.get(name)
-        if member is None or member.held_exit is None:
-            return  # (forgotten, or started again: that run's end is no longer waited for)
-        self._exits[name] = member.held_exit
-        if member.over_when_held_ends:
-            member.gone = member.held_exit
-        self._wake(member)
-
-    @staticmethod
-    def _wake(member: _Member) -> None:
-        for waiter in member.waiters:
-            if not waiter.done():  # (an answered or cancelled wait is left alone)
-                waiter.set_result(None)
-        if member.thread_waiters:
-            # A copy, made in one step: callers' threads add and discard theirs meanwhile.
-            # A caller that has just left may be set once more: it clears its event
-            # before every search.
-            for thread_waiter in tuple(member.thread_waiters):
-                thread_waiter.set()
 
     def expect(
         self,
@@ -374,7 +219,7 @@ class Matcher:
             _check_timeout(timeout)
         searches = []
         exits = []
-        members: list[_Member] = []
+        members: list[WatchedMember] = []
         for name, patterns in patterns_by_name.items():
             positions, regexes = _searchable(patterns)
             searches.append((name, self.buffer(name, stream), patterns, positions, regexes))
@@ -505,7 +350,7 @@ class Matcher:
             waiters.discard(wakeup)
             buffer.waited_on = False
 
-    def _exited(self, name: str, member: _Member, patterns: Sequence[Pattern], waited: float,
+    def _exited(self, name: str, member: WatchedMember, patterns: Sequence[Pattern], waited: float,
                 stream: str | None, returncode: int) -> Expectation:
         if EOF in patterns:
             # All that is left, consumed in one search (one hold of a shared buffer's lock,
