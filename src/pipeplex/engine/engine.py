@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -50,6 +51,11 @@ NO_PROC = ("/proc is not mounted here: what members start outside their process 
 SIGCHLD_IGNORED = ("SIGCHLD was ignored in this process (set in it, or inherited from what "
                    "started it), so the kernel would reap each member as it exits and every exit "
                    "status would read 0: pipeplex set SIGCHLD back to its default")
+
+KILLED_EXIT_WAIT = 1.0
+"""Seconds a run that failed or was cancelled, having SIGKILLed its members on the way out,
+waits for their exits (all of them together, blocking: the kernel ends a killed process in
+milliseconds) so that they are reaped, not left zombies, before it lets go of them."""
 
 
 def _proc_mounted() -> bool:
@@ -316,8 +322,12 @@ class Engine:
             raise
         finally:
             self.state.tg = None  # (the run is over: nothing more runs in it)
+            exit_by = time.monotonic() + KILLED_EXIT_WAIT
             for member in self.members.values():
-                member.close()  # output held open by a process that escaped the stop
+                # Output held open by a process that escaped the stop; and, after a failure
+                # or a cancel, runs whose exit is not read yet: every member's descriptors
+                # are closed by the time the run ends.
+                member.close(exit_by)
         self.state.verdict.judge_at_eof(self.state.start_waves())
         self._summarize()
         return self.exit_status()

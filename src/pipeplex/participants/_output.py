@@ -384,13 +384,18 @@ class OutputReaders:
         """Stop reading output that processes of an ended run still hold open (before the
         next start, and when the cast is over)."""
         if self.held:
-            for fd, stream in list(self.readers.items()):
-                for _ in range(64):  # what is already there, within reason
-                    if fd not in self.readers or not self._read(fd, stream):
-                        break
-                if fd in self.readers:
-                    self._close_reader(fd)
+            self.let_go()
             self.held = False
+
+    def let_go(self) -> None:
+        """Stop reading the run's output, what is already there read first (within reason):
+        its readers are closed."""
+        for fd, stream in list(self.readers.items()):
+            for _ in range(64):
+                if fd not in self.readers or not self._read(fd, stream):
+                    break
+            if fd in self.readers:
+                self._close_reader(fd)
 
     def output_held(self) -> bool:
         """True while some process still holds this run's output open: one of its streams

@@ -262,12 +262,33 @@ class Process:
                 os.close(fd)
         self._maybe_done()
 
-    def close(self) -> None:
+    def close(self, exit_by: float = 0.0) -> None:
         """The cast is over: stop reading what processes of an ended run still hold open,
-        and stop watching their groups."""
+        and stop watching their groups.
+
+        A run whose exit has not been read (the cast's run failed or was cancelled, and
+        SIGKILLed it on the way out) is waited for until ``exit_by`` (``time.monotonic()``;
+        this blocks), then let go of: its pidfd, its pipes and its terminal's master are
+        closed here, not left for a loop that may never run again (a ``Plex``'s stops with
+        its close), and it is reaped if it has exited.
+        """
         self.stdin.tell_dropped()
+        if self._pidfd is not None:
+            self._let_go_of_run(exit_by)
         self.output.release_output()
         self.group.close()
+
+    def _let_go_of_run(self, exit_by: float) -> None:
+        assert self._pidfd is not None and self._loop is not None
+        if exits_within(self._pidfd, exit_by - time.monotonic()):
+            self._on_pidfd()  # (the exit, as the loop would have read it)
+        if self._pidfd is not None:  # (still running: another user's, or stuck in the kernel)
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        self.output.let_go()
+        self.stdin.drop()
+        self.terminal.close_kept()  # (the program never exited: kept for nothing)
 
     def _maybe_done(self) -> None:
         if self.returncode is None or self._done is None:
