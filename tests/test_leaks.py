@@ -8,14 +8,30 @@ before and after, and waits for them with a deadline, never a sleep.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
+import gc
 import os
+import re
+import sys
+import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
-from pipeplex import Bus, CastSpec, ProcSpec
+from pipeplex import (
+    AsyncPlex,
+    Bus,
+    CastSpec,
+    NotReady,
+    PipeplexError,
+    Plex,
+    ProcSpec,
+    SpawnError,
+)
+from pipeplex._arguments import PtyOption, pty_mode
 from pipeplex.engine.engine import Engine
 
 DEADLINE = 5.0
@@ -52,7 +68,8 @@ def new_since(before: dict[int, str]) -> dict[int, str]:
 
 
 @pytest.mark.parametrize("pty", ["pipes", "stdout", "full"])
-def test_a_run_that_fails_lets_go_of_its_members_descriptors(pty: str) -> None:
+def test_a_run_that_fails_lets_go_of_its_members_descriptors(
+        pty: Literal["pipes", "stdout", "full"]) -> None:
     """The run ends on an error (a bug) while a member runs: SIGKILLed, its exit not read
     yet. Its pidfd, its pipes and its terminal's master are closed and the child reaped by
     the time run() raises, not left to a loop that may never run again (they were, for
@@ -77,3 +94,143 @@ def test_a_run_that_fails_lets_go_of_its_members_descriptors(pty: str) -> None:
     asyncio.run(crashed())
     assert new_since(before) == {}
     assert children() == kids
+
+
+# Many plexes in one process, as a pytest session starts them --------------------------
+
+PY = sys.executable
+MODES: tuple[PtyOption, ...] = (False, "stdout", True)
+IGNORES_TERM = [PY, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('up', flush=True); time.sleep(60)"]
+
+
+async def _async_plex(i: int, folder: Path) -> None:
+    """One AsyncPlex, the ``i``-th of a mix of what a test suite does with them."""
+    pty = MODES[i % 3]
+    kind = i % 7
+    if kind == 0:  # a member on each kind of output, sent to and expected from
+        async with AsyncPlex(pty=pty) as plex:
+            cat = await plex.spawn("cat", "cat")
+            cat.sendline("hi")
+            await cat.expect("hi")
+    elif kind == 1:  # a member that cannot start (its interpreter is missing)
+        async with AsyncPlex(pty=pty) as plex:
+            with pytest.raises(SpawnError):
+                await plex.spawn("bad", [str(folder / "bad")])
+    elif kind == 2:  # one that ignores SIGTERM, with a tiny grace; and one not ready
+        async with AsyncPlex(grace=0.01, pty=pty) as plex:
+            await (await plex.spawn("stubborn", IGNORES_TERM)).expect("up")
+            with pytest.raises(NotReady):
+                await plex.spawn("slow", ["sleep", "30"], ready="never", ready_timeout=0.01)
+    elif kind == 3:  # restarts, by its policy and asked for; spawn and remove
+        async with AsyncPlex(pty=pty, run_dir=folder / f"run{i}") as plex:
+            await plex.load(folder / "cast.toml")
+            await plex["r"].expect("up")
+            await plex["other"].restart()
+            for name in ("a", "b"):
+                member = await plex.spawn(name, "cat")
+                member.sendline(name)
+                await member.expect(name)
+                await plex.remove(name)
+    elif kind == 4:  # closed while a member starts
+        plex = AsyncPlex(grace=0.01, pty=pty)
+        await plex.start()
+        spawning = asyncio.ensure_future(plex.spawn("slow", ["sleep", "30"], ready="never"))
+        await plex.engine.wait_began()
+        await plex.aclose()
+        with pytest.raises(PipeplexError):
+            await spawning
+    elif kind == 5:  # a close cut short: SIGKILL at once
+        plex = AsyncPlex(grace=30, pty=pty)
+        await plex.start()
+        await (await plex.spawn("stubborn", IGNORES_TERM)).expect("up")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(plex.aclose(), 0.01)
+    else:  # a run that fails (a bug) while its member runs
+        engine = Engine(CastSpec((ProcSpec("a", ("sleep", "30"), pty=pty_mode(pty)),)), Bus())
+        run = asyncio.ensure_future(engine.run())
+        await engine.wait_up()
+        engine.crash(RuntimeError("a bug"))
+        with pytest.raises(ExceptionGroup):
+            await run
+
+
+def _sync_plex(i: int) -> None:
+    """One Plex (its own thread and loop), interrupted by a Ctrl-C every other time."""
+    with Plex(pty=MODES[i % 3]) as plex:
+        cat = plex.spawn("cat", "cat")
+        cat.sendline("hi")
+        cat.expect("hi")
+        if i % 2:
+            threading.Timer(0.01, _thread.interrupt_main).start()
+            with pytest.raises(KeyboardInterrupt):
+                cat.expect("never", timeout=DEADLINE)
+
+
+def _footprint() -> tuple[int, int, int, frozenset[int]]:
+    """What this process holds: its descriptors, its threads (Python's, and the kernel's),
+    its children."""
+    return (len(descriptors()), threading.active_count(), len(os.listdir("/proc/self/task")),
+            frozenset(children()))
+
+
+def _settled(baseline: tuple[int, int, int, frozenset[int]]) -> tuple[int, int, int,
+                                                                       frozenset[int]]:
+    """The footprint once it is back to ``baseline``, or as it is after :data:`DEADLINE`
+    (a thread that was told to end may still be on its way out)."""
+    deadline = time.monotonic() + DEADLINE
+    while (now := _footprint()) != baseline and time.monotonic() < deadline:
+        time.sleep(0.01)  # (polled against a deadline: nothing tells when a thread ended)
+    return now
+
+
+def _rss() -> int:
+    """This process's resident memory, in KiB."""
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status)[1])  # type: ignore[index]
+
+
+def _many_plexes(folder: Path, count: int) -> list[int]:
+    """Start and close ``count`` plexes of each kind (async in one loop, and sync), checking
+    that the process is back where it began after each; the resident memory measured every
+    tenth round, once the first round has filled the caches."""
+    (folder / "bad").write_text("#!/nonexistent/interpreter\n")
+    (folder / "bad").chmod(0o755)
+    (folder / "cast.toml").write_text(
+        '[procs.r]\ncmd = "sh -c \'echo up; exit 3\'"\non_exit = "restart"\nmax_restarts = 2\n'
+        '[procs.other]\ncmd = "cat"\n')
+    rss: list[int] = []
+
+    async def rounds() -> None:
+        tasks, within = asyncio.all_tasks(), _footprint()
+        for i in range(count):
+            await _async_plex(i, folder)
+            # Not a turn of the loop after the close: all of it was let go of by then.
+            assert (asyncio.all_tasks(), _footprint()) == (tasks, within), f"round {i}"
+            if i % 10 == 1:
+                gc.collect()
+                rss.append(_rss())
+
+    baseline = _footprint()
+    asyncio.run(rounds())
+    assert _settled(baseline) == baseline
+    for i in range(count // 7 + 1):
+        _sync_plex(i)
+        assert _settled(baseline) == baseline
+    return rss
+
+
+def test_plexes_started_and_closed_leave_nothing_behind(tmp_path: Path) -> None:
+    """Every kind of plex a test suite starts, closed in every way: the process's
+    descriptors, threads and children are back to what they were after each one."""
+    _many_plexes(tmp_path, 28)
+
+
+@pytest.mark.stress
+@pytest.mark.skipif(os.environ.get("PIPEPLEX_STRESS") != "1",
+                    reason="heavy (about a minute): set PIPEPLEX_STRESS=1")
+def test_hundreds_of_plexes_in_one_process_use_bounded_memory(tmp_path: Path) -> None:
+    """A session's worth of plexes: nothing left behind, and the resident memory does not
+    grow with their number (the caches full, what it gains past the first 100 is noise)."""
+    rss = _many_plexes(tmp_path, 350)
+    assert rss[-1] - rss[len(rss) // 3] < 4096, rss
