@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 
 __all__ = ("FLAGS", "GONE", "PF_EXITING", "PF_FORKNOEXEC", "PGRP", "PPID", "START_TIME", "STATE",
-           "all_stats", "child_flags", "signal_pending", "stat_fields")
+           "all_stats", "child_flags", "signal_pending", "stat_fields", "suspended")
 
 STATE, PPID, PGRP, FLAGS, START_TIME = 0, 1, 2, 6, 19
 """Indexes in :func:`stat_fields`, which begin after ``pid (comm)``: ``proc(5)``'s fields
@@ -45,6 +45,12 @@ def stat_fields(pid: int | str, *, strict: bool = False) -> list[bytes] | None:
         os.close(fd)
     end = stat.rfind(b")")
     return stat[end + 2:].split() if end >= 0 else None
+
+
+def suspended(pid: int) -> bool:
+    """Whether ``pid`` is stopped by a signal (SIGSTOP, SIGTSTP...) until a SIGCONT."""
+    fields = stat_fields(pid)
+    return fields is not None and fields[STATE] == b"T"  # (not "t": held by a debugger)
 
 
 def all_stats() -> Iterator[tuple[int, list[bytes]]]:

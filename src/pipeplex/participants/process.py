@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Literal
 
@@ -29,7 +30,7 @@ from ..cast.spec import ProcSpec, expand
 from ..errors import SpawnError
 from ._group import MemberGroup, exits_within
 from ._output import OutputReaders
-from ._proc import FLAGS, GONE, PF_EXITING, PPID, STATE, stat_fields
+from ._proc import FLAGS, GONE, PF_EXITING, PPID, STATE, stat_fields, suspended
 from ._spawn import (
     bad_text,
     find_executable,
@@ -50,7 +51,8 @@ __all__ = ("Process", "ProcessState")
 
 ProcessState = Literal["pending", "running", "stopping", "exited", "failed"]
 
-_seen_at: dict[asyncio.AbstractEventLoop, float] = {}
+_seen_at: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
+"""Per loop, when its pass saw exits (weakly: a loop closed before its next pass goes)."""
 
 
 def _seen_now(loop: asyncio.AbstractEventLoop) -> float:
@@ -263,15 +265,10 @@ class Process:
         self._maybe_done()
 
     def close(self, exit_by: float = 0.0) -> None:
-        """The cast is over: stop reading what processes of an ended run still hold open,
-        and stop watching their groups.
-
-        A run whose exit has not been read (the cast's run failed or was cancelled, and
-        SIGKILLed it on the way out) is waited for until ``exit_by`` (``time.monotonic()``;
-        this blocks), then let go of: its pidfd, its pipes and its terminal's master are
-        closed here, not left for a loop that may never run again (a ``Plex``'s stops with
-        its close), and it is reaped if it has exited.
-        """
+        """The cast is over: stop reading what processes of an ended run still hold open, and
+        stop watching their groups. A run whose exit is unread (SIGKILLed as a failed or
+        cancelled cast ended) is waited for until ``exit_by`` (``time.monotonic()``, blocking),
+        reaped, and its descriptors closed: a later turn of the loop may never come (a Plex's)."""
         self.stdin.tell_dropped()
         if self._pidfd is not None:
             self._let_go_of_run(exit_by)
@@ -492,7 +489,7 @@ class Process:
         # Its program has exited: so it says, even while its last output is still read.
         exited = self.returncode is not None and self.state in ("running", "stopping")
         state: str = "exited" if exited else self.state
-        if state == "running" and self.pid is not None and _suspended(self.pid):
+        if state == "running" and self.pid is not None and suspended(self.pid):
             state = "suspended"
         return {
             "name": self.name,
@@ -501,10 +498,3 @@ class Process:
             "returncode": self.returncode,
             "pending_input": self.stdin.input_waiting,
         }
-
-
-def _suspended(pid: int) -> bool:
-    """Whether ``pid`` is stopped by a signal (SIGSTOP, SIGTSTP...) until a SIGCONT."""
-    fields = stat_fields(pid)
-    return fields is not None and fields[STATE] == b"T"  # (not "t": held by a debugger)
-
