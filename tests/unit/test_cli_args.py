@@ -96,6 +96,12 @@ def test_the_help_names_the_run_folders_default_as_the_docs_do() -> None:
     assert "under $XDG_RUNTIME_DIR/pipeplex or $TMPDIR/pipeplex-UID)" in help_text
 
 
+def test_the_help_of_list_says_it_follows_lf_too() -> None:
+    """--list prints what --lf would run as well as what -k would (docs/cli.md)."""
+    help_text = " ".join(_command_parser("test").format_help().split())
+    assert "would run (after -k and --lf)" in help_text
+
+
 def test_an_option_before_the_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown option '--bogus'" in _usage_error(capsys, "--bogus", "run")
 

@@ -106,8 +106,8 @@ def _test_options(parser: argparse.ArgumentParser) -> None:
                         help="run only the scenarios that failed the last time they ran "
                              "from this folder (all of them if none did)")
     parser.add_argument("--list", action="store_true",
-                        help="print the scenario files that would run (after -k), one a "
-                             "line, and run none")
+                        help="print the scenario files that would run (after -k and --lf), one "
+                             "a line, and run none")
     parser.add_argument("-k", dest="select", type=_selection, metavar="EXPR",
                         help="run only the scenarios whose path holds these words (case "
                              "aside), joined by and, or, not and parentheses: -k 'chat and "
