@@ -1713,6 +1713,21 @@ def test_a_failure_at_the_stops_eof_says_so_and_what_to_write(tmp_path: Path) ->
     assert "once every step had passed" not in crashed.stdout
 
 
+def test_a_failure_at_the_stops_eof_in_a_file_without_steps_says_so_too(
+        tmp_path: Path) -> None:
+    """A plain cast file is a test of the start and the stop: a member that fails at the EOF
+    the stop gives it is told as such, with the steps that would make that end a check."""
+    code = "print('up', flush=True); input()"
+    case = _scenario(tmp_path, f"[procs.ask]\ncmd = {json.dumps([sys.executable, '-c', code])}"
+                               "\nready = 'up'\n")
+    result = run("test", case)
+    assert result.returncode == 1
+    assert ("ask exited with code 1, once its members were up, at the end of input the stop "
+            "gave it (its stdin closed, before any signal); have it end well there, or make "
+            "that end a step: close = 'ask', then wait_exit = 'ask' with code = 1"
+            ) in result.stdout
+
+
 @pytest.mark.parametrize(("sig", "then"), [
     ("KILL", ""), ("TERM", ""),
     ("KILL", "[[step]]\nexpect_not = 'never'\nwithin = 1\n"),  # (its end seen in the steps)

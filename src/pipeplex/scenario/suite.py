@@ -251,15 +251,16 @@ def _its_end_explained(scenario: Scenario, engine: Engine, failure: Failure,
                       steps_ended: float, steps: Sequence[StepResult]) -> str:
     """Why a member failed, when the report can say more than its exit, and what to
     write instead: it died of a ``signal`` step's signal (which no ``wait_exit`` made a
-    step of), or, once every step had passed, the stop closed its stdin and it ended so,
+    step of), or, once every step had passed (in a file without steps, once its members
+    were up: a test of the start and the stop), the stop closed its stdin and it ended so,
     before any signal (a program reading with ``input()`` raises at EOF); "" otherwise."""
     member = engine.members.get(failure.name)
-    if not scenario.steps or member is None:
+    if member is None:
         return ""
     name = quoted(failure.name)
     returncode = member.returncode
     code = returncode if returncode is not None and returncode < 0 else failure.status
-    if member.ended_by_a_person and returncode is not None:
+    if scenario.steps and member.ended_by_a_person and returncode is not None:
         sent = next((r.step for r in reversed(steps) if r.step.action == "signal"
                      and r.step.target in (failure.name, ALL)
                      and _signal_of(r) == -returncode), None)
@@ -268,7 +269,8 @@ def _its_end_explained(scenario: Scenario, engine: Engine, failure: Failure,
                 f"with code = {code}")
     if failure.at < steps_ended or not member.stopping or member.signalled_to_stop:
         return ""
-    return (f", once every step had passed, at the end of input the stop gave it (its stdin "
+    when = "every step had passed" if scenario.steps else "its members were up"
+    return (f", once {when}, at the end of input the stop gave it (its stdin "
             f"closed, before any signal); have it end well there, or make that end a step: "
             f"close = {name}, then wait_exit = {name} with code = {code}")
 
