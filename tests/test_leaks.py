@@ -33,9 +33,9 @@ from pipeplex import (
     ProcSpec,
     SpawnError,
 )
-from pipeplex._arguments import PtyOption, pty_mode
 from pipeplex.engine.engine import Engine
 from pipeplex.participants import process
+from pipeplex.plex.arguments import PtyOption, pty_mode
 
 DEADLINE = 5.0
 """Seconds what a cast opened may take to be let go of, far more than it needs."""

@@ -19,10 +19,6 @@ if _TYPE_CHECKING:
     from ._events import Output as Output
     from ._events import Ready as Ready
     from ._events import Started as Started
-    from ._plex import AsyncPlex as AsyncPlex
-    from ._plex_member import AsyncMember as AsyncMember
-    from ._plex_sync import Plex as Plex
-    from ._plex_sync_member import Member as Member
     from ._run import RunOptions as RunOptions
     from ._run import run_cast as run_cast
     from .cast import CastSpec as CastSpec
@@ -44,6 +40,10 @@ if _TYPE_CHECKING:
     from .expect import EOF as EOF
     from .expect import TIMEOUT as TIMEOUT
     from .expect.patterns import Sentinel as Sentinel
+    from .plex.async_member import AsyncMember as AsyncMember
+    from .plex.async_plex import AsyncPlex as AsyncPlex
+    from .plex.sync_member import Member as Member
+    from .plex.sync_plex import Plex as Plex
     from .scenario import StepFailed as StepFailed
 
 __version__ = "0.1.0"
@@ -99,10 +99,10 @@ _SOURCES = {
     "Output": "._events",
     "Ready": "._events",
     "Started": "._events",
-    "AsyncMember": "._plex_member",
-    "AsyncPlex": "._plex",
-    "Member": "._plex_sync_member",
-    "Plex": "._plex_sync",
+    "AsyncMember": ".plex.async_member",
+    "AsyncPlex": ".plex.async_plex",
+    "Member": ".plex.sync_member",
+    "Plex": ".plex.sync_plex",
     "RunOptions": "._run",
     "run_cast": "._run",
     "CastSpec": ".cast",

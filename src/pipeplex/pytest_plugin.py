@@ -48,8 +48,6 @@ from typing import TypeVar
 
 import pytest
 
-from ._plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
-from ._plex_sync import Plex
 from ._printable import printable
 from ._pytest_scenarios import add_options as add_scenario_options
 from ._pytest_scenarios import pytest_collect_file
@@ -57,6 +55,8 @@ from ._seconds import SECONDS_SAID, is_seconds
 from ._signals import describe_returncode
 from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
+from .plex.async_plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
+from .plex.sync_plex import Plex
 
 __all__ = ("PipeplexWarning", "plex", "pytest_collect_file")
 

@@ -1123,21 +1123,21 @@ def test_an_internal_error_in_one_scenario_loses_no_other_result(
         capsys: pytest.CaptureFixture[str]) -> None:
     """A pipeplex bug met by one scenario is reported with its traceback, counted as a
     failure, and the others still run and reach the summary and the JUnit report."""
-    from pipeplex import _test_command, _test_run
+    from pipeplex.test_mode import command, sequence
 
-    real = _test_run.run_scenario
+    real = sequence.run_scenario
 
     async def run_scenario(scenario: object, **options: object) -> object:
         if getattr(scenario, "name", "") == "crash":
             raise RuntimeError("a bug")
         return await real(scenario, **options)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_test_run, "run_scenario", run_scenario)
+    monkeypatch.setattr(sequence, "run_scenario", run_scenario)
     body = CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n'
     files = [_scenario(tmp_path, body, "crash.toml"), _scenario(tmp_path, body, "good.toml")]
     report = tmp_path / "junit.xml"
     with pytest.raises(SystemExit) as exited:
-        _test_command.run_tests(files, verbose=False, junit=report, transcript=None,
+        command.run_tests(files, verbose=False, junit=report, transcript=None,
                                 log_dir=None, update=False, grace=1.0, color="never")
     assert exited.value.code == 1
     out, err = capsys.readouterr()

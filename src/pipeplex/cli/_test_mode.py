@@ -1,7 +1,7 @@
 """``pipeplex test`` and ``pipeplex replay``: test mode's commands.
 
 ``test`` turns the files and folders given into the scenarios to run (with ``-k``,
-``--lf`` and ``--list``) and hands them to :func:`pipeplex._test_command.run_tests`;
+``--lf`` and ``--list``) and hands them to :func:`pipeplex.test_mode.command.run_tests`;
 ``replay`` shows a transcript again. Apart from the commands that run a cast or talk to
 one, so that test mode's modules load only when it is used.
 """
@@ -136,7 +136,7 @@ def test(args: argparse.Namespace) -> None:
     Prints a dot or F per scenario (-v: a line per step), then failures with their evidence
     and a summary. Exit status: 0 all passed, 1 some failed, 2 a file could not be loaded.
     """
-    from .._test_command import run_tests
+    from ..test_mode.command import run_tests
 
     transcript, in_folder = args.transcript or (None, False)
     files = _scenario_files(args.files, verbose=args.verbose)
@@ -182,7 +182,7 @@ def _replay_options(parser: argparse.ArgumentParser) -> None:
 
 def replay(args: argparse.Namespace) -> None:
     """Show a transcript (from --transcript) as the merged stream again."""
-    from .._test_command import replay_transcript
+    from ..test_mode.command import replay_transcript
 
     replay_transcript(args.path, color=_color(args), timestamps=args.timestamps,
                       sent=args.input)

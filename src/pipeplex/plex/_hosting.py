@@ -1,10 +1,10 @@
-"""How an :class:`~._plex.AsyncPlex` hosts its engine, from its start to its close.
+"""How an :class:`~.async_plex.AsyncPlex` hosts its engine, from its start to its close.
 
 The start makes a guardian, an engine with no cast (held open: members come and go), the
 transcript and, with ``run_dir``, the run folder, served while the cast runs; the close
 stops every member and lets it all go, once, whoever asks and however it is interrupted.
 
-Apart from ``_plex.py``, which holds what a caller asks of the plex (spawn, load,
+Apart from ``async_plex.py``, which holds what a caller asks of the plex (spawn, load,
 expect_any, remove): this is the life of the engine under those calls, and the checks that
 a call finds it running, in its own loop.
 """
@@ -14,24 +14,24 @@ from __future__ import annotations
 import asyncio
 import os
 
-from ._bus import Bus
-from ._events import Note
-from .cast.spec import CastSpec
-from .engine.engine import Engine
-from .engine.stopping import EOF_GRACE
-from .engine.verdict import Failure
-from .errors import PipeplexError, ours_in_tracebacks
-from .expect import Matcher
-from .inputs.folder import FolderInputs
-from .participants import Guardian
-from .report.transcript import TranscriptSink
+from .._bus import Bus
+from .._events import Note
+from ..cast.spec import CastSpec
+from ..engine.engine import Engine
+from ..engine.stopping import EOF_GRACE
+from ..engine.verdict import Failure
+from ..errors import PipeplexError, ours_in_tracebacks
+from ..expect import Matcher
+from ..inputs.folder import FolderInputs
+from ..participants import Guardian
+from ..report.transcript import TranscriptSink
 
 __all__ = ("EngineHost",)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 
 class EngineHost:
-    """The engine an :class:`~._plex.AsyncPlex` runs, and what runs with it: the base of
+    """The engine an :class:`~.async_plex.AsyncPlex` runs, and what runs with it: the base of
     the plex, whose calls reach the engine and its matcher through :attr:`engine` and
     :attr:`matcher` while it runs."""
 

@@ -1,6 +1,6 @@
 """The blocking API's background thread, and the calls that cross into it.
 
-Apart from :class:`~._plex_sync.Plex`, which holds the API: here is how a call made in the
+Apart from :class:`~.sync_plex.Plex`, which holds the API: here is how a call made in the
 caller's thread runs in the plex's loop and can be abandoned at any moment (a Ctrl-C), how
 a Ctrl-C while closing becomes a callback instead of an exception at whatever line it lands
 on, the thread's loop itself, and what happens to a plex dropped while it runs.
@@ -17,10 +17,10 @@ import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .errors import ours_in_tracebacks
+from ..errors import ours_in_tracebacks
 
 if TYPE_CHECKING:
-    from ._plex import AsyncPlex
+    from .async_plex import AsyncPlex
 
 __all__ = ("Call", "ctrl_c_calls", "despite_handlers", "dropped_running", "serve")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)

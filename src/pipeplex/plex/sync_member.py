@@ -1,7 +1,7 @@
 """A member of the blocking API's plex (:class:`Member`), with pexpect's names.
 
-Apart from :class:`~._plex_sync.Plex`, which runs the cast in its background thread (as
-``_plex_member.py`` is apart from ``_plex.py`` for the async API): a member is what the
+Apart from :class:`~.sync_plex.Plex`, which runs the cast in its background thread (as
+``async_member.py`` is apart from ``async_plex.py`` for the async API): a member is what the
 caller's thread talks to. Its sends are queued for the plex's loop without a round trip,
 in order with its other inputs; its expects search the members' output from the caller's
 own thread, so a round trip costs one wake-up, not a task.
@@ -14,7 +14,10 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, overload
 
-from ._arguments import (
+from .._events import Stream
+from ..errors import ExpectTimeout, UnexpectedExit, ours_in_tracebacks
+from ..expect.patterns import Pattern, Sentinel
+from .arguments import (
     Patterns,
     call_timeout,
     check_stream,
@@ -23,13 +26,10 @@ from ._arguments import (
     patterns_of,
     signal_number,
 )
-from ._events import Stream
-from ._plex_member import AsyncMember, input_bytes
-from .errors import ExpectTimeout, UnexpectedExit, ours_in_tracebacks
-from .expect.patterns import Pattern, Sentinel
+from .async_member import AsyncMember, input_bytes
 
 if TYPE_CHECKING:
-    from ._plex_sync import Plex
+    from .sync_plex import Plex
 
 __all__ = ("Member",)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)

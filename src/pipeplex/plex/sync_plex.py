@@ -2,8 +2,8 @@
 background thread and hands each call to its loop; :class:`Member` searches the members'
 output from the caller's own thread, so a round trip costs one wake-up, not a task.
 
-This module holds the plex; its members are in ``_plex_sync_member.py``, and how a call
-crosses into the background thread (and survives a Ctrl-C) in ``_plex_thread.py``.
+This module holds the plex; its members are in ``sync_member.py``, and how a call
+crosses into the background thread (and survives a Ctrl-C) in ``_thread.py``.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from collections.abc import Coroutine, Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
-from ._arguments import Patterns, PtyOption
-from ._bus import Bus
-from ._plex import DEFAULT_TIMEOUT, AsyncPlex
-from ._plex_member import Members
-from ._plex_sync_member import Member
-from ._plex_thread import Call, ctrl_c_calls, despite_handlers, dropped_running, serve
-from .cast.spec import StderrMode
-from .engine.engine import DEFAULT_GRACE
-from .errors import PipeplexError, UnknownMember, ours_in_tracebacks
-from .expect.patterns import Pattern
-from .participants._stdin import RECORDS_WAITING
-from .scenario.model import Scenario
+from .._bus import Bus
+from ..cast.spec import StderrMode
+from ..engine.engine import DEFAULT_GRACE
+from ..errors import PipeplexError, UnknownMember, ours_in_tracebacks
+from ..expect.patterns import Pattern
+from ..participants._stdin import RECORDS_WAITING
+from ..scenario.model import Scenario
+from ._thread import Call, ctrl_c_calls, despite_handlers, dropped_running, serve
+from .arguments import Patterns, PtyOption
+from .async_member import Members
+from .async_plex import DEFAULT_TIMEOUT, AsyncPlex
+from .sync_member import Member
 
 __all__ = ("Plex",)
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)

@@ -1,12 +1,12 @@
 """The Python API: a cast you build in code, and pexpect's names across several members.
 
-``AsyncPlex`` is native asyncio; ``Plex`` (``_plex_sync.py``) is the same API for synchronous
+``AsyncPlex`` is native asyncio; ``Plex`` (``sync_plex.py``) is the same API for synchronous
 code, running this one's loop in a background thread. Leaving the ``with`` block stops every
 member (close stdin, SIGTERM, grace, SIGKILL) and a guardian process makes sure nothing
 outlives it even if the interpreter dies.
 
 This module holds what a caller asks of the plex; how it starts, serves and closes the
-engine under those calls is in ``_plex_hosting.py``.
+engine under those calls is in ``_hosting.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,27 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
-from ._arguments import (
+from .._events import SHOWN, InputSent
+from ..cast._member_fields import check_fields, check_name
+from ..cast._programs import check_commands
+from ..cast.spec import CastSpec, ProcSpec, StderrMode, split_command
+from ..engine.engine import DEFAULT_GRACE
+from ..errors import (
+    ArgumentError,
+    CastError,
+    ExpectTimeout,
+    PipeplexError,
+    UnexpectedExit,
+    UnknownMember,
+    ours_in_tracebacks,
+)
+from ..expect.patterns import Pattern
+from ..output.merged import MergedTranscript
+from ..output.render import Renderer
+from ..scenario import load_scenario, run_steps
+from ..scenario.model import Scenario
+from ._hosting import EngineHost
+from .arguments import (
     Patterns,
     PtyOption,
     call_timeout,
@@ -29,27 +49,7 @@ from ._arguments import (
     pty_mode,
     ready_text,
 )
-from ._events import SHOWN, InputSent
-from ._plex_hosting import EngineHost
-from ._plex_member import AsyncMember, Members
-from .cast._member_fields import check_fields, check_name
-from .cast._programs import check_commands
-from .cast.spec import CastSpec, ProcSpec, StderrMode, split_command
-from .engine.engine import DEFAULT_GRACE
-from .errors import (
-    ArgumentError,
-    CastError,
-    ExpectTimeout,
-    PipeplexError,
-    UnexpectedExit,
-    UnknownMember,
-    ours_in_tracebacks,
-)
-from .expect.patterns import Pattern
-from .output.merged import MergedTranscript
-from .output.render import Renderer
-from .scenario import load_scenario, run_steps
-from .scenario.model import Scenario
+from .async_member import AsyncMember, Members
 
 __all__ = ("DEFAULT_TIMEOUT", "AsyncPlex")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)

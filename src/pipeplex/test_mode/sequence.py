@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ._printable import printable
-from ._signals import PASSED_ON, STOP_SIGNALS, inherited_as_ignored, signal_name
-from ._stdout import StdoutRefused, printing
-from ._test_records import record_names, records_folder, records_problem
-from .participants.orphans import Adoption
-from .scenario.model import Scenario
-from .scenario.run import StepResult
-from .scenario.suite import ScenarioOutcome, run_scenario
+from .._printable import printable
+from .._signals import PASSED_ON, STOP_SIGNALS, inherited_as_ignored, signal_name
+from .._stdout import StdoutRefused, printing
+from ..participants.orphans import Adoption
+from ..scenario.model import Scenario
+from ..scenario.run import StepResult
+from ..scenario.suite import ScenarioOutcome, run_scenario
+from .records import record_names, records_folder, records_problem
 
 __all__ = ("INTERRUPTING", "end_on_stop_signals", "run_all", "say", "style")
 

@@ -3,7 +3,7 @@
 The command line (``cli/_test_mode.py``) parses their arguments; this module, and the scenario
 runner it brings, loads only when one of them runs. It holds what each command shows and
 the status it exits with: the tests' report and summary, the transcript replayed. The
-scenarios' run is in ``_test_run.py``, their records in ``_test_records.py``."""
+scenarios' run is in ``sequence.py``, their records in ``records.py``."""
 
 from __future__ import annotations
 
@@ -16,11 +16,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from ._events import Event, InputSent, Note, Started
-from ._printable import printable
-from ._signals import HELD_AT_START, clean_inherited_signals, signal_name
-from ._stdout import printing
-from ._test_records import (
+from .._events import Event, InputSent, Note, Started
+from .._printable import printable
+from .._signals import HELD_AT_START, clean_inherited_signals, signal_name
+from .._stdout import printing
+from ..cast._programs import check_commands
+from ..errors import PipeplexError
+from ..output.render import Renderer, use_color
+from ..participants.orphans import Adoption
+from ..report.junit import write_junit
+from ..report.records import numbered_records, record_event, record_input
+from ..scenario import load_scenario
+from ..scenario.last_failed import remember
+from ..scenario.model import Scenario
+from ..scenario.suite import ScenarioOutcome
+from .records import (
     LOAD_ERROR,
     check_junit_path,
     check_not_scenario_files,
@@ -28,17 +38,7 @@ from ._test_records import (
     junit_errors,
     junit_results,
 )
-from ._test_run import INTERRUPTING, end_on_stop_signals, run_all, say, style
-from .cast._programs import check_commands
-from .errors import PipeplexError
-from .output.render import Renderer, use_color
-from .participants.orphans import Adoption
-from .report.junit import write_junit
-from .report.records import numbered_records, record_event, record_input
-from .scenario import load_scenario
-from .scenario.last_failed import remember
-from .scenario.model import Scenario
-from .scenario.suite import ScenarioOutcome
+from .sequence import INTERRUPTING, end_on_stop_signals, run_all, say, style
 
 __all__ = ("replay_transcript", "run_tests")
 

@@ -14,14 +14,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ._file_kind import records_apart, same_file
-from ._printable import printable
-from ._signals import signal_name
-from .errors import PipeplexError
-from .report.files import make_folders
-from .report.junit import CaseResult, check_junit
-from .scenario.model import Scenario
-from .scenario.suite import ScenarioOutcome
+from .._file_kind import records_apart, same_file
+from .._printable import printable
+from .._signals import signal_name
+from ..errors import PipeplexError
+from ..report.files import make_folders
+from ..report.junit import CaseResult, check_junit
+from ..scenario.model import Scenario
+from ..scenario.suite import ScenarioOutcome
 
 __all__ = (
     "LOAD_ERROR",

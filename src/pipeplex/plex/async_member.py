@@ -1,6 +1,6 @@
 """A member of the Python API's plex (:class:`AsyncMember`), with pexpect's names.
 
-Apart from :mod:`._plex`, which builds the cast (and :mod:`._plex_hosting`, which runs
+Apart from :mod:`.async_plex`, which builds the cast (and :mod:`._hosting`, which runs
 it): a member is what a test talks to (send, expect, signal, wait, restart), each call
 through the plex's engine and matcher.
 """
@@ -12,7 +12,20 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar, overload
 
-from ._arguments import (
+from .._events import Stream
+from .._signals import describe_returncode
+from ..errors import (
+    ArgumentTypeError,
+    ExpectTimeout,
+    PipeplexError,
+    UnexpectedExit,
+    UnknownMember,
+    ours_in_tracebacks,
+)
+from ..expect import EOF
+from ..expect.patterns import Pattern, Sentinel
+from ..participants import Process
+from .arguments import (
     Patterns,
     call_timeout,
     check_stream,
@@ -21,23 +34,10 @@ from ._arguments import (
     patterns_of,
     signal_number,
 )
-from ._events import Stream
-from ._signals import describe_returncode
-from .errors import (
-    ArgumentTypeError,
-    ExpectTimeout,
-    PipeplexError,
-    UnexpectedExit,
-    UnknownMember,
-    ours_in_tracebacks,
-)
-from .expect import EOF
-from .expect.patterns import Pattern, Sentinel
-from .participants import Process
 
 if TYPE_CHECKING:
-    from ._plex import AsyncPlex
-    from .expect.matcher import Expectation
+    from ..expect.matcher import Expectation
+    from .async_plex import AsyncPlex
 
 __all__ = ("AsyncMember", "Members", "input_bytes")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)

@@ -10,14 +10,14 @@ import signal
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._seconds import SECONDS_SAID, is_seconds
-from ._signals import parse_signal
-from .errors import ArgumentError, ours_in_tracebacks
-from .expect import EOF, TIMEOUT
-from .expect.patterns import Pattern
+from .._seconds import SECONDS_SAID, is_seconds
+from .._signals import parse_signal
+from ..errors import ArgumentError, ours_in_tracebacks
+from ..expect import EOF, TIMEOUT
+from ..expect.patterns import Pattern
 
 if TYPE_CHECKING:
-    from .cast.spec import ProcSpec
+    from ..cast.spec import ProcSpec
 
 __all__ = (
     "Patterns",
