@@ -1002,6 +1002,28 @@ def test_a_failure_seen_after_the_one_that_stopped_the_cast_is_named_last(
         "stopped the cast)"
 
 
+def test_a_failure_during_the_stop_before_its_turn_is_not_said_to_come_first() -> None:
+    """b ends with 0 and stops the cast; while c (after a) takes its grace, a fails on its
+    own before its turn came: the status is a's, and the last line says when a failed,
+    not that it failed before b."""
+    async def scenario() -> tuple[int, list[str]]:
+        engine, recorder = _engine(
+            ProcSpec("a", ("sh", "-c", "read x; exit 5")),
+            ProcSpec("b", ("sh", "-c", "read x; exit 0")),
+            ProcSpec("c", ("sh", "-c", "trap '' TERM; sleep 60"), after=("a",)))
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "c", "started")
+        engine.members["b"].send(b"go\n")
+        await _seen(engine, recorder, "c", "sent SIGTERM")  # (c holds the stop: its grace)
+        engine.members["a"].send(b"go\n")  # a ends on its own, before its turn
+        return await asyncio.wait_for(run, 30), recorder.notes()
+
+    status, notes = asyncio.run(scenario())
+    assert status == 5, notes
+    assert notes[-1] == "exit status 5: a exited with code 5 during the stop, before its " \
+        "turn came (after b, whose end stopped the cast)", notes
+
+
 def test_a_program_that_cannot_be_run_counts_126_as_in_a_shell(tmp_path: Path) -> None:
     """A file that is there but not executable (made so after the cast was checked) is not
     a missing command: 126, as a shell says, with what to do; a missing one stays 127."""

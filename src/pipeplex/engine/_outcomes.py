@@ -184,12 +184,13 @@ class Outcomes:
 
     def closing(self, failures: Sequence[Failure], cast: CastSpec, *,
                 interrupted_by: int | None, stop_asked: bool,
-                stopped_because: str | None) -> Iterator[Note]:
+                stopped_because: str | None, stop_began: float | None) -> Iterator[Note]:
         """The notes that end a run: each member's summary, then what decided the exit
         status when a line of its own must say it (``failures``: the members that failed
         on their own, first the one that decides; ``interrupted_by``: the signal that
         stopped the cast; ``stop_asked``: a person or a client asked for the stop;
-        ``stopped_because``: the member whose end stopped the cast)."""
+        ``stopped_because``: the member whose end stopped the cast; ``stop_began``: when
+        the stop began, ``time.monotonic()``)."""
         for member in self._members.values():
             yield Note(f"summary: {self.summary(member)}", name=member.name)
         if not failures:
@@ -232,11 +233,17 @@ class Outcomes:
             yield Note(f"exit status {first.status}: {said} (a member's own failure decides "
                        "it, not the stop asked for)")
         elif stopped_because not in (None, first.name):
-            # Another's end stopped the cast (and was said so), but this one failed first:
-            # its exit let go by (on_exit = "ignore"), or seen late (a process it left held
-            # its output).
-            yield Note(f"exit status {first.status}: {said}, first (before {stopped_because}, "
-                       "whose end stopped the cast)")
+            if stop_began is not None and first.at > stop_began:
+                # Another's end (with 0) stopped the cast, and this one failed on its own
+                # in the stop, as it waited for its turn: not first, but the only failure.
+                yield Note(f"exit status {first.status}: {said} during the stop, before its "
+                           f"turn came (after {stopped_because}, whose end stopped the cast)")
+            else:
+                # Another's end stopped the cast (and was said so), but this one failed
+                # first: its exit let go by (on_exit = "ignore"), or seen late (a process it
+                # left held its output).
+                yield Note(f"exit status {first.status}: {said}, first (before "
+                           f"{stopped_because}, whose end stopped the cast)")
 
     def _never_started(self, member: Process) -> str:
         name = member.name

@@ -411,5 +411,6 @@ class Engine:
         for note in self.outcomes.closing(self.failures, self.cast,
                                           interrupted_by=self.interrupted_by,
                                           stop_asked=self.stop_asked,
-                                          stopped_because=self.stopped_by):
+                                          stopped_because=self.stopped_by,
+                                          stop_began=self.stop_began):
             self.bus.publish(note)
