@@ -253,7 +253,8 @@ def _its_end_explained(scenario: Scenario, engine: Engine, failure: Failure,
     write instead: it died of a ``signal`` step's signal (which no ``wait_exit`` made a
     step of), or, once every step had passed (in a file without steps, once its members
     were up: a test of the start and the stop), the stop closed its stdin and it ended so,
-    before any signal (a program reading with ``input()`` raises at EOF); "" otherwise."""
+    before any signal (a program reading with ``input()`` raises at EOF); "" otherwise, as
+    for one already dead when the stop came to it, its exit not read yet."""
     member = engine.members.get(failure.name)
     if member is None:
         return ""
@@ -267,7 +268,8 @@ def _its_end_explained(scenario: Scenario, engine: Engine, failure: Failure,
         by = f"the signal step at {sent.source}" if sent is not None else "a person"
         return (f", sent by {by}; if that is its end, make it a step: wait_exit = {name} "
                 f"with code = {code}")
-    if failure.at < steps_ended or not member.stopping or member.signalled_to_stop:
+    if (failure.at < steps_ended or not member.stopping or member.signalled_to_stop
+            or member.exited_before_stop):  # (dead as the stop came: not at its EOF)
         return ""
     when = "every step had passed" if scenario.steps else "its members were up"
     return (f", once {when}, at the end of input the stop gave it (its stdin "
