@@ -884,6 +884,80 @@ def test_a_process_that_left_its_group_and_environment_is_stopped_at_the_end(
         wait_exited(pid)
 
 
+# A process that never stays: it forks, its child leaves for a session of its own, and it
+# exits, a thousand times a second (30000 at most), ignoring SIGTERM; started without the
+# member's environment, and each new one comes to pipeplex as its parent dies. argv[1]
+# marks it in /proc for the test; it closes the descriptor argv[2] once it is on its way.
+HOPPER = ("import os, signal, sys, time\n"
+          "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+          "for n in range(30000):\n"
+          "    if os.fork():\n"
+          "        os._exit(0)\n"
+          "    os.setsid()\n"
+          "    if n == 100:  # (a hundred generations on: its member says so)\n"
+          "        os.close(int(sys.argv[2]))\n"
+          "    time.sleep(0.001)\n")
+
+
+def _hoppers(mark: str) -> list[int]:
+    """The live processes whose command line holds ``mark``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if mark.encode() not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                if f.read().rpartition(b")")[2].split()[0] == b"Z":
+                    continue
+        except OSError:  # (not a process, or gone)
+            continue
+        found.append(int(entry))
+    return found
+
+
+def _stop_hoppers(mark: str) -> None:
+    """Stop (SIGSTOP: no more forks), then kill, until none is left (a test that failed)."""
+    deadline = time.monotonic() + 10
+    while (found := _hoppers(mark)) and time.monotonic() < deadline:
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in found:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+
+
+def test_an_orphan_that_forks_away_as_fast_as_it_is_stopped_is_caught(
+        run_dir: Path, tmp_path: Path) -> None:
+    """A process that left its group and environment and moves to a new pid and session a
+    thousand times a second outruns each round of SIGTERM, grace and SIGKILL at the end of
+    the cast; pipeplex then freezes and kills it and what it forked until none is left,
+    rather than let it run on."""
+    mark = str(tmp_path / "hopper")
+    member = py("import os, subprocess, sys, signal\n"
+                "r, w = os.pipe()\n"
+                f"subprocess.Popen([sys.executable, '-c', {HOPPER!r}, {mark!r}, str(w)],\n"
+                "                 env={}, pass_fds=[w], stdin=subprocess.DEVNULL,\n"
+                "                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+                "os.close(w)\n"
+                "os.read(r, 1)  # (EOF: it is on its way)\n"
+                "print('hopping', flush=True)\n"
+                "signal.pause()\n")
+    try:
+        with Pipeplex("run", "-p", f"m={member}", "--grace", "0.2", "--run-dir",
+                      run_dir) as plex:
+            plex.expect(r"^m +\| hopping$")
+            plex.signal(signal.SIGTERM)
+            assert plex.wait() == 143
+        assert "appeared as fast as they were stopped" not in plex.text, plex.text
+        assert re.search(r"^pipeplex \* \d+ process(es)? \(pid [\d, .]+\) the cast left forked "
+                         r"anew as fast as (they were|it was) stopped; froze (them|it) "
+                         r"\(SIGSTOP\), with what (they|it) had forked, and sent SIGKILL$",
+                         plex.text, re.MULTILINE), plex.text
+        assert _hoppers(mark) == [], plex.text
+    finally:
+        _stop_hoppers(mark)
+
+
 # A member starts a daemon (setsid, no environment) whose workers, a chain of four, ignore
 # SIGTERM and stay in its group; the daemon itself dies of SIGTERM. Each writes its pid
 # into the FIFO argv[1].

@@ -43,6 +43,12 @@ STRAY_ROUNDS = 3
 """Looks for the cast's orphans at the end: each that dies may orphan processes of its own
 (a daemon's workers), which come to us in turn; a process forking as fast as it is
 killed is not chased for ever."""
+CHASE_FOR = 1.0
+"""Seconds the cast's orphans left after ``STRAY_ROUNDS`` are frozen and killed over and
+over (see :meth:`OutsideStopper.chase_strays`)."""
+CHASE_QUIET = 0.05
+"""Seconds of looks that find none, after which none is left: one look may miss a process
+listed an instant before it forked anew."""
 
 
 class OutsideStopper:
@@ -237,12 +243,49 @@ class OutsideStopper:
                     await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
             finally:
                 self.held_strays.difference_update(pid for pid, _ in termed)
+        if await self.chase_strays(strays, protected):
+            return
         left_over = [pid for pid in strays() if _escaped.start_time(pid) is not None]
         if left_over:
             self.bus.publish(Note(
                 f"{processes_said([(pid, 0) for pid in left_over])} the cast left appeared as "
                 f"fast as they were stopped; pipeplex leaves them after {STRAY_ROUNDS} rounds",
                 level="error"))
+
+    async def chase_strays(self, strays: Callable[[], Collection[int]],
+                           protected: Callable[[], Collection[int]]) -> bool:
+        """SIGSTOP, then SIGKILL, to the cast's orphans, their groups and what they forked,
+        over and over until looks find none for :data:`CHASE_QUIET` (:data:`CHASE_FOR` at
+        most); whether none is left. A process that forks anew in a session of its own as
+        fast as it can, its parent exiting at once, is a new orphan by the time a round's
+        SIGTERM and grace are over, and a SIGKILL to the one listed misses the child it has
+        just forked: frozen first, it forks no more, and what it forked before is found
+        below it and frozen in turn."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CHASE_FOR
+        seen = loop.time()
+        killed: dict[Escaped, None] = {}
+        try:
+            while (now := loop.time()) < deadline:
+                frozen, _ = self._catch_strays(strays, protected, (signal.SIGSTOP,))
+                if frozen:
+                    seen = now
+                    below = self._reach.frozen_below([pid for pid, _ in frozen])
+                    self.kill_strays(strays, protected, also=[*frozen, *below])
+                    self.held_strays.difference_update(pid for pid, _ in frozen)
+                    killed.update(dict.fromkeys([*frozen, *below]))
+                elif now - seen >= CHASE_QUIET:
+                    return True
+                await asyncio.sleep(0.002)  # (the SIGCHLDs of those killed are reaped then)
+            return False
+        finally:
+            if killed:
+                chased = list(killed)
+                they, were = ("they", "were") if len(chased) != 1 else ("it", "was")
+                self.bus.publish(Note(
+                    f"{processes_said(chased)} the cast left forked anew as fast as {they} "
+                    f"{were} stopped; froze {it_or_them(chased)} (SIGSTOP), with what {they} "
+                    "had forked, and sent SIGKILL", level="warning"))
 
     def kill_strays(self, strays: Callable[[], Collection[int]],
                     protected: Callable[[], Collection[int]], *,

@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 from typing import TYPE_CHECKING
 
 from .._events import Note
-from ..participants._escaped import Escaped, OutOfDescriptors, hold, send
+from ..participants._escaped import Escaped, OutOfDescriptors, hold, send, start_time
 from ..participants._group import exits_within, pidfds_exit
+from ..participants.orphans import descendants
 
 if TYPE_CHECKING:
     from .._bus import Bus
@@ -33,6 +35,8 @@ LEFTOVER_KILL_WAIT = 1.0
 ESCAPED_AT_ONCE = 256
 """Processes left outside their groups that are waited for at once (a pidfd each):
 pipeplex's descriptors are for its members first. Once those are gone, it looks again."""
+FREEZE_PASSES = 5
+"""Passes below frozen processes at most (see :meth:`Reach.frozen_below`): a few suffice."""
 
 
 class Reach:
@@ -83,6 +87,20 @@ class Reach:
         if not complete:
             self.out_of_descriptors(member)
         return reached
+
+    def frozen_below(self, roots: list[int]) -> list[Escaped]:
+        """The processes below ``roots`` (the cast's orphans, frozen by SIGSTOP), each
+        frozen as it is found, pass by pass until a pass finds none new: a child forked in
+        the instant before its parent stopped may have forked in turn."""
+        frozen: list[Escaped] = []
+        for _ in range(FREEZE_PASSES):
+            known = {pid for pid, _ in frozen}
+            new = [(pid, started) for pid in descendants(roots) if pid not in known
+                   and (started := start_time(pid)) is not None]
+            if not new:
+                break
+            frozen += self.signal(None, new, (signal.SIGSTOP,))
+        return frozen
 
     def out_of_descriptors(self, member: Process | None) -> None:
         """Said once per member (None: for the cast's orphans)."""
