@@ -600,6 +600,51 @@ def test_using_a_closed_plex_says_it_was_closed() -> None:
         Plex().spawn("never", "cat")
 
 
+def _close_under_calls() -> list[BaseException]:
+    """Close a plex while a thread waits on a member and another sends to it, each over and
+    over; what ended their calls."""
+    plex = Plex(timeout=LONG)
+    plex.start()
+    cat = plex.spawn("cat", "cat")
+    closed = threading.Event()
+    ended: list[BaseException] = []
+
+    def waits() -> None:
+        try:
+            while not closed.is_set():
+                cat.wait()  # (a round trip to the plex's loop, once cat has ended)
+        except BaseException as exc:
+            ended.append(exc)
+
+    def sends() -> None:
+        try:
+            while True:
+                cat.sendline("x")
+        except BaseException as exc:
+            ended.append(exc)
+
+    callers = [threading.Thread(target=calls, daemon=True)  # (a hung one is let be)
+               for calls in (waits, sends)]
+    for caller in callers:
+        caller.start()
+    plex.close()
+    closed.set()
+    for caller in callers:
+        caller.join(LONG)
+        assert not caller.is_alive(), "a call waits for ever for the closed plex's loop"
+    return ended
+
+
+def test_calls_from_other_threads_as_the_plex_closes_raise_that_it_closed() -> None:
+    """Calls that other threads make as the plex closes, up to its loop's end (stopping, or
+    just closed), raise that the plex was closed, as those made after it: none waits for
+    ever for a loop that will not run it, nor says that an event loop is closed."""
+    for _ in range(10):
+        for error in _close_under_calls():
+            assert isinstance(error, pipeplex.PipeplexError), repr(error)
+            assert "the plex has been closed" in str(error)
+
+
 def test_a_plex_dropped_while_running_says_so_and_lets_everything_go() -> None:
     """Like an unclosed file: a ResourceWarning, and its members stopped, its guardian and
     thread gone, instead of all of them living on until the interpreter exits."""

@@ -94,12 +94,35 @@ class Call(Generic[T]):
         if self._task is not None:
             self._task.cancel()
 
+    def cut_off(self) -> None:
+        """The loop ended before this call began (the plex closed in another thread as it
+        was made): what it would have run is closed, never to run."""
+        if not self._entered:
+            self._coroutine.close()
+
 
 def serve(loop: asyncio.AbstractEventLoop) -> None:
     """The plex's thread: its loop, until stopped; then closed there (also when nobody joins
-    the thread: a plex dropped without close)."""
-    loop.run_forever()
-    loop.close()
+    the thread: a plex dropped without close).
+
+    A call another thread made as the plex closed may still be under way when the loop
+    stops (begun, only handed over, or ended with its answer not yet passed on): it is
+    cancelled and run to its end first, as ``asyncio.run`` ends its tasks, so that its
+    caller gets an answer instead of waiting for ever on a loop that will not run again.
+    """
+    try:
+        loop.run_forever()
+        loop.run_until_complete(_cancel_left(asyncio.all_tasks(loop)))
+    finally:
+        loop.close()
+
+
+async def _cancel_left(tasks: set[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=_CANCEL_WAIT)
+    await asyncio.sleep(0)  # (the answers of the last tasks go to their callers' threads)
 
 
 def dropped_running(plex: AsyncPlex, loop: asyncio.AbstractEventLoop, pid: int) -> None:

@@ -98,7 +98,8 @@ class Member:
                 raise TimeoutError(f"{exc.args[0].removesuffix('; it stays queued for it')}; "
                                    "this send was not queued (send it again once the member "
                                    "reads)") from None
-        self._may_be_full = process.send_threadsafe(data)
+        with self._plex._handing_over():
+            self._may_be_full = process.send_threadsafe(data)
 
     def drain(self, timeout: float | None = None) -> None:
         """:meth:`AsyncMember.drain`; ``send`` waits so itself once the member is full."""
@@ -126,7 +127,8 @@ class Member:
         if process.pid is None:
             self._plex._call_soon(fn, *args)
         else:
-            process.stdin.call_threadsafe(fn, *args)
+            with self._plex._handing_over():
+                process.stdin.call_threadsafe(fn, *args)
 
     @overload
     def expect(  # type: ignore[overload-overlap]

@@ -9,6 +9,7 @@ crosses into the background thread (and survives a Ctrl-C) in ``_thread.py``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -16,7 +17,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
@@ -78,6 +79,10 @@ class Plex:
         self._thread: threading.Thread | None = None
         self._members: Members[Member] = Members()
         self._members_lock = threading.Lock()
+        self._calls_open = False
+        """Calls may be handed to the loop: from the start until the close stops the loop
+        (set under ``_calls_lock``, so no call is handed over once the loop is to stop)."""
+        self._calls_lock = threading.Lock()
         self._dropped: weakref.finalize[Any, Plex] | None = None
         self._pid = os.getpid()
         """The process whose thread runs the plex: a child forked from it cannot use it."""
@@ -101,6 +106,7 @@ class Plex:
         self._thread = threading.Thread(target=serve, args=(loop,), name="pipeplex",
                                         daemon=True)
         self._thread.start()
+        self._calls_open = True
         try:
             self._call(self._async.start())
         except BaseException:
@@ -109,13 +115,16 @@ class Plex:
         self._dropped = weakref.finalize(self, dropped_running, self._async, loop, self._pid)
         self._dropped.atexit = False  # (at exit the guardian ends what is left, at once)
 
-    def _check_usable(self) -> None:
+    def _check_usable(self) -> asyncio.AbstractEventLoop:
         """Raise unless calls can reach the plex's thread: it runs (a with block), and this
         is not a child forked from the plex's process, which does not have that thread (nor
-        the members and the guardian): there a call would wait for ever, or do nothing."""
-        if self._loop is None:
+        the members and the guardian): there a call would wait for ever, or do nothing.
+        Its loop, which another thread's close() may take away the next moment."""
+        loop = self._loop
+        if loop is None:
             raise self._async._not_running("a with block")
         self._check_not_forked()
+        return loop
 
     def _check_not_forked(self) -> None:
         if os.getpid() != self._pid:
@@ -130,12 +139,23 @@ class Plex:
         except PipeplexError:
             coroutine.close()
             raise
-        assert self._loop is not None
         self._refuse_own_thread(coroutine)
         self._warn_in_a_loop()
         call = Call(coroutine)
+        with self._calls_lock:
+            loop = self._loop
+            if not self._calls_open or loop is None:  # (closed meanwhile in another thread)
+                coroutine.close()
+                raise self._async._not_running("a with block")
+            future = asyncio.run_coroutine_threadsafe(call.run(), loop)
         try:
-            return asyncio.run_coroutine_threadsafe(call.run(), self._loop).result()
+            return future.result()
+        except concurrent.futures.CancelledError:
+            if self._calls_open:
+                raise
+            # The plex closed in another thread as this was made; its loop cancelled it.
+            call.cut_off()
+            raise self._async._not_running("a with block") from None
         except (PipeplexError, TimeoutError) as exc:
             # Its message says it all: the frames it came through in the plex's thread, and
             # concurrent.futures', are noise where it is reported.
@@ -143,7 +163,7 @@ class Plex:
         except BaseException:
             # Ctrl-C (or another exception raised in this thread) while the loop works for
             # us: the call ends here, and must not go on to take output a later one expects.
-            call.abandon(self._loop)
+            call.abandon(loop)
             raise
 
     def _in_own_thread(self) -> bool:
@@ -170,18 +190,32 @@ class Plex:
                           "in async code use pipeplex.AsyncPlex", RuntimeWarning,
                           stacklevel=_outside_pipeplex())
 
+    @contextlib.contextmanager
+    def _handing_over(self) -> Iterator[None]:
+        """Around what is handed to the loop without a wait (a send, a signal): as another
+        thread closes the plex, the loop may close between the check and the handing over,
+        which then raises that the plex was closed, as it does once it is."""
+        try:
+            yield
+        except RuntimeError:  # ("Event loop is closed")
+            if self._calls_open:
+                raise
+            raise self._async._not_running("a with block") from None
+
     def _publish(self, event: Any) -> None:
         bus = self._async.bus
-        if bus.publish_threadsafe(event) % RECORDS_WAITING == 0 and self._loop is not None:
-            self._loop.call_soon_threadsafe(bus.flush_threadsafe)  # (see Stdin.send_threadsafe)
+        loop = self._loop
+        if bus.publish_threadsafe(event) % RECORDS_WAITING == 0 and loop is not None:
+            with contextlib.suppress(RuntimeError):  # (closed meanwhile: nothing to flush for)
+                loop.call_soon_threadsafe(bus.flush_threadsafe)  # (see Stdin.send_threadsafe)
 
     def _call_soon(self, fn: Any, *args: Any) -> None:
         # Not waited for: the loop runs callbacks in order, so a later expect() still sees
         # the effect, and a send costs no thread round trip. Sends never raise (a closed
         # stdin becomes a note in the stream).
-        self._check_usable()
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(fn, *args)
+        loop = self._check_usable()
+        with self._handing_over():
+            loop.call_soon_threadsafe(fn, *args)
 
     @property
     def bus(self) -> Bus:
@@ -337,6 +371,8 @@ class Plex:
         loop, thread = self._loop, self._thread
         if loop is None:
             return  # (stopped meanwhile: close() from a signal handler, during close())
+        with self._calls_lock:
+            self._calls_open = False  # (what was handed over before runs, or is cancelled)
         raised = despite_handlers(lambda: loop.call_soon_threadsafe(loop.stop))
         if thread is not None:
             raised = despite_handlers(thread.join) or raised
