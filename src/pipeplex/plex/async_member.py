@@ -45,6 +45,9 @@ __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 M = TypeVar("M")
 
+CLOSED = "the plex was closed: its with block ended, or close() was called"
+"""Why a member the plex's close stopped ended, for an expectation that waited on it."""
+
 
 class Members(dict[str, M]):
     """A plex's members by name: a name not among them raises :class:`UnknownMember` (a
@@ -279,13 +282,16 @@ class AsyncMember:
             self._exit_seen = True
 
     def _explained(self, exc: ExpectTimeout | UnexpectedExit) -> ExpectTimeout | UnexpectedExit:
-        """``exc``, saying why the plex stopped when the stop ended the member and nobody
-        closed the plex here (``pipeplex stop``, or another member's exit): its exit alone
-        does not tell."""
+        """``exc``, saying why the plex stopped when its stop ended the member: its exit
+        alone does not tell (a cat ends with 0 at the EOF of the stop). The plex was closed
+        (by another thread or task while this waited, or before this began), or stopped
+        from elsewhere (``pipeplex stop``, another member's exit)."""
+        if not isinstance(exc, UnexpectedExit) or not self._process.stopping:
+            return exc
+        if self._plex._closing is not None:
+            return exc.explained(CLOSED)
         engine = self._plex._engine
-        if (isinstance(exc, UnexpectedExit) and engine is not None and engine.stopping
-                and self._plex._closing is None and self._process.stopping
-                and (cause := engine.stop_cause)):
+        if engine is not None and engine.stopping and (cause := engine.stop_cause):
             return exc.explained(f"the plex was stopped: {cause}")
         return exc
 
