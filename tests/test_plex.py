@@ -2224,6 +2224,45 @@ def test_captured_values_are_read_from_python_and_used_by_a_later_spawn() -> Non
         client.expect("^port=41234$")
 
 
+def test_a_spawn_using_a_value_not_captured_yet_is_refused(tmp_path: Path) -> None:
+    """{port}, which a server spawned at the same time captures once ready, or which the
+    member captures itself, has no value yet: the member would run with the text {port}
+    (a client told to connect to port '{port}'), which a cast file refuses too."""
+    server = ("import sys; sys.stdin.readline(); print('listening on', 41000 + 234, "
+              "flush=True); sys.stdin.read()")
+    cast = tmp_path / "client.toml"
+    cast.write_text('[procs.client]\ncmd = "echo port={port}"\n')
+
+    async def main() -> None:
+        async with AsyncPlex(timeout=LONG) as plex:
+            starting = asyncio.ensure_future(
+                plex.spawn("server", [PY, "-c", server], ready=r"listening on (?P<port>\d+)"))
+            deadline = time.monotonic() + LONG
+            while "server" not in plex.members or plex["server"].pid is None:
+                assert time.monotonic() < deadline, "the server did not start"
+                await asyncio.sleep(0.01)
+            with pytest.raises(pipeplex.CastError, match=re.escape(
+                    "spawn(): client: uses {port}, which server captures once it is ready, "
+                    "and it has not been ready yet: start client once server's spawn has "
+                    "returned")):
+                await plex.spawn("client", "echo port={port}")
+            with pytest.raises(pipeplex.CastError,
+                               match=re.escape("client: uses {port}, which server ")):
+                await plex.load(cast)
+            assert "client" not in plex.members
+            with pytest.raises(pipeplex.CastError, match=re.escape(
+                    "spawn(): self: uses {port}, which it captures itself; a captured value is "
+                    "known once its member is ready, so only members spawned after it can use "
+                    "it")):
+                await plex.spawn("self", "echo {port} port=1", ready=r"port=(?P<port>\d+)")
+            plex["server"].sendline()
+            await starting
+            client = await plex.spawn("client", "echo port={port}")
+            await client.expect("^port=41234$")
+
+    asyncio.run(main())
+
+
 def test_a_later_spawn_may_name_its_program_by_a_captured_value(tmp_path: Path) -> None:
     """cmd = "{prog} hello", prog captured by a member spawned before: the check of the
     program, made on a cast of that one member, took the braces for text no member

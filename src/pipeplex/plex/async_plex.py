@@ -169,6 +169,32 @@ class AsyncPlex(EngineHost):
                 *(var for member in engine.members.values()
                   for var in member.spec.captured_variables())}
 
+    def _check_variables_known(self, procs: Sequence[ProcSpec],
+                               captured_there: AbstractSet[str] = frozenset()) -> None:
+        """Refuse a ``{name}`` whose value is not known yet: one a member of the plex
+        captures once it is ready, and is not yet (spawned at the same time, from another
+        task or thread), or one the new member captures itself. It would run with the text
+        ``{name}``, as for braces no member fills; a cast file refuses it in the same way,
+        for a member that does not start ``after`` the one that captures it.
+        ``captured_there``: what a loaded file's members capture (its own checks see to
+        those)."""
+        engine = self.engine
+        for spec in procs:
+            unknown = spec.referenced_variables() - engine.variables.keys() - captured_there
+            for var in sorted(unknown):
+                if var in spec.captured_variables():
+                    raise CastError(f"{spec.name}: uses {{{var}}}, which it captures itself; a "
+                                    "captured value is known once its member is ready, so "
+                                    "only members spawned after it can use it",
+                                    source=spec.source)
+                provider = next((member.name for member in engine.members.values()
+                                 if var in member.spec.captured_variables()), None)
+                if provider is not None:
+                    raise CastError(f"{spec.name}: uses {{{var}}}, which {provider} captures "
+                                    "once it is ready, and it has not been ready yet: start "
+                                    f"{spec.name} once {provider}'s spawn has returned",
+                                    source=spec.source)
+
     def _check_can_add(self, name: str) -> None:
         engine = self.engine
         if engine.stopping:
@@ -296,6 +322,7 @@ class AsyncPlex(EngineHost):
         check_commands(CastSpec((spec,)), self._captured())
         self._check_can_add(name)
         await self.engine.stop_leftovers(name)  # an ended member's, before its name is reused
+        self._check_variables_known([spec])  # (now: a member spawned meanwhile may capture it)
         member = self._add(spec)
         member.background = background
         try:
@@ -413,6 +440,8 @@ class AsyncPlex(EngineHost):
             await self.engine.stop_leftovers(spec.name)
         for spec in scenario.cast.procs:  # again: a name may have been taken meanwhile
             self._check_can_add(spec.name)
+        self._check_variables_known(scenario.cast.procs, {
+            var for spec in scenario.cast.procs for var in spec.captured_variables()})
         for spec in scenario.cast.procs:
             self._add(spec)
         for spec in scenario.cast.procs:
