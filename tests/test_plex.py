@@ -550,6 +550,25 @@ def test_a_blocking_plex_call_in_a_running_event_loop_is_warned_of() -> None:
         plex.spawn("again", "cat")  # (no warning: made an error in this suite)
 
 
+def test_a_blocking_call_whose_warning_is_an_error_leaves_no_coroutine_behind() -> None:
+    """With that warning an error (-W error, a suite's filterwarnings), the call raises it
+    and runs nothing: what it would have run is closed, not left to give a warning of its
+    own ("coroutine 'AsyncPlex.spawn' was never awaited") wherever it is collected."""
+    import gc
+
+    async def main() -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.filterwarnings("error", message="a blocking pipeplex.Plex call")
+            with pytest.raises(RuntimeWarning, match=r"a blocking pipeplex\.Plex call"):
+                plex.spawn("cat", "cat")
+            gc.collect()
+        assert [str(w.message) for w in caught] == []
+    with Plex(timeout=LONG) as plex:
+        asyncio.run(main())
+        assert "cat" not in plex.members
+
+
 def test_an_async_plex_left_open_when_its_loop_ends_lets_everything_go() -> None:
     """asyncio.run ends under a plex nobody closed: its members are killed, and its guardian
     process and descriptors go too (not one of each per run until the interpreter exits);

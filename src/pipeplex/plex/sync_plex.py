@@ -136,11 +136,11 @@ class Plex:
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         try:
             self._check_usable()
-        except PipeplexError:
-            coroutine.close()
+            self._refuse_own_thread()
+            self._warn_in_a_loop()
+        except BaseException:  # (also that warning, made an error: -W error, a test suite's)
+            coroutine.close()  # (never to run: no "never awaited" warning of its own)
             raise
-        self._refuse_own_thread(coroutine)
-        self._warn_in_a_loop()
         call = Call(coroutine)
         with self._calls_lock:
             loop = self._loop
@@ -169,11 +169,9 @@ class Plex:
     def _in_own_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def _refuse_own_thread(self, coroutine: Coroutine[Any, Any, Any] | None = None) -> None:
+    def _refuse_own_thread(self) -> None:
         """A blocking call from the plex's own thread (a sink's) would wait for itself."""
         if self._in_own_thread():
-            if coroutine is not None:
-                coroutine.close()
             raise RuntimeError("a Plex call that waits was made from the plex's own thread "
                                "(a sink runs there), where it would wait for itself for ever; "
                                "make it from your own thread, or use AsyncPlex")
