@@ -619,30 +619,44 @@ def test_using_a_closed_plex_says_it_was_closed() -> None:
         Plex().spawn("never", "cat")
 
 
+def _close_once_waited_on(plex: Plex, name: str) -> threading.Thread:
+    """A thread that closes ``plex`` once an expectation waits on member ``name``."""
+    cursor = plex._async.matcher.buffer(name)
+
+    def close_once_waited_on() -> None:
+        deadline = time.monotonic() + LONG
+        while not cursor.waited_on and time.monotonic() < deadline:
+            os.sched_yield()
+        plex.close()
+
+    closer = threading.Thread(target=close_once_waited_on)
+    closer.start()
+    return closer
+
+
 def test_an_expectation_ended_by_closing_the_plex_says_so() -> None:
     """A member stopped by the plex's close (another thread's, while this waited; or before
     the expect began) ends with the code its stop gave it (cat's 0, at its EOF), which
     alone would read as an end of its own."""
+    closed = "the plex was closed: its with block ended, or close() was called"
     with Plex(timeout=LONG) as plex:
         cat = plex.spawn("cat", "cat")
-        cursor = plex._async.matcher.buffer("cat")
-
-        def close_once_waited_on() -> None:
-            deadline = time.monotonic() + LONG
-            while not cursor.waited_on and time.monotonic() < deadline:
-                os.sched_yield()
-            plex.close()
-
-        closer = threading.Thread(target=close_once_waited_on)
-        closer.start()
+        closer = _close_once_waited_on(plex, "cat")
         with pytest.raises(UnexpectedExit) as info:
             cat.expect("never")
         closer.join(LONG)
-    closed = "the plex was closed: its with block ended, or close() was called"
     assert info.value.because == closed
     assert str(info.value).startswith(f"cat exited with code 0 ({closed})")
     with pytest.raises(UnexpectedExit, match=re.escape(f"({closed})")):
         cat.expect("never")
+    with Plex(timeout=LONG) as plex:
+        plex.spawn("a", "cat")
+        plex.spawn("b", "cat")
+        closer = _close_once_waited_on(plex, "b")
+        with pytest.raises(UnexpectedExit) as info:
+            plex.expect_any({"a": "never", "b": "never"})
+        closer.join(LONG)
+    assert info.value.because == closed
 
 
 def _close_under_calls() -> list[BaseException]:

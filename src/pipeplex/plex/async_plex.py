@@ -416,9 +416,10 @@ class AsyncPlex(EngineHost):
                 if exc.returncode != 0 or not (restarting or any(
                         self._members[name].running for name in watched)):
                     ended = self._members.get(exc.name)
-                    if ended is not None:
-                        ended._exit_seen = True  # (the caller sees how it ended)
-                    raise
+                    if ended is None:
+                        raise
+                    ended._exit_seen = True  # (the caller sees how it ended)
+                    raise ended._explained(exc) from None
             except ExpectTimeout as exc:  # (the whole wait, not its last part, is said)
                 raise ExpectTimeout(exc.names, exc.patterns, limit, exc.recent,
                                     stream=exc.stream) from None
