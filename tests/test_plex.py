@@ -619,29 +619,29 @@ def test_using_a_closed_plex_says_it_was_closed() -> None:
         Plex().spawn("never", "cat")
 
 
-def _close_once_waited_on(plex: Plex, name: str) -> threading.Thread:
-    """A thread that closes ``plex`` once an expectation waits on member ``name``."""
+def _once_waited_on(plex: Plex, name: str, then: Callable[[], object]) -> threading.Thread:
+    """A thread that calls ``then`` once an expectation waits on member ``name``."""
     cursor = plex._async.matcher.buffer(name)
 
-    def close_once_waited_on() -> None:
+    def once_waited_on() -> None:
         deadline = time.monotonic() + LONG
         while not cursor.waited_on and time.monotonic() < deadline:
             os.sched_yield()
-        plex.close()
+        then()
 
-    closer = threading.Thread(target=close_once_waited_on)
-    closer.start()
-    return closer
+    thread = threading.Thread(target=once_waited_on)
+    thread.start()
+    return thread
 
 
-def test_an_expectation_ended_by_closing_the_plex_says_so() -> None:
+def test_an_expectation_ended_by_a_close_or_a_remove_says_so() -> None:
     """A member stopped by the plex's close (another thread's, while this waited; or before
-    the expect began) ends with the code its stop gave it (cat's 0, at its EOF), which
-    alone would read as an end of its own."""
+    the expect began), or by its remove, ends with the code its stop gave it (cat's 0, at
+    its EOF), which alone would read as an end of its own."""
     closed = "the plex was closed: its with block ended, or close() was called"
     with Plex(timeout=LONG) as plex:
         cat = plex.spawn("cat", "cat")
-        closer = _close_once_waited_on(plex, "cat")
+        closer = _once_waited_on(plex, "cat", plex.close)
         with pytest.raises(UnexpectedExit) as info:
             cat.expect("never")
         closer.join(LONG)
@@ -652,11 +652,18 @@ def test_an_expectation_ended_by_closing_the_plex_says_so() -> None:
     with Plex(timeout=LONG) as plex:
         plex.spawn("a", "cat")
         plex.spawn("b", "cat")
-        closer = _close_once_waited_on(plex, "b")
+        closer = _once_waited_on(plex, "b", plex.close)
         with pytest.raises(UnexpectedExit) as info:
             plex.expect_any({"a": "never", "b": "never"})
         closer.join(LONG)
     assert info.value.because == closed
+    with Plex(timeout=LONG) as plex:
+        cat = plex.spawn("cat", "cat")
+        remover = _once_waited_on(plex, "cat", lambda: plex.remove("cat"))
+        with pytest.raises(UnexpectedExit) as info:
+            cat.expect("never")
+        remover.join(LONG)
+    assert str(info.value).startswith("cat exited with code 0 (plex.remove() stopped it)")
 
 
 def _close_under_calls() -> list[BaseException]:

@@ -256,6 +256,11 @@ class Engine:
         :meth:`Standing.start_failure`)."""
         return self.standing.start_failure(name)
 
+    def being_removed(self, name: str) -> bool:
+        """Whether :meth:`remove` of ``name`` is under way (stopping it)."""
+        seat = self.state.seats.get(name)
+        return seat is not None and seat.removing
+
     def waiting_for(self, name: str) -> str | None:
         """What ``name``'s current run waits for to be ready (None: nothing, or not known)."""
         seat = self.state.seats.get(name)

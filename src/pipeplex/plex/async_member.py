@@ -282,15 +282,17 @@ class AsyncMember:
             self._exit_seen = True
 
     def _explained(self, exc: ExpectTimeout | UnexpectedExit) -> ExpectTimeout | UnexpectedExit:
-        """``exc``, saying why the plex stopped when its stop ended the member: its exit
-        alone does not tell (a cat ends with 0 at the EOF of the stop). The plex was closed
-        (by another thread or task while this waited, or before this began), or stopped
-        from elsewhere (``pipeplex stop``, another member's exit)."""
+        """``exc``, saying why the member was stopped when a stop ended it: its exit alone
+        does not tell (a cat ends with 0 at the EOF of the stop). It was removed, or the
+        plex was closed (by another thread or task while this waited, or before this
+        began), or stopped from elsewhere (``pipeplex stop``, another member's exit)."""
         if not isinstance(exc, UnexpectedExit) or not self._process.stopping:
             return exc
+        engine = self._plex._engine
+        if self._removed or (engine is not None and engine.being_removed(self.name)):
+            return exc.explained("plex.remove() stopped it")
         if self._plex._closing is not None:
             return exc.explained(CLOSED)
-        engine = self._plex._engine
         if engine is not None and engine.stopping and (cause := engine.stop_cause):
             return exc.explained(f"the plex was stopped: {cause}")
         return exc
