@@ -107,8 +107,8 @@ def test_a_loop_closed_right_after_an_exit_was_seen_is_not_kept() -> None:
 
 PY = sys.executable
 MODES: tuple[PtyOption, ...] = (False, "stdout", True)
-IGNORES_TERM = [PY, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                "print('up', flush=True); time.sleep(60)"]
+IGNORES_TERM = [PY, "-c", "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('up', flush=True); signal.pause()"]
 
 
 async def _async_plex(i: int, folder: Path) -> None:

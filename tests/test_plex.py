@@ -2275,12 +2275,11 @@ def test_a_spawn_using_a_value_not_captured_yet_is_refused(tmp_path: Path) -> No
 
     async def main() -> None:
         async with AsyncPlex(timeout=LONG) as plex:
+            started = asyncio.Event()
+            plex.bus.subscribe(lambda event: started.set(), [pipeplex.Started])
             starting = asyncio.ensure_future(
                 plex.spawn("server", [PY, "-c", server], ready=r"listening on (?P<port>\d+)"))
-            deadline = time.monotonic() + LONG
-            while "server" not in plex.members or plex["server"].pid is None:
-                assert time.monotonic() < deadline, "the server did not start"
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(started.wait(), LONG)  # (running, not ready: it waits)
             with pytest.raises(pipeplex.CastError, match=re.escape(
                     "spawn(): client: uses {port}, which server captures once it is ready, "
                     "and it has not been ready yet: start client once server's spawn has "
