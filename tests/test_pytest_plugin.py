@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pipeplex._printable import printable
-from pipeplex.pytest_plugin import _transcript_file_name
+from pipeplex._pytest_transcripts import transcript_file_name
 
 pytest_plugins = ["pytester"]
 
@@ -286,13 +286,13 @@ def test_kept_transcripts_are_private_and_never_written_through_a_link(
     target.write_text("mine\n")
     kept = pytester.path / "kept"
     kept.mkdir(mode=0o700)
-    (kept / _transcript_file_name("test_k.py::test_one")).symlink_to(target)
+    (kept / transcript_file_name("test_k.py::test_one")).symlink_to(target)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
                                            "--pipeplex-keep-transcripts=kept")
     result.assert_outcomes(failed=2)
     assert target.read_text() == "mine\n"
     assert "it is a symbolic link, which pipeplex does not follow" in result.stdout.str()
-    two = kept / _transcript_file_name("test_k.py::test_two")
+    two = kept / transcript_file_name("test_k.py::test_two")
     assert "c | two" in two.read_text()
     assert stat.S_IMODE(two.stat().st_mode) == 0o600
     fresh = pytester.path / "fresh" / "kept"
@@ -600,7 +600,7 @@ def test_file_names_and_report_text_helpers() -> None:
     """Names: bounded, safe, distinct; report text: no control character but \\n and \\t."""
     ids = ["t.py::test[" + "y" * 300 + "]", "t.py::test[a/b]", "t.py::test[a_b]",
            "t.py::test[a b]", "../../t.py::test", "t.py::test[\u00fc\udcff]"]
-    names = [_transcript_file_name(nodeid) for nodeid in ids]
+    names = [transcript_file_name(nodeid) for nodeid in ids]
     assert len(set(names)) == len(ids)
     for name in names:
         assert len(name.encode()) <= 120

@@ -128,7 +128,7 @@ class ScenarioItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
         if isinstance(excinfo.value, ScenarioFailed):
-            from .pytest_plugin import shown_tail
+            from ._pytest_transcripts import shown_tail
 
             failure = excinfo.value
             header = f" {_SECTION} ".center(80, "-")

@@ -16,7 +16,8 @@ members of a file the test loaded are not: they run for the test, as a scenario'
 is attached to its failure as a section ("pipeplex transcript", control characters shown
 as ``\\xNN``), which pytest shows under the traceback and which JUnit XML carries in the
 failure text; so is that of every other cast the test started (its own fixtures', an
-``AsyncPlex`` of an async test). A section shows a transcript's last 500 lines.
+``AsyncPlex`` of an async test). A section shows a transcript's last 500 lines
+(``_pytest_transcripts.py``).
 
 Options (checked once, at startup: a bad value is a usage error):
 
@@ -34,10 +35,8 @@ Scenario files become tests of their own with the ini key ``pipeplex_scenarios``
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import re
 import time
 import warnings
 import weakref
@@ -51,6 +50,7 @@ import pytest
 from ._printable import printable
 from ._pytest_scenarios import add_options as add_scenario_options
 from ._pytest_scenarios import pytest_collect_file
+from ._pytest_transcripts import keep, keep_folder, shown_tail, transcript_file_name
 from ._seconds import SECONDS_SAID, is_seconds
 from ._signals import describe_returncode
 from .cast.spec import DEFAULT_GRACE
@@ -66,7 +66,6 @@ before the test is reported for leaving them running."""
 
 _T = TypeVar("_T")
 
-_NAME_CHARS = 100  # readable part of a kept transcript's file name
 _SECTION = "pipeplex transcript"
 
 _SETTINGS_KEY = pytest.StashKey["_Settings"]()
@@ -79,8 +78,6 @@ _FAILED_AT_KEY = pytest.StashKey[float]()
 """When a failed setup or call took the transcript for its report."""
 _USED_KEY = pytest.StashKey[list[AsyncPlex]]()
 _BEGAN_KEY = pytest.StashKey[float]()
-
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class PipeplexWarning(UserWarning):
@@ -163,7 +160,7 @@ def _read_settings(config: pytest.Config) -> _Settings:
     folder = Path(config.invocation_params.dir, os.path.expanduser(keep)) if keep else None
     if folder is not None and not config.option.collectonly:
         # (checked now, not when the first test fails, at the end)
-        folder_fd, reason = _keep_folder(folder)
+        folder_fd, reason = keep_folder(folder)
         if folder_fd is None:
             raise pytest.UsageError(f"--pipeplex-keep-transcripts: cannot keep transcripts in "
                                     f"{folder}: {reason}")
@@ -373,32 +370,16 @@ def _attach(item: pytest.Item, report: pytest.TestReport, text: str, *,
         report.sections.append((title, section))
 
 
-SHOWN_LINES = 500
-"""The last lines of a transcript a failure's report shows (the kept file has it whole)."""
-
-
-def shown_tail(text: str, kept: Path | None) -> str:
-    """The end of ``text`` that a report shows: its last :data:`SHOWN_LINES` lines, and a
-    line that says how many came before and where the whole is (``kept``) or can be."""
-    lines = text.splitlines(keepends=True)
-    if len(lines) <= SHOWN_LINES:
-        return text
-    whole = (f"the whole transcript is in {kept}" if kept is not None
-             else "--pipeplex-keep-transcripts DIR keeps the whole transcript")
-    return (f"[{len(lines) - SHOWN_LINES} earlier lines not shown: {whole}]\n"
-            + "".join(lines[-SHOWN_LINES:]))
-
-
 def keep_transcript(item: pytest.Item, text: str) -> tuple[Path | None, str | None]:
     """Keep ``text`` as ``item``'s transcript file, if the run keeps them: the file, or
     why it could not be kept (None, None: the run keeps none)."""
     folder = _settings(item.config).keep
     if folder is None:
         return None, None
-    reason = _keep(folder, item.nodeid, text)
+    reason = keep(folder, item.nodeid, text)
     if reason is not None:
         return None, f"could not keep transcripts in {folder}: {reason}"
-    return folder / _transcript_file_name(item.nodeid), None
+    return folder / transcript_file_name(item.nodeid), None
 
 
 def _keep_for(item: pytest.Item, report: pytest.TestReport, text: str) -> Path | None:
@@ -411,59 +392,3 @@ def _keep_for(item: pytest.Item, report: pytest.TestReport, text: str) -> Path |
             # -W error turned it into an exception, which would abort the session from here.
             report.sections.append(("pipeplex", failed))
     return kept
-
-
-def _keep(folder: Path, nodeid: str, text: str) -> str | None:
-    """Write the transcript of ``nodeid`` into ``folder``; the reason it failed, or None.
-
-    As the run's own records: private (0600, the folder 0700 when made), made new, never
-    written through a link or into a pipe put at its name (the names are easy to foresee),
-    and only in a folder of the user's (in a shared one, another user could read it)."""
-    from .report.files import Unsafe, open_record
-
-    name = _transcript_file_name(nodeid)
-    folder_fd, reason = _keep_folder(folder)
-    if folder_fd is None:
-        return reason
-    try:
-        with os.fdopen(open_record(name, dir_fd=folder_fd), "wb") as file:
-            file.write(text.encode("utf-8", errors="replace"))
-    except Unsafe as exc:
-        return f"{name}: {exc}"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    finally:
-        os.close(folder_fd)
-    return None
-
-
-def _keep_folder(folder: Path) -> tuple[int, None] | tuple[None, str]:
-    """The folder of kept transcripts, made if need be (0700), open; or why it cannot be:
-    a link (never followed), another user's (who could read them), not a folder."""
-    from .report.files import make_folders
-
-    try:
-        make_folders(folder, mode=0o700)
-        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if os.path.islink(folder):
-            return None, "it is a symbolic link, which pipeplex does not follow"
-        return None, exc.strerror or str(exc)
-    if os.fstat(folder_fd).st_uid != os.geteuid():
-        os.close(folder_fd)
-        return None, "it belongs to another user, who could read what is kept there"
-    return folder_fd, None
-
-
-def _transcript_file_name(nodeid: str) -> str:
-    """The file name a test's kept transcript gets: readable, short and unique.
-
-    Every run of characters other than ``A-Z a-z 0-9 _ . -`` becomes ``_``, the result is
-    cut to 100 characters, and a hash of the full test id makes it unique::
-
-        tests/test_chat.py::test_hello[a b]  ->  tests_test_chat.py_test_hello_a_b_-bef50ef1f064.txt
-    """
-    readable = _UNSAFE_NAME.sub("_", nodeid).lstrip(".-")[:_NAME_CHARS] or "test"
-    digest = hashlib.sha256(nodeid.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return f"{readable}-{digest}.txt"
-
