@@ -153,6 +153,100 @@ def test_members_left_running_are_reported(pytester: pytest.Pytester) -> None:
                                  " *left members running: sleeper*"])
 
 
+def test_a_plex_the_test_left_open_is_closed_at_its_end_and_reported(
+        pytester: pytest.Pytester) -> None:
+    """A Plex the test started and never closed, and an AsyncPlex left open in a loop that
+    still exists: closed as the test ends (their members gone before the next test runs),
+    and reported at that test's line, not as a ResourceWarning in a later one. An
+    AsyncPlex left open as ``asyncio.run`` ended: its members were killed, which is said."""
+    pytester.makepyfile("""
+        import asyncio
+        import os
+        from pipeplex import AsyncPlex, Plex
+
+        PIDS = []
+        LOOPS = []
+
+        def test_plex():
+            cast = Plex()
+            cast.start()
+            PIDS.append(cast.spawn("sleeper", "sleep 60").pid)
+
+        def test_async_plex_in_a_loop_left_open():
+            loop = asyncio.new_event_loop()
+            LOOPS.append(loop)  # (open at the test's end: closed by the last test)
+
+            async def scenario():
+                cast = AsyncPlex()
+                await cast.start()
+                PIDS.append((await cast.spawn("waiter", "sleep 60")).pid)
+
+            loop.run_until_complete(scenario())
+
+        def test_async_plex_of_an_ended_loop():
+            async def scenario():
+                cast = AsyncPlex()
+                await cast.start()
+                await cast.spawn("runner", "sleep 60")
+
+            asyncio.run(scenario())
+
+        def test_they_are_gone():
+            for pid in PIDS:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    continue
+                raise AssertionError(f"{pid} still runs")
+            LOOPS[0].close()
+    """)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-W", "error",
+        "-W", "default::pipeplex.pytest_plugin.PipeplexWarning")
+    result.assert_outcomes(passed=4, warnings=3)
+    result.stdout.fnmatch_lines_random([
+        "*.py:8: PipeplexWarning: *::test_plex left a pipeplex.Plex running, without "
+        "close(), with member sleeper: stopped at its end; use it as 'with Plex() as plex:', "
+        "or the plex fixture",
+        "*.py:13: PipeplexWarning: *::test_async_plex_in_a_loop_left_open left a "
+        "pipeplex.AsyncPlex open, without aclose(), with member waiter: stopped at its end; "
+        "use it as 'async with AsyncPlex() as plex:'",
+        "*.py:24: PipeplexWarning: *::test_async_plex_of_an_ended_loop left a "
+        "pipeplex.AsyncPlex open, without aclose(): its event loop's end killed member runner "
+        "(SIGKILL), without the grace; use it as 'async with AsyncPlex() as plex:'",
+    ])
+    assert "ResourceWarning" not in result.stdout.str()
+
+
+def test_a_failed_test_s_open_plex_is_closed_without_a_warning(
+        pytester: pytest.Pytester) -> None:
+    """A test that failed before its close: its plex is closed all the same, and its failure
+    says what went wrong, not that a plex was left open."""
+    pytester.makepyfile("""
+        import os
+        from pipeplex import Plex
+
+        PIDS = []
+
+        def test_fails():
+            cast = Plex()
+            cast.start()
+            PIDS.append(cast.spawn("sleeper", "sleep 60").pid)
+            assert False, "boom"
+            cast.close()
+
+        def test_it_is_gone():
+            try:
+                os.kill(PIDS[0], 0)
+            except ProcessLookupError:
+                return
+            raise AssertionError("still runs")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "left a pipeplex.Plex" not in result.stdout.str()
+
+
 def test_timeout_option_and_kept_transcripts(pytester: pytest.Pytester) -> None:
     """--pipeplex-timeout sets the default; --pipeplex-keep-transcripts saves failures."""
     pytester.makepyfile("""

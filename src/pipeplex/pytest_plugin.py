@@ -12,12 +12,15 @@ passed and leaves members running is reported (a warning naming them); members s
 running when the test returns first get half a second in all to end by themselves, so one
 that is already ending (``echo``, or one whose stdin the test closed) is not reported. The
 members of a file the test loaded are not: they run for the test, as a scenario's do in
-``pipeplex test``. When a test fails (in setup, call or teardown), the merged transcript
-is attached to its failure as a section ("pipeplex transcript", control characters shown
-as ``\\xNN``), which pytest shows under the traceback and which JUnit XML carries in the
-failure text; so is that of every other cast the test started (its own fixtures', an
-``AsyncPlex`` of an async test). A section shows a transcript's last 500 lines
-(``_pytest_transcripts.py``).
+``pipeplex test``. A ``Plex`` or ``AsyncPlex`` the test itself started and left open is
+closed as the test ends, before its fixtures' teardown (and reported, if it passed), not
+when the garbage collector frees it during a later test.
+
+When a test fails (in setup, call or teardown), the merged transcript is attached to its
+failure as a section ("pipeplex transcript", control characters shown as ``\\xNN``), which
+pytest shows under the traceback and which JUnit XML carries in the failure text; so is
+that of every other cast the test started (its own fixtures', an ``AsyncPlex`` of an async
+test). A section shows a transcript's last 500 lines (``_pytest_transcripts.py``).
 
 Options (checked once, at startup: a bad value is a usage error):
 
@@ -56,6 +59,7 @@ from ._signals import describe_returncode
 from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
 from .plex.async_plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
+from .plex.left_open import close_left_open
 from .plex.sync_plex import Plex
 
 __all__ = ("PipeplexWarning", "plex", "pytest_collect_file")
@@ -76,7 +80,9 @@ _FAILED_KEY = pytest.StashKey[list[str]]()
 _STOP_FAILED_KEY = pytest.StashKey[list[str]]()
 _FAILED_AT_KEY = pytest.StashKey[float]()
 """When a failed setup or call took the transcript for its report."""
-_USED_KEY = pytest.StashKey[list[AsyncPlex]]()
+_USED_KEY = pytest.StashKey[list[AsyncPlex | Plex]]()
+_OWN_KEY = pytest.StashKey[list[AsyncPlex | Plex]]()
+"""The plexes the test's own code (its call) started: none of them is to outlive it."""
 _BEGAN_KEY = pytest.StashKey[float]()
 
 
@@ -121,16 +127,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         STARTED.remove(_started)
 
 
-_running: list[list[AsyncPlex]] = []
+_running: list[list[AsyncPlex | Plex]] = []
 """While a test runs (its setup and teardown included): the plexes started in it."""
 
-_all_started: weakref.WeakSet[AsyncPlex] = weakref.WeakSet()
+_all_started: weakref.WeakSet[AsyncPlex | Plex] = weakref.WeakSet()
 """Every plex started in the session and not yet collected: one started before a test (a
 session-scoped fixture's) shows in that test's failure what it wrote during the test."""
 
 
-def _started(cast: AsyncPlex) -> None:
-    _all_started.add(cast)  # (told from the plex's own thread: both are atomic)
+def _started(cast: AsyncPlex | Plex) -> None:
+    _all_started.add(cast)  # (told from the thread that started it: both are atomic)
     if _running:
         _running[0].append(cast)
 
@@ -140,7 +146,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         None, object, object]:
     # The casts a test starts besides the fixture's (in its own fixtures, or an AsyncPlex of
     # an async test) get their transcripts in its failure report too.
-    used: list[AsyncPlex] = []
+    used: list[AsyncPlex | Plex] = []
     _running[:] = [used]
     item.stash[_USED_KEY] = used
     item.stash[_BEGAN_KEY] = time.time()
@@ -149,7 +155,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     finally:
         _running.clear()
         _forget(item.stash, _USED_KEY)
+        _forget(item.stash, _OWN_KEY)
         _forget(item.stash, _BEGAN_KEY)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    # The plexes started from here on are the test's own: a fixture's, started in the
+    # setup, may live on for later tests (a session's), but none of these may.
+    used = item.stash.get(_USED_KEY, [])
+    before = len(used)
+    try:
+        return (yield)
+    finally:
+        item.stash[_OWN_KEY] = used[before:]
 
 
 def _read_settings(config: pytest.Config) -> _Settings:
@@ -273,7 +292,14 @@ def _still_running(cast: Plex) -> list[str]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     __tracebackhide__ = True  # (a warning made an error: the test's, not the plugin's)
+    # Closed before the fixtures' teardown, as they were started after the fixtures (a
+    # client of a fixture's server), and whatever that teardown does: a plex left open
+    # would run on into later tests.
+    left_open = _close_left_open(item)
     yield  # raises when a finalizer failed: that test is not reported for its members
+    if not item.stash.get(_QUIET_KEY, False):
+        for said in left_open:
+            _warn_at_test(item, f"{item.nodeid} left {said}")
     left = item.stash.get(_LEFT_KEY, None)
     if left:
         del item.stash[_LEFT_KEY]
@@ -292,6 +318,19 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
                             f"them at its end: {'; '.join(failed)} (have them end well at the "
                             "end of their input, or close their stdin and wait() for them in "
                             "the test)")
+
+
+def _close_left_open(item: pytest.Item) -> list[str]:
+    """Close the plexes the test's own code started and left open; what each was."""
+    said = []
+    for cast in item.stash.get(_OWN_KEY, []):
+        try:
+            left = close_left_open(cast)
+        except PipeplexError as exc:
+            left = f"a pipeplex.AsyncPlex open, without aclose(), that could not be closed: {exc}"
+        if left is not None:
+            said.append(left)
+    return said
 
 
 def _warn_at_test(item: pytest.Item, message: str) -> None:
@@ -336,13 +375,13 @@ def pytest_runtest_makereport(
             _attach(item, report, cast.transcript())
         used = item.stash.get(_USED_KEY, [])
         for other in used:
-            if cast is None or other is not cast._async:
+            if other is not cast:
                 names = ", ".join(other.members) or "no members"
                 _attach(item, report, other.transcript(),
                         title=f"{_SECTION} (another cast: {names})", keep=cast is None)
         began = item.stash.get(_BEGAN_KEY, None)
         for earlier in list(_all_started) if began is not None else []:
-            if earlier not in used and (cast is None or earlier is not cast._async):
+            if earlier not in used and earlier is not cast:
                 names = ", ".join(earlier.members) or "no members"
                 _attach(item, report, earlier.transcript(since=began),
                         title=f"{_SECTION} (a cast started before this test: {names}; "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 
 from .._bus import Bus
 from .._events import Note
@@ -52,6 +53,9 @@ class EngineHost:
         self._failures: list[Failure] = []
         """Once it is closed: the members that failed on their own, by the rules of a run's
         exit status (an error at the EOF the close gave one too), for the pytest fixture."""
+        self._killed_unclosed: list[str] | None = None
+        """Set when the run was cancelled under a plex never closed (``asyncio.run`` ended
+        first): the members that that killed."""
         self._held = False
         self._threads = False
         """Set by :class:`Plex`: callers in other threads search the members' output."""
@@ -135,7 +139,29 @@ class EngineHost:
         unclosed plex): its members are killed on the way out; the guardian process and
         the outputs are let go here, as nothing else would."""
         if run.cancelled() and self._closing is None:
+            assert self._engine is not None
+            self._killed_unclosed = [name for name, member in self._engine.members.items()
+                                     if member.signalled_to_stop]
             self._close_outputs()
+
+    def left_open(self) -> str | None:
+        """What to say of the plex (after "... left") if its event loop ended under it,
+        never closed: what that did to its members, and how to write it. None if it was
+        closed (or never started, or its loop has not ended)."""
+        killed = getattr(self, "_killed_unclosed", None)  # (not there: __init__ raised)
+        if killed is None or self._closing is not None or self._engine is None:
+            return None
+        them = (f": its event loop's end killed {_listed(killed)} (SIGKILL), without the "
+                "grace" if killed else "")
+        return (f"a pipeplex.AsyncPlex open, without aclose(){them}; use it as "
+                "'async with AsyncPlex() as plex:'")
+
+    def __del__(self) -> None:
+        # As an unclosed file: said once nothing holds it, in whatever code runs then.
+        said = self.left_open()
+        if said is not None:
+            warnings.warn(f"this program left {said}", ResourceWarning, stacklevel=1,
+                          source=self)
 
     def _let_go(self) -> None:
         """Release the plex's hold on the engine (once): it may end when it is stopped."""
@@ -225,3 +251,7 @@ class EngineHost:
         finally:  # (a Ctrl-C in the guardian's wait: the transcript is closed all the same)
             if self._transcript is not None:
                 self._transcript.close()
+
+
+def _listed(names: list[str]) -> str:
+    return f"member {names[0]}" if len(names) == 1 else f"members {', '.join(names)}"

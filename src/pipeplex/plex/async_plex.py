@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING
 
 from .._events import SHOWN, InputSent
 from ..cast._member_fields import check_fields, check_name
@@ -51,14 +52,18 @@ from .arguments import (
 )
 from .async_member import AsyncMember, Members
 
+if TYPE_CHECKING:
+    from .sync_plex import Plex
+
 __all__ = ("DEFAULT_TIMEOUT", "AsyncPlex")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 DEFAULT_TIMEOUT = 30.0
 
-STARTED: list[Callable[[AsyncPlex], None]] = []
-"""Told of every plex once it has started (the pytest plugin: the casts a test used, whose
-transcripts its failure report shows)."""
+STARTED: list[Callable[[AsyncPlex | Plex], None]] = []
+"""Told of every plex once it has started, as its caller holds it (a :class:`Plex`, not
+the AsyncPlex it runs), in the caller's thread: the pytest plugin, for the casts a test
+used, whose transcripts its failure report shows, and those it left open."""
 
 
 class AsyncPlex(EngineHost):
@@ -158,8 +163,9 @@ class AsyncPlex(EngineHost):
             PipeplexError: the transcript cannot be written, or the plex already started.
         """
         await self._start_engine()
-        for tell in STARTED:
-            tell(self)
+        if not self._threads:  # (a Plex tells of itself)
+            for tell in STARTED:
+                tell(self)
 
     def _captured(self) -> set[str]:
         """The variables the plex has, and those its members capture (or will, once

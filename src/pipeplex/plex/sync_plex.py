@@ -31,7 +31,7 @@ from ..scenario.model import Scenario
 from ._thread import Call, ctrl_c_calls, despite_handlers, dropped_running, serve
 from .arguments import Patterns, PtyOption
 from .async_member import Members
-from .async_plex import DEFAULT_TIMEOUT, AsyncPlex
+from .async_plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
 from .sync_member import Member
 
 __all__ = ("Plex",)
@@ -114,6 +114,8 @@ class Plex:
             raise
         self._dropped = weakref.finalize(self, dropped_running, self._async, loop, self._pid)
         self._dropped.atexit = False  # (at exit the guardian ends what is left, at once)
+        for tell in STARTED:
+            tell(self)
 
     def _check_usable(self) -> asyncio.AbstractEventLoop:
         """Raise unless calls can reach the plex's thread: it runs (a with block), and this
