@@ -2003,6 +2003,41 @@ def test_a_cancelled_aclose_skips_the_grace_but_not_another_callers_wait() -> No
     assert other is None
 
 
+def test_a_cancelled_remove_skips_the_grace_and_still_lets_the_member_go() -> None:
+    """A remove cancelled during the grace of a member that ignores SIGTERM (a timeout
+    around it): SIGKILL to its group, as a cancelled aclose() does, and the member is let
+    go before the cancellation goes on: its name is free at once, not held by a member
+    stopped half way."""
+    async def scenario() -> tuple[int | None, list[str], list[str]]:
+        notes: list[str] = []
+        async with AsyncPlex(grace=600) as plex:
+            member = await plex.spawn("s", [PY, "-c", IGNORE_TERM], ready="^up$")
+            termed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def heard(event: object) -> None:
+                if isinstance(event, pipeplex.Note) and event.name == "s":
+                    notes.append(event.text)
+                    if "sent SIGTERM" in event.text and not termed.done():
+                        termed.set_result(None)
+
+            plex.bus.subscribe(heard)
+            removing = asyncio.ensure_future(plex.remove("s"))
+            await asyncio.wait_for(termed, 30)
+            removing.cancel()
+            (outcome,) = await asyncio.wait_for(
+                asyncio.gather(removing, return_exceptions=True), 30)
+            assert isinstance(outcome, asyncio.CancelledError)
+            names, said = list(plex.members), list(notes)
+            again = await plex.spawn("s", "cat")  # (the name is free)
+            assert again is not member
+            return member.returncode, names, said
+
+    code, names, notes = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert code == -signal.SIGKILL
+    assert names == []
+    assert notes[-1] == "sent SIGKILL to its process group"
+
+
 def test_a_load_whose_name_is_taken_while_it_waits_starts_nothing(tmp_path: Path) -> None:
     """load() waits for what a's previous member left to stop; meanwhile a spawn takes b.
     The whole file is refused, as if b had been taken before: a is not started either."""

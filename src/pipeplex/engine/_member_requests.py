@@ -298,6 +298,23 @@ class MemberRequests(CastPart):
         if not seat.added:
             raise PipeplexError(f"{name} is a member of the cast it was started with: only "
                                 "members added to a running cast can be removed")
+        hurry = asyncio.get_running_loop().create_future()
+        removal = asyncio.ensure_future(self._remove(name, member, seat, hurry))
+        try:
+            await asyncio.shield(removal)
+        except asyncio.CancelledError:
+            # As a cancelled close: what is left of the grace is skipped (SIGKILL), and the
+            # member is let go all the same before the cancellation goes on, so that its
+            # name is free and nothing of it lives on half removed.
+            if not removal.done():
+                hurry.set_result(None)
+                await asyncio.wait([removal])
+            if not removal.cancelled():
+                removal.exception()  # (retrieved: the caller raises its cancellation)
+            raise
+
+    async def _remove(self, name: str, member: Process, seat: Seat,
+                      hurry: asyncio.Future[None]) -> None:
         seat.removing = True
         try:
             seat.restart_requested = False
@@ -306,7 +323,7 @@ class MemberRequests(CastPart):
                 if not member.running:
                     task.cancel()  # it waits (its turn, a start, a backoff): no run comes
                 elif self._state.tg is not None:
-                    await self._state.to_the_end(self._stopper.stop(member))
+                    await self._state.to_the_end(self._stopper.stop(member, hurry=hurry))
                 await asyncio.wait([task])  # (a run ending as the cast stops: by the stop)
             if self._state.tg is not None and member.pid is not None:
                 await self.stop_leftovers(name)

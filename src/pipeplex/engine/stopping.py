@@ -101,12 +101,16 @@ class Stopper:
                 taken.append(member)
         return taken
 
-    async def stop(self, member: Process, *, stdin_first: bool = False) -> None:
+    async def stop(self, member: Process, *, stdin_first: bool = False,
+                   hurry: asyncio.Future[None] | None = None) -> None:
         """Close stdin, SIGTERM the group, wait the grace, SIGKILL; each step announced.
         ``stdin_first``: the member gets :data:`EOF_GRACE` to end at EOF first (as every
         member does when the stopper's ``stdin_grace`` says so). What the member started
-        outside its group gets its SIGTERM with the group's, and shares its grace."""
+        outside its group gets its SIGTERM with the group's, and shares its grace.
+        ``hurry``, once done, skips what is left of this member's graces, as
+        :meth:`skip_grace` does for all (a cancelled remove)."""
         assert self._force is not None
+        forced = (self._force,) if hurry is None else (self._force, hurry)
         closed = self._input_closed.pop(member.name, None)
         taken = self._taken.pop(member.name, None)
         if member.pid is None:
@@ -138,7 +142,7 @@ class Stopper:
             else:
                 self._announce(member, "closed its stdin")
                 left = stdin_grace
-            await first(exit_seen, self._force, within=max(left, 0.0))
+            await first(exit_seen, *forced, within=max(left, 0.0))
             said = f"still running {seconds_said(stdin_grace)} s after its stdin closed; "
         refused = None
         escaped: asyncio.Future[None] | None = None
@@ -155,9 +159,9 @@ class Stopper:
                 # What it started outside its group too, now: one grace for both, not
                 # one after the other.
                 escaped = asyncio.ensure_future(self.outside.stop_with(member))
-                await first(exit_seen, self._force, within=grace)
+                await first(exit_seen, *forced, within=grace)
             await self._kill(member, pid, exit_seen, grace=grace, refused=refused,
-                             termed_at=termed_at)
+                             termed_at=termed_at, hurried=any(f.done() for f in forced))
             if escaped is None and self.outside.looking:  # (it ended at EOF: in its wave)
                 escaped = asyncio.ensure_future(self.outside.stop_with(member))
             if escaped is not None:
@@ -179,10 +183,9 @@ class Stopper:
 
     async def _kill(self, member: Process, pid: int, exit_seen: asyncio.Future[Any], *,
                     grace: float, refused: SignalRefused | None,
-                    termed_at: float | None) -> None:
-        """SIGKILL to the group if its grace is over and the run still goes on; then what
-        the run left in its group."""
-        assert self._force is not None
+                    termed_at: float | None, hurried: bool) -> None:
+        """SIGKILL to the group if its grace is over (or was skipped: ``hurried``) and the
+        run still goes on; then what the run left in its group."""
         killed = False
         if not exit_seen.done():
             try:
@@ -190,7 +193,7 @@ class Stopper:
             except SignalRefused as no_kill:
                 # Nothing pipeplex may do: it is said, with how to do it, and waited for.
                 after = seconds_said(grace)
-                waited = ("" if self._force.done() else f"still running after {after} s, "
+                waited = ("" if hurried else f"still running after {after} s, "
                           "and " if refused else f"ignored SIGTERM for {after} s, and ")
                 self._announce(member, f"{waited}may not be killed: its processes run as "
                                        f"{no_kill.owner}; waiting for it to end (stop it as "
@@ -198,7 +201,7 @@ class Stopper:
                                "error")
             else:
                 killed = True
-                if self._force.done():
+                if hurried:
                     self._announce(member, "sent SIGKILL to its process group", "warning")
                 else:
                     self._announce(member, f"ignored SIGTERM for {seconds_said(grace)} s; sent "

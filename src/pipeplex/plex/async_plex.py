@@ -358,23 +358,35 @@ class AsyncPlex(EngineHost):
         A ``spawn`` still waiting for it to be ready raises that it was removed; a restart
         under way (``pipeplex restart``, ``on_exit = "restart"``) does not happen.
 
+        Cancelled (a timeout around it), it skips what is left of the member's grace, as a
+        cancelled :meth:`aclose` does: SIGKILL to its process group, and the member is let
+        go all the same before the cancellation goes on.
+
         Raises:
             UnknownMember: no such member.
             PipeplexError: another member starts after it (``after``, in a loaded cast).
         """
         self._check_loop()
         member = self[name]
-        await self._forget_member(name, member)
-        if self._members.get(name) is member:  # (a spawn it failed may have let it go)
-            del self._members[name]
+        try:
+            await self._forget_member(name, member)
+        finally:
+            if member._removed and self._members.get(name) is member:
+                del self._members[name]  # (not if a spawn it failed let it go before)
 
     async def _forget_member(self, name: str, member: AsyncMember) -> None:
-        await self.engine.remove(name)
-        member._removed = True
-        if name not in self.engine.members:  # (else a newer member has the name, and all of it)
-            if self._inputs is not None:
-                self._inputs.remove(name)
-            self.matcher.forget(name)
+        engine, matcher = self.engine, self.matcher
+        try:
+            await engine.remove(name)
+        finally:
+            # Let go once the engine has (also when that ended a cancelled remove), not
+            # when it refused to.
+            if engine.members.get(name) is not member._process:
+                member._removed = True
+                if name not in engine.members:  # (else a newer member has the name)
+                    if self._inputs is not None:
+                        self._inputs.remove(name)
+                    matcher.forget(name)
 
     async def expect_any(
         self, patterns: Mapping[str, Pattern | Patterns], timeout: float | None = None
