@@ -21,6 +21,20 @@ TOKEN_VAR = "PIPEPLEX_TEST_TOKEN"
 LEAK_DEADLINE = 5.0
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A runner that starts the suite in the background without job control (`make test &`
+    # in a script, some CI agents) has SIGINT and SIGQUIT ignored in it, and ignored
+    # signals outlive exec(): every Ctrl-C the tests send (to a Plex call in this process,
+    # through a terminal to a pipeplex they start) would be lost, and those tests would wait
+    # out their deadlines. They are about a real Ctrl-C, so they get a terminal's defaults
+    # back. (That a pipeplex started in the background keeps ignoring them has tests of
+    # its own, which set it up.)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def _processes_with(token: bytes) -> list[int]:
     found = []
     needle = TOKEN_VAR.encode() + b"=" + token
