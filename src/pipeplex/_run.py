@@ -182,7 +182,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         records = _records(options, bus, writer, cast.names)
         outputs += [sink.writer for sink in records if sink.writer is not None]
         inputs = FolderInputs(engine, options.run_dir or default_run_dir(),
-                              given_as=options.run_dir_option)
+                              given_as=options.run_dir_option, guardian=guardian)
         await inputs.name_what_was_left()
         for name in cast.names:
             inputs.add(name)

@@ -721,9 +721,10 @@ def test_a_killed_run_is_reported_stale_and_cleaned_by_the_next(run_dir: Path) -
     with cats(run_dir, "c") as plex:
         assert "cleaned up after an earlier run" in plex.text
         assert status(run_dir)["members"][0]["state"] in ("pending", "running")
-        # Its pid and run id, for the next run should this one die with its guardian.
+        # Its pid, run id and guardian, for the next run should this one die with its
+        # guardian.
         lock = (run_dir / "run.lock").read_text()
-        assert re.fullmatch(rf"{plex.proc.pid} [0-9a-f]{{32}}\n", lock), lock
+        assert re.fullmatch(rf"{plex.proc.pid} [0-9a-f]{{32}} \d+ \d+\n", lock), lock
 
 
 def test_a_last_request_without_a_newline_is_answered(run_dir: Path) -> None:

@@ -24,6 +24,7 @@ from .rundir import RunDir
 
 if TYPE_CHECKING:
     from ..engine.engine import Engine
+    from ..participants.guardian import Guardian
 
 __all__ = ("FolderInputs",)
 
@@ -31,7 +32,8 @@ __all__ = ("FolderInputs",)
 class FolderInputs:
     """Opens the run folder at ``path`` for ``engine`` with ``all.in`` and the control socket
     (``given_as``: how the caller gives another folder, for the messages: ``--run-dir``,
-    ``run_dir=``).
+    ``run_dir=``), recording the run's ``guardian`` there for the next run, should this one
+    die (every guardian process that takes over too, until :meth:`close`).
 
     Then :meth:`add` each member, run :meth:`serve` as a task, call :meth:`finish` once the
     run ended, and :meth:`close` (also after a failure).
@@ -40,14 +42,21 @@ class FolderInputs:
         RunDirError: the folder cannot be used; nothing is left open.
     """
 
-    def __init__(self, engine: Engine, path: Path | str, *, given_as: str) -> None:
+    def __init__(self, engine: Engine, path: Path | str, *, given_as: str,
+                 guardian: Guardian | None = None) -> None:
         self._engine = engine
         self._fifos: dict[str, FifoChannel] = {}
         self._control: ControlServer | None = None
         self._closed = False
-        self.run_dir = RunDir.open(path, engine.stopper.outside.run_id, given_as=given_as)
+        self._guardian = guardian
+        # Before any member starts: what the next run finds that this one left, it finds
+        # with this run's guardian, which it waits for only while that guardian lives.
+        self.run_dir = RunDir.open(path, engine.stopper.outside.run_id, given_as=given_as,
+                                   guardian=guardian.identity if guardian else None)
         self._stale_run_id: str | None = None
         try:
+            if guardian is not None:
+                guardian.on_started = self.run_dir.record_guardian
             if self.run_dir.stale_pid is not None:
                 engine.bus.publish(Note(f"cleaned up after an earlier run (pid "
                                         f"{self.run_dir.stale_pid}) that ended without "
@@ -65,7 +74,7 @@ class FolderInputs:
         start (a port still taken is why a start fails); the loop goes on meanwhile."""
         run_id, self._stale_run_id = self._stale_run_id, None
         if run_id is not None:
-            await _left_running(self._engine, run_id)
+            await _left_running(self._engine, run_id, self.run_dir.stale_guardian)
 
     def __repr__(self) -> str:
         return f"<FolderInputs {str(self.run_dir.path)!r} fifos={len(self._fifos)}>"
@@ -117,6 +126,8 @@ class FolderInputs:
         if self._closed:
             return
         self._closed = True
+        if self._guardian is not None:
+            self._guardian.on_started = None
         self._give_up_folder()
         if self._control is not None:
             self._control.close()
@@ -147,32 +158,48 @@ def _full(router: Router, target: str, resume: Callable[[], None]) -> bool:
 
 GUARDIAN_AT_WORK = 2.0
 """Seconds a dead run's guardian may still take to stop what that run left (SIGTERM, 0.5 s,
-then SIGKILL until nothing is left: a second at most)."""
+then SIGKILL until nothing is left: a second at most); no more than it lives."""
 
 
-async def _left_running(engine: Engine, run_id: str) -> None:
-    """What the dead run left running, once its guardian, if it lives, has had its time to
-    stop it (a run started right after a SIGKILL finds the old members still going). What
-    outlives that was left by a guardian that could not act: killed with its run (an OOM
-    kill, ``kill -9`` of a list of pids), or stopped. Said, with how to stop it, not
-    stopped: it was not this run's (a member's port still taken is why a start fails)."""
-    from ..participants._escaped import OutOfDescriptors, carrying, proc_pids
+async def _left_running(engine: Engine, run_id: str, guardian: tuple[int, int] | None) -> None:
+    """What the dead run left running, once its guardian (``guardian``: its pid and start
+    time, None if that run did not record it), if it lives, has had its time to stop it (a
+    run started right after a SIGKILL finds the old members still going). What outlives
+    that was left by a guardian that could not act: killed with its run (an OOM kill,
+    ``kill -9`` of a list of pids), or stopped. Said, with how to stop it, not stopped: it
+    was not this run's (a member's port still taken is why a start fails)."""
+    from ..participants._escaped import OutOfDescriptors, carrying, hold, proc_pids
 
     try:
         left = carrying(run_id, proc_pids())
     except OutOfDescriptors:
         return
-    if left:
-        still = await _outliving(pid for pid, _ in left)
-        left = [(pid, name) for pid, name in left if pid in still]
+    if not left:
+        return
+    try:  # (a pidfd once the start time is read again: never a stranger's reused pid)
+        at_work, _ = hold([guardian] if guardian is not None else [], 1)
+    except OutOfDescriptors:  # (whether it lives is not known: as if it were not recorded)
+        at_work, guardian = [], None
+    try:
+        if guardian is None or at_work:  # (one gone stopped what it could: the rest stays)
+            still = await _outliving((pid for pid, _ in left),
+                                     until=at_work[0][1] if at_work else None)
+            left = [(pid, name) for pid, name in left if pid in still]
+    finally:
+        for _, fd in at_work:
+            os.close(fd)
     if left:
         said = ", ".join(f"{pid}{f' ({name})' if name else ''}" for pid, name in left[:10])
         more = f" and {len(left) - 10} more" if len(left) > 10 else ""
         them = "them" if len(left) != 1 else "it"
+        why = (f"its guardian (pid {guardian[0]}), which would have stopped {them}, is gone "
+               "too" if guardian is not None and not at_work else
+               f"its guardian, which would have stopped {them}, was killed with it or is "
+               "stopped")
         engine.bus.publish(Note(
             f"that run left {len(left)} process{'es' if len(left) != 1 else ''} running: "
-            f"{said}{more} (its guardian, which would have stopped {them}, was killed with "
-            f"it or is stopped); {_how_to_stop([pid for pid, _ in left])}", level="warning"))
+            f"{said}{more} ({why}); {_how_to_stop([pid for pid, _ in left])}",
+            level="warning"))
 
 
 def _how_to_stop(pids: list[int]) -> str:
@@ -190,17 +217,22 @@ def _how_to_stop(pids: list[int]) -> str:
     return "; ".join(said)
 
 
-async def _outliving(pids: Iterable[int], seconds: float = GUARDIAN_AT_WORK) -> set[int]:
-    """Those of ``pids`` still running after ``seconds`` (or at once, should none end)."""
+async def _outliving(pids: Iterable[int], seconds: float = GUARDIAN_AT_WORK,
+                     until: int | None = None) -> set[int]:
+    """Those of ``pids`` still running after ``seconds`` (or at once, should none end), or
+    once the process behind ``until`` (a pidfd: the guardian's) has exited, whichever comes
+    first: a guardian exits once it has stopped what it could."""
     loop = asyncio.get_running_loop()
     watched: dict[int, int] = {}
     running: dict[int, int] = {}
     none_left = loop.create_future()
+    readers: set[int] = set()
 
     def ended(fd: int) -> None:
         loop.remove_reader(fd)
+        readers.discard(fd)
         running.pop(fd, None)
-        if not running and not none_left.done():
+        if (not running or fd == until) and not none_left.done():
             none_left.set_result(None)
 
     try:
@@ -212,15 +244,16 @@ async def _outliving(pids: Iterable[int], seconds: float = GUARDIAN_AT_WORK) -> 
             except OSError:  # (out of descriptors: taken as running)
                 return set(watched.values()) | {pid} | set(pids)
         running.update(watched)
-        for fd in watched:
-            loop.add_reader(fd, ended, fd)
         if running:
+            for fd in (*watched, *(() if until is None else (until,))):
+                loop.add_reader(fd, ended, fd)
+                readers.add(fd)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(seconds):
                     await none_left
         return set(running.values())
     finally:
+        for fd in readers:
+            loop.remove_reader(fd)
         for fd in watched:
-            if fd in running:
-                loop.remove_reader(fd)
             os.close(fd)

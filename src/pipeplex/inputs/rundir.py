@@ -1,12 +1,12 @@
 """The run folder: where a running cast can be reached from other terminals and scripts.
 
 It holds ``NAME.in`` (a FIFO per member), ``all.in`` (to everyone), ``control.sock``
-(the control socket) and ``run.lock`` (the pid of the run holding it). Everything here is
-private to the user: the folder is 0700, the pipes and the socket 0600, and we refuse to
-use anything that someone else could have planted: a symlink, a folder owned by another
-user, or one that others may write to. All work inside the folder goes through a
-descriptor of the folder itself, so its path cannot be swapped under us between the check
-and the use.
+(the control socket) and ``run.lock`` (the pid of the run holding it, and of its
+guardian). Everything here is private to the user: the folder is 0700, the pipes and the
+socket 0600, and we refuse to use anything that someone else could have planted: a
+symlink, a folder owned by another user, or one that others may write to. All work
+inside the folder goes through a descriptor of the folder itself, so its path cannot be
+swapped under us between the check and the use.
 """
 
 from __future__ import annotations
@@ -103,11 +103,15 @@ def default_run_dirs(cwd: Path | None = None) -> list[Path]:
     return list(dict.fromkeys(base / name for base in bases))
 
 
-_LOCK_TEXT = re.compile(r"\d+ [\w.-]{1,40}")
-"""What a run writes in its lock file: its pid, and its ``PIPEPLEX_RUN_ID`` (``-`` when it
-has none). Both: a pid file of another program (a pid alone) is not taken for a dead run's
-lock, whose pipes and socket would be removed."""
+_LOCK_TEXT = re.compile(r"\d+ [\w.-]{1,40}( \d+ \d+)?")
+"""What a run writes in its lock file: its pid, its ``PIPEPLEX_RUN_ID`` (``-`` when it
+has none), and its guardian's pid and start time (none where that start time could not be
+read, nor in the lock of an earlier version). The first two at least: a pid file of
+another program (a pid alone) is not taken for a dead run's lock, whose pipes and socket
+would be removed."""
 _NO_RUN_ID = "-"
+LOCK_MAX = 128
+"""Bytes a lock file may hold (a run's takes 80 at most)."""
 
 
 class RunDir:
@@ -115,7 +119,9 @@ class RunDir:
 
     def __init__(self, path: Path, dir_fd: int, lock_fd: int, *, created: bool,
                  stale_pid: int | None, parents: list[Path] | None = None,
-                 stale_run_id: str | None = None, given_as: str = COMMAND) -> None:
+                 stale_run_id: str | None = None,
+                 stale_guardian: tuple[int, int] | None = None, given_as: str = COMMAND,
+                 run_id: str = _NO_RUN_ID) -> None:
         self.path = path
         self.given_as = given_as
         """How the caller gives a run folder, for the messages: ``--run-dir``, ``run_dir=``."""
@@ -128,6 +134,11 @@ class RunDir:
         """The pid of an earlier run that died without cleaning up, if there was one."""
         self.stale_run_id = stale_run_id
         """That run's ``PIPEPLEX_RUN_ID``, if it wrote one: what it left running has it."""
+        self.stale_guardian = stale_guardian
+        """That run's guardian process, by pid and start time (a pid alone may be a
+        stranger's by now), if it wrote it: while it lives, it is stopping what that run
+        left; once it is gone, what is left stays."""
+        self._run_id = run_id
         self._entries: dict[str, tuple[int, int]] = {}
         """What this run made in the folder, by name: (device, inode), so that only that
         very file is removed at the end, never what someone put in its place."""
@@ -135,10 +146,11 @@ class RunDir:
 
     @classmethod
     def open(cls, path: Path | str, run_id: str | None = None, *,
-             given_as: str = COMMAND) -> RunDir:
+             guardian: tuple[int, int] | None = None, given_as: str = COMMAND) -> RunDir:
         """Create or take over the run folder at ``path`` (``run_id``: this run's
-        ``PIPEPLEX_RUN_ID``, kept in the lock file for the next run, should this one die;
-        ``given_as``: how the caller gives another folder, ``--run-dir`` or ``run_dir=``).
+        ``PIPEPLEX_RUN_ID``, and ``guardian``: its guardian process's pid and start time,
+        both kept in the lock file for the next run, should this one die; ``given_as``: how
+        the caller gives another folder, ``--run-dir`` or ``run_dir=``).
 
         Raises:
             RunDirError: unsafe, busy (another live run holds it), or cannot be created.
@@ -150,7 +162,7 @@ class RunDir:
                 dir_fd, created, parents = make_private_dir(path, in_base=in_base,
                                                             given_as=given_as)
                 try:
-                    lock_fd, stale, stale_run_id = cls._lock(path, dir_fd, run_id, given_as)
+                    lock_fd, earlier = cls._lock(path, dir_fd, given_as)
                 except BaseException:
                     os.close(dir_fd)
                     if created:  # (nothing of ours left behind: an empty folder)
@@ -163,16 +175,39 @@ class RunDir:
             raise RunDirError(f"cannot create run folder {path}: something keeps removing it")
         # A default folder is pipeplex's own, whoever made it (a run killed there): it goes
         # at the end, once empty, as one made now would.
-        run_dir = cls(path, dir_fd, lock_fd, created=created or in_base, stale_pid=stale,
-                      parents=parents, stale_run_id=stale_run_id, given_as=given_as)
+        stale = int(earlier[0]) if earlier else None
+        run_dir = cls(
+            path, dir_fd, lock_fd, created=created or in_base, stale_pid=stale,
+            parents=parents, given_as=given_as,
+            stale_run_id=earlier[1] if len(earlier) > 1 and earlier[1] != _NO_RUN_ID else None,
+            stale_guardian=(int(earlier[2]), int(earlier[3])) if len(earlier) > 3 else None,
+            run_id=run_id if run_id and _LOCK_TEXT.fullmatch(f"0 {run_id}") else _NO_RUN_ID)
+        run_dir.record_guardian(guardian)
         if stale is not None:
             run_dir._clean_stale()
         return run_dir
 
+    def record_guardian(self, guardian: tuple[int, int] | None) -> None:
+        """Write this run's record in its lock file: its pid, its run id, and ``guardian``
+        (its guardian process's pid and start time; None: not known), for the next run
+        should this one die. Again each time a guardian starts in place of one gone: the
+        next run must not take a dead one's pid for the guardian at work, nor wait for it.
+
+        Never shorter than the record it replaces (padded with spaces), and in one write:
+        another run trying the folder meanwhile reads one record or the other, never a
+        truncated one (which it would take for another program's file)."""
+        if self._closed:
+            return
+        record = f"{os.getpid()} {self._run_id}"
+        if guardian is not None:
+            record += f" {guardian[0]} {guardian[1]}"
+        size = os.fstat(self._lock_fd).st_size
+        os.pwrite(self._lock_fd, f"{record.ljust(size - 1)}\n".encode(), 0)
+
     @staticmethod
-    def _lock(path: Path, dir_fd: int, run_id: str | None, given_as: str
-              ) -> tuple[int, int | None, str | None]:
-        """The lock file, held; the pid and run id an earlier run left in it, if any."""
+    def _lock(path: Path, dir_fd: int, given_as: str) -> tuple[int, list[str]]:
+        """The lock file, held and emptied; the words of the record an earlier run left
+        in it (none if none did), checked against :data:`_LOCK_TEXT`."""
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(LOCK_NAME, flags, 0o600, dir_fd=dir_fd)
@@ -187,10 +222,10 @@ class RunDir:
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
             os.close(fd)
             raise RunDirError(f"refusing {path / LOCK_NAME}: not a regular file of yours")
-        previous = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-        fields = previous.split()  # (a run writes its pid, and its run id)
+        previous = os.pread(fd, LOCK_MAX, 0).decode("ascii", "replace").strip()
+        fields = previous.split()  # (a run writes its pid, its run id, its guardian's)
         pid = fields[0] if fields and fields[0].isdigit() else None
-        if (previous and not _LOCK_TEXT.fullmatch(previous)) or st.st_size > 64:
+        if (previous and not _LOCK_TEXT.fullmatch(previous)) or st.st_size > LOCK_MAX:
             os.close(fd)
             raise RunDirError(f"refusing {path / LOCK_NAME}: it is a file that no pipeplex run "
                               "wrote (a run writes its pid and its run id), which would be "
@@ -217,13 +252,10 @@ class RunDir:
             current = None
         if current is None or (current.st_ino, current.st_dev) != (st.st_ino, st.st_dev):
             os.close(fd)
-            return RunDir._lock(path, dir_fd, run_id, given_as)
+            return RunDir._lock(path, dir_fd, given_as)
         os.fchmod(fd, 0o600)
         os.ftruncate(fd, 0)
-        kept = run_id if run_id and _LOCK_TEXT.fullmatch(f"0 {run_id}") else _NO_RUN_ID
-        os.pwrite(fd, f"{os.getpid()} {kept}\n".encode(), 0)
-        stale_run_id = fields[1] if len(fields) > 1 and fields[1] != _NO_RUN_ID else None
-        return fd, int(pid) if pid is not None else None, stale_run_id
+        return fd, fields
 
     def _clean_stale(self) -> None:
         """Remove the pipes and the socket a dead run left: FIFOs and sockets of ours only

@@ -50,6 +50,7 @@ from collections.abc import Callable
 
 from .._guardian_process import spawn_guardian
 from ..errors import PipeplexError
+from ._escaped import start_time
 from ._group import exits_within
 from ._guardian_news import GuardianNews
 
@@ -85,6 +86,9 @@ class Guardian(GuardianNews):
         super().__init__()
         self._on_lost = on_lost
         """Told, once, when the guardian process is found gone (someone killed it)."""
+        self.on_started: Callable[[tuple[int, int] | None], None] | None = None
+        """Told the :attr:`identity` of each guardian process started in place of one gone
+        (the run folder keeps it for the next run)."""
         self.token = os.urandom(16).hex()
         """Put in members' environment as ``PIPEPLEX_RUN_ID``; the guardian hunts it down."""
         if spawned is not None and spawned[0].poll() is not None:
@@ -136,6 +140,18 @@ class Guardian(GuardianNews):
 
     def __repr__(self) -> str:
         return f"<Guardian pid={self.pid}>"
+
+    @property
+    def identity(self) -> tuple[int, int] | None:
+        """The guardian process's pid and start time, by which a run started after this one
+        died knows it (its pid alone may be a stranger's by then); None once it is gone."""
+        if self._fd < 0 or self._proc.returncode is not None:
+            return None
+        try:  # (our child, not reaped: its pid is its own while we read)
+            started = start_time(self.pid)
+        except OSError:  # (out of descriptors: not known)
+            return None
+        return None if started is None else (self.pid, started)
 
     def _say(self, line: str) -> None:
         # At once, not batched per pass of the loop: a member that pipeplex dies before
@@ -276,6 +292,8 @@ class Guardian(GuardianNews):
         self.pid = self._proc.pid
         os.set_blocking(self._fd, False)
         self._watch_it()
+        if self.on_started is not None:
+            self.on_started(self.identity)
         # In one write: should this one die at once too, the next is started once.
         self._say(f"={self.token}\n" + self._cast_so_far())
         return None if self._fd >= 0 else ""

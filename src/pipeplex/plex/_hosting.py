@@ -112,7 +112,7 @@ class EngineHost:
                 self.bus.subscribe(self._transcript)
             if self._run_dir is not None:
                 self._inputs = FolderInputs(engine, os.fspath(self._run_dir),
-                                            given_as="run_dir=")
+                                            given_as="run_dir=", guardian=self._guardian)
                 await self._inputs.name_what_was_left()
         except BaseException:
             self._close_outputs()
