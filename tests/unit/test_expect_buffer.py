@@ -423,6 +423,81 @@ def test_a_buffer_nobody_searches_stays_bounded_though_released_at_every_piece()
     assert buffer.dropped + len(buffer) == fed
 
 
+def _mixed_output(seed: int) -> list[tuple[str, bytes | None]]:
+    """Chunks of both streams, with pauses (None), line ends of every kind, escape
+    sequences and characters cut between chunks: what a cut must decode as a search would."""
+    import random
+
+    rng = random.Random(seed)
+    words = [b"alpha", b"\xc3\xa9t\xc3\xa9", b"\r\n", b"\n", b"\r", b"\x1b[31m", b"\x1b[0m",
+             b"MARK", b"\xe2\x82\xac", b" ", b"\x1b]0;t\x07"]
+    data = {name: b"".join(rng.choice(words) for _ in range(6000)) for name in ("stdout", "stderr")}
+    chunks: list[tuple[str, bytes | None]] = []
+    at = dict.fromkeys(data, 0)
+    while any(at[name] < len(data[name]) for name in data):
+        name = rng.choice([n for n in data if at[n] < len(data[n])])
+        size = rng.choice([1, 2, 3, 7, 40, 300])
+        chunks.append((name, data[name][at[name] : at[name] + size]))
+        at[name] += size
+        if rng.random() < 0.2:
+            chunks.append((name, None))
+    return chunks
+
+
+def _fed_mixed(chunks: list[tuple[str, bytes | None]]) -> OutputBuffer:
+    buffer = OutputBuffer()
+    for stream, data in chunks:
+        if data is None:
+            buffer.release(stream)
+        else:
+            buffer.feed(data, stream)
+    return buffer
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_buffer_nobody_searches_keeps_the_text_a_search_would_have_seen(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taken in piece by piece while nobody searches, and cut to the newest MAX_BEFORE
+    characters, the output reads as it would have read whole: its newest characters are
+    the same, what went is counted, and a search finds what it would have found there."""
+    everything = _mixed_output(seed)
+    for end in range(len(everything) // 2, len(everything) + 1, 29):  # (cut at any point)
+        chunks = everything[:end]
+        with monkeypatch.context() as patched:
+            whole = _fed_mixed(chunks).text
+            patched.setattr(buffer_module, "MAX_BEFORE", 5000)
+            patched.setattr(buffer_module, "_PIECE", 700)
+            cut = _fed_mixed(chunks)
+            kept = cut.text
+        assert cut.dropped > 0
+        assert cut.dropped + len(kept) == len(whole)
+        assert kept == whole[len(whole) - len(kept) :]
+        pattern = regexes(r"^MARK.*|\balpha\b")
+        found = cut.search(pattern)
+        reference = pattern[0].search(whole, len(whole) - len(kept))
+        assert (found is None) == (reference is None)
+        if found is not None and reference is not None:
+            assert found.match.group(0) == reference.group(0)
+            assert found.before == whole[len(whole) - len(kept) : reference.start()]
+
+
+def test_output_nobody_searched_is_found_after_later_floods() -> None:
+    """A line in the newest MAX_BEFORE of output nobody searched is still found, with
+    everything after the first kept character in ``before``, however often it was cut."""
+    buffer = OutputBuffer()
+    chunk = (b"f" * 1023 + b"\n") * 64
+    for _ in range(2 * MAX_BEFORE // len(chunk)):
+        buffer.feed(chunk)
+    buffer.feed(b"HERE\n")
+    for _ in range(MAX_BEFORE // 2 // len(chunk)):
+        buffer.feed(chunk)
+    found = buffer.search(regexes("^HERE$"))
+    assert found is not None
+    assert found.before.endswith("f\n") and "HERE" not in found.before
+    assert buffer.dropped + len(found.before) + len("HERE") + len(buffer) == (
+        (2 * MAX_BEFORE // len(chunk) + MAX_BEFORE // 2 // len(chunk)) * len(chunk) + 5)
+
+
 def test_a_release_lets_go_in_order_with_the_bytes() -> None:
     """A "\\r" held back as the first half of "\\r\\n" comes out where the pause was, and a
     cut character only at the end (final), both before what came after them."""

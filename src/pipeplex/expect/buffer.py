@@ -15,6 +15,12 @@ found: a documented limit, like pexpect's ``searchwindowsize``, that keeps the c
 however long the wait. Only that window stays in the searched string (so appending is cheap);
 older unmatched text is kept aside for ``before``, up to ``MAX_BEFORE`` characters, so memory
 stays bounded too.
+
+A buffer nobody searches (a member's stream that no expectation names, another member's
+output during a long wait) keeps its newest ``MAX_BEFORE`` characters for the next search,
+taken in piece by piece as they come: never joined into one string to be cut again, nor
+kept as text beside the bytes it was decoded from (on a flood, those held two to three times
+what was kept).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from __future__ import annotations
 import codecs
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,6 +53,9 @@ CHUNK_COST = 96
 """About what a chunk fed takes besides its bytes, counted against MAX_BEFORE until it is
 taken into the text: a member writing a few bytes at a time fills memory with the chunks'
 objects, not their bytes."""
+_PIECE = 1024 * 1024
+"""About how much fresh input a buffer nobody searches decodes at once: what it holds besides
+what it keeps."""
 
 _CR_AT_LINE_START = re.compile(r"(?<=\n)\r+")
 """Carriage returns at a line's start (after the line ends are made ``\\n``)."""
@@ -66,6 +76,9 @@ _PAUSE: Final = _Release(False)
 _END: Final = _Release(True)
 _NEW_LINE: Final = _Release(False)
 """Where the stream's next text starts a line of its own (see :meth:`OutputBuffer.new_line`)."""
+_DECODED: Final = _Release(False)
+"""Where the text taken in while nobody searched goes (first in the fresh input, whose
+older part it is: see :meth:`OutputBuffer._keep_newest`)."""
 
 
 @dataclass(slots=True)  # made on every successful search, read once: not frozen (slower)
@@ -99,7 +112,14 @@ class OutputBuffer:
         feeding costs nothing while no expectation looks at this buffer. Releases go in
         between them, in order."""
         self._fresh_size = 0
-        self._aside: list[str] = []
+        self._fresh_limit = MAX_BEFORE
+        """How much fresh input is taken in, once nobody searched it (see
+        :meth:`_keep_newest`): less while the text taken in so takes room."""
+        self._decoded: deque[str] = deque()
+        """Fresh input taken in while nobody searched, oldest first: the window's next text,
+        where ``_DECODED`` is in the fresh input."""
+        self._decoded_size = 0
+        self._aside: deque[str] = deque()
         """Searched, unmatched text before the window, oldest first (for ``before``)."""
         self._aside_size = 0
         self._decoders: dict[str, codecs.IncrementalDecoder] = {}
@@ -129,51 +149,68 @@ class OutputBuffer:
     def text(self) -> str:
         """What is after the cursor (less what was dropped beyond MAX_BEFORE)."""
         self._absorb()
-        return "".join(self._aside) + self._text[self._ctx :]
+        return "".join([*self._aside, self._text[self._ctx :]])  # (one copy of it all)
 
     def feed(self, data: bytes, stream: str = "stdout") -> None:
         self._fresh.append((stream, data))
         self._fresh_size += len(data) + CHUNK_COST
-        if self._fresh_size > MAX_BEFORE:
+        if self._fresh_size > self._fresh_limit:
             self._keep_newest()
 
     def _keep_newest(self) -> None:
-        """Nobody is searching: keep the newest MAX_BEFORE characters.
+        """Nobody is searching: take the fresh input in as text, keeping the newest
+        MAX_BEFORE characters after the cursor (set aside, in the window, or taken in here).
 
-        What came since the last search is decoded piece by piece, and what goes of the
-        window and of those pieces goes before anything is joined: appended whole to the
-        window, then cut, it held some five times MAX_BEFORE for a moment (a member flooding
-        its output, with nobody searching, made a plex's memory three times what it keeps).
+        About a megabyte is decoded at a time, its bytes let go as it is, and the oldest
+        text goes in whole pieces: what is kept is never joined into one string here (the
+        next search does that), and never held twice. Once that text takes room, less fresh
+        input is held before it is taken in (``_fresh_limit``): the bytes and the text of a
+        flood are not both kept.
         """
-        keep = MAX_BEFORE + 1  # (its first character the context of the next search)
-        pieces = list(self._taken(self._fresh))
-        self._fresh.clear()
-        self._fresh_size = 0
-        excess = len(self._text) + sum(map(len, pieces)) - keep
-        if excess <= 0:
-            self._text = "".join([self._text, *pieces])
+        fresh = self._fresh
+        start = 1 if fresh and fresh[0][1] is _DECODED else 0
+        while len(fresh) > start:
+            end, size = start, 0
+            while end < len(fresh) and size < _PIECE:
+                data = fresh[end][1]
+                size += CHUNK_COST + (len(data) if type(data) is bytes else 0)
+                end += 1
+            after = self._decoded[-1] if self._decoded else self._text
+            text = "".join(self._taken(fresh[start:end], after))
+            del fresh[start:end]
+            if text:
+                self._decoded.append(text)
+                self._decoded_size += len(text)
+            excess = (self._aside_size + len(self._text) - self._ctx + self._decoded_size
+                      - MAX_BEFORE)
+            if excess > 0:
+                self._drop_oldest(excess)
+        fresh[:] = [(self._stream or "stdout", _DECODED)] if self._decoded else []
+        self._fresh_size = len(fresh) * CHUNK_COST
+        self._fresh_limit = max(MAX_BEFORE // 8, MAX_BEFORE - self._decoded_size)
+
+    def _drop_oldest(self, count: int) -> None:
+        """Drop the oldest ``count`` characters after the cursor: set aside, then the
+        window's, then those taken in while nobody searched. When the window's go, the
+        last of them stays as its context character."""
+        self.dropped += count
+        self.dropped_unsearched += count
+        gone, _ = _cut_front(self._aside, count)
+        self._aside_size -= gone
+        count -= gone
+        if count <= 0:
             return
-        # The character at ``excess`` becomes context: it leaves the cursor's text too.
-        lost = excess + 1 - self._ctx + self._aside_size
-        self.dropped += lost
-        self.dropped_unsearched += lost
-        self._aside.clear()
-        self._aside_size = 0
-        if excess < len(self._text):
-            head = self._text[excess:]
-            self._scan_from = max(1, self._scan_from - excess)
-        else:  # (all of the window goes, and the oldest pieces)
-            head, excess = "", excess - len(self._text)
-            first = 0
-            while excess >= len(pieces[first]):
-                excess -= len(pieces[first])
-                first += 1
-            pieces = pieces[first:]
-            pieces[0] = pieces[0][excess:]
-            self._scan_from = 1
-        self._text = ""  # (let go before the join)
-        self._text = "".join([head, *pieces])
-        self._ctx = 1
+        window = len(self._text) - self._ctx
+        if count < window:
+            cut = self._ctx + count - 1  # (the last character to go: the context)
+            self._text = self._text[cut:]
+            self._scan_from = max(1, self._scan_from - cut)
+            self._ctx = 1
+            return
+        gone, last = _cut_front(self._decoded, count - window)
+        self._decoded_size -= gone
+        self._text = last or self._text[-1:]
+        self._ctx = self._scan_from = len(self._text)
 
     def _decode(self, data: bytes, stream: str) -> str:
         if stream in self._decoders:  # it holds the start of a character from a chunk before
@@ -224,7 +261,7 @@ class OutputBuffer:
         """
         self._fresh.append((stream, _END if final else _PAUSE))
         self._fresh_size += CHUNK_COST
-        if self._fresh_size > MAX_BEFORE:
+        if self._fresh_size > self._fresh_limit:
             self._keep_newest()
 
     def new_line(self, stream: str) -> None:
@@ -273,17 +310,27 @@ class OutputBuffer:
                     fresh[0][0] == self._stream) and not self._ended:
                 self._text += self._decode(data, fresh[0][0])  # a round trip's answer
             else:
-                self._text += "".join(self._taken(fresh))
+                self._text += "".join(self._taken(fresh, self._text))
             fresh.clear()
             self._fresh_size = 0
 
-    def _taken(self, fresh: list[tuple[str, bytes | _Release]]) -> Iterator[str]:
-        last, text = self._stream, self._text
+    def _taken(self, fresh: Iterable[tuple[str, bytes | _Release]], after: str) -> Iterator[str]:
+        """The text of ``fresh``, which follows the text ``after`` (the window's, or what
+        was taken in after it)."""
+        last, text = self._stream, after
         unfinished = bool(text) and text[-1] != "\n"
         for stream, data in fresh:
             cr_ended = False
             if type(data) is bytes:
                 text = self._decode(data, stream)
+            elif data is _DECODED:  # (taken in already: its line ends are settled)
+                if self._decoded:
+                    unfinished = self._decoded[-1][-1] != "\n"
+                    yield from self._decoded
+                self._decoded.clear()
+                self._decoded_size = 0
+                self._fresh_limit = MAX_BEFORE
+                continue
             elif data is _NEW_LINE:
                 if unfinished and stream == last:  # (the other's line: see below)
                     yield "\n"
@@ -341,8 +388,8 @@ class OutputBuffer:
     def _found(self, index: int, match: re.Match[str]) -> Found:
         self.dropped_unsearched = 0
         before = self._text[self._ctx : match.start()]
-        if self._aside:
-            before = "".join(self._aside) + before
+        if self._aside:  # (one join: the text set aside is up to MAX_BEFORE)
+            before = "".join([*self._aside, before])
             self._aside.clear()
             self._aside_size = 0
         end = match.end()
@@ -364,17 +411,24 @@ class OutputBuffer:
         self._text = self._text[keep_from:]
         self._ctx = self._scan_from = 1
         excess = self._aside_size - MAX_BEFORE
-        while excess > 0:
-            oldest = self._aside[0]
-            cut = min(len(oldest), excess)
-            if cut == len(oldest):
-                self._aside.pop(0)
-            else:
-                self._aside[0] = oldest[cut:]
-            self._aside_size -= cut
-            self.dropped += cut
-            self.dropped_unsearched += cut
-            excess -= cut
+        if excess > 0:
+            self._drop_oldest(excess)  # (set aside only: it holds more than that)
+
+
+def _cut_front(pieces: deque[str], count: int) -> tuple[int, str]:
+    """Take up to ``count`` characters off the front of ``pieces``: how many went, and the
+    last of them ("" when none)."""
+    gone, last = 0, ""
+    while pieces and gone < count:
+        oldest = pieces[0]
+        cut = min(len(oldest), count - gone)
+        last = oldest[cut - 1]
+        if cut == len(oldest):
+            pieces.popleft()
+        else:
+            pieces[0] = oldest[cut:]
+        gone += cut
+    return gone, last
 
 
 class SharedOutputBuffer(OutputBuffer):
