@@ -1,7 +1,8 @@
-"""Waiting for one line at the end of a flood: ``pipeplex test`` next to pexpect.
+"""Waiting for one line at the end of a flood: ``pipeplex test`` and the API next to pexpect.
 
     .venv/bin/python bench/expect_huge.py                 # 10, 50, 100 MB; 2 repetitions
     .venv/bin/python bench/expect_huge.py --mb 5 --mb 20 --repeat 1
+    .venv/bin/python bench/expect_huge.py --mb 45 --tool AsyncPlex
 
 A member writes M MB of 80-byte lines (``writer.py``, 64 KiB writes) and then the line
 ``FINAL-MARK``; the scenario has one step, ``expect = '^FINAL-MARK$'``. For pipeplex
@@ -10,6 +11,10 @@ the scenario is a generated TOML file in a temporary folder, run with
 and read the step's own time from its ``-v`` line, and sample the VmHWM of the pipeplex
 process every 20 ms (the test command runs the members as its children, so their
 memory is not in it).
+
+The Python API does the same in a process of its own (this Python): an ``AsyncPlex``
+spawns the member (``shell=True``) and ``expect('^FINAL-MARK$')`` waits for the line; it
+reports its own VmHWM and the time from before the spawn to the match.
 
 pexpect does the same in a process of its own (the peers' venv):
 ``pexpect.spawn('sh', ['-c', CMD], maxread=65536, searchwindowsize=4096)`` and
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +133,17 @@ def run_pipeplex(nbytes: int, work: Path, timeout: float) -> ExpectSample:
     return sample
 
 
+_REPORT = r"""
+hwm = 0
+with open("/proc/self/status") as f:
+    for line in f:
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"expect_s": took, "hwm_kib": hwm, "cpu_s": usage.ru_utime + usage.ru_stime}))
+"""
+"""How a probe ends: the time it took (``took``), its own VmHWM and CPU, as JSON."""
+
 PROBE = r"""
 import json, resource, sys, time
 import pexpect
@@ -137,21 +154,31 @@ child = pexpect.spawn("sh", ["-c", cmd], maxread=65536, searchwindowsize=window,
 child.expect(rb"FINAL-MARK\r?\n")
 took = time.perf_counter() - t0
 child.close()
-hwm = 0
-with open("/proc/self/status") as f:
-    for line in f:
-        if line.startswith("VmHWM:"):
-            hwm = int(line.split()[1])
-usage = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"expect_s": took, "hwm_kib": hwm, "cpu_s": usage.ru_utime + usage.ru_stime}))
-"""
+""" + _REPORT
+
+API_PROBE = r"""
+import asyncio, json, resource, sys, time
+from pipeplex import AsyncPlex
+cmd, window, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+
+async def main():
+    async with AsyncPlex(timeout=timeout) as plex:
+        t0 = time.perf_counter()
+        big = await plex.spawn("big", cmd, shell=True)
+        await big.expect("^FINAL-MARK$")
+        return time.perf_counter() - t0
+
+took = asyncio.run(main())
+""" + _REPORT
 
 
-def run_pexpect(python: str, nbytes: int, timeout: float) -> ExpectSample:
-    sample = ExpectSample("pexpect", nbytes / MiB)
+def run_probe(tool: str, python: str, nbytes: int, timeout: float) -> ExpectSample:
+    """pexpect or the API in a process of its own, which reports its times and VmHWM."""
+    sample = ExpectSample(tool, nbytes / MiB)
+    probe = PROBE if tool == "pexpect" else API_PROBE
     start = time.perf_counter()
     try:
-        done = subprocess.run([python, "-c", PROBE, member_command(nbytes), str(SEARCH_WINDOW),
+        done = subprocess.run([python, "-c", probe, member_command(nbytes), str(SEARCH_WINDOW),
                                str(timeout)], capture_output=True, text=True,
                               timeout=timeout + 30, check=False)  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -161,19 +188,23 @@ def run_pexpect(python: str, nbytes: int, timeout: float) -> ExpectSample:
     try:
         got = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        sample.problem = "pexpect failed: " + " / ".join(done.stderr.strip().splitlines()[-3:])
+        sample.problem = f"{tool} failed: " + " / ".join(done.stderr.strip().splitlines()[-3:])
         return sample
     sample.expect_s, sample.cpu_s = got["expect_s"], got["cpu_s"]
     sample.peak_rss_mb = got["hwm_kib"] / 1024
     return sample
 
 
+TOOLS = ("pipeplex test", "AsyncPlex", "pexpect")
+
+
 def run_expect(sizes_mb: list[float], repeat: int, *, pexpect_python: str | None,
-               timeout: float = 120.0, log=print) -> list[ExpectSample]:  # fmt: skip
-    """Every size, both tools in turn (the order alternating), ``repeat`` times."""
+               timeout: float = 120.0, log=print,
+               tools: Sequence[str] = TOOLS) -> list[ExpectSample]:  # fmt: skip
+    """Every size, every tool in turn (the order alternating), ``repeat`` times."""
     samples: list[ExpectSample] = []
     work = Path(tempfile.mkdtemp(prefix="pipeplex-expect-"))
-    tools = ["pipeplex test"] + (["pexpect"] if pexpect_python else [])
+    tools = [t for t in tools if t != "pexpect" or pexpect_python]
     try:
         for rep in range(repeat):
             for mb in sizes_mb:
@@ -182,7 +213,9 @@ def run_expect(sizes_mb: list[float], repeat: int, *, pexpect_python: str | None
                 for tool in order:
                     if tool == "pexpect":
                         assert pexpect_python is not None
-                        s = run_pexpect(pexpect_python, nbytes, timeout)
+                        s = run_probe(tool, pexpect_python, nbytes, timeout)
+                    elif tool == "AsyncPlex":
+                        s = run_probe(tool, sys.executable, nbytes, timeout)
                     else:
                         s = run_pipeplex(nbytes, work, timeout)
                     samples.append(s)
@@ -232,15 +265,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=float, action="append", help="MB before the line")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="5, 10, 20 MB; 1 repetition")
+    parser.add_argument("--tool", action="append", choices=TOOLS, help="only these (repeat)")
     args = parser.parse_args(argv)
     sizes = args.mb or ([5, 10, 20] if args.quick else [10, 50, 100])
     repeat = 1 if args.quick else args.repeat
-    python = venv_python()
-    if python is None or subprocess.run([python, "-c", "import pexpect"],
-                                        capture_output=True, check=False).returncode:  # fmt: skip
+    tools = args.tool or TOOLS
+    python = venv_python() if "pexpect" in tools else None
+    if "pexpect" in tools and (python is None or subprocess.run(
+            [python, "-c", "import pexpect"], capture_output=True, check=False).returncode):
         print("pexpect: skipped, not installed (pip)")
         python = None
-    samples = run_expect(sizes, repeat, pexpect_python=python)
+    samples = run_expect(sizes, repeat, pexpect_python=python, tools=tools)
     rows = summarize(samples)
     print()
     print(table(rows))

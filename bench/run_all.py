@@ -14,8 +14,8 @@ Runs, one after the other (never two measurements at once, on a 2-core machine):
 2. idle (``idle.py``): 10 sleeping members, pipeplex, concurrently and honcho;
 3. scale (``scale.py``): N = 100, 500, 1000 members, next to a shell, honcho and
    concurrently;
-4. expect on huge output (``expect_huge.py``): ``pipeplex test`` and pexpect waiting for
-   a line after 10, 50 and 100 MB;
+4. expect on huge output (``expect_huge.py``): ``pipeplex test``, an ``AsyncPlex`` and
+   pexpect waiting for a line after 10, 50 and 100 MB;
 5. round trip (``roundtrip.py``), when that script is there.
 
 Each scenario runs every tool in turn, several times, the order rotating; the tables give
@@ -181,7 +181,7 @@ def run_scale(p: dict[str, object], available: dict[str, str]) -> dict[str, obje
 def run_expect(p: dict[str, object], available: dict[str, str]) -> dict[str, object]:
     python = None if available.get("pexpect") else peers.venv_python()
     sizes = list(p["expect_mb"])  # type: ignore[call-overload]
-    log(f"expect on huge output: {', '.join(map(str, sizes))} MB; pipeplex test"
+    log(f"expect on huge output: {', '.join(map(str, sizes))} MB; pipeplex test, AsyncPlex"
         f"{', pexpect' if python else ''}; {p['expect_repeat']} repetition(s)")  # fmt: skip
     samples = expect_huge.run_expect(sizes, int(p["expect_repeat"]),  # type: ignore[call-overload]
                                      pexpect_python=python, log=log)  # fmt: skip
@@ -447,7 +447,10 @@ def write_page(res: dict[str, object], path: Path, png: Path | None, quick: bool
             "for `^FINAL-MARK$`. pipeplex: a generated scenario file run with "
             "`pipeplex test -v`; **expect s** is the step's time from its `-v` line, "
             "**whole command s** start-up to exit, **peak RSS** the VmHWM of the pipeplex "
-            "process (its members are its children and not counted). pexpect: "
+            "process (its members are its children and not counted). AsyncPlex: the API "
+            "in a process of its own, `spawn(..., shell=True)` then "
+            "`expect('^FINAL-MARK$')`; expect s from before the spawn to the match, peak "
+            "RSS its own VmHWM. pexpect: "
             "`spawn('sh', ['-c', CMD], maxread=65536, "
             f"searchwindowsize={expect_huge.SEARCH_WINDOW})` "
             "and `expect(rb'FINAL-MARK\\r?\\n')` in a process of its own; expect s from "
