@@ -1,4 +1,5 @@
-"""What casts leave behind in pipeplex's own process: descriptors, threads, children.
+"""What casts leave behind in pipeplex's own process: descriptors, threads, children, and
+timers in the caller's event loop.
 
 A program using the API (a pytest session) starts and closes hundreds of casts in one
 process; whatever one of them leaves open adds up until the process is out of
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import os
 import re
@@ -18,6 +20,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +39,8 @@ from pipeplex import (
 from pipeplex.engine.engine import Engine
 from pipeplex.participants import process
 from pipeplex.plex.arguments import PtyOption, pty_mode
+from pipeplex.scenario import load_scenario
+from pipeplex.scenario.suite import run_scenario
 
 DEADLINE = 5.0
 """Seconds what a cast opened may take to be let go of, far more than it needs."""
@@ -114,7 +119,7 @@ IGNORES_TERM = [PY, "-c", "import signal; signal.signal(signal.SIGTERM, signal.S
 async def _async_plex(i: int, folder: Path) -> None:
     """One AsyncPlex, the ``i``-th of a mix of what a test suite does with them."""
     pty = MODES[i % 3]
-    kind = i % 7
+    kind = i % 8
     if kind == 0:  # a member on each kind of output, sent to and expected from
         async with AsyncPlex(pty=pty) as plex:
             cat = await plex.spawn("cat", "cat")
@@ -153,6 +158,9 @@ async def _async_plex(i: int, folder: Path) -> None:
         await (await plex.spawn("stubborn", IGNORES_TERM)).expect("up")
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(plex.aclose(), 0.01)
+    elif kind == 6:  # a scenario, as pipeplex test runs each of its files in one loop
+        outcome = await run_scenario(load_scenario(folder / "scenario.toml"), grace=0.5)
+        assert outcome.ok, outcome.failure
     else:  # a run that fails (a bug) while its member runs
         engine = Engine(CastSpec((ProcSpec("a", ("sleep", "30"), pty=pty_mode(pty)),)), Bus())
         run = asyncio.ensure_future(engine.run())
@@ -160,6 +168,31 @@ async def _async_plex(i: int, folder: Path) -> None:
         engine.crash(RuntimeError("a bug"))
         with pytest.raises(ExceptionGroup):
             await run
+
+
+class _TimerCountingLoop(asyncio.SelectorEventLoop):
+    """An event loop that keeps the timers it hands out, to tell which are still to fire."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timers: list[asyncio.TimerHandle] = []
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: object,
+                context: contextvars.Context | None = None) -> asyncio.TimerHandle:
+        timer = super().call_at(when, callback, *args, context=context)
+        self._timers.append(timer)
+        return timer
+
+    def pending_timers(self) -> int:
+        now = self.time()
+        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > now]
+        return len(self._timers)
+
+
+def _pending_timers() -> int:
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, _TimerCountingLoop)
+    return loop.pending_timers()
 
 
 def _sync_plex(i: int) -> None:
@@ -206,22 +239,27 @@ def _many_plexes(folder: Path, count: int) -> list[int]:
     (folder / "cast.toml").write_text(
         '[procs.r]\ncmd = "sh -c \'echo up; exit 3\'"\non_exit = "restart"\nmax_restarts = 2\n'
         '[procs.other]\ncmd = "cat"\n')
+    (folder / "scenario.toml").write_text(  # (its expect waits: the answer comes later)
+        '[procs.echo]\ncmd = "cat"\n[[step]]\nsend = "hi"\nto = "echo"\n'
+        '[[step]]\nexpect = "^hi$"\nin = "echo"\n')
     rss: list[int] = []
 
     async def rounds() -> None:
-        tasks, within = asyncio.all_tasks(), _footprint()
+        tasks, within, timers = asyncio.all_tasks(), _footprint(), _pending_timers()
         for i in range(count):
             await _async_plex(i, folder)
             # Not a turn of the loop after the close: all of it was let go of by then.
-            assert (asyncio.all_tasks(), _footprint()) == (tasks, within), f"round {i}"
+            assert (asyncio.all_tasks(), _footprint(), _pending_timers()) == (
+                tasks, within, timers), f"round {i}"
             if i % 10 == 1:
                 gc.collect()
                 rss.append(_rss())
 
     baseline = _footprint()
-    asyncio.run(rounds())
+    with asyncio.Runner(loop_factory=_TimerCountingLoop) as runner:
+        runner.run(rounds())
     assert _settled(baseline) == baseline
-    for i in range(count // 7 + 1):
+    for i in range(count // 8 + 1):
         _sync_plex(i)
         assert _settled(baseline) == baseline
     return rss
@@ -229,8 +267,10 @@ def _many_plexes(folder: Path, count: int) -> list[int]:
 
 def test_plexes_started_and_closed_leave_nothing_behind(tmp_path: Path) -> None:
     """Every kind of plex a test suite starts, closed in every way: the process's
-    descriptors, threads and children are back to what they were after each one."""
-    _many_plexes(tmp_path, 28)
+    descriptors, threads and children, and the timers in the loop the plexes ran in, are
+    back to what they were after each one (a plex whose expectation had waited left the
+    timer of its deadline there, 30 s by default, for each plex of a session)."""
+    _many_plexes(tmp_path, 32)
 
 
 @pytest.mark.stress

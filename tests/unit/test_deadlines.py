@@ -70,3 +70,24 @@ def test_done_waiters_behind_a_long_wait_are_swept() -> None:
         long_wait.cancel()
 
     asyncio.run(main())
+
+
+def test_letting_go_keeps_the_deadline_of_a_wait_still_on() -> None:
+    """let_go (a plex closing) drops the answered waits, and the timer only once none is
+    left: one still waiting wakes at its deadline all the same."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines()
+        waiting = loop.create_future()
+        deadlines.add(loop.time() + 0.02, waiting)
+        for _ in range(100):
+            answered = loop.create_future()
+            deadlines.add(loop.time() + 3600, answered)
+            answered.set_result(None)
+        deadlines.let_go()
+        assert len(deadlines) == 1
+        await _woken_at(waiting)
+        deadlines.let_go()
+        assert len(deadlines) == 0
+
+    asyncio.run(main())

@@ -10,6 +10,12 @@ queued (a shorter timeout) gets a loop timer of its own.
 Waiters are futures; one that is done (woken by output, or cancelled) is simply skipped.
 Done waiters are swept out whenever the queue has doubled (one pass over it, not a check
 on every wait), so neither round trips nor a long wait at the front make memory grow.
+
+The timer stays when the waits end: it fires at the deadline it was set for, finds them
+done, and is not set again. Cancelling it at the end of each wait would bring back a timer
+per round trip; but whoever ends the waits for good (a plex that closes) calls
+:meth:`Deadlines.let_go`, so that no timer of theirs stays in the caller's loop (a test
+suite's loop, after hundreds of plexes, held one for each until its deadline).
 """
 
 from __future__ import annotations
@@ -51,6 +57,12 @@ class Deadlines:
             loop = waiter.get_loop()
             self._timer = loop.call_at(queue[0][0], self._expire, loop)
         return None
+
+    def let_go(self) -> None:
+        """Let go of the answered waits and, when no wait is left, of the loop timer."""
+        if not self._sweep() and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None

@@ -110,6 +110,18 @@ class Matcher(MatcherSink):
         engine.when_over.append(matcher.over)
         return matcher
 
+    def close(self) -> None:
+        """Nothing will wait here any more: stop taking output, and let go of the deadline
+        timer (see :meth:`waits_over`)."""
+        super().close()
+        self.waits_over()
+
+    def waits_over(self) -> None:
+        """The waits here are over (the plex closed): the timer of their deadlines leaves
+        the loop, which would otherwise hold it until the last deadline it served (30 s for
+        an expectation with the default timeout). One that still waits keeps its deadline."""
+        self._deadlines.let_go()
+
     def expect(
         self,
         names: Sequence[str],

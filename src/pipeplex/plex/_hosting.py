@@ -239,6 +239,8 @@ class EngineHost:
                     self._hosting.cancel()
                 await asyncio.gather(self._hosting, return_exceptions=True)
             self._close_outputs()
+            if self._matcher is not None:
+                self._matcher.waits_over()  # (in the caller's loop, which goes on)
             self._failures = list(engine.failures)
             self._engine = None
 

@@ -170,6 +170,7 @@ async def run_scenario(
                                   if engine.members[name].pid is not None)
         raise
     finally:
+        matcher.waits_over()  # (the suite's next scenarios run in this loop)
         if orphans is not None:
             orphans.close()
         guardian.close()
