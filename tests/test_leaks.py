@@ -59,7 +59,7 @@ def descriptors() -> dict[int, str]:
 
 def children() -> set[int]:
     """This process's children, zombies included, whichever thread started them."""
-    found = set()
+    found: set[int] = set()
     for task in os.listdir("/proc/self/task"):
         with contextlib.suppress(FileNotFoundError):  # (a thread that ended meanwhile)
             found.update(map(int, Path(f"/proc/self/task/{task}/children").read_text().split()))
