@@ -218,6 +218,34 @@ def test_a_plex_the_test_left_open_is_closed_at_its_end_and_reported(
     assert "ResourceWarning" not in result.stdout.str()
 
 
+def test_a_plex_of_a_fixture_the_test_asked_for_in_its_call_is_not_its_own(
+        pytester: pytest.Pytester) -> None:
+    """A module's fixture set up by ``request.getfixturevalue`` during the first test's
+    call: its plex serves the next test too, not closed as that first test ends."""
+    pytester.makepyfile("""
+        import pytest
+        from pipeplex import Plex
+
+        @pytest.fixture(scope="module")
+        def shared():
+            with Plex() as cast:
+                cast.spawn("srv", "cat", background=True)
+                yield cast
+
+        def test_one(request):
+            shared = request.getfixturevalue("shared")
+            shared["srv"].sendline("one")
+            shared["srv"].expect("^one$")
+
+        def test_two(shared):
+            assert shared["srv"].running
+            shared["srv"].sendline("two")
+            shared["srv"].expect("^two$")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=2)
+
+
 def test_a_failed_test_s_open_plex_is_closed_without_a_warning(
         pytester: pytest.Pytester) -> None:
     """A test that failed before its close: its plex is closed all the same, and its failure

@@ -135,10 +135,31 @@ _all_started: weakref.WeakSet[AsyncPlex | Plex] = weakref.WeakSet()
 session-scoped fixture's) shows in that test's failure what it wrote during the test."""
 
 
+_fixtures_setting_up: list[object] = []
+"""The fixtures being set up (nested: one asks for another), whatever the phase: a fixture
+that ``request.getfixturevalue`` sets up during a test's call may start a plex that outlives
+that test (a module's), which is not the test's own."""
+
+_of_fixtures: weakref.WeakSet[AsyncPlex | Plex] = weakref.WeakSet()
+"""The plexes started as a fixture was being set up."""
+
+
 def _started(cast: AsyncPlex | Plex) -> None:
-    _all_started.add(cast)  # (told from the thread that started it: both are atomic)
+    _all_started.add(cast)  # (told from the thread that started it: all are atomic)
+    if _fixtures_setting_up:
+        _of_fixtures.add(cast)
     if _running:
         _running[0].append(cast)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object],
+                         request: pytest.FixtureRequest) -> Generator[None, object, object]:
+    _fixtures_setting_up.append(fixturedef)
+    try:
+        return (yield)
+    finally:
+        _fixtures_setting_up.pop()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -161,14 +182,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    # The plexes started from here on are the test's own: a fixture's, started in the
-    # setup, may live on for later tests (a session's), but none of these may.
+    # The plexes the test's code starts are its own: a fixture's (set up before the call,
+    # or by request.getfixturevalue in it) may live on for later tests (a module's), but
+    # none of these may.
     used = item.stash.get(_USED_KEY, [])
     before = len(used)
     try:
         return (yield)
     finally:
-        item.stash[_OWN_KEY] = used[before:]
+        item.stash[_OWN_KEY] = [cast for cast in used[before:] if cast not in _of_fixtures]
 
 
 def _read_settings(config: pytest.Config) -> _Settings:
