@@ -30,13 +30,17 @@ from types import TracebackType
 from typing import Any
 
 from ._printable import printable
-from .errors import NoRun, RequestFailed
+from ._run_process import RunProcess
+from .errors import NoRun, RequestFailed, RunStopped
 from .inputs.rundir import LOCK_NAME, MAX_REQUEST, SOCKET_NAME, SUN_PATH_MAX
 
 __all__ = ("MAX_REQUEST", "ControlClient", "format_status", "started_and_ready")
 
 CONNECT_TIMEOUT = 10.0
 ANSWER_TIMEOUT = 60.0
+STOPPED_LOOK = 0.5
+"""Seconds between two looks at whether the run is stopped while its answer has not come
+(and between the two looks before a request is sent that find it so)."""
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (SO_PEERCRED)
 
 
@@ -45,12 +49,14 @@ class ControlClient:
 
     Raises (from :meth:`connect`, which the context manager calls):
         NoRun: no run at ``run_dir``, or a stale one.
+        RunStopped: the run is stopped (SIGSTOP, Ctrl-Z, a debugger); nothing was sent.
     """
 
     def __init__(self, run_dir: Path | str, *, timeout: float | None = ANSWER_TIMEOUT) -> None:
         self.run_dir = Path(run_dir).absolute()
         self.timeout = timeout
         self._sock: socket.socket | None = None
+        self._run: RunProcess | None = None
         self._buffer = b""
         self._next_id = 0
 
@@ -70,10 +76,12 @@ class ControlClient:
         """Connect to the run's socket, checking first that the folder is a run folder of
         ours and then that a process of ours serves it: in a shared ``/tmp``, or below a
         folder of someone else's, another user could have put one there to read what is
-        sent."""
+        sent. Then that the run is not stopped: it would take the connection (the kernel
+        does, into the socket's backlog) and answer nothing."""
         if self._sock is not None:
             return
         dir_fd: int | None = None
+        run: RunProcess | None = None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             # (O_RDONLY, not O_PATH: with O_PATH a link would be opened, not refused.)
@@ -87,10 +95,18 @@ class ControlClient:
                 address = str(self.run_dir / SOCKET_NAME)
                 if len(os.fsencode(address)) > SUN_PATH_MAX:
                     raise OSError(errno.ENAMETOOLONG, "socket path too long, and no /proc")
-            _connect(sock, address)
-            self._check_server(sock)
+            try:
+                _connect(sock, address)
+            except TimeoutError:  # (a backlog full of clients that a stopped run never took)
+                run = RunProcess.hold(_lock_pid(self.run_dir) or 0, dir_fd)
+                self._check_stopped(run)
+                raise
+            run = RunProcess.hold(self._check_server(sock), dir_fd)
+            self._check_stopped(run)
         except BaseException as exc:
             sock.close()
+            if run is not None:
+                run.close()
             if isinstance(exc, OSError):
                 raise self._no_run(exc) from None
             raise
@@ -98,7 +114,17 @@ class ControlClient:
             if dir_fd is not None:
                 os.close(dir_fd)
         sock.settimeout(self.timeout)
-        self._sock = sock
+        self._sock, self._run = sock, run
+
+    def _check_stopped(self, run: RunProcess | None) -> None:
+        """Raise :class:`RunStopped` if ``run`` is stopped, and still is a moment later (a
+        look can catch a traced run in a stop of an instant, as under ``strace``, or one
+        stopped and continued at once); nothing was sent."""
+        if run is None or run.stopped() is None:
+            return
+        time.sleep(STOPPED_LOOK)
+        if (state := run.stopped()) is not None:
+            raise RunStopped(run_dir=str(self.run_dir), pid=run.pid, traced=state == "t")
 
     def _check_folder(self, st: os.stat_result) -> None:
         uid = os.geteuid()
@@ -111,13 +137,15 @@ class ControlClient:
                         "pipeplex run makes its folder 0700; nothing was sent",
                         run_dir=str(self.run_dir))
 
-    def _check_server(self, sock: socket.socket) -> None:
-        _pid, uid, _gid = _UCRED.unpack(
+    def _check_server(self, sock: socket.socket) -> int:
+        """The pid of the process serving the socket, once it is known to run as us."""
+        pid, uid, _gid = _UCRED.unpack(
             sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
         if uid != os.geteuid():
             raise NoRun(f"refusing the control socket in {self.run_dir}: uid {uid} serves it, "
                         "not a pipeplex run of yours; nothing was sent",
                         run_dir=str(self.run_dir))
+        return int(pid)
 
     def _no_run(self, exc: OSError) -> NoRun:
         where = str(self.run_dir)
@@ -159,6 +187,9 @@ class ControlClient:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        if self._run is not None:
+            self._run.close()
+            self._run = None
 
     # Requests -----------------------------------------------------------------------
 
@@ -167,6 +198,7 @@ class ControlClient:
 
         Raises:
             RequestFailed: the run answered with an error, or closed the connection first.
+            RunStopped: the run is stopped (see :meth:`read_message`).
         """
         self.send_request(op, **fields)
         return self.read_answer()
@@ -192,6 +224,7 @@ class ControlClient:
 
         Raises:
             RequestFailed: an error answer, or the connection closed first.
+            RunStopped: the run is stopped (see :meth:`read_message`).
         """
         answer = self.read_message()
         if answer is None:
@@ -203,13 +236,19 @@ class ControlClient:
         return answer
 
     def read_message(self) -> dict[str, Any] | None:
-        """The next JSON line from the run, or None at the end of the connection."""
+        """The next JSON line from the run, or None at the end of the connection.
+
+        Raises:
+            TimeoutError: nothing came for :attr:`timeout` seconds.
+            RunStopped: meanwhile, the run was found stopped (SIGSTOP, Ctrl-Z, a debugger)
+                at two looks in a row; it carries out what it was sent once it goes on.
+        """
+        return self._read_message(watch=True)
+
+    def _read_message(self, *, watch: bool) -> dict[str, Any] | None:
         assert self._sock is not None
         while b"\n" not in self._buffer:
-            try:
-                data = self._sock.recv(64 * 1024)  # see READ_SIZE in participants/_output.py
-            except ConnectionResetError:
-                data = b""
+            data = self._receive() if watch else self._recv()
             if not data:
                 return None
             self._buffer += data
@@ -225,13 +264,52 @@ class ControlClient:
         """Messages until the run closes the connection (after ``attach`` or ``stop``)."""
         assert self._sock is not None
         self._sock.settimeout(None)
-        while (message := self.read_message()) is not None:
+        # Not watched: a run stopped while it is followed is followed again once it goes on.
+        while (message := self._read_message(watch=False)) is not None:
             yield message
 
     def wait_closed(self) -> None:
         """Wait until the run closes this connection (it does when the run ends)."""
         for _ in self.events():
             pass
+
+    def _receive(self) -> bytes:
+        """The next bytes from the run (none at the end of the connection), waiting
+        :attr:`timeout` seconds at most, and looking every :data:`STOPPED_LOOK` seconds
+        meanwhile whether the run is stopped: a run stopped after it took the request
+        would leave the client waiting in silence; one that goes on meanwhile answers.
+
+        Raises:
+            TimeoutError: nothing came in time.
+            RunStopped: the run was stopped at two looks in a row.
+        """
+        assert self._sock is not None
+        if self._run is None:  # (no pidfd, another pid namespace: nothing to look at)
+            return self._recv()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        stopped: str | None = None
+        try:
+            while True:
+                left = STOPPED_LOOK if deadline is None else min(deadline - time.monotonic(),
+                                                                 STOPPED_LOOK)
+                if left <= 0:
+                    raise TimeoutError(errno.ETIMEDOUT, "timed out")
+                self._sock.settimeout(left)
+                with contextlib.suppress(TimeoutError):
+                    return self._recv()
+                before, stopped = stopped, self._run.stopped()
+                if before is not None and stopped is not None:
+                    raise RunStopped(run_dir=str(self.run_dir), pid=self._run.pid,
+                                     traced=stopped == "t", sent=True)
+        finally:
+            self._sock.settimeout(self.timeout)
+
+    def _recv(self) -> bytes:
+        assert self._sock is not None
+        try:
+            return self._sock.recv(64 * 1024)  # see READ_SIZE in participants/_output.py
+        except ConnectionResetError:
+            return b""
 
 
 def _connect(sock: socket.socket, address: str) -> None:

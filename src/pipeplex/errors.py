@@ -293,6 +293,28 @@ class NoRun(ControlError):
         super().__init__(message)
 
 
+class RunStopped(NoRun):
+    """The run's process is stopped, so it answers nobody until it is let go on: by a
+    signal (SIGSTOP, Ctrl-Z in its terminal), or ``traced``, held by a debugger.
+
+    ``sent`` tells whether the request had been sent: the run then carries it out once it
+    goes on; otherwise nothing was sent.
+    """
+
+    def __init__(self, *, run_dir: str, pid: int, traced: bool = False,
+                 sent: bool = False) -> None:
+        self.pid = pid
+        self.traced = traced
+        self.sent = sent
+        how = (" in a debugger (a tracing stop): let it go on there" if traced else
+               f" (suspended by SIGSTOP or Ctrl-Z): 'kill -CONT {pid}', or 'fg' in its "
+               "terminal, resumes it")
+        what = ("; the request was sent before it stopped, and is carried out once it goes on"
+                if sent else "; nothing was sent")
+        super().__init__(f"the pipeplex run at {run_dir} (pid {pid}) is stopped{how}{what}",
+                         run_dir=run_dir)
+
+
 class RequestFailed(ControlError):
     """The run answered a control request with an error.
 

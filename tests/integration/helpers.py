@@ -62,6 +62,19 @@ def run(
     )
 
 
+def start_client(*args: str | os.PathLike[str]) -> subprocess.Popen[str]:
+    """``pipeplex ARGS`` (a client command) started in the background, its stdout and stderr
+    piped, as text: the caller reads them (``communicate``) and kills one still running."""
+    return subprocess.Popen([*PIPEPLEX, *map(str, args)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+GATED_DB = ('[procs.db]\ncmd = "sh -c \'echo run $$; read go; echo ready; exec cat\'"\n'
+            'ready = "^ready$"\n')
+"""A cast file of one member, db: each run of it says ``run PID``, and is ready only once
+it reads a line (``pipeplex send db go``)."""
+
+
 class Pipeplex:
     """A ``pipeplex`` running in the background, its output read as it comes.
 

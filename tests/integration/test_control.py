@@ -23,7 +23,18 @@ import pytest
 
 from pipeplex.control_client import ControlClient
 
-from .helpers import DEADLINE, PIPEPLEX, Connection, Pipeplex, py, run, status, write_fifo
+from .helpers import (
+    DEADLINE,
+    GATED_DB,
+    PIPEPLEX,
+    Connection,
+    Pipeplex,
+    py,
+    run,
+    start_client,
+    status,
+    write_fifo,
+)
 
 TRAP_USR1 = py(
     "import signal, sys\n"
@@ -393,16 +404,12 @@ def test_restart_answers_once_the_new_run_is_ready(run_dir: Path, tmp_path: Path
     finds db ready. Each run of db is ready only once it is sent a line: the client waits
     for that, then says so; the members after db are not restarted."""
     cast = tmp_path / "cast.toml"
-    cast.write_text('[procs.db]\ncmd = "sh -c \'echo run $$; read go; echo ready; exec cat\'"\n'
-                    'ready = "^ready$"\n'
-                    '[procs.app]\ncmd = "cat"\nafter = ["db"]\n')
+    cast.write_text(GATED_DB + '[procs.app]\ncmd = "cat"\nafter = ["db"]\n')
     with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
         plex.expect(r"^db +\| run \d+$")
         assert run("send", "db", "go", "--run-dir", run_dir).returncode == 0
         plex.expect(r"^app +\* started")
-        client = subprocess.Popen([*PIPEPLEX, "restart", "db", "--run-dir", str(run_dir)],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
+        client = start_client("restart", "db", "--run-dir", run_dir)
         try:
             new_pid = plex.expect(r"^db +\| run (\d+)$")[1]
             # Not ready until it reads a line: the client has nothing to say yet.
@@ -417,7 +424,7 @@ def test_restart_answers_once_the_new_run_is_ready(run_dir: Path, tmp_path: Path
                 client.kill()
                 client.wait()
         assert client.returncode == 0, err
-        assert out.decode() == f"db restarted (pid {new_pid}) and ready\n"
+        assert out == f"db restarted (pid {new_pid}) and ready\n"
         assert [m["restarts"] for m in status(run_dir)["members"]] == [1, 0]
 
 
@@ -449,8 +456,7 @@ def test_a_restart_overtaken_by_another_answers_with_the_run_that_got_ready(
     """A second restart stops the first one's new run before it was ready: both requests
     answer once the run after it is ready, with its pid (not that of the run stopped)."""
     cast = tmp_path / "cast.toml"
-    cast.write_text('[procs.db]\ncmd = "sh -c \'echo run $$; read go; echo ready; exec cat\'"\n'
-                    'ready = "^ready$"\n')
+    cast.write_text(GATED_DB)
     clients: list[subprocess.Popen[str]] = []
     with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
         try:
@@ -458,9 +464,7 @@ def test_a_restart_overtaken_by_another_answers_with_the_run_that_got_ready(
             assert run("send", "db", "go", "--run-dir", run_dir).returncode == 0
             plex.expect(r"^db \* ready$")
             for _ in range(2):
-                clients.append(subprocess.Popen(
-                    [*PIPEPLEX, "restart", "db", "--run-dir", str(run_dir)], text=True,
-                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+                clients.append(start_client("restart", "db", "--run-dir", run_dir))
                 pid = plex.expect(r"^db \| run (\d+)$")[1]
             assert run("send", "db", "go", "--run-dir", run_dir).returncode == 0
             for client in clients:

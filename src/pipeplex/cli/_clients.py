@@ -3,9 +3,10 @@
 
 :func:`_talking` finds the run (that of this folder, or the one ``--run-dir`` names) and
 turns what goes wrong on the way into a message and an exit code: 4 when there is no run
-to talk to, 1 when the run refused or could not carry out the request, 2 for one it calls
-malformed (a bad request or signal). Scripts call these commands in loops: they load
-neither the engine nor the cast, nor the code of the commands that do.
+to talk to (or it is stopped: SIGSTOP, Ctrl-Z), 1 when the run refused or could not carry
+out the request, 2 for one it calls malformed (a bad request or signal). Scripts call
+these commands in loops: they load neither the engine nor the cast, nor the code of the
+commands that do.
 """
 
 from __future__ import annotations
