@@ -931,7 +931,8 @@ def test_an_orphan_that_forks_away_as_fast_as_it_is_stopped_is_caught(
     """A process that left its group and environment and moves to a new pid and session a
     thousand times a second outruns each round of SIGTERM, grace and SIGKILL at the end of
     the cast; pipeplex then freezes and kills it and what it forked until none is left,
-    rather than let it run on."""
+    rather than let it run on. (A round's SIGKILL may still land as it sleeps between two
+    forks: then nothing is left to freeze, and nothing is said of it.)"""
     mark = str(tmp_path / "hopper")
     member = py("import os, subprocess, sys, signal\n"
                 "r, w = os.pipe()\n"
@@ -948,12 +949,13 @@ def test_an_orphan_that_forks_away_as_fast_as_it_is_stopped_is_caught(
             plex.expect(r"^m +\| hopping$")
             plex.signal(signal.SIGTERM)
             assert plex.wait() == 143
-        assert "appeared as fast as they were stopped" not in plex.text, plex.text
-        assert re.search(r"^pipeplex \* \d+ process(es)? \(pid [\d, .]+\) the cast left forked "
-                         r"anew as fast as (they were|it was) stopped; froze (them|it) "
-                         r"\(SIGSTOP\), with what (they|it) had forked, and sent SIGKILL$",
-                         plex.text, re.MULTILINE), plex.text
         assert _hoppers(mark) == [], plex.text
+        assert "appeared as fast as they were stopped" not in plex.text, plex.text
+        if "forked anew" in plex.text:
+            assert re.search(r"^pipeplex \* \d+ process(es)? \(pid [\d, .]+\) the cast left "
+                             r"forked anew as fast as (they were|it was) stopped; froze (them|it) "
+                             r"\(SIGSTOP\), with what (they|it) had forked, and sent SIGKILL$",
+                             plex.text, re.MULTILINE), plex.text
     finally:
         _stop_hoppers(mark)
 
