@@ -896,7 +896,7 @@ HOPPER = ("import os, signal, sys, time\n"
           "    os.setsid()\n"
           "    if n == 100:  # (a hundred generations on: its member says so)\n"
           "        os.close(int(sys.argv[2]))\n"
-          "    time.sleep(0.001)\n")
+          "    time.sleep(0.001)\n")  # (its pace, under test: not a wait of the test's)
 
 
 def _hoppers(mark: str) -> list[int]:
