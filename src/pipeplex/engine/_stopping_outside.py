@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import NamedTuple
 
 from .._bus import Bus
 from .._events import Level, Note
@@ -25,6 +26,7 @@ from .._seconds import seconds_said
 from ..participants import Process, _escaped
 from ..participants._escaped import Escaped, OutOfDescriptors
 from ..participants._group import live_in_groups, owner, wait_groups_gone
+from ..participants._proc import GONE, START_TIME, STATE, stat_fields
 from ._stopping_reach import (
     LEFTOVER_KILL_WAIT,
     Reach,
@@ -49,6 +51,23 @@ over (see :meth:`OutsideStopper.chase_strays`)."""
 CHASE_QUIET = 0.05
 """Seconds of looks that find none, after which none is left: one look may miss a process
 listed an instant before it forked anew."""
+LOOK_AGAIN_AFTER = 0.002
+"""Seconds between two looks for the cast's orphans while one ends as it is read (see
+:class:`_Caught`): the reaper, which runs in the loop, reaps it meanwhile."""
+
+
+class _Caught(NamedTuple):
+    """What one look for the cast's orphans found and signalled."""
+
+    reached: list[Escaped]
+    """Those signalled (held from then on: not to be reaped)."""
+    groups: list[int]
+    """Their process groups, signalled too."""
+    ended: bool
+    """Whether a child it listed had ended (or was reaped) by the time it was read. Such a
+    child's children come to pipeplex as it ends, not before: a look in that instant sees
+    neither them nor it, so the next look, once it is reaped, is the one to believe (an
+    orphan that forks anew as fast as it can is often caught so)."""
 
 
 class OutsideStopper:
@@ -78,6 +97,8 @@ class OutsideStopper:
         self.held_strays: set[int] = set()
         """Orphans of the cast that lead groups the stop is still signalling: not to be
         reaped until then (see :meth:`stop_strays`)."""
+        self._signalled_strays: set[Escaped] = set()
+        """The cast's orphans the stop has signalled: their ends are its own doing."""
         self._look: asyncio.Task[dict[str, list[Escaped]] | None] | None = None
         """The cast's stop's one look through ``/proc`` for what its members started
         outside their process groups, shared by their stops (None: each stop looks for its
@@ -213,17 +234,30 @@ class OutsideStopper:
         the daemon does not lead it), the grace, SIGKILL to what is left of both; announced
         for the cast. Then a look for the orphans of those; what is left after
         ``STRAY_ROUNDS`` looks is said. ``protected()``: groups never signalled so (ours,
-        the members', those of the children from before).
+        the members', those of the children from before). A look that finds none alive,
+        but one that ended as it was read, is made again (see :class:`_Caught`).
 
         The orphans are not reaped until their groups have been dealt with
         (``held_strays``): an unreaped process keeps its group's id from being reused."""
         assert self._force is not None
         loop = asyncio.get_running_loop()
-        for _ in range(STRAY_ROUNDS):
-            termed, groups = self._catch_strays(strays, protected,
-                                                (signal.SIGTERM, signal.SIGCONT))
+        rounds = 0
+        ending_since: float | None = None
+        while rounds < STRAY_ROUNDS:
+            termed, groups, ended = self._catch_strays(strays, protected,
+                                                       (signal.SIGTERM, signal.SIGCONT))
             if not termed:
-                return
+                if not ended:
+                    return
+                # Looks that find only such ones for CHASE_QUIET are the chase's to end.
+                now = loop.time()
+                ending_since = now if ending_since is None else ending_since
+                if now - ending_since >= CHASE_QUIET:
+                    break
+                await asyncio.sleep(LOOK_AGAIN_AFTER)
+                continue
+            rounds += 1
+            ending_since = None
             try:
                 self.bus.publish(Note(
                     f"the cast left {processes_said(termed)} outside its members' process groups "
@@ -260,23 +294,26 @@ class OutsideStopper:
         fast as it can, its parent exiting at once, is a new orphan by the time a round's
         SIGTERM and grace are over, and a SIGKILL to the one listed misses the child it has
         just forked: frozen first, it forks no more, and what it forked before is found
-        below it and frozen in turn."""
+        below it and frozen in turn. A look that lists one that ended as it was read does
+        not count as finding none (see :class:`_Caught`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CHASE_FOR
         seen = loop.time()
         killed: dict[Escaped, None] = {}
         try:
             while (now := loop.time()) < deadline:
-                frozen, _ = self._catch_strays(strays, protected, (signal.SIGSTOP,))
+                frozen, _, ended = self._catch_strays(strays, protected, (signal.SIGSTOP,))
                 if frozen:
-                    seen = now
                     below = self._reach.frozen_below([pid for pid, _ in frozen])
                     self.kill_strays(strays, protected, also=[*frozen, *below])
                     self.held_strays.difference_update(pid for pid, _ in frozen)
                     killed.update(dict.fromkeys([*frozen, *below]))
+                if frozen or ended:
+                    seen = now
                 elif now - seen >= CHASE_QUIET:
                     return True
-                await asyncio.sleep(0.002)  # (the SIGCHLDs of those killed are reaped then)
+                # (the SIGCHLDs of those killed, and of those that ended, are reaped then)
+                await asyncio.sleep(LOOK_AGAIN_AFTER)
             return False
         finally:
             if killed:
@@ -293,20 +330,18 @@ class OutsideStopper:
         """Last resort on the way out (a crash, a cancel): SIGKILL to the cast's orphans and
         their groups, at once; ``also`` to the members' descendants seen before the members
         were killed (orphans from this moment)."""
-        termed, _ = self._catch_strays(strays, protected, (signal.SIGKILL,), also=also)
-        self.held_strays.difference_update(pid for pid, _ in termed)
+        killed = self._catch_strays(strays, protected, (signal.SIGKILL,), also=also).reached
+        self.held_strays.difference_update(pid for pid, _ in killed)
 
     def _catch_strays(self, strays: Callable[[], Collection[int]],
                       protected: Callable[[], Collection[int]], signals: tuple[int, ...], *,
-                      also: Sequence[Escaped] = ()) -> tuple[list[Escaped], list[int]]:
-        """Send ``signals`` to the orphans (and ``also``) and to their groups; those reached
-        (held from now on: not to be reaped) and the groups signalled."""
+                      also: Sequence[Escaped] = ()) -> _Caught:
+        """Send ``signals`` to the orphans (and ``also``) and to their groups."""
         try:
-            found = [(pid, started) for pid in strays()
-                     if (started := _escaped.start_time(pid)) is not None]
-        except OSError:  # out of descriptors (the only error start_time lets through)
+            found, ended = self._alive(strays())
+        except OSError:  # out of descriptors (the only error stat_fields lets through)
             self._reach.out_of_descriptors(None)
-            return [], []
+            return _Caught([], [], ended=False)
         found += [process for process in also if process not in found]
         found = [process for process in found if process not in self._foreign]
         # Their groups, read while they live (a live member keeps a group's id taken).
@@ -333,8 +368,31 @@ class OutsideStopper:
         # Each held from here on: an orphan is our child, and its pid, so its group's id,
         # stays its own until we reap it (the reaper runs in this loop).
         self.held_strays.update(pid for pid, _ in reached)
+        self._signalled_strays.update(reached)
         killpg_all(groups, signals)
-        return reached, groups
+        return _Caught(reached, groups, ended)
+
+    def _alive(self, listed: Iterable[int]) -> tuple[list[Escaped], bool]:
+        """Those of the cast's orphans ``listed`` alive; and whether one of the others ended
+        unbeknown to the stop (see :class:`_Caught`): the end of one it signalled is no news,
+        its children were its own by the time the stop saw that it had ended.
+
+        Raises:
+            OSError: out of descriptors.
+        """
+        alive: list[Escaped] = []
+        ended = False
+        for pid in listed:
+            fields = stat_fields(pid, strict=True)
+            if fields is None:  # (reaped as it was read)
+                ended = True
+                continue
+            process = (pid, int(fields[START_TIME]))
+            if fields[STATE] not in GONE:
+                alive.append(process)
+            elif process not in self._signalled_strays:
+                ended = True
+        return alive, ended
 
     async def _escalate_all(self, ours: list[_Escalation], started: float,
                             theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]]) -> None:

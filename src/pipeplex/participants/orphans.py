@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from .._events import Started
 from ._escaped import start_time
-from ._proc import PPID, all_stats
+from ._proc import PPID, START_TIME, all_stats, stat_fields
 
 if TYPE_CHECKING:
     from .._bus import Bus
@@ -87,7 +87,7 @@ class Adoption:
     def rebase(self) -> None:
         """Take the children this process has now for its own (a new cast begins: what an
         earlier one left, said then, is not this one's to answer for)."""
-        self._before = {pid: start_time(pid) for pid in children()}
+        self._before = {pid: _started(pid) for pid in children()}
         self.before = frozenset(self._before)
 
     @property
@@ -97,16 +97,23 @@ class Adoption:
         return frozenset() if os.getpid() == 1 else self.before
 
     def theirs(self, pid: int) -> bool:
-        """Whether ``pid`` is a child this process had before (alive, not a pid reused)."""
+        """Whether ``pid`` is a child this process had before (not a pid reused), alive or
+        ended and not yet waited for by its owner."""
         if pid not in self._before:
             return False
         started = self._before[pid]
-        return started is not None and start_time(pid) == started
+        return started is not None and _started(pid) == started
 
     def close(self) -> None:
         if self._restore is not None:
             self._restore()
             self._restore = None
+
+
+def _started(pid: int) -> int | None:
+    """When ``pid`` started, alive or a zombie; None if it is gone."""
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[START_TIME])
 
 
 def _become_subreaper() -> Callable[[], None] | None:
