@@ -66,9 +66,14 @@ class RunProcess:
         """The run's state if it is stopped (one of :data:`STOPPED_STATES`), else None:
         it runs, it is gone, or the process is not the run's."""
         state = self._state()
-        if state not in STOPPED_STATES or not self._holds_lock() or self._exited():
+        if state not in STOPPED_STATES or not self.is_the_run():
             return None
         return state
+
+    def is_the_run(self) -> bool:
+        """Whether the process is the run: it holds the run's lock file open, and still
+        lives (so that what was read of its pid was its own)."""
+        return self._holds_lock() and not self._exited()
 
     def close(self) -> None:
         if self._pidfd is not None:

@@ -108,7 +108,7 @@ class ControlClient:
             if run is not None:
                 run.close()
             if isinstance(exc, OSError):
-                raise self._no_run(exc) from None
+                raise self._no_run(exc, dir_fd) from None
             raise
         finally:
             if dir_fd is not None:
@@ -147,13 +147,14 @@ class ControlClient:
                         run_dir=str(self.run_dir))
         return int(pid)
 
-    def _no_run(self, exc: OSError) -> NoRun:
+    def _no_run(self, exc: OSError, dir_fd: int | None) -> NoRun:
+        """Why nothing answered at the run folder (open at ``dir_fd``, if it could be)."""
         where = str(self.run_dir)
         if exc.errno in (errno.ELOOP, errno.ENOTDIR) and self.run_dir.is_symlink():
             return NoRun(f"refusing {where}: it is a symbolic link, and a pipeplex run never "
                          "makes its folder one; pass the folder itself", run_dir=where)
         pid = _lock_pid(self.run_dir)
-        alive = pid is not None and _alive(pid)
+        alive = pid is not None and dir_fd is not None and _is_run(pid, dir_fd)
         with contextlib.suppress(OSError):
             mode = os.lstat(self.run_dir / SOCKET_NAME).st_mode
             if not stat.S_ISSOCK(mode):  # (no run's leftover: one would not clean it up)
@@ -356,14 +357,17 @@ def _lock_pid(run_dir: Path) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _is_run(pid: int, dir_fd: int) -> bool:
+    """Whether ``pid``, named by the lock file of the run folder open at ``dir_fd``, is
+    that folder's run: a run that ended without cleaning up left its pid there, which may
+    be a stranger's by now (see :class:`RunProcess`)."""
+    run = RunProcess.hold(pid, dir_fd)
+    if run is None:
         return False
-    except PermissionError:
-        return True
-    return True
+    try:
+        return run.is_the_run()
+    finally:
+        run.close()
 
 
 # Presenting status --------------------------------------------------------------------

@@ -731,6 +731,40 @@ def test_a_killed_run_is_reported_stale_and_cleaned_by_the_next(run_dir: Path) -
         assert re.fullmatch(rf"{plex.proc.pid} [0-9a-f]{{32}} \d+ \d+\n", lock), lock
 
 
+@pytest.mark.parametrize("holds_the_lock", [False, True])
+def test_a_live_pid_in_the_lock_is_the_run_only_if_it_holds_the_lock(
+        tmp_path: Path, holds_the_lock: bool) -> None:
+    """A run that died before its socket was made left its pid in run.lock; once that pid
+    is a stranger's, clients say the run is gone (they said it might still be starting).
+    A process that holds the lock file open is the run, starting: that is still said."""
+    folder = tmp_path / "rd"
+    folder.mkdir(mode=0o700)
+    lock = folder / "run.lock"
+    lock.write_text("")
+    # (with the lock: a run before its socket is made; without: a stranger with the pid)
+    code = ("import sys\n"
+            f"f = open({str(lock)!r}) if {holds_the_lock} else None\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.read()\n")
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+            lock.write_text(f"{holder.pid} 0123456789abcdef0123456789abcdef\n")
+            result = run("status", "--run-dir", folder)
+        finally:
+            holder.communicate("", timeout=DEADLINE)
+    assert result.returncode == 4, result
+    if holds_the_lock:
+        assert result.stderr == (f"pipeplex: error: the pipeplex run at {folder} (pid "
+                                 f"{holder.pid}) has no control socket yet; it may still be "
+                                 "starting\n")
+    else:
+        assert result.stderr.startswith(f"pipeplex: error: the pipeplex run at {folder} (pid "
+                                        f"{holder.pid}) is gone: it ended without cleaning up "
+                                        "its files"), result.stderr
+
+
 def test_a_last_request_without_a_newline_is_answered(run_dir: Path) -> None:
     """printf '%s' '{"op": "ping"}' | socat - UNIX-CONNECT:...: the request, then the
     client's half of the connection closed, got no answer and no error."""
