@@ -24,7 +24,7 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -95,12 +95,16 @@ class ControlClient:
                 address = str(self.run_dir / SOCKET_NAME)
                 if len(os.fsencode(address)) > SUN_PATH_MAX:
                     raise OSError(errno.ENAMETOOLONG, "socket path too long, and no /proc")
-            try:
-                _connect(sock, address)
-            except TimeoutError:  # (a backlog full of clients that a stopped run never took)
-                run = RunProcess.hold(_lock_pid(self.run_dir) or 0, dir_fd)
+            folder_fd = dir_fd
+
+            def look_at_run() -> None:  # (the backlog is full: is the run stopped?)
+                nonlocal run
+                run = run or RunProcess.hold(_lock_pid(self.run_dir) or 0, folder_fd)
                 self._check_stopped(run)
-                raise
+
+            _connect(sock, address, look_at_run)
+            if run is not None:  # (the lock file's: the socket's own is the one to trust)
+                run.close()
             run = RunProcess.hold(self._check_server(sock), dir_fd)
             self._check_stopped(run)
         except BaseException as exc:
@@ -313,21 +317,27 @@ class ControlClient:
             return b""
 
 
-def _connect(sock: socket.socket, address: str) -> None:
+def _connect(sock: socket.socket, address: str, look: Callable[[], None]) -> None:
     """Connect, waiting (up to CONNECT_TIMEOUT) while the run's listen backlog is full.
 
     A Unix socket's non-blocking connect fails with EAGAIN instead of waiting when the
-    backlog is full, and a blocking one could wait forever on a stopped run.
+    backlog is full, and a blocking one could wait forever on a stopped run. A stopped
+    run's backlog fills up with the clients that gave up on it: while it is full, ``look``
+    (which raises if the run is stopped) runs every STOPPED_LOOK seconds.
     """
     sock.setblocking(False)
-    deadline = time.monotonic() + CONNECT_TIMEOUT
+    now = time.monotonic()
+    deadline, look_at = now + CONNECT_TIMEOUT, now + STOPPED_LOOK
     pause = 0.002
     while True:
         try:
             sock.connect(address)
             return
         except BlockingIOError:
-            if time.monotonic() + pause > deadline:
+            if (now := time.monotonic()) >= look_at:
+                look()
+                look_at = time.monotonic() + STOPPED_LOOK
+            if now + pause > deadline:
                 raise TimeoutError(errno.ETIMEDOUT, "connect timed out") from None
             time.sleep(pause)
             pause = min(pause * 2, 0.05)

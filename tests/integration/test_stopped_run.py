@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+
+from pipeplex.control_client import CONNECT_TIMEOUT
 
 from .helpers import GATED_DB, Pipeplex, run, start_client, status
 
@@ -52,6 +56,38 @@ def test_clients_of_a_stopped_run_say_so_and_send_nothing(run_dir: Path) -> None
         assert run("send", "c", "after", "--run-dir", run_dir).returncode == 0
         plex.expect(r"^c +\| after$")
         assert "lost" not in plex.text
+        assert run("stop", "--run-dir", run_dir).returncode == 0
+        assert plex.wait() == 0
+
+
+def test_a_client_of_a_stopped_run_with_a_full_backlog_says_so_without_waiting_it_out(
+        run_dir: Path) -> None:
+    """Clients that gave up on a stopped run stay in its socket's listen backlog (1,024)
+    until it goes on: a script polling its status fills it in a quarter of an hour. A
+    client then cannot even connect; it waited out the 10 s connect timeout before it said
+    the run was stopped, and now looks at the run while it waits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096 and hard >= 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+    with Pipeplex("run", "-p", "c=cat", "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^c +\* started")
+        try:
+            with stopped(plex) as pid, contextlib.ExitStack() as clients:
+                for _ in range(4096):  # (the backlog's 1,024, and one; a bound)
+                    client = clients.enter_context(socket.socket(socket.AF_UNIX))
+                    client.setblocking(False)
+                    try:
+                        client.connect(str(run_dir / "control.sock"))
+                    except BlockingIOError:
+                        break
+                else:
+                    raise AssertionError("the backlog never filled up")
+                # (within the connect timeout: not waited out)
+                result = run("status", "--run-dir", run_dir, timeout=CONNECT_TIMEOUT)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert result.returncode == 4, result
+        assert result.stderr == stopped_message(run_dir, pid, "nothing was sent")
         assert run("stop", "--run-dir", run_dir).returncode == 0
         assert plex.wait() == 0
 
