@@ -72,9 +72,10 @@ def _reap(daemon: subprocess.Popen[bytes]) -> None:
         daemon.stdout.close()
 
 
-def _stop_escaped(run_id: str, at_once: int = 1) -> list[str]:
-    """Run ``at_once`` stops at once of what member ``m`` left outside its group (grace
-    0.5 s); the notes said."""
+def _stop_escaped(run_id: str, at_once: int = 1,
+                  stop_signal: int = signal.SIGTERM) -> list[str]:
+    """Run ``at_once`` stops at once of what member ``m`` (with ``stop_signal``) left outside
+    its group (grace 0.5 s); the notes said."""
     from pipeplex.engine.stopping import Stopper
 
     async def scenario() -> list[str]:
@@ -83,7 +84,8 @@ def _stop_escaped(run_id: str, at_once: int = 1) -> list[str]:
         bus.subscribe(lambda e: notes.append(e.text) if hasattr(e, "text") else None)
         stopper = Stopper(bus, grace=0.5, run_id=run_id)
         stopper.begin()
-        member = Process(ProcSpec("m", ("true",)), bus, on_crash=print)
+        member = Process(ProcSpec("m", ("true",), stop_signal=stop_signal), bus,
+                         on_crash=print)
         await asyncio.gather(*(stopper.outside.stop_escaped([member]) for _ in range(at_once)))
         return notes
 
@@ -823,6 +825,30 @@ def test_one_that_drops_its_environment_on_sigterm_still_gets_sigkill() -> None:
             f"1 process (pid {daemon.pid}) it left outside its process group ignored SIGTERM "
             "for 0.5 s; sent it SIGKILL"], notes
         assert daemon.wait(timeout=DEADLINE) == -signal.SIGKILL
+    finally:
+        _reap(daemon)
+
+
+def test_what_a_member_left_outside_its_group_gets_its_stop_signal() -> None:
+    """A daemon a member started (setsid) is part of the same program: it gets the member's
+    stop_signal, not SIGTERM, and the note names it. This one ignores SIGTERM and ends
+    cleanly on SIGINT, within the grace: no SIGKILL."""
+    env = {**os.environ, "PIPEPLEX_RUN_ID": f"stopsig-{os.getpid()}", "PIPEPLEX_NAME": "m"}
+    code = ("import signal, sys\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "signal.signal(signal.SIGINT, lambda *a: sys.exit(7))\n"
+            "print('ready', flush=True)\n"
+            "while True:\n"
+            "    signal.pause()\n")
+    daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              start_new_session=True)
+    try:
+        assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
+        notes = _stop_escaped(env["PIPEPLEX_RUN_ID"], stop_signal=signal.SIGINT)
+        assert notes == [
+            f"left 1 process (pid {daemon.pid}) outside its process group; sent it SIGINT"
+        ], notes
+        assert daemon.wait(timeout=DEADLINE) == 7
     finally:
         _reap(daemon)
 

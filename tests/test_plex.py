@@ -150,6 +150,32 @@ def test_nothing_outlives_the_with_block() -> None:
         os.kill(pid, 0)
 
 
+def test_a_spawned_member_is_stopped_with_its_stop_signal() -> None:
+    """spawn(stop_signal=...), as a cast's: a program that ends cleanly on SIGINT only
+    (SIGTERM ignored) ends so within the grace, and each word of its stop names SIGINT."""
+    code = ("import signal, sys\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "signal.signal(signal.SIGINT, lambda *_: sys.exit(3))\n"
+            "print('up', flush=True)\n"
+            "while True:\n"
+            "    signal.pause()\n")
+    notes: list[str] = []
+    with Plex(grace=30) as plex:
+        plex.bus.subscribe(lambda e: notes.append(e.text) if isinstance(e, pipeplex.Note)
+                           else None)
+        db = plex.spawn("db", [PY, "-c", code], stop_signal="INT")
+        db.expect("up")
+        plex.remove("db")
+        assert db.wait(timeout=30) == 3
+        with pytest.raises(pipeplex.CastError, match=r"^spawn\(\): x: stop_signal: TSTP would "
+                                                     "suspend a member rather than stop it"):
+            plex.spawn("x", ["true"], stop_signal="TSTP")
+        with pytest.raises(pipeplex.CastError, match="x: stop_signal must be a signal's name"):
+            plex.spawn("x", ["true"], stop_signal=True)
+    assert "sent SIGINT to its process group" in " ".join(notes), notes
+    assert not any("SIGTERM" in note or "SIGKILL" in note for note in notes), notes
+
+
 def test_a_plex_says_how_its_members_are() -> None:
     """A traceback shows the plex as pytest prints it: not "running" members that ended."""
     plex = Plex(grace=1)

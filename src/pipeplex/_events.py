@@ -111,6 +111,10 @@ class Exited:
     stopped: bool = False
     runtime: float = 0.0
     t: float = field(default_factory=time.time)
+    stop_signal: int = 15  # (SIGTERM)
+    """The signal a stop asks this member to end with (SIGTERM, or its ``stop_signal``): a
+    stopped member that died of it, or of SIGKILL, was ``stopped by`` it; of another, it
+    crashed on its way out."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ events, and loading their classes is a third of such a command's imports.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,8 +41,11 @@ def encode_event(event: Event) -> dict[str, Any] | None:
             message["terminal"] = True
         return message
     if isinstance(event, Exited):
-        return {"event": "exited", "name": event.name, "returncode": event.returncode,
-                "stopped": event.stopped, "runtime": event.runtime, "t": event.t}
+        exited = {"event": "exited", "name": event.name, "returncode": event.returncode,
+                  "stopped": event.stopped, "runtime": event.runtime, "t": event.t}
+        if event.stop_signal != signal.SIGTERM:
+            exited["stop_signal"] = event.stop_signal
+        return exited
     if isinstance(event, Ready):
         return {"event": "ready", "name": event.name, "variables": dict(event.variables),
                 "t": event.t}
@@ -73,7 +77,8 @@ def decode_event(message: Mapping[str, Any]) -> Event | None:
                        terminal=bool(message.get("terminal")))
     if kind == "exited":
         return Exited(str(name), int(message.get("returncode", 0)),
-                      bool(message.get("stopped")), float(message.get("runtime", 0.0)), t=t)
+                      bool(message.get("stopped")), float(message.get("runtime", 0.0)), t=t,
+                      stop_signal=int(message.get("stop_signal", signal.SIGTERM)))
     if kind == "ready":
         variables = message.get("variables") or {}
         return Ready(str(name), tuple((str(k), str(v)) for k, v in variables.items()), t=t)

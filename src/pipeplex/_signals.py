@@ -57,16 +57,17 @@ def describe_returncode(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-SENT_TO_STOP = frozenset({signal.SIGTERM, signal.SIGKILL, signal.SIGHUP})
-"""What a stop sends a member: SIGTERM, SIGKILL once its grace is over, and SIGHUP to the
-programs in a full terminal (as closing its window would)."""
+_SENT_TO_STOP = frozenset({signal.SIGKILL, signal.SIGHUP})
+"""What a stop sends a member besides the signal that asks it to stop: SIGKILL once its
+grace is over, and SIGHUP to the programs in a full terminal (as closing its window would)."""
 
 
-def stopped_by(returncode: int) -> str | None:
-    """For a member a stop ended: the stop's signal that ended it (``SIGTERM``), the end
-    that was asked for and no failure; None for another end (``exited with code 0``, or a
-    crash on the way out), which is worth its own words."""
-    if returncode < 0 and -returncode in SENT_TO_STOP:
+def stopped_by(returncode: int, asked: int = signal.SIGTERM) -> str | None:
+    """For a member a stop ended: the stop's signal that ended it (``SIGTERM``, or the
+    member's stop signal, ``asked``), the end that was asked for and no failure; None for
+    another end (``exited with code 0``, or a crash on the way out), which is worth its own
+    words."""
+    if returncode < 0 and (-returncode == asked or -returncode in _SENT_TO_STOP):
         return signal_name(-returncode)
     return None
 

@@ -312,6 +312,97 @@ def test_what_an_exited_member_left_gets_sigterm_then_sigkill(run_dir: Path) -> 
     assert not _alive(left)
 
 
+ON_INT_ONLY = ("import signal, sys\n"
+               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               "def bye(*_):\n"
+               "    print('fast shutdown', flush=True)\n"
+               "    sys.exit(0)\n"
+               "signal.signal(signal.SIGINT, bye)\n"
+               "print('up', flush=True)\n"
+               "while True:\n"
+               "    signal.pause()\n")
+IGNORE_USR2 = ("import signal\n"
+               "signal.signal(signal.SIGUSR2, signal.SIG_IGN)\n"
+               "print('up', flush=True)\n"
+               "while True:\n"
+               "    signal.pause()\n")
+
+
+def test_a_member_is_stopped_with_its_stop_signal(run_dir: Path, tmp_path: Path) -> None:
+    """stop_signal takes SIGTERM's place in the stop and in every word said of it: a
+    program that shuts down on SIGINT only (SIGTERM ignored) does so within its grace; one
+    that dies of its signal was stopped by it, no failure (also in a replay of the run);
+    one that ignores it gets SIGKILL after its stop_timeout."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text(f"[procs.fast]\ncmd = {json.dumps([sys.executable, '-c', ON_INT_ONLY])}\n"
+                    'stop_signal = "INT"\n\n'
+                    '[procs.plain]\ncmd = "sleep 60"\nstop_signal = "SIGUSR1"\n\n'
+                    f"[procs.deaf]\ncmd = {json.dumps([sys.executable, '-c', IGNORE_USR2])}\n"
+                    "stop_signal = 12\nstop_timeout = 0.5\n")
+    transcript = tmp_path / "run.jsonl"
+    with Pipeplex("run", cast, "--grace", "600", "--transcript", transcript,
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^plain +\* started")
+        for name in ("fast", "deaf"):
+            plex.expect(rf"^{name} +\| up$")
+        plex.signal(signal.SIGTERM)
+        plex.expect(r"^deaf +\* ignored SIGUSR2 for 0\.5 s; sent SIGKILL to its process group$")
+        assert plex.wait() == 143
+    text = plex.text
+    for name, sig in (("fast", "SIGINT"), ("plain", "SIGUSR1"), ("deaf", "SIGUSR2")):
+        assert re.search(rf"^{name} +\* closed its stdin; sent {sig} to its process group$",
+                         text, re.M), text
+    assert re.search(r"^fast +\| fast shutdown$", text, re.M), text
+    assert re.search(r"^fast +\* summary: stopped, exited with code 0 after ", text, re.M), text
+    assert re.search(r"^plain +\* stopped by SIGUSR1$", text, re.M), text
+    assert re.search(r"^plain +\* summary: stopped by SIGUSR1 after ", text, re.M), text
+    assert re.search(r"^deaf +\* summary: stopped by SIGKILL after ", text, re.M), text
+    assert not re.search(r"^(fast|plain|deaf) .*SIGTERM", text, re.M), text
+    replay = run("replay", transcript)
+    assert re.search(r"^plain +\* stopped by SIGUSR1$", replay.stdout, re.M), replay.stdout
+
+
+def test_stop_signal_on_the_command_line_is_for_members_without_their_own(
+        run_dir: Path, tmp_path: Path) -> None:
+    """--stop-signal gives -p members (and those of the file without one) their stop
+    signal; a member's own stop_signal keeps its place. One that does not stop a program is
+    a usage error, before anything starts."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text('[procs.own]\ncmd = "sleep 60"\nstop_signal = "USR2"\n\n'
+                    '[procs.other]\ncmd = "sleep 60"\n')
+    with Pipeplex("run", cast, "-p", "dash=sleep 60", "--stop-signal", "usr1",
+                  "--run-dir", run_dir) as plex:
+        for name in ("own", "other", "dash"):
+            plex.expect(rf"^{name} +\* started")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    for name, sig in (("own", "SIGUSR2"), ("other", "SIGUSR1"), ("dash", "SIGUSR1")):
+        assert re.search(rf"^{name} +\* stopped by {sig}$", plex.text, re.M), plex.text
+    refused = run("run", "-p", "a=sleep 60", "--stop-signal", "STOP", "--run-dir", run_dir)
+    assert refused.returncode == 2
+    assert ("pipeplex run: error: argument --stop-signal: STOP would suspend a member rather "
+            "than stop it") in refused.stderr, refused.stderr
+    assert "started" not in refused.stdout
+
+
+def test_what_a_member_left_in_its_group_gets_its_stop_signal(run_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """What a member left in its process group is part of it: its stop_signal, the
+    grace, SIGKILL, each said with that signal's name."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text("[procs.stubborn]\n"
+                    "cmd = \"sh -c 'trap \\\"\\\" USR1; sleep 60 & echo left $!; exit 0'\"\n"
+                    'stop_signal = "USR1"\n')
+    with Pipeplex("run", cast, "--grace", "0.5", "--run-dir", run_dir) as plex:
+        left = int(plex.expect(r"^stubborn \| left (\d+)$")[1])
+        plex.expect(r"^stubborn \* left processes in its process group; sent them SIGUSR1$")
+        plex.expect(r"^stubborn \* processes left in its process group ignored SIGUSR1 for "
+                    r"0\.5 s; sent them SIGKILL$")
+        assert plex.wait() == 0
+    assert "SIGTERM" not in plex.text, plex.text
+    assert not _alive(left)
+
+
 def test_a_restart_first_stops_what_the_previous_run_left(run_dir: Path) -> None:
     """A worker the last run left (holding a port, say) is stopped before the next start."""
     cast = run_dir.parent / "cast.toml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -934,6 +935,41 @@ class TestMemberKeys:
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\n{key} = {value}\n')
         assert f"web: {key} must be a number of seconds from 0.001" in err.message
 
+    @pytest.mark.parametrize(("value", "number"), [
+        ('"INT"', signal.SIGINT), ('"SIGQUIT"', signal.SIGQUIT), ('"winch"', signal.SIGWINCH),
+        ("2", signal.SIGINT), ('"15"', signal.SIGTERM), ('"KILL"', signal.SIGKILL),
+        ('"RTMIN+3"', signal.SIGRTMIN + 3)])
+    def test_stop_signal(self, tmp_path: Path, value: str, number: int) -> None:
+        """stop_signal takes a signal as kill -l names it, or its number."""
+        assert member(tmp_path, f"stop_signal = {value}").stop_signal == number
+
+    def test_stop_signal_is_sigterm_unless_given(self, tmp_path: Path) -> None:
+        assert member(tmp_path, "").stop_signal == signal.SIGTERM
+
+    @pytest.mark.parametrize(("value", "message"), [
+        ('"STOP"', "stop_signal: STOP would suspend a member rather than stop it; give a "
+                   "signal a program ends on (TERM, the default, INT, QUIT, HUP...)"),
+        ('"SIGTSTP"', "stop_signal: TSTP would suspend a member rather than stop it; give a "
+                      "signal a program ends on (TERM, the default, INT, QUIT, HUP...)"),
+        ("18", "stop_signal: CONT only resumes a suspended process, and the stop sends it "
+               "anyway; give a signal a program ends on (TERM, the default, INT, QUIT, HUP...)"),
+        ('"TERMINATE"', "stop_signal: unknown signal 'TERMINATE' (try TERM, INT, HUP, KILL, "
+                        "USR1 or a number)"),
+        ("99", "stop_signal: no signal number 99 on this system"),
+        ("0", 'stop_signal must be a signal\'s name or number ("INT", "QUIT", "SIGTERM", 2), '
+              "not 0"),
+        ("true", 'stop_signal must be a signal\'s name or number ("INT", "QUIT", "SIGTERM", '
+                 "2), not true"),
+        ("[2]", 'stop_signal must be a signal\'s name or number ("INT", "QUIT", "SIGTERM", '
+                "2), not [2]"),
+    ])
+    def test_bad_stop_signal(self, tmp_path: Path, value: str, message: str) -> None:
+        """A signal that is none, or would suspend or resume the member instead of stopping
+        it, is refused at its line."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nstop_signal = {value}\n')
+        assert err.message == f"web: {message}"
+        assert err.source == f"{path}:3"
+
     def test_max_restarts(self, tmp_path: Path) -> None:
         """max_restarts accepts 0 and more."""
         assert member(tmp_path, "max_restarts = 0").max_restarts == 0
@@ -1209,6 +1245,13 @@ class TestAcrossMembers:
         ({"stop_timeout": float("inf")},
          "stop_timeout must be a number of seconds from 0.001 to below 1e9, not inf"),
         ({"max_restarts": -1}, "max_restarts must be a whole number, 0 or more, not -1"),
+        ({"stop_signal": "INT"},
+         "stop_signal is a signal's number here (signal.SIGINT), not 'INT'"),
+        ({"stop_signal": signal.SIGSTOP}, "stop_signal: STOP would suspend a member rather "
+                                          "than stop it; give a signal a program ends on "
+                                          "(TERM, the default, INT, QUIT, HUP...)"),
+        ({"stop_signal": 0}, 'stop_signal must be a signal\'s name or number ("INT", "QUIT", '
+                             '"SIGTERM", 2), not 0'),
         ({"env": {"A=B": "x"}},
          "env variable name 'A=B' contains '=', which no variable name may hold"),
         ({"env": {"A\0": "x"}},

@@ -52,6 +52,11 @@ def out(name: str, data: bytes, stream: str = "stdout") -> Output:
              "runtime": 2.0},
         ),
         (
+            Exited("a", -2, stopped=True, runtime=2.0, t=T, stop_signal=2),
+            {"t": T, "p": "a", "s": "event", "e": "exit", "code": -2, "stopped": True,
+             "runtime": 2.0, "stop_signal": 2},
+        ),
+        (
             Ready("a", (("port", "8080"), ("host", "h")), t=T),
             {"t": T, "p": "a", "s": "event", "e": "ready",
              "vars": {"port": "8080", "host": "h"}},
@@ -83,6 +88,7 @@ def test_event_record_for_every_event_type(event: Event, record: dict[str, Any])
     Started("a", 7, (), t=T),
     Exited("a", -15, stopped=True, runtime=2.5, t=T),
     Exited("a", 3, runtime=0.25, t=T),
+    Exited("a", -3, stopped=True, runtime=0.5, t=T, stop_signal=3),
     Ready("a", (("port", "8080"), ("host", "h")), t=T),
     Matched("a", "^ready$", "ready", t=T),
     Note("stopping", level="warning", t=T),

@@ -12,6 +12,7 @@ from typing import Any
 
 from .._printable import quoted as shown
 from .._seconds import SECONDS_SAID, is_seconds
+from .._signals import parse_signal, signal_name
 from ..errors import CastError, ours_in_tracebacks
 from .spec import (
     DEFAULT_READY_CMD_TIMEOUT,
@@ -31,8 +32,9 @@ from .spec import (
     variables_in,
 )
 
-__all__ = ("ON_EXIT", "PTY_MODES", "STDERR_MODES", "check_fields", "check_name",
-           "command_too_long", "env_problem", "never_a_port", "ready_problem")
+__all__ = ("ON_EXIT", "PTY_MODES", "STDERR_MODES", "STOP_SIGNAL_SAID", "check_fields",
+           "check_name", "command_too_long", "env_problem", "never_a_port", "ready_problem",
+           "stop_signal_of")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 
@@ -148,10 +150,42 @@ def check_fields(proc: ProcSpec) -> None:
             continue
         if not is_seconds(value):
             raise bad(f"{key} must be {SECONDS_SAID}, not {value!r}", key)
+    stop = proc.stop_signal
+    if isinstance(stop, str):  # (a loader reads the name to its number)
+        raise bad(f"stop_signal is a signal's number here (signal.SIGINT), not {stop!r}",
+                  "stop_signal")
+    if not isinstance(stop, int) or isinstance(stop, bool) or stop <= 0:
+        raise bad(f"stop_signal must be {STOP_SIGNAL_SAID}, not {stop!r}", "stop_signal")
+    try:
+        stop_signal_of(stop)
+    except ValueError as exc:
+        raise bad(f"stop_signal: {exc}", "stop_signal") from None
     if (not isinstance(proc.max_restarts, int) or isinstance(proc.max_restarts, bool)
             or proc.max_restarts < 0):
         raise bad(f"max_restarts must be a whole number, 0 or more, not {proc.max_restarts!r}",
                   "max_restarts")
+
+
+_NO_STOP = {**{name: f"{name[3:]} would suspend a member rather than stop it"
+               for name in ("SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU")},
+            "SIGCONT": "CONT only resumes a suspended process, and the stop sends it anyway"}
+"""Signals that would not ask a member to stop, and what they would do instead."""
+
+STOP_SIGNAL_SAID = 'a signal\'s name or number ("INT", "QUIT", "SIGTERM", 2)'
+
+
+def stop_signal_of(value: str | int) -> int:
+    """``value`` (``"INT"``, ``"SIGQUIT"``, ``"2"``, ``2``) as a ``stop_signal``.
+
+    Raises:
+        ValueError: worded for the user: no signal, or one that does not stop a program.
+    """
+    number = parse_signal(str(value))
+    said = signal_name(number)
+    if said in _NO_STOP:
+        raise ValueError(f"{_NO_STOP[said]}; give a signal a program ends on (TERM, the "
+                         "default, INT, QUIT, HUP...)")
+    return number
 
 
 def _check_ready_cmd(proc: ProcSpec, bad: Callable[[str, str], CastError]) -> None:

@@ -19,11 +19,13 @@ from ..errors import CastError, ours_in_tracebacks
 from ._member_fields import (
     ON_EXIT,
     STDERR_MODES,
+    STOP_SIGNAL_SAID,
     check_name,
     command_too_long,
     env_problem,
     never_a_port,
     ready_problem,
+    stop_signal_of,
 )
 from .checks import Mistakes
 from .spec import (
@@ -272,6 +274,16 @@ def _read_max_restarts(read: _Read, key: str, value: Any) -> None:
     read.fields["max_restarts"] = value
 
 
+def _read_stop_signal(read: _Read, key: str, value: Any) -> None:
+    if not isinstance(value, str | int) or isinstance(value, bool) or (
+            isinstance(value, int) and value <= 0):
+        raise read.bad(key, STOP_SIGNAL_SAID)
+    try:
+        read.fields[key] = stop_signal_of(value)
+    except ValueError as exc:
+        raise read.error(key, f"stop_signal: {exc}") from None
+
+
 _CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
     "stderr": (STDERR_MODES, '"apart" (its own stream, marked !) or "stdout" (into stdout, '
                              "in the order written)"),
@@ -284,8 +296,8 @@ _READERS: dict[str, Callable[[_Read, str, Any], None]] = {
     "pty": _read_pty, "stderr": _read_choice, "on_exit": _read_choice, "input": _read_words,
     "after": _read_words, "ready": _read_ready, "ready_port": _read_ready_port,
     "ready_cmd": _read_cmd, "ready_cmd_timeout": _read_seconds, "ready_exit": _read_flag,
-    "ready_timeout": _read_seconds,
-    "stop_timeout": _read_seconds, "autostart": _read_flag, "max_restarts": _read_max_restarts,
+    "ready_timeout": _read_seconds, "stop_timeout": _read_seconds,
+    "stop_signal": _read_stop_signal, "autostart": _read_flag, "max_restarts": _read_max_restarts,
 }
 """How each key of a member's table is read: each on its own, so that every mistake in a
 table is found in one reading."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
@@ -108,6 +109,9 @@ class ProcSpec:
     counts as failed."""
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     stop_timeout: float | None = None
+    stop_signal: int = signal.SIGTERM.value
+    """The signal that asks it to stop (SIGINT for a program whose SIGTERM is a slow "smart"
+    shutdown, SIGQUIT for nginx's graceful one); SIGKILL after ``stop_timeout`` either way."""
     max_restarts: int = DEFAULT_MAX_RESTARTS
     autostart: bool = True
     """False: the member starts only when asked (a scenario's ``start`` step)."""

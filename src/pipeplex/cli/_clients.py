@@ -222,13 +222,13 @@ SLOW_ANSWER = 1.0
 
 
 def restart(args: argparse.Namespace) -> None:
-    """Stop member NAME (stdin closed, SIGTERM, then SIGKILL), start it again and wait until
-    it is ready."""
+    """Stop member NAME (stdin closed, SIGTERM or its stop_signal, then SIGKILL), start it again
+    and wait until it is ready."""
     from ..control_client import started_and_ready
 
     with _talking(args.run_dir, timeout=None) as client, _said_if_slow(
-            f"waiting for {args.name} to stop (SIGTERM, its grace, then SIGKILL), start "
-            "again and be ready (pipeplex status says what it waits for)..."):
+            f"waiting for {args.name} to stop (SIGTERM or its stop_signal, its grace, then "
+            "SIGKILL), start again and be ready (pipeplex status says what it waits for)..."):
         answer = client.request("restart", name=args.name)
     with printing():
         print(started_and_ready(args.name, answer.get("pid"), answer.get("exited"),

@@ -34,6 +34,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _stop_signal(text: str) -> int:
+    from ..cast._member_fields import stop_signal_of
+
+    try:
+        return stop_signal_of(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _factor(text: str) -> float:
     try:
         value = float(text)

@@ -25,6 +25,7 @@ from ._options import (
     _folder,
     _log_folder,
     _seconds,
+    _stop_signal,
     _timestamps_option,
 )
 
@@ -59,6 +60,9 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE, metavar="SECONDS",
                         help="how long a member may take to exit after SIGTERM before SIGKILL "
                              f"(default: {DEFAULT_GRACE:g})")
+    parser.add_argument("--stop-signal", type=_stop_signal, metavar="SIGNAL",
+                        help="default for members that do not set stop_signal: the signal a "
+                             "stop sends in SIGTERM's place (INT, QUIT, HUP, a number...)")
     parser.add_argument("--pty", choices=tuple(PTY_CHOICES),
                         help="default terminal mode for members that do not set pty: stdout "
                              "(stdout on a pseudo-terminal; the default), true (a full "
@@ -88,6 +92,8 @@ def run(args: argparse.Namespace) -> None:
     defaults: dict[str, Any] = {"pty": PTY_CHOICES[args.pty]} if args.pty else {}
     if args.stderr:
         defaults["stderr"] = args.stderr
+    if args.stop_signal is not None:
+        defaults["stop_signal"] = args.stop_signal
     try:
         if args.transcript is not None:
             from ..report.transcript import check_given_descriptor

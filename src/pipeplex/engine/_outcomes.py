@@ -168,7 +168,7 @@ class Outcomes:
         assert member.started_at is not None and member.ended_at is not None
         how = describe_returncode(member.returncode)
         if member.ended_by_the_stop:  # (as its exit line says)
-            by = stopped_by(member.returncode)
+            by = stopped_by(member.returncode, member.spec.stop_signal)
             how = f"stopped by {by}" if by else f"stopped, {how}"
         text = f"{how} after {member.ended_at - member.started_at:.1f} s"
         restarts = self._seats[member.name].restarts

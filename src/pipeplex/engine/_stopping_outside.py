@@ -3,7 +3,8 @@
 A member's stop (:class:`~.stopping.Stopper`) reaches its process group; a daemon's
 ``setsid``, an interactive shell's jobs, leave it. Those are found by the environment
 pipeplex gave the member (``PIPEPLEX_RUN_ID``, through a look over ``/proc``) and get the
-same escalation with their member's stop: SIGTERM to each and to the groups they lead,
+same escalation with their member's stop: its signal (SIGTERM, or its ``stop_signal``: they
+are parts of the same program) to each and to the groups they lead,
 the grace, SIGKILL to what is left, each step announced. At the end of the cast, what it
 orphaned with neither group nor environment (``setsid env -i``) comes to pipeplex as its
 subreaper, and is stopped so too (see ``participants.orphans``). A process is followed by
@@ -23,6 +24,7 @@ from typing import NamedTuple
 from .._bus import Bus
 from .._events import Level, Note
 from .._seconds import seconds_said
+from .._signals import signal_name
 from ..participants import Process, _escaped
 from ..participants._escaped import Escaped, OutOfDescriptors
 from ..participants._group import live_in_groups, owner, wait_groups_gone
@@ -169,14 +171,16 @@ class OutsideStopper:
         crowded = _crowded([group for _, grouped in split.values() for group in grouped])
         for name, (alone, grouped) in split.items():
             member = by_name[name]
-            termed = self._reach.signal(member, alone, (signal.SIGTERM, signal.SIGCONT))
+            asked = member.spec.stop_signal
+            termed = self._reach.signal(member, alone, (asked, signal.SIGCONT))
             groups = list(grouped)
-            killpg_all(groups, (signal.SIGTERM, signal.SIGCONT))
+            killpg_all(groups, (asked, signal.SIGCONT))
             termed += [process for group in groups for process in grouped[group]]
             if termed:
                 said = _led(termed, [group for group in groups if group in crowded])
                 self._announce(member, f"left {processes_said(termed)} outside its process group; "
-                                       f"sent {it_or_them(termed)} SIGTERM{said}", "warning")
+                                       f"sent {it_or_them(termed)} {signal_name(asked)}{said}",
+                               "warning")
                 ours.append((member, termed, groups, self._take(termed)))
         await self._escalate_all(ours, started, theirs)
 
@@ -466,14 +470,15 @@ class OutsideStopper:
             what = f"processes in the groups of {processes_said(processes)} it left outside its " \
                    "process group"
             them, also = "them", ""
+        asked = signal_name(member.spec.stop_signal)
         if self._force.done():
             self._announce(member, f"sent SIGKILL to {what}{also}", "warning")
         elif killed:
-            self._announce(member, f"{what} ignored SIGTERM for {seconds_said(grace)} s; sent "
+            self._announce(member, f"{what} ignored {asked} for {seconds_said(grace)} s; sent "
                                    f"{them} SIGKILL{also}", "warning")
-        else:  # (one forked since the group's SIGTERM never had it: they still ran, is all)
-            self._announce(member, f"{what} still ran {seconds_said(grace)} s after the SIGTERM to "
-                                   "those groups; sent them SIGKILL", "warning")
+        else:  # (one forked since the group's signal never had it: they still ran, is all)
+            self._announce(member, f"{what} still ran {seconds_said(grace)} s after the {asked} "
+                                   "to those groups; sent them SIGKILL", "warning")
         await self._reach.alive_after(member, killed, loop.time() + LEFTOVER_KILL_WAIT)
         await wait_groups_gone(held, LEFTOVER_KILL_WAIT)
 

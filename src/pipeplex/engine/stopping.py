@@ -1,4 +1,5 @@
-"""Stopping a member: close its stdin, SIGTERM to its process group, a grace, SIGKILL.
+"""Stopping a member: close its stdin, SIGTERM (or its ``stop_signal``) to its process
+group, a grace, SIGKILL.
 
 Every step is announced on the bus, in words a person reads while it happens
 (``server ignored SIGTERM for 1.0 s; sent SIGKILL to its process group``). What a member
@@ -18,6 +19,7 @@ from typing import Any
 from .._bus import Bus
 from .._events import Level, Note
 from .._seconds import seconds_said
+from .._signals import signal_name
 from ..errors import SignalRefused
 from ..participants import Process
 from ..participants._group import wait_group_gone
@@ -194,7 +196,7 @@ class Stopper:
                 # Nothing pipeplex may do: it is said, with how to do it, and waited for.
                 after = seconds_said(grace)
                 waited = ("" if hurried else f"still running after {after} s, "
-                          "and " if refused else f"ignored SIGTERM for {after} s, and ")
+                          "and " if refused else f"ignored {_asked(member)} for {after} s, and ")
                 self._announce(member, f"{waited}may not be killed: its processes run as "
                                        f"{no_kill.owner}; waiting for it to end (stop it as "
                                        f"that user: sudo kill -KILL -- -{no_kill.pgid})",
@@ -204,8 +206,8 @@ class Stopper:
                 if hurried:
                     self._announce(member, "sent SIGKILL to its process group", "warning")
                 else:
-                    self._announce(member, f"ignored SIGTERM for {seconds_said(grace)} s; sent "
-                                           "SIGKILL to its process group", "warning")
+                    self._announce(member, f"ignored {_asked(member)} for {seconds_said(grace)} "
+                                           "s; sent SIGKILL to its process group", "warning")
             await asyncio.shield(exit_seen)
         if member.pid == pid:
             await self.stop_leftovers(member, termed_at=termed_at, killed=killed)
@@ -249,15 +251,15 @@ class Stopper:
                 self._left_running(member, refused)
                 return
             termed_at = loop.time()
-            self._announce(member, "left processes in its process group; sent them SIGTERM",
-                           "warning")
+            self._announce(member, "left processes in its process group; sent them "
+                                   f"{_asked(member)}", "warning")
         remaining = termed_at + grace - loop.time()
         if await wait_group_gone(member.pid, max(remaining, 0.0), self._force):
             return
         if self._force.done():
             what = "sent SIGKILL to the processes left in its process group"
         else:
-            what = ("processes left in its process group ignored SIGTERM for "
+            what = (f"processes left in its process group ignored {_asked(member)} for "
                     f"{seconds_said(grace)} s; sent them SIGKILL")
         try:
             member.signal_to_stop(signal.SIGKILL)
@@ -280,21 +282,26 @@ class Stopper:
         self.bus.publish(Note(text, name=member.name, level=level))
 
 
+def _asked(member: Process) -> str:
+    """The signal that asks ``member`` to stop, by name: ``SIGTERM``, or its ``stop_signal``."""
+    return signal_name(member.spec.stop_signal)
+
+
 def _terminating(member: Process) -> str:
     if member.spec.pty == "full":
-        return "hung up its terminal (SIGHUP) and sent SIGTERM to its process group"
-    return "sent SIGTERM to its process group"
+        return f"hung up its terminal (SIGHUP) and sent {_asked(member)} to its process group"
+    return f"sent {_asked(member)} to its process group"
 
 
 def _terminate(member: Process) -> SignalRefused | None:
-    """SIGTERM to the member's process group, then SIGCONT: a stopped process (SIGSTOP,
-    Ctrl-Z) gets to run its handler within the grace instead of waiting for SIGKILL. A full
-    terminal is hung up first (:meth:`Process.hang_up`). The refusal when the group's
-    processes run as another user (nothing was sent)."""
+    """SIGTERM (or the member's ``stop_signal``) to its process group, then SIGCONT: a
+    stopped process (SIGSTOP, Ctrl-Z) gets to run its handler within the grace instead of
+    waiting for SIGKILL. A full terminal is hung up first (:meth:`Process.hang_up`). The
+    refusal when the group's processes run as another user (nothing was sent)."""
     try:
         if member.spec.pty == "full":
             member.hang_up()
-        member.signal_to_stop(signal.SIGTERM)
+        member.signal_to_stop(member.spec.stop_signal)
         member.signal_to_stop(signal.SIGCONT)
     except SignalRefused as refused:
         return refused

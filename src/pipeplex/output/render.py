@@ -222,7 +222,7 @@ class Renderer:
             level = "info" if event.returncode == 0 or event.stopped else "warning"
             text = describe_returncode(event.returncode)
             if event.stopped:
-                by = stopped_by(event.returncode)
+                by = stopped_by(event.returncode, event.stop_signal)
                 text = f"stopped by {by}" if by else f"stopped: {text}"
                 if by is None and event.returncode < 0:  # (a crash on its way out)
                     level = "warning"

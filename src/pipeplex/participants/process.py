@@ -311,7 +311,7 @@ class Process:
         assert self.started_at is not None and self.ended_at is not None
         self._bus.publish(
             Exited(self.name, self.returncode, self.verdict.ended_by_the_stop,
-                   self.ended_at - self.started_at)
+                   self.ended_at - self.started_at, stop_signal=self.spec.stop_signal)
         )
         self._done.set_result(self.returncode)
 

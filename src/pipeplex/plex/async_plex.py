@@ -16,12 +16,13 @@ import contextlib
 import math
 import os
 import re
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from .._events import SHOWN, InputSent
-from ..cast._member_fields import check_fields, check_name
+from ..cast._member_fields import check_fields, check_name, stop_signal_of
 from ..cast._programs import check_commands
 from ..cast.spec import CastSpec, ProcSpec, StderrMode, split_command
 from ..engine.engine import DEFAULT_GRACE
@@ -244,6 +245,7 @@ class AsyncPlex(EngineHost):
         shell: bool = False,
         ready: str | re.Pattern[str] | None = None,
         ready_timeout: float | None = None,
+        stop_signal: int | str = signal.SIGTERM,
         background: bool = False,
     ) -> AsyncMember:
         """Start a member and return its handle (once it runs, and is ready if ``ready``).
@@ -262,13 +264,16 @@ class AsyncPlex(EngineHost):
         apply); ``ready_timeout`` how long it may take to show (the plex's ``timeout`` unless
         given).
 
+        ``stop_signal``: what its stop sends in SIGTERM's place (``signal.SIGINT``,
+        ``"INT"``), as a cast's ``stop_signal``; SIGKILL follows after the plex's grace.
+
         ``background``: it is meant to run until the plex closes, as a loaded cast's members
         do (a server the test's clients talk to), so the pytest plugin does not report it as
         left running.
 
         Raises:
-            CastError: a bad name, ``ready`` or ``ready_timeout`` (also one without
-                ``ready``), or the program does not exist.
+            CastError: a bad name, ``ready``, ``ready_timeout`` (also one without
+                ``ready``) or ``stop_signal``, or the program does not exist.
             ValueError: ``ready`` is neither a str nor a compiled str pattern.
             PipeplexError: a member of that name exists and has not ended.
             SpawnError: the program could not be started.
@@ -310,6 +315,11 @@ class AsyncPlex(EngineHost):
             except ValueError as exc:
                 raise CastError(f"{name}: cannot split the command: {exc} (pass a list of "
                                 "arguments instead)", source="spawn()") from None
+        if isinstance(stop_signal, str):
+            try:
+                stop_signal = stop_signal_of(stop_signal)
+            except ValueError as exc:
+                raise CastError(f"{name}: stop_signal: {exc}", source="spawn()") from None
         spec = ProcSpec(
             name=name,
             cmd=cmd if isinstance(cmd, str) else tuple(  # (a Path, as subprocess takes it)
@@ -322,6 +332,7 @@ class AsyncPlex(EngineHost):
             on_exit="ignore",
             ready=ready,
             ready_timeout=self.timeout if ready_timeout is None else ready_timeout,
+            stop_signal=stop_signal,
             source="spawn()",
         )
         check_fields(spec)  # a bad ready pattern or ready_timeout, as in a cast

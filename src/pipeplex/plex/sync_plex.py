@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import os
 import re
+import signal
 import sys
 import threading
 import warnings
@@ -263,12 +264,13 @@ class Plex:
         shell: bool = False,
         ready: str | re.Pattern[str] | None = None,
         ready_timeout: float | None = None,
+        stop_signal: int | str = signal.SIGTERM,
         background: bool = False,
     ) -> Member:
         try:
             self._call(self._async.spawn(name, cmd, env=env, cwd=cwd, pty=pty, stderr=stderr,
                                          shell=shell, ready=ready, ready_timeout=ready_timeout,
-                                         background=background))
+                                         stop_signal=stop_signal, background=background))
         finally:
             self._sync_members()
         return self._members[name]

@@ -5,7 +5,8 @@ and ``s``: ``out`` or ``err`` (what the member wrote), ``in`` (what it was sent)
 ``event``. Data travels as ``d`` (text) when it is valid UTF-8, else as ``b64``, so the
 bytes come back exactly. An ``event`` record names its kind in ``e``: ``start`` (``pid``,
 ``argv``, ``terminal`` when the member ran on a full terminal), ``exit`` (``code``,
-negative for a signal; ``stopped``; ``runtime`` in seconds), ``ready`` (``vars``),
+negative for a signal; ``stopped``; ``runtime`` in seconds; ``stop_signal`` when the
+member's is not SIGTERM), ``ready`` (``vars``),
 ``match`` (``pattern``, ``d``), ``note`` (``d``, ``level``) or ``eof`` (stdin closed).
 
 Reading is for ``pipeplex replay`` and for scripts: a line that is no record (the last
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -52,9 +54,12 @@ def event_record(event: Event) -> dict[str, Any]:
             record["terminal"] = True
         return record
     if isinstance(event, Exited):
-        return {"t": event.t, "p": event.name, "s": "event", "e": "exit",
-                "code": event.returncode, "stopped": event.stopped,
-                "runtime": round(event.runtime, 3)}
+        record = {"t": event.t, "p": event.name, "s": "event", "e": "exit",
+                  "code": event.returncode, "stopped": event.stopped,
+                  "runtime": round(event.runtime, 3)}
+        if event.stop_signal != signal.SIGTERM:
+            record["stop_signal"] = event.stop_signal
+        return record
     if isinstance(event, Ready):
         return {"t": event.t, "p": event.name, "s": "event", "e": "ready",
                 "vars": dict(event.variables)}
@@ -123,7 +128,8 @@ def record_event(record: dict[str, Any]) -> Event | None:
                        terminal=bool(record.get("terminal")))
     if what == "exit":
         return Exited(name, int(record.get("code", 0)), bool(record.get("stopped")),
-                      float(record.get("runtime", 0.0)), t)
+                      float(record.get("runtime", 0.0)), t,
+                      int(record.get("stop_signal", signal.SIGTERM)))
     if what == "ready":
         return Ready(name, tuple((_text(k), _text(v))
                                  for k, v in dict(record.get("vars") or {}).items()), t)
