@@ -865,6 +865,23 @@ class TestMemberKeys:
         assert (err.message, err.source) == (
             "unknown table or key 'proc'; did you mean 'procs'?", f"{path}:1")
 
+    @pytest.mark.parametrize(("table", "key"), [("services", "command"), ("members", "cmd"),
+                                                ("program", "cmd")])
+    def test_members_under_another_tables_name_are_said_alone(self, tmp_path: Path, table: str,
+                                                             key: str) -> None:
+        """[services.web] with a command, as docker compose writes it: the table's name is
+        the cause, said with where the members go; "the cast has no members" is not said."""
+        err, path = error(tmp_path, f'[{table}.web]\n{key} = "x"\n\n[{table}.db]\ncmd = "y"\n')
+        assert (err.message, err.source) == (
+            f"unknown table or key {table!r}; a cast's members are [procs.NAME] tables: write "
+            f"[procs.web] in place of [{table}.web]", f"{path}:1")
+
+    def test_a_table_of_other_tables_without_commands_is_no_cast(self, tmp_path: Path) -> None:
+        err, _ = error(tmp_path, '[settings.colors]\nserver = "red"\n')
+        assert isinstance(err, CastErrors)
+        assert [e.message.split(":")[0] for e in err.errors] == [
+            "the cast has no members", "unknown table or key 'settings' (valid"]
+
     def test_a_scenario_given_as_a_cast_says_how_to_load_it(self, tmp_path: Path) -> None:
         err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\n\n[[step]]\nsleep = 0\n')
         assert err.message == ("unknown table or key 'step'; steps are a scenario file's (as "

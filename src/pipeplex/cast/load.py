@@ -79,11 +79,16 @@ def cast_from_data(
     """Build a :class:`CastSpec` from parsed TOML, checking every key."""
     allowed = (*TOP_KEYS, *extra_top_keys)
     mistakes = Mistakes()
+    elsewhere = [key for key in data if key not in allowed and _members_in(data[key])]
     for key in data:
         if key not in allowed:
             hint = (f"; {'steps are' if key == 'step' else repr(key) + ' is'} a scenario "
                     "file's (as pipeplex run and test read it): load it with load_scenario() "
                     "or Plex.load()" if key in SCENARIO_KEYS else suggest(key, allowed))
+            if key in elsewhere and close_match(key, allowed) != "procs":
+                first = next(iter(data[key]))
+                hint = (f"; a cast's members are [procs.NAME] tables: write [procs.{first}] "
+                        f"in place of [{key}.{first}]")
             mistakes.found.append(CastError(f"unknown table or key {key!r}{hint}",
                                             source=where(key)))
     included: list[ProcSpec] = []
@@ -98,9 +103,10 @@ def cast_from_data(
             '[procs.NAME] table, e.g.\n  [procs.server]\n  cmd = "python3 -m http.server"',
             source=where("procs"),
         ))
-    elif not procs_table and not included and "include" not in data and not any(
+    elif not procs_table and not included and "include" not in data and not elsewhere and not any(
             close_match(key, allowed) == "procs" for key in data if key not in allowed):
-        # (but for a misspelt [procs...], said above: the cause, not what follows from it)
+        # (but for a misspelt [procs...], or members under another table's name (compose's
+        # [services.NAME]), said above: the cause, not what follows from it)
         mistakes.found.append(CastError(
             "the cast has no members: add a [procs.NAME] table with a cmd, e.g.\n"
             '  [procs.server]\n  cmd = "python3 -m http.server"',
@@ -119,6 +125,14 @@ def cast_from_data(
             procs.append(proc_from_table(name, table, where, base_dir, defaults))
     mistakes.raise_any()
     return validate_cast(CastSpec(tuple(procs), path=getattr(where, "path", None)))
+
+
+def _members_in(value: Any) -> bool:
+    """Whether ``value`` reads as a table of members: tables, one of them with a command
+    (``cmd``, or ``command`` as docker compose and process-compose write it)."""
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(table, dict) for table in value.values()) and any(
+        "cmd" in table or "command" in table for table in value.values())
 
 
 def _included(value: Any, where: Callable[..., str | None], base_dir: Path | None,
