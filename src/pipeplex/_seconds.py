@@ -3,7 +3,7 @@ API and the pytest plugin (a grace, a timeout, a ready_timeout); and how one is 
 
 from __future__ import annotations
 
-__all__ = ("SECONDS_SAID", "is_seconds", "seconds_said")
+__all__ = ("SECONDS_SAID", "is_seconds", "seconds_meant", "seconds_said")
 
 SHORTEST = 0.001
 """A millisecond: less is no wait the loop can keep (``1e-300`` gave "ignored SIGTERM for
@@ -25,3 +25,27 @@ def is_seconds(value: object) -> bool:
 def seconds_said(value: float) -> str:
     """A grace as it was given: ``1.0``, ``0.25``, ``0.01`` (not ``0.0``)."""
     return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+
+
+_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+          "ms": 0.001, "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+          "h": 3600.0, "hour": 3600.0, "hours": 3600.0}
+
+
+def seconds_meant(value: object, *, quoted: bool = True) -> str:
+    """For a duration written as text (``"5s"``, ``"500ms"``, ``"2m"``, ``"5"``), what to
+    write instead: ``; write 5 (seconds, as a number: no quotes, no unit)``; else ``""``.
+    ``quoted``: the text was in quotes (TOML); else it was a word (an option, an ini)."""
+    if not isinstance(value, str):
+        return ""
+    text = value.strip().lower()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz").rstrip()
+    unit = text[len(number):].strip()
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        return ""
+    if not SHORTEST <= seconds < LONGEST:
+        return ""
+    how = "as a number: no quotes, no unit" if quoted else "without a unit"
+    return f"; write {seconds:g} (seconds, {how})"

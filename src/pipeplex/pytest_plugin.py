@@ -54,7 +54,7 @@ from ._printable import printable
 from ._pytest_scenarios import add_options as add_scenario_options
 from ._pytest_scenarios import pytest_collect_file
 from ._pytest_transcripts import keep, keep_folder, shown_tail, transcript_file_name
-from ._seconds import SECONDS_SAID, is_seconds
+from ._seconds import SECONDS_SAID, is_seconds, seconds_meant
 from ._signals import describe_returncode
 from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
@@ -222,7 +222,8 @@ def _seconds(config: pytest.Config, option: str, ini: str, default: float) -> fl
     except (TypeError, ValueError):
         value = math.nan
     if not is_seconds(value):
-        raise pytest.UsageError(f"{where} must be {SECONDS_SAID}, not {raw!r}")
+        raise pytest.UsageError(f"{where} must be {SECONDS_SAID}, not {raw!r}"
+                                f"{seconds_meant(raw, quoted=False)}")
     return value
 
 

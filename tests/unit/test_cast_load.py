@@ -268,7 +268,7 @@ class TestMemberKeys:
 
     @pytest.mark.parametrize(
         "value",
-        ['""', '"   "', "[]", "[1]", "5", "true", "{ a = 1 }"],
+        ['""', '"   "', "[]", "[true]", "5", "true", "{ a = 1 }"],
         ids=["empty", "blank", "empty-list", "non-string-word", "number", "bool", "table"],
     )
     def test_bad_cmd(self, tmp_path: Path, value: str) -> None:
@@ -783,7 +783,7 @@ class TestMemberKeys:
         ("5", "ready_cmd must be a non-empty string or a list of strings, not 5"),
         ("[]", "ready_cmd must be a non-empty string or a list of strings, not []"),
         ("' '", "ready_cmd must be a non-empty string or a list of strings, not ' '"),
-        ("['curl', 1]", "ready_cmd must be a non-empty string or a list of strings"),
+        ("['curl', false]", "ready_cmd must be a non-empty string or a list of strings"),
         ("\"curl 'x\"", "cannot split ready_cmd: No closing quotation"),
     ])
     def test_ready_cmd_bad(self, tmp_path: Path, value: str, said: str) -> None:
@@ -951,6 +951,37 @@ class TestMemberKeys:
         """Timeouts reject zero, negatives, booleans and strings."""
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\n{key} = {value}\n')
         assert f"web: {key} must be a number of seconds from 0.001" in err.message
+
+    @pytest.mark.parametrize(("value", "meant"), [
+        ('"5"', "5"), ('"5s"', "5"), ('"1.5 sec"', "1.5"), ('"500ms"', "0.5"), ('"2m"', "120"),
+        ('"1h"', "3600")])
+    def test_a_timeout_written_as_text_is_told_as_a_number(self, tmp_path: Path, value: str,
+                                                           meant: str) -> None:
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nstop_timeout = {value}\n')
+        assert err.message.endswith(f"; write {meant} (seconds, as a number: no quotes, no "
+                                    "unit)"), err.message
+
+    @pytest.mark.parametrize("value", ['"soon"', '"0s"', '"5 fortnights"', '"-1s"', "true"])
+    def test_a_timeout_that_is_no_duration_gets_no_number_offered(self, tmp_path: Path,
+                                                                   value: str) -> None:
+        err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_timeout = {value}\n')
+        assert "write" not in err.message, err.message
+
+    @pytest.mark.parametrize("key", ["cmd", "ready_cmd"])
+    def test_a_number_among_a_commands_arguments_is_told_to_be_quoted(self, tmp_path: Path,
+                                                                      key: str) -> None:
+        """cmd = ["python3", "-m", "http.server", 8000]: TOML makes 8000 a number."""
+        extra = "" if key == "cmd" else 'cmd = "x"\n'
+        err, path = error(tmp_path, f'[procs.web]\n{extra}{key} = ["serve", "--port", 8000]\n')
+        assert (err.message, err.source) == (
+            f'web: argument 3 of {key} is the number 8000; write it in quotes, "8000": a '
+            "command's arguments are text", f"{path}:{2 if key == 'cmd' else 3}")
+
+    def test_env_as_a_list_of_assignments_is_told_as_a_table(self, tmp_path: Path) -> None:
+        """env = ["A=1"], as docker compose's list form writes it."""
+        err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\nenv = ["LANG=C", "URL=a?b=c", "X.Y=1"]\n')
+        assert err.message == ("web: env is a table, not a list: write env = { LANG = 'C', "
+                               "URL = 'a?b=c', 'X.Y' = '1' }")
 
     @pytest.mark.parametrize(("value", "number"), [
         ('"INT"', signal.SIGINT), ('"SIGQUIT"', signal.SIGQUIT), ('"winch"', signal.SIGWINCH),

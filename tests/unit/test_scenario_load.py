@@ -476,7 +476,11 @@ def test_a_plain_cast_file_keeps_the_members_own_ready_timeout() -> None:
         ("timeout = true",
          "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not true"),
         ('timeout = "5"',
-         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not '5'"),
+         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not '5'; "
+         "write 5 (seconds, as a number: no quotes, no unit)"),
+        ('timeout = "90s"',
+         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not '90s'; "
+         "write 90 (seconds, as a number: no quotes, no unit)"),
         ("timeout = nan",
          "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not nan"),
         ("timeout = inf",

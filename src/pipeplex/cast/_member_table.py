@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._seconds import SECONDS_SAID, is_seconds
+from .._seconds import SECONDS_SAID, is_seconds, seconds_meant
 from .._suggest import close_match, suggest
 from ..errors import CastError, ours_in_tracebacks
 from ._member_fields import (
@@ -164,6 +164,14 @@ def _read_cmd(read: _Read, key: str, cmd: Any) -> None:
     elif isinstance(cmd, list) and cmd and all(isinstance(w, str) for w in cmd):
         read.fields[key] = tuple(cmd)
     else:
+        number = next(((place, word) for place, word in enumerate(cmd, start=1)
+                       if isinstance(word, int | float) and not isinstance(word, bool)),
+                      None) if isinstance(cmd, list) else None
+        if number is not None:
+            place, word = number
+            raise read.error(key, f"argument {place} of {key} is the number {toml_value(word)}; "
+                                  f'write it in quotes, "{toml_value(word)}": a command\'s '
+                                  "arguments are text")
         raise read.bad(key, "a non-empty string or a list of strings")
 
 
@@ -177,6 +185,11 @@ def _read_shell(read: _Read, key: str, shell: Any) -> None:
 
 def _read_env(read: _Read, key: str, env: Any) -> None:
     if not isinstance(env, dict):
+        if isinstance(env, list) and env and all(
+                isinstance(item, str) and "=" in item.lstrip("=") for item in env):
+            # (NAME=value lines, as docker compose's list form and env files write them)
+            table = toml_value(dict(item.split("=", 1) for item in env))
+            raise read.error(key, f"env is a table, not a list: write env = {table}")
         raise read.bad(key, 'a table of strings or numbers, e.g. env = { LANG = "C", '
                             'WORKERS = 4 }')
     for variable, value in env.items():
@@ -258,7 +271,8 @@ def _read_ready_port(read: _Read, key: str, port: Any) -> None:
 
 def _read_seconds(read: _Read, key: str, value: Any) -> None:
     if not is_seconds(value):
-        raise read.bad(key, SECONDS_SAID)
+        raise read.error(key, f"{key} must be {SECONDS_SAID}, not {toml_value(value)}"
+                              f"{seconds_meant(value)}")
     read.fields[key] = float(value)
 
 

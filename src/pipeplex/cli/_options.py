@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._printable import quoted
-from .._seconds import SECONDS_SAID, is_seconds
+from .._seconds import SECONDS_SAID, is_seconds, seconds_meant
 
 COLORS = ("auto", "always", "never")
 
@@ -28,7 +28,8 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number of seconds"
+                                         f"{seconds_meant(text, quoted=False)}") from None
     if not is_seconds(value):
         raise argparse.ArgumentTypeError(f"{value} is not {SECONDS_SAID}")
     return value

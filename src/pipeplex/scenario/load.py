@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .._file_kind import same_file
-from .._seconds import SECONDS_SAID, is_seconds
+from .._seconds import SECONDS_SAID, is_seconds, seconds_meant
 from .._signals import parse_signal
 from .._suggest import close_match, suggest
 from ..cast._member_table import suggest_key
@@ -212,8 +212,8 @@ def _defaults(table: Any, where: _Where) -> float:
                             source=where("defaults", key))
     timeout = table.get("timeout", DEFAULT_TIMEOUT)
     if not is_seconds(timeout):
-        raise CastError(f"defaults.timeout must be {SECONDS_SAID}, not {toml_value(timeout)}",
-                        source=where("defaults", "timeout"))
+        raise CastError(f"defaults.timeout must be {SECONDS_SAID}, not {toml_value(timeout)}"
+                        f"{seconds_meant(timeout)}", source=where("defaults", "timeout"))
     return float(timeout)
 
 
@@ -311,7 +311,8 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
         if not (is_seconds(value) or (zero_ok and value == 0 and not isinstance(value, bool))):
             zero = " (or 0)" if zero_ok else ""
             raise CastError(f"{action} step: {key} must be {SECONDS_SAID}{zero}, not "
-                            f"{toml_value(value)}", source=where("step", index, key))
+                            f"{toml_value(value)}{seconds_meant(value)}",
+                            source=where("step", index, key))
         return float(value)
 
     value = raw[action]
