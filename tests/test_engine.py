@@ -880,6 +880,72 @@ def test_a_run_not_ready_in_time_is_restarted_and_dependents_wait(tmp_path: Path
         "'^ready$'; stopping this run (on_exit = restart)")
 
 
+COUNTED = ('n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; '
+           'set -- {}; shift "$n"; echo "run $n"; exit "${{1:-9}}"')
+"""A member whose run N (from 0) exits with the Nth of the codes given (9 past them)."""
+
+
+def test_on_failure_restarts_a_crash_and_lets_a_clean_exit_end(tmp_path: Path) -> None:
+    """on_exit = ignore, on_failure = restart: a worker that crashes twice is restarted
+    with the backoff, and its clean exit then ends it (nothing else runs: the cast ends,
+    with 0: the crashes were restarted, not failures of the cast)."""
+    delays: list[float] = []
+    engine, recorder = _engine(
+        ProcSpec("worker", ("sh", "-c", COUNTED.format("3 3 0")), cwd=str(tmp_path),
+                 on_exit="ignore", on_failure="restart"), delays=delays)
+    assert asyncio.run(asyncio.wait_for(engine.run(), 30)) == 0
+    assert (tmp_path / "count").read_text() == "3\n"
+    assert delays == [0.1, 0.2]
+    assert engine.restarts["worker"] == 2
+    notes = recorder.notes()
+    assert not any("stopping the cast" in n for n in notes), notes
+    assert "summary: exited with code 0 after 0.0 s, 2 restarts" in notes, notes
+
+
+def test_on_failure_stop_ends_a_job_restarted_after_each_clean_exit(tmp_path: Path) -> None:
+    """on_exit = restart, on_failure = stop: a job run again after each clean exit stops
+    the cast at its first failure, said with the key that decided it."""
+    engine, recorder = _engine(
+        ProcSpec("job", ("sh", "-c", COUNTED.format("0 0 4")), cwd=str(tmp_path),
+                 on_exit="restart", on_failure="stop", max_restarts=10),
+        ProcSpec("keep", ("sleep", "60")))
+    assert asyncio.run(asyncio.wait_for(engine.run(), 30)) == 4
+    assert engine.restarts["job"] == 2
+    assert ("job exited with code 4; stopping the cast (on_failure = stop)"
+            in recorder.notes()), recorder.notes()
+
+
+def test_on_failure_restart_takes_a_run_not_ready_in_time_and_an_exit_before_ready(
+        tmp_path: Path) -> None:
+    """A start that fails is a failure, whatever the code: an exit with 0 before the ready
+    line, and a run not ready in time, are restarted by on_failure = restart (on_exit =
+    stop would have stopped the cast), and the members after it start once a run is
+    ready."""
+    flaky = ('n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; '
+             'case $n in 0) exit 0;; 1) exec sleep 60;; esac; echo ready; exec sleep 60')
+    engine, recorder = _engine(
+        ProcSpec("flaky", ("sh", "-c", flaky), cwd=str(tmp_path), ready="^ready$",
+                 ready_timeout=1, on_failure="restart"),
+        ProcSpec("dependent", ("true",), after=("flaky",)))
+    assert asyncio.run(asyncio.wait_for(engine.run(), 30)) == 0
+    assert (tmp_path / "count").read_text() == "3\n"
+    assert engine.restarts["flaky"] == 2
+    kinds = [(type(e).__name__, e.name) for e in recorder.events
+             if isinstance(e, Started | Ready)]
+    assert kinds == [("Started", "flaky")] * 3 + [("Ready", "flaky"), ("Started", "dependent")]
+    said = [e.text.split("\n")[0].split("; ")[-1] for e in recorder.events
+            if isinstance(e, Note) and e.name == "flaky" and e.text.startswith("was not ready")]
+    assert said == ["stopping this run (on_failure = restart)"], said
+
+
+def test_a_member_without_on_failure_follows_on_exit_for_every_end(tmp_path: Path) -> None:
+    """on_failure unset: a crash follows on_exit as before (ignore: the cast goes on, and
+    the status counts it)."""
+    engine, _ = _engine(ProcSpec("worker", ("sh", "-c", "exit 5"), on_exit="ignore"))
+    assert asyncio.run(asyncio.wait_for(engine.run(), 30)) == 5
+    assert engine.restarts.get("worker", 0) == 0
+
+
 def test_the_last_run_not_ready_in_time_is_not_said_to_be_restarted(tmp_path: Path) -> None:
     """The run that uses up max_restarts is stopped as the others were, but its note says
     that no restart follows (the give-up comes next), as an error."""

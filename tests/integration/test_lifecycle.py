@@ -385,6 +385,19 @@ def test_stop_signal_on_the_command_line_is_for_members_without_their_own(
     assert "started" not in refused.stdout
 
 
+def test_on_exit_on_the_command_line_overrides_on_failure_too(run_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """--on-exit applies to every end: a member whose failures on_failure would restart is
+    not restarted under --on-exit stop; its crash stops the cast."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text("[procs.worker]\ncmd = \"sh -c 'echo up; exit 3'\"\n"
+                    "on_exit = 'ignore'\non_failure = 'restart'\n")
+    result = run("run", cast, "--on-exit", "stop", "--run-dir", run_dir)
+    assert result.returncode == 3, result.stdout
+    assert "restarting" not in result.stdout, result.stdout
+    assert "worker exited with code 3; stopping the cast (on_exit = stop)" in result.stdout
+
+
 def test_what_a_member_left_in_its_group_gets_its_stop_signal(run_dir: Path,
                                                               tmp_path: Path) -> None:
     """What a member left in its process group is part of it: its stop_signal, the

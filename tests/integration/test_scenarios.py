@@ -450,6 +450,49 @@ def test_an_expect_waits_through_a_restart(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
 
 
+def test_an_expect_waits_through_a_restart_on_failure(tmp_path: Path) -> None:
+    """on_failure = restart: a worker that crashes is restarted, and an expect for what
+    its next run writes waits for that run; its clean exit then ends it, and the scenario
+    passes (the crash was restarted, not a failure)."""
+    case = _scenario(tmp_path, "[procs.worker]\n"
+                     "cmd = \"sh -c 'if [ -e ran ]; then echo second; else touch ran; echo "
+                     "first; exit 3; fi'\"\n"
+                     f"cwd = '{tmp_path}'\non_exit = 'ignore'\non_failure = 'restart'\n"
+                     "[[step]]\nexpect = '^second$'\nin = 'worker'\n"
+                     "[[step]]\nwait_exit = 'worker'\ncode = 0\n")
+    result = run("test", "-v", case)
+    assert result.returncode == 0, result.stdout
+
+
+def test_an_expect_after_a_clean_exit_that_on_failure_does_not_restart_fails_at_once(
+        tmp_path: Path) -> None:
+    """on_failure = restart does not restart an exit with 0: once that exit is seen, an
+    expect on the member fails with it, not at its timeout (no next run will come)."""
+    case = _scenario(tmp_path, "[procs.job]\ncmd = \"sh -c 'echo done'\"\n"
+                     "on_exit = 'ignore'\non_failure = 'restart'\n"
+                     "[procs.keep]\ncmd = 'sleep 60'\n"
+                     "[[step]]\nwait_exit = 'job'\ncode = 0\n"
+                     "[[step]]\nexpect = 'never-there'\nin = 'job'\ntimeout = 20\n")
+    result = run("test", "--grace", "0.2", case)
+    assert result.returncode == 1, result.stdout
+    assert "expect 'never-there' in job: job exited with code 0" in result.stdout, result.stdout
+
+
+def test_a_clean_exit_that_on_failure_does_not_restart_holds_nothing_back(
+        tmp_path: Path) -> None:
+    """A job that got ready and ended with 0, under on_failure = restart, is done: no next
+    run is waited for, so a member after it starts."""
+    case = _scenario(tmp_path, "[procs.job]\ncmd = \"sh -c 'echo ready; exit 0'\"\n"
+                     "ready = '^ready$'\non_exit = 'ignore'\non_failure = 'restart'\n"
+                     "[procs.svc]\ncmd = \"sh -c 'echo svc up; exec sleep 60'\"\n"
+                     "after = ['job']\nautostart = false\n"
+                     "[[step]]\nwait_exit = 'job'\ncode = 0\n"
+                     "[[step]]\nstart = 'svc'\ntimeout = 20\n"
+                     "[[step]]\nexpect = '^svc up$'\nin = 'svc'\n")
+    result = run("test", "--grace", "0.2", case)
+    assert result.returncode == 0, result.stdout
+
+
 def test_an_expect_on_a_member_given_up_on_ends_with_its_exit_while_a_leftover_holds_its_output(
         tmp_path: Path) -> None:
     """Its policy gives up at once; a worker in its group holds its output open, so the

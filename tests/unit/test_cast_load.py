@@ -237,7 +237,8 @@ class TestMemberKeys:
         assert err.message == "web: unknown key 'cmdd'; did you mean 'cmd'?"
 
     @pytest.mark.parametrize(("key", "said"), [
-        ('restart = "always"', "; a member restarts with on_exit = \"restart\" (and "
+        ('restart = "always"', "; a member restarts with on_exit = \"restart\", or "
+                               "on_failure = \"restart\" after a failure only (and "
                                "max_restarts: how many times in a row)"),
         ('depends_on = ["db"]', "; a member starts after others with after = [...] (once "
                                 "they are ready)"),

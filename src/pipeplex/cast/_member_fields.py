@@ -98,6 +98,9 @@ def check_fields(proc: ProcSpec) -> None:
     if proc.on_exit not in ON_EXIT:
         raise bad(f"on_exit must be one of {', '.join(map(repr, ON_EXIT))}, "
                   f"not {proc.on_exit!r}", "on_exit")
+    if proc.on_failure is not None and proc.on_failure not in ON_EXIT:
+        raise bad(f"on_failure must be one of {', '.join(map(repr, ON_EXIT))} (or None: as "
+                  f"on_exit), not {proc.on_failure!r}", "on_failure")
     for key in ("after", "input"):
         value = getattr(proc, key)
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):

@@ -45,8 +45,8 @@ __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 
 _OTHER_TOOLS = {
-    "restart": ('; a member restarts with on_exit = "restart" (and max_restarts: how many '
-                'times in a row)'),
+    "restart": ('; a member restarts with on_exit = "restart", or on_failure = "restart" '
+                "after a failure only (and max_restarts: how many times in a row)"),
     "depends_on": "; a member starts after others with after = [...] (once they are ready)",
     "environment": "; did you mean 'env'? (a table: env = { NAME = \"value\" })",
     "working_dir": "; did you mean 'cwd'?",
@@ -234,8 +234,21 @@ def _read_pty(read: _Read, key: str, value: Any) -> None:
 def _read_choice(read: _Read, key: str, value: Any) -> None:
     choices, expected = _CHOICES[key]
     if value not in choices:
+        if key == "on_exit" and isinstance(value, str) and (
+                hint := _POLICIES_ELSEWHERE.get(value.lower().replace("_", "-"))):
+            raise read.error(key, f"on_exit must be {expected}, not {toml_value(value)}{hint}")
         raise read.bad(key, expected, choices)
     read.fields[key] = value
+
+
+_POLICIES_ELSEWHERE = {
+    "on-failure": '; to restart after a failure only, write on_failure = "restart" (and '
+                  'on_exit for an end with 0: "stop", "ignore")',
+    "always": "; did you mean 'restart'?",
+    "unless-stopped": "; did you mean 'restart'? (a member pipeplex stops is never restarted)",
+    "no": "; did you mean 'stop' (the cast ends with it) or 'ignore' (the others go on)?",
+}
+"""Restart policies as docker compose and systemd write them, and what to write here."""
 
 
 def _read_words(read: _Read, key: str, value: Any) -> None:
@@ -302,12 +315,14 @@ _CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
     "stderr": (STDERR_MODES, '"apart" (its own stream, marked !) or "stdout" (into stdout, '
                              "in the order written)"),
     "on_exit": (ON_EXIT, " or ".join(repr(v) for v in ON_EXIT)),
+    "on_failure": (ON_EXIT, " or ".join(repr(v) for v in ON_EXIT)),
 }
 
 
 _READERS: dict[str, Callable[[_Read, str, Any], None]] = {
     "cmd": _read_cmd, "shell": _read_shell, "env": _read_env, "cwd": _read_cwd,
-    "pty": _read_pty, "stderr": _read_choice, "on_exit": _read_choice, "input": _read_words,
+    "pty": _read_pty, "stderr": _read_choice, "on_exit": _read_choice, "on_failure": _read_choice,
+    "input": _read_words,
     "after": _read_words, "ready": _read_ready, "ready_port": _read_ready_port,
     "ready_cmd": _read_cmd, "ready_cmd_timeout": _read_seconds, "ready_exit": _read_flag,
     "ready_timeout": _read_seconds, "stop_timeout": _read_seconds,

@@ -92,6 +92,11 @@ class ProcSpec:
     stderr: StderrMode = "apart"
     """"stdout": stderr goes to the member's stdout (one stream, in the order written)."""
     on_exit: OnExit = "stop"
+    on_failure: OnExit | None = None
+    """What follows a failed end instead of ``on_exit`` (None: the same): an exit with
+    another code than 0 or by a signal, one before it was ready, a start that failed or
+    timed out. ``on_exit = "ignore"`` with ``on_failure = "restart"`` restarts a worker that
+    crashes and lets one that finished its work end, as systemd's ``Restart=on-failure``."""
     input: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     ready: str | None = None
@@ -154,6 +159,23 @@ class ProcSpec:
             return self._argv([SHELL, "-c", self.cmd], 2, self.command_text, variables)
         words = _words(self.cmd)
         return self._argv(words, shell_script_operand(words), self.command_text, variables)
+
+    def on_end(self, failed: bool) -> OnExit:
+        """What follows an end of its run: ``on_failure`` for a failure, if it has one."""
+        return self.on_failure if failed and self.on_failure is not None else self.on_exit
+
+    def policy_key(self, failed: bool) -> str:
+        """The key that decides :meth:`on_end`: ``on_failure`` or ``on_exit``."""
+        return "on_failure" if failed and self.on_failure is not None else "on_exit"
+
+    def policy_said(self, failed: bool) -> str:
+        """:meth:`policy_key` and its value, for messages: ``on_failure = restart``."""
+        return f"{self.policy_key(failed)} = {self.on_end(failed)}"
+
+    @property
+    def may_restart(self) -> bool:
+        """Whether some end of its run is followed by a restart, by its policy."""
+        return "restart" in (self.on_exit, self.on_failure)
 
     @property
     def waits_to_be_ready(self) -> bool:

@@ -56,7 +56,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     _timestamps_option(parser)
     parser.add_argument("--on-exit", choices=("stop", "ignore", "restart"),
                         help="what to do when any member exits (overrides each member's "
-                             "on_exit)")
+                             "on_exit and on_failure)")
     parser.add_argument("--grace", type=_seconds, default=DEFAULT_GRACE, metavar="SECONDS",
                         help="how long a member may take to exit after SIGTERM before SIGKILL "
                              f"(default: {DEFAULT_GRACE:g})")
@@ -167,7 +167,7 @@ def _build_cast(
     if not members:
         _fail("nothing to run: give a cast file or -p NAME=COMMAND")
     if on_exit is not None:
-        members = [replace(m, on_exit=on_exit) for m in members]
+        members = [replace(m, on_exit=on_exit, on_failure=None) for m in members]
     # run_cast checks it (validate_cast, check_commands) before anything starts.
     cast = CastSpec(tuple(members), path=str(cast_file) if cast_file else None)
     if scenario is not None:

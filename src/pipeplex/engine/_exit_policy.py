@@ -1,7 +1,8 @@
 """What follows a member's run that ended, could not be started or did not get ready:
 judged, restarted after a backoff, given up, or the end of the cast.
 
-``on_exit`` ("stop", "ignore", "restart"), ``max_restarts`` and the backoff decide; the
+``on_exit`` ("stop", "ignore", "restart"), or ``on_failure`` for a failed end (when the
+member has one), ``max_restarts`` and the backoff decide; the
 supervision of the member (:mod:`._supervision`) waits for the run and then asks here what
 comes next. Apart from it because this is the part a user's configuration steers, and what
 the exit status and the summaries say comes from here.
@@ -45,7 +46,8 @@ RESTART_RESET = 10.0
 
 
 class ExitPolicy(CastPart):
-    """Each member's ``on_exit``, applied to its runs (see the module's docstring).
+    """Each member's ``on_exit`` (``on_failure``), applied to its runs (see the module's
+    docstring).
 
     ``sleep`` waits out a backoff (a test's clock may stand in for it)."""
 
@@ -71,7 +73,8 @@ class ExitPolicy(CastPart):
             self._state.fail_start(member.name, exc)
             return
         self._state.record_failure(member.name, exc.status, str(exc))
-        if restarting and member.spec.on_exit == "ignore" and self._state.ready(member.name).done():
+        if (restarting and member.spec.on_end(failed=True) == "ignore"
+                and self._state.ready(member.name).done()):
             return
         # (Never ready yet: members after it would wait for it for ever.)
         self._state.request_stop(f"{member.name} could not be started: stopping the cast",
@@ -79,21 +82,20 @@ class ExitPolicy(CastPart):
 
     async def not_ready(self, member: Process, unready: Unready) -> None:
         """``member`` did not get ready, as ``unready`` says. Such a run is a failed start, as
-        an exit before readiness is: ``on_exit = "restart"`` stops it and starts it again
-        (counted by ``max_restarts``), as systemd restarts a start that timed out; otherwise
-        the cast stops."""
+        an exit before readiness is: ``on_exit = "restart"`` (or ``on_failure``) stops it
+        and starts it again (counted by ``max_restarts``), as systemd restarts a start that
+        timed out; otherwise the cast stops."""
+        restarts = member.spec.on_end(failed=True) == "restart"
         if member.stopping or (self._state.stopping and member.returncode is None):
             return  # pipeplex itself is stopping it: that is not a readiness failure
-        if (unready.what is None and member.returncode is not None
-                and member.spec.on_exit == "restart"):
+        if unready.what is None and member.returncode is not None and restarts:
             return  # an exit like any other: the restart policy takes it, dependents wait
         seat = self._seats[member.name]
         starts_others = member.spec.ready_exit and any(
             member.name in other.spec.after for other in self._members.values())
         what, why, said = unready.told(member, waited=seat.waiting_for,
                                        starts_others=starts_others)
-        restart = (unready.timed_out and member.spec.on_exit == "restart"
-                   and member.returncode is None)
+        restart = unready.timed_out and restarts and member.returncode is None
         if not restart:  # (a run restarted is not why its dependents did not start)
             self._outcomes.why_failed[member.name] = why or "which did not become ready"
         recent = self._recent.describe(member.name)
@@ -106,7 +108,7 @@ class ExitPolicy(CastPart):
             said += ("; stopping this run, with no restart left (max_restarts = "
                      f"{member.spec.max_restarts})")
         elif restart:
-            said += "; stopping this run (on_exit = restart)"
+            said += f"; stopping this run ({member.spec.policy_said(failed=True)})"
         self._bus.publish(Note(f"{said}\n{own}", name=member.name,
                                level="warning" if restart and not last else "error"))
         if restart:  # (its end, seen by its supervisor, goes to the restart policy)
@@ -143,16 +145,19 @@ class ExitPolicy(CastPart):
         if self._standing.failed_to_start(member.name):
             return None  # an added member that never got ready: no exit policy applies
         how = describe_returncode(returncode)
+        # A failure picks on_failure, where the member has one.
+        failed = returncode != 0 or not ready_in_run
+        policy, said = spec.on_end(failed), spec.policy_said(failed)
         if seat.restart_requested and not self._state.stopping:
-            if not stopped and spec.on_exit != "restart" and not finished(member):
+            if not stopped and policy != "restart" and not finished(member):
                 # It ended on its own before the request (its exit was still being
                 # published): that exit counts, and on_exit = stop stops the cast.
                 if returncode != 0:
                     self._state.record_failure(member.name, exit_status(returncode),
                                                f"{member.name} {how}", member.ended_at)
-                if spec.on_exit == "stop":
+                if policy == "stop":
                     self._state.request_stop(f"{member.name} {how}; stopping the cast "
-                                             "(on_exit = stop)", by=member.name)
+                                             f"({said})", by=member.name)
                     return None
             seat.restart_requested = False
             return 0
@@ -166,7 +171,7 @@ class ExitPolicy(CastPart):
             return None
         if ready_in_run and finished(member):
             return None  # its work is done: not an end its on_exit answers
-        if spec.on_exit == "restart" and not self._state.stopping:
+        if policy == "restart" and not self._state.stopping:
             runtime = member.ended_at - member.started_at
             return await self._restart(member, returncode, how, ready_in_run,
                                        0 if runtime >= RESTART_RESET else attempt)
@@ -178,14 +183,14 @@ class ExitPolicy(CastPart):
                 at = min(at, self._state.stop_began)
             self._state.record_failure(member.name, exit_status(returncode),
                                        f"{member.name} {how}{before}", at)
-        if spec.on_exit == "stop":
+        if policy == "stop":
             hint = ""
             if returncode == 0 and not self._state.stopping and any(
                     member.name in self._standing.after_of(name) for name in self._members):
                 hint = (" (a step that members start after? ready_exit = true makes its exit "
                         "with 0 its readiness, and the cast goes on)")
             self._state.request_stop(
-                f"{member.name} {how}; stopping the cast (on_exit = stop){hint}", by=member.name)
+                f"{member.name} {how}; stopping the cast ({said}){hint}", by=member.name)
         return None
 
     def _judge_stopped(self, member: Process, returncode: int, how: str) -> None:
@@ -258,8 +263,9 @@ class ExitPolicy(CastPart):
             return  # an added member fails alone
         stop_reason = reason
         if not returncode:  # (its summary says "exited with code 0": the 1 is explained)
+            key = member.spec.policy_key(failed=not ready_in_run)
             reason = (f"{member.name} gave up restarting: its last exit, with code 0, counts as "
-                      'a failure, as on_exit = "restart" was to keep it running')
+                      f'a failure, as {key} = "restart" was to keep it running')
         self._state.record_failure(member.name, exit_status(returncode) or 1, reason,
                                    member.ended_at)
         self._state.request_stop(stop_reason, by=member.name, announced=True)

@@ -53,8 +53,9 @@ class MemberRequests(CastPart):
         member's on_exit policy does not apply to this stop. Returns the new instance's pid
         once it runs (it may have exited since). A request that comes while the member is
         being restarted shares that restart. If the new instance cannot start, the cast
-        stops as when a member cannot start at first, unless its on_exit is "ignore" and it
-        was ready before: then it stays down.
+        stops as when a member cannot start at first, unless its policy for a failure
+        (``on_failure``, else ``on_exit``) is "ignore" and it was ready before: then it
+        stays down.
 
         Raises:
             UnknownMember: no such member.

@@ -142,10 +142,22 @@ class Standing:
 
     def will_restart(self, name: str) -> bool:
         """Whether an exit of ``name`` is followed by a next run, by its policy
-        (``on_exit = "restart"``, and it has not given up or been stopped)."""
+        (``on_exit = "restart"``, and it has not given up or been stopped). Of a run that
+        has not ended: whether an end of it may be (``on_failure = "restart"``, say)."""
         member = self._members.get(name)
-        return (member is not None and member.spec.on_exit == "restart" and not self._stopping()
+        return (member is not None and self._restarts_after(member) and not self._stopping()
                 and self._seats[name].supervising and not finished(member))
+
+    def _restarts_after(self, member: Process) -> bool:
+        """Whether its policy restarts it after its run's end (any end, while it runs)."""
+        spec = member.spec
+        if member.returncode is None:
+            return spec.may_restart
+        seat = self._seats[member.name]
+        failed = seat.failed_end
+        if failed is None:  # (exited, its exit not taken in yet: its readiness still says)
+            failed = member.returncode != 0 or not seat.ready_last
+        return spec.on_end(failed) == "restart"
 
     def held_back_by(self, name: str) -> str | None:
         """Why ``name`` cannot (re)start now, as "starts after db, which exited with code
@@ -176,7 +188,7 @@ class Standing:
         # Its supervisor is done with it, or will be: its exit is not one its policy (or a
         # request) follows with another run. (The supervisor may still be winding down.)
         seat = self._seats[name]
-        if seat.supervising and (member.spec.on_exit == "restart"
+        if seat.supervising and (self._restarts_after(member)
                                  or seat.restart_requested
                                  or member.returncode is None):
             return None

@@ -220,6 +220,7 @@ class Supervision(CastPart):
         # From its exit on, members that (re)start after it wait for its next run; not
         # once its supervisor has ended (it may see the exit first): no run will come.
         seat.up_now = seat.ready_last = False
+        seat.failed_end = None
         member.exit_future.add_done_callback(functools.partial(self._run_ended, member))
         restarted, seat.restarted = seat.restarted, None
         if restarted is not None and not restarted.done():
@@ -259,6 +260,8 @@ class Supervision(CastPart):
         seat.waiting_for = None
         if member.returncode is None:
             seat.up_now = True  # (before its Ready: a sink may stop the cast)
+        else:  # (ready as it ended, or after: a build step's exit, a line read at the end)
+            seat.failed_end = member.returncode != 0
         seat.ready_last = True
         if member.spec.waits_to_be_ready:
             self._bus.publish(Ready(member.name, tuple(sorted(captured.items()))))
@@ -303,6 +306,7 @@ class Supervision(CastPart):
             if member.exit_future is not exit_seen:
                 return
             seat.up_now = False
+            seat.failed_end = seat.last_exit != 0 or not seat.ready_last
             # Down until its next run is up; only if one follows: a build step that ended
             # holds nothing back, also while a process it started keeps its output open.
             if self._standing.will_restart(member.name) or seat.restart_requested:

@@ -18,11 +18,11 @@ class Seat:
     A plain class, not a dataclass: a dataclass of this size costs half a millisecond to
     make at import, which every cast's start would pay."""
 
-    __slots__ = ("added", "backoff", "backoff_ends", "captured", "down_after_failure", "in_a_row",
-                 "last_exit", "not_ready", "not_started_because", "port_taken", "ready",
-                 "ready_last", "removing", "restart_requested", "restarted", "restarts",
-                 "start_requested", "started_with", "supervising", "supervisor", "up", "up_now",
-                 "waiting_for")
+    __slots__ = ("added", "backoff", "backoff_ends", "captured", "down_after_failure",
+                 "failed_end", "in_a_row", "last_exit", "not_ready", "not_started_because",
+                 "port_taken", "ready", "ready_last", "removing", "restart_requested",
+                 "restarted", "restarts", "start_requested", "started_with", "supervising",
+                 "supervisor", "up", "up_now", "waiting_for")
 
     def __init__(self) -> None:
         self.ready: asyncio.Future[None] | None = None
@@ -72,6 +72,10 @@ class Seat:
         before that run leaves it ended so: a failure of the run, then)."""
         self.not_started_because: str | None = None
         """Why its (re)start did not happen, for a member it starts after."""
+        self.failed_end: bool | None = None
+        """Its latest run's end was a failure: it exited with another code than 0 (or by a
+        signal), or before it was ready; None while it runs, and until its exit is taken in.
+        Its ``on_failure``, if it has one, answers that end, not its ``on_exit``."""
         self.last_exit: int | None = None
         """How its latest run that ended did (a return code, negative for a signal): what
         ``status`` shows of a member running again after a restart."""
