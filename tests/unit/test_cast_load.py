@@ -529,8 +529,38 @@ class TestMemberKeys:
         err, _ = error(tmp_path, f'[procs.web]\ncmd = "x"\non_exit = {value}\n')
         assert "on_exit must be 'stop' or 'ignore' or 'restart'" in err.message
 
+    @pytest.mark.parametrize("value", ["stop", "ignore", "restart"])
+    def test_on_failure_values(self, tmp_path: Path, value: str) -> None:
+        """on_failure takes on_exit's values; unset, it is None (on_exit answers)."""
+        spec = member(tmp_path, f'on_exit = "ignore"\non_failure = "{value}"')
+        assert (spec.on_exit, spec.on_failure) == ("ignore", value)
+        assert (spec.on_end(failed=False), spec.on_end(failed=True)) == ("ignore", value)
+        assert spec.policy_said(failed=True) == f"on_failure = {value}"
+        plain = member(tmp_path, 'on_exit = "restart"')
+        assert plain.on_failure is None and plain.on_end(failed=True) == "restart"
+        assert plain.policy_said(failed=True) == "on_exit = restart"
+
+    @pytest.mark.parametrize(("value", "hint"), [
+        ("on-failure", '; to restart after a failure only, write on_failure = "restart" (and '
+                       'on_exit for an end with 0: "stop", "ignore")'),
+        ("on_failure", '; to restart after a failure only, write on_failure = "restart" (and '
+                       'on_exit for an end with 0: "stop", "ignore")'),
+        ("always", "; did you mean 'restart'?"),
+        ("unless-stopped", "; did you mean 'restart'? (a member pipeplex stops is never "
+                           "restarted)"),
+        ("no", "; did you mean 'stop' (the cast ends with it) or 'ignore' (the others go "
+               "on)?")])
+    def test_a_restart_policy_of_another_tool_is_told_what_to_write(
+            self, tmp_path: Path, value: str, hint: str) -> None:
+        """docker compose's and systemd's restart policies, written as on_exit."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\non_exit = "{value}"\n')
+        assert (err.message, err.source) == (
+            f"web: on_exit must be 'stop' or 'ignore' or 'restart', not '{value}'{hint}",
+            f"{path}:3")
+
     @pytest.mark.parametrize(("key", "value", "meant"), [
         ("on_exit", "restrat", "restart"), ("on_exit", "Stop", "stop"),
+        ("on_failure", "retsart", "restart"),
         ("stderr", "stdou", "stdout"), ("pty", "stdot", "stdout")])
     def test_a_misspelt_value_is_told_the_one_meant(self, tmp_path: Path, key: str,
                                                      value: str, meant: str) -> None:
@@ -1294,6 +1324,8 @@ class TestAcrossMembers:
         ({"stop_timeout": float("inf")},
          "stop_timeout must be a number of seconds from 0.001 to below 1e9, not inf"),
         ({"max_restarts": -1}, "max_restarts must be a whole number, 0 or more, not -1"),
+        ({"on_failure": "always"}, "on_failure must be one of 'stop', 'ignore', 'restart' (or "
+                                   "None: as on_exit), not 'always'"),
         ({"stop_signal": "INT"},
          "stop_signal is a signal's number here (signal.SIGINT), not 'INT'"),
         ({"stop_signal": signal.SIGSTOP}, "stop_signal: STOP would suspend a member rather "
