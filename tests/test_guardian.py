@@ -57,8 +57,13 @@ def _exits_within(pid: int, seconds: float) -> bool:
 
 def _stubborn(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A process outside any member's group, with ``env``'s marks, ignoring SIGTERM."""
-    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); signal.pause()")
+    return _daemon(env, "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                        "print('ready', flush=True); signal.pause()")
+
+
+def _daemon(env: dict[str, str], code: str) -> subprocess.Popen[bytes]:
+    """A process in a session of its own, as a daemon's setsid leaves it, with ``env``'s
+    marks, running ``code``, which prints ``ready`` once it is set up; returned then."""
     daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                               start_new_session=True)
     assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
@@ -70,6 +75,16 @@ def _reap(daemon: subprocess.Popen[bytes]) -> None:
     daemon.wait()
     if daemon.stdout is not None:
         daemon.stdout.close()
+
+
+@contextlib.contextmanager
+def _escaped_daemon(run_id: str, code: str) -> Iterator[subprocess.Popen[bytes]]:
+    """:func:`_daemon` as member ``m`` of the run ``run_id`` leaves it; reaped at the end."""
+    daemon = _daemon({**os.environ, "PIPEPLEX_RUN_ID": run_id, "PIPEPLEX_NAME": "m"}, code)
+    try:
+        yield daemon
+    finally:
+        _reap(daemon)
 
 
 def _stop_escaped(run_id: str, at_once: int = 1,
@@ -809,48 +824,38 @@ def test_one_that_drops_its_environment_on_sigterm_still_gets_sigkill() -> None:
     execs with an empty environment as it handles SIGTERM still gets SIGKILL after the
     grace, and the first announcement said which process it was."""
 
-    env = {**os.environ, "PIPEPLEX_RUN_ID": f"drops-{os.getpid()}", "PIPEPLEX_NAME": "m"}
+    run_id = f"drops-{os.getpid()}"
     code = ("import os, signal\n"
             "signal.signal(signal.SIGTERM, lambda *a: os.execve('/bin/sleep', ['sleep', '300'],"
             " {}))\n"
             "print('ready', flush=True)\n"
             "signal.pause()\n")
-    daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                              start_new_session=True)
-    try:
-        assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
-        notes = _stop_escaped(env["PIPEPLEX_RUN_ID"])
+    with _escaped_daemon(run_id, code) as daemon:
+        notes = _stop_escaped(run_id)
         assert notes == [
             f"left 1 process (pid {daemon.pid}) outside its process group; sent it SIGTERM",
             f"1 process (pid {daemon.pid}) it left outside its process group ignored SIGTERM "
             "for 0.5 s; sent it SIGKILL"], notes
         assert daemon.wait(timeout=DEADLINE) == -signal.SIGKILL
-    finally:
-        _reap(daemon)
 
 
 def test_what_a_member_left_outside_its_group_gets_its_stop_signal() -> None:
     """A daemon a member started (setsid) is part of the same program: it gets the member's
     stop_signal, not SIGTERM, and the note names it. This one ignores SIGTERM and ends
     cleanly on SIGINT, within the grace: no SIGKILL."""
-    env = {**os.environ, "PIPEPLEX_RUN_ID": f"stopsig-{os.getpid()}", "PIPEPLEX_NAME": "m"}
+    run_id = f"stopsig-{os.getpid()}"
     code = ("import signal, sys\n"
             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
             "signal.signal(signal.SIGINT, lambda *a: sys.exit(7))\n"
             "print('ready', flush=True)\n"
             "while True:\n"
             "    signal.pause()\n")
-    daemon = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                              start_new_session=True)
-    try:
-        assert daemon.stdout is not None and daemon.stdout.readline() == b"ready\n"
-        notes = _stop_escaped(env["PIPEPLEX_RUN_ID"], stop_signal=signal.SIGINT)
+    with _escaped_daemon(run_id, code) as daemon:
+        notes = _stop_escaped(run_id, stop_signal=signal.SIGINT)
         assert notes == [
             f"left 1 process (pid {daemon.pid}) outside its process group; sent it SIGINT"
         ], notes
         assert daemon.wait(timeout=DEADLINE) == 7
-    finally:
-        _reap(daemon)
 
 
 def test_a_pidfd_past_1023_can_be_waited_for() -> None:
