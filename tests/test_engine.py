@@ -211,6 +211,45 @@ def test_restart_on_request_starts_a_new_process() -> None:
     assert len(pids) == 2
 
 
+def test_a_restart_asks_with_the_stop_cmd_and_kills_one_that_hangs_at_the_grace(
+        tmp_path: Path) -> None:
+    """A restart's stop runs the member's stop_cmd, as the cast's stop does; a stop_cmd
+    that hangs is killed, with its group, when the grace is over and SIGKILL ends the
+    member: it is gone once the restart returns, not left to the end of the cast."""
+    code = ("import signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('up', flush=True); sys.stdin.read(); signal.pause()")
+    stuck = tmp_path / "stop.pid"
+    member = ProcSpec("m", (sys.executable, "-c", code), ready="^up$", stop_timeout=0.5,
+                      stop_cmd=("sh", "-c", f"echo $$ > {stuck}; exec sleep 600"))
+
+    async def scenario() -> tuple[bool, list[str]]:
+        engine, recorder = _engine(member)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        engine.bus.subscribe(lambda e: isinstance(e, Ready) and not ready.done()
+                             and ready.set_result(None))
+        run = asyncio.ensure_future(engine.run())
+        await asyncio.wait_for(ready, 30)
+        await asyncio.wait_for(engine.restart("m"), 30)
+        gone = not stuck.exists() or _gone(int(stuck.read_text()))
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return gone, recorder.notes()
+
+    gone, notes = asyncio.run(scenario())
+    assert gone, notes
+    assert "closed its stdin; ran its stop_cmd (['sh', '-c', " in " ".join(notes), notes
+    assert "still running 0.5 s after its stop_cmd; sent SIGKILL to its process group" in notes
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (a zombie not reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except OSError:
+        return True
+
+
 async def _restart_error(engine: Engine, name: str) -> str:
     """What restarting ``name`` raised ("" if it restarted)."""
     try:

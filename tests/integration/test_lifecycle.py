@@ -398,6 +398,76 @@ def test_on_exit_on_the_command_line_overrides_on_failure_too(run_dir: Path,
     assert "worker exited with code 3; stopping the cast (on_exit = stop)" in result.stdout
 
 
+UNTIL_ASKED = ("import os, signal, time\n"
+               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+               "print('port 40999', flush=True)\n"
+               "while not os.path.exists('asked'):\n"
+               "    time.sleep(0.01)\n"
+               "print('asked with', open('asked').read().strip(), flush=True)\n")
+"""A server that ignores SIGTERM and ends once a file says so (a stand-in for a server's
+own shutdown command, such as redis-cli shutdown); its ready line gives a port."""
+IGNORING = ("import signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('up', flush=True)\n"
+            "time.sleep(600)\n")
+
+
+def test_a_member_with_a_stop_cmd_is_asked_to_stop_by_it(run_dir: Path, tmp_path: Path) -> None:
+    """stop_cmd takes the stop signal's place: it runs with the member's values (one it
+    captured itself too), and the member's end is the stop's; one that fails is said, with
+    what it wrote, and the stop signal asks instead; one that succeeds but leaves the member
+    running, or that hangs itself, ends with SIGKILL at stop_timeout, the command killed
+    too."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text(
+        f"[procs.srv]\ncmd = {json.dumps([sys.executable, '-c', UNTIL_ASKED])}\n"
+        f"cwd = '{tmp_path}'\nready = 'port (?P<port>\\d+)'\n"
+        "stop_cmd = \"sh -c 'echo {port} > asked'\"\n\n"
+        "[procs.bad]\ncmd = 'sleep 60'\n"
+        "stop_cmd = \"sh -c 'echo no server here >&2; exit 2'\"\n\n"
+        f"[procs.deaf]\ncmd = {json.dumps([sys.executable, '-c', IGNORING])}\n"
+        "stop_cmd = 'true'\nstop_timeout = 0.5\n\n"
+        f"[procs.stuck]\ncmd = {json.dumps([sys.executable, '-c', IGNORING])}\n"
+        f"stop_cmd = \"sh -c 'echo $$ > {tmp_path}/stuck.pid; exec sleep 600'\"\n"
+        "stop_timeout = 0.5\n")
+    with Pipeplex("run", cast, "--grace", "600", "--run-dir", run_dir) as plex:
+        ups = {plex.expect(r"^(srv|deaf|stuck) +\| (?:up|port 40999)$")[1] for _ in range(3)}
+        assert ups == {"srv", "deaf", "stuck"}
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    text = plex.text
+    for name, cmd in (("srv", "\"sh -c 'echo {port} > asked'\""), ("deaf", "'true'")):
+        assert f"{name.ljust(5)} * closed its stdin; ran its stop_cmd ({cmd})\n" in text, text
+    assert re.search(r"^srv +\| asked with 40999$", text, re.M), text
+    assert re.search(r"^srv +\* summary: stopped, exited with code 0 after ", text, re.M), text
+    assert re.search(r"^bad +\* its stop_cmd exited with code 2; sent SIGTERM to its process "
+                     r"group\nbad +\* it wrote:\nbad +\*   no server here$", text, re.M), text
+    assert re.search(r"^bad +\* stopped by SIGTERM$", text, re.M), text
+    for name in ("deaf", "stuck"):
+        assert re.search(rf"^{name} +\* still running 0\.5 s after its stop_cmd; sent SIGKILL "
+                         r"to its process group$", text, re.M), text
+    stuck = tmp_path / "stuck.pid"  # (written unless it was killed first, on a slow day;
+    if stuck.exists():              # every test's leak check would find it left, too)
+        assert not _alive(int(stuck.read_text()))
+    assert not re.search(r"^(srv|deaf|stuck) .*SIGTERM", text, re.M), text
+
+
+def test_a_stop_cmd_that_needs_a_value_not_captured_yet_leaves_it_to_the_signal(
+        run_dir: Path, tmp_path: Path) -> None:
+    """Stopped before its ready line gave {port}, the member is not asked with a command
+    that would carry the text {port}: that is said, and its stop signal asks instead."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text("[procs.srv]\ncmd = \"sh -c 'echo starting; exec sleep 60'\"\n"
+                    "ready = 'port (?P<port>\\d+)'\nstop_cmd = \"sh -c 'echo stop {port}'\"\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^srv +\| starting$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert ("srv * its stop_cmd could not be started: it uses {port}, which srv has not "
+            "captured yet (it was not ready); sent SIGTERM to its process group\n") in plex.text
+    assert "srv * stopped by SIGTERM\n" in plex.text, plex.text
+
+
 def test_what_a_member_left_in_its_group_gets_its_stop_signal(run_dir: Path,
                                                               tmp_path: Path) -> None:
     """What a member left in its process group is part of it: its stop_signal, the

@@ -803,37 +803,51 @@ class TestMemberKeys:
         assert err.source == f"{path}:3"
         assert "ready_exit" in err.message and "true or false" in err.message
 
-    def test_ready_cmd_is_kept_as_written(self, tmp_path: Path) -> None:
-        """A string stays one (split when it runs, as cmd is); a list becomes a tuple."""
-        assert member(tmp_path, "ready_cmd = 'pg_isready -q'").ready_cmd == "pg_isready -q"
-        assert member(tmp_path, "ready_cmd = ['curl', '-f', 'x']").ready_cmd == (
+    @pytest.mark.parametrize("key", ["ready_cmd", "stop_cmd"])
+    def test_ready_cmd_is_kept_as_written(self, tmp_path: Path, key: str) -> None:
+        """A string stays one (split when it runs, as cmd is); a list becomes a tuple (and
+        a stop_cmd likewise)."""
+        assert getattr(member(tmp_path, f"{key} = 'pg_isready -q'"), key) == "pg_isready -q"
+        assert getattr(member(tmp_path, f"{key} = ['curl', '-f', 'x']"), key) == (
             "curl", "-f", "x")
-        assert member(tmp_path, "").ready_cmd is None
+        assert getattr(member(tmp_path, ""), key) is None
 
+    @pytest.mark.parametrize("key", ["ready_cmd", "stop_cmd"])
     @pytest.mark.parametrize(("value", "said"), [
-        ("5", "ready_cmd must be a non-empty string or a list of strings, not 5"),
-        ("[]", "ready_cmd must be a non-empty string or a list of strings, not []"),
-        ("' '", "ready_cmd must be a non-empty string or a list of strings, not ' '"),
-        ("['curl', false]", "ready_cmd must be a non-empty string or a list of strings"),
-        ("\"curl 'x\"", "cannot split ready_cmd: No closing quotation"),
+        ("5", "{key} must be a non-empty string or a list of strings, not 5"),
+        ("[]", "{key} must be a non-empty string or a list of strings, not []"),
+        ("' '", "{key} must be a non-empty string or a list of strings, not ' '"),
+        ("['curl', false]", "{key} must be a non-empty string or a list of strings"),
+        ("\"curl 'x\"", "cannot split {key}: No closing quotation"),
     ])
-    def test_ready_cmd_bad(self, tmp_path: Path, value: str, said: str) -> None:
+    def test_ready_cmd_bad(self, tmp_path: Path, key: str, value: str, said: str) -> None:
         """What cannot be a command is said at its line."""
-        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nready_cmd = {value}\n')
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\n{key} = {value}\n')
         assert err.source == f"{path}:3"
-        assert err.message.startswith(f"web: {said}"), err.message
+        assert err.message.startswith(f"web: {said.format(key=key)}"), err.message
 
-    def test_ready_cmd_may_use_what_its_own_ready_captures(self, tmp_path: Path) -> None:
-        """It runs once the member's line has matched, as ready_port does; a value another
-        member captures needs that member in after."""
+    @pytest.mark.parametrize("key", ["ready_cmd", "stop_cmd"])
+    def test_ready_cmd_may_use_what_its_own_ready_captures(self, tmp_path: Path,
+                                                           key: str) -> None:
+        """It runs once the member's line has matched, as ready_port does (and a stop_cmd
+        once it started); a value another member captures needs that member in after."""
         good = ("[procs.db]\ncmd = 'x'\nready = 'on (?P<port>\\d+)'\n"
-                "ready_cmd = 'pg_isready -p {port}'\n")
-        assert load(tmp_path, good)["db"].ready_cmd_variables() == {"port"}
-        err, path = error(tmp_path, "[procs.web]\ncmd = 'x'\nready_cmd = ['curl', '{port}']\n"
+                f"{key} = 'pg_isready -p {{port}}'\n")
+        assert load(tmp_path, good)["db"].helper_variables(key) == {"port"}
+        err, path = error(tmp_path, f"[procs.web]\ncmd = 'x'\n{key} = ['curl', '{{port}}']\n"
                                     "[procs.db]\ncmd = 'x'\nready = 'on (?P<port>\\d+)'\n")
         assert err.source == f"{path}:3"
-        assert err.message == ('web: ready_cmd uses {port}, which db captures, but does not '
+        assert err.message == (f'web: {key} uses {{port}}, which db captures, but does not '
                                'start after it; add after = ["db"]')
+
+    def test_a_stop_cmd_whose_program_is_not_found_is_said_at_its_line(
+            self, tmp_path: Path) -> None:
+        path = write(tmp_path, "[procs.web]\ncmd = 'true'\nstop_cmd = 'no-such-stopper now'\n")
+        with pytest.raises(CastError) as info:
+            check_commands(load_cast(path))
+        assert (info.value.message, info.value.source) == (
+            "web: command not found: 'no-such-stopper' (stop_cmd = 'no-such-stopper now'); "
+            "check the spelling and PATH", f"{path}:3")
 
     def test_each_run_of_a_ready_cmd_has_a_limit(self, tmp_path: Path) -> None:
         """5 s unless set: a run that hangs is killed and the check tried again."""

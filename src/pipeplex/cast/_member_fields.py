@@ -16,9 +16,11 @@ from .._signals import parse_signal, signal_name
 from ..errors import CastError, ours_in_tracebacks
 from .spec import (
     DEFAULT_READY_CMD_TIMEOUT,
+    HELPERS,
     MAX_ARGUMENT,
     NAME_RE,
     RESERVED_NAMES,
+    HelperKey,
     OnExit,
     ProcSpec,
     PtyMode,
@@ -131,8 +133,9 @@ def check_fields(proc: ProcSpec) -> None:
             raise bad(never_a_port(port), "ready_port")
         raise bad(f"ready_port must be a TCP port number (1-65535) as a string, or a variable "
                   f"such as '{{port}}', not {port!r}", "ready_port")
-    if proc.ready_cmd is not None:
-        _check_ready_cmd(proc, bad)
+    for helper in HELPERS:
+        if getattr(proc, helper) is not None:
+            _check_helper(proc, helper, bad)
     if not isinstance(proc.ready_exit, bool):
         raise bad(f"ready_exit must be true or false, not {proc.ready_exit!r}", "ready_exit")
     others = {"ready": "a line matches", "ready_port": "its port accepts connections",
@@ -191,25 +194,24 @@ def stop_signal_of(value: str | int) -> int:
     return number
 
 
-def _check_ready_cmd(proc: ProcSpec, bad: Callable[[str, str], CastError]) -> None:
-    """What the loader refuses in a ``ready_cmd`` (``_member_table._read_cmd``), in the same
-    words, for a spec built in code."""
-    cmd = proc.ready_cmd
-    problem = command_too_long(cmd, key="ready_cmd")
+def _check_helper(proc: ProcSpec, key: HelperKey,
+                  bad: Callable[[str, str], CastError]) -> None:
+    """What the loader refuses in a ``ready_cmd`` or ``stop_cmd`` (``key``;
+    ``_member_table._read_cmd``), in the same words, for a spec built in code."""
+    cmd = getattr(proc, key)
+    problem = command_too_long(cmd, key=key)
     if problem:
-        raise bad(problem, "ready_cmd")
+        raise bad(problem, key)
     if (not (isinstance(cmd, str) and cmd.strip()) and not (
             isinstance(cmd, list | tuple) and cmd and all(isinstance(w, str) for w in cmd))):
-        raise bad(f"ready_cmd must be a non-empty string or a list of strings, not {cmd!r}",
-                  "ready_cmd")
+        raise bad(f"{key} must be a non-empty string or a list of strings, not {cmd!r}", key)
     if isinstance(cmd, str):
         try:
             split_command(cmd)
         except ValueError as exc:
-            raise bad(f"cannot split ready_cmd: {exc}", "ready_cmd") from None
+            raise bad(f"cannot split {key}: {exc}", key) from None
     if any("\0" in word for word in ([cmd] if isinstance(cmd, str) else cmd)):
-        raise bad("ready_cmd has a NUL character (\\u0000), which no command line can carry",
-                  "ready_cmd")
+        raise bad(f"{key} has a NUL character (\\u0000), which no command line can carry", key)
 
 
 def command_too_long(cmd: object, *, shell: bool = False, key: str = "cmd") -> str | None:

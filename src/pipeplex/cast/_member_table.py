@@ -149,7 +149,8 @@ class _Read:
 
 
 def _read_cmd(read: _Read, key: str, cmd: Any) -> None:
-    """``cmd``, and ``ready_cmd`` likewise (which no ``shell = true`` applies to)."""
+    """``cmd``, and ``ready_cmd`` and ``stop_cmd`` likewise (which no ``shell = true``
+    applies to)."""
     shell = key == "cmd" and read.table.get("shell") is True
     problem = command_too_long(cmd, shell=shell, key=key)
     if problem:
@@ -325,7 +326,7 @@ _READERS: dict[str, Callable[[_Read, str, Any], None]] = {
     "input": _read_words,
     "after": _read_words, "ready": _read_ready, "ready_port": _read_ready_port,
     "ready_cmd": _read_cmd, "ready_cmd_timeout": _read_seconds, "ready_exit": _read_flag,
-    "ready_timeout": _read_seconds, "stop_timeout": _read_seconds,
+    "ready_timeout": _read_seconds, "stop_cmd": _read_cmd, "stop_timeout": _read_seconds,
     "stop_signal": _read_stop_signal, "autostart": _read_flag, "max_restarts": _read_max_restarts,
 }
 """How each key of a member's table is read: each on its own, so that every mistake in a

@@ -15,7 +15,16 @@ from pathlib import Path
 
 from ..errors import CastError, ours_in_tracebacks
 from .checks import Mistakes
-from .spec import CastSpec, ProcSpec, quoted, shell_syntax_of, split_command, variables_in
+from .spec import (
+    HELPERS,
+    CastSpec,
+    HelperKey,
+    ProcSpec,
+    quoted,
+    shell_syntax_of,
+    split_command,
+    variables_in,
+)
 
 __all__ = ("SHELL_BUILTINS", "beside_the_file", "check_commands")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
@@ -52,8 +61,9 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool],
         if not os.access(cwd, os.X_OK):
             raise CastError(f"{proc.name}: cwd {proc.cwd!r} cannot be entered: permission "
                             "denied; give it a folder it may enter", source=proc.where("cwd"))
-    if proc.ready_cmd is not None:
-        _check_ready_cmd_program(proc, found)
+    for helper in HELPERS:
+        if getattr(proc, helper) is not None:
+            _check_helper_program(proc, helper, found)
     if proc.shell or variables_in(proc.command_text) & captured:
         return  # the shell finds the program; a variable may name it
     program = proc.argv()[0]
@@ -112,17 +122,19 @@ def _look_at(path: Path) -> tuple[os.stat_result | None, str]:
         return None, ": a name with a NUL byte in it"
 
 
-def _check_ready_cmd_program(proc: ProcSpec, found: dict[tuple[str, str], bool]) -> None:
-    """A ``ready_cmd`` whose program is not on PATH (one named by a path may be built by
-    then, and one named by a variable is known later: they are looked for when it runs)."""
-    assert proc.ready_cmd is not None
-    cmd = proc.ready_cmd
+def _check_helper_program(proc: ProcSpec, key: HelperKey,
+                          found: dict[tuple[str, str], bool]) -> None:
+    """A ``ready_cmd`` or ``stop_cmd`` (``key``) whose program is not on PATH (one named by
+    a path may be built by then, and one named by a variable is known later: they are
+    looked for when it runs)."""
+    cmd = getattr(proc, key)
+    assert cmd is not None
     program = (split_command(cmd) if isinstance(cmd, str) else cmd)[0]
     if "/" not in program and not variables_in(program) and not _on_path(
             program, proc.env.get("PATH", os.environ.get("PATH", os.defpath)), found):
-        raise CastError(f"{proc.name}: command not found: {program!r} (ready_cmd = "
-                        f"{proc.ready_cmd_text}); check the spelling and PATH",
-                        source=proc.where("ready_cmd"))
+        raise CastError(f"{proc.name}: command not found: {program!r} ({key} = "
+                        f"{proc.helper_text(key)}); check the spelling and PATH",
+                        source=proc.where(key))
 
 
 SHELL_BUILTINS = frozenset({".", "[[", "alias", "case", "cd", "declare", "eval", "exec",

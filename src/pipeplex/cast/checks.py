@@ -124,8 +124,8 @@ def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
                      captured: Mapping[str, str], seen: Mapping[str, ProcSpec]) -> None:
     """Refuse a ``{name}`` in ``proc`` that a member captures, but one ``proc`` does not
     start after (or ``proc`` itself), and a ``ready_port`` variable none of them captures.
-    ``ready_port`` and ``ready_cmd`` are used once the member's ``ready`` line has matched:
-    they may use what it captures."""
+    ``ready_port``, ``ready_cmd`` and ``stop_cmd`` are used once the member's ``ready`` line
+    has matched: they may use what it captures."""
     own = captures[proc.name]
     used = proc.referenced_variables() & captured.keys()
     port = (variables_in(proc.ready_port)
@@ -155,9 +155,10 @@ def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
                         source=where)
     if late := sorted(check_vars - available):
         provider = captured[late[0]]
-        raise CastError(f"{proc.name}: ready_cmd uses {{{late[0]}}}, which {provider} captures, "
+        key = key_using(proc, late[0])  # (its ready_cmd or stop_cmd: the others said above)
+        raise CastError(f"{proc.name}: {key} uses {{{late[0]}}}, which {provider} captures, "
                         f"but does not start after it; {_add_after(proc, provider)}",
-                        source=proc.where("ready_cmd"))
+                        source=proc.where(key))
     unknown = port - available - own
     if unknown:
         var = sorted(unknown)[0]
@@ -230,9 +231,12 @@ def _break_circle(circle: Sequence[str], procs: Mapping[str, ProcSpec]) -> str:
 
 def key_using(proc: ProcSpec, var: str) -> str:
     """The key of ``proc`` that uses ``{var}``, to point at: its command, else its env,
-    else its input, else its ``ready_cmd``."""
+    else its input, else its ``ready_cmd``, else its ``stop_cmd``."""
     if var in variables_in(proc.command_text):
         return "cmd"
     if any(var in variables_in(v) for v in proc.env.values()):
         return "env"
-    return "input" if any(var in variables_in(line) for line in proc.input) else "ready_cmd"
+    if any(var in variables_in(line) for line in proc.input):
+        return "input"
+    return "stop_cmd" if var in proc.helper_variables("stop_cmd") - proc.helper_variables(
+        "ready_cmd") else "ready_cmd"

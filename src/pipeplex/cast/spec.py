@@ -31,8 +31,10 @@ from .variables import (  # (re-exported: the engine, steps)
 __all__ = (
     "DEFAULTS_TIMEOUT",
     "DEFAULT_READY_CMD_TIMEOUT",
+    "HELPERS",
     "NAME_RE",
     "CastSpec",
+    "HelperKey",
     "OnExit",
     "ProcSpec",
     "PtyMode",
@@ -51,6 +53,9 @@ __all__ = (
 )
 
 PtyMode = Literal["stdout", "full", "pipes"]
+HelperKey = Literal["ready_cmd", "stop_cmd"]
+"""A member's commands run beside it: its health check and how it is asked to stop."""
+HELPERS: tuple[HelperKey, ...] = ("ready_cmd", "stop_cmd")
 OnExit = Literal["stop", "ignore", "restart"]
 StderrMode = Literal["apart", "stdout"]
 
@@ -114,6 +119,11 @@ class ProcSpec:
     counts as failed."""
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     stop_timeout: float | None = None
+    stop_cmd: str | tuple[str, ...] | None = None
+    """How it is asked to stop, in place of its stop signal (``redis-cli -p {port}
+    shutdown``, ``docker stop web``): run as ``ready_cmd`` is, once its stdin is closed;
+    the stop signal follows if it fails, SIGKILL if the member still runs after
+    ``stop_timeout``."""
     stop_signal: int = signal.SIGTERM.value
     """The signal that asks it to stop (SIGINT for a program whose SIGTERM is a slow "smart"
     shutdown, SIGQUIT for nginx's graceful one); SIGKILL after ``stop_timeout`` either way."""
@@ -184,21 +194,31 @@ class ProcSpec:
 
     @property
     def ready_cmd_text(self) -> str:
-        """:attr:`ready_cmd` as the cast file writes it (a TOML string or list), for
-        messages: a check is often a shell's script, whose quotes a join would escape."""
-        assert self.ready_cmd is not None
-        cmd = self.ready_cmd
-        return toml_value(cmd if isinstance(cmd, str) else list(cmd))
+        """:attr:`ready_cmd` as the cast file writes it (see :meth:`helper_text`)."""
+        return self.helper_text("ready_cmd")
 
     def ready_argv(self, variables: Mapping[str, str] | None = None) -> list[str]:
-        """:attr:`ready_cmd`'s argument vector, made as :meth:`argv` makes the command's.
+        """:attr:`ready_cmd`'s argument vector (see :meth:`helper_argv`)."""
+        return self.helper_argv("ready_cmd", variables)
+
+    def helper_text(self, key: HelperKey) -> str:
+        """Its ``ready_cmd`` or ``stop_cmd`` as the cast file writes it (a TOML string or
+        list), for messages: such a command is often a shell's script, whose quotes a join
+        would escape."""
+        cmd = getattr(self, key)
+        assert cmd is not None
+        return toml_value(cmd if isinstance(cmd, str) else list(cmd))
+
+    def helper_argv(self, key: HelperKey,
+                    variables: Mapping[str, str] | None = None) -> list[str]:
+        """Its ``ready_cmd``'s or ``stop_cmd``'s argument vector, made as :meth:`argv`
+        makes the command's.
 
         Raises:
-            SpawnError: as :meth:`argv`, naming ``ready_cmd``.
+            SpawnError: as :meth:`argv`, naming that command.
         """
-        assert self.ready_cmd is not None
-        words = _words(self.ready_cmd)
-        return self._argv(words, shell_script_operand(words), self.ready_cmd_text, variables)
+        words = _words(getattr(self, key))
+        return self._argv(words, shell_script_operand(words), self.helper_text(key), variables)
 
     def _argv(self, words: Sequence[str], script: int | None, command: str,
               variables: Mapping[str, str] | None) -> list[str]:
@@ -228,13 +248,19 @@ class ProcSpec:
         words = _words(self.cmd)
         return used | _command_variables(words, shell_script_operand(words))
 
-    def ready_cmd_variables(self) -> set[str]:
-        """The variables :attr:`ready_cmd` uses, read as :meth:`referenced_variables` reads
-        the command's."""
-        if self.ready_cmd is None:
+    def helper_variables(self, key: HelperKey) -> set[str]:
+        """The variables its ``ready_cmd`` or ``stop_cmd`` uses, read as
+        :meth:`referenced_variables` reads the command's."""
+        cmd = getattr(self, key)
+        if cmd is None:
             return set()
-        words = _words(self.ready_cmd)
+        words = _words(cmd)
         return _command_variables(words, shell_script_operand(words))
+
+    def ready_cmd_variables(self) -> set[str]:
+        """The variables its ``ready_cmd`` and ``stop_cmd`` use: both run once the member
+        has started (and got ready), so they may use what it captures itself."""
+        return self.helper_variables("ready_cmd") | self.helper_variables("stop_cmd")
 
     def captured_variables(self) -> set[str]:
         return set(ready_regex(self.ready).groupindex) if self.ready else set()

@@ -85,9 +85,9 @@ class OutsideStopper:
         """The run's PIPEPLEX_RUN_ID, by which what members started outside their process
         groups is found (None: it is not looked for)."""
         self.checks = checks
-        """The runs of members' ``ready_cmd`` under way, each leading its group (the
-        caller's, kept up to date): they carry their member's environment, yet are not
-        processes it left (they end with their wait)."""
+        """The runs of members' ``ready_cmd`` and ``stop_cmd`` under way, each leading its
+        group (the caller's, kept up to date): they carry their member's environment, yet
+        are not processes it left (they end with their wait)."""
         self._force: asyncio.Future[None] | None = None
         self._reach = Reach(bus)
         """How the processes it follows are signalled and waited for."""

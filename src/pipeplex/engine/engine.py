@@ -27,9 +27,10 @@ from .._events import Note
 from .._signals import reap_children_again
 from ..cast.slips import cast_warnings
 from ..cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec
-from ..errors import PipeplexError, ours_in_tracebacks
+from ..errors import PipeplexError, SpawnError, ours_in_tracebacks
 from ..inputs.router import Router
 from ..participants import Guardian, Process
+from ..participants.health_check import run_check
 from ..participants.orphans import Adoption
 from ..readiness.wait import ReadyWait
 from ._cast_state import CastState
@@ -81,7 +82,7 @@ class Engine:
     ) -> None:
         self.cast = cast
         self.bus = bus
-        checks: set[int] = set()  # the runs of ready_cmd under way (children reaped by us)
+        checks: set[int] = set()  # runs of ready_cmd and stop_cmd under way (reaped by us)
         self.stopper = Stopper(bus, grace=grace, stdin_grace=stdin_grace,
                                run_id=(env_overrides or {}).get("PIPEPLEX_RUN_ID"),
                                checks=checks)
@@ -114,6 +115,26 @@ class Engine:
             adoption=adoption if adoption is not None and adoption.active else None)
         self._crash: asyncio.Future[None] | None = None
         self._began = asyncio.Event()
+        self._guardian, self._checks = guardian, checks
+        self.stopper.stop_command = self._run_stop_cmd
+
+    async def _run_stop_cmd(self, member: Process, output: bytearray) -> int:
+        """Run ``member``'s ``stop_cmd`` once (see :data:`.stopping.StopCommand`), as a
+        health check runs: with the values its run started with and those it captured, in
+        its environment and folder, told to the guardian, reaped by us."""
+        seat = self.state.seats[member.name]
+        values = {**seat.started_with, **seat.captured}
+        spec = member.spec
+        text = spec.helper_text("stop_cmd")
+        # A value it captures itself, wanted before it was ready: not run with the name as
+        # text (the stop signal asks instead).
+        if unknown := sorted(spec.helper_variables("stop_cmd") & spec.captured_variables()
+                             - values.keys()):
+            raise SpawnError(member.name, text, f"it uses {{{unknown[0]}}}, which {member.name} "
+                                                "has not captured yet (it was not ready)")
+        return await run_check(member.name, spec.helper_argv("stop_cmd", values), text, output,
+                               env=member.environment(values), cwd=spec.cwd,
+                               guardian=self._guardian, running=self._checks)
 
     @property
     def stopping(self) -> bool:

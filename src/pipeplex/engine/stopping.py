@@ -13,20 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 from .._bus import Bus
 from .._events import Level, Note
 from .._seconds import seconds_said
-from .._signals import signal_name
-from ..errors import SignalRefused
+from .._signals import describe_returncode, signal_name
+from ..errors import SignalRefused, SpawnError
 from ..participants import Process
 from ..participants._group import wait_group_gone
+from ..participants.health_check import last_lines
 from ._stopping_outside import OutsideStopper
 from ._stopping_reach import LEFTOVER_KILL_WAIT
 
-__all__ = ("EOF_GRACE", "LEFTOVER_KILL_WAIT", "Stopper", "first")
+__all__ = ("EOF_GRACE", "LEFTOVER_KILL_WAIT", "StopCommand", "Stopper", "first")
+
+StopCommand = Callable[[Process, bytearray], Awaitable[int]]
+"""Runs a member's ``stop_cmd`` once, the end of its output kept in the bytearray; its
+return code (raises :class:`SpawnError` if it cannot start; cancelled, it is killed)."""
 
 EOF_GRACE = 0.3
 """Seconds a member gets to end at EOF on its stdin before SIGTERM, where a stop closes
@@ -50,6 +55,9 @@ class Stopper:
         """Seconds a member gets to end at EOF on its stdin before SIGTERM (0: none)."""
         self.outside = OutsideStopper(bus, grace=grace, run_id=run_id, checks=checks)
         """What members started outside their process groups, stopped with them."""
+        self.stop_command: StopCommand | None = None
+        """How a member's ``stop_cmd`` is run (the engine's: it knows the values and the
+        guardian); None: members are asked with their stop signal only."""
         self._force: asyncio.Future[None] | None = None
         self._input_closed: dict[str, tuple[int, float]] = {}
         """Members whose stdin :meth:`close_inputs` closed: the run's pid, and when."""
@@ -148,8 +156,14 @@ class Stopper:
             said = f"still running {seconds_said(stdin_grace)} s after its stdin closed; "
         refused = None
         escaped: asyncio.Future[None] | None = None
+        ignored = f"ignored {_asked(member)} for {{s}} s"
         try:
-            if not exit_seen.done():
+            if not exit_seen.done() and member.spec.stop_cmd is not None and (
+                    self.stop_command is not None):
+                ignored = "still running {s} s after its stop_cmd"
+                refused, termed_at, escaped = await self._ask_by_command(
+                    member, said, exit_seen, forced, grace)
+            elif not exit_seen.done():
                 refused = _terminate(member)
                 termed_at = loop.time()
                 if refused is None:
@@ -163,7 +177,8 @@ class Stopper:
                 escaped = asyncio.ensure_future(self.outside.stop_with(member))
                 await first(exit_seen, *forced, within=grace)
             await self._kill(member, pid, exit_seen, grace=grace, refused=refused,
-                             termed_at=termed_at, hurried=any(f.done() for f in forced))
+                             termed_at=termed_at, hurried=any(f.done() for f in forced),
+                             ignored=ignored)
             if escaped is None and self.outside.looking:  # (it ended at EOF: in its wave)
                 escaped = asyncio.ensure_future(self.outside.stop_with(member))
             if escaped is not None:
@@ -183,11 +198,55 @@ class Stopper:
                 member.output.stop_waiting_for_output()
         await asyncio.shield(done)
 
+    async def _ask_by_command(
+        self, member: Process, said: str, exit_seen: asyncio.Future[Any],
+        forced: tuple[asyncio.Future[None], ...], grace: float,
+    ) -> tuple[SignalRefused | None, float | None, asyncio.Future[None] | None]:
+        """Ask ``member`` to stop with its ``stop_cmd``, and wait (within ``grace`` from
+        then) for its end. A command that fails or cannot start is said, and the stop
+        signal asks instead, within what is left of the grace. The command is given what
+        is left of the grace to finish even once the member has ended (``docker compose
+        down`` goes on after its containers stopped); killed then. Returns the refusal of
+        that signal, when it was sent (None: it was not, so what the run left in its group
+        gets it afterwards), and the stop of what the member started outside its group."""
+        assert self.stop_command is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        output = bytearray()
+        member.stop_command_runs()
+        self._announce(member, f"{said}ran its stop_cmd ({member.spec.helper_text('stop_cmd')})")
+        run = asyncio.ensure_future(self.stop_command(member, output))
+        try:
+            await first(exit_seen, run, *forced, within=grace)
+            if not exit_seen.done() and run.done() and not any(f.done() for f in forced):
+                failure = _failed(run)
+                if failure is not None:  # the stop signal asks instead
+                    refused = _terminate(member)
+                    termed_at = loop.time()
+                    asked = (_terminating(member) if refused is None else
+                             f"may not signal it: its processes run as {refused.owner}")
+                    text = f"its stop_cmd {failure}; {asked}"
+                    if wrote := last_lines(output):
+                        text += "\nit wrote:" + "".join(f"\n  {line}" for line in wrote)
+                    self._announce(member, text, "warning")
+                    escaped = asyncio.ensure_future(self.outside.stop_with(member))
+                    await first(exit_seen, *forced, within=max(deadline - loop.time(), 0.0))
+                    return refused, termed_at, escaped
+                await first(exit_seen, *forced, within=max(deadline - loop.time(), 0.0))
+            if exit_seen.done() and not run.done():
+                await first(run, *forced, within=max(deadline - loop.time(), 0.0))
+            return None, None, None
+        finally:
+            if not run.done():
+                run.cancel()  # (the run and its group are killed, and reaped)
+                await asyncio.wait({run})
+
     async def _kill(self, member: Process, pid: int, exit_seen: asyncio.Future[Any], *,
                     grace: float, refused: SignalRefused | None,
-                    termed_at: float | None, hurried: bool) -> None:
+                    termed_at: float | None, hurried: bool, ignored: str) -> None:
         """SIGKILL to the group if its grace is over (or was skipped: ``hurried``) and the
-        run still goes on; then what the run left in its group."""
+        run still goes on; then what the run left in its group. ``ignored``: what the run
+        did with how it was asked to stop, ``{s}`` the grace (``ignored SIGTERM for {s} s``)."""
         killed = False
         if not exit_seen.done():
             try:
@@ -196,7 +255,7 @@ class Stopper:
                 # Nothing pipeplex may do: it is said, with how to do it, and waited for.
                 after = seconds_said(grace)
                 waited = ("" if hurried else f"still running after {after} s, "
-                          "and " if refused else f"ignored {_asked(member)} for {after} s, and ")
+                          "and " if refused else f"{ignored.format(s=after)}, and ")
                 self._announce(member, f"{waited}may not be killed: its processes run as "
                                        f"{no_kill.owner}; waiting for it to end (stop it as "
                                        f"that user: sudo kill -KILL -- -{no_kill.pgid})",
@@ -206,8 +265,8 @@ class Stopper:
                 if hurried:
                     self._announce(member, "sent SIGKILL to its process group", "warning")
                 else:
-                    self._announce(member, f"ignored {_asked(member)} for {seconds_said(grace)} "
-                                           "s; sent SIGKILL to its process group", "warning")
+                    self._announce(member, f"{ignored.format(s=seconds_said(grace))}; sent "
+                                           "SIGKILL to its process group", "warning")
             await asyncio.shield(exit_seen)
         if member.pid == pid:
             await self.stop_leftovers(member, termed_at=termed_at, killed=killed)
@@ -280,6 +339,19 @@ class Stopper:
 
     def _announce(self, member: Process, text: str, level: Level = "info") -> None:
         self.bus.publish(Note(text, name=member.name, level=level))
+
+
+def _failed(run: asyncio.Future[int]) -> str | None:
+    """How a ``stop_cmd`` that ended failed, in words; None if it exited with 0."""
+    if run.cancelled():
+        return "was cut short"
+    if isinstance(error := run.exception(), SpawnError):
+        return f"could not be started: {error.reason}"
+    if error is not None:
+        raise error
+    if (returncode := run.result()) == 0:
+        return None
+    return describe_returncode(returncode)
 
 
 def _asked(member: Process) -> str:

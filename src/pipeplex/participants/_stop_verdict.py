@@ -80,6 +80,12 @@ class StopVerdict:
                     and not _on_its_way(process.pid, sig)):
                 self.signals_asked.discard(sig)
 
+    def asked_by_command(self) -> None:
+        """The stop runs the member's ``stop_cmd``, in place of its first signal: an exit
+        from now on is the stop's doing, as after that signal."""
+        if self._process.returncode is None:
+            self.signalled_to_stop = True
+
     def begin(self) -> None:
         """The stop takes this run over (its exit is then expected). A process that has
         already exited, its exit not read yet, ended before the stop (a server that crashed

@@ -1,5 +1,5 @@
 """One run of a member's health check (``ready_cmd``), for the engine to repeat until it
-exits with 0.
+exits with 0; or of the command that asks it to stop (``stop_cmd``), for its stop.
 
 A run is a child of pipeplex in a session of its own, told to the guardian as a member is
 (should pipeplex be killed, the check dies with it), reading nothing (EOF), its output kept
@@ -23,7 +23,7 @@ from ._spawn import bad_text, find_executable, spawn, spawn_reason
 if TYPE_CHECKING:
     from .guardian import Guardian
 
-__all__ = ("KEEP", "run_check")
+__all__ = ("KEEP", "last_lines", "run_check")
 
 KEEP = 4096
 """Bytes of a run's output kept: its end."""
@@ -35,10 +35,10 @@ GROUP_GONE_WITHIN = 1.0
 async def run_check(name: str, argv: list[str], command: str, output: bytearray, *,
                     env: Mapping[str, str], cwd: str | None, guardian: Guardian | None,
                     running: MutableSet[int]) -> int:
-    """Run ``argv`` (``command``, the member ``name``'s ``ready_cmd``) once; its return code
-    (negative: killed by that signal). The end of what it writes is kept in ``output`` (the
-    caller's: a run cancelled still said something). ``running`` holds its pid while it is
-    pipeplex's child, for whoever reaps orphans to leave it alone.
+    """Run ``argv`` (``command``, the member ``name``'s ``ready_cmd`` or ``stop_cmd``) once;
+    its return code (negative: killed by that signal). The end of what it writes is kept in
+    ``output`` (the caller's: a run cancelled still said something). ``running`` holds its
+    pid while it is pipeplex's child, for whoever reaps orphans to leave it alone.
 
     Cancelled, the run is killed (its whole group) and reaped once it is gone.
 
@@ -144,3 +144,14 @@ async def run_check(name: str, argv: list[str], command: str, output: bytearray,
                 await wait_group_gone(pid, within=GROUP_GONE_WITHIN)
     assert child.returncode is not None  # (reaped above)
     return child.returncode
+
+
+def last_lines(output: bytes | bytearray) -> list[str]:
+    """The last lines a run wrote, as a message shows them (escapes gone, each printable,
+    a long one cut at its start); none if it wrote nothing but blanks."""
+    from .._plain_text import plain
+    from .._printable import printable
+
+    text = plain(output.decode("utf-8", "surrogateescape"))[0].strip()
+    return [printable(line if len(line) <= 200 else "…" + line[-200:])
+            for line in text.splitlines()[-3:]]

@@ -410,6 +410,11 @@ class Process:
         self.verdict.signalling(sig)
         return self.signal(sig)
 
+    def stop_command_runs(self) -> None:
+        """The stop runs its ``stop_cmd``: its end from now on is the stop's doing, as after
+        a signal of the stop's (see :meth:`StopVerdict.asked_by_command`)."""
+        self.verdict.asked_by_command()
+
     def begin_stop(self) -> None:
         """The stop takes this run over (its exit is then expected; see
         :meth:`StopVerdict.begin`)."""

@@ -15,14 +15,12 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from .._events import Note
-from .._plain_text import plain
-from .._printable import printable
 from .._signals import describe_returncode
 from ..cast.spec import DEFAULTS_TIMEOUT, ProcSpec, expand, is_port, quoted
 from ..engine.stopping import first
 from ..errors import SpawnError
 from ..participants._group import live_in_group
-from ..participants.health_check import run_check
+from ..participants.health_check import last_lines, run_check
 from ..participants.orphans import children
 from .lines import RunWatch
 from .ports import LOOPBACK_SAID, listeners, port_accepts, ports_of, sockets_of
@@ -353,18 +351,16 @@ def _tree(pid: int) -> list[int]:
 
 def _said(output: bytes | bytearray) -> str:
     """The last lines of a health check's output, for a message (or nothing)."""
-    text = plain(output.decode("utf-8", "surrogateescape"))[0].strip()
-    if not text:
+    lines = last_lines(output)
+    if not lines:
         return ", writing nothing"
-    lines = [line if len(line) <= 200 else "…" + line[-200:]
-             for line in text.splitlines()[-3:]]
-    return ", writing:\n" + "\n".join(f"  {printable(line)}" for line in lines)
+    return ", writing:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _values_said(spec: ProcSpec, variables: Mapping[str, str]) -> str:
     """The values a member's ``ready_cmd`` ran with, for messages that show it as written:
     `` (with port='5433')``, or nothing; a long one cut, outside its quotes."""
-    used = spec.ready_cmd_variables() & variables.keys()
+    used = spec.helper_variables("ready_cmd") & variables.keys()
     return f" (with {assignments(variables, used)})" if used else ""
 
 
