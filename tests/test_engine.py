@@ -1115,9 +1115,9 @@ def test_a_failure_during_the_stop_before_its_turn_is_not_said_to_come_first() -
         engine, recorder = _engine(
             ProcSpec("a", ("sh", "-c", "read x; exit 5")),
             ProcSpec("b", ("sh", "-c", "read x; exit 0")),
-            ProcSpec("c", ("sh", "-c", "trap '' TERM; sleep 60"), after=("a",)))
+            ProcSpec("c", ("sh", "-c", "trap '' TERM; echo deaf; sleep 60"), after=("a",)))
         run = asyncio.ensure_future(engine.run())
-        await _seen(engine, recorder, "c", "started")
+        await _seen(engine, recorder, "c", "| deaf")  # (started is too soon: not deaf yet)
         engine.members["b"].send(b"go\n")
         await _seen(engine, recorder, "c", "sent SIGTERM")  # (c holds the stop: its grace)
         engine.members["a"].send(b"go\n")  # a ends on its own, before its turn
