@@ -478,6 +478,22 @@ def test_an_expect_after_a_clean_exit_that_on_failure_does_not_restart_fails_at_
     assert "expect 'never-there' in job: job exited with code 0" in result.stdout, result.stdout
 
 
+@pytest.mark.parametrize("policy", ["on_exit = 'ignore'\non_failure = 'restart'\n",
+                                    "on_exit = 'restart'\nmax_restarts = 1\n"])
+def test_an_expect_waiting_through_restarts_ends_when_no_run_follows(
+        tmp_path: Path, policy: str) -> None:
+    """An expect begun while a member its policy may restart runs waits through its exits
+    for a next run; once none follows (a clean exit that on_failure lets end, or a give-up),
+    it fails then, not at its own timeout."""
+    case = _scenario(tmp_path, "[procs.job]\ncmd = \"sh -c 'sleep 0.3; echo done'\"\n"
+                     f"{policy}[procs.keep]\ncmd = 'sleep 60'\n"
+                     "[[step]]\nexpect = 'never-there'\nin = 'job'\ntimeout = 60\n")
+    result = run("test", "--grace", "0.2", case, timeout=50)
+    assert result.returncode == 1, result.stdout
+    assert "expect 'never-there' in job: job exited with code 0" in result.stdout, result.stdout
+    assert "timed out" not in result.stdout, result.stdout
+
+
 def test_a_clean_exit_that_on_failure_does_not_restart_holds_nothing_back(
         tmp_path: Path) -> None:
     """A job that got ready and ended with 0, under on_failure = restart, is done: no next
