@@ -321,11 +321,17 @@ ON_INT_ONLY = ("import signal, sys\n"
                "print('up', flush=True)\n"
                "while True:\n"
                "    signal.pause()\n")
-IGNORE_USR2 = ("import signal\n"
-               "signal.signal(signal.SIGUSR2, signal.SIG_IGN)\n"
-               "print('up', flush=True)\n"
-               "while True:\n"
-               "    signal.pause()\n")
+
+
+def _python(code: str) -> str:
+    """A cast file's cmd running ``code`` with this Python."""
+    return json.dumps([sys.executable, "-c", code])
+
+
+def _ignoring(sig: str) -> str:
+    """A Python program that ignores ``sig`` (``SIGTERM``), says ``up``, and waits."""
+    return (f"import signal\nsignal.signal(signal.{sig}, signal.SIG_IGN)\n"
+            "print('up', flush=True)\nwhile True:\n    signal.pause()\n")
 
 
 def test_a_member_is_stopped_with_its_stop_signal(run_dir: Path, tmp_path: Path) -> None:
@@ -334,10 +340,10 @@ def test_a_member_is_stopped_with_its_stop_signal(run_dir: Path, tmp_path: Path)
     that dies of its signal was stopped by it, no failure (also in a replay of the run);
     one that ignores it gets SIGKILL after its stop_timeout."""
     cast = tmp_path / "cast.toml"
-    cast.write_text(f"[procs.fast]\ncmd = {json.dumps([sys.executable, '-c', ON_INT_ONLY])}\n"
+    cast.write_text(f"[procs.fast]\ncmd = {_python(ON_INT_ONLY)}\n"
                     'stop_signal = "INT"\n\n'
                     '[procs.plain]\ncmd = "sleep 60"\nstop_signal = "SIGUSR1"\n\n'
-                    f"[procs.deaf]\ncmd = {json.dumps([sys.executable, '-c', IGNORE_USR2])}\n"
+                    f"[procs.deaf]\ncmd = {_python(_ignoring('SIGUSR2'))}\n"
                     "stop_signal = 12\nstop_timeout = 0.5\n")
     transcript = tmp_path / "run.jsonl"
     with Pipeplex("run", cast, "--grace", "600", "--transcript", transcript,
@@ -398,18 +404,13 @@ def test_on_exit_on_the_command_line_overrides_on_failure_too(run_dir: Path,
     assert "worker exited with code 3; stopping the cast (on_exit = stop)" in result.stdout
 
 
-UNTIL_ASKED = ("import os, signal, time\n"
+UNTIL_ASKED = ("import signal\n"
                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                "print('port 40999', flush=True)\n"
-               "while not os.path.exists('asked'):\n"
-               "    time.sleep(0.01)\n"
                "print('asked with', open('asked').read().strip(), flush=True)\n")
-"""A server that ignores SIGTERM and ends once a file says so (a stand-in for a server's
-own shutdown command, such as redis-cli shutdown); its ready line gives a port."""
-IGNORING = ("import signal, time\n"
-            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            "print('up', flush=True)\n"
-            "time.sleep(600)\n")
+"""A server that ignores SIGTERM and ends once told so through the named pipe ``asked``
+in its folder (a stand-in for a server's own shutdown command, such as redis-cli
+shutdown); its ready line gives a port."""
 
 
 def test_a_member_with_a_stop_cmd_is_asked_to_stop_by_it(run_dir: Path, tmp_path: Path) -> None:
@@ -418,16 +419,17 @@ def test_a_member_with_a_stop_cmd_is_asked_to_stop_by_it(run_dir: Path, tmp_path
     what it wrote, and the stop signal asks instead; one that succeeds but leaves the member
     running, or that hangs itself, ends with SIGKILL at stop_timeout, the command killed
     too."""
+    os.mkfifo(tmp_path / "asked")
     cast = tmp_path / "cast.toml"
     cast.write_text(
-        f"[procs.srv]\ncmd = {json.dumps([sys.executable, '-c', UNTIL_ASKED])}\n"
+        f"[procs.srv]\ncmd = {_python(UNTIL_ASKED)}\n"
         f"cwd = '{tmp_path}'\nready = 'port (?P<port>\\d+)'\n"
         "stop_cmd = \"sh -c 'echo {port} > asked'\"\n\n"
         "[procs.bad]\ncmd = 'sleep 60'\n"
         "stop_cmd = \"sh -c 'echo no server here >&2; exit 2'\"\n\n"
-        f"[procs.deaf]\ncmd = {json.dumps([sys.executable, '-c', IGNORING])}\n"
+        f"[procs.deaf]\ncmd = {_python(_ignoring('SIGTERM'))}\n"
         "stop_cmd = 'true'\nstop_timeout = 0.5\n\n"
-        f"[procs.stuck]\ncmd = {json.dumps([sys.executable, '-c', IGNORING])}\n"
+        f"[procs.stuck]\ncmd = {_python(_ignoring('SIGTERM'))}\n"
         f"stop_cmd = \"sh -c 'echo $$ > {tmp_path}/stuck.pid; exec sleep 600'\"\n"
         "stop_timeout = 0.5\n")
     with Pipeplex("run", cast, "--grace", "600", "--run-dir", run_dir) as plex:

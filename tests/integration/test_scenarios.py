@@ -464,29 +464,22 @@ def test_an_expect_waits_through_a_restart_on_failure(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
 
 
-def test_an_expect_after_a_clean_exit_that_on_failure_does_not_restart_fails_at_once(
-        tmp_path: Path) -> None:
-    """on_failure = restart does not restart an exit with 0: once that exit is seen, an
-    expect on the member fails with it, not at its timeout (no next run will come)."""
-    case = _scenario(tmp_path, "[procs.job]\ncmd = \"sh -c 'echo done'\"\n"
-                     "on_exit = 'ignore'\non_failure = 'restart'\n"
-                     "[procs.keep]\ncmd = 'sleep 60'\n"
-                     "[[step]]\nwait_exit = 'job'\ncode = 0\n"
-                     "[[step]]\nexpect = 'never-there'\nin = 'job'\ntimeout = 20\n")
-    result = run("test", "--grace", "0.2", case)
-    assert result.returncode == 1, result.stdout
-    assert "expect 'never-there' in job: job exited with code 0" in result.stdout, result.stdout
+ON_FAILURE_RESTART = "on_exit = 'ignore'\non_failure = 'restart'\n"
 
 
-@pytest.mark.parametrize("policy", ["on_exit = 'ignore'\non_failure = 'restart'\n",
-                                    "on_exit = 'restart'\nmax_restarts = 1\n"])
-def test_an_expect_waiting_through_restarts_ends_when_no_run_follows(
-        tmp_path: Path, policy: str) -> None:
-    """An expect begun while a member its policy may restart runs waits through its exits
-    for a next run; once none follows (a clean exit that on_failure lets end, or a give-up),
-    it fails then, not at its own timeout."""
+@pytest.mark.parametrize(("policy", "first"), [
+    (ON_FAILURE_RESTART, "[[step]]\nwait_exit = 'job'\ncode = 0\n"),
+    (ON_FAILURE_RESTART, ""),
+    ("on_exit = 'restart'\nmax_restarts = 1\n", ""),
+], ids=["begun-after-the-exit", "begun-before", "give-up"])
+def test_an_expect_on_a_member_no_run_of_which_follows_ends_with_its_exit(
+        tmp_path: Path, policy: str, first: str) -> None:
+    """An expect on a member its policy may restart waits through its exits for a next
+    run; once none follows (a clean exit that on_failure = restart lets end, or a give-up)
+    it fails with that exit, whether it began before it or after, not at its own
+    timeout."""
     case = _scenario(tmp_path, "[procs.job]\ncmd = \"sh -c 'sleep 0.3; echo done'\"\n"
-                     f"{policy}[procs.keep]\ncmd = 'sleep 60'\n"
+                     f"{policy}[procs.keep]\ncmd = 'sleep 60'\n{first}"
                      "[[step]]\nexpect = 'never-there'\nin = 'job'\ntimeout = 60\n")
     result = run("test", "--grace", "0.2", case, timeout=50)
     assert result.returncode == 1, result.stdout
