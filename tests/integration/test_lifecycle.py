@@ -470,6 +470,29 @@ def test_a_stop_cmd_that_needs_a_value_not_captured_yet_leaves_it_to_the_signal(
     assert "srv * stopped by SIGTERM\n" in plex.text, plex.text
 
 
+def test_a_restarted_member_is_not_asked_to_stop_at_its_last_runs_port(
+        run_dir: Path, tmp_path: Path) -> None:
+    """A restarted member stopped before its new run's ready line: the port its last run
+    gave may be another program's by now, so its stop_cmd is not sent there; its stop
+    signal asks instead."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text(
+        f"[procs.srv]\ncwd = '{tmp_path}'\non_exit = 'restart'\n"
+        "cmd = \"sh -c 'if [ -e ran ]; then echo starting again; exec sleep 60; fi; "
+        "touch ran; echo port 40998; exit 3'\"\n"
+        "ready = 'port (?P<port>\\d+)'\n"
+        "stop_cmd = \"sh -c 'echo {port} > asked'\"\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^srv +\| starting again$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert ("srv * its stop_cmd could not be started: it uses {port}, which this run of srv "
+            "has not captured yet (it was not ready); sent SIGTERM to its process "
+            "group\n") in plex.text, plex.text
+    assert "srv * stopped by SIGTERM\n" in plex.text, plex.text
+    assert not (tmp_path / "asked").exists()
+
+
 def test_what_a_member_left_in_its_group_gets_its_stop_signal(run_dir: Path,
                                                               tmp_path: Path) -> None:
     """What a member left in its process group is part of it: its stop_signal, the

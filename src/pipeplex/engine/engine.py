@@ -122,15 +122,19 @@ class Engine:
         """Run ``member``'s ``stop_cmd`` once (see :data:`.stopping.StopCommand`), as a
         health check runs: with the values its run started with and those it captured, in
         its environment and folder, told to the guardian, reaped by us."""
-        seat = self.state.seats[member.name]
-        values = {**seat.started_with, **seat.captured}
-        spec = member.spec
+        seat, spec = self.state.seats[member.name], member.spec
+        own = spec.captured_variables()
+        # What it captured counts only once this run is ready: a restarted server's old
+        # port may be another's by now, and a command sent there would stop a stranger.
+        values = {**seat.started_with, **seat.captured} if seat.ready_last else {
+            key: value for key, value in seat.started_with.items() if key not in own}
         text = spec.helper_text("stop_cmd")
         # A value it captures itself, wanted before it was ready: not run with the name as
-        # text (the stop signal asks instead).
-        if unknown := sorted(spec.helper_variables("stop_cmd") & spec.captured_variables()
-                             - values.keys()):
-            raise SpawnError(member.name, text, f"it uses {{{unknown[0]}}}, which {member.name} "
+        # text, nor with an earlier run's value (the stop signal asks instead).
+        if unknown := sorted(spec.helper_variables("stop_cmd") & own - values.keys()):
+            whose = (f"this run of {member.name}" if unknown[0] in seat.captured
+                     else member.name)
+            raise SpawnError(member.name, text, f"it uses {{{unknown[0]}}}, which {whose} "
                                                 "has not captured yet (it was not ready)")
         return await run_check(member.name, spec.helper_argv("stop_cmd", values), text, output,
                                env=member.environment(values), cwd=spec.cwd,
