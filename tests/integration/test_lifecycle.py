@@ -582,6 +582,25 @@ def test_output_already_written_by_a_stopped_member_is_kept(run_dir: Path, tmp_p
     assert "writer  * stopped" in result.stdout
 
 
+@pytest.mark.parametrize("pty", ["'stdout'", "false"])
+def test_a_member_killed_right_after_a_burst_loses_no_line(run_dir: Path, tmp_path: Path,
+                                                           pty: str) -> None:
+    """A member SIGKILLed the moment its burst is written (on a pty too, whose reader sees
+    EIO as the last writer goes): every line reaches the stream, in order and before its
+    exit is said; the status is 128 + 9, and the summary says it was killed."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text(f"[procs.burst]\ncmd = \"sh -c 'seq 1 20000; kill -9 $$'\"\npty = {pty}\n")
+    result = run("run", cast, "--run-dir", run_dir)
+    assert result.returncode == 137, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    numbers = [int(line[8:]) for line in lines if line.startswith("burst | ")]
+    assert numbers == list(range(1, 20001)), f"{len(numbers)} lines"
+    killed = lines.index("burst * killed by SIGKILL")
+    assert killed > lines.index("burst | 20000")
+    assert "pipeplex * burst killed by SIGKILL; stopping the cast (on_exit = stop)" in lines
+    assert re.search(r"^burst \* summary: killed by SIGKILL after ", result.stdout, re.M)
+
+
 def test_ready_variables_reach_later_members(run_dir: Path, tmp_path: Path) -> None:
     """A named group in ready becomes {name} in a later member's command."""
     cast = tmp_path / "cast.toml"
@@ -648,20 +667,48 @@ def test_members_run_in_their_own_session(run_dir: Path) -> None:
     assert "leader 11" in result.stdout
 
 
-def test_members_start_with_clean_signal_state(run_dir: Path) -> None:
-    """No blocked or ignored signals leak into members, even if pipeplex inherited them."""
-    # grep, not Python: a Python child would ignore SIGPIPE and SIGXFSZ on its own.
+SIGNAL_STATE = (
+    "import os, re, signal, sys\n"
+    "status = open('/proc/self/status').read()\n"
+    "blocked, ignored = (int(re.search(key + r':\\s+(\\w+)', status)[1], 16)\n"
+    "                    for key in ('SigBlk', 'SigIgn'))\n"
+    "ignored &= ~(1 << signal.SIGPIPE - 1 | 1 << signal.SIGXFSZ - 1)  # (Python's own)\n"
+    "open(sys.argv[1], 'w').write(f'SigBlk: {blocked:x}\\nSigIgn: {ignored:x}\\n')\n"
+    "if sys.argv[2:]: os.kill(int(open(sys.argv[2]).read()), signal.SIGTERM)\n")
+"""Writes its signal mask and ignored signals (those Python ignores itself left out) to
+the file named first, then ends the process whose pid the second holds, if named. Not
+through a shell: dash empties its signal mask as it starts."""
+
+
+def test_members_and_their_commands_start_with_clean_signal_state(run_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    """No blocked or ignored signals leak into members, even if pipeplex inherited them;
+    nor into a member's health check, or its stop_cmd run while the cast stops."""
+    probe = [sys.executable, "-c", SIGNAL_STATE]
+    cast = tmp_path / "cast.toml"
+    cast.write_text(
+        # grep, not Python: a Python child would ignore SIGPIPE and SIGXFSZ on its own.
+        "[procs.s]\ncmd = \"grep -E 'SigBlk|SigIgn' /proc/self/status\"\n"
+        "on_exit = 'ignore'\n\n"
+        f"[procs.srv]\ncwd = '{tmp_path}'\ncmd = \"sh -c 'echo $$ > pid; exec sleep 60'\"\n"
+        f"ready_cmd = {_toml_list([*probe, 'ready.txt'])}\n"
+        f"stop_cmd = {_toml_list([*probe, 'stop.txt', 'pid'])}\n\n"
+        "[procs.quit]\ncmd = 'true'\nafter = ['s', 'srv']\n")
     result = subprocess.run(
         ["sh", "-c", 'trap "" INT QUIT USR1 TSTP TTIN TTOU WINCH CONT CHLD; exec "$@"', "sh",
-         *PIPEPLEX, "run", "-p",
-         "s=grep -E 'SigBlk|SigIgn' /proc/self/status", "--run-dir", str(run_dir)],
+         *PIPEPLEX, "run", str(cast), "--run-dir", str(run_dir)],
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )
-    masks = dict(re.findall(r"s \| (SigBlk|SigIgn):\s+([0-9a-f]+)", result.stdout))
-    assert int(masks["SigBlk"], 16) == 0, result.stdout
-    # Signals 1-31, the ones programs use. 32 and 33 belong to the C library's threads and
-    # cannot be touched from Python; a test harness sometimes leaves them ignored.
-    assert int(masks["SigIgn"], 16) & 0x7FFFFFFF == 0, result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "srv  * summary: stopped by SIGTERM after " in result.stdout, result.stdout
+    member = "\n".join(re.findall(r"^s +\| (.*)$", result.stdout, re.M))
+    for who, text in (("member", member), ("ready_cmd", (tmp_path / "ready.txt").read_text()),
+                      ("stop_cmd", (tmp_path / "stop.txt").read_text())):
+        masks = dict(re.findall(r"(SigBlk|SigIgn):\s+([0-9a-f]+)", text))
+        assert int(masks["SigBlk"], 16) == 0, (who, text)
+        # Signals 1-31, the ones programs use. 32 and 33 belong to the C library's threads
+        # and cannot be touched from Python; a test harness sometimes leaves them ignored.
+        assert int(masks["SigIgn"], 16) & 0x7FFFFFFF == 0, (who, text)
 
 
 def test_a_run_has_one_guardian_and_it_takes_signals_as_its_code_says(run_dir: Path) -> None:

@@ -230,6 +230,22 @@ def test_orphans_of_the_members_come_to_pipeplex_and_are_reaped(run_dir: Path) -
         assert plex.wait() == 143
 
 
+def test_a_burst_of_orphans_ending_at_once_leaves_no_zombie(run_dir: Path) -> None:
+    """A hundred orphans that end together send SIGCHLDs the kernel merges into a few: each
+    is reaped all the same, and the member that made them runs on."""
+    burst = "for i in $(seq 100); do (/bin/true &); done; echo forked; exec sleep 60"
+    with Pipeplex("run", "-p", f"burst=sh -c {shlex.quote(burst)}",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^burst \| forked$")  # (each subshell has exited: the rest are ours)
+        deadline = time.monotonic() + 10
+        while _zombie_children(plex.proc.pid) or len(_children(plex.proc.pid)) > 2:
+            assert time.monotonic() < deadline, f"left: {_children(plex.proc.pid)}"
+            os.sched_yield()
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert "burst * stopped by SIGTERM" in plex.text, plex.text
+
+
 def test_as_pid_1_the_children_it_had_before_are_reaped_too(run_dir: Path,
                                                              tmp_path: Path) -> None:
     """A shell that execs pipeplex as PID 1 passes its background jobs on: nobody else can
