@@ -558,11 +558,16 @@ def test_ctrl_d_ends_the_console_only(run_dir: Path) -> None:
 
 @pytest.mark.usefixtures("state_home")
 def test_ctrl_c_stops_the_cast_and_restores_the_terminal(run_dir: Path) -> None:
-    """Ctrl-C at the prompt is SIGINT's stop: exit 130, the terminal back in cooked mode."""
+    """Ctrl-C at the prompt is SIGINT's stop: exit 130, the terminal back in cooked mode.
+    The member gets one stop signal, pipeplex's SIGTERM, and not the terminal's SIGINT too
+    (many servers take a second signal as "quit now")."""
     code = ("import signal, sys\n"
-            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "def said(signum, frame): print('got', signal.Signals(signum).name, flush=True)\n"
+            "for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):\n"
+            "    signal.signal(sig, said)\n"
             "print('stubborn', flush=True)\n"
-            "sys.stdin.read(); signal.pause()")
+            "sys.stdin.read()\n"
+            "while True: signal.pause()")
     with PtyPipeplex("run", "-p", f"s={py(code)}", "--grace", "30",
                      "--run-dir", run_dir) as plex:
         plex.expect(r"^s \| stubborn$")
@@ -570,11 +575,13 @@ def test_ctrl_c_stops_the_cast_and_restores_the_terminal(run_dir: Path) -> None:
         assert not plex.terminal_flags() & termios.ICANON  # the prompt owns the terminal
         plex.type("\x03")
         plex.expect(r"got SIGINT: stopping the cast; press Ctrl-C again to skip the grace")
+        plex.expect(r"^s \| got SIGTERM$")
         plex.type("\x03")
         plex.expect(r"skipping the grace period: SIGKILL to every member")
         assert plex.wait() == 130
         flags = plex.terminal_flags()
         assert flags & termios.ICANON and flags & termios.ECHO
+    assert plex.output.count(b"| got SIG") == 1, plex.output
 
 
 @pytest.mark.usefixtures("state_home")
