@@ -588,7 +588,8 @@ def test_a_restart_storm_never_runs_two_instances_and_answers_everyone(
 ) -> None:
     """Thirty restart requests at once (reliability case 14): each is answered with a
     running instance, requests that meet share a restart, and no two instances ever run
-    side by side (each holds a lock; one that finds it taken says so)."""
+    side by side (each holds a lock; one that finds it taken says so); the member's
+    NAME.in feeds the instance that runs after it."""
     lock = tmp_path / "lock"
     member = py(
         "import fcntl, sys\n"
@@ -599,7 +600,7 @@ def test_a_restart_storm_never_runs_two_instances_and_answers_everyone(
         "    print('TWO INSTANCES', flush=True)\n"
         "    sys.exit(1)\n"
         "print('up', flush=True)\n"
-        "sys.stdin.read()\n"
+        "for line in sys.stdin: print('got', line.strip(), flush=True)\n"
     )
     with Pipeplex("run", "-p", f"s={member}", "--run-dir", run_dir, "--on-exit", "ignore") as plex:
         plex.expect(r"^s \| up$")
@@ -618,6 +619,9 @@ def test_a_restart_storm_never_runs_two_instances_and_answers_everyone(
         assert final == max(a["pid"] for a in answers)
         restarts = members[0]["restarts"]
         assert 1 <= restarts <= 30
+        (run_dir / "s.in").write_text("after the storm\n")
+        plex.expect(r"^s \| got after the storm$")
+        assert status(run_dir)["members"][0]["pid"] == final
         assert run("stop", "--run-dir", run_dir).returncode == 0
         assert plex.wait() == 0
         assert "TWO INSTANCES" not in plex.text
