@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,51 @@ def test_flooding_writers_lose_and_tear_no_line(run_dir: Path, pty: str, chunk: 
         assert proc.wait(timeout=60) == 0
     assert bad[:5] == []
     assert all(n == count for n in expected.values()), expected
+
+
+@pytest.mark.parametrize("pty", ["false", "stdout"])
+def test_lines_of_any_length_on_both_streams_arrive_whole_and_as_recorded(
+        run_dir: Path, tmp_path: Path, pty: str) -> None:
+    """Eight writers, six of them in random-sized writes of lines up to 4 KB, two of them a
+    byte per write, each on stdout and stderr at once: on the console, every line of each
+    stream arrives once, in order, whole (its CRC holds) and under its own name and mark;
+    and the transcript holds exactly what the console showed, stream by stream."""
+    count = {"chunks": 300, "bytes": 100}
+    writers = {f"c{i}": "bytes" if i >= 6 else "chunks" for i in range(8)}
+    transcript = tmp_path / "run.jsonl"
+    args = ["run", "--run-dir", str(run_dir), "--pty", pty, "--on-exit", "ignore",
+            "--transcript", str(transcript)]
+    for name, mode in writers.items():
+        args += ["-p", f"{name}={sys.executable} {PROGS / 'seq_flood.py'} {name} "
+                       f"{count[mode]} {mode}"]
+    line_re = re.compile(r"^(c\d) ([|!]) (c\d) ([12]) (\d{6}) ([0-9a-f]{8}) ([A-Za-z]*)$")
+    shown: dict[tuple[str, str], list[str]] = {
+        (name, stream): [] for name in writers for stream in ("out", "err")}
+    bad = []
+    result = subprocess.run([*PIPEPLEX, *args], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    for line in result.stdout.splitlines():
+        if line.startswith("pipeplex") or line[3:4] == "*":
+            continue
+        m = line_re.match(line)
+        stream = "out" if m and m[2] == "|" else "err"
+        if (not m or m[1] != m[3] or m[4] != {"out": "1", "err": "2"}[stream]
+                or int(m[6], 16) != zlib.crc32(m[7].encode())
+                or int(m[5]) != len(shown[m[1], stream])):
+            bad.append(line)
+            continue
+        shown[m[1], stream].append(line[5:])
+    assert bad[:3] == []
+    for (name, stream), lines in shown.items():
+        assert len(lines) == count[writers[name]], (name, stream, len(lines))
+    recorded: dict[tuple[str, str], str] = {key: "" for key in shown}
+    with transcript.open() as records:
+        for record in map(json.loads, records):
+            if record.get("s") in ("out", "err"):
+                recorded[record["p"], record["s"]] += record["d"]
+    for key, lines in shown.items():
+        assert recorded[key].splitlines() == lines, key
 
 
 def test_children_do_not_inherit_pipeplex_resources(run_dir: Path) -> None:
