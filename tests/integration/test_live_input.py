@@ -107,6 +107,51 @@ def test_a_writer_that_quits_mid_line_does_not_splice_into_the_next(run_dir: Pat
         assert "hello" not in plex.text
 
 
+LINE_WRITER = (
+    "import os, random, string, sys, zlib\n"
+    "path, ident, count = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
+    "rng = random.Random(ident)\n"
+    "fd = os.open(path, os.O_WRONLY)\n"
+    "for seq in range(count):\n"
+    "    payload = ''.join(rng.choices(string.ascii_letters, k=rng.randint(0, 4070)))\n"
+    "    line = f'{ident} {seq} {zlib.crc32(payload.encode()):08x} {payload}\\n'.encode()\n"
+    "    assert os.write(fd, line) == len(line) <= 4096\n"
+    "os.close(fd)\n")
+"""Writes COUNT lines of up to 4096 bytes, each in one write (which a pipe keeps whole),
+to the pipe PATH: IDENT, a sequence number, the CRC of the payload, the payload."""
+
+LINE_CHECKER = (
+    "import sys, zlib\n"
+    "writers, count = int(sys.argv[1]), int(sys.argv[2])\n"
+    "seen, bad = {}, 0\n"
+    "for line in sys.stdin:\n"
+    "    ident, seq, crc, payload = (line.rstrip('\\n').split(' ') + ['', '', ''])[:4]\n"
+    "    if (not seq.isdigit() or int(seq) != seen.get(ident, 0)\n"
+    "            or crc != f'{zlib.crc32(payload.encode()):08x}'):\n"
+    "        bad += 1; print('bad', line[:60], flush=True); continue\n"
+    "    seen[ident] = int(seq) + 1\n"
+    "    if sum(seen.values()) == writers * count: break\n"
+    "print('done', sorted(seen.items()), 'bad', bad, flush=True)\n")
+"""Reads lines from its stdin until WRITERS times COUNT good ones came, saying each bad one
+(out of its writer's order, or torn: its CRC fails)."""
+
+
+def test_writers_sharing_a_pipe_never_mix_within_a_line(run_dir: Path) -> None:
+    """Four programs write lines of up to 4 KB to one NAME.in at once, each line in one
+    write: the member reads every line whole, in each writer's order."""
+    writers, count = 4, 300
+    with Pipeplex("run", "-p", f"m={py(LINE_CHECKER)} {writers} {count}",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"m +\* started")
+        procs = [subprocess.Popen([sys.executable, "-c", LINE_WRITER, str(run_dir / "m.in"),
+                                   f"w{i}", str(count)]) for i in range(writers)]
+        assert [proc.wait(timeout=DEADLINE) for proc in procs] == [0] * writers
+        done = plex.expect(r"^m \| done (.*) bad (\d+)$")
+        assert done[1] == str([(f"w{i}", count) for i in range(writers)])
+        assert done[2] == "0", plex.text[-2000:]
+        assert plex.wait() == 0
+
+
 def test_the_run_folder_is_private_and_removed_at_the_end(run_dir: Path) -> None:
     """The folder is 0700, each pipe a 0600 FIFO, whatever the umask; all gone afterwards."""
     old = os.umask(0)
