@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import select
@@ -554,6 +555,24 @@ def test_ctrl_d_ends_the_console_only(run_dir: Path) -> None:
         plex.expect(r"^c \| still running$")
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143
+
+
+@pytest.mark.usefixtures("state_home")
+def test_a_member_cannot_clear_the_screen_or_retitle_the_terminal(run_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    """What a member writes to clear the screen or set the window's title never reaches
+    pipeplex's terminal, which shows the rest of the line and its colours; the transcript
+    keeps every byte as written."""
+    transcript = tmp_path / "run.jsonl"
+    written = "a\x1b[2J\x1b[H\x1b]0;pwned\x07b\x1b[31mred\x1b[0m"
+    with PtyPipeplex("run", "-p", f"e={py(f'print({written!r}, flush=True)')}",
+                     "--transcript", transcript, "--run-dir", run_dir) as plex:
+        assert plex.wait() == 0
+    assert re.search(rb"e\x1b\[0m \| ab\x1b\[31mred\x1b\[0m", plex.output), plex.output
+    for control in (b"\x1b[2J", b"\x1b[H", b"\x1b]", b"pwned"):
+        assert control not in plex.output, (control, plex.output)
+    records = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert [r["d"] for r in records if r.get("s") == "out"] == [written + "\n"]
 
 
 @pytest.mark.usefixtures("state_home")
