@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from pipeplex.participants._stdin import INPUT_FULL
 
 from .helpers import (
     DEADLINE,
+    PIPEPLEX,
     PROGS,
     Connection,
     Pipeplex,
@@ -150,6 +152,46 @@ def test_writers_sharing_a_pipe_never_mix_within_a_line(run_dir: Path) -> None:
         assert done[1] == str([(f"w{i}", count) for i in range(writers)])
         assert done[2] == "0", plex.text[-2000:]
         assert plex.wait() == 0
+
+
+ECHO_AFTER_A_MEGABYTE = (
+    "import hashlib, sys\n"
+    "for i in range(16384): sys.stderr.write(f'{i:063d}\\n')\n"
+    "sys.stderr.flush()\n"
+    "digest = hashlib.sha256()\n"
+    "for line in sys.stdin.buffer:\n"
+    "    digest.update(line); sys.stdout.buffer.write(line)\n"
+    "sys.stdout.buffer.write(b'sha256 ' + digest.hexdigest().encode() + b'\\n')\n")
+"""Writes 1 MB to stderr before it reads anything, then echoes its stdin and ends with the
+SHA-256 of what it read."""
+
+
+def test_megabytes_through_a_member_both_ways_arrive_whole(run_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """A member that writes 1 MB to stderr before it reads, then echoes 4 MB sent through
+    its NAME.in: pipeplex reads its output while it writes its input, so neither side
+    waits for the other; every byte arrives, on the member's stdin and back on the stream."""
+    sent = [os.urandom(48).hex() + "\n" for _ in range(40000)]
+    output = tmp_path / "output"
+    with output.open("wb") as out, subprocess.Popen(
+            [*PIPEPLEX, "run", "-p", f"m={py(ECHO_AFTER_A_MEGABYTE)}", "--run-dir", run_dir],
+            stdin=subprocess.DEVNULL, stdout=out) as proc:
+        try:
+            deadline = time.monotonic() + DEADLINE
+            while not (run_dir / "m.in").exists():  # (opening it then waits for pipeplex)
+                assert proc.poll() is None and time.monotonic() < deadline
+                os.sched_yield()
+            write_fifo(run_dir / "m.in", "".join(sent).encode())
+            assert run("send", "--run-dir", run_dir, "m", "--eof").returncode == 0
+            assert proc.wait(timeout=120) == 0
+        finally:
+            proc.kill()
+    shown = output.read_text().splitlines()
+    errors = [line for line in shown if line.startswith("m ! ")]
+    assert errors == [f"m ! {i:063d}" for i in range(16384)]
+    echoed = [line[4:] + "\n" for line in shown if line.startswith("m | ")]
+    assert echoed[:-1] == sent
+    assert echoed[-1] == f"sha256 {hashlib.sha256(''.join(sent).encode()).hexdigest()}\n"
 
 
 def test_the_run_folder_is_private_and_removed_at_the_end(run_dir: Path) -> None:
