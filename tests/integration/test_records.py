@@ -190,6 +190,25 @@ def test_a_log_that_fills_its_disk_is_let_go_and_the_run_goes_on(run_dir: Path,
     assert log.read_bytes().startswith(b"progress 0\n")
 
 
+def test_a_transcript_on_a_full_device_is_let_go_and_the_run_goes_on(run_dir: Path) -> None:
+    """A transcript whose writes fail with ENOSPC (a descriptor on /dev/full) is said once,
+    without a traceback; the member is read to its end, and the status is the members'."""
+    code = "for i in range(20000): print('progress', i)\nprint('final')"
+    with open("/dev/full", "wb") as full:
+        transcript = f"/dev/fd/{full.fileno()}"
+        result = subprocess.run(
+            [*PIPEPLEX, "run", "--no-console", "-p", f"w={py(code)}", "--transcript",
+             transcript, "--run-dir", str(run_dir)],
+            capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
+            pass_fds=(full.fileno(),))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert result.stderr == ""
+    assert result.stdout.count("transcript write failed") == 1, result.stdout[-2000:]
+    assert (f"pipeplex * transcript write failed: No space left on device ({transcript}); "
+            "transcript disabled\n") in result.stdout
+    assert "progress 19999\n" in result.stdout and "w | final\n" in result.stdout
+
+
 def test_a_log_folder_made_by_the_run_is_private_whatever_the_umask(run_dir: Path,
                                                                    tmp_path: Path) -> None:
     logs = tmp_path / "logs"
