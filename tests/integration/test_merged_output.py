@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -89,14 +90,24 @@ def test_a_pause_inside_a_character_does_not_break_it(run_dir: Path) -> None:
 
 @pytest.mark.parametrize("pty", ["stdout", "false"])
 def test_bytes_that_are_not_utf8_reach_a_pipe_as_they_were_written(run_dir: Path,
+                                                                   tmp_path: Path,
                                                                    pty: str) -> None:
     """Latin-1 text and binary data are not text to mend: a pipe or a file gets the bytes
-    (on a terminal they show as U+FFFD, the rest of the line intact)."""
-    code = "import sys; sys.stdout.buffer.write(b'ok \\xff\\xfe caf\\xe9 \\xc3( end\\n')"
+    (on a terminal they show as U+FFFD, the rest of the line intact); the transcript keeps
+    each byte, NULs and a terminal's controls too."""
+    code = ("import sys; sys.stdout.buffer.write(b'ok \\xff\\xfe caf\\xe9 \\xc3( end\\n')\n"
+            "sys.stdout.buffer.write(b'nul \\x00 \\x88 title \\x1b]0;x\\x07 end\\n')")
+    transcript = tmp_path / "run.jsonl"
     result = subprocess.run([*PIPEPLEX, "run", "-p", "b=" + py(code), "--pty", pty,
-                             "--run-dir", str(run_dir)], capture_output=True, timeout=60,
-                            stdin=subprocess.DEVNULL)
+                             "--transcript", str(transcript), "--run-dir", str(run_dir)],
+                            capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     assert b"b | ok \xff\xfe caf\xe9 \xc3( end\n" in result.stdout
+    recorded = b""
+    for record in map(json.loads, transcript.read_text().splitlines()):
+        if record.get("s") == "out":
+            recorded += (base64.b64decode(record["b64"]) if "b64" in record
+                         else record["d"].encode())
+    assert recorded == b"ok \xff\xfe caf\xe9 \xc3( end\nnul \x00 \x88 title \x1b]0;x\x07 end\n"
 
 
 STEPS = {"": "", "expect": "[[step]]\nexpect = '^DONE$'\nin = 'big'\n",
