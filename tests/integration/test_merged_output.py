@@ -7,6 +7,8 @@ import itertools
 import json
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
 import zlib
@@ -229,6 +231,50 @@ def test_lines_of_any_length_on_both_streams_arrive_whole_and_as_recorded(
                 recorded[record["p"], record["s"]] += record["d"]
     for key, lines in shown.items():
         assert recorded[key].splitlines() == lines, key
+
+
+def test_a_slow_reader_of_pipeplex_slows_the_members_loses_nothing_and_costs_no_memory(
+        run_dir: Path) -> None:
+    """64 MB from a member, to a reader of pipeplex's output that takes it more slowly
+    than the member writes: every line arrives, in order, and pipeplex's memory grows by
+    far less than what waits (it stops reading the member while its own reader lags, past
+    4 MiB, rather than keep what the member would write meanwhile)."""
+    count = 800_000  # (80-byte lines)
+    args = ["run", "--run-dir", str(run_dir), "--pty", "false", "--on-exit", "ignore",
+            "--no-console", "-p", f"w={sys.executable} {PROGS / 'flood.py'} w {count} 0",
+            "-p", "idle=sleep 60"]
+    line_re = re.compile(rb"^w +\| w (\d{10}) x+$")
+    expected, peaks = 0, []
+    with subprocess.Popen([*PIPEPLEX, *args], stdout=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL) as proc:
+        assert proc.stdout is not None
+
+        def peak() -> int:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) * 1024
+
+        try:
+            pending = b""
+            while len(peaks) < 2:
+                select.select([], [], [], 0.002)  # (the reader's pace, not a wait for anything)
+                data = os.read(proc.stdout.fileno(), 65536)
+                assert data, "pipeplex ended first"
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    m = line_re.match(line)
+                    if m:
+                        assert int(m[1]) == expected, line
+                        if expected == 0:
+                            peaks.append(peak())  # (everything loaded and running)
+                        expected += 1
+                    elif re.match(rb"w +\* exited with code 0$", line):
+                        peaks.append(peak())
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=DEADLINE) == 143
+        finally:
+            proc.kill()
+    assert expected == count
+    assert peaks[1] - peaks[0] < 24 * 2**20, f"{(peaks[1] - peaks[0]) / 2**20:.0f} MiB more"
 
 
 def test_children_do_not_inherit_pipeplex_resources(run_dir: Path) -> None:
