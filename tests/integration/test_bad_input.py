@@ -8,7 +8,9 @@ import os
 import re
 import resource
 import shlex
+import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -168,6 +170,33 @@ def test_a_symlink_planted_as_the_run_folders_lock_is_refused_by_name(tmp_path: 
     stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", folder))
     assert "run.lock: it is a symbolic link, not a lock file of a run; move it away" in stderr
     assert victim.read_text() == "mine"
+
+
+def test_what_is_planted_as_a_members_pipe_is_never_followed_nor_kept(tmp_path: Path) -> None:
+    """A symbolic link where a member's NAME.in goes is refused by name, its target left
+    as it was; a pipe others could write (0666, left by hand) is not kept so: the run's
+    pipe there is 0600."""
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("mine")
+    (folder / "a.in").symlink_to(victim)
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", folder))
+    assert (f"{folder / 'a.in'} exists and is not a pipe of an earlier run (a symbolic "
+            "link of uid") in stderr, stderr
+    assert victim.read_text() == "mine"
+    (folder / "a.in").unlink()
+    old = os.umask(0)
+    try:
+        os.mkfifo(folder / "a.in", 0o666)
+    finally:
+        os.umask(old)
+    with Pipeplex("run", "-p", "a=sleep 60", "--run-dir", folder) as plex:
+        plex.expect(r"^a \* started")
+        made = os.lstat(folder / "a.in")
+        assert stat.S_ISFIFO(made.st_mode) and stat.S_IMODE(made.st_mode) == 0o600
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
 
 
 ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file to another user")
