@@ -820,10 +820,13 @@ def test_a_default_run_folder_taken_over_from_a_killed_run_is_removed_at_the_end
 
 
 def test_a_socket_path_longer_than_sun_path_works(tmp_path: Path) -> None:
-    """A run folder whose socket path exceeds 107 bytes is reached through /proc."""
+    """A run folder whose socket path exceeds 107 bytes is reached through /proc. The
+    socket is there, private, in the run folder: not somewhere shorter."""
     deep = tmp_path / ("x" * 60) / ("y" * 60) / "run"
     assert len(os.fsencode(deep / "control.sock")) > 107
     with cats(deep, "c") as plex:
+        made = os.lstat(deep / "control.sock")
+        assert stat.S_ISSOCK(made.st_mode) and stat.S_IMODE(made.st_mode) == 0o600
         assert run("send", "c", "deep", "--run-dir", deep).returncode == 0
         plex.expect(r"^c \| deep$")
         result = run("status", "--run-dir", deep)
