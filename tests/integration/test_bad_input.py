@@ -108,7 +108,8 @@ def test_unknown_key_gets_a_suggestion(tmp_path: Path) -> None:
     assert f"{cast}:3: a: unknown key 'on_exti'; did you mean 'on_exit'?" in stderr
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "-rf", "all", "x" * 65, "$(touch p)"])
+@pytest.mark.parametrize("name", ["../x", "a/b", "-rf", "all", "x" * 65, "$(touch p)", "a\nb",
+                                  "a b"])
 def test_bad_names_are_refused(name: str, tmp_path: Path) -> None:
     """Names that could escape the run folder or confuse routing are refused."""
     stderr = _error(run("run", "-p", f"{name}=echo hi", cwd=tmp_path))

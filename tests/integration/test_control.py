@@ -67,6 +67,16 @@ def test_send_delivers_a_line_to_one_member_and_to_all(run_dir: Path) -> None:
         assert seen == {"c", "d"}
 
 
+def test_sent_text_is_text_whatever_a_shell_would_make_of_it(run_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """What send sends reaches the member as written: nothing runs it through a shell."""
+    text = f"$(touch {tmp_path}/pwned); `id` > {tmp_path}/pwned # '\"\\"
+    with cats(run_dir, "c") as plex:
+        assert run("send", "c", text, "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^c \| " + re.escape(text) + "$")
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_send_without_newline_then_the_rest_of_the_line(run_dir: Path) -> None:
     """--no-newline leaves the line open; the next send finishes it."""
     lines = py("import sys\nfor line in sys.stdin: print('got', repr(line))")
