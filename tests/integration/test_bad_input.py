@@ -484,6 +484,29 @@ def test_a_tmpdir_that_cannot_hold_the_runs_safely_gives_way_to_tmp(
 
 
 @ROOT
+def test_a_runs_base_someone_else_made_first_is_refused_not_used(tmp_path: Path) -> None:
+    """Another user who made TMPDIR/pipeplex-UID first (0777, to read what goes in): the
+    run refuses it, names its owner and what to do, and puts nothing there."""
+    given = tmp_path / "tmp"
+    given.mkdir()
+    given.chmod(0o1777)  # (as /tmp is)
+    squatted = given / f"pipeplex-{os.geteuid()}"
+    squatted.mkdir()
+    squatted.chmod(0o777)
+    os.chown(squatted, 65534, 65534)
+    env = {**os.environ, "TMPDIR": str(given)}
+    env.pop("XDG_RUNTIME_DIR", None)
+    result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi", "--no-console"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=DEADLINE,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stdout
+    assert (f"pipeplex: error: refusing run folder {squatted}: it belongs to uid 65534, not to "
+            f"you (uid {os.geteuid()}); give a folder of your own (--run-dir)") in result.stderr
+    assert list(squatted.iterdir()) == []
+    assert "started" not in result.stdout
+
+
+@ROOT
 def test_an_xdg_runtime_dir_below_another_users_folder_gives_way(tmp_path: Path) -> None:
     """That user could move it away during the run, and put pipes of theirs at its names
     (a script's `echo secret > RUN/NAME.in` would then be theirs): as for a TMPDIR, the
