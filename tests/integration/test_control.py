@@ -399,6 +399,44 @@ def test_restart_starts_a_new_instance(run_dir: Path) -> None:
         assert result.stderr.startswith("usage: pipeplex restart")
 
 
+def test_restarts_leave_no_descriptor_thread_or_child_behind(run_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """Restarts of a member with a health check and a stop_cmd, and of one on a full
+    terminal, thirty in all: the run holds as many descriptors, threads and children after
+    the last as after the first."""
+    server = ("import os, signal, sys\n"
+              "print('port 40123 pid', os.getpid(), flush=True)\n"
+              "sys.stdin.read(); signal.pause()")  # (it ends once its stop_cmd kills it)
+    cast = tmp_path / "cast.toml"
+    cast.write_text(f"[procs.srv]\ncmd = {json.dumps([sys.executable, '-c', server])}\n"
+                    "ready = 'port (?P<port>\\d+) pid (?P<srv_pid>\\d+)'\n"
+                    "ready_cmd = 'true'\nstop_cmd = 'kill {srv_pid}'\n\n"
+                    "[procs.tty]\ncmd = 'cat'\npty = true\n")
+
+    def held(pid: int) -> tuple[int, int, int]:
+        return (len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task")),
+                len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()))
+
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^srv +\* ready")
+        client = ControlClient(run_dir, timeout=DEADLINE)
+        client.connect()
+        try:
+            counts = []
+            for _ in range(15):
+                for name in ("srv", "tty"):
+                    answer = client.request("restart", name=name)
+                    assert answer["ok"], answer
+                counts.append(held(plex.proc.pid))
+        finally:
+            client.close()
+        assert counts[-1] == counts[0], counts
+        assert [m["restarts"] for m in status(run_dir)["members"]] == [15, 15]
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    assert plex.text.count("ran its stop_cmd ('kill {srv_pid}')") == 16, plex.text
+
+
 def test_restart_gives_the_member_its_eof_first(run_dir: Path) -> None:
     """As :restart and pipeplex stop do: 0.3 s to end at EOF on its stdin before SIGTERM,
     so that `pipeplex send db COMMIT; pipeplex restart db` gets db's answer."""
