@@ -342,7 +342,13 @@ class OutsideStopper:
                       also: Sequence[Escaped] = ()) -> _Caught:
         """Send ``signals`` to the orphans (and ``also``) and to their groups."""
         try:
-            found, ended = self._alive(strays())
+            listed = strays()
+            found, ended, died = self._alive(listed)
+            if died:
+                # One it had signalled died after the listing, and what it forked in
+                # between came to us as it died, before it was read dead: listed now.
+                more, ended_more, _ = self._alive(set(strays()).difference(listed))
+                found, ended = found + more, ended or ended_more
         except OSError:  # out of descriptors (the only error stat_fields lets through)
             self._reach.out_of_descriptors(None)
             return _Caught([], [], ended=False)
@@ -376,16 +382,19 @@ class OutsideStopper:
         killpg_all(groups, signals)
         return _Caught(reached, groups, ended)
 
-    def _alive(self, listed: Iterable[int]) -> tuple[list[Escaped], bool]:
-        """Those of the cast's orphans ``listed`` alive; and whether one of the others ended
-        unbeknown to the stop (see :class:`_Caught`): the end of one it signalled is no news,
-        its children were its own by the time the stop saw that it had ended.
+    def _alive(self, listed: Iterable[int]) -> tuple[list[Escaped], bool, bool]:
+        """Those of the cast's orphans ``listed`` alive; whether one of the others ended
+        unbeknown to the stop (see :class:`_Caught`); and whether one the stop signalled
+        had died when it was read. That death is no news, but its children came to us as it
+        died: before it was read dead (the kernel hands them over first), perhaps after the
+        listing, which a look then takes again (a process that forks anew as fast as it
+        can, caught between its fork and its exit).
 
         Raises:
             OSError: out of descriptors.
         """
         alive: list[Escaped] = []
-        ended = False
+        ended = died = False
         for pid in listed:
             fields = stat_fields(pid, strict=True)
             if fields is None:  # (reaped as it was read)
@@ -396,7 +405,9 @@ class OutsideStopper:
                 alive.append(process)
             elif process not in self._signalled_strays:
                 ended = True
-        return alive, ended
+            else:
+                died = True
+        return alive, ended, died
 
     async def _escalate_all(self, ours: list[_Escalation], started: float,
                             theirs: list[tuple[Process, Escaped, asyncio.Future[bool]]]) -> None:
