@@ -450,18 +450,27 @@ def test_a_file_in_the_place_of_the_socket_is_refused_and_kept(run_dir: Path) ->
     assert (run_dir / "control.sock").read_text() == "mine\n"
 
 
-def test_a_relative_xdg_runtime_dir_is_ignored(tmp_path: Path) -> None:
-    """As the XDG spec says: the run folder goes to the fallback under TMPDIR, never to a
-    folder relative to wherever pipeplex runs."""
-    env = {**os.environ, "XDG_RUNTIME_DIR": "relative", "TMPDIR": str(tmp_path / "tmp")}
+@pytest.mark.parametrize("xdg", ["relative", "open to others",
+                                 pytest.param("another user's", marks=ROOT)])
+def test_an_xdg_runtime_dir_that_is_not_the_users_own_is_ignored(tmp_path: Path,
+                                                                 xdg: str) -> None:
+    """As the XDG spec says: one that is relative, not 0700 or not the user's is not used;
+    the run folder goes to the fallback under TMPDIR (never to a folder relative to
+    wherever pipeplex runs), and nothing is put in it."""
+    given = tmp_path / "xdg"
+    given.mkdir()
+    given.chmod(0o755 if xdg == "open to others" else 0o700)
+    if xdg == "another user's":
+        os.chown(given, 65534, 65534)
+    env = {**os.environ, "XDG_RUNTIME_DIR": "xdg" if xdg == "relative" else str(given),
+           "TMPDIR": str(tmp_path / "tmp")}
     (tmp_path / "tmp").mkdir()
-    (tmp_path / "relative").mkdir(mode=0o700)  # (usable, were it not relative)
     result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=DEADLINE,
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     assert f"run folder {tmp_path / 'tmp' / f'pipeplex-{os.geteuid()}'}/" in result.stdout
-    assert list((tmp_path / "relative").iterdir()) == []
+    assert list(given.iterdir()) == []
 
 
 @pytest.mark.parametrize("tmpdir", ["missing", pytest.param("another user's", marks=ROOT)])
