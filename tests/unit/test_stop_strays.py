@@ -88,7 +88,9 @@ def test_an_orphan_that_the_stop_itself_ended_is_no_reason_to_look_again(
         children: list[subprocess.Popen[bytes]]) -> None:
     """An orphan the stop killed stays listed until the reaper gets to it, which may be a
     while (it was held from the reaper while its group was signalled); its end is the
-    stop's own doing, so the stop ends at the next look rather than keep looking."""
+    stop's own doing, so the stop ends at the next look rather than keep looking. (That
+    look lists twice: what the dead one forked before it died would be listed the second
+    time.)"""
     child = subprocess.Popen(["sleep", "60"], start_new_session=True)
     children.append(child)
     looks = 0
@@ -100,7 +102,31 @@ def test_an_orphan_that_the_stop_itself_ended_is_no_reason_to_look_again(
 
     notes = _stop_strays(strays)
     assert child.wait(10) == -signal.SIGTERM, notes
-    assert looks == 2, notes
+    assert looks == 3, notes
+
+
+def test_an_orphan_the_stop_ended_after_it_was_listed_has_its_children_looked_for(
+        children: list[subprocess.Popen[bytes]]) -> None:
+    """One the stop signalled, listed alive and read dead: it forked between the two, and
+    its child came to pipeplex as it died, after the listing. The look lists again and
+    stops that child too, rather than end on the death of one it killed itself."""
+    orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    forked = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    children += [orphan, forked]
+    looks = 0
+
+    def strays() -> list[int]:  # (none reaped: the dead stay listed, as zombies)
+        nonlocal looks
+        looks += 1
+        if looks <= 2:  # (the round's look, and the next one's first listing)
+            return [orphan.pid]
+        return [orphan.pid, forked.pid]  # (come as the orphan died)
+
+    notes = _stop_strays(strays)
+    assert orphan.wait(10) == -signal.SIGTERM, notes
+    assert forked.wait(10) == -signal.SIGTERM, notes
+    assert any(f"(pid {forked.pid}) outside its members' process groups" in text
+               for text in notes), notes
 
 
 def test_a_child_from_before_the_cast_that_ended_is_not_the_casts(
