@@ -108,6 +108,30 @@ def test_casts_a_test_starts_itself_show_their_transcripts_too(
     assert "job | from the async cast" in out
 
 
+def test_a_test_that_starts_casts_in_a_loop_shows_the_last_it_closed(
+        pytester: pytest.Pytester) -> None:
+    """Twelve casts started and closed one after another in one test: its failure shows the
+    last eight and says how many came before (the plugin lets go of those, rather than
+    hold every cast a long loop starts until the test ends)."""
+    pytester.makepyfile("""
+        from pipeplex import Plex
+
+        def test_fails():
+            for i in range(12):
+                with Plex() as each:
+                    each.spawn(f"c{i}", "cat").sendline(f"cast number {i}")
+                    each[f"c{i}"].expect("number")
+            assert False, "boom"
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    shown = [int(n) for n in re.findall(r"^c\d+ +\| cast number (\d+)$", out, re.M)]
+    assert shown == list(range(4, 12)), out
+    assert ("4 earlier casts this test started and closed are not shown: a failure shows "
+            "the last 8 a test closed") in out
+
+
 def test_a_session_plex_shows_in_later_failures_what_came_during_them(
         pytester: pytest.Pytester) -> None:
     """A plex of a session-scoped fixture, started in the first test: a later test's failure

@@ -20,7 +20,8 @@ When a test fails (in setup, call or teardown), the merged transcript is attache
 failure as a section ("pipeplex transcript", control characters shown as ``\\xNN``), which
 pytest shows under the traceback and which JUnit XML carries in the failure text; so is
 that of every other cast the test started (its own fixtures', an ``AsyncPlex`` of an async
-test). A section shows a transcript's last 500 lines (``_pytest_transcripts.py``).
+test; of those it closed, the last :data:`KEPT_CLOSED`). A section shows a transcript's
+last 500 lines (``_pytest_transcripts.py``).
 
 Options (checked once, at startup: a bad value is a usage error):
 
@@ -59,7 +60,7 @@ from ._signals import describe_returncode
 from .cast.spec import DEFAULT_GRACE
 from .errors import PipeplexError
 from .plex.async_plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
-from .plex.left_open import close_left_open
+from .plex.left_open import close_left_open, has_closed
 from .plex.sync_plex import Plex
 
 __all__ = ("PipeplexWarning", "plex", "pytest_collect_file")
@@ -80,7 +81,7 @@ _FAILED_KEY = pytest.StashKey[list[str]]()
 _STOP_FAILED_KEY = pytest.StashKey[list[str]]()
 _FAILED_AT_KEY = pytest.StashKey[float]()
 """When a failed setup or call took the transcript for its report."""
-_USED_KEY = pytest.StashKey[list[AsyncPlex | Plex]]()
+_USED_KEY = pytest.StashKey["_Used"]()
 _OWN_KEY = pytest.StashKey[list[AsyncPlex | Plex]]()
 """The plexes the test's own code (its call) started: none of them is to outlive it."""
 _BEGAN_KEY = pytest.StashKey[float]()
@@ -127,8 +128,34 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         STARTED.remove(_started)
 
 
-_running: list[list[AsyncPlex | Plex]] = []
-"""While a test runs (its setup and teardown included): the plexes started in it."""
+KEPT_CLOSED = 8
+"""How many of the plexes a test started and closed its failure report shows, the latest:
+a test that starts hundreds in a loop would otherwise hold every one (up to a megabyte of
+transcript each) until it ends, and show them all."""
+
+
+class _Used:
+    """The plexes started while a test runs (its setup and teardown included), for its
+    failure report: every one still open, and the latest :data:`KEPT_CLOSED` it closed."""
+
+    def __init__(self) -> None:
+        self.casts: list[AsyncPlex | Plex] = []
+        self.let_go = 0
+        """How many closed ones were let go of, the earliest."""
+        self.all: weakref.WeakSet[AsyncPlex | Plex] = weakref.WeakSet()
+        """Every one, let go of or not (not to be shown as a cast from before the test)."""
+
+    def add(self, cast: AsyncPlex | Plex) -> None:
+        closed = [other for other in self.casts if has_closed(other)]
+        for other in closed[:max(len(closed) - KEPT_CLOSED + 1, 0)]:
+            self.casts.remove(other)
+            self.let_go += 1
+        self.casts.append(cast)
+        self.all.add(cast)
+
+
+_running: list[_Used] = []
+"""While a test runs: the plexes started in it."""
 
 _all_started: weakref.WeakSet[AsyncPlex | Plex] = weakref.WeakSet()
 """Every plex started in the session and not yet collected: one started before a test (a
@@ -149,7 +176,7 @@ def _started(cast: AsyncPlex | Plex) -> None:
     if _fixtures_setting_up:
         _of_fixtures.add(cast)
     if _running:
-        _running[0].append(cast)
+        _running[0].add(cast)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -167,7 +194,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         None, object, object]:
     # The casts a test starts besides the fixture's (in its own fixtures, or an AsyncPlex of
     # an async test) get their transcripts in its failure report too.
-    used: list[AsyncPlex | Plex] = []
+    used = _Used()
     _running[:] = [used]
     item.stash[_USED_KEY] = used
     item.stash[_BEGAN_KEY] = time.time()
@@ -185,12 +212,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     # The plexes the test's code starts are its own: a fixture's (set up before the call,
     # or by request.getfixturevalue in it) may live on for later tests (a module's), but
     # none of these may.
-    used = item.stash.get(_USED_KEY, [])
-    before = len(used)
+    used = item.stash.get(_USED_KEY, None)
+    before = list(used.casts) if used is not None else []
     try:
         return (yield)
     finally:
-        item.stash[_OWN_KEY] = [cast for cast in used[before:] if cast not in _of_fixtures]
+        item.stash[_OWN_KEY] = [] if used is None else [
+            cast for cast in used.casts if cast not in before and cast not in _of_fixtures]
 
 
 def _read_settings(config: pytest.Config) -> _Settings:
@@ -396,19 +424,25 @@ def pytest_runtest_makereport(
             if report.when != "teardown":
                 item.stash[_FAILED_AT_KEY] = time.time()
             _attach(item, report, cast.transcript())
-        used = item.stash.get(_USED_KEY, [])
-        for other in used:
+        used = item.stash.get(_USED_KEY, None) or _Used()
+        for other in used.casts:
             if other is not cast:
                 names = ", ".join(other.members) or "no members"
                 _attach(item, report, other.transcript(),
                         title=f"{_SECTION} (another cast: {names})", keep=cast is None)
+        if used.let_go:
+            report.sections.append(("pipeplex", (
+                f"{used.let_go} earlier {'casts' if used.let_go > 1 else 'cast'} this test "
+                f"started and closed {'are' if used.let_go > 1 else 'is'} not shown: a "
+                f"failure shows the last {KEPT_CLOSED} a test closed")))
         began = item.stash.get(_BEGAN_KEY, None)
         for earlier in list(_all_started) if began is not None else []:
-            if earlier not in used and earlier is not cast:
+            if earlier not in used.all and earlier is not cast:
                 names = ", ".join(earlier.members) or "no members"
                 _attach(item, report, earlier.transcript(since=began),
                         title=f"{_SECTION} (a cast started before this test: {names}; "
-                              "what came during the test)", keep=cast is None and not used)
+                              "what came during the test)",
+                        keep=cast is None and not used.casts)
     return report
 
 

@@ -18,7 +18,7 @@ from ..errors import PipeplexError
 from .async_plex import AsyncPlex
 from .sync_plex import Plex
 
-__all__ = ("close_left_open",)
+__all__ = ("close_left_open", "has_closed")
 
 CLOSE_MARGIN = 10.0
 """Seconds beyond the grace that closing a plex whose loop another thread runs may take."""
@@ -50,6 +50,14 @@ def close_left_open(cast: AsyncPlex | Plex) -> str | None:
     _close_in(cast._run.get_loop(), cast)
     return (f"a pipeplex.AsyncPlex open, without aclose(){running}: stopped at its end; "
             "use it as 'async with AsyncPlex() as plex:'")
+
+
+def has_closed(cast: AsyncPlex | Plex) -> bool:
+    """Whether ``cast``, started, is over: closed, or its run ended under it (asyncio.run
+    ended, or the plex stopped). Nothing more comes to its transcript."""
+    if isinstance(cast, Plex):
+        return cast._loop is None
+    return cast._run is not None and cast._run.done()
 
 
 def _close_in(loop: asyncio.AbstractEventLoop, cast: AsyncPlex) -> None:
