@@ -160,33 +160,29 @@ def test_a_symlinked_run_dir_is_refused(tmp_path: Path) -> None:
     assert list(target.iterdir()) == []
 
 
-def test_a_symlink_planted_as_the_run_folders_lock_is_refused_by_name(tmp_path: Path) -> None:
-    """Never followed (O_NOFOLLOW), and said as what it is: not the bare "Too many levels
-    of symbolic links" of the system call."""
+@pytest.mark.parametrize(("name", "said"), [
+    ("run.lock", "run.lock: it is a symbolic link, not a lock file of a run; move it away"),
+    ("a.in", "a.in exists and is not a pipe of an earlier run (a symbolic link of uid")])
+def test_a_symlink_planted_in_the_run_folder_is_refused_by_name(tmp_path: Path, name: str,
+                                                                said: str) -> None:
+    """As the folder's lock or a member's NAME.in: never followed (O_NOFOLLOW), its target
+    left as it was, and said as what it is, not as the bare "Too many levels of symbolic
+    links" of the system call."""
     folder = tmp_path / "run"
     folder.mkdir(mode=0o700)
     victim = tmp_path / "victim"
     victim.write_text("mine")
-    (folder / "run.lock").symlink_to(victim)
+    (folder / name).symlink_to(victim)
     stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", folder))
-    assert "run.lock: it is a symbolic link, not a lock file of a run; move it away" in stderr
+    assert said in stderr, stderr
     assert victim.read_text() == "mine"
 
 
-def test_what_is_planted_as_a_members_pipe_is_never_followed_nor_kept(tmp_path: Path) -> None:
-    """A symbolic link where a member's NAME.in goes is refused by name, its target left
-    as it was; a pipe others could write (0666, left by hand) is not kept so: the run's
-    pipe there is 0600."""
+def test_a_pipe_others_could_write_planted_as_a_members_is_not_kept_so(tmp_path: Path) -> None:
+    """A member's NAME.in left by hand as a pipe anyone may write (0666): the run's pipe
+    there is 0600."""
     folder = tmp_path / "run"
     folder.mkdir(mode=0o700)
-    victim = tmp_path / "victim"
-    victim.write_text("mine")
-    (folder / "a.in").symlink_to(victim)
-    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", folder))
-    assert (f"{folder / 'a.in'} exists and is not a pipe of an earlier run (a symbolic "
-            "link of uid") in stderr, stderr
-    assert victim.read_text() == "mine"
-    (folder / "a.in").unlink()
     old = os.umask(0)
     try:
         os.mkfifo(folder / "a.in", 0o666)
@@ -450,6 +446,20 @@ def test_a_file_in_the_place_of_the_socket_is_refused_and_kept(run_dir: Path) ->
     assert (run_dir / "control.sock").read_text() == "mine\n"
 
 
+def _run_from(folder: Path, **env: str | None) -> subprocess.CompletedProcess[str]:
+    """``pipeplex run -p 'a=echo hi'`` in ``folder``, ``env`` changing its environment (None:
+    the variable unset)."""
+    environ = dict(os.environ)
+    for name, value in env.items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+    return subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi", "--no-console"], cwd=folder,
+                          env=environ, capture_output=True, text=True, timeout=DEADLINE,
+                          stdin=subprocess.DEVNULL)
+
+
 @pytest.mark.parametrize("xdg", ["relative", "open to others",
                                  pytest.param("another user's", marks=ROOT)])
 def test_an_xdg_runtime_dir_that_is_not_the_users_own_is_ignored(tmp_path: Path,
@@ -462,12 +472,9 @@ def test_an_xdg_runtime_dir_that_is_not_the_users_own_is_ignored(tmp_path: Path,
     given.chmod(0o755 if xdg == "open to others" else 0o700)
     if xdg == "another user's":
         os.chown(given, 65534, 65534)
-    env = {**os.environ, "XDG_RUNTIME_DIR": "xdg" if xdg == "relative" else str(given),
-           "TMPDIR": str(tmp_path / "tmp")}
     (tmp_path / "tmp").mkdir()
-    result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=DEADLINE,
-                            stdin=subprocess.DEVNULL)
+    result = _run_from(tmp_path, XDG_RUNTIME_DIR="xdg" if xdg == "relative" else str(given),
+                       TMPDIR=str(tmp_path / "tmp"))
     assert result.returncode == 0, result.stderr
     assert f"run folder {tmp_path / 'tmp' / f'pipeplex-{os.geteuid()}'}/" in result.stdout
     assert list(given.iterdir()) == []
@@ -483,11 +490,7 @@ def test_a_tmpdir_that_cannot_hold_the_runs_safely_gives_way_to_tmp(
     if tmpdir == "another user's":
         given.mkdir(mode=0o700)
         os.chown(given, 65534, 65534)
-    env = {**os.environ, "TMPDIR": str(given)}
-    env.pop("XDG_RUNTIME_DIR", None)
-    result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi", "--no-console"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=DEADLINE,
-                            stdin=subprocess.DEVNULL)
+    result = _run_from(tmp_path, TMPDIR=str(given), XDG_RUNTIME_DIR=None)
     assert result.returncode == 0, result.stderr
     assert f"run folder /tmp/pipeplex-{os.geteuid()}/" in result.stdout
 
@@ -503,11 +506,7 @@ def test_a_runs_base_someone_else_made_first_is_refused_not_used(tmp_path: Path)
     squatted.mkdir()
     squatted.chmod(0o777)
     os.chown(squatted, 65534, 65534)
-    env = {**os.environ, "TMPDIR": str(given)}
-    env.pop("XDG_RUNTIME_DIR", None)
-    result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi", "--no-console"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=DEADLINE,
-                            stdin=subprocess.DEVNULL)
+    result = _run_from(tmp_path, TMPDIR=str(given), XDG_RUNTIME_DIR=None)
     assert result.returncode == 2, result.stdout
     assert (f"pipeplex: error: refusing run folder {squatted}: it belongs to uid 65534, not to "
             f"you (uid {os.geteuid()}); give a folder of your own (--run-dir)") in result.stderr
@@ -525,10 +524,8 @@ def test_an_xdg_runtime_dir_below_another_users_folder_gives_way(tmp_path: Path)
     os.chown(theirs, 65534, 65534)
     (theirs / "xdg").mkdir(mode=0o700)
     (tmp_path / "tmp").mkdir()
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(theirs / "xdg"), "TMPDIR": str(tmp_path / "tmp")}
-    result = subprocess.run([*PIPEPLEX, "run", "-p", "a=echo hi", "--no-console"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=DEADLINE,
-                            stdin=subprocess.DEVNULL)
+    result = _run_from(tmp_path, XDG_RUNTIME_DIR=str(theirs / "xdg"),
+                       TMPDIR=str(tmp_path / "tmp"))
     assert result.returncode == 0, result.stderr
     assert f"run folder {tmp_path / 'tmp' / f'pipeplex-{os.geteuid()}'}/" in result.stdout
     assert list((theirs / "xdg").iterdir()) == []
