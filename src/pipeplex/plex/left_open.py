@@ -44,20 +44,22 @@ def close_left_open(cast: AsyncPlex | Plex) -> str | None:
     if ended is not None:  # (asyncio.run ended under it: said here, not when collected)
         cast._killed_unclosed = None
         return ended
-    if cast._engine is None or cast._run is None or cast._closing is not None:
+    run = cast._run
+    if has_closed(cast) or run is None:
         return None
     running = _running(name for name, member in cast.members.items() if member.running)
-    _close_in(cast._run.get_loop(), cast)
+    _close_in(run.get_loop(), cast)
     return (f"a pipeplex.AsyncPlex open, without aclose(){running}: stopped at its end; "
             "use it as 'async with AsyncPlex() as plex:'")
 
 
 def has_closed(cast: AsyncPlex | Plex) -> bool:
-    """Whether ``cast``, started, is over: closed, or its run ended under it (asyncio.run
-    ended, or the plex stopped). Nothing more comes to its transcript."""
+    """Whether ``cast`` was closed (or is closing), as it should be: nothing of it is left
+    to close or to tell (an AsyncPlex whose loop ended under it is still to be told)."""
     if isinstance(cast, Plex):
         return cast._loop is None
-    return cast._run is not None and cast._run.done()
+    return cast.left_open() is None and (
+        cast._engine is None or cast._run is None or cast._closing is not None)
 
 
 def _close_in(loop: asyncio.AbstractEventLoop, cast: AsyncPlex) -> None:
