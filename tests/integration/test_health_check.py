@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -116,6 +117,22 @@ def test_a_member_that_exits_during_its_check_is_not_ready_and_the_check_ends(
     assert "db * exited with code 3\ndb * was not ready yet when it ended: it waited for its " \
            "ready_cmd" in plex.text, plex.text
     wait_exited(check, after="what should have ended it")
+
+
+def test_the_daemon_hint_after_a_checks_output_is_a_line_of_its_own(
+        tmp_path: Path, run_dir: Path) -> None:
+    """A member that exits with 0 before its check passed gets the daemon hint, on a line
+    of its own: not glued to the last line the check wrote, as if the check had said it."""
+    cast = tmp_path / "cast.toml"
+    # (Its second run lets the member end: the first run's output is said either way.)
+    check = (f"echo not yet; if test -e once; then echo go > {run_dir / 'db.in'}; "
+             "else : > once; fi; exit 1")
+    cast.write_text(f'[procs.db]\ncmd = "sh -c \'read x; exit 0\'"\n'
+                    f"ready_cmd = {json.dumps(['sh', '-c', check])}\n")
+    result = run("run", cast, "--run-dir", run_dir, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert ", writing:\ndb *   not yet\ndb * if it runs on in the background (a daemon)" in (
+        result.stdout), result.stdout
 
 
 def test_a_check_under_way_dies_with_the_cast_stopped_or_pipeplex_killed(

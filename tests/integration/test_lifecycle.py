@@ -1400,7 +1400,7 @@ def test_ready_port_held_by_another_before_the_start_is_not_the_members(run_dir:
     assert "late | cannot bind: Address already in use" in out
     assert (f"late * was not ready after 1.0 s (its ready_timeout, at {cast}:8); port {port} "
             "on 127.0.0.1 or ::1 never accepted a connection from a listener of its own "
-            "(another held it before)") in out, out
+            "(another held it before it started)") in out, out
     assert "client * started" not in out
 
 
@@ -1426,6 +1426,10 @@ def test_ready_port_of_another_member_started_with_it_is_not_the_members(
         plex.expect(rf"^late +\* port {port} \(its ready_port\) accepts connections, but "
                     "holder listens there, not it: it counts as ready once it listens there "
                     "too$")
+        late = next(m for m in status(run_dir)["members"] if m["name"] == "late")
+        assert late["waiting_for"] == (f"port {port} on 127.0.0.1 or ::1 to accept "
+                                       "connections from a listener of its own (holder "
+                                       "listens there)"), late
         plex.signal(signal.SIGTERM)  # (late would wait out its ready_timeout)
         assert plex.wait() == 128 + signal.SIGTERM
     assert re.search(r"^holder +\* ready$", plex.text, re.M), plex.text

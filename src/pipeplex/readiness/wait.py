@@ -83,13 +83,14 @@ class Unready:
                 why = f"which {was}{how}"
                 said = f"was not ready: ready_exit = true needs it to exit with code 0{before}"
             elif member.returncode == 0:  # (a server that put itself in the background)
-                advice = ("; if it runs on in the background (a daemon), run it in the "
+                advice = ("if it runs on in the background (a daemon), run it in the "
                           "foreground instead (nginx -g 'daemon off;', redis-server "
                           "--daemonize no): pipeplex watches the process it started; if it is "
                           "a step that ends when its work is done, give it ready_exit = true "
                           "instead")
-                what += advice
-                said += advice
+                what += "; " + advice
+                # (After the lines a health check wrote: a line of its own, not one of them.)
+                said += ("\n" if "\n" in said else "; ") + advice
         elif what is None:
             never = (self.never if self.never is not None
                      else f"it never showed {self.waiting_for}")
@@ -200,7 +201,7 @@ class ReadyWait:
                 what=f"{member.name}: ready_port = {spec.ready_port!r}"
                 f"{f' (at {where})' if where else ''} is {port!r}, not a TCP port "
                 "(1-65535)", why=f"whose ready_port was {port!r}, not a TCP port")
-        own = " from a listener of its own (another held it before)"
+        own = " from a listener of its own (another held it before it started)"
         taken, seat.port_taken = seat.port_taken, frozenset()
         while True:
             seat.waiting_for = (f"port {port} on {LOOPBACK_SAID} to accept connections"
@@ -219,6 +220,8 @@ class ReadyWait:
             if not owners:
                 return None
             taken = held  # (another member's, which began to listen after it started)
+            own = (f" from a listener of its own ({' and '.join(owners)} "
+                   f"listen{'s' if len(owners) == 1 else ''} there)")
             self._bus.publish(Note(
                 f"port {port} (its ready_port) accepts connections, but {' and '.join(owners)} "
                 f"listen{'s' if len(owners) == 1 else ''} there, not it: it counts as ready "
