@@ -9,10 +9,13 @@ __all__ = ("close_match", "suggest")
 
 
 def close_match(word: str, choices: Sequence[str]) -> str | None:
+    """The choice ``word`` is closest to, if one is close; its case counts for nothing
+    (``B`` is close to ``b``, which ``difflib`` alone would not find in one letter)."""
     import difflib  # only for messages: kept out of every start
 
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return close[0] if close else None
+    folded = {choice.casefold(): choice for choice in reversed(choices)}
+    close = difflib.get_close_matches(word.casefold(), folded, n=1, cutoff=0.6)
+    return folded[close[0]] if close else None
 
 
 def suggest(word: str, choices: Sequence[str]) -> str:

@@ -1191,20 +1191,21 @@ class TestAcrossMembers:
         assert cast.names == ("db", "api", "web")
 
     def test_ready_port_variable_nobody_captures(self, tmp_path: Path) -> None:
-        """ready_port = "{port}" with no ready pattern capturing it explains how to capture it."""
-        err, path = error(tmp_path, '[procs.web]\ncmd = "serve"\nready_port = "{port}"\n')
+        """ready_port = "{port}" with no ready pattern capturing it explains how to capture
+        it: by that name, which its own ready may capture too."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = "serve"\nready_port = "{pid}"\n')
         assert err.source == f"{path}:3"  # (the key's line)
-        assert err.message.startswith(
-            "web: ready_port uses {port}, which no member it starts after captures"
-        )
-        assert "capture it with a named group" in err.message
+        assert err.message == (
+            "web: ready_port uses {pid}, which neither it nor a member it starts after "
+            "captures; capture it with a group of that name, in its own ready or in that of a "
+            "member it starts after: ready = 'port (?P<pid>\\d+)'")
 
     def test_ready_port_variable_misspelt_is_told_the_one_meant(self, tmp_path: Path) -> None:
         err, _ = error(tmp_path, "[procs.db]\ncmd = \"x\"\nready = 'port (?P<port>\\d+)'\n"
                                  '[procs.web]\ncmd = "serve"\nafter = "db"\n'
                                  'ready_port = "{prot}"\n')
-        assert err.message == ("web: ready_port uses {prot}, which no member it starts after "
-                               "captures; did you mean {port}, which db captures?")
+        assert err.message == ("web: ready_port uses {prot}, which neither it nor a member it "
+                               "starts after captures; did you mean {port}, which db captures?")
 
     def test_a_misspelt_variable_is_told_the_one_meant(self, tmp_path: Path) -> None:
         """{prot} for {port} would reach curl as it is: the run says so before it starts."""
@@ -1274,6 +1275,20 @@ class TestAcrossMembers:
             == "web: after names 'databse', which is not a member; did you mean 'database'?"
         )
 
+    @pytest.mark.parametrize(("after", "said"), [
+        ("B", "which is not a member; did you mean 'b'?"),  # (its case the whole difference)
+        ("Databse", "which is not a member; did you mean 'database'?"),
+        ("all", "which is no member's name: it is reserved (it addresses every member); "
+                "name each member to start after"),
+        ("PipePlex", "which is no member's name: it is reserved (pipeplex's own lines go "
+                     "under it); name each member to start after")])
+    def test_after_a_name_in_another_case_or_a_reserved_one(
+            self, tmp_path: Path, after: str, said: str) -> None:
+        """A name that differs only by case is suggested; a reserved one is said to be."""
+        err, _ = error(tmp_path, '[procs.b]\ncmd = "x"\n[procs.database]\ncmd = "x"\n'
+                                 f'[procs.web]\ncmd = "y"\nafter = "{after}"\n')
+        assert err.message == f"web: after names {after!r}, {said}"
+
     def test_after_itself(self, tmp_path: Path) -> None:
         """A member cannot start after itself."""
         err, _ = error(tmp_path, '[procs.web]\ncmd = "x"\nafter = "web"\n')
@@ -1288,6 +1303,18 @@ class TestAcrossMembers:
         assert err.message == ("members wait for each other in a circle: a -> b -> a; remove "
                                "'b' from a's after (line 3) or 'a' from b's after (line 6)")
         assert err.source == f"{tmp_path / 'cast.toml'}:3"
+
+    def test_a_cycle_through_an_included_file_names_each_links_file(
+            self, tmp_path: Path) -> None:
+        """A link in another file than the one the message is at is given with its file:
+        its line alone would point into the wrong one."""
+        (tmp_path / "base.toml").write_text('[procs.db]\ncmd = "x"\nafter = ["web"]\n')
+        err, path = error(tmp_path, 'include = "base.toml"\n'
+                                    '[procs.web]\ncmd = "y"\nafter = ["db"]\n')
+        assert err.source == f"{tmp_path / 'base.toml'}:3"
+        assert err.message == ("members wait for each other in a circle: db -> web -> db; "
+                               "remove 'web' from db's after (line 3) or 'db' from web's after "
+                               f"(at {path}:4)")
 
     def test_longer_cycle_behind_a_good_member(self, tmp_path: Path) -> None:
         """A circle is found even when entered from a member outside it."""

@@ -106,7 +106,7 @@ def test_an_unknown_member_is_named_with_the_valid_ones() -> None:
               ":close, :quit, :help"),
         (":frob", "unknown command ':frob'; commands: :to, :list, :signal, :restart, :start, "
                   ":close, :quit, :help"),
-        (":TO alice", "unknown command ':TO'; commands:"),
+        (":TO alice", "unknown command ':TO'; did you mean ':to'? (commands:"),
         (":to alice bob", "usage: :to [NAME]"),
         (":list all", "usage: :list"),
         (":quit now", "usage: :quit"),

@@ -16,7 +16,14 @@ from .._suggest import close_match, suggest
 from ..errors import CastError, CastErrors, ours_in_tracebacks
 from ._member_fields import check_fields
 from .order import after_first, circle
-from .spec import CastSpec, ProcSpec, is_port, split_command, variables_in
+from .spec import (
+    RESERVED_NAMES,
+    CastSpec,
+    ProcSpec,
+    is_port,
+    split_command,
+    variables_in,
+)
 
 __all__ = ("Mistakes", "closure", "identifier", "key_using", "validate_cast")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
@@ -88,6 +95,11 @@ def validate_cast(cast_spec: CastSpec) -> CastSpec:
             elif not dep:
                 mistakes.found.append(CastError(
                     f"{proc.name}: after holds an empty name ('')", source=proc.where("after")))
+            elif dep.lower() in RESERVED_NAMES and dep not in seen:
+                mistakes.found.append(CastError(
+                    f"{proc.name}: after names {dep!r}, which is no member's name: it is "
+                    f"reserved ({RESERVED_NAMES[dep.lower()]}); name each member to start "
+                    "after", source=proc.where("after")))
             elif dep not in seen:
                 others = [name for name in seen if name != proc.name]
                 mistakes.found.append(CastError(
@@ -167,9 +179,11 @@ def _check_variables(proc: ProcSpec, captures: Mapping[str, set[str]],
                 if var in captured else
                 f"did you mean {{{close}}}, which {captured[close]} captures?"
                 if close is not None else
-                "capture it with a named group, e.g. ready = 'port (?P<port>\\d+)'")
-        raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which no member it "
-                        f"starts after captures; {hint}", source=proc.where("ready_port"))
+                f"capture it with a group of that name, in its own ready or in that of a "
+                f"member it starts after: ready = 'port (?P<{var}>\\d+)'")
+        raise CastError(f"{proc.name}: ready_port uses {{{var}}}, which neither it nor a "
+                        f"member it starts after captures; {hint}",
+                        source=proc.where("ready_port"))
 
 
 def _shell_script(proc: ProcSpec) -> bool:
@@ -217,14 +231,17 @@ def _check_cycles(procs: Mapping[str, ProcSpec]) -> None:
 
 
 def _break_circle(circle: Sequence[str], procs: Mapping[str, ProcSpec]) -> str:
-    """What to remove to break ``circle`` (``a, b, a``): one of its links, at its line."""
+    """What to remove to break ``circle`` (``a, b, a``): one of its links, at its line (in
+    its file, when it is not the file the message names: an included one's)."""
     if len(circle) > 4:
         return "remove one of them from the after of the member before it"
+    here = (procs[circle[0]].where("after") or "").rpartition(":")[0]
     links = []
     for name, dep in itertools.pairwise(circle):
         where = procs[name].where("after") or ""
-        number = where.rpartition(":")[2]
-        line = f" (line {number})" if number.isdigit() and where != procs[name].source else ""
+        file, _, number = where.rpartition(":")
+        line = ("" if not number.isdigit() or where == procs[name].source
+                else f" (line {number})" if file == here else f" (at {where})")
         links.append(f"{dep!r} from {name}'s after{line}")
     return "remove " + " or ".join(links)
 
