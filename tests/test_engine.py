@@ -1481,6 +1481,30 @@ def test_a_restart_after_a_member_that_ended_for_good_is_refused(tmp_path: Path)
     assert len(lines) == 2 and lines[0] != lines[1], lines  # the second with db's new pid
 
 
+def test_a_refusal_names_the_member_through_which_it_starts_after_the_one_gone(
+        tmp_path: Path) -> None:
+    """app starts after db through mid: the refusal names db, at the root, and mid, the
+    member of app's own after that leads there."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    mid = ProcSpec("mid", ("sh", "-c", "echo mid up; exec cat"), after=("db",))
+    app = ProcSpec("app", ("sh", "-c", "echo app up; exec cat"), after=("mid",))
+
+    async def scenario() -> str:
+        engine, recorder = _engine(_db_that_fails(gate), mid, app)
+        run = await _running(engine, "db")
+        mark = await _seen(engine, recorder, "app", "| app up")
+        await _open(gate)
+        await _seen(engine, recorder, "db", "exited", mark)
+        refused = await _refusal(engine.restart("app"))
+        engine.request_stop()
+        await asyncio.wait_for(run, 30)
+        return refused
+
+    assert asyncio.run(scenario()) == ("app starts after db (through mid), which exited with "
+                                       "code 3; restart db first")
+
+
 def test_a_member_after_one_that_ended_for_good_is_not_started_again(tmp_path: Path) -> None:
     """app's own restart (on_exit = restart) after db failed for good does not happen: it
     says why, and its summary names db."""

@@ -497,6 +497,10 @@ def test_status_says_what_a_member_held_back_needs(run_dir: Path, tmp_path: Path
         assert table.endswith("w is waiting for db, which exited with code 3, to run again "
                               "(restart it first)\n"), table
         assert re.search(r"^w +- +pending ", table, re.M), table
+        # Once db runs again, a restart starts w: its first run, said so.
+        assert run("restart", "db", "--run-dir", run_dir).returncode == 0
+        assert run("restart", "w", "--run-dir", run_dir).returncode == 0
+        plex.expect(r"^w +\* starting on request \(it had not run yet\)$")
 
 
 def test_a_restart_overtaken_by_another_answers_with_the_run_that_got_ready(

@@ -84,13 +84,15 @@ class MemberRequests(CastPart):
         held = self._standing.held_back_by(name)
         if held is not None and (restarted is None or restarted.done()):  # (left as it is)
             raise PipeplexError(f"{name} {held}")
-        if member.pid is None and not seat.supervising:
+        never_ran = member.pid is None
+        if never_ran and not seat.supervising:
             # Held back before it ever ran (a member it starts after ended for good), or
             # never started (one failed): started now, as at first.
             self._restart_anew(name)
         if restarted is None or restarted.done():
             restarted = seat.restarted = asyncio.get_running_loop().create_future()
-            self._bus.publish(Note("restarting on request", name=name))
+            self._bus.publish(Note("starting on request (it had not run yet)" if never_ran
+                                   else "restarting on request", name=name))
             # Down from now until its new run is ready, whatever it is doing: a member
             # started after it meanwhile (during its stop's grace, say) would otherwise start
             # with the values of a run going away.

@@ -162,12 +162,17 @@ class Standing:
     def held_back_by(self, name: str) -> str | None:
         """Why ``name`` cannot (re)start now, as "starts after db, which exited with code
         3; restart db first": a member it starts after ended for good (the one at the root,
-        when that one in turn starts after another that did); None if none did."""
+        when that one in turn starts after another that did; "db (through app)" when
+        ``name`` starts after it through another); None if none did."""
         gone = self.gone_before(name)
         if not gone:
             return None
         dep = gone[0]
-        return f"starts after {dep}, {self.ended_for_good(dep)}; restart {dep} first"
+        after = self.after_of(name)
+        through = ("" if dep in after else f" (through "
+                   f"{next(d for d in after if dep in self.dependencies(d))})")
+        return (f"starts after {dep}{through}, {self.ended_for_good(dep)}; restart {dep} "
+                "first")
 
     def gone_before(self, name: str) -> list[str]:
         """The members ``name`` starts after that ended for good, a root one first."""
