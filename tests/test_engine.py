@@ -104,10 +104,12 @@ def test_giving_up_says_in_a_row_when_earlier_restarts_do_not_count(
     The second run is made to count as long (RESTART_RESET 0 while it runs)."""
     from pipeplex.engine import _exit_policy as policy_module
 
-    crasher = ProcSpec("crasher", ("sh", "-c", "exit 3"), on_exit="restart", max_restarts=2,
-                       ready="never")
-    after = ProcSpec("after", ("true",), after=("crasher",))
-    engine, recorder = _engine(crasher, after)
+    crasher = ProcSpec("crasher", ("sh", "-c", "echo up; exit 3"), on_exit="restart",
+                       max_restarts=2, ready="^up$")
+    gate = ProcSpec("gate", ("sleep", "60"), ready="never")
+    # (Held back by gate: it never starts, and its summary blames the one that failed.)
+    after = ProcSpec("after", ("true",), after=("gate", "crasher"))
+    engine, recorder = _engine(crasher, gate, after)
     monkeypatch.setattr(policy_module, "RESTART_RESET", 1e9)
     runs = 0
 
@@ -120,12 +122,29 @@ def test_giving_up_says_in_a_row_when_earlier_restarts_do_not_count(
     engine.bus.subscribe(long_second_run)
     assert asyncio.run(engine.run()) == 3
     assert engine.restarts["crasher"] == 3
-    assert any("exited with code 3 before it was ready and was restarted 2 times in a row; "
-               "giving up" in n for n in recorder.notes()), recorder.notes()
+    assert any("exited with code 3 and was restarted 2 times in a row; giving up" in n
+               for n in recorder.notes()), recorder.notes()
     summaries = [n for n in recorder.notes() if n.startswith("summary: ")]
     assert "summary: exited with code 3 after 0.0 s, 3 restarts" in summaries, summaries
     assert ("summary: never started (waited for crasher, which gave up after 2 restarts in a "
             "row)") in summaries, summaries
+
+
+def test_a_long_run_that_never_got_ready_does_not_start_the_count_afresh(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that crashes at start, however slowly (a migration that fails after a
+    minute), is not restarted forever: only a run that got ready starts the count afresh.
+    Every run is made to count as long (RESTART_RESET 0)."""
+    from pipeplex.engine import _exit_policy as policy_module
+
+    crasher = ProcSpec("crasher", ("sh", "-c", "exit 3"), on_exit="restart", max_restarts=2,
+                       ready="never")
+    engine, recorder = _engine(crasher)
+    monkeypatch.setattr(policy_module, "RESTART_RESET", 0.0)
+    assert asyncio.run(engine.run()) == 3
+    assert engine.restarts["crasher"] == 2
+    assert any("exited with code 3 before it was ready and was restarted 2 times; giving up"
+               in n for n in recorder.notes()), recorder.notes()
 
 
 def test_a_stop_during_the_backoff_does_not_count_a_restart() -> None:

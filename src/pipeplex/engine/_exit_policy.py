@@ -172,9 +172,12 @@ class ExitPolicy(CastPart):
         if ready_in_run and finished(member):
             return None  # its work is done: not an end its on_exit answers
         if policy == "restart" and not self._state.stopping:
+            # A long run starts the count afresh only if it got ready: one that crashes
+            # at start, however slowly, is not restarted forever.
             runtime = member.ended_at - member.started_at
             return await self._restart(member, returncode, how, ready_in_run,
-                                       0 if runtime >= RESTART_RESET else attempt)
+                                       0 if runtime >= RESTART_RESET and ready_in_run
+                                       else attempt)
         if returncode != 0:
             before = "" if ready_in_run else " before it was ready"
             # One that ended before the stop, seen only in it, failed no later than then.
