@@ -712,6 +712,36 @@ def test_stopped_while_waiting_for_its_dependency_after_failing_counts_the_failu
     assert asyncio.run(scenario()) == 3
 
 
+def test_a_failure_whose_restart_is_held_back_counts_first(tmp_path: Path) -> None:
+    """b failed (4) and waits out its backoff when a, which it starts after, fails for
+    good (5): b is not started again, so its failure is how it ended, and being first,
+    it sets the status (it was not recorded at all, and a's 5 did)."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    a = ProcSpec("a", ("sh", "-c", f"read x < {gate}; exit 5"), on_exit="ignore")
+    b = ProcSpec("b", ("sh", "-c", "exit 4"), after=("a",), on_exit="restart")
+    engine: Engine | None = None
+
+    async def backoff(delay: float) -> None:  # (a ends for good during b's backoff)
+        assert engine is not None
+        await _open(gate)
+        await asyncio.wait_for(asyncio.shield(engine.members["a"].exit_future), 30)
+
+    async def scenario() -> tuple[int, list[str]]:
+        nonlocal engine
+        recorder = Recorder()
+        bus = Bus()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((a, b)), bus, grace=2.0, sleep=backoff)
+        status = await asyncio.wait_for(engine.run(), 30)
+        return status, [f.reason for f in engine.failures]
+
+    status, reasons = asyncio.run(scenario())
+    assert status == 4, reasons
+    assert reasons[0] == ("b exited with code 4, and was not started again: it starts after a, "
+                          "which exited with code 5; restart a first"), reasons
+
+
 def test_a_member_started_while_its_dependency_is_stopped_for_a_restart_waits_for_it(
         tmp_path: Path) -> None:
     """srv is being stopped for a restart (it takes its time at SIGTERM) when w, which

@@ -352,8 +352,14 @@ class Supervision(CastPart):
         self._outcomes.waiting_among[member.name] = (dep, *(d for d in gone if d != dep))
         self._outcomes.ended_for_good[dep] = which
         self._outcomes.ended_for_good[member.name] = f"which was not started{again}: it {held}"
-        self._seats[member.name].not_started_because = f"it {held}"
+        seat = self._seats[member.name]
+        seat.not_started_because = f"it {held}"
         self._state.announce(member, f"not started{again}: it {held}", "warning")
+        down, seat.down_after_failure = seat.down_after_failure, None
+        if down is not None:  # it failed, and no restart follows: that is how it ended
+            status, reason, at = down
+            self._state.record_failure(member.name, status,
+                                       f"{reason}, and was not started again: it {held}", at)
         self._state.fail_start(member.name,
                                PipeplexError(f"{member.name} was not started: it {held}"))
 
