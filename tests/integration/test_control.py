@@ -701,6 +701,27 @@ def test_stop_ends_the_run_and_waits_for_it(run_dir: Path) -> None:
     assert not run_dir.exists()
 
 
+def test_a_later_turn_says_how_long_its_stdin_has_been_closed(run_dir: Path) -> None:
+    """pipeplex stop closes every member's stdin at once; a member whose SIGTERM comes
+    after a later wave took its whole grace to stop has been waiting longer than the 0.3 s
+    at EOF, and is told so (not "0.3 s")."""
+    stubborn = py("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                  "print('ignoring', flush=True)\nsignal.pause()\n")
+    cast = run_dir.parent / "cast.toml"
+    cast.write_text('[procs.a]\ncmd = "sleep 60"\n'
+                    f"[procs.b]\ncmd = {json.dumps(stubborn)}\nafter = ['a']\n"
+                    "ready = '^ignoring$'\nstop_timeout = 1\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^b \* ready$")
+        assert run("stop", "--run-dir", run_dir).returncode == 0
+        assert plex.wait() == 0
+    assert "b * ignored SIGTERM for 1.0 s; sent SIGKILL to its process group" in plex.text
+    waited = re.search(r"^a \* still running ([\d.]+) s after its stdin closed; sent SIGTERM",
+                       plex.text, re.M)
+    assert waited is not None, plex.text
+    assert float(waited[1]) >= 1.3, plex.text  # (b's 0.3 s at EOF and its grace, at least)
+
+
 def test_the_folder_is_free_by_the_time_anyone_hears_the_run_ended(run_dir: Path) -> None:
     """An attach client that got the end (as pipeplex stop returning) may start the next
     run there at once: the folder is gone already, not removed a moment later."""

@@ -118,7 +118,8 @@ class Engine:
         self._guardian, self._checks = guardian, checks
         self.stopper.stop_command = self._run_stop_cmd
 
-    async def _run_stop_cmd(self, member: Process, output: bytearray) -> int:
+    async def _run_stop_cmd(self, member: Process, output: bytearray,
+                            began: Callable[[], None]) -> int:
         """Run ``member``'s ``stop_cmd`` once (see :data:`.stopping.StopCommand`), as a
         health check runs: with the values its run started with and those it captured, in
         its environment and folder, told to the guardian, reaped by us."""
@@ -138,7 +139,7 @@ class Engine:
                                                 "has not captured yet (it was not ready)")
         return await run_check(member.name, spec.helper_argv("stop_cmd", values), text, output,
                                env=member.environment(values), cwd=spec.cwd,
-                               guardian=self._guardian, running=self._checks)
+                               guardian=self._guardian, running=self._checks, began=began)
 
     @property
     def stopping(self) -> bool:

@@ -12,6 +12,7 @@ its group, with its own stop (:mod:`._stopping_outside`, the stopper's ``outside
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
@@ -29,9 +30,10 @@ from ._stopping_reach import LEFTOVER_KILL_WAIT
 
 __all__ = ("EOF_GRACE", "LEFTOVER_KILL_WAIT", "StopCommand", "Stopper", "first")
 
-StopCommand = Callable[[Process, bytearray], Awaitable[int]]
-"""Runs a member's ``stop_cmd`` once, the end of its output kept in the bytearray; its
-return code (raises :class:`SpawnError` if it cannot start; cancelled, it is killed)."""
+StopCommand = Callable[[Process, bytearray, Callable[[], None]], Awaitable[int]]
+"""Runs a member's ``stop_cmd`` once, the end of its output kept in the bytearray, calling
+the callable once it runs; its return code (raises :class:`SpawnError` if it cannot start;
+cancelled, it is killed)."""
 
 EOF_GRACE = 0.3
 """Seconds a member gets to end at EOF on its stdin before SIGTERM, where a stop closes
@@ -148,12 +150,16 @@ class Stopper:
         if stdin_grace:
             # Many programs end cleanly at EOF on stdin; give them that chance first.
             if closed is not None and closed_here:  # (what is left of that grace)
-                left = closed[1] + stdin_grace - loop.time()
+                closed_at = closed[1]
             else:
                 self._announce(member, "closed its stdin")
-                left = stdin_grace
+                closed_at = loop.time()
+            left = closed_at + stdin_grace - loop.time()
             await first(exit_seen, *forced, within=max(left, 0.0))
-            said = f"still running {seconds_said(stdin_grace)} s after its stdin closed; "
+            # Closed with the whole cast's, its turn may come after that grace (a later
+            # wave took long to stop): then it has been longer.
+            waited = stdin_grace if left > 0 else loop.time() - closed_at
+            said = f"still running {seconds_said(waited)} s after its stdin closed; "
         refused = None
         escaped: asyncio.Future[None] | None = None
         ignored = f"ignored {_asked(member)} for {{s}} s"
@@ -214,8 +220,9 @@ class Stopper:
         deadline = loop.time() + grace
         output = bytearray()
         member.stop_command_runs()
-        self._announce(member, f"{said}ran its stop_cmd ({member.spec.helper_text('stop_cmd')})")
-        run = asyncio.ensure_future(self.stop_command(member, output))
+        text = member.spec.helper_text("stop_cmd")
+        run = asyncio.ensure_future(self.stop_command(member, output, functools.partial(
+            self._announce, member, f"{said}ran its stop_cmd ({text})")))
         try:
             await first(exit_seen, run, *forced, within=grace)
             if not exit_seen.done() and run.done() and not any(f.done() for f in forced):
@@ -225,7 +232,11 @@ class Stopper:
                     termed_at = loop.time()
                     asked = (_terminating(member) if refused is None else
                              f"may not signal it: its processes run as {refused.owner}")
-                    text = f"its stop_cmd {failure}; {asked}"
+                    # (One that could not start was not said to have run: said whole here.)
+                    text = (f"{said}its stop_cmd ({text}) {failure}; {asked}"
+                            if not run.cancelled()
+                            and isinstance(run.exception(), SpawnError) else
+                            f"its stop_cmd {failure}; {asked}")
                     if wrote := last_lines(output):
                         text += "\nit wrote:" + "".join(f"\n  {line}" for line in wrote)
                     self._announce(member, text, "warning")

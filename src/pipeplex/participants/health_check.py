@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Mapping, MutableSet
+from collections.abc import Callable, Mapping, MutableSet
 from typing import TYPE_CHECKING
 
 from ..errors import SpawnError
@@ -34,11 +34,12 @@ GROUP_GONE_WITHIN = 1.0
 
 async def run_check(name: str, argv: list[str], command: str, output: bytearray, *,
                     env: Mapping[str, str], cwd: str | None, guardian: Guardian | None,
-                    running: MutableSet[int]) -> int:
+                    running: MutableSet[int], began: Callable[[], None] | None = None) -> int:
     """Run ``argv`` (``command``, the member ``name``'s ``ready_cmd`` or ``stop_cmd``) once;
     its return code (negative: killed by that signal). The end of what it writes is kept in
     ``output`` (the caller's: a run cancelled still said something). ``running`` holds its
     pid while it is pipeplex's child, for whoever reaps orphans to leave it alone.
+    ``began`` is called once it runs (not for one that could not start).
 
     Cancelled, the run is killed (its whole group) and reaped once it is gone.
 
@@ -92,6 +93,8 @@ async def run_check(name: str, argv: list[str], command: str, output: bytearray,
         if guardian is not None:
             guardian.unregister(pid)
         raise SpawnError(name, command, f"cannot watch it: {exc.strerror}") from None
+    if began is not None:
+        began()
     exited: asyncio.Future[None] = loop.create_future()
     os.set_blocking(read_end, False)
 
