@@ -176,6 +176,11 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             loop.add_signal_handler(signal.SIGWINCH, on_resize)
         # They are ours now: let in what came while the run set up (``pipeplex run`` holds
         # them back until here, so that a Ctrl-C does not land halfway through the set-up).
+        # A stop signal that came is taken here and now, not once the loop reads it: by
+        # then the first members would have started.
+        for sig in sorted(signal.sigpending() & set(handled)):
+            if signal.sigtimedwait([sig], 0) is not None:
+                on_signal(sig)
         mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)
         if adoption is not None and adoption.active:
             orphans = OrphanReaper(loop, engine.own_children, guardian, bus)

@@ -308,15 +308,19 @@ def test_a_stop_signal_during_the_start_stops_the_cast_as_later(run_dir: Path,
                                                                  name: str) -> None:
     """A Ctrl-C while pipeplex loads and sets up is held until the run takes it, then stops
     the cast as at any other time: no traceback from the middle of an import or of the
-    loop's set-up. (test_members_start_with_clean_signal_state: it is let in before the
-    members start.)"""
+    loop's set-up. It is taken before the first member starts: none does, where the
+    signal used to be read only once the first waves had started (a chain of members
+    ready at once started whole). (test_members_start_with_clean_signal_state: it is let
+    in before the members start.)"""
     sig = getattr(signal, name)
-    with Pipeplex("run", "-p", "m=sleep 60",
-                  "--run-dir", run_dir, "--no-color",
-                  prefix=(sys.executable, "-c", PENDING, name)) as plex:
+    with Pipeplex("run", "-p", "m=sleep 60", "-p", "n=sleep 60", "--run-dir", run_dir,
+                  "--no-color", prefix=(sys.executable, "-c", PENDING, name)) as plex:
         assert plex.wait() == 128 + sig
     assert f"got {name}: stopping the cast" in plex.text
-    assert "m * summary: stopped" in plex.text
+    for member in ("m", "n"):
+        assert (f"{member} * summary: never started (the cast began to stop before its "
+                "turn)") in plex.text, plex.text
+    assert " started (pid" not in plex.text, plex.text
     assert "Traceback" not in plex.text
 
 
@@ -334,8 +338,8 @@ hold signals back with ``signal``'s names (those take 10-15 ms to load)."""
 
 def test_a_ctrl_c_while_the_entry_point_loads_is_held_too(tmp_path: Path,
                                                          run_dir: Path) -> None:
-    """Not a traceback of KeyboardInterrupt from the middle of an import: the cast starts,
-    takes the signal, and stops (130)."""
+    """Not a traceback of KeyboardInterrupt from the middle of an import: the run takes the
+    signal as it begins, and stops (130) before the member starts."""
     script = tmp_path / "pipeplex"
     script.write_text(LAUNCHER)
     result = subprocess.run(
@@ -343,6 +347,7 @@ def test_a_ctrl_c_while_the_entry_point_loads_is_held_too(tmp_path: Path,
          "--no-color"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert result.returncode == 130, result
     assert "got SIGINT: stopping the cast" in result.stdout
+    assert "m * summary: never started" in result.stdout, result.stdout
     assert "Traceback" not in result.stderr
 
 
