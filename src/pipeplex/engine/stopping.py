@@ -35,6 +35,10 @@ StopCommand = Callable[[Process, bytearray, Callable[[], None]], Awaitable[int]]
 the callable once it runs; its return code (raises :class:`SpawnError` if it cannot start;
 cancelled, it is killed)."""
 
+LATE_TURN = 0.1
+"""Seconds past its grace at EOF after which a member's stop says how long its stdin has
+been closed, rather than the grace (a turn that came late, after a later wave's grace)."""
+
 EOF_GRACE = 0.3
 """Seconds a member gets to end at EOF on its stdin before SIGTERM, where a stop closes
 stdin first (a test's end, the API's, a console script's ``:quit``)."""
@@ -156,10 +160,12 @@ class Stopper:
                 closed_at = loop.time()
             left = closed_at + stdin_grace - loop.time()
             await first(exit_seen, *forced, within=max(left, 0.0))
-            # Closed with the whole cast's, its turn may come after that grace (a later
-            # wave took long to stop): then it has been longer.
-            waited = stdin_grace if left > 0 else loop.time() - closed_at
-            said = f"still running {seconds_said(waited)} s after its stdin closed; "
+            # Closed with the whole cast's, its turn may come well after that grace (a
+            # later wave took its own grace to stop): then that longer time is said.
+            late = loop.time() - closed_at - stdin_grace
+            waited = (seconds_said(stdin_grace) if left > 0 or late < LATE_TURN
+                      else f"{stdin_grace + late:.1f}")
+            said = f"still running {waited} s after its stdin closed; "
         refused = None
         escaped: asyncio.Future[None] | None = None
         ignored = f"ignored {_asked(member)} for {{s}} s"
