@@ -1749,6 +1749,59 @@ def test_a_restart_of_an_added_member_found_not_ready_is_refused() -> None:
     assert refused == "x did not start again: it failed to start or to get ready", refused
 
 
+def test_a_restart_that_cannot_start_is_tried_again_when_failures_restart(
+        tmp_path: Path) -> None:
+    """on_failure = "restart": a restart whose program is gone (being replaced) is a
+    failure like an exit, tried again after the pause; here the program is back by the
+    second try, which runs. (It stopped the cast, where on_failure = "ignore" went on.)"""
+    program = tmp_path / "worker"
+    program.write_text('#!/bin/sh\nrm -f "$0"\nexit 3\n')  # (gone once it ran)
+    program.chmod(0o755)
+    member = ProcSpec("w", (str(program),), on_exit="ignore", on_failure="restart")
+    pauses: list[float] = []
+
+    async def backoff(delay: float) -> None:
+        pauses.append(delay)
+        if len(pauses) == 2:
+            program.write_text("#!/bin/sh\necho back\nexec sleep 60\n")
+            program.chmod(0o755)
+
+    async def scenario() -> tuple[int, list[str], int]:
+        recorder, bus = Recorder(), Bus()
+        bus.subscribe(recorder)
+        engine = Engine(CastSpec((member,)), bus, grace=2.0, sleep=backoff)
+        run = asyncio.ensure_future(engine.run())
+        await _seen(engine, recorder, "w", "| back")
+        assert not engine.stopping
+        engine.request_stop()
+        return await asyncio.wait_for(run, 30), recorder.notes(), engine.restarts["w"]
+
+    status, notes, restarts = asyncio.run(scenario())
+    assert status == 0, notes
+    assert pauses == [0.1, 0.2]
+    assert sum("cannot start" in note for note in notes) == 1, notes
+    assert "restarting in 0.2 s (restart 2 of 5)" in notes, notes
+    assert restarts == 1  # (a restart that never ran is not counted)
+
+
+def test_a_restart_that_never_can_start_gives_up_at_max_restarts(tmp_path: Path) -> None:
+    """Tried again and again, it gives up as a crash loop does, with the status of a
+    program that cannot start (127) and a summary that says why."""
+    program = tmp_path / "worker"
+    program.write_text('#!/bin/sh\nrm -f "$0"\nexit 3\n')
+    program.chmod(0o755)
+    member = ProcSpec("w", (str(program),), on_exit="restart", max_restarts=2)
+    engine, recorder = _engine(member, delays=[])
+    assert asyncio.run(engine.run()) == 127
+    notes = recorder.notes()
+    assert sum("cannot start" in note for note in notes) == 2, notes
+    assert any(note.startswith("w could not be started again (restart 2 of 2); giving up and "
+                               "stopping the cast") for note in notes), notes
+    summary = _summaries(recorder)["w"]
+    assert summary.startswith("summary: exited with code 3 after ") and (
+        "; could not start again (" in summary), summary
+
+
 def test_a_member_that_cannot_start_again_before_it_was_ever_ready_stops_the_cast(
     tmp_path: Path,
 ) -> None:

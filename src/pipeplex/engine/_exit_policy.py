@@ -55,11 +55,15 @@ class ExitPolicy(CastPart):
         super().__init__(state)
         self._sleep = sleep
 
-    def start_failed(self, member: Process, exc: SpawnError, restarting: bool) -> None:
+    async def start_failed(self, member: Process, exc: SpawnError, restarting: bool,
+                           attempt: int) -> int | None:
         """The member's program could not be started: said, and the cast stops, unless it
-        was an added member's (it fails alone) or a restart of one whose exits are ignored
-        (it stays down, and the cast goes on; its summary says why, and the exit status
-        counts it, 127 or 126, as it counts an exit it ignores)."""
+        was an added member's (it fails alone), or a restart of one whose failures restart
+        it (the next attempt after the pause, as systemd tries a start that failed again:
+        a program being replaced; returned, and ``max_restarts`` bounds them) or are
+        ignored (it stays down, and the cast goes on; its summary says why, and the exit
+        status counts it, 127 or 126, as it counts an exit it ignores). None: no attempt
+        follows."""
         seat = self._seats[member.name]
         seat.restart_requested = False
         restarted, seat.restarted = seat.restarted, None
@@ -67,18 +71,23 @@ class ExitPolicy(CastPart):
             restarted.set_exception(exc)
             restarted.exception()  # retrieved: its callers may have gone
         self._bus.publish(Note(str(exc), level="error"))
+        if restarting and not seat.added and member.spec.on_end(failed=True) == "restart":
+            seat.failed_end = True  # (its end is a failure now: another run is to come)
+            return await self._restart(member, exc.status, "could not be started again",
+                                       True, attempt, cannot_start=exc.reason)
         self._outcomes.why_failed[member.name] = "which could not be started"
         self._outcomes.cannot_start[member.name] = exc.reason
         if seat.added:
             self._state.fail_start(member.name, exc)
-            return
+            return None
         self._state.record_failure(member.name, exc.status, str(exc))
         if (restarting and member.spec.on_end(failed=True) == "ignore"
                 and self._state.ready(member.name).done()):
-            return
+            return None
         # (Never ready yet: members after it would wait for it for ever.)
         self._state.request_stop(f"{member.name} could not be started: stopping the cast",
                                  by=member.name)
+        return None
 
     async def not_ready(self, member: Process, unready: Unready) -> None:
         """``member`` did not get ready, as ``unready`` says. Such a run is a failed start, as
@@ -215,14 +224,17 @@ class ExitPolicy(CastPart):
                                                 f"{member.name} {how}", member.ended_at))
 
     async def _restart(self, member: Process, returncode: int, how: str, ready_in_run: bool,
-                       attempt: int) -> int | None:
+                       attempt: int, *, cannot_start: str | None = None) -> int | None:
         """on_exit = "restart": the next attempt after the backoff, or None when it gives
         up (``max_restarts`` restarts in a row) or the cast stops meanwhile. ``how`` the run
         ended: ``returncode`` is 1 for one stopped for not getting ready, which ``how``
-        says (and ``ready_in_run`` is True, as no "before it was ready" need be added)."""
+        says (and ``ready_in_run`` is True, as no "before it was ready" need be added);
+        ``cannot_start``: why its restart could not start (127 or 126 as ``returncode``)."""
         spec = member.spec
         assert member.ended_at is not None
         if attempt >= spec.max_restarts:
+            if cannot_start is not None:  # (its summary says so)
+                self._outcomes.cannot_start[member.name] = cannot_start
             await self._give_up(member, returncode, how, ready_in_run, attempt)
             return None
         delay = backoff_delay(attempt)
@@ -250,7 +262,9 @@ class ExitPolicy(CastPart):
         # say which when they differ.
         in_a_row = " in a row" if seat.restarts > attempt else ""
         times = f"{attempt} time{'s' if attempt != 1 else ''}{in_a_row}"
-        tried = f"and was restarted {times}" if attempt else "(max_restarts = 0)"
+        tried = (f"and was restarted {times}" if attempt and member.name not in
+                 self._outcomes.cannot_start else f"(restart {attempt} of {attempt})"
+                 if attempt else "(max_restarts = 0)")
         alone = seat.added and not ready.done()  # (an added member never ready fails alone)
         stopping = "" if alone else " and stopping the cast"
         reason = (f"{member.name} {how}{before} {tried}; giving up{stopping} (raise "

@@ -179,8 +179,8 @@ class Supervision(CastPart):
                 await member.start(started_with)
             except SpawnError as exc:
                 run.close()
-                self._policy.start_failed(member, exc, restarting)
-                return
+                attempt = await self._policy.start_failed(member, exc, restarting, attempt)
+                continue  # (None: no attempt follows, and the loop ends)
             if seat.restart_requested:  # a request met by this new run, which counts afresh
                 seat.restart_requested = False
                 attempt = 0
