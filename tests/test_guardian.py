@@ -232,9 +232,10 @@ def test_a_spawn_is_told_before_it_is_made_and_registered_after() -> None:
             told.append(("spawning", [os.readlink(f"/proc/self/fd/{fd}") for fd in streams]))
             super().spawning(streams)
 
-        def register(self, pgid: int, outputs: Iterable[int] = ()) -> None:
+        def register(self, pgid: int, outputs: Iterable[int] = (),
+                     master: int | None = None) -> None:
             told.append(("register", pgid))
-            super().register(pgid, outputs)
+            super().register(pgid, outputs, master)
 
         def spawn_failed(self) -> None:
             told.append(("spawn_failed", None))
@@ -467,6 +468,74 @@ def test_an_orphan_that_dropped_its_environment_dies_with_a_plex_killed() -> Non
             os.kill(orphan, signal.SIGKILL)
 
 
+HUNG_UP_THEN_DIE = """
+import os, signal, sys, time
+
+from pipeplex import Plex
+
+def guardians():  # (the plex's thread started them: each task has children of its own)
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{{task}}/children") as f:
+            for child in f.read().split():
+                try:  # (by its program: a fork not yet a guardian has this script's words)
+                    argv = open(f"/proc/{{child}}/cmdline", "rb").read().split(b"\\0")
+                except OSError:
+                    continue
+                if any(arg.endswith(b"_guardian_main.py") for arg in argv):
+                    found.append(int(child))
+    return found
+
+def holds_a_master(pid):
+    try:
+        return any(os.readlink(f"/proc/{{pid}}/fd/{{fd}}").endswith("ptmx")
+                   for fd in os.listdir(f"/proc/{{pid}}/fd"))
+    except OSError:
+        return False
+
+def until(what, done):
+    deadline = time.monotonic() + 10
+    while not done():
+        assert time.monotonic() < deadline, what
+        os.sched_yield()
+
+with Plex() as plex:
+    member = plex.spawn("m", ["sh", "-c", "setsid env -i sleep 298.{tag} </dev/null "
+                                          ">/dev/null 2>&1 & echo $!; wait"], pty=True)
+    daemon = int(member.expect(r"(\\d+)")[1])
+    print(daemon, flush=True)
+    # (setsid, then env, exec their way to sleep)
+    until("the daemon did not start",
+          lambda: open(f"/proc/{{daemon}}/cmdline", "rb").read().startswith(b"sleep"))
+    if {replace}:  # the guardian killed: the one in its place is handed the master too
+        first, = guardians()
+        os.kill(first, signal.SIGKILL)
+        until("no guardian took the master",
+              lambda: any(g != first and holds_a_master(g) for g in guardians()))
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["first guardian", "replacement"])
+def test_a_daemon_below_a_full_terminals_shell_dies_with_pipeplex_killed(
+        replace: bool) -> None:
+    """With pty = true the member's terminal is its controlling one: pipeplex's death closed
+    its master, the kernel hung it up, and the shell died of that SIGHUP before the
+    guardian looked below it, so its `setsid env -i` child (no group, no run id, none of
+    the member's streams) was left to PID 1. The guardian holds the master now (a guardian
+    started in place of a killed one too), and finds the child below the shell."""
+    script = HUNG_UP_THEN_DIE.format(tag=os.getpid(), replace=replace)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    daemon = int(result.stdout.split()[0])
+    try:
+        assert _exits_within(daemon, DEADLINE), "the daemon outlived pipeplex"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon, signal.SIGKILL)
+
+
 def test_a_line_the_guardian_cannot_read_costs_nothing_else() -> None:
     """A stream named with a space, a group past any pid: ignored, and the registered group
     is still stopped when pipeplex ends."""
@@ -607,13 +676,13 @@ def test_an_early_guardian_killed_before_the_run_is_replaced_quietly_and_once() 
     from pipeplex._guardian_process import spawn_guardian
 
     async def scenario() -> tuple[list[str], bool]:
-        early, fd = spawn_guardian()
+        early, fd, hands = spawn_guardian()
         early.kill()
         early.wait()
         said: list[str] = []
         lost = asyncio.Event()
         guardian = Guardian(on_lost=lambda text: (said.append(text), lost.set()),
-                            spawned=(early, fd))
+                            spawned=(early, fd, hands))
         try:
             assert guardian.pid != early.pid and not said
             os.kill(guardian.pid, signal.SIGKILL)
@@ -1069,7 +1138,7 @@ def test_a_replacement_that_could_not_start_is_not_tried_at_every_line(
 
     tries: list[None] = []
 
-    def refused() -> tuple[subprocess.Popen[bytes], int]:
+    def refused() -> tuple[subprocess.Popen[bytes], int, int]:
         tries.append(None)
         raise OSError(11, os.strerror(11))
 

@@ -14,14 +14,23 @@ environment, as redis and nginx do to set their process titles), a member caught
 (``>TICKS PIPES``, ``<PIPE``; not after a clean end, ``.``), and every process carrying
 the run's id (``=TOKEN``); and, with those, every process below them (a daemon whose parent
 still runs). First, it sets back the terminal a console left raw (``TDEV ...``, ``T``).
+
+A member with a full terminal (``pty = true``) has it as its controlling terminal: when
+pipeplex dies, the kernel closes its master and hangs the terminal up, and the member's shell
+dies of that SIGHUP before this process can look below it, leaving the daemon it started
+(``setsid env -i``) with no trail. So pipeplex hands each such master over, on the socket
+that is this process's stdout (``^PGID`` and the descriptor), and it is held here until its
+group is let go (``_PGID``) or everything is stopped: the terminal is hung up only then.
 """
 
 from __future__ import annotations
 
+import _socket
 import itertools
 import os
 import select
 import signal
+import sys
 import time
 
 TYPE_CHECKING = False  # (typing and collections take milliseconds to load)
@@ -132,6 +141,66 @@ class Told:
                 if (now := start_time(pgid)) is None or now == when}
 
 
+class Masters:
+    """The full terminals' masters pipeplex hands over (see the module's docstring), each
+    held until its group is let go."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, int] = {}
+        self._passed: list[int] = []
+        """Descriptors received and not yet taken by their line, in order (each ``^PGID``
+        comes with one, passed with its first byte)."""
+        self._buffer = b""
+        try:
+            self._socket: _socket.socket | None = _socket.socket(fileno=1)
+            self._socket.setblocking(False)
+        except OSError:  # (not a socket: nothing is handed over)
+            self._socket = None
+
+    def take(self) -> None:
+        """Take what was handed over so far."""
+        while self._socket is not None:
+            try:
+                data, ancillary, _, _ = self._socket.recvmsg(
+                    4096, _socket.CMSG_SPACE(64 * 4), _socket.MSG_CMSG_CLOEXEC)
+            except OSError:  # (BlockingIOError: nothing more for now)
+                return
+            for level, kind, passed in ancillary:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                    self._passed += [int.from_bytes(passed[i:i + 4], sys.byteorder)
+                                     for i in range(0, len(passed) - 3, 4)]
+            if not data:
+                return
+            self._buffer += data
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                try:
+                    self._take(line)
+                except (ValueError, OSError):
+                    pass
+
+    def _take(self, line: bytes) -> None:
+        kind, rest = line[:1], line[1:]
+        if kind == b"^":
+            if not self._passed:
+                raise ValueError("a master told without its descriptor")
+            master = self._passed.pop(0)
+            try:
+                pgid = _pid(rest)
+            except ValueError:
+                os.close(master)
+                raise
+            self.let_go(pgid)
+            self.held[pgid] = master
+        elif kind == b"_":
+            self.let_go(_pid(rest))
+
+    def let_go(self, pgid: int) -> None:
+        master = self.held.pop(pgid, None)
+        if master is not None:
+            os.close(master)
+
+
 def set_back(terminal: tuple[int, list[int | list[bytes]]] | None) -> None:
     """The terminal pipeplex died with in raw mode, as it was before: a shell after it (one
     without line editing of its own, as dash) would read every key raw and echo none."""
@@ -154,20 +223,24 @@ def _pid(text: bytes) -> int:
     return pid
 
 
-def listen(told: Told) -> None:
+def listen(told: Told, masters: Masters) -> None:
     """Until pipeplex's end. A start wave writes a line per member: let the rest gather for
     a quarter second, woken early only by pipeplex's end (POLLHUP), instead of waking for
-    each line and taking the core pipeplex spawns on. Unread lines wait safely in the pipe."""
+    each line and taking the core pipeplex spawns on. Unread lines wait safely in the pipe.
+    The masters handed over are taken as the lines are (a master's news comes before its
+    group's line): one not taken yet is held by the socket meanwhile."""
     os.set_blocking(0, False)
     waiting = select.poll()
     waiting.register(0, select.POLLIN)
     while True:
         waiting.modify(0, select.POLLIN)
         waiting.poll()
+        masters.take()
         if not told.drained():
             return
         waiting.modify(0, 0)
         waiting.poll(250)
+        masters.take()
         if not told.drained():
             return
 
@@ -410,7 +483,9 @@ def main() -> None:
     except OSError:
         parent_exit = None
     told = Told()
-    listen(told)
+    masters = Masters()  # (held until this process ends, once it has stopped everything)
+    listen(told, masters)
+    masters.take()  # (what came last, also once pipeplex is gone)
     if not told.clean:
         set_back(told.terminal)
     # Once, as pipeplex ended; then followed by pid and start time.

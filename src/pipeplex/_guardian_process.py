@@ -21,14 +21,26 @@ GUARDIAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_guardian_m
 """The guardian's program, run on its own (see that file)."""
 
 
-def spawn_guardian() -> tuple[subprocess.Popen[bytes], int]:
-    """A new guardian process, and the write end of the pipe it reads."""
-    read_end, write_end = os.pipe()
+def spawn_guardian() -> tuple[subprocess.Popen[bytes], int, int]:
+    """A new guardian process, the write end of the pipe it reads, and our end of the
+    socket its stdout is, on which it is handed full terminals' masters (a pipe cannot
+    pass a descriptor; the lines stay on a pipe, which holds thousands of them where a
+    socket holds a few hundred)."""
+    import _socket  # (socket's own module: loading socket.py costs milliseconds here)
+
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    hands, handed = ours.detach(), theirs.detach()
+    try:
+        read_end, write_end = os.pipe()
+    except BaseException:
+        os.close(hands)
+        os.close(handed)
+        raise
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", GUARDIAN],  # (-I: not its folder's modules first)
             stdin=read_end,
-            stdout=subprocess.DEVNULL,
+            stdout=handed,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
@@ -40,13 +52,15 @@ def spawn_guardian() -> tuple[subprocess.Popen[bytes], int]:
         )
     except BaseException:
         os.close(write_end)
+        os.close(hands)
         raise
     finally:
         os.close(read_end)
-    return proc, write_end
+        os.close(handed)
+    return proc, write_end, hands
 
 
-_early: tuple[subprocess.Popen[bytes], int] | None = None
+_early: tuple[subprocess.Popen[bytes], int, int] | None = None
 
 
 def start_early_guardian() -> None:
@@ -60,7 +74,7 @@ def start_early_guardian() -> None:
         _early = None
 
 
-def take_early_guardian() -> tuple[subprocess.Popen[bytes], int] | None:
+def take_early_guardian() -> tuple[subprocess.Popen[bytes], int, int] | None:
     """The guardian :func:`start_early_guardian` started, once; None if there is none."""
     global _early
     early, _early = _early, None

@@ -24,6 +24,14 @@ daemon may also write over its environment (redis and nginx do, to set their pro
 titles): where pipeplex is its members' subreaper, the orphans it adopts are told
 (``@PID START``, ``~PID`` once reaped), and stopped with their groups.
 
+A member with a full terminal (``pty = true``) has it as its controlling terminal, which
+pipeplex's death hangs up as the kernel closes the master: its shell dies of that SIGHUP
+before the guardian looks below it, and what it started in a session of its own, without
+the run's id, is lost. So the master itself goes to the guardian, on a socket beside the
+pipe (``^PGID``, the descriptor passed with the line), and it holds it until the group is
+let go (``_PGID``, on that socket too: the two streams are not read in step, so each
+master's news keeps to one).
+
 A console that makes pipeplex's terminal raw tells it (``TDEV SETTINGS NAME``, ``T`` once
 set back): should pipeplex die first, the guardian sets the terminal back, rather than
 leave the shell after it reading keys raw and echoing none.
@@ -82,10 +90,23 @@ class GuardianNews:
         """Members' output pipes that pipeplex still reads, by its read end: what holds one
         at pipeplex's death is a member's own (see :meth:`register`); with when each was
         spawned, as told."""
+        self._masters: dict[int, int] = {}
+        """Per group with a full terminal, a copy of its master (pipeplex's own may be
+        closed before the group is let go), passed again to a new guardian."""
 
     def _say(self, line: str) -> None:
         """Tell the guardian ``line`` (one line or more), at once."""
         raise NotImplementedError
+
+    def _hand(self, line: str, fd: int | None = None) -> None:
+        """Tell the guardian ``line`` (one line) on its socket for terminals' masters,
+        passing a copy of ``fd`` with it."""
+        raise NotImplementedError
+
+    def _masters_so_far(self) -> None:
+        """Hand a guardian started in place of one that was killed the masters it holds."""
+        for pgid, master in self._masters.items():
+            self._hand(f"^{pgid}\n", master)
 
     def _cast_so_far(self) -> str:
         """What a guardian started in place of one that was killed is told after the run's
@@ -147,14 +168,17 @@ class GuardianNews:
         self._adopted.pop(pid, None)
         self._say(f"~{pid}\n")
 
-    def register(self, pgid: int, outputs: Iterable[int] = ()) -> None:
+    def register(self, pgid: int, outputs: Iterable[int] = (),
+                 master: int | None = None) -> None:
         """A process group created (the spawn announced by :meth:`spawning` done).
         ``outputs``: pipeplex's read ends of the member's output pipes. Until
         :meth:`output_ended`, whatever holds one of those pipes at pipeplex's death is the
         member's: a child that left its group and dropped its environment (``setsid env
         -i``), orphaned before pipeplex told of its adoption (or under the Python API,
         with no subreaper to adopt it), still holds them when a shell started it. A pipe
-        pipeplex reads is one no other pipe can be (its number is taken while it lives)."""
+        pipeplex reads is one no other pipe can be (its number is taken while it lives).
+        ``master``: the master of the member's full terminal, which the guardian holds
+        until the group is let go (see the module's docstring)."""
         self._groups.add(pgid)
         self._spawning = ""
         told = []
@@ -163,7 +187,17 @@ class GuardianNews:
             if named is not None and ":pipe:" in named:  # (not a pty: its number goes to strangers)
                 told.append(named)
                 self._outputs[fd] = (named, self._spawned_at)
+        if master is not None:  # (first: the line below wakes the guardian)
+            self._forget_master(pgid)
+            self._masters[pgid] = os.dup(master)
+            self._hand(f"^{pgid}\n", self._masters[pgid])
         self._say(f"+{pgid}\n" + (f">{self._spawned_at} {' '.join(told)}\n" if told else ""))
+
+    def _forget_master(self, pgid: int) -> bool:
+        held = self._masters.pop(pgid, None)
+        if held is not None:
+            os.close(held)
+        return held is not None
 
     def output_ended(self, fd: int) -> None:
         """pipeplex lets go of that output (read to its end, or no longer read): its pipe may
@@ -174,4 +208,6 @@ class GuardianNews:
 
     def unregister(self, pgid: int) -> None:
         self._groups.discard(pgid)
+        if self._forget_master(pgid):  # (first: the line below wakes the guardian)
+            self._hand(f"_{pgid}\n")
         self._say(f"-{pgid}\n")

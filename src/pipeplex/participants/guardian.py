@@ -21,6 +21,10 @@ keeps its number while any process is in it).
 On a clean exit everything is already gone (pipeplex says so: ``.``) and the guardian just
 leaves.
 
+A member with a full terminal (``pty = true``) is handed over too: its terminal's master
+goes down a socket beside the pipe (the guardian's stdout), which the guardian holds until
+the group is let go (see ``_guardian_news.py`` for why).
+
 Three more nets catch what no registered group holds (a child caught mid-spawn, what
 holds a member's output pipe, a child that left its group; and the orphans pipeplex
 adopts), and a console's raw terminal is set back: what the guardian is told for them, line
@@ -40,8 +44,10 @@ from pipeplex.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -79,10 +85,11 @@ class Guardian(GuardianNews):
         self,
         *,
         on_lost: Callable[[str], None] | None = None,
-        spawned: tuple[subprocess.Popen[bytes], int] | None = None,
+        spawned: tuple[subprocess.Popen[bytes], int, int] | None = None,
     ) -> None:
-        """``spawned``: a guardian process started earlier and its pipe's write end, from
-        :func:`~pipeplex._guardian_process.take_early_guardian` (else one is started now)."""
+        """``spawned``: a guardian process started earlier, its pipe's write end and its
+        socket's, from :func:`~pipeplex._guardian_process.take_early_guardian` (else one is
+        started now)."""
         super().__init__()
         self._on_lost = on_lost
         """Told, once, when the guardian process is found gone (someone killed it)."""
@@ -95,13 +102,19 @@ class Guardian(GuardianNews):
             # Killed while pipeplex loaded: it knew nothing, so another one in its place is
             # no replacement (said, or counted against the few a run may start).
             os.close(spawned[1])
+            os.close(spawned[2])
             spawned = None
+        self._handing: collections.deque[tuple[bytes, int | None]] = collections.deque()
+        """What the guardian is to be handed on its socket and has not taken yet: each
+        message, and a copy of the descriptor it passes (closed once passed)."""
+        self._handing_in: asyncio.AbstractEventLoop | None = None
         try:
-            self._proc, self._fd = spawned or spawn_guardian()
+            self._proc, self._fd, hands = spawned or spawn_guardian()
         except OSError as exc:
             raise PipeplexError(f"cannot start the guardian process ({sys.executable} -S): "
                                 f"{exc.strerror or exc}; nothing was started") from None
         self.pid = self._proc.pid
+        self._hands = self._socket(hands)
         self._replaced = 0
         """Guardians started (or tried) in place of one that was killed."""
         self._retry = False
@@ -165,6 +178,60 @@ class Guardian(GuardianNews):
         self._pending += line.encode()
         if self._flushing is None:
             self._flush()
+
+    @staticmethod
+    def _socket(fd: int) -> socket.socket:
+        channel = socket.socket(fileno=fd)
+        channel.setblocking(False)  # (as the pipe: a guardian that stalls stalls nothing)
+        return channel
+
+    def _hand(self, line: str, fd: int | None = None) -> None:
+        if self._fd < 0:
+            self._say("")  # (a replacement, if one is due, is handed every master held)
+            return
+        self._handing.append((line.encode(), None if fd is None else os.dup(fd)))
+        if self._handing_in is None:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Send what waits on the socket; what it cannot take yet waits for it to take more
+        (a guardian that is not reading: its pipe's stall, or its death, says so)."""
+        try:
+            while self._handing:
+                data, fd = self._handing[0]
+                sent = (self._hands.send(data) if fd is None
+                        else socket.send_fds(self._hands, [data], [fd]))
+                if fd is not None:
+                    os.close(fd)  # (passed with the first byte sent)
+                if sent < len(data):
+                    self._handing[0] = (data[sent:], None)
+                else:
+                    self._handing.popleft()
+        except BlockingIOError:
+            pass
+        except OSError:  # (gone: its pidfd, or the pipe, tells; a replacement is handed all)
+            self._forget_handing()
+        if self._handing and self._handing_in is None:
+            try:
+                self._handing_in = asyncio.get_running_loop()
+            except RuntimeError:  # (no loop: what waits goes with the next message)
+                return
+            self._handing_in.add_writer(self._hands.fileno(), self._hand_over)
+        elif not self._handing and self._handing_in is not None:
+            self._stop_handing()
+
+    def _stop_handing(self) -> None:
+        if self._handing_in is not None:
+            if not self._handing_in.is_closed() and self._hands.fileno() >= 0:
+                self._handing_in.remove_writer(self._hands.fileno())
+            self._handing_in = None
+
+    def _forget_handing(self) -> None:
+        self._stop_handing()
+        while self._handing:
+            fd = self._handing.popleft()[1]
+            if fd is not None:
+                os.close(fd)
 
     def _flush(self) -> None:
         """Write what waits; what the pipe cannot take yet waits for it to take more."""
@@ -251,6 +318,8 @@ class Guardian(GuardianNews):
         self._pending.clear()
         os.close(self._fd)
         self._fd = -1
+        self._forget_handing()
+        self._hands.close()
         gone = self.pid
         if self._closing:  # (everything is stopped: nothing to keep)
             return
@@ -284,18 +353,20 @@ class Guardian(GuardianNews):
         if self._proc.poll() is None:  # (its pipe broke as it exits: not reapable yet)
             self._dying.append(self._proc)
         try:
-            self._proc, self._fd = spawn_guardian()
+            self._proc, self._fd, hands = spawn_guardian()
         except OSError as exc:
             self._retry = self._replaced < REPLACE_AT_MOST
             self._retry_at = time.monotonic() + RETRY_AFTER
             return f"; could not start another ({exc.strerror or exc})"
         self.pid = self._proc.pid
+        self._hands = self._socket(hands)
         os.set_blocking(self._fd, False)
         self._watch_it()
         if self.on_started is not None:
             self.on_started(self.identity)
         # In one write: should this one die at once too, the next is started once.
         self._say(f"={self.token}\n" + self._cast_so_far())
+        self._masters_so_far()
         return None if self._fd >= 0 else ""
 
     def _replace_again(self) -> None:
@@ -322,13 +393,18 @@ class Guardian(GuardianNews):
         """In a forked child: close the inherited pipe and pidfd, and touch nothing more
         (the guardian and the groups it keeps are the parent's)."""
         self._forked = True
-        for fd in (self._fd, *(self._watch[1:] if self._watch else ())):
+        for fd in (self._fd, *(self._watch[1:] if self._watch else ()),
+                   *self._masters.values()):  # (no terminal is held open by the child)
             if fd >= 0:
                 os.close(fd)
         self._fd = -1
         self._watch = None
         self._flushing = None
         self._pending.clear()
+        self._handing_in = None
+        self._forget_handing()
+        self._masters.clear()
+        self._hands.close()
 
     def close(self) -> None:
         """Let the guardian go: every group should be stopped and unregistered by now."""
@@ -350,6 +426,12 @@ class Guardian(GuardianNews):
             if self._fd >= 0:  # (a write that failed let it go already)
                 os.close(self._fd)
                 self._fd = -1
+        # (Every group is let go by now: what is handed no longer matters.)
+        self._forget_handing()
+        self._hands.close()
+        for master in self._masters.values():
+            os.close(master)
+        self._masters.clear()
         for gone in self._dying:
             gone.kill()  # (dead or dying, long since: no longer told anything)
             gone.wait()

@@ -187,7 +187,9 @@ class Process:
         self.pid = self._popen.pid
         self.group.new_run()
         if self._guardian is not None:
-            self._guardian.register(self.pid, outputs=self.output.readers)
+            # (A full terminal's master, held by the guardian: see _guardian_news.)
+            self._guardian.register(self.pid, outputs=self.output.readers,
+                                    master=self.stdin.fd if spec.pty == "full" else None)
         self.state = "running"
         self.verdict.new_run()
         self.returncode = None
