@@ -395,14 +395,15 @@ def test_stop_signal_on_the_command_line_is_for_members_without_their_own(
 def test_on_exit_on_the_command_line_overrides_on_failure_too(run_dir: Path,
                                                             tmp_path: Path) -> None:
     """--on-exit applies to every end: a member whose failures on_failure would restart is
-    not restarted under --on-exit stop; its crash stops the cast."""
+    not restarted under --on-exit stop; its crash stops the cast, and the message names the
+    option that decided, not a key the file does not hold."""
     cast = tmp_path / "cast.toml"
     cast.write_text("[procs.worker]\ncmd = \"sh -c 'echo up; exit 3'\"\n"
                     "on_exit = 'ignore'\non_failure = 'restart'\n")
     result = run("run", cast, "--on-exit", "stop", "--run-dir", run_dir)
     assert result.returncode == 3, result.stdout
     assert "restarting" not in result.stdout, result.stdout
-    assert "worker exited with code 3; stopping the cast (on_exit = stop)" in result.stdout
+    assert "worker exited with code 3; stopping the cast (--on-exit stop)" in result.stdout
 
 
 UNTIL_ASKED = ("import signal\n"

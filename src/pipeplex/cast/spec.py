@@ -66,6 +66,10 @@ RESERVED_NAMES = {
 }
 
 
+ON_EXIT_OPTION = "--on-exit"
+"""What :attr:`ProcSpec.key_sources` holds for ``on_exit`` when the command line's option
+set it, over the cast file's: messages name the option, not a key the file does not hold."""
+
 DEFAULT_GRACE = 5.0
 """Seconds a member may take to exit after SIGTERM before SIGKILL."""
 DEFAULT_READY_TIMEOUT = 30.0
@@ -179,8 +183,12 @@ class ProcSpec:
         return "on_failure" if failed and self.on_failure is not None else "on_exit"
 
     def policy_said(self, failed: bool) -> str:
-        """:meth:`policy_key` and its value, for messages: ``on_failure = restart``."""
-        return f"{self.policy_key(failed)} = {self.on_end(failed)}"
+        """:meth:`policy_key` and its value, for messages: ``on_failure = restart``; or the
+        option that set it for every member: ``--on-exit stop``."""
+        key = self.policy_key(failed)
+        if self.key_sources.get(key) == ON_EXIT_OPTION:
+            return f"{ON_EXIT_OPTION} {self.on_end(failed)}"
+        return f"{key} = {self.on_end(failed)}"
 
     @property
     def may_restart(self) -> bool:

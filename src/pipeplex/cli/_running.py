@@ -155,6 +155,7 @@ def _build_cast(
     from dataclasses import replace
 
     from ..cast import CastSpec, ProcSpec, parse_proc_option
+    from ..cast.spec import ON_EXIT_OPTION
 
     members: list[ProcSpec] = []
     scenario = None
@@ -166,8 +167,10 @@ def _build_cast(
     members.extend(parse_proc_option(option, **defaults) for option in procs)
     if not members:
         _fail("nothing to run: give a cast file or -p NAME=COMMAND")
-    if on_exit is not None:
-        members = [replace(m, on_exit=on_exit, on_failure=None) for m in members]
+    if on_exit is not None:  # (named so in the messages it decides)
+        members = [replace(m, on_exit=on_exit, on_failure=None,
+                           key_sources={**m.key_sources, "on_exit": ON_EXIT_OPTION})
+                   for m in members]
     # run_cast checks it (validate_cast, check_commands) before anything starts.
     cast = CastSpec(tuple(members), path=str(cast_file) if cast_file else None)
     if scenario is not None:
