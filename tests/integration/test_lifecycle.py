@@ -539,6 +539,14 @@ def test_a_status_that_a_summary_of_code_0_does_not_explain_is_said(run_dir: Pat
     assert result.returncode == 1, result.stdout
     assert result.stdout.endswith("\npipeplex * exit status 1: db exited with code 0 before it "
                                   "was ready\n"), result.stdout
+    # Restarted, each run ending so: not "on_exit = restart was to keep it running".
+    cast.write_text("[procs.db]\ncmd = 'true'\nready = 'never'\non_exit = 'restart'\n"
+                    "max_restarts = 1\n[procs.web]\ncmd = 'sleep 60'\n")
+    result = run("run", cast, "--run-dir", run_dir)
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.endswith(
+        "\npipeplex * exit status 1: db gave up restarting: its last exit, with code 0, counts "
+        "as a failed start, as it came before it was ready\n"), result.stdout
 
 
 def test_leftovers_that_obey_sigterm_get_no_sigkill(run_dir: Path) -> None:

@@ -282,7 +282,8 @@ class ExitPolicy(CastPart):
         if not returncode:  # (its summary says "exited with code 0": the 1 is explained)
             key = member.spec.policy_key(failed=not ready_in_run)
             reason = (f"{member.name} gave up restarting: its last exit, with code 0, counts as "
-                      f'a failure, as {key} = "restart" was to keep it running')
+                      + (f'a failure, as {key} = "restart" was to keep it running'
+                         if ready_in_run else "a failed start, as it came before it was ready"))
         self._state.record_failure(member.name, exit_status(returncode) or 1, reason,
                                    member.ended_at)
         self._state.request_stop(stop_reason, by=member.name, announced=True)
