@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import Pipeplex, run, write_fifo
+from .helpers import Pipeplex, run, status, write_fifo
 
 
 def _cast(path: Path, members: dict[str, dict[str, object]]) -> Path:
@@ -110,6 +110,8 @@ def test_a_restarted_member_is_ready_again_and_later_starts_get_its_new_values(
         plex.expect(r"^server \* started ")
         write_fifo(run_dir / "client.in", b"quit\n")
         plex.expect(r"^client \* waiting for server to be ready again$")
+        client = next(m for m in status(run_dir)["members"] if m["name"] == "client")
+        assert client["waiting_for"] == "server to be ready again", client  # (as said)
         write_fifo(run_dir / "server.in", b"go\n")
         plex.expect(r"^server \* ready: port=9002$")
         plex.expect(r"^client \* started ")

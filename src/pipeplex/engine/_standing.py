@@ -87,7 +87,9 @@ class Standing:
         dep = self._outcomes.waiting_for.get(name)
         if dep is None or self.failed_to_start(dep):
             return None
-        return f"{dep} to be ready"
+        # (Its next run, as the stream says, once it ran: the member restarts.)
+        again = " again" if self._members[name].pid is not None else ""
+        return f"{dep} to be ready{again}"
 
     def never_started_for(self, name: str) -> str | None:
         """Why ``name`` has not started and will not without a start step: the
