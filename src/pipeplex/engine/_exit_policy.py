@@ -262,9 +262,12 @@ class ExitPolicy(CastPart):
         # say which when they differ.
         in_a_row = " in a row" if seat.restarts > attempt else ""
         times = f"{attempt} time{'s' if attempt != 1 else ''}{in_a_row}"
-        tried = (f"and was restarted {times}" if attempt and member.name not in
-                 self._outcomes.cannot_start else f"(restart {attempt} of {attempt})"
-                 if attempt else "(max_restarts = 0)")
+        if not attempt:
+            tried = "(max_restarts = 0)"
+        elif member.name in self._outcomes.cannot_start:  # (that restart never ran)
+            tried = f"(restart {attempt} of {member.spec.max_restarts})"
+        else:
+            tried = f"and was restarted {times}"
         alone = seat.added and not ready.done()  # (an added member never ready fails alone)
         stopping = "" if alone else " and stopping the cast"
         reason = (f"{member.name} {how}{before} {tried}; giving up{stopping} (raise "
