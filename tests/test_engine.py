@@ -1729,7 +1729,7 @@ def test_a_restart_of_an_added_member_found_not_ready_is_refused() -> None:
         engine, recorder = _engine(ProcSpec("keep", ("sleep", "60")))
         run = asyncio.ensure_future(engine.run())
         await engine.wait_began()
-        engine.add(stubborn)
+        engine.add(stubborn, let_go_on_failure=True)  # (a spawn)
         try:
             await asyncio.wait_for(engine.wait_ready("x"), 30)
         except PipeplexError as exc:

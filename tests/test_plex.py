@@ -512,6 +512,42 @@ def test_load_does_not_wait_for_a_member_after_one_a_step_starts(tmp_path: Path)
             plex["w"].expect("w up")
 
 
+def test_a_start_that_fails_raises_once_the_member_is_stopped(tmp_path: Path) -> None:
+    """NotReady from start() comes once the member has been stopped, as from spawn() and
+    load(): it raised as the ready_timeout came, the member (which ignores SIGTERM) still
+    in its grace."""
+    cast = tmp_path / "c.toml"
+    cast.write_text("[procs.lazy]\ncmd = \"sh -c 'trap \\\"\\\" TERM; echo up; exec sleep 60'\"\n"
+                    "ready = 'never'\nready_timeout = 0.2\nautostart = false\n"
+                    "on_exit = 'ignore'\n[procs.keep]\ncmd = 'cat'\n")
+    with Plex(grace=0.5, timeout=LONG) as plex:
+        plex.load(cast)
+        lazy = plex["lazy"]
+        with pytest.raises(pipeplex.NotReady, match=r"lazy was not ready after 0\.2 s"):
+            lazy.start()
+        assert not lazy.running and lazy.returncode == -signal.SIGKILL, lazy
+
+
+def test_a_loaded_member_that_failed_to_get_ready_can_be_restarted(tmp_path: Path) -> None:
+    """A spawn that fails is let go of; a loaded member stays in its cast, and the messages
+    say to restart it: restart() runs it again (it was refused, as a failed spawn is), and
+    then the member that starts after it can start."""
+    cast = tmp_path / "c.toml"
+    cast.write_text("[procs.m]\ncmd = \"sh -c 'if [ -e ran ]; then echo up; exec cat; fi; "
+                    ": > ran; exit 4'\"\nready = '^up$'\nautostart = false\ncwd = '.'\n"
+                    "[procs.n]\ncmd = 'cat'\nautostart = false\nafter = ['m']\n")
+    with Plex(grace=1, timeout=LONG) as plex:
+        plex.load(cast)
+        with pytest.raises(pipeplex.NotReady, match="m exited with code 4 before it was ready"):
+            plex["m"].start()
+        with pytest.raises(pipeplex.PipeplexError, match="n starts after m, which exited with "
+                           "code 4; restart m first"):
+            plex["n"].start()
+        assert plex["m"].restart() == plex["m"].pid
+        plex["n"].start()
+        assert plex["n"].running
+
+
 def test_an_expect_on_a_member_held_back_by_a_failed_one_fails_at_once(tmp_path: Path) -> None:
     """dep starts after base, which exited before it was ready: dep will never start, so
     an expect on it (or on it alone through expect_any) says so instead of timing out."""

@@ -77,7 +77,7 @@ class MemberRequests(CastPart):
             else:
                 why = f"it waits for {', '.join(member.spec.after) or 'its turn'}"
             raise PipeplexError(f"{name} has not started yet ({why})")
-        if seat.added and self._standing.failed_to_start(name):
+        if seat.let_go_on_failure and self._standing.failed_to_start(name):
             # Its spawn failed (NotReady, SpawnError) and its name is free for a new one.
             raise PipeplexError(f"{name} did not start again: it failed to start or to get ready")
         restarted = seat.restarted
@@ -85,9 +85,10 @@ class MemberRequests(CastPart):
         if held is not None and (restarted is None or restarted.done()):  # (left as it is)
             raise PipeplexError(f"{name} {held}")
         never_ran = member.pid is None
-        if never_ran and not seat.supervising:
-            # Held back before it ever ran (a member it starts after ended for good), or
-            # never started (one failed): started now, as at first.
+        if (never_ran and not seat.supervising) or self._standing.failed_to_start(name):
+            # Held back before it ever ran (a member it starts after ended for good), never
+            # started (one failed), or a loaded member that did not get ready: started now,
+            # as at first.
             self._restart_anew(name)
         if restarted is None or restarted.done():
             restarted = seat.restarted = asyncio.get_running_loop().create_future()
@@ -217,10 +218,11 @@ class MemberRequests(CastPart):
             why = f" ({self._state.stop_cause})" if self._state.stop_cause else ""
             started = "become ready" if member.pid is not None else "start"
             raise PipeplexError(f"{name} did not {started}: the cast began to stop{why}")
-        self._state.ready(name).result()  # raises why an added member did not get ready
+        await self._ready_result(name, self._state.ready(name))  # (raises why it did not)
 
-    def add(self, spec: ProcSpec) -> Process:
-        """Add a member to the running cast and start supervising it (the Python API's spawn).
+    def add(self, spec: ProcSpec, *, let_go_on_failure: bool = False) -> Process:
+        """Add a member to the running cast and start supervising it (the Python API's spawn
+        and load; ``let_go_on_failure``: a spawn's, which is let go of if it fails).
 
         Such a member answers for its own start: if it cannot be spawned or does not become
         ready, it is stopped, :meth:`wait_ready` raises why, and the cast goes on. The name
@@ -245,6 +247,7 @@ class MemberRequests(CastPart):
         if not spec.autostart:
             seat.start_requested = loop.create_future()
         seat.added = True
+        seat.let_go_on_failure = let_go_on_failure
         self._state.late_waves.append([spec.name])
         self._state.hold()
         self._supervision.supervise(member, previous)
@@ -350,15 +353,20 @@ class MemberRequests(CastPart):
         await first(ready, self._state.stop)
         if not ready.done():
             return False
+        await self._ready_result(name, ready)
+        return True
+
+    async def _ready_result(self, name: str, ready: asyncio.Future[None]) -> None:
+        """The end of a wait for ``name``'s readiness, ``ready``, which has come: return if
+        it got ready, else raise why, once the member is over (stopped, with what it left in
+        its group, its exit reported): its name is then free for another try, and the events
+        of the two never interleave."""
         if ready.exception() is not None:
-            # Raise once the member is over (stopped, its exit reported): its name is then
-            # free for another try, and the events of the two never interleave.
             seat = self._seats.get(name)
             supervisor = seat.supervisor if seat is not None else None
             if supervisor is not None:
                 await asyncio.wait([supervisor])
         ready.result()
-        return True
 
     async def wait_up_again(self, name: str) -> bool:
         """Wait until ``name``'s current run is ready (a restart's, say: as its dependents'

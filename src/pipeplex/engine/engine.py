@@ -232,9 +232,10 @@ class Engine:
         """Start a member declared with ``autostart = false``; return once it is ready."""
         await self._requests.start(name)
 
-    def add(self, spec: ProcSpec) -> Process:
-        """Add a member to the running cast and start supervising it (the API's spawn)."""
-        return self._requests.add(spec)
+    def add(self, spec: ProcSpec, *, let_go_on_failure: bool = False) -> Process:
+        """Add a member to the running cast and start supervising it (the API's spawn, which
+        lets go of one that fails: ``let_go_on_failure``, and load)."""
+        return self._requests.add(spec, let_go_on_failure=let_go_on_failure)
 
     def check_can_add(self, name: str) -> None:
         """Raise unless a member named ``name`` may be added (a free name, or one whose

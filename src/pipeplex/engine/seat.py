@@ -19,7 +19,8 @@ class Seat:
     make at import, which every cast's start would pay."""
 
     __slots__ = ("added", "backoff", "backoff_ends", "captured", "down_after_failure",
-                 "failed_end", "in_a_row", "last_exit", "not_ready", "not_started_because",
+                 "failed_end", "in_a_row", "last_exit", "let_go_on_failure", "not_ready",
+                 "not_started_because",
                  "port_taken", "ready", "ready_last", "removing", "restart_requested",
                  "restarted", "restarts", "start_requested", "started_with", "supervising",
                  "supervisor", "up", "up_now", "waiting_for")
@@ -86,6 +87,9 @@ class Seat:
         health check and how its last run went), for a step that gives up waiting."""
         self.added: bool = False
         """Added while running (the Python API): a failure to start or get ready is its alone."""
+        self.let_go_on_failure: bool = False
+        """Added alone (a spawn): if it fails to start or get ready, it is let go of, its name
+        free for a new one; never restarted. (A loaded cast's members stay, to be restarted.)"""
         self.removing: bool = False
         """An added member being removed: nothing starts it again."""
 

@@ -211,7 +211,8 @@ class AsyncPlex(EngineHost):
                                 "more")
         engine.check_can_add(name)  # a name is free again once its member has ended
 
-    def _add(self, spec: ProcSpec) -> AsyncMember:
+    def _add(self, spec: ProcSpec, *, alone: bool = False) -> AsyncMember:
+        """Add ``spec`` to the running cast (``alone``: a spawn, let go of if it fails)."""
         engine = self.engine
         self._check_can_add(spec.name)
         if self._inputs is not None:
@@ -223,7 +224,8 @@ class AsyncPlex(EngineHost):
             earlier = self._members.get(spec.name)
             if earlier is not None:
                 earlier._replaced = True
-        member = self._members[spec.name] = AsyncMember(self, engine.add(spec))
+        member = self._members[spec.name] = AsyncMember(
+            self, engine.add(spec, let_go_on_failure=alone))
         return member
 
     def _skip_output(self, name: str) -> None:
@@ -340,7 +342,7 @@ class AsyncPlex(EngineHost):
         self._check_can_add(name)
         await self.engine.stop_leftovers(name)  # an ended member's, before its name is reused
         self._check_variables_known([spec])  # (now: a member spawned meanwhile may capture it)
-        member = self._add(spec)
+        member = self._add(spec, alone=True)
         member.background = background
         try:
             if not await self.engine.wait_ready(name):
