@@ -2434,16 +2434,45 @@ def test_a_spawn_using_a_value_not_captured_yet_is_refused(tmp_path: Path) -> No
                 await plex.load(cast)
             assert "client" not in plex.members
             with pytest.raises(pipeplex.CastError, match=re.escape(
-                    "spawn(): self: uses {port}, which it captures itself; a captured value is "
+                    "spawn(): self: uses {own}, which it captures itself; a captured value is "
                     "known once its member is ready, so only members spawned after it can use "
                     "it")):
-                await plex.spawn("self", "echo {port} port=1", ready=r"port=(?P<port>\d+)")
+                await plex.spawn("self", "echo {own} port=1", ready=r"port=(?P<own>\d+)")
             plex["server"].sendline()
             await starting
             client = await plex.spawn("client", "echo port={port}")
             await client.expect("^port=41234$")
 
     asyncio.run(main())
+
+
+def test_a_second_member_capturing_a_name_is_refused(tmp_path: Path) -> None:
+    """One member only captures a name, as in a cast file: a spawn (or a loaded file) whose
+    ready captures {port} as well would give a restarted member that starts after the first
+    one the other's port. Once the first is removed, the name is free."""
+    cast = tmp_path / "c.toml"
+    cast.write_text("[procs.p1]\ncmd = \"sh -c 'echo port 1111; exec cat'\"\n"
+                    "ready = 'port (?P<port>\\d+)'\n"
+                    "[procs.c1]\ncmd = \"sh -c 'echo c1 {port}; exec cat'\"\nafter = ['p1']\n")
+    other = tmp_path / "other.toml"
+    other.write_text("[procs.p2]\ncmd = \"sh -c 'echo port 2222; exec cat'\"\n"
+                     "ready = 'port (?P<port>\\d+)'\n")
+    with Plex(grace=1, timeout=LONG) as plex:
+        plex.load(cast)
+        refused = re.escape("s: its ready captures {port}, which p1 captures already; one "
+                            "member only may capture a name: give the group a name of its own "
+                            "(?P<s_port>...), or remove p1 first")
+        with pytest.raises(pipeplex.CastError, match=refused):
+            plex.spawn("s", ["sh", "-c", "echo port 3333; exec cat"], ready=r"port (?P<port>\d+)")
+        with pytest.raises(pipeplex.CastError, match=r"p2: its ready captures \{port\}"):
+            plex.load(other)
+        assert "s" not in plex.members and "p2" not in plex.members
+        plex["c1"].restart()
+        assert plex["c1"].expect(r"c1 (\d+)")[1] == plex["c1"].expect(r"c1 (\d+)")[1] == "1111"
+        plex.remove("c1")
+        plex.remove("p1")
+        assert plex.spawn("s", ["sh", "-c", "echo port 3333; exec cat"],
+                          ready=r"port (?P<port>\d+)").running
 
 
 def test_a_later_spawn_may_name_its_program_by_a_captured_value(tmp_path: Path) -> None:

@@ -187,6 +187,17 @@ class AsyncPlex(EngineHost):
         those)."""
         engine = self.engine
         for spec in procs:
+            # One member captures a name, as in a cast file: a restart of a member that
+            # starts after it takes that member's value, never another's of the same name.
+            for var in sorted(spec.captured_variables()):
+                other = next((member.name for member in engine.members.values()
+                              if member.name != spec.name
+                              and var in member.spec.captured_variables()), None)
+                if other is not None:
+                    raise CastError(f"{spec.name}: its ready captures {{{var}}}, which {other} "
+                                    "captures already; one member only may capture a name: "
+                                    f"give the group a name of its own (?P<{spec.name}_{var}>"
+                                    f"...), or remove {other} first", source=spec.source)
             unknown = spec.referenced_variables() - engine.variables.keys() - captured_there
             for var in sorted(unknown):
                 if var in spec.captured_variables():
