@@ -457,15 +457,21 @@ def test_an_orphan_that_dropped_its_environment_dies_with_a_plex_killed() -> Non
     """The Python API takes no subreaper: a member's `setsid env -i` child, orphaned, goes
     to PID 1, beyond the group and the run id. It still holds the member's stderr pipe, by
     which the guardian finds it when the program using the plex is killed."""
-    result = subprocess.run([sys.executable, "-c", ORPHAN_THEN_DIE.format(tag=os.getpid())],
-                            capture_output=True, text=True, timeout=60)
+    _dies_with_its_killed_program(ORPHAN_THEN_DIE.format(tag=os.getpid()), "the orphan")
+
+
+def _dies_with_its_killed_program(script: str, what: str) -> None:
+    """Run ``script``, a program using a plex that prints a pid and then kills itself with
+    SIGKILL: that process must end with it (the guardian's work); killed here if not."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == -signal.SIGKILL, result.stderr
-    orphan = int(result.stdout.split()[0])
+    pid = int(result.stdout.split()[0])
     try:
-        assert _exits_within(orphan, DEADLINE), "the orphan outlived the plex's program"
+        assert _exits_within(pid, DEADLINE), f"{what} outlived the plex's program"
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(orphan, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
 
 
 HUNG_UP_THEN_DIE = """
@@ -524,16 +530,8 @@ def test_a_daemon_below_a_full_terminals_shell_dies_with_pipeplex_killed(
     guardian looked below it, so its `setsid env -i` child (no group, no run id, none of
     the member's streams) was left to PID 1. The guardian holds the master now (a guardian
     started in place of a killed one too), and finds the child below the shell."""
-    script = HUNG_UP_THEN_DIE.format(tag=os.getpid(), replace=replace)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == -signal.SIGKILL, result.stderr
-    daemon = int(result.stdout.split()[0])
-    try:
-        assert _exits_within(daemon, DEADLINE), "the daemon outlived pipeplex"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(daemon, signal.SIGKILL)
+    _dies_with_its_killed_program(HUNG_UP_THEN_DIE.format(tag=os.getpid(), replace=replace),
+                                  "the daemon")
 
 
 def test_a_line_the_guardian_cannot_read_costs_nothing_else() -> None:

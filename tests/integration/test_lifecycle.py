@@ -527,26 +527,22 @@ def test_a_status_that_a_summary_of_code_0_does_not_explain_is_said(run_dir: Pat
     restarting, or exited before it was ready. The last line says why, without the
     advice given when it happened."""
     cast = run_dir.parent / "cast.toml"
-    cast.write_text("[procs.job]\ncmd = 'true'\non_exit = 'restart'\nmax_restarts = 1\n"
-                    "[procs.web]\ncmd = 'sleep 60'\n")
-    result = run("run", cast, "--run-dir", run_dir)
-    assert result.returncode == 1, result.stdout
-    assert result.stdout.endswith(
-        "\npipeplex * exit status 1: job gave up restarting: its last exit, with code 0, "
-        'counts as a failure, as on_exit = "restart" was to keep it running\n'), result.stdout
-    cast.write_text("[procs.db]\ncmd = 'true'\nready = 'never'\n[procs.web]\ncmd = 'sleep 60'\n")
-    result = run("run", cast, "--run-dir", run_dir)
-    assert result.returncode == 1, result.stdout
-    assert result.stdout.endswith("\npipeplex * exit status 1: db exited with code 0 before it "
-                                  "was ready\n"), result.stdout
-    # Restarted, each run ending so: not "on_exit = restart was to keep it running".
-    cast.write_text("[procs.db]\ncmd = 'true'\nready = 'never'\non_exit = 'restart'\n"
-                    "max_restarts = 1\n[procs.web]\ncmd = 'sleep 60'\n")
-    result = run("run", cast, "--run-dir", run_dir)
-    assert result.returncode == 1, result.stdout
-    assert result.stdout.endswith(
-        "\npipeplex * exit status 1: db gave up restarting: its last exit, with code 0, counts "
-        "as a failed start, as it came before it was ready\n"), result.stdout
+    web = "[procs.web]\ncmd = 'sleep 60'\n"
+    for member, last in [
+        ("[procs.job]\ncmd = 'true'\non_exit = 'restart'\nmax_restarts = 1\n",
+         "job gave up restarting: its last exit, with code 0, counts as a failure, as "
+         'on_exit = "restart" was to keep it running'),
+        ("[procs.db]\ncmd = 'true'\nready = 'never'\n",
+         "db exited with code 0 before it was ready"),
+        # (Restarted, each run ending so: not that on_exit = restart was to keep it running.)
+        ("[procs.db]\ncmd = 'true'\nready = 'never'\non_exit = 'restart'\nmax_restarts = 1\n",
+         "db gave up restarting: its last exit, with code 0, counts as a failed start, as it "
+         "came before it was ready"),
+    ]:
+        cast.write_text(member + web)
+        result = run("run", cast, "--run-dir", run_dir)
+        assert result.returncode == 1, result.stdout
+        assert result.stdout.endswith(f"\npipeplex * exit status 1: {last}\n"), result.stdout
 
 
 def test_leftovers_that_obey_sigterm_get_no_sigkill(run_dir: Path) -> None:
