@@ -194,10 +194,11 @@ class AsyncPlex(EngineHost):
                               if member.name != spec.name
                               and var in member.spec.captured_variables()), None)
                 if other is not None:
+                    own = re.sub(r"\W", "_", f"{spec.name}_{var}")  # (a group's name is a word)
                     raise CastError(f"{spec.name}: its ready captures {{{var}}}, which {other} "
                                     "captures already; one member only may capture a name: "
-                                    f"give the group a name of its own (?P<{spec.name}_{var}>"
-                                    f"...), or remove {other} first", source=spec.source)
+                                    f"give the group a name of its own (?P<{own}>...), or "
+                                    f"remove {other} first", source=spec.source)
             unknown = spec.referenced_variables() - engine.variables.keys() - captured_there
             for var in sorted(unknown):
                 if var in spec.captured_variables():
