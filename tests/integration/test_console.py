@@ -244,10 +244,20 @@ def test_a_scripts_line_after_a_restart_reaches_the_new_instance(run_dir: Path) 
 
 
 def test_quit_stops_the_cast(run_dir: Path) -> None:
-    """:quit stops the cast gracefully; the run exits 0."""
-    with piped(run_dir, "-p", "c=cat") as plex:
+    """:quit stops the cast gracefully; the run exits 0. While it stops, the status says
+    why, as for a stop asked for otherwise (it said nothing: the reason holds no text
+    before "stopping the cast")."""
+    stubborn = py("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                  "print('ignoring', flush=True)\nsignal.pause()\n")
+    with piped(run_dir, "-p", "c=cat", "-p", f"s={stubborn}", "--grace", "600") as plex:
+        plex.expect(r"^s \| ignoring$")
         plex.write(b":quit\n")
-        assert plex.wait() == 0
+        plex.expect(r"^s +\* still running 0\.3 s after its stdin closed; sent SIGTERM")
+        assert status(run_dir)["stop_reason"] == "asked for with :quit"
+        assert run("status", "--run-dir", run_dir).stdout.endswith(
+            "the cast is stopping (asked for with :quit)\n")
+        plex.signal(signal.SIGINT)  # (a Ctrl-C during a stop skips the grace)
+        assert plex.wait() == 130
         assert "stopping the cast (:quit)" in plex.text
 
 

@@ -97,6 +97,9 @@ def test_an_unknown_member_is_named_with_the_valid_ones() -> None:
         parsed = parse_line(line, MEMBERS)
         assert isinstance(parsed, Invalid)
         assert "members: server, alice, bob.2" in parsed.message
+    for line in (":restart x", ":start x"):  # (all is no choice there: not offered)
+        parsed = parse_line(line, MEMBERS)
+        assert parsed == Invalid("no member named 'x' (members: server, alice, bob.2)"), parsed
 
 
 @pytest.mark.parametrize(

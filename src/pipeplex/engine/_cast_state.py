@@ -149,9 +149,12 @@ class CastState:
         reason = self.stop_reason
         if reason is None:
             return None
-        cause = reason.partition("stopping the cast")[0].rstrip(":;, ").removesuffix(" and")
+        cause, _, after = reason.partition("stopping the cast")
+        cause = cause.rstrip(":;, ").removesuffix(" and")
         if not cause and self.stopped_by is not None:
             cause = f"because of {self.stopped_by}"
+        if not cause and after.startswith(" (") and after.endswith(")"):
+            cause = f"asked for with {after[2:-1]}"  # ("stopping the cast (:quit)")
         return cause or None
 
     def record_failure(self, name: str, status: int, reason: str,

@@ -107,9 +107,11 @@ def _usage(command: str) -> str:
     return f":{command}{' ' + args if args else ''}"
 
 
-def _unknown(name: str, members: Sequence[str], hint: str = "") -> Invalid:
-    """``no member named 'sever'; did you mean 'server'? (members: ...)``"""
-    return Invalid(f"{UnknownMember(name, members)}{hint}")
+def _unknown(name: str, members: Sequence[str], hint: str = "", *,
+             all_too: bool = True) -> Invalid:
+    """``no member named 'sever'; did you mean 'server'? (members: ...)``; ``all_too``:
+    ``all`` would have been taken there (not by ``:restart`` or ``:start``)."""
+    return Invalid(f"{UnknownMember(name, members, all_too=all_too)}{hint}")
 
 
 _MEANT = {"stop": "quit", "exit": "quit", "status": "list", "ls": "list", "kill": "signal"}
@@ -154,7 +156,7 @@ def _parse_command(words: list[str], members: Sequence[str]) -> Parsed:
         return Invalid(f"usage: {_usage(command)}")
     name = args[0] if args else None
     if name is not None and name != ALL and name not in members:
-        return _unknown(name, members)
+        return _unknown(name, members, all_too=command not in ("restart", "start"))
     if command == "to":
         return SetTarget(name)
     if command == "list":
