@@ -497,6 +497,11 @@ def test_status_says_what_a_member_held_back_needs(run_dir: Path, tmp_path: Path
         assert table.endswith("w is waiting for db, which exited with code 3, to run again "
                               "(restart it first)\n"), table
         assert re.search(r"^w +- +pending ", table, re.M), table
+        # pipeplex start is for autostart = false members: it says what to do instead.
+        refused = run("start", "w", "--run-dir", run_dir)
+        assert (refused.returncode, refused.stderr) == (1, (
+            "pipeplex: error: w starts by itself, but was not started: it starts after db, "
+            "which exited with code 3; restart db first, then pipeplex restart w\n")), refused
         # Once db runs again, a restart starts w: its first run, said so.
         assert run("restart", "db", "--run-dir", run_dir).returncode == 0
         assert run("restart", "w", "--run-dir", run_dir).returncode == 0

@@ -172,10 +172,17 @@ class MemberRequests(CastPart):
         if seat.removing:
             raise PipeplexError(f"{name} is being removed; it is not started")
         requested = seat.start_requested
+        member = self._members[name]
         if requested is None:
+            held = self._standing.held_back_by(name)
+            if member.pid is None and not seat.supervising and (
+                    held is not None or name in self._outcomes.ended_for_good):
+                # (One that starts by itself and was held back: a restart starts it.)
+                then = (f"it {held}, then pipeplex restart {name}" if held is not None
+                        else f"it was held back; pipeplex restart {name} starts it")
+                raise PipeplexError(f"{name} starts by itself, but was not started: {then}")
             raise PipeplexError(f"{name} starts by itself (only autostart = false members "
                                 "are started on request)")
-        member = self._members[name]
         again = requested.done() and member.pid is None and not seat.supervising
         # A start under way (asked for a moment ago, waiting for a member it starts after,
         # or for its readiness): this request waits for it too, as requests that come
