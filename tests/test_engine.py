@@ -1083,6 +1083,46 @@ def test_a_restart_asked_for_while_a_run_not_ready_is_stopped_starts_afresh(
     assert any(n.startswith("m exited with code 3 (max_restarts = 0); giving up") for n in notes)
 
 
+def test_a_signal_that_came_once_a_member_stopped_the_cast_is_not_said_to_have_stopped_it(
+) -> None:
+    """x's failure stopped the cast; a SIGTERM came during that stop. The last line says
+    the failure decides the status, and not that the SIGTERM stopped the cast."""
+    x = ProcSpec("x", ("sh", "-c", "exit 3"))
+
+    def signal_in_the_stop(event: Event) -> None:
+        if isinstance(event, Note) and "stopping the cast" in event.text:
+            engine.interrupted_by = signal.SIGTERM  # (as pipeplex run's handler does)
+
+    engine, recorder = _engine(x, ProcSpec("keep", ("sleep", "60")))
+    engine.bus.subscribe(signal_in_the_stop)
+    assert asyncio.run(engine.run()) == 3
+    assert recorder.notes()[-1] == (
+        "exit status 3: x exited with code 3 (a member's own failure decides it, not the "
+        "SIGTERM that came as the cast stopped)"), recorder.notes()
+
+
+def test_a_grace_at_eof_cut_short_says_how_long_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop that closes stdin first, cut short by a second Ctrl-C: the member was not
+    "still running 30.0 s after its stdin closed" (the grace), but a moment."""
+    from pipeplex.engine import _cast_state
+
+    monkeypatch.setattr(_cast_state, "EOF_GRACE", 30.0)
+    member = ProcSpec("m", ("sh", "-c", "trap '' TERM; echo up; exec sleep 60"), ready="^up$")
+
+    async def scenario() -> list[str]:
+        engine, recorder = _engine(member)
+        run = await _running(engine, "m")
+        engine.request_stop(stdin_first=True)  # (as pipeplex stop and :quit do)
+        await _seen(engine, recorder, "m", "closed its stdin")
+        engine.force_stop()
+        await asyncio.wait_for(run, 30)
+        return recorder.notes()
+
+    said = [n for n in asyncio.run(scenario()) if "after its stdin closed" in n]
+    assert len(said) == 1 and re.match(r"still running 0\.\d\d s after its stdin closed; ",
+                                       said[0]), said
+
+
 ENDS_WITH_0_ON_SIGTERM = "trap 'exit 0' TERM; echo hanging; sleep 60 & wait"
 """A run never ready that ends with 0 when it is stopped."""
 

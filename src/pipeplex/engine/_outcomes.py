@@ -211,8 +211,12 @@ class Outcomes:
         started = failed.started_at if failed is not None else None
         said = first.reason.split("; ", 1)[0]  # (what was said of it then, without advice)
         # (Not the status of the signal that stopped the cast: whose it is.)
-        decides = ("" if interrupted_by is None else " (a member's own failure decides it, "
-                   f"not the {signal_name(interrupted_by)} that stopped the cast)")
+        decides = ""
+        if interrupted_by is not None:  # (one that came once a member's end stopped it: later)
+            did = ("that came as the cast stopped" if stopped_because is not None
+                   else "that stopped the cast")
+            decides = (" (a member's own failure decides it, not the "
+                       f"{signal_name(interrupted_by)} {did})")
         if started is not None and first.at < started:
             yield Note(f"exit status {first.status}: {first.reason}, in an earlier run")
         elif (failed is not None and failed.returncode == 0) or interrupted_by is not None:

@@ -36,8 +36,9 @@ the callable once it runs; its return code (raises :class:`SpawnError` if it can
 cancelled, it is killed)."""
 
 LATE_TURN = 0.1
-"""Seconds past its grace at EOF after which a member's stop says how long its stdin has
-been closed, rather than the grace (a turn that came late, after a later wave's grace)."""
+"""Seconds past (or short of) its grace at EOF from which a member's stop says how long its
+stdin has been closed, rather than the grace (a turn that came late, after a later wave's
+grace; or a grace cut short)."""
 
 EOF_GRACE = 0.3
 """Seconds a member gets to end at EOF on its stdin before SIGTERM, where a stop closes
@@ -160,11 +161,12 @@ class Stopper:
                 closed_at = loop.time()
             left = closed_at + stdin_grace - loop.time()
             await first(exit_seen, *forced, within=max(left, 0.0))
-            # Closed with the whole cast's, its turn may come well after that grace (a
-            # later wave took its own grace to stop): then that longer time is said.
-            late = loop.time() - closed_at - stdin_grace
-            waited = (seconds_said(stdin_grace) if left > 0 or late < LATE_TURN
-                      else f"{stdin_grace + late:.1f}")
+            # The grace, or the time it really was: a turn that came well after that grace
+            # (its stdin closed with the whole cast's, a later wave took its own grace to
+            # stop), or a grace cut short (a second Ctrl-C).
+            since = loop.time() - closed_at
+            waited = (seconds_said(stdin_grace) if abs(since - stdin_grace) < LATE_TURN
+                      else f"{since:.1f}" if since >= 1 else f"{since:.2f}")
             said = f"still running {waited} s after its stdin closed; "
         refused = None
         escaped: asyncio.Future[None] | None = None
