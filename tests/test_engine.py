@@ -1456,20 +1456,24 @@ def _db_that_fails(gate: Path) -> ProcSpec:
 
 def test_a_start_the_stop_came_before_says_why_the_cast_stopped() -> None:
     """A member asked to start once the cast has begun to stop (another ended, with
-    on_exit = "stop"): the refusal gives the stop's reason, not only that it is stopping."""
+    on_exit = "stop"): the refusal gives the stop's reason, not only that it is stopping;
+    and, refused, it was not asked to start, as its summary says."""
     late = ProcSpec("late", ("cat",), autostart=False)
 
-    async def scenario() -> str:
-        engine, _ = _engine(ProcSpec("a", ("cat",)), late)
+    async def scenario() -> tuple[str, dict[str | None, str]]:
+        engine, recorder = _engine(ProcSpec("a", ("cat",)), late)
         run = await _running_began(engine)
         engine.request_stop("a exited with code 0; stopping the cast (on_exit = stop)")
         try:
-            return await _refusal(engine.start("late"))
+            refused = await _refusal(engine.start("late"))
         finally:
             await asyncio.wait_for(run, 30)
+        return refused, _summaries(recorder)
 
-    assert asyncio.run(scenario()) == ("late did not start: the cast began to stop (a exited "
-                                       "with code 0)")
+    refused, summaries = asyncio.run(scenario())
+    assert refused == "late did not start: the cast began to stop (a exited with code 0)"
+    assert summaries["late"] == "summary: never started (autostart = false, and nothing " \
+        "started it)", summaries
 
 
 def test_a_stop_for_a_member_not_ready_or_not_started_says_which() -> None:

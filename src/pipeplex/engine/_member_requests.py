@@ -171,6 +171,11 @@ class MemberRequests(CastPart):
         seat = self._seats[name]
         if seat.removing:
             raise PipeplexError(f"{name} is being removed; it is not started")
+        if self._state.stopping and seat.start_requested is not None and (
+                not seat.start_requested.done()):
+            # (Refused as it would be once asked: but not asked, as its summary then says.)
+            why = f" ({self._state.stop_cause})" if self._state.stop_cause else ""
+            raise PipeplexError(f"{name} did not start: the cast began to stop{why}")
         requested = seat.start_requested
         member = self._members[name]
         if requested is None:
