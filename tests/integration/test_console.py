@@ -159,6 +159,8 @@ def test_list_help_signal_close_restart(run_dir: Path) -> None:
         plex.expect(r"^c \* exited with code 0$")
         plex.write(b":signal c TERM\n")
         plex.expect(r"^pipeplex \* c is not running; SIGTERM was not sent$")
+        plex.write(b":close c\n")  # (again: not said to be closed, as it is gone)
+        plex.expect(r"^pipeplex \* c is not running; nothing was closed$")
         plex.write(b"t: after all that\n")
         plex.expect(r"^t \| read after all that$")
 

@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 from .._events import Note
 from .._signals import parse_signal, signal_name
 from ..errors import PipeplexError, SignalRefused, UnknownMember
-from .router import ALL
+from .router import ALL, why_input_closed
 from .rundir import RunDir
 
 if TYPE_CHECKING:
     from ..engine.engine import Engine
-    from ..participants import Process
 
 __all__ = ("Answer", "Refused", "Requests", "write_answer")
 
@@ -135,7 +134,7 @@ class Requests:
         if name != ALL:
             member = router.resolve(name)[0]
             if not member.input_open:
-                raise Refused("not_running", f"{name} {_why_closed(member)}; nothing was sent")
+                raise Refused("not_running", f"{name} {why_input_closed(member)}; nothing was sent")
         full = next((m for m in router.resolve(name) if m.input_open and m.input_full), None)
         if data and full is not None:
             raise Refused("input_full", f"{full.name} has {full.input_waiting // 1024} KiB of "
@@ -158,7 +157,7 @@ class Requests:
         if name != ALL:
             member = router.resolve(name)[0]
             if not member.input_open:
-                raise Refused("not_running", f"{name} {_why_closed(member)}")
+                raise Refused("not_running", f"{name} {why_input_closed(member)}")
         router.close_input(name)
         return {"ok": True}
 
@@ -179,7 +178,7 @@ class Requests:
             if name == ALL:
                 raise Refused("not_running", "no member is running; no signal was sent")
             member = self._engine.router.resolve(name)[0]
-            why = _why_closed(member) if member.state in ("pending", "failed") else (
+            why = why_input_closed(member) if member.state in ("pending", "failed") else (
                 "is not running")
             raise Refused("not_running", f"{name} {why}; no signal was sent")
         # Said in the stream, as a stop asked for this way is: a member killed by SIGKILL
@@ -232,18 +231,6 @@ async def write_answer(stream: asyncio.StreamWriter, answer: Answer) -> None:
 
     stream.write(json.dumps(answer).encode() + b"\n")
     await stream.drain()
-
-
-def _why_closed(member: Process) -> str:
-    state = member.state
-    if state == "pending":
-        return ("has not started yet" if member.spec.autostart else
-                f"has not started (autostart = false: pipeplex start {member.name} starts it)")
-    if state == "failed":
-        return "could not start"
-    if member.returncode is not None:
-        return "is not running"
-    return "has its stdin closed"
 
 
 def _int(text: str) -> int:

@@ -53,7 +53,7 @@ from ._console_commands import (
     help_text,
     parse_line,
 )
-from .router import ALL
+from .router import ALL, why_input_closed
 from .stdin import ConsoleMode, console_mode, hung_up
 
 if TYPE_CHECKING:
@@ -256,10 +256,14 @@ class Console:
                     raise PipeplexError("the console has ended")
                 self._tg.create_task(self._start(action.name), name=f"start {action.name}")
             elif isinstance(action, CloseInput):
-                router.close_input(action.name)
-                whose = "every member's stdin" if action.name == ALL else (
-                    f"the stdin of {action.name}")
-                self.reply(f"closed {whose}", "info")
+                one = None if action.name == ALL else router.resolve(action.name)[0]
+                if one is not None and not one.input_open:  # (refused, as the socket's close is)
+                    self.reply(f"{one.name} {why_input_closed(one)}; nothing was closed",
+                               "warning")
+                else:
+                    router.close_input(action.name)
+                    whose = "every member's stdin" if one is None else f"the stdin of {one.name}"
+                    self.reply(f"closed {whose}", "info")
             elif isinstance(action, Quit):
                 engine.request_stop("stopping the cast (:quit)", asked=True, stdin_first=True)
             else:

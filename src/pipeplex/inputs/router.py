@@ -12,9 +12,23 @@ from collections.abc import Iterator, Mapping
 from ..errors import SignalRefused, UnknownMember
 from ..participants import Process
 
-__all__ = ("ALL", "Router")
+__all__ = ("ALL", "Router", "why_input_closed")
 
 ALL = "all"
+
+
+def why_input_closed(member: Process) -> str:
+    """Why a line cannot reach ``member`` (its stdin is not open), after its name: "has not
+    started yet", "is not running"..."""
+    state = member.state
+    if state == "pending":
+        return ("has not started yet" if member.spec.autostart else
+                f"has not started (autostart = false: pipeplex start {member.name} starts it)")
+    if state == "failed":
+        return "could not start"
+    if member.returncode is not None:
+        return "is not running"
+    return "has its stdin closed"
 
 
 class Router:
