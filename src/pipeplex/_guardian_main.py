@@ -35,10 +35,22 @@ import time
 
 TYPE_CHECKING = False  # (typing and collections take milliseconds to load)
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 Found = set[tuple[int, int]]
 """Processes by pid and start time: a pid, freed, may go to a stranger."""
+
+
+def take_lines(buffer: bytes, take: Callable[[bytes], None]) -> bytes:
+    """Give ``take`` each whole line of ``buffer``; what follows the last line end, kept for
+    the next read. A line it cannot read must not cost the others their effect."""
+    *lines, rest = buffer.split(b"\n")
+    for line in lines:
+        try:
+            take(line)
+        except (ValueError, OSError):
+            pass
+    return rest
 
 
 class Told:
@@ -69,13 +81,7 @@ class Told:
                 return True
             if not data:
                 return False
-            self._buffer += data
-            *lines, self._buffer = self._buffer.split(b"\n")
-            for line in lines:
-                try:  # a line it cannot read must not cost the others their effect
-                    self._take(line)
-                except (ValueError, OSError):
-                    pass
+            self._buffer = take_lines(self._buffer + data, self._take)
 
     def _take(self, line: bytes) -> None:
         kind, rest = line[:1], line[1:]
@@ -171,13 +177,7 @@ class Masters:
                                      for i in range(0, len(passed) - 3, 4)]
             if not data:
                 return
-            self._buffer += data
-            *lines, self._buffer = self._buffer.split(b"\n")
-            for line in lines:
-                try:
-                    self._take(line)
-                except (ValueError, OSError):
-                    pass
+            self._buffer = take_lines(self._buffer + data, self._take)
 
     def _take(self, line: bytes) -> None:
         kind, rest = line[:1], line[1:]
