@@ -1481,7 +1481,13 @@ def test_a_stop_for_a_member_not_ready_or_not_started_says_which() -> None:
     it read "the cast began to stop: stopping the cast"."""
     notes = _notes_of_run(ProcSpec("a", ("cat",)),
                           ProcSpec("bad", ("sh", "-c", "exit 4"), ready="ok"), status=4)
-    assert "bad was not ready: stopping the cast" in notes
+    assert "bad was not ready: stopping the cast (on_exit = stop)" in notes
+    # "ignore" does not answer a failed start: the stop says so, and what would try again.
+    notes = _notes_of_run(ProcSpec("a", ("cat",)),
+                          ProcSpec("bad", ("sh", "-c", "exit 4"), ready="ok", on_exit="ignore"),
+                          status=4)
+    assert ('bad was not ready: stopping the cast (on_exit = ignore, but a start that failed '
+            'stops the cast all the same; "restart" would try again)') in notes
     notes = _notes_of_run(ProcSpec("a", ("cat",)), ProcSpec("gone", ("/no/such/program",)),
                           status=127)
     assert "gone could not be started: stopping the cast" in notes

@@ -550,7 +550,7 @@ def test_a_restart_whose_new_run_ends_before_it_is_ready_fails(run_dir: Path,
         assert result.stderr.startswith("pipeplex: error: db did not get ready again (db "
                                         "exited with code 3): the cast stops\n"), result.stderr
         assert "| broken" in result.stderr
-        plex.expect(r"^pipeplex \* db was not ready: stopping the cast$")
+        plex.expect(r"^pipeplex \* db was not ready: stopping the cast \(on_exit = stop\)$")
         assert plex.wait() == 3
 
 

@@ -136,7 +136,12 @@ class ExitPolicy(CastPart):
         # An exit before readiness gives the member's own status (1 if it exited with 0).
         status = (exit_status(member.returncode) or 1) if member.returncode is not None else 1
         self._state.record_failure(member.name, status, what)
-        self._state.request_stop(f"{member.name} was not ready: stopping the cast", by=member.name)
+        decided = member.spec.policy_said(failed=True)
+        if member.spec.on_end(failed=True) == "ignore":  # (its dependents would wait for ever)
+            decided += (', but a start that failed stops the cast all the same; '
+                        '"restart" would try again')
+        self._state.request_stop(f"{member.name} was not ready: stopping the cast ({decided})",
+                                 by=member.name)
 
     async def after_exit(self, member: Process, returncode: int, ready_in_run: bool,
                          attempt: int) -> int | None:
