@@ -2293,8 +2293,8 @@ reads a line."""
 def test_an_expect_through_restarts_ends_when_the_member_is_given_up_on(
         tmp_path: Path) -> None:
     """An expectation that waits through a member's restarts ends with UnexpectedExit when
-    its policy gives up on it: it used to wait out its timeout. (The synchronous API's wait
-    in its own thread: tests/unit/test_matcher_threads.py.)"""
+    its policy gives up on it (it used to wait out its timeout), and says it gave up. (The
+    synchronous API's wait in its own thread: tests/unit/test_matcher_threads.py.)"""
     cast = tmp_path / "flaky.toml"
     cast.write_text(GIVES_UP.replace("cmd =", f"cwd = {json.dumps(str(tmp_path))}\ncmd ="))
 
@@ -2310,6 +2310,10 @@ def test_an_expect_through_restarts_ends_when_the_member_is_given_up_on(
             asyncio.get_running_loop().call_soon(flaky.sendline, "end")
             with pytest.raises(pipeplex.UnexpectedExit) as caught:
                 await waiting
+            # Its exit alone reads as the first of a crash: the message says it was the last.
+            assert str(caught.value).startswith(
+                "flaky exited with code 3 (no restart followed: it gave up after 2 restarts, "
+                "max_restarts = 2)"), caught.value
             return caught.value.returncode
 
     assert asyncio.run(asyncio.wait_for(main(), 60)) == 3
@@ -2327,6 +2331,7 @@ def test_an_expect_through_restarts_ends_when_the_member_is_given_up_on(
             with pytest.raises(pipeplex.UnexpectedExit) as caught:
                 await waiting
             assert caught.value.name == "flaky" and other.returncode is None
+            assert "(no restart followed: it gave up after 2 restarts" in str(caught.value)
             return caught.value.returncode
 
     assert asyncio.run(asyncio.wait_for(any_of_them(), 60)) == 3

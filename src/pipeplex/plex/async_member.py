@@ -285,10 +285,19 @@ class AsyncMember:
         """``exc``, saying why the member was stopped when a stop ended it: its exit alone
         does not tell (a cat ends with 0 at the EOF of the stop). It was removed, or the
         plex was closed (by another thread or task while this waited, or before this
-        began), or stopped from elsewhere (``pipeplex stop``, another member's exit)."""
-        if not isinstance(exc, UnexpectedExit) or not self._process.stopping:
+        began), or stopped from elsewhere (``pipeplex stop``, another member's exit). Or
+        why no run follows an exit of a member that restarts: its policy gave up."""
+        if not isinstance(exc, UnexpectedExit):
             return exc
         engine = self._plex._engine
+        if not self._process.stopping:
+            # Its restart policy's end: the exit is the last of a row, not the first.
+            gave_up = engine.gave_up(self.name) if engine is not None else None
+            if gave_up is None:
+                return exc
+            limit = f"max_restarts = {self._process.spec.max_restarts}"
+            return exc.explained(f"no restart followed: {limit}" if limit in gave_up
+                                 else f"no restart followed: it {gave_up}, {limit}")
         if self._removed or (engine is not None and engine.being_removed(self.name)):
             return exc.explained("plex.remove() stopped it")
         if self._plex._closing is not None:
