@@ -512,6 +512,27 @@ def test_load_does_not_wait_for_a_member_after_one_a_step_starts(tmp_path: Path)
             plex["w"].expect("w up")
 
 
+def test_a_second_start_of_a_member_that_ended_names_the_api_s_restart(tmp_path: Path) -> None:
+    """start() of an autostart = false member whose run has ended is refused, and says what
+    runs it again in the API's words (it said "pipeplex restart job"); and that does."""
+    cast = tmp_path / "c.toml"
+    cast.write_text('[procs.job]\ncmd = "sh -c \'echo run $$; read x; exit 4\'"\n'
+                    'autostart = false\non_exit = "ignore"\n[procs.other]\ncmd = "cat"\n')
+    with Plex(timeout=30) as plex:
+        plex.load(cast)
+        job = plex["job"]
+        job.start()
+        first = job.expect(r"^run (\d+)$")[1]
+        job.sendline("end")
+        assert job.wait() == 4
+        with pytest.raises(pipeplex.PipeplexError) as refused:
+            job.start()
+        assert str(refused.value) == ("job was already started, and has ended (exited with "
+                                      "code 4): member.restart() runs it again")
+        job.restart()
+        assert job.expect(r"^run (\d+)$")[1] != first
+
+
 def test_a_start_that_fails_raises_once_the_member_is_stopped(tmp_path: Path) -> None:
     """NotReady from start() comes once the member has been stopped, as from spawn() and
     load(): it raised as the ready_timeout came, the member (which ignores SIGTERM) still

@@ -160,8 +160,10 @@ class MemberRequests(CastPart):
                 said += f" (the cast was stopping: {self._state.stop_cause})"
         return f"{said}\n{self._recent.describe(name)}"
 
-    async def start(self, name: str) -> None:
+    async def start(self, name: str, restart_with: str | None = None) -> None:
         """Start a member declared with ``autostart = false``; return once it is ready.
+        ``restart_with``: how the asker restarts a member, for refusals that suggest it
+        (``pipeplex restart NAME`` unless given: ``:restart NAME``, ``member.restart()``).
 
         Raises:
             UnknownMember: no such member.
@@ -178,13 +180,14 @@ class MemberRequests(CastPart):
             raise PipeplexError(f"{name} did not start: the cast began to stop{why}")
         requested = seat.start_requested
         member = self._members[name]
+        restart = restart_with or f"pipeplex restart {name}"
         if requested is None:
             held = self._standing.held_back_by(name)
             if member.pid is None and not seat.supervising and (
                     held is not None or name in self._outcomes.ended_for_good):
                 # (One that starts by itself and was held back: a restart starts it.)
-                then = (f"it {held}, then pipeplex restart {name}" if held is not None
-                        else f"it was held back; pipeplex restart {name} starts it")
+                then = (f"it {held}, then {restart}" if held is not None
+                        else f"it was held back; {restart} starts it")
                 raise PipeplexError(f"{name} starts by itself, but was not started: {then}")
             raise PipeplexError(f"{name} starts by itself (only autostart = false members "
                                 "are started on request)")
@@ -197,12 +200,11 @@ class MemberRequests(CastPart):
         if requested.done() and not again and not joining:
             if finished(member):
                 raise PipeplexError(f"{name} was already started, and its step is done (it "
-                                    f"exited with code 0): pipeplex restart {name} runs it "
-                                    "again")
+                                    f"exited with code 0): {restart} runs it again")
             if member.returncode is not None and not member.running:
                 raise PipeplexError(f"{name} was already started, and has ended "
-                                    f"({describe_returncode(member.returncode)}): pipeplex "
-                                    f"restart {name} runs it again")
+                                    f"({describe_returncode(member.returncode)}): "
+                                    f"{restart} runs it again")
             raise PipeplexError(f"{name} was already started")
         blocked_by = next((found for dep in member.spec.after
                            if (found := self._standing.unrequested(dep)) is not None), None)

@@ -228,9 +228,10 @@ class Engine:
         """Why ``name``'s new run (a restart's) did not get ready, and its last output."""
         return self._requests.why_not_up_again(name)
 
-    async def start(self, name: str) -> None:
-        """Start a member declared with ``autostart = false``; return once it is ready."""
-        await self._requests.start(name)
+    async def start(self, name: str, restart_with: str | None = None) -> None:
+        """Start a member declared with ``autostart = false``; return once it is ready
+        (``restart_with``: see :meth:`MemberRequests.start`)."""
+        await self._requests.start(name, restart_with)
 
     def add(self, spec: ProcSpec, *, let_go_on_failure: bool = False) -> Process:
         """Add a member to the running cast and start supervising it (the API's spawn, which

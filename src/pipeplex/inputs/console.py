@@ -283,7 +283,7 @@ class Console:
 
     async def _start(self, name: str) -> None:
         try:
-            await self.engine.start(name)
+            await self.engine.start(name, f":restart {name}")
         except PipeplexError as exc:
             self.reply(f"cannot start {name}: {exc}", "warning")
             return

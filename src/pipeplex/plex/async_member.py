@@ -351,7 +351,7 @@ class AsyncMember:
                 ``autostart = false`` member nobody started, or did not get ready.
         """
         self._plex._check_loop()
-        await self._plex.engine.start(self.name)
+        await self._plex.engine.start(self.name, "member.restart()")
 
     async def restart(self, timeout: float | None = None) -> int:
         """Stop this member's run as the plex's stop would (stdin closed, SIGTERM, the

@@ -344,7 +344,8 @@ async def _restart(step: Step, value: str, run: _Run) -> None:
 
 async def _start(step: Step, value: str, run: _Run) -> None:
     try:
-        await asyncio.wait_for(run.engine.start(value), run.timeout)
+        await asyncio.wait_for(run.engine.start(value, f'a restart = "{value}" step'),
+                               run.timeout)
     except TimeoutError:
         raise StepFailed(step, f"{value} was not ready within {run.timeout:.1f} s"
                          f"{_waiting(run.engine, value)}\n"
