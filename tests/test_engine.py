@@ -388,6 +388,35 @@ def test_a_restart_that_the_stop_cuts_short_says_so() -> None:
     assert asyncio.run(scenario()) == "m did not start again: the cast is stopping"
 
 
+def test_a_restart_asked_for_is_answered_as_the_cast_stop_begins() -> None:
+    """The request that began the restart is answered once the cast's stop begins, as
+    requests that joined it are: it used to wait out the member's whole grace (30 s here),
+    which the cast's stop then went on with."""
+    member = ProcSpec("m", ("sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done"),
+                      ready="^up$", stop_timeout=30)
+
+    async def scenario() -> tuple[str, int | None]:
+        engine, recorder = _engine(member)
+        run = asyncio.ensure_future(engine.run())
+        mark = await _seen(engine, recorder, "m", "ready")
+        restart = asyncio.ensure_future(engine.restart("m"))
+        await _seen(engine, recorder, "m", "sent SIGTERM", mark)  # its grace has begun
+        engine.request_stop()
+        refused = "returned"
+        try:
+            await asyncio.wait_for(restart, 20)
+        except PipeplexError as exc:
+            refused = str(exc)
+        # Answered within the grace: the member's stop, now the cast's, goes on.
+        still = engine.members["m"].returncode
+        engine.force_stop()
+        await asyncio.wait_for(run, 30)
+        return refused, still
+
+    refused, still = asyncio.run(scenario())
+    assert refused == "m did not start again: the cast is stopping" and still is None
+
+
 def test_a_restart_whose_program_is_gone_raises_the_spawn_error(tmp_path: Path) -> None:
     """The new instance cannot start: restart raises why, it does not wait forever."""
     program = tmp_path / "server"

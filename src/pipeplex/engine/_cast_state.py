@@ -25,7 +25,7 @@ from ._outcomes import Outcomes
 from ._standing import Standing
 from .recent import RecentOutput
 from .seat import Seat
-from .stopping import EOF_GRACE, Stopper
+from .stopping import EOF_GRACE, Stopper, first
 from .verdict import Verdict
 
 if TYPE_CHECKING:
@@ -194,12 +194,19 @@ class CastState:
             return False
         return member.pid is None or member.done_future.done()
 
-    async def to_the_end(self, stop: Coroutine[Any, Any, None]) -> None:
+    async def to_the_end(self, stop: Coroutine[Any, Any, None], *,
+                         or_cast_stop: bool = False) -> None:
         """Run ``stop`` in the run's task group for a caller outside it: a caller that is
         cancelled (a timeout around a restart) leaves it to finish, never half done (a
-        member marked stopping that never gets its SIGKILL, a grace counted twice)."""
+        member marked stopping that never gets its SIGKILL, a grace counted twice).
+        ``or_cast_stop``: the caller goes on once the cast's stop begins (a restart's
+        asker, answered then; the member's stop goes on, now the cast's)."""
         assert self.tg is not None
-        await asyncio.shield(self.tg.create_task(stop))
+        stopping = self.tg.create_task(stop)
+        if or_cast_stop:
+            await first(stopping, self.stop)  # (a wait that never cancels what it waits on)
+        else:
+            await asyncio.shield(stopping)
 
     # Readiness, as the members' starts wait on it ----------------------------------------
 

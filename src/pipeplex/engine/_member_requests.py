@@ -100,7 +100,8 @@ class MemberRequests(CastPart):
             self._state.down(name)
             if member.running:
                 seat.restart_requested = True
-                await self._state.to_the_end(self._stopper.stop(member, stdin_first=stdin_first))
+                await self._state.to_the_end(self._stopper.stop(member, stdin_first=stdin_first),
+                                             or_cast_stop=True)
             elif seat.supervising:
                 # It has exited and its supervisor is not done with it (its output still
                 # drains, or it waits out a restart's backoff): that supervisor starts it
