@@ -33,7 +33,7 @@ from .errors import PipeplexError, SignalRefused, ours_in_tracebacks
 from .inputs.control import MAX_CONNECTIONS, REFUSALS
 from .inputs.folder import FolderInputs
 from .inputs.router import ALL
-from .inputs.rundir import default_run_dir
+from .inputs.rundir import default_run_dir, refuse_a_second_run
 from .inputs.stdin import ConsoleMode, console_mode
 from .output.render import ColorMode, Renderer, forces_color, use_color
 from .output.terminal import TerminalSink, Writer
@@ -186,6 +186,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             orphans = OrphanReaper(loop, engine.own_children, guardian, bus)
         records = _records(options, bus, writer, cast.names)
         outputs += [sink.writer for sink in records if sink.writer is not None]
+        if options.run_dir is None:
+            refuse_a_second_run(options.run_dir_option)
         inputs = FolderInputs(engine, options.run_dir or default_run_dir(),
                               given_as=options.run_dir_option, guardian=guardian)
         await inputs.name_what_was_left()

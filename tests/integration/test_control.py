@@ -215,6 +215,38 @@ def test_clients_find_the_run_of_the_folder_that_another_environment_put_elsewhe
         plex.expect(r"^c \| found you$")
 
 
+def test_a_second_run_of_the_folder_is_refused_where_another_environment_put_the_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started without XDG_RUNTIME_DIR is in $TMPDIR/pipeplex-UID; a second run of
+    the same folder from a shell that sets it went to the runtime folder and ran beside it,
+    the clients reaching one or the other. It is refused, as in the same folder, saying
+    where the first is; the first goes on, and once it has ended the second starts."""
+    project, tmpdir, runtime = tmp_path / "proj", tmp_path / "tmp", tmp_path / "xdg"
+    for folder in (project, tmpdir, runtime):
+        folder.mkdir(mode=0o700)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    first = tmpdir / f"pipeplex-{os.geteuid()}"
+    with Pipeplex("run", "-p", "c=cat", "--no-console", cwd=project) as plex:
+        plex.expect(f"run folder {first}/proj-")
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        second = run("run", "-p", "d=cat", "--no-console", cwd=project)
+        assert second.returncode == 2, second.stderr
+        assert re.fullmatch(
+            rf"pipeplex: error: a run of this folder is already going at {first}/proj-\w+ "
+            rf"\(pid {plex.proc.pid}\), where a shell with another XDG_RUNTIME_DIR or TMPDIR put "
+            rf"it; stop it first \(pipeplex stop --run-dir {first}/proj-\w+\), or give this "
+            r"run a folder of its own \(--run-dir\)\n", second.stderr), second.stderr
+        assert not (runtime / "pipeplex").exists()  # (nothing of it was made)
+        assert run("send", "c", "still here", cwd=project).returncode == 0
+        plex.expect(r"^c \| still here$")
+        assert run("stop", cwd=project).returncode == 0
+        assert plex.wait() == 0
+    with Pipeplex("run", "-p", "d=cat", "--no-console", cwd=project) as plex:
+        plex.expect(f"run folder {runtime}/pipeplex/proj-")
+        plex.expect(r"^d +\* started")
+
+
 @pytest.mark.parametrize("lock", ["a named pipe", "a link to /dev/zero"])
 def test_a_client_is_not_held_by_a_lock_file_put_in_a_dead_runs_folder(
         tmp_path: Path, lock: str) -> None:

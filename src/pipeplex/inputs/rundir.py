@@ -32,7 +32,7 @@ from ._private_dir import (
 )
 
 __all__ = ("LOCK_NAME", "MAX_REQUEST", "SOCKET_NAME", "SUN_PATH_MAX", "RunDir", "default_run_dir",
-           "default_run_dirs")
+           "default_run_dirs", "live_run_elsewhere", "refuse_a_second_run")
 
 LOCK_NAME = "run.lock"
 SOCKET_NAME = "control.sock"
@@ -101,6 +101,90 @@ def default_run_dirs(cwd: Path | None = None) -> list[Path]:
     bases = [_runtime_base(), Path(f"/run/user/{os.geteuid()}/pipeplex"),
              _temp_base(os.environ.get("TMPDIR")), _temp_base(None)]
     return list(dict.fromkeys(base / name for base in bases))
+
+
+def live_run_elsewhere(cwd: Path | None = None) -> tuple[Path, str | None] | None:
+    """A run of ``cwd`` that another environment put in another of
+    :func:`default_run_dirs` (a terminal with XDG_RUNTIME_DIR, an ssh shell without it), and
+    that is running there: its folder and its pid (None if its lock does not say); None if
+    there is none. A second run of the folder is refused, as it is in the same folder: the
+    clients of this folder would reach one run or the other.
+
+    Running: its control socket takes a connection (a listener is there; one that died
+    left a socket that refuses it). Only in a private folder of the user's, where the socket
+    is theirs: something another user put in a shared TMPDIR does not stop a run."""
+    own = default_run_dir(cwd)
+    for folder in default_run_dirs(cwd):
+        if folder == own:
+            continue
+        try:
+            held = os.lstat(folder)
+            sock = os.lstat(folder / SOCKET_NAME)
+        except OSError:
+            continue
+        if (not stat.S_ISDIR(held.st_mode) or held.st_uid != os.geteuid()
+                or held.st_mode & 0o077 or not stat.S_ISSOCK(sock.st_mode)
+                or sock.st_uid != os.geteuid() or unsafe_above(folder) is not None):
+            continue
+        if _listening(folder):
+            return folder, _pid_in_lock(folder)
+    return None
+
+
+def refuse_a_second_run(given_as: str = COMMAND) -> None:
+    """Refuse to start a run of this folder while one runs where another environment put
+    it (:func:`live_run_elsewhere`), as a second run in the same folder is refused.
+
+    Raises:
+        RunDirError: there is one; the message says where, and what to do.
+    """
+    found = live_run_elsewhere()
+    if found is not None:
+        folder, pid = found
+        who = f" (pid {pid})" if pid is not None else ""
+        raise RunDirError(
+            f"a run of this folder is already going at {folder}{who}, where a shell with "
+            f"another XDG_RUNTIME_DIR or TMPDIR put it; stop it first (pipeplex stop "
+            f"--run-dir {folder}), or give this run a folder of its own ({given_as})")
+
+
+def _listening(folder: Path) -> bool:
+    """Whether a run listens on the control socket in ``folder``: it takes a connection, or
+    would once its backlog drains (a run that is busy, or stopped with SIGSTOP, is there).
+    Reached through the folder's descriptor, as :meth:`RunDir.listen_socket` binds it."""
+    try:
+        dir_fd = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.setblocking(False)
+            try:
+                via_proc = f"/proc/self/fd/{dir_fd}"
+                probe.connect(f"{via_proc}/{SOCKET_NAME}" if os.path.isdir(via_proc)
+                              else os.fspath(folder / SOCKET_NAME))
+            except BlockingIOError:
+                return True  # (its backlog is full)
+            except OSError:
+                return False  # refused (no listener: a dead run's), or gone
+            return True
+    finally:
+        os.close(dir_fd)
+
+
+def _pid_in_lock(folder: Path) -> str | None:
+    """The pid a run's lock file in ``folder`` names (never through a link); None if none."""
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        text = os.pread(fd, LOCK_MAX, 0).decode("ascii", "replace")
+    finally:
+        os.close(fd)
+    pid = text.split()[0] if text.split() else ""
+    return pid if pid.isdigit() else None
 
 
 _LOCK_TEXT = re.compile(r"\d+ [\w.-]{1,40}( \d+ \d+)?")
