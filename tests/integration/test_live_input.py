@@ -109,6 +109,25 @@ def test_a_writer_that_quits_mid_line_does_not_splice_into_the_next(run_dir: Pat
         assert "hello" not in plex.text
 
 
+def test_a_line_a_writer_still_holds_unended_at_the_stop_is_said_to_be_dropped(
+        run_dir: Path) -> None:
+    """A writer that keeps the pipe open with a line not ended when the run stops: its
+    bytes were dropped with no word (one that closed got a warning), whether pipeplex had
+    read them or they were still in the pipe."""
+    with Pipeplex("run", "-p", "c=cat", "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^c +\* started")
+        writer = os.open(run_dir / "c.in", os.O_WRONLY)
+        try:
+            os.write(writer, b"hel")
+            assert run("stop", "--run-dir", run_dir).returncode == 0
+            plex.expect(r"^pipeplex \* c\.in: dropped 3 bytes that writers had sent and no "
+                        r"member got \(the pipe closed before a newline came, or before they "
+                        r"were read\)$")
+            assert plex.wait() == 0
+        finally:
+            os.close(writer)
+
+
 LINE_WRITER = (
     "import os, random, string, sys, zlib\n"
     "path, ident, count = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"

@@ -63,10 +63,33 @@ class FifoChannel:
         self._loop.add_reader(self._fd, self._readable)
 
     def close(self) -> None:
+        """Stop reading, saying what was written and never delivered: a line its writer,
+        still there, had not ended, and what was still in the pipe (nothing else would tell
+        them)."""
+        left = len(self._pending) + (self._unread() if self._fd is not None else 0)
+        self._pending = b""
+        if left:
+            self._note(f"dropped {left} bytes that writers had sent and no member got (the "
+                       "pipe closed before a newline came, or before they were read)")
         if self._fd is not None and self._loop is not None:
             self._loop.remove_reader(self._fd)
             os.close(self._fd)
         self._fd = None
+
+    def _unread(self) -> int:
+        """How many bytes the pipe still holds, read and thrown away (up to MAX_PENDING: a
+        writer that goes on writing meanwhile is not followed for ever)."""
+        assert self._fd is not None
+        count = 0
+        while count < MAX_PENDING:
+            try:
+                data = os.read(self._fd, READ_SIZE)
+            except OSError:  # (BlockingIOError: it is empty)
+                break
+            if not data:
+                break
+            count += len(data)
+        return count
 
     def _readable(self) -> None:
         try:
