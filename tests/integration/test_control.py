@@ -1115,6 +1115,33 @@ def test_one_client_past_the_limit_is_the_only_one_refused(run_dir: Path) -> Non
     assert answers[-1]["error"] == "busy"
 
 
+def test_a_stop_goes_through_past_the_limit_of_connections(run_dir: Path) -> None:
+    """A client that leaks its connections filled the 512: pipeplex stop was told "busy"
+    as every other request is, and only a signal could end the cast."""
+    from pipeplex.inputs.control import MAX_CONNECTIONS
+
+    with cats(run_dir, "c") as plex:
+        held = []
+        try:
+            for _ in range(MAX_CONNECTIONS):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(str(run_dir / "control.sock"))
+                held.append(sock)
+            # (Served once the run has taken them: a ping on the last is answered then.)
+            held[-1].sendall(b'{"op": "ping"}\n')
+            held[-1].settimeout(DEADLINE)
+            assert json.loads(held[-1].recv(4096))["ok"]
+            refused = run("status", "--run-dir", run_dir)
+            assert refused.returncode == 1 and "too many control connections" in \
+                refused.stderr, refused.stderr
+            stopped = run("stop", "--run-dir", run_dir)
+            assert stopped.returncode == 0, stopped.stderr
+            assert plex.wait() == 0
+        finally:
+            for sock in held:
+                sock.close()
+
+
 def test_fifty_clients_sending_at_once(run_dir: Path) -> None:
     """50 threads, each on its own connection: all 1000 lines arrive whole, in order each."""
     with cats(run_dir, "c", extra=("--pty", "false")) as plex:

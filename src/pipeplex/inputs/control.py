@@ -18,7 +18,7 @@ import errno
 import os
 import socket
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._events import Note
 from ._control_attach import AttachClients
@@ -36,6 +36,9 @@ REFUSALS = 64
 """Connections past MAX_CONNECTIONS accepted to be told "busy" (each is kept a moment, see
 ``_linger``); past these, clients wait in the listen backlog, so a flood of connections
 cannot take the descriptors a member's start needs."""
+BUSY_WAIT = 0.5
+"""Seconds a connection past MAX_CONNECTIONS is given to send its request (a stop is carried
+out all the same) before it is answered ``busy``."""
 _UCRED = struct.Struct("3i")
 
 
@@ -134,9 +137,15 @@ class ControlServer:
                 await _linger(reader, stream)
                 return
             if busy:
+                # A stop goes through all the same: connections a client leaked must not
+                # leave a signal the only way to end the cast.
+                stop = await _stop_request(reader, self._requests)
+                if stop is not None:
+                    await write_answer(stream, await self._requests.carry_out(stop, pid))
+                    return
                 await write_answer(stream, Refused(
                     "busy", f"too many control connections (more than {MAX_CONNECTIONS}); "
-                    "try again when some have closed").answer)
+                    "try again when some have closed (a stop is carried out even so)").answer)
                 await _linger(reader, stream)
                 return
             last = False
@@ -207,6 +216,20 @@ def _peer(conn: socket.socket) -> tuple[int, int]:
     pid, uid, _gid = _UCRED.unpack(
         conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
     return pid, uid
+
+
+async def _stop_request(reader: asyncio.StreamReader,
+                        requests: Requests) -> dict[str, Any] | None:
+    """The first request of a connection past the limit, if it comes within a moment and is
+    a stop; else None (then it was read, and the answer is ``busy``)."""
+    try:
+        async with asyncio.timeout(BUSY_WAIT):
+            line = await reader.readuntil(b"\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+        return None
+    request, refused = requests.parse(line[:-1])
+    stop = refused is None and request is not None and request["op"] == "stop"
+    return request if stop else None
 
 
 async def _linger(reader: asyncio.StreamReader, stream: asyncio.StreamWriter) -> None:
