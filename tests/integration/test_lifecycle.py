@@ -1323,6 +1323,42 @@ def test_pipeplex_test_stopped_by_sigterm_kills_what_its_members_were_to_orphan(
         test.wait()
 
 
+def test_a_daemon_below_a_full_terminal_dies_with_pipeplex_killed_under_a_low_soft_limit(
+        tmp_path: Path, run_dir: Path) -> None:
+    """pipeplex lifts its soft limit on descriptors for a big cast, but its guardian,
+    started before the cast was read, kept the one it was given (64 here): past it, the
+    full terminals' masters handed over were dropped on the way, and a daemon that the last
+    member's shell started outlived pipeplex killed with SIGKILL."""
+    import resource
+
+    daemon = tmp_path / "daemon"
+    cast = tmp_path / "c.toml"
+    cast.write_text("".join(f'[procs.m{i}]\ncmd = "sleep 60"\npty = true\n' for i in range(70))
+                    + "[procs.last]\npty = true\nafter = [" + ", ".join(
+                        f'"m{i}"' for i in range(70)) + "]\ncmd = " + json.dumps(
+        f"sh -c 'setsid env -i sh -c \"echo \\$\\$ > {daemon}; exec sleep 60\" "
+        "</dev/null >/dev/null 2>&1 & wait'") + "\n")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1024:
+        pytest.skip(f"the hard limit on descriptors ({hard}) is too low for 71 members")
+    run_ = subprocess.Popen(
+        [*PIPEPLEX, "run", str(cast), "--no-console", "--run-dir", str(run_dir)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard)))
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while not daemon.exists() or not daemon.read_text().strip():
+            assert time.monotonic() < deadline and run_.poll() is None, "no daemon started"
+            os.sched_yield()
+        pid = int(daemon.read_text())
+        run_.kill()
+        run_.wait()
+        wait_exited(pid)
+    finally:
+        run_.kill()
+        run_.wait()
+
+
 def test_children_pipeplex_had_before_are_not_the_casts(run_dir: Path, tmp_path: Path) -> None:
     """A shell's exec passes its background jobs on: they are not the cast's to stop."""
     job = tmp_path / "job"
