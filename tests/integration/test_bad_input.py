@@ -12,6 +12,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -289,6 +290,25 @@ def test_a_file_of_the_users_named_run_lock_is_refused_not_emptied(tmp_path: Pat
     assert "it is a file that no pipeplex run wrote" in stderr
     assert sorted(os.listdir(folder)) == ["build.in", "run.lock"]
     assert (folder / "run.lock").read_text() == "4242\n"
+
+
+def test_a_run_folder_whose_lock_cannot_be_written_is_said_and_left_as_it_was(
+        tmp_path: Path) -> None:
+    """A full file system (a small runtime tmpfs) under the run folder: writing the run's
+    record in its lock gave a traceback and left the folder made for it. (A file size limit
+    of 0 fails that write as a full disk would.)"""
+    limited = ("import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)); os.execv(sys.argv[1], "
+               "sys.argv[1:])")
+    folder = tmp_path / "made" / "run"
+    result = subprocess.run(
+        [sys.executable, "-c", limited, *PIPEPLEX, "run", "-p", "a=echo hi", "--run-dir",
+         str(folder)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=DEADLINE)
+    stderr = _error(result)
+    assert stderr == (f"pipeplex: error: cannot write {folder / 'run.lock'}: File too large (free "
+                      "some space there, or give another run folder with --run-dir)\n"), stderr
+    assert not (tmp_path / "made").exists()
 
 
 @pytest.mark.parametrize(("mode", "how"), [

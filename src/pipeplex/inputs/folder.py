@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._events import Note
+from ..errors import RunDirError
 from .control import ControlServer
 from .fifo import FifoChannel
 from .router import ALL, Router
@@ -56,7 +57,7 @@ class FolderInputs:
         self._stale_run_id: str | None = None
         try:
             if guardian is not None:
-                guardian.on_started = self.run_dir.record_guardian
+                guardian.on_started = self._record_guardian
             if self.run_dir.stale_pid is not None:
                 engine.bus.publish(Note(f"cleaned up after an earlier run (pid "
                                         f"{self.run_dir.stale_pid}) that ended without "
@@ -67,6 +68,15 @@ class FolderInputs:
         except BaseException:
             self.close()
             raise
+
+    def _record_guardian(self, guardian: tuple[int, int] | None) -> None:
+        """A guardian started in place of one gone: recorded for the next run, should this
+        one be killed; if that cannot be done (its file system is full), said, and the run
+        goes on."""
+        try:
+            self.run_dir.record_guardian(guardian)
+        except RunDirError as exc:
+            self._engine.bus.publish(Note(str(exc), level="warning"))
 
     async def name_what_was_left(self) -> None:
         """Say what the earlier run found here (killed, see :class:`RunDir`) left running,

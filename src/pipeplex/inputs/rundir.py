@@ -266,7 +266,11 @@ class RunDir:
             stale_run_id=earlier[1] if len(earlier) > 1 and earlier[1] != _NO_RUN_ID else None,
             stale_guardian=(int(earlier[2]), int(earlier[3])) if len(earlier) > 3 else None,
             run_id=run_id if run_id and _LOCK_TEXT.fullmatch(f"0 {run_id}") else _NO_RUN_ID)
-        run_dir.record_guardian(guardian)
+        try:
+            run_dir.record_guardian(guardian)
+        except RunDirError:
+            run_dir.close()  # (what it made goes: the folder a run there would have used)
+            raise
         if stale is not None:
             run_dir._clean_stale()
         return run_dir
@@ -279,14 +283,23 @@ class RunDir:
 
         Never shorter than the record it replaces (padded with spaces), and in one write:
         another run trying the folder meanwhile reads one record or the other, never a
-        truncated one (which it would take for another program's file)."""
+        truncated one (which it would take for another program's file).
+
+        Raises:
+            RunDirError: it cannot be written (its file system is full).
+        """
         if self._closed:
             return
         record = f"{os.getpid()} {self._run_id}"
         if guardian is not None:
             record += f" {guardian[0]} {guardian[1]}"
-        size = os.fstat(self._lock_fd).st_size
-        os.pwrite(self._lock_fd, f"{record.ljust(size - 1)}\n".encode(), 0)
+        try:
+            size = os.fstat(self._lock_fd).st_size
+            os.pwrite(self._lock_fd, f"{record.ljust(size - 1)}\n".encode(), 0)
+        except OSError as exc:
+            raise RunDirError(f"cannot write {self.path / LOCK_NAME}: {exc.strerror} (free some "
+                              f"space there, or give another run folder with {self.given_as})"
+                              ) from None
 
     @staticmethod
     def _lock(path: Path, dir_fd: int, given_as: str) -> tuple[int, list[str]]:
