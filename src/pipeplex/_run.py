@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import signal
 import threading
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import _descriptor_limit as descriptor_limit
 from ._bus import Bus
 from ._events import SHOWN, Level, Note
 from ._guardian_process import take_early_guardian
@@ -132,7 +132,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         sanitize=isatty,
         crlf_names=[p.name for p in cast.procs if p.pty == "full"],
     )
-    _raise_fd_limit(len(cast.procs))
+    descriptor_limit.lift_for(len(cast.procs), connections=MAX_CONNECTIONS + REFUSALS)
     guardian = Guardian(on_lost=lambda text: bus.publish(Note(text, level="warning")),
                         spawned=take_early_guardian())
     # What the members orphan comes to us (not to PID 1), to be stopped with the rest.
@@ -342,18 +342,6 @@ async def _reporting(work: Awaitable[None], engine: Engine) -> None:
         await work
     except Exception as exc:
         engine.crash(exc)
-
-
-def _raise_fd_limit(members: int) -> None:
-    """Lift the soft limit on descriptors when a cast needs it.
-
-    Each member costs about six, each control connection one.
-    """
-    needed = 64 + 8 * members + MAX_CONNECTIONS + REFUSALS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _install_signal_handlers(

@@ -1359,6 +1359,35 @@ def test_a_daemon_below_a_full_terminal_dies_with_pipeplex_killed_under_a_low_so
         run_.wait()
 
 
+def test_members_get_the_soft_limit_on_descriptors_pipeplex_was_given(
+        tmp_path: Path, run_dir: Path) -> None:
+    """pipeplex lifts its own soft limit for a big cast; its members inherited the lifted
+    one (a program using select() breaks past 1024). Each start mode, a vfork's and a
+    fork's, gives the limit pipeplex was given."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1024:
+        pytest.skip(f"the hard limit on descriptors ({hard}) is too low to be lifted to")
+    cast = tmp_path / "c.toml"
+    modes = ["", 'pty = true\n', 'pty = false\n']
+    cast.write_text("".join(
+        f'[procs.m{i}]\ncmd = "sh -c \'echo soft=$(ulimit -Sn) hard=$(ulimit -Hn); exec cat\'"\n'
+        f"{modes[i % 3]}" for i in range(30)))
+    with Pipeplex("run", cast, "--no-console", "--run-dir", run_dir,
+                  prefix=("sh", "-c", 'ulimit -Sn 128 && exec "$@"', "sh")) as plex:
+        for _ in range(30):  # (in the order they come)
+            plex.expect(r"^m\d+ +\| soft=\d+ hard=\d+\r?$")
+        limits = set(re.findall(r"^m\d+ +\| (soft=\d+ hard=\d+)", plex.text, re.MULTILINE))
+        # (pipeplex's own limit was lifted: else this would test nothing)
+        own = (Path("/proc") / str(plex.proc.pid) / "limits").read_text()
+        lifted = re.search(r"^Max open files +(\d+)", own, re.MULTILINE)
+        assert lifted is not None and lifted[1] != "128", own
+        plex.signal()
+        assert plex.wait() == 143
+    assert limits == {f"soft=128 hard={hard}"}, limits
+
+
 def test_children_pipeplex_had_before_are_not_the_casts(run_dir: Path, tmp_path: Path) -> None:
     """A shell's exec passes its background jobs on: they are not the cast's to stop."""
     job = tmp_path / "job"

@@ -45,6 +45,23 @@ def test_example_scenarios_pass(example: str) -> None:
     assert "1 passed, 0 failed" in result.stdout
 
 
+def test_a_big_cast_passes_under_a_low_soft_limit_on_descriptors(tmp_path: Path) -> None:
+    """pipeplex run lifts its soft limit for a big cast; pipeplex test did not, and the same
+    file failed there with "Too many open files" as if a member were at fault."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1024:
+        pytest.skip(f"the hard limit on descriptors ({hard}) is too low to be lifted to")
+    case = _scenario(tmp_path, "".join(f'[procs.m{i}]\ncmd = "cat"\n' for i in range(40))
+                     + "[[step]]\nsend = 'hi'\nto = 'm39'\n[[step]]\nexpect = '^hi$'\n"
+                       "in = 'm39'\n")
+    result = subprocess.run(["sh", "-c", 'ulimit -Sn 64 && exec "$@"', "sh", *PIPEPLEX, "test",
+                             str(case)], stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=DEADLINE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_a_passing_and_a_failing_scenario(tmp_path: Path) -> None:
     """A dot per pass, F per failure, the evidence, a summary, and exit 1."""
     good = _scenario(tmp_path, CAT + '[[step]]\nsend = "hi"\nto = "c"\n[[step]]\nexpect = "^hi$"\n',

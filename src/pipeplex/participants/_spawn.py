@@ -14,6 +14,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping
 
+from .. import _descriptor_limit as descriptor_limit
 from .._events import Stream
 from .._printable import printable
 from .._signals import ignored_for_children
@@ -59,11 +60,13 @@ def spawn(argv: list[str], *, full_terminal: bool, executable: str | None, stdin
     (and a second Ctrl-C skips the grace): pipeplex holds those signals back while it forks,
     and the child drops what came before it takes them again (:func:`_in_child`). So is the
     child of a process that ignores or blocks signals (a program using the Python API): it
-    sets them back to the default before its program runs, as a member must start."""
+    sets them back to the default before its program runs, as a member must start. Either
+    way, it gets the limit on descriptors pipeplex was given (:mod:`.._descriptor_limit`)."""
     def popen(preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, executable=executable, stdin=stdin, stdout=stdout,
-                                stderr=stderr, cwd=cwd, env=env, start_new_session=True,
-                                preexec_fn=preexec_fn)
+        with descriptor_limit.as_given():
+            return subprocess.Popen(argv, executable=executable, stdin=stdin, stdout=stdout,
+                                    stderr=stderr, cwd=cwd, env=env, start_new_session=True,
+                                    preexec_fn=preexec_fn)
 
     ignored = ignored_for_children()
     if full_terminal or ignored is not None:

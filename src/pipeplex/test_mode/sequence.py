@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import _descriptor_limit as descriptor_limit
 from .._printable import printable
 from .._signals import PASSED_ON, STOP_SIGNALS, inherited_as_ignored, signal_name
 from .._stdout import StdoutRefused, printing
@@ -45,6 +46,8 @@ async def run_all(
     loop = asyncio.get_running_loop()
     current: list[asyncio.Task[ScenarioOutcome]] = []
     interrupted: list[int] = []
+    # One at a time: the biggest cast is what it takes (as pipeplex run lifts it).
+    descriptor_limit.lift_for(max((len(s.cast.procs) for s in scenarios), default=0))
 
     def interrupt(sig: int) -> None:
         if not interrupted:  # (a second one changes nothing: the members are being killed)
