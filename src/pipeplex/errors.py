@@ -116,7 +116,8 @@ _SHOWN = 200
 class SpawnError(PipeplexError):
     """A member's program could not be started. ``status``: the exit status it counts for,
     as a shell's: 126 for a file that is there but cannot be run (not executable, not a
-    program), 127 otherwise (not found, no folder, out of descriptors)."""
+    program), 127 for one that is not there (or no folder to start in); 1 when pipeplex or
+    the system was out of descriptors, processes or memory."""
 
     def __init__(self, name: str, command: str, reason: str, status: int = 127) -> None:
         self.name = name

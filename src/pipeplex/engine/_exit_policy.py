@@ -275,8 +275,10 @@ class ExitPolicy(CastPart):
             tried = f"and was restarted {times}"
         alone = seat.added and not ready.done()  # (an added member never ready fails alone)
         stopping = "" if alone else " and stopping the cast"
-        reason = (f"{member.name} {how}{before} {tried}; giving up{stopping} (raise "
-                  "max_restarts to allow more)")
+        # (One that could not start: more tries would not help; what would, was said.)
+        more = "" if member.name in self._outcomes.cannot_start else (
+            " (raise max_restarts to allow more)")
+        reason = f"{member.name} {how}{before} {tried}; giving up{stopping}{more}"
         recent = self._recent.describe(member.name)
         self._bus.publish(Note(reason if ready_in_run else f"{reason}\n{recent}", level="error"))
         self._outcomes.why_failed[member.name] = (

@@ -23,8 +23,8 @@ from ._proc import PF_EXITING, PF_FORKNOEXEC, child_flags
 from ._pty import make_controlling_tty, open_pty
 
 __all__ = ("GROUP_SIGNALS", "NO_PAGER", "bad_text", "drop_group_signals", "find_executable",
-           "forget_executables", "nul_in", "open_streams", "run_environment", "spawn",
-           "spawn_reason", "spawn_status")
+           "forget_executables", "nul_in", "open_streams", "run_environment", "short_of",
+           "spawn", "spawn_reason", "spawn_status")
 
 _EXECUTABLES: dict[tuple[str, str], str] = {}
 _EXECUTABLES_KEEP = 256
@@ -298,16 +298,52 @@ def nul_in(variables: Mapping[str, str], spec: ProcSpec) -> str | None:
             "less (\\w+, [^\\x00]+)")
 
 
+SHORT_OF = (errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)
+"""Why a spawn fails when it is no fault of the command: out of descriptors, processes or
+memory (fork's EAGAIN is a limit on processes)."""
+
+
 def spawn_status(exc: OSError) -> int:
     """The exit status a spawn that failed with ``exc`` counts for, as a shell's: 126 for a
-    file that is there but cannot be run, 127 otherwise."""
+    file that is there but cannot be run, 127 for one that is not there (or a folder that
+    cannot be entered); 1 when pipeplex or the system was short of something it needs
+    (127 would read "command not found")."""
+    if exc.errno in SHORT_OF:
+        return 1
     return 126 if isinstance(exc, PermissionError) or exc.errno == errno.ENOEXEC else 127
+
+
+def short_of(exc: OSError) -> str | None:
+    """What pipeplex or the system ran out of, when that is why ``exc`` came, and how to
+    make room; None for another error."""
+    import resource
+
+    if exc.errno == errno.EMFILE:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (f"pipeplex is out of file descriptors (its limit is {soft}, a few for each "
+                f"member); raise it with ulimit -n (up to {hard} without root), or run fewer "
+                "members")
+    if exc.errno == errno.ENFILE:
+        return ("the system is out of file descriptors (fs.file-max); end some programs, or "
+                "raise it")
+    if exc.errno == errno.EAGAIN:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+        limit = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+        return (f"no process could be created: this user's limit on processes (ulimit -u: "
+                f"{limit}) or the system's (kernel.pid_max, a cgroup's pids.max) is reached; "
+                "end some, or raise it")
+    if exc.errno == errno.ENOMEM:
+        return "the system is out of memory for a new process"
+    return None
 
 
 def spawn_reason(exc: OSError, argv: list[str], executable: str | None = None,
                   cwd: str | None = None) -> str:
     """Why ``argv`` did not start (``executable``: its file, if it was looked up; ``cwd``:
     the folder it was to start in)."""
+    short = short_of(exc)
+    if short is not None:
+        return short
     if cwd is not None and exc.filename == cwd and cwd not in (argv[0], executable):
         fix = ("; give it a folder it may enter (x permission on it and on each folder "
                "above it)" if isinstance(exc, PermissionError) else "")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SpawnError
 from ._group import wait_group_gone
-from ._spawn import bad_text, find_executable, spawn, spawn_reason
+from ._spawn import bad_text, find_executable, short_of, spawn, spawn_reason
 
 if TYPE_CHECKING:
     from .guardian import Guardian
@@ -51,7 +51,8 @@ async def run_check(name: str, argv: list[str], command: str, output: bytearray,
     try:
         read_end, write_end = os.pipe()
     except OSError as exc:
-        raise SpawnError(name, command, f"cannot open its output: {exc.strerror}") from None
+        raise SpawnError(name, command, "cannot open its output: "
+                         f"{short_of(exc) or exc.strerror}") from None
     try:
         # An empty pipe for stdin (EOF at once), not /dev/null: should pipeplex die while
         # the run is spawned, the guardian finds it by its streams, and every process has
@@ -60,7 +61,8 @@ async def run_check(name: str, argv: list[str], command: str, output: bytearray,
     except OSError as exc:
         os.close(read_end)
         os.close(write_end)
-        raise SpawnError(name, command, f"cannot open its stdin: {exc.strerror}") from None
+        raise SpawnError(name, command, "cannot open its stdin: "
+                         f"{short_of(exc) or exc.strerror}") from None
     os.close(nothing)
     executable = find_executable(argv[0], env)
     try:

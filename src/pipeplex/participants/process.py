@@ -38,6 +38,7 @@ from ._spawn import (
     nul_in,
     open_streams,
     run_environment,
+    short_of,
     spawn,
     spawn_reason,
     spawn_status,
@@ -149,8 +150,9 @@ class Process:
                 self.output.read_from(readers)
             except OSError as exc:  # out of descriptors (EMFILE), of ptys...
                 raise SpawnError(self.name, spec.command_text,
-                                 f"cannot open its stdin and output: {exc.strerror or exc}"
-                                 ) from None
+                                 "cannot open its stdin and output: "
+                                 f"{short_of(exc) or exc.strerror or exc}",
+                                 spawn_status(exc)) from None
             executable = find_executable(argv[0], env)
             if self._guardian is not None:
                 self._guardian.spawning(children)
