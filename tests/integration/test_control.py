@@ -1084,6 +1084,55 @@ def test_a_flood_of_connections_leaves_descriptors_for_starting_members(run_dir:
             first.close()
 
 
+def test_connections_under_a_low_hard_limit_leave_descriptors_for_a_restart(
+        run_dir: Path, tmp_path: Path) -> None:
+    """Where a hard limit keeps pipeplex from lifting its own (ulimit -n 256), 512 served
+    connections are more than it has: idle ones took the descriptors a member's restart
+    needed ("cannot open its stdin and output: Too many open files"), and the stop's look
+    for what members left. The connections served are fewer there."""
+    cast = tmp_path / "c.toml"
+    cast.write_text("".join(f'[procs.m{i}]\ncmd = "sleep 60"\n' for i in range(25))
+                    + "[procs.r]\ncmd = \"sh -c 'echo run $$; read x'\"\non_exit = 'restart'\n")
+    flood: list[socket.socket] = []
+    with Pipeplex("run", cast, "--no-console", "--run-dir", run_dir,
+                  prefix=("sh", "-c", 'ulimit -n 256 && exec "$@"', "sh")) as plex:
+        try:
+            plex.expect(r"^r +\| run \d+")
+            before = _sockets_of(plex.proc.pid)
+            for _ in range(240):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                flood.append(sock)
+                try:
+                    sock.connect(str(run_dir / "control.sock"))
+                except BlockingIOError:
+                    break  # the backlog is full too
+            # Once the run has taken as many as it takes (8 served, 2 told busy):
+            deadline = time.monotonic() + DEADLINE
+            while _sockets_of(plex.proc.pid) < before + 10:
+                assert time.monotonic() < deadline, "the run took no connections"
+                os.sched_yield()
+            write_fifo(run_dir / "r.in", b"end\n")  # r ends, and its policy restarts it
+            plex.expect(r"^r +\* restarting")
+            plex.expect(r"^r +\| run \d+")
+            assert "cannot start" not in plex.text
+        finally:
+            for sock in flood:
+                sock.close()
+        plex.signal()
+        assert plex.wait() == 143
+    assert "could not look for" not in plex.text, plex.text
+
+
+def _sockets_of(pid: int) -> int:
+    """How many sockets process ``pid`` holds."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    return count
+
+
 def test_one_client_past_the_limit_is_the_only_one_refused(run_dir: Path) -> None:
     """513 clients connect at once: the first 512 are served, the last is told busy
     (the limit is applied in the order of arrival, not after everyone arrived)."""

@@ -150,8 +150,7 @@ class OutsideStopper:
         if found is None:
             found = await self._look_for(self.run_id, by_name, set(self.checks))
         if found is None:
-            for member in members:
-                self._reach.out_of_descriptors(member)
+            self._reach.out_of_descriptors(members[0])
             return
         started = asyncio.get_running_loop().time()
         ours: list[_Escalation] = []

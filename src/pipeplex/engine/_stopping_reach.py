@@ -40,12 +40,12 @@ FREEZE_PASSES = 5
 
 
 class Reach:
-    """Signals to followed processes, and waits for them, for one cast's stops; says once per
-    member (and once for the cast's orphans) when pipeplex ran out of descriptors for it."""
+    """Signals to followed processes, and waits for them, for one cast's stops; says once
+    when pipeplex ran out of descriptors for them."""
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
-        self._short_of_descriptors: set[str] = set()
+        self._short_of_descriptors = False
 
     async def alive_after(self, member: Process | None, processes: list[Escaped],
                           deadline: float,
@@ -103,17 +103,17 @@ class Reach:
         return frozen
 
     def out_of_descriptors(self, member: Process | None) -> None:
-        """Said once per member (None: for the cast's orphans)."""
-        key = member.name if member is not None else ""
-        if key in self._short_of_descriptors:
+        """Said once, for the first member it befalls (None: the cast's orphans): a stop of
+        a big cast short of descriptors would say it for every member."""
+        if self._short_of_descriptors:
             return
-        self._short_of_descriptors.add(key)
-        what = ("it left outside its process group" if member is not None
-                else "the cast left without a member")
-        self._bus.publish(Note(f"could not look for or reach (all) the processes {what}: "
-                               "pipeplex is out of file descriptors (raise the open-files "
-                               "limit: ulimit -n)", name=member.name if member else None,
-                               level="error"))
+        self._short_of_descriptors = True
+        what = ("it may have left outside its process group" if member is not None
+                else "the cast may have left without a member")
+        self._bus.publish(Note(f"could not look for (or reach) the processes {what}: pipeplex "
+                               "is out of file descriptors (raise the open-files limit: ulimit "
+                               "-n); said once, for whichever members it befalls",
+                               name=member.name if member else None, level="error"))
 
 
 def killpg_all(groups: list[int], signals: tuple[int, ...]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import resource
 import socket
 import struct
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from .rundir import MAX_REQUEST, RunDir
 if TYPE_CHECKING:
     from ..engine.engine import Engine
 
-__all__ = ("MAX_CONNECTIONS", "REFUSALS", "ControlServer")
+__all__ = ("MAX_CONNECTIONS", "REFUSALS", "ControlServer", "connection_room")
 
 MAX_CONNECTIONS = 512
 """Connections served at once; one more is answered ``busy`` and closed."""
@@ -36,6 +37,29 @@ REFUSALS = 64
 """Connections past MAX_CONNECTIONS accepted to be told "busy" (each is kept a moment, see
 ``_linger``); past these, clients wait in the listen backlog, so a flood of connections
 cannot take the descriptors a member's start needs."""
+def _client_waiting(sock: socket.socket) -> bool:
+    """Whether a client waits to be accepted on ``sock`` (a poll object takes no
+    descriptor, where pipeplex may have none to spare)."""
+    import select
+
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    return bool(poll.poll(0))
+
+
+def connection_room(members: int) -> tuple[int, int]:
+    """How many connections to serve at once, and how many more to accept to answer
+    ``busy``: :data:`MAX_CONNECTIONS` and :data:`REFUSALS` where the limit on descriptors
+    leaves room for them beside the members (``pipeplex run`` lifts it for that), fewer
+    where a hard limit kept it low (``ulimit -n 256``): connections must not take the
+    descriptors a member's restart, or the stop's look for what members left, needs."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    spare = soft - 64 - 8 * members  # (as descriptor_limit.lift_for counts a member)
+    if soft == resource.RLIM_INFINITY or spare >= MAX_CONNECTIONS + REFUSALS:
+        return MAX_CONNECTIONS, REFUSALS
+    return max(8, spare * 7 // 8), max(2, spare // 8)
+
+
 BUSY_WAIT = 0.5
 """Seconds a connection past MAX_CONNECTIONS is given to send its request (a stop is carried
 out all the same) before it is answered ``busy``."""
@@ -90,18 +114,22 @@ class ControlServer:
         loop = asyncio.get_running_loop()
         out_of_fds = False
         while True:
-            if self._connections >= MAX_CONNECTIONS + REFUSALS:
+            served, refused = connection_room(len(self._engine.members))
+            if self._connections >= served + refused:
                 self._room.clear()
                 await self._room.wait()
+                continue  # (the room is looked at anew: members may have come meanwhile)
             try:
                 conn, _ = await loop.sock_accept(self._sock)
             except OSError as exc:
                 if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     raise
-                if not out_of_fds:
+                # (Linux takes the descriptor before it looks for a client: said only
+                # when one waits.)
+                if not out_of_fds and _client_waiting(self._sock):
                     self._bus.publish(Note(f"control socket: cannot accept connections: "
                                            f"{exc.strerror}; retrying", level="warning"))
-                out_of_fds = True
+                    out_of_fds = True
                 # Pending clients wait in the listen backlog; try again shortly.
                 await asyncio.sleep(0.5)
                 continue
@@ -109,8 +137,8 @@ class ControlServer:
             conn.setblocking(False)
             self._connections += 1
             # Decided now, in the order of arrival: when many connect at once, the first
-            # MAX_CONNECTIONS are served, not refused for those accepted after them.
-            busy = self._connections > MAX_CONNECTIONS
+            # ones are served, not refused for those accepted after them.
+            busy = served if self._connections > served else None
             tg.create_task(self._client(conn, busy), name="control client")
 
     async def finish(self, status: int) -> None:
@@ -119,7 +147,9 @@ class ControlServer:
             self._accepting.cancel()
         await self._attached.finish(status)
 
-    async def _client(self, conn: socket.socket, busy: bool) -> None:
+    async def _client(self, conn: socket.socket, busy: int | None) -> None:
+        """Serve one connection (``busy``: the connections served, when this one is past
+        them: it is answered so, unless it asks for a stop)."""
         stream: asyncio.StreamWriter | None = None
         try:
             pid, uid = _peer(conn)
@@ -136,7 +166,7 @@ class ControlServer:
                 ).answer)
                 await _linger(reader, stream)
                 return
-            if busy:
+            if busy is not None:
                 # A stop goes through all the same: connections a client leaked must not
                 # leave a signal the only way to end the cast.
                 stop = await _stop_request(reader, self._requests)
@@ -144,7 +174,7 @@ class ControlServer:
                     await write_answer(stream, await self._requests.carry_out(stop, pid))
                     return
                 await write_answer(stream, Refused(
-                    "busy", f"too many control connections (more than {MAX_CONNECTIONS}); "
+                    "busy", f"too many control connections (more than {busy}); "
                     "try again when some have closed (a stop is carried out even so)").answer)
                 await _linger(reader, stream)
                 return
