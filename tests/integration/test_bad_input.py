@@ -292,6 +292,16 @@ def test_a_file_of_the_users_named_run_lock_is_refused_not_emptied(tmp_path: Pat
     assert (folder / "run.lock").read_text() == "4242\n"
 
 
+def test_a_run_dir_too_long_to_make_leaves_none_of_its_folders(tmp_path: Path) -> None:
+    """Past the system's longest path (4096 bytes), the folders above the run folder made
+    before the first one that could not be were left behind."""
+    folder = tmp_path.joinpath("made", *["a" * 250] * 20, "run")
+    stderr = _error(run("run", "-p", "a=echo hi", "--run-dir", folder))
+    assert stderr.startswith("pipeplex: error: cannot create run folder ") and \
+        stderr.endswith(": File name too long\n"), stderr
+    assert not (tmp_path / "made").exists()
+
+
 def test_a_run_folder_whose_lock_cannot_be_written_is_said_and_left_as_it_was(
         tmp_path: Path) -> None:
     """A full file system (a small runtime tmpfs) under the run folder: writing the run's

@@ -112,6 +112,8 @@ def make_private_dir(path: Path, *, in_base: bool, given_as: str = COMMAND
                 with contextlib.suppress(FileExistsError):  # (another run made it too)
                     os.mkdir(folder, 0o700)
     except OSError as exc:  # (its parent cannot be: not a race, whatever the error)
+        # Those made before a deeper one failed (too long a path), deepest first.
+        remove_empty([folder for folder in parents if os.path.lexists(folder)])
         raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
     try:
         fd, created = private_dir(path, given_as)
