@@ -2515,6 +2515,35 @@ def test_a_later_spawn_may_name_its_program_by_a_captured_value(tmp_path: Path) 
         client.expect("^tool says hello$")
 
 
+SIGCHLD_LATER = """\
+import signal, warnings
+import pipeplex
+warnings.simplefilter("always")
+with pipeplex.Plex(timeout=30) as plex:
+    before = plex.spawn("before", ["sh", "-c", "read x; exit 3"])
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # (set once the plex runs)
+    before.sendline("go")
+    print("before", before.wait(), flush=True)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # (and again, before a spawn)
+    after = plex.spawn("after", ["sh", "-c", "exit 4"])
+    print("after", after.wait(), flush=True)
+"""
+
+
+def test_sigchld_ignored_once_the_plex_runs_is_said_and_set_back() -> None:
+    """A program that ignores SIGCHLD after its plex began: its members' exits read 0, with
+    no word (it was looked at only as the plex began). A spawn sets it back, with the
+    warning the start gives; an exit that was lost to it says so."""
+    result = subprocess.run([sys.executable, "-c", SIGCHLD_LATER], capture_output=True,
+                            text=True, timeout=LONG)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["before 0", "after 4"], result
+    assert ("the exit status of before is lost: SIGCHLD was ignored in this process as it "
+            "exited, so the kernel reaped it (it reads 0)") in result.stderr, result.stderr
+    assert result.stderr.count("SIGCHLD was ignored in this process (set in it") == 1, \
+        result.stderr
+
+
 DIRTY_SIGNALS = """\
 import signal, sys, threading, warnings
 import pipeplex

@@ -167,11 +167,24 @@ def ignored_for_children() -> frozenset[int] | None:
     return None
 
 
+SIGCHLD_IGNORED = ("SIGCHLD was ignored in this process (set in it, or inherited from what "
+                   "started it), so the kernel would reap each member as it exits and every exit "
+                   "status would read 0: pipeplex set SIGCHLD back to its default")
+
+
+def signals_cleaned() -> bool:
+    """Whether the command cleaned its inherited signals (:func:`clean_inherited_signals`):
+    then nothing sets them since, as a program using the API may."""
+    return _cleaned
+
+
 def reap_children_again() -> bool:
     """With SIGCHLD ignored, set here or inherited (exec() keeps it), the kernel reaps
     every child as it exits, and its exit status is lost: each would read 0. Set it back
-    to the default (from any thread: the C library's own call); whether it was so."""
-    if signal.SIGCHLD not in _ignored():
+    to the default (from any thread: the C library's own call); whether it was so. (Not
+    looked at in the command, which cleaned its signals: only a program using the API may
+    have set it, at any time.)"""
+    if _cleaned or signal.SIGCHLD not in _ignored():
         return False
     import ctypes
     import threading

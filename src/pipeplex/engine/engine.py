@@ -24,7 +24,7 @@ from typing import Any
 
 from .._bus import Bus
 from .._events import Note
-from .._signals import reap_children_again
+from .._signals import SIGCHLD_IGNORED, reap_children_again
 from ..cast.slips import cast_warnings
 from ..cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec
 from ..errors import PipeplexError, SpawnError, ours_in_tracebacks
@@ -48,10 +48,6 @@ __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 NO_PROC = ("/proc is not mounted here: what members start outside their process groups (a "
            "daemon's setsid) cannot be found, and is not stopped with the cast, nor if pipeplex "
            "is killed; mount /proc to have it stopped")
-
-SIGCHLD_IGNORED = ("SIGCHLD was ignored in this process (set in it, or inherited from what "
-                   "started it), so the kernel would reap each member as it exits and every exit "
-                   "status would read 0: pipeplex set SIGCHLD back to its default")
 
 KILLED_EXIT_WAIT = 1.0
 """Seconds a run that failed or was cancelled, having SIGKILLed its members on the way out,

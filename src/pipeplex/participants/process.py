@@ -16,16 +16,19 @@ once a stop took it over (``_stop_verdict.py``). What a child is given, and its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Literal
 
 from .._bus import Bus
 from .._events import Exited, Note, Started
+from .._signals import SIGCHLD_IGNORED, reap_children_again, signals_cleaned
 from ..cast.spec import ProcSpec, expand
 from ..errors import SpawnError
 from ._group import MemberGroup, exits_within
@@ -135,6 +138,10 @@ class Process:
         # (Each side keeps the loop at hand: its callbacks are the hot path.)
         loop = self._loop = self.output.loop = self.stdin.loop = asyncio.get_running_loop()
         self.stdin.tell_dropped()
+        if reap_children_again():  # (a program using the API set it since the run began)
+            self._bus.publish(Note(SIGCHLD_IGNORED, level="warning"))
+            with contextlib.suppress(Warning):  # (made an error: the start would fail)
+                warnings.warn(SIGCHLD_IGNORED, RuntimeWarning, stacklevel=1)
         variables = variables or {}
         spec = self.spec
         argv = spec.argv(variables)
@@ -236,9 +243,18 @@ class Process:
 
     def _on_pidfd(self) -> None:
         assert self._loop is not None and self._pidfd is not None and self._popen is not None
+        lost = not signals_cleaned() and _reaped_by_the_kernel(self._popen.pid)
         returncode = self._popen.poll()
         if returncode is None:  # not yet; pidfds can wake early only in theory
             return
+        if lost:
+            reap_children_again()
+            said = (f"the exit status of {self.name} is lost: SIGCHLD was ignored in this "
+                    f"process as it exited, so the kernel reaped it (it reads {returncode}); "
+                    "pipeplex set SIGCHLD back to its default")
+            self._bus.publish(Note(said, level="warning"))
+            with contextlib.suppress(Warning):  # (made an error: not in the loop's callback)
+                warnings.warn(said, RuntimeWarning, stacklevel=1)
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = None
@@ -507,3 +523,14 @@ class Process:
             "returncode": self.returncode,
             "pending_input": self.stdin.input_waiting,
         }
+
+
+def _reaped_by_the_kernel(pid: int) -> bool:
+    """Whether child ``pid``, which has exited, is gone without a wait of ours: SIGCHLD
+    was ignored as it exited (a program using the API set it), and its status with it.
+    (Looked at without taking it: ``Popen`` then takes it as usual.)"""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return False
