@@ -538,10 +538,40 @@ def test_a_runs_base_someone_else_made_first_is_refused_not_used(tmp_path: Path)
     os.chown(squatted, 65534, 65534)
     result = _run_from(tmp_path, TMPDIR=str(given), XDG_RUNTIME_DIR=None)
     assert result.returncode == 2, result.stdout
+    # (Said as what it may be: a name taken first to have the runs' pipes.)
     assert (f"pipeplex: error: refusing run folder {squatted}: it belongs to uid 65534, not to "
-            f"you (uid {os.geteuid()}); give a folder of your own (--run-dir)") in result.stderr
+            f"you (uid {os.geteuid()}): they may have made it to have your runs' pipes (it is "
+            "the folder of every run of yours without --run-dir); set TMPDIR to a folder of "
+            "yours, or give a run folder (--run-dir)") in result.stderr
     assert list(squatted.iterdir()) == []
     assert "started" not in result.stdout
+
+
+def test_a_default_run_folder_left_open_says_it_may_be_removed(tmp_path: Path) -> None:
+    """A default run folder whose mode was opened (a killed run's, chmod 755 since) was
+    refused with the advice to make a run folder inside it; pipeplex's own folder may be
+    closed again or removed. The base of every run's folder may only be closed."""
+    given = tmp_path / "tmp"
+    given.mkdir(mode=0o700)
+    first = _run_from(tmp_path, TMPDIR=str(given), XDG_RUNTIME_DIR=None)
+    assert first.returncode == 0, first.stdout
+    base = given / f"pipeplex-{os.geteuid()}"
+    named = re.search(r"run folder (\S+):", first.stdout)
+    assert named is not None, first.stdout
+    folder = Path(named[1])  # (gone with that run: as one killed there left it, opened)
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    shown = shlex.quote(str(folder))
+    assert _error(_run_from(tmp_path, TMPDIR=str(given), XDG_RUNTIME_DIR=None)) == (
+        f"pipeplex: error: refusing run folder {folder}: its mode is 0755, others may list it "
+        f"(a run folder is 0700); run chmod 700 {shown}, or remove it (rm -r {shown}): it is "
+        "pipeplex's own, and made anew\n")
+    folder.rmdir()
+    base.chmod(0o755)
+    assert _error(_run_from(tmp_path, TMPDIR=str(given), XDG_RUNTIME_DIR=None)) == (
+        f"pipeplex: error: refusing run folder {base}: its mode is 0755, others may list it "
+        f"(a run folder is 0700); run chmod 700 {shlex.quote(str(base))} (it holds every run "
+        "folder of yours without --run-dir)\n")
 
 
 @ROOT

@@ -19,9 +19,9 @@ def test_a_folder_above_that_another_user_took_meanwhile_is_seen(
     above.mkdir()
     made = _private_dir.private_dir
 
-    def taken_meanwhile(path: Path, given_as: str) -> tuple[int, bool]:
+    def taken_meanwhile(path: Path, given_as: str, **own: str | None) -> tuple[int, bool]:
         os.chown(above, 65534, 65534)  # (as if their folder had won the race to mkdir)
-        return made(path, given_as)
+        return made(path, given_as, **own)
 
     monkeypatch.setattr(_private_dir, "private_dir", taken_meanwhile)
     with pytest.raises(RunDirError, match=f"{above} belongs to uid 65534"):

@@ -11,6 +11,7 @@ import contextlib
 import os
 import stat
 from pathlib import Path
+from typing import Literal
 
 from .._file_kind import file_kind
 from ..errors import RunDirError
@@ -29,20 +30,35 @@ def _elsewhere(given_as: str) -> str:
             "folder of your own")
 
 
-def check_private(path: Path, st: os.stat_result, given_as: str = COMMAND) -> None:
+Own = Literal["run", "base"] | None
+"""Which folder of pipeplex's own a folder is, where it is one (see :func:`check_private`)."""
+
+
+def check_private(path: Path, st: os.stat_result, given_as: str = COMMAND, *,
+                  own: Own = None) -> None:
+    """Refuse ``path`` (its ``lstat``) as a run folder unless it is a private folder of the
+    user's. ``own``: it is pipeplex's, a default run folder (which may be removed, to be
+    made anew) or their base (which holds other runs' folders)."""
     if stat.S_ISLNK(st.st_mode):
         raise RunDirError(f"refusing run folder {path}: it is a symlink; pass a real folder")
     if not stat.S_ISDIR(st.st_mode):
         raise RunDirError(f"refusing run folder {path}: it is not a folder")
     if st.st_uid != os.geteuid():
+        planted = ""
+        if own is not None:  # (a name anyone could take first in a shared TMPDIR)
+            planted = (f": they may have made it to have your runs' pipes (it is the folder of "
+                       f"{'every run' if own == 'base' else 'the runs'} of yours without "
+                       f"{given_as}); set TMPDIR to a folder of yours, or give a run folder "
+                       f"({given_as})")
         raise RunDirError(
             f"refusing run folder {path}: it belongs to uid {st.st_uid}, not to you "
-            f"(uid {os.geteuid()}); give a folder of your own ({given_as})"
+            f"(uid {os.geteuid()})"
+            + (planted or f"; give a folder of your own ({given_as})")
         )
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
         raise RunDirError(f"refusing run folder {path}: its mode is {mode:04o}, {_open_how(mode)}"
-                          f" (a run folder is 0700); {_remedy(path, mode, given_as)}")
+                          f" (a run folder is 0700); {_remedy(path, mode, given_as, own)}")
 
 
 def _open_how(mode: int) -> str:
@@ -55,9 +71,18 @@ def _open_how(mode: int) -> str:
     return f"{who} may reach the pipes in it by name"
 
 
-def _remedy(path: Path, mode: int, given_as: str) -> str:
+def _remedy(path: Path, mode: int, given_as: str, own: Own) -> str:
     """What to do about an open run folder: a chmod, unless the folder serves others (a
-    sticky one such as /tmp, or one holding a project's files): closing it would break them."""
+    sticky one such as /tmp, or one holding a project's files): closing it would break them.
+    One of pipeplex's own may be removed instead."""
+    import shlex  # (only for these messages)
+
+    shown = shlex.quote(os.fspath(path))
+    if own == "run":
+        return (f"run chmod 700 {shown}, or remove it (rm -r {shown}): it is pipeplex's own, "
+                "and made anew")
+    if own == "base":
+        return f"run chmod 700 {shown} (it holds every run folder of yours without {given_as})"
     if mode & stat.S_ISVTX:  # (/tmp: a name in it might be anyone's first)
         return (f"leave out {given_as} (the default folder is private to you), or give a "
                 "folder of your own")
@@ -69,9 +94,7 @@ def _remedy(path: Path, mode: int, given_as: str) -> str:
     if holds_files:
         return (f"give a folder of its own, such as {path / 'run'} (pipeplex makes it), "
                 f"with {given_as}")
-    import shlex  # (only for this message)
-
-    return f"run chmod 700 {shlex.quote(os.fspath(path))} or give another run folder ({given_as})"
+    return f"run chmod 700 {shown} or give another run folder ({given_as})"
 
 
 def described(st: os.stat_result) -> str:
@@ -93,7 +116,7 @@ def make_private_dir(path: Path, *, in_base: bool, given_as: str = COMMAND
     try:
         if in_base:
             try:
-                os.close(private_dir(path.parent, given_as)[0])  # (every run's: kept)
+                os.close(private_dir(path.parent, given_as, own="base")[0])  # (kept)
             except RunDirError as exc:
                 if not os.path.islink(path.parent):
                     raise
@@ -116,7 +139,7 @@ def make_private_dir(path: Path, *, in_base: bool, given_as: str = COMMAND
         remove_empty([folder for folder in parents if os.path.lexists(folder)])
         raise RunDirError(f"cannot create run folder {path}: {exc.strerror}") from None
     try:
-        fd, created = private_dir(path, given_as)
+        fd, created = private_dir(path, given_as, own="run" if in_base else None)
     except FileNotFoundError:
         remove_empty(parents)
         raise
@@ -246,8 +269,10 @@ def remove_empty(folders: list[Path]) -> None:
             return
 
 
-def private_dir(path: Path, given_as: str = COMMAND) -> tuple[int, bool]:
-    """Create ``path`` as a 0700 folder, or check the existing one; open it.
+def private_dir(path: Path, given_as: str = COMMAND, *, own: Own = None
+                ) -> tuple[int, bool]:
+    """Create ``path`` as a 0700 folder, or check the existing one; open it (``own``: see
+    :func:`check_private`).
 
     Returns the folder's descriptor and whether we created it.
     """
@@ -256,7 +281,8 @@ def private_dir(path: Path, given_as: str = COMMAND) -> tuple[int, bool]:
         os.mkdir(path, 0o700)
         created = True
     except FileExistsError:
-        check_private(path, os.lstat(path), given_as)  # (FileNotFoundError: removed meanwhile)
+        # (FileNotFoundError: removed meanwhile)
+        check_private(path, os.lstat(path), given_as, own=own)
     except FileNotFoundError:  # (not a race: where it goes, no folder can be made)
         raise RunDirError(f"cannot create run folder {path}: no folder can be made in "
                           f"{path.parent}") from None
@@ -270,7 +296,7 @@ def private_dir(path: Path, given_as: str = COMMAND) -> tuple[int, bool]:
     try:
         if created:  # mkdir honours the umask; set the mode we promise.
             os.fchmod(fd, 0o700)
-        check_private(path, os.fstat(fd), given_as)
+        check_private(path, os.fstat(fd), given_as, own=own)
     except BaseException:
         os.close(fd)
         raise
