@@ -1468,8 +1468,8 @@ def test_run_dir_never_removes_a_file_of_yours(tmp_path: Path) -> None:
     tmp_path.chmod(0o700)
     (tmp_path / "web.in").write_text("precious")
     with Plex(run_dir=tmp_path) as plex:
-        with pytest.raises(pipeplex.RunDirError, match=r"web\.in exists and is not a pipe of "
-                           rf"an earlier run \(a regular file of uid {os.geteuid()}\); move it"):
+        with pytest.raises(pipeplex.RunDirError, match=r"web\.in exists already \(a regular "
+                           rf"file of uid {os.geteuid()}\), and no earlier run left it; move it"):
             plex.spawn("web", "cat")
         assert "web" not in plex.members
     assert (tmp_path / "web.in").read_text() == "precious"

@@ -381,7 +381,7 @@ class RunDir:
         self._entries[name] = (st.st_dev, st.st_ino)
 
     def make_fifo(self, name: str) -> str:
-        """Create the FIFO ``name`` (0600), replacing a pipe an earlier run left; its path.
+        """Create the FIFO ``name`` (0600); its path.
 
         Raises:
             RunDirError: ``name`` is taken by something else (a file of yours is never
@@ -392,14 +392,14 @@ class RunDir:
         try:
             try:
                 os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
-            except FileExistsError:  # the folder was cleaned when opened: rare, so second
+            except FileExistsError:
+                # Not an earlier run's: a killed run's pipes went as the folder was taken
+                # over, and a run that ended removed its own. A pipe of the user's, say, in
+                # the project folder given as --run-dir: theirs, never removed.
                 st = os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False)
-                if not stat.S_ISFIFO(st.st_mode) or st.st_uid != os.geteuid():
-                    raise RunDirError(f"{self.path / name} exists and is not a pipe of an "
-                                      f"earlier run ({described(st)}); move it away or use "
-                                      "another run folder") from None
-                os.unlink(name, dir_fd=self.dir_fd)
-                os.mkfifo(name, 0o600, dir_fd=self.dir_fd)
+                raise RunDirError(f"{self.path / name} exists already ({described(st)}), and "
+                                  "no earlier run left it; move it away or use another run "
+                                  "folder") from None
             self._made(name)
         except OSError as exc:
             raise RunDirError(f"cannot create {self.path / name}: {exc.strerror}") from None
