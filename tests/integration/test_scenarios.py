@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -60,6 +61,76 @@ def test_a_big_cast_passes_under_a_low_soft_limit_on_descriptors(tmp_path: Path)
                              str(case)], stdin=subprocess.DEVNULL, capture_output=True,
                             text=True, timeout=DEADLINE)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+GOLDEN_INTERRUPTED = """\
+import asyncio, os, signal, sys, threading
+from pathlib import Path
+from pipeplex.scenario import suite
+from pipeplex.test_mode.command import run_tests
+
+compare = suite._check_golden
+
+def interrupted_meanwhile(*args):
+    # A Ctrl-C comes as the golden text is compared; the comparison goes on until the loop
+    # has taken it in (a loop that is busy comparing never does: a deadline ends the wait).
+    os.kill(os.getpid(), signal.SIGINT)
+    heard = threading.Event()
+    loop.call_soon_threadsafe(heard.set)
+    print("loop free:", heard.wait(10), flush=True)
+    return compare(*args)
+
+suite._check_golden = interrupted_meanwhile
+loop = None
+real_run = asyncio.run
+
+def run(main, **kwargs):
+    global loop
+    async def with_loop():
+        global loop
+        loop = asyncio.get_running_loop()
+        return await main
+    return real_run(with_loop(), **kwargs)
+
+asyncio.run = run
+run_tests([Path(p) for p in sys.argv[1:]], verbose=True, junit=None, transcript=None,
+          log_dir=None, update=False, grace=5.0, color="never")
+"""
+
+
+def test_a_ctrl_c_as_a_golden_file_is_compared_ends_the_run_interrupted(
+        tmp_path: Path) -> None:
+    """The golden text of a long run (a million lines) takes seconds to build and compare,
+    and that was done in the loop: a Ctrl-C meanwhile was never heard (the run passed, with
+    status 0), or was laid on the next file once it started. The comparison now leaves the
+    loop free: the Ctrl-C ends the run with 130, naming this file, and no other runs."""
+    case = _scenario(tmp_path, 'golden = "case.golden"\n' + CAT
+                     + "[[step]]\nsend = 'x'\nto = 'c'\n[[step]]\nexpect = '^x$'\nin = 'c'\n")
+    other = _scenario(tmp_path, CAT, "other.toml")
+    assert run("test", "--update", case).returncode == 0
+    result = subprocess.run([sys.executable, "-c", GOLDEN_INTERRUPTED, str(case), str(other)],
+                            capture_output=True, text=True, timeout=DEADLINE)
+    assert result.returncode == 130, result.stdout + result.stderr
+    assert "loop free: True" in result.stdout, result.stdout
+    assert f"INTERRUPTED {case}" in result.stdout and str(other) not in result.stdout, \
+        result.stdout
+
+
+def test_a_ctrl_c_in_the_stop_after_a_failed_step_keeps_the_failure(tmp_path: Path) -> None:
+    """A step failed, and a Ctrl-C came as its member (which ignores SIGTERM) was stopped:
+    the report said only "interrupted after its steps", and the failed step, its file and
+    line were nowhere."""
+    case = _scenario(tmp_path, '[procs.a]\ncmd = "sh -c \'trap \\"\\" TERM; echo up; '
+                     'while :; do sleep 1; done\'"\nstop_timeout = 30\n'
+                     "[[step]]\nexpect = 'never'\nin = 'a'\ntimeout = 0.2\n")
+    with Pipeplex("test", "-v", case) as test:
+        test.expect(r"FAIL .* expect 'never' in a")  # (its stop, 30 s of grace, begins)
+        test.signal(signal.SIGINT)
+        assert test.wait() == 130, test.text
+    assert re.search(rf"^  {re.escape(str(case))}:5: expect 'never' in a: not seen within "
+                     r"0\.2 s$", test.text, re.MULTILINE), test.text
+    assert ("interrupted by SIGINT as its members were stopped after that failure: its "
+            "members were killed") in test.text, test.text
 
 
 def test_a_passing_and_a_failing_scenario(tmp_path: Path) -> None:

@@ -200,8 +200,11 @@ async def run_scenario(
         outcome.failure = (f"{where + ': ' if where else ''}{first.reason}{why}\n"
                            f"{engine.recent.describe(first.name)}")
     elif scenario.golden:
-        outcome.failure, outcome.golden_updated = _check_golden(
-            scenario, events, engine.variables, update_golden, update_command)
+        # In a thread: a long run's text takes seconds to build and compare, and a Ctrl-C
+        # meanwhile must be heard (the loop's handler), not lost or laid on the next file.
+        outcome.failure, outcome.golden_updated = await asyncio.to_thread(
+            _check_golden, scenario, events, engine.variables, update_golden, update_command)
+        outcome.seconds = time.monotonic() - began
     if outcome.failure is not None:
         blamed = (failed.error.member if failed is not None and failed.error is not None
                   else failures[0].name if failures else None)

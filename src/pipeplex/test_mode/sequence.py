@@ -128,13 +128,17 @@ async def _run_each(
             me = asyncio.current_task()
             if not interrupted or (me is not None and me.cancelling()):
                 raise  # (not our interruption: the whole run is being cancelled)
+            # A step that had failed first stays the news (the signal came in the stop
+            # that followed, say), and what it showed is not shown twice.
+            failed = [str(result.error) for result in done if result.error is not None]
             outcome = ScenarioOutcome(
                 scenario, seconds=time.monotonic() - began, interrupted=True,
                 output="".join(output),
                 failure="\n".join([
-                    f"interrupted by {signal_name(interrupted[0])} "
+                    *failed, f"interrupted by {signal_name(interrupted[0])} "
                     f"{_where(scenario, done, bool(up))}: "
-                    "its members were killed, and no other scenario ran", *evidence])
+                    "its members were killed, and no other scenario ran",
+                    *(shown for shown in evidence if not any(shown in f for f in failed))])
                 + _records_said(path, logs))
         except Exception as exc:
             said = _said_elsewhere(exc)
@@ -179,6 +183,8 @@ def _where(scenario: Scenario, done: list[StepResult], up: bool) -> str:
     if not up:
         return "as its members started, before its first step" if scenario.steps else (
             "as its members started")
+    if done and not done[-1].ok:  # (no step runs after a failed one: the stop was under way)
+        return "as its members were stopped after that failure"
     if len(done) < len(scenario.steps):
         step = scenario.steps[len(done)]
         return f"at {step.source}: {step.describe()}" if step.source else (
