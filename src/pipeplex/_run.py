@@ -34,7 +34,7 @@ from .inputs.control import MAX_CONNECTIONS, REFUSALS
 from .inputs.folder import FolderInputs
 from .inputs.router import ALL
 from .inputs.rundir import default_run_dir, refuse_a_second_run
-from .inputs.stdin import ConsoleMode, console_mode
+from .inputs.stdin import ConsoleMode, console_mode, why_no_console
 from .output.render import ColorMode, Renderer, forces_color, use_color
 from .output.terminal import TerminalSink, Writer
 from .participants import Guardian
@@ -197,6 +197,8 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
                          "NAME.in (or all.in) to send it to a member, or use pipeplex send NAME "
                          "TEXT"))
         mode = console_mode(options.stdin_fd, options.output_fd) if options.console else None
+        if options.console and mode is None and (why := why_no_console(options.stdin_fd)):
+            bus.publish(Note(why))
         console = None
         if mode is not None:
             from .inputs.console import Console

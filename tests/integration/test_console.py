@@ -822,3 +822,31 @@ def test_the_prompt_is_gone_when_the_run_ends(run_dir: Path) -> None:
         tail = plex.text.rsplit("summary", 1)[1]
         assert "c>" not in tail
         assert plex.terminal_flags() & termios.ICANON
+
+
+BACKGROUND_JOB = """\
+import fcntl, os, sys, termios
+master, slave = os.openpty()
+os.setsid()
+fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # (this process's job has the terminal)
+pid = os.fork()
+if pid == 0:  # a job of its own, in the background of that terminal, as `cmd &` is
+    os.setpgid(0, 0)
+    os.dup2(slave, 0)
+    os.execv(sys.executable, [sys.executable, "-m", "pipeplex", *sys.argv[1:]])
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_run_in_the_background_of_its_terminal_says_it_has_no_console(run_dir: Path) -> None:
+    """Started with `&` from an interactive shell, pipeplex has no console (reading would
+    stop it), and `fg` brings none: it said nothing, and the keys typed for it waited for
+    the shell, which ran them once the cast ended."""
+    result = subprocess.run(
+        [sys.executable, "-c", BACKGROUND_JOB, "run", "-p", "a=echo hi", "--run-dir",
+         str(run_dir)], capture_output=True, text=True, timeout=DEADLINE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^pipeplex \* no console: pipeplex was started in the background of its "
+                     r"terminal \(fg does not bring one\); send input with pipeplex send or "
+                     r"NAME\.in$", result.stdout, re.MULTILINE), result.stdout

@@ -5,6 +5,10 @@ console itself is loaded (a run whose stdin is ``/dev/null`` never imports it).
   ``TERM=dumb``);
 - ``"lines"``: a pipe, a file, a terminal whose output goes elsewhere, or a dumb one;
 - ``None``: nothing usable (``/dev/null``, closed, a terminal we are in the background of).
+
+A terminal that is not our controlling terminal (``setsid pipeplex ...`` on an inherited
+one) gets lines, never the prompt: its raw mode could not be undone there with the checks
+that keep a shell's terminal safe (which job has it), and would outlive the run.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import stat
 import termios
 from typing import Literal
 
-__all__ = ("ConsoleMode", "console_mode", "hung_up")
+__all__ = ("ConsoleMode", "console_mode", "hung_up", "why_no_console")
 
 ConsoleMode = Literal["prompt", "lines"]
 
@@ -27,7 +31,11 @@ def console_mode(stdin_fd: int = 0, output_fd: int = 1) -> ConsoleMode | None:
     except OSError:
         return None
     if os.isatty(stdin_fd):
-        if not _in_foreground(stdin_fd):
+        try:
+            foreground = os.tcgetpgrp(stdin_fd) == os.getpgrp()
+        except OSError:  # not our controlling terminal: reading it cannot stop us
+            return "lines"
+        if not foreground:
             return None  # reading would stop us with SIGTTIN
         # (a dumb terminal, Emacs's shell say, gets lines: no prompt drawn with cursor moves)
         return ("prompt" if os.isatty(output_fd) and os.environ.get("TERM") != "dumb"
@@ -37,11 +45,14 @@ def console_mode(stdin_fd: int = 0, output_fd: int = 1) -> ConsoleMode | None:
     return None  # /dev/null and other devices
 
 
-def _in_foreground(fd: int) -> bool:
-    try:
-        return os.tcgetpgrp(fd) == os.getpgrp()
-    except OSError:
-        return True  # not our controlling terminal: reading it cannot stop us
+def why_no_console(stdin_fd: int = 0) -> str | None:
+    """Why a terminal on ``stdin_fd`` gets no console (:func:`console_mode` is None), to be
+    said: else the keys typed for it would wait, unread, for the shell. None when it is no
+    terminal."""
+    if not os.isatty(stdin_fd):
+        return None
+    return ("no console: pipeplex was started in the background of its terminal (fg does "
+            "not bring one); send input with pipeplex send or NAME.in")
 
 
 def hung_up(fd: int) -> bool:
