@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -1538,3 +1539,91 @@ def test_a_run_without_proc_says_what_it_cannot_stop(run_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "pipeplex * /proc is not mounted here: what members start outside their process " \
         "groups (a daemon's setsid) cannot be found" in result.stdout
+
+
+def _after_a_while_suspended(plex: Pipeplex, seconds: float, then: Callable[[], None]) -> None:
+    """pipeplex suspended (SIGSTOP, as Ctrl-Z does), ``then`` done meanwhile, and continued
+    once ``seconds`` have passed: every deadline it had is due at once."""
+    os.kill(plex.proc.pid, signal.SIGSTOP)
+    try:
+        then()
+        until = time.monotonic() + seconds  # (the time passing is what is tested)
+        while time.monotonic() < until:
+            os.sched_yield()
+    finally:
+        os.kill(plex.proc.pid, signal.SIGCONT)
+
+
+def _runs(pid: int, program: bytes, deadline: float = DEADLINE) -> None:
+    """Wait until process ``pid`` runs ``program`` (it has exec'd it)."""
+    until = time.monotonic() + deadline
+    while not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(program):
+        assert time.monotonic() < until, f"{pid} never ran {program!r}"
+        os.sched_yield()
+
+
+def test_a_ready_line_written_while_pipeplex_was_suspended_beats_its_timeout(
+        tmp_path: Path, run_dir: Path) -> None:
+    """pipeplex suspended with Ctrl-Z past a member's ready_timeout, the member's ready
+    line written meanwhile: at fg both were due, and the timeout won ("was not ready after
+    0.3 s ... wrote nothing", the line shown just after it, the cast stopped)."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    cast = tmp_path / "c.toml"
+    cast.write_text('[procs.db]\ncmd = "sh -c \'read x < ' + str(gate) + '; echo db-ready; '
+                    'exec sleep 60\'"\nready = "db-ready"\nready_timeout = 0.3\n'
+                    '[procs.app]\ncmd = "sleep 60"\nafter = ["db"]\n')
+    with Pipeplex("run", cast, "--no-console", "--run-dir", run_dir) as plex:
+        pid = int(plex.expect(r"^db +\* started \(pid (\d+)\)")[1])
+
+        def ready_line_written() -> None:
+            with open(gate, "w") as opened:
+                opened.write("go\n")
+            _runs(pid, b"sleep")  # (it wrote its line, and exec'd)
+
+        _after_a_while_suspended(plex, 0.5, ready_line_written)
+        plex.expect(r"^app +\* started")
+        assert "was not ready" not in plex.text, plex.text
+        plex.signal()
+        assert plex.wait() == 143
+
+
+def test_a_member_that_ended_in_its_grace_while_pipeplex_was_suspended_is_not_killed(
+        tmp_path: Path, run_dir: Path) -> None:
+    """pipeplex suspended past a member's grace, the member ending on its SIGTERM meanwhile:
+    at fg the grace was up and its exit not seen yet, and it was said to have ignored SIGTERM
+    and was sent SIGKILL, the line above its own clean exit."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    cast = tmp_path / "c.toml"
+    cast.write_text('[procs.s]\ncmd = "sh -c \'trap \\"read x < ' + str(gate) + '; exit 0\\" '
+                    'TERM; echo up; while :; do sleep 1; done\'"\nstop_timeout = 0.3\n')
+    with Pipeplex("run", cast, "--no-console", "--run-dir", run_dir) as plex:
+        pid = int(plex.expect(r"^s +\* started \(pid (\d+)\)")[1])
+        plex.expect(r"^s +\| up")
+        plex.signal()
+        plex.expect(r"^s +\* closed its stdin; sent SIGTERM to its process group")
+
+        def ended_on_its_sigterm() -> None:
+            with open(gate, "w") as opened:
+                opened.write("go\n")
+            wait_exited_unreaped(pid)
+
+        _after_a_while_suspended(plex, 0.5, ended_on_its_sigterm)
+        assert plex.wait() == 143
+    assert "ignored SIGTERM" not in plex.text and "SIGKILL" not in plex.text, plex.text
+    assert re.search(r"^s +\* stopped: exited with code 0$", plex.text, re.MULTILINE), plex.text
+
+
+def wait_exited_unreaped(pid: int) -> None:
+    """Wait until ``pid`` (a child of another process) has exited: a zombie, or gone."""
+    until = time.monotonic() + DEADLINE
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":
+            return
+        assert time.monotonic() < until, f"{pid} did not exit"
+        os.sched_yield()

@@ -50,6 +50,15 @@ async def first(*futures: asyncio.Future[Any], within: float | None = None) -> N
     await asyncio.wait(futures, timeout=within, return_when=asyncio.FIRST_COMPLETED)
 
 
+async def _seen_if_exited(member: Process, exit_seen: asyncio.Future[Any]) -> None:
+    """A grace is up: if the member exited meanwhile and the loop has not seen it yet (its
+    exit and the deadline came due together, as after pipeplex was suspended with Ctrl-Z
+    longer than the grace), wait for the loop to see it, rather than say it ignored the
+    signal and kill its group."""
+    if not exit_seen.done() and member.has_exited():
+        await asyncio.shield(exit_seen)
+
+
 class Stopper:
     """Stops members with the escalation, and skips every grace left once told to."""
 
@@ -161,6 +170,7 @@ class Stopper:
                 closed_at = loop.time()
             left = closed_at + stdin_grace - loop.time()
             await first(exit_seen, *forced, within=max(left, 0.0))
+            await _seen_if_exited(member, exit_seen)
             # The grace, or the time it really was: a turn that came well after that grace
             # (its stdin closed with the whole cast's, a later wave took its own grace to
             # stop), or a grace cut short (a second Ctrl-C).
@@ -190,6 +200,7 @@ class Stopper:
                 # one after the other.
                 escaped = asyncio.ensure_future(self.outside.stop_with(member))
                 await first(exit_seen, *forced, within=grace)
+            await _seen_if_exited(member, exit_seen)
             await self._kill(member, pid, exit_seen, grace=grace, refused=refused,
                              termed_at=termed_at, hurried=any(f.done() for f in forced),
                              ignored=ignored)

@@ -268,6 +268,18 @@ class Process:
         self.output.exited()
         self._maybe_done()
 
+    def has_exited(self) -> bool:
+        """Whether this run's process has exited, though the loop may not have seen it yet
+        (its pidfd's turn had not come when a deadline did: pipeplex itself was suspended
+        with Ctrl-Z, say, and both came due at once)."""
+        if self.returncode is not None or self._popen is None:
+            return self.returncode is not None
+        try:
+            return os.waitid(os.P_PID, self._popen.pid,
+                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:  # (reaped by the kernel: SIGCHLD ignored)
+            return True
+
     def _output_ended(self, fd: int) -> None:
         """The readers are done with ``fd`` (its end was read, or it is let go): closed, as
         every descriptor of the member is, here; then the run may be over."""

@@ -143,6 +143,8 @@ class ReadyWait:
         if spec.ready_exit:
             seat.waiting_for = "its exit with code 0 (ready_exit = true)"
             await first(exit_seen, stop, within=deadline - loop.time())
+            if not exit_seen.done() and member.has_exited():  # (came due with the deadline)
+                await first(exit_seen, stop)
             if not exit_seen.done() and not self._stopping:
                 return Unready(
                     what=f"{member.name} had not exited after {spec.ready_timeout:.1f} s "
@@ -159,6 +161,10 @@ class ReadyWait:
         if spec.ready:
             waiting_for = seat.waiting_for = f"output matching ready = {quoted(spec.ready)}"
             await first(matched, exit_seen, stop, within=deadline - loop.time())
+            if not matched.done() and not exit_seen.done():
+                # Its time is up: what it wrote and the loop has not read yet counts (they
+                # came due together after pipeplex was suspended with Ctrl-Z, say).
+                member.output.take_output()
             if not matched.done() and exit_seen.done() and not self._stopping:
                 # What it wrote before it exited may still be on its way (and its exit
                 # ends its last line): a match there counts.
