@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import stat
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -903,3 +906,58 @@ def test_scenario_tests_share_casts_and_report_warnings(pytester: pytest.Pyteste
                                  "scenarios/uses.toml: s: ignored SIGTERM for 0.2 s; sent "
                                  "SIGKILL to its process group*"])
     assert "cast.toml::cast" not in result.stdout.str()
+
+
+def test_a_scenario_tests_daemon_that_left_group_and_environment_is_stopped(
+        pytester: pytest.Pytester) -> None:
+    """A member's `setsid env -i daemon &` kept neither its group nor the run's id: pipeplex
+    test stops it (as its members' subreaper) and says so, but a scenario file run as a
+    pytest test left it running. The test is its members' subreaper while it runs."""
+    pytester.makepyprojecttoml(
+        '[tool.pytest.ini_options]\npipeplex_scenarios = ["scenarios/*.toml"]\n')
+    pytester.mkdir("scenarios")
+    daemon = pytester.path / "daemon.pid"
+    (pytester.path / "scenarios" / "daemon.toml").write_text(
+        "[procs.m]\ncmd = " + json.dumps(
+            f"sh -c 'setsid env -i sh -c \"echo \\$\\$ > {daemon}; exec sleep 60\" "
+            "</dev/null >/dev/null 2>&1 & echo up; exec sleep 60'")
+        + "\n[[step]]\nexpect = '^up$'\nin = 'm'\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "default")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*PipeplexWarning: *left 1 process*"])
+    pid = int(daemon.read_text())
+    try:
+        assert _gone(pid), f"the daemon {pid} outlived its scenario test"
+    finally:
+        if not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (gone, or a zombie nobody reaped yet)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat_line.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_scenario_test_that_times_out_says_the_step_it_was_at(
+        pytester: pytest.Pytester) -> None:
+    """pytest-timeout's timeout (its signal method) in a scenario test gave a thousand lines
+    of pytest, pluggy and asyncio frames, and a summary of "cls = <class ...CallInfo'>": it
+    is said as a scenario's failure is, with the step it was at and the stream so far."""
+    pytest.importorskip("pytest_timeout")
+    pytester.makepyprojecttoml(
+        '[tool.pytest.ini_options]\npipeplex_scenarios = ["scenarios/*.toml"]\n')
+    pytester.mkdir("scenarios")
+    (pytester.path / "scenarios" / "hang.toml").write_text(
+        '[procs.c]\ncmd = "cat"\n[[step]]\nsend = "hi"\nto = "c"\n'
+        "[[step]]\nexpect = 'never'\nin = 'c'\ntimeout = 60\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--timeout", "1",
+                                           "--timeout-method", "signal")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert re.search(r"Timeout \(>1\.0s\) from pytest-timeout at scenarios/hang\.toml:7: "
+                     r"expect 'never' in c", out), out
+    assert "c | hi" in out and "asyncio" not in out and "CallInfo" not in out, out

@@ -102,10 +102,30 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailed(str(exc)) from None
         if scenario.skip is not None:
             pytest.skip(scenario.skip)
-        outcome = asyncio.run(run_scenario(
-            scenario, grace=_grace(self.config),
-            update_golden=self.config.getoption("pipeplex_update"), keep_output=True,
-            update_command="pytest --pipeplex-update"))
+        from .participants.orphans import Adoption
+
+        # Its members' subreaper while it runs, as pipeplex test is: what they orphan with
+        # neither their group nor their environment (setsid env -i daemon &) is stopped
+        # with them. No code of the test's own runs meanwhile, whose children it would
+        # take for theirs; the children the session had before are left alone.
+        adoption = Adoption()
+        done: list[object] = []
+        output: list[str] = []
+        try:
+            outcome = asyncio.run(run_scenario(
+                scenario, grace=_grace(self.config), adoption=adoption,
+                update_golden=self.config.getoption("pipeplex_update"), keep_output=True,
+                update_command="pytest --pipeplex-update", on_step=done.append,
+                output_when_cancelled=output))
+        except pytest.fail.Exception as exc:  # (pytest-timeout's, in its signal method)
+            # Said as a scenario's failure: the step it was at, and the stream so far,
+            # not the frames of pytest and asyncio it came through.
+            step = scenario.steps[len(done)] if len(done) < len(scenario.steps) else None
+            where = (f" at {step.source}: {step.describe()}" if step is not None
+                     else " after its steps" if scenario.steps else "")
+            raise ScenarioFailed(f"{exc.msg.rstrip('.')}{where}", "".join(output)) from None
+        finally:
+            adoption.close()
         if outcome.failure is not None:
             from .pytest_plugin import keep_transcript
 
