@@ -7,7 +7,9 @@ import os
 import re
 import signal
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -961,3 +963,43 @@ def test_a_scenario_test_that_times_out_says_the_step_it_was_at(
     assert re.search(r"Timeout \(>1\.0s\) from pytest-timeout at scenarios/hang\.toml:7: "
                      r"expect 'never' in c", out), out
     assert "c | hi" in out and "asyncio" not in out and "CallInfo" not in out, out
+
+
+def test_a_second_ctrl_c_as_the_plex_is_torn_down_ends_the_session_cleanly(
+        pytester: pytest.Pytester) -> None:
+    """Ctrl-C in a test, and another as the interrupted session stopped its plex (a member
+    that ignores SIGTERM, in its grace): the second skipped the grace, as promised, and then
+    came out of pytest's session finish as a traceback, with status 130, not pytest's 2."""
+    marks = pytester.path
+    pytester.makepyfile(test_long=f"""
+        import pathlib, threading
+        def test_long(plex):
+            plex.spawn("m", ["sh", "-c", "trap 'touch {marks}/termed' TERM; echo up; "
+                                          "while :; do sleep 1; done"])
+            plex["m"].expect("up")
+            pathlib.Path("{marks}/waiting").touch()
+            threading.Event().wait()  # (until the Ctrl-C, whenever it comes)
+    """)
+    test = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                             "--pipeplex-grace", "60", str(marks / "test_long.py")],
+                            cwd=marks, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        _wait_for(marks / "waiting", test)
+        test.send_signal(signal.SIGINT)
+        _wait_for(marks / "termed", test)  # the teardown's stop, in its 60 s of grace
+        test.send_signal(signal.SIGINT)
+        out, _ = test.communicate(timeout=30)
+    finally:
+        test.kill()
+        test.wait()
+    assert test.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "Traceback" not in out and "KeyboardInterrupt" in out, out
+
+
+def _wait_for(path: Path, process: subprocess.Popen[str]) -> None:
+    """Wait until ``path`` exists (``process`` still running)."""
+    until = time.monotonic() + 30
+    while not path.exists():
+        assert process.poll() is None and time.monotonic() < until, f"no {path}"
+        os.sched_yield()

@@ -123,7 +123,8 @@ class ScenarioItem(pytest.Item):
             step = scenario.steps[len(done)] if len(done) < len(scenario.steps) else None
             where = (f" at {step.source}: {step.describe()}" if step is not None
                      else " after its steps" if scenario.steps else "")
-            raise ScenarioFailed(f"{exc.msg.rstrip('.')}{where}", "".join(output)) from None
+            raise ScenarioFailed(f"{(exc.msg or 'failed').rstrip('.')}{where}",
+                                 "".join(output)) from None
         finally:
             adoption.close()
         if outcome.failure is not None:

@@ -267,6 +267,18 @@ def plex(request: pytest.FixtureRequest) -> Iterator[Plex]:
     """A :class:`pipeplex.Plex` whose members are all stopped when the test ends."""
     settings = _settings(request.config)
     item = request.node
+    try:
+        yield from _plex_for(item, settings)
+    except KeyboardInterrupt:
+        # A second Ctrl-C as the interrupted session tore the plex down: it skipped the
+        # grace, and the plex is closed. The session ends as interrupted already; raised
+        # from its finish, it would end in a traceback.
+        if getattr(request.session, "exitstatus", None) != pytest.ExitCode.INTERRUPTED:
+            raise
+
+
+def _plex_for(item: pytest.Item, settings: _Settings) -> Iterator[Plex]:
+    """The plex fixture's plex for the test ``item``, and what its end leaves to report."""
     with Plex(timeout=settings.timeout, grace=settings.grace) as cast:
         item.stash[_PLEX_KEY] = cast
         yield cast
