@@ -1003,3 +1003,21 @@ def _wait_for(path: Path, process: subprocess.Popen[str]) -> None:
     while not path.exists():
         assert process.poll() is None and time.monotonic() < until, f"no {path}"
         os.sched_yield()
+
+
+def test_a_member_killed_after_its_grace_at_teardown_is_warned_of(
+        pytester: pytest.Pytester) -> None:
+    """A member (background, say) that ignores SIGTERM added the whole grace to its test at
+    teardown, with no word: a scenario test warns of it, and so does the plex fixture."""
+    pytester.makepyfile(test_bg="""
+        def test_bg(plex):
+            plex.spawn("bg", ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done"],
+                       background=True).expect("up")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "default",
+                                           "--pipeplex-grace", "0.2")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*PipeplexWarning: test_bg.py::test_bg: the stop at teardown "
+                                 "killed bg (it ignored SIGTERM for 0.2 s), and the test waited "
+                                 "that long (have it end on SIGTERM, or give it less: "
+                                 "--pipeplex-grace)*"])

@@ -39,6 +39,7 @@ Scenario files become tests of their own with the ini key ``pipeplex_scenarios``
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -51,6 +52,7 @@ from typing import TypeVar
 
 import pytest
 
+from ._events import Note
 from ._printable import printable
 from ._pytest_scenarios import add_options as add_scenario_options
 from ._pytest_scenarios import pytest_collect_file
@@ -79,6 +81,7 @@ _QUIET_KEY = pytest.StashKey[bool]()
 _LEFT_KEY = pytest.StashKey[list[str]]()
 _FAILED_KEY = pytest.StashKey[list[str]]()
 _STOP_FAILED_KEY = pytest.StashKey[list[str]]()
+_KILLED_KEY = pytest.StashKey[list[str]]()
 _FAILED_AT_KEY = pytest.StashKey[float]()
 """When a failed setup or call took the transcript for its report."""
 _USED_KEY = pytest.StashKey["_Used"]()
@@ -294,11 +297,25 @@ def _plex_for(item: pytest.Item, settings: _Settings) -> Iterator[Plex]:
             failed = _failed_unseen(cast, seen)
             if failed:
                 item.stash[_FAILED_KEY] = failed
+        killed: list[str] = []
+        cast.bus.subscribe(functools.partial(_killed_after_grace, killed), [Note])
         closing = time.monotonic()
     if not item.stash.get(_QUIET_KEY, False):
         in_stop = _failed_in_stop(cast, closing)
         if in_stop:
             item.stash[_STOP_FAILED_KEY] = in_stop
+        # (Not one the test left running: that warning says it was stopped at teardown.)
+        left_running = item.stash.get(_LEFT_KEY, [])
+        killed = [said for said in killed if said.partition(" ")[0] not in left_running]
+        if killed:
+            item.stash[_KILLED_KEY] = killed
+
+
+def _killed_after_grace(killed: list[str], note: Note) -> None:
+    """A member the stop at teardown killed once its grace was over ("m ignored SIGTERM for
+    5.0 s"): every test that starts one waits that long, which nothing else tells."""
+    if note.name is not None and note.text.endswith("; sent SIGKILL to its process group"):
+        killed.append(f"{note.name} (it {note.text.partition(';')[0]})")
 
 
 def _failed_unseen(cast: Plex, seen: set[str]) -> list[str]:
@@ -374,6 +391,12 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         _warn_at_test(item, f"{item.nodeid} passed, but members failed that it never looked "
                             f"at: {', '.join(failed)} (check member.wait() or "
                             "member.returncode to make that part of the test)")
+    killed = item.stash.get(_KILLED_KEY, None)
+    if killed:
+        del item.stash[_KILLED_KEY]
+        _warn_at_test(item, f"{item.nodeid}: the stop at teardown killed {'; '.join(killed)}, "
+                            "and the test waited that long (have it end on SIGTERM, or give "
+                            "it less: --pipeplex-grace)")
     failed = item.stash.get(_STOP_FAILED_KEY, None)
     if failed:
         del item.stash[_STOP_FAILED_KEY]
@@ -431,6 +454,7 @@ def pytest_runtest_makereport(
         _forget(item.stash, _LEFT_KEY)
         _forget(item.stash, _FAILED_KEY)
         _forget(item.stash, _STOP_FAILED_KEY)
+        _forget(item.stash, _KILLED_KEY)
     if report.failed:
         if cast is not None:
             if report.when != "teardown":
