@@ -1060,14 +1060,7 @@ def test_a_flood_of_connections_leaves_descriptors_for_starting_members(run_dir:
         fds_before = len(os.listdir(f"/proc/{plex.proc.pid}/fd"))
         flood: list[socket.socket] = []
         try:
-            for _ in range(MAX_CONNECTIONS + REFUSALS + 100):
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.setblocking(False)
-                flood.append(sock)
-                try:
-                    sock.connect(str(run_dir / "control.sock"))
-                except BlockingIOError:
-                    break  # the backlog is full too
+            _connect_idle(run_dir, MAX_CONNECTIONS + REFUSALS + 100, flood)
             answer = first.request("restart", name="c")
             assert answer["ok"], answer
             plex.expect(r"^c \* started \(pid " + str(answer["pid"]) + r"\)$")
@@ -1099,14 +1092,7 @@ def test_connections_under_a_low_hard_limit_leave_descriptors_for_a_restart(
         try:
             plex.expect(r"^r +\| run \d+")
             before = _sockets_of(plex.proc.pid)
-            for _ in range(240):
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.setblocking(False)
-                flood.append(sock)
-                try:
-                    sock.connect(str(run_dir / "control.sock"))
-                except BlockingIOError:
-                    break  # the backlog is full too
+            _connect_idle(run_dir, 240, flood)
             # Once the run has taken as many as it takes (8 served, 2 told busy):
             deadline = time.monotonic() + DEADLINE
             while _sockets_of(plex.proc.pid) < before + 10:
@@ -1122,6 +1108,19 @@ def test_connections_under_a_low_hard_limit_leave_descriptors_for_a_restart(
         plex.signal()
         assert plex.wait() == 143
     assert "could not look for" not in plex.text, plex.text
+
+
+def _connect_idle(run_dir: Path, count: int, flood: list[socket.socket]) -> None:
+    """Up to ``count`` connections to the run's socket that send nothing, into ``flood``
+    (the caller closes them); fewer once its listen backlog is full too."""
+    for _ in range(count):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        flood.append(sock)
+        try:
+            sock.connect(str(run_dir / "control.sock"))
+        except BlockingIOError:
+            return  # the backlog is full too
 
 
 def _sockets_of(pid: int) -> int:
