@@ -86,7 +86,10 @@ def replace_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
         earlier = replaceable(path.name, dir_fd=folder)
         if keep_mode and earlier is not None:
             mode = stat.S_IMODE(earlier.st_mode)
-        temporary = f".{path.name}.{os.urandom(8).hex()}.tmp"  # (secrets loads OpenSSL: 2-7 ms)
+        _remove_left_behind(path.name, folder)
+        # (Its writer's pid in it, for the next to know it left behind: secrets loads
+        # OpenSSL, 2-7 ms.)
+        temporary = f".{path.name}.{os.getpid()}-{os.urandom(8).hex()}.tmp"
         fd = open_record(temporary, dir_fd=folder)
         try:
             with os.fdopen(fd, "wb") as file:
@@ -101,6 +104,34 @@ def replace_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
             raise
     finally:
         os.close(folder)
+
+
+def _remove_left_behind(name: str, folder: int) -> None:
+    """Remove the new files a writer of ``name`` killed before its rename left in ``folder``
+    (``.NAME.PID-RANDOM.tmp``, regular files of the user's whose writer is gone): a golden
+    file's beside the scenarios would be committed with them. One whose writer runs (another
+    update of the same file) is left to it."""
+    prefix = f".{name}."
+    for entry in os.listdir(folder):
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid, dash, _ = entry[len(prefix):-len(".tmp")].partition("-")
+        if not dash or not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            st = os.stat(entry, dir_fd=folder, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                os.unlink(entry, dir_fd=folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # (another user's: a pid taken again since)
+        return True
+    return True
 
 
 def replaceable(path: str | os.PathLike[str], *, dir_fd: int | None = None
