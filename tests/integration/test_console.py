@@ -14,6 +14,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -850,3 +851,60 @@ def test_a_run_in_the_background_of_its_terminal_says_it_has_no_console(run_dir:
     assert re.search(r"^pipeplex \* no console: pipeplex was started in the background of its "
                      r"terminal \(fg does not bring one\); send input with pipeplex send or "
                      r"NAME\.in$", result.stdout, re.MULTILINE), result.stdout
+
+
+def _state(pid: int) -> str:
+    """Process ``pid``'s state letter (R, S, T for stopped...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _until(what: str, done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not done():
+        assert time.monotonic() < deadline, what
+        os.sched_yield()
+
+
+JOB_SHELL = """\
+import os, signal, sys
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+pid = os.fork()
+if pid == 0:  # a job of this shell-like session leader, in the foreground
+    os.setpgid(0, 0)
+    os.tcsetpgrp(0, os.getpgrp())
+    signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status = os.waitpid(pid, 0)  # (its stops unseen: no WUNTRACED)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+"""Runs its arguments as a job of its own in the foreground of the terminal, as a shell
+does (a session leader's own group is orphaned: the kernel never stops it on SIGTSTP)."""
+
+
+@pytest.mark.usefixtures("state_home")
+def test_a_sigtstp_from_elsewhere_gives_the_shell_its_terminal_back(run_dir: Path) -> None:
+    """kill -TSTP of a run with a console (its own Ctrl-Z is no key) stopped it with the
+    terminal raw and bracketed paste on, the prompt drawn: the shell took it so. It is now
+    given back as it was found, as less and vim do, and at fg the console takes it again."""
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir,
+                     prefix=(sys.executable, "-c", JOB_SHELL)) as plex:
+        plex.expect(r"^c>$")
+        job = int(Path(f"/proc/{plex.proc.pid}/task/{plex.proc.pid}/children").read_text())
+        plex.type("c: half")
+        plex.expect(r"^c> c: half$")
+        assert not plex.terminal_flags() & termios.ICANON  # the prompt owns the terminal
+        os.kill(job, signal.SIGTSTP)
+        _until("pipeplex did not stop", lambda: _state(job) == "T")
+        flags = plex.terminal_flags()
+        assert flags & termios.ICANON and flags & termios.ECHO
+        deadline = time.monotonic() + DEADLINE
+        while plex.output.rfind(b"\x1b[?2004l") < plex.output.rfind(b"\x1b[?2004h"):
+            assert plex._read_some(deadline), plex.output[-80:]  # (bracketed paste off)
+        os.kill(job, signal.SIGCONT)  # (fg: it is the terminal's foreground job still)
+        _until("the console did not take the terminal back",
+               lambda: not plex.terminal_flags() & termios.ICANON)
+        plex.expect(r"^c> c: half$")  # (drawn again, with what was typed)
+        plex.type("\r")
+        plex.expect(r"^c \| half$")
+        os.kill(job, signal.SIGTERM)
+        assert plex.wait() == 143

@@ -77,18 +77,49 @@ async def run_prompt(console: Console, writer: Writer) -> None:
     console.on_end = lambda: setattr(session.app, "erase_when_done", True)
     try:
         # The terminal stays raw for the whole session, between prompts too (see _RawInput).
-        with session.input.raw_mode():
+        raw_mode = session.input.raw_mode()
+        with raw_mode:
             fd = session.input.fileno()
             raw = termios.tcgetattr(fd) if foreground(fd) else None
             loop = asyncio.get_running_loop()
             if raw is not None:
                 loop.add_signal_handler(signal.SIGCONT, _continued, session, fd, raw)
+                cooked = getattr(raw_mode, "attrs_before", None)
+                if cooked is not None and signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL:
+                    loop.add_signal_handler(signal.SIGTSTP, _suspended, session, fd, cooked)
             try:
                 await _prompt_loop(console, session, writer, wake, stdout)
             finally:
                 loop.remove_signal_handler(signal.SIGCONT)
+                loop.remove_signal_handler(signal.SIGTSTP)  # (back to the default: it was)
     finally:
         writer.release()
+
+
+def _suspended(session: PromptSession[str], fd: int, cooked: list[Any]) -> None:
+    """A SIGTSTP from elsewhere (``kill -TSTP``; the console's Ctrl-Z is no key): the shell
+    gets its terminal back as it was (the prompt erased, bracketed paste off, the cursor
+    shown, keys echoed), as ``less`` and ``vim`` leave it, and pipeplex stops, as asked;
+    :func:`_continued` takes the terminal back at ``fg``."""
+    if not _a_job_of_a_shell():
+        return  # (as the kernel drops it for an orphaned group: nobody would fg it)
+    if foreground(fd):
+        session.app.renderer.erase()
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSANOW, cooked)
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def _a_job_of_a_shell() -> bool:
+    """Whether pipeplex's process group has a parent in another group of its session (a
+    job control shell's): only then does a SIGTSTP stop it, as the kernel decides for its
+    default action; a group without one (an orphaned one) nobody could continue."""
+    try:
+        parent = os.getppid()
+        return (os.getsid(parent) == os.getsid(0)
+                and os.getpgid(parent) != os.getpgrp())
+    except OSError:  # (the parent is gone)
+        return False
 
 
 def _continued(session: PromptSession[str], fd: int, raw: list[Any]) -> None:
