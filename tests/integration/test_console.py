@@ -874,11 +874,20 @@ if pid == 0:  # a job of this shell-like session leader, in the foreground
     os.tcsetpgrp(0, os.getpgrp())
     signal.signal(signal.SIGTTOU, signal.SIG_DFL)
     os.execv(sys.argv[1], sys.argv[1:])
-_, status = os.waitpid(pid, 0)  # (its stops unseen: no WUNTRACED)
+signal.signal(signal.SIGUSR1, lambda *_: os.tcsetpgrp(0, os.getpgrp()))  # (takes it back)
+signal.signal(signal.SIGUSR2, lambda *_: os.tcsetpgrp(0, pid))  # (fg of a running job)
+while True:
+    try:
+        _, status = os.waitpid(pid, 0)  # (its stops unseen: no WUNTRACED)
+        break
+    except InterruptedError:
+        pass
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 """Runs its arguments as a job of its own in the foreground of the terminal, as a shell
-does (a session leader's own group is orphaned: the kernel never stops it on SIGTSTP)."""
+does (a session leader's own group is orphaned: the kernel never stops it on SIGTSTP).
+SIGUSR1 takes the terminal back for itself, SIGUSR2 gives it to the job, without a
+signal to it, as a shell's `fg` of a job running in the background does."""
 
 
 @pytest.mark.usefixtures("state_home")
@@ -906,5 +915,33 @@ def test_a_sigtstp_from_elsewhere_gives_the_shell_its_terminal_back(run_dir: Pat
         plex.expect(r"^c> c: half$")  # (drawn again, with what was typed)
         plex.type("\r")
         plex.expect(r"^c \| half$")
+        os.kill(job, signal.SIGTERM)
+        assert plex.wait() == 143
+
+
+@pytest.mark.usefixtures("state_home")
+def test_a_console_continued_in_the_background_takes_its_terminal_at_fg(
+        run_dir: Path) -> None:
+    """Stopped, continued in the background (bg), then brought back (fg): a shell sends no
+    signal for that fg, and the console stayed as the shell had left the terminal (keys
+    echoed twice, Ctrl-Z suspending pipeplex again). It takes the terminal back."""
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir,
+                     prefix=(sys.executable, "-c", JOB_SHELL)) as plex:
+        plex.expect(r"^c>$")
+        shell = plex.proc.pid
+        job = int(Path(f"/proc/{shell}/task/{shell}/children").read_text())
+        os.kill(job, signal.SIGTSTP)
+        _until("pipeplex did not stop", lambda: _state(job) == "T")
+        os.kill(shell, signal.SIGUSR1)  # the shell takes the terminal,
+        _until("the shell did not take the terminal",
+               lambda: os.tcgetpgrp(plex.master or 0) != job)
+        os.kill(job, signal.SIGCONT)  # bg,
+        _until("pipeplex did not go on", lambda: _state(job) != "T")
+        assert plex.terminal_flags() & termios.ICANON  # (the shell's terminal still)
+        os.kill(shell, signal.SIGUSR2)  # then fg
+        _until("the console did not take the terminal back",
+               lambda: not plex.terminal_flags() & termios.ICANON)
+        plex.type("c: back\r")
+        plex.expect(r"^c \| back$")
         os.kill(job, signal.SIGTERM)
         assert plex.wait() == 143

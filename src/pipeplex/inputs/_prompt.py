@@ -82,8 +82,9 @@ async def run_prompt(console: Console, writer: Writer) -> None:
             fd = session.input.fileno()
             raw = termios.tcgetattr(fd) if foreground(fd) else None
             loop = asyncio.get_running_loop()
+            waiting: list[asyncio.Task[None]] = []  # (for the foreground, after a bg)
             if raw is not None:
-                loop.add_signal_handler(signal.SIGCONT, _continued, session, fd, raw)
+                loop.add_signal_handler(signal.SIGCONT, _continued, session, fd, raw, waiting)
                 cooked = getattr(raw_mode, "attrs_before", None)
                 if cooked is not None and signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL:
                     loop.add_signal_handler(signal.SIGTSTP, _suspended, session, fd, cooked)
@@ -92,6 +93,8 @@ async def run_prompt(console: Console, writer: Writer) -> None:
             finally:
                 loop.remove_signal_handler(signal.SIGCONT)
                 loop.remove_signal_handler(signal.SIGTSTP)  # (back to the default: it was)
+                for task in waiting:
+                    task.cancel()
     finally:
         writer.release()
 
@@ -122,13 +125,34 @@ def _a_job_of_a_shell() -> bool:
         return False
 
 
-def _continued(session: PromptSession[str], fd: int, raw: list[Any]) -> None:
+def _continued(session: PromptSession[str], fd: int, raw: list[Any],
+               waiting: list[asyncio.Task[None]]) -> None:
     """pipeplex was stopped (SIGSTOP, a debugger, a SIGTSTP from elsewhere: the console's
     Ctrl-Z is no key) and is continued, ``fg``: the shell had the terminal meanwhile and set
     it its own way, so keys were echoed and held until Enter. Raw again, and the prompt
-    drawn anew where the cursor is now."""
-    if not foreground(fd):
-        return
+    drawn anew where the cursor is now. Continued in the background (``bg``), it takes the
+    terminal back once it is the foreground job again: a shell's ``fg`` of a running job
+    sends no signal, so that is looked at a few times a second until then (``waiting``)."""
+    if foreground(fd):
+        _take_terminal_back(session, fd, raw)
+    elif not any(not task.done() for task in waiting):
+        waiting[:] = [asyncio.ensure_future(_in_foreground_again(session, fd, raw))]
+
+
+async def _in_foreground_again(session: PromptSession[str], fd: int, raw: list[Any]) -> None:
+    # (Looked at, not waited for: no event tells a job it is in the foreground again.)
+    while True:
+        if foreground(fd):
+            _take_terminal_back(session, fd, raw)
+            return
+        await asyncio.sleep(FOREGROUND_LOOK)
+
+
+FOREGROUND_LOOK = 0.25
+"""Seconds between two looks for the foreground, after a ``bg``."""
+
+
+def _take_terminal_back(session: PromptSession[str], fd: int, raw: list[Any]) -> None:
     with contextlib.suppress(termios.error):
         termios.tcsetattr(fd, termios.TCSANOW, raw)
     session.app.renderer.reset()
