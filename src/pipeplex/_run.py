@@ -212,8 +212,6 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
             if isatty:
                 console.on_resize = on_resize
             console.on_raw = guardian.terminal
-            if mode == "prompt":
-                reply("console: type NAME: text to send a line, :help for more", "info")
         status = await _run_with_inputs(engine, inputs, console, mode, options, writer,
                                         ended=lambda: _abandon_on(loop, handled, outputs))
     finally:

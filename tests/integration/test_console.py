@@ -945,3 +945,16 @@ def test_a_console_continued_in_the_background_takes_its_terminal_at_fg(
         plex.expect(r"^c \| back$")
         os.kill(job, signal.SIGTERM)
         assert plex.wait() == 143
+
+
+@pytest.mark.usefixtures("state_home")
+def test_the_console_is_announced_once_its_keys_are_its_own(run_dir: Path) -> None:
+    """"console: type NAME: ..." came a third of a second before the console set the
+    terminal up: a Ctrl-Z typed on seeing it still suspended pipeplex. It comes once Ctrl-Z
+    is no key of the terminal's."""
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir) as plex:
+        plex.expect(r"console: type NAME: text to send a line, :help for more")
+        assert plex.master is not None
+        assert termios.tcgetattr(plex.master)[6][termios.VSUSP] == b"\0"  # (disabled)
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143

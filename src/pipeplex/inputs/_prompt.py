@@ -88,6 +88,9 @@ async def run_prompt(console: Console, writer: Writer) -> None:
                 cooked = getattr(raw_mode, "attrs_before", None)
                 if cooked is not None and signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL:
                     loop.add_signal_handler(signal.SIGTSTP, _suspended, session, fd, cooked)
+            # Said once the keys are the console's (Ctrl-Z no longer suspends): said
+            # before, a Ctrl-Z typed at once stopped pipeplex.
+            console.reply("console: type NAME: text to send a line, :help for more", "info")
             try:
                 await _prompt_loop(console, session, writer, wake, stdout)
             finally:
