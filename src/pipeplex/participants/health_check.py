@@ -4,7 +4,9 @@ exits with 0; or of the command that asks it to stop (``stop_cmd``), for its sto
 A run is a child of pipeplex in a session of its own, told to the guardian as a member is
 (should pipeplex be killed, the check dies with it), reading nothing (EOF), its output kept
 (the end of it, for the message if the member never gets ready) and never shown. When the
-run ends, whatever it left in its group is killed: a check starts nothing that stays.
+run ends, whatever it left in its group is killed. What it started outside its group (a
+``setsid`` daemon; it carries the member's environment) is the member's: it is stopped with
+the member, at its next stop (a restart's too), not as the run ends.
 """
 
 from __future__ import annotations
