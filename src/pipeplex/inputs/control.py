@@ -37,6 +37,12 @@ REFUSALS = 64
 """Connections past MAX_CONNECTIONS accepted to be told "busy" (each is kept a moment, see
 ``_linger``); past these, clients wait in the listen backlog, so a flood of connections
 cannot take the descriptors a member's start needs."""
+BUSY_WAIT = 0.5
+"""Seconds a connection past MAX_CONNECTIONS is given to send its request (a stop is carried
+out all the same) before it is answered ``busy``."""
+_UCRED = struct.Struct("3i")
+
+
 def _client_waiting(sock: socket.socket) -> bool:
     """Whether a client waits to be accepted on ``sock`` (a poll object takes no
     descriptor, where pipeplex may have none to spare)."""
@@ -58,12 +64,6 @@ def connection_room(members: int) -> tuple[int, int]:
     if soft == resource.RLIM_INFINITY or spare >= MAX_CONNECTIONS + REFUSALS:
         return MAX_CONNECTIONS, REFUSALS
     return max(8, spare * 7 // 8), max(2, spare // 8)
-
-
-BUSY_WAIT = 0.5
-"""Seconds a connection past MAX_CONNECTIONS is given to send its request (a stop is carried
-out all the same) before it is answered ``busy``."""
-_UCRED = struct.Struct("3i")
 
 
 class ControlServer:

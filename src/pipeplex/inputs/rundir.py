@@ -181,6 +181,8 @@ def _pid_in_lock(folder: Path) -> str | None:
         return None
     try:
         text = os.pread(fd, LOCK_MAX, 0).decode("ascii", "replace")
+    except OSError:  # (no regular file: a pipe put there)
+        return None
     finally:
         os.close(fd)
     pid = text.split()[0] if text.split() else ""
