@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,22 @@ def test_a_guardian_taking_over_is_recorded_in_one_write_never_shorter(
         run_dir.close()
     run_dir.record_guardian((9, 10))  # (once the folder is given up: nothing)
     assert not path.exists()
+
+
+@pytest.mark.skipif(shutil.which("systemd-tmpfiles") is None, reason="needs systemd-tmpfiles")
+def test_a_cleaner_of_temporary_files_leaves_a_live_run_folder_alone(tmp_path: Path) -> None:
+    """systemd-tmpfiles removes from /tmp what nobody touched for its age (ten days on many
+    systems): a run started without a runtime folder, left to run for longer, would lose the
+    pipes nobody wrote to. It leaves alone a folder that someone holds a lock on."""
+    cleaned = tmp_path / "tmp"
+    run_dir = RunDir.open(cleaned / f"pipeplex-{os.geteuid()}" / "run")
+    try:
+        run_dir.make_fifo("a.in")
+        config = tmp_path / "clean.conf"
+        config.write_text(f"e {cleaned} - - - 0\n")  # (age 0: everything is old enough)
+        subprocess.run(["systemd-tmpfiles", "--clean", str(config)], capture_output=True,
+                       timeout=60, check=False)
+        assert sorted(os.listdir(run_dir.path)) == ["a.in", LOCK_NAME]
+    finally:
+        run_dir.close()
+    assert not run_dir.path.exists()

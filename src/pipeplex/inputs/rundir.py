@@ -259,6 +259,11 @@ class RunDir:
                 continue  # a run ending there removed the folder as we came: make it anew
         else:
             raise RunDirError(f"cannot create run folder {path}: something keeps removing it")
+        # A shared lock on the folder itself: a cleaner of temporary files (systemd-tmpfiles)
+        # leaves a locked folder's contents alone, however long the run leaves its pipes
+        # untouched. (Not had only while such a cleaner holds it, for a moment.)
+        with contextlib.suppress(BlockingIOError):
+            fcntl.flock(dir_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         # A default folder is pipeplex's own, whoever made it (a run killed there): it goes
         # at the end, once empty, as one made now would.
         stale = int(earlier[0]) if earlier else None
