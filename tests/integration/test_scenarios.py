@@ -1783,6 +1783,25 @@ def test_exitfirst_stops_at_the_first_failure(tmp_path: Path) -> None:
     assert "1 passed, 1 failed" in run("test", fails, after).stdout  # (without -x: both run)
 
 
+def test_exitfirst_starts_none_when_a_file_could_not_be_loaded(tmp_path: Path) -> None:
+    """pytest -x stops at a collection error before any test runs: so does pipeplex test -x
+    at a file that could not be loaded, said with the rest not run."""
+    broken = tmp_path / "a_broken.toml"
+    broken.write_text("[procs.c\n")
+    would_pass = _scenario(tmp_path, CAT, "b_passes.toml")
+    report = tmp_path / "r.xml"
+    result = run("test", broken, would_pass, "-x", "--junit", report)
+    assert result.returncode == 2, result.stdout
+    assert ("0 passed, 0 failed, 1 could not be loaded, 1 not run (-x: stopped at a file that "
+            "could not be loaded)") in result.stdout
+    cases = {c.get("name"): c for c in ET.parse(report).getroot().iter("testcase")}
+    skipped = cases["b_passes"].find("skipped")
+    assert skipped is not None
+    assert skipped.get("message") == ("not run: -x stopped the run at a file that could not "
+                                      "be loaded before it")
+    assert "1 passed, 0 failed, 1 could not be loaded" in run("test", broken, would_pass).stdout
+
+
 def test_k_runs_only_the_scenarios_whose_path_holds_its_words(tmp_path: Path) -> None:
     """pipeplex test -k, as pytest's: words matched in the path, case aside, joined by
     and/or/not; the others are not loaded (a broken one left out does not stop the run)."""

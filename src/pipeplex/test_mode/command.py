@@ -31,7 +31,9 @@ from ..scenario.last_failed import remember
 from ..scenario.model import Scenario
 from ..scenario.suite import ScenarioOutcome
 from .records import (
+    FAILED,
     LOAD_ERROR,
+    NOT_LOADED,
     check_junit_path,
     check_not_scenario_files,
     check_records_apart,
@@ -51,7 +53,8 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     """``pipeplex test``: load and run the scenarios, report, exit with the status.
     ``transcript`` is a folder (a transcript per scenario) with several files, or with
     ``transcript_folder``. ``timeout_factor``: see :meth:`Scenario.scaled`. ``exitfirst``:
-    no scenario starts after one that failed (the rest are skipped, in JUnit too).
+    no scenario starts after one that failed, nor at all when a file could not be loaded
+    (the rest are skipped, in JUnit too).
     ``deselected``: how many scenarios ``-k`` left out (said in the summary).
 
     Ctrl-C, SIGTERM and SIGHUP (a CI job cancelled or timed out) interrupt it, as do the
@@ -83,6 +86,9 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
                         log_dir=log_dir, several=len(files) > 1)
     for _, message in load_errors:  # (before the others run: CI shows them at once)
         say(style("ERROR ", "1;31", colored) + printable(message))
+    # -x, as pytest's at a collection error: a file that could not be loaded is a failure
+    # before the first scenario, so none starts.
+    stopped_by = (NOT_LOADED if load_errors else FAILED) if exitfirst else None
     began = time.monotonic()
     adoption = Adoption()  # what the members orphan comes to us, to be stopped with them
 
@@ -97,8 +103,9 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
 
     try:
         outcomes, unrecorded, interrupted = asyncio.run(run_all(
-            scenarios, verbose=verbose, transcript=transcript, log_dir=log_dir, update=update,
-            grace=grace, several=len(files) > 1, colored=colored, adoption=adoption,
+            [] if stopped_by == NOT_LOADED else scenarios, verbose=verbose,
+            transcript=transcript, log_dir=log_dir, update=update, grace=grace,
+            several=len(files) > 1, colored=colored, adoption=adoption,
             transcript_folder=transcript_folder, progress=progress,
             keep_output=junit is not None, exitfirst=exitfirst))
     finally:
@@ -113,7 +120,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
     if junit is not None:  # (first: a console that refuses what follows must not lose it)
         with junit_errors(junit):  # (a link or no file of the user's put there meanwhile)
             write_junit(junit, junit_results(outcomes, load_errors, scenarios,
-                                             interrupted=interrupted, exitfirst=exitfirst))
+                                             interrupted=interrupted, stopped_by=stopped_by))
     if not verbose and outcomes:
         say()
     for outcome in outcomes:
@@ -148,7 +155,7 @@ def run_tests(files: list[Path], *, verbose: bool, junit: Path | None,
         summary += (f", interrupted by {signal_name(interrupted)} "
                     f"({len(scenarios) - len(outcomes)} not run)")
     elif len(outcomes) < len(scenarios):  # (exitfirst)
-        summary += f", {len(scenarios) - len(outcomes)} not run (-x: stopped at a failure)"
+        summary += f", {len(scenarios) - len(outcomes)} not run (-x: stopped at {stopped_by})"
     summary += f" in {elapsed:.2f} s"
     if timeout_factor != 1:
         summary += f" (timeouts x{timeout_factor:g})"

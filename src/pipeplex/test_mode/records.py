@@ -24,7 +24,9 @@ from ..scenario.model import Scenario
 from ..scenario.suite import ScenarioOutcome
 
 __all__ = (
+    "FAILED",
     "LOAD_ERROR",
+    "NOT_LOADED",
     "check_junit_path",
     "check_not_scenario_files",
     "check_records_apart",
@@ -36,6 +38,10 @@ __all__ = (
 )
 
 LOAD_ERROR = 2
+
+FAILED = "a failure"
+NOT_LOADED = "a file that could not be loaded"
+"""Where ``-x`` stopped the run: after a scenario that failed, or before the first one."""
 
 
 def record_names(scenarios: Sequence[Scenario]) -> list[str]:
@@ -164,12 +170,12 @@ def records_problem(exc: Exception) -> str | None:
 
 def junit_results(outcomes: Sequence[ScenarioOutcome], load_errors: Sequence[tuple[Path, str]],
                   scenarios: Sequence[Scenario], *, interrupted: int | None = None,
-                  running: Scenario | None = None, exitfirst: bool = False
+                  running: Scenario | None = None, stopped_by: str | None = None
                   ) -> list[CaseResult]:
     """The report's cases: the outcomes so far, the files that could not be loaded, and the
-    scenarios not come to: skipped, after an interruption by ``interrupted``, after a failure
-    with ``exitfirst``, or, while the run goes on, should it be killed (``running``, the one
-    under way, an error then)."""
+    scenarios not come to: skipped, after an interruption by ``interrupted``, where ``-x``
+    stopped the run (``stopped_by``: :data:`FAILED` or :data:`NOT_LOADED`), or, while the
+    run goes on, should it be killed (``running``, the one under way, an error then)."""
     results = [_case(o) for o in outcomes]
     # (named as the file's scenario would be, so CI's history keeps one test per file)
     results += [CaseResult(str(path), path.stem, 0.0, error=message)
@@ -183,8 +189,8 @@ def junit_results(outcomes: Sequence[ScenarioOutcome], load_errors: Sequence[tup
         why = "not run: pipeplex ended before it (killed?)"
     elif interrupted is not None:
         why = f"not run: {signal_name(interrupted)} interrupted the run before it"
-    elif exitfirst and rest:
-        why = "not run: -x stopped the run at a failure before it"
+    elif stopped_by is not None and rest:
+        why = f"not run: -x stopped the run at {stopped_by} before it"
     else:
         return results
     # (what it did not come to still counts, as skipped)
