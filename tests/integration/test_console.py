@@ -938,6 +938,15 @@ def test_a_console_continued_in_the_background_takes_its_terminal_at_fg(
         os.kill(job, signal.SIGCONT)  # bg,
         _until("pipeplex did not go on", lambda: _state(job) != "T")
         assert plex.terminal_flags() & termios.ICANON  # (the shell's terminal still)
+        # Output comes in the background, as any job's does, but no prompt: drawn after
+        # each burst (bracketed paste switched on with it), it sat on the shell's line.
+        write_fifo(run_dir / "c.in", b"in the background\n")
+        plex.expect(r"^c \| in the background$")
+        write_fifo(run_dir / "c.in", b"still in it\n")
+        plex.expect(r"^c \| still in it$")
+        between = plex.output[plex.output.rindex(b"in the background"):
+                              plex.output.rindex(b"still in it")]
+        assert b"c>" not in between and b"\x1b[?2004h" not in between, between
         os.kill(shell, signal.SIGUSR2)  # then fg
         _until("the console did not take the terminal back",
                lambda: not plex.terminal_flags() & termios.ICANON)

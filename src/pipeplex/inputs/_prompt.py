@@ -196,9 +196,23 @@ async def _prompt_loop(console: Console, session: PromptSession[str], writer: Wr
 
 
 async def _show_output(writer: Writer, wake: asyncio.Event, session: PromptSession[str]) -> None:
+    fd = session.input.fileno()
+    hidden = False
     while True:
         await wake.wait()
         wake.clear()
+        if not foreground(fd):
+            # In the background (bg) the output goes on, as any job's does, but the prompt
+            # stays away (drawn, it sat on the shell's line, bracketed paste on); at fg,
+            # _take_terminal_back draws it again.
+            if not hidden:
+                session.app.renderer.erase()
+                hidden = True
+            if writer.flush_held(OUTPUT_WINDOW):
+                wake.set()
+            await writer.drain()
+            continue
+        hidden = False
         # in_terminal hides the prompt and stops reading keys; the terminal stays raw, so
         # keys typed meanwhile wait, unechoed, for the prompt drawn again afterwards. A
         # window at a time, each followed by a frame of the prompt: a flood to a slow
