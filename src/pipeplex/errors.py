@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._printable import quoted
+from ._seconds import seconds_said
 
 __all__ = (
     "ArgumentError",
@@ -198,7 +199,7 @@ class ExpectTimeout(PipeplexError, TimeoutError):
             what = f"{_show_patterns(texts)} did not appear in the {stream or 'output'} of {where}"
             if len(texts) < len(self.patterns):
                 what += ", nor did it end,"
-        super().__init__(f"{what} within {waited:.1f} s\n{recent}")
+        super().__init__(f"{what} within {seconds_said(waited)} s\n{recent}")
 
     def naming(self, patterns: Sequence[object]) -> ExpectTimeout:
         """The same failure, naming ``patterns``: the text ``expect_exact()`` was given,

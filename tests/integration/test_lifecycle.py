@@ -99,10 +99,11 @@ def test_a_ready_exit_step_that_fails_or_does_not_end_holds_back_the_members_aft
         assert result.returncode == code, result.stdout
         assert said in result.stdout, result.stdout
         assert f"server  * summary: never started (waited for migrate, {why})" in result.stdout
-    # In a scenario, the limit can be its [defaults] timeout: that line is named.
-    for readiness, said in (("ready_exit = true", "had not exited after 0.5 s"),
-                            ("ready = 'never'", "was not ready after 0.5 s")):
-        cast.write_text(f'[defaults]\ntimeout = 0.5\n[procs.migrate]\ncmd = "sleep 60"\n'
+    # In a scenario, the limit can be its [defaults] timeout: that line is named, and the
+    # limit said as it was written (0.25, not 0.2).
+    for readiness, said in (("ready_exit = true", "had not exited after 0.25 s"),
+                            ("ready = 'never'", "was not ready after 0.25 s")):
+        cast.write_text(f'[defaults]\ntimeout = 0.25\n[procs.migrate]\ncmd = "sleep 60"\n'
                         f'{readiness}\n[[step]]\nexpect = "never"\nin = "migrate"\n')
         result = run("test", cast)
         assert result.returncode == 1, result.stdout

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .._events import Note
+from .._seconds import seconds_said
 from .._signals import describe_returncode, exit_status
 from ..errors import NotReady, SpawnError, ours_in_tracebacks
 from ..readiness.wait import Unready, finished
@@ -121,7 +122,7 @@ class ExitPolicy(CastPart):
         self._bus.publish(Note(f"{said}\n{own}", name=member.name,
                                level="warning" if restart and not last else "error"))
         if restart:  # (its end, seen by its supervisor, goes to the restart policy)
-            seat.not_ready = f"was not ready after {member.spec.ready_timeout:.1f} s"
+            seat.not_ready = f"was not ready after {seconds_said(member.spec.ready_timeout)} s"
             # Down after a failure from now: a stop of the cast that comes before its
             # restart (during this stop, say) ends it with that failure.
             seat.down_after_failure = (1, f"{member.name} {seat.not_ready}", time.monotonic())

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar, overload
 
 from .._events import Stream
+from .._seconds import seconds_said
 from .._signals import describe_returncode
 from ..errors import (
     ArgumentTypeError,
@@ -164,7 +165,7 @@ class AsyncMember:
         except TimeoutError:
             raise TimeoutError(
                 f"{self.name} still had {process.input_waiting // 1024} KiB of input it had "
-                f"not read after {limit:.1f} s; it stays queued for it") from None
+                f"not read after {seconds_said(limit)} s; it stays queued for it") from None
 
     def sendcontrol(self, char: str) -> None:
         """Write a control character: ``sendcontrol("c")`` is ^C, ``"?"`` is DEL.
@@ -376,7 +377,7 @@ class AsyncMember:
         except TimeoutError:
             waiting = engine.waiting_for(self.name)
             raise TimeoutError(
-                f"{self.name} was not ready again within {limit:.1f} s"
+                f"{self.name} was not ready again within {seconds_said(limit)} s"
                 f"{f', waiting for {waiting}' if waiting else ''}\n"
                 f"{engine.recent.describe(self.name)}") from None
 
@@ -398,8 +399,9 @@ class AsyncMember:
             if process.returncode is not None:
                 raise TimeoutError(
                     f"{self.name} {describe_returncode(process.returncode)}, but its output "
-                    f"was still open after {limit:.1f} s: a process it started holds it"
+                    f"was still open after {seconds_said(limit)} s: a process it started holds it"
                 ) from None
-            raise TimeoutError(f"{self.name} was still running after {limit:.1f} s") from None
+            raise TimeoutError(
+                f"{self.name} was still running after {seconds_said(limit)} s") from None
         self._exit_seen = True
         return code

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from .._events import Note
+from .._seconds import seconds_said
 from .._signals import describe_returncode
 from ..cast.spec import DEFAULTS_TIMEOUT, ProcSpec, expand, is_port, quoted
 from ..engine.stopping import first
@@ -94,9 +95,10 @@ class Unready:
         elif what is None:
             never = (self.never if self.never is not None
                      else f"it never showed {self.waiting_for}")
-            what = (f"{member.name} was not ready after {member.spec.ready_timeout:.1f} s "
+            after = seconds_said(member.spec.ready_timeout)
+            what = (f"{member.name} was not ready after {after} s "
                     f"({_timeout_said(member.spec)}); {never}")
-            why = f"which was not ready after {member.spec.ready_timeout:.1f} s"
+            why = f"which was not ready after {after} s"
         return what, why, said
 
 
@@ -147,10 +149,10 @@ class ReadyWait:
                 await first(exit_seen, stop)
             if not exit_seen.done() and not self._stopping:
                 return Unready(
-                    what=f"{member.name} had not exited after {spec.ready_timeout:.1f} s "
+                    what=f"{member.name} had not exited after {seconds_said(spec.ready_timeout)} s "
                     f"({_timeout_said(spec)}); ready_exit = true waits for its exit with "
                     "code 0 before the members after it start",
-                    why=f"which had not exited after {spec.ready_timeout:.1f} s",
+                    why=f"which had not exited after {seconds_said(spec.ready_timeout)} s",
                     timed_out=True)
             if not finished(member):  # (stopping, or it failed: an exit before readiness)
                 return Unready()
@@ -290,9 +292,9 @@ class ReadyWait:
                 break
         if any(future.done() for future in ended):
             return False
-        return (f"{member.name} was not ready after {spec.ready_timeout:.1f} s "
+        return (f"{member.name} was not ready after {seconds_said(spec.ready_timeout)} s "
                 f"({_timeout_said(spec)}): its {said} never exited with code 0{last}",
-                f"which was not ready after {spec.ready_timeout:.1f} s")
+                f"which was not ready after {seconds_said(spec.ready_timeout)} s")
 
     def _listened_by_others(self, member: Process,
                             port: int) -> tuple[frozenset[int], list[str]]:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from .._events import Note
+from .._seconds import seconds_said
 from .._signals import describe_returncode, parse_signal, signal_name
 from ..cast.spec import expand, is_port, quoted
 from ..engine.engine import Engine
@@ -212,7 +213,7 @@ async def _run_step(step: Step, scenario: Scenario, engine: Engine, matcher: Mat
         silent = (who is not None and step.action == "expect"
                   and not engine.recent.latest_run(who))
         recent = engine.recent.describe(who, awaiting=value) if silent and who else exc.recent
-        raise StepFailed(step, f"not seen within {exc.waited:.1f} s{hint}\n{recent}",
+        raise StepFailed(step, f"not seen within {seconds_said(exc.waited)} s{hint}\n{recent}",
                          member=who, waited=exc.waited) from None
     except UnexpectedExit as exc:
         how = describe_returncode(exc.returncode)
@@ -280,7 +281,7 @@ async def _wait_exit(step: Step, value: str, run: _Run) -> None:
     try:
         code = await asyncio.wait_for(asyncio.shield(process.done_future), timeout)
     except TimeoutError:
-        raise StepFailed(step, f"{value} was still running after {timeout:.1f} s\n"
+        raise StepFailed(step, f"{value} was still running after {seconds_said(timeout)} s\n"
                          f"{engine.recent.describe(value)}", member=value,
                          waited=timeout) from None
     if step.code is None:
@@ -319,7 +320,7 @@ async def _wait_port(step: Step, value: str, run: _Run) -> None:
         await asyncio.wait_for(port_accepts(int(value)), run.timeout)
     except TimeoutError:
         raise StepFailed(step, f"nothing accepted connections on port {value} of "
-                         f"{LOOPBACK_SAID} within {run.timeout:.1f} s",
+                         f"{LOOPBACK_SAID} within {seconds_said(run.timeout)} s",
                          waited=run.timeout) from None
 
 
@@ -336,7 +337,7 @@ async def _restart(step: Step, value: str, run: _Run) -> None:
             if not await run.engine.wait_up_again(value):
                 raise StepFailed(step, run.engine.why_not_up_again(value), member=value)
     except TimeoutError:
-        raise StepFailed(step, f"{value} was not ready again within {run.timeout:.1f} s"
+        raise StepFailed(step, f"{value} was not ready again within {seconds_said(run.timeout)} s"
                          f"{_waiting(run.engine, value)}\n"
                          f"{run.engine.recent.describe(value)}", member=value,
                          waited=run.timeout) from None
@@ -347,7 +348,7 @@ async def _start(step: Step, value: str, run: _Run) -> None:
         await asyncio.wait_for(run.engine.start(value, f'a restart = "{value}" step'),
                                run.timeout)
     except TimeoutError:
-        raise StepFailed(step, f"{value} was not ready within {run.timeout:.1f} s"
+        raise StepFailed(step, f"{value} was not ready within {seconds_said(run.timeout)} s"
                          f"{_waiting(run.engine, value)}\n"
                          f"{run.engine.recent.describe(value)}", member=value,
                          waited=run.timeout) from None
