@@ -309,6 +309,17 @@ def test_wait_port_rejects_what_is_not_a_port(value: str) -> None:
     assert error.source == line_of(body, "wait_port =")
 
 
+@pytest.mark.parametrize("value", ['"{host}:{port}"', '"{port}x"', '"port {port}"'])
+def test_wait_port_refuses_variables_that_can_never_make_a_port(value: str) -> None:
+    """As ready_port does: text around a variable that is not digits can never be a port,
+    which is said at the line, not when the step comes."""
+    body = f"wait_port = {value}"
+    error = step_error(body)
+    assert error.message == (f"wait_port = {value[1:-1]!r} can never be a port number: only "
+                             'digits may stand around its {variables} ("{port}", "80{n}")')
+    assert error.source == line_of(body, "wait_port =")
+
+
 @pytest.mark.parametrize("value", ['"70000"', '"0"'])
 def test_wait_port_string_out_of_range_is_rejected(value: str) -> None:
     """A port written as a string is range-checked like a number."""

@@ -33,9 +33,10 @@ from .spec import (
     split_command,
     variables_in,
 )
+from .variables import never_a_port
 
 __all__ = ("ON_EXIT", "PTY_MODES", "STDERR_MODES", "STOP_SIGNAL_SAID", "check_fields",
-           "check_name", "command_too_long", "env_problem", "never_a_port", "ready_problem",
+           "check_name", "command_too_long", "env_problem", "ready_problem",
            "stop_signal_of")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
@@ -130,7 +131,7 @@ def check_fields(proc: ProcSpec) -> None:
         and (is_port_template(port) or is_port(port))
     ):  # one with a {variable} is checked once expanded, when the member gets ready
         if isinstance(port, str) and variables_in(port):
-            raise bad(never_a_port(port), "ready_port")
+            raise bad(never_a_port("ready_port", port), "ready_port")
         raise bad(f"ready_port must be a TCP port number (1-65535) as a string, or a variable "
                   f"such as '{{port}}', not {port!r}", "ready_port")
     for helper in HELPERS:
@@ -260,12 +261,6 @@ def env_problem(key: str, value: str) -> str | None:
         return (f"sets {key}, which pipeplex sets itself (it tells which member and run a "
                 "process belongs to, and stops what the member started by it): remove it")
     return None
-
-
-def never_a_port(port: str) -> str:
-    """Why ``ready_port`` = ``port``, with a ``{variable}``, is refused."""
-    return (f"ready_port = {port!r} can never be a port number: only digits may stand "
-            "around its {variables} (\"{port}\", \"80{n}\")")
 
 
 def ready_problem(name: str, pattern: str, regex: re.Pattern[str]) -> str | None:

@@ -23,7 +23,6 @@ from ._member_fields import (
     check_name,
     command_too_long,
     env_problem,
-    never_a_port,
     ready_problem,
     stop_signal_of,
 )
@@ -39,6 +38,7 @@ from .spec import (
     toml_value,
     variables_in,
 )
+from .variables import never_a_port
 
 __all__ = ("PROC_KEYS", "for_member", "proc_from_table", "suggest_key")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
@@ -278,7 +278,7 @@ def _read_ready_port(read: _Read, key: str, port: Any) -> None:
     elif isinstance(port, str) and (is_port(port) or is_port_template(port)):
         read.fields["ready_port"] = port
     elif isinstance(port, str) and variables_in(port):
-        raise read.error(key, never_a_port(port))
+        raise read.error(key, never_a_port(key, port))
     else:
         raise read.bad(key, 'a TCP port number or a variable such as "{port}"')
 

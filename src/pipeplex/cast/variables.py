@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-__all__ = ("VAR_RE", "expand", "is_port", "is_port_template", "variables_in")
+__all__ = ("VAR_RE", "expand", "is_port", "is_port_template", "never_a_port",
+           "variables_in")
 
 VAR_RE = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -43,3 +44,9 @@ def is_port(text: str) -> bool:
     """Whether ``text`` is a TCP port number, 1-65535, in ASCII digits (``"²"`` is a digit
     to ``str.isdigit``, and no number to ``int``)."""
     return text.isascii() and text.isdigit() and 0 < int(text) < 65536
+
+
+def never_a_port(key: str, port: str) -> str:
+    """Why ``key = port``, with a ``{variable}`` but not :func:`is_port_template`, is refused."""
+    return (f"{key} = {port!r} can never be a port number: only digits may stand "
+            "around its {variables} (\"{port}\", \"80{n}\")")

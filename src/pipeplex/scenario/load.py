@@ -27,7 +27,7 @@ from ..cast.spec import (
     toml_value,
     variables_in,
 )
-from ..cast.variables import VAR_RE
+from ..cast.variables import VAR_RE, is_port_template, never_a_port
 from ..errors import CastError, ours_in_tracebacks
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
 
@@ -341,7 +341,9 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
     elif action == "wait_port":
         ok = (isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536) or (
             isinstance(value, str)
-            and (is_port(value) or variables_in(value)))
+            and (is_port(value) or is_port_template(value)))
+        if isinstance(value, str) and not ok and variables_in(value):
+            raise CastError(never_a_port(action, value), source=where("step", index, action))
         if not ok:
             raise CastError('wait_port must be a port number or a variable such as "{port}", '
                             f"not {toml_value(value)}", source=where("step", index, action))
