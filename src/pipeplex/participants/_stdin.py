@@ -235,21 +235,27 @@ class Stdin:
             self._output.answer_prompt()
 
     def _warn_if_cut(self, data: bytes) -> None:
+        if (note := self._cut_short(data)) is not None:
+            self._bus.publish(note)
+
+    def _cut_short(self, data: bytes) -> Note | None:
         """A full terminal in canonical mode (a shell's prompt, ``input()``) cuts a line at
-        MAX_CANON bytes, without a word: say so, where the program will see less."""
+        MAX_CANON bytes, without a word: the warning that says so, where the program will
+        see less. Asked as the bytes are written: by the time the loop comes to it, the
+        program may have read them, and ended."""
         terminal = self._terminal.master()
         try:
             canonical = terminal is not None and bool(termios.tcgetattr(terminal)[3]
                                                       & termios.ICANON)
         except termios.error:
-            return
+            return None
         longest = max(len(line) for line in data.split(b"\n"))
-        if canonical and longest > MAX_CANON:
-            self._bus.publish(Note(
-                f"its terminal takes lines of at most {MAX_CANON} bytes (a full "
-                f"terminal in line mode): a line of {longest} bytes reaches the program cut "
-                "short; a member with pty = \"stdout\" or false reads lines of any length",
-                name=self._process.name, level="warning"))
+        if not canonical or longest <= MAX_CANON:
+            return None
+        return Note(f"its terminal takes lines of at most {MAX_CANON} bytes (a full terminal "
+                    f"in line mode): a line of {longest} bytes reaches the program cut short; "
+                    "a member with pty = \"stdout\" or false reads lines of any length",
+                    name=self._process.name, level="warning")
 
     def close_input(self) -> None:
         """Close the member's stdin once queued input is written (EOF for the program).
@@ -374,6 +380,7 @@ class Stdin:
             raise RuntimeError(f"{self._process.name} was never started")
         written = 0
         recorded = False
+        cut: Note | None = None
         with self.lock:
             fd = self.fd
             direct = (fd is not None and not self._pending_input and not self._close_after_drain
@@ -389,6 +396,8 @@ class Stdin:
                         loop.call_soon_threadsafe(self._bus.flush_threadsafe)
                 if self._output.prompt is not None:
                     self._line_sent(data)
+                if self.is_pty and len(data) > MAX_CANON:  # (else send() says it)
+                    cut = self._cut_short(data)
                 try:
                     written = os.write(fd, data)  # type: ignore[arg-type]
                 except OSError:
@@ -397,8 +406,8 @@ class Stdin:
                 self._queued_from_threads += 1
                 self._bytes_from_threads += len(data) - written
                 backlog = self._bytes_from_threads + self.input_waiting
-        if written and self.is_pty and len(data) > MAX_CANON:  # (else send() says it)
-            loop.call_soon_threadsafe(self._warn_if_cut, data)
+        if written and cut is not None:
+            loop.call_soon_threadsafe(self._bus.publish, cut)
         if written == len(data):
             return False
         loop.call_soon_threadsafe(self._sent_from_thread, data, written, recorded)
