@@ -2,7 +2,9 @@
 
 Exit codes of ``pipeplex run``: 0 success; the status of the first member that failed on
 its own (128+N for a signal); 2 for a usage or configuration error (nothing was started);
-130 / 143 when stopped by Ctrl-C / SIGTERM.
+130 / 143 / 129 / 131 when stopped by Ctrl-C / SIGTERM / SIGHUP / SIGQUIT, when no member
+failed on its own first. ``pipeplex test``: 0 all passed, 1 any failed, 2 a file could not
+be loaded, 128+N when interrupted by signal N.
 
 Exit codes of the clients of a running cast (``send``, ``status``, ``signal``, ``restart``,
 ``start``, ``stop``, ``attach``): 0 success; 1 the run refused or could not carry out the request

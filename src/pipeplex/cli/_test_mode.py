@@ -134,7 +134,8 @@ def test(args: argparse.Namespace) -> None:
     """Run scenario FILES as tests: steps in order, then stop the cast.
 
     Prints a dot or F per scenario (-v: a line per step), then failures with their evidence
-    and a summary. Exit status: 0 all passed, 1 some failed, 2 a file could not be loaded.
+    and a summary. Exit status: 0 all passed, 1 some failed, 2 a file could not be loaded,
+    128+N when interrupted by signal N (Ctrl-C: 130), after reporting what ran.
     """
     from ..test_mode.command import run_tests
 

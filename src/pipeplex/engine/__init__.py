@@ -6,6 +6,6 @@ its runs (:mod:`._exit_policy`), the requests about one member, and the cast's s
 member's own stop is :mod:`.stopping`'s; the verdict, each member's seat and its recent
 output are the state's tables.
 
-Nothing is imported here: the readiness waits import a seat and a stopper from this
-package, and the engine imports them back.
+Nothing is imported here: the readiness waits import a seat and :func:`.stopping.first`
+from this package, and the engine imports them back.
 """

@@ -15,16 +15,13 @@ follows each run (:mod:`._exit_policy`), the requests about one member
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .._bus import Bus
 from .._events import Note
-from .._signals import SIGCHLD_IGNORED, reap_children_again
 from ..cast.slips import cast_warnings
 from ..cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec
 from ..errors import PipeplexError, SpawnError, ours_in_tracebacks
@@ -32,6 +29,7 @@ from ..inputs.router import Router
 from ..participants import Guardian, Process
 from ..participants.health_check import run_check
 from ..participants.orphans import Adoption
+from ..participants.process import reap_children_again_said
 from ..readiness.wait import ReadyWait
 from ._cast_state import CastState
 from ._cast_stop import CastStop
@@ -337,10 +335,7 @@ class Engine:
             self.bus.publish(Note(text, level="warning"))
         if not _proc_mounted():  # (a chroot, a bare sandbox)
             self.bus.publish(Note(NO_PROC, level="warning"))
-        if reap_children_again():  # (a program using the API: the command cleans its own)
-            self.bus.publish(Note(SIGCHLD_IGNORED, level="warning"))
-            with contextlib.suppress(Warning):  # (made an error: the run would not start)
-                warnings.warn(SIGCHLD_IGNORED, RuntimeWarning, stacklevel=1)
+        reap_children_again_said(self.bus)  # (a program using the API: the command cleans its own)
         self.state.take_early_stop()
         try:
             async with asyncio.TaskGroup() as tg:

@@ -118,11 +118,11 @@ class Console:
         self.on_hangup: Callable[[], None] = lambda: None
         """Set by the run: the console's terminal hung up (the console then ends)."""
         self.on_resize: Callable[[], None] = lambda: None
+        """Set by the run: look whether the terminal changed size (the prompt takes SIGWINCH
+        while it is up, and asks before each redraw)."""
         self.on_raw: Callable[[int, list[Any] | None], None] = lambda fd, settings: None
         """Set by the run: the prompt made the terminal ``fd`` raw, its ``settings`` before
         being these (None: set back), for the guardian to set back should pipeplex die."""
-        """Set by the run: look whether the terminal changed size (the prompt takes SIGWINCH
-        while it is up, and asks before each redraw)."""
         self._tg: asyncio.TaskGroup | None = None
 
     def __repr__(self) -> str:

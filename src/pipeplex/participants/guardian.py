@@ -59,6 +59,7 @@ from ..errors import PipeplexError
 from ._escaped import start_time
 from ._group import exits_within
 from ._guardian_news import GuardianNews
+from ._proc import suspended
 
 __all__ = ("Guardian",)
 
@@ -279,12 +280,7 @@ class Guardian(GuardianNews):
         being_killed = self._stuck is not None and self._stuck[0] == self.pid
         if self._fd < 0 or self._closing or self._forked or being_killed:
             return
-        try:
-            with open(f"/proc/{self.pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:  # (gone: its pidfd tells)
-            return
-        if stat[stat.rfind(b")") + 2:][:1] == b"T":
+        if suspended(self.pid):  # (gone: its pidfd tells)
             self._stuck = (self.pid, "was stopped (SIGSTOP?): killed it")
             self._proc.kill()  # (its death, seen through its pidfd, starts another)
 

@@ -51,9 +51,18 @@ from ._stop_verdict import StopVerdict
 from ._terminal import Terminal
 from .guardian import Guardian
 
-__all__ = ("Process", "ProcessState")
+__all__ = ("Process", "ProcessState", "reap_children_again_said")
 
 ProcessState = Literal["pending", "running", "stopping", "exited", "failed"]
+
+
+def reap_children_again_said(bus: Bus) -> None:
+    """SIGCHLD set back to its default where a program using the API ignored it, said on
+    ``bus`` and as a ``RuntimeWarning`` (see :func:`reap_children_again`)."""
+    if reap_children_again():
+        bus.publish(Note(SIGCHLD_IGNORED, level="warning"))
+        with contextlib.suppress(Warning):  # (made an error: the start would fail)
+            warnings.warn(SIGCHLD_IGNORED, RuntimeWarning, stacklevel=1)
 
 _seen_at: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
 """Per loop, when its pass saw exits (weakly: a loop closed before its next pass goes)."""
@@ -138,10 +147,7 @@ class Process:
         # (Each side keeps the loop at hand: its callbacks are the hot path.)
         loop = self._loop = self.output.loop = self.stdin.loop = asyncio.get_running_loop()
         self.stdin.tell_dropped()
-        if reap_children_again():  # (a program using the API set it since the run began)
-            self._bus.publish(Note(SIGCHLD_IGNORED, level="warning"))
-            with contextlib.suppress(Warning):  # (made an error: the start would fail)
-                warnings.warn(SIGCHLD_IGNORED, RuntimeWarning, stacklevel=1)
+        reap_children_again_said(self._bus)  # (a program using the API set it since then)
         variables = variables or {}
         spec = self.spec
         argv = spec.argv(variables)

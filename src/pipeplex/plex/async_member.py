@@ -230,7 +230,7 @@ class AsyncMember:
             timeout = call_timeout(timeout)
         self._plex._check_loop()
         if self._replaced or self._removed:
-            return self._expect_replaced(single, patterns)
+            return self._expect_replaced(patterns)
         if self._process.pid is None:
             self._refuse_never_started()
         try:
@@ -307,7 +307,7 @@ class AsyncMember:
             return exc.explained(f"the plex was stopped: {cause}")
         return exc
 
-    def _expect_replaced(self, single: bool, patterns: list[Pattern]) -> int:
+    def _expect_replaced(self, patterns: list[Pattern]) -> int:
         """expect() on a member whose name a newer member took, or that was removed: it has
         ended, and what it wrote after the last match went with it (as with a pexpect child
         that is closed)."""

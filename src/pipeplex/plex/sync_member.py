@@ -155,7 +155,7 @@ class Member:
         plex._warn_in_a_loop()
         plex._check_not_forked()  # (its lock may have been held as the child was forked)
         if member._replaced or member._removed:
-            return member._expect_replaced(single, patterns)
+            return member._expect_replaced(patterns)
         if member._process.pid is None:
             member._refuse_never_started()
         # Searched from this thread: waiting costs one wake-up from the loop, not a task.
