@@ -609,7 +609,7 @@ def test_start_starts_an_autostart_false_member_of_a_running_cast(run_dir: Path,
         not_yet = "lazy has not started (autostart = false: pipeplex start lazy starts it)"
         refused = run("signal", "lazy", "TERM", "--run-dir", run_dir)
         assert refused.returncode == 1
-        assert refused.stderr == f"pipeplex: error: {not_yet}; no signal was sent\n"
+        assert refused.stderr == f"pipeplex: error: {not_yet}; SIGTERM was not sent\n"
         refused = run("send", "lazy", "hi", "--run-dir", run_dir)
         assert refused.returncode == 1
         assert refused.stderr == f"pipeplex: error: {not_yet}; nothing was sent\n"
@@ -1522,7 +1522,7 @@ def test_a_member_whose_output_is_still_read_after_its_exit_says_it_exited(
         assert sent.returncode != 0 and "w is not running; nothing was sent" in sent.stderr
         signalled = run("signal", "--run-dir", run_dir, "w", "TERM")
         assert signalled.returncode != 0, signalled
-        assert "w is not running; no signal was sent" in signalled.stderr
+        assert "w is not running; SIGTERM was not sent" in signalled.stderr
         write_fifo(gate, b"go\n")  # the held output ends: the exit is published
         plex.expect(r"^w +\* exited with code 3")
         plex.signal(signal.SIGTERM)

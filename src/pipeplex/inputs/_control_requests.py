@@ -157,7 +157,8 @@ class Requests:
         if name != ALL:
             member = router.resolve(name)[0]
             if not member.input_open:
-                raise Refused("not_running", f"{name} {why_input_closed(member)}")
+                raise Refused("not_running",
+                              f"{name} {why_input_closed(member)}; nothing was closed")
         router.close_input(name)
         return {"ok": True}
 
@@ -175,12 +176,7 @@ class Requests:
         except SignalRefused as exc:
             raise Refused("not_permitted", str(exc)) from None
         if not reached:
-            if name == ALL:
-                raise Refused("not_running", "no member is running; no signal was sent")
-            member = self._engine.router.resolve(name)[0]
-            why = why_input_closed(member) if member.state in ("pending", "failed") else (
-                "is not running")
-            raise Refused("not_running", f"{name} {why}; no signal was sent")
+            raise Refused("not_running", self._engine.router.not_signalled(name, sig))
         # Said in the stream, as a stop asked for this way is: a member killed by SIGKILL
         # must not read as one the kernel's OOM killer took.
         whom = "every running member" if name == ALL else name

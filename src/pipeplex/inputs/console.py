@@ -246,7 +246,7 @@ class Console:
                     whom = "every running member" if action.name == ALL else action.name
                     engine.bus.publish(Note(f"{what} sent to {whom} from the console"))
                 else:
-                    self.reply(f"{action.name} is not running; {what} was not sent", "warning")
+                    self.reply(router.not_signalled(action.name, action.signal), "warning")
             elif isinstance(action, Restart):
                 if self._tg is None:
                     raise PipeplexError("the console has ended")

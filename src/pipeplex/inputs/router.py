@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+from .._signals import signal_name
 from ..errors import SignalRefused, UnknownMember
 from ..participants import Process
 
@@ -86,3 +87,14 @@ class Router:
         if refused is not None:
             raise refused
         return reached
+
+    def not_signalled(self, target: str, sig: int) -> str:
+        """Why :meth:`signal` of ``target`` reached nobody, in the words every channel
+        answers with: "db has not started yet; SIGTERM was not sent"."""
+        what = signal_name(sig)
+        if target == ALL:
+            return f"no member is running; {what} was not sent"
+        member = self.resolve(target)[0]
+        why = why_input_closed(member) if member.state in ("pending", "failed") else (
+            "is not running")
+        return f"{target} {why}; {what} was not sent"
