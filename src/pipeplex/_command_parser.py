@@ -40,6 +40,8 @@ class CommandParser(argparse.ArgumentParser):
                          formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
         self._spelled: dict[str, str] = {}
         """Each spelling of an option that takes a value (``-p``), to its long one."""
+        self._given: set[str] = set()
+        """The options given a value, by their long spelling (for the hints of errors)."""
 
     def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:
         positional = bool(names) and not str(names[0]).startswith("-")
@@ -67,6 +69,7 @@ class CommandParser(argparse.ArgumentParser):
                 tokens.append(option)  # its value is missing: argparse says so
             else:
                 tokens.append(f"{option}={_MARK}{value}")
+                self._given.add(option)
         return self.parse_intermixed_args(tokens)
 
     def _option_and_value(self, word: str, rest: Iterator[str]
@@ -94,19 +97,26 @@ class CommandParser(argparse.ArgumentParser):
         unknown = message.removeprefix("unrecognized arguments: ").split()
         option = next((word.partition("=")[0] for word in unknown if word.startswith("-")),
                       None)
-        if message.startswith("unrecognized arguments: ") and option is not None:
-            from ._suggest import close_match
+        from ._suggest import close_match
 
-            close = close_match(option, [o for a in self._actions for o in a.option_strings])
-            if close is not None:
-                message += f"; did you mean {close}?"
+        close = option and close_match(option, [o for a in self._actions
+                                                for o in a.option_strings])
+        if message.startswith("unrecognized arguments: ") and close:
+            message += f"; did you mean {close}?"
         elif (message.startswith("unrecognized arguments: ") and self.prog.endswith(" run")
               and any(word.lower().endswith(".toml") for word in unknown)):
             message += ("; a run takes one cast file: put the members of several in one "
                         "(pipeplex test takes several scenario files)")
+        elif (message.startswith("unrecognized arguments: ") and "--proc" in self._given
+              and not unknown[0].startswith("--")):  # (-m, http.server: a command's words)
+            message += f"; {QUOTE_THE_COMMAND}"
         # A word that is not UTF-8 (a Latin-1 terminal's) as the bytes typed, and no
         # control character of one reaches the terminal.
         super().error(printable(message))
+
+
+QUOTE_THE_COMMAND = ("a -p command of several words is one argument: quote it whole "
+                     "(-p 'web=python3 -m http.server')")
 
 
 def _unmarked(convert: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -661,6 +661,22 @@ def test_too_few_file_descriptors_for_a_wave_fails_it_member_by_member(
         raise AssertionError("the cast never ran whole")
 
 
+def test_a_word_of_an_unquoted_command_taken_for_the_cast_file_is_said(tmp_path: Path) -> None:
+    """-p web=python3 app.py gives app.py to the run as its cast file: a TOML error about a
+    Python file, or "no such cast file" for sleep's 5. Said, with the quoting meant."""
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    for args, hint in ((["-p", "web=python3", "app.py"], "-p 'web=python3 app.py'"),
+                       (["-p", "web=sleep", "5"], "-p 'web=sleep 5'")):
+        result = subprocess.run([*PIPEPLEX, "run", *args], capture_output=True, text=True,
+                                cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=DEADLINE)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.endswith(f"(if {args[-1]} is a word of a -p command, quote the "
+                                      f"command whole: {hint})\n"), result.stderr
+    quoted = subprocess.run([*PIPEPLEX, "run", "x.toml", "-p", "a=true"], capture_output=True,
+                            text=True, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=DEADLINE)
+    assert quoted.stderr == "pipeplex: error: x.toml: no such cast file\n"  # (a cast file)
+
+
 @pytest.mark.parametrize(
     ("args", "shown"),
     [

@@ -147,6 +147,9 @@ def test_long_options_are_never_guessed_from_a_prefix(capsys: pytest.CaptureFixt
         (["send", "a", "--run-dri=R"],
          "unrecognized arguments: --run-dri=R; did you mean --run-dir?"),
         (["status", "--zzzz"], "unrecognized arguments: --zzzz\n"),
+        (["run", "-p", "web=python3", "-m", "http.server"], "unrecognized arguments: -m; a -p "
+         "command of several words is one argument: quote it whole (-p 'web=python3 -m "
+         "http.server')\n"),
         (["run", "a.toml", "b.toml"], "unrecognized arguments: b.toml; a run takes one cast "
          "file: put the members of several in one (pipeplex test takes several scenario "
          "files)\n"),

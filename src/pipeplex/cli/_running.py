@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
             check_given_descriptor(args.transcript)  # before pipeplex opens descriptors
         cast, scenario = _build_cast(args.cast_file, args.procs, defaults, args.on_exit)
     except PipeplexError as exc:
-        _fail(str(exc))
+        _fail(str(exc) + _part_of_a_command(args.cast_file, args.procs))
     if args.transcript is not None:
         _check_transcript_takes_no_file_of_the_cast(args.transcript, args.cast_file, scenario)
         if args.log_dir is not None:
@@ -145,6 +145,15 @@ def _check_transcript_takes_no_file_of_the_cast(transcript: Path, cast_file: Pat
     if why is not None:
         _fail(printable(f"cannot write the transcript {transcript}: {why}; give --transcript "
                         "a path of its own"))
+
+
+def _part_of_a_command(cast_file: Path | None, procs: Sequence[str]) -> str:
+    """For a cast file that would not load, given beside ``-p``: the hint that it may be a
+    word of an unquoted command (``-p web=python3 app.py`` reads app.py as the cast)."""
+    if cast_file is None or not procs or cast_file.suffix == ".toml":
+        return ""
+    return (f"\n(if {cast_file} is a word of a -p command, quote the command whole: "
+            f"-p '{procs[-1]} {cast_file}')")
 
 
 def _build_cast(
