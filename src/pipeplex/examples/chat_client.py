@@ -110,6 +110,7 @@ async def talk(server: asyncio.StreamWriter, room: Room, args: argparse.Namespac
             if not line or text == "/quit":
                 return
             heard = room.heard
+            await asyncio.sleep(args.pace)  # (as a person types: the demo is for watching)
             server.write(f"{text}\n".encode())
             await server.drain()
             if args.take_turns:
@@ -163,6 +164,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--listen-first", action="store_true", help="with --take-turns, also before the first"
+    )
+    parser.add_argument(
+        "--pace", type=float, default=0.0, metavar="SECONDS", help="pause before sending a line"
     )
     return parser.parse_args(argv)
 

@@ -13,13 +13,15 @@ from ..cast.spec import CastSpec, ProcSpec
 __all__ = ("demo_cast",)
 
 READY = r"listening on 127\.0\.0\.1:(?P<port>\d+)"
+PACE = 0.6
+"""Seconds a client takes to "type" each line: the whole talk took 0.1 s, too fast to watch."""
 
 
 def _client(name: str, lines: list[str], *extra: str) -> ProcSpec:
     return ProcSpec(
         name=name,
         cmd=(sys.executable, "-m", "pipeplex.examples.chat_client", "--port", "{port}",
-             "--name", name, "--wait-for", "2", "--take-turns", *extra),
+             "--name", name, "--wait-for", "2", "--take-turns", "--pace", str(PACE), *extra),
         after=("server",),
         input=tuple(lines),
         on_exit="ignore",
