@@ -137,6 +137,9 @@ class TestFileErrors:
         ('cmd = "serve" --port 80',
          "Expected newline or end of document after a statement; write one key = value a "
          "line, with text in quotes"),
+        ('cmd = "sh -c "echo hi""',
+         "Expected newline or end of document after a statement; a \" inside \"...\" ends the "
+         "text: write it in single quotes ('sh -c \"echo hi\"'), or the inner quotes as \\\""),
         ('cmd = "a"\ncmd = "b"', "Cannot overwrite a value; a key may be given once in its "
          "table"),
         ('cmd = "a"\n[procs.web]\ncmd = "b"', "[procs.web] is declared twice; a table may be "
@@ -155,8 +158,8 @@ class TestFileErrors:
         ('cmd = "a"\nafter = ["b" "c"]', "Unclosed array; an array's items are separated by "
          'commas, and it ends with ]: ["a", "b"]'),
     ], ids=["bare-text", "capital-bool", "backslash-in-double-quotes", "unclosed-string",
-            "two-values", "twice", "table-twice", "quoted-table-twice", "leading-zero",
-            "inline-table-comma", "inline-table-lines", "array-comma"])
+            "two-values", "quotes-in-quotes", "twice", "table-twice", "quoted-table-twice",
+            "leading-zero", "inline-table-comma", "inline-table-lines", "array-comma"])
     def test_toml_slips_come_with_what_to_write(self, tmp_path: Path, line: str,
                                                 message: str) -> None:
         """tomllib names a slip by its effect; the commonest get what to write instead."""

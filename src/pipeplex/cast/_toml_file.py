@@ -185,6 +185,9 @@ def _toml_hint(message: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
         if value[:1].isdigit() or value[:2] in ("-0", "+0", "-1", "+1"):
             return ("; a number is written 5, 0.5 or 1_000 (no leading zero, digits after "
                     "its point, an underscore only between digits)")
+        if value.startswith('"') and value.count('"') > 2:  # cmd = "sh -c "echo hi""
+            return ("; a \" inside \"...\" ends the text: write it in single quotes "
+                    "('sh -c \"echo hi\"'), or the inner quotes as \\\"")
         return "; write one key = value a line, with text in quotes"
     if message == "Invalid initial character for a key part" and _in_inline_table(text, exc):
         return ("; an inline table { A = \"1\", B = \"2\" } stays on one line, with no comma "
