@@ -193,6 +193,13 @@ def test_exit_status_is_the_first_failure(run_dir: Path) -> None:
     result = run("run", "-p", "boom=sh -c 'kill -USR1 $$'", "--run-dir", run_dir)
     assert result.returncode == 128 + signal.SIGUSR1
     assert "boom * killed by SIGUSR1" in result.stdout
+    # 2 is also pipeplex's own status for a mistake in its command or cast file: a member's
+    # is said to be the member's, where a script reading the status looks last.
+    result = run("run", "-p", "args=sh -c 'exit 2'", "--run-dir", run_dir)
+    assert result.returncode == 2
+    assert result.stdout.endswith(
+        "pipeplex * exit status 2: args exited with code 2 (its own code; pipeplex's 2 for a "
+        "mistake in its command line or cast file comes before anything starts)\n")
 
 
 def test_a_chain_a_thousand_deep_whose_end_fails_is_told_in_short(run_dir: Path,

@@ -41,7 +41,7 @@ from .._stdout import StdoutRefused, printing
 __all__ = ("main",)
 
 REQUEST_FAILED = 1
-USAGE_ERROR = 2
+USAGE_ERROR = 2  # (said so of a member's 2: engine/_outcomes.py)
 NO_RUN = 4
 INTERRUPTED = 130
 

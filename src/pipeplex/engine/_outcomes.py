@@ -23,6 +23,8 @@ from .verdict import Failure
 __all__ = ("STOPPED_FIRST", "Outcomes")
 
 STOPPED_FIRST = "the cast began to stop before its turn"
+USAGE_ERROR = 2
+"""pipeplex's own exit status for a mistake in its command line or cast file (the cli's)."""
 MAX_LINKS = 4
 """Links of a chain of members waiting for one another that a summary tells one by one."""
 
@@ -248,6 +250,11 @@ class Outcomes:
                 # left held its output).
                 yield Note(f"exit status {first.status}: {said}, first (before "
                            f"{stopped_because}, whose end stopped the cast)")
+        elif first.status == USAGE_ERROR:
+            # The status pipeplex itself gives a usage or cast-file mistake: a script that
+            # reads it must be able to tell the two.
+            yield Note(f"exit status {first.status}: {said} (its own code; pipeplex's 2 for a "
+                       "mistake in its command line or cast file comes before anything starts)")
 
     def _never_started(self, member: Process) -> str:
         name = member.name
