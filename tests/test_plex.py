@@ -1127,6 +1127,26 @@ def test_sends_to_a_member_that_answers_nothing_keep_no_pile_of_records() -> Non
         assert "sink > line 4999" in plex.transcript()
 
 
+def test_an_eof_sent_while_a_repl_on_a_full_terminal_is_busy_still_ends_it(
+        tmp_path: Path) -> None:
+    """close_stdin() sends the terminal's ^D. Sent while a readline REPL ran a command (its
+    terminal back in line mode meanwhile), the ^D waited there, and the kernel dropped it
+    as readline took the terminal raw for the next prompt: the REPL ran on, unreachable.
+    It goes again once the terminal has left line mode."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    with Plex(timeout=LONG) as plex:
+        py = plex.spawn("py", [PY, "-q", "-i"], pty=True)
+        py.expect(r">>> $")
+        py.sendline(f"import os; print('busy', flush=True); os.read(os.open({str(gate)!r}, "
+                    "os.O_RDONLY), 1)")
+        py.expect(r"^busy\r?$")  # (it waits on the gate, its terminal in line mode)
+        py.close_stdin()
+        with open(gate, "wb") as opened:  # (the command ends: readline's next prompt)
+            opened.write(b"x")
+        assert py.wait(timeout=10) == 0
+
+
 def test_a_line_too_long_for_a_full_terminal_is_said() -> None:
     """A full terminal in line mode hands a program at most 4095 bytes of a line and drops
     the rest without a word: pipeplex says so."""

@@ -135,6 +135,9 @@ class OutputReaders:
         self.held_output_end: asyncio.Future[None] | None = None
         """Made when the run's output is found held open so (see :meth:`_drain_expired`):
         done once it no longer is (its EOF, or not read any more)."""
+        self.after_output: Callable[[], None] | None = None
+        """Called after each read of output while set, for the run (see
+        ``Stdin._eof_maybe_lost``)."""
 
     # A run's start ----------------------------------------------------------------------
 
@@ -152,6 +155,7 @@ class OutputReaders:
         }
         self.prompt = None
         self._answered.clear()
+        self.after_output = None
 
     def start_reading(self) -> None:
         """Read the new run's output, unless a sink holds the bus back."""
@@ -230,6 +234,8 @@ class OutputReaders:
         if framer.pending and stream not in self._timers:
             assert self.loop is not None
             self._timers[stream] = self.loop.call_later(QUIET, self._quiet, stream)
+        if self.after_output is not None:
+            self.after_output()
         return True
 
     def _quiet(self, stream: Stream) -> None:

@@ -268,6 +268,8 @@ class Stdin:
             return
         if self.is_pty:
             self.send(b"\x04", record=False)  # (its record is the end's, just below)
+            if self._in_line_mode():
+                self._output.after_output = self._eof_maybe_lost
             self._close_after_drain = True
             self._bus.publish(InputSent(self._process.name, b"", eof=True))
             return
@@ -275,6 +277,29 @@ class Stdin:
         self._bus.publish(InputSent(self._process.name, b"", eof=True))
         if not self._pending_input:
             self.drop()
+
+    def _in_line_mode(self) -> bool:
+        """Whether the full terminal is in line mode (canonical) now."""
+        terminal = self._terminal.master()
+        try:
+            return terminal is not None and bool(termios.tcgetattr(terminal)[3]
+                                                 & termios.ICANON)
+        except termios.error:
+            return False
+
+    def _eof_maybe_lost(self) -> None:
+        """The ^D of a close, typed while the terminal was in line mode, waits there for a
+        read; a REPL busy with a command (readline gives the terminal back its line mode
+        meanwhile) takes it out of line mode before it reads again, and the kernel drops
+        the ^D then: the REPL would never end. Looked at as it writes (its prompt comes
+        once its terminal is raw): then the ^D goes again, as a person would type it."""
+        if self._in_line_mode():
+            return
+        self._output.after_output = None
+        if self._process.returncode is None:
+            with self.lock:
+                if self.fd is not None and not self._pending_input:
+                    self._write(b"\x04")
 
     def tell_dropped(self) -> None:
         """Tell in one note the bytes dropped since the first dropped send's own note."""
