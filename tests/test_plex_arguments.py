@@ -370,3 +370,14 @@ def test_before_holds_the_unread_output_after_an_expect_that_raised() -> None:
             assert (sh.before, sh.after, sh.match) == ("one\n", "", None)
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ("TERM=dumb", "env is a mapping of names to values"),
+    ({"TERM": 1}, "env maps names to values, both str: not 'TERM': 1"),
+    ({"": "x"}, "env has an empty variable name"),
+    ({"PIPEPLEX_NAME": "x"}, "env sets PIPEPLEX_NAME, which pipeplex sets itself"),
+])
+def test_a_plex_env_that_no_environment_can_hold_is_refused(env: object, said: str) -> None:
+    with pytest.raises(pipeplex.ArgumentError, match=re.escape(said)):
+        Plex(env=env)  # type: ignore[arg-type]

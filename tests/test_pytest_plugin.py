@@ -34,6 +34,30 @@ def test_the_fixture_runs_members_and_stops_them(pytester: pytest.Pytester) -> N
     result.assert_outcomes(passed=1)
 
 
+def test_the_fixtures_members_get_the_environment_of_test_mode(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TERM=dumb and NO_COLOR=1, as pipeplex test gives: under the developer's xterm, ls
+    coloured and readline drew, and a test passed or failed by the shell it ran from. A
+    member's own env wins; a plex made in the test keeps the caller's TERM."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    pytester.makepyfile("""
+        from pipeplex import Plex
+
+        SHOW = "sh -c 'echo $TERM/${NO_COLOR:-colour}'"
+
+        def test_env(plex):
+            plex.spawn("a", SHOW).expect("^dumb/1$")
+            plex.spawn("b", SHOW, env={"TERM": "vt100"}).expect("^vt100/1$")
+            with Plex() as own:
+                own.spawn("c", SHOW).expect("^xterm-256color/colour$")
+            with Plex(env={"NO_COLOR": "yes"}) as own:
+                own.spawn("d", SHOW).expect("^xterm-256color/yes$")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
 def test_a_failing_test_shows_the_transcript(pytester: pytest.Pytester) -> None:
     """The merged transcript is attached to the report of a failed test."""
     pytester.makepyfile("""

@@ -59,7 +59,7 @@ from ._pytest_scenarios import pytest_collect_file
 from ._pytest_transcripts import keep, keep_folder, shown_tail, transcript_file_name
 from ._seconds import SECONDS_SAID, is_seconds, seconds_meant
 from ._signals import describe_returncode
-from .cast.spec import DEFAULT_GRACE
+from .cast.spec import DEFAULT_GRACE, TEST_ENVIRONMENT
 from .errors import PipeplexError
 from .plex.async_plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
 from .plex.left_open import close_left_open, has_closed
@@ -282,7 +282,9 @@ def plex(request: pytest.FixtureRequest) -> Iterator[Plex]:
 
 def _plex_for(item: pytest.Item, settings: _Settings) -> Iterator[Plex]:
     """The plex fixture's plex for the test ``item``, and what its end leaves to report."""
-    with Plex(timeout=settings.timeout, grace=settings.grace) as cast:
+    # Its members get the environment pipeplex test gives (TERM=dumb, NO_COLOR=1): a
+    # test must not pass or fail by the TERM of the shell that ran it.
+    with Plex(timeout=settings.timeout, grace=settings.grace, env=TEST_ENVIRONMENT) as cast:
         item.stash[_PLEX_KEY] = cast
         yield cast
         if not item.stash.get(_QUIET_KEY, False):

@@ -33,6 +33,7 @@ __all__ = (
     "DEFAULT_READY_CMD_TIMEOUT",
     "HELPERS",
     "NAME_RE",
+    "TEST_ENVIRONMENT",
     "CastSpec",
     "HelperKey",
     "OnExit",
@@ -60,6 +61,13 @@ OnExit = Literal["stop", "ignore", "restart"]
 StderrMode = Literal["apart", "stdout"]
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+TEST_ENVIRONMENT = {"NO_COLOR": "1", "TERM": "dumb"}
+"""What members get in test mode, and in the pytest plugin's ``plex`` fixture (a member's
+own ``env`` still wins): a test must read the same on a developer's terminal as in CI, where
+``TERM`` is often unset. Under ``xterm``, ``ls`` and ``grep --color=auto`` colour, and
+readline (sqlite3, bash) wraps each line in bracketed-paste sequences."""
+
 RESERVED_NAMES = {
     "all": "it addresses every member",
     "pipeplex": "pipeplex's own lines go under it",

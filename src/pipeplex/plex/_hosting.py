@@ -36,8 +36,11 @@ class EngineHost:
     the plex, whose calls reach the engine and its matcher through :attr:`engine` and
     :attr:`matcher` while it runs."""
 
-    def __init__(self, *, grace: float, transcript: str | None, run_dir: str | None) -> None:
+    def __init__(self, *, grace: float, transcript: str | None, run_dir: str | None,
+                 env: dict[str, str]) -> None:
         self.grace = grace
+        self._env = env
+        """What every member's environment gets (a member's own ``env`` wins)."""
         self._transcript_path = transcript
         self._run_dir = run_dir
         self.bus = Bus()
@@ -104,7 +107,8 @@ class EngineHost:
             on_lost=lambda text: self.bus.publish(Note(text, level="warning")))
         engine = self._engine = Engine(
             CastSpec(()), self.bus, grace=self.grace, guardian=self._guardian,
-            stdin_grace=EOF_GRACE, env_overrides={"PIPEPLEX_RUN_ID": self._guardian.token})
+            stdin_grace=EOF_GRACE,
+            env_overrides={**self._env, "PIPEPLEX_RUN_ID": self._guardian.token})
         self._matcher = Matcher.of(engine, threads=self._threads)
         try:
             if self._transcript_path is not None:

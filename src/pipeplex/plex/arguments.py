@@ -7,7 +7,7 @@ import math
 import os
 import re
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._seconds import SECONDS_SAID, is_seconds
@@ -25,6 +25,7 @@ __all__ = (
     "call_timeout",
     "check_stream",
     "control_byte",
+    "environment_of",
     "exact_patterns",
     "path_of",
     "patterns_of",
@@ -39,6 +40,27 @@ PtyOption = Literal["stdout"] | bool
 Patterns = Sequence[Pattern]
 """A list (or tuple) of patterns, of which :data:`EOF` and :data:`TIMEOUT` may be two."""
 _SIGNALS = frozenset(s.value for s in signal.Signals)
+
+
+def environment_of(env: object) -> dict[str, str]:
+    """A plex's ``env``: what every member's environment gets.
+
+    Raises:
+        ArgumentError: not a mapping of str to str, or one no environment can hold.
+    """
+    from ..cast._member_fields import env_problem
+
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise ArgumentError(f"env is a mapping of names to values, as {{'TERM': 'dumb'}}, "
+                            f"not {env!r}")
+    for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ArgumentError(f"env maps names to values, both str: not {key!r}: {value!r}")
+        if (problem := env_problem(key, value)) is not None:
+            raise ArgumentError(f"env {problem}")
+    return dict(env)
 
 
 def signal_number(sig: int | str) -> int:

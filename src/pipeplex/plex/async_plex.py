@@ -45,6 +45,7 @@ from .arguments import (
     Patterns,
     PtyOption,
     call_timeout,
+    environment_of,
     path_of,
     patterns_of,
     positive_seconds,
@@ -89,18 +90,23 @@ class AsyncPlex(EngineHost):
         grace: float = DEFAULT_GRACE,
         pty: PtyOption = "stdout",
         timeout: float = DEFAULT_TIMEOUT,
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        """Raises:
+        """``env``: names and values every member's environment gets (a member's own
+        ``env`` wins).
+
+        Raises:
             ValueError: a timeout or grace that is not a positive number of seconds, a
-                ``pty`` that is not one of the three modes, or a ``run_dir`` or
-                ``transcript`` that is not a path.
+                ``pty`` that is not one of the three modes, a ``run_dir`` or
+                ``transcript`` that is not a path, or an ``env`` that no environment can
+                hold.
         """
         self.timeout = positive_seconds(timeout, "timeout", none_ok=False) or DEFAULT_TIMEOUT
         grace = positive_seconds(grace, "grace", none_ok=False) or DEFAULT_GRACE
         pty_mode(pty)
         self.pty = pty
         super().__init__(grace=grace, transcript=path_of(transcript, "transcript"),
-                         run_dir=path_of(run_dir, "run_dir"))
+                         run_dir=path_of(run_dir, "run_dir"), env=environment_of(env))
         self._merged = MergedTranscript(Renderer([], sanitize=False))
         self.bus.subscribe(self._merged, (*SHOWN, InputSent))
         self._members: Members[AsyncMember] = Members()

@@ -72,9 +72,10 @@ class Plex:
         grace: float = DEFAULT_GRACE,
         pty: PtyOption = "stdout",
         timeout: float = DEFAULT_TIMEOUT,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self._async = AsyncPlex(run_dir=run_dir, transcript=transcript, grace=grace, pty=pty,
-                                timeout=timeout)
+                                timeout=timeout, env=env)
         self._async._threads = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -24,6 +24,7 @@ from .._events import SHOWN, Event, InputSent, Note
 from .._file_kind import file_kind
 from .._printable import quoted
 from .._signals import parse_signal
+from ..cast.spec import TEST_ENVIRONMENT
 from ..engine.engine import DEFAULT_GRACE, Engine
 from ..engine.stopping import EOF_GRACE
 from ..engine.verdict import Failure
@@ -39,13 +40,8 @@ from ..report.transcript import LogDirSink, TranscriptSink
 from .model import Scenario
 from .run import StepResult, run_steps
 
-__all__ = ("TEST_ENVIRONMENT", "ScenarioOutcome", "run_scenario")
+__all__ = ("ScenarioOutcome", "run_scenario")
 
-TEST_ENVIRONMENT = {"NO_COLOR": "1", "TERM": "dumb"}
-"""What members get in test mode (a cast's own ``env`` still wins): a test must read the same
-on a developer's terminal as in CI, where ``TERM`` is often unset. Under ``xterm``, ``ls`` and
-``grep --color=auto`` colour, and readline (sqlite3, bash) wraps each line in bracketed-paste
-sequences."""
 
 
 @dataclass
