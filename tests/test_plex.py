@@ -1147,6 +1147,21 @@ def test_an_eof_sent_while_a_repl_on_a_full_terminal_is_busy_still_ends_it(
         assert py.wait(timeout=10) == 0
 
 
+def test_the_waits_on_a_members_output_are_counted_while_they_wait() -> None:
+    """Its prompts are cut sooner while an expectation waits (see QUIET_AWAITED): the count
+    comes back to nothing however a wait ends, found, timed out or at an exit."""
+    with Plex(timeout=LONG) as plex:
+        cat = plex.spawn("cat", "cat")
+        cat.sendline("hi")
+        cat.expect("^hi$")
+        with pytest.raises(pipeplex.ExpectTimeout):
+            cat.expect("never", timeout=0.05)
+        assert cat.expect(["never", TIMEOUT], timeout=0.05) == 1
+        cat.close_stdin()
+        assert cat.expect(EOF) == 0
+        assert plex.bus.awaited == {}
+
+
 def test_a_line_too_long_for_a_full_terminal_is_said() -> None:
     """A full terminal in line mode hands a program at most 4095 bytes of a line and drops
     the rest without a word: pipeplex says so."""

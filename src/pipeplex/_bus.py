@@ -9,6 +9,7 @@ broken consumer never stops the draining of children.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -42,6 +43,20 @@ class Bus:
         self._delivering = False
         self._from_threads: deque[Event] = deque()
         """Events from other threads, delivered before the loop's next event."""
+        self.awaited: dict[str, int] = {}
+        """Members whose output an expectation waits for now, and how many wait: their
+        unfinished lines (prompts) are handed over sooner (see ``OutputReaders``)."""
+        self._awaiting = threading.Lock()  # (the synchronous API's waits come from threads)
+
+    def awaiting(self, names: Iterable[str], more: int) -> None:
+        """Count ``more`` expectations (-1: one less) waiting on each of ``names``."""
+        with self._awaiting:
+            for name in names:
+                left = self.awaited.get(name, 0) + more
+                if left > 0:
+                    self.awaited[name] = left
+                else:
+                    self.awaited.pop(name, None)
 
     def subscribe(self, sink: Sink, kinds: Iterable[type] | None = None) -> Callable[[], None]:
         """Add a sink for the events of ``kinds`` (default: all); returns a function that

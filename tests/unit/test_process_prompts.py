@@ -156,3 +156,32 @@ def test_a_prompt_ending_in_what_looks_like_a_cut_character_is_shown_in_time() -
     seen = _driven("printf 'employ\\351'; read answer; echo \"got $answer\"",
                    [("wait", b"employ\xe9"), ("send", b"x\n"), ("wait", b"got x")])
     assert b"".join(e.data for e in seen) == b"employ\xe9got x\n", seen
+
+
+def test_a_prompt_waited_for_is_cut_sooner() -> None:
+    """An unfinished line is cut once the member has been quiet for QUIET (0.1 s): while an
+    expectation waits on the member, QUIET_AWAITED, so that a REPL's round trip, which
+    waits for its prompt, does not cost 0.1 s each. (The cut as scheduled, not as timed.)"""
+    from pipeplex.participants._output import QUIET, QUIET_AWAITED
+
+    async def scheduled(awaited: bool) -> float:
+        bus = Bus()
+        member = Process(ProcSpec("m", ("sh", "-c", "read go; printf '> '; read a"),
+                                  pty="pipes"), bus, on_crash=lambda exc: None)
+        prompt: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        bus.subscribe(lambda e: prompt.done() or prompt.set_result(None), [Output])
+        await member.start()
+        loop = asyncio.get_running_loop()
+        delays: list[float] = []
+        output = member.output
+        output.after_output = lambda: delays.append(output._timers["stdout"].when() - loop.time())
+        if awaited:
+            bus.awaiting(["m"], 1)
+        member.send(b"go\n")
+        await asyncio.wait_for(prompt, DEADLINE)
+        member.close_input()
+        await asyncio.wait_for(member.wait_exited(), DEADLINE)
+        return delays[0]
+
+    assert 0 < asyncio.run(scheduled(True)) <= QUIET_AWAITED
+    assert QUIET_AWAITED < asyncio.run(scheduled(False)) <= QUIET

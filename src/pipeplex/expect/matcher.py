@@ -268,9 +268,11 @@ class Matcher(MatcherSink):
                 timer = self._deadlines.add(deadline, wakeup) if bounded else None
                 for member in members:
                     member.waiters.add(wakeup)
+                self._bus.awaiting(patterns_by_name, 1)
                 try:
                     await wakeup
                 finally:
+                    self._bus.awaiting(patterns_by_name, -1)
                     if timer is not None:
                         timer.cancel()
                     for member in members:
@@ -340,6 +342,7 @@ class Matcher(MatcherSink):
                 _refuse_second(name, stream)
             buffer.waited_on = True
         waiters.add(wakeup)
+        self._bus.awaiting((name,), 1)
         try:
             while True:
                 wakeup.clear()
@@ -359,6 +362,7 @@ class Matcher(MatcherSink):
                 # inf (no deadline), or longer than a lock can wait (292 years): no limit.
                 wakeup.wait(remaining if remaining < _MAX_WAIT else None)
         finally:
+            self._bus.awaiting((name,), -1)
             waiters.discard(wakeup)
             buffer.waited_on = False
 

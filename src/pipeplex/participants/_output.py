@@ -36,6 +36,10 @@ FLOOD_READ_SIZE = 256 * 1024
 flood, where the mmap is shared by a quarter of a megabyte."""
 QUIET = 0.1
 """Seconds an unfinished line (a prompt) waits for its end before it is shown anyway."""
+QUIET_AWAITED = 0.01
+"""The same while an expectation waits on the member: a REPL's prompt is what it waits for,
+and each round trip cost 0.1 s (pexpect sees a prompt at once). Long enough for the pieces
+one ``print`` writes, one system call each, to join as they come."""
 MAX_PARTIAL_AGE = 0.5
 """An unfinished line that keeps growing slowly is shown at least this often."""
 DRAIN_GRACE = 2.0
@@ -233,10 +237,14 @@ class OutputReaders:
         framer.feed(data)
         if framer.pending and stream not in self._timers:
             assert self.loop is not None
-            self._timers[stream] = self.loop.call_later(QUIET, self._quiet, stream)
+            self._timers[stream] = self.loop.call_later(self._quiet_time(), self._quiet,
+                                                        stream)
         if self.after_output is not None:
             self.after_output()
         return True
+
+    def _quiet_time(self) -> float:
+        return QUIET_AWAITED if self._process.name in self._bus.awaited else QUIET
 
     def _quiet(self, stream: Stream) -> None:
         del self._timers[stream]
@@ -249,12 +257,14 @@ class OutputReaders:
         if self._paused or (fd is not None and self._read(fd, stream)):
             if framer.pending and stream not in self._timers:
                 assert self.loop is not None
-                self._timers[stream] = self.loop.call_later(QUIET, self._quiet, stream)
+                self._timers[stream] = self.loop.call_later(self._quiet_time(), self._quiet,
+                                                            stream)
             return
         now = time.monotonic()
-        if now - framer.last_data < QUIET and now - framer.tail_since < MAX_PARTIAL_AGE:
+        quiet = self._quiet_time()
+        if now - framer.last_data < quiet and now - framer.tail_since < MAX_PARTIAL_AGE:
             assert self.loop is not None
-            delay = framer.last_data + QUIET - now
+            delay = framer.last_data + quiet - now
             self._timers[stream] = self.loop.call_later(delay, self._quiet, stream)
             return
         if (framer.shown_at is not None and now - framer.shown_at < MAX_PARTIAL_AGE
