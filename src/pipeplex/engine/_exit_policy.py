@@ -76,7 +76,7 @@ class ExitPolicy(CastPart):
             seat.failed_end = True  # (its end is a failure now: another run is to come)
             return await self._restart(member, exc.status, "could not be started again",
                                        True, attempt, cannot_start=exc.reason)
-        self._outcomes.why_failed[member.name] = "which could not be started"
+        self._outcomes.failed(member.name, "which could not be started")
         self._outcomes.cannot_start[member.name] = exc.reason
         if seat.added:
             self._state.fail_start(member.name, exc)
@@ -107,7 +107,7 @@ class ExitPolicy(CastPart):
                                        starts_others=starts_others)
         restart = unready.timed_out and restarts and member.returncode is None
         if not restart:  # (a run restarted is not why its dependents did not start)
-            self._outcomes.why_failed[member.name] = why or "which did not become ready"
+            self._outcomes.failed(member.name, why or "which did not become ready")
         recent = self._recent.describe(member.name)
         # (Said under its name, which the note need not repeat.)
         own = self._recent.describe(member.name, own=True)
@@ -282,9 +282,9 @@ class ExitPolicy(CastPart):
         reason = f"{member.name} {how}{before} {tried}; giving up{stopping}{more}"
         recent = self._recent.describe(member.name)
         self._bus.publish(Note(reason if ready_in_run else f"{reason}\n{recent}", level="error"))
-        self._outcomes.why_failed[member.name] = (
-            f"which gave up after {attempt} restart{'s' if attempt != 1 else ''}{in_a_row}"
-            if attempt else "which gave up (max_restarts = 0)")
+        gave_up = (f"gave up after {attempt} restart{'s' if attempt != 1 else ''}{in_a_row}"
+                   if attempt else "gave up (max_restarts = 0)")
+        self._outcomes.failed(member.name, f"which {gave_up}", gave_up=gave_up)
         if alone:
             self._state.fail_start(member.name, NotReady(member.name, reason, recent))
             await self._stopper.stop(member)  # what it left in its group

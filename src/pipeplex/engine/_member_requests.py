@@ -154,9 +154,8 @@ class MemberRequests(CastPart):
             how = f" ({name} {describe_returncode(code)})" if code is not None else ""
             said = f"{name} did not get ready again{how}"
             if self._state.stopping and self._state.stopped_by == name:  # (its end stops the cast)
-                gave_up = self._outcomes.why_failed.get(name, "")
-                said += (f"; it {gave_up.removeprefix('which ')}" if "gave up" in gave_up
-                         else "") + ": the cast stops"
+                gave_up = self._outcomes.gave_up.get(name)
+                said += (f"; it {gave_up}" if gave_up else "") + ": the cast stops"
             elif self._state.stopping and self._state.stop_cause:
                 said += f" (the cast was stopping: {self._state.stop_cause})"
         return f"{said}\n{self._recent.describe(name)}"

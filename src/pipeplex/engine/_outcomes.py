@@ -46,7 +46,11 @@ class Outcomes:
         """Per member waiting to start, every member it still waits for (that one first)."""
         self.why_failed: dict[str, str] = {}
         """Per member that could not start, get ready or go on, the reason as the summary of
-        a member that waited for it gives it: "which gave up after 5 restarts"."""
+        a member that waited for it gives it: "which gave up after 5 restarts" (set by
+        :meth:`failed`)."""
+        self.gave_up: dict[str, str] = {}
+        """Per member whose restart policy gave up on it, how: "gave up after 5 restarts"
+        (while that is its :attr:`why_failed`)."""
         self.ended_for_good: dict[str, str] = {}
         """Per member that held others back until it runs again (it ended for good, or was
         itself held back), the reason as their summaries give it; gone once it starts."""
@@ -67,9 +71,18 @@ class Outcomes:
             if dep == name and waiter != name and self._members[waiter].pid is None:
                 self._settled[waiter] = f"waited for {name}, {self.why_not_ready(name)}"
                 del self.waiting_for[waiter]
-        for table in (self.waiting_for, self.waiting_among, self.why_failed,
+        for table in (self.waiting_for, self.waiting_among, self.why_failed, self.gave_up,
                       self.ended_for_good, self.cannot_start, self._settled):
             table.pop(name, None)
+
+    def failed(self, name: str, why: str, *, gave_up: str | None = None) -> None:
+        """``name`` could not start, get ready or go on: ``why``, as a clause ("which ...");
+        ``gave_up``: how its restart policy gave up on it, if that is why."""
+        self.why_failed[name] = why
+        if gave_up is None:
+            self.gave_up.pop(name, None)
+        else:
+            self.gave_up[name] = gave_up
 
     def why_not_ready(self, name: str, seen: frozenset[str] = frozenset()) -> str:
         """Why member ``name``, which others waited for, never got ready, as a clause:

@@ -271,8 +271,7 @@ class Engine:
     def gave_up(self, name: str) -> str | None:
         """How ``name``'s restart policy gave up on it ("gave up after 2 restarts"); None
         if it did not."""
-        why = self.outcomes.why_failed.get(name, "")
-        return why.removeprefix("which ") if why.startswith("which gave up") else None
+        return self.outcomes.gave_up.get(name)
 
     def never_started_for(self, name: str) -> str | None:
         """Why ``name`` has not started and will not without a start step (see
