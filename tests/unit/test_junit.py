@@ -43,6 +43,12 @@ def test_one_testsuite_per_suite_in_first_seen_order(report: ET.Element) -> None
     assert [s.get("name") for s in report.findall("testsuite")] == ["chat.toml", "boot.toml"]
 
 
+def test_the_root_carries_the_totals(report: ET.Element) -> None:
+    """As JUnit's schema allows on <testsuites>: some CI tools read only the root's."""
+    assert dict(report.attrib) == {"name": "pipeplex test", "tests": "3", "failures": "1",
+                                   "errors": "1", "time": "3.750"}
+
+
 @pytest.mark.parametrize(
     ("index", "counts"),
     [
