@@ -12,6 +12,11 @@ Each tool runs in its own Python process, in turn, several times:
 
 Reports round trips per second, p50 and p99 in microseconds (medians over repetitions), and
 the ratio to pexpect. pexpect comes from the peers' folder (``bench/peers.py``).
+
+A second table drives a REPL (``python3 -q -i`` on a full terminal, as pexpect's is): each
+round trip sends a line, then waits for its answer and for the next prompt, an unfinished
+line that pexpect searches as it comes and pipeplex once the REPL has been quiet after it
+(0.01 s while an expectation waits).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from peers import locate  # noqa: E402  (bench scripts run from the repository root)
+from peers import Peers, locate  # noqa: E402  (bench scripts run from the repository root)
 
 PEXPECT = r"""
 import json, sys, time, pexpect
@@ -54,6 +59,40 @@ with Plex() as plex:
         t = time.perf_counter()
         cat.sendline(f"x{i}")
         cat.expect(f"x{i}\n")
+        times.append(time.perf_counter() - t)
+print(json.dumps(times))
+"""
+
+PEXPECT_REPL = r"""
+import json, sys, time, pexpect
+trips = int(sys.argv[1])
+child = pexpect.spawn(sys.argv[2], ["-q", "-i"], encoding="utf-8",
+                      env={"TERM": "dumb", "PYTHON_BASIC_REPL": "1"})
+child.delaybeforesend = None
+child.expect(">>> ")
+times = []
+for i in range(trips):
+    t = time.perf_counter()
+    child.sendline(f"print({i} * 2)")
+    child.expect(f"\r\n{i * 2}\r\n>>> ")
+    times.append(time.perf_counter() - t)
+child.close(force=True)
+print(json.dumps(times))
+"""
+
+PIPEPLEX_REPL = r"""
+import json, sys, time
+from pipeplex import Plex
+trips = int(sys.argv[1])
+with Plex(env={"TERM": "dumb", "PYTHON_BASIC_REPL": "1"}) as plex:
+    py = plex.spawn("py", [sys.argv[2], "-q", "-i"], pty=True)
+    py.expect(r">>> $")
+    times = []
+    for i in range(trips):
+        t = time.perf_counter()
+        py.sendline(f"print({i} * 2)")
+        py.expect(f"^{i * 2}$")
+        py.expect(r"^>>> $")
         times.append(time.perf_counter() - t)
 print(json.dumps(times))
 """
@@ -136,7 +175,37 @@ def main(argv: list[str] | None = None) -> int:
               f"{statistics.median(v[2] for v in values):.0f} | {ratio} |")
     if "pexpect" not in rows:
         print(f"\npexpect is not installed ({peers.missing.get('pexpect')}): run bench/peers.py")
+    _repl(args, peers)
     return 0
+
+
+def _repl(args: argparse.Namespace, peers: Peers) -> None:
+    """The second table: round trips to a REPL, a prompt each (see the module's text)."""
+    trips = max(args.trips // 25, 20)
+    python = sys.executable
+    rows: dict[str, list[list[float]]] = {}
+    for rep in range(args.repeat):
+        tools = ["pexpect", "pipeplex sync"]
+        for tool in tools[rep % 2:] + tools[: rep % 2]:
+            if tool == "pexpect":
+                if not (peers.pexpect and peers.python):
+                    continue
+                times = _run(peers.python, PEXPECT_REPL, str(trips), python)
+            else:
+                times = _run(python, PIPEPLEX_REPL, str(trips), python)
+            assert isinstance(times, list)
+            rows.setdefault(tool, []).append(times)
+    rates = {tool: statistics.median(len(t) / sum(t) for t in runs) for tool, runs in rows.items()}
+    base = rates.get("pexpect")
+    print(f"\nRound trips against {Path(python).name} -q -i, a prompt each ({trips} per run, "
+          f"median of {args.repeat}):\n")
+    print("| tool | round trips/s | p50 us | p99 us | x pexpect |")
+    print("|:--|--:|--:|--:|--:|")
+    for tool, runs in rows.items():
+        ratio = f"{rates[tool] / base:.2f}" if base else "-"
+        print(f"| {tool} (REPL) | {rates[tool]:,.0f} | "
+              f"{statistics.median(_pct(t, 0.5) for t in runs):.0f} | "
+              f"{statistics.median(_pct(t, 0.99) for t in runs):.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -223,7 +223,13 @@ def _api_roundtrip(quick: bool) -> str:
         return ""
     for line in done.stdout.splitlines():
         log("  " + line)
-    return "\n".join(line for line in done.stdout.splitlines() if line.startswith("|"))
+    tables: list[str] = []
+    for line in done.stdout.splitlines():
+        if line.startswith("| tool") and tables:
+            tables.append("")  # (the REPL's table after the one against cat)
+        if line.startswith("|"):
+            tables.append(line)
+    return "\n".join(tables)
 
 
 # The page ---------------------------------------------------------------------------------

@@ -159,17 +159,18 @@ def test_a_prompt_ending_in_what_looks_like_a_cut_character_is_shown_in_time() -
 
 
 def test_a_prompt_waited_for_is_cut_sooner() -> None:
-    """An unfinished line is cut once the member has been quiet for QUIET (0.1 s): while an
-    expectation waits on the member, QUIET_AWAITED, so that a REPL's round trip, which
+    """An unfinished line is cut once the member has been quiet for QUIET (0.1 s). While an
+    expectation waits on the member, a prompt (a prompt's mark and a space) is cut at once,
+    and another unfinished line after QUIET_AWAITED, so that a REPL's round trip, which
     waits for its prompt, does not cost 0.1 s each. (The cut as scheduled, not as timed.)"""
     from pipeplex.participants._output import QUIET, QUIET_AWAITED
 
-    async def scheduled(awaited: bool) -> float:
+    async def scheduled(written: str, awaited: bool) -> float:
         bus = Bus()
-        member = Process(ProcSpec("m", ("sh", "-c", "read go; printf '> '; read a"),
+        member = Process(ProcSpec("m", ("sh", "-c", f"read go; printf '{written}'; read a"),
                                   pty="pipes"), bus, on_crash=lambda exc: None)
-        prompt: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        bus.subscribe(lambda e: prompt.done() or prompt.set_result(None), [Output])
+        cut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        bus.subscribe(lambda e: cut.done() or cut.set_result(None), [Output])
         await member.start()
         loop = asyncio.get_running_loop()
         delays: list[float] = []
@@ -178,10 +179,11 @@ def test_a_prompt_waited_for_is_cut_sooner() -> None:
         if awaited:
             bus.awaiting(["m"], 1)
         member.send(b"go\n")
-        await asyncio.wait_for(prompt, DEADLINE)
+        await asyncio.wait_for(cut, DEADLINE)
         member.close_input()
         await asyncio.wait_for(member.wait_exited(), DEADLINE)
         return delays[0]
 
-    assert 0 < asyncio.run(scheduled(True)) <= QUIET_AWAITED
-    assert QUIET_AWAITED < asyncio.run(scheduled(False)) <= QUIET
+    assert asyncio.run(scheduled("> ", True)) <= 0
+    assert 0 < asyncio.run(scheduled("Loading", True)) <= QUIET_AWAITED
+    assert QUIET_AWAITED < asyncio.run(scheduled("> ", False)) <= QUIET

@@ -48,6 +48,11 @@ class LineFramer:
         """True while an unfinished line waits for its end."""
         return bool(self._tail)
 
+    @property
+    def tail(self) -> bytes:
+        """The unfinished line that waits for its end."""
+        return self._tail
+
     def feed(self, data: bytes) -> None:
         now = time.monotonic()
         self.last_data = now

@@ -39,7 +39,8 @@ QUIET = 0.1
 QUIET_AWAITED = 0.01
 """The same while an expectation waits on the member: a REPL's prompt is what it waits for,
 and each round trip cost 0.1 s (pexpect sees a prompt at once). Long enough for the pieces
-one ``print`` writes, one system call each, to join as they come."""
+one ``print`` writes, one system call each, to join as they come. One that ends as a prompt
+does (:data:`_PROMPT_MARK`) is handed over at once."""
 MAX_PARTIAL_AGE = 0.5
 """An unfinished line that keeps growing slowly is shown at least this often."""
 DRAIN_GRACE = 2.0
@@ -52,6 +53,10 @@ is published then rather than after those 2 s."""
 _PROMPT_END = re.compile(rb"[ \t](?:\x1b\[[0-?]*[ -/]*[@-~])*\Z")
 """How a prompt ends: a space (colours after it aside), as ``>>> ``, ``$ ``, ``sqlite> `` do;
 a slow line's progress (``Working...``) does not."""
+_PROMPT_MARK = re.compile(rb"[>:$#%?.)\]] (?:\x1b\[[0-?]*[ -/]*[@-~])*\Z")
+"""How a prompt surely ends: a prompt's mark and a space (``>>> ``, ``... ``, ``$ ``,
+``(gdb) ``, ``Password: ``), where the pieces of one ``print("a", "b")`` end in a word and a
+space."""
 
 
 def _unread(fd: int) -> int:
@@ -235,16 +240,30 @@ class OutputReaders:
             self.prompt = None
         framer = self._framers[stream]
         framer.feed(data)
-        if framer.pending and stream not in self._timers:
-            assert self.loop is not None
-            self._timers[stream] = self.loop.call_later(self._quiet_time(), self._quiet,
-                                                        stream)
+        if framer.pending:
+            self._cut_in_time(stream)
         if self.after_output is not None:
             self.after_output()
         return True
 
-    def _quiet_time(self) -> float:
-        return QUIET_AWAITED if self._process.name in self._bus.awaited else QUIET
+    def _cut_in_time(self, stream: Stream) -> None:
+        """Have the unfinished line of ``stream`` cut once it has waited its quiet time: a
+        timer, unless one runs already (a line's pieces, each a read, share one), or one
+        that a prompt, now whole, must not wait for."""
+        quiet = self._quiet_time(stream)
+        timer = self._timers.get(stream)
+        if timer is not None:
+            if quiet:
+                return
+            timer.cancel()
+        assert self.loop is not None
+        self._timers[stream] = self.loop.call_later(quiet, self._quiet, stream)
+
+    def _quiet_time(self, stream: Stream) -> float:
+        """How long the unfinished line of ``stream`` waits for its end before it is cut."""
+        if self._process.name not in self._bus.awaited:
+            return QUIET
+        return 0.0 if _PROMPT_MARK.search(self._framers[stream].tail) else QUIET_AWAITED
 
     def _quiet(self, stream: Stream) -> None:
         del self._timers[stream]
@@ -255,13 +274,11 @@ class OutputReaders:
         # the pipe: read first, so only a member that really went quiet gets its line cut.
         fd = next((fd for fd, s in self.readers.items() if s == stream), None)
         if self._paused or (fd is not None and self._read(fd, stream)):
-            if framer.pending and stream not in self._timers:
-                assert self.loop is not None
-                self._timers[stream] = self.loop.call_later(self._quiet_time(), self._quiet,
-                                                            stream)
+            if framer.pending:
+                self._cut_in_time(stream)
             return
         now = time.monotonic()
-        quiet = self._quiet_time()
+        quiet = self._quiet_time(stream)
         if now - framer.last_data < quiet and now - framer.tail_since < MAX_PARTIAL_AGE:
             assert self.loop is not None
             delay = framer.last_data + quiet - now
