@@ -476,7 +476,9 @@ def write_page(res: dict[str, object], path: Path, png: Path | None, quick: bool
         if rt.get("api_table"):  # type: ignore[union-attr]
             add("\nThrough the Python API (`bench/api_roundtrip.py`): `sendline` then `expect` "
                 "against `cat`, beside pexpect with `delaybeforesend=None`; the async row drives "
-                "ten members at once and gives the rate per member.\n")
+                "ten members at once and gives the rate per member. The second table drives "
+                "`python3 -q -i` on a full terminal: each round trip waits for the answer and "
+                "for the next prompt, a line without its end.\n")
             add(str(rt["api_table"]))  # type: ignore[index]
     elif rt.get("present"):  # type: ignore[union-attr]
         add("`bench/roundtrip.py` ran but printed no table; its output:\n")
