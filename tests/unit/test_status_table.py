@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from pipeplex.control_client import format_status
+from pipeplex.output.status import format_status
 
 WEB = {"name": "web", "pid": 4242, "state": "stopping", "uptime": 3.0, "restarts": 0,
        "last_exit": None}

@@ -155,7 +155,7 @@ def status(args: argparse.Namespace) -> None:
         answer.pop("ok", None)
         text = json.dumps(answer, indent=2)
     else:
-        from ..control_client import format_status
+        from ..output.status import format_status
 
         text = format_status(answer["members"], stopping=bool(answer.get("stopping")),
                              stop_reason=answer.get("stop_reason"))
@@ -224,7 +224,7 @@ SLOW_ANSWER = 1.0
 def restart(args: argparse.Namespace) -> None:
     """Stop member NAME (stdin closed, SIGTERM or its stop_signal, then SIGKILL), start it again
     and wait until it is ready."""
-    from ..control_client import started_and_ready
+    from ..output.status import started_and_ready
 
     with _talking(args.run_dir, timeout=None) as client, _said_if_slow(
             f"waiting for {args.name} to stop (SIGTERM or its stop_signal, its grace, then "
@@ -237,7 +237,7 @@ def restart(args: argparse.Namespace) -> None:
 
 def start(args: argparse.Namespace) -> None:
     """Start member NAME, declared with autostart = false, and wait until it is ready."""
-    from ..control_client import started_and_ready
+    from ..output.status import started_and_ready
 
     with _talking(args.run_dir, timeout=None) as client, _said_if_slow(
             f"waiting for {args.name} to be ready (pipeplex status says for what)..."):

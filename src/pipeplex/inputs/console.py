@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._events import Level, Note
 from .._signals import signal_name
-from ..control_client import format_status, started_and_ready
 from ..errors import PipeplexError, UnknownMember
+from ..output.status import format_status, started_and_ready
 from ._console_commands import (
     COMMANDS,
     CloseInput,
