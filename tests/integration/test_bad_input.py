@@ -661,6 +661,24 @@ def test_too_few_file_descriptors_for_a_wave_fails_it_member_by_member(
         raise AssertionError("the cast never ran whole")
 
 
+@pytest.mark.parametrize(("name", "text", "what"), [
+    ("Procfile", "web: python3 -m http.server $PORT\n", "a Procfile"),
+    (".env", "A=1\nB=two words\n", "a .env file (load it into the shell: set -a; . ./.env; "
+                                     "set +a)"),
+    ("compose.yaml", "services:\n  web: {}\n", "a YAML file, as compose's"),
+])
+def test_another_tools_file_given_as_the_cast_is_said_to_be_one(
+        tmp_path: Path, name: str, text: str, what: str) -> None:
+    """A newcomer's first try: pipeplex run Procfile gave a TOML error about its first line,
+    and no word that pipeplex reads cast files only."""
+    (tmp_path / name).write_text(text)
+    result = subprocess.run([*PIPEPLEX, "run", name], capture_output=True, text=True,
+                            cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=DEADLINE)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.endswith(f"(pipeplex reads cast files, in TOML, not {what}: "
+                                  "docs/migrating.md shows where each of its settings goes)\n")
+
+
 def test_a_word_of_an_unquoted_command_taken_for_the_cast_file_is_said(tmp_path: Path) -> None:
     """-p web=python3 app.py gives app.py to the run as its cast file: a TOML error about a
     Python file, or "no such cast file" for sleep's 5. Said, with the quoting meant."""

@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> None:
             check_given_descriptor(args.transcript)  # before pipeplex opens descriptors
         cast, scenario = _build_cast(args.cast_file, args.procs, defaults, args.on_exit)
     except PipeplexError as exc:
-        _fail(str(exc) + _part_of_a_command(args.cast_file, args.procs))
+        _fail(str(exc) + (_another_tools_file(args.cast_file)
+                          or _part_of_a_command(args.cast_file, args.procs)))
     if args.transcript is not None:
         _check_transcript_takes_no_file_of_the_cast(args.transcript, args.cast_file, scenario)
         if args.log_dir is not None:
@@ -145,6 +146,24 @@ def _check_transcript_takes_no_file_of_the_cast(transcript: Path, cast_file: Pat
     if why is not None:
         _fail(printable(f"cannot write the transcript {transcript}: {why}; give --transcript "
                         "a path of its own"))
+
+
+def _another_tools_file(cast_file: Path | None) -> str:
+    """For a cast file that would not load: the hint that it is another tool's file, which
+    pipeplex does not read (a Procfile, a .env, a compose file)."""
+    if cast_file is None:
+        return ""
+    name = cast_file.name.lower()
+    if name.startswith("procfile"):
+        what = "a Procfile"
+    elif name == ".env" or name.endswith(".env"):
+        what = "a .env file (load it into the shell: set -a; . ./.env; set +a)"
+    elif name.endswith((".yml", ".yaml")):
+        what = "a YAML file, as compose's"
+    else:
+        return ""
+    return (f"\n(pipeplex reads cast files, in TOML, not {what}: docs/migrating.md shows "
+            "where each of its settings goes)")
 
 
 def _part_of_a_command(cast_file: Path | None, procs: Sequence[str]) -> str:
