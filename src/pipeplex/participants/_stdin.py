@@ -243,14 +243,8 @@ class Stdin:
         MAX_CANON bytes, without a word: the warning that says so, where the program will
         see less. Asked as the bytes are written: by the time the loop comes to it, the
         program may have read them, and ended."""
-        terminal = self._terminal.master()
-        try:
-            canonical = terminal is not None and bool(termios.tcgetattr(terminal)[3]
-                                                      & termios.ICANON)
-        except termios.error:
-            return None
         longest = max(len(line) for line in data.split(b"\n"))
-        if not canonical or longest <= MAX_CANON:
+        if longest <= MAX_CANON or not self._in_line_mode():
             return None
         return Note(f"its terminal takes lines of at most {MAX_CANON} bytes (a full terminal "
                     f"in line mode): a line of {longest} bytes reaches the program cut short; "
