@@ -9,9 +9,10 @@ broken consumer never stops the draining of children.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from ._events import KINDS, Event, Note
@@ -43,20 +44,33 @@ class Bus:
         self._delivering = False
         self._from_threads: deque[Event] = deque()
         """Events from other threads, delivered before the loop's next event."""
-        self.awaited: dict[str, int] = {}
-        """Members whose output an expectation waits for now, and how many wait: their
-        unfinished lines (prompts) are handed over sooner (see ``OutputReaders``)."""
+        self.awaited: dict[str, list[Sequence[re.Pattern[str]]]] = {}
+        """Members whose output an expectation waits for now, and the patterns of each
+        that waits: an unfinished line (a prompt) is handed over sooner, and at once when
+        it is what one of them waits for (see ``OutputReaders``)."""
         self._awaiting = threading.Lock()  # (the synchronous API's waits come from threads)
+        self.prompt_lookers: dict[str, Callable[[], None]] = {}
+        """Per member whose output is read, how to look again at once at its unfinished
+        lines, when an expectation begins to wait on it (``OutputReaders.look_again``)."""
 
-    def awaiting(self, names: Iterable[str], more: int) -> None:
-        """Count ``more`` expectations (-1: one less) waiting on each of ``names``."""
+    def awaiting(self, names: Iterable[str], patterns: Sequence[re.Pattern[str]]) -> None:
+        """An expectation waits for ``patterns`` in the output of each of ``names``."""
         with self._awaiting:
             for name in names:
-                left = self.awaited.get(name, 0) + more
-                if left > 0:
-                    self.awaited[name] = left
-                else:
-                    self.awaited.pop(name, None)
+                self.awaited.setdefault(name, []).append(patterns)
+        for name in names:
+            if (look := self.prompt_lookers.get(name)) is not None:
+                look()
+
+    def not_awaiting(self, names: Iterable[str], patterns: Sequence[re.Pattern[str]]) -> None:
+        """That expectation (see :meth:`awaiting`) waits no more."""
+        with self._awaiting:
+            for name in names:
+                waits = self.awaited.get(name)
+                if waits is not None:
+                    waits.remove(patterns)
+                    if not waits:
+                        del self.awaited[name]
 
     def subscribe(self, sink: Sink, kinds: Iterable[type] | None = None) -> Callable[[], None]:
         """Add a sink for the events of ``kinds`` (default: all); returns a function that

@@ -78,16 +78,6 @@ class RunOptions:
             raise ValueError(f"color must be 'auto', 'always' or 'never', not {self.color!r}")
 
 
-def _plain_output(colored: bool, isatty: bool) -> dict[str, str]:
-    """What keeps the members' output plain where pipeplex's is: their stdout may be a
-    terminal of its own (``pty = "stdout"``). ``NO_COLOR`` unless colours are shown, and
-    ``TERM=dumb`` too where the output is a file or a pipe, not a terminal: GNU grep and
-    ls colour by the terminal alone, and a log has no screen to move a cursor on."""
-    if colored:
-        return {}
-    return {"NO_COLOR": "1", **({} if isatty else {"TERM": "dumb"})}
-
-
 def _member_size(fd: int, prefix: int) -> tuple[int, int]:
     """Columns and rows of a member's pty: our terminal's, less the name's column (80 x 24
     when our output is not a terminal, or one that does not know its size: 0 x 0, as
@@ -153,8 +143,13 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         grace=options.grace,
         columns=(size := _member_size(options.output_fd, renderer.prefix_width))[0],
         rows=size[1],
-        env_overrides={"PIPEPLEX_RUN_ID": guardian.token,
-                       **_plain_output(color or forces_color(), isatty)},
+        # Children see colour only when we show it (their stdout may be a terminal). Not
+        # TERM=dumb as well, which would quiet GNU grep and ls in a log: tput and clear
+        # then fail, and a build script under set -e with them.
+        env_overrides={
+            "PIPEPLEX_RUN_ID": guardian.token,
+            **({} if color or forces_color() else {"NO_COLOR": "1"}),
+        },
         guardian=guardian,
         adoption=adoption,
     )

@@ -350,21 +350,18 @@ def test_force_color_0_means_off(tmp_path: Path, value: str) -> None:
     assert re.search(r"^a +\| no_color=1$", result.stdout, re.M), result.stdout
 
 
-def test_members_get_a_dumb_terminal_where_the_output_is_a_file_or_a_pipe(
+def test_members_keep_the_callers_term_where_the_output_is_a_file_or_a_pipe(
         tmp_path: Path) -> None:
-    """GNU grep and ls colour by TERM alone, NO_COLOR or not: in a pipe (CI's log) the
-    members' own terminal said xterm, and their colours reached the log. TERM=dumb there;
-    the caller's TERM with colours forced; a member's own env wins over both."""
-    cast = tmp_path / "cast.toml"
-    cast.write_text('[procs.a]\ncmd = "sh -c \'echo term=$TERM\'"\n'
-                    '[procs.b]\ncmd = "sh -c \'echo term=$TERM\'"\nenv = { TERM = "vt100" }\n')
-    for color, term in (("auto", "dumb"), ("always", "xterm-256color")):
-        result = subprocess.run(
-            [*PIPEPLEX, "run", cast, "--no-console", "--color", color,
-             "--run-dir", str(tmp_path / "r")],
-            capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
-            env={**os.environ, "TERM": "xterm-256color"})
-        assert result.returncode == 0, result.stderr
-        plain = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
-        assert re.search(rf"^a +\| term={term}$", plain, re.M), plain
-        assert re.search(r"^b +\| term=vt100$", plain, re.M), plain
+    """NO_COLOR there, but the caller's TERM: under TERM=dumb, tput and clear fail, and a
+    build script under set -e that calls them ended in a log with no word of why."""
+    script = tmp_path / "build.sh"
+    script.write_text("#!/bin/sh\nset -eu\nbold=$(tput bold)\n"
+                      "echo \"term=$TERM color=$NO_COLOR\"\n")
+    script.chmod(0o755)
+    result = subprocess.run(
+        [*PIPEPLEX, "run", "-p", f"b={script}", "--no-console", "--run-dir",
+         str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL,
+        env={**os.environ, "TERM": "xterm-256color"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^b +\| term=xterm-256color color=1$", result.stdout, re.M), result.stdout

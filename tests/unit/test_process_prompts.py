@@ -7,11 +7,15 @@ marked there."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 import signal
 import sys
+import types
+from collections.abc import Generator
 
 from pipeplex import Bus, Output, ProcSpec
+from pipeplex.participants._output import QUIET, QUIET_AWAITED
 from pipeplex.participants.process import Process
 
 DEADLINE = 30.0
@@ -160,12 +164,10 @@ def test_a_prompt_ending_in_what_looks_like_a_cut_character_is_shown_in_time() -
 
 def test_a_prompt_waited_for_is_cut_sooner() -> None:
     """An unfinished line is cut once the member has been quiet for QUIET (0.1 s). While an
-    expectation waits on the member, a prompt (a prompt's mark and a space) is cut at once,
-    and another unfinished line after QUIET_AWAITED, so that a REPL's round trip, which
-    waits for its prompt, does not cost 0.1 s each. (The cut as scheduled, not as timed.)"""
-    from pipeplex.participants._output import QUIET, QUIET_AWAITED
-
-    async def scheduled(written: str, awaited: bool) -> float:
+    expectation waits on the member, one its pattern matches (a prompt) is cut at once,
+    another after QUIET_AWAITED, so that a REPL's round trip, which waits for its prompt,
+    does not cost 0.1 s each. (The cut as scheduled, not as timed.)"""
+    async def scheduled(written: str, waits_for: str | None) -> float:
         bus = Bus()
         member = Process(ProcSpec("m", ("sh", "-c", f"read go; printf '{written}'; read a"),
                                   pty="pipes"), bus, on_crash=lambda exc: None)
@@ -176,14 +178,83 @@ def test_a_prompt_waited_for_is_cut_sooner() -> None:
         delays: list[float] = []
         output = member.output
         output.after_output = lambda: delays.append(output._timers["stdout"].when() - loop.time())
-        if awaited:
-            bus.awaiting(["m"], 1)
+        if waits_for is not None:
+            bus.awaiting(["m"], [re.compile(waits_for, re.MULTILINE)])
         member.send(b"go\n")
         await asyncio.wait_for(cut, DEADLINE)
         member.close_input()
         await asyncio.wait_for(member.wait_exited(), DEADLINE)
         return delays[0]
 
-    assert asyncio.run(scheduled("> ", True)) <= 0
-    assert 0 < asyncio.run(scheduled("Loading", True)) <= QUIET_AWAITED
-    assert QUIET_AWAITED < asyncio.run(scheduled("> ", False)) <= QUIET
+    assert asyncio.run(scheduled("> ", "^> $")) <= 0
+    assert 0 < asyncio.run(scheduled("count: ", "^done$")) <= QUIET_AWAITED
+    assert QUIET_AWAITED < asyncio.run(scheduled("> ", None)) <= QUIET
+
+
+def test_a_wait_that_begins_looks_again_at_a_prompt_already_there() -> None:
+    """A prompt that came before the expectation began to wait (a REPL's answer and its
+    next prompt in one read, the answer's expectation done first) waited out the whole
+    quiet time: the wait that begins has it cut at once."""
+    async def scenario() -> float:
+        bus = Bus()
+        member = Process(ProcSpec("m", ("sh", "-c", "printf '> '; read a"), pty="pipes"), bus,
+                         on_crash=lambda exc: None)
+        read: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await member.start()
+        output = member.output
+        output.after_output = lambda: read.done() or read.set_result(None)
+        await asyncio.wait_for(read, DEADLINE)  # (its timer: QUIET, as nothing waits)
+        loop = asyncio.get_running_loop()
+        bus.awaiting(["m"], [re.compile("^> $", re.MULTILINE)])
+        left = output._timers["stdout"].when() - loop.time()
+        member.close_input()
+        await asyncio.wait_for(member.wait_exited(), DEADLINE)
+        return left
+
+    assert asyncio.run(scenario()) <= 0
+
+
+def test_a_prompt_held_back_by_a_paused_sink_is_looked_at_again_later_not_at_once() -> None:
+    """A sink that holds the output back (a slow terminal) pauses reading: a prompt that a
+    waiting expectation matches was looked at again at once, and again, the loop spinning a
+    core for as long as the pause lasted."""
+    looks = 0
+
+    async def scenario() -> None:
+        nonlocal looks
+        bus = Bus()
+        member = Process(ProcSpec("m", ("sh", "-c", "printf '> '; read a"), pty="pipes"), bus,
+                         on_crash=lambda exc: None)
+        bus.awaiting(["m"], [re.compile("^> $", re.MULTILINE)])
+        read: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await member.start()
+        output = member.output
+        quiet = output._quiet
+
+        def counted(stream: str) -> None:
+            nonlocal looks
+            looks += 1
+            quiet(stream)  # type: ignore[arg-type]
+
+        output._quiet = counted  # type: ignore[method-assign]
+
+        def paused_after_the_read() -> None:
+            output.after_output = None
+            output.pause_reading()
+            read.set_result(None)
+
+        output.after_output = paused_after_the_read
+        await asyncio.wait_for(read, DEADLINE)
+        for _ in range(200):  # loop passes, no time: each would run a timer due at once
+            await _one_pass()
+        output.resume_reading()
+        member.close_input()
+        await asyncio.wait_for(member.wait_exited(), DEADLINE)
+
+    asyncio.run(scenario())
+    assert looks <= 2, looks
+
+
+@types.coroutine
+def _one_pass() -> Generator[None, None, None]:
+    yield  # (one pass of the event loop)

@@ -183,6 +183,7 @@ class Matcher(MatcherSink):
             deadline = started + timeout
             waiting = member.waiters
             buffer.waited_on = True
+            self._bus.awaiting((name,), regexes)
             try:
                 while True:
                     returncode = (self._exits.get(name, member.gone) if exit_ends
@@ -206,6 +207,7 @@ class Matcher(MatcherSink):
                         break
                     now = loop.time()
             finally:
+                self._bus.not_awaiting((name,), regexes)
                 buffer.waited_on = False
         return self._result(name, patterns, positions, found)
 
@@ -268,11 +270,13 @@ class Matcher(MatcherSink):
                 timer = self._deadlines.add(deadline, wakeup) if bounded else None
                 for member in members:
                     member.waiters.add(wakeup)
-                self._bus.awaiting(patterns_by_name, 1)
+                for name, _, _, _, regexes in searches:
+                    self._bus.awaiting((name,), regexes)
                 try:
                     await wakeup
                 finally:
-                    self._bus.awaiting(patterns_by_name, -1)
+                    for name, _, _, _, regexes in searches:
+                        self._bus.not_awaiting((name,), regexes)
                     if timer is not None:
                         timer.cancel()
                     for member in members:
@@ -342,7 +346,7 @@ class Matcher(MatcherSink):
                 _refuse_second(name, stream)
             buffer.waited_on = True
         waiters.add(wakeup)
-        self._bus.awaiting((name,), 1)
+        self._bus.awaiting((name,), regexes)
         try:
             while True:
                 wakeup.clear()
@@ -362,7 +366,7 @@ class Matcher(MatcherSink):
                 # inf (no deadline), or longer than a lock can wait (292 years): no limit.
                 wakeup.wait(remaining if remaining < _MAX_WAIT else None)
         finally:
-            self._bus.awaiting((name,), -1)
+            self._bus.not_awaiting((name,), regexes)
             waiters.discard(wakeup)
             buffer.waited_on = False
 

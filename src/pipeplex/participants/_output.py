@@ -39,8 +39,8 @@ QUIET = 0.1
 QUIET_AWAITED = 0.01
 """The same while an expectation waits on the member: a REPL's prompt is what it waits for,
 and each round trip cost 0.1 s (pexpect sees a prompt at once). Long enough for the pieces
-one ``print`` writes, one system call each, to join as they come. One that ends as a prompt
-does (:data:`_PROMPT_MARK`) is handed over at once."""
+one ``print`` writes, one system call each, to join as they come. One that an expectation
+waits for (its pattern matches it) is handed over at once."""
 MAX_PARTIAL_AGE = 0.5
 """An unfinished line that keeps growing slowly is shown at least this often."""
 DRAIN_GRACE = 2.0
@@ -53,10 +53,9 @@ is published then rather than after those 2 s."""
 _PROMPT_END = re.compile(rb"[ \t](?:\x1b\[[0-?]*[ -/]*[@-~])*\Z")
 """How a prompt ends: a space (colours after it aside), as ``>>> ``, ``$ ``, ``sqlite> `` do;
 a slow line's progress (``Working...``) does not."""
-_PROMPT_MARK = re.compile(rb"[>:$#%?.)\]] (?:\x1b\[[0-?]*[ -/]*[@-~])*\Z")
-"""How a prompt surely ends: a prompt's mark and a space (``>>> ``, ``... ``, ``$ ``,
-``(gdb) ``, ``Password: ``), where the pieces of one ``print("a", "b")`` end in a word and a
-space."""
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\r")
+"""What an unfinished line's text loses before a waiting pattern looks at it (a coloured
+prompt), as the matcher's buffer loses it (see ``_plain_text``)."""
 
 
 def _unread(fd: int) -> int:
@@ -170,6 +169,7 @@ class OutputReaders:
         """Read the new run's output, unless a sink holds the bus back."""
         self._paused = False  # (a run that ended during a pause was never resumed)
         self._bus.add_source(self)
+        self._bus.prompt_lookers[self._process.name] = self.look_again
         if not self._bus.paused:
             self._add_readers()
 
@@ -248,22 +248,45 @@ class OutputReaders:
 
     def _cut_in_time(self, stream: Stream) -> None:
         """Have the unfinished line of ``stream`` cut once it has waited its quiet time: a
-        timer, unless one runs already (a line's pieces, each a read, share one), or one
-        that a prompt, now whole, must not wait for."""
+        timer, unless one runs already that comes as soon (a line's pieces, each a read,
+        share one)."""
         quiet = self._quiet_time(stream)
         timer = self._timers.get(stream)
+        assert self.loop is not None
         if timer is not None:
-            if quiet:
+            if timer.when() <= self.loop.time() + quiet:
                 return
             timer.cancel()
-        assert self.loop is not None
         self._timers[stream] = self.loop.call_later(quiet, self._quiet, stream)
 
+    def look_again(self) -> None:
+        """An expectation began to wait on the member (in any thread): an unfinished line
+        that waits out its quiet time may be what it waits for, or wait less now."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        if asyncio._get_running_loop() is loop:
+            self._look_again()
+        else:
+            loop.call_soon_threadsafe(self._look_again)
+
+    def _look_again(self) -> None:
+        for stream in list(self._timers):
+            if self._framers[stream].pending:
+                self._cut_in_time(stream)
+
     def _quiet_time(self, stream: Stream) -> float:
-        """How long the unfinished line of ``stream`` waits for its end before it is cut."""
-        if self._process.name not in self._bus.awaited:
+        """How long the unfinished line of ``stream`` waits for its end before it is cut:
+        no time at all when a waiting expectation's pattern matches it already (a REPL's
+        prompt), for pexpect would see it as it came; a print's first pieces (``count:``
+        then `` ``) match nothing that waits for the whole line, and join."""
+        waits = self._bus.awaited.get(self._process.name)
+        if not waits:
             return QUIET
-        return 0.0 if _PROMPT_MARK.search(self._framers[stream].tail) else QUIET_AWAITED
+        text = _ESCAPES.sub("", self._framers[stream].tail.decode("utf-8", "replace"))
+        if any(pattern.search(text) for patterns in tuple(waits) for pattern in patterns):
+            return 0.0
+        return QUIET_AWAITED
 
     def _quiet(self, stream: Stream) -> None:
         del self._timers[stream]
@@ -273,7 +296,11 @@ class OutputReaders:
         # A busy loop can run this timer before the reader of data that already waits in
         # the pipe: read first, so only a member that really went quiet gets its line cut.
         fd = next((fd for fd, s in self.readers.items() if s == stream), None)
-        if self._paused or (fd is not None and self._read(fd, stream)):
+        if self._paused:  # (a sink holds the output back: looked at again, not at once)
+            assert self.loop is not None
+            self._timers[stream] = self.loop.call_later(QUIET, self._quiet, stream)
+            return
+        if fd is not None and self._read(fd, stream):
             if framer.pending:
                 self._cut_in_time(stream)
             return
@@ -321,6 +348,8 @@ class OutputReaders:
         if timer:
             timer.cancel()
         self._framers[stream].flush()
+        if not self.readers and self._bus.prompt_lookers.get(self._process.name) == self.look_again:
+            del self._bus.prompt_lookers[self._process.name]
         self._process._output_ended(fd)
 
     def take_output(self) -> None:
