@@ -1148,7 +1148,7 @@ def test_an_eof_sent_while_a_repl_on_a_full_terminal_is_busy_still_ends_it(
 
 
 def test_the_waits_on_a_members_output_are_counted_while_they_wait() -> None:
-    """Its prompts are cut sooner while an expectation waits (see QUIET_AWAITED): the count
+    """Its prompts are cut at once while an expectation waits for them: the count
     comes back to nothing however a wait ends, found, timed out or at an exit."""
     with Plex(timeout=LONG) as plex:
         cat = plex.spawn("cat", "cat")

@@ -15,7 +15,7 @@ import types
 from collections.abc import Generator
 
 from pipeplex import Bus, Output, ProcSpec
-from pipeplex.participants._output import QUIET, QUIET_AWAITED
+from pipeplex.participants._output import QUIET
 from pipeplex.participants.process import Process
 
 DEADLINE = 30.0
@@ -164,9 +164,9 @@ def test_a_prompt_ending_in_what_looks_like_a_cut_character_is_shown_in_time() -
 
 def test_a_prompt_waited_for_is_cut_sooner() -> None:
     """An unfinished line is cut once the member has been quiet for QUIET (0.1 s). While an
-    expectation waits on the member, one its pattern matches (a prompt) is cut at once,
-    another after QUIET_AWAITED, so that a REPL's round trip, which waits for its prompt,
-    does not cost 0.1 s each. (The cut as scheduled, not as timed.)"""
+    expectation waits on the member, a prompt (it ends in a space) that its pattern matches
+    is cut at once, so that a REPL's round trip, which waits for its prompt, does not cost
+    0.1 s each; not a line's first piece, though it matches. (The cut as scheduled.)"""
     async def scheduled(written: str, waits_for: str | None) -> float:
         bus = Bus()
         member = Process(ProcSpec("m", ("sh", "-c", f"read go; printf '{written}'; read a"),
@@ -187,8 +187,9 @@ def test_a_prompt_waited_for_is_cut_sooner() -> None:
         return delays[0]
 
     assert asyncio.run(scheduled("> ", "^> $")) <= 0
-    assert 0 < asyncio.run(scheduled("count: ", "^done$")) <= QUIET_AWAITED
-    assert QUIET_AWAITED < asyncio.run(scheduled("> ", None)) <= QUIET
+    assert 0 < asyncio.run(scheduled("count: ", "^done$")) <= QUIET  # (matched by nothing)
+    assert 0 < asyncio.run(scheduled("* bob left", "^[*] bob")) <= QUIET  # (no prompt)
+    assert 0 < asyncio.run(scheduled("> ", None)) <= QUIET
 
 
 def test_a_wait_that_begins_looks_again_at_a_prompt_already_there() -> None:

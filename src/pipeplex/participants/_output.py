@@ -35,12 +35,8 @@ FLOOD_READ_SIZE = 256 * 1024
 """Bytes asked of one read once a read came back full: fewer passes through the loop in a
 flood, where the mmap is shared by a quarter of a megabyte."""
 QUIET = 0.1
-"""Seconds an unfinished line (a prompt) waits for its end before it is shown anyway."""
-QUIET_AWAITED = 0.01
-"""The same while an expectation waits on the member: a REPL's prompt is what it waits for,
-and each round trip cost 0.1 s (pexpect sees a prompt at once). Long enough for the pieces
-one ``print`` writes, one system call each, to join as they come. One that an expectation
-waits for (its pattern matches it) is handed over at once."""
+"""Seconds an unfinished line (a prompt) waits for its end before it is shown anyway; no
+time at all for a prompt that a waiting expectation matches (see ``_quiet_time``)."""
 MAX_PARTIAL_AGE = 0.5
 """An unfinished line that keeps growing slowly is shown at least this often."""
 DRAIN_GRACE = 2.0
@@ -263,8 +259,8 @@ class OutputReaders:
         """An expectation began to wait on the member (in any thread): an unfinished line
         that waits out its quiet time may be what it waits for, or wait less now."""
         loop = self.loop
-        if loop is None or loop.is_closed():
-            return
+        if not self._timers or loop is None or loop.is_closed():
+            return  # (no line waits to be cut: nothing to look at, nor a loop to wake)
         if asyncio._get_running_loop() is loop:
             self._look_again()
         else:
@@ -277,16 +273,19 @@ class OutputReaders:
 
     def _quiet_time(self, stream: Stream) -> float:
         """How long the unfinished line of ``stream`` waits for its end before it is cut:
-        no time at all when a waiting expectation's pattern matches it already (a REPL's
-        prompt), for pexpect would see it as it came; a print's first pieces (``count:``
-        then `` ``) match nothing that waits for the whole line, and join."""
+        no time at all for a prompt (it ends in a space) that a waiting expectation's
+        pattern matches already, which pexpect would see as it came: a REPL's round trip
+        cost 0.1 s each. Not for other lines: a line's first piece (``print``'s text, its
+        newline a write of its own) cut at once puts what comes between the two, a line
+        sent, before the line in a golden file."""
+        tail = self._framers[stream].tail
         waits = self._bus.awaited.get(self._process.name)
-        if not waits:
+        if not waits or not _PROMPT_END.search(tail):
             return QUIET
-        text = _ESCAPES.sub("", self._framers[stream].tail.decode("utf-8", "replace"))
+        text = _ESCAPES.sub("", tail.decode("utf-8", "replace"))
         if any(pattern.search(text) for patterns in tuple(waits) for pattern in patterns):
             return 0.0
-        return QUIET_AWAITED
+        return QUIET
 
     def _quiet(self, stream: Stream) -> None:
         del self._timers[stream]
