@@ -280,11 +280,10 @@ class OutputReaders:
         sent, before the line in a golden file."""
         tail = self._framers[stream].tail
         waits = self._bus.awaited.get(self._process.name)
-        if not waits or not _PROMPT_END.search(tail):
-            return QUIET
-        text = _ESCAPES.sub("", tail.decode("utf-8", "replace"))
-        if any(pattern.search(text) for patterns in tuple(waits) for pattern in patterns):
-            return 0.0
+        if waits and _PROMPT_END.search(tail):
+            text = _ESCAPES.sub("", tail.decode("utf-8", "replace"))
+            if any(pattern.search(text) for patterns in tuple(waits) for pattern in patterns):
+                return 0.0
         return QUIET
 
     def _quiet(self, stream: Stream) -> None:
