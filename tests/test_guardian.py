@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipeplex import Bus, ProcSpec, SpawnError
+from pipeplex._guardian_process import LABEL
 from pipeplex.participants import Guardian, Process
 
 DEADLINE = 10.0
@@ -488,7 +489,7 @@ def guardians():  # (the plex's thread started them: each task has children of i
                     argv = open(f"/proc/{{child}}/cmdline", "rb").read().split(b"\\0")
                 except OSError:
                     continue
-                if any(arg.endswith(b"_guardian_main.py") for arg in argv):
+                if {label!r} in argv:
                     found.append(int(child))
     return found
 
@@ -530,7 +531,8 @@ def test_a_daemon_below_a_full_terminals_shell_dies_with_pipeplex_killed(
     guardian looked below it, so its `setsid env -i` child (no group, no run id, none of
     the member's streams) was left to PID 1. The guardian holds the master now (a guardian
     started in place of a killed one too), and finds the child below the shell."""
-    _dies_with_its_killed_program(HUNG_UP_THEN_DIE.format(tag=os.getpid(), replace=replace),
+    _dies_with_its_killed_program(HUNG_UP_THEN_DIE.format(tag=os.getpid(), replace=replace,
+                                                          label=LABEL.encode()),
                                   "the daemon")
 
 
@@ -1058,7 +1060,7 @@ def test_a_stopped_guardian_of_a_quiet_cast_is_replaced(tmp_path: Path) -> None:
     try:
         line = _line_with(plex, b"m * started")
         [stopped] = [pid for pid in _children(plex.pid)
-                     if b"_guardian_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+                     if LABEL.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
         os.kill(stopped, signal.SIGSTOP)
         line = _line_with(plex, b"the guardian process")
         assert line.decode().startswith(f"pipeplex * the guardian process (pid {stopped}) was "

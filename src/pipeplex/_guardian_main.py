@@ -1,10 +1,12 @@
-"""The guardian's program: run as ``python -S FILE`` by :mod:`._guardian_process`.
+"""The guardian's program: run by :mod:`._guardian_process` as ``python -I -S
+/proc/self/fd/N``.
 
 What the guardian does, and how pipeplex talks to it, is told in
 :mod:`pipeplex.participants.guardian` (each line it is told, in
 :mod:`pipeplex.participants._guardian_news`). This file is never imported: it runs on its
 own, with nothing but the standard library, so that it starts in milliseconds. (A file
-rather than ``python -c CODE``: ``ps`` and ``pkill -f`` see its name, not its source.)
+handed over open rather than ``python -c CODE``: ``ps`` shows a short line, and nothing
+on it says "pipeplex", so ``pkill -f pipeplex`` leaves it to stop the cast.)
 
 It reads pipeplex's lines until EOF (pipeplex ended, however it ended), then stops what
 it was told of: the process groups (``+PGID``, ``-PGID``), the orphans pipeplex adopted
@@ -489,6 +491,8 @@ def lift_descriptor_limit() -> None:
 
 
 def main() -> None:
+    if sys.argv[0].startswith("/proc/self/fd/"):  # (how pipeplex runs it: read by now)
+        os.close(int(sys.argv[0].rpartition("/")[2]))
     lift_descriptor_limit()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)

@@ -15,10 +15,22 @@ import os
 import subprocess
 import sys
 
-__all__ = ("GUARDIAN", "spawn_guardian", "start_early_guardian", "take_early_guardian")
+__all__ = ("GUARDIAN", "INTERPRETER", "LABEL", "spawn_guardian", "start_early_guardian",
+           "take_early_guardian")
 
 GUARDIAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_guardian_main.py")
 """The guardian's program, run on its own (see that file)."""
+
+INTERPRETER = os.path.realpath(sys.executable)
+"""The interpreter the guardian runs on: the one under a virtual environment, whose path
+may name pipeplex (pipx puts it in ``venvs/pipeplex``); the guardian needs nothing of it."""
+
+LABEL = "cast-guardian"
+"""The guardian's last word on its command line, for ``ps`` to show what it is.
+
+Nothing there says "pipeplex": ``pkill -9 -f pipeplex`` must kill pipeplex and leave its
+guardian, which then stops the cast. So the program is not named by its path but handed
+over open, and run as ``/proc/self/fd/N``."""
 
 
 def spawn_guardian() -> tuple[subprocess.Popen[bytes], int, int]:
@@ -37,13 +49,20 @@ def spawn_guardian() -> tuple[subprocess.Popen[bytes], int, int]:
         os.close(handed)
         raise
     try:
+        program = os.open(GUARDIAN, os.O_RDONLY | os.O_CLOEXEC)
+    except BaseException:
+        for fd in (read_end, write_end, hands, handed):
+            os.close(fd)
+        raise
+    try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", GUARDIAN],  # (-I: not its folder's modules first)
+            [INTERPRETER, "-I", "-S", f"/proc/self/fd/{program}", LABEL],  # (-I: no PYTHON*)
             stdin=read_end,
             stdout=handed,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
+            pass_fds=(program,),
             # Not marked as a member's: when this pipeplex is itself a member (of an
             # outer run), the outer stop must not take its guardian for a process the
             # member left behind, and kill it before it has stopped our members.
@@ -55,6 +74,7 @@ def spawn_guardian() -> tuple[subprocess.Popen[bytes], int, int]:
         os.close(hands)
         raise
     finally:
+        os.close(program)
         os.close(read_end)
         os.close(handed)
     return proc, write_end, hands

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from pipeplex._guardian_process import LABEL
+
 PIPEPLEX = [sys.executable, "-m", "pipeplex"]
 PROGS = Path(__file__).parent.parent / "progs"
 DEADLINE = 30.0
@@ -219,6 +221,16 @@ class Pipeplex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def guardian_of(pipeplex: int) -> int:
+    """The guardian process ``pipeplex`` started: its one child whose command line ends in
+    the guardian's label."""
+    children = Path(f"/proc/{pipeplex}/task/{pipeplex}/children").read_text().split()
+    found = [int(pid) for pid in children
+             if Path(f"/proc/{pid}/cmdline").read_bytes().endswith(b"\0" + LABEL.encode() + b"\0")]
+    assert len(found) == 1, found
+    return found[0]
 
 
 def wait_exited(pid: int, timeout: float = 10.0, *, after: str = "pipeplex died") -> None:

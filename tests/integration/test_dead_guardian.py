@@ -11,16 +11,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from .helpers import Pipeplex, run, wait_exited
-
-
-def _guardian_of(pipeplex: int) -> int:
-    """The guardian process ``pipeplex`` started (a child of its own, running its file)."""
-    children = Path(f"/proc/{pipeplex}/task/{pipeplex}/children").read_text().split()
-    found = [int(pid) for pid in children
-             if b"_guardian_main.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(found) == 1, found
-    return found[0]
+from .helpers import Pipeplex, guardian_of, run, wait_exited
 
 
 def _recorded(run_dir: Path) -> list[str]:
@@ -42,7 +33,7 @@ def test_a_run_killed_with_its_guardian_leaves_no_guardian_to_wait_for(run_dir: 
                       "--run-dir", run_dir) as plex:
             member = int(plex.expect(r"^db +\* started \(pid (\d+)\)")[1])
             seen = plex.expect(r"^db +\| (.*)$")[1].split()  # (as the member started)
-            guardian = _guardian_of(plex.proc.pid)
+            guardian = guardian_of(plex.proc.pid)
             assert seen == [str(plex.proc.pid), seen[1], str(guardian),
                             str(_start_time(guardian))]
             # Stopped first: pipeplex must not see its guardian die and start another.
@@ -67,7 +58,7 @@ def test_a_guardian_started_in_place_of_one_killed_is_recorded(run_dir: Path) ->
     """The guardian that takes over from one killed is the one the next run waits for."""
     with Pipeplex("run", "-p", "db=sleep 60", "--run-dir", run_dir) as plex:
         plex.expect(r"^db +\* started")
-        first = _guardian_of(plex.proc.pid)
+        first = guardian_of(plex.proc.pid)
         os.kill(first, signal.SIGKILL)
         second = int(plex.expect(rf"the guardian process \(pid {first}\) is gone; started "
                                  r"another \(pid (\d+)\)")[1])

@@ -24,6 +24,7 @@ from .helpers import (
     PIPEPLEX,
     PROGS,
     Pipeplex,
+    guardian_of,
     py,
     run,
     status,
@@ -723,13 +724,8 @@ def test_a_run_has_one_guardian_and_it_takes_signals_as_its_code_says(run_dir: P
     held): the run uses that one, and the guardian does not keep them blocked."""
     with Pipeplex("run", "-p", "w=sleep 60", "--run-dir", run_dir) as plex:
         plex.expect(r"w +\* started")
-        children = Path(f"/proc/{plex.proc.pid}/task/{plex.proc.pid}/children")
-        guardians = [pid for pid in map(int, children.read_text().split())
-                     if Path(f"/proc/{pid}/cmdline").read_bytes().endswith(
-                         b"/_guardian_main.py\0")]
-        assert len(guardians) == 1, guardians
         # (No event tells when its first lines have run: its state is looked at until then.)
-        status = Path(f"/proc/{guardians[0]}/status")
+        status = Path(f"/proc/{guardian_of(plex.proc.pid)}/status")
         deadline = time.monotonic() + 10
         while _blocked(status.read_text()) and time.monotonic() < deadline:
             select.select([], [], [], 0.005)
@@ -761,6 +757,25 @@ def test_no_orphans_when_pipeplex_is_killed_with_sigkill(run_dir: Path) -> None:
         assert plex.wait() == -signal.SIGKILL
         for pid in [*members, grandchild]:
             wait_exited(pid)
+
+
+def test_no_orphans_when_everything_named_pipeplex_is_killed(run_dir: Path) -> None:
+    """``pkill -9 -f pipeplex`` kills pipeplex and leaves its guardian, whose command line
+    does not name it, to stop the cast (a guardian run by its file's path was killed with
+    pipeplex, and the members lived on)."""
+    with Pipeplex("run", "-p", "parent=sh -c 'sleep 60 & echo child $!; wait'",
+                  "-p", "plain=sleep 60", "--run-dir", run_dir) as plex:
+        grandchild = int(plex.expect(r"^parent \| child (\d+)$")[1])
+        members = [int(m[1]) for m in re.finditer(r"\* started \(pid (\d+)\)", plex.text)]
+        assert len(members) == 2
+        pid = plex.proc.pid
+        family = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+        named = [p for p in family if b"pipeplex" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        for p in named:  # (as pkill, but only among this run's processes)
+            os.kill(p, signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        for member in [*members, grandchild]:
+            wait_exited(member)
 
 
 def test_a_stopped_member_takes_its_sigterm_when_pipeplex_is_killed(

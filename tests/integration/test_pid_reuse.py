@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DEADLINE, Pipeplex
+from .helpers import DEADLINE, Pipeplex, guardian_of
 
 LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
 
@@ -46,11 +46,6 @@ def _stranger_as(pid: int, strangers: list[subprocess.Popen[bytes]]) -> subproce
     pytest.skip(f"pid {pid} went to other processes five times")
 
 
-def _guardian_of(plex: Pipeplex) -> int:
-    children = Path(f"/proc/{plex.proc.pid}/task/{plex.proc.pid}/children").read_text()
-    return next(pid for pid in map(int, children.split())
-                if Path(f"/proc/{pid}/cmdline").read_bytes().endswith(b"/_guardian_main.py\0"))
-
 
 def test_the_stop_leaves_a_group_id_that_went_to_another_program(
         run_dir: Path, strangers: list[subprocess.Popen[bytes]]) -> None:
@@ -74,7 +69,7 @@ def test_the_guardian_leaves_a_group_id_that_went_to_another_program(
         pid = int(plex.expect(r"^brief +\* started \(pid (\d+)\)$")[1])
         keeper = int(plex.expect(r"^keeper +\* started \(pid (\d+)\)$")[1])
         plex.expect(r"^brief +\* exited with code 0$")
-        guardian = os.pidfd_open(_guardian_of(plex))
+        guardian = os.pidfd_open(guardian_of(plex.proc.pid))
         keeper_fd = os.pidfd_open(keeper)
         try:
             stranger = _stranger_as(pid, strangers)

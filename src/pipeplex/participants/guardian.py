@@ -38,7 +38,8 @@ child lets it go at once (``os.register_at_fork``), and leaves the guardian to t
 The guardian runs in its own session (a Ctrl-C on the terminal does not reach it) and
 ignores the usual stop signals; its program (``_guardian_main.py``) is a few lines of the
 standard library run with ``python -I -S`` so it starts in milliseconds and needs nothing
-from pipeplex.
+from pipeplex. Its command line does not name pipeplex, so that ``pkill -9 -f pipeplex``
+leaves it to stop the cast (``_guardian_process.LABEL``).
 """
 
 from __future__ import annotations
@@ -49,12 +50,11 @@ import os
 import select
 import socket
 import subprocess
-import sys
 import time
 import weakref
 from collections.abc import Callable
 
-from .._guardian_process import spawn_guardian
+from .._guardian_process import INTERPRETER, spawn_guardian
 from ..errors import PipeplexError
 from ._escaped import start_time
 from ._group import exits_within
@@ -112,7 +112,7 @@ class Guardian(GuardianNews):
         try:
             self._proc, self._fd, hands = spawned or spawn_guardian()
         except OSError as exc:
-            raise PipeplexError(f"cannot start the guardian process ({sys.executable} -S): "
+            raise PipeplexError(f"cannot start the guardian process ({INTERPRETER} -I -S): "
                                 f"{exc.strerror or exc}; nothing was started") from None
         self.pid = self._proc.pid
         self._hands = self._socket(hands)
