@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from .report.files import Unsafe, make_folders, open_record
+from .report.files import Unsafe, UnsafeWay, check_way, make_folders, open_record
 
 __all__ = ("SHOWN_LINES", "keep", "keep_folder", "shown_tail", "transcript_file_name")
 
@@ -57,7 +57,8 @@ def keep(folder: Path, nodeid: str, text: str) -> str | None:
 
 def keep_folder(folder: Path) -> tuple[int, None] | tuple[None, str]:
     """The folder of kept transcripts, made if need be (0700), open; or why it cannot be:
-    a link (never followed), another user's (who could read them), not a folder."""
+    a link (never followed), another user's (who could read them), not a folder, or on a
+    way another user could change (:func:`~pipeplex.report.files.check_way`)."""
     try:
         make_folders(folder, mode=0o700)
         folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -68,6 +69,11 @@ def keep_folder(folder: Path) -> tuple[int, None] | tuple[None, str]:
     if os.fstat(folder_fd).st_uid != os.geteuid():
         os.close(folder_fd)
         return None, "it belongs to another user, who could read what is kept there"
+    try:
+        check_way(folder)
+    except UnsafeWay as exc:
+        os.close(folder_fd)
+        return None, str(exc)
     return folder_fd, None
 
 

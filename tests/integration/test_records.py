@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from .helpers import DEADLINE, PIPEPLEX, py, run, status
 
 
@@ -281,3 +283,38 @@ def test_a_member_that_never_starts_keeps_no_earlier_runs_log(tmp_path: Path) ->
     assert result.returncode == 3, result.stdout + result.stderr
     assert {name: (logs / f"{name}.log").read_text() for name in ("x", "w", "lazy")} == {
         "x": "", "w": "", "lazy": ""}
+
+
+ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a link to another user")
+
+
+@ROOT
+@pytest.mark.parametrize("record", ["run --transcript", "run --log-dir", "test --junit",
+                                    "test --transcript", "test --log-dir"])
+def test_a_record_through_another_user_s_link_is_refused(
+        run_dir: Path, tmp_path: Path, record: str) -> None:
+    """A link of another user's on the way to a record (``/tmp/ci/out``, theirs) could be
+    pointed at a folder of yours: the record would replace your file of that name there.
+    Refused before anything runs, and the file stays."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    link = tmp_path / "out"
+    link.symlink_to(victim)
+    os.lchown(link, 65534, 65534)
+    command, option = record.split()
+    name = {"--transcript": "run.jsonl", "--log-dir": "logs", "--junit": "junit.xml"}[option]
+    kept = victim / ("logs/a.log" if option == "--log-dir" else name)
+    kept.parent.mkdir(exist_ok=True)
+    kept.write_text("yours\n")
+    if command == "run":
+        args = ["run", "-p", "a=echo hi", "--run-dir", run_dir]
+    else:
+        scenario = tmp_path / "a.toml"
+        scenario.write_text('[procs.a]\ncmd = "echo hi"\n[[step]]\nexpect = "^hi"\nin = "a"\n')
+        args = ["test", scenario]
+    result = run(*args, option, link / name)
+    assert result.returncode == 2, result.stdout
+    said = result.stderr if option == "--junit" or command == "run" else result.stdout
+    assert (f"{link} is a symbolic link of uid 65534, who could point it elsewhere during the "
+            "run; give a path in a folder of your own") in said, result
+    assert kept.read_text() == "yours\n"

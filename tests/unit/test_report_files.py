@@ -1,8 +1,10 @@
-"""The folders records are written into: made no looser than asked, whatever the umask."""
+"""The folders records are written into: made no looser than asked, whatever the umask,
+and never on a way another user could change."""
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -10,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeplex.report.files import make_folders, replace_file
+from pipeplex.report.files import UnsafeWay, make_folders, open_record, replace_file
+
+ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file to another user")
 
 
 @pytest.fixture
@@ -64,3 +68,66 @@ def test_a_new_file_a_killed_writer_left_goes_at_the_next_write(tmp_path: Path) 
 def _taken_again(pid: int) -> bool:
     """Whether ``pid`` names a process again (then its file is rightly left alone)."""
     return Path(f"/proc/{pid}").exists()
+
+
+def _way(tmp_path: Path, way: str) -> tuple[Path, Path, str]:
+    """A folder to write in, reached the way named; the folder it really is; and who could
+    swap what on that way, as the refusal says it."""
+    target = tmp_path / "mine"
+    target.mkdir()
+    if way == "another user's link":
+        link = tmp_path / "link"
+        link.symlink_to(target)
+        os.lchown(link, 65534, 65534)
+        return link, target, f"{link} is a symbolic link of uid 65534, who could point it"
+    if way == "a link in another user's folder":
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        (theirs / "out").symlink_to(target)
+        os.chown(theirs, 65534, 65534)
+        return theirs / "out", target, f"{theirs} belongs to uid 65534, who could put a link"
+    if way == "another user's folder":
+        os.chown(target, 65534, 65534)
+        return target, target, f"{target} belongs to uid 65534, who could put a link"
+    outer = tmp_path / "open"
+    outer.mkdir()
+    outer.chmod(0o777)
+    inner = outer / "records"
+    target.rename(inner)
+    return inner, inner, f"others may write to {outer} (mode 0777), and so put a link of theirs"
+
+
+WAYS = [pytest.param("another user's link", marks=ROOT),
+        pytest.param("a link in another user's folder", marks=ROOT),
+        pytest.param("another user's folder", marks=ROOT),
+        "an open folder above"]
+
+
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("writer", ["open_record", "replace_file"])
+def test_a_record_on_a_way_another_user_could_change_is_refused(
+        tmp_path: Path, way: str, writer: str) -> None:
+    """Whoever may swap a folder or a link on the way to a record could point it at a file
+    of the user's between a check and the write: the record is refused, and nothing is
+    written either where the path leads now."""
+    given, real, who = _way(tmp_path, way)
+    (real / "run.jsonl").write_text("kept")
+    write = {"open_record": lambda path: os.close(open_record(path)),
+             "replace_file": lambda path: replace_file(path, b"new")}[writer]
+    with pytest.raises(UnsafeWay, match="^" + re.escape(who)):
+        write(given / "run.jsonl")
+    assert (real / "run.jsonl").read_text() == "kept"
+
+
+def test_a_way_through_root_s_and_the_user_s_own_links_and_sticky_folders_is_taken(
+        tmp_path: Path) -> None:
+    """Root's folders, the user's own, a sticky folder others may write to (as /tmp), and a
+    link of the user's own, are ways no one else can change."""
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    (sticky / "mine").mkdir()
+    (tmp_path / "link").symlink_to(sticky / "mine")
+    os.close(open_record(tmp_path / "link" / "run.jsonl"))
+    replace_file(tmp_path / "link" / "report.xml", b"<ok/>")
+    assert sorted(p.name for p in (sticky / "mine").iterdir()) == ["report.xml", "run.jsonl"]

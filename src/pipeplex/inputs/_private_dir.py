@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Literal
 
 from .._file_kind import file_kind
+from .._path_safety import unsafe_above
 from ..errors import RunDirError
 
 __all__ = ("COMMAND", "OPEN_DIR", "check_private", "described", "make_private_dir",
-           "private_dir", "remove_empty", "unsafe_above")
+           "private_dir", "remove_empty", "run_folder_at_risk")
 
 COMMAND = "--run-dir"
 """How a run folder is given, for the messages: the command's option (the Python API's
@@ -171,92 +172,17 @@ def make_private_dir(path: Path, *, in_base: bool, given_as: str = COMMAND
 def _check_above(path: Path, given_as: str) -> None:
     """Refuse a run folder that someone else could move away during the run, to put pipes
     of their own in its place (a script's ``echo secret > RUN/NAME.in`` would then be theirs):
-    see :func:`unsafe_above`."""
-    why = unsafe_above(path)
+    see :func:`run_folder_at_risk`."""
+    why = run_folder_at_risk(path)
     if why is not None:
         raise RunDirError(f"refusing run folder {path}: {why}; {_elsewhere(given_as)}")
 
 
-def unsafe_above(path: Path) -> str | None:
-    """Why someone else could move ``path`` away (or swap a folder or a link on the way to
-    it): a folder on the way that belongs to another user, or that others may write to and
-    is not sticky (as /tmp is), or a symbolic link of another user, who could point it
-    elsewhere. The path is followed as the kernel follows it, link by link, so every folder
-    it goes through counts, those a link leads through too. Root's folders and links and
-    the user's own are safe. None if nothing is in the way."""
-    safe = (0, os.geteuid())
-    todo = list(path.parent.parts[1:])
-    current = "/"
-    why = _open_to_others(current)
-    hops = 0
-    while todo and why is None:
-        name = todo.pop(0)
-        if name in ("", "."):
-            continue
-        if name == "..":
-            current = os.path.dirname(current)
-            continue
-        step = os.path.join(current, name)
-        try:
-            st = os.lstat(step)
-        except OSError:
-            return None  # (missing: what is below is made by us)
-        if stat.S_ISLNK(st.st_mode):
-            if st.st_uid not in safe:
-                return (f"{step} is a symbolic link of uid {st.st_uid}, who could point it "
-                        "elsewhere during the run")
-            hops += 1
-            if hops > 40:
-                return f"{step} leads through more than 40 symbolic links"
-            target = os.readlink(step)
-            if os.path.isabs(target):
-                current = "/"
-            todo[:0] = Path(target).parts[1 if os.path.isabs(target) else 0:]
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            return None  # (no folder: said where the run folder is made)
-        current = step
-        why = _open_to_others(current, st)
-    return why
-
-
-def _open_to_others(folder: str, st: os.stat_result | None = None) -> str | None:
-    """Why someone else could rename what is in ``folder``, or None."""
-    if st is None:
-        st = os.stat(folder)
-    if st.st_uid not in (0, os.geteuid()):
-        return (f"{folder} belongs to uid {st.st_uid}, who could move the run folder away "
-                "and put pipes of their own in its place")
-    if _others_may_write(folder, st) and not st.st_mode & stat.S_ISVTX:
-        return (f"others may write to {folder} (mode {stat.S_IMODE(st.st_mode):04o}), and so "
-                "move the run folder away and put pipes of their own in its place")
-    return None
-
-
-def _others_may_write(folder: str, st: os.stat_result) -> bool:
-    """Whether anyone but the user may write to ``folder``: others, or its group, unless
-    that is the user's own (of the user's name, with no other members, and nobody else's
-    as theirs), and with no ACL that may name other users."""
-    if st.st_mode & 0o002:
-        return True
-    if not st.st_mode & 0o020:
-        return False
-    import grp
-    import pwd
-
-    try:
-        os.getxattr(folder, "system.posix_acl_access")
-        return True  # (the group bits are then the mask of entries that may name others)
-    except OSError:
-        pass
-    try:
-        group = grp.getgrgid(st.st_gid)
-        me = pwd.getpwuid(os.geteuid())
-    except KeyError:
-        return True
-    return not (st.st_gid == me.pw_gid and group.gr_name == me.pw_name and not group.gr_mem
-                and all(user.pw_gid != st.st_gid or user.pw_uid == me.pw_uid
-                        for user in pwd.getpwall()))
+def run_folder_at_risk(path: Path) -> str | None:
+    """Why someone else could move the run folder ``path`` away during the run, to put
+    pipes of their own in its place (see :func:`~pipeplex._path_safety.unsafe_above`)."""
+    return unsafe_above(path, "move the run folder away and put pipes of their own in its "
+                              "place")
 
 
 def remove_empty(folders: list[Path]) -> None:

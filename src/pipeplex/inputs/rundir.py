@@ -28,7 +28,7 @@ from ._private_dir import (
     described,
     make_private_dir,
     remove_empty,
-    unsafe_above,
+    run_folder_at_risk,
 )
 
 __all__ = ("LOCK_NAME", "MAX_REQUEST", "SOCKET_NAME", "SUN_PATH_MAX", "RunDir", "default_run_dir",
@@ -59,7 +59,7 @@ def _runtime_base() -> Path:
         except OSError:
             st = None
         if (st and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
-                and not st.st_mode & 0o077 and unsafe_above(Path(xdg, "pipeplex")) is None):
+                and not st.st_mode & 0o077 and run_folder_at_risk(Path(xdg, "pipeplex")) is None):
             return Path(xdg) / "pipeplex"
     return _temp_base(os.environ.get("TMPDIR"))
 
@@ -71,7 +71,7 @@ def _temp_base(tmpdir: str | None) -> Path:
     base = f"pipeplex-{os.geteuid()}"
     if (tmpdir and os.path.isabs(tmpdir) and os.path.isdir(tmpdir)
             and os.access(tmpdir, os.W_OK | os.X_OK)
-            and unsafe_above(Path(tmpdir, base)) is None):
+            and run_folder_at_risk(Path(tmpdir, base)) is None):
         return Path(tmpdir, base)
     return Path("/tmp", base)
 
@@ -124,7 +124,7 @@ def live_run_elsewhere(cwd: Path | None = None) -> tuple[Path, str | None] | Non
             continue
         if (not stat.S_ISDIR(held.st_mode) or held.st_uid != os.geteuid()
                 or held.st_mode & 0o077 or not stat.S_ISSOCK(sock.st_mode)
-                or sock.st_uid != os.geteuid() or unsafe_above(folder) is not None):
+                or sock.st_uid != os.geteuid() or run_folder_at_risk(folder) is not None):
             continue
         if _listening(folder):
             return folder, _pid_in_lock(folder)

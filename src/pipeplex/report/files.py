@@ -1,6 +1,7 @@
 """Files pipeplex writes for the user (transcripts, logs, JUnit reports, golden files):
 made new, never through a link or into a pipe, a device or another user's file put at
-their path."""
+their path, and never on a way another user could change (a folder or a link of theirs
+on the way, which they could point at a file of yours)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,39 @@ import stat
 from pathlib import Path
 
 from .._file_kind import file_kind
+from .._path_safety import unsafe_way
 
-__all__ = ("Unsafe", "make_folders", "open_record", "refusal", "replace_file", "replaceable")
+__all__ = ("Unsafe", "UnsafeWay", "check_way", "make_folders", "open_record", "refusal",
+           "replace_file", "replaceable")
 
 
 class Unsafe(Exception):
     """What is at a record's path must not be written to (the message says why)."""
+
+    advice = "remove it, or give another file"
+    """What the user can do about it."""
+
+
+class UnsafeWay(Unsafe):
+    """Another user could change the way to a record's folder (the message says who)."""
+
+    advice = "give a path in a folder of your own"
+
+
+def check_way(folder: str | os.PathLike[str]) -> None:
+    """Refuse to write in ``folder`` when another user could swap it, or a folder or a link
+    on the way to it, for a link of theirs between this check and the write, and have the
+    record written over a file of the user's elsewhere (see
+    :func:`~pipeplex._path_safety.unsafe_way`). Checked once the folders exist: one made
+    meanwhile by someone else is theirs, and refused.
+
+    Raises:
+        UnsafeWay: the message says which folder or link, and whose.
+    """
+    why = unsafe_way(Path(folder), "put a link of theirs on the way and have this file "
+                                   "written elsewhere")
+    if why is not None:
+        raise UnsafeWay(why)
 
 
 def refusal(st: os.stat_result) -> str | None:
@@ -42,13 +70,16 @@ def open_record(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> i
     An earlier record there (a regular file of ours with a single link) is replaced: it is
     removed, then a file is made that did not exist (``O_EXCL``), so nothing put at the path
     meanwhile (a link to another file, a pipe) is ever opened. Anything else at ``path`` is
-    refused, never opened, emptied or chmodded. With ``dir_fd``, ``path`` is a name in that
-    folder.
+    refused, never opened, emptied or chmodded, and so is a way to it that another user
+    could change (:func:`check_way`). With ``dir_fd``, ``path`` is a name in that folder,
+    whose way the caller checked.
 
     Raises:
         Unsafe: something else is, or was put, at ``path`` (the message says what).
         OSError: the file cannot be created.
     """
+    if dir_fd is None:
+        check_way(Path(path).parent)
     try:
         reason = refusal(os.lstat(path, dir_fd=dir_fd))
     except FileNotFoundError:
@@ -73,13 +104,15 @@ def replace_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
     ``mode`` (with ``keep_mode``, an earlier file's mode instead). A failed write leaves the
     earlier file whole, and the rename replaces a link rather than writing through it; a
     link, or anything but a regular file of the user's, is refused all the same, so that
-    one planted there is said rather than quietly replaced.
+    one planted there is said rather than quietly replaced; so is a way to it that another
+    user could change (:func:`check_way`).
 
     Raises:
         Unsafe: something else is at ``path`` (the message says what).
         OSError: the file cannot be written (nothing is left behind).
     """
     path = Path(path)
+    check_way(path.parent)
     # The new file and the rename in one folder, whatever is done to the path meanwhile.
     folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

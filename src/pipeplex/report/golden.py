@@ -23,7 +23,7 @@ from .._printable import printable
 from .._signals import describe_returncode
 from ..errors import PipeplexError
 from ..scenario.model import NormalizeRule
-from .files import Unsafe, make_folders, replace_file
+from .files import Unsafe, UnsafeWay, make_folders, replace_file
 
 __all__ = ("DIFF_LINES", "MIN_VARIABLE", "compare_golden", "golden_text", "write_golden")
 
@@ -226,5 +226,7 @@ def write_golden(path: str | os.PathLike[str], text: str) -> None:
         # is made 0644, as files in a repository usually are.
         replace_file(path, text.encode("utf-8"), mode=0o644, keep_mode=True)
     except Unsafe as exc:
-        raise PipeplexError(f"cannot write golden file {os.fspath(path)}: {exc}; remove it, "
-                            "or name another file with golden = in the scenario") from None
+        advice = ("name one in a folder of your own" if isinstance(exc, UnsafeWay) else
+                  "remove it, or name another file")
+        raise PipeplexError(f"cannot write golden file {os.fspath(path)}: {exc}; {advice} "
+                            "with golden = in the scenario") from None

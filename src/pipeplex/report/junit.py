@@ -17,9 +17,10 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import PipeplexError
-from .files import Unsafe, replace_file, replaceable
+from .files import Unsafe, check_way, replace_file, replaceable
 
 __all__ = ("CaseResult", "check_junit", "classname", "write_junit", "xml_safe")
 
@@ -66,6 +67,7 @@ def check_junit(path: str | os.PathLike[str]) -> None:
         PipeplexError: something other than a regular file of the user's is at ``path``.
     """
     try:
+        check_way(Path(path).parent)
         replaceable(path)
     except Unsafe as exc:
         raise PipeplexError(_refused(path, exc)) from None
@@ -128,5 +130,4 @@ def write_junit(path: str | os.PathLike[str], results: Sequence[CaseResult]) -> 
 
 
 def _refused(path: str | os.PathLike[str], reason: Unsafe) -> str:
-    return (f"cannot write the JUnit report {os.fspath(path)}: {reason}; remove it, or give "
-            "another file")
+    return f"cannot write the JUnit report {os.fspath(path)}: {reason}; {reason.advice}"

@@ -29,7 +29,7 @@ from .._bus import Bus
 from .._events import Event, Note, Output, Started
 from ..errors import PipeplexError
 from ..output.terminal import Writer
-from .files import Unsafe, make_folders, open_record
+from .files import Unsafe, check_way, make_folders, open_record
 from .records import event_record
 
 __all__ = ("LogDirSink", "TranscriptSink")
@@ -131,7 +131,7 @@ class TranscriptSink:
                 fd = open_record(self.path)
         except Unsafe as exc:
             system = os.fspath(path).startswith(("/dev/", "/proc/"))
-            advice = "give another file" if system else "remove it, or give another file"
+            advice = "give another file" if system else exc.advice
             raise PipeplexError(f"cannot write the transcript {self.path}: {exc}; {advice}"
                                 ) from None
         except (FileExistsError, NotADirectoryError):  # (a file where a folder of it goes)
@@ -258,9 +258,13 @@ class LogDirSink:
         try:
             # Private when we make it, as the logs in it are (0600), whatever the umask.
             make_folders(self.folder, mode=0o700)
+            check_way(self.folder)
             # The folder itself, never a link in its place: the logs are made in it by name.
             self._dir_fd = os.open(self.folder,
                                    os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except Unsafe as exc:
+            raise PipeplexError(f"cannot use the log folder {self.folder}: {exc}; "
+                                f"{exc.advice}") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR
                                             and self.folder.is_symlink()):

@@ -18,7 +18,7 @@ from .._file_kind import records_apart, same_file
 from .._printable import printable
 from .._signals import signal_name
 from ..errors import PipeplexError
-from ..report.files import make_folders
+from ..report.files import UnsafeWay, check_way, make_folders
 from ..report.junit import CaseResult, check_junit
 from ..scenario.model import Scenario
 from ..scenario.suite import ScenarioOutcome
@@ -136,10 +136,12 @@ def junit_errors(path: Path) -> Iterator[None]:
 def records_folder(folder: Path, what: str) -> None:
     """Make ``folder`` for several scenarios' records (0700, as they are private), and
     refuse a symbolic link in its place, as for one scenario's ``--log-dir``: the records
-    are made in it by name, and a link planted there would take them elsewhere.
+    are made in it by name, and a link planted there would take them elsewhere. So would a
+    folder or a link on the way that another user could swap (see
+    :func:`~pipeplex.report.files.check_way`).
 
     Raises:
-        PipeplexError: ``folder`` is a symbolic link.
+        PipeplexError: ``folder`` is a symbolic link, or on a way another user could change.
         OSError: it cannot be made (FileExistsError: a file is in its place).
     """
     try:
@@ -153,6 +155,10 @@ def records_folder(folder: Path, what: str) -> None:
         raise PipeplexError(f"cannot use the {what} {folder}: it is a symbolic link, which "
                             "pipeplex does not follow; give the folder it points to, if that "
                             "is yours")
+    try:  # (each record in it is opened by its path, and its way checked again then)
+        check_way(folder)
+    except UnsafeWay as exc:
+        raise PipeplexError(f"cannot use the {what} {folder}: {exc}; {exc.advice}") from None
 
 
 def records_problem(exc: Exception) -> str | None:
