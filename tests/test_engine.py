@@ -944,6 +944,25 @@ def test_who_excuses_a_failure_at_the_stops_eof() -> None:
     assert judged([("db", 99.9)], engine.state.start_waves()) == ["server"]
 
 
+@pytest.mark.parametrize("apart", [0.005, 0.03])
+def test_two_members_that_fail_at_the_stops_eof_together_do_not_excuse_each_other(
+        apart: float) -> None:
+    """Each ended within 10 ms of the other, so each would excuse the other, and the run
+    passed while both had failed on their own: the earlier failure counts (and excuses the
+    later one, which may have failed of it), however close together they were seen."""
+    from pipeplex.engine.verdict import Failure, Verdict
+
+    for first, second in (("a", "b"), ("b", "a")):
+        verdict = Verdict()
+        verdict.failed_at_eof(Failure(second, 3, f"{second} exited with code 3", 100.0 + apart))
+        verdict.failed_at_eof(Failure(first, 4, f"{first} exited with code 4", 100.0))
+        verdict.ended_in_stop(second, 100.0 + apart)
+        verdict.ended_in_stop(first, 100.0)
+        verdict.judge_at_eof([["a", "b"]])
+        assert [f.name for f in verdict.failures] == [first]
+        assert verdict.status(None) == 4
+
+
 def test_a_summary_line_per_member() -> None:
     """At the end each member gets one summary note: how it ended, how long it ran."""
     engine, recorder = _engine(ProcSpec("a", ("true",)), ProcSpec("b", ("sleep", "60")))

@@ -80,14 +80,23 @@ class Verdict:
         members get their EOF together, and a client whose server ended at its EOF then
         fails because of the stop. One that started after it does not excuse it: a server
         that crashes as its clients leave at the stop has a bug of its own. "Before" with a
-        margin: two exits seen in one pass of the loop are seen in any order."""
+        margin: two exits seen in one pass of the loop are seen in any order.
+
+        A member that failed at its EOF too excuses only once its own failure counts: two
+        that fail at the EOF together do not excuse each other, whichever was seen first
+        (the earlier one's failure counts, and excuses the other's)."""
         wave = {name: i for i, names in enumerate(waves) for name in names}
         # (the last wave a name is in: a member added under an ended one's name is that)
-        for failure in self._failed_at_eof:
+        failed = {(f.name, f.at) for f in self._failed_at_eof}
+        counted: set[tuple[str, float]] = set()
+        for failure in sorted(self._failed_at_eof, key=lambda f: f.at):
             mine = wave.get(failure.name, 0)
             if not any(name != failure.name and at < failure.at + SEEN_TOGETHER
-                       and wave.get(name, 0) <= mine for name, at in self._ended_in_stop):
+                       and wave.get(name, 0) <= mine
+                       and ((name, at) not in failed or (name, at) in counted)
+                       for name, at in self._ended_in_stop):
                 self.record(failure.name, failure.status, failure.reason, failure.at)
+                counted.add((failure.name, failure.at))
         self._failed_at_eof.clear()
 
     def status(self, interrupted_by: int | None) -> int:
