@@ -270,18 +270,41 @@ def start_time(pid: int) -> int | None:
 def started(pid: int) -> int | None:
     """Its start time in clock ticks after boot; None once it is gone (or a zombie)."""
     fields = stat_fields(pid)
-    if fields is None or len(fields) < 20 or fields[0] in (b"Z", b"X"):
+    if fields is None or len(fields) < 20 or exited(pid, fields):
         return None
     return int(fields[19])
+
+
+def exited(pid: int | str, fields: list[bytes]) -> bool:
+    """Dead, or a zombie with no thread left: Linux shows a process Z once its main thread
+    has ended, while its other threads may run on (``main`` ends with ``pthread_exit``)."""
+    return fields[0] == b"X" or (fields[0] == b"Z" and running_thread(pid) is None)
+
+
+def running_thread(pid: int | str) -> int | None:
+    """A thread of ``pid`` other than its main one, if there is one."""
+    try:
+        return next((int(t) for t in os.listdir(f"/proc/{pid}/task") if t != str(pid)), None)
+    except OSError:
+        return None
+
+
+def proc_entry(pid: int) -> bytes:
+    """Where /proc shows its environment and descriptors: ``/proc/PID``, or a thread's
+    entry once its main thread has ended (whose own reads then fail)."""
+    fields = stat_fields(pid)
+    thread = running_thread(pid) if fields is not None and fields[0] == b"Z" else None
+    return b"/proc/%d" % pid if thread is None else b"/proc/%d/task/%d" % (pid, thread)
 
 
 def streams_of(pid: int) -> set[tuple[bytes, bytes]]:
     """Its stdin, stdout and stderr: (mount id, what /proc names them) each."""
     found = set()
+    at = proc_entry(pid)
     for fd in (b"0", b"1", b"2"):
         try:
-            link = os.readlink(b"/proc/%d/fd/" % pid + fd)
-            with open(b"/proc/%d/fdinfo/" % pid + fd, "rb") as f:
+            link = os.readlink(at + b"/fd/" + fd)
+            with open(at + b"/fdinfo/" + fd, "rb") as f:
                 info = f.read()
         except OSError:
             continue
@@ -350,9 +373,14 @@ def marked(token: bytes | None) -> Iterator[int]:
     for pid in sorted((int(e) for e in os.listdir("/proc") if e.isdigit()), reverse=True):
         if pid != me:
             try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    if token in f.read().split(b"\0"):
-                        yield pid
+                try:
+                    with open(f"/proc/{pid}/environ", "rb") as f:
+                        environ = f.read()
+                except ProcessLookupError:  # (its main thread ended: see exited)
+                    with open(proc_entry(pid) + b"/environ", "rb") as f:
+                        environ = f.read()
+                if token in environ.split(b"\0"):
+                    yield pid
             except OSError:
                 pass
 
@@ -367,7 +395,7 @@ def descendants(groups: set[int], roots: set[int]) -> Found:
         if not entry.isdigit() or int(entry) == me:
             continue
         fields = stat_fields(entry)
-        if fields is None or fields[0] in (b"Z", b"X"):
+        if fields is None or exited(entry, fields):
             continue
         pid, ppid, pgid = int(entry), int(fields[1]), int(fields[2])
         parents.setdefault(ppid, []).append(pid)
@@ -467,10 +495,10 @@ class Stop:
         # A zombie left in a group (its parent has not reaped it yet) is dead already.
         if next(marked(self.token), None) is not None or self.alive():
             return True
-        for entry in os.listdir("/proc"):
-            fields = stat_fields(entry) if entry.isdigit() else None
-            if fields is not None and int(fields[2]) in self.groups and fields[0] not in (
-                    b"Z", b"X"):
+        for pid in os.listdir("/proc"):
+            fields = stat_fields(pid) if pid.isdigit() else None
+            if (fields is not None and int(fields[2]) in self.groups
+                    and not exited(pid, fields)):
                 return True
         return False
 

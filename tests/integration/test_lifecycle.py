@@ -778,6 +778,58 @@ def test_no_orphans_when_everything_named_pipeplex_is_killed(run_dir: Path) -> N
             wait_exited(member)
 
 
+MAIN_THREAD_ENDS = """
+import ctypes, os, signal, sys, threading
+if "apart" in sys.argv:  # (the member ignores SIGTERM; its child leaves for a session)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.fork():
+        signal.pause()
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+if "deaf" in sys.argv:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+libc = ctypes.CDLL(None)  # (its calls let the GIL go)
+libc.pthread_self.restype = ctypes.c_ulong
+main = libc.pthread_self()
+def run_on():
+    libc.pthread_join(ctypes.c_ulong(main), None)
+    print("main thread ended in", os.getpid(), flush=True)
+    threading.Event().wait()
+threading.Thread(target=run_on).start()
+libc.pthread_exit(None)
+"""
+
+
+@pytest.mark.parametrize("where", ["left in its group", "the member, pipeplex killed",
+                                   "in a session of its own"])
+def test_a_process_whose_main_thread_ended_is_stopped(
+        run_dir: Path, tmp_path: Path, where: str) -> None:
+    """Linux shows a process Z once its main thread has ended (``main`` ends with
+    ``pthread_exit``), while its other threads run on; /proc then shows no environment or
+    descriptors for it. Taken for a zombie, it was never signalled: not in its member's
+    group at the stop, not by the guardian after a SIGKILL, not where it went with the
+    member's environment."""
+    program = tmp_path / "main_thread_ends.py"
+    program.write_text(MAIN_THREAD_ENDS)
+    cast = {"left in its group": f"z=sh -c '{sys.executable} {program} &'",
+            "the member, pipeplex killed": f"z={sys.executable} {program} deaf",
+            "in a session of its own": f"z={sys.executable} {program} apart"}[where]
+    # (Alone and deaf to SIGTERM when pipeplex is killed: the guardian must see it and
+    # send SIGKILL; else kept company, so that the run goes on as the shell ends.)
+    company = [] if where == "the member, pipeplex killed" else ["-p", "keep=sleep 60"]
+    with Pipeplex("run", "-p", cast, *company, "--on-exit", "ignore", "--grace", "0.5",
+                  "--run-dir", run_dir) as plex:
+        pid = int(plex.expect(r"^z +\| main thread ended in (\d+)$")[1])
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        if where == "the member, pipeplex killed":
+            plex.signal(signal.SIGKILL)
+            assert plex.wait() == -signal.SIGKILL
+        else:
+            plex.signal(signal.SIGTERM)
+            assert plex.wait() == 143
+        wait_exited(pid)
+
+
 def test_a_stopped_member_takes_its_sigterm_when_pipeplex_is_killed(
         run_dir: Path, tmp_path: Path) -> None:
     """A member stopped (SIGSTOP, Ctrl-Z in its terminal) as pipeplex is killed: the

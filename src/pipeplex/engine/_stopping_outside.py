@@ -28,7 +28,7 @@ from .._signals import signal_name
 from ..participants import Process, _escaped
 from ..participants._escaped import Escaped, OutOfDescriptors
 from ..participants._group import live_in_groups, owner, wait_groups_gone
-from ..participants._proc import GONE, START_TIME, STATE, stat_fields
+from ..participants._proc import START_TIME, exited, stat_fields
 from ._stopping_reach import (
     LEFTOVER_KILL_WAIT,
     Reach,
@@ -400,7 +400,7 @@ class OutsideStopper:
                 ended = True
                 continue
             process = (pid, int(fields[START_TIME]))
-            if fields[STATE] not in GONE:
+            if not exited(pid, fields):
                 alive.append(process)
             elif process not in self._signalled_strays:
                 ended = True

@@ -22,7 +22,7 @@ import os
 import signal
 from collections.abc import Collection, Iterable, Iterator
 
-from ._proc import GONE, PGRP, START_TIME, STATE, stat_fields
+from ._proc import PGRP, START_TIME, exited, running_thread, stat_fields
 
 __all__ = ("SEARCH_SLICE", "Escaped", "OutOfDescriptors", "carrying", "find_escaped", "hold",
            "proc_pids", "send", "start_time")
@@ -72,7 +72,7 @@ def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int],
             # environment read between two equal start times is that process's (the pid
             # may go to a stranger between any two reads).
             fields = stat_fields(pid, strict=True)
-            if fields is None or fields[STATE] in GONE or int(fields[PGRP]) in inside:
+            if fields is None or exited(pid, fields) or int(fields[PGRP]) in inside:
                 continue
             started = int(fields[START_TIME])
             name = _name_in(pid, token, wanted)
@@ -184,13 +184,22 @@ def _descriptors() -> Iterator[None]:
 
 
 def _read(pid: int, what: str) -> bytes | None:
-    """``/proc/PID/WHAT``; None if the process is gone or not ours to read.
+    """``/proc/PID/WHAT``; None if the process is gone or not ours to read. Of a process
+    whose main thread has ended (ESRCH), read through a thread that runs on.
 
     Raises:
         OSError: out of descriptors (EMFILE, ENFILE).
     """
     try:
         with open(f"/proc/{pid}/{what}", "rb") as f:
+            return f.read()
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise
+        if exc.errno != errno.ESRCH or (thread := running_thread(pid)) is None:
+            return None
+    try:
+        with open(f"/proc/{pid}/task/{thread}/{what}", "rb") as f:
             return f.read()
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
@@ -216,6 +225,6 @@ def start_time(pid: int) -> int | None:
         OSError: out of descriptors (EMFILE, ENFILE).
     """
     fields = stat_fields(pid, strict=True)
-    if fields is None or fields[STATE] in GONE:
+    if fields is None or exited(pid, fields):
         return None
     return int(fields[START_TIME])

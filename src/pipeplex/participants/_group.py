@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._signals import signal_name
 from ..errors import SignalRefused
-from ._proc import GONE, PGRP, STATE, all_stats
+from ._proc import PGRP, all_stats, exited
 
 if TYPE_CHECKING:
     from .guardian import Guardian
@@ -60,7 +60,7 @@ def live_in_groups(groups: Collection[int]) -> dict[int, list[int]]:
     found: dict[int, list[int]] = {}
     for pid, fields in all_stats():
         pgid = int(fields[PGRP])
-        if pgid in groups and fields[STATE] not in GONE:
+        if pgid in groups and not exited(pid, fields):
             found.setdefault(pgid, []).append(pid)
     return found
 

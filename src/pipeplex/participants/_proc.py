@@ -8,14 +8,16 @@ import os
 from collections.abc import Iterator
 
 __all__ = ("FLAGS", "GONE", "PF_EXITING", "PF_FORKNOEXEC", "PGRP", "PPID", "START_TIME", "STATE",
-           "all_stats", "child_flags", "signal_pending", "stat_fields", "suspended")
+           "all_stats", "child_flags", "exited", "running_thread", "signal_pending", "stat_fields",
+           "suspended")
 
 STATE, PPID, PGRP, FLAGS, START_TIME = 0, 1, 2, 6, 19
 """Indexes in :func:`stat_fields`, which begin after ``pid (comm)``: ``proc(5)``'s fields
 3 (state), 4 (ppid), 5 (pgrp), 9 (flags) and 22 (starttime)."""
 
 GONE = (b"Z", b"X")
-"""The states of a process that has exited: a zombie, or dead."""
+"""The states of a process that has exited: a zombie, or dead. But a process shows Z as
+soon as its main thread has ended, while its other threads may run on: see :func:`exited`."""
 
 PF_EXITING = 0x4
 PF_FORKNOEXEC = 0x40
@@ -45,6 +47,26 @@ def stat_fields(pid: int | str, *, strict: bool = False) -> list[bytes] | None:
         os.close(fd)
     end = stat.rfind(b")")
     return stat[end + 2:].split() if end >= 0 else None
+
+
+def exited(pid: int | str, fields: list[bytes]) -> bool:
+    """Whether the process ``pid`` (its :func:`stat_fields`) has exited: dead, or a zombie
+    with no thread left. Linux shows a process Z once its main thread has ended, while its
+    other threads run on (a program whose ``main`` ends with ``pthread_exit``): that one
+    lives, takes signals, and must be stopped like any other."""
+    state = fields[STATE]
+    return state == b"X" or (state == b"Z" and running_thread(pid) is None)
+
+
+def running_thread(pid: int | str) -> int | None:
+    """A thread of ``pid`` other than its main one, if there is one (the main one has
+    ended: its /proc entry no longer shows the environment or the descriptors, which the
+    other threads share); None if there is none."""
+    try:
+        with os.scandir(f"/proc/{pid}/task") as tasks:
+            return next((int(task.name) for task in tasks if task.name != str(pid)), None)
+    except OSError:
+        return None
 
 
 def suspended(pid: int) -> bool:
