@@ -297,6 +297,19 @@ def proc_entry(pid: int) -> bytes:
     return b"/proc/%d" % pid if thread is None else b"/proc/%d/task/%d" % (pid, thread)
 
 
+def ignores_sigterm(pid: int) -> bool:
+    """Whether it ignores SIGTERM (its ``SigIgn`` in ``/proc/PID/status``)."""
+    try:
+        with open(proc_entry(pid) + b"/status", "rb") as f:
+            status = f.read()
+    except OSError:
+        return False
+    for line in status.split(b"\n"):
+        if line.startswith(b"SigIgn:"):
+            return bool(int(line[7:].strip(), 16) & 1 << (signal.SIGTERM - 1))
+    return False
+
+
 def streams_of(pid: int) -> set[tuple[bytes, bytes]]:
     """Its stdin, stdout and stderr: (mount id, what /proc names them) each."""
     found = set()
@@ -457,6 +470,24 @@ class Stop:
             if self.known <= before and self.groups <= groups:
                 return
 
+    def kill_the_deaf(self) -> None:
+        """SIGKILL, while they are stopped, those that ignore SIGTERM: it would only let them
+        run on for the half second before the SIGKILL, in which one that starts daemons (a
+        loop under ``trap '' TERM``) starts more, in sessions of their own and without the
+        run's id, where the last look cannot find them."""
+        me = os.getpid()
+        found = set(marked(self.token)) | self.alive()
+        for entry in os.listdir("/proc"):
+            fields = stat_fields(entry) if entry.isdigit() and int(entry) != me else None
+            if fields is not None and int(fields[2]) in self.groups:
+                found.add(int(entry))
+        for pid in found:
+            if ignores_sigterm(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
     def signal_all(self, sig: int) -> None:
         for pgid in self.groups:
             now = start_time(pgid)
@@ -543,6 +574,7 @@ def main() -> None:
     if not stop.left():
         return  # (pipeplex stopped everything itself: the usual end)
     stop.freeze()
+    stop.kill_the_deaf()
     stop.signal_all(signal.SIGTERM)
     stop.signal_all(signal.SIGCONT)  # (each takes its SIGTERM now, as at a stop)
     if not stop.gone_within(0.5):

@@ -830,6 +830,42 @@ def test_a_process_whose_main_thread_ended_is_stopped(
         wait_exited(pid)
 
 
+def test_a_member_deaf_to_sigterm_starts_no_daemon_after_pipeplex_is_killed(
+        run_dir: Path, tmp_path: Path) -> None:
+    """The guardian stops the cast (SIGSTOP), then sends SIGTERM and SIGCONT and waits half
+    a second before SIGKILL. A member that ignores SIGTERM only ran on in that half second:
+    one that starts daemons (here, one at each SIGCONT) started one in a session of its
+    own, without the run's id or its streams, its parent gone, where the last look cannot
+    find it. Now
+    what ignores SIGTERM gets its SIGKILL while stopped."""
+    daemon = tmp_path / "daemon.pid"
+    code = ("import os, signal, sys\n"
+            "def spawn(*_):\n"
+            "    done, told = os.pipe()  # (closed by the daemon's exec: it has written)\n"
+            "    if os.fork() == 0:\n"
+            "        os.setsid()\n"
+            "        if os.fork() == 0:\n"
+            f"            fd = os.open({str(daemon)!r}, os.O_WRONLY | os.O_CREAT | os.O_EXCL)\n"
+            "            os.write(fd, str(os.getpid()).encode()); os.close(fd)\n"
+            "            null = os.open('/dev/null', os.O_RDWR)  # (none of its streams)\n"
+            "            for i in (0, 1, 2): os.dup2(null, i)\n"
+            "            os.execvpe('sleep', ['sleep', '60'], {})\n"
+            "        os._exit(0)\n"
+            "    os.close(told); os.read(done, 1)\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "signal.signal(signal.SIGCONT, spawn)\n"
+            "print('up', flush=True)\n"
+            "while True: signal.pause()\n")
+    with Pipeplex("run", "-p", "m=" + py(code), "--run-dir", run_dir) as plex:
+        member = int(plex.expect(r"^m +\* started \(pid (\d+)\)")[1])
+        plex.expect(r"^m +\| up$")
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        wait_exited(member)
+    if daemon.exists():  # (it ran on, and started one: it must be gone all the same)
+        wait_exited(int(daemon.read_text()), after="pipeplex was killed")
+
+
 def test_a_stopped_member_takes_its_sigterm_when_pipeplex_is_killed(
         run_dir: Path, tmp_path: Path) -> None:
     """A member stopped (SIGSTOP, Ctrl-Z in its terminal) as pipeplex is killed: the

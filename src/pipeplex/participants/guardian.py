@@ -5,8 +5,8 @@ session, would live on as orphans. So pipeplex starts a guardian, tells it throu
 each process group it creates (``+PGID``) and each one that is gone (``-PGID``), and keeps
 the pipe's write end open. The kernel closes that end when pipeplex dies, however it dies:
 the guardian reads EOF, stops every group still registered (SIGSTOP, so that none forks
-while it looks for what they started), sends them SIGTERM and SIGCONT, and SIGKILL to those
-still there half a second later.
+while it looks for what they started), sends SIGKILL to what ignores SIGTERM, SIGTERM and
+SIGCONT to the rest, and SIGKILL to those still there half a second later.
 
 Registering is one write, made as soon as the member is spawned. The guardian reads the
 first line of a burst at once and the rest a quarter second later (its death, not its lines,
