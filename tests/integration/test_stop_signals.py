@@ -474,6 +474,20 @@ def test_sigquit_stops_the_cast_without_the_grace(run_dir: Path) -> None:
     assert not run_dir.exists()
 
 
+def test_a_stop_without_the_grace_runs_no_stop_cmd(run_dir: Path, tmp_path: Path) -> None:
+    """A stop that skips the grace (Ctrl-\\, a second Ctrl-C) would kill a member's stop_cmd
+    as it starts (a `docker stop` cut off): it is not run, and the member is signalled."""
+    cast = tmp_path / "cast.toml"
+    cast.write_text(f"[procs.db]\ncmd = 'sleep 60'\nstop_cmd = 'touch {tmp_path}/asked'\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir) as plex:
+        plex.expect(r"^db +\* started")
+        plex.signal(signal.SIGQUIT)
+        assert plex.wait() == 128 + signal.SIGQUIT
+    assert "stop_cmd" not in plex.text, plex.text
+    assert "db * summary: stopped by SIGTERM" in plex.text, plex.text
+    assert not (tmp_path / "asked").exists()
+
+
 WAITS_FOR_SIGNALS = (
     "import signal, sys\n"
     "wanted = [signal.SIGUSR1, signal.SIGUSR2]\n"

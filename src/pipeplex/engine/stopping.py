@@ -182,8 +182,9 @@ class Stopper:
         escaped: asyncio.Future[None] | None = None
         ignored = f"ignored {_asked(member)} for {{s}} s"
         try:
+            # (Not once the graces are skipped: the command would be killed as it starts.)
             if not exit_seen.done() and member.spec.stop_cmd is not None and (
-                    self.stop_command is not None):
+                    self.stop_command is not None) and not any(f.done() for f in forced):
                 ignored = "still running {s} s after its stop_cmd"
                 refused, termed_at, escaped = await self._ask_by_command(
                     member, said, exit_seen, forced, grace)
