@@ -963,6 +963,22 @@ def test_two_members_that_fail_at_the_stops_eof_together_do_not_excuse_each_othe
         assert verdict.status(None) == 4
 
 
+def test_a_client_that_fails_at_the_stops_eof_is_not_blamed_before_its_server() -> None:
+    """The server (first wave) fails at its EOF, and its client, seen 5 ms before it,
+    fails too: the server's failure counts (no later wave excuses it), and it excuses the
+    client's, whichever exit was seen first."""
+    from pipeplex.engine.verdict import Failure, Verdict
+
+    verdict = Verdict()
+    verdict.failed_at_eof(Failure("client", 1, "client exited with code 1", 99.995))
+    verdict.failed_at_eof(Failure("server", 3, "server exited with code 3", 100.0))
+    verdict.ended_in_stop("client", 99.995)
+    verdict.ended_in_stop("server", 100.0)
+    verdict.judge_at_eof([["server"], ["client"]])
+    assert [f.name for f in verdict.failures] == ["server"]
+    assert verdict.status(None) == 3
+
+
 def test_a_summary_line_per_member() -> None:
     """At the end each member gets one summary note: how it ended, how long it ran."""
     engine, recorder = _engine(ProcSpec("a", ("true",)), ProcSpec("b", ("sleep", "60")))

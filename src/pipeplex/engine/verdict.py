@@ -83,13 +83,15 @@ class Verdict:
         margin: two exits seen in one pass of the loop are seen in any order.
 
         A member that failed at its EOF too excuses only once its own failure counts: two
-        that fail at the EOF together do not excuse each other, whichever was seen first
-        (the earlier one's failure counts, and excuses the other's)."""
+        that fail at the EOF together do not excuse each other, whichever was seen first.
+        So failures are judged wave by wave (a later wave never excuses an earlier one),
+        and within a wave in the order they ended: the earlier one counts, and excuses the
+        later one."""
         wave = {name: i for i, names in enumerate(waves) for name in names}
         # (the last wave a name is in: a member added under an ended one's name is that)
         failed = {(f.name, f.at) for f in self._failed_at_eof}
         counted: set[tuple[str, float]] = set()
-        for failure in sorted(self._failed_at_eof, key=lambda f: f.at):
+        for failure in sorted(self._failed_at_eof, key=lambda f: (wave.get(f.name, 0), f.at)):
             mine = wave.get(failure.name, 0)
             if not any(name != failure.name and at < failure.at + SEEN_TOGETHER
                        and wave.get(name, 0) <= mine
