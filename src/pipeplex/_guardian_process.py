@@ -21,9 +21,12 @@ __all__ = ("GUARDIAN", "INTERPRETER", "LABEL", "spawn_guardian", "start_early_gu
 GUARDIAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_guardian_main.py")
 """The guardian's program, run on its own (see that file)."""
 
-INTERPRETER = os.path.realpath(sys.executable)
-"""The interpreter the guardian runs on: the one under a virtual environment, whose path
-may name pipeplex (pipx puts it in ``venvs/pipeplex``); the guardian needs nothing of it."""
+INTERPRETER = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+"""The interpreter the guardian runs on: the one under a virtual environment (which the
+``venv`` module names ``_base_executable``, a copy's too), whose path may name pipeplex
+(pipx puts it in ``venvs/pipeplex``); the guardian needs nothing of it. (An interpreter
+that itself lives below a folder named so, a conda environment called pipeplex, still
+names it.)"""
 
 LABEL = "cast-guardian"
 """The guardian's last word on its command line, for ``ps`` to show what it is.

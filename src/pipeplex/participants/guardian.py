@@ -54,7 +54,7 @@ import time
 import weakref
 from collections.abc import Callable
 
-from .._guardian_process import INTERPRETER, spawn_guardian
+from .._guardian_process import GUARDIAN, INTERPRETER, spawn_guardian
 from ..errors import PipeplexError
 from ._escaped import start_time
 from ._group import exits_within
@@ -112,7 +112,8 @@ class Guardian(GuardianNews):
         try:
             self._proc, self._fd, hands = spawned or spawn_guardian()
         except OSError as exc:
-            raise PipeplexError(f"cannot start the guardian process ({INTERPRETER} -I -S): "
+            raise PipeplexError(f"cannot start the guardian process ({INTERPRETER} -I -S "
+                                f"{GUARDIAN}): "
                                 f"{exc.strerror or exc}; nothing was started") from None
         self.pid = self._proc.pid
         self._hands = self._socket(hands)
