@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Collection
 from pathlib import Path
 
 __all__ = ("unsafe_above", "unsafe_way")
@@ -22,27 +23,32 @@ def unsafe_above(path: Path, at_risk: str) -> str | None:
     return unsafe_way(path.parent, at_risk)
 
 
-def unsafe_way(folder: Path, at_risk: str) -> str | None:
+def unsafe_way(folder: Path, at_risk: str, trusted: Collection[int] = ()) -> str | None:
     """Why someone else could swap ``folder``, or a folder or a link on the way to it: a
     folder on the way (``folder`` itself too) that belongs to another user, or that others
     may write to and is not sticky (as /tmp is), or a symbolic link of another user, who
     could point it elsewhere. ``at_risk`` says what they could then do ("move the run
     folder away and ..."). The path is followed as the kernel follows it, link by link, so
-    every folder it goes through counts, those a link leads through too (a relative one
-    from the working folder). Root's folders and links and the user's own are safe. None
-    if nothing is in the way; a folder that is missing is made by us, below it nothing can
-    be in the way."""
-    safe = (0, os.geteuid())
-    todo = list(Path(os.getcwd(), folder).parts[1:])
-    current = "/"
-    why = _open_to_others(current, at_risk)
+    every folder it goes through counts, those a link leads through too; a relative one
+    from the working folder, which the process holds (no folder above it can take it
+    away). Root's folders and links, the user's own and those of the ``trusted`` users
+    are safe. None if nothing is in the way; a folder that is missing is made by us,
+    below it nothing can be in the way."""
+    safe = (0, os.geteuid(), *trusted)
+    # (A relative one is looked at from ".": the folder the process holds, as the kernel
+    # takes it, not its name, which a folder above could be renamed under.)
+    todo, current = (list(folder.parts[1:]), "/") if folder.is_absolute() else (
+        list(folder.parts), ".")
+    why = _open_to_others(current, at_risk, safe)
     hops = 0
     while todo and why is None:
         name = todo.pop(0)
         if name in ("", "."):
             continue
-        if name == "..":
-            current = os.path.dirname(current)
+        if name == "..":  # (the folder it leads to holds the next name: checked too)
+            current = (os.path.dirname(current) if os.path.isabs(current)
+                       else os.path.join(current, ".."))
+            why = _open_to_others(current, at_risk, safe)
             continue
         step = os.path.join(current, name)
         try:
@@ -64,16 +70,16 @@ def unsafe_way(folder: Path, at_risk: str) -> str | None:
         if not stat.S_ISDIR(st.st_mode):
             return None  # (no folder: whoever makes one there says so)
         current = step
-        why = _open_to_others(current, at_risk, st)
+        why = _open_to_others(current, at_risk, safe, st)
     return why
 
 
-def _open_to_others(folder: str, at_risk: str, st: os.stat_result | None = None
-                    ) -> str | None:
-    """Why someone else could rename what is in ``folder``, or None."""
+def _open_to_others(folder: str, at_risk: str, safe: Collection[int],
+                    st: os.stat_result | None = None) -> str | None:
+    """Why someone else (than the ``safe`` users) could rename what is in ``folder``."""
     if st is None:
         st = os.stat(folder)
-    if st.st_uid not in (0, os.geteuid()):
+    if st.st_uid not in safe:
         return f"{folder} belongs to uid {st.st_uid}, who could {at_risk}"
     if _others_may_write(folder, st) and not st.st_mode & stat.S_ISVTX:
         return (f"others may write to {folder} (mode {stat.S_IMODE(st.st_mode):04o}), and so "

@@ -318,3 +318,20 @@ def test_a_record_through_another_user_s_link_is_refused(
     assert (f"{link} is a symbolic link of uid 65534, who could point it elsewhere during the "
             "run; give a path in a folder of your own") in said, result
     assert kept.read_text() == "yours\n"
+
+
+@ROOT
+@pytest.mark.parametrize("option", ["--transcript", "--log-dir"])
+def test_a_refused_record_makes_no_folder_where_it_leads(
+        run_dir: Path, tmp_path: Path, option: str) -> None:
+    """The way is checked before the record's folders are made, not only after: a refused
+    record leaves nothing in the folder another user's link leads to."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    link = tmp_path / "out"
+    link.symlink_to(victim)
+    os.lchown(link, 65534, 65534)
+    target = link / "new" / ("run.jsonl" if option == "--transcript" else "logs")
+    result = run("run", "-p", "a=echo hi", "--run-dir", run_dir, option, target)
+    assert result.returncode == 2, result.stdout
+    assert list(victim.iterdir()) == []

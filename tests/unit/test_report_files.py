@@ -131,3 +131,35 @@ def test_a_way_through_root_s_and_the_user_s_own_links_and_sticky_folders_is_tak
     os.close(open_record(tmp_path / "link" / "run.jsonl"))
     replace_file(tmp_path / "link" / "report.xml", b"<ok/>")
     assert sorted(p.name for p in (sticky / "mine").iterdir()) == ["report.xml", "run.jsonl"]
+
+
+@ROOT
+def test_the_working_folder_s_owner_is_trusted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root in a container, on a checkout of the host's user: pipeplex runs what that
+    user's files say anyway, so their folders and links on the way are no way in."""
+    checkout = tmp_path / "checkout"
+    (checkout / "build").mkdir(parents=True)
+    for folder in (checkout, checkout / "build"):
+        os.chown(folder, 65534, 65534)
+    with pytest.raises(UnsafeWay):
+        os.close(open_record(checkout / "build" / "run.jsonl"))
+    monkeypatch.chdir(checkout)
+    os.close(open_record(Path("build/run.jsonl")))
+    replace_file(checkout / "build" / "junit.xml", b"<ok/>")
+    assert sorted(p.name for p in (checkout / "build").iterdir()) == ["junit.xml", "run.jsonl"]
+
+
+def test_a_relative_path_is_taken_from_the_working_folder_whatever_is_above_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process holds its working folder: no folder above it can take it away, so an
+    open folder there does not matter to a relative path (it does to the absolute one)."""
+    outer = tmp_path / "open"
+    (outer / "mine").mkdir(parents=True)
+    outer.chmod(0o777)
+    monkeypatch.chdir(outer / "mine")
+    os.close(open_record(Path("run.jsonl")))
+    with pytest.raises(UnsafeWay, match=f"^others may write to {re.escape(str(outer))} "):
+        os.close(open_record(outer / "mine" / "other.jsonl"))
+    with pytest.raises(UnsafeWay, match=r"^others may write to \./\.\. "):
+        os.close(open_record(Path("../mine/up.jsonl")))

@@ -35,14 +35,21 @@ def check_way(folder: str | os.PathLike[str]) -> None:
     """Refuse to write in ``folder`` when another user could swap it, or a folder or a link
     on the way to it, for a link of theirs between this check and the write, and have the
     record written over a file of the user's elsewhere (see
-    :func:`~pipeplex._path_safety.unsafe_way`). Checked once the folders exist: one made
-    meanwhile by someone else is theirs, and refused.
+    :func:`~pipeplex._path_safety.unsafe_way`). Checked again once the folders exist: one
+    made meanwhile by someone else is theirs, and refused.
+
+    The owner of the working folder is trusted as the user is: pipeplex runs what their
+    files there say (a cast, scenarios), which could do anything a link could. So root in
+    a container, on a checkout of the host's user, writes its reports there.
 
     Raises:
         UnsafeWay: the message says which folder or link, and whose.
     """
+    trusted: tuple[int, ...] = ()
+    with contextlib.suppress(OSError):  # (a working folder removed under us: no one more)
+        trusted = (os.stat(".").st_uid,)
     why = unsafe_way(Path(folder), "put a link of theirs on the way and have this file "
-                                   "written elsewhere")
+                                   "written elsewhere", trusted)
     if why is not None:
         raise UnsafeWay(why)
 

@@ -23,7 +23,7 @@ from .._printable import printable
 from .._signals import describe_returncode
 from ..errors import PipeplexError
 from ..scenario.model import NormalizeRule
-from .files import Unsafe, UnsafeWay, make_folders, replace_file
+from .files import Unsafe, UnsafeWay, check_way, make_folders, replace_file
 
 __all__ = ("DIFF_LINES", "MIN_VARIABLE", "compare_golden", "golden_text", "write_golden")
 
@@ -219,14 +219,15 @@ def write_golden(path: str | os.PathLike[str], text: str) -> None:
         PipeplexError: something other than a regular file of the user's is at ``path``.
         OSError: it cannot be written; an earlier golden file stays whole.
     """
-    make_folders(Path(path).parent, mode=0o755)
     try:
+        check_way(Path(path).parent)  # (before a folder is made for it, then as it is written)
+        make_folders(Path(path).parent, mode=0o755)
         # Not private as a run's records are (0600): a golden file is committed for anyone
         # who checks the project out to read. It keeps the mode of the one it replaces, or
         # is made 0644, as files in a repository usually are.
         replace_file(path, text.encode("utf-8"), mode=0o644, keep_mode=True)
     except Unsafe as exc:
-        advice = ("name one in a folder of your own" if isinstance(exc, UnsafeWay) else
-                  "remove it, or name another file")
-        raise PipeplexError(f"cannot write golden file {os.fspath(path)}: {exc}; {advice} "
-                            "with golden = in the scenario") from None
+        advice = (exc.advice if isinstance(exc, UnsafeWay) else
+                  "remove it, or name another file with golden = in the scenario")
+        raise PipeplexError(f"cannot write golden file {os.fspath(path)}: {exc}; {advice}"
+                            ) from None

@@ -126,7 +126,9 @@ class TranscriptSink:
             if _OWN_DESCRIPTOR.fullmatch(text):
                 fd = _own_descriptor(text)
             else:
-                # (As --junit's; private, as the transcript is, those above it too.)
+                # (As --junit's; private, as the transcript is, those above it too. Its way
+                # checked before they are made too: none is made where it is refused.)
+                check_way(self.path.parent)
                 make_folders(self.path.parent, mode=0o700, above=0o700)
                 fd = open_record(self.path)
         except Unsafe as exc:
@@ -256,7 +258,9 @@ class LogDirSink:
         self._bus = bus
         self._warn = warn
         try:
-            # Private when we make it, as the logs in it are (0600), whatever the umask.
+            # Private when we make it, as the logs in it are (0600), whatever the umask;
+            # its way checked before and after (none made where it is refused).
+            check_way(self.folder)
             make_folders(self.folder, mode=0o700)
             check_way(self.folder)
             # The folder itself, never a link in its place: the logs are made in it by name.

@@ -56,8 +56,8 @@ def check_junit_path(path: Path) -> None:
     """Exit with status 2 when ``path`` may not be replaced by the JUnit report; make its
     folders if missing."""
     with junit_errors(path):
+        check_junit(path)  # (first: no folder is made for a report that is refused)
         make_folders(path.parent, mode=0o755)
-        check_junit(path)
 
 
 def check_not_scenario_files(files: Sequence[Path], scenarios: Sequence[Scenario], *,
@@ -144,6 +144,10 @@ def records_folder(folder: Path, what: str) -> None:
         PipeplexError: ``folder`` is a symbolic link, or on a way another user could change.
         OSError: it cannot be made (FileExistsError: a file is in its place).
     """
+    try:
+        check_way(folder)  # (before a folder is made where it would be refused)
+    except UnsafeWay as exc:
+        raise PipeplexError(f"cannot use the {what} {folder}: {exc}; {exc.advice}") from None
     try:
         make_folders(folder, mode=0o700)
     except FileExistsError:
