@@ -390,8 +390,10 @@ def marked(token: bytes | None) -> Iterator[int]:
                     with open(f"/proc/{pid}/environ", "rb") as f:
                         environ = f.read()
                 except ProcessLookupError:  # (its main thread ended: see exited)
-                    with open(proc_entry(pid) + b"/environ", "rb") as f:
-                        environ = f.read()
+                    environ = b""
+                if not environ and (at := proc_entry(pid)) != b"/proc/%d" % pid:
+                    with open(at + b"/environ", "rb") as f:  # (empty, by the kernel's
+                        environ = f.read()  # version, rather than ESRCH)
                 if token in environ.split(b"\0"):
                     yield pid
             except OSError:
@@ -477,9 +479,11 @@ class Stop:
         run's id, where the last look cannot find them."""
         me = os.getpid()
         found = set(marked(self.token)) | self.alive()
+        groups = {pgid for pgid in self.groups  # (not one whose number is a stranger's now)
+                  if start_time(pgid) in (None, self.leaders.get(pgid))}
         for entry in os.listdir("/proc"):
             fields = stat_fields(entry) if entry.isdigit() and int(entry) != me else None
-            if fields is not None and int(fields[2]) in self.groups:
+            if fields is not None and int(fields[2]) in groups:
                 found.add(int(entry))
         for pid in found:
             if ignores_sigterm(pid):

@@ -786,41 +786,43 @@ if "apart" in sys.argv:  # (the member ignores SIGTERM; its child leaves for a s
         signal.pause()
     os.setsid()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-if "deaf" in sys.argv:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 libc = ctypes.CDLL(None)  # (its calls let the GIL go)
 libc.pthread_self.restype = ctypes.c_ulong
 main = libc.pthread_self()
 def run_on():
     libc.pthread_join(ctypes.c_ulong(main), None)
-    print("main thread ended in", os.getpid(), flush=True)
+    said = os.dup(1)
+    if "quiet" in sys.argv:  # (holding none of the member's pipes once it has said so)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+    os.write(said, b"main thread ended in %d\\n" % os.getpid())
+    os.close(said)
     threading.Event().wait()
 threading.Thread(target=run_on).start()
 libc.pthread_exit(None)
 """
 
 
-@pytest.mark.parametrize("where", ["left in its group", "the member, pipeplex killed",
-                                   "in a session of its own"])
+@pytest.mark.parametrize("where", ["left in its group", "in a session of its own",
+                                   "the member, pipeplex killed"])
 def test_a_process_whose_main_thread_ended_is_stopped(
         run_dir: Path, tmp_path: Path, where: str) -> None:
     """Linux shows a process Z once its main thread has ended (``main`` ends with
     ``pthread_exit``), while its other threads run on; /proc then shows no environment or
-    descriptors for it. Taken for a zombie, it was never signalled: not in its member's
-    group at the stop, not by the guardian after a SIGKILL, not where it went with the
-    member's environment."""
+    descriptors for it. Taken for a zombie, it was never signalled: not by the stop in its
+    member's group, nor where it went with the member's environment (both said by pipeplex
+    itself, not left to the guardian), nor by the guardian after a SIGKILL of pipeplex (a
+    member started with ``env -i`` that let go of its pipes: only its group finds it)."""
     program = tmp_path / "main_thread_ends.py"
     program.write_text(MAIN_THREAD_ENDS)
     cast = {"left in its group": f"z=sh -c '{sys.executable} {program} &'",
-            "the member, pipeplex killed": f"z={sys.executable} {program} deaf",
-            "in a session of its own": f"z={sys.executable} {program} apart"}[where]
-    # (Alone and deaf to SIGTERM when pipeplex is killed: the guardian must see it and
-    # send SIGKILL; else kept company, so that the run goes on as the shell ends.)
+            "in a session of its own": f"z={sys.executable} {program} apart",
+            "the member, pipeplex killed": f"z=env -i {sys.executable} {program} quiet"}[where]
     company = [] if where == "the member, pipeplex killed" else ["-p", "keep=sleep 60"]
     with Pipeplex("run", "-p", cast, *company, "--on-exit", "ignore", "--grace", "0.5",
                   "--run-dir", run_dir) as plex:
         pid = int(plex.expect(r"^z +\| main thread ended in (\d+)$")[1])
-        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
         if where == "the member, pipeplex killed":
             plex.signal(signal.SIGKILL)
             assert plex.wait() == -signal.SIGKILL
@@ -828,6 +830,11 @@ def test_a_process_whose_main_thread_ended_is_stopped(
             plex.signal(signal.SIGTERM)
             assert plex.wait() == 143
         wait_exited(pid)
+    said = {"left in its group": r"left processes in its process group; sent them SIGTERM",
+            "in a session of its own": rf"left 1 process \(pid {pid}\) outside its process "
+                                       r"group; sent it SIGTERM"}.get(where)
+    if said is not None:
+        assert re.search(rf"^z +\* {said}$", plex.text, re.M), plex.text
 
 
 def test_a_member_deaf_to_sigterm_starts_no_daemon_after_pipeplex_is_killed(
@@ -836,8 +843,7 @@ def test_a_member_deaf_to_sigterm_starts_no_daemon_after_pipeplex_is_killed(
     a second before SIGKILL. A member that ignores SIGTERM only ran on in that half second:
     one that starts daemons (here, one at each SIGCONT) started one in a session of its
     own, without the run's id or its streams, its parent gone, where the last look cannot
-    find it. Now
-    what ignores SIGTERM gets its SIGKILL while stopped."""
+    find it. Now what ignores SIGTERM gets its SIGKILL while stopped."""
     daemon = tmp_path / "daemon.pid"
     code = ("import os, signal, sys\n"
             "def spawn(*_):\n"

@@ -46,7 +46,6 @@ def _stranger_as(pid: int, strangers: list[subprocess.Popen[bytes]]) -> subproce
     pytest.skip(f"pid {pid} went to other processes five times")
 
 
-
 def test_the_stop_leaves_a_group_id_that_went_to_another_program(
         run_dir: Path, strangers: list[subprocess.Popen[bytes]]) -> None:
     with Pipeplex("run", "-p", "brief=true", "-p", "keeper=sleep 60", "--on-exit", "ignore",

@@ -22,7 +22,7 @@ import os
 import signal
 from collections.abc import Collection, Iterable, Iterator
 
-from ._proc import PGRP, START_TIME, exited, running_thread, stat_fields
+from ._proc import PGRP, START_TIME, STATE, exited, running_thread, stat_fields
 
 __all__ = ("SEARCH_SLICE", "Escaped", "OutOfDescriptors", "carrying", "find_escaped", "hold",
            "proc_pids", "send", "start_time")
@@ -185,19 +185,27 @@ def _descriptors() -> Iterator[None]:
 
 def _read(pid: int, what: str) -> bytes | None:
     """``/proc/PID/WHAT``; None if the process is gone or not ours to read. Of a process
-    whose main thread has ended (ESRCH), read through a thread that runs on.
+    whose main thread has ended (its entry then reads empty, or fails with ESRCH, by the
+    kernel's version), read through a thread that runs on.
 
     Raises:
         OSError: out of descriptors (EMFILE, ENFILE).
     """
+    data: bytes | None = None
     try:
         with open(f"/proc/{pid}/{what}", "rb") as f:
-            return f.read()
+            data = f.read()
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             raise
-        if exc.errno != errno.ESRCH or (thread := running_thread(pid)) is None:
+        if exc.errno != errno.ESRCH:
             return None
+    if data:
+        return data
+    fields = stat_fields(pid, strict=True)
+    thread = running_thread(pid) if fields is not None and fields[STATE] == b"Z" else None
+    if thread is None:
+        return data
     try:
         with open(f"/proc/{pid}/task/{thread}/{what}", "rb") as f:
             return f.read()
