@@ -862,12 +862,7 @@ def test_a_member_deaf_to_sigterm_starts_no_daemon_after_pipeplex_is_killed(
             "signal.signal(signal.SIGCONT, spawn)\n"
             "print('up', flush=True)\n"
             "while True: signal.pause()\n")
-    with Pipeplex("run", "-p", "m=" + py(code), "--run-dir", run_dir) as plex:
-        member = int(plex.expect(r"^m +\* started \(pid (\d+)\)")[1])
-        plex.expect(r"^m +\| up$")
-        plex.signal(signal.SIGKILL)
-        assert plex.wait() == -signal.SIGKILL
-        wait_exited(member)
+    _kill_pipeplex_once_up(run_dir, code)
     if daemon.exists():  # (it ran on, and started one: it must be gone all the same)
         wait_exited(int(daemon.read_text()), after="pipeplex was killed")
 
@@ -885,14 +880,21 @@ def test_a_stopped_member_takes_its_sigterm_when_pipeplex_is_killed(
             "signal.signal(signal.SIGTERM, bye)\n"
             "print('up', flush=True)\n"
             "while True: signal.pause()\n")
+    _kill_pipeplex_once_up(run_dir, code, first=lambda member: os.kill(member, signal.SIGSTOP))
+    assert said.read_text() == "bye"
+
+
+def _kill_pipeplex_once_up(run_dir: Path, code: str, *,
+                           first: Callable[[int], None] = lambda member: None) -> None:
+    """Run ``code`` as the member ``m``; once it says ``up``, do ``first`` to it and SIGKILL
+    pipeplex: the guardian must leave it gone."""
     with Pipeplex("run", "-p", "m=" + py(code), "--run-dir", run_dir) as plex:
         member = int(plex.expect(r"^m +\* started \(pid (\d+)\)")[1])
         plex.expect(r"^m +\| up$")
-        os.kill(member, signal.SIGSTOP)
+        first(member)
         plex.signal(signal.SIGKILL)
         assert plex.wait() == -signal.SIGKILL
         wait_exited(member)
-    assert said.read_text() == "bye"
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
