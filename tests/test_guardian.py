@@ -1212,3 +1212,27 @@ def test_a_guardian_stuck_with_a_full_pipe_is_replaced(monkeypatch: pytest.Monke
     assert _exits_within(stuck, DEADLINE)
     guardian.close()
     assert guardian._proc.returncode == 0
+
+
+def test_the_looks_below_pipeplex_come_ten_times_a_second_for_a_second_after_a_spawn() -> None:
+    """Most daemons fork away as their member starts: for a second after each spawn the
+    guardian looks for the orphans pipeplex adopted every tenth of a second, then every
+    second; where pipeplex is not the cast's subreaper (the Python API), never."""
+    from pipeplex import _guardian_main as program
+
+    now = [100.0]
+    told = program.Told(clock=lambda: now[0])
+    assert told.until_look() is None
+    told.take(b"*")
+    assert told.until_look() == 0
+    told.look_below(os.getppid())  # (this process's parent: its children, read)
+    assert told.until_look() == 1000
+    now[0] = 100.5
+    told.take(b"+%d" % os.getpid())  # a spawn
+    assert told.until_look() == 0  # (a tenth of a second after the last look is past)
+    told.look_below(os.getppid())
+    assert told.until_look() == 100
+    now[0] = 101.55  # (the second after the spawn is over)
+    assert told.until_look() == 0
+    told.look_below(os.getppid())
+    assert told.until_look() == 1000

@@ -3,10 +3,11 @@
 
 What the guardian does, and how pipeplex talks to it, is told in
 :mod:`pipeplex.participants.guardian` (each line it is told, in
-:mod:`pipeplex.participants._guardian_news`). This file is never imported: it runs on its
-own, with nothing but the standard library, so that it starts in milliseconds. (A file
-handed over open rather than ``python -c CODE``: ``ps`` shows a short line, and nothing
-on it says "pipeplex", so ``pkill -f pipeplex`` leaves it to stop the cast.)
+:mod:`pipeplex.participants._guardian_news`). pipeplex never imports this file (tests
+do): it runs on its own, with nothing but the standard library, so that it starts in
+milliseconds. (A file handed over open rather than ``python -c CODE``: ``ps`` shows a
+short line, and nothing on it says "pipeplex", so ``pkill -f pipeplex`` leaves it to stop
+the cast.)
 
 It reads pipeplex's lines until EOF (pipeplex ended, however it ended), then stops what
 it was told of: the process groups (``+PGID``, ``-PGID``), the orphans pipeplex adopted
@@ -16,6 +17,8 @@ environment, as redis and nginx do to set their process titles), a member caught
 (``>TICKS PIPES``, ``<PIPE``; not after a clean end, ``.``), and every process carrying
 the run's id (``=TOKEN``); and, with those, every process below them (a daemon whose parent
 still runs). First, it sets back the terminal a console left raw (``TDEV ...``, ``T``).
+Where pipeplex is the cast's subreaper (``*PID:START ...``, the children it had before),
+the orphans that come to it are looked for here too (see :meth:`Told.look_below`).
 
 A member with a full terminal (``pty = true``) has it as its controlling terminal: when
 pipeplex dies, the kernel closes its master and hangs the terminal up, and the member's shell
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import _socket
 import itertools
+import math
 import os
 import select
 import signal
@@ -58,7 +62,7 @@ def take_lines(buffer: bytes, take: Callable[[bytes], None]) -> bytes:
 class Told:
     """What pipeplex told, line by line."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.groups: dict[int, int | None] = {}
         """The groups pipeplex registered, with their leader's start time as this process
         read it (None: the leader was gone by then): see :meth:`ours`."""
@@ -72,6 +76,13 @@ class Told:
         """pipeplex ended well: it had its say on what is left (``.``)."""
         self.terminal: tuple[int, list[int | list[bytes]]] | None = None
         """A terminal pipeplex's console put in raw mode (open), and its settings before."""
+        self.spared: set[tuple[int, int]] | None = None
+        """pipeplex's children from before the cast, by pid and start time, once it said
+        it is the cast's subreaper (``*``): see :meth:`look_below`. None: it is not, and
+        what becomes its child is not the cast's."""
+        self._looked = 0.0
+        self._soon_until = 0.0
+        self._clock = clock
         self._buffer = b""
 
     def drained(self) -> bool:
@@ -83,9 +94,10 @@ class Told:
                 return True
             if not data:
                 return False
-            self._buffer = take_lines(self._buffer + data, self._take)
+            self._buffer = take_lines(self._buffer + data, self.take)
 
-    def _take(self, line: bytes) -> None:
+    def take(self, line: bytes) -> None:
+        """One line pipeplex told (without its end)."""
         kind, rest = line[:1], line[1:]
         if kind == b"?":
             since, *streams = rest.split(b" ")
@@ -97,6 +109,7 @@ class Told:
             pgid = _pid(rest)
             self.groups[pgid] = start_time(pgid)
             self.spawning = None
+            self._soon_until = self._clock() + LOOK_SOON_FOR
         elif kind == b">":
             since, *pipes = rest.split(b" ")
             for mnt, _, link in (pipe.partition(b":") for pipe in pipes):
@@ -118,6 +131,9 @@ class Told:
             self.token = b"PIPEPLEX_RUN_ID=" + rest
         elif kind == b"T":
             self._set_terminal(rest)
+        elif kind == b"*":
+            self.spared = {(_pid(pid), int(when)) for pid, _, when
+                           in (child.partition(b":") for child in rest.split())}
 
     def _set_terminal(self, told: bytes) -> None:
         """``T`` alone: pipeplex set its terminal back. Else the terminal its console made
@@ -137,6 +153,37 @@ class Told:
         settings: list[int | list[bytes]] = [int(flag) for flag in flags]
         settings.append([bytes([c]) for c in bytes.fromhex(chars.decode())])
         self.terminal = (fd, settings)
+
+    def until_look(self) -> int | None:
+        """Milliseconds until the next look below pipeplex is due (0: now); None where it is
+        not the cast's subreaper (``*`` not told)."""
+        if self.spared is None:
+            return None
+        every = LOOK_SOON_EVERY if self._clock() < self._soon_until else LOOK_EVERY
+        return max(0, math.ceil((self._looked + every - self._clock()) * 1000))
+
+    def look_below(self, parent: int) -> None:
+        """Take pipeplex's children for the orphans it adopted, other than the cast's
+        groups, this process and the children it had before the cast (a zombie is left for
+        it). Nothing tells of an orphan's coming (the SIGCHLD goes to its old parent), and
+        pipeplex stopped (SIGSTOP, Ctrl-Z, a debugger) cannot look, nor tell: a daemon a
+        member double-forked then, and pipeplex killed, was left to PID 1. So they are
+        looked for here, once a second, and ten times a second for a second after each
+        spawn, when most daemons fork away; pipeplex tells those it sees itself too.
+        What is no longer its child has ended (it was reaped)."""
+        self._looked = self._clock()
+        found = children(parent)
+        spared = self.spared
+        if spared is None or os.getppid() != parent:  # (it died as it was read: not every
+            return  # child was listed)
+        me = os.getpid()
+        adopted = {}
+        for child in found:
+            if child != me and child not in self.groups:
+                when = self.adopted.get(child) or started(child)
+                if when is not None and (child, when) not in spared:
+                    adopted[child] = when
+        self.adopted = adopted
 
     def ours(self) -> set[int]:
         """The groups told, less those whose number a stranger's process has since: a group
@@ -225,26 +272,57 @@ def _pid(text: bytes) -> int:
     return pid
 
 
-def listen(told: Told, masters: Masters) -> None:
+LOOK_EVERY = 1.0
+LOOK_SOON_EVERY = 0.1
+LOOK_SOON_FOR = 1.0
+"""Seconds between looks for the orphans pipeplex adopted (see :meth:`Told.look_below`):
+one look wakes this process, some 0.3 ms of CPU on a virtual machine, so the more frequent
+ones come only for this long after a spawn."""
+
+GATHER_MS = 250
+"""How long a burst of lines (a start wave) gathers before it is read."""
+
+
+def listen(told: Told, masters: Masters, parent: int) -> None:
     """Until pipeplex's end. A start wave writes a line per member: let the rest gather for
-    a quarter second, woken early only by pipeplex's end (POLLHUP), instead of waking for
-    each line and taking the core pipeplex spawns on. Unread lines wait safely in the pipe.
-    The masters handed over are taken as the lines are (a master's news comes before its
-    group's line): one not taken yet is held by the socket meanwhile."""
+    a quarter second, woken early only by pipeplex's end (POLLHUP) or a look that is due,
+    instead of waking for each line and taking the core pipeplex spawns on. Unread lines
+    wait safely in the pipe. The masters handed over are taken as the lines are (a
+    master's news comes before its group's line): one not taken yet is held by the socket
+    meanwhile. Where pipeplex is the cast's subreaper, the looks below it come between."""
     os.set_blocking(0, False)
     waiting = select.poll()
     waiting.register(0, select.POLLIN)
     while True:
         waiting.modify(0, select.POLLIN)
-        waiting.poll()
-        masters.take()
-        if not told.drained():
-            return
-        waiting.modify(0, 0)
-        waiting.poll(250)
-        masters.take()
-        if not told.drained():
-            return
+        if waiting.poll(told.until_look()):
+            masters.take()
+            if not told.drained():
+                return
+            waiting.modify(0, 0)
+            due = told.until_look()
+            waiting.poll(GATHER_MS if due is None else min(GATHER_MS, due))
+            masters.take()
+            if not told.drained():
+                return
+        if told.until_look() == 0:
+            told.look_below(parent)
+
+
+def children(pid: int) -> list[int]:
+    """Its children, from each of its threads (as ``participants.orphans`` reads them)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                found += [int(child) for child in f.read().split()]
+        except OSError:
+            pass
+    return found
 
 
 def stat_fields(pid: int | str) -> list[bytes] | None:
@@ -567,7 +645,7 @@ def main() -> None:
         parent_exit = None
     told = Told()
     masters = Masters()  # (held until this process ends, once it has stopped everything)
-    listen(told, masters)
+    listen(told, masters, parent)
     masters.take()  # (what came last, also once pipeplex is gone)
     if not told.clean:
         set_back(told.terminal)

@@ -185,7 +185,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
                 on_signal(sig)
         mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)
         if adoption is not None and adoption.active:
-            orphans = OrphanReaper(loop, engine.own_children, guardian, bus)
+            orphans = OrphanReaper(loop, engine.own_children, guardian)
         records = _records(options, bus, writer, cast.names)
         outputs += [sink.writer for sink in records if sink.writer is not None]
         if options.run_dir is None:

@@ -67,6 +67,24 @@ def test_a_guardian_started_in_place_of_one_killed_is_recorded(run_dir: Path) ->
                             (run_dir / "run.lock").read_text())
 
 
+def test_a_stopped_guardian_of_a_quiet_cast_is_replaced(run_dir: Path) -> None:
+    """A guardian stopped by SIGSTOP would do nothing should pipeplex die, and a quiet cast
+    never fills its pipe: pipeplex, its parent, hears of the stop (SIGCHLD), kills it and
+    starts another, which then stops the cast when pipeplex is killed."""
+    with Pipeplex("run", "-p", "db=sleep 60", "--run-dir", run_dir) as plex:
+        member = int(plex.expect(r"^db +\* started \(pid (\d+)\)")[1])
+        first = guardian_of(plex.proc.pid)
+        os.kill(first, signal.SIGSTOP)
+        second = int(plex.expect(rf"the guardian process \(pid {first}\) was stopped "
+                                 r"\(SIGSTOP\?\): killed it; started another \(pid (\d+)\), "
+                                 r"which knows the cast's groups$")[1])
+        wait_exited(first, after="it was found stopped")
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        wait_exited(member)
+        wait_exited(second, after="it stopped the cast")
+
+
 def test_a_pid_reused_is_not_taken_for_the_dead_runs_guardian(run_dir: Path) -> None:
     """The guardian the lock file names is known by its pid and its start time: a process
     that has that pid now but started at another time is a stranger, not the guardian at

@@ -958,32 +958,8 @@ def test_a_daemon_that_wrote_over_its_environment_dies_with_pipeplex_killed(
             raise
 
 
-ADOPTING = ("import asyncio, subprocess, sys\n"
-            "from pipeplex.participants.orphans import Adoption, OrphanReaper\n"
-            "class Guardian:  # (what the reaper tells it)\n"
-            "    def adopted(self, pid, started):\n"
-            "        print('told of', pid, flush=True)\n"
-            "    def reaped(self, pid):\n"
-            "        pass\n"
-            "    def look_at_it(self):\n"
-            "        pass\n"
-            "async def main():\n"
-            "    assert Adoption().active\n"
-            "    member = subprocess.Popen(['sh', '-c', \"sh -c 'sleep 60 & echo orphan $!'; \"\n"
-            "                              'exec sleep 60'])\n"
-            "    loop = asyncio.get_running_loop()\n"
-            "    OrphanReaper(loop, lambda: {member.pid}, Guardian())\n"
-            "    ended = loop.create_future()  # (the test closes its stdin, or kills it)\n"
-            "    loop.add_reader(0, lambda: ended.done() or ended.set_result(None))\n"
-            "    await asyncio.wait_for(ended, 30)  # (a deadline: then the test fails)\n"
-            "asyncio.run(main())\n")
-"""A subreaper with a member whose shell's shell orphans ``sleep``: the orphan comes to it
-without a SIGCHLD (that goes to the member's shell)."""
-
-
 REAPING = ("import asyncio, os, subprocess\n"
            "from pipeplex.participants import orphans\n"
-           "orphans.LOOK_EVERY = 3600  # (no look but the ones a SIGCHLD asks for)\n"
            "class Reaper(orphans.OrphanReaper):\n"
            "    def reap(self):\n"
            "        reaped = super().reap()\n"
@@ -1084,61 +1060,6 @@ def test_the_sigchld_handler_is_disarmed_below_python() -> None:
                                           "looked True True", "closed False True"], result.stderr
 
 
-def test_an_orphan_that_comes_without_a_sigchld_is_told_to_the_guardian() -> None:
-    """pipeplex hears of an adoption only by looking: not on a SIGCHLD alone (which goes to
-    the orphan's old parent), but also every second. Until it has told the guardian, a
-    daemon double-forked from a member's script would outlive a SIGKILL of pipeplex."""
-    _the_guardian_is_told_of_the_orphan(ADOPTING)
-
-
-def _the_guardian_is_told_of_the_orphan(script: str) -> None:
-    """``script`` starts a member that orphans a process, and says when it is told."""
-    with subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True,
-                          start_new_session=True) as adopting:
-        try:
-            assert adopting.stdout is not None
-            orphan = int(adopting.stdout.readline().removeprefix("orphan "))
-            assert adopting.stdout.readline() == f"told of {orphan}\n"
-        finally:
-            os.killpg(adopting.pid, signal.SIGKILL)  # (the orphan too: it kept the group)
-
-
-ADOPTING_SOON = ("import asyncio, subprocess\n"
-                 "from pipeplex import _events\n"
-                 "from pipeplex._bus import Bus\n"
-                 "from pipeplex.participants import orphans\n"
-                 "orphans.LOOK_EVERY = 3600  # (the looks of every second: none here)\n"
-                 "orphans.LOOK_SOON_FOR = 30.0  # (however slow this machine is today)\n"
-                 "class Guardian:\n"
-                 "    def adopted(self, pid, started):\n"
-                 "        print('told of', pid, flush=True)\n"
-                 "    def reaped(self, pid):\n"
-                 "        pass\n"
-                 "    def look_at_it(self):\n"
-                 "        pass\n"
-                 "async def main():\n"
-                 "    assert orphans.Adoption().active\n"
-                 "    loop = asyncio.get_running_loop()\n"
-                 "    bus = Bus()\n"
-                 "    member = None\n"
-                 "    orphans.OrphanReaper(loop, lambda: {member.pid} if member else set(),\n"
-                 "                         Guardian(), bus)\n"
-                 "    member = subprocess.Popen(['sh', '-c', \"sh -c 'sleep 60 & echo orphan \"\n"
-                 "                              \"$!'; exec sleep 60\"])\n"
-                 "    bus.publish(_events.Started('m', member.pid, ('sh',)))\n"
-                 "    ended = loop.create_future()  # (the test closes its stdin, or kills it)\n"
-                 "    loop.add_reader(0, lambda: ended.done() or ended.set_result(None))\n"
-                 "    await asyncio.wait_for(ended, 30)  # (a deadline: then the test fails)\n"
-                 "asyncio.run(main())\n")
-
-
-def test_an_orphan_is_looked_for_more_often_as_its_member_starts() -> None:
-    """Most daemons fork away as their member starts: then the looks come ten times a
-    second, not once (here, not at all: only the start's looks can find the orphan)."""
-    _the_guardian_is_told_of_the_orphan(ADOPTING_SOON)
-
-
 # A member's script starts a daemon that leaves its group and the run's environment and
 # drops the member's streams, while the script runs on: no orphan, yet nothing else of the
 # member tells it.
@@ -1157,6 +1078,102 @@ def test_a_detached_daemon_whose_parent_runs_dies_with_pipeplex_killed(run_dir: 
         plex.signal(signal.SIGKILL)
         assert plex.wait() == -signal.SIGKILL
         wait_exited(daemon)
+
+
+# A member that, once the test writes to the FIFO named first, double-forks a daemon with
+# no group, environment or stream of its own member's: once orphaned (its parent gone), it
+# writes its pid to the file named second.
+ORPHANS_ON_CUE = ("import os, select, sys\n"
+                  "gate, told, sleep = sys.argv[1:]\n"
+                  "print('up', flush=True)\n"
+                  "with open(gate, 'rb') as f:\n"
+                  "    f.read()\n"
+                  "child = os.fork()\n"
+                  "if child == 0:\n"
+                  "    os.setsid()\n"
+                  "    parent = os.pidfd_open(os.getpid())\n"
+                  "    if os.fork() == 0:\n"
+                  "        select.select([parent], [], [])  # (until it is an orphan)\n"
+                  "        null = os.open('/dev/null', os.O_RDWR)\n"
+                  "        for fd in (0, 1, 2):\n"
+                  "            os.dup2(null, fd)\n"
+                  "        os.closerange(3, 4096)\n"
+                  "        with open(told + '.part', 'w') as f:\n"
+                  "            f.write(str(os.getpid()))\n"
+                  "        os.rename(told + '.part', told)\n"
+                  "        os.execve(sleep, ['sleep', '300'], {})\n"
+                  "    os._exit(0)\n"
+                  "os.waitpid(child, 0)\n"
+                  "os.execv(sleep, ['sleep', '300'])\n")
+
+
+def _wake_ups(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f
+                    if line.startswith("voluntary_ctxt_switches:"))
+
+
+@pytest.mark.parametrize(("stopped", "replaced"), [(False, False), (True, False), (True, True)],
+                         ids=["running", "stopped", "stopped, its guardian replaced"])
+def test_an_orphan_that_comes_without_a_sigchld_dies_with_pipeplex_killed(
+        run_dir: Path, tmp_path: Path, stopped: bool, replaced: bool) -> None:
+    """Nothing tells pipeplex of an orphan whose old parent was a member's child (the
+    SIGCHLD goes to the member), and a stopped pipeplex (SIGSTOP, Ctrl-Z) cannot look for
+    any: the guardian looks at its children itself, once a second (one started in place of
+    a killed one too). A daemon with no group, environment or stream of its member,
+    orphaned while pipeplex was stopped, outlived a SIGKILL of pipeplex."""
+    gate, told = tmp_path / "gate", tmp_path / "daemon.pid"
+    os.mkfifo(gate)
+    member = f"{py(ORPHANS_ON_CUE)} {gate} {told} {shutil.which('sleep')}"
+    with Pipeplex("run", "-p", f"m={member}", "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^m +\| up$")
+        guardian = guardian_of(plex.proc.pid)
+        if replaced:
+            os.kill(guardian, signal.SIGKILL)
+            guardian = int(plex.expect(rf"the guardian process \(pid {guardian}\) is gone; "
+                                       r"started another \(pid (\d+)\)")[1])
+        if stopped:
+            plex.signal(signal.SIGSTOP)
+            os.waitid(os.P_PID, plex.proc.pid, os.WSTOPPED | os.WNOWAIT)
+        write_fifo(gate, b"go")
+        deadline = time.monotonic() + DEADLINE
+        while not told.exists():
+            assert time.monotonic() < deadline, "the member's daemon did not start"
+            os.sched_yield()
+        daemon = int(told.read_text())
+        # Two of the guardian's wake-ups once the daemon is pipeplex's: one whole look at
+        # least (none without the fix: then the daemon is left after 10 s).
+        woken, deadline = _wake_ups(guardian), time.monotonic() + 10
+        while _wake_ups(guardian) < woken + 2 and time.monotonic() < deadline:
+            os.sched_yield()
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        wait_exited(daemon)
+
+
+def test_a_child_pipeplex_had_before_outlives_pipeplex_killed(run_dir: Path) -> None:
+    """A child that a shell's ``exec`` passed on to pipeplex is not the cast's: the
+    guardian, which takes pipeplex's other children for the orphans it adopted, leaves it
+    be when pipeplex is killed with SIGKILL."""
+    with Pipeplex("run", "-p", "m=sleep 300", "--run-dir", run_dir,
+                  prefix=("sh", "-c", 'sleep 301 >/dev/null 2>&1 & echo "before $!"; exec "$@"',
+                          "sh")) as plex:
+        before = int(plex.expect(r"^before (\d+)$")[1])
+        member = int(plex.expect(r"^m +\* started \(pid (\d+)\)")[1])
+        try:
+            guardian = guardian_of(plex.proc.pid)
+            woken, deadline = _wake_ups(guardian), time.monotonic() + 10
+            while _wake_ups(guardian) < woken + 2:  # (a look at least: see above)
+                assert time.monotonic() < deadline, "the guardian did not look"
+                os.sched_yield()
+            plex.signal(signal.SIGKILL)
+            assert plex.wait() == -signal.SIGKILL
+            wait_exited(member)
+            wait_exited(guardian, after="pipeplex died and its cast was stopped")
+            assert Path(f"/proc/{before}/cmdline").read_bytes() == b"sleep\x00301\x00"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(before, signal.SIGKILL)
 
 
 # A member that answers SIGTERM by starting a helper in a session of its own, with an empty

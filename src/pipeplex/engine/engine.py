@@ -101,12 +101,15 @@ class Engine:
         self._requests = MemberRequests(
             self.state, self._supervision, self.router,
             lambda spec: Process(spec, bus, **self._process_options))
-        self._cast_stop = CastStop(
-            self.state, guardian=guardian, checks=checks,
-            # This process is the cast's subreaper (``pipeplex run`` and ``test``): its
-            # children other than :meth:`own_children`, and other than those it had before,
-            # are what the cast orphaned, stopped at the end with the rest.
-            adoption=adoption if adoption is not None and adoption.active else None)
+        # This process is the cast's subreaper (``pipeplex run`` and ``test``): its children
+        # other than :meth:`own_children`, and other than those it had before, are what the
+        # cast orphaned, stopped at the end with the rest (by the guardian, should this
+        # process be killed while it was stopped and could not tell of them).
+        adopting = adoption if adoption is not None and adoption.active else None
+        self._cast_stop = CastStop(self.state, guardian=guardian, checks=checks,
+                                   adoption=adopting)
+        if guardian is not None and adopting is not None:
+            guardian.adopting(adopting.before_started)
         self._crash: asyncio.Future[None] | None = None
         self._began = asyncio.Event()
         self._guardian, self._checks = guardian, checks

@@ -22,7 +22,10 @@ process group (``setsid``): every member runs with ``PIPEPLEX_RUN_ID`` in its en
 which its children inherit, and the guardian signals every process carrying that id. A
 daemon may also write over its environment (redis and nginx do, to set their process
 titles): where pipeplex is its members' subreaper, the orphans it adopts are told
-(``@PID START``, ``~PID`` once reaped), and stopped with their groups.
+(``@PID START``, ``~PID`` once reaped), and stopped with their groups. Nor can pipeplex
+tell of those that come while it is stopped (SIGSTOP, Ctrl-Z, a debugger): so it says it
+is the subreaper, with the children it had before (``*PID:START ...``), and the guardian
+takes its other children for the cast's while it finds it stopped, looking once a second.
 
 A member with a full terminal (``pty = true``) has it as its controlling terminal, which
 pipeplex's death hangs up as the kernel closes the master: its shell dies of that SIGHUP
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ("GuardianNews",)
@@ -84,6 +87,8 @@ class GuardianNews:
         """The line of a spawn told and not yet registered (told again to a new one)."""
         self._terminal = ""
         """The line of a terminal to set back at pipeplex's death (told again to a new one)."""
+        self._adopting = ""
+        """The line that says pipeplex is the cast's subreaper (told again to a new one)."""
         self._spawned_at = 0
         """When the last spawn was told, in clock ticks after boot."""
         self._outputs: dict[int, tuple[str, int]] = {}
@@ -115,7 +120,7 @@ class GuardianNews:
         return "".join([*(f"+{pgid}\n" for pgid in self._groups),
                         *(f"@{pid} {when}\n" for pid, when in self._adopted.items()),
                         *(f">{when} {told}\n" for told, when in self._outputs.values()),
-                        self._spawning, self._terminal])
+                        self._spawning, self._terminal, self._adopting])
 
     def spawning(self, streams: Iterable[int]) -> None:
         """A member is about to be spawned with ``streams`` (its stdin, stdout, stderr): if
@@ -155,6 +160,13 @@ class GuardianNews:
         self._terminal = "" if settings is None else line
         if line:
             self._say(line)
+
+    def adopting(self, before: Mapping[int, int]) -> None:
+        """pipeplex is the cast's subreaper from now on, with ``before`` (pid: start time)
+        its children from before the cast: while pipeplex is stopped, and cannot tell of the
+        orphans that come to it, the guardian takes its other children for those."""
+        self._adopting = f"*{' '.join(f'{pid}:{when}' for pid, when in before.items())}\n"
+        self._say(self._adopting)
 
     def adopted(self, pid: int, started: int) -> None:
         """An orphan came to pipeplex, its subreaper (a daemon a member double-forked): it

@@ -276,8 +276,8 @@ class Guardian(GuardianNews):
     def look_at_it(self) -> None:
         """A guardian that is stopped (SIGSTOP) would do nothing until someone let it go on,
         and one of a quiet cast never fills its pipe to be found so: taken for stuck and
-        replaced, as one that leaves its pipe full. Looked at where pipeplex wakes anyway
-        (the orphan reaper's looks, a second apart at most)."""
+        replaced, as one that leaves its pipe full. Looked at on each SIGCHLD, which its
+        stop sends pipeplex, its parent (the orphan reaper's looks)."""
         being_killed = self._stuck is not None and self._stuck[0] == self.pid
         if self._fd < 0 or self._closing or self._forked or being_killed:
             return

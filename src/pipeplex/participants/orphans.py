@@ -23,12 +23,10 @@ import signal
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
-from .._events import Started
 from ._escaped import start_time
 from ._proc import PPID, START_TIME, all_stats, stat_fields
 
 if TYPE_CHECKING:
-    from .._bus import Bus
     from .guardian import Guardian
 
 __all__ = ("Adoption", "OrphanReaper", "children", "descendants")
@@ -91,6 +89,11 @@ class Adoption:
         self.before = frozenset(self._before)
 
     @property
+    def before_started(self) -> dict[int, int]:
+        """The children it had before, alive or unreaped, by pid and start time."""
+        return {pid: when for pid, when in self._before.items() if when is not None}
+
+    @property
     def spared(self) -> frozenset[int]:
         """Children never reaped here: the ones from before, whose owner may wait for them;
         as PID 1 nobody else would, and they are reaped as any orphan."""
@@ -147,27 +150,19 @@ def _c_level_default() -> Callable[[], None]:
     return disarm
 
 
-LOOK_EVERY = 1.0
-"""Seconds between looks for orphans that came without a SIGCHLD (see :class:`OrphanReaper`)."""
-LOOK_SOON_EVERY = 0.1
-LOOK_SOON_FOR = 1.0
-"""For this long after a member starts, the looks come this often: a daemon most often
-forks away as its member starts. (Each look wakes pipeplex: some 0.4 ms of CPU on a
-virtual machine, so not for longer.)"""
-
-
 class OrphanReaper:
     """Reaps this process's children that are not its own: ``ours()`` names those (the
     members, the guardian), which their owners wait for. Tells ``guardian`` of each orphan
-    as it comes and goes, so that it stops them should pipeplex die.
+    it sees come and go, so that it stops them should pipeplex die.
 
-    A SIGCHLD says that a child ended, as for init and tini; but nothing says that one
-    came: an orphan whose parent was a member's child (a daemon that double-forked from a
-    member's script) is adopted without a word to us. So besides each SIGCHLD, the
-    children are looked at every :data:`LOOK_EVERY` seconds (one read of a file in /proc),
-    and the guardian hears of such a daemon within a second of its coming; within a tenth
-    of one in the first second after a member starts (``Started`` on ``bus``), when most
-    daemons fork away. Should pipeplex be killed in between, the guardian has not heard.
+    A SIGCHLD says that a child ended, as for init and tini, and a look at the children
+    follows each: it reaps the orphans that ended, and tells the guardian of the ones that
+    came (a daemon whose parent, a member, exited). Nothing says that one came whose old
+    parent was a member's own child (a daemon double-forked from a member's script): the
+    SIGCHLD goes to that parent. The guardian looks for those itself, once a second (and
+    while pipeplex is stopped, when it cannot look): pipeplex is woken by nothing but
+    SIGCHLD. The guardian itself is a child: its SIGCHLD as it is stopped (SIGSTOP) is
+    taken as a cue to look at it (:meth:`.Guardian.look_at_it`).
 
     The SIGCHLD handler is armed for one signal at a time, and armed again as a look
     begins. Each signal caught puts a byte in the loop's wake-up pipe: a thousand members
@@ -184,39 +179,23 @@ class OrphanReaper:
     ignored due to race condition", with a traceback) when orphans end by the thousand."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ours: Callable[[], Collection[int]],
-                 guardian: Guardian | None = None, bus: Bus | None = None) -> None:
+                 guardian: Guardian | None = None) -> None:
         self._loop = loop
         self._ours = ours
         self._guardian = guardian
         self._told: set[int] = set()
         self._pending = False
         self._closed = False
-        self._looking: asyncio.TimerHandle | None = None
-        self._soon_until = 0.0
         self._disarm = _c_level_default()
-        self._unsubscribe = (bus.subscribe(self._member_started, [Started])
-                             if bus is not None else lambda: None)
         self._look()  # (what came before we listened: its SIGCHLD is gone)
 
-    def _member_started(self, event: object) -> None:
-        """Look more often for a while (see :data:`LOOK_SOON_FOR`), from the next look on."""
-        now = self._loop.time()
-        if now >= self._soon_until and self._looking is not None:
-            self._looking.cancel()  # (the next look was a second away)
-            self._looking = self._loop.call_later(LOOK_SOON_EVERY, self._look)
-        self._soon_until = now + LOOK_SOON_FOR
-
     def _look(self) -> None:
-        """Arm for the next SIGCHLD, then look (a child that ends from here on fires it
-        again); and again in LOOK_EVERY seconds, unless a SIGCHLD comes first."""
+        """Arm for the next SIGCHLD, then look: a child that ends (or stops) from here on
+        fires it again."""
         if self._closed:
             return
         self._pending = False
-        if self._looking is not None:
-            self._looking.cancel()
         signal.signal(signal.SIGCHLD, self._child_ended)
-        every = LOOK_SOON_EVERY if self._loop.time() < self._soon_until else LOOK_EVERY
-        self._looking = self._loop.call_later(every, self._look)  # (even if reap fails)
         self.reap()
         if self._guardian is not None:
             self._guardian.look_at_it()
@@ -258,9 +237,6 @@ class OrphanReaper:
         if self._closed:
             return
         self._closed = True
-        self._unsubscribe()
-        if self._looking is not None:
-            self._looking.cancel()
         self._disarm()  # (first: none is caught while Python's table changes)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.reap()

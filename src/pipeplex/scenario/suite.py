@@ -140,7 +140,7 @@ async def run_scenario(
     engine = Engine(scenario.cast, bus, grace=grace, guardian=guardian, stdin_grace=EOF_GRACE,
                     env_overrides={"PIPEPLEX_RUN_ID": guardian.token, **TEST_ENVIRONMENT},
                     adoption=adoption)
-    orphans = (OrphanReaper(asyncio.get_running_loop(), engine.own_children, guardian, bus)
+    orphans = (OrphanReaper(asyncio.get_running_loop(), engine.own_children, guardian)
                if adoption is not None and adoption.active else None)
     matcher = Matcher.of(engine)
     steps_ended = float("inf")
