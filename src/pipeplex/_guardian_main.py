@@ -605,6 +605,8 @@ class Stop:
         return False
 
     def left(self) -> bool:
+        if not os.path.isdir("/proc/self"):  # (a chroot without it: the groups, by signal 0)
+            return any(_group_alive(pgid) for pgid in self.groups)
         # A zombie left in a group (its parent has not reaped it yet) is dead already.
         if next(marked(self.token), None) is not None or self.alive():
             return True
@@ -614,6 +616,17 @@ class Stop:
                     and not exited(pid, fields)):
                 return True
         return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process is left in the group (a zombie too: without /proc, nothing tells)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (EPERM: one is there, of another user)
+        pass
+    return True
 
 
 def lift_descriptor_limit() -> None:

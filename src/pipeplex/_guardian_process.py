@@ -57,9 +57,12 @@ def spawn_guardian() -> tuple[subprocess.Popen[bytes], int, int]:
         for fd in (read_end, write_end, hands, handed):
             os.close(fd)
         raise
+    # Without /proc (a chroot, a sandbox that hides it) the program is named by its path:
+    # there the guardian still stops the cast's groups, though not what left them.
+    named = f"/proc/self/fd/{program}" if os.path.isdir("/proc/self/fd") else GUARDIAN
     try:
         proc = subprocess.Popen(
-            [INTERPRETER, "-I", "-S", f"/proc/self/fd/{program}", LABEL],  # (-I: no PYTHON*)
+            [INTERPRETER, "-I", "-S", named, LABEL],  # (-I: no PYTHON*)
             stdin=read_end,
             stdout=handed,
             stderr=subprocess.DEVNULL,

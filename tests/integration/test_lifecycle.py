@@ -1661,20 +1661,42 @@ def test_ready_port_shared_by_a_new_listener_of_the_member_is_ready(run_dir: Pat
         plex.expect(r"^late +\* ready$")
 
 
+def _hiding_proc() -> list[str]:
+    """A command's prefix that runs it where /proc is not mounted (a mount namespace of its
+    own, /proc covered); the test is skipped where there is none to be had."""
+    hide = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs none /proc && exec "$@"', "sh"]
+    if shutil.which("unshare") is None or subprocess.run(
+            [*hide, "true"], capture_output=True, timeout=DEADLINE).returncode != 0:
+        pytest.skip("no mount namespace to hide /proc in")
+    return hide
+
+
 def test_a_run_without_proc_says_what_it_cannot_stop(run_dir: Path) -> None:
     """In a chroot or a bare sandbox, what a member starts outside its group (found through
     /proc) is not stopped with the cast: said at the start, not found out later."""
-    hide_proc = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs none /proc && exec "$@"', "sh"]
-    if shutil.which("unshare") is None or subprocess.run(
-            [*hide_proc, "true"], capture_output=True, timeout=DEADLINE).returncode != 0:
-        pytest.skip("no mount namespace to hide /proc in")
-    result = subprocess.run([*hide_proc, *PIPEPLEX, "run", "-p", "a=echo hi", "--no-console",
-                             "--run-dir", str(run_dir)],
+    result = subprocess.run([*_hiding_proc(), *PIPEPLEX, "run", "-p", "a=echo hi",
+                             "--no-console", "--run-dir", str(run_dir)],
                             capture_output=True, text=True, stdin=subprocess.DEVNULL,
                             timeout=DEADLINE)
     assert result.returncode == 0, result.stderr
     assert "pipeplex * /proc is not mounted here: what members start outside their process " \
         "groups (a daemon's setsid) cannot be found" in result.stdout
+
+
+def test_without_proc_the_guardian_still_stops_the_members_of_a_killed_run(
+        run_dir: Path) -> None:
+    """Where /proc is not mounted, the guardian's program cannot be handed over as
+    /proc/self/fd/N: it failed to start, pipeplex started another three times, and the
+    members outlived a SIGKILL of pipeplex. Named by its path there, the guardian stops
+    their groups (and, with no /proc to look in, knows them gone by a signal 0)."""
+    with Pipeplex("run", "-p", "m=sh -c 'echo pid $$; exec sleep 300'", "--run-dir", run_dir,
+                  "--no-console", prefix=tuple(_hiding_proc())) as plex:
+        member = int(plex.expect(r"^m +\| pid (\d+)$")[1])
+        plex.signal(signal.SIGKILL)
+        assert plex.wait() == -signal.SIGKILL
+        wait_exited(member)
+    assert "/proc is not mounted here" in plex.text, plex.text
+    assert "the guardian process" not in plex.text, plex.text
 
 
 def _after_a_while_suspended(plex: Pipeplex, seconds: float, then: Callable[[], None]) -> None:
