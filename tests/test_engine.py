@@ -56,6 +56,12 @@ def _engine(*procs: ProcSpec, delays: list[float] | None = None) -> tuple[Engine
     return Engine(CastSpec(procs), bus, grace=2.0, sleep=instant_sleep), recorder
 
 
+def test_a_cast_of_no_member_that_nothing_holds_is_over_at_once() -> None:
+    """Nothing would end it, and a stop had nothing to wait for: it ran for ever."""
+    engine, _ = _engine()
+    assert asyncio.run(asyncio.wait_for(engine.run(), 30)) == 0
+
+
 def test_a_crash_loop_backs_off_exponentially_then_gives_up() -> None:
     """Restarts wait 0.1, 0.2, 0.4 ... s; past max_restarts the cast stops with the status."""
     delays: list[float] = []

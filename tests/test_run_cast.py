@@ -45,6 +45,8 @@ def options(tmp_path: Path) -> Iterator[RunOptions]:
     ((ProcSpec("a", "true", stop_timeout=float("nan")),), r"a: stop_timeout .*, not nan"),
     ((ProcSpec("a", "true", stop_timeout=float("-inf")),), r"a: stop_timeout .*, not -inf"),
     ((ProcSpec("a", "true", max_restarts=-1),), r"a: max_restarts must be .*, not -1"),
+    # (It ran until a SIGKILL: SIGTERM and SIGINT only said they stopped the cast.)
+    ((), r"the cast has no members: give run_cast\(\) a CastSpec of one ProcSpec or more"),
 ])
 def test_a_cast_built_by_hand_is_checked_before_anything_starts(
         tmp_path: Path, options: RunOptions, procs: tuple[ProcSpec, ...], message: str) -> None:

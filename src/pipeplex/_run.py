@@ -29,7 +29,7 @@ from .cast._programs import check_commands
 from .cast.checks import validate_cast
 from .cast.spec import CastSpec
 from .engine.engine import DEFAULT_GRACE, Engine
-from .errors import PipeplexError, SignalRefused, ours_in_tracebacks
+from .errors import CastError, PipeplexError, SignalRefused, ours_in_tracebacks
 from .inputs.control import MAX_CONNECTIONS, REFUSALS
 from .inputs.folder import FolderInputs
 from .inputs.router import ALL
@@ -111,12 +111,15 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     Must run in the main thread (it handles SIGINT, SIGTERM and SIGHUP).
 
     Raises:
-        CastError: the cast is not consistent (names, ``after``, variables), or a program
-            does not exist; nothing was started.
+        CastError: the cast is not consistent (names, ``after``, variables), has no
+            members, or a program does not exist; nothing was started.
         RunDirError: the run folder cannot be used (nothing was started).
         PipeplexError: the transcript or the log folder cannot be written.
     """
     validate_cast(cast)
+    if not cast.procs:  # (it would run until a SIGKILL: nothing to end, nothing to stop)
+        raise CastError("the cast has no members: give run_cast() a CastSpec of one ProcSpec "
+                        "or more (Plex and AsyncPlex start members one by one)")
     check_commands(cast)
     if threading.current_thread() is not threading.main_thread():
         raise PipeplexError("run_cast() must run in the main thread (it handles SIGINT, "

@@ -92,6 +92,8 @@ class CastState:
             if not self.members[name].spec.autostart:
                 seat.start_requested = loop.create_future()
         self._busy += len(self.members)
+        if self._busy == 0:  # (no member, and nothing holds it: over before it began)
+            self._all_done.set_result(None)
 
     def take_early_stop(self) -> None:
         """A stop asked for before the run began: requested now."""
