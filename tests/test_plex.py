@@ -205,6 +205,14 @@ def test_bad_spawns_raise_clear_errors() -> None:
             plex.members["cta"]  # (as plex["cta"]: not a bare KeyError)
         with pytest.raises(pipeplex.UnknownMember):
             plex.expect_any({"nope": "x"})
+        # The member where its name was meant: said so, not an error of pipeplex's own.
+        said = r"a member is named by a str: 'cat' \(its \.name\), not Member 'cat' itself"
+        for looked_up in (lambda: plex.expect_any({cat: "x"}), lambda: plex[cat],  # type: ignore[dict-item, index]
+                          lambda: plex.members[cat], lambda: plex.remove(cat)):  # type: ignore[index, arg-type]
+            with pytest.raises(pipeplex.ArgumentError, match=said):
+                looked_up()
+        with pytest.raises(pipeplex.ArgumentError, match="a member is named by a str, not 5"):
+            plex[5]  # type: ignore[index]
         with pytest.raises(ValueError, match="stream must be"):
             cat.expect("x", stream="stdrr")  # type: ignore[call-overload]
         for bad in ("BOGUS", 9999):
@@ -795,6 +803,84 @@ def test_calls_from_other_threads_as_the_plex_closes_raise_that_it_closed() -> N
             assert "the plex has been closed" in str(error)
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (not gone, nor a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_two_threads_closing_one_plex_at_once_take_turns() -> None:
+    """A watchdog thread's close() as the with block ends: the second caller waits for the
+    first close to end. Both stopped the plex's loop, and one said "Event loop is closed",
+    or the plex's own thread died of "Event loop stopped before Future completed" (4 times
+    in 10 here)."""
+    problems: list[BaseException] = []
+    hook, threading.excepthook = threading.excepthook, lambda failed: problems.append(
+        failed.exc_value or RuntimeError(failed))  # (the plex's own thread's too)
+    try:
+        for _ in range(10):
+            plex = Plex(grace=1.0)
+            plex.start()
+            member = plex.spawn("a", "sleep 60")
+            meet = threading.Barrier(2)
+
+            def close(plex: Plex = plex, meet: threading.Barrier = meet) -> None:
+                meet.wait()
+                try:
+                    plex.close()
+                except BaseException as exc:
+                    problems.append(exc)
+
+            closers = [threading.Thread(target=close) for _ in range(2)]
+            for closer in closers:
+                closer.start()
+            for closer in closers:
+                closer.join(LONG)
+                assert not closer.is_alive()
+            assert not _alive(member.pid)
+    finally:
+        threading.excepthook = hook
+    assert problems == []
+
+
+def _started_from_two_threads(plex: Plex) -> list[str]:
+    """What ``plex.start()`` said in each of two threads let go at once."""
+    meet = threading.Barrier(2)
+    said: list[str] = []
+
+    def start() -> None:
+        meet.wait()
+        try:
+            plex.start()
+            said.append("started")
+        except pipeplex.PipeplexError as exc:
+            said.append(str(exc))
+
+    starters = [threading.Thread(target=start) for _ in range(2)]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join(LONG)
+    return said
+
+
+def test_a_start_from_two_threads_at_once_leaves_the_plex_started_once() -> None:
+    """One start wins, the other says the plex was started; the winner's plex works. (The
+    loser's clean-up stopped the winner's loop: every call then said the plex was closed,
+    while its engine ran on in a thread nothing would stop.)"""
+    for _ in range(5):
+        plex = Plex(grace=1.0)
+        said = _started_from_two_threads(plex)
+        try:
+            assert sorted(said) == ["started", "this plex has already been started: use a new one"]
+            assert plex.spawn("a", "echo hi").expect("hi")
+        finally:
+            plex.close()
+        assert not any(t.name == "pipeplex" for t in threading.enumerate())
+
+
 def test_a_plex_dropped_while_running_says_so_and_lets_everything_go() -> None:
     """Like an unclosed file: a ResourceWarning, and its members stopped, its guardian and
     thread gone, instead of all of them living on until the interpreter exits. (In a
@@ -940,6 +1026,24 @@ def test_sending_what_is_neither_text_nor_bytes_is_a_type_error_async() -> None:
                 cat.send(5)  # type: ignore[arg-type]
             with pytest.raises(TypeError, match=r"sendline\(\) takes str or bytes, not int"):
                 cat.sendline(5)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+
+
+def test_text_sent_goes_as_utf8_and_a_file_names_undecodable_bytes_as_they_were() -> None:
+    """What ``os.fsdecode`` made of bytes that are no UTF-8 goes as those bytes; half of a
+    surrogate pair, which no encoding has, is an ArgumentError that says so (it was
+    Python's own UnicodeEncodeError from inside pipeplex)."""
+    async def main() -> None:
+        async with AsyncPlex(timeout=LONG) as plex:
+            od = await plex.spawn("od", ["od", "-An", "-tx1"])
+            od.sendline(os.fsdecode(b"caf\xe9"))
+            od.close_stdin()  # (od writes once its input ends)
+            await od.expect(r"63 61 66 e9 0a")
+            for send in (od.send, od.sendline):
+                with pytest.raises(pipeplex.ArgumentError,
+                                   match=r"has no '\\ud800' \(at 1: half of a surrogate pair\)"):
+                    send("a\ud800")
 
     asyncio.run(main())
 

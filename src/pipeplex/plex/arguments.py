@@ -7,12 +7,12 @@ import math
 import os
 import re
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._seconds import SECONDS_SAID, is_seconds
 from .._signals import parse_signal
-from ..errors import ArgumentError, ours_in_tracebacks
+from ..errors import ArgumentError, PipeplexError, UnknownMember, ours_in_tracebacks
 from ..expect import EOF, TIMEOUT
 from ..expect.patterns import Pattern
 
@@ -27,6 +27,7 @@ __all__ = (
     "control_byte",
     "environment_of",
     "exact_patterns",
+    "not_a_member",
     "path_of",
     "patterns_of",
     "positive_seconds",
@@ -38,6 +39,19 @@ __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 PtyOption = Literal["stdout"] | bool
 Patterns = Sequence[Pattern]
+
+
+def not_a_member(name: object, members: Iterable[str]) -> PipeplexError:
+    """The error for looking up ``name`` among ``members`` where it is none of them: a name
+    that is not a member's, or something that is no name (a member itself, given where its
+    name was meant: a natural slip in ``expect_any({member: ...})``)."""
+    if isinstance(name, str):
+        return UnknownMember(name, members, all_too=False)
+    own = getattr(name, "name", None)
+    if isinstance(own, str):
+        return ArgumentError(f"a member is named by a str: {own!r} (its .name), not "
+                             f"{type(name).__name__} {own!r} itself")
+    return ArgumentError(f"a member is named by a str, not {name!r}")
 """A list (or tuple) of patterns, of which :data:`EOF` and :data:`TIMEOUT` may be two."""
 _SIGNALS = frozenset(s.value for s in signal.Signals)
 

@@ -16,11 +16,11 @@ from .._events import Stream
 from .._seconds import seconds_said
 from .._signals import describe_returncode
 from ..errors import (
+    ArgumentError,
     ArgumentTypeError,
     ExpectTimeout,
     PipeplexError,
     UnexpectedExit,
-    UnknownMember,
     ours_in_tracebacks,
 )
 from ..expect import EOF
@@ -32,6 +32,7 @@ from .arguments import (
     check_stream,
     control_byte,
     exact_patterns,
+    not_a_member,
     patterns_of,
     signal_number,
 )
@@ -55,13 +56,19 @@ class Members(dict[str, M]):
     ``KeyError``) saying which there are, as ``plex[name]`` does."""
 
     def __missing__(self, name: str) -> M:
-        raise UnknownMember(name, self, all_too=False)
+        raise not_a_member(name, self)
 
 
 def input_bytes(data: object, method: str) -> bytes:
-    """What ``send(data)`` writes: text as UTF-8, bytes-like objects as they are."""
+    """What ``send(data)`` writes: text as UTF-8, bytes-like objects as they are. Text that
+    ``os.fsdecode`` made of bytes that are no UTF-8 (a file's name) goes as those bytes."""
     if isinstance(data, str):
-        return data.encode()
+        try:
+            return data.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as exc:
+            raise ArgumentError(f"{method}() sends text as UTF-8, which has no "
+                                f"{data[exc.start:exc.end]!r} (at {exc.start}: half of a "
+                                "surrogate pair); send bytes to send other bytes") from None
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     raise ArgumentTypeError(f"{method}() takes str or bytes, not {type(data).__name__}")
@@ -128,6 +135,7 @@ class AsyncMember:
 
         Raises:
             TypeError: ``data`` is neither text nor bytes.
+            ArgumentError: text with half of a surrogate pair (no UTF-8 has it).
         """
         data = input_bytes(data, "send")
         if self._plex._engine is None or self._removed:
@@ -137,7 +145,7 @@ class AsyncMember:
 
     def sendline(self, line: str | bytes = "") -> None:
         """Write ``line`` and a newline."""
-        line = line.encode() if type(line) is str else input_bytes(line, "sendline")
+        line = input_bytes(line, "sendline")
         if self._plex._engine is None or self._removed:
             self._check_running()
         self._plex._check_loop()

@@ -32,7 +32,6 @@ from ..errors import (
     ExpectTimeout,
     PipeplexError,
     UnexpectedExit,
-    UnknownMember,
     ours_in_tracebacks,
 )
 from ..expect.patterns import Pattern
@@ -46,6 +45,7 @@ from .arguments import (
     PtyOption,
     call_timeout,
     environment_of,
+    not_a_member,
     path_of,
     patterns_of,
     positive_seconds,
@@ -143,7 +143,7 @@ class AsyncPlex(EngineHost):
         try:
             return self._members[name]
         except KeyError:
-            raise UnknownMember(name, self._members, all_too=False) from None
+            raise not_a_member(name, self._members) from None
 
     def transcript(self, since: float | None = None) -> str:
         """The merged stream so far (its last megabyte), as a person would read it; with

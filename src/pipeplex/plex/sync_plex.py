@@ -25,12 +25,12 @@ from typing import Any, TypeVar
 from .._bus import Bus
 from ..cast.spec import StderrMode
 from ..engine.engine import DEFAULT_GRACE
-from ..errors import PipeplexError, UnknownMember, ours_in_tracebacks
+from ..errors import PipeplexError, ours_in_tracebacks
 from ..expect.patterns import Pattern
 from ..participants._stdin import RECORDS_WAITING
 from ..scenario.model import Scenario
 from ._thread import Call, ctrl_c_calls, despite_handlers, dropped_running, serve
-from .arguments import Patterns, PtyOption
+from .arguments import Patterns, PtyOption, not_a_member
 from .async_member import Members
 from .async_plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
 from .sync_member import Member
@@ -85,6 +85,12 @@ class Plex:
         """Calls may be handed to the loop: from the start until the close stops the loop
         (set under ``_calls_lock``, so no call is handed over once the loop is to stop)."""
         self._calls_lock = threading.Lock()
+        self._started_as = "this plex has already been started: use a new one"
+        """What a second start says (the pytest plugin's fixture says what it is)."""
+        self._lifecycle = threading.RLock()
+        """Held by :meth:`start` and :meth:`close`: two threads' calls take turns (a
+        watchdog's close as the with block ends). Reentrant: a signal handler may close
+        the plex while its own thread is in either."""
         self._dropped: weakref.finalize[Any, Plex] | None = None
         self._pid = os.getpid()
         """The process whose thread runs the plex: a child forked from it cannot use it."""
@@ -102,8 +108,12 @@ class Plex:
         self.close()
 
     def start(self) -> None:
+        with self._lifecycle:
+            self._start()
+
+    def _start(self) -> None:
         if self._loop is not None:
-            raise PipeplexError("this plex has already been started: use a new one")
+            raise PipeplexError(self._started_as)
         loop = self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=serve, args=(loop,), name="pipeplex",
                                         daemon=True)
@@ -244,7 +254,7 @@ class Plex:
             self._sync_members()
             member = self._members.get(name)
         if member is None:
-            raise UnknownMember(name, self._members, all_too=False)
+            raise not_a_member(name, self._members)
         return member
 
     def transcript(self, since: float | None = None) -> str:
@@ -317,8 +327,13 @@ class Plex:
 
         A Ctrl-C meanwhile skips what is left of the graces (SIGKILL to every member), as a
         second Ctrl-C does in a run; ``close`` still ends all it began (members, thread,
-        loop), whatever Ctrl-Cs come, then raises ``KeyboardInterrupt``.
+        loop), whatever Ctrl-Cs come, then raises ``KeyboardInterrupt``. Called from two
+        threads at once, one closes and the other waits for it.
         """
+        with self._lifecycle:
+            self._close_once()
+
+    def _close_once(self) -> None:
         if self._loop is None:
             return
         if os.getpid() != self._pid:  # the parent's plex: a forked child just lets go of it
