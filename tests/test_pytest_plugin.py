@@ -34,6 +34,21 @@ def test_the_fixture_runs_members_and_stops_them(pytester: pytest.Pytester) -> N
     result.assert_outcomes(passed=1)
 
 
+def test_the_fixture_used_in_a_with_block_says_what_it_is(pytester: pytest.Pytester) -> None:
+    """``with plex:`` on the fixture: it is started and closed for the test already (it
+    said "this plex has already been started: use a new one")."""
+    pytester.makepyfile("""
+        def test_with(plex):
+            with plex:
+                pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*PipeplexError: the plex fixture's plex is started for the "
+                                 "test, and closed at its end: use it as it is, without a "
+                                 "with block or start()"])
+
+
 def test_the_fixtures_members_get_the_environment_of_test_mode(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """TERM=dumb and NO_COLOR=1, as pipeplex test gives: under the developer's xterm, ls
@@ -932,6 +947,19 @@ def test_scenario_tests_share_casts_and_report_warnings(pytester: pytest.Pyteste
                                  "scenarios/uses.toml: s: ignored SIGTERM for 0.2 s; sent "
                                  "SIGKILL to its process group*"])
     assert "cast.toml::cast" not in result.stdout.str()
+
+
+def test_the_settings_file_is_no_scenario_even_where_a_pattern_matches_it(
+        pytester: pytest.Pytester) -> None:
+    """``**/*.toml`` matches ``pyproject.toml`` too: it was collected, and failed as a
+    scenario with unknown keys."""
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\npipeplex_scenarios = ["**/*.toml"]\n')
+    pytester.mkdir("scenarios")
+    (pytester.path / "scenarios" / "hi.toml").write_text(
+        "[procs.a]\ncmd = 'echo hi'\n[[step]]\nexpect = 'hi'\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "pyproject.toml::" not in result.stdout.str()
 
 
 def test_a_scenario_tests_daemon_that_left_group_and_environment_is_stopped(

@@ -55,7 +55,8 @@ _FILES_KEY = pytest.StashKey[frozenset[str]]()
 def _scenario_files(config: pytest.Config) -> frozenset[str]:
     """The scenario files the patterns name (absolute paths), found once a session, less
     the cast files that they include: those are no tests of their own, as in pipeplex
-    test."""
+    test. Nor is the file that holds the patterns (``pyproject.toml``, matched by
+    ``**/*.toml``)."""
     found = config.stash.get(_FILES_KEY, None)
     if found is None:
         from .scenario.load import collected_as
@@ -65,6 +66,8 @@ def _scenario_files(config: pytest.Config) -> frozenset[str]:
                  for path in glob.glob(pattern, root_dir=config.rootpath, recursive=True)
                  if path.endswith(".toml")}
         included = {name for path in named for name in collected_as(path)[1]}
+        if config.inipath is not None:
+            included.add(os.path.abspath(config.inipath))
         found = config.stash[_FILES_KEY] = frozenset(named - included)
     return found
 

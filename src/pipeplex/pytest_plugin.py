@@ -285,6 +285,8 @@ def _plex_for(item: pytest.Item, settings: _Settings) -> Iterator[Plex]:
     # Its members get the environment pipeplex test gives (TERM=dumb, NO_COLOR=1): a
     # test must not pass or fail by the TERM of the shell that ran it.
     with Plex(timeout=settings.timeout, grace=settings.grace, env=TEST_ENVIRONMENT) as cast:
+        cast._started_as = ("the plex fixture's plex is started for the test, and closed at "
+                            "its end: use it as it is, without a with block or start()")
         item.stash[_PLEX_KEY] = cast
         yield cast
         if not item.stash.get(_QUIET_KEY, False):
