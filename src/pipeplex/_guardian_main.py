@@ -309,9 +309,32 @@ def listen(told: Told, masters: Masters, parent: int) -> None:
             told.look_below(parent)
 
 
+PROC_OURS = True
+"""Whether ``/proc`` is this process's PID namespace's (see :func:`proc_is_ours`): set by
+:func:`main`. Where it is not, nothing is read there: the groups are signalled by number."""
+
+
+def proc_is_ours() -> bool:
+    """Whether ``/proc`` shows this PID namespace's processes: not where it is missing (a
+    chroot), nor in a namespace made without a ``/proc`` of its own (``unshare -p`` without
+    ``--mount-proc``), where ``/proc/N`` is some other process than this namespace's N."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+def processes() -> list[str]:
+    """The entries of ``/proc`` (the processes' among them are numbers); none where it is
+    not ours."""
+    return os.listdir("/proc") if PROC_OURS else []
+
+
 def children(pid: int) -> list[int]:
     """Its children, from each of its threads (as ``participants.orphans`` reads them)."""
     found: list[int] = []
+    if not PROC_OURS:
+        return found
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -329,6 +352,8 @@ def stat_fields(pid: int | str) -> list[bytes] | None:
     """The fields of ``/proc/PID/stat`` after ``pid (comm)`` (the name may hold spaces and
     parentheses), None once it is gone; as ``participants._proc`` reads them (a copy: the
     guardian loads nothing of pipeplex)."""
+    if not PROC_OURS:
+        return None
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -423,7 +448,7 @@ def caught_mid_spawn(told: Told, parent: int, parent_exit: int | None) -> Found:
             for mnt, link in streams}
     now = int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK")) + 1
     me = os.getpid()
-    for entry in os.listdir("/proc"):
+    for entry in processes():
         if entry.isdigit() and int(entry) != me and streams_of(int(entry)) & ours:
             when = started(int(entry))
             if when is not None and since - 1 <= when <= now:
@@ -444,7 +469,7 @@ def holding_pipes(told: Told) -> Found:
     if not told.pipes or told.clean:
         return found
     me = os.getpid()
-    for entry in os.listdir("/proc"):
+    for entry in processes():
         if not entry.isdigit() or int(entry) == me:
             continue
         held = streams_of(int(entry)) & told.pipes.keys()
@@ -461,7 +486,7 @@ def marked(token: bytes | None) -> Iterator[int]:
     if token is None:
         return
     me = os.getpid()
-    for pid in sorted((int(e) for e in os.listdir("/proc") if e.isdigit()), reverse=True):
+    for pid in sorted((int(e) for e in processes() if e.isdigit()), reverse=True):
         if pid != me:
             try:
                 try:
@@ -484,7 +509,7 @@ def descendants(groups: set[int], roots: set[int]) -> Found:
     group, dropped the run's id and closed the member's streams. One pass over /proc."""
     parents: dict[int, list[int]] = {}
     me = os.getpid()
-    for entry in os.listdir("/proc"):
+    for entry in processes():
         if not entry.isdigit() or int(entry) == me:
             continue
         fields = stat_fields(entry)
@@ -559,7 +584,7 @@ class Stop:
         found = set(marked(self.token)) | self.alive()
         groups = {pgid for pgid in self.groups  # (not one whose number is a stranger's now)
                   if start_time(pgid) in (None, self.leaders.get(pgid))}
-        for entry in os.listdir("/proc"):
+        for entry in processes():
             fields = stat_fields(entry) if entry.isdigit() and int(entry) != me else None
             if fields is not None and int(fields[2]) in groups:
                 found.add(int(entry))
@@ -605,12 +630,12 @@ class Stop:
         return False
 
     def left(self) -> bool:
-        if not os.path.isdir("/proc/self"):  # (a chroot without it: the groups, by signal 0)
+        if not PROC_OURS:  # (a chroot without it: the groups, by signal 0)
             return any(_group_alive(pgid) for pgid in self.groups)
         # A zombie left in a group (its parent has not reaped it yet) is dead already.
         if next(marked(self.token), None) is not None or self.alive():
             return True
-        for pid in os.listdir("/proc"):
+        for pid in processes():
             fields = stat_fields(pid) if pid.isdigit() else None
             if (fields is not None and int(fields[2]) in self.groups
                     and not exited(pid, fields)):
@@ -645,8 +670,10 @@ def lift_descriptor_limit() -> None:
 
 
 def main() -> None:
+    global PROC_OURS
     if sys.argv[0].startswith("/proc/self/fd/"):  # (how pipeplex runs it: read by now)
         os.close(int(sys.argv[0].rpartition("/")[2]))
+    PROC_OURS = proc_is_ours()
     lift_descriptor_limit()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)

@@ -992,8 +992,8 @@ ends too, and its SIGCHLD comes to the subreaper."""
 
 def test_an_orphan_that_ends_is_reaped_on_its_sigchld() -> None:
     """Zombies count against a process limit (a container's): an orphan that ends is
-    reaped on the SIGCHLD it sends, not at the next look (an hour away here). The handler
-    is armed for one signal at a time, so a thousand ending at once cost no more."""
+    reaped on the SIGCHLD it sends (pipeplex has no other looks). The handler is armed for
+    one signal at a time, so a thousand ending at once cost no more."""
     with subprocess.Popen([sys.executable, "-c", REAPING], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, text=True,
                           start_new_session=True) as reaping:
@@ -1001,6 +1001,60 @@ def test_an_orphan_that_ends_is_reaped_on_its_sigchld() -> None:
             assert reaping.stdout is not None
             assert reaping.stdout.readline() == "member ended\n"
             assert reaping.stdout.readline() == "reaped 1\n"
+        finally:
+            os.killpg(reaping.pid, signal.SIGKILL)
+
+
+# A member that orphans a process pipeplex is never told of (its old parent was the
+# member's child: no SIGCHLD) and that ends once orphaned, before the member does (which
+# reads the pipe the orphan holds until its EOF).
+ORPHAN_THEN_END = ("import os, select\n"
+                   "r, w = os.pipe()\n"
+                   "if os.fork() == 0:\n"
+                   "    os.close(r)\n"
+                   "    parent = os.pidfd_open(os.getpid())\n"
+                   "    if os.fork() == 0:\n"
+                   "        select.select([parent], [], [])  # (until orphaned)\n"
+                   "        print('orphan', os.getpid(), flush=True)\n"
+                   "    os._exit(0)\n"
+                   "os.close(w)\n"
+                   "os.wait()\n"
+                   "os.read(r, 1)\n")
+
+# Its subreaper's reaper, with a stand-in guardian that says what it is told.
+REAPED_UNTOLD = ("import asyncio, sys\n"
+                 "from pipeplex.participants.orphans import Adoption, OrphanReaper\n"
+                 "class Guardian:\n"
+                 "    def adopted(self, pid, started):\n"
+                 "        print('told of', pid, flush=True)\n"
+                 "    def reaped(self, pid):\n"
+                 "        print('told reaped', pid, flush=True)\n"
+                 "    def look_at_it(self):\n"
+                 "        pass\n"
+                 "async def main():\n"
+                 "    assert Adoption().active\n"
+                 "    loop = asyncio.get_running_loop()\n"
+                 "    member = await asyncio.create_subprocess_exec(\n"
+                 f"        sys.executable, '-c', {ORPHAN_THEN_END!r})\n"
+                 "    OrphanReaper(loop, lambda: {member.pid}, Guardian())\n"
+                 "    await member.wait()\n"
+                 "    ended = loop.create_future()  # (the test closes its stdin, or kills it)\n"
+                 "    loop.add_reader(0, lambda: ended.done() or ended.set_result(None))\n"
+                 "    await asyncio.wait_for(ended, 30)  # (a deadline: then the test fails)\n"
+                 "asyncio.run(main())\n")
+
+
+def test_an_orphan_reaped_before_pipeplex_told_of_it_is_told_reaped() -> None:
+    """The guardian finds orphans itself, and keeps their start times: an orphan pipeplex
+    reaps is told as reaped even if pipeplex never told of it, or the next orphan given its
+    pid would be taken for it, by its old start time, and outlive a SIGKILL of pipeplex."""
+    with subprocess.Popen([sys.executable, "-c", REAPED_UNTOLD], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True,
+                          start_new_session=True) as reaping:
+        try:
+            assert reaping.stdout is not None
+            orphan = int(reaping.stdout.readline().removeprefix("orphan "))
+            assert reaping.stdout.readline() == f"told reaped {orphan}\n"
         finally:
             os.killpg(reaping.pid, signal.SIGKILL)
 
@@ -1697,6 +1751,44 @@ def test_without_proc_the_guardian_still_stops_the_members_of_a_killed_run(
         wait_exited(member)
     assert "/proc is not mounted here" in plex.text, plex.text
     assert "the guardian process" not in plex.text, plex.text
+
+
+def _outer_pid(cmdline: list[str], deadline: float = DEADLINE) -> int:
+    """The pid, as this namespace numbers it, of the process running ``cmdline``."""
+    wanted = "\0".join(cmdline).encode() + b"\0"
+    until = time.monotonic() + deadline
+    while True:
+        for entry in os.listdir("/proc"):
+            with contextlib.suppress(OSError):
+                if entry.isdigit() and Path(f"/proc/{entry}/cmdline").read_bytes() == wanted:
+                    return int(entry)
+        assert time.monotonic() < until, f"no process runs {cmdline}"
+        os.sched_yield()
+
+
+def test_where_proc_is_another_namespaces_pipeplex_says_so_and_keeps_to_the_groups(
+        run_dir: Path) -> None:
+    """In a PID namespace without a /proc of its own (unshare -p without --mount-proc),
+    /proc/N is not this namespace's N: the guardian took a stranger's children for
+    pipeplex's, and signalled their numbers here. pipeplex says so, neither it nor its
+    guardian looks there, and a SIGKILL of pipeplex (not the namespace's first process,
+    whose death would end all) still stops the member, by its group."""
+    unshare = ["unshare", "--pid", "--fork"]
+    if shutil.which("unshare") is None or subprocess.run(
+            [*unshare, "true"], capture_output=True, timeout=DEADLINE).returncode != 0:
+        pytest.skip("no PID namespace to be had")
+    member = ["sleep", f"299.{os.getpid()}"]
+    args = [*PIPEPLEX, "run", "-p", f"m={shlex.join(member)}", "--run-dir", str(run_dir),
+            "--no-console"]
+    with Pipeplex(*args[len(PIPEPLEX):],
+                  prefix=(*unshare, "sh", "-c", '"$@" & wait $!', "sh")) as plex:
+        plex.expect(r"^pipeplex \* /proc here is another PID namespace's \(unshare -p without "
+                    r"--mount-proc\?\)")
+        plex.expect(r"^m +\* started")
+        sleeping = _outer_pid(member)
+        os.kill(_outer_pid(args), signal.SIGKILL)
+        wait_exited(sleeping)
+        assert plex.wait() == 137  # (the shell's: pipeplex was killed)
 
 
 def _after_a_while_suspended(plex: Pipeplex, seconds: float, then: Callable[[], None]) -> None:

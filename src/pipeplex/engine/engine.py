@@ -27,6 +27,7 @@ from ..cast.spec import DEFAULT_GRACE, CastSpec, ProcSpec
 from ..errors import PipeplexError, SpawnError, ours_in_tracebacks
 from ..inputs.router import Router
 from ..participants import Guardian, Process
+from ..participants._proc import proc_is_ours
 from ..participants.health_check import run_check
 from ..participants.orphans import Adoption
 from ..participants.process import reap_children_again_said
@@ -46,6 +47,10 @@ __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 NO_PROC = ("/proc is not mounted here: what members start outside their process groups (a "
            "daemon's setsid) cannot be found, and is not stopped with the cast, nor if pipeplex "
            "is killed; mount /proc to have it stopped")
+FOREIGN_PROC = ("/proc here is another PID namespace's (unshare -p without --mount-proc?): what "
+                "members start outside their process groups (a daemon's setsid) cannot be "
+                "found, and is not stopped with the cast, nor if pipeplex is killed; mount this "
+                "namespace's own /proc to have it stopped")
 
 KILLED_EXIT_WAIT = 1.0
 """Seconds a run that failed or was cancelled, having SIGKILLed its members on the way out,
@@ -53,8 +58,11 @@ waits for their exits (all of them together, blocking: the kernel ends a killed 
 milliseconds) so that they are reaped, not left zombies, before it lets go of them."""
 
 
-def _proc_mounted() -> bool:
-    return os.path.exists("/proc/self/stat")  # (a stat: no wait worth a thread)
+def _proc_missing() -> str | None:
+    """What to say where /proc cannot be read for this namespace's processes, if so."""
+    if proc_is_ours():
+        return None
+    return FOREIGN_PROC if os.path.exists("/proc/self/stat") else NO_PROC
 
 
 class Engine:
@@ -335,8 +343,8 @@ class Engine:
         self._began.set()
         for text in cast_warnings(self.cast):  # (a slip, most likely: said before it runs)
             self.bus.publish(Note(text, level="warning"))
-        if not _proc_mounted():  # (a chroot, a bare sandbox)
-            self.bus.publish(Note(NO_PROC, level="warning"))
+        if (missing := _proc_missing()) is not None:  # (a chroot, a bare sandbox)
+            self.bus.publish(Note(missing, level="warning"))
         reap_children_again_said(self.bus)  # (a program using the API: the command cleans its own)
         self.state.take_early_stop()
         try:

@@ -22,7 +22,7 @@ import os
 import signal
 from collections.abc import Collection, Iterable, Iterator
 
-from ._proc import PGRP, START_TIME, STATE, exited, running_thread, stat_fields
+from ._proc import PGRP, START_TIME, STATE, exited, proc_is_ours, running_thread, stat_fields
 
 __all__ = ("SEARCH_SLICE", "Escaped", "OutOfDescriptors", "carrying", "find_escaped", "hold",
            "proc_pids", "send", "start_time")
@@ -47,6 +47,8 @@ def proc_pids() -> list[int]:
     Raises:
         OutOfDescriptors: ``/proc`` could not be opened.
     """
+    if not proc_is_ours():
+        return []
     me = os.getpid()
     with _descriptors(), os.scandir("/proc") as entries:
         return [int(e.name) for e in entries if e.name.isdigit() and int(e.name) != me]

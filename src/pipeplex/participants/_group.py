@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._signals import signal_name
 from ..errors import SignalRefused
-from ._proc import PGRP, all_stats, exited
+from ._proc import PGRP, all_stats, exited, proc_is_ours
 
 if TYPE_CHECKING:
     from .guardian import Guardian
@@ -207,7 +207,8 @@ class MemberGroup:
         if pid is None or self._gone:
             return False
         try:
-            if self._process.returncode is not None and os.path.exists(f"/proc/{pid}"):
+            if (self._process.returncode is not None and proc_is_ours()
+                    and os.path.exists(f"/proc/{pid}")):
                 # Its leader was reaped, and a group keeps its number while it has any
                 # process: a process of that number now means the group emptied unseen
                 # (pipeplex stopped meanwhile) and a stranger's setsid took the number.

@@ -176,7 +176,7 @@ class GuardianNews:
         self._say(f"@{pid} {started}\n")
 
     def reaped(self, pid: int) -> None:
-        """That orphan ended."""
+        """An orphan ended (one told, or one the guardian found itself): its pid is free."""
         self._adopted.pop(pid, None)
         self._say(f"~{pid}\n")
 

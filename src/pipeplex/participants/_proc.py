@@ -4,12 +4,13 @@ counted indexes (the guardian keeps a copy of its own: it loads nothing of pipep
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from collections.abc import Iterator
 
 __all__ = ("FLAGS", "GONE", "PF_EXITING", "PF_FORKNOEXEC", "PGRP", "PPID", "START_TIME", "STATE",
-           "all_stats", "child_flags", "exited", "running_thread", "signal_pending", "stat_fields",
-           "suspended")
+           "all_stats", "child_flags", "exited", "proc_is_ours", "running_thread", "signal_pending",
+           "stat_fields", "suspended")
 
 STATE, PPID, PGRP, FLAGS, START_TIME = 0, 1, 2, 6, 19
 """Indexes in :func:`stat_fields`, which begin after ``pid (comm)``: ``proc(5)``'s fields
@@ -25,6 +26,19 @@ PF_FORKNOEXEC = 0x40
 fork."""
 
 
+@functools.cache
+def proc_is_ours() -> bool:
+    """Whether ``/proc`` shows this PID namespace's processes: not where it is missing (a
+    chroot), nor in a namespace made without a ``/proc`` of its own (``unshare -p`` without
+    ``--mount-proc``), where ``/proc/N`` is some other process than this namespace's N, and
+    a look there would signal strangers. Where it is not, nothing is read there (as where
+    there is none): pipeplex keeps to the members' process groups."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
 def stat_fields(pid: int | str, *, strict: bool = False) -> list[bytes] | None:
     """The fields of ``/proc/PID/stat`` after ``pid (comm)`` (whose name may hold spaces
     and parentheses); None if the process is gone, or its entry cannot be read.
@@ -33,6 +47,8 @@ def stat_fields(pid: int | str, *, strict: bool = False) -> list[bytes] | None:
         OSError: with ``strict``, out of descriptors (EMFILE, ENFILE), which a caller that
             must not take it for a process gone lets through.
     """
+    if not proc_is_ours():
+        return None
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -62,6 +78,8 @@ def running_thread(pid: int | str) -> int | None:
     """A thread of ``pid`` other than its main one, if there is one (the main one has
     ended: its /proc entry no longer shows the environment or the descriptors, which the
     other threads share); None if there is none."""
+    if not proc_is_ours():
+        return None
     try:
         with os.scandir(f"/proc/{pid}/task") as tasks:
             return next((int(task.name) for task in tasks if task.name != str(pid)), None)
@@ -78,6 +96,8 @@ def suspended(pid: int) -> bool:
 def all_stats() -> Iterator[tuple[int, list[bytes]]]:
     """Every process's pid and :func:`stat_fields`, in one pass over /proc (those that exit
     meanwhile left out)."""
+    if not proc_is_ours():
+        return
     with os.scandir("/proc") as entries:
         for entry in entries:
             if entry.name.isdigit() and (fields := stat_fields(entry.name)) is not None:

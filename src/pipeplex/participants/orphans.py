@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from ._escaped import start_time
-from ._proc import PPID, START_TIME, all_stats, stat_fields
+from ._proc import PPID, START_TIME, all_stats, proc_is_ours, stat_fields
 
 if TYPE_CHECKING:
     from .guardian import Guardian
@@ -36,8 +36,10 @@ _PR_GET_CHILD_SUBREAPER = 37
 
 
 def children(pid: int | str = "self") -> list[int]:
-    """The children of ``pid`` (zombies included), from /proc."""
+    """The children of ``pid`` (zombies included), from /proc (none where it is not ours)."""
     found: list[int] = []
+    if not proc_is_ours():
+        return found
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -223,9 +225,9 @@ class OrphanReaper:
                 continue
             if done == pid:
                 reaped += 1
-                if pid in self._told:
-                    self._told.discard(pid)
-                    self._guardian.reaped(pid)  # type: ignore[union-attr]
+                self._told.discard(pid)
+                if self._guardian is not None:  # (told or not: it may have found it itself,
+                    self._guardian.reaped(pid)  # and the pid may go to the next orphan)
             elif self._guardian is not None and pid not in self._told:
                 started = start_time(pid)  # (a child: its pid is not reused while unreaped)
                 if started is not None:

@@ -12,6 +12,8 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator
 
+from ..participants._proc import proc_is_ours
+
 __all__ = ("LOOPBACK", "LOOPBACK_SAID", "listeners", "port_accepts", "ports_of", "sockets_of")
 
 PORT_POLL = 0.05
@@ -37,9 +39,9 @@ def ports_of(pids: Iterable[int]) -> list[int]:
 
 def sockets_of(pids: Iterable[int]) -> set[int]:
     """The inodes of the sockets that processes ``pids`` hold (those still there, and
-    ours to read)."""
+    ours to read; none where /proc is not this PID namespace's)."""
     inodes: set[int] = set()
-    for pid in pids:
+    for pid in pids if proc_is_ours() else ():
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:  # (gone, or not ours to read)
