@@ -2176,6 +2176,71 @@ def test_closing_ends_everything_through_several_ctrl_cs(handler: str) -> None:
                                              "closed again"], result
 
 
+CTRL_C_WHILE_ANOTHER_CLOSES = """
+import os, signal, sys, threading
+from pipeplex import Note, Plex
+plex = Plex(grace=600)
+plex.start()
+pid = plex.spawn("s", [sys.executable, "-c", sys.argv[1]], ready="^up$").pid
+termed = threading.Event()
+plex.bus.subscribe(lambda e: isinstance(e, Note) and "sent SIGTERM" in e.text and termed.set())
+
+class Waited:  # the plex's lock, saying when the main thread is about to wait for it
+    def __init__(self, lock):
+        self.lock, self.waiting = lock, threading.Event()
+    def acquire(self):
+        if threading.current_thread() is threading.main_thread():
+            self.waiting.set()  # (a Ctrl-C from here on lands in close())
+        return self.lock.acquire()
+    def release(self):
+        self.lock.release()
+    def __enter__(self):
+        return self.lock.__enter__()
+    def __exit__(self, *exc):
+        return self.lock.__exit__(*exc)
+
+plex._lifecycle = lock = Waited(plex._lifecycle)
+watchdog = threading.Thread(target=plex.close)  # (its close has the turn, waits the grace)
+watchdog.start()
+termed.wait(30)
+
+def ctrl_c():
+    lock.waiting.wait(30)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=ctrl_c, daemon=True).start()
+""" + CLOSE_AND_SAY
+
+
+def test_a_ctrl_c_while_close_waits_for_another_threads_close_skips_its_graces() -> None:
+    """A watchdog thread closes the plex, and the main thread's close() waits its turn: a
+    Ctrl-C then skips what is left of the graces, as in the close itself, and is raised
+    once everything has ended (it came out at once, the grace ran on, and the process
+    took the whole of it to end)."""
+    result = subprocess.run([PY, "-c", CTRL_C_WHILE_ANOTHER_CLOSES, IGNORE_TERM],
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.split("\n")[:3] == ["interrupted", "loop closed", "member gone"], result
+
+
+def test_a_sink_that_closes_the_plex_as_it_closes_is_told_it_would_wait_for_itself() -> None:
+    """A sink runs in the plex's thread: its close() raises RuntimeError, as every call that
+    waits does there, rather than wait for the lock the closing thread holds (for ever)."""
+    said: list[str] = []
+
+    def sink(event: pipeplex.Exited) -> None:
+        try:
+            plex.close()
+        except RuntimeError as exc:
+            said.append(str(exc))
+
+    plex = Plex(grace=1.0)
+    with plex:
+        plex.spawn("a", "sleep 60")
+        plex.bus.subscribe(sink, [pipeplex.Exited])
+    assert said and said[0].startswith("a Plex call that waits was made from the plex's own "
+                                       "thread"), said
+
+
 CTRL_C_AS_CLOSE_BEGINS = """
 import os, signal, sys
 from pipeplex import Plex

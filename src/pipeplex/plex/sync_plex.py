@@ -108,6 +108,7 @@ class Plex:
         self.close()
 
     def start(self) -> None:
+        self._refuse_own_thread()  # (first: a sink's call would wait on the lock for ever)
         with self._lifecycle:
             self._start()
 
@@ -328,19 +329,42 @@ class Plex:
         A Ctrl-C meanwhile skips what is left of the graces (SIGKILL to every member), as a
         second Ctrl-C does in a run; ``close`` still ends all it began (members, thread,
         loop), whatever Ctrl-Cs come, then raises ``KeyboardInterrupt``. Called from two
-        threads at once, one closes and the other waits for it.
+        threads at once, one closes and the other waits for it (a Ctrl-C as it waits skips
+        the graces of that close, and is raised once it is over).
         """
-        with self._lifecycle:
-            self._close_once()
+        if self._loop is not None and os.getpid() == self._pid:
+            self._refuse_own_thread()  # (first: a sink's close would wait on the lock for ever)
+        interrupted = self._take_turn()
+        try:
+            self._close_once(interrupted)
+        finally:
+            self._lifecycle.release()
+        if interrupted:
+            raise KeyboardInterrupt
 
-    def _close_once(self) -> None:
+    def _take_turn(self) -> bool:
+        """Take the lock :meth:`start` and :meth:`close` hold; whether a Ctrl-C came while
+        another thread held it. Each one that comes makes the close under way skip what is
+        left of its graces, as a Ctrl-C in that close would."""
+        interrupted = False
+        while True:
+            try:
+                self._lifecycle.acquire()
+                return interrupted
+            except KeyboardInterrupt:
+                interrupted = True
+                loop, engine = self._loop, self._async._engine
+                if loop is not None and engine is not None:
+                    with contextlib.suppress(RuntimeError):  # (its loop closed meanwhile)
+                        loop.call_soon_threadsafe(engine.force_stop)
+
+    def _close_once(self, interrupted_before: bool) -> None:
         if self._loop is None:
             return
         if os.getpid() != self._pid:  # the parent's plex: a forked child just lets go of it
             self._loop = None
             return
-        self._refuse_own_thread()
-        interrupted: list[bool] = []
+        interrupted: list[bool] = [True] if interrupted_before else []
         while True:
             try:
                 self._close(interrupted)
@@ -351,7 +375,7 @@ class Plex:
                 # A Ctrl-C as close() began, before its handler was in: it counts as one
                 # that came after, and the close goes on.
                 interrupted[:] = [True]
-        if interrupted:
+        if interrupted and not interrupted_before:  # (that one is raised by close)
             raise KeyboardInterrupt
 
     def _close(self, interrupted: list[bool]) -> None:
