@@ -949,12 +949,20 @@ def test_scenario_tests_share_casts_and_report_warnings(pytester: pytest.Pyteste
     assert "cast.toml::cast" not in result.stdout.str()
 
 
-def test_the_settings_file_is_no_scenario_even_where_a_pattern_matches_it(
-        pytester: pytest.Pytester) -> None:
-    """``**/*.toml`` matches ``pyproject.toml`` too: it was collected, and failed as a
-    scenario with unknown keys."""
-    pytester.makepyprojecttoml('[tool.pytest.ini_options]\npipeplex_scenarios = ["**/*.toml"]\n')
+@pytest.mark.parametrize("settings", ["pyproject.toml", "pytest.ini"])
+def test_a_pyproject_file_is_no_scenario_even_where_a_pattern_matches_it(
+        pytester: pytest.Pytester, settings: str) -> None:
+    """``**/*.toml`` matches ``pyproject.toml`` too, the settings' file or not, and a
+    package's below: each was collected, and failed as a scenario with unknown keys."""
+    if settings == "pyproject.toml":
+        pytester.makepyprojecttoml(
+            '[tool.pytest.ini_options]\npipeplex_scenarios = ["**/*.toml"]\n')
+    else:
+        pytester.makeini("[pytest]\npipeplex_scenarios = **/*.toml\n")
+        pytester.makepyprojecttoml("[project]\nname = 'x'\n")
     pytester.mkdir("scenarios")
+    pytester.mkdir("package")
+    (pytester.path / "package" / "pyproject.toml").write_text("[project]\nname = 'y'\n")
     (pytester.path / "scenarios" / "hi.toml").write_text(
         "[procs.a]\ncmd = 'echo hi'\n[[step]]\nexpect = 'hi'\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")

@@ -55,8 +55,8 @@ _FILES_KEY = pytest.StashKey[frozenset[str]]()
 def _scenario_files(config: pytest.Config) -> frozenset[str]:
     """The scenario files the patterns name (absolute paths), found once a session, less
     the cast files that they include: those are no tests of their own, as in pipeplex
-    test. Nor is the file that holds the patterns (``pyproject.toml``, matched by
-    ``**/*.toml``)."""
+    test. Nor is a ``pyproject.toml`` (Python's project file, matched by ``**/*.toml``),
+    nor the file that holds pytest's settings."""
     found = config.stash.get(_FILES_KEY, None)
     if found is None:
         from .scenario.load import collected_as
@@ -64,7 +64,7 @@ def _scenario_files(config: pytest.Config) -> frozenset[str]:
         named = {os.path.abspath(config.rootpath / path)
                  for pattern in config.getini("pipeplex_scenarios")
                  for path in glob.glob(pattern, root_dir=config.rootpath, recursive=True)
-                 if path.endswith(".toml")}
+                 if path.endswith(".toml") and os.path.basename(path) != "pyproject.toml"}
         included = {name for path in named for name in collected_as(path)[1]}
         if config.inipath is not None:
             included.add(os.path.abspath(config.inipath))

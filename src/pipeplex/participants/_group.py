@@ -40,7 +40,7 @@ def live_in_group(pgid: int) -> list[int]:
 def owner(pids: Iterable[int]) -> str:
     """Who processes run as (another user, which pipeplex may not signal), by the real user
     of the first of ``pids`` still there: ``root``, or ``uid 1001`` without a name."""
-    for pid in pids:
+    for pid in pids if proc_is_ours() else ():
         try:
             with open(f"/proc/{pid}/status", "rb") as f:
                 uid = int(next(line for line in f if line.startswith(b"Uid:")).split()[1])

@@ -4,7 +4,6 @@ counted indexes (the guardian keeps a copy of its own: it loads nothing of pipep
 from __future__ import annotations
 
 import errno
-import functools
 import os
 from collections.abc import Iterator
 
@@ -26,17 +25,26 @@ PF_FORKNOEXEC = 0x40
 fork."""
 
 
-@functools.cache
+_OURS: tuple[int, bool] | None = None
+"""What :func:`proc_is_ours` found, and for which process (a child, forked after an
+``unshare`` of the PID namespace, is in another)."""
+
+
 def proc_is_ours() -> bool:
     """Whether ``/proc`` shows this PID namespace's processes: not where it is missing (a
     chroot), nor in a namespace made without a ``/proc`` of its own (``unshare -p`` without
     ``--mount-proc``), where ``/proc/N`` is some other process than this namespace's N, and
     a look there would signal strangers. Where it is not, nothing is read there (as where
     there is none): pipeplex keeps to the members' process groups."""
-    try:
-        return os.readlink("/proc/self") == str(os.getpid())
-    except OSError:
-        return False
+    global _OURS
+    pid = os.getpid()
+    if _OURS is None or _OURS[0] != pid:
+        try:
+            ours = os.readlink("/proc/self") == str(pid)
+        except OSError:
+            ours = False
+        _OURS = (pid, ours)
+    return _OURS[1]
 
 
 def stat_fields(pid: int | str, *, strict: bool = False) -> list[bytes] | None:
@@ -129,6 +137,8 @@ def signal_pending(pid: int, sig: int) -> bool:
 
 def _status_has(pid: int, sig: int, masks: tuple[bytes, ...]) -> bool:
     """Whether ``sig`` is in one of the signal masks of ``/proc/PID/status`` named."""
+    if not proc_is_ours():
+        return False
     try:
         with open(f"/proc/{pid}/status", "rb") as status:
             lines = status.read().splitlines()
