@@ -372,6 +372,11 @@ class OutsideStopper:
                 f"that {'runs' if one else 'run'} as {owner(pids)}, which pipeplex may not "
                 f"signal; {'it runs' if one else 'they run'} on (stop {it_or_them(foreign)} as "
                 f"that user: sudo kill {' '.join(map(str, pids))})", level="error"))
+        # One read alive that the signal no longer reached has ended since: what it forked
+        # as it went is ours now, unlisted, so the next look is the one to believe (a
+        # process that forks anew as fast as it can, read in its last instant, was taken
+        # for none left, and its child outlived the cast).
+        vanished = any(process not in reached and process not in foreign for process in found)
         groups = list(dict.fromkeys(group for process, group in group_of.items()
                                     if process not in foreign))
         # Each held from here on: an orphan is our child, and its pid, so its group's id,
@@ -379,7 +384,7 @@ class OutsideStopper:
         self.held_strays.update(pid for pid, _ in reached)
         self._signalled_strays.update(reached)
         killpg_all(groups, signals)
-        return _Caught(reached, groups, ended)
+        return _Caught(reached, groups, ended or vanished)
 
     def _alive(self, listed: Iterable[int]) -> tuple[list[Escaped], bool, bool]:
         """Those of the cast's orphans ``listed`` alive; whether one of the others ended
