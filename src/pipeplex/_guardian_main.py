@@ -331,7 +331,8 @@ def processes() -> list[str]:
 
 
 def children(pid: int) -> list[int]:
-    """Its children, from each of its threads (as ``participants.orphans`` reads them)."""
+    """Its children, from each of its threads (as ``participants.orphans`` reads them: a
+    copy, the guardian loads nothing of pipeplex)."""
     found: list[int] = []
     if not PROC_OURS:
         return found

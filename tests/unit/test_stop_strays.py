@@ -59,6 +59,25 @@ def _stop_strays(strays: Callable[[], list[int]],
     return notes
 
 
+def _listing_first_only(orphan: subprocess.Popen[bytes],
+                        children: list[subprocess.Popen[bytes]]) -> Callable[[], list[int]]:
+    """A look that lists only ``orphan`` the first time (the child it forked is not the
+    test's yet), then, ``orphan`` reaped once it ended (the reaper's part, between two
+    looks), the children still running."""
+    looks = 0
+
+    def strays() -> list[int]:
+        nonlocal looks
+        looks += 1
+        if looks == 1:
+            return [orphan.pid]
+        if orphan.returncode is None:
+            orphan.wait(10)
+        return [c.pid for c in children if c.returncode is None]
+
+    return strays
+
+
 def test_a_look_that_lists_only_an_orphan_ending_as_it_is_read_is_made_again(
         children: list[subprocess.Popen[bytes]]) -> None:
     """An orphan's children come to pipeplex as it ends, not before: a look in that instant
@@ -68,18 +87,7 @@ def test_a_look_that_lists_only_an_orphan_ending_as_it_is_read_is_made_again(
     ended = _ended()
     child = subprocess.Popen(["sleep", "60"], start_new_session=True)
     children += [ended, child]
-    looks = 0
-
-    def strays() -> list[int]:
-        nonlocal looks
-        looks += 1
-        if looks == 1:
-            return [ended.pid]  # (the child it forked is not the test's yet)
-        if ended.returncode is None:
-            ended.wait()  # (the reaper's part, between two looks)
-        return [c.pid for c in children if c.returncode is None]
-
-    notes = _stop_strays(strays)
+    notes = _stop_strays(_listing_first_only(ended, children))
     assert child.wait(10) == -signal.SIGTERM, notes
     assert any(f"(pid {child.pid}) outside its members' process groups" in text
                and "sent it SIGTERM" in text for text in notes), notes
@@ -94,14 +102,6 @@ def test_an_orphan_read_alive_and_gone_when_signalled_has_its_children_looked_fo
     going = subprocess.Popen(["sleep", "60"], start_new_session=True)
     child = subprocess.Popen(["sleep", "60"], start_new_session=True)
     children += [going, child]
-    looks = 0
-
-    def strays() -> list[int]:
-        nonlocal looks
-        looks += 1
-        if looks == 1:
-            return [going.pid]  # (the child it forked is not the test's yet)
-        return [c.pid for c in children if c.returncode is None]
 
     def protected() -> set[int]:  # (asked for after the read, before the signal)
         if going.returncode is None:
@@ -109,7 +109,7 @@ def test_an_orphan_read_alive_and_gone_when_signalled_has_its_children_looked_fo
             going.wait()
         return {os.getpgrp()}
 
-    notes = _stop_strays(strays, protected)
+    notes = _stop_strays(_listing_first_only(going, children), protected)
     assert child.wait(10) == -signal.SIGTERM, notes
 
 
