@@ -2563,6 +2563,7 @@ def test_a_daemons_worker_forked_after_the_look_is_stopped_with_it(tmp_path: Pat
     script = tmp_path / "daemon.sh"
     # The sleep is forked before the trap (a SIGTERM in its instant before exec would meet
     # the trap, not kill it), and the line comes after both: the stop's look finds both.
+    # (One in the midst of its exec() is read again until it is through.)
     script.write_text(
         "sleep 60 &\n"
         f"trap 'trap \"\" TERM; sh -c \"echo \\$\\$ > {tmp_path}/worker; exec sleep 60\" "

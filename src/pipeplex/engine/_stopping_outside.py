@@ -212,18 +212,18 @@ class OutsideStopper:
     @staticmethod
     async def _look_for(run_id: str, names: Collection[str], inside: Collection[int] = ()
                         ) -> dict[str, list[Escaped]] | None:
-        """:func:`_escaped.find_escaped` over all of ``/proc``, a slice at a time, the loop
-        running in between; None if pipeplex ran out of descriptors."""
+        """:func:`_escaped.find_escaped` over all of ``/proc`` (through
+        :func:`_escaped.look_through`); None if pipeplex ran out of descriptors."""
         found: dict[str, list[Escaped]] = {}
+
+        def look(pids: list[int]) -> list[int]:
+            part, in_exec = _escaped.find_escaped(run_id, names, pids, inside)
+            for name, processes in part.items():
+                found.setdefault(name, []).extend(processes)
+            return in_exec
+
         try:
-            pids = _escaped.proc_pids()
-            size = _escaped.SEARCH_SLICE
-            for start in range(0, len(pids), size):
-                if start:
-                    await asyncio.sleep(0)
-                for name, processes in _escaped.find_escaped(
-                        run_id, names, pids[start:start + size], inside).items():
-                    found.setdefault(name, []).extend(processes)
+            await _escaped.look_through(_escaped.proc_pids(), look)
         except OutOfDescriptors:
             return None
         return found

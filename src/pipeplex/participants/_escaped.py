@@ -12,20 +12,40 @@ From then on each is known by its pid and start time, not by its environment (wh
 process may drop as it handles SIGTERM): the escalation reaches what it signalled first.
 Each signal goes through a pidfd opened for it, after the start time was read again
 through ``/proc`` once the pidfd held the process: a pid reused meanwhile is left alone.
+
+A process in the midst of ``exec()`` shows an empty environment: its new memory has none
+until the kernel has copied it there, and memory taken before is gone. (A shell's
+``sleep 60 &``, read just after the fork, is caught so about one time in thirty.) Such a
+process is read again, after the pass, until its ``exec()`` is through.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
 import signal
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
-from ._proc import PGRP, START_TIME, STATE, exited, proc_is_ours, running_thread, stat_fields
+from ._proc import (
+    ENV_END,
+    ENV_START,
+    FLAGS,
+    GONE,
+    PF_EXITING,
+    PF_KTHREAD,
+    PGRP,
+    START_TIME,
+    STATE,
+    exited,
+    proc_is_ours,
+    running_thread,
+    stat_fields,
+)
 
-__all__ = ("SEARCH_SLICE", "Escaped", "OutOfDescriptors", "carrying", "find_escaped", "hold",
-           "proc_pids", "send", "start_time")
+__all__ = ("EXEC_AGAIN_AFTER", "EXEC_PATIENCE", "SEARCH_SLICE", "Escaped", "OutOfDescriptors",
+           "carrying", "find_escaped", "hold", "look_through", "proc_pids", "send", "start_time")
 
 Escaped = tuple[int, int]
 """A process by its pid and its start time (clock ticks after boot): who it is, even once
@@ -36,9 +56,19 @@ class OutOfDescriptors(Exception):
     """pipeplex has no file descriptor left to look in /proc or to open a pidfd."""
 
 
+class _InExec(Exception):
+    """The process is in the midst of ``exec()``: its environment cannot be read yet."""
+
+
 SEARCH_SLICE = 128
 """Processes looked at between two returns to the event loop: a machine may run thousands
 (2,000 took 46 ms to look through here), and the members' output must not wait that long."""
+
+EXEC_AGAIN_AFTER = 0.001
+EXEC_PATIENCE = 0.5
+"""Seconds after which those found in the midst of ``exec()`` are read again, and for how
+long at most (an ``exec()`` takes well under a millisecond, unless its program is read from
+a disk that is slow to answer): then the look ends without them."""
 
 
 def proc_pids() -> list[int]:
@@ -55,10 +85,10 @@ def proc_pids() -> list[int]:
 
 
 def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int],
-                 inside: Collection[int] = ()) -> dict[str, list[Escaped]]:
+                 inside: Collection[int] = ()) -> tuple[dict[str, list[Escaped]], list[int]]:
     """Per member name, the live processes among ``pids`` whose environment carries
     ``run_id`` and that name, but for those in the process groups ``inside`` (running
-    members': theirs are not escaped).
+    members': theirs are not escaped); and those in the midst of ``exec()``, to read again.
 
     Raises:
         OutOfDescriptors: the pass could not be made, or not to its end.
@@ -66,35 +96,46 @@ def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int],
     token = f"PIPEPLEX_RUN_ID={run_id}".encode()
     wanted = {f"PIPEPLEX_NAME={name}".encode(): name for name in names}
     found: dict[str, list[Escaped]] = {}
+    in_exec: list[int] = []
     with _descriptors():
         for pid in pids:
-            if _name_in(pid, token, wanted) is None:
+            try:
+                if _name_in(pid, token, wanted) is None:
+                    continue
+                # Its start time, then its environment again, then its start time again:
+                # the environment read between two equal start times is that process's
+                # (the pid may go to a stranger between any two reads).
+                fields = stat_fields(pid, strict=True)
+                if fields is None or exited(pid, fields) or int(fields[PGRP]) in inside:
+                    continue
+                started = int(fields[START_TIME])
+                name = _name_in(pid, token, wanted)
+            except _InExec:
+                in_exec.append(pid)
                 continue
-            # Its start time, then its environment again, then its start time again: the
-            # environment read between two equal start times is that process's (the pid
-            # may go to a stranger between any two reads).
-            fields = stat_fields(pid, strict=True)
-            if fields is None or exited(pid, fields) or int(fields[PGRP]) in inside:
-                continue
-            started = int(fields[START_TIME])
-            name = _name_in(pid, token, wanted)
-            if started is not None and name is not None and start_time(pid) == started:
+            if name is not None and start_time(pid) == started:
                 found.setdefault(name, []).append((pid, started))
-    return found
+    return found, in_exec
 
 
-def carrying(run_id: str, pids: Iterable[int]) -> list[tuple[int, str]]:
+def carrying(run_id: str, pids: Iterable[int]) -> tuple[list[tuple[int, str]], list[int]]:
     """The live processes among ``pids`` whose environment carries ``run_id``, each with
-    the member name it carries too ("" for none): what a run left running.
+    the member name it carries too ("" for none): what a run left running; and those in
+    the midst of ``exec()``, to read again.
 
     Raises:
         OutOfDescriptors: the pass could not be made, or not to its end.
     """
     token = f"PIPEPLEX_RUN_ID={run_id}".encode()
     found = []
+    in_exec: list[int] = []
     with _descriptors():
         for pid in pids:
-            environ = _read(pid, "environ")
+            try:
+                environ = _environ(pid)
+            except _InExec:
+                in_exec.append(pid)
+                continue
             if environ is None or token not in environ or start_time(pid) is None:
                 continue
             variables = environ.split(b"\0")
@@ -102,7 +143,31 @@ def carrying(run_id: str, pids: Iterable[int]) -> list[tuple[int, str]]:
                 name = next((v[len(b"PIPEPLEX_NAME="):] for v in variables
                              if v.startswith(b"PIPEPLEX_NAME=")), b"")
                 found.append((pid, name.decode("utf-8", "replace")))
-    return found
+    return found, in_exec
+
+
+async def look_through(pids: list[int], look: Callable[[list[int]], list[int]]) -> None:
+    """``look`` over ``pids`` a slice at a time, the event loop running in between; then,
+    every :data:`EXEC_AGAIN_AFTER` for :data:`EXEC_PATIENCE` at most, over those it found
+    in the midst of ``exec()`` (which it returns).
+
+    Raises:
+        OutOfDescriptors: from ``look``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None
+    while pids:
+        in_exec: list[int] = []
+        for start in range(0, len(pids), SEARCH_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            in_exec.extend(look(pids[start:start + SEARCH_SLICE]))
+        if deadline is None:
+            deadline = loop.time() + EXEC_PATIENCE
+        if not in_exec or loop.time() >= deadline:
+            return
+        await asyncio.sleep(EXEC_AGAIN_AFTER)
+        pids = in_exec
 
 
 def send(processes: Iterable[Escaped], signals: Iterable[int]) -> tuple[list[Escaped], bool]:
@@ -185,41 +250,70 @@ def _descriptors() -> Iterator[None]:
         raise
 
 
-def _read(pid: int, what: str) -> bytes | None:
-    """``/proc/PID/WHAT``; None if the process is gone or not ours to read. Of a process
+EMPTY_READS = 5
+"""Reads of an environment that is empty but may be the instant of an ``exec()`` that sets
+it up, before it is taken for empty."""
+
+
+def _environ(pid: int) -> bytes | None:
+    """``/proc/PID/environ``; None if the process is gone or not ours to read. Of a process
     whose main thread has ended (its entry then reads empty, or fails with ESRCH, by the
     kernel's version), read through a thread that runs on.
 
     Raises:
+        _InExec: it reads empty, and the process is in the midst of ``exec()``.
         OSError: out of descriptors (EMFILE, ENFILE).
     """
-    data: bytes | None = None
-    try:
-        with open(f"/proc/{pid}/{what}", "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        if exc.errno in (errno.EMFILE, errno.ENFILE):
-            raise
-        if exc.errno != errno.ESRCH:
-            return None
-    if data:
+    data = _read(f"/proc/{pid}/environ")
+    if data is None or data:
         return data
     fields = stat_fields(pid, strict=True)
     thread = running_thread(pid) if fields is not None and fields[STATE] == b"Z" else None
-    if thread is None:
-        return data
+    if thread is not None:
+        return _read(f"/proc/{pid}/task/{thread}/environ")
+    # Empty. A process run with none (`env -i`) has its environment's place set, and empty.
+    # For one in the midst of exec(), it is not set yet (0); or it is set, empty, for the
+    # instant the kernel writes its pointers; or the read took the memory it had before,
+    # gone since (its place, set anew, is not empty): read again.
+    for _ in range(EMPTY_READS):
+        if fields is None or len(fields) <= ENV_END or fields[STATE] in GONE \
+                or int(fields[FLAGS]) & (PF_KTHREAD | PF_EXITING):
+            return data
+        begins, ends = int(fields[ENV_START]), int(fields[ENV_END])
+        if ends == 0:
+            raise _InExec
+        if ends == begins:
+            os.sched_yield()
+        data = _read(f"/proc/{pid}/environ")
+        if data is None or data:
+            return data
+        fields = stat_fields(pid, strict=True)
+    return data
+
+
+def _read(path: str) -> bytes | None:
+    """The bytes of ``path``; None where it cannot be read (ESRCH: empty, as the kernel
+    says of a process whose main thread has ended).
+
+    Raises:
+        OSError: out of descriptors (EMFILE, ENFILE).
+    """
     try:
-        with open(f"/proc/{pid}/task/{thread}/{what}", "rb") as f:
+        with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             raise
-        return None
+        return b"" if exc.errno == errno.ESRCH else None
 
 
 def _name_in(pid: int, token: bytes, wanted: dict[bytes, str]) -> str | None:
-    """The member name that ``pid``'s environment carries with ``token``, if any."""
-    environ = _read(pid, "environ")
+    """The member name that ``pid``'s environment carries with ``token``, if any.
+
+    Raises:
+        _InExec: see :func:`_environ`.
+    """
+    environ = _environ(pid)
     if environ is None or token not in environ:  # (most processes: no split needed)
         return None
     variables = environ.split(b"\0")

@@ -7,13 +7,14 @@ import errno
 import os
 from collections.abc import Iterator
 
-__all__ = ("FLAGS", "GONE", "PF_EXITING", "PF_FORKNOEXEC", "PGRP", "PPID", "START_TIME", "STATE",
-           "all_stats", "child_flags", "exited", "proc_is_ours", "running_thread", "signal_pending",
-           "stat_fields", "suspended")
+__all__ = ("ENV_END", "ENV_START", "FLAGS", "GONE", "PF_EXITING", "PF_FORKNOEXEC", "PF_KTHREAD",
+           "PGRP", "PPID", "START_TIME", "STATE", "all_stats", "child_flags", "exited",
+           "proc_is_ours", "running_thread", "signal_pending", "stat_fields", "suspended")
 
-STATE, PPID, PGRP, FLAGS, START_TIME = 0, 1, 2, 6, 19
+STATE, PPID, PGRP, FLAGS, START_TIME, ENV_START, ENV_END = 0, 1, 2, 6, 19, 47, 48
 """Indexes in :func:`stat_fields`, which begin after ``pid (comm)``: ``proc(5)``'s fields
-3 (state), 4 (ppid), 5 (pgrp), 9 (flags) and 22 (starttime)."""
+3 (state), 4 (ppid), 5 (pgrp), 9 (flags), 22 (starttime), 50 and 51 (env_start, env_end:
+where the environment lies in memory; 0 where there is no memory, or none set up yet)."""
 
 GONE = (b"Z", b"X")
 """The states of a process that has exited: a zombie, or dead. But a process shows Z as
@@ -21,8 +22,9 @@ soon as its main thread has ended, while its other threads may run on: see :func
 
 PF_EXITING = 0x4
 PF_FORKNOEXEC = 0x40
+PF_KTHREAD = 0x200000
 """Linux's flags of a task (:data:`FLAGS`): it is exiting; it has not exec'd since its
-fork."""
+fork; it is one of the kernel's threads."""
 
 
 _OURS: tuple[int, bool] | None = None
