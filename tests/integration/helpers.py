@@ -100,6 +100,7 @@ class Pipeplex:
             stderr=subprocess.STDOUT,
             cwd=cwd,
             env=env,
+            preexec_fn=_hangup_not_ignored,
         )
         assert self.proc.stdout is not None
         self._setup(self.proc.stdout.fileno())
@@ -405,6 +406,14 @@ class PtyPipeplex(Pipeplex):
 
 def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    _hangup_not_ignored()
+
+
+def _hangup_not_ignored() -> None:
+    """SIGHUP as a shell leaves it, even where the suite runs under ``nohup``: pipeplex keeps
+    an ignored SIGHUP, and its cast would outlive a terminal's hang-up (a test that wants
+    that says so, with a ``prefix`` that ignores it)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 # The control socket ----------------------------------------------------------------------
