@@ -383,6 +383,13 @@ from pipeplex import Bus, ProcSpec
 from pipeplex.participants import Process
 from pipeplex.participants.orphans import _become_subreaper
 
+def group_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[2]
+    except OSError:  # (gone since /proc was listed)
+        return None
+
 async def main():
     _become_subreaper()  # (the member's child comes to this process, which reaps it)
     spec = ProcSpec("m", ("sh", "-c", "sleep 300 & echo $!"), pty="pipes")
@@ -391,7 +398,7 @@ async def main():
     await asyncio.wait_for(asyncio.shield(member.exit_future), 10)
     for _ in range(5):  # the group empties, unseen (no pass of the loop): its number is free
         left = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != member.pid
-                and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[2] == str(member.pid)]
+                and group_of(p) == str(member.pid)]
         for pid in left:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -835,7 +842,8 @@ def test_what_was_left_outside_the_group_gets_one_escalation_a_few_watched_at_a_
 
     try:
         notes = _stop_escaped(env["PIPEPLEX_RUN_ID"])
-        pids = ", ".join(str(d.pid) for d in daemons)
+        # (In the order of /proc, by number: a pid counter that wrapped gives a smaller one.)
+        pids = ", ".join(map(str, sorted(d.pid for d in daemons)))
         assert notes == [
             f"left 5 processes (pid {pids}) outside its process group; sent them SIGTERM",
             f"5 processes (pid {pids}) it left outside its process group ignored SIGTERM for "

@@ -353,6 +353,7 @@ def test_timeout_option_and_kept_transcripts(pytester: pytest.Pytester) -> None:
         def test_short(plex):
             cat = plex.spawn("cat", "cat")
             cat.sendline("x")
+            cat.expect("^x", timeout=30)  # (in the transcript, however long cat takes)
             with pytest.raises(pipeplex.ExpectTimeout, match="within 0.2 s"):
                 cat.expect("never")
             assert False
