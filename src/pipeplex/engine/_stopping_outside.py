@@ -216,8 +216,8 @@ class OutsideStopper:
         :func:`_escaped.look_through`); None if pipeplex ran out of descriptors."""
         found: dict[str, list[Escaped]] = {}
 
-        def look(pids: list[int]) -> list[int]:
-            part, in_exec = _escaped.find_escaped(run_id, names, pids, inside)
+        def look(pids: list[int], before: _escaped.Unsettled | None) -> _escaped.Unsettled:
+            part, in_exec = _escaped.find_escaped(run_id, names, pids, inside, before=before)
             for name, processes in part.items():
                 found.setdefault(name, []).extend(processes)
             return in_exec

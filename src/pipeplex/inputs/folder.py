@@ -178,12 +178,19 @@ async def _left_running(engine: Engine, run_id: str, guardian: tuple[int, int] |
     that was left by a guardian that could not act: killed with its run (an OOM kill,
     ``kill -9`` of a list of pids), or stopped. Said, with how to stop it, not stopped: it
     was not this run's (a member's port still taken is why a start fails)."""
-    from ..participants._escaped import OutOfDescriptors, carrying, hold, look_through, proc_pids
+    from ..participants._escaped import (
+        OutOfDescriptors,
+        Unsettled,
+        carrying,
+        hold,
+        look_through,
+        proc_pids,
+    )
 
     left: list[tuple[int, str]] = []
 
-    def look(pids: list[int]) -> list[int]:
-        part, in_exec = carrying(run_id, pids)
+    def look(pids: list[int], before: Unsettled | None) -> Unsettled:
+        part, in_exec = carrying(run_id, pids, before=before)
         left.extend(part)
         return in_exec
 

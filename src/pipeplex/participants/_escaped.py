@@ -13,10 +13,10 @@ process may drop as it handles SIGTERM): the escalation reaches what it signalle
 Each signal goes through a pidfd opened for it, after the start time was read again
 through ``/proc`` once the pidfd held the process: a pid reused meanwhile is left alone.
 
-A process in the midst of ``exec()`` shows an empty environment: its new memory has none
-until the kernel has copied it there, and memory taken before is gone. (A shell's
-``sleep 60 &``, read just after the fork, is caught so about one time in thirty.) Such a
-process is read again, after the pass, until its ``exec()`` is through.
+A process in the midst of ``exec()`` shows an environment empty or cut short: its new
+memory has none until the kernel has copied it there, and memory taken before is gone (a
+shell's ``sleep 60 &``, read just after the fork). Such a process is read again, after
+the pass, until its ``exec()`` is through (see :func:`_environ`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from ._proc import (
 )
 
 __all__ = ("EXEC_AGAIN_AFTER", "EXEC_PATIENCE", "SEARCH_SLICE", "Escaped", "OutOfDescriptors",
+           "Unsettled",
            "carrying", "find_escaped", "hold", "look_through", "proc_pids", "send", "start_time")
 
 Escaped = tuple[int, int]
@@ -58,6 +59,16 @@ class OutOfDescriptors(Exception):
 
 class _InExec(Exception):
     """The process is in the midst of ``exec()``: its environment cannot be read yet."""
+
+    def __init__(self, begins: int) -> None:
+        super().__init__(begins)
+        self.begins = begins
+
+
+Unsettled = dict[int, int]
+"""Processes read in the midst of ``exec()``, to read again: for each pid, where its
+environment began in memory then (0: not set). An ``exec()`` moves it (the stack's place
+is random): one seen empty at the same place twice is one with no environment."""
 
 
 SEARCH_SLICE = 128
@@ -85,10 +96,12 @@ def proc_pids() -> list[int]:
 
 
 def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int],
-                 inside: Collection[int] = ()) -> tuple[dict[str, list[Escaped]], list[int]]:
+                 inside: Collection[int] = (), *, before: Unsettled | None = None
+                 ) -> tuple[dict[str, list[Escaped]], Unsettled]:
     """Per member name, the live processes among ``pids`` whose environment carries
     ``run_id`` and that name, but for those in the process groups ``inside`` (running
-    members': theirs are not escaped); and those in the midst of ``exec()``, to read again.
+    members': theirs are not escaped); and those in the midst of ``exec()``, to read again
+    (``before``: what an earlier pass found of these; see :func:`_environ`).
 
     Raises:
         OutOfDescriptors: the pass could not be made, or not to its end.
@@ -96,11 +109,11 @@ def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int],
     token = f"PIPEPLEX_RUN_ID={run_id}".encode()
     wanted = {f"PIPEPLEX_NAME={name}".encode(): name for name in names}
     found: dict[str, list[Escaped]] = {}
-    in_exec: list[int] = []
+    in_exec: Unsettled = {}
     with _descriptors():
         for pid in pids:
             try:
-                if _name_in(pid, token, wanted) is None:
+                if _name_in(pid, token, wanted, before) is None:
                     continue
                 # Its start time, then its environment again, then its start time again:
                 # the environment read between two equal start times is that process's
@@ -109,32 +122,33 @@ def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int],
                 if fields is None or exited(pid, fields) or int(fields[PGRP]) in inside:
                     continue
                 started = int(fields[START_TIME])
-                name = _name_in(pid, token, wanted)
-            except _InExec:
-                in_exec.append(pid)
+                name = _name_in(pid, token, wanted, before)
+            except _InExec as exc:
+                in_exec[pid] = exc.begins
                 continue
             if name is not None and start_time(pid) == started:
                 found.setdefault(name, []).append((pid, started))
     return found, in_exec
 
 
-def carrying(run_id: str, pids: Iterable[int]) -> tuple[list[tuple[int, str]], list[int]]:
+def carrying(run_id: str, pids: Iterable[int], *, before: Unsettled | None = None
+             ) -> tuple[list[tuple[int, str]], Unsettled]:
     """The live processes among ``pids`` whose environment carries ``run_id``, each with
     the member name it carries too ("" for none): what a run left running; and those in
-    the midst of ``exec()``, to read again.
+    the midst of ``exec()``, to read again (``before``: as for :func:`find_escaped`).
 
     Raises:
         OutOfDescriptors: the pass could not be made, or not to its end.
     """
     token = f"PIPEPLEX_RUN_ID={run_id}".encode()
     found = []
-    in_exec: list[int] = []
+    in_exec: Unsettled = {}
     with _descriptors():
         for pid in pids:
             try:
-                environ = _environ(pid)
-            except _InExec:
-                in_exec.append(pid)
+                environ = _environ(pid, before)
+            except _InExec as exc:
+                in_exec[pid] = exc.begins
                 continue
             if environ is None or token not in environ or start_time(pid) is None:
                 continue
@@ -146,28 +160,31 @@ def carrying(run_id: str, pids: Iterable[int]) -> tuple[list[tuple[int, str]], l
     return found, in_exec
 
 
-async def look_through(pids: list[int], look: Callable[[list[int]], list[int]]) -> None:
+async def look_through(pids: list[int],
+                       look: Callable[[list[int], Unsettled | None], Unsettled]) -> None:
     """``look`` over ``pids`` a slice at a time, the event loop running in between; then,
     every :data:`EXEC_AGAIN_AFTER` for :data:`EXEC_PATIENCE` at most, over those it found
-    in the midst of ``exec()`` (which it returns).
+    in the midst of ``exec()`` (which it returns), with what it found of them (None in the
+    first pass).
 
     Raises:
         OutOfDescriptors: from ``look``.
     """
     loop = asyncio.get_running_loop()
     deadline: float | None = None
+    before: Unsettled | None = None
     while pids:
-        in_exec: list[int] = []
+        in_exec: Unsettled = {}
         for start in range(0, len(pids), SEARCH_SLICE):
             if start:
                 await asyncio.sleep(0)
-            in_exec.extend(look(pids[start:start + SEARCH_SLICE]))
+            in_exec.update(look(pids[start:start + SEARCH_SLICE], before))
         if deadline is None:
             deadline = loop.time() + EXEC_PATIENCE
         if not in_exec or loop.time() >= deadline:
             return
         await asyncio.sleep(EXEC_AGAIN_AFTER)
-        pids = in_exec
+        pids, before = list(in_exec), in_exec
 
 
 def send(processes: Iterable[Escaped], signals: Iterable[int]) -> tuple[list[Escaped], bool]:
@@ -250,70 +267,80 @@ def _descriptors() -> Iterator[None]:
         raise
 
 
-EMPTY_READS = 5
-"""Reads of an environment that is empty but may be the instant of an ``exec()`` that sets
-it up, before it is taken for empty."""
+READ_AT_ONCE = 1 << 16
+"""Bytes of an environment read in one go. The kernel reads the process's memory once per
+read: one that the process's ``exec()`` interrupts between two reads ends short of the
+token (which comes last: see :func:`pipeplex.participants._spawn.run_environment`)."""
 
 
-def _environ(pid: int) -> bytes | None:
+def _environ(pid: int, before: Unsettled | None = None) -> bytes | None:
     """``/proc/PID/environ``; None if the process is gone or not ours to read. Of a process
-    whose main thread has ended (its entry then reads empty, or fails with ESRCH, by the
-    kernel's version), read through a thread that runs on.
+    whose main thread has ended (its entry then reads empty, or fails, by the kernel's
+    version and who reads it), read through a thread that runs on.
+
+    An empty one, or one read in pieces and cut short, may be a process in the midst of
+    ``exec()``: its environment's place in memory (``/proc/PID/stat``) is not set yet (0),
+    or is set and empty for the instant the kernel writes the pointers to it (that of a
+    process run with none, ``env -i``, is set and empty for good), or the read took the
+    memory it had before, gone since. Then it is read again after the pass (``before``
+    says where its environment began then): an empty place where it was is taken as it
+    is. (One that stays cut short, its memory unmapped under it, is read again until the
+    look's patience ends.)
 
     Raises:
-        _InExec: it reads empty, and the process is in the midst of ``exec()``.
+        _InExec: it is, or may be, in the midst of ``exec()``.
         OSError: out of descriptors (EMFILE, ENFILE).
     """
     data = _read(f"/proc/{pid}/environ")
-    if data is None or data:
+    if data and len(data) < READ_AT_ONCE:
         return data
     fields = stat_fields(pid, strict=True)
-    thread = running_thread(pid) if fields is not None and fields[STATE] == b"Z" else None
-    if thread is not None:
+    if fields is None:
+        return data
+    if not data and fields[STATE] == b"Z" and (thread := running_thread(pid)) is not None:
         return _read(f"/proc/{pid}/task/{thread}/environ")
-    # Empty. A process run with none (`env -i`) has its environment's place set, and empty.
-    # For one in the midst of exec(), it is not set yet (0); or it is set, empty, for the
-    # instant the kernel writes its pointers; or the read took the memory it had before,
-    # gone since (its place, set anew, is not empty): read again.
-    for _ in range(EMPTY_READS):
-        if fields is None or len(fields) <= ENV_END or fields[STATE] in GONE \
-                or int(fields[FLAGS]) & (PF_KTHREAD | PF_EXITING):
-            return data
-        begins, ends = int(fields[ENV_START]), int(fields[ENV_END])
-        if ends == 0:
-            raise _InExec
-        if ends == begins:
-            os.sched_yield()
-        data = _read(f"/proc/{pid}/environ")
-        if data is None or data:
-            return data
-        fields = stat_fields(pid, strict=True)
-    return data
+    if data is None or len(fields) <= ENV_END or fields[STATE] in GONE \
+            or int(fields[FLAGS]) & (PF_KTHREAD | PF_EXITING):
+        return data
+    begins, ends = int(fields[ENV_START]), int(fields[ENV_END])
+    if ends != 0 and len(data) == ends - begins \
+            and (data or (before is not None and before.get(pid) == begins)):
+        return data  # (a big one, whole; or an empty place, seen twice)
+    raise _InExec(begins)
 
 
 def _read(path: str) -> bytes | None:
-    """The bytes of ``path``; None where it cannot be read (ESRCH: empty, as the kernel
-    says of a process whose main thread has ended).
+    """The bytes of ``path`` (in one read up to :data:`READ_AT_ONCE`); None where it cannot
+    be read (ESRCH: empty, as the kernel says of a process whose main thread has ended).
 
     Raises:
         OSError: out of descriptors (EMFILE, ENFILE).
     """
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             raise
         return b"" if exc.errno == errno.ESRCH else None
+    try:
+        pieces = [os.read(fd, READ_AT_ONCE)]
+        while len(pieces[-1]) == READ_AT_ONCE:
+            pieces.append(os.read(fd, READ_AT_ONCE))
+    except OSError as exc:
+        return b"" if exc.errno == errno.ESRCH else None
+    finally:
+        os.close(fd)
+    return b"".join(pieces)
 
 
-def _name_in(pid: int, token: bytes, wanted: dict[bytes, str]) -> str | None:
+def _name_in(pid: int, token: bytes, wanted: dict[bytes, str], before: Unsettled | None
+             ) -> str | None:
     """The member name that ``pid``'s environment carries with ``token``, if any.
 
     Raises:
         _InExec: see :func:`_environ`.
     """
-    environ = _environ(pid)
+    environ = _environ(pid, before)
     if environ is None or token not in environ:  # (most processes: no split needed)
         return None
     variables = environ.split(b"\0")
