@@ -45,8 +45,8 @@ from ._proc import (
 )
 
 __all__ = ("EXEC_AGAIN_AFTER", "EXEC_PATIENCE", "SEARCH_SLICE", "Escaped", "OutOfDescriptors",
-           "Unsettled",
-           "carrying", "find_escaped", "hold", "look_through", "proc_pids", "send", "start_time")
+           "Unsettled", "carrying", "find_escaped", "hold", "look_through", "proc_pids", "send",
+           "start_time")
 
 Escaped = tuple[int, int]
 """A process by its pid and its start time (clock ticks after boot): who it is, even once
