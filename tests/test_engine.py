@@ -1239,7 +1239,8 @@ def test_a_member_never_ready_in_time_gives_up_with_status_1() -> None:
     assert ("db was not ready after 0.2 s and was restarted 1 time; giving up and stopping "
             "the cast (raise max_restarts to allow more)") in notes
     # (Its runtime: the 0.2 s, and the stop, which a loaded machine makes longer.)
-    assert re.fullmatch(r"summary: stopped by SIGTERM after [\d.]+ s, 1 restart", notes[-2])
+    assert re.fullmatch(r"summary: stopped by SIGTERM after [\d.]+ s, 1 restart",
+                        notes[-2]), notes
     assert notes[-1] == "exit status 1: db gave up after 1 restart", notes
     notes = _notes_of_run(ProcSpec("db", ("sleep", "60"), ready="never", ready_timeout=0.2),
                           status=1)
