@@ -336,6 +336,45 @@ def test_a_member_filled_through_the_socket_takes_no_more_from_its_pipe(
         assert plex.wait() == 143
 
 
+READS_TO_THE_END = py("import signal, sys, zlib\n"
+                     "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
+                     "print('waiting', flush=True)\n"
+                     "signal.sigwait([signal.SIGUSR1])\n"
+                     "data = sys.stdin.buffer.read()\n"
+                     "print('read', len(data), zlib.crc32(data), flush=True)\n")
+"""A member that reads nothing until it gets SIGUSR1, then its stdin to the end."""
+
+
+def test_what_its_pipe_holds_goes_before_the_eof_asked_for(run_dir: Path) -> None:
+    """``cat data > a.in; pipeplex send a --eof``: the line still in a.in when the EOF is
+    asked for (pipeplex had not read it: a's input was full) reaches a before its EOF."""
+    with Pipeplex("run", "-p", f"a={READS_TO_THE_END}", "--run-dir", run_dir) as plex:
+        plex.expect(r"^a \| waiting$")
+        sent = b""
+        with Connection(run_dir) as conn:
+            piece = "x" * (60 * 1024 - 1) + "\n"
+            for _ in range(2 * INPUT_FULL // len(piece)):
+                if conn.request({"op": "send", "name": "a", "data": piece})["ok"] is not True:
+                    break
+                sent += piece.encode()
+            else:
+                raise AssertionError("the member's input never became full")
+            fifo = os.open(run_dir / "a.in", os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(fifo, b"one more\n")
+                assert conn.request({"op": "ping"})["ok"]  # (the loop has looked at the pipe)
+                left = struct.unpack("i", fcntl.ioctl(fifo, termios.FIONREAD, b"\0" * 4))[0]
+                assert left == len(b"one more\n")  # (still in the pipe)
+            finally:
+                os.close(fifo)
+            sent += b"one more\n"
+            assert conn.request({"op": "send", "name": "a", "eof": True})["ok"] is True
+        assert run("signal", "--run-dir", run_dir, "a", "USR1").returncode == 0
+        plex.expect(rf"^a \| read {len(sent)} {zlib.crc32(sent)}$")
+        assert plex.wait() == 0
+        assert "dropped" not in plex.text, plex.text
+
+
 def test_a_member_can_write_to_anothers_pipe_as_soon_as_it_starts(run_dir: Path) -> None:
     """Every NAME.in exists before any member starts: one member may feed another through
     the run folder from its first instant (a plain file made there would break the run)."""

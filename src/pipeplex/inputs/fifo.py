@@ -102,24 +102,43 @@ class FifoChannel:
         if self._full(self._resume):  # (filled another way meanwhile: the socket, all.in)
             self._pause()
             return
+        if self._read_once() and self._full(self._resume):
+            self._pause()
+
+    def take_waiting(self) -> None:
+        """Deliver the whole lines the pipe holds now, even past ``full``: the member's
+        stdin is about to close, and what was written before goes before that (a writer's
+        ``write()`` returns once its bytes are in the pipe, not once pipeplex has read
+        them: ``cat data > db.in; pipeplex send db --eof`` gives db all of data)."""
+        taken = 0
+        while self._fd is not None and taken <= MAX_PENDING:
+            count = self._read_once()
+            if not count:
+                return
+            taken += count
+
+    def _read_once(self) -> int:
+        """Read the pipe once, delivering the lines it ends; how many bytes came (0: none,
+        or every writer has gone)."""
+        assert self._fd is not None
         try:
             data = os.read(self._fd, READ_SIZE)
         except BlockingIOError:
-            return
+            return 0
         if not data:
             self._writers_gone()
-            return
+            return 0
+        count = len(data)
         data = self._pending + data if self._pending else data
         end = data.rfind(b"\n") + 1
         self._pending = data[end:]
         if end:
             self._deliver(data[:end])
-            if self._full(self._resume):
-                self._pause()
         if len(self._pending) > MAX_PENDING:
             self._note(f"dropped {len(self._pending)} bytes without a newline (a line may hold "
                        f"at most {MAX_PENDING // (1024 * 1024)} MiB)")
             self._pending = b""
+        return count
 
     def _pause(self) -> None:
         """Read no more for now: the pipe fills and its writer waits, as on any pipe,

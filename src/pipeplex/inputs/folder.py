@@ -65,6 +65,7 @@ class FolderInputs:
                 self._stale_run_id = self.run_dir.stale_run_id
             self.add(ALL)
             self._control = ControlServer(engine, self.run_dir)
+            engine.router.before_close = self._take_waiting
         except BaseException:
             self.close()
             raise
@@ -105,6 +106,13 @@ class FolderInputs:
         fifo.open()
         self._fifos[name] = fifo
 
+    def _take_waiting(self, target: str) -> None:
+        """What the pipes that feed ``target`` hold, handed over before its stdin closes."""
+        fifos = (self._fifos.values() if target == ALL else
+                 [f for n, f in self._fifos.items() if n in (target, ALL)])
+        for fifo in list(fifos):
+            fifo.take_waiting()
+
     def remove(self, name: str) -> None:
         """Close and remove ``NAME.in`` of member ``name``, which has left the cast."""
         fifo = self._fifos.pop(name, None)
@@ -138,6 +146,7 @@ class FolderInputs:
         self._closed = True
         if self._guardian is not None:
             self._guardian.on_started = None
+        self._engine.router.before_close = lambda target: None
         self._give_up_folder()
         if self._control is not None:
             self._control.close()

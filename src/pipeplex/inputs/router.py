@@ -7,7 +7,7 @@ unknown members the same way. The Python API holds its members' handles, and cal
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from .._signals import signal_name
 from ..errors import SignalRefused, UnknownMember
@@ -37,6 +37,9 @@ class Router:
 
     def __init__(self, members: Mapping[str, Process]) -> None:
         self._members = members
+        self.before_close: Callable[[str], None] = lambda target: None
+        """Called with the target of :meth:`close_input` first: the run folder's pipes hand
+        over what was written to them by then."""
 
     def resolve(self, target: str) -> list[Process]:
         """The members ``target`` means.
@@ -65,7 +68,10 @@ class Router:
         return sum(member.send(data) for member in members)
 
     def close_input(self, target: str) -> None:
-        for member in self.resolve(target):
+        """Close the stdin of ``target`` once what was sent before has been written."""
+        members = self.resolve(target)
+        self.before_close(target)
+        for member in members:
             member.close_input()
 
     def signal(self, target: str, sig: int) -> int:
