@@ -309,6 +309,28 @@ def test_a_member_that_does_not_read_holds_up_the_writer_not_pipeplexs_memory(
         assert plex.wait() == 0  # (a ends once it has read: on_exit = stop ends the run)
 
 
+def _fill_then_leave_a_line_in_the_pipe(conn: Connection, run_dir: Path) -> bytes:
+    """Fill member a's input through the socket, then write a line to a.in, which stays in
+    the pipe (asserted); all that was sent, in order."""
+    sent = b""
+    piece = "x" * (60 * 1024 - 1) + "\n"
+    for _ in range(2 * INPUT_FULL // len(piece)):
+        if conn.request({"op": "send", "name": "a", "data": piece})["ok"] is not True:
+            break
+        sent += piece.encode()
+    else:
+        raise AssertionError("the member's input never became full")
+    fifo = os.open(run_dir / "a.in", os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(fifo, b"one more\n")
+        assert conn.request({"op": "ping"})["ok"]  # (the loop has looked at the pipe)
+        left = struct.unpack("i", fcntl.ioctl(fifo, termios.FIONREAD, b"\0" * 4))[0]
+        assert left == len(b"one more\n")  # (still in the pipe)
+    finally:
+        os.close(fifo)
+    return sent + b"one more\n"
+
+
 def test_a_member_filled_through_the_socket_takes_no_more_from_its_pipe(
         run_dir: Path) -> None:
     """Once sends through the control socket have filled a member's input, a line written
@@ -318,20 +340,7 @@ def test_a_member_filled_through_the_socket_takes_no_more_from_its_pipe(
     with Pipeplex("run", "-p", f"a={reader}", "--run-dir", run_dir) as plex:
         plex.expect(r"^a \| waiting$")
         with Connection(run_dir) as conn:
-            piece = "x" * (60 * 1024 - 1) + "\n"
-            for _ in range(2 * INPUT_FULL // len(piece)):
-                if conn.request({"op": "send", "name": "a", "data": piece})["ok"] is not True:
-                    break
-            else:
-                raise AssertionError("the member's input never became full")
-            fifo = os.open(run_dir / "a.in", os.O_WRONLY | os.O_NONBLOCK)
-            try:
-                os.write(fifo, b"one more\n")
-                assert conn.request({"op": "ping"})["ok"]  # (the loop has looked at the pipe)
-                left = struct.unpack("i", fcntl.ioctl(fifo, termios.FIONREAD, b"\0" * 4))[0]
-                assert left == len(b"one more\n")
-            finally:
-                os.close(fifo)
+            _fill_then_leave_a_line_in_the_pipe(conn, run_dir)
         plex.signal()
         assert plex.wait() == 143
 
@@ -350,24 +359,8 @@ def test_what_its_pipe_holds_goes_before_the_eof_asked_for(run_dir: Path) -> Non
     asked for (pipeplex had not read it: a's input was full) reaches a before its EOF."""
     with Pipeplex("run", "-p", f"a={READS_TO_THE_END}", "--run-dir", run_dir) as plex:
         plex.expect(r"^a \| waiting$")
-        sent = b""
         with Connection(run_dir) as conn:
-            piece = "x" * (60 * 1024 - 1) + "\n"
-            for _ in range(2 * INPUT_FULL // len(piece)):
-                if conn.request({"op": "send", "name": "a", "data": piece})["ok"] is not True:
-                    break
-                sent += piece.encode()
-            else:
-                raise AssertionError("the member's input never became full")
-            fifo = os.open(run_dir / "a.in", os.O_WRONLY | os.O_NONBLOCK)
-            try:
-                os.write(fifo, b"one more\n")
-                assert conn.request({"op": "ping"})["ok"]  # (the loop has looked at the pipe)
-                left = struct.unpack("i", fcntl.ioctl(fifo, termios.FIONREAD, b"\0" * 4))[0]
-                assert left == len(b"one more\n")  # (still in the pipe)
-            finally:
-                os.close(fifo)
-            sent += b"one more\n"
+            sent = _fill_then_leave_a_line_in_the_pipe(conn, run_dir)
             assert conn.request({"op": "send", "name": "a", "eof": True})["ok"] is True
         assert run("signal", "--run-dir", run_dir, "a", "USR1").returncode == 0
         plex.expect(rf"^a \| read {len(sent)} {zlib.crc32(sent)}$")
