@@ -1264,6 +1264,32 @@ def test_an_eof_sent_while_a_repl_on_a_full_terminal_is_busy_still_ends_it(
         assert py.wait(timeout=10) == 0
 
 
+LINE_EDITOR = """
+import os, sys, termios, tty
+os.read(os.open(sys.argv[1], os.O_RDONLY), 1)  # (busy, its terminal in line mode)
+tty.setraw(0, termios.TCSANOW)
+erase, line = termios.tcgetattr(0)[6][termios.VERASE], b""
+print("prompt", end="", flush=True)
+while (key := os.read(0, 1)) != b"\\x04" or line:  # (^D ends an empty line only)
+    line = line[:-1] if key == erase else line + key
+"""
+
+
+def test_an_eof_that_reaches_a_line_editor_as_a_nul_is_erased_before_it_goes_again(
+        tmp_path: Path) -> None:
+    """The ^D waiting in line mode reaches a program that takes its terminal raw as a NUL;
+    Python's own REPL puts that NUL in its line, where ^D no longer ends it. The ^D sent
+    again follows the terminal's erase key."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    with Plex(timeout=LONG) as plex:
+        editor = plex.spawn("editor", [PY, "-c", LINE_EDITOR, str(gate)], pty=True)
+        editor.close_stdin()
+        with open(gate, "wb") as opened:
+            opened.write(b"x")
+        assert editor.wait(timeout=10) == 0
+
+
 def test_the_waits_on_a_members_output_are_counted_while_they_wait() -> None:
     """Its prompts are cut at once while an expectation waits for them: the count
     comes back to nothing however a wait ends, found, timed out or at an exit."""

@@ -261,8 +261,9 @@ class Stdin:
         if not self.input_open:
             return
         if self.is_pty:
-            self.send(b"\x04", record=False)  # (its record is the end's, just below)
-            if self._in_line_mode():
+            in_line_mode = self._in_line_mode()  # (either side of the write: a program
+            self.send(b"\x04", record=False)  # may take its terminal raw in between)
+            if in_line_mode or self._in_line_mode():  # (the ^D's record is the end's, below)
                 self._output.after_output = self._eof_maybe_lost
             self._close_after_drain = True
             self._bus.publish(InputSent(self._process.name, b"", eof=True))
@@ -284,16 +285,28 @@ class Stdin:
     def _eof_maybe_lost(self) -> None:
         """The ^D of a close, typed while the terminal was in line mode, waits there for a
         read; a REPL busy with a command (readline gives the terminal back its line mode
-        meanwhile) takes it out of line mode before it reads again, and the kernel drops
-        the ^D then: the REPL would never end. Looked at as it writes (its prompt comes
-        once its terminal is raw): then the ^D goes again, as a person would type it."""
+        meanwhile) takes it out of line mode before it reads again, and the kernel hands
+        it over as a NUL then: the REPL would never end. Looked at as it writes (its
+        prompt comes once its terminal is raw): then the ^D goes again, as a person would
+        type it, after the terminal's erase key for that NUL (Python's own REPL puts it in
+        the line, where ^D no longer ends it; readline has it set a mark)."""
         if self._in_line_mode():
             return
         self._output.after_output = None
         if self._process.returncode is None:
             with self.lock:
                 if self.fd is not None and not self._pending_input:
-                    self._write(b"\x04")
+                    self._write(self._erase_key() + b"\x04")
+
+    def _erase_key(self) -> bytes:
+        """The full terminal's erase key (DEL unless the program set another), or none."""
+        terminal = self._terminal.master()
+        try:
+            erase = termios.tcgetattr(terminal)[6][termios.VERASE] if terminal is not None \
+                else b""
+        except termios.error:
+            return b""
+        return erase if erase not in (b"", b"\x00") else b""
 
     def tell_dropped(self) -> None:
         """Tell in one note the bytes dropped since the first dropped send's own note."""
