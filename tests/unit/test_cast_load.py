@@ -704,6 +704,19 @@ class TestMemberKeys:
         assert err.source == f"{path}:3"
         assert err.message.startswith("web: invalid ready pattern 'port (\\d+': ")  # (as written)
 
+    @pytest.mark.parametrize(("pattern", "said"), [
+        ("x{99999999999}", "a repetition count is too large"),
+        ("(" * 3000 + ")" * 3000, "groups are nested too deep"),
+    ], ids=["huge-count", "deep-groups"])
+    def test_a_ready_pattern_re_cannot_take_is_told_as_any_other_mistake(
+            self, tmp_path: Path, pattern: str, said: str) -> None:
+        """re refuses these with OverflowError and RecursionError, not re.error: they are
+        reported at their line all the same, not as a traceback."""
+        err, path = error(tmp_path, f'[procs.web]\ncmd = "x"\nready = "{pattern}"\n')
+        assert err.source == f"{path}:3"
+        assert err.message.startswith("web: invalid ready pattern ")
+        assert err.message.endswith(f": {said}")
+
     @pytest.mark.parametrize("pattern", ["x*", "(ok)?", "^", "$|ready"])
     def test_a_ready_pattern_that_matches_where_nothing_was_written_is_refused(
             self, tmp_path: Path, pattern: str) -> None:

@@ -509,6 +509,9 @@ def test_an_invalid_pattern_is_a_value_error() -> None:
     rig = Rig()
     with pytest.raises(ValueError, match=r"not a valid regular expression: '\(bad'"):
         run(rig.matcher.expect(["a"], ["(bad"], timeout=0))
+    with pytest.raises(ValueError, match=r"'x\{99999999999\}' \(a repetition count is too "
+                                         r"large\)"):  # (re's own: an OverflowError)
+        run(rig.matcher.expect(["a"], ["x{99999999999}"], timeout=0))
 
 
 def test_a_closed_matcher_takes_no_more_output() -> None:

@@ -247,6 +247,7 @@ def test_member_must_be_a_string(body: str, key: str) -> None:
         ("expect = '(unclosed'", "expect"),
         ("expect = 'a{port}['", "expect"),
         ("expect_not = '*star'\nwithin = 1", "expect_not"),
+        ("expect = 'x{99999999999}'", "expect"),  # (re's OverflowError, not re.error)
     ],
 )
 def test_invalid_regex_is_reported_with_its_line(body: str, action: str) -> None:
@@ -607,6 +608,8 @@ def test_normalize_rules_are_loaded_in_order() -> None:
     [
         ("pattern = '(open'", "invalid normalize pattern '(open': missing )", "pattern"),
         ("pattern = 'took (\\d+ ms'", "invalid normalize pattern 'took (\\d+ ms'", "pattern"),
+        ("pattern = 'x{99999999999}'", "invalid normalize pattern 'x{99999999999}': a "
+         "repetition count is too large", "pattern"),
         ("replace = 'x'", "each [[normalize]] needs pattern = '...' (and may have replace",
          "[[normalize]]"),
         ("pattern = 'x'\nflags = 'i'", "unknown key 'flags' in [[normalize]] (valid: pattern, "

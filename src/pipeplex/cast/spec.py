@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
 
+from .._regex import compile_regex
 from ..errors import SpawnError
 from .order import depths
 from .shell import ENV_PROGRAM, SHELL, SHELL_VAR_PREFIX, shell_script, shell_script_operand
@@ -303,7 +304,7 @@ def _command_variables(words: Sequence[str], script: int | None) -> set[str]:
 def ready_regex(pattern: str) -> re.Pattern[str]:
     """``ready``, compiled once: it is checked, read for its groups and matched, and re's
     own cache (512) is too small for a cast of a thousand members."""
-    return re.compile(pattern)
+    return compile_regex(pattern)
 
 
 def matches_anywhere(regex: re.Pattern[str]) -> bool:

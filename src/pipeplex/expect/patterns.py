@@ -17,6 +17,7 @@ import functools
 import re
 from typing import Final
 
+from .._regex import compile_regex
 from ..errors import ArgumentError, ours_in_tracebacks
 
 __all__ = (
@@ -65,7 +66,7 @@ def compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
     if len(_compiled) >= _COMPILED_KEEP:
         _compiled.clear()
     try:
-        compiled = _compiled[pattern] = re.compile(pattern, re.MULTILINE)
+        compiled = _compiled[pattern] = compile_regex(pattern, re.MULTILINE)
     except re.error as exc:  # (not a ValueError, as every other bad argument is)
         raise ArgumentError(f"not a valid regular expression: {pattern!r} ({exc})") from None
     return compiled

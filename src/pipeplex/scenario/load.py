@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .._file_kind import same_file
+from .._regex import compile_regex
 from .._seconds import SECONDS_SAID, is_seconds, seconds_meant
 from .._signals import parse_signal
 from .._suggest import close_match, suggest
@@ -252,7 +253,7 @@ def _normalize_rule(i: int, rule: Any, where: _Where) -> NormalizeRule:
         raise CastError(f"normalize pattern must be a string, not {toml_value(pattern)}",
                         source=where("normalize", i, "pattern"))
     try:
-        compiled = re.compile(pattern)
+        compiled = compile_regex(pattern)
     except re.error as exc:
         raise CastError(f"invalid normalize pattern {quoted(pattern)}: {exc}",
                         source=where("normalize", i, "pattern")) from None
@@ -417,7 +418,7 @@ def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> tuple[str, ...]:
     variable's name, for the report of a failure (see :func:`_misspelt`)."""
     captured = {var for proc in cast.procs for var in proc.captured_variables()}
     all_captured = captured | {name for step in steps if step.action == "expect"
-                               for name in re.compile(_with_stand_ins(step.value)).groupindex}
+                               for name in compile_regex(_with_stand_ins(step.value)).groupindex}
     suspicions: list[str] = []
     for step in steps:
         if step.action == "wait_port":
@@ -430,7 +431,7 @@ def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> tuple[str, ...]:
         elif step.action in ("send", "expect", "expect_not"):
             suspicions += _misspelt(step, captured | all_captured)
         if step.action == "expect":
-            captured |= set(re.compile(_with_stand_ins(step.value)).groupindex)
+            captured |= set(compile_regex(_with_stand_ins(step.value)).groupindex)
     # And the members' own (a {port} after a ready whose group has no name), which a run
     # shows as it starts, and a test in the report of its failure, guesses too.
     suspicions += [warning for warning in variable_warnings(cast, guesses=True)
@@ -462,7 +463,7 @@ def _with_stand_ins(pattern: str) -> str:
 
 def _check_regex(action: str, pattern: str, source: str | None) -> None:
     try:
-        regex = re.compile(_with_stand_ins(pattern), re.MULTILINE)
+        regex = compile_regex(_with_stand_ins(pattern), re.MULTILINE)
     except re.error as exc:
         raise CastError(f"{action}: invalid regular expression {quoted(pattern)}: {exc}",
                         source=source) from None

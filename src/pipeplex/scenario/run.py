@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from .._events import Note
+from .._regex import compile_regex
 from .._seconds import seconds_said
 from .._signals import describe_returncode, parse_signal, signal_name
 from ..cast.spec import expand, is_port, quoted
@@ -184,7 +185,7 @@ def _value(step: Step, variables: dict[str, str]) -> str:
         return expand(step.value, variables)
     pattern = expand(step.value, variables, quote=re.escape)
     try:
-        re.compile(pattern)
+        compile_regex(pattern)
     except re.error as exc:  # (a {name} nothing captured, left as it is, where it cannot be)
         raise StepFailed(step, f"the pattern became {quoted(pattern)}, which is not a valid "
                                f"regular expression: {exc}") from None
