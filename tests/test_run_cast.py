@@ -33,6 +33,7 @@ def options(tmp_path: Path) -> Iterator[RunOptions]:
     ((ProcSpec("a", "true", on_exit="bogus"),), "on_exit must be"),  # type: ignore[arg-type]
     ((ProcSpec("a", "true", after="b"),), "after must be a tuple"),  # type: ignore[arg-type]
     ((ProcSpec("a", "true", ready="(unclosed"),), "not a valid regular expression"),
+    ((ProcSpec("a", "true", ready="(?P<ü>x)"),), r"captures 'ü', which no field can use"),
     ((ProcSpec("a", "true", ready_port="0"),), r"a: ready_port must be a TCP port .*'0'"),
     ((ProcSpec("a", "true", ready_port="70000"),), r"a: ready_port must be .*'70000'"),
     ((ProcSpec("a", "true", ready_port="http"),), r"a: ready_port must be .*'http'"),

@@ -717,6 +717,17 @@ class TestMemberKeys:
         assert err.message.startswith("web: invalid ready pattern ")
         assert err.message.endswith(f": {said}")
 
+    def test_a_group_no_variable_can_name_is_refused(self, tmp_path: Path) -> None:
+        """Python takes a group name that is not ASCII, which no {name} can use (a shell
+        variable could not be it): the member would be said ready with it, and every
+        field that used it would get the braces as they are."""
+        err, path = error(tmp_path, '[procs.web]\ncmd = "x"\nready = "p=(?P<pört>\\\\d+)"\n')
+        assert err.source == f"{path}:3"
+        assert err.message == (
+            "web: ready 'p=(?P<pört>\\d+)' captures 'pört', which no field can use as a "
+            "{variable}: a variable's name is ASCII letters, digits and _ (port, port_2); "
+            "rename the group")
+
     @pytest.mark.parametrize("pattern", ["x*", "(ok)?", "^", "$|ready"])
     def test_a_ready_pattern_that_matches_where_nothing_was_written_is_refused(
             self, tmp_path: Path, pattern: str) -> None:

@@ -241,6 +241,15 @@ def test_member_must_be_a_string(body: str, key: str) -> None:
     assert error.source == line_of(body, f"{key} =")
 
 
+def test_a_capture_no_variable_can_name_is_refused() -> None:
+    """An expect step's group that is not ASCII could never be used as a {variable}."""
+    body = "expect = 'token (?P<tökén>\\w+)'"
+    error = step_error(body)
+    assert error.message.startswith("expect: 'token (?P<tökén>\\w+)' captures 'tökén', which "
+                                    "no field can use as a {variable}")
+    assert error.source == line_of(body, "expect =")
+
+
 @pytest.mark.parametrize(
     ("body", "action"),
     [

@@ -33,7 +33,7 @@ from .spec import (
     split_command,
     variables_in,
 )
-from .variables import never_a_port
+from .variables import never_a_port, unusable_group
 
 __all__ = ("ON_EXIT", "PTY_MODES", "STDERR_MODES", "STOP_SIGNAL_SAID", "check_fields",
            "check_name", "command_too_long", "env_problem", "ready_problem",
@@ -272,6 +272,8 @@ def ready_problem(name: str, pattern: str, regex: re.Pattern[str]) -> str | None
         return (f"ready {quoted(pattern)} matches only across a line end (\\n), but it is "
                 f"tried on one line of {name}'s output at a time, without its end, so it would "
                 "never match; make it match within a line ($ matches at the line's end)")
+    if (unusable := unusable_group(regex)) is not None:
+        return f"ready {quoted(pattern)} {unusable}"
     return None
 
 

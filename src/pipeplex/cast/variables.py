@@ -10,9 +10,21 @@ import re
 from collections.abc import Callable, Mapping
 
 __all__ = ("VAR_RE", "expand", "is_port", "is_port_template", "never_a_port",
-           "variables_in")
+           "unusable_group", "variables_in")
 
 VAR_RE = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def unusable_group(regex: re.Pattern[str]) -> str | None:
+    """A named group of ``regex`` that no ``{name}`` can use, in words: a name that is not
+    ASCII (which Python takes, and a shell variable could not be); None if all can be."""
+    for group in regex.groupindex:
+        if not _VAR_NAME.fullmatch(group):
+            return (f"captures {group!r}, which no field can use as a {{variable}}: a "
+                    "variable's name is ASCII letters, digits and _ (port, port_2); "
+                    "rename the group")
+    return None
 
 
 def variables_in(text: str) -> set[str]:

@@ -28,7 +28,7 @@ from ..cast.spec import (
     toml_value,
     variables_in,
 )
-from ..cast.variables import VAR_RE, is_port_template, never_a_port
+from ..cast.variables import VAR_RE, is_port_template, never_a_port, unusable_group
 from ..errors import CastError, ours_in_tracebacks
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
 
@@ -467,6 +467,8 @@ def _check_regex(action: str, pattern: str, source: str | None) -> None:
     except re.error as exc:
         raise CastError(f"{action}: invalid regular expression {quoted(pattern)}: {exc}",
                         source=source) from None
+    if action == "expect" and (unusable := unusable_group(regex)) is not None:
+        raise CastError(f"expect: {quoted(pattern)} {unusable}", source=source)
     if matches_anywhere(regex):
         outcome = "pass" if action == "expect" else "fail"
         raise CastError(f"{action}: {quoted(pattern)} matches where nothing was written, so "
