@@ -1228,6 +1228,17 @@ def test_captured_values_in_steps_never_end_in_a_traceback(
         assert result.returncode == 1 and said in result.stdout, result.stdout
 
 
+def test_a_port_waited_for_before_its_member_is_ready_is_said_unknown(tmp_path: Path) -> None:
+    """A member that is not started yet (autostart = false) captures it: the step says so,
+    rather than that '{port}' is no port number."""
+    result = run("test", _scenario(tmp_path, (
+        "[procs.srv]\ncmd = \"echo port 1\"\nready = 'port (?P<port>\\d+)'\n"
+        "autostart = false\n[[step]]\nwait_port = \"{port}\"\n[[step]]\nstart = \"srv\"\n")))
+    assert result.returncode == 1, result.stdout
+    assert ("wait_port '{port}': {port} is not known yet: srv's ready pattern captures it, and "
+            "srv has not been ready yet") in result.stdout, result.stdout
+
+
 def test_a_broken_golden_file_fails_its_scenario_and_loses_no_other(tmp_path: Path) -> None:
     broken = _scenario(tmp_path, 'golden = "b.golden"\n' + CAT + '[[step]]\nsend = "hi"\n'
                        'to = "c"\n[[step]]\nexpect = "^hi$"\n', "broken.toml")

@@ -17,7 +17,8 @@ from .._events import Note
 from .._regex import compile_regex
 from .._seconds import seconds_said
 from .._signals import describe_returncode, parse_signal, signal_name
-from ..cast.spec import expand, is_port, quoted
+from ..cast.spec import expand, is_port, quoted, variables_in
+from ..cast.variables import VAR_RE
 from ..engine.engine import Engine
 from ..errors import ExpectTimeout, PipeplexError, SignalRefused, UnexpectedExit
 from ..expect import EOF, TIMEOUT, Expectation, Matcher
@@ -79,6 +80,7 @@ async def run_steps(
     (``pipeplex run``); otherwise ``interact`` steps are skipped (``pipeplex test``).
     """
     results: list[StepResult] = []
+    capturers = _capturers(scenario)
     for step in scenario.steps:
         if step.action == "interact":
             if interactive:
@@ -93,7 +95,7 @@ async def run_steps(
         if secret:
             _warn_of_plain_targets(engine, step, targets)
         try:
-            value = _value(step, engine.variables)
+            value = _value(step, engine.variables, capturers)
             await _run_step(step, scenario, engine, matcher, value)
             result = StepResult(step, time.monotonic() - began, value=value, secret=secret)
         except StepFailed as exc:
@@ -178,9 +180,27 @@ def _after_a_prompt(pattern: str, line: str) -> bool:
     return found is not None and _PROMPT_BEFORE.search(line[:found.start()]) is not None
 
 
-def _value(step: Step, variables: dict[str, str]) -> str:
+def _capturers(scenario: Scenario) -> dict[str, str]:
+    """Each variable the scenario captures, with what captures it (in words)."""
+    capturers = {name: f"{proc.name}'s ready pattern captures it, and {proc.name} has not "
+                       "been ready yet"
+                 for proc in scenario.cast.procs for name in proc.captured_variables()}
+    for step in scenario.steps:
+        if step.action == "expect":
+            for name in compile_regex(VAR_RE.sub("x", step.value)).groupindex:
+                capturers.setdefault(name, "the expect step that captures it matched "
+                                           "without its group")
+    return capturers
+
+
+def _value(step: Step, variables: dict[str, str], capturers: dict[str, str]) -> str:
     """The step's value with the variables captured so far. In a pattern a value stands
-    for itself: a captured ``a.b`` matches ``a.b`` only, and ``a(b`` breaks nothing."""
+    for itself: a captured ``a.b`` matches ``a.b`` only, and ``a(b`` breaks nothing.
+    Braces that name nothing captured yet stay as they are (code such as f"{x}" sent to
+    a REPL), but not in a port to wait for: that step fails, saying what captures it."""
+    unknown = sorted(variables_in(step.value) & capturers.keys() - variables.keys())
+    if unknown and step.action == "wait_port":
+        raise StepFailed(step, f"{{{unknown[0]}}} is not known yet: {capturers[unknown[0]]}")
     if step.action not in ("expect", "expect_not"):
         return expand(step.value, variables)
     pattern = expand(step.value, variables, quote=re.escape)
