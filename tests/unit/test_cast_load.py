@@ -340,6 +340,21 @@ class TestMemberKeys:
             "of its ready_cmd that hangs takes the whole wait; lower ready_cmd_timeout, or "
             "raise ready_timeout"]
 
+    def test_a_max_restarts_where_nothing_restarts_is_said(self, tmp_path: Path) -> None:
+        """It counts restarts: without on_exit or on_failure = "restart" it never applies.
+        Said at its line; not where either restarts, nor for a spec that keeps the default."""
+        cast = load(tmp_path, "[procs.db]\ncmd = 'serve'\nmax_restarts = 3\n"
+                              "[procs.web]\ncmd = 'serve'\nmax_restarts = 3\n"
+                              "on_failure = 'restart'\n"
+                              "[procs.app]\ncmd = 'serve'\nmax_restarts = 3\non_exit = 'restart'\n")
+        assert cast_warnings(cast) == [
+            f"{tmp_path / 'cast.toml'}:3: db's max_restarts counts restarts, and nothing "
+            "restarts it (neither on_exit nor on_failure is \"restart\"); set one of them to "
+            "\"restart\", or leave max_restarts out"]
+        assert cast_warnings(CastSpec((ProcSpec("db", "x"),))) == []
+        assert cast_warnings(CastSpec((ProcSpec("db", "x", max_restarts=1),)))[0].startswith(
+            "db: db's max_restarts counts restarts")
+
     def test_a_ready_its_own_input_matches_on_a_full_terminal_is_said(
             self, tmp_path: Path) -> None:
         """The terminal echoes the typed line at once: the member would be ready before it

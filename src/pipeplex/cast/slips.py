@@ -14,6 +14,7 @@ from .._suggest import close_match
 from ._programs import SHELL_BUILTINS, beside_the_file
 from .checks import closure, identifier, key_using
 from .spec import (
+    DEFAULT_MAX_RESTARTS,
     DEFAULT_READY_CMD_TIMEOUT,
     CastSpec,
     ProcSpec,
@@ -75,16 +76,29 @@ def _echo_warning(proc: ProcSpec, echoed: str, whose: str, filled: str = "") -> 
 
 
 def check_limit_warnings(cast_spec: CastSpec) -> list[str]:
-    """A ``ready_cmd_timeout`` set, but not below the member's ``ready_timeout``: the wait
-    ends first, so a run of the check that hangs takes all of it, as with no limit."""
-    return [f"{proc.where('ready_cmd_timeout') or proc.name}: {proc.name}'s ready_cmd_timeout "
-            f"({proc.ready_cmd_timeout:g} s) is not below its ready_timeout "
-            f"({proc.ready_timeout:g} s), so a run of its ready_cmd that hangs takes the whole "
-            "wait; lower ready_cmd_timeout, or raise ready_timeout"
-            for proc in cast_spec.procs
-            if proc.ready_cmd is not None and proc.ready_cmd_timeout >= proc.ready_timeout
-            and ("ready_cmd_timeout" in proc.key_sources or (not proc.key_sources
-                 and proc.ready_cmd_timeout != DEFAULT_READY_CMD_TIMEOUT))]
+    """A limit set that can never apply: a ``ready_cmd_timeout`` not below the member's
+    ``ready_timeout`` (the wait ends first, so a run of the check that hangs takes all of
+    it, as with no limit), and a ``max_restarts`` where nothing restarts the member."""
+    return [*(f"{proc.where('ready_cmd_timeout') or proc.name}: {proc.name}'s "
+              f"ready_cmd_timeout ({proc.ready_cmd_timeout:g} s) is not below its ready_timeout "
+              f"({proc.ready_timeout:g} s), so a run of its ready_cmd that hangs takes the "
+              "whole wait; lower ready_cmd_timeout, or raise ready_timeout"
+              for proc in cast_spec.procs
+              if proc.ready_cmd is not None and proc.ready_cmd_timeout >= proc.ready_timeout
+              and _set(proc, "ready_cmd_timeout", DEFAULT_READY_CMD_TIMEOUT)),
+            *(f"{proc.where('max_restarts') or proc.name}: {proc.name}'s max_restarts counts "
+              "restarts, and nothing restarts it (neither on_exit nor on_failure is "
+              "\"restart\"); set one of them to \"restart\", or leave max_restarts out"
+              for proc in cast_spec.procs
+              if not proc.may_restart and _set(proc, "max_restarts", DEFAULT_MAX_RESTARTS))]
+
+
+def _set(proc: ProcSpec, key: str, default: object) -> bool:
+    """Whether ``key`` was set for ``proc``: written in its file, or, for a spec built in
+    code (which has no record of its keys), given another value than the default."""
+    if proc.key_sources:
+        return key in proc.key_sources
+    return bool(getattr(proc, key) != default)
 
 
 _A_FILE_NAME = re.compile(r"[\w.-]*\w\.[A-Za-z0-9]{1,5}")
