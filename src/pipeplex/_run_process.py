@@ -73,7 +73,7 @@ class RunProcess:
     def is_the_run(self) -> bool:
         """Whether the process is the run: it holds the run's lock file open, and still
         lives (so that what was read of its pid was its own)."""
-        return self._holds_lock() and not self._exited()
+        return self._holds_lock() and not self.exited()
 
     def close(self) -> None:
         if self._pidfd is not None:
@@ -102,11 +102,11 @@ class RunProcess:
                         return True
         return False
 
-    def _exited(self) -> bool:
-        """Whether the held process has exited: then what was read of its pid may be a
-        stranger's."""
+    def exited(self, wait: float = 0.0) -> bool:
+        """Whether the held process has exited (then what was read of its pid may be a
+        stranger's), waiting up to ``wait`` seconds for it."""
         if self._pidfd is None:
             return True
         poller = select.poll()
         poller.register(self._pidfd, select.POLLIN)
-        return bool(poller.poll(0))
+        return bool(poller.poll(wait * 1000))

@@ -273,10 +273,25 @@ class ControlClient:
         while (message := self._read_message(watch=False)) is not None:
             yield message
 
-    def wait_closed(self) -> None:
-        """Wait until the run closes this connection (it does when the run ends)."""
-        for _ in self.events():
+    def wait_ended(self) -> bool:
+        """Wait until the run has ended: this connection closed, and (where the run's
+        process is held) that process gone, for a run may close a connection before it
+        ends (one past its limit of connections). Whether it ended as a run does, giving
+        up its folder's socket first: False for one that was killed (or, with no process
+        held, closed this connection and goes on).
+
+        Raises:
+            RunStopped: the run was stopped at two looks in a row.
+        """
+        for _ in self.events():  # (until the run closes this connection)
             pass
+        run, stopped = self._run, None
+        while run is not None and not run.exited(STOPPED_LOOK):
+            before, stopped = stopped, run.stopped()
+            if before is not None and stopped is not None:
+                raise RunStopped(run_dir=str(self.run_dir), pid=run.pid,
+                                 traced=stopped == "t", sent=True)
+        return not os.path.lexists(self.run_dir / SOCKET_NAME)
 
     def _receive(self) -> bytes:
         """The next bytes from the run (none at the end of the connection), waiting

@@ -783,6 +783,28 @@ def test_stop_no_wait(run_dir: Path) -> None:
         assert plex.wait() == 0
 
 
+def test_stop_says_so_when_the_run_is_killed_while_it_waits(run_dir: Path) -> None:
+    """The run's end gives up its folder's socket before it lets clients go: a connection
+    that ends with the socket still there is a run that was killed, not a stop done."""
+    deaf = py("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              "print('deaf', flush=True)\nsignal.pause()\n")
+    with Pipeplex("run", "-p", f"a={deaf}", "--grace", "60", "--run-dir", run_dir,
+                  "--no-console") as plex:
+        plex.expect(r"^a \| deaf$")
+        stopper = start_client("stop", "--run-dir", run_dir)
+        try:
+            plex.expect(r"^a \* still running [\d.]+ s after its stdin closed; sent SIGTERM")
+            plex.proc.kill()
+            _, stderr = stopper.communicate(timeout=DEADLINE)
+        finally:
+            stopper.kill()
+            stopper.wait()
+        assert stopper.returncode == 1
+        assert stderr == ("pipeplex: error: the connection to the run ended before the run "
+                          "did: was the run killed? Its guardian stops its members, and the "
+                          "next run in that folder cleans it up\n")
+
+
 # No run, a stale run, odd paths ----------------------------------------------------------
 
 
@@ -1184,6 +1206,9 @@ def test_a_stop_goes_through_past_the_limit_of_connections(run_dir: Path) -> Non
                 refused.stderr, refused.stderr
             stopped = run("stop", "--run-dir", run_dir)
             assert stopped.returncode == 0, stopped.stderr
+            # (Answered at once and closed, its connection over the limit: it waited for
+            # the run's end all the same, as it says.)
+            assert plex.proc.poll() is not None and not run_dir.exists()
             assert plex.wait() == 0
         finally:
             for sock in held:

@@ -269,7 +269,14 @@ def stop(args: argparse.Namespace) -> None:
         if not args.no_wait:
             with _said_if_slow("waiting for the cast to stop (each member has its grace "
                                "before SIGKILL)..."):
-                client.wait_closed()
+                ended = client.wait_ended()
+            if not ended:
+                _error("the connection to the run ended before the run did: " + (
+                    "the run goes on (pipeplex status says where it stands)"
+                    if _answers(client.run_dir) else
+                    "was the run killed? Its guardian stops its members, and the next run "
+                    "in that folder cleans it up"))
+                sys.exit(REQUEST_FAILED)
 
 
 def _attach_options(parser: argparse.ArgumentParser) -> None:
