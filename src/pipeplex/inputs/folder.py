@@ -178,6 +178,9 @@ def _full(router: Router, target: str, resume: Callable[[], None]) -> bool:
 GUARDIAN_AT_WORK = 2.0
 """Seconds a dead run's guardian may still take to stop what that run left (SIGTERM, 0.5 s,
 then SIGKILL until nothing is left: a second at most); no more than it lives."""
+SECOND_LOOK = 0.2
+"""Seconds after which what a dead run left is looked at again, its guardian gone too:
+what has ended by then (a member's passing child) is not named."""
 
 
 async def _left_running(engine: Engine, run_id: str, guardian: tuple[int, int] | None) -> None:
@@ -214,10 +217,12 @@ async def _left_running(engine: Engine, run_id: str, guardian: tuple[int, int] |
     except OutOfDescriptors:  # (whether it lives is not known: as if it were not recorded)
         at_work, guardian = [], None
     try:
-        if guardian is None or at_work:  # (one gone stopped what it could: the rest stays)
-            still = await _outliving((pid for pid, _ in left),
-                                     until=at_work[0][1] if at_work else None)
-            left = [(pid, name) for pid, name in left if pid in still]
+        # (One gone stopped what it could: a second look only, so that a process that
+        # ended meanwhile, a member's passing child, is not named: its pid may be reused.)
+        still = await _outliving(
+            (pid for pid, _ in left), GUARDIAN_AT_WORK if guardian is None or at_work
+            else SECOND_LOOK, until=at_work[0][1] if at_work else None)
+        left = [(pid, name) for pid, name in left if pid in still]
     finally:
         for _, fd in at_work:
             os.close(fd)
