@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 
 __all__ = ("VAR_RE", "expand", "is_port", "is_port_template", "never_a_port",
-           "unusable_group", "variables_in")
+           "unusable_group", "variables_in", "with_stand_ins")
 
 VAR_RE = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -25,6 +25,12 @@ def unusable_group(regex: re.Pattern[str]) -> str | None:
                     "variable's name is ASCII letters, digits and _ (port, port_2); "
                     "rename the group")
     return None
+
+
+def with_stand_ins(pattern: str) -> str:
+    """``pattern`` with a stand-in for each ``{variable}`` (filled in when a step runs):
+    what can be compiled before then."""
+    return VAR_RE.sub("x", pattern)
 
 
 def variables_in(text: str) -> set[str]:

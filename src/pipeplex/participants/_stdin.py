@@ -301,9 +301,10 @@ class Stdin:
     def _erase_key(self) -> bytes:
         """The full terminal's erase key (DEL unless the program set another), or none."""
         terminal = self._terminal.master()
+        if terminal is None:
+            return b""
         try:
-            erase = termios.tcgetattr(terminal)[6][termios.VERASE] if terminal is not None \
-                else b""
+            erase = termios.tcgetattr(terminal)[6][termios.VERASE]
         except termios.error:
             return b""
         return erase if erase not in (b"", b"\x00") else b""

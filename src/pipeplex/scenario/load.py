@@ -28,7 +28,7 @@ from ..cast.spec import (
     toml_value,
     variables_in,
 )
-from ..cast.variables import VAR_RE, is_port_template, never_a_port, unusable_group
+from ..cast.variables import is_port_template, never_a_port, unusable_group, with_stand_ins
 from ..errors import CastError, ours_in_tracebacks
 from .model import ACTIONS, DEFAULT_TIMEOUT, NormalizeRule, Scenario, Step
 
@@ -417,8 +417,7 @@ def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> tuple[str, ...]:
     that name no variable stay as they are). Returns the likely misspellings of a
     variable's name, for the report of a failure (see :func:`_misspelt`)."""
     captured = {var for proc in cast.procs for var in proc.captured_variables()}
-    all_captured = captured | {name for step in steps if step.action == "expect"
-                               for name in compile_regex(_with_stand_ins(step.value)).groupindex}
+    all_captured = captured.union(*(step.captures() for step in steps))
     suspicions: list[str] = []
     for step in steps:
         if step.action == "wait_port":
@@ -430,8 +429,7 @@ def _check_captures(steps: tuple[Step, ...], cast: CastSpec) -> tuple[str, ...]:
                     f"expect = 'port (?P<{unknown[0]}>\\d+)'", source=step.source)
         elif step.action in ("send", "expect", "expect_not"):
             suspicions += _misspelt(step, captured | all_captured)
-        if step.action == "expect":
-            captured |= set(compile_regex(_with_stand_ins(step.value)).groupindex)
+        captured |= step.captures()
     # And the members' own (a {port} after a ready whose group has no name), which a run
     # shows as it starts, and a test in the report of its failure, guesses too.
     suspicions += [warning for warning in variable_warnings(cast, guesses=True)
@@ -456,14 +454,9 @@ def _all_options() -> set[str]:
     return {option for options in OPTIONS.values() for option in options}
 
 
-def _with_stand_ins(pattern: str) -> str:
-    """``pattern`` with a stand-in for each ``{variable}`` (filled in when the step runs)."""
-    return VAR_RE.sub("x", pattern)
-
-
 def _check_regex(action: str, pattern: str, source: str | None) -> None:
     try:
-        regex = compile_regex(_with_stand_ins(pattern), re.MULTILINE)
+        regex = compile_regex(with_stand_ins(pattern), re.MULTILINE)
     except re.error as exc:
         raise CastError(f"{action}: invalid regular expression {quoted(pattern)}: {exc}",
                         source=source) from None

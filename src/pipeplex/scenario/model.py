@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from .._regex import compile_regex
 from ..cast.spec import CastSpec, ProcSpec, quoted
+from ..cast.variables import with_stand_ins
 
 __all__ = ("ACTIONS", "DEFAULT_TIMEOUT", "Action", "NormalizeRule", "Scenario", "Step")
 
@@ -41,6 +43,14 @@ class Step:
     newline: bool = True
     """A ``send`` step's text ends with a newline (``newline = false``: sent as written, a
     key press or a control character such as ``"\u0003"``)."""
+
+    def captures(self) -> set[str]:
+        """The variables an ``expect`` step captures (its named groups); none for another.
+        Read from its pattern with a stand-in for each ``{variable}`` it uses, which is
+        filled in only when it runs."""
+        if self.action != "expect":
+            return set()
+        return set(compile_regex(with_stand_ins(self.value)).groupindex)
 
     def describe(self, value: str | None = None, *, secret: bool = False) -> str:
         """A short, readable form for reports: ``expect 'ready' in server``; with ``value``,

@@ -18,7 +18,6 @@ from .._regex import compile_regex
 from .._seconds import seconds_said
 from .._signals import describe_returncode, parse_signal, signal_name
 from ..cast.spec import expand, is_port, quoted, variables_in
-from ..cast.variables import VAR_RE
 from ..engine.engine import Engine
 from ..errors import ExpectTimeout, PipeplexError, SignalRefused, UnexpectedExit
 from ..expect import EOF, TIMEOUT, Expectation, Matcher
@@ -186,10 +185,9 @@ def _capturers(scenario: Scenario) -> dict[str, str]:
                        "been ready yet"
                  for proc in scenario.cast.procs for name in proc.captured_variables()}
     for step in scenario.steps:
-        if step.action == "expect":
-            for name in compile_regex(VAR_RE.sub("x", step.value)).groupindex:
-                capturers.setdefault(name, "the expect step that captures it matched "
-                                           "without its group")
+        for name in step.captures():
+            capturers.setdefault(name, "the expect step that captures it matched without "
+                                       "its group")
     return capturers
 
 
