@@ -41,6 +41,9 @@ ANSWER_TIMEOUT = 60.0
 STOPPED_LOOK = 0.5
 """Seconds between two looks at whether the run is stopped while its answer has not come
 (and between the two looks before a request is sent that find it so)."""
+ENDED_LOOK = 0.1
+"""Seconds between looks at a run's socket once it has closed a stop's connection before
+its end (see :meth:`ControlClient.wait_ended`)."""
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (SO_PEERCRED)
 
 
@@ -274,24 +277,32 @@ class ControlClient:
             yield message
 
     def wait_ended(self) -> bool:
-        """Wait until the run has ended: this connection closed, and (where the run's
-        process is held) that process gone, for a run may close a connection before it
-        ends (one past its limit of connections). Whether it ended as a run does, giving
-        up its folder's socket first: False for one that was killed (or, with no process
-        held, closed this connection and goes on).
+        """Wait until the run has ended, as a run ends: it gives up its folder's socket,
+        then closes its connections. Whether it did: False for a run that was killed, its
+        connection closed and its socket left (or, with no process held, one that closed
+        this connection and goes on). A run may close a connection before it ends (one
+        past its limit of connections): then, while its process lives (a program using the
+        API lives on after its run), this waits for the socket to go, looking every
+        :data:`ENDED_LOOK` seconds.
 
         Raises:
             RunStopped: the run was stopped at two looks in a row.
         """
         for _ in self.events():  # (until the run closes this connection)
             pass
-        run, stopped = self._run, None
-        while run is not None and not run.exited(STOPPED_LOOK):
-            before, stopped = stopped, run.stopped()
-            if before is not None and stopped is not None:
+        run, socket_path = self._run, self.run_dir / SOCKET_NAME
+        stopped_at: float | None = None
+        while os.path.lexists(socket_path):
+            if run is None or run.exited(ENDED_LOOK):
+                return not os.path.lexists(socket_path)
+            if run.stopped() is None:
+                stopped_at = None
+            elif stopped_at is None:
+                stopped_at = time.monotonic()
+            elif time.monotonic() - stopped_at >= STOPPED_LOOK:
                 raise RunStopped(run_dir=str(self.run_dir), pid=run.pid,
-                                 traced=stopped == "t", sent=True)
-        return not os.path.lexists(self.run_dir / SOCKET_NAME)
+                                 traced=run.stopped() == "t", sent=True)
+        return True
 
     def _receive(self) -> bytes:
         """The next bytes from the run (none at the end of the connection), waiting
