@@ -75,6 +75,20 @@ def test_a_stopped_member_gets_its_grace(run_dir: Path) -> None:
     assert "SIGKILL" not in plex.text
 
 
+def test_the_members_of_one_wave_are_stopped_in_the_reverse_of_their_start(
+        run_dir: Path) -> None:
+    """Signalled together, but in the reverse of their start, and said so: the last
+    started first."""
+    with Pipeplex("run", "-p", "a=sleep 60", "-p", "b=sleep 60", "-p", "c=sleep 60",
+                  "--run-dir", run_dir) as plex:
+        plex.expect(r"^c +\* started")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143
+    termed = re.findall(r"^(\w) \* closed its stdin; sent SIGTERM to its process group$",
+                        plex.text, re.M)
+    assert termed == ["c", "b", "a"], plex.text
+
+
 def test_the_first_ctrl_c_while_the_cast_stops_on_its_own_keeps_the_grace(
         run_dir: Path, tmp_path: Path) -> None:
     """A member's exit stopped the cast; Ctrl-C then is the first interrupt: the others

@@ -32,13 +32,14 @@ def test_depths_are_waves_and_a_circle_is_refused() -> None:
 
 
 def test_the_stop_goes_through_the_waves_backwards() -> None:
+    """And through each wave backwards: the member started last is signalled first."""
     waves = [["db", "cache"], ["api", "job"], ["web"]]
-    assert stop_order(waves, GRAPH) == [["web"], ["api", "job"], ["db", "cache"]]
+    assert stop_order(waves, GRAPH) == [["web"], ["job", "api"], ["cache", "db"]]
 
 
 def test_a_member_added_later_stops_first_but_never_before_one_after_it() -> None:
     """A late member stops first; one that took the name of a member others start after
     waits for them (here: "db" came back later, and "api" starts after it)."""
     waves = [["cache"], ["api", "job"], ["web"], ["db"]]
-    assert stop_order(waves, GRAPH) == [["web"], ["api", "job"], ["db", "cache"]]
+    assert stop_order(waves, GRAPH) == [["web"], ["job", "api"], ["db", "cache"]]
     assert stop_order([["a"], ["b"]], {"a": (), "b": (), "late": ("a",)}) == [["b", "late"], ["a"]]

@@ -83,9 +83,10 @@ def depths(graph: Graph) -> dict[str, int]:
 
 def stop_order(waves: Sequence[Sequence[str]], graph: Graph) -> list[list[str]]:
     """The members in groups, each stopped once those before it are: the start's ``waves``
-    backwards; but never a member before one that starts after it (a member that took the
-    name of one that ended takes its place for those that start after it). Members of
-    ``graph`` in no wave, or in a circle, stop last."""
+    backwards, each group in the reverse of its start too; but never a member before one
+    that starts after it (a member that took the name of one that ended takes its place
+    for those that start after it). Members of ``graph`` in no wave, or in a circle, stop
+    last."""
     base: dict[str, int] = {}
     for i, names in enumerate(reversed(waves)):
         for name in names:
@@ -110,6 +111,11 @@ def stop_order(waves: Sequence[Sequence[str]], graph: Graph) -> list[list[str]]:
                     todo.append(dep)
     last = max(rank.values(), default=0) + 1  # (for a member in a circle, never ranked)
     order: dict[int, list[str]] = {}
-    for name in graph:
+    # Within a group too, the reverse of the start: the last started first (then those
+    # never started, as declared). All of a group are signalled at once, in this order.
+    started = {name: i for i, name in enumerate(n for names in waves for n in names)}
+    backwards = [*sorted((n for n in started if n in graph), key=started.__getitem__,
+                         reverse=True), *(n for n in graph if n not in started)]
+    for name in backwards:
         order.setdefault(rank.get(name, last), []).append(name)
     return [order[r] for r in sorted(order)]
