@@ -288,13 +288,19 @@ class ControlClient:
         Raises:
             RunStopped: the run was stopped at two looks in a row.
         """
+        socket_path = self.run_dir / SOCKET_NAME
+        ours = _identity(socket_path)  # (not a socket the next run in the folder made)
+
+        def still_there() -> bool:
+            return ours is not None and _identity(socket_path) == ours
+
         for _ in self.events():  # (until the run closes this connection)
             pass
-        run, socket_path = self._run, self.run_dir / SOCKET_NAME
+        run = self._run
         stopped_at: float | None = None
-        while os.path.lexists(socket_path):
+        while still_there():
             if run is None or run.exited(ENDED_LOOK):
-                return not os.path.lexists(socket_path)
+                return not still_there()
             if run.stopped() is None:
                 stopped_at = None
             elif stopped_at is None:
@@ -341,6 +347,15 @@ class ControlClient:
             return self._sock.recv(64 * 1024)  # see READ_SIZE in participants/_output.py
         except ConnectionResetError:
             return b""
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path`` (not followed), None if there is none."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _connect(sock: socket.socket, address: str, look: Callable[[], None]) -> None:
