@@ -212,7 +212,12 @@ class ControlClient:
         return self.read_answer()
 
     def send_request(self, op: str, **fields: Any) -> None:
-        """Send a request without waiting for its answer (see :meth:`read_answer`)."""
+        """Send a request without waiting for its answer (see :meth:`read_answer`).
+
+        Raises:
+            RequestFailed: the request is too large, or the run closed the connection
+                (``code`` "closed").
+        """
         self.connect()
         assert self._sock is not None
         message = {"op": op, **{k: v for k, v in fields.items() if v is not None}}
@@ -225,7 +230,11 @@ class ControlClient:
                                 f"{MAX_REQUEST // 1024} KiB; send less at a time, or write "
                                 "a longer line to NAME.in in the run folder, which takes "
                                 "lines of up to 1 MiB")
-        self._sock.sendall(line + b"\n")
+        try:
+            self._sock.sendall(line + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            raise RequestFailed("closed", "the run closed the connection before the request "
+                                "was sent (it may have ended)") from None
 
     def read_answer(self) -> dict[str, Any]:
         """The next answer on this connection.

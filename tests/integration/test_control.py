@@ -1622,3 +1622,23 @@ def test_a_request_without_a_descriptor_left_fails_and_the_run_goes_on(
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143
     assert "pipeplex: error" not in plex.text, plex.text
+
+
+def test_a_request_on_a_connection_the_ended_run_closed_fails_as_closed(run_dir: Path) -> None:
+    """A client that held its connection while the run ended (a status poller) gets the
+    documented RequestFailed with code "closed", not the socket's BrokenPipeError."""
+    from pipeplex.errors import RequestFailed
+
+    with cats(run_dir, "c") as plex:
+        client = ControlClient(run_dir, timeout=DEADLINE)
+        client.connect()
+        try:
+            assert client.request("ping")["ok"]
+            plex.signal(signal.SIGTERM)
+            assert plex.wait() == 143
+            for _ in range(2):  # (the first write may find the end, or the read after it)
+                with pytest.raises(RequestFailed) as failed:
+                    client.request("status")
+                assert failed.value.code == "closed"
+        finally:
+            client.close()
