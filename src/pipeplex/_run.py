@@ -167,6 +167,7 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
     writer.on_hangup = (lambda: _hang_up(engine)) if signal.SIGHUP in handled else (
         _outlive_terminal(bus))
     bus.subscribe(TerminalSink(renderer, writer), SHOWN)
+    engine.recent.shown = True  # (the notes come in the stream, below what they tell of)
     outputs = [writer]  # (and a transcript's writer of its own: a pipe, a terminal)
     records: list[TranscriptSink | LogDirSink] = []
     inputs: FolderInputs | None = None

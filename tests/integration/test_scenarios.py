@@ -2132,3 +2132,16 @@ def test_a_start_step_that_could_not_start_gets_no_note_about_its_start(
     assert ("start 'a': a starts after b, which has autostart = false and was not started: "
             "start b first") in result.stdout
     assert "note:" not in result.stdout, result.stdout
+
+
+def test_a_warning_in_test_mode_quotes_the_output_it_tells_of(tmp_path: Path) -> None:
+    """Test mode shows no stream, so a warning after the summary quotes the member's last
+    output rather than saying it is just above."""
+    case = _scenario(tmp_path, "[procs.db]\ncmd = ['sh', '-c', 'echo booting; exec sleep 30']\n"
+                               "ready = 'ready now'\nready_timeout = 0.2\n"
+                               "on_exit = 'restart'\nmax_restarts = 1\n"
+                               "[[step]]\nsleep = 0.1\n")
+    result = run("test", case)
+    assert f"pipeplex: warning: {case}: db: was not ready after 0.2 s" in result.stderr
+    assert "just above" not in result.stderr, result.stderr
+    assert "last output:\n    | booting\n" in result.stderr, result.stderr

@@ -168,12 +168,22 @@ def test_a_recap_of_what_is_just_above_is_not_repeated() -> None:
     traceback once, not twice. Another member's line in between brings the recap back,
     and a message for elsewhere (own=False: an exception, a report) always has it."""
     recent = RecentOutput()
+    recent.shown = True  # (pipeplex run: the stream is shown with the notes)
     recent(out("web", b"Traceback (most recent call last):\n"))
     recent(out("web", b"OSError: [Errno 98] Address already in use\n", stream="stderr"))
     assert recent.describe("web", own=True) == "its last output is just above"
     assert recent.describe("web").startswith("last output of web:\n    | Traceback")
     recent(out("db", b"ready\n"))
     assert recent.describe("web", own=True).startswith("last output:\n    | Traceback")
+
+
+def test_where_no_stream_is_shown_the_recap_is_always_there() -> None:
+    """Test mode and the Python API show no stream: nothing is above a note, so its recap
+    quotes the output however it came."""
+    recent = RecentOutput()
+    recent(out("web", b"Traceback (most recent call last):\n"))
+    assert recent.describe("web", own=True) == (
+        "last output:\n    | Traceback (most recent call last):")
 
 
 def test_an_earlier_runs_output_is_never_just_above() -> None:

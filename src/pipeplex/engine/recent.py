@@ -45,6 +45,10 @@ class RecentOutput:
         """The member whose output came last, and how many of its chunks in a row (no
         other member's between): what a recap of it would repeat from just above."""
         self._in_a_row = 0
+        self.shown = False
+        """Whether the output is shown as one stream with the notes (``pipeplex run``), so
+        that a note's recap of what is right above it can be left out. Elsewhere (test mode,
+        the Python API) the notes are read apart from any stream."""
 
     def __call__(self, event: Event) -> None:
         if type(event) is not Output:  # (subscribed to output and starts only)
@@ -109,7 +113,7 @@ class RecentOutput:
         output: right above in the stream (a note or two between), where a second copy is
         noise (a 20-line traceback, twice)."""
         chunks = self._chunks.get(name, ())
-        return self._writing == name and self._in_a_row >= sum(
+        return self.shown and self._writing == name and self._in_a_row >= sum(
             1 for stream, _ in chunks if stream != _RUN)
 
     def _nothing(self, name: str, when: str, own: bool, awaiting: str | None = None) -> str:
