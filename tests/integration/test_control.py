@@ -1642,3 +1642,25 @@ def test_a_request_on_a_connection_the_ended_run_closed_fails_as_closed(run_dir:
                 assert failed.value.code == "closed"
         finally:
             client.close()
+
+
+def test_a_restart_asked_for_during_an_expect_step_is_waited_through(run_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """A step that waits on srv's output sees srv's exit as the restart's doing, not as
+    srv going away: it waits for what the new run writes."""
+    flag = tmp_path / "ran-once"
+    cast = tmp_path / "cast.toml"
+    cast.write_text(
+        "[procs.srv]\n"
+        f"cmd = ['sh', '-c', 'echo up; if [ -e {flag} ]; then echo second run; fi; "
+        f"touch {flag}; exec sleep 60']\n"
+        "[[step]]\nexpect = '^second run$'\nin = 'srv'\ntimeout = 60\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^srv +\| up$")
+        result = run("restart", "srv", "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+        plex.expect(r"^srv +\| second run$")
+        plex.expect(r"^pipeplex \* 1 step done; the cast goes on$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143, plex.text
+    assert "step failed" not in plex.text

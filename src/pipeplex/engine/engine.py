@@ -279,6 +279,13 @@ class Engine:
         """Whether an exit of ``name`` is followed by a next run, by its policy."""
         return self.standing.will_restart(name)
 
+    def restarting(self, name: str) -> bool:
+        """Whether a restart asked for (``pipeplex restart``, ``:restart``, the API's) is
+        under way for ``name``, its new run not yet spawned: the exit of its run is the
+        restart's doing."""
+        seat = self.state.seats.get(name)
+        return seat is not None and seat.restarted is not None and not seat.restarted.done()
+
     def gave_up(self, name: str) -> str | None:
         """How ``name``'s restart policy gave up on it ("gave up after 2 restarts"); None
         if it did not."""

@@ -89,9 +89,10 @@ class Matcher(MatcherSink):
                  held_output_end: Callable[[str], asyncio.Future[None] | None] = (
                      lambda name: None),
                  ended_at: Callable[[str], float | None] = lambda name: None,
-                 threads: bool = False) -> None:
+                 threads: bool = False,
+                 restarting: Callable[[str], bool] = lambda name: False) -> None:
         super().__init__(bus, held_output_end=held_output_end, ended_at=ended_at,
-                         threads=threads)
+                         threads=threads, restarting=restarting)
         self._recent = recent
         self._deadlines = Deadlines()
         self._claiming = threading.Lock()
@@ -101,12 +102,13 @@ class Matcher(MatcherSink):
 
     @classmethod
     def of(cls, engine: Engine, *, threads: bool = False) -> Matcher:
-        """A matcher of ``engine``'s members: a failure quotes their recent output, and a
-        wait that goes on through a member's restarts ends once the engine says that no run
-        of it follows (:meth:`over`)."""
+        """A matcher of ``engine``'s members: a failure quotes their recent output; the
+        exit of a run that a restart asked for ends no wait; and a wait that goes on through
+        a member's restarts ends once the engine says that no run of it follows
+        (:meth:`over`)."""
         matcher = cls(engine.bus, recent=engine.recent.describe,
                       held_output_end=engine.held_output_end, ended_at=engine.ended_at,
-                      threads=threads)
+                      threads=threads, restarting=engine.restarting)
         engine.when_over.append(matcher.over)
         return matcher
 

@@ -67,8 +67,12 @@ class MatcherSink:
 
     def __init__(self, bus: Bus, *,
                  held_output_end: Callable[[str], asyncio.Future[None] | None],
-                 ended_at: Callable[[str], float | None], threads: bool) -> None:
+                 ended_at: Callable[[str], float | None], threads: bool,
+                 restarting: Callable[[str], bool]) -> None:
         self._bus = bus
+        self._restarting = restarting
+        """Whether a restart asked for (``pipeplex restart``, ``:restart``) is under way for
+        a member: its run's exit is then the restart's doing, which ends no wait."""
         self._held_output_end = held_output_end
         """For a member that has just exited: done once no process it started holds its
         output open any more (None: none did)."""
@@ -159,6 +163,8 @@ class MatcherSink:
                 buffer.release("stderr", final=True)
             ended = self._ended_at(event.name)
             member.exited_at = ended if ended is not None else time.monotonic()
+            if self._restarting(event.name):  # (a wait goes on to its next run; should that
+                return  # not come, the engine says the member is over: see Matcher.over)
             held = self._held_output_end(event.name)
             if held is not None and not held.done():
                 # What that process writes is shown, and may be what a wait is for: the
