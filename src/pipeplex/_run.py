@@ -10,6 +10,7 @@ TaskGroup beside the engine; an error in either reaches the engine through
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import threading
@@ -44,7 +45,8 @@ if TYPE_CHECKING:  # the console, the matcher, the steps and the records are loa
     from .expect import Matcher
     from .inputs.console import Console
     from .report.transcript import LogDirSink, TranscriptSink
-    from .scenario import Scenario
+    from .scenario import Scenario, Step
+    from .scenario.run import StepFailed, StepResult
 
 __all__ = ("RunOptions", "run_cast")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
@@ -319,10 +321,12 @@ def _records(options: RunOptions, bus: Bus, terminal: Writer,
 
 async def _steps(scenario: Scenario, engine: Engine, matcher: Matcher) -> None:
     """Run the scenario's steps once the cast is up; a failure stops the cast (status 1).
+    A stop asked for meanwhile (a signal, ``pipeplex stop``, ``:quit``) cuts them short:
+    a step that then fails for it is no failure of the script, and the stop's status stands.
 
     The matcher is made by the caller, before any member starts, so it sees all output.
     """
-    from .scenario import run_steps
+    from .scenario.run import run_steps, stop_asked
 
     engine.hold()  # the steps are still to run (one may start a member): do not end before
     try:
@@ -333,13 +337,31 @@ async def _steps(scenario: Scenario, engine: Engine, matcher: Matcher) -> None:
         matcher.close()
         engine.release()
     failed = next((r.error for r in results if r.error is not None), None)
+    planned = list(itertools.takewhile(lambda step: step.action != "interact", scenario.steps))
+    if stop_asked(engine) and (failed.in_stop if failed is not None
+                               else len(results) < len(planned)):
+        engine.bus.publish(Note(_cut_short(results, planned, failed)))
+        return
     if failed is not None:
         engine.bus.publish(Note(f"step failed: {failed}", level="error"))
-        engine.record_failure(failed.member or "steps", 1, str(failed))
+        engine.record_failure(failed.member or "steps", 1, str(failed), step=True)
         engine.request_stop("stopping the cast")
     else:
         done = f"{len(results)} step{'s' if len(results) != 1 else ''} done"
         engine.bus.publish(Note(f"{done}; the cast goes on" if engine.goes_on() else done))
+
+
+def _cut_short(results: Sequence[StepResult], planned: Sequence[Step],
+               failed: StepFailed | None) -> str:
+    """Where a stop asked for left the steps: the one it failed (``failed``), or the next."""
+    if failed is not None:
+        said = failed.step.describe(failed.value, secret=failed.secret)
+        where = f"{failed.step.source} ({said}) was under way"
+    else:
+        step = planned[len(results)]
+        where = f"{step.source} ({step.describe()}) was next"
+    done = sum(result.ok for result in results)
+    return f"the stop cut the steps short: {where}; {done} of {len(planned)} done"
 
 
 async def _reporting(work: Awaitable[None], engine: Engine) -> None:

@@ -2145,3 +2145,77 @@ def test_a_warning_in_test_mode_quotes_the_output_it_tells_of(tmp_path: Path) ->
     assert f"pipeplex: warning: {case}: db: was not ready after 0.2 s" in result.stderr
     assert "just above" not in result.stderr, result.stderr
     assert "last output:\n    | booting\n" in result.stderr, result.stderr
+
+
+def test_a_stop_asked_for_cuts_the_steps_short_and_its_status_stands(tmp_path: Path) -> None:
+    """A signal during a long sleep step ends the run at once: the sleep does not run out,
+    the steps after it do not run against the stopped cast and fail, and the status is the
+    signal's, with a note of where the steps were."""
+    case = _scenario(tmp_path, "[procs.srv]\ncmd = \"sh -c 'echo srv up; exec sleep 60'\"\n"
+                               "[[step]]\nsleep = 60\n[[step]]\nsend = 'x'\nto = 'srv'\n")
+    with Pipeplex("run", case, "--no-console", "--run-dir", tmp_path / "run") as plex:
+        plex.expect(r"^srv \| srv up$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143, plex.text
+    assert (f"pipeplex * the stop cut the steps short: {case}:6 (send 'x' to srv) was next; "
+            "1 of 2 done\n") in plex.text, plex.text
+    assert "step failed" not in plex.text and "exit status" not in plex.text, plex.text
+
+
+def test_a_step_that_fails_for_a_stop_asked_for_is_no_failure(tmp_path: Path) -> None:
+    """Ctrl-C as an expect waits on srv: srv is stopped, which ends the step, but that is
+    the stop's doing: the run exits as interrupted, with the step that was under way."""
+    case = _scenario(tmp_path, "[procs.srv]\ncmd = \"sh -c 'echo srv up; exec sleep 60'\"\n"
+                               "[[step]]\nexpect = 'never'\nin = 'srv'\ntimeout = 60\n"
+                               "[[step]]\nsleep = 0.1\n")
+    with Pipeplex("run", case, "--no-console", "--run-dir", tmp_path / "run") as plex:
+        plex.expect(r"^srv \| srv up$")
+        plex.signal(signal.SIGINT)
+        assert plex.wait() == 130, plex.text
+    assert (f"pipeplex * the stop cut the steps short: {case}:4 (expect 'never' in srv) was "
+            "under way; 0 of 2 done\n") in plex.text, plex.text
+    assert "step failed" not in plex.text and "exit status" not in plex.text, plex.text
+
+
+@pytest.mark.parametrize("step", ["sleep = 60", "wait_port = 1\ntimeout = 60"])
+def test_a_cast_that_stops_on_its_own_ends_a_waiting_step_at_once(tmp_path: Path,
+                                                                  step: str) -> None:
+    """a ends, and on_exit = "stop" stops the cast: a sleep ends at once (and the send after
+    it fails, saying why), and so does a wait for a port nothing can open any more."""
+    case = _scenario(tmp_path, "[procs.a]\ncmd = \"sh -c 'read line; echo bye'\"\n"
+                               "on_exit = 'stop'\n[procs.b]\ncmd = 'cat'\n"
+                               f"[[step]]\nsend = 'go'\nto = 'a'\n[[step]]\n{step}\n"
+                               "[[step]]\nsend = 'x'\nto = 'b'\n")
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    stopping = "(the cast was stopping: a exited with code 0; stopping the cast (on_exit = stop))"
+    if step.startswith("sleep"):
+        said = f"{case}:12: send 'x' to b: b is not running (or its stdin is closed) {stopping}"
+    else:
+        said = (f"{case}:10: wait_port '1': nothing accepted connections on port 1 of 127.0.0.1 "
+                "or ::1 before the cast began to stop, ")
+    assert said in result.stdout, result.stdout
+    if not step.startswith("sleep"):  # (a may have ended before the step began, or in it)
+        assert re.search(rf"(as this step began|[\d.]+ s into this step) {re.escape(stopping)}",
+                         result.stdout), result.stdout
+
+
+def test_the_exit_status_line_of_a_failed_step_says_it_whole(tmp_path: Path) -> None:
+    """A step failed, then a stop was asked for as its member took its grace: the last line
+    repeats the step's failure, not cut at its first '; ', and says a step decided it."""
+    code = ("import signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "signal.signal(signal.SIGUSR1, lambda *a: sys.exit(0)); "
+            "print('up', flush=True); signal.pause()")  # (ends at the SIGUSR1 below)
+    case = _scenario(tmp_path, f"[procs.s]\ncmd = {json.dumps([sys.executable, '-c', code])}\n"
+                               "stop_timeout = 60\n"
+                               "[[step]]\nexpect = 'a; b'\nin = 's'\ntimeout = 0.2\n")
+    run_dir = tmp_path / "run"
+    with Pipeplex("run", case, "--no-console", "--run-dir", run_dir) as plex:
+        plex.expect(r"^pipeplex \* step failed: ")
+        plex.expect(r"^s \* closed its stdin; sent SIGTERM")
+        assert run("stop", "--no-wait", "--run-dir", run_dir).returncode == 0
+        assert run("signal", "s", "USR1", "--run-dir", run_dir).returncode == 0
+        assert plex.wait() == 1, plex.text
+    assert plex.text.endswith(
+        f"pipeplex * exit status 1: {case}:5: expect 'a; b' in s: not seen within 0.2 s (the "
+        "step's failure decides it, not the stop asked for)\n"), plex.text

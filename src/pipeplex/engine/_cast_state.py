@@ -160,10 +160,10 @@ class CastState:
         return cause or None
 
     def record_failure(self, name: str, status: int, reason: str,
-                       at: float | None = None) -> None:
+                       at: float | None = None, *, step: bool = False) -> None:
         """Count a failure toward the exit status (the first one decides it); ``at``: when
-        it happened, if that was before now."""
-        self.verdict.record(name, status, reason, at)
+        it happened, if that was before now; ``step``: a scenario's step failed."""
+        self.verdict.record(name, status, reason, at, step=step)
 
     def own_failure(self, name: str) -> str | None:
         """Why the cast is stopping, when ``name``'s own failure stopped it (it could not

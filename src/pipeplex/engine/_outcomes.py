@@ -222,6 +222,16 @@ class Outcomes:
         # The summaries tell each member's last run: a status set by an earlier one (before
         # a restart) would otherwise go unexplained.
         first = failures[0]
+        if first.step:
+            # Said in full as it failed (step failed: ...): its first line again, where the
+            # status is read, with what did not decide it.
+            but = (f" (the step's failure decides it, not the {signal_name(interrupted_by)} "
+                   "that came as the cast stopped)" if interrupted_by is not None else
+                   " (the step's failure decides it, not the stop asked for)" if stop_asked
+                   else "")
+            summary = first.reason.partition("\n")[0]
+            yield Note(f"exit status {first.status}: {summary}{but}")
+            return
         failed = self._members.get(first.name)
         started = failed.started_at if failed is not None else None
         said = first.reason.split("; ", 1)[0]  # (what was said of it then, without advice)

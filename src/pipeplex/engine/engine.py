@@ -405,10 +405,11 @@ class Engine:
         return self.state.verdict.status(self.interrupted_by)
 
     def record_failure(self, name: str, status: int, reason: str,
-                       at: float | None = None) -> None:
+                       at: float | None = None, *, step: bool = False) -> None:
         """Count a failure toward the exit status (the first one decides it); ``at``: when
-        it happened, if that was before now."""
-        self.state.record_failure(name, status, reason, at)
+        it happened, if that was before now; ``step``: a scenario's step failed (``name``:
+        the member it was about, or "steps")."""
+        self.state.record_failure(name, status, reason, at, step=step)
 
     def exit_checked(self, name: str, started: float, ended: float) -> None:
         """A step found that the run of ``name`` from ``started`` to ``ended`` ended as it

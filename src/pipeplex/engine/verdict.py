@@ -33,6 +33,9 @@ class Failure:
     reason: str
     at: float
     """When it failed (``time.monotonic()``): the failures are kept in that order."""
+    step: bool = False
+    """A scenario's step failed (``name``: the member it was about, or "steps"), not the
+    member itself."""
 
 
 class Verdict:
@@ -47,10 +50,11 @@ class Verdict:
         self._expected: list[tuple[str, frozenset[float]]] = []
         """Exits a step expected: the member, and the times its failure would be said at."""
 
-    def record(self, name: str, status: int, reason: str, at: float | None = None) -> None:
+    def record(self, name: str, status: int, reason: str, at: float | None = None, *,
+               step: bool = False) -> None:
         """Count a failure toward the exit status (the first one decides it); ``at``: when
-        it happened, if that was before now."""
-        failure = Failure(name, status, reason, time.monotonic() if at is None else at)
+        it happened, if that was before now; ``step``: a scenario's step failed."""
+        failure = Failure(name, status, reason, time.monotonic() if at is None else at, step)
         if self._is_expected(failure):
             return
         bisect.insort(self.failures, failure, key=lambda f: f.at)

@@ -8,6 +8,7 @@ line), what it waited for, for how long, and the member's recent output. Named g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +28,7 @@ from ..readiness.lines import waits_for_prompt
 from ..readiness.ports import LOOPBACK_SAID, port_accepts
 from .model import Scenario, Step
 
-__all__ = ("StepFailed", "StepResult", "run_steps")
+__all__ = ("StepFailed", "StepResult", "run_steps", "stop_asked")
 
 
 class StepFailed(PipeplexError):
@@ -43,6 +44,9 @@ class StepFailed(PipeplexError):
         """What the step's ``{variables}`` made of its value (set by the runner)."""
         self.secret = False
         """A ``send`` that answered a password prompt (set by the runner)."""
+        self.in_stop = False
+        """The stop of the cast had begun when it failed (set by the runner): a stop
+        asked for (a signal, ``pipeplex stop``) may be what failed it."""
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -73,7 +77,9 @@ async def run_steps(
     interactive: bool = False,
     on_result: Callable[[StepResult], None] = lambda result: None,
 ) -> list[StepResult]:
-    """Run the steps in order; stop at the first failure (it is the last result).
+    """Run the steps in order; stop at the first failure (it is the last result), or
+    before the next step once a person or a client asked the cast to stop (a signal,
+    ``pipeplex stop``, ``:quit``): what was left of the script is theirs to cut short.
 
     ``interactive``: an ``interact`` step ends the steps and leaves the cast to the person
     (``pipeplex run``); otherwise ``interact`` steps are skipped (``pipeplex test``).
@@ -85,6 +91,8 @@ async def run_steps(
             if interactive:
                 break
             continue
+        if stop_asked(engine):
+            break
         began = time.monotonic()
         value = None
         # (Looked at as it is sent: nothing awaits between here and the send.)
@@ -98,13 +106,37 @@ async def run_steps(
             await _run_step(step, scenario, engine, matcher, value)
             result = StepResult(step, time.monotonic() - began, value=value, secret=secret)
         except StepFailed as exc:
-            exc.value, exc.secret = value, secret
+            exc.value, exc.secret, exc.in_stop = value, secret, engine.stopping
             result = StepResult(step, time.monotonic() - began, exc, value=value, secret=secret)
         results.append(result)
         on_result(result)
         if result.error is not None:
             break
     return results
+
+
+def stop_asked(engine: Engine) -> bool:
+    """Whether a person or a client asked the cast to stop (a signal, ``pipeplex stop``,
+    ``:quit``), rather than the cast stopping on its own (a member's end)."""
+    return engine.stop_asked or engine.interrupted_by is not None
+
+
+async def _unless_the_cast_stops(work: Awaitable[object], engine: Engine) -> bool:
+    """Carry out ``work`` unless the cast begins to stop first, which cancels it: whether
+    it came to its end. (A sleep, or a port no member may open any more, is no longer
+    worth waiting for then.)"""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait((task, engine.state.stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return False
+    task.result()  # (its error, if it failed)
+    return True
 
 
 async def _expect(step: Step, engine: Engine, matcher: Matcher, names: list[str], value: str,
@@ -268,8 +300,8 @@ class _Run:
 async def _send(step: Step, value: str, run: _Run) -> None:
     assert step.target is not None
     if not run.engine.router.send(step.target, (value + "\n" * step.newline).encode()):
-        raise StepFailed(step, f"{step.target} is not running (or its stdin is closed)",
-                         member=step.target)
+        raise StepFailed(step, f"{step.target} is not running (or its stdin is closed)"
+                               f"{_why_stopping(run.engine, step.target)}", member=step.target)
 
 
 async def _expect_step(step: Step, value: str, run: _Run) -> None:
@@ -335,16 +367,26 @@ async def _close(step: Step, value: str, run: _Run) -> None:
 async def _wait_port(step: Step, value: str, run: _Run) -> None:
     if not is_port(value):
         raise StepFailed(step, f"{value!r} is not a TCP port number (1-65535)")
+    began = time.monotonic()
     try:
-        await asyncio.wait_for(port_accepts(int(value)), run.timeout)
+        accepted = await _unless_the_cast_stops(
+            asyncio.wait_for(port_accepts(int(value)), run.timeout), run.engine)
     except TimeoutError:
         raise StepFailed(step, f"nothing accepted connections on port {value} of "
                          f"{LOOPBACK_SAID} within {seconds_said(run.timeout)} s",
                          waited=run.timeout) from None
+    if not accepted:
+        waited = time.monotonic() - began
+        when = f"{waited:.1f} s into this step" if waited >= 0.05 else "as this step began"
+        raise StepFailed(step, f"nothing accepted connections on port {value} of "
+                         f"{LOOPBACK_SAID} before the cast began to stop, {when}"
+                         f"{_why_stopping(run.engine, None)}", waited=waited)
 
 
 async def _sleep(step: Step, value: str, run: _Run) -> None:
-    await asyncio.sleep(float(value))
+    """A pause, cut short when the cast begins to stop: the steps after it then meet the
+    cast as it is (what they wait for may have come before its end)."""
+    await _unless_the_cast_stops(asyncio.sleep(float(value)), run.engine)
 
 
 async def _restart(step: Step, value: str, run: _Run) -> None:
