@@ -15,8 +15,9 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -2149,18 +2150,38 @@ def test_a_restart_whose_caller_gives_up_still_ends_the_old_run() -> None:
 
 
 def test_a_start_cancelled_before_the_cast_began_leaves_nothing_started() -> None:
+    """Nothing is said of it either: the loop's handler got an AssertionError from inside
+    pipeplex (the cancelled run's end, taken for a run its loop's end cancelled)."""
+    told: list[dict[str, object]] = []
+
     async def scenario() -> int | None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: told.append(context))
+        made: list[asyncio.Task[object]] = []
+
+        def task(loop: asyncio.AbstractEventLoop,
+                 coro: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
+            made.append(asyncio.Task(coro, loop=loop))
+            return made[-1]
+
+        loop.set_task_factory(task)
         plex = AsyncPlex()
         start = asyncio.ensure_future(plex.start())
         # Cancelled once it runs to its first wait, before the cast began.
-        asyncio.get_running_loop().call_soon(start.cancel)
+        loop.call_soon(start.cancel)
         await asyncio.gather(start, return_exceptions=True)
         assert start.cancelled()
+        # Every task it made has ended, and what their ends call has run (called before
+        # this wakes: added to them first).
+        await asyncio.gather(*made, return_exceptions=True)
+        loop.set_task_factory(None)
+        assert told == []
         async with plex:  # as if never started: it starts now
             member = await plex.spawn("cat", "cat")
             return member.pid
 
     assert asyncio.run(asyncio.wait_for(scenario(), 60)) is not None
+    assert told == []
 
 
 CLOSE_AND_SAY = """

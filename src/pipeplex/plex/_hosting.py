@@ -130,6 +130,7 @@ class EngineHost:
         try:
             await engine.wait_began()
         except BaseException:  # cancelled before the cast began: as if never started
+            run.remove_done_callback(self._run_ended)  # (not a run its loop's end cancelled)
             run.cancel()
             self._close_outputs()
             self._engine = self._run = None
