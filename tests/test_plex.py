@@ -2848,3 +2848,30 @@ def test_members_start_clean_whatever_the_program_ignores_or_blocks() -> None:
     assert result.stdout.splitlines() == [
         f"stdout {clean}", f"True {clean}", f"False {clean}", f"thread {clean}"], result
     assert result.stderr.count("SIGCHLD was ignored in this process") == 1, result.stderr
+
+
+HANDLER_CLOSES = """
+import os, signal, sys
+import pipeplex
+
+plex = pipeplex.Plex(grace=0.3)
+plex.start()
+
+def on_term(signum, frame):  # a program's usual clean-up on SIGTERM
+    plex.close()
+    sys.exit(3)
+
+signal.signal(signal.SIGTERM, on_term)
+# The member signals us once it runs, while this thread waits in spawn() for its readiness.
+plex.spawn("a", ["sh", "-c", f"kill -TERM {os.getpid()}; exec sleep 30"], ready="never")
+"""
+
+
+def test_a_signal_handler_that_closes_the_plex_and_exits_keeps_its_status() -> None:
+    """The handler ran while this thread waited for the plex's loop: the loop was closed by
+    the time the wait was given up, which raised RuntimeError over the program's own
+    SystemExit(3)."""
+    result = subprocess.run([sys.executable, "-c", HANDLER_CLOSES], capture_output=True,
+                            text=True, timeout=LONG)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr

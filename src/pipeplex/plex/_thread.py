@@ -87,7 +87,10 @@ class Call(Generic[T]):
         self._abandoned = True
         if not self._entered:
             return  # it will see _abandoned when it starts, if it ever does
-        loop.call_soon_threadsafe(self._cancel)
+        try:
+            loop.call_soon_threadsafe(self._cancel)
+        except RuntimeError:  # the loop is closed: the plex closed (in a signal handler of
+            return  # this thread, say) and its loop's end cancelled the call already
         self._ended.wait(_CANCEL_WAIT)
 
     def _cancel(self) -> None:
