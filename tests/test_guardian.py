@@ -1244,3 +1244,32 @@ def test_the_looks_below_pipeplex_come_ten_times_a_second_for_a_second_after_a_s
     assert told.until_look() == 0
     told.look_below(os.getppid())
     assert told.until_look() == 1000
+
+
+FORK_MID_WRITE = """
+import os
+from pipeplex.participants import Guardian
+
+one, two = Guardian(), Guardian()
+one._pending += b"+1\\n"
+held = memoryview(one._pending)  # (as a write in another thread holds it when a fork comes)
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if one._fd == two._fd == -1 else 1)
+_, status = os.waitpid(pid, 0)
+held.release()
+one._pending.clear()
+one.close()
+two.close()
+print("child let go:", os.waitstatus_to_exitcode(status) == 0)
+"""
+
+
+def test_a_fork_as_a_guardian_is_written_to_lets_go_of_every_guardian() -> None:
+    """A fork (multiprocessing's, a daemon's) while another thread wrote to a guardian's
+    pipe: the child's copy of the buffer stayed held, clearing it raised BufferError in the
+    at-fork handler, and the child kept that guardian's pipe and every later one's."""
+    result = subprocess.run([sys.executable, "-c", FORK_MID_WRITE], capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout == "child let go: True\n", result.stdout + result.stderr
+    assert "BufferError" not in result.stderr, result.stderr

@@ -397,7 +397,9 @@ class Guardian(GuardianNews):
         self._fd = -1
         self._watch = None
         self._flushing = None
-        self._pending.clear()
+        # A new buffer, not clear(): a write from another thread may have held the old one
+        # as the fork came, and the child's copy stays held (BufferError).
+        self._pending = bytearray()
         self._handing_in = None
         self._forget_handing()
         self._masters.clear()
@@ -443,8 +445,14 @@ _LIVE: weakref.WeakSet[Guardian] = weakref.WeakSet()
 
 
 def _let_go_in_child() -> None:
-    for guardian in list(_LIVE):
-        guardian._let_go_in_child()
+    failed: list[Exception] = []
+    for guardian in list(_LIVE):  # (each, whatever one of them meets)
+        try:
+            guardian._let_go_in_child()
+        except Exception as exc:
+            failed.append(exc)
+    if failed:
+        raise failed[0]
 
 
 os.register_at_fork(after_in_child=_let_go_in_child)
