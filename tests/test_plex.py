@@ -378,6 +378,22 @@ def test_load_and_run_steps(tmp_path: Path) -> None:
             plex.run_steps()
 
 
+def test_a_loaded_cast_is_stopped_by_its_start_waves_in_reverse(tmp_path: Path) -> None:
+    """As pipeplex run stops it: b (after a) first, then a and d together, which started
+    together (d last of them, so first); not each alone, in the reverse of the file's
+    order (d, b, a)."""
+    cast = tmp_path / "c.toml"
+    cast.write_text("[procs.a]\ncmd = \"sh -c 'echo up; exec sleep 60'\"\nready = 'up'\n"
+                    "[procs.b]\ncmd = 'sleep 60'\nafter = ['a']\n"
+                    "[procs.d]\ncmd = 'sleep 60'\n")
+    signalled: list[str | None] = []
+    with Plex() as plex:
+        plex.bus.subscribe(lambda e: signalled.append(e.name) if isinstance(e, pipeplex.Note)
+                           and "sent SIGTERM" in e.text else None)
+        plex.load(cast)
+    assert signalled == ["b", "d", "a"]
+
+
 def test_the_wait_for_a_killed_runs_guardian_keeps_the_loop_going(tmp_path: Path) -> None:
     """A plex started in the folder of a run that was killed gives that run's guardian its
     time to stop what it left (up to 2 s) before its own members start; the program's other

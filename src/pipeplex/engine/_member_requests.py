@@ -11,7 +11,7 @@ each must hold against every state a member's life can be in, and says why when 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._events import Note
@@ -290,10 +290,18 @@ class MemberRequests(CastPart):
         raise PipeplexError(f"a member named {name!r} already exists and {state}; its name "
                             "can be used again once it has ended")
 
+    def in_waves(self, waves: Sequence[Sequence[str]]) -> None:
+        """The members just added (a loaded cast's, each its own wave so far) start in
+        ``waves``, their cast's: stopped by them in reverse, as ``pipeplex run`` stops it."""
+        names = {name for wave in waves for name in wave}
+        late = [wave for wave in self._state.late_waves if not set(wave) <= names]
+        self._state.late_waves = late + [list(wave) for wave in waves]
+
     def forget(self, name: str) -> None:
         """Drop what the engine kept about an ended member whose name is used again."""
         self._members[name].release_output()
-        self._state.late_waves = [wave for wave in self._state.late_waves if wave != [name]]
+        waves = [[other for other in wave if other != name] for wave in self._state.late_waves]
+        self._state.late_waves = [wave for wave in waves if wave]
         self._seats[name].forget_runs()
         self._outcomes.forget(name)
         self._recent.forget(name)  # a later failure shows the new member's output only

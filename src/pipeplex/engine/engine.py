@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from .._bus import Bus
@@ -242,6 +242,11 @@ class Engine:
         """Add a member to the running cast and start supervising it (the API's spawn, which
         lets go of one that fails: ``let_go_on_failure``, and load)."""
         return self._requests.add(spec, let_go_on_failure=let_go_on_failure)
+
+    def in_waves(self, waves: Sequence[Sequence[str]]) -> None:
+        """The members just added (a loaded cast's) start in ``waves``, and are stopped by
+        them in reverse, as the members of a cast run by ``pipeplex run``."""
+        self._requests.in_waves(waves)
 
     def check_can_add(self, name: str) -> None:
         """Raise unless a member named ``name`` may be added (a free name, or one whose

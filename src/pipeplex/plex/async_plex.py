@@ -505,6 +505,8 @@ class AsyncPlex(EngineHost):
             var for spec in scenario.cast.procs for var in spec.captured_variables()})
         for spec in scenario.cast.procs:
             self._add(spec)
+        self.engine.in_waves([[spec.name for spec in wave]
+                              for wave in scenario.cast.start_waves()])
         for spec in scenario.cast.procs:
             # (Not one that waits for an autostart = false member: a step starts that one.)
             if (spec.autostart and self.engine.never_started_for(spec.name) is None
