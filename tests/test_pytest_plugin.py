@@ -560,6 +560,31 @@ def test_a_member_that_failed_unseen_is_reported(pytester: pytest.Pytester) -> N
     assert result.stdout.str().count("never looked at") == 2
 
 
+def test_a_failed_member_let_go_of_unseen_is_reported(pytester: pytest.Pytester) -> None:
+    """One whose name a later member took, or that the test removed, failed all the same:
+    it is said, not lost with its handle; not one whose end the test looked at first."""
+    pytester.makepyfile("""
+        from pipeplex import EOF
+        CRASH = ["sh", "-c", "echo done; exit 3"]
+        def test_name_taken(plex):
+            plex.spawn("w", CRASH).expect(EOF)
+            plex.spawn("w", ["sh", "-c", "exit 0"]).wait()
+        def test_removed(plex):
+            plex.spawn("w", CRASH).expect(EOF)
+            plex.remove("w")
+        def test_looked_at(plex):
+            assert plex.spawn("w", CRASH).wait() == 3
+            plex.spawn("w", ["sh", "-c", "exit 0"]).wait()
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "default")
+    result.assert_outcomes(passed=3, warnings=2)
+    result.stdout.fnmatch_lines([
+        "*::test_name_taken passed, but members failed that it never looked at: w (exited "
+        "with code 3; its name was taken by a later member)*",
+        "*::test_removed passed, but members failed that it never looked at: w (exited with "
+        "code 3; removed)*"])
+
+
 def test_a_member_that_fails_at_the_end_of_input_the_teardown_gives_is_reported(
         pytester: pytest.Pytester) -> None:
     """A background server that crashes as the plex stops it (at the EOF the stop gives it,

@@ -48,7 +48,7 @@ import weakref
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -64,6 +64,9 @@ from .errors import PipeplexError
 from .plex.async_plex import DEFAULT_TIMEOUT, STARTED, AsyncPlex
 from .plex.left_open import close_left_open, has_closed
 from .plex.sync_plex import Plex
+
+if TYPE_CHECKING:
+    from .plex.async_member import AsyncMember
 
 __all__ = ("PipeplexWarning", "plex", "pytest_collect_file")
 
@@ -292,13 +295,14 @@ def _plex_for(item: pytest.Item, settings: _Settings) -> Iterator[Plex]:
         if not item.stash.get(_QUIET_KEY, False):
             # What the test looked at, before the moment given to members ending by
             # themselves, which looks at them in its own right.
-            seen = {name for name, m in cast.members.items() if m._member._exit_seen}
+            members = [*cast._async._let_go_failed, *(m._member for m in cast.members.values())]
+            seen = [member for member in members if member._exit_seen]
             left = _still_running(cast)
             if left:
                 # Reported once the whole teardown passed (see pytest_runtest_teardown): a
                 # teardown that failed already says what went wrong.
                 item.stash[_LEFT_KEY] = left
-            failed = _failed_unseen(cast, seen)
+            failed = _failed_unseen(cast, [m for m in members if m not in seen])
             if failed:
                 item.stash[_FAILED_KEY] = failed
         killed: list[str] = []
@@ -322,21 +326,23 @@ def _killed_after_grace(killed: list[str], note: Note) -> None:
         killed.append(f"{note.name} (it {note.text.partition(';')[0]})")
 
 
-def _failed_unseen(cast: Plex, seen: set[str]) -> list[str]:
-    """The members that ended with an error of their own (not stopped by the plex, nor by
-    a signal the test sent) whose end the test never looked at (returncode, wait(), an
-    UnexpectedExit): a server that crashed as the test's last line matched. Not those of
-    a file the test loaded, whose steps judge them."""
+def _failed_unseen(cast: Plex, unseen: list[AsyncMember]) -> list[str]:
+    """Of the members ``unseen`` (whose end the test never looked at: returncode, wait(),
+    an UnexpectedExit), those that ended with an error of their own (not stopped by the
+    plex, nor by a signal the test sent): a server that crashed as the test's last line
+    matched; one removed, or whose name a later member took, too. Not those of a file the
+    test loaded, whose steps judge them."""
     loaded = cast._async._scenario
     declared = set(loaded.cast.names) if loaded is not None else set()
     failed = []
-    for member in cast.members.values():
-        process = member._member._process  # (its returncode property marks it as seen)
+    for member in unseen:
+        process = member._process  # (its returncode property marks it as seen)
         code = process.returncode
-        if (member.name not in declared | seen and code not in (None, 0)
+        if (member.name not in declared and code not in (None, 0)
                 and not process.ended_by_the_stop and not process.ended_by_a_person):
-            assert code is not None
-            failed.append(f"{member.name} ({describe_returncode(code)})")
+            gone = ("; removed" if member._removed else
+                    "; its name was taken by a later member" if member._replaced else "")
+            failed.append(f"{member.name} ({describe_returncode(code)}{gone})")
     return failed
 
 

@@ -113,6 +113,9 @@ class AsyncPlex(EngineHost):
         self._captures: dict[str, tuple[ProcSpec, frozenset[str]]] = {}
         """Per member added whose ``ready`` captures variables: its spec, and those."""
         self._scenario: Scenario | None = None
+        self._let_go_failed: list[AsyncMember] = []
+        """Members let go of (removed, or their name taken again) that had failed on their
+        own: the pytest plugin says those a test never looked at, as it does the others."""
 
     def __repr__(self) -> str:
         state = ("not started" if self._run is None else "stopped" if self._run.done()
@@ -250,6 +253,7 @@ class AsyncPlex(EngineHost):
             earlier = self._members.get(spec.name)
             if earlier is not None:
                 earlier._replaced = True
+                self._keep_if_failed(earlier)
         member = self._members[spec.name] = AsyncMember(
             self, engine.add(spec, let_go_on_failure=alone))
         self._captures.pop(spec.name, None)
@@ -415,6 +419,13 @@ class AsyncPlex(EngineHost):
         finally:
             if member._removed and self._members.get(name) is member:
                 del self._members[name]  # (not if a spawn it failed let it go before)
+                self._keep_if_failed(member)
+
+    def _keep_if_failed(self, member: AsyncMember) -> None:
+        process = member._process
+        if (process.returncode not in (None, 0) and not process.ended_by_the_stop
+                and not process.ended_by_a_person):
+            self._let_go_failed.append(member)
 
     async def _forget_member(self, name: str, member: AsyncMember) -> None:
         engine, matcher = self.engine, self.matcher
