@@ -217,13 +217,21 @@ def test_all_is_accepted_where_everyone_makes_sense(body: str) -> None:
         ('expect_not = "x"\nin = "all"\nwithin = 1', "in"),
         ('wait_exit = "all"', "wait_exit"),
         ('start = "all"', "start"),
+        ('restart = "all"', "restart"),
     ],
 )
 def test_all_is_rejected_where_one_member_is_needed(body: str, key: str) -> None:
-    """``all`` is not a member for in, wait_exit or start."""
+    """``all`` is not a member for in, wait_exit, start or restart: said so, not as a
+    member missing from the cast."""
     error = step_error(body)
-    assert "no member named 'all'" in error.message
+    assert f"step: {key} takes one member, not 'all'" in error.message
     assert error.source == line_of(body, f"{key} =")
+
+
+def test_an_unknown_member_where_all_would_do_lists_all_too() -> None:
+    """send's ``to`` takes ``all`` as well: the list of names says so."""
+    error = step_error('send = "x"\nto = "zzzzzzz"')
+    assert error.message.endswith("(valid: server, alice, all)"), error.message
 
 
 @pytest.mark.parametrize(

@@ -302,9 +302,12 @@ def _step(index: int, raw: Any, cast: CastSpec, where: _Where) -> Step:
                             f"{toml_value(value)}", source=where("step", index, key))
         if value == "all" and allow_all:
             return value
+        if value == "all":
+            raise CastError(f"{action} step: {key} takes one member, not 'all'",
+                            source=where("step", index, key))
         if value not in cast.names:
-            raise CastError(f"{action} step: no member named {value!r}"
-                            f"{suggest(value, list(cast.names))}",
+            choices = [*cast.names, "all"] if allow_all else list(cast.names)
+            raise CastError(f"{action} step: no member named {value!r}{suggest(value, choices)}",
                             source=where("step", index, key))
         return value
 
