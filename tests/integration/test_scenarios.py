@@ -2219,3 +2219,20 @@ def test_the_exit_status_line_of_a_failed_step_says_it_whole(tmp_path: Path) -> 
     assert plex.text.endswith(
         f"pipeplex * exit status 1: {case}:5: expect 'a; b' in s: not seen within 0.2 s (the "
         "step's failure decides it, not the stop asked for)\n"), plex.text
+
+
+def test_the_members_an_interruption_killed_were_stopped_in_the_transcript(
+        tmp_path: Path) -> None:
+    """Their end was the interruption's doing, not their own: the transcript's exit record
+    says stopped, as a replay then does."""
+    case = _scenario(tmp_path, "[procs.s]\ncmd = \"sh -c 'echo up; exec sleep 60'\"\n"
+                               "[[step]]\nexpect = 'up'\n[[step]]\nexpect = 'never'\n"
+                               "timeout = 60\n")
+    transcript = tmp_path / "t.jsonl"
+    with Pipeplex("test", "-v", case, "--transcript", transcript) as plex:
+        plex.expect(r"ok .* expect 'up'")  # (its member runs)
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143, plex.text
+    exits = [record for line in transcript.read_text().splitlines()
+             if (record := json.loads(line)).get("e") == "exit"]
+    assert [(e["p"], e["code"], e["stopped"]) for e in exits] == [("s", -9, True)], exits

@@ -119,6 +119,8 @@ class CastStop(CastPart):
                      if (started := start_time(pid)) is not None]
         for member in self._members.values():
             if member.pid is not None:
+                if member.returncode is None:
+                    member.begin_stop()  # (its end is the stop's, unless it came to it first)
                 with contextlib.suppress(SignalRefused):  # (as another user: nothing to do)
                     member.signal_to_stop(signal.SIGKILL)
         if self._adoption is not None:
