@@ -736,7 +736,8 @@ def test_an_interrupted_test_run_reports_what_it_ran(tmp_path: Path, sig: int) -
 
 
 def test_a_test_interrupted_before_its_members_are_up_says_so(tmp_path: Path) -> None:
-    """No step ran yet, and none had begun: its member was still getting ready."""
+    """No step ran yet, and none had begun: its member was still getting ready, and what
+    for is said."""
     import select
 
     started = tmp_path / "started"
@@ -753,6 +754,8 @@ def test_a_test_interrupted_before_its_members_are_up_says_so(tmp_path: Path) ->
     finally:
         os.close(reader)
     assert "interrupted by SIGTERM as its members started, before its first step" in plex.text
+    # What it was still waiting for: what a CI job cancelled as it hung needs most.
+    assert "s was waiting for output matching ready = 'never'\n" in plex.text, plex.text
 
 
 def test_a_death_by_signal_checked_with_the_shells_number_gets_a_hint(tmp_path: Path) -> None:

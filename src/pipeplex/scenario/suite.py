@@ -144,6 +144,7 @@ async def run_scenario(
                if adoption is not None and adoption.active else None)
     matcher = Matcher.of(engine)
     steps_ended = float("inf")
+    waiting: dict[str, str] = {}  # (each member's wait to be ready, as a cancellation came)
     try:
         async with asyncio.TaskGroup() as tg:
             engine.hold()
@@ -154,6 +155,10 @@ async def run_scenario(
                     outcome.steps = await run_steps(scenario, engine, matcher,
                                                     on_result=stepped)
                 steps_ended = time.monotonic()
+            except asyncio.CancelledError:  # (as it comes: the run's end clears the waits)
+                waiting = {record["name"]: record["waiting_for"] for record in engine.status()
+                           if record.get("waiting_for")}
+                raise
             finally:
                 engine.release()
                 engine.request_stop()
@@ -161,9 +166,12 @@ async def run_scenario(
     except asyncio.CancelledError:
         if output_when_cancelled is not None and merged is not None:
             output_when_cancelled.append(merged.text())
-        if when_cancelled is not None:
-            when_cancelled.extend(engine.recent.describe(name) for name in scenario.cast.names
-                                  if engine.members[name].pid is not None)
+        if when_cancelled is not None:  # (what it still waited for: a hung CI job's news)
+            for name in scenario.cast.names:
+                if name in waiting:
+                    when_cancelled.append(f"{name} was waiting for {waiting[name]}")
+                if engine.members[name].pid is not None:
+                    when_cancelled.append(engine.recent.describe(name))
         raise
     finally:
         matcher.waits_over()  # (the suite's next scenarios run in this loop)
