@@ -188,6 +188,23 @@ def test_a_plex_says_how_its_members_are() -> None:
     assert repr(plex) == "<Plex stopped, 2 members: 2 exited>"
 
 
+def test_a_plex_its_cast_stopped_says_so(tmp_path: Path) -> None:
+    """A loaded member whose end stops the cast (on_exit = "stop") leaves the plex open
+    but running nothing more: it says stopped, as a spawn then refused says."""
+    cast = tmp_path / "c.toml"
+    cast.write_text("[procs.job]\ncmd = 'true'\non_exit = 'stop'\nready_exit = false\n")
+    stopping = threading.Event()
+    with Plex() as plex:
+        plex.bus.subscribe(lambda note: stopping.set() if "stopping the cast" in note.text
+                           else None, [pipeplex.Note])
+        plex.load(cast)
+        assert plex["job"].wait(timeout=30) == 0
+        assert stopping.wait(30)
+        with pytest.raises(pipeplex.PipeplexError, match="the plex has stopped"):
+            plex.spawn("x", "true")
+        assert repr(plex) == "<Plex stopped, 1 member: 1 exited>"
+
+
 def test_bad_spawns_raise_clear_errors() -> None:
     """A missing program or a bad name raise PipeplexError subclasses."""
     with Plex() as plex:
@@ -282,6 +299,19 @@ def test_a_restart_whose_new_run_fails_says_how(tmp_path: Path) -> None:
         with pytest.raises(TimeoutError, match=(
                 r"(?s)server was not ready again within 0\.5 s, waiting for output matching")):
             server.restart(timeout=0.5)
+
+
+def test_a_restart_with_no_time_to_wait_still_restarts() -> None:
+    """restart(timeout=0) asks for the restart and does not wait for the new run: it said
+    'was not ready again within 0 s' of a restart that never began."""
+    with Plex() as plex:
+        member = plex.spawn("c", ["sh", "-c", "echo run $$; exec cat"])
+        first = member.pid
+        member.expect(rf"run {first}\b")
+        with pytest.raises(TimeoutError, match=r"c was not ready again within 0\.0 s"):
+            member.restart(timeout=0)
+        member.expect(rf"run (?!{first}\b)\d+")  # (the new run's first line)
+        assert member.pid != first
 
 
 def test_an_async_restart_returns_once_the_new_run_is_ready(tmp_path: Path) -> None:

@@ -381,7 +381,10 @@ class AsyncMember:
         self._check_running()
         engine = self._plex.engine
         try:
-            return await asyncio.wait_for(engine.restart_until_ready(self.name), limit)
+            # (Not wait_for, which with a timeout of 0 would cancel it before it began: the
+            # restart is asked for whatever the timeout, then waited for up to it.)
+            async with asyncio.timeout(limit):
+                return await engine.restart_until_ready(self.name)
         except TimeoutError:
             waiting = engine.waiting_for(self.name)
             raise TimeoutError(

@@ -118,8 +118,11 @@ class AsyncPlex(EngineHost):
         own: the pytest plugin says those a test never looked at, as it does the others."""
 
     def __repr__(self) -> str:
-        state = ("not started" if self._run is None else "stopped" if self._run.done()
-                 else "running")
+        # (Stopped also once its engine stops, which a member's give-up does: it runs
+        # nothing more, though the plex is open until closed.)
+        state = ("not started" if self._run is None else "running" if not (
+            self._run.done() or self.engine.stopping) else "stopping" if any(
+                member._process.running for member in self._members.values()) else "stopped")
         counts: dict[str, int] = {}
         for member in self._members.values():
             process = member._process
