@@ -915,6 +915,35 @@ def test_a_shell_on_a_full_terminal_running_a_command_stops_as_a_closed_window(
     wait_exited(job)
 
 
+GRACEFUL = ("import signal, sys, time\n"
+            "def bye(signum, frame):\n"
+            "    print('graceful shutdown on', signal.Signals(signum).name, flush=True)\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, bye)\n"
+            "signal.signal(signal.SIGINT, bye)\n"
+            "print('up', flush=True)\n"
+            "while True: time.sleep(60)\n")
+"""A server that shuts down gracefully on SIGTERM or SIGINT, and leaves SIGHUP as it is."""
+
+
+@pytest.mark.parametrize("stop_signal", ["TERM", "INT"])
+def test_a_program_on_a_full_terminal_gets_to_run_its_stop_handler(
+        run_dir: Path, stop_signal: str) -> None:
+    """The stop hung the terminal up with the signal, and SIGHUP's default ended the server
+    before its handler ran: no graceful shutdown, and a stop_signal = "INT" for nothing.
+    One that hears its stop signal now gets it alone; the hangup is for what cannot."""
+    cast = run_dir.parent / "cast.toml"
+    cast.write_text(f"[procs.srv]\ncmd = {json.dumps([sys.executable, '-c', GRACEFUL])}\n"
+                    f"pty = true\nstop_signal = '{stop_signal}'\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^srv +\| up\r?$")
+        plex.signal(signal.SIGTERM)
+        assert plex.wait() == 143, plex.text
+    assert f"srv | graceful shutdown on SIG{stop_signal}" in plex.text, plex.text
+    assert f"srv * closed its stdin; sent SIG{stop_signal} to its process group" in plex.text
+    assert "SIGHUP" not in plex.text, plex.text
+
+
 # A member daemonizes as redis and nginx do: forks, the parent exits, the child starts a
 # session of its own and writes over the memory /proc/PID/environ shows (as setproctitle
 # does); it keeps a worker in its group. Both ignore SIGTERM; the worker writes both pids.

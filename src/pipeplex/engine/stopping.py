@@ -24,6 +24,7 @@ from .._signals import describe_returncode, signal_name
 from ..errors import SignalRefused, SpawnError
 from ..participants import Process
 from ..participants._group import wait_group_gone
+from ..participants._proc import signal_ignored
 from ..participants.health_check import last_lines
 from ._stopping_outside import OutsideStopper
 from ._stopping_reach import LEFTOVER_KILL_WAIT
@@ -189,10 +190,10 @@ class Stopper:
                 refused, termed_at, escaped = await self._ask_by_command(
                     member, said, exit_seen, forced, grace)
             elif not exit_seen.done():
-                refused = _terminate(member)
+                done_to_it, refused = _terminate(member)
                 termed_at = loop.time()
                 if refused is None:
-                    self._announce(member, said + _terminating(member))
+                    self._announce(member, said + done_to_it)
                 else:
                     self._announce(member, f"{said}may not signal it: its processes run as "
                                            f"{refused.owner}; waiting {seconds_said(grace)} s "
@@ -248,9 +249,9 @@ class Stopper:
             if not exit_seen.done() and run.done() and not any(f.done() for f in forced):
                 failure = _failed(run)
                 if failure is not None:  # the stop signal asks instead
-                    refused = _terminate(member)
+                    done_to_it, refused = _terminate(member)
                     termed_at = loop.time()
-                    asked = (_terminating(member) if refused is None else
+                    asked = (done_to_it if refused is None else
                              f"may not signal it: its processes run as {refused.owner}")
                     # (One that could not start was not said to have run: said whole here.)
                     text = (f"{said}its stop_cmd ({text}) {failure}; {asked}"
@@ -337,7 +338,7 @@ class Stopper:
         loop = asyncio.get_running_loop()
         grace = member.spec.stop_timeout or self.grace
         if termed_at is None:
-            if (refused := _terminate(member)) is not None:
+            if (refused := _terminate(member)[1]) is not None:
                 self._left_running(member, refused)
                 return
             termed_at = loop.time()
@@ -390,24 +391,33 @@ def _asked(member: Process) -> str:
     return signal_name(member.spec.stop_signal)
 
 
-def _terminating(member: Process) -> str:
-    if member.spec.pty == "full":
-        return f"hung up its terminal (SIGHUP) and sent {_asked(member)} to its process group"
-    return f"sent {_asked(member)} to its process group"
-
-
-def _terminate(member: Process) -> SignalRefused | None:
+def _terminate(member: Process) -> tuple[str, SignalRefused | None]:
     """SIGTERM (or the member's ``stop_signal``) to its process group, then SIGCONT: a
     stopped process (SIGSTOP, Ctrl-Z) gets to run its handler within the grace instead of
-    waiting for SIGKILL. A full terminal is hung up first (:meth:`Process.hang_up`). The
-    refusal when the group's processes run as another user (nothing was sent)."""
+    waiting for SIGKILL. A full terminal that would not hear it is hung up first (see
+    :func:`_deaf_to_it`). What was done, in words; or the refusal when the group's processes
+    run as another user (nothing was sent)."""
+    hang_up = member.spec.pty == "full" and _deaf_to_it(member)
     try:
-        if member.spec.pty == "full":
+        if hang_up:
             member.hang_up()
         member.signal_to_stop(member.spec.stop_signal)
         member.signal_to_stop(signal.SIGCONT)
     except SignalRefused as refused:
-        return refused
-    return None
+        return "", refused
+    sent = f"sent {_asked(member)} to its process group"
+    return (f"hung up its terminal (SIGHUP) and {sent}" if hang_up else sent), None
+
+
+def _deaf_to_it(member: Process) -> bool:
+    """Whether a member on a full terminal would not hear its stop signal: it ignores it (an
+    interactive shell ignores SIGTERM), or the terminal's foreground job, a command its
+    shell runs, is a group of its own. The terminal is then hung up too, as closing a window
+    does (:meth:`Process.hang_up`). Otherwise the signal alone asks, as on pipes: a
+    program's handler (a server's graceful shutdown, a ``stop_signal = "INT"`` clean-up)
+    runs, where SIGHUP, sent with it, would have ended the program first."""
+    assert member.pid is not None
+    return (signal_ignored(member.pid, member.spec.stop_signal)
+            or member.terminal.foreground_job() is not None)
 
 
