@@ -1664,3 +1664,24 @@ def test_a_restart_asked_for_during_an_expect_step_is_waited_through(run_dir: Pa
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143, plex.text
     assert "step failed" not in plex.text
+
+
+def test_a_member_never_started_is_not_said_startable_as_the_cast_stops(
+        tmp_path: Path, run_dir: Path) -> None:
+    """During the stop, a send to an autostart = false member that never ran no longer
+    advises 'pipeplex start lazy', which the stop refuses."""
+    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('up', flush=True); signal.pause()")  # (ends at the SIGQUIT's SIGKILL)
+    cast = tmp_path / "cast.toml"
+    cast.write_text(f"[procs.a]\ncmd = {json.dumps([sys.executable, '-c', code])}\n"
+                    "stop_timeout = 60\n[procs.lazy]\ncmd = 'cat'\nautostart = false\n")
+    with Pipeplex("run", cast, "--run-dir", run_dir, "--no-console") as plex:
+        plex.expect(r"^a +\| up$")
+        plex.signal(signal.SIGTERM)
+        plex.expect(r"^a +\* closed its stdin; sent SIGTERM")
+        refused = run("send", "lazy", "hi", "--run-dir", run_dir)
+        assert refused.returncode == 1
+        assert refused.stderr == ("pipeplex: error: lazy has not started, and will not: the "
+                                  "cast is stopping; nothing was sent\n"), refused.stderr
+        plex.signal(signal.SIGQUIT)
+        assert plex.wait() == 143, plex.text

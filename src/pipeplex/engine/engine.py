@@ -96,7 +96,7 @@ class Engine:
             spec.name: Process(spec, bus, **self._process_options) for spec in cast.procs
         }
         self.state = CastState(cast, bus, self.members, self.stopper)
-        self.router = Router(self.members)
+        self.router = Router(self.members, stopping=lambda: self.state.stopping)
         self.variables = self.state.variables
         self.outcomes = self.state.outcomes
         self.standing = self.state.standing

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .._events import Note
 from .._signals import parse_signal, signal_name
 from ..errors import PipeplexError, SignalRefused, UnknownMember
-from .router import ALL, why_input_closed
+from .router import ALL
 from .rundir import RunDir
 
 if TYPE_CHECKING:
@@ -134,7 +134,8 @@ class Requests:
         if name != ALL:
             member = router.resolve(name)[0]
             if not member.input_open:
-                raise Refused("not_running", f"{name} {why_input_closed(member)}; nothing was sent")
+                raise Refused("not_running",
+                              f"{name} {router.why_closed(member)}; nothing was sent")
         full = next((m for m in router.resolve(name) if m.input_open and m.input_full), None)
         if data and full is not None:
             raise Refused("input_full", f"{full.name} has {full.input_waiting // 1024} KiB of "
@@ -158,7 +159,7 @@ class Requests:
             member = router.resolve(name)[0]
             if not member.input_open:
                 raise Refused("not_running",
-                              f"{name} {why_input_closed(member)}; nothing was closed")
+                              f"{name} {router.why_closed(member)}; nothing was closed")
         router.close_input(name)
         return {"ok": True}
 

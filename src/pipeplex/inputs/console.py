@@ -53,7 +53,7 @@ from ._console_commands import (
     help_text,
     parse_line,
 )
-from .router import ALL, why_input_closed
+from .router import ALL
 from .stdin import ConsoleMode, console_mode, hung_up
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ class Console:
             elif isinstance(action, CloseInput):
                 one = None if action.name == ALL else router.resolve(action.name)[0]
                 if one is not None and not one.input_open:  # (refused, as the socket's close is)
-                    self.reply(f"{one.name} {why_input_closed(one)}; nothing was closed",
+                    self.reply(f"{one.name} {router.why_closed(one)}; nothing was closed",
                                "warning")
                 else:
                     router.close_input(action.name)

@@ -18,10 +18,12 @@ __all__ = ("ALL", "Router", "why_input_closed")
 ALL = "all"
 
 
-def why_input_closed(member: Process) -> str:
+def why_input_closed(member: Process, *, stopping: bool = False) -> str:
     """Why a line cannot reach ``member`` (its stdin is not open), after its name: "has not
-    started yet", "is not running"..."""
+    started yet", "is not running"... (``stopping``: the cast is, and starts nothing more.)"""
     state = member.state
+    if state == "pending" and stopping:
+        return "has not started, and will not: the cast is stopping"
     if state == "pending":
         return ("has not started yet" if member.spec.autostart else
                 f"has not started (autostart = false: pipeplex start {member.name} starts it)")
@@ -35,8 +37,11 @@ def why_input_closed(member: Process) -> str:
 class Router:
     """Resolves member names (and ``all``) and delivers input and signals."""
 
-    def __init__(self, members: Mapping[str, Process]) -> None:
+    def __init__(self, members: Mapping[str, Process], *,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self._members = members
+        self._stopping = stopping
+        """Whether the cast is stopping, which starts no member any more."""
         self.before_close: Callable[[str], None] = lambda target: None
         """Called with the target of :meth:`close_input` first: the run folder's pipes hand
         over what was written to them by then."""
@@ -101,6 +106,10 @@ class Router:
         if target == ALL:
             return f"no member is running; {what} was not sent"
         member = self.resolve(target)[0]
-        why = why_input_closed(member) if member.state in ("pending", "failed") else (
+        why = self.why_closed(member) if member.state in ("pending", "failed") else (
             "is not running")
         return f"{target} {why}; {what} was not sent"
+
+    def why_closed(self, member: Process) -> str:
+        """:func:`why_input_closed`, as the cast stands now."""
+        return why_input_closed(member, stopping=self._stopping())
