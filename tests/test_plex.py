@@ -424,6 +424,25 @@ def test_a_loaded_cast_is_stopped_by_its_start_waves_in_reverse(tmp_path: Path) 
     assert signalled == ["b", "d", "a"]
 
 
+def test_steps_that_a_clients_stop_cut_short_raise(tmp_path: Path) -> None:
+    """pipeplex stop, in the plex's run folder, as the loaded steps run: they end there, and
+    run_steps says so rather than return as if they had all passed."""
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[procs.c]\ncmd = "cat"\n[[step]]\nsleep = 60\n'
+                        '[[step]]\nsend = "hi"\nto = "c"\n')
+    run_dir = tmp_path / "run"
+    with Plex(run_dir=run_dir) as plex:
+        plex.load(scenario)
+        stop = subprocess.run([sys.executable, "-m", "pipeplex", "stop", "--no-wait",
+                               "--run-dir", str(run_dir)], capture_output=True, text=True,
+                              timeout=LONG)
+        assert stop.returncode == 0, stop.stderr
+        with pytest.raises(pipeplex.PipeplexError, match=(
+                r"the steps were cut short: the plex was asked to stop \(.*\) before "
+                r".*s\.toml:\d+: (sleep '60\.0'|send 'hi' to c)")):
+            plex.run_steps()
+
+
 def test_the_wait_for_a_killed_runs_guardian_keeps_the_loop_going(tmp_path: Path) -> None:
     """A plex started in the folder of a run that was killed gives that run's guardian its
     time to stop what it left (up to 2 s) before its own members start; the program's other

@@ -534,6 +534,8 @@ class AsyncPlex(EngineHost):
 
         Raises:
             StepFailed: the first step that failed, with its evidence.
+            PipeplexError: a client asked the plex to stop (``pipeplex stop``, with a
+                ``run_dir``) before the steps were over, which ends them.
         """
         if self._scenario is None:
             raise PipeplexError("no scenario loaded: call load(path) first")
@@ -542,3 +544,9 @@ class AsyncPlex(EngineHost):
         failed = next((r.error for r in results if r.error is not None), None)
         if failed is not None:
             raise failed
+        planned = [step for step in self._scenario.steps if step.action != "interact"]
+        if len(results) < len(planned):  # (a client's pipeplex stop, in the plex's run_dir)
+            step = planned[len(results)]
+            raise PipeplexError(f"the steps were cut short: the plex was asked to stop "
+                                f"({self.engine.stop_cause or 'stopping'}) before "
+                                f"{step.source}: {step.describe()}")
