@@ -424,6 +424,20 @@ def test_a_loaded_cast_is_stopped_by_its_start_waves_in_reverse(tmp_path: Path) 
     assert signalled == ["b", "d", "a"]
 
 
+def test_a_status_set_by_an_earlier_member_of_the_name_says_so() -> None:
+    """The exit status came from a member whose name a later spawn took: the last line says
+    so, not "in an earlier run" of the member now under that name."""
+    notes: list[str] = []
+    with Plex() as plex:
+        plex.bus.subscribe(lambda note: notes.append(note.text), [pipeplex.Note])
+        first = plex.spawn("c", "cat")
+        first.signal("KILL")
+        assert first.wait() == -signal.SIGKILL
+        plex.spawn("c", "cat")
+    assert notes[-1] == ("exit status 137: c killed by SIGKILL, of an earlier member of that "
+                         "name"), notes
+
+
 def test_steps_that_a_clients_stop_cut_short_raise(tmp_path: Path) -> None:
     """pipeplex stop, in the plex's run folder, as the loaded steps run: they end there, and
     run_steps says so rather than return as if they had all passed."""

@@ -10,6 +10,8 @@ supervising.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator, Mapping, Sequence
 
 from .._events import Note
@@ -59,6 +61,9 @@ class Outcomes:
         self._settled: dict[str, str] = {}
         """Per member that waited for one whose name was then used again, what it waited
         for and why that never got ready, as it stood then: "waited for x, which ..."."""
+        self.reused_at: dict[str, float] = {}
+        """Per name given to a new member after its earlier one ended, when (the loop's
+        ``time.monotonic()``): a failure before that was the earlier member's."""
         self.up_when_stopped: frozenset[str] | None = None
         """The members whose run was ready (and running) when the cast began to stop: one
         that others waited for and was not, a restart's run say, held them back."""
@@ -74,6 +79,7 @@ class Outcomes:
         for table in (self.waiting_for, self.waiting_among, self.why_failed, self.gave_up,
                       self.ended_for_good, self.cannot_start, self._settled):
             table.pop(name, None)
+        self.reused_at[name] = time.monotonic()
 
     def failed(self, name: str, why: str, *, gave_up: str | None = None) -> None:
         """``name`` could not start, get ready or go on: ``why``, as a clause ("which ...");
@@ -242,7 +248,11 @@ class Outcomes:
                    else "that stopped the cast")
             decides = (" (a member's own failure decides it, not the "
                        f"{signal_name(interrupted_by)} {did})")
-        if started is not None and first.at < started:
+        if first.at < self.reused_at.get(first.name, -math.inf):
+            # (Its name was given to another member since: the summary is that one's.)
+            yield Note(f"exit status {first.status}: {first.reason}, of an earlier member of "
+                       "that name")
+        elif started is not None and first.at < started:
             yield Note(f"exit status {first.status}: {first.reason}, in an earlier run")
         elif (failed is not None and failed.returncode == 0) or interrupted_by is not None:
             # Its summary says code 0 (an exit before it was ready, a restart given up), or
