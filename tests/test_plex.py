@@ -2887,6 +2887,29 @@ def test_sigchld_ignored_once_the_plex_runs_is_said_and_set_back() -> None:
         result.stderr
 
 
+def test_a_member_the_program_reaped_itself_is_said_so() -> None:
+    """The program waited for its member's pid itself: the exit status is lost (it reads 0),
+    and the warning says what took it, not that SIGCHLD was ignored, which it was not."""
+    async def main() -> tuple[int, list[str]]:
+        async with AsyncPlex() as plex:
+            member = await plex.spawn("m", ["sh", "-c", "read x; exit 3"])
+            member.sendline("go")  # (written at once)
+            assert member.pid is not None
+            # Blocking on purpose, with no await since: the plex's loop has not seen it.
+            os.waitpid(member.pid, 0)  # noqa: ASYNC222
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                code = await member.wait()
+            return code, [str(w.message) for w in caught]
+
+    code, said = asyncio.run(asyncio.wait_for(main(), 60))
+    assert code == 0
+    assert said == ["the exit status of m is lost: something else in this process reaped it "
+                    "first (os.wait(), os.waitpid() on its pid or on -1, or SIGCHLD ignored "
+                    "for a moment), so it reads 0; leave the members' exits to pipeplex "
+                    "(wait(), returncode)"], said
+
+
 DIRTY_SIGNALS = """\
 import signal, sys, threading, warnings
 import pipeplex

@@ -254,10 +254,13 @@ class Process:
         if returncode is None:  # not yet; pidfds can wake early only in theory
             return
         if lost:
-            reap_children_again()
             said = (f"the exit status of {self.name} is lost: SIGCHLD was ignored in this "
                     f"process as it exited, so the kernel reaped it (it reads {returncode}); "
-                    "pipeplex set SIGCHLD back to its default")
+                    "pipeplex set SIGCHLD back to its default") if reap_children_again() else (
+                f"the exit status of {self.name} is lost: something else in this process "
+                f"reaped it first (os.wait(), os.waitpid() on its pid or on -1, or SIGCHLD "
+                f"ignored for a moment), so it reads {returncode}; leave the members' exits "
+                "to pipeplex (wait(), returncode)")
             self._bus.publish(Note(said, level="warning"))
             with contextlib.suppress(Warning):  # (made an error: not in the loop's callback)
                 warnings.warn(said, RuntimeWarning, stacklevel=1)
