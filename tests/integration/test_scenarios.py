@@ -2151,17 +2151,17 @@ def test_a_warning_in_test_mode_quotes_the_output_it_tells_of(tmp_path: Path) ->
 
 
 def test_a_stop_asked_for_cuts_the_steps_short_and_its_status_stands(tmp_path: Path) -> None:
-    """A signal during a long sleep step ends the run at once: the sleep does not run out,
-    the steps after it do not run against the stopped cast and fail, and the status is the
-    signal's, with a note of where the steps were."""
+    """A signal during a long sleep step ends the run at once: the sleep does not run out
+    (nor pass), the steps after it do not run against the stopped cast and fail, and the
+    status is the signal's, with a note of where the steps were."""
     case = _scenario(tmp_path, "[procs.srv]\ncmd = \"sh -c 'echo srv up; exec sleep 60'\"\n"
                                "[[step]]\nsleep = 60\n[[step]]\nsend = 'x'\nto = 'srv'\n")
     with Pipeplex("run", case, "--no-console", "--run-dir", tmp_path / "run") as plex:
         plex.expect(r"^srv \| srv up$")
         plex.signal(signal.SIGTERM)
         assert plex.wait() == 143, plex.text
-    assert (f"pipeplex * the stop cut the steps short: {case}:6 (send 'x' to srv) was next; "
-            "1 of 2 done\n") in plex.text, plex.text
+    assert (f"pipeplex * the stop cut the steps short: {case}:4 (sleep '60.0') was under "
+            "way; 0 of 2 done\n") in plex.text, plex.text
     assert "step failed" not in plex.text and "exit status" not in plex.text, plex.text
 
 
@@ -2239,3 +2239,61 @@ def test_the_members_an_interruption_killed_were_stopped_in_the_transcript(
     exits = [record for line in transcript.read_text().splitlines()
              if (record := json.loads(line)).get("e") == "exit"]
     assert [(e["p"], e["code"], e["stopped"]) for e in exits] == [("s", -9, True)], exits
+
+
+LISTEN_THEN_LINGER = (
+    "import signal, socket, sys, time\n"
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(50)\n"
+    "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(2), sys.exit(0)))\n"
+    "print('listening on', s.getsockname()[1], flush=True)\n"
+    "while True: s.accept()[0].close()\n")
+"""A server that keeps listening for 2 s after its SIGTERM."""
+
+
+def test_a_wait_port_after_the_cast_began_to_stop_still_looks(tmp_path: Path) -> None:
+    """The cast was stopping before the step began (job ended, on_exit = "stop"), and the
+    port still accepted: the step looks once and passes, rather than failing unlooked."""
+    server = json.dumps([sys.executable, "-c", LISTEN_THEN_LINGER])
+    case = _scenario(tmp_path, f"[procs.srv]\ncmd = {server}\n"
+                               "ready = 'listening on (?P<port>\\d+)'\n"
+                               "[procs.job]\ncmd = \"sh -c 'read x'\"\non_exit = 'stop'\n"
+                               "[[step]]\nsend = 'go'\nto = 'job'\n"
+                               "[[step]]\nwait_exit = 'job'\ncode = 0\n"
+                               "[[step]]\nwait_port = '{port}'\n")
+    result = run("test", "-v", case)
+    assert re.search(r"ok .* wait_port '\{port\}'", result.stdout), result.stdout
+    assert result.returncode == 0, result.stdout
+
+
+def test_a_stop_asked_for_once_the_cast_stopped_on_its_own_excuses_nothing(
+        tmp_path: Path) -> None:
+    """job ended and stopped the cast, which failed the step waiting on srv; a pipeplex
+    stop that came then changed nothing of that stop, and does not make the failure the
+    stop's doing: the run still exits 1 for its step."""
+    server = ("import signal, sys, time\n"
+              "signal.signal(signal.SIGTERM, lambda *a: (print('got term', flush=True), "
+              "time.sleep(2), sys.exit(0)))\n"
+              "print('ready', flush=True)\nwhile True: time.sleep(60)\n")
+    case = _scenario(tmp_path, f"[procs.srv]\ncmd = {json.dumps([sys.executable, '-c', server])}\n"
+                               "ready = 'ready'\n"
+                               "[procs.job]\ncmd = \"sh -c 'read x'\"\non_exit = 'stop'\n"
+                               "[[step]]\nsend = 'go'\nto = 'job'\n"
+                               "[[step]]\nexpect = 'never'\nin = 'srv'\ntimeout = 60\n")
+    run_dir = tmp_path / "run"
+    with Pipeplex("run", case, "--no-console", "--run-dir", run_dir) as plex:
+        plex.expect(r"^srv +\| got term$")  # (the cast's own stop is under way)
+        assert run("stop", "--no-wait", "--run-dir", run_dir).returncode == 0
+        assert plex.wait() == 1, plex.text
+    assert f"step failed: {case}:11: expect 'never' in srv" in plex.text, plex.text
+    assert "cut the steps short" not in plex.text, plex.text
+
+
+def test_a_wait_exit_that_fails_as_the_cast_stops_says_why_it_stops(tmp_path: Path) -> None:
+    case = _scenario(tmp_path, "[procs.srv]\ncmd = 'sleep 100'\n"
+                               "[procs.job]\ncmd = \"sh -c 'read x'\"\non_exit = 'stop'\n"
+                               "[[step]]\nsend = 'go'\nto = 'job'\n"
+                               "[[step]]\nwait_exit = 'srv'\ncode = 0\n")
+    result = run("test", case)
+    assert result.returncode == 1, result.stdout
+    assert ("srv killed by SIGTERM, expected code 0 (the cast was stopping: job exited with "
+            "code 0; stopping the cast (on_exit = stop))") in result.stdout, result.stdout

@@ -69,6 +69,10 @@ class CastState:
         self.interrupted_by: int | None = None
         self.stop_asked = False
         """A person or a client asked for the stop (not only the cast ending on its own)."""
+        self.stop_began_asked = False
+        """The stop began because a person or a client asked for it (a signal, ``pipeplex
+        stop``, ``:quit``), not because the cast came to it by itself: one asked for once
+        the cast was stopping changes nothing of what the stop did."""
         self.stopped_by: str | None = None
         """The member whose end stopped the cast (it could not start or get ready, gave up
         restarting, or ended with ``on_exit = "stop"``); None when nothing stops it, or
@@ -128,6 +132,7 @@ class CastState:
             return
         if interrupted_by is not None:
             self.interrupted_by = interrupted_by
+        self.stop_began_asked = asked or interrupted_by is not None
         if reason and not announced:
             self.bus.publish(Note(reason))
         self.stopped_by = by

@@ -170,6 +170,12 @@ class Engine:
         return self.state.stop_asked
 
     @property
+    def stop_began_asked(self) -> bool:
+        """The stop under way began because a person or a client asked for it (see
+        :attr:`CastState.stop_began_asked`)."""
+        return self.state.stop_began_asked
+
+    @property
     def stopped_by(self) -> str | None:
         """The member whose end stopped the cast (see :attr:`CastState.stopped_by`)."""
         return self.state.stopped_by

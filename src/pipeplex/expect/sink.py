@@ -85,6 +85,9 @@ class MatcherSink:
         then lock)."""
         self._members: dict[str, WatchedMember] = {}
         self._exits: dict[str, int] = {}
+        self._restart_exits: dict[str, int] = {}
+        """The exit of a run that a restart asked for ended: no wait's end, unless no run
+        follows it (:meth:`over`)."""
         # The hot path on its own (no test of the kind); the bus hands it Output only.
         self._unsubscribe = (bus.subscribe(self._output, [Output]),  # type: ignore[arg-type]
                              bus.subscribe(self, [Exited, Started]))
@@ -100,6 +103,7 @@ class MatcherSink:
         """Member ``name`` has left the cast: drop its output and its exit."""
         member = self._members.pop(name, None)
         held = member.held_exit if member is not None else None
+        held = self._restart_exits.pop(name, held)  # (removed as a restart was under way)
         returncode = self._exits.pop(name, 0 if held is None else held)
         if member is not None:
             member.gone = returncode
@@ -112,6 +116,8 @@ class MatcherSink:
         that exit (engines call this: :attr:`Engine.when_over`)."""
         member = self._members.get(name)
         returncode = self._exits.get(name)
+        if returncode is None and name in self._restart_exits:  # (a restart that never ran)
+            returncode = self._exits[name] = self._restart_exits.pop(name)
         if member is not None and returncode is not None:
             member.gone = returncode
             self._wake(member)
@@ -163,8 +169,11 @@ class MatcherSink:
                 buffer.release("stderr", final=True)
             ended = self._ended_at(event.name)
             member.exited_at = ended if ended is not None else time.monotonic()
-            if self._restarting(event.name):  # (a wait goes on to its next run; should that
-                return  # not come, the engine says the member is over: see Matcher.over)
+            if self._restarting(event.name):
+                # A wait goes on to its next run; should that not come (the cast stopped, the
+                # spawn failed), the engine says the member is over, and this exit ends it.
+                self._restart_exits[event.name] = event.returncode
+                return
             held = self._held_output_end(event.name)
             if held is not None and not held.done():
                 # What that process writes is shown, and may be what a wait is for: the
@@ -175,6 +184,7 @@ class MatcherSink:
             self._exits[event.name] = event.returncode
         elif isinstance(event, Started):
             self._exits.pop(event.name, None)
+            self._restart_exits.pop(event.name, None)
             member = self._member(event.name)
             member.gone = member.held_exit = member.exited_at = None  # (over, started again)
             member.over_when_held_ends = False

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator
 
 from ..participants._proc import proc_is_ours
 
-__all__ = ("LOOPBACK", "LOOPBACK_SAID", "listeners", "port_accepts", "ports_of", "sockets_of")
+__all__ = ("LOOPBACK", "LOOPBACK_SAID", "PORT_POLL", "listeners", "port_accepts", "ports_of",
+           "sockets_of")
 
 PORT_POLL = 0.05
 

@@ -25,7 +25,7 @@ from ..expect import EOF, TIMEOUT, Expectation, Matcher
 from ..inputs.router import ALL
 from ..participants import Process
 from ..readiness.lines import waits_for_prompt
-from ..readiness.ports import LOOPBACK_SAID, port_accepts
+from ..readiness.ports import LOOPBACK_SAID, PORT_POLL, port_accepts
 from .model import Scenario, Step
 
 __all__ = ("StepFailed", "StepResult", "run_steps", "stop_asked")
@@ -116,9 +116,10 @@ async def run_steps(
 
 
 def stop_asked(engine: Engine) -> bool:
-    """Whether a person or a client asked the cast to stop (a signal, ``pipeplex stop``,
-    ``:quit``), rather than the cast stopping on its own (a member's end)."""
-    return engine.stop_asked or engine.interrupted_by is not None
+    """Whether the cast's stop began because a person or a client asked for it (a signal,
+    ``pipeplex stop``, ``:quit``), rather than the cast coming to it on its own (a member's
+    end, which a request that comes later does not undo)."""
+    return engine.stopping and engine.stop_began_asked
 
 
 async def _unless_the_cast_stops(work: Awaitable[object], engine: Engine) -> bool:
@@ -341,7 +342,8 @@ async def _wait_exit(step: Step, value: str, run: _Run) -> None:
         hint = (f" (a death by {signal_name(-code)} is code = {code})"
                 if code < 0 and step.code == 128 - code else "")
         raise StepFailed(step, f"{value} {describe_returncode(code)}, expected code "
-                         f"{step.code}{hint}\n{engine.recent.describe(value)}", member=value)
+                         f"{step.code}{hint}{_why_stopping(engine, value)}\n"
+                         f"{engine.recent.describe(value)}", member=value)
     ended = process.last_run
     if started is not None and ended is not None and ended[0] == started:
         engine.exit_checked(value, started, ended[1])  # (as expected: not a failure)
@@ -354,7 +356,8 @@ async def _signal(step: Step, value: str, run: _Run) -> None:
     except SignalRefused as exc:
         raise StepFailed(step, str(exc), member=step.target) from None
     if not reached:
-        raise StepFailed(step, f"{step.target} is not running", member=step.target)
+        raise StepFailed(step, f"{step.target} is not running"
+                               f"{_why_stopping(run.engine, step.target)}", member=step.target)
 
 
 async def _close(step: Step, value: str, run: _Run) -> None:
@@ -368,6 +371,12 @@ async def _wait_port(step: Step, value: str, run: _Run) -> None:
     if not is_port(value):
         raise StepFailed(step, f"{value!r} is not a TCP port number (1-65535)")
     began = time.monotonic()
+    if run.engine.stopping:  # (before this step began: one look, as nothing opens it now)
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(port_accepts(int(value)), PORT_POLL)
+        raise StepFailed(step, f"nothing accepted connections on port {value} of "
+                         f"{LOOPBACK_SAID} as this step began"
+                         f"{_why_stopping(run.engine, None)}")
     try:
         accepted = await _unless_the_cast_stops(
             asyncio.wait_for(port_accepts(int(value)), run.timeout), run.engine)
@@ -385,8 +394,13 @@ async def _wait_port(step: Step, value: str, run: _Run) -> None:
 
 async def _sleep(step: Step, value: str, run: _Run) -> None:
     """A pause, cut short when the cast begins to stop: the steps after it then meet the
-    cast as it is (what they wait for may have come before its end)."""
-    await _unless_the_cast_stops(asyncio.sleep(float(value)), run.engine)
+    cast as it is (what they wait for may have come before its end). Cut short by a stop
+    that a person or a client asked for, it did not pass: the script ends there."""
+    began = time.monotonic()
+    if not await _unless_the_cast_stops(asyncio.sleep(float(value)), run.engine) and (
+            stop_asked(run.engine)):
+        raise StepFailed(step, f"cut short {time.monotonic() - began:.1f} s into it"
+                               f"{_why_stopping(run.engine, None)}")
 
 
 async def _restart(step: Step, value: str, run: _Run) -> None:
