@@ -957,6 +957,37 @@ def test_a_console_continued_in_the_background_takes_its_terminal_at_fg(
 
 
 @pytest.mark.usefixtures("state_home")
+def test_keys_typed_while_the_console_is_in_the_background_leave_it_running(
+        run_dir: Path) -> None:
+    """In the background, a line typed to the shell woke the console's reader, whose read
+    stopped pipeplex (SIGTTIN): the cast's output stopped, and at fg the read sat blocked
+    on the shell's cooked terminal, holding the loop. The reader lets go of the terminal in
+    the background, and the line is the console's once it is in the foreground again."""
+    with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir,
+                     prefix=(sys.executable, "-c", JOB_SHELL)) as plex:
+        plex.expect(r"^c>$")
+        shell = plex.proc.pid
+        job = int(Path(f"/proc/{shell}/task/{shell}/children").read_text())
+        os.kill(job, signal.SIGTSTP)
+        _until("pipeplex did not stop", lambda: _state(job) == "T")
+        os.kill(shell, signal.SIGUSR1)  # the shell takes the terminal,
+        _until("the shell did not take the terminal",
+               lambda: os.tcgetpgrp(plex.master or 0) != job)
+        os.kill(job, signal.SIGCONT)  # bg,
+        _until("pipeplex did not go on", lambda: _state(job) != "T")
+        plex.type("c: typed in the background\r")  # (a whole line: the terminal is cooked)
+        write_fifo(run_dir / "c.in", b"after the typing\n")
+        plex.expect(r"^c \| after the typing$")  # (the output goes on: not stopped)
+        assert _state(job) != "T"
+        os.kill(shell, signal.SIGUSR2)  # then fg
+        _until("the console did not take the terminal back",
+               lambda: not plex.terminal_flags() & termios.ICANON)
+        plex.expect(r"^c \| typed in the background$")
+        os.kill(job, signal.SIGTERM)
+        assert plex.wait() == 143
+
+
+@pytest.mark.usefixtures("state_home")
 def test_the_console_is_announced_once_its_keys_are_its_own(run_dir: Path) -> None:
     """"console: type NAME: ..." came a third of a second before the console set the
     terminal up: a Ctrl-Z typed on seeing it still suspended pipeplex. It comes once Ctrl-Z

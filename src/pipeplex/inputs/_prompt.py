@@ -39,7 +39,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 
 from ._prompt_history import KeptHistory, console_history
 from ._prompt_line import MemberCompleter, SecretShownAsStars, key_bindings
-from ._prompt_raw_mode import RawInput, foreground
+from ._prompt_raw_mode import FOREGROUND_LOOK, RawInput, foreground
 from .stdin import hung_up
 
 if TYPE_CHECKING:
@@ -149,10 +149,6 @@ async def _in_foreground_again(session: PromptSession[str], fd: int, raw: list[A
             _take_terminal_back(session, fd, raw)
             return
         await asyncio.sleep(FOREGROUND_LOOK)
-
-
-FOREGROUND_LOOK = 0.25
-"""Seconds between two looks for the foreground, after a ``bg``."""
 
 
 def _take_terminal_back(session: PromptSession[str], fd: int, raw: list[Any]) -> None:

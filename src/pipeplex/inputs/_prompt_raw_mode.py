@@ -9,11 +9,13 @@ paste they are.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import termios
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TextIO
 
@@ -23,7 +25,7 @@ from prompt_toolkit.keys import Keys
 
 from .._signals import inherited_as_ignored
 
-__all__ = ("RawInput", "foreground")
+__all__ = ("FOREGROUND_LOOK", "RawInput", "foreground")
 
 
 class RawInput(Vt100Input):
@@ -54,6 +56,43 @@ class RawInput(Vt100Input):
             self._raw -= 1
             if self._raw == 0:
                 self._on_raw(fd, None)
+
+    def attach(self, input_ready_callback: Callable[[], None]) -> AbstractContextManager[None]:
+        return self._attached_in_the_foreground(input_ready_callback)
+
+    @contextlib.contextmanager
+    def _attached_in_the_foreground(self, callback: Callable[[], None]) -> Iterator[None]:
+        """prompt_toolkit's attach, but keys are read only while pipeplex is the terminal's
+        foreground job. In the background (``bg``), the keys typed to the shell wake the
+        reader too: its read stopped pipeplex (SIGTTIN), and at ``fg`` it was left blocked
+        in that read, on a terminal the shell had made cooked, holding the whole loop
+        (Ctrl-C, the members' output, clients) until someone pressed Enter. So the reader
+        lets go of the terminal in the background, and looks a few times a second for the
+        foreground (no event says it) to take it again."""
+        loop = asyncio.get_running_loop()
+        fd = self.fileno()
+        later: list[asyncio.TimerHandle] = []
+
+        def look() -> None:
+            later.clear()
+            if foreground(fd):
+                loop.add_reader(fd, ready)
+            else:
+                later.append(loop.call_later(FOREGROUND_LOOK, look))
+
+        def ready() -> None:
+            if self.closed or foreground(fd):
+                callback()
+            elif not later:
+                loop.remove_reader(fd)
+                later.append(loop.call_later(FOREGROUND_LOOK, look))
+
+        with super().attach(ready):
+            try:
+                yield
+            finally:
+                for handle in later:
+                    handle.cancel()
 
     def read_keys(self) -> list[KeyPress]:
         return _as_paste(super().read_keys())
@@ -135,6 +174,9 @@ def foreground(fd: int) -> bool:
     except OSError:
         return False
 
+
+FOREGROUND_LOOK = 0.25
+"""Seconds between two looks for the foreground, in the background (after a ``bg``)."""
 
 _DISABLED = b"\0"
 """A special character set to this is disabled (``_POSIX_VDISABLE``, 0 on Linux)."""
