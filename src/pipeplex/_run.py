@@ -10,6 +10,7 @@ TaskGroup beside the engine; an error in either reaches the engine through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -182,10 +183,16 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         if isatty:  # (members on a pty follow the terminal's width)
             on_resize = _follow_size(engine, options.output_fd, renderer.prefix_width)
             loop.add_signal_handler(signal.SIGWINCH, on_resize)
+        mode = console_mode(options.stdin_fd, options.output_fd) if options.console else None
+        if mode == "prompt":  # (loaded while the signals are held: see below)
+            with contextlib.suppress(ImportError):  # (the console says it, and reads lines)
+                from .inputs import _prompt  # noqa: F401
         # They are ours now: let in what came while the run set up (``pipeplex run`` holds
         # them back until here, so that a Ctrl-C does not land halfway through the set-up).
         # A stop signal that came is taken here and now, not once the loop reads it: by
-        # then the first members would have started.
+        # then the first members would have started. From here on one is taken at the
+        # loop's next pass, and nothing long runs before the first wave (the prompt's 85 ms
+        # of imports did: a Ctrl-C in them let the first members start, then stopped them).
         for sig in sorted(signal.sigpending() & set(handled)):
             if signal.sigtimedwait([sig], 0) is not None:
                 on_signal(sig)
@@ -204,7 +211,6 @@ async def run_cast(cast: CastSpec, options: RunOptions = RunOptions()) -> int:
         bus.publish(Note(f"run folder {printable(os.fspath(inputs.path))}: write a line to "
                          "NAME.in (or all.in) to send it to a member, or use pipeplex send NAME "
                          "TEXT"))
-        mode = console_mode(options.stdin_fd, options.output_fd) if options.console else None
         if options.console and mode is None and (why := why_no_console(options.stdin_fd)):
             bus.publish(Note(why))
         console = None

@@ -134,6 +134,10 @@ class Console:
 
         ``writer`` is the terminal's writer, which the prompt holds while it is shown.
         """
+        # The first wave spawns before the prompt is set up (milliseconds of work in one
+        # go): a Ctrl-C in them would be taken only once the wave had started.
+        await self.engine.wait_began()
+        await asyncio.sleep(0)  # (a yield: the wave's supervisors, made at the run's begin)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
