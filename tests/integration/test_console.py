@@ -919,6 +919,21 @@ def test_a_sigtstp_from_elsewhere_gives_the_shell_its_terminal_back(run_dir: Pat
         assert plex.wait() == 143
 
 
+def _continued_in_the_background(plex: PtyPipeplex) -> tuple[int, int]:
+    """Under JOB_SHELL: pipeplex stopped (SIGTSTP), the terminal the shell's, and pipeplex
+    continued in the background, as `bg` does. The shell's pid and pipeplex's."""
+    shell = plex.proc.pid
+    job = int(Path(f"/proc/{shell}/task/{shell}/children").read_text())
+    os.kill(job, signal.SIGTSTP)
+    _until("pipeplex did not stop", lambda: _state(job) == "T")
+    os.kill(shell, signal.SIGUSR1)  # the shell takes the terminal,
+    _until("the shell did not take the terminal",
+           lambda: os.tcgetpgrp(plex.master or 0) != job)
+    os.kill(job, signal.SIGCONT)  # bg
+    _until("pipeplex did not go on", lambda: _state(job) != "T")
+    return shell, job
+
+
 @pytest.mark.usefixtures("state_home")
 def test_a_console_continued_in_the_background_takes_its_terminal_at_fg(
         run_dir: Path) -> None:
@@ -928,15 +943,7 @@ def test_a_console_continued_in_the_background_takes_its_terminal_at_fg(
     with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir,
                      prefix=(sys.executable, "-c", JOB_SHELL)) as plex:
         plex.expect(r"^c>$")
-        shell = plex.proc.pid
-        job = int(Path(f"/proc/{shell}/task/{shell}/children").read_text())
-        os.kill(job, signal.SIGTSTP)
-        _until("pipeplex did not stop", lambda: _state(job) == "T")
-        os.kill(shell, signal.SIGUSR1)  # the shell takes the terminal,
-        _until("the shell did not take the terminal",
-               lambda: os.tcgetpgrp(plex.master or 0) != job)
-        os.kill(job, signal.SIGCONT)  # bg,
-        _until("pipeplex did not go on", lambda: _state(job) != "T")
+        shell, job = _continued_in_the_background(plex)
         assert plex.terminal_flags() & termios.ICANON  # (the shell's terminal still)
         # Output comes in the background, as any job's does, but no prompt: drawn after
         # each burst (bracketed paste switched on with it), it sat on the shell's line.
@@ -966,15 +973,7 @@ def test_keys_typed_while_the_console_is_in_the_background_leave_it_running(
     with PtyPipeplex("run", "-p", "c=cat", "--run-dir", run_dir,
                      prefix=(sys.executable, "-c", JOB_SHELL)) as plex:
         plex.expect(r"^c>$")
-        shell = plex.proc.pid
-        job = int(Path(f"/proc/{shell}/task/{shell}/children").read_text())
-        os.kill(job, signal.SIGTSTP)
-        _until("pipeplex did not stop", lambda: _state(job) == "T")
-        os.kill(shell, signal.SIGUSR1)  # the shell takes the terminal,
-        _until("the shell did not take the terminal",
-               lambda: os.tcgetpgrp(plex.master or 0) != job)
-        os.kill(job, signal.SIGCONT)  # bg,
-        _until("pipeplex did not go on", lambda: _state(job) != "T")
+        shell, job = _continued_in_the_background(plex)
         plex.type("c: typed in the background\r")  # (a whole line: the terminal is cooked)
         write_fifo(run_dir / "c.in", b"after the typing\n")
         plex.expect(r"^c \| after the typing$")  # (the output goes on: not stopped)

@@ -915,14 +915,14 @@ def test_a_shell_on_a_full_terminal_running_a_command_stops_as_a_closed_window(
     wait_exited(job)
 
 
-GRACEFUL = ("import signal, sys, time\n"
+GRACEFUL = ("import signal, sys\n"
             "def bye(signum, frame):\n"
             "    print('graceful shutdown on', signal.Signals(signum).name, flush=True)\n"
             "    sys.exit(0)\n"
             "signal.signal(signal.SIGTERM, bye)\n"
             "signal.signal(signal.SIGINT, bye)\n"
             "print('up', flush=True)\n"
-            "while True: time.sleep(60)\n")
+            "while True: signal.pause()\n")
 """A server that shuts down gracefully on SIGTERM or SIGINT, and leaves SIGHUP as it is."""
 
 

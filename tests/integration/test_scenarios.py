@@ -2241,21 +2241,21 @@ def test_the_members_an_interruption_killed_were_stopped_in_the_transcript(
     assert [(e["p"], e["code"], e["stopped"]) for e in exits] == [("s", -9, True)], exits
 
 
-LISTEN_THEN_LINGER = (
-    "import signal, socket, sys, time\n"
+LISTEN_THROUGH_SIGTERM = (
+    "import signal, socket\n"
     "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(50)\n"
-    "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(2), sys.exit(0)))\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     "print('listening on', s.getsockname()[1], flush=True)\n"
     "while True: s.accept()[0].close()\n")
-"""A server that keeps listening for 2 s after its SIGTERM."""
+"""A server that goes on listening through the stop's SIGTERM, until its SIGKILL."""
 
 
 def test_a_wait_port_after_the_cast_began_to_stop_still_looks(tmp_path: Path) -> None:
     """The cast was stopping before the step began (job ended, on_exit = "stop"), and the
     port still accepted: the step looks once and passes, rather than failing unlooked."""
-    server = json.dumps([sys.executable, "-c", LISTEN_THEN_LINGER])
+    server = json.dumps([sys.executable, "-c", LISTEN_THROUGH_SIGTERM])
     case = _scenario(tmp_path, f"[procs.srv]\ncmd = {server}\n"
-                               "ready = 'listening on (?P<port>\\d+)'\n"
+                               "ready = 'listening on (?P<port>\\d+)'\nstop_timeout = 1\n"
                                "[procs.job]\ncmd = \"sh -c 'read x'\"\non_exit = 'stop'\n"
                                "[[step]]\nsend = 'go'\nto = 'job'\n"
                                "[[step]]\nwait_exit = 'job'\ncode = 0\n"
@@ -2270,10 +2270,10 @@ def test_a_stop_asked_for_once_the_cast_stopped_on_its_own_excuses_nothing(
     """job ended and stopped the cast, which failed the step waiting on srv; a pipeplex
     stop that came then changed nothing of that stop, and does not make the failure the
     stop's doing: the run still exits 1 for its step."""
-    server = ("import signal, sys, time\n"
-              "signal.signal(signal.SIGTERM, lambda *a: (print('got term', flush=True), "
-              "time.sleep(2), sys.exit(0)))\n"
-              "print('ready', flush=True)\nwhile True: time.sleep(60)\n")
+    server = ("import signal, sys\n"  # (it ends at the SIGUSR1 below)
+              "signal.signal(signal.SIGTERM, lambda *a: print('got term', flush=True))\n"
+              "signal.signal(signal.SIGUSR1, lambda *a: sys.exit(0))\n"
+              "print('ready', flush=True)\nwhile True: signal.pause()\n")
     case = _scenario(tmp_path, f"[procs.srv]\ncmd = {json.dumps([sys.executable, '-c', server])}\n"
                                "ready = 'ready'\n"
                                "[procs.job]\ncmd = \"sh -c 'read x'\"\non_exit = 'stop'\n"
@@ -2283,6 +2283,7 @@ def test_a_stop_asked_for_once_the_cast_stopped_on_its_own_excuses_nothing(
     with Pipeplex("run", case, "--no-console", "--run-dir", run_dir) as plex:
         plex.expect(r"^srv +\| got term$")  # (the cast's own stop is under way)
         assert run("stop", "--no-wait", "--run-dir", run_dir).returncode == 0
+        assert run("signal", "srv", "USR1", "--run-dir", run_dir).returncode == 0
         assert plex.wait() == 1, plex.text
     assert f"step failed: {case}:11: expect 'never' in srv" in plex.text, plex.text
     assert "cut the steps short" not in plex.text, plex.text
