@@ -3,7 +3,7 @@ API and the pytest plugin (a grace, a timeout, a ready_timeout); and how one is 
 
 from __future__ import annotations
 
-__all__ = ("SECONDS_SAID", "is_seconds", "seconds_meant", "seconds_said")
+__all__ = ("SECONDS_SAID", "is_seconds", "seconds_meant", "seconds_said", "seconds_waited")
 
 SHORTEST = 0.001
 """A millisecond: less is no wait the loop can keep (``1e-300`` gave "ignored SIGTERM for
@@ -25,6 +25,16 @@ def is_seconds(value: object) -> bool:
 def seconds_said(value: float) -> str:
     """A grace as it was given: ``1.0``, ``0.25``, ``0.01`` (not ``0.0``)."""
     return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+
+
+def seconds_waited(waited: float, meant: float, *, slack: float = 0.1) -> str:
+    """A wait of ``meant`` seconds that took ``waited``: said as it was given when it kept
+    to it (within ``slack``), else as it was. A grace is longer than given when pipeplex
+    was held up (stopped with SIGSTOP or Ctrl-Z), or in a later turn (a member whose stdin
+    closed with the whole cast's); shorter when it was cut short."""
+    if abs(waited - meant) < slack:
+        return seconds_said(meant)
+    return f"{waited:.1f}" if waited >= 1 else f"{waited:.2f}"
 
 
 _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,

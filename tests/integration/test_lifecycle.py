@@ -253,6 +253,24 @@ def test_a_member_ignoring_sigterm_gets_sigkill_after_the_grace(run_dir: Path) -
         assert plex.wait() == 143
 
 
+def test_a_grace_pipeplex_was_stopped_through_is_said_as_long_as_it_was(run_dir: Path) -> None:
+    """pipeplex itself stopped (SIGSTOP, Ctrl-Z) during a member's grace: the SIGKILL's line
+    says how long the member really had, not the grace it was given."""
+    held = 2.5  # (past the grace by more than a busy machine's late timer)
+    with Pipeplex("run", "-p", f"stuck={sys.executable} {PROGS / 'ignore_term.py'}",
+                  "--grace", "1", "--run-dir", run_dir) as plex:
+        plex.expect(r"^stuck \| ignoring SIGTERM$")
+        plex.signal(signal.SIGTERM)
+        plex.expect(r"^stuck \* closed its stdin; sent SIGTERM to its process group$")
+        plex.signal(signal.SIGSTOP)
+        time.sleep(held)  # (not a wait for anything: pipeplex held up is what is tested)
+        plex.signal(signal.SIGCONT)
+        said = plex.expect(r"^stuck \* ignored SIGTERM for (\d+\.\d) s; sent SIGKILL to its "
+                           r"process group$")
+        assert float(said[1]) >= held, said[0]
+        assert plex.wait() == 143
+
+
 def test_a_group_killed_with_its_member_gets_no_second_escalation_line(run_dir: Path) -> None:
     """Member and child both ignore SIGTERM: one SIGKILL to the group ends both, and it is
     announced once (the child, still on its way out, is no leftover to escalate)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from .._bus import Bus
 from .._events import Level, Note
-from .._seconds import seconds_said
+from .._seconds import seconds_said, seconds_waited
 from .._signals import describe_returncode, signal_name
 from ..errors import SignalRefused, SpawnError
 from ..participants import Process
@@ -36,10 +36,10 @@ StopCommand = Callable[[Process, bytearray, Callable[[], None]], Awaitable[int]]
 the callable once it runs; its return code (raises :class:`SpawnError` if it cannot start;
 cancelled, it is killed)."""
 
-LATE_TURN = 0.1
-"""Seconds past (or short of) its grace at EOF from which a member's stop says how long its
-stdin has been closed, rather than the grace (a turn that came late, after a later wave's
-grace; or a grace cut short)."""
+HELD_UP = 1.0
+"""Seconds past its grace from which a stop says how long a member really had (pipeplex
+itself was stopped meanwhile, by SIGSTOP or Ctrl-Z) rather than the grace: well past a
+timer that a busy machine keeps late."""
 
 EOF_GRACE = 0.3
 """Seconds a member gets to end at EOF on its stdin before SIGTERM, where a stop closes
@@ -175,13 +175,12 @@ class Stopper:
             # The grace, or the time it really was: a turn that came well after that grace
             # (its stdin closed with the whole cast's, a later wave took its own grace to
             # stop), or a grace cut short (a second Ctrl-C).
-            since = loop.time() - closed_at
-            waited = (seconds_said(stdin_grace) if abs(since - stdin_grace) < LATE_TURN
-                      else f"{since:.1f}" if since >= 1 else f"{since:.2f}")
+            waited = seconds_waited(loop.time() - closed_at, stdin_grace)
             said = f"still running {waited} s after its stdin closed; "
         refused = None
         escaped: asyncio.Future[None] | None = None
         ignored = f"ignored {_asked(member)} for {{s}} s"
+        asked_at = loop.time()  # (the grace counts from here, a stop_cmd's or a signal's)
         try:
             # (Not once the graces are skipped: the command would be killed as it starts.)
             if not exit_seen.done() and member.spec.stop_cmd is not None and (
@@ -205,7 +204,7 @@ class Stopper:
             await _seen_if_exited(member, exit_seen)
             await self._kill(member, pid, exit_seen, grace=grace, refused=refused,
                              termed_at=termed_at, hurried=any(f.done() for f in forced),
-                             ignored=ignored)
+                             ignored=ignored, asked_at=asked_at)
             if escaped is None and self.outside.looking:  # (it ended at EOF: in its wave)
                 escaped = asyncio.ensure_future(self.outside.stop_with(member))
             if escaped is not None:
@@ -275,17 +274,21 @@ class Stopper:
 
     async def _kill(self, member: Process, pid: int, exit_seen: asyncio.Future[Any], *,
                     grace: float, refused: SignalRefused | None,
-                    termed_at: float | None, hurried: bool, ignored: str) -> None:
+                    termed_at: float | None, hurried: bool, ignored: str,
+                    asked_at: float) -> None:
         """SIGKILL to the group if its grace is over (or was skipped: ``hurried``) and the
         run still goes on; then what the run left in its group. ``ignored``: what the run
-        did with how it was asked to stop, ``{s}`` the grace (``ignored SIGTERM for {s} s``)."""
+        did with how it was asked to stop (at ``asked_at``), ``{s}`` the seconds since
+        (``ignored SIGTERM for {s} s``)."""
         killed = False
         if not exit_seen.done():
+            # (The grace, unless pipeplex was held up well past it: a SIGSTOP.)
+            after = seconds_waited(asyncio.get_running_loop().time() - asked_at, grace,
+                                   slack=HELD_UP)
             try:
                 member.signal_to_stop(signal.SIGKILL)
             except SignalRefused as no_kill:
                 # Nothing pipeplex may do: it is said, with how to do it, and waited for.
-                after = seconds_said(grace)
                 waited = ("" if hurried else f"still running after {after} s, "
                           "and " if refused else f"{ignored.format(s=after)}, and ")
                 self._announce(member, f"{waited}may not be killed: its processes run as "
@@ -297,8 +300,8 @@ class Stopper:
                 if hurried:
                     self._announce(member, "sent SIGKILL to its process group", "warning")
                 else:
-                    self._announce(member, f"{ignored.format(s=seconds_said(grace))}; sent "
-                                           "SIGKILL to its process group", "warning")
+                    self._announce(member, f"{ignored.format(s=after)}; sent SIGKILL to its "
+                                           "process group", "warning")
             await asyncio.shield(exit_seen)
         if member.pid == pid:
             await self.stop_leftovers(member, termed_at=termed_at, killed=killed)
@@ -351,7 +354,8 @@ class Stopper:
             what = "sent SIGKILL to the processes left in its process group"
         else:
             what = (f"processes left in its process group ignored {_asked(member)} for "
-                    f"{seconds_said(grace)} s; sent them SIGKILL")
+                    f"{seconds_waited(loop.time() - termed_at, grace, slack=HELD_UP)} s; sent them "
+                    "SIGKILL")
         try:
             member.signal_to_stop(signal.SIGKILL)
         except SignalRefused as refused:  # (those that took SIGTERM were ours)
