@@ -253,7 +253,10 @@ def _stop_options(parser: argparse.ArgumentParser) -> None:
 
 
 def stop(args: argparse.Namespace) -> None:
-    """Stop the whole cast gracefully, like Ctrl-C in its terminal; wait until it ended."""
+    """Stop the whole cast gracefully, as the console's :quit does; wait until it ended.
+
+    Each member's stdin is closed first, with 0.3 s to end at EOF, then come its stop signal,
+    the grace and SIGKILL."""
     from ..errors import RequestFailed
     from ..inputs.rundir import SOCKET_NAME
 
