@@ -45,7 +45,10 @@ _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 
 def seconds_meant(value: object, *, quoted: bool = True) -> str:
     """For a duration written as text (``"5s"``, ``"500ms"``, ``"2m"``, ``"5"``), what to
     write instead: ``; write 5 (seconds, as a number: no quotes, no unit)``; else ``""``.
-    ``quoted``: the text was in quotes (TOML); else it was a word (an option, an ini)."""
+    ``quoted``: the text was in quotes (TOML); else it was a word (an option, an ini). For
+    a 0 (refused: no wait a timer keeps), the short one to give instead."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return "; for next to no wait, give a short one such as 0.1"
     if not isinstance(value, str):
         return ""
     text = value.strip().lower()

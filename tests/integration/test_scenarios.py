@@ -1761,7 +1761,7 @@ def test_a_timeout_factor_is_taken_and_said(tmp_path: Path) -> None:
     assert result.stdout.splitlines()[-1].endswith(" s (timeouts x2.5)")
     refused = run("test", case, "--timeout-factor", "0")
     assert refused.returncode == 2
-    assert "argument --timeout-factor: 0.0 is not a number from 0.01 to 1000" in (
+    assert "argument --timeout-factor: '0' is not a number from 0.01 to 1000" in (
         refused.stderr)
 
 
@@ -1958,6 +1958,27 @@ def test_a_path_written_from_the_cast_files_folder_is_said_to_be(tmp_path: Path)
     assert (f"a: command not found: './app' (cmd = './app'); it is looked for in the folder "
             f"pipeplex runs in ({tmp_path}), not in the cast file's (tests), where it is: set "
             'cwd = "." to run a there') in refused.stdout, refused.stdout
+
+
+def test_a_later_members_program_beside_the_cast_file_is_said_to_be(tmp_path: Path) -> None:
+    """A member that starts later has its program looked for only then (an earlier one may
+    build it): one written from the cast file's folder is said to be as the run starts, and
+    its failed start says so too, with the fix."""
+    suite = tmp_path / "tests"
+    suite.mkdir()
+    app = suite / "app"
+    app.write_text("#!/bin/sh\necho app runs\n")
+    app.chmod(0o755)
+    _scenario(suite, "[procs.b]\ncmd = 'true'\nready_exit = true\n"
+                     "[procs.a]\ncmd = './app'\nafter = ['b']\n", "later.toml")
+    result = run("test", "tests/later.toml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (f"note: tests/later.toml:5: a's command names './app', which is not in the folder "
+            f"it runs in ({tmp_path}, pipeplex's) but in the cast file's (tests): set "
+            'cwd = "." to run a there') in result.stdout, result.stdout
+    assert (f"a: cannot start './app': command not found: './app'; it is looked for in the "
+            f"folder pipeplex runs in ({tmp_path}), not in the cast file's (tests), where it "
+            'is: set cwd = "." to run a there') in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("ready", ["", "ready = 'up'\n"])

@@ -174,9 +174,11 @@ def test_a_mistyped_command_or_option_gets_the_close_one_named(
 @pytest.mark.parametrize(
     ("words", "said"),
     [
-        (["run", "-p", "a=true", "--grace", "0"], "0.0 is not a number of seconds from 0.001"),
+        (["run", "-p", "a=true", "--grace", "0"],
+         "'0' is not a number of seconds from 0.001 to below 1e9; for next to no wait, give a "
+         "short one such as 0.1"),
         (["run", "-p", "a=true", "--grace", "1e-300"],
-         "1e-300 is not a number of seconds from 0.001 to below 1e9"),
+         "'1e-300' is not a number of seconds from 0.001 to below 1e9"),
         (["run", "-p", "a=true", "--grace", "soon"], "'soon' is not a number of seconds"),
         (["run", "-p", "a=true", "--grace", "500ms"],
          "'500ms' is not a number of seconds; write 0.5 (seconds, without a unit)"),

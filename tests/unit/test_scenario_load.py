@@ -499,7 +499,8 @@ def test_a_plain_cast_file_keeps_the_members_own_ready_timeout() -> None:
     ("defaults", "message"),
     [
         ("timeout = 0",
-         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not 0"),
+         "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not 0; for "
+         "next to no wait, give a short one such as 0.1"),
         ("timeout = -1",
          "defaults.timeout must be a number of seconds from 0.001 to below 1e9, not -1"),
         ("timeout = true",

@@ -31,7 +31,8 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number of seconds"
                                          f"{seconds_meant(text, quoted=False)}") from None
     if not is_seconds(value):
-        raise argparse.ArgumentTypeError(f"{value} is not {SECONDS_SAID}")
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not {SECONDS_SAID}"
+                                         f"{seconds_meant(value, quoted=False)}")
     return value
 
 
@@ -50,7 +51,7 @@ def _factor(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number") from None
     if not 0.01 <= value <= 1000:  # (also refuses nan and inf: 1e-300 made every wait 0 s)
-        raise argparse.ArgumentTypeError(f"{value} is not a number from 0.01 to 1000")
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number from 0.01 to 1000")
     return value
 
 
