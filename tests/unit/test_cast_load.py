@@ -304,6 +304,31 @@ class TestMemberKeys:
             f"{tmp_path / 'cast.toml'}:2: web's command has a comment, '#12 fixed', which is "
             "not passed to it, as in a shell; quote it ('#12') if it is meant as an argument"]
 
+    def test_member_keys_written_below_the_env_header_are_said(self, tmp_path: Path) -> None:
+        """A table takes every key up to the next header: a member's keys below its
+        ``[procs.NAME.env]`` are env variables. One a variable may hold is said (a program
+        may read it); one it may not is refused, with why; a key directly below [procs],
+        where members go, is refused with where the member's name goes."""
+        path = tmp_path / "cast.toml"
+        cast = load(tmp_path, '[procs.a]\ncmd = "serve"\n[procs.a.env]\nX = 1\nready = "up"\n')
+        fix = ("a table's keys run to the next header; write ready above [procs.a.env], with "
+               "a's other keys")
+        assert cast_warnings(cast) == [
+            f"{path}:5: a's env sets the variable ready = 'up'; if it was meant as the "
+            f"member's own ready, ready is a member's key, which written below [procs.a.env] "
+            f"is one of env's: {fix}"]
+        refused, _ = error(tmp_path, '[procs.a]\ncmd = "serve"\n[procs.a.env]\nX = 1\n'
+                                     'after = ["b"]\n')
+        assert str(refused) == (
+            f"{path}:5: a: env after = ['b']: a value is a string or a number (after is a "
+            "member's key, which written below [procs.a.env] is one of env's: a table's keys "
+            "run to the next header; write after above [procs.a.env], with a's other keys)")
+        unnamed, _ = error(tmp_path, '[procs]\ncmd = "serve"\n')
+        assert str(unnamed) == (
+            f"{path}:2: procs.cmd = 'serve' is a member's key written below [procs] itself, "
+            "where members go: name the member in the header, [procs.NAME] (such as "
+            "[procs.server]), and write its keys below it")
+
     def test_a_slip_in_a_ready_cmd_variable_is_said(self, tmp_path: Path) -> None:
         """A name no member captures reaches the check as written: the run says which one
         was likely meant, at the ready_cmd's line."""

@@ -40,7 +40,7 @@ from .spec import (
 )
 from .variables import never_a_port
 
-__all__ = ("PROC_KEYS", "for_member", "proc_from_table", "suggest_key")
+__all__ = ("PROC_KEYS", "for_member", "member_key_in_env", "proc_from_table", "suggest_key")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 
@@ -86,6 +86,11 @@ def proc_from_table(
         raise CastError(f"procs.{name} is written [[procs.{name}]], an array of tables: write "
                         f"[procs.{name}], in single brackets (a member is one table)",
                         source=here)
+    if not isinstance(table, dict) and name in PROC_KEYS:  # ([procs] then cmd = ...)
+        raise CastError(f"procs.{name} = {toml_value(table)} is a member's key written below "
+                        "[procs] itself, where members go: name the member in the header, "
+                        "[procs.NAME] (such as [procs.server]), and write its keys below it",
+                        source=here)
     if not isinstance(table, dict):
         raise CastError(f"procs.{name} must be a table with at least cmd = ..., not "
                         f"{toml_value(table)}: write [procs.{name}] and cmd = ... on the next "
@@ -109,6 +114,9 @@ def proc_from_table(
                 reader(read, key, table[key])
     mistakes.raise_any()
     sources = {key: found for key in table if (found := where("procs", name, key))}
+    for variable in read.fields.get("env", {}):  # (for the warning of env_key_warnings)
+        if variable in PROC_KEYS and (found := where("procs", name, "env", variable)):
+            sources[f"env.{variable}"] = found
     fields = read.fields if "ready_cmd_timeout" in table else (
         for_member(read.fields, "ready_cmd" in read.fields))
     return ProcSpec(name=name, source=here, key_sources=sources, **fields,
@@ -203,12 +211,21 @@ def _read_env(read: _Read, key: str, env: Any) -> None:
             forms = '"true" or "1"' if value is True else '"false", "0" or ""'
             hint = (f" (write it in quotes, in the form the program reads: {forms})"
                     if isinstance(value, bool) else "")
+            if variable in PROC_KEYS:  # (written below [procs.NAME.env], not above it)
+                hint = f" ({member_key_in_env(read.name, variable)})"
             raise read.error(key, f"env {shown} = {toml_value(value)}: a value is a string or "
                                   f"a number{hint}", variable)
         problem = env_problem(variable, str(value))
         if problem:
             raise read.error(key, f"env {problem}", variable)
     read.fields["env"] = {str(k): str(v) for k, v in env.items()}
+
+
+def member_key_in_env(name: str, key: str) -> str:
+    """Why a member's ``key`` is among its env variables, and what to write instead."""
+    return (f"{key} is a member's key, which written below [procs.{name}.env] is one of "
+            f"env's: a table's keys run to the next header; write {key} above "
+            f"[procs.{name}.env], with {name}'s other keys")
 
 
 def _read_cwd(read: _Read, key: str, folder: Any) -> None:

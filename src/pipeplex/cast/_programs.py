@@ -26,7 +26,7 @@ from .spec import (
     variables_in,
 )
 
-__all__ = ("SHELL_BUILTINS", "beside_the_file", "check_commands")
+__all__ = ("SHELL_BUILTINS", "beside_hint", "beside_the_file", "check_commands")
 __tracebackhide__ = ours_in_tracebacks  # (pytest: see there)
 
 
@@ -82,7 +82,7 @@ def _check_command(proc: ProcSpec, found: dict[tuple[str, str], bool],
         if found_program is None and not why:
             raise CastError(f"{proc.name}: command not found: {program!r} "
                             f"(cmd = {proc.command_text!r})"
-                            f"{_no_shell_hint(proc) or _beside_hint(proc, program)}",
+                            f"{_no_shell_hint(proc) or beside_hint(proc, program)}",
                             source=proc.where("cmd"))
         if found_program is None:
             raise CastError(f"{proc.name}: {program!r} cannot be reached{why} (cmd = "
@@ -182,7 +182,9 @@ def beside_the_file(proc: ProcSpec, path: str) -> bool:
     return _look_at(there / path)[0] is not None and there.resolve() != Path.cwd().resolve()
 
 
-def _beside_hint(proc: ProcSpec, program: str) -> str:
+def beside_hint(proc: ProcSpec, program: str) -> str:
+    """For a ``program`` not found: where it is, and what to write, if it is beside the
+    cast file; else ''."""
     if not beside_the_file(proc, program):
         return ""
     return (f"; it is looked for in the folder pipeplex runs in ({os.getcwd()}), not in the "

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from .._suggest import close_match
+from ._member_table import PROC_KEYS, member_key_in_env
 from ._programs import SHELL_BUILTINS, beside_the_file
 from .checks import closure, identifier, key_using
 from .spec import (
@@ -28,7 +29,7 @@ from .spec import (
 )
 
 __all__ = ("cast_warnings", "check_limit_warnings", "comment_warnings", "echo_warning_filled",
-           "path_warnings", "shell_syntax_warnings", "variable_warnings")
+           "env_key_warnings", "path_warnings", "shell_syntax_warnings", "variable_warnings")
 
 
 def cast_warnings(cast_spec: CastSpec) -> list[str]:
@@ -37,7 +38,19 @@ def cast_warnings(cast_spec: CastSpec) -> list[str]:
     and ``{names}`` no member captures."""
     return [*comment_warnings(cast_spec), *shell_syntax_warnings(cast_spec),
             *path_warnings(cast_spec), *variable_warnings(cast_spec),
-            *check_limit_warnings(cast_spec), *echo_warnings(cast_spec)]
+            *check_limit_warnings(cast_spec), *echo_warnings(cast_spec),
+            *env_key_warnings(cast_spec)]
+
+
+def env_key_warnings(cast_spec: CastSpec) -> list[str]:
+    """A member's key (``ready = "up"``, ``on_exit = "ignore"``) among its env variables:
+    most likely written below its ``[procs.NAME.env]`` header, which takes every key up
+    to the next one, rather than above it; the member then runs without it. Said, not
+    refused: a program may read an environment variable of that name."""
+    return [f"{proc.where(f'env.{key}') or proc.where('env') or proc.name}: {proc.name}'s "
+            f"env sets the variable {key} = {quoted(value)}; if it was meant as the "
+            f"member's own {key}, {member_key_in_env(proc.name, key)}"
+            for proc in cast_spec.procs for key, value in proc.env.items() if key in PROC_KEYS]
 
 
 def echo_warnings(cast_spec: CastSpec) -> list[str]:
@@ -114,7 +127,10 @@ def path_warnings(cast_spec: CastSpec) -> list[str]:
     for proc in cast_spec.procs:
         if proc.shell or proc.cwd is not None or proc.file_folder is None:
             continue
-        for word in proc.argv()[1:]:
+        # (Its program too, when it starts later: the check before the start leaves a path
+        # to it, which an earlier member may build, to its start.)
+        later = bool(proc.after) or not proc.autostart
+        for word in proc.argv()[0 if later else 1:]:
             if (not ("/" in word or _A_FILE_NAME.fullmatch(word))
                     or word.startswith(("-", "~", "{")) or "=" in word
                     or os.path.exists(word)):

@@ -29,6 +29,7 @@ from typing import Literal
 from .._bus import Bus
 from .._events import Exited, Note, Started
 from .._signals import SIGCHLD_IGNORED, reap_children_again, signals_cleaned
+from ..cast._programs import beside_hint
 from ..cast.spec import ProcSpec, expand
 from ..errors import SpawnError
 from ._group import MemberGroup, exits_within
@@ -179,8 +180,10 @@ class Process:
                 self._spawn_failed()
                 if executable is not None:
                     forget_executables()
-                raise SpawnError(self.name, spec.command_text,
-                                 spawn_reason(exc, argv, executable, spec.cwd),
+                reason = spawn_reason(exc, argv, executable, spec.cwd)
+                if reason.startswith("command not found"):
+                    reason += beside_hint(spec, argv[0])
+                raise SpawnError(self.name, spec.command_text, reason,
                                  spawn_status(exc)) from None
             except ValueError as exc:  # a NUL byte, or "=" in an environment variable's name
                 self._spawn_failed()
