@@ -1708,8 +1708,11 @@ def test_ready_port_held_by_another_before_the_start_is_not_the_members(run_dir:
     result = run("run", cast, "--run-dir", run_dir, "--no-color")
     out = re.sub(r"(?m)^(\w+) +([*|])", r"\1 \2", result.stdout)  # (names unpadded)
     assert result.returncode != 0
-    assert (f"late * port {port} (its ready_port) already has a listener before it starts, "
-            "not its own: it counts as ready once it listens there too") in out, out
+    holder = re.search(r"^holder \* started \(pid (\d+)\)$", out, re.M)
+    assert holder is not None, out
+    assert (f"late * port {port} (its ready_port, at {cast}:7) already has a listener before "
+            f"it starts, not its own, held by member holder (pid {holder[1]}): it counts as "
+            "ready once it listens there too; give late a port of its own") in out, out
     assert "late | cannot bind: Address already in use" in out
     assert (f"late * was not ready after 1.0 s (its ready_timeout, at {cast}:8); port {port} "
             "on 127.0.0.1 or ::1 never accepted a connection from a listener of its own "
@@ -1759,7 +1762,8 @@ def test_ready_port_shared_by_a_new_listener_of_the_member_is_ready(run_dir: Pat
                     f"[procs.late]\ncmd = {json.dumps(_listener(port, reuse=True))}\n"
                     f"after = ['holder']\nready_port = '{port}'\n")
     with Pipeplex("run", cast, "--run-dir", run_dir, "--no-color") as plex:
-        plex.expect(r"^late +\* port \d+ \(its ready_port\) already has a listener")
+        plex.expect(r"^late +\* port \d+ \(its ready_port, at .*cast\.toml:7\) already has a "
+                    "listener")
         plex.expect(r"^late +\| listening$")
         plex.expect(r"^late +\* ready$")
 

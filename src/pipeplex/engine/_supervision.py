@@ -170,7 +170,8 @@ class Supervision(CastPart):
             restarting = member.pid is not None
             seat.port_taken = frozenset()
             if spec.ready_port and is_port(spec.ready_port):  # (a {variable}: known later)
-                self._readying.note_port_taken(member.name, seat, int(spec.ready_port))
+                self._readying.note_port_taken(member.name, seat, int(spec.ready_port),
+                                               spec.key_sources.get("ready_port"))
             # A copy: what it starts with is one consistent set, whatever comes next; its
             # readiness checks use it too (a restart of a member it starts after may
             # capture other values meanwhile, for the next runs).

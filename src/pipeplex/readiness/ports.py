@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 
 from ..participants._proc import proc_is_ours
 
-__all__ = ("LOOPBACK", "LOOPBACK_SAID", "PORT_POLL", "listeners", "port_accepts", "ports_of",
-           "sockets_of")
+__all__ = ("LOOPBACK", "LOOPBACK_SAID", "PORT_POLL", "holders", "listeners", "port_accepts",
+           "ports_of", "sockets_of")
 
 PORT_POLL = 0.05
 
@@ -53,6 +53,26 @@ def sockets_of(pids: Iterable[int]) -> set[int]:
                 if target.startswith("socket:["):
                     inodes.add(int(target[8:-1]))
     return inodes
+
+
+def holders(inodes: frozenset[int], most: int = 3) -> list[tuple[int, str]]:
+    """Who holds the sockets ``inodes``: at most ``most`` of the processes this user may
+    look into, each as its pid and command name (a pass over /proc: for a message, not a
+    loop)."""
+    found: list[tuple[int, str]] = []
+    if not inodes or not proc_is_ours():
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or not sockets_of([int(entry)]) & inodes:
+            continue
+        try:
+            with open(f"/proc/{entry}/comm", encoding="utf-8", errors="replace") as comm:
+                found.append((int(entry), comm.read().strip()))
+        except OSError:  # (gone since)
+            continue
+        if len(found) == most:
+            break
+    return found
 
 
 def _listening() -> Iterator[tuple[int, int]]:

@@ -24,7 +24,7 @@ from ..participants._group import live_in_group
 from ..participants.health_check import last_lines, run_check
 from ..participants.orphans import children
 from .lines import RunWatch
-from .ports import LOOPBACK_SAID, listeners, port_accepts, ports_of, sockets_of
+from .ports import LOOPBACK_SAID, holders, listeners, port_accepts, ports_of, sockets_of
 
 if TYPE_CHECKING:
     from .._bus import Bus
@@ -323,16 +323,28 @@ class ReadyWait:
                 owned |= theirs
         return held, owners if owned == held else []
 
-    def note_port_taken(self, name: str, seat: Seat, port: int) -> None:
+    def note_port_taken(self, name: str, seat: Seat, port: int, where: str | None) -> None:
         """Before ``name`` starts: what listens on its ``ready_port`` already (a server left
         from an earlier run, another member) would make any connection succeed. Said, and
-        the member is ready only once a listener of its own is there too."""
+        the member is ready only once a listener of its own is there too. ``where``: where
+        its ready_port was written."""
         taken = listeners(port)
-        if taken:
-            seat.port_taken = taken
-            self._bus.publish(Note(f"port {port} (its ready_port) already has a listener "
-                                   "before it starts, not its own: it counts as ready once it "
-                                   "listens there too", name=name, level="warning"))
+        if not taken:
+            return
+        seat.port_taken = taken
+        held = holders(taken)
+        members = {pid: other.name for other in self._members.values()
+                   if held and other.running and other.pid is not None
+                   for pid in _tree(other.pid)}
+        by = ", ".join(f"member {members[pid]} (pid {pid})" if pid in members else
+                       f"{command} (pid {pid})" for pid, command in held)
+        fix = (f"give {name} a port of its own" if held and all(
+            pid in members for pid, _ in held) else "if that one is left from an earlier run, "
+            f"stop it, or give {name} a port of its own")
+        self._bus.publish(Note(
+            f"port {port} (its ready_port{f', at {where}' if where else ''}) already has a "
+            f"listener before it starts, not its own{f', held by {by}' if by else ''}: it "
+            f"counts as ready once it listens there too; {fix}", name=name, level="warning"))
 
 
 def _listens_elsewhere(member: Process, port: str) -> str:
