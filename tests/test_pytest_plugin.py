@@ -996,6 +996,23 @@ def test_a_pyproject_file_is_no_scenario_even_where_a_pattern_matches_it(
     assert "pyproject.toml::" not in result.stdout.str()
 
 
+def test_scenario_patterns_in_pyprojects_form_work_in_an_ini_file(
+        pytester: pytest.Pytester) -> None:
+    """``pipeplex_scenarios = ["scenarios/*.toml"]``, as pyproject.toml writes it, copied
+    into a pytest.ini: the patterns, not one pattern of brackets and quotes that named no
+    file (and nothing was collected, without a word). A pattern that names no file is
+    said as a warning."""
+    pytester.makeini('[pytest]\npipeplex_scenarios = ["scenarios/*.toml", "scenario/*.toml"]\n')
+    pytester.mkdir("scenarios")
+    (pytester.path / "scenarios" / "hi.toml").write_text(
+        "[procs.a]\ncmd = 'echo hi'\n[[step]]\nexpect = 'hi'\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*scenarios/hi.toml .*", "*PytestConfigWarning: "
+                                 "pipeplex_scenarios: 'scenario/*.toml' names no file "
+                                 "(patterns are globs from the rootdir, *"])
+
+
 def test_a_scenario_tests_daemon_that_left_group_and_environment_is_stopped(
         pytester: pytest.Pytester) -> None:
     """A member's `setsid env -i daemon &` kept neither its group nor the run's id: pipeplex

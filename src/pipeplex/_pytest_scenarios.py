@@ -15,6 +15,7 @@ stream is attached as the "pipeplex transcript" section.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import warnings
@@ -27,7 +28,8 @@ import pytest
 from ._printable import printable
 from .errors import PipeplexError
 
-__all__ = ("ScenarioFile", "ScenarioItem", "add_options", "pytest_collect_file")
+__all__ = ("ScenarioFile", "ScenarioItem", "add_options", "pytest_collect_file",
+           "scenario_patterns", "warn_of_empty_patterns")
 
 _SECTION = "pipeplex transcript"
 
@@ -52,6 +54,35 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
 _FILES_KEY = pytest.StashKey[frozenset[str]]()
 
 
+def scenario_patterns(config: pytest.Config) -> list[str]:
+    """The patterns of ``pipeplex_scenarios``, also as pyproject.toml's form writes them
+    when it was copied into a ``pytest.ini``, ``tox.ini`` or ``setup.cfg``, whose values
+    are lines of words: ``["tests/scenarios/*.toml"]`` there is that one pattern, not a
+    pattern of brackets and quotes that names no file."""
+    patterns: list[str] = []
+    for line in config.getini("pipeplex_scenarios"):
+        if line.startswith("[") and line.endswith("]"):
+            import tomllib
+
+            with contextlib.suppress(tomllib.TOMLDecodeError):
+                listed = tomllib.loads(f"v = {line}")["v"]
+                if all(isinstance(item, str) for item in listed):
+                    patterns += listed
+                    continue
+        patterns.append(line)
+    return patterns
+
+
+def warn_of_empty_patterns(config: pytest.Config) -> None:
+    """A pattern of ``pipeplex_scenarios`` that names no file (a misspelt folder), said
+    once as the session starts: else its scenarios would be left out without a word."""
+    for pattern in scenario_patterns(config):
+        if not glob.glob(pattern, root_dir=config.rootpath, recursive=True):
+            config.issue_config_time_warning(pytest.PytestConfigWarning(
+                f"pipeplex_scenarios: {pattern!r} names no file (patterns are globs from "
+                f"the rootdir, {printable(os.fspath(config.rootpath))})"), stacklevel=2)
+
+
 def _scenario_files(config: pytest.Config) -> frozenset[str]:
     """The scenario files the patterns name (absolute paths), found once a session, less
     the cast files that they include: those are no tests of their own, as in pipeplex
@@ -62,7 +93,7 @@ def _scenario_files(config: pytest.Config) -> frozenset[str]:
         from .scenario.load import collected_as
 
         named = {os.path.abspath(config.rootpath / path)
-                 for pattern in config.getini("pipeplex_scenarios")
+                 for pattern in scenario_patterns(config)
                  for path in glob.glob(pattern, root_dir=config.rootpath, recursive=True)
                  if path.endswith(".toml") and os.path.basename(path) != "pyproject.toml"}
         included = {name for path in named for name in collected_as(path)[1]}

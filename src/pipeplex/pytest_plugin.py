@@ -55,7 +55,7 @@ import pytest
 from ._events import Note
 from ._printable import printable
 from ._pytest_scenarios import add_options as add_scenario_options
-from ._pytest_scenarios import pytest_collect_file
+from ._pytest_scenarios import pytest_collect_file, warn_of_empty_patterns
 from ._pytest_transcripts import keep, keep_folder, shown_tail, transcript_file_name
 from ._seconds import SECONDS_SAID, is_seconds, seconds_meant
 from ._signals import describe_returncode
@@ -127,6 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "help", False):
         return  # --help works whatever the options say
     config.stash[_SETTINGS_KEY] = _read_settings(config)
+    warn_of_empty_patterns(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
