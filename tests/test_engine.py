@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import select
+import shlex
 import signal
 import sys
 import time
@@ -1681,7 +1682,8 @@ def test_a_refusal_names_the_member_through_which_it_starts_after_the_one_gone(
 
 def test_a_member_after_one_that_ended_for_good_is_not_started_again(tmp_path: Path) -> None:
     """app's own restart (on_exit = restart) after db failed for good does not happen: it
-    says why, and its summary names db."""
+    says why, at once (no "restarting in" for a restart that is not coming), and its
+    summary names db."""
     db_gate, app_gate = tmp_path / "db-gate", tmp_path / "app-gate"
     os.mkfifo(db_gate)
     os.mkfifo(app_gate)
@@ -1703,6 +1705,7 @@ def test_a_member_after_one_that_ended_for_good_is_not_started_again(tmp_path: P
     assert status == 3
     assert ("not started again: it starts after db, which exited with code 3; restart db "
             "first") in app_notes
+    assert not [n for n in app_notes if n.startswith("restarting in")], app_notes
     # (what a step's failure on app adds: why it is gone for good)
     assert why == ("; it was not started again: it starts after db, which exited with code 3; "
                    "restart db first")
@@ -2426,11 +2429,9 @@ def test_a_stop_does_not_wait_out_the_drain_for_output_held_outside_the_group(
         found: bool) -> None:
     """The member is gone, but a process it started outside its group (setsid) holds its
     output open. The stop does not first wait the 2 s in which a member's last output may
-    still come: it stops that process at once; or, when the process dropped its environment
-    (env -i) and nothing tells it is the member's, says the output is still open and goes
-    on (here the test then stops the process)."""
+    still come: it stops that process at once, found by its environment, or, when it
+    dropped that (env -i), by the output it holds."""
     import re
-    import signal
 
     env = "" if found else "env -i "
     script = f"setsid {env}sh -c 'echo held $$; exec sleep 60' & exec cat"
@@ -2443,23 +2444,15 @@ def test_a_stop_does_not_wait_out_the_drain_for_output_held_outside_the_group(
         held.extend(int(m[1]) for e in recorder.events if isinstance(e, Output)
                     for m in re.finditer(rb"held (\d+)", e.data))
         engine.request_stop()
-        if not found:
-            await _seen(engine, recorder, "m", "exited")
-            for pid in held:
-                os.kill(pid, signal.SIGKILL)
         assert await asyncio.wait_for(run, 30) == 0
         return [e.text for e in recorder.events if isinstance(e, Note) and e.name == "m"]
 
     try:
         notes = asyncio.run(scenario())
         assert len(held) == 1
-        if found:
-            assert (f"left 1 process (pid {held[0]}) outside its process group; sent it "
-                    "SIGTERM" in notes), notes
-            assert not [n for n in notes if "still open" in n], notes
-        else:
-            assert ("its stderr and stdout are still open in a process it started; what "
-                    "that writes there is still shown") in notes, notes
+        assert (f"left 1 process (pid {held[0]}) outside its process group; sent it "
+                "SIGTERM" in notes), notes
+        assert not [n for n in notes if "still open" in n], notes
     finally:
         _kill(held)
 
@@ -2511,6 +2504,55 @@ def test_what_a_run_started_outside_its_group_is_stopped_at_a_restart_and_at_the
                 continue
     finally:
         _kill(daemons)
+
+
+@pytest.mark.parametrize("pty", ["stdout", "false"])
+def test_what_an_ended_run_left_holding_its_output_is_stopped_before_the_restart(
+        pty: str) -> None:
+    """A daemon the member started left its group and its environment (``setsid env -i``,
+    as a database's busy backend that writes over its environment for its title) but still
+    holds the member's output: the restart stops it first, found by that output (it would
+    hold the old run's port, or its shared memory), announced as any process the member
+    left outside its group. Before, it was left to the end of the cast, and its next write
+    failed (EIO, SIGPIPE) once the new run began."""
+    orphan = "import os, signal; print('orphan', os.getpid(), flush=True); signal.pause()"
+    script = (f"setsid env -i {sys.executable} -c {shlex.quote(orphan)} & "
+              "echo run $$; exec cat")
+    member = ProcSpec("m", ("sh", "-c", script), ready="^run", pty=pty)
+    orphans: list[int] = []
+
+    def orphans_of(events: list[Event]) -> list[int]:
+        return [int(m[1]) for e in events if isinstance(e, Output)
+                for m in re.finditer(rb"orphan (\d+)", e.data)]
+
+    async def scenario() -> tuple[list[str], bool]:
+        engine, recorder = _marked_engine(member, grace=5.0, run_id="holding")
+        run = await _running(engine, "m")
+        await _seen(engine, recorder, "m", "| orphan")
+        orphans.extend(orphans_of(recorder.events))
+        await asyncio.wait_for(engine.restart("m"), 30)
+        gone = _ended(orphans[0])  # (at the new run's start, before any wait of the test)
+        engine.request_stop()
+        assert await asyncio.wait_for(run, 30) == 0
+        return recorder.notes(), gone
+
+    try:
+        notes, gone = asyncio.run(scenario())
+        assert len(orphans) == 1, orphans
+        assert gone, f"the restart left the old run's orphan (pid {orphans[0]}) running"
+        assert any(n.startswith(f"left 1 process (pid {orphans[0]}) outside its process "
+                                "group; sent it SIGTERM") for n in notes), notes
+    finally:
+        _kill(orphans)
+
+
+def _ended(pid: int) -> bool:
+    """Whether ``pid`` has ended (gone, or a zombie until its parent reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
 
 
 def test_what_a_member_started_outside_its_group_shares_its_grace_in_its_wave() -> None:

@@ -322,9 +322,11 @@ def _plex_for(item: pytest.Item, settings: _Settings) -> Iterator[Plex]:
 
 def _killed_after_grace(killed: list[str], note: Note) -> None:
     """A member the stop at teardown killed once its grace was over ("m ignored SIGTERM for
-    5.0 s"): every test that starts one waits that long, which nothing else tells."""
+    5.0 s", "m still running 5.0 s after SIGTERM"): every test that starts one waits that
+    long, which nothing else tells."""
     if note.name is not None and note.text.endswith("; sent SIGKILL to its process group"):
-        killed.append(f"{note.name} (it {note.text.partition(';')[0]})")
+        said = note.text.partition(";")[0]
+        killed.append(f"{note.name} (it {'was ' if said.startswith('still') else ''}{said})")
 
 
 def _failed_unseen(cast: Plex, unseen: list[AsyncMember]) -> list[str]:

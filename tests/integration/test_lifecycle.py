@@ -253,6 +253,27 @@ def test_a_member_ignoring_sigterm_gets_sigkill_after_the_grace(run_dir: Path) -
         assert plex.wait() == 143
 
 
+def test_a_member_slow_to_end_on_sigterm_is_not_said_to_ignore_it(run_dir: Path) -> None:
+    """A server that takes SIGTERM and drains its connections past the grace did not ignore
+    it: the SIGKILL's line says it was still running, which sends nobody looking for a
+    handler it has."""
+    slow = py("import signal, sys\n"
+              "def drain(*_):\n"
+              "    print('draining', flush=True)\n"
+              "signal.signal(signal.SIGTERM, drain)\n"
+              "print('serving', flush=True)\n"
+              "while True:\n"
+              "    signal.pause()\n")
+    with Pipeplex("run", "-p", f"api={slow}", "--grace", "0.3", "--run-dir", run_dir) as plex:
+        plex.expect(r"^api \| serving$")
+        plex.signal(signal.SIGTERM)
+        plex.expect(r"^api \| draining$")
+        plex.expect(r"^api \* still running 0\.3 s after SIGTERM; sent SIGKILL to its process "
+                    r"group$")
+        assert plex.wait() == 143
+    assert "ignored SIGTERM" not in plex.text, plex.text
+
+
 def test_a_grace_pipeplex_was_stopped_through_is_said_as_long_as_it_was(run_dir: Path) -> None:
     """pipeplex itself stopped (SIGSTOP, Ctrl-Z) during a member's grace: the SIGKILL's line
     says how long the member really had, not the grace it was given."""
@@ -1500,11 +1521,15 @@ def test_pipeplex_test_stops_what_its_members_orphaned(tmp_path: Path) -> None:
 
 
 # The classic double fork: the first child calls setsid and forks the daemon, then exits;
-# the daemon, which does not lead its group, drops its environment and forks a chain of
-# workers; all of them ignore SIGTERM.
+# the daemon, which does not lead its group, lets go of the member's output (a daemon's
+# /dev/null: by that output it would be found as the member's), drops its environment and
+# forks a chain of workers; all of them ignore SIGTERM.
 DOUBLE_FORK = (FIFO_OPEN + "import signal\n"
                "if os.fork() == 0:\n"
                "    os.setsid()\n"
+               "    null = os.open('/dev/null', os.O_RDWR)\n"
+               "    for fd in (0, 1, 2):\n"
+               "        os.dup2(null, fd)\n"
                "    if os.fork() == 0:\n"
                "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                "        for depth in range(4):\n"

@@ -243,13 +243,17 @@ class ExitPolicy(CastPart):
                 self._outcomes.cannot_start[member.name] = cannot_start
             await self._give_up(member, returncode, how, ready_in_run, attempt)
             return None
+        if returncode != 0:  # down after failing, until its next run
+            self._seats[member.name].down_after_failure = (
+                exit_status(returncode), f"{member.name} {how}", member.ended_at)
+        if self._standing.held_back_by(member.name) is not None:
+            # A member it starts after ended for good already: no restart comes, and none
+            # is announced; its supervisor says so at once, and why.
+            return attempt
         delay = backoff_delay(attempt)
         attempt += 1
         which = f"restart {attempt} of {spec.max_restarts}"
         self._bus.publish(Note(f"restarting in {delay:.1f} s ({which})", name=member.name))
-        if returncode != 0:  # down after failing, until its next run
-            self._seats[member.name].down_after_failure = (
-                exit_status(returncode), f"{member.name} {how}", member.ended_at)
         if not await self._backoff(member.name, delay, which):
             return None  # (that restart never happened: it is not counted)
         return attempt

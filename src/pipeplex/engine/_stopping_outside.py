@@ -148,7 +148,14 @@ class OutsideStopper:
             return
         by_name = {member.name: member for member in members}
         if found is None:
-            found = await self._look_for(self.run_id, by_name, set(self.checks))
+            # And by their output, for those that ended while it is still open: what
+            # dropped its environment too (setsid env -i, a daemon writing over it for its
+            # process title) but writes there, such as a database's busy backend.
+            ends: _escaped.Ends = {
+                end: held for member in members
+                if not member.running and member.output.output_held()
+                for end, held in _escaped.far_ends(member.name, member.output.readers).items()}
+            found = await self._look_for(self.run_id, by_name, set(self.checks), ends)
         if found is None:
             self._reach.out_of_descriptors(members[0])
             return
@@ -210,16 +217,22 @@ class OutsideStopper:
             await self.stop_escaped([member], {member.name: outside})
 
     @staticmethod
-    async def _look_for(run_id: str, names: Collection[str], inside: Collection[int] = ()
-                        ) -> dict[str, list[Escaped]] | None:
+    async def _look_for(run_id: str, names: Collection[str], inside: Collection[int] = (),
+                        ends: _escaped.Ends | None = None) -> dict[str, list[Escaped]] | None:
         """:func:`_escaped.find_escaped` over all of ``/proc`` (through
-        :func:`_escaped.look_through`); None if pipeplex ran out of descriptors."""
+        :func:`_escaped.look_through`), and :func:`_escaped.find_holding` of ``ends`` in
+        the first pass; None if pipeplex ran out of descriptors."""
         found: dict[str, list[Escaped]] = {}
 
         def look(pids: list[int], before: _escaped.Unsettled | None) -> _escaped.Unsettled:
             part, in_exec = _escaped.find_escaped(run_id, names, pids, inside, before=before)
+            if ends and before is None:
+                for name, processes in _escaped.find_holding(ends, pids, inside).items():
+                    part.setdefault(name, [])
+                    part[name] += [p for p in processes if p not in part[name]]
             for name, processes in part.items():
-                found.setdefault(name, []).extend(processes)
+                known = found.setdefault(name, [])
+                known += [p for p in processes if p not in known]
             return in_exec
 
         try:

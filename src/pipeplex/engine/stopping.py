@@ -285,6 +285,10 @@ class Stopper:
             # (The grace, unless pipeplex was held up well past it: a SIGSTOP.)
             after = seconds_waited(asyncio.get_running_loop().time() - asked_at, grace,
                                    slack=HELD_UP)
+            if ignored.startswith("ignored ") and not signal_ignored(pid, member.spec.stop_signal):
+                # It took the signal, and is slow to end (draining its connections): "ignored"
+                # would send its author looking for a handler it has.
+                ignored = f"still running {{s}} s after {_asked(member)}"
             try:
                 member.signal_to_stop(signal.SIGKILL)
             except SignalRefused as no_kill:

@@ -1,4 +1,5 @@
-"""Processes a member started that left its process group, found by their environment.
+"""Processes a member started that left its process group, found by their environment
+(or, when they dropped it, by the output of the ended member they still hold).
 
 A daemon that calls ``setsid``, or a job of an interactive shell (job control gives each
 job its own group), is out of the member's process group: stopping the group misses it.
@@ -26,7 +27,7 @@ import contextlib
 import errno
 import os
 import signal
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 from ._proc import (
     ENV_END,
@@ -44,9 +45,9 @@ from ._proc import (
     stat_fields,
 )
 
-__all__ = ("EXEC_AGAIN_AFTER", "EXEC_PATIENCE", "SEARCH_SLICE", "Escaped", "OutOfDescriptors",
-           "Unsettled", "carrying", "find_escaped", "hold", "look_through", "proc_pids", "send",
-           "start_time")
+__all__ = ("EXEC_AGAIN_AFTER", "EXEC_PATIENCE", "SEARCH_SLICE", "Ends", "Escaped",
+           "OutOfDescriptors", "Unsettled", "carrying", "far_ends", "find_escaped",
+           "find_holding", "hold", "look_through", "proc_pids", "send", "start_time")
 
 Escaped = tuple[int, int]
 """A process by its pid and its start time (clock ticks after boot): who it is, even once
@@ -129,6 +130,74 @@ def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int],
             if name is not None and start_time(pid) == started:
                 found.setdefault(name, []).append((pid, started))
     return found, in_exec
+
+
+Ends = Mapping[str, tuple[str, int | None]]
+"""What processes that hold members' output hold of it, as their ``/proc/PID/fd`` names
+it, each with the member's name and, for a terminal, its device number (see
+:func:`far_ends`)."""
+
+
+def far_ends(name: str, fds: Iterable[int]) -> dict[str, tuple[str, int | None]]:
+    """The other ends of our ``fds``, a member ``name``'s output that a process it started
+    may hold (:data:`Ends`): a pipe by its name, the same at both ends (``pipe:[4242]``);
+    a pty by its terminal's (``/dev/pts/3``), with the terminal's device number (one of
+    that name in another devpts, a container's, is another's). Its number stays ours while
+    we hold the master."""
+    ends: dict[str, tuple[str, int | None]] = {}
+    for fd in fds:
+        with contextlib.suppress(OSError, ValueError, StopIteration):
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("pipe:["):
+                ends[link] = (name, None)
+                continue
+            with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as info:
+                index = next(line.split()[1] for line in info if line.startswith("tty-index:"))
+            terminal = f"/dev/pts/{int(index)}"
+            ends[terminal] = (name, os.stat(terminal).st_rdev)
+    return ends
+
+
+def find_holding(ends: Ends, pids: Iterable[int], inside: Collection[int] = ()
+                 ) -> dict[str, list[Escaped]]:
+    """Per member name, the live processes among ``pids`` that hold one of ``ends`` open,
+    but for those in the process groups ``inside``: what a member started that left both
+    its group and its environment (``setsid env -i``) and still writes to its output.
+
+    Raises:
+        OutOfDescriptors: the pass could not be made, or not to its end.
+    """
+    found: dict[str, list[Escaped]] = {}
+    with _descriptors():
+        for pid in pids:
+            fields = stat_fields(pid, strict=True)
+            if fields is None or exited(pid, fields) or int(fields[PGRP]) in inside:
+                continue
+            name = _holding(pid, ends)
+            # (Its start time again: the pid may have gone to a stranger meanwhile.)
+            if name is not None and start_time(pid) == int(fields[START_TIME]):
+                found.setdefault(name, []).append((pid, int(fields[START_TIME])))
+    return found
+
+
+def _holding(pid: int, ends: Ends) -> str | None:
+    """The member whose output (one of ``ends``) process ``pid`` holds, if it holds one."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError as exc:  # (gone, or not ours to read)
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise
+        return None
+    for fd in fds:
+        path = f"/proc/{pid}/fd/{fd}"
+        try:
+            end = ends.get(os.readlink(path))
+            if end is not None and (end[1] is None or os.stat(path).st_rdev == end[1]):
+                return end[0]
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise
+    return None
 
 
 def carrying(run_id: str, pids: Iterable[int], *, before: Unsettled | None = None
