@@ -11,6 +11,7 @@ import fcntl
 import math
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -664,6 +665,42 @@ def test_what_a_member_starts_as_pipeplex_dies_is_frozen_and_found(tmp_path: Pat
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     assert not left, f"{len(left)} of the member's children outlived pipeplex"
+
+
+def test_a_helper_a_sigterm_handler_starts_holding_the_output_dies_with_pipeplex(
+        tmp_path: Path) -> None:
+    """pipeplex killed; the guardian's SIGTERM has the member's handler start a helper in a
+    session of its own, without the run's id (setsid env -i), and exit at once: orphaned
+    to PID 1, below nothing the guardian follows. It holds the member's output pipes all
+    the same, by which the guardian's looks while they answer SIGTERM find it (the first
+    look, before the SIGTERM, was the only one that looked at the pipes)."""
+    fifo = tmp_path / "helper.fifo"
+    os.mkfifo(fifo)
+    gate = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # (never EOF, never blocks)
+    member = tmp_path / "member.sh"
+    pause = f'{shlex.quote(sys.executable)} -c "import signal; signal.pause()"'
+    # ($! is the helper's pid: setsid forks only a group's leader, which a job of a
+    # shell without job control is not.)
+    member.write_text(f"trap 'setsid env -i {pause} & echo $! > {fifo}; exit 0' TERM\n"
+                      f"{pause} &\necho up\nwait\n")
+    plex = subprocess.Popen(
+        [sys.executable, "-m", "pipeplex", "run", "--no-console", "--pty", "false",
+         "--run-dir", str(tmp_path / "run"), "-p", f"m=sh {member}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    pid = None
+    try:
+        _line_with(plex, b"m | up")
+        plex.kill()
+        plex.wait()
+        assert select.select([gate], [], [], DEADLINE)[0], "the member's handler never ran"
+        pid = int(os.read(gate, 100).split()[0])
+        assert _exits_within(pid, DEADLINE), "the handler's helper outlived pipeplex"
+    finally:
+        _end(plex)
+        os.close(gate)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 async def _passes(count: int) -> None:

@@ -544,14 +544,17 @@ class Stop:
         before the last look."""
         self.groups = set(self.leaders)
         self.token = told.token
+        self.told = told
         self.known = known
         self.look_again()
 
     def look_again(self) -> None:
-        """Add the processes below the ones known (and the groups they lead): at the start,
-        and after SIGTERM, which some answer by starting a process of their own."""
+        """Add the processes below the ones known (and the groups they lead), and those
+        that hold a member's output pipe: at the start, and after SIGTERM, which some
+        answer by starting a process of their own (one that holds the pipe is found even
+        once its parent has exited)."""
         self.known |= descendants(self.groups, {pid for pid, _ in self.known}
-                                  | set(marked(self.token)))
+                                  | set(marked(self.token))) | holding_pipes(self.told)
         for pid, when in self.known:  # one that leads its group (a member, a daemon): too
             try:
                 if started(pid) == when and os.getpgid(pid) == pid:
@@ -612,16 +615,41 @@ class Stop:
             except OSError:
                 pass
 
+    def follow(self) -> None:
+        """While they answer SIGTERM: look below them again, and give what is new the
+        SIGTERM the others got. A handler may start a helper in a session of its own and
+        without the run's id, then exit: the helper is found while its parent lives (a
+        look each pass, 20 ms apart) or while it holds a member's output pipe; one whose
+        parent exits in the moment between two looks goes to PID 1, below nothing
+        followed."""
+        before, groups = set(self.known), set(self.groups)
+        self.look_again()
+        for sig in (signal.SIGTERM, signal.SIGCONT):
+            for pgid in self.groups - groups:
+                try:
+                    os.killpg(pgid, sig)
+                except OSError:
+                    pass
+            for pid, when in self.known - before:
+                try:  # (not one that had it with its group: a second SIGTERM means "now")
+                    if started(pid) == when and os.getpgid(pid) not in self.groups:
+                        os.kill(pid, sig)
+                except OSError:
+                    pass
+
     def gone_within(self, seconds: float, sig: int | None = None) -> bool:
         """Whether none is left within ``seconds``, signalling them with ``sig`` at each look
-        (if given; else a look every 20 ms). None is left once looks found none for 50 ms:
-        one look can miss a process that forks anew as fast as it can, in a new session
-        each time (listed, then gone as it is read; its new pid came after the listing)."""
+        (if given; else following them, :meth:`follow`, a look every 20 ms). None is left
+        once looks found none for 50 ms: one look can miss a process that forks anew as
+        fast as it can, in a new session each time (listed, then gone as it is read; its
+        new pid came after the listing)."""
         deadline = time.monotonic() + seconds
         seen = time.monotonic()
         while (now := time.monotonic()) < deadline:
             if sig is not None:
                 self.signal_all(sig)
+            else:
+                self.follow()
             if self.left():
                 seen = now
             elif now - seen >= 0.05:
@@ -701,7 +729,7 @@ def main() -> None:
     stop.signal_all(signal.SIGTERM)
     stop.signal_all(signal.SIGCONT)  # (each takes its SIGTERM now, as at a stop)
     if not stop.gone_within(0.5):
-        stop.look_again()
+        stop.freeze()  # (the last look, with none of them able to fork meanwhile)
         stop.gone_within(1.0, signal.SIGKILL)
 
 if __name__ == "__main__":
