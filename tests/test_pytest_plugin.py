@@ -1002,7 +1002,8 @@ def test_scenario_patterns_in_pyprojects_form_work_in_an_ini_file(
     into a pytest.ini: the patterns, not one pattern of brackets and quotes that named no
     file (and nothing was collected, without a word). A pattern that names no file is
     said as a warning."""
-    pytester.makeini('[pytest]\npipeplex_scenarios = ["scenarios/*.toml", "scenario/*.toml"]\n')
+    pytester.makeini('[pytest]\npipeplex_scenarios = [\n    "scenarios/*.toml",\n'
+                     '    "scenario/*.toml",\n  ]\n')
     pytester.mkdir("scenarios")
     (pytester.path / "scenarios" / "hi.toml").write_text(
         "[procs.a]\ncmd = 'echo hi'\n[[step]]\nexpect = 'hi'\n")

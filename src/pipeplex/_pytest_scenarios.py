@@ -59,18 +59,16 @@ def scenario_patterns(config: pytest.Config) -> list[str]:
     when it was copied into a ``pytest.ini``, ``tox.ini`` or ``setup.cfg``, whose values
     are lines of words: ``["tests/scenarios/*.toml"]`` there is that one pattern, not a
     pattern of brackets and quotes that names no file."""
-    patterns: list[str] = []
-    for line in config.getini("pipeplex_scenarios"):
-        if line.startswith("[") and line.endswith("]"):
-            import tomllib
+    lines = config.getini("pipeplex_scenarios")
+    written = "\n".join(lines).strip()
+    if written.startswith("[") and written.endswith("]"):  # (on one line, or over several)
+        import tomllib
 
-            with contextlib.suppress(tomllib.TOMLDecodeError):
-                listed = tomllib.loads(f"v = {line}")["v"]
-                if all(isinstance(item, str) for item in listed):
-                    patterns += listed
-                    continue
-        patterns.append(line)
-    return patterns
+        with contextlib.suppress(tomllib.TOMLDecodeError):
+            listed = tomllib.loads(f"v = {written}")["v"]
+            if all(isinstance(item, str) for item in listed):
+                return list(listed)
+    return list(lines)
 
 
 def warn_of_empty_patterns(config: pytest.Config) -> None:
