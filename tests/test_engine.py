@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import select
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -2544,6 +2546,65 @@ def test_what_an_ended_run_left_holding_its_output_is_stopped_before_the_restart
                                 "group; sent it SIGTERM") for n in notes), notes
     finally:
         _kill(orphans)
+
+
+def test_what_holds_the_members_output_but_is_no_part_of_it_is_left_alone() -> None:
+    """The search by held output takes only what writes to the member's output and started
+    since its run: not a child the host program forked (multiprocessing's way) with copies
+    of pipeplex's reading ends, nor a process of a container's devpts whose terminal has
+    the member's number. Both were sent SIGTERM at the restart as what the member left."""
+    if subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no user namespace to mount a devpts of its own in")
+    orphan = "import os, signal; print('orphan', os.getpid(), flush=True); signal.pause()"
+    script = (f"setsid env -i {sys.executable} -c {shlex.quote(orphan)} & "
+              "echo on $(readlink /proc/$$/fd/1); exec cat")
+    member = ProcSpec("m", ("sh", "-c", script), ready="^on ", pty="stdout")
+    stranger_code = ("import os, signal, sys\n"
+                     "held = [os.openpty() for _ in range(int(sys.argv[1]) + 1)]\n"
+                     "print(os.readlink(f'/proc/self/fd/{held[-1][1]}'), flush=True)\n"
+                     "signal.pause()\n")
+    pids: list[int] = []
+
+    async def scenario() -> tuple[bool, bool, str, list[str]]:
+        engine, recorder = _marked_engine(member, grace=5.0, run_id="strangers")
+        run = await _running(engine, "m")
+        await _seen(engine, recorder, "m", "| orphan")
+        text = b"".join(e.data for e in recorder.events if isinstance(e, Output)).decode()
+        pids.extend(int(m[1]) for m in re.finditer(r"orphan (\d+)", text))
+        terminal = re.search(r"on (/dev/pts/(\d+))", text)
+        assert terminal is not None, text
+        stranger = await asyncio.create_subprocess_exec(
+            "unshare", "-Urm", "sh", "-c", "mount -t devpts -o newinstance devpts /dev/pts "
+            f'&& exec "$0" -c "$1" {terminal[2]}', sys.executable, stranger_code,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        pids.append(stranger.pid)
+        assert stranger.stdout is not None
+        said = (await asyncio.wait_for(stranger.stdout.readline(), 30)).decode().strip()
+        forked = os.fork()
+        if forked == 0:  # (a worker of the host program: pipeplex's reading ends, copied)
+            signal.pause()
+            os._exit(0)
+        pids.append(forked)
+        await asyncio.wait_for(engine.restart("m"), 30)
+        alive = stranger.returncode is None and not _ended(stranger.pid), not _ended(forked)
+        engine.request_stop()
+        assert await asyncio.wait_for(run, 30) == 0
+        stranger.kill()
+        await stranger.wait()
+        return *alive, said, recorder.notes()
+
+    try:
+        stranger_alive, worker_alive, said, notes = asyncio.run(scenario())
+        assert said.startswith("/dev/pts/"), said  # (its own devpts, the member's number)
+        assert stranger_alive, ("the container's process with a terminal of the member's "
+                                f"number was stopped: {notes}")
+        assert worker_alive, f"the host's forked worker was stopped: {notes}"
+        assert any(n.startswith(f"left 1 process (pid {pids[0]}) outside its process group")
+                   for n in notes), notes
+    finally:
+        _kill(pids)
+        with contextlib.suppress(ChildProcessError, IndexError):
+            os.waitpid(pids[2], 0)  # (the forked worker)
 
 
 def _ended(pid: int) -> bool:

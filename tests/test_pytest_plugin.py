@@ -756,8 +756,8 @@ def test_the_transcript_section_shows_control_characters_as_text(
                  "--pipeplex-timeout must be a number of seconds from 0.001 to below 1e9, "
                  "not 'soon'",
                  id="cli-timeout-word"),
-    pytest.param(["--pipeplex-timeout=0"], "", "--pipeplex-timeout must be * not '0'",
-                 id="cli-timeout-zero"),
+    pytest.param(["--pipeplex-timeout=0"], "", "--pipeplex-timeout must be * not '0'; for "
+                 "next to no wait, give a short one such as 0.1", id="cli-timeout-zero"),
     pytest.param(["--pipeplex-grace=-1"], "", "--pipeplex-grace must be * not '-1'",
                  id="cli-grace-negative"),
     pytest.param(["--pipeplex-grace=nan"], "", "--pipeplex-grace must be * not 'nan'",
@@ -766,8 +766,8 @@ def test_the_transcript_section_shows_control_characters_as_text(
                  "--pipeplex-timeout must be * not 'inf'", id="cli-timeout-inf-over-ini"),
     pytest.param([], "pipeplex_timeout = soon",
                  "the ini option pipeplex_timeout must be * not 'soon'", id="ini-timeout-word"),
-    pytest.param([], "pipeplex_grace = 0", "the ini option pipeplex_grace must be * not '0'",
-                 id="ini-grace-zero"),
+    pytest.param([], "pipeplex_grace = 0", "the ini option pipeplex_grace must be * not '0'; "
+                 "for next to no wait, give a short one such as 0.1", id="ini-grace-zero"),
     pytest.param([], "pipeplex_grace = inf", "the ini option pipeplex_grace must be * not 'inf'",
                  id="ini-grace-inf"),
 ])

@@ -47,8 +47,9 @@ def seconds_meant(value: object, *, quoted: bool = True) -> str:
     write instead: ``; write 5 (seconds, as a number: no quotes, no unit)``; else ``""``.
     ``quoted``: the text was in quotes (TOML); else it was a word (an option, an ini). For
     a 0 (refused: no wait a timer keeps), the short one to give instead."""
+    zero = "; for next to no wait, give a short one such as 0.1"
     if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
-        return "; for next to no wait, give a short one such as 0.1"
+        return zero
     if not isinstance(value, str):
         return ""
     text = value.strip().lower()
@@ -58,6 +59,8 @@ def seconds_meant(value: object, *, quoted: bool = True) -> str:
         seconds = float(number) * _UNITS[unit]
     except (KeyError, ValueError):
         return ""
+    if seconds == 0:  # ("0" as a word, "0s")
+        return zero
     if not SHORTEST <= seconds < LONGEST:
         return ""
     how = "as a number: no quotes, no unit" if quoted else "without a unit"

@@ -304,6 +304,19 @@ class TestMemberKeys:
             f"{tmp_path / 'cast.toml'}:2: web's command has a comment, '#12 fixed', which is "
             "not passed to it, as in a shell; quote it ('#12') if it is meant as an argument"]
 
+    def test_a_later_members_program_beside_the_file_is_said_only_by_a_path(
+            self, tmp_path: Path) -> None:
+        """A member that starts later has its program looked for only then: one named by a
+        path from the cast file's folder is said as the run starts; a bare name is looked
+        for in PATH, never in a folder, so cwd = "." would change nothing for it."""
+        (tmp_path / "tool.sh").write_text("#!/bin/sh\n")
+        cast = load(tmp_path, "[procs.a]\ncmd = 'true'\n[procs.b]\ncmd = './tool.sh'\n"
+                              "after = ['a']\n[procs.c]\ncmd = 'tool.sh'\nafter = ['a']\n")
+        assert [w.split(": ", 1)[1] for w in cast_warnings(cast)] == [
+            f"b's command names './tool.sh', which is not in the folder it runs in "
+            f"({os.getcwd()}, pipeplex's) but in the cast file's ({tmp_path}): set cwd = \".\" "
+            "to run b there"]
+
     def test_member_keys_written_below_the_env_header_are_said(self, tmp_path: Path) -> None:
         """A table takes every key up to the next header: a member's keys below its
         ``[procs.NAME.env]`` are env variables. One a variable may hold is said (a program

@@ -127,10 +127,12 @@ def path_warnings(cast_spec: CastSpec) -> list[str]:
     for proc in cast_spec.procs:
         if proc.shell or proc.cwd is not None or proc.file_folder is None:
             continue
-        # (Its program too, when it starts later: the check before the start leaves a path
-        # to it, which an earlier member may build, to its start.)
+        # (Its program too, named by a path, when it starts later: the check before the
+        # start leaves that, which an earlier member may build, to its start. A bare name
+        # is looked for in PATH, never in a folder.)
+        words = proc.argv()
         later = bool(proc.after) or not proc.autostart
-        for word in proc.argv()[0 if later else 1:]:
+        for word in words[0 if later and "/" in words[0] else 1:]:
             if (not ("/" in word or _A_FILE_NAME.fullmatch(word))
                     or word.startswith(("-", "~", "{")) or "=" in word
                     or os.path.exists(word)):

@@ -152,9 +152,12 @@ class OutsideStopper:
             # dropped its environment too (setsid env -i, a daemon writing over it for its
             # process title) but writes there, such as a database's busy backend.
             ends: _escaped.Ends = {
-                end: held for member in members
-                if not member.running and member.output.output_held()
-                for end, held in _escaped.far_ends(member.name, member.output.readers).items()}
+                name: end for member in members
+                if not member.running and member.started_at is not None
+                and member.output.output_held()
+                for name, end in _escaped.far_ends(
+                    member.name, member.output.readers,
+                    _escaped.ticks_since_boot(member.started_at)).items()}
             found = await self._look_for(self.run_id, by_name, set(self.checks), ends)
         if found is None:
             self._reach.out_of_descriptors(members[0])

@@ -27,7 +27,9 @@ import contextlib
 import errno
 import os
 import signal
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 from ._proc import (
     ENV_END,
@@ -45,9 +47,13 @@ from ._proc import (
     stat_fields,
 )
 
-__all__ = ("EXEC_AGAIN_AFTER", "EXEC_PATIENCE", "SEARCH_SLICE", "Ends", "Escaped",
+__all__ = ("EXEC_AGAIN_AFTER", "EXEC_PATIENCE", "SEARCH_SLICE", "End", "Ends", "Escaped",
            "OutOfDescriptors", "Unsettled", "carrying", "far_ends", "find_escaped",
-           "find_holding", "hold", "look_through", "proc_pids", "send", "start_time")
+           "find_holding", "hold", "look_through", "proc_pids", "send", "start_time",
+           "ticks_since_boot")
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+"""Ticks a second, in which /proc gives start times."""
 
 Escaped = tuple[int, int]
 """A process by its pid and its start time (clock ticks after boot): who it is, even once
@@ -132,56 +138,82 @@ def find_escaped(run_id: str, names: Collection[str], pids: Iterable[int],
     return found, in_exec
 
 
-Ends = Mapping[str, tuple[str, int | None]]
-"""What processes that hold members' output hold of it, as their ``/proc/PID/fd`` names
-it, each with the member's name and, for a terminal, its device number (see
-:func:`far_ends`)."""
+class End(NamedTuple):
+    """The far end of a member's output, as a process that holds it shows it."""
+
+    member: str
+    """The member whose output it is."""
+    device: tuple[int, int] | None
+    """A terminal's devpts instance and device number: one of the same name in another
+    devpts (a container's, a sandbox's) is another's. None for a pipe, whose name is its
+    own while we hold our end."""
+    since: int
+    """When the member's run began, in clock ticks after boot: what holds it started since."""
 
 
-def far_ends(name: str, fds: Iterable[int]) -> dict[str, tuple[str, int | None]]:
-    """The other ends of our ``fds``, a member ``name``'s output that a process it started
-    may hold (:data:`Ends`): a pipe by its name, the same at both ends (``pipe:[4242]``);
-    a pty by its terminal's (``/dev/pts/3``), with the terminal's device number (one of
-    that name in another devpts, a container's, is another's). Its number stays ours while
-    we hold the master."""
-    ends: dict[str, tuple[str, int | None]] = {}
+Ends = Mapping[str, End]
+"""What processes that hold members' output hold of it, as their ``/proc/PID/fd`` names it
+(see :func:`far_ends`)."""
+
+
+def far_ends(name: str, fds: Iterable[int], since: int) -> dict[str, End]:
+    """The far ends of our ``fds``, a member ``name``'s output in its run begun at ``since``
+    (clock ticks after boot), which a process it started may hold (:data:`Ends`): a pipe by
+    its name, the same at both ends (``pipe:[4242]``); a pty by its terminal's
+    (``/dev/pts/3``), with its devpts and number. Its number stays ours while we hold the
+    master."""
+    ends: dict[str, End] = {}
     for fd in fds:
         with contextlib.suppress(OSError, ValueError, StopIteration):
             link = os.readlink(f"/proc/self/fd/{fd}")
             if link.startswith("pipe:["):
-                ends[link] = (name, None)
+                ends[link] = End(name, None, since)
                 continue
             with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as info:
                 index = next(line.split()[1] for line in info if line.startswith("tty-index:"))
             terminal = f"/dev/pts/{int(index)}"
-            ends[terminal] = (name, os.stat(terminal).st_rdev)
+            found = os.stat(terminal)
+            ends[terminal] = End(name, (found.st_dev, found.st_rdev), since)
     return ends
+
+
+def ticks_since_boot(monotonic: float) -> int:
+    """``monotonic`` (a ``time.monotonic()`` of this boot) in clock ticks after boot, as
+    ``/proc`` gives start times: a tick early, for what started in the same tick."""
+    boot = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic() + monotonic
+    return int(boot * _CLOCK_TICKS) - 1
 
 
 def find_holding(ends: Ends, pids: Iterable[int], inside: Collection[int] = ()
                  ) -> dict[str, list[Escaped]]:
-    """Per member name, the live processes among ``pids`` that hold one of ``ends`` open,
-    but for those in the process groups ``inside``: what a member started that left both
-    its group and its environment (``setsid env -i``) and still writes to its output.
+    """Per member name, the live processes among ``pids`` that hold one of ``ends`` open
+    for writing, started since the member's run began, but for those in the process groups
+    ``inside``: what a member started that left both its group and its environment
+    (``setsid env -i``) and still writes to its output. (Not a process forked from ours,
+    a program's using the Python API: it holds our reading end.)
 
     Raises:
         OutOfDescriptors: the pass could not be made, or not to its end.
     """
     found: dict[str, list[Escaped]] = {}
+    oldest = min((end.since for end in ends.values()), default=0)
     with _descriptors():
         for pid in pids:
             fields = stat_fields(pid, strict=True)
-            if fields is None or exited(pid, fields) or int(fields[PGRP]) in inside:
+            if (fields is None or exited(pid, fields) or int(fields[PGRP]) in inside
+                    or int(fields[START_TIME]) < oldest):
                 continue
-            name = _holding(pid, ends)
+            started = int(fields[START_TIME])
+            name = _holding(pid, ends, started)
             # (Its start time again: the pid may have gone to a stranger meanwhile.)
-            if name is not None and start_time(pid) == int(fields[START_TIME]):
-                found.setdefault(name, []).append((pid, int(fields[START_TIME])))
+            if name is not None and start_time(pid) == started:
+                found.setdefault(name, []).append((pid, started))
     return found
 
 
-def _holding(pid: int, ends: Ends) -> str | None:
-    """The member whose output (one of ``ends``) process ``pid`` holds, if it holds one."""
+def _holding(pid: int, ends: Ends, started: int) -> str | None:
+    """The member whose output (one of ``ends``) process ``pid``, started at ``started``,
+    holds to write to, if it holds one."""
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError as exc:  # (gone, or not ours to read)
@@ -192,12 +224,25 @@ def _holding(pid: int, ends: Ends) -> str | None:
         path = f"/proc/{pid}/fd/{fd}"
         try:
             end = ends.get(os.readlink(path))
-            if end is not None and (end[1] is None or os.stat(path).st_rdev == end[1]):
-                return end[0]
+            if end is None or started < end.since:
+                continue
+            if end.device is not None:
+                found = os.stat(path)
+                if (found.st_dev, found.st_rdev) == end.device:
+                    return end.member
+            elif _for_writing(pid, fd):
+                return end.member
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):
                 raise
     return None
+
+
+def _for_writing(pid: int, fd: str) -> bool:
+    """Whether ``pid`` holds its descriptor ``fd`` to write to (a pipe's writing end)."""
+    with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as info:
+        flags = next((line.split()[1] for line in info if line.startswith("flags:")), "0")
+    return int(flags, 8) & os.O_ACCMODE != os.O_RDONLY
 
 
 def carrying(run_id: str, pids: Iterable[int], *, before: Unsettled | None = None
