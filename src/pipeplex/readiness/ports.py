@@ -62,7 +62,11 @@ def holders(inodes: frozenset[int], most: int = 3) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
     if not inodes or not proc_is_ours():
         return found
-    for entry in os.listdir("/proc"):
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # (out of descriptors: the message goes without them)
+        return found
+    for entry in entries:
         if not entry.isdigit() or not sockets_of([int(entry)]) & inodes:
             continue
         try:
