@@ -2552,7 +2552,8 @@ def test_what_holds_the_members_output_but_is_no_part_of_it_is_left_alone() -> N
     """The search by held output takes only what writes to the member's output and started
     since its run: not a child the host program forked (multiprocessing's way) with copies
     of pipeplex's reading ends, nor a process of a container's devpts whose terminal has
-    the member's number. Both were sent SIGTERM at the restart as what the member left."""
+    the member's number, nor a person's process that only reads the member's terminal.
+    Each was sent SIGTERM at the restart as what the member left."""
     if subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode != 0:
         pytest.skip("no user namespace to mount a devpts of its own in")
     orphan = "import os, signal; print('orphan', os.getpid(), flush=True); signal.pause()"
@@ -2565,7 +2566,7 @@ def test_what_holds_the_members_output_but_is_no_part_of_it_is_left_alone() -> N
                      "signal.pause()\n")
     pids: list[int] = []
 
-    async def scenario() -> tuple[bool, bool, str, list[str]]:
+    async def scenario() -> tuple[bool, bool, bool, str, list[str]]:
         engine, recorder = _marked_engine(member, grace=5.0, run_id="strangers")
         run = await _running(engine, "m")
         await _seen(engine, recorder, "m", "| orphan")
@@ -2585,20 +2586,32 @@ def test_what_holds_the_members_output_but_is_no_part_of_it_is_left_alone() -> N
             signal.pause()
             os._exit(0)
         pids.append(forked)
+        looker = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import os, signal, sys\n"
+            "os.open(sys.argv[1], os.O_RDONLY | os.O_NOCTTY)\n"
+            "print('looking', flush=True)\n"
+            "signal.pause()\n", terminal[1], stdout=subprocess.PIPE)
+        pids.append(looker.pid)
+        assert looker.stdout is not None
+        await asyncio.wait_for(looker.stdout.readline(), 30)
         await asyncio.wait_for(engine.restart("m"), 30)
-        alive = stranger.returncode is None and not _ended(stranger.pid), not _ended(forked)
+        alive = (stranger.returncode is None and not _ended(stranger.pid), not _ended(forked),
+                 not _ended(looker.pid))
         engine.request_stop()
         assert await asyncio.wait_for(run, 30) == 0
-        stranger.kill()
-        await stranger.wait()
+        for other in (stranger, looker):
+            with contextlib.suppress(ProcessLookupError):  # (ended: it was stopped)
+                other.kill()
+            await other.wait()
         return *alive, said, recorder.notes()
 
     try:
-        stranger_alive, worker_alive, said, notes = asyncio.run(scenario())
+        stranger_alive, worker_alive, looker_alive, said, notes = asyncio.run(scenario())
         assert said.startswith("/dev/pts/"), said  # (its own devpts, the member's number)
         assert stranger_alive, ("the container's process with a terminal of the member's "
                                 f"number was stopped: {notes}")
         assert worker_alive, f"the host's forked worker was stopped: {notes}"
+        assert looker_alive, f"a process reading the member's terminal was stopped: {notes}"
         assert any(n.startswith(f"left 1 process (pid {pids[0]}) outside its process group")
                    for n in notes), notes
     finally:

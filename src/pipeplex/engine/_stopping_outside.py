@@ -150,15 +150,13 @@ class OutsideStopper:
         if found is None:
             # And by their output, for those that ended while it is still open: what
             # dropped its environment too (setsid env -i, a daemon writing over it for its
-            # process title) but writes there, such as a database's busy backend.
-            ends: _escaped.Ends = {
-                name: end for member in members
-                if not member.running and member.started_at is not None
-                and member.output.output_held()
-                for name, end in _escaped.far_ends(
-                    member.name, member.output.readers,
-                    _escaped.ticks_since_boot(member.started_at)).items()}
-            found = await self._look_for(self.run_id, by_name, set(self.checks), ends)
+            # process title) but writes there, such as a database's busy backend. Its ends
+            # are held meanwhile: a pty's number, freed, would go to a stranger's terminal.
+            held = [(member.name, list(member.output.readers), member.spawned_at)
+                    for member in members if not member.running
+                    and member.spawned_at is not None and member.output.output_held()]
+            with _escaped.holding_ends(held) as ends:
+                found = await self._look_for(self.run_id, by_name, set(self.checks), ends)
         if found is None:
             self._reach.out_of_descriptors(members[0])
             return

@@ -49,8 +49,8 @@ from ._proc import (
 
 __all__ = ("EXEC_AGAIN_AFTER", "EXEC_PATIENCE", "SEARCH_SLICE", "End", "Ends", "Escaped",
            "OutOfDescriptors", "Unsettled", "carrying", "far_ends", "find_escaped",
-           "find_holding", "hold", "look_through", "proc_pids", "send", "start_time",
-           "ticks_since_boot")
+           "find_holding", "hold", "holding_ends", "look_through", "proc_pids", "send",
+           "start_time", "ticks_since_boot")
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 """Ticks a second, in which /proc gives start times."""
@@ -177,6 +177,31 @@ def far_ends(name: str, fds: Iterable[int], since: int) -> dict[str, End]:
     return ends
 
 
+@contextlib.contextmanager
+def holding_ends(runs: Iterable[tuple[str, Iterable[int], float]]) -> Iterator[dict[str, End]]:
+    """The far ends (:func:`far_ends`) of the output of each of ``runs`` (a member's name,
+    our ends of its output, and when its spawn began, a ``time.monotonic()``), with a copy
+    of each of our ends held open meanwhile: should the run's last holder close a pty as
+    it is looked for, its number stays ours, where it would go to the next terminal opened
+    anywhere, and that one's process be taken for the member's. An end that cannot be
+    copied (out of descriptors) is not looked for."""
+    copies: list[int] = []
+    ends: dict[str, End] = {}
+    try:
+        for name, fds, spawned_at in runs:
+            since = ticks_since_boot(spawned_at)
+            for fd in fds:
+                try:
+                    copies.append(os.dup(fd))
+                except OSError:
+                    continue
+                ends.update(far_ends(name, copies[-1:], since))
+        yield ends
+    finally:
+        for fd in copies:
+            os.close(fd)
+
+
 def ticks_since_boot(monotonic: float) -> int:
     """``monotonic`` (a ``time.monotonic()`` of this boot) in clock ticks after boot, as
     ``/proc`` gives start times: a tick early, for what started in the same tick."""
@@ -228,9 +253,9 @@ def _holding(pid: int, ends: Ends, started: int) -> str | None:
                 continue
             if end.device is not None:
                 found = os.stat(path)
-                if (found.st_dev, found.st_rdev) == end.device:
-                    return end.member
-            elif _for_writing(pid, fd):
+                if (found.st_dev, found.st_rdev) != end.device:
+                    continue
+            if _for_writing(pid, fd):  # (not a person's cat of it, nor our reading end)
                 return end.member
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):
@@ -239,7 +264,8 @@ def _holding(pid: int, ends: Ends, started: int) -> str | None:
 
 
 def _for_writing(pid: int, fd: str) -> bool:
-    """Whether ``pid`` holds its descriptor ``fd`` to write to (a pipe's writing end)."""
+    """Whether ``pid`` holds its descriptor ``fd`` to write to (a pipe's writing end, a
+    terminal open for writing)."""
     with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as info:
         flags = next((line.split()[1] for line in info if line.startswith("flags:")), "0")
     return int(flags, 8) & os.O_ACCMODE != os.O_RDONLY

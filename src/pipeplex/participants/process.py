@@ -109,6 +109,9 @@ class Process:
         self.verdict = StopVerdict(self)
         """Whose doing the run's end was, once a stop takes it over."""
         self.started_at: float | None = None
+        self.spawned_at: float | None = None
+        """When the spawn of its latest run began (``started_at`` comes once it is done):
+        whatever that run started, started since."""
         self.ended_at: float | None = None
         self.last_run: tuple[float | None, float] | None = None
         """When the latest run that ended began and ended (kept through the next start)."""
@@ -170,6 +173,7 @@ class Process:
             executable = find_executable(argv[0], env)
             if self._guardian is not None:
                 self._guardian.spawning(children)
+            spawned_at = time.monotonic()
             try:
                 # Spawning blocks only for fork+exec, not on the child: fine in the loop.
                 self._popen = spawn(argv, full_terminal=spec.pty == "full",
@@ -212,6 +216,7 @@ class Process:
         self.verdict.new_run()
         self.returncode = None
         self.started_at = time.monotonic()
+        self.spawned_at = spawned_at
         self.ended_at = None
         self._exit_seen = loop.create_future()
         self._done = loop.create_future()
