@@ -686,7 +686,8 @@ def test_a_helper_a_sigterm_handler_starts_holding_the_output_dies_with_pipeplex
     plex = subprocess.Popen(
         [sys.executable, "-m", "pipeplex", "run", "--no-console", "--pty", "false",
          "--run-dir", str(tmp_path / "run"), "-p", f"m=sh {member}"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        bufsize=0)  # (no reading ahead: select then sees what is left to read)
     pid = None
     try:
         _line_with(plex, b"m | up")
