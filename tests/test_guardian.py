@@ -704,6 +704,49 @@ def test_a_helper_a_sigterm_handler_starts_holding_the_output_dies_with_pipeplex
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_one_that_leaves_its_group_in_its_sigterm_handler_gets_no_second_sigterm(
+        tmp_path: Path) -> None:
+    """pipeplex killed: a member's child takes the guardian's SIGTERM, calls setsid() in its
+    handler and cleans up for a moment. Its new group, found by the guardian's next look,
+    is no new process: it is not sent SIGTERM again, which to many programs means "now"."""
+    fifo = tmp_path / "said.fifo"
+    os.mkfifo(fifo)
+    gate = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # (never EOF, never blocks)
+    child = tmp_path / "child.py"
+    child.write_text(  # (its clean-up takes 0.3 s: the pace under test, no wait of ours)
+        "import os, signal, sys\n"
+        "out = os.open(sys.argv[1], os.O_WRONLY)\n"
+        "def term(*_):\n"
+        "    os.setsid()\n"
+        "    os.write(out, b'term\\n')\n"
+        "    again = signal.sigtimedwait([signal.SIGTERM], 0.3)\n"
+        "    os.write(out, b'again\\n' if again else b'clean\\n')\n"
+        "    os._exit(0)\n"
+        "signal.signal(signal.SIGTERM, term)\n"
+        "os.write(out, b'up\\n')\n"
+        "while True:\n"
+        "    signal.pause()\n")
+    member = f"{shlex.quote(sys.executable)} {child} {fifo} & wait"
+    plex = subprocess.Popen(
+        [sys.executable, "-m", "pipeplex", "run", "--no-console", "--run-dir",
+         str(tmp_path / "run"), "-p", f"m=sh -c {shlex.quote(member)}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    said = b""
+    try:
+        while b"up\n" not in said:
+            assert select.select([gate], [], [], DEADLINE)[0], said
+            said += os.read(gate, 100)
+        plex.kill()
+        plex.wait()
+        while b"clean\n" not in said and b"again\n" not in said:
+            assert select.select([gate], [], [], DEADLINE)[0], said
+            said += os.read(gate, 100)
+    finally:
+        _end(plex)
+        os.close(gate)
+    assert said == b"up\nterm\nclean\n", said
+
+
 async def _passes(count: int) -> None:
     """Let the loop run ``count`` passes (what is readable now is handled meanwhile)."""
     loop = asyncio.get_running_loop()

@@ -616,24 +616,26 @@ class Stop:
                 pass
 
     def follow(self) -> None:
-        """While they answer SIGTERM: look below them again, and give what is new the
-        SIGTERM the others got. A handler may start a helper in a session of its own and
-        without the run's id, then exit: the helper is found while its parent lives (a
-        look each pass, 20 ms apart) or while it holds a member's output pipe; one whose
-        parent exits in the moment between two looks goes to PID 1, below nothing
-        followed."""
-        before, groups = set(self.known), set(self.groups)
-        self.look_again()
-        for sig in (signal.SIGTERM, signal.SIGCONT):
-            for pgid in self.groups - groups:
+        """While they answer SIGTERM: look below them again, and stop (SIGSTOP) what is new,
+        to be killed with the rest. A handler may start a helper in a session of its own
+        and without the run's id, then exit: the helper is found while its parent lives
+        (a look each pass, some 20 ms apart, more with hundreds of processes to read) or
+        while it holds a member's output pipe; one whose parent exits between two looks
+        goes to PID 1, below nothing followed. What is new gets no SIGTERM of its own: one
+        that answered it by handing off to a process of its own in a new session, and
+        exiting, would leave that one outside too; stopped, it forks nothing more. (Nor
+        does a group a process of theirs made since, with setsid in its handler: it had its
+        SIGTERM.)"""
+        for _ in range(5):
+            before = set(self.known)
+            self.look_again()
+            new = self.known - before
+            if not new:
+                return
+            for pid, when in new:
                 try:
-                    os.killpg(pgid, sig)
-                except OSError:
-                    pass
-            for pid, when in self.known - before:
-                try:  # (not one that had it with its group: a second SIGTERM means "now")
-                    if started(pid) == when and os.getpgid(pid) not in self.groups:
-                        os.kill(pid, sig)
+                    if started(pid) == when:
+                        os.kill(pid, signal.SIGSTOP)
                 except OSError:
                     pass
 

@@ -357,9 +357,10 @@ class Stopper:
         if self._force.done():
             what = "sent SIGKILL to the processes left in its process group"
         else:
-            what = (f"processes left in its process group ignored {_asked(member)} for "
-                    f"{seconds_waited(loop.time() - termed_at, grace, slack=HELD_UP)} s; sent them "
-                    "SIGKILL")
+            # ("still ran", not "ignored": one may have been forked since the signal)
+            waited = seconds_waited(loop.time() - termed_at, grace, slack=HELD_UP)
+            what = (f"processes left in its process group still ran {waited} s after "
+                    f"{_asked(member)}; sent them SIGKILL")
         try:
             member.signal_to_stop(signal.SIGKILL)
         except SignalRefused as refused:  # (those that took SIGTERM were ours)
